@@ -1,0 +1,1 @@
+"""The HTTP face of central: routers, their dependencies and the error mapping."""

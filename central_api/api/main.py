@@ -1,0 +1,11 @@
+"""The versioned API: every resource router under one prefix, mounted by create_app."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from central_api.api.routes import stock, sync
+
+api_router = APIRouter()
+api_router.include_router(sync.router)
+api_router.include_router(stock.router)

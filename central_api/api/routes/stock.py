@@ -1,0 +1,30 @@
+"""``/api/v1/stock``: balances per (site, location, item, lot) as the ledgers sum them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from central_api.api.deps import ConnDep
+from central_api.schemas import StockBalanceOut
+from central_api.services.stock import list_balances
+
+router = APIRouter(prefix="/stock", tags=["stock"])
+
+
+@router.get("")
+def read_stock(
+    connection: ConnDep,
+    site_id: Annotated[str | None, Query(max_length=32)] = None,
+    item: Annotated[str | None, Query(max_length=64)] = None,
+    lot: Annotated[
+        str | None,
+        Query(max_length=40, description='"" for stock kept without a lot; omit for any lot'),
+    ] = None,
+    location: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[StockBalanceOut]:
+    """Balances matching every filter given, ordered by site, location, item, lot."""
+    return list_balances(
+        connection=connection, site_id=site_id, item=item, lot=lot, location=location
+    )

@@ -1,0 +1,43 @@
+"""``/api/v1/sync``: where edges push their ledgers and learn how far central holds them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from central_api.api.deps import ConnDep
+from central_api.schemas import SyncAckOut
+from central_api.services.ingest import ingest_batch
+from central_api.services.stock import site_watermark
+from jxc.contract import PushAck, PushBatch
+
+router = APIRouter(prefix="/sync", tags=["sync"])
+
+_DETAIL: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The batch would leave a gap in the site's seq; detail names it."},
+    422: {"description": "The batch breaks the wire contract; message names each field."},
+    503: {"description": "The database is unavailable; retry with backoff."},
+}
+
+
+@router.post("/events", responses=_DETAIL)
+def push_events(batch: PushBatch, connection: ConnDep) -> PushAck:
+    """Merge a contiguous run of one site's ledger; replays change nothing.
+
+    Every event gets a verdict (accepted, duplicate, conflict, invalid). The edge may mark
+    as synced every seq up to ``acked_through_seq`` in the answer.
+    """
+    return ingest_batch(connection=connection, batch=batch, received_at=datetime.now(UTC))
+
+
+@router.get(
+    "/ack",
+    responses={404: {"description": "Central has never received an event from this site."}},
+)
+def read_ack(
+    site_id: Annotated[str, Query(min_length=1, max_length=32)], connection: ConnDep
+) -> SyncAckOut:
+    """The site's push watermark, for an edge restored from a backup to resume from."""
+    return site_watermark(connection=connection, site_id=site_id)

@@ -1,0 +1,25 @@
+"""Settings of the central service, read once from the environment.
+
+One pydantic-settings class, so a deployment (systemd unit, compose file) and the command
+line set the same names: ``JXC_CENTRAL_DATABASE_URL`` and ``--database-url`` are one knob.
+"""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where central keeps its data and where it listens."""
+
+    model_config = SettingsConfigDict(env_prefix="JXC_CENTRAL_", extra="ignore")
+
+    database_url: str = "sqlite:///var/central.db"
+    """SQLite for a single site needs nothing installed; a chain points this at
+    ``postgresql+psycopg://...``. A relative SQLite path is relative to the working
+    directory, and its parent directory is created on first use."""
+
+    host: str = "127.0.0.1"
+    """Loopback by default: exposing the ledger to the network is a deliberate choice."""
+
+    port: int = 8700

@@ -1,0 +1,180 @@
+"""Engines for SQLite and PostgreSQL from one URL, and the schema upgrade.
+
+The same code runs on both databases; only what each needs to be safe differs:
+
+* SQLite runs in WAL mode with ``synchronous=FULL`` (an acked push survives power loss),
+  waits up to five seconds for a lock instead of failing, and enforces foreign keys.
+  pysqlite's own transaction handling is switched off (the recipe in SQLAlchemy's SQLite
+  dialect documentation) so that we emit ``BEGIN`` ourselves: a write transaction starts
+  with ``BEGIN IMMEDIATE`` and takes the write lock up front. A deferred transaction that
+  reads and then writes can be refused with "database is locked" no matter how long it
+  waits, because another writer committed after its snapshot; taking the lock first
+  makes concurrent pushes queue instead.
+* PostgreSQL goes through psycopg 3, with pre-ping so a restarted server costs one
+  reconnect rather than a failed request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.pool import ConnectionPoolEntry
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+log = logging.getLogger("central_api.db")
+
+WRITE_INTENT = "jxc_write_intent"
+"""Connection execution option read by the SQLite ``begin`` hook; see write_transaction."""
+
+_SQLITE_PRAGMAS = (
+    # busy_timeout first: switching to WAL itself needs a lock another process may hold.
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+)
+
+_MIGRATION_LOCK_KEY = 0x6A78_6300_0001
+"""pg_advisory_xact_lock key, so central processes started together migrate one by one."""
+
+
+def create_db_engine(url: str | URL, **engine_options: Any) -> Engine:
+    """Make the engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        _ensure_sqlite_directory(parsed)
+        engine = create_engine(parsed, **engine_options)
+        _install_sqlite_hooks(engine)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            # Bare postgresql:// would pick psycopg2, which the project does not ship.
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        options: dict[str, Any] = {
+            "pool_pre_ping": True,
+            "connect_args": {"connect_timeout": 5},
+            # Ingest waits on the site row, then must see what the push it waited for
+            # committed; under REPEATABLE READ (a possible server default) it would not.
+            "isolation_level": "READ COMMITTED",
+        }
+        options.update(engine_options)
+        return create_engine(parsed, **options)
+    raise ValueError(
+        f"unsupported database {backend!r}: use sqlite:///path/to/file.db "
+        "or postgresql+psycopg://user@host/dbname"
+    )
+
+
+def _ensure_sqlite_directory(url: URL) -> None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # None hands transaction control to the "begin" hook below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in _SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        writes = connection.get_execution_options().get(WRITE_INTENT, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+@contextmanager
+def write_transaction(connection: Connection) -> Iterator[Connection]:
+    """Run a transaction that will write, committing on success.
+
+    On SQLite it starts with ``BEGIN IMMEDIATE`` (see the module docstring); on
+    PostgreSQL it is an ordinary transaction and callers lock the rows they need.
+    ``connection`` must not be inside a transaction already.
+    """
+    connection.execution_options(**{WRITE_INTENT: True})
+    try:
+        with connection.begin():
+            yield connection
+    finally:
+        connection.execution_options(**{WRITE_INTENT: False})
+
+
+def upgrade_database(url: str | URL, revision: str = "head") -> None:
+    """Bring the schema at ``url`` up to ``revision``, all in one transaction.
+
+    Safe to call at every start and from several processes at once: SQLite serialises
+    them with its write lock, PostgreSQL with an advisory lock, and a schema already at
+    ``revision`` is left untouched.
+    """
+    plugins_log = logging.getLogger("alembic.runtime.plugins")
+    if plugins_log.level == logging.NOTSET:
+        # It announces each built-in plugin at INFO on every start: noise in a service log.
+        plugins_log.setLevel(logging.WARNING)
+    from alembic import command  # noqa: PLC0415 - alembic is needed only here
+
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection, write_transaction(connection):
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+    log.info(
+        "database schema is current",
+        extra={"database": make_url(url).render_as_string(hide_password=True)},
+    )
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration, built in code so no ``alembic.ini`` has to ship."""
+    from alembic.config import Config  # noqa: PLC0415
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    return config
+
+
+class SchemaNotCurrentError(RuntimeError):
+    """The database is reachable but its schema is not the one this code was written for."""
+
+
+def check_schema_current(engine: Engine) -> None:
+    """Raise SchemaNotCurrentError unless the database is at the newest migration.
+
+    Without this a service started on an empty or older database would answer every
+    request with "no such table" as if the database were merely down.
+    """
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    expected = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    with engine.connect() as connection:
+        found = set(MigrationContext.configure(connection).get_current_heads())
+    if found != expected:
+        where = engine.url.render_as_string(hide_password=True)
+        raise SchemaNotCurrentError(
+            f"database {where} is at schema revision {', '.join(sorted(found)) or 'none'}, "
+            f"this central needs {', '.join(sorted(expected))}: "
+            f"run `jxc central migrate --database-url {where}` "
+            "(`jxc central serve` does it at start)"
+        )

@@ -1,0 +1,69 @@
+"""The central FastAPI application, made by a factory rather than at import.
+
+A module-level app would open ``var/central.db`` the moment anything imported this
+module; a factory lets the CLI, tests and ``uvicorn --factory central_api.main:create_app``
+each say which database to use.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from central_api.api.errors import install_error_handlers
+from central_api.api.main import api_router
+from central_api.api.routes import health
+from central_api.core.config import Settings
+from central_api.db import check_schema_current, create_db_engine
+from jxc import __version__
+
+API_PREFIX = "/api/v1"
+
+log = logging.getLogger("central_api.main")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app on ``settings`` (the environment's if omitted).
+
+    The engine is made here and disposed when the app shuts down. The schema is checked
+    at start but never changed: ``jxc central serve`` runs the migrations before it starts
+    the app, and tests call :func:`~central_api.db.upgrade_database` themselves.
+    """
+    settings = settings if settings is not None else Settings()
+    engine = create_db_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            _refuse_stale_schema(engine)
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(title="jxc central", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(api_router, prefix=API_PREFIX)
+    return app
+
+
+def _refuse_stale_schema(engine: Engine) -> None:
+    """Fail at start on an unmigrated database, but start anyway on an unreachable one.
+
+    A database that is down may come back, and /healthz says 503 meanwhile; a schema that
+    is missing or old will not fix itself, so it is better to stop with the remedy named.
+    """
+    try:
+        check_schema_current(engine)
+    except (OperationalError, InterfaceError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        log.warning(
+            "database unreachable at start; serving 503 until it is back", extra={"reason": reason}
+        )

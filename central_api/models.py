@@ -1,0 +1,160 @@
+"""The central tables, as SQLAlchemy Core, and the exact-decimal column type.
+
+Core rather than the ORM: ingest is set-oriented (look up a batch's ids in one query,
+insert with executemany, upsert balances per key), and rows never live long enough in
+Python to need identity tracking. The Alembic migrations in ``central_api/migrations``
+create exactly this schema; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from decimal import Context, Decimal, Inexact, InvalidOperation
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+from jxc.contract import DECIMAL_PLACES
+
+NO_LOT = ""
+"""How "no lot" is stored in a balance key: NULL is never equal to NULL, so a key column
+holding NULL would let the same untracked stock appear twice on either database."""
+
+_BIGINT_LIMIT = 2**63
+_EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
+"""Wide enough for any BIGINT in micro-units; traps turn silent rounding into an error."""
+
+
+def to_micro_units(value: Decimal | int) -> int:
+    """Scale an exact amount to the integer the database stores, refusing any loss.
+
+    The wire contract already limits amounts to six places; this check is the last line,
+    for values that reach the table from anywhere else.
+    """
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise TypeError(
+            f"an amount must be a Decimal or an int, not {type(value).__name__}: "
+            "floats cannot be stored exactly"
+        )
+    amount = Decimal(value)
+    if not amount.is_finite():
+        raise ValueError(f"{amount} is not a finite amount")
+    try:
+        scaled = amount.scaleb(DECIMAL_PLACES, context=_EXACT)
+        integral = scaled.to_integral_value(context=_EXACT)
+    except Inexact:
+        raise ValueError(f"{amount} has more digits than the database can hold") from None
+    if scaled != integral:
+        raise ValueError(f"{amount} has more than {DECIMAL_PLACES} decimal places")
+    micro = int(integral)
+    if not -_BIGINT_LIMIT <= micro < _BIGINT_LIMIT:
+        raise ValueError(f"{amount} is too large to store")
+    return micro
+
+
+def from_micro_units(value: int) -> Decimal:
+    """The Decimal an integer column means, in its shortest spelling (``3.75``, not
+    ``3.750000``), so that API output matches what the edge sent."""
+    amount = Decimal(value).scaleb(-DECIMAL_PLACES, context=_EXACT)
+    if amount == amount.to_integral_value():
+        return amount.quantize(Decimal(1))
+    return amount.normalize(context=_EXACT)
+
+
+class MicroUnits(TypeDecorator[Decimal]):
+    """A quantity or money amount stored as a BIGINT count of millionths.
+
+    Integers sum exactly on SQLite, which has no true decimal type, and compare and index
+    cheaply on PostgreSQL; one representation keeps the two databases interchangeable.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
+        return None if value is None else to_micro_units(value)
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else from_micro_units(int(value))
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+"""Named constraints, so a later migration can drop or alter them by a known name."""
+
+# One row per site; locked while a push from that site is ingested.
+site_sync_state = Table(
+    "site_sync_state",
+    metadata,
+    Column("site_id", String(32), primary_key=True),
+    Column("acked_through_seq", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every movement ever pushed, immutable; (site_id, seq) is each site's ledger.
+ledger_events = Table(
+    "ledger_events",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column(
+        "site_id",
+        String(32),
+        ForeignKey(site_sync_state.c.site_id),
+        nullable=False,
+    ),
+    Column("seq", BigInteger, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("item", String(64), nullable=False),
+    Column("lot", String(40), nullable=True),
+    Column("expiry", Date, nullable=True),
+    Column("location", String(64), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("unit_cost", MicroUnits, nullable=True),
+    Column("ref", String(128), nullable=True),
+    Column("device_id", String(64), nullable=True),
+    Column("actor", String(64), nullable=True),
+    Column("content_digest", String(64), nullable=False),
+    UniqueConstraint("site_id", "seq"),
+)
+
+# Sum of ledger_events.qty per key, kept in the ingest transaction.
+stock_balances = Table(
+    "stock_balances",
+    metadata,
+    Column(
+        "site_id",
+        String(32),
+        ForeignKey(site_sync_state.c.site_id),
+        nullable=False,
+    ),
+    Column("location", String(64), nullable=False),
+    Column("item", String(64), nullable=False),
+    Column("lot", String(40), nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("site_id", "location", "item", "lot"),
+    Index(None, "site_id", "item"),
+)

@@ -1,0 +1,321 @@
+"""A barcode scanner on a serial line (RS-232, USB-CDC or a pty standing in for one).
+
+The driver only moves bytes and keeps the device's health; what the bytes mean is
+:mod:`device_drivers.scanners.framing`. It opens the port lazily and, when the port fails,
+keeps trying with exponential backoff, so a scanner unplugged mid-shift comes back on its
+own and the station loop calling :meth:`SerialLineScanner.read_scan` never sees an
+exception. It never writes to the port: an unknown device must not be probed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import serial
+
+from device_drivers.errors import DeviceConfigError, RejectedInputError
+from device_drivers.scanners.base import Gs1Mode, Scan, ScanErrorReason
+from device_drivers.scanners.framing import (
+    DiscardedLine,
+    LineFrame,
+    LineFramer,
+    check_fnc1_separator,
+    parse_line,
+)
+from device_drivers.status import DeviceState, DeviceStatus
+
+__all__ = ["SerialLineScanner", "SerialScannerConfig", "Terminator"]
+
+log = logging.getLogger("device_drivers.scanner")
+
+Terminator = Literal["CR", "LF", "CRLF"]
+
+_DEGRADED_AFTER = 3
+"""Discarded lines in a row before a connected scanner counts as degraded: one smudge is
+noise, a run of them is a wrong baud rate or a bad cable."""
+
+
+@dataclass(frozen=True, slots=True)
+class SerialScannerConfig:
+    """How one serial scanner is wired and set up.
+
+    ``port`` should be a stable name (``/dev/serial/by-id/...`` or a symlink to it), since
+    ``/dev/ttyUSB0`` renumbers after a reboot. ``terminator`` documents what the scanner is
+    set to send; the framer accepts CR, LF and CRLF alike, so a mismatch does not lose scans.
+    """
+
+    device_id: str
+    port: str | os.PathLike[str]
+    baudrate: int = 9600
+    terminator: Terminator = "CR"
+    max_length: int = 256
+    half_line_timeout: float = 0.3
+    fnc1_separator: str = "\x1d"
+    gs1: Gs1Mode = "auto"
+    reconnect_min_delay: float = 0.1
+    reconnect_max_delay: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.device_id:
+            raise DeviceConfigError("device_id must not be empty")
+        if not os.fspath(self.port):
+            raise DeviceConfigError(f"{self.device_id}: port must not be empty")
+        if self.baudrate <= 0:
+            raise DeviceConfigError(f"{self.device_id}: baudrate must be positive")
+        if self.terminator not in get_args(Terminator):
+            raise DeviceConfigError(
+                f"{self.device_id}: terminator must be CR, LF or CRLF, got {self.terminator!r}"
+            )
+        if self.gs1 not in get_args(Gs1Mode):
+            raise DeviceConfigError(
+                f"{self.device_id}: gs1 must be auto, always or never, got {self.gs1!r}"
+            )
+        if self.max_length < 1 or self.half_line_timeout <= 0:
+            raise DeviceConfigError(
+                f"{self.device_id}: max_length and half_line_timeout must be positive"
+            )
+        if not 0 < self.reconnect_min_delay <= self.reconnect_max_delay:
+            raise DeviceConfigError(
+                f"{self.device_id}: need 0 < reconnect_min_delay <= reconnect_max_delay"
+            )
+        check_fnc1_separator(self.fnc1_separator)
+
+
+class SerialLineScanner:
+    """:class:`~device_drivers.scanners.base.Scanner` over pyserial.
+
+    Call ``read_scan`` from one thread (the station loop); ``status`` and ``close`` are
+    safe from any other, so a status page can look and shutdown can interrupt a read.
+    """
+
+    def __init__(self, config: SerialScannerConfig) -> None:
+        self.config = config
+        self._port: serial.Serial | None = None
+        self._framer = self._new_framer()
+        self._ready: deque[Scan] = deque()
+        self._io_lock = threading.Lock()
+        self._counter_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._state: DeviceState = "disconnected"
+        self._has_connected = False
+        self._open_failed = False
+        self._next_attempt_at = 0.0
+        self._retry_delay = config.reconnect_min_delay
+        self._connected_at = 0.0
+        self._discards_in_a_row = 0
+        self._scans = 0
+        self._errors: dict[str, int] = dict.fromkeys(get_args(ScanErrorReason), 0)
+        self._last_error: str | None = None
+        self._reconnects = 0
+
+    def __enter__(self) -> SerialLineScanner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def read_scan(self, timeout: float) -> Scan | None:
+        """Wait up to ``timeout`` seconds for the next good scan."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._io_lock:
+            while not self._closing.is_set():
+                if self._ready:
+                    return self._ready.popleft()
+                now = time.monotonic()
+                port = self._port if self._port is not None else self._try_open(now)
+                if port is None:
+                    if now >= deadline:
+                        return None
+                    self._closing.wait(max(min(deadline, self._next_attempt_at) - now, 0.0))
+                    continue
+                self._receive(port, self._read_wait(now, deadline))
+                if self._ready:
+                    return self._ready.popleft()
+                if time.monotonic() >= deadline:
+                    return None
+        return None
+
+    def status(self) -> DeviceStatus:
+        """A snapshot, consistent even while another thread is reading."""
+        with self._counter_lock:
+            return DeviceStatus(
+                device_id=self.config.device_id,
+                state=self._state,
+                scans=self._scans,
+                errors=dict(self._errors),
+                last_error=self._last_error,
+                reconnects=self._reconnects,
+            )
+
+    def close(self) -> None:
+        """Release the port for good; a blocked ``read_scan`` returns ``None`` promptly."""
+        self._closing.set()
+        port = self._port
+        if port is not None:
+            # Best effort: the reader also sees the closing flag when its wait ends.
+            with contextlib.suppress(OSError, AttributeError, TypeError):
+                port.cancel_read()
+        with self._io_lock:
+            self._drop_port()
+            with self._counter_lock:
+                self._state = "disconnected"
+
+    # -- transport -------------------------------------------------------------------
+
+    def _try_open(self, now: float) -> serial.Serial | None:
+        if now < self._next_attempt_at:
+            return None
+        path = os.fspath(self.config.port)
+        try:
+            port = serial.Serial(
+                path,
+                baudrate=self.config.baudrate,
+                bytesize=serial.EIGHTBITS,
+                parity=serial.PARITY_NONE,
+                stopbits=serial.STOPBITS_ONE,
+                timeout=0,
+                exclusive=True,
+            )
+        except (serial.SerialException, OSError, ValueError) as exc:
+            self._next_attempt_at = now + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, self.config.reconnect_max_delay)
+            self._note_io_failure(
+                f"cannot open {path}: {exc}", first_in_streak=not self._open_failed
+            )
+            self._open_failed = True
+            return None
+        self._port = port
+        self._framer = self._new_framer()  # bytes from before the outage are not a line
+        self._open_failed = False
+        self._connected_at = now
+        self._discards_in_a_row = 0
+        with self._counter_lock:
+            if self._has_connected:
+                self._reconnects += 1
+            self._has_connected = True
+            self._state = "connected"
+        log.info(
+            "scanner connected on %s",
+            path,
+            extra={"device": self.config.device_id, "event": "device_connected"},
+        )
+        return port
+
+    def _read_wait(self, now: float, deadline: float) -> float:
+        # Wake up in time to declare a pending partial line a half line, even if the
+        # caller is willing to wait longer.
+        wake_at = deadline
+        half_line_at = self._framer.deadline()
+        if half_line_at is not None:
+            wake_at = min(wake_at, half_line_at)
+        return max(wake_at - now, 0.0)
+
+    def _receive(self, port: serial.Serial, wait: float) -> None:
+        try:
+            port.timeout = wait
+            chunk = port.read(1)
+            if chunk:
+                waiting = port.in_waiting
+                if waiting:
+                    chunk += port.read(waiting)
+        except Exception as exc:  # whatever the port throws, the scanner is gone
+            if self._closing.is_set():
+                return
+            self._drop_port()
+            self._open_failed = True  # the retries that follow belong to this outage
+            now = time.monotonic()
+            if now - self._connected_at >= self.config.reconnect_max_delay:
+                self._retry_delay = self.config.reconnect_min_delay
+            self._next_attempt_at = now + self._retry_delay
+            self._note_io_failure(
+                f"lost {os.fspath(self.config.port)}: {exc}", first_in_streak=True
+            )
+            return
+        now = time.monotonic()
+        received_at = datetime.datetime.now(datetime.UTC)
+        if chunk:
+            # Only a port that delivers data earns a fast retry next time; one that opens
+            # and dies at once keeps backing off instead of spinning.
+            self._retry_delay = self.config.reconnect_min_delay
+        events = self._framer.feed(chunk, now) if chunk else self._framer.expire(now)
+        for event in events:
+            if isinstance(event, LineFrame):
+                self._accept_line(event.raw, received_at)
+            else:
+                self._discard(event)
+
+    def _drop_port(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            # Closing a dead port may fail; it is gone either way.
+            with contextlib.suppress(Exception):
+                port.close()
+
+    def _new_framer(self) -> LineFramer:
+        return LineFramer(
+            max_length=self.config.max_length,
+            half_line_timeout=self.config.half_line_timeout,
+            fnc1_separator=self.config.fnc1_separator,
+        )
+
+    # -- accounting ------------------------------------------------------------------
+
+    def _accept_line(self, raw: bytes, received_at: datetime.datetime) -> None:
+        self._discards_in_a_row = 0  # a well-framed line shows the wire itself is fine
+        try:
+            scan = parse_line(
+                raw,
+                device_id=self.config.device_id,
+                received_at=received_at,
+                fnc1_separator=self.config.fnc1_separator,
+                gs1=self.config.gs1,
+            )
+        except RejectedInputError as exc:
+            self._count_error(exc.reason, exc.detail, sample=raw)
+            return
+        with self._counter_lock:
+            self._scans += 1
+            self._state = "connected"
+        self._ready.append(scan)
+
+    def _discard(self, event: DiscardedLine) -> None:
+        self._discards_in_a_row += 1
+        self._count_error(event.reason, "line discarded", sample=event.sample)
+        if self._discards_in_a_row >= _DEGRADED_AFTER:
+            with self._counter_lock:
+                if self._state == "connected":
+                    self._state = "degraded"
+
+    def _count_error(self, reason: str, detail: str, *, sample: bytes) -> None:
+        with self._counter_lock:
+            self._errors[reason] = self._errors.get(reason, 0) + 1
+            self._last_error = f"{reason}: {detail}"
+        log.warning(
+            "scanner line rejected (%s): %s",
+            reason,
+            detail,
+            extra={"device": self.config.device_id, "reason": reason, "sample": repr(sample)},
+        )
+
+    def _note_io_failure(self, detail: str, *, first_in_streak: bool) -> None:
+        # Count each outage once, not each retry: a scanner left unplugged overnight
+        # should not read as thousands of errors.
+        with self._counter_lock:
+            self._state = "disconnected"
+            self._last_error = f"io: {detail}"
+            if first_in_streak:
+                self._errors["io"] += 1
+        if first_in_streak:
+            log.warning(
+                "scanner unavailable: %s",
+                detail,
+                extra={"device": self.config.device_id, "reason": "io"},
+            )

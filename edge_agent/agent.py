@@ -1,0 +1,154 @@
+"""The edge agent process: devices feed stations, stations write the ledger, jobs sync it.
+
+Device I/O runs in one thread per device, the push job in APScheduler's thread, and the
+status page in its own: the ledger's single writer connection (guarded by its lock) is the
+only thing they share. A failing device or an unreachable central never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from apscheduler.schedulers.background import BackgroundScheduler
+from pydantic import ValidationError
+
+from device_drivers.scanners import Scanner, SerialLineScanner, SerialScannerConfig
+from edge_agent.config import SerialScannerSection, SiteConfig
+from edge_agent.ledger import Ledger, LedgerError
+from edge_agent.stations.receiving import ReceivingStation
+from edge_agent.status_page import StatusServer
+from edge_agent.sync import Pusher
+from jxc import __version__
+
+log = logging.getLogger("edge_agent")
+
+SCAN_POLL_S = 0.25
+
+
+def open_scanner(section: SerialScannerSection) -> Scanner:
+    """Build the configured scanner driver (one driver today; entry points come with #4)."""
+    return SerialLineScanner(
+        SerialScannerConfig(
+            device_id=section.id,
+            port=str(section.port),
+            baudrate=section.baudrate,
+            terminator=section.terminator,
+            max_length=section.max_length,
+            half_line_timeout=section.half_line_timeout_s,
+            fnc1_separator=section.fnc1_separator,
+            gs1=section.gs1,
+        )
+    )
+
+
+class EdgeAgent:
+    """Everything one site runs, started and stopped as a unit."""
+
+    def __init__(self, config: SiteConfig) -> None:
+        self.config = config
+        self.started_at = datetime.now(UTC)
+        self.ledger = Ledger(config.ledger.path, site_id=config.site.id)
+        self.station = ReceivingStation(
+            self.ledger, location=config.receiving.location, uom=config.receiving.uom
+        )
+        self.client = httpx.Client(
+            base_url=str(config.central.url).rstrip("/"), timeout=config.central.timeout_s
+        )
+        self.pusher = Pusher(
+            self.ledger,
+            self.client,
+            batch_size=config.sync.batch_size,
+            max_backoff_s=config.sync.max_backoff_s,
+        )
+        self.scanners: list[Scanner] = [open_scanner(s) for s in config.devices.scanners]
+        self.rejected_scans = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+        self.status_server = StatusServer(config.status.host, config.status.port, self.status)
+
+    def start(self) -> None:
+        for scanner in self.scanners:
+            thread = threading.Thread(
+                target=self._read_scans, args=(scanner,), name=f"scanner-{id(scanner)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        self._scheduler.add_job(
+            self.pusher.run,
+            "interval",
+            seconds=self.config.sync.push_interval_s,
+            id="push",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(self.config.sync.push_interval_s * 5)),
+            next_run_time=datetime.now(UTC),
+        )
+        self._scheduler.start()
+        self.status_server.start()
+        log.info(
+            "edge agent started",
+            extra={
+                "site": self.config.site.id,
+                "ledger": str(self.ledger.path),
+                "central": str(self.config.central.url),
+                "status_url": self.status_server.url,
+            },
+        )
+
+    def _read_scans(self, scanner: Scanner) -> None:
+        while not self._stop.is_set():
+            scan = scanner.read_scan(timeout=SCAN_POLL_S)
+            if scan is None:
+                continue
+            try:
+                self.station.on_scan(scan)
+            except (ValidationError, LedgerError) as exc:
+                # The scan was read fine but cannot be a movement (e.g. a code too long to
+                # be an item): count it and tell the log, never record half of it.
+                self.rejected_scans += 1
+                log.warning(
+                    "scan refused by the receiving station",
+                    extra={"device": scan.device_id, "data": scan.data[:80], "reason": str(exc)},
+                )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._scheduler.shutdown(wait=True)
+        for thread in self._threads:
+            thread.join(timeout=2)
+        for scanner in self.scanners:
+            scanner.close()
+        self.status_server.stop()
+        self.client.close()
+        self.ledger.close()
+        log.info("edge agent stopped", extra={"site": self.config.site.id})
+
+    def wait(self) -> None:
+        self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def status(self) -> dict[str, Any]:
+        counts = self.ledger.counts()
+        return {
+            "status": "ok",
+            "version": __version__,
+            "site_id": self.config.site.id,
+            "started_at": self.started_at.isoformat(),
+            "central": str(self.config.central.url),
+            "ledger": {
+                "path": str(self.ledger.path),
+                "last_seq": counts.last_seq,
+                "pending": counts.pending,
+                "synced_through": counts.synced_through,
+            },
+            "sync": self.pusher.state.as_dict(),
+            "scanners": [s.status().as_dict() for s in self.scanners],
+            "rejected_scans": self.rejected_scans,
+        }

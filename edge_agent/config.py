@@ -1,0 +1,102 @@
+"""A site's configuration, read from one TOML file (see ``deploy/sites/``).
+
+Relative paths in the file are taken relative to the file itself, so a site directory can
+be moved or copied whole and still work.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+
+from jxc.contract import Code, SiteId
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteSection(_Section):
+    id: SiteId
+    name: str = ""
+
+
+class CentralSection(_Section):
+    url: HttpUrl = HttpUrl("http://127.0.0.1:8700")
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+
+class SyncSection(_Section):
+    push_interval_s: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    batch_size: Annotated[int, Field(ge=1, le=5000)] = 500
+    max_backoff_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
+class LedgerSection(_Section):
+    path: Path = Path("ledger.db")
+
+
+class StatusSection(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8701
+    """0 picks a free port (it is printed at start and shown by /healthz)."""
+
+
+class ReceivingSection(_Section):
+    location: Code = "RECEIVING"
+    uom: Annotated[str, Field(min_length=1, max_length=16)] = "EA"
+
+
+class SerialScannerSection(_Section):
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    driver: Literal["serial-line"] = "serial-line"
+    port: Path
+    baudrate: int = 9600
+    terminator: Literal["CR", "LF", "CRLF"] = "CR"
+    max_length: Annotated[int, Field(ge=8, le=4096)] = 256
+    half_line_timeout_s: Annotated[float, Field(gt=0, le=10)] = 0.3
+    fnc1_separator: Annotated[str, Field(min_length=1, max_length=1)] = "\x1d"
+    gs1: Literal["auto", "always", "never"] = "auto"
+
+
+class DevicesSection(_Section):
+    scanners: list[SerialScannerSection] = []
+
+
+class SiteConfig(_Section):
+    site: SiteSection
+    central: CentralSection = CentralSection()
+    sync: SyncSection = SyncSection()
+    ledger: LedgerSection = LedgerSection()
+    status: StatusSection = StatusSection()
+    receiving: ReceivingSection = ReceivingSection()
+    devices: DevicesSection = DevicesSection()
+
+
+class ConfigError(Exception):
+    """The site file is missing or wrong; the message says where."""
+
+
+def load_site_config(path: Path) -> SiteConfig:
+    """Read and validate a site file, resolving relative paths against its folder."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such site file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        config = SiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None
+    base = path.resolve().parent
+    config.ledger.path = base / config.ledger.path
+    for scanner in config.devices.scanners:
+        scanner.port = base / scanner.port
+    return config

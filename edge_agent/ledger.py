@@ -1,0 +1,225 @@
+"""The site's local ledger: immutable movement events and the outbox of unsynced ones.
+
+Invariants, kept by doing every change in one SQLite transaction:
+
+* ``seq`` is gapless per site: it is taken as ``max(seq) + 1`` inside the same
+  ``BEGIN IMMEDIATE`` transaction that inserts the event, so no other writer can interleave.
+* The outbox is exactly the unsynced tail: an event and its outbox row are written together,
+  and an outbox row is deleted in the same transaction that marks its event synced.
+* An event's id and content are fixed when it is appended; a retry resends the stored JSON,
+  it never rebuilds the event.
+
+The database runs in WAL mode with ``synchronous=FULL`` so that a committed event survives
+power loss, not only a process crash.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import sqlite_utils
+
+from jxc.contract import EventKind, LedgerEvent
+from jxc.ids import uuid7
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """What a station knows about a movement; the ledger adds id, seq, site and time."""
+
+    kind: EventKind
+    item: str
+    location: str
+    qty: Decimal
+    uom: str
+    lot: str | None = None
+    expiry: date | None = None
+    unit_cost: Decimal | None = None
+    ref: str | None = None
+    device_id: str | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCounts:
+    """Where the ledger stands; shown on the status page and used by tests."""
+
+    last_seq: int
+    pending: int
+    synced_through: int
+
+
+class LedgerError(Exception):
+    """The ledger cannot take the event; the message is meant for the station's screen."""
+
+
+class Ledger:
+    """One site's ledger file, with a single writer connection shared by the agent's threads."""
+
+    def __init__(self, path: Path, *, site_id: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.site_id = site_id
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        self._db = sqlite_utils.Database(conn)
+        self._lock = threading.Lock()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "busy_timeout=5000",
+            "foreign_keys=ON",
+            "journal_size_limit=67108864",
+        ):
+            conn.execute(f"PRAGMA {pragma}")
+        self._create_schema()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self._db.conn
+
+    def _create_schema(self) -> None:
+        with self._transaction():
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT)"
+            )
+            events = self._db.table("events")
+            if not events.exists():
+                events.create(
+                    {
+                        "seq": int,
+                        "event_id": str,
+                        "occurred_at": str,
+                        "kind": str,
+                        "item": str,
+                        "lot": str,
+                        "location": str,
+                        "qty": str,
+                        "body": str,
+                        "synced_at": str,
+                    },
+                    pk="seq",
+                    not_null={"event_id", "occurred_at", "kind", "item", "location", "qty", "body"},
+                )
+                events.create_index(["event_id"], unique=True)
+                self.conn.execute(
+                    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY REFERENCES events(seq))"
+                )
+            row = self.conn.execute(
+                "SELECT value FROM ledger_meta WHERE key = 'site_id'"
+            ).fetchone()
+            if row is None:
+                self.conn.executemany(
+                    "INSERT INTO ledger_meta (key, value) VALUES (?, ?)",
+                    [("site_id", self.site_id), ("schema_version", str(SCHEMA_VERSION))],
+                )
+            elif row[0] != self.site_id:
+                raise LedgerError(
+                    f"{self.path} is the ledger of site {row[0]!r}, not {self.site_id!r}"
+                )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` so the write lock is taken up front, never upgraded midway."""
+        with self._lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def append(self, draft: EventDraft, *, occurred_at: datetime | None = None) -> LedgerEvent:
+        """Record one movement and queue it for central, atomically."""
+        with self._transaction() as conn:
+            (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            event = LedgerEvent(
+                event_id=uuid7(),
+                site_id=self.site_id,
+                seq=last + 1,
+                occurred_at=occurred_at or datetime.now(UTC),
+                kind=draft.kind,
+                item=draft.item,
+                lot=draft.lot,
+                expiry=draft.expiry,
+                location=draft.location,
+                qty=draft.qty,
+                uom=draft.uom,
+                unit_cost=draft.unit_cost,
+                ref=draft.ref,
+                device_id=draft.device_id,
+                actor=draft.actor,
+            )
+            conn.execute(
+                "INSERT INTO events (seq, event_id, occurred_at, kind, item, lot, location, qty,"
+                " body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.seq,
+                    str(event.event_id),
+                    event.occurred_at.isoformat(),
+                    event.kind.value,
+                    event.item,
+                    event.lot,
+                    event.location,
+                    format(event.qty, "f"),
+                    event.model_dump_json(),
+                ),
+            )
+            conn.execute("INSERT INTO outbox (seq) VALUES (?)", (event.seq,))
+        return event
+
+    def pending(self, limit: int) -> list[LedgerEvent]:
+        """The oldest unsynced events, in seq order, exactly as they were recorded."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT e.body FROM outbox o JOIN events e ON e.seq = o.seq ORDER BY o.seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [LedgerEvent.model_validate_json(body) for (body,) in rows]
+
+    def mark_synced(self, through_seq: int, *, at: datetime | None = None) -> int:
+        """Central holds every event up to ``through_seq``: drop them from the outbox.
+
+        Returns how many outbox rows this removed (0 for a repeated ack).
+        """
+        stamp = (at or datetime.now(UTC)).isoformat()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE events SET synced_at = ? WHERE seq <= ? AND synced_at IS NULL",
+                (stamp, through_seq),
+            )
+            return conn.execute("DELETE FROM outbox WHERE seq <= ?", (through_seq,)).rowcount
+
+    def counts(self) -> LedgerCounts:
+        with self._lock:
+            (last_seq,) = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            (pending, first_pending) = self.conn.execute(
+                "SELECT COUNT(*), MIN(seq) FROM outbox"
+            ).fetchone()
+        synced_through = (first_pending - 1) if first_pending is not None else last_seq
+        return LedgerCounts(last_seq=last_seq, pending=pending, synced_through=synced_through)
+
+    def events(self) -> list[LedgerEvent]:
+        """Every event in seq order (for tests, reports and the status page; not hot)."""
+        with self._lock:
+            rows = self.conn.execute("SELECT body FROM events ORDER BY seq").fetchall()
+        return [LedgerEvent.model_validate_json(body) for (body,) in rows]
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            (result,) = self.conn.execute("PRAGMA integrity_check").fetchone()
+        return bool(result == "ok")
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()

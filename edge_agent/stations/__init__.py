@@ -1,0 +1,1 @@
+"""Stations: what a person or machine at the site does, turned into ledger events."""

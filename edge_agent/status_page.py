@@ -1,0 +1,62 @@
+"""A tiny local status endpoint (``/healthz``) for the site's technician and for tests.
+
+Standard library only: the agent must not need a web framework to say how it is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger("edge_agent.status")
+
+
+class StatusServer:
+    """Serves ``GET /healthz`` with whatever ``report()`` returns, as JSON."""
+
+    def __init__(self, host: str, port: int, report: Callable[[], dict[str, Any]]) -> None:
+        report_fn = report
+
+        class _Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] not in ("/healthz", "/"):
+                    self._send(404, {"detail": f"no such page {self.path!r}; try /healthz"})
+                    return
+                try:
+                    self._send(200, report_fn())
+                except Exception as exc:  # the page must answer even when the agent is sick
+                    log.exception("status report failed")
+                    self._send(503, {"status": "error", "detail": str(exc)})
+
+            def _send(self, code: int, body: dict[str, Any]) -> None:
+                payload = json.dumps(body, default=str).encode()
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug(format, *args)
+
+        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="status-page", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/healthz"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,150 @@
+"""A serial barcode scanner twin on a pseudo-terminal, written from the protocol notes.
+
+It deliberately shares no code with ``device_drivers``: a twin built from the same spec,
+not from the driver, is what exposes a driver that misreads the spec.
+
+The driver opens the pty's slave side exactly like a real ``/dev/ttyUSB*``; the twin
+writes to the master side what a scanner would send. Faults are injected by sending what
+a faulty scanner or cable sends: noise, a line cut off, raw bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+import time
+import tty
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["GARBAGE", "HALF_LINE", "ScannerTwin"]
+
+GARBAGE = b"\xf0\x00\x8c\x1f\xfe\x7f\x9a\x03\xe6"
+"""What a scanner at the wrong baud rate looks like: no CR, LF, GS or ``|`` inside, so it
+stays one rejected line instead of splitting into pieces that might look printable."""
+
+HALF_LINE = b"]C10109506000"
+"""The start of a GS1-128 read, as left on the wire when a scanner loses power mid-line."""
+
+
+class ScannerTwin:
+    """One simulated serial scanner.
+
+    The twin keeps its own handle on the slave side open, so the pty (and its device name)
+    survives the driver closing and reopening the port, as a real port survives a driver
+    restart. Closing the twin is the simulated unplug: the driver's reads fail.
+    """
+
+    def __init__(
+        self,
+        link: Path | None = None,
+        terminator: bytes = b"\r",
+        *,
+        write_timeout: float = 2.0,
+    ) -> None:
+        self.terminator = terminator
+        self.write_timeout = write_timeout
+        self._lock = threading.Lock()
+        self._closed = False
+        self._master, self._slave = os.openpty()
+        try:
+            # Raw at once, before any reader opens the port: a cooked pty would turn CR into
+            # LF and echo everything back into a master nobody drains.
+            tty.setraw(self._slave)
+            os.set_blocking(self._master, False)
+            self.device_path = os.ttyname(self._slave)
+            self.link = link
+            if link is not None:
+                _point_symlink(link, self.device_path)
+        except BaseException:
+            os.close(self._master)
+            os.close(self._slave)
+            raise
+
+    def __enter__(self) -> ScannerTwin:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def send(self, data: str, symbology: str | None = None) -> None:
+        """Send one read as a configured scanner would: AIM identifier, data, terminator.
+
+        Text is sent as UTF-8, as scanners reading non-ASCII QR codes do, so the driver's
+        refusal of non-ASCII can be exercised too.
+        """
+        self.send_raw(((symbology or "") + data).encode("utf-8") + self.terminator)
+
+    def send_raw(self, data: bytes) -> None:
+        """Put exactly these bytes on the wire, in one piece relative to other senders.
+
+        Raises :class:`TimeoutError` when nobody has drained the port for ``write_timeout``
+        seconds (the pty buffer is full), rather than blocking a test forever.
+        """
+        with self._lock:
+            if self._closed:
+                raise ValueError("the scanner twin is closed")
+            self._write_all(data)
+
+    def send_garbage(self) -> None:
+        """Send line noise followed by a terminator."""
+        self.send_raw(GARBAGE + self.terminator)
+
+    def send_half_line(self, data: bytes = HALF_LINE) -> None:
+        """Send the start of a line and never finish it."""
+        self.send_raw(data)
+
+    def close(self) -> None:
+        """Unplug: close both pty sides and remove the link if it is still ours."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.close(self._master)
+            os.close(self._slave)
+            if self.link is not None:
+                _remove_symlink_to(self.link, self.device_path)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        give_up_at = time.monotonic() + self.write_timeout
+        while view:
+            try:
+                written = os.write(self._master, view)
+            except BlockingIOError:
+                remaining = give_up_at - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"nobody is reading {self.device_path}; its buffer is full"
+                    ) from None
+                select.select([], [self._master], [], remaining)
+                continue
+            view = view[written:]
+
+
+def _point_symlink(link: Path, target: str) -> None:
+    # Build the new link beside the old one and rename it over, so a driver reconnecting
+    # at that moment sees either the old device or the new one, never no link at all.
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    temporary.symlink_to(target)
+    os.replace(temporary, link)
+
+
+def _remove_symlink_to(link: Path, target: str) -> None:
+    # Another twin may already have taken the link over; leave it alone then.
+    with contextlib.suppress(OSError):
+        if link.is_symlink() and os.readlink(link) == target:
+            link.unlink()

@@ -1,0 +1,295 @@
+"""Pushing a site's ledger: exactly-once effect on balances, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
+
+from central_api.models import ledger_events, site_sync_state
+from jxc.contract import PushAck
+
+PUSH = "/api/v1/sync/events"
+
+
+def push(client: TestClient, batch: dict[str, Any]) -> Any:
+    response = client.post(PUSH, json=batch)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def statuses(ack: dict[str, Any]) -> list[str]:
+    return [result["status"] for result in ack["results"]]
+
+
+def stock(client: TestClient, **params: str) -> list[dict[str, Any]]:
+    response = client.get("/api/v1/stock", params=params)
+    assert response.status_code == 200, response.text
+    rows: list[dict[str, Any]] = response.json()
+    return rows
+
+
+def held_event_count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(ledger_events)).scalar_one()
+
+
+def test_accepted_batch_updates_balances_exactly(client: TestClient, site: Any) -> None:
+    ack = push(
+        client,
+        site.batch([site.event("receipt", "1.5"), site.event("receipt", "2.25")]),
+    )
+
+    assert statuses(ack) == ["accepted", "accepted"]
+    assert ack["acked_through_seq"] == 2
+    assert PushAck.model_validate(ack).site_id == "S01", "the answer keeps the wire contract"
+    assert stock(client) == [
+        {
+            "site_id": "S01",
+            "location": "A-01",
+            "item": "ITEM-1",
+            "lot": None,
+            "uom": "pcs",
+            "qty": "3.75",
+        }
+    ]
+
+
+def test_outbound_events_reduce_the_balance_to_the_last_micro_unit(
+    client: TestClient, site: Any
+) -> None:
+    push(
+        client,
+        site.batch(
+            [
+                site.event("receipt", "10"),
+                site.event("sale", "-0.000001"),
+                site.event("scrap", "-2.5"),
+                site.event("adjustment", "0.1"),
+            ]
+        ),
+    )
+
+    assert stock(client)[0]["qty"] == "7.599999"
+
+
+def test_replayed_batch_changes_nothing(client: TestClient, engine: Engine, site: Any) -> None:
+    batch = site.batch([site.event("receipt", "1.5"), site.event("sale", "-0.25")])
+    push(client, batch)
+    before = stock(client)
+
+    replay = push(client, batch)
+
+    assert statuses(replay) == ["duplicate", "duplicate"]
+    assert replay["acked_through_seq"] == 2
+    assert stock(client) == before
+    assert before[0]["qty"] == "1.25"
+    assert held_event_count(engine) == 2
+
+
+def test_same_id_with_different_content_is_a_conflict(
+    client: TestClient, engine: Engine, site: Any
+) -> None:
+    original = site.event("receipt", "5")
+    push(client, site.batch([original]))
+
+    tampered = {**original, "qty": "50"}
+    ack = push(client, site.batch([tampered]))
+
+    assert statuses(ack) == ["conflict"]
+    assert original["event_id"] in ack["results"][0]["detail"]
+    assert "different content" in ack["results"][0]["detail"]
+    assert stock(client)[0]["qty"] == "5"
+    assert held_event_count(engine) == 1
+
+
+def test_seq_held_by_another_event_is_a_conflict(client: TestClient, site: Any) -> None:
+    """An edge restored from an old backup re-uses seqs central already holds."""
+    first = site.event("receipt", "1")
+    push(client, site.batch([first]))
+
+    site.seq = 0  # the restored edge numbers its next event 1 again
+    reused = site.event("receipt", "7")
+    ack = push(client, site.batch([reused]))
+
+    assert statuses(ack) == ["conflict"]
+    assert f"already held by event {first['event_id']}" in ack["results"][0]["detail"]
+    assert stock(client)[0]["qty"] == "1"
+
+
+def test_seq_gap_is_refused_naming_the_missing_range(
+    client: TestClient, engine: Engine, site: Any
+) -> None:
+    push(client, site.batch(site.receipts(4)))
+    site.seq = 6
+
+    response = client.post(PUSH, json=site.batch(site.receipts(2)))
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "site S01: central holds seq through 4; batch starts at 7; missing 5..6"
+    }
+    assert held_event_count(engine) == 4
+    assert stock(client)[0]["qty"] == "4"
+
+
+def test_first_push_of_a_site_must_start_at_seq_1(
+    client: TestClient, engine: Engine, site: Any
+) -> None:
+    site.seq = 2
+
+    response = client.post(PUSH, json=site.batch(site.receipts(1)))
+
+    assert response.status_code == 409
+    assert "missing 1..2" in response.json()["detail"]
+    with engine.connect() as connection:
+        # The refused push must not even leave the site's sync row behind.
+        assert connection.execute(select(site_sync_state)).all() == []
+
+
+def test_partial_overlap_accepts_only_the_new_events(
+    client: TestClient, engine: Engine, site: Any
+) -> None:
+    events = site.receipts(6, "2")
+    push(client, site.batch(events[:4]))
+
+    ack = push(client, site.batch(events[2:6]))
+
+    assert [(r["seq"], r["status"]) for r in ack["results"]] == [
+        (3, "duplicate"),
+        (4, "duplicate"),
+        (5, "accepted"),
+        (6, "accepted"),
+    ]
+    assert ack["acked_through_seq"] == 6
+    assert stock(client)[0]["qty"] == "12"
+    assert held_event_count(engine) == 6
+
+
+def test_replay_of_old_events_below_the_watermark_is_fine(client: TestClient, site: Any) -> None:
+    events = site.receipts(5)
+    push(client, site.batch(events))
+
+    ack = push(client, site.batch(events[1:3]))
+
+    assert statuses(ack) == ["duplicate", "duplicate"]
+    assert ack["acked_through_seq"] == 5
+
+
+def test_balances_are_kept_per_location_item_and_lot(client: TestClient, site: Any) -> None:
+    push(
+        client,
+        site.batch(
+            [
+                site.event("receipt", "3", lot="L1"),
+                site.event("receipt", "4", lot="L2"),
+                site.event("receipt", "5"),
+                site.event("receipt", "6", location="B-02", lot="L1"),
+                site.event("transfer_out", "-1", lot="L1"),
+            ]
+        ),
+    )
+
+    assert [(r["location"], r["lot"], r["qty"]) for r in stock(client)] == [
+        ("A-01", None, "5"),
+        ("A-01", "L1", "2"),
+        ("A-01", "L2", "4"),
+        ("B-02", "L1", "6"),
+    ]
+
+
+def test_sites_are_independent(client: TestClient, site: Any, other_site: Any) -> None:
+    push(client, site.batch(site.receipts(3)))
+    ack = push(client, other_site.batch(other_site.receipts(1, "9")))
+
+    assert ack["acked_through_seq"] == 1
+    assert [(r["site_id"], r["qty"]) for r in stock(client)] == [("S01", "3"), ("S02", "9")]
+
+
+def test_event_id_held_by_another_site_is_a_conflict(
+    client: TestClient, site: Any, other_site: Any
+) -> None:
+    stolen = site.event("receipt", "1")
+    push(client, site.batch([stolen]))
+
+    copy = {**other_site.event("receipt", "1"), "event_id": stolen["event_id"]}
+    ack = push(client, other_site.batch([copy]))
+
+    assert statuses(ack) == ["conflict"]
+    assert "site S01" in ack["results"][0]["detail"]
+    assert ack["acked_through_seq"] == 0
+
+
+def test_unit_other_than_the_balance_unit_is_invalid(client: TestClient, site: Any) -> None:
+    push(client, site.batch([site.event("receipt", "10", uom="pcs")]))
+
+    ack = push(
+        client,
+        site.batch([site.event("receipt", "2", uom="kg"), site.event("receipt", "1")]),
+    )
+
+    assert statuses(ack) == ["invalid", "accepted"]
+    assert "counted in pcs, not kg" in ack["results"][0]["detail"]
+    assert ack["acked_through_seq"] == 1, "the refused seq 2 stays missing"
+    assert stock(client)[0]["qty"] == "11"
+
+
+def test_watermark_stops_at_a_hole_and_moves_once_it_is_filled(
+    client: TestClient, engine: Engine, site: Any
+) -> None:
+    """Seqs held above a refused event wait there; filling the hole releases them all."""
+    push(client, site.batch([site.event("receipt", "1")]))
+    bad = site.event("receipt", "1", uom="kg")  # seq 2: refused, unit differs
+    rest = site.receipts(3)  # seqs 3..5
+
+    ack = push(client, site.batch([bad, *rest]))
+    assert statuses(ack) == ["invalid", "accepted", "accepted", "accepted"]
+    assert ack["acked_through_seq"] == 1
+
+    fixed = {**bad, "event_id": site.event()["event_id"], "uom": "pcs"}
+    site.seq -= 1
+    ack = push(client, site.batch([fixed]))
+
+    assert statuses(ack) == ["accepted"]
+    assert ack["acked_through_seq"] == 5
+    assert stock(client)[0]["qty"] == "5"
+    assert held_event_count(engine) == 5
+
+
+def test_optional_fields_are_stored(client: TestClient, engine: Engine, site: Any) -> None:
+    event = site.event(
+        "receipt",
+        "12.5",
+        lot="LOT-7",
+        expiry="2027-03-31",
+        unit_cost="3.141592",
+        ref="PO-1/2",
+        device_id="scale-1",
+        actor="王五",
+    )
+    push(client, site.batch([event]))
+
+    with engine.connect() as connection:
+        row = connection.execute(select(ledger_events)).one()
+    assert str(row.qty) == "12.5"
+    assert str(row.unit_cost) == "3.141592"
+    assert (row.ref, row.device_id, row.actor, str(row.expiry)) == (
+        "PO-1/2",
+        "scale-1",
+        "王五",
+        "2027-03-31",
+    )
+    assert len(row.content_digest) == 64
+
+
+def test_a_full_batch_is_ingested_in_one_request(client: TestClient, site: Any) -> None:
+    events = [site.event("receipt", "0.5", item=f"ITEM-{n % 50}") for n in range(5000)]
+
+    ack = push(client, site.batch(events))
+
+    assert ack["acked_through_seq"] == 5000
+    assert set(statuses(ack)) == {"accepted"}
+    rows = stock(client)
+    assert len(rows) == 50
+    assert {row["qty"] for row in rows} == {"50"}

@@ -1,0 +1,104 @@
+"""The push job against the real central app in-process: marks synced only on ack."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from central_api.core.config import Settings
+from central_api.db import upgrade_database
+from central_api.main import create_app
+from edge_agent.ledger import EventDraft, Ledger
+from edge_agent.sync import Pusher
+from jxc.contract import EventKind
+
+
+def receipt(qty: str, lot: str = "L1") -> EventDraft:
+    return EventDraft(
+        kind=EventKind.RECEIPT,
+        item="ITEM-1",
+        lot=lot,
+        location="DOCK-1",
+        qty=Decimal(qty),
+        uom="EA",
+    )
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[TestClient]:
+    url = f"sqlite:///{tmp_path / 'central.db'}"
+    upgrade_database(url)
+    app = create_app(Settings(database_url=url))
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    opened = Ledger(tmp_path / "edge.db", site_id="S01")
+    yield opened
+    opened.close()
+
+
+def stock(central: TestClient) -> dict[str | None, Decimal]:
+    rows = central.get("/api/v1/stock", params={"site_id": "S01"}).json()
+    return {row["lot"]: Decimal(row["qty"]) for row in rows}
+
+
+def test_push_drains_outbox_in_batches(central: TestClient, ledger: Ledger) -> None:
+    for i in range(10):
+        ledger.append(receipt("1.25", lot=f"L{i % 3}"))
+    pusher = Pusher(ledger, central, batch_size=3)
+    pusher.run()
+    counts = ledger.counts()
+    assert (counts.pending, counts.synced_through) == (0, 10)
+    assert stock(central) == {"L0": Decimal("5"), "L1": Decimal("3.75"), "L2": Decimal("3.75")}
+    assert pusher.state.events_pushed == 10
+    assert pusher.state.clock_skew_s is not None
+    assert abs(pusher.state.clock_skew_s) < 5
+
+
+def test_lost_ack_resend_changes_nothing(central: TestClient, ledger: Ledger) -> None:
+    """Central committed but the edge never heard: the resend is a duplicate, not a double."""
+    for _ in range(4):
+        ledger.append(receipt("2"))
+    batch_json = Pusher(ledger, central).ledger.pending(10)
+    first = central.post(
+        "/api/v1/sync/events",
+        json={"site_id": "S01", "events": [e.model_dump(mode="json") for e in batch_json]},
+    )
+    assert first.status_code == 200
+    assert ledger.counts().pending == 4, "the ack was lost: the edge still holds them"
+    Pusher(ledger, central).run()
+    assert ledger.counts().pending == 0
+    assert stock(central) == {"L1": Decimal("8")}
+
+
+def test_central_unreachable_keeps_everything_and_backs_off(ledger: Ledger) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client = httpx.Client(base_url="http://central.invalid", transport=httpx.MockTransport(refuse))
+    ledger.append(receipt("1"))
+    pusher = Pusher(ledger, client, max_backoff_s=0.01)
+    pusher.run()
+    assert ledger.counts().pending == 1
+    assert pusher.state.consecutive_failures == 1
+    assert "unreachable" in (pusher.state.last_error or "")
+
+
+def test_server_error_is_not_an_ack(ledger: Ledger) -> None:
+    client = httpx.Client(
+        base_url="http://central.test",
+        transport=httpx.MockTransport(lambda _: httpx.Response(503, json={"detail": "db down"})),
+    )
+    ledger.append(receipt("1"))
+    pusher = Pusher(ledger, client, max_backoff_s=0.01)
+    pusher.push_once()
+    assert ledger.counts().pending == 1
+    assert "503" in (pusher.state.last_error or "")

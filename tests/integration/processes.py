@@ -1,0 +1,191 @@
+"""Real jxc processes for integration tests, started through the same CLI a user runs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return json.load(response)
+
+
+def eventually(probe: Callable[[], T | None], *, within: float = 30.0, what: str = "") -> T:
+    """Poll ``probe`` until it returns something truthy; bounded, with a clear failure."""
+    end = time.monotonic() + within
+    last_error: Exception | None = None
+    while time.monotonic() < end:
+        try:
+            value = probe()
+        except Exception as exc:  # the process may still be starting
+            last_error = exc
+        else:
+            if value:
+                return value
+        time.sleep(0.05)
+    raise AssertionError(
+        f"timed out after {within} s waiting for {what} (last error: {last_error})"
+    )
+
+
+def spawn(args: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[Any]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "jxc", *args],
+            stderr=sink,
+            stdout=kwargs.pop("stdout", subprocess.DEVNULL),
+            **kwargs,
+        )
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
+
+
+@dataclass
+class Site:
+    """Central, a scanner twin and an edge agent, in one temporary folder."""
+
+    root: Path
+    site_id: str = "S01"
+    procs: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
+    central_port: int = field(default_factory=free_port)
+    edge_port: int = field(default_factory=free_port)
+
+    @property
+    def central_url(self) -> str:
+        return f"http://127.0.0.1:{self.central_port}"
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.edge_port}/healthz"
+
+    @property
+    def central_db(self) -> Path:
+        return self.root / "central.db"
+
+    @property
+    def edge_db(self) -> Path:
+        return self.root / "edge.db"
+
+    def start_central(self) -> None:
+        self.procs["central"] = spawn(
+            [
+                "central",
+                "serve",
+                "--port",
+                str(self.central_port),
+                "--database-url",
+                f"sqlite:///{self.central_db}",
+            ],
+            self.root / "central.log",
+        )
+        eventually(lambda: get_json(f"{self.central_url}/healthz"), what="central /healthz")
+
+    def start_scanner(self) -> None:
+        link = self.root / "dev" / "scanner-1"
+        link.parent.mkdir(exist_ok=True)
+        proc = spawn(
+            ["sim", "scanner", "--link", str(link)],
+            self.root / "scanner.log",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.procs["scanner"] = proc
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("device:")
+        eventually(link.exists, what="scanner link")
+
+    def write_site_file(self) -> Path:
+        path = self.root / "site.toml"
+        path.write_text(
+            f"""
+[site]
+id = "{self.site_id}"
+[central]
+url = "{self.central_url}"
+timeout_s = 5
+[sync]
+push_interval_s = 0.2
+batch_size = 7
+max_backoff_s = 1
+[ledger]
+path = "edge.db"
+[status]
+port = {self.edge_port}
+[receiving]
+location = "DOCK-1"
+[[devices.scanners]]
+id = "scanner-1"
+port = "dev/scanner-1"
+"""
+        )
+        return path
+
+    def start_edge(self) -> None:
+        self.procs["edge"] = spawn(
+            ["edge", "run", "--config", str(self.write_site_file())], self.root / "edge.log"
+        )
+        eventually(
+            lambda: self.edge_status()["scanners"][0]["state"] == "connected",
+            what="edge agent with its scanner connected",
+        )
+
+    def kill_edge(self) -> None:
+        proc = self.procs.pop("edge")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def edge_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = get_json(self.edge_url)
+        return status
+
+    def scan(self, line: str) -> None:
+        stdin = self.procs["scanner"].stdin
+        assert stdin is not None
+        stdin.write(line + "\n")
+        stdin.flush()
+
+    def stop_all(self) -> None:
+        for name in ("edge", "scanner", "central"):
+            if name in self.procs:
+                stop(self.procs.pop(name))
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Read a database file of another process (read-only, so we never take its lock)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()

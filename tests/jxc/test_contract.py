@@ -1,0 +1,125 @@
+"""The wire contract: exact decimals, UUIDv7 ids, contiguous batches, stable digests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from jxc.contract import DECIMAL_PLACES, EventKind, LedgerEvent, PushBatch
+from jxc.ids import uuid7, uuid7_time_ms
+
+
+def event(seq: int = 1, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event_id": str(uuid7()),
+        "site_id": "S01",
+        "seq": seq,
+        "occurred_at": "2026-11-25T10:00:00Z",
+        "kind": "receipt",
+        "item": "09506000134352",
+        "location": "DOCK-1",
+        "qty": "12",
+        "uom": "EA",
+    }
+    body.update(overrides)
+    return body
+
+
+def test_uuid7_is_version_7_and_time_ordered() -> None:
+    ids = [uuid7() for _ in range(5000)]
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert ids == sorted(ids), "ids made in one burst must sort in creation order"
+    assert len(set(ids)) == len(ids)
+    now_ms = datetime.now(UTC).timestamp() * 1000
+    assert abs(uuid7_time_ms(ids[-1]) - now_ms) < 5000
+
+
+def test_float_quantity_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValidationError) as info:
+        LedgerEvent.model_validate(event(qty=1.5))
+    assert info.value.errors()[0]["loc"] == ("qty",)
+    assert "string" in info.value.errors()[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("qty", "-3"),  # a receipt cannot take stock away
+        ("qty", "0.0000001"),  # finer than six places
+        ("qty", "NaN"),
+        ("qty", "1e13"),
+        ("event_id", str(uuid.uuid4())),
+        ("occurred_at", "2026-11-25T10:00:00"),  # no offset: which clock?
+        ("site_id", "bad site"),
+        ("kind", "teleport"),
+        ("item", ""),
+    ],
+)
+def test_bad_field_is_refused(field: str, value: object) -> None:
+    with pytest.raises(ValidationError):
+        LedgerEvent.model_validate(event(**{field: value}))
+
+
+def test_sign_follows_kind() -> None:
+    assert LedgerEvent.model_validate(event(kind="sale", qty="-2")).qty == Decimal(-2)
+    assert LedgerEvent.model_validate(event(kind="adjustment", qty="-0.5")).qty == Decimal("-0.5")
+    with pytest.raises(ValidationError):
+        LedgerEvent.model_validate(event(kind="scrap", qty="1"))
+
+
+def test_occurred_at_is_normalised_to_utc() -> None:
+    parsed = LedgerEvent.model_validate(event(occurred_at="2026-11-25T18:00:00+08:00"))
+    assert parsed.occurred_at == datetime(2026, 11, 25, 10, tzinfo=UTC)
+    assert parsed.occurred_at.tzinfo == timezone(timedelta(0))
+
+
+def test_batch_must_be_one_site_and_contiguous() -> None:
+    PushBatch.model_validate({"site_id": "S01", "events": [event(1), event(2), event(3)]})
+    with pytest.raises(ValidationError, match="contiguous"):
+        PushBatch.model_validate({"site_id": "S01", "events": [event(1), event(3)]})
+    with pytest.raises(ValidationError, match="site"):
+        PushBatch.model_validate({"site_id": "S02", "events": [event(1)]})
+    same = event(1)
+    with pytest.raises(ValidationError, match="twice"):
+        PushBatch.model_validate({"site_id": "S01", "events": [same, {**same, "seq": 2}]})
+    with pytest.raises(ValidationError):
+        PushBatch.model_validate({"site_id": "S01", "events": []})
+
+
+exact_amounts = st.decimals(
+    min_value=Decimal("0.000001"),
+    max_value=Decimal("999999999999"),
+    places=DECIMAL_PLACES,
+    allow_nan=False,
+    allow_infinity=False,
+)
+
+
+@given(qty=exact_amounts, kind=st.sampled_from(list(EventKind)))
+def test_round_trip_through_json_is_exact(qty: Decimal, kind: EventKind) -> None:
+    signed = qty if kind in {"receipt", "return", "transfer_in", "adjustment"} else -qty
+    original = LedgerEvent.model_validate(event(kind=kind.value, qty=str(signed)))
+    wire = original.model_dump_json()
+    assert '"qty":"' in wire, "quantities travel as strings"
+    again = LedgerEvent.model_validate_json(wire)
+    assert again == original
+    assert again.qty == signed
+    assert again.content_digest() == original.content_digest()
+
+
+@given(qty=exact_amounts)
+def test_digest_ignores_spelling_but_not_value(qty: Decimal) -> None:
+    fixed = {"event_id": str(uuid7())}
+    plain = LedgerEvent.model_validate(event(qty=str(qty), **fixed))
+    padded = LedgerEvent.model_validate(event(qty=f"{qty:.6f}", **fixed))
+    assert plain.content_digest() == padded.content_digest()
+    other = qty + 1 if qty < 999_999_999_000 else qty - 1
+    more = LedgerEvent.model_validate(event(qty=str(other), **fixed))
+    assert more.content_digest() != plain.content_digest()
