@@ -173,7 +173,8 @@ def run_demo(*, once: bool, workdir: str) -> int:
         )
         group.procs.append(scanner)
         assert scanner.stdout is not None
-        console.print(f"  scanner     twin on {scanner.stdout.readline().strip()} -> {link}")
+        device = scanner.stdout.readline().strip().removeprefix("device:").strip()
+        console.print(f"  scanner     twin on {device} -> {link}")
 
         site_file = root / "site.toml"
         site_file.write_text(
@@ -212,16 +213,29 @@ def run_demo(*, once: bool, workdir: str) -> int:
             f"  central health {central_url}/healthz\n"
             f"  edge status    {edge_url}\n"
             f"  site file      {site_file}\n"
-            f"  logs           {logs}/ (JSON lines)\n"
-            f"  scan more      type into `jxc sim scanner --link {link}` in another terminal"
+            f"  logs           {logs}/ (JSON lines)"
         )
         if once:
             return 0
-        console.print("\nRunning. Press Ctrl-C to stop.")
-        with contextlib.suppress(KeyboardInterrupt):
-            while all(p.poll() is None for p in group.procs):
-                time.sleep(0.5)
+        _keep_scanning(console, scanner, group)
         return 0
+
+
+def _keep_scanning(console: Console, scanner: subprocess.Popen[Any], group: DemoProcesses) -> None:
+    """Until Ctrl-C, every line typed here is scanned by the twin (as `jxc sim scanner` does)."""
+    console.print(
+        "\nRunning. Type a barcode and Enter to scan it (<GS> for the GS1 separator, "
+        "!garbage for line noise); watch the stock URL. Ctrl-C stops everything."
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        if sys.stdin.isatty():
+            for line in sys.stdin:
+                if scanner.stdin is None or any(p.poll() is not None for p in group.procs):
+                    break
+                scanner.stdin.write(line)
+                scanner.stdin.flush()
+        while all(p.poll() is None for p in group.procs):
+            time.sleep(0.5)
 
 
 def _scan_all(stdin: IO[str] | None, console: Console) -> None:
