@@ -7,7 +7,9 @@ only thing they share. A failing device or an unreachable central never stops th
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -51,7 +53,11 @@ class EdgeAgent:
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
         self.started_at = datetime.now(UTC)
-        self.ledger = Ledger(config.ledger.path, site_id=config.site.id)
+        self.ledger = Ledger(
+            config.ledger.path,
+            site_id=config.site.id,
+            free_disk_reserve=config.ledger.free_disk_reserve_mb * 1024 * 1024,
+        )
         self.station = ReceivingStation(
             self.ledger, location=config.receiving.location, uom=config.receiving.uom
         )
@@ -62,7 +68,10 @@ class EdgeAgent:
             self.ledger,
             self.client,
             batch_size=config.sync.batch_size,
+            max_batch_bytes=config.sync.max_batch_bytes,
             max_backoff_s=config.sync.max_backoff_s,
+            lease_ttl_s=config.sync.lease_ttl_s,
+            max_clock_skew_s=config.sync.max_clock_skew_s,
         )
         self.scanners: list[Scanner] = [open_scanner(s) for s in config.devices.scanners]
         self.rejected_scans = 0
@@ -87,6 +96,17 @@ class EdgeAgent:
             coalesce=True,
             misfire_grace_time=max(1, int(self.config.sync.push_interval_s * 5)),
             next_run_time=datetime.now(UTC),
+        )
+        idle_s = self.config.ledger.idle_checkpoint_s
+        self._scheduler.add_job(
+            self.ledger.checkpoint_if_idle,
+            "interval",
+            args=(idle_s,),
+            seconds=idle_s,
+            id="checkpoint",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(idle_s)),
         )
         self._scheduler.start()
         self.status_server.start()
@@ -119,6 +139,8 @@ class EdgeAgent:
     def stop(self) -> None:
         self._stop.set()
         self._scheduler.shutdown(wait=True)
+        with contextlib.suppress(LedgerError, sqlite3.Error):
+            self.pusher.release()
         for thread in self._threads:
             thread.join(timeout=2)
         for scanner in self.scanners:
@@ -151,4 +173,5 @@ class EdgeAgent:
             "sync": self.pusher.state.as_dict(),
             "scanners": [s.status().as_dict() for s in self.scanners],
             "rejected_scans": self.rejected_scans,
+            "alerts": list(self.pusher.state.alerts),
         }

@@ -32,11 +32,18 @@ class CentralSection(_Section):
 class SyncSection(_Section):
     push_interval_s: Annotated[float, Field(gt=0, le=3600)] = 2.0
     batch_size: Annotated[int, Field(ge=1, le=5000)] = 500
+    max_batch_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
     max_backoff_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    lease_ttl_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    """Another agent on the same ledger may take over sending this long after we die."""
+    max_clock_skew_s: Annotated[float, Field(gt=0)] = 120.0
+    """Beyond this difference from central's clock the status page raises an alert."""
 
 
 class LedgerSection(_Section):
     path: Path = Path("ledger.db")
+    free_disk_reserve_mb: Annotated[int, Field(ge=0)] = 64
+    idle_checkpoint_s: Annotated[float, Field(gt=0)] = 30.0
 
 
 class StatusSection(_Section):

@@ -15,8 +15,12 @@ power loss, not only a process crash.
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +34,9 @@ from jxc.contract import EventKind, LedgerEvent
 from jxc.ids import uuid7
 
 SCHEMA_VERSION = 1
+DEFAULT_FREE_DISK_RESERVE = 64 * 1024 * 1024
+"""Below this much free space new events are refused, so the ledger can still commit the
+syncs, acks and checkpoints that free space again, and never dies mid-write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +69,34 @@ class LedgerError(Exception):
     """The ledger cannot take the event; the message is meant for the station's screen."""
 
 
+class DiskReserveError(LedgerError):
+    """Free disk space is below the reserve: nothing was written, nothing was lost."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An outbox entry as it will travel: the event and its exact JSON body."""
+
+    event: LedgerEvent
+    body: str
+
+
+def default_lease_holder() -> str:
+    """Who holds the sender lease: readable in ``jxc edge status``, unique per process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid7().hex[-8:]}"
+
+
 class Ledger:
     """One site's ledger file, with a single writer connection shared by the agent's threads."""
 
-    def __init__(self, path: Path, *, site_id: str) -> None:
+    def __init__(
+        self, path: Path, *, site_id: str, free_disk_reserve: int = DEFAULT_FREE_DISK_RESERVE
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.site_id = site_id
+        self.free_disk_reserve = free_disk_reserve
+        self.last_write_at = time.monotonic()
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
         self._db = sqlite_utils.Database(conn)
         self._lock = threading.Lock()
@@ -113,6 +141,11 @@ class Ledger:
                 self.conn.execute(
                     "CREATE TABLE outbox (seq INTEGER PRIMARY KEY REFERENCES events(seq))"
                 )
+
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS sender_lease (id INTEGER PRIMARY KEY CHECK (id = 1),"
+                " holder TEXT NOT NULL, expires_at REAL NOT NULL)"
+            )
             row = self.conn.execute(
                 "SELECT value FROM ledger_meta WHERE key = 'site_id'"
             ).fetchone()
@@ -134,13 +167,20 @@ class Ledger:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                    raise LedgerError(
+                        f"the ledger's disk is full ({exc}); nothing was written"
+                    ) from exc
                 raise
-            conn.execute("COMMIT")
+            self.last_write_at = time.monotonic()
 
     def append(self, draft: EventDraft, *, occurred_at: datetime | None = None) -> LedgerEvent:
         """Record one movement and queue it for central, atomically."""
+        self._check_free_disk()
         with self._transaction() as conn:
             (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
             event = LedgerEvent(
@@ -178,14 +218,88 @@ class Ledger:
             conn.execute("INSERT INTO outbox (seq) VALUES (?)", (event.seq,))
         return event
 
-    def pending(self, limit: int) -> list[LedgerEvent]:
+    def _check_free_disk(self) -> None:
+        free = shutil.disk_usage(self.path.parent).free
+        if free < self.free_disk_reserve:
+            raise DiskReserveError(
+                f"disk almost full: {free // 1_048_576} MiB free, the ledger keeps "
+                f"{self.free_disk_reserve // 1_048_576} MiB in reserve; event refused, "
+                "nothing lost. Free space on the agent's disk."
+            )
+
+    def pending(self, limit: int, *, max_bytes: int | None = None) -> list[LedgerEvent]:
         """The oldest unsynced events, in seq order, exactly as they were recorded."""
+        return [p.event for p in self.pending_bodies(limit, max_bytes=max_bytes)]
+
+    def pending_bodies(self, limit: int, *, max_bytes: int | None = None) -> list[PendingEvent]:
+        """Like :meth:`pending`, with each event's JSON; at most ``max_bytes`` of it in total.
+
+        The first event is always included, however large, so one big event cannot stall
+        the outbox.
+        """
         with self._lock:
             rows = self.conn.execute(
                 "SELECT e.body FROM outbox o JOIN events e ON e.seq = o.seq ORDER BY o.seq LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [LedgerEvent.model_validate_json(body) for (body,) in rows]
+        taken: list[PendingEvent] = []
+        size = 0
+        for (body,) in rows:
+            size += len(body) + 1
+            if taken and max_bytes is not None and size > max_bytes:
+                break
+            taken.append(PendingEvent(LedgerEvent.model_validate_json(body), body))
+        return taken
+
+    def acquire_sender_lease(self, holder: str, *, ttl_s: float) -> bool:
+        """Take or renew the right to push; False while another live process holds it.
+
+        Two agents on one ledger would both be correct (central dedupes) but would send
+        everything twice; the lease keeps exactly one sender, and lets another take over
+        ``ttl_s`` after the holder dies.
+        """
+        now = time.time()
+        with self._transaction() as conn:
+            row = conn.execute("SELECT holder, expires_at FROM sender_lease").fetchone()
+            if row is not None and row[0] != holder and row[1] > now:
+                return False
+            conn.execute(
+                "INSERT INTO sender_lease (id, holder, expires_at) VALUES (1, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET holder = excluded.holder,"
+                " expires_at = excluded.expires_at",
+                (holder, now + ttl_s),
+            )
+        return True
+
+    def release_sender_lease(self, holder: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM sender_lease WHERE holder = ?", (holder,))
+
+    def sender_lease(self) -> tuple[str, float] | None:
+        """The current holder and when its lease ends (epoch seconds), if any."""
+        with self._lock:
+            row = self.conn.execute("SELECT holder, expires_at FROM sender_lease").fetchone()
+        return (str(row[0]), float(row[1])) if row else None
+
+    def checkpoint_if_idle(self, idle_s: float) -> bool:
+        """Fold the WAL back into the database when no one has written for ``idle_s``.
+
+        Auto-checkpoints keep the WAL from growing while busy; a truncating checkpoint
+        in a quiet moment gives its disk space back (bounded by journal_size_limit).
+        """
+        if time.monotonic() - self.last_write_at < idle_s:
+            return False
+        with self._lock:
+            busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return bool(busy == 0)
+
+    def event(self, seq: int) -> tuple[LedgerEvent, str | None] | None:
+        """One event and when it was synced (None while pending)."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT body, synced_at FROM events WHERE seq = ?", (seq,)
+            ).fetchone()
+        return (LedgerEvent.model_validate_json(row[0]), row[1]) if row else None
 
     def mark_synced(self, through_seq: int, *, at: datetime | None = None) -> int:
         """Central holds every event up to ``through_seq``: drop them from the outbox.

@@ -3,10 +3,14 @@
 Central dedupes by event id, so resending is always safe; the only thing that must never
 happen is marking an event synced that central does not hold. Rows are therefore marked
 only up to the ``acked_through_seq`` watermark of a successful answer, and only after it.
+
+What travels is the JSON each event was stored with, byte for byte: a retry can never
+regenerate an id or change a field.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -18,13 +22,12 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from edge_agent.ledger import Ledger
-from jxc.contract import EventStatus, PushAck, PushBatch
+from edge_agent.ledger import Ledger, PendingEvent, default_lease_holder
+from jxc.contract import CONTRACT_VERSION, EventStatus, PushAck
 
 log = logging.getLogger("edge_agent.sync")
 
 PUSH_PATH = "/api/v1/sync/events"
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 @dataclass
@@ -35,9 +38,13 @@ class PushState:
     last_error: str | None = None
     consecutive_failures: int = 0
     events_pushed: int = 0
+    batches_sent: int = 0
     clock_skew_s: float | None = None
     next_attempt_at: float = 0.0
+    is_sender: bool = False
+    batch_limit: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    alerts: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,13 +52,17 @@ class PushState:
             "last_error": self.last_error,
             "consecutive_failures": self.consecutive_failures,
             "events_pushed": self.events_pushed,
+            "batches_sent": self.batches_sent,
             "clock_skew_s": self.clock_skew_s,
+            "is_sender": self.is_sender,
+            "batch_limit": self.batch_limit,
             "rejected": dict(self.rejected),
+            "alerts": list(self.alerts),
         }
 
 
 class Pusher:
-    """Sends the outbox in seq-ordered batches; one instance per ledger, one run at a time."""
+    """Sends the outbox in seq-ordered batches; one run at a time, one sender per ledger."""
 
     def __init__(
         self,
@@ -59,15 +70,23 @@ class Pusher:
         client: httpx.Client,
         *,
         batch_size: int = 500,
+        max_batch_bytes: int = 1_000_000,
         max_backoff_s: float = 60.0,
         max_batches_per_run: int = 20,
+        lease_ttl_s: float = 15.0,
+        max_clock_skew_s: float = 120.0,
+        lease_holder: str | None = None,
     ) -> None:
         self.ledger = ledger
         self.client = client
         self.batch_size = batch_size
+        self.max_batch_bytes = max_batch_bytes
         self.max_backoff_s = max_backoff_s
         self.max_batches_per_run = max_batches_per_run
-        self.state = PushState()
+        self.lease_ttl_s = lease_ttl_s
+        self.max_clock_skew_s = max_clock_skew_s
+        self.lease_holder = lease_holder or default_lease_holder()
+        self.state = PushState(batch_limit=batch_size)
         self._run_lock = threading.Lock()
 
     def run(self) -> None:
@@ -77,28 +96,44 @@ class Pusher:
         if not self._run_lock.acquire(blocking=False):
             return
         try:
+            self.state.is_sender = self.ledger.acquire_sender_lease(
+                self.lease_holder, ttl_s=self.lease_ttl_s
+            )
+            if not self.state.is_sender:
+                return  # another agent process on this ledger is sending
             for _ in range(self.max_batches_per_run):
                 if not self.push_once():
                     break
         finally:
             self._run_lock.release()
 
+    def release(self) -> None:
+        """Give the lease up at a clean stop, so a standby agent need not wait for it."""
+        self.ledger.release_sender_lease(self.lease_holder)
+
     def push_once(self) -> bool:
         """Send one batch. True if it was acknowledged and more may be waiting."""
-        events = self.ledger.pending(self.batch_size)
-        if not events:
+        pending = self.ledger.pending_bodies(self.state.batch_limit, max_bytes=self.max_batch_bytes)
+        if not pending:
             return False
-        batch = PushBatch(site_id=self.ledger.site_id, events=events)
         sent_at = time.time()
         try:
             response = self.client.post(
                 PUSH_PATH,
-                content=batch.model_dump_json(),
+                content=self._batch_json(pending),
                 headers={"content-type": "application/json"},
             )
         except httpx.HTTPError as exc:
             self._failed(f"central unreachable: {exc.__class__.__name__}: {exc}")
             return False
+        if response.status_code == 413 and self.state.batch_limit > 1:
+            # Something between us and central caps the body: halve and go again at once.
+            self.state.batch_limit = max(1, len(pending) // 2)
+            log.warning(
+                "batch too large for central, halving",
+                extra={"site": self.ledger.site_id, "batch_limit": self.state.batch_limit},
+            )
+            return True
         if response.status_code != 200:
             self._failed(f"central answered {response.status_code}: {response.text[:300]}")
             return False
@@ -109,7 +144,13 @@ class Pusher:
             return False
         marked = self.ledger.mark_synced(ack.acked_through_seq)
         self._succeeded(ack, sent_at, marked)
-        return ack.acked_through_seq >= events[-1].seq
+        return ack.acked_through_seq >= pending[-1].event.seq
+
+    def _batch_json(self, pending: list[PendingEvent]) -> bytes:
+        """A :class:`~jxc.contract.PushBatch` built from the stored bodies, unchanged."""
+        head = json.dumps({"contract_version": CONTRACT_VERSION, "site_id": self.ledger.site_id})
+        events = ",".join(p.body for p in pending)
+        return f'{head[:-1]},"events":[{events}]}}'.encode()
 
     def _succeeded(self, ack: PushAck, sent_at: float, marked: int) -> None:
         state = self.state
@@ -118,9 +159,13 @@ class Pusher:
         state.consecutive_failures = 0
         state.next_attempt_at = 0.0
         state.events_pushed += marked
-        # Midpoint of the request against central's clock: good to the round-trip time.
+        state.batches_sent += 1
+        # After a 413, grow back towards the configured size one success at a time.
+        state.batch_limit = min(self.batch_size, state.batch_limit * 2)
+        # Midpoint of the request against central's clock: good to half the round trip.
         midpoint = (sent_at + time.time()) / 2
         state.clock_skew_s = round(midpoint - ack.server_time.timestamp(), 3)
+        self._check_skew(state.clock_skew_s)
         for result in ack.results:
             if result.status in (EventStatus.CONFLICT, EventStatus.INVALID):
                 state.rejected[result.status.value] = state.rejected.get(result.status.value, 0) + 1
@@ -142,6 +187,14 @@ class Pusher:
                 "marked": marked,
             },
         )
+
+    def _check_skew(self, skew_s: float) -> None:
+        """Edge timestamps feed valuation order; a clock far off central's must be seen."""
+        alert = f"clock skew {skew_s:+.1f} s against central exceeds {self.max_clock_skew_s} s"
+        self.state.alerts = [a for a in self.state.alerts if not a.startswith("clock skew")]
+        if abs(skew_s) > self.max_clock_skew_s:
+            self.state.alerts.append(alert)
+            log.error(alert, extra={"site": self.ledger.site_id, "clock_skew_s": skew_s})
 
     def _failed(self, reason: str) -> None:
         """Exponential backoff with full jitter, so many sites do not retry in step."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
+import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.ledger import EventDraft, Ledger, LedgerError
+from edge_agent.ledger import DiskReserveError, EventDraft, Ledger, LedgerError
 from jxc.contract import EventKind
 
 
@@ -21,9 +24,9 @@ def draft(qty: str = "1", item: str = "ITEM-1") -> EventDraft:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
     opened = Ledger(tmp_path / "edge.db", site_id="S01")
-    yield opened  # type: ignore[misc]
+    yield opened
     opened.close()
 
 
@@ -129,3 +132,66 @@ def test_any_interleaving_keeps_the_invariants(
             assert pending == [s for s in seqs if s > acked], "outbox is the unsynced tail"
     finally:
         ledger.close()
+
+
+def test_disk_reserve_refuses_new_events_and_loses_nothing(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "edge.db", site_id="S01")
+    try:
+        ledger.append(draft())
+        ledger.free_disk_reserve = shutil.disk_usage(tmp_path).free + 2**40  # "disk full"
+        with pytest.raises(DiskReserveError, match="reserve"):
+            ledger.append(draft())
+        assert ledger.integrity_ok()
+        assert [e.seq for e in ledger.events()] == [1]
+        ledger.free_disk_reserve = 0  # space freed: recording goes on, gapless
+        assert ledger.append(draft()).seq == 2
+    finally:
+        ledger.close()
+
+
+def test_sqlite_full_is_a_clear_error_and_the_ledger_stays_intact(ledger: Ledger) -> None:
+    """A database that cannot grow (here: capped pages) fails the event, not the ledger."""
+    ledger.append(draft())
+    (pages,) = ledger.conn.execute("PRAGMA page_count").fetchone()
+    ledger.conn.execute(f"PRAGMA max_page_count = {pages}")
+
+    def fill() -> None:
+        for _ in range(10_000):
+            ledger.append(draft(item="X" * 60))
+
+    with pytest.raises(LedgerError, match="full"):
+        fill()
+    held = ledger.counts().last_seq
+    assert ledger.integrity_ok()
+    assert [e.seq for e in ledger.events()] == list(range(1, held + 1))
+    assert [e.seq for e in ledger.pending(100_000)] == list(range(1, held + 1))
+
+
+def test_pending_is_bounded_by_bytes_but_never_empty(ledger: Ledger) -> None:
+    for _ in range(10):
+        ledger.append(draft())
+    one = len(ledger.pending_bodies(1)[0].body) + 1
+    assert len(ledger.pending_bodies(100, max_bytes=one * 3)) == 3
+    assert len(ledger.pending_bodies(100, max_bytes=1)) == 1, "a big event must not stall"
+
+
+def test_sender_lease_admits_one_holder_until_it_expires(ledger: Ledger) -> None:
+    assert ledger.acquire_sender_lease("a", ttl_s=60)
+    assert not ledger.acquire_sender_lease("b", ttl_s=60)
+    assert ledger.acquire_sender_lease("a", ttl_s=60), "the holder renews"
+    ledger.release_sender_lease("a")
+    assert ledger.acquire_sender_lease("b", ttl_s=0.01)
+    time.sleep(0.02)
+    assert ledger.acquire_sender_lease("a", ttl_s=60), "an expired lease is taken over"
+    assert ledger.sender_lease() is not None
+    assert ledger.sender_lease()[0] == "a"  # type: ignore[index]
+
+
+def test_idle_checkpoint_truncates_the_wal(ledger: Ledger) -> None:
+    for _ in range(200):
+        ledger.append(draft())
+    wal = Path(f"{ledger.path}-wal")
+    assert not ledger.checkpoint_if_idle(idle_s=3600), "not idle yet"
+    assert ledger.checkpoint_if_idle(idle_s=0)
+    assert wal.stat().st_size == 0
+    assert ledger.counts().last_seq == 200

@@ -102,3 +102,66 @@ def test_server_error_is_not_an_ack(ledger: Ledger) -> None:
     pusher.push_once()
     assert ledger.counts().pending == 1
     assert "503" in (pusher.state.last_error or "")
+
+
+def test_413_halves_the_batch_until_it_fits(central: TestClient, ledger: Ledger) -> None:
+    """A proxy in front of central caps bodies at 4 events: the pusher adapts, loses nothing."""
+    for _ in range(10):
+        ledger.append(receipt("1"))
+    sizes: list[int] = []
+
+    def capped(request: httpx.Request) -> httpx.Response:
+        count = request.content.count(b'"event_id"')
+        sizes.append(count)
+        if count > 4:
+            return httpx.Response(413, text="request entity too large")
+        forwarded = central.post(
+            "/api/v1/sync/events",
+            content=request.content,
+            headers={"content-type": "application/json"},
+        )
+        return httpx.Response(forwarded.status_code, content=forwarded.content)
+
+    client = httpx.Client(base_url="http://central.test", transport=httpx.MockTransport(capped))
+    pusher = Pusher(ledger, client, batch_size=10)
+    pusher.run()
+    assert ledger.counts().pending == 0
+    assert sizes[:2] == [10, 5]
+    assert max(sizes[2:]) <= 4
+    assert stock(central) == {"L1": Decimal("10")}
+
+
+def test_second_pusher_on_the_same_ledger_does_not_send(
+    central: TestClient, ledger: Ledger
+) -> None:
+    ledger.append(receipt("1"))
+    first = Pusher(ledger, central, lease_holder="agent-a")
+    second = Pusher(ledger, central, lease_holder="agent-b")
+    calls: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(500)
+
+    first.run()
+    ledger.append(receipt("1"))
+    second.client = httpx.Client(base_url="http://x", transport=httpx.MockTransport(record))
+    second.run()
+    assert calls == [], "the second agent must not send while the first holds the lease"
+    assert not second.state.is_sender
+    first.release()
+    second.client = central
+    second.run()
+    assert second.state.is_sender
+    assert ledger.counts().pending == 0
+
+
+def test_clock_skew_beyond_threshold_raises_an_alert(central: TestClient, ledger: Ledger) -> None:
+    ledger.append(receipt("1"))
+    pusher = Pusher(ledger, central, max_clock_skew_s=0.000001)
+    pusher.run()
+    assert any("clock skew" in alert for alert in pusher.state.alerts)
+    pusher.max_clock_skew_s = 3600
+    ledger.append(receipt("1"))
+    pusher.run()
+    assert pusher.state.alerts == []

@@ -1,0 +1,941 @@
+"""Sync benchmarks of issue #3, "What must be measured".
+
+1. **Drain a backlog into central.** Build N valid ledger events of one site (a few hundred
+   items, their lots and home locations; the event-building time is reported apart and
+   counted nowhere else), then push them through the real ingest path
+   (``central_api.services.ingest.ingest_batch``) in batches of 5000 on a freshly migrated
+   database. Baseline, in the same database and the same run: the same rows, as the
+   database stores them, inserted straight into an identical table with ``executemany``
+   (SQLite) or ``COPY`` (PostgreSQL), one transaction per batch. Once more with fewer
+   events through HTTP: a real ``jxc central serve`` process on loopback, fed the JSON an
+   edge would send, so the cost of HTTP and of validating the wire contract shows.
+2. **Edge append latency.** Single ``Ledger.append`` calls on a file on the real disk,
+   against a raw sqlite3 single-row ``INSERT`` + ``COMMIT`` with the same pragmas.
+
+Run ``.venv/bin/python bench/sync.py --help``. Figures and how to read them:
+``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import gc
+import json
+import math
+import os
+import platform
+import pstats
+import random
+import secrets
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import psycopg
+import typer
+from psycopg import sql
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table as RichTable
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    ForeignKeyConstraint,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    UniqueConstraint,
+    func,
+    insert,
+    make_url,
+    select,
+)
+
+from central_api.db import create_db_engine, upgrade_database
+from central_api.models import ledger_events, metadata, site_sync_state, stock_balances
+from central_api.services.ingest import ingest_batch
+from edge_agent.ledger import EventDraft, Ledger
+from jxc.contract import (
+    INBOUND_KINDS,
+    MAX_EVENTS_PER_BATCH,
+    OUTBOUND_KINDS,
+    EventKind,
+    EventStatus,
+    LedgerEvent,
+    PushBatch,
+)
+from jxc.ids import uuid7
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = "BENCH-01"
+RAW_TABLE = "bench_raw_events"
+console = Console()
+
+
+class Database(StrEnum):
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+    BOTH = "both"
+
+
+# --------------------------------------------------------------------------- the site
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    code: str
+    uom: str
+    lots: tuple[tuple[str, date | None], ...]
+    """Empty for an item that is not lot-tracked."""
+    homes: tuple[str, ...]
+    """The few locations the item is kept at."""
+    unit_cost: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    items: tuple[Item, ...]
+    locations: tuple[str, ...]
+    devices: tuple[str, ...]
+    actors: tuple[str, ...]
+
+
+def make_catalog(rng: random.Random, *, items: int = 300) -> Catalog:
+    """A plausible single site: 300 items, ~60% lot-tracked, ~2 home locations each."""
+    locations = tuple(
+        f"{zone}-{aisle:02d}-{level}" for zone in "ABCD" for aisle in range(1, 7) for level in "12"
+    )
+    catalog_items = []
+    for number in range(1, items + 1):
+        uom = rng.choice(("pcs", "pcs", "pcs", "box", "kg", "l", "m"))
+        lots: tuple[tuple[str, date | None], ...] = ()
+        if rng.random() < 0.6:
+            perishable = rng.random() < 0.5
+            lots = tuple(
+                (
+                    f"L26{rng.randint(1, 12):02d}-{rng.randint(0, 9999):04d}",
+                    date(2027, rng.randint(1, 12), rng.randint(1, 28)) if perishable else None,
+                )
+                for _ in range(rng.randint(1, 4))
+            )
+        cost = Decimal(rng.randint(5, 500_000)).scaleb(-2)
+        catalog_items.append(
+            Item(
+                code=f"SKU-{number:05d}",
+                uom=uom,
+                lots=lots,
+                homes=tuple(rng.sample(locations, rng.randint(1, 3))),
+                unit_cost=cost,
+            )
+        )
+    return Catalog(
+        items=tuple(catalog_items),
+        locations=locations,
+        devices=("scanner-dock-1", "scanner-dock-2", "scale-1", "pos-1", "pos-2", "handheld-7"),
+        actors=("zhang.wei", "li.na", "wang.fang", "chen.jie", "刘洋", "赵敏"),
+    )
+
+
+_KIND_WEIGHTS = {
+    EventKind.RECEIPT: 25,
+    EventKind.SALE: 35,
+    EventKind.ISSUE: 10,
+    EventKind.RETURN: 3,
+    EventKind.TRANSFER_OUT: 9,
+    EventKind.TRANSFER_IN: 9,
+    EventKind.ADJUSTMENT: 6,
+    EventKind.SCRAP: 3,
+}
+
+
+def random_draft(rng: random.Random, catalog: Catalog, number: int) -> EventDraft:
+    """One movement as a station would record it."""
+    kind = rng.choices(list(_KIND_WEIGHTS), weights=list(_KIND_WEIGHTS.values()))[0]
+    item = rng.choice(catalog.items)
+    lot, expiry = rng.choice(item.lots) if item.lots else (None, None)
+    if item.uom in ("kg", "l", "m"):
+        magnitude = Decimal(rng.randint(1, 250_000)).scaleb(-3)  # up to 3 places
+    else:
+        magnitude = Decimal(rng.randint(1, 48))
+    if kind in OUTBOUND_KINDS:
+        qty = -magnitude
+    elif kind in INBOUND_KINDS:
+        qty = magnitude
+    else:
+        qty = magnitude if rng.random() < 0.5 else -magnitude
+    refs = {
+        EventKind.RECEIPT: f"PO-2026-{number // 40:06d}:{number % 40 + 1}",
+        EventKind.SALE: f"SO-2026-{number // 5:07d}:{number % 5 + 1}",
+        EventKind.ISSUE: f"WO-{number // 12:06d}:{number % 12 + 1}",
+        EventKind.RETURN: f"RMA-{number:07d}:1",
+        EventKind.TRANSFER_OUT: f"TR-{number // 20:06d}:{number % 20 + 1}",
+        EventKind.TRANSFER_IN: f"TR-{number // 20:06d}:{number % 20 + 1}",
+        EventKind.ADJUSTMENT: f"CNT-{number // 200:05d}:{number % 200 + 1}",
+        EventKind.SCRAP: None,
+    }
+    return EventDraft(
+        kind=kind,
+        item=item.code,
+        location=rng.choice(item.homes),
+        qty=qty,
+        uom=item.uom,
+        lot=lot,
+        expiry=expiry,
+        unit_cost=item.unit_cost if kind is EventKind.RECEIPT else None,
+        ref=refs[kind],
+        device_id=rng.choice(catalog.devices),
+        actor=rng.choice(catalog.actors),
+    )
+
+
+def build_events(count: int, *, seed: int, progress: Progress) -> list[LedgerEvent]:
+    """``count`` validated events of SITE, seq 1..count, built the way the edge builds them."""
+    rng = random.Random(seed)
+    catalog = make_catalog(rng)
+    at = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    events: list[LedgerEvent] = []
+    task = progress.add_task("build events", total=count)
+    for seq in range(1, count + 1):
+        draft = random_draft(rng, catalog, seq)
+        at += timedelta(microseconds=rng.randint(100_000, 20_000_000))
+        events.append(
+            LedgerEvent(
+                event_id=uuid7(),
+                site_id=SITE,
+                seq=seq,
+                occurred_at=at,
+                kind=draft.kind,
+                item=draft.item,
+                lot=draft.lot,
+                expiry=draft.expiry,
+                location=draft.location,
+                qty=draft.qty,
+                uom=draft.uom,
+                unit_cost=draft.unit_cost,
+                ref=draft.ref,
+                device_id=draft.device_id,
+                actor=draft.actor,
+            )
+        )
+        if seq % 5000 == 0:
+            progress.update(task, completed=seq)
+    progress.update(task, completed=count)
+    return events
+
+
+def batches_of(events: Sequence[LedgerEvent], size: int) -> list[PushBatch]:
+    return [
+        PushBatch(site_id=SITE, events=list(events[start : start + size]))
+        for start in range(0, len(events), size)
+    ]
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class DrainResult:
+    database: str
+    events: int
+    batch_size: int
+    ingest_s: float
+    ingest_eps: float
+    raw_s: float
+    raw_rows_per_s: float
+    ratio: float
+    """ingest events/s divided by raw rows/s."""
+    batch_ms_p50: float
+    batch_ms_max: float
+    replay_eps: float
+    """Re-pushing already held batches: every event comes back ``duplicate``."""
+    first_http_events_eps: float = 0.0
+    """Direct ingest rate over the same first events the HTTP run sends, for comparison."""
+    http_events: int = 0
+    http_eps: float = 0.0
+    http_s: float = 0.0
+
+
+@dataclass
+class LatencyResult:
+    name: str
+    count: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    mean_ms: float
+
+
+@dataclass
+class Report:
+    command: str
+    machine: dict[str, Any]
+    build_events: int = 0
+    build_s: float = 0.0
+    drains: list[DrainResult] = field(default_factory=list)
+    latencies: list[LatencyResult] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- scratch databases
+
+
+@contextlib.contextmanager
+def scratch_database(kind: Database, *, name: str, workdir: Path, admin_url: str) -> Iterator[str]:
+    """A new, migrated, empty central database; removed afterwards."""
+    if kind is Database.SQLITE:
+        path = workdir / f"{name}.db"
+        _remove_sqlite(path)
+        url = f"sqlite:///{path}"
+        try:
+            upgrade_database(url)
+            yield url
+        finally:
+            _remove_sqlite(path)
+        return
+    database = f"jxc_bench_{name.replace('-', '_')}_{secrets.token_hex(3)}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    url = make_url(admin_url).set(drivername="postgresql+psycopg", database=database)
+    try:
+        upgrade_database(url)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(database)
+                )
+            )
+
+
+def _remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def raw_table() -> Table:
+    """A table identical to ``ledger_events`` (columns, types, keys), under another name."""
+    bench_metadata = MetaData(naming_convention=metadata.naming_convention)
+    site_sync_state.to_metadata(bench_metadata)
+    return Table(
+        RAW_TABLE,
+        bench_metadata,
+        *(Column(column.name, column.type, nullable=column.nullable) for column in ledger_events.c),
+        PrimaryKeyConstraint("event_id"),
+        ForeignKeyConstraint(["site_id"], [site_sync_state.c.site_id]),
+        UniqueConstraint("site_id", "seq"),
+    )
+
+
+def checkpoint(engine: Engine) -> None:
+    """Flush the write-ahead log, so one measurement does not pay for the previous one."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            connection.exec_driver_sql("CHECKPOINT")
+            connection.commit()
+
+
+# --------------------------------------------------------------------------- drain: raw baseline
+
+
+def stored_row(event: LedgerEvent, received_at: datetime) -> dict[str, Any]:
+    """The row ingest writes for ``event`` (the same mapping as ``ingest._insert_events``)."""
+    return {
+        "event_id": str(event.event_id),
+        "site_id": event.site_id,
+        "seq": event.seq,
+        "occurred_at": event.occurred_at,
+        "received_at": received_at,
+        "kind": event.kind.value,
+        "item": event.item,
+        "lot": event.lot,
+        "expiry": event.expiry,
+        "location": event.location,
+        "qty": event.qty,
+        "uom": event.uom,
+        "unit_cost": event.unit_cost,
+        "ref": event.ref,
+        "device_id": event.device_id,
+        "actor": event.actor,
+        "content_digest": event.content_digest(),
+    }
+
+
+def driver_rows_maker(engine: Engine) -> Callable[[Sequence[LedgerEvent]], list[tuple[Any, ...]]]:
+    """Turn events into the exact parameter tuples the driver receives (column types applied)."""
+    dialect = engine.dialect
+    processors = [
+        column.type.dialect_impl(dialect).bind_processor(dialect) for column in ledger_events.c
+    ]
+    names = [column.name for column in ledger_events.c]
+
+    def make(events: Sequence[LedgerEvent]) -> list[tuple[Any, ...]]:
+        received_at = datetime.now(UTC)
+        rows = []
+        for event in events:
+            row = stored_row(event, received_at)
+            rows.append(
+                tuple(
+                    row[name] if processor is None else processor(row[name])
+                    for name, processor in zip(names, processors, strict=True)
+                )
+            )
+        return rows
+
+    return make
+
+
+def raw_insert(
+    engine: Engine, batches: Sequence[PushBatch], *, progress: Progress
+) -> tuple[float, int]:
+    """Insert the batches' rows into RAW_TABLE, one transaction per batch; (seconds, rows)."""
+    table = raw_table()
+    with engine.begin() as connection:
+        table.create(connection)
+        connection.execute(
+            insert(site_sync_state).values(site_id=SITE, acked_through_seq=0, updated_at=_now())
+        )
+    make_rows = driver_rows_maker(engine)
+    columns = [column.name for column in ledger_events.c]
+    elapsed = 0.0
+    total = 0
+    task = progress.add_task(f"raw {engine.dialect.name}", total=sum(len(b.events) for b in batches))
+    raw = engine.raw_connection()
+    try:
+        dbapi = raw.driver_connection
+        if engine.dialect.name == "sqlite":
+            assert isinstance(dbapi, sqlite3.Connection)
+            statement = (
+                f"INSERT INTO {RAW_TABLE} ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' for _ in columns)})"
+            )
+            for batch in batches:
+                rows = make_rows(batch.events)
+                gc.collect()
+                started = time.perf_counter()
+                dbapi.execute("BEGIN IMMEDIATE")
+                dbapi.executemany(statement, rows)
+                dbapi.execute("COMMIT")
+                elapsed += time.perf_counter() - started
+                total += len(rows)
+                progress.advance(task, len(rows))
+        else:
+            assert isinstance(dbapi, psycopg.Connection)
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                sql.Identifier(RAW_TABLE), sql.SQL(", ").join(map(sql.Identifier, columns))
+            )
+            for batch in batches:
+                rows = make_rows(batch.events)
+                gc.collect()
+                started = time.perf_counter()
+                with dbapi.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                dbapi.commit()
+                elapsed += time.perf_counter() - started
+                total += len(rows)
+                progress.advance(task, len(rows))
+    finally:
+        raw.close()
+    with engine.connect() as connection:
+        held = connection.execute(select(func.count()).select_from(table)).scalar_one()
+    if held != total:
+        raise RuntimeError(f"raw table holds {held} rows, {total} were inserted")
+    return elapsed, total
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- drain: ingest
+
+
+def direct_ingest(
+    engine: Engine,
+    batches: Sequence[PushBatch],
+    *,
+    progress: Progress,
+    label: str,
+    expect: EventStatus = EventStatus.ACCEPTED,
+    profiler: cProfile.Profile | None = None,
+) -> list[float]:
+    """Push every batch through ``ingest_batch``; the seconds each push took."""
+    task = progress.add_task(label, total=sum(len(b.events) for b in batches))
+    times = []
+    with engine.connect() as connection:
+        for batch in batches:
+            gc.collect()
+            started = time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
+            ack = ingest_batch(connection=connection, batch=batch, received_at=_now())
+            if profiler is not None:
+                profiler.disable()
+            times.append(time.perf_counter() - started)
+            _check_ack(ack.acked_through_seq, [r.status for r in ack.results], batch, expect)
+            progress.advance(task, len(batch.events))
+    return times
+
+
+def _check_ack(
+    acked: int, statuses: Sequence[str], batch: PushBatch, expect: EventStatus
+) -> None:
+    last = batch.events[-1].seq
+    if acked < last or any(status != expect for status in statuses):
+        wrong = sorted({str(s) for s in statuses if s != expect})
+        raise RuntimeError(f"batch ending at seq {last}: acked {acked}, statuses {wrong}")
+
+
+def verify_central(engine: Engine, events: Sequence[LedgerEvent]) -> None:
+    """The ledger holds every event once and the balances sum to the ledger."""
+    with engine.connect() as connection:
+        held = connection.execute(select(func.count()).select_from(ledger_events)).scalar_one()
+        balance_total = sum(connection.execute(select(stock_balances.c.qty)).scalars())
+    expected_total = sum(event.qty for event in events)
+    if held != len(events) or balance_total != expected_total:
+        raise RuntimeError(
+            f"central holds {held} events (expected {len(events)}), balances sum to "
+            f"{balance_total} (expected {expected_total})"
+        )
+
+
+# --------------------------------------------------------------------------- drain: HTTP
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def central_process(url: str, *, log_path: Path) -> Iterator[str]:
+    """``jxc central serve`` on a free loopback port, as deployed; its base URL."""
+    port = _free_port()
+    jxc = Path(sys.executable).with_name("jxc")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(jxc), "central", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env={**os.environ, "JXC_CENTRAL_DATABASE_URL": url},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"central exited with {process.returncode}, see {log_path}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"central did not answer within 30 s, see {log_path}")
+                time.sleep(0.1)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def http_ingest(base: str, batches: Sequence[PushBatch], *, progress: Progress) -> float:
+    """POST every batch as the edge does (its JSON built beforehand); total seconds."""
+    task = progress.add_task("http push", total=sum(len(b.events) for b in batches))
+    elapsed = 0.0
+    with httpx.Client(base_url=base, timeout=120) as client:
+        for batch in batches:
+            body = batch.model_dump_json().encode()
+            gc.collect()
+            started = time.perf_counter()
+            response = client.post(
+                "/api/v1/sync/events",
+                content=body,
+                headers={"content-type": "application/json"},
+            )
+            elapsed += time.perf_counter() - started
+            if response.status_code != 200:
+                raise RuntimeError(f"push answered {response.status_code}: {response.text[:500]}")
+            ack = response.json()
+            _check_ack(
+                ack["acked_through_seq"],
+                [r["status"] for r in ack["results"]],
+                batch,
+                EventStatus.ACCEPTED,
+            )
+            progress.advance(task, len(batch.events))
+    return elapsed
+
+
+# --------------------------------------------------------------------------- edge append latency
+
+
+_EDGE_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=FULL",
+    "busy_timeout=5000",
+    "foreign_keys=ON",
+    "journal_size_limit=67108864",
+)
+"""What ``edge_agent.ledger.Ledger`` sets; the raw baseline uses the same."""
+
+
+def latency(name: str, samples_ns: Sequence[int]) -> LatencyResult:
+    ordered = sorted(samples_ns)
+
+    def pct(fraction: float) -> float:
+        index = min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)
+        return ordered[max(index, 0)] / 1e6
+
+    return LatencyResult(
+        name=name,
+        count=len(ordered),
+        p50_ms=pct(0.50),
+        p90_ms=pct(0.90),
+        p99_ms=pct(0.99),
+        p999_ms=pct(0.999),
+        max_ms=ordered[-1] / 1e6,
+        mean_ms=sum(ordered) / len(ordered) / 1e6,
+    )
+
+
+def append_latency(
+    count: int, *, workdir: Path, seed: int, progress: Progress
+) -> list[LatencyResult]:
+    rng = random.Random(seed)
+    catalog = make_catalog(rng)
+    drafts = [random_draft(rng, catalog, number) for number in range(1, 2001)]
+    warmup = 200
+    results = []
+
+    path = workdir / "edge-ledger.db"
+    _remove_sqlite(path)
+    ledger = Ledger(path, site_id="BENCH-EDGE")
+    samples: list[int] = []
+    task = progress.add_task("Ledger.append", total=count + warmup)
+    try:
+        for number in range(count + warmup):
+            draft = drafts[number % len(drafts)]
+            started = time.perf_counter_ns()
+            ledger.append(draft)
+            took = time.perf_counter_ns() - started
+            if number >= warmup:
+                samples.append(took)
+            progress.advance(task)
+        if ledger.counts().last_seq != count + warmup:
+            raise RuntimeError("the ledger lost appends")
+        body_sample = ledger.events()[-1].model_dump_json()
+    finally:
+        ledger.close()
+        _remove_sqlite(path)
+    results.append(latency("Ledger.append", samples))
+
+    raw_path = workdir / "raw-sqlite.db"
+    _remove_sqlite(raw_path)
+    conn = sqlite3.connect(raw_path, isolation_level=None)
+    samples = []
+    task = progress.add_task("raw INSERT+COMMIT", total=count + warmup)
+    try:
+        for pragma in _EDGE_PRAGMAS:
+            conn.execute(f"PRAGMA {pragma}")
+        conn.execute(
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,"
+            " occurred_at TEXT NOT NULL, kind TEXT NOT NULL, item TEXT NOT NULL, lot TEXT,"
+            " location TEXT NOT NULL, qty TEXT NOT NULL, body TEXT NOT NULL, synced_at TEXT)"
+        )
+        statement = (
+            "INSERT INTO events (seq, event_id, occurred_at, kind, item, lot, location, qty, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        for number in range(count + warmup):
+            draft = drafts[number % len(drafts)]
+            row = (
+                number + 1,
+                str(uuid7()),
+                _now().isoformat(),
+                draft.kind.value,
+                draft.item,
+                draft.lot,
+                draft.location,
+                format(draft.qty, "f"),
+                body_sample,
+            )
+            started = time.perf_counter_ns()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(statement, row)
+            conn.execute("COMMIT")
+            took = time.perf_counter_ns() - started
+            if number >= warmup:
+                samples.append(took)
+            progress.advance(task)
+    finally:
+        conn.close()
+        _remove_sqlite(raw_path)
+    results.append(latency("raw sqlite3 INSERT+COMMIT", samples))
+    return results
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def drain(
+    kind: Database,
+    *,
+    events: Sequence[LedgerEvent],
+    batches: Sequence[PushBatch],
+    http_batches: Sequence[PushBatch],
+    workdir: Path,
+    admin_url: str,
+    progress: Progress,
+    profile_path: Path | None,
+) -> DrainResult:
+    profiler = cProfile.Profile() if profile_path is not None else None
+    with scratch_database(kind, name=f"drain-{kind}", workdir=workdir, admin_url=admin_url) as url:
+        engine = create_db_engine(url)
+        try:
+            raw_s, raw_rows = raw_insert(engine, batches, progress=progress)
+            checkpoint(engine)
+            times = direct_ingest(
+                engine, batches, progress=progress, label=f"ingest {kind}", profiler=profiler
+            )
+            verify_central(engine, events)
+            checkpoint(engine)
+            replayed = batches[-min(len(batches), 10) :]
+            replay_times = direct_ingest(
+                engine,
+                replayed,
+                progress=progress,
+                label=f"replay {kind}",
+                expect=EventStatus.DUPLICATE,
+            )
+        finally:
+            engine.dispose()
+    if profiler is not None and profile_path is not None:
+        path = profile_path.with_name(f"{profile_path.stem}-{kind}{profile_path.suffix}")
+        profiler.dump_stats(path)
+        console.print(f"[bold]cProfile of ingest on {kind}[/] (full stats in {path})")
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(25)
+    ingest_s = sum(times)
+    ordered = sorted(times)
+    result = DrainResult(
+        database=str(kind),
+        events=len(events),
+        batch_size=len(batches[0].events),
+        ingest_s=ingest_s,
+        ingest_eps=len(events) / ingest_s,
+        raw_s=raw_s,
+        raw_rows_per_s=raw_rows / raw_s,
+        ratio=(len(events) / ingest_s) / (raw_rows / raw_s),
+        batch_ms_p50=ordered[len(ordered) // 2] * 1000,
+        batch_ms_max=ordered[-1] * 1000,
+        replay_eps=sum(len(b.events) for b in replayed) / sum(replay_times),
+    )
+    if http_batches:
+        http_count = sum(len(b.events) for b in http_batches)
+        result.first_http_events_eps = http_count / sum(times[: len(http_batches)])
+        with (
+            scratch_database(kind, name=f"http-{kind}", workdir=workdir, admin_url=admin_url) as url,
+            central_process(url, log_path=workdir / f"central-{kind}.log") as base,
+        ):
+            http_s = http_ingest(base, http_batches, progress=progress)
+        result.http_events = http_count
+        result.http_s = http_s
+        result.http_eps = http_count / http_s
+    return result
+
+
+def machine() -> dict[str, Any]:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+    }
+
+
+def print_report(report: Report) -> None:
+    if report.build_events:
+        console.print(
+            f"built {report.build_events:,} events in {report.build_s:.1f} s "
+            f"({report.build_events / report.build_s:,.0f}/s, not counted below)"
+        )
+    if report.drains:
+        table = RichTable(title="Drain a backlog into central (one site, batches of 5000)")
+        for heading in (
+            "database",
+            "events",
+            "ingest s",
+            "ingest ev/s",
+            "raw rows/s",
+            "ingest/raw",
+            "batch p50 ms",
+            "batch max ms",
+            "replay ev/s",
+            "HTTP events",
+            "HTTP ev/s",
+            "direct ev/s, same events",
+        ):
+            table.add_column(heading, justify="right")
+        for d in report.drains:
+            table.add_row(
+                d.database,
+                f"{d.events:,}",
+                f"{d.ingest_s:.1f}",
+                f"{d.ingest_eps:,.0f}",
+                f"{d.raw_rows_per_s:,.0f}",
+                f"{d.ratio:.2f}",
+                f"{d.batch_ms_p50:.0f}",
+                f"{d.batch_ms_max:.0f}",
+                f"{d.replay_eps:,.0f}",
+                f"{d.http_events:,}" if d.http_events else "-",
+                f"{d.http_eps:,.0f}" if d.http_events else "-",
+                f"{d.first_http_events_eps:,.0f}" if d.http_events else "-",
+            )
+        console.print(table)
+        for d in report.drains:
+            aim = "meets" if d.database != "sqlite" or d.ratio >= 0.5 else "MISSES"
+            note = " (aim: at least half the raw rate)" if d.database == "sqlite" else ""
+            console.print(
+                f"{d.database}: ingest runs at {d.ratio:.0%} of the raw insert rate{note}"
+                + (f" -> {aim} the aim" if d.database == "sqlite" else "")
+            )
+    if report.latencies:
+        table = RichTable(title="Edge append latency (single events, file on the real disk)")
+        for heading in ("what", "count", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"):
+            table.add_column(heading, justify="right")
+        for lat in report.latencies:
+            table.add_row(
+                lat.name,
+                f"{lat.count:,}",
+                f"{lat.p50_ms:.3f}",
+                f"{lat.p90_ms:.3f}",
+                f"{lat.p99_ms:.3f}",
+                f"{lat.p999_ms:.3f}",
+                f"{lat.max_ms:.3f}",
+            )
+        console.print(table)
+        append = report.latencies[0]
+        verdict = "meets" if append.p99_ms < 2 else "MISSES"
+        console.print(f"Ledger.append p99 {append.p99_ms:.3f} ms -> {verdict} the aim (< 2 ms)")
+
+
+app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0] if __doc__ else None)
+
+
+@app.command()
+def main(
+    events: Annotated[int, typer.Option(help="events in the backlog to drain (0 skips)")] = 1_000_000,
+    database: Annotated[Database, typer.Option(help="central database(s) to drain into")] = (
+        Database.BOTH
+    ),
+    http_events: Annotated[
+        int, typer.Option(help="events pushed through HTTP as well (0 skips)")
+    ] = 100_000,
+    appends: Annotated[
+        int, typer.Option(help="single Ledger.append calls to time (0 skips)")
+    ] = 20_000,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=MAX_EVENTS_PER_BATCH, help="events per push")
+    ] = MAX_EVENTS_PER_BATCH,
+    postgres_url: Annotated[
+        str,
+        typer.Option(help="existing PostgreSQL database to connect to; scratch ones are made"),
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+    workdir: Annotated[Path, typer.Option(help="scratch files (real disk, not tmpfs)")] = (
+        ROOT / "var" / "bench"
+    ),
+    seed: Annotated[int, typer.Option(help="seed of the generated site and events")] = 3,
+    profile: Annotated[
+        Path | None, typer.Option(help="cProfile the direct ingest; stats to PATH-<db>.prof")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="also write the figures as JSON")
+    ] = None,
+) -> None:
+    """Measure central ingest throughput and edge append latency against raw baselines."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    kinds = (
+        [Database.SQLITE, Database.POSTGRESQL] if database is Database.BOTH else [database]
+    )
+    report = Report(command=" ".join(["bench/sync.py", *sys.argv[1:]]), machine=machine())
+    console.print(f"[bold]machine[/] {report.machine}")
+    progress = Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        if events > 0:
+            started = time.perf_counter()
+            built = build_events(events, seed=seed, progress=progress)
+            batches = batches_of(built, batch_size)
+            report.build_events = events
+            report.build_s = time.perf_counter() - started
+            http_count = min(http_events, events)
+            http_batches = batches_of(built[:http_count], batch_size) if http_count else []
+            for kind in kinds:
+                report.drains.append(
+                    drain(
+                        kind,
+                        events=built,
+                        batches=batches,
+                        http_batches=http_batches,
+                        workdir=workdir,
+                        admin_url=postgres_url,
+                        progress=progress,
+                        profile_path=profile,
+                    )
+                )
+            del built, batches, http_batches
+            gc.collect()
+        if appends > 0:
+            report.latencies = append_latency(
+                appends, workdir=workdir, seed=seed, progress=progress
+            )
+    print_report(report)
+    if json_out is not None:
+        json_out.write_text(json.dumps(asdict(report), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    app()
