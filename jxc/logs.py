@@ -40,3 +40,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The scheduler reports every run of every job at INFO: a line per push, ten a second.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -80,6 +80,11 @@ class Site:
     procs: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
     central_port: int = field(default_factory=free_port)
     edge_port: int = field(default_factory=free_port)
+    sync: dict[str, float] = field(default_factory=dict)
+    """Overrides of the site file's [sync] section."""
+    push_via: str | None = None
+    """Send the edge's pushes to this URL (a fault proxy) instead of central itself."""
+    status_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def central_url(self) -> str:
@@ -128,17 +133,17 @@ class Site:
 
     def write_site_file(self) -> Path:
         path = self.root / "site.toml"
+        sync = {"push_interval_s": 0.2, "batch_size": 7, "max_backoff_s": 1, **self.sync}
+        sync_lines = "\n".join(f"{key} = {value}" for key, value in sync.items())
         path.write_text(
             f"""
 [site]
 id = "{self.site_id}"
 [central]
-url = "{self.central_url}"
+url = "{self.push_via or self.central_url}"
 timeout_s = 5
 [sync]
-push_interval_s = 0.2
-batch_size = 7
-max_backoff_s = 1
+{sync_lines}
 [ledger]
 path = "edge.db"
 [status]
@@ -152,22 +157,40 @@ port = "dev/scanner-1"
         )
         return path
 
-    def start_edge(self) -> None:
-        self.procs["edge"] = spawn(
-            ["edge", "run", "--config", str(self.write_site_file())], self.root / "edge.log"
+    def start_edge(self, name: str = "edge", *, wait_for_scanner: bool = True) -> None:
+        port = self.edge_port if name == "edge" else free_port()
+        self.procs[name] = spawn(
+            [
+                "edge",
+                "run",
+                "--config",
+                str(self.write_site_file()),
+                "--status-port",
+                str(port),
+            ],
+            self.root / f"{name}.log",
         )
-        eventually(
-            lambda: self.edge_status()["scanners"][0]["state"] == "connected",
-            what="edge agent with its scanner connected",
-        )
+        self.status_ports[name] = port
+        if wait_for_scanner:
+            eventually(
+                lambda: self.edge_status(name)["scanners"][0]["state"] == "connected",
+                what=f"{name} with its scanner connected",
+            )
+        else:
+            eventually(lambda: self.edge_status(name), what=f"{name} /healthz")
 
-    def kill_edge(self) -> None:
-        proc = self.procs.pop("edge")
+    def kill(self, name: str) -> None:
+        """``kill -9``: no cleanup, no goodbye, as a power cut would."""
+        proc = self.procs.pop(name)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
-    def edge_status(self) -> dict[str, Any]:
-        status: dict[str, Any] = get_json(self.edge_url)
+    def kill_edge(self) -> None:
+        self.kill("edge")
+
+    def edge_status(self, name: str = "edge") -> dict[str, Any]:
+        port = self.status_ports.get(name, self.edge_port)
+        status: dict[str, Any] = get_json(f"http://127.0.0.1:{port}/healthz")
         return status
 
     def scan(self, line: str) -> None:
@@ -177,9 +200,8 @@ port = "dev/scanner-1"
         stdin.flush()
 
     def stop_all(self) -> None:
-        for name in ("edge", "scanner", "central"):
-            if name in self.procs:
-                stop(self.procs.pop(name))
+        for name in sorted(self.procs, key=lambda n: n == "central"):  # central last
+            stop(self.procs.pop(name))
 
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:

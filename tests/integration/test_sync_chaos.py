@@ -1,0 +1,233 @@
+"""Exactly once through crashes and partitions, with real processes and a seeded RNG.
+
+Each test ends the same way: the edge's ledger and central's ledger hold the same events
+(count, ids, order and a content hash compared), each exactly once, and central's balances
+equal the sum of the edge's events. Set JXC_CHAOS_ROUNDS / JXC_CHAOS_SEED to vary a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from edge_agent.ledger import EventDraft, Ledger
+from jxc.contract import EventKind, LedgerEvent
+from simulators.scanner import ScannerTwin
+from tests.integration.fault_proxy import DropAfterCommitProxy
+from tests.integration.processes import Site, eventually, get_json, rows
+
+pytestmark = pytest.mark.integration
+
+ROUNDS = int(os.environ.get("JXC_CHAOS_ROUNDS", "50"))
+SEED = int(os.environ.get("JXC_CHAOS_SEED", "20261125"))
+GTIN = "09506000134352"
+CHAOS_SYNC = {"push_interval_s": 0.05, "batch_size": 5, "max_backoff_s": 0.3, "lease_ttl_s": 1}
+
+
+class ScanPump:
+    """Scans cartons at a steady pace from a background thread until stopped."""
+
+    def __init__(self, twin: ScannerTwin, *, per_second: float = 80) -> None:
+        self.twin = twin
+        self.period = 1 / per_second
+        self.sent = 0
+        self.refused = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.wait(self.period):
+            i += 1
+            code = f"01{GTIN}17271231" + f"10C{i % 7}\x1d37{i % 4 + 1}"
+            try:
+                self.twin.send(code, symbology="]C1")
+                self.sent += 1
+            except (TimeoutError, OSError):
+                self.refused += 1  # nobody reading (the agent is dead): a real scanner beeps
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    running = Site(tmp_path, sync=dict(CHAOS_SYNC))
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture
+def twin(tmp_path: Path) -> Iterator[ScannerTwin]:
+    (tmp_path / "dev").mkdir()
+    with ScannerTwin(link=tmp_path / "dev" / "scanner-1", write_timeout=0.2) as scanner:
+        yield scanner
+
+
+def ledger_fingerprint(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def wait_for_drain(site: Site, name: str = "edge", within: float = 120) -> None:
+    def drained() -> bool:
+        last_seq = rows(site.edge_db, "SELECT COALESCE(MAX(seq), 0) FROM events")[0][0]
+        pending = rows(site.edge_db, "SELECT COUNT(*) FROM outbox")[0][0]
+        held = rows(site.central_db, "SELECT COUNT(*) FROM ledger_events")[0][0]
+        return bool(pending == 0 and held == last_seq)
+
+    eventually(drained, within=within, what="the edge outbox to drain into central")
+
+
+def assert_both_sides_hold_the_same_events_once(site: Site) -> int:
+    edge = rows(site.edge_db, "SELECT seq, event_id, body FROM events ORDER BY seq")
+    central = rows(
+        site.central_db,
+        "SELECT seq, event_id, content_digest FROM ledger_events WHERE site_id = 'S01'"
+        " ORDER BY seq",
+    )
+    assert len(edge) > 0
+    assert len(central) == len(edge), f"seed {SEED}: counts differ"
+    assert [seq for seq, *_ in edge] == list(range(1, len(edge) + 1)), "edge seq is gapless"
+    edge_lines = [
+        f"{seq} {event_id} {LedgerEvent.model_validate_json(body).content_digest()}"
+        for seq, event_id, body in edge
+    ]
+    central_lines = [f"{seq} {event_id} {digest}" for seq, event_id, digest in central]
+    assert ledger_fingerprint(central_lines) == ledger_fingerprint(edge_lines), (
+        f"seed {SEED}: central's ledger differs from the edge's"
+    )
+    expected: dict[tuple[str, str], Decimal] = {}
+    for *_, body in edge:
+        event = json.loads(body)
+        key = (event["item"], event["lot"])
+        expected[key] = expected.get(key, Decimal(0)) + Decimal(event["qty"])
+    stock = get_json(f"{site.central_url}/api/v1/stock?site_id=S01")
+    assert {(row["item"], row["lot"]): Decimal(row["qty"]) for row in stock} == expected
+    return len(edge)
+
+
+def test_kill_9_of_the_edge_agent_at_random_instants(site: Site, twin: ScannerTwin) -> None:
+    rng = random.Random(SEED)
+    site.start_central()
+    pump = ScanPump(twin)
+    try:
+        for _ in range(ROUNDS):
+            site.start_edge()
+            time.sleep(rng.uniform(0.0, 0.6))
+            site.kill_edge()
+        site.start_edge()
+        time.sleep(0.3)
+    finally:
+        pump.stop()
+    wait_for_drain(site)
+    held = assert_both_sides_hold_the_same_events_once(site)
+    assert held > ROUNDS, "enough scans landed to make the kills mean something"
+
+
+def test_kill_9_of_central_at_random_instants(site: Site, twin: ScannerTwin) -> None:
+    rng = random.Random(SEED + 1)
+    site.start_central()
+    site.start_edge()
+    pump = ScanPump(twin)
+    try:
+        for _ in range(ROUNDS):
+            time.sleep(rng.uniform(0.05, 0.5))
+            site.kill("central")
+            site.start_central()
+    finally:
+        pump.stop()
+    wait_for_drain(site)
+    assert_both_sides_hold_the_same_events_once(site)
+
+
+def test_connection_dropped_after_central_committed(site: Site, twin: ScannerTwin) -> None:
+    site.start_central()
+    proxy = DropAfterCommitProxy(
+        site.central_port, seed=SEED, drop_probability=0.5, max_drops=ROUNDS
+    )
+    site.push_via = proxy.url
+    try:
+        site.start_edge()
+        pump = ScanPump(twin)
+        try:
+            eventually(lambda: proxy.drops >= ROUNDS, within=120, what=f"{ROUNDS} dropped acks")
+        finally:
+            pump.stop()
+        wait_for_drain(site)
+    finally:
+        proxy.close()
+    assert_both_sides_hold_the_same_events_once(site)
+    log = (site.root / "central.log").read_text()
+    resent = sum(
+        json.loads(line).get("duplicate", 0) for line in log.splitlines() if "ingested" in line
+    )
+    assert resent > 0, "acks were lost, so some events must have come back as duplicates"
+
+
+def test_central_down_while_the_edge_records_100k_events(site: Site) -> None:
+    n = int(os.environ.get("JXC_OUTAGE_EVENTS", "100000"))
+    site.sync.update({"batch_size": 2000, "push_interval_s": 0.1})
+    site.start_central()
+    site.kill("central")
+    site.start_edge(wait_for_scanner=False)
+    recorder = Ledger(site.edge_db, site_id="S01")  # a second writer, as a station would be
+    try:
+        for i in range(n):
+            recorder.append(
+                EventDraft(
+                    kind=EventKind.RECEIPT,
+                    item=f"ITEM-{i % 300}",
+                    lot=f"L{i % 11}",
+                    location="DOCK-1",
+                    qty=Decimal("0.5"),
+                    uom="EA",
+                )
+            )
+    finally:
+        recorder.close()
+    assert site.edge_status()["ledger"]["pending"] == n, "nothing left while central was down"
+    site.start_central()
+    wait_for_drain(site, within=600)
+    held = rows(site.central_db, "SELECT seq FROM ledger_events ORDER BY received_at, seq")
+    assert [seq for (seq,) in held] == list(range(1, n + 1)), "in order, once"
+    assert_both_sides_hold_the_same_events_once(site)
+
+
+def test_two_agents_on_one_ledger_send_one_at_a_time(site: Site, twin: ScannerTwin) -> None:
+    site.start_central()
+    site.start_edge("edge")
+    site.start_edge("standby", wait_for_scanner=False)
+    pump = ScanPump(twin)
+    senders: set[str] = set()
+    try:
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            flags = {n: site.edge_status(n)["sync"]["is_sender"] for n in ("edge", "standby")}
+            assert sum(flags.values()) <= 1, f"two senders at once: {flags}"
+            senders |= {n for n, f in flags.items() if f}
+            time.sleep(0.05)
+        site.kill("edge")  # the standby takes over sending once the lease expires
+        eventually(lambda: site.edge_status("standby")["sync"]["is_sender"], what="takeover")
+    finally:
+        pump.stop()
+    wait_for_drain(site)
+    assert senders == {"edge"}
+    assert_both_sides_hold_the_same_events_once(site)
+    log = (site.root / "central.log").read_text()
+    duplicates = sum(
+        json.loads(line).get("duplicate", 0) for line in log.splitlines() if "ingested" in line
+    )
+    assert duplicates <= CHAOS_SYNC["batch_size"], "at most the batch in flight at the kill"
