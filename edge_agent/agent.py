@@ -18,8 +18,9 @@ import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import ValidationError
 
-from device_drivers.scanners import Scanner, SerialLineScanner, SerialScannerConfig
-from edge_agent.config import SerialScannerSection, SiteConfig
+from device_drivers.registry import open_scanner
+from device_drivers.scanners import Scanner
+from edge_agent.config import SiteConfig
 from edge_agent.ledger import Ledger, LedgerError
 from edge_agent.stations.receiving import ReceivingStation
 from edge_agent.status_page import StatusServer
@@ -29,22 +30,6 @@ from jxc import __version__
 log = logging.getLogger("edge_agent")
 
 SCAN_POLL_S = 0.25
-
-
-def open_scanner(section: SerialScannerSection) -> Scanner:
-    """Build the configured scanner driver (one driver today; entry points come with #4)."""
-    return SerialLineScanner(
-        SerialScannerConfig(
-            device_id=section.id,
-            port=str(section.port),
-            baudrate=section.baudrate,
-            terminator=section.terminator,
-            max_length=section.max_length,
-            half_line_timeout=section.half_line_timeout_s,
-            fnc1_separator=section.fnc1_separator,
-            gs1=section.gs1,
-        )
-    )
 
 
 class EdgeAgent:
@@ -73,7 +58,9 @@ class EdgeAgent:
             lease_ttl_s=config.sync.lease_ttl_s,
             max_clock_skew_s=config.sync.max_clock_skew_s,
         )
-        self.scanners: list[Scanner] = [open_scanner(s) for s in config.devices.scanners]
+        self.scanners: list[Scanner] = [
+            open_scanner(s.driver, s.id, s.options) for s in config.devices.scanners
+        ]
         self.rejected_scans = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

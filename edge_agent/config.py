@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
@@ -57,20 +57,25 @@ class ReceivingSection(_Section):
     uom: Annotated[str, Field(min_length=1, max_length=16)] = "EA"
 
 
-class SerialScannerSection(_Section):
+class DeviceSection(BaseModel):
+    """One device: its id, the driver's name, and the driver's own options.
+
+    The options are checked by the driver (see ``device_drivers.registry``), since only it
+    knows them; a third-party driver brings its own.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
     id: Annotated[str, Field(min_length=1, max_length=64)]
-    driver: Literal["serial-line"] = "serial-line"
-    port: Path
-    baudrate: int = 9600
-    terminator: Literal["CR", "LF", "CRLF"] = "CR"
-    max_length: Annotated[int, Field(ge=8, le=4096)] = 256
-    half_line_timeout_s: Annotated[float, Field(gt=0, le=10)] = 0.3
-    fnc1_separator: Annotated[str, Field(min_length=1, max_length=1)] = "\x1d"
-    gs1: Literal["auto", "always", "never"] = "auto"
+    driver: Annotated[str, Field(min_length=1)]
+
+    @property
+    def options(self) -> dict[str, object]:
+        return dict(self.model_extra or {})
 
 
 class DevicesSection(_Section):
-    scanners: list[SerialScannerSection] = []
+    scanners: list[DeviceSection] = []
 
 
 class SiteConfig(_Section):
@@ -104,6 +109,8 @@ def load_site_config(path: Path) -> SiteConfig:
         raise ConfigError(f"{path}: {problems}") from None
     base = path.resolve().parent
     config.ledger.path = base / config.ledger.path
-    for scanner in config.devices.scanners:
-        scanner.port = base / scanner.port
+    for device in config.devices.scanners:
+        port = (device.model_extra or {}).get("port")
+        if isinstance(port, str) and "/" in port and not Path(port).is_absolute():
+            device.model_extra["port"] = str(base / port)  # type: ignore[index]
     return config

@@ -67,6 +67,7 @@ uom = "EA"
 
 [[devices.scanners]]
 id = "{scanner_id}"
+driver = "serial-line"
 port = "dev/{scanner_id}"
 terminator = "CR"
 """

@@ -16,7 +16,8 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
 import serial
@@ -32,7 +33,12 @@ from device_drivers.scanners.framing import (
 )
 from device_drivers.status import DeviceState, DeviceStatus
 
-__all__ = ["SerialLineScanner", "SerialScannerConfig", "Terminator"]
+__all__ = [
+    "SerialLineScanner",
+    "SerialScannerConfig",
+    "Terminator",
+    "create_serial_line_scanner",
+]
 
 log = logging.getLogger("device_drivers.scanner")
 
@@ -319,3 +325,26 @@ class SerialLineScanner:
                 detail,
                 extra={"device": self.config.device_id, "reason": "io"},
             )
+
+
+def create_serial_line_scanner(device_id: str, options: Mapping[str, object]) -> SerialLineScanner:
+    """The ``serial-line`` entry point: a site file's scanner section to a driver.
+
+    Options are :class:`SerialScannerConfig`'s fields; an unknown or mistyped one is a
+    :class:`DeviceConfigError` naming it, so a typo in the site file fails at start-up.
+    """
+    known = {f.name for f in fields(SerialScannerConfig)} - {"device_id"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise DeviceConfigError(
+            f"{device_id}: unknown option(s) {', '.join(unknown)} for the serial-line "
+            f"driver; known: {', '.join(sorted(known))}"
+        )
+    try:
+        config = SerialScannerConfig(device_id=device_id, **options)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise DeviceConfigError(f"{device_id}: {exc}") from exc
+    for name, kind in (("baudrate", int), ("max_length", int), ("half_line_timeout", (int, float))):
+        if not isinstance(getattr(config, name), kind):
+            raise DeviceConfigError(f"{device_id}: {name} must be a number")
+    return SerialLineScanner(config)

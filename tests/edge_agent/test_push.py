@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -157,11 +158,27 @@ def test_second_pusher_on_the_same_ledger_does_not_send(
 
 
 def test_clock_skew_beyond_threshold_raises_an_alert(central: TestClient, ledger: Ledger) -> None:
+    """Central's clock runs 300 s ahead of ours (as a drifting edge clock would look)."""
+    offset = {"s": 300.0}
+
+    def skewed(request: httpx.Request) -> httpx.Response:
+        answer = central.post(
+            "/api/v1/sync/events",
+            content=request.content,
+            headers={"content-type": "application/json"},
+        ).json()
+        server_time = datetime.fromisoformat(answer["server_time"])
+        answer["server_time"] = (server_time + timedelta(seconds=offset["s"])).isoformat()
+        return httpx.Response(200, json=answer)
+
+    client = httpx.Client(base_url="http://central.test", transport=httpx.MockTransport(skewed))
+    pusher = Pusher(ledger, client, max_clock_skew_s=120)
     ledger.append(receipt("1"))
-    pusher = Pusher(ledger, central, max_clock_skew_s=0.000001)
     pusher.run()
+    assert pusher.state.clock_skew_s is not None
+    assert -301 < pusher.state.clock_skew_s < -299
     assert any("clock skew" in alert for alert in pusher.state.alerts)
-    pusher.max_clock_skew_s = 3600
+    offset["s"] = 0.0
     ledger.append(receipt("1"))
     pusher.run()
-    assert pusher.state.alerts == []
+    assert pusher.state.alerts == [], "the alert clears once the clocks agree again"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -85,6 +86,10 @@ class Site:
     push_via: str | None = None
     """Send the edge's pushes to this URL (a fault proxy) instead of central itself."""
     status_ports: dict[str, int] = field(default_factory=dict)
+    scanner_section: str = 'driver = "serial-line"\nport = "dev/scanner-1"'
+    """The driver and options of the site's one scanner."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment for the edge agent (e.g. PYTHONPATH for a plugin)."""
 
     @property
     def central_url(self) -> str:
@@ -152,7 +157,7 @@ port = {self.edge_port}
 location = "DOCK-1"
 [[devices.scanners]]
 id = "scanner-1"
-port = "dev/scanner-1"
+{self.scanner_section}
 """
         )
         return path
@@ -169,6 +174,7 @@ port = "dev/scanner-1"
                 str(port),
             ],
             self.root / f"{name}.log",
+            env={**os.environ, **self.env},
         )
         self.status_ports[name] = port
         if wait_for_scanner:

@@ -7,6 +7,7 @@ with the real serial driver: the same three commands a site runs.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.processes import Site, eventually, get_json, rows
+from tests.out_of_tree_driver import install_plugin
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +112,24 @@ def test_edge_killed_mid_way_and_restarted_still_exactly_once(
         site.start_edge()
     wait_until_central_holds(site, n)
     assert_exactly_once(site, expected)
+
+
+def test_out_of_tree_driver_feeds_the_agent_by_name(tmp_path: Path) -> None:
+    """A third-party scanner package, found through ``jxc.drivers``, books real receipts."""
+    plugin = install_plugin(tmp_path / "plugins")
+    running = Site(
+        tmp_path,
+        scanner_section='driver = "acme-scripted"\ncodes = ["ACME-1", "ACME-2", "ACME-1"]',
+        env={"PYTHONPATH": f"{plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )
+    try:
+        running.start_central()
+        running.start_edge()
+        eventually(
+            lambda: running.edge_status()["ledger"]["synced_through"] == 3,
+            what="the plugin's three scans to reach central",
+        )
+        stock = get_json(f"{running.central_url}/api/v1/stock?site_id=S01")
+        assert {row["item"]: row["qty"] for row in stock} == {"ACME-1": "2", "ACME-2": "1"}
+    finally:
+        running.stop_all()
