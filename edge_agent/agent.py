@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from device_drivers.registry import open_scanner
 from device_drivers.scanners import Scanner
+from edge_agent.catalog import Catalog, Puller
 from edge_agent.config import SiteConfig
 from edge_agent.ledger import Ledger, LedgerError
 from edge_agent.stations.receiving import ReceivingStation
@@ -43,8 +44,13 @@ class EdgeAgent:
             site_id=config.site.id,
             free_disk_reserve=config.ledger.free_disk_reserve_mb * 1024 * 1024,
         )
+        self.catalog = Catalog(self.ledger)
         self.station = ReceivingStation(
-            self.ledger, location=config.receiving.location, uom=config.receiving.uom
+            self.ledger,
+            self.catalog,
+            location=config.receiving.location,
+            uom=config.receiving.uom,
+            unknown_barcodes=config.receiving.unknown_barcodes,
         )
         self.client = httpx.Client(
             base_url=str(config.central.url).rstrip("/"), timeout=config.central.timeout_s
@@ -57,6 +63,12 @@ class EdgeAgent:
             max_backoff_s=config.sync.max_backoff_s,
             lease_ttl_s=config.sync.lease_ttl_s,
             max_clock_skew_s=config.sync.max_clock_skew_s,
+        )
+        self.puller = Puller(
+            self.catalog,
+            self.client,
+            site_id=config.site.id,
+            max_backoff_s=config.sync.max_backoff_s,
         )
         self.scanners: list[Scanner] = [
             open_scanner(s.driver, s.id, s.options) for s in config.devices.scanners
@@ -82,6 +94,16 @@ class EdgeAgent:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(1, int(self.config.sync.push_interval_s * 5)),
+            next_run_time=datetime.now(UTC),
+        )
+        self._scheduler.add_job(
+            self.puller.run,
+            "interval",
+            seconds=self.config.sync.pull_interval_s,
+            id="pull",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(self.config.sync.pull_interval_s * 5)),
             next_run_time=datetime.now(UTC),
         )
         idle_s = self.config.ledger.idle_checkpoint_s
@@ -158,7 +180,9 @@ class EdgeAgent:
                 "synced_through": counts.synced_through,
             },
             "sync": self.pusher.state.as_dict(),
+            "master_data": self.puller.as_dict(),
             "scanners": [s.status().as_dict() for s in self.scanners],
             "rejected_scans": self.rejected_scans,
+            "unknown_scans": self.station.unknown_scans,
             "alerts": list(self.pusher.state.alerts),
         }

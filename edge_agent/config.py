@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
@@ -36,6 +36,8 @@ class SyncSection(_Section):
     max_backoff_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     lease_ttl_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
     """Another agent on the same ledger may take over sending this long after we die."""
+    pull_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    """How often master data (items, barcodes) is fetched from central's change feed."""
     max_clock_skew_s: Annotated[float, Field(gt=0)] = 120.0
     """Beyond this difference from central's clock the status page raises an alert."""
 
@@ -55,6 +57,8 @@ class StatusSection(_Section):
 class ReceivingSection(_Section):
     location: Code = "RECEIVING"
     uom: Annotated[str, Field(min_length=1, max_length=16)] = "EA"
+    """Unit for codes booked under their own name (unknown at this site)."""
+    unknown_barcodes: Literal["book", "refuse"] = "book"
 
 
 class DeviceSection(BaseModel):

@@ -110,12 +110,18 @@ class Ledger:
             conn.execute(f"PRAGMA {pragma}")
         self._create_schema()
 
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The shared connection for a read, under the lock that serialises its users."""
+        with self._lock:
+            yield self.conn
+
     @property
     def conn(self) -> sqlite3.Connection:
         return self._db.conn
 
     def _create_schema(self) -> None:
-        with self._transaction():
+        with self.transaction():
             self.conn.execute(
                 "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT)"
             )
@@ -160,7 +166,7 @@ class Ledger:
                 )
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` so the write lock is taken up front, never upgraded midway."""
         with self._lock:
             conn = self.conn
@@ -181,7 +187,7 @@ class Ledger:
     def append(self, draft: EventDraft, *, occurred_at: datetime | None = None) -> LedgerEvent:
         """Record one movement and queue it for central, atomically."""
         self._check_free_disk()
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
             event = LedgerEvent(
                 event_id=uuid7(),
@@ -259,7 +265,7 @@ class Ledger:
         ``ttl_s`` after the holder dies.
         """
         now = time.time()
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             row = conn.execute("SELECT holder, expires_at FROM sender_lease").fetchone()
             if row is not None and row[0] != holder and row[1] > now:
                 return False
@@ -272,7 +278,7 @@ class Ledger:
         return True
 
     def release_sender_lease(self, holder: str) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute("DELETE FROM sender_lease WHERE holder = ?", (holder,))
 
     def sender_lease(self) -> tuple[str, float] | None:
@@ -307,7 +313,7 @@ class Ledger:
         Returns how many outbox rows this removed (0 for a repeated ack).
         """
         stamp = (at or datetime.now(UTC)).isoformat()
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 "UPDATE events SET synced_at = ? WHERE seq <= ? AND synced_at IS NULL",
                 (stamp, through_seq),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from edge_agent.backoff import Backoff
 from edge_agent.ledger import Ledger, PendingEvent, default_lease_holder
 from jxc.contract import CONTRACT_VERSION, EventStatus, PushAck
 
@@ -40,7 +40,6 @@ class PushState:
     events_pushed: int = 0
     batches_sent: int = 0
     clock_skew_s: float | None = None
-    next_attempt_at: float = 0.0
     is_sender: bool = False
     batch_limit: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
@@ -87,11 +86,12 @@ class Pusher:
         self.max_clock_skew_s = max_clock_skew_s
         self.lease_holder = lease_holder or default_lease_holder()
         self.state = PushState(batch_limit=batch_size)
+        self.backoff = Backoff(max_s=max_backoff_s)
         self._run_lock = threading.Lock()
 
     def run(self) -> None:
         """One scheduled run: drain a bounded number of batches, or back off on failure."""
-        if time.monotonic() < self.state.next_attempt_at:
+        if not self.backoff.ready():
             return
         if not self._run_lock.acquire(blocking=False):
             return
@@ -157,7 +157,7 @@ class Pusher:
         state.last_success_at = datetime.now(UTC)
         state.last_error = None
         state.consecutive_failures = 0
-        state.next_attempt_at = 0.0
+        self.backoff.succeeded()
         state.events_pushed += marked
         state.batches_sent += 1
         # After a 413, grow back towards the configured size one success at a time.
@@ -197,13 +197,10 @@ class Pusher:
             log.error(alert, extra={"site": self.ledger.site_id, "clock_skew_s": skew_s})
 
     def _failed(self, reason: str) -> None:
-        """Exponential backoff with full jitter, so many sites do not retry in step."""
         state = self.state
-        state.consecutive_failures += 1
         state.last_error = reason
-        ceiling = min(self.max_backoff_s, 0.5 * 2 ** min(state.consecutive_failures, 16))
-        delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
-        state.next_attempt_at = time.monotonic() + delay
+        delay = self.backoff.failed()
+        state.consecutive_failures = self.backoff.failures
         log.warning(
             "push failed",
             extra={

@@ -1,0 +1,159 @@
+"""The site's master-data cache: pages applied with their cursor, codes mapped to items."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device_drivers.scanners import Gs1Data, Scan
+from edge_agent.catalog import Catalog
+from edge_agent.ledger import Ledger
+from edge_agent.stations.receiving import ReceivingStation, UnknownBarcodeError
+from jxc.feed import ChangePage
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    opened = Ledger(tmp_path / "edge.db", site_id="S01")
+    yield opened
+    opened.close()
+
+
+def page(changes: list[dict[str, Any]], *, has_more: bool = False) -> ChangePage:
+    last = changes[-1]["version"] if changes else 0
+    return ChangePage.model_validate(
+        {"site_id": "S01", "changes": changes, "next_cursor": last, "has_more": has_more}
+    )
+
+
+TEA = {"item_code": "TEA-250", "name": "Green tea 250 g", "uom": "BOX"}
+TEA_CASE = {"barcode": "09506000134352", "item_code": "TEA-250", "qty_per": "12"}
+TEA_EACH = {"barcode": "5901234123457", "item_code": "TEA-250", "qty_per": "1"}
+
+
+def feed_with_tea() -> ChangePage:
+    return page(
+        [
+            {"version": 1, "entity": "item", "key": "TEA-250", "op": "upsert", "data": TEA},
+            {
+                "version": 2,
+                "entity": "barcode",
+                "key": TEA_CASE["barcode"],
+                "op": "upsert",
+                "data": TEA_CASE,
+            },
+            {
+                "version": 3,
+                "entity": "barcode",
+                "key": TEA_EACH["barcode"],
+                "op": "upsert",
+                "data": TEA_EACH,
+            },
+        ]
+    )
+
+
+def scan(data: str, *, gtin: str | None = None, count: int | None = None) -> Scan:
+    gs1 = None
+    if gtin:
+        gs1 = Gs1Data(
+            gtin=gtin,
+            lot="L7",
+            expiry=date(2027, 1, 31),
+            serial=None,
+            sscc=None,
+            count=count,
+            net_weight_kg=None,
+            elements={},
+        )
+    return Scan(
+        device_id="dock-1",
+        raw=data.encode(),
+        data=data,
+        symbology="]C1" if gs1 else None,
+        gs1=gs1,
+        received_at=datetime.now(UTC),
+    )
+
+
+def test_page_and_cursor_are_stored_together(ledger: Ledger) -> None:
+    catalog = Catalog(ledger)
+    assert catalog.cursor() == 0
+    assert catalog.apply(feed_with_tea()) == 3
+    assert catalog.cursor() == 3
+    assert catalog.counts() == {"items": 1, "barcodes": 2}
+    catalog.apply(feed_with_tea())  # a page fetched again after a crash: harmless
+    assert catalog.counts() == {"items": 1, "barcodes": 2}
+
+
+def test_tombstone_removes_a_withdrawn_barcode(ledger: Ledger) -> None:
+    catalog = Catalog(ledger)
+    catalog.apply(feed_with_tea())
+    catalog.apply(
+        page([{"version": 4, "entity": "barcode", "key": TEA_EACH["barcode"], "op": "delete"}])
+    )
+    assert catalog.lookup(TEA_EACH["barcode"]) is None
+    assert catalog.lookup(TEA_CASE["barcode"]) is not None
+    assert catalog.cursor() == 4
+
+
+def test_a_failed_page_leaves_cursor_and_cache_as_they_were(ledger: Ledger) -> None:
+    catalog = Catalog(ledger)
+    catalog.apply(feed_with_tea())
+    broken = page(
+        [
+            {
+                "version": 4,
+                "entity": "barcode",
+                "key": "X1",
+                "op": "upsert",
+                "data": {"barcode": "X1", "item_code": "TEA-250", "qty_per": "2"},
+            },
+            {
+                "version": 5,
+                "entity": "item",
+                "key": "BAD",
+                "op": "upsert",
+                "data": {"item_code": "BAD", "uom": "EA", "surprise": True},
+            },
+        ]
+    )
+    with pytest.raises(ValueError, match="surprise"):
+        catalog.apply(broken)
+    assert catalog.cursor() == 3
+    assert catalog.lookup("X1") is None, "half a page must not be applied"
+
+
+def test_gtin_13_and_14_spellings_find_the_same_item(ledger: Ledger) -> None:
+    catalog = Catalog(ledger)
+    catalog.apply(feed_with_tea())
+    assert catalog.lookup("9506000134352") is not None
+    assert catalog.lookup("05901234123457") is not None
+
+
+def test_case_barcode_books_item_code_and_pack_quantity(ledger: Ledger) -> None:
+    catalog = Catalog(ledger)
+    catalog.apply(feed_with_tea())
+    station = ReceivingStation(ledger, catalog, location="DOCK-1", uom="EA")
+    event = station.on_scan(scan("...", gtin=TEA_CASE["barcode"], count=3))
+    assert (event.item, event.qty, event.uom, event.lot) == ("TEA-250", Decimal(36), "BOX", "L7")
+    single = station.on_scan(scan(TEA_EACH["barcode"]))
+    assert (single.item, single.qty) == ("TEA-250", Decimal(1))
+
+
+def test_unknown_code_is_booked_or_refused_as_the_site_chose(ledger: Ledger) -> None:
+    catalog = Catalog(ledger)
+    booking = ReceivingStation(ledger, catalog, location="DOCK-1", uom="EA")
+    assert booking.on_scan(scan("NEW-THING")).item == "NEW-THING"
+    strict = ReceivingStation(
+        ledger, catalog, location="DOCK-1", uom="EA", unknown_barcodes="refuse"
+    )
+    with pytest.raises(UnknownBarcodeError, match="not known"):
+        strict.on_scan(scan("NEW-THING"))
+    assert ledger.counts().last_seq == 1, "a refused scan books nothing"
+    assert strict.unknown_scans == 1
