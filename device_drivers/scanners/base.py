@@ -54,6 +54,9 @@ class Gs1Data:
     count: int | None
     net_weight_kg: Decimal | None
     elements: dict[str, str]
+    content_gtin: str | None = None
+    """AI (02): the GTIN of the trade items inside a logistic unit, which GS1 pairs with a
+    count (37); (01) names the unit itself. A receiving station books the contents."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,4 +151,5 @@ def _to_gs1_data(parsed: list[GS1ElementString], elements: dict[str, str]) -> Gs
         count=int(count_text) if count_text is not None else None,
         net_weight_kg=net_weight,
         elements=elements,
+        content_gtin=elements.get("02"),
     )

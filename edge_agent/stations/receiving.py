@@ -51,7 +51,7 @@ class ReceivingStation:
     def draft_for(self, scan: Scan) -> EventDraft:
         """The receipt a scan stands for."""
         gs1 = scan.gs1
-        gtin = gs1.gtin if gs1 else None
+        gtin = (gs1.gtin or gs1.content_gtin) if gs1 else None
         packs = Decimal(gs1.count) if gs1 and gs1.count else Decimal(1)
         known = self.catalog.lookup(gtin, scan.data)
         if known is not None and known.active:

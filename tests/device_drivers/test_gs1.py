@@ -64,6 +64,8 @@ def test_count_of_trade_items_in_a_logistic_unit() -> None:
     data = parse_gs1(f"00{SSCC}02{GTIN_A}3724{GS}10LOT7")
     assert data.count == 24
     assert data.lot == "LOT7"
+    assert data.content_gtin == GTIN_A, "(02) names what is inside, (37) how many"
+    assert data.gtin is None
 
 
 def test_variable_count_of_items() -> None:

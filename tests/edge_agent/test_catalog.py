@@ -58,9 +58,23 @@ def feed_with_tea() -> ChangePage:
     )
 
 
-def scan(data: str, *, gtin: str | None = None, count: int | None = None) -> Scan:
+def scan(
+    data: str, *, gtin: str | None = None, count: int | None = None, contents: bool = False
+) -> Scan:
     gs1 = None
-    if gtin:
+    if gtin and contents:
+        gs1 = Gs1Data(
+            gtin=None,
+            lot="L7",
+            expiry=None,
+            serial=None,
+            sscc="106141412345678908",
+            count=count,
+            net_weight_kg=None,
+            elements={},
+            content_gtin=gtin,
+        )
+    elif gtin:
         gs1 = Gs1Data(
             gtin=gtin,
             lot="L7",
@@ -142,6 +156,8 @@ def test_case_barcode_books_item_code_and_pack_quantity(ledger: Ledger) -> None:
     station = ReceivingStation(ledger, catalog, location="DOCK-1", uom="EA")
     event = station.on_scan(scan("...", gtin=TEA_CASE["barcode"], count=3))
     assert (event.item, event.qty, event.uom, event.lot) == ("TEA-250", Decimal(36), "BOX", "L7")
+    pallet = station.on_scan(scan("...", gtin=TEA_CASE["barcode"], count=2, contents=True))
+    assert (pallet.item, pallet.qty) == ("TEA-250", Decimal(24)), "(02) with (37) books contents"
     single = station.on_scan(scan(TEA_EACH["barcode"]))
     assert (single.item, single.qty) == ("TEA-250", Decimal(1))
 
