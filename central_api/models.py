@@ -44,22 +44,25 @@ def to_micro_units(value: Decimal | int) -> int:
     The wire contract already limits amounts to six places; this check is the last line,
     for values that reach the table from anywhere else.
     """
-    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+    # Runs for every amount ingested, so the common case (a plain Decimal) skips the copy.
+    if type(value) is Decimal:
+        amount = value
+    elif isinstance(value, bool) or not isinstance(value, Decimal | int):
         raise TypeError(
             f"an amount must be a Decimal or an int, not {type(value).__name__}: "
             "floats cannot be stored exactly"
         )
-    amount = Decimal(value)
+    else:
+        amount = Decimal(value)
     if not amount.is_finite():
         raise ValueError(f"{amount} is not a finite amount")
     try:
         scaled = amount.scaleb(DECIMAL_PLACES, context=_EXACT)
-        integral = scaled.to_integral_value(context=_EXACT)
     except Inexact:
         raise ValueError(f"{amount} has more digits than the database can hold") from None
-    if scaled != integral:
+    micro = int(scaled)  # truncates; the comparison below (exact) catches any fraction
+    if scaled != micro:
         raise ValueError(f"{amount} has more than {DECIMAL_PLACES} decimal places")
-    micro = int(integral)
     if not -_BIGINT_LIMIT <= micro < _BIGINT_LIMIT:
         raise ValueError(f"{amount} is too large to store")
     return micro

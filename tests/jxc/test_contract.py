@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -123,3 +125,62 @@ def test_digest_ignores_spelling_but_not_value(qty: Decimal) -> None:
     other = qty + 1 if qty < 999_999_999_000 else qty - 1
     more = LedgerEvent.model_validate(event(qty=str(other), **fixed))
     assert more.content_digest() != plain.content_digest()
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
+_code = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20).filter(
+    lambda s: "\x7f" not in s
+)
+
+
+@given(
+    qty=exact_amounts,
+    unit_cost=st.none() | exact_amounts,
+    item=_code,
+    location=_code,
+    lot=st.none() | _text,
+    ref=st.none() | _text,
+    actor=st.none() | _text,
+    device_id=st.none() | _text,
+    expiry=st.none() | st.dates(),
+    occurred_at=st.datetimes(
+        min_value=datetime(2000, 1, 1),
+        max_value=datetime(2099, 12, 31),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=8)), timezone(-timedelta(hours=5))]
+        ),
+    ),
+)
+def test_fast_digest_writes_exactly_the_canonical_json(
+    qty: Decimal,
+    unit_cost: Decimal | None,
+    item: str,
+    location: str,
+    lot: str | None,
+    ref: str | None,
+    actor: str | None,
+    device_id: str | None,
+    expiry: Any,
+    occurred_at: datetime,
+) -> None:
+    """``content_digest`` spells the canonical form by hand for speed; it must be the very
+    string ``json.dumps(model_dump(mode="json"), sort_keys=True)`` makes, for any content
+    (non-ASCII text, quotes, microseconds, offsets other than UTC on the way in)."""
+    parsed = LedgerEvent.model_validate(
+        event(
+            qty=str(qty),
+            unit_cost=None if unit_cost is None else str(unit_cost),
+            item=item,
+            location=location,
+            lot=lot,
+            ref=ref,
+            actor=actor,
+            device_id=device_id,
+            expiry=None if expiry is None else expiry.isoformat(),
+            occurred_at=occurred_at.isoformat(),
+        )
+    )
+    slow = hashlib.sha256(
+        json.dumps(parsed.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    assert parsed.content_digest() == slow
