@@ -42,3 +42,61 @@ class UnknownSiteError(CentralError):
     def __init__(self, site_id: str) -> None:
         self.site_id = site_id
         super().__init__(f"site {site_id}: central has never received an event from this site")
+
+
+class UnknownItemError(CentralError):
+    """An item code central's item master does not hold."""
+
+    def __init__(self, item_code: str) -> None:
+        self.item_code = item_code
+        super().__init__(f"item {item_code!r} does not exist")
+
+
+class UnknownBarcodeError(CentralError):
+    """A barcode that is not assigned to any item, or not to the item the request names."""
+
+    def __init__(self, *, item_code: str | None, barcode: str, owner: str | None) -> None:
+        self.item_code = item_code
+        self.barcode = barcode
+        self.owner = owner
+        if item_code is None or owner is None:
+            message = f"barcode {barcode!r} is not assigned to any item"
+        else:
+            message = f"barcode {barcode!r} belongs to item {owner!r}, not to item {item_code!r}"
+        super().__init__(message)
+
+
+class BarcodeTakenError(CentralError):
+    """A barcode already identifies another item; one scan must mean one item.
+
+    Moving a code is two deliberate steps (delete it from the old item, then assign it),
+    never a side effect of editing the new one.
+    """
+
+    def __init__(self, *, barcode: str, owner: str, requested_for: str) -> None:
+        self.barcode = barcode
+        self.owner = owner
+        self.requested_for = requested_for
+        super().__init__(
+            f"barcode {barcode!r} already belongs to item {owner!r}: delete it there "
+            f"before assigning it to item {requested_for!r}"
+        )
+
+
+class FeedCursorAheadError(CentralError):
+    """A site asks for changes after a version central has never handed out.
+
+    Answering with an empty page would leave the site's cache silently stale: every change
+    central makes until it catches up with the cursor would be skipped. It means central
+    was restored from an older backup, or the site points at another central.
+    """
+
+    def __init__(self, *, site_id: str, cursor: int, latest: int) -> None:
+        self.site_id = site_id
+        self.cursor = cursor
+        self.latest = latest
+        super().__init__(
+            f"site {site_id}: cursor {cursor} is ahead of central's change feed, which ends "
+            f"at version {latest}; central was restored from an older backup or the site "
+            "points at another central: reset the site's master-data cache (cursor 0)"
+        )

@@ -13,16 +13,20 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
     Dialect,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
@@ -160,4 +164,57 @@ stock_balances = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("site_id", "location", "item", "lot"),
     Index(None, "site_id", "item"),
+)
+
+# --- master data and the change feed (central -> edge) ---------------------------------
+#
+# Every write to a table below also appends its change to ``change_feed`` in the same
+# transaction, under a version from ``feed_counter``; see ``central_api.services.feed``.
+# ``version`` on an entity row is the feed version of its last change.
+
+# An item; never deleted (the ledgers reference it), only deactivated.
+items = Table(
+    "items",
+    metadata,
+    Column("item_code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# A code a scanner reads, and how many of the item's unit one scan of it counts.
+item_barcodes = Table(
+    "item_barcodes",
+    metadata,
+    Column("barcode", String(64), primary_key=True),
+    Column("item_code", String(64), ForeignKey(items.c.item_code), nullable=False),
+    Column("qty_per", MicroUnits, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index(None, "item_code"),
+)
+
+# One row per change, in version order; site_id NULL means every site.
+change_feed = Table(
+    "change_feed",
+    metadata,
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("site_id", String(32), nullable=True),
+    Column("entity", String(16), nullable=False),
+    Column("entity_key", String(128), nullable=False),
+    Column("op", String(8), nullable=False),
+    Column("data", Text, nullable=True),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Index(None, "site_id", "version"),
+)
+
+# Exactly one row (id 1): the last version handed out. Its row lock orders feed writers.
+feed_counter = Table(
+    "feed_counter",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+    CheckConstraint("id = 1", name="ck_feed_counter_single_row"),
 )

@@ -31,16 +31,40 @@ SITE_ID = "DEMO-01"
 SCANNER_ID = "dock-scanner-1"
 GS = "<GS>"
 
-# A delivery at the dock: GS1-128 carton labels (]C1), a retail EAN-13 (]E0), and one burst
-# of line noise that the driver must count and drop, never book.
+# A delivery at the dock: GS1-128 pallet/carton labels (]C1: (02) GTIN of the contents with
+# (37) their count, (01) a case GTIN), a retail EAN-13 (]E0), and one burst of line noise
+# that the driver must count and drop, never book.
 SCANS: list[tuple[str, Decimal]] = [
-    (f"]C10109506000134352172612311042B{GS}3712", Decimal(12)),
-    (f"]C10109506000134352172612311042B{GS}3712", Decimal(12)),
-    (f"]C10109506000134352172703151043A{GS}3706", Decimal(6)),
-    ("]C1010950110153000310L-7781", Decimal(1)),
+    (f"]C10209506000134352172612311042B{GS}3712", Decimal(12)),
+    (f"]C10209506000134352172612311042B{GS}3712", Decimal(12)),
+    (f"]C10209506000134352172703151043A{GS}3706", Decimal(6)),
+    ("]C1010950110153000310L-7781", Decimal(6)),
     ("]E05901234123457", Decimal(1)),
     ("!garbage", Decimal(0)),
     ("]E05901234123457", Decimal(1)),
+]
+
+# Master data created at central before the delivery; the edge pulls it through the change
+# feed and maps each scanned code to an item (a GTIN-14 case of sugar counts 6 bags).
+ITEMS: list[dict[str, Any]] = [
+    {
+        "item_code": "TEA-GREEN-250",
+        "name": "Green tea 250 g",
+        "uom": "BOX",
+        "barcodes": [{"barcode": "09506000134352", "qty_per": "1"}],
+    },
+    {
+        "item_code": "SUGAR-1KG",
+        "name": "Sugar 1 kg",
+        "uom": "BAG",
+        "barcodes": [{"barcode": "09501101530003", "qty_per": "6"}],
+    },
+    {
+        "item_code": "MUG-WHITE",
+        "name": "White mug",
+        "uom": "EA",
+        "barcodes": [{"barcode": "5901234123457", "qty_per": "1"}],
+    },
 ]
 
 SITE_FILE = """\
@@ -54,6 +78,7 @@ url = "{central_url}"
 
 [sync]
 push_interval_s = 0.5
+pull_interval_s = 0.5
 
 [ledger]
 path = "edge-{site_id}.db"
@@ -163,6 +188,9 @@ def run_demo(*, once: bool, workdir: str) -> int:
         group.procs.append(central)
         wait_for(f"{central_url}/healthz", deadline_s=60, proc=central)
         console.print(f"  central     up at {central_url}")
+        for item in ITEMS:
+            put_json(f"{central_url}/api/v1/items/{item['item_code']}", item)
+        console.print(f"  master data {len(ITEMS)} items with their barcodes created at central")
 
         link = root / "dev" / SCANNER_ID
         scanner = _spawn(
@@ -194,6 +222,10 @@ def run_demo(*, once: bool, workdir: str) -> int:
         group.procs.append(edge)
         wait_for(edge_url, deadline_s=60, proc=edge)
         console.print(f"  edge agent  up, status at {edge_url}")
+        if not _wait_for_master_data(edge_url, len(ITEMS)):
+            console.print(f"[red]the edge did not receive the master data[/]; see {logs}")
+            return 1
+        console.print("  edge agent  pulled the items and barcodes from central's change feed")
 
         _scan_all(scanner.stdin, console)
         expected = sum((qty for _, qty in SCANS), Decimal(0))
@@ -237,6 +269,27 @@ def _keep_scanning(console: Console, scanner: subprocess.Popen[Any], group: Demo
                 scanner.stdin.flush()
         while all(p.poll() is None for p in group.procs):
             time.sleep(0.5)
+
+
+def put_json(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(  # noqa: S310 - our own URL
+        url,
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        return json.load(response)
+
+
+def _wait_for_master_data(edge_url: str, items: int) -> bool:
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if get_json(edge_url)["master_data"]["cached"]["items"] >= items:
+                return True
+        time.sleep(0.1)
+    return False
 
 
 def _scan_all(stdin: IO[str] | None, console: Console) -> None:

@@ -23,13 +23,25 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from central_api.errors import CentralError, SequenceGapError, UnknownSiteError
+from central_api.errors import (
+    BarcodeTakenError,
+    CentralError,
+    FeedCursorAheadError,
+    SequenceGapError,
+    UnknownBarcodeError,
+    UnknownItemError,
+    UnknownSiteError,
+)
 
 log = logging.getLogger("central_api.api.errors")
 
 _STATUS: dict[type[CentralError], int] = {
     SequenceGapError: status.HTTP_409_CONFLICT,
     UnknownSiteError: status.HTTP_404_NOT_FOUND,
+    UnknownItemError: status.HTTP_404_NOT_FOUND,
+    UnknownBarcodeError: status.HTTP_404_NOT_FOUND,
+    BarcodeTakenError: status.HTTP_409_CONFLICT,
+    FeedCursorAheadError: status.HTTP_409_CONFLICT,
 }
 _MAX_LISTED = 10
 """A 5000-event batch with one bad field everywhere should not yield a megabyte message."""

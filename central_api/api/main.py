@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from central_api.api.routes import stock, sync
+from central_api.api.routes import items, stock, sync
 
 api_router = APIRouter()
 api_router.include_router(sync.router)
 api_router.include_router(stock.router)
+api_router.include_router(items.router)

@@ -22,10 +22,14 @@ def test_upgrade_is_idempotent(database_url: str, engine: Engine) -> None:
 
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-            ("0001",)
+            ("0002",)
         ]
         assert set(inspect(connection).get_table_names()) >= {
             "ledger_events",
             "stock_balances",
             "site_sync_state",
+            "items",
+            "item_barcodes",
+            "change_feed",
+            "feed_counter",
         }

@@ -1,4 +1,5 @@
-"""``/api/v1/sync``: where edges push their ledgers and learn how far central holds them."""
+"""``/api/v1/sync``: where edges push their ledgers, learn how far central holds them, and
+pull the master-data changes meant for them."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from fastapi import APIRouter, Query
 
 from central_api.api.deps import ConnDep
 from central_api.schemas import SyncAckOut
+from central_api.services.feed import MAX_PAGE, changes_for_site
 from central_api.services.ingest import ingest_batch
 from central_api.services.stock import site_watermark
-from jxc.contract import PushAck, PushBatch
+from jxc.contract import PushAck, PushBatch, SiteId
+from jxc.feed import ChangePage
 
 router = APIRouter(prefix="/sync", tags=["sync"])
 
@@ -41,3 +44,27 @@ def read_ack(
 ) -> SyncAckOut:
     """The site's push watermark, for an edge restored from a backup to resume from."""
     return site_watermark(connection=connection, site_id=site_id)
+
+
+@router.get(
+    "/changes",
+    responses={
+        409: {"description": "The cursor is past the end of central's feed; detail says why."},
+        422: {"description": "A query parameter is invalid; message names it."},
+    },
+)
+def read_changes(
+    connection: ConnDep,
+    site_id: Annotated[SiteId, Query()],
+    cursor: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="next_cursor of the last page applied")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 500,
+) -> ChangePage:
+    """The site's master-data changes after ``cursor``, oldest first.
+
+    Store the page's changes and its ``next_cursor`` in one transaction, then ask again
+    while ``has_more``. A change carries the entity's full state (or a tombstone), so
+    applying a page twice is harmless.
+    """
+    return changes_for_site(connection=connection, site_id=site_id, cursor=cursor, limit=limit)
