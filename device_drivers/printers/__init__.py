@@ -1,0 +1,66 @@
+"""Label printers: the interface, the ZPL II codec and the Zebra driver over TCP or serial."""
+
+from device_drivers.printers.base import (
+    JobOutcome,
+    JobResult,
+    LabelDataError,
+    LabelPrinter,
+    PrinterCondition,
+    PrinterStatus,
+    PrintJob,
+)
+from device_drivers.printers.host_status import (
+    HostIdentification,
+    parse_host_identification,
+    parse_host_status,
+    parse_label_counter,
+)
+from device_drivers.printers.transport import SerialTransport, TcpTransport, Transport
+from device_drivers.printers.zpl import (
+    Code128,
+    DataMatrix,
+    Gs1Code128,
+    Gs1DataMatrix,
+    Label,
+    LabelField,
+    QrCode,
+    Text,
+    build_zpl,
+    gs1_check_digit,
+    receiving_carton_label,
+    sscc,
+    sscc_check_digit,
+)
+from device_drivers.printers.zpl_printer import ZplPrinter, ZplPrinterConfig
+
+__all__ = [
+    "Code128",
+    "DataMatrix",
+    "Gs1Code128",
+    "Gs1DataMatrix",
+    "HostIdentification",
+    "JobOutcome",
+    "JobResult",
+    "Label",
+    "LabelDataError",
+    "LabelField",
+    "LabelPrinter",
+    "PrintJob",
+    "PrinterCondition",
+    "PrinterStatus",
+    "QrCode",
+    "SerialTransport",
+    "TcpTransport",
+    "Text",
+    "Transport",
+    "ZplPrinter",
+    "ZplPrinterConfig",
+    "build_zpl",
+    "gs1_check_digit",
+    "parse_host_identification",
+    "parse_host_status",
+    "parse_label_counter",
+    "receiving_carton_label",
+    "sscc",
+    "sscc_check_digit",
+]
