@@ -189,7 +189,8 @@ def run_demo(*, once: bool, workdir: str) -> int:
         wait_for(f"{central_url}/healthz", deadline_s=60, proc=central)
         console.print(f"  central     up at {central_url}")
         for item in ITEMS:
-            put_json(f"{central_url}/api/v1/items/{item['item_code']}", item)
+            code, body = item["item_code"], {k: v for k, v in item.items() if k != "item_code"}
+            put_json(f"{central_url}/api/v1/items/{code}", body)
         console.print(f"  master data {len(ITEMS)} items with their barcodes created at central")
 
         link = root / "dev" / SCANNER_ID
