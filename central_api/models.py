@@ -218,3 +218,25 @@ feed_counter = Table(
     Column("version", BigInteger, nullable=False),
     CheckConstraint("id = 1", name="ck_feed_counter_single_row"),
 )
+
+# --- events central refused -----------------------------------------------------------
+#
+# An event central cannot take (``invalid``: say, a unit its balance is not kept in;
+# ``conflict``: its id is held at another seq) still occupies its seq in the site's
+# ledger. Recording the refusal here lets the watermark pass it, so one bad event does
+# not hold every later one back; the edge parks it as a dead letter and may requeue it.
+# A row exists only while its seq is not held: accepting the event deletes it.
+refused_events = Table(
+    "refused_events",
+    metadata,
+    Column("site_id", String(32), ForeignKey(site_sync_state.c.site_id), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("first_refused_at", DateTime(timezone=True), nullable=False),
+    Column("last_refused_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("site_id", "seq"),
+)

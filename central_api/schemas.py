@@ -6,8 +6,9 @@ Amounts leave as strings for the same reason they arrive as strings (see
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, PlainSerializer
 
@@ -33,6 +34,21 @@ class SyncAckOut(BaseModel):
 
     site_id: str
     acked_through_seq: int
+
+
+class RefusedEventOut(BaseModel):
+    """An event of a site's ledger that central refused and recorded; its seq is settled
+    so later events are not held back. It stays here until a requeue is accepted."""
+
+    site_id: str
+    seq: int
+    event_id: str
+    status: str
+    detail: str
+    attempts: int
+    first_refused_at: datetime
+    last_refused_at: datetime
+    event: dict[str, Any]
 
 
 class HealthOut(BaseModel):

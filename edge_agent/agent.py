@@ -167,6 +167,12 @@ class EdgeAgent:
 
     def status(self) -> dict[str, Any]:
         counts = self.ledger.counts()
+        alerts = list(self.pusher.state.alerts)
+        if counts.dead:
+            alerts.append(
+                f"{counts.dead} event(s) refused by central wait as dead letters: "
+                "see `jxc edge outbox dead`, fix the cause, then `jxc edge outbox requeue`"
+            )
         return {
             "status": "ok",
             "version": __version__,
@@ -178,11 +184,12 @@ class EdgeAgent:
                 "last_seq": counts.last_seq,
                 "pending": counts.pending,
                 "synced_through": counts.synced_through,
+                "dead_letters": counts.dead,
             },
             "sync": self.pusher.state.as_dict(),
             "master_data": self.puller.as_dict(),
             "scanners": [s.status().as_dict() for s in self.scanners],
             "rejected_scans": self.rejected_scans,
             "unknown_scans": self.station.unknown_scans,
-            "alerts": list(self.pusher.state.alerts),
+            "alerts": alerts,
         }

@@ -65,6 +65,7 @@ def status(
                     "last_seq": counts.last_seq,
                     "pending": counts.pending,
                     "synced_through": counts.synced_through,
+                    "dead_letters": counts.dead,
                     "sender": lease[0] if lease else None,
                 }
             )
@@ -88,10 +89,64 @@ def outbox_list(
     site = _load(config)
     ledger = Ledger(site.ledger.path, site_id=site.site.id)
     try:
-        for pending in ledger.pending_bodies(limit):
+        for pending in ledger.pending_bodies(limit, contiguous=False):
             typer.echo(pending.body)
     finally:
         ledger.close()
+
+
+@outbox.command("dead")
+def outbox_dead(
+    config: SiteFile,
+    limit: Annotated[int, typer.Option(min=1, help="show at most this many")] = 1000,
+) -> None:
+    """List the dead letters: events central refused, with its reason, one JSON per line."""
+    import dataclasses  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    from edge_agent.ledger import Ledger  # noqa: PLC0415
+
+    site = _load(config)
+    ledger = Ledger(site.ledger.path, site_id=site.site.id)
+    try:
+        for letter in ledger.dead_letters(limit):
+            typer.echo(json.dumps(dataclasses.asdict(letter), ensure_ascii=False))
+    finally:
+        ledger.close()
+
+
+@outbox.command("requeue")
+def outbox_requeue(
+    config: SiteFile,
+    seqs: Annotated[
+        list[int] | None, typer.Argument(min=1, help="seqs of dead letters to send again")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="requeue every dead letter")] = False,
+) -> None:
+    """Send dead letters again, unchanged, once the cause of the refusal is fixed at central.
+
+    The running agent picks them up at its next push; if central refuses again, they come
+    back as dead letters.
+    """
+    from edge_agent.ledger import Ledger  # noqa: PLC0415
+
+    if bool(seqs) == all_:
+        typer.echo("error: name the seqs to requeue, or give --all", err=True)
+        raise typer.Exit(2)
+    site = _load(config)
+    ledger = Ledger(site.ledger.path, site_id=site.site.id)
+    try:
+        done = ledger.requeue(None if all_ else seqs)
+    finally:
+        ledger.close()
+    missing = sorted(set(seqs or ()) - set(done))
+    typer.echo(f"requeued {len(done)} event(s): {' '.join(map(str, done)) or '-'}")
+    if missing:
+        typer.echo(
+            f"error: not dead letters of site {site.site.id}: {' '.join(map(str, missing))}",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @outbox.command("show")
@@ -99,7 +154,7 @@ def outbox_show(
     config: SiteFile,
     seq: Annotated[int, typer.Argument(min=1, help="the event's seq")],
 ) -> None:
-    """Show one event of the ledger and whether it reached central."""
+    """Show one event of the ledger, whether it reached central, and why not if refused."""
     import json  # noqa: PLC0415
 
     from edge_agent.ledger import Ledger  # noqa: PLC0415
@@ -108,13 +163,16 @@ def outbox_show(
     ledger = Ledger(site.ledger.path, site_id=site.site.id)
     try:
         found = ledger.event(seq)
+        dead = ledger.dead_letter(seq)
     finally:
         ledger.close()
     if found is None:
         typer.echo(f"error: site {site.site.id} has no event with seq {seq}", err=True)
         raise typer.Exit(1)
     event, synced_at = found
-    typer.echo(json.dumps({**event.model_dump(mode="json"), "synced_at": synced_at}, indent=2))
+    refused = None if dead is None else {"status": dead.status, "detail": dead.detail}
+    body = {**event.model_dump(mode="json"), "synced_at": synced_at, "refused": refused}
+    typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
 
 
 def _load(config: Path) -> SiteConfig:

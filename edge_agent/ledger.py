@@ -4,8 +4,11 @@ Invariants, kept by doing every change in one SQLite transaction:
 
 * ``seq`` is gapless per site: it is taken as ``max(seq) + 1`` inside the same
   ``BEGIN IMMEDIATE`` transaction that inserts the event, so no other writer can interleave.
-* The outbox is exactly the unsynced tail: an event and its outbox row are written together,
-  and an outbox row is deleted in the same transaction that marks its event synced.
+* Every event is in exactly one of three states: in the outbox (not yet settled with
+  central), synced (central holds it), or a dead letter (central refused it; it waits for
+  someone to fix the cause and requeue it). An event and its outbox row are written
+  together; an ack moves outbox rows to synced or dead in one transaction, and a requeue
+  moves dead letters back to the outbox in one transaction.
 * An event's id and content are fixed when it is appended; a retry resends the stored JSON,
   it never rebuilds the event.
 
@@ -21,7 +24,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -63,6 +66,27 @@ class LedgerCounts:
     last_seq: int
     pending: int
     synced_through: int
+    """Every seq up to here is settled with central: synced or a dead letter."""
+    dead: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why central refused one event (its result's status and detail)."""
+
+    status: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event central refused; it stays in the ledger, out of the outbox, until requeued."""
+
+    seq: int
+    event_id: str
+    status: str
+    detail: str | None
+    refused_at: str
 
 
 class LedgerError(Exception):
@@ -79,6 +103,13 @@ class PendingEvent:
 
     event: LedgerEvent
     body: str
+
+
+_DEAD_LETTERS = (
+    "SELECT d.seq, e.event_id, d.status, d.detail, d.refused_at"
+    " FROM dead_letters d JOIN events e ON e.seq = d.seq"
+)
+"""Columns of :class:`DeadLetter`, in its field order."""
 
 
 def default_lease_holder() -> str:
@@ -148,6 +179,12 @@ class Ledger:
                     "CREATE TABLE outbox (seq INTEGER PRIMARY KEY REFERENCES events(seq))"
                 )
 
+            # Added after the first ledgers were written: created on open where missing.
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS dead_letters (seq INTEGER PRIMARY KEY"
+                " REFERENCES events(seq), status TEXT NOT NULL, detail TEXT,"
+                " refused_at TEXT NOT NULL)"
+            )
             self.conn.execute(
                 "CREATE TABLE IF NOT EXISTS sender_lease (id INTEGER PRIMARY KEY CHECK (id = 1),"
                 " holder TEXT NOT NULL, expires_at REAL NOT NULL)"
@@ -237,22 +274,29 @@ class Ledger:
         """The oldest unsynced events, in seq order, exactly as they were recorded."""
         return [p.event for p in self.pending_bodies(limit, max_bytes=max_bytes)]
 
-    def pending_bodies(self, limit: int, *, max_bytes: int | None = None) -> list[PendingEvent]:
+    def pending_bodies(
+        self, limit: int, *, max_bytes: int | None = None, contiguous: bool = True
+    ) -> list[PendingEvent]:
         """Like :meth:`pending`, with each event's JSON; at most ``max_bytes`` of it in total.
 
         The first event is always included, however large, so one big event cannot stall
-        the outbox.
+        the outbox. A batch must be a contiguous run of seqs, and a requeued dead letter
+        sits below the rest of the outbox, so the run stops at the first gap unless
+        ``contiguous`` is False (for listing).
         """
         with self._lock:
             rows = self.conn.execute(
-                "SELECT e.body FROM outbox o JOIN events e ON e.seq = o.seq ORDER BY o.seq LIMIT ?",
+                "SELECT o.seq, e.body FROM outbox o JOIN events e ON e.seq = o.seq"
+                " ORDER BY o.seq LIMIT ?",
                 (limit,),
             ).fetchall()
         taken: list[PendingEvent] = []
         size = 0
-        for (body,) in rows:
+        for seq, body in rows:
             size += len(body) + 1
             if taken and max_bytes is not None and size > max_bytes:
+                break
+            if contiguous and taken and seq != taken[-1].event.seq + 1:
                 break
             taken.append(PendingEvent(LedgerEvent.model_validate_json(body), body))
         return taken
@@ -307,18 +351,80 @@ class Ledger:
             ).fetchone()
         return (LedgerEvent.model_validate_json(row[0]), row[1]) if row else None
 
-    def mark_synced(self, through_seq: int, *, at: datetime | None = None) -> int:
-        """Central holds every event up to ``through_seq``: drop them from the outbox.
+    def apply_ack(
+        self,
+        first_seq: int,
+        last_seq: int,
+        *,
+        refused: Mapping[int, Refusal] | None = None,
+        at: datetime | None = None,
+    ) -> int:
+        """Central settled the sent events ``first_seq..last_seq``: take them out of the outbox.
 
-        Returns how many outbox rows this removed (0 for a repeated ack).
+        Those in ``refused`` become dead letters, the rest are synced (a requeued event now
+        accepted leaves the dead letters). The caller passes only seqs it sent and central
+        answered for. Returns how many events this marked synced (0 for a repeated ack).
         """
+        refused = refused or {}
+        if any(not first_seq <= seq <= last_seq for seq in refused):
+            raise ValueError(f"refused seqs must lie within {first_seq}..{last_seq}")
         stamp = (at or datetime.now(UTC)).isoformat()
         with self.transaction() as conn:
             conn.execute(
-                "UPDATE events SET synced_at = ? WHERE seq <= ? AND synced_at IS NULL",
-                (stamp, through_seq),
+                "DELETE FROM dead_letters WHERE seq BETWEEN ? AND ?", (first_seq, last_seq)
             )
-            return conn.execute("DELETE FROM outbox WHERE seq <= ?", (through_seq,)).rowcount
+            conn.executemany(
+                "INSERT INTO dead_letters (seq, status, detail, refused_at) VALUES (?, ?, ?, ?)",
+                [(seq, why.status, why.detail, stamp) for seq, why in sorted(refused.items())],
+            )
+            marked = conn.execute(
+                "UPDATE events SET synced_at = ? WHERE seq BETWEEN ? AND ? AND synced_at IS NULL"
+                " AND seq NOT IN (SELECT seq FROM dead_letters WHERE seq BETWEEN ? AND ?)",
+                (stamp, first_seq, last_seq, first_seq, last_seq),
+            ).rowcount
+            conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (first_seq, last_seq))
+        return int(marked)
+
+    def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        """Events central refused, oldest first."""
+        with self._lock:
+            rows = self.conn.execute(
+                _DEAD_LETTERS + " ORDER BY d.seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [DeadLetter(*row) for row in rows]
+
+    def dead_letter(self, seq: int) -> DeadLetter | None:
+        """The dead letter at ``seq``, if that event is one."""
+        with self._lock:
+            row = self.conn.execute(
+                _DEAD_LETTERS + " WHERE d.seq = ?",
+                (seq,),
+            ).fetchone()
+        return DeadLetter(*row) if row else None
+
+    def requeue(self, seqs: Sequence[int] | None = None) -> list[int]:
+        """Put dead letters (these, or all of them) back in the outbox to be sent again.
+
+        The event goes again exactly as it was recorded (same id, same content): requeue
+        after the cause was fixed at central. Seqs that are not dead letters are ignored;
+        returns the seqs requeued.
+        """
+        with self.transaction() as conn:
+            if seqs is None:
+                chosen = [row[0] for row in conn.execute("SELECT seq FROM dead_letters")]
+            else:
+                marks = ",".join("?" * len(seqs))
+                chosen = [
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT seq FROM dead_letters WHERE seq IN ({marks})",  # noqa: S608
+                        list(seqs),
+                    )
+                ]
+            conn.executemany("INSERT INTO outbox (seq) VALUES (?)", [(seq,) for seq in chosen])
+            conn.executemany("DELETE FROM dead_letters WHERE seq = ?", [(seq,) for seq in chosen])
+        return sorted(chosen)
 
     def counts(self) -> LedgerCounts:
         with self._lock:
@@ -326,8 +432,11 @@ class Ledger:
             (pending, first_pending) = self.conn.execute(
                 "SELECT COUNT(*), MIN(seq) FROM outbox"
             ).fetchone()
+            (dead,) = self.conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
         synced_through = (first_pending - 1) if first_pending is not None else last_seq
-        return LedgerCounts(last_seq=last_seq, pending=pending, synced_through=synced_through)
+        return LedgerCounts(
+            last_seq=last_seq, pending=pending, synced_through=synced_through, dead=dead
+        )
 
     def events(self) -> list[LedgerEvent]:
         """Every event in seq order (for tests, reports and the status page; not hot)."""

@@ -22,12 +22,31 @@ import httpx
 from pydantic import ValidationError
 
 from edge_agent.backoff import Backoff
-from edge_agent.ledger import Ledger, PendingEvent, default_lease_holder
+from edge_agent.ledger import Ledger, PendingEvent, Refusal, default_lease_holder
 from jxc.contract import CONTRACT_VERSION, EventStatus, PushAck
 
 log = logging.getLogger("edge_agent.sync")
 
 PUSH_PATH = "/api/v1/sync/events"
+
+_REFUSED = frozenset({EventStatus.CONFLICT, EventStatus.INVALID})
+
+
+def _settled(ack: PushAck, first: int, through: int) -> tuple[int, dict[int, Refusal]]:
+    """How far the sent run ``first..`` is settled by ``ack``, and which of it was refused.
+
+    Central settles every seq up to its watermark, but only a seq central answered for
+    is taken out of the outbox: the run stops before the first seq without a result, so
+    a malformed or partial answer can delay an event, never lose one.
+    """
+    answered = {result.seq: result for result in ack.results}
+    refused: dict[int, Refusal] = {}
+    seq = first
+    while seq <= through and (result := answered.get(seq)) is not None:
+        if result.status in _REFUSED:
+            refused[seq] = Refusal(result.status.value, result.detail)
+        seq += 1
+    return seq - 1, refused
 
 
 @dataclass
@@ -142,9 +161,13 @@ class Pusher:
         except ValidationError as exc:
             self._failed(f"central's answer is not a push ack: {exc}")
             return False
-        marked = self.ledger.mark_synced(ack.acked_through_seq)
+        first, last = pending[0].event.seq, pending[-1].event.seq
+        settled_through, refused = _settled(ack, first, min(last, ack.acked_through_seq))
+        marked = 0
+        if settled_through >= first:
+            marked = self.ledger.apply_ack(first, settled_through, refused=refused)
         self._succeeded(ack, sent_at, marked)
-        return ack.acked_through_seq >= pending[-1].event.seq
+        return settled_through >= last
 
     def _batch_json(self, pending: list[PendingEvent]) -> bytes:
         """A :class:`~jxc.contract.PushBatch` built from the stored bodies, unchanged."""
@@ -167,10 +190,10 @@ class Pusher:
         state.clock_skew_s = round(midpoint - ack.server_time.timestamp(), 3)
         self._check_skew(state.clock_skew_s)
         for result in ack.results:
-            if result.status in (EventStatus.CONFLICT, EventStatus.INVALID):
+            if result.status in _REFUSED:
                 state.rejected[result.status.value] = state.rejected.get(result.status.value, 0) + 1
                 log.error(
-                    "central refused an event",
+                    "central refused an event; it is a dead letter now (jxc edge outbox dead)",
                     extra={
                         "site": ack.site_id,
                         "seq": result.seq,

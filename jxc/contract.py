@@ -272,12 +272,21 @@ class EventResult(BaseModel):
 
 
 class PushAck(BaseModel):
-    """Central's answer to a push: the edge may mark every seq up to the watermark synced."""
+    """Central's answer to a push.
+
+    Every seq up to the watermark is settled at central: held, or refused for good (a
+    ``conflict`` or ``invalid`` result, which central records). The edge marks the
+    batch's own events up to the watermark synced, except the refused ones, which it
+    parks as dead letters; it never marks an event it did not send in this batch, whose
+    result it has not seen.
+    """
 
     contract_version: Literal[1] = CONTRACT_VERSION
     site_id: SiteId
     acked_through_seq: int = Field(
-        ge=0, description="highest seq central holds with no gap below it"
+        ge=0,
+        description="highest seq central has settled (held, or refused and recorded) "
+        "with no gap below it",
     )
     results: list[EventResult]
     server_time: datetime = Field(description="central clock, to measure the edge's skew")

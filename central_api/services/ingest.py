@@ -11,23 +11,28 @@ The whole batch is one transaction:
    here, so two copies of a batch racing each other cannot both insert.
 2. Look up the batch's event ids, and the seqs of its range, in one query each.
 3. Give every event a verdict: the same id with the same digest is a ``duplicate``; the
-   same id with other content, or a new id on a seq already taken, is a ``conflict``; a
-   unit of measure other than the balance's is ``invalid``; the rest are inserted.
+   same id with other content, or a new id on a seq already taken (by a held event or
+   by one central refused), is a ``conflict``; a unit of measure other than the
+   balance's is ``invalid``; the rest are inserted.
 4. Refuse the whole batch if its new events would start past a gap.
 5. Insert the new rows (``COPY`` on PostgreSQL, executemany on SQLite), add their
    quantities to the balances with one upsert per (site, location, item, lot) (all in
-   one statement on PostgreSQL), and move the watermark up to the highest seq held with
-   no gap below it.
+   one statement on PostgreSQL), record the refused events whose seq nothing else holds
+   (``refused_events``), and move the watermark up to the highest seq *settled* (held,
+   or refused and recorded) with no gap below it. A refused event thus never holds back
+   the ones after it; the edge parks it as a dead letter and may requeue it later, and
+   if central then accepts it, its refusal record is deleted.
 
 A full batch is 5000 events, so the per-event work is kept lean (``docs/performance.md``
 has the figures): rows go to the driver as tuples, converted by the same column-type bind
 processors SQLAlchemy itself would apply, rather than through SQLAlchemy's per-row
 parameter handling, which cost more than the database's own insert.
 
-Invariant relied on in step 4: after every commit, ``acked_through_seq + 1`` is *not*
-held (step 5 advances through every contiguous seq, including ones held above an earlier
-hole). So a batch that starts past ``acked_through_seq + 1`` with anything new in it
-always leaves a gap.
+Invariants relied on: after every commit, ``acked_through_seq + 1`` is *not* settled
+(step 5 advances through every contiguous seq, including ones held above an earlier
+hole), so a batch that starts past ``acked_through_seq + 1`` with anything new in it
+always leaves a gap (step 4). And every refusal record is at or below the watermark: it is
+written only by a batch that passed step 4, whose whole range is settled when it commits.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    delete,
     select,
     update,
 )
@@ -59,7 +65,13 @@ from sqlalchemy.exc import DBAPIError
 
 from central_api.db import write_transaction
 from central_api.errors import SequenceGapError
-from central_api.models import NO_LOT, ledger_events, site_sync_state, stock_balances
+from central_api.models import (
+    NO_LOT,
+    ledger_events,
+    refused_events,
+    site_sync_state,
+    stock_balances,
+)
 from jxc.contract import EventResult, EventStatus, LedgerEvent, PushAck, PushBatch
 
 log = logging.getLogger("central_api.services.ingest")
@@ -94,9 +106,12 @@ def ingest_batch(*, connection: Connection, batch: PushBatch, received_at: datet
     with write_transaction(connection):
         watermark = _lock_site(connection, site_id=site_id, now=received_at)
         results: list[EventResult | None] = [None] * len(events)
-        candidates, held_seqs = _drop_already_held(connection, batch=batch, results=results)
+        candidates, settled_seqs = _drop_already_held(
+            connection, batch=batch, results=results, watermark=watermark
+        )
+        refusals = _refusals_to_record(events, results, settled_seqs)
 
-        if candidates and events[0].seq > watermark + 1:
+        if (candidates or refusals) and events[0].seq > watermark + 1:
             raise SequenceGapError(
                 site_id=site_id, acked_through_seq=watermark, batch_first_seq=events[0].seq
             )
@@ -109,11 +124,26 @@ def ingest_batch(*, connection: Connection, batch: PushBatch, received_at: datet
             _add_to_balances(connection, site_id=site_id, rows=inserted, received_at=received_at)
             for row in inserted:
                 results[row.index] = _verdict(row.event, EventStatus.ACCEPTED)
+            _forget_refusals(
+                connection,
+                site_id=site_id,
+                seqs=[row.event.seq for row in inserted if row.event.seq <= watermark],
+            )
+        refusals += [
+            (row.event, result)
+            for row in candidates
+            if (result := results[row.index]) is not None and result.status is EventStatus.INVALID
+        ]
+        if refusals:
+            _record_refusals(connection, site_id=site_id, refusals=refusals, now=received_at)
+        if inserted or refusals:
             watermark = _advance_watermark(
                 connection,
                 site_id=site_id,
                 watermark=watermark,
-                held_in_batch=held_seqs | {row.event.seq for row in inserted},
+                held_in_batch=settled_seqs
+                | {row.event.seq for row in inserted}
+                | {event.seq for event, _ in refusals},
                 batch_last_seq=events[-1].seq,
             )
         connection.execute(
@@ -150,12 +180,16 @@ def _lock_site(connection: Connection, *, site_id: str, now: datetime) -> int:
 
 
 def _drop_already_held(
-    connection: Connection, *, batch: PushBatch, results: list[EventResult | None]
+    connection: Connection,
+    *,
+    batch: PushBatch,
+    results: list[EventResult | None],
+    watermark: int,
 ) -> tuple[list[_Candidate], set[int]]:
-    """Fill in a verdict for every event central already holds.
+    """Fill in a verdict for every event central already holds, or whose seq it holds.
 
     Returns the events still to be checked, and the seqs of the batch's range that
-    central already holds (by whichever event).
+    central has already settled: held (by whichever event) or refused and recorded.
     """
     events = batch.events
     event_ids = [str(event.event_id) for event in events]
@@ -180,6 +214,19 @@ def _drop_already_held(
         ).all()
     )
 
+    # Refusals are recorded only at or below the watermark (see _record_refusals), so a
+    # batch wholly above it, the common case, has none to look up.
+    refused_holders: dict[int, str] = {}
+    if events[0].seq <= watermark:
+        refused_holders = dict(
+            connection.execute(
+                select(refused_events.c.seq, refused_events.c.event_id).where(
+                    refused_events.c.site_id == batch.site_id,
+                    refused_events.c.seq.between(events[0].seq, events[-1].seq),
+                )
+            ).all()
+        )
+
     candidates: list[_Candidate] = []
     for index, (event, event_id) in enumerate(zip(events, event_ids, strict=True)):
         digest = event.content_digest()
@@ -203,9 +250,94 @@ def _drop_already_held(
                 f"seq {event.seq} of site {batch.site_id} is already held by event {holder}",
             )
             continue
+        refused_holder = refused_holders.get(event.seq)
+        if refused_holder is not None and refused_holder != event_id:
+            results[index] = _verdict(
+                event,
+                EventStatus.CONFLICT,
+                f"seq {event.seq} of site {batch.site_id} belongs to event {refused_holder}, "
+                "which central refused: requeue that event; a seq is never reused",
+            )
+            continue
         key = (event.location, event.item, event.lot or NO_LOT)
         candidates.append(_Candidate(index, event, event_id, digest, key))
-    return candidates, set(seq_holders)
+    return candidates, set(seq_holders) | set(refused_holders)
+
+
+_REFUSED = frozenset({EventStatus.CONFLICT, EventStatus.INVALID})
+
+
+def _refusals_to_record(
+    events: Sequence[LedgerEvent], results: Sequence[EventResult | None], settled: set[int]
+) -> list[tuple[LedgerEvent, EventResult]]:
+    """Refused events whose seq nothing settles yet: their refusal must be recorded.
+
+    That is an event whose id central holds at another seq; a conflict at a seq held by
+    another event needs no record, the seq is settled by that event.
+    """
+    return [
+        (event, result)
+        for event, result in zip(events, results, strict=True)
+        if result is not None and result.status in _REFUSED and event.seq not in settled
+    ]
+
+
+def _record_refusals(
+    connection: Connection,
+    *,
+    site_id: str,
+    refusals: Sequence[tuple[LedgerEvent, EventResult]],
+    now: datetime,
+) -> None:
+    """Record that central refused these events, so their seqs count as settled.
+
+    The watermark then passes them and one bad event does not hold back every later one;
+    the edge, told by the event's result, parks it as a dead letter. Called only after the
+    gap check passed, and every seq of such a batch ends up settled, so a refusal is
+    always at or below the watermark. A refusal repeated (the edge requeued the event
+    and central still refuses it) counts one more attempt.
+    """
+    upsert = _insert_for(connection, refused_events)
+    statement = upsert.on_conflict_do_update(
+        index_elements=[refused_events.c.site_id, refused_events.c.seq],
+        set_={
+            "status": upsert.excluded.status,
+            "detail": upsert.excluded.detail,
+            "attempts": refused_events.c.attempts + 1,
+            "last_refused_at": upsert.excluded.last_refused_at,
+        },
+    )
+    connection.execute(
+        statement,
+        [
+            {
+                "site_id": site_id,
+                "seq": event.seq,
+                "event_id": str(event.event_id),
+                "status": result.status.value,
+                "detail": result.detail or result.status.value,
+                "body": event.model_dump_json(),
+                "attempts": 1,
+                "first_refused_at": now,
+                "last_refused_at": now,
+            }
+            for event, result in refusals
+        ],
+    )
+
+
+def _forget_refusals(connection: Connection, *, site_id: str, seqs: list[int]) -> None:
+    """A refused event, requeued, was accepted: its seq is held now, not refused.
+
+    Only events at or below the watermark can have been refused before, so new events
+    (the usual batch) skip this.
+    """
+    if seqs:
+        connection.execute(
+            delete(refused_events).where(
+                refused_events.c.site_id == site_id, refused_events.c.seq.in_(seqs)
+            )
+        )
 
 
 def _drop_unit_mismatches(
@@ -461,9 +593,10 @@ def _advance_watermark(
     held_in_batch: set[int],
     batch_last_seq: int,
 ) -> int:
-    """The highest seq held with nothing missing below it.
+    """The highest seq settled with nothing missing below it.
 
-    Within the batch's range the held set answers. Past its end there may be seqs that
+    Within the batch's range the settled set answers. Refusal records lie at or below
+    the old watermark, so past it only held events count. Past its end there may be seqs that
     arrived earlier above a hole this batch has just filled, so those are read in pages
     until the first gap; normally that read finds nothing.
     """

@@ -1,4 +1,4 @@
-"""Reading what central holds: balances and each site's push watermark.
+"""Reading what central holds: balances, each site's push watermark and its refused events.
 
 Balances are read from the projection kept by ingest, never summed from the ledger, so a
 stock query costs the same on day one and after a million events.
@@ -6,11 +6,13 @@ stock query costs the same on day one and after a million events.
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import Connection, select
 
 from central_api.errors import UnknownSiteError
-from central_api.models import NO_LOT, site_sync_state, stock_balances
-from central_api.schemas import StockBalanceOut, SyncAckOut
+from central_api.models import NO_LOT, refused_events, site_sync_state, stock_balances
+from central_api.schemas import RefusedEventOut, StockBalanceOut, SyncAckOut
 
 
 def site_watermark(*, connection: Connection, site_id: str) -> SyncAckOut:
@@ -66,4 +68,29 @@ def list_balances(
             qty=row.qty,
         )
         for row in connection.execute(query)
+    ]
+
+
+def list_refused(*, connection: Connection, site_id: str, limit: int) -> list[RefusedEventOut]:
+    """The site's refused events in seq order; raises UnknownSiteError for a site never seen."""
+    site_watermark(connection=connection, site_id=site_id)
+    rows = connection.execute(
+        select(refused_events)
+        .where(refused_events.c.site_id == site_id)
+        .order_by(refused_events.c.seq)
+        .limit(limit)
+    )
+    return [
+        RefusedEventOut(
+            site_id=row.site_id,
+            seq=row.seq,
+            event_id=row.event_id,
+            status=row.status,
+            detail=row.detail,
+            attempts=row.attempts,
+            first_refused_at=row.first_refused_at,
+            last_refused_at=row.last_refused_at,
+            event=json.loads(row.body),
+        )
+        for row in rows
     ]

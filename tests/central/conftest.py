@@ -36,6 +36,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "refused_events",
     "ledger_events",
     "stock_balances",
     "site_sync_state",

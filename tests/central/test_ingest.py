@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
-from central_api.models import ledger_events, site_sync_state
+from central_api.models import ledger_events, refused_events, site_sync_state, stock_balances
 from jxc.contract import PushAck
 
 PUSH = "/api/v1/sync/events"
@@ -33,6 +33,14 @@ def stock(client: TestClient, **params: str) -> list[dict[str, Any]]:
 def held_event_count(engine: Engine) -> int:
     with engine.connect() as connection:
         return connection.execute(select(func.count()).select_from(ledger_events)).scalar_one()
+
+
+def refused_seqs(engine: Engine) -> list[tuple[int, str, int]]:
+    with engine.connect() as connection:
+        return [
+            (row.seq, row.status, row.attempts)
+            for row in connection.execute(select(refused_events).order_by(refused_events.c.seq))
+        ]
 
 
 def test_accepted_batch_updates_balances_exactly(client: TestClient, site: Any) -> None:
@@ -218,10 +226,12 @@ def test_event_id_held_by_another_site_is_a_conflict(
 
     assert statuses(ack) == ["conflict"]
     assert "site S01" in ack["results"][0]["detail"]
-    assert ack["acked_through_seq"] == 0
+    assert ack["acked_through_seq"] == 1, "refused for good, so settled: S02 goes on"
 
 
-def test_unit_other_than_the_balance_unit_is_invalid(client: TestClient, site: Any) -> None:
+def test_unit_other_than_the_balance_unit_is_invalid(
+    client: TestClient, engine: Engine, site: Any
+) -> None:
     push(client, site.batch([site.event("receipt", "10", uom="pcs")]))
 
     ack = push(
@@ -231,30 +241,84 @@ def test_unit_other_than_the_balance_unit_is_invalid(client: TestClient, site: A
 
     assert statuses(ack) == ["invalid", "accepted"]
     assert "counted in pcs, not kg" in ack["results"][0]["detail"]
-    assert ack["acked_through_seq"] == 1, "the refused seq 2 stays missing"
+    assert ack["acked_through_seq"] == 3, "the refused seq 2 is settled, not a hole"
     assert stock(client)[0]["qty"] == "11"
+    assert refused_seqs(engine) == [(2, "invalid", 1)]
 
 
-def test_watermark_stops_at_a_hole_and_moves_once_it_is_filled(
+def test_a_refused_event_does_not_hold_back_the_ones_after_it(
     client: TestClient, engine: Engine, site: Any
 ) -> None:
-    """Seqs held above a refused event wait there; filling the hole releases them all."""
     push(client, site.batch([site.event("receipt", "1")]))
     bad = site.event("receipt", "1", uom="kg")  # seq 2: refused, unit differs
     rest = site.receipts(3)  # seqs 3..5
 
     ack = push(client, site.batch([bad, *rest]))
     assert statuses(ack) == ["invalid", "accepted", "accepted", "accepted"]
-    assert ack["acked_through_seq"] == 1
+    assert ack["acked_through_seq"] == 5
+    more = push(client, site.batch(site.receipts(2)))
+    assert more["acked_through_seq"] == 7, "later pushes go on past the refusal"
 
-    fixed = {**bad, "event_id": site.event()["event_id"], "uom": "pcs"}
-    site.seq -= 1
-    ack = push(client, site.batch([fixed]))
+    replay = push(client, site.batch([bad, *rest]))
+    assert statuses(replay) == ["invalid", "duplicate", "duplicate", "duplicate"]
+    assert refused_seqs(engine) == [(2, "invalid", 2)], "a repeated refusal counts an attempt"
+    assert stock(client)[0]["qty"] == "6"
+
+
+def test_a_requeued_event_is_accepted_once_its_cause_is_fixed(
+    client: TestClient, engine: Engine, site: Any
+) -> None:
+    push(client, site.batch([site.event("receipt", "10", uom="pcs")]))
+    bad = site.event("receipt", "4", uom="box")
+    push(client, site.batch([bad, site.event("receipt", "1")]))
+    with engine.begin() as connection:
+        # Someone at headquarters fixes the cause: the balance is kept in boxes after all.
+        connection.execute(update(stock_balances).values(uom="box"))
+
+    ack = push(client, site.batch([bad]))
 
     assert statuses(ack) == ["accepted"]
-    assert ack["acked_through_seq"] == 5
-    assert stock(client)[0]["qty"] == "5"
-    assert held_event_count(engine) == 5
+    assert ack["acked_through_seq"] == 3
+    assert refused_seqs(engine) == []
+    assert stock(client)[0]["qty"] == "15"
+    assert held_event_count(engine) == 3
+
+
+def test_a_refused_seq_is_never_reused_by_another_event(
+    client: TestClient, engine: Engine, site: Any
+) -> None:
+    push(client, site.batch([site.event("receipt", "10", uom="pcs")]))
+    bad = site.event("receipt", "1", uom="kg")
+    push(client, site.batch([bad]))
+
+    other = {**bad, "event_id": site.event()["event_id"], "uom": "pcs"}
+    ack = push(client, site.batch([other]))
+
+    assert statuses(ack) == ["conflict"]
+    assert bad["event_id"] in ack["results"][0]["detail"]
+    assert refused_seqs(engine) == [(2, "invalid", 1)]
+    assert stock(client)[0]["qty"] == "10"
+
+
+def test_refused_events_are_listed_for_headquarters(client: TestClient, site: Any) -> None:
+    push(client, site.batch([site.event("receipt", "10", uom="pcs")]))
+    bad = site.event("receipt", "1", uom="kg")
+    push(client, site.batch([bad]))
+
+    response = client.get("/api/v1/sync/refused", params={"site_id": "S01"})
+
+    assert response.status_code == 200
+    [row] = response.json()
+    assert (row["seq"], row["event_id"], row["status"], row["attempts"]) == (
+        2,
+        bad["event_id"],
+        "invalid",
+        1,
+    )
+    assert row["event"]["uom"] == "kg"
+    assert "counted in pcs" in row["detail"]
+    unknown = client.get("/api/v1/sync/refused", params={"site_id": "S99"})
+    assert unknown.status_code == 404
 
 
 def test_optional_fields_are_stored(client: TestClient, engine: Engine, site: Any) -> None:

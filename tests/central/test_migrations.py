@@ -22,7 +22,7 @@ def test_upgrade_is_idempotent(database_url: str, engine: Engine) -> None:
 
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-            ("0002",)
+            ("0003",)
         ]
         assert set(inspect(connection).get_table_names()) >= {
             "ledger_events",
@@ -32,4 +32,5 @@ def test_upgrade_is_idempotent(database_url: str, engine: Engine) -> None:
             "item_barcodes",
             "change_feed",
             "feed_counter",
+            "refused_events",
         }

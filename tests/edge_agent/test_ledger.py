@@ -8,12 +8,13 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.ledger import DiskReserveError, EventDraft, Ledger, LedgerError
+from edge_agent.ledger import DiskReserveError, EventDraft, Ledger, LedgerError, Refusal
 from jxc.contract import EventKind
 
 
@@ -40,13 +41,44 @@ def test_append_writes_event_and_outbox_row_together(ledger: Ledger) -> None:
     assert (counts.last_seq, counts.pending, counts.synced_through) == (2, 2, 0)
 
 
-def test_mark_synced_drops_only_the_acked_prefix(ledger: Ledger) -> None:
+def test_an_ack_drops_only_the_acked_prefix(ledger: Ledger) -> None:
     for _ in range(5):
         ledger.append(draft())
-    assert ledger.mark_synced(3) == 3
+    assert ledger.apply_ack(1, 3) == 3
     assert [e.seq for e in ledger.pending(10)] == [4, 5]
-    assert ledger.mark_synced(3) == 0, "a repeated ack changes nothing"
+    assert ledger.apply_ack(1, 3) == 0, "a repeated ack changes nothing"
     assert ledger.counts().synced_through == 3
+
+
+def test_a_refused_event_becomes_a_dead_letter_and_can_be_requeued(ledger: Ledger) -> None:
+    for _ in range(5):
+        ledger.append(draft())
+    marked = ledger.apply_ack(1, 4, refused={2: Refusal("invalid", "counted in pcs, not kg")})
+
+    assert marked == 3
+    assert [e.seq for e in ledger.pending(10)] == [5]
+    [letter] = ledger.dead_letters()
+    assert (letter.seq, letter.status, letter.detail) == (2, "invalid", "counted in pcs, not kg")
+    assert ledger.event(2) is not None
+    assert ledger.event(2)[1] is None, "a dead letter is not synced"  # type: ignore[index]
+    counts = ledger.counts()
+    assert (counts.pending, counts.dead, counts.synced_through) == (1, 1, 4)
+
+    assert ledger.requeue([2, 3]) == [2], "only dead letters are requeued"
+    assert ledger.dead_letters() == []
+    assert [p.event.seq for p in ledger.pending_bodies(10)] == [2], "a batch is contiguous"
+    assert [p.event.seq for p in ledger.pending_bodies(10, contiguous=False)] == [2, 5]
+    assert ledger.counts().synced_through == 1
+
+    assert ledger.apply_ack(2, 2) == 1, "accepted this time"
+    assert [e.seq for e in ledger.pending(10)] == [5]
+    assert ledger.counts().dead == 0
+
+
+def test_an_ack_may_not_refuse_what_it_does_not_settle(ledger: Ledger) -> None:
+    ledger.append(draft())
+    with pytest.raises(ValueError, match="within"):
+        ledger.apply_ack(1, 1, refused={2: Refusal("invalid")})
 
 
 def test_event_survives_reopen_byte_for_byte(tmp_path: Path) -> None:
@@ -97,39 +129,62 @@ def test_concurrent_appends_keep_seq_gapless(ledger: Ledger) -> None:
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("append"), st.integers(1, 3)),
-        st.tuples(st.just("ack"), st.integers(0, 40)),
-        st.tuples(st.just("reopen"), st.just(0)),
+        st.tuples(st.just("push"), st.integers(1, 8), st.integers(0, 40), st.integers(0, 6)),
+        st.tuples(st.just("requeue"), st.integers(0, 40)),
+        st.tuples(st.just("reopen")),
     ),
     max_size=30,
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(ops=operations)
 def test_any_interleaving_keeps_the_invariants(
-    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int]]
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[Any, ...]]
 ) -> None:
+    """Appends, pushes (a batch taken, central settling a prefix of it and refusing some),
+    requeues and crashes (reopen), against a model of which state each event is in."""
     path = tmp_path_factory.mktemp("prop") / "edge.db"
     ledger = Ledger(path, site_id="S01")
-    acked = 0
+    synced: set[int] = set()
+    dead: set[int] = set()
     try:
-        for op, arg in ops:
+        for op, *args in ops:
             if op == "append":
-                for _ in range(arg):
+                for _ in range(args[0]):
                     ledger.append(draft())
-            elif op == "ack":
-                # central can only ack what it was sent: never beyond the last seq
-                through = min(arg, ledger.counts().last_seq)
-                ledger.mark_synced(through)
-                acked = max(acked, through)
+            elif op == "push":
+                size, through, refuse_every = args
+                batch = [p.event.seq for p in ledger.pending_bodies(size)]
+                if batch:
+                    # central settles up to its watermark, at most what it was sent
+                    last = min(batch[-1], max(batch[0] - 1, through))
+                    refused = {
+                        seq: Refusal("invalid")
+                        for seq in batch
+                        if seq <= last and refuse_every and seq % (refuse_every + 1) == 0
+                    }
+                    if last >= batch[0]:
+                        ledger.apply_ack(batch[0], last, refused=refused)
+                        settled = set(range(batch[0], last + 1))
+                        dead = (dead - settled) | set(refused)
+                        synced |= settled - set(refused)
+            elif op == "requeue":
+                chosen = None if args[0] == 0 else [args[0]]
+                dead -= set(ledger.requeue(chosen))
             else:
                 ledger.close()
                 ledger = Ledger(path, site_id="S01")
-            events = ledger.events()
-            seqs = [e.seq for e in events]
+            seqs = [e.seq for e in ledger.events()]
             assert seqs == list(range(1, len(seqs) + 1)), "seq is gapless"
-            pending = [e.seq for e in ledger.pending(10_000)]
-            assert pending == [s for s in seqs if s > acked], "outbox is the unsynced tail"
+            outbox = [p.event.seq for p in ledger.pending_bodies(10_000, contiguous=False)]
+            assert {letter.seq for letter in ledger.dead_letters()} == dead
+            assert outbox == sorted(set(seqs) - synced - dead), "outbox = neither synced nor dead"
+            run = [p.event.seq for p in ledger.pending_bodies(10_000)]
+            assert run == outbox[: len(run)], "a batch is the outbox's head"
+            assert run == list(range(outbox[0], outbox[0] + len(run))) if outbox else not run
+            synced_at = {e.seq for e in ledger.events() if ledger.event(e.seq)[1] is not None}  # type: ignore[index]
+            assert synced_at == synced
     finally:
         ledger.close()
 

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, update
 
 from central_api.core.config import Settings
 from central_api.db import upgrade_database
 from central_api.main import create_app
+from central_api.models import stock_balances
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.sync import Pusher
-from jxc.contract import EventKind
+from jxc.contract import EventKind, EventResult, EventStatus, PushAck
 
 
 def receipt(qty: str, lot: str = "L1") -> EventDraft:
@@ -182,3 +184,76 @@ def test_clock_skew_beyond_threshold_raises_an_alert(central: TestClient, ledger
     ledger.append(receipt("1"))
     pusher.run()
     assert pusher.state.alerts == [], "the alert clears once the clocks agree again"
+
+
+def test_a_refused_event_is_parked_and_the_rest_flow_on(
+    central: TestClient, ledger: Ledger, tmp_path: Path
+) -> None:
+    """Central refuses seq 2 (a unit its balance is not kept in): it becomes a dead letter,
+    seqs 3.. reach central, and once headquarters fixes the cause a requeue books it."""
+    ledger.append(receipt("10"))
+    ledger.append(
+        EventDraft(
+            kind=EventKind.RECEIPT,
+            item="ITEM-1",
+            lot="L1",
+            location="DOCK-1",
+            qty=Decimal(1),
+            uom="BOX",
+        )
+    )
+    for _ in range(3):
+        ledger.append(receipt("1"))
+    pusher = Pusher(ledger, central, batch_size=2)
+    pusher.run()
+
+    counts = ledger.counts()
+    assert (counts.pending, counts.dead, counts.synced_through) == (0, 1, 5)
+    assert stock(central) == {"L1": Decimal(13)}
+    assert pusher.state.rejected == {"invalid": 1}
+    [letter] = ledger.dead_letters()
+    assert letter.seq == 2
+    assert "counted in EA, not BOX" in (letter.detail or "")
+    refused = central.get("/api/v1/sync/refused", params={"site_id": "S01"}).json()
+    assert [row["seq"] for row in refused] == [2]
+
+    ledger.append(receipt("1"))
+    assert ledger.requeue() == [2]
+    pusher.run()  # central still refuses: back to the dead letters, seq 6 goes through
+    assert (ledger.counts().dead, ledger.counts().pending) == (1, 0)
+    assert stock(central) == {"L1": Decimal(14)}
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'central.db'}")
+    with engine.begin() as connection:  # headquarters decides the lot is kept in boxes
+        connection.execute(update(stock_balances).values(uom="BOX"))
+    engine.dispose()
+    ledger.requeue([2])
+    pusher.run()
+    counts = ledger.counts()
+    assert (counts.pending, counts.dead, counts.synced_through) == (0, 0, 6)
+    assert stock(central) == {"L1": Decimal(15)}
+    assert central.get("/api/v1/sync/refused", params={"site_id": "S01"}).json() == []
+
+
+def test_an_answer_without_a_result_for_an_event_does_not_settle_it(ledger: Ledger) -> None:
+    """A central (or a proxy) that answers for fewer events than were sent: those it left
+    out stay in the outbox, whatever its watermark says."""
+    for _ in range(3):
+        ledger.append(receipt("1"))
+    events = ledger.pending(10)
+
+    def partial(_: httpx.Request) -> httpx.Response:
+        ack = PushAck(
+            site_id="S01",
+            acked_through_seq=3,
+            results=[
+                EventResult(event_id=e.event_id, seq=e.seq, status=EventStatus.ACCEPTED)
+                for e in events[:1] + events[2:]
+            ],
+            server_time=datetime.now(UTC),
+        )
+        return httpx.Response(200, content=ack.model_dump_json())
+
+    client = httpx.Client(base_url="http://central.test", transport=httpx.MockTransport(partial))
+    Pusher(ledger, client).push_once()
+    assert [e.seq for e in ledger.pending(10)] == [2, 3]

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from central_api.api.deps import ConnDep
-from central_api.schemas import SyncAckOut
+from central_api.schemas import RefusedEventOut, SyncAckOut
 from central_api.services.feed import MAX_PAGE, changes_for_site
 from central_api.services.ingest import ingest_batch
-from central_api.services.stock import site_watermark
+from central_api.services.stock import list_refused, site_watermark
 from jxc.contract import PushAck, PushBatch, SiteId
 from jxc.feed import ChangePage
 
@@ -29,8 +29,10 @@ _DETAIL: dict[int | str, dict[str, Any]] = {
 def push_events(batch: PushBatch, connection: ConnDep) -> PushAck:
     """Merge a contiguous run of one site's ledger; replays change nothing.
 
-    Every event gets a verdict (accepted, duplicate, conflict, invalid). The edge may mark
-    as synced every seq up to ``acked_through_seq`` in the answer.
+    Every event gets a verdict (accepted, duplicate, conflict, invalid). Every seq up to
+    ``acked_through_seq`` is settled: held, or refused and recorded (see ``/sync/refused``).
+    The edge marks the batch's accepted and duplicate events synced and parks the refused
+    ones as dead letters.
     """
     return ingest_batch(connection=connection, batch=batch, received_at=datetime.now(UTC))
 
@@ -44,6 +46,23 @@ def read_ack(
 ) -> SyncAckOut:
     """The site's push watermark, for an edge restored from a backup to resume from."""
     return site_watermark(connection=connection, site_id=site_id)
+
+
+@router.get(
+    "/refused",
+    responses={404: {"description": "Central has never received an event from this site."}},
+)
+def read_refused(
+    site_id: Annotated[SiteId, Query()],
+    connection: ConnDep,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[RefusedEventOut]:
+    """The site's events central refused (conflict or invalid), oldest seq first.
+
+    Each one's seq is settled, so the events after it went on; the edge holds it as a dead
+    letter until someone fixes the cause and runs ``jxc edge outbox requeue``.
+    """
+    return list_refused(connection=connection, site_id=site_id, limit=limit)
 
 
 @router.get(
