@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from device_drivers.errors import DeviceConfigError, DeviceUnavailableError, RejectedInputError
+from device_drivers.link import LinkHealth
 from device_drivers.printers.base import JobOutcome, JobResult, PrinterStatus, PrintJob
 from device_drivers.printers.host_status import (
     HOST_IDENTIFICATION_REQUEST,
@@ -79,7 +80,7 @@ from device_drivers.printers.host_status import (
 from device_drivers.printers.journal import JobJournal, JobRecord, JobState
 from device_drivers.printers.transport import SerialTransport, TcpTransport, Transport
 from device_drivers.printers.zpl import stamp_job_format
-from device_drivers.status import DeviceState, DeviceStatus
+from device_drivers.status import DeviceStatus
 
 __all__ = ["PrinterErrorReason", "ZplPrinter", "ZplPrinterConfig"]
 
@@ -190,22 +191,20 @@ class ZplPrinter:
         self._transport = transport if transport is not None else config.make_transport()
         self._journal = JobJournal(config.journal_path)
         self._io_lock = threading.RLock()
-        self._counter_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._closing = threading.Event()
         self._jobs: queue.SimpleQueue[_QueuedJob | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._link_open = False
-        self._open_failed = False
-        self._has_connected = False
-        self._next_attempt_at = 0.0
-        self._retry_delay = config.reconnect_min_delay
-        self._connected_at = 0.0
         self._counter_supported: bool | None = None
-        self._state: DeviceState = "disconnected"
-        self._errors: dict[str, int] = dict.fromkeys(get_args(PrinterErrorReason), 0)
-        self._last_error: str | None = None
-        self._reconnects = 0
+        self._link = LinkHealth(
+            config.device_id,
+            kind="printer",
+            reasons=get_args(PrinterErrorReason),
+            min_delay=config.reconnect_min_delay,
+            max_delay=config.reconnect_max_delay,
+            logger=log,
+        )
 
     def __enter__(self) -> ZplPrinter:
         return self
@@ -263,14 +262,7 @@ class ZplPrinter:
 
     def health(self) -> DeviceStatus:
         """The link's health for a status page (``scans`` stays 0; jobs report themselves)."""
-        with self._counter_lock:
-            return DeviceStatus(
-                device_id=self.config.device_id,
-                state=self._state,
-                errors=dict(self._errors),
-                last_error=self._last_error,
-                reconnects=self._reconnects,
-            )
+        return self._link.snapshot()
 
     def close(self) -> None:
         """Stop taking jobs, settle the running one quickly, release the link."""
@@ -283,8 +275,7 @@ class ZplPrinter:
             worker.join()
         with self._io_lock:
             self._drop_link()
-        with self._counter_lock:
-            self._state = "disconnected"
+        self._link.closed()
 
     # -- the job queue ---------------------------------------------------------------
 
@@ -538,8 +529,7 @@ class ZplPrinter:
         except RejectedInputError as exc:
             self._count("garbled_status", exc.detail, degrade=True)
             return PrinterStatus.offline(f"garbled reply to ~HS: {exc.detail}")
-        with self._counter_lock:
-            self._state = "connected"
+        self._link.answered()
         return status
 
     def _read_counter(self) -> int | None:
@@ -605,39 +595,21 @@ class ZplPrinter:
         if self._closing.is_set():
             raise _NotConnectedError("driver closed")
         now = time.monotonic()
-        if now < self._next_attempt_at:
-            raise _NotConnectedError(f"reconnecting in {self._next_attempt_at - now:.1f} s")
+        if not self._link.may_attempt(now):
+            wait = self._link.next_attempt_at - now
+            raise _NotConnectedError(f"reconnecting in {wait:.1f} s")
         try:
             self._transport.open()
         except DeviceUnavailableError as exc:
-            self._next_attempt_at = now + self._retry_delay
-            self._retry_delay = min(self._retry_delay * 2, self.config.reconnect_max_delay)
-            self._note_io_failure(str(exc), first_in_streak=not self._open_failed)
-            self._open_failed = True
+            self._link.open_failed(now, str(exc))
             raise _NotConnectedError(str(exc)) from exc
         self._link_open = True
-        self._open_failed = False
-        self._connected_at = now
-        with self._counter_lock:
-            if self._has_connected:
-                self._reconnects += 1
-            self._has_connected = True
-            self._state = "connected"
-        log.info(
-            "printer connected on %s",
-            self._transport.description,
-            extra=self._log_extra(event="device_connected"),
-        )
+        self._link.opened(now, self._transport.description)
         return self._transport
 
     def _lost_link(self, detail: str) -> None:
         self._drop_link()
-        now = time.monotonic()
-        if now - self._connected_at >= self.config.reconnect_max_delay:
-            self._retry_delay = self.config.reconnect_min_delay
-        self._next_attempt_at = now + self._retry_delay
-        self._open_failed = True  # the retries that follow belong to this outage
-        self._note_io_failure(detail, first_in_streak=True)
+        self._link.lost(time.monotonic(), detail)
 
     def _drop_link(self) -> None:
         self._link_open = False
@@ -647,23 +619,8 @@ class ZplPrinter:
     # -- accounting ------------------------------------------------------------------
 
     def _count(self, reason: PrinterErrorReason, detail: str, *, degrade: bool = False) -> None:
-        with self._counter_lock:
-            self._errors[reason] += 1
-            self._last_error = f"{reason}: {detail}"
-            if degrade:
-                self._state = "degraded"
+        self._link.count(reason, detail, degrade=degrade)
         log.warning("printer %s: %s", reason, detail, extra=self._log_extra(reason=reason))
-
-    def _note_io_failure(self, detail: str, *, first_in_streak: bool) -> None:
-        # Count each outage once, not each retry: a printer switched off overnight should
-        # not read as thousands of errors.
-        with self._counter_lock:
-            self._state = "disconnected"
-            self._last_error = f"io: {detail}"
-            if first_in_streak:
-                self._errors["io"] += 1
-        if first_in_streak:
-            log.warning("printer unavailable: %s", detail, extra=self._log_extra(reason="io"))
 
     def _log_extra(self, **more: str) -> dict[str, str]:
         return {"device": self.config.device_id, **more}

@@ -29,6 +29,7 @@ from typing import Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from device_drivers.errors import DeviceConfigError
+from device_drivers.link import LinkHealth
 from device_drivers.scales.base import ScaleErrorReason, Weight, WeightReading, convert_weight
 from device_drivers.scales.errors import (
     ScaleBusyError,
@@ -57,7 +58,7 @@ from device_drivers.scales.mtsics import (
     reply_id,
 )
 from device_drivers.scales.transport import ByteTransport, Parity, SerialTransport, TcpTransport
-from device_drivers.status import DeviceState, DeviceStatus
+from device_drivers.status import DeviceStatus
 
 __all__ = ["MtSicsScale", "MtSicsScaleConfig", "ScaleIdentity", "StableMode"]
 
@@ -208,24 +209,22 @@ class MtSicsScale:
         self._framer = self._new_framer()
         self._lines: deque[tuple[bytes, datetime.datetime]] = deque()
         self._io_lock = threading.Lock()
-        self._counter_lock = threading.Lock()
         self._closing = threading.Event()
         self._is_open = False
         self._reply_owed = False
         self._tare_supported = True
-        self._state: DeviceState = "disconnected"
-        self._has_connected = False
-        self._open_failed = False
-        self._next_attempt_at = 0.0
-        self._retry_delay = config.reconnect_min_delay
-        self._connected_at = 0.0
+        self._link = LinkHealth(
+            config.device_id,
+            kind="scale",
+            reasons=get_args(ScaleErrorReason),
+            min_delay=config.reconnect_min_delay,
+            max_delay=config.reconnect_max_delay,
+            logger=log,
+        )
+        self._link.io_detail = f"{self._transport.name} not opened yet"
         self._discards_in_a_row = 0
         self._timeouts_in_a_row = 0
-        self._errors: dict[str, int] = dict.fromkeys(get_args(ScaleErrorReason), 0)
-        self._last_error: str | None = None
-        self._reconnects = 0
         self._last_read_at = datetime.datetime.now(datetime.UTC)
-        self._io_detail = f"{self._transport.name} not opened yet"
 
     def __enter__(self) -> MtSicsScale:
         return self
@@ -290,14 +289,7 @@ class MtSicsScale:
 
     def status(self) -> DeviceStatus:
         """A snapshot, consistent even while another thread is weighing."""
-        with self._counter_lock:
-            return DeviceStatus(
-                device_id=self.config.device_id,
-                state=self._state,
-                errors=dict(self._errors),
-                last_error=self._last_error,
-                reconnects=self._reconnects,
-            )
+        return self._link.snapshot()
 
     def close(self) -> None:
         """Release the port for good; a call in progress ends promptly with an error."""
@@ -306,8 +298,7 @@ class MtSicsScale:
         with self._io_lock:
             self._transport.close()
             self._is_open = False
-            with self._counter_lock:
-                self._state = "disconnected"
+            self._link.closed()
 
     # -- MT-SICS extras --------------------------------------------------------------------
 
@@ -584,7 +575,7 @@ class MtSicsScale:
         now = time.monotonic()
         read_at = datetime.datetime.now(datetime.UTC)
         if chunk:
-            self._retry_delay = self.config.reconnect_min_delay
+            self._link.data_arrived()
         events = self._framer.feed(chunk, now) if chunk else self._framer.expire(now)
         for event in events:
             if isinstance(event, DiscardedReply):
@@ -623,56 +614,34 @@ class MtSicsScale:
             if self._closing.is_set():
                 raise ScaleUnavailableError(self.config.device_id, "closed")
             now = time.monotonic()
-            if now >= self._next_attempt_at:
+            if self._link.may_attempt(now):
                 try:
                     self._transport.open()
                 except OSError as exc:
-                    self._next_attempt_at = now + self._retry_delay
-                    self._retry_delay = min(self._retry_delay * 2, self.config.reconnect_max_delay)
-                    self._note_io_failure(
-                        f"cannot open {self._transport.name}: {exc}",
-                        first_in_streak=not self._open_failed,
-                    )
-                    self._open_failed = True
+                    self._link.open_failed(now, f"cannot open {self._transport.name}: {exc}")
                 else:
                     self._opened(now)
                     return
-            if self._next_attempt_at >= deadline:
-                raise ScaleUnavailableError(self.config.device_id, self._io_detail)
-            self._closing.wait(max(self._next_attempt_at - time.monotonic(), 0.0))
+            if self._link.next_attempt_at >= deadline:
+                raise ScaleUnavailableError(self.config.device_id, self._link.io_detail)
+            self._closing.wait(max(self._link.next_attempt_at - time.monotonic(), 0.0))
 
     def _opened(self, now: float) -> None:
         self._is_open = True
         self._framer = self._new_framer()  # bytes from before the outage are not a reply
         self._lines.clear()
         self._reply_owed = False
-        self._open_failed = False
-        self._connected_at = now
         self._discards_in_a_row = 0
         self._timeouts_in_a_row = 0
-        with self._counter_lock:
-            if self._has_connected:
-                self._reconnects += 1
-            self._has_connected = True
-            self._state = "connected"
-        log.info(
-            "scale connected on %s",
-            self._transport.name,
-            extra={"device": self.config.device_id, "event": "device_connected"},
-        )
+        self._link.opened(now, self._transport.name)
 
     def _lost(self, exc: OSError) -> ScaleUnavailableError:
         self._transport.close()
         self._is_open = False
         if self._closing.is_set():
             return ScaleUnavailableError(self.config.device_id, "closed")
-        self._open_failed = True  # the retries that follow belong to this outage
-        now = time.monotonic()
-        if now - self._connected_at >= self.config.reconnect_max_delay:
-            self._retry_delay = self.config.reconnect_min_delay
-        self._next_attempt_at = now + self._retry_delay
         detail = f"lost {self._transport.name}: {exc}"
-        self._note_io_failure(detail, first_in_streak=True)
+        self._link.lost(time.monotonic(), detail)
         return ScaleUnavailableError(self.config.device_id, detail)
 
     def _new_framer(self) -> ReplyFramer:
@@ -693,8 +662,7 @@ class MtSicsScale:
     def _answered(self) -> None:
         self._discards_in_a_row = 0
         self._timeouts_in_a_row = 0
-        with self._counter_lock:
-            self._state = "connected"
+        self._link.answered()
 
     def _unanswered(
         self, command: CommandName, timeout: float, *, counted: bool
@@ -704,41 +672,18 @@ class MtSicsScale:
             self._timeouts_in_a_row += 1
             self._count("timeout", detail)
             if self._timeouts_in_a_row >= _DEGRADED_AFTER_TIMEOUTS:
-                self._degrade()
+                self._link.degrade()
         return ScaleTimeoutError(self.config.device_id, detail)
 
     def _discarded(self, reason: str, sample: bytes, *, detail: str = "line discarded") -> None:
         self._discards_in_a_row += 1
         self._count(reason, detail, sample=sample)
         if self._discards_in_a_row >= _DEGRADED_AFTER_DISCARDS:
-            self._degrade()
-
-    def _degrade(self) -> None:
-        with self._counter_lock:
-            if self._state == "connected":
-                self._state = "degraded"
+            self._link.degrade()
 
     def _count(self, reason: str, detail: str, *, sample: bytes | None = None) -> None:
-        with self._counter_lock:
-            self._errors[reason] = self._errors.get(reason, 0) + 1
-            self._last_error = f"{reason}: {detail}"
+        self._link.count(reason, detail)
         extra: dict[str, object] = {"device": self.config.device_id, "reason": reason}
         if sample is not None:
             extra["sample"] = repr(sample)
         log.warning("scale: %s (%s)", detail, reason, extra=extra)
-
-    def _note_io_failure(self, detail: str, *, first_in_streak: bool) -> None:
-        # Count each outage once, not each retry: a scale left off overnight should not
-        # read as thousands of errors.
-        self._io_detail = detail
-        with self._counter_lock:
-            self._state = "disconnected"
-            self._last_error = f"io: {detail}"
-            if first_in_streak:
-                self._errors["io"] += 1
-        if first_in_streak:
-            log.warning(
-                "scale unavailable: %s",
-                detail,
-                extra={"device": self.config.device_id, "reason": "io"},
-            )

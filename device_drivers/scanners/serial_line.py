@@ -23,6 +23,7 @@ from typing import Literal, get_args
 import serial
 
 from device_drivers.errors import DeviceConfigError, RejectedInputError
+from device_drivers.link import LinkHealth
 from device_drivers.scanners.base import Gs1Mode, Scan, ScanErrorReason
 from device_drivers.scanners.framing import (
     DiscardedLine,
@@ -31,7 +32,7 @@ from device_drivers.scanners.framing import (
     check_fnc1_separator,
     parse_line,
 )
-from device_drivers.status import DeviceState, DeviceStatus
+from device_drivers.status import DeviceStatus
 
 __all__ = [
     "SerialLineScanner",
@@ -108,19 +109,16 @@ class SerialLineScanner:
         self._framer = self._new_framer()
         self._ready: deque[Scan] = deque()
         self._io_lock = threading.Lock()
-        self._counter_lock = threading.Lock()
         self._closing = threading.Event()
-        self._state: DeviceState = "disconnected"
-        self._has_connected = False
-        self._open_failed = False
-        self._next_attempt_at = 0.0
-        self._retry_delay = config.reconnect_min_delay
-        self._connected_at = 0.0
+        self._link = LinkHealth(
+            config.device_id,
+            kind="scanner",
+            reasons=get_args(ScanErrorReason),
+            min_delay=config.reconnect_min_delay,
+            max_delay=config.reconnect_max_delay,
+            logger=log,
+        )
         self._discards_in_a_row = 0
-        self._scans = 0
-        self._errors: dict[str, int] = dict.fromkeys(get_args(ScanErrorReason), 0)
-        self._last_error: str | None = None
-        self._reconnects = 0
 
     def __enter__(self) -> SerialLineScanner:
         return self
@@ -140,7 +138,7 @@ class SerialLineScanner:
                 if port is None:
                     if now >= deadline:
                         return None
-                    self._closing.wait(max(min(deadline, self._next_attempt_at) - now, 0.0))
+                    self._closing.wait(max(min(deadline, self._link.next_attempt_at) - now, 0.0))
                     continue
                 self._receive(port, self._read_wait(now, deadline))
                 if self._ready:
@@ -151,15 +149,7 @@ class SerialLineScanner:
 
     def status(self) -> DeviceStatus:
         """A snapshot, consistent even while another thread is reading."""
-        with self._counter_lock:
-            return DeviceStatus(
-                device_id=self.config.device_id,
-                state=self._state,
-                scans=self._scans,
-                errors=dict(self._errors),
-                last_error=self._last_error,
-                reconnects=self._reconnects,
-            )
+        return self._link.snapshot()
 
     def close(self) -> None:
         """Release the port for good; a blocked ``read_scan`` returns ``None`` promptly."""
@@ -171,13 +161,12 @@ class SerialLineScanner:
                 port.cancel_read()
         with self._io_lock:
             self._drop_port()
-            with self._counter_lock:
-                self._state = "disconnected"
+            self._link.closed()
 
     # -- transport -------------------------------------------------------------------
 
     def _try_open(self, now: float) -> serial.Serial | None:
-        if now < self._next_attempt_at:
+        if not self._link.may_attempt(now):
             return None
         path = os.fspath(self.config.port)
         try:
@@ -191,28 +180,12 @@ class SerialLineScanner:
                 exclusive=True,
             )
         except (serial.SerialException, OSError, ValueError) as exc:
-            self._next_attempt_at = now + self._retry_delay
-            self._retry_delay = min(self._retry_delay * 2, self.config.reconnect_max_delay)
-            self._note_io_failure(
-                f"cannot open {path}: {exc}", first_in_streak=not self._open_failed
-            )
-            self._open_failed = True
+            self._link.open_failed(now, f"cannot open {path}: {exc}")
             return None
         self._port = port
         self._framer = self._new_framer()  # bytes from before the outage are not a line
-        self._open_failed = False
-        self._connected_at = now
         self._discards_in_a_row = 0
-        with self._counter_lock:
-            if self._has_connected:
-                self._reconnects += 1
-            self._has_connected = True
-            self._state = "connected"
-        log.info(
-            "scanner connected on %s",
-            path,
-            extra={"device": self.config.device_id, "event": "device_connected"},
-        )
+        self._link.opened(now, path)
         return port
 
     def _read_wait(self, now: float, deadline: float) -> float:
@@ -236,21 +209,12 @@ class SerialLineScanner:
             if self._closing.is_set():
                 return
             self._drop_port()
-            self._open_failed = True  # the retries that follow belong to this outage
-            now = time.monotonic()
-            if now - self._connected_at >= self.config.reconnect_max_delay:
-                self._retry_delay = self.config.reconnect_min_delay
-            self._next_attempt_at = now + self._retry_delay
-            self._note_io_failure(
-                f"lost {os.fspath(self.config.port)}: {exc}", first_in_streak=True
-            )
+            self._link.lost(time.monotonic(), f"lost {os.fspath(self.config.port)}: {exc}")
             return
         now = time.monotonic()
         received_at = datetime.datetime.now(datetime.UTC)
         if chunk:
-            # Only a port that delivers data earns a fast retry next time; one that opens
-            # and dies at once keeps backing off instead of spinning.
-            self._retry_delay = self.config.reconnect_min_delay
+            self._link.data_arrived()
         events = self._framer.feed(chunk, now) if chunk else self._framer.expire(now)
         for event in events:
             if isinstance(event, LineFrame):
@@ -287,44 +251,23 @@ class SerialLineScanner:
         except RejectedInputError as exc:
             self._count_error(exc.reason, exc.detail, sample=raw)
             return
-        with self._counter_lock:
-            self._scans += 1
-            self._state = "connected"
+        self._link.scanned()
         self._ready.append(scan)
 
     def _discard(self, event: DiscardedLine) -> None:
         self._discards_in_a_row += 1
         self._count_error(event.reason, "line discarded", sample=event.sample)
         if self._discards_in_a_row >= _DEGRADED_AFTER:
-            with self._counter_lock:
-                if self._state == "connected":
-                    self._state = "degraded"
+            self._link.degrade()
 
     def _count_error(self, reason: str, detail: str, *, sample: bytes) -> None:
-        with self._counter_lock:
-            self._errors[reason] = self._errors.get(reason, 0) + 1
-            self._last_error = f"{reason}: {detail}"
+        self._link.count(reason, detail)
         log.warning(
             "scanner line rejected (%s): %s",
             reason,
             detail,
             extra={"device": self.config.device_id, "reason": reason, "sample": repr(sample)},
         )
-
-    def _note_io_failure(self, detail: str, *, first_in_streak: bool) -> None:
-        # Count each outage once, not each retry: a scanner left unplugged overnight
-        # should not read as thousands of errors.
-        with self._counter_lock:
-            self._state = "disconnected"
-            self._last_error = f"io: {detail}"
-            if first_in_streak:
-                self._errors["io"] += 1
-        if first_in_streak:
-            log.warning(
-                "scanner unavailable: %s",
-                detail,
-                extra={"device": self.config.device_id, "reason": "io"},
-            )
 
 
 def create_serial_line_scanner(device_id: str, options: Mapping[str, object]) -> SerialLineScanner:
