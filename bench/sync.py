@@ -73,7 +73,9 @@ from sqlalchemy import (
 
 from central_api.db import create_db_engine, upgrade_database
 from central_api.models import ledger_events, metadata, site_sync_state, stock_balances
+from central_api.services.auth import add_site
 from central_api.services.ingest import ingest_batch
+from edge_agent.auth import SiteTokenAuth
 from edge_agent.ledger import EventDraft, Ledger
 from jxc.contract import (
     INBOUND_KINDS,
@@ -575,11 +577,20 @@ def central_process(url: str, *, log_path: Path) -> Iterator[str]:
                 process.wait()
 
 
-def http_ingest(base: str, batches: Sequence[PushBatch], *, progress: Progress) -> float:
-    """POST every batch as the edge does (its JSON built beforehand); total seconds."""
+def http_ingest(base: str, url: str, batches: Sequence[PushBatch], *, progress: Progress) -> float:
+    """POST every batch as the edge does (its JSON built beforehand, with the edge's token
+    auth); total seconds."""
     task = progress.add_task("http push", total=sum(len(b.events) for b in batches))
     elapsed = 0.0
-    with httpx.Client(base_url=base, timeout=120) as client:
+    site_id = batches[0].site_id
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            secret = add_site(connection, site_id)
+    finally:
+        engine.dispose()
+    auth = SiteTokenAuth(site_id, secret)
+    with httpx.Client(base_url=base, timeout=120, auth=auth) as client:
         for batch in batches:
             body = batch.model_dump_json().encode()
             gc.collect()
@@ -778,7 +789,7 @@ def drain(
             scratch_database(kind, name=name, workdir=workdir, admin_url=admin_url) as url,
             central_process(url, log_path=workdir / f"central-{kind}.log") as base,
         ):
-            http_s = http_ingest(base, http_batches, progress=progress)
+            http_s = http_ingest(base, url, http_batches, progress=progress)
         result.http_events = http_count
         result.http_s = http_s
         result.http_eps = http_count / http_s

@@ -6,8 +6,11 @@ only typer is imported here; FastAPI, SQLAlchemy and uvicorn load inside the com
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+import os
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -61,3 +64,136 @@ def migrate(
     settings = _settings(database_url=database_url)
     upgrade_database(settings.database_url, revision=revision)
     typer.echo(f"database schema is at {revision}")
+
+
+site_app = typer.Typer(
+    help="Site credentials: the secret each edge agent authenticates with.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(site_app, name="site")
+
+_WRITE_TO_HELP = (
+    "write the secret to this file (mode 0600, for the site's [central] site_secret_file) "
+    "instead of printing it"
+)
+
+
+def _engine(database_url: str | None) -> Any:
+    from central_api.db import create_db_engine, upgrade_database  # noqa: PLC0415
+
+    settings = _settings(database_url=database_url)
+    upgrade_database(settings.database_url)
+    return create_db_engine(settings.database_url)
+
+
+def _hand_out(site_id: str, secret: str, secret_file: Path | None) -> None:
+    """Show a new secret exactly once: central keeps only its hash."""
+    if secret_file is None:
+        typer.echo(secret)
+        typer.echo(
+            f"site {site_id}: this secret is shown once; put it in the site's secret file",
+            err=True,
+        )
+        return
+    secret_file.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as sink:
+        sink.write(secret + "\n")
+    typer.echo(f"site {site_id}: secret written to {secret_file}", err=True)
+
+
+def _run(action: Any) -> Any:
+    """Run a credential action, turning central's refusals into a one-line error."""
+    from central_api.errors import CentralError  # noqa: PLC0415
+
+    try:
+        return action()
+    except CentralError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@site_app.command("add")
+def site_add(
+    site_id: str = typer.Argument(..., help="the site's id, as in its site file's [site] id"),
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+    secret_file: Annotated[Path | None, typer.Option(help=_WRITE_TO_HELP)] = None,
+) -> None:
+    """Give a site its credential and hand out the secret once."""
+    from central_api.services.auth import add_site  # noqa: PLC0415
+
+    engine = _engine(database_url)
+    try:
+        with engine.connect() as connection:
+            secret = _run(lambda: add_site(connection, site_id))
+    finally:
+        engine.dispose()
+    _hand_out(site_id, secret, secret_file)
+
+
+@site_app.command("rotate")
+def site_rotate(
+    site_id: str = typer.Argument(..., help="the site whose secret is replaced"),
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+    secret_file: Annotated[Path | None, typer.Option(help=_WRITE_TO_HELP)] = None,
+) -> None:
+    """Replace a site's secret; its tokens stop working at their next request."""
+    from central_api.services.auth import rotate_site  # noqa: PLC0415
+
+    engine = _engine(database_url)
+    try:
+        with engine.connect() as connection:
+            secret = _run(lambda: rotate_site(connection, site_id))
+    finally:
+        engine.dispose()
+    _hand_out(site_id, secret, secret_file)
+
+
+@site_app.command("revoke")
+def site_revoke(
+    site_id: str = typer.Argument(..., help="the site to lock out until it is rotated"),
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+) -> None:
+    """Refuse a site from its next request on (a stolen box, a closed store)."""
+    from central_api.services.auth import revoke_site  # noqa: PLC0415
+
+    engine = _engine(database_url)
+    try:
+        with engine.connect() as connection:
+            _run(lambda: revoke_site(connection, site_id))
+    finally:
+        engine.dispose()
+    typer.echo(f"site {site_id}: revoked", err=True)
+
+
+@site_app.command("list")
+def site_list(
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+    as_json: bool = typer.Option(False, "--json", help="one JSON array, for scripts"),
+) -> None:
+    """Every site with a credential and whether it may sync."""
+    from central_api.services.auth import list_sites  # noqa: PLC0415
+
+    engine = _engine(database_url)
+    try:
+        with engine.connect() as connection:
+            sites = list_sites(connection)
+    finally:
+        engine.dispose()
+    rows = [
+        {
+            "site_id": site.site_id,
+            "generation": site.generation,
+            "revoked": site.revoked,
+            "created_at": site.created_at.isoformat(),
+            "changed_at": site.changed_at.isoformat(),
+        }
+        for site in sites
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        state = "revoked" if row["revoked"] else "active"
+        typer.echo(f"{row['site_id']}\t{state}\tgeneration {row['generation']}")

@@ -100,3 +100,49 @@ class FeedCursorAheadError(CentralError):
             f"at version {latest}; central was restored from an older backup or the site "
             "points at another central: reset the site's master-data cache (cursor 0)"
         )
+
+
+class CredentialRefusedError(CentralError):
+    """A site offered a secret central does not accept (unknown site, wrong or revoked)."""
+
+    def __init__(self, site_id: str) -> None:
+        self.site_id = site_id
+        super().__init__(
+            f"site {site_id}: credential refused (no such site, wrong secret, or revoked); "
+            "check the site's secret file against `jxc central site list`"
+        )
+
+
+class TokenRefusedError(CentralError):
+    """A request without a valid site token; the edge asks for a new one and retries."""
+
+
+class SiteForbiddenError(CentralError):
+    """A valid token used for another site's data: a site reads and writes only its own."""
+
+    def __init__(self, *, token_site: str, requested_site: str) -> None:
+        self.token_site = token_site
+        self.requested_site = requested_site
+        super().__init__(
+            f"the token is for site {token_site}, which may not act for site {requested_site}"
+        )
+
+
+class SiteCredentialExistsError(CentralError):
+    """``site add`` for a site that has a credential; rotating is a separate command."""
+
+    def __init__(self, site_id: str) -> None:
+        self.site_id = site_id
+        super().__init__(
+            f"site {site_id} already has a credential; use `jxc central site rotate {site_id}`"
+        )
+
+
+class UnknownCredentialError(CentralError):
+    """Rotate or revoke for a site that has no credential."""
+
+    def __init__(self, site_id: str) -> None:
+        self.site_id = site_id
+        super().__init__(
+            f"site {site_id} has no credential; add one with `jxc central site add {site_id}`"
+        )

@@ -20,6 +20,7 @@ from central_api.api.main import api_router
 from central_api.api.routes import health
 from central_api.core.config import Settings
 from central_api.db import check_schema_current, create_db_engine
+from central_api.services.auth import TokenSigner
 from jxc import __version__
 
 API_PREFIX = "/api/v1"
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="jxc central", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.token_signer = TokenSigner(engine, ttl_s=settings.token_ttl_s)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(api_router, prefix=API_PREFIX)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 
 from device_drivers.registry import open_scanner
 from device_drivers.scanners import Scanner
+from edge_agent.auth import SiteSecretError, SiteTokenAuth, read_secret
 from edge_agent.catalog import Catalog, Puller
 from edge_agent.config import SiteConfig
 from edge_agent.ledger import Ledger, LedgerError
@@ -31,6 +33,34 @@ from jxc import __version__
 log = logging.getLogger("edge_agent")
 
 SCAN_POLL_S = 0.25
+
+SECRET_ENV = "JXC_SITE_SECRET"  # noqa: S105 (a variable name)
+
+
+def site_auth(config: SiteConfig) -> SiteTokenAuth | None:
+    """The site's token auth from ``JXC_SITE_SECRET`` or ``[central] site_secret_file``.
+
+    Without either the agent still runs, records and serves its status page (a site must
+    keep working while its credential is being sorted out); central then refuses its
+    pushes, and the status page says so.
+    """
+    secret = os.environ.get(SECRET_ENV)
+    if not secret and config.central.site_secret_file is not None:
+        secret = read_secret(config.central.site_secret_file)
+    if not secret:
+        log.warning(
+            "no site secret configured; central will refuse this site's sync",
+            extra={"site": config.site.id, "remedy": "set [central] site_secret_file"},
+        )
+        return None
+    try:
+        return SiteTokenAuth(config.site.id, secret)
+    except ValidationError:
+        source = SECRET_ENV if os.environ.get(SECRET_ENV) else config.central.site_secret_file
+        raise SiteSecretError(
+            f"{source}: not a site secret (43+ URL-safe characters, as "
+            "`jxc central site add` makes them)"
+        ) from None
 
 
 class EdgeAgent:
@@ -52,8 +82,11 @@ class EdgeAgent:
             uom=config.receiving.uom,
             unknown_barcodes=config.receiving.unknown_barcodes,
         )
+        self.auth = site_auth(config)
         self.client = httpx.Client(
-            base_url=str(config.central.url).rstrip("/"), timeout=config.central.timeout_s
+            base_url=str(config.central.url).rstrip("/"),
+            timeout=config.central.timeout_s,
+            auth=self.auth,
         )
         self.pusher = Pusher(
             self.ledger,

@@ -29,11 +29,16 @@ def run(
     import signal  # noqa: PLC0415
 
     from edge_agent.agent import EdgeAgent  # noqa: PLC0415
+    from edge_agent.auth import SiteSecretError  # noqa: PLC0415
 
     site = _load(config)
     if status_port is not None:
         site.status.port = status_port
-    agent = EdgeAgent(site)
+    try:
+        agent = EdgeAgent(site)
+    except SiteSecretError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())
     signal.signal(signal.SIGINT, lambda *_: agent.request_stop())
     agent.start()

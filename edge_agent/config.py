@@ -27,6 +27,10 @@ class SiteSection(_Section):
 class CentralSection(_Section):
     url: HttpUrl = HttpUrl("http://127.0.0.1:8700")
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    site_secret_file: Path | None = None
+    """File holding the site's secret (``jxc central site add SITE --secret-file F``);
+    kept out of the site file so that file can be copied and versioned freely. The
+    environment variable ``JXC_SITE_SECRET`` overrides it."""
 
 
 class SyncSection(_Section):
@@ -113,6 +117,8 @@ def load_site_config(path: Path) -> SiteConfig:
         raise ConfigError(f"{path}: {problems}") from None
     base = path.resolve().parent
     config.ledger.path = base / config.ledger.path
+    if config.central.site_secret_file is not None:
+        config.central.site_secret_file = base / config.central.site_secret_file
     for device in config.devices.scanners:
         port = (device.model_extra or {}).get("port")
         if isinstance(port, str) and "/" in port and not Path(port).is_absolute():

@@ -31,6 +31,9 @@ PUSH_PATH = "/api/v1/sync/events"
 
 _REFUSED = frozenset({EventStatus.CONFLICT, EventStatus.INVALID})
 
+_CREDENTIAL_ALERT = "central refuses this site's credential"
+"""Prefix of the status-page alert; cleared by the next successful push."""
+
 
 def _settled(ack: PushAck, first: int, through: int) -> tuple[int, dict[int, Refusal]]:
     """How far the sent run ``first..`` is settled by ``ack``, and which of it was refused.
@@ -154,7 +157,12 @@ class Pusher:
             )
             return True
         if response.status_code != 200:
-            self._failed(f"central answered {response.status_code}: {response.text[:300]}")
+            reason = f"central answered {response.status_code}: {response.text[:300]}"
+            # After a 401 the auth flow already fetched a fresh token and retried, so this
+            # is the credential itself (missing, wrong, revoked) or a site id mixup.
+            # Retrying with backoff is still right (an operator may fix it meanwhile).
+            auth_failed = response.status_code in (401, 403)
+            self._failed(reason, alert=_CREDENTIAL_ALERT if auth_failed else None)
             return False
         try:
             ack = PushAck.model_validate_json(response.content)
@@ -180,6 +188,7 @@ class Pusher:
         state.last_success_at = datetime.now(UTC)
         state.last_error = None
         state.consecutive_failures = 0
+        state.alerts = [a for a in state.alerts if not a.startswith(_CREDENTIAL_ALERT)]
         self.backoff.succeeded()
         state.events_pushed += marked
         state.batches_sent += 1
@@ -219,9 +228,11 @@ class Pusher:
             self.state.alerts.append(alert)
             log.error(alert, extra={"site": self.ledger.site_id, "clock_skew_s": skew_s})
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, *, alert: str | None = None) -> None:
         state = self.state
         state.last_error = reason
+        if alert is not None and not any(a.startswith(alert) for a in state.alerts):
+            state.alerts.append(f"{alert}: fix the site secret (see last_error)")
         delay = self.backoff.failed()
         state.consecutive_failures = self.backoff.failures
         log.warning(

@@ -295,3 +295,33 @@ class PushAck(BaseModel):
 def to_wire(model: BaseModel) -> dict[str, Any]:
     """JSON-ready dict of a contract model (decimals as strings, ids as text)."""
     return model.model_dump(mode="json")
+
+
+SiteSecret = Annotated[str, Field(min_length=32, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+"""A site's long-lived secret, as ``jxc central site add`` prints it (URL-safe base64)."""
+
+
+class SiteTokenRequest(BaseModel):
+    """``POST /api/v1/sync/token``: a site trades its secret for a short-lived token.
+
+    The secret travels only here, once per token lifetime; every other request carries
+    the token, so a header that leaks into a proxy's log is worth minutes, not forever.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    site_id: SiteId
+    secret: SiteSecret
+
+
+class SiteToken(BaseModel):
+    """Central's answer: send ``Authorization: Bearer <access_token>`` until it expires.
+
+    Any request may still be answered 401 before then (the secret was rotated or revoked);
+    the edge then asks for a new token once and retries.
+    """
+
+    site_id: SiteId
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the RFC 6750 scheme name)
+    expires_in: int = Field(gt=0, description="seconds the token stays valid")

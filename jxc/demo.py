@@ -75,6 +75,7 @@ name = "Demo dock"
 
 [central]
 url = "{central_url}"
+site_secret_file = "{site_id}.secret"
 
 [sync]
 push_interval_s = 0.5
@@ -205,6 +206,28 @@ def run_demo(*, once: bool, workdir: str) -> int:
         assert scanner.stdout is not None
         device = scanner.stdout.readline().strip().removeprefix("device:").strip()
         console.print(f"  scanner     twin on {device} -> {link}")
+
+        # As an operator would: register the site at central, hand its secret to the edge.
+        secret_file = root / f"{SITE_ID}.secret"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jxc",
+                "central",
+                "site",
+                "add",
+                SITE_ID,
+                "--database-url",
+                f"sqlite:///{root / 'central.db'}",
+                "--secret-file",
+                str(secret_file),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        console.print(f"  site        {SITE_ID} registered at central, secret in {secret_file}")
 
         site_file = root / "site.toml"
         site_file.write_text(

@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
 
 from central_api.core.config import Settings
+from central_api.errors import SiteForbiddenError, TokenRefusedError
+from central_api.services.auth import TokenSigner
 
 
 def get_settings(request: Request) -> Settings:
@@ -33,6 +36,45 @@ def get_connection(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[C
         yield connection
 
 
+def get_token_signer(request: Request) -> TokenSigner:
+    return cast(TokenSigner, request.app.state.token_signer)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ConnDep = Annotated[Connection, Depends(get_connection)]
+SignerDep = Annotated[TokenSigner, Depends(get_token_signer)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="SiteToken",
+    description="a site token from POST /api/v1/sync/token",
+)
+
+
+def get_token_site(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    connection: ConnDep,
+    signer: SignerDep,
+) -> str:
+    """The site the request's bearer token speaks for; 401 without a valid one.
+
+    The connection is the route's own (FastAPI gives one instance per request), so the
+    check costs no second pooled connection.
+    """
+    if credentials is None:
+        raise TokenRefusedError(
+            "this endpoint needs `Authorization: Bearer <token>`; a site gets its token "
+            "from POST /api/v1/sync/token with its id and secret"
+        )
+    return signer.verify(connection, credentials.credentials)
+
+
+TokenSiteDep = Annotated[str, Depends(get_token_site)]
+"""The authenticated site of a sync request."""
+
+
+def require_site(token_site: str, requested_site: str) -> None:
+    """A site acts only for itself: its own events, its own feed, its own watermark."""
+    if token_site != requested_site:
+        raise SiteForbiddenError(token_site=token_site, requested_site=requested_site)

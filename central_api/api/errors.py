@@ -26,9 +26,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from central_api.errors import (
     BarcodeTakenError,
     CentralError,
+    CredentialRefusedError,
     FeedCursorAheadError,
     SequenceGapError,
+    SiteCredentialExistsError,
+    SiteForbiddenError,
+    TokenRefusedError,
     UnknownBarcodeError,
+    UnknownCredentialError,
     UnknownItemError,
     UnknownSiteError,
 )
@@ -42,6 +47,11 @@ _STATUS: dict[type[CentralError], int] = {
     UnknownBarcodeError: status.HTTP_404_NOT_FOUND,
     BarcodeTakenError: status.HTTP_409_CONFLICT,
     FeedCursorAheadError: status.HTTP_409_CONFLICT,
+    CredentialRefusedError: status.HTTP_401_UNAUTHORIZED,
+    TokenRefusedError: status.HTTP_401_UNAUTHORIZED,
+    SiteForbiddenError: status.HTTP_403_FORBIDDEN,
+    SiteCredentialExistsError: status.HTTP_409_CONFLICT,
+    UnknownCredentialError: status.HTTP_404_NOT_FOUND,
 }
 _MAX_LISTED = 10
 """A 5000-event batch with one bad field everywhere should not yield a megabyte message."""
@@ -73,7 +83,9 @@ def install_error_handlers(app: FastAPI) -> None:
             "request refused",
             extra={"path": request.url.path, "status": code, "reason": str(exc)},
         )
-        return JSONResponse(status_code=code, content={"detail": str(exc)})
+        # RFC 6750: a 401 names the scheme, so a client knows to fetch a bearer token.
+        headers = {"WWW-Authenticate": "Bearer"} if code == status.HTTP_401_UNAUTHORIZED else None
+        return JSONResponse(status_code=code, content={"detail": str(exc)}, headers=headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

@@ -6,6 +6,7 @@ line set the same names: ``JXC_CENTRAL_DATABASE_URL`` and ``--database-url`` are
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,3 +24,7 @@ class Settings(BaseSettings):
     """Loopback by default: exposing the ledger to the network is a deliberate choice."""
 
     port: int = 8700
+
+    token_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    """How long a site token lasts. Short, so a leaked header is soon worthless; the edge
+    fetches a new one a minute before expiry, and on any 401."""

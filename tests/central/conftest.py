@@ -12,15 +12,19 @@ under ``CI=true``, where it fails: CI must never go green by skipping the chain 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from psycopg import sql
 from sqlalchemy import Engine, make_url
@@ -28,6 +32,7 @@ from sqlalchemy import Engine, make_url
 from central_api.core.config import Settings
 from central_api.db import create_db_engine, upgrade_database
 from central_api.main import create_app
+from central_api.services.auth import TokenSigner, add_site
 from jxc import uuid7
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -36,6 +41,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "site_credentials",
     "refused_events",
     "ledger_events",
     "stock_balances",
@@ -44,7 +50,8 @@ CENTRAL_TABLES = (
     "item_barcodes",
     "items",
 )
-"""Emptied before each PostgreSQL test; ``feed_counter`` keeps its one row, reset to 0."""
+"""Emptied before each PostgreSQL test; ``feed_counter`` keeps its one row, reset to 0, and
+``auth_signing_key`` its key."""
 
 
 @pytest.fixture(scope="session")
@@ -111,10 +118,57 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+class EverySiteAuth(httpx.Auth):
+    """Signs each sync request as the site it names, giving that site a credential first.
+
+    Most central tests are about what ingest or the feed does, not about who may call
+    them; this lets them speak for any site the way that site's own edge would (a real
+    secret, a real token from the app's signer). A request that already carries an
+    ``Authorization`` header is left alone, so auth tests can send what they like.
+    ``tests/central/test_site_auth.py`` tests the checks themselves.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.tokens: dict[str, str] = {}
+        self._lock = threading.Lock()  # concurrent-push tests share one client
+
+    def token_for(self, site_id: str) -> str:
+        with self._lock:
+            return self._token_for(site_id)
+
+    def _token_for(self, site_id: str) -> str:
+        if site_id not in self.tokens:
+            signer: TokenSigner = self.app.state.token_signer
+            with self.app.state.engine.connect() as connection:
+                secret = add_site(connection, site_id)
+                self.tokens[site_id] = signer.issue(connection, site_id, secret)
+        return self.tokens[site_id]
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        path = request.url.path
+        if (
+            path.startswith("/api/v1/sync/")
+            and path != "/api/v1/sync/token"
+            and "authorization" not in request.headers
+        ):
+            request.headers["Authorization"] = f"Bearer {self.token_for(_named_site(request))}"
+        yield request
+
+
+def _named_site(request: httpx.Request) -> str:
+    """The site a request is about: its ``site_id`` parameter or body field, else S01."""
+    if site := request.url.params.get("site_id"):
+        return site
+    found = re.search(rb'"site_id"\s*:\s*"([A-Za-z0-9_.-]{1,32})"', request.content)
+    return found.group(1).decode() if found else "S01"
+
+
 @pytest.fixture
 def client(database_url: str) -> Iterator[TestClient]:
     app = create_app(Settings(database_url=database_url))
     with TestClient(app) as test_client:
+        test_client.auth = EverySiteAuth(app)
         yield test_client
         leaked = app.state.engine.pool.checkedout()
         assert leaked == 0, "a request leaked a database connection"

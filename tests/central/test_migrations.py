@@ -22,7 +22,7 @@ def test_upgrade_is_idempotent(database_url: str, engine: Engine) -> None:
 
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-            ("0003",)
+            ("0004",)
         ]
         assert set(inspect(connection).get_table_names()) >= {
             "ledger_events",
@@ -33,4 +33,6 @@ def test_upgrade_is_idempotent(database_url: str, engine: Engine) -> None:
             "change_feed",
             "feed_counter",
             "refused_events",
+            "site_credentials",
+            "auth_signing_key",
         }

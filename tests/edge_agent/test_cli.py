@@ -88,3 +88,20 @@ def test_requeue_needs_seqs_or_all(site_file: Path) -> None:
     code, out, _ = run("outbox", "requeue", "-c", str(site_file), "--all")
     assert code == 0
     assert "requeued 1 event(s): 2" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(None, "cannot read the site secret"), ("", "file is empty"), ("short", "not a site secret")],
+    ids=["missing", "empty", "malformed"],
+)
+def test_run_refuses_an_unusable_secret_file(
+    site_file: Path, content: str | None, expected: str
+) -> None:
+    """A secret that cannot work is found at start, not at the first push hours later."""
+    site_file.write_text(SITE.replace("[ledger]", 'site_secret_file = "S01.secret"\n\n[ledger]'))
+    if content is not None:
+        (site_file.parent / "S01.secret").write_text(content)
+    code, _, err = run("run", "--config", str(site_file), "--status-port", "0")
+    assert code == 2
+    assert expected in err

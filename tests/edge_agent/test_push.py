@@ -16,6 +16,9 @@ from central_api.core.config import Settings
 from central_api.db import upgrade_database
 from central_api.main import create_app
 from central_api.models import stock_balances
+from central_api.services import auth as central_auth
+from central_api.services.auth import add_site, rotate_site
+from edge_agent.auth import SiteTokenAuth
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind, EventResult, EventStatus, PushAck
@@ -34,10 +37,13 @@ def receipt(qty: str, lot: str = "L1") -> EventDraft:
 
 @pytest.fixture
 def central(tmp_path: Path) -> Iterator[TestClient]:
+    """The real central app, with site S01 registered and the edge's own token auth on."""
     url = f"sqlite:///{tmp_path / 'central.db'}"
     upgrade_database(url)
     app = create_app(Settings(database_url=url))
     with TestClient(app) as client:
+        with app.state.engine.connect() as connection:
+            client.auth = SiteTokenAuth("S01", add_site(connection, "S01"))
         yield client
 
 
@@ -257,3 +263,63 @@ def test_an_answer_without_a_result_for_an_event_does_not_settle_it(ledger: Ledg
     client = httpx.Client(base_url="http://central.test", transport=httpx.MockTransport(partial))
     Pusher(ledger, client).push_once()
     assert [e.seq for e in ledger.pending(10)] == [2, 3]
+
+
+def test_one_token_serves_many_pushes(central: TestClient, ledger: Ledger) -> None:
+    auth = central.auth
+    assert isinstance(auth, SiteTokenAuth)
+    for _ in range(5):
+        ledger.append(receipt("1"))
+        Pusher(ledger, central).push_once()
+    assert ledger.counts().pending == 0
+    assert auth.tokens_issued == 1
+
+
+def test_a_token_central_no_longer_takes_is_renewed_and_the_push_retried(
+    central: TestClient, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Central's clock has passed the token's expiry before the edge expected: one 401,
+    a new token, the same request again, and the events are synced."""
+    auth = central.auth
+    assert isinstance(auth, SiteTokenAuth)
+    ledger.append(receipt("1"))
+    Pusher(ledger, central).push_once()
+    later = datetime.now(UTC).timestamp() + 3600
+    monkeypatch.setattr(central_auth.time, "time", lambda: later)
+    ledger.append(receipt("2"))
+    pusher = Pusher(ledger, central)
+    assert pusher.push_once() is True
+    assert ledger.counts().pending == 0
+    assert auth.tokens_issued == 2
+    assert stock(central) == {"L1": Decimal("3")}
+
+
+def test_a_refused_credential_keeps_every_event_and_says_why(
+    central: TestClient, ledger: Ledger
+) -> None:
+    """The secret was rotated at central and the edge still has the old one."""
+    with central.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
+        new_secret = rotate_site(connection, "S01")
+    for _ in range(3):
+        ledger.append(receipt("1"))
+    pusher = Pusher(ledger, central, max_backoff_s=0.01)
+    assert pusher.push_once() is False
+    assert ledger.counts().pending == 3
+    assert pusher.state.last_error is not None
+    assert "401" in pusher.state.last_error
+    assert "credential refused" in pusher.state.last_error
+    assert any(a.startswith("central refuses this site's credential") for a in pusher.state.alerts)
+
+    central.auth = SiteTokenAuth("S01", new_secret)  # the operator fixed the secret file
+    assert pusher.push_once() is True
+    assert ledger.counts().pending == 0
+    assert pusher.state.alerts == []
+
+
+def test_an_edge_without_a_secret_is_told_to_get_one(central: TestClient, ledger: Ledger) -> None:
+    central.auth = httpx.Auth()  # no credentials at all
+    ledger.append(receipt("1"))
+    pusher = Pusher(ledger, central)
+    assert pusher.push_once() is False
+    assert ledger.counts().pending == 1
+    assert "POST /api/v1/sync/token" in (pusher.state.last_error or "")

@@ -136,7 +136,35 @@ class Site:
         assert proc.stdout.readline().startswith("device:")
         eventually(link.exists, what="scanner link")
 
+    @property
+    def secret_file(self) -> Path:
+        return self.root / "site.secret"
+
+    def register_site(self) -> None:
+        """Give the site its credential at central, once, as an operator would."""
+        if self.secret_file.exists():
+            return
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jxc",
+                "central",
+                "site",
+                "add",
+                self.site_id,
+                "--database-url",
+                f"sqlite:///{self.central_db}",
+                "--secret-file",
+                str(self.secret_file),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
     def write_site_file(self) -> Path:
+        self.register_site()
         path = self.root / "site.toml"
         sync = {"push_interval_s": 0.2, "batch_size": 7, "max_backoff_s": 1, **self.sync}
         sync_lines = "\n".join(f"{key} = {value}" for key, value in sync.items())
@@ -147,6 +175,7 @@ id = "{self.site_id}"
 [central]
 url = "{self.push_via or self.central_url}"
 timeout_s = 5
+site_secret_file = "{self.secret_file.name}"
 [sync]
 {sync_lines}
 [ledger]

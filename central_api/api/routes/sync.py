@@ -8,25 +8,40 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from central_api.api.deps import ConnDep
+from central_api.api.deps import ConnDep, SignerDep, TokenSiteDep, require_site
 from central_api.schemas import RefusedEventOut, SyncAckOut
 from central_api.services.feed import MAX_PAGE, changes_for_site
 from central_api.services.ingest import ingest_batch
 from central_api.services.stock import list_refused, site_watermark
-from jxc.contract import PushAck, PushBatch, SiteId
+from jxc.contract import PushAck, PushBatch, SiteId, SiteToken, SiteTokenRequest
 from jxc.feed import ChangePage
 
 router = APIRouter(prefix="/sync", tags=["sync"])
 
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid site token; get one from POST /sync/token and retry."},
+    403: {"description": "The token is for another site; a site acts only for itself."},
+}
 _DETAIL: dict[int | str, dict[str, Any]] = {
+    **_AUTH,
     409: {"description": "The batch would leave a gap in the site's seq; detail names it."},
     422: {"description": "The batch breaks the wire contract; message names each field."},
     503: {"description": "The database is unavailable; retry with backoff."},
 }
 
 
+@router.post(
+    "/token",
+    responses={401: {"description": "Unknown site, wrong secret, or revoked credential."}},
+)
+def issue_token(request: SiteTokenRequest, connection: ConnDep, signer: SignerDep) -> SiteToken:
+    """Trade a site's secret for a short-lived token for the other sync endpoints."""
+    token = signer.issue(connection, request.site_id, request.secret)
+    return SiteToken(site_id=request.site_id, access_token=token, expires_in=signer.ttl_s)
+
+
 @router.post("/events", responses=_DETAIL)
-def push_events(batch: PushBatch, connection: ConnDep) -> PushAck:
+def push_events(batch: PushBatch, connection: ConnDep, token_site: TokenSiteDep) -> PushAck:
     """Merge a contiguous run of one site's ledger; replays change nothing.
 
     Every event gets a verdict (accepted, duplicate, conflict, invalid). Every seq up to
@@ -34,27 +49,36 @@ def push_events(batch: PushBatch, connection: ConnDep) -> PushAck:
     The edge marks the batch's accepted and duplicate events synced and parks the refused
     ones as dead letters.
     """
+    require_site(token_site, batch.site_id)
     return ingest_batch(connection=connection, batch=batch, received_at=datetime.now(UTC))
 
 
 @router.get(
     "/ack",
-    responses={404: {"description": "Central has never received an event from this site."}},
+    responses={
+        **_AUTH,
+        404: {"description": "Central has never received an event from this site."},
+    },
 )
 def read_ack(
-    site_id: Annotated[str, Query(min_length=1, max_length=32)], connection: ConnDep
+    site_id: Annotated[SiteId, Query()], connection: ConnDep, token_site: TokenSiteDep
 ) -> SyncAckOut:
     """The site's push watermark, for an edge restored from a backup to resume from."""
+    require_site(token_site, site_id)
     return site_watermark(connection=connection, site_id=site_id)
 
 
 @router.get(
     "/refused",
-    responses={404: {"description": "Central has never received an event from this site."}},
+    responses={
+        **_AUTH,
+        404: {"description": "Central has never received an event from this site."},
+    },
 )
 def read_refused(
     site_id: Annotated[SiteId, Query()],
     connection: ConnDep,
+    token_site: TokenSiteDep,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[RefusedEventOut]:
     """The site's events central refused (conflict or invalid), oldest seq first.
@@ -62,18 +86,21 @@ def read_refused(
     Each one's seq is settled, so the events after it went on; the edge holds it as a dead
     letter until someone fixes the cause and runs ``jxc edge outbox requeue``.
     """
+    require_site(token_site, site_id)
     return list_refused(connection=connection, site_id=site_id, limit=limit)
 
 
 @router.get(
     "/changes",
     responses={
+        **_AUTH,
         409: {"description": "The cursor is past the end of central's feed; detail says why."},
         422: {"description": "A query parameter is invalid; message names it."},
     },
 )
 def read_changes(
     connection: ConnDep,
+    token_site: TokenSiteDep,
     site_id: Annotated[SiteId, Query()],
     cursor: Annotated[
         int, Query(ge=0, le=2**63 - 1, description="next_cursor of the last page applied")
@@ -86,4 +113,5 @@ def read_changes(
     while ``has_more``. A change carries the entity's full state (or a tombstone), so
     applying a page twice is harmless.
     """
+    require_site(token_site, site_id)
     return changes_for_site(connection=connection, site_id=site_id, cursor=cursor, limit=limit)
