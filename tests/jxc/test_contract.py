@@ -184,3 +184,4 @@ def test_fast_digest_writes_exactly_the_canonical_json(
         json.dumps(parsed.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
     assert parsed.content_digest() == slow
+    assert parsed.content_digest(event_id_text=str(parsed.event_id)) == slow
