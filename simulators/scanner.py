@@ -19,11 +19,14 @@ import tty
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["GARBAGE", "HALF_LINE", "ScannerTwin"]
+__all__ = ["GARBAGE", "GS", "HALF_LINE", "ScannerTwin"]
 
 GARBAGE = b"\xf0\x00\x8c\x1f\xfe\x7f\x9a\x03\xe6"
 """What a scanner at the wrong baud rate looks like: no CR, LF, GS or ``|`` inside, so it
 stays one rejected line instead of splitting into pieces that might look printable."""
+
+GS = "\x1d"
+"""Group separator: how a scanner sends each FNC1 after the first."""
 
 HALF_LINE = b"]C10109506000"
 """The start of a GS1-128 read, as left on the wire when a scanner loses power mid-line."""
@@ -46,6 +49,8 @@ class ScannerTwin:
     ) -> None:
         self.terminator = terminator
         self.write_timeout = write_timeout
+        self.drops_gs = False
+        """Fault: strip every GS (FNC1) from reads, as a scanner misconfigured that way does."""
         self._lock = threading.Lock()
         self._closed = False
         self._master, self._slave = os.openpty()
@@ -82,9 +87,21 @@ class ScannerTwin:
         """Send one read as a configured scanner would: AIM identifier, data, terminator.
 
         Text is sent as UTF-8, as scanners reading non-ASCII QR codes do, so the driver's
-        refusal of non-ASCII can be exercised too.
+        refusal of non-ASCII can be exercised too. With :meth:`drop_gs_separators` on, every
+        GS in ``data`` is left out, and variable-length GS1 fields run into the next ones.
         """
+        if self.drops_gs:
+            data = data.replace(GS, "")
         self.send_raw(((symbology or "") + data).encode("utf-8") + self.terminator)
+
+    def drop_gs_separators(self, enabled: bool = True) -> None:
+        """Fault: send reads without their GS (FNC1) separators, until turned off.
+
+        Some scanners are set up this way (FNC1 transmission off, or mapped to nothing); the
+        AIM identifier still says GS1, so the driver has to notice from the data. Raw bytes
+        (:meth:`send_raw`) are never changed.
+        """
+        self.drops_gs = enabled
 
     def send_raw(self, data: bytes) -> None:
         """Put exactly these bytes on the wire, in one piece relative to other senders.

@@ -31,7 +31,7 @@ from device_drivers.printers.zpl import (
     sscc,
     sscc_check_digit,
 )
-from device_drivers.printers.zpl_printer import ZplPrinter, ZplPrinterConfig
+from device_drivers.printers.zpl_printer import ZplPrinter, ZplPrinterConfig, create_zpl_printer
 
 __all__ = [
     "Code128",
@@ -56,6 +56,7 @@ __all__ = [
     "ZplPrinter",
     "ZplPrinterConfig",
     "build_zpl",
+    "create_zpl_printer",
     "gs1_check_digit",
     "parse_host_identification",
     "parse_host_status",

@@ -56,7 +56,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,6 +64,7 @@ from typing import Literal, get_args
 
 from device_drivers.errors import DeviceConfigError, DeviceUnavailableError, RejectedInputError
 from device_drivers.link import LinkHealth
+from device_drivers.options import config_from_options
 from device_drivers.printers.base import JobOutcome, JobResult, PrinterStatus, PrintJob
 from device_drivers.printers.host_status import (
     HOST_IDENTIFICATION_REQUEST,
@@ -624,3 +625,12 @@ class ZplPrinter:
 
     def _log_extra(self, **more: str) -> dict[str, str]:
         return {"device": self.config.device_id, **more}
+
+
+def create_zpl_printer(device_id: str, options: Mapping[str, object]) -> ZplPrinter:
+    """The ``zpl`` entry point: a site file's printer section to a driver.
+
+    Options are :class:`ZplPrinterConfig`'s fields: ``host`` (raw TCP 9100) or
+    ``serial_port``, and a ``journal_path`` so that a job is printed once across restarts.
+    """
+    return ZplPrinter(config_from_options(ZplPrinterConfig, device_id, options, driver="zpl"))

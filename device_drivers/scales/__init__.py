@@ -1,4 +1,4 @@
-"""Scales: the interface, the MT-SICS codec, its transports and its driver."""
+"""Scales: the interface, and MT-SICS, Toledo 8217, Modbus and MQTT drivers and codecs."""
 
 from device_drivers.scales.base import (
     GRAMS_PER_UNIT,
@@ -19,21 +19,41 @@ from device_drivers.scales.errors import (
     ScaleUnavailableError,
     ScaleUnderloadError,
 )
+from device_drivers.scales.modbus_map import (
+    RegisterProfile,
+    builtin_profile,
+    builtin_profile_names,
+    load_profile,
+)
+from device_drivers.scales.modbus_scale import ModbusScale, ModbusScaleConfig, create_modbus_scale
+from device_drivers.scales.mqtt_scale import MqttScale, MqttScaleConfig, create_mqtt_scale
 from device_drivers.scales.mtsics import MtSicsCodecError, parse_reply
 from device_drivers.scales.mtsics_scale import (
     MtSicsScale,
     MtSicsScaleConfig,
     ScaleIdentity,
     StableMode,
+    create_mtsics_scale,
+)
+from device_drivers.scales.toledo8217 import Toledo8217CodecError, Toledo8217Status
+from device_drivers.scales.toledo8217_scale import (
+    Toledo8217Scale,
+    Toledo8217ScaleConfig,
+    create_toledo8217_scale,
 )
 from device_drivers.scales.transport import ByteTransport, SerialTransport, TcpTransport
 
 __all__ = [
     "GRAMS_PER_UNIT",
     "ByteTransport",
+    "ModbusScale",
+    "ModbusScaleConfig",
+    "MqttScale",
+    "MqttScaleConfig",
     "MtSicsCodecError",
     "MtSicsScale",
     "MtSicsScaleConfig",
+    "RegisterProfile",
     "Scale",
     "ScaleBusyError",
     "ScaleCommandError",
@@ -49,8 +69,19 @@ __all__ = [
     "SerialTransport",
     "StableMode",
     "TcpTransport",
+    "Toledo8217CodecError",
+    "Toledo8217Scale",
+    "Toledo8217ScaleConfig",
+    "Toledo8217Status",
     "Weight",
     "WeightReading",
+    "builtin_profile",
+    "builtin_profile_names",
     "convert_weight",
+    "create_modbus_scale",
+    "create_mqtt_scale",
+    "create_mtsics_scale",
+    "create_toledo8217_scale",
+    "load_profile",
     "parse_reply",
 ]

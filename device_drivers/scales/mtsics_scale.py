@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, TypeVar, get_args
@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from device_drivers.errors import DeviceConfigError
 from device_drivers.link import LinkHealth
+from device_drivers.options import config_from_options
 from device_drivers.scales.base import ScaleErrorReason, Weight, WeightReading, convert_weight
 from device_drivers.scales.errors import (
     ScaleBusyError,
@@ -687,3 +688,15 @@ class MtSicsScale:
         if sample is not None:
             extra["sample"] = repr(sample)
         log.warning("scale: %s (%s)", detail, reason, extra=extra)
+
+
+def create_mtsics_scale(device_id: str, options: Mapping[str, object]) -> MtSicsScale:
+    """The ``mt-sics`` entry point: a site file's scale section to a driver.
+
+    Options are :class:`MtSicsScaleConfig`'s fields (``address`` a serial port or
+    ``tcp://host:port``); ``division`` is written as a string.
+    """
+    config = config_from_options(
+        MtSicsScaleConfig, device_id, options, driver="mt-sics", required=("address",)
+    )
+    return MtSicsScale(config)

@@ -12,6 +12,7 @@ import contextlib
 import os
 import select
 import socket
+import termios
 from typing import Literal, Protocol, runtime_checkable
 
 import serial
@@ -88,8 +89,10 @@ class SerialTransport:
                 write_timeout=self._write_timeout,
                 exclusive=True,
             )
-        except (serial.SerialException, ValueError) as exc:
-            raise OSError(str(exc)) from exc
+        except (serial.SerialException, ValueError, termios.error) as exc:
+            # termios.error: a line setting the device cannot take (a pty refuses 7E1);
+            # pyserial lets it through, and it is no OSError.
+            raise OSError(f"cannot open {self._path}: {exc}") from exc
 
     def write(self, data: bytes) -> None:
         port = self._require_open()

@@ -14,7 +14,13 @@ from typing import Literal
 
 from device_drivers.errors import DeviceConfigError, InvalidGs1Error, RejectedInputError
 from device_drivers.scanners.base import GS1_SYMBOLOGIES, Gs1Data, Gs1Mode, Scan
-from device_drivers.scanners.gs1 import GS, looks_like_gs1, parse_gs1
+from device_drivers.scanners.gs1 import (
+    GS,
+    looks_like_digital_link,
+    looks_like_gs1,
+    parse_digital_link,
+    parse_gs1,
+)
 
 __all__ = [
     "DiscardedLine",
@@ -183,11 +189,14 @@ def parse_line(
     received_at: datetime.datetime,
     fnc1_separator: str = GS,
     gs1: Gs1Mode = "auto",
+    gs1_expected_ais: frozenset[str] = frozenset(),
 ) -> Scan:
     """Turn one framed line into a scan, or raise :class:`RejectedInputError` saying why not.
 
     It re-checks the bytes itself instead of trusting the framer, so no caller can turn
-    garbage into a scan by skipping a step.
+    garbage into a scan by skipping a step. ``gs1_expected_ais`` are the AIs this scanner's
+    labels carry, so fields run together by a dropped FNC1 can be caught (see
+    :mod:`device_drivers.scanners.gs1`).
     """
     separator = check_fnc1_separator(fnc1_separator)
     allowed = _PRINTABLE | {ord(GS), ord(separator)}
@@ -197,11 +206,14 @@ def parse_line(
         )
     symbology, payload = split_symbology(raw.decode("ascii"))
     gs1_data: Gs1Data | None = None
-    if _wants_gs1(symbology, payload.replace(separator, GS), gs1):
+    if _wants_digital_link(symbology, payload, gs1):
+        # A URI is never element strings, so no FNC1 stand-in is swapped inside it.
+        gs1_data = parse_digital_link(payload)
+    elif _wants_gs1(symbology, payload.replace(separator, GS), gs1):
         payload = payload.replace(separator, GS).lstrip(GS)
         if not payload:
             raise InvalidGs1Error(f"GS1 symbology {symbology} with no data")
-        gs1_data = parse_gs1(payload)
+        gs1_data = parse_gs1(payload, expected_ais=gs1_expected_ais)
     elif not payload:
         raise RejectedInputError("empty", f"symbology identifier {symbology} with no data")
     return Scan(
@@ -212,6 +224,18 @@ def parse_line(
         gs1=gs1_data,
         received_at=received_at,
     )
+
+
+def _wants_digital_link(symbology: str | None, payload: str, mode: Gs1Mode) -> bool:
+    """A GS1 Digital Link URI (in a plain QR ``]Q1`` or DataMatrix ``]d1``, usually).
+
+    An http(s) URL is read as one when it looks like one (a primary key AI in its path), or
+    when GS1 is expected anyway (a GS1 symbology, or ``always``): then a URL that is not a
+    valid Digital Link is refused instead of being booked as a plain code.
+    """
+    if mode == "never" or payload.partition("://")[0].lower() not in ("http", "https"):
+        return False
+    return mode == "always" or symbology in GS1_SYMBOLOGIES or looks_like_digital_link(payload)
 
 
 def _wants_gs1(symbology: str | None, payload: str, mode: Gs1Mode) -> bool:

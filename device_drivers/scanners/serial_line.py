@@ -17,13 +17,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import serial
 
 from device_drivers.errors import DeviceConfigError, RejectedInputError
 from device_drivers.link import LinkHealth
+from device_drivers.options import config_from_options
 from device_drivers.scanners.base import Gs1Mode, Scan, ScanErrorReason
 from device_drivers.scanners.framing import (
     DiscardedLine,
@@ -32,6 +33,7 @@ from device_drivers.scanners.framing import (
     check_fnc1_separator,
     parse_line,
 )
+from device_drivers.scanners.gs1 import check_expected_ais
 from device_drivers.status import DeviceStatus
 
 __all__ = [
@@ -57,6 +59,9 @@ class SerialScannerConfig:
     ``port`` should be a stable name (``/dev/serial/by-id/...`` or a symlink to it), since
     ``/dev/ttyUSB0`` renumbers after a reboot. ``terminator`` documents what the scanner is
     set to send; the framer accepts CR, LF and CRLF alike, so a mismatch does not lose scans.
+    ``gs1_expected_ais`` lists AIs the labels at this station carry (say ``["01", "10",
+    "21"]``): a scan that lacks one of them while a lot or serial holds it is refused as
+    fields run together by a scanner that drops FNC1, which the data alone cannot show.
     """
 
     device_id: str
@@ -67,6 +72,7 @@ class SerialScannerConfig:
     half_line_timeout: float = 0.3
     fnc1_separator: str = "\x1d"
     gs1: Gs1Mode = "auto"
+    gs1_expected_ais: tuple[str, ...] = ()
     reconnect_min_delay: float = 0.1
     reconnect_max_delay: float = 2.0
 
@@ -94,6 +100,16 @@ class SerialScannerConfig:
                 f"{self.device_id}: need 0 < reconnect_min_delay <= reconnect_max_delay"
             )
         check_fnc1_separator(self.fnc1_separator)
+        expected: object = self.gs1_expected_ais
+        if isinstance(expected, str) or not isinstance(expected, list | tuple):
+            raise DeviceConfigError(
+                f"{self.device_id}: gs1_expected_ais must be a list of AIs, got {expected!r}"
+            )
+        try:
+            ais = check_expected_ais(expected)
+        except ValueError as exc:
+            raise DeviceConfigError(f"{self.device_id}: gs1_expected_ais: {exc}") from None
+        object.__setattr__(self, "gs1_expected_ais", tuple(sorted(ais)))
 
 
 class SerialLineScanner:
@@ -119,6 +135,7 @@ class SerialLineScanner:
             logger=log,
         )
         self._discards_in_a_row = 0
+        self._expected_ais = frozenset(config.gs1_expected_ais)
 
     def __enter__(self) -> SerialLineScanner:
         return self
@@ -247,6 +264,7 @@ class SerialLineScanner:
                 received_at=received_at,
                 fnc1_separator=self.config.fnc1_separator,
                 gs1=self.config.gs1,
+                gs1_expected_ais=self._expected_ais,
             )
         except RejectedInputError as exc:
             self._count_error(exc.reason, exc.detail, sample=raw)
@@ -276,18 +294,7 @@ def create_serial_line_scanner(device_id: str, options: Mapping[str, object]) ->
     Options are :class:`SerialScannerConfig`'s fields; an unknown or mistyped one is a
     :class:`DeviceConfigError` naming it, so a typo in the site file fails at start-up.
     """
-    known = {f.name for f in fields(SerialScannerConfig)} - {"device_id"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise DeviceConfigError(
-            f"{device_id}: unknown option(s) {', '.join(unknown)} for the serial-line "
-            f"driver; known: {', '.join(sorted(known))}"
-        )
-    try:
-        config = SerialScannerConfig(device_id=device_id, **options)  # type: ignore[arg-type]
-    except TypeError as exc:
-        raise DeviceConfigError(f"{device_id}: {exc}") from exc
-    for name, kind in (("baudrate", int), ("max_length", int), ("half_line_timeout", (int, float))):
-        if not isinstance(getattr(config, name), kind):
-            raise DeviceConfigError(f"{device_id}: {name} must be a number")
+    config = config_from_options(
+        SerialScannerConfig, device_id, options, driver="serial-line", required=("port",)
+    )
     return SerialLineScanner(config)

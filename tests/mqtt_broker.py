@@ -1,0 +1,245 @@
+"""A real Mosquitto broker for tests, started on a free loopback port and stopped after.
+
+Import the fixtures explicitly where they are needed (they are not in any conftest):
+
+    from tests.mqtt_broker import Broker, broker_fixture, mqtt_broker_fixture  # noqa: F401
+
+``mqtt_broker`` is one broker per test module; ``broker`` is the same broker, checked to be
+running at the start of each test (a test that failed mid-outage must not take the next one
+down with it). :meth:`Broker.stop`, :meth:`Broker.start` and :meth:`Broker.down` take it away
+and bring it back **on the same port**, which is what a broker restart looks like to a
+client. Persistence is on, as it must be in production for persistent sessions to survive
+a broker restart; ``start(forget_sessions=True)`` simulates a broker that lost them.
+
+Without the mosquitto binary the fixture skips, loudly, on a developer's machine, and fails
+when ``CI=true``: a CI run that silently skipped every broker test would prove nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+__all__ = [
+    "MOSQUITTO",
+    "Broker",
+    "broker_fixture",
+    "eventually",
+    "free_port",
+    "mqtt_broker_fixture",
+    "no_leaks_fixture",
+]
+
+MOSQUITTO = os.environ.get("JXC_MOSQUITTO", "/usr/sbin/mosquitto")
+_START_TIMEOUT = 15.0
+_STOP_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the broker binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def eventually(check: object, *, within: float, step: float = 0.02, what: str = "") -> float:
+    """Poll ``check()`` until it is truthy; return how long it took, or fail the test.
+
+    Bounded polling instead of sleeps: fast when the machine is idle, patient under load.
+    """
+    assert callable(check)
+    started = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            pytest.fail(f"not within {within} s: {what or check}")
+        time.sleep(step)
+
+
+@dataclass
+class Broker:
+    """One mosquitto process and everything needed to restart it on the same port."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def write_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # mosquitto 2 listens only on localhost and refuses anonymous clients unless told:
+        # say both explicitly, on our own port.
+        # Started as root (a container), mosquitto drops to the "mosquitto" user, who cannot
+        # write into a pytest tmp dir; a throwaway test broker may stay who we are.
+        user = ["user root"] if os.geteuid() == 0 else []
+        self.config_path.write_text(
+            "\n".join(
+                [
+                    *user,
+                    f"listener {self.port} {self.host}",
+                    "allow_anonymous true",
+                    "persistence true",
+                    f"persistence_location {self.data_dir}/",
+                    "autosave_interval 1",
+                    "max_queued_messages 1000",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "log_type information",
+                    "connection_messages true",
+                    "",
+                ]
+            )
+        )
+
+    def start(self, *, forget_sessions: bool = False) -> None:
+        """Start (or restart) on the same port and wait until it accepts connections."""
+        with self._lock:
+            if self.running:
+                return
+            if forget_sessions:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.write_config()
+            with self.log_path.open("ab") as log:
+                # The child gets the log file; our copy closes at once, so the test process
+                # holds no descriptor for the broker (the no-leak checks count them).
+                self.process = subprocess.Popen(
+                    [MOSQUITTO, "-c", str(self.config_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    close_fds=True,
+                )
+            self.starts += 1
+            self._wait_until_listening()
+
+    def stop(self, *, hard: bool = False) -> None:
+        """Stop it: SIGTERM saves sessions to disk, ``hard`` (SIGKILL) loses unsaved state."""
+        with self._lock:
+            process, self.process = self.process, None
+            if process is None or process.poll() is not None:
+                return
+            process.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+            try:
+                process.wait(timeout=_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=_STOP_TIMEOUT)
+
+    def restart(self, *, down_for: float = 0.0, hard: bool = False) -> None:
+        self.stop(hard=hard)
+        if down_for > 0:
+            time.sleep(down_for)
+        self.start()
+
+    @contextlib.contextmanager
+    def down(self, *, hard: bool = False, forget_sessions: bool = False) -> Iterator[None]:
+        """The broker is gone for the body of the ``with``, and back after it."""
+        self.stop(hard=hard)
+        try:
+            yield
+        finally:
+            self.start(forget_sessions=forget_sessions)
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def _wait_until_listening(self) -> None:
+        give_up_at = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < give_up_at:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"mosquitto exited with {self.process.returncode} on port {self.port}:\n"
+                    f"{self.log_tail()}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.5),
+            ):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"mosquitto did not listen on {self.port}:\n{self.log_tail()}")
+
+
+def _require_mosquitto() -> None:
+    if os.access(MOSQUITTO, os.X_OK):
+        return
+    reason = (
+        f"!!! MQTT BROKER TESTS NOT RUN: no mosquitto binary at {MOSQUITTO} "
+        "(apt-get install mosquitto, or set JXC_MOSQUITTO) !!!"
+    )
+    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+        pytest.fail(reason + " -- CI must run them, so this is a failure, not a skip")
+    pytest.skip(reason)
+
+
+@pytest.fixture(name="mqtt_broker", scope="module")
+def mqtt_broker_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One broker for the module, stopped at its end."""
+    _require_mosquitto()
+    broker = Broker(workdir=tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(name="broker")
+def broker_fixture(mqtt_broker: Broker) -> Broker:
+    """The module's broker, running at the start of this test."""
+    mqtt_broker.start()
+    return mqtt_broker
+
+
+@pytest.fixture(name="no_mqtt_leaks")
+def no_leaks_fixture() -> Iterator[None]:
+    """Fail a test that leaves descriptors or threads behind (for packages without the
+    driver tests' ``no_leaks``). Threads get a moment to finish: a joined thread can still
+    show in ``threading.enumerate`` for an instant under load."""
+    fds_before = set(os.listdir("/proc/self/fd"))
+    threads_before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 3.0
+    while True:
+        leaked_threads = [t for t in threading.enumerate() if t not in threads_before]
+        leaked_fds = set(os.listdir("/proc/self/fd")) - fds_before
+        if not (leaked_threads or leaked_fds) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not leaked_fds, f"leaked file descriptors: {sorted(leaked_fds)}"
+    assert not leaked_threads, f"leaked threads: {[t.name for t in leaked_threads]}"
