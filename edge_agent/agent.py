@@ -13,18 +13,21 @@ import os
 import sqlite3
 import threading
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import ValidationError
 
-from device_drivers.registry import open_scanner
+from device_drivers.printers import LabelPrinter
+from device_drivers.registry import open_printer, open_scale, open_scanner
+from device_drivers.scales import Scale
 from device_drivers.scanners import Scanner
 from edge_agent.auth import SiteSecretError, SiteTokenAuth, read_secret
 from edge_agent.catalog import Catalog, Puller
 from edge_agent.config import SiteConfig
 from edge_agent.ledger import Ledger, LedgerError
+from edge_agent.stations.labels import LabelSpooler
 from edge_agent.stations.receiving import ReceivingStation
 from edge_agent.status_page import StatusServer
 from edge_agent.sync import Pusher
@@ -81,6 +84,7 @@ class EdgeAgent:
             location=config.receiving.location,
             uom=config.receiving.uom,
             unknown_barcodes=config.receiving.unknown_barcodes,
+            weigh_timeout_s=config.receiving.weigh_timeout_s,
         )
         self.auth = site_auth(config)
         self.client = httpx.Client(
@@ -103,8 +107,20 @@ class EdgeAgent:
             site_id=config.site.id,
             max_backoff_s=config.sync.max_backoff_s,
         )
-        self.scanners: list[Scanner] = [
-            open_scanner(s.driver, s.id, s.options) for s in config.devices.scanners
+        self.scanners: list[Scanner] = []
+        self.scales: dict[str, Scale] = {}
+        self.printers: dict[str, LabelPrinter] = {}
+        try:
+            self._open_devices(config)
+        except Exception:
+            self._close_devices()  # a later device's bad config must not leak earlier ports
+            self.ledger.close()
+            raise
+        self.station.scale = self.scales[config.receiving.scale] if config.receiving.scale else None
+        self.station.label_printer = config.receiving.printer
+        self.spoolers = [
+            LabelSpooler(self.ledger, printer, printer_id)
+            for printer_id, printer in self.printers.items()
         ]
         self.rejected_scans = 0
         self._stop = threading.Event()
@@ -112,10 +128,45 @@ class EdgeAgent:
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self.status_server = StatusServer(config.status.host, config.status.port, self.status)
 
+    def _open_devices(self, config: SiteConfig) -> None:
+        for device in config.devices.scanners:
+            self.scanners.append(open_scanner(device.driver, device.id, device.options))
+        for device in config.devices.scales:
+            self.scales[device.id] = open_scale(device.driver, device.id, device.options)
+        for device in config.devices.printers:
+            options = dict(device.options)
+            if device.driver == "zpl":
+                # Print-once across restarts needs the driver's journal on disk: next to
+                # the ledger unless the site file says where.
+                default = config.ledger.path.with_name(f"printer-{device.id}.journal")
+                options.setdefault("journal_path", str(default))
+            self.printers[device.id] = open_printer(device.driver, device.id, options)
+
+    def _close_devices(self) -> None:
+        devices: list[Scanner | Scale | LabelPrinter] = [
+            *self.scanners,
+            *self.scales.values(),
+            *self.printers.values(),
+        ]
+        for device in devices:
+            try:
+                device.close()
+            except Exception:  # closing one must not keep the others open
+                log.exception("device failed to close")
+
     def start(self) -> None:
         for scanner in self.scanners:
             thread = threading.Thread(
                 target=self._read_scans, args=(scanner,), name=f"scanner-{id(scanner)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        for spooler in self.spoolers:
+            thread = threading.Thread(
+                target=spooler.run,
+                args=(self._stop,),
+                name=f"labels-{spooler.printer_id}",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)
@@ -185,8 +236,7 @@ class EdgeAgent:
             self.pusher.release()
         for thread in self._threads:
             thread.join(timeout=2)
-        for scanner in self.scanners:
-            scanner.close()
+        self._close_devices()
         self.status_server.stop()
         self.client.close()
         self.ledger.close()
@@ -222,7 +272,36 @@ class EdgeAgent:
             "sync": self.pusher.state.as_dict(),
             "master_data": self.puller.as_dict(),
             "scanners": [s.status().as_dict() for s in self.scanners],
+            "scales": [scale.status().as_dict() for scale in self.scales.values()],
+            "printers": [
+                {
+                    "id": spooler.printer_id,
+                    "link": _link_health(spooler.printer),
+                    "labels": {
+                        **self.ledger.label_counts(spooler.printer_id),
+                        **spooler.state.as_dict(),
+                    },
+                }
+                for spooler in self.spoolers
+            ],
+            "weighings": {
+                "stable": self.station.weighings,
+                "failed": self.station.failed_weighings,
+            },
             "rejected_scans": self.rejected_scans,
             "unknown_scans": self.station.unknown_scans,
             "alerts": alerts,
         }
+
+
+def _link_health(printer: LabelPrinter) -> dict[str, Any] | None:
+    """The driver's link state without asking the printer.
+
+    ``status()`` queries the printer (up to its reply timeout); the status page must not
+    wait on a printer, so it shows what the driver already knows, if the driver keeps it.
+    """
+    health = getattr(printer, "health", None)
+    if not callable(health):
+        return None
+    known = health()
+    return cast(dict[str, Any], known.as_dict()) if hasattr(known, "as_dict") else None

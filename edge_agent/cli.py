@@ -31,7 +31,7 @@ def run(
     from edge_agent.agent import EdgeAgent  # noqa: PLC0415
     from edge_agent.auth import SiteSecretError  # noqa: PLC0415
 
-    site = _load(config)
+    site = load_or_exit(config)
     if status_port is not None:
         site.status.port = status_port
     try:
@@ -58,7 +58,7 @@ def status(
 
     from edge_agent.ledger import Ledger  # noqa: PLC0415
 
-    site = _load(config)
+    site = load_or_exit(config)
     ledger = Ledger(site.ledger.path, site_id=site.site.id)
     try:
         counts = ledger.counts()
@@ -91,7 +91,7 @@ def outbox_list(
     """List the oldest unsynced events, one JSON object per line."""
     from edge_agent.ledger import Ledger  # noqa: PLC0415
 
-    site = _load(config)
+    site = load_or_exit(config)
     ledger = Ledger(site.ledger.path, site_id=site.site.id)
     try:
         for pending in ledger.pending_bodies(limit, contiguous=False):
@@ -111,7 +111,7 @@ def outbox_dead(
 
     from edge_agent.ledger import Ledger  # noqa: PLC0415
 
-    site = _load(config)
+    site = load_or_exit(config)
     ledger = Ledger(site.ledger.path, site_id=site.site.id)
     try:
         for letter in ledger.dead_letters(limit):
@@ -138,7 +138,7 @@ def outbox_requeue(
     if bool(seqs) == all_:
         typer.echo("error: name the seqs to requeue, or give --all", err=True)
         raise typer.Exit(2)
-    site = _load(config)
+    site = load_or_exit(config)
     ledger = Ledger(site.ledger.path, site_id=site.site.id)
     try:
         done = ledger.requeue(None if all_ else seqs)
@@ -164,7 +164,7 @@ def outbox_show(
 
     from edge_agent.ledger import Ledger  # noqa: PLC0415
 
-    site = _load(config)
+    site = load_or_exit(config)
     ledger = Ledger(site.ledger.path, site_id=site.site.id)
     try:
         found = ledger.event(seq)
@@ -180,7 +180,8 @@ def outbox_show(
     typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
 
 
-def _load(config: Path) -> SiteConfig:
+def load_or_exit(config: Path) -> SiteConfig:
+    """The site file, or exit 2 with what is wrong in it (shared by ``jxc device``)."""
     from edge_agent.config import ConfigError, load_site_config  # noqa: PLC0415
 
     try:

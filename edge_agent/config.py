@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
 from jxc.contract import Code, SiteId
 
@@ -63,6 +63,13 @@ class ReceivingSection(_Section):
     uom: Annotated[str, Field(min_length=1, max_length=16)] = "EA"
     """Unit for codes booked under their own name (unknown at this site)."""
     unknown_barcodes: Literal["book", "refuse"] = "book"
+    scale: str | None = None
+    """Id of the scale (``[[devices.scales]]``) that weighs goods kept by weight: a scan of
+    an item whose unit is a weight (kg, g, lb, ...) books the scale's stable net weight."""
+    weigh_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    """How long a weighing may take to settle before the scan is refused (nothing booked)."""
+    printer: str | None = None
+    """Id of the printer (``[[devices.printers]]``) that labels every booked carton."""
 
 
 class DeviceSection(BaseModel):
@@ -84,6 +91,24 @@ class DeviceSection(BaseModel):
 
 class DevicesSection(_Section):
     scanners: list[DeviceSection] = []
+    scales: list[DeviceSection] = []
+    printers: list[DeviceSection] = []
+
+    def all(self) -> list[tuple[str, DeviceSection]]:
+        """Every device with its class, in file order per class."""
+        return [
+            *(("scanner", d) for d in self.scanners),
+            *(("scale", d) for d in self.scales),
+            *(("printer", d) for d in self.printers),
+        ]
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        ids = [device.id for _, device in self.all()]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"device ids must be unique; used twice: {', '.join(twice)}")
+        return self
 
 
 class SiteConfig(_Section):
@@ -94,6 +119,18 @@ class SiteConfig(_Section):
     status: StatusSection = StatusSection()
     receiving: ReceivingSection = ReceivingSection()
     devices: DevicesSection = DevicesSection()
+
+    @model_validator(mode="after")
+    def _station_devices_exist(self) -> Self:
+        for role, wanted, section in (
+            ("scale", self.receiving.scale, self.devices.scales),
+            ("printer", self.receiving.printer, self.devices.printers),
+        ):
+            if wanted is not None and wanted not in {device.id for device in section}:
+                raise ValueError(
+                    f"receiving.{role} is {wanted!r}, but no [[devices.{role}s]] has that id"
+                )
+        return self
 
 
 class ConfigError(Exception):
@@ -119,8 +156,21 @@ def load_site_config(path: Path) -> SiteConfig:
     config.ledger.path = base / config.ledger.path
     if config.central.site_secret_file is not None:
         config.central.site_secret_file = base / config.central.site_secret_file
-    for device in config.devices.scanners:
-        port = (device.model_extra or {}).get("port")
-        if isinstance(port, str) and "/" in port and not Path(port).is_absolute():
-            device.model_extra["port"] = str(base / port)  # type: ignore[index]
+    for _, device in config.devices.all():
+        extra = device.model_extra or {}
+        for option in (*_DEVICE_PATH_OPTIONS, *_FILE_OPTIONS):
+            value = extra.get(option)
+            if not isinstance(value, str) or Path(value).is_absolute() or "://" in value:
+                continue
+            if option in _FILE_OPTIONS or "/" in value or value.endswith(".toml"):
+                extra[option] = str(base / value)
     return config
+
+
+_DEVICE_PATH_OPTIONS = ("port", "address", "serial_port", "profile")
+"""Options that may name a device node or a file, or something else: a relative path with a
+``/`` in it is taken from the site file's folder; a URL (``tcp://...``), a number or a bare
+name (a builtin register profile) is left as it is."""
+
+_FILE_OPTIONS = ("journal_path",)
+"""Options that always name a file: relative ones are taken from the site file's folder."""

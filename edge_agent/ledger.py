@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import sqlite_utils
 
@@ -87,6 +88,12 @@ class DeadLetter:
     status: str
     detail: str | None
     refused_at: str
+
+
+LabelState = Literal["pending", "printed", "delivered", "failed"]
+"""``delivered``: the printer holds the label and will print it by itself (it is paused or
+out of paper), so it is never sent again; ``failed``: the label cannot be printed at all
+(its data does not fit the label), which a person must look at."""
 
 
 class LedgerError(Exception):
@@ -185,6 +192,14 @@ class Ledger:
                 " REFERENCES events(seq), status TEXT NOT NULL, detail TEXT,"
                 " refused_at TEXT NOT NULL)"
             )
+            # Labels owed for events, written with the event: an agent killed between
+            # booking a carton and printing its label still owes (and prints) it after
+            # restart; the printer driver's journal makes the job id print only once.
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS label_queue (seq INTEGER PRIMARY KEY"
+                " REFERENCES events(seq), printer_id TEXT NOT NULL, state TEXT NOT NULL,"
+                " attempts INTEGER NOT NULL DEFAULT 0, detail TEXT, updated_at TEXT NOT NULL)"
+            )
             self.conn.execute(
                 "CREATE TABLE IF NOT EXISTS sender_lease (id INTEGER PRIMARY KEY CHECK (id = 1),"
                 " holder TEXT NOT NULL, expires_at REAL NOT NULL)"
@@ -221,8 +236,18 @@ class Ledger:
                 raise
             self.last_write_at = time.monotonic()
 
-    def append(self, draft: EventDraft, *, occurred_at: datetime | None = None) -> LedgerEvent:
-        """Record one movement and queue it for central, atomically."""
+    def append(
+        self,
+        draft: EventDraft,
+        *,
+        occurred_at: datetime | None = None,
+        label_printer: str | None = None,
+    ) -> LedgerEvent:
+        """Record one movement and queue it for central, atomically.
+
+        With ``label_printer``, the label the movement needs is queued in the same
+        transaction (see :meth:`pending_labels`).
+        """
         self._check_free_disk()
         with self.transaction() as conn:
             (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
@@ -259,7 +284,41 @@ class Ledger:
                 ),
             )
             conn.execute("INSERT INTO outbox (seq) VALUES (?)", (event.seq,))
+            if label_printer is not None:
+                conn.execute(
+                    "INSERT INTO label_queue (seq, printer_id, state, updated_at)"
+                    " VALUES (?, ?, 'pending', ?)",
+                    (event.seq, label_printer, datetime.now(UTC).isoformat()),
+                )
         return event
+
+    def pending_labels(self, printer_id: str, limit: int = 100) -> list[LedgerEvent]:
+        """Events whose label for ``printer_id`` is still owed, oldest first."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT e.body FROM label_queue q JOIN events e ON e.seq = q.seq"
+                " WHERE q.printer_id = ? AND q.state = 'pending' ORDER BY q.seq LIMIT ?",
+                (printer_id, limit),
+            ).fetchall()
+        return [LedgerEvent.model_validate_json(body) for (body,) in rows]
+
+    def settle_label(self, seq: int, state: LabelState, detail: str | None = None) -> None:
+        """Record what became of an event's label (``pending`` again to retry it)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE label_queue SET state = ?, detail = ?, attempts = attempts + 1,"
+                " updated_at = ? WHERE seq = ?",
+                (state, detail, datetime.now(UTC).isoformat(), seq),
+            )
+
+    def label_counts(self, printer_id: str) -> dict[str, int]:
+        """The printer's labels by state (pending, printed, delivered, failed)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT state, COUNT(*) FROM label_queue WHERE printer_id = ? GROUP BY state",
+                (printer_id,),
+            ).fetchall()
+        return {str(state): int(count) for state, count in rows}
 
     def _check_free_disk(self) -> None:
         free = shutil.disk_usage(self.path.parent).free

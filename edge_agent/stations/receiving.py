@@ -5,8 +5,15 @@ a case barcode books the item's code and its pack quantity, in the item's unit. 
 code adds lot, expiry and a count (AI 37/30) of those packs. What to do with a code the
 site does not know is the site's choice (``receiving.unknown_barcodes``): ``book`` it
 under the code itself, so the goods are on record and can be re-labelled later, or
-``refuse`` it, so nothing unidentified ever enters stock. Matching against open
-purchase-order lines, weighing and labelling come with the later stations.
+``refuse`` it, so nothing unidentified ever enters stock.
+
+With a scale (``receiving.scale``), goods kept by weight (the item's unit is kg, g, lb,
+...) are booked at the scale's *stable* net weight, converted exactly to the item's unit;
+a weighing that does not settle, or an overloaded or empty scale, refuses the scan and
+books nothing, since a guessed weight in the ledger is worse than a rescan. With a printer
+(``receiving.printer``), every booking also owes a label, queued in the same transaction
+as the event (see :mod:`edge_agent.stations.labels`). Matching against open purchase-order
+lines comes with the purchasing issue.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import logging
 from decimal import Decimal
 from typing import Literal
 
+from device_drivers.scales import GRAMS_PER_UNIT, Scale, ScaleError
 from device_drivers.scanners import Scan
 from edge_agent.catalog import Catalog
 from edge_agent.ledger import EventDraft, Ledger, LedgerError
@@ -29,6 +37,15 @@ class UnknownBarcodeError(LedgerError):
     """The site refuses codes it does not know; the message is for the station's screen."""
 
 
+class WeighingError(LedgerError):
+    """The scale gave no usable weight; nothing was booked and the carton can be reweighed."""
+
+
+WEIGHT_PLACES = 6
+"""Booked weights are rounded here (a microgram in grams) only when the unit conversion has
+no exact result, e.g. pounds to kilograms; the wire contract holds six places."""
+
+
 class ReceivingStation:
     """Books scans as receipts; one instance per site, shared by its scanners."""
 
@@ -40,13 +57,21 @@ class ReceivingStation:
         location: str,
         uom: str,
         unknown_barcodes: UnknownBarcodes = "book",
+        scale: Scale | None = None,
+        weigh_timeout_s: float = 5.0,
+        label_printer: str | None = None,
     ) -> None:
         self.ledger = ledger
         self.catalog = catalog
         self.location = location
         self.uom = uom
         self.unknown_barcodes = unknown_barcodes
+        self.scale = scale
+        self.weigh_timeout_s = weigh_timeout_s
+        self.label_printer = label_printer
         self.unknown_scans = 0
+        self.weighings = 0
+        self.failed_weighings = 0
 
     def draft_for(self, scan: Scan) -> EventDraft:
         """The receipt a scan stands for."""
@@ -64,6 +89,8 @@ class ReceivingStation:
                 raise UnknownBarcodeError(f"barcode {code} {why}; nothing was booked")
             log.warning("unknown barcode booked under its own code", extra={"barcode": code})
             item, qty, uom = code, packs, self.uom
+        if self.scale is not None and uom.lower() in GRAMS_PER_UNIT:
+            qty = self._weigh(item, uom)
         return EventDraft(
             kind=EventKind.RECEIPT,
             item=item,
@@ -75,8 +102,28 @@ class ReceivingStation:
             device_id=scan.device_id,
         )
 
+    def _weigh(self, item: str, uom: str) -> Decimal:
+        """The stable net weight on the scale in ``uom``; WeighingError if there is none."""
+        assert self.scale is not None
+        try:
+            reading = self.scale.read_stable(self.weigh_timeout_s)
+        except ScaleError as exc:
+            self.failed_weighings += 1
+            raise WeighingError(f"{item}: no stable weight ({exc}); nothing was booked") from exc
+        try:
+            net = reading.net_in(uom.lower())
+        except ValueError:  # no exact value in the item's unit (e.g. lb -> kg)
+            net = reading.net_in(uom.lower(), places=WEIGHT_PLACES)
+        if net <= 0:
+            self.failed_weighings += 1
+            raise WeighingError(f"{item}: the scale shows {net} {uom}; nothing was booked")
+        self.weighings += 1
+        return net
+
     def on_scan(self, scan: Scan) -> LedgerEvent:
-        event = self.ledger.append(self.draft_for(scan), occurred_at=scan.received_at)
+        event = self.ledger.append(
+            self.draft_for(scan), occurred_at=scan.received_at, label_printer=self.label_printer
+        )
         log.info(
             "received",
             extra={
