@@ -35,10 +35,10 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -51,10 +51,15 @@ from device_drivers.link import LinkHealth
 __all__ = [
     "AVAILABILITY_OFFLINE",
     "AVAILABILITY_ONLINE",
+    "MqttBrokerOptions",
     "MqttEndpoint",
     "MqttLink",
     "MqttMessage",
+    "check_positive_seconds",
+    "check_qos",
     "check_topic",
+    "device_endpoint",
+    "device_health",
     "expand_topic",
     "load_json_object",
 ]
@@ -95,6 +100,23 @@ def check_topic(device_id: str, name: str, topic: str) -> str:
     if len(topic.encode("utf-8")) > 1024:
         raise DeviceConfigError(f"{device_id}: {name} is too long")
     return topic
+
+
+def check_qos(device_id: str, qos: int) -> None:
+    """QoS 0 or 1; QoS 2 is not used (see the module docstring)."""
+    if qos not in (0, 1):
+        raise DeviceConfigError(f"{device_id}: qos must be 0 or 1, got {qos!r}")
+
+
+def check_positive_seconds(device_id: str, **durations: object) -> None:
+    """Each of ``durations`` a number of seconds above zero, checked in the order given.
+
+    A site file may spell a duration as an int or a float; a bool is neither, even though
+    Python counts it as an int.
+    """
+    for option, value in durations.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise DeviceConfigError(f"{device_id}: {option} must be a positive number of seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +161,12 @@ class MqttEndpoint:
             raise DeviceConfigError(f"{name}: keepalive must be whole seconds")
         if not 1 <= self.keepalive <= 65535:
             raise DeviceConfigError(f"{name}: keepalive must be 1..65535 s")
-        for option in ("connect_timeout", "reconnect_min_delay", "reconnect_max_delay"):
-            value = getattr(self, option)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise DeviceConfigError(f"{name}: {option} must be a positive number of seconds")
+        check_positive_seconds(
+            name,
+            connect_timeout=self.connect_timeout,
+            reconnect_min_delay=self.reconnect_min_delay,
+            reconnect_max_delay=self.reconnect_max_delay,
+        )
         if self.reconnect_min_delay > self.reconnect_max_delay:
             raise DeviceConfigError(f"{name}: need reconnect_min_delay <= reconnect_max_delay")
         if self.password is not None and self.username is None:
@@ -151,6 +175,82 @@ class MqttEndpoint:
     @property
     def where(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+
+class MqttBrokerOptions(Protocol):
+    """The broker options every MQTT device's config has, under the same names, so a site
+    file spells them alike for a scanner and a scale."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def client_id(self) -> str | None: ...
+
+    @property
+    def persistent_session(self) -> bool: ...
+
+    @property
+    def keepalive(self) -> int: ...
+
+    @property
+    def username(self) -> str | None: ...
+
+    @property
+    def password(self) -> str | None: ...
+
+    @property
+    def connect_timeout(self) -> float: ...
+
+    @property
+    def reconnect_min_delay(self) -> float: ...
+
+    @property
+    def reconnect_max_delay(self) -> float: ...
+
+
+def device_endpoint(options: MqttBrokerOptions, *, kind: str) -> MqttEndpoint:
+    """The endpoint a device's config describes (which also checks the broker options).
+
+    Without a ``client_id`` the device gets ``jxc-<kind>-<device_id>``: stable across
+    restarts, as a persistent session needs, and distinct per device.
+    """
+    return MqttEndpoint(
+        device_id=options.device_id,
+        host=options.host,
+        port=options.port,
+        client_id=options.client_id or f"jxc-{kind}-{options.device_id}",
+        persistent_session=options.persistent_session,
+        keepalive=options.keepalive,
+        username=options.username,
+        password=options.password,
+        connect_timeout=options.connect_timeout,
+        reconnect_min_delay=options.reconnect_min_delay,
+        reconnect_max_delay=options.reconnect_max_delay,
+    )
+
+
+def device_health(
+    endpoint: MqttEndpoint, *, kind: str, reasons: Iterable[str], logger: logging.Logger
+) -> LinkHealth:
+    """The :class:`LinkHealth` for an MQTT device's link, on the endpoint's backoff, saying
+    where it is trying to connect until the first connection is up."""
+    health = LinkHealth(
+        endpoint.device_id,
+        kind=kind,
+        reasons=reasons,
+        min_delay=endpoint.reconnect_min_delay,
+        max_delay=endpoint.reconnect_max_delay,
+        logger=logger,
+    )
+    health.io_detail = f"{endpoint.where} not connected yet"
+    return health
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +349,7 @@ class MqttLink:
         on_down: Callable[[], None] | None = None,
         manual_ack: bool = False,
     ) -> None:
-        if qos not in (0, 1):
-            raise DeviceConfigError(f"{endpoint.device_id}: qos must be 0 or 1, got {qos!r}")
+        check_qos(endpoint.device_id, qos)
         self.endpoint = endpoint
         self._health = health
         self._log = logger

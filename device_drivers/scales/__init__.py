@@ -32,9 +32,9 @@ from device_drivers.scales.mtsics_scale import (
     MtSicsScale,
     MtSicsScaleConfig,
     ScaleIdentity,
-    StableMode,
     create_mtsics_scale,
 )
+from device_drivers.scales.stable import StableMode
 from device_drivers.scales.toledo8217 import Toledo8217CodecError, Toledo8217Status
 from device_drivers.scales.toledo8217_scale import (
     Toledo8217Scale,

@@ -40,10 +40,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar, get_args
-from urllib.parse import urlsplit
+from typing import Protocol, TypeVar
 
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -51,19 +49,26 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
 from device_drivers.errors import DeviceConfigError
-from device_drivers.link import LinkHealth
 from device_drivers.options import config_from_options
-from device_drivers.scales.base import ScaleErrorReason, Weight, WeightReading
+from device_drivers.scales.base import Weight, WeightReading
+from device_drivers.scales.config import (
+    check_address,
+    check_positive,
+    check_reconnect,
+    check_serial,
+    check_stable,
+    tcp_endpoint,
+)
 from device_drivers.scales.errors import (
     ScaleBusyError,
     ScaleCommandError,
     ScaleError,
-    ScaleMotionError,
     ScaleOverloadError,
     ScaleTimeoutError,
     ScaleUnavailableError,
     ScaleUnderloadError,
 )
+from device_drivers.scales.health import count_problem, counting_outcome, scale_link
 from device_drivers.scales.modbus_map import (
     Measurement,
     RegisterDecodeError,
@@ -73,6 +78,8 @@ from device_drivers.scales.modbus_map import (
     decode_measurement,
     load_profile,
 )
+from device_drivers.scales.stable import StableMode, StableReader, StableRun
+from device_drivers.scales.transport import Parity
 from device_drivers.status import DeviceStatus
 
 __all__ = [
@@ -87,14 +94,6 @@ __all__ = [
 
 log = logging.getLogger("device_drivers.scale")
 
-StableMode = Literal["device", "consecutive"]
-"""``device`` trusts the transmitter's stable (or motion) flag; ``consecutive`` also wants
-``stable_readings`` readings in a row within one division, and is the only choice for a
-device whose profile has no such flag."""
-
-Parity = Literal["N", "E", "O"]
-
-_TCP_SCHEME = "tcp://"
 _DEGRADED_AFTER_GARBAGE = 3
 _DEGRADED_AFTER_TIMEOUTS = 2
 _MAX_BLOCK_SPAN = 32
@@ -122,6 +121,11 @@ class ScaleDeviceFaultError(ScaleError):
     """The transmitter's status word has its error bit set (load cell or converter fault)."""
 
     default_reason = "logical"
+
+
+_STABLE_RETRY = (ScaleGarbageError, ScaleBusyError, ScaleTimeoutError, ScaleUnavailableError)
+"""What a stable read polls again after: garbage, a busy device, silence, a lost link.
+Overload, underload, a device fault and refusals end it at once."""
 
 
 class _SyncClient(Protocol):
@@ -187,30 +191,17 @@ class ModbusScaleConfig:
 
     def __post_init__(self) -> None:
         name = self.device_id
-        if not name:
-            raise DeviceConfigError("device_id must not be empty")
-        if not os.fspath(self.address):
-            raise DeviceConfigError(f"{name}: address must not be empty")
-        if self.tcp_endpoint() is None and os.fspath(self.address).startswith(_TCP_SCHEME):
-            raise DeviceConfigError(f"{name}: want tcp://host:port, got {self.address!r}")
+        check_address(name, self.address)
         if isinstance(self.unit_id, bool) or not isinstance(self.unit_id, int):
             raise DeviceConfigError(f"{name}: unit_id must be an integer")
         if not 1 <= self.unit_id <= 247:
             raise DeviceConfigError(f"{name}: unit_id must be 1..247, got {self.unit_id}")
-        if self.baudrate <= 0 or self.bytesize not in (7, 8) or self.stopbits not in (1, 2):
-            raise DeviceConfigError(f"{name}: impossible serial settings")
-        if self.parity not in get_args(Parity):
-            raise DeviceConfigError(f"{name}: parity must be N, E or O, got {self.parity!r}")
-        if self.stable_mode not in get_args(StableMode):
-            raise DeviceConfigError(
-                f"{name}: stable_mode must be device or consecutive, got {self.stable_mode!r}"
-            )
-        if self.stable_readings < 2:
-            raise DeviceConfigError(f"{name}: stable_readings must be at least 2")
-        if min(self.reply_timeout, self.poll_interval) <= 0:
-            raise DeviceConfigError(f"{name}: reply_timeout and poll_interval must be positive")
-        if not 0 < self.reconnect_min_delay <= self.reconnect_max_delay:
-            raise DeviceConfigError(f"{name}: need 0 < reconnect_min_delay <= reconnect_max_delay")
+        check_serial(
+            name, self.baudrate, self.bytesize, self.parity, self.stopbits, bytesizes=(7, 8)
+        )
+        check_stable(name, self.stable_mode, self.stable_readings)
+        check_positive(name, reply_timeout=self.reply_timeout, poll_interval=self.poll_interval)
+        check_reconnect(name, self.reconnect_min_delay, self.reconnect_max_delay)
         profile = self._resolve_profile()
         if self.stable_mode == "device" and not profile.has_stable_flag():
             raise DeviceConfigError(
@@ -231,17 +222,7 @@ class ModbusScaleConfig:
 
     def tcp_endpoint(self) -> tuple[str, int] | None:
         """``(host, port)`` for a Modbus TCP address, ``None`` for a serial port."""
-        address = os.fspath(self.address)
-        if not address.startswith(_TCP_SCHEME):
-            return None
-        try:
-            parts = urlsplit(address)
-            port = parts.port
-        except ValueError:
-            return None
-        if not parts.hostname or port is None or parts.path not in ("", "/"):
-            return None
-        return parts.hostname, port
+        return tcp_endpoint(self.address)
 
     def line_settings(self) -> tuple[int, int, str, int, float]:
         """What every unit on one serial bus must agree on."""
@@ -480,17 +461,21 @@ class ModbusScale:
         self._closing = threading.Event()
         self._closed = False
         self._generation = 0
-        self._link = LinkHealth(
+        self._link = scale_link(
             config.device_id,
-            kind="scale",
-            reasons=get_args(ScaleErrorReason),
             min_delay=config.reconnect_min_delay,
             max_delay=config.reconnect_max_delay,
-            logger=log,
+            not_yet=f"{self._bus.name} not opened yet",
         )
-        self._link.io_detail = f"{self._bus.name} not opened yet"
         self._garbage_in_a_row = 0
         self._timeouts_in_a_row = 0
+        self._stable = StableReader(
+            config.device_id,
+            poll_interval=config.poll_interval,
+            closing=self._closing,
+            retry=_STABLE_RETRY,
+            closing_raises=(ScaleError,),
+        )
 
     def __enter__(self) -> ModbusScale:
         return self
@@ -602,48 +587,16 @@ class ModbusScale:
         return self._settle(deadline)[0]
 
     def _settle(self, deadline: float) -> tuple[Measurement, bytes, datetime.datetime]:
-        run: list[Decimal] = []
-        last_problem: ScaleError | None = None
-        while True:
-            try:
-                measurement, raw, read_at = self._measure(deadline)
-            except (
-                ScaleOverloadError,
-                ScaleUnderloadError,
-                ScaleCommandError,
-                ScaleDeviceFaultError,
-            ):
-                raise
-            except ScaleError as exc:
-                if self._closing.is_set():
-                    raise
-                last_problem, run = exc, []
-            else:
-                last_problem = None
-                if self._settled(run, measurement):
-                    return measurement, raw, read_at
-            pause = min(self.config.poll_interval, deadline - time.monotonic())
-            if pause <= 0 or self._closing.wait(pause):
-                break
-        if self._closing.is_set():
-            raise ScaleUnavailableError(self.config.device_id, "closed")
-        if last_problem is None:
-            last_problem = ScaleMotionError(self.config.device_id, "no stable weight in time")
-        raise last_problem
-
-    def _settled(self, run: list[Decimal], measurement: Measurement) -> bool:
-        flag = measurement.flags.stable
-        if flag is False:
-            run.clear()
-            return False
-        if self.config.stable_mode == "device":
-            return True
-        run.append(measurement.net)
-        while max(run) - min(run) > self.profile.division:
-            run.pop(0)
-        if len(run) > self.config.stable_readings:
-            run.pop(0)
-        return len(run) >= self.config.stable_readings
+        run: StableRun[Measurement] = StableRun(
+            self.config.stable_mode, self.config.stable_readings, self.profile.division
+        )
+        return self._stable.read(
+            lambda: self._measure(deadline),
+            lambda polled: run.add(polled[0], polled[0].net, stable=polled[0].flags.stable),
+            run=run,
+            deadline=deadline,
+            motion_detail="no stable weight in time",
+        )
 
     def _confirm(
         self, what: str, deadline: float, done: Callable[[Measurement], bool]
@@ -660,8 +613,7 @@ class ModbusScale:
             else:
                 if measurement.flags.stable is not False and done(measurement):
                     return measurement
-            pause = min(self.config.poll_interval, deadline - time.monotonic())
-            if pause <= 0 or self._closing.wait(pause):
+            if not self._stable.pause(deadline):
                 break
         detail = f"{what} not confirmed by the device in time"
         if last_problem is not None:
@@ -834,12 +786,8 @@ class ModbusScale:
         with self._op_lock:
             if self._closed:
                 raise ScaleUnavailableError(self.config.device_id, "closed")
-            try:
+            with counting_outcome(self._link, _OUTCOME_REASONS):
                 return call()
-            except ScaleError as exc:
-                if exc.reason in _OUTCOME_REASONS:
-                    self._count(exc.reason, exc.detail)
-                raise
 
     def _answered(self) -> None:
         self._garbage_in_a_row = 0
@@ -862,11 +810,8 @@ class ModbusScale:
         return ScaleGarbageError(self.config.device_id, detail)
 
     def _count(self, reason: str, detail: str, *, sample: bytes | None = None) -> None:
-        self._link.count(reason, detail)
-        extra: dict[str, object] = {"device": self.config.device_id, "reason": reason}
-        if sample is not None:
-            extra["sample"] = sample.hex()
-        log.warning("scale: %s (%s)", detail, reason, extra=extra)
+        # Binary frames: hex shows a byte order or CRC problem where repr would not.
+        count_problem(self._link, reason, detail, sample=None if sample is None else sample.hex())
 
 
 def create_modbus_scale(device_id: str, options: Mapping[str, object]) -> ModbusScale:

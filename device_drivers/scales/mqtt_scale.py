@@ -71,17 +71,21 @@ from decimal import Decimal
 from typing import Literal, TypeVar, get_args
 
 from device_drivers.errors import DeviceConfigError, RejectedInputError
-from device_drivers.link import LinkHealth
 from device_drivers.mqtt import (
     MqttEndpoint,
     MqttLink,
     MqttMessage,
+    check_positive_seconds,
+    check_qos,
     check_topic,
+    device_endpoint,
+    device_health,
     expand_topic,
     load_json_object,
 )
 from device_drivers.options import config_from_options
 from device_drivers.scales.base import GRAMS_PER_UNIT, ScaleErrorReason, Weight, WeightReading
+from device_drivers.scales.config import check_division, check_stable_mode
 from device_drivers.scales.errors import (
     ScaleBusyError,
     ScaleCommandError,
@@ -92,7 +96,8 @@ from device_drivers.scales.errors import (
     ScaleUnavailableError,
     ScaleUnderloadError,
 )
-from device_drivers.scales.mtsics_scale import StableMode
+from device_drivers.scales.health import count_problem
+from device_drivers.scales.stable import StableMode, StableRun
 from device_drivers.status import DeviceStatus
 
 __all__ = [
@@ -259,12 +264,6 @@ def decode_command_reply(payload: bytes, *, max_payload: int = 4096) -> CommandR
     )
 
 
-def _division_of(value: Decimal) -> Decimal:
-    """One unit in the last place sent: what the display shows is its division."""
-    exponent = value.as_tuple().exponent
-    return Decimal(1).scaleb(exponent if isinstance(exponent, int) else 0)
-
-
 @dataclass(frozen=True, slots=True)
 class MqttScaleConfig:
     """How one MQTT scale is reached and how patient to be with it.
@@ -312,32 +311,22 @@ class MqttScaleConfig:
         ):
             if value is not None and (value or option in ("topic", "reply_topic")):
                 check_topic(name, option, expand_topic(value, name))
-        if self.stable_mode not in get_args(StableMode):
-            raise DeviceConfigError(
-                f"{name}: stable_mode must be device or consecutive, got {self.stable_mode!r}"
-            )
+        check_stable_mode(name, self.stable_mode)
         if (
             isinstance(self.stable_readings, bool)
             or not isinstance(self.stable_readings, int)
             or self.stable_readings < 2
         ):
             raise DeviceConfigError(f"{name}: stable_readings must be a whole number >= 2")
-        if self.division is not None and not (
-            isinstance(self.division, Decimal) and self.division.is_finite() and self.division > 0
-        ):
-            raise DeviceConfigError(f"{name}: division must be a positive decimal weight")
-        for option in ("max_age", "command_timeout"):
-            value = getattr(self, option)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise DeviceConfigError(f"{name}: {option} must be a positive number of seconds")
+        check_division(name, self.division)
+        check_positive_seconds(name, max_age=self.max_age, command_timeout=self.command_timeout)
         if (
             isinstance(self.max_payload, bool)
             or not isinstance(self.max_payload, int)
             or self.max_payload < 64
         ):
             raise DeviceConfigError(f"{name}: max_payload must be a whole number >= 64")
-        if self.qos not in (0, 1):
-            raise DeviceConfigError(f"{name}: qos must be 0 or 1, got {self.qos!r}")
+        check_qos(name, self.qos)
         self.endpoint()
 
     def _expanded(self, template: str | None) -> str | None:
@@ -360,19 +349,7 @@ class MqttScaleConfig:
         return self._expanded(self.availability_topic)
 
     def endpoint(self) -> MqttEndpoint:
-        return MqttEndpoint(
-            device_id=self.device_id,
-            host=self.host,
-            port=self.port,
-            client_id=self.client_id or f"jxc-scale-{self.device_id}",
-            persistent_session=self.persistent_session,
-            keepalive=self.keepalive,
-            username=self.username,
-            password=self.password,
-            connect_timeout=self.connect_timeout,
-            reconnect_min_delay=self.reconnect_min_delay,
-            reconnect_max_delay=self.reconnect_max_delay,
-        )
+        return device_endpoint(self, kind="scale")
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,21 +376,20 @@ class MqttScale:
         self._cond = threading.Condition()
         self._closing = threading.Event()
         self._latest: _Sample | None = None
-        self._run: list[_Sample] = []
+        self._run: StableRun[_Sample] = StableRun(
+            config.stable_mode,
+            config.stable_readings,
+            config.division,
+            continues=self._continues,
+        )
         self._offline = False
         self._replies: dict[str, CommandReply | None] = {}
         self._discards_in_a_row = 0
         self._timeouts_in_a_row = 0
-        self._health = LinkHealth(
-            config.device_id,
-            kind="scale",
-            reasons=MQTT_SCALE_ERROR_REASONS,
-            min_delay=config.reconnect_min_delay,
-            max_delay=config.reconnect_max_delay,
-            logger=log,
-        )
         endpoint = config.endpoint()
-        self._health.io_detail = f"{endpoint.where} not connected yet"
+        self._health = device_health(
+            endpoint, kind="scale", reasons=MQTT_SCALE_ERROR_REASONS, logger=log
+        )
         topics = [config.weight_topic]
         if config.commands_to is not None:
             topics.append(config.replies_on)
@@ -514,11 +490,7 @@ class MqttScale:
         return latest
 
     def _settled(self, sample: _Sample) -> bool:
-        if not sample.message.stable:
-            return False
-        if self.config.stable_mode == "device":
-            return True
-        return len(self._run) >= self.config.stable_readings and self._run[-1] is sample
+        return sample.message.stable and self._run.ends_with(sample)
 
     def _check_range(self, message: WeightMessage) -> None:
         device_id = self.config.device_id
@@ -636,11 +608,8 @@ class MqttScale:
             raise
 
     def _count(self, reason: str, detail: str, *, sample: bytes | None = None) -> None:
-        self._health.count(reason, detail)
-        extra: dict[str, object] = {"device": self.config.device_id, "reason": reason}
-        if sample is not None:
-            extra["sample"] = repr(sample[:64])
-        log.warning("scale: %s (%s)", detail, reason, extra=extra)
+        sample_text = None if sample is None else repr(sample[:64])
+        count_problem(self._health, reason, detail, sample=sample_text)
 
     # -- on the I/O thread ---------------------------------------------------------------
 
@@ -680,22 +649,17 @@ class MqttScale:
 
     def _extend_run(self, sample: _Sample) -> None:
         message = sample.message
-        run = self._run
         if message.status != "ok" or not message.stable or message.net is None:
-            run.clear()
+            self._run.clear()
             return
-        if run and (
-            run[-1].message.unit != message.unit or sample.born - run[-1].born > self.config.max_age
-        ):
-            run.clear()
-        run.append(sample)
-        division = self.config.division or _division_of(message.net)
-        while True:
-            values = [s.message.net for s in run if s.message.net is not None]
-            if max(values) - min(values) <= division:
-                break
-            run.pop(0)
-        del run[: -self.config.stable_readings]
+        self._run.add(sample, message.net)
+
+    def _continues(self, previous: _Sample, sample: _Sample) -> bool:
+        # A gap longer than max_age may have hidden a swing between the two readings.
+        return (
+            previous.message.unit == sample.message.unit
+            and sample.born - previous.born <= self.config.max_age
+        )
 
     def _reply(self, message: MqttMessage) -> None:
         try:

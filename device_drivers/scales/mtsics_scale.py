@@ -19,30 +19,36 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, TypeVar, get_args
-from urllib.parse import urlsplit
 
 from device_drivers.errors import DeviceConfigError
-from device_drivers.link import LinkHealth
 from device_drivers.options import config_from_options
-from device_drivers.scales.base import ScaleErrorReason, Weight, WeightReading, convert_weight
+from device_drivers.scales.base import Weight, WeightReading, convert_weight
+from device_drivers.scales.config import (
+    check_address,
+    check_division,
+    check_positive,
+    check_reconnect,
+    check_serial,
+    check_stable,
+    line_transport,
+    tcp_endpoint,
+)
 from device_drivers.scales.errors import (
     ScaleBusyError,
     ScaleCommandError,
     ScaleError,
-    ScaleMotionError,
     ScaleOverloadError,
     ScaleTimeoutError,
     ScaleTransmissionError,
     ScaleUnavailableError,
     ScaleUnderloadError,
 )
+from device_drivers.scales.line_scale import LineScale
 from device_drivers.scales.mtsics import (
     CommandName,
     DiscardedReply,
@@ -58,46 +64,16 @@ from device_drivers.scales.mtsics import (
     parse_reply,
     reply_id,
 )
-from device_drivers.scales.transport import ByteTransport, Parity, SerialTransport, TcpTransport
-from device_drivers.status import DeviceStatus
+from device_drivers.scales.stable import PollBudget, StableMode, StableReader, StableRun
+from device_drivers.scales.transport import ByteTransport, Parity
 
 __all__ = ["MtSicsScale", "MtSicsScaleConfig", "ScaleIdentity", "StableMode"]
 
 log = logging.getLogger("device_drivers.scale")
 
-StableMode = Literal["device", "consecutive"]
-"""How :meth:`MtSicsScale.read_stable` decides a weight holds still.
-
-``device`` takes the first reading the scale itself flags stable. ``consecutive`` also wants
-``stable_readings`` flagged readings in a row within one division of each other, for scales
-whose motion filter is set too eager (a pallet jack still rolling off reads "stable")."""
-
-_DEGRADED_AFTER_DISCARDS = 3
-"""Unreadable lines in a row before a connected scale counts as degraded: one is noise, a
-run of them is a wrong baud rate or a bad cable."""
-
-_DEGRADED_AFTER_TIMEOUTS = 2
-"""Unanswered commands in a row before an open port counts as degraded: the port (or the
-TCP bridge) is there but the scale behind it is off or unplugged."""
-
-_MAX_DRAIN_READS = 64
-"""Reads of leftovers before a command; bounds the drain when a device streams on its own."""
-
-_OUTCOME_REASONS = frozenset(
-    {"overload", "underload", "motion", "busy", "syntax", "transmission", "logical"}
-)
-"""Reasons counted when a public method gives up with them. Timeouts, garbage and lost
-connections are counted where they happen instead, once per occurrence or outage."""
-
-_TCP_SCHEME = "tcp://"
-
-_R = TypeVar("_R")
-
-
-def _last_digit(value: Decimal) -> Decimal:
-    """One unit in the last printed place: what the scale displays is its division."""
-    exponent = value.as_tuple().exponent
-    return Decimal(1).scaleb(exponent if isinstance(exponent, int) else 0)
+_STABLE_RETRY = (ScaleTransmissionError, ScaleBusyError, ScaleUnavailableError, ScaleTimeoutError)
+"""What a stable read polls again after: a garbled line, a scale busy for a moment, a lost
+link or a missing reply. Overload, underload and other general errors end it at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,59 +107,25 @@ class MtSicsScaleConfig:
 
     def __post_init__(self) -> None:
         name = self.device_id
-        if not name:
-            raise DeviceConfigError("device_id must not be empty")
-        if not os.fspath(self.address):
-            raise DeviceConfigError(f"{name}: address must not be empty")
-        if self.tcp_endpoint() is None and os.fspath(self.address).startswith(_TCP_SCHEME):
-            raise DeviceConfigError(f"{name}: want tcp://host:port, got {self.address!r}")
-        if self.baudrate <= 0 or self.bytesize not in (5, 6, 7, 8) or self.stopbits not in (1, 2):
-            raise DeviceConfigError(f"{name}: impossible serial settings")
-        if self.parity not in get_args(Parity):
-            raise DeviceConfigError(f"{name}: parity must be N, E or O, got {self.parity!r}")
-        if self.stable_mode not in get_args(StableMode):
-            raise DeviceConfigError(
-                f"{name}: stable_mode must be device or consecutive, got {self.stable_mode!r}"
-            )
-        if self.stable_readings < 2:
-            raise DeviceConfigError(f"{name}: stable_readings must be at least 2")
-        if self.division is not None and not (self.division.is_finite() and self.division > 0):
-            raise DeviceConfigError(f"{name}: division must be a positive weight")
-        if min(self.reply_timeout, self.poll_interval, self.half_line_timeout) <= 0:
-            raise DeviceConfigError(
-                f"{name}: reply_timeout, poll_interval and half_line_timeout must be positive"
-            )
-        if not 0 < self.reconnect_min_delay <= self.reconnect_max_delay:
-            raise DeviceConfigError(f"{name}: need 0 < reconnect_min_delay <= reconnect_max_delay")
+        check_address(name, self.address)
+        check_serial(name, self.baudrate, self.bytesize, self.parity, self.stopbits)
+        check_stable(name, self.stable_mode, self.stable_readings)
+        check_division(name, self.division, what="a positive weight")
+        check_positive(
+            name,
+            reply_timeout=self.reply_timeout,
+            poll_interval=self.poll_interval,
+            half_line_timeout=self.half_line_timeout,
+        )
+        check_reconnect(name, self.reconnect_min_delay, self.reconnect_max_delay)
 
     def tcp_endpoint(self) -> tuple[str, int] | None:
         """``(host, port)`` when the address is a TCP bridge, ``None`` for a serial port."""
-        address = os.fspath(self.address)
-        if not address.startswith(_TCP_SCHEME):
-            return None
-        try:
-            parts = urlsplit(address)
-            port = parts.port
-        except ValueError:
-            return None
-        if not parts.hostname or port is None or parts.path not in ("", "/"):
-            return None
-        return parts.hostname, port
+        return tcp_endpoint(self.address)
 
     def make_transport(self) -> ByteTransport:
         """The transport this address calls for."""
-        endpoint = self.tcp_endpoint()
-        if endpoint is not None:
-            return TcpTransport(*endpoint, connect_timeout=self.reply_timeout)
-        return SerialTransport(
-            self.address,
-            baudrate=self.baudrate,
-            bytesize=self.bytesize,
-            parity=self.parity,
-            stopbits=self.stopbits,
-            xonxoff=self.xonxoff,
-            write_timeout=self.reply_timeout,
-        )
+        return line_transport(self, xonxoff=self.xonxoff)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,43 +137,31 @@ class ScaleIdentity:
     balance_data: str
 
 
-class MtSicsScale:
+class MtSicsScale(LineScale[MtSicsScaleConfig, bytes | DiscardedReply]):
     """:class:`~device_drivers.scales.base.Scale` for MT-SICS devices.
 
     Call the weighing methods from one thread (the station loop); ``status`` and ``close``
     are safe from any other, so a status page can look and shutdown can interrupt a read.
     """
 
+    _outcome_reasons = frozenset(
+        {"overload", "underload", "motion", "busy", "syntax", "transmission", "logical"}
+    )
+
     def __init__(
         self, config: MtSicsScaleConfig, *, transport: ByteTransport | None = None
     ) -> None:
-        self.config = config
-        self._transport = transport if transport is not None else config.make_transport()
-        self._framer = self._new_framer()
+        super().__init__(config, transport)
         self._lines: deque[tuple[bytes, datetime.datetime]] = deque()
-        self._io_lock = threading.Lock()
-        self._closing = threading.Event()
-        self._is_open = False
         self._reply_owed = False
         self._tare_supported = True
-        self._link = LinkHealth(
-            config.device_id,
-            kind="scale",
-            reasons=get_args(ScaleErrorReason),
-            min_delay=config.reconnect_min_delay,
-            max_delay=config.reconnect_max_delay,
-            logger=log,
-        )
-        self._link.io_detail = f"{self._transport.name} not opened yet"
-        self._discards_in_a_row = 0
-        self._timeouts_in_a_row = 0
         self._last_read_at = datetime.datetime.now(datetime.UTC)
-
-    def __enter__(self) -> MtSicsScale:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        self._stable = StableReader(
+            config.device_id,
+            poll_interval=config.poll_interval,
+            closing=self._closing,
+            retry=_STABLE_RETRY,
+        )
 
     # -- the Scale interface -------------------------------------------------------------
 
@@ -288,19 +218,6 @@ class MtSicsScale:
 
         self._locked(clear)
 
-    def status(self) -> DeviceStatus:
-        """A snapshot, consistent even while another thread is weighing."""
-        return self._link.snapshot()
-
-    def close(self) -> None:
-        """Release the port for good; a call in progress ends promptly with an error."""
-        self._closing.set()
-        self._transport.interrupt()
-        with self._io_lock:
-            self._transport.close()
-            self._is_open = False
-            self._link.closed()
-
     # -- MT-SICS extras --------------------------------------------------------------------
 
     def tare_value(self) -> Weight:
@@ -343,59 +260,21 @@ class MtSicsScale:
 
     def _read_stable(self, timeout: float) -> WeightReading:
         deadline = time.monotonic() + timeout
-        run: list[WeightReply] = []
-        last_problem: ScaleError | None = None
-        first = True
-        while True:
-            # A poll cut short by the caller's deadline is not evidence of a silent device,
-            # unless it is the only poll there is.
-            wait = min(self.config.reply_timeout, max(deadline - time.monotonic(), 0.0))
-            count_timeout, first = first or wait >= self.config.reply_timeout, False
-            try:
-                reply, read_at = self._weigh(wait, count_timeout=count_timeout)
-            except (ScaleTransmissionError, ScaleBusyError) as exc:
-                # Worth another poll: a garbled line, or a scale that is busy for a moment.
-                last_problem, run = exc, []
-            except (ScaleOverloadError, ScaleUnderloadError, ScaleCommandError):
-                raise
-            except ScaleUnavailableError as exc:
-                if self._closing.is_set():
-                    raise
-                last_problem, run = exc, []
-            except ScaleTimeoutError as exc:
-                if not count_timeout:
-                    break  # the deadline cut this poll short; what was seen before stands
-                last_problem, run = exc, []
-            else:
-                last_problem = None
-                if self._settled(run, reply):
-                    return self._with_tare(self._reading(reply, read_at, stable=True))
-            pause = min(self.config.poll_interval, deadline - time.monotonic())
-            if pause <= 0 or self._closing.wait(pause):
-                break
-        if self._closing.is_set():
-            last_problem = ScaleUnavailableError(self.config.device_id, "closed")
-        if last_problem is None:
-            last_problem = ScaleMotionError(
-                self.config.device_id, f"no stable weight within {timeout:g} s"
-            )
-        raise last_problem
-
-    def _settled(self, run: list[WeightReply], reply: WeightReply) -> bool:
-        if not reply.stable:
-            run.clear()
-            return False
-        if self.config.stable_mode == "device":
-            return True
-        if run and run[-1].unit != reply.unit:
-            run.clear()
-        run.append(reply)
-        division = self.config.division or _last_digit(reply.value)
-        while max(r.value for r in run) - min(r.value for r in run) > division:
-            run.pop(0)
-        if len(run) > self.config.stable_readings:
-            run.pop(0)
-        return len(run) >= self.config.stable_readings
+        budget = PollBudget(deadline, self.config.reply_timeout)
+        run: StableRun[WeightReply] = StableRun(
+            self.config.stable_mode,
+            self.config.stable_readings,
+            self.config.division,
+            continues=lambda previous, reply: previous.unit == reply.unit,
+        )
+        reply, read_at = self._stable.read(
+            lambda: budget.poll(lambda wait, counted: self._weigh(wait, count_timeout=counted)),
+            lambda polled: run.add(polled[0], polled[0].value, stable=polled[0].stable),
+            run=run,
+            deadline=deadline,
+            motion_detail=f"no stable weight within {timeout:g} s",
+        )
+        return self._with_tare(self._reading(reply, read_at, stable=True))
 
     def _weigh(
         self, timeout: float, *, count_timeout: bool = True
@@ -504,7 +383,7 @@ class MtSicsScale:
         self._send(line if line is not None else encode_command(command))
         replies: list[Reply] = []
         while True:
-            reply = self._next_reply(reply_id(command), deadline)
+            reply = self._await(deadline, lambda: self._pick(reply_id(command)))
             if reply is None:
                 self._reply_owed = True
                 raise self._unanswered(command, timeout, counted=count_timeout)
@@ -523,75 +402,44 @@ class MtSicsScale:
         ``S D`` would be read as the answer to the next ``SI``: a weight from the past.
         """
         self._send(encode_command("I4"))
-        if self._next_reply("I4", deadline) is None:
+        if self._await(deadline, lambda: self._pick("I4")) is None:
             raise self._unanswered("I4", timeout, counted=count_timeout)
         self._reply_owed = False
 
-    def _send(self, line: bytes) -> None:
-        try:
-            self._transport.write(line)
-        except OSError as exc:
-            raise self._lost(exc) from None
+    def _pick(self, expected: str) -> Reply | None:
+        """The next queued reply with identifier ``expected`` (or a general error), if any;
+        replies with other identifiers are late ones and are dropped."""
+        while self._lines:
+            raw, read_at = self._lines.popleft()
+            reply = self._parse(raw)
+            if reply is None:
+                continue
+            if not isinstance(reply, ErrorReply) and reply.id != expected:
+                log.info(
+                    "scale: dropped a late reply %r",
+                    raw,
+                    extra={"device": self.config.device_id, "event": "late_reply"},
+                )
+                continue
+            self._answered()
+            self._last_read_at = read_at
+            return reply
+        return None
 
-    def _next_reply(self, expected: str, deadline: float) -> Reply | None:
-        """The next reply with identifier ``expected`` (or a general error), or ``None`` once
-        ``deadline`` passes; replies with other identifiers are late ones and are dropped."""
-        while True:
-            while self._lines:
-                raw, read_at = self._lines.popleft()
-                reply = self._parse(raw)
-                if reply is None:
-                    continue
-                if not isinstance(reply, ErrorReply) and reply.id != expected:
-                    log.info(
-                        "scale: dropped a late reply %r",
-                        raw,
-                        extra={"device": self.config.device_id, "event": "late_reply"},
-                    )
-                    continue
-                self._answered()
-                self._last_read_at = read_at
-                return reply
-            now = time.monotonic()
-            if self._closing.is_set():
-                raise ScaleUnavailableError(self.config.device_id, "closed")
-            if now >= deadline:
-                return None
-            self._receive(self._read_wait(now, deadline))
+    # -- LineScale hooks -------------------------------------------------------------------
 
-    def _read_wait(self, now: float, deadline: float) -> float:
-        # Wake in time to declare a pending partial line a half line.
-        wake_at = deadline
-        half_line_at = self._framer.deadline()
-        if half_line_at is not None:
-            wake_at = min(wake_at, half_line_at)
-        return max(wake_at - now, 0.0)
+    def _new_framer(self) -> ReplyFramer:
+        return ReplyFramer(half_line_timeout=self.config.half_line_timeout)
 
-    def _receive(self, wait: float) -> bool:
-        """Read once, waiting up to ``wait``; ``True`` if any bytes arrived."""
-        try:
-            chunk = self._transport.read(wait)
-        except OSError as exc:
-            raise self._lost(exc) from None
-        now = time.monotonic()
-        read_at = datetime.datetime.now(datetime.UTC)
-        if chunk:
-            self._link.data_arrived()
-        events = self._framer.feed(chunk, now) if chunk else self._framer.expire(now)
+    def _take(self, events: Sequence[bytes | DiscardedReply], read_at: datetime.datetime) -> None:
+        # Lines are parsed when taken from the queue, so garbage is counted in reply order.
         for event in events:
             if isinstance(event, DiscardedReply):
                 self._discarded(event.reason, event.sample)
             else:
                 self._lines.append((event, read_at))
-        return bool(chunk)
 
-    def _discard_leftovers(self) -> None:
-        """Throw away whatever is left from earlier exchanges before a new command."""
-        for _ in range(_MAX_DRAIN_READS):
-            if not self._receive(0.0):
-                break
-        for event in self._framer.flush():
-            self._discarded(event.reason, event.sample)
+    def _drop_queued(self) -> None:
         while self._lines:
             raw, _ = self._lines.popleft()
             if self._parse(raw) is not None:
@@ -601,93 +449,16 @@ class MtSicsScale:
                     extra={"device": self.config.device_id, "event": "late_reply"},
                 )
 
+    def _forget_exchange(self) -> None:
+        self._lines.clear()
+        self._reply_owed = False
+
     def _parse(self, raw: bytes) -> Reply | None:
         try:
             return parse_reply(raw)
         except MtSicsCodecError as exc:
             self._discarded("garbage", raw, detail=exc.detail)
             return None
-
-    # -- connection ----------------------------------------------------------------------------
-
-    def _connect(self, deadline: float) -> None:
-        while not self._is_open:
-            if self._closing.is_set():
-                raise ScaleUnavailableError(self.config.device_id, "closed")
-            now = time.monotonic()
-            if self._link.may_attempt(now):
-                try:
-                    self._transport.open()
-                except OSError as exc:
-                    self._link.open_failed(now, f"cannot open {self._transport.name}: {exc}")
-                else:
-                    self._opened(now)
-                    return
-            if self._link.next_attempt_at >= deadline:
-                raise ScaleUnavailableError(self.config.device_id, self._link.io_detail)
-            self._closing.wait(max(self._link.next_attempt_at - time.monotonic(), 0.0))
-
-    def _opened(self, now: float) -> None:
-        self._is_open = True
-        self._framer = self._new_framer()  # bytes from before the outage are not a reply
-        self._lines.clear()
-        self._reply_owed = False
-        self._discards_in_a_row = 0
-        self._timeouts_in_a_row = 0
-        self._link.opened(now, self._transport.name)
-
-    def _lost(self, exc: OSError) -> ScaleUnavailableError:
-        self._transport.close()
-        self._is_open = False
-        if self._closing.is_set():
-            return ScaleUnavailableError(self.config.device_id, "closed")
-        detail = f"lost {self._transport.name}: {exc}"
-        self._link.lost(time.monotonic(), detail)
-        return ScaleUnavailableError(self.config.device_id, detail)
-
-    def _new_framer(self) -> ReplyFramer:
-        return ReplyFramer(half_line_timeout=self.config.half_line_timeout)
-
-    # -- accounting ------------------------------------------------------------------------------
-
-    def _locked(self, call: Callable[[], _R]) -> _R:
-        """Run one public operation under the I/O lock and count the outcome if it failed."""
-        with self._io_lock:
-            try:
-                return call()
-            except ScaleError as exc:
-                if exc.reason in _OUTCOME_REASONS:
-                    self._count(exc.reason, exc.detail)
-                raise
-
-    def _answered(self) -> None:
-        self._discards_in_a_row = 0
-        self._timeouts_in_a_row = 0
-        self._link.answered()
-
-    def _unanswered(
-        self, command: CommandName, timeout: float, *, counted: bool
-    ) -> ScaleTimeoutError:
-        detail = f"no reply to {command} within {timeout:g} s"
-        if counted:
-            self._timeouts_in_a_row += 1
-            self._count("timeout", detail)
-            if self._timeouts_in_a_row >= _DEGRADED_AFTER_TIMEOUTS:
-                self._link.degrade()
-        return ScaleTimeoutError(self.config.device_id, detail)
-
-    def _discarded(self, reason: str, sample: bytes, *, detail: str = "line discarded") -> None:
-        self._discards_in_a_row += 1
-        self._count(reason, detail, sample=sample)
-        if self._discards_in_a_row >= _DEGRADED_AFTER_DISCARDS:
-            self._link.degrade()
-
-    def _count(self, reason: str, detail: str, *, sample: bytes | None = None) -> None:
-        self._link.count(reason, detail)
-        extra: dict[str, object] = {"device": self.config.device_id, "reason": reason}
-        if sample is not None:
-            extra["sample"] = repr(sample)
-        log.warning("scale: %s (%s)", detail, reason, extra=extra)
 
 
 def create_mtsics_scale(device_id: str, options: Mapping[str, object]) -> MtSicsScale:

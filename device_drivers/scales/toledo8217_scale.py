@@ -32,19 +32,25 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from typing import TypeVar, get_args
-from urllib.parse import urlsplit
+from decimal import Decimal
 
 from device_drivers.errors import DeviceConfigError
-from device_drivers.link import LinkHealth
 from device_drivers.options import config_from_options
-from device_drivers.scales.base import GRAMS_PER_UNIT, ScaleErrorReason, Weight, WeightReading
+from device_drivers.scales.base import GRAMS_PER_UNIT, Weight, WeightReading
+from device_drivers.scales.config import (
+    check_address,
+    check_division,
+    check_positive,
+    check_reconnect,
+    check_serial,
+    check_stable,
+    line_transport,
+    tcp_endpoint,
+)
 from device_drivers.scales.errors import (
     ScaleBusyError,
     ScaleCommandError,
@@ -55,7 +61,14 @@ from device_drivers.scales.errors import (
     ScaleUnavailableError,
     ScaleUnderloadError,
 )
-from device_drivers.scales.mtsics_scale import StableMode
+from device_drivers.scales.line_scale import LineScale
+from device_drivers.scales.stable import (
+    PollBudget,
+    PollCutShortError,
+    StableMode,
+    StableReader,
+    StableRun,
+)
 from device_drivers.scales.toledo8217 import (
     STX,
     WEIGHT_REQUEST,
@@ -68,8 +81,7 @@ from device_drivers.scales.toledo8217 import (
     WeightReply,
     parse_frame,
 )
-from device_drivers.scales.transport import ByteTransport, Parity, SerialTransport, TcpTransport
-from device_drivers.status import DeviceStatus
+from device_drivers.scales.transport import ByteTransport, Parity
 
 __all__ = [
     "ScaleGarbledReplyError",
@@ -79,25 +91,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("device_drivers.scale")
-
-_DEGRADED_AFTER_DISCARDS = 3
-"""Unreadable frames in a row before a connected scale counts as degraded: one is noise, a
-run of them is a wrong baud rate, wrong parity or a bad cable."""
-
-_DEGRADED_AFTER_TIMEOUTS = 2
-"""Unanswered requests in a row before an open port counts as degraded: the port (or the
-bridge) is there but the scale behind it is off or unplugged."""
-
-_MAX_DRAIN_READS = 64
-"""Reads of leftovers before a request; bounds the drain when a device streams on its own."""
-
-_OUTCOME_REASONS = frozenset({"overload", "underload", "motion", "busy", "syntax"})
-"""Reasons counted when a public method gives up with them. Timeouts, garbage and lost
-connections are counted where they happen instead, once per occurrence or outage."""
-
-_TCP_SCHEME = "tcp://"
-
-_R = TypeVar("_R")
 
 
 class ScaleGarbledReplyError(ScaleError):
@@ -114,12 +107,6 @@ class ScaleGarbledReplyError(ScaleError):
 @dataclass(frozen=True, slots=True)
 class _Damaged:
     """A frame that started (STX) and did not hold up: the reply, broken on the way."""
-
-
-def _last_digit(value: Decimal) -> Decimal:
-    """One unit in the last printed place: what the scale displays is its division."""
-    exponent = value.as_tuple().exponent
-    return Decimal(1).scaleb(exponent if isinstance(exponent, int) else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,38 +141,23 @@ class Toledo8217ScaleConfig:
 
     def __post_init__(self) -> None:
         name = self.device_id
-        if not name:
-            raise DeviceConfigError("device_id must not be empty")
-        if not os.fspath(self.address):
-            raise DeviceConfigError(f"{name}: address must not be empty")
-        if self.tcp_endpoint() is None and os.fspath(self.address).startswith(_TCP_SCHEME):
-            raise DeviceConfigError(f"{name}: want tcp://host:port, got {self.address!r}")
+        check_address(name, self.address)
         if self.unit not in GRAMS_PER_UNIT:
             raise DeviceConfigError(
                 f"{name}: unit must be one of {', '.join(GRAMS_PER_UNIT)}, got {self.unit!r}"
             )
-        if self.baudrate <= 0 or self.bytesize not in (5, 6, 7, 8) or self.stopbits not in (1, 2):
-            raise DeviceConfigError(f"{name}: impossible serial settings")
-        if self.parity not in get_args(Parity):
-            raise DeviceConfigError(f"{name}: parity must be N, E or O, got {self.parity!r}")
-        if self.stable_mode not in get_args(StableMode):
-            raise DeviceConfigError(
-                f"{name}: stable_mode must be device or consecutive, got {self.stable_mode!r}"
-            )
-        if self.stable_readings < 2:
-            raise DeviceConfigError(f"{name}: stable_readings must be at least 2")
-        if self.division is not None and not (
-            isinstance(self.division, Decimal) and self.division.is_finite() and self.division > 0
-        ):
-            raise DeviceConfigError(f"{name}: division must be a positive decimal weight")
-        if min(self.reply_timeout, self.poll_interval, self.half_line_timeout) <= 0:
-            raise DeviceConfigError(
-                f"{name}: reply_timeout, poll_interval and half_line_timeout must be positive"
-            )
+        check_serial(name, self.baudrate, self.bytesize, self.parity, self.stopbits)
+        check_stable(name, self.stable_mode, self.stable_readings)
+        check_division(name, self.division)
+        check_positive(
+            name,
+            reply_timeout=self.reply_timeout,
+            poll_interval=self.poll_interval,
+            half_line_timeout=self.half_line_timeout,
+        )
         if self.late_reply_grace is not None and self.late_reply_grace < 0:
             raise DeviceConfigError(f"{name}: late_reply_grace must not be negative")
-        if not 0 < self.reconnect_min_delay <= self.reconnect_max_delay:
-            raise DeviceConfigError(f"{name}: need 0 < reconnect_min_delay <= reconnect_max_delay")
+        check_reconnect(name, self.reconnect_min_delay, self.reconnect_max_delay)
 
     @property
     def grace(self) -> float:
@@ -194,68 +166,49 @@ class Toledo8217ScaleConfig:
 
     def tcp_endpoint(self) -> tuple[str, int] | None:
         """``(host, port)`` when the address is a TCP bridge, ``None`` for a serial port."""
-        address = os.fspath(self.address)
-        if not address.startswith(_TCP_SCHEME):
-            return None
-        try:
-            parts = urlsplit(address)
-            port = parts.port
-        except ValueError:
-            return None
-        if not parts.hostname or port is None or parts.path not in ("", "/"):
-            return None
-        return parts.hostname, port
+        return tcp_endpoint(self.address)
 
     def make_transport(self) -> ByteTransport:
         """The transport this address calls for."""
-        endpoint = self.tcp_endpoint()
-        if endpoint is not None:
-            return TcpTransport(*endpoint, connect_timeout=self.reply_timeout)
-        return SerialTransport(
-            self.address,
-            baudrate=self.baudrate,
-            bytesize=self.bytesize,
-            parity=self.parity,
-            stopbits=self.stopbits,
-            write_timeout=self.reply_timeout,
-        )
+        return line_transport(self)
 
 
-class Toledo8217Scale:
+_STABLE_RETRY = (
+    ScaleMotionError,
+    ScaleBusyError,
+    ScaleGarbledReplyError,
+    ScaleUnavailableError,
+    ScaleTimeoutError,
+)
+"""What a stable read polls again after: motion, a scale busy for a moment, a damaged or
+missing reply, a lost link. Overload, underload and a bad command end it at once."""
+
+
+class Toledo8217Scale(LineScale[Toledo8217ScaleConfig, bytes | DiscardedFrame]):
     """:class:`~device_drivers.scales.base.Scale` for Toledo 8217 devices.
 
     Call the weighing methods from one thread (the station loop); ``status`` and ``close``
     are safe from any other, so a status page can look and shutdown can interrupt a read.
     """
 
+    _outcome_reasons = frozenset({"overload", "underload", "motion", "busy", "syntax"})
+    # Not only OSError: pyserial lets termios.error through when the port refuses the
+    # settings (a pty refuses 7E1), and the caller must never see that as a crash, only as
+    # a scale that is not available.
+    _open_errors = (Exception,)
+
     def __init__(
         self, config: Toledo8217ScaleConfig, *, transport: ByteTransport | None = None
     ) -> None:
-        self.config = config
-        self._transport = transport if transport is not None else config.make_transport()
-        self._framer = self._new_framer()
+        super().__init__(config, transport)
         self._replies: deque[tuple[Reply | _Damaged, datetime.datetime]] = deque()
-        self._io_lock = threading.Lock()
-        self._closing = threading.Event()
-        self._is_open = False
         self._owed_until: float | None = None
-        self._link = LinkHealth(
+        self._stable = StableReader(
             config.device_id,
-            kind="scale",
-            reasons=get_args(ScaleErrorReason),
-            min_delay=config.reconnect_min_delay,
-            max_delay=config.reconnect_max_delay,
-            logger=log,
+            poll_interval=config.poll_interval,
+            closing=self._closing,
+            retry=_STABLE_RETRY,
         )
-        self._link.io_detail = f"{self._transport.name} not opened yet"
-        self._discards_in_a_row = 0
-        self._timeouts_in_a_row = 0
-
-    def __enter__(self) -> Toledo8217Scale:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- the Scale interface -------------------------------------------------------------
 
@@ -290,83 +243,37 @@ class Toledo8217Scale:
         """Not in the protocol as documented; clear the tare on the keypad."""
         raise self._unsupported("C (clear tare)")
 
-    def status(self) -> DeviceStatus:
-        """A snapshot, consistent even while another thread is weighing."""
-        return self._link.snapshot()
-
-    def close(self) -> None:
-        """Release the port for good; a call in progress ends promptly with an error."""
-        self._closing.set()
-        self._transport.interrupt()
-        with self._io_lock:
-            self._transport.close()
-            self._is_open = False
-            self._link.closed()
-
     # -- weighing ----------------------------------------------------------------------------
 
     def _read_stable(self, timeout: float) -> WeightReading:
         deadline = time.monotonic() + timeout
-        run: list[WeightReply] = []
-        last_problem: ScaleError | None = None
-        first = True
-        while True:
-            count_timeout = False
+        budget = PollBudget(deadline, self.config.reply_timeout)
+        run: StableRun[WeightReply] = StableRun(
+            self.config.stable_mode,
+            self.config.stable_readings,
+            self.config.division,
+            continues=lambda previous, reply: previous.net == reply.net,  # a tare came or went
+        )
+
+        def poll() -> tuple[WeightReply, datetime.datetime]:
+            # Reconnecting (and waiting out a late reply) first, against the whole deadline,
+            # so that time is not taken from the wait for the reply; running out of time
+            # there is the driver's caution, not the device's silence.
             try:
-                # Reconnecting (and waiting out a late reply) first, against the whole
-                # deadline, so that time is not taken from the wait for the reply.
                 self._prepare(deadline)
-                # A poll cut short by the caller's deadline is not evidence of a silent
-                # device, unless it is the only poll there is.
-                wait = min(self.config.reply_timeout, max(deadline - time.monotonic(), 0.0))
-                count_timeout, first = first or wait >= self.config.reply_timeout, False
-                reply, read_at = self._weigh(wait, count_timeout=count_timeout)
-            except (ScaleOverloadError, ScaleUnderloadError, ScaleCommandError):
-                raise
-            except (ScaleMotionError, ScaleBusyError, ScaleGarbledReplyError) as exc:
-                last_problem, run = exc, []
-            except ScaleUnavailableError as exc:
-                if self._closing.is_set():
-                    raise
-                last_problem, run = exc, []
             except ScaleTimeoutError as exc:
-                if not count_timeout:
-                    # The deadline cut this poll short: what was seen before stands, and
-                    # if nothing was, the scale did not answer in time.
-                    if last_problem is None and not run:
-                        last_problem = exc
-                    break
-                last_problem, run = exc, []
-            else:
-                last_problem = None
-                if self._settled(run, reply):
-                    return self._reading(reply, read_at)
-            pause = min(self.config.poll_interval, deadline - time.monotonic())
-            if pause <= 0 or self._closing.wait(pause):
-                break
-        raise self._gave_up(last_problem, timeout)
+                raise PollCutShortError(exc) from None
+            return budget.poll(lambda wait, counted: self._weigh(wait, count_timeout=counted))
 
-    def _gave_up(self, last_problem: ScaleError | None, timeout: float) -> ScaleError:
-        """What a stable read that ran out of time raises: what was seen last, in words
-        a station can act on."""
-        if self._closing.is_set():
-            return ScaleUnavailableError(self.config.device_id, "closed")
-        if last_problem is None or isinstance(last_problem, ScaleMotionError):
-            return ScaleMotionError(self.config.device_id, f"no stable weight within {timeout:g} s")
-        return last_problem
-
-    def _settled(self, run: list[WeightReply], reply: WeightReply) -> bool:
-        if self.config.stable_mode == "device":
-            return True
-        if run and run[-1].net != reply.net:
-            run.clear()  # a tare came or went: not the same weighing
-        run.append(reply)
-        division = self.config.division or _last_digit(reply.value)
-        while max(r.value for r in run) - min(r.value for r in run) > division:
-            run.pop(0)
-        if len(run) > self.config.stable_readings:
-            run.pop(0)
-        return len(run) >= self.config.stable_readings
+        # Every weight frame is a still weight: motion comes as a status reply instead.
+        reply, read_at = self._stable.read(
+            poll,
+            lambda polled: run.add(polled[0], polled[0].value),
+            run=run,
+            deadline=deadline,
+            motion_detail=f"no stable weight within {timeout:g} s",
+        )
+        return self._reading(reply, read_at)
 
     def _weigh(
         self, timeout: float, *, count_timeout: bool
@@ -423,7 +330,7 @@ class Toledo8217Scale:
             item = self._next_reply(deadline)
             if item is None:
                 self._owed_until = sent_at + self.config.reply_timeout + self.config.grace
-                raise self._unanswered(timeout, counted=count_timeout)
+                raise self._unanswered("W", timeout, counted=count_timeout)
             reply, read_at = item
             if isinstance(reply, _Damaged):
                 raise ScaleGarbledReplyError(self.config.device_id, "damaged reply to W")
@@ -454,43 +361,16 @@ class Toledo8217Scale:
                 extra={"device": self.config.device_id, "event": "late_reply"},
             )
 
-    def _send(self, data: bytes) -> None:
-        try:
-            self._transport.write(data)
-        except OSError as exc:
-            raise self._lost(exc) from None
-
     def _next_reply(self, deadline: float) -> tuple[Reply | _Damaged, datetime.datetime] | None:
         """The next frame (or damaged frame), or ``None`` once ``deadline`` passes."""
-        while True:
-            if self._replies:
-                return self._replies.popleft()
-            now = time.monotonic()
-            if self._closing.is_set():
-                raise ScaleUnavailableError(self.config.device_id, "closed")
-            if now >= deadline:
-                return None
-            wake_at = deadline
-            pending = self._framer.deadline()
-            if pending is not None:
-                wake_at = min(wake_at, pending)  # in time to call a partial frame a half one
-            self._receive(max(wake_at - now, 0.0))
+        return self._await(deadline, lambda: self._replies.popleft() if self._replies else None)
 
-    def _receive(self, wait: float) -> bool:
-        """Read once, waiting up to ``wait``; ``True`` if any bytes arrived."""
-        try:
-            chunk = self._transport.read(wait)
-        except OSError as exc:
-            raise self._lost(exc) from None
-        now = time.monotonic()
-        read_at = datetime.datetime.now(datetime.UTC)
-        if chunk:
-            self._link.data_arrived()
-        events = self._framer.feed(chunk, now) if chunk else self._framer.expire(now)
-        self._take(events, read_at)
-        return bool(chunk)
+    # -- LineScale hooks -------------------------------------------------------------------
 
-    def _take(self, events: list[bytes | DiscardedFrame], read_at: datetime.datetime) -> None:
+    def _new_framer(self) -> FrameFramer:
+        return FrameFramer(half_line_timeout=self.config.half_line_timeout)
+
+    def _take(self, events: Sequence[bytes | DiscardedFrame], read_at: datetime.datetime) -> None:
         for event in events:
             if isinstance(event, DiscardedFrame):
                 self._discarded(event.reason, event.sample, detail="bytes discarded")
@@ -505,12 +385,7 @@ class Toledo8217Scale:
             else:
                 self._replies.append((reply, read_at))
 
-    def _discard_leftovers(self) -> None:
-        """Throw away whatever is left from earlier exchanges before a new request."""
-        for _ in range(_MAX_DRAIN_READS):
-            if not self._receive(0.0):
-                break
-        self._take(self._framer.flush(), datetime.datetime.now(datetime.UTC))
+    def _drop_queued(self) -> None:
         while self._replies:
             reply, _ = self._replies.popleft()
             if not isinstance(reply, _Damaged):
@@ -520,106 +395,14 @@ class Toledo8217Scale:
                     extra={"device": self.config.device_id, "event": "late_reply"},
                 )
 
-    # -- connection ----------------------------------------------------------------------------
-
-    def _connect(self, deadline: float) -> None:
-        while not self._is_open:
-            if self._closing.is_set():
-                raise ScaleUnavailableError(self.config.device_id, "closed")
-            now = time.monotonic()
-            if self._link.may_attempt(now):
-                try:
-                    self._transport.open()
-                except Exception as exc:
-                    # Not only OSError: pyserial lets termios.error through when the port
-                    # refuses the settings (a pty refuses 7E1), and the caller must never
-                    # see that as a crash, only as a scale that is not available.
-                    self._link.open_failed(now, f"cannot open {self._transport.name}: {exc}")
-                else:
-                    self._opened(now)
-                    return
-            if self._link.next_attempt_at >= deadline:
-                raise ScaleUnavailableError(self.config.device_id, self._link.io_detail)
-            self._closing.wait(max(self._link.next_attempt_at - time.monotonic(), 0.0))
-
-    def _opened(self, now: float) -> None:
-        self._is_open = True
-        self._framer = self._new_framer()  # bytes from before the outage are not a reply
+    def _forget_exchange(self) -> None:
         self._replies.clear()
         self._owed_until = None  # a new link owes nothing
-        self._discards_in_a_row = 0
-        self._timeouts_in_a_row = 0
-        self._link.opened(now, self._transport.name)
-
-    def _lost(self, exc: OSError) -> ScaleUnavailableError:
-        self._transport.close()
-        self._is_open = False
-        if self._closing.is_set():
-            return ScaleUnavailableError(self.config.device_id, "closed")
-        detail = f"lost {self._transport.name}: {exc}"
-        self._link.lost(time.monotonic(), detail)
-        return ScaleUnavailableError(self.config.device_id, detail)
-
-    def _new_framer(self) -> FrameFramer:
-        return FrameFramer(half_line_timeout=self.config.half_line_timeout)
-
-    # -- accounting ------------------------------------------------------------------------------
-
-    def _locked(self, call: Callable[[], _R]) -> _R:
-        """Run one public operation under the I/O lock and count the outcome if it failed."""
-        with self._io_lock:
-            try:
-                return call()
-            except ScaleError as exc:
-                if exc.reason in _OUTCOME_REASONS:
-                    self._count(exc.reason, exc.detail)
-                raise
-
-    def _answered(self) -> None:
-        self._discards_in_a_row = 0
-        self._timeouts_in_a_row = 0
-        self._link.answered()
-
-    def _unanswered(self, timeout: float, *, counted: bool) -> ScaleTimeoutError:
-        detail = f"no reply to W within {timeout:g} s"
-        if counted:
-            self._timeouts_in_a_row += 1
-            self._count("timeout", detail)
-            if self._timeouts_in_a_row >= _DEGRADED_AFTER_TIMEOUTS:
-                self._link.degrade()
-        return ScaleTimeoutError(self.config.device_id, detail)
-
-    def _discarded(self, reason: str, sample: bytes, *, detail: str) -> None:
-        self._discards_in_a_row += 1
-        self._count(reason, detail, sample=sample)
-        if self._discards_in_a_row >= _DEGRADED_AFTER_DISCARDS:
-            self._link.degrade()
-
-    def _count(self, reason: str, detail: str, *, sample: bytes | None = None) -> None:
-        self._link.count(reason, detail)
-        extra: dict[str, object] = {"device": self.config.device_id, "reason": reason}
-        if sample is not None:
-            extra["sample"] = repr(sample)
-        log.warning("scale: %s (%s)", detail, reason, extra=extra)
 
 
 def _exponent(value: Decimal) -> int:
     exponent = value.as_tuple().exponent
     return exponent if isinstance(exponent, int) else 0
-
-
-_NUMBER_OPTIONS = frozenset(
-    {
-        "reply_timeout",
-        "poll_interval",
-        "half_line_timeout",
-        "late_reply_grace",
-        "reconnect_min_delay",
-        "reconnect_max_delay",
-    }
-)
-_INTEGER_OPTIONS = frozenset({"baudrate", "bytesize", "stopbits", "stable_readings"})
-_TEXT_OPTIONS = frozenset({"address", "unit", "parity", "stable_mode"})
 
 
 def create_toledo8217_scale(device_id: str, options: Mapping[str, object]) -> Toledo8217Scale:
@@ -635,26 +418,3 @@ def create_toledo8217_scale(device_id: str, options: Mapping[str, object]) -> To
         Toledo8217ScaleConfig, device_id, options, driver="toledo-8217", required=("address",)
     )
     return Toledo8217Scale(config)
-
-
-def _option(device_id: str, name: str, value: object) -> object:
-    if name == "division":
-        if isinstance(value, Decimal):
-            return value
-        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-            try:
-                return Decimal(value)
-            except InvalidOperation:
-                pass
-        raise DeviceConfigError(
-            f'{device_id}: division must be a decimal written as a string, e.g. "0.005"'
-        )
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if name in _NUMBER_OPTIONS and (is_number or (value is None and name == "late_reply_grace")):
-        return value
-    if name in _INTEGER_OPTIONS and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if name in _TEXT_OPTIONS and isinstance(value, str):
-        return value
-    kind = "a number" if name in _NUMBER_OPTIONS | _INTEGER_OPTIONS else "a string"
-    raise DeviceConfigError(f"{device_id}: {name} must be {kind}, got {value!r}")

@@ -60,12 +60,14 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from device_drivers.errors import DeviceConfigError, RejectedInputError
-from device_drivers.link import LinkHealth
 from device_drivers.mqtt import (
     MqttEndpoint,
     MqttLink,
     MqttMessage,
+    check_qos,
     check_topic,
+    device_endpoint,
+    device_health,
     expand_topic,
     load_json_object,
 )
@@ -144,8 +146,7 @@ class MqttScannerConfig:
             value = getattr(self, option)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DeviceConfigError(f"{name}: {option} must be a positive whole number")
-        if self.qos not in (0, 1):
-            raise DeviceConfigError(f"{name}: qos must be 0 or 1, got {self.qos!r}")
+        check_qos(name, self.qos)
         try:
             check_fnc1_separator(self.fnc1_separator)
         except DeviceConfigError as exc:
@@ -163,19 +164,7 @@ class MqttScannerConfig:
         return expand_topic(self.availability_topic, self.device_id)
 
     def endpoint(self) -> MqttEndpoint:
-        return MqttEndpoint(
-            device_id=self.device_id,
-            host=self.host,
-            port=self.port,
-            client_id=self.client_id or f"jxc-scanner-{self.device_id}",
-            persistent_session=self.persistent_session,
-            keepalive=self.keepalive,
-            username=self.username,
-            password=self.password,
-            connect_timeout=self.connect_timeout,
-            reconnect_min_delay=self.reconnect_min_delay,
-            reconnect_max_delay=self.reconnect_max_delay,
-        )
+        return device_endpoint(self, kind="scanner")
 
 
 def decode_scan_payload(
@@ -273,16 +262,10 @@ class MqttScanner:
         (flagged dup) is a read the station already has."""
         self._discards_in_a_row = 0
         self._closing = threading.Event()
-        self._health = LinkHealth(
-            config.device_id,
-            kind="scanner",
-            reasons=MQTT_SCAN_ERROR_REASONS,
-            min_delay=config.reconnect_min_delay,
-            max_delay=config.reconnect_max_delay,
-            logger=log,
-        )
         endpoint = config.endpoint()
-        self._health.io_detail = f"{endpoint.where} not connected yet"
+        self._health = device_health(
+            endpoint, kind="scanner", reasons=MQTT_SCAN_ERROR_REASONS, logger=log
+        )
         self._link = MqttLink(
             endpoint,
             health=self._health,
