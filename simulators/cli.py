@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
+    from decimal import Decimal
 
+    from simulators.running import Handler, RunningTwin
     from simulators.scale import MtSicsScaleTwin
     from simulators.scanner import ScannerTwin
 
@@ -112,14 +114,9 @@ def _send_lines(twin: ScannerTwin, lines: Iterable[str], symbology: str | None) 
 
 
 def _send_line(twin: ScannerTwin, text: str, symbology: str | None) -> None:
-    if text == "!garbage":
-        twin.send_garbage()
-    elif text == "!half":
-        twin.send_half_line()
-    elif text == "!raw" or text.startswith("!raw "):
-        twin.send_raw(bytes.fromhex(text.removeprefix("!raw")))
-    else:
-        twin.send(text.replace("<GS>", "\x1d"), symbology=symbology)
+    from simulators.running import scanner_line  # noqa: PLC0415
+
+    scanner_line(twin, text, symbology)
 
 
 class UnitChoice(enum.StrEnum):
@@ -128,24 +125,6 @@ class UnitChoice(enum.StrEnum):
     KG = "kg"
     LB = "lb"
     OZ = "oz"
-
-
-_ERROR_CODES: dict[str, Literal["ES", "ET", "EL"]] = {"ES": "ES", "ET": "ET", "EL": "EL"}
-
-_SCALE_HELP = """\
-weight VALUE [UNIT] [SETTLE]  put a load on the platform (SETTLE: seconds of swinging first)
-wobble SECONDS [AMPLITUDE]    swing for a while, then hold still
-overload | underload | busy   report that state until 'clear'
-error ES|ET|EL [N]            answer the next N commands with that error
-noreply [N|forever]           swallow the next N commands (default 1)
-garble [N]                    replace the next N replies by line noise
-cut [N]                       send only half of the next N replies
-delay SECONDS                 hold every reply back this long
-garbage                       send line noise now
-disconnect [SECONDS]          vanish; come back after SECONDS (or on 'reconnect')
-reconnect                     come back now
-clear                         back to a healthy device
-status                        print load, tare and connection"""
 
 
 @app.command()
@@ -222,43 +201,347 @@ def scale(
 
 
 def _scale_command(twin: MtSicsScaleTwin, text: str) -> None:
-    from decimal import Decimal  # noqa: PLC0415
+    from simulators.running import mtsics_command  # noqa: PLC0415
 
-    word, *args = text.split()
-    count = int(args[0]) if args and args[0].isdigit() else 1
-    if word == "weight":
-        settle = float(args[2]) if len(args) > 2 else 0.0
-        twin.set_weight(Decimal(args[0]), args[1] if len(args) > 1 else None, settle=settle)
-    elif word == "wobble":
-        twin.wobble(float(args[0]), Decimal(args[1]) if len(args) > 1 else None)
-    elif word in ("overload", "underload", "busy", "clear", "garbage", "reconnect"):
-        actions = {
-            "overload": twin.overload,
-            "underload": twin.underload,
-            "busy": twin.busy,
-            "clear": twin.clear_faults,
-            "garbage": twin.send_garbage,
-            "reconnect": twin.reconnect,
-        }
-        actions[word]()
-    elif word == "error" and args and args[0] in _ERROR_CODES:
-        twin.reply_error(_ERROR_CODES[args[0]], int(args[1]) if len(args) > 1 else 1)
-    elif word == "noreply":
-        twin.no_reply(None if args == ["forever"] else count)
-    elif word == "garble":
-        twin.garble_replies(count)
-    elif word == "cut":
-        twin.cut_replies(count)
-    elif word == "delay":
-        twin.set_delay(float(args[0]))
-    elif word == "disconnect":
-        twin.disconnect(float(args[0]) if args else None)
-    elif word == "status":
-        typer.echo(
-            f"net: {twin.net} {twin.unit}  tare: {twin.tare_weight} {twin.unit}  "
-            f"connected: {twin.connected}  device: {twin.device_path}"
+    answer = mtsics_command(twin, text)
+    if answer is not None:
+        typer.echo(answer)
+
+
+# -- the twins added after the first two: one way to start, announce, serve and stop ------
+
+
+def _decimal(text: str, option: str) -> Decimal:
+    """An option's exact decimal, or a usage error naming the option (never a float)."""
+    from simulators.running import parse_decimal  # noqa: PLC0415
+
+    try:
+        return parse_decimal(text, option)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
+
+
+def _answer(command: Handler, line: str, *, keep_spaces: bool = False) -> None:
+    """Carry out one stdin line; a line the twin does not understand is reported, not fatal."""
+    import sys  # noqa: PLC0415
+
+    from simulators.running import COMMAND_ERRORS  # noqa: PLC0415
+
+    text = line.rstrip("\r\n") if keep_spaces else line.strip()
+    if not text.strip():
+        return
+    try:
+        answer = command(text)
+    except COMMAND_ERRORS as exc:
+        typer.echo(f"not understood: {text!r}: {exc}", err=True)
+        sys.stderr.flush()
+        return
+    if answer is not None:
+        typer.echo(answer)
+    sys.stdout.flush()
+
+
+def _start_failed(exc: BaseException) -> typer.Exit:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    if isinstance(exc, OSError) and exc.filename:
+        reason = f"{reason}: {exc.filename}"
+    typer.echo(f"Error: the twin did not start: {reason}", err=True)
+    return typer.Exit(1)
+
+
+def _run(start: Callable[[], RunningTwin]) -> None:
+    """Start one twin, print where it is (``device:`` first), serve stdin, close on a signal."""
+    import sys  # noqa: PLC0415
+
+    from simulators.running import StopSignals, serve_stdin  # noqa: PLC0415
+
+    with StopSignals() as signals:
+        try:
+            twin = start()
+        except (OSError, ValueError, TimeoutError) as exc:
+            raise _start_failed(exc) from None
+        try:
+            for line in twin.announce():
+                typer.echo(line)
+            sys.stdout.flush()
+            serve_stdin(
+                lambda line: _answer(twin.command, line, keep_spaces=twin.keep_spaces), signals
+            )
+        finally:
+            twin.close()
+
+
+@app.command()
+def printer(
+    *,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="loopback TCP port (0: a free one) [default: 9100, or a free one with a pty]",
+        ),
+    ] = None,
+    link: Annotated[
+        Path | None,
+        typer.Option(help="also offer a pty (serial line), with a symlink here to it"),
+    ] = None,
+    pty: Annotated[bool, typer.Option("--pty", help="offer a pty without a link")] = False,
+    store: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="write every printed label here as a .zpl file"),
+    ] = None,
+    silent_when_faulted: Annotated[
+        bool,
+        typer.Option(help="like current firmware: no ~HS reply while paper/ribbon out, head open"),
+    ] = False,
+) -> None:
+    """Simulate a Zebra ZPL label printer on raw TCP (port 9100 style) and/or a pty.
+
+    Prints 'device: tcp://127.0.0.1:PORT' (or the pty, with --link/--pty, and 'tcp:' then).
+
+    Then reads commands on stdin, one per line ('help' lists them): paper-out, head-open,
+    pause, resume, no-hs-reply, labels, last, status, ... until SIGTERM or Ctrl-C.
+    """
+    from simulators.running import start_printer  # noqa: PLC0415
+
+    _run(
+        lambda: start_printer(
+            port, pty=pty, link=link, store=store, silent_when_faulted=silent_when_faulted
         )
-    elif word == "help":
-        typer.echo(_SCALE_HELP)
-    else:
-        raise ValueError("unknown command; try 'help'")
+    )
+
+
+@app.command("toledo-scale")
+def toledo_scale(
+    *,
+    link: Annotated[
+        Path | None,
+        typer.Option(help="create (or replace) a symlink here to the pty, like socat link="),
+    ] = None,
+    weight: Annotated[str, typer.Option(help="gross load on the platform at start")] = "0",
+    unit: Annotated[
+        UnitChoice, typer.Option(help="the unit the display shows (the frame has none)")
+    ] = UnitChoice.KG,
+    decimals: Annotated[int, typer.Option(min=0, max=4, help="readability, in decimals")] = 3,
+    capacity: Annotated[str, typer.Option(help="maximum load, in the display unit")] = "15",
+) -> None:
+    """Simulate a Toledo 8217 scale (answers W with STX weight CR) on a pseudo-terminal.
+
+    Prints 'device: /dev/pts/N' (and 'link: PATH').
+
+    Then reads commands on stdin, one per line ('help' lists them), until SIGTERM or Ctrl-C.
+    """
+    from simulators.running import start_toledo_scale  # noqa: PLC0415
+
+    load, most = _decimal(weight, "--weight"), _decimal(capacity, "--capacity")
+    _run(
+        lambda: start_toledo_scale(
+            link, weight=load, unit=unit.value, decimals=decimals, capacity=most
+        )
+    )
+
+
+@app.command("modbus-scale")
+def modbus_scale(
+    *,
+    profile: Annotated[
+        str,
+        typer.Option(help="register profile: a .toml file, or a built-in profile's name"),
+    ] = "generic-int32-cdab",
+    tcp_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Modbus TCP on this loopback port (0: a free one)"),
+    ] = None,
+    rtu: Annotated[bool, typer.Option("--rtu", help="Modbus RTU on a pty")] = False,
+    link: Annotated[
+        Path | None,
+        typer.Option(help="Modbus RTU on a pty, with a symlink here to it (implies --rtu)"),
+    ] = None,
+    unit_id: Annotated[
+        list[int] | None,
+        typer.Option(min=1, max=247, help="unit id served (repeat for several) [default: 1]"),
+    ] = None,
+    weight: Annotated[str, typer.Option(help="gross load on every platform at start")] = "0",
+) -> None:
+    """Simulate Modbus weight transmitters on loopback TCP and/or RTU over a pty.
+
+    Modbus TCP on a free port unless --tcp-port, --rtu or --link says otherwise. Prints
+    'device: tcp://127.0.0.1:PORT' or 'device: /dev/pts/N' (both: 'rtu:' second).
+
+    Then reads commands on stdin, one per line ('help' lists them), until SIGTERM or Ctrl-C.
+    """
+    from simulators.running import resolve_profile, start_modbus_scale  # noqa: PLC0415
+
+    load = _decimal(weight, "--weight")
+    try:
+        profile_path = resolve_profile(profile)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--profile'") from None
+    units = list(dict.fromkeys(unit_id or [1]))
+    if tcp_port is None and not rtu and link is None:
+        tcp_port = 0
+    _run(
+        lambda: start_modbus_scale(
+            profile_path, tcp_port=tcp_port, rtu=rtu, link=link, units=units, weight=load
+        )
+    )
+
+
+@app.command("mqtt-scanner")
+def mqtt_scanner(
+    *,
+    host: Annotated[str, typer.Option(help="the MQTT broker's host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="the MQTT broker's port")] = 1883,
+    device_id: Annotated[
+        str, typer.Option(help="the device's id, as in the site file; it is in the topics")
+    ] = "scanner-1",
+    topic: Annotated[
+        str | None,
+        typer.Option(help="publish reads here [default: jxc/scanners/DEVICE_ID/scan]"),
+    ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="publish raw reads instead of JSON {data, symbology}")
+    ] = False,
+    symbology: Annotated[
+        str | None,
+        typer.Option(help="AIM identifier sent with every read, e.g. ']C1' for GS1-128"),
+    ] = None,
+) -> None:
+    """Simulate a barcode scanner that publishes its reads to an MQTT broker.
+
+    Prints 'device: mqtt://HOST:PORT/TOPIC' once connected (or after 5 s, with a warning:
+    it keeps retrying, and keeps what it reads meanwhile).
+
+    Then publishes every stdin line as one read (<GS> stands for FNC1); '!' lines are
+    faults, 'help' lists them. Runs until SIGTERM or Ctrl-C.
+    """
+    from simulators.running import start_mqtt_scanner  # noqa: PLC0415
+
+    if not device_id:
+        raise typer.BadParameter("must not be empty", param_hint="'--device-id'")
+    _run(
+        lambda: start_mqtt_scanner(
+            device_id,
+            host=host,
+            port=port,
+            topic=topic.replace("{device_id}", device_id) if topic else None,
+            shape="raw" if raw else "json",
+            symbology=symbology,
+        )
+    )
+
+
+@app.command("mqtt-scale")
+def mqtt_scale(
+    *,
+    host: Annotated[str, typer.Option(help="the MQTT broker's host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="the MQTT broker's port")] = 1883,
+    device_id: Annotated[
+        str, typer.Option(help="the device's id, as in the site file; it is in the topics")
+    ] = "scale-1",
+    weight: Annotated[str, typer.Option(help="gross load on the platform at start")] = "0",
+    unit: Annotated[UnitChoice, typer.Option(help="the unit of every reading")] = UnitChoice.KG,
+    decimals: Annotated[int, typer.Option(min=0, max=6, help="readability, in decimals")] = 3,
+    capacity: Annotated[str, typer.Option(help="maximum load, in the unit")] = "150",
+    interval: Annotated[
+        float, typer.Option(min=0.01, max=60.0, help="seconds between two readings")
+    ] = 0.05,
+) -> None:
+    """Simulate a scale that publishes its weight to an MQTT broker and takes zero/tare.
+
+    Topics: jxc/scales/DEVICE_ID/weight, .../command, .../reply, .../availability. Prints
+    'device: mqtt://HOST:PORT/jxc/scales/DEVICE_ID/weight' once connected (or after 5 s).
+
+    Then reads commands on stdin, one per line ('help' lists them), until SIGTERM or Ctrl-C.
+    """
+    from simulators.running import start_mqtt_scale  # noqa: PLC0415
+
+    if not device_id:
+        raise typer.BadParameter("must not be empty", param_hint="'--device-id'")
+    load, most = _decimal(weight, "--weight"), _decimal(capacity, "--capacity")
+    _run(
+        lambda: start_mqtt_scale(
+            device_id,
+            host=host,
+            port=port,
+            weight=load,
+            unit=unit.value,
+            decimals=decimals,
+            capacity=most,
+            interval=interval,
+        )
+    )
+
+
+_SITE_HELP = """\
+DEVICE-ID COMMAND   give COMMAND to that device's twin ('DEVICE-ID help' lists its commands)
+devices             every device, its driver and where its twin is
+help                this list"""
+
+
+@app.command()
+def site(
+    *,
+    config: Annotated[
+        Path,
+        typer.Option(exists=True, dir_okay=False, help="the edge agent's site file (TOML)"),
+    ],
+    skip_unknown: Annotated[
+        bool,
+        typer.Option(help="leave out devices whose driver has no twin (warn) instead of failing"),
+    ] = False,
+) -> None:
+    """Simulate every device a site file names: one twin each, where the drivers look.
+
+    Prints one line per device, 'DEVICE-ID: ENDPOINT' (a pty link path, tcp://127.0.0.1:PORT
+    or mqtt://HOST:PORT/TOPIC), in the file's order.
+
+    Drivers with twins: serial-line, mqtt-scanner, mt-sics, toledo-8217, modbus-scale,
+    mqtt-scale, zpl. Any other driver is an error (or, with --skip-unknown, a warning).
+    If one twin fails to start, the others are closed again and the exit status is 1.
+
+    Then reads 'DEVICE-ID COMMAND' lines on stdin ('help'), until SIGTERM or Ctrl-C, and
+    closes every twin (removing its pty links).
+    """
+    import sys  # noqa: PLC0415
+
+    from simulators.running import StopSignals, serve_stdin  # noqa: PLC0415
+    from simulators.site import SimulatedSite, SiteError, start_site  # noqa: PLC0415
+
+    def handle(simulated: SimulatedSite, line: str) -> None:
+        text = line.rstrip("\r\n").lstrip()
+        if not text.strip():
+            return
+        device_id, _, rest = text.partition(" ")
+        if device_id == "help" and not rest.strip():
+            typer.echo(_SITE_HELP)
+        elif device_id == "devices" and not rest.strip():
+            for device in simulated.devices:
+                typer.echo(f"{device.device_id}: {device.endpoint}  ({device.driver})")
+        else:
+            try:
+                device = simulated.device(device_id)
+            except ValueError as exc:
+                typer.echo(f"not understood: {text!r}: {exc}", err=True)
+                return
+            keep = device.section == "scanners"
+            _answer(device.command, rest if keep else rest.strip(), keep_spaces=keep)
+            return
+        sys.stdout.flush()
+
+    with StopSignals() as signals:
+        try:
+            simulated = start_site(config, skip_unknown=skip_unknown)
+        except SiteError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        try:
+            for warning in simulated.warnings:
+                typer.echo(f"warning: {warning}", err=True)
+            for device in simulated.devices:
+                typer.echo(f"{device.device_id}: {device.endpoint}")
+            sys.stdout.flush()
+            serve_stdin(lambda line: handle(simulated, line), signals)
+        finally:
+            simulated.close()
