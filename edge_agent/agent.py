@@ -277,10 +277,9 @@ class EdgeAgent:
                 {
                     "id": spooler.printer_id,
                     "link": _link_health(spooler.printer),
-                    "labels": {
-                        **self.ledger.label_counts(spooler.printer_id),
-                        **spooler.state.as_dict(),
-                    },
+                    # By state in the ledger (pending = owed), and since this start.
+                    "labels": self.ledger.label_counts(spooler.printer_id),
+                    "spooler": spooler.state.as_dict(),
                 }
                 for spooler in self.spoolers
             ],

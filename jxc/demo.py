@@ -1,9 +1,12 @@
-"""``jxc demo``: a whole site on one machine, end to end, in a few seconds.
+"""``jxc demo``: a whole receiving station on one machine, end to end, in a few seconds.
 
-It starts the real processes a site runs (central on SQLite, a simulated serial scanner
-on a pseudo-terminal, an edge agent reading it), scans a scripted delivery, and waits until
-central's stock shows every carton. Nothing is faked: the demo talks to the processes only
-through their command lines and HTTP, exactly as a user would.
+It starts the real processes a site runs: central on SQLite, the site's simulated devices
+(``jxc sim site``: a serial scanner on a pseudo-terminal, an MT-SICS scale on another, a ZPL
+label printer on a loopback TCP port) and an edge agent driving them. It then receives a
+scripted delivery (cartons scanned, a sack of rice weighed, a label for every booking) and
+waits until central's stock shows every carton and every label has come out. Nothing is
+faked: the demo talks to the processes only through their command lines and HTTP, exactly
+as a user would.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +33,12 @@ from rich.table import Table
 
 SITE_ID = "DEMO-01"
 SCANNER_ID = "dock-scanner-1"
+SCALE_ID = "dock-scale-1"
+PRINTER_ID = "dock-printer-1"
 GS = "<GS>"
+RICE_CODE = "09506000134376"
+RICE_WEIGHT = Decimal("4.25")
+"""kg of rice on the scale (the twin is a 5.1 kg balance showing grams)."""
 
 # A delivery at the dock: GS1-128 pallet/carton labels (]C1: (02) GTIN of the contents with
 # (37) their count, (01) a case GTIN), a retail EAN-13 (]E0), and one burst of line noise
@@ -43,6 +52,8 @@ SCANS: list[tuple[str, Decimal]] = [
     ("!garbage", Decimal(0)),
     ("]E05901234123457", Decimal(1)),
 ]
+BOOKINGS = sum(1 for _, qty in SCANS if qty) + 1
+"""Every good scan above, and the sack of rice weighed after them: one label each."""
 
 # Master data created at central before the delivery; the edge pulls it through the change
 # feed and maps each scanned code to an item (a GTIN-14 case of sugar counts 6 bags).
@@ -64,6 +75,12 @@ ITEMS: list[dict[str, Any]] = [
         "name": "White mug",
         "uom": "EA",
         "barcodes": [{"barcode": "5901234123457", "qty_per": "1"}],
+    },
+    {
+        "item_code": "RICE-BULK",
+        "name": "Jasmine rice, bulk",
+        "uom": "kg",
+        "barcodes": [{"barcode": RICE_CODE, "qty_per": "1"}],
     },
 ]
 
@@ -90,12 +107,27 @@ port = {edge_port}
 [receiving]
 location = "DOCK-1"
 uom = "EA"
+scale = "{scale_id}"      # goods kept by weight are booked at its stable weight
+printer = "{printer_id}"  # every booking gets a label
 
 [[devices.scanners]]
 id = "{scanner_id}"
 driver = "serial-line"
 port = "dev/{scanner_id}"
 terminator = "CR"
+
+[[devices.scales]]
+id = "{scale_id}"
+driver = "mt-sics"
+address = "dev/{scale_id}"
+reply_timeout = 0.5
+
+[[devices.printers]]
+id = "{printer_id}"
+driver = "zpl"
+host = "127.0.0.1"
+port = {printer_port}
+job_timeout = 5
 """
 
 
@@ -194,19 +226,6 @@ def run_demo(*, once: bool, workdir: str) -> int:
             put_json(f"{central_url}/api/v1/items/{code}", body)
         console.print(f"  master data {len(ITEMS)} items with their barcodes created at central")
 
-        link = root / "dev" / SCANNER_ID
-        scanner = _spawn(
-            ["sim", "scanner", "--link", str(link), "--terminator", "CR"],
-            logs / "scanner.log",
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        group.procs.append(scanner)
-        assert scanner.stdout is not None
-        device = scanner.stdout.readline().strip().removeprefix("device:").strip()
-        console.print(f"  scanner     twin on {device} -> {link}")
-
         # As an operator would: register the site at central, hand its secret to the edge.
         secret_file = root / f"{SITE_ID}.secret"
         subprocess.run(
@@ -236,8 +255,23 @@ def run_demo(*, once: bool, workdir: str) -> int:
                 central_url=central_url,
                 edge_port=edge_port,
                 scanner_id=SCANNER_ID,
+                scale_id=SCALE_ID,
+                printer_id=PRINTER_ID,
+                printer_port=free_port(9100),
             )
         )
+        devices = _spawn(
+            ["sim", "site", "--config", str(site_file)],
+            logs / "devices.log",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        group.procs.append(devices)
+        for device_id, endpoint in _read_endpoints(devices, count=3):
+            console.print(f"  device      {device_id} twin on {endpoint}")
+        _drain(devices, logs / "devices.out")
+
         edge = _spawn(
             ["edge", "run", "--config", str(site_file)],
             logs / "edge.log",
@@ -251,16 +285,22 @@ def run_demo(*, once: bool, workdir: str) -> int:
             return 1
         console.print("  edge agent  pulled the items and barcodes from central's change feed")
 
-        _scan_all(scanner.stdin, console)
-        expected = sum((qty for _, qty in SCANS), Decimal(0))
+        _scan_all(devices.stdin, console)
+        expected = sum((qty for _, qty in SCANS), RICE_WEIGHT)
         stock = _wait_for_stock(central_url, expected, proc=central)
         if stock is None:
             console.print(f"[red]central did not reach {expected} units in time[/]; see {logs}")
             return 1
-        edge_status = get_json(edge_url)
+        edge_status = _wait_for_labels(edge_url, BOOKINGS)
         _show(console, stock, edge_status)
         errors = edge_status["scanners"][0]["errors"]
-        if edge_status["ledger"]["pending"] != 0 or sum(errors.values()) != 1:
+        labels = edge_status["printers"][0]["labels"]
+        printed = labels.get("printed", 0) + labels.get("delivered", 0)
+        if (
+            edge_status["ledger"]["pending"] != 0
+            or sum(errors.values()) != 1
+            or printed != BOOKINGS
+        ):
             console.print(f"[red]unexpected edge state[/]: {json.dumps(edge_status)}")
             return 1
         console.print(
@@ -270,29 +310,81 @@ def run_demo(*, once: bool, workdir: str) -> int:
             f"  central health {central_url}/healthz\n"
             f"  edge status    {edge_url}\n"
             f"  site file      {site_file}\n"
+            f"  labels         {logs}/devices.out (`{PRINTER_ID} labels` lists them)\n"
             f"  logs           {logs}/ (JSON lines)"
         )
         if once:
             return 0
-        _keep_scanning(console, scanner, group)
+        _keep_scanning(console, devices, group)
         return 0
 
 
-def _keep_scanning(console: Console, scanner: subprocess.Popen[Any], group: DemoProcesses) -> None:
-    """Until Ctrl-C, every line typed here is scanned by the twin (as `jxc sim scanner` does)."""
+def _read_endpoints(devices: subprocess.Popen[str], *, count: int) -> list[tuple[str, str]]:
+    """The ``DEVICE-ID: ENDPOINT`` lines ``jxc sim site`` prints once its twins are up."""
+    assert devices.stdout is not None
+    found: list[tuple[str, str]] = []
+    while len(found) < count:
+        line = devices.stdout.readline()
+        if not line:
+            raise RuntimeError(f"jxc sim site exited with {devices.wait(timeout=10)}")
+        device_id, _, endpoint = line.strip().partition(": ")
+        found.append((device_id, endpoint))
+    return found
+
+
+def _drain(devices: subprocess.Popen[str], sink: Path) -> None:
+    """Keep the twins' answers flowing into a file, so their pipe never fills up."""
+    assert devices.stdout is not None
+    stream = devices.stdout
+
+    def copy() -> None:
+        with sink.open("a", encoding="utf-8") as out:
+            for line in stream:
+                out.write(line)
+                out.flush()
+
+    threading.Thread(target=copy, name="demo-devices-out", daemon=True).start()
+
+
+def _wait_for_labels(edge_url: str, count: int) -> dict[str, Any]:
+    """The edge's status once ``count`` labels are settled (or after 30 s, as it is)."""
+    end = time.monotonic() + 30
+    status: dict[str, Any] = get_json(edge_url)
+    while time.monotonic() < end:
+        labels = status["printers"][0]["labels"]
+        if labels.get("printed", 0) + labels.get("delivered", 0) >= count:
+            break
+        time.sleep(0.2)
+        status = get_json(edge_url)
+    return status
+
+
+def _keep_scanning(console: Console, devices: subprocess.Popen[Any], group: DemoProcesses) -> None:
+    """Until Ctrl-C, every line typed here goes to the twins: a barcode to the scanner, or
+    ``DEVICE-ID COMMAND`` to any of them (as ``jxc sim site`` takes it)."""
     console.print(
         "\nRunning. Type a barcode and Enter to scan it (<GS> for the GS1 separator, "
-        "!garbage for line noise); watch the stock URL. Ctrl-C stops everything."
+        f"!garbage for line noise), or a device command such as `{SCALE_ID} weight 2.5 kg` "
+        f"or `{PRINTER_ID} paper-out` (`{PRINTER_ID} help` lists them); watch the stock URL "
+        "and the edge status. Ctrl-C stops everything."
     )
     with contextlib.suppress(KeyboardInterrupt):
         if sys.stdin.isatty():
             for line in sys.stdin:
-                if scanner.stdin is None or any(p.poll() is not None for p in group.procs):
+                if devices.stdin is None or any(p.poll() is not None for p in group.procs):
                     break
-                scanner.stdin.write(line)
-                scanner.stdin.flush()
+                devices.stdin.write(_to_twin(line))
+                devices.stdin.flush()
         while all(p.poll() is None for p in group.procs):
             time.sleep(0.5)
+
+
+def _to_twin(line: str) -> str:
+    """A typed line for ``jxc sim site``: addressed to a device, or a scan by default."""
+    first = line.split(maxsplit=1)[0] if line.strip() else ""
+    if first in (SCANNER_ID, SCALE_ID, PRINTER_ID):
+        return line
+    return f"{SCANNER_ID} {line}"
 
 
 def put_json(url: str, body: dict[str, Any]) -> Any:
@@ -317,12 +409,17 @@ def _wait_for_master_data(edge_url: str, items: int) -> bool:
 
 
 def _scan_all(stdin: IO[str] | None, console: Console) -> None:
+    """The delivery: cartons scanned, then a sack of rice put on the scale and scanned."""
     assert stdin is not None
     for code, _ in SCANS:
-        stdin.write(code + "\n")
+        stdin.write(f"{SCANNER_ID} {code}\n")
         stdin.flush()
         console.print(f"  scanned     {code.replace(GS, '<GS>')}")
         time.sleep(0.05)
+    # The sack swings for half a second when it lands; the station waits for it to settle.
+    stdin.write(f"{SCALE_ID} weight {RICE_WEIGHT} kg 0.5\n{SCANNER_ID} ]E0{RICE_CODE[1:]}\n")
+    stdin.flush()
+    console.print(f"  weighed     a sack of rice ({RICE_WEIGHT} kg) and scanned its code")
 
 
 def _wait_for_stock(
@@ -352,4 +449,10 @@ def _show(console: Console, stock: list[dict[str, Any]], edge_status: dict[str, 
     console.print(
         f"  edge ledger: {ledger['last_seq']} events, {ledger['pending']} pending, "
         f"synced through seq {ledger['synced_through']}; scanner errors counted: {errors}"
+    )
+    labels = edge_status["printers"][0]["labels"]
+    console.print(
+        f"  scale: {edge_status['weighings']['stable']} stable weighing(s); "
+        f"labels: {labels.get('printed', 0)} printed, {labels.get('delivered', 0)} held by "
+        f"the printer, {labels.get('pending', 0)} owed"
     )

@@ -90,6 +90,10 @@ class Site:
     """The driver and options of the site's one scanner."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for the edge agent (e.g. PYTHONPATH for a plugin)."""
+    receiving_extra: str = ""
+    """More lines of the site file's [receiving] section (its scale, its printer)."""
+    devices_extra: str = ""
+    """More device sections at the end of the site file ([[devices.scales]], ...)."""
 
     @property
     def central_url(self) -> str:
@@ -184,9 +188,11 @@ path = "edge.db"
 port = {self.edge_port}
 [receiving]
 location = "DOCK-1"
+{self.receiving_extra}
 [[devices.scanners]]
 id = "scanner-1"
 {self.scanner_section}
+{self.devices_extra}
 """
         )
         return path
