@@ -19,7 +19,6 @@ from simulators.scale import MtSicsScaleTwin
 from simulators.scanner import ScannerTwin
 
 
-
 @dataclass
 class Dock:
     site_file: Path
