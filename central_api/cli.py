@@ -79,12 +79,22 @@ _WRITE_TO_HELP = (
 )
 
 
-def _engine(database_url: str | None) -> Any:
+def _on_database(database_url: str | None, action: Any) -> Any:
+    """Run ``action(connection)`` on the (migrated) database; a refusal is a one-line error."""
     from central_api.db import create_db_engine, upgrade_database  # noqa: PLC0415
+    from central_api.errors import CentralError  # noqa: PLC0415
 
     settings = _settings(database_url=database_url)
     upgrade_database(settings.database_url)
-    return create_db_engine(settings.database_url)
+    engine = create_db_engine(settings.database_url)
+    try:
+        with engine.connect() as connection:
+            return action(connection)
+    except CentralError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
 
 
 def _hand_out(site_id: str, secret: str, secret_file: Path | None) -> None:
@@ -103,17 +113,6 @@ def _hand_out(site_id: str, secret: str, secret_file: Path | None) -> None:
     typer.echo(f"site {site_id}: secret written to {secret_file}", err=True)
 
 
-def _run(action: Any) -> Any:
-    """Run a credential action, turning central's refusals into a one-line error."""
-    from central_api.errors import CentralError  # noqa: PLC0415
-
-    try:
-        return action()
-    except CentralError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-
-
 @site_app.command("add")
 def site_add(
     site_id: str = typer.Argument(..., help="the site's id, as in its site file's [site] id"),
@@ -123,12 +122,7 @@ def site_add(
     """Give a site its credential and hand out the secret once."""
     from central_api.services.auth import add_site  # noqa: PLC0415
 
-    engine = _engine(database_url)
-    try:
-        with engine.connect() as connection:
-            secret = _run(lambda: add_site(connection, site_id))
-    finally:
-        engine.dispose()
+    secret = _on_database(database_url, lambda connection: add_site(connection, site_id))
     _hand_out(site_id, secret, secret_file)
 
 
@@ -141,12 +135,7 @@ def site_rotate(
     """Replace a site's secret; its tokens stop working at their next request."""
     from central_api.services.auth import rotate_site  # noqa: PLC0415
 
-    engine = _engine(database_url)
-    try:
-        with engine.connect() as connection:
-            secret = _run(lambda: rotate_site(connection, site_id))
-    finally:
-        engine.dispose()
+    secret = _on_database(database_url, lambda connection: rotate_site(connection, site_id))
     _hand_out(site_id, secret, secret_file)
 
 
@@ -158,12 +147,7 @@ def site_revoke(
     """Refuse a site from its next request on (a stolen box, a closed store)."""
     from central_api.services.auth import revoke_site  # noqa: PLC0415
 
-    engine = _engine(database_url)
-    try:
-        with engine.connect() as connection:
-            _run(lambda: revoke_site(connection, site_id))
-    finally:
-        engine.dispose()
+    _on_database(database_url, lambda connection: revoke_site(connection, site_id))
     typer.echo(f"site {site_id}: revoked", err=True)
 
 
@@ -175,12 +159,7 @@ def site_list(
     """Every site with a credential and whether it may sync."""
     from central_api.services.auth import list_sites  # noqa: PLC0415
 
-    engine = _engine(database_url)
-    try:
-        with engine.connect() as connection:
-            sites = list_sites(connection)
-    finally:
-        engine.dispose()
+    sites = _on_database(database_url, list_sites)
     rows = [
         {
             "site_id": site.site_id,
