@@ -106,11 +106,36 @@ def _hand_out(site_id: str, secret: str, secret_file: Path | None) -> None:
             err=True,
         )
         return
-    secret_file.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as sink:
-        sink.write(secret + "\n")
+    try:
+        _write_private(secret_file, secret + "\n")
+    except OSError as exc:
+        # Central already holds the new secret's hash: losing the secret now would lock
+        # the site out, so it is shown instead.
+        typer.echo(secret)
+        typer.echo(f"site {site_id}: cannot write {secret_file} ({exc}); secret above", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"site {site_id}: secret written to {secret_file}", err=True)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` so that nobody but the owner can read it, and no reader sees half.
+
+    A temporary file made 0600 from the start, synced, then renamed over ``path``: an edge
+    starting at that moment reads the old secret or the new one, never a mix, and an
+    existing file's looser mode is not inherited.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as sink:
+            sink.write(text)
+            sink.flush()
+            os.fsync(sink.fileno())
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 @site_app.command("add")

@@ -146,3 +146,14 @@ class UnknownCredentialError(CentralError):
         super().__init__(
             f"site {site_id} has no credential; add one with `jxc central site add {site_id}`"
         )
+
+
+class InvalidSiteIdError(CentralError):
+    """A site id the wire contract would refuse; its edge could never sync."""
+
+    def __init__(self, site_id: str) -> None:
+        self.site_id = site_id
+        super().__init__(
+            f"{site_id!r} is not a site id: 1-32 of A-Z a-z 0-9 _ . -, starting with a "
+            "letter or digit"
+        )

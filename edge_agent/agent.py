@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 import httpx
@@ -48,8 +51,11 @@ def site_auth(config: SiteConfig) -> SiteTokenAuth | None:
     pushes, and the status page says so.
     """
     secret = os.environ.get(SECRET_ENV)
-    if not secret and config.central.site_secret_file is not None:
-        secret = read_secret(config.central.site_secret_file)
+    secret_file = config.central.site_secret_file
+    reload: Callable[[], str] | None = None
+    if not secret and secret_file is not None:
+        secret = read_secret(secret_file)
+        reload = partial(read_secret, secret_file)
     if not secret:
         log.warning(
             "no site secret configured; central will refuse this site's sync",
@@ -57,7 +63,7 @@ def site_auth(config: SiteConfig) -> SiteTokenAuth | None:
         )
         return None
     try:
-        return SiteTokenAuth(config.site.id, secret)
+        return SiteTokenAuth(config.site.id, secret, reload=reload)
     except ValidationError:
         source = SECRET_ENV if os.environ.get(SECRET_ENV) else config.central.site_secret_file
         raise SiteSecretError(
@@ -72,6 +78,7 @@ class EdgeAgent:
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
         self.started_at = datetime.now(UTC)
+        self.auth = site_auth(config)  # before anything is opened: a bad secret leaks nothing
         self.ledger = Ledger(
             config.ledger.path,
             site_id=config.site.id,
@@ -86,7 +93,6 @@ class EdgeAgent:
             unknown_barcodes=config.receiving.unknown_barcodes,
             weigh_timeout_s=config.receiving.weigh_timeout_s,
         )
-        self.auth = site_auth(config)
         self.client = httpx.Client(
             base_url=str(config.central.url).rstrip("/"),
             timeout=config.central.timeout_s,
@@ -114,12 +120,17 @@ class EdgeAgent:
             self._open_devices(config)
         except Exception:
             self._close_devices()  # a later device's bad config must not leak earlier ports
+            self.client.close()
             self.ledger.close()
             raise
         self.station.scale = self.scales[config.receiving.scale] if config.receiving.scale else None
         self.station.label_printer = config.receiving.printer
+        # Only the agent holding the sender lease prints: a standby agent on the same
+        # ledger would otherwise print every owed label a second time.
         self.spoolers = [
-            LabelSpooler(self.ledger, printer, printer_id)
+            LabelSpooler(
+                self.ledger, printer, printer_id, may_print=lambda: self.pusher.state.is_sender
+            )
             for printer_id, printer in self.printers.items()
         ]
         self.rejected_scans = 0
@@ -138,7 +149,8 @@ class EdgeAgent:
             if device.driver == "zpl":
                 # Print-once across restarts needs the driver's journal on disk: next to
                 # the ledger unless the site file says where.
-                default = config.ledger.path.with_name(f"printer-{device.id}.journal")
+                safe = re.sub(r"[^A-Za-z0-9_.-]", "_", device.id)
+                default = config.ledger.path.with_name(f"printer-{safe}.journal")
                 options.setdefault("journal_path", str(default))
             self.printers[device.id] = open_printer(device.driver, device.id, options)
 
@@ -222,11 +234,19 @@ class EdgeAgent:
                 self.station.on_scan(scan)
             except (ValidationError, LedgerError) as exc:
                 # The scan was read fine but cannot be a movement (e.g. a code too long to
-                # be an item): count it and tell the log, never record half of it.
+                # be an item, no stable weight): count it and tell the log, never record
+                # half of it.
                 self.rejected_scans += 1
                 log.warning(
                     "scan refused by the receiving station",
                     extra={"device": scan.device_id, "data": scan.data[:80], "reason": str(exc)},
+                )
+            except Exception:
+                # Anything else (the ledger locked by another process past its timeout, a
+                # bug): the scan is not booked, and the scanner thread must live on.
+                self.rejected_scans += 1
+                log.exception(
+                    "scan not booked", extra={"device": scan.device_id, "data": scan.data[:80]}
                 )
 
     def stop(self) -> None:
@@ -234,9 +254,11 @@ class EdgeAgent:
         self._scheduler.shutdown(wait=True)
         with contextlib.suppress(LedgerError, sqlite3.Error):
             self.pusher.release()
-        for thread in self._threads:
-            thread.join(timeout=2)
+        # Devices first: closing them wakes threads blocked in a weighing or a print job,
+        # so those finish before the ledger they write to is closed.
         self._close_devices()
+        for thread in self._threads:
+            thread.join(timeout=35)
         self.status_server.stop()
         self.client.close()
         self.ledger.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import httpx
@@ -26,6 +26,7 @@ from jxc.contract import SiteToken, SiteTokenRequest
 log = logging.getLogger("edge_agent.auth")
 
 TOKEN_PATH = "/api/v1/sync/token"  # noqa: S105 (a URL path)
+_API_ROOT = "/api/v1/"
 
 RENEW_BEFORE_S = 60.0
 """Renew this long before expiry, so a request never travels with a token about to lapse."""
@@ -47,14 +48,22 @@ def read_secret(path: Path) -> str:
 
 
 class SiteTokenAuth(httpx.Auth):
-    """Bearer tokens for one site, fetched with its secret and renewed when needed."""
+    """Bearer tokens for one site, fetched with its secret and renewed when needed.
+
+    ``reload`` re-reads the secret (from the site's secret file): when central refuses the
+    secret it has, the auth reads the file once more, so an operator who put a rotated
+    secret in place does not have to restart the agent.
+    """
 
     requires_response_body = True
 
-    def __init__(self, site_id: str, secret: str) -> None:
+    def __init__(
+        self, site_id: str, secret: str, *, reload: Callable[[], str] | None = None
+    ) -> None:
         # Validate now: a malformed secret is a configuration error at start, not a 422
         # at the first push.
         self._request = SiteTokenRequest(site_id=site_id, secret=secret)
+        self._reload = reload
         self._token: str | None = None
         self._renew_at = 0.0
         self._lock = threading.Lock()
@@ -67,7 +76,12 @@ class SiteTokenAuth(httpx.Auth):
             return None
 
     def _token_request(self, template: httpx.Request) -> httpx.Request:
-        url = template.url.copy_with(path=TOKEN_PATH, query=None)
+        """The token request to the same central, under the same base path as ``template``
+        (central may be mounted below a prefix, ``https://hq.example/jxc/api/v1/...``)."""
+        path = template.url.path
+        mounted = path.find(_API_ROOT)
+        prefix = path[:mounted] if mounted > 0 else ""
+        url = template.url.copy_with(path=prefix + TOKEN_PATH, query=None)
         return httpx.Request(
             "POST",
             url,
@@ -98,6 +112,31 @@ class SiteTokenAuth(httpx.Auth):
             self.tokens_issued += 1
         return token.access_token
 
+    def _reloaded(self) -> bool:
+        """Whether the secret file now holds another (well-formed) secret; takes it if so."""
+        if self._reload is None:
+            return False
+        try:
+            secret = self._reload()
+            fresh = SiteTokenRequest(site_id=self._request.site_id, secret=secret)
+        except (SiteSecretError, ValidationError) as exc:
+            log.error("the site secret cannot be re-read", extra={"reason": str(exc)[:300]})
+            return False
+        if fresh.secret == self._request.secret:
+            return False
+        self._request = fresh
+        log.info("site secret re-read", extra={"site": fresh.site_id})
+        return True
+
+    def _fetch(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, str | None]:
+        """A new token, trying a re-read secret once if central refuses the current one."""
+        token = self._accept((yield self._token_request(request)))
+        if token is None and self._reloaded():
+            token = self._accept((yield self._token_request(request)))
+        return token
+
     def _forget(self, stale: str) -> None:
         with self._lock:
             if self._token == stale:
@@ -108,7 +147,7 @@ class SiteTokenAuth(httpx.Auth):
         if token is None:
             # If central refuses the secret, the caller gets that answer (a 401 that says
             # why) instead of its own request being sent without credentials.
-            token = self._accept((yield self._token_request(request)))
+            token = yield from self._fetch(request)
             if token is None:
                 return
         request.headers["Authorization"] = f"Bearer {token}"
@@ -116,7 +155,7 @@ class SiteTokenAuth(httpx.Auth):
         if response.status_code != 401:
             return
         self._forget(token)
-        renewed = self._accept((yield self._token_request(request)))
+        renewed = yield from self._fetch(request)
         if renewed is None:
             return
         request.headers["Authorization"] = f"Bearer {renewed}"

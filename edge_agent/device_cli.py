@@ -145,8 +145,11 @@ def list_devices(
     site = _site(config)
     rows: list[dict[str, Any]] = []
     for device_class, section in site.devices.all():
-        with _opened(device_class, section) as device:
-            found = _probe(device_class, device, wait)
+        try:
+            with _opened(device_class, section) as device:
+                found = _probe(device_class, device, wait)
+        except typer.Exit:  # its configuration is wrong: say so and go on with the others
+            found = {"state": "misconfigured"}
         rows.append(
             {
                 "id": section.id,
@@ -249,11 +252,13 @@ def print_test_label(
 
     from device_drivers.printers import Code128, Label, PrintJob, QrCode, Text  # noqa: PLC0415
     from device_drivers.printers.zpl import build_zpl  # noqa: PLC0415
+    from jxc.ids import uuid7  # noqa: PLC0415
 
     site = _site(config)
     section = _pick(site, "printer", printer_id)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    job_id = f"test-{section.id}-{stamp}"[:64]
+    # A fresh id every time: the printer's journal answers a known id without printing.
+    job_id = f"test-{uuid7().hex}"
     label = Label(
         (
             Text(30, 30, f"jxc test label {section.id}", 40),

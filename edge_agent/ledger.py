@@ -96,6 +96,14 @@ out of paper), so it is never sent again; ``failed``: the label cannot be printe
 (its data does not fit the label), which a person must look at."""
 
 
+@dataclass(frozen=True, slots=True)
+class OwedLabel:
+    """A label the ledger owes: its event, and how often printing it was tried."""
+
+    event: LedgerEvent
+    attempts: int
+
+
 class LedgerError(Exception):
     """The ledger cannot take the event; the message is meant for the station's screen."""
 
@@ -201,6 +209,10 @@ class Ledger:
                 " attempts INTEGER NOT NULL DEFAULT 0, detail TEXT, updated_at TEXT NOT NULL)"
             )
             self.conn.execute(
+                "CREATE INDEX IF NOT EXISTS label_queue_owed ON label_queue (printer_id, seq)"
+                " WHERE state = 'pending'"
+            )
+            self.conn.execute(
                 "CREATE TABLE IF NOT EXISTS sender_lease (id INTEGER PRIMARY KEY CHECK (id = 1),"
                 " holder TEXT NOT NULL, expires_at REAL NOT NULL)"
             )
@@ -292,15 +304,15 @@ class Ledger:
                 )
         return event
 
-    def pending_labels(self, printer_id: str, limit: int = 100) -> list[LedgerEvent]:
-        """Events whose label for ``printer_id`` is still owed, oldest first."""
+    def pending_labels(self, printer_id: str, limit: int = 100) -> list[OwedLabel]:
+        """Labels still owed on ``printer_id``, oldest first, with their attempts so far."""
         with self._lock:
             rows = self.conn.execute(
-                "SELECT e.body FROM label_queue q JOIN events e ON e.seq = q.seq"
+                "SELECT e.body, q.attempts FROM label_queue q JOIN events e ON e.seq = q.seq"
                 " WHERE q.printer_id = ? AND q.state = 'pending' ORDER BY q.seq LIMIT ?",
                 (printer_id, limit),
             ).fetchall()
-        return [LedgerEvent.model_validate_json(body) for (body,) in rows]
+        return [OwedLabel(LedgerEvent.model_validate_json(body), n) for body, n in rows]
 
     def settle_label(self, seq: int, state: LabelState, detail: str | None = None) -> None:
         """Record what became of an event's label (``pending`` again to retry it)."""

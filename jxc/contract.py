@@ -75,7 +75,8 @@ ExactDecimal = Annotated[
 ]
 """A quantity or amount: exact, at most six decimal places, a string in JSON."""
 
-SiteId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
+SITE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
+SiteId = Annotated[str, Field(pattern=SITE_ID_PATTERN)]
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 

@@ -28,6 +28,7 @@ from central_api.errors import (
     CentralError,
     CredentialRefusedError,
     FeedCursorAheadError,
+    InvalidSiteIdError,
     SequenceGapError,
     SiteCredentialExistsError,
     SiteForbiddenError,
@@ -52,6 +53,7 @@ _STATUS: dict[type[CentralError], int] = {
     SiteForbiddenError: status.HTTP_403_FORBIDDEN,
     SiteCredentialExistsError: status.HTTP_409_CONFLICT,
     UnknownCredentialError: status.HTTP_404_NOT_FOUND,
+    InvalidSiteIdError: status.HTTP_422_UNPROCESSABLE_CONTENT,
 }
 _MAX_LISTED = 10
 """A 5000-event batch with one bad field everywhere should not yield a megabyte message."""

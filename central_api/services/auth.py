@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -30,11 +31,13 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from central_api.errors import (
     CredentialRefusedError,
+    InvalidSiteIdError,
     SiteCredentialExistsError,
     TokenRefusedError,
     UnknownCredentialError,
 )
 from central_api.models import auth_signing_key, site_credentials
+from jxc.contract import SITE_ID_PATTERN
 
 __all__ = [
     "SiteCredentialInfo",
@@ -48,6 +51,11 @@ __all__ = [
 
 TOKEN_PREFIX = "jxc1"  # noqa: S105 (a format tag, not a secret)
 """Format version of a token, first so a later format can be told apart at a glance."""
+
+_SITE_ID = re.compile(SITE_ID_PATTERN)
+
+KEY_CACHE_S = 60.0
+"""How long a process trusts its copy of the signing key before reading it again."""
 
 _SEPARATOR = ":"
 """Never part of a site id (see ``jxc.contract.SiteId``), so a token splits unambiguously."""
@@ -79,6 +87,8 @@ def add_site(connection: Connection, site_id: str) -> str:
     Refuses a site that already has one: handing out a second secret silently would lock
     out the edge that holds the first. Rotation is its own, deliberate command.
     """
+    if not _SITE_ID.fullmatch(site_id):
+        raise InvalidSiteIdError(site_id)
     now = datetime.now(UTC)
     secret = new_secret()
     with connection.begin():
@@ -157,7 +167,9 @@ def _sign(key: bytes, payload: str) -> str:
 class TokenSigner:
     """Issues and checks site tokens with the database's signing key.
 
-    The key is read once per process and kept; it never changes under a running central.
+    The key is kept for ``KEY_CACHE_S`` and re-read at once when a signature does not match
+    it, so a key replaced in the database (to void every token) is taken up by every
+    central within that time without a restart.
     Both methods run their reads in a transaction of their own, on the request's
     connection, before the route's service begins its own.
     """
@@ -166,14 +178,29 @@ class TokenSigner:
         self._engine = engine
         self.ttl_s = ttl_s
         self._key: bytes | None = None
+        self._key_read_at = 0.0
 
     def _signing_key(self, connection: Connection) -> bytes:
-        if self._key is None:
+        now = time.monotonic()
+        if self._key is None or now - self._key_read_at > KEY_CACHE_S:
             key_hex = connection.execute(
                 select(auth_signing_key.c.key_hex).where(auth_signing_key.c.id == 1)
             ).scalar_one()
             self._key = bytes.fromhex(key_hex)
+            self._key_read_at = now
         return self._key
+
+    def _signed(self, connection: Connection, payload: str, signature: str) -> bool:
+        """Whether ``signature`` is the key's; a mismatch re-reads the key once, so a key
+        replaced in the database is taken up without restarting every central."""
+        if hmac.compare_digest(
+            signature.encode(), _sign(self._signing_key(connection), payload).encode()
+        ):
+            return True
+        self._key = None
+        return hmac.compare_digest(
+            signature.encode(), _sign(self._signing_key(connection), payload).encode()
+        )
 
     def issue(self, connection: Connection, site_id: str, secret: str) -> str:
         """A token for ``site_id`` if ``secret`` is its current one; else CredentialRefused.
@@ -203,13 +230,12 @@ class TokenSigner:
     def verify(self, connection: Connection, token: str) -> str:
         """The site a valid, unexpired, current token speaks for; else TokenRefused."""
         parts = token.split(_SEPARATOR)
-        if len(parts) != 5 or parts[0] != TOKEN_PREFIX:
+        if len(parts) != 5 or parts[0] != TOKEN_PREFIX or not token.isascii():
             raise TokenRefusedError("the bearer token is not a jxc site token")
         _, site_id, generation, expires, signature = parts
         payload = _SEPARATOR.join(parts[:4])
         with connection.begin():
-            key = self._signing_key(connection)
-            if not hmac.compare_digest(signature, _sign(key, payload)):
+            if not self._signed(connection, payload, signature):
                 raise TokenRefusedError("the bearer token's signature is not valid")
             if not expires.isdigit() or int(expires) <= time.time():
                 raise TokenRefusedError("the bearer token has expired; ask for a new one")

@@ -42,8 +42,9 @@ class WeighingError(LedgerError):
 
 
 WEIGHT_PLACES = 6
-"""Booked weights are rounded here (a microgram in grams) only when the unit conversion has
-no exact result, e.g. pounds to kilograms; the wire contract holds six places."""
+"""Booked weights are rounded to this many places (a milligram in kilograms) only when the
+conversion to the item's unit needs more, e.g. pounds to kilograms; the wire contract
+holds six places."""
 
 
 class ReceivingStation:
@@ -112,7 +113,10 @@ class ReceivingStation:
             raise WeighingError(f"{item}: no stable weight ({exc}); nothing was booked") from exc
         try:
             net = reading.net_in(uom.lower())
-        except ValueError:  # no exact value in the item's unit (e.g. lb -> kg)
+        except ValueError:  # no finite exact value in the item's unit
+            net = reading.net_in(uom.lower(), places=WEIGHT_PLACES)
+        if net.as_tuple().exponent < -WEIGHT_PLACES:  # type: ignore[operator]
+            # Exact but longer than the ledger holds (55.12 lb is 25.0020114344 kg).
             net = reading.net_in(uom.lower(), places=WEIGHT_PLACES)
         if net <= 0:
             self.failed_weighings += 1

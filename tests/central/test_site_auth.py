@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from central_api.core.config import Settings
+from central_api.errors import InvalidSiteIdError
 from central_api.main import create_app
-from central_api.models import ledger_events
+from central_api.models import auth_signing_key, ledger_events
 from central_api.services import auth
 from central_api.services.auth import add_site, revoke_site, rotate_site
 from tests.central.conftest import SiteLedger
@@ -191,3 +192,39 @@ def test_every_central_on_the_database_accepts_every_others_tokens(
         response = second.post(PUSH, json=site.batch(site.receipts(2)), headers=headers)
         assert response.status_code == 200
         assert response.json()["acked_through_seq"] == 2
+
+
+def test_a_non_ascii_token_is_a_401_not_a_500(anonymous: TestClient, site: SiteLedger) -> None:
+    good = token(anonymous, "S01", secret_for(anonymous, "S01"))
+    forged = good[:-1] + "é"
+    response = anonymous.post(
+        PUSH,
+        json=site.batch(site.receipts(1)),
+        headers={"Authorization": f"Bearer {forged}".encode()},  # type: ignore[dict-item]
+    )
+    assert response.status_code == 401
+
+
+def test_a_replaced_signing_key_voids_old_tokens(
+    anonymous: TestClient, site: SiteLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = secret_for(anonymous, "S01")
+    old = bearer(token(anonymous, "S01", secret))
+    engine = anonymous.app.state.engine  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        connection.execute(update(auth_signing_key).values(key_hex="ab" * 32))
+    later = time.monotonic() + auth.KEY_CACHE_S + 1
+    monkeypatch.setattr(auth.time, "monotonic", lambda: later)
+    response = anonymous.post(PUSH, json=site.batch(site.receipts(1)), headers=old)
+    assert response.status_code == 401
+    site.seq = 0
+    fresh = bearer(token(anonymous, "S01", secret))
+    assert anonymous.post(PUSH, json=site.batch(site.receipts(1)), headers=fresh).status_code == 200
+
+
+def test_a_site_id_the_contract_refuses_gets_no_credential(anonymous: TestClient) -> None:
+    with (
+        anonymous.app.state.engine.connect() as connection,  # type: ignore[attr-defined]
+        pytest.raises(InvalidSiteIdError, match="is not a site id"),
+    ):
+        add_site(connection, "S:01")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,7 @@ from central_api.main import create_app
 from central_api.models import stock_balances
 from central_api.services import auth as central_auth
 from central_api.services.auth import add_site, rotate_site
-from edge_agent.auth import SiteTokenAuth
+from edge_agent.auth import SiteTokenAuth, read_secret
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind, EventResult, EventStatus, PushAck
@@ -323,3 +324,41 @@ def test_an_edge_without_a_secret_is_told_to_get_one(central: TestClient, ledger
     assert pusher.push_once() is False
     assert ledger.counts().pending == 1
     assert "POST /api/v1/sync/token" in (pusher.state.last_error or "")
+
+
+def test_a_rotated_secret_put_in_the_file_is_picked_up_without_a_restart(
+    central: TestClient, ledger: Ledger, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "S01.secret"
+    with central.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
+        secret_file.write_text(rotate_site(connection, "S01") + "\n")
+        first = secret_file.read_text().strip()
+        central.auth = SiteTokenAuth("S01", first, reload=partial(read_secret, secret_file))
+        ledger.append(receipt("1"))
+        assert Pusher(ledger, central).push_once() is True
+        secret_file.write_text(rotate_site(connection, "S01") + "\n")  # the operator's fix
+    ledger.append(receipt("1"))  # the old token is refused (401), so is the old secret
+    assert Pusher(ledger, central).push_once() is True
+    assert ledger.counts().pending == 0
+
+
+def test_the_token_is_fetched_below_central_s_base_path(ledger: Ledger) -> None:
+    """Central mounted at https://hq.example/jxc: the token comes from /jxc/api/v1/..."""
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.url.path.endswith("/sync/token"):
+            return httpx.Response(
+                200, json={"site_id": "S01", "access_token": "t", "expires_in": 900}
+            )
+        return httpx.Response(503)
+
+    client = httpx.Client(
+        base_url="http://hq.example/jxc",
+        transport=httpx.MockTransport(answer),
+        auth=SiteTokenAuth("S01", "s" * 43),
+    )
+    ledger.append(receipt("1"))
+    Pusher(ledger, client).push_once()
+    assert seen == ["/jxc/api/v1/sync/token", "/jxc/api/v1/sync/events"]

@@ -7,6 +7,7 @@ by the spooler whatever the printer does, and still printed after an agent resta
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,12 +18,18 @@ from typing import TypeVar
 
 import pytest
 
-from device_drivers.printers import ZplPrinter, ZplPrinterConfig
+from device_drivers.printers import (
+    JobResult,
+    PrinterStatus,
+    PrintJob,
+    ZplPrinter,
+    ZplPrinterConfig,
+)
 from device_drivers.scales import MtSicsScale, MtSicsScaleConfig
 from device_drivers.scanners import Scan
 from edge_agent.catalog import Catalog
 from edge_agent.ledger import Ledger
-from edge_agent.stations.labels import LabelSpooler
+from edge_agent.stations.labels import IN_DOUBT_ATTEMPTS, LabelSpooler
 from edge_agent.stations.receiving import ReceivingStation, WeighingError
 from jxc.feed import ChangePage
 from simulators.printer import ZplPrinterTwin
@@ -216,3 +223,105 @@ def test_labels_wait_for_paper_and_survive_an_agent_restart(
         worker.join(timeout=10)
         second.close()
     assert printer_twin.job_ids() == [str(event.event_id) for event in booked]
+
+
+def test_a_weight_in_pounds_is_booked_in_kilograms_to_six_places(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """55.12 lb is exactly 25.0020114344 kg, more places than the ledger holds."""
+    twin = MtSicsScaleTwin(tmp_path / "scale-lb", weight=Decimal("55.12"), unit="lb")
+    driver = MtSicsScale(MtSicsScaleConfig(device_id="scale-lb", address=tmp_path / "scale-lb"))
+    try:
+        station = ReceivingStation(
+            ledger, Catalog(ledger), location="DOCK-1", uom="EA", scale=driver
+        )
+        event = station.on_scan(scan(RICE_SACK["barcode"]))
+    finally:
+        driver.close()
+        twin.close()
+    assert (event.qty, event.uom) == (Decimal("25.002011"), "kg")
+
+
+class FlakyLedger:
+    """The real ledger, but settling a label fails once (another process holds the lock)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.failures = 1
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.ledger, name)
+
+    def settle_label(self, *args: object, **kwargs: object) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database is locked")
+        self.ledger.settle_label(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_spooler_survives_a_failure_and_prints_on(
+    ledger: Ledger, printer_twin: ZplPrinterTwin, tmp_path: Path
+) -> None:
+    station = ReceivingStation(
+        ledger, Catalog(ledger), location="DOCK-1", uom="EA", label_printer="printer-1"
+    )
+    booked = [station.on_scan(scan(MUG_CODE["barcode"])) for _ in range(2)]
+    printer = zpl_printer(printer_twin, tmp_path / "printer-1.journal")
+    spooler = LabelSpooler(FlakyLedger(ledger), printer, "printer-1")  # type: ignore[arg-type]
+    stop = threading.Event()
+    worker = threading.Thread(target=spooler.run, args=(stop,))
+    worker.start()
+    try:
+        eventually(lambda: ledger.label_counts("printer-1") == {"printed": 2})
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+        printer.close()
+    assert spooler.state.last_error == "OperationalError: database is locked"
+    # The first label printed before its settling failed; the journal answered the retry.
+    assert printer_twin.job_ids() == [str(event.event_id) for event in booked]
+
+
+class DoubtfulPrinter:
+    """A printer that can never say whether a job printed (no label counter, a drop)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[str] = []
+
+    def print_label(self, job: PrintJob) -> JobResult:
+        self.jobs.append(job.job_id)
+        return JobResult(job.job_id, "in_doubt", detail="connection dropped mid-job")
+
+    def status(self) -> PrinterStatus:
+        return PrinterStatus(online=True)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_label_in_doubt_goes_to_a_person_and_does_not_block_the_rest(ledger: Ledger) -> None:
+    station = ReceivingStation(
+        ledger, Catalog(ledger), location="DOCK-1", uom="EA", label_printer="printer-1"
+    )
+    first, second = (station.on_scan(scan(MUG_CODE["barcode"])) for _ in range(2))
+    printer = DoubtfulPrinter()
+    spooler = LabelSpooler(ledger, printer, "printer-1")
+    stop = threading.Event()
+    for _ in range(2 * IN_DOUBT_ATTEMPTS):
+        spooler.run_once(stop)
+    assert ledger.label_counts("printer-1") == {"failed": 2}
+    assert printer.jobs == [str(first.event_id)] * 3 + [str(second.event_id)] * 3
+    assert spooler.state.last_error is not None
+    assert "check the printer" in spooler.state.last_error
+
+
+def test_a_standby_agent_prints_nothing(ledger: Ledger) -> None:
+    station = ReceivingStation(
+        ledger, Catalog(ledger), location="DOCK-1", uom="EA", label_printer="printer-1"
+    )
+    station.on_scan(scan(MUG_CODE["barcode"]))
+    printer = DoubtfulPrinter()
+    spooler = LabelSpooler(ledger, printer, "printer-1", may_print=lambda: False)
+    assert spooler.run_once(threading.Event()) is True
+    assert printer.jobs == []
+    assert ledger.label_counts("printer-1") == {"pending": 1}
