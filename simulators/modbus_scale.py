@@ -24,20 +24,20 @@ import os
 import struct
 import threading
 import tomllib
-import tty
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from simulators.scanner import _point_symlink, _remove_symlink_to
+from simulators.closing import ClosedOnExit
+from simulators.load import PlatformLoad
+from simulators.pty_port import PtyPlug, PtyPort
 
 __all__ = ["GARBAGE", "ModbusScaleTwin", "TwinProfile", "WireFault", "read_twin_profile"]
 
@@ -45,9 +45,6 @@ GARBAGE = b"\x7f\xf3\x00\xa5\x5a\x11\xfe\x02\x9c"
 """Line noise, as a wrong baud rate or a missing RS-485 termination produces it."""
 
 WireFault = Literal["no_reply", "garbage", "cut", "bad_crc", "short"]
-
-_WOBBLE = (9, -7, 5, -8, 6, -4, 7, -6, 3, -5)
-"""Offsets (tenths of the amplitude) a swinging load shows in turn; never the settled value."""
 
 _REGISTERS_PER_TABLE_SLACK = 8
 _STRUCT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f"}
@@ -167,45 +164,33 @@ def _crc16(frame: bytes) -> bytes:
     return crc.to_bytes(2, "little")
 
 
-class _Platform:
-    """One simulated transmitter: its load, zero, tare and value faults."""
+class _Platform(PlatformLoad):
+    """One simulated transmitter: the platform's load, with its profile and value faults.
 
-    def __init__(self, profile: TwinProfile, weight: Decimal) -> None:
+    Forced states are ``overload``, ``underload`` and ``error`` (the status word's bit).
+    """
+
+    def __init__(self, profile: TwinProfile, weight: Decimal, clock: Callable[[], float]) -> None:
+        super().__init__(profile.division, weight, clock=clock)
         self.p = profile
-        self.load = weight
-        self.zero = Decimal(0)
-        self.tare = Decimal(0)
-        self.settle_at = 0.0
-        self.amplitude = profile.division * 20
-        self.step = 0
-        self.forced: str | None = None  # "overload", "underload", "error"
         self.swap_words = False
 
     def shown(self, value: Decimal) -> Decimal:
+        # A transmitter's step may be 2 or 5 units of the last digit, not only 1.
         d = self.p.division
         q = (value / d).to_integral_value(ROUND_HALF_EVEN) * d
         q = q.quantize(Decimal(1).scaleb(-self.p.decimals))
         return q.copy_abs() if q == 0 else q
 
-    def gross(self) -> Decimal:
-        return self.load - self.zero
-
-    def moving(self, now: float) -> bool:
-        return now < self.settle_at
-
     def net_now(self, now: float) -> Decimal:
-        net = self.gross() - self.tare
-        if self.moving(now):
-            offset = self.amplitude * _WOBBLE[self.step % len(_WOBBLE)] / 10
-            self.step += 1
-            net += offset
+        net, _ = self.reading(now)
         return self.shown(net)
 
-    def over(self) -> bool:
-        return self.forced == "overload" or self.gross() > self.p.capacity + 9 * self.p.division
+    def overloaded(self) -> bool:
+        return self.over(self.p.capacity + 9 * self.p.division)
 
-    def under(self) -> bool:
-        return self.forced == "underload" or self.gross() - self.tare < self.p.minimum
+    def underloaded(self) -> bool:
+        return self.forced == "underload" or self.net < self.p.minimum
 
     def status_word(self, now: float) -> int:
         bits = self.p.status_bits
@@ -219,9 +204,9 @@ class _Platform:
         moving = self.moving(now)
         put("stable", not moving)
         put("motion", moving)
-        put("overload", self.over())
-        put("underload", self.under())
-        put("zero", abs(self.gross()) <= self.p.division / 4)
+        put("overload", self.overloaded())
+        put("underload", self.underloaded())
+        put("zero", abs(self.gross) <= self.p.division / 4)
         put("net", self.tare != 0)
         put("error", self.forced == "error")
         return word
@@ -265,7 +250,7 @@ class _Platform:
         if self.forced == "error":
             refusal = ExcCodes.DEVICE_FAILURE
         elif value == commands.get("clear_tare"):
-            self.tare = Decimal(0)
+            self.set_tare(Decimal(0))
         elif value not in (commands.get("zero"), commands.get("tare")):
             refusal = ExcCodes.ILLEGAL_VALUE
         elif self.moving(now):
@@ -274,15 +259,15 @@ class _Platform:
             if abs(self.load) > self.p.capacity * Decimal("0.02") or self.forced:
                 refusal = ExcCodes.ILLEGAL_VALUE  # beyond the zero range a load is a load
             else:
-                self.zero, self.tare = self.load, Decimal(0)
-        elif self.shown(self.gross()) < 0 or self.over():
+                self.zero_here()
+        elif self.shown(self.gross) < 0 or self.overloaded():
             refusal = ExcCodes.ILLEGAL_VALUE
         else:
-            self.tare = self.shown(self.gross())
+            self.set_tare(self.shown(self.gross))
         return refusal
 
 
-class ModbusScaleTwin:
+class ModbusScaleTwin(ClosedOnExit):
     """Simulated weight transmitters (one per unit id) behind one TCP port and/or RTU bus.
 
     ``tcp_port=0`` picks a free loopback port (see :attr:`tcp_address`); ``rtu=True`` makes
@@ -313,7 +298,7 @@ class ModbusScaleTwin:
         self.overlaps = 0
         """Requests that arrived while another was being answered: an unserialized bus."""
         self._lock = threading.Lock()
-        self._platforms = {u: _Platform(self.profile, weight) for u in self.unit_ids}
+        self._platforms = {u: _Platform(self.profile, weight, self._now) for u in self.unit_ids}
         self._delay = 0.0
         self._mute = False
         self._faults: deque[WireFault] = deque()
@@ -323,9 +308,8 @@ class ModbusScaleTwin:
         self._rtu_wanted = rtu
         self._tcp_server: ModbusTcpServer | None = None
         self._rtu_server: ModbusSerialServer | None = None
-        self._bus_fds: tuple[int, int] | None = None  # server side (master, slave)
-        self._wire_fds: tuple[int, int] | None = None  # driver side (master, slave)
-        self.device_path: str | None = None
+        self._bus: PtyPort | None = None  # the server's side of the cable
+        self._wire = PtyPlug(link)  # the driver's side, where the cable is pulled
         self._connected = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="modbus-scale-twin")
@@ -335,17 +319,6 @@ class ModbusScaleTwin:
         except BaseException:
             self.close()
             raise
-
-    def __enter__(self) -> ModbusScaleTwin:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- what a test or an operator can do ----------------------------------------------
 
@@ -357,11 +330,16 @@ class ModbusScaleTwin:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def device_path(self) -> str | None:
+        """The RTU pty a driver opens (the latest one after a replug; ``None`` without RTU)."""
+        return self._wire.device_path
+
     def net(self, unit: int | None = None) -> Decimal:
         """The settled net weight the transmitter shows."""
         with self._lock:
             p = self._platform(unit)
-            return p.shown(p.gross() - p.tare)
+            return p.shown(p.net)
 
     def tare_weight(self, unit: int | None = None) -> Decimal:
         with self._lock:
@@ -371,20 +349,14 @@ class ModbusScaleTwin:
     def set_weight(self, value: Decimal, *, settle: float = 0.0, unit: int | None = None) -> None:
         """Put a gross load on the platform; with ``settle`` it swings that long first."""
         with self._lock:
-            p = self._platform(unit)
-            p.load = value
-            if settle > 0:
-                p.settle_at = self._loop.time() + settle
+            self._platform(unit).put(value, settle=settle)
 
     def wobble(
         self, seconds: float, amplitude: Decimal | None = None, *, unit: int | None = None
     ) -> None:
         """The load swings for ``seconds`` (motion flag on), then holds still."""
         with self._lock:
-            p = self._platform(unit)
-            p.settle_at = self._loop.time() + seconds
-            if amplitude is not None:
-                p.amplitude = amplitude
+            self._platform(unit).wobble(seconds, amplitude)
 
     def overload(self, unit: int | None = None) -> None:
         self._force("overload", unit)
@@ -425,9 +397,10 @@ class ModbusScaleTwin:
         """Put noise on the RTU line now, unasked."""
 
         async def send() -> None:
-            if self._wire_fds is not None:
+            master = self._wire.master
+            if master is not None:
                 with contextlib.suppress(OSError):
-                    os.write(self._wire_fds[0], data)
+                    os.write(master, data)
 
         self._run(send())
 
@@ -438,9 +411,9 @@ class ModbusScaleTwin:
             self._mute = False
             self._faults.clear()
             for p in self._platforms.values():
-                p.forced = None
+                p.force(None)
                 p.swap_words = False
-                p.settle_at = 0.0
+                p.hold_still()
 
     def disconnect(self) -> None:
         """Vanish: the TCP listener and its connections close, the RTU cable is pulled."""
@@ -466,12 +439,16 @@ class ModbusScaleTwin:
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
 
+    def _now(self) -> float:
+        """The loop's clock, which times every request: swings are timed by it too."""
+        return self._loop.time()
+
     def _platform(self, unit: int | None) -> _Platform:
         return self._platforms[self.unit_ids[0] if unit is None else unit]
 
     def _force(self, what: str, unit: int | None) -> None:
         with self._lock:
-            self._platform(unit).forced = what
+            self._platform(unit).force(what)
 
     def _devices(self) -> list[SimDevice]:
         size = max(
@@ -578,18 +555,15 @@ class ModbusScaleTwin:
 
     async def _start(self) -> None:
         if self._rtu_wanted:
-            master, slave = os.openpty()
-            tty.setraw(slave)
-            self._bus_fds = (master, slave)
-            os.set_blocking(master, False)
+            self._bus = bus = PtyPort()
             self._rtu_server = ModbusSerialServer(
                 self._devices(),
-                port=os.ttyname(slave),
+                port=bus.device_path,
                 baudrate=19200,
                 trace_packet=lambda s, p: self._mangle(s, p, rtu=True),
             )
             await self._rtu_server.serve_forever(background=True)
-            self._loop.add_reader(master, self._from_server)
+            self._loop.add_reader(bus.master, self._from_server)
         await self._plug_in()
 
     async def _plug_in(self) -> None:
@@ -606,14 +580,7 @@ class ModbusScaleTwin:
             self._tcp_port = transport.sockets[0].getsockname()[1]
             self._tcp_server = server
         if self._rtu_wanted:
-            master, slave = os.openpty()
-            tty.setraw(slave)
-            os.set_blocking(master, False)
-            self._wire_fds = (master, slave)
-            self.device_path = os.ttyname(slave)
-            self._loop.add_reader(master, self._from_driver)
-            if self.link is not None:
-                _point_symlink(self.link, self.device_path)
+            self._loop.add_reader(self._wire.plug_in().master, self._from_driver)
         self._connected = True
 
     async def _unplug(self) -> None:
@@ -621,52 +588,43 @@ class ModbusScaleTwin:
         if self._tcp_server is not None:
             server, self._tcp_server = self._tcp_server, None
             await _shutdown(server)
-        if self._wire_fds is not None:
-            master, slave = self._wire_fds
-            self._wire_fds = None
-            self._loop.remove_reader(master)
-            for fd in (master, slave):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            if self.link is not None and self.device_path is not None:
-                _remove_symlink_to(self.link, self.device_path)
+        if self._wire.port is not None:
+            self._loop.remove_reader(self._wire.port.master)
+            self._wire.unplug()
 
     async def _stop(self) -> None:
         await self._unplug()
         if self._rtu_server is not None:
             server, self._rtu_server = self._rtu_server, None
             await _shutdown(server)
-        if self._bus_fds is not None:
-            master, slave = self._bus_fds
-            self._bus_fds = None
-            self._loop.remove_reader(master)
-            for fd in (master, slave):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        if self._bus is not None:
+            bus, self._bus = self._bus, None
+            self._loop.remove_reader(bus.master)
+            bus.close()
         await asyncio.sleep(0)  # let closed transports run their callbacks
         # create_server resolves the host in the default executor: end its thread too.
         await self._loop.shutdown_default_executor()
 
     def _from_driver(self) -> None:
-        self._pump(self._wire_fds, self._bus_fds)
+        self._pump(self._wire.port, self._bus)
 
     def _from_server(self) -> None:
-        self._pump(self._bus_fds, self._wire_fds)
+        self._pump(self._bus, self._wire.port)
 
     @staticmethod
-    def _pump(source: tuple[int, int] | None, sink: tuple[int, int] | None) -> None:
+    def _pump(source: PtyPort | None, sink: PtyPort | None) -> None:
         """Copy what one side of the cable sent to the other; an unplugged end drops it."""
         if source is None:
             return
         try:
-            data = os.read(source[0], 4096)
+            data = os.read(source.master, 4096)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             return  # EIO while nobody holds the other end: nothing to carry
         if sink is not None and data:
             with contextlib.suppress(OSError):
-                os.write(sink[0], data)
+                os.write(sink.master, data)
 
 
 def serve(

@@ -30,13 +30,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from simulators.closing import ClosedOnExit
+from simulators.load import UNITS, PlatformLoad
 
 __all__ = [
     "GARBAGE",
@@ -50,17 +52,6 @@ __all__ = [
 GS = "\x1d"
 GARBAGE = b"\xf0\x00\x8c\x1f\xfe\x7f\x9a\x03\xe6{"
 """Not UTF-8, not JSON, not printable: what a damaged payload looks like."""
-
-UNITS: dict[str, Decimal] = {
-    "mg": Decimal("0.001"),
-    "g": Decimal(1),
-    "kg": Decimal(1000),
-    "lb": Decimal("453.59237"),
-    "oz": Decimal("28.349523125"),
-}
-
-_WOBBLE = (9, -7, 5, -8, 6, -4, 7, -6, 3, -5)
-"""Tenths of the amplitude a swinging load shows in turn; never the settled value."""
 
 _STEP = 0.02
 _ANSWER_TIME = datetime.timedelta(seconds=0.15)
@@ -267,21 +258,10 @@ class _TwinClient:
             self._on_message(message.topic, bytes(message.payload))
 
 
-class _Twin:
+class _Twin(ClosedOnExit):
     """What both twins share: the connection, its faults, and being a context manager."""
 
     _client: _TwinClient
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def connected(self) -> bool:
@@ -411,13 +391,7 @@ class MqttScaleTwin(_Twin):
         self.published = 0
         self._lock = threading.RLock()
         self._division = Decimal(1).scaleb(-decimals)
-        self._load = weight
-        self._zero = Decimal(0)
-        self._tare = Decimal(0)
-        self._settle_at = 0.0
-        self._amplitude = self._division * 20
-        self._step_no = 0
-        self._forced: Literal["overload", "underload"] | None = None
+        self._platform = PlatformLoad(self._division, weight)
         self._lying = False
         self._clock_offset = 0.0
         self._timestamps = True
@@ -445,29 +419,25 @@ class MqttScaleTwin(_Twin):
     @property
     def tare_weight(self) -> Decimal:
         with self._lock:
-            return self._tare
+            return self._platform.tare
 
     def set_weight(self, value: Decimal, *, settle: float = 0.0) -> None:
         """Put a load (gross, in the display unit) on the platform; with ``settle`` it swings
         that long first, as a box dropped on the platform does."""
         with self._lock:
-            self._load = value
-            if settle > 0:
-                self._settle_at = time.monotonic() + settle
+            self._platform.put(value, settle=settle)
 
     def wobble(self, seconds: float, amplitude: Decimal | None = None) -> None:
         with self._lock:
-            self._settle_at = time.monotonic() + seconds
-            if amplitude is not None:
-                self._amplitude = amplitude
+            self._platform.wobble(seconds, amplitude)
 
     def overload(self) -> None:
         with self._lock:
-            self._forced = "overload"
+            self._platform.force("overload")
 
     def underload(self) -> None:
         with self._lock:
-            self._forced = "underload"
+            self._platform.force("underload")
 
     def lie_about_stability(self, on: bool = True) -> None:
         """Flag every reading stable, even while the load swings (a too-eager motion filter)."""
@@ -518,7 +488,7 @@ class MqttScaleTwin(_Twin):
 
     def clear_faults(self) -> None:
         with self._lock:
-            self._forced = None
+            self._platform.force(None)
             self._lying = False
             self._clock_offset = 0.0
             self._timestamps = True
@@ -527,32 +497,29 @@ class MqttScaleTwin(_Twin):
             self._reply_delay = 0.0
             self._no_replies = False
             self._unsupported = set()
-            self._settle_at = 0.0
+            self._platform.hold_still()
 
     # -- on the twin's thread ------------------------------------------------------------
 
     def _moving(self, now: float) -> bool:
-        return now < self._settle_at
+        return self._platform.moving(now)
 
     def _shown(self, value: Decimal) -> Decimal:
-        shown = value.quantize(self._division)
-        return shown.copy_abs() if shown.is_zero() else shown
+        return self._platform.shown(value)
 
     def _reading(self, now: float) -> dict[str, object]:
-        gross = self._load - self._zero
+        platform = self._platform
         fields: dict[str, object]
-        if self._forced == "overload" or gross > self.capacity:
+        if platform.over(self.capacity):
             fields = {"status": "overload", "unit": self.unit, "stable": False}
-        elif self._forced == "underload" or gross < -self.capacity * Decimal("0.02"):
+        elif platform.under(-self.capacity * Decimal("0.02")):
             fields = {"status": "underload", "unit": self.unit, "stable": False}
         else:
-            moving = self._moving(now)
-            offset = Decimal(0)
-            if moving:
-                offset = self._amplitude * _WOBBLE[self._step_no % len(_WOBBLE)] / 10
-                self._step_no += 1
-            shown_gross = self._shown(gross + offset)
-            tare = self._shown(self._tare)
+            # The swing is on the gross (what the load cell sees); the tare is subtracted from
+            # the shown gross, as the display does, so net = shown gross - shown tare exactly.
+            offset, moving = platform.swing(now)
+            shown_gross = self._shown(platform.gross + offset)
+            tare = self._shown(platform.tare)
             fields = {"net": shown_gross - tare}
             if self.with_gross:
                 fields.update({"gross": shown_gross, "tare": tare})
@@ -621,18 +588,20 @@ class MqttScaleTwin(_Twin):
             pending.command in self._unsupported
         ):
             return {"ok": False, "error": "unsupported", "detail": pending.command}
-        if self._forced is not None:
-            return {"ok": False, "error": self._forced}
+        forced = self._platform.forced
+        if forced is not None:
+            return {"ok": False, "error": forced}
         if pending.command in ("zero", "tare") and self._moving(now):
             return {"ok": False, "error": "motion", "detail": "the load did not settle"}
         return self._perform(pending.command)
 
     def _perform(self, command: str) -> dict[str, object]:
+        platform = self._platform
         if command == "zero":
-            self._zero, self._tare = self._load, Decimal(0)
+            platform.zero_here()
             return {"ok": True}
         if command == "tare":
-            self._tare = self._shown(self._load - self._zero)
-            return {"ok": True, "tare": str(self._tare), "unit": self.unit}
-        self._tare = Decimal(0)
+            platform.set_tare(self._shown(platform.gross))
+            return {"ok": True, "tare": str(platform.tare), "unit": self.unit}
+        platform.set_tare(Decimal(0))
         return {"ok": True}

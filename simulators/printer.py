@@ -36,8 +36,9 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
+
+from simulators.closing import ClosedOnExit
 
 __all__ = [
     "DropMode",
@@ -428,7 +429,7 @@ class ZplStreamParser:
 # -- the printer ------------------------------------------------------------------------
 
 
-class ZplPrinterTwin:
+class ZplPrinterTwin(ClosedOnExit):
     """One simulated Zebra printer listening on ``host:port`` (port 0 picks a free one).
 
     All methods are safe from any thread. Close it (or use ``with``) to stop its threads.
@@ -488,17 +489,6 @@ class ZplPrinterTwin:
     @property
     def port(self) -> int:
         return self.address[1]
-
-    def __enter__(self) -> ZplPrinterTwin:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- what it holds ----------------------------------------------------------------
 

@@ -17,11 +17,10 @@ import os
 import select
 import socket
 import threading
-import tty
 from pathlib import Path
-from types import TracebackType
 
-from simulators.scanner import _point_symlink, _remove_symlink_to
+from simulators.closing import ClosedOnExit
+from simulators.pty_port import PtyPort
 
 __all__ = ["PtyBridge"]
 
@@ -30,7 +29,7 @@ _MAX_PENDING = 65536
 _CONNECT_TIMEOUT = 2.0
 
 
-class PtyBridge:
+class PtyBridge(ClosedOnExit):
     """A pty (with an optional ``/dev/serial/by-id``-like ``link``) carried to ``target``.
 
     The bridge keeps its own handle on the slave side, so the device path survives the
@@ -44,34 +43,18 @@ class PtyBridge:
         self._closed = False
         self._sock: socket.socket | None = None
         self._to_pty = bytearray()
-        self._master, self._slave = os.openpty()
-        self._wake_r, self._wake_w = os.pipe()
+        self._port = PtyPort(link)
+        self._master = self._port.master
+        self.device_path = self._port.device_path
         try:
-            # Raw before any reader opens it: a cooked pty would echo and translate CR.
-            tty.setraw(self._slave)
-            os.set_blocking(self._master, False)
-            os.set_blocking(self._wake_r, False)
-            os.set_blocking(self._wake_w, False)
-            self.device_path = os.ttyname(self._slave)
-            if link is not None:
-                _point_symlink(link, self.device_path)
+            self._wake_r, self._wake_w = os.pipe()
         except BaseException:
-            for fd in (self._master, self._slave, self._wake_r, self._wake_w):
-                os.close(fd)
+            self._port.close()
             raise
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._thread = threading.Thread(target=self._run, name="pty-bridge", daemon=True)
         self._thread.start()
-
-    def __enter__(self) -> PtyBridge:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Stop carrying bytes, close the pty and the connection; idempotent."""
@@ -83,11 +66,10 @@ class PtyBridge:
             os.write(self._wake_w, b"x")
         self._thread.join(timeout=5)
         self._drop_connection()
-        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
+        for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        if self.link is not None:
-            _remove_symlink_to(self.link, self.device_path)
+        self._port.close()
 
     # -- the loop (its own thread) ------------------------------------------------------
 

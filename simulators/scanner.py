@@ -10,14 +10,19 @@ a faulty scanner or cable sends: noise, a line cut off, raw bytes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import threading
 import time
-import tty
 from pathlib import Path
-from types import TracebackType
+
+from simulators.closing import ClosedOnExit
+from simulators.pty_port import PtyPort
+
+# The link helpers used to live here and other twins imported them from here; they moved
+# to ``pty_port`` with the rest of the port, and these names stay for anyone still using them.
+from simulators.pty_port import point_symlink as _point_symlink  # noqa: F401
+from simulators.pty_port import remove_symlink_to as _remove_symlink_to  # noqa: F401
 
 __all__ = ["GARBAGE", "GS", "HALF_LINE", "ScannerTwin"]
 
@@ -32,7 +37,7 @@ HALF_LINE = b"]C10109506000"
 """The start of a GS1-128 read, as left on the wire when a scanner loses power mid-line."""
 
 
-class ScannerTwin:
+class ScannerTwin(ClosedOnExit):
     """One simulated serial scanner.
 
     The twin keeps its own handle on the slave side open, so the pty (and its device name)
@@ -53,31 +58,10 @@ class ScannerTwin:
         """Fault: strip every GS (FNC1) from reads, as a scanner misconfigured that way does."""
         self._lock = threading.Lock()
         self._closed = False
-        self._master, self._slave = os.openpty()
-        try:
-            # Raw at once, before any reader opens the port: a cooked pty would turn CR into
-            # LF and echo everything back into a master nobody drains.
-            tty.setraw(self._slave)
-            os.set_blocking(self._master, False)
-            self.device_path = os.ttyname(self._slave)
-            self.link = link
-            if link is not None:
-                _point_symlink(link, self.device_path)
-        except BaseException:
-            os.close(self._master)
-            os.close(self._slave)
-            raise
-
-    def __enter__(self) -> ScannerTwin:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        self._port = PtyPort(link)
+        self._master = self._port.master
+        self.device_path = self._port.device_path
+        self.link = link
 
     @property
     def closed(self) -> bool:
@@ -128,10 +112,7 @@ class ScannerTwin:
             if self._closed:
                 return
             self._closed = True
-            os.close(self._master)
-            os.close(self._slave)
-            if self.link is not None:
-                _remove_symlink_to(self.link, self.device_path)
+            self._port.close()
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -148,20 +129,3 @@ class ScannerTwin:
                 select.select([], [self._master], [], remaining)
                 continue
             view = view[written:]
-
-
-def _point_symlink(link: Path, target: str) -> None:
-    # Build the new link beside the old one and rename it over, so a driver reconnecting
-    # at that moment sees either the old device or the new one, never no link at all.
-    temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    temporary.symlink_to(target)
-    os.replace(temporary, link)
-
-
-def _remove_symlink_to(link: Path, target: str) -> None:
-    # Another twin may already have taken the link over; leave it alone then.
-    with contextlib.suppress(OSError):
-        if link.is_symlink() and os.readlink(link) == target:
-            link.unlink()

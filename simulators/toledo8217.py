@@ -23,22 +23,18 @@ after it, as on a real single-threaded indicator.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import select
-import threading
 import time
-import tty
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, TextIO
 
-# The by-id link is handled exactly as for the other serial twins: one implementation of that.
-from simulators.scanner import _point_symlink, _remove_symlink_to
+# The loop, the load and the by-id link work as for the other serial twins: one of each.
+from simulators.load import PlatformLoad
+from simulators.serial_scale import SerialScaleTwin, buffer_output
 
 __all__ = [
     "GARBAGE",
@@ -66,12 +62,6 @@ GARBAGE = b"\xf1\x00\x8c\x1f\xfe\x7f\x9a\x05\xe6"
 """Line noise as a wrong baud rate produces it: no STX or CR inside, not even with the top
 bit stripped (as a 7-bit port does), so it can never be taken for a frame."""
 
-_WOBBLE_PATTERN = (9, -7, 5, -8, 6, -4, 7, -6, 3, -5)
-"""Offsets (tenths of the amplitude) a swinging load shows in turn: never the settled value."""
-
-_MAX_PENDING_OUTPUT = 65536
-"""What a device buffers for a reader that does not read; a UART drops the rest."""
-
 Fault = Literal["no_reply", "garbage", "half"]
 Forced = Literal["overload", "underload"]
 
@@ -81,10 +71,11 @@ class _Pending:
     """A request received and not yet answered; the reply is computed when it goes out."""
 
     produce: Callable[[], bytes]
-    mangle: Fault | None = None
+    mangle: str | None = None
+    """A :data:`Fault`, or none."""
 
 
-class Toledo8217Twin:
+class Toledo8217Twin(SerialScaleTwin):
     """One simulated Toledo 8217 scale with a settable load and faults on command.
 
     ``link`` gets a symlink to the pty, like a ``/dev/serial/by-id`` name; the link survives
@@ -114,125 +105,24 @@ class Toledo8217Twin:
         """Every byte the host sent, in order, for tests to assert on."""
 
         self._division = Decimal(1).scaleb(-decimals)
-        self._lock = threading.RLock()
-        self._load = weight
-        self._tare = Decimal(0)
-        self._settle_at = 0.0
-        self._amplitude = self._division * 20
-        self._wobble_step = 0
-        self._forced: Forced | None = None
-        self._faults: deque[Fault] = deque()
-        self._mute = False
-        self._delay = 0.0
+        super().__init__(PlatformLoad(self._division, weight), link)
         self._queue: deque[_Pending] = deque()
         self._transit: deque[tuple[float, bytes]] = deque()
         self._outbox = bytearray()
-        self._actions: list[Callable[[], None]] = []
-        self._master: int | None = None
-        self._slave: int | None = None
-        self.device_path: str | None = None
-        self._reconnect_at: float | None = None
-        self._connected = False
-        self._stopping = False
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        try:
-            self._plug_in()
-        except BaseException:
-            self._unplug()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            raise
-        self._thread = threading.Thread(target=self._run, name="toledo8217-twin", daemon=True)
-        self._thread.start()
-
-    def __enter__(self) -> Toledo8217Twin:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        self._start_loop("toledo8217-twin")
 
     # -- what a test or an operator can do ------------------------------------------------
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    @property
-    def net(self) -> Decimal:
-        """The net weight the display shows when the load holds still."""
-        with self._lock:
-            return self._shown(self._load - self._tare)
 
     def set_weight(self, value: Decimal, *, settle: float = 0.0) -> None:
         """Put a gross load on the platform; with ``settle`` it swings that long first."""
         with self._lock:
-            self._load = value
-            if settle > 0:
-                self._settle_at = time.monotonic() + settle
+            self._platform.put(value, settle=settle)
         self._wake()
 
     def set_tare(self, value: Decimal) -> None:
         """A tare set on the keypad (``0`` clears it): replies then say ``N`` and show net."""
         with self._lock:
-            self._tare = value
-
-    def wobble(self, seconds: float, amplitude: Decimal | None = None) -> None:
-        """Make the load swing for ``seconds``, then hold still at its value."""
-        with self._lock:
-            self._settle_at = time.monotonic() + seconds
-            if amplitude is not None:
-                self._amplitude = amplitude
-        self._wake()
-
-    def overload(self) -> None:
-        """Report over capacity whatever the load, until :meth:`clear_faults`."""
-        with self._lock:
-            self._forced = "overload"
-
-    def underload(self) -> None:
-        """Report under zero whatever the load, until :meth:`clear_faults`."""
-        with self._lock:
-            self._forced = "underload"
-
-    def no_reply(self, count: int | None = 1) -> None:
-        """Swallow the next ``count`` requests without a word (``None``: until cleared)."""
-        with self._lock:
-            if count is None:
-                self._mute = True
-            else:
-                self._faults.extend(["no_reply"] * count)
-
-    def garble_replies(self, count: int = 1) -> None:
-        """Replace the next ``count`` replies by line noise, as a bad cable does."""
-        with self._lock:
-            self._faults.extend(["garbage"] * count)
-
-    def cut_replies(self, count: int = 1) -> None:
-        """Send only the first half of the next ``count`` replies, and no CR."""
-        with self._lock:
-            self._faults.extend(["half"] * count)
-
-    def set_delay(self, seconds: float) -> None:
-        """Hold every reply back this long (a slow bridge, a busy indicator)."""
-        with self._lock:
-            self._delay = max(seconds, 0.0)
-
-    def clear_faults(self) -> None:
-        """Back to a healthy device; the load and tare stay as they are."""
-        with self._lock:
-            self._forced = None
-            self._faults.clear()
-            self._mute = False
-            self._delay = 0.0
-            self._settle_at = 0.0
-        self._wake()
+            self._platform.set_tare(value)
 
     def send_raw(self, data: bytes) -> None:
         """Put bytes on the wire now, unasked."""
@@ -244,93 +134,32 @@ class Toledo8217Twin:
         """Line noise, unasked."""
         self.send_raw(GARBAGE)
 
-    def disconnect(self, seconds: float | None = None) -> None:
-        """Vanish: close the pty and remove its link. With ``seconds`` the device comes back
-        by itself after that long, on a new pty behind the same link; else on :meth:`reconnect`.
-        """
-
-        def unplug() -> None:
-            self._unplug()
-            self._reconnect_at = None if seconds is None else time.monotonic() + seconds
-
-        self._on_loop(unplug)
-
-    def reconnect(self) -> None:
-        """Come back now (a no-op when connected)."""
-
-        def plug_in() -> None:
-            self._reconnect_at = None
-            if not self._connected:
-                self._plug_in()
-
-        self._on_loop(plug_in)
-
-    def close(self) -> None:
-        """Stop the twin for good and remove the link if it is still ours."""
-        with self._lock:
-            if self._stopping:
-                return
-            self._stopping = True
-        self._wake()
-        self._thread.join(timeout=5)
-        with self._lock:
-            self._unplug()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-
-    def _on_loop(self, action: Callable[[], None]) -> None:
-        """Run ``action`` on the loop thread between two ``select`` calls, and wait for it:
-        descriptors are only closed there, never under a ``select`` that holds them."""
-        done = threading.Event()
-        failures: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                action()
-            except BaseException as exc:  # handed to the caller below
-                failures.append(exc)
-            finally:
-                done.set()
-
-        with self._lock:
-            if self._stopping:
-                raise ValueError("the scale twin is closed")
-            self._actions.append(run)
-        self._wake()
-        if not done.wait(timeout=5):
-            raise TimeoutError("the scale twin's loop did not answer")
-        if failures:
-            raise failures[0]
-
     # -- the simulated scale ---------------------------------------------------------------
 
     def _shown(self, value: Decimal) -> Decimal:
-        shown = value.quantize(self._division)
-        return shown.copy_abs() if shown == 0 else shown  # no "-0.000" on a display
-
-    def _moving(self) -> bool:
-        return time.monotonic() < self._settle_at
+        return self._platform.shown(value)
 
     def _weight_reply(self) -> bytes:
         """What ``W`` is answered with, from the state at the moment it goes out."""
-        net = self._load - self._tare
-        status = NET if self._tare else 0
-        if self._shown(self._load) == 0:
+        platform = self._platform
+        tare = platform.tare
+        status = NET if tare else 0
+        if self._shown(platform.load) == 0:
             status |= CENTRE_OF_ZERO
-        if self._forced == "overload" or self._load > self.capacity:
+        if platform.over(self.capacity):  # the 8217 has no zero of its own: gross is load
             return self._status_frame(status | OVER_CAPACITY)
-        if self._forced == "underload" or self._shown(net) < 0:
+        if platform.forced == "underload" or self._shown(platform.net) < 0:
             return self._status_frame(status | UNDER_ZERO)
-        if self._moving():
-            if self.report_motion:
-                return self._status_frame(status | MOTION)
-            step = _WOBBLE_PATTERN[self._wobble_step % len(_WOBBLE_PATTERN)]
-            self._wobble_step += 1
-            net = max(net + self._amplitude * step / 10, Decimal(0))
+        now = time.monotonic()
+        if self.report_motion and platform.moving(now):
+            return self._status_frame(status | MOTION)
+        net, moving = platform.reading(now)
+        if moving:
+            net = max(net, Decimal(0))
         # Two integer digits at least, zero-padded, as the display's fixed field: "01.250".
         width = self.decimals + 3 if self.decimals else 2
         text = format(self._shown(net), f"0{width}.{self.decimals}f")
-        return STX + text.encode("ascii") + (b"N" if self._tare else b"") + CR
+        return STX + text.encode("ascii") + (b"N" if tare else b"") + CR
 
     @staticmethod
     def _status_frame(status: int) -> bytes:
@@ -344,7 +173,7 @@ class Toledo8217Twin:
             return  # a host that ends its W with CR or CR LF: the protocol wants none
         if self._mute:
             return
-        fault = self._faults.popleft() if self._faults else None
+        fault = self._next_fault()
         if fault == "no_reply":
             return
         if byte == ord("W"):
@@ -362,72 +191,31 @@ class Toledo8217Twin:
                 reply = GARBAGE
             elif head.mangle == "half":
                 reply = reply[: max((len(reply) - 1) // 2, 1)]
-            arrives_at = now + self._delay
-            if self._transit:
-                arrives_at = max(arrives_at, self._transit[-1][0])
-            self._transit.append((arrives_at, reply))
-
-    def _deliver(self, now: float) -> float | None:
-        while self._transit:
-            arrives_at, reply = self._transit[0]
-            if arrives_at > now:
-                return arrives_at
-            self._transit.popleft()
-            self._emit(reply)
-        return None
+            self._send_later(self._transit, reply, now)
 
     def _emit(self, data: bytes) -> None:
-        if self._master is None:
+        if self._pty.master is None:
             return  # unplugged: nothing reaches the wire
-        room = _MAX_PENDING_OUTPUT - len(self._outbox)
-        self._outbox += data[: max(room, 0)]
+        buffer_output(self._outbox, data)
 
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                if self._stopping:
-                    return
-                actions, self._actions = self._actions, []
-                for action in actions:
-                    action()
-                wait = self._fire_due(time.monotonic())
-                master = self._master
-                readers = [self._wake_r] + ([master] if master is not None else [])
-                writers = [master] if master is not None and self._outbox else []
-            try:
-                readable, writable, _ = select.select(readers, writers, [], wait)
-            except (OSError, ValueError):
-                continue  # not expected (descriptors close only on this thread); look again
-            with self._lock:
-                if self._stopping:
-                    return
-                if self._wake_r in readable:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(self._wake_r, 4096)
-                if master is not None and master == self._master:
-                    if master in readable:
-                        self._read_from(master)
-                    if master in writable:
-                        self._write_to(master)
+    def _watched(self) -> tuple[list[int], list[int]]:
+        master = self._pty.master
+        if master is None:
+            return [], []
+        return [master], ([master] if self._outbox else [])
 
-    def _fire_due(self, now: float) -> float | None:
-        """Do whatever is due now; return how long the loop may sleep."""
-        wake_at: list[float] = []
-        if self._reconnect_at is not None and now >= self._reconnect_at:
-            self._reconnect_at = None
-            if not self._connected:
-                try:
-                    self._plug_in()
-                except OSError:  # no pty to be had just now; try again shortly
-                    self._unplug()
-                    self._reconnect_at = now + 0.1
-        if self._reconnect_at is not None:
-            wake_at.append(self._reconnect_at)
+    def _ready(self, readable: list[int], writable: list[int]) -> None:
+        master = self._pty.master
+        if master is not None:
+            if master in readable:
+                self._read_from(master)
+            if master in writable:
+                self._write_to(master)
+
+    def _due(self, now: float) -> list[float]:
         self._answer(now)
-        next_at = self._deliver(now)
-        if next_at is not None:
-            wake_at.append(next_at)
-        return max(min(wake_at) - now, 0.0) if wake_at else None
+        next_at = self._deliver(self._transit, now, self._emit)
+        return [] if next_at is None else [next_at]
 
     def _read_from(self, master: int) -> None:
         try:
@@ -437,7 +225,7 @@ class Toledo8217Twin:
         for byte in data:
             self._on_byte(byte)
         self._answer(time.monotonic())
-        self._deliver(time.monotonic())
+        self._deliver(self._transit, time.monotonic(), self._emit)
 
     def _write_to(self, master: int) -> None:
         try:
@@ -450,15 +238,7 @@ class Toledo8217Twin:
         del self._outbox[:sent]
 
     def _plug_in(self) -> None:
-        master, slave = os.openpty()
-        self._master, self._slave = master, slave
-        # Raw at once, before any reader opens the port: a cooked pty would turn CR into LF
-        # and echo the driver's requests back at it.
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self.device_path = os.ttyname(slave)
-        if self.link is not None:
-            _point_symlink(self.link, self.device_path)
+        self._pty.plug_in()
         self._connected = True
 
     def _unplug(self) -> None:
@@ -466,17 +246,7 @@ class Toledo8217Twin:
         self._queue.clear()
         self._transit.clear()
         self._outbox.clear()
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = None
-        if self.link is not None and self.device_path is not None:
-            _remove_symlink_to(self.link, self.device_path)
-
-    def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"x")
+        self._pty.unplug()
 
 
 # -- the command line hook ------------------------------------------------------------------
