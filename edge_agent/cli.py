@@ -180,6 +180,59 @@ def outbox_show(
     typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
 
 
+labels = typer.Typer(help="The labels the station owes, has printed, or could not print.")
+app.add_typer(labels, name="labels")
+
+
+@labels.command("list")
+def labels_list(
+    config: SiteFile,
+    state: Annotated[
+        str | None, typer.Option(help="only pending, printed, delivered or failed")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="show at most this many")] = 1000,
+) -> None:
+    """The label queue, one JSON object per line, oldest first."""
+    import dataclasses  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    from edge_agent.ledger import Ledger  # noqa: PLC0415
+
+    if state not in (None, "pending", "printed", "delivered", "failed"):
+        typer.echo(
+            f"error: --state must be pending, printed, delivered or failed: {state}", err=True
+        )
+        raise typer.Exit(2)
+    site = load_or_exit(config)
+    ledger = Ledger(site.ledger.path, site_id=site.site.id)
+    try:
+        for record in ledger.labels(state, limit):  # type: ignore[arg-type]
+            typer.echo(json.dumps(dataclasses.asdict(record), ensure_ascii=False))
+    finally:
+        ledger.close()
+
+
+@labels.command("reprint")
+def labels_reprint(
+    config: SiteFile,
+    seqs: Annotated[list[int], typer.Argument(min=1, help="seqs of the bookings to relabel")],
+) -> None:
+    """Print the labels of these bookings once more (the running agent prints them)."""
+    from edge_agent.ledger import Ledger  # noqa: PLC0415
+
+    site = load_or_exit(config)
+    ledger = Ledger(site.ledger.path, site_id=site.site.id)
+    try:
+        done = ledger.reprint_labels(seqs)
+    finally:
+        ledger.close()
+    typer.echo(f"reprint queued for {len(done)} label(s): {' '.join(map(str, done)) or '-'}")
+    missing = sorted(set(seqs) - set(done))
+    if missing:
+        typer.echo(f"error: no label was owed for seq {' '.join(map(str, missing))}", err=True)
+        raise typer.Exit(1)
+
+
 def load_or_exit(config: Path) -> SiteConfig:
     """The site file, or exit 2 with what is wrong in it (shared by ``jxc device``)."""
     from edge_agent.config import ConfigError, load_site_config  # noqa: PLC0415

@@ -98,10 +98,30 @@ out of paper), so it is never sent again; ``failed``: the label cannot be printe
 
 @dataclass(frozen=True, slots=True)
 class OwedLabel:
-    """A label the ledger owes: its event, and how often printing it was tried."""
+    """A label the ledger owes: its event, how often printing it was tried, and which copy
+    it is (0 for the first; each reprint is the next, printed under its own job id)."""
 
     event: LedgerEvent
     attempts: int
+    copy: int = 0
+
+    @property
+    def job_id(self) -> str:
+        """The printer job's id: the event's id, and the copy number for a reprint."""
+        return str(self.event.event_id) + (f".{self.copy}" if self.copy else "")
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRecord:
+    """One row of the label queue, as ``jxc edge labels list`` shows it."""
+
+    seq: int
+    printer_id: str
+    state: str
+    attempts: int
+    copy: int
+    detail: str | None
+    updated_at: str
 
 
 class LedgerError(Exception):
@@ -208,6 +228,11 @@ class Ledger:
                 " REFERENCES events(seq), printer_id TEXT NOT NULL, state TEXT NOT NULL,"
                 " attempts INTEGER NOT NULL DEFAULT 0, detail TEXT, updated_at TEXT NOT NULL)"
             )
+            columns = {row[1] for row in self.conn.execute("PRAGMA table_info(label_queue)")}
+            if "copy" not in columns:  # added after the table: reprints get a new job id
+                self.conn.execute(
+                    "ALTER TABLE label_queue ADD COLUMN copy INTEGER NOT NULL DEFAULT 0"
+                )
             self.conn.execute(
                 "CREATE INDEX IF NOT EXISTS label_queue_owed ON label_queue (printer_id, seq)"
                 " WHERE state = 'pending'"
@@ -308,11 +333,41 @@ class Ledger:
         """Labels still owed on ``printer_id``, oldest first, with their attempts so far."""
         with self._lock:
             rows = self.conn.execute(
-                "SELECT e.body, q.attempts FROM label_queue q JOIN events e ON e.seq = q.seq"
+                "SELECT e.body, q.attempts, q.copy FROM label_queue q"
+                " JOIN events e ON e.seq = q.seq"
                 " WHERE q.printer_id = ? AND q.state = 'pending' ORDER BY q.seq LIMIT ?",
                 (printer_id, limit),
             ).fetchall()
-        return [OwedLabel(LedgerEvent.model_validate_json(body), n) for body, n in rows]
+        return [OwedLabel(LedgerEvent.model_validate_json(b), n, c) for b, n, c in rows]
+
+    def labels(self, state: LabelState | None = None, limit: int = 1000) -> list[LabelRecord]:
+        """The label queue, oldest first, optionally of one state (for ``jxc edge labels``)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT seq, printer_id, state, attempts, copy, detail, updated_at"
+                " FROM label_queue WHERE ? IS NULL OR state = ? ORDER BY seq LIMIT ?",
+                (state, state, limit),
+            ).fetchall()
+        return [LabelRecord(*row) for row in rows]
+
+    def reprint_labels(self, seqs: Sequence[int]) -> list[int]:
+        """Owe the labels of ``seqs`` once more, as a new copy (a new job id for the printer).
+
+        For a label that came out damaged, never came out (``failed``, or lost by the
+        printer after it was ``delivered``), or is needed twice: the printer's journal
+        would answer the old job id without printing, so each reprint is a new copy.
+        """
+        with self.transaction() as conn:
+            done = [
+                seq
+                for seq in seqs
+                if conn.execute(
+                    "UPDATE label_queue SET state = 'pending', copy = copy + 1, attempts = 0,"
+                    " detail = 'reprint requested', updated_at = ? WHERE seq = ?",
+                    (datetime.now(UTC).isoformat(), seq),
+                ).rowcount
+            ]
+        return done
 
     def settle_label(self, seq: int, state: LabelState, detail: str | None = None) -> None:
         """Record what became of an event's label (``pending`` again to retry it)."""

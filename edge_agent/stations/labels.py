@@ -132,7 +132,7 @@ class LabelSpooler:
     def print_one(self, owed: OwedLabel) -> bool:
         """Print one owed label; False if it is still owed and should be retried later."""
         event = owed.event
-        job_id = str(event.event_id)
+        job_id = owed.job_id
         try:
             job = PrintJob(job_id=job_id, zpl=build_zpl(receipt_label(event), job_id=job_id))
         except LabelDataError as exc:  # no printer could print it: a person must look

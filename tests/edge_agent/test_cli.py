@@ -105,3 +105,25 @@ def test_run_refuses_an_unusable_secret_file(
     code, _, err = run("run", "--config", str(site_file), "--status-port", "0")
     assert code == 2
     assert expected in err
+
+
+def test_labels_are_listed_and_reprinted(site_file: Path) -> None:
+    ledger = Ledger(site_file.parent / "edge.db", site_id="S01")
+    try:
+        ledger.append(
+            EventDraft(kind=EventKind.RECEIPT, item="I", location="D", qty=Decimal(1), uom="EA"),
+            label_printer="printer-1",
+        )
+        ledger.settle_label(5, "failed", "in_doubt: connection dropped")
+    finally:
+        ledger.close()
+    code, out, _ = run("labels", "list", "--config", str(site_file), "--state", "failed")
+    assert code == 0
+    [row] = [json.loads(line) for line in out.splitlines()]
+    assert (row["seq"], row["state"], row["printer_id"]) == (5, "failed", "printer-1")
+    code, out, err = run("labels", "reprint", "--config", str(site_file), "5", "4")
+    assert code == 1
+    assert "reprint queued for 1 label(s): 5" in out
+    assert "no label was owed for seq 4" in err
+    code, out, _ = run("labels", "list", "--config", str(site_file), "--state", "pending")
+    assert json.loads(out)["copy"] == 1

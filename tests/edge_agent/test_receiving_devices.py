@@ -325,3 +325,25 @@ def test_a_standby_agent_prints_nothing(ledger: Ledger) -> None:
     assert spooler.run_once(threading.Event()) is True
     assert printer.jobs == []
     assert ledger.label_counts("printer-1") == {"pending": 1}
+
+
+def test_a_reprint_is_a_new_copy_the_printer_prints_again(
+    ledger: Ledger, printer_twin: ZplPrinterTwin, tmp_path: Path
+) -> None:
+    """The journal would answer the old job id without printing; a reprint is copy 1."""
+    station = ReceivingStation(
+        ledger, Catalog(ledger), location="DOCK-1", uom="EA", label_printer="printer-1"
+    )
+    event = station.on_scan(scan(MUG_CODE["barcode"]))
+    printer = zpl_printer(printer_twin, tmp_path / "printer-1.journal")
+    spooler = LabelSpooler(ledger, printer, "printer-1")
+    try:
+        assert spooler.run_once(threading.Event()) is True
+        assert ledger.reprint_labels([event.seq, 99]) == [event.seq]
+        [record] = ledger.labels("pending")
+        assert (record.seq, record.copy, record.detail) == (event.seq, 1, "reprint requested")
+        assert spooler.run_once(threading.Event()) is True
+    finally:
+        printer.close()
+    assert printer_twin.job_ids() == [str(event.event_id), f"{event.event_id}.1"]
+    assert [r.state for r in ledger.labels()] == ["printed"]
