@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -72,7 +74,10 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return JSONResponse(
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-            content={"detail": jsonable_encoder(errors), "message": message},
+            content={
+                "detail": _json_safe(jsonable_encoder(errors, custom_encoder=_EXACT)),
+                "message": message,
+            },
         )
 
     @app.exception_handler(CentralError)
@@ -120,6 +125,28 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
             content={"detail": f"internal error; the central log has incident {incident}"},
         )
+
+
+_EXACT: dict[Any, Any] = {Decimal: str}
+"""A refused amount is echoed as the string it was, never through a float (``sNaN`` has no
+float at all, and ``0.1`` would come back as ``0.1000000000000000055...``)."""
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite number spelled as a string.
+
+    A validation error echoes the input it refused, and that input may be ``Infinity`` or
+    ``NaN`` (a decimal string such as ``"INFINITY"``, or a bare JSON literal that Python's
+    parser accepts): strict JSON cannot carry those, and the answer explaining the refusal
+    must not itself fail.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def describe_validation_errors(errors: Iterable[Mapping[str, Any]]) -> str:

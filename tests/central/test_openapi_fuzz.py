@@ -11,6 +11,7 @@ app when the tests are collected.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,12 @@ with app.state.engine.connect() as _connection:
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=int(os.environ.get("JXC_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+"""40 requests per operation in ``make test``; ``JXC_FUZZ_EXAMPLES=1000`` for a deep run."""
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

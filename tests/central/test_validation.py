@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -129,3 +130,27 @@ def test_a_long_list_of_errors_is_cut_short() -> None:
 
     assert message.count("bad") == 10
     assert message.endswith("... and 15 more")
+
+
+@pytest.mark.parametrize("spelling", ["INFINITY", "-Infinity", "NaN", "sNaN"])
+def test_a_non_finite_amount_is_a_422_never_a_500(
+    client: TestClient, site: Any, spelling: str
+) -> None:
+    """Found by schemathesis: the 422 echoed the refused value, which JSON cannot carry."""
+    item = client.put(
+        "/api/v1/items/RICE",
+        json={"name": "Rice", "uom": "kg", "barcodes": [{"barcode": "1", "qty_per": spelling}]},
+    )
+    assert item.status_code == 422
+    assert item.json()["message"].startswith("body.barcodes[0].qty_per:")
+    event = site.event(qty=spelling)
+    pushed = client.post(PUSH, json=site.batch([event]))
+    assert pushed.status_code == 422
+    assert "body.events[0].qty" in pushed.json()["message"]
+
+
+def test_bare_json_nan_and_infinity_literals_are_a_422(client: TestClient, site: Any) -> None:
+    body = json.dumps(site.batch([site.event()])).replace('"qty": "1"', '"qty": NaN')
+    response = client.post(PUSH, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "qty" in response.json()["message"]
