@@ -29,11 +29,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import itertools
-import json
 import multiprocessing
 import os
-import platform
-import resource
 import select
 import socket
 import sys
@@ -41,7 +38,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from importlib.metadata import version
@@ -51,10 +48,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+from common import ROOT, cli, console, finish, machine_info, progress_bars, table
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     Progress,
@@ -63,7 +60,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table as RichTable
 
 from device_drivers.printers import PrintJob, ZplPrinter, ZplPrinterConfig, build_zpl
 from device_drivers.printers import receiving_carton_label as carton_label
@@ -77,9 +73,7 @@ from simulators.printer import ZplPrinterTwin
 from simulators.scale import MtSicsScaleTwin
 from simulators.scanner import ScannerTwin
 
-ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "device_drivers" / "scales" / "profiles"
-console = Console(width=max(Console().width, 120))
 
 # What the scanner twin reads: one GS1-128 symbol per carton, the lot carrying the sequence
 # number so that a lost, repeated or reordered read shows. FNC1 (GS) ends the variable-length
@@ -1007,21 +1001,9 @@ def _stamp_template(zpl: bytes) -> tuple[bytes, bytes]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "pyserial": version("pyserial"),
-        "pymodbus": version("pymodbus"),
-        "loadavg_at_start": os.getloadavg(),
-    }
+    return machine_info(
+        libraries={"pyserial": version("pyserial"), "pymodbus": version("pymodbus")}
+    )
 
 
 def _rate(value: float) -> str:
@@ -1041,22 +1023,24 @@ def _spread(side: Side) -> str:
 
 
 def print_report(report: Report) -> None:
-    table = RichTable(title=f"Devices: drivers against their twins ({report.budget})")
-    for heading in (
-        "what",
-        "over",
-        "driver ops",
-        "driver /s",
-        "baseline /s",
-        "driver ÷ baseline",
-        "line",
-        "line limit /s",
-        "driver ÷ line",
-        "lost/garbled drv · base",
-    ):
-        table.add_column(heading, justify="left" if heading in ("what", "over") else "right")
+    rates = table(
+        f"Devices: drivers against their twins ({report.budget})",
+        (
+            "what",
+            "over",
+            "driver ops",
+            "driver /s",
+            "baseline /s",
+            "driver ÷ baseline",
+            "line",
+            "line limit /s",
+            "driver ÷ line",
+            "lost/garbled drv · base",
+        ),
+        left=("what", "over"),
+    )
     for f in report.figures:
-        table.add_row(
+        rates.add_row(
             f.measurement,
             f.transport,
             f"{f.driver.ops:,}",
@@ -1068,17 +1052,19 @@ def print_report(report: Report) -> None:
             "-" if f.driver_over_line is None else f"{f.driver_over_line:,.1f}",
             f"{f.driver.lost}/{f.driver.garbled} · {f.baseline.lost}/{f.baseline.garbled}",
         )
-    console.print(table)
-    latency = RichTable(title="Per op (p50 / p99 µs) and per slice (lowest - highest /s)")
-    for heading in (
-        "what",
-        "over",
-        "driver p50 / p99",
-        "driver slices",
-        "base p50 / p99",
-        "base slices",
-    ):
-        latency.add_column(heading, justify="left" if heading in ("what", "over") else "right")
+    console.print(rates)
+    latency = table(
+        "Per op (p50 / p99 µs) and per slice (lowest - highest /s)",
+        (
+            "what",
+            "over",
+            "driver p50 / p99",
+            "driver slices",
+            "base p50 / p99",
+            "base slices",
+        ),
+        left=("what", "over"),
+    )
     for f in report.figures:
         latency.add_row(
             f.measurement,
@@ -1123,7 +1109,7 @@ def print_report(report: Report) -> None:
         console.print(f"[red]problem:[/] {problem}")
 
 
-app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0] if __doc__ else None)
+app = cli(__doc__)
 
 
 @app.command()
@@ -1161,14 +1147,12 @@ def main(
     console.print(f"[bold]machine[/] {report.machine}")
     # Spawned before any twin or progress thread exists, and only once.
     producer = ScannerProducer() if Measurement.SCANNER in chosen else None
-    progress = Progress(
+    progress = progress_bars(
         TextColumn("{task.description:<26}"),
         BarColumn(),
         TaskProgressColumn(),
         TextColumn("{task.fields[ops]:>10} ops"),
         TimeElapsedColumn(),
-        console=console,
-        transient=False,
     )
     try:
         with progress:
@@ -1185,17 +1169,7 @@ def main(
     finally:
         if producer is not None:
             producer.shutdown()
-    report.machine["loadavg_at_end"] = os.getloadavg()
-    report.machine["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print_report(report)
-    console.print(
-        f"load average {report.machine['loadavg_at_start']} at start, "
-        f"{report.machine['loadavg_at_end']} at end (2 cores: others' work shows here); "
-        f"peak RSS {report.machine['peak_rss_mb']} MB"
-    )
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    finish(report, print_report, json_out)
 
 
 if __name__ == "__main__":

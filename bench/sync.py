@@ -21,13 +21,10 @@ from __future__ import annotations
 import contextlib
 import cProfile
 import gc
-import json
 import math
 import os
-import platform
 import pstats
 import random
-import resource
 import secrets
 import socket
 import sqlite3
@@ -35,7 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -45,8 +42,8 @@ from typing import Annotated, Any
 import httpx
 import psycopg
 import typer
+from common import ROOT, cli, console, finish, machine_info, progress_bars, table
 from psycopg import sql
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -56,7 +53,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table as RichTable
 from sqlalchemy import (
     Column,
     Engine,
@@ -88,10 +84,8 @@ from jxc.contract import (
 )
 from jxc.ids import uuid7
 
-ROOT = Path(__file__).resolve().parent.parent
 SITE = "BENCH-01"
 RAW_TABLE = "bench_raw_events"
-console = Console(width=max(Console().width, 120))
 
 
 class Database(StrEnum):
@@ -802,21 +796,9 @@ def _rate(batches: Sequence[PushBatch], times: Sequence[float]) -> float:
 
 
 def machine(postgres_url: str) -> dict[str, Any]:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "platform": platform.platform(),
-        "loadavg_at_start": os.getloadavg(),
-        "postgresql": _postgres_version(postgres_url),
-    }
+    info = machine_info(runtime={"sqlite": sqlite3.sqlite_version})
+    info["postgresql"] = _postgres_version(postgres_url)
+    return info
 
 
 def _postgres_version(url: str) -> str:
@@ -835,24 +817,25 @@ def print_report(report: Report) -> None:
             f"({report.build_events / report.build_s:,.0f}/s, not counted below)"
         )
     if report.drains:
-        table = RichTable(title=f"Drain a backlog into central ({SITE}, one push = one batch)")
-        for heading in (
-            "database",
-            "events",
-            "batch",
-            "ingest s",
-            "ingest ev/s",
-            "raw rows/s",
-            "ingest/raw",
-            "push p50 ms",
-            "push max ms",
-            "first 10% ev/s",
-            "last 10% ev/s",
-            "replay ev/s",
-        ):
-            table.add_column(heading, justify="right")
+        drains = table(
+            f"Drain a backlog into central ({SITE}, one push = one batch)",
+            (
+                "database",
+                "events",
+                "batch",
+                "ingest s",
+                "ingest ev/s",
+                "raw rows/s",
+                "ingest/raw",
+                "push p50 ms",
+                "push max ms",
+                "first 10% ev/s",
+                "last 10% ev/s",
+                "replay ev/s",
+            ),
+        )
         for d in report.drains:
-            table.add_row(
+            drains.add_row(
                 d.database,
                 f"{d.events:,}",
                 f"{d.batch_size:,}",
@@ -866,7 +849,7 @@ def print_report(report: Report) -> None:
                 f"{d.last_tenth_eps:,.0f}",
                 f"{d.replay_eps:,.0f}",
             )
-        console.print(table)
+        console.print(drains)
         console.print(
             "raw = the same rows as stored, into an identical table of the same database: "
             "executemany (SQLite) or binary COPY (PostgreSQL), one transaction per batch. "
@@ -881,29 +864,31 @@ def print_report(report: Report) -> None:
                 )
         http = [d for d in report.drains if d.http_events]
         if http:
-            table = RichTable(title="Through HTTP: `jxc central serve` on loopback, fresh database")
-            for heading in ("database", "events", "HTTP ev/s", "direct ev/s", "HTTP/direct"):
-                table.add_column(heading, justify="right")
+            through_http = table(
+                "Through HTTP: `jxc central serve` on loopback, fresh database",
+                ("database", "events", "HTTP ev/s", "direct ev/s", "HTTP/direct"),
+            )
             for d in http:
-                table.add_row(
+                through_http.add_row(
                     d.database,
                     f"{d.http_events:,}",
                     f"{d.http_eps:,.0f}",
                     f"{d.first_http_events_eps:,.0f}",
                     f"{d.http_eps / d.first_http_events_eps:.2f}",
                 )
-            console.print(table)
+            console.print(through_http)
             console.print(
                 "direct = ingest_batch over the same first events in the drain above "
                 "(also a fresh database). HTTP time = POST to answer, body prebuilt as the "
                 "edge sends it."
             )
     if report.latencies:
-        table = RichTable(title="Edge append latency (single events, file on the real disk)")
-        for heading in ("what", "count", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"):
-            table.add_column(heading, justify="right")
+        latencies = table(
+            "Edge append latency (single events, file on the real disk)",
+            ("what", "count", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"),
+        )
         for lat in report.latencies:
-            table.add_row(
+            latencies.add_row(
                 lat.name,
                 f"{lat.count:,}",
                 f"{lat.p50_ms:.3f}",
@@ -912,13 +897,13 @@ def print_report(report: Report) -> None:
                 f"{lat.p999_ms:.3f}",
                 f"{lat.max_ms:.3f}",
             )
-        console.print(table)
+        console.print(latencies)
         append = report.latencies[0]
         verdict = "meets" if append.p99_ms < 2 else "MISSES"
         console.print(f"Ledger.append p99 {append.p99_ms:.3f} ms -> {verdict} the aim (< 2 ms)")
 
 
-app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0] if __doc__ else None)
+app = cli(__doc__)
 
 
 @app.command()
@@ -959,15 +944,13 @@ def main(
     command = " ".join(["bench/sync.py", *sys.argv[1:]])
     report = Report(command=command, machine=machine(postgres_url))
     console.print(f"[bold]machine[/] {report.machine}")
-    progress = Progress(
+    progress = progress_bars(
         TextColumn("{task.description:<22}"),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
-        transient=False,
     )
     with progress:
         if events > 0:
@@ -1002,16 +985,7 @@ def main(
             report.latencies = append_latency(
                 appends, workdir=workdir, seed=seed, progress=progress
             )
-    report.machine["loadavg_at_end"] = os.getloadavg()
-    report.machine["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print_report(report)
-    console.print(
-        f"load average {report.machine['loadavg_at_start']} at start, "
-        f"{report.machine['loadavg_at_end']} at end (2 cores: others' work shows here); "
-        f"peak RSS {report.machine['peak_rss_mb']} MB"
-    )
-    if json_out is not None:
-        json_out.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    finish(report, print_report, json_out)
 
 
 if __name__ == "__main__":

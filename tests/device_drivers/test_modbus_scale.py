@@ -5,10 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,7 +22,6 @@ from device_drivers.scales import (
     ScaleUnavailableError,
     ScaleUnderloadError,
     Weight,
-    WeightReading,
 )
 from device_drivers.scales.modbus_scale import (
     ModbusScale,
@@ -34,6 +31,15 @@ from device_drivers.scales.modbus_scale import (
     create_modbus_scale,
 )
 from simulators.modbus_scale import ModbusScaleTwin
+from tests.device_drivers.driver_helpers import (
+    Wire,
+    closed_at_teardown,
+    errors_of,
+    read_until_it_works,
+    tcp_url,
+    weights_while_unplugged,
+    wired,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,69 +48,37 @@ CDAB = PROFILES / "generic-int32-cdab.toml"
 FLOAT = PROFILES / "generic-float32-abcd.toml"
 
 MakeScale = Callable[..., ModbusScale]
-
-
-@dataclass
-class Wire:
-    twin: ModbusScaleTwin
-    address: str
-    kind: str
+ModbusWire = Wire[ModbusScaleTwin]
 
 
 @pytest.fixture(params=["tcp", "rtu"])
-def wire(request: pytest.FixtureRequest, tmp_path: Path, no_leaks: None) -> Iterator[Wire]:
+def wire(request: pytest.FixtureRequest, tmp_path: Path, no_leaks: None) -> Iterator[ModbusWire]:
     """A transmitter loaded with 12.345 kg, over TCP or an RS-485 bus through a by-id link."""
     if request.param == "tcp":
         twin = ModbusScaleTwin(CDAB, tcp_port=0, weight=Decimal("12.345"))
-        assert twin.tcp_address is not None
-        address = "tcp://{}:{}".format(*twin.tcp_address)
+        yield from wired(request.param, twin, tcp_url(twin))
     else:
         link = tmp_path / "usb-FTDI_RS485-if00-port0"
         twin = ModbusScaleTwin(CDAB, rtu=True, link=link, weight=Decimal("12.345"))
-        address = str(link)
-    yield Wire(twin, address, request.param)
-    twin.close()
+        yield from wired(request.param, twin, str(link))
 
 
 @pytest.fixture
-def twin(wire: Wire) -> ModbusScaleTwin:
+def twin(wire: ModbusWire) -> ModbusScaleTwin:
     return wire.twin
 
 
 @pytest.fixture
-def make_scale(wire: Wire) -> Iterator[MakeScale]:
-    made: list[ModbusScale] = []
-
-    def make(**overrides: Any) -> ModbusScale:
-        settings: dict[str, Any] = {
+def make_scale(wire: ModbusWire) -> Iterator[MakeScale]:
+    yield from closed_at_teardown(
+        lambda **settings: ModbusScale(ModbusScaleConfig(**settings)),
+        {
             "device_id": "dock-1-scale",
             "address": wire.address,
             "profile": "generic-int32-cdab",
             "reply_timeout": 0.3,
-        }
-        settings.update(overrides)
-        scale = ModbusScale(ModbusScaleConfig(**settings))
-        made.append(scale)
-        return scale
-
-    yield make
-    for scale in made:
-        scale.close()
-
-
-def errors_of(scale: ModbusScale) -> dict[str, int]:
-    return {k: v for k, v in scale.status().errors.items() if v}
-
-
-def read_until_it_works(scale: ModbusScale, within: float) -> WeightReading:
-    give_up_at = time.monotonic() + within
-    while True:
-        try:
-            return scale.read_now()
-        except ScaleError:
-            if time.monotonic() > give_up_at:
-                raise
-            time.sleep(0.02)
+        },
+    )
 
 
 def test_driver_is_a_scale(make_scale: MakeScale) -> None:
@@ -235,7 +209,7 @@ def test_no_reply_is_a_timeout_and_degrades_until_the_device_answers(
     indirect=["wire"],
 )
 def test_damaged_replies_are_counted_garbage_never_a_reading(
-    wire: Wire, twin: ModbusScaleTwin, make_scale: MakeScale, fault: str
+    wire: ModbusWire, twin: ModbusScaleTwin, make_scale: MakeScale, fault: str
 ) -> None:
     scale = make_scale()
     twin.wire_fault(fault)  # type: ignore[arg-type]
@@ -256,7 +230,7 @@ def test_damaged_replies_inside_a_stable_read_are_retried(
 
 @pytest.mark.parametrize("wire", ["rtu"], indirect=True)  # unasked bytes: a serial-line fault
 def test_noise_on_the_rtu_line_is_counted_and_dropped(
-    wire: Wire, twin: ModbusScaleTwin, make_scale: MakeScale
+    wire: ModbusWire, twin: ModbusScaleTwin, make_scale: MakeScale
 ) -> None:
     scale = make_scale()
     assert scale.read_now().net == Decimal("12.345")
@@ -327,11 +301,7 @@ def test_reconnects_within_two_seconds_of_the_device_coming_back(
     scale = make_scale()
     assert scale.read_now().net == Decimal("12.345")
     twin.disconnect()  # cable pulled, or the gateway rebooting
-    give_up_at = time.monotonic() + 0.6
-    while time.monotonic() < give_up_at:
-        with pytest.raises((ScaleUnavailableError, ScaleTimeoutError)):
-            scale.read_now()
-        time.sleep(0.05)
+    assert weights_while_unplugged(scale, 0.6) == []  # nothing but errors while it is gone
     status = scale.status()
     assert status.state == "disconnected"
     assert status.errors["io"] == 1  # one outage, however many retries
@@ -388,8 +358,7 @@ def test_close_ends_a_stable_read_and_later_calls(
 
 def test_a_float32_transmitter_reads_exact_decimals(no_leaks: None) -> None:
     with ModbusScaleTwin(FLOAT, tcp_port=0, weight=Decimal("123.5")) as twin:
-        assert twin.tcp_address is not None
-        address = "tcp://{}:{}".format(*twin.tcp_address)
+        address = tcp_url(twin)
         with ModbusScale(
             ModbusScaleConfig("float", address, "generic-float32-abcd", reply_timeout=0.3)
         ) as scale:

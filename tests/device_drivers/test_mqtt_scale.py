@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -32,6 +32,11 @@ from device_drivers.scales.mqtt_scale import (
     decode_weight_payload,
 )
 from simulators.mqtt_devices import MqttScaleTwin, encode_weight
+from tests.device_drivers.driver_helpers import (
+    closed_at_teardown,
+    read_until_it_works,
+    twin_connected,
+)
 from tests.mqtt_broker import Broker, broker_fixture, eventually, free_port, mqtt_broker_fixture
 
 __all__ = ["broker_fixture", "mqtt_broker_fixture"]  # fixtures used by name below
@@ -149,47 +154,34 @@ def device_id() -> str:
 
 @pytest.fixture
 def make_scale(broker: Broker, device_id: str, no_leaks: None) -> Iterator[MakeScale]:
-    made: list[MqttScale] = []
-
-    def make(**overrides: Any) -> MqttScale:
-        options: dict[str, Any] = {"device_id": device_id, "port": broker.port, "max_age": 1.0}
-        options.update(overrides)
-        scale = MqttScale(MqttScaleConfig(**options))
-        made.append(scale)
+    def up(scale: MqttScale) -> None:
         eventually(lambda: scale.status().state != "disconnected", within=10, what="up")
-        return scale
 
-    yield make
-    for scale in made:
-        scale.close()
+    yield from closed_at_teardown(
+        lambda **options: MqttScale(MqttScaleConfig(**options)),
+        {"device_id": device_id, "port": broker.port, "max_age": 1.0},
+        ready=up,
+    )
 
 
 @pytest.fixture
 def make_twin(broker: Broker, device_id: str, no_leaks: None) -> Iterator[MakeTwin]:
-    made: list[MqttScaleTwin] = []
-
-    def make(**overrides: Any) -> MqttScaleTwin:
-        options: dict[str, Any] = {"weight": Decimal("12.345")}
-        options.update(overrides)
-        twin = MqttScaleTwin(device_id, port=broker.port, **options)
-        made.append(twin)
-        assert twin.wait_connected(10)
-        return twin
-
-    yield make
-    for twin in made:
-        twin.close()
+    yield from closed_at_teardown(
+        partial(MqttScaleTwin, device_id, port=broker.port),
+        {"weight": Decimal("12.345")},
+        ready=twin_connected,
+    )
 
 
 def stable_within(scale: Scale, within: float = 10.0, timeout: float = 0.5) -> WeightReading:
     """Keep asking (a scale reports errors while settling) until a stable weight comes."""
-    give_up_at = time.monotonic() + within
-    while True:
-        try:
-            return scale.read_stable(timeout)
-        except (ScaleMotionError, ScaleTimeoutError, ScaleUnavailableError):
-            if time.monotonic() > give_up_at:
-                raise
+    return read_until_it_works(
+        scale,
+        within,
+        stable=timeout,
+        retry_on=(ScaleMotionError, ScaleTimeoutError, ScaleUnavailableError),
+        pause=0,
+    )
 
 
 @pytest.mark.timeout(60)

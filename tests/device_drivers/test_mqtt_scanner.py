@@ -7,6 +7,7 @@ import datetime
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from device_drivers.scanners.mqtt_scanner import (
     decode_scan_payload,
 )
 from simulators.mqtt_devices import GARBAGE, MqttScannerTwin, encode_scan
+from tests.device_drivers.driver_helpers import closed_at_teardown, twin_connected
 from tests.mqtt_broker import Broker, broker_fixture, eventually, free_port, mqtt_broker_fixture
 
 __all__ = ["broker_fixture", "mqtt_broker_fixture"]  # fixtures used by name below
@@ -159,33 +161,17 @@ def device_id() -> str:
 
 @pytest.fixture
 def make_scanner(broker: Broker, device_id: str, no_leaks: None) -> Iterator[MakeScanner]:
-    made: list[MqttScanner] = []
-
-    def make(**overrides: Any) -> MqttScanner:
-        options: dict[str, Any] = {"device_id": device_id, "port": broker.port}
-        options.update(overrides)
-        scanner = MqttScanner(MqttScannerConfig(**options))
-        made.append(scanner)
-        return scanner
-
-    yield make
-    for scanner in made:
-        scanner.close()
+    yield from closed_at_teardown(
+        lambda **options: MqttScanner(MqttScannerConfig(**options)),
+        {"device_id": device_id, "port": broker.port},
+    )
 
 
 @pytest.fixture
 def make_twin(broker: Broker, device_id: str, no_leaks: None) -> Iterator[MakeTwin]:
-    made: list[MqttScannerTwin] = []
-
-    def make(**overrides: Any) -> MqttScannerTwin:
-        twin = MqttScannerTwin(device_id, port=broker.port, **overrides)
-        made.append(twin)
-        assert twin.wait_connected(10)
-        return twin
-
-    yield make
-    for twin in made:
-        twin.close()
+    yield from closed_at_teardown(
+        partial(MqttScannerTwin, device_id, port=broker.port), ready=twin_connected
+    )
 
 
 def connected(scanner: MqttScanner, within: float = 10.0) -> MqttScanner:

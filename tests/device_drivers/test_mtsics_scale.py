@@ -7,10 +7,8 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,59 +30,44 @@ from device_drivers.scales import (
     WeightReading,
 )
 from simulators.scale import MtSicsScaleTwin
+from tests.device_drivers.driver_helpers import (
+    Wire,
+    closed_at_teardown,
+    errors_of,
+    read_until_it_works,
+    tcp_url,
+    weights_while_unplugged,
+    wired,
+)
 
 MakeScale = Callable[..., MtSicsScale]
-
-
-@dataclass
-class Wire:
-    twin: MtSicsScaleTwin
-    address: str
+MtSicsWire = Wire[MtSicsScaleTwin]
 
 
 @pytest.fixture(params=["pty", "tcp"])
-def wire(request: pytest.FixtureRequest, tmp_path: Path, no_leaks: None) -> Iterator[Wire]:
+def wire(request: pytest.FixtureRequest, tmp_path: Path, no_leaks: None) -> Iterator[MtSicsWire]:
     """A twin loaded with 1234.5 g, reached through a by-id style link or a TCP port."""
     if request.param == "pty":
         link = tmp_path / "usb-Mettler_Toledo-if00"
         twin = MtSicsScaleTwin(link, weight=Decimal("1234.5"))
-        address = str(link)
+        yield from wired(request.param, twin, str(link))
     else:
         twin = MtSicsScaleTwin(pty=False, tcp_port=0, weight=Decimal("1234.5"))
-        assert twin.tcp_address is not None
-        address = "tcp://{}:{}".format(*twin.tcp_address)
-    yield Wire(twin, address)
-    twin.close()
+        yield from wired(request.param, twin, tcp_url(twin))
 
 
 @pytest.fixture
-def twin(wire: Wire) -> MtSicsScaleTwin:
+def twin(wire: MtSicsWire) -> MtSicsScaleTwin:
     return wire.twin
 
 
 @pytest.fixture
-def make_scale(wire: Wire) -> Iterator[MakeScale]:
+def make_scale(wire: MtSicsWire) -> Iterator[MakeScale]:
     """Build drivers for the twin; every driver built is closed at teardown."""
-    made: list[MtSicsScale] = []
-
-    def make(**overrides: Any) -> MtSicsScale:
-        settings: dict[str, Any] = {
-            "device_id": "dock-1-scale",
-            "address": wire.address,
-            "reply_timeout": 0.3,
-        }
-        settings.update(overrides)
-        scale = MtSicsScale(MtSicsScaleConfig(**settings))
-        made.append(scale)
-        return scale
-
-    yield make
-    for scale in made:
-        scale.close()
-
-
-def errors_of(scale: MtSicsScale) -> dict[str, int]:
-    return {k: v for k, v in scale.status().errors.items() if v}
+    yield from closed_at_teardown(
+        lambda **settings: MtSicsScale(MtSicsScaleConfig(**settings)),
+        {"device_id": "dock-1-scale", "address": wire.address, "reply_timeout": 0.3},
+    )
 
 
 def test_driver_is_a_scale(make_scale: MakeScale) -> None:
@@ -411,11 +394,7 @@ def test_reconnects_within_two_seconds_of_the_scale_coming_back(
     assert scale.read_now().net == Decimal("1234.50")
     twin.disconnect()  # cable pulled
 
-    give_up_at = time.monotonic() + 0.5
-    while time.monotonic() < give_up_at:
-        with pytest.raises((ScaleUnavailableError, ScaleTimeoutError)):
-            scale.read_now()
-        time.sleep(0.05)
+    assert weights_while_unplugged(scale, 0.5) == []  # nothing but errors while it is gone
     assert scale.status().state == "disconnected"
     assert scale.status().errors["io"] == 1  # one outage, however many retries
 
@@ -438,17 +417,6 @@ def test_twin_coming_back_by_itself_mid_stable_read(
     twin.disconnect(0.4)
     assert scale.read_stable(2.5).net == Decimal("1234.50")
     assert scale.status().reconnects == 1
-
-
-def read_until_it_works(scale: MtSicsScale, within: float) -> WeightReading:
-    give_up_at = time.monotonic() + within
-    while True:
-        try:
-            return scale.read_now()
-        except ScaleError:
-            if time.monotonic() > give_up_at:
-                raise
-            time.sleep(0.02)
 
 
 def test_close_interrupts_a_stable_read(twin: MtSicsScaleTwin, make_scale: MakeScale) -> None:

@@ -13,8 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -38,6 +38,13 @@ from device_drivers.scales.toledo8217_scale import (
     create_toledo8217_scale,
 )
 from simulators.toledo8217 import Toledo8217Twin
+from tests.device_drivers.driver_helpers import (
+    closed_at_teardown,
+    errors_of,
+    read_until_it_works,
+    wait_until,
+    weights_while_unplugged,
+)
 
 MakeScale = Callable[..., Toledo8217Scale]
 MakeTwin = Callable[..., Toledo8217Twin]
@@ -52,18 +59,7 @@ def link(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_twin(link: Path, no_leaks: None) -> Iterator[MakeTwin]:
-    made: list[Toledo8217Twin] = []
-
-    def make(**overrides: Any) -> Toledo8217Twin:
-        settings: dict[str, Any] = {"weight": Decimal("1.25")}
-        settings.update(overrides)
-        twin = Toledo8217Twin(link, **settings)
-        made.append(twin)
-        return twin
-
-    yield make
-    for twin in made:
-        twin.close()
+    yield from closed_at_teardown(partial(Toledo8217Twin, link), {"weight": Decimal("1.25")})
 
 
 @pytest.fixture
@@ -75,37 +71,16 @@ def twin(make_twin: MakeTwin) -> Toledo8217Twin:
 @pytest.fixture
 def make_scale(link: Path, no_leaks: None) -> Iterator[MakeScale]:
     """Build drivers for the twin's link; every driver built is closed at teardown."""
-    made: list[Toledo8217Scale] = []
-
-    def make(**overrides: Any) -> Toledo8217Scale:
-        settings: dict[str, Any] = {
+    yield from closed_at_teardown(
+        lambda **settings: Toledo8217Scale(Toledo8217ScaleConfig(**settings)),
+        {
             "device_id": "dock-1-scale",
             "address": str(link),
             "reply_timeout": 0.5,
             "reconnect_max_delay": 0.5,
             **PTY_SERIAL,
-        }
-        settings.update(overrides)
-        scale = Toledo8217Scale(Toledo8217ScaleConfig(**settings))
-        made.append(scale)
-        return scale
-
-    yield make
-    for scale in made:
-        scale.close()
-
-
-def errors_of(scale: Toledo8217Scale) -> dict[str, int]:
-    return {k: v for k, v in scale.status().errors.items() if v}
-
-
-def wait_until(condition: Callable[[], bool], within: float = 3.0) -> bool:
-    give_up_at = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > give_up_at:
-            return False
-        time.sleep(0.02)
-    return True
+        },
+    )
 
 
 def test_driver_is_a_scale(twin: Toledo8217Twin, make_scale: MakeScale) -> None:
@@ -320,25 +295,16 @@ def test_reconnects_within_two_seconds_of_the_scale_coming_back(
     assert scale.read_now().net == Decimal("1.250")
     twin.disconnect()  # cable pulled
 
-    seen: list[Decimal] = []
-    give_up_at = time.monotonic() + 0.6
-    while time.monotonic() < give_up_at:
-        with contextlib.suppress(ScaleUnavailableError, ScaleTimeoutError):
-            seen.append(scale.read_now().net)
-        time.sleep(0.05)
+    seen = weights_while_unplugged(scale, 0.6)
     assert seen == []  # nothing but errors while the scale is gone, never a made-up weight
     assert scale.status().state == "disconnected"
     assert scale.status().errors["io"] == 1  # one outage, however many retries
 
     twin.set_weight(Decimal("3.3"))
     twin.reconnect()  # plugged back in: a new pty behind the same link
-    deadline = time.monotonic() + 2.0
     reading: WeightReading | None = None
-    while reading is None and time.monotonic() < deadline:
-        try:
-            reading = scale.read_stable(max(deadline - time.monotonic(), 0.0))
-        except ScaleError:
-            time.sleep(0.02)
+    with contextlib.suppress(ScaleError):
+        reading = read_until_it_works(scale, within=2.0, stable=2.0)
     assert reading is not None, f"not back within 2 s: {scale.status()}"
     assert reading.net == Decimal("3.300")
     status = scale.status()
