@@ -312,7 +312,9 @@ class ModbusScaleTwin(ClosedOnExit):
         self._wire = PtyPlug(link)  # the driver's side, where the cable is pulled
         self._connected = False
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="modbus-scale-twin")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="modbus-scale-twin", daemon=True
+        )
         self._thread.start()
         try:
             self._run(self._start())

@@ -481,8 +481,12 @@ class ZplPrinterTwin(ClosedOnExit):
             self._listener.close()
             raise
         self.address: tuple[str, int] = self._listener.getsockname()[:2]
-        self._acceptor = threading.Thread(target=self._accept_loop, name="zpl-twin-accept")
-        self._engine = threading.Thread(target=self._print_loop, name="zpl-twin-engine")
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, name="zpl-twin-accept", daemon=True
+        )
+        self._engine = threading.Thread(
+            target=self._print_loop, name="zpl-twin-engine", daemon=True
+        )
         self._acceptor.start()
         self._engine.start()
 
@@ -630,7 +634,9 @@ class ZplPrinterTwin(ClosedOnExit):
                 sock, _peer = self._listener.accept()
             except OSError:
                 continue
-            thread = threading.Thread(target=self._serve, args=(sock,), name="zpl-twin-conn")
+            thread = threading.Thread(
+                target=self._serve, args=(sock,), name="zpl-twin-conn", daemon=True
+            )
             with self._cond:
                 if self._closed:
                     sock.close()

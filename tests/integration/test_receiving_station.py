@@ -76,6 +76,7 @@ poll_interval = 0.05
 settle_time = 0.1
 """,
     )
+    dock = Dock(site, scale, printer)
     try:
         site.start_central()
         for code, body in ITEMS.items():
@@ -86,11 +87,12 @@ settle_time = 0.1
             lambda: site.edge_status()["master_data"]["cached"]["items"] == 2,
             what="the edge to pull the two items",
         )
-        yield Dock(site, scale, printer)
+        yield dock
     finally:
         site.stop_all()
         scale.close()
         printer.close()
+        dock.printer.close()  # a test may have replaced it (a printer switched back on)
 
 
 def stock(site: Site) -> dict[str, tuple[Decimal, str]]:
