@@ -171,14 +171,15 @@ def _weight_value(document: Mapping[str, object], key: str) -> Decimal | None:
     elif isinstance(value, Decimal):  # a JSON number, read exactly from its text
         if not value.is_finite():
             raise _garbage(f"{key} is not a finite number")
+        # Size first: quantizing 1E+30 to a whole number would overflow the context.
+        if value.adjusted() >= _MAX_INT_DIGITS:
+            raise _garbage(f"{key} is too large for a weight")
         exponent = value.as_tuple().exponent
         assert isinstance(exponent, int)  # finite
         if exponent > 0:
             value = value.quantize(Decimal(1))  # 1E+3 is the whole number 1000
         elif exponent < -_MAX_PLACES:
             raise _garbage(f"{key} has more than {_MAX_PLACES} decimals")
-        if value.adjusted() >= _MAX_INT_DIGITS:
-            raise _garbage(f"{key} is too large for a weight")
         number = value
     else:
         raise _garbage(f"{key} must be a decimal string, got {type(value).__name__}")

@@ -60,6 +60,14 @@ def test_random_bytes_are_never_a_weight(payload: bytes) -> None:
     assert refused.value.reason == "garbage"
 
 
+@pytest.mark.parametrize("number", ["1E+30", "1e400", "-9.9E+27"])
+def test_a_huge_json_number_is_garbage_not_a_crash(number: str) -> None:
+    """Found by the property test below: 1E+30 overflowed the quantize to a whole number."""
+    payload = f'{{"net": {number}, "unit": "kg", "stable": true}}'.encode()
+    with pytest.raises(RejectedInputError, match="too large"):
+        decode_weight_payload(payload)
+
+
 json_leaves = st.one_of(
     st.none(), st.booleans(), st.text(max_size=8), st.integers(), st.floats(allow_nan=False)
 )
