@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 __all__ = [
     "MOSQUITTO",
@@ -243,3 +246,35 @@ def no_leaks_fixture() -> Iterator[None]:
         time.sleep(0.05)
     assert not leaked_fds, f"leaked file descriptors: {sorted(leaked_fds)}"
     assert not leaked_threads, f"leaked threads: {[t.name for t in leaked_threads]}"
+
+
+@pytest.fixture(name="subscriber")
+def subscriber_fixture(broker: Broker) -> Iterator[Callable[[str], queue.Queue[bytes]]]:
+    """Subscribe to topics on the test broker; each topic's payloads arrive in a queue.
+
+    ``subscribe(topic)`` returns once the broker confirmed the subscription, so nothing the
+    test publishes afterwards can be missed.
+    """
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"jxc-test-{os.getpid()}")
+    queues: dict[str, queue.Queue[bytes]] = {}
+    subscribed: queue.Queue[int] = queue.Queue()
+
+    def on_message(_c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
+        queues.setdefault(message.topic, queue.Queue()).put(bytes(message.payload))
+
+    client.on_message = on_message
+    client.on_subscribe = lambda *args: subscribed.put(1)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+
+    def subscribe(topic: str) -> queue.Queue[bytes]:
+        sink = queues.setdefault(topic, queue.Queue())
+        client.subscribe(topic, qos=1)
+        subscribed.get(timeout=5)
+        return sink
+
+    try:
+        yield subscribe
+    finally:
+        client.loop_stop()
+        client.disconnect()

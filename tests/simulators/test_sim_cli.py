@@ -13,22 +13,20 @@ import queue
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
 from device_drivers.printers.base import PrintJob
 from device_drivers.registry import open_printer, open_scale
-from tests.mqtt_broker import Broker, broker_fixture, mqtt_broker_fixture
+from tests.mqtt_broker import Broker, broker_fixture, mqtt_broker_fixture, subscriber_fixture
 from tests.simulators.sim_process import PtyPort, SimProcess, recv_until
 
-__all__ = ["broker_fixture", "mqtt_broker_fixture"]  # fixtures used by name below
+__all__ = ["broker_fixture", "mqtt_broker_fixture", "subscriber_fixture"]  # fixtures used by name
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -281,34 +279,6 @@ def test_modbus_scale_on_rtu_serves_two_unit_ids(tmp_path: Path) -> None:
 
 
 # -- MQTT ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def subscriber(broker: Broker) -> Iterator[Callable[[str], queue.Queue[bytes]]]:
-    """Subscribe to topics on the test broker; each topic's payloads arrive in a queue."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="sim-cli-test")
-    queues: dict[str, queue.Queue[bytes]] = {}
-    subscribed: queue.Queue[int] = queue.Queue()
-
-    def on_message(_c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
-        queues.setdefault(message.topic, queue.Queue()).put(bytes(message.payload))
-
-    client.on_message = on_message
-    client.on_subscribe = lambda *args: subscribed.put(1)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-
-    def subscribe(topic: str) -> queue.Queue[bytes]:
-        sink = queues.setdefault(topic, queue.Queue())
-        client.subscribe(topic, qos=1)
-        subscribed.get(timeout=5)
-        return sink
-
-    try:
-        yield subscribe
-    finally:
-        client.loop_stop()
-        client.disconnect()
 
 
 def test_mqtt_scanner_publishes_each_stdin_line(
