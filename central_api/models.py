@@ -64,9 +64,10 @@ def to_micro_units(value: Decimal | int) -> int:
         scaled = amount.scaleb(DECIMAL_PLACES, context=_EXACT)
     except Inexact:
         raise ValueError(f"{amount} has more digits than the database can hold") from None
-    micro = int(scaled)  # truncates; the comparison below (exact) catches any fraction
-    if scaled != micro:
-        raise ValueError(f"{amount} has more than {DECIMAL_PLACES} decimal places")
+    try:
+        micro = int(_EXACT.to_integral_exact(scaled))  # Inexact: a fraction is left
+    except Inexact:
+        raise ValueError(f"{amount} has more than {DECIMAL_PLACES} decimal places") from None
     if not -_BIGINT_LIMIT <= micro < _BIGINT_LIMIT:
         raise ValueError(f"{amount} is too large to store")
     return micro
@@ -117,7 +118,9 @@ site_sync_state = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
-# Every movement ever pushed, immutable; (site_id, seq) is each site's ledger.
+# Every movement ever pushed, immutable; (site_id, seq) is each site's ledger. Besides
+# received_at the columns are exactly LedgerEvent's fields: ingest rebuilds a held event
+# from them to tell a replay from a conflict.
 ledger_events = Table(
     "ledger_events",
     metadata,
@@ -142,7 +145,6 @@ ledger_events = Table(
     Column("ref", String(128), nullable=True),
     Column("device_id", String(64), nullable=True),
     Column("actor", String(64), nullable=True),
-    Column("content_digest", String(64), nullable=False),
     UniqueConstraint("site_id", "seq"),
 )
 

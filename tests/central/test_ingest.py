@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, update
 
 from central_api.models import ledger_events, refused_events, site_sync_state, stock_balances
-from jxc.contract import PushAck
+from central_api.services.ingest import stored_event
+from jxc.contract import LedgerEvent, PushAck
 
 PUSH = "/api/v1/sync/events"
 
@@ -344,7 +345,7 @@ def test_optional_fields_are_stored(client: TestClient, engine: Engine, site: An
         "王五",
         "2027-03-31",
     )
-    assert len(row.content_digest) == 64
+    assert stored_event(row._mapping) == LedgerEvent.model_validate(event)
 
 
 def test_a_full_batch_is_ingested_in_one_request(client: TestClient, site: Any) -> None:
@@ -357,3 +358,82 @@ def test_a_full_batch_is_ingested_in_one_request(client: TestClient, site: Any) 
     rows = stock(client)
     assert len(rows) == 50
     assert {row["qty"] for row in rows} == {"50"}
+
+
+# --- the common push and its way back to the careful path ------------------------------
+#
+# A push that starts right after the watermark is inserted at once inside a savepoint;
+# these break each check the database makes for it, and show that the rolled-back attempt
+# left nothing behind (no row, no quantity) and the careful path gave the true verdicts.
+
+
+def test_a_common_push_with_an_id_held_elsewhere_gets_every_verdict_right(
+    client: TestClient, engine: Engine, site: Any
+) -> None:
+    held = site.event("receipt", "5")
+    push(client, site.batch([held]))
+    first = site.event("receipt", "1")
+    reused = {**site.event("receipt", "7"), "event_id": held["event_id"]}
+    last = site.event("sale", "-2")
+
+    ack = push(client, site.batch([first, reused, last]))
+
+    assert statuses(ack) == ["accepted", "conflict", "accepted"]
+    assert "already held with different content (site S01, seq 1)" in ack["results"][1]["detail"]
+    assert ack["acked_through_seq"] == 4
+    assert held_event_count(engine) == 3
+    assert stock(client)[0]["qty"] == "4", "5 + 1 - 2: the rolled-back attempt added nothing"
+
+
+def test_a_common_push_into_a_balance_of_another_unit_gets_every_verdict_right(
+    client: TestClient, engine: Engine, site: Any
+) -> None:
+    push(client, site.batch([site.event("receipt", "10", uom="pcs")]))
+
+    # Within the batch the units agree, so only the balance upsert can tell.
+    ack = push(
+        client,
+        site.batch(
+            [
+                site.event("receipt", "3", item="ITEM-2", uom="kg"),
+                site.event("receipt", "2", uom="kg"),
+                site.event("receipt", "4", item="ITEM-2", uom="kg"),
+            ]
+        ),
+    )
+
+    assert statuses(ack) == ["accepted", "invalid", "accepted"]
+    assert "counted in pcs, not kg" in ack["results"][1]["detail"]
+    assert ack["acked_through_seq"] == 4
+    assert held_event_count(engine) == 3
+    assert {(row["item"], row["uom"], row["qty"]) for row in stock(client)} == {
+        ("ITEM-1", "pcs", "10"),
+        ("ITEM-2", "kg", "7"),
+    }
+    assert refused_seqs(engine) == [(3, "invalid", 1)]
+
+
+def test_a_replay_spelled_differently_is_a_duplicate(
+    client: TestClient, engine: Engine, site: Any
+) -> None:
+    """Content is compared as values, the way the digest of the contract defines it."""
+    original = site.event(
+        "receipt", "5.5", occurred_at="2026-12-02T08:00:00+00:00", unit_cost="3.10"
+    )
+    push(client, site.batch([original]))
+
+    respelled = {
+        **original,
+        "qty": "5.500000",
+        "unit_cost": "3.1",
+        "occurred_at": "2026-12-02T16:00:00.000000+08:00",
+    }
+    ack = push(client, site.batch([respelled]))
+
+    assert statuses(ack) == ["duplicate"]
+    assert held_event_count(engine) == 1
+    with engine.connect() as connection:
+        row = connection.execute(select(ledger_events)).one()
+    assert stored_event(row._mapping).content_digest() == (
+        LedgerEvent.model_validate(respelled).content_digest()
+    )

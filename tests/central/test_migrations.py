@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from psycopg import sql
+from sqlalchemy import Engine, inspect, make_url, select
 
-from central_api.db import upgrade_database
-from central_api.models import metadata
+from central_api.db import alembic_config, create_db_engine, upgrade_database, write_transaction
+from central_api.models import ledger_events, metadata
+from central_api.services.ingest import ingest_batch, stored_event
+from jxc import uuid7
+from jxc.contract import LedgerEvent, PushBatch
+from tests.central.conftest import POSTGRES_ADMIN_URL
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:
@@ -22,7 +35,7 @@ def test_upgrade_is_idempotent(database_url: str, engine: Engine) -> None:
 
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-            ("0004",)
+            ("0005",)
         ]
         assert set(inspect(connection).get_table_names()) >= {
             "ledger_events",
@@ -36,3 +49,89 @@ def test_upgrade_is_idempotent(database_url: str, engine: Engine) -> None:
             "site_credentials",
             "auth_signing_key",
         }
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def scratch_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of its own, so migrating it down cannot disturb the other tests."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'scratch.db'}"
+        return
+    request.getfixturevalue("postgres_session")  # skips or fails loudly without PostgreSQL
+    name = f"jxc_migrate_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def test_dropping_the_content_digest_goes_back_and_forth(scratch_url: str) -> None:
+    """0005 drops ``content_digest``; its downgrade refills it as an older central wrote it."""
+    upgrade_database(scratch_url)
+    engine = create_db_engine(scratch_url)
+    try:
+        site = "S01"
+        events = [
+            LedgerEvent.model_validate(
+                {
+                    "event_id": str(uuid7()),
+                    "site_id": site,
+                    "seq": seq,
+                    "occurred_at": f"2026-12-02T08:00:0{seq}.25+08:00",
+                    "kind": kind,
+                    "item": "ITEM-1",
+                    "location": "A-01",
+                    "qty": qty,
+                    "uom": "kg",
+                    **extra,
+                }
+            )
+            for seq, kind, qty, extra in [
+                (1, "receipt", "12.5", {"unit_cost": "3.10", "lot": "L1", "expiry": "2027-03-31"}),
+                (2, "sale", "-0.000001", {"actor": "王五", "ref": "SO-1"}),
+                (3, "adjustment", "-7", {}),
+            ]
+        ]
+        with engine.connect() as connection:
+            ingest_batch(
+                connection=connection,
+                batch=PushBatch(site_id=site, events=events),
+                received_at=datetime.now(UTC),
+            )
+
+        migrate(scratch_url, "downgrade", "0004")
+        with engine.connect() as connection:
+            digests = dict(
+                connection.exec_driver_sql(
+                    "SELECT event_id, content_digest FROM ledger_events"
+                ).all()
+            )
+        assert digests == {str(event.event_id): event.content_digest() for event in events}
+
+        migrate(scratch_url, "upgrade", "head")
+        with engine.connect() as connection:
+            columns = {
+                column["name"] for column in inspect(connection).get_columns("ledger_events")
+            }
+            held = [stored_event(row._mapping) for row in connection.execute(select(ledger_events))]
+        assert "content_digest" not in columns
+        assert sorted(held, key=lambda event: event.seq) == events
+    finally:
+        engine.dispose()
+
+
+def migrate(url: str, direction: str, revision: str) -> None:
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection, write_transaction(connection):
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            getattr(command, direction)(config, revision)
+    finally:
+        engine.dispose()
