@@ -8,6 +8,7 @@ through the column type's own bind processor.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import DateTime, Dialect
+from sqlalchemy import Date, DateTime, Dialect
 from sqlalchemy.dialects import postgresql, sqlite
 
 from central_api.models import ledger_events
@@ -106,16 +107,32 @@ def test_ledger_rows_are_what_sqlalchemy_would_bind(
         assert [type(value) for value in fast_row] == [type(value) for value in general_row]
 
 
-@given(moment=moments | st.datetimes())
-def test_sqlite_datetime_text_is_sqlalchemys(moment: datetime) -> None:
+@given(ids=st.lists(st.uuids(), max_size=20))
+def test_id_texts_are_str_of_the_uuid(ids: list[uuid.UUID]) -> None:
+    assert ingest._id_texts(ids) == [str(event_id) for event_id in ids]
+
+
+@given(values=st.lists(moments | st.datetimes(), max_size=20))
+def test_sqlite_datetime_texts_are_sqlalchemys(values: list[datetime]) -> None:
     dialect = DIALECTS["sqlite"]
     processor = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
     assert processor is not None
-    assert ingest._sqlite_datetime_text(moment) == processor(moment)
+    assert ingest._sqlite_datetime_texts(values) == [processor(value) for value in values]
 
 
-def test_the_fast_datetime_text_is_the_one_sqlite_uses() -> None:
-    """If SQLAlchemy ever spells it differently, the check at first use falls back."""
+@given(day=st.dates())
+def test_sqlite_date_text_is_sqlalchemys(day: date) -> None:
+    dialect = DIALECTS["sqlite"]
+    processor = Date().dialect_impl(dialect).bind_processor(dialect)
+    assert processor is not None
+    assert day.isoformat() == processor(day)
+
+
+def test_the_fast_texts_are_the_ones_sqlite_uses() -> None:
+    """If SQLAlchemy ever spells them differently, the check at first use falls back."""
     binds = ingest._ledger_binds(DIALECTS["sqlite"])
-    assert binds.when is ingest._sqlite_datetime_text
-    assert ingest._ledger_binds(DIALECTS["postgresql"]).when is ingest._unchanged
+    assert binds.times is ingest._sqlite_datetime_texts
+    assert binds.day == date.isoformat
+    postgres = ingest._ledger_binds(DIALECTS["postgresql"])
+    assert postgres.times is ingest._unchanged
+    assert postgres.day is ingest._unchanged
