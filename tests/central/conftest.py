@@ -17,6 +17,7 @@ import secrets
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from psycopg import sql
-from sqlalchemy import Engine, make_url
+from sqlalchemy import URL, Engine, make_url
 
 from central_api.core.config import Settings
 from central_api.db import create_db_engine, upgrade_database
@@ -76,19 +77,25 @@ def postgres_session() -> Iterator[tuple[str, psycopg.Connection[Any]]]:
             pytest.fail(reason, pytrace=False)
         pytest.skip(f"!!! SKIPPED: {reason}. Start PostgreSQL or set JXC_TEST_POSTGRES_URL.")
 
-    name = f"jxc_test_{secrets.token_hex(4)}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    admin_url = make_url(POSTGRES_ADMIN_URL)
-    url = admin_url.set(drivername="postgresql+psycopg", database=name)
-    plain_url = admin_url.set(database=name).render_as_string(hide_password=False)
-    try:
+    admin.close()
+    with fresh_postgres_database("jxc_test") as url:
         upgrade_database(url)
+        plain_url = url.set(drivername="postgresql").render_as_string(hide_password=False)
         with psycopg.connect(plain_url, autocommit=True) as cleaner:
             yield url.render_as_string(hide_password=False), cleaner
+
+
+@contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[URL]:
+    """An empty database ``<prefix>_<random>`` on the test server, dropped afterwards."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
     finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin_again:
-            admin_again.execute(
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
 

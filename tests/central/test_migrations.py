@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from psycopg import sql
-from sqlalchemy import Engine, inspect, make_url, select
+from sqlalchemy import Engine, inspect, select
 
 from central_api.db import alembic_config, create_db_engine, upgrade_database, write_transaction
 from central_api.models import ledger_events, metadata
 from central_api.services.ingest import ingest_batch, stored_event
 from jxc import uuid7
 from jxc.contract import LedgerEvent, PushBatch
-from tests.central.conftest import POSTGRES_ADMIN_URL
+from tests.central.conftest import fresh_postgres_database
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:
@@ -58,17 +55,8 @@ def scratch_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
         yield f"sqlite:///{tmp_path / 'scratch.db'}"
         return
     request.getfixturevalue("postgres_session")  # skips or fails loudly without PostgreSQL
-    name = f"jxc_migrate_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+    with fresh_postgres_database("jxc_migrate") as url:
         yield url.render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def test_dropping_the_content_digest_goes_back_and_forth(scratch_url: str) -> None:
