@@ -385,7 +385,6 @@ def stored_row(event: LedgerEvent, received_at: datetime) -> dict[str, Any]:
         "ref": event.ref,
         "device_id": event.device_id,
         "actor": event.actor,
-        "content_digest": event.content_digest(),
     }
 
 

@@ -60,7 +60,9 @@ def create_db_engine(url: str | URL, **engine_options: Any) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         options: dict[str, Any] = {
             "pool_pre_ping": True,
-            "connect_args": {"connect_timeout": 5},
+            # Times come back in UTC whatever the server's default zone: converted to
+            # another zone, an instant near year 1 or 9999 falls outside Python's dates.
+            "connect_args": {"connect_timeout": 5, "options": "-c timezone=UTC"},
             # Ingest waits on the site row, then must see what the push it waited for
             # committed; under REPEATABLE READ (a possible server default) it would not.
             "isolation_level": "READ COMMITTED",

@@ -8,6 +8,13 @@ always gets ``{"detail": "<a sentence a person can act on>"}``.
 from __future__ import annotations
 
 
+def first_line(error: Exception) -> str:
+    """The first line of what the driver (or Python) said: enough to log or to answer."""
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip()
+    return text.splitlines()[0] if text else type(original).__name__
+
+
 class CentralError(Exception):
     """A request central understood but will not carry out; nothing was changed."""
 
@@ -29,6 +36,21 @@ class SequenceGapError(CentralError):
             f"site {site_id}: central holds seq through {acked_through_seq}; "
             f"batch starts at {batch_first_seq}; "
             f"missing {acked_through_seq + 1}..{batch_first_seq - 1}"
+        )
+
+
+class BalanceChangedError(CentralError):
+    """A balance's unit changed while a push was being merged; nothing was changed.
+
+    Only a correction by hand can do that (pushes from one site queue on its lock), so
+    the push is simply retried, and then sees the balance as it is now.
+    """
+
+    def __init__(self, *, site_id: str, balances: int) -> None:
+        self.site_id = site_id
+        super().__init__(
+            f"site {site_id}: the unit of {balances} balance(s) changed during this push; "
+            "nothing was stored, retry"
         )
 
 

@@ -60,6 +60,8 @@ def _canonical_decimal(value: Decimal) -> Decimal:
         raise ValueError("must be a finite number")
     if abs(value) >= MAX_ABS_AMOUNT:
         raise ValueError(f"must be smaller than {MAX_ABS_AMOUNT} in magnitude")
+    if value.is_zero():
+        return Decimal(0)  # "-0" too: central stores both as 0, so they must be one value
     normal = value.normalize()
     exponent = normal.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -DECIMAL_PLACES:
@@ -77,7 +79,10 @@ ExactDecimal = Annotated[
 
 SITE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 SiteId = Annotated[str, Field(pattern=SITE_ID_PATTERN)]
-Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+"""No C0 control character or DEL: PostgreSQL refuses NUL in text outright, and a tab or
+a line break in a code or a reference is a scanner's or a typist's slip, not data."""
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_CONTROL)]
 
 
 class EventKind(StrEnum):
@@ -110,15 +115,15 @@ class LedgerEvent(BaseModel):
     occurred_at: datetime = Field(description="edge clock, UTC")
     kind: EventKind
     item: Code
-    lot: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    lot: Annotated[str, Field(min_length=1, max_length=40, pattern=_NO_CONTROL)] | None = None
     expiry: date | None = None
     location: Code
     qty: ExactDecimal = Field(description="signed by kind: positive in, negative out")
-    uom: Annotated[str, Field(min_length=1, max_length=16)]
+    uom: Annotated[str, Field(min_length=1, max_length=16, pattern=_NO_CONTROL)]
     unit_cost: ExactDecimal | None = None
-    ref: Annotated[str, Field(max_length=128)] | None = None
-    device_id: Annotated[str, Field(max_length=64)] | None = None
-    actor: Annotated[str, Field(max_length=64)] | None = None
+    ref: Annotated[str, Field(max_length=128, pattern=_NO_CONTROL)] | None = None
+    device_id: Annotated[str, Field(max_length=64, pattern=_NO_CONTROL)] | None = None
+    actor: Annotated[str, Field(max_length=64, pattern=_NO_CONTROL)] | None = None
 
     @field_validator("event_id")
     @classmethod
@@ -149,17 +154,18 @@ class LedgerEvent(BaseModel):
     def content_digest(self, *, event_id_text: str | None = None) -> str:
         """SHA-256 of the canonical JSON form: equal content, equal digest, on both sides.
 
-        Central compares digests to tell a harmless replay (``duplicate``) from the same
-        id carrying different content (``conflict``).
+        A fingerprint of an event's content that any party can compute: the chaos tests
+        compare the edge's ledger with central's by it. (Central itself tells a replay from
+        a conflicting event by comparing the held event with the pushed one value by
+        value, which needs no digest stored per event; see ``central_api.services.ingest``.)
 
         The canonical form is ``json.dumps(self.model_dump(mode="json"), sort_keys=True,
-        separators=(",", ":"))``. Central hashes every pushed event, so the string is written
-        out field by field here, in sorted key order, with the same escaping (``json``'s own
-        encoder, ASCII only) and the same spelling of every value as pydantic's JSON mode:
-        about four times cheaper, and byte for byte the same string (``_DIGEST_FIELDS``
-        below fails the import if a field is added without being hashed here).
-        ``event_id_text`` is ``str(self.event_id)`` if the caller already has it (central
-        does, for its lookups): spelling a UUID out is a tenth of the work.
+        separators=(",", ":"))``, written out field by field here, in sorted key order, with
+        the same escaping (``json``'s own encoder, ASCII only) and the same spelling of every
+        value as pydantic's JSON mode: about four times cheaper, and byte for byte the same
+        string (``_DIGEST_FIELDS`` below fails the import if a field is added without being
+        hashed here). ``event_id_text`` is ``str(self.event_id)`` if the caller already has
+        it: spelling a UUID out is a tenth of the work.
         """
         occurred_at = self.occurred_at
         if occurred_at.tzinfo is not UTC:

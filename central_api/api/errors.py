@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from central_api.errors import (
+    BalanceChangedError,
     BarcodeTakenError,
     CentralError,
     CredentialRefusedError,
@@ -39,12 +40,14 @@ from central_api.errors import (
     UnknownCredentialError,
     UnknownItemError,
     UnknownSiteError,
+    first_line,
 )
 
 log = logging.getLogger("central_api.api.errors")
 
 _STATUS: dict[type[CentralError], int] = {
     SequenceGapError: status.HTTP_409_CONFLICT,
+    BalanceChangedError: status.HTTP_409_CONFLICT,
     UnknownSiteError: status.HTTP_404_NOT_FOUND,
     UnknownItemError: status.HTTP_404_NOT_FOUND,
     UnknownBarcodeError: status.HTTP_404_NOT_FOUND,
@@ -98,7 +101,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeoutError)
     async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        reason = _first_line(exc)
+        reason = first_line(exc)
         log.error("database unavailable", extra={"path": request.url.path, "reason": reason})
         return JSONResponse(
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -110,7 +113,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _lost_race(request: Request, exc: IntegrityError) -> JSONResponse:
         # Pushes from one site are serialised, so this means two requests wrote the same
         # row at once (e.g. one event id pushed by two sites); a retry sorts it out.
-        reason = _first_line(exc)
+        reason = first_line(exc)
         log.warning("concurrent write collided", extra={"path": request.url.path, "reason": reason})
         return JSONResponse(
             status_code=status.HTTP_409_CONFLICT,
@@ -175,9 +178,3 @@ def field_path(loc: Iterable[int | str]) -> str:
         else:
             path += f".{part}" if path else str(part)
     return path
-
-
-def _first_line(exc: Exception) -> str:
-    original = getattr(exc, "orig", None) or exc
-    text = str(original).strip()
-    return text.splitlines()[0] if text else type(original).__name__

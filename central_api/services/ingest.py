@@ -82,10 +82,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from central_api.db import write_transaction
-from central_api.errors import SequenceGapError
+from central_api.errors import BalanceChangedError, SequenceGapError, first_line
 from central_api.models import (
     NO_LOT,
     MicroUnits,
@@ -126,13 +126,14 @@ def ingest_batch(*, connection: Connection, batch: PushBatch, received_at: datet
     site_id = batch.site_id
     with write_transaction(connection):
         watermark = _lock_site(connection, site_id=site_id, now=received_at)
-        accepted = _insert_if_all_new(
+        common = _insert_if_all_new(
             connection, batch=batch, watermark=watermark, received_at=received_at
         )
-        if accepted is not None:
-            results = accepted
+        if isinstance(common, list):
+            results, path = common, "common"
             watermark = _walk_past(connection, site_id=site_id, watermark=batch.events[-1].seq)
         else:
+            path = f"careful: {common}"
             results, watermark = _ingest_carefully(
                 connection, batch=batch, watermark=watermark, received_at=received_at
             )
@@ -150,30 +151,29 @@ def ingest_batch(*, connection: Connection, batch: PushBatch, received_at: datet
             "server_time": received_at,
         }
     )
-    _log_outcome(
-        site_id=site_id,
-        results=ack.results,
-        watermark=watermark,
-        all_accepted=accepted is not None,
-    )
+    _log_outcome(site_id=site_id, results=ack.results, watermark=watermark, path=path)
     return ack
 
 
 def _insert_if_all_new(
     connection: Connection, *, batch: PushBatch, watermark: int, received_at: datetime
-) -> list[_Result] | None:
-    """Insert the whole batch if it is the common push; None (nothing changed) if not.
+) -> list[_Result] | str:
+    """Insert the whole batch if it is the common push; if not, why not (nothing changed).
 
     See the module docstring: the constraints the insert and the upsert check stand in
-    for the careful path's lookups, and a savepoint undoes a push that breaks one.
+    for the careful path's lookups, and a savepoint undoes a push that breaks one. A value
+    the database or the amount conversion refuses (PostgreSQL takes no NUL in text, a
+    balance can overflow) also hands over to the careful path: the event carrying it may
+    be one that path refuses without storing it, and if it does store it, the same error
+    comes from there.
     """
     events = batch.events
     if events[0].seq != watermark + 1:
-        return None
+        return "the batch does not start right after the watermark"
     event_ids = _id_texts([event.event_id for event in events])
     sums = _sum_by_key(events)
     if sums is None:
-        return None  # two of its events disagree on a balance's unit
+        return "two events of one balance are in different units"
     savepoint = connection.begin_nested()
     try:
         _insert_events(
@@ -187,11 +187,14 @@ def _insert_if_all_new(
             connection, site_id=batch.site_id, sums=sums, received_at=received_at
         )
     except IntegrityError:
-        savepoint.rollback()  # an id or a seq is held already
-        return None
+        savepoint.rollback()
+        return "an event id or seq is held already"
+    except (DataError, ValueError) as error:
+        savepoint.rollback()
+        return f"a value was refused ({first_line(error)})"
     if added != len(sums):
-        savepoint.rollback()  # a balance is kept in another unit
-        return None
+        savepoint.rollback()
+        return "a balance is kept in another unit"
     savepoint.commit()
     accepted = EventStatus.ACCEPTED
     return [
@@ -233,8 +236,10 @@ def _ingest_carefully(
         if sums is None:  # pragma: no cover - _drop_unit_mismatches kept one unit per key
             raise AssertionError("events of one balance in two units passed the unit check")
         added = _add_to_balances(connection, site_id=site_id, sums=sums, received_at=received_at)
-        if added != len(sums):  # pragma: no cover - the units were read under the lock
-            raise AssertionError(f"{len(sums) - added} balances were kept in another unit")
+        if added != len(sums):
+            # The units were read under the site's lock, but a person may have corrected
+            # a balance's unit by hand since; the edge retries and the next read sees it.
+            raise BalanceChangedError(site_id=site_id, balances=len(sums) - added)
         for row in inserted:
             results[row.index] = _verdict(row.event, EventStatus.ACCEPTED)
         _forget_refusals(
@@ -547,17 +552,19 @@ def _add_to_balances(
         "updated_at": _Same(received_at),
     }
     converted = _driver_columns(connection.dialect, stock_balances, columns)
+    parameters: tuple[Any, ...] | list[tuple[Any, ...]]
     if connection.dialect.name == "postgresql":
         # All keys in one statement, from one array per column, rather than one
         # statement per key in the pipeline.
-        result = connection.exec_driver_sql(
-            *_upsert_balances_from_arrays(connection.dialect, converted)
-        )
+        statement, parameters = _upsert_balances_from_arrays(connection.dialect, converted)
     else:
-        result = connection.exec_driver_sql(
-            _upsert_balances_sql(connection.dialect), _as_rows(converted)
-        )
+        statement, parameters = _upsert_balances_sql(connection.dialect), _as_rows(converted)
+    result = connection.exec_driver_sql(statement, parameters, execution_options=_KEEP_COUNT)
     return int(result.rowcount)
+
+
+_KEEP_COUNT = {"preserve_rowcount": True}
+"""SQLAlchemy promises ``rowcount`` for every statement only with this option."""
 
 
 # --- rows straight to the driver -------------------------------------------------------
@@ -974,9 +981,10 @@ def _insert_for(connection: Connection, table: Table) -> postgresql.Insert | sql
 
 
 def _log_outcome(
-    *, site_id: str, results: Sequence[EventResult], watermark: int, all_accepted: bool
+    *, site_id: str, results: Sequence[EventResult], watermark: int, path: str
 ) -> None:
-    if all_accepted:  # the common push: no need to look through 5000 verdicts
+    all_accepted = path == "common"
+    if all_accepted:  # no need to look through 5000 verdicts
         counts = Counter({EventStatus.ACCEPTED: len(results)})
     else:
         counts = Counter(map(attrgetter("status"), results))
@@ -988,6 +996,7 @@ def _log_outcome(
         "conflict": counts[EventStatus.CONFLICT],
         "invalid": counts[EventStatus.INVALID],
         "acked_through_seq": watermark,
+        "path": path,
     }
     refused = [] if all_accepted else [r for r in results if r.status in _REFUSED]
     if refused:

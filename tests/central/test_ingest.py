@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, update
 
@@ -365,11 +367,30 @@ def test_a_full_batch_is_ingested_in_one_request(client: TestClient, site: Any) 
 # A push that starts right after the watermark is inserted at once inside a savepoint;
 # these break each check the database makes for it, and show that the rolled-back attempt
 # left nothing behind (no row, no quantity) and the careful path gave the true verdicts.
+# Each push logs the path it took, which shows the short path was tried and undone.
+
+
+def paths_taken(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        str(record.path)
+        for record in caplog.records
+        if record.name == "central_api.services.ingest" and hasattr(record, "path")
+    ]
+
+
+def test_a_plain_push_takes_the_common_path(
+    client: TestClient, caplog: pytest.LogCaptureFixture, site: Any
+) -> None:
+    caplog.set_level(logging.INFO, logger="central_api.services.ingest")
+    push(client, site.batch(site.receipts(3)))
+    push(client, site.batch(site.receipts(2)))
+    assert paths_taken(caplog) == ["common", "common"]
 
 
 def test_a_common_push_with_an_id_held_elsewhere_gets_every_verdict_right(
-    client: TestClient, engine: Engine, site: Any
+    client: TestClient, engine: Engine, caplog: pytest.LogCaptureFixture, site: Any
 ) -> None:
+    caplog.set_level(logging.INFO, logger="central_api.services.ingest")
     held = site.event("receipt", "5")
     push(client, site.batch([held]))
     first = site.event("receipt", "1")
@@ -383,11 +404,13 @@ def test_a_common_push_with_an_id_held_elsewhere_gets_every_verdict_right(
     assert ack["acked_through_seq"] == 4
     assert held_event_count(engine) == 3
     assert stock(client)[0]["qty"] == "4", "5 + 1 - 2: the rolled-back attempt added nothing"
+    assert paths_taken(caplog)[-1] == "careful: an event id or seq is held already"
 
 
 def test_a_common_push_into_a_balance_of_another_unit_gets_every_verdict_right(
-    client: TestClient, engine: Engine, site: Any
+    client: TestClient, engine: Engine, caplog: pytest.LogCaptureFixture, site: Any
 ) -> None:
+    caplog.set_level(logging.INFO, logger="central_api.services.ingest")
     push(client, site.batch([site.event("receipt", "10", uom="pcs")]))
 
     # Within the batch the units agree, so only the balance upsert can tell.
@@ -411,6 +434,42 @@ def test_a_common_push_into_a_balance_of_another_unit_gets_every_verdict_right(
         ("ITEM-2", "kg", "7"),
     }
     assert refused_seqs(engine) == [(3, "invalid", 1)]
+    assert paths_taken(caplog)[-1] == "careful: a balance is kept in another unit"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lot": "L-2"},
+        {"expiry": "2027-01-02"},
+        {"unit_cost": "0"},
+        {"unit_cost": None},
+        {"occurred_at": "2026-12-02T08:00:00.000001+00:00"},
+        {"ref": None},
+        {"actor": "李四"},
+        {"kind": "adjustment"},
+    ],
+)
+def test_a_replay_with_any_field_changed_is_a_conflict(
+    client: TestClient, engine: Engine, site: Any, change: dict[str, Any]
+) -> None:
+    original = site.event(
+        "receipt",
+        "5",
+        lot="L-1",
+        expiry="2027-01-01",
+        unit_cost="3.1",
+        occurred_at="2026-12-02T08:00:00+00:00",
+        ref="PO-1",
+        actor="王五",
+    )
+    push(client, site.batch([original]))
+
+    ack = push(client, site.batch([{**original, **change}]))
+
+    assert statuses(ack) == ["conflict"]
+    assert held_event_count(engine) == 1
+    assert stock(client)[0]["qty"] == "5"
 
 
 def test_a_replay_spelled_differently_is_a_duplicate(

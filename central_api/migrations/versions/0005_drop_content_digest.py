@@ -11,7 +11,11 @@ event from its stored columns and compares it with the pushed one (see
 ``central_api.services.ingest``), so the column has no reader left.
 
 The downgrade puts the column back and fills it from the stored columns, the way the
-contract defines the digest, so an older central finds every row as it wrote them.
+contract defines the digest, so an older central finds every row as it wrote them. Two
+limits: it hashes with the contract of the code that runs it (a field added to the
+contract later means revisiting this), and an amount an older central received as
+``"-0"`` is stored as 0 and now hashed as ``"0"`` (the contract spells every zero ``0``
+since), so that one event's replay would look like a conflict to the older central.
 """
 
 from __future__ import annotations
