@@ -95,7 +95,15 @@ from central_api.models import (
     stock_balances,
     to_micro_units,
 )
-from jxc.contract import EventKind, EventResult, EventStatus, LedgerEvent, PushAck, PushBatch
+from jxc.contract import (
+    MAX_ABS_AMOUNT,
+    EventKind,
+    EventResult,
+    EventStatus,
+    LedgerEvent,
+    PushAck,
+    PushBatch,
+)
 
 log = logging.getLogger("central_api.services.ingest")
 
@@ -168,12 +176,10 @@ def _insert_if_all_new(
     comes from there.
     """
     events = batch.events
-    if events[0].seq != watermark + 1:
-        return "the batch does not start right after the watermark"
+    sums = _common_push_sums(events, watermark)
+    if isinstance(sums, str):
+        return sums
     event_ids = _id_texts([event.event_id for event in events])
-    sums = _sum_by_key(events)
-    if sums is None:
-        return "two events of one balance are in different units"
     savepoint = connection.begin_nested()
     try:
         _insert_events(
@@ -194,13 +200,25 @@ def _insert_if_all_new(
         return f"a value was refused ({first_line(error)})"
     if added != len(sums):
         savepoint.rollback()
-        return "a balance is kept in another unit"
+        return "a balance is kept in another unit or would grow too large"
     savepoint.commit()
     accepted = EventStatus.ACCEPTED
     return [
         {"event_id": event.event_id, "seq": event.seq, "status": accepted, "detail": None}
         for event in events
     ]
+
+
+def _common_push_sums(events: Sequence[LedgerEvent], watermark: int) -> BalanceSums | str:
+    """The batch's sums per balance, if nothing seen before the insert rules it out."""
+    if events[0].seq != watermark + 1:
+        return "the batch does not start right after the watermark"
+    sums = _sum_by_key(events)
+    if sums is None:
+        return "two events of one balance are in different units"
+    if any(abs(qty) >= MAX_ABS_AMOUNT for _, qty in sums.values()):
+        return "a balance would grow too large"
+    return sums
 
 
 def _ingest_carefully(
@@ -220,7 +238,7 @@ def _ingest_carefully(
             site_id=site_id, acked_through_seq=watermark, batch_first_seq=events[0].seq
         )
 
-    inserted = _drop_unit_mismatches(
+    inserted = _drop_unfit_events(
         connection, site_id=site_id, candidates=candidates, results=results
     )
     if inserted:
@@ -233,12 +251,12 @@ def _ingest_carefully(
             received_at=received_at,
         )
         sums = _sum_by_key(new_events)
-        if sums is None:  # pragma: no cover - _drop_unit_mismatches kept one unit per key
-            raise AssertionError("events of one balance in two units passed the unit check")
+        if sums is None:  # pragma: no cover - _drop_unfit_events kept one unit per key
+            raise AssertionError("events of one balance in two units passed the balance check")
         added = _add_to_balances(connection, site_id=site_id, sums=sums, received_at=received_at)
         if added != len(sums):
-            # The units were read under the site's lock, but a person may have corrected
-            # a balance's unit by hand since; the edge retries and the next read sees it.
+            # The balances were read under the site's lock, but a person may have
+            # corrected one by hand since; the edge retries and the next read sees it.
             raise BalanceChangedError(site_id=site_id, balances=len(sums) - added)
         for row in inserted:
             results[row.index] = _verdict(row.event, EventStatus.ACCEPTED)
@@ -444,31 +462,35 @@ def _forget_refusals(connection: Connection, *, site_id: str, seqs: list[int]) -
         )
 
 
-def _drop_unit_mismatches(
+def _drop_unfit_events(
     connection: Connection,
     *,
     site_id: str,
     candidates: list[_Candidate],
     results: list[_Result | None],
 ) -> list[_Candidate]:
-    """Refuse events whose unit differs from the one their balance is kept in.
+    """Refuse events their balance cannot take: another unit, or beyond the largest amount.
 
     A balance is one number; adding 3 ``kg`` to 10 ``pcs`` would give 13 of nothing.
     The first event of a key fixes its unit. Nothing converts units yet, so a mismatch
-    is ``invalid`` rather than guessed at.
+    is ``invalid`` rather than guessed at. A balance, like every amount, stays below
+    ``MAX_ABS_AMOUNT`` in magnitude: if a batch's events of one key would take it there,
+    all of them are ``invalid`` (the short path refuses the same pushes, since it checks
+    the balance the whole batch leaves, and a rule per event would depend on their order).
     """
     if not candidates:
         return []
     keys = {row.key for row in candidates}
     # Filter by item only and match the full key here: a row-value IN over thousands of
     # keys costs more to build and parse than the few extra rows it would leave out.
-    units: dict[BalanceKey, str] = {}
-    for location, item, lot, uom in connection.execute(
+    held: dict[BalanceKey, tuple[str, Decimal]] = {}
+    for location, item, lot, uom, qty in connection.execute(
         select(
             stock_balances.c.location,
             stock_balances.c.item,
             stock_balances.c.lot,
             stock_balances.c.uom,
+            stock_balances.c.qty,
         ).where(
             stock_balances.c.site_id == site_id,
             _one_of(connection, stock_balances.c.item, "items"),
@@ -476,12 +498,14 @@ def _drop_unit_mismatches(
         {"items": _list_param(connection, sorted({key[1] for key in keys}))},
     ):
         if (location, item, lot) in keys:
-            units[(location, item, lot)] = uom
-    kept: list[_Candidate] = []
+            held[(location, item, lot)] = (uom, qty)
+    same_unit: list[_Candidate] = []
+    totals: dict[BalanceKey, Decimal] = {}
     for row in candidates:
-        unit = units.setdefault(row.key, row.event.uom)
+        unit, balance = held.setdefault(row.key, (row.event.uom, Decimal(0)))
         if unit == row.event.uom:
-            kept.append(row)
+            same_unit.append(row)
+            totals[row.key] = totals.get(row.key, balance) + row.event.qty
             continue
         location, item, lot = row.key
         results[row.index] = _verdict(
@@ -489,7 +513,18 @@ def _drop_unit_mismatches(
             EventStatus.INVALID,
             f"{item} (lot {lot or 'none'}) at {location} is counted in {unit}, not {row.event.uom}",
         )
-    return kept
+    too_large = {key for key, total in totals.items() if abs(total) >= MAX_ABS_AMOUNT}
+    for row in same_unit:
+        if row.key in too_large:
+            location, item, lot = row.key
+            results[row.index] = _verdict(
+                row.event,
+                EventStatus.INVALID,
+                f"{item} (lot {lot or 'none'}) at {location}: this push's events would take "
+                f"the balance to {totals[row.key]}, beyond the largest amount central keeps "
+                f"(below {MAX_ABS_AMOUNT:,} in magnitude)",
+            )
+    return [row for row in same_unit if row.key not in too_large]
 
 
 def _insert_events(
@@ -788,16 +823,19 @@ def _on_conflict_add_to_balance(dialect: Dialect) -> str:
     key = ", ".join(quote(column) for column in stock_balances.primary_key.columns)
     qty, updated_at = quote(stock_balances.c.qty), quote(stock_balances.c.updated_at)
     uom = quote(stock_balances.c.uom)
+    # Both terms lie below the limit (balances by this rule, sums checked before), so the
+    # sum cannot overflow a BIGINT on either database.
+    limit = to_micro_units(MAX_ABS_AMOUNT)
     return (
         f" ON CONFLICT ({key}) DO UPDATE SET "
         f"{qty} = {table}.{qty} + excluded.{qty}, {updated_at} = excluded.{updated_at} "
-        f"WHERE {table}.{uom} = excluded.{uom}"
+        f"WHERE {table}.{uom} = excluded.{uom} AND abs({table}.{qty} + excluded.{qty}) < {limit}"
     )
 
 
 def _upsert_balances_sql(dialect: Dialect) -> str:
-    """Start a key's balance, or add to it if it is kept in the same unit; one row of
-    parameters per key."""
+    """Start a key's balance, or add to it if it is kept in the same unit and stays below
+    the largest amount; one row of parameters per key."""
     return _insert_sql(dialect, stock_balances) + _on_conflict_add_to_balance(dialect)
 
 

@@ -434,7 +434,9 @@ def test_a_common_push_into_a_balance_of_another_unit_gets_every_verdict_right(
         ("ITEM-2", "kg", "7"),
     }
     assert refused_seqs(engine) == [(3, "invalid", 1)]
-    assert paths_taken(caplog)[-1] == "careful: a balance is kept in another unit"
+    assert paths_taken(caplog)[-1] == (
+        "careful: a balance is kept in another unit or would grow too large"
+    )
 
 
 @pytest.mark.parametrize(
@@ -496,3 +498,44 @@ def test_a_replay_spelled_differently_is_a_duplicate(
     assert stored_event(row._mapping).content_digest() == (
         LedgerEvent.model_validate(respelled).content_digest()
     )
+
+
+def test_a_balance_never_grows_beyond_the_largest_amount(
+    client: TestClient, engine: Engine, caplog: pytest.LogCaptureFixture, site: Any
+) -> None:
+    """Before: SQLite turned the sum into a float, PostgreSQL failed with a 500."""
+    caplog.set_level(logging.INFO, logger="central_api.services.ingest")
+    push(client, site.batch([site.event("receipt", "999999999999")]))
+
+    ack = push(
+        client,
+        site.batch([site.event("receipt", "1"), site.event("receipt", "1", item="ITEM-2")]),
+    )
+
+    assert statuses(ack) == ["invalid", "accepted"]
+    assert "beyond the largest amount central keeps" in ack["results"][0]["detail"]
+    assert ack["acked_through_seq"] == 3
+    assert {(row["item"], row["qty"]) for row in stock(client)} == {
+        ("ITEM-1", "999999999999"),
+        ("ITEM-2", "1"),
+    }
+    assert paths_taken(caplog)[-1] == (
+        "careful: a balance is kept in another unit or would grow too large"
+    )
+    with engine.connect() as connection:
+        stored = connection.exec_driver_sql("SELECT qty FROM stock_balances ORDER BY item").all()
+    assert [type(qty) for (qty,) in stored] == [int, int], "kept as exact integers"
+
+
+def test_events_of_one_push_that_together_overflow_a_balance_are_all_refused(
+    client: TestClient, caplog: pytest.LogCaptureFixture, site: Any
+) -> None:
+    caplog.set_level(logging.INFO, logger="central_api.services.ingest")
+    halves = [site.event("receipt", "600000000000") for _ in range(2)]
+
+    ack = push(client, site.batch([*halves, site.event("sale", "-1", item="ITEM-2")]))
+
+    assert statuses(ack) == ["invalid", "invalid", "accepted"]
+    assert ack["acked_through_seq"] == 3
+    assert [(row["item"], row["qty"]) for row in stock(client)] == [("ITEM-2", "-1")]
+    assert paths_taken(caplog)[-1] == "careful: a balance would grow too large"
