@@ -539,3 +539,18 @@ def test_events_of_one_push_that_together_overflow_a_balance_are_all_refused(
     assert ack["acked_through_seq"] == 3
     assert [(row["item"], row["qty"]) for row in stock(client)] == [("ITEM-2", "-1")]
     assert paths_taken(caplog)[-1] == "careful: a balance would grow too large"
+
+
+def test_a_held_row_todays_contract_would_refuse_is_a_conflict_not_a_500(
+    client: TestClient, engine: Engine, site: Any
+) -> None:
+    """A row stored before a rule was tightened (here: a tab in ``ref``) is still held."""
+    original = site.event("receipt", "5", ref="PO-1")
+    push(client, site.batch([original]))
+    with engine.begin() as connection:
+        connection.execute(update(ledger_events).values(ref="PO\t1"))
+
+    ack = push(client, site.batch([original]))
+
+    assert statuses(ack) == ["conflict"]
+    assert held_event_count(engine) == 1
