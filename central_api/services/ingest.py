@@ -13,8 +13,9 @@ both insert. Then one of two paths runs.
 watermark and holds only events central has never seen. It is inserted at once, inside a
 savepoint, and the database's own constraints check what the careful path would look up:
 the primary key that no event id is held, the unique ``(site_id, seq)`` that no seq is,
-and the balance upsert (it only adds to a balance kept in the event's unit) that no unit
-is mismatched. Refusal records lie at or below the watermark, so none can be in range.
+and the balance upsert (it only adds to a balance kept in the event's unit, and only while
+the balance stays below the largest amount) that no unit is mismatched and no balance
+overflows. Refusal records lie at or below the watermark, so none can be in range.
 If any check fails, the savepoint is rolled back and the careful path decides; if none
 does, every event is ``accepted``, exactly what the careful path would have found, at
 little more than the cost of the insert itself.
@@ -25,8 +26,9 @@ little more than the cost of the insert itself.
 2. Give every event a verdict: the same id with the same content (the held row, rebuilt
    as an event, equals the pushed one) is a ``duplicate``; the same id with other
    content, or a new id on a seq already taken (by a held event or by one central
-   refused), is a ``conflict``; a unit of measure other than the balance's is
-   ``invalid``; the rest are inserted.
+   refused), is a ``conflict``; a unit of measure other than the balance's, or events
+   that would take a balance beyond the largest amount, are ``invalid``; the rest are
+   inserted.
 3. Refuse the whole batch if its new events would start past a gap.
 4. Insert the new rows (``COPY`` on PostgreSQL, executemany on SQLite), add their
    quantities to the balances with one upsert per (site, location, item, lot) (all in
