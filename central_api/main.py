@@ -20,6 +20,7 @@ from central_api.api.main import api_router
 from central_api.api.routes import health
 from central_api.core.config import Settings
 from central_api.db import check_schema_current, create_db_engine
+from central_api.errors import first_line
 from central_api.services.auth import TokenSigner
 from jxc import __version__
 
@@ -65,7 +66,7 @@ def _refuse_stale_schema(engine: Engine) -> None:
     try:
         check_schema_current(engine)
     except (OperationalError, InterfaceError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        reason = first_line(exc)
         log.warning(
             "database unreachable at start; serving 503 until it is back", extra={"reason": reason}
         )

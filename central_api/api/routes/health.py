@@ -10,6 +10,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from central_api.api.deps import EngineDep
+from central_api.errors import first_line
 from central_api.schemas import HealthOut
 from jxc import __version__
 from jxc.contract import CONTRACT_VERSION
@@ -36,7 +37,7 @@ def healthz(engine: EngineDep, response: Response) -> HealthOut:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        reason = first_line(exc)
         log.warning("health check failed", extra={"reason": reason})
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         health.status = "unavailable"
