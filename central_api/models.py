@@ -9,6 +9,7 @@ create exactly this schema; a test compares the two.
 from __future__ import annotations
 
 from decimal import Context, Decimal, Inexact, InvalidOperation
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -71,6 +72,35 @@ def to_micro_units(value: Decimal | int) -> int:
     if not -_BIGINT_LIMIT <= micro < _BIGINT_LIMIT:
         raise ValueError(f"{amount} is too large to store")
     return micro
+
+
+_SCALE = Decimal(10) ** DECIMAL_PLACES
+_SCALED = partial(_EXACT.multiply, _SCALE)
+
+
+def to_micro_units_many(values: list[Decimal]) -> list[int]:
+    """:func:`to_micro_units` of every value, in one go: ingest converts every amount
+    of a batch, and this costs about a third as much.
+
+    The same checks, made by the exact context's traps and one range test over the
+    whole list instead of a Python call per value: the product is exact or ``Inexact``
+    is raised, a fraction left over raises it again, and a NaN or an infinity cannot
+    become an int. If anything is amiss, the values go through :func:`to_micro_units`
+    one by one, which raises its own error for the value at fault.
+    """
+    if set(map(type, values)) <= _AMOUNT_TYPES:
+        try:
+            micro = list(map(int, map(_EXACT.to_integral_exact, map(_SCALED, values))))
+        except (ArithmeticError, ValueError):  # Inexact, InvalidOperation, Overflow, NaN
+            pass
+        else:
+            if not micro or (min(micro) >= -_BIGINT_LIMIT and max(micro) < _BIGINT_LIMIT):
+                return micro
+    return [to_micro_units(value) for value in values]
+
+
+_AMOUNT_TYPES = frozenset({Decimal, int})
+"""Exactly these: a bool is an int, and to_micro_units refuses it."""
 
 
 def from_micro_units(value: int) -> Decimal:

@@ -39,11 +39,12 @@ little more than the cost of the insert itself.
    if central then accepts it, its refusal record is deleted.
 
 A full batch is 5000 events, so the per-event work is kept lean (``docs/performance.md``
-has the figures): rows go to the driver as tuples, converted by the same column-type bind
-processors SQLAlchemy itself would apply, rather than through SQLAlchemy's per-row
-parameter handling, which cost more than the database's own insert. Content is compared
-only when an id comes back: hashing every event to have a digest ready cost more than
-inserting it.
+has the figures): rows go to the driver as tuples, built column by column in C (``map``,
+``zip``, a whole batch's amounts converted at once) into the very values SQLAlchemy's
+column-type bind processors would give (tests hold them equal), rather than through
+SQLAlchemy's per-row parameter handling, which cost more than the database's own insert;
+balances are summed as integer micro-units. Content is compared only when an id comes
+back: hashing every event to have a digest ready cost more than inserting it.
 
 Invariants relied on: after every commit, ``acked_through_seq + 1`` is *not* settled
 (step 4 advances through every contiguous seq, including ones held above an earlier
@@ -59,12 +60,12 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import partial
-from operator import attrgetter
+from operator import add, attrgetter, itemgetter
 from typing import Any, TypedDict
 
 from pydantic import TypeAdapter, ValidationError
@@ -96,6 +97,7 @@ from central_api.models import (
     site_sync_state,
     stock_balances,
     to_micro_units,
+    to_micro_units_many,
 )
 from jxc.contract import (
     MAX_ABS_AMOUNT,
@@ -177,20 +179,15 @@ def _insert_if_all_new(
     be one that path refuses without storing it, and if it does store it, the same error
     comes from there.
     """
-    events = batch.events
-    sums = _common_push_sums(events, watermark)
-    if isinstance(sums, str):
-        return sums
-    event_ids = _id_texts([event.event_id for event in events])
+    prepared = _common_push_rows(
+        connection.dialect, batch=batch, watermark=watermark, received_at=received_at
+    )
+    if isinstance(prepared, str):
+        return prepared
+    rows, sums = prepared
     savepoint = connection.begin_nested()
     try:
-        _insert_events(
-            connection,
-            site_id=batch.site_id,
-            events=events,
-            event_ids=event_ids,
-            received_at=received_at,
-        )
+        _insert_rows(connection, rows)
         added = _add_to_balances(
             connection, site_id=batch.site_id, sums=sums, received_at=received_at
         )
@@ -207,20 +204,34 @@ def _insert_if_all_new(
     accepted = EventStatus.ACCEPTED
     return [
         {"event_id": event.event_id, "seq": event.seq, "status": accepted, "detail": None}
-        for event in events
+        for event in batch.events
     ]
 
 
-def _common_push_sums(events: Sequence[LedgerEvent], watermark: int) -> BalanceSums | str:
-    """The batch's sums per balance, if nothing seen before the insert rules it out."""
+def _common_push_rows(
+    dialect: Dialect, *, batch: PushBatch, watermark: int, received_at: datetime
+) -> tuple[list[tuple[Any, ...]], BalanceSums] | str:
+    """The batch's rows and its sums per balance, if nothing seen before the insert
+    rules the short path out; if something does, what."""
+    events = batch.events
     if events[0].seq != watermark + 1:
         return "the batch does not start right after the watermark"
-    sums = _sum_by_key(events)
+    try:
+        rows = _ledger_rows(
+            dialect,
+            site_id=batch.site_id,
+            events=events,
+            event_ids=_id_texts([event.event_id for event in events]),
+            received_at=received_at,
+        )
+    except ValueError as error:
+        return f"a value was refused ({first_line(error)})"
+    sums = _sum_by_key(rows)
     if sums is None:
         return "two events of one balance are in different units"
-    if any(abs(qty) >= MAX_ABS_AMOUNT for _, qty in sums.values()):
+    if any(abs(qty) >= _MAX_ABS_MICRO for _, qty in sums.values()):
         return "a balance would grow too large"
-    return sums
+    return rows, sums
 
 
 def _ingest_carefully(
@@ -244,15 +255,15 @@ def _ingest_carefully(
         connection, site_id=site_id, candidates=candidates, results=results
     )
     if inserted:
-        new_events = [row.event for row in inserted]
-        _insert_events(
-            connection,
+        rows = _ledger_rows(
+            connection.dialect,
             site_id=site_id,
-            events=new_events,
+            events=[row.event for row in inserted],
             event_ids=[row.event_id for row in inserted],
             received_at=received_at,
         )
-        sums = _sum_by_key(new_events)
+        _insert_rows(connection, rows)
+        sums = _sum_by_key(rows)
         if sums is None:  # pragma: no cover - _drop_unfit_events kept one unit per key
             raise AssertionError("events of one balance in two units passed the balance check")
         added = _add_to_balances(connection, site_id=site_id, sums=sums, received_at=received_at)
@@ -529,45 +540,38 @@ def _drop_unfit_events(
     return [row for row in same_unit if row.key not in too_large]
 
 
-def _insert_events(
-    connection: Connection,
-    *,
-    site_id: str,
-    events: Sequence[LedgerEvent],
-    event_ids: Sequence[str],
-    received_at: datetime,
-) -> None:
-    values = _ledger_rows(
-        connection.dialect,
-        site_id=site_id,
-        events=events,
-        event_ids=event_ids,
-        received_at=received_at,
-    )
+def _insert_rows(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert :func:`_ledger_rows`'s rows: ``COPY`` on PostgreSQL, executemany on SQLite."""
     if connection.dialect.name == "postgresql":
-        _copy_rows(connection, ledger_events, values)
+        _copy_rows(connection, ledger_events, rows, columns=_LEDGER_COLUMNS)
     else:
-        connection.exec_driver_sql(_insert_sql(connection.dialect, ledger_events), values)
+        statement = _insert_sql(connection.dialect, ledger_events, columns=_LEDGER_COLUMNS)
+        connection.exec_driver_sql(statement, rows)
 
 
-BalanceSums = dict[BalanceKey, tuple[str, Decimal]]
-"""Per balance key: its unit and the sum of the events' quantities."""
+BalanceSums = dict[BalanceKey, tuple[str, int]]
+"""Per balance key: its unit and the sum of the events' quantities, in micro-units."""
 
 
-def _sum_by_key(events: Iterable[LedgerEvent]) -> BalanceSums | None:
-    """Sum the quantities per balance key, so each key is written once; None if two
-    events of one key are in different units."""
-    sums: BalanceSums = {}
-    for event in events:
-        key = (event.location, event.item, event.lot or NO_LOT)
-        held = sums.get(key)
-        if held is None:
-            sums[key] = (event.uom, event.qty)
-        elif held[0] == event.uom:
-            sums[key] = (held[0], held[1] + event.qty)
-        else:
-            return None
-    return sums
+def _sum_by_key(rows: Sequence[tuple[Any, ...]]) -> BalanceSums | None:
+    """Sum the rows' quantities per balance key, so each key is written once; None if
+    two events of one key are in different units.
+
+    Sums integers per (key, unit), from rows that lead with the key and the unit, and
+    then looks for a key that came with two units: all but the one addition per event
+    runs in C, where a key tuple built and a Decimal added per event in Python cost more
+    than the rest of the push's Python.
+    """
+    keyed = list(map(_ROW_KEY_AND_UNIT, rows))
+    totals = dict.fromkeys(keyed, 0)
+    for key, qty in zip(keyed, map(_ROW_QTY, rows), strict=True):
+        totals[key] += qty
+    if len(set(map(_ROW_KEY, totals))) != len(totals):
+        return None
+    return {
+        (location, item, NO_LOT if lot is None else lot): (unit, total)
+        for (location, item, lot, unit), total in totals.items()
+    }
 
 
 def _add_to_balances(
@@ -588,7 +592,7 @@ def _add_to_balances(
         "qty": [qty for _, qty in sums.values()],
         "updated_at": _Same(received_at),
     }
-    converted = _driver_columns(connection.dialect, stock_balances, columns)
+    converted = _driver_columns(connection.dialect, stock_balances, columns, ready={"qty"})
     parameters: tuple[Any, ...] | list[tuple[Any, ...]]
     if connection.dialect.name == "postgresql":
         # All keys in one statement, from one array per column, rather than one
@@ -620,9 +624,14 @@ class _Same:
 
 
 def _driver_columns(
-    dialect: Dialect, table: Table, columns: Mapping[str, list[Any] | _Same]
+    dialect: Dialect,
+    table: Table,
+    columns: Mapping[str, list[Any] | _Same],
+    *,
+    ready: frozenset[str] | set[str] = frozenset(),
 ) -> list[list[Any] | _Same]:
-    """The columns of ``table``, in order, each value converted as the driver takes it."""
+    """The columns of ``table``, in order, each value converted as the driver takes it
+    (except the ``ready`` ones, given in the driver's form already)."""
     if columns.keys() != set(table.c.keys()):
         raise ValueError(f"{table.name}: rows give {sorted(columns)}, table has {table.c.keys()}")
     converted: list[list[Any] | _Same] = []
@@ -630,7 +639,7 @@ def _driver_columns(
         # What SQLAlchemy would apply to this column's parameters (None: nothing to do).
         process = column.type.dialect_impl(dialect).bind_processor(dialect)
         values = columns[column.name]
-        if process is None:
+        if process is None or column.name in ready:
             converted.append(values)
         elif isinstance(values, _Same):
             converted.append(_Same(process(values.value)))
@@ -644,29 +653,25 @@ def _as_rows(columns: Sequence[list[Any] | _Same]) -> list[tuple[Any, ...]]:
     return list(zip(*endless, strict=False))  # the repeats are endless; the lists agree
 
 
+_PLAIN_FIELDS = ("location", "item", "lot", "uom", "seq", "ref", "device_id", "actor")
+"""The fields stored as they are; a row starts with them, the balance key and unit first."""
 _LEDGER_COLUMNS = (
-    "event_id",
-    "site_id",
-    "seq",
-    "occurred_at",
-    "received_at",
-    "kind",
-    "item",
-    "lot",
-    "expiry",
-    "location",
-    "qty",
-    "uom",
-    "unit_cost",
-    "ref",
-    "device_id",
-    "actor",
+    *_PLAIN_FIELDS,
+    *("event_id", "site_id", "occurred_at", "received_at", "kind", "expiry", "qty", "unit_cost"),
 )
-"""The order :func:`_ledger_rows` writes a row's values in: the table's own."""
-if tuple(ledger_events.c.keys()) != _LEDGER_COLUMNS:  # pragma: no cover - caught at import
+"""The order :func:`_ledger_rows` writes a row's values in, and names the columns in."""
+if sorted(_LEDGER_COLUMNS) != sorted(ledger_events.c.keys()):  # pragma: no cover - at import
     raise ImportError("ledger_events changed: update _LEDGER_COLUMNS and _ledger_rows")
 
+_PLAIN = attrgetter(*_PLAIN_FIELDS)
+_OCCURRED_AT, _KIND, _EXPIRY, _QTY, _UNIT_COST = (
+    attrgetter(name) for name in ("occurred_at", "kind", "expiry", "qty", "unit_cost")
+)
+_ROW_KEY = itemgetter(0, 1, 2)
+_ROW_KEY_AND_UNIT = itemgetter(0, 1, 2, 3)
+_ROW_QTY = itemgetter(_LEDGER_COLUMNS.index("qty"))
 _KIND_TEXT = {kind: kind.value for kind in EventKind}
+_MAX_ABS_MICRO = to_micro_units(MAX_ABS_AMOUNT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -686,36 +691,33 @@ def _ledger_rows(
     event_ids: Sequence[str],
     received_at: datetime,
 ) -> list[tuple[Any, ...]]:
-    """The rows of ``ledger_events`` for ``events``, as the driver takes them.
+    """The rows of ``ledger_events`` for ``events``, as the driver takes them, their
+    values in the order of ``_LEDGER_COLUMNS``.
 
-    The same values :func:`_driver_columns` gives (a test holds the two equal), written
-    out in one pass per event: this runs for every event ingested, and the general form,
-    a list per column and then the rows zipped from them, cost twice as much.
+    The same values :func:`_driver_columns` gives (a test holds the two equal), built
+    column by column with ``map`` and ``zip`` so that the loops run in C: this runs for
+    every event ingested, and a Python loop over the events, reading each field and
+    converting each amount by a call, cost twice as much. The fields stored as they are
+    come out of each event as one tuple; the converted ones are zipped and appended.
     """
     binds = _ledger_binds(dialect)
-    day, kinds, micro = binds.day, _KIND_TEXT, to_micro_units
-    received, *occurred = binds.times([received_at, *(event.occurred_at for event in events)])
-    return [
-        (
-            event_id,
-            site_id,
-            event.seq,
-            occurred_at,
-            received,
-            kinds[event.kind],
-            event.item,
-            event.lot,
-            None if event.expiry is None else day(event.expiry),
-            event.location,
-            micro(event.qty),
-            event.uom,
-            None if event.unit_cost is None else micro(event.unit_cost),
-            event.ref,
-            event.device_id,
-            event.actor,
-        )
-        for event, event_id, occurred_at in zip(events, event_ids, occurred, strict=True)
-    ]
+    count = len(events)
+    received, *occurred = binds.times([received_at, *map(_OCCURRED_AT, events)])
+    day = binds.day
+    costs = list(map(_UNIT_COST, events))
+    known_costs = iter(to_micro_units_many([cost for cost in costs if cost is not None]))
+    converted = zip(
+        event_ids,
+        [site_id] * count,
+        occurred,
+        [received] * count,
+        map(_KIND_TEXT.__getitem__, map(_KIND, events)),
+        [None if expiry is None else day(expiry) for expiry in map(_EXPIRY, events)],
+        to_micro_units_many(list(map(_QTY, events))),
+        [None if cost is None else next(known_costs) for cost in costs],
+        strict=True,
+    )
+    return list(map(add, map(_PLAIN, events), converted))
 
 
 _BINDS: dict[str, _LedgerBinds] = {}
@@ -807,16 +809,18 @@ def _placeholder(dialect: Dialect) -> str:
     raise NotImplementedError(f"driver paramstyle {dialect.paramstyle!r}")
 
 
-def _column_list(dialect: Dialect, table: Table) -> str:
+def _column_list(dialect: Dialect, table: Table, columns: Sequence[str] | None = None) -> str:
+    """The table's columns, quoted, in the table's order or in the order ``columns`` names."""
     quote = dialect.identifier_preparer.format_column
-    return ", ".join(quote(column) for column in table.c)
+    chosen = table.c if columns is None else [table.c[name] for name in columns]
+    return ", ".join(quote(column) for column in chosen)
 
 
-def _insert_sql(dialect: Dialect, table: Table) -> str:
+def _insert_sql(dialect: Dialect, table: Table, columns: Sequence[str] | None = None) -> str:
     values = ", ".join(_placeholder(dialect) for _ in table.c)
     name = dialect.identifier_preparer.format_table(table)
-    columns = _column_list(dialect, table)
-    return f"INSERT INTO {name} ({columns}) VALUES ({values})"  # noqa: S608 - our own names
+    names = _column_list(dialect, table, columns)
+    return f"INSERT INTO {name} ({names}) VALUES ({values})"  # noqa: S608 - our own names
 
 
 def _on_conflict_add_to_balance(dialect: Dialect) -> str:
@@ -827,7 +831,7 @@ def _on_conflict_add_to_balance(dialect: Dialect) -> str:
     uom = quote(stock_balances.c.uom)
     # Both terms lie below the limit (balances by this rule, sums checked before), so the
     # sum cannot overflow a BIGINT on either database.
-    limit = to_micro_units(MAX_ABS_AMOUNT)
+    limit = _MAX_ABS_MICRO
     return (
         f" ON CONFLICT ({key}) DO UPDATE SET "
         f"{qty} = {table}.{qty} + excluded.{qty}, {updated_at} = excluded.{updated_at} "
@@ -873,7 +877,13 @@ def _upsert_balances_from_arrays(
     return statement, (*plain, *lists)  # the SELECT's plain parameters come first
 
 
-def _copy_rows(connection: Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
+def _copy_rows(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    columns: Sequence[str] | None = None,
+) -> None:
     """PostgreSQL's binary ``COPY ... FROM STDIN``, inside the connection's transaction.
 
     Several times faster than an INSERT per row, with the same effect: a row that breaks
@@ -887,12 +897,12 @@ def _copy_rows(connection: Connection, table: Table, rows: Sequence[tuple[Any, .
     if not isinstance(driver, psycopg.Connection):
         raise TypeError(f"COPY needs a psycopg 3 connection, not {type(driver).__name__}")
     name = connection.dialect.identifier_preparer.format_table(table)
-    columns = _column_list(connection.dialect, table)
-    statement = f"COPY {name} ({columns}) FROM STDIN (FORMAT BINARY)"
+    names = _column_list(connection.dialect, table, columns)
+    statement = f"COPY {name} ({names}) FROM STDIN (FORMAT BINARY)"
     try:
         with driver.cursor() as cursor:
             # Binary COPY must be told the column types; the table itself says them.
-            cursor.execute(f"SELECT {columns} FROM {name} LIMIT 0")  # noqa: S608 - our names
+            cursor.execute(f"SELECT {names} FROM {name} LIMIT 0")  # noqa: S608 - our names
             types = [column.type_code for column in cursor.description or ()]
             with cursor.copy(statement) as copy:
                 copy.set_types(types)

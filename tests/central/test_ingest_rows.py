@@ -1,9 +1,10 @@
 """Ingest writes its rows by hand for speed: they must be exactly what SQLAlchemy would bind.
 
-``_ledger_rows`` spells each ``ledger_events`` row out in one pass, with a faster SQLite
-datetime text than SQLAlchemy's processor. Here it is held, on many generated events and
-on both databases' dialects, to the general form: one list per column, each value put
-through the column type's own bind processor.
+``_ledger_rows`` builds the ``ledger_events`` rows column by column in C, in an order of
+its own, with faster SQLite datetime texts and amount conversions than SQLAlchemy's
+processors. Here it is held, on many generated events and on both databases' dialects,
+to the general form: one list per column, each value put through the column type's own
+bind processor.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ def rows_the_general_way(
     columns["kind"] = [event.kind.value for event in events]
     columns["site_id"] = ingest._Same("S01")
     columns["received_at"] = ingest._Same(received_at)
-    return ingest._as_rows(ingest._driver_columns(dialect, ledger_events, columns))
+    in_table_order = ingest._as_rows(ingest._driver_columns(dialect, ledger_events, columns))
+    positions = [ledger_events.c.keys().index(name) for name in ingest._LEDGER_COLUMNS]
+    return [tuple(row[position] for position in positions) for row in in_table_order]
 
 
 @pytest.mark.parametrize("dialect_name", sorted(DIALECTS))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from central_api.models import MicroUnits, from_micro_units, to_micro_units
+from central_api.models import MicroUnits, from_micro_units, to_micro_units, to_micro_units_many
 from jxc.contract import MAX_ABS_AMOUNT
 
 amounts = st.decimals(
@@ -72,3 +73,33 @@ def test_column_type_binds_and_reads_none() -> None:
     column_type = MicroUnits()
     assert column_type.process_bind_param(None, dialect=None) is None  # type: ignore[arg-type]
     assert column_type.process_result_value(None, dialect=None) is None  # type: ignore[arg-type]
+
+
+def _outcome(convert: Callable[[], object]) -> object:
+    try:
+        return convert()
+    except (TypeError, ValueError) as error:
+        return type(error), str(error)
+
+
+anything = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    amounts,
+    st.sampled_from([Decimal("sNaN"), Decimal("-0"), Decimal("1.500000000"), True, 1.5, "1"]),
+)
+
+
+@given(st.lists(anything, max_size=12))
+def test_many_at_once_is_one_by_one(values: list[Decimal]) -> None:
+    """The batch conversion gives the same ints, or raises the same error for the first
+    value at fault, as converting each value by itself."""
+    one_by_one = _outcome(lambda: [to_micro_units(value) for value in values])
+    assert _outcome(lambda: to_micro_units_many(values)) == one_by_one
+
+
+@given(st.lists(amounts, max_size=50))
+def test_many_contract_amounts_convert_exactly(values: list[Decimal]) -> None:
+    micro = to_micro_units_many(values)
+    assert [type(value) for value in micro] == [int] * len(values)
+    assert [from_micro_units(value) for value in micro] == values
