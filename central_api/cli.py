@@ -42,15 +42,18 @@ def serve(
     """Bring the database schema up to date, then serve the API."""
     import uvicorn  # noqa: PLC0415
 
+    from central_api.core.gc_tuning import tune_for_serving  # noqa: PLC0415
     from central_api.db import upgrade_database  # noqa: PLC0415
     from central_api.main import create_app  # noqa: PLC0415
 
     settings = _settings(host=host, port=port, database_url=database_url)
     upgrade_database(settings.database_url)
     log.info("central starting", extra={"host": settings.host, "port": settings.port})
+    central = create_app(settings)
+    tune_for_serving(gen0_threshold=settings.gc_gen0_threshold)
     # log_config=None keeps the JSON logging the root command set up; uvicorn's loggers
     # then propagate to it instead of installing their own handlers.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    uvicorn.run(central, host=settings.host, port=settings.port, log_config=None)
 
 
 @app.command()

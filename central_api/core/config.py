@@ -28,3 +28,7 @@ class Settings(BaseSettings):
     token_ttl_s: int = Field(default=900, ge=30, le=86_400)
     """How long a site token lasts. Short, so a leaked header is soon worthless; the edge
     fetches a new one a minute before expiry, and on any 401."""
+
+    gc_gen0_threshold: int = Field(default=50_000, ge=700)
+    """Net new container objects between the garbage collector's young-generation runs
+    while serving (CPython's default is 700); see ``central_api.core.gc_tuning``."""
