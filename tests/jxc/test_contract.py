@@ -6,15 +6,22 @@ import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from jxc.contract import DECIMAL_PLACES, EventKind, LedgerEvent, PushBatch
+from jxc.contract import (
+    DECIMAL_PLACES,
+    MAX_ABS_AMOUNT,
+    EventKind,
+    ExactDecimal,
+    LedgerEvent,
+    PushBatch,
+)
 from jxc.ids import uuid7, uuid7_time_ms
 
 
@@ -203,3 +210,54 @@ def test_fast_digest_writes_exactly_the_canonical_json(
     ).hexdigest()
     assert parsed.content_digest() == slow
     assert parsed.content_digest(event_id_text=str(parsed.event_id)) == slow
+
+
+class _Amount(BaseModel):
+    amount: ExactDecimal
+
+
+def _plainly_canonical(value: object) -> Decimal | None:
+    """The definition of an accepted amount, spelled out slowly: an exact str, int or
+    Decimal (never a float or bool), finite, below the limit, at most six places; kept in
+    the plain spelling of its normalized value. None: refused."""
+    if isinstance(value, bool | float) or not isinstance(value, str | int | Decimal):
+        return None
+    try:
+        amount = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or abs(amount) >= MAX_ABS_AMOUNT:
+        return None
+    normal = amount.normalize()
+    if normal.is_zero():
+        return Decimal(0)
+    exponent = normal.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent < -DECIMAL_PLACES:
+        return None
+    return Decimal(format(normal, "f"))
+
+
+wire_amounts = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.decimals(min_value=-(10**13), max_value=10**13, places=7),
+    st.integers(min_value=-(10**13), max_value=10**13),
+    st.builds(str, st.decimals(allow_nan=True, allow_infinity=True)),
+    st.builds(lambda d: f" {d:f} ", st.decimals(min_value=-(10**13), max_value=10**13, places=8)),
+    st.sampled_from(["-0", "0E+5", "1E+3", "-1.500000", "1_000", "abc", "", "sNaN", "١٢"]),
+    st.sampled_from([1.5, True, None, [1], {"a": 1}]),
+)
+
+
+@given(value=wire_amounts)
+def test_an_amount_is_accepted_exactly_as_the_definition_says(value: object) -> None:
+    """The validator is written for speed; here it is held to the plain definition: the
+    same values accepted, with the same digits and exponent, and the rest refused."""
+    expected = _plainly_canonical(value)
+    try:
+        got: Decimal | None = _Amount.model_validate({"amount": value}).amount
+    except ValidationError:
+        got = None
+    assert (got is None) == (expected is None), (value, got, expected)
+    if got is not None and expected is not None:
+        assert got.as_tuple() == expected.as_tuple()
