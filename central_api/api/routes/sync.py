@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from central_api.api.deps import ConnDep, SignerDep, TokenSiteDep, require_site
+from central_api.api.json_body import ValidatedJSONRoute
 from central_api.schemas import RefusedEventOut, SyncAckOut
 from central_api.services.feed import MAX_PAGE, changes_for_site
 from central_api.services.ingest import ingest_batch
@@ -16,7 +17,7 @@ from central_api.services.stock import list_refused, site_watermark
 from jxc.contract import PushAck, PushBatch, SiteId, SiteToken, SiteTokenRequest
 from jxc.feed import ChangePage
 
-router = APIRouter(prefix="/sync", tags=["sync"])
+router = APIRouter(prefix="/sync", tags=["sync"], route_class=ValidatedJSONRoute)
 
 _AUTH: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid site token; get one from POST /sync/token and retry."},
