@@ -1,9 +1,10 @@
 """Garbage-collector settings for the long-running central process.
 
-A push of 5000 events makes some 100,000 container objects (the validated models, their
-field dicts, the rows) that live until the answer is sent. With CPython's default
-thresholds the collector runs hundreds of times per push, and each full collection walks
-every object the process holds, the imported modules and the app included: measured with
+A push of 5000 events makes tens of thousands of container objects (20,000 for the
+validated models and their field dicts alone, then the rows and the verdicts) that live
+until the answer is sent. With CPython's default thresholds the collector runs dozens of
+times per push, and each full collection walks every object the process holds, the
+imported modules and the app included: measured with
 ``bench/sync.py``'s HTTP drain, half the pushes took about 155 ms instead of 105, held up
 by full collections. Freezing what exists at start moves the app's own
 objects out of the collector's sight for good, and a larger first-generation threshold
