@@ -367,7 +367,8 @@ def checkpoint(engine: Engine) -> None:
 
 
 def stored_row(event: LedgerEvent, received_at: datetime) -> dict[str, Any]:
-    """The row ingest writes for ``event`` (the same mapping as ``ingest._insert_events``)."""
+    """The row ingest writes for ``event``, by column name (``ingest._ledger_rows`` writes
+    the same values, in an order of its own)."""
     return {
         "event_id": str(event.event_id),
         "site_id": event.site_id,

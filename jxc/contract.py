@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, InvalidOperation
 from enum import StrEnum
 from operator import attrgetter
 from typing import Annotated, Any, Literal, Self
@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 CONTRACT_VERSION: Literal[1] = 1
 """Bumped when a change to these models would be misread by the other side."""
@@ -80,19 +81,34 @@ def _parse_amount(text: str) -> Decimal:
 
 def _canonical_decimal(value: Decimal) -> Decimal:
     """One spelling per amount, so that ``"1.50"`` and ``"1.5"`` are one value: the
-    shortest plain form (``12.5``, ``100``, never ``1E+2``), and zero without a sign."""
+    shortest plain form (``12.5``, ``100``, never ``1E+2``), and zero without a sign.
+
+    Nothing here rounds: the comparisons are exact, and ``normalize`` runs in a context
+    that raises rather than round. An amount below the limit with more digits than that
+    context holds has more than six places, and is refused as such.
+    """
     if not value.is_finite():
-        raise ValueError("must be a finite number")
+        # The type and words pydantic's own Decimal check gives, as it did before this
+        # validator took the check over.
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
     if not _MIN_AMOUNT < value < MAX_ABS_AMOUNT:
         raise ValueError(f"must be smaller than {MAX_ABS_AMOUNT} in magnitude")
     if not value:
         return _ZERO  # "-0" too: central stores both as 0, so they must be one value
-    normal = value.normalize()
+    try:
+        normal = value.normalize(context=_NO_ROUNDING)
+    except Inexact:
+        raise ValueError(f"has more than {DECIMAL_PLACES} decimal places") from None
     exponent = int(normal.as_tuple().exponent)  # an int: the value is finite
     if exponent < -DECIMAL_PLACES:
         raise ValueError(f"has more than {DECIMAL_PLACES} decimal places")
     # normalize() writes whole hundreds as 1E+2; the plain spelling is that, quantized.
-    return normal.quantize(_ONE) if exponent > 0 else normal
+    return normal.quantize(_ONE, context=_NO_ROUNDING) if exponent > 0 else normal
+
+
+_NO_ROUNDING = Context(prec=28, traps=[Inexact, InvalidOperation])
+"""28 digits hold any amount the contract takes (12 before the point, 6 after) many
+times over; the trap turns a value that would need more into an error."""
 
 
 ExactDecimal = Annotated[
@@ -171,7 +187,10 @@ class LedgerEvent(BaseModel):
     def _must_be_aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("must carry a UTC offset, e.g. 2026-11-25T10:00:00Z")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:30+01:00 is before year 1 in UTC
+            raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
 
     @model_validator(mode="after")
     def _sign_matches_kind(self) -> Self:

@@ -702,6 +702,8 @@ def _ledger_rows(
     """
     binds = _ledger_binds(dialect)
     count = len(events)
+    if len(event_ids) != count:  # map() below would stop at the shorter, silently
+        raise ValueError(f"{count} events but {len(event_ids)} event ids")
     received, *occurred = binds.times([received_at, *map(_OCCURRED_AT, events)])
     day = binds.day
     costs = list(map(_UNIT_COST, events))

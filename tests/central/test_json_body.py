@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from fastapi import APIRouter, Body, FastAPI
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from central_api.api import json_body
 from central_api.api.routes.sync import router
@@ -68,3 +71,30 @@ def test_only_routes_with_one_model_body_take_the_short_way() -> None:
     }
     assert models["/sync/events"].__name__ == "PushBatch"  # type: ignore[union-attr]
     assert models["/sync/ack"] is None
+
+
+class _Thing(BaseModel):
+    name: str
+
+
+def test_a_body_embedded_under_its_name_takes_the_usual_way() -> None:
+    """FastAPI wraps an embedded body in a model of its own; the short way would hand it
+    the bare model instead, and every valid request would be refused."""
+    things = APIRouter(route_class=json_body.ValidatedJSONRoute)
+
+    @things.post("/plain")
+    def plain(thing: _Thing) -> str:
+        return thing.name
+
+    @things.post("/embedded")
+    def embedded(thing: Annotated[_Thing, Body(embed=True)]) -> str:
+        return thing.name
+
+    app = FastAPI()
+    app.include_router(things)
+    routes = {route.path: route for route in things.routes if isinstance(route, APIRoute)}
+    assert routes["/plain"]._body_model() is _Thing  # type: ignore[attr-defined]
+    assert routes["/embedded"]._body_model() is None  # type: ignore[attr-defined]
+    with TestClient(app) as client:
+        assert client.post("/plain", json={"name": "a"}).json() == "a"
+        assert client.post("/embedded", json={"thing": {"name": "b"}}).json() == "b"

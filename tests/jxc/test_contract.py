@@ -7,6 +7,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -66,6 +67,7 @@ def test_float_quantity_is_refused_naming_the_field() -> None:
         ("qty", "1e13"),
         ("event_id", str(uuid.uuid4())),
         ("occurred_at", "2026-11-25T10:00:00"),  # no offset: which clock?
+        ("occurred_at", "0001-01-01T00:30:00+01:00"),  # before year 1 in UTC
         ("site_id", "bad site"),
         ("kind", "teleport"),
         ("item", ""),
@@ -217,34 +219,62 @@ class _Amount(BaseModel):
 
 
 def _plainly_canonical(value: object) -> Decimal | None:
-    """The definition of an accepted amount, spelled out slowly: an exact str, int or
-    Decimal (never a float or bool), finite, below the limit, at most six places; kept in
-    the plain spelling of its normalized value. None: refused."""
+    """The definition of an accepted amount, spelled out slowly and exactly (in
+    fractions, where nothing rounds): an exact str, int or Decimal (never a float or
+    bool), finite, below the limit in magnitude, a whole number of millionths; kept in
+    the plain spelling of its shortest form. None: refused."""
     if isinstance(value, bool | float) or not isinstance(value, str | int | Decimal):
         return None
     try:
         amount = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
     except InvalidOperation:
         return None
-    if not amount.is_finite() or abs(amount) >= MAX_ABS_AMOUNT:
+    if not amount.is_finite():
         return None
-    normal = amount.normalize()
-    if normal.is_zero():
-        return Decimal(0)
-    exponent = normal.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if exponent < -DECIMAL_PLACES:
+    exact = Fraction(amount)
+    if abs(exact) >= Fraction(MAX_ABS_AMOUNT):
         return None
-    return Decimal(format(normal, "f"))
+    millionths = exact * 10**DECIMAL_PLACES
+    if millionths.denominator != 1:
+        return None
+    digits = str(abs(millionths.numerator)).rjust(DECIMAL_PLACES + 1, "0")
+    whole, fraction = digits[:-DECIMAL_PLACES], digits[-DECIMAL_PLACES:].rstrip("0")
+    sign = "-" if millionths < 0 else ""
+    return Decimal(f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}")
 
 
+_LIMIT = int(MAX_ABS_AMOUNT)
 wire_amounts = st.one_of(
     st.decimals(allow_nan=True, allow_infinity=True),
     st.decimals(min_value=-(10**13), max_value=10**13, places=7),
+    st.decimals(min_value=_LIMIT - 1, max_value=_LIMIT + 1, places=25),
+    st.decimals(min_value=-(_LIMIT + 1), max_value=-(_LIMIT - 1), places=25),
+    st.decimals(min_value=-(10**6), max_value=10**6, places=30),
     st.integers(min_value=-(10**13), max_value=10**13),
     st.builds(str, st.decimals(allow_nan=True, allow_infinity=True)),
     st.builds(lambda d: f" {d:f} ", st.decimals(min_value=-(10**13), max_value=10**13, places=8)),
-    st.sampled_from(["-0", "0E+5", "1E+3", "-1.500000", "1_000", "abc", "", "sNaN", "١٢"]),
+    st.builds(
+        lambda nines, zeros: f"{'9' * 12}.{'9' * nines}{'0' * zeros}",
+        st.integers(min_value=0, max_value=40),
+        st.integers(min_value=0, max_value=40),
+    ),
+    st.sampled_from(
+        [
+            "-0",
+            "0E+5",
+            "1E+3",
+            "-1.500000",
+            "1_000",
+            "abc",
+            "",
+            "sNaN",
+            "١٢",
+            "1E+1000000",
+            "1E-1000000",
+            "123456789012.0000000000000000000000001",
+            "1." + "0" * 40,
+        ]
+    ),
     st.sampled_from([1.5, True, None, [1], {"a": 1}]),
 )
 
