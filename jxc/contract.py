@@ -96,14 +96,14 @@ def _canonical_decimal(value: Decimal) -> Decimal:
     if not value:
         return _ZERO  # "-0" too: central stores both as 0, so they must be one value
     try:
-        normal = value.normalize(context=_NO_ROUNDING)
+        normal = value.normalize(_NO_ROUNDING)  # positional: a keyword costs twice as much
     except Inexact:
         raise ValueError(f"has more than {DECIMAL_PLACES} decimal places") from None
     exponent = int(normal.as_tuple().exponent)  # an int: the value is finite
     if exponent < -DECIMAL_PLACES:
         raise ValueError(f"has more than {DECIMAL_PLACES} decimal places")
     # normalize() writes whole hundreds as 1E+2; the plain spelling is that, quantized.
-    return normal.quantize(_ONE, context=_NO_ROUNDING) if exponent > 0 else normal
+    return normal.quantize(_ONE, None, _NO_ROUNDING) if exponent > 0 else normal
 
 
 _NO_ROUNDING = Context(prec=28, traps=[Inexact, InvalidOperation])
