@@ -80,7 +80,7 @@ _SCALED = partial(_EXACT.multiply, _SCALE)
 
 def to_micro_units_many(values: list[Decimal]) -> list[int]:
     """:func:`to_micro_units` of every value, in one go: ingest converts every amount
-    of a batch, and this costs about a third as much.
+    of a batch, and this costs about half as much.
 
     The same checks, made by the exact context's traps and one range test over the
     whole list instead of a Python call per value: the product is exact or ``Inexact``
