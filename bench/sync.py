@@ -72,6 +72,7 @@ from sqlalchemy import (
 
 from central_api.db import create_db_engine, upgrade_database
 from central_api.models import ledger_events, metadata, site_sync_state, stock_balances
+from central_api.services import ingest as ingest_module
 from central_api.services.auth import add_site
 from central_api.services.ingest import ingest_batch
 from edge_agent.auth import SiteTokenAuth
@@ -280,6 +281,8 @@ class DrainResult:
     http_events: int = 0
     http_eps: float = 0.0
     http_s: float = 0.0
+    phases_ms: dict[str, float] = field(default_factory=dict)
+    """With ``--phases``: milliseconds per batch spent in each step of the push."""
 
 
 @dataclass
@@ -768,6 +771,73 @@ def append_latency(
 # --------------------------------------------------------------------------- the run
 
 
+# --------------------------------------------------------------------------- drain: phases
+
+
+_PHASES = {
+    "_lock_site": "lock the site's sync row",
+    "_insert_if_all_new": "short path, all of it",
+    "_common_push_rows": "- rows and sums, before the insert",
+    "_id_texts": "-- event ids as text",
+    "_ledger_rows": "-- building the rows",
+    "_sum_by_key": "-- per-key sums",
+    "_insert_rows": "- insert the rows",
+    "_add_to_balances": "- balance upsert",
+    "_walk_past": "watermark past the batch",
+    "ack": "the answer's EventResult models",
+}
+"""The steps of a push timed by ``--phases``: ingest's own functions, by name; a step
+marked with dashes runs inside the one above it."""
+_TOP_LEVEL = ("_lock_site", "_insert_if_all_new", "_walk_past", "ack")
+_IN_SHORT_PATH = ("_common_push_rows", "_insert_rows", "_add_to_balances")
+
+
+@contextlib.contextmanager
+def phase_timer() -> Iterator[dict[str, float]]:
+    """Seconds spent in each of ``_PHASES`` while the block runs, summed over calls.
+
+    Each step is swapped, in ingest's module namespace where ingest looks it up, for a
+    wrapper that adds its time; the answer's models are timed at ``PushAck``'s
+    validation. About a microsecond per call, a dozen calls a push.
+    """
+    spent = dict.fromkeys(_PHASES, 0.0)
+    originals = {name: getattr(ingest_module, name) for name in _PHASES if name != "ack"}
+    for name, original in originals.items():
+        setattr(ingest_module, name, _timed(original, name, spent))
+    ack_model = ingest_module.PushAck
+    ingest_module.PushAck = _TimedValidation(ack_model, spent)  # type: ignore[misc,assignment]
+    try:
+        yield spent
+    finally:
+        for name, original in originals.items():
+            setattr(ingest_module, name, original)
+        ingest_module.PushAck = ack_model  # type: ignore[misc]
+
+
+def _timed(function: Callable[..., Any], name: str, spent: dict[str, float]) -> Any:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[name] += time.perf_counter() - started
+
+    return timed
+
+
+@dataclass(frozen=True)
+class _TimedValidation:
+    model: Any
+    spent: dict[str, float]
+
+    def model_validate(self, value: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self.model.model_validate(value)
+        finally:
+            self.spent["ack"] += time.perf_counter() - started
+
+
 def drain(
     kind: Database,
     *,
@@ -778,14 +848,21 @@ def drain(
     admin_url: str,
     progress: Progress,
     profile_path: Path | None,
+    phases: bool,
 ) -> DrainResult:
     profiler = cProfile.Profile() if profile_path is not None else None
+    timing = phase_timer() if phases else contextlib.nullcontext(dict[str, float]())
     with scratch_database(kind, name=f"drain-{kind}", workdir=workdir, admin_url=admin_url) as url:
         engine = create_db_engine(url)
         try:
-            raw_times, times = raw_and_ingest(
-                engine, batches, progress=progress, label=f"raw + ingest {kind}", profiler=profiler
-            )
+            with timing as spent:
+                raw_times, times = raw_and_ingest(
+                    engine,
+                    batches,
+                    progress=progress,
+                    label=f"raw + ingest {kind}",
+                    profiler=profiler,
+                )
             verify_central(engine, events)
             checkpoint(engine)
             replayed = batches[-min(len(batches), 10) :]
@@ -820,6 +897,13 @@ def drain(
         last_tenth_eps=_rate(batches[-max(1, len(batches) // 10) :], times[::-1]),
         replay_eps=sum(len(b.events) for b in replayed) / sum(replay_times),
     )
+    if spent:
+        per_batch = {name: seconds * 1000 / len(batches) for name, seconds in spent.items()}
+        short_path = sum(per_batch[name] for name in _IN_SHORT_PATH)
+        per_batch["savepoint"] = per_batch["_insert_if_all_new"] - short_path
+        counted = sum(per_batch[name] for name in _TOP_LEVEL)
+        per_batch["other"] = ingest_s * 1000 / len(batches) - counted
+        result.phases_ms = per_batch
     if http_batches:
         http_count = sum(len(b.events) for b in http_batches)
         result.first_http_events_eps = http_count / sum(times[: len(http_batches)])
@@ -907,6 +991,9 @@ def print_report(report: Report) -> None:
                     f"sqlite: ingest at {d.ratio:.0%} of the raw insert rate "
                     f"-> {verdict} the aim of at least 50%"
                 )
+        for d in report.drains:
+            if d.phases_ms:
+                print_phases(d)
         http = [d for d in report.drains if d.http_events]
         if http:
             through_http = table(
@@ -948,6 +1035,28 @@ def print_report(report: Report) -> None:
         console.print(f"Ledger.append p99 {append.p99_ms:.3f} ms -> {verdict} the aim (< 2 ms)")
 
 
+def print_phases(d: DrainResult) -> None:
+    push_ms = d.ingest_s * 1000 * d.batch_size / d.events
+    raw_ms = push_ms * d.ratio
+    phases = table(
+        f"Where a push's time goes ({d.database}, mean per batch of {d.batch_size:,})",
+        ("step", "ms", "share of push"),
+        left={"step"},
+    )
+    labels = {
+        **_PHASES,
+        "savepoint": "- savepoint and the verdicts' dicts",
+        "other": "the rest: transaction and its commit, log",
+    }
+    order = [*list(labels)[:8], "savepoint", *list(labels)[8:10], "other"]
+    for name in order:
+        label = labels[name]
+        phases.add_row(label, f"{d.phases_ms[name]:.2f}", f"{d.phases_ms[name] / push_ms:.0%}")
+    phases.add_row("whole push", f"{push_ms:.2f}", "100%")
+    phases.add_row("raw insert of the same rows", f"{raw_ms:.2f}", f"{raw_ms / push_ms:.0%}")
+    console.print(phases)
+
+
 app = cli(__doc__)
 
 
@@ -979,6 +1088,9 @@ def main(
     profile: Annotated[
         Path | None, typer.Option(help="cProfile the direct ingest; stats to PATH-<db>.prof")
     ] = None,
+    phases: Annotated[
+        bool, typer.Option(help="time the steps of each direct push (a timer call per step)")
+    ] = False,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="also write the figures as JSON")
     ] = None,
@@ -1021,6 +1133,7 @@ def main(
                         admin_url=postgres_url,
                         progress=progress,
                         profile_path=profile,
+                        phases=phases,
                     )
                 )
             del built, batches, http_batches
