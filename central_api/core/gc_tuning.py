@@ -4,11 +4,11 @@ A push of 5000 events makes tens of thousands of container objects (20,000 for t
 validated models and their field dicts alone, then the rows and the verdicts) that live
 until the answer is sent. With CPython's default thresholds the collector runs dozens of
 times per push, and each full collection walks every object the process holds, the
-imported modules and the app included: measured with
-``bench/sync.py``'s HTTP drain, half the pushes took about 155 ms instead of 105, held up
-by full collections. Freezing what exists at start moves the app's own
-objects out of the collector's sight for good, and a larger first-generation threshold
-lets a push finish before the young objects are scanned. Cyclic garbage waits longer to
+imported modules and the app included: posting 5,000-event batches to a real
+``jxc central serve`` (as ``bench/sync.py``'s HTTP drain does), half the pushes took about
+155 ms instead of 105, held up by full collections. Freezing what exists at start moves
+the app's own objects out of the collector's sight for good, and a larger first-generation
+threshold lets a push finish before the young objects are scanned. Cyclic garbage waits longer to
 be freed, which costs a few megabytes at most; the objects themselves are still freed by
 reference counting as soon as the answer is sent.
 """
