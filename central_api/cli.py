@@ -42,8 +42,8 @@ def serve(
     """Bring the database schema up to date, then serve the API."""
     import uvicorn  # noqa: PLC0415
 
+    from central_api.core.db import upgrade_database  # noqa: PLC0415
     from central_api.core.gc_tuning import tune_for_serving  # noqa: PLC0415
-    from central_api.db import upgrade_database  # noqa: PLC0415
     from central_api.main import create_app  # noqa: PLC0415
 
     settings = _settings(host=host, port=port, database_url=database_url)
@@ -62,7 +62,7 @@ def migrate(
     revision: str = typer.Option("head", help="Alembic revision to upgrade to"),
 ) -> None:
     """Bring the database schema up to ``revision`` without serving."""
-    from central_api.db import upgrade_database  # noqa: PLC0415
+    from central_api.core.db import upgrade_database  # noqa: PLC0415
 
     settings = _settings(database_url=database_url)
     upgrade_database(settings.database_url, revision=revision)
@@ -84,7 +84,7 @@ _WRITE_TO_HELP = (
 
 def _on_database(database_url: str | None, action: Any) -> Any:
     """Run ``action(connection)`` on the (migrated) database; a refusal is a one-line error."""
-    from central_api.db import create_db_engine, upgrade_database  # noqa: PLC0415
+    from central_api.core.db import create_db_engine, upgrade_database  # noqa: PLC0415
     from central_api.errors import CentralError  # noqa: PLC0415
 
     settings = _settings(database_url=database_url)

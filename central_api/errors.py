@@ -1,8 +1,23 @@
 """The ways central refuses a request on its merits, as one small hierarchy.
 
-Services raise these; the API layer maps each class to one HTTP status in one place
-(``central_api.api.errors``), so a service never thinks in status codes and a client
-always gets ``{"detail": "<a sentence a person can act on>"}``.
+Services raise these; they never think in status codes. Every refusal inherits one of a
+few bases, and the API layer maps each *base* to its HTTP status in one table
+(``central_api.api.errors``), so a new refusal needs no entry there: it says what kind of
+refusal it is by its base.
+
+==================== ====== ===================================================
+base                 status  meaning
+==================== ====== ===================================================
+``InvalidError``      422    the request is well-formed but its content is refused
+``UnauthorizedError`` 401    no valid credential: who is asking is not known
+``ForbiddenError``    403    known, but not allowed to do this
+``NotFoundError``     404    what the request names does not exist
+``ConflictError``     409    the request clashes with what central holds; the
+                             message says whether a retry or a fix is needed
+``TooLargeError``     413    more than central takes in one request
+==================== ====== ===================================================
+
+Each message is a sentence a person can act on; the client gets it as ``detail``.
 """
 
 from __future__ import annotations
@@ -16,10 +31,38 @@ def first_line(error: Exception) -> str:
 
 
 class CentralError(Exception):
-    """A request central understood but will not carry out; nothing was changed."""
+    """A request central understood but will not carry out; nothing was changed.
+
+    Raise one of the bases below (or a subclass of one), not this class itself: a bare
+    ``CentralError`` has no status of its own and is answered 400.
+    """
 
 
-class SequenceGapError(CentralError):
+class InvalidError(CentralError):
+    """The request is well-formed but central refuses its content (a value no rule allows)."""
+
+
+class UnauthorizedError(CentralError):
+    """No valid credential came with the request; the client should authenticate (again)."""
+
+
+class ForbiddenError(CentralError):
+    """The caller is known but may not do this; authenticating again will not help."""
+
+
+class NotFoundError(CentralError):
+    """What the request names does not exist at central."""
+
+
+class ConflictError(CentralError):
+    """The request clashes with what central holds now; nothing was changed."""
+
+
+class TooLargeError(CentralError):
+    """More than central takes in one request. The edge halves its batch on this answer."""
+
+
+class SequenceGapError(ConflictError):
     """A push would leave a hole in the site's ledger between what central holds and the batch.
 
     Accepting it would make the site's stock at central silently wrong until the missing
@@ -39,7 +82,7 @@ class SequenceGapError(CentralError):
         )
 
 
-class BalanceChangedError(CentralError):
+class BalanceChangedError(ConflictError):
     """A balance's unit changed while a push was being merged; nothing was changed.
 
     Only a correction by hand can do that (pushes from one site queue on its lock), so
@@ -54,7 +97,7 @@ class BalanceChangedError(CentralError):
         )
 
 
-class UnknownSiteError(CentralError):
+class UnknownSiteError(NotFoundError):
     """A read about a site central has never heard from.
 
     Kept apart from "this site has nothing yet": an edge restored from a backup that asks
@@ -66,7 +109,7 @@ class UnknownSiteError(CentralError):
         super().__init__(f"site {site_id}: central has never received an event from this site")
 
 
-class UnknownItemError(CentralError):
+class UnknownItemError(NotFoundError):
     """An item code central's item master does not hold."""
 
     def __init__(self, item_code: str) -> None:
@@ -74,7 +117,7 @@ class UnknownItemError(CentralError):
         super().__init__(f"item {item_code!r} does not exist")
 
 
-class UnknownBarcodeError(CentralError):
+class UnknownBarcodeError(NotFoundError):
     """A barcode that is not assigned to any item, or not to the item the request names."""
 
     def __init__(self, *, item_code: str | None, barcode: str, owner: str | None) -> None:
@@ -88,7 +131,7 @@ class UnknownBarcodeError(CentralError):
         super().__init__(message)
 
 
-class BarcodeTakenError(CentralError):
+class BarcodeTakenError(ConflictError):
     """A barcode already identifies another item; one scan must mean one item.
 
     Moving a code is two deliberate steps (delete it from the old item, then assign it),
@@ -105,7 +148,7 @@ class BarcodeTakenError(CentralError):
         )
 
 
-class FeedCursorAheadError(CentralError):
+class FeedCursorAheadError(ConflictError):
     """A site asks for changes after a version central has never handed out.
 
     Answering with an empty page would leave the site's cache silently stale: every change
@@ -124,7 +167,7 @@ class FeedCursorAheadError(CentralError):
         )
 
 
-class CredentialRefusedError(CentralError):
+class CredentialRefusedError(UnauthorizedError):
     """A site offered a secret central does not accept (unknown site, wrong or revoked)."""
 
     def __init__(self, site_id: str) -> None:
@@ -135,11 +178,11 @@ class CredentialRefusedError(CentralError):
         )
 
 
-class TokenRefusedError(CentralError):
+class TokenRefusedError(UnauthorizedError):
     """A request without a valid site token; the edge asks for a new one and retries."""
 
 
-class SiteForbiddenError(CentralError):
+class SiteForbiddenError(ForbiddenError):
     """A valid token used for another site's data: a site reads and writes only its own."""
 
     def __init__(self, *, token_site: str, requested_site: str) -> None:
@@ -150,7 +193,7 @@ class SiteForbiddenError(CentralError):
         )
 
 
-class SiteCredentialExistsError(CentralError):
+class SiteCredentialExistsError(ConflictError):
     """``site add`` for a site that has a credential; rotating is a separate command."""
 
     def __init__(self, site_id: str) -> None:
@@ -160,7 +203,7 @@ class SiteCredentialExistsError(CentralError):
         )
 
 
-class UnknownCredentialError(CentralError):
+class UnknownCredentialError(NotFoundError):
     """Rotate or revoke for a site that has no credential."""
 
     def __init__(self, site_id: str) -> None:
@@ -170,7 +213,7 @@ class UnknownCredentialError(CentralError):
         )
 
 
-class InvalidSiteIdError(CentralError):
+class InvalidSiteIdError(InvalidError):
     """A site id the wire contract would refuse; its edge could never sync."""
 
     def __init__(self, site_id: str) -> None:

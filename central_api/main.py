@@ -19,12 +19,12 @@ from central_api.api.errors import install_error_handlers
 from central_api.api.main import api_router
 from central_api.api.routes import health
 from central_api.core.config import Settings
-from central_api.db import check_schema_current, create_db_engine
+from central_api.core.db import check_schema_current, create_db_engine
 from central_api.errors import first_line
 from central_api.services.auth import TokenSigner
+from central_api.services.projections import built_in_projections
 from jxc import __version__
-
-API_PREFIX = "/api/v1"
+from jxc.paths import API_ROOT
 
 log = logging.getLogger("central_api.main")
 
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     The engine is made here and disposed when the app shuts down. The schema is checked
     at start but never changed: ``jxc central serve`` runs the migrations before it starts
-    the app, and tests call :func:`~central_api.db.upgrade_database` themselves.
+    the app, and tests call :func:`~central_api.core.db.upgrade_database` themselves.
     """
     settings = settings if settings is not None else Settings()
     engine = create_db_engine(settings.database_url)
@@ -51,9 +51,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.token_signer = TokenSigner(engine, ttl_s=settings.token_ttl_s)
+    app.state.projections = built_in_projections()
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(api_router, prefix=API_PREFIX)
+    app.include_router(api_router, prefix=API_ROOT)
     return app
 
 

@@ -22,11 +22,12 @@ import httpx
 from pydantic import ValidationError
 
 from jxc.contract import SiteToken, SiteTokenRequest
+from jxc.paths import API_ROOT, SYNC_TOKEN
 
 log = logging.getLogger("edge_agent.auth")
 
-TOKEN_PATH = "/api/v1/sync/token"  # noqa: S105 (a URL path)
-_API_ROOT = "/api/v1/"
+TOKEN_PATH = SYNC_TOKEN
+_API_ROOT = f"{API_ROOT}/"
 
 RENEW_BEFORE_S = 60.0
 """Renew this long before expiry, so a request never travels with a token about to lapse."""

@@ -21,10 +21,11 @@ from pydantic import ValidationError
 from edge_agent.backoff import Backoff
 from edge_agent.ledger import Ledger
 from jxc.feed import ChangeOp, ChangePage, FeedEntity
+from jxc.paths import SYNC_CHANGES
 
 log = logging.getLogger("edge_agent.catalog")
 
-CHANGES_PATH = "/api/v1/sync/changes"
+CHANGES_PATH = SYNC_CHANGES
 FEED = "master-data"
 
 SCHEMA = (

@@ -24,10 +24,11 @@ from pydantic import ValidationError
 from edge_agent.backoff import Backoff
 from edge_agent.ledger import Ledger, PendingEvent, Refusal, default_lease_holder
 from jxc.contract import CONTRACT_VERSION, EventStatus, PushAck
+from jxc.paths import SYNC_EVENTS
 
 log = logging.getLogger("edge_agent.sync")
 
-PUSH_PATH = "/api/v1/sync/events"
+PUSH_PATH = SYNC_EVENTS
 
 _REFUSED = frozenset({EventStatus.CONFLICT, EventStatus.INVALID})
 

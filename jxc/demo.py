@@ -31,6 +31,8 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
+from jxc import paths
+
 SITE_ID = "DEMO-01"
 SCANNER_ID = "dock-scanner-1"
 SCALE_ID = "dock-scale-1"
@@ -219,11 +221,11 @@ def run_demo(*, once: bool, workdir: str) -> int:
             stdout=subprocess.DEVNULL,
         )
         group.procs.append(central)
-        wait_for(f"{central_url}/healthz", deadline_s=60, proc=central)
+        wait_for(f"{central_url}{paths.HEALTH}", deadline_s=60, proc=central)
         console.print(f"  central     up at {central_url}")
         for item in ITEMS:
             code, body = item["item_code"], {k: v for k, v in item.items() if k != "item_code"}
-            put_json(f"{central_url}/api/v1/items/{code}", body)
+            put_json(f"{central_url}{paths.ITEMS}/{code}", body)
         console.print(f"  master data {len(ITEMS)} items with their barcodes created at central")
 
         # As an operator would: register the site at central, hand its secret to the edge.
@@ -306,8 +308,8 @@ def run_demo(*, once: bool, workdir: str) -> int:
         console.print(
             "\n[bold]Where to look[/]\n"
             f"  API docs       {central_url}/docs\n"
-            f"  stock          {central_url}/api/v1/stock?site_id={SITE_ID}\n"
-            f"  central health {central_url}/healthz\n"
+            f"  stock          {central_url}{paths.STOCK}?site_id={SITE_ID}\n"
+            f"  central health {central_url}{paths.HEALTH}\n"
             f"  edge status    {edge_url}\n"
             f"  site file      {site_file}\n"
             f"  labels         {logs}/devices.out (`{PRINTER_ID} labels` lists them)\n"
@@ -430,7 +432,7 @@ def _wait_for_stock(
         if proc.poll() is not None:
             return None
         with contextlib.suppress(OSError, ValueError):
-            stock: list[dict[str, Any]] = get_json(f"{central_url}/api/v1/stock?site_id={SITE_ID}")
+            stock: list[dict[str, Any]] = get_json(f"{central_url}{paths.STOCK}?site_id={SITE_ID}")
             if sum(Decimal(row["qty"]) for row in stock) == expected:
                 return stock
         time.sleep(0.2)

@@ -16,6 +16,8 @@ from sqlalchemy import Connection, Engine
 from central_api.core.config import Settings
 from central_api.errors import SiteForbiddenError, TokenRefusedError
 from central_api.services.auth import TokenSigner
+from central_api.services.projections import Projections
+from jxc.paths import SYNC_TOKEN
 
 
 def get_settings(request: Request) -> Settings:
@@ -40,15 +42,20 @@ def get_token_signer(request: Request) -> TokenSigner:
     return cast(TokenSigner, request.app.state.token_signer)
 
 
+def get_projections(request: Request) -> Projections:
+    return cast(Projections, request.app.state.projections)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ConnDep = Annotated[Connection, Depends(get_connection)]
 SignerDep = Annotated[TokenSigner, Depends(get_token_signer)]
+ProjectionsDep = Annotated[Projections, Depends(get_projections)]
 
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="SiteToken",
-    description="a site token from POST /api/v1/sync/token",
+    description=f"a site token from POST {SYNC_TOKEN}",
 )
 
 
@@ -65,7 +72,7 @@ def get_token_site(
     if credentials is None:
         raise TokenRefusedError(
             "this endpoint needs `Authorization: Bearer <token>`; a site gets its token "
-            "from POST /api/v1/sync/token with its id and secret"
+            f"from POST {SYNC_TOKEN} with its id and secret"
         )
     return signer.verify(connection, credentials.credentials)
 

@@ -1,12 +1,23 @@
-"""Every failure becomes a JSON answer a person can act on; none is a bare 500.
+"""Every failure becomes a problem-details answer a person can act on; none is a bare 500.
 
-* Bad input: FastAPI's 422 with its ``detail`` list kept for programs, plus a ``message``
+Answers are RFC 9457 problem details (``application/problem+json``): ``type`` (always
+``about:blank`` for now, so ``title`` is the status's own phrase), ``title``, ``status``
+and ``detail``, the sentence that says what is wrong. Clients that read only ``detail``
+(the edge logs the body's text) see what they saw before.
+
+* Bad input: FastAPI's 422, its ``detail`` list kept for programs, plus a ``message``
   that names each field plainly (``body.events[0].qty: must be an exact decimal...``),
-  for the operator reading an edge's log.
-* A refusal on the merits (:class:`~central_api.errors.CentralError`): its status from
-  ``_STATUS`` and ``{"detail": "..."}``.
+  for the operator reading an edge's log. RFC 9457 defines ``detail`` as a string; a
+  generic problem client ignores a member of another type, and this one stays a list
+  because programs read it.
+* A refusal on the merits (:class:`~central_api.errors.CentralError`): the status of
+  its base class, from ``REFUSAL_STATUS``, one row per base, never per leaf.
 * The database down, locked past its timeout, or the pool exhausted: 503, which the edge
   treats as "retry later" rather than "this batch is wrong".
+* Anything else: 500 naming an incident id that is in the log with the traceback.
+
+The OpenAPI document says the same: every 4xx and 5xx an operation lists is described as
+a ``Problem`` (``ValidationProblem`` for 422) in ``application/problem+json``.
 """
 
 from __future__ import annotations
@@ -14,58 +25,86 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central_api.errors import (
-    BalanceChangedError,
-    BarcodeTakenError,
     CentralError,
-    CredentialRefusedError,
-    FeedCursorAheadError,
-    InvalidSiteIdError,
-    SequenceGapError,
-    SiteCredentialExistsError,
-    SiteForbiddenError,
-    TokenRefusedError,
-    UnknownBarcodeError,
-    UnknownCredentialError,
-    UnknownItemError,
-    UnknownSiteError,
+    ConflictError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    TooLargeError,
+    UnauthorizedError,
     first_line,
 )
+from central_api.schemas.common import Problem, ValidationProblem
 
 log = logging.getLogger("central_api.api.errors")
 
-_STATUS: dict[type[CentralError], int] = {
-    SequenceGapError: status.HTTP_409_CONFLICT,
-    BalanceChangedError: status.HTTP_409_CONFLICT,
-    UnknownSiteError: status.HTTP_404_NOT_FOUND,
-    UnknownItemError: status.HTTP_404_NOT_FOUND,
-    UnknownBarcodeError: status.HTTP_404_NOT_FOUND,
-    BarcodeTakenError: status.HTTP_409_CONFLICT,
-    FeedCursorAheadError: status.HTTP_409_CONFLICT,
-    CredentialRefusedError: status.HTTP_401_UNAUTHORIZED,
-    TokenRefusedError: status.HTTP_401_UNAUTHORIZED,
-    SiteForbiddenError: status.HTTP_403_FORBIDDEN,
-    SiteCredentialExistsError: status.HTTP_409_CONFLICT,
-    UnknownCredentialError: status.HTTP_404_NOT_FOUND,
-    InvalidSiteIdError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+PROBLEM_JSON = "application/problem+json"
+
+REFUSAL_STATUS: dict[type[CentralError], int] = {
+    InvalidError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    UnauthorizedError: status.HTTP_401_UNAUTHORIZED,
+    ForbiddenError: status.HTTP_403_FORBIDDEN,
+    NotFoundError: status.HTTP_404_NOT_FOUND,
+    ConflictError: status.HTTP_409_CONFLICT,
+    TooLargeError: status.HTTP_413_CONTENT_TOO_LARGE,
 }
+"""The status of each kind of refusal. A refusal takes its base's row; a class under no
+base here (none should be) is answered 400."""
+
+_REFUSAL_HEADERS: dict[type[CentralError], dict[str, str]] = {
+    # RFC 6750: a 401 names the scheme, so a client knows to fetch a bearer token.
+    UnauthorizedError: {"WWW-Authenticate": "Bearer"},
+}
+
+
+def refusal_status(refusal: type[CentralError]) -> int:
+    """The status a refusal is answered with: its nearest base's in ``REFUSAL_STATUS``."""
+    return next(
+        (REFUSAL_STATUS[cls] for cls in refusal.__mro__ if cls in REFUSAL_STATUS),
+        status.HTTP_400_BAD_REQUEST,
+    )
+
+
+def problem(
+    status_code: int,
+    detail: Any,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    """An RFC 9457 answer: ``type``, ``title`` and ``status`` said once, here."""
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status_code).phrase,
+        "status": status_code,
+        "detail": detail,
+        **extensions,
+    }
+    return JSONResponse(
+        status_code=status_code, content=body, headers=headers, media_type=PROBLEM_JSON
+    )
+
+
 _MAX_LISTED = 10
 """A 5000-event batch with one bad field everywhere should not yield a megabyte message."""
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the mapping above on ``app``."""
+    """Register the answers above on ``app``, and describe them in its OpenAPI document."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -75,27 +114,31 @@ def install_error_handlers(app: FastAPI) -> None:
             "request refused as invalid",
             extra={"path": request.url.path, "errors": len(errors), "reason": message},
         )
-        return JSONResponse(
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-            content={
-                "detail": _json_safe(jsonable_encoder(errors, custom_encoder=_EXACT)),
-                "message": message,
-            },
+        return problem(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            _json_safe(jsonable_encoder(errors, custom_encoder=_EXACT)),
+            message=message,
         )
 
     @app.exception_handler(CentralError)
     async def _refused(request: Request, exc: CentralError) -> JSONResponse:
-        code = next(
-            (_STATUS[cls] for cls in type(exc).__mro__ if cls in _STATUS),
-            status.HTTP_400_BAD_REQUEST,
-        )
+        code = refusal_status(type(exc))
         log.warning(
             "request refused",
             extra={"path": request.url.path, "status": code, "reason": str(exc)},
         )
-        # RFC 6750: a 401 names the scheme, so a client knows to fetch a bearer token.
-        headers = {"WWW-Authenticate": "Bearer"} if code == status.HTTP_401_UNAUTHORIZED else None
-        return JSONResponse(status_code=code, content={"detail": str(exc)}, headers=headers)
+        headers = next(
+            (_REFUSAL_HEADERS[cls] for cls in type(exc).__mro__ if cls in _REFUSAL_HEADERS),
+            None,
+        )
+        return problem(code, str(exc), headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Raised by the framework itself: no such path (404), method not allowed (405).
+        if exc.status_code < 200 or exc.status_code in (204, 205, 304):
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        return problem(exc.status_code, exc.detail, headers=exc.headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
@@ -103,9 +146,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         reason = first_line(exc)
         log.error("database unavailable", extra={"path": request.url.path, "reason": reason})
-        return JSONResponse(
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            content={"detail": f"database unavailable, retry later: {reason}"},
+        return problem(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"database unavailable, retry later: {reason}",
             headers={"Retry-After": "5"},
         )
 
@@ -115,19 +158,20 @@ def install_error_handlers(app: FastAPI) -> None:
         # row at once (e.g. one event id pushed by two sites); a retry sorts it out.
         reason = first_line(exc)
         log.warning("concurrent write collided", extra={"path": request.url.path, "reason": reason})
-        return JSONResponse(
-            status_code=status.HTTP_409_CONFLICT,
-            content={"detail": f"a concurrent request wrote the same rows, retry: {reason}"},
+        return problem(
+            status.HTTP_409_CONFLICT, f"a concurrent request wrote the same rows, retry: {reason}"
         )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         incident = uuid.uuid4().hex[:12]
         log.exception("unexpected error", extra={"path": request.url.path, "incident": incident})
-        return JSONResponse(
-            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
-            content={"detail": f"internal error; the central log has incident {incident}"},
+        return problem(
+            status.HTTP_500_INTERNAL_SERVER_ERROR,
+            f"internal error; the central log has incident {incident}",
         )
+
+    _document_problems(app)
 
 
 _EXACT: dict[Any, Any] = {Decimal: str}
@@ -178,3 +222,54 @@ def field_path(loc: Iterable[int | str]) -> str:
         else:
             path += f".{part}" if path else str(part)
     return path
+
+
+# --- the OpenAPI document --------------------------------------------------------------
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document describe its error answers as they are sent.
+
+    FastAPI describes a route's error responses as ``application/json`` (422 as its own
+    ``HTTPValidationError``) or with no content at all; every answer above is a problem in
+    ``application/problem+json``. The document is fixed up once, when first built, for
+    every route: a new route cannot forget it.
+    """
+    generate: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _describe_problems(generate())
+        return app.openapi_schema  # type: ignore[return-value]  # set by generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_FRAMEWORK_ERROR_REFS = frozenset({"#/components/schemas/HTTPValidationError"})
+
+
+def _describe_problems(schema: dict[str, Any]) -> None:
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Problem, ValidationProblem):
+        components[model.__name__] = model.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for code, response in operation.get("responses", {}).items():
+                if not code.isdigit() or int(code) < 400 or not _framework_shaped(response):
+                    continue  # a route's own model for an error status (/healthz's 503) stays
+                model = ValidationProblem if code == "422" else Problem
+                response["content"] = {
+                    PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+                }
+
+
+def _framework_shaped(response: dict[str, Any]) -> bool:
+    """Whether the response is described as FastAPI would by default: no content, or
+    its validation error."""
+    content = response.get("content")
+    if not content:
+        return True
+    refs = {media.get("schema", {}).get("$ref") for media in content.values()}
+    return refs <= _FRAMEWORK_ERROR_REFS

@@ -1,6 +1,6 @@
 """Alembic environment of the central database.
 
-:func:`central_api.db.upgrade_database` hands in an open connection, already inside the
+:func:`central_api.core.db.upgrade_database` hands in an open connection, already inside the
 transaction (and, on PostgreSQL, the advisory lock) it wants the upgrade to run in. When
 Alembic's own command line is used instead, the URL comes from ``sqlalchemy.url`` or
 ``JXC_CENTRAL_DATABASE_URL`` and the engine is made the same way the service makes it.
@@ -33,7 +33,7 @@ def _run_online() -> None:
         return
 
     from central_api.core.config import Settings  # noqa: PLC0415
-    from central_api.db import create_db_engine, write_transaction  # noqa: PLC0415
+    from central_api.core.db import create_db_engine, write_transaction  # noqa: PLC0415
 
     url = context.config.get_main_option("sqlalchemy.url") or Settings().database_url
     engine = create_db_engine(url)

@@ -3,6 +3,8 @@
 A site holds one long random secret (``jxc central site add`` prints it once). It trades
 the secret at ``POST /api/v1/sync/token`` for a token that names the site, the secret's
 generation and an expiry, signed with HMAC-SHA256 under the key in ``auth_signing_key``.
+This module decides who holds a valid credential; the hashing, signing and the token's
+format are ``central_api.core.security``'s.
 
 Why this shape:
 
@@ -18,17 +20,22 @@ Why this shape:
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
-import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from central_api.core.security import (
+    SiteTokenClaims,
+    new_secret,
+    read_site_token,
+    same_text,
+    secret_digest,
+    signed_by,
+    site_token,
+)
 from central_api.errors import (
     CredentialRefusedError,
     InvalidSiteIdError,
@@ -36,7 +43,7 @@ from central_api.errors import (
     TokenRefusedError,
     UnknownCredentialError,
 )
-from central_api.models import auth_signing_key, site_credentials
+from central_api.models.auth import auth_signing_key, site_credentials
 from jxc.contract import SITE_ID_PATTERN
 
 __all__ = [
@@ -44,30 +51,14 @@ __all__ = [
     "TokenSigner",
     "add_site",
     "list_sites",
-    "new_secret",
     "revoke_site",
     "rotate_site",
 ]
-
-TOKEN_PREFIX = "jxc1"  # noqa: S105 (a format tag, not a secret)
-"""Format version of a token, first so a later format can be told apart at a glance."""
 
 _SITE_ID = re.compile(SITE_ID_PATTERN)
 
 KEY_CACHE_S = 60.0
 """How long a process trusts its copy of the signing key before reading it again."""
-
-_SEPARATOR = ":"
-"""Never part of a site id (see ``jxc.contract.SiteId``), so a token splits unambiguously."""
-
-
-def new_secret() -> str:
-    """A fresh site secret: 32 random bytes as URL-safe base64 (43 characters)."""
-    return secrets.token_urlsafe(32)
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +91,7 @@ def add_site(connection: Connection, site_id: str) -> str:
         connection.execute(
             insert(site_credentials).values(
                 site_id=site_id,
-                secret_sha256=_digest(secret),
+                secret_sha256=secret_digest(secret),
                 generation=1,
                 revoked=False,
                 created_at=now,
@@ -118,7 +109,7 @@ def rotate_site(connection: Connection, site_id: str) -> str:
             update(site_credentials)
             .where(site_credentials.c.site_id == site_id)
             .values(
-                secret_sha256=_digest(secret),
+                secret_sha256=secret_digest(secret),
                 generation=site_credentials.c.generation + 1,
                 revoked=False,
                 changed_at=datetime.now(UTC),
@@ -159,11 +150,6 @@ def list_sites(connection: Connection) -> list[SiteCredentialInfo]:
     return [SiteCredentialInfo(*row) for row in rows]
 
 
-def _sign(key: bytes, payload: str) -> str:
-    mac = hmac.new(key, payload.encode(), hashlib.sha256)
-    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
-
-
 class TokenSigner:
     """Issues and checks site tokens with the database's signing key.
 
@@ -190,17 +176,13 @@ class TokenSigner:
             self._key_read_at = now
         return self._key
 
-    def _signed(self, connection: Connection, payload: str, signature: str) -> bool:
-        """Whether ``signature`` is the key's; a mismatch re-reads the key once, so a key
-        replaced in the database is taken up without restarting every central."""
-        if hmac.compare_digest(
-            signature.encode(), _sign(self._signing_key(connection), payload).encode()
-        ):
+    def _signed(self, connection: Connection, claims: SiteTokenClaims) -> bool:
+        """Whether the token is signed with the key; a mismatch re-reads the key once, so a
+        key replaced in the database is taken up without restarting every central."""
+        if signed_by(self._signing_key(connection), claims):
             return True
         self._key = None
-        return hmac.compare_digest(
-            signature.encode(), _sign(self._signing_key(connection), payload).encode()
-        )
+        return signed_by(self._signing_key(connection), claims)
 
     def issue(self, connection: Connection, site_id: str, secret: str) -> str:
         """A token for ``site_id`` if ``secret`` is its current one; else CredentialRefused.
@@ -217,27 +199,22 @@ class TokenSigner:
                 ).where(site_credentials.c.site_id == site_id)
             ).first()
             key = self._signing_key(connection)
-        offered = _digest(secret)
+        offered = secret_digest(secret)
         # Compare even when there is no row, so timing does not tell the two cases apart.
-        expected = row.secret_sha256 if row is not None else _digest(new_secret())
-        matches = hmac.compare_digest(offered, expected)
+        expected = row.secret_sha256 if row is not None else secret_digest(new_secret())
+        matches = same_text(offered, expected)
         if row is None or row.revoked or not matches:
             raise CredentialRefusedError(site_id)
-        expires = int(time.time()) + self.ttl_s
-        payload = _SEPARATOR.join((TOKEN_PREFIX, site_id, str(row.generation), str(expires)))
-        return f"{payload}{_SEPARATOR}{_sign(key, payload)}"
+        return site_token(key, site_id=site_id, generation=row.generation, ttl_s=self.ttl_s)
 
     def verify(self, connection: Connection, token: str) -> str:
         """The site a valid, unexpired, current token speaks for; else TokenRefused."""
-        parts = token.split(_SEPARATOR)
-        if len(parts) != 5 or parts[0] != TOKEN_PREFIX or not token.isascii():
-            raise TokenRefusedError("the bearer token is not a jxc site token")
-        _, site_id, generation, expires, signature = parts
-        payload = _SEPARATOR.join(parts[:4])
+        claims = read_site_token(token)
+        site_id = claims.site_id
         with connection.begin():
-            if not self._signed(connection, payload, signature):
+            if not self._signed(connection, claims):
                 raise TokenRefusedError("the bearer token's signature is not valid")
-            if not expires.isdigit() or int(expires) <= time.time():
+            if claims.expired():
                 raise TokenRefusedError("the bearer token has expired; ask for a new one")
             current = connection.execute(
                 select(site_credentials.c.generation, site_credentials.c.revoked).where(
@@ -246,7 +223,7 @@ class TokenSigner:
             ).first()
         if current is None or current.revoked:
             raise TokenRefusedError(f"site {site_id}: its credential was revoked")
-        if str(current.generation) != generation:
+        if str(current.generation) != claims.generation:
             raise TokenRefusedError(
                 f"site {site_id}: its secret was rotated since this token was issued"
             )

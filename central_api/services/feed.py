@@ -7,7 +7,7 @@ transaction, *before* it reads what it is about to change, and appends one chang
 entity it writes. The versions come from the single row of ``feed_counter``:
 
 1. :func:`feed_writer` locks that row (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite
-   :func:`~central_api.db.write_transaction` has already taken the database's write lock
+   :func:`~central_api.core.db.write_transaction` has already taken the database's write lock
    with ``BEGIN IMMEDIATE``). Every feed writer, in every central process, queues here.
 2. Each :meth:`FeedWriter.append` takes the next version and queues the change row.
 3. On leaving the block the change rows are inserted and the counter is moved to the last
@@ -54,12 +54,35 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, union_all, update
 
 from central_api.errors import FeedCursorAheadError
-from central_api.models import change_feed, feed_counter
-from jxc.feed import Change, ChangeOp, ChangePage, FeedEntity
+from central_api.models.feed import change_feed, feed_counter
+from jxc.feed import ChangeOp, FeedEntity
 
 FEED_COUNTER_ID = 1
 MAX_PAGE = 5000
 """The largest page a site may ask for."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedChange:
+    """One change of the feed: an entity's full new state, or its tombstone (no data)."""
+
+    version: int
+    entity: FeedEntity
+    key: str
+    op: ChangeOp
+    data: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    """One page of a site's feed, oldest change first."""
+
+    site_id: str
+    changes: list[FeedChange]
+    next_cursor: int
+    """The version of the page's last change, or the cursor asked with if none."""
+    has_more: bool
+    """Whether another page is already waiting."""
 
 
 class FeedCounterMissingError(RuntimeError):
@@ -124,7 +147,7 @@ class FeedWriter:
 def feed_writer(connection: Connection, *, changed_at: datetime) -> Iterator[FeedWriter]:
     """Lock the feed counter and collect changes; they are written when the block ends.
 
-    Must run inside a write transaction (:func:`~central_api.db.write_transaction`) that
+    Must run inside a write transaction (:func:`~central_api.core.db.write_transaction`) that
     also makes the changes' table writes, and should be entered before the caller reads
     the rows it will change (see the module docstring). If the block raises, nothing is
     written and the caller's transaction is expected to roll back.
@@ -171,9 +194,7 @@ def latest_version(connection: Connection) -> int:
     return int(version)
 
 
-def changes_for_site(
-    *, connection: Connection, site_id: str, cursor: int, limit: int
-) -> ChangePage:
+def changes_for_site(*, connection: Connection, site_id: str, cursor: int, limit: int) -> FeedPage:
     """The first ``limit`` changes after version ``cursor`` that concern ``site_id``.
 
     ``next_cursor`` is the version of the page's last change, or ``cursor`` itself when
@@ -214,7 +235,7 @@ def changes_for_site(
 
     has_more = len(rows) > limit
     changes = [
-        Change(
+        FeedChange(
             version=row.version,
             entity=FeedEntity(row.entity),
             key=row.entity_key,
@@ -223,7 +244,7 @@ def changes_for_site(
         )
         for row in rows[:limit]
     ]
-    return ChangePage(
+    return FeedPage(
         site_id=site_id,
         changes=changes,
         next_cursor=changes[-1].version if changes else cursor,

@@ -1,4 +1,4 @@
-"""Reading what central holds: balances, each site's push watermark and its refused events.
+"""Reading stock: balances per (site, location, item, lot).
 
 Balances are read from the projection kept by ingest, never summed from the ledger, so a
 stock query costs the same on day one and after a million events.
@@ -6,23 +6,25 @@ stock query costs the same on day one and after a million events.
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import Connection, select
 
-from central_api.errors import UnknownSiteError
-from central_api.models import NO_LOT, refused_events, site_sync_state, stock_balances
-from central_api.schemas import RefusedEventOut, StockBalanceOut, SyncAckOut
+from central_api.models.stock import NO_LOT, stock_balances
 
 
-def site_watermark(*, connection: Connection, site_id: str) -> SyncAckOut:
-    """How far central holds the site's ledger; raises UnknownSiteError if not at all."""
-    acked = connection.execute(
-        select(site_sync_state.c.acked_through_seq).where(site_sync_state.c.site_id == site_id)
-    ).scalar_one_or_none()
-    if acked is None:
-        raise UnknownSiteError(site_id)
-    return SyncAckOut(site_id=site_id, acked_through_seq=acked)
+@dataclass(frozen=True, slots=True)
+class StockBalance:
+    """What is on hand at one (site, location, item, lot), as the ledger sums it."""
+
+    site_id: str
+    location: str
+    item: str
+    lot: str | None
+    """None for stock kept without a lot."""
+    uom: str
+    qty: Decimal
 
 
 def list_balances(
@@ -32,7 +34,7 @@ def list_balances(
     item: str | None = None,
     lot: str | None = None,
     location: str | None = None,
-) -> list[StockBalanceOut]:
+) -> list[StockBalance]:
     """Balances matching every filter given, in key order so pages and diffs are stable.
 
     ``lot=""`` selects stock kept without a lot; ``lot=None`` means any lot.
@@ -59,7 +61,7 @@ def list_balances(
     if location is not None:
         query = query.where(stock_balances.c.location == location)
     return [
-        StockBalanceOut(
+        StockBalance(
             site_id=row.site_id,
             location=row.location,
             item=row.item,
@@ -68,29 +70,4 @@ def list_balances(
             qty=row.qty,
         )
         for row in connection.execute(query)
-    ]
-
-
-def list_refused(*, connection: Connection, site_id: str, limit: int) -> list[RefusedEventOut]:
-    """The site's refused events in seq order; raises UnknownSiteError for a site never seen."""
-    site_watermark(connection=connection, site_id=site_id)
-    rows = connection.execute(
-        select(refused_events)
-        .where(refused_events.c.site_id == site_id)
-        .order_by(refused_events.c.seq)
-        .limit(limit)
-    )
-    return [
-        RefusedEventOut(
-            site_id=row.site_id,
-            seq=row.seq,
-            event_id=row.event_id,
-            status=row.status,
-            detail=row.detail,
-            attempts=row.attempts,
-            first_refused_at=row.first_refused_at,
-            last_refused_at=row.last_refused_at,
-            event=json.loads(row.body),
-        )
-        for row in rows
     ]

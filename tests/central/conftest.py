@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,12 @@ from psycopg import sql
 from sqlalchemy import URL, Engine, make_url
 
 from central_api.core.config import Settings
-from central_api.db import create_db_engine, upgrade_database
+from central_api.core.db import create_db_engine, upgrade_database
 from central_api.main import create_app
 from central_api.services.auth import TokenSigner, add_site
 from jxc import uuid7
 from jxc.contract import SITE_ID_PATTERN
+from jxc.paths import API_ROOT, SYNC_TOKEN
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "JXC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -54,6 +56,16 @@ CENTRAL_TABLES = (
 )
 """Emptied before each PostgreSQL test; ``feed_counter`` keeps its one row, reset to 0, and
 ``auth_signing_key`` its key."""
+
+
+def problem(status: int, detail: str) -> dict[str, Any]:
+    """The RFC 9457 body central answers a refusal with (``central_api.api.errors``)."""
+    return {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -156,8 +168,8 @@ class EverySiteAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
         path = request.url.path
         if (
-            path.startswith("/api/v1/sync/")
-            and path != "/api/v1/sync/token"
+            path.startswith(f"{API_ROOT}/sync/")
+            and path != SYNC_TOKEN
             and "authorization" not in request.headers
         ):
             request.headers["Authorization"] = f"Bearer {self.token_for(_named_site(request))}"

@@ -18,15 +18,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, select
 
-from central_api.db import write_transaction
+from central_api.core.db import write_transaction
 from central_api.errors import BarcodeTakenError
 from central_api.models import change_feed, feed_counter
-from central_api.services.catalog import upsert_item
 from central_api.services.feed import changes_for_site, feed_writer
+from central_api.services.items import upsert_item
 from jxc.feed import BarcodeData, ChangeOp, ChangePage, FeedEntity, ItemData
+from jxc.paths import ITEMS, SYNC_CHANGES
 
-ITEMS = "/api/v1/items"
-CHANGES = "/api/v1/sync/changes"
+CHANGES = SYNC_CHANGES
 
 State = dict[str, dict[str, dict[str, Any]]]
 

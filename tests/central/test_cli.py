@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 from typer.testing import CliRunner
 
 from central_api.cli import app
-from central_api.db import create_db_engine
+from central_api.core.db import create_db_engine
 
 
 def test_importing_the_command_group_stays_light() -> None:

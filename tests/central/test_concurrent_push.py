@@ -15,7 +15,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from central_api.models import ledger_events, stock_balances
+from central_api.schemas.sync import push_ack
 from central_api.services.ingest import ingest_batch
+from central_api.services.projections import Projections
 from jxc.contract import PushAck, PushBatch
 
 RACERS = 6
@@ -27,7 +29,13 @@ def race(engine: Engine, batches: list[PushBatch]) -> list[PushAck]:
     def push(batch: PushBatch) -> PushAck:
         with engine.connect() as connection:
             start.wait()
-            return ingest_batch(connection=connection, batch=batch, received_at=datetime.now(UTC))
+            outcome = ingest_batch(
+                connection=connection,
+                batch=batch,
+                received_at=datetime.now(UTC),
+                projections=Projections(),
+            )
+            return push_ack(outcome)
 
     with ThreadPoolExecutor(len(batches)) as pool:
         return list(pool.map(push, batches))

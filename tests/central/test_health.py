@@ -11,14 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from central_api.core.config import Settings
-from central_api.db import SchemaNotCurrentError
+from central_api.core.db import SchemaNotCurrentError
 from central_api.main import create_app
 from jxc import __version__
 from jxc.contract import CONTRACT_VERSION
+from jxc.paths import HEALTH, STOCK, SYNC_EVENTS
 
 
 def test_healthz_reports_versions_and_database(client: TestClient, database_url: str) -> None:
-    response = client.get("/healthz")
+    response = client.get(HEALTH)
 
     assert response.status_code == 200
     assert response.json() == {
@@ -48,7 +49,7 @@ def unreachable_client() -> Iterator[TestClient]:
 def test_healthz_is_503_when_the_database_is_unreachable(
     unreachable_client: TestClient,
 ) -> None:
-    response = unreachable_client.get("/healthz")
+    response = unreachable_client.get(HEALTH)
 
     assert response.status_code == 503
     body = response.json()
@@ -60,7 +61,7 @@ def test_healthz_is_503_when_the_database_is_unreachable(
 def test_push_is_503_not_500_when_the_database_is_unreachable(
     unreachable_client: TestClient, site: Any
 ) -> None:
-    response = unreachable_client.post("/api/v1/sync/events", json=site.batch(site.receipts(1)))
+    response = unreachable_client.post(SYNC_EVENTS, json=site.batch(site.receipts(1)))
 
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
@@ -68,7 +69,7 @@ def test_push_is_503_not_500_when_the_database_is_unreachable(
 
 
 def test_stock_is_503_when_the_database_is_unreachable(unreachable_client: TestClient) -> None:
-    assert unreachable_client.get("/api/v1/stock").status_code == 503
+    assert unreachable_client.get(STOCK).status_code == 503
 
 
 def test_app_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ from sqlalchemy import Engine, func, select, update
 from central_api.models import ledger_events, refused_events, site_sync_state, stock_balances
 from central_api.services.ingest import stored_event
 from jxc.contract import LedgerEvent, PushAck
+from jxc.paths import STOCK, SYNC_EVENTS, SYNC_REFUSED
+from tests.central.conftest import problem
 
-PUSH = "/api/v1/sync/events"
+PUSH = SYNC_EVENTS
 
 
 def push(client: TestClient, batch: dict[str, Any]) -> Any:
@@ -27,7 +29,7 @@ def statuses(ack: dict[str, Any]) -> list[str]:
 
 
 def stock(client: TestClient, **params: str) -> list[dict[str, Any]]:
-    response = client.get("/api/v1/stock", params=params)
+    response = client.get(STOCK, params=params)
     assert response.status_code == 200, response.text
     rows: list[dict[str, Any]] = response.json()
     return rows
@@ -138,9 +140,9 @@ def test_seq_gap_is_refused_naming_the_missing_range(
     response = client.post(PUSH, json=site.batch(site.receipts(2)))
 
     assert response.status_code == 409
-    assert response.json() == {
-        "detail": "site S01: central holds seq through 4; batch starts at 7; missing 5..6"
-    }
+    assert response.json() == problem(
+        409, "site S01: central holds seq through 4; batch starts at 7; missing 5..6"
+    )
     assert held_event_count(engine) == 4
     assert stock(client)[0]["qty"] == "4"
 
@@ -308,7 +310,7 @@ def test_refused_events_are_listed_for_headquarters(client: TestClient, site: An
     bad = site.event("receipt", "1", uom="kg")
     push(client, site.batch([bad]))
 
-    response = client.get("/api/v1/sync/refused", params={"site_id": "S01"})
+    response = client.get(SYNC_REFUSED, params={"site_id": "S01"})
 
     assert response.status_code == 200
     [row] = response.json()
@@ -320,7 +322,7 @@ def test_refused_events_are_listed_for_headquarters(client: TestClient, site: An
     )
     assert row["event"]["uom"] == "kg"
     assert "counted in pcs" in row["detail"]
-    unknown = client.get("/api/v1/sync/refused", params={"site_id": "S99"})
+    unknown = client.get(SYNC_REFUSED, params={"site_id": "S99"})
     assert unknown.status_code == 404
 
 

@@ -12,8 +12,10 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-ITEMS = "/api/v1/items"
-CHANGES = "/api/v1/sync/changes"
+from jxc.paths import ITEMS, SYNC_CHANGES
+from tests.central.conftest import problem
+
+CHANGES = SYNC_CHANGES
 
 
 def item_url(item_code: str, *rest: str) -> str:
@@ -151,10 +153,11 @@ def test_a_barcode_of_another_item_is_refused_with_409(client: TestClient) -> No
     )
 
     assert response.status_code == 409
-    assert response.json() == {
-        "detail": "barcode '16901234567899' already belongs to item 'COLA': "
-        "delete it there before assigning it to item 'FANTA'"
-    }
+    assert response.json() == problem(
+        409,
+        "barcode '16901234567899' already belongs to item 'COLA': "
+        "delete it there before assigning it to item 'FANTA'",
+    )
     assert client.get(item_url("FANTA")).status_code == 404, "nothing of the PUT was kept"
     assert len(feed(client)) == 3
     # The refused write gave its versions back: the next change is 4, not 5 or 6.
@@ -191,15 +194,15 @@ def test_deleting_a_barcode_that_is_not_the_items_is_404(client: TestClient) -> 
 
     assert (of_other.status_code, of_other.json()) == (
         404,
-        {"detail": "barcode '06901234567892' belongs to item 'COLA', not to item 'FANTA'"},
+        problem(404, "barcode '06901234567892' belongs to item 'COLA', not to item 'FANTA'"),
     )
     assert (unknown.status_code, unknown.json()) == (
         404,
-        {"detail": "barcode '999' is not assigned to any item"},
+        problem(404, "barcode '999' is not assigned to any item"),
     )
     assert (no_item.status_code, no_item.json()) == (
         404,
-        {"detail": "item 'NOPE' does not exist"},
+        problem(404, "item 'NOPE' does not exist"),
     )
     assert len(feed(client)) == 4
 
@@ -227,7 +230,7 @@ def test_unknown_item_is_404_with_a_message(client: TestClient) -> None:
     response = client.get(item_url("NOPE"))
 
     assert response.status_code == 404
-    assert response.json() == {"detail": "item 'NOPE' does not exist"}
+    assert response.json() == problem(404, "item 'NOPE' does not exist")
 
 
 def test_codes_with_a_slash_and_unicode_round_trip(client: TestClient) -> None:

@@ -13,8 +13,9 @@ from pydantic import BaseModel
 
 from central_api.api import json_body
 from central_api.api.routes.sync import router
+from jxc.paths import STOCK, SYNC_EVENTS
 
-PUSH = "/api/v1/sync/events"
+PUSH = SYNC_EVENTS
 
 
 def _no_second_parse(_text: object) -> Any:
@@ -40,7 +41,7 @@ def test_a_valid_push_is_parsed_once_by_pydantic(
     assert answer.status_code == 200, answer.text
     assert bodies == ["PushBatch"], "FastAPI got the validated model, not dicts"
     assert [result["status"] for result in answer.json()["results"]] == ["accepted"]
-    assert client.get("/api/v1/stock").json()[0]["qty"] == "2"
+    assert client.get(STOCK).json()[0]["qty"] == "2"
 
 
 def test_a_refused_push_gets_fastapis_own_answer(client: TestClient, site: Any) -> None:

@@ -12,9 +12,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select
 
-from central_api.db import alembic_config, create_db_engine, upgrade_database, write_transaction
+from central_api.core.db import (
+    alembic_config,
+    create_db_engine,
+    upgrade_database,
+    write_transaction,
+)
 from central_api.models import ledger_events, metadata
 from central_api.services.ingest import ingest_batch, stored_event
+from central_api.services.projections import Projections
 from jxc import uuid7
 from jxc.contract import LedgerEvent, PushBatch
 from tests.central.conftest import fresh_postgres_database
@@ -91,6 +97,7 @@ def test_dropping_the_content_digest_goes_back_and_forth(scratch_url: str) -> No
                 connection=connection,
                 batch=PushBatch(site_id=site, events=events),
                 received_at=datetime.now(UTC),
+                projections=Projections(),
             )
 
         migrate(scratch_url, "downgrade", "0004")

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from central_api.core.config import Settings
-from central_api.db import upgrade_database
+from central_api.core.db import upgrade_database
 from central_api.main import create_app
 from central_api.services.auth import add_site
 

@@ -20,10 +20,11 @@ from central_api.main import create_app
 from central_api.models import auth_signing_key, ledger_events
 from central_api.services import auth
 from central_api.services.auth import add_site, revoke_site, rotate_site
+from jxc.paths import SYNC_EVENTS, SYNC_TOKEN
 from tests.central.conftest import SiteLedger
 
-TOKEN = "/api/v1/sync/token"
-PUSH = "/api/v1/sync/events"
+TOKEN = SYNC_TOKEN
+PUSH = SYNC_EVENTS
 
 
 @pytest.fixture

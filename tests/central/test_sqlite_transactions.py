@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from central_api.db import create_db_engine, upgrade_database, write_transaction
+from central_api.core.db import create_db_engine, upgrade_database, write_transaction
 from central_api.models import site_sync_state
 
 

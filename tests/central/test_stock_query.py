@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from jxc.paths import STOCK, SYNC_EVENTS
+
 
 @pytest.fixture
 def stocked(client: TestClient, site: Any, other_site: Any) -> TestClient:
@@ -22,13 +24,13 @@ def stocked(client: TestClient, site: Any, other_site: Any) -> TestClient:
         ),
         (other_site, [other_site.event("receipt", "5", item="MILK", lot="L1")]),
     ):
-        response = client.post("/api/v1/sync/events", json=ledger.batch(events))
+        response = client.post(SYNC_EVENTS, json=ledger.batch(events))
         assert response.status_code == 200, response.text
     return client
 
 
 def keys(client: TestClient, **params: str) -> list[tuple[str, str, str, str | None, str]]:
-    response = client.get("/api/v1/stock", params=params)
+    response = client.get(STOCK, params=params)
     assert response.status_code == 200, response.text
     return [(r["site_id"], r["location"], r["item"], r["lot"], r["qty"]) for r in response.json()]
 
@@ -66,7 +68,7 @@ def test_unknown_site_has_no_stock(stocked: TestClient) -> None:
 
 
 def test_balance_row_shape(stocked: TestClient) -> None:
-    row = stocked.get("/api/v1/stock", params={"item": "BREAD"}).json()[0]
+    row = stocked.get(STOCK, params={"item": "BREAD"}).json()[0]
 
     assert row == {
         "site_id": "S01",

@@ -6,14 +6,17 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-ACK = "/api/v1/sync/ack"
+from jxc.paths import SYNC_ACK, SYNC_EVENTS
+from tests.central.conftest import problem
+
+ACK = SYNC_ACK
 
 
 def test_ack_reports_the_watermark_of_a_site(
     client: TestClient, site: Any, other_site: Any
 ) -> None:
-    client.post("/api/v1/sync/events", json=site.batch(site.receipts(3)))
-    client.post("/api/v1/sync/events", json=other_site.batch(other_site.receipts(1)))
+    client.post(SYNC_EVENTS, json=site.batch(site.receipts(3)))
+    client.post(SYNC_EVENTS, json=other_site.batch(other_site.receipts(1)))
 
     response = client.get(ACK, params={"site_id": "S01"})
 
@@ -25,15 +28,15 @@ def test_ack_of_a_site_central_never_heard_from_is_404(client: TestClient) -> No
     response = client.get(ACK, params={"site_id": "S99"})
 
     assert response.status_code == 404
-    assert response.json() == {
-        "detail": "site S99: central has never received an event from this site"
-    }
+    assert response.json() == problem(
+        404, "site S99: central has never received an event from this site"
+    )
 
 
 def test_ack_moves_past_a_refused_event(client: TestClient, site: Any) -> None:
     first = site.event("receipt", "1")
     refused = site.event("receipt", "1", uom="kg")
-    client.post("/api/v1/sync/events", json=site.batch([first]))
-    client.post("/api/v1/sync/events", json=site.batch([refused, site.event("receipt", "1")]))
+    client.post(SYNC_EVENTS, json=site.batch([first]))
+    client.post(SYNC_EVENTS, json=site.batch([refused, site.event("receipt", "1")]))
 
     assert client.get(ACK, params={"site_id": "S01"}).json()["acked_through_seq"] == 3

@@ -10,8 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from central_api.api.errors import describe_validation_errors, field_path
+from jxc.paths import STOCK, SYNC_ACK, SYNC_EVENTS
 
-PUSH = "/api/v1/sync/events"
+PUSH = SYNC_EVENTS
 
 
 def refused(client: TestClient, body: Any) -> dict[str, Any]:
@@ -19,7 +20,7 @@ def refused(client: TestClient, body: Any) -> dict[str, Any]:
     assert response.status_code == 422, response.text
     answer: dict[str, Any] = response.json()
     assert isinstance(answer["detail"], list), "detail stays FastAPI's list for programs"
-    assert client.get("/api/v1/stock").json() == [], "a refused batch must change nothing"
+    assert client.get(STOCK).json() == [], "a refused batch must change nothing"
     return answer
 
 
@@ -104,7 +105,7 @@ def test_body_that_is_not_json_is_refused(client: TestClient) -> None:
 
 
 def test_bad_query_parameter_is_refused_naming_it(client: TestClient) -> None:
-    response = client.get("/api/v1/sync/ack")
+    response = client.get(SYNC_ACK)
 
     assert response.status_code == 422
     assert response.json()["message"] == "query.site_id: Field required"

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, update
 
 from central_api.core.config import Settings
-from central_api.db import upgrade_database
+from central_api.core.db import upgrade_database
 from central_api.main import create_app
 from central_api.models import stock_balances
 from central_api.services import auth as central_auth
@@ -23,6 +23,7 @@ from edge_agent.auth import SiteTokenAuth, read_secret
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind, EventResult, EventStatus, PushAck
+from jxc.paths import STOCK, SYNC_EVENTS, SYNC_REFUSED
 
 
 def receipt(qty: str, lot: str = "L1") -> EventDraft:
@@ -56,7 +57,7 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 
 def stock(central: TestClient) -> dict[str | None, Decimal]:
-    rows = central.get("/api/v1/stock", params={"site_id": "S01"}).json()
+    rows = central.get(STOCK, params={"site_id": "S01"}).json()
     return {row["lot"]: Decimal(row["qty"]) for row in rows}
 
 
@@ -79,7 +80,7 @@ def test_lost_ack_resend_changes_nothing(central: TestClient, ledger: Ledger) ->
         ledger.append(receipt("2"))
     batch_json = Pusher(ledger, central).ledger.pending(10)
     first = central.post(
-        "/api/v1/sync/events",
+        SYNC_EVENTS,
         json={"site_id": "S01", "events": [e.model_dump(mode="json") for e in batch_json]},
     )
     assert first.status_code == 200
@@ -126,7 +127,7 @@ def test_413_halves_the_batch_until_it_fits(central: TestClient, ledger: Ledger)
         if count > 4:
             return httpx.Response(413, text="request entity too large")
         forwarded = central.post(
-            "/api/v1/sync/events",
+            SYNC_EVENTS,
             content=request.content,
             headers={"content-type": "application/json"},
         )
@@ -172,7 +173,7 @@ def test_clock_skew_beyond_threshold_raises_an_alert(central: TestClient, ledger
 
     def skewed(request: httpx.Request) -> httpx.Response:
         answer = central.post(
-            "/api/v1/sync/events",
+            SYNC_EVENTS,
             content=request.content,
             headers={"content-type": "application/json"},
         ).json()
@@ -221,7 +222,7 @@ def test_a_refused_event_is_parked_and_the_rest_flow_on(
     [letter] = ledger.dead_letters()
     assert letter.seq == 2
     assert "counted in EA, not BOX" in (letter.detail or "")
-    refused = central.get("/api/v1/sync/refused", params={"site_id": "S01"}).json()
+    refused = central.get(SYNC_REFUSED, params={"site_id": "S01"}).json()
     assert [row["seq"] for row in refused] == [2]
 
     ledger.append(receipt("1"))
@@ -239,7 +240,7 @@ def test_a_refused_event_is_parked_and_the_rest_flow_on(
     counts = ledger.counts()
     assert (counts.pending, counts.dead, counts.synced_through) == (0, 0, 6)
     assert stock(central) == {"L1": Decimal(15)}
-    assert central.get("/api/v1/sync/refused", params={"site_id": "S01"}).json() == []
+    assert central.get(SYNC_REFUSED, params={"site_id": "S01"}).json() == []
 
 
 def test_an_answer_without_a_result_for_an_event_does_not_settle_it(ledger: Ledger) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from central_api.db import create_db_engine
+from central_api.core.db import create_db_engine
 from central_api.models import ledger_events
 from central_api.services.ingest import stored_event
 from edge_agent.ledger import EventDraft, Ledger

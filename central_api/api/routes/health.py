@@ -11,9 +11,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from central_api.api.deps import EngineDep
 from central_api.errors import first_line
-from central_api.schemas import HealthOut
+from central_api.schemas.health import HealthOut
 from jxc import __version__
 from jxc.contract import CONTRACT_VERSION
+from jxc.paths import HEALTH
 
 log = logging.getLogger("central_api.api.health")
 
@@ -21,7 +22,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get(
-    "/healthz",
+    HEALTH,
     response_model_exclude_none=True,
     responses={503: {"model": HealthOut, "description": "The database cannot be reached."}},
 )

@@ -6,29 +6,25 @@ path parameters take the rest of the path rather than one segment.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from central_api.api.deps import ConnDep
-from central_api.services.catalog import (
+from central_api.schemas.items import ItemIn, ItemOut, ItemPage
+from central_api.services.items import (
     MAX_ITEMS_PAGE,
-    ItemOut,
-    ItemPage,
     deactivate_item,
     delete_barcode,
     get_item,
     list_items,
     upsert_item,
 )
-from jxc.contract import Code, ExactDecimal
-from jxc.feed import Barcode, BarcodeData, ItemData, Uom
+from jxc.contract import Code
+from jxc.feed import Barcode, BarcodeData, ItemData
+from jxc.paths import ITEMS, below_api_root
 
-router = APIRouter(prefix="/items", tags=["items"])
-
-MAX_BARCODES_PER_ITEM = 1000
+router = APIRouter(prefix=below_api_root(ITEMS), tags=["items"])
 
 ItemCode = Annotated[Code, Path(description="the item's code; a / in it is sent as %2F")]
 BarcodePath = Annotated[Barcode, Path(description="the barcode; a / in it is sent as %2F")]
@@ -36,47 +32,6 @@ BarcodePath = Annotated[Barcode, Path(description="the barcode; a / in it is sen
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such item (or barcode of the item); detail names it."},
 }
-
-
-class BarcodeIn(BaseModel):
-    """One barcode of the item, in a PUT body."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    barcode: Barcode
-    qty_per: ExactDecimal = Field(
-        default=Decimal(1), description="units of the item one scan counts, as a string"
-    )
-
-    @field_validator("qty_per")
-    @classmethod
-    def _positive(cls, value: Decimal) -> Decimal:
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
-
-
-class ItemIn(BaseModel):
-    """The whole new state of an item; the item code comes from the path."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    uom: Uom
-    active: bool = True
-    barcodes: Annotated[list[BarcodeIn], Field(max_length=MAX_BARCODES_PER_ITEM)] | None = Field(
-        default=None, description="the item's full barcode set; omit to keep it as is"
-    )
-
-    @field_validator("barcodes")
-    @classmethod
-    def _each_once(cls, value: list[BarcodeIn] | None) -> list[BarcodeIn] | None:
-        seen: set[str] = set()
-        for index, entry in enumerate(value or ()):
-            if entry.barcode in seen:
-                raise ValueError(f"barcodes[{index}]: barcode {entry.barcode!r} is listed twice")
-            seen.add(entry.barcode)
-        return value
 
 
 @router.put(
@@ -100,7 +55,7 @@ def put_item(item_code: ItemCode, body: ItemIn, connection: ConnDep) -> ItemOut:
             for entry in body.barcodes
         ]
     )
-    return upsert_item(connection=connection, item=item, barcodes=barcodes)
+    return ItemOut.model_validate(upsert_item(connection=connection, item=item, barcodes=barcodes))
 
 
 @router.get("")
@@ -116,22 +71,25 @@ def read_items(
     limit: Annotated[int, Query(ge=1, le=MAX_ITEMS_PAGE)] = 100,
 ) -> ItemPage:
     """Items in item_code order with their barcodes, a page at a time."""
-    return list_items(connection=connection, after=after or None, limit=limit)
+    return ItemPage.model_validate(
+        list_items(connection=connection, after=after or None, limit=limit)
+    )
 
 
 @router.get("/{item_code:path}", responses=_NOT_FOUND)
 def read_item(item_code: ItemCode, connection: ConnDep) -> ItemOut:
     """One item with its barcodes."""
-    return get_item(connection=connection, item_code=item_code)
+    return ItemOut.model_validate(get_item(connection=connection, item_code=item_code))
 
 
 @router.delete("/{item_code:path}/barcodes/{barcode:path}", responses=_NOT_FOUND)
 def remove_barcode(item_code: ItemCode, barcode: BarcodePath, connection: ConnDep) -> ItemOut:
     """Withdraw one barcode of the item (sites receive a tombstone); returns the item."""
-    return delete_barcode(connection=connection, item_code=item_code, barcode=barcode)
+    item = delete_barcode(connection=connection, item_code=item_code, barcode=barcode)
+    return ItemOut.model_validate(item)
 
 
 @router.post("/{item_code:path}/deactivate", responses=_NOT_FOUND)
 def deactivate(item_code: ItemCode, connection: ConnDep) -> ItemOut:
     """Mark the item inactive; it is kept, since the ledgers reference it."""
-    return deactivate_item(connection=connection, item_code=item_code)
+    return ItemOut.model_validate(deactivate_item(connection=connection, item_code=item_code))

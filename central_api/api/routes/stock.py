@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from central_api.api.deps import ConnDep
-from central_api.schemas import StockBalanceOut
+from central_api.schemas.stock import StockBalanceOut
 from central_api.services.stock import list_balances
+from jxc.paths import STOCK, below_api_root
 
-router = APIRouter(prefix="/stock", tags=["stock"])
+router = APIRouter(prefix=below_api_root(STOCK), tags=["stock"])
 
 
 @router.get("")
@@ -25,6 +26,7 @@ def read_stock(
     location: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[StockBalanceOut]:
     """Balances matching every filter given, ordered by site, location, item, lot."""
-    return list_balances(
+    balances = list_balances(
         connection=connection, site_id=site_id, item=item, lot=lot, location=location
     )
+    return [StockBalanceOut.model_validate(balance) for balance in balances]

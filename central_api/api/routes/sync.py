@@ -1,5 +1,11 @@
-"""``/api/v1/sync``: where edges push their ledgers, learn how far central holds them, and
-pull the master-data changes meant for them."""
+"""``/sync``: where edges push their ledgers, learn how far central holds them, and pull
+the master-data changes meant for them.
+
+The edge's protocol, and the one router that spans several areas: the push and its
+reports are the ledger's (``services/ingest.py``, ``services/ledger.py``), the changes
+the feed's (``services/feed.py``), the token the credentials' (``services/auth.py``).
+Its paths are the wire contract's (:mod:`jxc.paths`), which the edge sends to.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +14,33 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from central_api.api.deps import ConnDep, SignerDep, TokenSiteDep, require_site
+from central_api.api.deps import ConnDep, ProjectionsDep, SignerDep, TokenSiteDep, require_site
 from central_api.api.json_body import ValidatedJSONRoute
-from central_api.schemas import RefusedEventOut, SyncAckOut
+from central_api.schemas.sync import (
+    ChangePage,
+    PushAck,
+    PushBatch,
+    RefusedEventOut,
+    SiteToken,
+    SiteTokenRequest,
+    SyncAckOut,
+    change_page,
+    push_ack,
+)
 from central_api.services.feed import MAX_PAGE, changes_for_site
 from central_api.services.ingest import ingest_batch
-from central_api.services.stock import list_refused, site_watermark
-from jxc.contract import PushAck, PushBatch, SiteId, SiteToken, SiteTokenRequest
-from jxc.feed import ChangePage
+from central_api.services.ledger import list_refused, site_watermark
+from jxc.contract import SiteId
+from jxc.paths import (
+    SYNC_ACK,
+    SYNC_CHANGES,
+    SYNC_EVENTS,
+    SYNC_REFUSED,
+    SYNC_TOKEN,
+    below_api_root,
+)
 
-router = APIRouter(prefix="/sync", tags=["sync"], route_class=ValidatedJSONRoute)
+router = APIRouter(tags=["sync"], route_class=ValidatedJSONRoute)
 
 _AUTH: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid site token; get one from POST /sync/token and retry."},
@@ -32,7 +55,7 @@ _DETAIL: dict[int | str, dict[str, Any]] = {
 
 
 @router.post(
-    "/token",
+    below_api_root(SYNC_TOKEN),
     responses={401: {"description": "Unknown site, wrong secret, or revoked credential."}},
 )
 def issue_token(request: SiteTokenRequest, connection: ConnDep, signer: SignerDep) -> SiteToken:
@@ -41,8 +64,10 @@ def issue_token(request: SiteTokenRequest, connection: ConnDep, signer: SignerDe
     return SiteToken(site_id=request.site_id, access_token=token, expires_in=signer.ttl_s)
 
 
-@router.post("/events", responses=_DETAIL)
-def push_events(batch: PushBatch, connection: ConnDep, token_site: TokenSiteDep) -> PushAck:
+@router.post(below_api_root(SYNC_EVENTS), responses=_DETAIL)
+def push_events(
+    batch: PushBatch, connection: ConnDep, token_site: TokenSiteDep, projections: ProjectionsDep
+) -> PushAck:
     """Merge a contiguous run of one site's ledger; replays change nothing.
 
     Every event gets a verdict (accepted, duplicate, conflict, invalid). Every seq up to
@@ -51,11 +76,17 @@ def push_events(batch: PushBatch, connection: ConnDep, token_site: TokenSiteDep)
     ones as dead letters.
     """
     require_site(token_site, batch.site_id)
-    return ingest_batch(connection=connection, batch=batch, received_at=datetime.now(UTC))
+    outcome = ingest_batch(
+        connection=connection,
+        batch=batch,
+        received_at=datetime.now(UTC),
+        projections=projections,
+    )
+    return push_ack(outcome)
 
 
 @router.get(
-    "/ack",
+    below_api_root(SYNC_ACK),
     responses={
         **_AUTH,
         404: {"description": "Central has never received an event from this site."},
@@ -66,11 +97,12 @@ def read_ack(
 ) -> SyncAckOut:
     """The site's push watermark, for an edge restored from a backup to resume from."""
     require_site(token_site, site_id)
-    return site_watermark(connection=connection, site_id=site_id)
+    acked = site_watermark(connection=connection, site_id=site_id)
+    return SyncAckOut(site_id=site_id, acked_through_seq=acked)
 
 
 @router.get(
-    "/refused",
+    below_api_root(SYNC_REFUSED),
     responses={
         **_AUTH,
         404: {"description": "Central has never received an event from this site."},
@@ -88,11 +120,12 @@ def read_refused(
     letter until someone fixes the cause and runs ``jxc edge outbox requeue``.
     """
     require_site(token_site, site_id)
-    return list_refused(connection=connection, site_id=site_id, limit=limit)
+    refused = list_refused(connection=connection, site_id=site_id, limit=limit)
+    return [RefusedEventOut.model_validate(event) for event in refused]
 
 
 @router.get(
-    "/changes",
+    below_api_root(SYNC_CHANGES),
     responses={
         **_AUTH,
         409: {"description": "The cursor is past the end of central's feed; detail says why."},
@@ -115,4 +148,5 @@ def read_changes(
     applying a page twice is harmless.
     """
     require_site(token_site, site_id)
-    return changes_for_site(connection=connection, site_id=site_id, cursor=cursor, limit=limit)
+    page = changes_for_site(connection=connection, site_id=site_id, cursor=cursor, limit=limit)
+    return change_page(page)

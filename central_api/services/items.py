@@ -22,51 +22,54 @@ edge applying pages in order still never holds a barcode of an item it does not 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Connection, delete, insert, select, update
 
-from central_api.db import write_transaction
+from central_api.core.db import write_transaction
 from central_api.errors import BarcodeTakenError, UnknownBarcodeError, UnknownItemError
-from central_api.models import item_barcodes, items
-from central_api.schemas import DecimalText
+from central_api.models.items import item_barcodes, items
 from central_api.services.feed import FeedWriter, feed_writer, read_snapshot
 from jxc.feed import BarcodeData, ChangeOp, FeedEntity, ItemData
 
 MAX_ITEMS_PAGE = 1000
 
 
-class BarcodeOut(BaseModel):
+@dataclass(slots=True)
+class ItemBarcode:
     """One barcode of an item as central stores it."""
 
     barcode: str
-    qty_per: DecimalText
-    version: int = Field(description="feed version of this barcode's last change")
+    qty_per: Decimal
+    version: int
+    """The feed version of this barcode's last change."""
     updated_at: datetime
 
 
-class ItemOut(BaseModel):
-    """An item with its barcodes, as central stores it."""
+@dataclass(slots=True)
+class Item:
+    """An item with its barcodes (in barcode order), as central stores it."""
 
     item_code: str
     name: str
     uom: str
     active: bool
-    version: int = Field(description="feed version of the item's own last change")
+    version: int
+    """The feed version of the item's own last change."""
     updated_at: datetime
-    barcodes: list[BarcodeOut]
+    barcodes: list[ItemBarcode] = field(default_factory=list)
 
 
-class ItemPage(BaseModel):
+@dataclass(frozen=True, slots=True)
+class ItemPage:
     """One page of the item master, in item_code order."""
 
-    items: list[ItemOut]
-    next_after: str | None = Field(
-        description="pass as ?after= for the next page; null when this page is the last"
-    )
+    items: list[Item]
+    next_after: str | None
+    """The item code to continue after; None when this page is the last."""
 
 
 def upsert_item(
@@ -75,7 +78,7 @@ def upsert_item(
     item: ItemData,
     barcodes: Sequence[BarcodeData] | None,
     now: datetime | None = None,
-) -> ItemOut:
+) -> Item:
     """Create or update ``item`` and, if ``barcodes`` is given, make them its barcode set.
 
     Barcodes the item has and ``barcodes`` lacks are deleted (tombstones in the feed);
@@ -105,9 +108,7 @@ def upsert_item(
         return _read_one(connection, code)
 
 
-def deactivate_item(
-    *, connection: Connection, item_code: str, now: datetime | None = None
-) -> ItemOut:
+def deactivate_item(*, connection: Connection, item_code: str, now: datetime | None = None) -> Item:
     """Mark the item inactive (kept, with its barcodes); a no-op if it already is."""
     now = now or datetime.now(UTC)
     with write_transaction(connection), feed_writer(connection, changed_at=now) as feed:
@@ -128,7 +129,7 @@ def delete_barcode(
     barcode: str,
     item_code: str | None = None,
     now: datetime | None = None,
-) -> ItemOut:
+) -> Item:
     """Withdraw ``barcode`` (a tombstone in the feed) and return the item that had it.
 
     With ``item_code`` the barcode must belong to that item. Raises
@@ -149,7 +150,7 @@ def delete_barcode(
         return _read_one(connection, owner)
 
 
-def get_item(*, connection: Connection, item_code: str) -> ItemOut:
+def get_item(*, connection: Connection, item_code: str) -> Item:
     """The item with its barcodes; raises :class:`~central_api.errors.UnknownItemError`."""
     with read_snapshot(connection):
         return _read_one(connection, item_code)
@@ -259,7 +260,7 @@ def _exists(connection: Connection, item_code: str) -> bool:
     return found is not None
 
 
-def _read_one(connection: Connection, item_code: str) -> ItemOut:
+def _read_one(connection: Connection, item_code: str) -> Item:
     found = _read_items(connection, items.c.item_code == item_code, limit=1)
     if not found:
         raise UnknownItemError(item_code)
@@ -268,7 +269,7 @@ def _read_one(connection: Connection, item_code: str) -> ItemOut:
 
 def _read_items(
     connection: Connection, condition: ColumnElement[bool] | None, *, limit: int
-) -> list[ItemOut]:
+) -> list[Item]:
     """Items matching ``condition`` in item_code order, with their barcodes.
 
     One statement (items joined to their barcodes), so that on PostgreSQL an item and its
@@ -289,22 +290,21 @@ def _read_items(
         .select_from(page.outerjoin(item_barcodes, item_barcodes.c.item_code == page.c.item_code))
         .order_by(page.c.item_code, item_barcodes.c.barcode)
     )
-    found: dict[str, ItemOut] = {}
+    found: dict[str, Item] = {}
     for row in connection.execute(query):
         item = found.get(row.item_code)
         if item is None:
-            item = found[row.item_code] = ItemOut(
+            item = found[row.item_code] = Item(
                 item_code=row.item_code,
                 name=row.name,
                 uom=row.uom,
                 active=row.active,
                 version=row.version,
                 updated_at=_utc(row.updated_at),
-                barcodes=[],
             )
         if row.barcode is not None:
             item.barcodes.append(
-                BarcodeOut(
+                ItemBarcode(
                     barcode=row.barcode,
                     qty_per=row.qty_per,
                     version=row.barcode_version,

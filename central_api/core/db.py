@@ -28,7 +28,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 if TYPE_CHECKING:
     from alembic.config import Config
 
-log = logging.getLogger("central_api.db")
+log = logging.getLogger("central_api.core.db")
 
 WRITE_INTENT = "jxc_write_intent"
 """Connection execution option read by the SQLite ``begin`` hook; see write_transaction."""
@@ -40,6 +40,9 @@ _SQLITE_PRAGMAS = (
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
 )
+
+_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+"""``central_api/migrations``: the Alembic scripts, shipped as package data."""
 
 _MIGRATION_LOCK_KEY = 0x6A78_6300_0001
 """pg_advisory_xact_lock key, so central processes started together migrate one by one."""
@@ -152,7 +155,7 @@ def alembic_config() -> Config:
     from alembic.config import Config  # noqa: PLC0415
 
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    config.set_main_option("script_location", str(_MIGRATIONS))
     return config
 
 

@@ -1,0 +1,45 @@
+"""Central's tables, as SQLAlchemy Core, one module per area, all on one ``metadata``.
+
+Core rather than the ORM: ingest is set-oriented (look up a batch's ids in one query,
+insert with executemany, upsert balances per key), and rows never live long enough in
+Python to need identity tracking. The Alembic migrations in ``central_api/migrations``
+create exactly this schema; a test compares the two.
+
+A new area gets its own module here, imported below so that ``metadata`` (which Alembic
+and that test read) holds its tables. Every name is importable from the package itself
+(``from central_api.models import ledger_events``) as well as from its area's module.
+"""
+
+from __future__ import annotations
+
+from central_api.models.auth import auth_signing_key, site_credentials
+from central_api.models.base import (
+    MicroUnits,
+    from_micro_units,
+    metadata,
+    to_micro_units,
+    to_micro_units_many,
+)
+from central_api.models.feed import change_feed, feed_counter
+from central_api.models.items import item_barcodes, items
+from central_api.models.ledger import ledger_events, refused_events, site_sync_state
+from central_api.models.stock import NO_LOT, stock_balances
+
+__all__ = [
+    "NO_LOT",
+    "MicroUnits",
+    "auth_signing_key",
+    "change_feed",
+    "feed_counter",
+    "from_micro_units",
+    "item_barcodes",
+    "items",
+    "ledger_events",
+    "metadata",
+    "refused_events",
+    "site_credentials",
+    "site_sync_state",
+    "stock_balances",
+    "to_micro_units",
+    "to_micro_units_many",
+]

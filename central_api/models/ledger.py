@@ -1,0 +1,83 @@
+"""The ledgers sites push: every movement, each site's watermark, and what central refused.
+
+Written only by ingest (``central_api.services.ingest``), in one transaction per push.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from central_api.models.base import MicroUnits, metadata
+
+# One row per site; locked while a push from that site is ingested.
+site_sync_state = Table(
+    "site_sync_state",
+    metadata,
+    Column("site_id", String(32), primary_key=True),
+    Column("acked_through_seq", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every movement ever pushed, immutable; (site_id, seq) is each site's ledger. Besides
+# received_at the columns are exactly LedgerEvent's fields: ingest rebuilds a held event
+# from them to tell a replay from a conflict.
+ledger_events = Table(
+    "ledger_events",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column(
+        "site_id",
+        String(32),
+        ForeignKey(site_sync_state.c.site_id),
+        nullable=False,
+    ),
+    Column("seq", BigInteger, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("item", String(64), nullable=False),
+    Column("lot", String(40), nullable=True),
+    Column("expiry", Date, nullable=True),
+    Column("location", String(64), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("unit_cost", MicroUnits, nullable=True),
+    Column("ref", String(128), nullable=True),
+    Column("device_id", String(64), nullable=True),
+    Column("actor", String(64), nullable=True),
+    UniqueConstraint("site_id", "seq"),
+)
+
+# --- events central refused -----------------------------------------------------------
+#
+# An event central cannot take (``invalid``: say, a unit its balance is not kept in;
+# ``conflict``: its id is held at another seq) still occupies its seq in the site's
+# ledger. Recording the refusal here lets the watermark pass it, so one bad event does
+# not hold every later one back; the edge parks it as a dead letter and may requeue it.
+# A row exists only while its seq is not held: accepting the event deletes it.
+refused_events = Table(
+    "refused_events",
+    metadata,
+    Column("site_id", String(32), ForeignKey(site_sync_state.c.site_id), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("first_refused_at", DateTime(timezone=True), nullable=False),
+    Column("last_refused_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("site_id", "seq"),
+)

@@ -1,0 +1,36 @@
+"""Stock balances: what is on hand per (site, location, item, lot), as the ledgers sum it.
+
+A projection of ``ledger_events`` kept by ingest in the push's own transaction, so a
+stock query reads one row per key instead of summing the ledger.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, DateTime, ForeignKey, Index, PrimaryKeyConstraint, String, Table
+
+from central_api.models.base import MicroUnits, metadata
+from central_api.models.ledger import site_sync_state
+
+NO_LOT = ""
+"""How "no lot" is stored in a balance key: NULL is never equal to NULL, so a key column
+holding NULL would let the same untracked stock appear twice on either database."""
+
+# Sum of ledger_events.qty per key, kept in the ingest transaction.
+stock_balances = Table(
+    "stock_balances",
+    metadata,
+    Column(
+        "site_id",
+        String(32),
+        ForeignKey(site_sync_state.c.site_id),
+        nullable=False,
+    ),
+    Column("location", String(64), nullable=False),
+    Column("item", String(64), nullable=False),
+    Column("lot", String(40), nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("site_id", "location", "item", "lot"),
+    Index(None, "site_id", "item"),
+)

@@ -1,0 +1,94 @@
+"""What else a push keeps current: projections of the ledger, run inside ingest.
+
+Document progress (how much of a purchase order has been received), valuation (the cost
+of what is on hand) and alerts (stock below its reorder point) all follow the same
+events the ledger takes in. Each is a *projection*: a function that ingest calls with the
+events a push really inserted, inside the push's own transaction, after the insert and
+the balance update and before the watermark moves. So:
+
+* a projection sees every accepted event exactly once, in seq order: never a duplicate
+  (a replay inserts nothing), never a refused event, never one from a rolled-back push;
+* what it writes commits with the events or not at all: if it raises, the whole push is
+  rolled back and answered as an error, and the edge sends it again later;
+* the fast path's verdict logic does not know projections exist: the same step runs
+  after the short path and after the careful one.
+
+Stock balances are not a projection in this sense: ingest's verdicts depend on them (a
+unit the balance is not kept in is refused), so they stay inside ingest.
+
+A projection is registered under a name in a :class:`Projections` registry. The app makes
+its registry with :func:`built_in_projections` (``app.state.projections``); a new
+built-in projection is one more line there. A projection must be cheap next to the
+insert (a push of thousands of events runs it once, with all of them): look things up
+for the whole batch at once, as ingest does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from jxc.contract import LedgerEvent
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedEvents:
+    """The events one push inserted into the ledger, in seq order (never empty)."""
+
+    site_id: str
+    events: Sequence[LedgerEvent]
+    received_at: datetime
+
+
+Projection = Callable[[Connection, AcceptedEvents], None]
+"""Called inside the push's transaction; writes with ``connection``; raises to refuse."""
+
+
+class Projections:
+    """The projections ingest runs after each insert, in the order they were added."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Projection] = {}
+
+    def add(self, name: str, projection: Projection) -> None:
+        """Run ``projection`` after every insert from now on, after those added before."""
+        if name in self._by_name:
+            raise ValueError(f"a projection named {name!r} is registered already")
+        self._by_name[name] = projection
+
+    def remove(self, name: str) -> None:
+        """Stop running the projection ``name``; KeyError if there is none."""
+        del self._by_name[name]
+
+    @contextmanager
+    def added(self, name: str, projection: Projection) -> Iterator[None]:
+        """``projection`` registered for the duration of the block (for tests and tools)."""
+        self.add(name, projection)
+        try:
+            yield
+        finally:
+            self.remove(name)
+
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    def __bool__(self) -> bool:
+        return bool(self._by_name)
+
+    def run(self, connection: Connection, accepted: AcceptedEvents) -> None:
+        """Run every projection on ``accepted``; the first to raise ends the push."""
+        for name, projection in self._by_name.items():
+            try:
+                projection(connection, accepted)
+            except Exception as error:
+                error.add_note(f"raised by the ledger projection {name!r}")
+                raise
+
+
+def built_in_projections() -> Projections:
+    """A registry of central's own projections (none yet; each new one is added here)."""
+    return Projections()

@@ -1,0 +1,39 @@
+"""Where central serves what the other parts call: each URL path defined once, here.
+
+Central declares its routes with these paths and the edge sends its requests to them, so
+a path changed here changes on both sides at once, as a field of :mod:`jxc.contract`
+does. Every path is absolute from central's root; a central mounted below a prefix
+(``https://hq.example/jxc``) has that prefix in the base URL the edge is given.
+"""
+
+from __future__ import annotations
+
+API_ROOT = "/api/v1"
+"""The versioned API; everything but the health check is below it."""
+
+HEALTH = "/healthz"
+"""Liveness, database reachability and versions, for load balancers and deploy checks."""
+
+SYNC_TOKEN = f"{API_ROOT}/sync/token"
+"""``POST``: a site trades its secret for a short-lived bearer token."""
+SYNC_EVENTS = f"{API_ROOT}/sync/events"
+"""``POST``: a site pushes a contiguous run of its ledger."""
+SYNC_ACK = f"{API_ROOT}/sync/ack"
+"""``GET ?site_id=``: how far central holds the site's ledger."""
+SYNC_REFUSED = f"{API_ROOT}/sync/refused"
+"""``GET ?site_id=``: the site's events central refused and recorded."""
+SYNC_CHANGES = f"{API_ROOT}/sync/changes"
+"""``GET ?site_id=&cursor=&limit=``: the master-data changes for the site after a cursor."""
+
+ITEMS = f"{API_ROOT}/items"
+"""The item master, ``/{item_code}`` for one item (a ``/`` in a code sent as ``%2F``)."""
+STOCK = f"{API_ROOT}/stock"
+"""``GET``: balances per (site, location, item, lot), filtered by query parameters."""
+
+
+def below_api_root(path: str) -> str:
+    """``/api/v1/sync/events`` -> ``/sync/events``: a path as central's routers, mounted
+    at :data:`API_ROOT`, declare it."""
+    if not path.startswith(f"{API_ROOT}/"):
+        raise ValueError(f"{path!r} is not below {API_ROOT}")
+    return path.removeprefix(API_ROOT)
