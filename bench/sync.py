@@ -91,6 +91,7 @@ from jxc.contract import (
     PushBatch,
 )
 from jxc.ids import uuid7
+from jxc.paths import HEALTH, SYNC_EVENTS
 
 SITE = "BENCH-01"
 RAW_TABLE = "bench_raw_events"
@@ -624,7 +625,7 @@ def central_process(url: str, *, log_path: Path) -> Iterator[str]:
                 if process.poll() is not None:
                     raise RuntimeError(f"central exited with {process.returncode}, see {log_path}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    if httpx.get(f"{base}{HEALTH}", timeout=1).status_code == 200:
                         break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"central did not answer within 30 s, see {log_path}")
@@ -658,7 +659,7 @@ def http_ingest(base: str, url: str, batches: Sequence[PushBatch], *, progress: 
             gc.collect()
             started = time.perf_counter()
             response = client.post(
-                "/api/v1/sync/events",
+                SYNC_EVENTS,
                 content=body,
                 headers={"content-type": "application/json"},
             )

@@ -89,7 +89,7 @@ def problem(
     """An RFC 9457 answer: ``type``, ``title`` and ``status`` said once, here."""
     body = {
         "type": "about:blank",
-        "title": HTTPStatus(status_code).phrase,
+        "title": _title(status_code),
         "status": status_code,
         "detail": detail,
         **extensions,
@@ -97,6 +97,13 @@ def problem(
     return JSONResponse(
         status_code=status_code, content=body, headers=headers, media_type=PROBLEM_JSON
     )
+
+
+def _title(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:  # a status Python does not name
+        return f"HTTP {status_code}"
 
 
 _MAX_LISTED = 10

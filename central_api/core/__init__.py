@@ -1,1 +1,1 @@
-"""Process-wide configuration of the central service."""
+"""What every part of central stands on: settings, the database, security machinery."""

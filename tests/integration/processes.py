@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jxc import paths
+
 T = TypeVar("T")
 
 
@@ -123,7 +125,7 @@ class Site:
             ],
             self.root / "central.log",
         )
-        eventually(lambda: get_json(f"{self.central_url}/healthz"), what="central /healthz")
+        eventually(lambda: get_json(f"{self.central_url}{paths.HEALTH}"), what="central /healthz")
 
     def start_scanner(self) -> None:
         link = self.root / "dev" / "scanner-1"

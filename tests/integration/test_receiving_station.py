@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from jxc import paths
 from simulators.printer import ZplPrinterTwin
 from simulators.scale import MtSicsScaleTwin
 from tests.integration.processes import Site, eventually, get_json, rows
@@ -80,7 +81,7 @@ settle_time = 0.1
     try:
         site.start_central()
         for code, body in ITEMS.items():
-            put(f"{site.central_url}/api/v1/items/{code}", body)
+            put(f"{site.central_url}{paths.ITEMS}/{code}", body)
         site.start_scanner()
         site.start_edge()
         eventually(
@@ -96,7 +97,7 @@ settle_time = 0.1
 
 
 def stock(site: Site) -> dict[str, tuple[Decimal, str]]:
-    rows_ = get_json(f"{site.central_url}/api/v1/stock?site_id={site.site_id}")
+    rows_ = get_json(f"{site.central_url}{paths.STOCK}?site_id={site.site_id}")
     return {row["item"]: (Decimal(row["qty"]), row["uom"]) for row in rows_}
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from jxc import paths
 from tests.integration.processes import Site, eventually, get_json, rows
 from tests.out_of_tree_driver import install_plugin
 
@@ -66,7 +67,7 @@ def assert_exactly_once(site: Site, expected: dict[str, Decimal]) -> None:
     assert len({event_id for event_id, *_ in held}) == len(expected)
     edge_events = rows(site.edge_db, "SELECT event_id, body FROM events ORDER BY seq")
     assert [str(e) for e, _ in edge_events] == [e for e, *_ in held], "same ids, same order"
-    stock = get_json(f"{site.central_url}/api/v1/stock?site_id={site.site_id}")
+    stock = get_json(f"{site.central_url}{paths.STOCK}?site_id={site.site_id}")
     by_lot = {row["lot"]: Decimal(row["qty"]) for row in stock}
     assert by_lot == expected
     assert all(row["item"].endswith(GTIN[1:]) for row in stock)
@@ -129,7 +130,7 @@ def test_out_of_tree_driver_feeds_the_agent_by_name(tmp_path: Path) -> None:
             lambda: running.edge_status()["ledger"]["synced_through"] == 3,
             what="the plugin's three scans to reach central",
         )
-        stock = get_json(f"{running.central_url}/api/v1/stock?site_id=S01")
+        stock = get_json(f"{running.central_url}{paths.STOCK}?site_id=S01")
         assert {row["item"]: row["qty"] for row in stock} == {"ACME-1": "2", "ACME-2": "1"}
     finally:
         running.stop_all()

@@ -24,6 +24,7 @@ from central_api.core.db import create_db_engine
 from central_api.models import ledger_events
 from central_api.services.ingest import stored_event
 from edge_agent.ledger import EventDraft, Ledger
+from jxc import paths
 from jxc.contract import EventKind, LedgerEvent
 from simulators.scanner import ScannerTwin
 from tests.integration.fault_proxy import DropAfterCommitProxy
@@ -132,7 +133,7 @@ def assert_both_sides_hold_the_same_events_once(site: Site) -> int:
         event = json.loads(body)
         key = (event["item"], event["lot"])
         expected[key] = expected.get(key, Decimal(0)) + Decimal(event["qty"])
-    stock = get_json(f"{site.central_url}/api/v1/stock?site_id=S01")
+    stock = get_json(f"{site.central_url}{paths.STOCK}?site_id=S01")
     assert {(row["item"], row["lot"]): Decimal(row["qty"]) for row in stock} == expected
     return len(edge)
 
