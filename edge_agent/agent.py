@@ -11,9 +11,10 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections import Counter
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
@@ -26,10 +27,11 @@ from device_drivers.printers import LabelPrinter
 from device_drivers.registry import open_printer, open_scale, open_scanner
 from device_drivers.scales import Scale
 from device_drivers.scanners import Scanner
-from edge_agent.auth import SiteSecretError, SiteTokenAuth, read_secret
+from edge_agent.auth import SiteTokenAuth, check_secret, read_secret
 from edge_agent.catalog import Catalog, Puller
 from edge_agent.config import SiteConfig
-from edge_agent.ledger import Ledger, LedgerError
+from edge_agent.jobs import JobHealth, describe_error, job_alerts
+from edge_agent.ledger import DiskSpaceError, Ledger, LedgerError
 from edge_agent.stations.labels import LabelSpooler
 from edge_agent.stations.receiving import ReceivingStation
 from edge_agent.status_page import StatusServer
@@ -48,28 +50,64 @@ def site_auth(config: SiteConfig) -> SiteTokenAuth | None:
 
     Without either the agent still runs, records and serves its status page (a site must
     keep working while its credential is being sorted out); central then refuses its
-    pushes, and the status page says so.
+    pushes, and the status page says so. A secret that is there but cannot be used, for
+    whatever reason, is a :class:`SiteSecretError` saying why, without the secret.
     """
-    secret = os.environ.get(SECRET_ENV)
+    from_env = os.environ.get(SECRET_ENV, "").strip()
     secret_file = config.central.site_secret_file
-    reload: Callable[[], str] | None = None
-    if not secret and secret_file is not None:
-        secret = read_secret(secret_file)
-        reload = partial(read_secret, secret_file)
-    if not secret:
-        log.warning(
-            "no site secret configured; central will refuse this site's sync",
-            extra={"site": config.site.id, "remedy": "set [central] site_secret_file"},
+    if from_env:
+        return SiteTokenAuth(config.site.id, check_secret(from_env, SECRET_ENV))
+    if secret_file is not None:
+        return SiteTokenAuth(
+            config.site.id, read_secret(secret_file), reload=partial(read_secret, secret_file)
         )
-        return None
-    try:
-        return SiteTokenAuth(config.site.id, secret, reload=reload)
-    except ValidationError:
-        source = SECRET_ENV if os.environ.get(SECRET_ENV) else config.central.site_secret_file
-        raise SiteSecretError(
-            f"{source}: not a site secret (43+ URL-safe characters, as "
-            "`jxc central site add` makes them)"
-        ) from None
+    log.warning(
+        "no site secret configured; central will refuse this site's sync",
+        extra={"site": config.site.id, "remedy": "set [central] site_secret_file"},
+    )
+    return None
+
+
+class UnbookedScans:
+    """Scans the ledger refused for lack of disk space, until each is scanned again.
+
+    Such a scan is gone (nothing of it was written), so the operator must scan the carton
+    again once space is freed. A later booking of the same code settles one of them; the
+    ones still owed keep the status page's alert up.
+    """
+
+    def __init__(self, *, remember: int = 1000) -> None:
+        self.refused = 0
+        self.last_refused_at: datetime | None = None
+        self._owed: Counter[str] = Counter()
+        self._remember = remember
+        self._lock = threading.Lock()
+
+    def refuse(self, code: str) -> None:
+        with self._lock:
+            self.refused += 1
+            self.last_refused_at = datetime.now(UTC)
+            if code in self._owed or len(self._owed) < self._remember:
+                self._owed[code] += 1
+
+    def booked(self, code: str) -> None:
+        with self._lock:
+            if self._owed[code] > 1:
+                self._owed[code] -= 1
+            else:
+                self._owed.pop(code, None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Counts and the codes refused and not booked since (one entry per refused scan)."""
+        with self._lock:
+            owed = sorted(self._owed.elements())
+            last = self.last_refused_at
+            return {
+                "refused": self.refused,
+                "last_refused_at": last.isoformat() if last else None,
+                "to_scan_again": owed[:50],
+                "to_scan_again_count": len(owed),
+            }
 
 
 class EdgeAgent:
@@ -84,6 +122,9 @@ class EdgeAgent:
             site_id=config.site.id,
             free_disk_reserve=config.ledger.free_disk_reserve_mb * 1024 * 1024,
         )
+        # When an agent last worked this ledger: what the scanners sent since was not read.
+        self.previous_agent_seen_at = self.ledger.agent_seen_at()
+        self.jobs = JobHealth()
         self.catalog = Catalog(self.ledger)
         self.station = ReceivingStation(
             self.ledger,
@@ -129,11 +170,16 @@ class EdgeAgent:
         # ledger would otherwise print every owed label a second time.
         self.spoolers = [
             LabelSpooler(
-                self.ledger, printer, printer_id, may_print=lambda: self.pusher.state.is_sender
+                self.ledger,
+                printer,
+                printer_id,
+                may_print=lambda: self.pusher.state.is_sender,
+                jobs=self.jobs,
             )
             for printer_id, printer in self.printers.items()
         ]
         self.rejected_scans = 0
+        self.unbooked = UnbookedScans()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._scheduler = BackgroundScheduler(timezone="UTC")
@@ -182,8 +228,10 @@ class EdgeAgent:
             )
             thread.start()
             self._threads.append(thread)
+        # Every scheduled job goes through the same guard: a crash is an alert, not a
+        # traceback in the scheduler's log.
         self._scheduler.add_job(
-            self.pusher.run,
+            self.jobs.guard("push", self.pusher.run),
             "interval",
             seconds=self.config.sync.push_interval_s,
             id="push",
@@ -193,7 +241,7 @@ class EdgeAgent:
             next_run_time=datetime.now(UTC),
         )
         self._scheduler.add_job(
-            self.puller.run,
+            self.jobs.guard("pull", self.puller.run),
             "interval",
             seconds=self.config.sync.pull_interval_s,
             id="pull",
@@ -204,9 +252,8 @@ class EdgeAgent:
         )
         idle_s = self.config.ledger.idle_checkpoint_s
         self._scheduler.add_job(
-            self.ledger.checkpoint_if_idle,
+            self.jobs.guard("checkpoint", partial(self.ledger.checkpoint_if_idle, idle_s)),
             "interval",
-            args=(idle_s,),
             seconds=idle_s,
             id="checkpoint",
             max_instances=1,
@@ -222,16 +269,56 @@ class EdgeAgent:
                 "ledger": str(self.ledger.path),
                 "central": str(self.config.central.url),
                 "status_url": self.status_server.url,
+                **self._previous_run(),
             },
         )
 
+    def _previous_run(self) -> dict[str, Any]:
+        """When an agent last worked this ledger, and how long before this start that was.
+
+        Scans sent in that gap were not read by any agent; what the scanner's port still
+        held at open is counted by the driver (``stale_input``), the rest is lost on the
+        wire, so the gap is what the operator can check against the dock's work.
+        """
+        seen = self.previous_agent_seen_at
+        if seen is None:
+            return {"previous_agent_seen_at": None, "gap_s": None}
+        gap = (self.started_at - seen).total_seconds()
+        return {"previous_agent_seen_at": seen.isoformat(), "gap_s": round(max(gap, 0.0), 1)}
+
     def _read_scans(self, scanner: Scanner) -> None:
+        job = f"scanner {scanner.status().device_id}"
         while not self._stop.is_set():
-            scan = scanner.read_scan(timeout=SCAN_POLL_S)
+            # A driver must not raise from read_scan; if one does, the loop must not die
+            # with it (nothing would read that scanner again): count it, wait, go on.
+            try:
+                scan = scanner.read_scan(timeout=SCAN_POLL_S)
+            except Exception as exc:
+                self.jobs.failed(job, exc)
+                self._stop.wait(1.0)
+                continue
+            self.jobs.succeeded(job)
             if scan is None:
                 continue
             try:
                 self.station.on_scan(scan)
+            except DiskSpaceError as exc:
+                # Nothing of the scan was written and the scanner will not send it again:
+                # the carton must be scanned again once space is freed. Say so, count it,
+                # and keep it on the status page until that code is booked.
+                self.rejected_scans += 1
+                self.unbooked.refuse(scan.data)
+                log.error(
+                    "scan NOT booked: the agent's disk is below its free-space reserve; "
+                    "free space, then scan this carton again",
+                    extra={
+                        "event": "scan_refused_disk",
+                        "device": scan.device_id,
+                        "data": scan.data[:80],
+                        "reason": str(exc),
+                        "refused_for_disk": self.unbooked.refused,
+                    },
+                )
             except (ValidationError, LedgerError) as exc:
                 # The scan was read fine but cannot be a movement (e.g. a code too long to
                 # be an item, no stable weight): count it and tell the log, never record
@@ -239,7 +326,11 @@ class EdgeAgent:
                 self.rejected_scans += 1
                 log.warning(
                     "scan refused by the receiving station",
-                    extra={"device": scan.device_id, "data": scan.data[:80], "reason": str(exc)},
+                    extra={
+                        "device": scan.device_id,
+                        "data": scan.data[:80],
+                        "reason": describe_error(exc),
+                    },
                 )
             except Exception:
                 # Anything else (the ledger locked by another process past its timeout, a
@@ -248,6 +339,8 @@ class EdgeAgent:
                 log.exception(
                     "scan not booked", extra={"device": scan.device_id, "data": scan.data[:80]}
                 )
+            else:
+                self.unbooked.booked(scan.data)
 
     def stop(self) -> None:
         self._stop.set()
@@ -273,6 +366,23 @@ class EdgeAgent:
     def status(self) -> dict[str, Any]:
         counts = self.ledger.counts()
         alerts = list(self.pusher.state.alerts)
+        if self.auth is not None and self.auth.secret_problem:
+            alerts.append(
+                f"the site secret file cannot be used: {self.auth.secret_problem}; central "
+                "refuses the secret this agent holds, so nothing is sent until the file holds "
+                "the site's current secret (every event is kept)"
+            )
+        jobs = self.jobs.as_dict()
+        alerts.extend(job_alerts(jobs))
+        refusals = self.unbooked.as_dict()  # one snapshot for the alert and the counts
+        if owed := refusals["to_scan_again_count"]:
+            codes = refusals["to_scan_again"]
+            alerts.append(
+                f"{owed} scan(s) NOT booked because the agent's disk is below its "
+                "free-space reserve: free space, then scan these cartons again: "
+                + ", ".join(codes[:10])
+                + (" ..." if owed > 10 else "")
+            )
         if counts.dead:
             alerts.append(
                 f"{counts.dead} event(s) refused by central wait as dead letters: "
@@ -291,7 +401,9 @@ class EdgeAgent:
                 "synced_through": counts.synced_through,
                 "dead_letters": counts.dead,
             },
+            "previous_run": self._previous_run(),
             "sync": self.pusher.state.as_dict(),
+            "credential": self.auth.as_dict() if self.auth is not None else None,
             "master_data": self.puller.as_dict(),
             "scanners": [s.status().as_dict() for s in self.scanners],
             "scales": [scale.status().as_dict() for scale in self.scales.values()],
@@ -310,6 +422,12 @@ class EdgeAgent:
                 "failed": self.station.failed_weighings,
             },
             "rejected_scans": self.rejected_scans,
+            "disk": {
+                "free_mb": shutil.disk_usage(self.ledger.path.parent).free // 1_048_576,
+                "reserve_mb": self.config.ledger.free_disk_reserve_mb,
+                "scans_refused": refusals,
+            },
+            "jobs": jobs,
             "unknown_scans": self.station.unknown_scans,
             "alerts": alerts,
         }

@@ -211,5 +211,6 @@ class Puller:
             "applied": self.applied,
             "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
             "last_error": self.last_error,
+            "consecutive_failures": self.backoff.failures,
             "cached": self.catalog.counts(),
         }

@@ -18,6 +18,7 @@ power loss, not only a process crash.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -36,6 +37,8 @@ import sqlite_utils
 
 from jxc.contract import EventKind, LedgerEvent
 from jxc.ids import uuid7
+
+log = logging.getLogger("edge_agent.ledger")
 
 SCHEMA_VERSION = 1
 DEFAULT_FREE_DISK_RESERVE = 64 * 1024 * 1024
@@ -128,8 +131,16 @@ class LedgerError(Exception):
     """The ledger cannot take the event; the message is meant for the station's screen."""
 
 
-class DiskReserveError(LedgerError):
-    """Free disk space is below the reserve: nothing was written, nothing was lost."""
+class DiskSpaceError(LedgerError):
+    """The disk has no room for the event: it was not recorded.
+
+    Whatever produced it (a scan) must be repeated once space is freed; the ledger itself
+    is intact, and every event recorded before is kept.
+    """
+
+
+class DiskReserveError(DiskSpaceError):
+    """Free disk space is below the reserve: the event was refused before anything was written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +158,46 @@ _DEAD_LETTERS = (
 """Columns of :class:`DeadLetter`, in its field order."""
 
 
+_issued_holders: set[str] = set()
+"""Lease holders this process made; see :func:`holder_is_gone`."""
+
+
 def default_lease_holder() -> str:
-    """Who holds the sender lease: readable in ``jxc edge status``, unique per process."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid7().hex[-8:]}"
+    """Who holds the sender lease: readable in ``jxc edge status``, unique per process.
+
+    ``host:pid:random``: host and pid let a successor on the same machine tell that the
+    holder is gone (:func:`holder_is_gone`), the random part tells apart two holders of
+    one process (and a process that got a dead one's pid).
+    """
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid7().hex[-8:]}"
+    _issued_holders.add(holder)
+    return holder
+
+
+def holder_is_gone(holder: str) -> bool:
+    """Whether the process that took the lease as ``holder`` provably no longer runs.
+
+    Only a holder on this host can be checked: its pid names no process (or names this
+    process, which did not issue that holder, as when a container restarts as pid 1).
+    Any doubt (another host, a live pid, a pid of another user's process, a holder not
+    in the ``host:pid:random`` form) is not proof, and the lease is waited out. This
+    assumes a host name stands for one pid namespace: two containers given the same
+    host name on one ledger would look dead to each other.
+    """
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not (pid_text.isascii() and pid_text.isdigit()):
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return holder not in _issued_holders
+    try:
+        os.kill(pid, 0)  # signal 0 only asks; pid 0 is our own process group, alive
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # EPERM: it runs, as someone else; or not a pid at all
+        pass
+    return False
 
 
 class Ledger:
@@ -267,8 +315,9 @@ class Ledger:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
-                    raise LedgerError(
-                        f"the ledger's disk is full ({exc}); nothing was written"
+                    raise DiskSpaceError(
+                        f"the ledger's disk is full ({exc}); nothing of this change was "
+                        "written, everything recorded before is kept"
                     ) from exc
                 raise
             self.last_write_at = time.monotonic()
@@ -392,8 +441,8 @@ class Ledger:
         if free < self.free_disk_reserve:
             raise DiskReserveError(
                 f"disk almost full: {free // 1_048_576} MiB free, the ledger keeps "
-                f"{self.free_disk_reserve // 1_048_576} MiB in reserve; event refused, "
-                "nothing lost. Free space on the agent's disk."
+                f"{self.free_disk_reserve // 1_048_576} MiB in reserve; this event was NOT "
+                "recorded: free space on the agent's disk, then record it again (scan again)"
             )
 
     def pending(self, limit: int, *, max_bytes: int | None = None) -> list[LedgerEvent]:
@@ -432,24 +481,62 @@ class Ledger:
 
         Two agents on one ledger would both be correct (central dedupes) but would send
         everything twice; the lease keeps exactly one sender, and lets another take over
-        ``ttl_s`` after the holder dies.
+        ``ttl_s`` after the holder dies, or at once when the holder provably died
+        (:func:`holder_is_gone`: an agent restarted on the same machine does not wait for
+        its own predecessor). Holding it also marks the agent as seen (:meth:`agent_seen_at`).
         """
         now = time.time()
+        taken_from: tuple[str, float] | None = None
         with self.transaction() as conn:
             row = conn.execute("SELECT holder, expires_at FROM sender_lease").fetchone()
             if row is not None and row[0] != holder and row[1] > now:
-                return False
+                if not holder_is_gone(row[0]):
+                    return False
+                taken_from = (str(row[0]), float(row[1]))
             conn.execute(
                 "INSERT INTO sender_lease (id, holder, expires_at) VALUES (1, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET holder = excluded.holder,"
                 " expires_at = excluded.expires_at",
                 (holder, now + ttl_s),
             )
+            self._mark_agent_seen(conn)
+        if taken_from is not None:
+            log.warning(
+                "sender lease taken over from an agent that is gone",
+                extra={
+                    "event": "lease_taken_over",
+                    "previous_holder": taken_from[0],
+                    "holder": holder,
+                    "lease_left_s": round(taken_from[1] - now, 1),
+                },
+            )
         return True
 
     def release_sender_lease(self, holder: str) -> None:
         with self.transaction() as conn:
             conn.execute("DELETE FROM sender_lease WHERE holder = ?", (holder,))
+            self._mark_agent_seen(conn)
+
+    @staticmethod
+    def _mark_agent_seen(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO ledger_meta (key, value) VALUES ('agent_seen_at', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (datetime.now(UTC).isoformat(),),
+        )
+
+    def agent_seen_at(self) -> datetime | None:
+        """When an agent last held (or gave up) the sender lease of this ledger.
+
+        A sending agent renews the lease at every push run, so this is when the last one
+        was last known alive; an agent starting reads it to say how long nobody read the
+        scanners.
+        """
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT value FROM ledger_meta WHERE key = 'agent_seen_at'"
+            ).fetchone()
+        return datetime.fromisoformat(row[0]) if row else None
 
     def sender_lease(self) -> tuple[str, float] | None:
         """The current holder and when its lease ends (epoch seconds), if any."""

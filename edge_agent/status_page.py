@@ -1,6 +1,8 @@
 """A tiny local status endpoint (``/healthz``) for the site's technician and for tests.
 
-Standard library only: the agent must not need a web framework to say how it is.
+Standard library only: the agent must not need a web framework to say how it is. Every
+answer passes through :func:`jxc.logs.redact`, like every log line, so a secret that some
+quoted text carries (another system's answer) is not shown here either.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from edge_agent.jobs import describe_error
+from jxc.logs import redact
 
 log = logging.getLogger("edge_agent.status")
 
@@ -30,10 +35,10 @@ class StatusServer:
                     self._send(200, report_fn())
                 except Exception as exc:  # the page must answer even when the agent is sick
                     log.exception("status report failed")
-                    self._send(503, {"status": "error", "detail": str(exc)})
+                    self._send(503, {"status": "error", "detail": describe_error(exc)})
 
             def _send(self, code: int, body: dict[str, Any]) -> None:
-                payload = json.dumps(body, default=str).encode()
+                payload = redact(json.dumps(body, default=str, ensure_ascii=False)).encode()
                 self.send_response(code)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(payload)))

@@ -5,6 +5,11 @@ The driver only moves bytes and keeps the device's health; what the bytes mean i
 keeps trying with exponential backoff, so a scanner unplugged mid-shift comes back on its
 own and the station loop calling :meth:`SerialLineScanner.read_scan` never sees an
 exception. It never writes to the port: an unknown device must not be probed.
+
+Opening a port discards what the scanner sent while nobody read it (pyserial flushes the
+input buffer, and a line whose time is unknown must not be booked now). Those bytes are
+counted (``stale_input``, one per line) and logged with what they held, so the operator
+learns which cartons to scan again instead of losing them without a word.
 """
 
 from __future__ import annotations
@@ -46,6 +51,12 @@ __all__ = [
 log = logging.getLogger("device_drivers.scanner")
 
 Terminator = Literal["CR", "LF", "CRLF"]
+
+STALE_INPUT_LIMIT = 65536
+"""At most this much stale input is read (to count and log it) at open; the rest is
+flushed unread, and the log says the count is a lower bound."""
+
+_STALE_LINES_LOGGED = 10
 
 _DEGRADED_AFTER = 3
 """Discarded lines in a row before a connected scanner counts as degraded: one smudge is
@@ -112,6 +123,30 @@ class SerialScannerConfig:
         object.__setattr__(self, "gs1_expected_ais", tuple(sorted(ais)))
 
 
+class _PortKeepingStaleInput(serial.Serial):
+    """A pyserial port that reads what waited in the input buffer before open flushes it.
+
+    pyserial's POSIX ``open()`` configures the port and then flushes its input; this is the
+    one place the stale bytes can still be seen. Other platforms never call the hook, and
+    see no stale input.
+    """
+
+    stale_input = b""
+    stale_input_truncated = False
+
+    def _reset_input_buffer(self) -> None:
+        if not self.is_open and self.fd is not None:  # inside open(), before the flush
+            chunks: list[bytes] = []
+            size = 0
+            with contextlib.suppress(OSError):  # EAGAIN: nothing more waits; EIO: no device
+                while size <= STALE_INPUT_LIMIT and (chunk := os.read(self.fd, 4096)):
+                    chunks.append(chunk)
+                    size += len(chunk)
+            self.stale_input = b"".join(chunks)
+            self.stale_input_truncated = size > STALE_INPUT_LIMIT
+        serial.Serial._reset_input_buffer(self)  # type: ignore[attr-defined]
+
+
 class SerialLineScanner:
     """:class:`~device_drivers.scanners.base.Scanner` over pyserial.
 
@@ -129,7 +164,7 @@ class SerialLineScanner:
         self._link = LinkHealth(
             config.device_id,
             kind="scanner",
-            reasons=get_args(ScanErrorReason),
+            reasons=(*get_args(ScanErrorReason), "stale_input"),
             min_delay=config.reconnect_min_delay,
             max_delay=config.reconnect_max_delay,
             logger=log,
@@ -187,7 +222,7 @@ class SerialLineScanner:
             return None
         path = os.fspath(self.config.port)
         try:
-            port = serial.Serial(
+            port = _PortKeepingStaleInput(
                 path,
                 baudrate=self.config.baudrate,
                 bytesize=serial.EIGHTBITS,
@@ -202,6 +237,8 @@ class SerialLineScanner:
         self._port = port
         self._framer = self._new_framer()  # bytes from before the outage are not a line
         self._discards_in_a_row = 0
+        if port.stale_input:  # counted before the link shows connected, so no reader misses it
+            self._discard_stale(port.stale_input, truncated=port.stale_input_truncated)
         self._link.opened(now, path)
         return port
 
@@ -271,6 +308,27 @@ class SerialLineScanner:
             return
         self._link.scanned()
         self._ready.append(scan)
+
+    def _discard_stale(self, stale: bytes, *, truncated: bool) -> None:
+        """Count and log input that waited on the port from before it was opened."""
+        lines = [line for line in stale.replace(b"\r", b"\n").split(b"\n") if line]
+        for _ in lines:
+            self._link.count("stale_input", "discarded at open: sent while the port was closed")
+        log.warning(
+            "scanner input sent while the port was closed was discarded at open: "
+            "%s%d line(s), %d byte(s); scan those cartons again",
+            "at least " if truncated else "",
+            len(lines),
+            len(stale),
+            extra={
+                "event": "stale_input_discarded",
+                "device": self.config.device_id,
+                "lines": len(lines),
+                "bytes": len(stale),
+                "truncated": truncated,
+                "samples": [repr(line[:80]) for line in lines[:_STALE_LINES_LOGGED]],
+            },
+        )
 
     def _discard(self, event: DiscardedLine) -> None:
         self._discards_in_a_row += 1

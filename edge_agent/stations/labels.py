@@ -26,6 +26,7 @@ from device_drivers.printers import (
 )
 from device_drivers.printers.base import LabelDataError
 from device_drivers.printers.zpl import build_zpl
+from edge_agent.jobs import JobHealth
 from edge_agent.ledger import Ledger, OwedLabel
 from jxc.contract import LedgerEvent
 
@@ -96,28 +97,28 @@ class LabelSpooler:
         printer_id: str,
         *,
         may_print: Callable[[], bool] = lambda: True,
+        jobs: JobHealth | None = None,
     ) -> None:
         self.ledger = ledger
         self.printer = printer
         self.printer_id = printer_id
         self.may_print = may_print
+        self.jobs = jobs if jobs is not None else JobHealth()
+        self.job_name = f"labels {printer_id}"
         self.state = SpoolerState()
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop``: print what is owed, then wait for more.
 
         Nothing ends this loop but ``stop``: a failure (the ledger locked by another
-        process, a full disk, a driver bug) is logged and shown on the status page, and the
-        loop tries again later. A spooler thread that died would leave labels owed with
-        nothing to say why.
+        process, a full disk, a driver bug) goes through the agent's job guard (logged,
+        counted, an alert on the status page) and the loop tries again later. A spooler
+        thread that died would leave labels owed with nothing to say why.
         """
         while not stop.is_set():
-            try:
-                done = self.run_once(stop)
-            except Exception as exc:
-                self.state.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("label spooler failed; retrying", extra={"printer": self.printer_id})
-                done = False
+            done = self.jobs.run(self.job_name, lambda: self.run_once(stop), None)
+            if done is None:
+                self.state.last_error = self.jobs.last_error(self.job_name)
             stop.wait(IDLE_POLL_S if done else RETRY_S)
 
     def run_once(self, stop: threading.Event) -> bool:

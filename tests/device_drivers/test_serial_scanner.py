@@ -104,7 +104,34 @@ def test_garbage_half_and_overlong_lines_are_counted_not_scanned(
         "gs1_invalid": 0,
         "empty": 0,
         "io": 0,
+        "stale_input": 0,
     }
+
+
+def test_input_sent_while_the_port_was_closed_is_counted_and_logged_at_open(
+    twin: ScannerTwin, make_scanner: MakeScanner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An agent restarted: what the scanner sent meanwhile is not booked, but reported."""
+    before = connected(make_scanner)
+    twin.send("READ-BY-THE-FIRST")
+    assert [s.data for s in read_scans(before, 1)] == ["READ-BY-THE-FIRST"]
+    before.close()  # the agent stops
+    for n in range(3):
+        twin.send(f"WHILE-DOWN-{n}", symbology="]E0")  # the dock goes on scanning
+
+    with caplog.at_level(logging.WARNING, logger="device_drivers.scanner"):
+        after = connected(make_scanner)
+    twin.send("AFTER")
+    assert [s.data for s in read_scans(after, 1)] == ["AFTER"], "stale lines are not scans"
+
+    status = after.status()
+    assert status.errors["stale_input"] == 3
+    assert status.scans == 1
+    [record] = [r for r in caplog.records if r.__dict__.get("event") == "stale_input_discarded"]
+    assert (record.__dict__["lines"], record.__dict__["bytes"]) == (3, 3 * len("]E0WHILE-DOWN-0\r"))
+    assert record.__dict__["device"] == "dock-1-scanner"
+    assert all(f"WHILE-DOWN-{n}" in record.__dict__["samples"][n] for n in range(3))
+    assert "scan those cartons again" in record.getMessage()
 
 
 def test_gs1_label_with_bad_check_digit_is_counted_and_dropped(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +17,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.ledger import DiskReserveError, EventDraft, Ledger, LedgerError, Refusal
+from edge_agent.ledger import (
+    DiskReserveError,
+    DiskSpaceError,
+    EventDraft,
+    Ledger,
+    LedgerError,
+    Refusal,
+    default_lease_holder,
+    holder_is_gone,
+)
 from jxc.contract import EventKind
 
 
@@ -189,13 +201,17 @@ def test_any_interleaving_keeps_the_invariants(
         ledger.close()
 
 
-def test_disk_reserve_refuses_new_events_and_loses_nothing(tmp_path: Path) -> None:
+def test_disk_reserve_refuses_new_events_and_keeps_the_ledger(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "edge.db", site_id="S01")
     try:
         ledger.append(draft())
         ledger.free_disk_reserve = shutil.disk_usage(tmp_path).free + 2**40  # "disk full"
-        with pytest.raises(DiskReserveError, match="reserve"):
+        with pytest.raises(DiskReserveError, match="reserve") as refused:
             ledger.append(draft())
+        # The event is gone, and the message says so: whatever made it must be redone.
+        assert "NOT recorded" in str(refused.value)
+        assert "scan again" in str(refused.value)
+        assert "nothing lost" not in str(refused.value)
         assert ledger.integrity_ok()
         assert [e.seq for e in ledger.events()] == [1]
         ledger.free_disk_reserve = 0  # space freed: recording goes on, gapless
@@ -214,7 +230,7 @@ def test_sqlite_full_is_a_clear_error_and_the_ledger_stays_intact(ledger: Ledger
         for _ in range(10_000):
             ledger.append(draft(item="X" * 60))
 
-    with pytest.raises(LedgerError, match="full"):
+    with pytest.raises(DiskSpaceError, match="full"):
         fill()
     held = ledger.counts().last_seq
     assert ledger.integrity_ok()
@@ -240,6 +256,58 @@ def test_sender_lease_admits_one_holder_until_it_expires(ledger: Ledger) -> None
     assert ledger.acquire_sender_lease("a", ttl_s=60), "an expired lease is taken over"
     assert ledger.sender_lease() is not None
     assert ledger.sender_lease()[0] == "a"  # type: ignore[index]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has run and been reaped: no process has it now."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_lease_whose_holder_provably_died_is_taken_over_at_once(ledger: Ledger) -> None:
+    """An agent restarted on the same machine does not wait out its predecessor's lease."""
+    host = socket.gethostname()
+    dead = f"{host}:{dead_pid()}:0a1b2c3d"
+    assert ledger.acquire_sender_lease(dead, ttl_s=3600)
+    successor = default_lease_holder()
+    assert ledger.acquire_sender_lease(successor, ttl_s=15)
+    assert ledger.sender_lease()[0] == successor  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        "other-host:1:0a1b2c3d",  # another machine: its processes cannot be seen from here
+        f"{socket.gethostname()}:{os.getppid()}:0a1b2c3d",  # a live process on this host
+        "agent-a",  # not host:pid:random
+        f"{socket.gethostname()}:x:0a1b2c3d",
+    ],
+)
+def test_a_lease_whose_holder_may_live_is_waited_out(ledger: Ledger, holder: str) -> None:
+    assert ledger.acquire_sender_lease(holder, ttl_s=3600)
+    assert not holder_is_gone(holder)
+    assert not ledger.acquire_sender_lease(default_lease_holder(), ttl_s=15)
+
+
+def test_a_holder_with_this_process_s_pid_is_alive_only_if_this_process_made_it() -> None:
+    """A container restarted as pid 1 finds its predecessor's pid 1 holder: that one is gone."""
+    ours = default_lease_holder()
+    predecessor = f"{socket.gethostname()}:{os.getpid()}:ffffffff"
+    assert not holder_is_gone(ours)
+    assert holder_is_gone(predecessor)
+
+
+def test_holding_the_lease_marks_the_agent_seen(ledger: Ledger) -> None:
+    assert ledger.agent_seen_at() is None
+    holder = default_lease_holder()
+    ledger.acquire_sender_lease(holder, ttl_s=15)
+    renewed = ledger.agent_seen_at()
+    assert renewed is not None
+    ledger.release_sender_lease(holder)
+    released = ledger.agent_seen_at()
+    assert released is not None
+    assert released >= renewed
 
 
 def test_idle_checkpoint_truncates_the_wal(ledger: Ledger) -> None:

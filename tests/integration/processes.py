@@ -50,11 +50,14 @@ def eventually(probe: Callable[[], T | None], *, within: float = 30.0, what: str
     )
 
 
-def spawn(args: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[Any]:
+def spawn(
+    args: list[str], log: Path, *, wrapper: list[str] | None = None, **kwargs: Any
+) -> subprocess.Popen[Any]:
+    """``jxc ARGS`` as a process logging to ``log``; ``wrapper`` is a command to run it under."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "jxc", *args],
+            [*(wrapper or []), sys.executable, "-m", "jxc", *args],
             stderr=sink,
             stdout=kwargs.pop("stdout", subprocess.DEVNULL),
             **kwargs,
@@ -92,6 +95,8 @@ class Site:
     """The driver and options of the site's one scanner."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for the edge agent (e.g. PYTHONPATH for a plugin)."""
+    edge_wrapper: list[str] = field(default_factory=list)
+    """A command the edge agent runs under (e.g. one that drops privileges)."""
     receiving_extra: str = ""
     """More lines of the site file's [receiving] section (its scale, its printer)."""
     devices_extra: str = ""
@@ -211,6 +216,7 @@ id = "scanner-1"
                 str(port),
             ],
             self.root / f"{name}.log",
+            wrapper=self.edge_wrapper,
             env={**os.environ, **self.env},
         )
         self.status_ports[name] = port
