@@ -75,7 +75,8 @@ class TwinProfile:
     capacity: Decimal
     division: Decimal
     minimum: Decimal
-    command_address: int
+    command_address: int | None
+    """``None``: the profile has no ``[command]`` section, and every write is refused."""
     commands: Mapping[str, int]
     status_table: str | None = None
     status_address: int | None = None
@@ -116,7 +117,7 @@ def read_twin_profile(source: str | Path | Mapping[str, Any]) -> TwinProfile:
     capacity = Decimal(str(w["capacity"]))
     division = Decimal(str(w.get("division", Decimal(1).scaleb(-decimals))))
     status = data.get("status")
-    command = data["command"]
+    command = data.get("command", {})
     return TwinProfile(
         weight=field_of(w),
         decimals=decimals,
@@ -124,7 +125,7 @@ def read_twin_profile(source: str | Path | Mapping[str, Any]) -> TwinProfile:
         capacity=capacity,
         division=division,
         minimum=Decimal(str(w.get("minimum", -capacity))),
-        command_address=wire(int(command["address"]), "holding"),
+        command_address=wire(int(command["address"]), "holding") if command else None,
         commands={k: int(command[k]) for k in ("zero", "tare", "clear_tare") if k in command},
         status_table=None if status is None else status.get("table", "holding"),
         status_address=None
@@ -456,7 +457,7 @@ class ModbusScaleTwin(ClosedOnExit):
         size = max(
             self.profile.weight.address + 2,
             (self.profile.status_address or 0) + 1,
-            self.profile.command_address + 1,
+            (self.profile.command_address or 0) + 1,
             (self.profile.tare.address + 2) if self.profile.tare else 0,
         )
         size += _REGISTERS_PER_TABLE_SLACK

@@ -3,7 +3,8 @@
 No standard register map exists for weighing over Modbus; every model has its own. A
 *profile* (a TOML file, see ``profiles/``) says where the weight is, in which type, in which
 word and byte order, with how many decimals, where the status word is and what its bits
-mean, and which values written to the command register zero and tare the scale. This module
+mean, and which values written to the command register zero and tare the scale (a device
+without a command register leaves the ``[command]`` section out). This module
 turns such a file into a :class:`RegisterProfile` (refusing a bad one with a
 :class:`~device_drivers.errors.DeviceConfigError` that names the field) and turns register
 values into exact weights. Nothing here does I/O, so every rule can be tested in isolation.
@@ -173,7 +174,9 @@ class RegisterProfile:
     capacity: Decimal
     division: Decimal
     minimum: Decimal
-    commands: Commands
+    commands: Commands | None = None
+    """``None``: the device takes no commands (no ``[command]`` section), so the driver
+    cannot zero or tare it."""
     status: StatusBits | None = None
     tare: RegisterField | None = None
     model: str = ""
@@ -583,18 +586,9 @@ class _Reader:
         if "status" in data:
             status = self.status(self.table(data, "status"))
 
-        c = self.table(data, "command")
-        self.check_keys(c, "command", {"table", "address", "zero", "tare", "clear_tare"})
-        self.choice(c, "command", "table", ("holding",), "holding")
-        commands = Commands(
-            address=self.address(c, "command", "holding"),
-            zero=self._int(c, "command", "zero"),
-            tare=self._int(c, "command", "tare"),
-            clear_tare=self.integer(c, "command", "clear_tare", 0, 0xFFFF, required=False),
-        )
-        values = [v for v in (commands.zero, commands.tare, commands.clear_tare) if v is not None]
-        if len(set(values)) != len(values):
-            raise self.fail("command", "zero, tare and clear_tare need different values")
+        commands: Commands | None = None
+        if "command" in data:
+            commands = self.commands(self.table(data, "command"))
         profile = RegisterProfile(
             name=name,
             model=model,
@@ -610,6 +604,20 @@ class _Reader:
         )
         self._check_overlaps(profile)
         return profile
+
+    def commands(self, c: Mapping[str, object]) -> Commands:
+        self.check_keys(c, "command", {"table", "address", "zero", "tare", "clear_tare"})
+        self.choice(c, "command", "table", ("holding",), "holding")
+        commands = Commands(
+            address=self.address(c, "command", "holding"),
+            zero=self._int(c, "command", "zero"),
+            tare=self._int(c, "command", "tare"),
+            clear_tare=self.integer(c, "command", "clear_tare", 0, 0xFFFF, required=False),
+        )
+        values = [v for v in (commands.zero, commands.tare, commands.clear_tare) if v is not None]
+        if len(set(values)) != len(values):
+            raise self.fail("command", "zero, tare and clear_tare need different values")
+        return commands
 
     def _int(self, data: Mapping[str, object], where: str, key: str) -> int:
         value = self.integer(data, where, key, 0, 0xFFFF)
@@ -657,7 +665,8 @@ class _Reader:
             spans.append(("tare", profile.tare.table, profile.tare.address, profile.tare.count))
         if profile.status is not None:
             spans.append(("status", profile.status.table, profile.status.address, 1))
-        spans.append(("command", "holding", profile.commands.address, 1))
+        if profile.commands is not None:
+            spans.append(("command", "holding", profile.commands.address, 1))
         for i, (name_a, table_a, start_a, count_a) in enumerate(spans):
             for name_b, table_b, start_b, count_b in spans[i + 1 :]:
                 if (

@@ -70,6 +70,7 @@ from device_drivers.scales.errors import (
 )
 from device_drivers.scales.health import count_problem, counting_outcome, scale_link
 from device_drivers.scales.modbus_map import (
+    Commands,
     Measurement,
     RegisterDecodeError,
     RegisterProfile,
@@ -513,13 +514,17 @@ class ModbusScale:
         """Zero a still, empty platform; confirmed by reading back zero within ``timeout``.
 
         The device refuses a zero outside its zero range (an exception response, raised as
-        ``EL``); zeroing also drops the tare on most transmitters.
+        ``EL``); zeroing also drops the tare on most transmitters. A profile without a
+        ``[command]`` section raises ``ES`` at once, sending nothing (so do tare and
+        clear-tare).
         """
+
+        commands = self._commands("zero")
 
         def zero() -> None:
             deadline = time.monotonic() + max(timeout, 0.0)
             self._stable_until(deadline)
-            self._command("zero", self.profile.commands.zero, deadline)
+            self._command("zero", commands.zero, deadline)
             self._confirm("zero", deadline, lambda m: abs(m.net) <= self.profile.division)
 
         self._locked(zero)
@@ -532,10 +537,12 @@ class ModbusScale:
         tare already in force.
         """
 
+        commands = self._commands("tare")
+
         def tare() -> Weight:
             deadline = time.monotonic() + max(timeout, 0.0)
             before = self._stable_until(deadline)
-            self._command("tare", self.profile.commands.tare, deadline)
+            self._command("tare", commands.tare, deadline)
             after = self._confirm("tare", deadline, lambda m: abs(m.net) <= self.profile.division)
             value = after.tare if after.tare is not None else before.net
             return Weight(value, self.profile.unit)
@@ -544,7 +551,7 @@ class ModbusScale:
 
     def clear_tare(self) -> None:
         """Drop the tare; a profile without a clear-tare command raises ``ES``."""
-        value = self.profile.commands.clear_tare
+        value = self._commands("clear_tare").clear_tare
 
         def clear() -> None:
             if value is None:
@@ -669,8 +676,25 @@ class ModbusScale:
             return client.read_input_registers(block.address, count=block.count, device_id=unit)
         return client.read_holding_registers(block.address, count=block.count, device_id=unit)
 
+    def _commands(self, what: str) -> Commands:
+        """The profile's command register, or ``ES`` saying the profile has none.
+
+        Raised before anything is sent and not counted: the device did nothing wrong, the
+        profile says it takes no commands (zero and tare it on the device itself).
+        """
+        commands = self.profile.commands
+        if commands is None:
+            raise ScaleCommandError(
+                self.config.device_id,
+                "ES",
+                f"{what}: profile {self.profile.name} has no [command] section, so this "
+                f"driver cannot {what.replace('_', ' ')}; do it on the device",
+            )
+        return commands
+
     def _command(self, what: str, value: int, deadline: float) -> None:
-        address = self.profile.commands.address
+        commands = self._commands(what)
+        address = commands.address
         unit = self.config.unit_id
         response, frame = self._transact(
             f"{what}: write {value} to {address}",

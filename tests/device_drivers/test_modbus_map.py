@@ -240,6 +240,22 @@ def test_a_bad_profile_is_a_config_error_naming_the_field(
         parse_profile(text, source="bad.toml")
 
 
+def test_a_profile_without_a_command_section_is_valid_and_has_no_commands() -> None:
+    """A transmitter that only reports its weight has no command register to describe."""
+    text = GOOD_PROFILE[: GOOD_PROFILE.index("[command]")]
+    profile = parse_profile(text, source="weight-only.toml")
+    assert profile.commands is None
+    assert profile.weight.address == 0
+    regs = encode_raw(1000, "int32", "little", "big")
+    assert decode_measurement(profile, regs, 0b001).net == Decimal("1.000")
+
+
+def test_a_command_section_that_is_there_must_still_be_whole() -> None:
+    text = GOOD_PROFILE.replace("zero = 1\ntare = 2\n", "")
+    with pytest.raises(DeviceConfigError, match=r"command\.zero"):
+        parse_profile(text, source="bad.toml")
+
+
 def test_modicon_numbers_must_match_the_table() -> None:
     text = GOOD_PROFILE.replace('name = "t"', 'name = "t"\nnumbering = "modicon"')
     text = text.replace("address = 0\n", "address = 30001\n")

@@ -369,6 +369,41 @@ def test_a_float32_transmitter_reads_exact_decimals(no_leaks: None) -> None:
                 scale.read_now()
 
 
+WEIGHT_ONLY = """
+name = "weight-only"
+[weight]
+address = 0
+type = "int32"
+word_order = "little"
+decimals = 3
+unit = "kg"
+capacity = "60"
+[status]
+address = 2
+stable = 0
+overload = 1
+underload = 2
+"""
+
+
+def test_a_profile_without_commands_weighs_and_says_it_cannot_zero_or_tare(
+    tmp_path: Path, no_leaks: None
+) -> None:
+    profile = tmp_path / "weight-only.toml"
+    profile.write_text(WEIGHT_ONLY)
+    with ModbusScaleTwin(profile, tcp_port=0, weight=Decimal("7.5")) as twin:
+        config = ModbusScaleConfig("dock-3-scale", tcp_url(twin), profile, reply_timeout=0.3)
+        with ModbusScale(config) as scale:
+            assert scale.read_stable(2.0).net == Decimal("7.500")
+            asked = len(twin.requests)
+            for call in (scale.zero, scale.tare, scale.clear_tare):
+                with pytest.raises(ScaleCommandError, match=r"no \[command\] section") as caught:
+                    call()
+                assert "weight-only" in caught.value.detail
+            assert len(twin.requests) == asked  # nothing was sent
+            assert errors_of(scale) == {}  # the device did nothing wrong
+
+
 # -- an RS-485 bus with two transmitters ------------------------------------------------------
 
 
