@@ -13,7 +13,8 @@ is the cable, which is where garbage, cuts and an unplug happen.
 
 Faults on command: a load that wobbles and then settles, overload, underload, an error bit,
 the device vanishing and coming back, garbage or cut replies, slow replies, no reply, the
-words of 32-bit values sent in the wrong order, and replies with too few registers.
+words of 32-bit values (or the bytes of every register) sent in the wrong order, and
+replies with too few registers.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ class _Platform(PlatformLoad):
         super().__init__(profile.division, weight, clock=clock)
         self.p = profile
         self.swap_words = False
+        self.swap_bytes = False
 
     def shown(self, value: Decimal) -> Decimal:
         # A transmitter's step may be 2 or 5 units of the last digit, not only 1.
@@ -227,7 +229,7 @@ class _Platform(PlatformLoad):
             little_words = not little_words
         if little_words:
             words.reverse()
-        if f.byte_order == "little":
+        if (f.byte_order == "little") != self.swap_bytes:
             words = [w[::-1] for w in words]
         return [int.from_bytes(w, "big") for w in words]
 
@@ -376,6 +378,11 @@ class ModbusScaleTwin(ClosedOnExit):
         with self._lock:
             self._platform(unit).swap_words = on
 
+    def swap_bytes(self, on: bool = True, *, unit: int | None = None) -> None:
+        """Send the two bytes of every register in the other order than the profile says."""
+        with self._lock:
+            self._platform(unit).swap_bytes = on
+
     def set_delay(self, seconds: float) -> None:
         """Answer every request this late (a slow gateway, a busy transmitter)."""
         with self._lock:
@@ -416,6 +423,7 @@ class ModbusScaleTwin(ClosedOnExit):
             for p in self._platforms.values():
                 p.force(None)
                 p.swap_words = False
+                p.swap_bytes = False
                 p.hold_still()
 
     def disconnect(self) -> None:

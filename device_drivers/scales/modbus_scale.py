@@ -71,6 +71,7 @@ from device_drivers.scales.errors import (
 from device_drivers.scales.health import count_problem, counting_outcome, scale_link
 from device_drivers.scales.modbus_map import (
     Commands,
+    FieldName,
     Measurement,
     RegisterDecodeError,
     RegisterProfile,
@@ -470,6 +471,10 @@ class ModbusScale:
         )
         self._garbage_in_a_row = 0
         self._timeouts_in_a_row = 0
+        self._known_orders: frozenset[FieldName] = frozenset()
+        """Fields whose word and byte order a reading on this link has confirmed (see
+        :mod:`~device_drivers.scales.modbus_map`); forgotten when the link is reopened,
+        since what answers then may be another device."""
         self._stable = StableReader(
             config.device_id,
             poll_interval=config.poll_interval,
@@ -657,6 +662,7 @@ class ModbusScale:
                 regs(weight.table, weight.address, weight.count),
                 None if status is None else values[(status.table, status.address)],
                 None if tare is None else regs(tare.table, tare.address, tare.count),
+                known_orders=self._known_orders,
             )
         except RegisterDecodeError as exc:
             device_id = self.config.device_id
@@ -667,6 +673,13 @@ class ModbusScale:
             if exc.reason == "device_error":
                 raise ScaleDeviceFaultError(device_id, exc.detail) from None
             raise self._garbage(exc.detail, raw) from None
+        if not measurement.confirmed <= self._known_orders:
+            self._known_orders |= measurement.confirmed
+            log.info(
+                "scale: the profile's %s order is confirmed by a reading",
+                " and ".join(sorted(measurement.confirmed)),
+                extra={"device": self.config.device_id, "event": "order_confirmed"},
+            )
         self._answered()
         return measurement, raw, read_at
 
@@ -739,6 +752,7 @@ class ModbusScale:
                 if bus.is_open():
                     if bus.generation != self._generation:
                         self._generation = bus.generation
+                        self._known_orders = frozenset()
                         self._link.opened(time.monotonic(), bus.name)
                     return self._exchange(what, call)
                 wait_until = self._link.next_attempt_at
