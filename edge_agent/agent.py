@@ -311,6 +311,7 @@ class EdgeAgent:
             },
             "rejected_scans": self.rejected_scans,
             "unknown_scans": self.station.unknown_scans,
+            "misread_scans": self.station.misread_scans,
             "alerts": alerts,
         }
 
