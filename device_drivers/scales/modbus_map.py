@@ -16,8 +16,8 @@ first"), big/little is BADC and little/little is DCBA.
 
 A decoded weight is a :class:`~decimal.Decimal` with exactly ``decimals`` places. Integers
 are scaled (raw 12345 with 3 decimals is 12.345). A float32 is not exact (12.345 reads back
-as 12.34500027): it is taken from the float's shortest ``repr`` and rounded to the profile's
-decimals, so no binary float ever reaches a reading.
+as 12.34500027): it is taken from the float's shortest ``repr`` as the multiple of the
+division it stands for, so no binary float ever reaches a reading.
 
 What the codec does about a wrong word or byte order, the classic bug of Modbus weighing.
 A wrong order turns the registers into another number, and often one that looks like a
@@ -41,11 +41,11 @@ every other order reads its registers as something implausible; the driver remem
 until the link drops. Suppose the device really uses another order than the profile: then
 that order reads every reading as the true weight, which is plausible, so no reading can
 confirm the profile's order, and a reading the profile's order makes plausible is
-ambiguous and refused. So a wrong order never yields a weight, only refusals (provided the
-device sends its displayed weight, within ten times its capacity). With the right order
-nearly every reading confirms it; an unlucky first weighing whose bytes read plausibly in
-another order too (a few weights in a thousand on a fine float32 scale, fewer on coarse
-ones) is refused until the load changes.
+ambiguous and refused. So a wrong order never yields a weight other than the true one, only
+refusals (provided the device sends its displayed weight, within ten times its capacity).
+With the right order nearly every reading confirms it; an unlucky first weighing whose
+bytes read plausibly in another order too (a few weights in a thousand) is refused until
+the load changes.
 
 For float32 every other word and byte order is checked. For int32 and uint32 only the
 orders with the other word order are: a byte order error inside each register cannot be
