@@ -429,6 +429,7 @@ class EdgeAgent:
             },
             "jobs": jobs,
             "unknown_scans": self.station.unknown_scans,
+            "misread_scans": self.station.misread_scans,
             "alerts": alerts,
         }
 

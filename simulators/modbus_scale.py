@@ -13,7 +13,8 @@ is the cable, which is where garbage, cuts and an unplug happen.
 
 Faults on command: a load that wobbles and then settles, overload, underload, an error bit,
 the device vanishing and coming back, garbage or cut replies, slow replies, no reply, the
-words of 32-bit values sent in the wrong order, and replies with too few registers.
+words of 32-bit values (or the bytes of every register) sent in the wrong order, and
+replies with too few registers.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class TwinProfile:
     capacity: Decimal
     division: Decimal
     minimum: Decimal
-    command_address: int
+    command_address: int | None
+    """``None``: the profile has no ``[command]`` section, and every write is refused."""
     commands: Mapping[str, int]
     status_table: str | None = None
     status_address: int | None = None
@@ -116,7 +118,7 @@ def read_twin_profile(source: str | Path | Mapping[str, Any]) -> TwinProfile:
     capacity = Decimal(str(w["capacity"]))
     division = Decimal(str(w.get("division", Decimal(1).scaleb(-decimals))))
     status = data.get("status")
-    command = data["command"]
+    command = data.get("command", {})
     return TwinProfile(
         weight=field_of(w),
         decimals=decimals,
@@ -124,7 +126,7 @@ def read_twin_profile(source: str | Path | Mapping[str, Any]) -> TwinProfile:
         capacity=capacity,
         division=division,
         minimum=Decimal(str(w.get("minimum", -capacity))),
-        command_address=wire(int(command["address"]), "holding"),
+        command_address=wire(int(command["address"]), "holding") if command else None,
         commands={k: int(command[k]) for k in ("zero", "tare", "clear_tare") if k in command},
         status_table=None if status is None else status.get("table", "holding"),
         status_address=None
@@ -174,6 +176,7 @@ class _Platform(PlatformLoad):
         super().__init__(profile.division, weight, clock=clock)
         self.p = profile
         self.swap_words = False
+        self.swap_bytes = False
 
     def shown(self, value: Decimal) -> Decimal:
         # A transmitter's step may be 2 or 5 units of the last digit, not only 1.
@@ -226,7 +229,7 @@ class _Platform(PlatformLoad):
             little_words = not little_words
         if little_words:
             words.reverse()
-        if f.byte_order == "little":
+        if (f.byte_order == "little") != self.swap_bytes:
             words = [w[::-1] for w in words]
         return [int.from_bytes(w, "big") for w in words]
 
@@ -375,6 +378,11 @@ class ModbusScaleTwin(ClosedOnExit):
         with self._lock:
             self._platform(unit).swap_words = on
 
+    def swap_bytes(self, on: bool = True, *, unit: int | None = None) -> None:
+        """Send the two bytes of every register in the other order than the profile says."""
+        with self._lock:
+            self._platform(unit).swap_bytes = on
+
     def set_delay(self, seconds: float) -> None:
         """Answer every request this late (a slow gateway, a busy transmitter)."""
         with self._lock:
@@ -415,6 +423,7 @@ class ModbusScaleTwin(ClosedOnExit):
             for p in self._platforms.values():
                 p.force(None)
                 p.swap_words = False
+                p.swap_bytes = False
                 p.hold_still()
 
     def disconnect(self) -> None:
@@ -456,7 +465,7 @@ class ModbusScaleTwin(ClosedOnExit):
         size = max(
             self.profile.weight.address + 2,
             (self.profile.status_address or 0) + 1,
-            self.profile.command_address + 1,
+            (self.profile.command_address or 0) + 1,
             (self.profile.tare.address + 2) if self.profile.tare else 0,
         )
         size += _REGISTERS_PER_TABLE_SLACK

@@ -7,9 +7,12 @@ misreads it. What it speaks, device side:
 - The host sends ``W`` (no terminator). A still load is answered ``STX <weight> CR``, with
   ``N`` before the CR while a tare is in force; the weight is zero-padded, with as many
   decimals as the scale's readability, in the unit the scale is set to (the frame has none).
-- A load that cannot be weighed is answered ``STX ? <status> CR``. Status bits: 0 in motion,
-  1 over capacity, 2 under zero, 3 outside zero capture range, 4 centre of zero, 5 net
-  weight, 6 bad command. Any other byte from the host gets the bad-command status.
+- A load that cannot be weighed is answered ``STX ? <status> CR``. The status byte is a
+  printable character, as a real scale sends it: bit 6 is always set (no condition is
+  ``@``, in motion ``A``), and bits 0-5 are in motion, over capacity, under zero, outside
+  zero capture range, centre of zero, net weight. Bit 7 is the line's parity bit, which the
+  pty does not carry.
+- Nothing but ``W`` is documented, so any other byte from the host goes unanswered.
 
 Faults, on command: a load that wobbles then settles (reported as motion, or, with
 ``report_motion=False``, as a weight that keeps changing, which is what an indicator with its
@@ -56,7 +59,8 @@ UNDER_ZERO = 0x04
 OUTSIDE_ZERO_CAPTURE = 0x08
 CENTRE_OF_ZERO = 0x10
 NET = 0x20
-BAD_COMMAND = 0x40
+ALWAYS_SET = 0x40
+"""Bit 6 of the status byte: always 1, which makes the byte a printable character."""
 
 GARBAGE = b"\xf1\x00\x8c\x1f\xfe\x7f\x9a\x05\xe6"
 """Line noise as a wrong baud rate produces it: no STX or CR inside, not even with the top
@@ -163,23 +167,20 @@ class Toledo8217Twin(SerialScaleTwin):
 
     @staticmethod
     def _status_frame(status: int) -> bytes:
-        return STX + b"?" + bytes([status]) + CR
+        return STX + b"?" + bytes([ALWAYS_SET | status]) + CR
 
     # -- the wire ----------------------------------------------------------------------------
 
     def _on_byte(self, byte: int) -> None:
         self.received.append(byte)
-        if byte in (0x0D, 0x0A):
-            return  # a host that ends its W with CR or CR LF: the protocol wants none
+        if byte != ord("W"):
+            return  # CR or LF after a W (the protocol wants none), or an undocumented command
         if self._mute:
             return
         fault = self._next_fault()
         if fault == "no_reply":
             return
-        if byte == ord("W"):
-            self._queue.append(_Pending(self._weight_reply, fault))
-        else:
-            self._queue.append(_Pending(lambda: self._status_frame(BAD_COMMAND), fault))
+        self._queue.append(_Pending(self._weight_reply, fault))
 
     def _answer(self, now: float) -> None:
         """Compute every queued reply now; it then spends the configured delay in transit:

@@ -3,7 +3,8 @@
 No standard register map exists for weighing over Modbus; every model has its own. A
 *profile* (a TOML file, see ``profiles/``) says where the weight is, in which type, in which
 word and byte order, with how many decimals, where the status word is and what its bits
-mean, and which values written to the command register zero and tare the scale. This module
+mean, and which values written to the command register zero and tare the scale (a device
+without a command register leaves the ``[command]`` section out). This module
 turns such a file into a :class:`RegisterProfile` (refusing a bad one with a
 :class:`~device_drivers.errors.DeviceConfigError` that names the field) and turns register
 values into exact weights. Nothing here does I/O, so every rule can be tested in isolation.
@@ -15,16 +16,42 @@ first"), big/little is BADC and little/little is DCBA.
 
 A decoded weight is a :class:`~decimal.Decimal` with exactly ``decimals`` places. Integers
 are scaled (raw 12345 with 3 decimals is 12.345). A float32 is not exact (12.345 reads back
-as 12.34500027): it is taken from the float's shortest ``repr`` and rounded to the profile's
-decimals, so no binary float ever reaches a reading.
+as 12.34500027): it is taken from the float's shortest ``repr`` as the multiple of the
+division it stands for, so no binary float ever reaches a reading.
 
-What the codec can catch of a wrong word order: a swapped int32 or float32 usually lands far
-beyond the capacity, and a swapped float32 of a "round" weight (low word zero) becomes a
-subnormal number. Both are refused as implausible (reason ``garbage``) rather than reported.
-A swap it cannot catch: an int32 whose low word is zero, or whose swapped value happens to
-fall within range (raw ``0x0001_0000`` swaps to ``1``). Only a profile that matches the
-device prevents those, which is why the profile is checked against a known load at
-commissioning.
+What the codec does about a wrong word or byte order, the classic bug of Modbus weighing.
+A wrong order turns the registers into another number, and often one that looks like a
+weight: 12.345 kg as a float32 read in the wrong word order is about -7.5e-36, which would
+round to a stable 0.000 kg. So a value is refused as ``garbage`` (with a message that names
+the order that would have read it plausibly) when:
+
+- it is a nonzero float that rounds to zero at the profile's decimals;
+- it is more than ten times the capacity away from zero (no load cell survives that, so it
+  is never an overload, with or without an overload bit);
+- it is a float32 that is not a multiple of the division, to within float32's precision: a
+  transmitter sends the weight it displays, and 12.345 arrives as 12.34500027, not as
+  12.3449 (a word-swapped float lands between divisions almost always);
+- it lies beyond the capacity or below the minimum while the device's own overload or
+  underload bit is clear;
+- **it is ambiguous**: another order reads the same registers as a different plausible
+  weight, and no earlier reading on this link has confirmed the profile's order.
+
+The last rule is what makes the others enough. A reading *confirms* a field's order when
+every other order reads its registers as something implausible; the driver remembers that
+until the link drops. Suppose the device really uses another order than the profile: then
+that order reads every reading as the true weight, which is plausible, so no reading can
+confirm the profile's order, and a reading the profile's order makes plausible is
+ambiguous and refused. So a wrong order never yields a weight other than the true one, only
+refusals (provided the device sends its displayed weight, within ten times its capacity).
+With the right order nearly every reading confirms it; an unlucky first weighing whose
+bytes read plausibly in another order too (a few weights in a thousand) is refused until
+the load changes.
+
+For float32 every other word and byte order is checked. For int32 and uint32 only the
+orders with the other word order are: a byte order error inside each register cannot be
+told from the registers (12.345 kg, raw ``0x3039``, byte-swapped is raw ``0x3930``,
+14.640 kg, as plausible as any weight), and int16/uint16 have only that kind of error. Only
+a profile checked against a known load at commissioning rules those out.
 """
 
 from __future__ import annotations
@@ -34,7 +61,7 @@ import struct
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from importlib import resources
 from pathlib import Path
 from typing import Final, Literal, cast, get_args
@@ -46,6 +73,7 @@ __all__ = [
     "REGISTER_COUNT",
     "Commands",
     "DecodeReason",
+    "FieldName",
     "Measurement",
     "Numbering",
     "Order",
@@ -63,6 +91,7 @@ __all__ = [
     "decode_status",
     "encode_raw",
     "load_profile",
+    "order_name",
     "parse_profile",
     "raw_to_weight",
     "weight_to_raw",
@@ -77,6 +106,8 @@ Numbering = Literal["protocol", "one_based", "modicon"]
 40001 (holding) / 30001 (input) style, whose prefix must agree with the table."""
 
 DecodeReason = Literal["overload", "underload", "device_error", "garbage"]
+FieldName = Literal["weight", "tare"]
+"""The fields whose word and byte order a reading can confirm."""
 
 REGISTER_COUNT: Final[dict[str, int]] = {
     "int16": 1,
@@ -97,6 +128,22 @@ _STRUCT: Final[dict[str, str]] = {
 _OVERLOAD_DIVISIONS: Final = 9
 """How far above capacity a display may still show a weight (OIML R 76: Max + 9 e)."""
 
+_FAR_FACTOR: Final = 10
+"""A reading more than this many capacities from zero is no weight at all: no load cell
+survives it, so it is garbage whatever the status bits say."""
+
+_FLOAT32_ULPS: Final = 4
+"""How far (in float32 steps) a float may lie from a multiple of the division and still be
+that multiple: a transmitter computing in float32 is a step or two off, a swapped float is
+anywhere."""
+
+_ORDER_NAMES: Final[dict[tuple[str, str], str]] = {
+    ("big", "big"): "ABCD",
+    ("little", "big"): "CDAB",
+    ("big", "little"): "BADC",
+    ("little", "little"): "DCBA",
+}
+
 _MAX_DECIMALS: Final = 6
 _STATUS_FLAGS: Final = ("stable", "motion", "overload", "underload", "zero", "net", "error")
 _MODICON_BASE: Final[dict[str, int]] = {"holding": 40001, "input": 30001}
@@ -107,9 +154,11 @@ _PROFILE_FOLDER: Final = "profiles"
 class RegisterDecodeError(ValueError):
     """Register values that are not a weight; ``reason`` says what to report instead.
 
-    ``garbage`` covers values no correctly configured device sends (NaN, a subnormal float,
-    a weight beyond what the scale can show while its own overload bit is clear): they mean
-    a wrong profile, most often a wrong word order, and are never turned into a reading.
+    ``garbage`` covers values no correctly configured device sends (NaN, a nonzero float
+    that rounds to zero, a float between two divisions, a weight beyond what the scale can
+    show while its own overload bit is clear, a reading another order makes plausible too):
+    they mean a wrong profile, most often a wrong word order, and are never turned into a
+    reading.
     """
 
     def __init__(self, reason: DecodeReason, detail: str) -> None:
@@ -173,7 +222,9 @@ class RegisterProfile:
     capacity: Decimal
     division: Decimal
     minimum: Decimal
-    commands: Commands
+    commands: Commands | None = None
+    """``None``: the device takes no commands (no ``[command]`` section), so the driver
+    cannot zero or tare it."""
     status: StatusBits | None = None
     tare: RegisterField | None = None
     model: str = ""
@@ -187,6 +238,11 @@ class RegisterProfile:
     def maximum(self) -> Decimal:
         """The highest weight a display may show before it must say overload."""
         return self.capacity + _OVERLOAD_DIVISIONS * self.division
+
+    @property
+    def far(self) -> Decimal:
+        """Beyond this distance from zero a value is garbage, never an overload."""
+        return _FAR_FACTOR * max(self.capacity, -self.minimum)
 
     def has_stable_flag(self) -> bool:
         return self.status is not None and (
@@ -208,11 +264,17 @@ class StatusFlags:
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
-    """One decoded sample: net weight (exact), tare if the device shows it, and the flags."""
+    """One decoded sample: net weight (exact), tare if the device shows it, and the flags.
+
+    ``confirmed`` names the fields whose word and byte order this sample proves (every
+    other order reads their registers as something implausible); the driver remembers them
+    for the life of the link and passes them back as ``known_orders``.
+    """
 
     net: Decimal
     tare: Decimal | None
     flags: StatusFlags
+    confirmed: frozenset[FieldName] = frozenset()
 
 
 # -- raw values ------------------------------------------------------------------------
@@ -319,13 +381,18 @@ def decode_measurement(
     weight: Sequence[int],
     status: int | None = None,
     tare: Sequence[int] | None = None,
+    *,
+    known_orders: frozenset[FieldName] = frozenset(),
 ) -> Measurement:
     """Register values to a measurement the profile allows, or :class:`RegisterDecodeError`.
 
-    The device's own flags come first (error, overload, underload). Then the weight must lie
-    within ``[minimum, capacity + 9 divisions]``. Outside it, a device that has the matching
-    flag and did not set it is sending something the profile misreads (``garbage``); a
-    device without the flag is simply out of range (``overload``/``underload``).
+    The device's own flags come first (error, overload, underload). Then the weight must be
+    plausible (see the module docstring) and lie within ``[minimum, capacity + 9
+    divisions]``. Outside it, a device that has the matching flag and did not set it is
+    sending something the profile misreads (``garbage``); a device without the flag is
+    simply out of range (``overload``/``underload``). ``known_orders`` are the fields whose
+    order an earlier reading on this link confirmed; for the others a reading that another
+    order also reads plausibly is refused as ambiguous.
     """
     flags = StatusFlags()
     if profile.status is not None:
@@ -342,36 +409,166 @@ def decode_measurement(
             raise RegisterDecodeError("overload", "the device reports overload")
         if flags.underload:
             raise RegisterDecodeError("underload", "the device reports underload")
-    field = profile.weight
-    net = raw_to_weight(
-        decode_raw(weight, field.type, field.word_order, field.byte_order), profile.decimals
+    confirmed: set[FieldName] = set()
+    net = _field_value(
+        profile, "weight", profile.weight, weight, known_orders=known_orders, confirmed=confirmed
     )
-    _check_range(profile, net, "weight")
     tare_value: Decimal | None = None
     if profile.tare is not None and tare is not None:
-        t = profile.tare
-        tare_value = raw_to_weight(
-            decode_raw(tare, t.type, t.word_order, t.byte_order), profile.decimals
+        tare_value = _field_value(
+            profile, "tare", profile.tare, tare, known_orders=known_orders, confirmed=confirmed
         )
-        if not 0 <= tare_value <= profile.maximum:
-            raise RegisterDecodeError(
-                "garbage", f"tare {tare_value} {profile.unit} outside 0..{profile.maximum}"
-            )
-    return Measurement(net=net, tare=tare_value, flags=flags)
+    return Measurement(net=net, tare=tare_value, flags=flags, confirmed=frozenset(confirmed))
+
+
+def order_name(word_order: Order, byte_order: Order) -> str:
+    """``ABCD``, ``CDAB``, ``BADC`` or ``DCBA``: the letters manuals use for the orders."""
+    return _ORDER_NAMES[(word_order, byte_order)]
+
+
+def _field_value(
+    profile: RegisterProfile,
+    what: FieldName,
+    field: RegisterField,
+    registers: Sequence[int],
+    *,
+    known_orders: frozenset[FieldName],
+    confirmed: set[FieldName],
+) -> Decimal:
+    """One field's value, checked as the module docstring says; adds ``what`` to
+    ``confirmed`` when no other order could have read these registers plausibly."""
+    raw = decode_raw(registers, field.type, field.word_order, field.byte_order)
+    try:
+        value = _checked(profile, what, field.type, raw)
+    except RegisterDecodeError as exc:
+        if exc.reason != "garbage":
+            raise
+        hint = "; check the profile's word and byte order"
+        readings = _other_readings(profile, what, field, registers)
+        if readings:
+            hint += " (" + ", ".join(f"as {o} they read {v} {profile.unit}" for o, v in readings)
+            hint += ")"
+        raise RegisterDecodeError("garbage", f"{_show(registers)}: {exc.detail}{hint}") from None
+    if what in known_orders:
+        return value
+    others = _other_readings(profile, what, field, registers)
+    differing = [(order, other) for order, other in others if other != value]
+    if differing:
+        order, other = differing[0]
+        raise RegisterDecodeError(
+            "garbage",
+            f"{_show(registers)}: {what} reads as {value} {profile.unit} in the profile's "
+            f"order ({order_name(field.word_order, field.byte_order)}) but as {other} "
+            f"{profile.unit} in {order}; refused until a reading that only one order can "
+            "give confirms the profile (if this persists, check the profile's word and "
+            "byte order against a known load)",
+        )
+    if not others:
+        confirmed.add(what)
+    return value
+
+
+def _checked(
+    profile: RegisterProfile, what: FieldName, type_: ValueType, raw: int | float
+) -> Decimal:
+    """``raw`` as the field's value; garbage, overload or underload when it cannot be one."""
+    value = _plausible(profile, type_, raw, what)
+    if what == "weight":
+        _check_range(profile, value, what)
+    elif not 0 <= value <= profile.maximum:
+        raise RegisterDecodeError(
+            "garbage", f"tare {value} {profile.unit} outside 0..{profile.maximum}"
+        )
+    return value
+
+
+def _plausible(profile: RegisterProfile, type_: ValueType, raw: int | float, what: str) -> Decimal:
+    """``raw`` as a weight, or garbage when no device could mean it (range aside)."""
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise RegisterDecodeError("garbage", f"{what}: float32 value {raw!r} is not a weight")
+    value = raw_to_weight(raw, profile.decimals) if isinstance(raw, int) else _float_weight(raw)
+    shown = f"{what} reads as {value} {profile.unit}"
+    if abs(value) > profile.far:
+        raise RegisterDecodeError("garbage", f"{shown}, far beyond the capacity {profile.capacity}")
+    if not isinstance(raw, float):
+        return value
+    with localcontext() as ctx:
+        ctx.prec = 40  # a float's repr has 17 digits; |value| / division stays far below 1e40
+        steps = (value / profile.division).to_integral_value(ROUND_HALF_EVEN)
+        on_grid = (steps * profile.division).quantize(profile.step)
+    if raw != 0 and on_grid == 0:
+        raise RegisterDecodeError(
+            "garbage", f"{shown}, a nonzero value that rounds to {on_grid.copy_abs()}"
+        )
+    if _float32_steps_apart(raw, float(on_grid)) > _FLOAT32_ULPS:
+        raise RegisterDecodeError(
+            "garbage",
+            f"{shown}, not a multiple of the division {profile.division} "
+            "(a transmitter sends the weight it displays)",
+        )
+    return on_grid.copy_abs() if on_grid == 0 else on_grid
+
+
+def _float_weight(raw: float) -> Decimal:
+    """A float as the decimal its shortest ``repr`` spells (never its binary expansion)."""
+    return Decimal(repr(raw))
+
+
+def _float32_steps_apart(a: float, b: float) -> int:
+    """How many float32 values lie between ``a`` and ``b`` (both taken as float32)."""
+
+    def ordinal(x: float) -> int:
+        bits: int = struct.unpack(">i", struct.pack(">f", x))[0]
+        return bits if bits >= 0 else -(bits & 0x7FFFFFFF)
+
+    return abs(ordinal(a) - ordinal(b))
+
+
+def _other_readings(
+    profile: RegisterProfile, what: FieldName, field: RegisterField, registers: Sequence[int]
+) -> list[tuple[str, Decimal]]:
+    """What the same registers read as in the other orders that matter, where that is not
+    garbage (an overload or underload of a device without that bit counts as a reading).
+
+    For float32 that is every other word and byte order; for the 32-bit integers the two
+    with the other word order (a byte order error in an integer cannot be told apart from
+    a weight); for 16-bit values none.
+    """
+    if field.count == 1:
+        return []
+    readings: list[tuple[str, Decimal]] = []
+    for word_order in get_args(Order):
+        for byte_order in get_args(Order):
+            if word_order == field.word_order and (
+                byte_order == field.byte_order or field.type != "float32"
+            ):
+                continue
+            raw = decode_raw(registers, field.type, word_order, byte_order)
+            try:
+                value = _checked(profile, what, field.type, raw)
+            except RegisterDecodeError as exc:
+                if exc.reason == "garbage":
+                    continue
+                value = _plausible(profile, field.type, raw, what)
+            readings.append((order_name(word_order, byte_order), value))
+    return readings
+
+
+def _show(registers: Sequence[int]) -> str:
+    return "registers " + " ".join(f"0x{r:04x}" for r in registers)
 
 
 def _check_range(profile: RegisterProfile, value: Decimal, what: str) -> None:
     status = profile.status
-    hint = "; check the profile's word and byte order"
     if value > profile.maximum:
         detail = f"{what} {value} {profile.unit} beyond capacity {profile.capacity}"
         if status is not None and status.overload is not None:
-            raise RegisterDecodeError("garbage", detail + " without the overload bit" + hint)
+            raise RegisterDecodeError("garbage", detail + " without the overload bit")
         raise RegisterDecodeError("overload", detail)
     if value < profile.minimum:
         detail = f"{what} {value} {profile.unit} below the minimum {profile.minimum}"
         if status is not None and status.underload is not None:
-            raise RegisterDecodeError("garbage", detail + " without the underload bit" + hint)
+            raise RegisterDecodeError("garbage", detail + " without the underload bit")
         raise RegisterDecodeError("underload", detail)
 
 
@@ -583,18 +780,9 @@ class _Reader:
         if "status" in data:
             status = self.status(self.table(data, "status"))
 
-        c = self.table(data, "command")
-        self.check_keys(c, "command", {"table", "address", "zero", "tare", "clear_tare"})
-        self.choice(c, "command", "table", ("holding",), "holding")
-        commands = Commands(
-            address=self.address(c, "command", "holding"),
-            zero=self._int(c, "command", "zero"),
-            tare=self._int(c, "command", "tare"),
-            clear_tare=self.integer(c, "command", "clear_tare", 0, 0xFFFF, required=False),
-        )
-        values = [v for v in (commands.zero, commands.tare, commands.clear_tare) if v is not None]
-        if len(set(values)) != len(values):
-            raise self.fail("command", "zero, tare and clear_tare need different values")
+        commands: Commands | None = None
+        if "command" in data:
+            commands = self.commands(self.table(data, "command"))
         profile = RegisterProfile(
             name=name,
             model=model,
@@ -610,6 +798,20 @@ class _Reader:
         )
         self._check_overlaps(profile)
         return profile
+
+    def commands(self, c: Mapping[str, object]) -> Commands:
+        self.check_keys(c, "command", {"table", "address", "zero", "tare", "clear_tare"})
+        self.choice(c, "command", "table", ("holding",), "holding")
+        commands = Commands(
+            address=self.address(c, "command", "holding"),
+            zero=self._int(c, "command", "zero"),
+            tare=self._int(c, "command", "tare"),
+            clear_tare=self.integer(c, "command", "clear_tare", 0, 0xFFFF, required=False),
+        )
+        values = [v for v in (commands.zero, commands.tare, commands.clear_tare) if v is not None]
+        if len(set(values)) != len(values):
+            raise self.fail("command", "zero, tare and clear_tare need different values")
+        return commands
 
     def _int(self, data: Mapping[str, object], where: str, key: str) -> int:
         value = self.integer(data, where, key, 0, 0xFFFF)
@@ -657,7 +859,8 @@ class _Reader:
             spans.append(("tare", profile.tare.table, profile.tare.address, profile.tare.count))
         if profile.status is not None:
             spans.append(("status", profile.status.table, profile.status.address, 1))
-        spans.append(("command", "holding", profile.commands.address, 1))
+        if profile.commands is not None:
+            spans.append(("command", "holding", profile.commands.address, 1))
         for i, (name_a, table_a, start_a, count_a) in enumerate(spans):
             for name_b, table_b, start_b, count_b in spans[i + 1 :]:
                 if (

@@ -70,6 +70,8 @@ from device_drivers.scales.errors import (
 )
 from device_drivers.scales.health import count_problem, counting_outcome, scale_link
 from device_drivers.scales.modbus_map import (
+    Commands,
+    FieldName,
     Measurement,
     RegisterDecodeError,
     RegisterProfile,
@@ -469,6 +471,10 @@ class ModbusScale:
         )
         self._garbage_in_a_row = 0
         self._timeouts_in_a_row = 0
+        self._known_orders: frozenset[FieldName] = frozenset()
+        """Fields whose word and byte order a reading on this link has confirmed (see
+        :mod:`~device_drivers.scales.modbus_map`); forgotten when the link is reopened,
+        since what answers then may be another device."""
         self._stable = StableReader(
             config.device_id,
             poll_interval=config.poll_interval,
@@ -513,13 +519,17 @@ class ModbusScale:
         """Zero a still, empty platform; confirmed by reading back zero within ``timeout``.
 
         The device refuses a zero outside its zero range (an exception response, raised as
-        ``EL``); zeroing also drops the tare on most transmitters.
+        ``EL``); zeroing also drops the tare on most transmitters. A profile without a
+        ``[command]`` section raises ``ES`` at once, sending nothing (so do tare and
+        clear-tare).
         """
+
+        commands = self._commands("zero")
 
         def zero() -> None:
             deadline = time.monotonic() + max(timeout, 0.0)
             self._stable_until(deadline)
-            self._command("zero", self.profile.commands.zero, deadline)
+            self._command("zero", commands.zero, deadline)
             self._confirm("zero", deadline, lambda m: abs(m.net) <= self.profile.division)
 
         self._locked(zero)
@@ -532,10 +542,12 @@ class ModbusScale:
         tare already in force.
         """
 
+        commands = self._commands("tare")
+
         def tare() -> Weight:
             deadline = time.monotonic() + max(timeout, 0.0)
             before = self._stable_until(deadline)
-            self._command("tare", self.profile.commands.tare, deadline)
+            self._command("tare", commands.tare, deadline)
             after = self._confirm("tare", deadline, lambda m: abs(m.net) <= self.profile.division)
             value = after.tare if after.tare is not None else before.net
             return Weight(value, self.profile.unit)
@@ -544,7 +556,7 @@ class ModbusScale:
 
     def clear_tare(self) -> None:
         """Drop the tare; a profile without a clear-tare command raises ``ES``."""
-        value = self.profile.commands.clear_tare
+        value = self._commands("clear_tare").clear_tare
 
         def clear() -> None:
             if value is None:
@@ -650,6 +662,7 @@ class ModbusScale:
                 regs(weight.table, weight.address, weight.count),
                 None if status is None else values[(status.table, status.address)],
                 None if tare is None else regs(tare.table, tare.address, tare.count),
+                known_orders=self._known_orders,
             )
         except RegisterDecodeError as exc:
             device_id = self.config.device_id
@@ -660,6 +673,13 @@ class ModbusScale:
             if exc.reason == "device_error":
                 raise ScaleDeviceFaultError(device_id, exc.detail) from None
             raise self._garbage(exc.detail, raw) from None
+        if not measurement.confirmed <= self._known_orders:
+            self._known_orders |= measurement.confirmed
+            log.info(
+                "scale: the profile's %s order is confirmed by a reading",
+                " and ".join(sorted(measurement.confirmed)),
+                extra={"device": self.config.device_id, "event": "order_confirmed"},
+            )
         self._answered()
         return measurement, raw, read_at
 
@@ -669,8 +689,25 @@ class ModbusScale:
             return client.read_input_registers(block.address, count=block.count, device_id=unit)
         return client.read_holding_registers(block.address, count=block.count, device_id=unit)
 
+    def _commands(self, what: str) -> Commands:
+        """The profile's command register, or ``ES`` saying the profile has none.
+
+        Raised before anything is sent and not counted: the device did nothing wrong, the
+        profile says it takes no commands (zero and tare it on the device itself).
+        """
+        commands = self.profile.commands
+        if commands is None:
+            raise ScaleCommandError(
+                self.config.device_id,
+                "ES",
+                f"{what}: profile {self.profile.name} has no [command] section, so this "
+                f"driver cannot {what.replace('_', ' ')}; do it on the device",
+            )
+        return commands
+
     def _command(self, what: str, value: int, deadline: float) -> None:
-        address = self.profile.commands.address
+        commands = self._commands(what)
+        address = commands.address
         unit = self.config.unit_id
         response, frame = self._transact(
             f"{what}: write {value} to {address}",
@@ -715,6 +752,7 @@ class ModbusScale:
                 if bus.is_open():
                     if bus.generation != self._generation:
                         self._generation = bus.generation
+                        self._known_orders = frozenset()
                         self._link.opened(time.monotonic(), bus.name)
                     return self._exchange(what, call)
                 wait_until = self._link.next_attempt_at

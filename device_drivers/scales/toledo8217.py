@@ -11,14 +11,19 @@ What this follows, from ``PROTOCOLS.md`` (Toledo 8217, as in Odoo's IoT box):
   point, optionally padded with spaces or leading zeros, then ``N`` when it is a net weight
   (a tare is in force). ``N`` is information, not an error. The frame carries no unit: the
   unit is how the indicator is set up, so the driver is told it.
-- A problem reply is ``STX ? <status> CR``; the status byte's bits 0–6 are: in motion, over
-  capacity, under zero, outside zero capture range, centre of zero, net weight, bad command.
+- A problem reply is ``STX ? <status> CR``. The status byte is a printable character: bit 6
+  is always 1 (no condition is ``@``, in motion ``A``) and bit 7 is the 7E1 line's parity
+  bit, which the port strips. Only bits 0–5 mean something: in motion, over capacity, under
+  zero, outside zero capture range, centre of zero, net weight. Bit 6 is read as nothing at
+  all (reading it as "bad command", as an earlier version of the notes had it, turned every
+  status reply into an error, motion included); Odoo's 8217 parser reads bits 0–5 only too.
+  A byte with bit 7 set means the port is not set to 7 data bits, and is refused.
 
 Two consequences of the framing shape the framer and the parser:
 
-- The status is a raw byte, so it may be any 7-bit value, CR and STX included (motion + under
-  zero + outside zero capture is ``0x0D``). After ``STX ?`` the next byte is therefore always
-  the status, whatever it is, and only the byte after it must be the CR.
+- A real scale's status byte is printable, but the framer does not rely on it: after
+  ``STX ?`` the next byte is taken as the status whatever it is, CR and STX included, and
+  only the byte after it must be the CR, so a damaged status byte costs one frame only.
 - Nothing identifies which request a reply answers; matching replies to requests is the
   driver's job (it never has two requests out at once).
 
@@ -73,7 +78,7 @@ _SAMPLE_BYTES = 32
 
 
 class Toledo8217Status(enum.IntFlag):
-    """The status byte of a ``STX ? <status> CR`` reply, bit by bit (bits 0–6)."""
+    """The meaningful bits (0–5) of a ``STX ? <status> CR`` reply's status byte."""
 
     MOTION = 0x01
     OVER_CAPACITY = 0x02
@@ -81,10 +86,12 @@ class Toledo8217Status(enum.IntFlag):
     OUTSIDE_ZERO_CAPTURE = 0x08
     CENTRE_OF_ZERO = 0x10
     NET = 0x20
-    BAD_COMMAND = 0x40
 
 
-_ALL_STATUS_BITS: Final = 0x7F
+_STATUS_BITS: Final = 0x3F
+_ALWAYS_SET: Final = 0x40
+"""Bit 6, set in every status byte a scale sends, so the byte is a printable character."""
+_PARITY_BIT: Final = 0x80
 
 
 class Toledo8217CodecError(RejectedInputError):
@@ -122,7 +129,7 @@ class StatusReply:
             for flag in Toledo8217Status
             if flag in self.status and flag.name
         ]
-        return ", ".join(names) or "no status bit set"
+        return ", ".join(names) or "no condition"
 
 
 Reply = WeightReply | StatusReply
@@ -147,9 +154,13 @@ def _status_reply(body: bytes, raw: bytes) -> StatusReply:
     if len(body) != 2:
         raise Toledo8217CodecError(f"a status reply has one status byte: {_sample(raw)!r}", raw)
     byte = body[1]
-    if byte > _ALL_STATUS_BITS:
-        raise Toledo8217CodecError(f"status byte {byte:#04x} has bit 7 set", raw)
-    status = Toledo8217Status(byte)
+    if byte & _PARITY_BIT:
+        raise Toledo8217CodecError(
+            f"status byte {byte:#04x} has bit 7 (the parity bit) set: "
+            "is the port set to 7 data bits, even parity?",
+            raw,
+        )
+    status = Toledo8217Status(byte & _STATUS_BITS)
     both = Toledo8217Status.OVER_CAPACITY | Toledo8217Status.UNDER_ZERO
     if status & both == both:
         raise Toledo8217CodecError(f"status {byte:#04x} is over capacity and under zero", raw)
@@ -168,11 +179,12 @@ def format_weight_reply(value: Decimal, *, net: bool = False, width: int = 0) ->
 
 
 def format_status_reply(status: Toledo8217Status | int) -> bytes:
-    """The frame a scale sends instead of a weight, for tests and fakes."""
-    byte = int(status)
-    if not 0 <= byte <= _ALL_STATUS_BITS:
-        raise ValueError(f"status must fit in 7 bits, got {byte}")
-    return bytes([STX, _QUESTION, byte, CR])
+    """The frame a scale sends instead of a weight (bit 6 set, as always), for tests and
+    fakes."""
+    bits = int(status)
+    if not 0 <= bits <= _STATUS_BITS:
+        raise ValueError(f"status must be bits 0-5, got {bits:#04x}")
+    return bytes([STX, _QUESTION, _ALWAYS_SET | bits, CR])
 
 
 def _sample(raw: bytes) -> bytes:

@@ -15,10 +15,11 @@ Three things differ from MT-SICS and shape the code:
   driver owes the device a reply, and before the next ``W`` it waits for that late reply (and
   drops it) for up to ``late_reply_grace`` seconds.
 - The device's own stable flag is the reply's shape: a scale in motion answers
-  ``STX ? <status> CR`` with the motion bit instead of a weight, so every weight frame is a
-  still weight and :meth:`Toledo8217Scale.read_now` cannot show a moving one (it raises
-  :class:`~device_drivers.scales.errors.ScaleMotionError`). ``consecutive`` mode adds the
-  N-readings-within-one-division check for indicators whose motion filter is set too eager.
+  ``STX ? A CR`` (the motion bit, and bit 6, which is always set) instead of a weight, so
+  every weight frame is a still weight and :meth:`Toledo8217Scale.read_now` cannot show a
+  moving one (it raises :class:`~device_drivers.scales.errors.ScaleMotionError`).
+  ``consecutive`` mode adds the N-readings-within-one-division check for indicators whose
+  motion filter is set too eager.
 - The frame carries no unit; ``unit`` in the configuration says what the indicator is set
   to, and :meth:`~device_drivers.scales.base.WeightReading.net_in` converts from there.
 
@@ -181,7 +182,7 @@ _STABLE_RETRY = (
     ScaleTimeoutError,
 )
 """What a stable read polls again after: motion, a scale busy for a moment, a damaged or
-missing reply, a lost link. Overload, underload and a bad command end it at once."""
+missing reply, a lost link. Overload and underload end it at once."""
 
 
 class Toledo8217Scale(LineScale[Toledo8217ScaleConfig, bytes | DiscardedFrame]):
@@ -191,7 +192,7 @@ class Toledo8217Scale(LineScale[Toledo8217ScaleConfig, bytes | DiscardedFrame]):
     are safe from any other, so a status page can look and shutdown can interrupt a read.
     """
 
-    _outcome_reasons = frozenset({"overload", "underload", "motion", "busy", "syntax"})
+    _outcome_reasons = frozenset({"overload", "underload", "motion", "busy"})
     # Not only OSError: pyserial lets termios.error through when the port refuses the
     # settings (a pty refuses 7E1), and the caller must never see that as a crash, only as
     # a scale that is not available.
@@ -215,9 +216,9 @@ class Toledo8217Scale(LineScale[Toledo8217ScaleConfig, bytes | DiscardedFrame]):
     def read_stable(self, timeout: float) -> WeightReading:
         """A weight that holds still, within ``timeout`` seconds.
 
-        Overload, underload and a bad command end the wait at once: waiting does not cure
-        them. Motion, a damaged or missing reply and a lost link are retried until the time
-        is up and then raised as what was seen last, so the station can say what to fix.
+        Overload and underload end the wait at once: waiting does not cure them. Motion, a
+        damaged or missing reply and a lost link are retried until the time is up and then
+        raised as what was seen last, so the station can say what to fix.
         """
         return self._locked(lambda: self._read_stable(max(timeout, 0.0)))
 
@@ -299,10 +300,13 @@ class Toledo8217Scale(LineScale[Toledo8217ScaleConfig, bytes | DiscardedFrame]):
         )
 
     def _refusal(self, reply: StatusReply) -> ScaleError:
-        """The typed error for a status reply, most serious first."""
+        """The typed error for a status reply, most serious first.
+
+        Only bits 0–5 are read (the codec drops bit 6, which a scale always sets): a status
+        reply is never a refused command, and one with no condition at all is a scale that
+        gave no weight this time, asked again by a stable read.
+        """
         device_id, status, what = self.config.device_id, reply.status, reply.describe()
-        if Toledo8217Status.BAD_COMMAND in status:
-            return ScaleCommandError(device_id, "ES", WEIGHT_REQUEST.decode())
         if Toledo8217Status.OVER_CAPACITY in status:
             return ScaleOverloadError(device_id, f"weight: {what}")
         if Toledo8217Status.UNDER_ZERO in status:

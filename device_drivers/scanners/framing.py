@@ -16,6 +16,8 @@ from device_drivers.errors import DeviceConfigError, InvalidGs1Error, RejectedIn
 from device_drivers.scanners.base import GS1_SYMBOLOGIES, Gs1Data, Gs1Mode, Scan
 from device_drivers.scanners.gs1 import (
     GS,
+    RETAIL_SYMBOLOGIES,
+    check_retail_symbol,
     looks_like_digital_link,
     looks_like_gs1,
     parse_digital_link,
@@ -196,7 +198,9 @@ def parse_line(
     It re-checks the bytes itself instead of trusting the framer, so no caller can turn
     garbage into a scan by skipping a step. ``gs1_expected_ais`` are the AIs this scanner's
     labels carry, so fields run together by a dropped FNC1 can be caught (see
-    :mod:`device_drivers.scanners.gs1`).
+    :mod:`device_drivers.scanners.gs1`). An EAN/UPC symbol (``]E0`` ... ``]E4``) with a
+    wrong check digit is refused like a GS1 label with one (``gs1_invalid``), unless ``gs1``
+    is ``never``, which takes every line as raw text.
     """
     separator = check_fnc1_separator(fnc1_separator)
     allowed = _PRINTABLE | {ord(GS), ord(separator)}
@@ -216,6 +220,8 @@ def parse_line(
         gs1_data = parse_gs1(payload, expected_ais=gs1_expected_ais)
     elif not payload:
         raise RejectedInputError("empty", f"symbology identifier {symbology} with no data")
+    elif symbology in RETAIL_SYMBOLOGIES and gs1 != "never":
+        check_retail_symbol(symbology, payload)
     return Scan(
         device_id=device_id,
         raw=raw,

@@ -29,6 +29,11 @@ biip, like any parser, reads it greedily. The data alone then says:
 Refusals for a lost separator are :class:`MissingSeparatorError`, an
 :class:`~device_drivers.errors.InvalidGs1Error` (counted as ``gs1_invalid``) whose message
 names the FNC1 separator, so the log says what to fix on the scanner.
+
+Retail symbols (EAN-13, UPC-A, UPC-E, EAN-8) carry a GTIN with a check digit too, and a
+misread one must not be booked under the wrong number: :func:`check_retail_symbol` checks
+what a scanner sends under an EAN/UPC symbology identifier, and :func:`check_gtin` a bare
+number that will be taken for a GTIN (keyboard entry, a scanner without identifiers).
 """
 
 from __future__ import annotations
@@ -39,10 +44,13 @@ from decimal import Decimal
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from biip import BiipException, ParseConfig
+from biip.checksums import gs1_standard_check_digit
 from biip.gs1_application_identifiers import GS1ApplicationIdentifier
 from biip.gs1_digital_link_uris import GS1DigitalLinkURI
 from biip.gs1_element_strings import GS1ElementString
 from biip.gs1_messages import GS1Message
+from biip.gtin import Gtin
+from biip.upc import Upc
 
 from device_drivers.errors import InvalidGs1Error
 from device_drivers.scanners.base import Gs1Data
@@ -50,8 +58,11 @@ from device_drivers.scanners.base import Gs1Data
 __all__ = [
     "DIGITAL_LINK_PRIMARY_KEYS",
     "GS",
+    "RETAIL_SYMBOLOGIES",
     "MissingSeparatorError",
     "check_expected_ais",
+    "check_gtin",
+    "check_retail_symbol",
     "looks_like_digital_link",
     "looks_like_gs1",
     "parse_digital_link",
@@ -234,6 +245,87 @@ def _to_gs1_data(parsed: list[GS1ElementString], elements: dict[str, str]) -> Gs
         elements=elements,
         content_gtin=elements.get("02"),
     )
+
+
+# -- retail symbols: EAN-13, UPC-A, UPC-E, EAN-8 ----------------------------------------------
+
+RETAIL_SYMBOLOGIES = frozenset({"]E0", "]E1", "]E2", "]E3", "]E4"})
+"""AIM identifiers of the EAN/UPC family (ISO/IEC 15424): ``]E0`` EAN-13, UPC-A or UPC-E,
+``]E1``/``]E2`` a two- or five-digit add-on alone, ``]E3`` a symbol with its add-on,
+``]E4`` EAN-8."""
+
+_ADD_ON_LENGTHS = (2, 5)
+_RETAIL_NAMES = {8: "EAN-8", 12: "UPC-A", 13: "EAN-13", 14: "GTIN-14"}
+
+
+def check_gtin(code: str, *, upc_e: bool = True) -> None:
+    """Raise :class:`InvalidGs1Error` unless ``code`` is a GTIN with a right check digit.
+
+    ``code`` is 8, 12, 13 or 14 digits: EAN-8, UPC-A (GTIN-12), EAN-13 (GTIN-13) or
+    GTIN-14. Eight digits may also be a UPC-E, whose check digit is that of the UPC-A it
+    stands for; either reading is accepted unless ``upc_e`` is false (the symbol is known
+    to be an EAN-8).
+    """
+    name = _RETAIL_NAMES.get(len(code)) if code.isdigit() else None
+    if name is None:
+        raise InvalidGs1Error(f"{code!r} is not a GTIN (8, 12, 13 or 14 digits)")
+    try:
+        Gtin.parse(code)
+    except (BiipException, ValueError):
+        if upc_e and len(code) == 8 and _is_upc_e(code):
+            return
+        right = gs1_standard_check_digit(code[:-1])
+        nor = " (nor is it a UPC-E)" if upc_e and len(code) == 8 else ""
+        raise InvalidGs1Error(
+            f"wrong check digit in {name} {code}: {code[-1]} where {right} belongs{nor}; "
+            "a misread or a damaged label, so the scan is refused"
+        ) from None
+
+
+def check_retail_symbol(symbology: str, payload: str) -> None:
+    """Raise :class:`InvalidGs1Error` unless ``payload`` is what ``symbology`` carries.
+
+    ``]E0`` is 13 digits (EAN-13, or UPC-A with a leading zero), or 12 (UPC-A) or 8 (UPC-E)
+    from scanners that send them unpadded; ``]E4`` is an EAN-8; ``]E3`` is such a symbol
+    followed by a two- or five-digit add-on, which has no check digit of its own on the
+    wire. Every check digit is verified: a scanner usually does, but not every one, and a
+    misread number would be booked under somebody else's goods.
+    """
+    if symbology not in RETAIL_SYMBOLOGIES:
+        raise ValueError(f"{symbology!r} is not an EAN/UPC symbology identifier")
+    if not payload.isdigit():
+        raise InvalidGs1Error(f"{symbology} carries digits only, got {payload!r}")
+    if symbology in ("]E1", "]E2"):
+        if len(payload) != _ADD_ON_LENGTHS[int(symbology[2]) - 1]:
+            raise InvalidGs1Error(f"{symbology} add-on of {len(payload)} digits: {payload}")
+        return
+    if symbology == "]E4":
+        lengths: tuple[int, ...] = (8,)
+    elif symbology == "]E0":
+        lengths = (13, 12, 8)
+    else:
+        lengths = tuple(n + a for n in (13, 12) for a in _ADD_ON_LENGTHS)
+    if len(payload) not in lengths:
+        raise InvalidGs1Error(f"{symbology} with {len(payload)} digits: {payload}")
+    main = payload
+    if symbology == "]E3":
+        main = payload[: 13 if len(payload) - 13 in _ADD_ON_LENGTHS else 12]
+    if symbology == "]E0" and len(main) == 8:
+        if not _is_upc_e(main):
+            raise InvalidGs1Error(
+                f"wrong check digit in UPC-E {main}: a misread or a damaged label, "
+                "so the scan is refused"
+            )
+        return
+    check_gtin(main, upc_e=False)
+
+
+def _is_upc_e(code: str) -> bool:
+    try:
+        Upc.parse(code)
+    except (BiipException, ValueError):
+        return False
+    return True
 
 
 # -- GS1 Digital Link ------------------------------------------------------------------------

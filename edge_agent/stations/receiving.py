@@ -5,7 +5,10 @@ a case barcode books the item's code and its pack quantity, in the item's unit. 
 code adds lot, expiry and a count (AI 37/30) of those packs. What to do with a code the
 site does not know is the site's choice (``receiving.unknown_barcodes``): ``book`` it
 under the code itself, so the goods are on record and can be re-labelled later, or
-``refuse`` it, so nothing unidentified ever enters stock.
+``refuse`` it, so nothing unidentified ever enters stock. An unknown bare number that will be
+taken for a GTIN (12, 13 or 14 digits, from a keyboard or a scanner that sends no symbology
+identifier) must have a right check digit: a misread EAN-13 is refused, never booked under
+its own wrong number. The scanner drivers already refuse a misread EAN/UPC symbol or GS1 key.
 
 With a scale (``receiving.scale``), goods kept by weight (the item's unit is kg, g, lb,
 ...) are booked at the scale's *stable* net weight, converted exactly to the item's unit;
@@ -22,8 +25,10 @@ import logging
 from decimal import Decimal
 from typing import Literal
 
+from device_drivers.errors import InvalidGs1Error
 from device_drivers.scales import GRAMS_PER_UNIT, Scale, ScaleError
 from device_drivers.scanners import Scan
+from device_drivers.scanners.gs1 import RETAIL_SYMBOLOGIES, check_gtin
 from edge_agent.catalog import Catalog
 from edge_agent.ledger import EventDraft, Ledger, LedgerError
 from jxc.contract import EventKind, LedgerEvent
@@ -37,9 +42,19 @@ class UnknownBarcodeError(LedgerError):
     """The site refuses codes it does not know; the message is for the station's screen."""
 
 
+class MisreadBarcodeError(LedgerError):
+    """A number that is a GTIN by its shape has a wrong check digit: a misread, not a code."""
+
+
 class WeighingError(LedgerError):
     """The scale gave no usable weight; nothing was booked and the carton can be reweighed."""
 
+
+CHECKED_GTIN_LENGTHS = frozenset({12, 13, 14})
+"""Bare numbers of these lengths are GTIN-12/13/14 (UPC-A, EAN-13, a case code) and are
+looked up as such, so their check digit must hold. Eight digits are left alone: without a
+symbology identifier an eight-digit number is as often an internal item number as an EAN-8
+or UPC-E, which the drivers check when the scanner names the symbology."""
 
 WEIGHT_PLACES = 6
 """Booked weights are rounded to this many places (a milligram in kilograms) only when the
@@ -71,6 +86,7 @@ class ReceivingStation:
         self.weigh_timeout_s = weigh_timeout_s
         self.label_printer = label_printer
         self.unknown_scans = 0
+        self.misread_scans = 0
         self.weighings = 0
         self.failed_weighings = 0
 
@@ -83,6 +99,8 @@ class ReceivingStation:
         if known is not None and known.active:
             item, qty, uom = known.item_code, packs * known.qty_per, known.uom
         else:
+            if known is None and gtin is None:
+                self._check_bare_number(scan)
             self.unknown_scans += 1
             code = gtin or scan.data
             if self.unknown_barcodes == "refuse" or known is not None:
@@ -102,6 +120,24 @@ class ReceivingStation:
             uom=uom,
             device_id=scan.device_id,
         )
+
+    def _check_bare_number(self, scan: Scan) -> None:
+        """Refuse a GTIN-shaped number the site does not know if its check digit is wrong.
+
+        A known code is the site's own (master data may hold internal numbers without GS1
+        check digits), and a number under another symbology (Code 128, Code 39) does not
+        claim to be a GTIN; only an unidentified or EAN/UPC number is checked.
+        """
+        code = scan.data
+        if not code.isdigit() or len(code) not in CHECKED_GTIN_LENGTHS:
+            return
+        if scan.symbology is not None and scan.symbology not in RETAIL_SYMBOLOGIES:
+            return
+        try:
+            check_gtin(code)
+        except InvalidGs1Error as exc:
+            self.misread_scans += 1
+            raise MisreadBarcodeError(f"{exc.detail}; nothing was booked") from exc
 
     def _weigh(self, item: str, uom: str) -> Decimal:
         """The stable net weight on the scale in ``uom``; WeighingError if there is none."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -367,6 +368,135 @@ def test_a_float32_transmitter_reads_exact_decimals(no_leaks: None) -> None:
             twin.swap_words()  # 123.5 is 0x42F70000: swapped it is a subnormal, not zero
             with pytest.raises(ScaleGarbageError):
                 scale.read_now()
+
+
+WEIGHT_ONLY = """
+name = "weight-only"
+[weight]
+address = 0
+type = "int32"
+word_order = "little"
+decimals = 3
+unit = "kg"
+capacity = "60"
+[status]
+address = 2
+stable = 0
+overload = 1
+underload = 2
+"""
+
+
+def test_a_profile_without_commands_weighs_and_says_it_cannot_zero_or_tare(
+    tmp_path: Path, no_leaks: None
+) -> None:
+    profile = tmp_path / "weight-only.toml"
+    profile.write_text(WEIGHT_ONLY)
+    with ModbusScaleTwin(profile, tcp_port=0, weight=Decimal("7.5")) as twin:
+        config = ModbusScaleConfig("dock-3-scale", tcp_url(twin), profile, reply_timeout=0.3)
+        with ModbusScale(config) as scale:
+            assert scale.read_stable(2.0).net == Decimal("7.500")
+            asked = len(twin.requests)
+            for call in (scale.zero, scale.tare, scale.clear_tare):
+                with pytest.raises(ScaleCommandError, match=r"no \[command\] section") as caught:
+                    call()
+                assert "weight-only" in caught.value.detail
+            assert len(twin.requests) == asked  # nothing was sent
+            assert errors_of(scale) == {}  # the device did nothing wrong
+
+
+FLOAT_CDAB = """
+name = "float32-cdab"
+[weight]
+address = 0
+type = "float32"
+word_order = "little"
+decimals = 3
+unit = "kg"
+capacity = "60"
+division = "0.005"
+[status]
+address = 2
+stable = 0
+overload = 1
+underload = 2
+"""
+
+
+@pytest.fixture
+def float_cdab(tmp_path: Path) -> Path:
+    """A float32 transmitter, low word first, weighing 60 kg by 5 g."""
+    profile = tmp_path / "float32-cdab.toml"
+    profile.write_text(FLOAT_CDAB)
+    return profile
+
+
+def test_a_float_in_the_wrong_word_order_is_refused_not_a_stable_zero(
+    float_cdab: Path, no_leaks: None
+) -> None:
+    """12.345 kg sent high word first to a profile that says low word first reads as about
+    -7.5e-36, which used to pass as a stable 0.000 kg."""
+    with ModbusScaleTwin(float_cdab, tcp_port=0, weight=Decimal("12.345")) as twin:
+        twin.swap_words()
+        config = ModbusScaleConfig("dock-4-scale", tcp_url(twin), float_cdab, reply_timeout=0.3)
+        with ModbusScale(config) as scale:
+            with pytest.raises(ScaleGarbageError) as caught:
+                scale.read_stable(1.0)
+            assert "rounds to 0.000" in caught.value.detail
+            assert "check the profile's word and byte order" in caught.value.detail
+            assert "as ABCD they read 12.345 kg" in caught.value.detail
+            assert errors_of(scale)["garbage"] >= 1
+            twin.clear_faults()
+            assert scale.read_stable(2.0).net == Decimal("12.345")
+
+
+SWAPS = {
+    "words": ("swap_words",),
+    "bytes": ("swap_bytes",),
+    "words and bytes": ("swap_words", "swap_bytes"),
+}
+
+
+@pytest.mark.parametrize(
+    ("profile_kind", "swap"),
+    [
+        ("float32", "words"),
+        ("float32", "bytes"),
+        ("float32", "words and bytes"),
+        ("int32", "words"),
+        ("int32", "words and bytes"),
+        # int32 with only the bytes swapped cannot be seen: see modbus_map's docstring.
+    ],
+)
+def test_a_wrong_order_never_gives_another_weight_through_the_driver(
+    float_cdab: Path, no_leaks: None, profile_kind: str, swap: str
+) -> None:
+    """Weights across the whole range, sent in a wrong order: each is refused (or read
+    exactly where the registers happen to mean the same in both orders). The same weights
+    in the right order then read exactly."""
+    profile = float_cdab if profile_kind == "float32" else CDAB
+    sample = random.Random(f"{profile_kind} {swap}")
+    weights = [Decimal(sample.randrange(-12_000, 12_001)) * Decimal("0.005") for _ in range(30)]
+    weights += [Decimal("12.345"), Decimal("0.005"), Decimal("-0.005"), Decimal("60")]
+    with ModbusScaleTwin(profile, tcp_port=0) as twin:
+        config = ModbusScaleConfig("dock-5-scale", tcp_url(twin), profile, reply_timeout=0.5)
+        with ModbusScale(config) as scale:
+            for method in SWAPS[swap]:
+                getattr(twin, method)()
+            refused = 0
+            for weight in weights:
+                twin.set_weight(weight)
+                try:
+                    reading = scale.read_now()
+                except ScaleError:
+                    refused += 1
+                    continue
+                assert reading.net == weight, f"{weight} kg read as {reading.net} kg"
+            assert refused >= len(weights) - 1  # at most the zero-like one reads the same
+            twin.clear_faults()
+            for weight in weights:
+                twin.set_weight(weight)
+                assert scale.read_now().net == weight
 
 
 # -- an RS-485 bus with two transmitters ------------------------------------------------------

@@ -136,6 +136,8 @@ def test_gs1_round_trip_and_a_wrong_check_digit_is_refused(body: str, lot: str, 
         (b'{"data": "' + b"9" * 300 + b'"}', "too_long"),
         (b"X" * 5000, "too_long"),
         (b"]C10109506000134353", "gs1_invalid"),
+        (b"]E09506000134353", "gs1_invalid"),  # a misread EAN-13
+        (b'{"data": "96385075", "symbology": "]E4"}', "gs1_invalid"),  # a misread EAN-8
         (f"]C101{GTIN_A}10LOT4217250600".encode(), "gs1_invalid"),  # lost FNC1
     ],
 )

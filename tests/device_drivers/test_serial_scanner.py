@@ -151,6 +151,25 @@ def test_gs1_label_with_bad_check_digit_is_counted_and_dropped(
     assert status.last_error.startswith("gs1_invalid")
 
 
+def test_a_misread_ean_13_is_counted_logged_and_dropped(
+    twin: ScannerTwin, make_scanner: MakeScanner, caplog: pytest.LogCaptureFixture
+) -> None:
+    scanner = connected(make_scanner)
+    with caplog.at_level(logging.WARNING, logger="device_drivers.scanner"):
+        twin.send("9506000134353", symbology="]E0")  # check digit 3; 2 is right
+        twin.send("9506000134352", symbology="]E0")
+        scans = read_scans(scanner, 1)
+        assert scanner.read_scan(0.3) is None
+
+    assert [s.data for s in scans] == ["9506000134352"]
+    status = scanner.status()
+    assert status.errors["gs1_invalid"] == 1
+    assert status.last_error is not None
+    assert "wrong check digit in EAN-13 9506000134353" in status.last_error
+    [record] = [r for r in caplog.records if r.name == "device_drivers.scanner"]
+    assert record.__dict__["reason"] == "gs1_invalid"
+
+
 def test_rejected_lines_are_logged_with_device_and_reason(
     twin: ScannerTwin, make_scanner: MakeScanner, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -54,27 +54,48 @@ def test_weight_frames_are_exact_decimals_with_their_decimals_kept(
 @pytest.mark.parametrize(
     ("byte", "flags"),
     [
-        (0x01, Toledo8217Status.MOTION),
-        (0x02, Toledo8217Status.OVER_CAPACITY),
-        (0x04, Toledo8217Status.UNDER_ZERO),
-        (0x08, Toledo8217Status.OUTSIDE_ZERO_CAPTURE),
-        (0x10, Toledo8217Status.CENTRE_OF_ZERO),
-        (0x20, Toledo8217Status.NET),
-        (0x40, Toledo8217Status.BAD_COMMAND),
-        (0x21, Toledo8217Status.MOTION | Toledo8217Status.NET),
-        (0x0D, Toledo8217Status.MOTION | Toledo8217Status.UNDER_ZERO | 0x08),  # looks like CR
+        # What a real scale sends: a printable character, bit 6 always set.
+        (ord("@"), Toledo8217Status(0)),  # no condition
+        (ord("A"), Toledo8217Status.MOTION),
+        (ord("B"), Toledo8217Status.OVER_CAPACITY),
+        (ord("D"), Toledo8217Status.UNDER_ZERO),
+        (ord("H"), Toledo8217Status.OUTSIDE_ZERO_CAPTURE),
+        (ord("P"), Toledo8217Status.CENTRE_OF_ZERO),
+        (ord("`"), Toledo8217Status.NET),
+        (ord("a"), Toledo8217Status.MOTION | Toledo8217Status.NET),
+        (ord("b"), Toledo8217Status.OVER_CAPACITY | Toledo8217Status.NET),
+        (ord("M"), Toledo8217Status.MOTION | Toledo8217Status.UNDER_ZERO | 0x08),
     ],
 )
-def test_status_bits_zero_to_six(byte: int, flags: Toledo8217Status) -> None:
+def test_status_bits_zero_to_five_of_a_printable_status_byte(
+    byte: int, flags: Toledo8217Status
+) -> None:
     raw = bytes([0x02, ord("?"), byte, 0x0D])
     reply = parse_frame(raw)
-    assert reply == StatusReply(Toledo8217Status(flags), raw)
+    assert reply == StatusReply(flags, raw)
+
+
+@pytest.mark.parametrize(("byte", "flags"), [(0x01, 0x01), (0x24, 0x24), (0x0D, 0x0D)])
+def test_bit_six_clear_reads_the_same_bits(byte: int, flags: int) -> None:
+    """Bit 6 means nothing (a real scale always sets it), so a byte without it reads alike."""
+    reply = parse_frame(bytes([0x02, ord("?"), byte, 0x0D]))
+    assert isinstance(reply, StatusReply)
+    assert reply.status == Toledo8217Status(flags)
 
 
 def test_status_reply_says_its_bits_in_words() -> None:
-    reply = parse_frame(b"\x02?\x21\r")
+    reply = parse_frame(b"\x02?a\r")
     assert isinstance(reply, StatusReply)
     assert reply.describe() == "motion, net"
+    no_condition = parse_frame(b"\x02?@\r")
+    assert isinstance(no_condition, StatusReply)
+    assert no_condition.describe() == "no condition"
+
+
+def test_the_status_a_scale_sends_is_printable() -> None:
+    assert format_status_reply(Toledo8217Status.MOTION) == b"\x02?A\r"
+    assert format_status_reply(0) == b"\x02?@\r"
+    assert format_status_reply(Toledo8217Status.UNDER_ZERO | Toledo8217Status.NET) == b"\x02?d\r"
 
 
 @pytest.mark.parametrize(
@@ -95,8 +116,9 @@ def test_status_reply_says_its_bits_in_words() -> None:
         b"\x02 \r",
         b"\x02?\r",  # status byte missing
         b"\x02?\x01\x01\r",  # two status bytes
-        b"\x02?\x81\r",  # bit 7
-        b"\x02?\x06\r",  # over capacity and under zero at once: damaged
+        b"\x02?\xc1\r",  # bit 7: the parity bit, so the port is not set to 7 data bits
+        b"\x02?F\r",  # over capacity and under zero at once: damaged
+        b"\x02?\x06\r",  # the same, bit 6 clear
         b"\x02" + b"1" * 30 + b"\r",  # too long to be a weight
         b"\x02\xb1.250\r",  # '1' with the parity bit left on
         b"\x021.250\r\r",
@@ -112,8 +134,8 @@ def test_malformed_frames_are_codec_errors_never_weights(raw: bytes) -> None:
 def test_format_helpers_refuse_what_a_scale_cannot_send() -> None:
     with pytest.raises(ValueError, match="non-negative"):
         format_weight_reply(Decimal(-1))
-    with pytest.raises(ValueError, match="7 bits"):
-        format_status_reply(0x80)
+    with pytest.raises(ValueError, match="bits 0-5"):
+        format_status_reply(0x40)
 
 
 # -- property tests ------------------------------------------------------------------------
@@ -136,11 +158,32 @@ def test_weight_round_trip(value: Decimal, net: bool, width: int) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(byte=st.integers(0, 0x7F).filter(lambda b: b & 0x06 != 0x06))
-def test_status_round_trip(byte: int) -> None:
-    reply = parse_frame(format_status_reply(byte))
+@given(flags=st.integers(0, 0x3F).filter(lambda b: b & 0x06 != 0x06))
+def test_status_round_trip(flags: int) -> None:
+    raw = format_status_reply(flags)
+    assert 0x40 <= raw[2] <= 0x7F  # printable, as a real scale sends it
+    reply = parse_frame(raw)
     assert isinstance(reply, StatusReply)
-    assert int(reply.status) == byte
+    assert int(reply.status) == flags
+
+
+@settings(max_examples=500, deadline=None)
+@given(byte=st.integers(0, 0xFF))
+def test_any_status_byte_reads_as_its_bits_zero_to_five_or_is_refused(byte: int) -> None:
+    """From the byte alone: bits 0-5 are the status; bit 6 is ignored; bit 7 (the parity
+    bit, which a 7E1 port strips) and over-capacity-with-under-zero are refused."""
+    raw = bytes([0x02, ord("?"), byte, 0x0D])
+    bits = byte & 0x3F
+    if byte & 0x80 or bits & 0x06 == 0x06:
+        with pytest.raises(Toledo8217CodecError):
+            parse_frame(raw)
+        return
+    reply = parse_frame(raw)
+    assert isinstance(reply, StatusReply)
+    assert int(reply.status) == bits
+    assert (Toledo8217Status.MOTION in reply.status) is bool(byte & 0x01)
+    assert (Toledo8217Status.OVER_CAPACITY in reply.status) is bool(byte & 0x02)
+    assert (Toledo8217Status.UNDER_ZERO in reply.status) is bool(byte & 0x04)
 
 
 @settings(max_examples=500, deadline=None)

@@ -140,6 +140,23 @@ def test_wobble_then_settle_gives_the_settled_weight_in_device_mode(
     assert (reading.net, reading.stable) == (Decimal("2.500"), True)
 
 
+def test_a_scale_in_motion_is_waited_on_and_then_gives_its_stable_weight(
+    twin: Toledo8217Twin, make_scale: MakeScale
+) -> None:
+    """A real scale answers ``STX ? A CR`` while the load swings (bit 6 set, as always):
+    that is motion, to be waited out, never a refused command."""
+    scale = make_scale()
+    twin.set_weight(Decimal("2.5"), settle=1.0)
+    with pytest.raises(ScaleMotionError) as caught:
+        scale.read_now()
+    assert caught.value.reason == "motion"
+    asked_before = twin.received.count(ord("W"))
+    reading = scale.read_stable(10.0)
+    assert (reading.net, reading.stable, reading.raw) == (Decimal("2.500"), True, b"\x0202.500\r")
+    assert twin.received.count(ord("W")) - asked_before >= 2  # asked again while it swung
+    assert errors_of(scale) == {"motion": 1}  # the read_now; the wait itself counts nothing
+
+
 def test_consecutive_mode_waits_out_an_eager_motion_filter(
     make_twin: MakeTwin, make_scale: MakeScale
 ) -> None:
@@ -182,9 +199,11 @@ def test_overload_and_underload_are_typed_errors_at_once(
     scale = make_scale()
     getattr(twin, fault)()
     started = time.monotonic()
-    with pytest.raises(error):
+    with pytest.raises(error) as caught:
         scale.read_stable(10.0)
     assert time.monotonic() - started < 5.0  # waiting does not cure an overload
+    assert caught.value.reason == fault
+    assert fault.replace("load", "") in caught.value.detail  # "over capacity" / "under zero"
     with pytest.raises(error):
         scale.read_now()
     assert errors_of(scale) == {fault: 2}
@@ -202,6 +221,11 @@ def test_a_load_beyond_capacity_or_below_zero_is_never_a_weight(
     twin.set_weight(Decimal("-0.2"))  # the platform lifted off
     with pytest.raises(ScaleUnderloadError):
         scale.read_stable(3.0)
+    twin.set_tare(Decimal("0.5"))
+    twin.set_weight(Decimal(16))  # over capacity with a tare in force: "STX ? b CR"
+    with pytest.raises(ScaleOverloadError):
+        scale.read_now()
+    assert errors_of(scale) == {"overload": 2, "underload": 1}
 
 
 def test_no_reply_is_a_timeout_and_degrades_until_the_device_answers(
@@ -413,9 +437,15 @@ class ScriptedTransport:
 @pytest.mark.parametrize(
     ("frame", "error", "reason"),
     [
-        (b"\x02?\x40\r", ScaleCommandError, "syntax"),  # bad command
-        (b"\x02?\x08\r", ScaleBusyError, "busy"),  # outside zero capture only: no weight now
-        (b"\x02?\x23\r", ScaleOverloadError, "overload"),  # over capacity beats motion
+        # Status bytes as a real scale sends them: printable, bit 6 always set.
+        (b"\x02?A\r", ScaleMotionError, "motion"),
+        (b"\x02?a\r", ScaleMotionError, "motion"),  # in motion, net
+        (b"\x02?B\r", ScaleOverloadError, "overload"),
+        (b"\x02?D\r", ScaleUnderloadError, "underload"),
+        (b"\x02?c\r", ScaleOverloadError, "overload"),  # over capacity beats motion
+        (b"\x02?@\r", ScaleBusyError, "busy"),  # no condition, and yet no weight
+        (b"\x02?H\r", ScaleBusyError, "busy"),  # outside zero capture only: no weight now
+        (b"\x02?\x01\r", ScaleMotionError, "motion"),  # bit 6 clear reads the same
     ],
 )
 def test_status_bits_map_to_typed_errors(

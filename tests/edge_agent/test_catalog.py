@@ -9,11 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from device_drivers.scanners import Gs1Data, Scan
 from edge_agent.catalog import Catalog
 from edge_agent.ledger import Ledger
-from edge_agent.stations.receiving import ReceivingStation, UnknownBarcodeError
+from edge_agent.stations.receiving import (
+    MisreadBarcodeError,
+    ReceivingStation,
+    UnknownBarcodeError,
+)
 from jxc.feed import ChangePage
 
 
@@ -59,7 +65,12 @@ def feed_with_tea() -> ChangePage:
 
 
 def scan(
-    data: str, *, gtin: str | None = None, count: int | None = None, contents: bool = False
+    data: str,
+    *,
+    gtin: str | None = None,
+    count: int | None = None,
+    contents: bool = False,
+    symbology: str | None = None,
 ) -> Scan:
     gs1 = None
     if gtin and contents:
@@ -89,7 +100,7 @@ def scan(
         device_id="dock-1",
         raw=data.encode(),
         data=data,
-        symbology="]C1" if gs1 else None,
+        symbology="]C1" if gs1 else symbology,
         gs1=gs1,
         received_at=datetime.now(UTC),
     )
@@ -173,3 +184,82 @@ def test_unknown_code_is_booked_or_refused_as_the_site_chose(ledger: Ledger) -> 
         strict.on_scan(scan("NEW-THING"))
     assert ledger.counts().last_seq == 1, "a refused scan books nothing"
     assert strict.unknown_scans == 1
+
+
+def check_digit(body: str) -> str:
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return str((10 - total % 10) % 10)
+
+
+def test_a_misread_ean_13_is_refused_not_booked_under_its_own_number(ledger: Ledger) -> None:
+    """Typed in, or from a scanner that sends no symbology identifier: the driver could not
+    tell it from any number, the station can, since it is about to take it for a GTIN."""
+    catalog = Catalog(ledger)
+    station = ReceivingStation(ledger, catalog, location="DOCK-1", uom="EA")
+    with pytest.raises(MisreadBarcodeError) as caught:
+        station.on_scan(scan("9506000134353"))  # 9506000134352 with its last digit misread
+    assert "wrong check digit in EAN-13 9506000134353" in str(caught.value)
+    assert "nothing was booked" in str(caught.value)
+    assert ledger.counts().last_seq == 0
+    assert (station.misread_scans, station.unknown_scans) == (1, 0)
+    assert station.on_scan(scan("9506000134352")).item == "9506000134352"
+
+
+@pytest.mark.parametrize("code", ["036000291453", "09506000134353", "9506000134353"])
+def test_every_gtin_spelling_is_checked_strict_mode_too(ledger: Ledger, code: str) -> None:
+    catalog = Catalog(ledger)
+    strict = ReceivingStation(
+        ledger, catalog, location="DOCK-1", uom="EA", unknown_barcodes="refuse"
+    )
+    with pytest.raises(MisreadBarcodeError, match="wrong check digit"):
+        strict.on_scan(scan(code, symbology="]E0" if len(code) < 14 else None))
+    assert strict.misread_scans == 1
+
+
+def test_numbers_that_do_not_claim_to_be_gtins_are_booked_as_before(ledger: Ledger) -> None:
+    catalog = Catalog(ledger)
+    catalog.apply(
+        page(
+            [
+                {"version": 1, "entity": "item", "key": "TEA-250", "op": "upsert", "data": TEA},
+                {
+                    "version": 2,
+                    "entity": "barcode",
+                    "key": "2000000000009",
+                    "op": "upsert",
+                    "data": {"barcode": "2000000000009", "item_code": "TEA-250", "qty_per": "1"},
+                },
+            ]
+        )
+    )
+    station = ReceivingStation(ledger, catalog, location="DOCK-1", uom="EA")
+    # A site's own code in its master data, check digit or not: the site says it is real.
+    assert station.on_scan(scan("2000000000009")).item == "TEA-250"
+    # Thirteen digits in Code 128 are an internal number, not a GTIN.
+    assert station.on_scan(scan("1234567890123", symbology="]C0")).item == "1234567890123"
+    # Eight digits without an identifier may be an item number as well as an EAN-8.
+    assert station.on_scan(scan("10004567")).item == "10004567"
+    assert station.misread_scans == 0
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.text("0123456789", min_size=11, max_size=13),
+    digit=st.sampled_from("0123456789"),
+)
+def test_an_unknown_gtin_is_booked_exactly_when_its_check_digit_holds(
+    ledger: Ledger, body: str, digit: str
+) -> None:
+    station = ReceivingStation(ledger, Catalog(ledger), location="DOCK-1", uom="EA")
+    code = body + digit
+    before = ledger.counts().last_seq
+    if digit == check_digit(body):
+        assert station.on_scan(scan(code)).item == code
+        assert ledger.counts().last_seq == before + 1
+    else:
+        with pytest.raises(MisreadBarcodeError):
+            station.on_scan(scan(code))
+        assert ledger.counts().last_seq == before
+        assert station.misread_scans == 1

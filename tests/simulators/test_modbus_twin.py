@@ -115,6 +115,10 @@ def test_swapped_words_and_wire_faults(tcp_twin: tuple[ModbusScaleTwin, Client])
     twin.swap_words()
     registers = client.read_holding_registers(0, count=2, device_id=1).registers
     assert registers == [0, 12345]  # high word first, against the profile's CDAB
+    twin.swap_words(False)
+    twin.swap_bytes()
+    registers = client.read_holding_registers(0, count=2, device_id=1).registers
+    assert registers == [0x3930, 0]  # 12345 is 0x3039: each register's bytes swapped
     twin.clear_faults()
     twin.no_reply()
     with pytest.raises(ModbusException):

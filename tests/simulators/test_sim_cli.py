@@ -166,7 +166,7 @@ def test_toledo_scale_answers_w_and_takes_a_new_weight(tmp_path: Path) -> None:
 
             def overloaded() -> bool:
                 port.write(b"W")
-                return port.read_until(b"\r") == b"\x02?\x02\r"  # status bit 1: over capacity
+                return port.read_until(b"\r") == b"\x02?B\r"  # over capacity (bit 1), bit 6 set
 
             eventually(overloaded, what="the overload status frame")
 

@@ -109,9 +109,9 @@ def test_a_swinging_load_is_reported_as_motion_then_settles(
     twin: Toledo8217Twin, port: Port
 ) -> None:
     twin.set_weight(Decimal(2), settle=30)
-    assert port.frames(1) == [b"\x02?\x01\r"]
+    assert port.frames(1) == [b"\x02?A\r"]  # bit 6 always set: a printable character
     twin.set_tare(Decimal(1))
-    assert port.frames(1) == [b"\x02?\x21\r"]  # motion + net
+    assert port.frames(1) == [b"\x02?a\r"]  # motion + net
     twin.clear_faults()  # settles at once
     assert port.frames(1) == [b"\x0201.000N\r"]
 
@@ -131,7 +131,7 @@ def test_an_eager_motion_filter_sends_changing_weights() -> None:
 
 @pytest.mark.parametrize(
     ("action", "status"),
-    [("overload", 0x02), ("underload", 0x04)],
+    [("overload", ord("B")), ("underload", ord("D"))],
 )
 def test_forced_states_are_status_frames(
     twin: Toledo8217Twin, port: Port, action: str, status: int
@@ -144,16 +144,30 @@ def test_forced_states_are_status_frames(
 
 def test_capacity_and_zero_bound_what_the_scale_weighs(twin: Toledo8217Twin, port: Port) -> None:
     twin.set_weight(Decimal("15.001"))
-    assert port.frames(1) == [b"\x02?\x02\r"]
+    assert port.frames(1) == [b"\x02?B\r"]
     twin.set_weight(Decimal("-0.5"))
-    assert port.frames(1) == [b"\x02?\x04\r"]
+    assert port.frames(1) == [b"\x02?D\r"]
     twin.set_weight(Decimal(0))
     assert port.frames(1) == [b"\x0200.000\r"]
 
 
-def test_an_unknown_command_gets_the_bad_command_bit(twin: Toledo8217Twin, port: Port) -> None:
-    assert port.frames(1, request=b"X") == [b"\x02?\x40\r"]
+def test_an_unknown_command_gets_no_reply(twin: Toledo8217Twin, port: Port) -> None:
+    """The protocol notes document ``W`` alone and no answer to anything else."""
+    assert port.ask(b"X", within=0.3) == b""
     assert port.frames(1, request=b"W\r\n") == [b"\x0201.250\r"]  # CR/LF are ignored
+    assert twin.received == bytearray(b"XW\r\n")
+
+
+def test_every_status_byte_is_printable_with_bit_six_set(twin: Toledo8217Twin, port: Port) -> None:
+    twin.set_tare(Decimal("0.5"))
+    seen = []
+    for action in (twin.overload, twin.underload, lambda: twin.wobble(30)):
+        twin.clear_faults()
+        action()
+        (frame,) = port.frames(1)
+        seen.append(frame)
+    assert seen == [b"\x02?b\r", b"\x02?d\r", b"\x02?a\r"]  # each with net (bit 5)
+    assert all(0x40 <= frame[2] <= 0x7E for frame in seen)
 
 
 def test_wire_faults(twin: Toledo8217Twin, port: Port) -> None:
@@ -239,7 +253,7 @@ def test_operator_commands(twin: Toledo8217Twin, port: Port) -> None:
     assert "net: 2.000 kg" in status
     assert port.frames(1) == [b"\x0202.000N\r"]
     apply_command(twin, "overload")
-    assert port.frames(1) == [b"\x02?\x22\r"]  # over capacity, net
+    assert port.frames(1) == [b"\x02?b\r"]  # over capacity, net
     apply_command(twin, "clear")
     with pytest.raises(ValueError, match="unknown"):
         apply_command(twin, "explode")
