@@ -286,7 +286,10 @@ class LineScale(Generic[_C, _E]):
                 with counting_outcome(self._link, self._outcome_reasons):
                     return call()
             except ScaleTimeoutError as exc:
-                raise self._plain_timeout(exc, within) from exc
+                plain = self._plain_timeout(exc, within)
+                if plain is exc:
+                    raise
+                raise plain from exc
 
     def _plain_timeout(self, exc: ScaleTimeoutError, within: float | None) -> ScaleTimeoutError:
         """What a call that timed out saw, in words: silence, or this many unreadable
