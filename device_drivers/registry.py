@@ -81,15 +81,25 @@ def _load(name: str) -> DriverFactory:
 def _open(
     device_class: DeviceClass, driver: str, device_id: str, options: Mapping[str, object]
 ) -> object:
-    """Build a device and check it satisfies its class's interface."""
-    device = _load(driver)(device_id, options)
+    """Build a device and check it satisfies its class's interface.
+
+    A configuration error names the device once, whoever raised it: the drivers' own
+    checks start with the id, a shared helper (a profile loader) or a third party's driver
+    may not, and a site file with ten scales needs to say which one is wrong.
+    """
+    try:
+        device = _load(driver)(device_id, options)
+    except DeviceConfigError as exc:
+        if str(exc).startswith(f"{device_id}: "):
+            raise
+        raise DeviceConfigError(f"{device_id}: {exc}") from exc
     interface, methods = _INTERFACES[device_class]
     if not isinstance(device, interface):
         close = getattr(device, "close", None)
         if callable(close):
             close()  # it may hold a port open; the error must not leak it
         raise DeviceConfigError(
-            f"driver {driver!r} made a {type(device).__name__}, which is not a "
+            f"{device_id}: driver {driver!r} made a {type(device).__name__}, which is not a "
             f"{interface.__name__} (needs {methods}); is it a {device_class} driver?"
         )
     return device

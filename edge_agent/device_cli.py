@@ -57,6 +57,16 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _about(device_id: str, message: str) -> str:
+    """``DEVICE: what happened``, the id said once: driver errors already start with it."""
+    return message if message.startswith(f"{device_id}: ") else f"{device_id}: {message}"
+
+
+def _without_id(device_id: str, message: str) -> str:
+    """The message without its leading ``DEVICE:``, for a row that names the device already."""
+    return message.removeprefix(f"{device_id}: ")
+
+
 def _site(config: Path) -> SiteConfig:
     from edge_agent.cli import load_or_exit  # noqa: PLC0415
 
@@ -82,10 +92,8 @@ def _pick(site: SiteConfig, device_class: str, wanted: str | None) -> DeviceSect
     return sections[0]
 
 
-@contextmanager
-def _opened(device_class: str, section: DeviceSection) -> Iterator[Any]:
-    """The device built by its driver, closed afterwards; a config error is a clear exit."""
-    from device_drivers.errors import DeviceConfigError  # noqa: PLC0415
+def _open(device_class: str, section: DeviceSection) -> Any:
+    """The device built by its driver; a :class:`DeviceConfigError` if it cannot be."""
     from device_drivers.registry import open_printer, open_scale, open_scanner  # noqa: PLC0415
 
     opener: dict[str, Callable[[str, str, Mapping[str, object]], Any]] = {
@@ -93,10 +101,18 @@ def _opened(device_class: str, section: DeviceSection) -> Iterator[Any]:
         "scale": open_scale,
         "printer": open_printer,
     }
+    return opener[device_class](section.driver, section.id, section.options)
+
+
+@contextmanager
+def _opened(device_class: str, section: DeviceSection) -> Iterator[Any]:
+    """The device built by its driver, closed afterwards; a config error is a clear exit."""
+    from device_drivers.errors import DeviceConfigError  # noqa: PLC0415
+
     try:
-        device = opener[device_class](section.driver, section.id, section.options)
+        device = _open(device_class, section)
     except DeviceConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(_about(section.id, str(exc))) from None
     try:
         yield device
     finally:
@@ -104,7 +120,11 @@ def _opened(device_class: str, section: DeviceSection) -> Iterator[Any]:
 
 
 def _probe(device_class: str, device: Any, wait_s: float) -> dict[str, Any]:
-    """Make the driver try its device, then report what it found, within ``wait_s``."""
+    """Make the driver try its device, then report what it found, within ``wait_s``.
+
+    A scale that gave no weight is reported with the error its last try ended in (said in
+    the engineer's words by the driver), not only with the counters it left behind.
+    """
     from device_drivers.scales import ScaleError  # noqa: PLC0415
 
     deadline = time.monotonic() + wait_s
@@ -115,15 +135,21 @@ def _probe(device_class: str, device: Any, wait_s: float) -> dict[str, Any]:
         return scanner.status().as_dict()
     if device_class == "scale":
         scale: Scale = device
+        problem: ScaleError | None = None
         while True:
             try:
                 scale.read_now()
+                problem = None
                 break
-            except ScaleError:
+            except ScaleError as exc:
+                problem = exc
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(0.1)
-        return scale.status().as_dict()
+        found = scale.status().as_dict()
+        if problem is not None:
+            found["last_error"] = f"{problem.reason}: {problem.detail}"
+        return found
     printer: LabelPrinter = device
     status = printer.status().as_dict()
     return {
@@ -140,16 +166,25 @@ def list_devices(
 ) -> None:
     """Every device in the site file, whether it answers, and its error counters.
 
-    Exits 1 if any device is not connected, so a commissioning script can gate on it.
+    A device whose section the driver refuses is ``misconfigured``, with the driver's reason
+    as its ``last_error`` (``config: ...``). Exits 1 if any device is not connected, so a
+    commissioning script can gate on it.
     """
+    from device_drivers.errors import DeviceConfigError  # noqa: PLC0415
+
     site = _site(config)
     rows: list[dict[str, Any]] = []
     for device_class, section in site.devices.all():
         try:
-            with _opened(device_class, section) as device:
+            device = _open(device_class, section)
+        except DeviceConfigError as exc:  # say why, and go on with the others
+            reason = _without_id(section.id, str(exc))
+            found: dict[str, Any] = {"state": "misconfigured", "last_error": f"config: {reason}"}
+        else:
+            try:
                 found = _probe(device_class, device, wait)
-        except typer.Exit:  # its configuration is wrong: say so and go on with the others
-            found = {"state": "misconfigured"}
+            finally:
+                device.close()
         rows.append(
             {
                 "id": section.id,
@@ -179,7 +214,7 @@ def weigh(
         try:
             reading = scale.read_now() if now else scale.read_stable(timeout)
         except ScaleError as exc:
-            raise _fail(f"{section.id}: {exc}") from None
+            raise _fail(_about(section.id, str(exc))) from None
     _emit(
         [
             {
@@ -198,6 +233,7 @@ def weigh(
 
 def _scan_row(scan: Scan) -> dict[str, Any]:
     gs1 = scan.gs1
+    net_weight = gs1.net_weight_kg if gs1 else None
     return {
         "device": scan.device_id,
         "data": scan.data,
@@ -208,6 +244,8 @@ def _scan_row(scan: Scan) -> dict[str, Any]:
         "serial": gs1.serial if gs1 else None,
         "sscc": gs1.sscc if gs1 else None,
         "count": gs1.count if gs1 else None,
+        "content_gtin": gs1.content_gtin if gs1 else None,
+        "net_weight_kg": None if net_weight is None else f"{net_weight:f}",
     }
 
 

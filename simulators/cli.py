@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from simulators.running import Handler, RunningTwin
-    from simulators.scale import MtSicsScaleTwin
-    from simulators.scanner import ScannerTwin
 
 app = typer.Typer(
     help="Device simulators (twins) that speak the real wire protocols.",
@@ -39,10 +37,6 @@ _TERMINATOR_BYTES = {
 }
 
 
-class _StopRequested(Exception):  # noqa: N818 - a signal, not an error
-    """SIGTERM, turned into an exception so ``finally`` blocks still remove the link."""
-
-
 @app.callback()
 def _group() -> None:
     """Device simulators (twins) that speak the real wire protocols."""
@@ -50,6 +44,7 @@ def _group() -> None:
 
 @app.command()
 def scanner(
+    *,
     link: Annotated[
         Path | None,
         typer.Option(help="create (or replace) a symlink here to the pty, like socat link="),
@@ -63,60 +58,30 @@ def scanner(
     ] = None,
     script: Annotated[
         Path | None,
-        typer.Option(exists=True, dir_okay=False, help="reads to send first, one per line"),
+        typer.Option(exists=True, dir_okay=False, help="lines to take first, as if typed on stdin"),
     ] = None,
 ) -> None:
     """Simulate a serial barcode scanner on a pseudo-terminal.
 
-    Prints the device path, sends the script's lines, then each line typed on stdin.
+    Prints 'device: /dev/pts/N' (and 'link: PATH'), then takes the script, then stdin.
 
-    In a line, <GS> stands for the FNC1 separator (0x1D).
+    A line is one read (<GS> stands for the FNC1 separator, 0x1D) unless it is a command.
 
-    Control lines: '!garbage' sends noise, '!half' half a line, '!raw HEX' those bytes.
+    Commands are never sent: 'help' lists them ('!garbage', '!half', '!drop-gs on', ...).
+
+    '!send TEXT' sends TEXT as a read even if it looks like a command.
 
     After stdin ends the pty stays open until SIGTERM or Ctrl-C.
     """
-    import signal  # noqa: PLC0415 - keep the jxc command line fast to start
-    import sys  # noqa: PLC0415
+    from simulators.running import start_serial_scanner  # noqa: PLC0415
 
-    from simulators.scanner import ScannerTwin  # noqa: PLC0415
-
-    def stop(_signum: int, _frame: object) -> None:
-        raise _StopRequested
-
-    signal.signal(signal.SIGTERM, stop)
-    twin = ScannerTwin(link=link, terminator=_TERMINATOR_BYTES[terminator])
-    try:
-        typer.echo(f"device: {twin.device_path}")
-        if link is not None:
-            typer.echo(f"link: {link}")
-        sys.stdout.flush()
-        if script is not None:
-            _send_lines(twin, script.read_text(encoding="utf-8").splitlines(), symbology)
-        _send_lines(twin, iter(sys.stdin.readline, ""), symbology)
-        while True:
-            signal.pause()
-    except (_StopRequested, KeyboardInterrupt):
-        pass
-    finally:
-        twin.close()
-
-
-def _send_lines(twin: ScannerTwin, lines: Iterable[str], symbology: str | None) -> None:
-    for line in lines:
-        text = line.rstrip("\r\n")
-        if not text:
-            continue
-        try:
-            _send_line(twin, text, symbology)
-        except (ValueError, TimeoutError) as exc:
-            typer.echo(f"not sent: {text!r}: {exc}", err=True)
-
-
-def _send_line(twin: ScannerTwin, text: str, symbology: str | None) -> None:
-    from simulators.running import scanner_line  # noqa: PLC0415
-
-    scanner_line(twin, text, symbology)
+    first = script.read_text(encoding="utf-8").splitlines() if script is not None else []
+    _run(
+        lambda: start_serial_scanner(
+            link, terminator=_TERMINATOR_BYTES[terminator], symbology=symbology
+        ),
+        first_lines=first,
+    )
 
 
 class UnitChoice(enum.StrEnum):
@@ -136,7 +101,7 @@ def scale(
     ] = None,
     tcp: Annotated[
         int | None,
-        typer.Option(help="listen on this loopback TCP port (0 picks a free one)"),
+        typer.Option(min=0, max=65535, help="listen on this loopback TCP port (0: a free one)"),
     ] = None,
     weight: Annotated[str, typer.Option(help="gross load on the platform at start")] = "0",
     unit: Annotated[UnitChoice, typer.Option(help="the unit the scale displays")] = UnitChoice.G,
@@ -145,70 +110,31 @@ def scale(
 ) -> None:
     """Simulate an MT-SICS (Mettler Toledo) scale on a pseudo-terminal and/or TCP.
 
-    A pty unless only --tcp is given; both with --link and --tcp. Prints where it listens.
+    A pty unless only --tcp is given; both with --link and --tcp.
+
+    Prints 'device: /dev/pts/N', or 'device: tcp://127.0.0.1:PORT' with --tcp alone.
 
     Then reads commands on stdin, one per line, to change the load or inject faults ('help').
 
     After stdin ends the device stays up until SIGTERM or Ctrl-C.
     """
-    import signal  # noqa: PLC0415 - keep the jxc command line fast to start
-    import sys  # noqa: PLC0415
-    from decimal import Decimal, InvalidOperation  # noqa: PLC0415
+    from simulators.running import start_mtsics_scale  # noqa: PLC0415
 
-    from simulators.scale import MtSicsScaleTwin  # noqa: PLC0415
-
-    try:
-        load, most = Decimal(weight), Decimal(capacity)
-    except InvalidOperation:
-        raise typer.BadParameter("--weight and --capacity must be decimal numbers") from None
-
-    def stop(_signum: int, _frame: object) -> None:
-        raise _StopRequested
-
-    signal.signal(signal.SIGTERM, stop)
-    twin = MtSicsScaleTwin(
-        link,
-        pty=link is not None or tcp is None,
-        tcp_port=tcp,
-        weight=load,
-        unit=unit.value,
-        decimals=decimals,
-        capacity=most,
+    load, most = _decimal(weight, "--weight"), _decimal(capacity, "--capacity")
+    _run(
+        lambda: start_mtsics_scale(
+            link,
+            pty=link is not None or tcp is None,
+            tcp_port=tcp,
+            weight=load,
+            unit=unit.value,
+            decimals=decimals,
+            capacity=most,
+        )
     )
-    try:
-        if twin.device_path is not None:
-            typer.echo(f"device: {twin.device_path}")
-        if link is not None:
-            typer.echo(f"link: {link}")
-        if twin.tcp_address is not None:
-            host, port = twin.tcp_address
-            typer.echo(f"tcp: {host}:{port}")
-        sys.stdout.flush()
-        for line in iter(sys.stdin.readline, ""):
-            text = line.strip()
-            if text:
-                try:
-                    _scale_command(twin, text)
-                except (ValueError, IndexError, InvalidOperation) as exc:
-                    typer.echo(f"not understood: {text!r}: {exc}", err=True)
-                sys.stdout.flush()
-        while True:
-            signal.pause()
-    except (_StopRequested, KeyboardInterrupt):
-        pass
-    finally:
-        twin.close()
 
 
-def _scale_command(twin: MtSicsScaleTwin, text: str) -> None:
-    from simulators.running import mtsics_command  # noqa: PLC0415
-
-    answer = mtsics_command(twin, text)
-    if answer is not None:
-        typer.echo(answer)
-
-
-# -- the twins added after the first two: one way to start, announce, serve and stop ------
+# -- every twin: one way to start, announce, serve stdin and stop --------------------------
 
 
 def _decimal(text: str, option: str) -> Decimal:
@@ -222,7 +148,11 @@ def _decimal(text: str, option: str) -> Decimal:
 
 
 def _answer(command: Handler, line: str, *, keep_spaces: bool = False) -> None:
-    """Carry out one stdin line; a line the twin does not understand is reported, not fatal."""
+    """Carry out one stdin line; a line the twin does not understand is reported, not fatal.
+
+    A line that was understood but could not be carried out (the pty's buffer is full
+    because nobody reads it) is ``not done``, so a correct command is not blamed on typing.
+    """
     import sys  # noqa: PLC0415
 
     from simulators.running import COMMAND_ERRORS  # noqa: PLC0415
@@ -232,6 +162,10 @@ def _answer(command: Handler, line: str, *, keep_spaces: bool = False) -> None:
         return
     try:
         answer = command(text)
+    except (TimeoutError, OSError) as exc:
+        typer.echo(f"not done: {text!r}: {exc}", err=True)
+        sys.stderr.flush()
+        return
     except COMMAND_ERRORS as exc:
         typer.echo(f"not understood: {text!r}: {exc}", err=True)
         sys.stderr.flush()
@@ -249,8 +183,13 @@ def _start_failed(exc: BaseException) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _run(start: Callable[[], RunningTwin]) -> None:
-    """Start one twin, print where it is (``device:`` first), serve stdin, close on a signal."""
+def _run(start: Callable[[], RunningTwin], *, first_lines: Iterable[str] = ()) -> None:
+    """Start one twin, print where it is (``device:`` first), serve stdin, close on a signal.
+
+    Every ``jxc sim`` command runs its twin through here, and ``jxc sim site`` gives its
+    lines to the same command handlers, so a line means the same thing everywhere.
+    ``first_lines`` are taken before stdin, as if typed (a scanner's ``--script``).
+    """
     import sys  # noqa: PLC0415
 
     from simulators.running import StopSignals, serve_stdin  # noqa: PLC0415
@@ -264,9 +203,15 @@ def _run(start: Callable[[], RunningTwin]) -> None:
             for line in twin.announce():
                 typer.echo(line)
             sys.stdout.flush()
-            serve_stdin(
-                lambda line: _answer(twin.command, line, keep_spaces=twin.keep_spaces), signals
-            )
+
+            def take(line: str) -> None:
+                _answer(twin.command, line, keep_spaces=twin.keep_spaces)
+
+            for line in first_lines:
+                if signals.stopping:
+                    break
+                take(line)
+            serve_stdin(take, signals)
         finally:
             twin.close()
 

@@ -636,29 +636,3 @@ class ModbusScaleTwin(ClosedOnExit):
         if sink is not None and data:
             with contextlib.suppress(OSError):
                 os.write(sink.master, data)
-
-
-def serve(
-    profile: str | Path,
-    *,
-    stop: threading.Event,
-    announce: Callable[[str], None],
-    tcp_port: int | None = None,
-    rtu: bool = False,
-    link: Path | None = None,
-    units: Iterable[int] = (1,),
-    weight: Decimal = Decimal(0),
-) -> None:
-    """Run a twin until ``stop`` is set: what ``jxc sim modbus-scale`` would call.
-
-    ``announce`` gets one line per endpoint (the TCP address, the RTU device path), so a
-    command line can print where to point a driver.
-    """
-    with ModbusScaleTwin(
-        profile, tcp_port=tcp_port, rtu=rtu, link=link, units=units, weight=weight
-    ) as twin:
-        if twin.tcp_address is not None:
-            announce("modbus tcp://{}:{}".format(*twin.tcp_address))
-        if twin.device_path is not None:
-            announce(f"modbus rtu {link or twin.device_path}")
-        stop.wait()

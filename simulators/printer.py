@@ -29,7 +29,6 @@ import contextlib
 import re
 import select
 import socket
-import sys
 import threading
 import time
 from collections import deque
@@ -49,7 +48,6 @@ __all__ = [
     "decode_code128",
     "parse_format",
     "run_command",
-    "serve_printer_cli",
 ]
 
 GS = "\x1d"
@@ -783,48 +781,13 @@ def _hang_up(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-# -- from a shell -----------------------------------------------------------------------
+# -- operator commands ------------------------------------------------------------------
 
 _HELP = (
     "commands: paper-out, paper-in, head-open, head-close, ribbon-out, ribbon-in, pause, "
     "resume, mute-status, unmute-status, drop-next [mid-job|after-job], "
     "slow REPLY_S [PRINT_S], list, status, help"
 )
-
-
-class _StopRequestedError(Exception):
-    """SIGTERM, turned into an exception so the twin closes in ``finally``."""
-
-
-def serve_printer_cli(port: int, host: str = "127.0.0.1", store: Path | None = None) -> None:
-    """Run a printer twin until SIGTERM or Ctrl-C, taking fault commands from stdin.
-
-    Prints ``listening: HOST:PORT`` first (with port 0, the port it got), then one line of
-    answer per command. After stdin ends the twin keeps serving until it is stopped.
-    """
-    import signal  # noqa: PLC0415 - only the command line needs signals
-
-    def stop(_signum: int, _frame: object) -> None:
-        raise _StopRequestedError
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    twin = ZplPrinterTwin(host, port, store=store)
-    try:
-        print(f"listening: {twin.address[0]}:{twin.port}", flush=True)
-        if store is not None:
-            print(f"store: {store}", flush=True)
-        for line in iter(sys.stdin.readline, ""):
-            command = line.strip()
-            if command:
-                print(run_command(twin, command), flush=True)
-        while True:
-            signal.pause()
-    except (_StopRequestedError, KeyboardInterrupt):
-        pass
-    finally:
-        twin.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def run_command(twin: ZplPrinterTwin, command: str) -> str:

@@ -42,7 +42,7 @@ __all__ = [
     "mtsics_command",
     "parse_decimal",
     "parse_seconds",
-    "scanner_line",
+    "serial_scanner_command",
     "serve_stdin",
     "start_modbus_scale",
     "start_mqtt_scale",
@@ -228,25 +228,42 @@ def serve_stdin(handle: Callable[[str], None], signals: StopSignals) -> None:
 # -- serial scanner ------------------------------------------------------------------------
 
 SERIAL_SCANNER_HELP = """\
-TEXT             send TEXT as one read (<GS> stands for the FNC1 separator, 0x1D)
-!garbage         send line noise
-!half            send half a read and never finish it
-!raw HEX         send exactly these bytes
+TEXT               send TEXT as one read (<GS> stands for the FNC1 separator, 0x1D)
+!send TEXT         send TEXT even if it looks like a command (e.g. 'help' or '!half')
+!garbage           send line noise
+!half              send half a read and never finish it
+!raw HEX           send exactly these bytes
 !drop-gs [on|off]  leave the GS separators out of reads (a misconfigured scanner)
-!send TEXT       send TEXT even if it looks like a command (e.g. 'help')
-help | !help     this list"""
+help | !help       this list
+Any other line starting with '!' is refused, never sent."""
 
 
-def scanner_line(twin: ScannerTwin, text: str, symbology: str | None) -> None:
-    """One stdin line of ``jxc sim scanner``: a read, or a ``!`` control line."""
+def serial_scanner_command(twin: ScannerTwin, text: str, symbology: str | None) -> str | None:
+    """One operator line for a serial scanner twin (see :data:`SERIAL_SCANNER_HELP`).
+
+    A console command is carried out and never sent: a scanner typed ``help`` into must
+    not put ``help`` on the wire as a read. Only a line that is no command (or the text
+    of ``!send``) becomes a read, and an unknown ``!`` line is refused, since it is far
+    more likely a mistyped command than a barcode.
+    """
+    word, _, rest = text.partition(" ")
+    if text.strip() in ("help", "!help"):
+        return SERIAL_SCANNER_HELP
     if text == "!garbage":
         twin.send_garbage()
     elif text == "!half":
         twin.send_half_line()
-    elif text == "!raw" or text.startswith("!raw "):
-        twin.send_raw(bytes.fromhex(text.removeprefix("!raw")))
+    elif word == "!raw":
+        twin.send_raw(bytes.fromhex(rest))
+    elif word == "!drop-gs":
+        twin.drop_gs_separators(_on_off(rest.split()))
+    elif word == "!send":
+        twin.send(rest.replace("<GS>", "\x1d"), symbology=symbology)
+    elif word.startswith("!"):
+        raise ValueError("unknown control line; try 'help' (or '!send TEXT' to send it)")
     else:
         twin.send(text.replace("<GS>", "\x1d"), symbology=symbology)
+    return None
 
 
 def start_serial_scanner(
@@ -256,23 +273,10 @@ def start_serial_scanner(
     from simulators.scanner import ScannerTwin  # noqa: PLC0415 - loaded only when used
 
     twin = ScannerTwin(link=link, terminator=terminator)
-
-    def command(text: str) -> str | None:
-        word, _, rest = text.partition(" ")
-        if text in ("help", "!help"):
-            return SERIAL_SCANNER_HELP
-        if word == "!drop-gs":
-            twin.drop_gs_separators(_on_off(rest.split()))
-        elif word == "!send":
-            twin.send(rest.replace("<GS>", "\x1d"), symbology=symbology)
-        else:
-            scanner_line(twin, text, symbology)
-        return None
-
     return RunningTwin(
         "scanner",
         twin.device_path,
-        command,
+        lambda text: serial_scanner_command(twin, text, symbology),
         SERIAL_SCANNER_HELP,
         twin.close,
         link,
@@ -723,7 +727,8 @@ TEXT                 publish TEXT as one read (<GS> stands for the FNC1 separato
 !reconnect           come back now
 !status              connected or not, reads published
 !send TEXT           publish TEXT even if it looks like a command (e.g. 'help')
-help | !help         this list"""
+help | !help         this list
+Any other line starting with '!' is refused, never published."""
 
 
 def _mqtt_url(host: str, port: int, topic: str) -> str:
@@ -733,7 +738,7 @@ def _mqtt_url(host: str, port: int, topic: str) -> str:
 def mqtt_scanner_command(twin: MqttScannerTwin, text: str, symbology: str | None) -> str | None:
     """One stdin line of ``jxc sim mqtt-scanner``: a read, or a ``!`` control line."""
     word, _, rest = text.partition(" ")
-    if text in ("help", "!help"):
+    if text.strip() in ("help", "!help"):
         return MQTT_SCANNER_HELP
     if word == "!garbage":
         twin.send_garbage()

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Literal
 
 # The loop, the load and the by-id link work as for the other serial twins: one of each.
 from simulators.load import PlatformLoad
@@ -47,7 +47,6 @@ __all__ = [
     "OVER_CAPACITY",
     "Toledo8217Twin",
     "apply_command",
-    "run_cli",
 ]
 
 STX = b"\x02"
@@ -310,61 +309,3 @@ def apply_command(twin: Toledo8217Twin, text: str) -> str | None:
     else:
         raise ValueError("unknown command; try 'help'")
     return None
-
-
-def run_cli(
-    link: Path | None,
-    *,
-    weight: Decimal = Decimal(0),
-    unit: str = "kg",
-    decimals: int = 3,
-    capacity: Decimal = Decimal(15),
-    stdin: TextIO | None = None,
-    stdout: TextIO | None = None,
-    stderr: TextIO | None = None,
-) -> None:
-    """``jxc sim toledo-scale``: run a twin until SIGTERM or Ctrl-C, taking commands on stdin.
-
-    Prints ``device: <pty>`` (and ``link: <path>``) first, so a script can find the port.
-    After stdin ends the device stays up until the signal, like the other serial twins.
-    """
-    import signal  # noqa: PLC0415 - only the command needs it
-    import sys  # noqa: PLC0415
-    from decimal import InvalidOperation  # noqa: PLC0415
-
-    source = stdin if stdin is not None else sys.stdin
-    out = stdout if stdout is not None else sys.stdout
-    err = stderr if stderr is not None else sys.stderr
-
-    class _Stop(Exception):  # noqa: N818 - a signal, not an error
-        pass
-
-    def stop(_signum: int, _frame: object) -> None:
-        raise _Stop
-
-    signal.signal(signal.SIGTERM, stop)
-    twin = Toledo8217Twin(link, weight=weight, unit=unit, decimals=decimals, capacity=capacity)
-    try:
-        print(f"device: {twin.device_path}", file=out)
-        if link is not None:
-            print(f"link: {link}", file=out)
-        out.flush()
-        for line in iter(source.readline, ""):
-            text = line.strip()
-            if not text:
-                continue
-            try:
-                answer = apply_command(twin, text)
-            except (ValueError, IndexError, InvalidOperation) as exc:
-                print(f"not understood: {text!r}: {exc}", file=err)
-                err.flush()
-                continue
-            if answer is not None:
-                print(answer, file=out)
-            out.flush()
-        while True:
-            signal.pause()
-    except (_Stop, KeyboardInterrupt):
-        pass
-    finally:
-        twin.close()

@@ -22,6 +22,7 @@ __all__ = [
     "ScaleErrorCode",
     "ScaleMotionError",
     "ScaleOverloadError",
+    "ScalePortSettingsError",
     "ScaleTimeoutError",
     "ScaleTransmissionError",
     "ScaleUnavailableError",
@@ -88,6 +89,15 @@ class ScaleUnavailableError(ScaleError, DeviceUnavailableError):
     """The port or connection could not be opened or was lost; the driver keeps retrying."""
 
     default_reason = "io"
+
+
+class ScalePortSettingsError(ScaleUnavailableError):
+    """The port refuses the serial settings the site file asks for (a pseudo-terminal takes
+    8N1 only; an adapter may lack a speed). Counted as ``io`` like any port that will not
+    work, but not retryable: waiting does not change the port, so a stable read gives up at
+    once instead of trying until its deadline. The next call tries the port again."""
+
+    retryable = False
 
 
 class ScaleCommandError(ScaleError):

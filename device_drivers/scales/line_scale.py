@@ -6,6 +6,12 @@ health accounting: a timeout or a run of unreadable lines degrades a connected s
 port is one outage, a failed public call is counted under its reason. That is
 :class:`LineScale`, once. A protocol subclass supplies its framer, what to do with the
 framer's events, and what state an exchange leaves behind that a new link must forget.
+
+They also share how a failed call is put to the engineer. Inside one call a silent scale
+and one answering noise both end in a timeout on whatever request was last on the wire,
+often one the driver sent on its own (the fence before a new command); so the call keeps
+a tally of what came back, and a timeout leaving it is said by what happened: nothing at
+all (cable, port, power), or only unreadable replies, counted (baud rate, parity).
 """
 
 from __future__ import annotations
@@ -14,9 +20,16 @@ import datetime
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Generic, Protocol, Self, TypeVar
 
-from device_drivers.scales.errors import ScaleTimeoutError, ScaleUnavailableError
+from device_drivers.port_errors import line_settings_text, port_error_text, refuses_line_settings
+from device_drivers.scales.config import LineSettings, tcp_endpoint
+from device_drivers.scales.errors import (
+    ScalePortSettingsError,
+    ScaleTimeoutError,
+    ScaleUnavailableError,
+)
 from device_drivers.scales.health import count_problem, counting_outcome, scale_link
 from device_drivers.scales.transport import ByteTransport
 from device_drivers.status import DeviceStatus
@@ -39,8 +52,9 @@ _E_co = TypeVar("_E_co", covariant=True)
 _R = TypeVar("_R")
 
 
-class LineScaleConfig(Protocol):
-    """The part of a line scale's config the shared code reads."""
+class LineScaleConfig(LineSettings, Protocol):
+    """The part of a line scale's config the shared code reads (the line settings, too, to
+    name them when a port refuses them or a scale answers in noise)."""
 
     @property
     def device_id(self) -> str: ...
@@ -55,6 +69,16 @@ class LineScaleConfig(Protocol):
 
 
 _C = TypeVar("_C", bound=LineScaleConfig)
+
+
+@dataclass
+class _CallTally:
+    """What came back during one public call, to say why it failed in plain words."""
+
+    started: float
+    bytes: int = 0
+    unreadable: int = 0
+    answers: int = 0
 
 
 class Framer(Protocol[_E_co]):
@@ -99,6 +123,7 @@ class LineScale(Generic[_C, _E]):
         )
         self._discards_in_a_row = 0
         self._timeouts_in_a_row = 0
+        self._tally = _CallTally(time.monotonic())
 
     def __enter__(self) -> Self:
         return self
@@ -175,6 +200,7 @@ class LineScale(Generic[_C, _E]):
         now = time.monotonic()
         read_at = datetime.datetime.now(datetime.UTC)
         if chunk:
+            self._tally.bytes += len(chunk)
             self._link.data_arrived()
         events = self._framer.feed(chunk, now) if chunk else self._framer.expire(now)
         self._take(events, read_at)
@@ -199,7 +225,12 @@ class LineScale(Generic[_C, _E]):
                 try:
                     self._transport.open()
                 except self._open_errors as exc:
-                    self._link.open_failed(now, f"cannot open {self._transport.name}: {exc}")
+                    if refuses_line_settings(exc):
+                        detail = self._settings_refused()
+                        self._link.open_failed(now, detail)
+                        raise ScalePortSettingsError(self.config.device_id, detail) from None
+                    name = self._transport.name
+                    self._link.open_failed(now, f"cannot open {name}: {port_error_text(exc)}")
                 else:
                     self._opened(now)
                     return
@@ -220,20 +251,78 @@ class LineScale(Generic[_C, _E]):
         self._is_open = False
         if self._closing.is_set():
             return ScaleUnavailableError(self.config.device_id, "closed")
-        detail = f"lost {self._transport.name}: {exc}"
+        if refuses_line_settings(exc):
+            # A pty takes the first open at 7E1 and refuses the settings at the first read.
+            detail = self._settings_refused()
+            self._link.lost(time.monotonic(), detail)
+            return ScalePortSettingsError(self.config.device_id, detail)
+        detail = f"lost {self._transport.name}: {port_error_text(exc)}"
         self._link.lost(time.monotonic(), detail)
         return ScaleUnavailableError(self.config.device_id, detail)
 
+    def _settings(self) -> str:
+        config = self.config
+        return line_settings_text(config.baudrate, config.bytesize, config.parity, config.stopbits)
+
+    def _settings_refused(self) -> str:
+        return (
+            f"{self._transport.name} refuses the serial settings {self._settings()}: a "
+            "pseudo-terminal (a jxc sim twin) takes only 8N1, so set bytesize = 8 and "
+            'parity = "N" for it; a real port that refuses them needs another adapter'
+        )
+
     # -- accounting ----------------------------------------------------------------------
 
-    def _locked(self, call: Callable[[], _R]) -> _R:
-        """Run one public operation under the I/O lock and count the outcome if it failed."""
-        with self._io_lock, counting_outcome(self._link, self._outcome_reasons):
-            return call()
+    def _locked(self, call: Callable[[], _R], *, within: float | None = None) -> _R:
+        """Run one public operation under the I/O lock and count the outcome if it failed.
+
+        A timeout that ends it is said in the engineer's words (:meth:`_plain_timeout`);
+        ``within`` is the patience the caller gave the whole call (the time it took if not
+        given), since that, not one request's reply timeout, is what the engineer set.
+        """
+        with self._io_lock:
+            self._tally = _CallTally(time.monotonic())
+            try:
+                with counting_outcome(self._link, self._outcome_reasons):
+                    return call()
+            except ScaleTimeoutError as exc:
+                plain = self._plain_timeout(exc, within)
+                if plain is exc:
+                    raise
+                raise plain from exc
+
+    def _plain_timeout(self, exc: ScaleTimeoutError, within: float | None) -> ScaleTimeoutError:
+        """What a call that timed out saw, in words: silence, or this many unreadable
+        replies; a call that had good replies before it timed out keeps its own detail."""
+        tally = self._tally
+        if tally.answers:
+            return exc
+        seconds = within if within is not None else time.monotonic() - tally.started
+        where = f"the scale on {self._transport.name}"
+        if tally.unreadable:
+            replies = "reply" if tally.unreadable == 1 else "replies"
+            if tcp_endpoint(self.config.address) is None:
+                settings = self._settings()
+                check = f"check that its baud rate and parity match the site file's {settings}"
+            else:
+                check = "check the baud rate and parity set on the serial device server"
+            detail = (
+                f"{where} answered with {tally.unreadable} unreadable {replies} within "
+                f"{seconds:.3g} s: {check} (7E1 vs 8N1 is the usual mix-up)"
+            )
+        elif tally.bytes:
+            detail = (
+                f"{where} sent {tally.bytes} bytes within {seconds:.3g} s but no complete "
+                "reply: check its baud rate, parity and line end"
+            )
+        else:
+            detail = f"no answer from {where} within {seconds:.3g} s: check cable, port and power"
+        return ScaleTimeoutError(self.config.device_id, detail)
 
     def _answered(self) -> None:
         self._discards_in_a_row = 0
         self._timeouts_in_a_row = 0
+        self._tally.answers += 1
         self._link.answered()
 
     def _unanswered(self, request: str, timeout: float, *, counted: bool) -> ScaleTimeoutError:
@@ -247,6 +336,7 @@ class LineScale(Generic[_C, _E]):
 
     def _discarded(self, reason: str, sample: bytes, *, detail: str = "line discarded") -> None:
         self._discards_in_a_row += 1
+        self._tally.unreadable += 1
         self._count(reason, detail, sample=sample)
         if self._discards_in_a_row >= _DEGRADED_AFTER_DISCARDS:
             self._link.degrade()

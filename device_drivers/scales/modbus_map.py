@@ -584,9 +584,10 @@ def builtin_profile_names() -> list[str]:
 def builtin_profile(name: str) -> RegisterProfile:
     """A shipped profile by name (``generic-int32-cdab``)."""
     if name not in builtin_profile_names():
+        folder = resources.files(_PROFILE_PACKAGE).joinpath(_PROFILE_FOLDER)
         raise DeviceConfigError(
-            f"no built-in Modbus scale profile {name!r}; built in: "
-            f"{', '.join(builtin_profile_names())}"
+            f"no built-in Modbus scale profile {name!r} (looked for {name}.toml in {folder}); "
+            f"built in: {', '.join(builtin_profile_names())}; a file's path ends in .toml"
         )
     folder = resources.files(_PROFILE_PACKAGE).joinpath(_PROFILE_FOLDER)
     text = folder.joinpath(f"{name}.toml").read_text("utf-8")
@@ -598,7 +599,8 @@ def load_profile(path: str | Path) -> RegisterProfile:
     try:
         text = Path(path).read_text("utf-8")
     except OSError as exc:
-        raise DeviceConfigError(f"cannot read Modbus scale profile {path}: {exc}") from None
+        why = exc.strerror or exc
+        raise DeviceConfigError(f"cannot read Modbus scale profile {path}: {why}") from None
     return parse_profile(text, source=str(path))
 
 

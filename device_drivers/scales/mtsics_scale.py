@@ -172,7 +172,7 @@ class MtSicsScale(LineScale[MtSicsScaleConfig, bytes | DiscardedReply]):
         them. Motion, a busy device or a missing reply are retried until the time is up and
         then raised as what was seen last, so the station can tell the operator what to fix.
         """
-        return self._locked(lambda: self._read_stable(max(timeout, 0.0)))
+        return self._locked(lambda: self._read_stable(max(timeout, 0.0)), within=timeout)
 
     def read_now(self) -> WeightReading:
         """What the scale shows right now, stable or not (``stable`` says which).
@@ -184,7 +184,7 @@ class MtSicsScale(LineScale[MtSicsScaleConfig, bytes | DiscardedReply]):
             reply, read_at = self._weigh(self.config.reply_timeout)
             return self._reading(reply, read_at, stable=reply.stable)
 
-        return self._locked(read)
+        return self._locked(read, within=self.config.reply_timeout)
 
     def zero(self, timeout: float = 5.0, *, immediate: bool = False) -> None:
         """Set zero; the device waits for stability for up to ``timeout`` unless ``immediate``.
@@ -200,13 +200,15 @@ class MtSicsScale(LineScale[MtSicsScaleConfig, bytes | DiscardedReply]):
                 return
             raise self._refusal(reply, command)
 
-        self._locked(zero)
+        self._locked(zero, within=timeout)
 
     def tare(self, timeout: float = 5.0, *, immediate: bool = False) -> Weight:
         """Take the present load as tare and return it; the device waits for stability for up
         to ``timeout`` unless ``immediate``."""
         command: CommandName = "TI" if immediate else "T"
-        return self._locked(lambda: self._weight_result(command, timeout=max(timeout, 0.0)))
+        return self._locked(
+            lambda: self._weight_result(command, timeout=max(timeout, 0.0)), within=timeout
+        )
 
     def clear_tare(self) -> None:
         """Drop the tare, so net equals gross again."""
@@ -403,7 +405,10 @@ class MtSicsScale(LineScale[MtSicsScaleConfig, bytes | DiscardedReply]):
         """
         self._send(encode_command("I4"))
         if self._await(deadline, lambda: self._pick("I4")) is None:
-            raise self._unanswered("I4", timeout, counted=count_timeout)
+            # Said as what it is: the engineer sent no I4, the driver did, to fence off a
+            # reply still owed (the caller sees the call's outcome in plain words instead).
+            request = "I4 (sent to wait out a late reply)"
+            raise self._unanswered(request, timeout, counted=count_timeout)
         self._reply_owed = False
 
     def _pick(self, expected: str) -> Reply | None:

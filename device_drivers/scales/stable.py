@@ -146,9 +146,9 @@ class StableReader:
 
     ``retry`` are the errors waiting may cure (motion, a busy device, a damaged or missing
     reply, a lost link): each breaks the run and the loop polls again; any other scale
-    error (overload, a refused command) ends the wait at once, since waiting does not cure
-    it. Once the driver is closing, a retryable error of a ``closing_raises`` class is
-    raised as it is.
+    error (overload, a refused command), or one of those whose class says it is not
+    ``retryable``, ends the wait at once, since waiting does not cure it. Once the driver
+    is closing, a retryable error of a ``closing_raises`` class is raised as it is.
     """
 
     def __init__(
@@ -191,6 +191,8 @@ class StableReader:
                     last_problem = cut.error
                 break
             except self._retry as exc:
+                if not exc.retryable:
+                    raise  # a subclass that waiting does not cure (a port refusing 7E1)
                 if self._closing.is_set() and isinstance(exc, self._closing_raises):
                     raise
                 last_problem, seen = exc, True

@@ -30,6 +30,7 @@ import serial
 from device_drivers.errors import DeviceConfigError, RejectedInputError
 from device_drivers.link import LinkHealth
 from device_drivers.options import config_from_options
+from device_drivers.port_errors import port_error_text
 from device_drivers.scanners.base import Gs1Mode, Scan, ScanErrorReason
 from device_drivers.scanners.framing import (
     DiscardedLine,
@@ -232,7 +233,7 @@ class SerialLineScanner:
                 exclusive=True,
             )
         except (serial.SerialException, OSError, ValueError) as exc:
-            self._link.open_failed(now, f"cannot open {path}: {exc}")
+            self._link.open_failed(now, f"cannot open {path}: {port_error_text(exc)}")
             return None
         self._port = port
         self._framer = self._new_framer()  # bytes from before the outage are not a line
@@ -263,7 +264,8 @@ class SerialLineScanner:
             if self._closing.is_set():
                 return
             self._drop_port()
-            self._link.lost(time.monotonic(), f"lost {os.fspath(self.config.port)}: {exc}")
+            detail = f"lost {os.fspath(self.config.port)}: {port_error_text(exc)}"
+            self._link.lost(time.monotonic(), detail)
             return
         now = time.monotonic()
         received_at = datetime.datetime.now(datetime.UTC)

@@ -19,7 +19,7 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
 from simulators import modbus_scale
-from simulators.modbus_scale import ModbusScaleTwin, read_twin_profile, serve
+from simulators.modbus_scale import ModbusScaleTwin, read_twin_profile
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -185,20 +185,3 @@ def test_the_profile_reader_is_its_own(tmp_path: Path) -> None:
         "little",
         5,
     )
-
-
-def test_serve_runs_until_stopped() -> None:
-    stop = threading.Event()
-    lines: list[str] = []
-    runner = threading.Thread(
-        target=serve, args=(CDAB,), kwargs={"stop": stop, "announce": lines.append, "tcp_port": 0}
-    )
-    runner.start()
-    give_up_at = time.monotonic() + 10
-    while not lines and time.monotonic() < give_up_at:
-        time.sleep(0.02)
-    stop.set()
-    runner.join(timeout=10)
-    assert not runner.is_alive()
-    assert lines
-    assert lines[0].startswith("modbus tcp://127.0.0.1:")

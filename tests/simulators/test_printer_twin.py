@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -241,51 +238,3 @@ def test_stream_parser_separates_formats_controls_and_sgd() -> None:
     events += parser.feed(b"S")
     assert [type(e).__name__ for e in events] == ["_Control", "_Sgd", "_Format", "_Control"]
     assert not parser.in_format
-
-
-# -- from a shell -----------------------------------------------------------------------
-
-
-def test_command_line_twin(tmp_path: Path) -> None:
-    store = tmp_path / "labels"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, pathlib; from simulators.printer import serve_printer_cli; "
-            "serve_printer_cli(0, store=pathlib.Path(sys.argv[1]))",
-            str(store),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert process.stdin is not None
-    assert process.stdout is not None
-    try:
-        first = process.stdout.readline().strip()
-        assert first.startswith("listening: 127.0.0.1:")
-        port = int(first.rsplit(":", 1)[1])
-        assert process.stdout.readline().strip() == f"store: {store}"
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            sock.sendall(LABEL)
-        deadline = time.monotonic() + 3
-        while not (store.exists() and any(store.iterdir())) and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-        process.stdin.write("paper-out\nlist\nbogus\n")
-        process.stdin.flush()
-
-        assert process.stdout.readline().startswith("paper-out; 0 waiting, 1 printed")
-        assert process.stdout.readline().strip() == "1 printed"
-        assert "job=one qty=2" in process.stdout.readline()
-        assert process.stdout.readline().startswith("unknown command 'bogus'")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=5) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdin.close()
-        process.stdout.close()

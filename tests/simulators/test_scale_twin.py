@@ -470,8 +470,8 @@ def test_cli_over_tcp_takes_typed_commands_and_stops_on_sigterm() -> None:
         assert cli.stdin is not None
         assert cli.stderr is not None
         first = cli.stdout.readline()
-        assert first.startswith("tcp: 127.0.0.1:"), first
-        host, port_number = first.removeprefix("tcp: ").strip().split(":")
+        assert first.startswith("device: tcp://127.0.0.1:"), first
+        host, port_number = first.removeprefix("device: tcp://").strip().split(":")
         port = Port.tcp((host, int(port_number)))
         try:
             assert port.ask("SI") == [b"S S      1.250 kg\r\n"]

@@ -232,7 +232,7 @@ def test_cli_reports_a_bad_raw_line_and_carries_on() -> None:
             os.close(port)
         cli.send_signal(signal.SIGINT)
         assert cli.wait(timeout=5) == 0
-        assert "not sent" in cli.stderr.read()
+        assert "not understood: '!raw zz'" in cli.stderr.read()
     finally:
         if cli.poll() is None:
             cli.kill()

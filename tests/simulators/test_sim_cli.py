@@ -61,6 +61,71 @@ def ask_status(address: tuple[str, int]) -> list[bytes]:
     return [line[1:-1] for line in lines]
 
 
+# -- every twin, one runner ------------------------------------------------------------------
+
+TWINS = [
+    # (jxc sim arguments, a line of its 'help', a line it must refuse)
+    (["scanner"], "!drop-gs [on|off]", "!no-such-command"),
+    (["scale", "--tcp", "0"], "weight VALUE [UNIT] [SETTLE]", "no-such-command"),
+    (["toledo-scale"], "tare VALUE", "no-such-command"),
+    (["modbus-scale"], "swap-words [on|off] [@UNIT]", "no-such-command"),
+    (["mqtt-scanner"], "!truncated TEXT", "!no-such-command"),
+    (["mqtt-scale"], "lie [on|off]", "no-such-command"),
+    (["printer", "--port", "0"], "paper-out | paper-in", "no-such-command"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "help_line", "refused"), TWINS, ids=[args[0] for args, _, _ in TWINS]
+)
+def test_every_twin_runs_through_one_runner(
+    request: pytest.FixtureRequest, args: list[str], help_line: str, refused: str
+) -> None:
+    """Announced alike, 'help' lists the twin's own commands, a wrong line is refused on
+    stderr and the twin carries on, SIGTERM ends it with status 0: one runner for all."""
+    if args[0].startswith("mqtt-"):
+        broker: Broker = request.getfixturevalue("broker")
+        args = [*args, "--port", str(broker.port)]
+    with SimProcess(*args) as sim:
+        assert sim.line().startswith("device: "), args
+        sim.send("help")
+        assert sim.line_starting(help_line)
+        sim.send(refused)
+        sim.wait_stderr(f"not understood: {refused!r}")
+        sim.send("help")  # still there after the refusal
+        assert sim.line_starting(help_line)
+        assert sim.terminate() == 0
+        assert "Traceback" not in sim.stderr
+
+
+# -- serial scanner ------------------------------------------------------------------------
+
+
+def test_scanner_console_commands_are_commands_and_only_reads_go_on_the_wire(
+    tmp_path: Path,
+) -> None:
+    link = tmp_path / "dev" / "scanner-1"
+    link.parent.mkdir()
+    with SimProcess("scanner", "--link", str(link), "--symbology", "]C1") as sim:
+        assert sim.line().startswith("device: /dev/pts/")
+        assert sim.line() == f"link: {link}"
+        with PtyPort(link) as port:
+            sim.send("help")
+            assert sim.line_starting("TEXT ")
+            sim.send("!drop-gs on")  # a misconfigured scanner: no GS between fields
+            sim.send("0109506000134352<GS>10LOT42<GS>3712")
+            sim.send("!drop-gs off")
+            sim.send("!frobnicate")  # a mistyped command is refused, not scanned
+            sim.wait_stderr("not understood: '!frobnicate'")
+            sim.send("!send help")  # a barcode that reads 'help', sent on purpose
+            sim.send("0109506000134352<GS>10LOT42<GS>3712")
+            last = b"]C10109506000134352\x1d10LOT42\x1d3712\r"
+            wire = port.read_until(b"]C1help\r" + last, timeout=10)
+        assert wire == b"]C1010950600013435210LOT423712\r" + b"]C1help\r" + last
+        assert sim.terminate() == 0
+    assert not link.is_symlink()
+
+
 # -- printer -------------------------------------------------------------------------------
 
 

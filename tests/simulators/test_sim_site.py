@@ -120,6 +120,10 @@ port = {printer_port}
         scanner = open_scanner("serial-line", "scanner-1", {"port": str(scanner_link)})
         try:
             assert scanner.read_scan(timeout=0.3) is None  # opens the port (opening flushes it)
+            sim.send("scanner-1 help")  # commands, never reads
+            assert sim.line_starting("!drop-gs [on|off]")
+            sim.send("scanner-1 !drop-gs on")
+            sim.send("scanner-1 !drop-gs off")
             sim.send("scanner-1 0109506000134352<GS>10LOT42")
             scan = scanner.read_scan(timeout=10)
             assert scan is not None

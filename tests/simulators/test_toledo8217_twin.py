@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import subprocess
 import sys
 import termios
@@ -268,49 +267,3 @@ def test_twin_imports_nothing_of_the_drivers() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
     )
     assert result.stdout.strip() == "[]"
-
-
-def test_run_cli_prints_the_device_takes_commands_and_stops_on_sigterm(tmp_path: Path) -> None:
-    link = tmp_path / "toledo-cli"
-    cli = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from pathlib import Path; from simulators.toledo8217 import run_cli; "
-            "run_cli(Path(sys.argv[1]))",
-            str(link),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert cli.stdout is not None
-        assert cli.stdin is not None
-        assert cli.stderr is not None
-        device = cli.stdout.readline().removeprefix("device: ").strip()
-        assert cli.stdout.readline() == f"link: {link}\n"
-        assert os.readlink(link) == device
-        cli.stdin.write("weight 4.2\nnonsense\nstatus\n")
-        cli.stdin.flush()
-        assert "net: 4.200 kg" in cli.stdout.readline()
-        port = Port(link)
-        try:
-            assert port.frames(1) == [b"\x0204.200\r"]
-        finally:
-            port.close()
-        cli.stdin.close()  # EOF: the device stays up
-        time.sleep(0.2)
-        assert cli.poll() is None
-        cli.send_signal(signal.SIGTERM)
-        assert cli.wait(timeout=10) == 0
-        assert "not understood" in cli.stderr.read()
-        assert not link.is_symlink()
-    finally:
-        if cli.poll() is None:
-            cli.kill()
-            cli.wait()
-        for stream in (cli.stdout, cli.stderr):
-            if stream is not None:
-                stream.close()
