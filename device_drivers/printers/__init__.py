@@ -15,7 +15,6 @@ from device_drivers.printers.host_status import (
     parse_host_status,
     parse_label_counter,
 )
-from device_drivers.printers.transport import SerialTransport, TcpTransport, Transport
 from device_drivers.printers.zpl import (
     Code128,
     DataMatrix,
@@ -49,10 +48,7 @@ __all__ = [
     "PrinterCondition",
     "PrinterStatus",
     "QrCode",
-    "SerialTransport",
-    "TcpTransport",
     "Text",
-    "Transport",
     "ZplPrinter",
     "ZplPrinterConfig",
     "build_zpl",

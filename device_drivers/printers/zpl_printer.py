@@ -79,9 +79,9 @@ from device_drivers.printers.host_status import (
     parse_label_counter,
 )
 from device_drivers.printers.journal import JobJournal, JobRecord, JobState
-from device_drivers.printers.transport import SerialTransport, TcpTransport, Transport
 from device_drivers.printers.zpl import stamp_job_format
 from device_drivers.status import DeviceStatus
+from device_drivers.transport import ByteTransport, SerialTransport, TcpTransport, read_reply
 
 __all__ = ["PrinterErrorReason", "ZplPrinter", "ZplPrinterConfig"]
 
@@ -150,7 +150,7 @@ class ZplPrinterConfig:
                 f"{self.device_id}: need 0 < reconnect_min_delay <= reconnect_max_delay"
             )
 
-    def make_transport(self) -> Transport:
+    def make_transport(self) -> ByteTransport:
         if self.host is not None:
             return TcpTransport(
                 self.host,
@@ -159,7 +159,9 @@ class ZplPrinterConfig:
                 write_timeout=self.write_timeout,
             )
         assert self.serial_port is not None
-        return SerialTransport(self.serial_port, self.baudrate, write_timeout=self.write_timeout)
+        return SerialTransport(
+            self.serial_port, baudrate=self.baudrate, write_timeout=self.write_timeout
+        )
 
 
 def _not_ready(status: PrinterStatus) -> str:
@@ -187,7 +189,7 @@ class ZplPrinter:
     Thread-safe: any thread may submit jobs, ask for status or close.
     """
 
-    def __init__(self, config: ZplPrinterConfig, *, transport: Transport | None = None) -> None:
+    def __init__(self, config: ZplPrinterConfig, *, transport: ByteTransport | None = None) -> None:
         self.config = config
         self._transport = transport if transport is not None else config.make_transport()
         self._journal = JobJournal(config.journal_path)
@@ -507,7 +509,7 @@ class ZplPrinter:
                     self._lost_link(str(exc))
                 return "not_sent", None
             try:
-                transport.send(data)
+                transport.write(data)
             except DeviceUnavailableError as exc:
                 self._lost_link(str(exc))
                 return "in_doubt", PrinterStatus.offline(f"lost while sending: {exc}")
@@ -572,25 +574,20 @@ class ZplPrinter:
                 transport = self._transport
             else:
                 raise DeviceUnavailableError("the connection is gone")
-            buffer = b""
             try:
                 transport.discard_input()
-                transport.send(request)
-                give_up_at = time.monotonic() + self.config.reply_timeout
-                while (length := reply_length(buffer)) is None:
-                    remaining = give_up_at - time.monotonic()
-                    if remaining <= 0:
-                        self._drop_link()
-                        return None, len(buffer)
-                    buffer += transport.receive(remaining)
+                transport.write(request)
+                reply, received = read_reply(transport, reply_length, self.config.reply_timeout)
             except DeviceUnavailableError as exc:
                 self._lost_link(str(exc))
                 raise
-            return buffer[:length], len(buffer)
+            if reply is None:
+                self._drop_link()
+            return reply, len(received)
 
     # -- the link --------------------------------------------------------------------
 
-    def _open_link(self) -> Transport:
+    def _open_link(self) -> ByteTransport:
         if self._link_open:
             return self._transport
         if self._closing.is_set():
@@ -605,7 +602,7 @@ class ZplPrinter:
             self._link.open_failed(now, str(exc))
             raise _NotConnectedError(str(exc)) from exc
         self._link_open = True
-        self._link.opened(now, self._transport.description)
+        self._link.opened(now, self._transport.name)
         return self._transport
 
     def _lost_link(self, detail: str) -> None:
