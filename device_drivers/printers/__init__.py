@@ -15,6 +15,7 @@ from device_drivers.printers.host_status import (
     parse_host_status,
     parse_label_counter,
 )
+from device_drivers.printers.label import ItemLabel, LabelJob, item_label_layout, sample_label
 from device_drivers.printers.zpl import (
     Code128,
     DataMatrix,
@@ -38,11 +39,13 @@ __all__ = [
     "Gs1Code128",
     "Gs1DataMatrix",
     "HostIdentification",
+    "ItemLabel",
     "JobOutcome",
     "JobResult",
     "Label",
     "LabelDataError",
     "LabelField",
+    "LabelJob",
     "LabelPrinter",
     "PrintJob",
     "PrinterCondition",
@@ -54,10 +57,12 @@ __all__ = [
     "build_zpl",
     "create_zpl_printer",
     "gs1_check_digit",
+    "item_label_layout",
     "parse_host_identification",
     "parse_host_status",
     "parse_label_counter",
     "receiving_carton_label",
+    "sample_label",
     "sscc",
     "sscc_check_digit",
 ]

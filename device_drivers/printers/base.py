@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from device_drivers.errors import DeviceError
+
+if TYPE_CHECKING:
+    from device_drivers.printers.label import LabelJob
 
 __all__ = [
     "JOB_ID_PATTERN",
@@ -139,7 +142,10 @@ class PrinterStatus:
 
 @dataclass(frozen=True, slots=True)
 class PrintJob:
-    """One label format to print, under an id chosen by the caller.
+    """One ZPL format to print as it is (a stored template), under an id chosen by the caller.
+
+    Stations print :class:`~device_drivers.printers.label.LabelJob` instead, which every
+    printer language renders; only the ZPL driver takes this.
 
     The id is the caller's (a receipt's event id and a suffix, say) so that a job retried
     after a crash of the agent is recognised as the same job and not printed twice.
@@ -190,7 +196,7 @@ class LabelPrinter(Protocol):
     that no printer could print.
     """
 
-    def print_label(self, job: PrintJob) -> JobResult: ...
+    def print_label(self, job: LabelJob) -> JobResult: ...
 
     def status(self) -> PrinterStatus: ...
 

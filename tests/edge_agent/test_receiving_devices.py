@@ -20,8 +20,8 @@ import pytest
 
 from device_drivers.printers import (
     JobResult,
+    LabelJob,
     PrinterStatus,
-    PrintJob,
     ZplPrinter,
     ZplPrinterConfig,
 )
@@ -288,7 +288,7 @@ class DoubtfulPrinter:
     def __init__(self) -> None:
         self.jobs: list[str] = []
 
-    def print_label(self, job: PrintJob) -> JobResult:
+    def print_label(self, job: LabelJob) -> JobResult:
         self.jobs.append(job.job_id)
         return JobResult(job.job_id, "in_doubt", detail="connection dropped mid-job")
 
