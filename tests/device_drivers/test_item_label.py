@@ -29,7 +29,7 @@ def mug(**overrides: object) -> ItemLabel:
 
 def test_layout_carries_what_the_station_printed_before() -> None:
     layout = item_label_layout(mug())
-    texts = [f.data for f in layout.fields if isinstance(f, Text)]
+    texts = [f.text for f in layout.fields if isinstance(f, Text)]
     assert texts == ["MUG-01", "QTY 12 EA", "LOT L7   EXP 2027-01-31", "S1 #5  DOCK-1"]
     assert [f.data for f in layout.fields if isinstance(f, Code128)] == ["MUG-01"]
     assert [f.data for f in layout.fields if isinstance(f, QrCode)] == ["jxc:S1:5:abc"]
@@ -39,7 +39,7 @@ def test_optional_fields_add_lines() -> None:
     layout = item_label_layout(
         mug(name="Mug, white", net_weight_kg=Decimal("0.350"), gtin="09506000134352")
     )
-    texts = [f.data for f in layout.fields if isinstance(f, Text)]
+    texts = [f.text for f in layout.fields if isinstance(f, Text)]
     assert texts[-3:] == ["Mug, white", "NET 0.350 kg", "GTIN 09506000134352"]
 
 
