@@ -151,7 +151,7 @@ def _probe(device_class: str, device: Any, wait_s: float) -> dict[str, Any]:
             found["last_error"] = f"{problem.reason}: {problem.detail}"
         return found
     printer: LabelPrinter = device
-    status = printer.status().as_dict()
+    status = printer.printer_status().as_dict()
     return {
         "state": "connected" if status["online"] else "disconnected",
         "printer": status,
@@ -324,7 +324,7 @@ def printer_status(
     """Ask the printer how it is (paper, head, pause, buffer); exits 1 unless ready."""
     section = _pick(_site(config), "printer", printer_id)
     with _opened("printer", section) as printer:
-        status = printer.status()
+        status = printer.printer_status()
     _emit([{"id": section.id, **status.as_dict()}], as_json)
     if not status.ready:
         raise typer.Exit(1)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from device_drivers.errors import DeviceError
+from device_drivers.status import Device, DeviceStatus
 
 if TYPE_CHECKING:
     from device_drivers.printers.label import LabelJob
@@ -187,7 +188,7 @@ class JobResult:
 
 
 @runtime_checkable
-class LabelPrinter(Protocol):
+class LabelPrinter(Device, Protocol):
     """A label printer that survives its device coming and going.
 
     ``print_label`` blocks until the job is settled one way or another (bounded by the
@@ -198,6 +199,12 @@ class LabelPrinter(Protocol):
 
     def print_label(self, job: LabelJob) -> JobResult: ...
 
-    def status(self) -> PrinterStatus: ...
+    def printer_status(self) -> PrinterStatus:
+        """Ask the printer now (bounded by the driver's reply timeout): paper, head, pause."""
+        ...
+
+    def status(self) -> DeviceStatus:
+        """The link's health, as every device reports it; never waits on the printer."""
+        ...
 
     def close(self) -> None: ...

@@ -218,14 +218,15 @@ class JournaledPrinter(ABC, Generic[_C, _J]):
             self._jobs.put(_QueuedJob(job_id, data, quantity, future))
         return future
 
-    def status(self) -> PrinterStatus:
+    def printer_status(self) -> PrinterStatus:
         """Ask the printer now (bounded by ``reply_timeout``); offline if it cannot say."""
         if self._closing.is_set():
             return PrinterStatus.offline("driver closed")
         return self._query_status()
 
-    def health(self) -> DeviceStatus:
-        """The link's health for a status page (``scans`` stays 0; jobs report themselves)."""
+    def status(self) -> DeviceStatus:
+        """The link's health as every device reports it, without asking the printer (a
+        status page must not wait on one); ``scans`` stays 0, jobs report themselves."""
         return self._link.snapshot()
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from device_drivers.printers import ZplPrinter
 from device_drivers.registry import driver_names, open_printer, open_scale, open_scanner
 from device_drivers.scales import ModbusScale, MqttScale, MtSicsScale, Toledo8217Scale
 from device_drivers.scanners import Scanner, SerialLineScanner
+from device_drivers.status import Device, DeviceStatus
 from tests.out_of_tree_driver import install_plugin
 
 
@@ -150,3 +151,21 @@ def test_a_decimal_option_written_as_a_string_is_exact() -> None:
         assert scale.config.division == Decimal("0.005")
     finally:
         scale.close()
+
+
+def test_every_device_reports_its_health_the_same_way(tmp_path: Path) -> None:
+    """One ``status()`` giving one type, without touching the device (nothing listens)."""
+    devices: list[Device] = [
+        open_scanner("serial-line", "scanner-1", {"port": str(tmp_path / "none")}),
+        open_scale("mt-sics", "scale-1", {"address": "tcp://127.0.0.1:9"}),
+        open_printer("zpl", "printer-1", {"host": "127.0.0.1", "port": 9}),
+    ]
+    try:
+        for device in devices:
+            assert isinstance(device, Device)
+            status = device.status()
+            assert isinstance(status, DeviceStatus)
+            assert status.state == "disconnected"
+    finally:
+        for device in devices:
+            device.close()

@@ -76,7 +76,7 @@ def test_driver_reads_status_over_serial(pty_pair: tuple[int, str]) -> None:
     responder = threading.Thread(target=answer)
     responder.start()
     try:
-        status = printer.status()
+        status = printer.printer_status()
     finally:
         responder.join()
         printer.close()

@@ -27,6 +27,7 @@ from device_drivers.printers import (
 )
 from device_drivers.scales import MtSicsScale, MtSicsScaleConfig
 from device_drivers.scanners import Scan
+from device_drivers.status import DeviceStatus
 from edge_agent.catalog import Catalog
 from edge_agent.ledger import Ledger
 from edge_agent.stations.labels import IN_DOUBT_ATTEMPTS, LabelSpooler
@@ -292,8 +293,11 @@ class DoubtfulPrinter:
         self.jobs.append(job.job_id)
         return JobResult(job.job_id, "in_doubt", detail="connection dropped mid-job")
 
-    def status(self) -> PrinterStatus:
+    def printer_status(self) -> PrinterStatus:
         return PrinterStatus(online=True)
+
+    def status(self) -> DeviceStatus:
+        return DeviceStatus("doubtful", "connected")
 
     def close(self) -> None:
         pass

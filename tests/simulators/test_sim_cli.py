@@ -192,7 +192,7 @@ def test_printer_on_a_pty_link_works_with_the_real_driver(tmp_path: Path) -> Non
 
         printer = open_printer("zpl", "printer-1", {"serial_port": str(link)})
         try:
-            assert printer.status().ready
+            assert printer.printer_status().ready
             result = printer.print_label(PrintJob("job-1", LABEL))
             assert result.outcome in ("printed", "delivered"), result
         finally:
