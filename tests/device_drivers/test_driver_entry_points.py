@@ -11,6 +11,7 @@ import pytest
 
 from device_drivers.errors import DeviceConfigError
 from device_drivers.printers import ZplPrinter
+from device_drivers.printers.tspl_printer import TsplPrinter
 from device_drivers.registry import driver_names, open_printer, open_scale, open_scanner
 from device_drivers.scales import ModbusScale, MqttScale, MtSicsScale, Toledo8217Scale
 from device_drivers.scanners import Scanner, SerialLineScanner
@@ -77,6 +78,7 @@ BUILT_IN = {
     "modbus-scale": "scale",
     "mqtt-scale": "scale",
     "zpl": "printer",
+    "tspl": "printer",
 }
 
 
@@ -112,6 +114,19 @@ def test_the_zpl_printer_is_opened_by_name(tmp_path: Path) -> None:
     try:
         assert isinstance(printer, ZplPrinter)
         assert printer.config.journal_path == tmp_path / "j"
+    finally:
+        printer.close()
+
+
+def test_the_tspl_printer_is_opened_by_name(tmp_path: Path) -> None:
+    printer = open_printer(
+        "tspl",
+        "printer-1",
+        {"host": "127.0.0.1", "port": 9, "gap_mm": 3, "journal_path": str(tmp_path / "j")},
+    )
+    try:
+        assert isinstance(printer, TsplPrinter)
+        assert printer.config.gap_mm == 3
     finally:
         printer.close()
 
