@@ -237,3 +237,16 @@ def test_driver_over_the_loopback_answers_what_the_status_byte_says() -> None:
     responder.join()
     assert set(status.conditions) == {"head_open", "paused"}
     assert not status.ready
+
+
+@given(name=NAMES, lot=NAMES.filter(lambda s: len(s) <= 40))
+def test_a_whole_item_label_reads_back_field_for_field(name: str, lot: str) -> None:
+    """Quotes, commas and command words in an item's name or lot stay text on the label."""
+    item = mug(name=name, lot=lot)
+    layout = item_label_layout(item)
+    [label] = parse_job(build_tspl(layout, job_id="job-1"))
+    assert label.problems == ()
+    assert label.quantity == 1
+    assert len(label.fields) == len(layout.fields)
+    assert name[:40] in label.texts
+    assert f"LOT {lot}   EXP 2027-01-31" in label.texts
