@@ -8,11 +8,13 @@ import threading
 import time
 import tty
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 
 from device_drivers.errors import DeviceUnavailableError
 from device_drivers.port_errors import port_error_text
+from device_drivers.scales import MtSicsScale, MtSicsScaleConfig
 from device_drivers.scanners import SerialLineScanner, SerialScannerConfig
 from device_drivers.transport import (
     ByteTransport,
@@ -195,3 +197,33 @@ def test_scanner_reads_scans_over_the_loopback_and_comes_back_after_unplug() -> 
         assert scanner.status().state == "connected"
         device.write(b"4006381333931\r")
         assert scanner.read_scan(5.0) is not None
+
+
+def test_a_scale_driver_weighs_over_the_loopback() -> None:
+    """The scale drivers take the same transport: a scripted MT-SICS device on the far end."""
+    host, device = loopback_pair("scale-port")
+    stop = threading.Event()
+
+    def answer() -> None:
+        pending = b""
+        while not stop.is_set():
+            try:
+                pending += device.read(0.05)
+            except TransportError:
+                return
+            while b"\r\n" in pending:
+                line, pending = pending.split(b"\r\n", 1)
+                if line == b"SI":
+                    device.write(b"S S      1.234 kg\r\n")
+
+    responder = threading.Thread(target=answer)
+    responder.start()
+    config = MtSicsScaleConfig("scale-1", "loopback", reply_timeout=5.0, query_tare=False)
+    try:
+        with MtSicsScale(config, transport=host) as scale:
+            reading = scale.read_now()
+            assert (reading.net, reading.unit, reading.stable) == (Decimal("1.234"), "kg", True)
+            assert scale.status().state == "connected"
+    finally:
+        stop.set()
+        responder.join(10.0)
