@@ -1,4 +1,5 @@
-"""Label printers: the interface, the ZPL II codec and the Zebra driver over TCP or serial."""
+"""Label printers: the interface, the label model, and ZPL II (Zebra) and TSPL (TSC, Gprinter)
+drivers over TCP or serial."""
 
 from device_drivers.printers.base import (
     JobOutcome,
@@ -16,6 +17,7 @@ from device_drivers.printers.host_status import (
     parse_label_counter,
 )
 from device_drivers.printers.label import ItemLabel, LabelJob, item_label_layout, sample_label
+from device_drivers.printers.tspl_printer import TsplPrinter, TsplPrinterConfig, create_tspl_printer
 from device_drivers.printers.zpl import (
     Code128,
     DataMatrix,
@@ -52,9 +54,12 @@ __all__ = [
     "PrinterStatus",
     "QrCode",
     "Text",
+    "TsplPrinter",
+    "TsplPrinterConfig",
     "ZplPrinter",
     "ZplPrinterConfig",
     "build_zpl",
+    "create_tspl_printer",
     "create_zpl_printer",
     "gs1_check_digit",
     "item_label_layout",

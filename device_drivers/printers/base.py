@@ -64,7 +64,11 @@ printer still prints (perhaps faintly, or with factory settings)."""
 
 @dataclass(frozen=True, slots=True)
 class PrinterStatus:
-    """What the printer said about itself in its last ``~HS`` reply, or that it said nothing.
+    """What the printer said about itself in its last status reply, or that it said nothing.
+
+    The fields are ZPL's ``~HS``; a TSPL driver maps its status byte onto them (printing as
+    one label remaining, cover open as head open, jam as paper out) and names the TSPL
+    conditions in ``detail``.
 
     ``online`` is true only for a complete, well-formed reply: a printer that is silent, or
     answers half a status, is reported ``offline`` and never ``ready``, because Zebra

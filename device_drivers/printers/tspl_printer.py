@@ -67,7 +67,7 @@ class TsplPrinter(JournaledPrinter[TsplPrinterConfig, LabelJob]):
     ) -> None:
         super().__init__(config, transport=transport)
         self._counter_supported = False  # TSPL keeps no label count a host can read
-        self._idle_since: dict[str, float] = {}
+        self._idle_since: tuple[str, float] | None = None  # one job runs at a time
 
     def _render(self, job: LabelJob) -> tuple[str, bytes, int]:
         layout = item_label_layout(job.label)
@@ -104,13 +104,14 @@ class TsplPrinter(JournaledPrinter[TsplPrinterConfig, LabelJob]):
     def _counted_out(self, record: JobRecord, status: PrinterStatus) -> bool:
         """Idle and fault-free for ``settle_time`` since first seen so after delivery."""
         if not status.idle:
-            self._idle_since.pop(record.job_id, None)
+            self._idle_since = None
             return False
         now = time.monotonic()
-        first = self._idle_since.setdefault(record.job_id, now)
-        if now - first < self.config.settle_time:
+        if self._idle_since is None or self._idle_since[0] != record.job_id:
+            self._idle_since = (record.job_id, now)
+        if now - self._idle_since[1] < self.config.settle_time:
             return False
-        self._idle_since.pop(record.job_id, None)
+        self._idle_since = None
         return True
 
 
