@@ -298,7 +298,9 @@ class TcpTransport:
         except (OSError, ValueError) as exc:  # ValueError: the socket was closed meanwhile
             raise TransportError(f"reading from {self.name} failed: {exc}") from exc
         if not data:
-            raise TransportError(f"{self.name} closed the connection")
+            raise TransportError(f"{self.name} closed the connection") from ConnectionResetError(
+                "the other end closed the connection"
+            )
         return data
 
     def discard_input(self) -> None:

@@ -129,8 +129,9 @@ def test_tcp_moves_bytes_and_sees_the_peer_go() -> None:
             assert transport.read(5.0) == b"S S 1.000 kg\r\n"
         finally:
             peer.close()
-        with pytest.raises(TransportError, match="closed the connection"):
+        with pytest.raises(TransportError, match="closed the connection") as closed:
             transport.read(5.0)
+        assert port_error_text(closed.value) == "the other end closed the connection"
         transport.close()
         with pytest.raises(TransportError, match="not connected"):
             transport.write(b"x")
