@@ -456,10 +456,10 @@ paper-jam | paper-clear     paper jammed / cleared (TSPL status bit 1)"""
 )
 
 _TSPL_TOGGLES = {
-    "cover-open": ("set_cover_open", True),
-    "cover-close": ("set_cover_open", False),
-    "paper-jam": ("set_paper_jam", True),
-    "paper-clear": ("set_paper_jam", False),
+    "cover-open": ("cover", True),
+    "cover-close": ("cover", False),
+    "paper-jam": ("jam", True),
+    "paper-clear": ("jam", False),
 }
 
 
@@ -473,9 +473,9 @@ def printer_command(twin: ZplPrinterTwin, text: str) -> str | None:
     tspl = isinstance(twin, TsplPrinterTwin)
     if tspl and word in ("no-status-reply", "status-reply"):
         word = "mute-status" if word == "no-status-reply" else "unmute-status"
-    if tspl and word in _TSPL_TOGGLES:
-        name, on = _TSPL_TOGGLES[word]
-        getattr(twin, name)(on)
+    if isinstance(twin, TsplPrinterTwin) and word in _TSPL_TOGGLES:
+        what, on = _TSPL_TOGGLES[word]
+        (twin.set_cover_open if what == "cover" else twin.set_paper_jam)(on)
         return twin.describe()
     if word == "help":
         return TSPL_PRINTER_HELP if tspl else PRINTER_HELP
