@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["DeviceState", "DeviceStatus"]
+__all__ = ["Device", "DeviceState", "DeviceStatus"]
 
 DeviceState = Literal["connected", "disconnected", "degraded"]
 """``degraded`` means the port is open but what arrives on it is mostly rejected, which is
@@ -38,3 +38,17 @@ class DeviceStatus:
             "last_error": self.last_error,
             "reconnects": self.reconnects,
         }
+
+
+@runtime_checkable
+class Device(Protocol):
+    """What every driver is, whatever its class: one way to ask its health, one to stop it.
+
+    Scanners, scales and label printers all extend this, so the agent shows and sends
+    their health alike and never probes a driver for what it might offer. ``status`` never
+    waits on the device: it says what the driver already knows.
+    """
+
+    def status(self) -> DeviceStatus: ...
+
+    def close(self) -> None: ...

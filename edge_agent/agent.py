@@ -17,7 +17,7 @@ import threading
 from collections import Counter
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -27,6 +27,7 @@ from device_drivers.printers import LabelPrinter
 from device_drivers.registry import open_printer, open_scale, open_scanner
 from device_drivers.scales import Scale
 from device_drivers.scanners import Scanner
+from device_drivers.status import Device
 from edge_agent.auth import SiteTokenAuth, check_secret, read_secret
 from edge_agent.catalog import Catalog, Puller
 from edge_agent.config import SiteConfig
@@ -201,7 +202,7 @@ class EdgeAgent:
             self.printers[device.id] = open_printer(device.driver, device.id, options)
 
     def _close_devices(self) -> None:
-        devices: list[Scanner | Scale | LabelPrinter] = [
+        devices: list[Device] = [
             *self.scanners,
             *self.scales.values(),
             *self.printers.values(),
@@ -410,7 +411,7 @@ class EdgeAgent:
             "printers": [
                 {
                     "id": spooler.printer_id,
-                    "link": _link_health(spooler.printer),
+                    "link": spooler.printer.status().as_dict(),
                     # By state in the ledger (pending = owed), and since this start.
                     "labels": self.ledger.label_counts(spooler.printer_id),
                     "spooler": spooler.state.as_dict(),
@@ -432,16 +433,3 @@ class EdgeAgent:
             "misread_scans": self.station.misread_scans,
             "alerts": alerts,
         }
-
-
-def _link_health(printer: LabelPrinter) -> dict[str, Any] | None:
-    """The driver's link state without asking the printer.
-
-    ``status()`` queries the printer (up to its reply timeout); the status page must not
-    wait on a printer, so it shows what the driver already knows, if the driver keeps it.
-    """
-    health = getattr(printer, "health", None)
-    if not callable(health):
-        return None
-    known = health()
-    return cast(dict[str, Any], known.as_dict()) if hasattr(known, "as_dict") else None

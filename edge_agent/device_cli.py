@@ -151,7 +151,7 @@ def _probe(device_class: str, device: Any, wait_s: float) -> dict[str, Any]:
             found["last_error"] = f"{problem.reason}: {problem.detail}"
         return found
     printer: LabelPrinter = device
-    status = printer.status().as_dict()
+    status = printer.printer_status().as_dict()
     return {
         "state": "connected" if status["online"] else "disconnected",
         "printer": status,
@@ -288,8 +288,7 @@ def print_test_label(
     """Print one test label and say whether the printer confirmed it."""
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from device_drivers.printers import Code128, Label, PrintJob, QrCode, Text  # noqa: PLC0415
-    from device_drivers.printers.zpl import build_zpl  # noqa: PLC0415
+    from device_drivers.printers import LabelJob, sample_label  # noqa: PLC0415
     from jxc.ids import uuid7  # noqa: PLC0415
 
     site = _site(config)
@@ -297,16 +296,9 @@ def print_test_label(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     # A fresh id every time: the printer's journal answers a known id without printing.
     job_id = f"test-{uuid7().hex}"
-    label = Label(
-        (
-            Text(30, 30, f"jxc test label {section.id}", 40),
-            Text(30, 90, f"site {site.site.id}  {stamp}", 30),
-            Code128(30, 150, f"TEST-{stamp}", height=80),
-            QrCode(600, 30, job_id, magnification=4),
-        )
-    )
+    label = sample_label(f"{site.site.id} {section.id}", stamp, job_id)
     with _opened("printer", section) as printer:
-        result = printer.print_label(PrintJob(job_id=job_id, zpl=build_zpl(label, job_id=job_id)))
+        result = printer.print_label(LabelJob(job_id=job_id, label=label))
     _emit(
         [
             {
@@ -332,7 +324,7 @@ def printer_status(
     """Ask the printer how it is (paper, head, pause, buffer); exits 1 unless ready."""
     section = _pick(_site(config), "printer", printer_id)
     with _opened("printer", section) as printer:
-        status = printer.status()
+        status = printer.printer_status()
     _emit([{"id": section.id, **status.as_dict()}], as_json)
     if not status.ready:
         raise typer.Exit(1)

@@ -84,6 +84,11 @@ def scanner(
     )
 
 
+class PrinterLanguage(enum.StrEnum):
+    ZPL = "zpl"
+    TSPL = "tspl"
+
+
 class UnitChoice(enum.StrEnum):
     MG = "mg"
     G = "g"
@@ -234,14 +239,20 @@ def printer(
     pty: Annotated[bool, typer.Option("--pty", help="offer a pty without a link")] = False,
     store: Annotated[
         Path | None,
-        typer.Option(file_okay=False, help="write every printed label here as a .zpl file"),
+        typer.Option(
+            file_okay=False, help="write every printed label here as a .zpl or .tspl file"
+        ),
     ] = None,
     silent_when_faulted: Annotated[
         bool,
         typer.Option(help="like current firmware: no ~HS reply while paper/ribbon out, head open"),
     ] = False,
+    language: Annotated[
+        PrinterLanguage,
+        typer.Option(help="zpl (Zebra) or tspl (TSC, Gprinter and clones)"),
+    ] = PrinterLanguage.ZPL,
 ) -> None:
-    """Simulate a Zebra ZPL label printer on raw TCP (port 9100 style) and/or a pty.
+    """Simulate a ZPL (Zebra) or TSPL (TSC, Gprinter) label printer on raw TCP and/or a pty.
 
     Prints 'device: tcp://127.0.0.1:PORT' (or the pty, with --link/--pty, and 'tcp:' then).
 
@@ -252,7 +263,12 @@ def printer(
 
     _run(
         lambda: start_printer(
-            port, pty=pty, link=link, store=store, silent_when_faulted=silent_when_faulted
+            port,
+            pty=pty,
+            link=link,
+            store=store,
+            silent_when_faulted=silent_when_faulted,
+            language=language.value,
         )
     )
 
@@ -443,7 +459,7 @@ def site(
     or mqtt://HOST:PORT/TOPIC), in the file's order.
 
     Drivers with twins: serial-line, mqtt-scanner, mt-sics, toledo-8217, modbus-scale,
-    mqtt-scale, zpl. Any other driver is an error (or, with --skip-unknown, a warning).
+    mqtt-scale, zpl, tspl. Any other driver is an error (or, with --skip-unknown, a warning).
     If one twin fails to start, the others are closed again and the exit status is 1.
 
     Then reads 'DEVICE-ID COMMAND' lines on stdin ('help'), until SIGTERM or Ctrl-C, and

@@ -448,19 +448,42 @@ _PRINTER_WORDS = frozenset(
 _PRINTER_ALIASES = {"no-hs-reply": "mute-status", "hs-reply": "unmute-status", "labels": "list"}
 
 
+TSPL_PRINTER_HELP = (
+    PRINTER_HELP.replace("~HS", "<ESC>!?").replace("hs-reply", "status-reply")
+    + """
+cover-open | cover-close    cover opened / closed (TSPL status bit 6)
+paper-jam | paper-clear     paper jammed / cleared (TSPL status bit 1)"""
+)
+
+_TSPL_TOGGLES = {
+    "cover-open": ("cover", True),
+    "cover-close": ("cover", False),
+    "paper-jam": ("jam", True),
+    "paper-clear": ("jam", False),
+}
+
+
 def printer_command(twin: ZplPrinterTwin, text: str) -> str | None:
-    """One operator line for a ZPL printer twin (see :data:`PRINTER_HELP`)."""
+    """One operator line for a ZPL or TSPL printer twin (see :data:`PRINTER_HELP`)."""
     from simulators.printer import run_command  # noqa: PLC0415 - loaded with the twin
+    from simulators.tspl_printer import TsplPrinterTwin  # noqa: PLC0415
 
     word, _, rest = text.partition(" ")
     word = _PRINTER_ALIASES.get(word, word)
+    tspl = isinstance(twin, TsplPrinterTwin)
+    if tspl and word in ("no-status-reply", "status-reply"):
+        word = "mute-status" if word == "no-status-reply" else "unmute-status"
+    if isinstance(twin, TsplPrinterTwin) and word in _TSPL_TOGGLES:
+        what, on = _TSPL_TOGGLES[word]
+        (twin.set_cover_open if what == "cover" else twin.set_paper_jam)(on)
+        return twin.describe()
     if word == "help":
-        return PRINTER_HELP
+        return TSPL_PRINTER_HELP if tspl else PRINTER_HELP
     if word == "last":
         labels = twin.labels()
         if not labels:
             return "no label printed yet"
-        return labels[-1].raw.decode("latin-1")
+        return labels[-1].raw.decode("utf-8", errors="replace")
     if word not in _PRINTER_WORDS:
         raise ValueError("unknown command; try 'help'")
     return run_command(twin, f"{word} {rest}".strip())
@@ -473,19 +496,29 @@ def start_printer(
     link: Path | None = None,
     store: Path | None = None,
     silent_when_faulted: bool = False,
+    language: Literal["zpl", "tspl"] = "zpl",
 ) -> RunningTwin:
-    """A ZPL printer on loopback TCP ``port`` (0: a free one) and/or a pty (behind ``link``).
+    """A ZPL or TSPL printer on loopback TCP ``port`` (0: a free one) and/or a pty.
 
-    On a pty the printer still listens on TCP (a free port unless given); a
-    :class:`~simulators.pty_bridge.PtyBridge` plays the serial cable between the two.
+    On a pty (behind ``link``) the printer still listens on TCP (a free port unless given);
+    a :class:`~simulators.pty_bridge.PtyBridge` plays the serial cable between the two.
     """
     from simulators.printer import ZplPrinterTwin  # noqa: PLC0415 - loaded only when used
     from simulators.pty_bridge import PtyBridge  # noqa: PLC0415
+    from simulators.tspl_printer import TsplPrinterTwin  # noqa: PLC0415
 
     pty = pty or link is not None
     if port is None:
         port = 0 if pty else 9100
-    twin = ZplPrinterTwin("127.0.0.1", port, store=store, silent_when_faulted=silent_when_faulted)
+    twin: ZplPrinterTwin
+    if language == "tspl":
+        if silent_when_faulted:
+            raise ValueError("a TSPL printer always answers its status byte")
+        twin = TsplPrinterTwin("127.0.0.1", port, store=store)
+    else:
+        twin = ZplPrinterTwin(
+            "127.0.0.1", port, store=store, silent_when_faulted=silent_when_faulted
+        )
     tcp_url = f"tcp://127.0.0.1:{twin.port}"
     bridge: PtyBridge | None = None
     try:
@@ -506,10 +539,10 @@ def start_printer(
     if store is not None:
         extra.append(("store", str(store)))
     return RunningTwin(
-        "zpl printer",
+        f"{language} printer",
         bridge.device_path if bridge is not None else tcp_url,
         lambda text: printer_command(twin, text),
-        PRINTER_HELP,
+        TSPL_PRINTER_HELP if language == "tspl" else PRINTER_HELP,
         close,
         link,
         extra,

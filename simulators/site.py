@@ -15,7 +15,7 @@ name maps to the twin that speaks its protocol, placed where the driver's option
                           path ``address``, serving ``profile`` as ``unit_id``; devices that
                           share an address share one twin (one bus, several unit ids)
 ``mqtt-scale``            a client of the broker, on the driver's topics
-``zpl`` printer           a listener on ``127.0.0.1:port`` (``host`` must be loopback), or a
+``zpl``, ``tspl`` printer a listener on ``127.0.0.1:port`` (``host`` must be loopback), or a
                           pty behind ``serial_port``
 ========================  ==================================================================
 
@@ -34,7 +34,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from simulators.running import RunningTwin, resolve_profile
 
@@ -46,7 +46,7 @@ __all__ = ["KNOWN_DRIVERS", "SimulatedSite", "SiteError", "SiteTwin", "plan_site
 KNOWN_DRIVERS: dict[str, tuple[str, ...]] = {
     "scanners": ("serial-line", "mqtt-scanner"),
     "scales": ("mt-sics", "toledo-8217", "modbus-scale", "mqtt-scale"),
-    "printers": ("zpl",),
+    "printers": ("zpl", "tspl"),
 }
 """The drivers each device class can have a twin for, by the name a site file gives them."""
 
@@ -334,17 +334,21 @@ def _plan_mqtt(device: _Device, _buses: dict[str, _Plan]) -> _Plan:
 def _plan_printer(device: _Device, _buses: dict[str, _Plan]) -> _Plan:
     from simulators.running import start_printer  # noqa: PLC0415 - loaded if used
 
+    language: Literal["zpl", "tspl"] = "tspl" if device.driver == "tspl" else "zpl"
     has_host, has_serial = "host" in device.options, "serial_port" in device.options
     if has_host == has_serial:
         raise ValueError("give exactly one of host or serial_port")
     if has_serial:
         link = device.path("serial_port")
-        return device.plan(lambda: start_printer(None, link=link), str(link))
+        return device.plan(lambda: start_printer(None, link=link, language=language), str(link))
     host = device.text("host")
     if host not in _LOOPBACK:
         raise ValueError(f"host is {host!r}: the twin listens on 127.0.0.1 only")
     port = device.port("port", 9100)
-    return device.plan(lambda: start_printer(port), f"tcp://127.0.0.1:{port}" if port else "")
+    return device.plan(
+        lambda: start_printer(port, language=language),
+        f"tcp://127.0.0.1:{port}" if port else "",
+    )
 
 
 _PLANNERS: dict[str, Callable[[_Device, dict[str, _Plan]], _Plan | None]] = {
@@ -355,6 +359,7 @@ _PLANNERS: dict[str, Callable[[_Device, dict[str, _Plan]], _Plan | None]] = {
     "modbus-scale": _plan_modbus,
     "mqtt-scale": _plan_mqtt,
     "zpl": _plan_printer,
+    "tspl": _plan_printer,
 }
 
 

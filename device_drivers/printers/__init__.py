@@ -1,4 +1,5 @@
-"""Label printers: the interface, the ZPL II codec and the Zebra driver over TCP or serial."""
+"""Label printers: the interface, the label model, and ZPL II (Zebra) and TSPL (TSC, Gprinter)
+drivers over TCP or serial."""
 
 from device_drivers.printers.base import (
     JobOutcome,
@@ -15,7 +16,8 @@ from device_drivers.printers.host_status import (
     parse_host_status,
     parse_label_counter,
 )
-from device_drivers.printers.transport import SerialTransport, TcpTransport, Transport
+from device_drivers.printers.label import ItemLabel, LabelJob, item_label_layout, sample_label
+from device_drivers.printers.tspl_printer import TsplPrinter, TsplPrinterConfig, create_tspl_printer
 from device_drivers.printers.zpl import (
     Code128,
     DataMatrix,
@@ -39,29 +41,33 @@ __all__ = [
     "Gs1Code128",
     "Gs1DataMatrix",
     "HostIdentification",
+    "ItemLabel",
     "JobOutcome",
     "JobResult",
     "Label",
     "LabelDataError",
     "LabelField",
+    "LabelJob",
     "LabelPrinter",
     "PrintJob",
     "PrinterCondition",
     "PrinterStatus",
     "QrCode",
-    "SerialTransport",
-    "TcpTransport",
     "Text",
-    "Transport",
+    "TsplPrinter",
+    "TsplPrinterConfig",
     "ZplPrinter",
     "ZplPrinterConfig",
     "build_zpl",
+    "create_tspl_printer",
     "create_zpl_printer",
     "gs1_check_digit",
+    "item_label_layout",
     "parse_host_identification",
     "parse_host_status",
     "parse_label_counter",
     "receiving_carton_label",
+    "sample_label",
     "sscc",
     "sscc_check_digit",
 ]

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from device_drivers.errors import DeviceError
+from device_drivers.status import Device, DeviceStatus
+
+if TYPE_CHECKING:
+    from device_drivers.printers.label import LabelJob
 
 __all__ = [
     "JOB_ID_PATTERN",
@@ -60,7 +64,11 @@ printer still prints (perhaps faintly, or with factory settings)."""
 
 @dataclass(frozen=True, slots=True)
 class PrinterStatus:
-    """What the printer said about itself in its last ``~HS`` reply, or that it said nothing.
+    """What the printer said about itself in its last status reply, or that it said nothing.
+
+    The fields are ZPL's ``~HS``; a TSPL driver maps its status byte onto them (printing as
+    one label remaining, cover open as head open, jam as paper out) and names the TSPL
+    conditions in ``detail``.
 
     ``online`` is true only for a complete, well-formed reply: a printer that is silent, or
     answers half a status, is reported ``offline`` and never ``ready``, because Zebra
@@ -139,7 +147,10 @@ class PrinterStatus:
 
 @dataclass(frozen=True, slots=True)
 class PrintJob:
-    """One label format to print, under an id chosen by the caller.
+    """One ZPL format to print as it is (a stored template), under an id chosen by the caller.
+
+    Stations print :class:`~device_drivers.printers.label.LabelJob` instead, which every
+    printer language renders; only the ZPL driver takes this.
 
     The id is the caller's (a receipt's event id and a suffix, say) so that a job retried
     after a crash of the agent is recognised as the same job and not printed twice.
@@ -181,7 +192,7 @@ class JobResult:
 
 
 @runtime_checkable
-class LabelPrinter(Protocol):
+class LabelPrinter(Device, Protocol):
     """A label printer that survives its device coming and going.
 
     ``print_label`` blocks until the job is settled one way or another (bounded by the
@@ -190,8 +201,14 @@ class LabelPrinter(Protocol):
     that no printer could print.
     """
 
-    def print_label(self, job: PrintJob) -> JobResult: ...
+    def print_label(self, job: LabelJob) -> JobResult: ...
 
-    def status(self) -> PrinterStatus: ...
+    def printer_status(self) -> PrinterStatus:
+        """Ask the printer now (bounded by the driver's reply timeout): paper, head, pause."""
+        ...
+
+    def status(self) -> DeviceStatus:
+        """The link's health, as every device reports it; never waits on the printer."""
+        ...
 
     def close(self) -> None: ...

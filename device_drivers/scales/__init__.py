@@ -42,11 +42,9 @@ from device_drivers.scales.toledo8217_scale import (
     Toledo8217ScaleConfig,
     create_toledo8217_scale,
 )
-from device_drivers.scales.transport import ByteTransport, SerialTransport, TcpTransport
 
 __all__ = [
     "GRAMS_PER_UNIT",
-    "ByteTransport",
     "ModbusScale",
     "ModbusScaleConfig",
     "MqttScale",
@@ -68,9 +66,7 @@ __all__ = [
     "ScaleTransmissionError",
     "ScaleUnavailableError",
     "ScaleUnderloadError",
-    "SerialTransport",
     "StableMode",
-    "TcpTransport",
     "Toledo8217CodecError",
     "Toledo8217Scale",
     "Toledo8217ScaleConfig",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal, Inexact, localcontext
 from typing import Literal, Protocol, runtime_checkable
 
-from device_drivers.status import DeviceStatus
+from device_drivers.status import Device, DeviceStatus
 
 __all__ = [
     "GRAMS_PER_UNIT",
@@ -127,7 +127,7 @@ def convert_weight(
 
 
 @runtime_checkable
-class Scale(Protocol):
+class Scale(Device, Protocol):
     """A weighing device that survives its device coming and going.
 
     Methods either return a trustworthy value or raise a subclass of

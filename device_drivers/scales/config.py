@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from device_drivers.errors import DeviceConfigError
 from device_drivers.scales.stable import StableMode
-from device_drivers.scales.transport import ByteTransport, Parity, SerialTransport, TcpTransport
+from device_drivers.transport import ByteTransport, Parity, SerialTransport, TcpTransport
 
 __all__ = [
     "TCP_SCHEME",

@@ -1,6 +1,6 @@
 """What the scales that speak lines over a byte transport (MT-SICS, Toledo 8217) share.
 
-Both drivers open a :class:`~device_drivers.scales.transport.ByteTransport` lazily and
+Both drivers open a :class:`~device_drivers.transport.ByteTransport` lazily and
 reopen it with backoff from inside the next call, frame what arrives, and keep the same
 health accounting: a timeout or a run of unreadable lines degrades a connected scale, a lost
 port is one outage, a failed public call is counted under its reason. That is
@@ -31,8 +31,8 @@ from device_drivers.scales.errors import (
     ScaleUnavailableError,
 )
 from device_drivers.scales.health import count_problem, counting_outcome, scale_link
-from device_drivers.scales.transport import ByteTransport
 from device_drivers.status import DeviceStatus
+from device_drivers.transport import ByteTransport
 
 __all__ = ["LineScale", "LineScaleConfig"]
 

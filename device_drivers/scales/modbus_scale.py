@@ -81,8 +81,8 @@ from device_drivers.scales.modbus_map import (
     load_profile,
 )
 from device_drivers.scales.stable import StableMode, StableReader, StableRun
-from device_drivers.scales.transport import Parity
 from device_drivers.status import DeviceStatus
+from device_drivers.transport import Parity
 
 __all__ = [
     "ModbusBus",

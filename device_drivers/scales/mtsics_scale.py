@@ -1,7 +1,7 @@
 """A Mettler Toledo scale speaking MT-SICS, over a serial port or a TCP bridge.
 
 The driver moves commands and replies and keeps the device's health; what the bytes mean is
-:mod:`device_drivers.scales.mtsics`, how they travel is :mod:`device_drivers.scales.transport`.
+:mod:`device_drivers.scales.mtsics`, how they travel is :mod:`device_drivers.transport`.
 It opens the connection lazily and, after the device goes away, reopens it with exponential
 backoff from inside the next call, so a scale power-cycled mid-shift comes back on its own.
 
@@ -65,7 +65,7 @@ from device_drivers.scales.mtsics import (
     reply_id,
 )
 from device_drivers.scales.stable import PollBudget, StableMode, StableReader, StableRun
-from device_drivers.scales.transport import ByteTransport, Parity
+from device_drivers.transport import ByteTransport, Parity
 
 __all__ = ["MtSicsScale", "MtSicsScaleConfig", "ScaleIdentity", "StableMode"]
 

@@ -3,7 +3,7 @@ scales behind Odoo's IoT box do, over a serial port or a TCP bridge.
 
 The driver moves requests and replies and keeps the device's health; what the bytes mean is
 :mod:`device_drivers.scales.toledo8217`, how they travel is
-:mod:`device_drivers.scales.transport`, and connection state, backoff and counters are the
+:mod:`device_drivers.transport`, and connection state, backoff and counters are the
 shared :class:`~device_drivers.link.LinkHealth`. It opens the port lazily and, after the
 device goes away, reopens it with backoff from inside the next call, so a scale power-cycled
 mid-shift comes back on its own.
@@ -82,7 +82,7 @@ from device_drivers.scales.toledo8217 import (
     WeightReply,
     parse_frame,
 )
-from device_drivers.scales.transport import ByteTransport, Parity
+from device_drivers.transport import ByteTransport, Parity
 
 __all__ = [
     "ScaleGarbledReplyError",

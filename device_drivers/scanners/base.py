@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, Protocol, runtime_checkable
 
-from device_drivers.status import DeviceStatus
+from device_drivers.status import Device, DeviceStatus
 
 __all__ = [
     "GS1_SYMBOLOGIES",
@@ -76,7 +76,7 @@ class Scan:
 
 
 @runtime_checkable
-class Scanner(Protocol):
+class Scanner(Device, Protocol):
     """A source of scans that survives its device coming and going.
 
     ``read_scan`` returns ``None`` when nothing arrived in time and never raises because the

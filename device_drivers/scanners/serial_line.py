@@ -14,7 +14,6 @@ learns which cartons to scan again instead of losing them without a word.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import os
@@ -24,8 +23,6 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
-
-import serial
 
 from device_drivers.errors import DeviceConfigError, RejectedInputError
 from device_drivers.link import LinkHealth
@@ -41,6 +38,7 @@ from device_drivers.scanners.framing import (
 )
 from device_drivers.scanners.gs1 import check_expected_ais
 from device_drivers.status import DeviceStatus
+from device_drivers.transport import ByteTransport, SerialTransport, TransportError
 
 __all__ = [
     "SerialLineScanner",
@@ -52,10 +50,6 @@ __all__ = [
 log = logging.getLogger("device_drivers.scanner")
 
 Terminator = Literal["CR", "LF", "CRLF"]
-
-STALE_INPUT_LIMIT = 65536
-"""At most this much stale input is read (to count and log it) at open; the rest is
-flushed unread, and the log says the count is a lower bound."""
 
 _STALE_LINES_LOGGED = 10
 
@@ -124,40 +118,27 @@ class SerialScannerConfig:
         object.__setattr__(self, "gs1_expected_ais", tuple(sorted(ais)))
 
 
-class _PortKeepingStaleInput(serial.Serial):
-    """A pyserial port that reads what waited in the input buffer before open flushes it.
-
-    pyserial's POSIX ``open()`` configures the port and then flushes its input; this is the
-    one place the stale bytes can still be seen. Other platforms never call the hook, and
-    see no stale input.
-    """
-
-    stale_input = b""
-    stale_input_truncated = False
-
-    def _reset_input_buffer(self) -> None:
-        if not self.is_open and self.fd is not None:  # inside open(), before the flush
-            chunks: list[bytes] = []
-            size = 0
-            with contextlib.suppress(OSError):  # EAGAIN: nothing more waits; EIO: no device
-                while size <= STALE_INPUT_LIMIT and (chunk := os.read(self.fd, 4096)):
-                    chunks.append(chunk)
-                    size += len(chunk)
-            self.stale_input = b"".join(chunks)
-            self.stale_input_truncated = size > STALE_INPUT_LIMIT
-        serial.Serial._reset_input_buffer(self)  # type: ignore[attr-defined]
-
-
 class SerialLineScanner:
-    """:class:`~device_drivers.scanners.base.Scanner` over pyserial.
+    """:class:`~device_drivers.scanners.base.Scanner` over a byte transport (a serial port).
 
     Call ``read_scan`` from one thread (the station loop); ``status`` and ``close`` are
     safe from any other, so a status page can look and shutdown can interrupt a read.
+    ``transport`` replaces the serial port (a loopback in unit tests); a transport that
+    keeps stale input should hand it to :meth:`discard_stale`.
     """
 
-    def __init__(self, config: SerialScannerConfig) -> None:
+    def __init__(
+        self, config: SerialScannerConfig, *, transport: ByteTransport | None = None
+    ) -> None:
         self.config = config
-        self._port: serial.Serial | None = None
+        self._transport = (
+            transport
+            if transport is not None
+            else SerialTransport(
+                config.port, baudrate=config.baudrate, on_stale_input=self.discard_stale
+            )
+        )
+        self._port_open = False
         self._framer = self._new_framer()
         self._ready: deque[Scan] = deque()
         self._io_lock = threading.Lock()
@@ -187,13 +168,12 @@ class SerialLineScanner:
                 if self._ready:
                     return self._ready.popleft()
                 now = time.monotonic()
-                port = self._port if self._port is not None else self._try_open(now)
-                if port is None:
+                if not self._port_open and not self._try_open(now):
                     if now >= deadline:
                         return None
                     self._closing.wait(max(min(deadline, self._link.next_attempt_at) - now, 0.0))
                     continue
-                self._receive(port, self._read_wait(now, deadline))
+                self._receive(self._read_wait(now, deadline))
                 if self._ready:
                     return self._ready.popleft()
                 if time.monotonic() >= deadline:
@@ -207,41 +187,31 @@ class SerialLineScanner:
     def close(self) -> None:
         """Release the port for good; a blocked ``read_scan`` returns ``None`` promptly."""
         self._closing.set()
-        port = self._port
-        if port is not None:
-            # Best effort: the reader also sees the closing flag when its wait ends.
-            with contextlib.suppress(OSError, AttributeError, TypeError):
-                port.cancel_read()
+        # Best effort: the reader also sees the closing flag when its wait ends.
+        self._transport.interrupt()
         with self._io_lock:
             self._drop_port()
             self._link.closed()
 
     # -- transport -------------------------------------------------------------------
 
-    def _try_open(self, now: float) -> serial.Serial | None:
+    def _try_open(self, now: float) -> bool:
         if not self._link.may_attempt(now):
-            return None
-        path = os.fspath(self.config.port)
-        try:
-            port = _PortKeepingStaleInput(
-                path,
-                baudrate=self.config.baudrate,
-                bytesize=serial.EIGHTBITS,
-                parity=serial.PARITY_NONE,
-                stopbits=serial.STOPBITS_ONE,
-                timeout=0,
-                exclusive=True,
-            )
-        except (serial.SerialException, OSError, ValueError) as exc:
-            self._link.open_failed(now, f"cannot open {path}: {port_error_text(exc)}")
-            return None
-        self._port = port
+            return False
         self._framer = self._new_framer()  # bytes from before the outage are not a line
         self._discards_in_a_row = 0
-        if port.stale_input:  # counted before the link shows connected, so no reader misses it
-            self._discard_stale(port.stale_input, truncated=port.stale_input_truncated)
-        self._link.opened(now, path)
-        return port
+        try:
+            # Stale input reaches discard_stale inside open, so it is counted before the
+            # link shows connected and no reader misses it.
+            self._transport.open()
+        except TransportError as exc:
+            self._link.open_failed(
+                now, f"cannot open {self._transport.name}: {port_error_text(exc)}"
+            )
+            return False
+        self._port_open = True
+        self._link.opened(now, self._transport.name)
+        return True
 
     def _read_wait(self, now: float, deadline: float) -> float:
         # Wake up in time to declare a pending partial line a half line, even if the
@@ -252,19 +222,14 @@ class SerialLineScanner:
             wake_at = min(wake_at, half_line_at)
         return max(wake_at - now, 0.0)
 
-    def _receive(self, port: serial.Serial, wait: float) -> None:
+    def _receive(self, wait: float) -> None:
         try:
-            port.timeout = wait
-            chunk = port.read(1)
-            if chunk:
-                waiting = port.in_waiting
-                if waiting:
-                    chunk += port.read(waiting)
-        except Exception as exc:  # whatever the port throws, the scanner is gone
+            chunk = self._transport.read(wait)
+        except TransportError as exc:  # whatever the port throws, the scanner is gone
             if self._closing.is_set():
                 return
             self._drop_port()
-            detail = f"lost {os.fspath(self.config.port)}: {port_error_text(exc)}"
+            detail = f"lost {self._transport.name}: {port_error_text(exc)}"
             self._link.lost(time.monotonic(), detail)
             return
         now = time.monotonic()
@@ -279,11 +244,8 @@ class SerialLineScanner:
                 self._discard(event)
 
     def _drop_port(self) -> None:
-        port, self._port = self._port, None
-        if port is not None:
-            # Closing a dead port may fail; it is gone either way.
-            with contextlib.suppress(Exception):
-                port.close()
+        self._port_open = False
+        self._transport.close()
 
     def _new_framer(self) -> LineFramer:
         return LineFramer(
@@ -311,8 +273,12 @@ class SerialLineScanner:
         self._link.scanned()
         self._ready.append(scan)
 
-    def _discard_stale(self, stale: bytes, *, truncated: bool) -> None:
-        """Count and log input that waited on the port from before it was opened."""
+    def discard_stale(self, stale: bytes, truncated: bool) -> None:
+        """Count and log input that waited on the port from before it was opened.
+
+        The serial transport calls this from ``open``: a line whose time is unknown must not
+        be booked now, but the operator must learn which cartons to scan again.
+        """
         lines = [line for line in stale.replace(b"\r", b"\n").split(b"\n") if line]
         for _ in lines:
             self._link.count("stale_input", "discarded at open: sent while the port was closed")

@@ -15,17 +15,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from device_drivers.printers import (
-    Code128,
-    Label,
-    LabelField,
-    LabelPrinter,
-    PrintJob,
-    QrCode,
-    Text,
-)
+from device_drivers.printers import ItemLabel, LabelJob, LabelPrinter
 from device_drivers.printers.base import LabelDataError
-from device_drivers.printers.zpl import build_zpl
 from edge_agent.jobs import JobHealth
 from edge_agent.ledger import Ledger, OwedLabel
 from jxc.contract import LedgerEvent
@@ -39,32 +30,23 @@ IN_DOUBT_ATTEMPTS = 3
 """Tries to resolve a label the printer cannot vouch for before a person is asked to."""
 
 
-def receipt_label(event: LedgerEvent) -> Label:
-    """A 4 x 3 in dock label: what was booked, where, and codes to find the booking again.
+def receipt_label(event: LedgerEvent) -> ItemLabel:
+    """What a dock label says about one booking; the printer's driver lays it out.
 
-    The Code 128 carries the item code (what a picker scans); the QR code carries site,
-    seq and event id, which identify the booking itself in the central ledger.
+    The QR code's reference carries site, seq and event id, which identify the booking
+    itself in the central ledger.
     """
-    lines: list[LabelField] = [
-        Text(30, 20, event.item[:32], 50),
-        Text(30, 85, f"QTY {event.qty:f} {event.uom}", 40),
-        Text(30, 135, f"LOT {event.lot or '-'}   EXP {event.expiry or '-'}", 30),
-        Text(30, 175, f"{event.site_id} #{event.seq}  {event.location}", 30),
-        *_item_barcode(event.item),
-        QrCode(620, 20, f"jxc:{event.site_id}:{event.seq}:{event.event_id}", magnification=4),
-    ]
-    return Label(tuple(lines), width_dots=812, length_dots=609)
-
-
-def _item_barcode(item: str) -> list[LabelField]:
-    """A Code 128 of the item code when Code 128 can carry it whole, else none.
-
-    A code with characters Code 128 (or ZPL's field data) cannot hold, or too long for the
-    label, is left to the text line and the QR code: a shortened barcode would scan as a
-    different item.
-    """
-    printable = all(32 < ord(c) < 127 for c in item) and not set(item) & set("^~>")
-    return [Code128(30, 225, item, height=90)] if printable and len(item) <= 40 else []
+    return ItemLabel(
+        item_code=event.item,
+        quantity=event.qty,
+        unit=event.uom,
+        site_id=event.site_id,
+        lot=event.lot,
+        expiry=event.expiry,
+        location=event.location,
+        seq=event.seq,
+        reference=f"jxc:{event.site_id}:{event.seq}:{event.event_id}",
+    )
 
 
 @dataclass
@@ -135,11 +117,11 @@ class LabelSpooler:
         event = owed.event
         job_id = owed.job_id
         try:
-            job = PrintJob(job_id=job_id, zpl=build_zpl(receipt_label(event), job_id=job_id))
+            job = LabelJob(job_id=job_id, label=receipt_label(event))
+            result = self.printer.print_label(job)
         except LabelDataError as exc:  # no printer could print it: a person must look
             self._give_up(event, f"cannot be printed: {exc}")
             return True
-        result = self.printer.print_label(job)
         if result.outcome == "printed":
             self.state.printed += 1
             self.ledger.settle_label(event.seq, "printed")

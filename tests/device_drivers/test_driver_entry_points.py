@@ -11,9 +11,11 @@ import pytest
 
 from device_drivers.errors import DeviceConfigError
 from device_drivers.printers import ZplPrinter
+from device_drivers.printers.tspl_printer import TsplPrinter
 from device_drivers.registry import driver_names, open_printer, open_scale, open_scanner
 from device_drivers.scales import ModbusScale, MqttScale, MtSicsScale, Toledo8217Scale
 from device_drivers.scanners import Scanner, SerialLineScanner
+from device_drivers.status import Device, DeviceStatus
 from tests.out_of_tree_driver import install_plugin
 
 
@@ -76,6 +78,7 @@ BUILT_IN = {
     "modbus-scale": "scale",
     "mqtt-scale": "scale",
     "zpl": "printer",
+    "tspl": "printer",
 }
 
 
@@ -115,6 +118,19 @@ def test_the_zpl_printer_is_opened_by_name(tmp_path: Path) -> None:
         printer.close()
 
 
+def test_the_tspl_printer_is_opened_by_name(tmp_path: Path) -> None:
+    printer = open_printer(
+        "tspl",
+        "printer-1",
+        {"host": "127.0.0.1", "port": 9, "gap_mm": 3, "journal_path": str(tmp_path / "j")},
+    )
+    try:
+        assert isinstance(printer, TsplPrinter)
+        assert printer.config.gap_mm == 3
+    finally:
+        printer.close()
+
+
 def test_a_driver_of_another_class_is_refused_and_closed(tmp_path: Path) -> None:
     with pytest.raises(DeviceConfigError, match=r"not a Scale .* is it a scale driver"):
         open_scale("serial-line", "dock-1", {"port": str(tmp_path / "none")})
@@ -150,3 +166,21 @@ def test_a_decimal_option_written_as_a_string_is_exact() -> None:
         assert scale.config.division == Decimal("0.005")
     finally:
         scale.close()
+
+
+def test_every_device_reports_its_health_the_same_way(tmp_path: Path) -> None:
+    """One ``status()`` giving one type, without touching the device (nothing listens)."""
+    devices: list[Device] = [
+        open_scanner("serial-line", "scanner-1", {"port": str(tmp_path / "none")}),
+        open_scale("mt-sics", "scale-1", {"address": "tcp://127.0.0.1:9"}),
+        open_printer("zpl", "printer-1", {"host": "127.0.0.1", "port": 9}),
+    ]
+    try:
+        for device in devices:
+            assert isinstance(device, Device)
+            status = device.status()
+            assert isinstance(status, DeviceStatus)
+            assert status.state == "disconnected"
+    finally:
+        for device in devices:
+            device.close()

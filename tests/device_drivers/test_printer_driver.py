@@ -90,10 +90,10 @@ def test_a_job_prints_once_and_is_confirmed(
     [label] = twin.labels()
     assert (label.job_id, label.quantity, label.texts) == ("rcv-1", 2, ["纯牛奶"])
     assert twin.odometer == 2
-    health = printer.health()
+    health = printer.status()
     assert health.state == "connected"
     assert not any(health.errors.values())
-    assert printer.status().ready
+    assert printer.printer_status().ready
     ident = printer.identify()
     assert ident is not None
     assert ident.model == "ZT410-203dpi"
@@ -135,7 +135,7 @@ def test_job_waits_for_the_printer_then_prints(fault: str, no_leaks: None) -> No
                 "head_open": (twin.set_head_open, lambda: twin.set_head_open(False)),
             }[fault]
             fix[0]()
-            status = printer.status()
+            status = printer.printer_status()
             assert not status.ready
             if fault == "paper_out_silent":
                 assert status.conditions == ("offline",)
@@ -159,14 +159,14 @@ def test_no_reply_to_host_status_is_offline_and_the_job_is_not_printed(
     printer = make_printer(job_timeout=0.8)
     twin.mute_status()
 
-    status = printer.status()
+    status = printer.printer_status()
     result = printer.print_label(job("silent"))
 
     assert (status.online, status.ready, status.conditions) == (False, False, ("offline",))
     assert status.detail == "no reply to ~HS"
     assert (result.outcome, result.printed, result.attempts) == ("not_printed", False, 0)
     assert twin.received() == []
-    health = printer.health()
+    health = printer.status()
     assert health.state == "degraded"
     assert health.errors["no_status"] >= 2
     assert health.errors["job_not_printed"] == 1
@@ -182,7 +182,7 @@ def test_connection_dropped_mid_job_prints_it_exactly_once(
 
     assert (result.outcome, result.attempts) == ("printed", 2)
     assert twin.job_ids() == ["cut-mid"]
-    assert printer.health().errors["job_in_doubt"] == 1
+    assert printer.status().errors["job_in_doubt"] == 1
 
 
 def test_connection_dropped_after_the_job_does_not_resend_it(
@@ -255,17 +255,17 @@ def test_twin_restarted_on_the_same_port_is_reconnected_within_two_seconds(
     assert printer.print_label(job("before")).printed
     port = twin.port
     twin.close()
-    assert not printer.status().online
-    assert printer.health().state == "disconnected"
+    assert not printer.printer_status().online
+    assert printer.status().state == "disconnected"
 
     with ZplPrinterTwin(port=port) as second:
-        took = eventually(lambda: printer.status().ready, within=2.0)
+        took = eventually(lambda: printer.printer_status().ready, within=2.0)
         result = printer.print_label(job("after"))
 
         assert took < 2.0
         assert result.printed
         assert second.job_ids() == ["after"]
-    health = printer.health()
+    health = printer.status()
     assert health.reconnects >= 1
     assert health.errors["io"] >= 1
 
@@ -289,8 +289,8 @@ def test_unreachable_printer_fails_jobs_without_raising(no_leaks: None) -> None:
         result = printer.print_label(job("nowhere"))
 
         assert result.outcome == "not_printed"
-        assert not printer.status().online
-        health = printer.health()
+        assert not printer.printer_status().online
+        health = printer.status()
         assert health.state == "disconnected"
         assert health.errors["io"] == 1  # one outage, however many retries
         assert health.last_error is not None
@@ -332,7 +332,7 @@ def test_status_from_another_thread_while_a_job_waits(
 
     def watch() -> None:
         for _ in range(10):
-            seen.append(printer.status().paused)
+            seen.append(printer.printer_status().paused)
 
     watcher = threading.Thread(target=watch)
     watcher.start()

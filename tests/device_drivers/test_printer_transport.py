@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from device_drivers.errors import DeviceUnavailableError
-from device_drivers.printers import SerialTransport, ZplPrinter, ZplPrinterConfig
+from device_drivers.printers import ZplPrinter, ZplPrinterConfig
+from device_drivers.transport import SerialTransport
 
 READY = (
     b"\x02030,0,1,1245,000,0,0,0,000,0,0,0\x03\r\n"
@@ -41,21 +42,21 @@ def read_master(master: int, size: int) -> bytes:
 
 def test_bytes_go_both_ways(pty_pair: tuple[int, str]) -> None:
     master, path = pty_pair
-    transport = SerialTransport(path, 115200)
+    transport = SerialTransport(path, baudrate=115200)
     transport.open()
     try:
-        transport.send(b"~HS")
+        transport.write(b"~HS")
         assert read_master(master, 3) == b"~HS"
         os.write(master, b"stale")
-        assert transport.receive(1.0) == b"stale"
+        assert transport.read(1.0) == b"stale"
         os.write(master, b"old")
         threading.Event().wait(0.05)
         transport.discard_input()
-        assert transport.receive(0.05) == b""
+        assert transport.read(0.05) == b""
     finally:
         transport.close()
     with pytest.raises(DeviceUnavailableError):
-        transport.send(b"x")
+        transport.write(b"x")
 
 
 def test_missing_port_is_unavailable() -> None:
@@ -75,7 +76,7 @@ def test_driver_reads_status_over_serial(pty_pair: tuple[int, str]) -> None:
     responder = threading.Thread(target=answer)
     responder.start()
     try:
-        status = printer.status()
+        status = printer.printer_status()
     finally:
         responder.join()
         printer.close()

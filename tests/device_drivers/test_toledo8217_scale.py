@@ -427,6 +427,9 @@ class ScriptedTransport:
             time.sleep(min(timeout, 0.01))
         return data
 
+    def discard_input(self) -> None:
+        self.pending = b""
+
     def interrupt(self) -> None:
         pass
 

@@ -20,13 +20,15 @@ import pytest
 
 from device_drivers.printers import (
     JobResult,
+    LabelJob,
     PrinterStatus,
-    PrintJob,
     ZplPrinter,
     ZplPrinterConfig,
 )
+from device_drivers.registry import open_printer
 from device_drivers.scales import MtSicsScale, MtSicsScaleConfig
 from device_drivers.scanners import Scan
+from device_drivers.status import DeviceStatus
 from edge_agent.catalog import Catalog
 from edge_agent.ledger import Ledger
 from edge_agent.stations.labels import IN_DOUBT_ATTEMPTS, LabelSpooler
@@ -34,6 +36,7 @@ from edge_agent.stations.receiving import ReceivingStation, WeighingError
 from jxc.feed import ChangePage
 from simulators.printer import ZplPrinterTwin
 from simulators.scale import MtSicsScaleTwin
+from simulators.tspl_printer import TsplPrinterTwin
 
 T = TypeVar("T")
 
@@ -288,12 +291,15 @@ class DoubtfulPrinter:
     def __init__(self) -> None:
         self.jobs: list[str] = []
 
-    def print_label(self, job: PrintJob) -> JobResult:
+    def print_label(self, job: LabelJob) -> JobResult:
         self.jobs.append(job.job_id)
         return JobResult(job.job_id, "in_doubt", detail="connection dropped mid-job")
 
-    def status(self) -> PrinterStatus:
+    def printer_status(self) -> PrinterStatus:
         return PrinterStatus(online=True)
+
+    def status(self) -> DeviceStatus:
+        return DeviceStatus("doubtful", "connected")
 
     def close(self) -> None:
         pass
@@ -347,3 +353,47 @@ def test_a_reprint_is_a_new_copy_the_printer_prints_again(
         printer.close()
     assert printer_twin.job_ids() == [str(event.event_id), f"{event.event_id}.1"]
     assert [r.state for r in ledger.labels()] == ["printed"]
+
+
+def test_the_station_prints_the_same_label_in_zpl_and_in_tspl(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A site file picks the language; the station and what the carton shows do not change."""
+    station = ReceivingStation(
+        ledger, Catalog(ledger), location="DOCK-1", uom="EA", label_printer="printer-1"
+    )
+    event = station.on_scan(scan(MUG_CODE["barcode"]))
+    printed = {}
+    for language in ("zpl", "tspl"):
+        twin = TsplPrinterTwin() if language == "tspl" else ZplPrinterTwin()
+        options = {
+            "host": "127.0.0.1",
+            "port": twin.port,
+            "reply_timeout": 0.5,
+            "job_timeout": 5.0,
+            "poll_interval": 0.03,
+            "settle_time": 0.1,
+            "journal_path": str(tmp_path / f"{language}.journal"),
+        }
+        printer = open_printer(language, "printer-1", options)
+        try:
+            if language == "tspl":
+                ledger.reprint_labels([event.seq])  # a new copy, so a new job id
+            spooler = LabelSpooler(ledger, printer, "printer-1")
+            assert spooler.run_once(threading.Event())
+            [label] = twin.wait_for_labels(1)
+        finally:
+            printer.close()
+            twin.close()
+        assert label.problems == ()
+        assert label.job_id is not None
+        assert label.job_id.startswith(str(event.event_id))
+        printed[language] = (
+            label.texts,
+            sorted((field.kind, field.content) for field in label.symbols),
+        )
+        assert ledger.label_counts("printer-1") == {"printed": 1}
+    assert printed["zpl"] == printed["tspl"]
+    texts, symbols = printed["tspl"]
+    assert "QTY 1 EA" in texts
+    assert ("code128", "MUG-WHITE") in symbols

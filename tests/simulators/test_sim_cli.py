@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
+from device_drivers.printers import LabelJob, sample_label
 from device_drivers.printers.base import PrintJob
 from device_drivers.registry import open_printer, open_scale
 from tests.mqtt_broker import Broker, broker_fixture, mqtt_broker_fixture, subscriber_fixture
@@ -192,7 +193,7 @@ def test_printer_on_a_pty_link_works_with_the_real_driver(tmp_path: Path) -> Non
 
         printer = open_printer("zpl", "printer-1", {"serial_port": str(link)})
         try:
-            assert printer.status().ready
+            assert printer.printer_status().ready
             result = printer.print_label(PrintJob("job-1", LABEL))
             assert result.outcome in ("printed", "delivered"), result
         finally:
@@ -205,6 +206,45 @@ def test_printer_on_a_pty_link_works_with_the_real_driver(tmp_path: Path) -> Non
         eventually(printed, what="the driver's label printed")
         assert sim.terminate() == 0
     assert not link.is_symlink()
+
+
+def test_tspl_printer_answers_its_status_byte_and_prints_for_the_real_driver(
+    tmp_path: Path,
+) -> None:
+    link = tmp_path / "dev" / "tspl-1"
+    link.parent.mkdir()
+    with SimProcess("printer", "--language", "tspl", "--link", str(link)) as sim:
+        assert sim.line().startswith("device: /dev/pts/")
+        assert sim.line() == f"link: {link}"
+        tcp = sim.line().removeprefix("tcp: ")
+        with socket.create_connection(tcp_address(tcp), timeout=5) as sock:
+            sock.sendall(b"\x1b!?")
+            assert sock.recv(1) == b"\x00"  # ready
+            sim.send("paper-out")
+            assert sim.line_starting("paper-out")
+            sock.sendall(b"\x1b!?")
+            assert sock.recv(1) == b"\x04"  # paper out
+            sim.send("paper-in")
+            sim.send("cover-open")
+            assert sim.line_starting("cover-open")
+            sock.sendall(b"\x1b!?")
+            assert sock.recv(1) == b"\x40"
+            sim.send("cover-close")
+            assert sim.line_starting("ready")
+        printer = open_printer("tspl", "tspl-1", {"serial_port": str(link)})
+        try:
+            eventually(lambda: printer.printer_status().ready, what="the twin ready again")
+            result = printer.print_label(LabelJob("job-1", sample_label("S1 tspl-1", "now", "x")))
+            assert result.outcome in ("printed", "delivered"), result
+        finally:
+            printer.close()
+
+        def printed() -> bool:
+            sim.send("labels")
+            return sim.line_starting("").startswith("1 printed")
+
+        eventually(printed, what="the driver's label printed")
+        assert sim.terminate() == 0
 
 
 # -- Toledo 8217 ---------------------------------------------------------------------------

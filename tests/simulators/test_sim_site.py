@@ -176,6 +176,42 @@ port = {printer_port}
     assert not scale_link.is_symlink()
 
 
+def test_a_site_file_picks_tspl_and_the_twin_speaks_it(tmp_path: Path) -> None:
+    printer_port = free_port()
+    site = write_site(
+        tmp_path,
+        f"""
+[[devices.printers]]
+id = "printer-1"
+driver = "tspl"
+host = "127.0.0.1"
+port = {printer_port}
+
+[[devices.printers]]
+id = "printer-2"
+driver = "tspl"
+serial_port = "dev/printer-2"
+""",
+    )
+    with SimProcess("site", "--config", str(site)) as sim:
+        assert endpoints(sim, 2) == {
+            "printer-1": f"tcp://127.0.0.1:{printer_port}",
+            "printer-2": str(tmp_path / "dev" / "printer-2"),
+        }
+        with socket.create_connection(("127.0.0.1", printer_port), timeout=5) as sock:
+            sock.sendall(b"\x1b!?")
+            assert sock.recv(1) == b"\x00"
+            sim.send("printer-1 head-open")
+            assert sim.line_starting("head-open")
+            sock.sendall(b"\x1b!?")
+            assert sock.recv(1) == b"\x01"
+        with PtyPort(tmp_path / "dev" / "printer-2") as port:
+            port.write(b"\x1b!?")
+            assert port.read_until(b"\x00") == b"\x00"
+        assert sim.terminate() == 0
+        assert "Traceback" not in sim.stderr
+
+
 def test_devices_on_one_modbus_address_share_one_bus(tmp_path: Path) -> None:
     modbus_port = free_port()
     site = write_site(
