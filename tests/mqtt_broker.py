@@ -34,6 +34,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.patience import patience_timeout
+
 __all__ = [
     "MOSQUITTO",
     "Broker",
@@ -63,6 +65,7 @@ def eventually(check: object, *, within: float, step: float = 0.02, what: str = 
     Bounded polling instead of sleeps: fast when the machine is idle, patient under load.
     """
     assert callable(check)
+    within = patience_timeout(within)
     started = time.monotonic()
     while True:
         if check():

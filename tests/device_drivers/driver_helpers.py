@@ -21,6 +21,7 @@ from device_drivers.scales import (
     ScaleUnavailableError,
     WeightReading,
 )
+from tests.patience import patience_timeout
 
 
 class Closable(Protocol):
@@ -98,7 +99,7 @@ def errors_of(scale: Scale) -> dict[str, int]:
 
 def wait_until(condition: Callable[[], bool], within: float = 3.0) -> bool:
     """Poll ``condition`` every 20 ms; False if it is still false after ``within`` seconds."""
-    give_up_at = time.monotonic() + within
+    give_up_at = time.monotonic() + patience_timeout(within)
     while not condition():
         if time.monotonic() > give_up_at:
             return False

@@ -23,6 +23,7 @@ from device_drivers.printers import (
 )
 from device_drivers.printers.journal import JobJournal, JobRecord
 from simulators.printer import ZplPrinterTwin
+from tests.patience import patience_timeout
 
 MakePrinter = Callable[..., ZplPrinter]
 
@@ -65,6 +66,7 @@ def make_printer(twin: ZplPrinterTwin, no_leaks: None) -> Iterator[MakePrinter]:
 
 
 def eventually(check: Callable[[], bool], within: float = 3.0) -> float:
+    within = patience_timeout(within)
     started = time.monotonic()
     while time.monotonic() - started < within:
         if check():

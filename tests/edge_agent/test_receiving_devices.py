@@ -34,6 +34,7 @@ from edge_agent.stations.receiving import ReceivingStation, WeighingError
 from jxc.feed import ChangePage
 from simulators.printer import ZplPrinterTwin
 from simulators.scale import MtSicsScaleTwin
+from tests.patience import patience_timeout
 
 T = TypeVar("T")
 
@@ -44,6 +45,7 @@ MUG_CODE = {"barcode": "5901234123457", "item_code": "MUG-WHITE", "qty_per": "1"
 
 
 def eventually(probe: Callable[[], T | None], *, within: float = 10.0) -> T:
+    within = patience_timeout(within)
     end = time.monotonic() + within
     while time.monotonic() < end:
         value = probe()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from jxc import paths
+from tests.patience import patience_timeout
 
 T = TypeVar("T")
 
@@ -34,6 +35,7 @@ def get_json(url: str) -> Any:
 
 def eventually(probe: Callable[[], T | None], *, within: float = 30.0, what: str = "") -> T:
     """Poll ``probe`` until it returns something truthy; bounded, with a clear failure."""
+    within = patience_timeout(within)
     end = time.monotonic() + within
     last_error: Exception | None = None
     while time.monotonic() < end:

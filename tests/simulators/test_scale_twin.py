@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from simulators.scale import GARBAGE, MtSicsScaleTwin
+from tests.patience import patience_timeout
 
 
 @pytest.fixture(autouse=True)
@@ -518,7 +519,7 @@ def test_cli_on_a_pty_link_removes_it_on_exit(tmp_path: Path) -> None:
 
 def wait_for(port: Port, command: str, expected: bytes, within: float = 3.0) -> bool:
     """Ask until the answer is ``expected``: the CLI applies stdin lines asynchronously."""
-    give_up_at = time.monotonic() + within
+    give_up_at = time.monotonic() + patience_timeout(within)
     while time.monotonic() < give_up_at:
         if port.ask(command) == [expected]:
             return True

@@ -24,6 +24,7 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from device_drivers.printers.base import PrintJob
 from device_drivers.registry import open_printer, open_scale
 from tests.mqtt_broker import Broker, broker_fixture, mqtt_broker_fixture, subscriber_fixture
+from tests.patience import patience_timeout
 from tests.simulators.sim_process import PtyPort, SimProcess, recv_until
 
 __all__ = ["broker_fixture", "mqtt_broker_fixture", "subscriber_fixture"]  # fixtures used by name
@@ -36,6 +37,7 @@ LABEL = b"^XA^FO20,20^A0N,30,30^FDjxc twin^FS^XZ"
 
 def eventually(check: Callable[[], Any], *, within: float = 10.0, what: str = "") -> Any:
     """Poll ``check`` until it returns something truthy (bounded; fails with ``what``)."""
+    within = patience_timeout(within)
     give_up_at = time.monotonic() + within
     while True:
         value = check()

@@ -27,6 +27,7 @@ from pymodbus.client import ModbusTcpClient
 
 from device_drivers.registry import open_scale, open_scanner
 from tests.mqtt_broker import Broker, broker_fixture, mqtt_broker_fixture, subscriber_fixture
+from tests.patience import patience_timeout
 from tests.simulators.sim_process import PtyPort, SimProcess, free_port, recv_until
 
 __all__ = ["broker_fixture", "mqtt_broker_fixture", "subscriber_fixture"]  # fixtures used by name
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def eventually(check: Callable[[], Any], *, within: float = 10.0, what: str = "") -> Any:
+    within = patience_timeout(within)
     give_up_at = time.monotonic() + within
     while True:
         value = check()
