@@ -122,7 +122,9 @@ def test_a_crashing_job_is_an_alert_with_its_count_and_last_error(
     """Another process holds the ledger's write lock past the timeout: push crashes."""
     with json_log() as log:
         agent = agents.start()
-        holder = sqlite3.connect(site_file.parent / "edge.db", isolation_level=None, timeout=30)
+        holder = sqlite3.connect(
+            site_file.parent / "edge.db", isolation_level=None, timeout=patience_timeout(30)
+        )
         try:
             holder.execute("BEGIN EXCLUSIVE")
             page = eventually(

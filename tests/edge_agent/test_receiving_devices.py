@@ -180,7 +180,7 @@ def test_every_booking_gets_its_label_once(
         eventually(lambda: ledger.label_counts("printer-1") == {"printed": 3})
     finally:
         stop.set()
-        worker.join(timeout=10)
+        worker.join(timeout=patience_timeout(10))
         printer.close()
     assert printer_twin.job_ids() == [str(event.event_id) for event in booked]
     texts = [field.data for field in printer_twin.labels()[0].fields]
@@ -207,7 +207,7 @@ def test_labels_wait_for_paper_and_survive_an_agent_restart(
     booked = [station.on_scan(scan(MUG_CODE["barcode"])) for _ in range(2)]
     eventually(lambda: spooler.state.retries >= 1)
     stop.set()
-    worker.join(timeout=10)
+    worker.join(timeout=patience_timeout(10))
     first.close()
     assert printer_twin.labels() == []
     assert ledger.label_counts("printer-1") == {"pending": 2}
@@ -222,7 +222,7 @@ def test_labels_wait_for_paper_and_survive_an_agent_restart(
         eventually(lambda: ledger.label_counts("printer-1") == {"printed": 2})
     finally:
         stop.set()
-        worker.join(timeout=10)
+        worker.join(timeout=patience_timeout(10))
         second.close()
     assert printer_twin.job_ids() == [str(event.event_id) for event in booked]
 
@@ -277,7 +277,7 @@ def test_the_spooler_survives_a_failure_and_prints_on(
         eventually(lambda: ledger.label_counts("printer-1") == {"printed": 2})
     finally:
         stop.set()
-        worker.join(timeout=10)
+        worker.join(timeout=patience_timeout(10))
         printer.close()
     assert spooler.state.last_error == "OperationalError: database is locked"
     # The first label printed before its settling failed; the journal answered the retry.

@@ -24,6 +24,7 @@ from simulators.printer import ZplPrinterTwin
 from simulators.scale import MtSicsScaleTwin
 from tests.dock import DockTwins
 from tests.integration.processes import Site, eventually, get_json, rows
+from tests.patience import patience_timeout
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +61,7 @@ def put(url: str, body: dict[str, Any]) -> None:
         method="PUT",
         headers={"content-type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=5):
+    with urllib.request.urlopen(request, timeout=patience_timeout(5)):
         pass
 
 
