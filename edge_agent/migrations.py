@@ -128,6 +128,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             " cursor INTEGER NOT NULL, updated_at TEXT NOT NULL)",
         ),
     ),
+    Migration(
+        7,
+        "the schema version lives in user_version: drop ledger_meta's stale copy (always 1)",
+        ("DELETE FROM ledger_meta WHERE key = 'schema_version'",),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
@@ -138,15 +143,26 @@ def version(conn: sqlite3.Connection) -> int:
     return int(found)
 
 
-def _legacy_version(conn: sqlite3.Connection) -> int:
+def _legacy_version(conn: sqlite3.Connection, name: str) -> int:
     """How far an unnumbered file (written before migrations) already is.
 
     The code of that time created the ledger's tables on every open in the order of
     migrations 1-5, so what it left is a prefix of them; the catalog's tables (6) may be
-    there or not, and migration 6 creates them only where missing.
+    there or not, and migration 6 creates them only where missing. A file with tables but
+    no ``events`` is not a ledger at all and is refused rather than written into.
     """
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
     if "events" not in tables:
+        if tables:  # every ledger began with its events table: this file is something else
+            raise SchemaError(
+                f"{name} holds tables ({', '.join(sorted(tables)[:5])}) but is not a jxc "
+                "ledger; check [ledger] path in the site file. Nothing was changed"
+            )
         return 0
     found = 1
     for number, table in ((2, "sender_lease"), (3, "dead_letters"), (4, "label_queue")):
@@ -177,7 +193,7 @@ def migrate(
         conn.execute("BEGIN IMMEDIATE")  # read the version under the write lock
         try:
             current = version(conn)
-            if current == 0 and (adopted := _legacy_version(conn)):
+            if current == 0 and (adopted := _legacy_version(conn, name)):
                 conn.execute(f"PRAGMA user_version = {adopted}")  # its own step, kept
                 conn.execute("COMMIT")
                 continue

@@ -27,7 +27,7 @@ from central_api.services.auth import add_site
 from edge_agent import migrations
 from edge_agent.auth import SiteTokenAuth
 from edge_agent.catalog import Catalog
-from edge_agent.ledger import EventDraft, Ledger, LedgerTooNewError
+from edge_agent.ledger import EventDraft, Ledger, LedgerSchemaError, LedgerTooNewError
 from edge_agent.migrations import LATEST, MIGRATIONS, Migration, SchemaError, migrate
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind, LedgerEvent
@@ -155,6 +155,9 @@ def test_version_1_ledger_upgrades_with_its_events_intact(
     try:
         assert user_version(path) == LATEST
         assert [e.model_dump_json() for e in ledger.events()] == bodies
+        with ledger.reading() as conn:
+            meta = dict(conn.execute("SELECT key, value FROM ledger_meta").fetchall())
+        assert meta == {"site_id": "S01"}  # the stale schema_version row is gone
         counts = ledger.counts()
         assert (counts.last_seq, counts.pending, counts.synced_through) == (
             len(qtys),
@@ -309,6 +312,20 @@ def test_a_process_killed_inside_a_migration_leaves_the_previous_version(tmp_pat
     finally:
         ledger.close()
     assert user_version(path) == LATEST
+
+
+def test_a_file_that_is_not_a_ledger_is_refused_unchanged(tmp_path: Path) -> None:
+    """A site file whose [ledger] path points at some other database (central's, say)."""
+    path = tmp_path / "central.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE items (item_code TEXT PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    before = schema(path)
+    with pytest.raises(LedgerSchemaError, match=r"central\.db holds tables \(items\) but is not"):
+        Ledger(path, site_id="S01")
+    assert schema(path) == before
+    assert user_version(path) == 0
 
 
 def test_migrations_are_numbered_without_gaps() -> None:
