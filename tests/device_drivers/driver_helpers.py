@@ -68,7 +68,7 @@ def closed_at_teardown(
 
 def twin_connected(twin: ConnectingTwin) -> None:
     """``ready`` for a twin that talks through a broker: connected within 10 s."""
-    assert twin.wait_connected(10)
+    assert twin.wait_connected(patience_timeout(10))
 
 
 @dataclass
@@ -121,7 +121,7 @@ def read_until_it_works(
     Each try is ``read_now()``, or with ``stable`` a ``read_stable`` of that many seconds,
     never beyond the time that is left.
     """
-    give_up_at = time.monotonic() + within
+    give_up_at = time.monotonic() + patience_timeout(within)
     while True:
         try:
             if stable is None:
