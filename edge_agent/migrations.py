@@ -14,7 +14,9 @@ they are adopted once: the migrations whose tables are already there are counted
 applied (the older code always created them in the order listed here), the rest run.
 
 To add a migration: append a :class:`Migration` with the next number; never edit or
-reorder one that has shipped (a file in the field has already gone through it).
+reorder one that has shipped (a file in the field has already gone through it). A step runs
+inside the migration's transaction, so it must not commit: no ``executescript`` (which
+commits first), no ``VACUUM``; SQL statements or a callable using ``conn.execute``.
 """
 
 from __future__ import annotations
