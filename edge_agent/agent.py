@@ -33,6 +33,7 @@ from edge_agent.catalog import Catalog, Puller
 from edge_agent.config import SiteConfig
 from edge_agent.jobs import JobHealth, describe_error, job_alerts
 from edge_agent.ledger import DiskSpaceError, Ledger, LedgerError
+from edge_agent.stations.errors import StationError
 from edge_agent.stations.labels import LabelSpooler
 from edge_agent.stations.receiving import ReceivingStation
 from edge_agent.status_page import StatusServer
@@ -320,7 +321,7 @@ class EdgeAgent:
                         "refused_for_disk": self.unbooked.refused,
                     },
                 )
-            except (ValidationError, LedgerError) as exc:
+            except (ValidationError, StationError, LedgerError) as exc:
                 # The scan was read fine but cannot be a movement (e.g. a code too long to
                 # be an item, no stable weight): count it and tell the log, never record
                 # half of it.

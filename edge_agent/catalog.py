@@ -28,15 +28,6 @@ log = logging.getLogger("edge_agent.catalog")
 CHANGES_PATH = SYNC_CHANGES
 FEED = "master-data"
 
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS cache_items (item_code TEXT PRIMARY KEY, name TEXT NOT NULL,"
-    " uom TEXT NOT NULL, active INTEGER NOT NULL, version INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS cache_barcodes (barcode TEXT PRIMARY KEY,"
-    " item_code TEXT NOT NULL, qty_per TEXT NOT NULL, version INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS sync_cursor (feed TEXT PRIMARY KEY, cursor INTEGER NOT NULL,"
-    " updated_at TEXT NOT NULL)",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class KnownBarcode:
@@ -50,13 +41,13 @@ class KnownBarcode:
 
 
 class Catalog:
-    """Read and update the cached items and barcodes."""
+    """Read and update the cached items and barcodes.
+
+    Its tables are the ledger's (migration 6 in :mod:`edge_agent.migrations`).
+    """
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        with ledger.transaction() as conn:
-            for statement in SCHEMA:
-                conn.execute(statement)
 
     def cursor(self) -> int:
         with self.ledger.reading() as conn:

@@ -12,6 +12,7 @@ import typer
 
 if TYPE_CHECKING:
     from edge_agent.config import SiteConfig
+    from edge_agent.ledger import Ledger
 
 app = typer.Typer(help="The site's edge agent: devices, local ledger, sync to central.")
 
@@ -30,13 +31,14 @@ def run(
 
     from edge_agent.agent import EdgeAgent  # noqa: PLC0415
     from edge_agent.auth import SiteSecretError  # noqa: PLC0415
+    from edge_agent.ledger import LedgerError  # noqa: PLC0415
 
     site = load_or_exit(config)
     if status_port is not None:
         site.status.port = status_port
     try:
         agent = EdgeAgent(site)
-    except SiteSecretError as exc:
+    except (SiteSecretError, LedgerError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())
@@ -56,10 +58,8 @@ def status(
     """Print the ledger's position (last seq, pending, synced) without starting the agent."""
     import json  # noqa: PLC0415
 
-    from edge_agent.ledger import Ledger  # noqa: PLC0415
-
     site = load_or_exit(config)
-    ledger = Ledger(site.ledger.path, site_id=site.site.id)
+    ledger = open_ledger_or_exit(site)
     try:
         counts = ledger.counts()
         lease = ledger.sender_lease()
@@ -89,10 +89,8 @@ def outbox_list(
     limit: Annotated[int, typer.Option(min=1, help="show at most this many")] = 50,
 ) -> None:
     """List the oldest unsynced events, one JSON object per line."""
-    from edge_agent.ledger import Ledger  # noqa: PLC0415
-
     site = load_or_exit(config)
-    ledger = Ledger(site.ledger.path, site_id=site.site.id)
+    ledger = open_ledger_or_exit(site)
     try:
         for pending in ledger.pending_bodies(limit, contiguous=False):
             typer.echo(pending.body)
@@ -109,10 +107,8 @@ def outbox_dead(
     import dataclasses  # noqa: PLC0415
     import json  # noqa: PLC0415
 
-    from edge_agent.ledger import Ledger  # noqa: PLC0415
-
     site = load_or_exit(config)
-    ledger = Ledger(site.ledger.path, site_id=site.site.id)
+    ledger = open_ledger_or_exit(site)
     try:
         for letter in ledger.dead_letters(limit):
             typer.echo(json.dumps(dataclasses.asdict(letter), ensure_ascii=False))
@@ -133,13 +129,11 @@ def outbox_requeue(
     The running agent picks them up at its next push; if central refuses again, they come
     back as dead letters.
     """
-    from edge_agent.ledger import Ledger  # noqa: PLC0415
-
     if bool(seqs) == all_:
         typer.echo("error: name the seqs to requeue, or give --all", err=True)
         raise typer.Exit(2)
     site = load_or_exit(config)
-    ledger = Ledger(site.ledger.path, site_id=site.site.id)
+    ledger = open_ledger_or_exit(site)
     try:
         done = ledger.requeue(None if all_ else seqs)
     finally:
@@ -162,10 +156,8 @@ def outbox_show(
     """Show one event of the ledger, whether it reached central, and why not if refused."""
     import json  # noqa: PLC0415
 
-    from edge_agent.ledger import Ledger  # noqa: PLC0415
-
     site = load_or_exit(config)
-    ledger = Ledger(site.ledger.path, site_id=site.site.id)
+    ledger = open_ledger_or_exit(site)
     try:
         found = ledger.event(seq)
         dead = ledger.dead_letter(seq)
@@ -196,15 +188,13 @@ def labels_list(
     import dataclasses  # noqa: PLC0415
     import json  # noqa: PLC0415
 
-    from edge_agent.ledger import Ledger  # noqa: PLC0415
-
     if state not in (None, "pending", "printed", "delivered", "failed"):
         typer.echo(
             f"error: --state must be pending, printed, delivered or failed: {state}", err=True
         )
         raise typer.Exit(2)
     site = load_or_exit(config)
-    ledger = Ledger(site.ledger.path, site_id=site.site.id)
+    ledger = open_ledger_or_exit(site)
     try:
         for record in ledger.labels(state, limit):  # type: ignore[arg-type]
             typer.echo(json.dumps(dataclasses.asdict(record), ensure_ascii=False))
@@ -218,10 +208,8 @@ def labels_reprint(
     seqs: Annotated[list[int], typer.Argument(min=1, help="seqs of the bookings to relabel")],
 ) -> None:
     """Print the labels of these bookings once more (the running agent prints them)."""
-    from edge_agent.ledger import Ledger  # noqa: PLC0415
-
     site = load_or_exit(config)
-    ledger = Ledger(site.ledger.path, site_id=site.site.id)
+    ledger = open_ledger_or_exit(site)
     try:
         done = ledger.reprint_labels(seqs)
     finally:
@@ -240,5 +228,16 @@ def load_or_exit(config: Path) -> SiteConfig:
     try:
         return load_site_config(config)
     except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def open_ledger_or_exit(site: SiteConfig) -> Ledger:
+    """The site's ledger (upgraded to this jxc's schema), or exit 2 saying why it cannot open."""
+    from edge_agent.ledger import Ledger, LedgerError  # noqa: PLC0415
+
+    try:
+        return Ledger(site.ledger.path, site_id=site.site.id)
+    except LedgerError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

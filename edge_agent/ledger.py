@@ -35,12 +35,14 @@ from typing import Literal
 
 import sqlite_utils
 
+from edge_agent import migrations
 from jxc.contract import EventKind, LedgerEvent
 from jxc.ids import uuid7
 
 log = logging.getLogger("edge_agent.ledger")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = migrations.LATEST
+"""The schema version this code writes; a ledger file records its own in ``user_version``."""
 DEFAULT_FREE_DISK_RESERVE = 64 * 1024 * 1024
 """Below this much free space new events are refused, so the ledger can still commit the
 syncs, acks and checkpoints that free space again, and never dies mid-write."""
@@ -129,6 +131,14 @@ class LabelRecord:
 
 class LedgerError(Exception):
     """The ledger cannot take the event; the message is meant for the station's screen."""
+
+
+class LedgerSchemaError(LedgerError):
+    """The ledger file could not be upgraded; it stays at the last version it reached."""
+
+
+class LedgerTooNewError(LedgerSchemaError):
+    """The ledger file was written by a newer jxc; it is refused and left untouched."""
 
 
 class DiskSpaceError(LedgerError):
@@ -235,67 +245,29 @@ class Ledger:
         return self._db.conn
 
     def _create_schema(self) -> None:
+        """Run the migrations this file lacks (:mod:`edge_agent.migrations`), then check
+        that the file is this site's ledger (or make it so, when new)."""
+        try:
+            with self._lock:
+                migrations.migrate(self.conn, name=str(self.path))
+        except migrations.SchemaTooNewError as exc:
+            raise LedgerTooNewError(str(exc)) from exc
+        except migrations.SchemaError as exc:
+            raise LedgerSchemaError(str(exc)) from exc
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):
+                raise DiskSpaceError(
+                    f"the ledger's disk is full ({exc}): the ledger cannot be upgraded; it "
+                    "stays as it was, free space on the agent's disk and start again"
+                ) from exc
+            raise
         with self.transaction():
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT)"
-            )
-            events = self._db.table("events")
-            if not events.exists():
-                events.create(
-                    {
-                        "seq": int,
-                        "event_id": str,
-                        "occurred_at": str,
-                        "kind": str,
-                        "item": str,
-                        "lot": str,
-                        "location": str,
-                        "qty": str,
-                        "body": str,
-                        "synced_at": str,
-                    },
-                    pk="seq",
-                    not_null={"event_id", "occurred_at", "kind", "item", "location", "qty", "body"},
-                )
-                events.create_index(["event_id"], unique=True)
-                self.conn.execute(
-                    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY REFERENCES events(seq))"
-                )
-
-            # Added after the first ledgers were written: created on open where missing.
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS dead_letters (seq INTEGER PRIMARY KEY"
-                " REFERENCES events(seq), status TEXT NOT NULL, detail TEXT,"
-                " refused_at TEXT NOT NULL)"
-            )
-            # Labels owed for events, written with the event: an agent killed between
-            # booking a carton and printing its label still owes (and prints) it after
-            # restart; the printer driver's journal makes the job id print only once.
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS label_queue (seq INTEGER PRIMARY KEY"
-                " REFERENCES events(seq), printer_id TEXT NOT NULL, state TEXT NOT NULL,"
-                " attempts INTEGER NOT NULL DEFAULT 0, detail TEXT, updated_at TEXT NOT NULL)"
-            )
-            columns = {row[1] for row in self.conn.execute("PRAGMA table_info(label_queue)")}
-            if "copy" not in columns:  # added after the table: reprints get a new job id
-                self.conn.execute(
-                    "ALTER TABLE label_queue ADD COLUMN copy INTEGER NOT NULL DEFAULT 0"
-                )
-            self.conn.execute(
-                "CREATE INDEX IF NOT EXISTS label_queue_owed ON label_queue (printer_id, seq)"
-                " WHERE state = 'pending'"
-            )
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS sender_lease (id INTEGER PRIMARY KEY CHECK (id = 1),"
-                " holder TEXT NOT NULL, expires_at REAL NOT NULL)"
-            )
             row = self.conn.execute(
                 "SELECT value FROM ledger_meta WHERE key = 'site_id'"
             ).fetchone()
             if row is None:
-                self.conn.executemany(
-                    "INSERT INTO ledger_meta (key, value) VALUES (?, ?)",
-                    [("site_id", self.site_id), ("schema_version", str(SCHEMA_VERSION))],
+                self.conn.execute(
+                    "INSERT INTO ledger_meta (key, value) VALUES ('site_id', ?)", (self.site_id,)
                 )
             elif row[0] != self.site_id:
                 raise LedgerError(

@@ -6,7 +6,8 @@ drivers: this module imports nothing from ``device_drivers``, so a driver that m
 definitions fails against it.
 
 Both twins behave like a well-made MQTT device: they announce ``online`` (retained) on the
-availability topic when they connect and leave ``offline`` as their last will; they publish
+availability topic once connected and subscribed (every SUBACK in, so a command published
+after ``wait_connected()`` is heard) and leave ``offline`` as their last will; they publish
 with QoS 1 and keep what they publish while the broker is away, sending it after the
 reconnect; they retry a lost broker every ``retry_delay`` seconds. Faults are injected on
 command: garbage and truncated payloads, an abrupt or clean disconnect with a comeback, a
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import socket
 import threading
 import time
@@ -48,6 +50,8 @@ __all__ = [
     "encode_scan",
     "encode_weight",
 ]
+
+log = logging.getLogger("simulators.mqtt_devices")
 
 GS = "\x1d"
 GARBAGE = b"\xf0\x00\x8c\x1f\xfe\x7f\x9a\x03\xe6{"
@@ -110,6 +114,7 @@ class _TwinClient:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connected = threading.Event()
+        self._unacked_subscriptions: set[int] = set()
         self._socket_open = False
         self._online_wanted = True
         self._back_at: float | None = None
@@ -127,6 +132,7 @@ class _TwinClient:
         self._client.on_connect = self._connected_cb
         self._client.on_disconnect = self._disconnected_cb
         self._client.on_message = self._message_cb
+        self._client.on_subscribe = self._subscribed_cb
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -234,11 +240,40 @@ class _TwinClient:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        """Subscribe, and say ``online`` only once the broker has acknowledged every
+        subscription: a twin that reported itself connected earlier would miss a command
+        published at once (the broker drops what no one has subscribed to yet)."""
         if reason.is_failure:
             return
+        self._unacked_subscriptions = set()
         for topic in self._subscriptions:
-            client.subscribe(topic, qos=1)
-        client.publish(self.availability_topic, b"online", qos=1, retain=True)
+            result, mid = client.subscribe(topic, qos=1)
+            if result == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                self._unacked_subscriptions.add(mid)
+        if not self._unacked_subscriptions:
+            self._listening()
+
+    def _subscribed_cb(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if mid not in self._unacked_subscriptions:
+            return
+        if any(reason.is_failure for reason in reasons):
+            # Refused by the broker (an ACL): never claim to listen; the twin stays
+            # unconnected, which is what wait_connected() then reports.
+            log.warning("the broker refused a subscription", extra={"reasons": str(reasons)})
+            return
+        self._unacked_subscriptions.discard(mid)
+        if not self._unacked_subscriptions:
+            self._listening()
+
+    def _listening(self) -> None:
+        self._client.publish(self.availability_topic, b"online", qos=1, retain=True)
         self._connected.set()
 
     def _disconnected_cb(

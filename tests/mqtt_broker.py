@@ -34,6 +34,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.patience import patience_timeout
+
 __all__ = [
     "MOSQUITTO",
     "Broker",
@@ -63,6 +65,7 @@ def eventually(check: object, *, within: float, step: float = 0.02, what: str = 
     Bounded polling instead of sleeps: fast when the machine is idle, patient under load.
     """
     assert callable(check)
+    within = patience_timeout(within)
     started = time.monotonic()
     while True:
         if check():
@@ -191,7 +194,7 @@ class Broker:
                 )
             with (
                 contextlib.suppress(OSError),
-                socket.create_connection((self.host, self.port), timeout=0.5),
+                socket.create_connection((self.host, self.port), timeout=patience_timeout(0.5)),
             ):
                 return
             time.sleep(0.02)
@@ -237,7 +240,7 @@ def no_leaks_fixture() -> Iterator[None]:
     fds_before = set(os.listdir("/proc/self/fd"))
     threads_before = set(threading.enumerate())
     yield
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + patience_timeout(3.0)
     while True:
         leaked_threads = [t for t in threading.enumerate() if t not in threads_before]
         leaked_fds = set(os.listdir("/proc/self/fd")) - fds_before
@@ -270,7 +273,7 @@ def subscriber_fixture(broker: Broker) -> Iterator[Callable[[str], queue.Queue[b
     def subscribe(topic: str) -> queue.Queue[bytes]:
         sink = queues.setdefault(topic, queue.Queue())
         client.subscribe(topic, qos=1)
-        subscribed.get(timeout=5)
+        subscribed.get(timeout=patience_timeout(5))
         return sink
 
     try:

@@ -30,24 +30,13 @@ from device_drivers.scales import GRAMS_PER_UNIT, Scale, ScaleError
 from device_drivers.scanners import Scan
 from device_drivers.scanners.gs1 import RETAIL_SYMBOLOGIES, check_gtin
 from edge_agent.catalog import Catalog
-from edge_agent.ledger import EventDraft, Ledger, LedgerError
+from edge_agent.ledger import EventDraft, Ledger
+from edge_agent.stations.errors import MisreadBarcodeError, UnknownBarcodeError, WeighingError
 from jxc.contract import EventKind, LedgerEvent
 
 log = logging.getLogger("edge_agent.receiving")
 
 UnknownBarcodes = Literal["book", "refuse"]
-
-
-class UnknownBarcodeError(LedgerError):
-    """The site refuses codes it does not know; the message is for the station's screen."""
-
-
-class MisreadBarcodeError(LedgerError):
-    """A number that is a GTIN by its shape has a wrong check digit: a misread, not a code."""
-
-
-class WeighingError(LedgerError):
-    """The scale gave no usable weight; nothing was booked and the carton can be reweighed."""
 
 
 CHECKED_GTIN_LENGTHS = frozenset({12, 13, 14})
@@ -104,8 +93,17 @@ class ReceivingStation:
             self.unknown_scans += 1
             code = gtin or scan.data
             if self.unknown_barcodes == "refuse" or known is not None:
-                why = "is not known at this site" if known is None else "is for an inactive item"
-                raise UnknownBarcodeError(f"barcode {code} {why}; nothing was booked")
+                if known is None:
+                    why = (
+                        f"barcode {code} is not known at this site; nothing was booked. Ask the"
+                        " office to add it to the item master data, then scan it again"
+                    )
+                else:
+                    why = (
+                        f"barcode {code} is for item {known.item_code}, which is inactive; "
+                        "nothing was booked. Ask the office whether it is still received here"
+                    )
+                raise UnknownBarcodeError(why)
             log.warning("unknown barcode booked under its own code", extra={"barcode": code})
             item, qty, uom = code, packs, self.uom
         if self.scale is not None and uom.lower() in GRAMS_PER_UNIT:
@@ -137,7 +135,10 @@ class ReceivingStation:
             check_gtin(code)
         except InvalidGs1Error as exc:
             self.misread_scans += 1
-            raise MisreadBarcodeError(f"{exc.detail}; nothing was booked") from exc
+            raise MisreadBarcodeError(
+                f"{exc.detail}; nothing was booked. Probably a misread: scan it again, or type"
+                " the number under the barcode"
+            ) from exc
 
     def _weigh(self, item: str, uom: str) -> Decimal:
         """The stable net weight on the scale in ``uom``; WeighingError if there is none."""
@@ -146,7 +147,10 @@ class ReceivingStation:
             reading = self.scale.read_stable(self.weigh_timeout_s)
         except ScaleError as exc:
             self.failed_weighings += 1
-            raise WeighingError(f"{item}: no stable weight ({exc}); nothing was booked") from exc
+            raise WeighingError(
+                f"{item}: no stable weight ({exc}); nothing was booked. Let the carton rest on"
+                " the scale until it settles, then scan it again"
+            ) from exc
         try:
             net = reading.net_in(uom.lower())
         except ValueError:  # no finite exact value in the item's unit
@@ -156,7 +160,10 @@ class ReceivingStation:
             net = reading.net_in(uom.lower(), places=WEIGHT_PLACES)
         if net <= 0:
             self.failed_weighings += 1
-            raise WeighingError(f"{item}: the scale shows {net} {uom}; nothing was booked")
+            raise WeighingError(
+                f"{item}: the scale shows {net} {uom}; nothing was booked. Put the carton on"
+                " the scale (and tare it empty if needed), then scan it again"
+            )
         self.weighings += 1
         return net
 

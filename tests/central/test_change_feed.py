@@ -25,6 +25,7 @@ from central_api.services.feed import changes_for_site, feed_writer
 from central_api.services.items import upsert_item
 from jxc.feed import BarcodeData, ChangeOp, ChangePage, FeedEntity, ItemData
 from jxc.paths import ITEMS, SYNC_CHANGES
+from tests.patience import patience_timeout
 
 CHANGES = SYNC_CHANGES
 
@@ -323,7 +324,7 @@ def test_a_writer_waits_for_the_one_before_it_to_commit(engine: Engine) -> None:
                 changes_for_site(connection=reader, site_id="S01", cursor=0, limit=10).changes == []
             )
             # Leaving the block commits the first writer and lets the second go.
-        waiting.result(timeout=10)
+        waiting.result(timeout=patience_timeout(10))
         result = changes_for_site(connection=reader, site_id="S01", cursor=0, limit=10)
 
     assert [(c.version, c.key) for c in result.changes] == [(1, "FIRST"), (2, "SECOND")]

@@ -21,6 +21,7 @@ from device_drivers.scales import (
     ScaleUnavailableError,
     WeightReading,
 )
+from tests.patience import patience_timeout
 
 
 class Closable(Protocol):
@@ -67,7 +68,7 @@ def closed_at_teardown(
 
 def twin_connected(twin: ConnectingTwin) -> None:
     """``ready`` for a twin that talks through a broker: connected within 10 s."""
-    assert twin.wait_connected(10)
+    assert twin.wait_connected(patience_timeout(10))
 
 
 @dataclass
@@ -98,7 +99,7 @@ def errors_of(scale: Scale) -> dict[str, int]:
 
 def wait_until(condition: Callable[[], bool], within: float = 3.0) -> bool:
     """Poll ``condition`` every 20 ms; False if it is still false after ``within`` seconds."""
-    give_up_at = time.monotonic() + within
+    give_up_at = time.monotonic() + patience_timeout(within)
     while not condition():
         if time.monotonic() > give_up_at:
             return False
@@ -120,7 +121,7 @@ def read_until_it_works(
     Each try is ``read_now()``, or with ``stable`` a ``read_stable`` of that many seconds,
     never beyond the time that is left.
     """
-    give_up_at = time.monotonic() + within
+    give_up_at = time.monotonic() + patience_timeout(within)
     while True:
         try:
             if stable is None:

@@ -17,6 +17,7 @@ from device_drivers.scanners import SerialLineScanner
 from device_drivers.scanners.framing import parse_line
 from device_drivers.scanners.gs1 import MissingSeparatorError, parse_gs1
 from simulators.scanner import ScannerTwin
+from tests.patience import patience_timeout
 
 GS = "\x1d"
 GTIN = "09506000134352"
@@ -51,7 +52,7 @@ def refused_count(scanner: SerialLineScanner) -> int:
 
 
 def wait_for_count(scanner: SerialLineScanner, count: int, within: float = 5.0) -> None:
-    give_up_at = time.monotonic() + within
+    give_up_at = time.monotonic() + patience_timeout(within)
     while refused_count(scanner) < count and time.monotonic() < give_up_at:
         assert scanner.read_scan(0.1) is None  # never a scan for a refused read
     assert refused_count(scanner) == count

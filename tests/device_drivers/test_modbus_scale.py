@@ -41,6 +41,7 @@ from tests.device_drivers.driver_helpers import (
     weights_while_unplugged,
     wired,
 )
+from tests.patience import patience_timeout
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -290,7 +291,7 @@ def test_tare_zero_and_clear_tare(twin: ModbusScaleTwin, make_scale: MakeScale) 
 def test_tare_waits_for_a_still_load(twin: ModbusScaleTwin, make_scale: MakeScale) -> None:
     scale = make_scale()
     twin.set_weight(Decimal("2"), settle=0.5)
-    assert scale.tare(timeout=5.0) == Weight(Decimal("2.000"), "kg")
+    assert scale.tare(timeout=patience_timeout(5.0)) == Weight(Decimal("2.000"), "kg")
     twin.wobble(30.0)
     with pytest.raises(ScaleMotionError):
         scale.tare(timeout=0.4)
@@ -348,7 +349,7 @@ def test_close_ends_a_stable_read_and_later_calls(
     reader.start()
     time.sleep(0.3)
     scale.close()
-    reader.join(timeout=5)
+    reader.join(timeout=patience_timeout(5))
     assert not reader.is_alive()
     assert len(outcome) == 1
     assert isinstance(outcome[0], ScaleUnavailableError)
@@ -527,7 +528,7 @@ def test_two_units_on_one_rtu_bus_share_the_port_and_are_serialized(
             for thread in threads:
                 thread.start()
             for thread in threads:
-                thread.join(timeout=30)
+                thread.join(timeout=patience_timeout(30))
             assert not failures
             assert seen == {"a": [Decimal("1.000")] * 15, "b": [Decimal("2.000")] * 15}
             assert twin.overlaps == 0

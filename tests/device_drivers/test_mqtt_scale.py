@@ -38,6 +38,7 @@ from tests.device_drivers.driver_helpers import (
     twin_connected,
 )
 from tests.mqtt_broker import Broker, broker_fixture, eventually, free_port, mqtt_broker_fixture
+from tests.patience import patience_timeout
 
 __all__ = ["broker_fixture", "mqtt_broker_fixture"]  # fixtures used by name below
 
@@ -255,7 +256,9 @@ def test_overload_and_underload_are_typed_errors_never_zero(
     started = time.monotonic()
     with pytest.raises(ScaleOverloadError):
         scale.read_stable(5.0)
-    assert time.monotonic() - started < 4.0, "overload ends the wait; waiting cures nothing"
+    assert time.monotonic() - started < patience_timeout(4.0), (
+        "overload ends the wait; waiting cures nothing"
+    )
     twin.clear_faults()
     twin.underload()
     eventually(lambda: _raises(scale, ScaleUnderloadError), within=5, what="underload")
@@ -344,7 +347,7 @@ def test_tare_zero_and_clear_tare(make_scale: MakeScale, make_twin: MakeTwin) ->
     scale = make_scale()
     twin = make_twin()
     stable_within(scale)
-    tare = scale.tare(timeout=3)
+    tare = scale.tare(timeout=patience_timeout(3))
     assert (tare.value, tare.unit) == (Decimal("12.345"), "kg")
     reading = stable_within(scale)
     assert (reading.net, reading.tare, reading.gross) == (
@@ -354,7 +357,7 @@ def test_tare_zero_and_clear_tare(make_scale: MakeScale, make_twin: MakeTwin) ->
     )
     scale.clear_tare()
     assert stable_within(scale).net == Decimal("12.345")
-    scale.zero(timeout=3)
+    scale.zero(timeout=patience_timeout(3))
     assert stable_within(scale).net == Decimal("0.000")
     assert [c["command"] for c in twin.commands] == ["tare", "clear_tare", "zero"]
 
@@ -366,7 +369,7 @@ def test_command_faults_are_typed(make_scale: MakeScale, make_twin: MakeTwin) ->
     stable_within(scale)
     twin.unsupported("zero")
     with pytest.raises(ScaleCommandError) as unsupported:
-        scale.zero(timeout=3)
+        scale.zero(timeout=patience_timeout(3))
     assert unsupported.value.code == "ES"
     twin.clear_faults()
 
@@ -382,7 +385,7 @@ def test_command_faults_are_typed(make_scale: MakeScale, make_twin: MakeTwin) ->
     assert time.monotonic() - started < 2.0
     twin.clear_faults()
     time.sleep(1.0)  # the late reply (if any) arrives now and must be ignored
-    assert scale.tare(timeout=3).value == Decimal("12.345")
+    assert scale.tare(timeout=patience_timeout(3)).value == Decimal("12.345")
 
     twin.no_replies()
     with pytest.raises(ScaleTimeoutError):
@@ -418,8 +421,8 @@ def test_broker_restart_is_reported_and_recovered(
         with pytest.raises(ScaleUnavailableError):
             scale.tare(0.3)
     took = eventually(lambda: scale.status().state == "connected", within=5, what="back")
-    assert took < 2.0, f"reconnected {took:.2f} s after the broker came back"
-    assert twin.wait_connected(10)
+    assert took < patience_timeout(2.0), f"reconnected {took:.2f} s after the broker came back"
+    assert twin.wait_connected(patience_timeout(10))
     assert stable_within(scale).net == Decimal("12.345")
     assert scale.status().reconnects == 1
 

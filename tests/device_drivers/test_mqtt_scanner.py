@@ -26,6 +26,7 @@ from device_drivers.scanners.mqtt_scanner import (
 from simulators.mqtt_devices import GARBAGE, MqttScannerTwin, encode_scan
 from tests.device_drivers.driver_helpers import closed_at_teardown, twin_connected
 from tests.mqtt_broker import Broker, broker_fixture, eventually, free_port, mqtt_broker_fixture
+from tests.patience import patience_timeout
 
 __all__ = ["broker_fixture", "mqtt_broker_fixture"]  # fixtures used by name below
 
@@ -260,7 +261,7 @@ def test_broker_restart_reconnects_and_loses_no_scan(
 
     scans = read_scans(scanner, 6)
 
-    assert took < 2.0, f"reconnected {took:.2f} s after the broker came back"
+    assert took < patience_timeout(2.0), f"reconnected {took:.2f} s after the broker came back"
     assert [s.data for s in scans] == [*(f"DURING-{n}" for n in range(5)), "AFTER"]
     assert scanner.read_scan(0.5) is None, "nothing twice"
     status = scanner.status()
@@ -276,7 +277,7 @@ def test_broker_that_lost_its_sessions_is_resubscribed(
     with broker.down(forget_sessions=True):
         eventually(lambda: scanner.status().state == "disconnected", within=5, what="down")
     connected(scanner, within=5)
-    assert twin.wait_connected(10)
+    assert twin.wait_connected(patience_timeout(10))
     twin.scan("AFTER-A-FRESH-BROKER")
     assert [s.data for s in read_scans(scanner, 1)] == ["AFTER-A-FRESH-BROKER"]
 
@@ -317,7 +318,7 @@ def test_a_scanner_that_vanishes_is_reported_and_comes_back(
     took = eventually(lambda: scanner.status().state == "connected", within=5, what="back")
     twin.scan("AGAIN")
 
-    assert took < 2.0
+    assert took < patience_timeout(2.0)
     assert [s.data for s in read_scans(scanner, 1)] == ["AGAIN"]
     assert scanner.status().errors["io"] == 0, "the broker link itself never broke"
 
@@ -345,7 +346,7 @@ def test_close_wakes_a_blocked_reader(make_scanner: MakeScanner) -> None:
     reader.start()
     eventually(reader.is_alive, within=2)
     scanner.close()
-    reader.join(timeout=5)
+    reader.join(timeout=patience_timeout(5))
     assert not reader.is_alive()
     assert results == [None]
     assert scanner.status().state == "disconnected"

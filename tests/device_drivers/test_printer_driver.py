@@ -23,6 +23,7 @@ from device_drivers.printers import (
 )
 from device_drivers.printers.journal import JobJournal, JobRecord
 from simulators.printer import ZplPrinterTwin
+from tests.patience import patience_timeout
 
 MakePrinter = Callable[..., ZplPrinter]
 
@@ -65,6 +66,7 @@ def make_printer(twin: ZplPrinterTwin, no_leaks: None) -> Iterator[MakePrinter]:
 
 
 def eventually(check: Callable[[], bool], within: float = 3.0) -> float:
+    within = patience_timeout(within)
     started = time.monotonic()
     while time.monotonic() - started < within:
         if check():
@@ -115,7 +117,7 @@ def test_jobs_print_in_the_order_submitted(twin: ZplPrinterTwin, make_printer: M
     printer = make_printer()
     futures = [printer.submit(job(f"j-{n}")) for n in range(6)]
 
-    assert [f.result(timeout=10).outcome for f in futures] == ["printed"] * 6
+    assert [f.result(timeout=patience_timeout(10)).outcome for f in futures] == ["printed"] * 6
     assert twin.job_ids() == [f"j-{n}" for n in range(6)]
 
 
@@ -145,7 +147,7 @@ def test_job_waits_for_the_printer_then_prints(fault: str, no_leaks: None) -> No
             assert twin.received() == []
 
             fix[1]()
-            result = future.result(timeout=5)
+            result = future.result(timeout=patience_timeout(5))
 
             assert result.outcome == "printed"
             assert twin.job_ids() == ["waits"]
@@ -239,7 +241,7 @@ def test_delivered_job_waits_for_a_printer_that_paused_after_receiving_it(
     eventually(lambda: bool(twin.received()))
     twin.pause()
 
-    result = future.result(timeout=5)
+    result = future.result(timeout=patience_timeout(5))
     assert result.outcome == "delivered"
     twin.resume()
     again = printer.print_label(job("held"))
@@ -262,7 +264,7 @@ def test_twin_restarted_on_the_same_port_is_reconnected_within_two_seconds(
         took = eventually(lambda: printer.printer_status().ready, within=2.0)
         result = printer.print_label(job("after"))
 
-        assert took < 2.0
+        assert took < patience_timeout(2.0)
         assert result.printed
         assert second.job_ids() == ["after"]
     health = printer.status()
@@ -317,8 +319,8 @@ def test_close_settles_queued_jobs_promptly(
     printer.close()
 
     assert time.monotonic() - started < 2
-    assert {f.result(timeout=1).outcome for f in waiting} == {"not_printed"}
-    assert printer.submit(job("late")).result(timeout=1).outcome == "not_printed"
+    assert {f.result(timeout=patience_timeout(1)).outcome for f in waiting} == {"not_printed"}
+    assert printer.submit(job("late")).result(timeout=patience_timeout(1)).outcome == "not_printed"
     assert twin.received() == []
 
 
@@ -339,7 +341,7 @@ def test_status_from_another_thread_while_a_job_waits(
     watcher.join()
     twin.resume()
 
-    assert future.result(timeout=5).printed
+    assert future.result(timeout=patience_timeout(5)).printed
     assert seen == [True] * 10
 
 

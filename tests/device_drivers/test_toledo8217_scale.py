@@ -45,6 +45,7 @@ from tests.device_drivers.driver_helpers import (
     wait_until,
     weights_while_unplugged,
 )
+from tests.patience import patience_timeout
 
 MakeScale = Callable[..., Toledo8217Scale]
 MakeTwin = Callable[..., Toledo8217Twin]
@@ -371,7 +372,7 @@ def test_close_interrupts_a_stable_read(twin: Toledo8217Twin, make_scale: MakeSc
     reader.start()
     assert wait_until(lambda: ord("W") in twin.received)
     scale.close()
-    reader.join(timeout=5)
+    reader.join(timeout=patience_timeout(5))
     assert not reader.is_alive()
     assert len(outcome) == 1
     assert isinstance(outcome[0], ScaleUnavailableError)

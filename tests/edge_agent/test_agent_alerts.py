@@ -21,6 +21,7 @@ import pytest
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import load_site_config
 from simulators.scanner import ScannerTwin
+from tests.patience import patience_timeout
 from tests.secret_leaks import json_log
 
 T = TypeVar("T")
@@ -30,6 +31,7 @@ WITHIN_S = 30.0
 
 
 def eventually(probe: Callable[[], T | None], *, within: float = WITHIN_S, what: str = "") -> T:
+    within = patience_timeout(within)
     end = time.monotonic() + within
     last: object = None
     while time.monotonic() < end:
@@ -120,7 +122,9 @@ def test_a_crashing_job_is_an_alert_with_its_count_and_last_error(
     """Another process holds the ledger's write lock past the timeout: push crashes."""
     with json_log() as log:
         agent = agents.start()
-        holder = sqlite3.connect(site_file.parent / "edge.db", isolation_level=None, timeout=30)
+        holder = sqlite3.connect(
+            site_file.parent / "edge.db", isolation_level=None, timeout=patience_timeout(30)
+        )
         try:
             holder.execute("BEGIN EXCLUSIVE")
             page = eventually(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
@@ -127,3 +128,17 @@ def test_labels_are_listed_and_reprinted(site_file: Path) -> None:
     assert "no label was owed for seq 4" in err
     code, out, _ = run("labels", "list", "--config", str(site_file), "--state", "pending")
     assert json.loads(out)["copy"] == 1
+
+
+@pytest.mark.parametrize("command", [("status",), ("outbox", "list"), ("run",)])
+def test_a_ledger_from_a_newer_jxc_is_refused_plainly(
+    site_file: Path, command: tuple[str, ...]
+) -> None:
+    conn = sqlite3.connect(site_file.parent / "edge.db")
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    code, out, err = run(*command, "-c", str(site_file))
+    assert (code, out) == (2, "")
+    assert "schema version 999" in err
+    assert "newer jxc" in err
+    assert "Traceback" not in err

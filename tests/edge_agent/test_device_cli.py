@@ -19,54 +19,39 @@ from simulators.printer import ZplPrinterTwin
 from simulators.scale import MtSicsScaleTwin
 from simulators.scanner import ScannerTwin
 from simulators.toledo8217 import Toledo8217Twin
+from tests.dock import DockTwins
 
 
 @dataclass
 class Dock:
     site_file: Path
-    scanner: ScannerTwin
-    scale: MtSicsScaleTwin
-    printer: ZplPrinterTwin
+    twins: DockTwins
+
+    @property
+    def scanner(self) -> ScannerTwin:
+        assert self.twins.scanner is not None
+        return self.twins.scanner
+
+    @property
+    def scale(self) -> MtSicsScaleTwin:
+        return self.twins.scale
+
+    @property
+    def printer(self) -> ZplPrinterTwin:
+        return self.twins.printer
 
 
 @pytest.fixture
 def dock(tmp_path: Path) -> Iterator[Dock]:
-    (tmp_path / "dev").mkdir()
-    scanner = ScannerTwin(link=tmp_path / "dev" / "scanner-1")
-    scale = MtSicsScaleTwin(tmp_path / "dev" / "scale-1", weight=Decimal("25.04"), unit="kg")
-    printer = ZplPrinterTwin()
+    twins = DockTwins.start(tmp_path, weight=Decimal("25.04"))
     site_file = tmp_path / "site.toml"
     site_file.write_text(
-        f"""
-[site]
-id = "S01"
-[ledger]
-path = "edge.db"
-[[devices.scanners]]
-id = "scanner-1"
-driver = "serial-line"
-port = "dev/scanner-1"
-[[devices.scales]]
-id = "scale-1"
-driver = "mt-sics"
-address = "dev/scale-1"
-reply_timeout = 0.3
-[[devices.printers]]
-id = "printer-1"
-driver = "zpl"
-host = "127.0.0.1"
-port = {printer.port}
-reply_timeout = 0.3
-job_timeout = 5.0
-poll_interval = 0.03
-settle_time = 0.1
-journal_path = "printer-1.journal"
-"""
+        '[site]\nid = "S01"\n[ledger]\npath = "edge.db"\n' + twins.devices_toml(journal=True)
     )
-    yield Dock(site_file, scanner, scale, printer)
-    scanner.close()
-    scale.close()
-    printer.close()
+    try:
+        yield Dock(site_file, twins)
+    finally:
+        twins.close()
 
 
 def run(*args: str) -> tuple[int, list[dict[str, object]], str]:

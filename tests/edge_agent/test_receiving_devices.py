@@ -37,6 +37,7 @@ from jxc.feed import ChangePage
 from simulators.printer import ZplPrinterTwin
 from simulators.scale import MtSicsScaleTwin
 from simulators.tspl_printer import TsplPrinterTwin
+from tests.patience import patience_timeout
 
 T = TypeVar("T")
 
@@ -47,6 +48,7 @@ MUG_CODE = {"barcode": "5901234123457", "item_code": "MUG-WHITE", "qty_per": "1"
 
 
 def eventually(probe: Callable[[], T | None], *, within: float = 10.0) -> T:
+    within = patience_timeout(within)
     end = time.monotonic() + within
     while time.monotonic() < end:
         value = probe()
@@ -181,7 +183,7 @@ def test_every_booking_gets_its_label_once(
         eventually(lambda: ledger.label_counts("printer-1") == {"printed": 3})
     finally:
         stop.set()
-        worker.join(timeout=10)
+        worker.join(timeout=patience_timeout(10))
         printer.close()
     assert printer_twin.job_ids() == [str(event.event_id) for event in booked]
     texts = [field.data for field in printer_twin.labels()[0].fields]
@@ -208,7 +210,7 @@ def test_labels_wait_for_paper_and_survive_an_agent_restart(
     booked = [station.on_scan(scan(MUG_CODE["barcode"])) for _ in range(2)]
     eventually(lambda: spooler.state.retries >= 1)
     stop.set()
-    worker.join(timeout=10)
+    worker.join(timeout=patience_timeout(10))
     first.close()
     assert printer_twin.labels() == []
     assert ledger.label_counts("printer-1") == {"pending": 2}
@@ -223,7 +225,7 @@ def test_labels_wait_for_paper_and_survive_an_agent_restart(
         eventually(lambda: ledger.label_counts("printer-1") == {"printed": 2})
     finally:
         stop.set()
-        worker.join(timeout=10)
+        worker.join(timeout=patience_timeout(10))
         second.close()
     assert printer_twin.job_ids() == [str(event.event_id) for event in booked]
 
@@ -278,7 +280,7 @@ def test_the_spooler_survives_a_failure_and_prints_on(
         eventually(lambda: ledger.label_counts("printer-1") == {"printed": 2})
     finally:
         stop.set()
-        worker.join(timeout=10)
+        worker.join(timeout=patience_timeout(10))
         printer.close()
     assert spooler.state.last_error == "OperationalError: database is locked"
     # The first label printed before its settling failed; the journal answered the retry.

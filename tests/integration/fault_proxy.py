@@ -12,6 +12,8 @@ import socket
 import threading
 from contextlib import suppress
 
+from tests.patience import patience_timeout
+
 
 class DropAfterCommitProxy:
     """Forward 127.0.0.1:<port> to ``upstream``; drop up to ``max_drops`` responses."""
@@ -47,7 +49,7 @@ class DropAfterCommitProxy:
             except OSError:
                 return
             try:
-                upstream = socket.create_connection(self.upstream, timeout=5)
+                upstream = socket.create_connection(self.upstream, timeout=patience_timeout(5))
             except OSError:
                 client.close()  # central is down: the edge sees a refused connection
                 continue
@@ -97,6 +99,6 @@ class DropAfterCommitProxy:
     def close(self) -> None:
         self._stop.set()
         self._listener.close()
-        self._accept.join(timeout=2)
+        self._accept.join(timeout=patience_timeout(2))
         for thread in self._threads:
-            thread.join(timeout=2)
+            thread.join(timeout=patience_timeout(2))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from jxc import paths
+from tests.patience import patience_timeout
 
 T = TypeVar("T")
 
@@ -28,12 +29,13 @@ def free_port() -> int:
 
 
 def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=2) as response:
+    with urllib.request.urlopen(url, timeout=patience_timeout(2)) as response:
         return json.load(response)
 
 
 def eventually(probe: Callable[[], T | None], *, within: float = 30.0, what: str = "") -> T:
     """Poll ``probe`` until it returns something truthy; bounded, with a clear failure."""
+    within = patience_timeout(within)
     end = time.monotonic() + within
     last_error: Exception | None = None
     while time.monotonic() < end:
@@ -68,7 +70,7 @@ def stop(proc: subprocess.Popen[Any]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=patience_timeout(10))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -171,7 +173,7 @@ class Site:
             ],
             check=True,
             capture_output=True,
-            timeout=60,
+            timeout=patience_timeout(60),
         )
 
     def write_site_file(self) -> Path:
@@ -255,7 +257,7 @@ id = "scanner-1"
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
     """Read a database file of another process (read-only, so we never take its lock)."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=patience_timeout(5))
     try:
         return conn.execute(sql).fetchall()
     finally:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.patience import patience_timeout
+
 pytestmark = pytest.mark.integration
 
 
@@ -17,7 +19,7 @@ def test_demo_once_exits_0_with_the_scanned_stock_at_central(tmp_path: Path) -> 
         [str(jxc), "demo", "--once", "--workdir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=patience_timeout(240),
         check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.integration.processes import Site, eventually, get_json
+from tests.patience import patience_timeout
 from tests.secret_leaks import BAD_SECRET_FILES, Writer, assert_no_leak
 
 pytestmark = pytest.mark.integration
@@ -90,7 +91,7 @@ def test_a_start_with_an_unusable_secret_file_says_why_in_one_line(
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=patience_timeout(120),
         check=False,
     )
     lines = done.stderr.splitlines()
@@ -121,7 +122,7 @@ def rotate(site: Site) -> str:
         ],
         check=True,
         capture_output=True,
-        timeout=60,
+        timeout=patience_timeout(60),
     )
     return handed_out.read_text().strip()
 

@@ -22,7 +22,9 @@ import pytest
 from jxc import paths
 from simulators.printer import ZplPrinterTwin
 from simulators.scale import MtSicsScaleTwin
+from tests.dock import DockTwins
 from tests.integration.processes import Site, eventually, get_json, rows
+from tests.patience import patience_timeout
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +39,19 @@ ITEMS = {
 @dataclass
 class Dock:
     site: Site
-    scale: MtSicsScaleTwin
-    printer: ZplPrinterTwin
+    twins: DockTwins
+
+    @property
+    def scale(self) -> MtSicsScaleTwin:
+        return self.twins.scale
+
+    @property
+    def printer(self) -> ZplPrinterTwin:
+        return self.twins.printer
+
+    @printer.setter
+    def printer(self, twin: ZplPrinterTwin) -> None:
+        self.twins.printer = twin
 
 
 def put(url: str, body: dict[str, Any]) -> None:
@@ -48,36 +61,19 @@ def put(url: str, body: dict[str, Any]) -> None:
         method="PUT",
         headers={"content-type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=5):
+    with urllib.request.urlopen(request, timeout=patience_timeout(5)):
         pass
 
 
 @pytest.fixture
 def dock(tmp_path: Path) -> Iterator[Dock]:
-    (tmp_path / "dev").mkdir()
-    scale = MtSicsScaleTwin(tmp_path / "dev" / "scale-1", weight=Decimal(0), unit="kg")
-    printer = ZplPrinterTwin()
+    twins = DockTwins.start(tmp_path, scanner=False)  # the scanner runs as jxc sim scanner
     site = Site(
         tmp_path,
         receiving_extra='scale = "scale-1"\nprinter = "printer-1"\nweigh_timeout_s = 5',
-        devices_extra=f"""
-[[devices.scales]]
-id = "scale-1"
-driver = "mt-sics"
-address = "dev/scale-1"
-reply_timeout = 0.5
-[[devices.printers]]
-id = "printer-1"
-driver = "zpl"
-host = "127.0.0.1"
-port = {printer.port}
-reply_timeout = 0.5
-job_timeout = 3
-poll_interval = 0.05
-settle_time = 0.1
-""",
+        devices_extra=twins.devices_toml(reply_timeout=0.5),
     )
-    dock = Dock(site, scale, printer)
+    dock = Dock(site, twins)
     try:
         site.start_central()
         for code, body in ITEMS.items():
@@ -91,9 +87,7 @@ settle_time = 0.1
         yield dock
     finally:
         site.stop_all()
-        scale.close()
-        printer.close()
-        dock.printer.close()  # a test may have replaced it (a printer switched back on)
+        twins.close()  # the printer there now (a test may have switched it off and on)
 
 
 def stock(site: Site) -> dict[str, tuple[Decimal, str]]:

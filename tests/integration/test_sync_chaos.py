@@ -29,6 +29,7 @@ from jxc.contract import EventKind, LedgerEvent
 from simulators.scanner import ScannerTwin
 from tests.integration.fault_proxy import DropAfterCommitProxy
 from tests.integration.processes import Site, eventually, get_json, rows
+from tests.patience import patience_timeout
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ class ScanPump:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=patience_timeout(5))
 
 
 @pytest.fixture
@@ -232,7 +233,7 @@ def test_two_agents_on_one_ledger_send_one_at_a_time(site: Site, twin: ScannerTw
     pump = ScanPump(twin)
     senders: set[str] = set()
     try:
-        end = time.monotonic() + 3
+        end = time.monotonic() + patience_timeout(3)
         while time.monotonic() < end:
             flags = {n: site.edge_status(n)["sync"]["is_sender"] for n in ("edge", "standby")}
             assert sum(flags.values()) <= 1, f"two senders at once: {flags}"

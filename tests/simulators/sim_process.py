@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from tests.patience import patience_timeout
+
 __all__ = ["PtyPort", "SimProcess", "free_port", "recv_until"]
 
 
@@ -102,6 +104,7 @@ class SimProcess:
         return "".join(self._err)
 
     def wait_stderr(self, fragment: str, timeout: float = 10.0) -> str:
+        timeout = patience_timeout(timeout)
         give_up_at = time.monotonic() + timeout
         while fragment not in self.stderr:
             if time.monotonic() > give_up_at:
@@ -117,15 +120,15 @@ class SimProcess:
         return self.wait(timeout)
 
     def wait(self, timeout: float = 15.0) -> int:
-        code = self.proc.wait(timeout=timeout)
+        code = self.proc.wait(timeout=patience_timeout(timeout))
         for reader in self._readers:
-            reader.join(timeout=5)
+            reader.join(timeout=patience_timeout(5))
         return code
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=patience_timeout(10))
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):

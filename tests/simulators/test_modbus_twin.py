@@ -20,6 +20,7 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
 from simulators import modbus_scale
 from simulators.modbus_scale import ModbusScaleTwin, read_twin_profile
+from tests.patience import patience_timeout
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -57,7 +58,7 @@ def tcp_twin() -> Iterator[tuple[ModbusScaleTwin, Client]]:
     twin = ModbusScaleTwin(CDAB, tcp_port=0, weight=Decimal("12.345"))
     assert twin.tcp_address is not None
     host, port = twin.tcp_address
-    client: Client = ModbusTcpClient(host, port=port, timeout=0.5, retries=0)
+    client: Client = ModbusTcpClient(host, port=port, timeout=patience_timeout(0.5), retries=0)
     assert client.connect()
     yield twin, client
     client.close()
@@ -158,7 +159,7 @@ def test_float_profile_over_rtu_on_a_pty(tmp_path: Path) -> None:
     with ModbusScaleTwin(FLOAT, rtu=True, link=link, units=(3, 4), weight=Decimal("12.5")) as twin:
         twin.set_weight(Decimal("99.5"), unit=4)
         client: Client = ModbusSerialClient(
-            str(link), framer=FramerType.RTU, timeout=0.5, retries=0
+            str(link), framer=FramerType.RTU, timeout=patience_timeout(0.5), retries=0
         )
         try:
             assert client.connect()

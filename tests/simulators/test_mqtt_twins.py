@@ -23,6 +23,7 @@ from tests.mqtt_broker import (
     mqtt_broker_fixture,
     no_leaks_fixture,
 )
+from tests.patience import patience_timeout
 
 __all__ = ["broker_fixture", "mqtt_broker_fixture", "no_leaks_fixture"]  # used by name
 
@@ -40,7 +41,7 @@ class Listener:
         self._client.on_connect = lambda client, *args: client.subscribe(topic, qos=1)
         self._client.connect(broker.host, broker.port)
         self._client.loop_start()
-        assert self._ready.wait(10)
+        assert self._ready.wait(patience_timeout(10))
 
     def _received(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         with self._lock:
@@ -51,7 +52,7 @@ class Listener:
             return [p for t, p, _ in self.messages if t.endswith(suffix)]
 
     def publish(self, topic: str, payload: bytes) -> None:
-        self._client.publish(topic, payload, qos=1).wait_for_publish(5)
+        self._client.publish(topic, payload, qos=1).wait_for_publish(patience_timeout(5))
 
     def close(self) -> None:
         self._client.disconnect()
@@ -84,7 +85,7 @@ def test_scanner_twin_publishes_json_raw_and_faults(
 ) -> None:
     listener = listen(broker, f"jxc/scanners/{device_id}/#")
     with MqttScannerTwin(device_id, port=broker.port) as twin:
-        assert twin.wait_connected(10)
+        assert twin.wait_connected(patience_timeout(10))
         twin.scan(f"0109506000134352{GS}10LOT", "]C1")
         twin.scan("ABC", "]E0", shape="raw")
         twin.send_garbage()
@@ -109,7 +110,7 @@ def test_abrupt_disconnect_fires_the_last_will_and_the_twin_comes_back(
 ) -> None:
     listener = listen(broker, f"jxc/scanners/{device_id}/availability")
     with MqttScannerTwin(device_id, port=broker.port) as twin:
-        assert twin.wait_connected(10)
+        assert twin.wait_connected(patience_timeout(10))
         twin.disconnect(seconds=0.5, abrupt=True)
         eventually(lambda: b"offline" in listener.payloads("/availability"), within=10)
         eventually(lambda: listener.payloads("/availability")[-1:] == [b"online"], within=10)
@@ -122,7 +123,7 @@ def test_scanner_twin_keeps_reads_through_a_broker_outage(
     broker: Broker, listen: type[Listener], device_id: str
 ) -> None:
     with MqttScannerTwin(device_id, port=broker.port) as twin:
-        assert twin.wait_connected(10)
+        assert twin.wait_connected(patience_timeout(10))
         with broker.down():
             eventually(lambda: not twin.connected, within=5)
             twin.scan("DURING")
@@ -138,7 +139,7 @@ def test_scale_twin_streams_wobbles_settles_and_overloads(
 ) -> None:
     listener = listen(broker, f"jxc/scales/{device_id}/weight")
     with MqttScaleTwin(device_id, port=broker.port, weight=Decimal("2.5")) as twin:
-        assert twin.wait_connected(10)
+        assert twin.wait_connected(patience_timeout(10))
         eventually(lambda: len(listener.payloads("/weight")) >= 3, within=10)
         first = json.loads(listener.payloads("/weight")[0])
         assert {k: first[k] for k in ("net", "gross", "tare", "unit", "stable", "status")} == {
@@ -171,12 +172,14 @@ def test_scale_twin_answers_commands_and_ignores_expired_ones(
     base = f"jxc/scales/{device_id}"
 
     def command(name: str, seconds: float, command_id: str) -> None:
-        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+        """Publish a command valid for ``seconds`` (stretched by patience when positive)."""
+        valid = patience_timeout(seconds) if seconds > 0 else seconds
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=valid)
         body = {"id": command_id, "command": name, "expires_at": expires.isoformat()}
         listener.publish(f"{base}/command", json.dumps(body).encode())
 
     with MqttScaleTwin(device_id, port=broker.port, weight=Decimal("1.25")) as twin:
-        assert twin.wait_connected(10)
+        assert twin.wait_connected(patience_timeout(10))
         command("tare", 5, "a")
         eventually(lambda: len(listener.payloads("/reply")) == 1, within=10)
         assert json.loads(listener.payloads("/reply")[0]) == {
@@ -197,3 +200,28 @@ def test_scale_twin_answers_commands_and_ignores_expired_ones(
         eventually(lambda: len(listener.payloads("/reply")) == 3, within=10)
         assert json.loads(listener.payloads("/reply")[2]) == {"id": "c", "ok": True}
         assert [c["id"] for c in twin.commands] == ["a", "expired", "b", "c"]
+
+
+@pytest.mark.timeout(60)
+def test_a_twin_is_connected_only_once_it_listens(
+    broker: Broker, listen: type[Listener], device_id: str
+) -> None:
+    """A command published the moment wait_connected() returns is heard: the twin says it is
+    connected (and ``online``) only after the broker acknowledged its subscriptions."""
+    listener = listen(broker, "jxc/scales/+/reply")
+    for attempt in range(5):
+        name = f"{device_id}-{attempt}"
+        with MqttScaleTwin(name, port=broker.port, weight=Decimal(1)) as twin:
+            assert twin.wait_connected(patience_timeout(10))
+            expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
+                seconds=patience_timeout(5)
+            )
+            body = {"id": name, "command": "zero", "expires_at": expires.isoformat()}
+            listener.publish(f"jxc/scales/{name}/command", json.dumps(body).encode())
+            eventually(
+                lambda name=name: any(  # type: ignore[misc]
+                    json.loads(p)["id"] == name for p in listener.payloads("/reply")
+                ),
+                within=10,
+                what=f"the reply of twin {attempt}",
+            )

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from simulators.printer import ZplPrinterTwin, ZplStreamParser, decode_code128, parse_format
+from tests.patience import patience_timeout
 
 LABEL = b"^XA^FXjxc-job:one^FS^CI28^PQ2^FO10,10^A0N,30,30^FH_^FDhi_5Ethere^FS^XZ"
 
@@ -34,7 +35,7 @@ def twin() -> Iterator[ZplPrinterTwin]:
 
 
 def connect(twin: ZplPrinterTwin) -> socket.socket:
-    return socket.create_connection(twin.address, timeout=2)
+    return socket.create_connection(twin.address, timeout=patience_timeout(2))
 
 
 def read_reply(sock: socket.socket, frames: int, within: float = 1.0) -> bytes:
@@ -93,7 +94,7 @@ def test_labels_remaining_counts_down_a_slow_batch(twin: ZplPrinterTwin) -> None
         first, second, _ = host_status(sock)
         assert first[4] == "000"  # taken from the buffer, now printing
         assert second[8] in ("00000002", "00000001")
-        assert twin.wait_for_labels(1, timeout=3)
+        assert twin.wait_for_labels(1, timeout=patience_timeout(3))
         _, second, _ = host_status(sock)
     assert second[8] == "00000000"
     assert twin.odometer == 2

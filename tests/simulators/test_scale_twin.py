@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from simulators.scale import GARBAGE, MtSicsScaleTwin
+from tests.patience import patience_timeout
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +46,7 @@ class Port:
 
     @classmethod
     def tcp(cls, address: tuple[str, int]) -> Port:
-        sock = socket.create_connection(address, timeout=2)
+        sock = socket.create_connection(address, timeout=patience_timeout(2))
         sock.setblocking(False)
         return cls(sock.fileno(), sock)
 
@@ -413,7 +414,7 @@ def test_tcp_disconnect_drops_clients_and_refuses_until_back() -> None:
         finally:
             port.close()
         with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(address, timeout=1).close()
+            socket.create_connection(address, timeout=patience_timeout(1)).close()
         twin.reconnect()
         assert twin.tcp_address == address
         port = Port.tcp(address)
@@ -489,7 +490,7 @@ def test_cli_over_tcp_takes_typed_commands_and_stops_on_sigterm() -> None:
         finally:
             port.close()
         cli.send_signal(signal.SIGTERM)
-        assert cli.wait(timeout=5) == 0
+        assert cli.wait(timeout=patience_timeout(5)) == 0
         assert "not understood: 'bogus'" in cli.stderr.read()
     finally:
         _stop(cli)
@@ -510,7 +511,7 @@ def test_cli_on_a_pty_link_removes_it_on_exit(tmp_path: Path) -> None:
         finally:
             port.close()
         cli.send_signal(signal.SIGINT)
-        assert cli.wait(timeout=5) == 0
+        assert cli.wait(timeout=patience_timeout(5)) == 0
         assert not link.is_symlink()
     finally:
         _stop(cli)
@@ -518,7 +519,7 @@ def test_cli_on_a_pty_link_removes_it_on_exit(tmp_path: Path) -> None:
 
 def wait_for(port: Port, command: str, expected: bytes, within: float = 3.0) -> bool:
     """Ask until the answer is ``expected``: the CLI applies stdin lines asynchronously."""
-    give_up_at = time.monotonic() + within
+    give_up_at = time.monotonic() + patience_timeout(within)
     while time.monotonic() < give_up_at:
         if port.ask(command) == [expected]:
             return True
@@ -531,7 +532,7 @@ def test_jxc_sim_scale_is_registered() -> None:
         [sys.executable, "-m", "jxc", "sim", "scale", "--help"],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=patience_timeout(30),
         check=False,
     )
     assert result.returncode == 0, result.stderr

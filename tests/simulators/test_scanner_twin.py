@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from simulators.scanner import GARBAGE, HALF_LINE, ScannerTwin
+from tests.patience import patience_timeout
 
 
 @pytest.fixture(autouse=True)
@@ -160,7 +161,7 @@ def test_concurrent_sends_never_interleave() -> None:
             expected_size = sum(len(line) + 1 for line in lines)
             received = read_until(port, expected_size)
             for thread in threads:
-                thread.join(timeout=5)
+                thread.join(timeout=patience_timeout(5))
             assert sorted(received.decode().split("\r")[:-1]) == sorted(lines)
         finally:
             os.close(port)
@@ -205,7 +206,7 @@ def test_cli_sends_script_then_stdin_and_cleans_up_on_sigterm(tmp_path: Path) ->
         finally:
             os.close(port)
         cli.send_signal(signal.SIGTERM)
-        assert cli.wait(timeout=5) == 0
+        assert cli.wait(timeout=patience_timeout(5)) == 0
         assert not link.is_symlink()
     finally:
         if cli.poll() is None:
@@ -231,7 +232,7 @@ def test_cli_reports_a_bad_raw_line_and_carries_on() -> None:
         finally:
             os.close(port)
         cli.send_signal(signal.SIGINT)
-        assert cli.wait(timeout=5) == 0
+        assert cli.wait(timeout=patience_timeout(5)) == 0
         assert "not understood: '!raw zz'" in cli.stderr.read()
     finally:
         if cli.poll() is None:
@@ -247,7 +248,7 @@ def test_jxc_sim_scanner_is_registered() -> None:
         [sys.executable, "-m", "jxc", "sim", "scanner", "--help"],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=patience_timeout(30),
         check=False,
     )
     assert result.returncode == 0, result.stderr

@@ -25,6 +25,7 @@ from device_drivers.printers import LabelJob, sample_label
 from device_drivers.printers.base import PrintJob
 from device_drivers.registry import open_printer, open_scale
 from tests.mqtt_broker import Broker, broker_fixture, mqtt_broker_fixture, subscriber_fixture
+from tests.patience import patience_timeout
 from tests.simulators.sim_process import PtyPort, SimProcess, recv_until
 
 __all__ = ["broker_fixture", "mqtt_broker_fixture", "subscriber_fixture"]  # fixtures used by name
@@ -37,6 +38,7 @@ LABEL = b"^XA^FO20,20^A0N,30,30^FDjxc twin^FS^XZ"
 
 def eventually(check: Callable[[], Any], *, within: float = 10.0, what: str = "") -> Any:
     """Poll ``check`` until it returns something truthy (bounded; fails with ``what``)."""
+    within = patience_timeout(within)
     give_up_at = time.monotonic() + within
     while True:
         value = check()
@@ -54,7 +56,7 @@ def tcp_address(url: str) -> tuple[str, int]:
 
 def ask_status(address: tuple[str, int]) -> list[bytes]:
     """``~HS`` on a fresh connection: the three status strings, STX/ETX stripped."""
-    with socket.create_connection(address, timeout=5) as sock:
+    with socket.create_connection(address, timeout=patience_timeout(5)) as sock:
         sock.sendall(b"~HS")
         reply = recv_until(sock, b"\r\n", count=3)
     lines = reply.split(b"\r\n")[:3]
@@ -121,7 +123,7 @@ def test_scanner_console_commands_are_commands_and_only_reads_go_on_the_wire(
             sim.send("!send help")  # a barcode that reads 'help', sent on purpose
             sim.send("0109506000134352<GS>10LOT42<GS>3712")
             last = b"]C10109506000134352\x1d10LOT42\x1d3712\r"
-            wire = port.read_until(b"]C1help\r" + last, timeout=10)
+            wire = port.read_until(b"]C1help\r" + last, timeout=patience_timeout(10))
         assert wire == b"]C1010950600013435210LOT423712\r" + b"]C1help\r" + last
         assert sim.terminate() == 0
     assert not link.is_symlink()
@@ -141,7 +143,7 @@ def test_printer_on_tcp_answers_host_status_prints_and_takes_faults() -> None:
         assert second.split(b",")[2] == b"0"  # head closed
         assert third == b"1234,0"
 
-        with socket.create_connection(address, timeout=5) as sock:
+        with socket.create_connection(address, timeout=patience_timeout(5)) as sock:
             sock.sendall(LABEL)
 
         def printed() -> bool:
@@ -165,7 +167,7 @@ def test_printer_on_tcp_answers_host_status_prints_and_takes_faults() -> None:
 
         sim.send("no-hs-reply")
         sim.line_starting("paper-out")
-        with socket.create_connection(address, timeout=5) as sock:
+        with socket.create_connection(address, timeout=patience_timeout(5)) as sock:
             sock.sendall(b"~HS")
             assert recv_until(sock, b"\r\n", timeout=0.5) == b""
 
@@ -296,7 +298,7 @@ def test_toledo_scale_answers_w_and_takes_a_new_weight(tmp_path: Path) -> None:
 )
 def test_bad_options_are_usage_errors_not_tracebacks(args: list[str], fragment: str) -> None:
     with SimProcess(*args) as sim:
-        assert sim.wait(timeout=60) == 2
+        assert sim.wait(timeout=patience_timeout(60)) == 2
         assert fragment in sim.stderr
         assert "Traceback" not in sim.stderr
 
@@ -307,11 +309,11 @@ def test_a_twin_that_cannot_start_says_why(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with SimProcess("printer", "--port", str(port)) as sim:
-            assert sim.wait(timeout=60) == 1
+            assert sim.wait(timeout=patience_timeout(60)) == 1
     assert "did not start" in sim.stderr
     assert "Traceback" not in sim.stderr
     with SimProcess("toledo-scale", "--link", str(tmp_path / "no" / "such" / "dir" / "x")) as sim:
-        assert sim.wait(timeout=60) == 1
+        assert sim.wait(timeout=patience_timeout(60)) == 1
     assert "did not start" in sim.stderr
     assert "Traceback" not in sim.stderr
 
@@ -330,7 +332,7 @@ def test_modbus_scale_on_tcp_serves_registers_and_the_real_driver(tmp_path: Path
         device = sim.line()
         assert device.startswith("device: tcp://127.0.0.1:"), device
         host, port = tcp_address(device.removeprefix("device: "))
-        client = ModbusTcpClient(host, port=port, timeout=2, retries=1)
+        client = ModbusTcpClient(host, port=port, timeout=patience_timeout(2), retries=1)
         assert client.connect()
         try:
             reply = client.read_holding_registers(0, count=2, device_id=1)
@@ -351,7 +353,7 @@ def test_modbus_scale_on_tcp_serves_registers_and_the_real_driver(tmp_path: Path
             {"address": f"tcp://{host}:{port}", "profile": "generic-int32-cdab"},
         )
         try:
-            reading = scale.read_stable(timeout=5)
+            reading = scale.read_stable(timeout=patience_timeout(5))
             assert (reading.net, reading.unit) == (Decimal("1.500"), "kg")
         finally:
             scale.close()
@@ -370,7 +372,9 @@ def test_modbus_scale_on_rtu_serves_two_unit_ids(tmp_path: Path) -> None:
         sim.send("weight 2.250 @2")
         sim.send("status")
         assert "unit 2: net 2.250 kg" in sim.line_starting("unit 1:")
-        client = ModbusSerialClient(str(link), baudrate=19200, timeout=1, retries=2)
+        client = ModbusSerialClient(
+            str(link), baudrate=19200, timeout=patience_timeout(1), retries=2
+        )
         assert client.connect()
         try:
             assert client.read_holding_registers(0, count=2, device_id=1).registers == cdab(1000)
@@ -396,12 +400,12 @@ def test_mqtt_scanner_publishes_each_stdin_line(
     ) as sim:
         assert sim.line() == f"device: mqtt://127.0.0.1:{broker.port}/{topic}"
         sim.send("0109506000134352<GS>10LOT42")
-        payload = json.loads(reads.get(timeout=10))
+        payload = json.loads(reads.get(timeout=patience_timeout(10)))
         assert payload == {"data": "0109506000134352\x1d10LOT42", "symbology": "]C1"}
         sim.send("!garbage")
-        assert reads.get(timeout=10).startswith(b"\xf0")
+        assert reads.get(timeout=patience_timeout(10)).startswith(b"\xf0")
         sim.send("!send help")
-        assert json.loads(reads.get(timeout=10))["data"] == "help"
+        assert json.loads(reads.get(timeout=patience_timeout(10)))["data"] == "help"
         sim.send("help")
         assert sim.line_starting("!garbage")
         assert sim.terminate() == 0
@@ -415,17 +419,21 @@ def test_mqtt_scale_publishes_weights_and_takes_commands(
         "mqtt-scale", "--port", str(broker.port), "--device-id", "sc-2", "--weight", "1.250"
     ) as sim:
         assert sim.line() == f"device: mqtt://127.0.0.1:{broker.port}/jxc/scales/sc-2/weight"
-        first = json.loads(readings.get(timeout=10))
+        first = json.loads(readings.get(timeout=patience_timeout(10)))
         assert (first["net"], first["unit"], first["stable"]) == ("1.250", "kg", True)
         sim.send("weight 2.000")
 
         def new_weight() -> bool:
-            return bool(json.loads(readings.get(timeout=10)).get("net") == "2.000")
+            return bool(
+                json.loads(readings.get(timeout=patience_timeout(10))).get("net") == "2.000"
+            )
 
         eventually(new_weight, what="the new weight published")
         sim.send("overload")
         eventually(
-            lambda: json.loads(readings.get(timeout=10)).get("status") == "overload",
+            lambda: (
+                json.loads(readings.get(timeout=patience_timeout(10))).get("status") == "overload"
+            ),
             what="overload published",
         )
         sim.send("weight lots")

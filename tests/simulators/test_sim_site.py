@@ -27,6 +27,7 @@ from pymodbus.client import ModbusTcpClient
 
 from device_drivers.registry import open_scale, open_scanner
 from tests.mqtt_broker import Broker, broker_fixture, mqtt_broker_fixture, subscriber_fixture
+from tests.patience import patience_timeout
 from tests.simulators.sim_process import PtyPort, SimProcess, free_port, recv_until
 
 __all__ = ["broker_fixture", "mqtt_broker_fixture", "subscriber_fixture"]  # fixtures used by name
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def eventually(check: Callable[[], Any], *, within: float = 10.0, what: str = "") -> Any:
+    within = patience_timeout(within)
     give_up_at = time.monotonic() + within
     while True:
         value = check()
@@ -125,7 +127,7 @@ port = {printer_port}
             sim.send("scanner-1 !drop-gs on")
             sim.send("scanner-1 !drop-gs off")
             sim.send("scanner-1 0109506000134352<GS>10LOT42")
-            scan = scanner.read_scan(timeout=10)
+            scan = scanner.read_scan(timeout=patience_timeout(10))
             assert scan is not None
             assert scan.data == "0109506000134352\x1d10LOT42"
         finally:
@@ -145,7 +147,9 @@ port = {printer_port}
 
         # The Modbus scale, with a plain pymodbus client.
         sim.send("scale-2 weight 3.000")
-        client = ModbusTcpClient("127.0.0.1", port=modbus_port, timeout=2, retries=1)
+        client = ModbusTcpClient(
+            "127.0.0.1", port=modbus_port, timeout=patience_timeout(2), retries=1
+        )
         assert client.connect()
         try:
 
@@ -158,7 +162,9 @@ port = {printer_port}
             client.close()
 
         # The printer, raw: ~HS is answered with three STX ... ETX CR LF strings.
-        with socket.create_connection(("127.0.0.1", printer_port), timeout=5) as sock:
+        with socket.create_connection(
+            ("127.0.0.1", printer_port), timeout=patience_timeout(5)
+        ) as sock:
             sock.sendall(b"~HS")
             reply = recv_until(sock, b"\r\n", count=3)
         assert reply.count(b"\x02") == 3
@@ -247,12 +253,14 @@ address = "dev/toledo"
         def weighs(expected: Decimal) -> bool:
             scale = open_scale("modbus-scale", "bay-b", options)
             try:
-                return scale.read_stable(timeout=5).net == expected
+                return scale.read_stable(timeout=patience_timeout(5)).net == expected
             finally:
                 scale.close()
 
         eventually(lambda: weighs(Decimal("2.000")), what="bay-b on unit 2")
-        client = ModbusTcpClient("127.0.0.1", port=modbus_port, timeout=2, retries=1)
+        client = ModbusTcpClient(
+            "127.0.0.1", port=modbus_port, timeout=patience_timeout(2), retries=1
+        )
         assert client.connect()
         try:
             assert client.read_holding_registers(0, count=2, device_id=1).registers == cdab(1000)
@@ -280,7 +288,7 @@ driver = "acme-scanner"
 """,
     )
     with SimProcess("site", "--config", str(site)) as sim:
-        assert sim.wait(timeout=60) == 1
+        assert sim.wait(timeout=patience_timeout(60)) == 1
     assert "acme-1: no twin for driver 'acme-scanner'" in sim.stderr
     assert "serial-line, mqtt-scanner" in sim.stderr
     assert "Traceback" not in sim.stderr
@@ -316,7 +324,7 @@ driver = "acme-scanner"
 def test_a_wrong_site_file_is_a_clear_error(tmp_path: Path, devices: str, fragment: str) -> None:
     site = write_site(tmp_path, devices)
     with SimProcess("site", "--config", str(site)) as sim:
-        assert sim.wait(timeout=60) == 1
+        assert sim.wait(timeout=patience_timeout(60)) == 1
     assert fragment in sim.stderr
     assert "Traceback" not in sim.stderr
 
@@ -341,7 +349,7 @@ port = {taken.getsockname()[1]}
 """,
         )
         with SimProcess("site", "--config", str(site)) as sim:
-            assert sim.wait(timeout=60) == 1
+            assert sim.wait(timeout=patience_timeout(60)) == 1
     assert "printer-1: twin did not start" in sim.stderr
     assert "Traceback" not in sim.stderr
     assert (tmp_path / "dev").is_dir()  # the scanner had started ...
@@ -382,7 +390,7 @@ def test_the_site_runner_loads_no_driver_code() -> None:
         [sys.executable, "-c", probe],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=patience_timeout(60),
         check=False,
         cwd=REPO,
     )
@@ -421,10 +429,10 @@ topic = "dock-a/scale/{{device_id}}/weight"
             "mq-scale": f"mqtt://127.0.0.1:{broker.port}/dock-a/scale/mq-scale/weight",
         }
         sim.send("mq-scan ABC 123")  # the rest of the line is the read, spaces and all
-        assert json.loads(reads.get(timeout=10)) == {"data": "ABC 123"}
+        assert json.loads(reads.get(timeout=patience_timeout(10))) == {"data": "ABC 123"}
         sim.send("mq-scale weight 4.200")
         eventually(
-            lambda: json.loads(weights.get(timeout=10)).get("net") == "4.200",
+            lambda: json.loads(weights.get(timeout=patience_timeout(10))).get("net") == "4.200",
             what="the typed weight published on the site's topic",
         )
         assert sim.terminate() == 0

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from simulators.toledo8217 import GARBAGE, HELP, Toledo8217Twin, apply_command
+from tests.patience import patience_timeout
 
 
 @pytest.fixture(autouse=True)
@@ -235,7 +236,7 @@ def test_disconnect_and_come_back_behind_the_same_link(tmp_path: Path) -> None:
             port.close()
 
         twin.disconnect(0.2)  # back by itself
-        give_up_at = time.monotonic() + 3
+        give_up_at = time.monotonic() + patience_timeout(3)
         while not twin.connected and time.monotonic() < give_up_at:
             time.sleep(0.02)
         assert twin.connected
@@ -264,6 +265,10 @@ def test_twin_imports_nothing_of_the_drivers() -> None:
         "print(sorted(m for m in sys.modules if m.startswith('device_drivers')))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=patience_timeout(30),
+        check=True,
     )
     assert result.stdout.strip() == "[]"

@@ -1,0 +1,224 @@
+"""The edge ledger's schema, as one numbered list of migrations.
+
+A ledger file records the last migration it went through in ``PRAGMA user_version``.
+Opening a file applies the missing ones in order, each in its own ``BEGIN IMMEDIATE``
+transaction together with the new version number, so a crash (or a failing step) in the
+middle of one leaves the file at the version before it, whole and usable; the next open
+tries again. SQLite's DDL is transactional, which is what makes this safe.
+
+A file whose version is higher than the code knows was written by a newer jxc; it is
+refused, because older code could misread tables it does not know about.
+
+Files written before the schema was numbered carry ``user_version`` 0 with tables in them;
+they are adopted once: the migrations whose tables are already there are counted as
+applied (the older code always created them in the order listed here), the rest run.
+
+To add a migration: append a :class:`Migration` with the next number; never edit or
+reorder one that has shipped (a file in the field has already gone through it). A step runs
+inside the migration's transaction, so it must not commit: no ``executescript`` (which
+commits first), no ``VACUUM``; SQL statements or a callable using ``conn.execute``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import sqlite_utils
+
+Step = Callable[[sqlite3.Connection], None]
+
+
+class SchemaError(Exception):
+    """The ledger file's schema cannot be brought up to date by this code."""
+
+
+class SchemaTooNewError(SchemaError):
+    """The file was written by a newer jxc than this one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of the schema: ``version`` is what the file is at once it has run."""
+
+    version: int
+    why: str
+    step: Step | tuple[str, ...]
+
+    def apply(self, conn: sqlite3.Connection) -> None:
+        if callable(self.step):
+            self.step(conn)
+        else:
+            for statement in self.step:
+                conn.execute(statement)
+
+
+def _events_and_outbox(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
+    events = db.table("events")
+    if events.exists():
+        return
+    events.create(
+        {
+            "seq": int,
+            "event_id": str,
+            "occurred_at": str,
+            "kind": str,
+            "item": str,
+            "lot": str,
+            "location": str,
+            "qty": str,
+            "body": str,
+            "synced_at": str,
+        },
+        pk="seq",
+        not_null={"event_id", "occurred_at", "kind", "item", "location", "qty", "body"},
+    )
+    events.create_index(["event_id"], unique=True)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY REFERENCES events(seq))"
+    )
+    conn.execute("CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "events, their outbox and the ledger's metadata", _events_and_outbox),
+    Migration(
+        2,
+        "the sender lease: one agent pushes a ledger at a time",
+        (
+            "CREATE TABLE IF NOT EXISTS sender_lease (id INTEGER PRIMARY KEY CHECK (id = 1),"
+            " holder TEXT NOT NULL, expires_at REAL NOT NULL)",
+        ),
+    ),
+    Migration(
+        3,
+        "dead letters: events central refused, out of the outbox until requeued",
+        (
+            "CREATE TABLE IF NOT EXISTS dead_letters (seq INTEGER PRIMARY KEY"
+            " REFERENCES events(seq), status TEXT NOT NULL, detail TEXT,"
+            " refused_at TEXT NOT NULL)",
+        ),
+    ),
+    Migration(
+        4,
+        "labels owed for events, written with the event so a restart still prints them",
+        (
+            "CREATE TABLE IF NOT EXISTS label_queue (seq INTEGER PRIMARY KEY"
+            " REFERENCES events(seq), printer_id TEXT NOT NULL, state TEXT NOT NULL,"
+            " attempts INTEGER NOT NULL DEFAULT 0, detail TEXT, updated_at TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS label_queue_owed ON label_queue (printer_id, seq)"
+            " WHERE state = 'pending'",
+        ),
+    ),
+    Migration(
+        5,
+        "label copies: a reprint is a new copy with its own printer job id",
+        ("ALTER TABLE label_queue ADD COLUMN copy INTEGER NOT NULL DEFAULT 0",),
+    ),
+    Migration(
+        6,
+        "the master-data cache (items, barcodes) and the change feed's cursor",
+        (
+            "CREATE TABLE IF NOT EXISTS cache_items (item_code TEXT PRIMARY KEY,"
+            " name TEXT NOT NULL, uom TEXT NOT NULL, active INTEGER NOT NULL,"
+            " version INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS cache_barcodes (barcode TEXT PRIMARY KEY,"
+            " item_code TEXT NOT NULL, qty_per TEXT NOT NULL, version INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS sync_cursor (feed TEXT PRIMARY KEY,"
+            " cursor INTEGER NOT NULL, updated_at TEXT NOT NULL)",
+        ),
+    ),
+    Migration(
+        7,
+        "the schema version lives in user_version: drop ledger_meta's stale copy (always 1)",
+        ("DELETE FROM ledger_meta WHERE key = 'schema_version'",),
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+
+def version(conn: sqlite3.Connection) -> int:
+    (found,) = conn.execute("PRAGMA user_version").fetchone()
+    return int(found)
+
+
+def _legacy_version(conn: sqlite3.Connection, name: str) -> int:
+    """How far an unnumbered file (written before migrations) already is.
+
+    The code of that time created the ledger's tables on every open in the order of
+    migrations 1-5, so what it left is a prefix of them; the catalog's tables (6) may be
+    there or not, and migration 6 creates them only where missing. A file with tables but
+    no ``events`` is not a ledger at all and is refused rather than written into.
+    """
+    tables = {
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+    if "events" not in tables:
+        if tables:  # every ledger began with its events table: this file is something else
+            raise SchemaError(
+                f"{name} holds tables ({', '.join(sorted(tables)[:5])}) but is not a jxc "
+                "ledger; check [ledger] path in the site file. Nothing was changed"
+            )
+        return 0
+    found = 1
+    for number, table in ((2, "sender_lease"), (3, "dead_letters"), (4, "label_queue")):
+        if table not in tables:
+            return found
+        found = number
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(label_queue)")}
+    return 5 if "copy" in columns else 4
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    *,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    target: int | None = None,
+    name: str = "the ledger",
+) -> int:
+    """Bring the file on ``conn`` (autocommit mode) up to ``target``; returns its version.
+
+    Each migration commits on its own, so a failure leaves the file at the last good
+    version and raises; nothing of the failing migration is kept.
+    """
+    known = migrations[-1].version if migrations else 0
+    target = known if target is None else target
+    if [m.version for m in migrations] != list(range(1, known + 1)):
+        raise SchemaError("migrations must be numbered 1, 2, 3, ... without gaps")
+    while True:
+        conn.execute("BEGIN IMMEDIATE")  # read the version under the write lock
+        try:
+            current = version(conn)
+            if current == 0 and (adopted := _legacy_version(conn, name)):
+                conn.execute(f"PRAGMA user_version = {adopted}")  # its own step, kept
+                conn.execute("COMMIT")
+                continue
+            if current > known:
+                raise SchemaTooNewError(
+                    f"{name} is at schema version {current}, but this jxc knows only up to "
+                    f"{known}: the file was written by a newer jxc. Run that newer jxc (or "
+                    "upgrade this one); the file was left untouched"
+                )
+            if current >= target:
+                conn.execute("COMMIT")
+                return current
+            step = migrations[current]
+            try:
+                step.apply(conn)
+            except Exception as exc:
+                raise SchemaError(
+                    f"{name}: migration {step.version} ({step.why}) failed: {exc}; the file "
+                    f"stays at schema version {current}, with nothing of this migration in it"
+                ) from exc
+            conn.execute(f"PRAGMA user_version = {step.version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
