@@ -30,7 +30,7 @@ from central_api.schemas.sync import (
 from central_api.services.feed import MAX_PAGE, changes_for_site
 from central_api.services.ingest import ingest_batch
 from central_api.services.ledger import list_refused, site_watermark
-from jxc.contract import SiteId
+from jxc.contract import Int64, SiteId
 from jxc.paths import (
     SYNC_ACK,
     SYNC_CHANGES,
@@ -136,9 +136,7 @@ def read_changes(
     connection: ConnDep,
     token_site: TokenSiteDep,
     site_id: Annotated[SiteId, Query()],
-    cursor: Annotated[
-        int, Query(ge=0, le=2**63 - 1, description="next_cursor of the last page applied")
-    ] = 0,
+    cursor: Annotated[Int64, Query(description="next_cursor of the last page applied")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 500,
 ) -> ChangePage:
     """The site's master-data changes after ``cursor``, oldest first.
