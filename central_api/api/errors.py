@@ -141,7 +141,8 @@ def install_error_handlers(app: FastAPI) -> None:
         # Raised by the framework itself: no such path (404), method not allowed (405).
         if exc.status_code < 200 or exc.status_code in (204, 205, 304):
             return Response(status_code=exc.status_code, headers=exc.headers)
-        return problem(exc.status_code, quote(exc.detail, limit=_MAX_REASON), headers=exc.headers)
+        detail = quote(exc.detail, limit=_MAX_REASON)
+        return problem(exc.status_code, detail, headers=exc.headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

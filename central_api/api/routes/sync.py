@@ -49,6 +49,7 @@ _AUTH: dict[int | str, dict[str, Any]] = {
 _DETAIL: dict[int | str, dict[str, Any]] = {
     **_AUTH,
     409: {"description": "The batch would leave a gap in the site's seq; detail names it."},
+    413: {"description": "The body is larger than a push may be; send fewer events."},
     422: {"description": "The batch breaks the wire contract; message names each field."},
     503: {"description": "The database is unavailable; retry with backoff."},
 }
