@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from central_api.api.quoting import excerpt, quote
+from central_api.api.quoting import REDACTED, excerpt, quote, sensitive
 from central_api.errors import (
     CentralError,
     ConflictError,
@@ -210,7 +210,8 @@ def quoted_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "msg": excerpt(str(error.get("msg", "is invalid")), _MAX_MESSAGE),
         }
         if "input" in error:
-            entry["input"] = quote(error["input"])
+            secret = any(sensitive(part) for part in error.get("loc", ()))
+            entry["input"] = REDACTED if secret else quote(error["input"])
         if error.get("ctx"):
             entry["ctx"] = quote(error["ctx"])
         quoted.append(entry)

@@ -27,6 +27,13 @@ MAX_ENTRIES = 10
 MAX_DEPTH = 3
 """Levels of a refused structure that are quoted back; deeper ones become ``"..."``."""
 
+SENSITIVE_NAMES = frozenset({"secret", "password", "token", "access_token", "authorization"})
+"""Fields whose value is never quoted, whatever it holds: a would-be secret refused for a
+stray character is still most of a secret, and a 422's body reaches the caller's log (the
+edge logs an answer's text). A new credential field is covered by its name, or added here."""
+
+REDACTED = "[redacted]"
+
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
 """Characters quoted as escapes: control characters (C0, DEL, C1), the two Unicode line
 separators, and surrogates, which cannot be encoded alone."""
@@ -46,6 +53,11 @@ def excerpt(text: str, limit: int = MAX_EXCERPT) -> str:
     if len(text) > limit:
         shown += f"... ({len(text)} characters in all)"
     return shown
+
+
+def sensitive(name: object) -> bool:
+    """Whether a field of this name holds a credential (see :data:`SENSITIVE_NAMES`)."""
+    return isinstance(name, str) and name.lower() in SENSITIVE_NAMES
 
 
 def quote(value: Any, *, limit: int = MAX_EXCERPT, _depth: int = 0) -> Any:
@@ -81,7 +93,9 @@ def _quote_structure(value: Any, limit: int, depth: int) -> Any:
     if isinstance(value, Mapping):
         items = list(value.items())
         quoted = {
-            excerpt(str(key), limit): quote(item, limit=limit, _depth=depth)
+            excerpt(str(key), limit): REDACTED
+            if sensitive(key)
+            else quote(item, limit=limit, _depth=depth)
             for key, item in items[:MAX_ENTRIES]
         }
         if len(items) > MAX_ENTRIES:

@@ -79,3 +79,13 @@ def test_a_batch_refused_everywhere_lists_a_bounded_number_of_errors(
     body = answer.json()
     assert len(body["detail"]) <= 100
     assert "more" in body["message"]
+
+
+def test_a_refused_secret_is_never_quoted_back(client: TestClient) -> None:
+    almost = "s" * 40 + "!"  # a secret with one stray character: still most of a secret
+    answer = client.post("/api/v1/sync/token", json={"site_id": "S01", "secret": almost})
+    assert answer.status_code == 422
+    assert "s" * 12 not in answer.text
+    whole = client.post("/api/v1/sync/token", json=[{"site_id": "S01", "secret": almost}])
+    assert whole.status_code == 422
+    assert "s" * 12 not in whole.text
