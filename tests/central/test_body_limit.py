@@ -184,3 +184,19 @@ def test_over_a_socket_a_stranger_is_answered_before_the_body_is_sent(
         f"Content-Length: {10 * 1024 * 1024}\r\n\r\n"
     )
     assert _answer_to_headers_alone(port, head).startswith(b"HTTP/1.1 401 ")
+
+
+def test_every_operation_that_needs_a_credential_refuses_a_stranger_unread(app: FastAPI) -> None:
+    """Walks the OpenAPI document: a route added later with a credential and a body is held
+    to the same rule, with no list to update here."""
+    guarded = [
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security") and "requestBody" in operation
+    ]
+    assert (("POST", SYNC_EVENTS)) in guarded
+    for method, path in guarded:
+        headers = {"content-type": "application/json", "content-length": str(512 * 1024)}
+        status, _, taken = _call(app, method, path, headers, 512 * 1024)
+        assert (status, taken) == (401, 0), f"{method} {path}"
