@@ -69,6 +69,20 @@ def migrate(
     typer.echo(f"database schema is at {revision}")
 
 
+@app.command()
+def rekey(database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP)) -> None:
+    """Replace the token signing key: every site token is void, edges fetch new ones.
+
+    Run it after restoring the database from a backup, or whenever a copy of the database
+    may have left your hands: the key is in the database, and whoever holds it can sign
+    tokens. Site secrets stay valid (central keeps only their hashes).
+    """
+    from central_api.services.auth import rekey as replace_key  # noqa: PLC0415
+
+    _on_database(database_url, replace_key)
+    typer.echo("signing key replaced: every site token issued before is void", err=True)
+
+
 site_app = typer.Typer(
     help="Site credentials: the secret each edge agent authenticates with.",
     no_args_is_help=True,

@@ -15,6 +15,8 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from central_api.api.body_limit import BodyLimit
+from central_api.api.credential_first import CredentialFirst
 from central_api.api.errors import install_error_handlers
 from central_api.api.main import api_router
 from central_api.api.routes import health
@@ -24,7 +26,7 @@ from central_api.errors import first_line
 from central_api.services.auth import TokenSigner
 from central_api.services.projections import built_in_projections
 from jxc import __version__
-from jxc.paths import API_ROOT
+from jxc.paths import API_ROOT, SYNC_EVENTS
 
 log = logging.getLogger("central_api.main")
 
@@ -53,6 +55,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_signer = TokenSigner(engine, ttl_s=settings.token_ttl_s)
     app.state.projections = built_in_projections()
     install_error_handlers(app)
+    app.add_middleware(CredentialFirst, fastapi_app=app)
+    app.add_middleware(  # added last, so it runs first: a declared size costs nothing to check
+        BodyLimit,
+        default_limit=settings.max_body_bytes,
+        path_limits={SYNC_EVENTS: settings.max_push_bytes},
+    )
     app.include_router(health.router)
     app.include_router(api_router, prefix=API_ROOT)
     return app

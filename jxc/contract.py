@@ -120,10 +120,45 @@ ExactDecimal = Annotated[
 
 SITE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 SiteId = Annotated[str, Field(pattern=SITE_ID_PATTERN)]
-_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
-"""No C0 control character or DEL: PostgreSQL refuses NUL in text outright, and a tab or
-a line break in a code or a reference is a scanner's or a typist's slip, not data."""
-Code = Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_CONTROL)]
+
+# --- text and integers: what every field of every model on the wire may hold ----------
+
+SINGLE_LINE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+"""No C0 control character (tab, CR and LF included) and no DEL: PostgreSQL refuses NUL
+in text outright, a line break in a name splits a log line or a label, and a tab in a code
+or a unit is a scanner's or a typist's slip, not data."""
+
+MULTILINE_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+"""As :data:`SINGLE_LINE_PATTERN`, but tab, LF and CR are allowed (a note, a detail)."""
+
+MAX_TEXT = 1000
+"""The longest text any field takes unless it says less: the bound that keeps a field
+from carrying a megabyte into a database row, a log line or an error message."""
+
+Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=SINGLE_LINE_PATTERN)]
+"""Any single-line text field of a request, an answer or an event.
+
+A field narrows it with its own bounds, ``Annotated[Text, Field(min_length=1,
+max_length=64)]`` (the later bound wins). The pattern is checked by pydantic-core's own
+regex engine, which works on UTF-8 and so also refuses a lone surrogate (``"\\ud800"``,
+which JSON can spell and no database can store) as ``string_unicode``; the check costs
+nanoseconds per field, in Rust, not a Python call. The same type validates both ends of
+the wire, so a text central accepts into master data is one the edge accepts back.
+"""
+
+MultilineText = Annotated[str, Field(max_length=MAX_TEXT, pattern=MULTILINE_PATTERN)]
+"""Text that may hold tab and line breaks (a verdict's detail); still no NUL, other
+control characters or lone surrogates."""
+
+INT64_MAX = 2**63 - 1
+"""The largest integer a BIGINT column (PostgreSQL) or an SQLite integer holds; a larger
+one is refused at the edge of the wire rather than overflowing in the driver."""
+
+Int64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+"""Any count, seq, version or cursor on the wire: 0 <= n < 2**63. A field narrows it
+(``Annotated[Int64, Field(ge=1)]``)."""
+
+Code = Annotated[Text, Field(min_length=1, max_length=64)]
 
 
 class EventKind(StrEnum):
@@ -158,19 +193,19 @@ class LedgerEvent(BaseModel):
 
     event_id: uuid.UUID
     site_id: SiteId
-    seq: int = Field(ge=1, description="gapless per site, assigned with the event")
+    seq: Annotated[Int64, Field(ge=1, description="gapless per site, assigned with the event")]
     occurred_at: datetime = Field(description="edge clock, UTC")
     kind: EventKind
     item: Code
-    lot: Annotated[str, Field(min_length=1, max_length=40, pattern=_NO_CONTROL)] | None = None
+    lot: Annotated[Text, Field(min_length=1, max_length=40)] | None = None
     expiry: date | None = None
     location: Code
     qty: ExactDecimal = Field(description="signed by kind: positive in, negative out")
-    uom: Annotated[str, Field(min_length=1, max_length=16, pattern=_NO_CONTROL)]
+    uom: Annotated[Text, Field(min_length=1, max_length=16)]
     unit_cost: ExactDecimal | None = None
-    ref: Annotated[str, Field(max_length=128, pattern=_NO_CONTROL)] | None = None
-    device_id: Annotated[str, Field(max_length=64, pattern=_NO_CONTROL)] | None = None
-    actor: Annotated[str, Field(max_length=64, pattern=_NO_CONTROL)] | None = None
+    ref: Annotated[Text, Field(max_length=128)] | None = None
+    device_id: Annotated[Text, Field(max_length=64)] | None = None
+    actor: Annotated[Text, Field(max_length=64)] | None = None
 
     @field_validator("event_id")
     @classmethod
@@ -338,9 +373,9 @@ class EventResult(BaseModel):
     """Central's verdict on one event of a batch."""
 
     event_id: uuid.UUID
-    seq: int
+    seq: Int64
     status: EventStatus
-    detail: str | None = None
+    detail: Annotated[MultilineText, Field(max_length=4000)] | None = None
 
 
 class PushAck(BaseModel):
@@ -355,8 +390,7 @@ class PushAck(BaseModel):
 
     contract_version: Literal[1] = CONTRACT_VERSION
     site_id: SiteId
-    acked_through_seq: int = Field(
-        ge=0,
+    acked_through_seq: Int64 = Field(
         description="highest seq central has settled (held, or refused and recorded) "
         "with no gap below it",
     )
@@ -394,6 +428,6 @@ class SiteToken(BaseModel):
     """
 
     site_id: SiteId
-    access_token: str
+    access_token: Annotated[Text, Field(max_length=512)]
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the RFC 6750 scheme name)
-    expires_in: int = Field(gt=0, description="seconds the token stays valid")
+    expires_in: Annotated[Int64, Field(ge=1)] = Field(description="seconds the token stays valid")

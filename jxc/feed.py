@@ -18,11 +18,14 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from jxc.contract import CONTRACT_VERSION, Code, ExactDecimal, SiteId
+from jxc.contract import CONTRACT_VERSION, Code, ExactDecimal, Int64, SiteId, Text
 
 Barcode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
 """Printable ASCII, no spaces: what a scanner can send, GTIN-14 normalised or not."""
-Uom = Annotated[str, Field(min_length=1, max_length=16)]
+Uom = Annotated[Text, Field(min_length=1, max_length=16)]
+"""A unit as an item declares it and every event of the item repeats it: the event
+contract's own rule (single-line text, at most 16 characters), so a unit central takes
+into the item master is one the edge can put in an event."""
 
 
 class FeedEntity(StrEnum):
@@ -43,7 +46,7 @@ class ItemData(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     item_code: Code
-    name: Annotated[str, Field(max_length=200)] = ""
+    name: Annotated[Text, Field(max_length=200)] = ""
     uom: Uom = "EA"
     active: bool = True
 
@@ -72,9 +75,9 @@ class Change(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: Annotated[Int64, Field(ge=1)]
     entity: FeedEntity
-    key: Annotated[str, Field(min_length=1, max_length=128)]
+    key: Annotated[Text, Field(min_length=1, max_length=128)]
     op: ChangeOp
     data: dict[str, Any] | None = None
 
@@ -99,5 +102,5 @@ class ChangePage(BaseModel):
     contract_version: Literal[1] = CONTRACT_VERSION
     site_id: SiteId
     changes: list[Change]
-    next_cursor: int = Field(ge=0, description="the version of the last change in this page")
+    next_cursor: Int64 = Field(description="the version of the last change in this page")
     has_more: bool

@@ -52,6 +52,11 @@ ConnDep = Annotated[Connection, Depends(get_connection)]
 SignerDep = Annotated[TokenSigner, Depends(get_token_signer)]
 ProjectionsDep = Annotated[Projections, Depends(get_projections)]
 
+NO_TOKEN_MESSAGE = (
+    "this endpoint needs `Authorization: Bearer <token>`; a site gets its token "
+    f"from POST {SYNC_TOKEN} with its id and secret"
+)
+
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="SiteToken",
@@ -70,10 +75,7 @@ def get_token_site(
     check costs no second pooled connection.
     """
     if credentials is None:
-        raise TokenRefusedError(
-            "this endpoint needs `Authorization: Bearer <token>`; a site gets its token "
-            f"from POST {SYNC_TOKEN} with its id and secret"
-        )
+        raise TokenRefusedError(NO_TOKEN_MESSAGE)
     return signer.verify(connection, credentials.credentials)
 
 

@@ -23,21 +23,19 @@ a ``Problem`` (``ValidationProblem`` for 422) in ``application/problem+json``.
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request, status
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from central_api.api.quoting import REDACTED, excerpt, quote, sensitive
 from central_api.errors import (
     CentralError,
     ConflictError,
@@ -116,36 +114,35 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
-        message = describe_validation_errors(errors)
+        listed = quoted_errors(errors[:_MAX_ANSWERED])
+        message = describe_validation_errors(listed, total=len(errors))
         log.warning(
             "request refused as invalid",
-            extra={"path": request.url.path, "errors": len(errors), "reason": message},
+            extra={"path": excerpt(request.url.path), "errors": len(errors), "reason": message},
         )
-        return problem(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            _json_safe(jsonable_encoder(errors, custom_encoder=_EXACT)),
-            message=message,
-        )
+        return problem(status.HTTP_422_UNPROCESSABLE_CONTENT, listed, message=message)
 
     @app.exception_handler(CentralError)
     async def _refused(request: Request, exc: CentralError) -> JSONResponse:
         code = refusal_status(type(exc))
+        reason = excerpt(str(exc), _MAX_REASON)
         log.warning(
             "request refused",
-            extra={"path": request.url.path, "status": code, "reason": str(exc)},
+            extra={"path": excerpt(request.url.path), "status": code, "reason": reason},
         )
         headers = next(
             (_REFUSAL_HEADERS[cls] for cls in type(exc).__mro__ if cls in _REFUSAL_HEADERS),
             None,
         )
-        return problem(code, str(exc), headers=headers)
+        return problem(code, reason, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # Raised by the framework itself: no such path (404), method not allowed (405).
         if exc.status_code < 200 or exc.status_code in (204, 205, 304):
             return Response(status_code=exc.status_code, headers=exc.headers)
-        return problem(exc.status_code, exc.detail, headers=exc.headers)
+        detail = quote(exc.detail, limit=_MAX_REASON)
+        return problem(exc.status_code, detail, headers=exc.headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
@@ -181,33 +178,57 @@ def install_error_handlers(app: FastAPI) -> None:
     _document_problems(app)
 
 
-_EXACT: dict[Any, Any] = {Decimal: str}
-"""A refused amount is echoed as the string it was, never through a float (``sNaN`` has no
-float at all, and ``0.1`` would come back as ``0.1000000000000000055...``)."""
+_MAX_ANSWERED = 100
+"""Errors listed in a 422's ``detail``: a batch refused in every field of every event
+would otherwise answer with a list a hundred times the size of the request."""
+
+_MAX_REASON = 1000
+"""Characters of a refusal's own sentence; central writes them, but they may name input."""
+
+_MAX_MESSAGE = 300
+"""Characters of one validation message (pydantic's, or a validator's that names the
+value it refused)."""
 
 
-def _json_safe(value: Any) -> Any:
-    """``value`` with every non-finite number spelled as a string.
+def quoted_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """FastAPI's validation errors with everything that can carry input quoted safely.
 
-    A validation error echoes the input it refused, and that input may be ``Infinity`` or
-    ``NaN`` (a decimal string such as ``"INFINITY"``, or a bare JSON literal that Python's
-    parser accepts): strict JSON cannot carry those, and the answer explaining the refusal
-    must not itself fail.
+    The value (``input``), the message, a validator's context and the location (a refused
+    key of an object is its last part) each go through :mod:`central_api.api.quoting`, so
+    the answer is bounded and encodable whatever the request held: a refused amount is
+    the string it was (never through a float, ``sNaN`` has none), ``NaN`` a string, a
+    lone surrogate an escape.
     """
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(item) for item in value]
-    return value
+    quoted: list[dict[str, Any]] = []
+    for error in errors:
+        entry: dict[str, Any] = {
+            "type": excerpt(str(error.get("type", "value_error"))),
+            "loc": [
+                part if isinstance(part, int) else excerpt(str(part))
+                for part in error.get("loc", ())
+            ],
+            "msg": excerpt(str(error.get("msg", "is invalid")), _MAX_MESSAGE),
+        }
+        if "input" in error:
+            secret = any(sensitive(part) for part in error.get("loc", ()))
+            entry["input"] = REDACTED if secret else quote(error["input"])
+        if error.get("ctx"):
+            entry["ctx"] = quote(error["ctx"])
+        quoted.append(entry)
+    return quoted
 
 
-def describe_validation_errors(errors: Iterable[Mapping[str, Any]]) -> str:
-    """One line per error, each starting with the field's path in plain notation."""
+def describe_validation_errors(
+    errors: Iterable[Mapping[str, Any]], *, total: int | None = None
+) -> str:
+    """One line per error, each starting with the field's path in plain notation.
+
+    ``total``: how many errors there were, if ``errors`` lists only the first ones.
+    """
     lines = [_describe(error) for error in errors]
-    if len(lines) > _MAX_LISTED:
-        lines = [*lines[:_MAX_LISTED], f"... and {len(lines) - _MAX_LISTED} more"]
+    count = max(total or 0, len(lines))
+    if count > _MAX_LISTED:
+        lines = [*lines[:_MAX_LISTED], f"... and {count - _MAX_LISTED} more"]
     return "; ".join(lines)
 
 

@@ -10,8 +10,8 @@ model's own after-validators run again: for a push, about 1 ms).
 A body that does not validate, or whose validation fails in any other way, is parsed the
 usual way instead and FastAPI validates the dicts itself, so a refused request gets the
 answer it got before, from the same code; only refused requests pay for both passes.
-One thing does move: the body is validated before the route's dependencies run, so a
-request without a valid token has its body validated before it gets its 401.
+The body is validated before the route's dependencies run; a request without a valid
+token never gets this far, since ``api/credential_first.py`` refuses it unread.
 """
 
 from __future__ import annotations

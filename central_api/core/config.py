@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     """How long a site token lasts. Short, so a leaked header is soon worthless; the edge
     fetches a new one a minute before expiry, and on any 401."""
 
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """The largest request body central reads, except a push's; a larger one is answered
+    413 before it is read (see ``central_api.api.body_limit``)."""
+
+    max_push_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    """The largest push (``POST /api/v1/sync/events``): a full batch of 5000 events is
+    about 2 MB, several times that with every text field as long as the contract allows."""
+
     gc_gen0_threshold: int = Field(default=50_000, ge=700)
     """Net new container objects between the garbage collector's young-generation runs
     while serving (CPython's default is 700); see ``central_api.core.gc_tuning``."""

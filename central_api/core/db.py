@@ -17,6 +17,8 @@ The same code runs on both databases; only what each needs to be safe differs:
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,10 +81,29 @@ def create_db_engine(url: str | URL, **engine_options: Any) -> Engine:
 
 
 def _ensure_sqlite_directory(url: URL) -> None:
+    """Make the database's directory, and the file itself readable by its owner only.
+
+    The file holds the token signing key and every ledger: created 0600 here, before
+    SQLite would create it 0644 (its default, less the umask); SQLite then gives its
+    ``-wal`` and ``-shm`` files the database file's own mode. An existing file readable
+    by others is left as the operator made it, with a warning.
+    """
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = Path(database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning(
+                "the database file can be read by other users: it holds the token "
+                "signing key; chmod 600 it (and run `jxc central rekey` if a copy may have "
+                "been taken)",
+                extra={"path": str(path), "mode": oct(stat.S_IMODE(mode))},
+            )
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:

@@ -23,6 +23,13 @@ from central_api.errors import TokenRefusedError
 TOKEN_PREFIX = "jxc1"  # noqa: S105 (a format tag, not a secret)
 """Format version of a token, first so a later format can be told apart at a glance."""
 
+EXPIRY_SKEW_S = 60
+"""How far a token's expiry may lie beyond now + TTL: the clocks of several centrals on
+one database may differ by this much."""
+
+_EXPIRY_DIGITS = 15
+"""An expiry of more digits is no Unix time this side of the year 30 million."""
+
 _SEPARATOR = ":"
 """Never part of a site id (see ``jxc.contract.SiteId``), so a token splits unambiguously."""
 
@@ -66,10 +73,29 @@ class SiteTokenClaims:
     """Everything the signature covers."""
     signature: str
 
+    def expires_at(self) -> int | None:
+        """The expiry as Unix seconds, or None if it is not a plain number of a sane size."""
+        text = self.expires
+        if not (0 < len(text) <= _EXPIRY_DIGITS and text.isascii() and text.isdigit()):
+            return None
+        return int(text)
+
     def expired(self, now: float | None = None) -> bool:
         """Whether the token has expired (or its expiry is not a number)."""
         current = time.time() if now is None else now
-        return not self.expires.isdigit() or int(self.expires) <= current
+        expires = self.expires_at()
+        return expires is None or expires <= current
+
+    def lasts_too_long(self, ttl_s: int, now: float | None = None) -> bool:
+        """Whether the expiry lies further ahead than any token central issues would have.
+
+        Central never issues a token for longer than its TTL, so an expiry beyond now +
+        TTL (+ the clocks' skew) was written by someone holding the signing key who is
+        not central: a copy of the key would otherwise mint tokens valid for fifty years.
+        """
+        current = time.time() if now is None else now
+        expires = self.expires_at()
+        return expires is None or expires > current + ttl_s + EXPIRY_SKEW_S
 
 
 def site_token(key: bytes, *, site_id: str, generation: int, ttl_s: int) -> str:

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, PlainSerializer
 
+from jxc.contract import Int64, MultilineText, Text
+
 DecimalText = Annotated[
     Decimal, PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json")
 ]
@@ -24,19 +26,23 @@ class Problem(BaseModel):
     what the OpenAPI document shows for it.
     """
 
-    type: str = Field(default="about:blank", description="about:blank: see title and status")
-    title: str = Field(description="the HTTP status's phrase")
-    status: int
-    detail: str = Field(description="what is wrong, in a sentence a person can act on")
+    type: Text = Field(default="about:blank", description="about:blank: see title and status")
+    title: Text = Field(description="the HTTP status's phrase")
+    status: Int64
+    detail: MultilineText = Field(description="what is wrong, in a sentence a person can act on")
 
 
 class FieldError(BaseModel):
     """One refused field of a request, as FastAPI reports it."""
 
-    loc: list[str | int] = Field(description='where: ["body", "events", 0, "qty"]')
-    msg: str
-    type: str
-    input: Any = None
+    loc: list[Text | Int64] = Field(description='where: ["body", "events", 0, "qty"]')
+    msg: MultilineText
+    type: Text
+    input: Any = Field(
+        default=None,
+        description="an excerpt of the refused value: at most about 100 characters, any "
+        "character JSON cannot carry replaced (see central_api.api.quoting)",
+    )
     ctx: dict[str, Any] | None = None
 
 
@@ -47,8 +53,8 @@ class ValidationProblem(BaseModel):
     one line, for a person.
     """
 
-    type: str = "about:blank"
-    title: str
-    status: int
+    type: Text = "about:blank"
+    title: Text
+    status: Int64
     detail: list[FieldError]
-    message: str = Field(description="body.events[0].qty: must be ...; query.limit: ...")
+    message: MultilineText = Field(description="body.events[0].qty: must be ...; query.limit: ...")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from jxc.contract import Int64, MultilineText, Text
 
 
 class HealthOut(BaseModel):
     """Liveness plus what a deployment check needs to match edge and central versions."""
 
-    status: str
-    database: str
-    version: str
-    contract_version: int
-    message: str | None = None
+    status: Text
+    database: Text
+    version: Text
+    contract_version: Int64
+    message: Annotated[MultilineText, Field(max_length=4000)] | None = None

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from central_api.schemas.common import DecimalText
-from jxc.contract import ExactDecimal
+from jxc.contract import Code, ExactDecimal, Int64, Text
 from jxc.feed import Barcode, Uom
 
 MAX_BARCODES_PER_ITEM = 1000
@@ -38,7 +38,7 @@ class ItemIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[Text, Field(min_length=1, max_length=200)]
     uom: Uom
     active: bool = True
     barcodes: Annotated[list[BarcodeIn], Field(max_length=MAX_BARCODES_PER_ITEM)] | None = Field(
@@ -61,9 +61,9 @@ class BarcodeOut(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    barcode: str
+    barcode: Barcode
     qty_per: DecimalText
-    version: int = Field(description="feed version of this barcode's last change")
+    version: Int64 = Field(description="feed version of this barcode's last change")
     updated_at: datetime
 
 
@@ -72,11 +72,11 @@ class ItemOut(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    item_code: str
-    name: str
-    uom: str
+    item_code: Code
+    name: Annotated[Text, Field(max_length=200)]
+    uom: Uom
     active: bool
-    version: int = Field(description="feed version of the item's own last change")
+    version: Int64 = Field(description="feed version of the item's own last change")
     updated_at: datetime
     barcodes: list[BarcodeOut]
 
@@ -87,6 +87,6 @@ class ItemPage(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     items: list[ItemOut]
-    next_after: str | None = Field(
+    next_after: Code | None = Field(
         description="pass as ?after= for the next page; null when this page is the last"
     )

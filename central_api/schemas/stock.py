@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from central_api.schemas.common import DecimalText
+from jxc.contract import Code, SiteId, Text
 
 
 class StockBalanceOut(BaseModel):
@@ -12,9 +15,9 @@ class StockBalanceOut(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    site_id: str
-    location: str
-    item: str
-    lot: str | None
-    uom: str
+    site_id: SiteId
+    location: Code
+    item: Code
+    lot: Annotated[Text, Field(max_length=40)] | None
+    uom: Annotated[Text, Field(max_length=16)]
     qty: DecimalText

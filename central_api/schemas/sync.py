@@ -9,11 +9,20 @@ rest are central's answers that only tools and people read.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from jxc.contract import PushAck, PushBatch, SiteToken, SiteTokenRequest
+from jxc.contract import (
+    Int64,
+    MultilineText,
+    PushAck,
+    PushBatch,
+    SiteId,
+    SiteToken,
+    SiteTokenRequest,
+    Text,
+)
 from jxc.feed import ChangePage
 
 if TYPE_CHECKING:
@@ -36,8 +45,8 @@ __all__ = [
 class SyncAckOut(BaseModel):
     """The push watermark central holds for a site: every seq up to it, none missing."""
 
-    site_id: str
-    acked_through_seq: int
+    site_id: SiteId
+    acked_through_seq: Int64
 
 
 class RefusedEventOut(BaseModel):
@@ -46,12 +55,12 @@ class RefusedEventOut(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    site_id: str
-    seq: int
-    event_id: str
-    status: str
-    detail: str
-    attempts: int
+    site_id: SiteId
+    seq: Int64
+    event_id: Annotated[Text, Field(max_length=64)]
+    status: Annotated[Text, Field(max_length=32)]
+    detail: Annotated[MultilineText, Field(max_length=4000)]
+    attempts: Int64
     first_refused_at: datetime
     last_refused_at: datetime
     event: dict[str, Any]

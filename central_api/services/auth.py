@@ -21,6 +21,7 @@ Why this shape:
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ __all__ = [
     "TokenSigner",
     "add_site",
     "list_sites",
+    "rekey",
     "revoke_site",
     "rotate_site",
 ]
@@ -59,6 +61,9 @@ _SITE_ID = re.compile(SITE_ID_PATTERN)
 
 KEY_CACHE_S = 60.0
 """How long a process trusts its copy of the signing key before reading it again."""
+
+_REREAD_MIN_S = 1.0
+"""The least time between two reads of the key caused by a signature that did not match."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +141,23 @@ def revoke_site(connection: Connection, site_id: str) -> None:
         raise UnknownCredentialError(site_id)
 
 
+def rekey(connection: Connection) -> None:
+    """Replace the signing key with a fresh random one: every token issued so far is void.
+
+    For after a restore from backup, or whenever a copy of the database may be in other
+    hands: the key is in the database, so whoever holds a copy could sign tokens (each
+    valid no longer than the TTL, but as many as they like) until the key is replaced.
+    Edges notice nothing but one 401, and fetch a new token with their secrets, which a
+    copy does not reveal (central keeps only their SHA-256).
+    """
+    with connection.begin():
+        connection.execute(
+            update(auth_signing_key)
+            .where(auth_signing_key.c.id == 1)
+            .values(key_hex=secrets.token_hex(32), created_at=datetime.now(UTC))
+        )
+
+
 def list_sites(connection: Connection) -> list[SiteCredentialInfo]:
     """Every site with a credential, by id."""
     rows = connection.execute(
@@ -150,12 +172,29 @@ def list_sites(connection: Connection) -> list[SiteCredentialInfo]:
     return [SiteCredentialInfo(*row) for row in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class _KeySnapshot:
+    """The signing key as read at one moment: never changed, only replaced whole."""
+
+    key: bytes
+    read_at: float
+
+
 class TokenSigner:
     """Issues and checks site tokens with the database's signing key.
 
-    The key is kept for ``KEY_CACHE_S`` and re-read at once when a signature does not match
-    it, so a key replaced in the database (to void every token) is taken up by every
-    central within that time without a restart.
+    The key is kept for ``KEY_CACHE_S`` and re-read when a signature does not match it, so
+    a key replaced in the database (``jxc central rekey``, to void every token) is taken
+    up by every central without a restart. Issuing always reads the key afresh, so a new
+    token is never signed with a key that was replaced.
+
+    Safe across threads by construction: the key is held in one immutable snapshot that
+    is replaced by a single attribute assignment, never cleared or edited in place, so a
+    thread reading it sees the old key or the new one, never a gap. Two threads may both
+    re-read the key at once; each then installs a correct snapshot. A signature that does
+    not match re-reads the key at most once per ``_REREAD_MIN_S``, so a stream of forged
+    tokens costs one key read a second, not one per request.
+
     Both methods run their reads in a transaction of their own, on the request's
     connection, before the route's service begins its own.
     """
@@ -163,26 +202,33 @@ class TokenSigner:
     def __init__(self, engine: Engine, *, ttl_s: int) -> None:
         self._engine = engine
         self.ttl_s = ttl_s
-        self._key: bytes | None = None
-        self._key_read_at = 0.0
+        self._snapshot: _KeySnapshot | None = None
+
+    def _read_key(self, connection: Connection) -> bytes:
+        key_hex = connection.execute(
+            select(auth_signing_key.c.key_hex).where(auth_signing_key.c.id == 1)
+        ).scalar_one()
+        snapshot = _KeySnapshot(bytes.fromhex(key_hex), time.monotonic())
+        self._snapshot = snapshot
+        return snapshot.key
 
     def _signing_key(self, connection: Connection) -> bytes:
-        now = time.monotonic()
-        if self._key is None or now - self._key_read_at > KEY_CACHE_S:
-            key_hex = connection.execute(
-                select(auth_signing_key.c.key_hex).where(auth_signing_key.c.id == 1)
-            ).scalar_one()
-            self._key = bytes.fromhex(key_hex)
-            self._key_read_at = now
-        return self._key
+        snapshot = self._snapshot  # one read: the snapshot cannot change under us
+        if snapshot is None or time.monotonic() - snapshot.read_at > KEY_CACHE_S:
+            return self._read_key(connection)
+        return snapshot.key
 
     def _signed(self, connection: Connection, claims: SiteTokenClaims) -> bool:
-        """Whether the token is signed with the key; a mismatch re-reads the key once, so a
-        key replaced in the database is taken up without restarting every central."""
-        if signed_by(self._signing_key(connection), claims):
+        """Whether the token is signed with the key; a mismatch re-reads the key (at most
+        once per ``_REREAD_MIN_S``), so a replaced key is taken up without a restart."""
+        snapshot = self._snapshot
+        key = self._signing_key(connection)
+        if signed_by(key, claims):
             return True
-        self._key = None
-        return signed_by(self._signing_key(connection), claims)
+        if snapshot is not None and time.monotonic() - snapshot.read_at < _REREAD_MIN_S:
+            return False
+        fresh = self._read_key(connection)
+        return fresh != key and signed_by(fresh, claims)
 
     def issue(self, connection: Connection, site_id: str, secret: str) -> str:
         """A token for ``site_id`` if ``secret`` is its current one; else CredentialRefused.
@@ -198,7 +244,7 @@ class TokenSigner:
                     site_credentials.c.revoked,
                 ).where(site_credentials.c.site_id == site_id)
             ).first()
-            key = self._signing_key(connection)
+            key = self._read_key(connection)
         offered = secret_digest(secret)
         # Compare even when there is no row, so timing does not tell the two cases apart.
         expected = row.secret_sha256 if row is not None else secret_digest(new_secret())
@@ -216,6 +262,11 @@ class TokenSigner:
                 raise TokenRefusedError("the bearer token's signature is not valid")
             if claims.expired():
                 raise TokenRefusedError("the bearer token has expired; ask for a new one")
+            if claims.lasts_too_long(self.ttl_s):
+                raise TokenRefusedError(
+                    "the bearer token claims to last longer than central issues tokens for; "
+                    "it was not issued by central"
+                )
             current = connection.execute(
                 select(site_credentials.c.generation, site_credentials.c.revoked).where(
                     site_credentials.c.site_id == site_id

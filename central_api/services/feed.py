@@ -55,6 +55,7 @@ from sqlalchemy import Connection, insert, select, union_all, update
 
 from central_api.errors import FeedCursorAheadError
 from central_api.models.feed import change_feed, feed_counter
+from central_api.services.master_text import sendable
 from jxc.feed import ChangeOp, FeedEntity
 
 FEED_COUNTER_ID = 1
@@ -240,7 +241,7 @@ def changes_for_site(*, connection: Connection, site_id: str, cursor: int, limit
             entity=FeedEntity(row.entity),
             key=row.entity_key,
             op=ChangeOp(row.op),
-            data=None if row.data is None else json.loads(row.data),
+            data=None if row.data is None else _sendable(row.entity, row.entity_key, row.data),
         )
         for row in rows[:limit]
     ]
@@ -250,6 +251,11 @@ def changes_for_site(*, connection: Connection, site_id: str, cursor: int, limit
         next_cursor=changes[-1].version if changes else cursor,
         has_more=has_more,
     )
+
+
+def _sendable(entity: str, key: str, data: str) -> dict[str, Any]:
+    """A stored change as the edge's contract takes it (see ``services.master_text``)."""
+    return sendable(FeedEntity(entity), key, json.loads(data))
 
 
 def _json(data: dict[str, Any]) -> str:

@@ -61,11 +61,25 @@ def test_healthz_is_503_when_the_database_is_unreachable(
 def test_push_is_503_not_500_when_the_database_is_unreachable(
     unreachable_client: TestClient, site: Any
 ) -> None:
-    response = unreachable_client.post(SYNC_EVENTS, json=site.batch(site.receipts(1)))
+    # A token that may be valid: checking it needs the database, so the answer is a 503
+    # (with no token at all it is a 401, which needs no database to say).
+    token = "jxc1:S01:1:9999999999:c2lnbmF0dXJl"
+    response = unreachable_client.post(
+        SYNC_EVENTS,
+        json=site.batch(site.receipts(1)),
+        headers={"Authorization": f"Bearer {token}"},
+    )
 
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.json()["detail"].startswith("database unavailable, retry later:")
+
+
+def test_a_push_without_a_token_is_401_even_with_the_database_down(
+    unreachable_client: TestClient, site: Any
+) -> None:
+    response = unreachable_client.post(SYNC_EVENTS, json=site.batch(site.receipts(1)))
+    assert response.status_code == 401
 
 
 def test_stock_is_503_when_the_database_is_unreachable(unreachable_client: TestClient) -> None:

@@ -42,5 +42,5 @@ def healthz(engine: EngineDep, response: Response) -> HealthOut:
         log.warning("health check failed", extra={"reason": reason})
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         health.status = "unavailable"
-        health.message = f"database unreachable: {reason}"
+        health.message = f"database unreachable: {reason}"[:1000]
     return health

@@ -20,7 +20,7 @@ from central_api.services.items import (
     list_items,
     upsert_item,
 )
-from jxc.contract import Code
+from jxc.contract import Code, Text
 from jxc.feed import Barcode, BarcodeData, ItemData
 from jxc.paths import ITEMS, below_api_root
 
@@ -62,7 +62,7 @@ def put_item(item_code: ItemCode, body: ItemIn, connection: ConnDep) -> ItemOut:
 def read_items(
     connection: ConnDep,
     after: Annotated[
-        str | None,
+        Text | None,
         Query(
             max_length=64,
             description="the next_after of the previous page; omit (or empty) for the first",

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from central_api.api.deps import ConnDep
 from central_api.schemas.stock import StockBalanceOut
 from central_api.services.stock import list_balances
+from jxc.contract import Code, SiteId, Text
 from jxc.paths import STOCK, below_api_root
 
 router = APIRouter(prefix=below_api_root(STOCK), tags=["stock"])
@@ -17,13 +18,13 @@ router = APIRouter(prefix=below_api_root(STOCK), tags=["stock"])
 @router.get("")
 def read_stock(
     connection: ConnDep,
-    site_id: Annotated[str | None, Query(max_length=32)] = None,
-    item: Annotated[str | None, Query(max_length=64)] = None,
+    site_id: Annotated[SiteId | None, Query()] = None,
+    item: Annotated[Code | None, Query()] = None,
     lot: Annotated[
-        str | None,
+        Text | None,
         Query(max_length=40, description='"" for stock kept without a lot; omit for any lot'),
     ] = None,
-    location: Annotated[str | None, Query(max_length=64)] = None,
+    location: Annotated[Code | None, Query()] = None,
 ) -> list[StockBalanceOut]:
     """Balances matching every filter given, ordered by site, location, item, lot."""
     balances = list_balances(

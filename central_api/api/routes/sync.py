@@ -30,7 +30,7 @@ from central_api.schemas.sync import (
 from central_api.services.feed import MAX_PAGE, changes_for_site
 from central_api.services.ingest import ingest_batch
 from central_api.services.ledger import list_refused, site_watermark
-from jxc.contract import SiteId
+from jxc.contract import Int64, SiteId
 from jxc.paths import (
     SYNC_ACK,
     SYNC_CHANGES,
@@ -49,6 +49,7 @@ _AUTH: dict[int | str, dict[str, Any]] = {
 _DETAIL: dict[int | str, dict[str, Any]] = {
     **_AUTH,
     409: {"description": "The batch would leave a gap in the site's seq; detail names it."},
+    413: {"description": "The body is larger than a push may be; send fewer events."},
     422: {"description": "The batch breaks the wire contract; message names each field."},
     503: {"description": "The database is unavailable; retry with backoff."},
 }
@@ -136,9 +137,7 @@ def read_changes(
     connection: ConnDep,
     token_site: TokenSiteDep,
     site_id: Annotated[SiteId, Query()],
-    cursor: Annotated[
-        int, Query(ge=0, le=2**63 - 1, description="next_cursor of the last page applied")
-    ] = 0,
+    cursor: Annotated[Int64, Query(description="next_cursor of the last page applied")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 500,
 ) -> ChangePage:
     """The site's master-data changes after ``cursor``, oldest first.

@@ -1,0 +1,135 @@
+"""Check the credential before a body is read, so a stranger cannot make central read one.
+
+FastAPI reads and parses a request's whole body before any dependency runs, the token
+check included: anybody who can reach central could make it read and validate up to the
+body cap (16 MiB for a push) per request without holding any credential. This middleware
+runs first: for a route that needs a credential, a request that brings a body is checked
+from its ``Authorization`` header alone, and refused with the route's own 401 before a
+byte of the body is read.
+
+Which routes need which credential is read from the routes themselves: a route whose
+dependencies include a key of :data:`CREDENTIAL_CHECKS` (at any depth) is checked with
+that key's checker. A new route that depends on :func:`~central_api.api.deps.get_token_site`
+is covered without a line here; a new kind of credential (a person's session) adds one
+entry. The route's own dependency still checks the credential again once the body is in:
+this is a gate in front, not a replacement, so nothing is trusted across the two.
+
+A check that fails for another reason than the credential (the database is down) lets
+the request through, so the route answers it as it always has (503).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.datastructures import Headers
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from central_api.api.deps import NO_TOKEN_MESSAGE, get_token_site
+from central_api.api.errors import problem
+from central_api.api.quoting import excerpt
+from central_api.errors import TokenRefusedError, UnauthorizedError
+from central_api.services.auth import TokenSigner
+
+log = logging.getLogger("central_api.api.credential_first")
+
+Checker = Callable[[FastAPI, str | None], None]
+"""Checks an ``Authorization`` header (None: absent) for ``app``; raises an
+:class:`~central_api.errors.UnauthorizedError` to refuse. Runs in a worker thread."""
+
+
+def check_site_token(app: FastAPI, authorization: str | None) -> None:
+    """The site-token check of ``get_token_site``, from the header alone."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenRefusedError(NO_TOKEN_MESSAGE)
+    signer: TokenSigner = app.state.token_signer
+    with app.state.engine.connect() as connection:
+        signer.verify(connection, token.strip())
+
+
+CREDENTIAL_CHECKS: dict[Callable[..., Any], Checker] = {get_token_site: check_site_token}
+"""Dependency that demands a credential -> the check of that credential from the headers."""
+
+
+class CredentialFirst:
+    """ASGI middleware: refuse a body-bearing request without a valid credential unread."""
+
+    def __init__(self, app: ASGIApp, *, fastapi_app: FastAPI) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+        self._guarded: list[tuple[Any, Checker]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _brings_body(scope):
+            await self.app(scope, receive, send)
+            return
+        checker = self._checker_for(scope)
+        if checker is None:
+            await self.app(scope, receive, send)
+            return
+        authorization = Headers(scope=scope).get("authorization")
+        try:
+            await anyio.to_thread.run_sync(checker, self.fastapi_app, authorization)
+        except UnauthorizedError as refusal:
+            reason = excerpt(str(refusal), 1000)
+            log.warning(
+                "request refused before its body was read",
+                extra={"path": excerpt(scope.get("path", "")), "status": 401, "reason": reason},
+            )
+            answer = problem(
+                401, reason, headers={"WWW-Authenticate": "Bearer", "Connection": "close"}
+            )
+            await answer(scope, receive, send)
+            return
+        except Exception as exc:  # the route answers it itself (a 503, say)
+            log.debug("credential not checked ahead", extra={"reason": excerpt(str(exc))})
+        await self.app(scope, receive, send)
+
+    def _checker_for(self, scope: Scope) -> Checker | None:
+        if self._guarded is None:
+            self._guarded = list(_guarded_routes(self.fastapi_app.routes))
+        for route, checker in self._guarded:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return checker
+        return None
+
+
+def _brings_body(scope: Scope) -> bool:
+    headers = Headers(scope=scope)
+    length = headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "chunked" in headers.get("transfer-encoding", "").lower()
+
+
+def _guarded_routes(routes: Sequence[BaseRoute]) -> Iterable[tuple[Any, Checker]]:
+    """Each route that needs a credential, as the router matches it, with its check.
+
+    ``iter_route_contexts`` is how FastAPI itself walks the routes of included routers
+    (for the OpenAPI document): each context matches a request as the router does.
+    """
+    for context in iter_route_contexts(routes):
+        route = context.original_route
+        if isinstance(route, APIRoute):
+            checker = _checker_in(route.dependant)
+            if checker is not None:
+                yield context, checker
+
+
+def _checker_in(dependant: Dependant) -> Checker | None:
+    for dependency in dependant.dependencies:
+        if dependency.call in CREDENTIAL_CHECKS:
+            return CREDENTIAL_CHECKS[dependency.call]
+        found = _checker_in(dependency)
+        if found is not None:
+            return found
+    return None
