@@ -17,6 +17,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from central_api.api.errors import install_error_handlers
 from central_api.api.main import api_router
+from central_api.api.request_id import RequestIdMiddleware
 from central_api.api.routes import health
 from central_api.core.config import Settings
 from central_api.core.db import check_schema_current, create_db_engine
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_signer = TokenSigner(engine, ttl_s=settings.token_ttl_s)
     app.state.projections = built_in_projections()
     install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(api_router, prefix=API_ROOT)
     return app

@@ -12,6 +12,7 @@ and that test read) holds its tables. Every name is importable from the package 
 
 from __future__ import annotations
 
+from central_api.models.audit import audit_head, audit_log
 from central_api.models.auth import auth_signing_key, site_credentials
 from central_api.models.base import (
     MicroUnits,
@@ -28,6 +29,8 @@ from central_api.models.stock import NO_LOT, stock_balances
 __all__ = [
     "NO_LOT",
     "MicroUnits",
+    "audit_head",
+    "audit_log",
     "auth_signing_key",
     "change_feed",
     "feed_counter",

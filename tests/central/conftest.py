@@ -45,6 +45,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "audit_log",
     "site_credentials",
     "refused_events",
     "ledger_events",
@@ -54,8 +55,8 @@ CENTRAL_TABLES = (
     "item_barcodes",
     "items",
 )
-"""Emptied before each PostgreSQL test; ``feed_counter`` keeps its one row, reset to 0, and
-``auth_signing_key`` its key."""
+"""Emptied before each PostgreSQL test; ``feed_counter`` keeps its one row, reset to 0,
+``audit_head`` its row, reset to the genesis, and ``auth_signing_key`` its key."""
 
 
 def problem(status: int, detail: str) -> dict[str, Any]:
@@ -127,6 +128,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         )
     )
     cleaner.execute("UPDATE feed_counter SET version = 0")
+    cleaner.execute("UPDATE audit_head SET seq = 0, hash = repeat('0', 64)")
     return str(url)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep
 from central_api.schemas.items import ItemIn, ItemOut, ItemPage
 from central_api.services.items import (
@@ -41,7 +42,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
         422: {"description": "The body is invalid; message names each field."},
     },
 )
-def put_item(item_code: ItemCode, body: ItemIn, connection: ConnDep) -> ItemOut:
+def put_item(item_code: ItemCode, body: ItemIn, connection: ConnDep, audit: AuditDep) -> ItemOut:
     """Create or replace the item; with ``barcodes``, replace its barcode set too.
 
     Sending the same body again changes nothing and adds nothing to the change feed.
@@ -55,7 +56,8 @@ def put_item(item_code: ItemCode, body: ItemIn, connection: ConnDep) -> ItemOut:
             for entry in body.barcodes
         ]
     )
-    return ItemOut.model_validate(upsert_item(connection=connection, item=item, barcodes=barcodes))
+    written = upsert_item(connection=connection, item=item, barcodes=barcodes, audit=audit)
+    return ItemOut.model_validate(written)
 
 
 @router.get("")
@@ -83,13 +85,16 @@ def read_item(item_code: ItemCode, connection: ConnDep) -> ItemOut:
 
 
 @router.delete("/{item_code:path}/barcodes/{barcode:path}", responses=_NOT_FOUND)
-def remove_barcode(item_code: ItemCode, barcode: BarcodePath, connection: ConnDep) -> ItemOut:
+def remove_barcode(
+    item_code: ItemCode, barcode: BarcodePath, connection: ConnDep, audit: AuditDep
+) -> ItemOut:
     """Withdraw one barcode of the item (sites receive a tombstone); returns the item."""
-    item = delete_barcode(connection=connection, item_code=item_code, barcode=barcode)
+    item = delete_barcode(connection=connection, item_code=item_code, barcode=barcode, audit=audit)
     return ItemOut.model_validate(item)
 
 
 @router.post("/{item_code:path}/deactivate", responses=_NOT_FOUND)
-def deactivate(item_code: ItemCode, connection: ConnDep) -> ItemOut:
+def deactivate(item_code: ItemCode, connection: ConnDep, audit: AuditDep) -> ItemOut:
     """Mark the item inactive; it is kept, since the ledgers reference it."""
-    return ItemOut.model_validate(deactivate_item(connection=connection, item_code=item_code))
+    item = deactivate_item(connection=connection, item_code=item_code, audit=audit)
+    return ItemOut.model_validate(item)

@@ -12,8 +12,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from central_api.api.auditing import request_context
 from central_api.api.deps import ConnDep, ProjectionsDep, SignerDep, TokenSiteDep, require_site
 from central_api.api.json_body import ValidatedJSONRoute
 from central_api.schemas.sync import (
@@ -27,6 +28,7 @@ from central_api.schemas.sync import (
     change_page,
     push_ack,
 )
+from central_api.services.audit import Actor, ActorKind
 from central_api.services.feed import MAX_PAGE, changes_for_site
 from central_api.services.ingest import ingest_batch
 from central_api.services.ledger import list_refused, site_watermark
@@ -66,14 +68,18 @@ def issue_token(request: SiteTokenRequest, connection: ConnDep, signer: SignerDe
 
 @router.post(below_api_root(SYNC_EVENTS), responses=_DETAIL)
 def push_events(
-    batch: PushBatch, connection: ConnDep, token_site: TokenSiteDep, projections: ProjectionsDep
+    batch: PushBatch,
+    connection: ConnDep,
+    token_site: TokenSiteDep,
+    projections: ProjectionsDep,
+    request: Request,
 ) -> PushAck:
     """Merge a contiguous run of one site's ledger; replays change nothing.
 
     Every event gets a verdict (accepted, duplicate, conflict, invalid). Every seq up to
     ``acked_through_seq`` is settled: held, or refused and recorded (see ``/sync/refused``).
     The edge marks the batch's accepted and duplicate events synced and parks the refused
-    ones as dead letters.
+    ones as dead letters. Each push is one entry in the audit log.
     """
     require_site(token_site, batch.site_id)
     outcome = ingest_batch(
@@ -81,6 +87,7 @@ def push_events(
         batch=batch,
         received_at=datetime.now(UTC),
         projections=projections,
+        audit=request_context(request, Actor(ActorKind.SITE, token_site)),
     )
     return push_ack(outcome)
 
