@@ -38,7 +38,7 @@ def test_upgrade_is_idempotent(database_url: str, engine: Engine) -> None:
 
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-            ("0005",)
+            ("0006",)
         ]
         assert set(inspect(connection).get_table_names()) >= {
             "ledger_events",
@@ -51,6 +51,12 @@ def test_upgrade_is_idempotent(database_url: str, engine: Engine) -> None:
             "refused_events",
             "site_credentials",
             "auth_signing_key",
+            "users",
+            "roles",
+            "user_roles",
+            "user_sites",
+            "sessions",
+            "login_failures",
         }
 
 
