@@ -17,10 +17,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from central_api.api.errors import install_error_handlers
 from central_api.api.main import api_router
+from central_api.api.permissions import guard_routes
 from central_api.api.request_id import RequestIdMiddleware
 from central_api.api.routes import health
 from central_api.core.config import Settings
 from central_api.core.db import check_schema_current, create_db_engine
+from central_api.core.principal import PrincipalScope
 from central_api.errors import first_line
 from central_api.services.auth import TokenSigner
 from central_api.services.projections import built_in_projections
@@ -57,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(api_router, prefix=API_ROOT)
+    app.add_middleware(PrincipalScope)
+    guard_routes(app)
     return app
 
 

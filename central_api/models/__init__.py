@@ -24,6 +24,14 @@ from central_api.models.base import (
 from central_api.models.feed import change_feed, feed_counter
 from central_api.models.items import item_barcodes, items
 from central_api.models.ledger import ledger_events, refused_events, site_sync_state
+from central_api.models.people import (
+    login_failures,
+    roles,
+    sessions,
+    user_roles,
+    user_sites,
+    users,
+)
 from central_api.models.stock import NO_LOT, stock_balances
 
 __all__ = [
@@ -38,11 +46,17 @@ __all__ = [
     "item_barcodes",
     "items",
     "ledger_events",
+    "login_failures",
     "metadata",
     "refused_events",
+    "roles",
+    "sessions",
     "site_credentials",
     "site_sync_state",
     "stock_balances",
     "to_micro_units",
     "to_micro_units_many",
+    "user_roles",
+    "user_sites",
+    "users",
 ]

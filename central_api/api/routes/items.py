@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Query
 
 from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep
+from central_api.api.permissions import Requires
 from central_api.schemas.items import ItemIn, ItemOut, ItemPage
 from central_api.services.items import (
     MAX_ITEMS_PAGE,
@@ -30,6 +31,10 @@ router = APIRouter(prefix=below_api_root(ITEMS), tags=["items"])
 ItemCode = Annotated[Code, Path(description="the item's code; a / in it is sent as %2F")]
 BarcodePath = Annotated[Barcode, Path(description="the barcode; a / in it is sent as %2F")]
 
+READ = Requires("items.read", site=True)
+"""Users allowed to read items, and sites (the master data is every site's)."""
+WRITE = Requires("items.write")
+
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such item (or barcode of the item); detail names it."},
 }
@@ -37,6 +42,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 @router.put(
     "/{item_code:path}",
+    dependencies=[WRITE],
     responses={
         409: {"description": "A barcode belongs to another item; detail names both."},
         422: {"description": "The body is invalid; message names each field."},
@@ -60,7 +66,7 @@ def put_item(item_code: ItemCode, body: ItemIn, connection: ConnDep, audit: Audi
     return ItemOut.model_validate(written)
 
 
-@router.get("")
+@router.get("", dependencies=[READ])
 def read_items(
     connection: ConnDep,
     after: Annotated[
@@ -78,13 +84,15 @@ def read_items(
     )
 
 
-@router.get("/{item_code:path}", responses=_NOT_FOUND)
+@router.get("/{item_code:path}", responses=_NOT_FOUND, dependencies=[READ])
 def read_item(item_code: ItemCode, connection: ConnDep) -> ItemOut:
     """One item with its barcodes."""
     return ItemOut.model_validate(get_item(connection=connection, item_code=item_code))
 
 
-@router.delete("/{item_code:path}/barcodes/{barcode:path}", responses=_NOT_FOUND)
+@router.delete(
+    "/{item_code:path}/barcodes/{barcode:path}", responses=_NOT_FOUND, dependencies=[WRITE]
+)
 def remove_barcode(
     item_code: ItemCode, barcode: BarcodePath, connection: ConnDep, audit: AuditDep
 ) -> ItemOut:
@@ -93,7 +101,7 @@ def remove_barcode(
     return ItemOut.model_validate(item)
 
 
-@router.post("/{item_code:path}/deactivate", responses=_NOT_FOUND)
+@router.post("/{item_code:path}/deactivate", responses=_NOT_FOUND, dependencies=[WRITE])
 def deactivate(item_code: ItemCode, connection: ConnDep, audit: AuditDep) -> ItemOut:
     """Mark the item inactive; it is kept, since the ledgers reference it."""
     item = deactivate_item(connection=connection, item_code=item_code, audit=audit)

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from central_api.api.auditing import request_context
 from central_api.api.deps import ConnDep, ProjectionsDep, SignerDep, TokenSiteDep, require_site
 from central_api.api.json_body import ValidatedJSONRoute
+from central_api.api.permissions import PUBLIC, SITE_ONLY
 from central_api.schemas.sync import (
     ChangePage,
     PushAck,
@@ -58,6 +59,7 @@ _DETAIL: dict[int | str, dict[str, Any]] = {
 
 @router.post(
     below_api_root(SYNC_TOKEN),
+    dependencies=[PUBLIC],
     responses={401: {"description": "Unknown site, wrong secret, or revoked credential."}},
 )
 def issue_token(request: SiteTokenRequest, connection: ConnDep, signer: SignerDep) -> SiteToken:
@@ -66,7 +68,7 @@ def issue_token(request: SiteTokenRequest, connection: ConnDep, signer: SignerDe
     return SiteToken(site_id=request.site_id, access_token=token, expires_in=signer.ttl_s)
 
 
-@router.post(below_api_root(SYNC_EVENTS), responses=_DETAIL)
+@router.post(below_api_root(SYNC_EVENTS), responses=_DETAIL, dependencies=[SITE_ONLY])
 def push_events(
     batch: PushBatch,
     connection: ConnDep,
@@ -94,6 +96,7 @@ def push_events(
 
 @router.get(
     below_api_root(SYNC_ACK),
+    dependencies=[SITE_ONLY],
     responses={
         **_AUTH,
         404: {"description": "Central has never received an event from this site."},
@@ -110,6 +113,7 @@ def read_ack(
 
 @router.get(
     below_api_root(SYNC_REFUSED),
+    dependencies=[SITE_ONLY],
     responses={
         **_AUTH,
         404: {"description": "Central has never received an event from this site."},
@@ -133,6 +137,7 @@ def read_refused(
 
 @router.get(
     below_api_root(SYNC_CHANGES),
+    dependencies=[SITE_ONLY],
     responses={
         **_AUTH,
         409: {"description": "The cursor is past the end of central's feed; detail says why."},
