@@ -1,5 +1,5 @@
-"""The audit context of a request: who is asking (from the request's principal), its
-request id and its source address, handed to every writing service as ``AuditDep``."""
+"""The audit context of a request: who is asking (the request's principal), its request
+id and its source address, handed to every writing service as ``AuditDep``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from central_api.api.request_id import STATE_KEY
+from central_api.core.principal import Principal, PrincipalDep
 from central_api.services.audit import Actor, ActorKind, AuditContext, source_address
 
 
@@ -21,15 +22,17 @@ def request_context(request: Request, actor: Actor) -> AuditContext:
     )
 
 
-def request_actor(request: Request) -> Actor:
-    """Who the request is from. Until routes carry a principal, nobody is known."""
+def actor_of(principal: Principal) -> Actor:
+    """How the audit log names a principal: a user by name, a site by id, or anonymous."""
+    if principal.is_user:
+        return Actor(ActorKind.USER, principal.name)
+    if principal.is_site:
+        return Actor(ActorKind.SITE, principal.name)
     return Actor(ActorKind.ANONYMOUS, None)
 
 
-def get_audit_context(
-    request: Request, actor: Annotated[Actor, Depends(request_actor)]
-) -> AuditContext:
-    return request_context(request, actor)
+def get_audit_context(request: Request, principal: PrincipalDep) -> AuditContext:
+    return request_context(request, actor_of(principal))
 
 
 AuditDep = Annotated[AuditContext, Depends(get_audit_context)]

@@ -55,6 +55,7 @@ import json
 import re
 import uuid
 from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -356,7 +357,7 @@ def list_entries(
     if connection.in_transaction():
         rows = connection.execute(query).all()
     else:
-        with connection.begin():
+        with _reading(connection):
             rows = connection.execute(query).all()
     found = [_entry(row) for row in rows]
     page = found[:limit]
@@ -400,6 +401,16 @@ def _entry(row: Row[Any]) -> AuditEntry:
     )
 
 
+@contextmanager
+def _reading(connection: Connection) -> Iterator[None]:
+    """A short read transaction, or the caller's if one is open already."""
+    if connection.in_transaction():
+        yield
+        return
+    with connection.begin():
+        yield
+
+
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -434,7 +445,7 @@ def verify_chain(connection: Connection, *, page: int = _VERIFY_PAGE) -> ChainRe
     live central, entries appended during the walk are checked if they are reached,
     and the head is compared only when the walk ends where the head was when it began.
     """
-    with connection.begin():
+    with _reading(connection):
         head = connection.execute(
             select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == AUDIT_HEAD_ID)
         ).one_or_none()
@@ -445,7 +456,7 @@ def verify_chain(connection: Connection, *, page: int = _VERIFY_PAGE) -> ChainRe
     expected_seq, previous_hash, count = 1, GENESIS_HASH, 0
     after = 0
     while True:
-        with connection.begin():
+        with _reading(connection):
             rows = connection.execute(
                 select(audit_log)
                 .where(audit_log.c.seq > after)
@@ -529,7 +540,7 @@ def _check(
 
 def _seq_with_hash(connection: Connection, wanted: str) -> int | None:
     """The seq of the entry whose hash is ``wanted``; a full scan, run only on a break."""
-    with connection.begin():
+    with _reading(connection):
         found = connection.execute(
             select(audit_log.c.seq).where(audit_log.c.hash == wanted).limit(1)
         ).scalar_one_or_none()
