@@ -61,6 +61,9 @@ class Item:
     """The feed version of the item's own last change."""
     updated_at: datetime
     barcodes: list[ItemBarcode] = field(default_factory=list)
+    cost: Decimal | None = None
+    """Financial, never in the change feed."""
+    price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +81,17 @@ def upsert_item(
     item: ItemData,
     barcodes: Sequence[BarcodeData] | None,
     now: datetime | None = None,
+    cost: Decimal | None = None,
+    price: Decimal | None = None,
 ) -> Item:
     """Create or update ``item`` and, if ``barcodes`` is given, make them its barcode set.
 
     Barcodes the item has and ``barcodes`` lacks are deleted (tombstones in the feed);
     ``None`` leaves the item's barcodes as they are. Raises
     :class:`~central_api.errors.BarcodeTakenError` (nothing changed) when a barcode belongs
-    to another item. ``connection`` must not be inside a transaction.
+    to another item. ``cost`` and ``price`` are set when given and kept when None; they
+    never enter the change feed (edges have no use for them). ``connection`` must not be
+    inside a transaction.
     """
     code = item.item_code
     wanted: dict[str, Decimal] | None = None
@@ -105,6 +112,11 @@ def upsert_item(
             _write_item(connection, feed, item, exists=stored is not None, now=now)
         if wanted is not None:
             _replace_barcodes(connection, feed, item_code=code, wanted=wanted, now=now)
+        prices = {
+            name: value for name, value in (("cost", cost), ("price", price)) if value is not None
+        }
+        if prices:
+            connection.execute(update(items).where(items.c.item_code == code).values(**prices))
         return _read_one(connection, code)
 
 
@@ -301,6 +313,8 @@ def _read_items(
                 active=row.active,
                 version=row.version,
                 updated_at=_utc(row.updated_at),
+                cost=row.cost,
+                price=row.price,
             )
         if row.barcode is not None:
             item.barcodes.append(

@@ -12,6 +12,8 @@ from fastapi import APIRouter, Path, Query
 
 from central_api.api.deps import ConnDep
 from central_api.api.permissions import Requires
+from central_api.core.principal import PrincipalDep
+from central_api.errors import PermissionDeniedError
 from central_api.schemas.items import ItemIn, ItemOut, ItemPage
 from central_api.services.items import (
     MAX_ITEMS_PAGE,
@@ -43,15 +45,25 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     "/{item_code:path}",
     dependencies=[WRITE],
     responses={
+        403: {"description": "Cost or price given by a role without the financial group."},
         409: {"description": "A barcode belongs to another item; detail names both."},
         422: {"description": "The body is invalid; message names each field."},
     },
 )
-def put_item(item_code: ItemCode, body: ItemIn, connection: ConnDep) -> ItemOut:
+def put_item(
+    item_code: ItemCode, body: ItemIn, connection: ConnDep, principal: PrincipalDep
+) -> ItemOut:
     """Create or replace the item; with ``barcodes``, replace its barcode set too.
 
     Sending the same body again changes nothing and adds nothing to the change feed.
+    ``cost`` and ``price`` (financial: only a role with the financial field group may set
+    them) are kept when omitted, and never go to the sites.
     """
+    if (body.cost is not None or body.price is not None) and not principal.financial:
+        raise PermissionDeniedError(
+            f"{principal.label} may not set cost or price: their roles lack the financial "
+            "field group"
+        )
     item = ItemData(item_code=item_code, name=body.name, uom=body.uom, active=body.active)
     barcodes = (
         None
@@ -61,7 +73,10 @@ def put_item(item_code: ItemCode, body: ItemIn, connection: ConnDep) -> ItemOut:
             for entry in body.barcodes
         ]
     )
-    return ItemOut.model_validate(upsert_item(connection=connection, item=item, barcodes=barcodes))
+    stored = upsert_item(
+        connection=connection, item=item, barcodes=barcodes, cost=body.cost, price=body.price
+    )
+    return ItemOut.model_validate(stored)
 
 
 @router.get("", dependencies=[READ])
