@@ -18,6 +18,7 @@ rule into the OpenAPI document as ``x-jxc-permission``, where the permission tes
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
@@ -107,8 +108,13 @@ class RouteWithoutRuleError(RuntimeError):
     """A route declares no access rule (or more than one); central refuses to start."""
 
 
-def route_rule(route: APIRoute) -> Rule | None:
-    found = [dep.call for dep in route.dependant.dependencies if isinstance(dep.call, Rule)]
+def route_rule(route: Any) -> Rule | None:
+    """The one rule among a route's dependencies (its routers' included), if any."""
+    dependant = getattr(route, "dependant", None)
+    calls = [
+        dep.call for dep in getattr(dependant, "dependencies", ()) if isinstance(dep.call, Rule)
+    ]
+    found = list({id(call): call for call in calls}.values())
     if len(found) > 1:
         raise RouteWithoutRuleError(
             f"{sorted(route.methods or ())} {route.path} declares {len(found)} access "
@@ -117,19 +123,49 @@ def route_rule(route: APIRoute) -> Rule | None:
     return found[0] if found else None
 
 
+def api_routes(app: FastAPI) -> Iterator[Any]:
+    """Every API route of ``app`` as served, through included routers.
+
+    FastAPI from 0.12x keeps included routers as branches (``iter_route_contexts`` walks
+    them, each route with its routers' dependencies); older ones copy routes into
+    ``app.routes``.
+    """
+    try:
+        from fastapi.routing import iter_route_contexts  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - older FastAPI
+        yield from (route for route in app.routes if isinstance(route, APIRoute))
+        return
+    for context in iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            yield context
+
+
 def guard_routes(app: FastAPI) -> None:
     """Refuse to start if a route lacks its rule; show each rule in the OpenAPI document."""
+    rules: dict[tuple[str, str], str] = {}
     missing = []
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
+    for route in api_routes(app):
         rule = route_rule(route)
+        methods = sorted(route.methods or ())
         if rule is None:
-            missing.append(f"{','.join(sorted(route.methods or ()))} {route.path}")
+            missing.append(f"{','.join(methods)} {route.path}")
             continue
-        route.openapi_extra = {**(route.openapi_extra or {}), PERMISSION_KEY: rule.label}
+        for method in methods:
+            rules[route.path_format, method.lower()] = rule.label
     if missing:
         raise RouteWithoutRuleError(
             "these routes declare no access rule (Requires(...), SIGNED_IN, PUBLIC or "
             f"SITE_ONLY in their dependencies): {'; '.join(missing)}"
         )
+    default_openapi = app.openapi
+
+    def openapi_with_rules() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            for (path, method), label in rules.items():
+                operation = schema.get("paths", {}).get(path, {}).get(method)
+                if operation is not None:
+                    operation[PERMISSION_KEY] = label
+        return app.openapi_schema or default_openapi()
+
+    app.openapi = openapi_with_rules  # type: ignore[method-assign]

@@ -65,6 +65,9 @@ class Item:
     """The feed version of the item's own last change."""
     updated_at: datetime
     barcodes: list[ItemBarcode] = field(default_factory=list)
+    cost: Decimal | None = None
+    """Financial, never in the change feed."""
+    price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +86,17 @@ def upsert_item(
     barcodes: Sequence[BarcodeData] | None,
     audit: AuditContext,
     now: datetime | None = None,
+    cost: Decimal | None = None,
+    price: Decimal | None = None,
 ) -> Item:
     """Create or update ``item`` and, if ``barcodes`` is given, make them its barcode set.
 
     Barcodes the item has and ``barcodes`` lacks are deleted (tombstones in the feed);
     ``None`` leaves the item's barcodes as they are. Raises
     :class:`~central_api.errors.BarcodeTakenError` (nothing changed) when a barcode belongs
-    to another item. ``connection`` must not be inside a transaction.
+    to another item. ``cost`` and ``price`` are set when given and kept when None; they
+    never enter the change feed (edges have no use for them). ``connection`` must not be
+    inside a transaction.
     """
     code = item.item_code
     wanted: dict[str, Decimal] | None = None
@@ -111,6 +118,11 @@ def upsert_item(
             _write_item(connection, feed, item, exists=stored is not None, now=now)
         if wanted is not None:
             _replace_barcodes(connection, feed, item_code=code, wanted=wanted, now=now)
+        prices = {
+            name: value for name, value in (("cost", cost), ("price", price)) if value is not None
+        }
+        if prices:
+            connection.execute(update(items).where(items.c.item_code == code).values(**prices))
         written = _read_one(connection, code)
         _record(
             connection,
@@ -202,6 +214,8 @@ def _audit_state(item: Item) -> dict[str, Any]:
         "uom": item.uom,
         "active": item.active,
         "barcodes": {barcode.barcode: barcode.qty_per for barcode in item.barcodes},
+        "cost": item.cost,
+        "price": item.price,
     }
 
 
@@ -357,6 +371,8 @@ def _read_items(
                 active=row.active,
                 version=row.version,
                 updated_at=_utc(row.updated_at),
+                cost=row.cost,
+                price=row.price,
             )
         if row.barcode is not None:
             item.barcodes.append(

@@ -13,6 +13,8 @@ from fastapi import APIRouter, Path, Query
 from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep
 from central_api.api.permissions import Requires
+from central_api.core.principal import PrincipalDep
+from central_api.errors import PermissionDeniedError
 from central_api.schemas.items import ItemIn, ItemOut, ItemPage
 from central_api.services.items import (
     MAX_ITEMS_PAGE,
@@ -44,15 +46,29 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     "/{item_code:path}",
     dependencies=[WRITE],
     responses={
+        403: {"description": "Cost or price given by a role without the financial group."},
         409: {"description": "A barcode belongs to another item; detail names both."},
         422: {"description": "The body is invalid; message names each field."},
     },
 )
-def put_item(item_code: ItemCode, body: ItemIn, connection: ConnDep, audit: AuditDep) -> ItemOut:
+def put_item(
+    item_code: ItemCode,
+    body: ItemIn,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+) -> ItemOut:
     """Create or replace the item; with ``barcodes``, replace its barcode set too.
 
     Sending the same body again changes nothing and adds nothing to the change feed.
+    ``cost`` and ``price`` (financial: only a role with the financial field group may set
+    them) are kept when omitted, and never go to the sites.
     """
+    if (body.cost is not None or body.price is not None) and not principal.financial:
+        raise PermissionDeniedError(
+            f"{principal.label} may not set cost or price: their roles lack the financial "
+            "field group"
+        )
     item = ItemData(item_code=item_code, name=body.name, uom=body.uom, active=body.active)
     barcodes = (
         None
@@ -62,8 +78,15 @@ def put_item(item_code: ItemCode, body: ItemIn, connection: ConnDep, audit: Audi
             for entry in body.barcodes
         ]
     )
-    written = upsert_item(connection=connection, item=item, barcodes=barcodes, audit=audit)
-    return ItemOut.model_validate(written)
+    stored = upsert_item(
+        connection=connection,
+        item=item,
+        barcodes=barcodes,
+        audit=audit,
+        cost=body.cost,
+        price=body.price,
+    )
+    return ItemOut.model_validate(stored)
 
 
 @router.get("", dependencies=[READ])
