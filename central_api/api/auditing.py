@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from central_api.api.request_id import STATE_KEY
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.services.audit import Actor, ActorKind, AuditContext, source_address
 
@@ -17,7 +16,7 @@ def request_context(request: Request, actor: Actor) -> AuditContext:
     client = request.client
     return AuditContext(
         actor=actor,
-        request_id=getattr(request.state, STATE_KEY, None),
+        request_id=getattr(request.state, "request_id", None),
         source=source_address(client.host if client is not None else None),
     )
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
+
+from central_api.core.principal import financial_visible
+from central_api.services.audit import strip_financial
 
 
 class AuditEntryOut(BaseModel):
@@ -27,6 +30,12 @@ class AuditEntryOut(BaseModel):
     source: str | None = Field(description="the client's address")
     prev_hash: str
     hash: str
+
+    @field_serializer("before", "after")
+    def _financial_only_if_visible(self, value: Any) -> Any:
+        """The same rule as every ``Financial[...]`` field, decided by the serializer, so
+        no route that answers with entries can forget it (these values are free-form)."""
+        return value if financial_visible() else strip_financial(value)
 
 
 class AuditPageOut(BaseModel):

@@ -49,13 +49,16 @@ financial field group from an entry's before/after for readers without it.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import ipaddress
 import json
+import os
 import re
 import uuid
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -108,6 +111,49 @@ def system_context(command: str) -> AuditContext:
 
 
 @dataclass(frozen=True, slots=True)
+class _RequestScope:
+    request_id: str | None
+    source: str | None
+    actor: Callable[[], Actor]
+    """Asked when an entry is written: the principal is known only once auth has run."""
+
+
+_request_scope: ContextVar[_RequestScope | None] = ContextVar("jxc_audit_request", default=None)
+
+
+@contextmanager
+def request_scope(
+    *, request_id: str | None, source: str | None, actor: Callable[[], Actor]
+) -> Iterator[None]:
+    """Make :func:`current_context` answer for one request while the block runs.
+
+    Set by central's request middleware, so that a service called from any route (or
+    from a dependency) can record without being handed a context.
+    """
+    token = _request_scope.set(_RequestScope(request_id, source, actor))
+    try:
+        yield
+    finally:
+        _request_scope.reset(token)
+
+
+def current_context() -> AuditContext:
+    """Who is acting now: the request being served (see :func:`request_scope`), or,
+    outside any request, the operating-system user running a command on central's host."""
+    scope = _request_scope.get()
+    if scope is None:
+        return system_context(f"cli:{_os_user()}")
+    return AuditContext(actor=scope.actor(), request_id=scope.request_id, source=scope.source)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for the uid (a bare container)
+        return str(os.getuid())
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One entry as stored; ``before`` and ``after`` parsed from their JSON."""
 
@@ -136,7 +182,7 @@ class AuditHeadMissingError(RuntimeError):
 
 def record(
     connection: Connection,
-    context: AuditContext,
+    context: AuditContext | None = None,
     *,
     action: str,
     resource: str,
@@ -153,7 +199,12 @@ def record(
     (users scoped to sites see only their sites' entries); ``before`` and ``after`` are
     JSON-ready values (decimals, datetimes, UUIDs and enums are written as strings).
     Call it last in the transaction: it holds the chain's lock until the commit.
+
+    Without ``context`` the entry is attributed by :func:`current_context`: the
+    principal, id and address of the request being served, or the command line's user.
     """
+    if context is None:
+        context = current_context()
     if not connection.in_transaction():
         raise RuntimeError(
             "audit.record must run inside the transaction of the change it describes"

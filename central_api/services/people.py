@@ -48,6 +48,7 @@ from central_api.models.people import (
     user_sites,
     users,
 )
+from central_api.services.audit import Actor, ActorKind, AuditContext, current_context, record
 
 USER_TOKEN_PREFIX = "jxcu_"  # noqa: S105 (a format tag, not a secret)
 """Starts every user token, so a bearer token is told from a site token (``jxc1:``)."""
@@ -182,7 +183,15 @@ def create_user(
         ).scalar_one()
         _set_roles(connection, user_id, role_names)
         _set_sites(connection, user_id, sites)
-        return _user_info(connection, user_id)
+        created = _user_info(connection, user_id)
+        record(
+            connection,
+            action="user.create",
+            resource="user",
+            resource_id=username,
+            after=_user_audit(created),
+        )
+        return created
 
 
 def update_user(
@@ -209,6 +218,7 @@ def update_user(
     with write_transaction(connection):
         managers = _managers(connection)
         user_id = _user_id(connection, username)
+        before = _user_audit(_user_info(connection, user_id))
         values: dict[str, Any] = {}
         if display_name is not None:
             values["display_name"] = display_name
@@ -237,7 +247,17 @@ def update_user(
                     "you cannot take away your own right to manage users; another admin can"
                 )
         _keep_a_manager(connection, managers)
-        return _user_info(connection, user_id)
+        updated = _user_info(connection, user_id)
+        after = _user_audit(updated) | {"password_changed": password_hash is not None}
+        record(
+            connection,
+            action="user.update",
+            resource="user",
+            resource_id=updated.username,
+            before=before,
+            after=after,
+        )
+        return updated
 
 
 def get_user(connection: Connection, username: str) -> UserInfo:
@@ -288,20 +308,30 @@ def put_role(
     }
     with write_transaction(connection):
         managers = _managers(connection)
-        exists = connection.execute(select(roles.c.name).where(roles.c.name == name)).first()
+        exists = connection.execute(select(roles).where(roles.c.name == name)).first()
         if exists is None:
             connection.execute(insert(roles).values(name=name, **values))
         else:
             connection.execute(update(roles).where(roles.c.name == name).values(**values))
         _keep_a_manager(connection, managers)
         row = connection.execute(select(roles).where(roles.c.name == name)).one()
-        return _role_info(row)
+        role = _role_info(row)
+        record(
+            connection,
+            action="role.create" if exists is None else "role.update",
+            resource="role",
+            resource_id=name,
+            before=None if exists is None else _role_audit(_role_info(exists)),
+            after=_role_audit(role),
+        )
+        return role
 
 
 def delete_role(connection: Connection, name: str) -> None:
     """Delete a role nobody holds (RoleInUseError otherwise)."""
     with write_transaction(connection):
-        if connection.execute(select(roles.c.name).where(roles.c.name == name)).first() is None:
+        found = connection.execute(select(roles).where(roles.c.name == name)).first()
+        if found is None:
             raise RoleNotFoundError(name)
         holders = connection.execute(
             select(func.count()).select_from(user_roles).where(user_roles.c.role == name)
@@ -309,6 +339,13 @@ def delete_role(connection: Connection, name: str) -> None:
         if holders:
             raise RoleInUseError(name, int(holders))
         connection.execute(delete(roles).where(roles.c.name == name))
+        record(
+            connection,
+            action="role.delete",
+            resource="role",
+            resource_id=name,
+            before=_role_audit(_role_info(found)),
+        )
 
 
 # --- signing in -------------------------------------------------------------------------
@@ -360,6 +397,14 @@ def sign_in(
         _record_failure(connection, name, address, now)
         raise LoginRefusedError
     if row.disabled:
+        with write_transaction(connection):
+            record(
+                connection,
+                action="auth.login_failed",
+                resource="user",
+                resource_id=name,
+                after={"reason": "disabled", "address": address},
+            )
         raise UserDisabledError(name)
     token = USER_TOKEN_PREFIX + secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32) if kind == "cookie" else None
@@ -380,6 +425,17 @@ def sign_in(
             delete(sessions).where(sessions.c.user_id == row.user_id, sessions.c.expires_at < now)
         )
         identity = _identity(connection, row.user_id)
+        context = current_context()
+        record(
+            connection,
+            AuditContext(
+                Actor(ActorKind.USER, identity.username), context.request_id, context.source
+            ),
+            action="auth.login",
+            resource="user",
+            resource_id=identity.username,
+            after={"kind": kind, "expires_at": expires_at},
+        )
     return IssuedSession(token=token, csrf=csrf, expires_at=expires_at, identity=identity)
 
 
@@ -390,6 +446,14 @@ def _record_failure(connection: Connection, username: str, address: str, now: da
         )
         connection.execute(
             delete(login_failures).where(login_failures.c.failed_at < now - _FAILURES_KEPT)
+        )
+        # The password is never recorded, not even a wrong one: it may be a near miss.
+        record(
+            connection,
+            action="auth.login_failed",
+            resource="user",
+            resource_id=username,
+            after={"reason": "wrong user name or password", "address": address},
         )
 
 
@@ -440,7 +504,39 @@ def resolve_session(
 def end_session(connection: Connection, token_sha256: str) -> None:
     """Logout: the token or cookie stops working at once."""
     with write_transaction(connection):
-        connection.execute(delete(sessions).where(sessions.c.token_sha256 == token_sha256))
+        gone = connection.execute(
+            delete(sessions).where(sessions.c.token_sha256 == token_sha256)
+        ).rowcount
+        if gone:
+            record(
+                connection,
+                action="auth.logout",
+                resource="user",
+                resource_id=current_context().actor.id,
+            )
+
+
+# --- audit ------------------------------------------------------------------------------
+
+
+def _user_audit(user: UserInfo) -> dict[str, Any]:
+    """What the audit log keeps of a user: never the password hash."""
+    return {
+        "username": user.username,
+        "display_name": user.display_name,
+        "disabled": user.disabled,
+        "roles": sorted(user.roles),
+        "sites": None if user.sites is None else sorted(user.sites),
+    }
+
+
+def _role_audit(role: RoleInfo) -> dict[str, Any]:
+    return {
+        "name": role.name,
+        "description": role.description,
+        "actions": sorted(role.actions),
+        "financial": role.financial,
+    }
 
 
 # --- reading ----------------------------------------------------------------------------

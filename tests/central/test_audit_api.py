@@ -88,7 +88,12 @@ def test_an_item_change_is_recorded_with_who_when_and_from_where(
 
     created = api.put(
         f"{ITEMS}/A-1",
-        json={"name": "aspirin", "uom": "box", "barcodes": [{"barcode": "690123"}]},
+        json={
+            "name": "aspirin",
+            "uom": "box",
+            "barcodes": [{"barcode": "690123"}],
+            "cost": "1.20",
+        },
         headers={**buyer, "X-Request-ID": "ticket-42"},
     )
     assert created.status_code == 200, created.text
@@ -116,6 +121,8 @@ def test_an_item_change_is_recorded_with_who_when_and_from_where(
         "uom": "box",
         "active": True,
         "barcodes": {"690123": "1"},
+        "cost": "1.2",
+        "price": None,
     }
     assert second["before"]["name"] == "aspirin"
     assert second["after"]["name"] == "aspirin 100"
@@ -229,12 +236,15 @@ def test_a_user_scoped_to_a_site_sees_only_that_sites_entries(
     scoped = bearer(engine, "sam", ["store_auditor"], sites=["S01"])
 
     seen = entries(api, scoped)
-    assert [(entry["action"], entry["site_id"]) for entry in seen] == [("sync.push", "S01")]
+    assert [(entry["action"], entry["site_id"]) for entry in seen] == [
+        ("site.add", "S01"),
+        ("sync.push", "S01"),
+    ]
     assert entries(api, scoped, site_id="S02") == []
     rows = list(csv.DictReader(io.StringIO(api.get(AUDIT_CSV, headers=scoped).text)))
-    assert [row["site_id"] for row in rows] == ["S01"]
+    assert [row["site_id"] for row in rows] == ["S01", "S01"]
     everything = entries(api, bearer(engine, "alice", ["auditor"]))
-    assert [entry["site_id"] for entry in everything] == ["S01", "S02", None]
+    assert [entry["site_id"] for entry in everything] == ["S01", "S01", "S02", "S02", None]
 
 
 def test_filters_paging_and_csv(api: TestClient, engine: Engine) -> None:
