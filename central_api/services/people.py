@@ -207,7 +207,8 @@ def update_user(
     acting_user_id: int | None = None,
     now: datetime | None = None,
 ) -> UserInfo:
-    """Change what is given; a disabled user or a new password ends their sessions.
+    """Change what is given; a disabled user is refused at once, a new password or
+    enabling again ends their sessions.
 
     ``sites`` limits the user to those sites; ``all_sites`` lifts the limit. The acting
     admin cannot disable themselves or take away their own power to manage people, and
@@ -237,7 +238,9 @@ def update_user(
             connection.execute(
                 update(users).where(users.c.user_id == user_id).values(changed_at=now, **values)
             )
-        if disabled or password_hash is not None:
+        if disabled is False or password_hash is not None:
+            # A disabled user's sessions stay until enabled again, so their next request
+            # is told why it is refused; none of them comes back to life on enabling.
             connection.execute(delete(sessions).where(sessions.c.user_id == user_id))
         if user_id == acting_user_id and (disabled or role_names is not None):
             if disabled:

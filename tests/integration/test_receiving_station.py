@@ -22,7 +22,7 @@ import pytest
 from jxc import paths
 from simulators.printer import ZplPrinterTwin
 from simulators.scale import MtSicsScaleTwin
-from tests.integration.processes import Site, eventually, get_json, rows
+from tests.integration.processes import Site, admin_headers, eventually, get_json, rows
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def put(url: str, body: dict[str, Any]) -> None:
         url,
         data=json.dumps(body).encode(),
         method="PUT",
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **admin_headers(url)},
     )
     with urllib.request.urlopen(request, timeout=5):
         pass
