@@ -19,13 +19,15 @@ The chain
 ~~~~~~~~~
 Entries are numbered 1, 2, 3, ... without gaps, and each carries ``prev_hash`` (the
 previous entry's ``hash``; 64 zeros for the first) and ``hash``, the SHA-256 of
-:func:`canonical_entry` (the entry's fields and ``prev_hash`` as one JSON array). The
-single ``audit_head`` row holds the last seq and hash. :func:`record` locks that row
-(``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the write transaction's ``BEGIN
-IMMEDIATE`` already holds the database's write lock), so two transactions can never
-extend the chain from the same entry, in one process or many. The lock is held until the
-commit, which is why the entry is written last: every audited writer queues on it for
-the length of one insert, one update and the commit.
+:func:`canonical_entry` (the entry's fields, then ``seq`` and ``prev_hash``, as one JSON
+array). The single ``audit_head`` row holds the last seq and hash. :func:`record` locks
+that row (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the write transaction's
+``BEGIN IMMEDIATE`` already holds the database's write lock), so two transactions can
+never extend the chain from the same entry, in one process or many. The lock is held
+until the commit, which is why the entry is written last: every audited writer queues on
+it for the length of one statement and the commit. On PostgreSQL the lock, the hash, the
+insert and the head's move are one statement (one round trip); the server hashes the
+content prefix Python sends with the seq and ``prev_hash`` only the locked head knows.
 
 ``before`` and ``after`` are stored as canonical JSON *text* (sorted keys, no spaces,
 decimals as strings): those exact characters are hashed, so what is read back can be
@@ -65,7 +67,19 @@ from decimal import Decimal
 from enum import Enum, StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    LargeBinary,
+    Row,
+    and_,
+    bindparam,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from central_api.models.audit import audit_head, audit_log
 
@@ -210,15 +224,7 @@ def record(
             "audit.record must run inside the transaction of the change it describes"
         )
     at = (at or datetime.now(UTC)).astimezone(UTC)
-    head = connection.execute(
-        select(audit_head.c.seq, audit_head.c.hash)
-        .where(audit_head.c.id == AUDIT_HEAD_ID)
-        .with_for_update()
-    ).one_or_none()
-    if head is None:
-        raise AuditHeadMissingError("table audit_head has no row")
-    values: dict[str, Any] = {
-        "seq": int(head.seq) + 1,
+    content: dict[str, Any] = {
         "at": at,
         "actor_kind": str(context.actor.kind),
         "actor_id": _clip(context.actor.id, 64),
@@ -230,8 +236,17 @@ def record(
         "after": None if after is None else canonical_json(after),
         "request_id": _clip(context.request_id, 64),
         "source": _clip(context.source, 64),
-        "prev_hash": head.hash,
     }
+    if connection.dialect.name == "postgresql":
+        return _append_in_one_statement(connection, content)
+    head = connection.execute(
+        select(audit_head.c.seq, audit_head.c.hash)
+        .where(audit_head.c.id == AUDIT_HEAD_ID)
+        .with_for_update()
+    ).one_or_none()
+    if head is None:
+        raise AuditHeadMissingError("table audit_head has no row")
+    values = {**content, "seq": int(head.seq) + 1, "prev_hash": head.hash}
     values["hash"] = entry_hash(values)
     connection.execute(insert(audit_log).values(**values))
     connection.execute(
@@ -240,6 +255,71 @@ def record(
         .values(seq=values["seq"], hash=values["hash"])
     )
     return int(values["seq"])
+
+
+_CONTENT = (
+    "at",
+    "actor_kind",
+    "actor_id",
+    "site_id",
+    "action",
+    "resource",
+    "resource_id",
+    "before",
+    "after",
+    "request_id",
+    "source",
+)
+"""The hashed fields before ``seq`` and ``prev_hash``, which close the array."""
+
+_APPEND_SQL = text(
+    """
+WITH old AS (
+    SELECT seq, hash FROM audit_head WHERE id = :head_id FOR UPDATE
+), new AS (
+    SELECT seq + 1 AS seq,
+           hash AS prev_hash,
+           encode(sha256(:prefix || convert_to((seq + 1)::text || ',"' || hash || '"]', 'UTF8')),
+                  'hex') AS hash
+    FROM old
+), entry AS (
+    INSERT INTO audit_log (seq, at, actor_kind, actor_id, site_id, action, resource,
+                           resource_id, before, after, request_id, source, prev_hash, hash)
+    SELECT new.seq, CAST(:at AS TIMESTAMPTZ), CAST(:actor_kind AS VARCHAR),
+           CAST(:actor_id AS VARCHAR), CAST(:site_id AS VARCHAR), CAST(:action AS VARCHAR),
+           CAST(:resource AS VARCHAR), CAST(:resource_id AS VARCHAR), CAST(:before AS TEXT),
+           CAST(:after AS TEXT), CAST(:request_id AS VARCHAR), CAST(:source AS VARCHAR),
+           new.prev_hash, new.hash
+    FROM new
+    RETURNING seq
+)
+UPDATE audit_head SET seq = entry.seq, hash = new.hash
+FROM entry, new
+WHERE audit_head.id = :head_id
+RETURNING audit_head.seq
+"""
+).bindparams(
+    bindparam("prefix", type_=LargeBinary),
+    bindparam("at", type_=DateTime(timezone=True)),
+)
+
+
+def _append_in_one_statement(connection: Connection, content: dict[str, Any]) -> int:
+    """PostgreSQL: lock the head, hash, insert and move the head in one round trip.
+
+    Each round trip to the server costs more than the statements themselves, and the
+    head stays locked until the commit anyway. The hash is the same SHA-256 of the same
+    bytes as :func:`entry_hash`'s: the entry's content (sent as UTF-8, it is all known
+    here) followed by the seq and ``prev_hash`` that only the locked head knows, which
+    PostgreSQL's ``sha256`` appends as ASCII. Verification recomputes it in Python.
+    """
+    seq = connection.execute(
+        _APPEND_SQL,
+        {**content, "prefix": _content_prefix(content).encode(), "head_id": AUDIT_HEAD_ID},
+    ).scalar_one_or_none()
+    if seq is None:
+        raise AuditHeadMissingError("table audit_head has no row")
+    return int(seq)
 
 
 def canonical_json(value: Any) -> str:
@@ -266,26 +346,16 @@ def _as_json(value: Any) -> Any:
 
 def canonical_entry(values: Mapping[str, Any]) -> str:
     """What an entry's hash covers: every field but the hash, in a fixed order, as one
-    JSON array (so no field can run into the next), ending with ``prev_hash``."""
-    return json.dumps(
-        [
-            int(values["seq"]),
-            _timestamp(values["at"]),
-            values["actor_kind"],
-            values["actor_id"],
-            values["site_id"],
-            values["action"],
-            values["resource"],
-            values["resource_id"],
-            values["before"],
-            values["after"],
-            values["request_id"],
-            values["source"],
-            values["prev_hash"],
-        ],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    JSON array (so no field can run into the next), ending with ``seq`` and ``prev_hash``
+    (the two that only the chain's head knows; PostgreSQL appends them itself)."""
+    return f'{_content_prefix(values)}{int(values["seq"])},"{values["prev_hash"]}"]'
+
+
+def _content_prefix(values: Mapping[str, Any]) -> str:
+    """``[at,actor_kind,...,source,``: the canonical array up to ``seq``."""
+    fields = [values[name] for name in _CONTENT]
+    fields[0] = _timestamp(fields[0])
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)[:-1] + ","
 
 
 def entry_hash(values: Mapping[str, Any]) -> str:

@@ -7,12 +7,16 @@ database access would: plain SQL on the tables, then ``jxc central audit verify`
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, func, select, text, update
 from typer.testing import CliRunner
 
@@ -26,6 +30,7 @@ from central_api.services.audit import (
     AuditContext,
     AuditFilter,
     AuditHeadMissingError,
+    canonical_entry,
     entry_hash,
     list_entries,
     record,
@@ -35,6 +40,19 @@ from central_api.services.audit import (
 from central_api.services.items import upsert_item
 from jxc.feed import ItemData
 
+CONTENT = (
+    "at",
+    "actor_kind",
+    "actor_id",
+    "site_id",
+    "action",
+    "resource",
+    "resource_id",
+    "before",
+    "after",
+    "request_id",
+    "source",
+)
 CLERK = AuditContext(Actor(ActorKind.USER, "clerk1"), request_id="req-1", source="10.0.0.7")
 
 
@@ -49,7 +67,7 @@ def write_entries(engine: Engine, count: int) -> None:
                     resource="item",
                     resource_id=f"ITEM-{n}",
                     before={"name": f"old {n}", "unit_cost": Decimal("1.50")},
-                    after={"name": f"new {n}", "unit_cost": Decimal("1.75")},
+                    after={"name": f'阿司匹林 "{n}" \\ ✓', "unit_cost": Decimal("1.75")},
                 )
 
 
@@ -269,6 +287,36 @@ def test_filters_and_site_scope(engine: Engine) -> None:
         assert seqs(AuditFilter(), after=1, limit=2) == [2, 3]
         page = list_entries(connection=connection, chosen=AuditFilter(), after=None, limit=3)
         assert page.next_after == 3
+
+
+@given(
+    st.fixed_dictionaries(
+        {
+            "at": st.datetimes(timezones=st.just(UTC)),
+            "actor_kind": st.sampled_from(["user", "site", "system", "anonymous"]),
+            "actor_id": st.none() | st.text(max_size=64),
+            "site_id": st.none() | st.text(max_size=32),
+            "action": st.text(max_size=64),
+            "resource": st.text(max_size=64),
+            "resource_id": st.none() | st.text(max_size=256),
+            "before": st.none() | st.text(),
+            "after": st.none() | st.text(),
+            "request_id": st.none() | st.text(max_size=64),
+            "source": st.none() | st.text(max_size=64),
+            "seq": st.integers(1, 2**63 - 1),
+            "prev_hash": st.text("0123456789abcdef", min_size=64, max_size=64),
+        }
+    )
+)
+def test_the_hashed_text_is_one_json_array_of_every_field(values: dict[str, Any]) -> None:
+    """PostgreSQL appends seq and prev_hash to the content prefix itself: the result must
+    be exactly the JSON array of all the fields, whatever they hold."""
+    hashed = json.loads(canonical_entry(values))
+    assert hashed[:-2] == [
+        values["at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        *(values[name] for name in CONTENT[1:]),
+    ]
+    assert hashed[-2:] == [values["seq"], values["prev_hash"]]
 
 
 def test_financial_fields_are_absent_at_any_depth() -> None:
