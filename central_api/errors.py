@@ -5,17 +5,18 @@ few bases, and the API layer maps each *base* to its HTTP status in one table
 (``central_api.api.errors``), so a new refusal needs no entry there: it says what kind of
 refusal it is by its base.
 
-==================== ====== ===================================================
-base                 status  meaning
-==================== ====== ===================================================
-``InvalidError``      422    the request is well-formed but its content is refused
-``UnauthorizedError`` 401    no valid credential: who is asking is not known
-``ForbiddenError``    403    known, but not allowed to do this
-``NotFoundError``     404    what the request names does not exist
-``ConflictError``     409    the request clashes with what central holds; the
-                             message says whether a retry or a fix is needed
-``TooLargeError``     413    more than central takes in one request
-==================== ====== ===================================================
+======================== ====== ===================================================
+base                     status  meaning
+======================== ====== ===================================================
+``InvalidError``         422    the request is well-formed but its content is refused
+``UnauthorizedError``    401    no valid credential: who is asking is not known
+``ForbiddenError``       403    known, but not allowed to do this
+``NotFoundError``        404    what the request names does not exist
+``ConflictError``        409    the request clashes with what central holds; the
+                                message says whether a retry or a fix is needed
+``TooLargeError``        413    more than central takes in one request
+``TooManyRequestsError`` 429    too many attempts (sign-in); try again later
+======================== ====== ===================================================
 
 Each message is a sentence a person can act on; the client gets it as ``detail``.
 """

@@ -28,7 +28,8 @@ from fastapi.security import OAuth2PasswordBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from central_api.api.deps import ConnDep, SignerDep
-from central_api.errors import CsrfRefusedError
+from central_api.core.security import TOKEN_PREFIX as SITE_TOKEN_PREFIX
+from central_api.errors import CsrfRefusedError, SessionRefusedError
 from central_api.services.people import USER_TOKEN_PREFIX, Identity, resolve_session
 from jxc.paths import API_ROOT
 
@@ -196,6 +197,11 @@ def _find_principal(
             session = _digest(bearer)
             identity = resolve_session(connection, token_sha256=session, kind="bearer")
             return Principal.for_user(identity, session)
+        if not bearer.startswith(f"{SITE_TOKEN_PREFIX}:"):
+            raise SessionRefusedError(
+                "the bearer token is neither a user's (from POST /api/v1/auth/token) nor a "
+                "site's (from POST /api/v1/sync/token)"
+            )
         return Principal.for_site(signer.verify(connection, bearer))
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:

@@ -221,3 +221,9 @@ def test_an_incomplete_form_is_422_naming_the_field(anonymous: TestClient) -> No
     refused = anonymous.post(TOKEN, data={"username": "mia"})
     assert refused.status_code == 422
     assert "password" in refused.json()["message"]
+
+
+def test_a_bearer_that_is_no_token_at_all_is_401_saying_so(anonymous: TestClient) -> None:
+    refused = anonymous.get("/api/v1/items", headers=bearer("hello"))
+    assert refused.status_code == 401
+    assert "neither a user's" in refused.json()["detail"]
