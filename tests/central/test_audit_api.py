@@ -275,3 +275,21 @@ def test_filters_paging_and_csv(api: TestClient, engine: Engine) -> None:
         hashes = connection.execute(select(audit_log.c.hash).order_by(audit_log.c.seq)).scalars()
         assert [row["hash"] for row in rows] == list(hashes)
         assert verify_chain(connection).intact
+
+
+def test_a_request_id_that_is_not_a_plain_token_is_replaced(
+    api: TestClient, engine: Engine
+) -> None:
+    buyer = bearer(engine, "buyer", ["purchaser"])
+    for offered in ("x" * 65, "two words", "=cmd|' /C calc'!A0", ""):
+        response = api.put(
+            f"{ITEMS}/A",
+            json={"name": "a", "uom": "pcs"},
+            headers={**buyer, "X-Request-ID": offered},
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Request-ID"] != offered
+        assert len(response.headers["X-Request-ID"]) == 36  # a fresh UUID
+    ids = [entry["request_id"] for entry in entries(api, bearer(engine, "alice", ["auditor"]))]
+    assert len(ids) == 4
+    assert all(len(request_id) == 36 for request_id in ids)
