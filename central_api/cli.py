@@ -48,6 +48,7 @@ def serve(
 
     settings = _settings(host=host, port=port, database_url=database_url)
     upgrade_database(settings.database_url)
+    ensure_first_admin(settings.database_url)
     log.info("central starting", extra={"host": settings.host, "port": settings.port})
     central = create_app(settings)
     tune_for_serving(gen0_threshold=settings.gc_gen0_threshold)
@@ -218,3 +219,187 @@ def site_list(
     for row in rows:
         state = "revoked" if row["revoked"] else "active"
         typer.echo(f"{row['site_id']}\t{state}\tgeneration {row['generation']}")
+
+
+user_app = typer.Typer(
+    help="People who sign in to central: add, change password, disable, enable, list.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(user_app, name="user")
+
+_PASSWORD_STDIN_HELP = "read the password from the first line of stdin instead of a prompt"  # noqa: S105
+
+
+def _read_password(from_stdin: bool) -> str:
+    """A password from a prompt (typed twice) or stdin; there is never a default one."""
+    import sys  # noqa: PLC0415
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        typer.echo("error: an empty password is not a password", err=True)
+        raise typer.Exit(1)
+    return str(password)
+
+
+@user_app.command("add")
+def user_add(
+    username: str = typer.Argument(..., help="the name the user signs in with"),
+    role: Annotated[
+        list[str] | None, typer.Option("--role", help="a role to grant (repeatable)")
+    ] = None,
+    site: Annotated[
+        list[str] | None,
+        typer.Option("--site", help="limit the user to this site (repeatable); none: all"),
+    ] = None,
+    password_stdin: bool = typer.Option(False, "--password-stdin", help=_PASSWORD_STDIN_HELP),
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+) -> None:
+    """Add a user with a password typed at the prompt (or read from stdin)."""
+    from central_api.services.people import create_user  # noqa: PLC0415
+
+    password = _read_password(password_stdin)
+    user = _on_database(
+        database_url,
+        lambda connection: create_user(
+            connection, username=username, password=password, role_names=role or [], sites=site
+        ),
+    )
+    typer.echo(f"user {user.username}: added with roles {', '.join(user.roles) or 'none'}")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    username: str = typer.Argument(..., help="whose password to set"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help=_PASSWORD_STDIN_HELP),
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+) -> None:
+    """Set a user's password; their sessions end."""
+    from central_api.services.people import update_user  # noqa: PLC0415
+
+    password = _read_password(password_stdin)
+    _on_database(
+        database_url, lambda connection: update_user(connection, username, password=password)
+    )
+    typer.echo(f"user {username}: password changed; their sessions have ended")
+
+
+@user_app.command("disable")
+def user_disable(
+    username: str = typer.Argument(..., help="who may no longer sign in"),
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+) -> None:
+    """Refuse a user from their next request on."""
+    from central_api.services.people import update_user  # noqa: PLC0415
+
+    _on_database(database_url, lambda connection: update_user(connection, username, disabled=True))
+    typer.echo(f"user {username}: disabled")
+
+
+@user_app.command("enable")
+def user_enable(
+    username: str = typer.Argument(..., help="who may sign in again"),
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+) -> None:
+    """Let a disabled user sign in again (their old sessions stay ended)."""
+    from central_api.services.people import update_user  # noqa: PLC0415
+
+    _on_database(database_url, lambda connection: update_user(connection, username, disabled=False))
+    typer.echo(f"user {username}: enabled")
+
+
+@user_app.command("list")
+def user_list(
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+    as_json: bool = typer.Option(False, "--json", help="one JSON array, for scripts"),
+) -> None:
+    """Every user with their roles, sites and whether they may sign in."""
+    from central_api.services.people import list_users  # noqa: PLC0415
+
+    users = _on_database(database_url, list_users)
+    rows = [
+        {
+            "username": user.username,
+            "roles": user.roles,
+            "sites": user.sites,
+            "disabled": user.disabled,
+        }
+        for user in users
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        state = "disabled" if row["disabled"] else "enabled"
+        sites = ",".join(row["sites"]) if row["sites"] else "all sites"
+        typer.echo(f"{row['username']}\t{state}\t{','.join(row['roles']) or '-'}\t{sites}")
+
+
+def ensure_first_admin(database_url: str) -> None:
+    """On a central without users, make the first admin, never with a default password.
+
+    ``JXC_CENTRAL_ADMIN_PASSWORD`` (and ``JXC_CENTRAL_ADMIN_USER``, default ``admin``) make
+    it unattended; at a terminal the password is asked for; otherwise central starts and
+    says how to add one (sites sync meanwhile; nobody can sign in).
+    """
+    import sys  # noqa: PLC0415
+
+    from central_api.core.db import create_db_engine  # noqa: PLC0415
+    from central_api.services.people import count_users, create_user  # noqa: PLC0415
+
+    engine = create_db_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            if count_users(connection):
+                return
+            username = os.environ.get("JXC_CENTRAL_ADMIN_USER", "admin")
+            password = os.environ.get("JXC_CENTRAL_ADMIN_PASSWORD")
+            if not password and sys.stdin.isatty():
+                typer.echo(f"central has no users yet: choose a password for {username!r}")
+                password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+            if not password:
+                log.warning(
+                    "central has no users: add the first admin with "
+                    "`jxc central user add admin --role admin`, or start with "
+                    "JXC_CENTRAL_ADMIN_PASSWORD set"
+                )
+                return
+            create_user(connection, username=username, password=str(password), role_names=["admin"])
+            log.info("first admin created", extra={"username": username})
+    finally:
+        engine.dispose()
+
+
+audit_app = typer.Typer(
+    help="The audit log: every change, who made it and from where, as a hash chain.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+) -> None:
+    """Walk the whole chain; name the first edited, deleted or reordered entry (exit 1).
+
+    Prints the head's seq and hash when the chain is intact: keep them elsewhere and
+    compare with a later run, to catch a forger who rewrote the chain from some entry on.
+    """
+    from central_api.services.audit import verify_chain  # noqa: PLC0415
+
+    report = _on_database(database_url, verify_chain)
+    if not report.intact:
+        typer.echo(
+            f"audit log BROKEN at entry {report.broken_at}: {report.reason} "
+            f"({report.entries} entries read)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(
+        f"audit log intact: {report.entries} entries, head {report.head_seq} {report.head_hash}"
+    )

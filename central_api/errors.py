@@ -5,17 +5,18 @@ few bases, and the API layer maps each *base* to its HTTP status in one table
 (``central_api.api.errors``), so a new refusal needs no entry there: it says what kind of
 refusal it is by its base.
 
-==================== ====== ===================================================
-base                 status  meaning
-==================== ====== ===================================================
-``InvalidError``      422    the request is well-formed but its content is refused
-``UnauthorizedError`` 401    no valid credential: who is asking is not known
-``ForbiddenError``    403    known, but not allowed to do this
-``NotFoundError``     404    what the request names does not exist
-``ConflictError``     409    the request clashes with what central holds; the
-                             message says whether a retry or a fix is needed
-``TooLargeError``     413    more than central takes in one request
-==================== ====== ===================================================
+======================== ====== ===================================================
+base                     status  meaning
+======================== ====== ===================================================
+``InvalidError``         422    the request is well-formed but its content is refused
+``UnauthorizedError``    401    no valid credential: who is asking is not known
+``ForbiddenError``       403    known, but not allowed to do this
+``NotFoundError``        404    what the request names does not exist
+``ConflictError``        409    the request clashes with what central holds; the
+                                message says whether a retry or a fix is needed
+``TooLargeError``        413    more than central takes in one request
+``TooManyRequestsError`` 429    too many attempts (sign-in); try again later
+======================== ====== ===================================================
 
 Each message is a sentence a person can act on; the client gets it as ``detail``.
 """
@@ -222,3 +223,103 @@ class InvalidSiteIdError(InvalidError):
             f"{site_id!r} is not a site id: 1-32 of A-Z a-z 0-9 _ . -, starting with a "
             "letter or digit"
         )
+
+
+class TooManyRequestsError(CentralError):
+    """Too many attempts in a short time; the message says when to try again."""
+
+
+# --- people ----------------------------------------------------------------------------
+
+
+class LoginRefusedError(UnauthorizedError):
+    """A wrong user name or password (which one is not said, so names cannot be probed)."""
+
+    def __init__(self) -> None:
+        super().__init__("wrong user name or password")
+
+
+class LoginThrottledError(TooManyRequestsError):
+    """Too many wrong passwords for a user or from an address within the window."""
+
+    def __init__(self, *, who: str, window_s: int) -> None:
+        super().__init__(
+            f"too many failed sign-ins for {who} in the last {window_s} seconds; "
+            "wait a minute and try again (the password was not checked)"
+        )
+
+
+class SessionRefusedError(UnauthorizedError):
+    """A user token or session cookie that is unknown, expired or logged out."""
+
+
+class UserDisabledError(UnauthorizedError):
+    """A disabled user's credential, refused at their next request."""
+
+    def __init__(self, username: str) -> None:
+        self.username = username
+        super().__init__(f"user {username!r} is disabled; an admin can enable them again")
+
+
+class SignInRequiredError(UnauthorizedError):
+    """A request without any credential to an endpoint that needs one."""
+
+
+class PermissionDeniedError(ForbiddenError):
+    """The principal is known but its roles do not grant what the endpoint requires."""
+
+
+class CsrfRefusedError(ForbiddenError):
+    """A cookie-authenticated unsafe request without the session's CSRF token."""
+
+
+class SiteOutOfScopeError(ForbiddenError):
+    """A user limited to some sites asked about another one."""
+
+    def __init__(self, *, who: str, site_id: str) -> None:
+        self.site_id = site_id
+        super().__init__(f"{who} may not see site {site_id}: it is outside their sites")
+
+
+class UnknownUserError(NotFoundError):
+    def __init__(self, username: str) -> None:
+        self.username = username
+        super().__init__(f"user {username!r} does not exist")
+
+
+class UserExistsError(ConflictError):
+    def __init__(self, username: str) -> None:
+        self.username = username
+        super().__init__(f"user {username!r} already exists; choose another name")
+
+
+class UnknownRoleError(InvalidError):
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        super().__init__(
+            f"no such role: {', '.join(names)}; `GET /api/v1/roles` lists the roles there are"
+        )
+
+
+class UnknownActionError(InvalidError):
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        super().__init__(f"no such action: {', '.join(names)}")
+
+
+class RoleNotFoundError(NotFoundError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"role {name!r} does not exist")
+
+
+class RoleInUseError(ConflictError):
+    def __init__(self, name: str, holders: int) -> None:
+        self.name = name
+        super().__init__(
+            f"role {name!r} is held by {holders} user(s); take it from them before deleting it"
+        )
+
+
+class LockoutError(ConflictError):
+    """A change that would leave nobody able to manage people (or lock out the caller)."""

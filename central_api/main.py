@@ -19,9 +19,12 @@ from central_api.api.body_limit import BodyLimit
 from central_api.api.credential_first import CredentialFirst
 from central_api.api.errors import install_error_handlers
 from central_api.api.main import api_router
+from central_api.api.permissions import guard_routes
+from central_api.api.request_id import RequestIdMiddleware
 from central_api.api.routes import health
 from central_api.core.config import Settings
 from central_api.core.db import check_schema_current, create_db_engine
+from central_api.core.principal import PrincipalScope
 from central_api.errors import first_line
 from central_api.services.auth import TokenSigner
 from central_api.services.projections import built_in_projections
@@ -61,8 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_limit=settings.max_body_bytes,
         path_limits={SYNC_EVENTS: settings.max_push_bytes},
     )
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(api_router, prefix=API_ROOT)
+    app.add_middleware(PrincipalScope)
+    guard_routes(app)
     return app
 
 

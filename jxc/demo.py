@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +23,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from rich.table import Table
 from jxc import paths
 
 SITE_ID = "DEMO-01"
+DEMO_ADMIN = "demo-admin"
 SCANNER_ID = "dock-scanner-1"
 SCALE_ID = "dock-scale-1"
 PRINTER_ID = "dock-printer-1"
@@ -145,9 +149,24 @@ def free_port(preferred: int) -> int:
     raise RuntimeError("no free TCP port on 127.0.0.1")
 
 
-def get_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - our own URL
+def get_json(url: str, timeout: float = 2.0, token: str | None = None) -> Any:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - our own URL
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
         return json.load(response)
+
+
+def sign_in(central_url: str, username: str, password: str) -> str:
+    """A bearer token from central's OAuth2 password form, as ``/docs`` gets one."""
+    form = urllib.parse.urlencode({"username": username, "password": password}).encode()
+    request = urllib.request.Request(  # noqa: S310 - our own URL
+        f"{central_url}{paths.API_ROOT}/auth/token",
+        data=form,
+        method="POST",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        return str(json.load(response)["access_token"])
 
 
 def wait_for(url: str, *, deadline_s: float, proc: subprocess.Popen[Any]) -> Any:
@@ -208,24 +227,11 @@ def run_demo(*, once: bool, workdir: str) -> int:
 
     with started() as group:
         console.print(f"[bold]jxc demo[/] in {root}")
-        central = _spawn(
-            [
-                "central",
-                "serve",
-                "--port",
-                str(central_port),
-                "--database-url",
-                f"sqlite:///{root / 'central.db'}",
-            ],
-            logs / "central.log",
-            stdout=subprocess.DEVNULL,
-        )
+        central, token = _start_central(root, central_url, logs, console)
         group.procs.append(central)
-        wait_for(f"{central_url}{paths.HEALTH}", deadline_s=60, proc=central)
-        console.print(f"  central     up at {central_url}")
         for item in ITEMS:
             code, body = item["item_code"], {k: v for k, v in item.items() if k != "item_code"}
-            put_json(f"{central_url}{paths.ITEMS}/{code}", body)
+            put_json(f"{central_url}{paths.ITEMS}/{code}", body, token=token)
         console.print(f"  master data {len(ITEMS)} items with their barcodes created at central")
 
         # As an operator would: register the site at central, hand its secret to the edge.
@@ -289,7 +295,7 @@ def run_demo(*, once: bool, workdir: str) -> int:
 
         _scan_all(devices.stdin, console)
         expected = sum((qty for _, qty in SCANS), RICE_WEIGHT)
-        stock = _wait_for_stock(central_url, expected, proc=central)
+        stock = _wait_for_stock(central_url, expected, proc=central, token=token)
         if stock is None:
             console.print(f"[red]central did not reach {expected} units in time[/]; see {logs}")
             return 1
@@ -319,6 +325,40 @@ def run_demo(*, once: bool, workdir: str) -> int:
             return 0
         _keep_scanning(console, devices, group)
         return 0
+
+
+def _start_central(
+    root: Path, central_url: str, logs: Path, console: Console
+) -> tuple[subprocess.Popen[Any], str]:
+    """Central on the demo's SQLite file, with a demo admin whose password is made now.
+
+    Central has no default password; the demo makes one, has ``serve`` create the first
+    admin with it, signs in, and prints the login so the ``/docs`` page can be tried.
+    """
+    admin_password = secrets.token_urlsafe(12)
+    port = central_url.rsplit(":", 1)[1]
+    central = _spawn(
+        ["central", "serve", "--port", port, "--database-url", f"sqlite:///{root / 'central.db'}"],
+        logs / "central.log",
+        stdout=subprocess.DEVNULL,
+        env={
+            **os.environ,
+            "JXC_CENTRAL_ADMIN_USER": DEMO_ADMIN,
+            "JXC_CENTRAL_ADMIN_PASSWORD": admin_password,
+        },
+    )
+    try:
+        wait_for(f"{central_url}{paths.HEALTH}", deadline_s=60, proc=central)
+    except BaseException:
+        central.terminate()
+        central.wait(timeout=10)
+        raise
+    console.print(f"  central     up at {central_url}")
+    token = sign_in(central_url, DEMO_ADMIN, admin_password)
+    console.print(
+        f"  login       user {DEMO_ADMIN}, password {admin_password} (made for this demo)"
+    )
+    return central, token
 
 
 def _read_endpoints(devices: subprocess.Popen[str], *, count: int) -> list[tuple[str, str]]:
@@ -389,12 +429,12 @@ def _to_twin(line: str) -> str:
     return f"{SCANNER_ID} {line}"
 
 
-def put_json(url: str, body: dict[str, Any]) -> Any:
+def put_json(url: str, body: dict[str, Any], token: str) -> Any:
     request = urllib.request.Request(  # noqa: S310 - our own URL
         url,
         data=json.dumps(body).encode(),
         method="PUT",
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", "Authorization": f"Bearer {token}"},
     )
     with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
         return json.load(response)
@@ -425,14 +465,16 @@ def _scan_all(stdin: IO[str] | None, console: Console) -> None:
 
 
 def _wait_for_stock(
-    central_url: str, expected: Decimal, *, proc: subprocess.Popen[Any]
+    central_url: str, expected: Decimal, *, proc: subprocess.Popen[Any], token: str
 ) -> list[dict[str, Any]] | None:
     end = time.monotonic() + 60
     while time.monotonic() < end:
         if proc.poll() is not None:
             return None
         with contextlib.suppress(OSError, ValueError):
-            stock: list[dict[str, Any]] = get_json(f"{central_url}{paths.STOCK}?site_id={SITE_ID}")
+            stock: list[dict[str, Any]] = get_json(
+                f"{central_url}{paths.STOCK}?site_id={SITE_ID}", token=token
+            )
             if sum(Decimal(row["qty"]) for row in stock) == expected:
                 return stock
         time.sleep(0.2)

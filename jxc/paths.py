@@ -29,6 +29,9 @@ ITEMS = f"{API_ROOT}/items"
 """The item master, ``/{item_code}`` for one item (a ``/`` in a code sent as ``%2F``)."""
 STOCK = f"{API_ROOT}/stock"
 """``GET``: balances per (site, location, item, lot), filtered by query parameters."""
+AUDIT = f"{API_ROOT}/audit"
+"""``GET``: the audit log, filtered and paged; ``/audit.csv`` exports it (auditors)."""
+AUDIT_CSV = f"{API_ROOT}/audit.csv"
 
 
 def below_api_root(path: str) -> str:

@@ -43,6 +43,7 @@ from central_api.errors import (
     InvalidError,
     NotFoundError,
     TooLargeError,
+    TooManyRequestsError,
     UnauthorizedError,
     first_line,
 )
@@ -59,6 +60,7 @@ REFUSAL_STATUS: dict[type[CentralError], int] = {
     NotFoundError: status.HTTP_404_NOT_FOUND,
     ConflictError: status.HTTP_409_CONFLICT,
     TooLargeError: status.HTTP_413_CONTENT_TOO_LARGE,
+    TooManyRequestsError: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 """The status of each kind of refusal. A refusal takes its base's row; a class under no
 base here (none should be) is answered 400."""
@@ -66,6 +68,7 @@ base here (none should be) is answered 400."""
 _REFUSAL_HEADERS: dict[type[CentralError], dict[str, str]] = {
     # RFC 6750: a 401 names the scheme, so a client knows to fetch a bearer token.
     UnauthorizedError: {"WWW-Authenticate": "Bearer"},
+    TooManyRequestsError: {"Retry-After": "60"},
 }
 
 

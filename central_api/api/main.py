@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from central_api.api.routes import items, stock, sync
+from central_api.api.routes import audit, auth, items, people, stock, sync
 
 api_router = APIRouter()
 api_router.include_router(sync.router)
 api_router.include_router(stock.router)
 api_router.include_router(items.router)
+api_router.include_router(auth.router)
+api_router.include_router(people.users_router)
+api_router.include_router(people.roles_router)
+api_router.include_router(audit.router)

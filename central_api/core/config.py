@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     """The largest push (``POST /api/v1/sync/events``): a full batch of 5000 events is
     about 2 MB, several times that with every text field as long as the contract allows."""
 
+    user_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    """How long a user's bearer token from ``POST /api/v1/auth/token`` lasts."""
+
+    session_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86_400)
+    """How long a web session (cookie) lasts: a working day."""
+
+    secure_cookies: bool = False
+    """Mark the session cookie ``Secure``; turn on whenever central is served over HTTPS."""
+
     gc_gen0_threshold: int = Field(default=50_000, ge=700)
     """Net new container objects between the garbage collector's young-generation runs
     while serving (CPython's default is 700); see ``central_api.core.gc_tuning``."""

@@ -12,6 +12,7 @@ and that test read) holds its tables. Every name is importable from the package 
 
 from __future__ import annotations
 
+from central_api.models.audit import audit_head, audit_log
 from central_api.models.auth import auth_signing_key, site_credentials
 from central_api.models.base import (
     MicroUnits,
@@ -23,11 +24,21 @@ from central_api.models.base import (
 from central_api.models.feed import change_feed, feed_counter
 from central_api.models.items import item_barcodes, items
 from central_api.models.ledger import ledger_events, refused_events, site_sync_state
+from central_api.models.people import (
+    login_failures,
+    roles,
+    sessions,
+    user_roles,
+    user_sites,
+    users,
+)
 from central_api.models.stock import NO_LOT, stock_balances
 
 __all__ = [
     "NO_LOT",
     "MicroUnits",
+    "audit_head",
+    "audit_log",
     "auth_signing_key",
     "change_feed",
     "feed_counter",
@@ -35,11 +46,17 @@ __all__ = [
     "item_barcodes",
     "items",
     "ledger_events",
+    "login_failures",
     "metadata",
     "refused_events",
+    "roles",
+    "sessions",
     "site_credentials",
     "site_sync_state",
     "stock_balances",
     "to_micro_units",
     "to_micro_units_many",
+    "user_roles",
+    "user_sites",
+    "users",
 ]

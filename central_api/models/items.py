@@ -21,6 +21,10 @@ items = Table(
     Column("active", Boolean, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Financial: never in the change feed (edges have no use for them) and absent from
+    # every answer to a role without the financial field group. NULL means not set.
+    Column("cost", MicroUnits, nullable=True),
+    Column("price", MicroUnits, nullable=True),
 )
 
 # A code a scanner reads, and how many of the item's unit one scan of it counts.

@@ -7,10 +7,11 @@ Amounts leave as strings for the same reason they arrive as strings (see
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Field, PlainSerializer
 
+from central_api.core.principal import financial_visible
 from jxc.contract import Int64, MultilineText, Text
 
 DecimalText = Annotated[
@@ -58,3 +59,24 @@ class ValidationProblem(BaseModel):
     status: Int64
     detail: list[FieldError]
     message: MultilineText = Field(description="body.events[0].qty: must be ...; query.limit: ...")
+
+
+def _financial_hidden(_value: object) -> bool:
+    return not financial_visible()
+
+
+FINANCIAL_KEY = "x-jxc-financial"
+
+_T = TypeVar("_T")
+
+Financial = Annotated[
+    _T, Field(exclude_if=_financial_hidden, json_schema_extra={FINANCIAL_KEY: True})
+]
+"""A field of the financial group (cost, price, value, margin, amounts), as ``Financial[T]``.
+
+It is left out of an answer (absent, not null) whenever the request's principal lacks the
+financial field group: the decision is the serializer's, at any depth of any model, so a
+new endpoint cannot forget it. Give it a default (``= None``): an answer may lack it, and
+the OpenAPI document then does not list it as required. The document marks it with
+``x-jxc-financial``, which is how the permission test finds every financial field.
+"""

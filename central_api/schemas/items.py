@@ -8,11 +8,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from central_api.schemas.common import DecimalText
+from central_api.schemas.common import DecimalText, Financial
 from jxc.contract import Code, ExactDecimal, Int64, Text
 from jxc.feed import Barcode, Uom
 
 MAX_BARCODES_PER_ITEM = 1000
+MAX_MONEY = Decimal(10) ** 12
+"""Amounts are stored in millionths in a BIGINT; this keeps far inside its range."""
 
 
 class BarcodeIn(BaseModel):
@@ -44,6 +46,23 @@ class ItemIn(BaseModel):
     barcodes: Annotated[list[BarcodeIn], Field(max_length=MAX_BARCODES_PER_ITEM)] | None = Field(
         default=None, description="the item's full barcode set; omit to keep it as is"
     )
+    cost: ExactDecimal | None = Field(
+        default=None,
+        description="standard cost per unit (financial); omit to keep it as is",
+    )
+    price: ExactDecimal | None = Field(
+        default=None,
+        description="list price per unit (financial); omit to keep it as is",
+    )
+
+    @field_validator("cost", "price")
+    @classmethod
+    def _not_negative(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value < 0:
+            raise ValueError("must not be negative")
+        if value is not None and abs(value) >= MAX_MONEY:
+            raise ValueError(f"must be below {MAX_MONEY}")
+        return value
 
     @field_validator("barcodes")
     @classmethod
@@ -79,6 +98,8 @@ class ItemOut(BaseModel):
     version: Int64 = Field(description="feed version of the item's own last change")
     updated_at: datetime
     barcodes: list[BarcodeOut]
+    cost: Financial[DecimalText | None] = Field(default=None, description="cost per unit")
+    price: Financial[DecimalText | None] = Field(default=None, description="price per unit")
 
 
 class ItemPage(BaseModel):

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from central_api.core.db import write_transaction
 from central_api.core.security import (
     SiteTokenClaims,
     new_secret,
@@ -45,6 +46,7 @@ from central_api.errors import (
     UnknownCredentialError,
 )
 from central_api.models.auth import auth_signing_key, site_credentials
+from central_api.services.audit import record
 from jxc.contract import SITE_ID_PATTERN
 
 __all__ = [
@@ -87,7 +89,7 @@ def add_site(connection: Connection, site_id: str) -> str:
         raise InvalidSiteIdError(site_id)
     now = datetime.now(UTC)
     secret = new_secret()
-    with connection.begin():
+    with write_transaction(connection):
         exists = connection.execute(
             select(site_credentials.c.site_id).where(site_credentials.c.site_id == site_id)
         ).first()
@@ -103,13 +105,21 @@ def add_site(connection: Connection, site_id: str) -> str:
                 changed_at=now,
             )
         )
+        record(
+            connection,
+            action="site.add",
+            resource="site",
+            resource_id=site_id,
+            site_id=site_id,
+            after={"generation": 1, "revoked": False},
+        )
     return secret
 
 
 def rotate_site(connection: Connection, site_id: str) -> str:
     """Replace the site's secret (also un-revokes it); every token issued before is void."""
     secret = new_secret()
-    with connection.begin():
+    with write_transaction(connection):
         changed = connection.execute(
             update(site_credentials)
             .where(site_credentials.c.site_id == site_id)
@@ -120,14 +130,22 @@ def rotate_site(connection: Connection, site_id: str) -> str:
                 changed_at=datetime.now(UTC),
             )
         ).rowcount
-    if not changed:
-        raise UnknownCredentialError(site_id)
+        if not changed:
+            raise UnknownCredentialError(site_id)
+        record(
+            connection,
+            action="site.rotate",
+            resource="site",
+            resource_id=site_id,
+            site_id=site_id,
+            after={"revoked": False},
+        )
     return secret
 
 
 def revoke_site(connection: Connection, site_id: str) -> None:
     """Refuse the site from its next request on, until its secret is rotated."""
-    with connection.begin():
+    with write_transaction(connection):
         changed = connection.execute(
             update(site_credentials)
             .where(site_credentials.c.site_id == site_id)
@@ -137,8 +155,16 @@ def revoke_site(connection: Connection, site_id: str) -> None:
                 changed_at=datetime.now(UTC),
             )
         ).rowcount
-    if not changed:
-        raise UnknownCredentialError(site_id)
+        if not changed:
+            raise UnknownCredentialError(site_id)
+        record(
+            connection,
+            action="site.revoke",
+            resource="site",
+            resource_id=site_id,
+            site_id=site_id,
+            after={"revoked": True},
+        )
 
 
 def rekey(connection: Connection) -> None:

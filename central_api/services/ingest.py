@@ -51,6 +51,11 @@ SQLAlchemy's per-row parameter handling, which cost more than the database's own
 balances are summed as integer micro-units. Content is compared only when an id comes
 back: hashing every event to have a digest ready cost more than inserting it.
 
+**Last**, one audit log entry for the batch (:func:`central_api.services.audit.record`;
+one per push, not per event, so a 5,000-event push pays for one small insert): its
+range, how many events got each verdict, and the new watermark. It is the transaction's
+last write, as the chain's lock is held until the commit.
+
 Invariants relied on: after every commit, ``acked_through_seq + 1`` is *not* settled
 (step 4 advances through every contiguous seq, including ones held above an earlier
 hole), so a batch that starts past ``acked_through_seq + 1`` with anything new in it
@@ -97,6 +102,7 @@ from central_api.errors import BalanceChangedError, SequenceGapError, first_line
 from central_api.models.base import MicroUnits, to_micro_units, to_micro_units_many
 from central_api.models.ledger import ledger_events, refused_events, site_sync_state
 from central_api.models.stock import NO_LOT, stock_balances
+from central_api.services.audit import Actor, ActorKind, AuditContext, record
 from central_api.services.projections import AcceptedEvents, Projections
 from jxc.contract import MAX_ABS_AMOUNT, EventKind, EventStatus, LedgerEvent, PushBatch
 
@@ -136,6 +142,7 @@ def ingest_batch(
     batch: PushBatch,
     received_at: datetime,
     projections: Projections,
+    audit: AuditContext | None = None,
 ) -> PushOutcome:
     """Merge ``batch`` into central in one transaction and say what became of each event.
 
@@ -144,7 +151,8 @@ def ingest_batch(
     (nothing changed) when the batch's new events would leave a hole in the site's ledger.
     ``projections`` run on the events inserted, inside the same transaction (see
     :mod:`central_api.services.projections`); whatever one raises rolls the push back and
-    reaches the caller.
+    reaches the caller. The push's audit entry is attributed to ``audit`` (the route's
+    request, with its id and address), or to the site itself without one.
     """
     site_id = batch.site_id
     with write_transaction(connection):
@@ -171,10 +179,55 @@ def ingest_batch(
             .where(site_sync_state.c.site_id == site_id)
             .values(acked_through_seq=watermark, updated_at=received_at)
         )
+        _record_push(
+            connection,
+            audit or AuditContext(Actor(ActorKind.SITE, site_id)),
+            batch=batch,
+            verdicts=verdicts,
+            all_accepted=path == "common",
+            watermark=watermark,
+            received_at=received_at,
+        )
 
     _log_outcome(site_id=site_id, verdicts=verdicts, watermark=watermark, path=path)
     return PushOutcome(
         site_id=site_id, acked_through_seq=watermark, verdicts=verdicts, received_at=received_at
+    )
+
+
+def _record_push(
+    connection: Connection,
+    audit: AuditContext,
+    *,
+    batch: PushBatch,
+    verdicts: list[EventVerdict],
+    all_accepted: bool,
+    watermark: int,
+    received_at: datetime,
+) -> None:
+    """The push's one audit entry: what came, what became of it, where the site stands."""
+    events = batch.events
+    counts = (
+        {EventStatus.ACCEPTED.value: len(events)}
+        if all_accepted
+        else {str(status): n for status, n in Counter(v["status"] for v in verdicts).items()}
+    )
+    first, last = events[0].seq, events[-1].seq
+    record(
+        connection,
+        audit,
+        action="sync.push",
+        resource="sync_batch",
+        resource_id=f"{batch.site_id}:{first}-{last}",
+        site_id=batch.site_id,
+        after={
+            "first_seq": first,
+            "last_seq": last,
+            "events": len(events),
+            "verdicts": counts,
+            "acked_through_seq": watermark,
+        },
+        at=received_at,
     )
 
 

@@ -13,6 +13,9 @@ Rules:
   (:class:`~central_api.errors.BarcodeTakenError`); moving it takes a delete first.
 * Removing a barcode writes a tombstone, so an edge that was offline still drops it.
 * Items and barcodes are for every site (``site_id`` NULL in the feed) for now.
+* Every write is recorded in the audit log (:func:`central_api.services.audit.record`)
+  in its own transaction, with the item's state before and after (its barcodes as
+  ``{barcode: qty_per}``), whether or not it changed anything: the log says who asked.
 
 Within one write the changes are appended item first, then barcode tombstones, then
 barcode upserts, each group in key order. A page boundary may fall between them; an
@@ -32,6 +35,7 @@ from sqlalchemy import ColumnElement, Connection, delete, insert, select, update
 from central_api.core.db import write_transaction
 from central_api.errors import BarcodeTakenError, UnknownBarcodeError, UnknownItemError
 from central_api.models.items import item_barcodes, items
+from central_api.services.audit import AuditContext, record
 from central_api.services.feed import FeedWriter, feed_writer, read_snapshot
 from jxc.feed import BarcodeData, ChangeOp, FeedEntity, ItemData
 
@@ -61,6 +65,9 @@ class Item:
     """The feed version of the item's own last change."""
     updated_at: datetime
     barcodes: list[ItemBarcode] = field(default_factory=list)
+    cost: Decimal | None = None
+    """Financial, never in the change feed."""
+    price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +84,19 @@ def upsert_item(
     connection: Connection,
     item: ItemData,
     barcodes: Sequence[BarcodeData] | None,
+    audit: AuditContext,
     now: datetime | None = None,
+    cost: Decimal | None = None,
+    price: Decimal | None = None,
 ) -> Item:
     """Create or update ``item`` and, if ``barcodes`` is given, make them its barcode set.
 
     Barcodes the item has and ``barcodes`` lacks are deleted (tombstones in the feed);
     ``None`` leaves the item's barcodes as they are. Raises
     :class:`~central_api.errors.BarcodeTakenError` (nothing changed) when a barcode belongs
-    to another item. ``connection`` must not be inside a transaction.
+    to another item. ``cost`` and ``price`` are set when given and kept when None; they
+    never enter the change feed (edges have no use for them). ``connection`` must not be
+    inside a transaction.
     """
     code = item.item_code
     wanted: dict[str, Decimal] | None = None
@@ -101,14 +113,31 @@ def upsert_item(
         stored = connection.execute(
             select(items.c.name, items.c.uom, items.c.active).where(items.c.item_code == code)
         ).one_or_none()
+        before = None if stored is None else _audit_state(_read_one(connection, code))
         if stored is None or tuple(stored) != (item.name, item.uom, item.active):
             _write_item(connection, feed, item, exists=stored is not None, now=now)
         if wanted is not None:
             _replace_barcodes(connection, feed, item_code=code, wanted=wanted, now=now)
-        return _read_one(connection, code)
+        prices = {
+            name: value for name, value in (("cost", cost), ("price", price)) if value is not None
+        }
+        if prices:
+            connection.execute(update(items).where(items.c.item_code == code).values(**prices))
+        written = _read_one(connection, code)
+        _record(
+            connection,
+            audit,
+            "item.create" if stored is None else "item.update",
+            written,
+            before=before,
+            now=now,
+        )
+        return written
 
 
-def deactivate_item(*, connection: Connection, item_code: str, now: datetime | None = None) -> Item:
+def deactivate_item(
+    *, connection: Connection, item_code: str, audit: AuditContext, now: datetime | None = None
+) -> Item:
     """Mark the item inactive (kept, with its barcodes); a no-op if it already is."""
     now = now or datetime.now(UTC)
     with write_transaction(connection), feed_writer(connection, changed_at=now) as feed:
@@ -117,16 +146,20 @@ def deactivate_item(*, connection: Connection, item_code: str, now: datetime | N
         ).one_or_none()
         if stored is None:
             raise UnknownItemError(item_code)
+        before = _audit_state(_read_one(connection, item_code))
         if stored.active:
             item = ItemData(item_code=item_code, name=stored.name, uom=stored.uom, active=False)
             _write_item(connection, feed, item, exists=True, now=now)
-        return _read_one(connection, item_code)
+        written = _read_one(connection, item_code)
+        _record(connection, audit, "item.deactivate", written, before=before, now=now)
+        return written
 
 
 def delete_barcode(
     *,
     connection: Connection,
     barcode: str,
+    audit: AuditContext,
     item_code: str | None = None,
     now: datetime | None = None,
 ) -> Item:
@@ -145,9 +178,12 @@ def delete_barcode(
         ).scalar_one_or_none()
         if owner is None or (item_code is not None and owner != item_code):
             raise UnknownBarcodeError(item_code=item_code, barcode=barcode, owner=owner)
+        before = _audit_state(_read_one(connection, owner))
         feed.append(entity=FeedEntity.BARCODE, key=barcode, op=ChangeOp.DELETE, data=None)
         connection.execute(delete(item_barcodes).where(item_barcodes.c.barcode == barcode))
-        return _read_one(connection, owner)
+        written = _read_one(connection, owner)
+        _record(connection, audit, "item.remove_barcode", written, before=before, now=now)
+        return written
 
 
 def get_item(*, connection: Connection, item_code: str) -> Item:
@@ -168,6 +204,40 @@ def list_items(*, connection: Connection, after: str | None, limit: int) -> Item
 
 
 # --- writing ------------------------------------------------------------------------
+
+
+def _audit_state(item: Item) -> dict[str, Any]:
+    """What the audit log keeps of an item: what a person can change, not versions."""
+    return {
+        "item_code": item.item_code,
+        "name": item.name,
+        "uom": item.uom,
+        "active": item.active,
+        "barcodes": {barcode.barcode: barcode.qty_per for barcode in item.barcodes},
+        "cost": item.cost,
+        "price": item.price,
+    }
+
+
+def _record(
+    connection: Connection,
+    audit: AuditContext,
+    action: str,
+    item: Item,
+    *,
+    before: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    record(
+        connection,
+        audit,
+        action=action,
+        resource="item",
+        resource_id=item.item_code,
+        before=before,
+        after=_audit_state(item),
+        at=now,
+    )
 
 
 def _write_item(
@@ -301,6 +371,8 @@ def _read_items(
                 active=row.active,
                 version=row.version,
                 updated_at=_utc(row.updated_at),
+                cost=row.cost,
+                price=row.price,
             )
         if row.barcode is not None:
             item.barcodes.append(

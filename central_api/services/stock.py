@@ -6,6 +6,7 @@ stock query costs the same on day one and after a million events.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -34,10 +35,12 @@ def list_balances(
     item: str | None = None,
     lot: str | None = None,
     location: str | None = None,
+    sites: Collection[str] | None = None,
 ) -> list[StockBalance]:
     """Balances matching every filter given, in key order so pages and diffs are stable.
 
-    ``lot=""`` selects stock kept without a lot; ``lot=None`` means any lot.
+    ``lot=""`` selects stock kept without a lot; ``lot=None`` means any lot. ``sites``
+    limits the answer to those sites (a user's scope); None means every site.
     """
     query = select(
         stock_balances.c.site_id,
@@ -54,6 +57,8 @@ def list_balances(
     )
     if site_id is not None:
         query = query.where(stock_balances.c.site_id == site_id)
+    if sites is not None:
+        query = query.where(stock_balances.c.site_id.in_(sorted(sites)))
     if item is not None:
         query = query.where(stock_balances.c.item == item)
     if lot is not None:

@@ -11,6 +11,8 @@ under ``CI=true``, where it fails: CI must never go green by skipping the chain 
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import re
 import secrets
@@ -18,7 +20,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -29,12 +31,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from psycopg import sql
-from sqlalchemy import URL, Engine, make_url
+from sqlalchemy import URL, Engine, insert, make_url, select
 
 from central_api.core.config import Settings
 from central_api.core.db import create_db_engine, upgrade_database
 from central_api.main import create_app
+from central_api.models.people import sessions, user_roles, user_sites, users
 from central_api.services.auth import TokenSigner, add_site
+from central_api.services.people import USER_TOKEN_PREFIX, digest, hash_password
 from jxc import uuid7
 from jxc.contract import SITE_ID_PATTERN
 from jxc.paths import API_ROOT, SYNC_TOKEN
@@ -45,6 +49,13 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "audit_log",
+    "login_failures",
+    "sessions",
+    "user_sites",
+    "user_roles",
+    "users",
+    "roles",
     "site_credentials",
     "refused_events",
     "ledger_events",
@@ -54,8 +65,98 @@ CENTRAL_TABLES = (
     "item_barcodes",
     "items",
 )
-"""Emptied before each PostgreSQL test; ``feed_counter`` keeps its one row, reset to 0, and
-``auth_signing_key`` its key."""
+"""Emptied before each PostgreSQL test; ``feed_counter`` keeps its one row, reset to 0,
+``audit_head`` its row, reset to the genesis, and ``auth_signing_key`` its key; ``roles``
+is refilled with the seven defaults."""
+
+_MIGRATION_0006 = Path(__file__).parents[2] / "central_api/migrations/versions/0006_people.py"
+
+
+def default_roles() -> list[dict[str, Any]]:
+    """The roles migration 0006 seeds, as rows (read from the migration itself)."""
+    spec = importlib.util.spec_from_file_location("jxc_migration_0006", _MIGRATION_0006)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [
+        {"name": name, "description": text, "actions": actions, "financial": financial}
+        for name, text, actions, financial in module.DEFAULT_ROLES
+    ]
+
+
+TEST_PASSWORD = "correct horse battery"
+
+
+@functools.cache
+def _test_password_hash() -> str:
+    return hash_password(TEST_PASSWORD)
+
+
+def add_test_user(
+    engine: Engine,
+    username: str,
+    roles: list[str],
+    *,
+    sites: list[str] | None = None,
+    disabled: bool = False,
+) -> None:
+    """A user with :data:`TEST_PASSWORD`, written directly: argon2 once per test session."""
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        user_id = connection.execute(
+            insert(users)
+            .values(
+                username=username,
+                display_name=username,
+                password_hash=_test_password_hash(),
+                disabled=disabled,
+                created_at=now,
+                changed_at=now,
+            )
+            .returning(users.c.user_id)
+        ).scalar_one()
+        for role in roles:
+            connection.execute(insert(user_roles).values(user_id=user_id, role=role))
+        for site_id in sites or ():
+            connection.execute(insert(user_sites).values(user_id=user_id, site_id=site_id))
+
+
+def user_token(
+    engine: Engine,
+    username: str,
+    roles: list[str] | None = None,
+    *,
+    sites: list[str] | None = None,
+    ttl_s: int = 900,
+) -> str:
+    """A bearer token for ``username`` (made with ``roles`` if it does not exist yet).
+
+    The session row is written directly, as sign-in would, to spare an argon2 run.
+    """
+    with engine.connect() as connection:
+        exists = connection.execute(
+            select(users.c.user_id).where(users.c.username == username)
+        ).scalar_one_or_none()
+    if exists is None:
+        add_test_user(engine, username, roles or [], sites=sites)
+    token = USER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        user_id = connection.execute(
+            select(users.c.user_id).where(users.c.username == username)
+        ).scalar_one()
+        connection.execute(
+            insert(sessions).values(
+                token_sha256=digest(token),
+                user_id=user_id,
+                kind="bearer",
+                csrf_sha256=None,
+                created_at=now,
+                expires_at=now + timedelta(seconds=ttl_s),
+            )
+        )
+    return token
 
 
 def problem(status: int, detail: str) -> dict[str, Any]:
@@ -127,6 +228,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         )
     )
     cleaner.execute("UPDATE feed_counter SET version = 0")
+    cleaner.execute("UPDATE audit_head SET seq = 0, hash = repeat('0', 64)")
+    with cleaner.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO roles (name, description, actions, financial, changed_at) "
+            "VALUES (%(name)s, %(description)s, %(actions)s, %(financial)s, now())",
+            default_roles(),
+        )
     return str(url)
 
 
@@ -146,11 +254,15 @@ class EverySiteAuth(httpx.Auth):
     secret, a real token from the app's signer). A request that already carries an
     ``Authorization`` header is left alone, so auth tests can send what they like.
     ``tests/central/test_site_auth.py`` tests the checks themselves.
+
+    Every other ``/api/v1`` request goes as user ``admin`` (made on first use), for the
+    same reason; ``tests/central/test_permissions.py`` tests who may do what.
     """
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.tokens: dict[str, str] = {}
+        self.admin_token: str | None = None
         self._lock = threading.Lock()  # concurrent-push tests share one client
 
     def token_for(self, site_id: str) -> str:
@@ -173,6 +285,16 @@ class EverySiteAuth(httpx.Auth):
             and "authorization" not in request.headers
         ):
             request.headers["Authorization"] = f"Bearer {self.token_for(_named_site(request))}"
+        elif (
+            path.startswith(f"{API_ROOT}/")
+            and not path.startswith(f"{API_ROOT}/sync/")
+            and "authorization" not in request.headers
+            and "jxc_session" not in request.headers.get("cookie", "")
+        ):
+            with self._lock:
+                if self.admin_token is None:
+                    self.admin_token = user_token(self.app.state.engine, "admin", ["admin"])
+            request.headers["Authorization"] = f"Bearer {self.admin_token}"
         yield request
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, select
 from central_api.core.db import write_transaction
 from central_api.errors import BarcodeTakenError
 from central_api.models import change_feed, feed_counter
+from central_api.services.audit import system_context
 from central_api.services.feed import changes_for_site, feed_writer
 from central_api.services.items import upsert_item
 from jxc.feed import BarcodeData, ChangeOp, ChangePage, FeedEntity, ItemData
@@ -30,6 +31,8 @@ from tests.patience import patience_timeout
 CHANGES = SYNC_CHANGES
 
 State = dict[str, dict[str, dict[str, Any]]]
+
+TEST_AUDIT = system_context("tests")
 
 
 def page(client: TestClient, cursor: int, limit: int, site_id: str = "S01") -> dict[str, Any]:
@@ -257,6 +260,7 @@ def test_concurrent_writers_make_a_gapless_feed_no_reader_sees_out_of_order(
                     connection=connection,
                     item=ItemData(item_code=code, name=code, uom="pcs"),
                     barcodes=[BarcodeData(barcode=f"BC-{code}", item_code=code)],
+                    audit=TEST_AUDIT,
                 )
 
     def read() -> None:
@@ -307,6 +311,7 @@ def test_a_writer_waits_for_the_one_before_it_to_commit(engine: Engine) -> None:
                 connection=connection,
                 item=ItemData(item_code="SECOND", name="second", uom="pcs"),
                 barcodes=None,
+                audit=TEST_AUDIT,
             )
         second_done.set()
 
@@ -336,12 +341,14 @@ def test_a_refused_write_leaves_no_trace_in_the_feed(engine: Engine) -> None:
             connection=connection,
             item=ItemData(item_code="A", name="a"),
             barcodes=[BarcodeData(barcode="X", item_code="A")],
+            audit=TEST_AUDIT,
         )
         with pytest.raises(BarcodeTakenError):
             upsert_item(
                 connection=connection,
                 item=ItemData(item_code="B", name="b"),
                 barcodes=[BarcodeData(barcode="X", item_code="B")],
+                audit=TEST_AUDIT,
             )
         result = changes_for_site(connection=connection, site_id="S01", cursor=0, limit=10)
 

@@ -1,7 +1,7 @@
 """An item unit with a tab once reached the edge and made every scan of the item refused.
 
 Now: such text is refused at the door (422, both databases), rows stored before are
-repaired by migration 0006 with the repair sent to sites, and the feed never sends an
+repaired by migration 0008 with the repair sent to sites, and the feed never sends an
 item the edge's contract refuses even if one is found in the database later.
 """
 
@@ -72,8 +72,8 @@ def _store_broken(engine: Engine) -> int:
     return version
 
 
-def test_migration_0006_repairs_stored_items_and_tells_the_sites(scratch_url: str) -> None:  # noqa: F811
-    upgrade_database(scratch_url, revision="0005")
+def test_migration_0008_repairs_stored_items_and_tells_the_sites(scratch_url: str) -> None:  # noqa: F811
+    upgrade_database(scratch_url, revision="0007")
     engine = create_db_engine(scratch_url)
     try:
         last = _store_broken(engine)

@@ -38,7 +38,7 @@ def test_upgrade_is_idempotent(database_url: str, engine: Engine) -> None:
 
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-            ("0006",)
+            ("0008",)
         ]
         assert set(inspect(connection).get_table_names()) >= {
             "ledger_events",
@@ -51,6 +51,14 @@ def test_upgrade_is_idempotent(database_url: str, engine: Engine) -> None:
             "refused_events",
             "site_credentials",
             "auth_signing_key",
+            "audit_log",
+            "audit_head",
+            "users",
+            "roles",
+            "user_roles",
+            "user_sites",
+            "sessions",
+            "login_failures",
         }
 
 

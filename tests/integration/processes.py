@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,8 +29,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+ADMIN_USER = "it-admin"
+ADMIN_PASSWORD = "integration only"
+_admin_tokens: dict[str, str] = {}
+
+
+def admin_headers(url: str) -> dict[str, str]:
+    """A bearer header of the test central's first admin (made at serve from the env)."""
+    parts = urllib.parse.urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}"
+    if base not in _admin_tokens:
+        form = urllib.parse.urlencode({"username": ADMIN_USER, "password": ADMIN_PASSWORD})
+        request = urllib.request.Request(
+            f"{base}{paths.API_ROOT}/auth/token",
+            data=form.encode(),
+            method="POST",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            _admin_tokens[base] = json.load(response)["access_token"]
+    return {"Authorization": f"Bearer {_admin_tokens[base]}"}
+
+
 def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=patience_timeout(2)) as response:
+    """GET ``url``; central's API (not /healthz) as the test central's admin."""
+    path = urllib.parse.urlsplit(url).path
+    headers = admin_headers(url) if path.startswith(f"{paths.API_ROOT}/") else {}
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=patience_timeout(2)) as response:
         return json.load(response)
 
 
@@ -131,6 +158,11 @@ class Site:
                 f"sqlite:///{self.central_db}",
             ],
             self.root / "central.log",
+            env={
+                **os.environ,
+                "JXC_CENTRAL_ADMIN_USER": ADMIN_USER,
+                "JXC_CENTRAL_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            },
         )
         eventually(lambda: get_json(f"{self.central_url}{paths.HEALTH}"), what="central /healthz")
 

@@ -23,7 +23,7 @@ from jxc import paths
 from simulators.printer import ZplPrinterTwin
 from simulators.scale import MtSicsScaleTwin
 from tests.dock import DockTwins
-from tests.integration.processes import Site, eventually, get_json, rows
+from tests.integration.processes import Site, admin_headers, eventually, get_json, rows
 from tests.patience import patience_timeout
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ def put(url: str, body: dict[str, Any]) -> None:
         url,
         data=json.dumps(body).encode(),
         method="PUT",
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **admin_headers(url)},
     )
     with urllib.request.urlopen(request, timeout=patience_timeout(5)):
         pass

@@ -10,6 +10,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from central_api.api.deps import EngineDep
+from central_api.api.permissions import PUBLIC
 from central_api.errors import first_line
 from central_api.schemas.health import HealthOut
 from jxc import __version__
@@ -23,6 +24,7 @@ router = APIRouter(tags=["health"])
 
 @router.get(
     HEALTH,
+    dependencies=[PUBLIC],
     response_model_exclude_none=True,
     responses={503: {"model": HealthOut, "description": "The database cannot be reached."}},
 )

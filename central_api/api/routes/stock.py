@@ -1,4 +1,8 @@
-"""``/api/v1/stock``: balances per (site, location, item, lot) as the ledgers sum them."""
+"""``/api/v1/stock``: balances per (site, location, item, lot) as the ledgers sum them.
+
+A user limited to some sites, and a site's own token, see only those sites: asking for
+another by ``site_id`` is refused, and without ``site_id`` the others are left out.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from central_api.api.deps import ConnDep
+from central_api.api.permissions import Requires
+from central_api.core.principal import PrincipalDep
+from central_api.errors import SiteOutOfScopeError
 from central_api.schemas.stock import StockBalanceOut
 from central_api.services.stock import list_balances
 from jxc.contract import Code, SiteId, Text
@@ -15,9 +22,15 @@ from jxc.paths import STOCK, below_api_root
 router = APIRouter(prefix=below_api_root(STOCK), tags=["stock"])
 
 
-@router.get("")
+@router.get(
+    "",
+    dependencies=[Requires("stock.read", site=True)],
+    responses={403: {"description": "The site is outside the caller's sites."}},
+)
 def read_stock(
     connection: ConnDep,
+    principal: PrincipalDep,
+    *,
     site_id: Annotated[SiteId | None, Query()] = None,
     item: Annotated[Code | None, Query()] = None,
     lot: Annotated[
@@ -27,7 +40,14 @@ def read_stock(
     location: Annotated[Code | None, Query()] = None,
 ) -> list[StockBalanceOut]:
     """Balances matching every filter given, ordered by site, location, item, lot."""
+    if site_id is not None and not principal.sees_site(site_id):
+        raise SiteOutOfScopeError(who=principal.label, site_id=site_id)
     balances = list_balances(
-        connection=connection, site_id=site_id, item=item, lot=lot, location=location
+        connection=connection,
+        site_id=site_id,
+        item=item,
+        lot=lot,
+        location=location,
+        sites=principal.sites,
     )
     return [StockBalanceOut.model_validate(balance) for balance in balances]

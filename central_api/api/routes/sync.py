@@ -12,10 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from central_api.api.auditing import request_context
 from central_api.api.deps import ConnDep, ProjectionsDep, SignerDep, TokenSiteDep, require_site
 from central_api.api.json_body import ValidatedJSONRoute
+from central_api.api.permissions import PUBLIC, SITE_ONLY
 from central_api.schemas.sync import (
     ChangePage,
     PushAck,
@@ -27,6 +29,7 @@ from central_api.schemas.sync import (
     change_page,
     push_ack,
 )
+from central_api.services.audit import Actor, ActorKind
 from central_api.services.feed import MAX_PAGE, changes_for_site
 from central_api.services.ingest import ingest_batch
 from central_api.services.ledger import list_refused, site_watermark
@@ -57,6 +60,7 @@ _DETAIL: dict[int | str, dict[str, Any]] = {
 
 @router.post(
     below_api_root(SYNC_TOKEN),
+    dependencies=[PUBLIC],
     responses={401: {"description": "Unknown site, wrong secret, or revoked credential."}},
 )
 def issue_token(request: SiteTokenRequest, connection: ConnDep, signer: SignerDep) -> SiteToken:
@@ -65,16 +69,20 @@ def issue_token(request: SiteTokenRequest, connection: ConnDep, signer: SignerDe
     return SiteToken(site_id=request.site_id, access_token=token, expires_in=signer.ttl_s)
 
 
-@router.post(below_api_root(SYNC_EVENTS), responses=_DETAIL)
+@router.post(below_api_root(SYNC_EVENTS), responses=_DETAIL, dependencies=[SITE_ONLY])
 def push_events(
-    batch: PushBatch, connection: ConnDep, token_site: TokenSiteDep, projections: ProjectionsDep
+    batch: PushBatch,
+    connection: ConnDep,
+    token_site: TokenSiteDep,
+    projections: ProjectionsDep,
+    request: Request,
 ) -> PushAck:
     """Merge a contiguous run of one site's ledger; replays change nothing.
 
     Every event gets a verdict (accepted, duplicate, conflict, invalid). Every seq up to
     ``acked_through_seq`` is settled: held, or refused and recorded (see ``/sync/refused``).
     The edge marks the batch's accepted and duplicate events synced and parks the refused
-    ones as dead letters.
+    ones as dead letters. Each push is one entry in the audit log.
     """
     require_site(token_site, batch.site_id)
     outcome = ingest_batch(
@@ -82,12 +90,14 @@ def push_events(
         batch=batch,
         received_at=datetime.now(UTC),
         projections=projections,
+        audit=request_context(request, Actor(ActorKind.SITE, token_site)),
     )
     return push_ack(outcome)
 
 
 @router.get(
     below_api_root(SYNC_ACK),
+    dependencies=[SITE_ONLY],
     responses={
         **_AUTH,
         404: {"description": "Central has never received an event from this site."},
@@ -104,6 +114,7 @@ def read_ack(
 
 @router.get(
     below_api_root(SYNC_REFUSED),
+    dependencies=[SITE_ONLY],
     responses={
         **_AUTH,
         404: {"description": "Central has never received an event from this site."},
@@ -127,6 +138,7 @@ def read_refused(
 
 @router.get(
     below_api_root(SYNC_CHANGES),
+    dependencies=[SITE_ONLY],
     responses={
         **_AUTH,
         409: {"description": "The cursor is past the end of central's feed; detail says why."},

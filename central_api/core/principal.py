@@ -1,0 +1,226 @@
+"""Who is asking: the Principal of a request, and the dependency that finds it.
+
+Every request has exactly one principal: a **user** (with the actions and field groups
+of their roles, and the sites they are limited to), a **site** (an edge agent with its
+own token), or **anonymous**. Routes never read credentials themselves; they declare what
+they need (``central_api.api.permissions``) and get the principal from
+:data:`PrincipalDep`.
+
+The principal of the request being served is also kept in a context variable, so that
+what must not depend on each route remembering it does not: the financial field group
+is dropped from every answer by the serializer (:data:`central_api.schemas.common.Financial`),
+which asks :func:`financial_visible`, and the audit log asks :func:`current_principal`.
+The variable holds a mutable holder set by :class:`PrincipalScope` (an ASGI middleware)
+before the route runs: FastAPI resolves synchronous dependencies in a worker thread with a
+*copy* of the context, so a value set there would be lost, but the holder it fills is the
+same object the serializer reads afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from central_api.api.deps import ConnDep, SignerDep
+from central_api.core.security import TOKEN_PREFIX as SITE_TOKEN_PREFIX
+from central_api.errors import CsrfRefusedError, SessionRefusedError
+from central_api.services.people import USER_TOKEN_PREFIX, Identity, resolve_session
+from jxc.paths import API_ROOT
+
+PrincipalKind = Literal["user", "site", "anonymous"]
+
+SESSION_COOKIE = "jxc_session"
+"""The web session's cookie (HttpOnly, SameSite=Strict)."""
+CSRF_COOKIE = "jxc_csrf"
+"""The CSRF token as a cookie a page's script can read, to send back as :data:`CSRF_HEADER`."""
+CSRF_HEADER = "X-CSRF-Token"
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request speaks for, and what that lets it do."""
+
+    kind: PrincipalKind
+    name: str
+    """The user name, the site id, or ``anonymous``."""
+    user_id: int | None = None
+    roles: frozenset[str] = frozenset()
+    actions: frozenset[str] = frozenset()
+    """The actions the roles grant; ``*`` in it means every action."""
+    financial: bool = False
+    """Whether the financial field group (cost, price, value, margin, amounts) is shown."""
+    sites: frozenset[str] | None = frozenset()
+    """The sites this principal may see; None for every site (a user without a scope)."""
+    session: str | None = field(default=None, repr=False)
+    """SHA-256 of the user's token or cookie, so logout ends exactly this session."""
+
+    @property
+    def is_user(self) -> bool:
+        return self.kind == "user"
+
+    @property
+    def is_site(self) -> bool:
+        return self.kind == "site"
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.kind == "anonymous"
+
+    @property
+    def label(self) -> str:
+        """``user:alice``, ``site:S01`` or ``anonymous``: how logs and the audit name it."""
+        return self.name if self.is_anonymous else f"{self.kind}:{self.name}"
+
+    def can(self, action: str) -> bool:
+        """Whether a role of this user grants ``action`` (sites and anonymous: never)."""
+        return self.is_user and ("*" in self.actions or action in self.actions)
+
+    def sees_site(self, site_id: str) -> bool:
+        """Whether this principal may see anything of ``site_id``."""
+        return self.sites is None or site_id in self.sites
+
+    @classmethod
+    def for_user(cls, identity: Identity, session: str | None = None) -> Principal:
+        return cls(
+            kind="user",
+            name=identity.username,
+            user_id=identity.user_id,
+            roles=frozenset(identity.roles),
+            actions=frozenset(identity.actions),
+            financial=identity.financial,
+            sites=None if identity.sites is None else frozenset(identity.sites),
+            session=session,
+        )
+
+    @classmethod
+    def for_site(cls, site_id: str) -> Principal:
+        return cls(kind="site", name=site_id, sites=frozenset({site_id}))
+
+
+ANONYMOUS = Principal(kind="anonymous", name="anonymous")
+
+
+class _Holder:
+    """The request's principal, filled in by :func:`get_principal` (see the module doc)."""
+
+    __slots__ = ("principal",)
+
+    def __init__(self) -> None:
+        self.principal: Principal | None = None
+
+
+_current: ContextVar[_Holder | None] = ContextVar("jxc_principal", default=None)
+
+
+def current_principal() -> Principal | None:
+    """The principal of the request being served; None outside a request or before auth."""
+    holder = _current.get()
+    return None if holder is None else holder.principal
+
+
+def financial_visible() -> bool:
+    """Whether answers being serialized now may carry the financial field group.
+
+    Outside an HTTP request (the CLI, a test building a model) everything is shown; inside
+    one, only for a principal whose roles grant it, so a route that never looked at the
+    principal shows nothing financial.
+    """
+    holder = _current.get()
+    if holder is None:
+        return True
+    return holder.principal is not None and holder.principal.financial
+
+
+class PrincipalScope:
+    """ASGI middleware: gives each HTTP request a fresh holder for its principal."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = _current.set(_Holder())
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _current.reset(token)
+
+
+_oauth2 = OAuth2PasswordBearer(
+    tokenUrl=f"{API_ROOT}/auth/token",
+    auto_error=False,
+    scheme_name="UserToken",
+    description="a user's token from POST /api/v1/auth/token, or a site's from /sync/token",
+)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def get_principal(
+    request: Request,
+    connection: ConnDep,
+    signer: SignerDep,
+    bearer: Annotated[str | None, Depends(_oauth2)],
+) -> Principal:
+    """The request's principal from its bearer token or session cookie; anonymous if none.
+
+    A credential that is offered but not valid (expired, logged out, a disabled user, a
+    revoked site) is refused with 401 rather than treated as anonymous, so the client
+    learns to sign in again. A cookie session on an unsafe method must also send the CSRF
+    token as ``X-CSRF-Token``; a bearer token needs none (a browser never adds it itself).
+    """
+    principal = _find_principal(request, connection, signer, bearer)
+    holder = _current.get()
+    if holder is not None:
+        holder.principal = principal
+    request.state.principal = principal
+    return principal
+
+
+def _find_principal(
+    request: Request, connection: ConnDep, signer: SignerDep, bearer: str | None
+) -> Principal:
+    if bearer:
+        if bearer.startswith(USER_TOKEN_PREFIX):
+            session = _digest(bearer)
+            identity = resolve_session(connection, token_sha256=session, kind="bearer")
+            return Principal.for_user(identity, session)
+        if not bearer.startswith(f"{SITE_TOKEN_PREFIX}:"):
+            raise SessionRefusedError(
+                "the bearer token is neither a user's (from POST /api/v1/auth/token) nor a "
+                "site's (from POST /api/v1/sync/token)"
+            )
+        return Principal.for_site(signer.verify(connection, bearer))
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        session = _digest(cookie)
+        csrf = None
+        if request.method not in SAFE_METHODS:
+            offered = request.headers.get(CSRF_HEADER)
+            if not offered:
+                raise CsrfRefusedError(
+                    f"a request signed in by cookie must send the {CSRF_HEADER} header "
+                    "given at sign-in"
+                )
+            csrf = _digest(offered)
+        identity = resolve_session(
+            connection, token_sha256=session, kind="cookie", csrf_sha256=csrf
+        )
+        return Principal.for_user(identity, session)
+    return ANONYMOUS
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+"""The principal of the request; any route may ask for it."""

@@ -1,0 +1,685 @@
+"""People: users, roles and their grants, sign-in, sessions, and the brute-force brake.
+
+Passwords are hashed with argon2 (pwdlib); tokens and cookies are 256 random bits of
+which only the SHA-256 is stored (see ``central_api.models.people``). A session is looked
+up on every request, together with its user: a disabled user, a logout or a changed role
+takes effect at the next request, on every central process at once.
+
+Failed sign-ins are counted per user name and per address over the last minute; at
+:data:`MAX_FAILURES` the next attempt is refused *before* the password is hashed, so a
+guesser costs central a count query, not an argon2 run, and learns nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from central_api.core.db import write_transaction
+from central_api.errors import (
+    CsrfRefusedError,
+    InvalidError,
+    LockoutError,
+    LoginRefusedError,
+    LoginThrottledError,
+    RoleInUseError,
+    RoleNotFoundError,
+    SessionRefusedError,
+    UnknownActionError,
+    UnknownRoleError,
+    UnknownUserError,
+    UserDisabledError,
+    UserExistsError,
+)
+from central_api.models.people import (
+    login_failures,
+    roles,
+    sessions,
+    user_roles,
+    user_sites,
+    users,
+)
+from central_api.services.audit import Actor, ActorKind, AuditContext, current_context, record
+
+USER_TOKEN_PREFIX = "jxcu_"  # noqa: S105 (a format tag, not a secret)
+"""Starts every user token, so a bearer token is told from a site token (``jxc1:``)."""
+
+ALL_ACTIONS: dict[str, str] = {
+    "items.read": "read the item master",
+    "items.write": "create, change and deactivate items and their barcodes",
+    "stock.read": "read stock balances (of the user's sites)",
+    "users.manage": "create, change and disable users; edit roles",
+    "audit.read": "read and export the audit log",
+}
+"""Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
+
+MAX_FAILURES = 5
+"""Wrong passwords per user name, and per address, allowed within :data:`FAILURE_WINDOW`."""
+FAILURE_WINDOW = timedelta(minutes=1)
+_FAILURES_KEPT = timedelta(hours=1)
+
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+ROLE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
+
+SessionKind = Literal["bearer", "cookie"]
+
+_hasher = PasswordHash((Argon2Hasher(),))
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+"""Verified against for an unknown user, so the answer takes as long as for a known one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A signed-in user as a request sees them: what their roles grant, where they see."""
+
+    user_id: int
+    username: str
+    roles: tuple[str, ...]
+    actions: frozenset[str]
+    financial: bool
+    sites: tuple[str, ...] | None
+    """None: every site."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    user_id: int
+    username: str
+    display_name: str
+    disabled: bool
+    roles: list[str]
+    sites: list[str] | None
+    created_at: datetime
+    changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RoleInfo:
+    name: str
+    description: str
+    actions: list[str]
+    financial: bool
+    changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSession:
+    """A new bearer token or cookie session; ``token`` and ``csrf`` are shown only now."""
+
+    token: str
+    csrf: str | None
+    expires_at: datetime
+    identity: Identity
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    check_password(password)
+    return _hasher.hash(password)
+
+
+def check_password(password: str) -> None:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise InvalidError(f"a password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
+
+
+def check_username(username: str) -> None:
+    if not re.fullmatch(USERNAME_PATTERN, username):
+        raise InvalidError(
+            f"{username!r} is not a user name: 1-64 of A-Z a-z 0-9 _ . @ -, "
+            "starting with a letter or digit"
+        )
+
+
+# --- users ------------------------------------------------------------------------------
+
+
+def create_user(
+    connection: Connection,
+    *,
+    username: str,
+    password: str,
+    role_names: Sequence[str],
+    sites: Sequence[str] | None = None,
+    display_name: str | None = None,
+    now: datetime | None = None,
+) -> UserInfo:
+    """Add a user; UserExistsError for a taken name, UnknownRoleError for a role not there."""
+    check_username(username)
+    password_hash = hash_password(password)
+    now = now or datetime.now(UTC)
+    with write_transaction(connection):
+        taken = connection.execute(
+            select(users.c.user_id).where(func.lower(users.c.username) == username.lower())
+        ).first()
+        if taken is not None:
+            raise UserExistsError(username)
+        _check_roles(connection, role_names)
+        user_id = connection.execute(
+            insert(users)
+            .values(
+                username=username,
+                display_name=display_name or username,
+                password_hash=password_hash,
+                disabled=False,
+                created_at=now,
+                changed_at=now,
+            )
+            .returning(users.c.user_id)
+        ).scalar_one()
+        _set_roles(connection, user_id, role_names)
+        _set_sites(connection, user_id, sites)
+        created = _user_info(connection, user_id)
+        record(
+            connection,
+            action="user.create",
+            resource="user",
+            resource_id=username,
+            after=_user_audit(created),
+        )
+        return created
+
+
+def update_user(
+    connection: Connection,
+    username: str,
+    *,
+    role_names: Sequence[str] | None = None,
+    sites: Sequence[str] | None = None,
+    all_sites: bool = False,
+    display_name: str | None = None,
+    disabled: bool | None = None,
+    password: str | None = None,
+    acting_user_id: int | None = None,
+    now: datetime | None = None,
+) -> UserInfo:
+    """Change what is given; a disabled user is refused at once, a new password or
+    enabling again ends their sessions.
+
+    ``sites`` limits the user to those sites; ``all_sites`` lifts the limit. The acting
+    admin cannot disable themselves or take away their own power to manage people, and
+    no change may leave no enabled user who can.
+    """
+    password_hash = None if password is None else hash_password(password)
+    now = now or datetime.now(UTC)
+    with write_transaction(connection):
+        managers = _managers(connection)
+        user_id = _user_id(connection, username)
+        before = _user_audit(_user_info(connection, user_id))
+        values: dict[str, Any] = {}
+        if display_name is not None:
+            values["display_name"] = display_name
+        if disabled is not None:
+            values["disabled"] = disabled
+        if password_hash is not None:
+            values["password_hash"] = password_hash
+        if role_names is not None:
+            _check_roles(connection, role_names)
+            _set_roles(connection, user_id, role_names)
+        if all_sites:
+            _set_sites(connection, user_id, None)
+        elif sites is not None:
+            _set_sites(connection, user_id, sites)
+        if values or role_names is not None or all_sites or sites is not None:
+            connection.execute(
+                update(users).where(users.c.user_id == user_id).values(changed_at=now, **values)
+            )
+        if disabled is False or password_hash is not None:
+            # A disabled user's sessions stay until enabled again, so their next request
+            # is told why it is refused; none of them comes back to life on enabling.
+            connection.execute(delete(sessions).where(sessions.c.user_id == user_id))
+        if user_id == acting_user_id and (disabled or role_names is not None):
+            if disabled:
+                raise LockoutError("you cannot disable yourself; another admin can")
+            if not _can_manage(connection, user_id):
+                raise LockoutError(
+                    "you cannot take away your own right to manage users; another admin can"
+                )
+        _keep_a_manager(connection, managers)
+        updated = _user_info(connection, user_id)
+        after = _user_audit(updated) | {"password_changed": password_hash is not None}
+        record(
+            connection,
+            action="user.update",
+            resource="user",
+            resource_id=updated.username,
+            before=before,
+            after=after,
+        )
+        return updated
+
+
+def get_user(connection: Connection, username: str) -> UserInfo:
+    with connection.begin():
+        return _user_info(connection, _user_id(connection, username))
+
+
+def list_users(connection: Connection) -> list[UserInfo]:
+    with connection.begin():
+        ids = connection.execute(select(users.c.user_id).order_by(users.c.username)).scalars()
+        return [_user_info(connection, user_id) for user_id in list(ids)]
+
+
+def count_users(connection: Connection) -> int:
+    with connection.begin():
+        return int(connection.execute(select(func.count()).select_from(users)).scalar_one())
+
+
+# --- roles ------------------------------------------------------------------------------
+
+
+def list_roles(connection: Connection) -> list[RoleInfo]:
+    with connection.begin():
+        return [_role_info(row) for row in connection.execute(select(roles).order_by(roles.c.name))]
+
+
+def put_role(
+    connection: Connection,
+    name: str,
+    *,
+    description: str,
+    actions: Sequence[str],
+    financial: bool,
+    now: datetime | None = None,
+) -> RoleInfo:
+    """Create or replace a role's grants; its holders get them at their next request."""
+    if not re.fullmatch(ROLE_PATTERN, name):
+        raise InvalidError(f"{name!r} is not a role name: 1-40 of a-z 0-9 _, starting with a-z")
+    unknown = sorted({action for action in actions if action != "*"} - ALL_ACTIONS.keys())
+    if unknown:
+        raise UnknownActionError(unknown)
+    now = now or datetime.now(UTC)
+    values = {
+        "description": description,
+        "actions": " ".join(sorted(set(actions))),
+        "financial": financial,
+        "changed_at": now,
+    }
+    with write_transaction(connection):
+        managers = _managers(connection)
+        exists = connection.execute(select(roles).where(roles.c.name == name)).first()
+        if exists is None:
+            connection.execute(insert(roles).values(name=name, **values))
+        else:
+            connection.execute(update(roles).where(roles.c.name == name).values(**values))
+        _keep_a_manager(connection, managers)
+        row = connection.execute(select(roles).where(roles.c.name == name)).one()
+        role = _role_info(row)
+        record(
+            connection,
+            action="role.create" if exists is None else "role.update",
+            resource="role",
+            resource_id=name,
+            before=None if exists is None else _role_audit(_role_info(exists)),
+            after=_role_audit(role),
+        )
+        return role
+
+
+def delete_role(connection: Connection, name: str) -> None:
+    """Delete a role nobody holds (RoleInUseError otherwise)."""
+    with write_transaction(connection):
+        found = connection.execute(select(roles).where(roles.c.name == name)).first()
+        if found is None:
+            raise RoleNotFoundError(name)
+        holders = connection.execute(
+            select(func.count()).select_from(user_roles).where(user_roles.c.role == name)
+        ).scalar_one()
+        if holders:
+            raise RoleInUseError(name, int(holders))
+        connection.execute(delete(roles).where(roles.c.name == name))
+        record(
+            connection,
+            action="role.delete",
+            resource="role",
+            resource_id=name,
+            before=_role_audit(_role_info(found)),
+        )
+
+
+# --- signing in -------------------------------------------------------------------------
+
+
+def sign_in(
+    connection: Connection,
+    *,
+    username: str,
+    password: str,
+    address: str,
+    kind: SessionKind,
+    ttl_s: int,
+    now: datetime | None = None,
+) -> IssuedSession:
+    """Check the password and open a session; every refusal says only what it may.
+
+    The throttle is checked first and, when it is hit, the password is not hashed at all.
+    """
+    now = now or datetime.now(UTC)
+    name = username[:64]
+    address = address[:64]
+    since = now - FAILURE_WINDOW
+    with connection.begin():
+        by_user = connection.execute(
+            select(func.count())
+            .select_from(login_failures)
+            .where(func.lower(login_failures.c.username) == name.lower())
+            .where(login_failures.c.failed_at > since)
+        ).scalar_one()
+        by_address = connection.execute(
+            select(func.count())
+            .select_from(login_failures)
+            .where(login_failures.c.address == address)
+            .where(login_failures.c.failed_at > since)
+        ).scalar_one()
+        row = connection.execute(
+            select(users.c.user_id, users.c.password_hash, users.c.disabled).where(
+                func.lower(users.c.username) == name.lower()
+            )
+        ).first()
+    window_s = int(FAILURE_WINDOW.total_seconds())
+    if by_user >= MAX_FAILURES:
+        raise LoginThrottledError(who=f"user {name!r}", window_s=window_s)
+    if by_address >= MAX_FAILURES:
+        raise LoginThrottledError(who=f"address {address}", window_s=window_s)
+    valid = _hasher.verify(password, row.password_hash if row is not None else _DUMMY_HASH)
+    if row is None or not valid:
+        _record_failure(connection, name, address, now)
+        raise LoginRefusedError
+    if row.disabled:
+        with write_transaction(connection):
+            record(
+                connection,
+                action="auth.login_failed",
+                resource="user",
+                resource_id=name,
+                after={"reason": "disabled", "address": address},
+            )
+        raise UserDisabledError(name)
+    token = USER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32) if kind == "cookie" else None
+    expires_at = now + timedelta(seconds=ttl_s)
+    with write_transaction(connection):
+        connection.execute(
+            insert(sessions).values(
+                token_sha256=digest(token),
+                user_id=row.user_id,
+                kind=kind,
+                csrf_sha256=None if csrf is None else digest(csrf),
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+        # Expired sessions of this user go now, so the table does not grow without end.
+        connection.execute(
+            delete(sessions).where(sessions.c.user_id == row.user_id, sessions.c.expires_at < now)
+        )
+        identity = _identity(connection, row.user_id)
+        context = current_context()
+        record(
+            connection,
+            AuditContext(
+                Actor(ActorKind.USER, identity.username), context.request_id, context.source
+            ),
+            action="auth.login",
+            resource="user",
+            resource_id=identity.username,
+            after={"kind": kind, "expires_at": expires_at},
+        )
+    return IssuedSession(token=token, csrf=csrf, expires_at=expires_at, identity=identity)
+
+
+def _record_failure(connection: Connection, username: str, address: str, now: datetime) -> None:
+    with write_transaction(connection):
+        connection.execute(
+            insert(login_failures).values(username=username, address=address, failed_at=now)
+        )
+        connection.execute(
+            delete(login_failures).where(login_failures.c.failed_at < now - _FAILURES_KEPT)
+        )
+        # The password is never recorded, not even a wrong one: it may be a near miss.
+        record(
+            connection,
+            action="auth.login_failed",
+            resource="user",
+            resource_id=username,
+            after={"reason": "wrong user name or password", "address": address},
+        )
+
+
+def resolve_session(
+    connection: Connection,
+    *,
+    token_sha256: str,
+    kind: SessionKind,
+    csrf_sha256: str | None = None,
+    now: datetime | None = None,
+) -> Identity:
+    """The user a session belongs to, checked now: unknown, expired, disabled are refused.
+
+    With ``csrf_sha256`` (a cookie session on an unsafe method) it must match the one
+    issued with the cookie.
+    """
+    now = now or datetime.now(UTC)
+    with connection.begin():
+        row = connection.execute(
+            select(
+                sessions.c.user_id,
+                sessions.c.expires_at,
+                sessions.c.csrf_sha256,
+                users.c.username,
+                users.c.disabled,
+            )
+            .select_from(sessions.join(users, users.c.user_id == sessions.c.user_id))
+            .where(sessions.c.token_sha256 == token_sha256, sessions.c.kind == kind)
+        ).first()
+        if row is None:
+            raise SessionRefusedError(
+                "the token or session is unknown or was logged out; sign in again"
+                if kind == "cookie"
+                else "the user token is unknown or was logged out; get a new one from "
+                "POST /api/v1/auth/token"
+            )
+        if _utc(row.expires_at) <= now:
+            raise SessionRefusedError("the session has expired; sign in again")
+        if row.disabled:
+            raise UserDisabledError(row.username)
+        if csrf_sha256 is not None and (
+            row.csrf_sha256 is None or not secrets.compare_digest(csrf_sha256, row.csrf_sha256)
+        ):
+            raise CsrfRefusedError("the X-CSRF-Token header does not match this session's")
+        return _identity(connection, row.user_id, username=row.username)
+
+
+def end_session(connection: Connection, token_sha256: str) -> None:
+    """Logout: the token or cookie stops working at once."""
+    with write_transaction(connection):
+        gone = connection.execute(
+            delete(sessions).where(sessions.c.token_sha256 == token_sha256)
+        ).rowcount
+        if gone:
+            record(
+                connection,
+                action="auth.logout",
+                resource="user",
+                resource_id=current_context().actor.id,
+            )
+
+
+# --- audit ------------------------------------------------------------------------------
+
+
+def _user_audit(user: UserInfo) -> dict[str, Any]:
+    """What the audit log keeps of a user: never the password hash."""
+    return {
+        "username": user.username,
+        "display_name": user.display_name,
+        "disabled": user.disabled,
+        "roles": sorted(user.roles),
+        "sites": None if user.sites is None else sorted(user.sites),
+    }
+
+
+def _role_audit(role: RoleInfo) -> dict[str, Any]:
+    return {
+        "name": role.name,
+        "description": role.description,
+        "actions": sorted(role.actions),
+        "financial": role.financial,
+    }
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def _identity(connection: Connection, user_id: int, *, username: str | None = None) -> Identity:
+    if username is None:
+        username = connection.execute(
+            select(users.c.username).where(users.c.user_id == user_id)
+        ).scalar_one()
+    granted = connection.execute(
+        select(roles.c.name, roles.c.actions, roles.c.financial)
+        .select_from(user_roles.join(roles, roles.c.name == user_roles.c.role))
+        .where(user_roles.c.user_id == user_id)
+        .order_by(roles.c.name)
+    ).all()
+    sites = _sites(connection, user_id)
+    actions: set[str] = set()
+    for role in granted:
+        actions.update(role.actions.split())
+    return Identity(
+        user_id=user_id,
+        username=username,
+        roles=tuple(role.name for role in granted),
+        actions=frozenset(actions),
+        financial=any(role.financial for role in granted),
+        sites=None if sites is None else tuple(sites),
+    )
+
+
+def _sites(connection: Connection, user_id: int) -> list[str] | None:
+    found = list(
+        connection.execute(
+            select(user_sites.c.site_id)
+            .where(user_sites.c.user_id == user_id)
+            .order_by(user_sites.c.site_id)
+        ).scalars()
+    )
+    return found or None
+
+
+def _user_id(connection: Connection, username: str) -> int:
+    found = connection.execute(
+        select(users.c.user_id).where(users.c.username == username)
+    ).scalar_one_or_none()
+    if found is None:
+        raise UnknownUserError(username)
+    return int(found)
+
+
+def _user_info(connection: Connection, user_id: int) -> UserInfo:
+    row = connection.execute(select(users).where(users.c.user_id == user_id)).one()
+    held = connection.execute(
+        select(user_roles.c.role).where(user_roles.c.user_id == user_id).order_by(user_roles.c.role)
+    ).scalars()
+    return UserInfo(
+        user_id=row.user_id,
+        username=row.username,
+        display_name=row.display_name,
+        disabled=row.disabled,
+        roles=list(held),
+        sites=_sites(connection, user_id),
+        created_at=_utc(row.created_at),
+        changed_at=_utc(row.changed_at),
+    )
+
+
+def _role_info(row: Any) -> RoleInfo:
+    return RoleInfo(
+        name=row.name,
+        description=row.description,
+        actions=row.actions.split(),
+        financial=row.financial,
+        changed_at=_utc(row.changed_at),
+    )
+
+
+def _check_roles(connection: Connection, names: Iterable[str]) -> None:
+    wanted = set(names)
+    if not wanted:
+        return
+    known = set(connection.execute(select(roles.c.name).where(roles.c.name.in_(wanted))).scalars())
+    if wanted - known:
+        raise UnknownRoleError(sorted(wanted - known))
+
+
+def _set_roles(connection: Connection, user_id: int, names: Iterable[str]) -> None:
+    connection.execute(delete(user_roles).where(user_roles.c.user_id == user_id))
+    wanted = sorted(set(names))
+    if wanted:
+        connection.execute(
+            insert(user_roles), [{"user_id": user_id, "role": name} for name in wanted]
+        )
+
+
+def _set_sites(connection: Connection, user_id: int, sites: Iterable[str] | None) -> None:
+    connection.execute(delete(user_sites).where(user_sites.c.user_id == user_id))
+    wanted = sorted(set(sites or ()))
+    if wanted:
+        connection.execute(
+            insert(user_sites), [{"user_id": user_id, "site_id": site} for site in wanted]
+        )
+
+
+def _can_manage(connection: Connection, user_id: int) -> bool:
+    actions = _identity(connection, user_id).actions
+    return "*" in actions or "users.manage" in actions
+
+
+def _managers(connection: Connection) -> int:
+    """How many enabled users may manage users and roles."""
+    return int(
+        connection.execute(
+            select(func.count(func.distinct(users.c.user_id)))
+            .select_from(
+                users.join(user_roles, user_roles.c.user_id == users.c.user_id).join(
+                    roles, roles.c.name == user_roles.c.role
+                )
+            )
+            .where(
+                users.c.disabled.is_(False),
+                roles.c.actions.like("%*%") | roles.c.actions.like("%users.manage%"),
+            )
+        ).scalar_one()
+    )
+
+
+def _keep_a_manager(connection: Connection, before: int) -> None:
+    """Refuse a change after which no enabled user could manage people, if one could before.
+
+    Checked inside the change's transaction, which rolls back on the refusal.
+    """
+    if before and not _managers(connection):
+        raise LockoutError(
+            "after this change no enabled user could manage users and roles; "
+            "keep at least one admin"
+        )
+
+
+def _utc(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
