@@ -9,10 +9,11 @@ byte of the body is read.
 
 Which routes need which credential is read from the routes themselves: a route whose
 dependencies include a key of :data:`CREDENTIAL_CHECKS` (at any depth) is checked with
-that key's checker. A new route that depends on :func:`~central_api.api.deps.get_token_site`
-is covered without a line here; a new kind of credential (a person's session) adds one
-entry. The route's own dependency still checks the credential again once the body is in:
-this is a gate in front, not a replacement, so nothing is trusted across the two.
+that key's checker, and a route whose access rule refuses anonymous callers
+(``Requires(...)``, ``SIGNED_IN``: :attr:`~central_api.api.permissions.Rule.needs_credential`)
+with the person-or-site check. A new route is covered without a line here. The route's
+own dependency still checks the credential again once the body is in: this is a gate in
+front, not a replacement, so nothing is trusted across the two.
 
 A check that fails for another reason than the credential (the database is down) lets
 the request through, so the route answers it as it always has (503).
@@ -29,30 +30,59 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from central_api.api.deps import NO_TOKEN_MESSAGE, get_token_site
 from central_api.api.errors import problem
+from central_api.api.permissions import Rule
 from central_api.api.quoting import excerpt
-from central_api.errors import TokenRefusedError, UnauthorizedError
+from central_api.core.principal import find_principal
+from central_api.errors import (
+    ForbiddenError,
+    SignInRequiredError,
+    TokenRefusedError,
+    UnauthorizedError,
+)
 from central_api.services.auth import TokenSigner
 
 log = logging.getLogger("central_api.api.credential_first")
 
-Checker = Callable[[FastAPI, str | None], None]
-"""Checks an ``Authorization`` header (None: absent) for ``app``; raises an
-:class:`~central_api.errors.UnauthorizedError` to refuse. Runs in a worker thread."""
+Checker = Callable[[FastAPI, Request], None]
+"""Checks a request's credential for ``app`` from its headers (the body is not read);
+raises an :class:`~central_api.errors.UnauthorizedError` (401) or, for a cookie without
+its CSRF token, a :class:`~central_api.errors.ForbiddenError` (403) to refuse. Runs in a
+worker thread."""
 
 
-def check_site_token(app: FastAPI, authorization: str | None) -> None:
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def check_site_token(app: FastAPI, request: Request) -> None:
     """The site-token check of ``get_token_site``, from the header alone."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = _bearer(request)
+    if token is None:
         raise TokenRefusedError(NO_TOKEN_MESSAGE)
     signer: TokenSigner = app.state.token_signer
     with app.state.engine.connect() as connection:
-        signer.verify(connection, token.strip())
+        signer.verify(connection, token)
+
+
+def check_principal(app: FastAPI, request: Request) -> None:
+    """The check of ``get_principal`` for a route that refuses anonymous callers.
+
+    Only the credential: whether its roles allow the route is answered by the route (403),
+    which costs the stranger nothing it could not learn by signing in.
+    """
+    with app.state.engine.connect() as connection:
+        principal = find_principal(request, connection, app.state.token_signer, _bearer(request))
+    if principal.is_anonymous:
+        raise SignInRequiredError(
+            "sign in first: send `Authorization: Bearer <token>` from POST /api/v1/auth/token"
+        )
 
 
 CREDENTIAL_CHECKS: dict[Callable[..., Any], Checker] = {get_token_site: check_site_token}
@@ -75,19 +105,19 @@ class CredentialFirst:
         if checker is None:
             await self.app(scope, receive, send)
             return
-        authorization = Headers(scope=scope).get("authorization")
         try:
-            await anyio.to_thread.run_sync(checker, self.fastapi_app, authorization)
-        except UnauthorizedError as refusal:
+            await anyio.to_thread.run_sync(checker, self.fastapi_app, Request(scope))
+        except (UnauthorizedError, ForbiddenError) as refusal:
+            status = 401 if isinstance(refusal, UnauthorizedError) else 403
             reason = excerpt(str(refusal), 1000)
             log.warning(
                 "request refused before its body was read",
-                extra={"path": excerpt(scope.get("path", "")), "status": 401, "reason": reason},
+                extra={"path": excerpt(scope.get("path", "")), "status": status, "reason": reason},
             )
-            answer = problem(
-                401, reason, headers={"WWW-Authenticate": "Bearer", "Connection": "close"}
-            )
-            await answer(scope, receive, send)
+            headers = {"Connection": "close"}
+            if status == 401:
+                headers["WWW-Authenticate"] = "Bearer"
+            await problem(status, reason, headers=headers)(scope, receive, send)
             return
         except Exception as exc:  # the route answers it itself (a 503, say)
             log.debug("credential not checked ahead", extra={"reason": excerpt(str(exc))})
@@ -127,6 +157,8 @@ def _guarded_routes(routes: Sequence[BaseRoute]) -> Iterable[tuple[Any, Checker]
 
 def _checker_in(dependant: Dependant) -> Checker | None:
     for dependency in dependant.dependencies:
+        if isinstance(dependency.call, Rule) and dependency.call.needs_credential:
+            return check_principal
         if dependency.call in CREDENTIAL_CHECKS:
             return CREDENTIAL_CHECKS[dependency.call]
         found = _checker_in(dependency)

@@ -34,6 +34,9 @@ class Rule:
     """A route's access rule; an instance is used as a FastAPI dependency."""
 
     label: str
+    needs_credential: bool = False
+    """Whether an anonymous request is always refused: such a route's credential is then
+    checked before its body is read (``central_api.api.credential_first``)."""
 
     def __call__(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -44,6 +47,7 @@ class _Requires(Rule):
         self.action = action
         self.site = site
         self.label = f"{action}+site" if site else action
+        self.needs_credential = True
 
     def __call__(self, principal: PrincipalDep) -> Principal:  # type: ignore[override]
         if principal.is_anonymous:
@@ -67,6 +71,7 @@ class _Requires(Rule):
 
 class _SignedIn(Rule):
     label = "signed-in"
+    needs_credential = True
 
     def __call__(self, principal: PrincipalDep) -> Principal:  # type: ignore[override]
         if principal.is_anonymous:

@@ -25,11 +25,13 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import Connection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from central_api.api.deps import ConnDep, SignerDep
 from central_api.core.security import TOKEN_PREFIX as SITE_TOKEN_PREFIX
 from central_api.errors import CsrfRefusedError, SessionRefusedError
+from central_api.services.auth import TokenSigner
 from central_api.services.people import USER_TOKEN_PREFIX, Identity, resolve_session
 from jxc.paths import API_ROOT
 
@@ -181,7 +183,7 @@ def get_principal(
     learns to sign in again. A cookie session on an unsafe method must also send the CSRF
     token as ``X-CSRF-Token``; a bearer token needs none (a browser never adds it itself).
     """
-    principal = _find_principal(request, connection, signer, bearer)
+    principal = find_principal(request, connection, signer, bearer)
     holder = _current.get()
     if holder is not None:
         holder.principal = principal
@@ -189,9 +191,14 @@ def get_principal(
     return principal
 
 
-def _find_principal(
-    request: Request, connection: ConnDep, signer: SignerDep, bearer: str | None
+def find_principal(
+    request: Request, connection: Connection, signer: TokenSigner, bearer: str | None
 ) -> Principal:
+    """The principal a request's credential names (anonymous if it brings none).
+
+    Also called before the body is read (``central_api.api.credential_first``), so it
+    reads nothing but the headers.
+    """
     if bearer:
         if bearer.startswith(USER_TOKEN_PREFIX):
             session = _digest(bearer)

@@ -21,6 +21,7 @@ from central_api.core.config import Settings
 from central_api.main import create_app
 from central_api.services.auth import add_site
 from jxc.paths import ITEMS, SYNC_EVENTS
+from tests.central.conftest import user_token
 
 CHUNK = 64 * 1024
 MAX_PUSH_BYTES: int = Settings.model_fields["max_push_bytes"].default
@@ -132,7 +133,9 @@ def test_the_cap_is_a_setting(database_url: str) -> None:
         }
         assert len(json.dumps(body)) > 4096
         assert client.put(f"{ITEMS}/A", json=body).status_code == 413
-        assert client.put(f"{ITEMS}/A", json={"name": "x", "uom": "EA"}).status_code == 200
+        admin = {"Authorization": f"Bearer {user_token(app.state.engine, 'cap-admin', ['admin'])}"}
+        answer = client.put(f"{ITEMS}/A", json={"name": "x", "uom": "EA"}, headers=admin)
+        assert answer.status_code == 200
 
 
 # --- over a real socket: the answer comes before the body is sent -------------------------
@@ -200,3 +203,27 @@ def test_every_operation_that_needs_a_credential_refuses_a_stranger_unread(app: 
         headers = {"content-type": "application/json", "content-length": str(512 * 1024)}
         status, _, taken = _call(app, method, path, headers, 512 * 1024)
         assert (status, taken) == (401, 0), f"{method} {path}"
+
+
+def test_a_person_route_reads_no_body_for_a_dead_token_or_a_cookie_without_csrf(
+    app: FastAPI,
+) -> None:
+    """The person-or-site check in front: a made-up user token (401) and a session cookie
+    without its CSRF header (403) are both answered before the body is read; a real user's
+    token lets the body through to the route."""
+    size = 256 * 1024
+    path = f"{ITEMS}/A"
+    json_head = {"content-type": "application/json", "content-length": str(size)}
+    dead = {**json_head, "authorization": "Bearer jxcu_" + "x" * 40}
+    status, answer, taken = _call(app, "PUT", path, dead, size)
+    assert (status, taken) == (401, 0)
+    assert "sign in again" in answer["detail"] or "new one" in answer["detail"]
+    cookie = {**json_head, "cookie": "jxc_session=whatever"}
+    status, answer, taken = _call(app, "PUT", path, cookie, size)
+    assert (status, taken) == (403, 0)
+    assert "X-CSRF-Token" in answer["detail"]
+    admin = user_token(app.state.engine, "unread-admin", ["admin"])
+    status, _, taken = _call(
+        app, "PUT", path, {**json_head, "authorization": f"Bearer {admin}"}, size
+    )
+    assert (status, taken) == (422, size)  # a body of spaces is read, then refused as JSON

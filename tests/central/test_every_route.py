@@ -35,6 +35,7 @@ from central_api.main import create_app
 from central_api.services.auth import add_site
 from jxc import uuid7
 from jxc.paths import ITEMS, STOCK, SYNC_EVENTS
+from tests.central.conftest import user_token
 
 SITE = "S01"
 
@@ -56,12 +57,32 @@ def _site_token(app: FastAPI) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def _user(
+    username: str, roles: list[str], sites: list[str] | None = None
+) -> Callable[[FastAPI], dict[str, str]]:
+    def headers(app: FastAPI) -> dict[str, str]:
+        token = user_token(app.state.engine, username, roles, sites=sites)
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers
+
+
 PRINCIPALS: list[Principal] = [
     Principal("anonymous", lambda _app: {}),
     Principal("site", _site_token),
     Principal("forged-token", lambda _app: {"Authorization": "Bearer jxc1:S01:1:9" + "9" * 40}),
+    Principal("admin", _user("walk-admin", ["admin"])),
+    Principal("clerk", _user("walk-clerk", ["warehouse_clerk"])),
+    Principal("scoped-manager", _user("walk-manager", ["store_manager"], sites=[SITE])),
 ]
-"""Every kind of caller. People with roles join this list once central has users."""
+"""Every kind of caller whose requests take a different path through central.
+
+The admin holds every action, so every handler is reached with hostile input; the clerk
+lacks the financial group (the serializer drops fields) and most write actions; the store
+manager is scoped to one site (the handlers filter by site). The other default roles differ
+from these only in which routes refuse them before any handler runs, and
+``test_permissions.py`` walks every route as each of them for that.
+"""
 
 
 # --- hostile values --------------------------------------------------------------------
