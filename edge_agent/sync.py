@@ -63,10 +63,23 @@ class PushState:
     events_pushed: int = 0
     batches_sent: int = 0
     clock_skew_s: float | None = None
-    is_sender: bool = False
+    sender_since: float | None = None
+    """When (epoch s) this agent's current hold of the sender lease began."""
+    sender_until: float = 0.0
+    """Until when (epoch s) the lease is surely this agent's: asked-at plus the TTL, never
+    later than the expiry the ledger holds, so a standby can only take over after it."""
     batch_limit: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     alerts: list[str] = field(default_factory=list)
+
+    @property
+    def is_sender(self) -> bool:
+        """Whether this agent holds the lease now, not merely at its last run.
+
+        A run that is late (a busy machine, a long push) must not go on claiming a lease a
+        standby may have taken meanwhile: labels are printed only by the sender.
+        """
+        return time.time() < self.sender_until
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +90,8 @@ class PushState:
             "batches_sent": self.batches_sent,
             "clock_skew_s": self.clock_skew_s,
             "is_sender": self.is_sender,
+            "sender_since": self.sender_since if self.is_sender else None,
+            "sender_until": self.sender_until if self.is_sender else None,
             "batch_limit": self.batch_limit,
             "rejected": dict(self.rejected),
             "alerts": list(self.alerts),
@@ -119,19 +134,36 @@ class Pusher:
         if not self._run_lock.acquire(blocking=False):
             return
         try:
-            self.state.is_sender = self.ledger.acquire_sender_lease(
-                self.lease_holder, ttl_s=self.lease_ttl_s
-            )
-            if not self.state.is_sender:
+            if not self._hold_lease():
                 return  # another agent process on this ledger is sending
             for _ in range(self.max_batches_per_run):
                 if not self.push_once():
                     break
+                if time.time() > self.state.sender_until - self.lease_ttl_s / 2 and (
+                    not self._hold_lease()
+                ):
+                    break  # a long run outlived the lease and a standby took it
         finally:
             self._run_lock.release()
 
+    def _hold_lease(self) -> bool:
+        """Take or renew the sender lease; record for how long it is surely ours."""
+        held = self.state.is_sender
+        asked_at = time.time()
+        if not self.ledger.acquire_sender_lease(self.lease_holder, ttl_s=self.lease_ttl_s):
+            self.state.sender_until = 0.0
+            self.state.sender_since = None
+            return False
+        if not held:
+            # Read after the ledger granted it: not before the previous holder's expiry.
+            self.state.sender_since = time.time()
+        self.state.sender_until = asked_at + self.lease_ttl_s
+        return True
+
     def release(self) -> None:
         """Give the lease up at a clean stop, so a standby agent need not wait for it."""
+        self.state.sender_until = 0.0
+        self.state.sender_since = None
         self.ledger.release_sender_lease(self.lease_holder)
 
     def push_once(self) -> bool:

@@ -24,6 +24,7 @@ from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind, EventResult, EventStatus, PushAck
 from jxc.paths import STOCK, SYNC_EVENTS, SYNC_REFUSED
+from tests.patience import wait_for
 
 
 def receipt(qty: str, lot: str = "L1") -> EventDraft:
@@ -165,6 +166,28 @@ def test_second_pusher_on_the_same_ledger_does_not_send(
     second.run()
     assert second.state.is_sender
     assert ledger.counts().pending == 0
+
+
+def test_a_lapsed_lease_is_not_claimed_and_holds_never_overlap(
+    central: TestClient, ledger: Ledger
+) -> None:
+    """A late run (busy machine) must not go on claiming a lease a standby may have taken:
+    labels are printed only by the sender."""
+    ledger.append(receipt("1"))
+    first = Pusher(ledger, central, lease_holder="agent-a", lease_ttl_s=0.3)
+    second = Pusher(ledger, central, lease_holder="agent-b", lease_ttl_s=0.3)
+    first.run()
+    assert first.state.is_sender
+    held = first.state.as_dict()
+    assert held["sender_since"] <= held["sender_until"]
+    assert wait_for(lambda: not first.state.is_sender), "the first lease lapses"
+    assert first.state.as_dict()["sender_until"] is None
+    # The ledger's expiry is a few microseconds later than the one the first agent keeps.
+    assert wait_for(lambda: second.run() or second.state.is_sender), "the standby takes over"
+    assert not first.state.is_sender
+    assert second.state.as_dict()["sender_since"] >= held["sender_until"]
+    first.run()
+    assert not first.state.is_sender, "the standby holds it now"
 
 
 def test_clock_skew_beyond_threshold_raises_an_alert(central: TestClient, ledger: Ledger) -> None:
