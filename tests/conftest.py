@@ -19,12 +19,29 @@ settings.register_profile("jxc", deadline=None)
 settings.load_profile("jxc")
 
 
+def _rename(item: pytest.Item, nodeid: str) -> None:
+    """Set an item's node id: pytest 9 keeps it structured (``_id``), pytest 8 as text."""
+    structured = getattr(item, "_id", None)
+    if structured is not None:
+        item._id = type(structured).parse(nodeid)
+    else:
+        item._nodeid = nodeid  # type: ignore[attr-defined]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Stretch every test's hard timeout (pytest-timeout) by ``JXC_TEST_PATIENCE``.
+    """Give every test its own id, and stretch its hard timeout by ``JXC_TEST_PATIENCE``.
+
+    schemathesis names each operation's test ``test_x[GET /path]`` but leaves the node id at
+    ``test_x``, so one id stands for dozens of tests; ``make test`` runs the suite on two
+    workers (pytest-xdist), which must agree on a list of distinct ids, and a failure report
+    should say which operation failed. The operation goes into the id.
 
     A test's ``@pytest.mark.timeout(N)`` (or the ini's ``timeout``) is what it needs on a quiet
     machine; the marker added here, closest to the test, is ``N`` times the patience.
     """
+    for item in items:
+        if "[" in item.name and not item.nodeid.endswith("]"):
+            _rename(item, f"{item.nodeid}[{item.name.partition('[')[2]}")
     default = float(config.getini("timeout") or 0)
     for item in items:
         marker = item.get_closest_marker("timeout")
