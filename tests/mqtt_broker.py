@@ -35,6 +35,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.patience import patience_timeout
+from tests.ports import free_port
 
 __all__ = [
     "MOSQUITTO",
@@ -49,14 +50,6 @@ __all__ = [
 MOSQUITTO = os.environ.get("JXC_MOSQUITTO", "/usr/sbin/mosquitto")
 _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now (the broker binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def eventually(check: object, *, within: float, step: float = 0.02, what: str = "") -> float:

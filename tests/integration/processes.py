@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,14 +18,9 @@ from typing import Any, TypeVar
 
 from jxc import paths
 from tests.patience import patience_timeout
+from tests.ports import free_port
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 ADMIN_USER = "it-admin"

@@ -20,14 +20,9 @@ from pathlib import Path
 from typing import IO
 
 from tests.patience import patience_timeout
+from tests.ports import free_port
 
 __all__ = ["PtyPort", "SimProcess", "free_port", "recv_until"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SimProcess:
