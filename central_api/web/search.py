@@ -1,0 +1,114 @@
+"""Finding items from the console's search box: by code, name, or any barcode.
+
+The item service pages the master in code order but has no search (and its module belongs
+to the master-data work); this is the console's read model for the list page, a read of
+the same two tables. A search that is a barcode, as a scanner types it, names the item
+directly (:func:`item_for_scan`): the page then opens that item, as a scan should.
+
+A scan may carry more than the barcode: a GS1-128 element string (``01`` GTIN, ``17``
+expiry, ``10`` lot ...) or a GTIN written with or without its leading zeros. The GTIN is
+taken out with ``biip`` and each spelling an item could have been given is tried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Final
+
+import biip
+from sqlalchemy import Connection, func, or_, select
+
+from central_api.models.items import item_barcodes, items
+from central_api.services.feed import read_snapshot
+
+MAX_QUERY: Final = 200
+"""Characters of a search the console reads; a scan is far shorter."""
+PAGE: Final = 50
+
+
+@dataclass(slots=True)
+class ItemRow:
+    """One line of the item list."""
+
+    item_code: str
+    name: str
+    uom: str
+    active: bool
+    barcodes: list[tuple[str, Decimal]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    rows: list[ItemRow]
+    next_after: str | None
+
+
+def barcode_spellings(scan: str) -> list[str]:
+    """Every barcode ``scan`` could stand for: itself, and its GTIN in its usual lengths."""
+    spellings = [scan]
+    gtin: str | None = None
+    try:
+        parsed = biip.parse(scan)
+    except Exception:  # biip refuses what is no symbol it knows: then the scan is all there is
+        parsed = None
+    if parsed is not None:
+        if parsed.gtin is not None:
+            gtin = parsed.gtin.value
+        elif parsed.gs1_message is not None:
+            for element in parsed.gs1_message.element_strings:
+                if element.gtin is not None:
+                    gtin = element.gtin.value
+                    break
+    if gtin is not None:
+        digits = gtin.lstrip("0")
+        for length in (8, 12, 13, 14):
+            if len(digits) <= length:
+                spellings.append(digits.zfill(length))
+    return list(dict.fromkeys(spellings))
+
+
+def item_for_scan(connection: Connection, scan: str) -> str | None:
+    """The code of the item one of ``scan``'s spellings is a barcode of, if any."""
+    spellings = barcode_spellings(scan)
+    with read_snapshot(connection):
+        found = connection.execute(
+            select(item_barcodes.c.barcode, item_barcodes.c.item_code).where(
+                item_barcodes.c.barcode.in_(spellings)
+            )
+        ).all()
+    owners = {row.barcode: row.item_code for row in found}
+    return next((owners[spelling] for spelling in spellings if spelling in owners), None)
+
+
+def search_items(
+    connection: Connection, query: str, *, after: str | None = None, limit: int = PAGE
+) -> SearchPage:
+    """Items whose code or name contains ``query`` (any case), or one of whose barcodes
+    starts with it, in code order, a page at a time."""
+    needle = query.strip()[:MAX_QUERY].lower()
+    matches = or_(
+        func.lower(items.c.item_code).contains(needle, autoescape=True),
+        func.lower(items.c.name).contains(needle, autoescape=True),
+        items.c.item_code.in_(
+            select(item_barcodes.c.item_code).where(
+                item_barcodes.c.barcode.startswith(query.strip()[:MAX_QUERY], autoescape=True)
+            )
+        ),
+    )
+    chosen = select(items.c.item_code, items.c.name, items.c.uom, items.c.active).where(matches)
+    if after is not None:
+        chosen = chosen.where(items.c.item_code > after)
+    chosen = chosen.order_by(items.c.item_code).limit(limit + 1)
+    with read_snapshot(connection):
+        rows = [ItemRow(row.item_code, row.name, row.uom, row.active) for row in connection.execute(chosen)]
+        page = rows[:limit]
+        by_code = {row.item_code: row for row in page}
+        if by_code:
+            for barcode in connection.execute(
+                select(item_barcodes.c.item_code, item_barcodes.c.barcode, item_barcodes.c.qty_per)
+                .where(item_barcodes.c.item_code.in_(sorted(by_code)))
+                .order_by(item_barcodes.c.item_code, item_barcodes.c.barcode)
+            ):
+                by_code[barcode.item_code].barcodes.append((barcode.barcode, barcode.qty_per))
+    return SearchPage(rows=page, next_after=page[-1].item_code if len(rows) > limit else None)

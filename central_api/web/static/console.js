@@ -1,0 +1,108 @@
+// jxc console: the little the pages need beyond htmx. No build step; served by central.
+(function () {
+  "use strict";
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (window.htmx) {
+      // Swap a 422 (a form with its errors) like a 200; other errors are not swapped.
+      htmx.config.responseHandling = [
+        { code: "204", swap: false },
+        { code: "[23]..", swap: true },
+        { code: "422", swap: true, error: false },
+        { code: "[45]..", swap: false, error: true },
+      ];
+    }
+  });
+
+  var banner = function () { return document.getElementById("net-error"); };
+
+  // A lost connection says so; the form is not swapped, so what was typed stays.
+  document.addEventListener("htmx:sendError", function () {
+    var b = banner(); if (b) { b.hidden = false; }
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var b = banner();
+    if (b && e.detail && e.detail.successful) { b.hidden = true; }
+  });
+  // A session that ended meanwhile: sign in again, then come back here.
+  document.addEventListener("htmx:responseError", function (e) {
+    var xhr = e.detail && e.detail.xhr;
+    if (xhr && xhr.status === 401) {
+      var login = document.body.getAttribute("data-login") || "/console/login";
+      window.location.assign(login + "?next=" + encodeURIComponent(location.pathname + location.search));
+    } else if (xhr && xhr.responseText && xhr.getResponseHeader("content-type") &&
+               xhr.getResponseHeader("content-type").indexOf("text/html") === 0) {
+      document.open(); document.write(xhr.responseText); document.close();
+    }
+  });
+  // After a form comes back with errors, take the keyboard to the first field in error.
+  document.addEventListener("htmx:afterSwap", function (e) {
+    var bad = e.detail.target && e.detail.target.querySelector && e.detail.target.querySelector("[aria-invalid=true]");
+    if (bad) { bad.focus(); }
+  });
+
+  // --- barcode rows of the item form ----------------------------------------------------
+  function renumber(container) {
+    var rows = container.querySelectorAll(".barcode-row");
+    rows.forEach(function (row, i) {
+      var inputs = row.querySelectorAll("input");
+      var labels = row.querySelectorAll("label");
+      var ids = ["barcode-" + i, "qty-" + i];
+      inputs.forEach(function (input, j) { if (ids[j]) { input.id = ids[j]; } });
+      labels.forEach(function (label, j) { if (ids[j]) { label.htmlFor = ids[j]; } });
+      var n = row.querySelector("[data-n]"); if (n) { n.textContent = String(i + 1); }
+    });
+  }
+  function addRow(form) {
+    var template = form.querySelector("#barcode-row-template");
+    var container = form.querySelector("#barcode-rows");
+    container.appendChild(template.content.cloneNode(true));
+    renumber(container);
+    var rows = container.querySelectorAll(".barcode-row");
+    return rows[rows.length - 1].querySelector("[data-barcode]");
+  }
+  document.addEventListener("click", function (e) {
+    var target = e.target;
+    if (!(target instanceof Element)) { return; }
+    if (target.matches("[data-add-row]")) {
+      addRow(target.closest("form")).focus();
+    } else if (target.matches("[data-remove-row]")) {
+      var container = target.closest("#barcode-rows");
+      target.closest(".barcode-row").remove();
+      renumber(container);
+    }
+  });
+  // A scan into a barcode field ends with Enter: go to the next row (a new one if last),
+  // rather than submitting a half-filled form.
+  document.addEventListener("keydown", function (e) {
+    var input = e.target;
+    if (!(input instanceof HTMLInputElement)) { return; }
+    if (input.matches("[data-barcode]") && e.key === "Enter") {
+      e.preventDefault();
+      if (!input.value.trim()) { return; }
+      var row = input.closest(".barcode-row");
+      var next = row.nextElementSibling && row.nextElementSibling.querySelector("[data-barcode]");
+      (next || addRow(input.closest("form"))).focus();
+    }
+  });
+
+  // --- scan fields: a keyboard wedge may end a scan with Tab instead of Enter ------------
+  // Keys that arrive faster than a person types (< 50 ms apart, 4 or more) are a scan; a
+  // Tab right after such a burst submits the search instead of moving the focus.
+  var burst = { field: null, count: 0, last: 0 };
+  document.addEventListener("keydown", function (e) {
+    var input = e.target;
+    if (!(input instanceof HTMLInputElement) || !input.matches("[data-scan]")) { return; }
+    var now = performance.now();
+    if (e.key === "Tab" && !e.shiftKey && burst.field === input && burst.count >= 4 && now - burst.last < 100) {
+      e.preventDefault();
+      input.form.requestSubmit();
+      burst.count = 0;
+      return;
+    }
+    if (e.key.length === 1) {
+      burst.count = (burst.field === input && now - burst.last < 50) ? burst.count + 1 : 1;
+      burst.field = input; burst.last = now;
+    }
+  });
+})();
