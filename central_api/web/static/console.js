@@ -36,8 +36,9 @@
     }
   });
   // After a form comes back with errors, take the keyboard to the first field in error.
-  document.addEventListener("htmx:afterSwap", function (e) {
-    var bad = e.detail.target && e.detail.target.querySelector && e.detail.target.querySelector("[aria-invalid=true]");
+  // (An outerHTML swap detaches the old target, so look in the document.)
+  document.addEventListener("htmx:afterSettle", function () {
+    var bad = document.querySelector("main [aria-invalid=true]");
     if (bad) { bad.focus(); }
   });
 
