@@ -17,7 +17,7 @@ layout puts it in ``hx-headers``); the session cookie alone is refused for them 
 from __future__ import annotations
 
 from typing import Annotated, Any, Final
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -109,7 +109,7 @@ def me(request: Request, principal: PrincipalDep) -> HTMLResponse:
 
 
 @router.get("/login", dependencies=[PUBLIC])
-def login_page(request: Request, next: str | None = None) -> HTMLResponse:  # noqa: A002
+def login_page(request: Request, next: str | None = None) -> HTMLResponse:
     return render(request, "login.html", {"next": local_target(next), "error": None})
 
 
@@ -166,7 +166,7 @@ def logout(request: Request, principal: PrincipalDep, connection: ConnDep) -> Re
 @router.get("/lang", dependencies=[PUBLIC])
 def choose_language(
     to: Annotated[str, Query(max_length=16)],
-    next: Annotated[str | None, Query(max_length=2000)] = None,  # noqa: A002
+    next: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> RedirectResponse:
     """Remember the language picked with the switch (a cookie), and go back."""
     language = i18n.by_tag(to) or i18n.DEFAULT
@@ -195,7 +195,7 @@ def items_page(
         if scanned is not None:
             return redirect(request, item_url(scanned))
     if query:
-        found = search_items(connection, query, after=after or None)
+        found = search_items(connection, query, after=after or None, limit=PAGE)
         rows, next_after = found.rows, found.next_after
     else:
         page = list_items(connection=connection, after=after or None, limit=PAGE)
@@ -424,4 +424,4 @@ def users_page(request: Request, connection: ConnDep, principal: PrincipalDep) -
 
 
 def login_url(next_path: str) -> str:
-    return f"{LOGIN}?next={quote(local_target(next_path), safe='/')}"
+    return f"{LOGIN}?{urlencode({'next': local_target(next_path)})}"

@@ -17,6 +17,8 @@ from decimal import Decimal
 from typing import Final
 
 import biip
+from biip import BiipException
+from biip.gs1_messages import GS1Message
 from sqlalchemy import Connection, func, or_, select
 
 from central_api.models.items import item_barcodes, items
@@ -47,25 +49,32 @@ class SearchPage:
 def barcode_spellings(scan: str) -> list[str]:
     """Every barcode ``scan`` could stand for: itself, and its GTIN in its usual lengths."""
     spellings = [scan]
-    gtin: str | None = None
-    try:
-        parsed = biip.parse(scan)
-    except Exception:  # biip refuses what is no symbol it knows: then the scan is all there is
-        parsed = None
-    if parsed is not None:
-        if parsed.gtin is not None:
-            gtin = parsed.gtin.value
-        elif parsed.gs1_message is not None:
-            for element in parsed.gs1_message.element_strings:
-                if element.gtin is not None:
-                    gtin = element.gtin.value
-                    break
+    gtin = _gtin_in(scan)
     if gtin is not None:
         digits = gtin.lstrip("0")
         for length in (8, 12, 13, 14):
             if len(digits) <= length:
                 spellings.append(digits.zfill(length))
     return list(dict.fromkeys(spellings))
+
+
+def _gtin_in(scan: str) -> str | None:
+    """The GTIN a scan carries: a bare GTIN, or AI 01 of a GS1 element string, raw or in
+    the printed form with parentheses; None if it carries none."""
+    try:
+        if scan.startswith("("):
+            message: GS1Message | None = GS1Message.parse_hri(scan)
+        else:
+            parsed = biip.parse(scan)
+            if parsed.gtin is not None:
+                return str(parsed.gtin.value)
+            message = parsed.gs1_message
+    except BiipException:  # no symbol biip knows: then the scan is all there is
+        return None
+    for element in message.element_strings if message is not None else ():
+        if element.gtin is not None:
+            return str(element.gtin.value)
+    return None
 
 
 def item_for_scan(connection: Connection, scan: str) -> str | None:
@@ -101,7 +110,10 @@ def search_items(
         chosen = chosen.where(items.c.item_code > after)
     chosen = chosen.order_by(items.c.item_code).limit(limit + 1)
     with read_snapshot(connection):
-        rows = [ItemRow(row.item_code, row.name, row.uom, row.active) for row in connection.execute(chosen)]
+        rows = [
+            ItemRow(row.item_code, row.name, row.uom, row.active)
+            for row in connection.execute(chosen)
+        ]
         page = rows[:limit]
         by_code = {row.item_code: row for row in page}
         if by_code:

@@ -81,12 +81,12 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     folder = tmp_path_factory.mktemp("console-central")
     database = f"sqlite:///{folder / 'central.db'}"
     upgrade_database(database)
-    engine = create_db_engine(database)
+    setup = create_db_engine(database)
     try:
         for username, roles in USERS.items():
-            add_test_user(engine, username, roles)
+            add_test_user(setup, username, roles)
     finally:
-        engine.dispose()
+        setup.dispose()
     port = free_port()
     env = {**os.environ, "JXC_CENTRAL_DATABASE_URL": database}
     log = (folder / "uvicorn.log").open("wb")
