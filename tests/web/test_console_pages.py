@@ -512,3 +512,37 @@ def test_any_search_text_is_read_as_a_scan_without_failing(text: str) -> None:
     spellings = barcode_spellings(text)
     assert spellings[0] == text
     assert all(isinstance(spelling, str) for spelling in spellings)
+
+
+def test_failures_are_pages_in_the_users_language(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boss = browser(app, "boss", lang="en")
+    missing = boss.get("/console/no-such-page")
+    assert missing.status_code == 404
+    assert "There is no such page or record." in missing.text
+    assert missing.headers["content-type"].startswith("text/html")
+    bad_query = boss.get("/console/items", params={"q": "x" * 500})
+    assert bad_query.status_code == 422
+    assert "Some of what was sent is not valid." in bad_query.text
+
+    def broken(**_: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("central_api.web.routes.list_items", broken)
+    with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as client:
+        client.cookies.update(boss.cookies)
+        failed = client.get("/console/items", headers={"Accept-Language": "zh-CN"})
+    assert failed.status_code == 500
+    assert "服务器出错，未做任何更改。" in failed.text
+    assert "incident" in failed.text  # the API's sentence, naming the incident in the log
+    # The API keeps answering problem details.
+    assert boss.get("/api/v1/items/NOPE").headers["content-type"] == "application/problem+json"
+
+
+def test_an_expired_session_sends_htmx_to_sign_in(app: FastAPI) -> None:
+    stale = browser(app)
+    stale.cookies.set(SESSION_COOKIE, "jxcu_expired")
+    answer = stale.get("/console/items?q=x", headers={"HX-Request": "true"})
+    assert answer.headers["HX-Redirect"].startswith("/console/login?next=")
+    assert browser(app).get("/").headers["location"] == "/console/"
