@@ -16,6 +16,7 @@ layout puts it in ``hx-headers``); the session cookie alone is refused for them 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 
@@ -36,11 +37,12 @@ from central_api.errors import (
     UserDisabledError,
 )
 from central_api.services.items import Item, get_item, list_items, upsert_item
-from central_api.services.people import end_session, list_users, sign_in
+from central_api.services.people import USERNAME_PATTERN, end_session, list_users, sign_in
 from central_api.web import i18n
 from central_api.web.forms import FIELD_CODE, ItemForm, check, form_of, row_field
 from central_api.web.render import CONSOLE_ROOT, gettext_for, render, visible_navigation
 from central_api.web.search import MAX_QUERY, PAGE, ItemRow, item_for_scan, search_items
+from jxc.contract import Code
 from jxc.feed import BarcodeData, ItemData
 
 router = APIRouter(prefix=CONSOLE_ROOT, include_in_schema=False)
@@ -56,7 +58,7 @@ ITEM: Final = f"{CONSOLE_ROOT}/items/view"
 ITEM_EDIT: Final = f"{CONSOLE_ROOT}/items/edit"
 ITEM_NEW: Final = f"{CONSOLE_ROOT}/items/new"
 
-CodeQuery = Annotated[str, Query(alias="code", max_length=64)]
+CodeQuery = Annotated[Code, Query(alias="code")]
 
 
 def local_target(target: str | None, default: str = ITEMS) -> str:
@@ -125,6 +127,8 @@ async def login(request: Request, connection: ConnDep, settings: SettingsDep) ->
     status = 401
     if not username or not password:
         error, status = _("Enter your user name and password."), 422
+    elif not re.fullmatch(USERNAME_PATTERN, username):
+        error = _("Wrong user name or password.")  # no such user can exist: ask nobody
     else:
         address = request.client.host if request.client is not None else "unknown"
         try:
@@ -186,7 +190,7 @@ def items_page(
     connection: ConnDep,
     principal: PrincipalDep,
     q: Annotated[str, Query(max_length=MAX_QUERY)] = "",
-    after: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[Code | None, Query()] = None,
 ) -> Response:
     """The item list; a search that is one item's barcode (a scan) opens that item."""
     query = q.strip()

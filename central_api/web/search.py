@@ -12,6 +12,7 @@ taken out with ``biip`` and each spelling an item could have been given is tried
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
@@ -27,6 +28,11 @@ from central_api.services.feed import read_snapshot
 MAX_QUERY: Final = 200
 """Characters of a search the console reads; a scan is far shorter."""
 PAGE: Final = 50
+BARCODE_CHARACTERS: Final = r"[\x21-\x7e]{1,64}"
+"""What a stored barcode can be (``jxc.feed.Barcode``): a spelling of another kind is not
+looked up at all (PostgreSQL refuses a NUL in a parameter outright)."""
+CONTROL_CHARACTERS: Final = r"[\x00-\x1f\x7f]"
+"""Dropped from a search: a scanner's GS separator, a NUL, a stray line feed."""
 
 
 @dataclass(slots=True)
@@ -79,7 +85,9 @@ def _gtin_in(scan: str) -> str | None:
 
 def item_for_scan(connection: Connection, scan: str) -> str | None:
     """The code of the item one of ``scan``'s spellings is a barcode of, if any."""
-    spellings = barcode_spellings(scan)
+    spellings = [s for s in barcode_spellings(scan) if re.fullmatch(BARCODE_CHARACTERS, s)]
+    if not spellings:
+        return None
     with read_snapshot(connection):
         found = connection.execute(
             select(item_barcodes.c.barcode, item_barcodes.c.item_code).where(
@@ -95,13 +103,14 @@ def search_items(
 ) -> SearchPage:
     """Items whose code or name contains ``query`` (any case), or one of whose barcodes
     starts with it, in code order, a page at a time."""
-    needle = query.strip()[:MAX_QUERY].lower()
+    text = re.sub(CONTROL_CHARACTERS, "", query).strip()[:MAX_QUERY]
+    needle = text.lower()
     matches = or_(
         func.lower(items.c.item_code).contains(needle, autoescape=True),
         func.lower(items.c.name).contains(needle, autoescape=True),
         items.c.item_code.in_(
             select(item_barcodes.c.item_code).where(
-                item_barcodes.c.barcode.startswith(query.strip()[:MAX_QUERY], autoescape=True)
+                item_barcodes.c.barcode.startswith(text, autoescape=True)
             )
         ),
     )

@@ -226,3 +226,28 @@ def test_focus_is_visible(page: Any, central: Central, width: str) -> None:
     page.keyboard.press("Tab")
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline not in ("", "none"), "the focused control shows no outline"
+
+
+def test_a_scan_that_ends_with_tab_opens_the_item(page: Any, central: Central, width: str) -> None:
+    """Some wedges end a scan with Tab: a burst of keys faster than typing, then Tab."""
+    engine = create_db_engine(central.database_url)
+    try:
+        with engine.connect() as connection:
+            upsert_item(
+                connection=connection,
+                item=ItemData(item_code="TAB-1", name="Tab item", uom="pcs"),
+                barcodes=[BarcodeData(barcode="4006381333931", item_code="TAB-1", qty_per=1)],
+                audit=system_context("test"),
+            )
+    finally:
+        engine.dispose()
+    sign_in(page, central, "clerk")
+    page.keyboard.type("4006381333931")  # no delay between keys: a scanner's pace
+    page.keyboard.press("Tab")
+    page.wait_for_url(re.compile(r"/console/items/view\?code=TAB-1$"))
+    # A person who types slowly and presses Tab moves the focus as usual.
+    page.goto(f"{central.url}/console/items")
+    page.keyboard.type("TAB", delay=150)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") != "q"
+    assert re.search(r"/console/items$", page.url)

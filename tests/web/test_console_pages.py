@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 from decimal import Decimal
 from html import unescape
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 from fastapi import FastAPI
@@ -546,3 +546,53 @@ def test_an_expired_session_sends_htmx_to_sign_in(app: FastAPI) -> None:
     answer = stale.get("/console/items?q=x", headers={"HX-Request": "true"})
     assert answer.headers["HX-Redirect"].startswith("/console/login?next=")
     assert browser(app).get("/").headers["location"] == "/console/"
+
+
+HOSTILE = ["%00", "%ED%A0%80", "%FF%FE", "%09%0A%1D", "x" * 10_000, "%25_%5C", "%C2%A0"]
+"""Query values as sent on the wire (percent-encoded): NUL, a lone surrogate as UTF-8,
+invalid UTF-8, control characters, a very long value, LIKE's own wildcards, NBSP."""
+
+GET_PAGES = {
+    "/console/items": ("q", "after"),
+    "/console/items/view": ("code",),
+    "/console/items/edit": ("code",),
+    "/console/login": ("next",),
+    "/console/lang": ("to", "next"),
+}
+
+
+def test_no_hostile_value_makes_a_page_fail(app: FastAPI) -> None:
+    seed(app.state.engine, "H-1", ["H-BC"])
+    boss = browser(app, "boss")
+    failures = []
+    for path, names in GET_PAGES.items():
+        for name in names:
+            for value in HOSTILE:
+                others = "&".join(f"{other}=H-1" for other in names if other != name)
+                url = f"{path}?{name}={value}" + (f"&{others}" if others else "")
+                answer = boss.get(url)
+                if answer.status_code >= 500:
+                    failures.append(f"GET {url[:80]}: {answer.status_code}")
+    fields = ["item_code", "name", "uom", "barcode", "qty_per", "cost", "price", "fingerprint"]
+    for field in fields:
+        for raw in ("\x00", "\udcff", "\t\n\x1d", "x" * 10_000, "-0", "1e400", "NaN"):
+            data = {"item_code": "H-2", "name": "n", "uom": "pcs", field: raw}
+            for path in ("/console/items/new", "/console/items/edit?code=H-1"):
+                answer = boss.post(
+                    path,
+                    content=urlencode(data, encoding="utf-8", errors="surrogatepass"),
+                    headers={**htmx(boss), "Content-Type": "application/x-www-form-urlencoded"},
+                )
+                if answer.status_code >= 500:
+                    failures.append(f"POST {path} {field}={raw[:10]!r}: {answer.status_code}")
+    for raw in ("\x00", "\udcff", "x" * 10_000, "boss\x00"):
+        for field in ("username", "password", "next"):
+            data = {"username": "boss", "password": "wrong password", field: raw}
+            answer = browser(app).post(
+                "/console/login",
+                content=urlencode(data, encoding="utf-8", errors="surrogatepass"),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            if answer.status_code >= 500:
+                failures.append(f"POST /console/login {field}={raw[:10]!r}: {answer.status_code}")
+    assert not failures, "\n".join(failures)
