@@ -36,7 +36,7 @@ from central_api.errors import (
     UnknownItemError,
     UserDisabledError,
 )
-from central_api.services.items import Item, get_item, list_items, upsert_item
+from central_api.services.items import Item, deactivate_item, get_item, list_items, upsert_item
 from central_api.services.people import USERNAME_PATTERN, end_session, list_users, sign_in
 from central_api.web import i18n
 from central_api.web.forms import FIELD_CODE, ItemForm, check, form_of, row_field
@@ -57,6 +57,7 @@ ITEMS: Final = f"{CONSOLE_ROOT}/items"
 ITEM: Final = f"{CONSOLE_ROOT}/items/view"
 ITEM_EDIT: Final = f"{CONSOLE_ROOT}/items/edit"
 ITEM_NEW: Final = f"{CONSOLE_ROOT}/items/new"
+ITEM_DEACTIVATE: Final = f"{CONSOLE_ROOT}/items/deactivate"
 
 CodeQuery = Annotated[Code, Query(alias="code")]
 
@@ -236,7 +237,11 @@ def item_page(
     return render(
         request,
         "item.html",
-        {"item": _item_view(item, principal), "edit_url": item_url(code, ITEM_EDIT)},
+        {
+            "item": _item_view(item, principal),
+            "edit_url": item_url(code, ITEM_EDIT),
+            "deactivate_url": item_url(code, ITEM_DEACTIVATE),
+        },
         principal=principal,
     )
 
@@ -417,6 +422,14 @@ async def _conflicts(
 async def _run(function: Any, /, **arguments: Any) -> Any:
     """A blocking service call off the event loop (the handler is async to read the form)."""
     return await run_in_threadpool(function, **arguments)
+
+
+@router.post("/items/deactivate", dependencies=[WRITE_ITEMS])
+def deactivate(request: Request, code: CodeQuery, connection: ConnDep, audit: AuditDep) -> Response:
+    """Archive the item (the API's deactivate command): kept, since ledgers name it, but
+    inactive; the edit form's "active" box brings it back."""
+    deactivate_item(connection=connection, item_code=code, audit=audit)
+    return redirect(request, item_url(code))
 
 
 # --- people -----------------------------------------------------------------------------

@@ -34,7 +34,14 @@ def width(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def page(browser: Any, width: str) -> Iterator[Any]:
+def problems() -> list[str]:
+    """Script errors and failed requests of the page; a test that fails a request on
+    purpose clears what it caused."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Any, width: str, problems: list[str]) -> Iterator[Any]:
     """A fresh browser context (no cookies) at ``width``, preferring zh-CN like most users."""
     context = browser.new_context(
         viewport={"width": WIDTHS[width], "height": 900},
@@ -43,7 +50,6 @@ def page(browser: Any, width: str) -> Iterator[Any]:
     )
     context.set_default_timeout(patience_timeout(5) * 1000)
     opened = context.new_page()
-    problems: list[str] = []
     opened.on("pageerror", lambda error: problems.append(str(error)))
     opened.on(
         "requestfailed",
@@ -245,9 +251,43 @@ def test_a_scan_that_ends_with_tab_opens_the_item(page: Any, central: Central, w
     page.keyboard.type("4006381333931")  # no delay between keys: a scanner's pace
     page.keyboard.press("Tab")
     page.wait_for_url(re.compile(r"/console/items/view\?code=TAB-1$"))
+    # A scan that finds nothing: red, said, and the field ready for the next scan.
+    page.goto(f"{central.url}/console/items")
+    page.keyboard.type("0000000000000")
+    page.keyboard.press("Enter")
+    miss = page.get_by_role("alert").filter(has_text="0000000000000")
+    miss.wait_for()
+    assert "没有与" in miss.inner_text()
+    assert page.evaluate("document.activeElement.id") == "q"
+    assert page.evaluate("document.activeElement.selectionEnd") == 13
+    page.keyboard.type("4006381333931")  # replaces the selected text
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/console/items/view\?code=TAB-1$"))
     # A person who types slowly and presses Tab moves the focus as usual.
     page.goto(f"{central.url}/console/items")
     page.keyboard.type("TAB", delay=150)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") != "q"
     assert re.search(r"/console/items$", page.url)
+
+
+def test_a_lost_connection_says_so_and_keeps_what_was_typed(
+    page: Any, central: Central, width: str, problems: list[str]
+) -> None:
+    sign_in(page, central, "boss")
+    page.goto(f"{central.url}/console/items/new")
+    page.get_by_label("编码", exact=True).fill(f"OFF-{width}")
+    page.get_by_label("名称", exact=True).fill("断网")
+    page.get_by_label("单位", exact=True).fill("pcs")
+    page.context.set_offline(True)
+    page.get_by_role("button", name="创建商品").click()
+    banner = page.locator("#net-error")
+    banner.wait_for(state="visible")
+    assert "连接已断开" in banner.inner_text()
+    assert page.get_by_label("名称", exact=True).input_value() == "断网"
+    problems.clear()  # the failed request was the point
+    # Back online, the same form is sent again, and saved.
+    page.context.set_offline(False)
+    page.get_by_role("button", name="创建商品").click()
+    page.wait_for_url(re.compile(r"/console/items/view\?code=OFF-"))
+    assert page.get_by_role("heading", level=1).inner_text() == f"OFF-{width} 断网"

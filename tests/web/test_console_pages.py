@@ -104,6 +104,7 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("POST", "/console/items/new"): "items.write",
         ("GET", "/console/items/edit"): "items.write",
         ("POST", "/console/items/edit"): "items.write",
+        ("POST", "/console/items/deactivate"): "items.write",
         ("GET", "/console/users"): "users.manage",
     }
 
@@ -229,6 +230,33 @@ def test_an_edit_replaces_the_barcodes_and_is_audited(app: FastAPI) -> None:
     assert (item.name, item.active) == ("renamed", False)  # the box was left unticked
     assert [(b.barcode, b.qty_per) for b in item.barcodes] == [("E-NEW", Decimal(2))]
     assert list(actions) == ["item.create", "item.update"]
+
+
+def test_deactivate_keeps_the_item_and_is_audited(app: FastAPI) -> None:
+    seed(app.state.engine, "D-1", ["D-BC"])
+    boss = browser(app, "boss")
+    assert (
+        'hx-post="/console/items/deactivate?code=D-1"'
+        in boss.get("/console/items/view?code=D-1").text
+    )
+    answer = boss.post("/console/items/deactivate?code=D-1", headers=htmx(boss))
+    assert answer.headers["HX-Redirect"] == "/console/items/view?code=D-1"
+    page = boss.get("/console/items/view?code=D-1").text
+    assert "已停用" in page
+    assert "/console/items/deactivate" not in page
+    with app.state.engine.connect() as connection:
+        item = get_item(connection=connection, item_code="D-1")
+        actions = connection.scalars(
+            select(audit_log.c.action).where(audit_log.c.resource_id == "D-1")
+        ).all()
+    assert not item.active
+    assert [b.barcode for b in item.barcodes] == ["D-BC"]
+    assert list(actions) == ["item.create", "item.deactivate"]
+    clerk = browser(app, "clerk")
+    assert "deactivate" not in clerk.get("/console/items/view?code=D-1").text
+    assert clerk.post("/console/items/deactivate?code=D-1", headers=htmx(clerk)).status_code == 403
+    missing = boss.post("/console/items/deactivate?code=NOPE", headers=htmx(boss))
+    assert missing.status_code == 404
 
 
 def test_an_edit_after_someone_elses_save_changes_nothing(app: FastAPI) -> None:
@@ -552,7 +580,7 @@ HOSTILE = ["%00", "%ED%A0%80", "%FF%FE", "%09%0A%1D", "x" * 10_000, "%25_%5C", "
 """Query values as sent on the wire (percent-encoded): NUL, a lone surrogate as UTF-8,
 invalid UTF-8, control characters, a very long value, LIKE's own wildcards, NBSP."""
 
-GET_PAGES = {
+GET_PAGES = {  # and POST /console/items/deactivate, below
     "/console/items": ("q", "after"),
     "/console/items/view": ("code",),
     "/console/items/edit": ("code",),
@@ -573,6 +601,10 @@ def test_no_hostile_value_makes_a_page_fail(app: FastAPI) -> None:
                 answer = boss.get(url)
                 if answer.status_code >= 500:
                     failures.append(f"GET {url[:80]}: {answer.status_code}")
+    for value in HOSTILE:
+        answer = boss.post(f"/console/items/deactivate?code={value}", headers=htmx(boss))
+        if answer.status_code >= 500:
+            failures.append(f"POST deactivate {value[:20]}: {answer.status_code}")
     fields = ["item_code", "name", "uom", "barcode", "qty_per", "cost", "price", "fingerprint"]
     for field in fields:
         for raw in ("\x00", "\udcff", "\t\n\x1d", "x" * 10_000, "-0", "1e400", "NaN"):

@@ -87,6 +87,30 @@
     }
   });
 
+  // --- a scan that finds nothing: red (the page), a low tone, and the field ready for the
+  // next scan (its text selected, so the next scan replaces it) --------------------------
+  function missTone() {
+    try {
+      var Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) { return; }
+      var ctx = new Ctx(), osc = ctx.createOscillator(), gain = ctx.createGain();
+      osc.type = "square"; osc.frequency.value = 220; gain.gain.value = 0.08;
+      osc.connect(gain); gain.connect(ctx.destination);
+      osc.start(); osc.stop(ctx.currentTime + 0.18);
+      osc.onended = function () { ctx.close(); };
+    } catch (err) { /* a browser without sound still shows the red message */ }
+  }
+  function afterSearch() {
+    if (!document.querySelector("#item-results [data-scan-miss]")) { return; }
+    missTone();
+    var field = document.querySelector("[data-scan]");
+    if (field) { field.focus(); field.select(); }
+  }
+  document.addEventListener("htmx:afterSettle", function (e) {
+    if (e.detail && e.detail.target && e.detail.target.id === "item-results") { afterSearch(); }
+  });
+  document.addEventListener("DOMContentLoaded", afterSearch);
+
   // --- scan fields: a keyboard wedge may end a scan with Tab instead of Enter ------------
   // Keys that arrive faster than a person types (< 50 ms apart, 4 or more) are a scan; a
   // Tab right after such a burst submits the search instead of moving the focus.
