@@ -114,19 +114,21 @@
   // --- scan fields: a keyboard wedge may end a scan with Tab instead of Enter ------------
   // Keys that arrive faster than a person types (< 50 ms apart, 4 or more) are a scan; a
   // Tab right after such a burst submits the search instead of moving the focus.
+  // The gap can be set per field (data-scan-gap, in ms) for a scanner that types slowly.
   var burst = { field: null, count: 0, last: 0 };
   document.addEventListener("keydown", function (e) {
     var input = e.target;
     if (!(input instanceof HTMLInputElement) || !input.matches("[data-scan]")) { return; }
+    var gap = Number(input.dataset.scanGap) || 50;
     var now = performance.now();
-    if (e.key === "Tab" && !e.shiftKey && burst.field === input && burst.count >= 4 && now - burst.last < 100) {
+    if (e.key === "Tab" && !e.shiftKey && burst.field === input && burst.count >= 4 && now - burst.last < 2 * gap) {
       e.preventDefault();
       input.form.requestSubmit();
       burst.count = 0;
       return;
     }
     if (e.key.length === 1) {
-      burst.count = (burst.field === input && now - burst.last < 50) ? burst.count + 1 : 1;
+      burst.count = (burst.field === input && now - burst.last < gap) ? burst.count + 1 : 1;
       burst.field = input; burst.last = now;
     }
   });
