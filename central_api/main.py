@@ -28,6 +28,7 @@ from central_api.core.principal import PrincipalScope
 from central_api.errors import first_line
 from central_api.services.auth import TokenSigner
 from central_api.services.projections import built_in_projections
+from central_api.web import mount_console
 from jxc import __version__
 from jxc.paths import API_ROOT, SYNC_EVENTS
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(api_router, prefix=API_ROOT)
+    mount_console(app)
     app.add_middleware(PrincipalScope)
     guard_routes(app)
     return app

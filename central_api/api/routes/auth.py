@@ -16,9 +16,10 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from central_api.api.deps import ConnDep, SettingsDep
 from central_api.api.permissions import PUBLIC, SIGNED_IN, SignedInDep
+from central_api.core.config import Settings
 from central_api.core.principal import CSRF_COOKIE, SESSION_COOKIE, Principal
 from central_api.schemas.people import MeOut, SessionOut, TokenOut
-from central_api.services.people import end_session, sign_in
+from central_api.services.people import IssuedSession, end_session, sign_in
 from jxc.paths import API_ROOT, below_api_root
 
 router = APIRouter(prefix=below_api_root(f"{API_ROOT}/auth"), tags=["auth"])
@@ -69,6 +70,31 @@ def open_session(
         kind="cookie",
         ttl_s=settings.session_ttl_s,
     )
+    set_session_cookies(response, issued, settings)
+    assert issued.csrf is not None
+    return SessionOut(
+        csrf_token=issued.csrf, expires_in=settings.session_ttl_s, user=_me(issued.identity)
+    )
+
+
+@router.post(
+    "/logout",
+    dependencies=[SIGNED_IN],
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={401: {"description": "Not signed in."}},
+)
+def logout(principal: SignedInDep, connection: ConnDep, response: Response) -> Response:
+    """End the session or token this request came with; it is refused from now on."""
+    if principal.session is not None:
+        end_session(connection, principal.session)
+    response.status_code = status.HTTP_204_NO_CONTENT
+    clear_session_cookies(response)
+    return response
+
+
+def set_session_cookies(response: Response, issued: IssuedSession, settings: Settings) -> None:
+    """The session cookie (HttpOnly) and the CSRF cookie (readable by the page's script):
+    one place for their flags, for the API's sign-in and the console's login form."""
     assert issued.csrf is not None
     response.set_cookie(
         SESSION_COOKIE,
@@ -88,25 +114,11 @@ def open_session(
         samesite="strict",
         secure=settings.secure_cookies,
     )
-    return SessionOut(
-        csrf_token=issued.csrf, expires_in=settings.session_ttl_s, user=_me(issued.identity)
-    )
 
 
-@router.post(
-    "/logout",
-    dependencies=[SIGNED_IN],
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses={401: {"description": "Not signed in."}},
-)
-def logout(principal: SignedInDep, connection: ConnDep, response: Response) -> Response:
-    """End the session or token this request came with; it is refused from now on."""
-    if principal.session is not None:
-        end_session(connection, principal.session)
-    response.status_code = status.HTTP_204_NO_CONTENT
+def clear_session_cookies(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/")
     response.delete_cookie(CSRF_COOKIE, path="/")
-    return response
 
 
 @router.get("/me", dependencies=[SIGNED_IN], responses={401: {"description": "Not signed in."}})

@@ -1,0 +1,162 @@
+"""Rendering a console page: one Jinja2 environment per language, the layout's context.
+
+Each language has its own environment with its catalogue installed (``jinja2.ext.i18n``,
+new-style gettext, so ``_("%(n)s items", n=3)`` formats and escapes in one step). Two
+languages make two template caches, which costs less than switching translations on a
+shared environment per request, and is safe across threads without a lock.
+
+Autoescaping is on for every template: item names and barcodes are user input.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+from babel.numbers import format_currency
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from central_api.core.principal import CSRF_COOKIE, Principal
+from central_api.web import i18n
+from central_api.web.i18n import Language
+
+TEMPLATE_DIR: Final = Path(__file__).parent / "templates"
+
+CONSOLE_ROOT: Final = "/console"
+STATIC_ROOT: Final = f"{CONSOLE_ROOT}/static"
+HTMX_FILE: Final = "htmx-2.0.11.min.js"
+
+CURRENCY: Final = "CNY"
+"""One currency per installation (DOMAIN.md: CNY by default)."""
+
+
+def N_(message: str) -> str:  # noqa: N802 (the gettext convention for "mark, translate later")
+    """Mark ``message`` for the catalogue without translating it here."""
+    return message
+
+
+@dataclass(frozen=True, slots=True)
+class NavEntry:
+    """One entry of the navigation: shown only to a user whose roles grant ``action``.
+
+    The page route checks the same action itself (its ``Requires``); hiding the entry is
+    for the user's sake, never the only guard.
+    """
+
+    path: str
+    label: str
+    """A msgid, translated when the page is rendered."""
+    action: str
+
+
+NAVIGATION: list[NavEntry] = [
+    NavEntry(f"{CONSOLE_ROOT}/items", N_("Items"), "items.read"),
+    NavEntry(f"{CONSOLE_ROOT}/items/new", N_("New item"), "items.write"),
+    NavEntry(f"{CONSOLE_ROOT}/users", N_("Users"), "users.manage"),
+]
+"""Later pages add their entry here, in the order the menu shows them."""
+
+
+def visible_navigation(principal: Principal | None) -> list[NavEntry]:
+    if principal is None or not principal.is_user:
+        return []
+    return [entry for entry in NAVIGATION if principal.can(entry.action)]
+
+
+def plain_decimal(value: Decimal | None) -> str:
+    """An exact quantity as typed: ``12.5``, never ``1.25E+1`` nor a float's artefacts."""
+    return "" if value is None else format(value, "f")
+
+
+def _money(locale: str) -> Callable[[Decimal | None], str]:
+    def money(value: Decimal | None) -> str:
+        if value is None:
+            return "—"
+        # decimal_quantization=False: show every stored digit (prices are kept to 6
+        # places), never round a price to the currency's 2 for display.
+        return format_currency(
+            value, CURRENCY, locale=locale, decimal_quantization=False, currency_digits=True
+        )
+
+    return money
+
+
+def timestamp(value: datetime | None) -> str:
+    """``2026-12-03 14:05 UTC``: ISO order reads the same in zh-CN and English."""
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@functools.cache
+def environment(locale: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATE_DIR),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]
+    env.filters["qty"] = plain_decimal
+    env.filters["money"] = _money(locale)
+    env.filters["ts"] = timestamp
+    env.globals["static"] = lambda name: f"{STATIC_ROOT}/{name}"
+    env.globals["console_root"] = CONSOLE_ROOT
+    env.globals["htmx_file"] = HTMX_FILE
+    return env
+
+
+def gettext_for(language: Language) -> Callable[..., str]:
+    """``_`` for Python code: the message in ``language``, formatted with ``%(name)s``."""
+    catalogue = i18n.translations(language.locale)
+
+    def translate(message: str, **values: Any) -> str:
+        text = catalogue.gettext(message)
+        return text % values if values else text
+
+    return translate
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    principal: Principal | None = None,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    """``template`` in the request's language, with what the layout needs."""
+    language = i18n.language_of(request)
+    page = environment(language.locale).get_template(template)
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    html = page.render(
+        {
+            "request": request,
+            "principal": principal,
+            "navigation": visible_navigation(principal),
+            "language": language,
+            "languages": i18n.LANGUAGES,
+            "here": here,
+            "csrf_token": request.cookies.get(CSRF_COOKIE, "") if principal else "",
+            **(context or {}),
+        }
+    )
+    return HTMLResponse(
+        html,
+        status_code=status_code,
+        headers={
+            "Content-Language": language.tag,
+            "Cache-Control": "no-store",
+            **(headers or {}),
+        },
+    )

@@ -1,0 +1,444 @@
+"""The console's pages: thin handlers over the services the API uses.
+
+Every route declares its rule as an API route does (``Requires(...)``, ``SIGNED_IN``,
+``PUBLIC``): ``guard_routes`` checks these too, so a page cannot be added without one.
+The pages are left out of the OpenAPI document (they answer HTML, not the API's JSON);
+the rule is enforced all the same.
+
+Writes go through the item service with the request's audit context, as the API's PUT
+does: the service writes the audit entry in the change's own transaction, so an item
+saved from the console is logged with the user, the request id and the address.
+
+Unsafe requests come from htmx, which sends the CSRF token as ``X-CSRF-Token`` (the
+layout puts it in ``hx-headers``); the session cookie alone is refused for them by
+:func:`~central_api.core.principal.get_principal`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from central_api.api.auditing import AuditDep
+from central_api.api.deps import ConnDep, SettingsDep
+from central_api.api.permissions import PUBLIC, SIGNED_IN, Requires
+from central_api.api.routes.auth import clear_session_cookies, set_session_cookies
+from central_api.core.principal import Principal, PrincipalDep
+from central_api.errors import (
+    BarcodeTakenError,
+    LoginRefusedError,
+    LoginThrottledError,
+    UnknownItemError,
+    UserDisabledError,
+)
+from central_api.services.items import Item, deactivate_item, get_item, list_items, upsert_item
+from central_api.services.people import USERNAME_PATTERN, end_session, list_users, sign_in
+from central_api.web import i18n
+from central_api.web.forms import FIELD_CODE, ItemForm, check, form_of, row_field
+from central_api.web.render import CONSOLE_ROOT, gettext_for, render, visible_navigation
+from central_api.web.search import MAX_QUERY, PAGE, ItemRow, item_for_scan, search_items
+from jxc.contract import Code
+from jxc.feed import BarcodeData, ItemData
+
+router = APIRouter(prefix=CONSOLE_ROOT, include_in_schema=False)
+root_router = APIRouter(include_in_schema=False)
+
+READ_ITEMS = Requires("items.read")
+WRITE_ITEMS = Requires("items.write")
+MANAGE_USERS = Requires("users.manage")
+
+LOGIN: Final = f"{CONSOLE_ROOT}/login"
+ITEMS: Final = f"{CONSOLE_ROOT}/items"
+ITEM: Final = f"{CONSOLE_ROOT}/items/view"
+ITEM_EDIT: Final = f"{CONSOLE_ROOT}/items/edit"
+ITEM_NEW: Final = f"{CONSOLE_ROOT}/items/new"
+ITEM_DEACTIVATE: Final = f"{CONSOLE_ROOT}/items/deactivate"
+
+CodeQuery = Annotated[Code, Query(alias="code")]
+
+
+def local_target(target: str | None, default: str = ITEMS) -> str:
+    """``target`` if it is a console page of this central, else ``default``.
+
+    A login or language link carries where to go next; only a path below the console is
+    followed, so a link cannot send a user to another site (no ``//host``, no scheme).
+    """
+    if not target or len(target) > 2000:
+        return default
+    if not target.startswith(f"{CONSOLE_ROOT}/") and target != CONSOLE_ROOT:
+        return default
+    if target.startswith("//") or "\\" in target or any(ord(c) < 0x20 for c in target):
+        return default
+    return target
+
+
+def item_url(code: str, base: str = ITEM) -> str:
+    return f"{base}?{urlencode({'code': code})}"
+
+
+def redirect(request: Request, target: str) -> Response:
+    """Go to ``target``: by ``HX-Redirect`` for an htmx request, else a 303."""
+    if request.headers.get("hx-request") == "true":
+        return Response(status_code=200, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+# --- signing in and out, language ---------------------------------------------------
+
+
+@root_router.get("/", dependencies=[PUBLIC])
+def root() -> RedirectResponse:
+    """Central's root is the console's front door."""
+    return RedirectResponse(f"{CONSOLE_ROOT}/", status_code=307)
+
+
+@router.get("", dependencies=[SIGNED_IN])
+@router.get("/", dependencies=[SIGNED_IN])
+def home(principal: PrincipalDep) -> RedirectResponse:
+    """The first page the user's roles open."""
+    entries = visible_navigation(principal)
+    return RedirectResponse(entries[0].path if entries else f"{CONSOLE_ROOT}/me", status_code=303)
+
+
+@router.get("/me", dependencies=[SIGNED_IN])
+def me(request: Request, principal: PrincipalDep) -> HTMLResponse:
+    """Who is signed in, with roles and sites: the page of a user with no other page."""
+    return render(request, "me.html", principal=principal)
+
+
+@router.get("/login", dependencies=[PUBLIC])
+def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, "login.html", {"next": local_target(next), "error": None})
+
+
+@router.post("/login", dependencies=[PUBLIC])
+async def login(request: Request, connection: ConnDep, settings: SettingsDep) -> Response:
+    """Check the password and open a cookie session, as ``POST /api/v1/auth/session``."""
+    form = await request.form()
+    username = str(form.get("username", ""))[:200]
+    password = str(form.get("password", ""))[:1000]
+    target = local_target(str(form.get("next", "")))
+    _ = gettext_for(i18n.language_of(request))
+    error: str | None = None
+    status = 401
+    if not username or not password:
+        error, status = _("Enter your user name and password."), 422
+    elif not re.fullmatch(USERNAME_PATTERN, username):
+        error = _("Wrong user name or password.")  # no such user can exist: ask nobody
+    else:
+        address = request.client.host if request.client is not None else "unknown"
+        try:
+            issued = sign_in(
+                connection,
+                username=username,
+                password=password,
+                address=address,
+                kind="cookie",
+                ttl_s=settings.session_ttl_s,
+            )
+        except LoginThrottledError:
+            error, status = _("Too many failed attempts. Wait a minute and try again."), 429
+        except UserDisabledError:
+            error = _("This user is disabled. Ask an administrator.")
+        except LoginRefusedError:
+            error = _("Wrong user name or password.")
+        else:
+            response = RedirectResponse(target, status_code=303)
+            set_session_cookies(response, issued, settings)
+            return response
+    return render(
+        request,
+        "login.html",
+        {"next": target, "error": error, "username": username},
+        status_code=status,
+    )
+
+
+@router.post("/logout", dependencies=[SIGNED_IN])
+def logout(request: Request, principal: PrincipalDep, connection: ConnDep) -> Response:
+    if principal.session is not None:
+        end_session(connection, principal.session)
+    response = redirect(request, LOGIN)
+    clear_session_cookies(response)
+    return response
+
+
+@router.get("/lang", dependencies=[PUBLIC])
+def choose_language(
+    to: Annotated[str, Query(max_length=16)],
+    next: Annotated[str | None, Query(max_length=2000)] = None,
+) -> RedirectResponse:
+    """Remember the language picked with the switch (a cookie), and go back."""
+    language = i18n.by_tag(to) or i18n.DEFAULT
+    response = RedirectResponse(local_target(next), status_code=303)
+    response.set_cookie(
+        i18n.LANG_COOKIE, language.tag, max_age=365 * 86_400, path="/", samesite="lax"
+    )
+    return response
+
+
+# --- items ------------------------------------------------------------------------------
+
+
+@router.get("/items", dependencies=[READ_ITEMS])
+def items_page(
+    request: Request,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    q: Annotated[str, Query(max_length=MAX_QUERY)] = "",
+    after: Annotated[Code | None, Query()] = None,
+) -> Response:
+    """The item list; a search that is one item's barcode (a scan) opens that item."""
+    query = q.strip()
+    if query and after is None:
+        scanned = item_for_scan(connection, query)
+        if scanned is not None:
+            return redirect(request, item_url(scanned))
+    if query:
+        found = search_items(connection, query, after=after or None, limit=PAGE)
+        rows, next_after = found.rows, found.next_after
+    else:
+        page = list_items(connection=connection, after=after or None, limit=PAGE)
+        rows = [_row(item) for item in page.items]
+        next_after = page.next_after
+    more = None
+    if next_after is not None:
+        more = f"{ITEMS}?{urlencode({'q': query, 'after': next_after})}"
+    context = {"rows": rows, "q": query, "more": more, "item_url": item_url}
+    fragment = request.headers.get("hx-target") == "item-results"
+    return render(
+        request,
+        "items_results.html" if fragment else "items.html",
+        context,
+        principal=principal,
+    )
+
+
+def _row(item: Item) -> ItemRow:
+    return ItemRow(
+        item.item_code,
+        item.name,
+        item.uom,
+        item.active,
+        [(barcode.barcode, barcode.qty_per) for barcode in item.barcodes],
+    )
+
+
+@router.get("/items/view", dependencies=[READ_ITEMS])
+def item_page(
+    request: Request, code: CodeQuery, connection: ConnDep, principal: PrincipalDep
+) -> HTMLResponse:
+    item = get_item(connection=connection, item_code=code)
+    return render(
+        request,
+        "item.html",
+        {
+            "item": _item_view(item, principal),
+            "edit_url": item_url(code, ITEM_EDIT),
+            "deactivate_url": item_url(code, ITEM_DEACTIVATE),
+        },
+        principal=principal,
+    )
+
+
+def _item_view(item: Item, principal: Principal) -> dict[str, Any]:
+    """What an item page may show: the financial fields only for a role that sees them.
+
+    They are left out here, not hidden by the template, so a template that forgets the
+    check still has nothing to print.
+    """
+    view: dict[str, Any] = {
+        "item_code": item.item_code,
+        "name": item.name,
+        "uom": item.uom,
+        "active": item.active,
+        "updated_at": item.updated_at,
+        "barcodes": item.barcodes,
+    }
+    if principal.financial:
+        view["prices"] = {"cost": item.cost, "price": item.price}
+    return view
+
+
+def _fingerprint(item: Item) -> str:
+    """Changes whenever the item or its barcode set does: guards an edit against another
+    edit saved in between (each write bumps a feed version; a removal, the count)."""
+    versions = [item.version, *(barcode.version for barcode in item.barcodes)]
+    return f"{max(versions)}.{len(item.barcodes)}"
+
+
+@router.get("/items/new", dependencies=[WRITE_ITEMS])
+def new_item_page(request: Request, principal: PrincipalDep) -> HTMLResponse:
+    form = ItemForm(barcodes=[])
+    return _form_page(request, principal, form, errors={}, creating=True)
+
+
+@router.get("/items/edit", dependencies=[WRITE_ITEMS])
+def edit_item_page(
+    request: Request, code: CodeQuery, connection: ConnDep, principal: PrincipalDep
+) -> HTMLResponse:
+    item = get_item(connection=connection, item_code=code)
+    form = form_of(item, financial=principal.financial)
+    return _form_page(
+        request, principal, form, errors={}, creating=False, fingerprint=_fingerprint(item)
+    )
+
+
+def _form_page(
+    request: Request,
+    principal: Principal,
+    form: ItemForm,
+    *,
+    errors: dict[str, str],
+    creating: bool,
+    fingerprint: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
+    fragment = request.headers.get("hx-request") == "true" and request.method == "POST"
+    return render(
+        request,
+        "item_form_fragment.html" if fragment else "item_form.html",
+        {
+            "form": form,
+            "errors": errors,
+            "creating": creating,
+            "fingerprint": fingerprint,
+            "financial": principal.financial,
+            "row_field": row_field,
+            "action": ITEM_NEW if creating else item_url(form.item_code, ITEM_EDIT),
+            "cancel": ITEMS if creating else item_url(form.item_code),
+        },
+        principal=principal,
+        status_code=status_code,
+    )
+
+
+@router.post("/items/new", dependencies=[WRITE_ITEMS])
+async def create_item(
+    request: Request, connection: ConnDep, principal: PrincipalDep, audit: AuditDep
+) -> Response:
+    return await _save(request, connection, principal, audit, creating=True)
+
+
+@router.post("/items/edit", dependencies=[WRITE_ITEMS])
+async def update_item(
+    request: Request,
+    code: CodeQuery,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+) -> Response:
+    return await _save(request, connection, principal, audit, creating=False, code=code)
+
+
+async def _save(
+    request: Request,
+    connection: ConnDep,
+    principal: Principal,
+    audit: AuditDep,
+    *,
+    creating: bool,
+    code: str | None = None,
+) -> Response:
+    """Check the whole form, then save it in one call of the item service (one transaction,
+    its audit entry included): a refused form changes nothing."""
+    posted = await request.form()
+    form = ItemForm.from_post(posted, getlist=posted.getlist)
+    if not creating:
+        assert code is not None
+        form.item_code = code  # the code is the page's, not a field
+    _ = gettext_for(i18n.language_of(request))
+    checked = check(form, financial=principal.financial, gettext=_)
+    errors = dict(checked.errors)
+    fingerprint = str(posted.get("fingerprint", ""))
+    if not errors:
+        errors = await _conflicts(connection, form, creating=creating, fingerprint=fingerprint, _=_)
+    if not errors and checked.body is not None:
+        body = checked.body
+        try:
+            await _run(
+                upsert_item,
+                connection=connection,
+                item=ItemData(
+                    item_code=checked.item_code, name=body.name, uom=body.uom, active=body.active
+                ),
+                barcodes=[
+                    BarcodeData(
+                        barcode=entry.barcode, item_code=checked.item_code, qty_per=entry.qty_per
+                    )
+                    for entry in body.barcodes or ()
+                ],
+                audit=audit,
+                cost=body.cost,
+                price=body.price,
+            )
+        except BarcodeTakenError as taken:
+            index = next(
+                (i for i, row in enumerate(form.barcodes) if row.barcode == taken.barcode), 0
+            )
+            errors[row_field(index, "barcode")] = _(
+                "This barcode belongs to item %(owner)s.", owner=taken.owner
+            )
+        else:
+            return redirect(request, item_url(checked.item_code))
+    return _form_page(
+        request,
+        principal,
+        form,
+        errors=errors,
+        creating=creating,
+        fingerprint=fingerprint,
+        status_code=422,
+    )
+
+
+async def _conflicts(
+    connection: ConnDep, form: ItemForm, *, creating: bool, fingerprint: str, _: Any
+) -> dict[str, str]:
+    """A new item's code must be free; an edited item must not have changed meanwhile."""
+    try:
+        stored = await _run(get_item, connection=connection, item_code=form.item_code)
+    except UnknownItemError:
+        if creating:
+            return {}
+        return {"form": _("This item no longer exists.")}
+    if creating:
+        return {FIELD_CODE: _("An item with this code exists already.")}
+    if fingerprint and fingerprint != _fingerprint(stored):
+        return {
+            "form": _(
+                "Someone saved this item while you were editing it. Open it again to see "
+                "their change; nothing of yours was saved."
+            )
+        }
+    return {}
+
+
+async def _run(function: Any, /, **arguments: Any) -> Any:
+    """A blocking service call off the event loop (the handler is async to read the form)."""
+    return await run_in_threadpool(function, **arguments)
+
+
+@router.post("/items/deactivate", dependencies=[WRITE_ITEMS])
+def deactivate(request: Request, code: CodeQuery, connection: ConnDep, audit: AuditDep) -> Response:
+    """Archive the item (the API's deactivate command): kept, since ledgers name it, but
+    inactive; the edit form's "active" box brings it back."""
+    deactivate_item(connection=connection, item_code=code, audit=audit)
+    return redirect(request, item_url(code))
+
+
+# --- people -----------------------------------------------------------------------------
+
+
+@router.get("/users", dependencies=[MANAGE_USERS])
+def users_page(request: Request, connection: ConnDep, principal: PrincipalDep) -> HTMLResponse:
+    return render(request, "users.html", {"users": list_users(connection)}, principal=principal)
+
+
+def login_url(next_path: str) -> str:
+    return f"{LOGIN}?{urlencode({'next': local_target(next_path)})}"

@@ -1,0 +1,159 @@
+"""Fixtures for the console: central served by uvicorn on loopback, and Debian's Chromium.
+
+The browser tests drive a real central (``uvicorn --factory central_api.main:create_app``
+on a free loopback port, SQLite in a temporary folder) with Playwright in the Chromium
+Debian packages (``apt-get install chromium``): Playwright's own browser download is not
+used. Without Chromium (or the playwright package) the browser tests are skipped with a
+loud reason, except under ``CI=true``, where they fail: CI must never go green by skipping
+the browser.
+
+Screenshots go to ``var/screenshots`` (or ``JXC_SCREENSHOTS``); the ones in
+``docs/screenshots`` are refreshed with ``JXC_SCREENSHOTS=docs/screenshots``.
+
+The database fixtures of ``tests/central`` are re-exported here, so page tests that read
+the database run on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from central_api.core.db import create_db_engine, upgrade_database
+from tests.central.conftest import (  # noqa: F401 (fixtures, re-exported for tests/web)
+    TEST_PASSWORD,
+    add_test_user,
+    client,
+    database_url,
+    engine,
+    postgres_session,
+    sqlite_template,
+)
+from tests.integration.processes import free_port
+from tests.patience import patience_timeout
+
+CHROMIUM = os.environ.get("JXC_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-sandbox",
+]
+REPO = Path(__file__).parents[2]
+
+
+def _unavailable(reason: str) -> None:
+    """Skip loudly on a developer's machine; fail under CI, which must run the browser."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; CI must run the browser tests", pytrace=False)
+    pytest.skip(f"!!! SKIPPED: {reason}. Install it with `apt-get install -y chromium`.")
+
+
+@dataclass(frozen=True)
+class Central:
+    url: str
+    database_url: str
+
+
+USERS: dict[str, list[str]] = {
+    "boss": ["admin"],
+    "clerk": ["warehouse_clerk"],
+    "buyer": ["purchaser"],
+}
+"""Who the browser tests sign in as; each has :data:`TEST_PASSWORD`."""
+
+
+@pytest.fixture(scope="module")
+def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
+    """A central of its own for the module, served by uvicorn on a loopback port."""
+    folder = tmp_path_factory.mktemp("console-central")
+    database = f"sqlite:///{folder / 'central.db'}"
+    upgrade_database(database)
+    setup = create_db_engine(database)
+    try:
+        for username, roles in USERS.items():
+            add_test_user(setup, username, roles)
+    finally:
+        setup.dispose()
+    port = free_port()
+    env = {**os.environ, "JXC_CENTRAL_DATABASE_URL": database}
+    log = (folder / "uvicorn.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "central_api.main:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + patience_timeout(20)
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"central did not come up: {(folder / 'uvicorn.log').read_text()}"
+                    ) from None
+                time.sleep(0.1)
+        yield Central(url=url, database_url=database)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=patience_timeout(10))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, through Playwright (module-scoped: one launch)."""
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        _unavailable(f"Chromium is not installed at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415
+    except ImportError:
+        _unavailable("the playwright package is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    folder = Path(os.environ.get("JXC_SCREENSHOTS", REPO / "var" / "screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
