@@ -313,6 +313,7 @@ def run_demo(*, once: bool, workdir: str) -> int:
             return 1
         console.print(
             "\n[bold]Where to look[/]\n"
+            f"  web console    {central_url}{paths.CONSOLE}/ (sign in with the login above)\n"
             f"  API docs       {central_url}/docs\n"
             f"  stock          {central_url}{paths.STOCK}?site_id={SITE_ID}\n"
             f"  central health {central_url}{paths.HEALTH}\n"

@@ -40,3 +40,7 @@ def below_api_root(path: str) -> str:
     if not path.startswith(f"{API_ROOT}/"):
         raise ValueError(f"{path!r} is not below {API_ROOT}")
     return path.removeprefix(API_ROOT)
+
+
+CONSOLE = "/console"
+"""The web console's pages (HTML for people; the demo prints it, central serves it)."""

@@ -26,10 +26,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from central_api.core.principal import CSRF_COOKIE, Principal
 from central_api.web import i18n
 from central_api.web.i18n import Language
+from jxc import paths
 
 TEMPLATE_DIR: Final = Path(__file__).parent / "templates"
 
-CONSOLE_ROOT: Final = "/console"
+CONSOLE_ROOT: Final = paths.CONSOLE
 STATIC_ROOT: Final = f"{CONSOLE_ROOT}/static"
 HTMX_FILE: Final = "htmx-2.0.11.min.js"
 
