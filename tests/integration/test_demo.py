@@ -28,4 +28,5 @@ def test_demo_once_exits_0_with_the_scanned_stock_at_central(tmp_path: Path) -> 
     assert "0 pending" in out, "everything received reached central"
     assert "RICE-BULK │ │ 4.25 │ kg" in out, "the sack was booked at its weight"
     assert "labels: 7 printed, 0 held by the printer, 0 owed" in out
+    assert "web console http://127.0.0.1:" in out, "the console's address is printed"
     assert (tmp_path / "demo" / "central.db").exists()
