@@ -14,8 +14,9 @@ from jxc import paths
 CONTRACT_PATHS = {
     name: value
     for name, value in vars(paths).items()
-    if name.isupper() and isinstance(value, str) and value != paths.API_ROOT
+    if name.isupper() and isinstance(value, str) and value not in (paths.API_ROOT, paths.CONSOLE)
 }
+"""The API's paths; the console's pages are HTML for people, outside the OpenAPI document."""
 
 
 def test_central_serves_every_path_of_the_contract(client: TestClient) -> None:
@@ -23,6 +24,12 @@ def test_central_serves_every_path_of_the_contract(client: TestClient) -> None:
 
     assert set(CONTRACT_PATHS.values()) <= served
     assert all(path == paths.HEALTH or path.startswith(f"{paths.API_ROOT}/") for path in served)
+
+
+def test_central_serves_the_console_at_its_path(client: TestClient) -> None:
+    answer = client.get(f"{paths.CONSOLE}/", follow_redirects=False)
+    assert answer.status_code in (200, 303, 307)
+    assert answer.headers.get("location", f"{paths.CONSOLE}/").startswith(paths.CONSOLE)
 
 
 def test_the_edge_calls_the_contracts_paths() -> None:
