@@ -49,7 +49,7 @@ class IdempotencyClaim:
     operation: str
     """``POST /api/v1/items``: a key reused for another kind of create is refused."""
     fingerprint: str
-    """SHA-256 of the request body as sent."""
+    """SHA-256 of the request as sent: its path and body."""
 
     @classmethod
     def of(cls, *, principal: str, key: str, operation: str, body: bytes) -> IdempotencyClaim:

@@ -38,7 +38,6 @@ does not know.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,6 +76,7 @@ from central_api.models.master import sites as site_table
 from central_api.services import idempotency
 from central_api.services.audit import AuditContext, record
 from central_api.services.barcodes import barcode_kind, gtin_spellings
+from central_api.services.categories import mask_matches
 from central_api.services.feed import FeedWriter, feed_writer, read_snapshot
 from jxc.feed import (
     BarcodeData,
@@ -484,12 +484,12 @@ def next_item_code(connection: Connection, category: str | None) -> str:
 def _next_number(connection: Connection, prefix: str) -> int:
     dialect = connection.dialect.name
     maker = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = maker(code_sequences).values(prefix=prefix, last_value=1)
-    statement = statement.on_conflict_do_update(
+    first = maker(code_sequences).values(prefix=prefix, last_value=1)
+    taken = first.on_conflict_do_update(
         index_elements=[code_sequences.c.prefix],
         set_={"last_value": code_sequences.c.last_value + 1},
     ).returning(code_sequences.c.last_value)
-    return int(connection.execute(statement).scalar_one())
+    return int(connection.execute(taken).scalar_one())
 
 
 # --- per-site levels ------------------------------------------------------------------
@@ -835,23 +835,11 @@ def _save(
             f"uom: {item.uom!r} is one of the item's other units; send units without it"
         )
     held_codes = [] if current is None else current.barcodes
-    if barcodes is None:
-        wanted = {
-            held.barcode: (
-                held.uom if held.uom in factors else None,
-                factors.get(held.uom, held.qty_per) if held.uom is not None else held.qty_per,
-                held.kind,
-            )
-            for held in held_codes
-        }
-        lost = [held for held in held_codes if held.uom is not None and held.uom not in factors]
-        if lost:
-            raise InvalidError(
-                f"units: {lost[0].uom!r} is the pack unit of barcode {lost[0].barcode!r}; "
-                "change or remove that barcode in the same request"
-            )
-    else:
-        wanted = _resolve_barcodes(code, item.uom, factors, barcodes)
+    wanted = (
+        _kept_barcodes(held_codes, factors)
+        if barcodes is None
+        else _resolve_barcodes(code, item.uom, factors, barcodes)
+    )
     if current is None or _as_data(current) != item:
         _write_item(connection, feed, item, exists=current is not None, now=now)
     extra: dict[str, Any] = {name: value for name, value in financial.items() if value is not None}
@@ -865,22 +853,41 @@ def _save(
     return current is not None, before
 
 
+def _kept_barcodes(
+    held: Sequence[ItemBarcode], factors: dict[str, Decimal]
+) -> dict[str, tuple[str | None, Decimal, str]]:
+    """The item's barcodes as they are, their counts following changed unit factors."""
+    lost = [barcode for barcode in held if barcode.uom is not None and barcode.uom not in factors]
+    if lost:
+        raise InvalidError(
+            f"units: {lost[0].uom!r} is the pack unit of barcode {lost[0].barcode!r}; "
+            "change or remove that barcode in the same request"
+        )
+    return {
+        barcode.barcode: (
+            barcode.uom,
+            barcode.qty_per if barcode.uom is None else factors[barcode.uom],
+            barcode.kind,
+        )
+        for barcode in held
+    }
+
+
 def _check_category(connection: Connection, category: str, new_code: str | None) -> None:
     rule = connection.execute(
         select(categories.c.code_pattern).where(categories.c.code == category)
     ).one_or_none()
     if rule is None:
         raise InvalidError(f"category: {category!r} does not exist")
-    if new_code is not None and rule.code_pattern is not None:
-        try:
-            matched = re.fullmatch(rule.code_pattern, new_code)
-        except re.error:
-            matched = None
-        if matched is None:
-            raise InvalidError(
-                f"item_code: {new_code!r} does not match category {category!r}'s coding "
-                f"pattern {rule.code_pattern!r}"
-            )
+    if (
+        new_code is not None
+        and rule.code_pattern is not None
+        and not mask_matches(rule.code_pattern, new_code)
+    ):
+        raise InvalidError(
+            f"item_code: {new_code!r} does not match category {category!r}'s coding "
+            f"pattern {rule.code_pattern!r}"
+        )
 
 
 def _resolve_units(base: str, units: Sequence[UnitSpec]) -> dict[str, Decimal]:
@@ -1144,20 +1151,7 @@ def _replace_barcodes(
     now: datetime,
 ) -> None:
     """Make ``wanted`` (barcode -> (uom, qty_per, kind)) the item's barcode set."""
-    if wanted:
-        taken = connection.execute(
-            select(item_barcodes.c.barcode, item_barcodes.c.item_code)
-            .where(
-                item_barcodes.c.barcode.in_(sorted(wanted)),
-                item_barcodes.c.item_code != item_code,
-            )
-            .order_by(item_barcodes.c.barcode)
-            .limit(1)
-        ).one_or_none()
-        if taken is not None:
-            raise BarcodeTakenError(
-                barcode=taken.barcode, owner=taken.item_code, requested_for=item_code
-            )
+    _refuse_taken(connection, item_code, wanted)
     holding = {barcode.barcode: barcode for barcode in held}
     for barcode in sorted(holding.keys() - wanted.keys()):
         feed.append(entity=FeedEntity.BARCODE, key=barcode, op=ChangeOp.DELETE, data=None)
@@ -1184,6 +1178,22 @@ def _replace_barcodes(
             connection.execute(
                 insert(item_barcodes).values(barcode=barcode, item_code=item_code, **values)
             )
+
+
+def _refuse_taken(connection: Connection, item_code: str, wanted: Iterable[str]) -> None:
+    codes = sorted(wanted)
+    if not codes:
+        return
+    taken = connection.execute(
+        select(item_barcodes.c.barcode, item_barcodes.c.item_code)
+        .where(item_barcodes.c.barcode.in_(codes), item_barcodes.c.item_code != item_code)
+        .order_by(item_barcodes.c.barcode)
+        .limit(1)
+    ).one_or_none()
+    if taken is not None:
+        raise BarcodeTakenError(
+            barcode=taken.barcode, owner=taken.item_code, requested_for=item_code
+        )
 
 
 # --- reading rows ---------------------------------------------------------------------
