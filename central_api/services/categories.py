@@ -162,9 +162,10 @@ def list_categories(connection: Connection, *, parent: str | None = None) -> lis
 
 def _check_parent(connection: Connection, code: str, parent: str) -> None:
     """The parent exists and the category is not (and would not become) its own ancestor."""
-    parents = dict(
-        connection.execute(select(categories.c.code, categories.c.parent_code)).tuples().all()
-    )
+    parents: dict[str, str | None] = {
+        row.code: row.parent_code
+        for row in connection.execute(select(categories.c.code, categories.c.parent_code))
+    }
     if parent not in parents:
         raise InvalidError(f"parent: category {parent!r} does not exist")
     trail = [code]
