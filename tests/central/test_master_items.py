@@ -323,7 +323,9 @@ def test_the_feed_carries_what_receiving_needs_and_no_price(client: TestClient) 
         "MASK 箱",
     ]
     text = str(changes)
-    assert "0.31" not in text and "0.5" not in text and "fifo" not in text
+    assert "0.31" not in text
+    assert "0.5" not in text
+    assert "fifo" not in text
 
 
 def test_min_remaining_shelf_life_needs_a_longer_shelf_life(client: TestClient) -> None:
@@ -348,7 +350,7 @@ def test_an_item_that_never_moved_is_deleted_with_tombstones(client: TestClient)
     assert answer == {"item_code": "MASK", "outcome": "deleted", "item": None}
     assert client.get(item_url("MASK")).status_code == 404
     gone = [(c["entity"], c["key"], c["op"]) for c in feed(client, cursor=cursor)]
-    assert ("item", "MASK", "delete") == gone[-1]
+    assert gone[-1] == ("item", "MASK", "delete")
     assert {key for entity, key, op in gone if entity == "barcode" and op == "delete"} == {
         b["barcode"]
         for b in BOXED["barcodes"]  # type: ignore[index]
@@ -500,8 +502,10 @@ def test_levels_are_refused_outside_the_users_sites_and_below_safety(client: Tes
     unknown = client.put(f"{SITES}/S09/item-levels/MASK", json={})
 
     assert outside.status_code == 403
-    assert below.status_code == 422 and below.json()["detail"].startswith("reorder_point:")
-    assert unknown.status_code == 404 and "S09" in unknown.json()["detail"]
+    assert below.status_code == 422
+    assert below.json()["detail"].startswith("reorder_point:")
+    assert unknown.status_code == 404
+    assert "S09" in unknown.json()["detail"]
 
 
 @pytest.mark.postgres
