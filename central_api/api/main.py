@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from central_api.api.routes import audit, auth, items, master, people, reference, stock, sync
+from central_api.api.routes import (
+    audit,
+    auth,
+    imports,
+    items,
+    master,
+    people,
+    reference,
+    stock,
+    sync,
+)
 
 api_router = APIRouter()
 api_router.include_router(sync.router)
@@ -19,3 +29,4 @@ api_router.include_router(auth.router)
 api_router.include_router(people.users_router)
 api_router.include_router(people.roles_router)
 api_router.include_router(audit.router)
+api_router.include_router(imports.router)

@@ -420,9 +420,8 @@ def _check_header(kind: str, header: list[str], checked: _Checked, *, financial:
 
 def _refuse(checked: _Checked) -> None:
     if checked.errors:
-        raise ImportRefusedError(
-            checked.errors[:MAX_ERRORS], truncated=len(checked.errors) > MAX_ERRORS
-        )
+        errors = sorted(checked.errors, key=lambda error: error.row)
+        raise ImportRefusedError(errors[:MAX_ERRORS], truncated=len(errors) > MAX_ERRORS)
 
 
 def _tick(progress: Progress | None, phase: str, done: int, total: int) -> None:

@@ -1,0 +1,176 @@
+"""``/api/v1/imports/<kind>`` and ``/api/v1/exports/<kind>``: master data as CSV or XLSX.
+
+An import takes the file as the request body (``?format=csv`` or ``xlsx``) and needs
+``master.import`` *and* the kind's own write action (``items.write``, ``partners.write``,
+``locations.write``); a file with any bad row is answered 422 with ``errors``, one entry
+per (row, column, reason), and nothing is written. An import is idempotent by nature (the
+same file again changes nothing), so it needs no ``Idempotency-Key``.
+
+An export needs the kind's read action and leaves out the financial columns for a role
+without the financial field group; locations are exported for the caller's sites only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from central_api.api.auditing import AuditDep
+from central_api.api.deps import ConnDep
+from central_api.api.errors import PROBLEM_JSON
+from central_api.api.permissions import Requires
+from central_api.core.principal import Principal, PrincipalDep
+from central_api.errors import PermissionDeniedError, SiteOutOfScopeError
+from central_api.services.imports import (
+    ImportRefusedError,
+    ImportResult,
+    export_rows,
+    import_file,
+    write_table,
+)
+from jxc.contract import SiteId
+from jxc.paths import API_ROOT
+
+IMPORTS = f"{API_ROOT}/imports"
+EXPORTS = f"{API_ROOT}/exports"
+IMPORT_PATHS = tuple(f"{IMPORTS}/{kind}" for kind in ("items", "partners", "locations"))
+"""Paths whose bodies may be as large as ``max_import_bytes``."""
+
+Format = Annotated[Literal["csv", "xlsx"], Query(description="the file's format")]
+
+_MEDIA = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+_WRITE_ACTION = {
+    "items": "items.write",
+    "partners": "partners.write",
+    "locations": "locations.write",
+}
+
+router = APIRouter(tags=["imports and exports"])
+
+_FILE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            _MEDIA["xlsx"]: {"schema": {"type": "string", "format": "binary"}},
+        },
+        "description": "the whole file; its first row names the columns",
+    }
+}
+_IMPORT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "The caller lacks master.import or the kind's write action."},
+    422: {"description": "The file has errors: `errors` lists each as row, column, reason."},
+}
+
+
+def _run_import(
+    kind: str, request_body: bytes, *, fmt: str, connection: Any, principal: Principal, audit: Any
+) -> Any:
+    action = _WRITE_ACTION[kind]
+    if not principal.can(action):
+        raise PermissionDeniedError(f"{principal.label} may import {kind} only with {action!r}")
+    try:
+        result = import_file(
+            connection,
+            kind=kind,
+            data=request_body,
+            fmt=fmt,
+            audit=audit,
+            financial=principal.financial,
+            visible_sites=principal.sites,
+        )
+    except ImportRefusedError as refused:
+        return JSONResponse(
+            status_code=422,
+            media_type=PROBLEM_JSON,
+            content={
+                "type": "about:blank",
+                "title": "Unprocessable Content",
+                "status": 422,
+                "detail": str(refused),
+                "errors": [
+                    {"row": e.row, "column": e.column, "reason": e.reason} for e in refused.errors
+                ],
+                "truncated": refused.truncated,
+            },
+        )
+    return _result(result)
+
+
+def _result(result: ImportResult) -> dict[str, Any]:
+    return {
+        "kind": result.kind,
+        "rows": result.rows,
+        "created": result.created,
+        "updated": result.updated,
+        "unchanged": result.unchanged,
+        "sha256": result.sha256,
+    }
+
+
+def _import_route(kind: str) -> None:
+    @router.post(
+        f"{IMPORTS.removeprefix(API_ROOT)}/{kind}",
+        dependencies=[Requires("master.import")],
+        responses=_IMPORT_ANSWERS,
+        openapi_extra=_FILE_BODY,
+        name=f"import_{kind}",
+        summary=f"Import {kind} from a CSV or XLSX file",
+    )
+    async def run(
+        request: Request,
+        connection: ConnDep,
+        principal: PrincipalDep,
+        audit: AuditDep,
+        format: Format = "csv",
+    ) -> Any:
+        body = await request.body()
+        from starlette.concurrency import run_in_threadpool  # noqa: PLC0415
+
+        return await run_in_threadpool(
+            _run_import,
+            kind,
+            body,
+            fmt=format,
+            connection=connection,
+            principal=principal,
+            audit=audit,
+        )
+
+
+def _export_route(kind: str, action: str) -> None:
+    @router.get(
+        f"{EXPORTS.removeprefix(API_ROOT)}/{kind}",
+        dependencies=[Requires(action)],
+        responses={200: {"content": {_MEDIA["csv"]: {}, _MEDIA["xlsx"]: {}}}},
+        name=f"export_{kind}",
+        summary=f"Export {kind} as a CSV or XLSX file",
+    )
+    def run(
+        connection: ConnDep,
+        principal: PrincipalDep,
+        format: Format = "csv",
+        site_id: Annotated[SiteId | None, Query(description="locations: one site")] = None,
+    ) -> Response:
+        if site_id is not None and not principal.sees_site(site_id):
+            raise SiteOutOfScopeError(who=principal.label, site_id=site_id)
+        header, rows = export_rows(connection, kind, financial=principal.financial, site_id=site_id)
+        if kind == "locations" and principal.sites is not None:
+            rows = [row for row in rows if row[0] in principal.sites]
+        return Response(
+            content=write_table(header, rows, format),
+            media_type=_MEDIA[format],
+            headers={"Content-Disposition": f'attachment; filename="{kind}.{format}"'},
+        )
+
+
+for _kind in ("items", "partners", "locations"):
+    _import_route(_kind)
+_export_route("items", "items.read")
+_export_route("partners", "partners.read")
+_export_route("locations", "locations.read")
