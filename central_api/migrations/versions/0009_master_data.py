@@ -27,11 +27,13 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 NEW_GRANTS: dict[str, str] = {
-    "purchaser": "partners.read partners.write locations.read reference.read master.import",
+    "purchaser": "partners.read partners.write locations.read reference.read items.import "
+    "partners.import",
     "sales": "partners.read locations.read reference.read",
     "warehouse_clerk": "locations.read reference.read",
-    "store_manager": "locations.read locations.write reference.read",
-    "finance": "partners.read partners.write locations.read reference.read reference.write",
+    "store_manager": "locations.read locations.write reference.read locations.import",
+    "finance": "partners.read partners.write locations.read reference.read reference.write "
+    "partners.import",
     "auditor": "partners.read locations.read reference.read",
 }
 """Actions each default role gains; ``admin`` holds ``*`` already."""
