@@ -330,3 +330,9 @@ def test_bad_reference_entries_name_their_field(client: TestClient) -> None:
         assert refused.status_code == 422, refused.text
         assert field in refused.json()["message"], refused.json()
     assert ok(client.get(TAX_RATES)) == []
+
+
+def test_the_audit_log_treats_a_credit_limit_as_money() -> None:
+    from central_api.services.audit import strip_financial  # noqa: PLC0415
+
+    assert strip_financial({"code": "C", "credit_limit": "100"}) == {"code": "C"}
