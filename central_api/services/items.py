@@ -78,6 +78,7 @@ from central_api.services.audit import AuditContext, record
 from central_api.services.barcodes import barcode_kind, gtin_spellings
 from central_api.services.categories import mask_matches
 from central_api.services.feed import FeedWriter, feed_writer, read_snapshot
+from jxc.contract import MAX_ABS_AMOUNT
 from jxc.feed import (
     BarcodeData,
     ChangeOp,
@@ -918,6 +919,8 @@ def _resolve_units(base: str, units: Sequence[UnitSpec]) -> dict[str, Decimal]:
         if uom in trail:
             raise InvalidError(f"units: {' -> '.join((*trail, uom))} goes round in a circle")
         total = unit.factor * factor_of(unit.of or base, (*trail, uom))
+        if total >= MAX_ABS_AMOUNT:
+            raise InvalidError(f"units: {uom!r} = {total} {base}, more than the largest amount")
         try:
             to_micro_units(total)
         except ValueError as exc:
