@@ -431,6 +431,7 @@ def import_command(
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
 
+    from central_api.api.routes.imports import ROW_MODELS  # noqa: PLC0415
     from central_api.services.audit import system_context  # noqa: PLC0415
     from central_api.services.imports import ImportRefusedError, import_file  # noqa: PLC0415
 
@@ -463,6 +464,7 @@ def import_command(
                     data=data,
                     fmt=fmt,
                     audit=system_context(f"cli:import {kind}"),
+                    models=ROW_MODELS,
                     progress=progress,
                 )
             except ImportRefusedError as refused:

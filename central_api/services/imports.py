@@ -15,6 +15,10 @@ multiple of; default the base unit). ``barcodes``: ``06901234567892; 16901234567
 (a code, optionally ``@`` its pack unit, optionally ``!internal`` for an all-digit code of
 your own). A barcode that contains ``;``, ``@`` or ``!`` cannot be imported this way.
 
+Rows are checked by the very models that check the API's bodies (``ItemIn``,
+``PartnerCreate``, ``LocationCreate``), handed in by the caller as :class:`RowModels`: a
+service knows no HTTP model, and a second copy of the rules would drift.
+
 Items are written set-wise (the file's items, units and barcodes are read in a few
 statements, compared in Python, and written with executemany) since an import of 10,000
 items one request at a time would take minutes; partners and locations are written row
@@ -40,8 +44,6 @@ from central_api.errors import InvalidError
 from central_api.models.items import item_barcodes, items
 from central_api.models.master import categories, item_units, locations, partners, sites
 from central_api.models.master import reference_entries as reference
-from central_api.schemas.items import ItemIn
-from central_api.schemas.master import LocationCreate, PartnerCreate
 from central_api.services import items as item_service
 from central_api.services import partners as partner_service
 from central_api.services import sites as site_service
@@ -106,6 +108,19 @@ FINANCIAL_COLUMNS = frozenset({"cost", "price", "purchase_price", "credit_limit"
 
 Progress = Callable[[str, int, int], None]
 """Called as (phase, done, total): ``check`` while rows are checked, ``write`` after."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowModels:
+    """The models a row is validated with (see the module docstring)."""
+
+    item: type[BaseModel]
+    """With ``feed_fields()``, ``financial()``, ``units``, ``barcodes``, ``category``,
+    ``valuation``: the API's ``ItemIn``."""
+    partner: type[BaseModel]
+    """With ``code`` and the partner fields: the API's ``PartnerCreate``."""
+    location: type[BaseModel]
+    """With ``code``, ``parent``, ``level``, ``kind``, ``name``, ``active``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +344,7 @@ def import_file(
     data: bytes,
     fmt: str,
     audit: AuditContext,
+    models: RowModels,
     financial: bool = True,
     visible_sites: frozenset[str] | None = None,
     progress: Progress | None = None,
@@ -354,6 +370,7 @@ def import_file(
             _import_items(
                 connection,
                 feed,
+                model=models.item,
                 records=records,
                 checked=checked,
                 result=result,
@@ -363,6 +380,7 @@ def import_file(
         elif kind == "partners":
             _import_partners(
                 connection,
+                model=models.partner,
                 records=records,
                 checked=checked,
                 result=result,
@@ -373,6 +391,7 @@ def import_file(
             _import_locations(
                 connection,
                 feed,
+                model=models.location,
                 records=records,
                 checked=checked,
                 result=result,
@@ -487,7 +506,11 @@ def _parse_barcodes(text: str) -> list[dict[str, str]]:
 
 
 def _check_item_row(
-    number: int, record: dict[str, str], checked: _Checked, known_categories: set[str]
+    model: type[BaseModel],
+    number: int,
+    record: dict[str, str],
+    checked: _Checked,
+    known_categories: set[str],
 ) -> _ItemRow | None:
     given = _cells(record, ITEM_COLUMNS)
     code = given.pop("item_code", "")
@@ -500,7 +523,7 @@ def _check_item_row(
         checked.add(number, "units", str(exc))
         return None
     try:
-        body = ItemIn.model_validate(given)
+        body: Any = model.model_validate(given)
     except ValidationError as exc:
         _model_errors(checked, number, exc)
         return None
@@ -535,6 +558,7 @@ def _import_items(
     connection: Connection,
     feed: FeedWriter,
     *,
+    model: type[BaseModel],
     records: list[tuple[int, dict[str, str]]],
     checked: _Checked,
     result: ImportResult,
@@ -546,7 +570,7 @@ def _import_items(
     first_row: dict[str, int] = {}
     barcode_row: dict[str, tuple[int, str]] = {}
     for done, (number, cells) in enumerate(records, start=1):
-        row = _check_item_row(number, cells, checked, known_categories)
+        row = _check_item_row(model, number, cells, checked, known_categories)
         _tick(progress, "check", done, len(records))
         if row is None:
             continue
@@ -813,6 +837,7 @@ def _update_item(
 def _import_partners(
     connection: Connection,
     *,
+    model: type[BaseModel],
     records: list[tuple[int, dict[str, str]]],
     checked: _Checked,
     result: ImportResult,
@@ -824,11 +849,11 @@ def _import_partners(
             select(reference.c.code).where(reference.c.list_name == "payment_terms")
         ).scalars()
     )
-    parsed: list[tuple[int, PartnerCreate]] = []
+    parsed: list[tuple[int, Any]] = []
     first_row: dict[str, int] = {}
     for done, (number, cells) in enumerate(records, start=1):
         _tick(progress, "check", done, len(records))
-        body = _validate(PartnerCreate, _cells(cells, PARTNER_COLUMNS), number, checked)
+        body = _validate(model, _cells(cells, PARTNER_COLUMNS), number, checked)
         if body is None:
             continue
         if body.code in first_row:
@@ -887,6 +912,7 @@ def _import_locations(
     connection: Connection,
     feed: FeedWriter,
     *,
+    model: type[BaseModel],
     records: list[tuple[int, dict[str, str]]],
     checked: _Checked,
     result: ImportResult,
@@ -907,7 +933,7 @@ def _import_locations(
         _tick(progress, "check", done, len(records))
         given = _cells(cells, LOCATION_COLUMNS)
         site_id = given.pop("site_id", "")
-        body = _validate(LocationCreate, given, number, checked)
+        body = _validate(model, given, number, checked)
         if body is None:
             continue
         if site_id not in known_sites:

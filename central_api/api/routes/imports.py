@@ -24,9 +24,12 @@ from central_api.api.errors import PROBLEM_JSON
 from central_api.api.permissions import Requires
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import SiteOutOfScopeError
+from central_api.schemas.items import ItemIn
+from central_api.schemas.master import LocationCreate, PartnerCreate
 from central_api.services.imports import (
     ImportRefusedError,
     ImportResult,
+    RowModels,
     export_rows,
     import_file,
     write_table,
@@ -52,6 +55,9 @@ _WRITE_ACTION = {
 }
 
 router = APIRouter(tags=["imports and exports"])
+
+ROW_MODELS = RowModels(item=ItemIn, partner=PartnerCreate, location=LocationCreate)
+"""An imported row is checked by the model that checks the API's body for the same thing."""
 
 _FILE_BODY: dict[str, Any] = {
     "requestBody": {
@@ -79,6 +85,7 @@ def _run_import(
             data=request_body,
             fmt=fmt,
             audit=audit,
+            models=ROW_MODELS,
             financial=principal.financial,
             visible_sites=principal.sites,
         )
