@@ -359,6 +359,13 @@ def import_file(
     _check_header(kind, header, checked, financial=financial)
     if checked.errors:
         raise ImportRefusedError(checked.errors)
+    for number, cells in body:
+        if any(cells[len(header) :]):
+            checked.add(
+                number,
+                "(row)",
+                f"{len(cells)} cells, but the header names {len(header)} columns",
+            )
     records = [
         (number, dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False)))
         for number, cells in body

@@ -287,3 +287,14 @@ def test_ten_thousand_items_are_all_or_nothing(client: TestClient, database_url:
     answer = send(client, "items", csv_bytes(rows))
     assert answer.status_code == 200, answer.text
     assert answer.json()["created"] == 10_000
+
+
+def test_a_row_longer_than_the_header_is_an_error(client: TestClient) -> None:
+    rows = [["item_code", "name", "uom"], ["A", "a", "EA"], ["B", "b", "EA", "stray"]]
+
+    refused = send(client, "items", csv_bytes(rows))
+
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [
+        {"row": 3, "column": "(row)", "reason": "4 cells, but the header names 3 columns"}
+    ]
