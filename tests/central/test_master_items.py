@@ -540,3 +540,34 @@ def test_the_sequence_alone_never_hands_out_a_number_twice(
         thread.join()
 
     assert sorted(taken) == [f"S-{n:03d}" for n in range(1, 121)]
+
+
+@pytest.mark.postgres
+def test_simultaneous_retries_with_one_key_make_one_item(
+    client: TestClient, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("concurrency is PostgreSQL's question; SQLite has one writer")
+    category(client, "DRINK", code_prefix="DR", code_digits=4)
+    start = threading.Barrier(6)
+    answers: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        start.wait()
+        answer = client.post(
+            ITEMS,
+            json={"name": "可乐", "uom": "瓶", "category": "DRINK"},
+            headers={"Idempotency-Key": "same-key"},
+        )
+        with lock:
+            answers.append((answer.status_code, answer.json().get("item_code", "")))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert answers == [(201, "DR0001")] * 6
+    assert [i["item_code"] for i in ok(client.get(ITEMS))["items"]] == ["DR0001"]
