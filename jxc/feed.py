@@ -185,6 +185,18 @@ class Change(BaseModel):
     def barcode(self) -> BarcodeData:
         return BarcodeData.model_validate(self.data)
 
+    def item_unit(self) -> ItemUnitData:
+        return ItemUnitData.model_validate(self.data)
+
+    def item_site(self) -> ItemSiteData:
+        return ItemSiteData.model_validate(self.data)
+
+    def location(self) -> LocationData:
+        return LocationData.model_validate(self.data)
+
+    def reference(self) -> ReferenceData:
+        return ReferenceData.model_validate(self.data)
+
 
 class ChangePage(BaseModel):
     """One page of a site's feed. Store ``next_cursor`` with the applied page, atomically."""

@@ -336,3 +336,27 @@ def test_the_audit_log_treats_a_credit_limit_as_money() -> None:
     from central_api.services.audit import strip_financial  # noqa: PLC0415
 
     assert strip_financial({"code": "C", "credit_limit": "100"}) == {"code": "C"}
+
+
+def test_every_new_change_parses_as_the_edge_reads_it(client: TestClient) -> None:
+    from jxc.feed import ChangePage  # noqa: PLC0415
+
+    site(client)
+    ok(location(client, "A", level="zone"))
+    ok(client.put(f"{UNITS}/KG", json={"name": "千克", "decimals": 3}))
+    ok(
+        client.put(
+            "/api/v1/items/M",
+            json={"name": "m", "uom": "片", "units": [{"uom": "盒", "factor": "10"}]},
+        )
+    )
+    ok(client.put(f"{SITES}/S01/item-levels/M", json={"safety_stock": "1", "reorder_point": "2"}))
+    page = ChangePage.model_validate(
+        ok(client.get(SYNC_CHANGES, params={"site_id": "S01", "cursor": 0}))
+    )
+
+    parsed = {change.entity.value: change for change in page.changes}
+    assert parsed["location"].location().level == "zone"
+    assert parsed["reference"].reference().attrs == {"decimals": 3}
+    assert parsed["item_unit"].item_unit().factor == 10
+    assert parsed["item_site"].item_site().reorder_point == 2
