@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from central_api.schemas.common import DecimalText, Financial
+from central_api.schemas.common import DecimalText, Financial, Problem
 from jxc.contract import Code, ExactDecimal, Int64, MultilineText, SiteId, Text
 from jxc.feed import LocationKind, LocationLevel
 
@@ -241,3 +241,28 @@ class ReferenceOut(BaseModel):
     active: bool
     version: Int64 = Field(description="feed version of its last change (0: not sent to sites)")
     updated_at: datetime
+
+
+# --- imports ----------------------------------------------------------------------------
+
+
+class RowErrorOut(BaseModel):
+    row: Int64 = Field(description="the file's row, the header being row 1")
+    column: Text
+    reason: MultilineText
+
+
+class ImportProblem(Problem):
+    """A refused import: nothing was written; ``errors`` names every bad cell."""
+
+    errors: list[RowErrorOut]
+    truncated: bool = Field(description="more errors than the 1000 listed")
+
+
+class ImportResultOut(BaseModel):
+    kind: Literal["items", "partners", "locations"]
+    rows: Int64
+    created: Int64
+    updated: Int64
+    unchanged: Int64
+    sha256: Text = Field(description="of the file, as the audit entry names it")

@@ -25,7 +25,13 @@ from central_api.api.permissions import Requires
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import SiteOutOfScopeError
 from central_api.schemas.items import ItemIn
-from central_api.schemas.master import LocationCreate, PartnerCreate
+from central_api.schemas.master import (
+    ImportProblem,
+    ImportResultOut,
+    LocationCreate,
+    PartnerCreate,
+    RowErrorOut,
+)
 from central_api.services.imports import (
     ImportRefusedError,
     ImportResult,
@@ -71,7 +77,13 @@ _FILE_BODY: dict[str, Any] = {
 }
 _IMPORT_ANSWERS: dict[int | str, dict[str, Any]] = {
     403: {"description": "The caller lacks the kind's import action."},
-    422: {"description": "The file has errors: `errors` lists each as row, column, reason."},
+    422: {
+        "model": ImportProblem,
+        "description": "The file has errors: `errors` lists each as row, column, reason.",
+        "content": {
+            PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ImportProblem"}},
+        },
+    },
 }
 
 
@@ -90,32 +102,32 @@ def _run_import(
             visible_sites=principal.sites,
         )
     except ImportRefusedError as refused:
+        problem = ImportProblem(
+            title="Unprocessable Content",
+            status=422,
+            detail=str(refused),
+            errors=[
+                RowErrorOut(row=e.row, column=e.column, reason=e.reason) for e in refused.errors
+            ],
+            truncated=refused.truncated,
+        )
         return JSONResponse(
-            status_code=422,
-            media_type=PROBLEM_JSON,
-            content={
-                "type": "about:blank",
-                "title": "Unprocessable Content",
-                "status": 422,
-                "detail": str(refused),
-                "errors": [
-                    {"row": e.row, "column": e.column, "reason": e.reason} for e in refused.errors
-                ],
-                "truncated": refused.truncated,
-            },
+            status_code=422, media_type=PROBLEM_JSON, content=problem.model_dump(mode="json")
         )
     return _result(result)
 
 
-def _result(result: ImportResult) -> dict[str, Any]:
-    return {
-        "kind": result.kind,
-        "rows": result.rows,
-        "created": result.created,
-        "updated": result.updated,
-        "unchanged": result.unchanged,
-        "sha256": result.sha256,
-    }
+def _result(result: ImportResult) -> ImportResultOut:
+    return ImportResultOut.model_validate(
+        {
+            "kind": result.kind,
+            "rows": result.rows,
+            "created": result.created,
+            "updated": result.updated,
+            "unchanged": result.unchanged,
+            "sha256": result.sha256,
+        }
+    )
 
 
 def _import_route(kind: str) -> None:
@@ -125,6 +137,7 @@ def _import_route(kind: str) -> None:
         responses=_IMPORT_ANSWERS,
         openapi_extra=_FILE_BODY,
         name=f"import_{kind}",
+        response_model=ImportResultOut,
         summary=f"Import {kind} from a CSV or XLSX file",
     )
     async def run(
