@@ -49,6 +49,7 @@ from central_api.services import partners as partner_service
 from central_api.services import sites as site_service
 from central_api.services.audit import AuditContext, record
 from central_api.services.feed import FeedWriter, feed_writer, read_snapshot
+from central_api.services.master_text import clean_line
 from jxc.feed import ChangeOp, FeedEntity, ItemData, LocationData
 
 KINDS = ("items", "partners", "locations")
@@ -432,7 +433,9 @@ def _check_header(kind: str, header: list[str], checked: _Checked, *, financial:
             checked.add(1, "(header)", "a column has no name")
         elif column not in known:
             checked.add(
-                1, column, f"not a column of {kind}; the columns are {', '.join(COLUMNS[kind])}"
+                1,
+                clean_line(column, 64) or "(header)",
+                f"not a column of {kind}; the columns are {', '.join(COLUMNS[kind])}",
             )
         elif column in seen:
             checked.add(1, column, "the column is given twice")
