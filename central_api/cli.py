@@ -403,3 +403,103 @@ def audit_verify(
     typer.echo(
         f"audit log intact: {report.entries} entries, head {report.head_seq} {report.head_hash}"
     )
+
+
+_IMPORT_KINDS = ("items", "partners", "locations")
+
+
+def _format_of(path: Path, given: str | None) -> str:
+    fmt = given or path.suffix.lower().lstrip(".")
+    if fmt not in ("csv", "xlsx"):
+        typer.echo(f"error: say --format csv or xlsx for {path.name}", err=True)
+        raise typer.Exit(2)
+    return fmt
+
+
+@app.command("import")
+def import_command(
+    kind: Annotated[str, typer.Argument(help="items, partners or locations")],
+    file: Annotated[
+        Path, typer.Argument(help="a .csv or .xlsx file; its first row names the columns")
+    ],
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="csv or xlsx (default: from the suffix)")
+    ] = None,
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+) -> None:
+    """Import master data: the whole file or, if any row is bad, nothing (errors listed)."""
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
+
+    from central_api.api.routes.imports import ROW_MODELS  # noqa: PLC0415
+    from central_api.services.audit import system_context  # noqa: PLC0415
+    from central_api.services.imports import ImportRefusedError, import_file  # noqa: PLC0415
+
+    if kind not in _IMPORT_KINDS:
+        typer.echo(f"error: kind must be one of {', '.join(_IMPORT_KINDS)}", err=True)
+        raise typer.Exit(2)
+    fmt = _format_of(file, file_format)
+    data = file.read_bytes()
+    console = Console(stderr=True)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                label = "checking rows" if phase == "check" else "writing"
+                tasks[phase] = bar.add_task(label, total=total)
+            bar.update(tasks[phase], completed=done)
+
+        def run(connection: Any) -> Any:
+            try:
+                return import_file(
+                    connection,
+                    kind=kind,
+                    data=data,
+                    fmt=fmt,
+                    audit=system_context(f"cli:import {kind}"),
+                    models=ROW_MODELS,
+                    progress=progress,
+                )
+            except ImportRefusedError as refused:
+                return refused
+
+        outcome = _on_database(database_url, run)
+    if isinstance(outcome, ImportRefusedError):
+        console.print(
+            f"[red]{file.name} refused, nothing imported[/red]: {len(outcome.errors)} error(s)"
+        )
+        for error in outcome.errors:
+            console.print(f"  row {error.row}, {error.column}: {error.reason}")
+        raise typer.Exit(1)
+    typer.echo(
+        f"{kind}: {outcome.rows} rows, {outcome.created} created, {outcome.updated} updated, "
+        f"{outcome.unchanged} unchanged"
+    )
+
+
+@app.command("export")
+def export_command(
+    kind: Annotated[str, typer.Argument(help="items, partners or locations")],
+    file: Annotated[Path, typer.Argument(help="the .csv or .xlsx file to write")],
+    file_format: Annotated[str | None, typer.Option("--format", help="csv or xlsx")] = None,
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+) -> None:
+    """Export master data in the columns ``import`` reads (financial columns included)."""
+    from central_api.services.imports import export_rows, write_table  # noqa: PLC0415
+
+    if kind not in _IMPORT_KINDS:
+        typer.echo(f"error: kind must be one of {', '.join(_IMPORT_KINDS)}", err=True)
+        raise typer.Exit(2)
+    fmt = _format_of(file, file_format)
+    header, rows = _on_database(
+        database_url, lambda connection: export_rows(connection, kind, financial=True)
+    )
+    file.write_bytes(write_table(header, rows, fmt))
+    typer.echo(f"{kind}: {len(rows)} rows written to {file}")

@@ -22,6 +22,7 @@ from central_api.api.main import api_router
 from central_api.api.permissions import guard_routes
 from central_api.api.request_id import RequestIdMiddleware
 from central_api.api.routes import health
+from central_api.api.routes.imports import IMPORT_PATHS
 from central_api.core.config import Settings
 from central_api.core.db import check_schema_current, create_db_engine
 from central_api.core.principal import PrincipalScope
@@ -63,7 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(  # added last, so it runs first: a declared size costs nothing to check
         BodyLimit,
         default_limit=settings.max_body_bytes,
-        path_limits={SYNC_EVENTS: settings.max_push_bytes},
+        path_limits={
+            SYNC_EVENTS: settings.max_push_bytes,
+            **dict.fromkeys(IMPORT_PATHS, settings.max_import_bytes),
+        },
     )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)

@@ -29,10 +29,22 @@ into the item master is one the edge can put in an event."""
 
 
 class FeedEntity(StrEnum):
-    """What a change is about. The list grows (PO lines, label templates, reorder points)."""
+    """What a change is about. The list grows (PO lines next).
+
+    An agent skips entities it does not cache; each still moves its cursor.
+    """
 
     ITEM = "item"
     BARCODE = "barcode"
+    ITEM_UNIT = "item_unit"
+    """A unit of an item other than its base unit, keyed ``<item_code> <uom>``."""
+    ITEM_SITE = "item_site"
+    """Safety stock and reorder levels of an item at the site, keyed by item code."""
+    LOCATION = "location"
+    """A node of the site's location tree, keyed by location code."""
+    REFERENCE = "reference"
+    """An entry of a reference list (reason codes, units, label templates...), keyed
+    ``<list> <code>``."""
 
 
 class ChangeOp(StrEnum):
@@ -40,14 +52,89 @@ class ChangeOp(StrEnum):
     DELETE = "delete"
 
 
+ValuationMethod = Literal["moving_average", "fifo"]
+
+
 class ItemData(BaseModel):
-    """An item as a site sees it: no cost, no supplier prices."""
+    """An item as a site sees it: no cost, no supplier prices.
+
+    The fields after ``active`` came with the master data of issue 13; central leaves a
+    field out of the feed while it holds its default, so an item that uses none of them
+    looks exactly as it did before.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     item_code: Code
     name: Annotated[Text, Field(max_length=200)] = ""
     uom: Uom = "EA"
+    active: bool = True
+    name_en: Annotated[Text, Field(max_length=200)] = ""
+    category: Code | None = None
+    lot_tracked: bool = False
+    expiry_tracked: bool = False
+    serial_tracked: bool = False
+    shelf_life_days: Annotated[int, Field(ge=0, le=36_500)] | None = None
+    min_remaining_days: Annotated[int, Field(ge=0, le=36_500)] | None = Field(
+        default=None, description="the least shelf life left that receiving accepts"
+    )
+    unit_weight: ExactDecimal | None = Field(
+        default=None, description="expected weight of one base unit, in kg"
+    )
+    weight_tolerance: ExactDecimal | None = Field(
+        default=None, description="accepted deviation from the expected weight, in percent"
+    )
+    archived: bool = False
+
+
+class ItemUnitData(BaseModel):
+    """One unit of an item other than its base unit: ``factor`` base units make one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_code: Code
+    uom: Uom
+    factor: ExactDecimal
+
+
+class ItemSiteData(BaseModel):
+    """An item's stock levels at one site, in the item's base unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_code: Code
+    safety_stock: ExactDecimal
+    reorder_point: ExactDecimal
+    reorder_qty: ExactDecimal
+
+
+LocationLevel = Literal["zone", "aisle", "bin"]
+LocationKind = Literal["storage", "receiving", "quarantine", "damaged", "in_transit"]
+
+
+class LocationData(BaseModel):
+    """A node of a site's location tree."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: Code
+    parent: Code | None = None
+    level: LocationLevel
+    kind: LocationKind
+    name: Annotated[Text, Field(max_length=200)] = ""
+    active: bool = True
+
+
+class ReferenceData(BaseModel):
+    """An entry of a reference list; ``attrs`` holds the list's own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    list: Annotated[Text, Field(min_length=1, max_length=32)]
+    code: Annotated[Text, Field(min_length=1, max_length=32)]
+    name: Annotated[Text, Field(max_length=200)] = ""
+    name_en: Annotated[Text, Field(max_length=200)] = ""
+    attrs: dict[str, Any] = Field(default_factory=dict)
     active: bool = True
 
 
@@ -62,6 +149,9 @@ class BarcodeData(BaseModel):
     barcode: Barcode
     item_code: Code
     qty_per: ExactDecimal = Decimal(1)
+    uom: Uom | None = Field(
+        default=None, description="the pack unit one scan means; absent: the base unit"
+    )
 
     @model_validator(mode="after")
     def _positive(self) -> Self:
@@ -94,6 +184,18 @@ class Change(BaseModel):
 
     def barcode(self) -> BarcodeData:
         return BarcodeData.model_validate(self.data)
+
+    def item_unit(self) -> ItemUnitData:
+        return ItemUnitData.model_validate(self.data)
+
+    def item_site(self) -> ItemSiteData:
+        return ItemSiteData.model_validate(self.data)
+
+    def location(self) -> LocationData:
+        return LocationData.model_validate(self.data)
+
+    def reference(self) -> ReferenceData:
+        return ReferenceData.model_validate(self.data)
 
 
 class ChangePage(BaseModel):

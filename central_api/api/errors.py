@@ -288,6 +288,12 @@ def _describe_problems(schema: dict[str, Any]) -> None:
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             for code, response in operation.get("responses", {}).items():
+                content = response.get("content") or {}
+                if code.isdigit() and int(code) >= 400 and PROBLEM_JSON in content:
+                    # A route's own problem model (an import's row errors): FastAPI also
+                    # lists it as application/json, which is never sent.
+                    response["content"] = {PROBLEM_JSON: content[PROBLEM_JSON]}
+                    continue
                 if not code.isdigit() or int(code) < 400 or not _framework_shaped(response):
                     continue  # a route's own model for an error status (/healthz's 503) stays
                 model = ValidationProblem if code == "422" else Problem

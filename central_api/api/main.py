@@ -4,13 +4,29 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from central_api.api.routes import audit, auth, items, people, stock, sync
+from central_api.api.routes import (
+    audit,
+    auth,
+    imports,
+    items,
+    master,
+    people,
+    reference,
+    stock,
+    sync,
+)
 
 api_router = APIRouter()
 api_router.include_router(sync.router)
 api_router.include_router(stock.router)
 api_router.include_router(items.router)
+api_router.include_router(master.categories_router)
+api_router.include_router(master.sites_router)
+api_router.include_router(master.partners_router)
+for reference_router in reference.reference_routers:
+    api_router.include_router(reference_router)
 api_router.include_router(auth.router)
 api_router.include_router(people.users_router)
 api_router.include_router(people.roles_router)
 api_router.include_router(audit.router)
+api_router.include_router(imports.router)

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     """The largest push (``POST /api/v1/sync/events``): a full batch of 5000 events is
     about 2 MB, several times that with every text field as long as the contract allows."""
 
+    max_import_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    """The largest master-data file ``POST /api/v1/imports/...`` takes: 10,000 items with
+    their barcodes are about 1.5 MB as CSV; a sheet of 100,000 rows fits."""
+
     user_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
     """How long a user's bearer token from ``POST /api/v1/auth/token`` lasts."""
 

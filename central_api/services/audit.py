@@ -399,10 +399,11 @@ def source_address(host: str | None) -> str | None:
 
 FINANCIAL_WORDS = frozenset(
     {"cost", "costs", "price", "prices", "value", "margin", "margins"}
-    | {"amount", "amounts", "valuation", "revenue"}
+    | {"amount", "amounts", "valuation", "revenue", "credit"}
 )
 """A key is financial when one of its ``_``-separated words is one of these
-(``unit_cost``, ``sale_price``, ``stock_value``, ``gross_margin``, ``tax_amount``)."""
+(``unit_cost``, ``sale_price``, ``stock_value``, ``gross_margin``, ``tax_amount``,
+``credit_limit``)."""
 
 
 def is_financial_key(key: str) -> bool:

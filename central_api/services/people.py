@@ -55,7 +55,17 @@ USER_TOKEN_PREFIX = "jxcu_"  # noqa: S105 (a format tag, not a secret)
 
 ALL_ACTIONS: dict[str, str] = {
     "items.read": "read the item master",
-    "items.write": "create, change and deactivate items and their barcodes",
+    "items.write": "create, change, archive items, their barcodes, units, categories and "
+    "per-site stock levels",
+    "partners.read": "read suppliers and customers",
+    "partners.write": "create and change suppliers and customers",
+    "locations.read": "read sites and their locations",
+    "locations.write": "create and change sites and locations (of the user's sites)",
+    "reference.read": "read reason codes, payment terms, tax rates, units, label templates",
+    "reference.write": "change reason codes, payment terms, tax rates, units, label templates",
+    "items.import": "import items with units and barcodes from CSV or XLSX files",
+    "partners.import": "import suppliers and customers from CSV or XLSX files",
+    "locations.import": "import locations from CSV or XLSX files (of the user's sites)",
     "stock.read": "read stock balances (of the user's sites)",
     "users.manage": "create, change and disable users; edit roles",
     "audit.read": "read and export the audit log",

@@ -50,6 +50,14 @@ POSTGRES_ADMIN_URL = os.environ.get(
 
 CENTRAL_TABLES = (
     "audit_log",
+    "idempotency_keys",
+    "reference_entries",
+    "locations",
+    "sites",
+    "partners",
+    "item_site_levels",
+    "item_units",
+    "code_sequences",
     "login_failures",
     "sessions",
     "user_sites",
@@ -64,16 +72,19 @@ CENTRAL_TABLES = (
     "change_feed",
     "item_barcodes",
     "items",
+    "categories",
 )
 """Emptied before each PostgreSQL test; ``feed_counter`` keeps its one row, reset to 0,
 ``audit_head`` its row, reset to the genesis, and ``auth_signing_key`` its key; ``roles``
-is refilled with the seven defaults."""
+is refilled with the seven defaults as the migrations left them."""
 
 _MIGRATION_0006 = Path(__file__).parents[2] / "central_api/migrations/versions/0006_people.py"
 
 
 def default_roles() -> list[dict[str, Any]]:
-    """The roles migration 0006 seeds, as rows (read from the migration itself)."""
+    """The roles migration 0006 seeds, as rows (read from the migration itself).
+
+    Later migrations add grants to them; :func:`migrated_roles` has the result."""
     spec = importlib.util.spec_from_file_location("jxc_migration_0006", _MIGRATION_0006)
     assert spec is not None
     assert spec.loader is not None
@@ -195,7 +206,21 @@ def postgres_session() -> Iterator[tuple[str, psycopg.Connection[Any]]]:
         upgrade_database(url)
         plain_url = url.set(drivername="postgresql").render_as_string(hide_password=False)
         with psycopg.connect(plain_url, autocommit=True) as cleaner:
+            _MIGRATED_ROLES[:] = _read_roles(cleaner)
             yield url.render_as_string(hide_password=False), cleaner
+
+
+_MIGRATED_ROLES: list[dict[str, Any]] = []
+"""The roles as a freshly migrated database holds them (every migration's grants)."""
+
+
+def _read_roles(connection: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, description, actions, financial FROM roles")
+        return [
+            {"name": name, "description": text, "actions": actions, "financial": financial}
+            for name, text, actions, financial in cursor.fetchall()
+        ]
 
 
 @contextmanager
@@ -233,7 +258,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         cursor.executemany(
             "INSERT INTO roles (name, description, actions, financial, changed_at) "
             "VALUES (%(name)s, %(description)s, %(actions)s, %(financial)s, now())",
-            default_roles(),
+            _MIGRATED_ROLES,
         )
     return str(url)
 

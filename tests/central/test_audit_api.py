@@ -121,8 +121,11 @@ def test_an_item_change_is_recorded_with_who_when_and_from_where(
         "uom": "box",
         "active": True,
         "barcodes": {"690123": "1"},
+        "units": {},
+        "valuation": "moving_average",
         "cost": "1.2",
         "price": None,
+        "purchase_price": None,
     }
     assert second["before"]["name"] == "aspirin"
     assert second["after"]["name"] == "aspirin 100"

@@ -74,7 +74,13 @@ def test_a_token_signs_in_and_me_says_who(anonymous: TestClient) -> None:
     assert me == {
         "username": "mia",
         "roles": ["sales"],
-        "actions": ["items.read", "stock.read"],
+        "actions": [
+            "items.read",
+            "locations.read",
+            "partners.read",
+            "reference.read",
+            "stock.read",
+        ],
         "financial": True,
         "sites": ["S01"],
     }
