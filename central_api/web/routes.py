@@ -336,6 +336,12 @@ async def update_item(
     return await _save(request, connection, principal, audit, creating=False, code=code)
 
 
+_ITEM_FIELDS_KEPT: Final = tuple(
+    name for name in ItemData.model_fields if name not in ("item_code", "name", "uom", "active")
+)
+"""The item's fields the console's form does not show yet: an edit keeps them as they are."""
+
+
 async def _save(
     request: Request,
     connection: ConnDep,
@@ -360,12 +366,22 @@ async def _save(
         errors = await _conflicts(connection, form, creating=creating, fingerprint=fingerprint, _=_)
     if not errors and checked.body is not None:
         body = checked.body
+        kept: dict[str, Any] = {}
+        if not creating:
+            # The form edits some of an item's fields; a save is a whole replacement, so
+            # the others (English name, category, tracking flags...) are carried over.
+            existing = await _run(get_item, connection=connection, item_code=checked.item_code)
+            kept = {name: getattr(existing, name) for name in _ITEM_FIELDS_KEPT}
         try:
             await _run(
                 upsert_item,
                 connection=connection,
                 item=ItemData(
-                    item_code=checked.item_code, name=body.name, uom=body.uom, active=body.active
+                    **kept,
+                    item_code=checked.item_code,
+                    name=body.name,
+                    uom=body.uom,
+                    active=body.active,
                 ),
                 barcodes=[
                     BarcodeData(

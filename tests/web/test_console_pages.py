@@ -232,6 +232,43 @@ def test_an_edit_replaces_the_barcodes_and_is_audited(app: FastAPI) -> None:
     assert list(actions) == ["item.create", "item.update"]
 
 
+def test_an_edit_keeps_the_fields_the_form_does_not_show(app: FastAPI) -> None:
+    """A save replaces the item whole; what the console does not edit yet must survive it."""
+    with app.state.engine.connect() as connection:
+        upsert_item(
+            connection=connection,
+            item=ItemData(
+                item_code="K-1",
+                name="茶叶",
+                uom="pcs",
+                name_en="Green tea",
+                lot_tracked=True,
+                expiry_tracked=True,
+                shelf_life_days=365,
+                unit_weight=Decimal("0.25"),
+            ),
+            barcodes=[],
+            audit=system_context("test"),
+            purchase_price=Decimal("3.5"),
+        )
+    boss = browser(app, "boss")
+    form = boss.get("/console/items/edit?code=K-1").text
+    fingerprint = re.search(r'name="fingerprint" value="([^"]*)"', form)
+    assert fingerprint is not None
+    answer = boss.post(
+        "/console/items/edit?code=K-1",
+        data={"name": "绿茶", "uom": "pcs", "active": "on", "fingerprint": fingerprint[1]},
+        headers=htmx(boss),
+    )
+    assert answer.headers.get("HX-Redirect") == "/console/items/view?code=K-1", answer.text
+    with app.state.engine.connect() as connection:
+        item = get_item(connection=connection, item_code="K-1")
+    assert item.name == "绿茶"
+    assert (item.name_en, item.lot_tracked, item.expiry_tracked) == ("Green tea", True, True)
+    assert (item.shelf_life_days, item.unit_weight) == (365, Decimal("0.25"))
+    assert item.purchase_price == Decimal("3.5")
+
+
 def test_deactivate_keeps_the_item_and_is_audited(app: FastAPI) -> None:
     seed(app.state.engine, "D-1", ["D-BC"])
     boss = browser(app, "boss")
