@@ -18,6 +18,7 @@ import pytest
 
 from central_api.core.db import create_db_engine
 from central_api.services.audit import system_context
+from central_api.services.barcodes import gs1_check_digit
 from central_api.services.items import upsert_item
 from jxc.feed import BarcodeData, ItemData
 from tests.patience import patience_timeout
@@ -107,7 +108,8 @@ def test_create_an_item_with_two_barcodes_then_find_it_by_a_scan(
     page: Any, central: Central, width: str, screenshots: Path
 ) -> None:
     code = f"WEB-{width.upper()}"
-    barcodes = [f"690{len(width):03d}0000001", f"SCAN-{width}-2"]
+    body = f"690{len(width):03d}000000"
+    barcodes = [f"{body}{gs1_check_digit(body)}", f"SCAN-{width}-2"]  # an EAN-13 is checked
     page.goto(f"{central.url}/console/login")
     shoot(page, screenshots, "login", width)
     sign_in(page, central, "boss")
