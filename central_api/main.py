@@ -42,7 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     the app, and tests call :func:`~central_api.core.db.upgrade_database` themselves.
     """
     settings = settings if settings is not None else Settings()
-    engine = create_db_engine(settings.database_url)
+    engine = create_db_engine(
+        settings.database_url,
+        write_wait_s=settings.write_wait_s,
+        busy_retry_after_s=settings.busy_retry_after_s,
+        pool_timeout=settings.pool_timeout_s,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -55,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="jxc central", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.busy_retry_after_s = settings.busy_retry_after_s
     app.state.token_signer = TokenSigner(engine, ttl_s=settings.token_ttl_s)
     app.state.projections = built_in_projections()
     install_error_handlers(app)

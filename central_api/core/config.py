@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     secure_cookies: bool = False
     """Mark the session cookie ``Secure``; turn on whenever central is served over HTTPS."""
 
+    write_wait_s: float = Field(default=2.0, gt=0, le=60)
+    """The longest a write waits in line for the database's write lock (SQLite) or a row
+    lock (PostgreSQL) before it is answered 503 with ``Retry-After`` instead of started.
+    Well below the edge's request timeout (10 s by default), so a busy central says so
+    rather than leaving the edge to time out; see ``central_api.core.db``."""
+
+    busy_retry_after_s: int = Field(default=1, ge=1, le=300)
+    """The ``Retry-After`` of a busy answer; the edge waits at least this long."""
+
+    pool_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """The longest a request waits for a pooled database connection (then 503)."""
+
     gc_gen0_threshold: int = Field(default=50_000, ge=700)
     """Net new container objects between the garbage collector's young-generation runs
     while serving (CPython's default is 700); see ``central_api.core.gc_tuning``."""
