@@ -78,6 +78,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def create_worker_app() -> FastAPI:
+    """The app of one worker process of ``jxc central serve --workers N``.
+
+    uvicorn starts each worker as a fresh process and calls this there: the settings
+    come from the environment (the command line put its options there), the migrations
+    were run once by the command before any worker started, and each worker sets up its
+    own JSON logging and garbage-collector tuning, as the single-process server does.
+    """
+    import os  # noqa: PLC0415
+
+    from central_api.core.gc_tuning import tune_for_serving  # noqa: PLC0415
+    from jxc.logs import configure_logging  # noqa: PLC0415
+
+    configure_logging(os.environ.get("JXC_LOG_LEVEL", "INFO"))
+    settings = Settings()
+    app = create_app(settings)
+    tune_for_serving(gen0_threshold=settings.gc_gen0_threshold)
+    return app
+
+
 def _refuse_stale_schema(engine: Engine) -> None:
     """Fail at start on an unmigrated database, but start anyway on an unreachable one.
 

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
 
     port: int = 8700
 
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes of ``jxc central serve``: more than one only on PostgreSQL."""
+
     token_ttl_s: int = Field(default=900, ge=30, le=86_400)
     """How long a site token lasts. Short, so a leaked header is soon worthless; the edge
     fetches a new one a minute before expiry, and on any 401."""
