@@ -189,7 +189,7 @@ async def get_principal(
     worker thread on a pooled connection. ``async``, so the common case costs no trip
     through the thread pool.
     """
-    principal = request.scope.get("state", {}).get(VERIFIED_PRINCIPAL)
+    principal: Principal | None = request.scope.get("state", {}).get(VERIFIED_PRINCIPAL)
     if principal is None:
         if bearer or request.cookies.get(SESSION_COOKIE):
             principal = await run_in_threadpool(_look_up_principal, request, bearer)

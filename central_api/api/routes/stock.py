@@ -44,7 +44,7 @@ async def read_stock(
         Query(max_length=40, description='"" for stock kept without a lot; omit for any lot'),
     ] = None,
     location: Annotated[Code | None, Query()] = None,
-) -> list[StockBalanceOut]:
+) -> Response:
     """Balances matching every filter given, ordered by site, location, item, lot."""
     if site_id is not None and not principal.sees_site(site_id):
         raise SiteOutOfScopeError(who=principal.label, site_id=site_id)
