@@ -28,6 +28,7 @@ from central_api.core.principal import PrincipalScope
 from central_api.errors import first_line
 from central_api.services.auth import TokenSigner
 from central_api.services.projections import built_in_projections
+from central_api.services.push_group import PushGroup
 from jxc import __version__
 from jxc.paths import API_ROOT, SYNC_EVENTS
 
@@ -61,6 +62,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.busy_retry_after_s = settings.busy_retry_after_s
+    app.state.push_group = (
+        PushGroup(engine, wait_s=settings.write_wait_s, retry_after_s=settings.busy_retry_after_s)
+        if engine.dialect.name == "sqlite" and settings.group_commit
+        else None
+    )
     app.state.token_signer = TokenSigner(engine, ttl_s=settings.token_ttl_s)
     app.state.projections = built_in_projections()
     install_error_handlers(app)

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     busy_retry_after_s: int = Field(default=1, ge=1, le=300)
     """The ``Retry-After`` of a busy answer; the edge waits at least this long."""
 
+    group_commit: bool = True
+    """SQLite: commit pushes that wait for the write lock together, one disk sync for the
+    group (``central_api.services.push_group``); off, each push commits alone."""
+
     pool_timeout_s: float = Field(default=5.0, gt=0, le=60)
     """The longest a request waits for a pooled database connection (then 503)."""
 

@@ -154,44 +154,82 @@ def ingest_batch(
     reaches the caller. The push's audit entry is attributed to ``audit`` (the route's
     request, with its id and address), or to the site itself without one.
     """
-    site_id = batch.site_id
     with write_transaction(connection):
-        watermark = _lock_site(connection, site_id=site_id, now=received_at)
-        common = _insert_if_all_new(
+        merged = merge_push(
+            connection, batch=batch, received_at=received_at, projections=projections, audit=audit
+        )
+    return merged.committed()
+
+
+@dataclass(frozen=True, slots=True)
+class MergedPush:
+    """A push merged inside a transaction that has not committed yet."""
+
+    outcome: PushOutcome
+    path: str
+
+    def committed(self) -> PushOutcome:
+        """Log the push and hand its outcome on; call only once its transaction committed."""
+        outcome = self.outcome
+        _log_outcome(
+            site_id=outcome.site_id,
+            verdicts=outcome.verdicts,
+            watermark=outcome.acked_through_seq,
+            path=self.path,
+        )
+        return outcome
+
+
+def merge_push(
+    connection: Connection,
+    *,
+    batch: PushBatch,
+    received_at: datetime,
+    projections: Projections,
+    audit: AuditContext | None = None,
+) -> MergedPush:
+    """:func:`ingest_batch`'s work inside the caller's write transaction.
+
+    For a caller that merges several pushes in one transaction, each in a savepoint of
+    its own (:mod:`central_api.services.push_group`); nothing is answered before the
+    transaction commits.
+    """
+    site_id = batch.site_id
+    watermark = _lock_site(connection, site_id=site_id, now=received_at)
+    common = _insert_if_all_new(
+        connection, batch=batch, watermark=watermark, received_at=received_at
+    )
+    accepted: Sequence[LedgerEvent]
+    if isinstance(common, list):
+        verdicts, path, accepted = common, "common", batch.events
+        watermark = _walk_past(connection, site_id=site_id, watermark=batch.events[-1].seq)
+    else:
+        path = f"careful: {common}"
+        verdicts, watermark, accepted = _ingest_carefully(
             connection, batch=batch, watermark=watermark, received_at=received_at
         )
-        accepted: Sequence[LedgerEvent]
-        if isinstance(common, list):
-            verdicts, path, accepted = common, "common", batch.events
-            watermark = _walk_past(connection, site_id=site_id, watermark=batch.events[-1].seq)
-        else:
-            path = f"careful: {common}"
-            verdicts, watermark, accepted = _ingest_carefully(
-                connection, batch=batch, watermark=watermark, received_at=received_at
-            )
-        if accepted and projections:
-            projections.run(
-                connection,
-                AcceptedEvents(site_id=site_id, events=accepted, received_at=received_at),
-            )
-        connection.execute(
-            _site_statements(connection)[2],
-            {"the_site": site_id, "watermark": watermark, "now": received_at},
-        )
-        _record_push(
+    if accepted and projections:
+        projections.run(
             connection,
-            audit or AuditContext(Actor(ActorKind.SITE, site_id)),
-            batch=batch,
-            verdicts=verdicts,
-            all_accepted=path == "common",
-            watermark=watermark,
-            received_at=received_at,
+            AcceptedEvents(site_id=site_id, events=accepted, received_at=received_at),
         )
-
-    _log_outcome(site_id=site_id, verdicts=verdicts, watermark=watermark, path=path)
-    return PushOutcome(
+    connection.execute(
+        _site_statements(connection)[2],
+        {"the_site": site_id, "watermark": watermark, "now": received_at},
+    )
+    _record_push(
+        connection,
+        audit or AuditContext(Actor(ActorKind.SITE, site_id)),
+        batch=batch,
+        verdicts=verdicts,
+        all_accepted=path == "common",
+        watermark=watermark,
+        received_at=received_at,
+    )
+    outcome = PushOutcome(
         site_id=site_id, acked_through_seq=watermark, verdicts=verdicts, received_at=received_at
     )
+    return MergedPush(outcome=outcome, path=path)
 
 
 def _record_push(

@@ -10,6 +10,7 @@ Its paths are the wire contract's (:mod:`jxc.paths`), which the edge sends to.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -33,9 +34,9 @@ from central_api.schemas.sync import (
 )
 from central_api.services.audit import Actor, ActorKind, AuditContext
 from central_api.services.feed import MAX_PAGE, changes_for_site
-from central_api.services.ingest import ingest_batch
+from central_api.services.ingest import ingest_batch, merge_push
 from central_api.services.ledger import list_refused, site_watermark
-from central_api.services.projections import Projections
+from central_api.services.push_group import PushGroup
 from jxc.contract import Int64, SiteId
 from jxc.paths import (
     SYNC_ACK,
@@ -90,27 +91,42 @@ async def push_events(batch: PushBatch, token_site: TokenSiteDep, request: Reque
     """
     require_site(token_site, batch.site_id)
     audit = request_context(request, Actor(ActorKind.SITE, token_site))
-    state = request.app.state
-    answer = await run_in_threadpool(_push, state.engine, state.projections, batch, audit)
+    received_at = datetime.now(UTC)
+    answer = await run_in_threadpool(_push, request.app.state, batch, audit, received_at)
     return Response(answer, media_type="application/json")
 
 
-def _push(engine: Engine, projections: Projections, batch: PushBatch, audit: AuditContext) -> bytes:
+def _push(state: Any, batch: PushBatch, audit: AuditContext, received_at: datetime) -> bytes:
     """The whole push in one trip to a worker thread: connection, ingest, commit, answer.
 
     The route is ``async`` and hands everything that touches the database or grows with
     the batch to this one function, where a ``def`` route with its dependencies took
     four or more trips through the thread pool (``docs/performance.md``). The answer is
-    serialized here too, so 5,000 results never hold the event loop.
+    serialized here too, so 5,000 results never hold the event loop. On SQLite, pushes
+    that wait together are committed together (:mod:`central_api.services.push_group`).
     """
-    with engine.connect() as connection:
-        outcome = ingest_batch(
-            connection=connection,
-            batch=batch,
-            received_at=datetime.now(UTC),
-            projections=projections,
-            audit=audit,
+    group: PushGroup | None = state.push_group
+    if group is not None:
+        merged = group.run(
+            partial(
+                merge_push,
+                batch=batch,
+                received_at=received_at,
+                projections=state.projections,
+                audit=audit,
+            )
         )
+        outcome = merged.committed()
+    else:
+        engine: Engine = state.engine
+        with engine.connect() as connection:
+            outcome = ingest_batch(
+                connection=connection,
+                batch=batch,
+                received_at=received_at,
+                projections=state.projections,
+                audit=audit,
+            )
     return push_ack(outcome).model_dump_json().encode()
 
 
