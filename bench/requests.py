@@ -55,6 +55,10 @@ from jxc.paths import HEALTH, ITEMS, STOCK, SYNC_EVENTS, SYNC_TOKEN
 app = cli(__doc__)
 
 SITES = [f"S{n:02d}" for n in range(1, 9)]
+SOLO_SITES = [f"S{n:02d}" for n in range(11, 19)]
+"""The sites of the second central, which commits every push alone (``--group-commit
+compare`` on SQLite), so that both centrals' seqs never meet."""
+GROUP_ROWS = ("8 sites, 1 event", "8 sites, 100 events")
 ITEM_COUNT = 50
 PASSWORD = "bench password"
 
@@ -148,12 +152,16 @@ def _process(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[s
                 process.wait()
 
 
-def central(url: str, workers: int, log_path: Path) -> contextlib.AbstractContextManager[str]:
+def central(
+    url: str, workers: int, log_path: Path, *, group_commit: bool = True
+) -> contextlib.AbstractContextManager[str]:
     jxc = str(Path(sys.executable).with_name("jxc"))
     argv = [jxc, "central", "serve", "--host", "127.0.0.1", "--port", "{port}"]
     if workers > 1:
         argv += ["--workers", str(workers)]
-    return _process(argv, {**os.environ, "JXC_CENTRAL_DATABASE_URL": url}, log_path)
+    env = {**os.environ, "JXC_CENTRAL_DATABASE_URL": url}
+    env["JXC_CENTRAL_GROUP_COMMIT"] = "true" if group_commit else "false"
+    return _process(argv, env, log_path)
 
 
 def floor(url: str, workers: int, log_path: Path) -> contextlib.AbstractContextManager[str]:
@@ -202,7 +210,7 @@ def prepare(url: str) -> Fixture:
     try:
         create_floor_tables(engine)
         with engine.connect() as connection:
-            secrets = {site: add_site(connection, site) for site in SITES}
+            secrets = {site: add_site(connection, site) for site in SITES + SOLO_SITES}
             create_user(connection, username="boss", password=PASSWORD, role_names=["admin"])
             token = sign_in(
                 connection,
@@ -336,8 +344,17 @@ ROWS = (
 class Target:
     """Requests of every row against one server (central or the floor)."""
 
-    def __init__(self, base: str, *, is_floor: bool, fixture: Fixture, tag: str) -> None:
+    def __init__(
+        self,
+        base: str,
+        *,
+        is_floor: bool,
+        fixture: Fixture,
+        tag: str,
+        sites: list[str] = SITES,
+    ) -> None:
         self.base, self.is_floor, self.fixture, self.tag = base, is_floor, fixture, tag
+        self.sites = sites
         self.clients: list[httpx.AsyncClient] = []
         self.pushers: dict[str, Pusher] = {}
         self.bulk: dict[str, Pusher] = {}
@@ -349,8 +366,8 @@ class Target:
 
     async def start(self) -> None:
         push = "/push" if self.is_floor else SYNC_EVENTS
-        sites = [f"F{site[1:]}" if self.is_floor else site for site in SITES]
-        for site, secret_of in zip(sites, SITES, strict=True):
+        sites = [f"F{site[1:]}" if self.is_floor else site for site in self.sites]
+        for site, secret_of in zip(sites, self.sites, strict=True):
             one, bulk = Pusher(self.client(), site, push, 1), Pusher(self.client(), site, push, 100)
             bulk.client = one.client  # one connection per site
             if not self.is_floor:
@@ -396,24 +413,34 @@ class Target:
 
 
 async def _measure(
-    jxc_base: str, floor_base: str, fixture: Fixture, *, seconds: float, rounds: int, tag: str
+    jxc_base: str,
+    floor_base: str,
+    fixture: Fixture,
+    *,
+    seconds: float,
+    rounds: int,
+    tag: str,
+    solo_base: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     jxc = Target(jxc_base, is_floor=False, fixture=fixture, tag=tag)
     bare = Target(floor_base, is_floor=True, fixture=fixture, tag=tag)
-    await jxc.start()
-    await bare.start()
-    # Warm both (first requests compile statements, fill caches, open connections).
-    for target in (bare, jxc):
-        for row in ROWS:
+    sides = [("floor", bare), ("jxc", jxc)]
+    solo = None
+    if solo_base is not None:
+        solo = Target(solo_base, is_floor=False, fixture=fixture, tag=f"{tag}s", sites=SOLO_SITES)
+        sides.append(("solo", solo))
+    for _, target in sides:
+        await target.start()
+    # Warm each (first requests compile statements, fill caches, open connections).
+    for name, target in sides:
+        for row in ROWS if name != "solo" else GROUP_ROWS:
             await _phase(target.calls(row), 0.3)
-    totals = {row: {"floor": Side(), "jxc": Side()} for row in ROWS}
+    totals = {row: {name: Side() for name, _ in sides} for row in ROWS}
     try:
         for round_number in range(rounds):
-            order = [("floor", bare), ("jxc", jxc)]
-            if round_number % 2:
-                order.reverse()
+            order = sides[:2] if round_number % 2 == 0 else sides[1::-1]
             for row in ROWS:
-                for name, target in order:
+                for name, target in order + (sides[2:] if row in GROUP_ROWS else []):
                     side = await _phase(target.calls(row), seconds)
                     totals[row][name].add(side)
                     console.print(
@@ -423,30 +450,44 @@ async def _measure(
                         f"errors {side.errors}"
                     )
     finally:
-        await jxc.close()
-        await bare.close()
+        for _, target in sides:
+            await target.close()
     rows: dict[str, dict[str, Any]] = {}
-    for row, sides in totals.items():
-        ours, base = sides["jxc"].summary(), sides["floor"].summary()
+    for row, measured in totals.items():
+        ours, base = measured["jxc"].summary(), measured["floor"].summary()
         rows[row] = {
             "jxc": ours,
             "floor": base,
             "throughput_ratio": round(ours["per_s"] / base["per_s"], 2) if base["per_s"] else None,
             "p50_ratio": round(ours["p50_ms"] / base["p50_ms"], 2) if base["p50_ms"] else None,
         }
+        if "solo" in measured and measured["solo"].requests:
+            rows[row]["jxc_each_push_commits_alone"] = measured["solo"].summary()
     return rows
 
 
-def run_one(kind: str, workers: int, *, seconds: float, rounds: int) -> RequestsReport:
+def run_one(
+    kind: str, workers: int, *, seconds: float, rounds: int, compare_group_commit: bool
+) -> RequestsReport:
     logs = ROOT / "var" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
     with database(kind) as url:
         console.print(f"[bold]{kind}, {workers} worker(s)[/bold]: preparing {url.split('@')[-1]}")
         fixture = prepare(url)
-        with (
-            central(url, workers, logs / f"requests-central-{kind}-{workers}.log") as jxc_base,
-            floor(url, workers, logs / f"requests-floor-{kind}-{workers}.log") as floor_base,
-        ):
+        compare = compare_group_commit and kind == "sqlite"
+        with contextlib.ExitStack() as servers:
+            jxc_base = servers.enter_context(
+                central(url, workers, logs / f"requests-central-{kind}-{workers}.log")
+            )
+            floor_base = servers.enter_context(
+                floor(url, workers, logs / f"requests-floor-{kind}-{workers}.log")
+            )
+            solo_base = None
+            if compare:
+                solo_log = logs / f"requests-central-solo-{kind}.log"
+                solo_base = servers.enter_context(
+                    central(url, workers, solo_log, group_commit=False)
+                )
             rows = asyncio.run(
                 _measure(
                     jxc_base,
@@ -455,6 +496,7 @@ def run_one(kind: str, workers: int, *, seconds: float, rounds: int) -> Requests
                     seconds=seconds,
                     rounds=rounds,
                     tag=f"{kind[0]}{workers}",
+                    solo_base=solo_base,
                 )
             )
     report = RequestsReport(database=kind, workers=workers, seconds=seconds, rounds=rounds)
@@ -499,6 +541,16 @@ def print_report(reports: AllReports) -> None:
             )
         console.print(shown)
         for row, figures in report.rows.items():
+            solo = figures.get("jxc_each_push_commits_alone")
+            if solo:
+                ours = figures["jxc"]
+                console.print(
+                    f"  {row}: group commit {ours['units_per_s']:,.0f}/s p50 {ours['p50_ms']} "
+                    f"p99 {ours['p99_ms']} ms; each push committed alone "
+                    f"{solo['units_per_s']:,.0f}/s p50 {solo['p50_ms']} p99 {solo['p99_ms']} ms, "
+                    f"errors {solo['errors']}"
+                )
+        for row, figures in report.rows.items():
             for side in ("jxc", "floor"):
                 if figures[side]["first_error"]:
                     console.print(f"  {row} {side}: first error {figures[side]['first_error']}")
@@ -515,6 +567,13 @@ def main(
     workers: Annotated[
         str, typer.Option(help="worker counts to run on PostgreSQL, comma-separated")
     ] = "1,2",
+    group_commit: Annotated[
+        str,
+        typer.Option(
+            help="SQLite: 'compare' also runs the 8-site rows against a second central that "
+            "commits every push alone; 'on' does not"
+        ),
+    ] = "compare",
     json_out: Annotated[Path | None, typer.Option(help="write the report here")] = None,
 ) -> None:
     """Run the rows on each database (SQLite: one worker) and print the ratios."""
@@ -523,7 +582,15 @@ def main(
     for kind in kinds:
         counts = [1] if kind == "sqlite" else [int(n) for n in workers.split(",")]
         for count in counts:
-            reports.runs.append(run_one(kind, count, seconds=seconds, rounds=rounds))
+            reports.runs.append(
+                run_one(
+                    kind,
+                    count,
+                    seconds=seconds,
+                    rounds=rounds,
+                    compare_group_commit=group_commit == "compare",
+                )
+            )
     finish(reports, print_report, json_out)
 
 
