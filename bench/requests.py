@@ -155,7 +155,7 @@ def _process(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[s
 def central(
     url: str, workers: int, log_path: Path, *, group_commit: bool = True
 ) -> contextlib.AbstractContextManager[str]:
-    jxc = str(Path(sys.executable).with_name("jxc"))
+    jxc = os.environ.get("BENCH_JXC") or str(Path(sys.executable).with_name("jxc"))
     argv = [jxc, "central", "serve", "--host", "127.0.0.1", "--port", "{port}"]
     if workers > 1:
         argv += ["--workers", str(workers)]
