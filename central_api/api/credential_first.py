@@ -40,6 +40,7 @@ from central_api.api.deps import NO_TOKEN_MESSAGE, VERIFIED_SITE, get_token_site
 from central_api.api.errors import problem
 from central_api.api.permissions import Rule
 from central_api.api.quoting import excerpt
+from central_api.core.db import checking_credentials
 from central_api.core.principal import VERIFIED_PRINCIPAL, find_principal
 from central_api.errors import (
     ForbiddenError,
@@ -70,7 +71,7 @@ def check_site_token(app: FastAPI, request: Request) -> None:
     if token is None:
         raise TokenRefusedError(NO_TOKEN_MESSAGE)
     signer: TokenSigner = app.state.token_signer
-    with app.state.engine.connect() as connection:
+    with checking_credentials(app.state.engine) as connection:
         site_id = signer.verify(connection, token)
     request.scope.setdefault("state", {})[VERIFIED_SITE] = site_id
 
@@ -81,7 +82,7 @@ def check_principal(app: FastAPI, request: Request) -> None:
     Only the credential: whether its roles allow the route is answered by the route (403),
     which costs the stranger nothing it could not learn by signing in.
     """
-    with app.state.engine.connect() as connection:
+    with checking_credentials(app.state.engine) as connection:
         principal = find_principal(request, connection, app.state.token_signer, _bearer(request))
     if principal.is_anonymous:
         raise SignInRequiredError(

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
 from central_api.core.config import Settings
+from central_api.core.db import checking_credentials
 from central_api.errors import SiteForbiddenError, TokenRefusedError
 from central_api.services.auth import TokenSigner
 from central_api.services.projections import Projections
@@ -97,7 +98,7 @@ async def get_token_site(
 def verify_site_token(request: Request, token: str) -> str:
     """The site ``token`` speaks for, checked on a pooled connection of the app's."""
     signer: TokenSigner = request.app.state.token_signer
-    with cast(Engine, request.app.state.engine).connect() as connection:
+    with checking_credentials(cast(Engine, request.app.state.engine)) as connection:
         return signer.verify(connection, token)
 
 

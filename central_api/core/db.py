@@ -263,6 +263,21 @@ def write_transaction(connection: Connection) -> Iterator[Connection]:
             gate.release()  # type: ignore[union-attr]  # entered implies a gate
 
 
+@contextmanager
+def checking_credentials(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection for the few reads that check a request's credential.
+
+    On PostgreSQL it reads in autocommit mode: the check's ``BEGIN`` and ``COMMIT`` were
+    two of its three round trips to the server, and its reads need no snapshot in
+    common (the signing key is cached anyway; each row read is current when read). The
+    mode is a client-side switch, undone when the connection goes back to the pool.
+    """
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+
+
 def upgrade_database(url: str | URL, revision: str = "head") -> None:
     """Bring the schema at ``url`` up to ``revision``, all in one transaction.
 

@@ -29,6 +29,7 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from central_api.core.db import checking_credentials
 from central_api.core.security import TOKEN_PREFIX as SITE_TOKEN_PREFIX
 from central_api.errors import CsrfRefusedError, SessionRefusedError
 from central_api.services.auth import TokenSigner
@@ -204,7 +205,7 @@ async def get_principal(
 
 def _look_up_principal(request: Request, bearer: str | None) -> Principal:
     signer: TokenSigner = request.app.state.token_signer
-    with request.app.state.engine.connect() as connection:
+    with checking_credentials(request.app.state.engine) as connection:
         return find_principal(request, connection, signer, bearer)
 
 
