@@ -88,6 +88,8 @@ def create_db_engine(
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         _ensure_sqlite_directory(parsed)
+        if parsed.database in (None, "", ":memory:"):
+            engine_options.pop("pool_timeout", None)  # a memory database has no queue pool
         engine = create_engine(parsed, **engine_options)
         _install_sqlite_hooks(engine)
         _GATES[engine] = WriteGate(wait_s=write_wait_s, retry_after_s=busy_retry_after_s)
