@@ -20,11 +20,13 @@ Nothing a push is promised changes:
 * **one audit entry per push**, in its own savepoint, so it goes or stays with its push;
 * **bounded waits**: a push waits at most ``wait_s`` to be taken into a group
   (:class:`~central_api.errors.WriteBusyError`, 503 + ``Retry-After``, otherwise); once
-  taken it waits for the group's transaction, which holds at most ``max_group`` pushes.
+  taken it waits for the group's transaction, which holds at most ``max_group`` pushes
+  and ``max_events`` events.
 
-How: the first push to arrive finds nobody leading and leads: it takes every push
-waiting (its own first, up to ``max_group``), passes the engine's write gate (so other
-writers, an item's change, keep their turn), merges them and commits. Then it hands the
+How: the first push to arrive finds nobody leading and leads: it takes the pushes
+waiting (its own first, then in arrival order up to ``max_group`` and ``max_events``),
+passes the engine's write gate (so other writers, an item's change, keep their turn),
+merges them and commits. Then it hands the
 lead to the oldest push still waiting, if any, and returns its own answer; the next
 leader does the same. A push alone on the line is a group of one: a savepoint more than
 before, and nothing else.
@@ -53,10 +55,17 @@ MAX_GROUP = 64
 """Pushes merged in one transaction at most: the lock is held for the whole group, so a
 bound on the group is a bound on what a writer behind it waits."""
 
+MAX_GROUP_EVENTS = 10_000
+"""Events merged in one transaction at most (two full batches): a group of large pushes
+takes about as long as the pushes one after the other, so it stays short enough that the
+last push of a group is answered well within an edge's request timeout. A push larger
+than this is a group of its own."""
+
 
 @dataclass(eq=False)
 class _Job(Generic[T]):
     work: Callable[[Connection], T]
+    weight: int = 1
     wake: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     done: bool = False
@@ -74,11 +83,13 @@ class PushGroup:
         wait_s: float | None,
         retry_after_s: int = 1,
         max_group: int = MAX_GROUP,
+        max_events: int = MAX_GROUP_EVENTS,
     ) -> None:
         self.engine = engine
         self.wait_s = wait_s
         self.retry_after_s = retry_after_s
         self.max_group = max_group
+        self.max_events = max_events
         self._mutex = threading.Lock()
         self._line: deque[_Job[object]] = deque()
         self._leading = False
@@ -87,14 +98,15 @@ class PushGroup:
         self.merged = 0
         """Pushes merged so far."""
 
-    def run(self, work: Callable[[Connection], T]) -> T:
+    def run(self, work: Callable[[Connection], T], *, events: int = 1) -> T:
         """Run ``work`` on a connection inside a write transaction shared with other
         pushes waiting now, each in its own savepoint; return its value once committed.
 
         ``work`` must not commit or answer anyone: it runs inside the group's
         transaction, and its value is returned only after that transaction committed.
+        ``events`` (the push's size) counts towards the group's ``max_events``.
         """
-        job: _Job[T] = _Job(work)
+        job: _Job[T] = _Job(work, weight=events)
         with self._mutex:
             self._line.append(job)  # type: ignore[arg-type]
             if not self._leading:
@@ -123,7 +135,15 @@ class PushGroup:
 
     def _lead(self) -> None:
         with self._mutex:
-            group = [self._line.popleft() for _ in range(min(self.max_group, len(self._line)))]
+            group = [self._line.popleft()]  # this leader's own push
+            events = group[0].weight
+            while (
+                self._line
+                and len(group) < self.max_group
+                and events + self._line[0].weight <= self.max_events
+            ):
+                events += self._line[0].weight
+                group.append(self._line.popleft())
         try:
             self._commit(group)
         finally:

@@ -43,7 +43,8 @@ def push(group: PushGroup, batch: PushBatch) -> PushOutcome:
     merged = group.run(
         lambda connection: merge_push(
             connection, batch=batch, received_at=datetime.now(UTC), projections=Projections()
-        )
+        ),
+        events=len(batch.events),
     )
     return merged.committed()
 
@@ -167,3 +168,24 @@ def test_pushes_not_taken_in_time_are_refused_as_busy_and_nothing_is_stored(
         )
     finally:
         engine.dispose()
+
+
+def test_a_group_holds_no_more_events_than_its_bound(sqlite_engine: Engine) -> None:
+    """Large pushes waiting together are not merged past ``max_events``: the last push
+    of a group must be answered within an edge's timeout."""
+    group = PushGroup(sqlite_engine, wait_s=patience_timeout(10), max_events=25)
+    sites = [SiteLedger(f"S{n:02d}") for n in range(1, 6)]
+    batches = [PushBatch.model_validate(site.batch(site.receipts(10))) for site in sites]
+    gate = write_gate(sqlite_engine)
+    assert gate is not None
+    with ThreadPoolExecutor(len(batches)) as pool, gate_held(sqlite_engine):
+        futures = [pool.submit(push, group, batches[0])]
+        wait_until(lambda: gate.waiting == 1, "the first push leads and waits at the gate")
+        for batch in batches[1:]:
+            futures.append(pool.submit(push, group, batch))
+            queued = len(futures) - 1
+            wait_until(lambda: len(group._line) == queued, "in line in order")  # noqa: B023
+    assert [future.result().acked_through_seq for future in futures] == [10] * len(batches)
+    # the first alone, then 10 + 10 (a third would make 30 > 25), then the same again
+    assert group.commits == 3
+    assert count(sqlite_engine, ledger_events) == 50

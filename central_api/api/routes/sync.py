@@ -114,7 +114,8 @@ def _push(state: Any, batch: PushBatch, audit: AuditContext, received_at: dateti
                 received_at=received_at,
                 projections=state.projections,
                 audit=audit,
-            )
+            ),
+            events=len(batch.events),
         )
         outcome = merged.committed()
     else:
