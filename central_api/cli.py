@@ -33,28 +33,81 @@ def _settings(**overrides: Any) -> Any:
     return Settings(**{name: value for name, value in overrides.items() if value is not None})
 
 
+_WORKERS_HELP = (
+    "server processes, for PostgreSQL only (SQLite has one writer: see docs/performance.md) "
+    "[env JXC_CENTRAL_WORKERS]"
+)
+
+
 @app.command()
 def serve(
     host: str | None = typer.Option(None, help="address to listen on [env JXC_CENTRAL_HOST]"),
     port: int | None = typer.Option(None, help="port to listen on [env JXC_CENTRAL_PORT]"),
     database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+    workers: int | None = typer.Option(None, min=1, max=64, help=_WORKERS_HELP),
 ) -> None:
-    """Bring the database schema up to date, then serve the API."""
+    """Bring the database schema up to date, then serve the API.
+
+    The start-up work (migrations, the first admin) is done once, here; with
+    ``--workers N`` uvicorn then starts N processes on the one port, each of which only
+    builds the app (``central_api.main.create_worker_app``) from the same settings.
+    """
     import uvicorn  # noqa: PLC0415
 
     from central_api.core.db import upgrade_database  # noqa: PLC0415
     from central_api.core.gc_tuning import tune_for_serving  # noqa: PLC0415
     from central_api.main import create_app  # noqa: PLC0415
 
-    settings = _settings(host=host, port=port, database_url=database_url)
+    settings = _settings(host=host, port=port, database_url=database_url, workers=workers)
+    refusal = workers_refusal(settings.database_url, settings.workers)
+    if refusal is not None:
+        typer.echo(f"error: {refusal}", err=True)
+        raise typer.Exit(2)
     upgrade_database(settings.database_url)
     ensure_first_admin(settings.database_url)
-    log.info("central starting", extra={"host": settings.host, "port": settings.port})
+    log.info(
+        "central starting",
+        extra={"host": settings.host, "port": settings.port, "workers": settings.workers},
+    )
+    if settings.workers > 1:
+        # Worker processes read their settings from the environment, as Settings does:
+        # what the command line said is handed down that way.
+        os.environ["JXC_CENTRAL_DATABASE_URL"] = settings.database_url
+        os.environ["JXC_LOG_LEVEL"] = logging.getLevelName(logging.getLogger().level)
+        uvicorn.run(
+            "central_api.main:create_worker_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=None,
+        )
+        return
     central = create_app(settings)
     tune_for_serving(gen0_threshold=settings.gc_gen0_threshold)
     # log_config=None keeps the JSON logging the root command set up; uvicorn's loggers
     # then propagate to it instead of installing their own handlers.
     uvicorn.run(central, host=settings.host, port=settings.port, log_config=None)
+
+
+def workers_refusal(database_url: str, workers: int) -> str | None:
+    """Why ``workers`` processes may not serve ``database_url``, or None if they may.
+
+    SQLite lets one writer in at a time, per database file. In one process, writers queue
+    in order for it (``central_api.core.db.WriteGate``); across processes they could only
+    poll SQLite's lock, the busy-wait that gave pushes half-second tails, and a second
+    process adds no write throughput. Reads would scale, but central's small requests
+    are writes as often as not.
+    """
+    from sqlalchemy import make_url  # noqa: PLC0415
+
+    if workers > 1 and make_url(database_url).get_backend_name() == "sqlite":
+        return (
+            f"--workers {workers} needs PostgreSQL: SQLite takes one writer at a time, so "
+            "central serves it from one process, whose writers queue in order for the lock "
+            "(docs/performance.md, 'Why SQLite stays one process')"
+        )
+    return None
 
 
 @app.command()

@@ -16,6 +16,8 @@ base                     status  meaning
                                 message says whether a retry or a fix is needed
 ``TooLargeError``        413    more than central takes in one request
 ``TooManyRequestsError`` 429    too many attempts (sign-in); try again later
+``UnavailableError``     503    central cannot take it *now* (busy); nothing was
+                                changed, retry after the answer's ``Retry-After``
 ======================== ====== ===================================================
 
 Each message is a sentence a person can act on; the client gets it as ``detail``.
@@ -227,6 +229,33 @@ class InvalidSiteIdError(InvalidError):
 
 class TooManyRequestsError(CentralError):
     """Too many attempts in a short time; the message says when to try again."""
+
+
+class UnavailableError(CentralError):
+    """Central cannot carry the request out now, through no fault of the request.
+
+    Answered 503 with ``Retry-After: retry_after_s``; the edge waits at least that long.
+    """
+
+    retry_after_s: int = 1
+
+
+class WriteBusyError(UnavailableError):
+    """A write waited its whole bound for the database's write lock; nothing was changed.
+
+    Writers queue for the lock in arrival order (``central_api.core.db``); one that would
+    wait past ``JXC_CENTRAL_WRITE_WAIT_S`` is answered at once instead, so the client hears
+    "busy, retry" well before its own timeout rather than nothing at all.
+    """
+
+    def __init__(self, *, waited_s: float, retry_after_s: int, queued: int | None = None) -> None:
+        self.waited_s = waited_s
+        self.retry_after_s = retry_after_s
+        behind = f" behind {queued} other write(s)" if queued else ""
+        super().__init__(
+            f"central is busy: this write waited {waited_s:.1f} s{behind} for the database's "
+            f"write lock and was not started; nothing was changed, retry in {retry_after_s} s"
+        )
 
 
 # --- people ----------------------------------------------------------------------------

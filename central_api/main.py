@@ -29,6 +29,7 @@ from central_api.core.principal import PrincipalScope
 from central_api.errors import first_line
 from central_api.services.auth import TokenSigner
 from central_api.services.projections import built_in_projections
+from central_api.services.push_group import PushGroup
 from central_api.web import mount_console
 from jxc import __version__
 from jxc.paths import API_ROOT, SYNC_EVENTS
@@ -44,7 +45,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     the app, and tests call :func:`~central_api.core.db.upgrade_database` themselves.
     """
     settings = settings if settings is not None else Settings()
-    engine = create_db_engine(settings.database_url)
+    engine = create_db_engine(
+        settings.database_url,
+        write_wait_s=settings.write_wait_s,
+        busy_retry_after_s=settings.busy_retry_after_s,
+        pool_timeout=settings.pool_timeout_s,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="jxc central", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.busy_retry_after_s = settings.busy_retry_after_s
+    app.state.push_group = (
+        PushGroup(engine, wait_s=settings.write_wait_s, retry_after_s=settings.busy_retry_after_s)
+        if engine.dialect.name == "sqlite" and settings.group_commit
+        else None
+    )
     app.state.token_signer = TokenSigner(engine, ttl_s=settings.token_ttl_s)
     app.state.projections = built_in_projections()
     install_error_handlers(app)
@@ -75,6 +87,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_console(app)
     app.add_middleware(PrincipalScope)
     guard_routes(app)
+    return app
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one worker process of ``jxc central serve --workers N``.
+
+    uvicorn starts each worker as a fresh process and calls this there: the settings
+    come from the environment (the command line put its options there), the migrations
+    were run once by the command before any worker started, and each worker sets up its
+    own JSON logging and garbage-collector tuning, as the single-process server does.
+    """
+    import os  # noqa: PLC0415
+
+    from central_api.core.gc_tuning import tune_for_serving  # noqa: PLC0415
+    from jxc.logs import configure_logging  # noqa: PLC0415
+
+    configure_logging(os.environ.get("JXC_LOG_LEVEL", "INFO"))
+    settings = Settings()
+    app = create_app(settings)
+    tune_for_serving(gen0_threshold=settings.gc_gen0_threshold)
     return app
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from edge_agent.backoff import Backoff
+from edge_agent.backoff import Backoff, retry_after_s
 from edge_agent.ledger import Ledger
 from jxc.feed import ChangeOp, ChangePage, FeedEntity
 from jxc.paths import SYNC_CHANGES
@@ -161,6 +161,11 @@ class Puller:
             )
             response.raise_for_status()
             page = ChangePage.model_validate_json(response.content)
+        except httpx.HTTPStatusError as exc:
+            busy = exc.response.status_code in (429, 503)
+            wait = retry_after_s(exc.response.headers.get("retry-after")) if busy else None
+            self._failed(f"{exc.__class__.__name__}: {str(exc)[:300]}", at_least_s=wait)
+            return False
         except (httpx.HTTPError, ValidationError) as exc:
             self._failed(f"{exc.__class__.__name__}: {str(exc)[:300]}")
             return False
@@ -188,9 +193,9 @@ class Puller:
             )
         return page.has_more
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, *, at_least_s: float | None = None) -> None:
         self.last_error = reason
-        delay = self.backoff.failed()
+        delay = self.backoff.failed(at_least_s=at_least_s)
         log.warning(
             "pull failed",
             extra={"site": self.site_id, "reason": reason, "retry_in_s": round(delay, 3)},

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from edge_agent.backoff import Backoff
+from edge_agent.backoff import Backoff, retry_after_s
 from edge_agent.ledger import Ledger, PendingEvent, Refusal, default_lease_holder
 from jxc.contract import CONTRACT_VERSION, EventStatus, PushAck
 from jxc.paths import SYNC_EVENTS
@@ -195,7 +195,14 @@ class Pusher:
             # is the credential itself (missing, wrong, revoked) or a site id mixup.
             # Retrying with backoff is still right (an operator may fix it meanwhile).
             auth_failed = response.status_code in (401, 403)
-            self._failed(reason, alert=_CREDENTIAL_ALERT if auth_failed else None)
+            # A busy central (503, 429) says when to come back; nothing of the batch was
+            # stored, so it is sent again unchanged then.
+            wait = (
+                retry_after_s(response.headers.get("retry-after"))
+                if response.status_code in (429, 503)
+                else None
+            )
+            self._failed(reason, alert=_CREDENTIAL_ALERT if auth_failed else None, at_least_s=wait)
             return False
         try:
             ack = PushAck.model_validate_json(response.content)
@@ -261,12 +268,14 @@ class Pusher:
             self.state.alerts.append(alert)
             log.error(alert, extra={"site": self.ledger.site_id, "clock_skew_s": skew_s})
 
-    def _failed(self, reason: str, *, alert: str | None = None) -> None:
+    def _failed(
+        self, reason: str, *, alert: str | None = None, at_least_s: float | None = None
+    ) -> None:
         state = self.state
         state.last_error = reason
         if alert is not None and not any(a.startswith(alert) for a in state.alerts):
             state.alerts.append(f"{alert}: fix the site secret (see last_error)")
-        delay = self.backoff.failed()
+        delay = self.backoff.failed(at_least_s=at_least_s)
         state.consecutive_failures = self.backoff.failures
         log.warning(
             "push failed",

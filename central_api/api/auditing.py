@@ -30,7 +30,8 @@ def actor_of(principal: Principal) -> Actor:
     return Actor(ActorKind.ANONYMOUS, None)
 
 
-def get_audit_context(request: Request, principal: PrincipalDep) -> AuditContext:
+async def get_audit_context(request: Request, principal: PrincipalDep) -> AuditContext:
+    """Async: it only reads what is known, so it costs no trip through the thread pool."""
     return request_context(request, actor_of(principal))
 
 

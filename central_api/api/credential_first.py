@@ -12,8 +12,10 @@ dependencies include a key of :data:`CREDENTIAL_CHECKS` (at any depth) is checke
 that key's checker, and a route whose access rule refuses anonymous callers
 (``Requires(...)``, ``SIGNED_IN``: :attr:`~central_api.api.permissions.Rule.needs_credential`)
 with the person-or-site check. A new route is covered without a line here. The route's
-own dependency still checks the credential again once the body is in: this is a gate in
-front, not a replacement, so nothing is trusted across the two.
+own dependency then takes the gate's answer from the request's scope (``state``), where
+only central's code writes, instead of reading the credential again: the check ran
+moments before, in the same request, on the same headers. A request the gate let
+through without an answer (see below) is checked by the dependency as before.
 
 A check that fails for another reason than the credential (the database is down) lets
 the request through, so the route answers it as it always has (503).
@@ -34,11 +36,12 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from central_api.api.deps import NO_TOKEN_MESSAGE, get_token_site
+from central_api.api.deps import NO_TOKEN_MESSAGE, VERIFIED_SITE, get_token_site
 from central_api.api.errors import problem
 from central_api.api.permissions import Rule
 from central_api.api.quoting import excerpt
-from central_api.core.principal import find_principal
+from central_api.core.db import checking_credentials
+from central_api.core.principal import VERIFIED_PRINCIPAL, find_principal
 from central_api.errors import (
     ForbiddenError,
     SignInRequiredError,
@@ -52,7 +55,8 @@ log = logging.getLogger("central_api.api.credential_first")
 Checker = Callable[[FastAPI, Request], None]
 """Checks a request's credential for ``app`` from its headers (the body is not read);
 raises an :class:`~central_api.errors.UnauthorizedError` (401) or, for a cookie without
-its CSRF token, a :class:`~central_api.errors.ForbiddenError` (403) to refuse. Runs in a
+its CSRF token, a :class:`~central_api.errors.ForbiddenError` (403) to refuse; on success
+leaves what it found in the request's ``state`` for the route's dependency. Runs in a
 worker thread."""
 
 
@@ -67,8 +71,9 @@ def check_site_token(app: FastAPI, request: Request) -> None:
     if token is None:
         raise TokenRefusedError(NO_TOKEN_MESSAGE)
     signer: TokenSigner = app.state.token_signer
-    with app.state.engine.connect() as connection:
-        signer.verify(connection, token)
+    with checking_credentials(app.state.engine) as connection:
+        site_id = signer.verify(connection, token)
+    request.scope.setdefault("state", {})[VERIFIED_SITE] = site_id
 
 
 def check_principal(app: FastAPI, request: Request) -> None:
@@ -77,12 +82,13 @@ def check_principal(app: FastAPI, request: Request) -> None:
     Only the credential: whether its roles allow the route is answered by the route (403),
     which costs the stranger nothing it could not learn by signing in.
     """
-    with app.state.engine.connect() as connection:
+    with checking_credentials(app.state.engine) as connection:
         principal = find_principal(request, connection, app.state.token_signer, _bearer(request))
     if principal.is_anonymous:
         raise SignInRequiredError(
             "sign in first: send `Authorization: Bearer <token>` from POST /api/v1/auth/token"
         )
+    request.scope.setdefault("state", {})[VERIFIED_PRINCIPAL] = principal
 
 
 CREDENTIAL_CHECKS: dict[Callable[..., Any], Checker] = {get_token_site: check_site_token}

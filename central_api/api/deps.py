@@ -2,6 +2,10 @@
 
 The engine and settings hang on ``app.state`` (set by ``create_app``), not in module
 globals: two apps in one process, as in the tests, then never share a database.
+
+A dependency that only reads ``app.state`` is ``async def``: FastAPI runs a plain ``def``
+dependency in a worker thread, and each such trip cost a request about as much as a
+small query (``docs/performance.md``, "Cost per request").
 """
 
 from __future__ import annotations
@@ -12,19 +16,21 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
+from starlette.concurrency import run_in_threadpool
 
 from central_api.core.config import Settings
+from central_api.core.db import checking_credentials
 from central_api.errors import SiteForbiddenError, TokenRefusedError
 from central_api.services.auth import TokenSigner
 from central_api.services.projections import Projections
 from jxc.paths import SYNC_TOKEN
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return cast(Engine, request.app.state.engine)
 
 
@@ -38,11 +44,11 @@ def get_connection(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[C
         yield connection
 
 
-def get_token_signer(request: Request) -> TokenSigner:
+async def get_token_signer(request: Request) -> TokenSigner:
     return cast(TokenSigner, request.app.state.token_signer)
 
 
-def get_projections(request: Request) -> Projections:
+async def get_projections(request: Request) -> Projections:
     return cast(Projections, request.app.state.projections)
 
 
@@ -64,19 +70,36 @@ _bearer = HTTPBearer(
 )
 
 
-def get_token_site(
+VERIFIED_SITE = "jxc_verified_site"
+"""Key in the ASGI scope's ``state``: the site whose token this request's credential check
+(``central_api.api.credential_first``) verified before the body was read."""
+
+
+async def get_token_site(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    connection: ConnDep,
-    signer: SignerDep,
 ) -> str:
     """The site the request's bearer token speaks for; 401 without a valid one.
 
-    The connection is the route's own (FastAPI gives one instance per request), so the
-    check costs no second pooled connection.
+    A request with a body had its token checked before the body was read, moments ago in
+    this same request (``credential_first``); that check's answer is taken, rather than
+    reading the credential row a second time. The scope's state is written only by
+    central's own code, and the headers it was checked from cannot change within a
+    request. Any other request (a GET) is checked here, in a worker thread.
     """
     if credentials is None:
         raise TokenRefusedError(NO_TOKEN_MESSAGE)
-    return signer.verify(connection, credentials.credentials)
+    verified = request.scope.get("state", {}).get(VERIFIED_SITE)
+    if verified is not None:
+        return cast(str, verified)
+    return await run_in_threadpool(verify_site_token, request, credentials.credentials)
+
+
+def verify_site_token(request: Request, token: str) -> str:
+    """The site ``token`` speaks for, checked on a pooled connection of the app's."""
+    signer: TokenSigner = request.app.state.token_signer
+    with checking_credentials(cast(Engine, request.app.state.engine)) as connection:
+        return signer.verify(connection, token)
 
 
 TokenSiteDep = Annotated[str, Depends(get_token_site)]

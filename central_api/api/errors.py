@@ -12,8 +12,11 @@ and ``detail``, the sentence that says what is wrong. Clients that read only ``d
   because programs read it.
 * A refusal on the merits (:class:`~central_api.errors.CentralError`): the status of
   its base class, from ``REFUSAL_STATUS``, one row per base, never per leaf.
-* The database down, locked past its timeout, or the pool exhausted: 503, which the edge
-  treats as "retry later" rather than "this batch is wrong".
+* Central busy (:class:`~central_api.errors.UnavailableError`: a write that waited its
+  bound for the write lock, PostgreSQL's ``lock_timeout``, SQLite's lock held past its
+  busy timeout by another process): 503 with ``Retry-After``, which the edge honours.
+* The database down, or the pool exhausted: 503 too, which the edge treats as "retry
+  later" rather than "this batch is wrong".
 * Anything else: 500 naming an incident id that is in the log with the traceback.
 
 The OpenAPI document says the same: every 4xx and 5xx an operation lists is described as
@@ -45,6 +48,7 @@ from central_api.errors import (
     TooLargeError,
     TooManyRequestsError,
     UnauthorizedError,
+    UnavailableError,
     first_line,
 )
 from central_api.schemas.common import Problem, ValidationProblem
@@ -61,6 +65,7 @@ REFUSAL_STATUS: dict[type[CentralError], int] = {
     ConflictError: status.HTTP_409_CONFLICT,
     TooLargeError: status.HTTP_413_CONTENT_TOO_LARGE,
     TooManyRequestsError: status.HTTP_429_TOO_MANY_REQUESTS,
+    UnavailableError: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 """The status of each kind of refusal. A refusal takes its base's row; a class under no
 base here (none should be) is answered 400."""
@@ -137,6 +142,8 @@ def install_error_handlers(app: FastAPI) -> None:
             (_REFUSAL_HEADERS[cls] for cls in type(exc).__mro__ if cls in _REFUSAL_HEADERS),
             None,
         )
+        if isinstance(exc, UnavailableError):
+            headers = {"Retry-After": str(max(1, int(exc.retry_after_s)))}
         return problem(code, reason, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
@@ -152,6 +159,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeoutError)
     async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         reason = first_line(exc)
+        if lock_wait_ran_out(exc):
+            retry_after = str(getattr(request.app.state, "busy_retry_after_s", 1))
+            log.warning("write lock not had in time", extra={"path": request.url.path})
+            return problem(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "central is busy: this write waited its bound for a database lock and was "
+                f"rolled back; nothing was changed, retry in {retry_after} s ({reason})",
+                headers={"Retry-After": retry_after},
+            )
         log.error("database unavailable", extra={"path": request.url.path, "reason": reason})
         return problem(
             status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -179,6 +195,15 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     _document_problems(app)
+
+
+def lock_wait_ran_out(exc: Exception) -> bool:
+    """Whether the database gave up waiting for a lock: PostgreSQL's ``lock_timeout``
+    (SQLSTATE 55P03), or SQLite's busy timeout (another process held the write lock)."""
+    original = getattr(exc, "orig", None)
+    if getattr(original, "sqlstate", None) == "55P03":
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(original)
 
 
 _MAX_ANSWERED = 100

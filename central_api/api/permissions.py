@@ -49,7 +49,8 @@ class _Requires(Rule):
         self.label = f"{action}+site" if site else action
         self.needs_credential = True
 
-    def __call__(self, principal: PrincipalDep) -> Principal:  # type: ignore[override]
+    async def __call__(self, principal: PrincipalDep) -> Principal:  # type: ignore[override]
+        """Async: a check of what is already known costs no trip through the thread pool."""
         if principal.is_anonymous:
             raise SignInRequiredError(
                 "sign in first: send `Authorization: Bearer <token>` from POST /api/v1/auth/token"
@@ -73,7 +74,7 @@ class _SignedIn(Rule):
     label = "signed-in"
     needs_credential = True
 
-    def __call__(self, principal: PrincipalDep) -> Principal:  # type: ignore[override]
+    async def __call__(self, principal: PrincipalDep) -> Principal:  # type: ignore[override]
         if principal.is_anonymous:
             raise SignInRequiredError(
                 "sign in first: POST /api/v1/auth/token or /api/v1/auth/session"

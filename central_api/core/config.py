@@ -25,6 +25,9 @@ class Settings(BaseSettings):
 
     port: int = 8700
 
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes of ``jxc central serve``: more than one only on PostgreSQL."""
+
     token_ttl_s: int = Field(default=900, ge=30, le=86_400)
     """How long a site token lasts. Short, so a leaked header is soon worthless; the edge
     fetches a new one a minute before expiry, and on any 401."""
@@ -49,6 +52,22 @@ class Settings(BaseSettings):
 
     secure_cookies: bool = False
     """Mark the session cookie ``Secure``; turn on whenever central is served over HTTPS."""
+
+    write_wait_s: float = Field(default=2.0, gt=0, le=60)
+    """The longest a write waits in line for the database's write lock (SQLite) or a row
+    lock (PostgreSQL) before it is answered 503 with ``Retry-After`` instead of started.
+    Well below the edge's request timeout (10 s by default), so a busy central says so
+    rather than leaving the edge to time out; see ``central_api.core.db``."""
+
+    busy_retry_after_s: int = Field(default=1, ge=1, le=300)
+    """The ``Retry-After`` of a busy answer; the edge waits at least this long."""
+
+    group_commit: bool = True
+    """SQLite: commit pushes that wait for the write lock together, one disk sync for the
+    group (``central_api.services.push_group``); off, each push commits alone."""
+
+    pool_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """The longest a request waits for a pooled database connection (then 503)."""
 
     gc_gen0_threshold: int = Field(default=50_000, ge=700)
     """Net new container objects between the garbage collector's young-generation runs

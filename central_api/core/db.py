@@ -12,6 +12,21 @@ The same code runs on both databases; only what each needs to be safe differs:
   makes concurrent pushes queue instead.
 * PostgreSQL goes through psycopg 3, with pre-ping so a restarted server costs one
   reconnect rather than a failed request.
+
+**Writers wait in line, and not for ever** (``docs/performance.md``, "Waiting for the
+write lock"). SQLite has one write lock per database, and a connection that finds it
+taken sleeps in SQLite's busy handler and polls again (after 1, 2, 5, 10, ... up to 100
+ms): with eight pushes at once, one of them could poll for half a second while others
+that came later got the lock. So on SQLite this process's writers first queue on a
+:class:`WriteGate` (first come, first served; the lock handed straight to the next in
+line), and only the one at the head of the line runs ``BEGIN IMMEDIATE``, which then
+waits only for another *process* (a ``jxc central`` command). PostgreSQL queues lock
+waiters itself. Either way a server's writes wait at most ``write_wait_s``
+(``JXC_CENTRAL_WRITE_WAIT_S``): past it the write is not started and the request is
+answered 503 with ``Retry-After`` (:class:`~central_api.errors.WriteBusyError`, or
+PostgreSQL's ``lock_timeout``), well before a client's own timeout. Commands run on
+central's host (migrations, ``site add``) make engines without the bound and wait as
+long as it takes.
 """
 
 from __future__ import annotations
@@ -19,6 +34,10 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
+import time
+import weakref
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from central_api.errors import WriteBusyError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -50,24 +71,44 @@ _MIGRATION_LOCK_KEY = 0x6A78_6300_0001
 """pg_advisory_xact_lock key, so central processes started together migrate one by one."""
 
 
-def create_db_engine(url: str | URL, **engine_options: Any) -> Engine:
-    """Make the engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
+def create_db_engine(
+    url: str | URL,
+    *,
+    write_wait_s: float | None = None,
+    busy_retry_after_s: int = 1,
+    **engine_options: Any,
+) -> Engine:
+    """Make the engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://...``.
+
+    ``write_wait_s`` bounds how long a write waits for the write lock (SQLite) or any
+    row lock (PostgreSQL) before it is refused as busy, to be retried after
+    ``busy_retry_after_s``; None (commands, tests) waits as long as it takes.
+    """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         _ensure_sqlite_directory(parsed)
+        if parsed.database in (None, "", ":memory:"):
+            engine_options.pop("pool_timeout", None)  # a memory database has no queue pool
         engine = create_engine(parsed, **engine_options)
         _install_sqlite_hooks(engine)
+        _GATES[engine] = WriteGate(wait_s=write_wait_s, retry_after_s=busy_retry_after_s)
         return engine
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             # Bare postgresql:// would pick psycopg2, which the project does not ship.
             parsed = parsed.set(drivername="postgresql+psycopg")
+        server_options = "-c timezone=UTC"
+        if write_wait_s is not None:
+            # lock_timeout: a statement waiting longer than this for a lock fails with
+            # 55P03, answered as busy (central_api.api.errors). Set per connection, so it
+            # costs no round trip per transaction.
+            server_options += f" -c lock_timeout={max(1, round(write_wait_s * 1000))}"
         options: dict[str, Any] = {
             "pool_pre_ping": True,
             # Times come back in UTC whatever the server's default zone: converted to
             # another zone, an instant near year 1 or 9999 falls outside Python's dates.
-            "connect_args": {"connect_timeout": 5, "options": "-c timezone=UTC"},
+            "connect_args": {"connect_timeout": 5, "options": server_options},
             # Ingest waits on the site row, then must see what the push it waited for
             # committed; under REPEATABLE READ (a possible server default) it would not.
             "isolation_level": "READ COMMITTED",
@@ -124,20 +165,119 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
+class WriteGate:
+    """This process's writers to one SQLite database, let in one at a time, in arrival order.
+
+    A ticket line rather than a plain lock: ``threading.Lock`` promises no order, and a
+    thread that just released it can take it again before a waiter wakes. Here a writer
+    that finds the gate taken joins the back of the line with an event of its own, and
+    :meth:`release` hands the gate straight to the front of the line, so nobody overtakes.
+    A writer that is not let in within ``wait_s`` leaves the line and gets
+    :class:`~central_api.errors.WriteBusyError`.
+
+    Waiting is on a ``threading.Event`` (the thread sleeps in the kernel until it is its
+    turn): no polling, and no event loop is held, since writes run in worker threads.
+
+    A thread that already holds the gate and opens a second write transaction (on
+    another connection) is not made to wait for itself: it goes straight to SQLite, whose
+    lock then refuses it after the busy timeout, as it would without the gate.
+    """
+
+    def __init__(self, *, wait_s: float | None = None, retry_after_s: int = 1) -> None:
+        self.wait_s = wait_s
+        self.retry_after_s = retry_after_s
+        self._mutex = threading.Lock()
+        self._held = False
+        self._owner: int | None = None
+        self._line: deque[threading.Event] = deque()
+
+    @property
+    def waiting(self) -> int:
+        """How many writers are in line now (not counting the one inside)."""
+        return len(self._line)
+
+    def acquire(self) -> bool:
+        """Wait for this writer's turn; WriteBusyError if it does not come within wait_s.
+
+        False if the calling thread holds the gate already (then it must not release).
+        """
+        me = threading.get_ident()
+        with self._mutex:
+            if not self._held:
+                self._held, self._owner = True, me
+                return True
+            if self._owner == me:
+                return False
+            turn = threading.Event()
+            self._line.append(turn)
+            ahead = len(self._line)
+        started = time.monotonic()
+        if not turn.wait(self.wait_s):
+            with self._mutex:
+                if not turn.is_set():  # else handed the gate just as the wait ran out
+                    self._line.remove(turn)
+                    raise WriteBusyError(
+                        waited_s=time.monotonic() - started,
+                        retry_after_s=self.retry_after_s,
+                        queued=ahead,
+                    )
+        self._owner = me
+        return True
+
+    def release(self) -> None:
+        with self._mutex:
+            self._owner = None
+            if self._line:
+                self._line.popleft().set()  # still held: it passes to the next in line
+            else:
+                self._held = False
+
+
+_GATES: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
+"""The write gate of each SQLite engine; PostgreSQL engines have none."""
+
+
+def write_gate(engine: Engine) -> WriteGate | None:
+    """The engine's :class:`WriteGate` (SQLite), or None (PostgreSQL queues lock waiters)."""
+    return _GATES.get(engine)
+
+
 @contextmanager
 def write_transaction(connection: Connection) -> Iterator[Connection]:
     """Run a transaction that will write, committing on success.
 
-    On SQLite it starts with ``BEGIN IMMEDIATE`` (see the module docstring); on
-    PostgreSQL it is an ordinary transaction and callers lock the rows they need.
-    ``connection`` must not be inside a transaction already.
+    On SQLite it waits its turn at the engine's :class:`WriteGate`, then starts with
+    ``BEGIN IMMEDIATE`` (see the module docstring); on PostgreSQL it is an ordinary
+    transaction and callers lock the rows they need. ``connection`` must not be inside a
+    transaction already.
     """
-    connection.execution_options(**{WRITE_INTENT: True})
+    gate = _GATES.get(connection.engine)
+    entered = gate is not None and gate.acquire()
     try:
-        with connection.begin():
-            yield connection
+        connection.execution_options(**{WRITE_INTENT: True})
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            connection.execution_options(**{WRITE_INTENT: False})
     finally:
-        connection.execution_options(**{WRITE_INTENT: False})
+        if entered:
+            gate.release()  # type: ignore[union-attr]  # entered implies a gate
+
+
+@contextmanager
+def checking_credentials(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection for the few reads that check a request's credential.
+
+    On PostgreSQL it reads in autocommit mode: the check's ``BEGIN`` and ``COMMIT`` were
+    two of its three round trips to the server, and its reads need no snapshot in
+    common (the signing key is cached anyway; each row read is current when read). The
+    mode is a client-side switch, undone when the connection goes back to the pool.
+    """
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
 
 
 def upgrade_database(url: str | URL, revision: str = "head") -> None:

@@ -26,9 +26,10 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from central_api.api.deps import ConnDep, SignerDep
+from central_api.core.db import checking_credentials
 from central_api.core.security import TOKEN_PREFIX as SITE_TOKEN_PREFIX
 from central_api.errors import CsrfRefusedError, SessionRefusedError
 from central_api.services.auth import TokenSigner
@@ -44,6 +45,10 @@ CSRF_COOKIE = "jxc_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+VERIFIED_PRINCIPAL = "jxc_verified_principal"
+"""Key in the ASGI scope's ``state``: the principal the credential check before the body
+(``central_api.api.credential_first``) found for this request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +175,8 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def get_principal(
-    request: Request,
-    connection: ConnDep,
-    signer: SignerDep,
-    bearer: Annotated[str | None, Depends(_oauth2)],
+async def get_principal(
+    request: Request, bearer: Annotated[str | None, Depends(_oauth2)]
 ) -> Principal:
     """The request's principal from its bearer token or session cookie; anonymous if none.
 
@@ -182,13 +184,29 @@ def get_principal(
     revoked site) is refused with 401 rather than treated as anonymous, so the client
     learns to sign in again. A cookie session on an unsafe method must also send the CSRF
     token as ``X-CSRF-Token``; a bearer token needs none (a browser never adds it itself).
+
+    A request whose credential was checked before its body was read takes that check's
+    answer (see ``central_api.api.credential_first``); any other is looked up here, in a
+    worker thread on a pooled connection. ``async``, so the common case costs no trip
+    through the thread pool.
     """
-    principal = find_principal(request, connection, signer, bearer)
+    principal: Principal | None = request.scope.get("state", {}).get(VERIFIED_PRINCIPAL)
+    if principal is None:
+        if bearer or request.cookies.get(SESSION_COOKIE):
+            principal = await run_in_threadpool(_look_up_principal, request, bearer)
+        else:
+            principal = ANONYMOUS
     holder = _current.get()
     if holder is not None:
         holder.principal = principal
     request.state.principal = principal
     return principal
+
+
+def _look_up_principal(request: Request, bearer: str | None) -> Principal:
+    signer: TokenSigner = request.app.state.token_signer
+    with checking_credentials(request.app.state.engine) as connection:
+        return find_principal(request, connection, signer, bearer)
 
 
 def find_principal(

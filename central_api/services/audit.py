@@ -239,22 +239,31 @@ def record(
     }
     if connection.dialect.name == "postgresql":
         return _append_in_one_statement(connection, content)
-    head = connection.execute(
-        select(audit_head.c.seq, audit_head.c.hash)
-        .where(audit_head.c.id == AUDIT_HEAD_ID)
-        .with_for_update()
-    ).one_or_none()
+    head = connection.execute(_LOCK_HEAD, {"head_id": AUDIT_HEAD_ID}).one_or_none()
     if head is None:
         raise AuditHeadMissingError("table audit_head has no row")
     values = {**content, "seq": int(head.seq) + 1, "prev_hash": head.hash}
     values["hash"] = entry_hash(values)
-    connection.execute(insert(audit_log).values(**values))
+    connection.execute(_INSERT_ENTRY, values)
     connection.execute(
-        update(audit_head)
-        .where(audit_head.c.id == AUDIT_HEAD_ID)
-        .values(seq=values["seq"], hash=values["hash"])
+        _MOVE_HEAD, {"head_id": AUDIT_HEAD_ID, "new_seq": values["seq"], "new_hash": values["hash"]}
     )
     return int(values["seq"])
+
+
+# Built once: building these per entry (coercing each value into a bound parameter,
+# then a cache key) cost more than running them (docs/performance.md, "Cost per request").
+_LOCK_HEAD = (
+    select(audit_head.c.seq, audit_head.c.hash)
+    .where(audit_head.c.id == bindparam("head_id"))
+    .with_for_update()
+)
+_INSERT_ENTRY = insert(audit_log)
+_MOVE_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.id == bindparam("head_id"))
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
 
 
 _CONTENT = (

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from central_api.core.db import write_transaction
 from central_api.core.security import (
@@ -198,6 +198,12 @@ def list_sites(connection: Connection) -> list[SiteCredentialInfo]:
     return [SiteCredentialInfo(*row) for row in rows]
 
 
+_CURRENT_GENERATION = select(site_credentials.c.generation, site_credentials.c.revoked).where(
+    site_credentials.c.site_id == bindparam("site_id")
+)
+"""Built once: every request with a site token runs it (docs/performance.md)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _KeySnapshot:
     """The signing key as read at one moment: never changed, only replaced whole."""
@@ -293,11 +299,7 @@ class TokenSigner:
                     "the bearer token claims to last longer than central issues tokens for; "
                     "it was not issued by central"
                 )
-            current = connection.execute(
-                select(site_credentials.c.generation, site_credentials.c.revoked).where(
-                    site_credentials.c.site_id == site_id
-                )
-            ).first()
+            current = connection.execute(_CURRENT_GENERATION, {"site_id": site_id}).first()
         if current is None or current.revoked:
             raise TokenRefusedError(f"site {site_id}: its credential was revoked")
         if str(current.generation) != claims.generation:

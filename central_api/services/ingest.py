@@ -74,7 +74,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
-from functools import partial
+from functools import lru_cache, partial
 from operator import add, attrgetter, itemgetter
 from typing import Any, TypedDict
 
@@ -154,45 +154,82 @@ def ingest_batch(
     reaches the caller. The push's audit entry is attributed to ``audit`` (the route's
     request, with its id and address), or to the site itself without one.
     """
-    site_id = batch.site_id
     with write_transaction(connection):
-        watermark = _lock_site(connection, site_id=site_id, now=received_at)
-        common = _insert_if_all_new(
+        merged = merge_push(
+            connection, batch=batch, received_at=received_at, projections=projections, audit=audit
+        )
+    return merged.committed()
+
+
+@dataclass(frozen=True, slots=True)
+class MergedPush:
+    """A push merged inside a transaction that has not committed yet."""
+
+    outcome: PushOutcome
+    path: str
+
+    def committed(self) -> PushOutcome:
+        """Log the push and hand its outcome on; call only once its transaction committed."""
+        outcome = self.outcome
+        _log_outcome(
+            site_id=outcome.site_id,
+            verdicts=outcome.verdicts,
+            watermark=outcome.acked_through_seq,
+            path=self.path,
+        )
+        return outcome
+
+
+def merge_push(
+    connection: Connection,
+    *,
+    batch: PushBatch,
+    received_at: datetime,
+    projections: Projections,
+    audit: AuditContext | None = None,
+) -> MergedPush:
+    """:func:`ingest_batch`'s work inside the caller's write transaction.
+
+    For a caller that merges several pushes in one transaction, each in a savepoint of
+    its own (:mod:`central_api.services.push_group`); nothing is answered before the
+    transaction commits.
+    """
+    site_id = batch.site_id
+    watermark = _lock_site(connection, site_id=site_id, now=received_at)
+    common = _insert_if_all_new(
+        connection, batch=batch, watermark=watermark, received_at=received_at
+    )
+    accepted: Sequence[LedgerEvent]
+    if isinstance(common, list):
+        verdicts, path, accepted = common, "common", batch.events
+        watermark = _walk_past(connection, site_id=site_id, watermark=batch.events[-1].seq)
+    else:
+        path = f"careful: {common}"
+        verdicts, watermark, accepted = _ingest_carefully(
             connection, batch=batch, watermark=watermark, received_at=received_at
         )
-        accepted: Sequence[LedgerEvent]
-        if isinstance(common, list):
-            verdicts, path, accepted = common, "common", batch.events
-            watermark = _walk_past(connection, site_id=site_id, watermark=batch.events[-1].seq)
-        else:
-            path = f"careful: {common}"
-            verdicts, watermark, accepted = _ingest_carefully(
-                connection, batch=batch, watermark=watermark, received_at=received_at
-            )
-        if accepted and projections:
-            projections.run(
-                connection,
-                AcceptedEvents(site_id=site_id, events=accepted, received_at=received_at),
-            )
-        connection.execute(
-            update(site_sync_state)
-            .where(site_sync_state.c.site_id == site_id)
-            .values(acked_through_seq=watermark, updated_at=received_at)
-        )
-        _record_push(
+    if accepted and projections:
+        projections.run(
             connection,
-            audit or AuditContext(Actor(ActorKind.SITE, site_id)),
-            batch=batch,
-            verdicts=verdicts,
-            all_accepted=path == "common",
-            watermark=watermark,
-            received_at=received_at,
+            AcceptedEvents(site_id=site_id, events=accepted, received_at=received_at),
         )
-
-    _log_outcome(site_id=site_id, verdicts=verdicts, watermark=watermark, path=path)
-    return PushOutcome(
+    connection.execute(
+        _site_statements(connection)[2],
+        {"the_site": site_id, "watermark": watermark, "now": received_at},
+    )
+    _record_push(
+        connection,
+        audit or AuditContext(Actor(ActorKind.SITE, site_id)),
+        batch=batch,
+        verdicts=verdicts,
+        all_accepted=path == "common",
+        watermark=watermark,
+        received_at=received_at,
+    )
+    outcome = PushOutcome(
         site_id=site_id, acked_through_seq=watermark, verdicts=verdicts, received_at=received_at
     )
+    return MergedPush(outcome=outcome, path=path)
 
 
 def _record_push(
@@ -367,20 +404,43 @@ def _lock_site(connection: Connection, *, site_id: str, now: datetime) -> int:
     """Create the site's sync row if this is its first push, lock it, return its watermark.
 
     ``ON CONFLICT DO NOTHING`` makes the creation race-safe: of two first pushes, one
-    inserts and the other waits on that row, then finds it.
+    inserts and the other waits on that row, then finds it. The statements are built
+    once per database (:func:`_site_statements`), not per push.
     """
-    create = (
-        _insert_for(connection, site_sync_state)
-        .values(site_id=site_id, acked_through_seq=0, updated_at=now)
-        .on_conflict_do_nothing(index_elements=[site_sync_state.c.site_id])
-    )
-    connection.execute(create)
-    locked = (
-        select(site_sync_state.c.acked_through_seq)
-        .where(site_sync_state.c.site_id == site_id)
-        .with_for_update()
-    )
-    return int(connection.execute(locked).scalar_one())
+    create, locked, _ = _site_statements(connection)
+    params = {"the_site": site_id, "now": now}
+    connection.execute(create, params)
+    return int(connection.execute(locked, params).scalar_one())
+
+
+_SITE_STATEMENTS: dict[str, tuple[Any, Any, Any]] = {}
+
+
+def _site_statements(connection: Connection) -> tuple[Any, Any, Any]:
+    """The site row's create, lock and watermark update, with bound parameters, built
+    once per dialect: building a statement cost more than running it on a small push
+    (``docs/performance.md``, "Cost per request"); a built one is compiled once too."""
+    name = connection.dialect.name
+    known = _SITE_STATEMENTS.get(name)
+    if known is None:
+        site = bindparam("the_site", type_=String)
+        create = (
+            _insert_for(connection, site_sync_state)
+            .values(site_id=site, acked_through_seq=0, updated_at=bindparam("now"))
+            .on_conflict_do_nothing(index_elements=[site_sync_state.c.site_id])
+        )
+        locked = (
+            select(site_sync_state.c.acked_through_seq)
+            .where(site_sync_state.c.site_id == site)
+            .with_for_update()
+        )
+        move = (
+            update(site_sync_state)
+            .where(site_sync_state.c.site_id == site)
+            .values(acked_through_seq=bindparam("watermark"), updated_at=bindparam("now"))
+        )
+        known = _SITE_STATEMENTS[name] = (create, locked, move)
+    return known
 
 
 def _drop_already_held(
@@ -605,9 +665,16 @@ def _drop_unfit_events(
     return [row for row in same_unit if row.key not in too_large]
 
 
+_COPY_FROM_ROWS = 200
+"""PostgreSQL: batches of at least this many rows go by ``COPY``; smaller ones by INSERT.
+``COPY`` costs two round trips more than it saves on a handful of rows (it reads the
+column types first), and most pushes of a live site hold a few events."""
+
+
 def _insert_rows(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert :func:`_ledger_rows`'s rows: ``COPY`` on PostgreSQL, executemany on SQLite."""
-    if connection.dialect.name == "postgresql":
+    """Insert :func:`_ledger_rows`'s rows: ``COPY`` on PostgreSQL for a large batch,
+    else executemany (psycopg pipelines it)."""
+    if connection.dialect.name == "postgresql" and len(rows) >= _COPY_FROM_ROWS:
         _copy_rows(connection, ledger_events, rows, columns=_LEDGER_COLUMNS)
     else:
         statement = _insert_sql(connection.dialect, ledger_events, columns=_LEDGER_COLUMNS)
@@ -883,7 +950,9 @@ def _column_list(dialect: Dialect, table: Table, columns: Sequence[str] | None =
     return ", ".join(quote(column) for column in chosen)
 
 
-def _insert_sql(dialect: Dialect, table: Table, columns: Sequence[str] | None = None) -> str:
+@lru_cache(maxsize=64)
+def _insert_sql(dialect: Dialect, table: Table, columns: tuple[str, ...] | None = None) -> str:
+    """The INSERT for ``table``'s rows, made once per dialect (a push asks every time)."""
     values = ", ".join(_placeholder(dialect) for _ in table.c)
     name = dialect.identifier_preparer.format_table(table)
     names = _column_list(dialect, table, columns)
@@ -906,6 +975,7 @@ def _on_conflict_add_to_balance(dialect: Dialect) -> str:
     )
 
 
+@lru_cache(maxsize=16)
 def _upsert_balances_sql(dialect: Dialect) -> str:
     """Start a key's balance, or add to it if it is kept in the same unit and stays below
     the largest amount; one row of parameters per key."""
@@ -1009,12 +1079,7 @@ def _walk_past(connection: Connection, *, site_id: str, watermark: int) -> int:
     """
     while True:
         page = list(
-            connection.execute(
-                select(ledger_events.c.seq)
-                .where(ledger_events.c.site_id == site_id, ledger_events.c.seq > watermark)
-                .order_by(ledger_events.c.seq)
-                .limit(_TAIL_PAGE)
-            ).scalars()
+            connection.execute(_SEQS_PAST, {"site_id": site_id, "watermark": watermark}).scalars()
         )
         for seq in page:
             if seq != watermark + 1:
@@ -1022,6 +1087,18 @@ def _walk_past(connection: Connection, *, site_id: str, watermark: int) -> int:
             watermark = seq
         if len(page) < _TAIL_PAGE:
             return watermark
+
+
+_SEQS_PAST = (
+    select(ledger_events.c.seq)
+    .where(
+        ledger_events.c.site_id == bindparam("site_id", type_=String),
+        ledger_events.c.seq > bindparam("watermark"),
+    )
+    .order_by(ledger_events.c.seq)
+    .limit(_TAIL_PAGE)
+)
+"""A page of held seqs past the watermark; built once (see :func:`_site_statements`)."""
 
 
 _UUID_TEXTS = TypeAdapter(list[uuid.UUID])

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from central_api.core.db import write_transaction
 from central_api.errors import (
@@ -485,17 +485,7 @@ def resolve_session(
     """
     now = now or datetime.now(UTC)
     with connection.begin():
-        row = connection.execute(
-            select(
-                sessions.c.user_id,
-                sessions.c.expires_at,
-                sessions.c.csrf_sha256,
-                users.c.username,
-                users.c.disabled,
-            )
-            .select_from(sessions.join(users, users.c.user_id == sessions.c.user_id))
-            .where(sessions.c.token_sha256 == token_sha256, sessions.c.kind == kind)
-        ).first()
+        row = connection.execute(_SESSION, {"token": token_sha256, "kind": kind}).first()
         if row is None:
             raise SessionRefusedError(
                 "the token or session is unknown or was logged out; sign in again"
@@ -560,12 +550,7 @@ def _identity(connection: Connection, user_id: int, *, username: str | None = No
         username = connection.execute(
             select(users.c.username).where(users.c.user_id == user_id)
         ).scalar_one()
-    granted = connection.execute(
-        select(roles.c.name, roles.c.actions, roles.c.financial)
-        .select_from(user_roles.join(roles, roles.c.name == user_roles.c.role))
-        .where(user_roles.c.user_id == user_id)
-        .order_by(roles.c.name)
-    ).all()
+    granted = connection.execute(_GRANTED, {"user_id": user_id}).all()
     sites = _sites(connection, user_id)
     actions: set[str] = set()
     for role in granted:
@@ -581,14 +566,34 @@ def _identity(connection: Connection, user_id: int, *, username: str | None = No
 
 
 def _sites(connection: Connection, user_id: int) -> list[str] | None:
-    found = list(
-        connection.execute(
-            select(user_sites.c.site_id)
-            .where(user_sites.c.user_id == user_id)
-            .order_by(user_sites.c.site_id)
-        ).scalars()
-    )
+    found = list(connection.execute(_SITES, {"user_id": user_id}).scalars())
     return found or None
+
+
+# Every request signed in by a user runs these three: built once, with bound parameters,
+# since building them cost more than running them (docs/performance.md, "Cost per request").
+_SESSION = (
+    select(
+        sessions.c.user_id,
+        sessions.c.expires_at,
+        sessions.c.csrf_sha256,
+        users.c.username,
+        users.c.disabled,
+    )
+    .select_from(sessions.join(users, users.c.user_id == sessions.c.user_id))
+    .where(sessions.c.token_sha256 == bindparam("token"), sessions.c.kind == bindparam("kind"))
+)
+_GRANTED = (
+    select(roles.c.name, roles.c.actions, roles.c.financial)
+    .select_from(user_roles.join(roles, roles.c.name == user_roles.c.role))
+    .where(user_roles.c.user_id == bindparam("user_id"))
+    .order_by(roles.c.name)
+)
+_SITES = (
+    select(user_sites.c.site_id)
+    .where(user_sites.c.user_id == bindparam("user_id"))
+    .order_by(user_sites.c.site_id)
+)
 
 
 def _user_id(connection: Connection, username: str) -> int:

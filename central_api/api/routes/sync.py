@@ -10,12 +10,15 @@ Its paths are the wire contract's (:mod:`jxc.paths`), which the edge sends to.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from central_api.api.auditing import request_context
-from central_api.api.deps import ConnDep, ProjectionsDep, SignerDep, TokenSiteDep, require_site
+from central_api.api.deps import ConnDep, SignerDep, TokenSiteDep, require_site
 from central_api.api.json_body import ValidatedJSONRoute
 from central_api.api.permissions import PUBLIC, SITE_ONLY
 from central_api.schemas.sync import (
@@ -29,10 +32,11 @@ from central_api.schemas.sync import (
     change_page,
     push_ack,
 )
-from central_api.services.audit import Actor, ActorKind
+from central_api.services.audit import Actor, ActorKind, AuditContext
 from central_api.services.feed import MAX_PAGE, changes_for_site
-from central_api.services.ingest import ingest_batch
+from central_api.services.ingest import ingest_batch, merge_push
 from central_api.services.ledger import list_refused, site_watermark
+from central_api.services.push_group import PushGroup
 from jxc.contract import Int64, SiteId
 from jxc.paths import (
     SYNC_ACK,
@@ -69,30 +73,62 @@ def issue_token(request: SiteTokenRequest, connection: ConnDep, signer: SignerDe
     return SiteToken(site_id=request.site_id, access_token=token, expires_in=signer.ttl_s)
 
 
-@router.post(below_api_root(SYNC_EVENTS), responses=_DETAIL, dependencies=[SITE_ONLY])
-def push_events(
-    batch: PushBatch,
-    connection: ConnDep,
-    token_site: TokenSiteDep,
-    projections: ProjectionsDep,
-    request: Request,
-) -> PushAck:
+@router.post(
+    below_api_root(SYNC_EVENTS),
+    responses=_DETAIL,
+    dependencies=[SITE_ONLY],
+    response_model=PushAck,
+)
+async def push_events(batch: PushBatch, token_site: TokenSiteDep, request: Request) -> Response:
     """Merge a contiguous run of one site's ledger; replays change nothing.
 
     Every event gets a verdict (accepted, duplicate, conflict, invalid). Every seq up to
     ``acked_through_seq`` is settled: held, or refused and recorded (see ``/sync/refused``).
     The edge marks the batch's accepted and duplicate events synced and parks the refused
-    ones as dead letters. Each push is one entry in the audit log.
+    ones as dead letters. Each push is one entry in the audit log. A push that cannot
+    have the database's write lock within ``JXC_CENTRAL_WRITE_WAIT_S`` is answered 503
+    with ``Retry-After``, nothing changed.
     """
     require_site(token_site, batch.site_id)
-    outcome = ingest_batch(
-        connection=connection,
-        batch=batch,
-        received_at=datetime.now(UTC),
-        projections=projections,
-        audit=request_context(request, Actor(ActorKind.SITE, token_site)),
-    )
-    return push_ack(outcome)
+    audit = request_context(request, Actor(ActorKind.SITE, token_site))
+    received_at = datetime.now(UTC)
+    answer = await run_in_threadpool(_push, request.app.state, batch, audit, received_at)
+    return Response(answer, media_type="application/json")
+
+
+def _push(state: Any, batch: PushBatch, audit: AuditContext, received_at: datetime) -> bytes:
+    """The whole push in one trip to a worker thread: connection, ingest, commit, answer.
+
+    The route is ``async`` and hands everything that touches the database or grows with
+    the batch to this one function, where a ``def`` route with its dependencies took
+    four or more trips through the thread pool (``docs/performance.md``). The answer is
+    serialized here too, so 5,000 results never hold the event loop. On SQLite, pushes
+    that wait together are committed together (:mod:`central_api.services.push_group`).
+    """
+    group: PushGroup | None = state.push_group
+    if group is not None:
+        merged = group.run(
+            partial(
+                merge_push,
+                batch=batch,
+                received_at=received_at,
+                projections=state.projections,
+                audit=audit,
+            ),
+            events=len(batch.events),
+        )
+        outcome = merged.committed()
+    else:
+        engine: Engine = state.engine
+        with engine.connect() as connection:
+            outcome = ingest_batch(
+                connection=connection,
+                batch=batch,
+                received_at=received_at,
+                projections=state.projections,
+                audit=audit,
+            )
+    return push_ack(outcome).model_dump_json().encode()
 
 
 @router.get(
