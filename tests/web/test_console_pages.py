@@ -322,7 +322,6 @@ def test_an_edit_after_someone_elses_save_changes_nothing(app: FastAPI) -> None:
         (
             "en",
             {
-                "item_code": "Enter a value.",
                 "name": "At most 200 characters.",
                 "uom": "Enter a value.",
                 "barcodes-0-qty_per": "Enter a number such as 12.5.",
@@ -332,12 +331,14 @@ def test_an_edit_after_someone_elses_save_changes_nothing(app: FastAPI) -> None:
                 "barcodes-2-qty_per": "At most 6 decimal places.",
                 "barcodes-3-barcode": "Enter the barcode, or clear the row.",
                 "barcodes-3-qty_per": "Must be more than zero.",
+                "units-0-factor": "Enter a number such as 12.5.",
+                "shelf_life_days": "Enter a whole number such as 30.",
+                "unit_weight": "Must be more than zero.",
             },
         ),
         (
             "zh-CN",
             {
-                "item_code": "此项必填。",
                 "name": "最多 200 个字符。",
                 "uom": "此项必填。",
                 "barcodes-0-qty_per": "请输入数字，例如 12.5。",
@@ -346,6 +347,9 @@ def test_an_edit_after_someone_elses_save_changes_nothing(app: FastAPI) -> None:
                 "barcodes-2-qty_per": "最多 6 位小数。",
                 "barcodes-3-barcode": "请输入条码，或清空此行。",
                 "barcodes-3-qty_per": "必须大于零。",
+                "units-0-factor": "请输入数字，例如 12.5。",
+                "shelf_life_days": "请输入整数，例如 30。",
+                "unit_weight": "必须大于零。",
             },
         ),
     ],
@@ -362,6 +366,10 @@ def test_every_bad_field_is_named_next_to_it_in_the_users_language(
             "uom": "",
             "barcode": ["B-1", "has space", "B-1", "", ""],
             "qty_per": ["twelve", "1", "0.0000001", "0", ""],
+            "unit_uom": ["箱"],
+            "unit_factor": ["x"],
+            "shelf_life_days": "ten",
+            "unit_weight": "-1",
         },
         headers=htmx(boss),
     )
