@@ -256,6 +256,29 @@ _CROSS_FIELD: Final[tuple[tuple[str, str], ...]] = (
 SERVICE_FIELD: Final = re.compile(r"^([a-z_]+)(?:\[(\d+)\])?(?:\.([a-z_]+))?: (.+)$", re.DOTALL)
 
 
+_SERVICE_REASONS: Final[tuple[tuple[str, str], ...]] = (
+    (
+        "give one, or a category",
+        N_("Enter a code, or choose a category whose coding rule makes codes."),
+    ),
+    ("has no coding rule", N_("Enter a code, or choose a category whose coding rule makes codes.")),
+    ("does not match", N_("The code does not match the category's pattern.")),
+    ("goes round in a circle", N_("These units go round in a circle.")),
+    ("is the item's base unit", N_("This is the base unit already.")),
+    ("is listed twice", N_("This unit is listed twice.")),
+    ("is not a unit of item", N_("Not a unit of this item: add it under units.")),
+)
+
+
+def service_message(reason: str, gettext: Callable[..., str]) -> str:
+    """A service's reason in the user's language when the console knows it, else as said
+    (a check digit's refusal names the digit it expected, which is worth its English)."""
+    for fragment, message in _SERVICE_REASONS:
+        if fragment in reason:
+            return gettext(message)
+    return gettext("Refused: %(reason)s", reason=reason)
+
+
 def service_error(message: str) -> tuple[str, str]:
     """The field key and reason of a service's refusal (``barcodes[1].barcode: ...``).
 

@@ -65,6 +65,7 @@ from central_api.web.forms import (
     form_of,
     row_field,
     service_error,
+    service_message,
     unit_field,
 )
 from central_api.web.render import CONSOLE_ROOT, gettext_for, render, visible_navigation
@@ -282,7 +283,9 @@ def _levels(connection: ConnDep, principal: Principal, code: str) -> list[SiteLe
         if not principal.sees_site(site.site_id):
             continue
         try:
-            found.append(get_site_levels(connection=connection, site_id=site.site_id, item_code=code))
+            found.append(
+                get_site_levels(connection=connection, site_id=site.site_id, item_code=code)
+            )
         except UnknownLevelsError:
             continue
     return found
@@ -504,7 +507,7 @@ async def _save(
             errors[FIELD_CODE] = _("An item with this code exists already.")
         except InvalidError as refused:
             where, reason = service_error(str(refused))
-            errors[where] = _("Refused: %(reason)s", reason=reason)
+            errors[where] = service_message(reason, _)
         else:
             return redirect(request, item_url(saved.item_code))
     return _form_page(
