@@ -172,19 +172,7 @@ def check(
         errors["barcodes"] = gettext(
             "At most %(count)s barcodes per item.", count=MAX_BARCODES_PER_ITEM
         )
-    seen: dict[str, int] = {}
-    for index, row in enumerate(form.barcodes):
-        if not row.barcode:
-            errors[row_field(index, "barcode")] = gettext("Enter the barcode, or clear the row.")
-        elif row.barcode in seen:
-            errors[row_field(index, "barcode")] = gettext(
-                "This barcode is already in row %(row)s.", row=seen[row.barcode] + 1
-            )
-        else:
-            seen[row.barcode] = index
-    for index, unit in enumerate(form.units):
-        if not unit.uom:
-            errors[unit_field(index, "uom")] = gettext("Enter the unit, or clear the row.")
+    errors.update(_row_errors(form, gettext))
     valuation = form.valuation if form.valuation in VALUATIONS else None
     if valuation is None:
         errors["valuation"] = gettext("Choose one of the listed methods.")
@@ -224,6 +212,25 @@ def check(
     if errors:
         return Checked(body=None, item_code=code, errors=errors)
     return Checked(body=model, item_code=code, errors={})
+
+
+def _row_errors(form: ItemForm, gettext: Callable[..., str]) -> dict[str, str]:
+    """What the schema cannot see in the rows: an empty key field, a barcode twice."""
+    errors: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for index, row in enumerate(form.barcodes):
+        if not row.barcode:
+            errors[row_field(index, "barcode")] = gettext("Enter the barcode, or clear the row.")
+        elif row.barcode in seen:
+            errors[row_field(index, "barcode")] = gettext(
+                "This barcode is already in row %(row)s.", row=seen[row.barcode] + 1
+            )
+        else:
+            seen[row.barcode] = index
+    for index, unit in enumerate(form.units):
+        if not unit.uom:
+            errors[unit_field(index, "uom")] = gettext("Enter the unit, or clear the row.")
+    return errors
 
 
 def _located(error: ErrorDetails, gettext: Callable[..., str]) -> tuple[str, str]:
@@ -376,3 +383,18 @@ def _whole(value: int | None) -> str:
 
 def _text(value: Decimal | None) -> str:
     return "" if value is None else format(value, "f")
+
+
+def validate(
+    model: type[Any], body: Mapping[str, Any], gettext: Callable[..., str]
+) -> tuple[Any, dict[str, str]]:
+    """``body`` checked by the API's own ``model``: (the model, {}) or (None, errors per
+    field), each in the user's language, as the item form's are."""
+    try:
+        return model.model_validate(body), {}
+    except ValidationError as invalid:
+        errors: dict[str, str] = {}
+        for error in invalid.errors():
+            key, message = _located(error, gettext)
+            errors.setdefault(key, message)
+        return None, errors

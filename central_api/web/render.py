@@ -55,12 +55,27 @@ class NavEntry:
     label: str
     """A msgid, translated when the page is rendered."""
     action: str
+    also: tuple[str, ...] = ()
+    """Other actions that show the entry too (a page serving several, each of its own
+    routes checking its own)."""
+
+    def shown_to(self, principal: Principal) -> bool:
+        return any(principal.can(action) for action in (self.action, *self.also))
 
 
 NAVIGATION: list[NavEntry] = [
     NavEntry(f"{CONSOLE_ROOT}/items", N_("Items"), "items.read"),
     NavEntry(f"{CONSOLE_ROOT}/items/new", N_("New item"), "items.write"),
+    NavEntry(f"{CONSOLE_ROOT}/partners", N_("Partners"), "partners.read"),
+    NavEntry(f"{CONSOLE_ROOT}/sites", N_("Sites"), "locations.read"),
+    NavEntry(
+        f"{CONSOLE_ROOT}/transfer",
+        N_("Import and export"),
+        "items.import",
+        also=("partners.import", "locations.import"),
+    ),
     NavEntry(f"{CONSOLE_ROOT}/users", N_("Users"), "users.manage"),
+    NavEntry(f"{CONSOLE_ROOT}/roles", N_("Roles"), "users.manage"),
 ]
 """Later pages add their entry here, in the order the menu shows them."""
 
@@ -93,7 +108,7 @@ LABELS: Final[dict[str, str]] = {
 def visible_navigation(principal: Principal | None) -> list[NavEntry]:
     if principal is None or not principal.is_user:
         return []
-    return [entry for entry in NAVIGATION if principal.can(entry.action)]
+    return [entry for entry in NAVIGATION if entry.shown_to(principal)]
 
 
 def plain_decimal(value: Decimal | None) -> str:

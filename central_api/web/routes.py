@@ -54,8 +54,14 @@ from central_api.services.items import (
     list_items,
     upsert_item,
 )
+from central_api.services.people import (
+    USERNAME_PATTERN,
+    end_session,
+    list_roles,
+    list_users,
+    sign_in,
+)
 from central_api.services.sites import list_sites
-from central_api.services.people import USERNAME_PATTERN, end_session, list_users, sign_in
 from central_api.web import i18n
 from central_api.web.forms import (
     FIELD_CODE,
@@ -563,6 +569,13 @@ def deactivate(request: Request, code: CodeQuery, connection: ConnDep, audit: Au
 @router.get("/users", dependencies=[MANAGE_USERS])
 def users_page(request: Request, connection: ConnDep, principal: PrincipalDep) -> HTMLResponse:
     return render(request, "users.html", {"users": list_users(connection)}, principal=principal)
+
+
+@router.get("/roles", dependencies=[MANAGE_USERS])
+def roles_page(request: Request, connection: ConnDep, principal: PrincipalDep) -> HTMLResponse:
+    """Each role with its actions and whether it sees the financial field group (read
+    only: roles are edited through the API, ``PUT /api/v1/roles/{name}``)."""
+    return render(request, "roles.html", {"roles": list_roles(connection)}, principal=principal)
 
 
 def login_url(next_path: str) -> str:

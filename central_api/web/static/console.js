@@ -135,4 +135,40 @@
       burst.field = input; burst.last = now;
     }
   });
+
+  // --- the import form: the kind picks the upload's address; progress while it runs ----
+  document.addEventListener("change", function (e) {
+    var select = e.target;
+    if (!(select instanceof HTMLSelectElement) || !select.matches("[data-import-kind]")) { return; }
+    var form = select.closest("form");
+    form.setAttribute("action", select.value);
+    form.setAttribute("hx-post", select.value);
+    if (window.htmx) { htmx.process(form); }
+  });
+  function progressOf(form) { return form && form.querySelector("#import-progress"); }
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var box = progressOf(e.target.closest && e.target.closest("[data-import]"));
+    if (!box) { return; }
+    box.hidden = false;
+    box.querySelector("[data-upload]").removeAttribute("value");
+    box.querySelector("[data-uploading]").hidden = false;
+    box.querySelector("[data-checking]").hidden = true;
+    document.getElementById("import-outcome").innerHTML = "";
+  });
+  document.addEventListener("htmx:xhr:progress", function (e) {
+    var box = progressOf(e.target.closest && e.target.closest("[data-import]"));
+    if (!box || !e.detail || !e.detail.lengthComputable) { return; }
+    var bar = box.querySelector("[data-upload]");
+    bar.value = Math.round((e.detail.loaded / e.detail.total) * 100);
+    if (e.detail.loaded >= e.detail.total) {
+      // Sent: now central checks and writes; the bar runs without an end until it answers.
+      bar.removeAttribute("value");
+      box.querySelector("[data-uploading]").hidden = true;
+      box.querySelector("[data-checking]").hidden = false;
+    }
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var box = progressOf(e.target.closest && e.target.closest("[data-import]"));
+    if (box) { box.hidden = true; }
+  });
 })();
