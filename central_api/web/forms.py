@@ -260,7 +260,9 @@ _CROSS_FIELD: Final[tuple[tuple[str, str], ...]] = (
 )
 
 
-SERVICE_FIELD: Final = re.compile(r"^([a-z_]+)(?:\[(\d+)\])?(?:\.([a-z_]+))?: (.+)$", re.DOTALL)
+SERVICE_FIELD: Final = re.compile(
+    r"^([a-z_]+)(?:\[(\d+)\])?(?:\.([a-z_]+))?(?:, [a-z_]+)*: (.+)$", re.DOTALL
+)
 
 
 _SERVICE_REASONS: Final[tuple[tuple[str, str], ...]] = (
@@ -274,6 +276,16 @@ _SERVICE_REASONS: Final[tuple[tuple[str, str], ...]] = (
     ("is the item's base unit", N_("This is the base unit already.")),
     ("is listed twice", N_("This unit is listed twice.")),
     ("is not a unit of item", N_("Not a unit of this item: add it under units.")),
+    ("a supplier, a customer or both", N_("Tick supplier, customer or both.")),
+    ("only a supplier has", N_("Only a supplier has a lead time.")),
+    ("only a customer has", N_("Only a customer has this.")),
+    ("is not in the payment terms list", N_("Not in the payment terms list.")),
+    ("a zone is the top of the tree", N_("A zone is inside nothing.")),
+    ("needs a zone as parent", N_("An aisle is inside a zone: choose one.")),
+    ("needs a aisle as parent", N_("A bin is inside an aisle: choose one.")),
+    ("a aisle's parent is a zone", N_("An aisle is inside a zone: choose one.")),
+    ("a bin's parent is a aisle", N_("A bin is inside an aisle: choose one.")),
+    ("has no location", N_("There is no such location at this site.")),
 )
 
 

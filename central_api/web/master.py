@@ -261,7 +261,7 @@ async def _save_partner(
             errors["code"] = _("A record with this code exists already.")
         except InvalidError as refused:
             where, reason = service_error(str(refused))
-            errors[where.split(",")[0]] = service_message(reason, _)
+            errors[where] = service_message(reason, _)
         else:
             return redirect(request, url(f"{PARTNERS}/view", code=partner.code))
     return _partner_form(
@@ -331,6 +331,7 @@ def site_page(
             "children": children,
             "count": len(locations),
             "truncated": after is not None,
+            "can_write": principal.can("locations.write"),
             "url": url,
         },
         principal=principal,
@@ -397,8 +398,9 @@ def new_location_page(
     site: SiteQuery,
     connection: ConnDep,
     principal: PrincipalDep,
-    parent: Annotated[Code | None, Query()] = None,
+    parent: Annotated[str, Query(max_length=64)] = "",
 ) -> HTMLResponse:
+    """The new-location form; ``parent`` (from a tree node's "+") picks the level below."""
     _in_scope(principal, site)
     record = site_service.get_site(connection, site)
     level = "zone"

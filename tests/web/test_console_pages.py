@@ -108,6 +108,23 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("POST", "/console/items/edit"): "items.write",
         ("POST", "/console/items/deactivate"): "items.write",
         ("GET", "/console/users"): "users.manage",
+        ("GET", "/console/roles"): "users.manage",
+        ("GET", "/console/partners"): "partners.read",
+        ("GET", "/console/partners/view"): "partners.read",
+        ("GET", "/console/partners/new"): "partners.write",
+        ("POST", "/console/partners/new"): "partners.write",
+        ("GET", "/console/partners/edit"): "partners.write",
+        ("POST", "/console/partners/edit"): "partners.write",
+        ("GET", "/console/sites"): "locations.read",
+        ("GET", "/console/sites/view"): "locations.read",
+        ("GET", "/console/sites/new"): "locations.write",
+        ("POST", "/console/sites/new"): "locations.write",
+        ("GET", "/console/sites/locations/new"): "locations.write",
+        ("POST", "/console/sites/locations/new"): "locations.write",
+        ("GET", "/console/transfer"): "signed-in",
+        ("POST", "/console/transfer/items"): "items.import",
+        ("POST", "/console/transfer/partners"): "partners.import",
+        ("POST", "/console/transfer/locations"): "locations.import",
     }
 
 
@@ -147,9 +164,23 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         nav = html[html.index("<nav") : html.index("</nav>")]
         return re.findall(r'<a href="([^"]+)"', nav)
 
-    assert menu("boss") == ["/console/items", "/console/items/new", "/console/users"]
-    assert menu("buyer") == ["/console/items", "/console/items/new"]
-    assert menu("clerk") == ["/console/items"]
+    assert menu("boss") == [
+        "/console/items",
+        "/console/items/new",
+        "/console/partners",
+        "/console/sites",
+        "/console/transfer",
+        "/console/users",
+        "/console/roles",
+    ]
+    assert menu("buyer") == [
+        "/console/items",
+        "/console/items/new",
+        "/console/partners",
+        "/console/sites",
+        "/console/transfer",
+    ]
+    assert menu("clerk") == ["/console/items", "/console/sites"]
 
 
 def test_a_clerks_pages_hold_no_financial_figure(app: FastAPI) -> None:
@@ -623,7 +654,17 @@ def test_the_language_is_the_browsers_until_the_switch_picks_one(app: FastAPI) -
 def test_pages_load_nothing_from_elsewhere(app: FastAPI) -> None:
     boss = browser(app, "boss")
     seed(app.state.engine, "S-1", ["S-BC"])
-    for path in ("/console/login", "/console/items", "/console/items/new", "/console/users"):
+    for path in (
+        "/console/login",
+        "/console/items",
+        "/console/items/new",
+        "/console/users",
+        "/console/roles",
+        "/console/partners",
+        "/console/partners/new",
+        "/console/sites",
+        "/console/transfer",
+    ):
         html = boss.get(path).text
         for url in map(unescape, re.findall(r'(?:src|href)="([^"]+)"', html)):
             if url.startswith("#"):
@@ -750,6 +791,11 @@ GET_PAGES = {  # and POST /console/items/deactivate, below
     "/console/items/edit": ("code",),
     "/console/login": ("next",),
     "/console/lang": ("to", "next"),
+    "/console/partners": ("q", "role", "after"),
+    "/console/partners/view": ("code",),
+    "/console/partners/edit": ("code",),
+    "/console/sites/view": ("site",),
+    "/console/sites/locations/new": ("site", "parent"),
 }
 
 
@@ -769,7 +815,12 @@ def test_no_hostile_value_makes_a_page_fail(app: FastAPI) -> None:
         answer = boss.post(f"/console/items/deactivate?code={value}", headers=htmx(boss))
         if answer.status_code >= 500:
             failures.append(f"POST deactivate {value[:20]}: {answer.status_code}")
-    fields = ["item_code", "name", "uom", "barcode", "qty_per", "cost", "price", "fingerprint"]
+    fields = [
+        *("item_code", "name", "uom", "barcode", "qty_per", "cost", "price", "fingerprint"),
+        *("name_en", "category", "unit_uom", "unit_factor", "unit_of", "barcode_uom"),
+        *("shelf_life_days", "min_remaining_days", "unit_weight", "weight_tolerance"),
+        *("valuation", "purchase_price", "idempotency_key"),
+    ]
     for field in fields:
         for raw in ("\x00", "\udcff", "\t\n\x1d", "x" * 10_000, "-0", "1e400", "NaN"):
             data = {"item_code": "H-2", "name": "n", "uom": "pcs", field: raw}
@@ -777,6 +828,30 @@ def test_no_hostile_value_makes_a_page_fail(app: FastAPI) -> None:
                 answer = boss.post(
                     path,
                     content=urlencode(data, encoding="utf-8", errors="surrogatepass"),
+                    headers={**htmx(boss), "Content-Type": "application/x-www-form-urlencoded"},
+                )
+                if answer.status_code >= 500:
+                    failures.append(f"POST {path} {field}={raw[:10]!r}: {answer.status_code}")
+    partner_fields = ("code", "name", "lead_time_days", "credit_limit", "payment_terms", "email")
+    forms = {
+        "/console/partners/new": ({"code": "HP", "name": "n", "is_supplier": "on"}, partner_fields),
+        "/console/sites/new": (
+            {"site_id": "HS", "name": "n", "kind": "store"},
+            ("site_id", "kind"),
+        ),
+        "/console/sites/locations/new?site=HS": (
+            {"code": "Z", "level": "zone", "kind": "storage"},
+            ("code", "level", "kind", "parent", "name"),
+        ),
+    }
+    for path, (base, names) in forms.items():
+        for field in names:
+            for raw in ("\x00", "\udcff", "x" * 10_000, "1e400", "NaN"):
+                answer = boss.post(
+                    path,
+                    content=urlencode(
+                        {**base, field: raw}, encoding="utf-8", errors="surrogatepass"
+                    ),
                     headers={**htmx(boss), "Content-Type": "application/x-www-form-urlencoded"},
                 )
                 if answer.status_code >= 500:
