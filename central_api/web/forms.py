@@ -410,3 +410,28 @@ def validate(
             key, message = _located(error, gettext)
             errors.setdefault(key, message)
         return None, errors
+
+
+_IMPORT_REASONS: Final[tuple[tuple[str, str], ...]] = (
+    ("Field required", N_("Enter a value.")),
+    ("Input should be a valid integer", N_("Enter a whole number such as 30.")),
+    ("Input should be a valid decimal", N_("Enter a number such as 12.5.")),
+    ("check digit", ""),  # names the digit it expected: kept as said
+)
+
+
+def import_reason(reason: str, gettext: Callable[..., str]) -> tuple[str, bool]:
+    """An import error's reason in the user's language when the console knows it;
+    (text, whether it was translated). The rows' reasons are pydantic's or the services'
+    English; the common ones are turned into catalogue messages, the rest kept."""
+    said = reason.removeprefix("Value error, ")
+    for fragment, message in _IMPORT_REASONS:
+        if fragment in said:
+            return (gettext(message), True) if message else (said, False)
+    for fragment, message in _VALUE_ERRORS:
+        if fragment in said:
+            return gettext(message), True
+    for fragment, message in _SERVICE_REASONS:
+        if fragment in said:
+            return gettext(message), True
+    return said, False

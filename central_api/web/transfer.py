@@ -29,6 +29,7 @@ from central_api.api.routes.imports import EXPORTS, ROW_MODELS
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.services.imports import ImportRefusedError, import_file
 from central_api.web import i18n
+from central_api.web.forms import import_reason
 from central_api.web.render import CONSOLE_ROOT, gettext_for, render
 
 pages = APIRouter(prefix=CONSOLE_ROOT, include_in_schema=False)
@@ -98,16 +99,32 @@ def _upload_route(kind: str) -> None:
                     visible_sites=principal.sites,
                 )
             except ImportRefusedError as refused:
-                outcome = {"errors": refused.errors, "truncated": refused.truncated}
+                outcome = {
+                    "errors": [
+                        (error.row, error.column, *import_reason(error.reason, _))
+                        for error in refused.errors
+                    ],
+                    "truncated": refused.truncated,
+                }
                 status = 422
             else:
                 outcome = {"result": result}
             outcome["filename"] = upload.filename
         outcome["kind"] = kind
+        if request.headers.get("hx-request") == "true":
+            return render(
+                request,
+                "transfer_outcome.html",
+                {"outcome": outcome},
+                principal=principal,
+                status_code=status,
+            )
+        # Without scripts the form posts as a page: the page again, with the outcome.
+        imports, exports = _kinds(principal)
         return render(
             request,
-            "transfer_outcome.html",
-            {"outcome": outcome},
+            "transfer.html",
+            {"imports": imports, "exports": exports, "exports_root": EXPORTS, "outcome": outcome},
             principal=principal,
             status_code=status,
         )

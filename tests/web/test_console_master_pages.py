@@ -370,6 +370,8 @@ def test_an_import_shows_its_counts_and_a_refusal_every_error(app: FastAPI) -> N
             refused.text,
         )
         assert cells == [("2", "uom"), ("3", "units.0.factor")]
+        reasons = {"en": "Must be more than zero.", "zh-CN": "必须大于零。"}
+        assert reasons[lang] in refused.text
     with app.state.engine.connect() as connection:
         codes = connection.scalars(
             select(audit_log.c.action).where(audit_log.c.action == "import.items")
