@@ -33,11 +33,14 @@ from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import (
     BarcodeTakenError,
     InvalidError,
+    LockoutError,
     LoginRefusedError,
     LoginThrottledError,
+    NotFoundError,
     UnknownItemError,
     UserDisabledError,
 )
+from central_api.schemas.people import RoleIn
 from central_api.services.categories import list_categories
 from central_api.services.idempotency import KEY_PATTERN, IdempotencyClaim, IdempotentReplay
 from central_api.services.items import (
@@ -55,10 +58,13 @@ from central_api.services.items import (
     upsert_item,
 )
 from central_api.services.people import (
+    ALL_ACTIONS,
+    ROLE_PATTERN,
     USERNAME_PATTERN,
     end_session,
     list_roles,
     list_users,
+    put_role,
     sign_in,
 )
 from central_api.services.sites import list_sites
@@ -73,6 +79,7 @@ from central_api.web.forms import (
     service_error,
     service_message,
     unit_field,
+    validate,
 )
 from central_api.web.render import CONSOLE_ROOT, gettext_for, render, visible_navigation
 from central_api.web.search import MAX_QUERY, PAGE, ItemRow, item_for_scan, search_items
@@ -576,6 +583,89 @@ def roles_page(request: Request, connection: ConnDep, principal: PrincipalDep) -
     """Each role with its actions and whether it sees the financial field group (read
     only: roles are edited through the API, ``PUT /api/v1/roles/{name}``)."""
     return render(request, "roles.html", {"roles": list_roles(connection)}, principal=principal)
+
+
+RoleQuery = Annotated[str, Query(alias="name", pattern=ROLE_PATTERN, max_length=40)]
+
+
+@router.get("/roles/edit", dependencies=[MANAGE_USERS])
+def edit_role_page(
+    request: Request, name: RoleQuery, connection: ConnDep, principal: PrincipalDep
+) -> HTMLResponse:
+    role = next((r for r in list_roles(connection) if r.name == name), None)
+    if role is None:
+        raise NotFoundError(f"no such role: {name!r}")
+    form = {
+        "description": role.description,
+        "actions": set(role.actions),
+        "financial": role.financial,
+    }
+    return _role_form(request, principal, name, form, {})
+
+
+def _role_form(
+    request: Request,
+    principal: Principal,
+    name: str,
+    form: dict[str, Any],
+    errors: dict[str, str],
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "role_form.html",
+        {
+            "name": name,
+            "form": form,
+            "errors": errors,
+            "all_actions": sorted(ALL_ACTIONS.items()),
+            "action": f"{CONSOLE_ROOT}/roles/edit?{urlencode({'name': name})}",
+        },
+        principal=principal,
+        status_code=status_code,
+    )
+
+
+@router.post("/roles/edit", dependencies=[MANAGE_USERS])
+async def update_role(
+    request: Request, name: RoleQuery, connection: ConnDep, principal: PrincipalDep
+) -> Response:
+    """Replace the role's grants (the API's ``PUT /roles/{name}``: audited, and refused if
+    no enabled user could manage people afterwards)."""
+    posted = await request.form()
+    _ = gettext_for(i18n.language_of(request))
+    form: dict[str, Any] = {
+        "description": str(posted.get("description", "")).strip(),
+        "actions": {str(value) for value in posted.getlist("actions")},
+        "financial": str(posted.get("financial", "")) in ("on", "true", "1"),
+    }
+    if not any(r.name == name for r in list_roles(connection)):
+        raise NotFoundError(f"no such role: {name!r}")
+    checked, errors = validate(RoleIn, {**form, "actions": sorted(form["actions"])}, _)
+    if not errors:
+        try:
+            await _run(
+                put_role,
+                connection=connection,
+                name=name,
+                description=checked.description,
+                actions=checked.actions,
+                financial=checked.financial,
+            )
+        except LockoutError:
+            errors["form"] = _(
+                "After this change nobody could manage users and roles; keep at least one "
+                "admin. Nothing was saved."
+            )
+        except InvalidError as refused:
+            errors["actions"] = _("Refused: %(reason)s", reason=str(refused))
+        else:
+            return redirect(request, f"{CONSOLE_ROOT}/roles")
+    errors = {
+        ("actions" if key.startswith("actions") else key): text for key, text in errors.items()
+    }
+    return _role_form(request, principal, name, form, errors, status_code=422)
 
 
 def login_url(next_path: str) -> str:

@@ -22,7 +22,7 @@ from central_api.services import partners as partner_service
 from central_api.services import sites as site_service
 from central_api.services.audit import system_context
 from central_api.services.items import get_item
-from central_api.services.people import put_role
+from central_api.services.people import list_roles, put_role
 from central_api.services.reference import put_entry
 from jxc.feed import LocationData
 from tests.web.conftest import add_test_user
@@ -429,3 +429,38 @@ def test_the_roles_page_lists_actions_for_admins_only(app: FastAPI) -> None:
     clerk_row = html[html.index(">warehouse_clerk<") :].split("</tr>")[0]
     assert "Hidden" in clerk_row
     assert browser(app, "buyer").get("/console/roles").status_code == 403
+
+
+def test_an_admin_edits_a_role_and_cannot_lock_everyone_out(app: FastAPI) -> None:
+    boss = browser(app, "boss", lang="en")
+    form = boss.get("/console/roles/edit?name=auditor").text
+    assert 'value="partners.read" type="checkbox" checked' in form
+    answer = boss.post(
+        "/console/roles/edit?name=auditor",
+        data={"description": "reads", "actions": ["items.read", "audit.read"], "financial": "on"},
+        headers=htmx(boss),
+    )
+    assert answer.headers.get("HX-Redirect") == "/console/roles", answer.text
+    with app.state.engine.connect() as connection:
+        role = next(r for r in list_roles(connection) if r.name == "auditor")
+    assert (sorted(role.actions), role.description) == (["audit.read", "items.read"], "reads")
+    assert actions(app, "role")[-1] == ("role.update", "auditor", "boss")
+    locked = boss.post(
+        "/console/roles/edit?name=admin",
+        data={"description": "no more", "actions": ["items.read"]},
+        headers=htmx(boss),
+    )
+    assert locked.status_code == 422
+    assert "keep at least one admin" in locked.text
+    unknown = boss.post(
+        "/console/roles/edit?name=auditor",
+        data={"actions": ["items.fly"]},
+        headers=htmx(boss),
+    )
+    assert unknown.status_code == 422
+    assert "items.fly" in errors_in(unknown.text)["actions"]
+    with app.state.engine.connect() as connection:
+        admin = next(r for r in list_roles(connection) if r.name == "admin")
+    assert admin.actions == ["*"]
+    assert boss.get("/console/roles/edit?name=nosuchrole").status_code == 404
+    assert browser(app, "buyer").get("/console/roles/edit?name=auditor").status_code == 403

@@ -109,6 +109,8 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("POST", "/console/items/deactivate"): "items.write",
         ("GET", "/console/users"): "users.manage",
         ("GET", "/console/roles"): "users.manage",
+        ("GET", "/console/roles/edit"): "users.manage",
+        ("POST", "/console/roles/edit"): "users.manage",
         ("GET", "/console/partners"): "partners.read",
         ("GET", "/console/partners/view"): "partners.read",
         ("GET", "/console/partners/new"): "partners.write",
