@@ -78,6 +78,8 @@ def _gtin_in(scan: str) -> str | None:
             message = parsed.gs1_message
     except BiipException:  # no symbol biip knows: then the scan is all there is
         return None
+    except IndexError:  # biip 5.2 reads past the end of a lone "]" (a symbology flag)
+        return None
     for element in message.element_strings if message is not None else ():
         if element.gtin is not None:
             return str(element.gtin.value)

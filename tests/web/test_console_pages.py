@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
@@ -743,6 +743,8 @@ def test_the_list_pages(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @settings(max_examples=300)
 @given(st.text(max_size=80) | st.from_regex(r"\(0[0-9]\)[0-9]{0,20}(\(1[0-9]\)[0-9A-Z]{0,8})?"))
+@example("]")  # a lone symbology flag: biip once failed on it with an IndexError
+@example(" ]")
 def test_any_search_text_is_read_as_a_scan_without_failing(text: str) -> None:
     spellings = barcode_spellings(text)
     assert spellings[0] == text
