@@ -387,6 +387,7 @@ def test_partners_sites_and_an_import_in_the_browser(
     error.wait_for()
     assert error.inner_text() == "请输入整数，例如 30。"
     page.get_by_label("交货周期（天） — 供应商", exact=True).fill("3")
+    no_sideways_scroll(page)
     shoot(page, screenshots, "partner-form", width)
     page.get_by_role("button", name="创建往来单位").click()
     page.wait_for_url(re.compile(r"/console/partners/view\?code=SUP-"))

@@ -800,6 +800,7 @@ GET_PAGES = {  # and POST /console/items/deactivate, below
     "/console/partners/edit": ("code",),
     "/console/sites/view": ("site",),
     "/console/sites/locations/new": ("site", "parent"),
+    "/console/roles/edit": ("name",),
 }
 
 
