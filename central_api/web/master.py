@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep
@@ -38,6 +38,7 @@ from jxc.contract import Code, SiteId
 from jxc.feed import LocationData
 
 pages = APIRouter(prefix=CONSOLE_ROOT, include_in_schema=False)
+_CODE: Final = TypeAdapter(Code)
 
 READ_PARTNERS = Requires("partners.read")
 WRITE_PARTNERS = Requires("partners.write")
@@ -288,6 +289,14 @@ def _partner_changed(connection: ConnDep, code: str, fingerprint: str, _: Any) -
 # --- sites and locations ----------------------------------------------------------------
 
 
+def _is_code(text: str) -> bool:
+    try:
+        _CODE.validate_python(text)
+    except ValidationError:
+        return False
+    return True
+
+
 def _in_scope(principal: Principal, site_id: str) -> None:
     if not principal.sees_site(site_id):
         raise SiteOutOfScopeError(who=principal.label, site_id=site_id)
@@ -404,6 +413,8 @@ def new_location_page(
     _in_scope(principal, site)
     record = site_service.get_site(connection, site)
     level = "zone"
+    if parent and not _is_code(parent):
+        parent = ""  # no location has such a code: the form starts at a zone
     if parent:
         above = site_service.get_location(connection, site, parent)
         level = {"zone": "aisle", "aisle": "bin"}.get(above.level, "bin")

@@ -285,6 +285,14 @@ def test_a_bin_in_a_zone_is_refused_next_to_its_parent(app: FastAPI) -> None:
     assert [a for a, *_ in actions(app, "location")] == ["location.create"]
 
 
+def test_no_hostile_parent_fails_the_location_form(app: FastAPI) -> None:
+    add_site(app, "WH1")
+    boss = browser(app, "boss")
+    for value in ("%00", "%ED%A0%80", "%FF%FE", "%09%0A%1D", "x" * 10_000, "%25_"):
+        answer = boss.get(f"/console/sites/locations/new?site=WH1&parent={value}")
+        assert answer.status_code < 500, value
+
+
 def test_sites_keep_their_scope(app: FastAPI) -> None:
     add_site(app, "S1", "一店")
     add_site(app, "S2", "二店")
