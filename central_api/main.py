@@ -31,6 +31,7 @@ from central_api.services.auth import TokenSigner
 from central_api.services.projections import built_in_projections
 from central_api.services.push_group import PushGroup
 from central_api.web import mount_console
+from central_api.web.transfer import UPLOAD_PATHS as CONSOLE_UPLOAD_PATHS
 from jxc import __version__
 from jxc.paths import API_ROOT, SYNC_EVENTS
 
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         path_limits={
             SYNC_EVENTS: settings.max_push_bytes,
             **dict.fromkeys(IMPORT_PATHS, settings.max_import_bytes),
+            **dict.fromkeys(CONSOLE_UPLOAD_PATHS, settings.max_import_bytes),
         },
     )
     app.add_middleware(RequestIdMiddleware)

@@ -23,8 +23,10 @@ from central_api.api.routes.auth import clear_session_cookies
 from central_api.core.principal import Principal
 from central_api.errors import CentralError
 from central_api.web import i18n
+from central_api.web.master import pages as master_pages
 from central_api.web.render import CONSOLE_ROOT, N_, STATIC_ROOT, gettext_for, render
 from central_api.web.routes import login_url, redirect, root_router, router
+from central_api.web.transfer import pages as transfer_pages
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -48,6 +50,8 @@ def mount_console(app: FastAPI) -> None:
     """Add the console to ``app``; call after the API's error handlers are installed."""
     app.include_router(root_router)
     app.include_router(router)
+    app.include_router(master_pages)
+    app.include_router(transfer_pages)
     app.mount(STATIC_ROOT, StaticFiles(directory=STATIC_DIR), name="console-static")
     for kind in (CentralError, RequestValidationError, StarletteHTTPException, Exception):
         original = app.exception_handlers.get(kind)

@@ -55,20 +55,60 @@ class NavEntry:
     label: str
     """A msgid, translated when the page is rendered."""
     action: str
+    also: tuple[str, ...] = ()
+    """Other actions that show the entry too (a page serving several, each of its own
+    routes checking its own)."""
+
+    def shown_to(self, principal: Principal) -> bool:
+        return any(principal.can(action) for action in (self.action, *self.also))
 
 
 NAVIGATION: list[NavEntry] = [
     NavEntry(f"{CONSOLE_ROOT}/items", N_("Items"), "items.read"),
     NavEntry(f"{CONSOLE_ROOT}/items/new", N_("New item"), "items.write"),
+    NavEntry(f"{CONSOLE_ROOT}/partners", N_("Partners"), "partners.read"),
+    NavEntry(f"{CONSOLE_ROOT}/sites", N_("Sites"), "locations.read"),
+    NavEntry(
+        f"{CONSOLE_ROOT}/transfer",
+        N_("Import and export"),
+        "items.import",
+        also=("partners.import", "locations.import"),
+    ),
     NavEntry(f"{CONSOLE_ROOT}/users", N_("Users"), "users.manage"),
+    NavEntry(f"{CONSOLE_ROOT}/roles", N_("Roles"), "users.manage"),
 ]
 """Later pages add their entry here, in the order the menu shows them."""
+
+
+LABELS: Final[dict[str, str]] = {
+    # valuation methods
+    "moving_average": N_("Moving average"),
+    "fifo": N_("FIFO (first in, first out)"),
+    # site kinds
+    "warehouse": N_("Warehouse"),
+    "store": N_("Store"),
+    "dock": N_("Dock"),
+    # location levels and kinds
+    "zone": N_("Zone"),
+    "aisle": N_("Aisle"),
+    "bin": N_("Bin"),
+    "storage": N_("Storage"),
+    "receiving": N_("Receiving"),
+    "quarantine": N_("Quarantine"),
+    "damaged": N_("Damaged"),
+    "in_transit": N_("In transit"),
+    # import kinds
+    "items": N_("Items"),
+    "partners": N_("Partners"),
+    "locations": N_("Locations"),
+}
+"""The msgid of each stored code word a page shows (``_(labels[value])``)."""
 
 
 def visible_navigation(principal: Principal | None) -> list[NavEntry]:
     if principal is None or not principal.is_user:
         return []
-    return [entry for entry in NAVIGATION if principal.can(entry.action)]
+    return [entry for entry in NAVIGATION if entry.shown_to(principal)]
 
 
 def plain_decimal(value: Decimal | None) -> str:
@@ -87,6 +127,21 @@ def _money(locale: str) -> Callable[[Decimal | None], str]:
         )
 
     return money
+
+
+def _named(locale: str) -> Callable[[Any], str]:
+    """A record's name in the page's language: ``name_en`` on an English page when the
+    record has one, else ``name`` (the Chinese name every record has)."""
+    english = locale.startswith("en")
+
+    def named(record: Any) -> str:
+        if isinstance(record, Mapping):
+            name, name_en = record.get("name", ""), record.get("name_en", "")
+        else:
+            name, name_en = getattr(record, "name", ""), getattr(record, "name_en", "")
+        return str(name_en if english and name_en else name)
+
+    return named
 
 
 def timestamp(value: datetime | None) -> str:
@@ -110,9 +165,11 @@ def environment(locale: str) -> Environment:
     env.filters["qty"] = plain_decimal
     env.filters["money"] = _money(locale)
     env.filters["ts"] = timestamp
+    env.filters["named"] = _named(locale)
     env.globals["static"] = lambda name: f"{STATIC_ROOT}/{name}"
     env.globals["console_root"] = CONSOLE_ROOT
     env.globals["htmx_file"] = HTMX_FILE
+    env.globals["labels"] = LABELS
     return env
 
 

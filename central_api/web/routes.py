@@ -17,6 +17,7 @@ layout puts it in ``hx-headers``); the session cookie alone is refused for them 
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 
@@ -31,19 +32,59 @@ from central_api.api.routes.auth import clear_session_cookies, set_session_cooki
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import (
     BarcodeTakenError,
+    InvalidError,
+    LockoutError,
     LoginRefusedError,
     LoginThrottledError,
+    NotFoundError,
     UnknownItemError,
     UserDisabledError,
 )
-from central_api.services.items import Item, deactivate_item, get_item, list_items, upsert_item
-from central_api.services.people import USERNAME_PATTERN, end_session, list_users, sign_in
+from central_api.schemas.people import RoleIn
+from central_api.services.categories import list_categories
+from central_api.services.idempotency import KEY_PATTERN, IdempotencyClaim, IdempotentReplay
+from central_api.services.items import (
+    BarcodeSpec,
+    Item,
+    ItemExistsError,
+    SiteLevels,
+    UnitSpec,
+    UnknownLevelsError,
+    create_item,
+    deactivate_item,
+    get_item,
+    get_site_levels,
+    list_items,
+    upsert_item,
+)
+from central_api.services.people import (
+    ALL_ACTIONS,
+    ROLE_PATTERN,
+    USERNAME_PATTERN,
+    end_session,
+    list_roles,
+    list_users,
+    put_role,
+    sign_in,
+)
+from central_api.services.sites import list_sites
 from central_api.web import i18n
-from central_api.web.forms import FIELD_CODE, ItemForm, check, form_of, row_field
+from central_api.web.forms import (
+    FIELD_CODE,
+    VALUATIONS,
+    ItemForm,
+    check,
+    form_of,
+    row_field,
+    service_error,
+    service_message,
+    unit_field,
+    validate,
+)
 from central_api.web.render import CONSOLE_ROOT, gettext_for, render, visible_navigation
 from central_api.web.search import MAX_QUERY, PAGE, ItemRow, item_for_scan, search_items
 from jxc.contract import Code
-from jxc.feed import BarcodeData, ItemData
+from jxc.feed import ItemData
 
 router = APIRouter(prefix=CONSOLE_ROOT, include_in_schema=False)
 root_router = APIRouter(include_in_schema=False)
@@ -226,6 +267,7 @@ def _row(item: Item) -> ItemRow:
         item.uom,
         item.active,
         [(barcode.barcode, barcode.qty_per) for barcode in item.barcodes],
+        name_en=item.name_en,
     )
 
 
@@ -239,11 +281,27 @@ def item_page(
         "item.html",
         {
             "item": _item_view(item, principal),
+            "levels": _levels(connection, principal, code),
             "edit_url": item_url(code, ITEM_EDIT),
             "deactivate_url": item_url(code, ITEM_DEACTIVATE),
         },
         principal=principal,
     )
+
+
+def _levels(connection: ConnDep, principal: Principal, code: str) -> list[SiteLevels]:
+    """The item's stock levels at each site the user sees (a chain has a handful)."""
+    found = []
+    for site in list_sites(connection, visible=principal.sites):
+        if not principal.sees_site(site.site_id):
+            continue
+        try:
+            found.append(
+                get_site_levels(connection=connection, site_id=site.site_id, item_code=code)
+            )
+        except UnknownLevelsError:
+            continue
+    return found
 
 
 def _item_view(item: Item, principal: Principal) -> dict[str, Any]:
@@ -253,29 +311,54 @@ def _item_view(item: Item, principal: Principal) -> dict[str, Any]:
     check still has nothing to print.
     """
     view: dict[str, Any] = {
-        "item_code": item.item_code,
-        "name": item.name,
-        "uom": item.uom,
-        "active": item.active,
-        "updated_at": item.updated_at,
-        "barcodes": item.barcodes,
+        name: getattr(item, name)
+        for name in (
+            "item_code",
+            "name",
+            "name_en",
+            "uom",
+            "active",
+            "archived",
+            "updated_at",
+            "barcodes",
+            "units",
+            "category",
+            "lot_tracked",
+            "expiry_tracked",
+            "serial_tracked",
+            "shelf_life_days",
+            "min_remaining_days",
+            "unit_weight",
+            "weight_tolerance",
+            "valuation",
+        )
     }
     if principal.financial:
-        view["prices"] = {"cost": item.cost, "price": item.price}
+        view["prices"] = {
+            "cost": item.cost,
+            "price": item.price,
+            "purchase_price": item.purchase_price,
+        }
     return view
 
 
 def _fingerprint(item: Item) -> str:
-    """Changes whenever the item or its barcode set does: guards an edit against another
-    edit saved in between (each write bumps a feed version; a removal, the count)."""
-    versions = [item.version, *(barcode.version for barcode in item.barcodes)]
-    return f"{max(versions)}.{len(item.barcodes)}"
+    """Changes whenever the item, its barcodes or its units do: guards an edit against
+    another edit saved in between (each write bumps a feed version; a removal, a count)."""
+    versions = [
+        item.version,
+        *(barcode.version for barcode in item.barcodes),
+        *(unit.version for unit in item.units),
+    ]
+    return f"{max(versions)}.{len(item.barcodes)}.{len(item.units)}"
 
 
 @router.get("/items/new", dependencies=[WRITE_ITEMS])
-def new_item_page(request: Request, principal: PrincipalDep) -> HTMLResponse:
+def new_item_page(request: Request, connection: ConnDep, principal: PrincipalDep) -> HTMLResponse:
     form = ItemForm(barcodes=[])
-    return _form_page(request, principal, form, errors={}, creating=True)
+    return _form_page(
+        request, connection, principal, form, errors={}, creating=True, key=str(uuid.uuid4())
+    )
 
 
 @router.get("/items/edit", dependencies=[WRITE_ITEMS])
@@ -285,18 +368,26 @@ def edit_item_page(
     item = get_item(connection=connection, item_code=code)
     form = form_of(item, financial=principal.financial)
     return _form_page(
-        request, principal, form, errors={}, creating=False, fingerprint=_fingerprint(item)
+        request,
+        connection,
+        principal,
+        form,
+        errors={},
+        creating=False,
+        fingerprint=_fingerprint(item),
     )
 
 
 def _form_page(
     request: Request,
+    connection: ConnDep,
     principal: Principal,
     form: ItemForm,
     *,
     errors: dict[str, str],
     creating: bool,
     fingerprint: str = "",
+    key: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
     fragment = request.headers.get("hx-request") == "true" and request.method == "POST"
@@ -308,8 +399,12 @@ def _form_page(
             "errors": errors,
             "creating": creating,
             "fingerprint": fingerprint,
+            "idempotency_key": key,
             "financial": principal.financial,
+            "categories": list_categories(connection),
+            "valuations": VALUATIONS,
             "row_field": row_field,
+            "unit_field": unit_field,
             "action": ITEM_NEW if creating else item_url(form.item_code, ITEM_EDIT),
             "cancel": ITEMS if creating else item_url(form.item_code),
         },
@@ -319,7 +414,7 @@ def _form_page(
 
 
 @router.post("/items/new", dependencies=[WRITE_ITEMS])
-async def create_item(
+async def create_item_form(
     request: Request, connection: ConnDep, principal: PrincipalDep, audit: AuditDep
 ) -> Response:
     return await _save(request, connection, principal, audit, creating=True)
@@ -336,10 +431,23 @@ async def update_item(
     return await _save(request, connection, principal, audit, creating=False, code=code)
 
 
-_ITEM_FIELDS_KEPT: Final = tuple(
-    name for name in ItemData.model_fields if name not in ("item_code", "name", "uom", "active")
-)
-"""The item's fields the console's form does not show yet: an edit keeps them as they are."""
+def form_claim(
+    request: Request, principal: Principal, key: str, body: bytes
+) -> IdempotencyClaim | None:
+    """The form's ``Idempotency-Key`` (one per opened form) as the API's dependency makes it.
+
+    A double submit, or a retry after a lost answer, is then answered with what the first
+    one made instead of a second record or a "code exists". A key that is not one (typed
+    by hand into the hidden field) is no key.
+    """
+    if not re.fullmatch(KEY_PATTERN, key):
+        return None
+    return IdempotencyClaim.of(
+        principal=principal.label,
+        key=key,
+        operation=f"POST {request.url.path}",
+        body=request.url.path.encode() + b"\n" + body,
+    )
 
 
 async def _save(
@@ -353,46 +461,54 @@ async def _save(
 ) -> Response:
     """Check the whole form, then save it in one call of the item service (one transaction,
     its audit entry included): a refused form changes nothing."""
+    raw = await request.body()
     posted = await request.form()
     form = ItemForm.from_post(posted, getlist=posted.getlist)
     if not creating:
         assert code is not None
         form.item_code = code  # the code is the page's, not a field
     _ = gettext_for(i18n.language_of(request))
-    checked = check(form, financial=principal.financial, gettext=_)
+    checked = check(form, financial=principal.financial, gettext=_, creating=creating)
     errors = dict(checked.errors)
     fingerprint = str(posted.get("fingerprint", ""))
-    if not errors:
-        errors = await _conflicts(connection, form, creating=creating, fingerprint=fingerprint, _=_)
+    key = str(posted.get("idempotency_key", ""))[:200]
+    if not errors and not creating:
+        errors = await _conflicts(connection, form, fingerprint=fingerprint, _=_)
     if not errors and checked.body is not None:
         body = checked.body
-        kept: dict[str, Any] = {}
-        if not creating:
-            # The form edits some of an item's fields; a save is a whole replacement, so
-            # the others (English name, category, tracking flags...) are carried over.
-            existing = await _run(get_item, connection=connection, item_code=checked.item_code)
-            kept = {name: getattr(existing, name) for name in _ITEM_FIELDS_KEPT}
+        barcodes = [
+            BarcodeSpec(barcode=entry.barcode, uom=entry.uom, qty_per=entry.qty_per)
+            for entry in body.barcodes or ()
+        ]
+        units = [UnitSpec(uom=u.uom, factor=u.factor, of=u.of) for u in body.units or ()]
+        money = body.financial() if principal.financial else {}
         try:
-            await _run(
-                upsert_item,
-                connection=connection,
-                item=ItemData(
-                    **kept,
-                    item_code=checked.item_code,
-                    name=body.name,
-                    uom=body.uom,
-                    active=body.active,
-                ),
-                barcodes=[
-                    BarcodeData(
-                        barcode=entry.barcode, item_code=checked.item_code, qty_per=entry.qty_per
-                    )
-                    for entry in body.barcodes or ()
-                ],
-                audit=audit,
-                cost=body.cost,
-                price=body.price,
-            )
+            if creating:
+                saved = await _run(
+                    create_item,
+                    connection=connection,
+                    item_code=checked.item_code or None,
+                    fields=body.feed_fields(),
+                    barcodes=barcodes,
+                    units=units,
+                    financial=money,
+                    valuation=body.valuation,
+                    audit=audit,
+                    claim=form_claim(request, principal, key, raw),
+                )
+            else:
+                saved = await _run(
+                    upsert_item,
+                    connection=connection,
+                    item=ItemData(item_code=checked.item_code, **body.feed_fields()),
+                    barcodes=barcodes,
+                    units=units,
+                    valuation=body.valuation,
+                    audit=audit,
+                    **money,
+                )
+        except IdempotentReplay as replay:
+            return redirect(request, item_url(replay.resource_id))
         except BarcodeTakenError as taken:
             index = next(
                 (i for i, row in enumerate(form.barcodes) if row.barcode == taken.barcode), 0
@@ -400,31 +516,37 @@ async def _save(
             errors[row_field(index, "barcode")] = _(
                 "This barcode belongs to item %(owner)s.", owner=taken.owner
             )
+        except ItemExistsError:
+            errors[FIELD_CODE] = _("An item with this code exists already.")
+        except InvalidError as refused:
+            where, reason = service_error(str(refused))
+            errors[where] = service_message(reason, _)
         else:
-            return redirect(request, item_url(checked.item_code))
+            return redirect(request, item_url(saved.item_code))
     return _form_page(
         request,
+        connection,
         principal,
         form,
         errors=errors,
         creating=creating,
         fingerprint=fingerprint,
+        key=key,
         status_code=422,
     )
 
 
 async def _conflicts(
-    connection: ConnDep, form: ItemForm, *, creating: bool, fingerprint: str, _: Any
+    connection: ConnDep, form: ItemForm, *, fingerprint: str, _: Any
 ) -> dict[str, str]:
-    """A new item's code must be free; an edited item must not have changed meanwhile."""
+    """An edited item must still exist and must not have changed meanwhile.
+
+    (A new item's code is the service's to refuse, after the form's key is looked up, so
+    a double submit is a replay rather than "code exists".)"""
     try:
         stored = await _run(get_item, connection=connection, item_code=form.item_code)
     except UnknownItemError:
-        if creating:
-            return {}
         return {"form": _("This item no longer exists.")}
-    if creating:
-        return {FIELD_CODE: _("An item with this code exists already.")}
     if fingerprint and fingerprint != _fingerprint(stored):
         return {
             "form": _(
@@ -454,6 +576,96 @@ def deactivate(request: Request, code: CodeQuery, connection: ConnDep, audit: Au
 @router.get("/users", dependencies=[MANAGE_USERS])
 def users_page(request: Request, connection: ConnDep, principal: PrincipalDep) -> HTMLResponse:
     return render(request, "users.html", {"users": list_users(connection)}, principal=principal)
+
+
+@router.get("/roles", dependencies=[MANAGE_USERS])
+def roles_page(request: Request, connection: ConnDep, principal: PrincipalDep) -> HTMLResponse:
+    """Each role with its actions and whether it sees the financial field group (read
+    only: roles are edited through the API, ``PUT /api/v1/roles/{name}``)."""
+    return render(request, "roles.html", {"roles": list_roles(connection)}, principal=principal)
+
+
+RoleQuery = Annotated[str, Query(alias="name", pattern=ROLE_PATTERN, max_length=40)]
+
+
+@router.get("/roles/edit", dependencies=[MANAGE_USERS])
+def edit_role_page(
+    request: Request, name: RoleQuery, connection: ConnDep, principal: PrincipalDep
+) -> HTMLResponse:
+    role = next((r for r in list_roles(connection) if r.name == name), None)
+    if role is None:
+        raise NotFoundError(f"no such role: {name!r}")
+    form = {
+        "description": role.description,
+        "actions": set(role.actions),
+        "financial": role.financial,
+    }
+    return _role_form(request, principal, name, form, {})
+
+
+def _role_form(
+    request: Request,
+    principal: Principal,
+    name: str,
+    form: dict[str, Any],
+    errors: dict[str, str],
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "role_form.html",
+        {
+            "name": name,
+            "form": form,
+            "errors": errors,
+            "all_actions": sorted(ALL_ACTIONS.items()),
+            "action": f"{CONSOLE_ROOT}/roles/edit?{urlencode({'name': name})}",
+        },
+        principal=principal,
+        status_code=status_code,
+    )
+
+
+@router.post("/roles/edit", dependencies=[MANAGE_USERS])
+async def update_role(
+    request: Request, name: RoleQuery, connection: ConnDep, principal: PrincipalDep
+) -> Response:
+    """Replace the role's grants (the API's ``PUT /roles/{name}``: audited, and refused if
+    no enabled user could manage people afterwards)."""
+    posted = await request.form()
+    _ = gettext_for(i18n.language_of(request))
+    form: dict[str, Any] = {
+        "description": str(posted.get("description", "")).strip(),
+        "actions": {str(value) for value in posted.getlist("actions")},
+        "financial": str(posted.get("financial", "")) in ("on", "true", "1"),
+    }
+    if not any(r.name == name for r in list_roles(connection)):
+        raise NotFoundError(f"no such role: {name!r}")
+    checked, errors = validate(RoleIn, {**form, "actions": sorted(form["actions"])}, _)
+    if not errors:
+        try:
+            await _run(
+                put_role,
+                connection=connection,
+                name=name,
+                description=checked.description,
+                actions=checked.actions,
+                financial=checked.financial,
+            )
+        except LockoutError:
+            errors["form"] = _(
+                "After this change nobody could manage users and roles; keep at least one "
+                "admin. Nothing was saved."
+            )
+        except InvalidError as refused:
+            errors["actions"] = _("Refused: %(reason)s", reason=str(refused))
+        else:
+            return redirect(request, f"{CONSOLE_ROOT}/roles")
+    errors = {
+        ("actions" if key.startswith("actions") else key): text for key, text in errors.items()
+    }
+    return _role_form(request, principal, name, form, errors, status_code=422)
 
 
 def login_url(next_path: str) -> str:

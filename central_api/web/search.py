@@ -44,6 +44,7 @@ class ItemRow:
     uom: str
     active: bool
     barcodes: list[tuple[str, Decimal]] = field(default_factory=list)
+    name_en: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,8 @@ def _gtin_in(scan: str) -> str | None:
             message = parsed.gs1_message
     except BiipException:  # no symbol biip knows: then the scan is all there is
         return None
+    except IndexError:  # biip 5.2 reads past the end of a lone "]" (a symbology flag)
+        return None
     for element in message.element_strings if message is not None else ():
         if element.gtin is not None:
             return str(element.gtin.value)
@@ -108,19 +111,22 @@ def search_items(
     matches = or_(
         func.lower(items.c.item_code).contains(needle, autoescape=True),
         func.lower(items.c.name).contains(needle, autoescape=True),
+        func.lower(items.c.name_en).contains(needle, autoescape=True),
         items.c.item_code.in_(
             select(item_barcodes.c.item_code).where(
                 item_barcodes.c.barcode.startswith(text, autoescape=True)
             )
         ),
     )
-    chosen = select(items.c.item_code, items.c.name, items.c.uom, items.c.active).where(matches)
+    chosen = select(
+        items.c.item_code, items.c.name, items.c.uom, items.c.active, items.c.name_en
+    ).where(matches)
     if after is not None:
         chosen = chosen.where(items.c.item_code > after)
     chosen = chosen.order_by(items.c.item_code).limit(limit + 1)
     with read_snapshot(connection):
         rows = [
-            ItemRow(row.item_code, row.name, row.uom, row.active)
+            ItemRow(row.item_code, row.name, row.uom, row.active, name_en=row.name_en or "")
             for row in connection.execute(chosen)
         ]
         page = rows[:limit]

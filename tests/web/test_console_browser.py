@@ -20,6 +20,7 @@ from central_api.core.db import create_db_engine
 from central_api.services.audit import system_context
 from central_api.services.barcodes import gs1_check_digit
 from central_api.services.items import upsert_item
+from central_api.services.sites import put_site
 from jxc.feed import BarcodeData, ItemData
 from tests.patience import patience_timeout
 from tests.web.conftest import TEST_PASSWORD, Central
@@ -116,8 +117,9 @@ def test_create_an_item_with_two_barcodes_then_find_it_by_a_scan(
     assert page.locator("html").get_attribute("lang") == "zh-CN"
     assert page.get_by_role("heading", level=1).inner_text() == "商品"
 
-    # The form: code, name, unit by typing and Tab; each barcode ends with Enter, as a
-    # scanner sends it, which moves to a new row instead of submitting.
+    # The form: code, name, English name by typing and Tab; a base unit and a carton of
+    # 12; each barcode ends with Enter, as a scanner sends it, which moves to a new row
+    # instead of submitting; the second barcode is the carton's.
     page.get_by_role("link", name="新建商品").first.click()
     page.wait_for_url(re.compile(r"/console/items/new$"))
     focused(page, "item_code")
@@ -125,23 +127,37 @@ def test_create_an_item_with_two_barcodes_then_find_it_by_a_scan(
     page.keyboard.press("Tab")
     page.keyboard.type("测试商品 苹果汁")
     page.keyboard.press("Tab")
+    page.keyboard.type("Apple juice")
+    page.get_by_label("基本单位", exact=True).focus()
+    page.keyboard.type("瓶")
+    page.get_by_role("button", name="添加单位").click()
+    focused(page, "unit_uom-0")
     page.keyboard.type("箱")
+    page.keyboard.press("Tab")
+    page.keyboard.type("12")
     page.get_by_label("条码 1", exact=True).focus()
     page.keyboard.type(barcodes[0])
     page.keyboard.press("Enter")
     focused(page, "barcode-1")
     page.keyboard.type(barcodes[1])
     page.keyboard.press("Tab")
-    page.keyboard.type("12")
+    page.keyboard.type("箱")
+    page.get_by_label("管理批次", exact=True).focus()
+    page.keyboard.press("Space")
+    page.get_by_label("保质期（天）", exact=True).fill("365")
     shoot(page, screenshots, "item-form", width)
     page.get_by_role("button", name="创建商品").click()
     page.wait_for_url(re.compile(r"/console/items/view\?code="))
     assert page.get_by_role("heading", level=1).inner_text().startswith(code)
     for barcode in barcodes:
         assert page.get_by_text(barcode, exact=True).is_visible()
-    assert page.get_by_text("12 箱").is_visible()
+    assert page.get_by_text("12 瓶").first.is_visible()
+    assert page.get_by_text("管理批次").is_visible()
     no_sideways_scroll(page)
     shoot(page, screenshots, "item", width)
+    switch_language(page, "English")
+    assert page.get_by_role("heading", level=1).inner_text() == f"{code} Apple juice"
+    switch_language(page, "简体中文")
 
     # A scan into the search box: the barcode and Enter, and the item opens.
     page.goto(f"{central.url}/console/items")
@@ -193,7 +209,7 @@ def test_a_form_error_sits_next_to_its_field_and_nothing_is_saved(
     sign_in(page, central, "boss")
     page.goto(f"{central.url}/console/items/new")
     page.get_by_label("编码", exact=True).fill(f"BAD-{width}")
-    page.get_by_label("单位", exact=True).fill("pcs")
+    page.get_by_label("基本单位", exact=True).fill("pcs")
     page.get_by_label("条码 1", exact=True).fill("has space")
     page.get_by_role("button", name="创建商品").click()
     name_error = page.locator("#error-name")
@@ -220,6 +236,7 @@ def test_a_clerks_item_page_shows_no_price(
                 audit=system_context("test"),
                 cost=Decimal("3.215"),
                 price=Decimal("4.99"),
+                purchase_price=Decimal("2.875"),
             )
     finally:
         engine.dispose()
@@ -230,13 +247,23 @@ def test_a_clerks_item_page_shows_no_price(
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/console/items/view\?code=PRICED-1$"))
     html = page.content()
-    for figure in ("3.215", "4.99", "¥", "CN¥", "标准成本", "标价", "data-financial"):
+    for figure in (
+        "3.215",
+        "4.99",
+        "2.875",
+        "¥",
+        "CN¥",
+        "标准成本",
+        "标价",
+        "采购价",
+        "data-financial",
+    ):
         assert figure not in html, f"a clerk's item page shows {figure!r}"
     shoot(page, screenshots, "item-clerk", width)
     switch_language(page, "English")
     assert page.locator("html").get_attribute("lang") == "en"
     html = page.content()
-    for figure in ("3.215", "4.99", "¥", "Standard cost", "List price"):
+    for figure in ("3.215", "4.99", "2.875", "¥", "Standard cost", "List price", "Purchase price"):
         assert figure not in html, f"a clerk's item page shows {figure!r}"
     response = page.goto(f"{central.url}/console/items/new")
     assert response is not None
@@ -309,7 +336,7 @@ def test_a_lost_connection_says_so_and_keeps_what_was_typed(
     page.goto(f"{central.url}/console/items/new")
     page.get_by_label("编码", exact=True).fill(f"OFF-{width}")
     page.get_by_label("名称", exact=True).fill("断网")
-    page.get_by_label("单位", exact=True).fill("pcs")
+    page.get_by_label("基本单位", exact=True).fill("pcs")
     page.context.set_offline(True)
     page.get_by_role("button", name="创建商品").click()
     banner = page.locator("#net-error")
@@ -322,3 +349,103 @@ def test_a_lost_connection_says_so_and_keeps_what_was_typed(
     page.get_by_role("button", name="创建商品").click()
     page.wait_for_url(re.compile(r"/console/items/view\?code=OFF-"))
     assert page.get_by_role("heading", level=1).inner_text() == f"OFF-{width} 断网"
+
+
+def test_partners_sites_and_an_import_in_the_browser(
+    page: Any, central: Central, width: str, screenshots: Path, tmp_path: Path
+) -> None:
+    """A partner made with the form, a location tree grown from its "+" links, and an
+    import refused with every error listed, then accepted with its counts."""
+    engine = create_db_engine(central.database_url)
+    site = f"WH-{width.upper()}"
+    try:
+        with engine.connect() as connection:
+            put_site(
+                connection,
+                site_id=site,
+                kind="warehouse",
+                name="华东总仓",
+                name_en="East China DC",
+                active=True,
+                audit=system_context("test"),
+            )
+    finally:
+        engine.dispose()
+    sign_in(page, central, "boss")
+
+    page.goto(f"{central.url}/console/partners/new")
+    focused(page, "code")
+    page.keyboard.type(f"SUP-{width}")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")  # supplier: already ticked, so this unticks it...
+    page.keyboard.press("Space")  # ...and ticks it again, all by keyboard
+    page.get_by_label("名称", exact=True).fill("上海饮料有限公司")
+    page.get_by_label("英文名称", exact=True).fill("Shanghai Drinks Ltd")
+    page.get_by_label("交货周期（天） — 供应商", exact=True).fill("soon")
+    page.get_by_role("button", name="创建往来单位").click()
+    error = page.locator("#error-lead_time_days")
+    error.wait_for()
+    assert error.inner_text() == "请输入整数，例如 30。"
+    page.get_by_label("交货周期（天） — 供应商", exact=True).fill("3")
+    no_sideways_scroll(page)
+    shoot(page, screenshots, "partner-form", width)
+    page.get_by_role("button", name="创建往来单位").click()
+    page.wait_for_url(re.compile(r"/console/partners/view\?code=SUP-"))
+    assert "上海饮料有限公司" in page.get_by_role("heading", level=1).inner_text()
+    page.goto(f"{central.url}/console/partners")
+    no_sideways_scroll(page)
+    shoot(page, screenshots, "partners", width)
+
+    page.goto(f"{central.url}/console/sites/view?site={site}")
+    for code in ("A", "A-01", "A-01-01"):
+        page.get_by_role("link", name=re.compile(r"^(新建库位|在 .* 下添加库位)$")).last.click()
+        page.wait_for_url(re.compile(r"/console/sites/locations/new"))
+        focused(page, "code")
+        page.keyboard.type(code)
+        if code == "A-01-01":
+            page.get_by_label("类型", exact=True).select_option("quarantine")
+        page.get_by_role("button", name="创建库位").click()
+        page.wait_for_url(re.compile(r"/console/sites/view\?site="))
+    tree = page.get_by_role("list", name="库位")
+    assert tree.locator("li li li").inner_text().startswith("A-01-01")
+    assert "待检" in tree.inner_text()
+    no_sideways_scroll(page)
+    shoot(page, screenshots, "site", width)
+
+    page.goto(f"{central.url}/console/transfer")
+    bad = tmp_path / "items.csv"
+    bad.write_text("item_code,name,uom,units\nIMP-1,好,,\nIMP-2,好,EA,盒=0\n", encoding="utf-8")
+    page.get_by_label("文件（CSV 或 XLSX）").set_input_files(str(bad))
+    page.get_by_role("button", name="导入").click()
+    refused = page.locator("[data-import-errors]")
+    refused.wait_for()
+    assert page.locator("#import-progress").is_hidden()
+    rows = refused.locator("tbody tr")
+    assert rows.count() == 2
+    if width == "desktop":
+        headings = refused.locator("thead th").all_inner_texts()
+        assert headings == ["行", "列", "原因"]
+    assert "uom" in rows.nth(0).inner_text()
+    no_sideways_scroll(page)
+    shoot(page, screenshots, "import-refused", width)
+    good = tmp_path / "good.csv"
+    good.write_text(f"item_code,name,uom\nIMP-{width},好,EA\n", encoding="utf-8")
+    page.get_by_label("文件（CSV 或 XLSX）").set_input_files(str(good))
+    page.get_by_role("button", name="导入").click()
+    done = page.locator("[data-import-done]")
+    done.wait_for()
+    assert "新增 1" in done.inner_text()
+
+
+def test_a_clerks_site_and_transfer_pages_show_no_money(
+    page: Any, central: Central, width: str
+) -> None:
+    sign_in(page, central, "clerk")
+    for path in ("/console/sites", "/console/transfer"):
+        page.goto(f"{central.url}{path}")
+        html = page.content()
+        for figure in ("¥", "CN¥", "data-financial", "信用额度", "成本"):
+            assert figure not in html, f"{path} shows {figure!r} to a clerk"
+    response = page.goto(f"{central.url}/console/partners")
+    assert response is not None
+    assert response.status == 403

@@ -42,34 +42,37 @@
     if (bad) { bad.focus(); }
   });
 
-  // --- barcode rows of the item form ----------------------------------------------------
+  // --- rows of a form (barcodes, units): added from a <template>, renumbered ------------
+  // Each input names its id's stem in data-id; row i's input gets id "<stem>-<i>" and its
+  // label's "for", so every field keeps a label after rows come and go.
   function renumber(container) {
-    var rows = container.querySelectorAll(".barcode-row");
+    var rows = container.querySelectorAll(".row");
     rows.forEach(function (row, i) {
-      var inputs = row.querySelectorAll("input");
-      var labels = row.querySelectorAll("label");
-      var ids = ["barcode-" + i, "qty-" + i];
-      inputs.forEach(function (input, j) { if (ids[j]) { input.id = ids[j]; } });
-      labels.forEach(function (label, j) { if (ids[j]) { label.htmlFor = ids[j]; } });
+      row.querySelectorAll(".field").forEach(function (field) {
+        var input = field.querySelector("[data-id]"), label = field.querySelector("label");
+        if (!input) { return; }
+        input.id = input.getAttribute("data-id") + "-" + i;
+        if (label) { label.htmlFor = input.id; }
+      });
       var n = row.querySelector("[data-n]"); if (n) { n.textContent = String(i + 1); }
     });
   }
-  function addRow(form) {
-    var template = form.querySelector("#barcode-row-template");
-    var container = form.querySelector("#barcode-rows");
+  function addRow(form, kind) {
+    var template = form.querySelector("#" + kind + "-row-template");
+    var container = form.querySelector("#" + kind + "-rows");
     container.appendChild(template.content.cloneNode(true));
     renumber(container);
-    var rows = container.querySelectorAll(".barcode-row");
-    return rows[rows.length - 1].querySelector("[data-barcode]");
+    var rows = container.querySelectorAll(".row");
+    return rows[rows.length - 1].querySelector("input");
   }
   document.addEventListener("click", function (e) {
     var target = e.target;
     if (!(target instanceof Element)) { return; }
     if (target.matches("[data-add-row]")) {
-      addRow(target.closest("form")).focus();
+      addRow(target.closest("form"), target.getAttribute("data-add-row")).focus();
     } else if (target.matches("[data-remove-row]")) {
-      var container = target.closest("#barcode-rows");
-      target.closest(".barcode-row").remove();
+      var container = target.closest("[data-rows]");
+      target.closest(".row").remove();
       renumber(container);
     }
   });
@@ -81,9 +84,9 @@
     if (input.matches("[data-barcode]") && e.key === "Enter") {
       e.preventDefault();
       if (!input.value.trim()) { return; }
-      var row = input.closest(".barcode-row");
+      var row = input.closest(".row");
       var next = row.nextElementSibling && row.nextElementSibling.querySelector("[data-barcode]");
-      (next || addRow(input.closest("form"))).focus();
+      (next || addRow(input.closest("form"), "barcode")).focus();
     }
   });
 
@@ -131,5 +134,41 @@
       burst.count = (burst.field === input && now - burst.last < gap) ? burst.count + 1 : 1;
       burst.field = input; burst.last = now;
     }
+  });
+
+  // --- the import form: the kind picks the upload's address; progress while it runs ----
+  document.addEventListener("change", function (e) {
+    var select = e.target;
+    if (!(select instanceof HTMLSelectElement) || !select.matches("[data-import-kind]")) { return; }
+    var form = select.closest("form");
+    form.setAttribute("action", select.value);
+    form.setAttribute("hx-post", select.value);
+    if (window.htmx) { htmx.process(form); }
+  });
+  function progressOf(form) { return form && form.querySelector("#import-progress"); }
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var box = progressOf(e.target.closest && e.target.closest("[data-import]"));
+    if (!box) { return; }
+    box.hidden = false;
+    box.querySelector("[data-upload]").removeAttribute("value");
+    box.querySelector("[data-uploading]").hidden = false;
+    box.querySelector("[data-checking]").hidden = true;
+    document.getElementById("import-outcome").innerHTML = "";
+  });
+  document.addEventListener("htmx:xhr:progress", function (e) {
+    var box = progressOf(e.target.closest && e.target.closest("[data-import]"));
+    if (!box || !e.detail || !e.detail.lengthComputable) { return; }
+    var bar = box.querySelector("[data-upload]");
+    bar.value = Math.round((e.detail.loaded / e.detail.total) * 100);
+    if (e.detail.loaded >= e.detail.total) {
+      // Sent: now central checks and writes; the bar runs without an end until it answers.
+      bar.removeAttribute("value");
+      box.querySelector("[data-uploading]").hidden = true;
+      box.querySelector("[data-checking]").hidden = false;
+    }
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var box = progressOf(e.target.closest && e.target.closest("[data-import]"));
+    if (box) { box.hidden = true; }
   });
 })();
