@@ -43,9 +43,21 @@ from central_api.models.people import (
     user_sites,
     users,
 )
+from central_api.models.purchasing import (
+    purchase_exceptions,
+    purchase_order_lines,
+    purchase_orders,
+    requisition_lines,
+    requisitions,
+)
 from central_api.models.stock import NO_LOT, stock_balances
 
 __all__ = [
+    "purchase_exceptions",
+    "purchase_order_lines",
+    "purchase_orders",
+    "requisition_lines",
+    "requisitions",
     "NO_LOT",
     "MicroUnits",
     "audit_head",
