@@ -42,6 +42,7 @@ from central_api.errors import (
     ForbiddenError,
     InvalidError,
     NotFoundError,
+    PreconditionFailedError,
     TooLargeError,
     TooManyRequestsError,
     UnauthorizedError,
@@ -59,6 +60,7 @@ REFUSAL_STATUS: dict[type[CentralError], int] = {
     ForbiddenError: status.HTTP_403_FORBIDDEN,
     NotFoundError: status.HTTP_404_NOT_FOUND,
     ConflictError: status.HTTP_409_CONFLICT,
+    PreconditionFailedError: status.HTTP_412_PRECONDITION_FAILED,
     TooLargeError: status.HTTP_413_CONTENT_TOO_LARGE,
     TooManyRequestsError: status.HTTP_429_TOO_MANY_REQUESTS,
 }

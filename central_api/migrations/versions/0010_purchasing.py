@@ -119,7 +119,9 @@ def upgrade() -> None:
         sa.Column("req_id", sa.String(32), nullable=True),
         sa.Column("req_line", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["po_id"], ["purchase_orders.po_id"], name="fk_purchase_order_lines_po_id_purchase_orders"
+            ["po_id"],
+            ["purchase_orders.po_id"],
+            name="fk_purchase_order_lines_po_id_purchase_orders",
         ),
         sa.PrimaryKeyConstraint("po_id", "line_no", name="pk_purchase_order_lines"),
     )
