@@ -53,11 +53,6 @@ from central_api.models.purchasing import (
 from central_api.models.stock import NO_LOT, stock_balances
 
 __all__ = [
-    "purchase_exceptions",
-    "purchase_order_lines",
-    "purchase_orders",
-    "requisition_lines",
-    "requisitions",
     "NO_LOT",
     "MicroUnits",
     "audit_head",
@@ -78,8 +73,13 @@ __all__ = [
     "login_failures",
     "metadata",
     "partners",
+    "purchase_exceptions",
+    "purchase_order_lines",
+    "purchase_orders",
     "reference_entries",
     "refused_events",
+    "requisition_lines",
+    "requisitions",
     "roles",
     "sessions",
     "site_credentials",
