@@ -119,6 +119,12 @@ class SegregationOfDutiesError(ForbiddenError):
         )
 
 
+def plain(value: Decimal) -> Decimal:
+    """The shortest spelling of an amount: ``840``, not ``840.0`` or ``8.4E+2``."""
+    normal = value.normalize()
+    return normal.quantize(Decimal(1)) if normal.as_tuple().exponent > 0 else normal  # type: ignore[operator]
+
+
 # --- what callers pass and get ----------------------------------------------------------
 
 
@@ -164,7 +170,7 @@ class PoLine:
     @property
     def amount(self) -> Decimal | None:
         """Price × ordered quantity, before tax (None without a price)."""
-        return None if self.unit_price is None else self.unit_price * self.qty
+        return None if self.unit_price is None else plain(self.unit_price * self.qty)
 
     @property
     def open_qty(self) -> Decimal:
@@ -199,7 +205,7 @@ class PurchaseOrder:
             if amount is None:
                 return None
             total += amount
-        return total
+        return plain(total)
 
 
 @dataclass(frozen=True, slots=True)
