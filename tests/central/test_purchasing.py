@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from central_api.core.db import write_transaction
 from central_api.models import audit_log
 from central_api.services import po_progress
-from central_api.core.db import write_transaction
 from jxc.feed import PoLineData
 from jxc.paths import (
     ITEMS,
