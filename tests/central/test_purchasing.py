@@ -5,16 +5,20 @@ from real pushes, exceptions, and the PO lines in the change feed. On SQLite and
 
 from __future__ import annotations
 
+import hashlib
+import json
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from central_api.core.db import write_transaction
 from central_api.models import audit_log
 from central_api.services import po_progress
+from jxc.contract import DOCUMENT_FIELDS, LedgerEvent
 from jxc.feed import PoLineData
 from jxc.paths import (
     ITEMS,
@@ -486,7 +490,8 @@ def test_a_replayed_push_counts_once(master: TestClient) -> None:
     ledger = SiteLedger("S01")
     batch = ledger.batch([receipt(ledger, po_id, 1, "50")])
     ok(master.post(SYNC_EVENTS, json=batch))
-    ok(master.post(SYNC_EVENTS, json=batch))
+    again = ok(master.post(SYNC_EVENTS, json=batch))
+    assert [result["status"] for result in again["results"]] == ["duplicate"]
     assert ok(master.get(f"{PURCHASE_ORDERS}/{po_id}"))["lines"][0]["received_qty"] == "50"
 
 
@@ -637,3 +642,29 @@ def test_closing_a_po_tombstones_its_lines(master: TestClient) -> None:
     push(master, ledger, receipt(ledger, po_id, 1, "5"))
     ok(master.post(f"{PURCHASE_ORDERS}/{po_id}/close", json={"reason": "short close"}))
     assert po_lines_in_feed(master, "S01") == {f"{po_id} 1": None, f"{po_id} 2": None}
+
+
+# --- the event's document reference ----------------------------------------------------
+
+
+def test_an_event_without_a_document_is_written_and_hashed_as_before() -> None:
+    ledger = SiteLedger("S01")
+    plain = LedgerEvent.model_validate(ledger.event("receipt", "1"))
+    assert set(DOCUMENT_FIELDS).isdisjoint(json.loads(plain.model_dump_json()))
+    canonical = json.dumps(plain.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    assert "doc_" not in canonical
+    assert plain.content_digest() == hashlib.sha256(canonical.encode()).hexdigest()
+    named = LedgerEvent.model_validate(receipt(ledger, "PO000001", 2, "1"))
+    wire = json.loads(named.model_dump_json())
+    assert (wire["doc_type"], wire["doc_id"], wire["doc_line"]) == ("purchase_order", "PO000001", 2)
+    canonical = json.dumps(named.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    assert named.content_digest() == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [{"doc_type": "purchase_order"}, {"doc_id": "PO1", "doc_line": 1}, {"doc_line": 1}],
+)
+def test_a_partial_document_reference_is_refused(partial: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="all or none"):
+        LedgerEvent.model_validate(SiteLedger("S01").event("receipt", "1", **partial))
