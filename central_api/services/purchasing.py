@@ -679,7 +679,7 @@ def update_purchase_order(
     return after
 
 
-def feed_line(po: PurchaseOrder, line: PoLine) -> PoLineData:
+def _feed_line(po: PurchaseOrder, line: PoLine) -> PoLineData:
     """A line as the site's feed carries it: no price."""
     return PoLineData(
         po_id=po.po_id,
@@ -704,7 +704,7 @@ def _publish(writer: FeedWriter, po: PurchaseOrder, *, receivable: bool) -> None
                 entity=FeedEntity.PO_LINE,
                 key=key,
                 op=ChangeOp.UPSERT,
-                data=feed_line(po, line).model_dump(mode="json"),
+                data=_feed_line(po, line).model_dump(mode="json"),
                 site_id=po.site_id,
             )
         else:
