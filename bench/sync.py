@@ -394,6 +394,9 @@ def stored_row(event: LedgerEvent, received_at: datetime) -> dict[str, Any]:
         "ref": event.ref,
         "device_id": event.device_id,
         "actor": event.actor,
+        "doc_type": event.doc_type,
+        "doc_id": event.doc_id,
+        "doc_line": event.doc_line,
     }
 
 

@@ -14,6 +14,8 @@ base                     status  meaning
 ``NotFoundError``        404    what the request names does not exist
 ``ConflictError``        409    the request clashes with what central holds; the
                                 message says whether a retry or a fix is needed
+``PreconditionFailedError`` 412 ``If-Match`` names a version that is not current:
+                                someone changed the document since it was read
 ``TooLargeError``        413    more than central takes in one request
 ``TooManyRequestsError`` 429    too many attempts (sign-in); try again later
 ``UnavailableError``     503    central cannot take it *now* (busy); nothing was
@@ -59,6 +61,10 @@ class NotFoundError(CentralError):
 
 class ConflictError(CentralError):
     """The request clashes with what central holds now; nothing was changed."""
+
+
+class PreconditionFailedError(CentralError):
+    """The request named a version (``If-Match``) of a document that is no longer current."""
 
 
 class TooLargeError(CentralError):

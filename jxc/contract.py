@@ -26,7 +26,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -180,6 +182,17 @@ OUTBOUND_KINDS = frozenset(
 )
 
 
+DocumentType = Literal["purchase_order"]
+"""The documents an event can name a line of (sales orders, transfers and counts to come)."""
+
+DOCUMENT_FIELDS = ("doc_type", "doc_id", "doc_line")
+"""An event's structured reference to the document line it fulfils: all three or none.
+
+Absent from the wire (and from the canonical form the digest hashes) when the event names
+no document, so an event without one is written, hashed and read exactly as before the
+fields existed, and an edge can send it to a central that does not know them yet."""
+
+
 _SIGN_OF_KIND = {
     kind: 1 if kind in INBOUND_KINDS else -1 if kind in OUTBOUND_KINDS else 0 for kind in EventKind
 }
@@ -206,6 +219,21 @@ class LedgerEvent(BaseModel):
     ref: Annotated[Text, Field(max_length=128)] | None = None
     device_id: Annotated[Text, Field(max_length=64)] | None = None
     actor: Annotated[Text, Field(max_length=64)] | None = None
+    doc_type: DocumentType | None = Field(
+        default=None, description="the kind of document whose line this event fulfils"
+    )
+    doc_id: Code | None = Field(default=None, description="that document's id, e.g. PO000012")
+    doc_line: Annotated[Int64, Field(ge=1)] | None = Field(
+        default=None, description="the line's number within the document"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_empty_document(self, handler: SerializerFunctionWrapHandler) -> Any:
+        dumped = handler(self)
+        if self.doc_type is None and isinstance(dumped, dict):
+            for name in DOCUMENT_FIELDS:
+                dumped.pop(name, None)
+        return dumped
 
     @field_validator("event_id")
     @classmethod
@@ -238,6 +266,12 @@ class LedgerEvent(BaseModel):
             raise ValueError(f"qty of an {self.kind} must not be zero")
         if self.unit_cost is not None and self.unit_cost < _ZERO:
             raise ValueError("unit_cost must not be negative")
+        if (self.doc_type is None) != (self.doc_id is None) or (self.doc_type is None) != (
+            self.doc_line is None
+        ):
+            raise ValueError(
+                "doc_type, doc_id and doc_line name a document line together: give all or none"
+            )
         return self
 
     def content_digest(self, *, event_id_text: str | None = None) -> str:
@@ -262,8 +296,15 @@ class LedgerEvent(BaseModel):
             return _sha256(_canonical_json_slow(self))
         expiry = "null" if self.expiry is None else f'"{self.expiry.isoformat()}"'
         unit_cost = "null" if self.unit_cost is None else f'"{self.unit_cost:f}"'
+        document = (
+            ""
+            if self.doc_type is None
+            else f'"doc_id":{_json_str(self.doc_id or "")},"doc_line":{self.doc_line},'
+            f'"doc_type":{_json_str(self.doc_type)},'
+        )
         canonical = (
             f'{{"actor":{_json_text(self.actor)},"device_id":{_json_text(self.device_id)},'
+            f"{document}"
             f'"event_id":"{event_id_text or self.event_id}",'
             f'"expiry":{expiry},'
             f'"item":{_json_str(self.item)},"kind":{_json_str(self.kind)},'
@@ -298,6 +339,9 @@ def _canonical_json_slow(event: LedgerEvent) -> str:
 _DIGEST_FIELDS = (
     "actor",
     "device_id",
+    "doc_id",
+    "doc_line",
+    "doc_type",
     "event_id",
     "expiry",
     "item",

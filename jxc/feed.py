@@ -12,6 +12,7 @@ a barcode was withdrawn still removes it from its cache.
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
@@ -45,6 +46,9 @@ class FeedEntity(StrEnum):
     REFERENCE = "reference"
     """An entry of a reference list (reason codes, units, label templates...), keyed
     ``<list> <code>``."""
+    PO_LINE = "po_line"
+    """An open line of a purchase order for the site, keyed ``<po_id> <line_no>``; its
+    tombstone (the PO was cancelled or closed) means: book nothing more against it."""
 
 
 class ChangeOp(StrEnum):
@@ -138,6 +142,30 @@ class ReferenceData(BaseModel):
     active: bool = True
 
 
+class PoLineData(BaseModel):
+    """A purchase order line a site may receive against: never a price.
+
+    Quantities are in the item's base unit (what events are booked in); the station
+    books ``receipt`` events naming ``doc_type="purchase_order"``, ``doc_id=po_id`` and
+    ``doc_line=line_no``. Receipts beyond ``qty`` x (1 + ``over_tolerance`` / 100) are
+    still booked (facts are never refused) but raise an exception at central.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    po_id: Code
+    line_no: Annotated[Int64, Field(ge=1)]
+    supplier: Code
+    item_code: Code
+    qty: ExactDecimal = Field(description="ordered, in the item's base unit")
+    uom: Uom = Field(description="the item's base unit")
+    order_qty: ExactDecimal = Field(description="as ordered, in order_uom")
+    order_uom: Uom
+    expected_date: date | None = None
+    over_tolerance: ExactDecimal = Field(description="percent more that may be received")
+    under_tolerance: ExactDecimal = Field(description="percent less that completes the line")
+
+
 class BarcodeData(BaseModel):
     """A code that identifies an item, and how many of the item's unit one scan counts.
 
@@ -196,6 +224,9 @@ class Change(BaseModel):
 
     def reference(self) -> ReferenceData:
         return ReferenceData.model_validate(self.data)
+
+    def po_line(self) -> PoLineData:
+        return PoLineData.model_validate(self.data)
 
 
 class ChangePage(BaseModel):

@@ -11,6 +11,7 @@ from central_api.api.routes import (
     items,
     master,
     people,
+    purchasing,
     reference,
     stock,
     sync,
@@ -30,3 +31,6 @@ api_router.include_router(people.users_router)
 api_router.include_router(people.roles_router)
 api_router.include_router(audit.router)
 api_router.include_router(imports.router)
+api_router.include_router(purchasing.requisitions_router)
+api_router.include_router(purchasing.purchase_orders_router)
+api_router.include_router(purchasing.exceptions_router)

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     pool_timeout_s: float = Field(default=5.0, gt=0, le=60)
     """The longest a request waits for a pooled database connection (then 503)."""
 
+    purchase_order_sod: bool = True
+    """Segregation of duties for purchase orders: who created a PO may not approve it."""
+
+    requisition_sod: bool = True
+    """Segregation of duties for requisitions: who created one may not approve it."""
+
     gc_gen0_threshold: int = Field(default=50_000, ge=700)
     """Net new container objects between the garbage collector's young-generation runs
     while serving (CPython's default is 700); see ``central_api.core.gc_tuning``."""

@@ -43,6 +43,13 @@ from central_api.models.people import (
     user_sites,
     users,
 )
+from central_api.models.purchasing import (
+    purchase_exceptions,
+    purchase_order_lines,
+    purchase_orders,
+    requisition_lines,
+    requisitions,
+)
 from central_api.models.stock import NO_LOT, stock_balances
 
 __all__ = [
@@ -66,8 +73,13 @@ __all__ = [
     "login_failures",
     "metadata",
     "partners",
+    "purchase_exceptions",
+    "purchase_order_lines",
+    "purchase_orders",
     "reference_entries",
     "refused_events",
+    "requisition_lines",
+    "requisitions",
     "roles",
     "sessions",
     "site_credentials",

@@ -57,6 +57,10 @@ ledger_events = Table(
     Column("ref", String(128), nullable=True),
     Column("device_id", String(64), nullable=True),
     Column("actor", String(64), nullable=True),
+    # The document line the event fulfils (migration 0010): all three or none.
+    Column("doc_type", String(32), nullable=True),
+    Column("doc_id", String(64), nullable=True),
+    Column("doc_line", BigInteger, nullable=True),
     UniqueConstraint("site_id", "seq"),
 )
 

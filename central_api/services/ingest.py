@@ -785,7 +785,10 @@ def _as_rows(columns: Sequence[list[Any] | _Same]) -> list[tuple[Any, ...]]:
     return list(zip(*endless, strict=False))  # the repeats are endless; the lists agree
 
 
-_PLAIN_FIELDS = ("location", "item", "lot", "uom", "seq", "ref", "device_id", "actor")
+_PLAIN_FIELDS = (
+    *("location", "item", "lot", "uom", "seq", "ref", "device_id", "actor"),
+    *("doc_type", "doc_id", "doc_line"),
+)
 """The fields stored as they are; a row starts with them, the balance key and unit first."""
 _LEDGER_COLUMNS = (
     *_PLAIN_FIELDS,

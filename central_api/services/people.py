@@ -69,6 +69,16 @@ ALL_ACTIONS: dict[str, str] = {
     "stock.read": "read stock balances (of the user's sites)",
     "users.manage": "create, change and disable users; edit roles",
     "audit.read": "read and export the audit log",
+    "requisition.read": "read purchase requisitions (of the user's sites)",
+    "requisition.create": "create, change and submit purchase requisitions",
+    "requisition.approve": "approve or reject submitted purchase requisitions",
+    "purchase_order.read": "read purchase orders and receiving exceptions (of the user's sites)",
+    "purchase_order.create": "create and change draft purchase orders, also from requisitions",
+    "purchase_order.approve": "approve purchase orders (not one's own, by default)",
+    "purchase_order.send": "mark approved purchase orders as sent to the supplier",
+    "purchase_order.cancel": "cancel purchase orders before anything was received",
+    "purchase_order.close": "close purchase orders, ending receiving against them",
+    "purchase_exception.resolve": "resolve receiving exceptions (over-receipts and the like)",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

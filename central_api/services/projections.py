@@ -90,5 +90,13 @@ class Projections:
 
 
 def built_in_projections() -> Projections:
-    """A registry of central's own projections (none yet; each new one is added here)."""
-    return Projections()
+    """A registry of central's own projections; each new one is added here.
+
+    ``po_progress``: received quantities and progress of purchase orders
+    (:mod:`central_api.services.po_progress`).
+    """
+    from central_api.services import po_progress  # noqa: PLC0415 - it imports this module
+
+    registry = Projections()
+    registry.add(po_progress.NAME, po_progress.project)
+    return registry

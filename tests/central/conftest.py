@@ -49,6 +49,11 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "purchase_exceptions",
+    "purchase_order_lines",
+    "purchase_orders",
+    "requisition_lines",
+    "requisitions",
     "audit_log",
     "idempotency_keys",
     "reference_entries",

@@ -40,13 +40,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    from jxc.contract import LedgerEvent  # noqa: PLC0415 - the digest's definition
+    from jxc.contract import DOCUMENT_FIELDS, LedgerEvent  # noqa: PLC0415 - the digest's definition
 
+    # The fields the table held at this revision: the document reference came with 0010.
+    fields = [name for name in LedgerEvent.model_fields if name not in DOCUMENT_FIELDS]
     op.add_column("ledger_events", sa.Column("content_digest", sa.String(64), nullable=True))
     connection = op.get_bind()
     ledger = sa.table(
         "ledger_events",
-        *(sa.column(name) for name in LedgerEvent.model_fields),
+        *(sa.column(name) for name in fields),
         sa.column("content_digest"),
     )
     # Untyped columns give the driver's values: amounts counted in millionths, and on
@@ -55,7 +57,7 @@ def downgrade() -> None:
     after = ""
     while True:
         page = connection.execute(
-            sa.select(*(ledger.c[name] for name in LedgerEvent.model_fields))
+            sa.select(*(ledger.c[name] for name in fields))
             .where(ledger.c.event_id > after)
             .order_by(ledger.c.event_id)
             .limit(_PAGE)

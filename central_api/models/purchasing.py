@@ -1,0 +1,134 @@
+"""Purchasing (采购): requisitions, purchase orders and their lines, and the exceptions
+receiving raises against them.
+
+Documents are intentions; stock moves only by ledger events. A PO line's ``received_qty``
+is a projection of the receipt events that name it (``central_api.services.po_progress``),
+kept in the ingest transaction and rebuildable from the ledger. Quantities are in the
+item's base unit unless the column says ``order``: a line ordered as 2 箱 of an item
+counted in 片 (箱 = 120 片) keeps ``qty`` 2, ``uom`` 箱 and ``base_qty`` 240.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+from central_api.models.base import MicroUnits, metadata
+
+# 请购单: a request to buy, approved before it becomes purchase orders.
+requisitions = Table(
+    "requisitions",
+    metadata,
+    Column("req_id", String(32), primary_key=True),
+    Column("site_id", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("note", String(1000), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("reason", String(1000), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index(None, "status", "req_id"),
+    Index(None, "site_id", "req_id"),
+)
+
+requisition_lines = Table(
+    "requisition_lines",
+    metadata,
+    Column("req_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("base_qty", MicroUnits, nullable=False),
+    Column("supplier_code", String(64), nullable=True),
+    Column("expected_date", Date, nullable=True),
+    Column("note", String(1000), nullable=False),
+    # The PO line it became, once converted.
+    Column("po_id", String(32), nullable=True),
+    Column("po_line", Integer, nullable=True),
+    PrimaryKeyConstraint("req_id", "line_no"),
+    ForeignKeyConstraint(["req_id"], ["requisitions.req_id"]),
+)
+
+# 采购订单.
+purchase_orders = Table(
+    "purchase_orders",
+    metadata,
+    Column("po_id", String(32), primary_key=True),
+    Column("supplier_code", String(64), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("note", String(1000), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("approved_by", String(100), nullable=True),
+    Column("approved_at", DateTime(timezone=True), nullable=True),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("reason", String(1000), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index(None, "status", "po_id"),
+    Index(None, "site_id", "po_id"),
+    Index(None, "supplier_code", "po_id"),
+    Index(None, "created_at"),
+)
+
+purchase_order_lines = Table(
+    "purchase_order_lines",
+    metadata,
+    Column("po_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("base_qty", MicroUnits, nullable=False),
+    Column("base_uom", String(16), nullable=False),
+    # Financial: price per ordered unit, before tax; tax as a fraction (0.13).
+    Column("unit_price", MicroUnits, nullable=True),
+    Column("tax_rate", MicroUnits, nullable=True),
+    Column("expected_date", Date, nullable=True),
+    Column("over_tolerance", MicroUnits, nullable=False),
+    Column("under_tolerance", MicroUnits, nullable=False),
+    Column("received_qty", MicroUnits, nullable=False),
+    Column("req_id", String(32), nullable=True),
+    Column("req_line", Integer, nullable=True),
+    PrimaryKeyConstraint("po_id", "line_no"),
+    ForeignKeyConstraint(["po_id"], ["purchase_orders.po_id"]),
+)
+
+# 例外: what receiving found that a person must look at (an over-receipt, a receipt
+# against a line that does not exist or a PO that is closed). Facts are never refused.
+purchase_exceptions = Table(
+    "purchase_exceptions",
+    metadata,
+    Column("exception_id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("po_id", String(64), nullable=True),
+    Column("line_no", BigInteger, nullable=True),
+    Column("event_id", String(36), nullable=True),
+    Column("qty", MicroUnits, nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_by", String(100), nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("resolution", String(1000), nullable=True),
+    Index(None, "status", "exception_id"),
+    Index(None, "po_id"),
+)

@@ -1,0 +1,398 @@
+"""PO progress: how much of each purchase order line has been received, as a projection.
+
+Registered as the ledger projection ``po_progress`` (:mod:`central_api.services.projections`),
+it runs inside every push's transaction with the events the push really inserted. Only a
+``receipt`` event that names a PO line (``doc_type = "purchase_order"``, ``doc_id``,
+``doc_line``) counts; every other event costs one attribute test in a comprehension and
+nothing in the database. The lines a push names are read in **one** indexed query per push
+(by PO id, the primary key's prefix), however many receipts it carries.
+
+Rules (facts are never refused: the push is never refused for any of these):
+
+* a receipt adds its quantity, converted to the line's base unit by the item's exact unit
+  factor, to the line's ``received_qty``;
+* the PO moves by itself to ``partly_received`` (something received) and ``received``
+  (every line at least its quantity less its under-tolerance); its version moves too, so a
+  person's stale ``If-Match`` no longer matches;
+* a receipt that takes a line beyond its quantity plus over-tolerance is counted *and*
+  raises an ``over_receipt`` exception (例外) for a person to resolve;
+* a receipt naming a line that does not exist, a PO of another site, another item, or a
+  unit the item does not have is stored in the ledger but not counted, with an exception
+  saying why; one against a PO that is draft, cancelled or closed is counted, with an
+  exception (the site booked it offline before it heard of the change).
+
+:func:`rebuild` recomputes every line's received quantity and every PO's progress status
+from the ledger alone; a property test holds it equal to the incremental result.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from central_api.models.ledger import ledger_events
+from central_api.models.master import item_units
+from central_api.models.purchasing import (
+    purchase_exceptions,
+    purchase_order_lines,
+    purchase_orders,
+)
+from central_api.services.projections import AcceptedEvents
+from central_api.services.purchasing import RECEIVABLE, PoStatus
+from jxc.contract import EventKind, LedgerEvent
+
+NAME = "po_progress"
+PURCHASE_ORDER = "purchase_order"
+_HUNDRED = Decimal(100)
+_ZERO = Decimal(0)
+
+PROGRESS_STATUSES = frozenset(
+    {PoStatus.APPROVED, PoStatus.SENT, PoStatus.PARTLY_RECEIVED, PoStatus.RECEIVED}
+)
+"""States the projection moves between; the others (draft, closed, cancelled) are a
+person's decision and stay as they are."""
+
+
+@dataclass(slots=True)
+class _Line:
+    po_id: str
+    line_no: int
+    site_id: str
+    status: PoStatus
+    sent: bool
+    item_code: str
+    base_uom: str
+    base_qty: Decimal
+    over_tolerance: Decimal
+    under_tolerance: Decimal
+    received: Decimal
+
+    @property
+    def limit(self) -> Decimal:
+        return self.base_qty * (1 + self.over_tolerance / _HUNDRED)
+
+    @property
+    def complete(self) -> bool:
+        return self.received >= self.base_qty * (1 - self.under_tolerance / _HUNDRED)
+
+
+def progress_status(status: PoStatus, sent: bool, lines: Iterable[_Line]) -> PoStatus:
+    """The status a PO's received quantities give it, for a PO in progress."""
+    if status not in PROGRESS_STATUSES:
+        return status
+    lines = list(lines)
+    if lines and all(line.complete for line in lines):
+        return PoStatus.RECEIVED
+    if any(line.received > _ZERO for line in lines):
+        return PoStatus.PARTLY_RECEIVED
+    return PoStatus.SENT if sent else PoStatus.APPROVED
+
+
+def _read_lines(
+    connection: Connection, po_ids: Iterable[str] | None
+) -> dict[tuple[str, int], _Line]:
+    query = select(
+        purchase_order_lines.c.po_id,
+        purchase_order_lines.c.line_no,
+        purchase_orders.c.site_id,
+        purchase_orders.c.status,
+        purchase_orders.c.sent_at,
+        purchase_order_lines.c.item_code,
+        purchase_order_lines.c.base_uom,
+        purchase_order_lines.c.base_qty,
+        purchase_order_lines.c.over_tolerance,
+        purchase_order_lines.c.under_tolerance,
+        purchase_order_lines.c.received_qty,
+    ).join(purchase_orders, purchase_orders.c.po_id == purchase_order_lines.c.po_id)
+    if po_ids is not None:
+        query = query.where(purchase_order_lines.c.po_id.in_(sorted(set(po_ids))))
+    return {
+        (row.po_id, row.line_no): _Line(
+            po_id=row.po_id,
+            line_no=row.line_no,
+            site_id=row.site_id,
+            status=PoStatus(row.status),
+            sent=row.sent_at is not None,
+            item_code=row.item_code,
+            base_uom=row.base_uom,
+            base_qty=row.base_qty,
+            over_tolerance=row.over_tolerance,
+            under_tolerance=row.under_tolerance,
+            received=row.received_qty,
+        )
+        for row in connection.execute(query)
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Receipt:
+    """The part of a receipt event the projection reads (an event or a ledger row)."""
+
+    event_id: str
+    site_id: str
+    item: str
+    qty: Decimal
+    uom: str
+    doc_id: str
+    doc_line: int
+
+
+class _Tally:
+    """Receipts applied to lines in memory; what to write afterwards."""
+
+    def __init__(self, connection: Connection, lines: dict[tuple[str, int], _Line]) -> None:
+        self.connection = connection
+        self.lines = lines
+        self.touched: set[tuple[str, int]] = set()
+        self.exceptions: list[dict[str, Any]] = []
+        self._factors: dict[tuple[str, str], Decimal | None] = {}
+
+    def _factor(self, item: str, uom: str) -> Decimal | None:
+        key = (item, uom)
+        if key not in self._factors:
+            self._factors[key] = self.connection.execute(
+                select(item_units.c.factor).where(
+                    item_units.c.item_code == item, item_units.c.uom == uom
+                )
+            ).scalar_one_or_none()
+        return self._factors[key]
+
+    def _raise(self, kind: str, receipt: _Receipt, detail: str, qty: Decimal | None) -> None:
+        self.exceptions.append(
+            {
+                "kind": kind,
+                "site_id": receipt.site_id,
+                "po_id": receipt.doc_id,
+                "line_no": receipt.doc_line,
+                "event_id": receipt.event_id,
+                "qty": qty,
+                "detail": detail,
+            }
+        )
+
+    def apply(self, receipt: _Receipt) -> None:
+        where = f"receipt {receipt.event_id} for {receipt.doc_id} line {receipt.doc_line}"
+        line = self.lines.get((receipt.doc_id, receipt.doc_line))
+        if line is None:
+            self._raise(
+                "unknown_line", receipt, f"{where}: no such PO line; not counted", receipt.qty
+            )
+            return
+        if line.site_id != receipt.site_id:
+            self._raise(
+                "wrong_site",
+                receipt,
+                f"{where}: the PO is for site {line.site_id}, the goods came to "
+                f"{receipt.site_id}; not counted",
+                receipt.qty,
+            )
+            return
+        if receipt.item != line.item_code:
+            self._raise(
+                "wrong_item",
+                receipt,
+                f"{where}: the line orders {line.item_code}, the receipt is of {receipt.item}; "
+                "not counted",
+                receipt.qty,
+            )
+            return
+        qty = receipt.qty
+        if receipt.uom != line.base_uom:
+            factor = self._factor(receipt.item, receipt.uom)
+            if factor is None:
+                self._raise(
+                    "unknown_unit",
+                    receipt,
+                    f"{where}: item {receipt.item} has no unit {receipt.uom!r}; not counted",
+                    receipt.qty,
+                )
+                return
+            qty = qty * factor
+        limit = line.limit
+        line.received += qty
+        self.touched.add((line.po_id, line.line_no))
+        if line.status not in RECEIVABLE:
+            self._raise(
+                "po_not_open",
+                receipt,
+                f"{where}: the PO is {line.status}; counted, but nothing was expected",
+                qty,
+            )
+        if line.received > limit:
+            beyond = min(qty, line.received - limit)
+            self._raise(
+                "over_receipt",
+                receipt,
+                f"{where}: received {line.received} {line.base_uom} of {line.base_qty} "
+                f"ordered (+{line.over_tolerance} % allowed up to {limit}); "
+                f"{beyond} beyond the tolerance",
+                beyond,
+            )
+
+    def statuses(self, po_ids: Iterable[str]) -> dict[str, tuple[PoStatus, PoStatus]]:
+        """``{po_id: (status now, status the received quantities give)}``."""
+        by_po: dict[str, list[_Line]] = defaultdict(list)
+        for line in self.lines.values():
+            by_po[line.po_id].append(line)
+        found = {}
+        for po_id in po_ids:
+            lines = by_po[po_id]
+            current = lines[0].status
+            found[po_id] = (current, progress_status(current, lines[0].sent, lines))
+        return found
+
+
+def _receipts_of(events: Sequence[LedgerEvent]) -> list[_Receipt]:
+    return [
+        _Receipt(
+            event_id=str(event.event_id),
+            site_id=event.site_id,
+            item=event.item,
+            qty=event.qty,
+            uom=event.uom,
+            doc_id=event.doc_id,  # type: ignore[arg-type]
+            doc_line=event.doc_line,  # type: ignore[arg-type]
+        )
+        for event in events
+        if event.doc_type == PURCHASE_ORDER and event.kind is EventKind.RECEIPT
+    ]
+
+
+def project(connection: Connection, accepted: AcceptedEvents) -> None:
+    """The projection ingest runs: see the module docstring."""
+    receipts = _receipts_of(accepted.events)
+    if not receipts:
+        return
+    tally = _Tally(connection, _read_lines(connection, {r.doc_id for r in receipts}))
+    for receipt in receipts:
+        tally.apply(receipt)
+    _write(connection, tally, at=accepted.received_at)
+
+
+def _write(connection: Connection, tally: _Tally, *, at: datetime) -> None:
+    if tally.touched:
+        connection.execute(
+            update(purchase_order_lines)
+            .where(
+                purchase_order_lines.c.po_id == bindparam("b_po"),
+                purchase_order_lines.c.line_no == bindparam("b_line"),
+            )
+            .values(received_qty=bindparam("b_received")),
+            [
+                {
+                    "b_po": po_id,
+                    "b_line": line_no,
+                    "b_received": tally.lines[(po_id, line_no)].received,
+                }
+                for po_id, line_no in sorted(tally.touched)
+            ],
+        )
+        for po_id, (current, wanted) in tally.statuses({p for p, _l in tally.touched}).items():
+            # Conditional on the status read, so a person's command committed in between
+            # (close, cancel) is never overwritten; the version moves with the quantities.
+            connection.execute(
+                update(purchase_orders)
+                .where(purchase_orders.c.po_id == po_id, purchase_orders.c.status == current.value)
+                .values(
+                    status=wanted.value,
+                    version=purchase_orders.c.version + 1,
+                    updated_at=at,
+                )
+            )
+    if tally.exceptions:
+        connection.execute(
+            insert(purchase_exceptions),
+            [{**row, "status": "open", "raised_at": at} for row in tally.exceptions],
+        )
+
+
+def rebuild(connection: Connection) -> dict[tuple[str, int], Decimal]:
+    """Recompute every line's received quantity and every PO's progress from the ledger.
+
+    Runs in the caller's write transaction. Exceptions already raised are records of
+    what a person saw and are kept, not raised again. Returns the received quantities.
+    """
+    lines = _read_lines(connection, None)
+    for line in lines.values():
+        line.received = _ZERO
+    tally = _Tally(connection, lines)
+    rows = connection.execute(
+        select(
+            ledger_events.c.event_id,
+            ledger_events.c.site_id,
+            ledger_events.c.item,
+            ledger_events.c.qty,
+            ledger_events.c.uom,
+            ledger_events.c.doc_id,
+            ledger_events.c.doc_line,
+        )
+        .where(
+            ledger_events.c.doc_type == PURCHASE_ORDER,
+            ledger_events.c.kind == EventKind.RECEIPT.value,
+        )
+        .order_by(ledger_events.c.site_id, ledger_events.c.seq)
+    )
+    for row in rows:
+        tally.apply(
+            _Receipt(
+                event_id=row.event_id,
+                site_id=row.site_id,
+                item=row.item,
+                qty=row.qty,
+                uom=row.uom,
+                doc_id=row.doc_id,
+                doc_line=row.doc_line,
+            )
+        )
+    tally.touched = set(lines)
+    tally.exceptions = []
+    if lines:
+        _write_all(connection, tally)
+    return {key: line.received for key, line in lines.items()}
+
+
+def _write_all(connection: Connection, tally: _Tally) -> None:
+    connection.execute(
+        update(purchase_order_lines)
+        .where(
+            purchase_order_lines.c.po_id == bindparam("b_po"),
+            purchase_order_lines.c.line_no == bindparam("b_line"),
+        )
+        .values(received_qty=bindparam("b_received")),
+        [
+            {"b_po": key[0], "b_line": key[1], "b_received": line.received}
+            for key, line in sorted(tally.lines.items())
+        ],
+    )
+    for po_id, (current, wanted) in tally.statuses({key[0] for key in tally.lines}).items():
+        if wanted is not current:
+            connection.execute(
+                update(purchase_orders)
+                .where(purchase_orders.c.po_id == po_id, purchase_orders.c.status == current.value)
+                .values(status=wanted.value, version=purchase_orders.c.version + 1)
+            )
+
+
+def progress(connection: Connection) -> Mapping[str, Any]:
+    """Every line's received quantity and every PO's status, to compare two states."""
+    return {
+        "lines": {
+            (row.po_id, row.line_no): row.received_qty
+            for row in connection.execute(
+                select(
+                    purchase_order_lines.c.po_id,
+                    purchase_order_lines.c.line_no,
+                    purchase_order_lines.c.received_qty,
+                )
+            )
+        },
+        "status": dict(
+            connection.execute(select(purchase_orders.c.po_id, purchase_orders.c.status)).all()
+        ),
+    }
