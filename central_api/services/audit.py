@@ -408,11 +408,11 @@ def source_address(host: str | None) -> str | None:
 
 FINANCIAL_WORDS = frozenset(
     {"cost", "costs", "price", "prices", "value", "margin", "margins"}
-    | {"amount", "amounts", "valuation", "revenue", "credit"}
+    | {"amount", "amounts", "valuation", "revenue", "credit", "tax"}
 )
 """A key is financial when one of its ``_``-separated words is one of these
 (``unit_cost``, ``sale_price``, ``stock_value``, ``gross_margin``, ``tax_amount``,
-``credit_limit``)."""
+``credit_limit``, a PO line's ``tax_rate``, which the API shows only with the group)."""
 
 
 def is_financial_key(key: str) -> bool:

@@ -29,6 +29,7 @@ from central_api.services.audit import (
     Actor,
     ActorKind,
     AuditContext,
+    is_financial_key,
     record,
     verify_chain,
 )
@@ -296,3 +297,18 @@ def test_a_request_id_that_is_not_a_plain_token_is_replaced(
     ids = [entry["request_id"] for entry in entries(api, bearer(engine, "alice", ["auditor"]))]
     assert len(ids) == 4
     assert all(len(request_id) == 36 for request_id in ids)
+
+
+@pytest.mark.parametrize(
+    ("key", "financial"),
+    [
+        ("tax_rate", True),
+        ("credit_limit", True),
+        ("purchase_price", True),
+        ("qty", False),
+        ("item_code", False),
+    ],
+)
+def test_financial_keys_by_their_words(key: str, financial: bool) -> None:
+    """The audit reader drops what the API's financial group hides (a PO line's tax rate)."""
+    assert is_financial_key(key) is financial
