@@ -161,6 +161,26 @@ def test_garbage_is_a_422_not_a_500(client: TestClient, data: bytes) -> None:
         assert send(client, "items", data, fmt).status_code == 422
 
 
+def test_a_long_refusal_is_cut_to_fit_and_keeps_one_shape(client: TestClient) -> None:
+    """Three unknown columns made a ``detail`` (the first three errors, each listing every
+    column there is) longer than any text field of the answer: a 500, found by
+    schemathesis. The refusal is cut to fit, and a fault of the whole file (empty) has
+    the same shape, with no row errors."""
+    header = ["\x1f\x07" + "\U00010000" * 2, "0000\x1f", "0\x1f\x1f\x07", "x" * 900]
+    refused = send(client, "items", csv_bytes([header, ["a", "b", "c", "d"]]))
+
+    assert refused.status_code == 422
+    body = refused.json()
+    assert body["detail"].startswith("the file was refused")
+    texts = [body["detail"]] + [e[k] for e in body["errors"] for k in ("column", "reason")]
+    assert all(len(text) <= 1000 for text in texts)
+    assert "\x1f" not in "".join(texts)
+    empty = send(client, "items", b"")
+    assert empty.status_code == 422
+    assert empty.json()["errors"] == []
+    assert "empty" in empty.json()["detail"]
+
+
 def test_an_xlsx_export_imports_back_unchanged(client: TestClient) -> None:
     assert send(client, "items", csv_bytes(ITEM_ROWS)).status_code == 200
     exported = client.get(f"{EXPORT}/items", params={"format": "xlsx"})

@@ -22,8 +22,9 @@ from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep
 from central_api.api.errors import PROBLEM_JSON
 from central_api.api.permissions import Requires
+from central_api.api.quoting import excerpt
 from central_api.core.principal import Principal, PrincipalDep
-from central_api.errors import SiteOutOfScopeError
+from central_api.errors import InvalidError, SiteOutOfScopeError
 from central_api.schemas.items import ItemIn
 from central_api.schemas.master import (
     ImportProblem,
@@ -40,7 +41,7 @@ from central_api.services.imports import (
     import_file,
     write_table,
 )
-from jxc.contract import SiteId
+from jxc.contract import MAX_TEXT, SiteId
 from jxc.paths import API_ROOT
 
 IMPORTS = f"{API_ROOT}/imports"
@@ -79,12 +80,34 @@ _IMPORT_ANSWERS: dict[int | str, dict[str, Any]] = {
     403: {"description": "The caller lacks the kind's import action."},
     422: {
         "model": ImportProblem,
-        "description": "The file has errors: `errors` lists each as row, column, reason.",
+        "description": "The file has errors: `errors` lists each as row, column, reason. "
+        "A query that breaks its schema (an unknown `format`) is answered as every "
+        "route's 422 is (ValidationProblem).",
         "content": {
-            PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ImportProblem"}},
+            PROBLEM_JSON: {
+                "schema": {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/ImportProblem"},
+                        {"$ref": "#/components/schemas/ValidationProblem"},
+                    ]
+                }
+            },
         },
     },
 }
+
+
+def _safe(text: str) -> str:
+    """``text`` as an answer can carry it: whole when it can be, shorter when escapes of the
+    file's control characters would make it longer than a text field."""
+    shown = excerpt(text, limit=MAX_TEXT - 40)
+    return shown if len(shown) <= MAX_TEXT else excerpt(text, limit=_QUOTED_TEXT)
+
+
+_QUOTED_TEXT = (MAX_TEXT - 60) // 6
+"""Characters of one message kept in an import's refusal, so that it still fits a text
+field when every character had to be spelled as a six-character escape (``\\u0007``)
+and the "... (N characters in all)" tail is added."""
 
 
 def _run_import(
@@ -105,11 +128,28 @@ def _run_import(
         problem = ImportProblem(
             title="Unprocessable Content",
             status=422,
-            detail=str(refused),
+            detail=_safe(str(refused)),
+            # A header cell or a refused value is the file's text: it may hold control
+            # characters or lone surrogates that no answer can carry (a 500 found by
+            # schemathesis), so each is quoted as a refusal quotes any input.
             errors=[
-                RowErrorOut(row=e.row, column=e.column, reason=e.reason) for e in refused.errors
+                RowErrorOut(row=e.row, column=_safe(e.column), reason=_safe(e.reason))
+                for e in refused.errors
             ],
             truncated=refused.truncated,
+        )
+        return JSONResponse(
+            status_code=422, media_type=PROBLEM_JSON, content=problem.model_dump(mode="json")
+        )
+    except InvalidError as invalid:
+        # A fault of the whole file (empty, not UTF-8, not CSV, too many rows) has no row to
+        # name; it is still the one 422 shape the route promises, with ``errors`` empty.
+        problem = ImportProblem(
+            title="Unprocessable Content",
+            status=422,
+            detail=_safe(str(invalid)),
+            errors=[],
+            truncated=False,
         )
         return JSONResponse(
             status_code=422, media_type=PROBLEM_JSON, content=problem.model_dump(mode="json")
