@@ -10,8 +10,8 @@ small query (``docs/performance.md``, "Cost per request").
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated, cast
+from collections.abc import Callable, Iterator
+from typing import Annotated, TypeVar, cast
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -42,6 +42,27 @@ def get_connection(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[C
     """
     with engine.connect() as connection:
         yield connection
+
+
+T = TypeVar("T")
+
+
+async def on_connection(request: Request, work: Callable[[Connection], T]) -> T:
+    """``work(connection)`` on one pooled connection, in one trip to a worker thread.
+
+    A ``def`` route with ``ConnDep`` pays three trips through the thread pool (open the
+    connection, run the route, close it) and a fourth to validate its answer; each costs
+    a small request about as much as a query (``docs/performance.md``, "Cost per
+    request"). An ``async`` route that hands its whole database work, answer included,
+    to this pays one.
+    """
+    engine = cast(Engine, request.app.state.engine)
+
+    def run() -> T:
+        with engine.connect() as connection:
+            return work(connection)
+
+    return await run_in_threadpool(run)
 
 
 async def get_token_signer(request: Request) -> TokenSigner:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from pydantic import BaseModel
+from sqlalchemy import Connection
 
 from central_api.api.auditing import AuditDep
-from central_api.api.deps import ConnDep
+from central_api.api.deps import on_connection
 from central_api.api.idempotency import IdempotencyDep, replayed
 from central_api.api.permissions import Requires
 from central_api.core.principal import Principal, PrincipalDep
@@ -45,6 +47,16 @@ READ = Requires("items.read", site=True)
 """Users allowed to read items, and sites (the master data is every site's)."""
 WRITE = Requires("items.write")
 
+
+def _json(model: BaseModel) -> bytes:
+    """The answer's body, made in the route's worker-thread trip rather than on the loop."""
+    return model.model_dump_json().encode()
+
+
+def _answer(body: bytes, status_code: int = status.HTTP_200_OK) -> Response:
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such item (or barcode of the item); detail names it."},
 }
@@ -77,61 +89,70 @@ def _units(body: ItemIn) -> list[UnitSpec] | None:
     "",
     dependencies=[WRITE],
     status_code=status.HTTP_201_CREATED,
+    response_model=ItemOut,
     responses={
         403: {"description": "A price given by a role without the financial group."},
         409: {"description": "The code is taken, or a barcode belongs to another item."},
         422: {"description": "The body is invalid; message names each field."},
     },
 )
-def add_item(
+async def add_item(
     *,
+    request: Request,
     body: ItemCreate,
-    connection: ConnDep,
     principal: PrincipalDep,
     audit: AuditDep,
     claim: IdempotencyDep,
-    response: Response,
-) -> ItemOut:
+) -> Response:
     """Create an item; without ``item_code`` its category's coding rule makes the code.
 
     With an ``Idempotency-Key``, a retry of the same request is answered with the item
     the first one made (header ``Idempotent-Replayed: true``), never a second item.
     """
     _refuse_unseen_money(body, principal)
-    try:
-        item = create_item(
-            connection=connection,
-            item_code=body.item_code,
-            fields=body.feed_fields(),
-            barcodes=_barcodes(body),
-            units=_units(body),
-            financial=body.financial(),
-            valuation=body.valuation,
-            audit=audit,
-            claim=claim,
-        )
-    except IdempotentReplay as replay:
+
+    def work(connection: Connection) -> tuple[bytes, bool]:
+        try:
+            item = create_item(
+                connection=connection,
+                item_code=body.item_code,
+                fields=body.feed_fields(),
+                barcodes=_barcodes(body),
+                units=_units(body),
+                financial=body.financial(),
+                valuation=body.valuation,
+                audit=audit,
+                claim=claim,
+            )
+        except IdempotentReplay as replay:
+            item = get_item(connection=connection, item_code=replay.resource_id)
+            return _json(ItemOut.model_validate(item)), True
+        return _json(ItemOut.model_validate(item)), False
+
+    answer, was_replayed = await on_connection(request, work)
+    response = _answer(answer, status.HTTP_201_CREATED)
+    if was_replayed:
         replayed(response)
-        item = get_item(connection=connection, item_code=replay.resource_id)
-    return ItemOut.model_validate(item)
+    return response
 
 
 @router.put(
     "/{item_code:path}",
     dependencies=[WRITE],
+    response_model=ItemOut,
     responses={
         403: {"description": "Cost or price given by a role without the financial group."},
         409: {"description": "A barcode belongs to another item; detail names both."},
         422: {"description": "The body is invalid; message names each field."},
     },
 )
-def put_item(
+async def put_item(
+    request: Request,
     item_code: ItemCode,
     body: ItemIn,
-    connection: ConnDep,
     principal: PrincipalDep,
     audit: AuditDep,
-) -> ItemOut:
+) -> Response:
     """Create or replace the item; with ``barcodes``, replace its barcode set too.
 
     Sending the same body again changes nothing and adds nothing to the change feed.
@@ -139,23 +160,27 @@ def put_item(
     them) are kept when omitted, and never go to the sites.
     """
     _refuse_unseen_money(body, principal)
-    stored = upsert_item(
-        connection=connection,
-        item=ItemData(item_code=item_code, **body.feed_fields()),
-        barcodes=_barcodes(body),
-        units=_units(body),
-        valuation=body.valuation,
-        audit=audit,
-        cost=body.cost,
-        price=body.price,
-        purchase_price=body.purchase_price,
-    )
-    return ItemOut.model_validate(stored)
+
+    def work(connection: Connection) -> bytes:
+        stored = upsert_item(
+            connection=connection,
+            item=ItemData(item_code=item_code, **body.feed_fields()),
+            barcodes=_barcodes(body),
+            units=_units(body),
+            valuation=body.valuation,
+            audit=audit,
+            cost=body.cost,
+            price=body.price,
+            purchase_price=body.purchase_price,
+        )
+        return _json(ItemOut.model_validate(stored))
+
+    return _answer(await on_connection(request, work))
 
 
-@router.get("", dependencies=[READ])
-def read_items(
-    connection: ConnDep,
+@router.get("", dependencies=[READ], response_model=ItemPage)
+async def read_items(
+    request: Request,
     *,
     after: Annotated[
         Text | None,
@@ -179,7 +204,7 @@ def read_items(
     archived: Annotated[
         Literal["exclude", "include", "only"], Query(description="archived items")
     ] = "exclude",
-) -> ItemPage:
+) -> Response:
     """Items in item_code order with their units and barcodes, a page at a time."""
     filters = ItemFilter(
         q=q or None,
@@ -188,50 +213,88 @@ def read_items(
         active=active,
         archived={"exclude": False, "include": None, "only": True}[archived],
     )
-    return ItemPage.model_validate(
-        list_items(connection=connection, after=after or None, limit=limit, filters=filters)
-    )
+
+    def work(connection: Connection) -> bytes:
+        page = list_items(connection=connection, after=after or None, limit=limit, filters=filters)
+        return _json(ItemPage.model_validate(page))
+
+    return _answer(await on_connection(request, work))
 
 
-@router.get("/{item_code:path}", responses=_NOT_FOUND, dependencies=[READ])
-def read_item(item_code: ItemCode, connection: ConnDep) -> ItemOut:
+@router.get("/{item_code:path}", responses=_NOT_FOUND, dependencies=[READ], response_model=ItemOut)
+async def read_item(request: Request, item_code: ItemCode) -> Response:
     """One item with its barcodes."""
-    return ItemOut.model_validate(get_item(connection=connection, item_code=item_code))
+
+    def work(connection: Connection) -> bytes:
+        return _json(ItemOut.model_validate(get_item(connection=connection, item_code=item_code)))
+
+    return _answer(await on_connection(request, work))
 
 
 @router.delete(
-    "/{item_code:path}/barcodes/{barcode:path}", responses=_NOT_FOUND, dependencies=[WRITE]
+    "/{item_code:path}/barcodes/{barcode:path}",
+    responses=_NOT_FOUND,
+    dependencies=[WRITE],
+    response_model=ItemOut,
 )
-def remove_barcode(
-    item_code: ItemCode, barcode: BarcodePath, connection: ConnDep, audit: AuditDep
-) -> ItemOut:
+async def remove_barcode(
+    request: Request, item_code: ItemCode, barcode: BarcodePath, audit: AuditDep
+) -> Response:
     """Withdraw one barcode of the item (sites receive a tombstone); returns the item."""
-    item = delete_barcode(connection=connection, item_code=item_code, barcode=barcode, audit=audit)
-    return ItemOut.model_validate(item)
+
+    def work(connection: Connection) -> bytes:
+        item = delete_barcode(
+            connection=connection, item_code=item_code, barcode=barcode, audit=audit
+        )
+        return _json(ItemOut.model_validate(item))
+
+    return _answer(await on_connection(request, work))
 
 
-@router.post("/{item_code:path}/deactivate", responses=_NOT_FOUND, dependencies=[WRITE])
-def deactivate(item_code: ItemCode, connection: ConnDep, audit: AuditDep) -> ItemOut:
+@router.post(
+    "/{item_code:path}/deactivate",
+    responses=_NOT_FOUND,
+    dependencies=[WRITE],
+    response_model=ItemOut,
+)
+async def deactivate(request: Request, item_code: ItemCode, audit: AuditDep) -> Response:
     """Mark the item inactive; it is kept, since the ledgers reference it."""
-    item = deactivate_item(connection=connection, item_code=item_code, audit=audit)
-    return ItemOut.model_validate(item)
+
+    def work(connection: Connection) -> bytes:
+        item = deactivate_item(connection=connection, item_code=item_code, audit=audit)
+        return _json(ItemOut.model_validate(item))
+
+    return _answer(await on_connection(request, work))
 
 
-@router.post("/{item_code:path}/restore", responses=_NOT_FOUND, dependencies=[WRITE])
-def restore(item_code: ItemCode, connection: ConnDep, audit: AuditDep) -> ItemOut:
+@router.post(
+    "/{item_code:path}/restore", responses=_NOT_FOUND, dependencies=[WRITE], response_model=ItemOut
+)
+async def restore(request: Request, item_code: ItemCode, audit: AuditDep) -> Response:
     """Bring an archived item back, active."""
-    item = restore_item(connection=connection, item_code=item_code, audit=audit)
-    return ItemOut.model_validate(item)
+
+    def work(connection: Connection) -> bytes:
+        item = restore_item(connection=connection, item_code=item_code, audit=audit)
+        return _json(ItemOut.model_validate(item))
+
+    return _answer(await on_connection(request, work))
 
 
-@router.delete("/{item_code:path}", responses=_NOT_FOUND, dependencies=[WRITE])
-def delete_item(item_code: ItemCode, connection: ConnDep, audit: AuditDep) -> ItemRemoved:
+@router.delete(
+    "/{item_code:path}", responses=_NOT_FOUND, dependencies=[WRITE], response_model=ItemRemoved
+)
+async def delete_item(request: Request, item_code: ItemCode, audit: AuditDep) -> Response:
     """Delete the item if its stock never moved; else archive it (the ledgers keep it)."""
-    outcome = remove_item(connection=connection, item_code=item_code, audit=audit)
-    return ItemRemoved.model_validate(
-        {
-            "item_code": outcome.item_code,
-            "outcome": outcome.outcome,
-            "item": None if outcome.item is None else ItemOut.model_validate(outcome.item),
-        }
-    )
+
+    def work(connection: Connection) -> bytes:
+        outcome = remove_item(connection=connection, item_code=item_code, audit=audit)
+        removed = ItemRemoved.model_validate(
+            {
+                "item_code": outcome.item_code,
+                "outcome": outcome.outcome,
+                "item": None if outcome.item is None else ItemOut.model_validate(outcome.item),
+            }
+        )
+        return _json(removed)
+
+    return _answer(await on_connection(request, work))
