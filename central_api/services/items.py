@@ -38,7 +38,7 @@ does not know.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -48,6 +48,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -816,8 +817,10 @@ def _save(
 ) -> tuple[bool, dict[str, Any] | None]:
     """Write one item in the caller's feed transaction; (whether it existed, before)."""
     code = item.item_code
-    stored = _read_items(connection, items.c.item_code == code, limit=1)
-    current = stored[0] if stored else None
+    try:
+        current: Item | None = _read_one(connection, code)
+    except UnknownItemError:
+        current = None
     before = None if current is None else _audit_state(current)
     if current is not None and current.archived:
         if item.active:
@@ -1209,8 +1212,37 @@ def _exists(connection: Connection, item_code: str) -> bool:
     return found is not None
 
 
+_BARCODE_COLUMNS = (
+    item_barcodes.c.barcode,
+    item_barcodes.c.qty_per,
+    item_barcodes.c.uom.label("barcode_uom"),
+    item_barcodes.c.kind.label("barcode_kind"),
+    item_barcodes.c.version.label("barcode_version"),
+    item_barcodes.c.updated_at.label("barcode_updated_at"),
+)
+
+_ONE_ITEM = (
+    select(items, *_BARCODE_COLUMNS)
+    .select_from(items.outerjoin(item_barcodes, item_barcodes.c.item_code == items.c.item_code))
+    .where(items.c.item_code == bindparam("item_code"))
+    .order_by(item_barcodes.c.barcode)
+)
+"""One item with its barcodes, built once: every create, update and read of an item ends
+by reading it back, and building the page query per call (a subquery, twenty column
+proxies) cost more than running it (``docs/performance.md``, "Cost per request")."""
+
+_ONE_ITEMS_UNITS = (
+    select(item_units)
+    .where(item_units.c.item_code == bindparam("item_code"))
+    .order_by(item_units.c.uom)
+)
+
+
 def _read_one(connection: Connection, item_code: str) -> Item:
-    found = _read_items(connection, items.c.item_code == item_code, limit=1)
+    found = _assemble(
+        connection.execute(_ONE_ITEM, {"item_code": item_code}),
+        lambda _codes: connection.execute(_ONE_ITEMS_UNITS, {"item_code": item_code}),
+    )
     if not found:
         raise UnknownItemError(item_code)
     return found[0]
@@ -1229,20 +1261,26 @@ def _read_items(
         chosen = chosen.where(condition)
     page = chosen.subquery()
     query = (
-        select(
-            page,
-            item_barcodes.c.barcode,
-            item_barcodes.c.qty_per,
-            item_barcodes.c.uom.label("barcode_uom"),
-            item_barcodes.c.kind.label("barcode_kind"),
-            item_barcodes.c.version.label("barcode_version"),
-            item_barcodes.c.updated_at.label("barcode_updated_at"),
-        )
+        select(page, *_BARCODE_COLUMNS)
         .select_from(page.outerjoin(item_barcodes, item_barcodes.c.item_code == page.c.item_code))
         .order_by(page.c.item_code, item_barcodes.c.barcode)
     )
+
+    def units(codes: list[str]) -> Iterable[Any]:
+        return connection.execute(
+            select(item_units)
+            .where(item_units.c.item_code.in_(codes))
+            .order_by(item_units.c.item_code, item_units.c.uom)
+        )
+
+    return _assemble(connection.execute(query), units)
+
+
+def _assemble(rows: Iterable[Any], units: Callable[[list[str]], Iterable[Any]]) -> list[Item]:
+    """Items from rows of an item joined to its barcodes (in item, barcode order), with
+    the units ``units`` reads for the items found."""
     found: dict[str, Item] = {}
-    for row in connection.execute(query):
+    for row in rows:
         item = found.get(row.item_code)
         if item is None:
             item = found[row.item_code] = Item(
@@ -1279,11 +1317,7 @@ def _read_items(
                 )
             )
     if found:
-        for row in connection.execute(
-            select(item_units)
-            .where(item_units.c.item_code.in_(list(found)))
-            .order_by(item_units.c.item_code, item_units.c.uom)
-        ):
+        for row in units(list(found)):
             found[row.item_code].units.append(
                 ItemUnit(
                     uom=row.uom,
