@@ -45,6 +45,7 @@ from floor_app import create_floor_tables
 
 from central_api.core.db import create_db_engine, upgrade_database
 from central_api.services.audit import system_context
+from central_api.services.barcodes import gs1_check_digit
 from central_api.services.auth import add_site
 from central_api.services.items import upsert_item
 from central_api.services.people import create_user, sign_in
@@ -225,12 +226,18 @@ def prepare(url: str) -> Fixture:
                 upsert_item(
                     connection=connection,
                     item=ItemData(item_code=code, name=f"Item {number}", uom="pcs", active=True),
-                    barcodes=[BarcodeData(barcode=f"69{number:011d}", item_code=code)],
+                    barcodes=[BarcodeData(barcode=_ean13(number), item_code=code)],
                     audit=system_context("bench"),
                 )
     finally:
         engine.dispose()
     return Fixture(secrets=secrets, user_token=token)
+
+
+def _ean13(number: int) -> str:
+    """A valid EAN-13 (central checks the digit since master data came)."""
+    body = f"69{number:010d}"
+    return f"{body}{gs1_check_digit(body)}"
 
 
 def _item(number: int) -> str:
