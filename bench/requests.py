@@ -45,8 +45,8 @@ from floor_app import create_floor_tables
 
 from central_api.core.db import create_db_engine, upgrade_database
 from central_api.services.audit import system_context
-from central_api.services.barcodes import gs1_check_digit
 from central_api.services.auth import add_site
+from central_api.services.barcodes import gs1_check_digit
 from central_api.services.items import upsert_item
 from central_api.services.people import create_user, sign_in
 from jxc.feed import BarcodeData, ItemData
