@@ -535,7 +535,7 @@ def create_receipt(
             )
         receipt_id = new_document_id(
             connection,
-            sequence="#purchase_receipt",
+            sequence="#receipt",
             prefix="GR",
             column=purchase_receipts.c.receipt_id,
         )
@@ -844,7 +844,7 @@ def create_return(
             )
         return_id = new_document_id(
             connection,
-            sequence="#purchase_return",
+            sequence="#preturn",
             prefix="RT",
             column=purchase_returns.c.return_id,
         )
@@ -1105,7 +1105,7 @@ def create_invoice(
         )
         invoice_id = new_document_id(
             connection,
-            sequence="#supplier_invoice",
+            sequence="#invoice",
             prefix="IV",
             column=supplier_invoices.c.invoice_id,
         )
