@@ -1,10 +1,14 @@
 """PO progress: how much of each purchase order line has been received, as a projection.
 
 Registered as the ledger projection ``po_progress`` (:mod:`central_api.services.projections`),
-it runs inside every push's transaction with the events the push really inserted. Only a
-``receipt`` event that names a PO line (``doc_type = "purchase_order"``, ``doc_id``,
-``doc_line``) counts; every other event costs one attribute test in a comprehension and
-nothing in the database. The lines a push names are read in **one** indexed query per push
+it runs inside every push's transaction with the events the push really inserted, and
+inside every booking of central's own events (:mod:`central_api.services.central_events`)
+with those. Only an event that names a PO line (``doc_type = "purchase_order"``,
+``doc_id``, ``doc_line``) counts; every other event costs one attribute test in a
+comprehension and nothing in the database. A ``receipt`` adds to ``received_qty``; every
+named event moves the line's stock bucket where it happens (``quarantined_qty`` in a
+quarantine-kind location, else ``accepted_qty``), and an ``issue`` (back to the supplier)
+adds to ``returned_qty``. The lines a push names are read in **one** indexed query per push
 (by PO id, the primary key's prefix), however many receipts it carries.
 
 Rules (facts are never refused: the push is never refused for any of these):
