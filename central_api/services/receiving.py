@@ -1063,9 +1063,9 @@ def create_invoice(
     now = now_utc()
     with write_transaction(connection):
         idempotency.check(connection, claim)
-        _site_of_po(connection, po_id, visible)
-        po = read_po(connection, po_id, lock=True)
-        assert po is not None
+        # The site first, as a push takes it: the projection writes the lines this
+        # reads and counts, so the two must not lock in opposite orders.
+        po = _locked_po_for_stock(connection, po_id, visible, now)
         if po.status in (PoStatus.DRAFT, PoStatus.CANCELLED):
             raise DocumentStateError(
                 "purchase order", po_id, po.status, "an invoice", "approved or later"
@@ -1175,6 +1175,13 @@ def decide_invoice(connection: Connection, command: DocCommand, verb: str) -> In
     now = now_utc()
     with write_transaction(connection):
         idempotency.check(connection, command.claim)
+        site = connection.execute(
+            select(supplier_invoices.c.site_id).where(
+                supplier_invoices.c.invoice_id == command.doc_id
+            )
+        ).scalar_one_or_none()
+        if site is not None:  # the site before the lines it counts (see create_invoice)
+            central_events.lock_site(connection, site, now=now)
         invoice = _read_invoice(connection, command.doc_id, lock=True)
         if invoice is None or (
             command.visible is not None and invoice.site_id not in command.visible

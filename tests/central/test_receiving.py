@@ -438,6 +438,16 @@ def test_a_price_mismatch_is_held_until_finance_approves(
     assert (approved["status"], approved["decided_by"]) == ("approved", "fin-1")
     assert line(read_po(shop, received["po_id"]), 1)["invoiced_qty"] == "240"
     refused(shop.post(f"{path}/approve", json={"reason": "again"}, headers=finance), 409)
+    with shop.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
+        actions = connection.execute(
+            select(audit_log.c.action, audit_log.c.resource_id).where(
+                audit_log.c.resource == "supplier_invoice"
+            )
+        ).all()
+    assert [action for action, _id in actions] == [
+        "supplier_invoice.create",
+        "supplier_invoice.approve",
+    ]
 
 
 def test_a_quantity_mismatch_is_held_and_can_be_disputed(
