@@ -135,3 +135,78 @@ def test_two_streams_keep_balances_and_progress_rebuildable(
             rebuilt = po_progress.progress(connection)
             transaction.rollback()
     assert rebuilt == incremental
+
+
+def test_central_receipts_racing_edge_pushes_lose_nothing(shop: TestClient) -> None:
+    """The booking locks the site row a push locks: a central receipt and a push of the
+    same site, at the same moment, both count on the PO line (no lost update)."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
+    from threading import Barrier  # noqa: PLC0415
+
+    from central_api.services import receiving  # noqa: PLC0415
+    from central_api.services.audit import system_context  # noqa: PLC0415
+    from central_api.services.ingest import ingest_batch  # noqa: PLC0415
+    from central_api.services.projections import built_in_projections  # noqa: PLC0415
+    from jxc.contract import PushBatch  # noqa: PLC0415
+
+    po_id = approved_po(shop)["po_id"]
+    engine = shop.app.state.engine  # type: ignore[attr-defined]
+    ledger = SiteLedger("S01")
+    one = PushBatch.model_validate(
+        ledger.batch(
+            [
+                ledger.event(
+                    "receipt",
+                    "1",
+                    item="PILL",
+                    uom="片",
+                    location="A1",
+                    doc_type="purchase_order",
+                    doc_id=po_id,
+                    doc_line=1,
+                )
+                for _ in range(3)
+            ]
+        )
+    )
+    batches = [one] * 3  # the same push three times at once: applied once
+    start = Barrier(6)
+
+    def push(batch: PushBatch) -> None:
+        with engine.connect() as connection:
+            start.wait()
+            ingest_batch(
+                connection=connection,
+                batch=batch,
+                received_at=datetime.now(UTC),
+                projections=built_in_projections(),
+            )
+
+    def book(_n: int) -> None:
+        with engine.connect() as connection:
+            start.wait()
+            receiving.create_receipt(
+                connection,
+                po_id=po_id,
+                note="",
+                lines=[receiving.ReceiptLineInput(po_line=1, qty=Decimal(10), location="A1")],
+                actor="racer",
+                visible=None,
+                audit=system_context("race"),
+                projections=built_in_projections(),
+            )
+
+    with ThreadPoolExecutor(6) as pool:
+        done = [pool.submit(push, batch) for batch in batches]
+        done += [pool.submit(book, n) for n in range(3)]
+        for future in done:
+            future.result()
+    with engine.connect() as connection:
+        received = connection.execute(
+            select(po_progress.purchase_order_lines.c.received_qty).where(
+                po_progress.purchase_order_lines.c.po_id == po_id,
+                po_progress.purchase_order_lines.c.line_no == 1,
+            )
+        ).scalar_one()
+    assert received == Decimal(33)
