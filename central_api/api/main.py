@@ -12,6 +12,7 @@ from central_api.api.routes import (
     master,
     people,
     purchasing,
+    receiving,
     reference,
     stock,
     sync,
@@ -34,3 +35,5 @@ api_router.include_router(imports.router)
 api_router.include_router(purchasing.requisitions_router)
 api_router.include_router(purchasing.purchase_orders_router)
 api_router.include_router(purchasing.exceptions_router)
+for receiving_router in receiving.routers:
+    api_router.include_router(receiving_router)

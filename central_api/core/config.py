@@ -6,6 +6,8 @@ line set the same names: ``JXC_CENTRAL_DATABASE_URL`` and ``--database-url`` are
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -74,6 +76,12 @@ class Settings(BaseSettings):
 
     requisition_sod: bool = True
     """Segregation of duties for requisitions: who created one may not approve it."""
+
+    invoice_price_tolerance: Decimal = Field(default=Decimal(0), ge=0, le=100)
+    """Percent an invoice's unit price may differ from the PO's and still match."""
+
+    invoice_qty_tolerance: Decimal = Field(default=Decimal(0), ge=0, le=100)
+    """Percent more than the accepted quantity that may be invoiced and still match."""
 
     gc_gen0_threshold: int = Field(default=50_000, ge=700)
     """Net new container objects between the garbage collector's young-generation runs

@@ -23,7 +23,13 @@ from central_api.models.base import (
 )
 from central_api.models.feed import change_feed, feed_counter
 from central_api.models.items import item_barcodes, items
-from central_api.models.ledger import ledger_events, refused_events, site_sync_state
+from central_api.models.ledger import (
+    central_events,
+    central_stream_state,
+    ledger_events,
+    refused_events,
+    site_sync_state,
+)
 from central_api.models.master import (
     categories,
     code_sequences,
@@ -47,8 +53,14 @@ from central_api.models.purchasing import (
     purchase_exceptions,
     purchase_order_lines,
     purchase_orders,
+    purchase_receipt_lines,
+    purchase_receipts,
+    purchase_return_lines,
+    purchase_returns,
     requisition_lines,
     requisitions,
+    supplier_invoice_lines,
+    supplier_invoices,
 )
 from central_api.models.stock import NO_LOT, stock_balances
 
@@ -59,6 +71,8 @@ __all__ = [
     "audit_log",
     "auth_signing_key",
     "categories",
+    "central_events",
+    "central_stream_state",
     "change_feed",
     "code_sequences",
     "feed_counter",
@@ -76,6 +90,10 @@ __all__ = [
     "purchase_exceptions",
     "purchase_order_lines",
     "purchase_orders",
+    "purchase_receipt_lines",
+    "purchase_receipts",
+    "purchase_return_lines",
+    "purchase_returns",
     "reference_entries",
     "refused_events",
     "requisition_lines",
@@ -86,6 +104,8 @@ __all__ = [
     "site_sync_state",
     "sites",
     "stock_balances",
+    "supplier_invoice_lines",
+    "supplier_invoices",
     "to_micro_units",
     "to_micro_units_many",
     "user_roles",

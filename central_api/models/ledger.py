@@ -11,6 +11,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     PrimaryKeyConstraint,
     String,
@@ -62,6 +63,48 @@ ledger_events = Table(
     Column("doc_id", String(64), nullable=True),
     Column("doc_line", BigInteger, nullable=True),
     UniqueConstraint("site_id", "seq"),
+)
+
+# --- central's own stream ----------------------------------------------------------------
+#
+# Events central books itself, for documents done at headquarters (a receipt entered for
+# a site without an edge, a QC release, a purchase return; later write-offs, count
+# adjustments, opening stock). Same fields as ``ledger_events``, in a table of their own so
+# that a site's stream and its gapless seq (and ingest's hot path) are never touched:
+# ``seq`` here is central's own gapless stream per site, taken from
+# ``central_stream_state`` in the booking transaction. The ledger of a site is the union
+# of both tables (see ``central_api.services.central_events``).
+central_stream_state = Table(
+    "central_stream_state",
+    metadata,
+    Column("site_id", String(32), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+central_events = Table(
+    "central_events",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("site_id", String(32), ForeignKey(site_sync_state.c.site_id), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("item", String(64), nullable=False),
+    Column("lot", String(40), nullable=True),
+    Column("expiry", Date, nullable=True),
+    Column("location", String(64), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("unit_cost", MicroUnits, nullable=True),
+    Column("ref", String(128), nullable=True),
+    Column("device_id", String(64), nullable=True),
+    Column("actor", String(64), nullable=True),
+    Column("doc_type", String(32), nullable=True),
+    Column("doc_id", String(64), nullable=True),
+    Column("doc_line", BigInteger, nullable=True),
+    UniqueConstraint("site_id", "seq"),
+    Index(None, "doc_id"),
 )
 
 # --- events central refused -----------------------------------------------------------

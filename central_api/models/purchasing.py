@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from central_api.models.base import MicroUnits, metadata
@@ -105,6 +106,13 @@ purchase_order_lines = Table(
     Column("over_tolerance", MicroUnits, nullable=False),
     Column("under_tolerance", MicroUnits, nullable=False),
     Column("received_qty", MicroUnits, nullable=False),
+    # Progress beyond "received" (migration 0011), all in the base unit and kept by the
+    # same projection: in stock (accepted), in quarantine, returned to the supplier,
+    # and invoiced (matched or approved invoices).
+    Column("accepted_qty", MicroUnits, nullable=False),
+    Column("quarantined_qty", MicroUnits, nullable=False),
+    Column("returned_qty", MicroUnits, nullable=False),
+    Column("invoiced_qty", MicroUnits, nullable=False),
     Column("req_id", String(32), nullable=True),
     Column("req_line", Integer, nullable=True),
     PrimaryKeyConstraint("po_id", "line_no"),
@@ -131,4 +139,119 @@ purchase_exceptions = Table(
     Column("resolution", String(1000), nullable=True),
     Index(None, "status", "exception_id"),
     Index(None, "po_id"),
+)
+
+# 采购入库 entered at central (a site without an edge). Its lines' stock moves are events
+# of central's own stream (``central_events``) naming the PO line.
+purchase_receipts = Table(
+    "purchase_receipts",
+    metadata,
+    Column("receipt_id", String(32), primary_key=True),
+    Column("po_id", String(32), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("note", String(1000), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index(None, "po_id"),
+    Index(None, "site_id", "receipt_id"),
+)
+
+purchase_receipt_lines = Table(
+    "purchase_receipt_lines",
+    metadata,
+    Column("receipt_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("po_line", Integer, nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("base_qty", MicroUnits, nullable=False),
+    Column("base_uom", String(16), nullable=False),
+    Column("lot", String(40), nullable=True),
+    Column("expiry", Date, nullable=True),
+    Column("location", String(64), nullable=False),
+    # accepted | quarantine | released | rejected
+    Column("qc_status", String(16), nullable=False),
+    Column("qc_by", String(100), nullable=True),
+    Column("qc_at", DateTime(timezone=True), nullable=True),
+    Column("qc_reason", String(1000), nullable=True),
+    PrimaryKeyConstraint("receipt_id", "line_no"),
+    ForeignKeyConstraint(["receipt_id"], ["purchase_receipts.receipt_id"]),
+)
+
+# 采购退货: goods sent back to the supplier, each line against a PO line.
+purchase_returns = Table(
+    "purchase_returns",
+    metadata,
+    Column("return_id", String(32), primary_key=True),
+    Column("po_id", String(32), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("reason", String(1000), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    Index(None, "po_id"),
+)
+
+purchase_return_lines = Table(
+    "purchase_return_lines",
+    metadata,
+    Column("return_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("po_line", Integer, nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("base_qty", MicroUnits, nullable=False),
+    Column("lot", String(40), nullable=True),
+    Column("location", String(64), nullable=False),
+    PrimaryKeyConstraint("return_id", "line_no"),
+    ForeignKeyConstraint(["return_id"], ["purchase_returns.return_id"]),
+)
+
+# 发票核对: a supplier's invoice against one PO, matched three ways line by line.
+supplier_invoices = Table(
+    "supplier_invoices",
+    metadata,
+    Column("invoice_id", String(32), primary_key=True),
+    Column("invoice_no", String(64), nullable=False),
+    Column("supplier_code", String(64), nullable=False),
+    Column("po_id", String(32), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    # matched | held | approved | disputed
+    Column("status", String(16), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("reason", String(1000), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index(None, "po_id"),
+    Index(None, "status", "invoice_id"),
+    UniqueConstraint("supplier_code", "invoice_no"),
+)
+
+supplier_invoice_lines = Table(
+    "supplier_invoice_lines",
+    metadata,
+    Column("invoice_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("po_line", Integer, nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("base_qty", MicroUnits, nullable=False),
+    Column("unit_price", MicroUnits, nullable=False),
+    Column("tax_rate", MicroUnits, nullable=False),
+    Column("amount", MicroUnits, nullable=False),
+    # What the match found (the PO's side at the time of matching).
+    Column("po_price", MicroUnits, nullable=True),
+    Column("accepted_qty", MicroUnits, nullable=False),
+    Column("price_diff", MicroUnits, nullable=True),
+    Column("qty_diff", MicroUnits, nullable=False),
+    Column("amount_diff", MicroUnits, nullable=True),
+    Column("outcome", String(64), nullable=False),
+    PrimaryKeyConstraint("invoice_id", "line_no"),
+    ForeignKeyConstraint(["invoice_id"], ["supplier_invoices.invoice_id"]),
 )

@@ -20,7 +20,7 @@ from jxc.feed import Uom
 PoStatusText = Literal[
     "draft", "approved", "sent", "partly_received", "received", "closed", "cancelled"
 ]
-ReqStatusText = Literal["draft", "submitted", "approved", "rejected", "ordered"]
+ReqStatusText = Literal["draft", "submitted", "approved", "rejected", "ordered", "cancelled"]
 ExceptionStatus = Literal["open", "resolved"]
 Note = Annotated[Text, Field(max_length=1000)]
 MAX_LINES = 500
@@ -76,6 +76,10 @@ class PoLineOut(BaseModel):
     over_tolerance: DecimalText
     under_tolerance: DecimalText
     received_qty: DecimalText = Field(description="received so far, in the base unit")
+    accepted_qty: DecimalText = Field(description="of it in stock after QC, net of returns")
+    quarantined_qty: DecimalText = Field(description="of it held in quarantine")
+    returned_qty: DecimalText = Field(description="returned to the supplier")
+    invoiced_qty: DecimalText = Field(description="on matched or approved supplier invoices")
     open_qty: DecimalText = Field(description="still expected, in the base unit")
     req_id: Text | None
     req_line: Int64 | None

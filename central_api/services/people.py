@@ -79,6 +79,15 @@ ALL_ACTIONS: dict[str, str] = {
     "purchase_order.cancel": "cancel purchase orders before anything was received",
     "purchase_order.close": "close purchase orders, ending receiving against them",
     "purchase_exception.resolve": "resolve receiving exceptions (over-receipts and the like)",
+    "requisition.cancel": "cancel draft or submitted purchase requisitions",
+    "purchase_receipt.read": "read purchase receipts (of the user's sites)",
+    "purchase_receipt.create": "enter purchase receipts at central for a site",
+    "purchase_receipt.qc": "release or reject received goods held in quarantine",
+    "purchase_return.read": "read purchase returns (of the user's sites)",
+    "purchase_return.create": "return received goods to the supplier",
+    "supplier_invoice.read": "read supplier invoices and their three-way match",
+    "supplier_invoice.create": "enter supplier invoices (matched against PO and receipts)",
+    "supplier_invoice.approve": "approve or dispute held supplier invoices",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

@@ -1,10 +1,14 @@
 """PO progress: how much of each purchase order line has been received, as a projection.
 
 Registered as the ledger projection ``po_progress`` (:mod:`central_api.services.projections`),
-it runs inside every push's transaction with the events the push really inserted. Only a
-``receipt`` event that names a PO line (``doc_type = "purchase_order"``, ``doc_id``,
-``doc_line``) counts; every other event costs one attribute test in a comprehension and
-nothing in the database. The lines a push names are read in **one** indexed query per push
+it runs inside every push's transaction with the events the push really inserted, and
+inside every booking of central's own events (:mod:`central_api.services.central_events`)
+with those. Only an event that names a PO line (``doc_type = "purchase_order"``,
+``doc_id``, ``doc_line``) counts; every other event costs one attribute test in a
+comprehension and nothing in the database. A ``receipt`` adds to ``received_qty``; every
+named event moves the line's stock bucket where it happens (``quarantined_qty`` in a
+quarantine-kind location, else ``accepted_qty``), and an ``issue`` (back to the supplier)
+adds to ``returned_qty``. The lines a push names are read in **one** indexed query per push
 (by PO id, the primary key's prefix), however many receipts it carries.
 
 Rules (facts are never refused: the push is never refused for any of these):
@@ -36,13 +40,13 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from central_api.models.ledger import ledger_events
-from central_api.models.master import item_units
+from central_api.models.master import item_units, locations
 from central_api.models.purchasing import (
     purchase_exceptions,
     purchase_order_lines,
     purchase_orders,
 )
+from central_api.services.central_events import ledger_union
 from central_api.services.projections import AcceptedEvents
 from central_api.services.purchasing import RECEIVABLE, PoStatus
 from jxc.contract import EventKind, LedgerEvent
@@ -72,6 +76,9 @@ class _Line:
     over_tolerance: Decimal
     under_tolerance: Decimal
     received: Decimal
+    accepted: Decimal = _ZERO
+    quarantined: Decimal = _ZERO
+    returned: Decimal = _ZERO
 
     @property
     def limit(self) -> Decimal:
@@ -109,6 +116,9 @@ def _read_lines(
         purchase_order_lines.c.over_tolerance,
         purchase_order_lines.c.under_tolerance,
         purchase_order_lines.c.received_qty,
+        purchase_order_lines.c.accepted_qty,
+        purchase_order_lines.c.quarantined_qty,
+        purchase_order_lines.c.returned_qty,
     ).join(purchase_orders, purchase_orders.c.po_id == purchase_order_lines.c.po_id)
     if po_ids is not None:
         query = query.where(purchase_order_lines.c.po_id.in_(sorted(set(po_ids))))
@@ -125,6 +135,9 @@ def _read_lines(
             over_tolerance=row.over_tolerance,
             under_tolerance=row.under_tolerance,
             received=row.received_qty,
+            accepted=row.accepted_qty,
+            quarantined=row.quarantined_qty,
+            returned=row.returned_qty,
         )
         for row in connection.execute(query)
     }
@@ -132,7 +145,12 @@ def _read_lines(
 
 @dataclass(frozen=True, slots=True)
 class _Receipt:
-    """The part of a receipt event the projection reads (an event or a ledger row)."""
+    """The part of an event naming a PO line the projection reads (an event or a row).
+
+    Named so for history: besides receipts, a transfer out of or into quarantine (a QC
+    release) and an issue back to the supplier (a purchase return or a rejection) name
+    their PO line too, and move its accepted / quarantined / returned quantities.
+    """
 
     event_id: str
     site_id: str
@@ -141,14 +159,23 @@ class _Receipt:
     uom: str
     doc_id: str
     doc_line: int
+    kind: str = EventKind.RECEIPT.value
+    location: str = ""
 
 
 class _Tally:
     """Receipts applied to lines in memory; what to write afterwards."""
 
-    def __init__(self, connection: Connection, lines: dict[tuple[str, int], _Line]) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        lines: dict[tuple[str, int], _Line],
+        quarantine: frozenset[tuple[str, str]] = frozenset(),
+    ) -> None:
         self.connection = connection
         self.lines = lines
+        self.quarantine = quarantine
+        """(site, location code) of every quarantine-kind location the events name."""
         self.touched: set[tuple[str, int]] = set()
         self.exceptions: list[dict[str, Any]] = []
         self._factors: dict[tuple[str, str], Decimal | None] = {}
@@ -177,6 +204,9 @@ class _Tally:
         )
 
     def apply(self, receipt: _Receipt) -> None:
+        if receipt.kind != EventKind.RECEIPT.value:
+            self._move(receipt)
+            return
         where = f"receipt {receipt.event_id} for {receipt.doc_id} line {receipt.doc_line}"
         line = self.lines.get((receipt.doc_id, receipt.doc_line))
         if line is None:
@@ -216,6 +246,7 @@ class _Tally:
             qty = qty * factor
         limit = line.limit
         line.received += qty
+        self._bucket(line, receipt, qty)
         self.touched.add((line.po_id, line.line_no))
         if line.status not in RECEIVABLE:
             self._raise(
@@ -234,6 +265,31 @@ class _Tally:
                 f"{beyond} beyond the tolerance",
                 beyond,
             )
+
+    def _bucket(self, line: _Line, event: _Receipt, qty: Decimal) -> None:
+        """Stock of the line moved by ``qty`` (signed) at the event's location."""
+        if (event.site_id, event.location) in self.quarantine:
+            line.quarantined += qty
+        else:
+            line.accepted += qty
+
+    def _move(self, event: _Receipt) -> None:
+        """A movement of received goods (QC release, return): counted against its line
+        only when it fits it; a movement that does not is left to the ledger (it is no
+        receipt, so there is no exception for it)."""
+        line = self.lines.get((event.doc_id, event.doc_line))
+        if line is None or line.site_id != event.site_id or line.item_code != event.item:
+            return
+        qty = event.qty
+        if event.uom != line.base_uom:
+            factor = self._factor(event.item, event.uom)
+            if factor is None:
+                return
+            qty = qty * factor
+        self._bucket(line, event, qty)
+        if event.kind == EventKind.ISSUE.value:
+            line.returned -= qty
+        self.touched.add((line.po_id, line.line_no))
 
     def statuses(self, po_ids: Iterable[str]) -> dict[str, tuple[PoStatus, PoStatus]]:
         """``{po_id: (status now, status the received quantities give)}``."""
@@ -258,10 +314,28 @@ def _receipts_of(events: Sequence[LedgerEvent]) -> list[_Receipt]:
             uom=event.uom,
             doc_id=event.doc_id,  # type: ignore[arg-type]
             doc_line=event.doc_line,  # type: ignore[arg-type]
+            kind=event.kind.value,
+            location=event.location,
         )
         for event in events
-        if event.doc_type == PURCHASE_ORDER and event.kind is EventKind.RECEIPT
+        if event.doc_type == PURCHASE_ORDER
     ]
+
+
+def _quarantine_locations(
+    connection: Connection, named: Iterable[tuple[str, str]] | None
+) -> frozenset[tuple[str, str]]:
+    """Which of the (site, location) pairs are quarantine-kind locations (all, for None)."""
+    query = select(locations.c.site_id, locations.c.code).where(locations.c.kind == "quarantine")
+    if named is not None:
+        pairs = set(named)
+        query = query.where(locations.c.code.in_(sorted({code for _site, code in pairs})))
+        return frozenset(
+            (row.site_id, row.code)
+            for row in connection.execute(query)
+            if (row.site_id, row.code) in pairs
+        )
+    return frozenset((row.site_id, row.code) for row in connection.execute(query))
 
 
 def project(connection: Connection, accepted: AcceptedEvents) -> None:
@@ -269,7 +343,11 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
     receipts = _receipts_of(accepted.events)
     if not receipts:
         return
-    tally = _Tally(connection, _read_lines(connection, {r.doc_id for r in receipts}))
+    tally = _Tally(
+        connection,
+        _read_lines(connection, {r.doc_id for r in receipts}),
+        _quarantine_locations(connection, {(r.site_id, r.location) for r in receipts}),
+    )
     for receipt in receipts:
         tally.apply(receipt)
     _write(connection, tally, at=accepted.received_at)
@@ -283,15 +361,8 @@ def _write(connection: Connection, tally: _Tally, *, at: datetime) -> None:
                 purchase_order_lines.c.po_id == bindparam("b_po"),
                 purchase_order_lines.c.line_no == bindparam("b_line"),
             )
-            .values(received_qty=bindparam("b_received")),
-            [
-                {
-                    "b_po": po_id,
-                    "b_line": line_no,
-                    "b_received": tally.lines[(po_id, line_no)].received,
-                }
-                for po_id, line_no in sorted(tally.touched)
-            ],
+            .values(**_PROGRESS_VALUES),
+            [_progress_params(tally.lines[key]) for key in sorted(tally.touched)],
         )
         for po_id, (current, wanted) in tally.statuses({p for p, _l in tally.touched}).items():
             # Conditional on the status read, so a person's command committed in between
@@ -312,6 +383,25 @@ def _write(connection: Connection, tally: _Tally, *, at: datetime) -> None:
         )
 
 
+_PROGRESS_VALUES: dict[str, Any] = {
+    "received_qty": bindparam("b_received"),
+    "accepted_qty": bindparam("b_accepted"),
+    "quarantined_qty": bindparam("b_quarantined"),
+    "returned_qty": bindparam("b_returned"),
+}
+
+
+def _progress_params(line: _Line) -> dict[str, Any]:
+    return {
+        "b_po": line.po_id,
+        "b_line": line.line_no,
+        "b_received": line.received,
+        "b_accepted": line.accepted,
+        "b_quarantined": line.quarantined,
+        "b_returned": line.returned,
+    }
+
+
 def rebuild(connection: Connection) -> dict[tuple[str, int], Decimal]:
     """Recompute every line's received quantity and every PO's progress from the ledger.
 
@@ -320,23 +410,25 @@ def rebuild(connection: Connection) -> dict[tuple[str, int], Decimal]:
     """
     lines = _read_lines(connection, None)
     for line in lines.values():
-        line.received = _ZERO
-    tally = _Tally(connection, lines)
+        line.received = line.accepted = line.quarantined = line.returned = _ZERO
+    tally = _Tally(connection, lines, _quarantine_locations(connection, None))
+    union = ledger_union(
+        "event_id",
+        "site_id",
+        "seq",
+        "kind",
+        "item",
+        "location",
+        "qty",
+        "uom",
+        "doc_type",
+        "doc_id",
+        "doc_line",
+    ).subquery()
     rows = connection.execute(
-        select(
-            ledger_events.c.event_id,
-            ledger_events.c.site_id,
-            ledger_events.c.item,
-            ledger_events.c.qty,
-            ledger_events.c.uom,
-            ledger_events.c.doc_id,
-            ledger_events.c.doc_line,
-        )
-        .where(
-            ledger_events.c.doc_type == PURCHASE_ORDER,
-            ledger_events.c.kind == EventKind.RECEIPT.value,
-        )
-        .order_by(ledger_events.c.site_id, ledger_events.c.seq)
+        select(union)
+        .where(union.c.doc_type == PURCHASE_ORDER)
+        .order_by(union.c.site_id, union.c.stream, union.c.seq)
     )
     for row in rows:
         tally.apply(
@@ -348,6 +440,8 @@ def rebuild(connection: Connection) -> dict[tuple[str, int], Decimal]:
                 uom=row.uom,
                 doc_id=row.doc_id,
                 doc_line=row.doc_line,
+                kind=row.kind,
+                location=row.location,
             )
         )
     tally.touched = set(lines)
@@ -364,11 +458,8 @@ def _write_all(connection: Connection, tally: _Tally) -> None:
             purchase_order_lines.c.po_id == bindparam("b_po"),
             purchase_order_lines.c.line_no == bindparam("b_line"),
         )
-        .values(received_qty=bindparam("b_received")),
-        [
-            {"b_po": key[0], "b_line": key[1], "b_received": line.received}
-            for key, line in sorted(tally.lines.items())
-        ],
+        .values(**_PROGRESS_VALUES),
+        [_progress_params(line) for _key, line in sorted(tally.lines.items())],
     )
     for po_id, (current, wanted) in tally.statuses({key[0] for key in tally.lines}).items():
         if wanted is not current:
@@ -383,12 +474,20 @@ def progress(connection: Connection) -> Mapping[str, Any]:
     """Every line's received quantity and every PO's status, to compare two states."""
     return {
         "lines": {
-            (row.po_id, row.line_no): row.received_qty
+            (row.po_id, row.line_no): (
+                row.received_qty,
+                row.accepted_qty,
+                row.quarantined_qty,
+                row.returned_qty,
+            )
             for row in connection.execute(
                 select(
                     purchase_order_lines.c.po_id,
                     purchase_order_lines.c.line_no,
                     purchase_order_lines.c.received_qty,
+                    purchase_order_lines.c.accepted_qty,
+                    purchase_order_lines.c.quarantined_qty,
+                    purchase_order_lines.c.returned_qty,
                 )
             )
         },

@@ -86,6 +86,8 @@ class ReqStatus(StrEnum):
     REJECTED = "rejected"
     ORDERED = "ordered"
     """Approved and turned into purchase orders: it cannot be converted twice."""
+    CANCELLED = "cancelled"
+    """Withdrawn by its requester before approval (draft or submitted)."""
 
 
 # --- refusals ------------------------------------------------------------------------
@@ -166,6 +168,10 @@ class PoLine:
     received_qty: Decimal
     req_id: str | None
     req_line: int | None
+    accepted_qty: Decimal = Decimal(0)
+    quarantined_qty: Decimal = Decimal(0)
+    returned_qty: Decimal = Decimal(0)
+    invoiced_qty: Decimal = Decimal(0)
 
     @property
     def amount(self) -> Decimal | None:
@@ -433,6 +439,10 @@ def _line_from(row: Row[Any]) -> PoLine:
         received_qty=row.received_qty,
         req_id=row.req_id,
         req_line=row.req_line,
+        accepted_qty=row.accepted_qty,
+        quarantined_qty=row.quarantined_qty,
+        returned_qty=row.returned_qty,
+        invoiced_qty=row.invoiced_qty,
     )
 
 
@@ -552,6 +562,10 @@ def _write_lines(
                 "over_tolerance": line.over_tolerance,
                 "under_tolerance": line.under_tolerance,
                 "received_qty": Decimal(0),
+                "accepted_qty": Decimal(0),
+                "quarantined_qty": Decimal(0),
+                "returned_qty": Decimal(0),
+                "invoiced_qty": Decimal(0),
                 "req_id": None if source is None else source[0],
                 "req_line": None if source is None else source[1],
             }
@@ -1070,24 +1084,28 @@ class ReqCommand:
     reason: str | None = None
 
 
-_REQ_MOVES: dict[str, tuple[ReqStatus, ReqStatus]] = {
-    "submit": (ReqStatus.DRAFT, ReqStatus.SUBMITTED),
-    "approve": (ReqStatus.SUBMITTED, ReqStatus.APPROVED),
-    "reject": (ReqStatus.SUBMITTED, ReqStatus.REJECTED),
+_REQ_MOVES: dict[str, tuple[frozenset[ReqStatus], ReqStatus]] = {
+    "submit": (frozenset({ReqStatus.DRAFT}), ReqStatus.SUBMITTED),
+    "approve": (frozenset({ReqStatus.SUBMITTED}), ReqStatus.APPROVED),
+    "reject": (frozenset({ReqStatus.SUBMITTED}), ReqStatus.REJECTED),
+    "cancel": (frozenset({ReqStatus.DRAFT, ReqStatus.SUBMITTED}), ReqStatus.CANCELLED),
 }
 
 
 def move_requisition(
     connection: Connection, command: ReqCommand, verb: str, *, segregation: bool = True
 ) -> Requisition:
-    """submit (draft → submitted), approve or reject (submitted → approved / rejected)."""
-    start, end = _REQ_MOVES[verb]
+    """submit (draft → submitted), approve or reject (submitted → approved / rejected),
+    cancel (draft or submitted → cancelled)."""
+    starts, end = _REQ_MOVES[verb]
     now = _now()
     with write_transaction(connection):
         idempotency.check(connection, command.claim)
         req = _locked_req(connection, command.req_id, command.visible, command.if_match)
-        if req.status is not start:
-            raise DocumentStateError("requisition", req.req_id, req.status, verb, start.value)
+        if req.status not in starts:
+            raise DocumentStateError(
+                "requisition", req.req_id, req.status, verb, " or ".join(sorted(starts))
+            )
         if verb == "approve" and segregation and req.created_by == command.actor:
             raise SegregationOfDutiesError("requisition", req.req_id, command.actor)
         decided = {} if verb == "submit" else {"decided_by": command.actor, "decided_at": now}
@@ -1098,7 +1116,7 @@ def move_requisition(
                 status=end.value,
                 version=req.version + 1,
                 updated_at=now,
-                reason=command.reason if verb == "reject" else req.reason,
+                reason=command.reason if verb in ("reject", "cancel") else req.reason,
                 **decided,
             )
         )
@@ -1340,3 +1358,28 @@ def resolve_exception(
             at=now,
         )
     return get_exception(connection, exception_id, visible=visible)
+
+
+# --- for the other purchasing documents (services.receiving) -------------------------------
+
+
+def now_utc() -> datetime:
+    """The time a document change is recorded at."""
+    return _now()
+
+
+def base_quantity(
+    connection: Connection, where: str, item_code: str, qty: Decimal, uom: str | None
+) -> tuple[str, Decimal, str]:
+    """``(uom, base_qty, base_uom)``: the item's exact factor, or a 422 naming ``where``."""
+    return _base_quantity(connection, where, item_code, qty, uom)
+
+
+def new_document_id(connection: Connection, *, sequence: str, prefix: str, column: Any) -> str:
+    """The next number of a document kind (``GR000001``); one taken by hand is skipped."""
+    return _new_id(connection, sequence=sequence, prefix=prefix, table=column.table, column=column)
+
+
+def read_po(connection: Connection, po_id: str, *, lock: bool = False) -> PurchaseOrder | None:
+    """The PO with its lines (locked ``FOR UPDATE`` with ``lock``), or None."""
+    return _read_po(connection, po_id, lock=lock)

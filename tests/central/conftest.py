@@ -49,6 +49,14 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "supplier_invoice_lines",
+    "supplier_invoices",
+    "purchase_return_lines",
+    "purchase_returns",
+    "purchase_receipt_lines",
+    "purchase_receipts",
+    "central_events",
+    "central_stream_state",
     "purchase_exceptions",
     "purchase_order_lines",
     "purchase_orders",

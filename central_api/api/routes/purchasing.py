@@ -464,6 +464,9 @@ _req_command_route(
     "submitted → approved. Not by its creator (setting requisition_sod).",
 )
 _req_command_route("reject", "requisition.approve", "submitted → rejected, with a reason.")
+_req_command_route(
+    "cancel", "requisition.cancel", "draft or submitted → cancelled (withdrawn), with a reason."
+)
 
 
 # --- exceptions -----------------------------------------------------------------------------

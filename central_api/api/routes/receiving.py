@@ -1,0 +1,408 @@
+"""Receiving at central: receipts and their QC, purchase returns, supplier invoices.
+
+Receipts and returns book stock through central's own event stream
+(:mod:`central_api.services.central_events`); invoices move no stock. As for every
+purchasing document: a role check per action, the caller's site scope (another site's
+document is a 404), ``Idempotency-Key`` on every create and command, ``ETag`` on every
+answer with one document and ``If-Match`` on commands (412 when stale), an audit entry.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+
+from central_api.api.auditing import AuditDep
+from central_api.api.deps import ConnDep, SettingsDep
+from central_api.api.idempotency import IdempotencyDep
+from central_api.api.permissions import Requires
+from central_api.api.routes.purchasing import _ERRORS, After, IfMatch, Limit, _answer, _replaying
+from central_api.core.principal import PrincipalDep
+from central_api.schemas.receiving import (
+    DecisionIn,
+    InvoiceIn,
+    InvoiceOut,
+    InvoicePage,
+    InvoiceStatusText,
+    QcIn,
+    ReceiptIn,
+    ReceiptOut,
+    ReceiptPage,
+    ReceivingEventOut,
+    ReturnIn,
+    ReturnOut,
+    ReturnPage,
+)
+from central_api.services import receiving as service
+from central_api.services.projections import Projections
+from jxc.contract import Code, SiteId
+from jxc.paths import PURCHASE_RECEIPTS, PURCHASE_RETURNS, SUPPLIER_INVOICES, below_api_root
+
+DocId = Annotated[Code, Path(description="the document's id, e.g. GR000003")]
+
+
+def _projections(request: Request) -> Projections | None:
+    found: Projections | None = getattr(request.app.state, "projections", None)
+    return found
+
+
+# --- receipts -----------------------------------------------------------------------------
+
+receipts_router = APIRouter(prefix=below_api_root(PURCHASE_RECEIPTS), tags=["purchase receipts"])
+
+
+def _receipt_out(receipt: service.Receipt, response: Response) -> ReceiptOut:
+    _answer(response, receipt.version)
+    return ReceiptOut.model_validate(receipt)
+
+
+@receipts_router.get("", dependencies=[Requires("purchase_receipt.read")])
+def read_receipts(
+    *,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    po_id: Annotated[Code | None, Query()] = None,
+    site_id: Annotated[SiteId | None, Query()] = None,
+    after: After = None,
+    limit: Limit = 100,
+) -> ReceiptPage:
+    """Receipts entered at central, by id; only the caller's sites."""
+    found, next_after = service.list_receipts(
+        connection,
+        po_id=po_id,
+        site_id=site_id,
+        visible=principal.sites,
+        after=after,
+        limit=limit,
+    )
+    return ReceiptPage(
+        receipts=[ReceiptOut.model_validate(each) for each in found], next_after=next_after
+    )
+
+
+@receipts_router.get("/events", dependencies=[Requires("purchase_receipt.read")], responses=_ERRORS)
+def read_receiving_events(
+    *,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    po_id: Annotated[Code, Query(description="the purchase order")],
+) -> list[ReceivingEventOut]:
+    """Every receipt, QC move and return booked against a PO, from its site's edge
+    (``stream`` edge) and from central (``stream`` central), oldest first."""
+    return [
+        ReceivingEventOut.model_validate(event)
+        for event in service.po_events(connection, po_id, visible=principal.sites)
+    ]
+
+
+@receipts_router.post(
+    "",
+    dependencies=[Requires("purchase_receipt.create")],
+    responses=_ERRORS,
+    status_code=status.HTTP_201_CREATED,
+)
+def add_receipt(
+    *,
+    body: ReceiptIn,
+    request: Request,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    claim: IdempotencyDep,
+    response: Response,
+) -> ReceiptOut:
+    """Goods received against a PO's lines for its site, booked at once (采购入库)."""
+    receipt = _replaying(
+        response,
+        lambda: service.create_receipt(
+            connection,
+            po_id=body.po_id,
+            note=body.note,
+            lines=[
+                service.ReceiptLineInput(
+                    po_line=line.po_line,
+                    qty=line.qty,
+                    uom=line.uom,
+                    qc=service.QcStatus(line.qc),
+                    location=line.location,
+                    lot=line.lot,
+                    expiry=line.expiry,
+                )
+                for line in body.lines
+            ],
+            actor=principal.name,
+            visible=principal.sites,
+            audit=audit,
+            projections=_projections(request),
+            claim=claim,
+        ),
+        lambda found: service.get_receipt(connection, found),
+    )
+    return _receipt_out(receipt, response)
+
+
+@receipts_router.get(
+    "/{receipt_id}", dependencies=[Requires("purchase_receipt.read")], responses=_ERRORS
+)
+def read_receipt(
+    receipt_id: DocId, connection: ConnDep, principal: PrincipalDep, response: Response
+) -> ReceiptOut:
+    return _receipt_out(
+        service.get_receipt(connection, receipt_id, visible=principal.sites), response
+    )
+
+
+def _qc_route(verb: str, summary: str) -> None:
+    def command(
+        *,
+        receipt_id: DocId,
+        body: QcIn,
+        request: Request,
+        connection: ConnDep,
+        principal: PrincipalDep,
+        audit: AuditDep,
+        claim: IdempotencyDep,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> ReceiptOut:
+        order = service.QcCommand(
+            command=service.DocCommand(
+                doc_id=receipt_id,
+                actor=principal.name,
+                visible=principal.sites,
+                if_match=if_match,
+                audit=audit,
+                claim=claim,
+                reason=body.reason,
+            ),
+            line_no=body.line_no,
+            location=body.location,
+        )
+        receipt = _replaying(
+            response,
+            lambda: service.decide_quarantine(
+                connection, order, verb, projections=_projections(request)
+            ),
+            lambda found: service.get_receipt(connection, found),
+        )
+        return _receipt_out(receipt, response)
+
+    command.__name__ = f"{verb}_quarantined_line"
+    command.__doc__ = summary
+    receipts_router.post(
+        f"/{{receipt_id}}/{verb}",
+        dependencies=[Requires("purchase_receipt.qc")],
+        responses=_ERRORS,
+    )(command)
+
+
+_qc_route(
+    "release",
+    "A quarantined line passes QC: moved from quarantine to the given storage location.",
+)
+_qc_route("reject", "A quarantined line fails QC: it goes back to the supplier (returned).")
+
+
+# --- returns ------------------------------------------------------------------------------
+
+returns_router = APIRouter(prefix=below_api_root(PURCHASE_RETURNS), tags=["purchase returns"])
+
+
+def _return_out(found: service.PurchaseReturn, response: Response) -> ReturnOut:
+    _answer(response, found.version)
+    return ReturnOut.model_validate(found)
+
+
+@returns_router.get("", dependencies=[Requires("purchase_return.read")])
+def read_returns(
+    *,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    po_id: Annotated[Code | None, Query()] = None,
+    site_id: Annotated[SiteId | None, Query()] = None,
+    after: After = None,
+    limit: Limit = 100,
+) -> ReturnPage:
+    found, next_after = service.list_returns(
+        connection,
+        po_id=po_id,
+        site_id=site_id,
+        visible=principal.sites,
+        after=after,
+        limit=limit,
+    )
+    return ReturnPage(
+        returns=[ReturnOut.model_validate(each) for each in found], next_after=next_after
+    )
+
+
+@returns_router.post(
+    "",
+    dependencies=[Requires("purchase_return.create")],
+    responses=_ERRORS,
+    status_code=status.HTTP_201_CREATED,
+)
+def add_return(
+    *,
+    body: ReturnIn,
+    request: Request,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    claim: IdempotencyDep,
+    response: Response,
+) -> ReturnOut:
+    """Received goods back to the PO's supplier (采购退货), booked at once."""
+    found = _replaying(
+        response,
+        lambda: service.create_return(
+            connection,
+            po_id=body.po_id,
+            reason=body.reason,
+            lines=[service.ReturnLineInput(**line.model_dump()) for line in body.lines],
+            actor=principal.name,
+            visible=principal.sites,
+            audit=audit,
+            projections=_projections(request),
+            claim=claim,
+        ),
+        lambda return_id: service.get_return(connection, return_id),
+    )
+    return _return_out(found, response)
+
+
+@returns_router.get(
+    "/{return_id}", dependencies=[Requires("purchase_return.read")], responses=_ERRORS
+)
+def read_return(
+    return_id: DocId, connection: ConnDep, principal: PrincipalDep, response: Response
+) -> ReturnOut:
+    return _return_out(service.get_return(connection, return_id, visible=principal.sites), response)
+
+
+# --- supplier invoices --------------------------------------------------------------------
+
+invoices_router = APIRouter(prefix=below_api_root(SUPPLIER_INVOICES), tags=["supplier invoices"])
+
+
+def _invoice_out(found: service.Invoice, response: Response) -> InvoiceOut:
+    _answer(response, found.version)
+    return InvoiceOut.model_validate(found)
+
+
+@invoices_router.get("", dependencies=[Requires("supplier_invoice.read")])
+def read_invoices(
+    *,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    status_: Annotated[InvoiceStatusText | None, Query(alias="status")] = None,
+    po_id: Annotated[Code | None, Query()] = None,
+    site_id: Annotated[SiteId | None, Query()] = None,
+    after: After = None,
+    limit: Limit = 100,
+) -> InvoicePage:
+    found, next_after = service.list_invoices(
+        connection,
+        status=None if status_ is None else service.InvoiceStatus(status_),
+        po_id=po_id,
+        site_id=site_id,
+        visible=principal.sites,
+        after=after,
+        limit=limit,
+    )
+    return InvoicePage(
+        invoices=[InvoiceOut.model_validate(each) for each in found], next_after=next_after
+    )
+
+
+@invoices_router.post(
+    "",
+    dependencies=[Requires("supplier_invoice.create")],
+    responses=_ERRORS,
+    status_code=status.HTTP_201_CREATED,
+)
+def add_invoice(
+    *,
+    body: InvoiceIn,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    claim: IdempotencyDep,
+    settings: SettingsDep,
+    response: Response,
+) -> InvoiceOut:
+    """A supplier's invoice against a PO, matched three ways at once: ``matched``, or
+    ``held`` with the differences per line for finance to approve or dispute."""
+    found = _replaying(
+        response,
+        lambda: service.create_invoice(
+            connection,
+            invoice_no=body.invoice_no,
+            po_id=body.po_id,
+            lines=[service.InvoiceLineInput(**line.model_dump()) for line in body.lines],
+            tolerances=service.Tolerances(
+                price=settings.invoice_price_tolerance, qty=settings.invoice_qty_tolerance
+            ),
+            actor=principal.name,
+            visible=principal.sites,
+            audit=audit,
+            claim=claim,
+        ),
+        lambda invoice_id: service.get_invoice(connection, invoice_id),
+    )
+    return _invoice_out(found, response)
+
+
+@invoices_router.get(
+    "/{invoice_id}", dependencies=[Requires("supplier_invoice.read")], responses=_ERRORS
+)
+def read_invoice(
+    invoice_id: DocId, connection: ConnDep, principal: PrincipalDep, response: Response
+) -> InvoiceOut:
+    return _invoice_out(
+        service.get_invoice(connection, invoice_id, visible=principal.sites), response
+    )
+
+
+def _invoice_route(verb: str, summary: str) -> None:
+    def command(
+        *,
+        invoice_id: DocId,
+        body: DecisionIn,
+        connection: ConnDep,
+        principal: PrincipalDep,
+        audit: AuditDep,
+        claim: IdempotencyDep,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> InvoiceOut:
+        order = service.DocCommand(
+            doc_id=invoice_id,
+            actor=principal.name,
+            visible=principal.sites,
+            if_match=if_match,
+            audit=audit,
+            claim=claim,
+            reason=body.reason,
+        )
+        found = _replaying(
+            response,
+            lambda: service.decide_invoice(connection, order, verb),
+            lambda done: service.get_invoice(connection, done),
+        )
+        return _invoice_out(found, response)
+
+    command.__name__ = f"{verb}_supplier_invoice"
+    command.__doc__ = summary
+    invoices_router.post(
+        f"/{{invoice_id}}/{verb}",
+        dependencies=[Requires("supplier_invoice.approve")],
+        responses=_ERRORS,
+    )(command)
+
+
+_invoice_route("approve", "held → approved: finance accepts the differences, with a reason.")
+_invoice_route("dispute", "held or matched → disputed: sent back to the supplier, with a reason.")
+
+routers: list[Any] = [receipts_router, returns_router, invoices_router]

@@ -1,0 +1,1274 @@
+"""Receiving at central (采购入库), QC, purchase returns (采购退货), supplier invoices (发票核对).
+
+Documents are intentions; stock moves by events. Here the events are *central's own*
+(:mod:`central_api.services.central_events`), each naming its PO line, so the
+``po_progress`` projection moves the line exactly as it does for an edge's receipt:
+
+* a **receipt** line books a ``receipt`` into the location its QC status says: an
+  accepted line into a storage or receiving location of the site, a quarantined one into
+  the site's quarantine location (待检), a rejected one into quarantine and at once an
+  ``issue`` back to the supplier (it came, so it counts as received, and as returned);
+* a **QC release** books ``transfer_out`` of the quarantine location and ``transfer_in``
+  into a storage location; a **QC reject** books an ``issue`` out of quarantine;
+* a **purchase return** books ``issue`` events out of the locations the goods are in.
+
+Unlike an edge's facts, these are validated before they exist: a receipt beyond the
+line's over-tolerance, a return of more than is left, or a movement that would take a
+balance below zero is refused with a 409 that names the line.
+
+A **supplier invoice** moves no stock. Each line is matched three ways: the invoice's
+price against the PO line's price (within the price tolerance, percent), the quantity
+invoiced so far against the accepted quantity (within the quantity tolerance, percent),
+and the line's amount against its quantity × price. An invoice whose every line matches
+is ``matched``; any difference holds it (``held``), with the differences on each line,
+until finance approves it with a reason or disputes it. Nothing is accepted silently.
+Matched and approved invoices count in the PO line's ``invoiced_qty``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Table, insert, select, update
+
+from central_api.core.db import write_transaction
+from central_api.errors import ConflictError, ForbiddenError, InvalidError
+from central_api.models.master import locations
+from central_api.models.purchasing import (
+    purchase_order_lines,
+    purchase_orders,
+    purchase_receipt_lines,
+    purchase_receipts,
+    purchase_return_lines,
+    purchase_returns,
+    supplier_invoice_lines,
+    supplier_invoices,
+)
+from central_api.services import central_events, idempotency
+from central_api.services.audit import AuditContext, record
+from central_api.services.central_events import Movement
+from central_api.services.feed import read_snapshot
+from central_api.services.idempotency import IdempotencyClaim
+from central_api.services.projections import Projections
+from central_api.services.purchasing import (
+    MAX_LINES,
+    MAX_PAGE,
+    RECEIVABLE,
+    DocumentStateError,
+    PoLine,
+    PoStatus,
+    PurchaseOrder,
+    UnknownDocumentError,
+    base_quantity,
+    check_version,
+    new_document_id,
+    now_utc,
+    plain,
+    read_po,
+)
+from jxc.contract import MAX_ABS_AMOUNT, EventKind
+
+PURCHASE_ORDER = "purchase_order"
+STOCK_KINDS = frozenset({"storage", "receiving"})
+_HUNDRED = Decimal(100)
+_ZERO = Decimal(0)
+_CENT = Decimal("0.01")
+
+
+class QcStatus(StrEnum):
+    ACCEPTED = "accepted"
+    QUARANTINE = "quarantine"
+    RELEASED = "released"
+    """Was in quarantine; a person released it into stock."""
+    REJECTED = "rejected"
+    """Returned to the supplier, at receipt or from quarantine."""
+
+
+class InvoiceStatus(StrEnum):
+    MATCHED = "matched"
+    HELD = "held"
+    APPROVED = "approved"
+    DISPUTED = "disputed"
+
+
+# --- inputs and answers ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptLineInput:
+    po_line: int
+    qty: Decimal
+    uom: str | None = None
+    qc: QcStatus = QcStatus.ACCEPTED
+    location: str | None = None
+    lot: str | None = None
+    expiry: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptLine:
+    line_no: int
+    po_line: int
+    item_code: str
+    qty: Decimal
+    uom: str
+    base_qty: Decimal
+    base_uom: str
+    lot: str | None
+    expiry: date | None
+    location: str
+    qc_status: QcStatus
+    qc_by: str | None
+    qc_at: datetime | None
+    qc_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    receipt_id: str
+    po_id: str
+    site_id: str
+    note: str
+    created_by: str
+    created_at: datetime
+    version: int
+    updated_at: datetime
+    lines: list[ReceiptLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnLineInput:
+    po_line: int
+    qty: Decimal
+    location: str
+    uom: str | None = None
+    lot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnLine:
+    line_no: int
+    po_line: int
+    item_code: str
+    qty: Decimal
+    uom: str
+    base_qty: Decimal
+    lot: str | None
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseReturn:
+    return_id: str
+    po_id: str
+    site_id: str
+    reason: str
+    created_by: str
+    created_at: datetime
+    version: int
+    lines: list[ReturnLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLineInput:
+    po_line: int
+    qty: Decimal
+    unit_price: Decimal
+    tax_rate: Decimal
+    amount: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    line_no: int
+    po_line: int
+    qty: Decimal
+    base_qty: Decimal
+    unit_price: Decimal
+    tax_rate: Decimal
+    amount: Decimal
+    po_price: Decimal | None
+    accepted_qty: Decimal
+    price_diff: Decimal | None
+    qty_diff: Decimal
+    amount_diff: Decimal | None
+    outcome: str
+
+    @property
+    def tax_amount(self) -> Decimal:
+        return plain(self.amount * self.tax_rate)
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    invoice_id: str
+    invoice_no: str
+    supplier: str
+    po_id: str
+    site_id: str
+    status: InvoiceStatus
+    created_by: str
+    created_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    reason: str | None
+    version: int
+    updated_at: datetime
+    lines: list[InvoiceLine] = field(default_factory=list)
+
+    @property
+    def amount(self) -> Decimal:
+        return plain(sum((line.amount for line in self.lines), _ZERO))
+
+    @property
+    def tax_amount(self) -> Decimal:
+        return plain(sum((line.tax_amount for line in self.lines), _ZERO))
+
+
+@dataclass(frozen=True, slots=True)
+class DocCommand:
+    """Who runs a command on which document, and what guards it."""
+
+    doc_id: str
+    actor: str
+    visible: frozenset[str] | None
+    if_match: str | None
+    audit: AuditContext
+    claim: IdempotencyClaim | None = None
+    reason: str | None = None
+
+
+# --- shared steps ------------------------------------------------------------------------
+
+
+def _site_of_po(connection: Connection, po_id: str, visible: frozenset[str] | None) -> str:
+    site = connection.execute(
+        select(purchase_orders.c.site_id).where(purchase_orders.c.po_id == po_id)
+    ).scalar_one_or_none()
+    if site is None or (visible is not None and site not in visible):
+        raise UnknownDocumentError("purchase order", po_id)
+    return str(site)
+
+
+def _locked_po_for_stock(
+    connection: Connection, po_id: str, visible: frozenset[str] | None, now: datetime
+) -> PurchaseOrder:
+    """The PO locked after its site's stream (the order ingest takes them in)."""
+    site = _site_of_po(connection, po_id, visible)
+    central_events.lock_site(connection, site, now=now)
+    po = read_po(connection, po_id, lock=True)
+    assert po is not None
+    return po
+
+
+def _po_line(po: PurchaseOrder, where: str, line_no: int) -> PoLine:
+    for line in po.lines:
+        if line.line_no == line_no:
+            return line
+    raise InvalidError(f"{where}.po_line: purchase order {po.po_id} has no line {line_no}")
+
+
+def _stock_location(connection: Connection, site_id: str, where: str, code: str | None) -> str:
+    if code is None:
+        raise InvalidError(f"{where}.location: say which storage or receiving location")
+    row = connection.execute(
+        select(locations.c.kind, locations.c.active).where(
+            locations.c.site_id == site_id, locations.c.code == code
+        )
+    ).one_or_none()
+    if row is None or not row.active:
+        raise InvalidError(f"{where}.location: site {site_id} has no active location {code!r}")
+    if row.kind not in STOCK_KINDS:
+        raise InvalidError(
+            f"{where}.location: {code!r} is a {row.kind} location; accepted goods go to "
+            "a storage or receiving location"
+        )
+    return code
+
+
+def _any_location(connection: Connection, site_id: str, where: str, code: str) -> str:
+    found = connection.execute(
+        select(locations.c.code).where(locations.c.site_id == site_id, locations.c.code == code)
+    ).first()
+    if found is None:
+        raise InvalidError(f"{where}.location: site {site_id} has no location {code!r}")
+    return code
+
+
+def quarantine_location(connection: Connection, site_id: str) -> str:
+    """The site's quarantine location (the first active one by code), or a 409."""
+    code = connection.execute(
+        select(locations.c.code)
+        .where(
+            locations.c.site_id == site_id,
+            locations.c.kind == "quarantine",
+            locations.c.active.is_(True),
+        )
+        .order_by(locations.c.code)
+        .limit(1)
+    ).scalar_one_or_none()
+    if code is None:
+        raise ConflictError(
+            f"site {site_id} has no active quarantine location: add one (kind quarantine) "
+            "in master data first"
+        )
+    return str(code)
+
+
+def _bump(connection: Connection, table: Table, key: ColumnElement[bool], **values: Any) -> None:
+    connection.execute(update(table).where(key).values(version=table.c.version + 1, **values))
+
+
+def _movement(kind: EventKind, line: PoLine, po_id: str, qty: Decimal, **where: Any) -> Movement:
+    return Movement(
+        kind=kind,
+        item=line.item_code,
+        qty=qty,
+        uom=line.base_uom,
+        doc_type=PURCHASE_ORDER,
+        doc_id=po_id,
+        doc_line=line.line_no,
+        **where,
+    )
+
+
+def _page_conditions(
+    table: Table,
+    key: Any,
+    *,
+    after: str | None,
+    po_id: str | None,
+    site_id: str | None,
+    visible: frozenset[str] | None,
+    limit: int,
+) -> list[ColumnElement[bool]]:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be within 1..{MAX_PAGE}")
+    conditions: list[ColumnElement[bool]] = []
+    if after is not None:
+        conditions.append(key > after)
+    if po_id is not None:
+        conditions.append(table.c.po_id == po_id)
+    if site_id is not None:
+        if visible is not None and site_id not in visible:
+            raise ForbiddenError(f"site_id: site {site_id} is outside your sites")
+        conditions.append(table.c.site_id == site_id)
+    elif visible is not None:
+        conditions.append(table.c.site_id.in_(sorted(visible)))
+    return conditions
+
+
+# --- receipts ---------------------------------------------------------------------------
+
+
+def _read_receipt(connection: Connection, receipt_id: str, *, lock: bool = False) -> Receipt | None:
+    query = select(purchase_receipts).where(purchase_receipts.c.receipt_id == receipt_id)
+    if lock:
+        query = query.with_for_update()
+    row = connection.execute(query).one_or_none()
+    if row is None:
+        return None
+    return _receipts_with_lines(connection, [row])[0]
+
+
+def _receipts_with_lines(connection: Connection, rows: Sequence[Any]) -> list[Receipt]:
+    by_id: dict[str, list[ReceiptLine]] = defaultdict(list)
+    ids = [row.receipt_id for row in rows]
+    if ids:
+        for line in connection.execute(
+            select(purchase_receipt_lines)
+            .where(purchase_receipt_lines.c.receipt_id.in_(ids))
+            .order_by(purchase_receipt_lines.c.receipt_id, purchase_receipt_lines.c.line_no)
+        ):
+            by_id[line.receipt_id].append(
+                ReceiptLine(
+                    line_no=line.line_no,
+                    po_line=line.po_line,
+                    item_code=line.item_code,
+                    qty=line.qty,
+                    uom=line.uom,
+                    base_qty=line.base_qty,
+                    base_uom=line.base_uom,
+                    lot=line.lot,
+                    expiry=line.expiry,
+                    location=line.location,
+                    qc_status=QcStatus(line.qc_status),
+                    qc_by=line.qc_by,
+                    qc_at=line.qc_at,
+                    qc_reason=line.qc_reason,
+                )
+            )
+    return [
+        Receipt(
+            receipt_id=row.receipt_id,
+            po_id=row.po_id,
+            site_id=row.site_id,
+            note=row.note,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            version=row.version,
+            updated_at=row.updated_at,
+            lines=by_id[row.receipt_id],
+        )
+        for row in rows
+    ]
+
+
+def get_receipt(
+    connection: Connection, receipt_id: str, *, visible: frozenset[str] | None = None
+) -> Receipt:
+    with read_snapshot(connection):
+        found = _read_receipt(connection, receipt_id)
+    if found is None or (visible is not None and found.site_id not in visible):
+        raise UnknownDocumentError("purchase receipt", receipt_id)
+    return found
+
+
+def list_receipts(
+    connection: Connection,
+    *,
+    po_id: str | None,
+    site_id: str | None,
+    visible: frozenset[str] | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[Receipt], str | None]:
+    key = purchase_receipts.c.receipt_id
+    conditions = _page_conditions(
+        purchase_receipts,
+        key,
+        after=after,
+        po_id=po_id,
+        site_id=site_id,
+        visible=visible,
+        limit=limit,
+    )
+    with read_snapshot(connection):
+        rows = connection.execute(
+            select(purchase_receipts).where(*conditions).order_by(key).limit(limit + 1)
+        ).all()
+        found = _receipts_with_lines(connection, rows[:limit])
+    return found, (found[-1].receipt_id if len(rows) > limit else None)
+
+
+def create_receipt(
+    connection: Connection,
+    *,
+    po_id: str,
+    note: str,
+    lines: Sequence[ReceiptLineInput],
+    actor: str,
+    visible: frozenset[str] | None,
+    audit: AuditContext,
+    projections: Projections | None,
+    claim: IdempotencyClaim | None = None,
+) -> Receipt:
+    """A receipt against ``po_id``'s lines, booked at once. Raises ``IdempotentReplay``."""
+    if not 1 <= len(lines) <= MAX_LINES:
+        raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
+    now = now_utc()
+    with write_transaction(connection):
+        idempotency.check(connection, claim)
+        po = _locked_po_for_stock(connection, po_id, visible, now)
+        if po.status not in RECEIVABLE:
+            raise DocumentStateError(
+                "purchase order",
+                po_id,
+                po.status,
+                "a receipt",
+                "approved, sent, partly_received or received",
+            )
+        site = po.site_id
+        quarantine: str | None = None
+        pending: dict[int, Decimal] = defaultdict(Decimal)
+        rows: list[dict[str, Any]] = []
+        moves: list[Movement] = []
+        for index, given in enumerate(lines):
+            where = f"lines[{index}]"
+            line = _po_line(po, where, given.po_line)
+            uom, base, base_uom = base_quantity(
+                connection, where, line.item_code, given.qty, given.uom
+            )
+            pending[line.line_no] += base
+            limit = line.base_qty * (1 + line.over_tolerance / _HUNDRED)
+            if line.received_qty + pending[line.line_no] > limit:
+                raise ConflictError(
+                    f"{where}: {po_id} line {line.line_no} would have "
+                    f"{plain(line.received_qty + pending[line.line_no])} {line.base_uom} "
+                    f"received of {plain(line.base_qty)} ordered (at most {plain(limit)} "
+                    f"with its over-tolerance of {plain(line.over_tolerance)} %)"
+                )
+            if given.qc is QcStatus.ACCEPTED:
+                location = _stock_location(connection, site, where, given.location)
+            elif given.qc in (QcStatus.QUARANTINE, QcStatus.REJECTED):
+                quarantine = quarantine or quarantine_location(connection, site)
+                location = quarantine
+            else:
+                raise InvalidError(f"{where}.qc: accepted, quarantine or rejected")
+            stock = {"location": location, "lot": given.lot, "expiry": given.expiry}
+            moves.append(_movement(EventKind.RECEIPT, line, po_id, base, **stock))
+            if given.qc is QcStatus.REJECTED:
+                moves.append(_movement(EventKind.ISSUE, line, po_id, -base, **stock))
+            rows.append(
+                {
+                    "line_no": index + 1,
+                    "po_line": line.line_no,
+                    "item_code": line.item_code,
+                    "qty": given.qty,
+                    "uom": uom,
+                    "base_qty": base,
+                    "base_uom": base_uom,
+                    "lot": given.lot,
+                    "expiry": given.expiry,
+                    "location": location,
+                    "qc_status": given.qc.value,
+                    "qc_by": None if given.qc is QcStatus.QUARANTINE else actor,
+                    "qc_at": None if given.qc is QcStatus.QUARANTINE else now,
+                    "qc_reason": None,
+                }
+            )
+        receipt_id = new_document_id(
+            connection,
+            sequence="#receipt",
+            prefix="GR",
+            column=purchase_receipts.c.receipt_id,
+        )
+        connection.execute(
+            insert(purchase_receipts).values(
+                receipt_id=receipt_id,
+                po_id=po_id,
+                site_id=site,
+                note=note,
+                created_by=actor,
+                created_at=now,
+                version=1,
+                updated_at=now,
+            )
+        )
+        connection.execute(
+            insert(purchase_receipt_lines), [{"receipt_id": receipt_id, **row} for row in rows]
+        )
+        central_events.book(
+            connection,
+            site_id=site,
+            movements=moves,
+            actor=actor,
+            ref=receipt_id,
+            now=now,
+            projections=projections,
+        )
+        idempotency.remember(connection, claim, receipt_id, now=now)
+        record(
+            connection,
+            audit,
+            action="purchase_receipt.create",
+            resource="purchase_receipt",
+            resource_id=receipt_id,
+            site_id=site,
+            after={
+                "po_id": po_id,
+                "lines": [
+                    {
+                        key: str(value) if isinstance(value, Decimal | date) else value
+                        for key, value in row.items()
+                        if key not in ("qc_at",)
+                    }
+                    for row in rows
+                ],
+            },
+            at=now,
+        )
+        found = _read_receipt(connection, receipt_id)
+        assert found is not None
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class QcCommand:
+    """Release or reject one quarantined receipt line."""
+
+    command: DocCommand
+    line_no: int
+    location: str | None = None
+    """Where released goods go (a storage or receiving location); unused by a reject."""
+
+
+def decide_quarantine(
+    connection: Connection, order: QcCommand, verb: str, *, projections: Projections | None
+) -> Receipt:
+    """``release`` (quarantine → stock) or ``reject`` (quarantine → back to the supplier)."""
+    command = order.command
+    now = now_utc()
+    with write_transaction(connection):
+        idempotency.check(connection, command.claim)
+        head = connection.execute(
+            select(purchase_receipts.c.site_id, purchase_receipts.c.po_id).where(
+                purchase_receipts.c.receipt_id == command.doc_id
+            )
+        ).one_or_none()
+        if head is None or (command.visible is not None and head.site_id not in command.visible):
+            raise UnknownDocumentError("purchase receipt", command.doc_id)
+        central_events.lock_site(connection, head.site_id, now=now)
+        receipt = _read_receipt(connection, command.doc_id, lock=True)
+        assert receipt is not None
+        check_version("purchase receipt", receipt.receipt_id, receipt.version, command.if_match)
+        line = next((each for each in receipt.lines if each.line_no == order.line_no), None)
+        if line is None:
+            raise InvalidError(f"line_no: receipt {receipt.receipt_id} has no line {order.line_no}")
+        if line.qc_status is not QcStatus.QUARANTINE:
+            raise DocumentStateError(
+                "purchase receipt line",
+                f"{receipt.receipt_id}/{line.line_no}",
+                line.qc_status,
+                verb,
+                "quarantine",
+            )
+        po = read_po(connection, receipt.po_id)
+        assert po is not None
+        po_line = _po_line(po, "line_no", line.po_line)
+        stock = {"lot": line.lot, "expiry": line.expiry}
+        if verb == "release":
+            target = _stock_location(connection, receipt.site_id, "body", order.location)
+            moves = [
+                _movement(
+                    EventKind.TRANSFER_OUT,
+                    po_line,
+                    po.po_id,
+                    -line.base_qty,
+                    location=line.location,
+                    **stock,
+                ),
+                _movement(
+                    EventKind.TRANSFER_IN,
+                    po_line,
+                    po.po_id,
+                    line.base_qty,
+                    location=target,
+                    **stock,
+                ),
+            ]
+            values: dict[str, Any] = {"qc_status": QcStatus.RELEASED.value, "location": target}
+        else:
+            moves = [
+                _movement(
+                    EventKind.ISSUE,
+                    po_line,
+                    po.po_id,
+                    -line.base_qty,
+                    location=line.location,
+                    **stock,
+                )
+            ]
+            values = {"qc_status": QcStatus.REJECTED.value}
+        central_events.book(
+            connection,
+            site_id=receipt.site_id,
+            movements=moves,
+            actor=command.actor,
+            ref=f"{receipt.receipt_id}/{line.line_no} {verb}",
+            now=now,
+            projections=projections,
+        )
+        connection.execute(
+            update(purchase_receipt_lines)
+            .where(
+                purchase_receipt_lines.c.receipt_id == receipt.receipt_id,
+                purchase_receipt_lines.c.line_no == line.line_no,
+            )
+            .values(qc_by=command.actor, qc_at=now, qc_reason=command.reason, **values)
+        )
+        _bump(
+            connection,
+            purchase_receipts,
+            purchase_receipts.c.receipt_id == receipt.receipt_id,
+            updated_at=now,
+        )
+        idempotency.remember(connection, command.claim, receipt.receipt_id, now=now)
+        record(
+            connection,
+            command.audit,
+            action=f"purchase_receipt.{verb}",
+            resource="purchase_receipt",
+            resource_id=receipt.receipt_id,
+            site_id=receipt.site_id,
+            before={"line_no": line.line_no, "qc_status": line.qc_status.value},
+            after={"line_no": line.line_no, **values, "reason": command.reason},
+            at=now,
+        )
+        found = _read_receipt(connection, receipt.receipt_id)
+        assert found is not None
+    return found
+
+
+# --- purchase returns -----------------------------------------------------------------
+
+
+def _returns_with_lines(connection: Connection, rows: Sequence[Any]) -> list[PurchaseReturn]:
+    by_id: dict[str, list[ReturnLine]] = defaultdict(list)
+    ids = [row.return_id for row in rows]
+    if ids:
+        for line in connection.execute(
+            select(purchase_return_lines)
+            .where(purchase_return_lines.c.return_id.in_(ids))
+            .order_by(purchase_return_lines.c.return_id, purchase_return_lines.c.line_no)
+        ):
+            by_id[line.return_id].append(
+                ReturnLine(
+                    line_no=line.line_no,
+                    po_line=line.po_line,
+                    item_code=line.item_code,
+                    qty=line.qty,
+                    uom=line.uom,
+                    base_qty=line.base_qty,
+                    lot=line.lot,
+                    location=line.location,
+                )
+            )
+    return [
+        PurchaseReturn(
+            return_id=row.return_id,
+            po_id=row.po_id,
+            site_id=row.site_id,
+            reason=row.reason,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            version=row.version,
+            lines=by_id[row.return_id],
+        )
+        for row in rows
+    ]
+
+
+def get_return(
+    connection: Connection, return_id: str, *, visible: frozenset[str] | None = None
+) -> PurchaseReturn:
+    with read_snapshot(connection):
+        rows = connection.execute(
+            select(purchase_returns).where(purchase_returns.c.return_id == return_id)
+        ).all()
+        found = _returns_with_lines(connection, rows)
+    if not found or (visible is not None and found[0].site_id not in visible):
+        raise UnknownDocumentError("purchase return", return_id)
+    return found[0]
+
+
+def list_returns(
+    connection: Connection,
+    *,
+    po_id: str | None,
+    site_id: str | None,
+    visible: frozenset[str] | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[PurchaseReturn], str | None]:
+    key = purchase_returns.c.return_id
+    conditions = _page_conditions(
+        purchase_returns,
+        key,
+        after=after,
+        po_id=po_id,
+        site_id=site_id,
+        visible=visible,
+        limit=limit,
+    )
+    with read_snapshot(connection):
+        rows = connection.execute(
+            select(purchase_returns).where(*conditions).order_by(key).limit(limit + 1)
+        ).all()
+        found = _returns_with_lines(connection, rows[:limit])
+    return found, (found[-1].return_id if len(rows) > limit else None)
+
+
+def create_return(
+    connection: Connection,
+    *,
+    po_id: str,
+    reason: str,
+    lines: Sequence[ReturnLineInput],
+    actor: str,
+    visible: frozenset[str] | None,
+    audit: AuditContext,
+    projections: Projections | None,
+    claim: IdempotencyClaim | None = None,
+) -> PurchaseReturn:
+    """Goods of ``po_id`` back to its supplier, out of the locations they are in."""
+    if not 1 <= len(lines) <= MAX_LINES:
+        raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
+    if not reason.strip():
+        raise InvalidError("reason: say why the goods go back")
+    now = now_utc()
+    with write_transaction(connection):
+        idempotency.check(connection, claim)
+        po = _locked_po_for_stock(connection, po_id, visible, now)
+        if po.status in (PoStatus.DRAFT, PoStatus.CANCELLED):
+            raise DocumentStateError(
+                "purchase order", po_id, po.status, "a return", "one with receipts"
+            )
+        pending: dict[int, Decimal] = defaultdict(Decimal)
+        rows: list[dict[str, Any]] = []
+        moves: list[Movement] = []
+        for index, given in enumerate(lines):
+            where = f"lines[{index}]"
+            line = _po_line(po, where, given.po_line)
+            uom, base, _base_uom = base_quantity(
+                connection, where, line.item_code, given.qty, given.uom
+            )
+            pending[line.line_no] += base
+            left = line.received_qty - line.returned_qty
+            if pending[line.line_no] > left:
+                raise ConflictError(
+                    f"{where}: {po_id} line {line.line_no} has {plain(left)} {line.base_uom} "
+                    f"received and not returned; {plain(pending[line.line_no])} cannot go back"
+                )
+            location = _any_location(connection, po.site_id, where, given.location)
+            moves.append(
+                _movement(EventKind.ISSUE, line, po_id, -base, location=location, lot=given.lot)
+            )
+            rows.append(
+                {
+                    "line_no": index + 1,
+                    "po_line": line.line_no,
+                    "item_code": line.item_code,
+                    "qty": given.qty,
+                    "uom": uom,
+                    "base_qty": base,
+                    "lot": given.lot,
+                    "location": location,
+                }
+            )
+        return_id = new_document_id(
+            connection,
+            sequence="#preturn",
+            prefix="RT",
+            column=purchase_returns.c.return_id,
+        )
+        connection.execute(
+            insert(purchase_returns).values(
+                return_id=return_id,
+                po_id=po_id,
+                site_id=po.site_id,
+                reason=reason,
+                created_by=actor,
+                created_at=now,
+                version=1,
+            )
+        )
+        connection.execute(
+            insert(purchase_return_lines), [{"return_id": return_id, **row} for row in rows]
+        )
+        central_events.book(
+            connection,
+            site_id=po.site_id,
+            movements=moves,
+            actor=actor,
+            ref=return_id,
+            now=now,
+            projections=projections,
+        )
+        idempotency.remember(connection, claim, return_id, now=now)
+        record(
+            connection,
+            audit,
+            action="purchase_return.create",
+            resource="purchase_return",
+            resource_id=return_id,
+            site_id=po.site_id,
+            after={
+                "po_id": po_id,
+                "reason": reason,
+                "lines": [
+                    {k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+                    for row in rows
+                ],
+            },
+            at=now,
+        )
+    return get_return(connection, return_id)
+
+
+# --- supplier invoices --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerances:
+    """How far an invoice may differ and still match, in percent."""
+
+    price: Decimal = Decimal(0)
+    qty: Decimal = Decimal(0)
+
+
+def _invoices_with_lines(connection: Connection, rows: Sequence[Any]) -> list[Invoice]:
+    by_id: dict[str, list[InvoiceLine]] = defaultdict(list)
+    ids = [row.invoice_id for row in rows]
+    if ids:
+        for line in connection.execute(
+            select(supplier_invoice_lines)
+            .where(supplier_invoice_lines.c.invoice_id.in_(ids))
+            .order_by(supplier_invoice_lines.c.invoice_id, supplier_invoice_lines.c.line_no)
+        ):
+            by_id[line.invoice_id].append(
+                InvoiceLine(
+                    **{
+                        name: getattr(line, name)
+                        for name in InvoiceLine.__dataclass_fields__
+                        if name != "invoice_id"
+                    }
+                )
+            )
+    return [
+        Invoice(
+            invoice_id=row.invoice_id,
+            invoice_no=row.invoice_no,
+            supplier=row.supplier_code,
+            po_id=row.po_id,
+            site_id=row.site_id,
+            status=InvoiceStatus(row.status),
+            created_by=row.created_by,
+            created_at=row.created_at,
+            decided_by=row.decided_by,
+            decided_at=row.decided_at,
+            reason=row.reason,
+            version=row.version,
+            updated_at=row.updated_at,
+            lines=by_id[row.invoice_id],
+        )
+        for row in rows
+    ]
+
+
+def _read_invoice(connection: Connection, invoice_id: str, *, lock: bool = False) -> Invoice | None:
+    query = select(supplier_invoices).where(supplier_invoices.c.invoice_id == invoice_id)
+    if lock:
+        query = query.with_for_update()
+    found = _invoices_with_lines(connection, connection.execute(query).all())
+    return found[0] if found else None
+
+
+def get_invoice(
+    connection: Connection, invoice_id: str, *, visible: frozenset[str] | None = None
+) -> Invoice:
+    with read_snapshot(connection):
+        found = _read_invoice(connection, invoice_id)
+    if found is None or (visible is not None and found.site_id not in visible):
+        raise UnknownDocumentError("supplier invoice", invoice_id)
+    return found
+
+
+def list_invoices(
+    connection: Connection,
+    *,
+    status: InvoiceStatus | None,
+    po_id: str | None,
+    site_id: str | None,
+    visible: frozenset[str] | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[Invoice], str | None]:
+    key = supplier_invoices.c.invoice_id
+    conditions = _page_conditions(
+        supplier_invoices,
+        key,
+        after=after,
+        po_id=po_id,
+        site_id=site_id,
+        visible=visible,
+        limit=limit,
+    )
+    if status is not None:
+        conditions.append(supplier_invoices.c.status == status.value)
+    with read_snapshot(connection):
+        rows = connection.execute(
+            select(supplier_invoices).where(*conditions).order_by(key).limit(limit + 1)
+        ).all()
+        found = _invoices_with_lines(connection, rows[:limit])
+    return found, (found[-1].invoice_id if len(rows) > limit else None)
+
+
+def match_line(
+    line: PoLine, given: InvoiceLineInput, base: Decimal, tolerances: Tolerances
+) -> dict[str, Any]:
+    """The three-way match of one invoice line: the PO's price, the accepted quantity
+    (net of returns) against everything invoiced so far, and the invoice's own amount.
+
+    The invoice's quantity and price are per the PO line's ordered unit; quantities are
+    compared in the base unit. Returns the columns of the stored line.
+    """
+    amount = plain(given.qty * given.unit_price) if given.amount is None else given.amount
+    problems: list[str] = []
+    po_price = line.unit_price
+    price_diff = amount_diff = None
+    if po_price is None:
+        problems.append("no_po_price")
+    else:
+        price_diff = plain(given.unit_price - po_price)
+        if abs(price_diff) > po_price * tolerances.price / _HUNDRED:
+            problems.append("price")
+        amount_diff = plain(amount - given.qty * po_price)
+    if abs(amount - given.qty * given.unit_price) > _CENT:
+        problems.append("amount")
+    qty_diff = plain(line.invoiced_qty + base - line.accepted_qty)
+    if qty_diff > line.accepted_qty * tolerances.qty / _HUNDRED:
+        problems.append("quantity")
+    if line.tax_rate is not None and given.tax_rate != line.tax_rate:
+        problems.append("tax_rate")
+    return {
+        "po_line": line.line_no,
+        "qty": given.qty,
+        "base_qty": base,
+        "unit_price": given.unit_price,
+        "tax_rate": given.tax_rate,
+        "amount": amount,
+        "po_price": po_price,
+        "accepted_qty": line.accepted_qty,
+        "price_diff": price_diff,
+        "qty_diff": qty_diff,
+        "amount_diff": amount_diff,
+        "outcome": ",".join(problems) or "ok",
+    }
+
+
+def _count_invoiced(connection: Connection, po_id: str, lines: Sequence[Any], sign: int) -> None:
+    for line in lines:
+        connection.execute(
+            update(purchase_order_lines)
+            .where(
+                purchase_order_lines.c.po_id == po_id,
+                purchase_order_lines.c.line_no == line.po_line,
+            )
+            .values(invoiced_qty=purchase_order_lines.c.invoiced_qty + sign * line.base_qty)
+        )
+
+
+def create_invoice(
+    connection: Connection,
+    *,
+    invoice_no: str,
+    po_id: str,
+    lines: Sequence[InvoiceLineInput],
+    tolerances: Tolerances,
+    actor: str,
+    visible: frozenset[str] | None,
+    audit: AuditContext,
+    claim: IdempotencyClaim | None = None,
+) -> Invoice:
+    """A supplier invoice, matched at once: ``matched`` or ``held`` with its differences."""
+    if not 1 <= len(lines) <= MAX_LINES:
+        raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
+    now = now_utc()
+    with write_transaction(connection):
+        idempotency.check(connection, claim)
+        # The site first, as a push takes it: the projection writes the lines this
+        # reads and counts, so the two must not lock in opposite orders.
+        po = _locked_po_for_stock(connection, po_id, visible, now)
+        if po.status in (PoStatus.DRAFT, PoStatus.CANCELLED):
+            raise DocumentStateError(
+                "purchase order", po_id, po.status, "an invoice", "approved or later"
+            )
+        taken = connection.execute(
+            select(supplier_invoices.c.invoice_id).where(
+                supplier_invoices.c.supplier_code == po.supplier,
+                supplier_invoices.c.invoice_no == invoice_no,
+            )
+        ).scalar_one_or_none()
+        if taken is not None:
+            raise ConflictError(
+                f"invoice_no: {po.supplier}'s invoice {invoice_no!r} is entered already as {taken}"
+            )
+        seen: set[int] = set()
+        rows = []
+        for index, given in enumerate(lines):
+            where = f"lines[{index}]"
+            line = _po_line(po, where, given.po_line)
+            if line.line_no in seen:
+                raise InvalidError(f"{where}.po_line: line {line.line_no} is invoiced twice")
+            seen.add(line.line_no)
+            for name in ("unit_price", "tax_rate", "amount"):
+                value = getattr(given, name)
+                if value is not None and not _ZERO <= value < MAX_ABS_AMOUNT:
+                    raise InvalidError(f"{where}.{name}: must not be negative, got {value}")
+            if given.tax_rate >= 1:
+                raise InvalidError(f"{where}.tax_rate: a fraction within 0..1 (0.13 for 13 %)")
+            _uom, base, _base_uom = base_quantity(
+                connection, where, line.item_code, given.qty, line.uom
+            )
+            rows.append({"line_no": index + 1, **match_line(line, given, base, tolerances)})
+        status = (
+            InvoiceStatus.MATCHED
+            if all(row["outcome"] == "ok" for row in rows)
+            else InvoiceStatus.HELD
+        )
+        invoice_id = new_document_id(
+            connection,
+            sequence="#invoice",
+            prefix="IV",
+            column=supplier_invoices.c.invoice_id,
+        )
+        connection.execute(
+            insert(supplier_invoices).values(
+                invoice_id=invoice_id,
+                invoice_no=invoice_no,
+                supplier_code=po.supplier,
+                po_id=po_id,
+                site_id=po.site_id,
+                status=status.value,
+                created_by=actor,
+                created_at=now,
+                version=1,
+                updated_at=now,
+            )
+        )
+        connection.execute(
+            insert(supplier_invoice_lines), [{"invoice_id": invoice_id, **row} for row in rows]
+        )
+        if status is InvoiceStatus.MATCHED:
+            _count_invoiced(
+                connection, po_id, [_Counted(r["po_line"], r["base_qty"]) for r in rows], 1
+            )
+        idempotency.remember(connection, claim, invoice_id, now=now)
+        record(
+            connection,
+            audit,
+            action="supplier_invoice.create",
+            resource="supplier_invoice",
+            resource_id=invoice_id,
+            site_id=po.site_id,
+            after={
+                "invoice_no": invoice_no,
+                "po_id": po_id,
+                "status": status.value,
+                "lines": [
+                    {k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+                    for row in rows
+                ],
+            },
+            at=now,
+        )
+        found = _read_invoice(connection, invoice_id)
+        assert found is not None
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    po_line: int
+    base_qty: Decimal
+
+
+_INVOICE_MOVES: dict[str, tuple[frozenset[InvoiceStatus], InvoiceStatus]] = {
+    "approve": (frozenset({InvoiceStatus.HELD}), InvoiceStatus.APPROVED),
+    "dispute": (frozenset({InvoiceStatus.HELD, InvoiceStatus.MATCHED}), InvoiceStatus.DISPUTED),
+}
+
+
+def decide_invoice(connection: Connection, command: DocCommand, verb: str) -> Invoice:
+    """Finance's decision on an invoice: ``approve`` a held one (accepting its
+    differences, with a reason) or ``dispute`` it (with a reason)."""
+    starts, end = _INVOICE_MOVES[verb]
+    if not (command.reason or "").strip():
+        raise InvalidError(f"reason: say why you {verb} the invoice")
+    now = now_utc()
+    with write_transaction(connection):
+        idempotency.check(connection, command.claim)
+        site = connection.execute(
+            select(supplier_invoices.c.site_id).where(
+                supplier_invoices.c.invoice_id == command.doc_id
+            )
+        ).scalar_one_or_none()
+        if site is not None:  # the site before the lines it counts (see create_invoice)
+            central_events.lock_site(connection, site, now=now)
+        invoice = _read_invoice(connection, command.doc_id, lock=True)
+        if invoice is None or (
+            command.visible is not None and invoice.site_id not in command.visible
+        ):
+            raise UnknownDocumentError("supplier invoice", command.doc_id)
+        check_version("supplier invoice", invoice.invoice_id, invoice.version, command.if_match)
+        if invoice.status not in starts:
+            raise DocumentStateError(
+                "supplier invoice",
+                invoice.invoice_id,
+                invoice.status,
+                verb,
+                " or ".join(sorted(starts)),
+            )
+        if end is InvoiceStatus.APPROVED:
+            _count_invoiced(connection, invoice.po_id, invoice.lines, 1)
+        elif invoice.status is InvoiceStatus.MATCHED:
+            _count_invoiced(connection, invoice.po_id, invoice.lines, -1)
+        _bump(
+            connection,
+            supplier_invoices,
+            supplier_invoices.c.invoice_id == invoice.invoice_id,
+            status=end.value,
+            decided_by=command.actor,
+            decided_at=now,
+            reason=command.reason,
+            updated_at=now,
+        )
+        idempotency.remember(connection, command.claim, invoice.invoice_id, now=now)
+        record(
+            connection,
+            command.audit,
+            action=f"supplier_invoice.{verb}",
+            resource="supplier_invoice",
+            resource_id=invoice.invoice_id,
+            site_id=invoice.site_id,
+            before={"status": invoice.status.value, "version": invoice.version},
+            after={"status": end.value, "version": invoice.version + 1, "reason": command.reason},
+            at=now,
+        )
+        found = _read_invoice(connection, invoice.invoice_id)
+        assert found is not None
+    return found
+
+
+# --- receipt events of a PO (edge and central) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivingEvent:
+    """A ledger event naming a PO line, from an edge or from central."""
+
+    event_id: str
+    stream: str
+    site_id: str
+    seq: int
+    occurred_at: datetime
+    kind: str
+    item: str
+    lot: str | None
+    expiry: date | None
+    location: str
+    qty: Decimal
+    uom: str
+    ref: str | None
+    actor: str | None
+    doc_line: int
+
+
+def po_events(
+    connection: Connection, po_id: str, *, visible: frozenset[str] | None
+) -> list[ReceivingEvent]:
+    """Every receipt, QC move and return booked against ``po_id``, edge and central."""
+    with read_snapshot(connection):
+        _site_of_po(connection, po_id, visible)
+        union = central_events.ledger_union(
+            *(name for name in ReceivingEvent.__dataclass_fields__ if name != "stream"),
+            "doc_type",
+            "doc_id",
+        ).subquery()
+        rows = connection.execute(
+            select(union)
+            .where(union.c.doc_type == PURCHASE_ORDER, union.c.doc_id == po_id)
+            .order_by(union.c.occurred_at, union.c.stream, union.c.seq)
+            .limit(MAX_PAGE * 20)
+        ).all()
+    return [
+        ReceivingEvent(**{name: getattr(row, name) for name in ReceivingEvent.__dataclass_fields__})
+        for row in rows
+    ]
