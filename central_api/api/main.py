@@ -13,12 +13,14 @@ from central_api.api.routes import (
     people,
     purchasing,
     reference,
+    sales,
     stock,
     sync,
 )
 
 api_router = APIRouter()
 api_router.include_router(sync.router)
+api_router.include_router(sales.available_router)
 api_router.include_router(stock.router)
 api_router.include_router(items.router)
 api_router.include_router(master.categories_router)
@@ -34,3 +36,5 @@ api_router.include_router(imports.router)
 api_router.include_router(purchasing.requisitions_router)
 api_router.include_router(purchasing.purchase_orders_router)
 api_router.include_router(purchasing.exceptions_router)
+api_router.include_router(sales.price_lists_router)
+api_router.include_router(sales.sales_orders_router)

@@ -50,6 +50,13 @@ from central_api.models.purchasing import (
     requisition_lines,
     requisitions,
 )
+from central_api.models.sales import (
+    price_list_lines,
+    price_lists,
+    sales_order_lines,
+    sales_orders,
+    sales_reservations,
+)
 from central_api.models.stock import NO_LOT, stock_balances
 
 __all__ = [
@@ -73,6 +80,8 @@ __all__ = [
     "login_failures",
     "metadata",
     "partners",
+    "price_list_lines",
+    "price_lists",
     "purchase_exceptions",
     "purchase_order_lines",
     "purchase_orders",
@@ -81,6 +90,9 @@ __all__ = [
     "requisition_lines",
     "requisitions",
     "roles",
+    "sales_order_lines",
+    "sales_orders",
+    "sales_reservations",
     "sessions",
     "site_credentials",
     "site_sync_state",

@@ -79,6 +79,13 @@ ALL_ACTIONS: dict[str, str] = {
     "purchase_order.cancel": "cancel purchase orders before anything was received",
     "purchase_order.close": "close purchase orders, ending receiving against them",
     "purchase_exception.resolve": "resolve receiving exceptions (over-receipts and the like)",
+    "price_list.read": "read price lists (prices only with the financial field group)",
+    "price_list.write": "create and change price lists",
+    "sales_order.read": "read sales orders and available-to-promise (of the user's sites)",
+    "sales_order.create": "create and change draft sales orders",
+    "sales_order.confirm": "confirm sales orders: credit check and lot reservation",
+    "sales_order.cancel": "cancel sales orders, releasing their reservations",
+    "sales_order.close": "close confirmed sales orders, releasing what is still reserved",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

@@ -49,6 +49,11 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "sales_reservations",
+    "sales_order_lines",
+    "sales_orders",
+    "price_list_lines",
+    "price_lists",
     "purchase_exceptions",
     "purchase_order_lines",
     "purchase_orders",
