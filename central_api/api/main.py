@@ -14,12 +14,14 @@ from central_api.api.routes import (
     purchasing,
     receiving,
     reference,
+    sales,
     stock,
     sync,
 )
 
 api_router = APIRouter()
 api_router.include_router(sync.router)
+api_router.include_router(sales.available_router)
 api_router.include_router(stock.router)
 api_router.include_router(items.router)
 api_router.include_router(master.categories_router)
@@ -37,3 +39,5 @@ api_router.include_router(purchasing.purchase_orders_router)
 api_router.include_router(purchasing.exceptions_router)
 for receiving_router in receiving.routers:
     api_router.include_router(receiving_router)
+api_router.include_router(sales.price_lists_router)
+api_router.include_router(sales.sales_orders_router)

@@ -62,6 +62,13 @@ from central_api.models.purchasing import (
     supplier_invoice_lines,
     supplier_invoices,
 )
+from central_api.models.sales import (
+    price_list_lines,
+    price_lists,
+    sales_order_lines,
+    sales_orders,
+    sales_reservations,
+)
 from central_api.models.stock import NO_LOT, stock_balances
 
 __all__ = [
@@ -87,6 +94,8 @@ __all__ = [
     "login_failures",
     "metadata",
     "partners",
+    "price_list_lines",
+    "price_lists",
     "purchase_exceptions",
     "purchase_order_lines",
     "purchase_orders",
@@ -99,6 +108,9 @@ __all__ = [
     "requisition_lines",
     "requisitions",
     "roles",
+    "sales_order_lines",
+    "sales_orders",
+    "sales_reservations",
     "sessions",
     "site_credentials",
     "site_sync_state",

@@ -88,6 +88,13 @@ ALL_ACTIONS: dict[str, str] = {
     "supplier_invoice.read": "read supplier invoices and their three-way match",
     "supplier_invoice.create": "enter supplier invoices (matched against PO and receipts)",
     "supplier_invoice.approve": "approve or dispute held supplier invoices",
+    "price_list.read": "read price lists (prices only with the financial field group)",
+    "price_list.write": "create and change price lists",
+    "sales_order.read": "read sales orders and available-to-promise (of the user's sites)",
+    "sales_order.create": "create and change draft sales orders",
+    "sales_order.confirm": "confirm sales orders: credit check and lot reservation",
+    "sales_order.cancel": "cancel sales orders, releasing their reservations",
+    "sales_order.close": "close confirmed sales orders, releasing what is still reserved",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

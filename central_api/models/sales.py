@@ -1,0 +1,122 @@
+"""Sales (销售): price lists, sales orders and their lines, and lot reservations.
+
+A reservation is a row, not a counter on the balance: available-to-promise is then a
+query (sellable on hand − reserved), a cancel deletes rows, and a later shipment event
+that names an SO line (``doc_type`` ``sales_order``, ``doc_id``, ``doc_line``) can consume
+exactly the rows of that line and lot. Quantities are in the item's base unit unless the
+column says otherwise, as on purchase order lines.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+)
+
+from central_api.models.base import MicroUnits, metadata
+from central_api.models.ledger import ledger_events
+
+# 价目表: the prices a customer whose ``partners.price_list`` names it is offered.
+price_lists = Table(
+    "price_lists",
+    metadata,
+    Column("code", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Financial: a price per ``uom`` of the item, before tax, valid within [from, to].
+price_list_lines = Table(
+    "price_list_lines",
+    metadata,
+    Column("code", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("price", MicroUnits, nullable=False),
+    Column("valid_from", Date, nullable=True),
+    Column("valid_to", Date, nullable=True),
+    PrimaryKeyConstraint("code", "line_no"),
+    ForeignKeyConstraint(["code"], ["price_lists.code"]),
+    Index(None, "code", "item_code"),
+)
+
+# 销售订单.
+sales_orders = Table(
+    "sales_orders",
+    metadata,
+    Column("so_id", String(32), primary_key=True),
+    Column("customer_code", String(64), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("note", String(1000), nullable=False),
+    # The customer's minimum remaining shelf life for this order (days); the item's own
+    # ``min_remaining_days`` applies too, the larger wins.
+    Column("min_remaining_days", Integer, nullable=True),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("confirmed_by", String(100), nullable=True),
+    Column("confirmed_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("reason", String(1000), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index(None, "status", "so_id"),
+    Index(None, "site_id", "so_id"),
+    Index(None, "customer_code", "status"),
+)
+
+sales_order_lines = Table(
+    "sales_order_lines",
+    metadata,
+    Column("so_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("base_qty", MicroUnits, nullable=False),
+    Column("base_uom", String(16), nullable=False),
+    # Financial: price per ordered unit, before tax; tax as a fraction (0.13).
+    Column("unit_price", MicroUnits, nullable=False),
+    Column("tax_rate", MicroUnits, nullable=False),
+    Column("requested_date", Date, nullable=True),
+    Column("shipped_qty", MicroUnits, nullable=False),
+    PrimaryKeyConstraint("so_id", "line_no"),
+    ForeignKeyConstraint(["so_id"], ["sales_orders.so_id"]),
+)
+
+# One lot held for one SO line at the order's site, in the item's base unit.
+sales_reservations = Table(
+    "sales_reservations",
+    metadata,
+    Column("so_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("lot", String(40), nullable=False),
+    Column("expiry", Date, nullable=True),
+    Column("qty", MicroUnits, nullable=False),
+    PrimaryKeyConstraint("so_id", "line_no", "lot"),
+    ForeignKeyConstraint(
+        ["so_id", "line_no"], ["sales_order_lines.so_id", "sales_order_lines.line_no"]
+    ),
+    Index(None, "site_id", "item_code", "lot"),
+)
+
+# The (item, lot) → expiry lookup reservation needs reads the ledger through this index
+# rather than keeping a projection (see docs/sales.md, "Lot expiry").
+Index(
+    "ix_ledger_events_item_lot_expiry",
+    ledger_events.c.item,
+    ledger_events.c.lot,
+    ledger_events.c.expiry,
+)

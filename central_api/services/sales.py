@@ -1,0 +1,1034 @@
+"""Sales (销售): price lists (价目表) and sales orders (销售订单) with available-to-promise,
+a credit check and FEFO lot reservation.
+
+A sales order is a state machine like a purchase order (see
+:mod:`central_api.services.purchasing`, whose command frame, version check, idempotency
+and audit this module follows): ``draft → confirmed → closed``, or ``cancelled`` from
+draft or confirmed.
+
+Confirming runs in one write transaction that
+
+1. locks the order, then the customer's partner row (so two confirms for one customer
+   check its credit one after the other), then, on PostgreSQL, one transaction-scoped
+   advisory lock per (site, item) of the order in sorted order (so two confirms racing
+   for the last units of an item take turns; READ COMMITTED lets the second see the
+   first's reservations once it holds the lock; SQLite's write transaction already
+   holds the whole database);
+2. refuses (409) an order that would take the customer's open exposure over its credit
+   limit: the amounts, tax included, of its *confirmed* orders (receivables do not exist
+   yet: a confirmed order not yet closed stands for what the customer will owe);
+3. reserves each line lot by lot, first expiry first (FEFO), from what is available to
+   promise: sellable on hand (locations of kind quarantine, damaged or in transit are
+   not sellable) less what other orders reserve; never a lot that is expired or expires
+   before today + the minimum remaining shelf life (the order's or the item's, the
+   larger). What cannot be reserved stays on the line as its backorder; ``reserve``
+   tries again later.
+
+Reservations are rows per (order line, lot), so ATP is a query and a shipment event that
+names an order line can consume its rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, func, insert, select, text, update
+
+from central_api.core.db import write_transaction
+from central_api.errors import ConflictError, ForbiddenError, InvalidError
+from central_api.models.items import items
+from central_api.models.ledger import ledger_events
+from central_api.models.master import item_units, locations, partners
+from central_api.models.sales import (
+    price_list_lines,
+    price_lists,
+    sales_order_lines,
+    sales_orders,
+    sales_reservations,
+)
+from central_api.models.stock import NO_LOT, stock_balances
+from central_api.services import idempotency
+from central_api.services.audit import AuditContext, record
+from central_api.services.feed import read_snapshot
+from central_api.services.idempotency import IdempotencyClaim
+from central_api.services.purchasing import (
+    DocumentStateError,
+    UnknownDocumentError,
+    _base_quantity,
+    _check_site,
+    _new_id,
+    check_version,
+    plain,
+)
+from jxc.contract import MAX_ABS_AMOUNT
+
+MAX_PAGE = 500
+MAX_LINES = 500
+MAX_SHELF_DAYS = 36500
+UNSELLABLE_KINDS = ("quarantine", "damaged", "in_transit")
+"""Location kinds whose stock is on hand but cannot be promised to a customer."""
+_ZERO = Decimal(0)
+
+
+class SoStatus(StrEnum):
+    DRAFT = "draft"
+    CONFIRMED = "confirmed"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class CreditLimitError(ConflictError):
+    """Confirming would take the customer over its credit limit."""
+
+
+# --- price lists -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PriceLineInput:
+    item_code: str
+    price: Decimal
+    uom: str | None = None
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceLine:
+    line_no: int
+    item_code: str
+    uom: str
+    price: Decimal
+    valid_from: date | None
+    valid_to: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceList:
+    code: str
+    name: str
+    version: int
+    updated_at: datetime
+    lines: list[PriceLine] = field(default_factory=list)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _read_price_list(connection: Connection, code: str, *, lock: bool = False) -> PriceList | None:
+    query = select(price_lists).where(price_lists.c.code == code)
+    if lock:
+        query = query.with_for_update()
+    row = connection.execute(query).one_or_none()
+    if row is None:
+        return None
+    lines = connection.execute(
+        select(price_list_lines)
+        .where(price_list_lines.c.code == code)
+        .order_by(price_list_lines.c.line_no)
+    ).all()
+    return PriceList(
+        code=row.code,
+        name=row.name,
+        version=row.version,
+        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
+        lines=[
+            PriceLine(
+                line_no=line.line_no,
+                item_code=line.item_code,
+                uom=line.uom,
+                price=line.price,
+                valid_from=line.valid_from,
+                valid_to=line.valid_to,
+            )
+            for line in lines
+        ],
+    )
+
+
+def get_price_list(connection: Connection, code: str) -> PriceList:
+    with read_snapshot(connection):
+        found = _read_price_list(connection, code)
+    if found is None:
+        raise UnknownDocumentError("price list", code)
+    return found
+
+
+def list_price_lists(
+    connection: Connection, *, after: str | None, limit: int
+) -> tuple[list[PriceList], str | None]:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be within 1..{MAX_PAGE}")
+    query = select(price_lists.c.code).order_by(price_lists.c.code).limit(limit + 1)
+    if after is not None:
+        query = query.where(price_lists.c.code > after)
+    with read_snapshot(connection):
+        codes = list(connection.execute(query).scalars())
+        page = [_read_price_list(connection, code) for code in codes[:limit]]
+    found = [price_list for price_list in page if price_list is not None]
+    return found, (found[-1].code if len(codes) > limit and found else None)
+
+
+def _auditable(value: Any) -> Any:
+    """``value`` with its calendar days as ISO text: the audit log keeps JSON."""
+    if isinstance(value, dict):
+        return {key: _auditable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_auditable(item) for item in value]
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _price_state(price_list: PriceList) -> dict[str, Any]:
+    return _auditable(asdict(price_list))  # type: ignore[no-any-return]
+
+
+def put_price_list(
+    connection: Connection,
+    *,
+    code: str,
+    name: str,
+    lines: Sequence[PriceLineInput],
+    if_match: str | None,
+    audit: AuditContext,
+) -> tuple[PriceList, bool]:
+    """Create the price list, or replace its name and lines; ``(list, created)``."""
+    now = _now()
+    if len(lines) > MAX_LINES:
+        raise InvalidError(f"lines: at most {MAX_LINES} lines")
+    with write_transaction(connection):
+        before = _read_price_list(connection, code, lock=True)
+        if before is not None:
+            check_version("price list", code, before.version, if_match)
+        rows = []
+        for index, line in enumerate(lines):
+            where = f"lines[{index}]"
+            if not _ZERO <= line.price < MAX_ABS_AMOUNT:
+                raise InvalidError(f"{where}.price: must not be negative, got {line.price}")
+            if line.valid_from and line.valid_to and line.valid_to < line.valid_from:
+                raise InvalidError(f"{where}.valid_to: before valid_from")
+            uom, _base, _base_uom = _base_quantity(
+                connection, where, line.item_code, Decimal(1), line.uom
+            )
+            rows.append(
+                {
+                    "code": code,
+                    "line_no": index + 1,
+                    "item_code": line.item_code,
+                    "uom": uom,
+                    "price": line.price,
+                    "valid_from": line.valid_from,
+                    "valid_to": line.valid_to,
+                }
+            )
+        if before is None:
+            connection.execute(
+                insert(price_lists).values(code=code, name=name, version=1, updated_at=now)
+            )
+        else:
+            connection.execute(delete(price_list_lines).where(price_list_lines.c.code == code))
+            connection.execute(
+                update(price_lists)
+                .where(price_lists.c.code == code)
+                .values(name=name, version=before.version + 1, updated_at=now)
+            )
+        if rows:
+            connection.execute(insert(price_list_lines), rows)
+        after = _read_price_list(connection, code)
+        assert after is not None
+        record(
+            connection,
+            audit,
+            action="price_list.create" if before is None else "price_list.update",
+            resource="price_list",
+            resource_id=code,
+            before=None if before is None else _price_state(before),
+            after=_price_state(after),
+            at=now,
+        )
+    return after, before is None
+
+
+def list_price(
+    connection: Connection, code: str, item_code: str, uom: str, on: date
+) -> Decimal | None:
+    """The price list's price of one unit on a day: the line valid then whose validity
+    starts latest (a dated promotion wins over the open-ended list price)."""
+    row = connection.execute(
+        select(price_list_lines.c.price)
+        .where(
+            price_list_lines.c.code == code,
+            price_list_lines.c.item_code == item_code,
+            price_list_lines.c.uom == uom,
+            (price_list_lines.c.valid_from.is_(None)) | (price_list_lines.c.valid_from <= on),
+            (price_list_lines.c.valid_to.is_(None)) | (price_list_lines.c.valid_to >= on),
+        )
+        .order_by(
+            price_list_lines.c.valid_from.is_(None),
+            price_list_lines.c.valid_from.desc(),
+            price_list_lines.c.line_no.desc(),
+        )
+        .limit(1)
+    ).first()
+    return None if row is None else row.price
+
+
+# --- sales orders: shapes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SoLineInput:
+    item_code: str
+    qty: Decimal
+    uom: str | None = None
+    unit_price: Decimal | None = None
+    tax_rate: Decimal | None = None
+    requested_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    lot: str
+    expiry: date | None
+    qty: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class SoLine:
+    line_no: int
+    item_code: str
+    qty: Decimal
+    uom: str
+    base_qty: Decimal
+    base_uom: str
+    unit_price: Decimal
+    tax_rate: Decimal
+    requested_date: date | None
+    shipped_qty: Decimal
+    reservations: list[Reservation]
+    open_order: bool
+    """Whether the order still wants the line's rest (confirmed): only then is a backorder."""
+
+    @property
+    def amount(self) -> Decimal:
+        """Price × ordered quantity, before tax."""
+        return plain(self.unit_price * self.qty)
+
+    @property
+    def gross_amount(self) -> Decimal:
+        return plain(self.unit_price * self.qty * (1 + self.tax_rate))
+
+    @property
+    def reserved_qty(self) -> Decimal:
+        return plain(sum((r.qty for r in self.reservations), _ZERO))
+
+    @property
+    def backorder_qty(self) -> Decimal:
+        """Wanted, neither reserved nor shipped, in the base unit (0 unless confirmed)."""
+        if not self.open_order:
+            return _ZERO
+        return plain(max(self.base_qty - self.shipped_qty - self.reserved_qty, _ZERO))
+
+
+@dataclass(frozen=True, slots=True)
+class SalesOrder:
+    so_id: str
+    customer: str
+    site_id: str
+    status: SoStatus
+    note: str
+    min_remaining_days: int | None
+    created_by: str
+    created_at: datetime
+    confirmed_by: str | None
+    confirmed_at: datetime | None
+    ended_at: datetime | None
+    reason: str | None
+    version: int
+    updated_at: datetime
+    lines: list[SoLine] = field(default_factory=list)
+
+    @property
+    def amount(self) -> Decimal:
+        return plain(sum((line.amount for line in self.lines), _ZERO))
+
+    @property
+    def gross_amount(self) -> Decimal:
+        """Tax included: what the customer will owe, and what its credit must cover."""
+        return plain(sum((line.gross_amount for line in self.lines), _ZERO))
+
+
+@dataclass(frozen=True, slots=True)
+class SoFilter:
+    status: SoStatus | None = None
+    customer: str | None = None
+    site_id: str | None = None
+    visible_sites: frozenset[str] | None = None
+
+
+# --- sales orders: reading ---------------------------------------------------------------
+
+
+def _so_lines(
+    connection: Connection, so_ids: Sequence[str], open_orders: set[str]
+) -> dict[str, list[SoLine]]:
+    found: dict[str, list[SoLine]] = {so_id: [] for so_id in so_ids}
+    if not so_ids:
+        return found
+    held: dict[tuple[str, int], list[Reservation]] = {}
+    for row in connection.execute(
+        select(sales_reservations)
+        .where(sales_reservations.c.so_id.in_(list(so_ids)))
+        .order_by(
+            sales_reservations.c.expiry.is_(None),
+            sales_reservations.c.expiry,
+            sales_reservations.c.lot,
+        )
+    ).all():
+        held.setdefault((row.so_id, row.line_no), []).append(
+            Reservation(lot=row.lot, expiry=row.expiry, qty=row.qty)
+        )
+    for row in connection.execute(
+        select(sales_order_lines)
+        .where(sales_order_lines.c.so_id.in_(list(so_ids)))
+        .order_by(sales_order_lines.c.so_id, sales_order_lines.c.line_no)
+    ).all():
+        found[row.so_id].append(
+            SoLine(
+                line_no=row.line_no,
+                item_code=row.item_code,
+                qty=row.qty,
+                uom=row.uom,
+                base_qty=row.base_qty,
+                base_uom=row.base_uom,
+                unit_price=row.unit_price,
+                tax_rate=row.tax_rate,
+                requested_date=row.requested_date,
+                shipped_qty=row.shipped_qty,
+                reservations=held.get((row.so_id, row.line_no), []),
+                open_order=row.so_id in open_orders,
+            )
+        )
+    return found
+
+
+def _so_from(row: Row[Any], lines: list[SoLine]) -> SalesOrder:
+    return SalesOrder(
+        so_id=row.so_id,
+        customer=row.customer_code,
+        site_id=row.site_id,
+        status=SoStatus(row.status),
+        note=row.note,
+        min_remaining_days=row.min_remaining_days,
+        created_by=row.created_by,
+        created_at=_utc(row.created_at),  # type: ignore[arg-type]
+        confirmed_by=row.confirmed_by,
+        confirmed_at=_utc(row.confirmed_at),
+        ended_at=_utc(row.ended_at),
+        reason=row.reason,
+        version=row.version,
+        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
+        lines=lines,
+    )
+
+
+def _orders_from(connection: Connection, rows: Sequence[Row[Any]]) -> list[SalesOrder]:
+    open_orders = {row.so_id for row in rows if row.status == SoStatus.CONFIRMED.value}
+    lines = _so_lines(connection, [row.so_id for row in rows], open_orders)
+    return [_so_from(row, lines[row.so_id]) for row in rows]
+
+
+def _read_so(connection: Connection, so_id: str, *, lock: bool = False) -> SalesOrder | None:
+    query = select(sales_orders).where(sales_orders.c.so_id == so_id)
+    if lock:
+        query = query.with_for_update()
+    row = connection.execute(query).one_or_none()
+    return None if row is None else _orders_from(connection, [row])[0]
+
+
+def get_sales_order(
+    connection: Connection, so_id: str, *, visible: frozenset[str] | None = None
+) -> SalesOrder:
+    """The order; one of a site outside ``visible`` is answered as not existing."""
+    with read_snapshot(connection):
+        so = _read_so(connection, so_id)
+    if so is None or (visible is not None and so.site_id not in visible):
+        raise UnknownDocumentError("sales order", so_id)
+    return so
+
+
+def list_sales_orders(
+    connection: Connection, *, chosen: SoFilter, after: str | None, limit: int
+) -> tuple[list[SalesOrder], str | None]:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be within 1..{MAX_PAGE}")
+    table = sales_orders.c
+    conditions = []
+    if after is not None:
+        conditions.append(table.so_id > after)
+    if chosen.status is not None:
+        conditions.append(table.status == chosen.status.value)
+    if chosen.customer is not None:
+        conditions.append(table.customer_code == chosen.customer)
+    if chosen.site_id is not None:
+        if chosen.visible_sites is not None and chosen.site_id not in chosen.visible_sites:
+            raise ForbiddenError(f"site_id: site {chosen.site_id} is outside your sites")
+        conditions.append(table.site_id == chosen.site_id)
+    elif chosen.visible_sites is not None:
+        conditions.append(table.site_id.in_(sorted(chosen.visible_sites)))
+    with read_snapshot(connection):
+        rows = connection.execute(
+            select(sales_orders).where(*conditions).order_by(table.so_id).limit(limit + 1)
+        ).all()
+        found = _orders_from(connection, rows[:limit])
+    return found, (found[-1].so_id if len(rows) > limit and found else None)
+
+
+def _state(so: SalesOrder) -> dict[str, Any]:
+    """The order as the audit log keeps it (the log strips prices per reader)."""
+    return _auditable(asdict(so))  # type: ignore[no-any-return]
+
+
+# --- sales orders: writing -------------------------------------------------------------
+
+
+def _check_customer(connection: Connection, code: str) -> str | None:
+    """The customer's price list, after refusing a partner that cannot be sold to."""
+    found = connection.execute(
+        select(partners.c.is_customer, partners.c.active, partners.c.price_list).where(
+            partners.c.code == code
+        )
+    ).one_or_none()
+    if found is None:
+        raise InvalidError(f"customer: partner {code!r} does not exist")
+    if not found.is_customer:
+        raise InvalidError(f"customer: partner {code!r} is not a customer")
+    if not found.active:
+        raise InvalidError(f"customer: customer {code!r} is inactive")
+    return found.price_list  # type: ignore[no-any-return]
+
+
+def _write_lines(
+    connection: Connection,
+    so_id: str,
+    price_list: str | None,
+    lines: Sequence[SoLineInput],
+    today: date,
+) -> None:
+    if not lines:
+        raise InvalidError("lines: a sales order needs at least one line")
+    if len(lines) > MAX_LINES:
+        raise InvalidError(f"lines: at most {MAX_LINES} lines")
+    rows = []
+    for index, line in enumerate(lines):
+        where = f"lines[{index}]"
+        uom, base_qty, base_uom = _base_quantity(
+            connection, where, line.item_code, line.qty, line.uom
+        )
+        price = line.unit_price
+        if price is None:
+            if price_list is None:
+                raise InvalidError(
+                    f"{where}.unit_price: give a price; the customer has no price list"
+                )
+            price = list_price(connection, price_list, line.item_code, uom, today)
+            if price is None:
+                raise InvalidError(
+                    f"{where}.unit_price: price list {price_list} has no price of "
+                    f"{line.item_code} per {uom} valid on {today}; give a price"
+                )
+        if not _ZERO <= price < MAX_ABS_AMOUNT:
+            raise InvalidError(f"{where}.unit_price: must not be negative")
+        tax = _ZERO if line.tax_rate is None else line.tax_rate
+        if not _ZERO <= tax < 1:
+            raise InvalidError(f"{where}.tax_rate: a fraction within 0..1 (0.13 for 13 %)")
+        if abs(price * line.qty * (1 + tax)) >= MAX_ABS_AMOUNT:
+            raise InvalidError(f"{where}: the line's amount is too large")
+        rows.append(
+            {
+                "so_id": so_id,
+                "line_no": index + 1,
+                "item_code": line.item_code,
+                "qty": line.qty,
+                "uom": uom,
+                "base_qty": base_qty,
+                "base_uom": base_uom,
+                "unit_price": price,
+                "tax_rate": tax,
+                "requested_date": line.requested_date,
+                "shipped_qty": _ZERO,
+            }
+        )
+    connection.execute(insert(sales_order_lines), rows)
+
+
+def _check_days(days: int | None) -> None:
+    if days is not None and not 0 <= days <= MAX_SHELF_DAYS:
+        raise InvalidError(f"min_remaining_days: within 0..{MAX_SHELF_DAYS}")
+
+
+def create_sales_order(
+    connection: Connection,
+    *,
+    customer: str,
+    site_id: str,
+    note: str,
+    min_remaining_days: int | None,
+    lines: Sequence[SoLineInput],
+    created_by: str,
+    visible: frozenset[str] | None,
+    audit: AuditContext,
+    claim: IdempotencyClaim | None = None,
+    today: date | None = None,
+) -> SalesOrder:
+    """A new draft order; a line without a price takes the customer's list price."""
+    now = _now()
+    _check_days(min_remaining_days)
+    with write_transaction(connection):
+        idempotency.check(connection, claim)
+        _check_site(connection, site_id, visible)
+        found = _check_customer(connection, customer)
+        so_id = _new_id(
+            connection,
+            sequence="#sales_order",
+            prefix="SO",
+            table=sales_orders,
+            column=sales_orders.c.so_id,
+        )
+        connection.execute(
+            insert(sales_orders).values(
+                so_id=so_id,
+                customer_code=customer,
+                site_id=site_id,
+                status=SoStatus.DRAFT.value,
+                note=note,
+                min_remaining_days=min_remaining_days,
+                created_by=created_by,
+                created_at=now,
+                version=1,
+                updated_at=now,
+            )
+        )
+        _write_lines(connection, so_id, found, lines, today or now.date())
+        so = _read_so(connection, so_id)
+        assert so is not None
+        idempotency.remember(connection, claim, so_id, now=now)
+        record(
+            connection,
+            audit,
+            action="sales_order.create",
+            resource="sales_order",
+            resource_id=so_id,
+            site_id=site_id,
+            after=_state(so),
+            at=now,
+        )
+    return so
+
+
+def _locked_so(
+    connection: Connection, so_id: str, visible: frozenset[str] | None, if_match: str | None
+) -> SalesOrder:
+    so = _read_so(connection, so_id, lock=True)
+    if so is None or (visible is not None and so.site_id not in visible):
+        raise UnknownDocumentError("sales order", so_id)
+    check_version("sales order", so_id, so.version, if_match)
+    return so
+
+
+def update_sales_order(
+    connection: Connection,
+    *,
+    so_id: str,
+    customer: str,
+    site_id: str,
+    note: str,
+    min_remaining_days: int | None,
+    lines: Sequence[SoLineInput],
+    visible: frozenset[str] | None,
+    if_match: str | None,
+    audit: AuditContext,
+    today: date | None = None,
+) -> SalesOrder:
+    """Replace a draft's header and lines (only a draft may change)."""
+    now = _now()
+    _check_days(min_remaining_days)
+    with write_transaction(connection):
+        before = _locked_so(connection, so_id, visible, if_match)
+        if before.status is not SoStatus.DRAFT:
+            raise DocumentStateError("sales order", so_id, before.status, "a change", "draft")
+        _check_site(connection, site_id, visible)
+        found = _check_customer(connection, customer)
+        connection.execute(delete(sales_order_lines).where(sales_order_lines.c.so_id == so_id))
+        connection.execute(
+            update(sales_orders)
+            .where(sales_orders.c.so_id == so_id)
+            .values(
+                customer_code=customer,
+                site_id=site_id,
+                note=note,
+                min_remaining_days=min_remaining_days,
+                version=before.version + 1,
+                updated_at=now,
+            )
+        )
+        _write_lines(connection, so_id, found, lines, today or now.date())
+        after = _read_so(connection, so_id)
+        assert after is not None
+        record(
+            connection,
+            audit,
+            action="sales_order.update",
+            resource="sales_order",
+            resource_id=so_id,
+            site_id=site_id,
+            before=_state(before),
+            after=_state(after),
+            at=now,
+        )
+    return after
+
+
+# --- available to promise --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LotAvailability:
+    lot: str
+    expiry: date | None
+    on_hand: Decimal
+    """Sellable on hand, in the item's base unit."""
+    unsellable: Decimal
+    """On hand in quarantine, damaged or in-transit locations."""
+    reserved: Decimal
+
+    @property
+    def available(self) -> Decimal:
+        return plain(max(self.on_hand - self.reserved, _ZERO))
+
+
+def _factors(connection: Connection, item_code: str) -> tuple[str, dict[str, Decimal]]:
+    base = connection.execute(
+        select(items.c.uom).where(items.c.item_code == item_code)
+    ).scalar_one_or_none()
+    if base is None:
+        raise InvalidError(f"item: item {item_code!r} does not exist")
+    factors = {str(base): Decimal(1)}
+    for row in connection.execute(
+        select(item_units.c.uom, item_units.c.factor).where(item_units.c.item_code == item_code)
+    ).all():
+        factors[row.uom] = row.factor
+    return str(base), factors
+
+
+def lot_expiries(connection: Connection, item_code: str, lots: Sequence[str]) -> dict[str, date]:
+    """The expiry of each of an item's lots, as its ledger events state it. Events that
+    disagree are read the safe way: the earliest date stated wins."""
+    named = [lot for lot in lots if lot != NO_LOT]
+    if not named:
+        return {}
+    rows = connection.execute(
+        select(ledger_events.c.lot, func.min(ledger_events.c.expiry))
+        .where(
+            ledger_events.c.item == item_code,
+            ledger_events.c.lot.in_(named),
+            ledger_events.c.expiry.is_not(None),
+        )
+        .group_by(ledger_events.c.lot)
+    ).all()
+    return {row[0]: row[1] for row in rows}
+
+
+def availability(connection: Connection, site_id: str, item_code: str) -> list[LotAvailability]:
+    """Per lot at a site: sellable and unsellable on hand, reserved; by FEFO order.
+
+    A balance held in a unit the item does not have (an edge's mistake) cannot be
+    counted in the base unit, so it is not promised."""
+    _base, factors = _factors(connection, item_code)
+    kinds = (
+        select(locations.c.kind)
+        .where(locations.c.site_id == stock_balances.c.site_id)
+        .where(locations.c.code == stock_balances.c.location)
+        .scalar_subquery()
+    )
+    sellable: dict[str, Decimal] = {}
+    held_back: dict[str, Decimal] = {}
+    for row in connection.execute(
+        select(
+            stock_balances.c.lot, stock_balances.c.uom, stock_balances.c.qty, kinds.label("kind")
+        ).where(stock_balances.c.site_id == site_id, stock_balances.c.item == item_code)
+    ).all():
+        factor = factors.get(row.uom)
+        if factor is None:
+            continue
+        target = held_back if row.kind in UNSELLABLE_KINDS else sellable
+        target[row.lot] = target.get(row.lot, _ZERO) + row.qty * factor
+    reserved: dict[str, Decimal] = {
+        row.lot: row.total
+        for row in connection.execute(
+            select(sales_reservations.c.lot, func.sum(sales_reservations.c.qty).label("total"))
+            .where(
+                sales_reservations.c.site_id == site_id,
+                sales_reservations.c.item_code == item_code,
+            )
+            .group_by(sales_reservations.c.lot)
+        ).all()
+    }
+    lots = sorted(set(sellable) | set(held_back) | set(reserved))
+    expiries = lot_expiries(connection, item_code, lots)
+    found = [
+        LotAvailability(
+            lot=lot,
+            expiry=expiries.get(lot),
+            on_hand=plain(max(sellable.get(lot, _ZERO), _ZERO)),
+            unsellable=plain(max(held_back.get(lot, _ZERO), _ZERO)),
+            reserved=plain(Decimal(reserved.get(lot, _ZERO))),
+        )
+        for lot in lots
+    ]
+    return sorted(found, key=fefo_key)
+
+
+def fefo_key(lot: LotAvailability) -> tuple[bool, date, str]:
+    """First expiry first; lots without an expiry after every dated one, then by name."""
+    return (lot.expiry is None, lot.expiry or date.max, lot.lot)
+
+
+def acceptable(expiry: date | None, today: date, min_days: int) -> bool:
+    """A lot may be promised when it has no expiry, or still has ``min_days`` (at least
+    one: a lot expiring today is not sold) left after today."""
+    return expiry is None or expiry >= today + timedelta(days=max(min_days, 1))
+
+
+def plan_fefo(
+    lots: Sequence[LotAvailability], need: Decimal, today: date, min_days: int
+) -> list[tuple[LotAvailability, Decimal]]:
+    """What to reserve of ``need``: acceptable lots, earliest expiry first, each up to
+    what it has available. Pure, so it is tested as a property."""
+    taken: list[tuple[LotAvailability, Decimal]] = []
+    for lot in sorted(lots, key=fefo_key):
+        if need <= 0:
+            break
+        if not acceptable(lot.expiry, today, min_days):
+            continue
+        qty = min(lot.available, need)
+        if qty > 0:
+            taken.append((lot, qty))
+            need -= qty
+    return taken
+
+
+def item_unit(connection: Connection, item_code: str) -> tuple[str, dict[str, Decimal]]:
+    """The item's base unit and every unit's factor to it (422 for an unknown item)."""
+    with read_snapshot(connection):
+        return _factors(connection, item_code)
+
+
+def get_availability(connection: Connection, site_id: str, item_code: str) -> list[LotAvailability]:
+    with read_snapshot(connection):
+        return availability(connection, site_id, item_code)
+
+
+def _advisory_key(site_id: str, item_code: str) -> int:
+    digest = hashlib.blake2b(f"atp {site_id} {item_code}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _lock_items(connection: Connection, site_id: str, item_codes: set[str]) -> None:
+    """Serialize reservation of these items at the site (PostgreSQL); sorted, so two
+    orders naming the same items cannot wait for each other in a circle."""
+    if connection.dialect.name != "postgresql":
+        return
+    for key in sorted(_advisory_key(site_id, code) for code in item_codes):
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def _reserve(connection: Connection, so: SalesOrder, today: date) -> None:
+    """Top up every line's reservations FEFO from what is available now."""
+    _lock_items(connection, so.site_id, {line.item_code for line in so.lines})
+    shelf = {
+        row.item_code: row.min_remaining_days or 0
+        for row in connection.execute(
+            select(items.c.item_code, items.c.min_remaining_days).where(
+                items.c.item_code.in_({line.item_code for line in so.lines})
+            )
+        ).all()
+    }
+    for line in so.lines:
+        need = line.base_qty - line.shipped_qty - line.reserved_qty
+        if need <= 0:
+            continue
+        min_days = max(shelf.get(line.item_code, 0), so.min_remaining_days or 0)
+        lots = availability(connection, so.site_id, line.item_code)
+        own = {r.lot: r.qty for r in line.reservations}
+        for lot, qty in plan_fefo(lots, need, today, min_days):
+            if lot.lot in own:
+                connection.execute(
+                    update(sales_reservations)
+                    .where(
+                        sales_reservations.c.so_id == so.so_id,
+                        sales_reservations.c.line_no == line.line_no,
+                        sales_reservations.c.lot == lot.lot,
+                    )
+                    .values(qty=sales_reservations.c.qty + qty)
+                )
+            else:
+                connection.execute(
+                    insert(sales_reservations).values(
+                        so_id=so.so_id,
+                        line_no=line.line_no,
+                        site_id=so.site_id,
+                        item_code=line.item_code,
+                        lot=lot.lot,
+                        expiry=lot.expiry,
+                        qty=qty,
+                    )
+                )
+
+
+def _release(connection: Connection, so_id: str) -> None:
+    connection.execute(delete(sales_reservations).where(sales_reservations.c.so_id == so_id))
+
+
+def _check_credit(connection: Connection, so: SalesOrder) -> None:
+    """Refuse when the customer's open exposure plus this order passes its credit limit.
+    The partner row is locked, so confirms for one customer check one after another."""
+    limit = connection.execute(
+        select(partners.c.credit_limit).where(partners.c.code == so.customer).with_for_update()
+    ).scalar_one_or_none()
+    if limit is None:
+        return
+    rows = connection.execute(
+        select(sales_orders).where(
+            sales_orders.c.customer_code == so.customer,
+            sales_orders.c.status == SoStatus.CONFIRMED.value,
+            sales_orders.c.so_id != so.so_id,
+        )
+    ).all()
+    exposure = sum((order.gross_amount for order in _orders_from(connection, rows)), _ZERO)
+    if exposure + so.gross_amount > limit:
+        raise CreditLimitError(
+            f"customer {so.customer} would be over its credit limit: limit {plain(limit)}, "
+            f"open orders {plain(exposure)}, this order {so.gross_amount} (tax included); "
+            "cancel or close open orders, or raise the limit"
+        )
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SoCommand:
+    """Who runs a command on which order, and what guards it."""
+
+    so_id: str
+    actor: str
+    visible: frozenset[str] | None
+    if_match: str | None
+    audit: AuditContext
+    claim: IdempotencyClaim | None = None
+    reason: str | None = None
+    today: date | None = None
+
+
+@contextmanager
+def _so_command(
+    connection: Connection, command: SoCommand, verb: str
+) -> Iterator[tuple[SalesOrder, datetime, dict[str, Any]]]:
+    """The frame every command shares, as purchasing's: replay, locked read, version
+    check; after the body, the new state, the key and the audit entry."""
+    now = _now()
+    with write_transaction(connection):
+        idempotency.check(connection, command.claim)
+        before = _locked_so(connection, command.so_id, command.visible, command.if_match)
+        values: dict[str, Any] = {}
+        yield before, now, values
+        connection.execute(
+            update(sales_orders)
+            .where(sales_orders.c.so_id == command.so_id)
+            .values(**values, version=before.version + 1, updated_at=now)
+        )
+        after = _read_so(connection, command.so_id)
+        assert after is not None
+        idempotency.remember(connection, command.claim, command.so_id, now=now)
+        record(
+            connection,
+            command.audit,
+            action=f"sales_order.{verb}",
+            resource="sales_order",
+            resource_id=command.so_id,
+            site_id=after.site_id,
+            before={"status": before.status.value, "version": before.version},
+            after={
+                "status": after.status.value,
+                "version": after.version,
+                "reserved": {
+                    str(line.line_no): [
+                        {"lot": r.lot, "qty": str(r.qty)} for r in line.reservations
+                    ]
+                    for line in after.lines
+                },
+                **({"reason": command.reason} if command.reason else {}),
+            },
+            at=now,
+        )
+
+
+def confirm_sales_order(connection: Connection, command: SoCommand) -> SalesOrder:
+    """draft → confirmed: credit check, then FEFO reservation; the rest is backordered."""
+    with _so_command(connection, command, "confirm") as (so, now, values):
+        if so.status is not SoStatus.DRAFT:
+            raise DocumentStateError("sales order", so.so_id, so.status, "confirm", "draft")
+        _check_credit(connection, so)
+        _reserve(connection, so, command.today or now.date())
+        values.update(status=SoStatus.CONFIRMED.value, confirmed_by=command.actor, confirmed_at=now)
+    return get_sales_order(connection, command.so_id)
+
+
+def reserve_sales_order(connection: Connection, command: SoCommand) -> SalesOrder:
+    """confirmed: try again to reserve the backorders from what is available now."""
+    with _so_command(connection, command, "reserve") as (so, now, _values):
+        if so.status is not SoStatus.CONFIRMED:
+            raise DocumentStateError("sales order", so.so_id, so.status, "reserve", "confirmed")
+        _reserve(connection, so, command.today or now.date())
+    return get_sales_order(connection, command.so_id)
+
+
+def cancel_sales_order(connection: Connection, command: SoCommand) -> SalesOrder:
+    """draft or confirmed → cancelled, releasing its reservations; not once shipped."""
+    with _so_command(connection, command, "cancel") as (so, now, values):
+        if so.status not in (SoStatus.DRAFT, SoStatus.CONFIRMED):
+            raise DocumentStateError(
+                "sales order", so.so_id, so.status, "cancel", "draft or confirmed"
+            )
+        if any(line.shipped_qty for line in so.lines):
+            raise ConflictError(f"sales order {so.so_id} has shipments: close it instead")
+        _release(connection, so.so_id)
+        values.update(status=SoStatus.CANCELLED.value, ended_at=now, reason=command.reason)
+    return get_sales_order(connection, command.so_id)
+
+
+def close_sales_order(connection: Connection, command: SoCommand) -> SalesOrder:
+    """confirmed → closed: nothing more will be shipped; what is still reserved is
+    released and the backorders end."""
+    with _so_command(connection, command, "close") as (so, now, values):
+        if so.status is not SoStatus.CONFIRMED:
+            raise DocumentStateError("sales order", so.so_id, so.status, "close", "confirmed")
+        _release(connection, so.so_id)
+        values.update(status=SoStatus.CLOSED.value, ended_at=now, reason=command.reason)
+    return get_sales_order(connection, command.so_id)
