@@ -135,6 +135,9 @@ class EdgeAgent:
             uom=config.receiving.uom,
             unknown_barcodes=config.receiving.unknown_barcodes,
             weigh_timeout_s=config.receiving.weigh_timeout_s,
+            purchase_orders=config.receiving.purchase_orders,
+            quarantine_location=config.receiving.quarantine,
+            supplier=config.receiving.supplier,
         )
         self.client = httpx.Client(
             base_url=str(config.central.url).rstrip("/"),
@@ -430,6 +433,9 @@ class EdgeAgent:
                 "scans_refused": refusals,
             },
             "jobs": jobs,
+            "receiving": self.station.receiving_report()
+            if self.config.receiving.purchase_orders
+            else None,
             "unknown_scans": self.station.unknown_scans,
             "misread_scans": self.station.misread_scans,
             "alerts": alerts,
