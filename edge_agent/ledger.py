@@ -389,6 +389,16 @@ class Ledger:
                 )
         return event, True
 
+    def carton_event(self, carton: str) -> LedgerEvent | None:
+        """The event that booked ``carton`` (an SSCC or serial), if one did."""
+        with self._lock:
+            found = self.conn.execute(
+                "SELECT e.body FROM received_cartons c JOIN events e ON e.seq = c.seq"
+                " WHERE c.carton = ?",
+                (carton,),
+            ).fetchone()
+        return None if found is None else LedgerEvent.model_validate_json(found[0])
+
     def pending_labels(self, printer_id: str, limit: int = 100) -> list[OwedLabel]:
         """Labels still owed on ``printer_id``, oldest first, with their attempts so far."""
         with self._lock:

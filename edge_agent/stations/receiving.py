@@ -256,6 +256,14 @@ class ReceivingStation:
     ) -> LedgerEvent:
         gs1 = scan.gs1
         gtin = (gs1.gtin or gs1.content_gtin) if gs1 else None
+        carton = None
+        if gs1 is not None and gs1.sscc:
+            carton = f"sscc:{gs1.sscc}"
+        elif gs1 is not None and gs1.serial:
+            carton = f"serial:{gtin or ''}:{gs1.serial}"
+        if carton is not None and (booked := self.ledger.carton_event(carton)) is not None:
+            # Seen before: no weighing, no second booking, no second label.
+            return self._duplicate(booked)
         known = None if unknown else self.catalog.lookup(gtin, scan.data)
         item = self.catalog.item(known.item_code) if known else None
         label_net = gs1.net_weight_kg if gs1 else None
@@ -300,19 +308,13 @@ class ReceivingStation:
             doc_id=line.po_id if line else None,
             doc_line=line.line_no if line else None,
         )
-        carton = None
-        if gs1 is not None and gs1.sscc:
-            carton = f"sscc:{gs1.sscc}"
-        elif gs1 is not None and gs1.serial:
-            carton = f"serial:{gtin or ''}:{gs1.serial}"
         event, new = self.ledger.append_once(
             draft, carton=carton, occurred_at=scan.received_at, label_printer=self.label_printer
         )
+        if not new:  # booked by another scanner between the check above and now
+            return self._duplicate(event)
         where = f"{line.po_id}/{line.line_no}" if line else "no PO line"
-        if not new:
-            self.duplicates += 1
-            self.display = f"already booked (seq {event.seq}): nothing booked again"
-        elif verdict:
+        if verdict:
             self.display = (
                 f"QUARANTINE {event.qty} {event.uom} {event.item} ({where}): {verdict.reason}"
             )
@@ -330,10 +332,18 @@ class ReceivingStation:
                 "item": event.item,
                 "qty": str(event.qty),
                 "po_line": where,
-                "quarantine": verdict.code if verdict and new else None,
-                "duplicate": not new,
+                "quarantine": verdict.code if verdict else None,
             },
         )
+        return event
+
+    def _duplicate(self, event: LedgerEvent) -> LedgerEvent:
+        self.duplicates += 1
+        self.display = (
+            f"already booked: {event.qty} {event.uom} {event.item} (seq {event.seq});"
+            " nothing booked again"
+        )
+        log.info("carton scanned again", extra={"seq": event.seq, "item": event.item})
         return event
 
     def _weigh_in(self, weight_kg: Decimal, uom: str) -> Decimal:
