@@ -164,3 +164,51 @@ def test_a_pharmacy_po_received_carton_by_carton(dock: tuple[Site, DockTwins]) -
     lines = get_json(f"{site.central_url}{paths.PURCHASE_ORDERS}/{po_id}")["lines"]
     assert [Decimal(line["received_qty"]) for line in lines] == [Decimal(40), Decimal(20)]
     eventually(lambda: len(twins.printer.labels()) == 3, what="one label per carton")
+
+
+def test_central_away_and_paper_out_mid_po_the_edge_goes_on(
+    dock: tuple[Site, DockTwins],
+) -> None:
+    """Offline the edge keeps receiving against its cached lines and counts its own unsynced
+    receipts (no over-receipt while central is away); a label waiting for paper prints once;
+    everything reaches central after."""
+    site, twins = dock
+    po = call(
+        "POST",
+        f"{site.central_url}{paths.PURCHASE_ORDERS}",
+        {
+            "supplier": "PHARMA-SUP",
+            "site_id": site.site_id,
+            "lines": [{"item_code": "AMOX-500", "qty": "40", "unit_price": "3"}],
+        },
+    )
+    po_id = po["po_id"]
+    call("POST", f"{site.central_url}{paths.PURCHASE_ORDERS}/{po_id}/approve")
+    eventually(
+        lambda: site.edge_status()["master_data"]["cached"]["po_lines"] == 1,
+        what="the PO's line at the edge",
+    )
+    later = datetime.now(UTC) + timedelta(days=400)
+    site.kill("central")
+    twins.printer.set_paper_out(True)
+    twins.scale.set_weight(Decimal("5.0"), "kg")
+    for n in (1, 2, 3):  # 60 boxes against 40 ordered (+0 %): the third is an over-receipt
+        site.scan(carton(AMOX_GTIN, sscc(10 + n), f"B{n}", later, 20))
+        eventually(lambda n=n: site.edge_status()["ledger"]["last_seq"] == n, what=f"carton {n}")
+    receiving = site.edge_status()["receiving"]
+    assert [note["code"] for note in receiving["quarantined"]] == ["over_receipt"]
+    assert receiving["open_lines"][0]["received"] == "60"
+    assert twins.printer.labels() == []
+    twins.printer.set_paper_out(False)
+    eventually(lambda: len(twins.printer.labels()) == 3, what="the labels once paper is back")
+    site.start_central()
+    eventually(
+        lambda: site.edge_status()["ledger"]["pending"] == 0, within=60, what="synced to central"
+    )
+    lines = get_json(f"{site.central_url}{paths.PURCHASE_ORDERS}/{po_id}")["lines"]
+    assert Decimal(lines[0]["received_qty"]) == 60
+    locations = rows(site.central_db, "SELECT location FROM ledger_events ORDER BY seq")
+    assert [loc for (loc,) in locations] == ["DOCK-1", "DOCK-1", "QUAR"]
+    found = get_json(f"{site.central_url}{paths.PURCHASE_EXCEPTIONS}?status=open")["exceptions"]
+    assert [(e["kind"], e["po_id"], e["line_no"]) for e in found] == [("over_receipt", po_id, 1)]
+    assert len(twins.printer.labels()) == 3
