@@ -367,3 +367,27 @@ def test_case_barcode_books_its_pack_unit(station: ReceivingStation) -> None:
     weigh(station, "5.00")
     event = station.receive(gs1_scan(CASE_GTIN, count=None), today=TODAY)
     assert (event.qty, event.location) == (Decimal(20), "RECEIVING")
+
+
+def test_jxc_edge_receive_shows_open_lines_and_today(
+    station: ReceivingStation, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from edge_agent.cli import app  # noqa: PLC0415
+
+    weigh(station, "5.00")
+    station.receive(gs1_scan(lot="LOT-CLI"))  # today, for real: the CLI shows today's
+    station.ledger.close()
+    site = tmp_path / "site.toml"
+    site.write_text(
+        '[site]\nid = "S01"\n[central]\nurl = "http://127.0.0.1:9"\n'
+        'site_secret_file = "s.secret"\n[ledger]\npath = "edge.db"\n'
+    )
+    (tmp_path / "s.secret").write_text("x" * 40)
+    result = CliRunner().invoke(app, ["receive", "--config", str(site)])
+    assert result.exit_code == 0, result.output
+    assert "PO1" in result.output
+    assert "AMOX-500" in result.output
+    assert "LOT-CLI" in result.output
+    assert "PO1/1" in result.output
