@@ -391,3 +391,24 @@ def test_jxc_edge_receive_shows_open_lines_and_today(
     assert "AMOX-500" in result.output
     assert "LOT-CLI" in result.output
     assert "PO1/1" in result.output
+
+
+def test_a_failed_write_keeps_neither_the_event_nor_the_carton(station: ReceivingStation) -> None:
+    """The carton's record, its event, outbox row and label are one transaction: a failure
+    at the last statement (the label) leaves none of them, and the rescan books it once."""
+    conn = station.ledger.conn
+    conn.execute(
+        "CREATE TRIGGER fail_label BEFORE INSERT ON label_queue"
+        " BEGIN SELECT RAISE(ABORT, 'power cut'); END"
+    )
+    weigh(station, "5.00")
+    carton = gs1_scan(sscc="003123456789012347")
+    with pytest.raises(Exception, match="power cut"):
+        station.receive(carton, today=TODAY)
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (0,)
+    assert conn.execute("SELECT COUNT(*) FROM received_cartons").fetchone() == (0,)
+    conn.execute("DROP TRIGGER fail_label")
+    first = station.receive(carton, today=TODAY)
+    assert station.receive(carton, today=TODAY).event_id == first.event_id
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
+    assert conn.execute("SELECT COUNT(*) FROM label_queue").fetchone() == (1,)
