@@ -163,6 +163,12 @@ def test_a_pharmacy_po_received_carton_by_carton(dock: tuple[Site, DockTwins]) -
     ]
     lines = get_json(f"{site.central_url}{paths.PURCHASE_ORDERS}/{po_id}")["lines"]
     assert [Decimal(line["received_qty"]) for line in lines] == [Decimal(40), Decimal(20)]
+    balances = get_json(f"{site.central_url}{paths.STOCK}?site_id={site.site_id}")
+    assert {(b["location"], b["item"], b["lot"], Decimal(b["qty"])) for b in balances} == {
+        ("DOCK-1", "AMOX-500", "A1", Decimal(20)),
+        ("QUAR", "AMOX-500", "A2", Decimal(20)),
+        ("QUAR", "PARA-500", "P0", Decimal(20)),
+    }
     eventually(lambda: len(twins.printer.labels()) == 3, what="one label per carton")
 
 
