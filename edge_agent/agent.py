@@ -33,7 +33,7 @@ from edge_agent.catalog import Catalog, Puller
 from edge_agent.config import SiteConfig
 from edge_agent.jobs import JobHealth, describe_error, job_alerts
 from edge_agent.ledger import DiskSpaceError, Ledger, LedgerError
-from edge_agent.stations.errors import StationError
+from edge_agent.stations.errors import ChoiceNeededError, StationError
 from edge_agent.stations.labels import LabelSpooler
 from edge_agent.stations.receiving import ReceivingStation
 from edge_agent.status_page import StatusServer
@@ -323,6 +323,12 @@ class EdgeAgent:
                         "reason": str(exc),
                         "refused_for_disk": self.unbooked.refused,
                     },
+                )
+            except ChoiceNeededError as exc:
+                # Not a refusal: the carton waits for the operator's pick (the next scan).
+                log.info(
+                    "several open PO lines match: waiting for the operator's pick",
+                    extra={"device": scan.device_id, "choices": str(exc)},
                 )
             except (ValidationError, StationError, LedgerError) as exc:
                 # The scan was read fine but cannot be a movement (e.g. a code too long to

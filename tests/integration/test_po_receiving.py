@@ -218,3 +218,37 @@ def test_central_away_and_paper_out_mid_po_the_edge_goes_on(
     found = get_json(f"{site.central_url}{paths.PURCHASE_EXCEPTIONS}?status=open")["exceptions"]
     assert [(e["kind"], e["po_id"], e["line_no"]) for e in found] == [("over_receipt", po_id, 1)]
     assert len(twins.printer.labels()) == 3
+
+
+def test_two_open_lines_the_operator_picks_with_the_next_scan(
+    dock: tuple[Site, DockTwins],
+) -> None:
+    site, twins = dock
+    po_ids = []
+    for _ in range(2):
+        po = call(
+            "POST",
+            f"{site.central_url}{paths.PURCHASE_ORDERS}",
+            {
+                "supplier": "PHARMA-SUP",
+                "site_id": site.site_id,
+                "lines": [{"item_code": "AMOX-500", "qty": "40", "unit_price": "3"}],
+            },
+        )
+        call("POST", f"{site.central_url}{paths.PURCHASE_ORDERS}/{po['po_id']}/approve")
+        po_ids.append(po["po_id"])
+    eventually(
+        lambda: site.edge_status()["master_data"]["cached"]["po_lines"] == 2, what="two lines"
+    )
+    twins.scale.set_weight(Decimal("5.0"), "kg")
+    site.scan(carton(AMOX_GTIN, sscc(20), "C1", datetime.now(UTC) + timedelta(days=400), 20))
+    eventually(
+        lambda: site.edge_status()["receiving"]["awaiting_choice"], what="the operator asked"
+    )
+    assert "pick one" in site.edge_status()["receiving"]["display"]
+    assert site.edge_status()["ledger"]["last_seq"] == 0
+    site.scan("2")
+    eventually(lambda: site.edge_status()["ledger"]["last_seq"] == 1, what="the pick booked")
+    eventually(lambda: site.edge_status()["ledger"]["pending"] == 0, within=60, what="synced")
+    booked = rows(site.central_db, "SELECT doc_id, doc_line, location FROM ledger_events")
+    assert booked == [(po_ids[1], 1, "DOCK-1")]
