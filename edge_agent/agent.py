@@ -33,7 +33,7 @@ from edge_agent.catalog import Catalog, Puller
 from edge_agent.config import SiteConfig
 from edge_agent.jobs import JobHealth, describe_error, job_alerts
 from edge_agent.ledger import DiskSpaceError, Ledger, LedgerError
-from edge_agent.stations.errors import StationError
+from edge_agent.stations.errors import ChoiceNeededError, StationError
 from edge_agent.stations.labels import LabelSpooler
 from edge_agent.stations.receiving import ReceivingStation
 from edge_agent.status_page import StatusServer
@@ -135,6 +135,9 @@ class EdgeAgent:
             uom=config.receiving.uom,
             unknown_barcodes=config.receiving.unknown_barcodes,
             weigh_timeout_s=config.receiving.weigh_timeout_s,
+            purchase_orders=config.receiving.purchase_orders,
+            quarantine_location=config.receiving.quarantine,
+            supplier=config.receiving.supplier,
         )
         self.client = httpx.Client(
             base_url=str(config.central.url).rstrip("/"),
@@ -321,6 +324,12 @@ class EdgeAgent:
                         "refused_for_disk": self.unbooked.refused,
                     },
                 )
+            except ChoiceNeededError as exc:
+                # Not a refusal: the carton waits for the operator's pick (the next scan).
+                log.info(
+                    "several open PO lines match: waiting for the operator's pick",
+                    extra={"device": scan.device_id, "choices": str(exc)},
+                )
             except (ValidationError, StationError, LedgerError) as exc:
                 # The scan was read fine but cannot be a movement (e.g. a code too long to
                 # be an item, no stable weight): count it and tell the log, never record
@@ -430,6 +439,9 @@ class EdgeAgent:
                 "scans_refused": refusals,
             },
             "jobs": jobs,
+            "receiving": self.station.receiving_report()
+            if self.config.receiving.purchase_orders
+            else None,
             "unknown_scans": self.station.unknown_scans,
             "misread_scans": self.station.misread_scans,
             "alerts": alerts,

@@ -9,9 +9,10 @@ every change carries the full new state, or a tombstone).
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +21,8 @@ from pydantic import ValidationError
 
 from edge_agent.backoff import Backoff, retry_after_s
 from edge_agent.ledger import Ledger
-from jxc.feed import ChangeOp, ChangePage, FeedEntity
+from jxc.contract import LedgerEvent
+from jxc.feed import Change, ChangeOp, ChangePage, FeedEntity
 from jxc.paths import SYNC_CHANGES
 
 log = logging.getLogger("edge_agent.catalog")
@@ -38,6 +40,71 @@ class KnownBarcode:
     qty_per: Decimal
     uom: str
     active: bool
+    pack_uom: str | None = None
+    """The pack unit one scan means (a case of ``qty_per``), if the barcode names one."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedItem:
+    """The fields of an item that receiving checks a carton against."""
+
+    item_code: str
+    uom: str
+    active: bool
+    expiry_tracked: bool = False
+    min_remaining_days: int | None = None
+    unit_weight: Decimal | None = None
+    """kg per base unit"""
+    weight_tolerance: Decimal | None = None
+    """percent"""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLine:
+    """An open PO line of the site, in the item's base unit, and what this edge received."""
+
+    po_id: str
+    line_no: int
+    supplier: str
+    item_code: str
+    qty: Decimal
+    uom: str
+    over_tolerance: Decimal
+    under_tolerance: Decimal
+    expected_date: date | None
+    received: Decimal
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(self.qty - self.received, Decimal(0))
+
+    @property
+    def ceiling(self) -> Decimal:
+        """The most that may be received in all without an exception at central."""
+        return self.qty * (1 + self.over_tolerance / 100)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedToday:
+    seq: int
+    occurred_at: datetime
+    item: str
+    qty: Decimal
+    uom: str
+    lot: str | None
+    expiry: date | None
+    location: str
+    po_id: str | None
+    line_no: int | None
+    ref: str | None
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
 
 
 class Catalog:
@@ -64,10 +131,26 @@ class Catalog:
                         continue
                     item = change.item()
                     conn.execute(
-                        "INSERT INTO cache_items VALUES (?, ?, ?, ?, ?) ON CONFLICT (item_code)"
+                        "INSERT INTO cache_items (item_code, name, uom, active, version,"
+                        " expiry_tracked, min_remaining_days, unit_weight, weight_tolerance)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_code)"
                         " DO UPDATE SET name = excluded.name, uom = excluded.uom,"
-                        " active = excluded.active, version = excluded.version",
-                        (item.item_code, item.name, item.uom, item.active, change.version),
+                        " active = excluded.active, version = excluded.version,"
+                        " expiry_tracked = excluded.expiry_tracked,"
+                        " min_remaining_days = excluded.min_remaining_days,"
+                        " unit_weight = excluded.unit_weight,"
+                        " weight_tolerance = excluded.weight_tolerance",
+                        (
+                            item.item_code,
+                            item.name,
+                            item.uom,
+                            item.active,
+                            change.version,
+                            item.expiry_tracked,
+                            item.min_remaining_days,
+                            _text(item.unit_weight),
+                            _text(item.weight_tolerance),
+                        ),
                     )
                 elif change.entity is FeedEntity.BARCODE:
                     if change.op is ChangeOp.DELETE:
@@ -75,17 +158,152 @@ class Catalog:
                         continue
                     code = change.barcode()
                     conn.execute(
-                        "INSERT INTO cache_barcodes VALUES (?, ?, ?, ?) ON CONFLICT (barcode)"
+                        "INSERT INTO cache_barcodes (barcode, item_code, qty_per, version, uom)"
+                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (barcode)"
                         " DO UPDATE SET item_code = excluded.item_code,"
-                        " qty_per = excluded.qty_per, version = excluded.version",
-                        (code.barcode, code.item_code, format(code.qty_per, "f"), change.version),
+                        " qty_per = excluded.qty_per, version = excluded.version,"
+                        " uom = excluded.uom",
+                        (
+                            code.barcode,
+                            code.item_code,
+                            format(code.qty_per, "f"),
+                            change.version,
+                            code.uom,
+                        ),
                     )
+                elif change.entity is FeedEntity.PO_LINE:
+                    self._apply_po_line(conn, change)
             conn.execute(
                 "INSERT INTO sync_cursor VALUES (?, ?, ?) ON CONFLICT (feed) DO UPDATE"
                 " SET cursor = excluded.cursor, updated_at = excluded.updated_at",
                 (FEED, page.next_cursor, datetime.now(UTC).isoformat()),
             )
         return len(page.changes)
+
+    @staticmethod
+    def _apply_po_line(conn: sqlite3.Connection, change: Change) -> None:
+        """Store an open line, or forget a tombstoned one (cancelled or closed PO).
+
+        A tombstone removes the line outright: the station must book nothing more against
+        it, and what was received stays in the events, which keep their document line.
+        """
+        if change.op is ChangeOp.DELETE:
+            po_id, _, line_no = change.key.rpartition(" ")
+            conn.execute(
+                "DELETE FROM cache_po_lines WHERE po_id = ? AND line_no = ?",
+                (po_id, int(line_no) if line_no.isdigit() else -1),
+            )
+            return
+        line = change.po_line()
+        conn.execute(
+            "INSERT INTO cache_po_lines (po_id, line_no, supplier, item_code, qty, uom,"
+            " order_qty, order_uom, expected_date, over_tolerance, under_tolerance, version)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (po_id, line_no) DO UPDATE"
+            " SET supplier = excluded.supplier, item_code = excluded.item_code,"
+            " qty = excluded.qty, uom = excluded.uom, order_qty = excluded.order_qty,"
+            " order_uom = excluded.order_uom, expected_date = excluded.expected_date,"
+            " over_tolerance = excluded.over_tolerance,"
+            " under_tolerance = excluded.under_tolerance, version = excluded.version",
+            (
+                line.po_id,
+                line.line_no,
+                line.supplier,
+                line.item_code,
+                format(line.qty, "f"),
+                line.uom,
+                format(line.order_qty, "f"),
+                line.order_uom,
+                line.expected_date.isoformat() if line.expected_date else None,
+                format(line.over_tolerance, "f"),
+                format(line.under_tolerance, "f"),
+                change.version,
+            ),
+        )
+
+    def item(self, item_code: str) -> CachedItem | None:
+        """What receiving checks about an item, as the feed last said."""
+        with self.ledger.reading() as conn:
+            row = conn.execute(
+                "SELECT item_code, uom, active, expiry_tracked, min_remaining_days,"
+                " unit_weight, weight_tolerance FROM cache_items WHERE item_code = ?",
+                (item_code,),
+            ).fetchone()
+        if row is None:
+            return None
+        return CachedItem(
+            item_code=row[0],
+            uom=row[1],
+            active=bool(row[2]),
+            expiry_tracked=bool(row[3]),
+            min_remaining_days=row[4],
+            unit_weight=_decimal(row[5]),
+            weight_tolerance=_decimal(row[6]),
+        )
+
+    def open_lines(
+        self, item_code: str | None = None, supplier: str | None = None
+    ) -> list[OpenLine]:
+        """Open PO lines (of ``item_code``, of ``supplier``), with what this edge has
+        received against each: every receipt event naming the line, synced or not, so an
+        edge offline for a day does not receive a line twice over."""
+        sql = (
+            "SELECT l.po_id, l.line_no, l.supplier, l.item_code, l.qty, l.uom,"
+            " l.over_tolerance, l.under_tolerance, l.expected_date,"
+            " (SELECT group_concat(e.qty, ' ') FROM events e"
+            "  WHERE e.doc_id = l.po_id AND e.doc_line = l.line_no AND e.kind = 'receipt')"
+            " FROM cache_po_lines l WHERE (:item IS NULL OR l.item_code = :item)"
+            " AND (:supplier IS NULL OR l.supplier = :supplier)"
+            " ORDER BY l.expected_date IS NULL, l.expected_date, l.po_id, l.line_no"
+        )
+        params = {"item": item_code, "supplier": supplier}
+        with self.ledger.reading() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [
+            OpenLine(
+                po_id=row[0],
+                line_no=int(row[1]),
+                supplier=row[2],
+                item_code=row[3],
+                qty=Decimal(row[4]),
+                uom=row[5],
+                over_tolerance=Decimal(row[6]),
+                under_tolerance=Decimal(row[7]),
+                expected_date=date.fromisoformat(row[8]) if row[8] else None,
+                # Summed as Decimals, never as SQLite floats.
+                received=sum((Decimal(q) for q in (row[9] or "").split()), Decimal(0)),
+            )
+            for row in rows
+        ]
+
+    def received_on(self, day: date) -> list[ReceivedToday]:
+        """Receipts booked at this edge on ``day`` (UTC), newest first."""
+        start = datetime.combine(day, time.min, tzinfo=UTC)
+        end = start + timedelta(days=1)
+        with self.ledger.reading() as conn:
+            rows = conn.execute(
+                "SELECT body FROM events WHERE kind = 'receipt' AND occurred_at >= ?"
+                " AND occurred_at < ? ORDER BY seq DESC",
+                (start.isoformat(), end.isoformat()),
+            ).fetchall()
+        out = []
+        for (body,) in rows:
+            event = LedgerEvent.model_validate_json(body)
+            out.append(
+                ReceivedToday(
+                    seq=event.seq,
+                    occurred_at=event.occurred_at,
+                    item=event.item,
+                    qty=event.qty,
+                    uom=event.uom,
+                    lot=event.lot,
+                    expiry=event.expiry,
+                    location=event.location,
+                    po_id=event.doc_id,
+                    line_no=event.doc_line,
+                    ref=event.ref,
+                )
+            )
+        return out
 
     def lookup(self, *codes: str | None) -> KnownBarcode | None:
         """The first of ``codes`` the site knows, trying GTIN-14 and GTIN-13 spellings."""
@@ -101,20 +319,23 @@ class Catalog:
         with self.ledger.reading() as conn:
             for candidate in candidates:
                 row = conn.execute(
-                    "SELECT b.barcode, b.item_code, b.qty_per, i.uom, i.active"
+                    "SELECT b.barcode, b.item_code, b.qty_per, i.uom, i.active, b.uom"
                     " FROM cache_barcodes b JOIN cache_items i ON i.item_code = b.item_code"
                     " WHERE b.barcode = ?",
                     (candidate,),
                 ).fetchone()
                 if row:
-                    return KnownBarcode(row[0], row[1], Decimal(row[2]), row[3], bool(row[4]))
+                    return KnownBarcode(
+                        row[0], row[1], Decimal(row[2]), row[3], bool(row[4]), row[5]
+                    )
         return None
 
     def counts(self) -> dict[str, int]:
         with self.ledger.reading() as conn:
             (items,) = conn.execute("SELECT COUNT(*) FROM cache_items").fetchone()
             (codes,) = conn.execute("SELECT COUNT(*) FROM cache_barcodes").fetchone()
-        return {"items": int(items), "barcodes": int(codes)}
+            (lines,) = conn.execute("SELECT COUNT(*) FROM cache_po_lines").fetchone()
+        return {"items": int(items), "barcodes": int(codes), "po_lines": int(lines)}
 
 
 class Puller:

@@ -221,6 +221,59 @@ def labels_reprint(
         raise typer.Exit(1)
 
 
+@app.command()
+def receive(
+    config: SiteFile,
+) -> None:
+    """Show the site's open PO lines (ordered, received here) and what was received today."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    from edge_agent.catalog import Catalog  # noqa: PLC0415
+
+    site = load_or_exit(config)
+    ledger = open_ledger_or_exit(site)
+    try:
+        catalog = Catalog(ledger)
+        lines = catalog.open_lines()
+        today = catalog.received_on(datetime.now(UTC).date())
+    finally:
+        ledger.close()
+    console = Console(width=160)
+    open_table = Table(title=f"Open PO lines at {site.site.id}")
+    for column in ("PO", "line", "supplier", "item", "ordered", "received", "open", "uom"):
+        open_table.add_column(column)
+    for line in lines:
+        open_table.add_row(
+            line.po_id,
+            str(line.line_no),
+            line.supplier,
+            line.item_code,
+            str(line.qty),
+            str(line.received),
+            str(line.remaining),
+            line.uom,
+        )
+    console.print(open_table)
+    today_table = Table(title="Received today (UTC)")
+    for column in ("seq", "item", "qty", "uom", "lot", "location", "PO line", "note"):
+        today_table.add_column(column)
+    for row in today:
+        today_table.add_row(
+            str(row.seq),
+            row.item,
+            str(row.qty),
+            row.uom,
+            row.lot or "",
+            row.location,
+            f"{row.po_id}/{row.line_no}" if row.po_id else "",
+            row.ref or "",
+        )
+    console.print(today_table)
+
+
 def load_or_exit(config: Path) -> SiteConfig:
     """The site file, or exit 2 with what is wrong in it (shared by ``jxc device``)."""
     from edge_agent.config import ConfigError, load_site_config  # noqa: PLC0415

@@ -70,6 +70,14 @@ class ReceivingSection(_Section):
     """How long a weighing may take to settle before the scan is refused (nothing booked)."""
     printer: str | None = None
     """Id of the printer (``[[devices.printers]]``) that labels every booked carton."""
+    purchase_orders: bool = False
+    """Receive against the site's open PO lines (from the change feed): every carton names
+    its line, and what does not fit goes to ``quarantine`` with a reason."""
+    quarantine: Code = "QUARANTINE"
+    """The site's quarantine location, where cartons that fail a receiving check go."""
+    supplier: Code | None = None
+    """The supplier whose delivery is received here, when a dock serves one; narrows the
+    lines a carton matches."""
 
 
 class DeviceSection(BaseModel):

@@ -36,7 +36,7 @@ from typing import Literal
 import sqlite_utils
 
 from edge_agent import migrations
-from jxc.contract import EventKind, LedgerEvent
+from jxc.contract import DocumentType, EventKind, LedgerEvent
 from jxc.ids import uuid7
 
 log = logging.getLogger("edge_agent.ledger")
@@ -63,6 +63,9 @@ class EventDraft:
     ref: str | None = None
     device_id: str | None = None
     actor: str | None = None
+    doc_type: DocumentType | None = None
+    doc_id: str | None = None
+    doc_line: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,8 +309,35 @@ class Ledger:
         With ``label_printer``, the label the movement needs is queued in the same
         transaction (see :meth:`pending_labels`).
         """
+        return self.append_once(
+            draft, occurred_at=occurred_at, label_printer=label_printer, carton=None
+        )[0]
+
+    def append_once(
+        self,
+        draft: EventDraft,
+        *,
+        carton: str | None,
+        occurred_at: datetime | None = None,
+        label_printer: str | None = None,
+    ) -> tuple[LedgerEvent, bool]:
+        """Like :meth:`append`, but a ``carton`` (an SSCC or serial) is booked at most once.
+
+        Returns the event and whether it is new. The carton's record is written in the
+        same transaction as its event, so a crash at any instant leaves either both or
+        neither: a rescan after restart finds the first booking and books nothing more
+        (and queues no second label).
+        """
         self._check_free_disk()
         with self.transaction() as conn:
+            if carton is not None:
+                found = conn.execute(
+                    "SELECT e.body FROM received_cartons c JOIN events e ON e.seq = c.seq"
+                    " WHERE c.carton = ?",
+                    (carton,),
+                ).fetchone()
+                if found is not None:
+                    return LedgerEvent.model_validate_json(found[0]), False
             (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
             event = LedgerEvent(
                 event_id=uuid7(),
@@ -325,10 +355,13 @@ class Ledger:
                 ref=draft.ref,
                 device_id=draft.device_id,
                 actor=draft.actor,
+                doc_type=draft.doc_type,
+                doc_id=draft.doc_id,
+                doc_line=draft.doc_line,
             )
             conn.execute(
                 "INSERT INTO events (seq, event_id, occurred_at, kind, item, lot, location, qty,"
-                " body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " body, doc_id, doc_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     event.seq,
                     str(event.event_id),
@@ -339,16 +372,32 @@ class Ledger:
                     event.location,
                     format(event.qty, "f"),
                     event.model_dump_json(),
+                    event.doc_id,
+                    event.doc_line,
                 ),
             )
             conn.execute("INSERT INTO outbox (seq) VALUES (?)", (event.seq,))
+            if carton is not None:
+                conn.execute(
+                    "INSERT INTO received_cartons (carton, seq) VALUES (?, ?)", (carton, event.seq)
+                )
             if label_printer is not None:
                 conn.execute(
                     "INSERT INTO label_queue (seq, printer_id, state, updated_at)"
                     " VALUES (?, ?, 'pending', ?)",
                     (event.seq, label_printer, datetime.now(UTC).isoformat()),
                 )
-        return event
+        return event, True
+
+    def carton_event(self, carton: str) -> LedgerEvent | None:
+        """The event that booked ``carton`` (an SSCC or serial), if one did."""
+        with self._lock:
+            found = self.conn.execute(
+                "SELECT e.body FROM received_cartons c JOIN events e ON e.seq = c.seq"
+                " WHERE c.carton = ?",
+                (carton,),
+            ).fetchone()
+        return None if found is None else LedgerEvent.model_validate_json(found[0])
 
     def pending_labels(self, printer_id: str, limit: int = 100) -> list[OwedLabel]:
         """Labels still owed on ``printer_id``, oldest first, with their attempts so far."""

@@ -135,6 +135,34 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the schema version lives in user_version: drop ledger_meta's stale copy (always 1)",
         ("DELETE FROM ledger_meta WHERE key = 'schema_version'",),
     ),
+    Migration(
+        8,
+        "receiving against purchase orders: open PO lines, the item fields receiving checks,"
+        " barcodes' pack units, events' document line, cartons booked (SSCC/serial)",
+        (
+            "ALTER TABLE cache_items ADD COLUMN expiry_tracked INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE cache_items ADD COLUMN min_remaining_days INTEGER",
+            "ALTER TABLE cache_items ADD COLUMN unit_weight TEXT",
+            "ALTER TABLE cache_items ADD COLUMN weight_tolerance TEXT",
+            "ALTER TABLE cache_barcodes ADD COLUMN uom TEXT",
+            "CREATE TABLE IF NOT EXISTS cache_po_lines (po_id TEXT NOT NULL,"
+            " line_no INTEGER NOT NULL, supplier TEXT NOT NULL, item_code TEXT NOT NULL,"
+            " qty TEXT NOT NULL, uom TEXT NOT NULL, order_qty TEXT NOT NULL,"
+            " order_uom TEXT NOT NULL, expected_date TEXT, over_tolerance TEXT NOT NULL,"
+            " under_tolerance TEXT NOT NULL, version INTEGER NOT NULL,"
+            " PRIMARY KEY (po_id, line_no))",
+            "CREATE INDEX IF NOT EXISTS cache_po_lines_item ON cache_po_lines (item_code)",
+            "ALTER TABLE events ADD COLUMN doc_id TEXT",
+            "ALTER TABLE events ADD COLUMN doc_line INTEGER",
+            "CREATE INDEX IF NOT EXISTS events_doc_line ON events (doc_id, doc_line)"
+            " WHERE doc_id IS NOT NULL",
+            "CREATE TABLE IF NOT EXISTS received_cartons (carton TEXT PRIMARY KEY,"
+            " seq INTEGER NOT NULL REFERENCES events(seq))",
+            # The cached items and barcodes lack the new fields: pull the whole feed again
+            # (every change carries the full state, so applying it twice is harmless).
+            "DELETE FROM sync_cursor WHERE feed = 'master-data'",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

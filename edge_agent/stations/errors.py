@@ -27,3 +27,8 @@ class MisreadBarcodeError(BarcodeError):
 
 class WeighingError(StationError):
     """The scale gave no usable weight; the carton can be weighed and scanned again."""
+
+
+class ChoiceNeededError(StationError):
+    """Several open PO lines match the carton: the operator picks one by scanning or keying
+    its number (1, 2, ...); nothing was booked yet."""

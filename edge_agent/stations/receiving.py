@@ -16,12 +16,15 @@ a weighing that does not settle, or an overloaded or empty scale, refuses the sc
 books nothing, since a guessed weight in the ledger is worse than a rescan. With a printer
 (``receiving.printer``), every booking also owes a label, queued in the same transaction
 as the event (see :mod:`edge_agent.stations.labels`). Matching against open purchase-order
-lines comes with the purchasing issue.
+lines is switched on by ``receiving.purchase_orders`` (see :meth:`ReceivingStation.receive`
+and docs/purchasing.md, "At the edge").
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -29,9 +32,15 @@ from device_drivers.errors import InvalidGs1Error
 from device_drivers.scales import GRAMS_PER_UNIT, Scale, ScaleError
 from device_drivers.scanners import Scan
 from device_drivers.scanners.gs1 import RETAIL_SYMBOLOGIES, check_gtin
-from edge_agent.catalog import Catalog
+from edge_agent.catalog import Catalog, OpenLine
 from edge_agent.ledger import EventDraft, Ledger
-from edge_agent.stations.errors import MisreadBarcodeError, UnknownBarcodeError, WeighingError
+from edge_agent.stations import po_match
+from edge_agent.stations.errors import (
+    ChoiceNeededError,
+    MisreadBarcodeError,
+    UnknownBarcodeError,
+    WeighingError,
+)
 from jxc.contract import EventKind, LedgerEvent
 
 log = logging.getLogger("edge_agent.receiving")
@@ -65,6 +74,9 @@ class ReceivingStation:
         scale: Scale | None = None,
         weigh_timeout_s: float = 5.0,
         label_printer: str | None = None,
+        purchase_orders: bool = False,
+        quarantine_location: str = "QUARANTINE",
+        supplier: str | None = None,
     ) -> None:
         self.ledger = ledger
         self.catalog = catalog
@@ -78,6 +90,16 @@ class ReceivingStation:
         self.misread_scans = 0
         self.weighings = 0
         self.failed_weighings = 0
+        self.purchase_orders = purchase_orders
+        self.quarantine_location = quarantine_location
+        self.supplier = supplier
+        """The supplier whose delivery is on the dock, when known: narrows the matching."""
+        self.display = ""
+        """The station's display line: what the operator reads after each scan."""
+        self.pending_choice: PendingChoice | None = None
+        self.quarantined: list[QuarantineNote] = []
+        """The latest quarantine bookings with their reasons (the status page shows them)."""
+        self.duplicates = 0
 
     def draft_for(self, scan: Scan) -> EventDraft:
         """The receipt a scan stands for."""
@@ -168,6 +190,8 @@ class ReceivingStation:
         return net
 
     def on_scan(self, scan: Scan) -> LedgerEvent:
+        if self.purchase_orders:
+            return self.receive(scan)
         event = self.ledger.append(
             self.draft_for(scan), occurred_at=scan.received_at, label_printer=self.label_printer
         )
@@ -183,3 +207,201 @@ class ReceivingStation:
             },
         )
         return event
+
+    # --- receiving against open PO lines -------------------------------------------------
+
+    def receive(self, scan: Scan, *, today: date | None = None) -> LedgerEvent:
+        """Book a carton against an open PO line of its item, or to quarantine with a reason.
+
+        When several lines match, nothing is booked: the display line lists them and
+        :class:`ChoiceNeededError` is raised; the next scan of ``1``, ``2``... (a keyed
+        number, or a choice barcode on the dock's card) books the held carton against that
+        line; any other scan drops the held one and is taken as a new carton.
+        """
+        today = today or datetime.now(UTC).date()
+        held, self.pending_choice = self.pending_choice, None
+        if held is not None and scan.data.isdigit() and 1 <= int(scan.data) <= len(held.lines):
+            return self._book(held.scan, held.lines[int(scan.data) - 1], today)
+        gs1 = scan.gs1
+        gtin = (gs1.gtin or gs1.content_gtin) if gs1 else None
+        known = self.catalog.lookup(gtin, scan.data)
+        if known is None or not known.active:
+            if known is None and gtin is None:
+                self._check_bare_number(scan)
+            self.unknown_scans += 1
+            if self.unknown_barcodes == "refuse":
+                return self._refuse_unknown(known.item_code if known else None, gtin or scan.data)
+            return self._book(scan, None, today, unknown=gtin or scan.data)
+        lines = po_match.candidates(self.catalog.open_lines(known.item_code, self.supplier))
+        if len(lines) > 1:
+            self.pending_choice = PendingChoice(scan, tuple(lines))
+            choices = "; ".join(
+                f"{n}) {line.po_id}/{line.line_no} {line.supplier} open {line.remaining} {line.uom}"
+                for n, line in enumerate(lines, 1)
+            )
+            self.display = f"{known.item_code}: {len(lines)} open PO lines, pick one: {choices}"
+            raise ChoiceNeededError(self.display)
+        return self._book(scan, lines[0] if lines else None, today)
+
+    def _refuse_unknown(self, item: str | None, code: str) -> LedgerEvent:
+        if item is None:
+            why = f"barcode {code} is not known at this site; nothing was booked"
+        else:
+            why = f"barcode {code} is for item {item}, which is inactive; nothing was booked"
+        self.display = why
+        raise UnknownBarcodeError(why)
+
+    def _book(
+        self, scan: Scan, line: OpenLine | None, today: date, *, unknown: str | None = None
+    ) -> LedgerEvent:
+        gs1 = scan.gs1
+        gtin = (gs1.gtin or gs1.content_gtin) if gs1 else None
+        carton = None
+        if gs1 is not None and gs1.sscc:
+            carton = f"sscc:{gs1.sscc}"
+        elif gs1 is not None and gs1.serial:
+            carton = f"serial:{gtin or ''}:{gs1.serial}"
+        if carton is not None and (booked := self.ledger.carton_event(carton)) is not None:
+            # Seen before: no weighing, no second booking, no second label.
+            return self._duplicate(booked)
+        known = None if unknown else self.catalog.lookup(gtin, scan.data)
+        item = self.catalog.item(known.item_code) if known else None
+        label_net = gs1.net_weight_kg if gs1 else None
+        weight_kg: Decimal | None = None
+        if self.scale is not None and (
+            label_net is not None
+            or (item is not None and (item.unit_weight or item.uom.lower() in GRAMS_PER_UNIT))
+        ):
+            weight_kg = self._weigh(item.item_code if item else scan.data, "kg")
+        count = gs1.count if gs1 else None
+        if known is None or item is None:
+            qty, uom, code = Decimal(count or 1), self.uom, unknown or scan.data
+            verdict: po_match.Quarantine | None = po_match.Quarantine(
+                "unknown_item", f"unknown item {code}: not in this site's master data"
+            )
+        else:
+            if item.uom.lower() in GRAMS_PER_UNIT and weight_kg is not None:
+                qty = self._weigh_in(weight_kg, item.uom)
+            else:
+                qty = po_match.quantity(known, item, count=count, weight_kg=weight_kg)
+            uom, code = item.uom, item.item_code
+            verdict = po_match.check(
+                item,
+                line,
+                qty,
+                today=today,
+                expiry=gs1.expiry if gs1 else None,
+                weight_kg=None if item.uom.lower() in GRAMS_PER_UNIT else weight_kg,
+                label_net_kg=label_net,
+            )
+        draft = EventDraft(
+            kind=EventKind.RECEIPT,
+            item=code,
+            lot=gs1.lot if gs1 else None,
+            expiry=gs1.expiry if gs1 else None,
+            location=self.quarantine_location if verdict else self.location,
+            qty=qty,
+            uom=uom,
+            device_id=scan.device_id,
+            ref=f"quarantine {verdict.code}: {verdict.reason}"[:128] if verdict else None,
+            doc_type="purchase_order" if line else None,
+            doc_id=line.po_id if line else None,
+            doc_line=line.line_no if line else None,
+        )
+        event, new = self.ledger.append_once(
+            draft, carton=carton, occurred_at=scan.received_at, label_printer=self.label_printer
+        )
+        if not new:  # booked by another scanner between the check above and now
+            return self._duplicate(event)
+        where = f"{line.po_id}/{line.line_no}" if line else "no PO line"
+        if verdict:
+            self.display = (
+                f"QUARANTINE {event.qty} {event.uom} {event.item} ({where}): {verdict.reason}"
+            )
+            self.quarantined = [
+                QuarantineNote(event.seq, event.item, where, verdict.code, verdict.reason),
+                *self.quarantined[:49],
+            ]
+        else:
+            self.display = f"OK {event.qty} {event.uom} {event.item} -> {where}"
+        log.info(
+            "received",
+            extra={
+                "site": event.site_id,
+                "seq": event.seq,
+                "item": event.item,
+                "qty": str(event.qty),
+                "po_line": where,
+                "quarantine": verdict.code if verdict else None,
+            },
+        )
+        return event
+
+    def _duplicate(self, event: LedgerEvent) -> LedgerEvent:
+        self.duplicates += 1
+        self.display = (
+            f"already booked: {event.qty} {event.uom} {event.item} (seq {event.seq});"
+            " nothing booked again"
+        )
+        log.info("carton scanned again", extra={"seq": event.seq, "item": event.item})
+        return event
+
+    def _weigh_in(self, weight_kg: Decimal, uom: str) -> Decimal:
+        """A weight read in kg, in the item's own weight unit."""
+        factor = GRAMS_PER_UNIT["kg"] / GRAMS_PER_UNIT[uom.lower()]
+        value = weight_kg * factor
+        if value.as_tuple().exponent < -WEIGHT_PLACES:  # type: ignore[operator]
+            value = round(value, WEIGHT_PLACES)
+        return value
+
+    def receiving_report(self, today: date | None = None) -> dict[str, object]:
+        """What the status page shows of receiving: open lines, received today, quarantine."""
+        today = today or datetime.now(UTC).date()
+        return {
+            "display": self.display,
+            "awaiting_choice": bool(self.pending_choice),
+            "duplicates": self.duplicates,
+            "open_lines": [
+                {
+                    "po_id": line.po_id,
+                    "line_no": line.line_no,
+                    "supplier": line.supplier,
+                    "item": line.item_code,
+                    "ordered": str(line.qty),
+                    "received": str(line.received),
+                    "uom": line.uom,
+                }
+                for line in self.catalog.open_lines()
+            ],
+            "received_today": [
+                {
+                    "seq": r.seq,
+                    "item": r.item,
+                    "qty": str(r.qty),
+                    "uom": r.uom,
+                    "lot": r.lot,
+                    "location": r.location,
+                    "po_line": f"{r.po_id}/{r.line_no}" if r.po_id else None,
+                    "note": r.ref,
+                }
+                for r in self.catalog.received_on(today)[:100]
+            ],
+            "quarantined": [note.__dict__ for note in self.quarantined],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChoice:
+    """A carton held until the operator picks one of ``lines``."""
+
+    scan: Scan
+    lines: tuple[OpenLine, ...]
+
+
+@dataclass(frozen=True)
+class QuarantineNote:
+    seq: int
+    item: str
+    po_line: str
+    code: str
+    reason: str
