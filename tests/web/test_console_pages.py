@@ -127,6 +127,26 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("POST", "/console/transfer/items"): "items.import",
         ("POST", "/console/transfer/partners"): "partners.import",
         ("POST", "/console/transfer/locations"): "locations.import",
+        ("GET", "/console/purchase-orders"): "purchase_order.read",
+        ("GET", "/console/purchase-orders/view"): "purchase_order.read",
+        ("GET", "/console/purchase-orders/lines"): "purchase_order.read",
+        ("GET", "/console/purchase-orders/print"): "purchase_order.read",
+        ("POST", "/console/purchase-orders/approve"): "purchase_order.approve",
+        ("POST", "/console/purchase-orders/send"): "purchase_order.send",
+        ("POST", "/console/purchase-orders/cancel"): "purchase_order.cancel",
+        ("POST", "/console/purchase-orders/close"): "purchase_order.close",
+        ("GET", "/console/purchase-orders/new"): "purchase_order.create",
+        ("POST", "/console/purchase-orders/new"): "purchase_order.create",
+        ("GET", "/console/purchase-orders/edit"): "purchase_order.create",
+        ("POST", "/console/purchase-orders/edit"): "purchase_order.create",
+        ("GET", "/console/requisitions"): "requisition.read",
+        ("GET", "/console/requisitions/view"): "requisition.read",
+        ("POST", "/console/requisitions/submit"): "requisition.create",
+        ("POST", "/console/requisitions/approve"): "requisition.approve",
+        ("POST", "/console/requisitions/reject"): "requisition.approve",
+        ("POST", "/console/requisitions/convert"): "purchase_order.create",
+        ("GET", "/console/purchase-exceptions"): "purchase_order.read",
+        ("POST", "/console/purchase-exceptions/resolve"): "purchase_exception.resolve",
     }
 
 
@@ -171,6 +191,9 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/items/new",
         "/console/partners",
         "/console/sites",
+        "/console/requisitions",
+        "/console/purchase-orders",
+        "/console/purchase-exceptions",
         "/console/transfer",
         "/console/users",
         "/console/roles",
@@ -180,9 +203,17 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/items/new",
         "/console/partners",
         "/console/sites",
+        "/console/requisitions",
+        "/console/purchase-orders",
+        "/console/purchase-exceptions",
         "/console/transfer",
     ]
-    assert menu("clerk") == ["/console/items", "/console/sites"]
+    assert menu("clerk") == [
+        "/console/items",
+        "/console/sites",
+        "/console/purchase-orders",
+        "/console/purchase-exceptions",
+    ]
 
 
 def test_a_clerks_pages_hold_no_financial_figure(app: FastAPI) -> None:
