@@ -68,6 +68,7 @@ NAVIGATION: list[NavEntry] = [
     NavEntry(f"{CONSOLE_ROOT}/items/new", N_("New item"), "items.write"),
     NavEntry(f"{CONSOLE_ROOT}/partners", N_("Partners"), "partners.read"),
     NavEntry(f"{CONSOLE_ROOT}/sites", N_("Sites"), "locations.read"),
+    NavEntry(f"{CONSOLE_ROOT}/reference", N_("Reference lists"), "reference.read"),
     NavEntry(f"{CONSOLE_ROOT}/requisitions", N_("Requisitions"), "requisition.read"),
     NavEntry(f"{CONSOLE_ROOT}/purchase-orders", N_("Purchase orders"), "purchase_order.read"),
     NavEntry(

@@ -131,6 +131,9 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("POST", "/console/transfer/items"): "items.import",
         ("POST", "/console/transfer/partners"): "partners.import",
         ("POST", "/console/transfer/locations"): "locations.import",
+        ("GET", "/console/reference"): "reference.read",
+        ("GET", "/console/reference/edit"): "reference.write",
+        ("POST", "/console/reference/edit"): "reference.write",
         ("GET", "/console/purchase-orders"): "purchase_order.read",
         ("GET", "/console/purchase-orders/view"): "purchase_order.read",
         ("GET", "/console/purchase-orders/lines"): "purchase_order.read",
@@ -195,6 +198,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/items/new",
         "/console/partners",
         "/console/sites",
+        "/console/reference",
         "/console/requisitions",
         "/console/purchase-orders",
         "/console/purchase-exceptions",
@@ -207,6 +211,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/items/new",
         "/console/partners",
         "/console/sites",
+        "/console/reference",
         "/console/requisitions",
         "/console/purchase-orders",
         "/console/purchase-exceptions",
@@ -215,6 +220,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
     assert menu("clerk") == [
         "/console/items",
         "/console/sites",
+        "/console/reference",
         "/console/purchase-orders",
         "/console/purchase-exceptions",
     ]

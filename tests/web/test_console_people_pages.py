@@ -5,6 +5,7 @@ may; the lock-out rules and bad fields are shown next to their fields."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import pytest
 from fastapi import FastAPI
@@ -15,6 +16,7 @@ from central_api.errors import UnknownUserError
 from central_api.main import create_app
 from central_api.models.audit import audit_log
 from central_api.services.people import get_user
+from central_api.services.reference import get_entry
 from tests.web.conftest import add_test_user
 from tests.web.test_console_pages import USERS, browser, errors_in, htmx
 
@@ -123,3 +125,108 @@ def test_only_an_admin_may_open_or_post_the_user_forms(app: FastAPI) -> None:
     )
     assert posted.status_code == 403
     assert browser(app, "boss").get("/console/users/edit?name=nobody").status_code == 404
+
+
+# --- reference lists --------------------------------------------------------------------
+
+
+def test_reference_entries_are_made_and_changed_from_their_form(app: FastAPI) -> None:
+    boss = browser(app, "boss")
+    form = boss.get("/console/reference/edit?list=reason_codes").text
+    assert 'name="applies_to"' in form
+    made = boss.post(
+        "/console/reference/edit?list=reason_codes",
+        data={"code": "DMG", "name": "破损", "applies_to": ["write_off", "return"], "active": "on"},
+        headers=htmx(boss),
+    )
+    assert made.headers["HX-Redirect"] == "/console/reference?list=reason_codes"
+    with app.state.engine.connect() as connection:
+        entry = get_entry(connection, "reason_codes", "DMG")
+    assert entry.attrs == {"applies_to": ["write_off", "return"]}
+    again = boss.post(
+        "/console/reference/edit?list=reason_codes",
+        data={"code": "DMG", "name": "x", "applies_to": ["return"], "active": "on"},
+        headers=htmx(boss),
+    )
+    assert again.status_code == 422
+    assert "code" in errors_in(again.text)
+    edited = boss.post(
+        "/console/reference/edit?list=tax_rates",
+        data={"code": "VAT13", "name": "增值税13%", "rate": "0.13", "active": "on"},
+        headers=htmx(boss),
+    )
+    assert edited.status_code == 200
+    bad = boss.post(
+        "/console/reference/edit?list=tax_rates&code=VAT13",
+        data={"name": "增值税", "rate": "13", "active": "on"},
+        headers=htmx(boss),
+    )
+    assert bad.status_code == 422
+    assert "rate" in errors_in(bad.text)
+    with app.state.engine.connect() as connection:
+        assert get_entry(connection, "tax_rates", "VAT13").attrs == {"rate": "0.13"}
+        logged = connection.execute(
+            select(audit_log.c.action).where(
+                audit_log.c.resource.in_(["reason_codes", "tax_rates"])
+            )
+        ).scalars()
+        assert list(logged) == ["reason_codes.create", "tax_rates.create"]
+    listed = boss.get("/console/reference?list=tax_rates").text
+    assert "VAT13" in listed
+
+
+def test_a_clerk_reads_reference_lists_but_may_not_change_them(app: FastAPI) -> None:
+    clerk = browser(app, "clerk")
+    assert clerk.get("/console/reference?list=units").status_code == 200
+    assert clerk.get("/console/reference/edit?list=units").status_code == 403
+    posted = clerk.post(
+        "/console/reference/edit?list=units",
+        data={"code": "BOX", "name": "箱"},
+        headers=htmx(clerk),
+    )
+    assert posted.status_code == 403
+    assert clerk.get("/console/reference?list=nope").status_code in (403, 404)
+
+
+def test_no_hostile_value_makes_a_user_or_reference_page_fail(app: FastAPI) -> None:
+    boss = browser(app, "boss")
+    failures = []
+    for value in ("%00", "%ED%A0%80", "%FF%FE", "x" * 10_000):
+        for url in (
+            f"/console/users/edit?name={value}",
+            f"/console/reference?list={value}",
+            f"/console/reference/edit?list=units&code={value}",
+        ):
+            if boss.get(url).status_code >= 500:
+                failures.append(url[:60])
+    forms = {
+        "/console/users/new": (
+            {"username": "h.user", "password": "a-long-password", "roles": "sales"},
+            ("username", "display_name", "password", "roles", "sites"),
+        ),
+        "/console/users/edit?name=buyer": (
+            {"display_name": "b", "roles": "purchaser"},
+            ("display_name", "password", "roles", "sites", "disabled"),
+        ),
+        "/console/reference/edit?list=label_templates": (
+            {"code": "L1", "name": "n", "language": "zpl", "width_mm": "50", "height_mm": "30"},
+            ("code", "name", "language", "width_mm", "body"),
+        ),
+        "/console/reference/edit?list=payment_terms": (
+            {"code": "P1", "name": "n", "days": "30"},
+            ("days", "basis", "name_en"),
+        ),
+    }
+    for path, (base, names) in forms.items():
+        for field in names:
+            for raw in ("\x00", "\udcff", "x" * 10_000, "1e400", "NaN"):
+                answer = boss.post(
+                    path,
+                    content=urlencode(
+                        {**base, field: raw}, encoding="utf-8", errors="surrogatepass"
+                    ),
+                    headers={**htmx(boss), "Content-Type": "application/x-www-form-urlencoded"},
+                )
+                if answer.status_code >= 500:
+                    failures.append(f"POST {path} {field}={raw[:10]!r}: {answer.status_code}")
+    assert not failures, failures

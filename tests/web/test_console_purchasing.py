@@ -5,6 +5,7 @@ group, commands through the service with the page's version and key, refusals sh
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -126,7 +127,7 @@ def test_a_po_made_by_one_purchaser_is_approved_by_another(shop: TestClient) -> 
         "line_uom": ["箱", "", ""],
         "line_unit_price": ["150", "", ""],
         "line_tax_rate": ["0.13", "", ""],
-        "line_expected_date": ["", "", ""],
+        "line_expected_date": ["2026-12-20", "", ""],
         "line_over_tolerance": ["5", "", ""],
         "line_under_tolerance": ["", "", ""],
     }
@@ -136,6 +137,7 @@ def test_a_po_made_by_one_purchaser_is_approved_by_another(shop: TestClient) -> 
     assert again.headers["HX-Redirect"] == target  # one PO per opened form
     po_id = target.split("id=")[1]
     page = buyer1.get(target).text
+    assert "2026-12-20" in page  # the expected date is kept (and audited: an ISO date)
     assert "240" in page
     assert "¥150" in page
     assert 'data-verb="approve"' in page
@@ -252,3 +254,50 @@ def test_an_exception_is_resolved_from_its_list(shop: TestClient) -> None:
     assert (
         "kept, supplier credited" in buyer.get("/console/purchase-exceptions?status=resolved").text
     )
+
+
+HOSTILE = ["%00", "%ED%A0%80", "%FF%FE", "%09%0A%1D", "x" * 10_000, "%25_%5C", "%C2%A0"]
+
+
+def test_no_hostile_value_makes_a_purchasing_page_fail(shop: TestClient) -> None:
+    po_id = new_po(shop)["po_id"]
+    buyer = signed_in(shop, "buyer1")
+    failures = []
+    pages = {
+        POS: ("status", "supplier", "site", "from", "to", "after"),
+        f"{POS}/view": ("id",),
+        f"{POS}/lines": ("id",),
+        f"{POS}/print": ("id",),
+        f"{POS}/edit": ("id",),
+        "/console/requisitions": ("status", "site", "after"),
+        "/console/requisitions/view": ("id",),
+        "/console/purchase-exceptions": ("status",),
+    }
+    for path, names in pages.items():
+        for name in names:
+            for value in HOSTILE:
+                answer = buyer.get(f"{path}?{name}={value}")
+                if answer.status_code >= 500:
+                    failures.append(f"GET {path}?{name}={value[:20]}: {answer.status_code}")
+    for value in HOSTILE:
+        for verb in ("approve", "cancel"):
+            answer = buyer.post(f"{POS}/{verb}?id={value}", headers=htmx(buyer))
+            if answer.status_code >= 500:
+                failures.append(f"POST {verb} {value[:20]}: {answer.status_code}")
+    base = {"supplier": "SUP-A", "site_id": "S01", "line_item_code": "PILL", "line_qty": "1"}
+    fields = ("supplier", "site_id", "note", "line_item_code", "line_qty", "line_uom")
+    fields += ("line_unit_price", "line_tax_rate", "line_expected_date", "line_over_tolerance")
+    fields += ("version", "idempotency_key")
+    for field in fields:
+        for raw in ("\x00", "\udcff", "\t\n\x1d", "x" * 10_000, "1e400", "NaN", "-0"):
+            for path in (f"{POS}/new", f"{POS}/edit?id={po_id}"):
+                answer = buyer.post(
+                    path,
+                    content=urlencode(
+                        {**base, field: raw}, encoding="utf-8", errors="surrogatepass"
+                    ),
+                    headers={**htmx(buyer), "Content-Type": "application/x-www-form-urlencoded"},
+                )
+                if answer.status_code >= 500:
+                    failures.append(f"POST {path} {field}={raw[:10]!r}: {answer.status_code}")
+    assert not failures, failures
