@@ -66,6 +66,7 @@ class NavEntry:
 NAVIGATION: list[NavEntry] = [
     NavEntry(f"{CONSOLE_ROOT}/items", N_("Items"), "items.read"),
     NavEntry(f"{CONSOLE_ROOT}/items/new", N_("New item"), "items.write"),
+    NavEntry(f"{CONSOLE_ROOT}/categories", N_("Categories"), "items.read"),
     NavEntry(f"{CONSOLE_ROOT}/partners", N_("Partners"), "partners.read"),
     NavEntry(f"{CONSOLE_ROOT}/sites", N_("Sites"), "locations.read"),
     NavEntry(f"{CONSOLE_ROOT}/reference", N_("Reference lists"), "reference.read"),

@@ -131,6 +131,9 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("POST", "/console/transfer/items"): "items.import",
         ("POST", "/console/transfer/partners"): "partners.import",
         ("POST", "/console/transfer/locations"): "locations.import",
+        ("GET", "/console/categories"): "items.read",
+        ("GET", "/console/categories/edit"): "items.write",
+        ("POST", "/console/categories/edit"): "items.write",
         ("GET", "/console/reference"): "reference.read",
         ("GET", "/console/reference/edit"): "reference.write",
         ("POST", "/console/reference/edit"): "reference.write",
@@ -196,6 +199,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
     assert menu("boss") == [
         "/console/items",
         "/console/items/new",
+        "/console/categories",
         "/console/partners",
         "/console/sites",
         "/console/reference",
@@ -209,6 +213,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
     assert menu("buyer") == [
         "/console/items",
         "/console/items/new",
+        "/console/categories",
         "/console/partners",
         "/console/sites",
         "/console/reference",
@@ -219,6 +224,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
     ]
     assert menu("clerk") == [
         "/console/items",
+        "/console/categories",
         "/console/sites",
         "/console/reference",
         "/console/purchase-orders",

@@ -15,6 +15,7 @@ from central_api.core.config import Settings
 from central_api.errors import UnknownUserError
 from central_api.main import create_app
 from central_api.models.audit import audit_log
+from central_api.services.categories import get_category
 from central_api.services.people import get_user
 from central_api.services.reference import get_entry
 from tests.web.conftest import add_test_user
@@ -60,7 +61,9 @@ def test_an_admin_adds_changes_and_disables_a_user(app: FastAPI) -> None:
     with app.state.engine.connect() as connection:
         user = get_user(connection, "wang.li")
         logged = connection.execute(
-            select(audit_log.c.action).where(audit_log.c.resource_id == "wang.li")
+            select(audit_log.c.action)
+            .where(audit_log.c.resource_id == "wang.li")
+            .order_by(audit_log.c.seq)
         ).scalars()
         actions = list(logged)
     assert user.disabled
@@ -166,9 +169,9 @@ def test_reference_entries_are_made_and_changed_from_their_form(app: FastAPI) ->
     with app.state.engine.connect() as connection:
         assert get_entry(connection, "tax_rates", "VAT13").attrs == {"rate": "0.13"}
         logged = connection.execute(
-            select(audit_log.c.action).where(
-                audit_log.c.resource.in_(["reason_codes", "tax_rates"])
-            )
+            select(audit_log.c.action)
+            .where(audit_log.c.resource.in_(["reason_codes", "tax_rates"]))
+            .order_by(audit_log.c.seq)
         ).scalars()
         assert list(logged) == ["reason_codes.create", "tax_rates.create"]
     listed = boss.get("/console/reference?list=tax_rates").text
@@ -230,3 +233,77 @@ def test_no_hostile_value_makes_a_user_or_reference_page_fail(app: FastAPI) -> N
                 if answer.status_code >= 500:
                     failures.append(f"POST {path} {field}={raw[:10]!r}: {answer.status_code}")
     assert not failures, failures
+
+
+# --- categories -------------------------------------------------------------------------
+
+
+def test_a_category_tree_is_grown_renamed_and_moved_from_its_form(app: FastAPI) -> None:
+    boss = browser(app, "boss", lang="en")
+    for code, parent, name in (("FOOD", "", "食品"), ("DRINK", "FOOD", "饮料"), ("MED", "", "药")):
+        answer = boss.post(
+            "/console/categories/edit",
+            data={"code": code, "parent": parent, "name": name, "code_digits": "6"},
+            headers=htmx(boss),
+        )
+        assert answer.headers["HX-Redirect"] == "/console/categories", answer.text
+    tree = boss.get("/console/categories").text
+    assert tree.index("FOOD") < tree.index("DRINK") < tree.index("MED")
+    moved = boss.post(
+        "/console/categories/edit?code=DRINK",
+        data={"parent": "MED", "name": "口服液", "name_en": "Oral liquids", "code_digits": "6"},
+        headers=htmx(boss),
+    )
+    assert moved.status_code == 200
+    circle = boss.post(
+        "/console/categories/edit?code=MED",
+        data={"parent": "DRINK", "name": "药", "code_digits": "6"},
+        headers=htmx(boss),
+    )
+    assert circle.status_code == 422
+    assert "circle" in errors_in(circle.text)["parent"]
+    taken = boss.post(
+        "/console/categories/edit",
+        data={"code": "MED", "name": "x", "code_digits": "6"},
+        headers=htmx(boss),
+    )
+    assert taken.status_code == 422
+    assert "code" in errors_in(taken.text)
+    with app.state.engine.connect() as connection:
+        drink = get_category(connection, "DRINK")
+        actions = list(
+            connection.execute(
+                select(audit_log.c.action)
+                .where(audit_log.c.resource == "category")
+                .order_by(audit_log.c.seq)
+            ).scalars()
+        )
+    assert (drink.parent, drink.name, drink.name_en) == ("MED", "口服液", "Oral liquids")
+    assert actions == ["category.create"] * 3 + ["category.update"]
+    assert "Oral liquids" in boss.get("/console/categories").text
+
+
+def test_a_clerk_sees_the_tree_but_may_not_change_it(app: FastAPI) -> None:
+    clerk = browser(app, "clerk")
+    assert clerk.get("/console/categories").status_code == 200
+    assert clerk.get("/console/categories/edit").status_code == 403
+    posted = clerk.post(
+        "/console/categories/edit",
+        data={"code": "X", "name": "x"},
+        headers=htmx(clerk),
+    )
+    assert posted.status_code == 403
+    boss = browser(app, "boss")
+    for value in ("%00", "%ED%A0%80", "x" * 100):
+        assert boss.get(f"/console/categories/edit?code={value}").status_code in (404, 422)
+        assert boss.get(f"/console/categories/edit?parent={value}").status_code in (404, 422)
+    for field in ("code", "parent", "name", "code_prefix", "code_digits", "code_pattern"):
+        for raw in ("\x00", "\udcff", "x" * 10_000, "1e400"):
+            answer = boss.post(
+                "/console/categories/edit",
+                content=urlencode(
+                    {"code": "H", "name": "n", field: raw}, encoding="utf-8", errors="surrogatepass"
+                ),
+                headers={**htmx(boss), "Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert answer.status_code < 500, (field, raw[:10])

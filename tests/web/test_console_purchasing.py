@@ -166,7 +166,9 @@ def test_a_po_made_by_one_purchaser_is_approved_by_another(shop: TestClient) -> 
     assert "changed since you read it" in stale.text
     with shop.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
         logged = connection.execute(
-            select(audit_log.c.action, audit_log.c.actor_id).where(audit_log.c.resource_id == po_id)
+            select(audit_log.c.action, audit_log.c.actor_id)
+            .where(audit_log.c.resource_id == po_id)
+            .order_by(audit_log.c.seq)
         ).all()
     assert [row.action for row in logged] == ["purchase_order.create", "purchase_order.approve"]
 
