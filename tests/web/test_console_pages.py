@@ -125,6 +125,8 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/sites/view"): "locations.read",
         ("GET", "/console/sites/new"): "locations.write",
         ("POST", "/console/sites/new"): "locations.write",
+        ("GET", "/console/sites/edit"): "locations.write",
+        ("POST", "/console/sites/edit"): "locations.write",
         ("GET", "/console/sites/locations/new"): "locations.write",
         ("POST", "/console/sites/locations/new"): "locations.write",
         ("GET", "/console/transfer"): "signed-in",

@@ -307,3 +307,54 @@ def test_a_clerk_sees_the_tree_but_may_not_change_it(app: FastAPI) -> None:
                 headers={**htmx(boss), "Content-Type": "application/x-www-form-urlencoded"},
             )
             assert answer.status_code < 500, (field, raw[:10])
+
+
+# --- site edit ----------------------------------------------------------------------------
+
+
+def test_a_site_is_edited_within_scope_and_audited(app: FastAPI) -> None:
+    add_test_user(app.state.engine, "s1mgr", ["store_manager"], sites=["S1"])
+    boss = browser(app, "boss", lang="en")
+    made = boss.post(
+        "/console/sites/new",
+        data={"site_id": "S1", "kind": "store", "name": "一店", "active": "on"},
+        headers=htmx(boss),
+    )
+    assert made.status_code == 200
+    boss.post(
+        "/console/sites/new",
+        data={"site_id": "S2", "kind": "store", "name": "二店", "active": "on"},
+        headers=htmx(boss),
+    )
+    form = boss.get("/console/sites/edit?site=S1").text
+    assert 'value="一店"' in form
+    assert 'name="site_id"' not in form  # the id is the edge's: fixed
+    manager = browser(app, "s1mgr")
+    saved = manager.post(
+        "/console/sites/edit?site=S1",
+        data={"kind": "warehouse", "name": "一号仓", "name_en": "DC 1", "active": "on"},
+        headers=htmx(manager),
+    )
+    assert saved.headers["HX-Redirect"] == "/console/sites/view?site=S1"
+    assert manager.get("/console/sites/edit?site=S2").status_code == 403
+    other = manager.post(
+        "/console/sites/edit?site=S2", data={"kind": "store", "name": "x"}, headers=htmx(manager)
+    )
+    assert other.status_code == 403
+    bad = manager.post(
+        "/console/sites/edit?site=S1", data={"kind": "ship", "name": ""}, headers=htmx(manager)
+    )
+    assert bad.status_code == 422
+    assert {"kind", "name"} <= set(errors_in(bad.text))
+    assert browser(app, "clerk").get("/console/sites/edit?site=S1").status_code == 403
+    with app.state.engine.connect() as connection:
+        actions = list(
+            connection.execute(
+                select(audit_log.c.action)
+                .where(audit_log.c.resource_id == "S1")
+                .order_by(audit_log.c.seq)
+            ).scalars()
+        )
+    assert actions[-1].endswith("update"), actions
+    page = boss.get("/console/sites/view?site=S1").text
+    assert "DC 1" in page
