@@ -13,7 +13,7 @@ from central_api.services.people import (
     ROLE_PATTERN,
     USERNAME_PATTERN,
 )
-from jxc.contract import SiteId
+from jxc.contract import SiteId, Text
 
 Username = Annotated[str, Field(pattern=USERNAME_PATTERN, max_length=64)]
 RoleName = Annotated[str, Field(pattern=ROLE_PATTERN, max_length=40)]
@@ -54,7 +54,7 @@ class UserIn(BaseModel):
 
     username: Username
     password: Password
-    display_name: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    display_name: Annotated[Text, Field(min_length=1, max_length=128)] | None = None
     roles: Annotated[list[RoleName], Field(max_length=20)] = Field(default_factory=list)
     sites: Annotated[list[SiteId], Field(max_length=1000)] | None = Field(
         default=None, description="limit the user to these sites; omit for every site"
@@ -66,7 +66,7 @@ class UserPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    display_name: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    display_name: Annotated[Text, Field(min_length=1, max_length=128)] | None = None
     password: Password | None = None
     roles: Annotated[list[RoleName], Field(max_length=20)] | None = None
     sites: Annotated[list[SiteId], Field(max_length=1000)] | None = None

@@ -62,7 +62,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum, StrEnum
 from typing import Any
@@ -344,6 +344,8 @@ def _as_json(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime):
         return _timestamp(value)
+    if isinstance(value, date):  # a PO line's expected date: ISO, as the API spells it
+        return value.isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Enum):

@@ -23,7 +23,10 @@ from central_api.api.routes.auth import clear_session_cookies
 from central_api.core.principal import Principal
 from central_api.errors import CentralError
 from central_api.web import i18n
+from central_api.web.categories import pages as category_pages
 from central_api.web.master import pages as master_pages
+from central_api.web.purchasing import pages as purchasing_pages
+from central_api.web.reference import pages as reference_pages
 from central_api.web.render import CONSOLE_ROOT, N_, STATIC_ROOT, gettext_for, render
 from central_api.web.routes import login_url, redirect, root_router, router
 from central_api.web.transfer import pages as transfer_pages
@@ -52,6 +55,9 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(master_pages)
     app.include_router(transfer_pages)
+    app.include_router(purchasing_pages)
+    app.include_router(reference_pages)
+    app.include_router(category_pages)
     app.mount(STATIC_ROOT, StaticFiles(directory=STATIC_DIR), name="console-static")
     for kind in (CentralError, RequestValidationError, StarletteHTTPException, Exception):
         original = app.exception_handlers.get(kind)

@@ -395,6 +395,68 @@ async def create_site(
     )
 
 
+@pages.get("/sites/edit", dependencies=[WRITE_LOCATIONS])
+def edit_site_page(
+    request: Request, site: SiteQuery, connection: ConnDep, principal: PrincipalDep
+) -> HTMLResponse:
+    """A site's kind, names and whether it is active (its id is the edge's: fixed)."""
+    _in_scope(principal, site)
+    record = site_service.get_site(connection, site)
+    form = {
+        "site_id": record.site_id,
+        "kind": record.kind,
+        "name": record.name,
+        "name_en": record.name_en,
+        "active": record.active,
+    }
+    return render(
+        request,
+        "site_form.html",
+        {"form": form, "errors": {}, "editing": True},
+        principal=principal,
+    )
+
+
+@pages.post("/sites/edit", dependencies=[WRITE_LOCATIONS])
+async def update_site(
+    request: Request,
+    site: SiteQuery,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+) -> Response:
+    """The API's PUT of an existing site (audited by the service); one of another site
+    than the user's is a 403, as the page."""
+    _in_scope(principal, site)
+    site_service.get_site(connection, site)  # 404 for no such site
+    posted = await request.form()
+    _ = gettext_for(i18n.language_of(request))
+    form: dict[str, Any] = {
+        name: _posted_text(posted, name) for name in ("kind", "name", "name_en")
+    }
+    form["active"] = _ticked(posted, "active")
+    checked, errors = validate(SiteIn, form, _)
+    form["site_id"] = site
+    if not errors:
+        site_service.put_site(
+            connection,
+            site_id=site,
+            kind=checked.kind,
+            name=checked.name,
+            name_en=checked.name_en,
+            active=checked.active,
+            audit=audit,
+        )
+        return redirect(request, url(f"{SITES}/view", site=site))
+    return render(
+        request,
+        "site_form.html",
+        {"form": form, "errors": errors, "editing": True},
+        principal=principal,
+        status_code=422,
+    )
+
+
 class _SiteId(BaseModel):
     """The site id as the API's path takes it."""
 

@@ -66,8 +66,15 @@ class NavEntry:
 NAVIGATION: list[NavEntry] = [
     NavEntry(f"{CONSOLE_ROOT}/items", N_("Items"), "items.read"),
     NavEntry(f"{CONSOLE_ROOT}/items/new", N_("New item"), "items.write"),
+    NavEntry(f"{CONSOLE_ROOT}/categories", N_("Categories"), "items.read"),
     NavEntry(f"{CONSOLE_ROOT}/partners", N_("Partners"), "partners.read"),
     NavEntry(f"{CONSOLE_ROOT}/sites", N_("Sites"), "locations.read"),
+    NavEntry(f"{CONSOLE_ROOT}/reference", N_("Reference lists"), "reference.read"),
+    NavEntry(f"{CONSOLE_ROOT}/requisitions", N_("Requisitions"), "requisition.read"),
+    NavEntry(f"{CONSOLE_ROOT}/purchase-orders", N_("Purchase orders"), "purchase_order.read"),
+    NavEntry(
+        f"{CONSOLE_ROOT}/purchase-exceptions", N_("Receiving exceptions"), "purchase_order.read"
+    ),
     NavEntry(
         f"{CONSOLE_ROOT}/transfer",
         N_("Import and export"),

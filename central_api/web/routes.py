@@ -39,8 +39,9 @@ from central_api.errors import (
     NotFoundError,
     UnknownItemError,
     UserDisabledError,
+    UserExistsError,
 )
-from central_api.schemas.people import RoleIn
+from central_api.schemas.people import RoleIn, UserIn, UserPatch
 from central_api.services.categories import list_categories
 from central_api.services.idempotency import KEY_PATTERN, IdempotencyClaim, IdempotentReplay
 from central_api.services.items import (
@@ -61,11 +62,14 @@ from central_api.services.people import (
     ALL_ACTIONS,
     ROLE_PATTERN,
     USERNAME_PATTERN,
+    create_user,
     end_session,
+    get_user,
     list_roles,
     list_users,
     put_role,
     sign_in,
+    update_user,
 )
 from central_api.services.sites import list_sites
 from central_api.web import i18n
@@ -666,6 +670,159 @@ async def update_role(
         ("actions" if key.startswith("actions") else key): text for key, text in errors.items()
     }
     return _role_form(request, principal, name, form, errors, status_code=422)
+
+
+UserQuery = Annotated[str, Query(alias="name", pattern=USERNAME_PATTERN, max_length=64)]
+USERS: Final = f"{CONSOLE_ROOT}/users"
+
+
+def _user_form(
+    request: Request,
+    connection: ConnDep,
+    principal: Principal,
+    form: dict[str, Any],
+    errors: dict[str, str],
+    *,
+    username: str | None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "user_form.html",
+        {
+            "form": form,
+            "errors": errors,
+            "username": username,
+            "roles": list_roles(connection),
+            "action": f"{USERS}/new"
+            if username is None
+            else f"{USERS}/edit?{urlencode({'name': username})}",
+        },
+        principal=principal,
+        status_code=status_code,
+    )
+
+
+@router.get("/users/new", dependencies=[MANAGE_USERS])
+def new_user_page(request: Request, connection: ConnDep, principal: PrincipalDep) -> HTMLResponse:
+    form: dict[str, Any] = {"username": "", "display_name": "", "roles": set(), "sites": ""}
+    return _user_form(request, connection, principal, form, {}, username=None)
+
+
+@router.get("/users/edit", dependencies=[MANAGE_USERS])
+def edit_user_page(
+    request: Request, name: UserQuery, connection: ConnDep, principal: PrincipalDep
+) -> HTMLResponse:
+    user = get_user(connection, name)
+    form: dict[str, Any] = {
+        "username": user.username,
+        "display_name": user.display_name,
+        "roles": set(user.roles),
+        "sites": "" if user.sites is None else ", ".join(user.sites),
+        "disabled": user.disabled,
+    }
+    return _user_form(request, connection, principal, form, {}, username=name)
+
+
+def _site_list(text: str) -> list[str] | None:
+    """``S01, S02`` → the sites; empty → None (every site)."""
+    found = [part.strip() for part in re.split(r"[,\s，]+", text) if part.strip()]
+    return found or None
+
+
+@router.post("/users/new", dependencies=[MANAGE_USERS])
+async def create_user_form(
+    request: Request, connection: ConnDep, principal: PrincipalDep
+) -> Response:
+    return await _save_user(request, connection, principal, username=None)
+
+
+@router.post("/users/edit", dependencies=[MANAGE_USERS])
+async def update_user_form(
+    request: Request, name: UserQuery, connection: ConnDep, principal: PrincipalDep
+) -> Response:
+    get_user(connection, name)  # 404 for no such user
+    return await _save_user(request, connection, principal, username=name)
+
+
+async def _save_user(
+    request: Request, connection: ConnDep, principal: Principal, *, username: str | None
+) -> Response:
+    """The API's ``POST /users`` or ``PATCH /users/{name}``, checked with its models: a
+    user's roles, the sites they are limited to (none: every site), disabled, and a new
+    password when one is typed. Audited by the service (``user.create`` / ``user.update``);
+    the lock-out rules (an admin cannot disable themselves or leave nobody able to manage
+    people) are the service's."""
+    posted = await request.form()
+    _ = gettext_for(i18n.language_of(request))
+    form: dict[str, Any] = {
+        "username": username or str(posted.get("username", "")).strip()[:200],
+        "display_name": str(posted.get("display_name", "")).strip()[:200],
+        "roles": {str(value)[:40] for value in posted.getlist("roles")},
+        "sites": str(posted.get("sites", ""))[:5000],
+        "disabled": str(posted.get("disabled", "")) in ("on", "true", "1"),
+    }
+    password = str(posted.get("password", ""))[:1000]
+    sites = _site_list(form["sites"])
+    body: dict[str, Any] = {
+        "display_name": form["display_name"] or None,
+        "roles": sorted(form["roles"]),
+        "sites": sites,
+    }
+    if username is None:
+        checked, errors = validate(
+            UserIn, {**body, "username": form["username"], "password": password}, _
+        )
+    else:
+        body["disabled"] = form["disabled"]
+        if password:
+            body["password"] = password
+        checked, errors = validate(UserPatch, body, _)
+    errors = {
+        (key.split(".")[0] if key.startswith(("roles", "sites")) else key): text
+        for key, text in errors.items()
+    }
+    if not errors:
+        try:
+            if username is None:
+                await _run(
+                    create_user,
+                    connection=connection,
+                    username=checked.username,
+                    password=checked.password,
+                    role_names=checked.roles,
+                    sites=checked.sites,
+                    display_name=checked.display_name,
+                )
+            else:
+                name = username
+                await run_in_threadpool(
+                    lambda: update_user(
+                        connection,
+                        name,
+                        role_names=checked.roles,
+                        sites=checked.sites,
+                        all_sites=checked.sites is None,
+                        display_name=checked.display_name,
+                        disabled=checked.disabled,
+                        password=checked.password,
+                        acting_user_id=principal.user_id,
+                    )
+                )
+        except UserExistsError:
+            errors["username"] = _("A record with this code exists already.")
+        except LockoutError:
+            errors["form"] = _(
+                "After this change nobody could manage users and roles; keep at least one "
+                "admin. Nothing was saved."
+            )
+        except InvalidError as refused:
+            errors["roles"] = _("Refused: %(reason)s", reason=str(refused))
+        else:
+            return redirect(request, USERS)
+    return _user_form(
+        request, connection, principal, form, errors, username=username, status_code=422
+    )
 
 
 def login_url(next_path: str) -> str:

@@ -71,6 +71,7 @@ USERS: dict[str, list[str]] = {
     "boss": ["admin"],
     "clerk": ["warehouse_clerk"],
     "buyer": ["purchaser"],
+    "buyer2": ["purchaser"],
 }
 """Who the browser tests sign in as; each has :data:`TEST_PASSWORD`."""
 

@@ -20,6 +20,7 @@ from central_api.core.db import create_db_engine
 from central_api.services.audit import system_context
 from central_api.services.barcodes import gs1_check_digit
 from central_api.services.items import upsert_item
+from central_api.services.partners import PartnerFields, save_partner
 from central_api.services.sites import put_site
 from jxc.feed import BarcodeData, ItemData
 from tests.patience import patience_timeout
@@ -449,3 +450,86 @@ def test_a_clerks_site_and_transfer_pages_show_no_money(
     response = page.goto(f"{central.url}/console/partners")
     assert response is not None
     assert response.status == 403
+
+
+def test_a_po_made_by_one_purchaser_is_approved_by_another_and_a_clerk_sees_no_price(
+    page: Any, browser: Any, central: Central, width: str, screenshots: Path
+) -> None:
+    """A purchaser fills in a draft PO (supplier, site, a line with its price); a second
+    purchaser approves it from its page; a warehouse clerk's view of it has no price."""
+    site, supplier, item = f"PO-{width.upper()}", f"SUPPO-{width}", f"POI-{width.upper()}"
+    engine = create_db_engine(central.database_url)
+    try:
+        with engine.connect() as connection:
+            put_site(
+                connection,
+                site_id=site,
+                kind="store",
+                name="药店一号",
+                name_en="Pharmacy 1",
+                active=True,
+                audit=system_context("test"),
+            )
+            save_partner(
+                connection,
+                code=supplier,
+                values=PartnerFields(is_supplier=True, is_customer=False, name="华康医药"),
+                audit=system_context("test"),
+            )
+            upsert_item(
+                connection=connection,
+                item=ItemData(item_code=item, name="维生素C片", uom="盒"),
+                barcodes=[],
+                audit=system_context("test"),
+            )
+    finally:
+        engine.dispose()
+
+    sign_in(page, central, "buyer")
+    page.goto(f"{central.url}/console/purchase-orders/new")
+    page.get_by_label("供应商", exact=True).select_option(supplier)
+    page.get_by_label("站点", exact=True).select_option(site)
+    page.locator("#line-0-item_code").fill(item)
+    page.locator("#line-0-qty").fill("24")
+    page.locator("#line-0-unit_price").fill("12.5")
+    page.locator("#line-0-tax_rate").fill("0.13")
+    page.get_by_role("button", name="保存草稿").click()
+    page.wait_for_url(re.compile(r"/console/purchase-orders/view\?id=PO\d+$"))
+    po_url = page.url
+    assert page.locator("#po-status").inner_text() == "草稿"
+    assert "¥300" in page.locator("#po-lines").inner_text()
+    assert page.get_by_role("button", name="审核").count() == 1  # shown; refused on post
+
+    approver = browser.new_context(viewport={"width": WIDTHS[width], "height": 900}, locale="zh-CN")
+    try:
+        second = approver.new_page()
+        sign_in(second, central, "buyer2")
+        second.goto(po_url)
+        second.get_by_role("button", name="审核").click()
+        second.wait_for_function(
+            "document.getElementById('po-status').textContent.trim() === '已审核'"
+        )
+        assert second.get_by_role("button", name="发送给供应商").count() == 1
+        no_sideways_scroll(second)
+        shoot(second, screenshots, "po", width)
+        second.goto(f"{central.url}/console/purchase-orders")
+        assert second.get_by_role("link", name=po_url.rsplit("=", 1)[1]).count() == 1
+        no_sideways_scroll(second)
+        shoot(second, screenshots, "purchase-orders", width)
+    finally:
+        approver.close()
+
+    clerk_context = browser.new_context(
+        viewport={"width": WIDTHS[width], "height": 900}, locale="zh-CN"
+    )
+    try:
+        clerk = clerk_context.new_page()
+        sign_in(clerk, central, "clerk")
+        clerk.goto(po_url)
+        html = clerk.content()
+        for figure in ("¥", "12.5", "单价", "金额", "data-financial"):
+            assert figure not in html, figure
+        assert clerk.get_by_role("button", name="审核").count() == 0
+        shoot(clerk, screenshots, "po-clerk", width)
+    finally:
+        clerk_context.close()
