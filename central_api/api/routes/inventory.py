@@ -1,0 +1,235 @@
+"""Inventory control at central: other receipts and issues, write-offs, transfers, counts.
+
+Every route checks its action, the caller's site scope (another site's document is a 404,
+asking for another site a 403), takes ``Idempotency-Key`` on every create and command and
+``If-Match`` on commands (412 when stale), answers one document with its ``ETag``, and
+leaves an audit entry. Values at cost are absent for a role without the financial group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+
+from central_api.api.auditing import AuditDep
+from central_api.api.deps import ConnDep, SettingsDep
+from central_api.api.idempotency import IdempotencyDep
+from central_api.api.permissions import Requires
+from central_api.api.routes.purchasing import _ERRORS, After, IfMatch, Limit, _answer, _replaying
+from central_api.core.principal import Principal, PrincipalDep
+from central_api.schemas.inventory import (
+    DecideIn,
+    StockDocStatusText,
+    StockDocumentIn,
+    StockDocumentOut,
+    StockDocumentPage,
+)
+from central_api.services import inventory as service
+from central_api.services.audit import AuditContext
+from central_api.services.idempotency import IdempotencyClaim
+from central_api.services.projections import Projections
+from central_api.services.receiving import DocCommand
+from jxc.contract import Code, SiteId
+from jxc.paths import OTHER_ISSUES, OTHER_RECEIPTS, WRITE_OFFS, below_api_root
+
+DocId = Annotated[Code, Path(description="the document's id, e.g. WO000003")]
+
+
+def projections_of(request: Request) -> Projections | None:
+    found: Projections | None = getattr(request.app.state, "projections", None)
+    return found
+
+
+def doc_command(
+    doc_id: str,
+    principal: Principal,
+    *,
+    if_match: str | None,
+    audit: AuditContext,
+    claim: IdempotencyClaim | None,
+    reason: str | None = None,
+) -> DocCommand:
+    return DocCommand(
+        doc_id=doc_id,
+        actor=principal.name,
+        visible=principal.sites,
+        if_match=if_match,
+        audit=audit,
+        claim=claim,
+        reason=reason,
+    )
+
+
+# --- other receipts, other issues, write-offs: one frame -----------------------------------
+
+
+def _stock_document_router(
+    path: str, kind: service.StockDocKind, action: str, tag: str, summary: str
+) -> APIRouter:
+    router = APIRouter(prefix=below_api_root(path), tags=[tag])
+    name = kind.value
+
+    def out(found: service.StockDocument, response: Response) -> StockDocumentOut:
+        _answer(response, found.version)
+        return StockDocumentOut.model_validate(found)
+
+    def read_all(
+        *,
+        connection: ConnDep,
+        principal: PrincipalDep,
+        site_id: Annotated[SiteId | None, Query()] = None,
+        status: Annotated[StockDocStatusText | None, Query()] = None,
+        after: After = None,
+        limit: Limit = 100,
+    ) -> StockDocumentPage:
+        found, next_after = service.list_documents(
+            connection,
+            kind,
+            site_id=site_id,
+            status=None if status is None else service.StockDocStatus(status),
+            visible=principal.sites,
+            after=after,
+            limit=limit,
+        )
+        return StockDocumentPage(
+            documents=[StockDocumentOut.model_validate(each) for each in found],
+            next_after=next_after,
+        )
+
+    def create(
+        *,
+        body: StockDocumentIn,
+        request: Request,
+        connection: ConnDep,
+        principal: PrincipalDep,
+        audit: AuditDep,
+        claim: IdempotencyDep,
+        settings: SettingsDep,
+        response: Response,
+    ) -> StockDocumentOut:
+        new = service.NewStockDocument(
+            kind=kind,
+            site_id=body.site_id,
+            reason_code=body.reason_code,
+            note=body.note,
+            lines=[
+                service.StockLineInput(
+                    item_code=line.item_code,
+                    qty=line.qty,
+                    uom=line.uom,
+                    location=line.location,
+                    lot=line.lot,
+                    expiry=line.expiry,
+                )
+                for line in body.lines
+            ],
+        )
+        found = _replaying(
+            response,
+            lambda: service.create_document(
+                connection,
+                new,
+                actor=principal.name,
+                visible=principal.sites,
+                audit=audit,
+                projections=projections_of(request),
+                approval_value=settings.write_off_approval_value,
+                claim=claim,
+            ),
+            lambda doc_id: service.get_document(connection, kind, doc_id),
+        )
+        return out(found, response)
+
+    def read_one(
+        doc_id: DocId, connection: ConnDep, principal: PrincipalDep, response: Response
+    ) -> StockDocumentOut:
+        return out(
+            service.get_document(connection, kind, doc_id, visible=principal.sites), response
+        )
+
+    read_all.__name__ = f"read_{name}s"
+    create.__name__ = f"add_{name}"
+    create.__doc__ = summary
+    read_one.__name__ = f"read_{name}"
+    router.get("", dependencies=[Requires(f"{action}.read")], responses=_ERRORS)(read_all)
+    router.post(
+        "",
+        dependencies=[Requires(f"{action}.create")],
+        responses=_ERRORS,
+        status_code=status.HTTP_201_CREATED,
+    )(create)
+    router.get("/{doc_id}", dependencies=[Requires(f"{action}.read")], responses=_ERRORS)(read_one)
+    if kind is service.StockDocKind.WRITE_OFF:
+        for verb, text in (
+            ("approve", "A pending write-off approved (not by its creator): booked now."),
+            ("reject", "A pending write-off refused: nothing is booked."),
+        ):
+            router.post(
+                f"/{{doc_id}}/{verb}",
+                dependencies=[Requires("write_off.approve")],
+                responses=_ERRORS,
+            )(_decide_route(verb, text, out))
+    return router
+
+
+def _decide_route(
+    verb: str, summary: str, out: Callable[[service.StockDocument, Response], StockDocumentOut]
+) -> Callable[..., Any]:
+    def command(
+        *,
+        doc_id: DocId,
+        body: DecideIn,
+        request: Request,
+        connection: ConnDep,
+        principal: PrincipalDep,
+        audit: AuditDep,
+        claim: IdempotencyDep,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> StockDocumentOut:
+        order = doc_command(
+            doc_id, principal, if_match=if_match, audit=audit, claim=claim, reason=body.reason
+        )
+        found = _replaying(
+            response,
+            lambda: service.decide_write_off(
+                connection, order, verb, projections=projections_of(request)
+            ),
+            lambda found_id: service.get_document(
+                connection, service.StockDocKind.WRITE_OFF, found_id
+            ),
+        )
+        return out(found, response)
+
+    command.__name__ = f"{verb}_write_off"
+    command.__doc__ = summary
+    return command
+
+
+other_receipts_router = _stock_document_router(
+    OTHER_RECEIPTS,
+    service.StockDocKind.OTHER_RECEIPT,
+    "other_movement",
+    "other receipts",
+    "Goods in without a purchase order (其它入库: found, gift, sample), booked at once.",
+)
+other_issues_router = _stock_document_router(
+    OTHER_ISSUES,
+    service.StockDocKind.OTHER_ISSUE,
+    "other_movement",
+    "other issues",
+    "Goods out without a sales order (其它出库: internal use), booked at once; never "
+    "an expired lot.",
+)
+write_offs_router = _stock_document_router(
+    WRITE_OFFS,
+    service.StockDocKind.WRITE_OFF,
+    "write_off",
+    "write-offs",
+    "Goods scrapped (报损) with a reason: booked at once up to the value threshold, "
+    "otherwise pending until someone else approves.",
+)
+
+routers = [other_receipts_router, other_issues_router, write_offs_router]

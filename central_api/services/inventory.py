@@ -1,0 +1,573 @@
+"""Inventory documents at central: other receipts and issues (其它入库/出库) and write-offs (报损).
+
+Three single-step documents with the same shape (a site, a reason code from the
+``reason_codes`` reference list, lines of location/item/lot/quantity) and one frame:
+
+* an **other receipt** books ``receipt`` events into an active location of the site;
+* an **other issue** books ``issue`` events; an expired lot is refused (as on every
+  outbound path that supplies goods: transfers too, see :mod:`.transfers`);
+* a **write-off** books ``scrap`` events, expired lots included (that is what most
+  write-offs are). Its value at cost (the item's ``cost``, else its purchase price) decides
+  whether it is booked at once or waits: above ``write_off_approval_value``, or of unknown
+  value, it is ``pending`` until someone other than its creator approves (booked) or
+  rejects it (nothing moves).
+
+The events are central's own (:mod:`.central_events`), each naming its document line
+(``doc_type`` ``other_receipt`` / ``other_issue`` / ``write_off``), validated before they
+exist: an outbound line beyond what the location holds is a 409 naming it, and nothing is
+written. Commands follow the purchasing frame: ``Idempotency-Key`` checked first inside the
+write transaction, the site's stream locked before the document, ``If-Match`` against the
+version, a 409 naming the state, an audit entry with before and after.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, union_all, update
+
+from central_api.core.db import write_transaction
+from central_api.errors import ConflictError, ForbiddenError, InvalidError
+from central_api.models.inventory import stock_document_lines, stock_documents
+from central_api.models.items import items
+from central_api.models.ledger import central_events as central_events_table
+from central_api.models.ledger import ledger_events
+from central_api.models.master import locations, reference_entries, sites
+from central_api.services import central_events, idempotency
+from central_api.services.audit import AuditContext, record
+from central_api.services.central_events import Movement
+from central_api.services.feed import read_snapshot
+from central_api.services.idempotency import IdempotencyClaim
+from central_api.services.projections import Projections
+from central_api.services.purchasing import (
+    MAX_LINES,
+    MAX_PAGE,
+    DocumentStateError,
+    SegregationOfDutiesError,
+    UnknownDocumentError,
+    base_quantity,
+    check_version,
+    new_document_id,
+    now_utc,
+    plain,
+)
+from central_api.services.receiving import DocCommand
+from central_api.services.sales import acceptable
+from jxc.contract import EventKind
+
+_ZERO = Decimal(0)
+
+
+class StockDocKind(StrEnum):
+    OTHER_RECEIPT = "other_receipt"
+    OTHER_ISSUE = "other_issue"
+    WRITE_OFF = "write_off"
+
+
+class StockDocStatus(StrEnum):
+    POSTED = "posted"
+    """Booked: its events are in the ledger."""
+    PENDING = "pending"
+    """A write-off above the value threshold, waiting for approval; nothing booked yet."""
+    REJECTED = "rejected"
+
+
+_PREFIX = {
+    StockDocKind.OTHER_RECEIPT: "OR",
+    StockDocKind.OTHER_ISSUE: "OI",
+    StockDocKind.WRITE_OFF: "WO",
+}
+_EVENT_KIND = {
+    StockDocKind.OTHER_RECEIPT: EventKind.RECEIPT,
+    StockDocKind.OTHER_ISSUE: EventKind.ISSUE,
+    StockDocKind.WRITE_OFF: EventKind.SCRAP,
+}
+_NAME = {
+    StockDocKind.OTHER_RECEIPT: "other receipt",
+    StockDocKind.OTHER_ISSUE: "other issue",
+    StockDocKind.WRITE_OFF: "write-off",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StockLineInput:
+    item_code: str
+    qty: Decimal
+    location: str
+    uom: str | None = None
+    lot: str | None = None
+    expiry: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StockLine:
+    line_no: int
+    item_code: str
+    location: str
+    qty: Decimal
+    uom: str
+    base_qty: Decimal
+    base_uom: str
+    lot: str | None
+    expiry: date | None
+    unit_cost: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class StockDocument:
+    doc_id: str
+    kind: StockDocKind
+    site_id: str
+    reason_code: str
+    status: StockDocStatus
+    note: str
+    value: Decimal | None
+    created_by: str
+    created_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str | None
+    version: int
+    updated_at: datetime
+    lines: list[StockLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NewStockDocument:
+    """What a create carries, apart from who asks."""
+
+    kind: StockDocKind
+    site_id: str
+    reason_code: str
+    lines: Sequence[StockLineInput]
+    note: str = ""
+
+
+# --- checks every inventory document shares --------------------------------------------
+
+
+def check_site(connection: Connection, site_id: str, visible: frozenset[str] | None) -> None:
+    """A document for another user's site is a 403; an unknown site a 422."""
+    if visible is not None and site_id not in visible:
+        raise ForbiddenError(f"site_id: site {site_id} is outside your sites")
+    if (
+        connection.execute(select(sites.c.site_id).where(sites.c.site_id == site_id)).first()
+        is None
+    ):
+        raise InvalidError(f"site_id: site {site_id!r} does not exist")
+
+
+def check_reason(connection: Connection, code: str, applies_to: str) -> None:
+    """The reason must be an active entry of the ``reason_codes`` list meant for this kind
+    of movement (its ``applies_to``), so reports can group by it."""
+    row = connection.execute(
+        select(reference_entries.c.attrs, reference_entries.c.active).where(
+            reference_entries.c.list_name == "reason_codes", reference_entries.c.code == code
+        )
+    ).one_or_none()
+    if row is None or not row.active:
+        raise InvalidError(f"reason_code: no active reason code {code!r}")
+    if applies_to not in json.loads(row.attrs).get("applies_to", []):
+        raise InvalidError(f"reason_code: {code!r} is not a reason for {applies_to}")
+
+
+def active_location(connection: Connection, site_id: str, where: str, code: str) -> str:
+    """``code`` if it is an active location of the site, else a 422 naming ``where``."""
+    row = connection.execute(
+        select(locations.c.active).where(locations.c.site_id == site_id, locations.c.code == code)
+    ).one_or_none()
+    if row is None or not row.active:
+        raise InvalidError(f"{where}.location: site {site_id} has no active location {code!r}")
+    return code
+
+
+def lot_expiry(connection: Connection, item_code: str, lot: str | None) -> date | None:
+    """The expiry a lot's events state, edge or central (the earliest if they disagree)."""
+    if not lot:
+        return None
+    found = [
+        select(table.c.expiry).where(
+            table.c.item == item_code, table.c.lot == lot, table.c.expiry.is_not(None)
+        )
+        for table in (ledger_events, central_events_table)
+    ]
+    union = union_all(*found).subquery()
+    value = connection.execute(select(func.min(union.c.expiry))).scalar_one_or_none()
+    return value if isinstance(value, date) else None
+
+
+def refuse_expired(connection: Connection, where: str, item_code: str, lot: str | None) -> None:
+    """Expired stock leaves by a write-off, never by an issue or a transfer: 409.
+
+    "Expired" is what sales will not promise either: the expiry date is today or past."""
+    expiry = lot_expiry(connection, item_code, lot)
+    today = now_utc().date()
+    if not acceptable(expiry, today, 0):
+        raise ConflictError(
+            f"{where}: {item_code} lot {lot} expired on {expiry}: expired stock is written "
+            "off, not issued or transferred"
+        )
+
+
+def refuse_short(
+    connection: Connection, site_id: str, where: str, wanted: dict[tuple[str, str, str], Decimal]
+) -> None:
+    """Refuse (409) a document that would take ``(location, item, lot)`` below zero, before
+    anything is written, naming the line (the booking checks again, under the lock)."""
+    for (location, item, lot), qty in wanted.items():
+        held = central_events.balance(connection, site_id, location, item, lot or None)
+        on_hand = _ZERO if held is None else held[1]
+        if on_hand < qty:
+            raise ConflictError(
+                f"{where}: {item}{' lot ' + lot if lot else ''} at {site_id}/{location}: "
+                f"{plain(on_hand)} on hand, {plain(qty)} wanted"
+            )
+
+
+def unit_cost(connection: Connection, item_code: str) -> Decimal | None:
+    """The cost a write-off is valued at: the item's cost, else its purchase price."""
+    row = connection.execute(
+        select(items.c.cost, items.c.purchase_price).where(items.c.item_code == item_code)
+    ).one_or_none()
+    if row is None:
+        return None
+    found: Decimal | None = row.cost if row.cost is not None else row.purchase_price
+    return found
+
+
+def page_conditions(
+    site_column: Any,
+    key: Any,
+    *,
+    after: str | None,
+    site_id: str | None,
+    visible: frozenset[str] | None,
+    limit: int,
+) -> list[Any]:
+    """Paging by id and the caller's site scope, as every list of documents does."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be within 1..{MAX_PAGE}")
+    conditions: list[Any] = [] if after is None else [key > after]
+    if site_id is not None:
+        if visible is not None and site_id not in visible:
+            raise ForbiddenError(f"site_id: site {site_id} is outside your sites")
+        conditions.append(site_column == site_id)
+    elif visible is not None:
+        conditions.append(site_column.in_(sorted(visible)))
+    return conditions
+
+
+def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the audit log keeps it: decimals and dates as text."""
+    return {
+        key: str(value) if isinstance(value, Decimal | date | datetime) else value
+        for key, value in row.items()
+    }
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _with_lines(connection: Connection, rows: Sequence[Any]) -> list[StockDocument]:
+    by_id: dict[str, list[StockLine]] = defaultdict(list)
+    ids = [row.doc_id for row in rows]
+    if ids:
+        for line in connection.execute(
+            select(stock_document_lines)
+            .where(stock_document_lines.c.doc_id.in_(ids))
+            .order_by(stock_document_lines.c.doc_id, stock_document_lines.c.line_no)
+        ):
+            by_id[line.doc_id].append(
+                StockLine(
+                    line_no=line.line_no,
+                    item_code=line.item_code,
+                    location=line.location,
+                    qty=line.qty,
+                    uom=line.uom,
+                    base_qty=line.base_qty,
+                    base_uom=line.base_uom,
+                    lot=line.lot,
+                    expiry=line.expiry,
+                    unit_cost=line.unit_cost,
+                )
+            )
+    return [
+        StockDocument(
+            doc_id=row.doc_id,
+            kind=StockDocKind(row.kind),
+            site_id=row.site_id,
+            reason_code=row.reason_code,
+            status=StockDocStatus(row.status),
+            note=row.note,
+            value=row.value,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            decided_by=row.decided_by,
+            decided_at=row.decided_at,
+            decision_note=row.decision_note,
+            version=row.version,
+            updated_at=row.updated_at,
+            lines=by_id[row.doc_id],
+        )
+        for row in rows
+    ]
+
+
+def _read(connection: Connection, doc_id: str, *, lock: bool = False) -> StockDocument | None:
+    query = select(stock_documents).where(stock_documents.c.doc_id == doc_id)
+    if lock:
+        query = query.with_for_update()
+    rows = connection.execute(query).all()
+    return _with_lines(connection, rows)[0] if rows else None
+
+
+def get_document(
+    connection: Connection,
+    kind: StockDocKind,
+    doc_id: str,
+    *,
+    visible: frozenset[str] | None = None,
+) -> StockDocument:
+    with read_snapshot(connection):
+        found = _read(connection, doc_id)
+    if (
+        found is None
+        or found.kind is not kind
+        or (visible is not None and found.site_id not in visible)
+    ):
+        raise UnknownDocumentError(_NAME[kind], doc_id)
+    return found
+
+
+def list_documents(
+    connection: Connection,
+    kind: StockDocKind,
+    *,
+    site_id: str | None,
+    status: StockDocStatus | None,
+    visible: frozenset[str] | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[StockDocument], str | None]:
+    key = stock_documents.c.doc_id
+    conditions = page_conditions(
+        stock_documents.c.site_id, key, after=after, site_id=site_id, visible=visible, limit=limit
+    )
+    conditions.append(stock_documents.c.kind == kind.value)
+    if status is not None:
+        conditions.append(stock_documents.c.status == status.value)
+    with read_snapshot(connection):
+        rows = connection.execute(
+            select(stock_documents).where(*conditions).order_by(key).limit(limit + 1)
+        ).all()
+        found = _with_lines(connection, rows[:limit])
+    return found, (found[-1].doc_id if len(rows) > limit else None)
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def _movements(document: StockDocument) -> list[Movement]:
+    sign = 1 if document.kind is StockDocKind.OTHER_RECEIPT else -1
+    return [
+        Movement(
+            kind=_EVENT_KIND[document.kind],
+            item=line.item_code,
+            location=line.location,
+            qty=sign * line.base_qty,
+            uom=line.base_uom,
+            lot=line.lot,
+            expiry=line.expiry,
+            unit_cost=line.unit_cost,
+            doc_type=document.kind.value,
+            doc_id=document.doc_id,
+            doc_line=line.line_no,
+        )
+        for line in document.lines
+    ]
+
+
+def _book(
+    connection: Connection,
+    document: StockDocument,
+    *,
+    actor: str,
+    now: datetime,
+    projections: Projections | None,
+) -> None:
+    central_events.book(
+        connection,
+        site_id=document.site_id,
+        movements=_movements(document),
+        actor=actor,
+        ref=document.doc_id,
+        now=now,
+        projections=projections,
+    )
+
+
+def create_document(
+    connection: Connection,
+    new: NewStockDocument,
+    *,
+    actor: str,
+    visible: frozenset[str] | None,
+    audit: AuditContext,
+    projections: Projections | None,
+    approval_value: Decimal,
+    claim: IdempotencyClaim | None = None,
+) -> StockDocument:
+    """Record and (unless a write-off must wait) book a document. Raises ``IdempotentReplay``."""
+    if not 1 <= len(new.lines) <= MAX_LINES:
+        raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
+    kind = new.kind
+    now = now_utc()
+    with write_transaction(connection):
+        idempotency.check(connection, claim)
+        check_site(connection, new.site_id, visible)
+        check_reason(connection, new.reason_code, kind.value)
+        central_events.lock_site(connection, new.site_id, now=now)
+        rows: list[dict[str, Any]] = []
+        outbound: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+        value: Decimal | None = _ZERO
+        for index, given in enumerate(new.lines):
+            where = f"lines[{index}]"
+            location = active_location(connection, new.site_id, where, given.location)
+            uom, base, base_uom = base_quantity(
+                connection, where, given.item_code, given.qty, given.uom
+            )
+            expiry = given.expiry
+            if kind is not StockDocKind.OTHER_RECEIPT:
+                outbound[(location, given.item_code, given.lot or "")] += base
+                expiry = lot_expiry(connection, given.item_code, given.lot)
+            if kind is StockDocKind.OTHER_ISSUE:
+                refuse_expired(connection, where, given.item_code, given.lot)
+            cost = unit_cost(connection, given.item_code)
+            if value is not None:
+                value = None if cost is None else value + base * cost
+            rows.append(
+                {
+                    "line_no": index + 1,
+                    "item_code": given.item_code,
+                    "location": location,
+                    "qty": given.qty,
+                    "uom": uom,
+                    "base_qty": base,
+                    "base_uom": base_uom,
+                    "lot": given.lot,
+                    "expiry": expiry,
+                    "unit_cost": cost,
+                }
+            )
+        refuse_short(connection, new.site_id, "lines", outbound)
+        waits = kind is StockDocKind.WRITE_OFF and (value is None or value > approval_value)
+        status = StockDocStatus.PENDING if waits else StockDocStatus.POSTED
+        doc_id = new_document_id(
+            connection,
+            sequence=f"#{kind.value}",
+            prefix=_PREFIX[kind],
+            column=stock_documents.c.doc_id,
+        )
+        connection.execute(
+            insert(stock_documents).values(
+                doc_id=doc_id,
+                kind=kind.value,
+                site_id=new.site_id,
+                reason_code=new.reason_code,
+                status=status.value,
+                note=new.note,
+                value=None if value is None else plain(value),
+                created_by=actor,
+                created_at=now,
+                version=1,
+                updated_at=now,
+            )
+        )
+        connection.execute(
+            insert(stock_document_lines), [{"doc_id": doc_id, **row} for row in rows]
+        )
+        document = _read(connection, doc_id)
+        assert document is not None
+        if status is StockDocStatus.POSTED:
+            _book(connection, document, actor=actor, now=now, projections=projections)
+        idempotency.remember(connection, claim, doc_id, now=now)
+        record(
+            connection,
+            audit,
+            action=f"{kind.value}.create",
+            resource=kind.value,
+            resource_id=doc_id,
+            site_id=new.site_id,
+            after={
+                "reason_code": new.reason_code,
+                "status": status.value,
+                "value": None if value is None else str(plain(value)),
+                "lines": [jsonable(row) for row in rows],
+            },
+            at=now,
+        )
+    return document
+
+
+def decide_write_off(
+    connection: Connection, command: DocCommand, verb: str, *, projections: Projections | None
+) -> StockDocument:
+    """``approve`` (book the scrap events) or ``reject`` a pending write-off; never one's own."""
+    now = now_utc()
+    with write_transaction(connection):
+        idempotency.check(connection, command.claim)
+        site = connection.execute(
+            select(stock_documents.c.site_id).where(
+                stock_documents.c.doc_id == command.doc_id,
+                stock_documents.c.kind == StockDocKind.WRITE_OFF.value,
+            )
+        ).scalar_one_or_none()
+        if site is None or (command.visible is not None and site not in command.visible):
+            raise UnknownDocumentError("write-off", command.doc_id)
+        central_events.lock_site(connection, site, now=now)
+        document = _read(connection, command.doc_id, lock=True)
+        assert document is not None
+        check_version("write-off", document.doc_id, document.version, command.if_match)
+        if document.status is not StockDocStatus.PENDING:
+            raise DocumentStateError("write-off", document.doc_id, document.status, verb, "pending")
+        if document.created_by == command.actor:
+            raise SegregationOfDutiesError("write-off", document.doc_id, command.actor)
+        if verb == "approve":
+            _book(connection, document, actor=command.actor, now=now, projections=projections)
+            status = StockDocStatus.POSTED
+        else:
+            status = StockDocStatus.REJECTED
+        connection.execute(
+            update(stock_documents)
+            .where(stock_documents.c.doc_id == document.doc_id)
+            .values(
+                status=status.value,
+                decided_by=command.actor,
+                decided_at=now,
+                decision_note=command.reason,
+                version=stock_documents.c.version + 1,
+                updated_at=now,
+            )
+        )
+        idempotency.remember(connection, command.claim, document.doc_id, now=now)
+        record(
+            connection,
+            command.audit,
+            action=f"write_off.{verb}",
+            resource="write_off",
+            resource_id=document.doc_id,
+            site_id=document.site_id,
+            before={"status": document.status.value},
+            after={"status": status.value, "reason": command.reason},
+            at=now,
+        )
+        found = _read(connection, document.doc_id)
+        assert found is not None
+    return found
