@@ -11,7 +11,8 @@ column says otherwise, as on purchase order lines.
   command frame serve all three.
 * ``transfer_lots`` is a **projection**: what each transfer line shipped and received per
   lot, summed from the ``transfer_out`` / ``transfer_in`` events that name the line, edge or
-  central alike. In transit is ``shipped − received``; nothing else stores it.
+  central alike. In transit is ``shipped − received − lost`` (``lost``: a short arrival a
+  person resolved as lost); nothing else stores it.
 * ``stock_count_lines`` keep the frozen snapshot (``expected_qty``), the balance when the
   line was counted (``system_qty``: the snapshot plus what moved since) and the count; the
   variance is ``counted − system``, so a movement during the count is never a variance.
@@ -122,6 +123,7 @@ transfer_lots = Table(
     Column("expiry", Date, nullable=True),
     Column("shipped_qty", MicroUnits, nullable=False),
     Column("received_qty", MicroUnits, nullable=False),
+    Column("lost_qty", MicroUnits, nullable=False),
     PrimaryKeyConstraint("transfer_id", "line_no", "lot"),
 )
 

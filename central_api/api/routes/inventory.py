@@ -9,7 +9,7 @@ leaves an audit entry. Values at cost are absent for a role without the financia
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
@@ -20,19 +20,37 @@ from central_api.api.permissions import Requires
 from central_api.api.routes.purchasing import _ERRORS, After, IfMatch, Limit, _answer, _replaying
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.schemas.inventory import (
+    CancelIn,
     DecideIn,
+    InTransitOut,
+    MoveIn,
+    ResolveIn,
     StockDocStatusText,
     StockDocumentIn,
     StockDocumentOut,
     StockDocumentPage,
+    TransferExceptionOut,
+    TransferIn,
+    TransferOut,
+    TransferPage,
+    TransferStatusText,
 )
 from central_api.services import inventory as service
+from central_api.services import transfers
 from central_api.services.audit import AuditContext
 from central_api.services.idempotency import IdempotencyClaim
 from central_api.services.projections import Projections
 from central_api.services.receiving import DocCommand
 from jxc.contract import Code, SiteId
-from jxc.paths import OTHER_ISSUES, OTHER_RECEIPTS, WRITE_OFFS, below_api_root
+from jxc.paths import (
+    OTHER_ISSUES,
+    OTHER_RECEIPTS,
+    STOCK_IN_TRANSIT,
+    TRANSFER_EXCEPTIONS,
+    TRANSFERS,
+    WRITE_OFFS,
+    below_api_root,
+)
 
 DocId = Annotated[Code, Path(description="the document's id, e.g. WO000003")]
 
@@ -232,4 +250,237 @@ write_offs_router = _stock_document_router(
     "otherwise pending until someone else approves.",
 )
 
-routers = [other_receipts_router, other_issues_router, write_offs_router]
+
+# --- transfers ---------------------------------------------------------------------------------
+
+transfers_router = APIRouter(prefix=below_api_root(TRANSFERS), tags=["transfers"])
+TransferId = Annotated[Code, Path(description="the transfer's id, e.g. TR000003")]
+
+
+def _transfer_out(found: transfers.Transfer, response: Response) -> TransferOut:
+    _answer(response, found.version)
+    return TransferOut.model_validate(found)
+
+
+@transfers_router.get("", dependencies=[Requires("transfer.read")], responses=_ERRORS)
+def read_transfers(
+    *,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    site_id: Annotated[SiteId | None, Query(description="either end")] = None,
+    status: Annotated[TransferStatusText | None, Query()] = None,
+    after: After = None,
+    limit: Limit = 100,
+) -> TransferPage:
+    """Transfer orders from or to the caller's sites, by id."""
+    found, next_after = transfers.list_transfers(
+        connection,
+        site_id=site_id,
+        status=None if status is None else transfers.TransferStatus(status),
+        visible=principal.sites,
+        after=after,
+        limit=limit,
+    )
+    return TransferPage(
+        transfers=[TransferOut.model_validate(each) for each in found], next_after=next_after
+    )
+
+
+@transfers_router.post(
+    "",
+    dependencies=[Requires("transfer.create")],
+    responses=_ERRORS,
+    status_code=status.HTTP_201_CREATED,
+)
+def add_transfer(
+    *,
+    body: TransferIn,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    claim: IdempotencyDep,
+    response: Response,
+) -> TransferOut:
+    """A draft transfer order (调拨单) from one of the caller's sites to another site."""
+    found = _replaying(
+        response,
+        lambda: transfers.create_transfer(
+            connection,
+            from_site=body.from_site,
+            to_site=body.to_site,
+            note=body.note,
+            lines=[
+                transfers.TransferLineInput(item_code=line.item_code, qty=line.qty, uom=line.uom)
+                for line in body.lines
+            ],
+            actor=principal.name,
+            visible=principal.sites,
+            audit=audit,
+            claim=claim,
+        ),
+        lambda found_id: transfers.get_transfer(connection, found_id),
+    )
+    return _transfer_out(found, response)
+
+
+@transfers_router.get("/{transfer_id}", dependencies=[Requires("transfer.read")], responses=_ERRORS)
+def read_transfer(
+    transfer_id: TransferId, connection: ConnDep, principal: PrincipalDep, response: Response
+) -> TransferOut:
+    return _transfer_out(
+        transfers.get_transfer(connection, transfer_id, visible=principal.sites), response
+    )
+
+
+def _transfer_command(verb: str, summary: str, body_type: type[MoveIn] | type[CancelIn]) -> None:
+    def command(
+        *,
+        transfer_id: TransferId,
+        body: MoveIn,
+        request: Request,
+        connection: ConnDep,
+        principal: PrincipalDep,
+        audit: AuditDep,
+        claim: IdempotencyDep,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> TransferOut:
+        picks = [
+            transfers.Pick(line_no=each.line_no, location=each.location, lot=each.lot, qty=each.qty)
+            for each in getattr(body, "lines", [])
+        ]
+        order = transfers.MoveCommand(
+            command=doc_command(
+                transfer_id,
+                principal,
+                if_match=if_match,
+                audit=audit,
+                claim=claim,
+                reason=getattr(body, "reason", None),
+            ),
+            picks=picks,
+        )
+        found = _replaying(
+            response,
+            lambda: transfers.move_transfer(
+                connection, order, verb, projections=projections_of(request)
+            ),
+            lambda found_id: transfers.get_transfer(connection, found_id),
+        )
+        return _transfer_out(found, response)
+
+    command.__name__ = f"{verb}_transfer"
+    command.__annotations__["body"] = body_type  # cancel and approve take a reason only
+    command.__doc__ = summary
+    transfers_router.post(
+        f"/{{transfer_id}}/{verb}",
+        dependencies=[Requires(f"transfer.{verb}")],
+        responses=_ERRORS,
+    )(command)
+
+
+_transfer_command("approve", "A draft transfer approved (not by its creator).", CancelIn)
+_transfer_command("cancel", "A draft or approved transfer cancelled; nothing shipped.", CancelIn)
+_transfer_command(
+    "ship",
+    "What leaves the sending site, per line, location and lot: transfer_out events there; "
+    "the goods are in transit. Never an expired lot.",
+    MoveIn,
+)
+_transfer_command(
+    "receive",
+    "What arrived at the receiving site, per line, location and lot: transfer_in events "
+    "there; every difference from what left becomes an exception with both quantities.",
+    MoveIn,
+)
+
+
+exceptions_router = APIRouter(prefix=below_api_root(TRANSFER_EXCEPTIONS), tags=["transfers"])
+
+
+@exceptions_router.get("", dependencies=[Requires("transfer.read")], responses=_ERRORS)
+def read_transfer_exceptions(
+    *,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    transfer_id: Annotated[Code | None, Query()] = None,
+    status: Annotated[Literal["open", "resolved"] | None, Query()] = None,
+    site_id: Annotated[SiteId | None, Query(description="either end")] = None,
+) -> list[TransferExceptionOut]:
+    """Differences on arrival (short, over, wrong lot), oldest first, at most 1000."""
+    return [
+        TransferExceptionOut.model_validate(each)
+        for each in transfers.list_exceptions(
+            connection,
+            transfer_id=transfer_id,
+            status=status,
+            site_id=site_id,
+            visible=principal.sites,
+        )
+    ]
+
+
+@exceptions_router.post(
+    "/{exception_id}/resolve",
+    dependencies=[Requires("transfer_exception.resolve")],
+    responses=_ERRORS,
+)
+def resolve_transfer_exception(
+    *,
+    exception_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    body: ResolveIn,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    claim: IdempotencyDep,
+    response: Response,
+    lost: Annotated[bool, Query(description="a short arrival: the missing goods are lost")] = False,
+) -> TransferExceptionOut:
+    """Close an arrival exception with what was found out."""
+    found = _replaying(
+        response,
+        lambda: transfers.resolve_exception(
+            connection,
+            exception_id,
+            resolution=body.resolution,
+            lost=lost,
+            actor=principal.name,
+            visible=principal.sites,
+            audit=audit,
+            claim=claim,
+        ),
+        lambda found_id: transfers.get_exception(
+            connection, int(found_id), visible=principal.sites
+        ),
+    )
+    return TransferExceptionOut.model_validate(found)
+
+
+in_transit_router = APIRouter(prefix=below_api_root(STOCK_IN_TRANSIT), tags=["stock"])
+
+
+@in_transit_router.get("", dependencies=[Requires("transfer.read")], responses=_ERRORS)
+def read_in_transit(
+    *,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    site_id: Annotated[SiteId | None, Query(description="either end")] = None,
+    item: Annotated[Code | None, Query()] = None,
+) -> list[InTransitOut]:
+    """Goods in transit (shipped, not yet received) per transfer, line and lot."""
+    return [
+        InTransitOut.model_validate(each)
+        for each in transfers.in_transit(
+            connection, site_id=site_id, item_code=item, visible=principal.sites
+        )
+    ]
+
+
+routers = [
+    other_receipts_router,
+    other_issues_router,
+    write_offs_router,
+    in_transit_router,
+    transfers_router,
+    exceptions_router,
+]

@@ -150,6 +150,7 @@ def upgrade() -> None:
         sa.Column("expiry", sa.Date(), nullable=True),
         _money("shipped_qty"),
         _money("received_qty"),
+        _money("lost_qty"),
         sa.PrimaryKeyConstraint("transfer_id", "line_no", "lot", name="pk_transfer_lots"),
     )
     op.create_table(
