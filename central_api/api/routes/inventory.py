@@ -20,11 +20,18 @@ from central_api.api.permissions import Requires
 from central_api.api.routes.purchasing import _ERRORS, After, IfMatch, Limit, _answer, _replaying
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.schemas.inventory import (
+    AccuracyOut,
     CancelIn,
+    CountEntriesIn,
+    CountIn,
+    CountOut,
+    CountPage,
+    CountStatusText,
     DecideIn,
     InTransitOut,
     MoveIn,
     ResolveIn,
+    SheetOut,
     StockDocStatusText,
     StockDocumentIn,
     StockDocumentOut,
@@ -35,16 +42,18 @@ from central_api.schemas.inventory import (
     TransferPage,
     TransferStatusText,
 )
+from central_api.services import counts, transfers
 from central_api.services import inventory as service
-from central_api.services import transfers
 from central_api.services.audit import AuditContext
 from central_api.services.idempotency import IdempotencyClaim
 from central_api.services.projections import Projections
 from central_api.services.receiving import DocCommand
 from jxc.contract import Code, SiteId
 from jxc.paths import (
+    COUNT_ACCURACY,
     OTHER_ISSUES,
     OTHER_RECEIPTS,
+    STOCK_COUNTS,
     STOCK_IN_TRANSIT,
     TRANSFER_EXCEPTIONS,
     TRANSFERS,
@@ -476,6 +485,217 @@ def read_in_transit(
     ]
 
 
+# --- stock counts --------------------------------------------------------------------------------
+
+counts_router = APIRouter(prefix=below_api_root(STOCK_COUNTS), tags=["stock counts"])
+CountId = Annotated[Code, Path(description="the count session's id, e.g. SC000003")]
+
+
+def _count_out(found: counts.StockCount, response: Response) -> CountOut:
+    _answer(response, found.version)
+    return CountOut.model_validate(found)
+
+
+def _sheet_out(found: counts.StockCount, response: Response) -> SheetOut:
+    """The counter's view: no expected or system quantity, no variance."""
+    _answer(response, found.version)
+    return SheetOut.model_validate(
+        {
+            "count_id": found.count_id,
+            "site_id": found.site_id,
+            "status": found.status.value,
+            "version": found.version,
+            "lines": [vars_of_line(line) for line in found.lines],
+        }
+    )
+
+
+def vars_of_line(line: counts.CountLine) -> dict[str, Any]:
+    return {
+        "line_no": line.line_no,
+        "location": line.location,
+        "item_code": line.item_code,
+        "lot": line.lot,
+        "uom": line.uom,
+        "counted_qty": line.counted_qty,
+        "recount": line.recount,
+    }
+
+
+@counts_router.get(
+    below_api_root(COUNT_ACCURACY).removeprefix(below_api_root(STOCK_COUNTS)),
+    dependencies=[Requires("stock_count.read")],
+    responses=_ERRORS,
+)
+def read_count_accuracy(
+    *,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    site_id: Annotated[SiteId | None, Query()] = None,
+) -> list[AccuracyOut]:
+    """Count accuracy per site over posted sessions: lines counted right / lines counted."""
+    return [
+        AccuracyOut(
+            site_id=each.site_id,
+            sessions=each.sessions,
+            lines_counted=each.lines_counted,
+            lines_right=each.lines_right,
+            accuracy=each.accuracy,
+        )
+        for each in counts.accuracy(connection, site_id=site_id, visible=principal.sites)
+    ]
+
+
+@counts_router.get("", dependencies=[Requires("stock_count.read")], responses=_ERRORS)
+def read_counts(
+    *,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    site_id: Annotated[SiteId | None, Query()] = None,
+    status: Annotated[CountStatusText | None, Query()] = None,
+    after: After = None,
+    limit: Limit = 100,
+) -> CountPage:
+    """Count sessions with expected quantities and variances (reviewers)."""
+    found, next_after = counts.list_counts(
+        connection,
+        site_id=site_id,
+        status=None if status is None else counts.CountStatus(status),
+        visible=principal.sites,
+        after=after,
+        limit=limit,
+    )
+    return CountPage(
+        counts=[CountOut.model_validate(each) for each in found], next_after=next_after
+    )
+
+
+@counts_router.post(
+    "",
+    dependencies=[Requires("stock_count.create")],
+    responses=_ERRORS,
+    status_code=status.HTTP_201_CREATED,
+)
+def add_count(
+    *,
+    body: CountIn,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    claim: IdempotencyDep,
+    response: Response,
+) -> CountOut:
+    """Open a count session (盘点): the site's (or the location range's) balances now are
+    its snapshot."""
+    found = _replaying(
+        response,
+        lambda: counts.open_count(
+            connection,
+            site_id=body.site_id,
+            location_from=body.location_from,
+            location_to=body.location_to,
+            note=body.note,
+            actor=principal.name,
+            visible=principal.sites,
+            audit=audit,
+            claim=claim,
+        ),
+        lambda found_id: counts.get_count(connection, found_id),
+    )
+    return _count_out(found, response)
+
+
+@counts_router.get("/{count_id}", dependencies=[Requires("stock_count.read")], responses=_ERRORS)
+def read_count(
+    count_id: CountId, connection: ConnDep, principal: PrincipalDep, response: Response
+) -> CountOut:
+    return _count_out(counts.get_count(connection, count_id, visible=principal.sites), response)
+
+
+@counts_router.get(
+    "/{count_id}/sheet", dependencies=[Requires("stock_count.count")], responses=_ERRORS
+)
+def read_count_sheet(
+    count_id: CountId, connection: ConnDep, principal: PrincipalDep, response: Response
+) -> SheetOut:
+    """The counter's sheet: where and what to count, never how many are expected."""
+    return _sheet_out(counts.get_count(connection, count_id, visible=principal.sites), response)
+
+
+def _count_route(verb: str, action: str, summary: str, *, blind: bool) -> None:
+    def command(
+        *,
+        count_id: CountId,
+        body: CountEntriesIn,
+        request: Request,
+        connection: ConnDep,
+        principal: PrincipalDep,
+        audit: AuditDep,
+        claim: IdempotencyDep,
+        settings: SettingsDep,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> Any:
+        order = counts.CountCommand(
+            command=doc_command(
+                count_id,
+                principal,
+                if_match=if_match,
+                audit=audit,
+                claim=claim,
+                reason=getattr(body, "reason", None),
+            ),
+            entries=[
+                counts.CountEntry(
+                    location=each.location, item_code=each.item_code, lot=each.lot, qty=each.qty
+                )
+                for each in getattr(body, "entries", [])
+            ],
+            recount_percent=settings.count_recount_percent,
+        )
+        found = _replaying(
+            response,
+            lambda: counts.count_command(
+                connection, order, verb, projections=projections_of(request)
+            ),
+            lambda found_id: counts.get_count(connection, found_id),
+        )
+        return _sheet_out(found, response) if blind else _count_out(found, response)
+
+    command.__name__ = f"{verb}_stock_count"
+    command.__doc__ = summary
+    command.__annotations__["body"] = CountEntriesIn if verb == "count" else CancelIn
+    command.__annotations__["return"] = SheetOut if blind else CountOut
+    counts_router.post(
+        f"/{{count_id}}/{'counts' if verb == 'count' else verb}",
+        dependencies=[Requires(action)],
+        responses=_ERRORS,
+    )(command)
+
+
+_count_route(
+    "count",
+    "stock_count.count",
+    "Counted quantities (in the item's base unit) by location, item and lot; answered "
+    "with the blind sheet.",
+    blind=True,
+)
+_count_route(
+    "submit",
+    "stock_count.count",
+    "Counting done: lines beyond the recount threshold are marked for a second count, "
+    "else the session goes to review. Answered with the blind sheet.",
+    blind=True,
+)
+_count_route(
+    "approve",
+    "stock_count.approve",
+    "Variances approved (not by a counter of the session): adjustments booked, dated at "
+    "the snapshot.",
+    blind=False,
+)
+_count_route("cancel", "stock_count.create", "The session dropped; nothing is booked.", blind=False)
+
 routers = [
     other_receipts_router,
     other_issues_router,
@@ -483,4 +703,5 @@ routers = [
     in_transit_router,
     transfers_router,
     exceptions_router,
+    counts_router,
 ]
