@@ -38,39 +38,36 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, case, func, insert, select, update
 
-from central_api.core.db import write_transaction
 from central_api.errors import ConflictError, ForbiddenError, InvalidError
 from central_api.models.inventory import stock_count_lines, stock_counts
 from central_api.models.items import items
 from central_api.models.stock import NO_LOT, stock_balances
-from central_api.services import central_events, idempotency
-from central_api.services.audit import AuditContext, record
+from central_api.services import central_events
+from central_api.services.audit import AuditContext
 from central_api.services.central_events import Movement
+from central_api.services.documents import (
+    DocCommand,
+    check_site,
+    check_state,
+    document_write,
+    fetch_document,
+    locked_document,
+    new_document_id,
+    plain,
+    read_page,
+    utc,
+)
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
-from central_api.services.inventory import (
-    active_location,
-    check_site,
-    lot_expiry,
-    page_conditions,
-)
+from central_api.services.inventory import active_location, lot_expiry, page_conditions
 from central_api.services.projections import Projections
-from central_api.services.purchasing import (
-    DocumentStateError,
-    UnknownDocumentError,
-    check_version,
-    new_document_id,
-    now_utc,
-    plain,
-)
-from central_api.services.receiving import DocCommand
 from jxc.contract import EventKind
 
 STOCK_COUNT = "stock_count"
@@ -213,11 +210,7 @@ def _read(connection: Connection, count_id: str, *, lock: bool = False) -> Stock
 def get_count(
     connection: Connection, count_id: str, *, visible: frozenset[str] | None = None
 ) -> StockCount:
-    with read_snapshot(connection):
-        found = _read(connection, count_id)
-    if found is None or (visible is not None and found.site_id not in visible):
-        raise UnknownDocumentError(_KIND, count_id)
-    return found
+    return fetch_document(connection, _read, _KIND, count_id, visible)
 
 
 def list_counts(
@@ -235,12 +228,14 @@ def list_counts(
     )
     if status is not None:
         conditions.append(stock_counts.c.status == status.value)
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(stock_counts).where(*conditions).order_by(key).limit(limit + 1)
-        ).all()
-        found = _with_lines(connection, rows[:limit])
-    return found, (found[-1].count_id if len(rows) > limit else None)
+    return read_page(
+        connection,
+        stock_counts,
+        key,
+        conditions,
+        limit=limit,
+        build=lambda rows: _with_lines(connection, rows),
+    )
 
 
 def accuracy(
@@ -301,9 +296,10 @@ def open_count(
     """A session with its snapshot. Raises ``IdempotentReplay``."""
     if location_from is not None and location_to is not None and location_from > location_to:
         raise InvalidError("location_to: the range ends before it starts")
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
+    with document_write(
+        connection, action="stock_count.create", audit=audit, claim=claim
+    ) as written:
+        now = written.now
         check_site(connection, site_id, visible)
         central_events.lock_site(connection, site_id, now=now)
         conditions = [stock_balances.c.site_id == site_id, stock_balances.c.qty != 0]
@@ -357,17 +353,8 @@ def open_count(
                     for index, row in enumerate(snapshot)
                 ],
             )
-        idempotency.remember(connection, claim, count_id, now=now)
-        record(
-            connection,
-            audit,
-            action="stock_count.create",
-            resource="stock_count",
-            resource_id=count_id,
-            site_id=site_id,
-            after={"from": location_from, "to": location_to, "lines": len(snapshot)},
-            at=now,
-        )
+        written.doc_id, written.site_id = count_id, site_id
+        written.after = {"from": location_from, "to": location_to, "lines": len(snapshot)}
         found = _read(connection, count_id)
         assert found is not None
     return found
@@ -381,23 +368,19 @@ class CountCommand:
 
 
 def _locked(connection: Connection, command: DocCommand, now: datetime) -> StockCount:
+    """The session locked after its site's stream (the order a push takes them in)."""
     site = connection.execute(
         select(stock_counts.c.site_id).where(stock_counts.c.count_id == command.doc_id)
     ).scalar_one_or_none()
-    if site is None or (command.visible is not None and site not in command.visible):
-        raise UnknownDocumentError(_KIND, command.doc_id)
-    central_events.lock_site(connection, site, now=now)
-    found = _read(connection, command.doc_id, lock=True)
-    assert found is not None
-    check_version(_KIND, found.count_id, found.version, command.if_match)
-    return found
+    if site is not None:
+        central_events.lock_site(connection, site, now=now)
+    return locked_document(
+        connection, _read, _KIND, command.doc_id, command.visible, if_match=command.if_match
+    )
 
 
 def _require(count: StockCount, verb: str, *allowed: CountStatus) -> None:
-    if count.status not in allowed:
-        raise DocumentStateError(
-            _KIND, count.count_id, count.status, verb, " or ".join(state.value for state in allowed)
-        )
+    check_state(_KIND, count.count_id, count.status, verb, frozenset(allowed))
 
 
 def _in_range(count: StockCount, location: str) -> bool:
@@ -555,7 +538,7 @@ def _approve(
         ref=count.count_id,
         now=now,
         projections=projections,
-        occurred_at=_aware(count.snapshot_at),
+        occurred_at=utc(count.snapshot_at),
     )
     return {
         "status": CountStatus.POSTED.value,
@@ -563,19 +546,15 @@ def _approve(
     }
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; the ledger wants them in UTC, as they were stored."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def count_command(
     connection: Connection, order: CountCommand, verb: str, *, projections: Projections | None
 ) -> StockCount:
     """``count`` (enter quantities), ``submit``, ``approve`` or ``cancel``."""
     command = order.command
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, command.claim)
+    with document_write(
+        connection, action=f"stock_count.{verb}", audit=command.audit, claim=command.claim
+    ) as written:
+        now = written.now
         count = _locked(connection, command, now)
         values: dict[str, Any] = {}
         if verb == "count":
@@ -602,18 +581,9 @@ def count_command(
             .where(stock_counts.c.count_id == count.count_id)
             .values(version=stock_counts.c.version + 1, updated_at=now, **values)
         )
-        idempotency.remember(connection, command.claim, count.count_id, now=now)
-        record(
-            connection,
-            command.audit,
-            action=f"stock_count.{verb}",
-            resource="stock_count",
-            resource_id=count.count_id,
-            site_id=count.site_id,
-            before={"status": count.status.value},
-            after=outcome,
-            at=now,
-        )
         found = _read(connection, count.count_id)
         assert found is not None
+        written.doc_id, written.site_id = found.count_id, found.site_id
+        written.before = {"status": count.status.value, "version": count.version}
+        written.after = {**outcome, "version": found.version}
     return found

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -33,32 +33,35 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, union_all, update
 
-from central_api.core.db import write_transaction
-from central_api.errors import ConflictError, ForbiddenError, InvalidError
+from central_api.errors import ConflictError, InvalidError
 from central_api.models.inventory import stock_document_lines, stock_documents
 from central_api.models.items import items
 from central_api.models.ledger import central_events as central_events_table
 from central_api.models.ledger import ledger_events
-from central_api.models.master import locations, reference_entries, sites
-from central_api.services import central_events, idempotency
-from central_api.services.audit import AuditContext, record
+from central_api.models.master import locations, reference_entries
+from central_api.services import central_events
+from central_api.services.audit import AuditContext
 from central_api.services.central_events import Movement
-from central_api.services.feed import read_snapshot
-from central_api.services.idempotency import IdempotencyClaim
-from central_api.services.projections import Projections
-from central_api.services.purchasing import (
+from central_api.services.documents import (
     MAX_LINES,
-    MAX_PAGE,
-    DocumentStateError,
+    DocCommand,
     SegregationOfDutiesError,
-    UnknownDocumentError,
     base_quantity,
-    check_version,
+    check_limit,
+    check_site,
+    check_state,
+    document_write,
+    fetch_document,
+    locked_document,
+    moved,
     new_document_id,
     now_utc,
     plain,
+    read_page,
+    site_conditions,
 )
-from central_api.services.receiving import DocCommand
+from central_api.services.idempotency import IdempotencyClaim
+from central_api.services.projections import Projections
 from central_api.services.sales import acceptable
 from jxc.contract import EventKind
 
@@ -89,6 +92,7 @@ _EVENT_KIND = {
     StockDocKind.OTHER_ISSUE: EventKind.ISSUE,
     StockDocKind.WRITE_OFF: EventKind.SCRAP,
 }
+_PENDING = frozenset({StockDocStatus.PENDING})
 _NAME = {
     StockDocKind.OTHER_RECEIPT: "other receipt",
     StockDocKind.OTHER_ISSUE: "other issue",
@@ -151,17 +155,6 @@ class NewStockDocument:
 
 
 # --- checks every inventory document shares --------------------------------------------
-
-
-def check_site(connection: Connection, site_id: str, visible: frozenset[str] | None) -> None:
-    """A document for another user's site is a 403; an unknown site a 422."""
-    if visible is not None and site_id not in visible:
-        raise ForbiddenError(f"site_id: site {site_id} is outside your sites")
-    if (
-        connection.execute(select(sites.c.site_id).where(sites.c.site_id == site_id)).first()
-        is None
-    ):
-        raise InvalidError(f"site_id: site {site_id!r} does not exist")
 
 
 def check_reason(connection: Connection, code: str, applies_to: str) -> None:
@@ -251,17 +244,12 @@ def page_conditions(
     visible: frozenset[str] | None,
     limit: int,
 ) -> list[Any]:
-    """Paging by id and the caller's site scope, as every list of documents does."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be within 1..{MAX_PAGE}")
-    conditions: list[Any] = [] if after is None else [key > after]
-    if site_id is not None:
-        if visible is not None and site_id not in visible:
-            raise ForbiddenError(f"site_id: site {site_id} is outside your sites")
-        conditions.append(site_column == site_id)
-    elif visible is not None:
-        conditions.append(site_column.in_(sorted(visible)))
-    return conditions
+    """The frame's site filter and page limit, and the cursor: ids after ``after``."""
+    check_limit(limit)
+    return [
+        *site_conditions(site_column, site_id, visible),
+        *([] if after is None else [key > after]),
+    ]
 
 
 def jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -328,6 +316,16 @@ def _read(connection: Connection, doc_id: str, *, lock: bool = False) -> StockDo
     return _with_lines(connection, rows)[0] if rows else None
 
 
+def _reader(kind: StockDocKind) -> Callable[..., StockDocument | None]:
+    """``_read`` of one kind only: an issue's id on the receipts' route does not exist."""
+
+    def read(connection: Connection, doc_id: str, *, lock: bool = False) -> StockDocument | None:
+        found = _read(connection, doc_id, lock=lock)
+        return found if found is not None and found.kind is kind else None
+
+    return read
+
+
 def get_document(
     connection: Connection,
     kind: StockDocKind,
@@ -335,15 +333,7 @@ def get_document(
     *,
     visible: frozenset[str] | None = None,
 ) -> StockDocument:
-    with read_snapshot(connection):
-        found = _read(connection, doc_id)
-    if (
-        found is None
-        or found.kind is not kind
-        or (visible is not None and found.site_id not in visible)
-    ):
-        raise UnknownDocumentError(_NAME[kind], doc_id)
-    return found
+    return fetch_document(connection, _reader(kind), _NAME[kind], doc_id, visible)
 
 
 def list_documents(
@@ -363,12 +353,14 @@ def list_documents(
     conditions.append(stock_documents.c.kind == kind.value)
     if status is not None:
         conditions.append(stock_documents.c.status == status.value)
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(stock_documents).where(*conditions).order_by(key).limit(limit + 1)
-        ).all()
-        found = _with_lines(connection, rows[:limit])
-    return found, (found[-1].doc_id if len(rows) > limit else None)
+    return read_page(
+        connection,
+        stock_documents,
+        key,
+        conditions,
+        limit=limit,
+        build=lambda rows: _with_lines(connection, rows),
+    )
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -428,9 +420,10 @@ def create_document(
     if not 1 <= len(new.lines) <= MAX_LINES:
         raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
     kind = new.kind
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
+    with document_write(
+        connection, action=f"{kind.value}.create", audit=audit, claim=claim
+    ) as written:
+        now = written.now
         check_site(connection, new.site_id, visible)
         check_reason(connection, new.reason_code, kind.value)
         central_events.lock_site(connection, new.site_id, now=now)
@@ -497,22 +490,13 @@ def create_document(
         assert document is not None
         if status is StockDocStatus.POSTED:
             _book(connection, document, actor=actor, now=now, projections=projections)
-        idempotency.remember(connection, claim, doc_id, now=now)
-        record(
-            connection,
-            audit,
-            action=f"{kind.value}.create",
-            resource=kind.value,
-            resource_id=doc_id,
-            site_id=new.site_id,
-            after={
-                "reason_code": new.reason_code,
-                "status": status.value,
-                "value": None if value is None else str(plain(value)),
-                "lines": [jsonable(row) for row in rows],
-            },
-            at=now,
-        )
+        written.doc_id, written.site_id = doc_id, new.site_id
+        written.after = {
+            "reason_code": new.reason_code,
+            "status": status.value,
+            "value": None if value is None else str(plain(value)),
+            "lines": [jsonable(row) for row in rows],
+        }
     return document
 
 
@@ -520,23 +504,25 @@ def decide_write_off(
     connection: Connection, command: DocCommand, verb: str, *, projections: Projections | None
 ) -> StockDocument:
     """``approve`` (book the scrap events) or ``reject`` a pending write-off; never one's own."""
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, command.claim)
+    with document_write(
+        connection, action=f"write_off.{verb}", audit=command.audit, claim=command.claim
+    ) as written:
+        now = written.now
         site = connection.execute(
-            select(stock_documents.c.site_id).where(
-                stock_documents.c.doc_id == command.doc_id,
-                stock_documents.c.kind == StockDocKind.WRITE_OFF.value,
-            )
+            select(stock_documents.c.site_id).where(stock_documents.c.doc_id == command.doc_id)
         ).scalar_one_or_none()
-        if site is None or (command.visible is not None and site not in command.visible):
-            raise UnknownDocumentError("write-off", command.doc_id)
-        central_events.lock_site(connection, site, now=now)
-        document = _read(connection, command.doc_id, lock=True)
-        assert document is not None
-        check_version("write-off", document.doc_id, document.version, command.if_match)
-        if document.status is not StockDocStatus.PENDING:
-            raise DocumentStateError("write-off", document.doc_id, document.status, verb, "pending")
+        if site is not None:
+            central_events.lock_site(connection, site, now=now)
+        read = _reader(StockDocKind.WRITE_OFF)
+        document = locked_document(
+            connection,
+            read,
+            "write-off",
+            command.doc_id,
+            command.visible,
+            if_match=command.if_match,
+        )
+        check_state("write-off", document.doc_id, document.status, verb, _PENDING)
         if document.created_by == command.actor:
             raise SegregationOfDutiesError("write-off", document.doc_id, command.actor)
         if verb == "approve":
@@ -556,18 +542,8 @@ def decide_write_off(
                 updated_at=now,
             )
         )
-        idempotency.remember(connection, command.claim, document.doc_id, now=now)
-        record(
-            connection,
-            command.audit,
-            action=f"write_off.{verb}",
-            resource="write_off",
-            resource_id=document.doc_id,
-            site_id=document.site_id,
-            before={"status": document.status.value},
-            after={"status": status.value, "reason": command.reason},
-            at=now,
-        )
-        found = _read(connection, document.doc_id)
+        found = read(connection, document.doc_id)
         assert found is not None
+        written.doc_id, written.site_id = found.doc_id, found.site_id
+        written.before, written.after = moved(document, found, command.reason)
     return found

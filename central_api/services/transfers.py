@@ -41,7 +41,6 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, or_, select, type_coerce, update
 
-from central_api.core.db import write_transaction
 from central_api.errors import ConflictError, ForbiddenError, InvalidError
 from central_api.models.base import MicroUnits
 from central_api.models.inventory import (
@@ -50,35 +49,38 @@ from central_api.models.inventory import (
     transfer_lots,
     transfer_orders,
 )
-from central_api.services import central_events, idempotency
-from central_api.services.audit import AuditContext, record
+from central_api.services import central_events
+from central_api.services.audit import AuditContext
 from central_api.services.central_events import Movement, ledger_union
+from central_api.services.documents import (
+    MAX_LINES,
+    DocCommand,
+    SegregationOfDutiesError,
+    UnknownDocumentError,
+    base_quantity,
+    check_limit,
+    check_site,
+    check_state,
+    check_version,
+    document_write,
+    moved,
+    new_document_id,
+    plain,
+    read_page,
+)
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
 from central_api.services.inventory import (
     active_location,
-    check_site,
     jsonable,
     lot_expiry,
-    page_conditions,
     refuse_expired,
 )
 from central_api.services.projections import AcceptedEvents, Projections
-from central_api.services.purchasing import (
-    MAX_LINES,
-    DocumentStateError,
-    SegregationOfDutiesError,
-    UnknownDocumentError,
-    base_quantity,
-    check_version,
-    new_document_id,
-    now_utc,
-    plain,
-)
-from central_api.services.receiving import DocCommand
 from jxc.contract import EventKind
 
 NAME = "transfer_progress"
+_OPEN = frozenset({"open"})
 TRANSFER_ORDER = "transfer_order"
 _ZERO = Decimal(0)
 _KIND = "transfer order"
@@ -163,6 +165,12 @@ class Transfer:
     version: int
     updated_at: datetime
     lines: list[TransferLine] = field(default_factory=list)
+
+    @property
+    def site_id(self) -> str:
+        """The sending site: the one the transfer's audit entries are filed under. Users
+        of either end see the transfer (:func:`_sees`), not only this one's."""
+        return self.from_site
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,18 +318,20 @@ def list_transfers(
     limit: int,
 ) -> tuple[list[Transfer], str | None]:
     key = transfer_orders.c.transfer_id
-    conditions = page_conditions(
-        transfer_orders.c.from_site, key, after=after, site_id=None, visible=None, limit=limit
-    )
-    conditions += _either_end(site_id, visible)
+    check_limit(limit)
+    conditions = _either_end(site_id, visible)
+    if after is not None:
+        conditions.append(key > after)
     if status is not None:
         conditions.append(transfer_orders.c.status == status.value)
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(transfer_orders).where(*conditions).order_by(key).limit(limit + 1)
-        ).all()
-        found = _with_lines(connection, rows[:limit])
-    return found, (found[-1].transfer_id if len(rows) > limit else None)
+    return read_page(
+        connection,
+        transfer_orders,
+        key,
+        conditions,
+        limit=limit,
+        build=lambda rows: _with_lines(connection, rows),
+    )
 
 
 def in_transit(
@@ -396,9 +406,8 @@ def create_transfer(
         raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
     if from_site == to_site:
         raise InvalidError("to_site: a transfer goes to another site")
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
+    with document_write(connection, action="transfer.create", audit=audit, claim=claim) as written:
+        now = written.now
         check_site(connection, from_site, visible)
         check_site(connection, to_site, None)
         rows = []
@@ -436,17 +445,8 @@ def create_transfer(
         connection.execute(
             insert(transfer_lines), [{"transfer_id": transfer_id, **row} for row in rows]
         )
-        idempotency.remember(connection, claim, transfer_id, now=now)
-        record(
-            connection,
-            audit,
-            action="transfer.create",
-            resource="transfer",
-            resource_id=transfer_id,
-            site_id=from_site,
-            after={"to_site": to_site, "lines": [jsonable(row) for row in rows]},
-            at=now,
-        )
+        written.doc_id, written.site_id = transfer_id, from_site
+        written.after = {"to_site": to_site, "lines": [jsonable(row) for row in rows]}
         found = _read(connection, transfer_id)
         assert found is not None
     return found
@@ -460,11 +460,11 @@ class MoveCommand:
     picks: Sequence[Pick] = ()
 
 
-_FROM: dict[str, tuple[TransferStatus, ...]] = {
-    "approve": (TransferStatus.DRAFT,),
-    "cancel": (TransferStatus.DRAFT, TransferStatus.APPROVED),
-    "ship": (TransferStatus.APPROVED,),
-    "receive": (TransferStatus.SHIPPED,),
+_FROM: dict[str, frozenset[TransferStatus]] = {
+    "approve": frozenset({TransferStatus.DRAFT}),
+    "cancel": frozenset({TransferStatus.DRAFT, TransferStatus.APPROVED}),
+    "ship": frozenset({TransferStatus.APPROVED}),
+    "receive": frozenset({TransferStatus.SHIPPED}),
 }
 _TO = {
     "approve": TransferStatus.APPROVED,
@@ -479,9 +479,10 @@ def move_transfer(
 ) -> Transfer:
     """``approve``, ``cancel``, ``ship`` or ``receive``, in one write transaction."""
     command = order.command
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, command.claim)
+    with document_write(
+        connection, action=f"transfer.{verb}", audit=command.audit, claim=command.claim
+    ) as written:
+        now = written.now
         head = connection.execute(
             select(transfer_orders.c.from_site, transfer_orders.c.to_site).where(
                 transfer_orders.c.transfer_id == command.doc_id
@@ -498,14 +499,7 @@ def move_transfer(
         transfer = _read(connection, command.doc_id, lock=True)
         assert transfer is not None
         check_version(_KIND, transfer.transfer_id, transfer.version, command.if_match)
-        if transfer.status not in _FROM[verb]:
-            raise DocumentStateError(
-                _KIND,
-                transfer.transfer_id,
-                transfer.status,
-                verb,
-                " or ".join(state.value for state in _FROM[verb]),
-            )
+        check_state(_KIND, transfer.transfer_id, transfer.status, verb, _FROM[verb])
         values: dict[str, Any] = {"status": _TO[verb].value}
         raised: list[dict[str, Any]] = []
         if verb == "approve":
@@ -528,25 +522,14 @@ def move_transfer(
             .where(transfer_orders.c.transfer_id == transfer.transfer_id)
             .values(version=transfer_orders.c.version + 1, updated_at=now, **values)
         )
-        idempotency.remember(connection, command.claim, transfer.transfer_id, now=now)
         found = _read(connection, transfer.transfer_id)
         assert found is not None
-        record(
-            connection,
-            command.audit,
-            action=f"transfer.{verb}",
-            resource="transfer",
-            resource_id=transfer.transfer_id,
-            site_id=end or transfer.from_site,
-            before={"status": transfer.status.value},
-            after={
-                "status": found.status.value,
-                "reason": command.reason,
-                "picks": [jsonable(vars_of(pick)) for pick in order.picks],
-                "exceptions": [jsonable(row) for row in raised],
-            },
-            at=now,
-        )
+        written.doc_id, written.site_id = found.transfer_id, end or found.from_site
+        written.before, written.after = moved(transfer, found, command.reason)
+        written.after |= {
+            "picks": [jsonable(vars_of(pick)) for pick in order.picks],
+            "exceptions": [jsonable(row) for row in raised],
+        }
     return found
 
 
@@ -757,9 +740,10 @@ def resolve_exception(
 ) -> TransferException:
     """Close an exception with what a person found out. ``lost`` (a short only) takes the
     missing quantity out of transit: it arrived nowhere and is a loss."""
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
+    with document_write(
+        connection, action="transfer_exception.resolve", audit=audit, claim=claim
+    ) as written:
+        now = written.now
         row = connection.execute(
             _exceptions_query(visible, None)
             .where(transfer_exceptions.c.exception_id == exception_id)
@@ -767,10 +751,7 @@ def resolve_exception(
         ).one_or_none()
         if row is None:
             raise UnknownDocumentError("transfer exception", str(exception_id))
-        if row.status != "open":
-            raise DocumentStateError(
-                "transfer exception", str(exception_id), row.status, "resolve", "open"
-            )
+        check_state("transfer exception", str(exception_id), row.status, "resolve", _OPEN)
         if lost and row.kind != "short":
             raise ConflictError(f"only a short arrival can be lost, this one is {row.kind}")
         if lost:
@@ -788,18 +769,9 @@ def resolve_exception(
             .where(transfer_exceptions.c.exception_id == exception_id)
             .values(status="resolved", resolved_by=actor, resolved_at=now, resolution=resolution)
         )
-        idempotency.remember(connection, claim, str(exception_id), now=now)
-        record(
-            connection,
-            audit,
-            action="transfer_exception.resolve",
-            resource="transfer_exception",
-            resource_id=str(exception_id),
-            site_id=None,
-            before={"status": row.status},
-            after={"status": "resolved", "resolution": resolution, "lost": lost},
-            at=now,
-        )
+        written.doc_id = str(exception_id)
+        written.before = {"status": row.status}
+        written.after = {"status": "resolved", "resolution": resolution, "lost": lost}
         found = connection.execute(
             select(transfer_exceptions).where(transfer_exceptions.c.exception_id == exception_id)
         ).one()

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from central_api.models import audit_log, central_events
-from central_api.services.purchasing import now_utc
+from central_api.services.documents import now_utc
 from jxc.paths import OTHER_ISSUES, OTHER_RECEIPTS, REASON_CODES, SITES, STOCK, WRITE_OFFS
 from tests.central.test_purchasing import (
     as_user,

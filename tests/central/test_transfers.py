@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from central_api.core.db import write_transaction
 from central_api.services import transfers
-from central_api.services.purchasing import now_utc
+from central_api.services.documents import now_utc
 from jxc.paths import STOCK_IN_TRANSIT, TRANSFER_EXCEPTIONS, TRANSFERS
 from tests.central.conftest import SiteLedger
 from tests.central.test_inventory import (

@@ -15,10 +15,18 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep, SettingsDep
+from central_api.api.documents import (
+    ERRORS,
+    After,
+    CallerDep,
+    Limit,
+    answer,
+    projections,
+    replaying,
+)
 from central_api.api.idempotency import IdempotencyDep
 from central_api.api.permissions import Requires
-from central_api.api.routes.purchasing import _ERRORS, After, IfMatch, Limit, _answer, _replaying
-from central_api.core.principal import Principal, PrincipalDep
+from central_api.core.principal import PrincipalDep
 from central_api.schemas.inventory import (
     AccuracyOut,
     CancelIn,
@@ -44,10 +52,7 @@ from central_api.schemas.inventory import (
 )
 from central_api.services import counts, transfers
 from central_api.services import inventory as service
-from central_api.services.audit import AuditContext
-from central_api.services.idempotency import IdempotencyClaim
-from central_api.services.projections import Projections
-from central_api.services.receiving import DocCommand
+from central_api.services.documents import DocCommand
 from jxc.contract import Code, SiteId
 from jxc.paths import (
     COUNT_ACCURACY,
@@ -64,31 +69,6 @@ from jxc.paths import (
 DocId = Annotated[Code, Path(description="the document's id, e.g. WO000003")]
 
 
-def projections_of(request: Request) -> Projections | None:
-    found: Projections | None = getattr(request.app.state, "projections", None)
-    return found
-
-
-def doc_command(
-    doc_id: str,
-    principal: Principal,
-    *,
-    if_match: str | None,
-    audit: AuditContext,
-    claim: IdempotencyClaim | None,
-    reason: str | None = None,
-) -> DocCommand:
-    return DocCommand(
-        doc_id=doc_id,
-        actor=principal.name,
-        visible=principal.sites,
-        if_match=if_match,
-        audit=audit,
-        claim=claim,
-        reason=reason,
-    )
-
-
 # --- other receipts, other issues, write-offs: one frame -----------------------------------
 
 
@@ -99,8 +79,7 @@ def _stock_document_router(
     name = kind.value
 
     def out(found: service.StockDocument, response: Response) -> StockDocumentOut:
-        _answer(response, found.version)
-        return StockDocumentOut.model_validate(found)
+        return answer(response, found, StockDocumentOut)
 
     def read_all(
         *,
@@ -153,7 +132,7 @@ def _stock_document_router(
                 for line in body.lines
             ],
         )
-        found = _replaying(
+        found = replaying(
             response,
             lambda: service.create_document(
                 connection,
@@ -161,7 +140,7 @@ def _stock_document_router(
                 actor=principal.name,
                 visible=principal.sites,
                 audit=audit,
-                projections=projections_of(request),
+                projections=projections(request),
                 approval_value=settings.write_off_approval_value,
                 claim=claim,
             ),
@@ -180,14 +159,14 @@ def _stock_document_router(
     create.__name__ = f"add_{name}"
     create.__doc__ = summary
     read_one.__name__ = f"read_{name}"
-    router.get("", dependencies=[Requires(f"{action}.read")], responses=_ERRORS)(read_all)
+    router.get("", dependencies=[Requires(f"{action}.read")], responses=ERRORS)(read_all)
     router.post(
         "",
         dependencies=[Requires(f"{action}.create")],
-        responses=_ERRORS,
+        responses=ERRORS,
         status_code=status.HTTP_201_CREATED,
     )(create)
-    router.get("/{doc_id}", dependencies=[Requires(f"{action}.read")], responses=_ERRORS)(read_one)
+    router.get("/{doc_id}", dependencies=[Requires(f"{action}.read")], responses=ERRORS)(read_one)
     if kind is service.StockDocKind.WRITE_OFF:
         for verb, text in (
             ("approve", "A pending write-off approved (not by its creator): booked now."),
@@ -196,39 +175,25 @@ def _stock_document_router(
             router.post(
                 f"/{{doc_id}}/{verb}",
                 dependencies=[Requires("write_off.approve")],
-                responses=_ERRORS,
-            )(_decide_route(verb, text, out))
+                responses=ERRORS,
+            )(_decide_route(verb, text))
     return router
 
 
-def _decide_route(
-    verb: str, summary: str, out: Callable[[service.StockDocument, Response], StockDocumentOut]
-) -> Callable[..., Any]:
+def _decide_route(verb: str, summary: str) -> Callable[..., Any]:
     def command(
-        *,
-        doc_id: DocId,
-        body: DecideIn,
-        request: Request,
-        connection: ConnDep,
-        principal: PrincipalDep,
-        audit: AuditDep,
-        claim: IdempotencyDep,
-        response: Response,
-        if_match: IfMatch = None,
+        *, doc_id: DocId, body: DecideIn, request: Request, call: CallerDep
     ) -> StockDocumentOut:
-        order = doc_command(
-            doc_id, principal, if_match=if_match, audit=audit, claim=claim, reason=body.reason
-        )
-        found = _replaying(
-            response,
+        order = call.command(DocCommand, body.reason, doc_id=doc_id)
+        return call.run(
             lambda: service.decide_write_off(
-                connection, order, verb, projections=projections_of(request)
+                call.connection, order, verb, projections=projections(request)
             ),
-            lambda found_id: service.get_document(
+            lambda connection, found_id: service.get_document(
                 connection, service.StockDocKind.WRITE_OFF, found_id
             ),
+            StockDocumentOut,
         )
-        return out(found, response)
 
     command.__name__ = f"{verb}_write_off"
     command.__doc__ = summary
@@ -267,11 +232,10 @@ TransferId = Annotated[Code, Path(description="the transfer's id, e.g. TR000003"
 
 
 def _transfer_out(found: transfers.Transfer, response: Response) -> TransferOut:
-    _answer(response, found.version)
-    return TransferOut.model_validate(found)
+    return answer(response, found, TransferOut)
 
 
-@transfers_router.get("", dependencies=[Requires("transfer.read")], responses=_ERRORS)
+@transfers_router.get("", dependencies=[Requires("transfer.read")], responses=ERRORS)
 def read_transfers(
     *,
     connection: ConnDep,
@@ -298,7 +262,7 @@ def read_transfers(
 @transfers_router.post(
     "",
     dependencies=[Requires("transfer.create")],
-    responses=_ERRORS,
+    responses=ERRORS,
     status_code=status.HTTP_201_CREATED,
 )
 def add_transfer(
@@ -311,7 +275,7 @@ def add_transfer(
     response: Response,
 ) -> TransferOut:
     """A draft transfer order (调拨单) from one of the caller's sites to another site."""
-    found = _replaying(
+    found = replaying(
         response,
         lambda: transfers.create_transfer(
             connection,
@@ -332,7 +296,7 @@ def add_transfer(
     return _transfer_out(found, response)
 
 
-@transfers_router.get("/{transfer_id}", dependencies=[Requires("transfer.read")], responses=_ERRORS)
+@transfers_router.get("/{transfer_id}", dependencies=[Requires("transfer.read")], responses=ERRORS)
 def read_transfer(
     transfer_id: TransferId, connection: ConnDep, principal: PrincipalDep, response: Response
 ) -> TransferOut:
@@ -343,40 +307,23 @@ def read_transfer(
 
 def _transfer_command(verb: str, summary: str, body_type: type[MoveIn] | type[CancelIn]) -> None:
     def command(
-        *,
-        transfer_id: TransferId,
-        body: MoveIn,
-        request: Request,
-        connection: ConnDep,
-        principal: PrincipalDep,
-        audit: AuditDep,
-        claim: IdempotencyDep,
-        response: Response,
-        if_match: IfMatch = None,
+        *, transfer_id: TransferId, body: MoveIn, request: Request, call: CallerDep
     ) -> TransferOut:
         picks = [
             transfers.Pick(line_no=each.line_no, location=each.location, lot=each.lot, qty=each.qty)
             for each in getattr(body, "lines", [])
         ]
         order = transfers.MoveCommand(
-            command=doc_command(
-                transfer_id,
-                principal,
-                if_match=if_match,
-                audit=audit,
-                claim=claim,
-                reason=getattr(body, "reason", None),
-            ),
+            command=call.command(DocCommand, getattr(body, "reason", None), doc_id=transfer_id),
             picks=picks,
         )
-        found = _replaying(
-            response,
+        return call.run(
             lambda: transfers.move_transfer(
-                connection, order, verb, projections=projections_of(request)
+                call.connection, order, verb, projections=projections(request)
             ),
-            lambda found_id: transfers.get_transfer(connection, found_id),
+            transfers.get_transfer,
+            TransferOut,
         )
-        return _transfer_out(found, response)
 
     command.__name__ = f"{verb}_transfer"
     command.__annotations__["body"] = body_type  # cancel and approve take a reason only
@@ -384,7 +331,7 @@ def _transfer_command(verb: str, summary: str, body_type: type[MoveIn] | type[Ca
     transfers_router.post(
         f"/{{transfer_id}}/{verb}",
         dependencies=[Requires(f"transfer.{verb}")],
-        responses=_ERRORS,
+        responses=ERRORS,
     )(command)
 
 
@@ -407,7 +354,7 @@ _transfer_command(
 exceptions_router = APIRouter(prefix=below_api_root(TRANSFER_EXCEPTIONS), tags=["transfers"])
 
 
-@exceptions_router.get("", dependencies=[Requires("transfer.read")], responses=_ERRORS)
+@exceptions_router.get("", dependencies=[Requires("transfer.read")], responses=ERRORS)
 def read_transfer_exceptions(
     *,
     connection: ConnDep,
@@ -432,7 +379,7 @@ def read_transfer_exceptions(
 @exceptions_router.post(
     "/{exception_id}/resolve",
     dependencies=[Requires("transfer_exception.resolve")],
-    responses=_ERRORS,
+    responses=ERRORS,
 )
 def resolve_transfer_exception(
     *,
@@ -446,7 +393,7 @@ def resolve_transfer_exception(
     lost: Annotated[bool, Query(description="a short arrival: the missing goods are lost")] = False,
 ) -> TransferExceptionOut:
     """Close an arrival exception with what was found out."""
-    found = _replaying(
+    found = replaying(
         response,
         lambda: transfers.resolve_exception(
             connection,
@@ -468,7 +415,7 @@ def resolve_transfer_exception(
 in_transit_router = APIRouter(prefix=below_api_root(STOCK_IN_TRANSIT), tags=["stock"])
 
 
-@in_transit_router.get("", dependencies=[Requires("transfer.read")], responses=_ERRORS)
+@in_transit_router.get("", dependencies=[Requires("transfer.read")], responses=ERRORS)
 def read_in_transit(
     *,
     connection: ConnDep,
@@ -492,13 +439,12 @@ CountId = Annotated[Code, Path(description="the count session's id, e.g. SC00000
 
 
 def _count_out(found: counts.StockCount, response: Response) -> CountOut:
-    _answer(response, found.version)
-    return CountOut.model_validate(found)
+    return answer(response, found, CountOut)
 
 
 def _sheet_out(found: counts.StockCount, response: Response) -> SheetOut:
     """The counter's view: no expected or system quantity, no variance."""
-    _answer(response, found.version)
+    response.headers["ETag"] = f'"{found.version}"'
     return SheetOut.model_validate(
         {
             "count_id": found.count_id,
@@ -525,7 +471,7 @@ def vars_of_line(line: counts.CountLine) -> dict[str, Any]:
 @counts_router.get(
     below_api_root(COUNT_ACCURACY).removeprefix(below_api_root(STOCK_COUNTS)),
     dependencies=[Requires("stock_count.read")],
-    responses=_ERRORS,
+    responses=ERRORS,
 )
 def read_count_accuracy(
     *,
@@ -546,7 +492,7 @@ def read_count_accuracy(
     ]
 
 
-@counts_router.get("", dependencies=[Requires("stock_count.read")], responses=_ERRORS)
+@counts_router.get("", dependencies=[Requires("stock_count.read")], responses=ERRORS)
 def read_counts(
     *,
     connection: ConnDep,
@@ -573,7 +519,7 @@ def read_counts(
 @counts_router.post(
     "",
     dependencies=[Requires("stock_count.create")],
-    responses=_ERRORS,
+    responses=ERRORS,
     status_code=status.HTTP_201_CREATED,
 )
 def add_count(
@@ -587,7 +533,7 @@ def add_count(
 ) -> CountOut:
     """Open a count session (盘点): the site's (or the location range's) balances now are
     its snapshot."""
-    found = _replaying(
+    found = replaying(
         response,
         lambda: counts.open_count(
             connection,
@@ -605,7 +551,7 @@ def add_count(
     return _count_out(found, response)
 
 
-@counts_router.get("/{count_id}", dependencies=[Requires("stock_count.read")], responses=_ERRORS)
+@counts_router.get("/{count_id}", dependencies=[Requires("stock_count.read")], responses=ERRORS)
 def read_count(
     count_id: CountId, connection: ConnDep, principal: PrincipalDep, response: Response
 ) -> CountOut:
@@ -613,7 +559,7 @@ def read_count(
 
 
 @counts_router.get(
-    "/{count_id}/sheet", dependencies=[Requires("stock_count.count")], responses=_ERRORS
+    "/{count_id}/sheet", dependencies=[Requires("stock_count.count")], responses=ERRORS
 )
 def read_count_sheet(
     count_id: CountId, connection: ConnDep, principal: PrincipalDep, response: Response
@@ -628,23 +574,11 @@ def _count_route(verb: str, action: str, summary: str, *, blind: bool) -> None:
         count_id: CountId,
         body: CountEntriesIn,
         request: Request,
-        connection: ConnDep,
-        principal: PrincipalDep,
-        audit: AuditDep,
-        claim: IdempotencyDep,
+        call: CallerDep,
         settings: SettingsDep,
-        response: Response,
-        if_match: IfMatch = None,
     ) -> Any:
         order = counts.CountCommand(
-            command=doc_command(
-                count_id,
-                principal,
-                if_match=if_match,
-                audit=audit,
-                claim=claim,
-                reason=getattr(body, "reason", None),
-            ),
+            command=call.command(DocCommand, getattr(body, "reason", None), doc_id=count_id),
             entries=[
                 counts.CountEntry(
                     location=each.location, item_code=each.item_code, lot=each.lot, qty=each.qty
@@ -653,14 +587,14 @@ def _count_route(verb: str, action: str, summary: str, *, blind: bool) -> None:
             ],
             recount_percent=settings.count_recount_percent,
         )
-        found = _replaying(
-            response,
+        found = replaying(
+            call.response,
             lambda: counts.count_command(
-                connection, order, verb, projections=projections_of(request)
+                call.connection, order, verb, projections=projections(request)
             ),
-            lambda found_id: counts.get_count(connection, found_id),
+            lambda found_id: counts.get_count(call.connection, found_id),
         )
-        return _sheet_out(found, response) if blind else _count_out(found, response)
+        return _sheet_out(found, call.response) if blind else _count_out(found, call.response)
 
     command.__name__ = f"{verb}_stock_count"
     command.__doc__ = summary
@@ -669,7 +603,7 @@ def _count_route(verb: str, action: str, summary: str, *, blind: bool) -> None:
     counts_router.post(
         f"/{{count_id}}/{'counts' if verb == 'count' else verb}",
         dependencies=[Requires(action)],
-        responses=_ERRORS,
+        responses=ERRORS,
     )(command)
 
 
