@@ -66,7 +66,7 @@ from central_api.services.documents import (
 )
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
-from central_api.services.inventory import active_location, lot_expiry, page_conditions
+from central_api.services.inventory import active_location, from_row, lot_expiry, page_conditions
 from central_api.services.projections import Projections
 from jxc.contract import EventKind
 
@@ -179,22 +179,7 @@ def _with_lines(connection: Connection, rows: Sequence[Any]) -> list[StockCount]
         ):
             by_id[line.count_id].append(_line(line))
     return [
-        StockCount(
-            count_id=row.count_id,
-            site_id=row.site_id,
-            location_from=row.location_from,
-            location_to=row.location_to,
-            status=CountStatus(row.status),
-            note=row.note,
-            snapshot_at=row.snapshot_at,
-            created_by=row.created_by,
-            created_at=row.created_at,
-            approved_by=row.approved_by,
-            approved_at=row.approved_at,
-            version=row.version,
-            updated_at=row.updated_at,
-            lines=by_id[row.count_id],
-        )
+        from_row(StockCount, row, status=CountStatus(row.status), lines=by_id[row.count_id])
         for row in rows
     ]
 

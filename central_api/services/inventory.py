@@ -25,11 +25,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, func, insert, select, union_all, update
 
@@ -66,6 +66,7 @@ from central_api.services.sales import acceptable
 from jxc.contract import EventKind
 
 _ZERO = Decimal(0)
+_T = TypeVar("_T")
 
 
 class StockDocKind(StrEnum):
@@ -252,6 +253,16 @@ def page_conditions(
     ]
 
 
+def from_row(cls: type[_T], row: Any, **given: Any) -> _T:
+    """A document dataclass from its row: every field the row has, by name, and ``given``
+    (the lines, an enum) over them. Saves spelling out a dozen columns per document."""
+    values = row._mapping
+    names = [each.name for each in fields(cls)]  # type: ignore[arg-type]
+    return cls(
+        **{name: values[name] for name in names if name in values and name not in given}, **given
+    )
+
+
 def jsonable(row: dict[str, Any]) -> dict[str, Any]:
     """A row as the audit log keeps it: decimals and dates as text."""
     return {
@@ -272,36 +283,13 @@ def _with_lines(connection: Connection, rows: Sequence[Any]) -> list[StockDocume
             .where(stock_document_lines.c.doc_id.in_(ids))
             .order_by(stock_document_lines.c.doc_id, stock_document_lines.c.line_no)
         ):
-            by_id[line.doc_id].append(
-                StockLine(
-                    line_no=line.line_no,
-                    item_code=line.item_code,
-                    location=line.location,
-                    qty=line.qty,
-                    uom=line.uom,
-                    base_qty=line.base_qty,
-                    base_uom=line.base_uom,
-                    lot=line.lot,
-                    expiry=line.expiry,
-                    unit_cost=line.unit_cost,
-                )
-            )
+            by_id[line.doc_id].append(from_row(StockLine, line))
     return [
-        StockDocument(
-            doc_id=row.doc_id,
+        from_row(
+            StockDocument,
+            row,
             kind=StockDocKind(row.kind),
-            site_id=row.site_id,
-            reason_code=row.reason_code,
             status=StockDocStatus(row.status),
-            note=row.note,
-            value=row.value,
-            created_by=row.created_by,
-            created_at=row.created_at,
-            decided_by=row.decided_by,
-            decided_at=row.decided_at,
-            decision_note=row.decision_note,
-            version=row.version,
-            updated_at=row.updated_at,
             lines=by_id[row.doc_id],
         )
         for row in rows

@@ -72,6 +72,7 @@ from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
 from central_api.services.inventory import (
     active_location,
+    from_row,
     jsonable,
     lot_expiry,
     refuse_expired,
@@ -246,23 +247,7 @@ def _with_lines(connection: Connection, rows: Sequence[Any]) -> list[Transfer]:
                 )
             )
     return [
-        Transfer(
-            transfer_id=row.transfer_id,
-            from_site=row.from_site,
-            to_site=row.to_site,
-            status=TransferStatus(row.status),
-            note=row.note,
-            created_by=row.created_by,
-            created_at=row.created_at,
-            approved_by=row.approved_by,
-            approved_at=row.approved_at,
-            shipped_at=row.shipped_at,
-            received_at=row.received_at,
-            reason=row.reason,
-            version=row.version,
-            updated_at=row.updated_at,
-            lines=by_id[row.transfer_id],
-        )
+        from_row(Transfer, row, status=TransferStatus(row.status), lines=by_id[row.transfer_id])
         for row in rows
     ]
 
@@ -603,15 +588,7 @@ def _ship(
         moves.append(
             _movement(EventKind.TRANSFER_OUT, transfer.transfer_id, line, pick, expiry=expiry)
         )
-    central_events.book(
-        connection,
-        site_id=transfer.from_site,
-        movements=moves,
-        actor=actor,
-        ref=transfer.transfer_id,
-        now=now,
-        projections=run,
-    )
+    _book(connection, transfer, transfer.from_site, moves, actor=actor, now=now, run=run)
 
 
 def _receive(
@@ -630,9 +607,22 @@ def _receive(
         moves.append(
             _movement(EventKind.TRANSFER_IN, transfer.transfer_id, line, pick, expiry=expiry)
         )
+    _book(connection, transfer, transfer.to_site, moves, actor=actor, now=now, run=run)
+
+
+def _book(
+    connection: Connection,
+    transfer: Transfer,
+    site_id: str,
+    moves: list[Movement],
+    *,
+    actor: str,
+    now: datetime,
+    run: Projections | None,
+) -> None:
     central_events.book(
         connection,
-        site_id=transfer.to_site,
+        site_id=site_id,
         movements=moves,
         actor=actor,
         ref=transfer.transfer_id,
@@ -685,20 +675,12 @@ def _differences(connection: Connection, transfer_id: str, now: datetime) -> lis
 
 
 def _exception(row: Any) -> TransferException:
-    return TransferException(
-        exception_id=row.exception_id,
-        transfer_id=row.transfer_id,
-        line_no=row.line_no,
-        kind=row.kind,
-        item_code=row.item_code,
+    return from_row(
+        TransferException,
+        row,
         lot=row.lot or None,
         shipped_qty=plain(row.shipped_qty),
         received_qty=plain(row.received_qty),
-        status=row.status,
-        raised_at=row.raised_at,
-        resolved_by=row.resolved_by,
-        resolved_at=row.resolved_at,
-        resolution=row.resolution,
     )
 
 
