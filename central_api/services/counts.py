@@ -66,7 +66,13 @@ from central_api.services.documents import (
 )
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
-from central_api.services.inventory import active_location, from_row, lot_expiry, page_conditions
+from central_api.services.inventory import (
+    active_location,
+    from_row,
+    lock_stream_of,
+    lot_expiry,
+    page_conditions,
+)
 from central_api.services.projections import Projections
 from jxc.contract import EventKind
 
@@ -354,11 +360,7 @@ class CountCommand:
 
 def _locked(connection: Connection, command: DocCommand, now: datetime) -> StockCount:
     """The session locked after its site's stream (the order a push takes them in)."""
-    site = connection.execute(
-        select(stock_counts.c.site_id).where(stock_counts.c.count_id == command.doc_id)
-    ).scalar_one_or_none()
-    if site is not None:
-        central_events.lock_site(connection, site, now=now)
+    lock_stream_of(connection, stock_counts.c.count_id, command.doc_id, now=now)
     return locked_document(
         connection, _read, _KIND, command.doc_id, command.visible, if_match=command.if_match
     )

@@ -263,6 +263,15 @@ def from_row(cls: type[_T], row: Any, **given: Any) -> _T:
     )
 
 
+def lock_stream_of(connection: Connection, key: Any, doc_id: str, *, now: datetime) -> None:
+    """Lock the stream of the site a document (``key`` its id column) belongs to, before
+    the document itself: the order a push takes its locks in. Nothing for an unknown id
+    (the document read answers 404)."""
+    site = connection.execute(select(key.table.c.site_id).where(key == doc_id)).scalar_one_or_none()
+    if site is not None:
+        central_events.lock_site(connection, site, now=now)
+
+
 def jsonable(row: dict[str, Any]) -> dict[str, Any]:
     """A row as the audit log keeps it: decimals and dates as text."""
     return {
@@ -496,11 +505,7 @@ def decide_write_off(
         connection, action=f"write_off.{verb}", audit=command.audit, claim=command.claim
     ) as written:
         now = written.now
-        site = connection.execute(
-            select(stock_documents.c.site_id).where(stock_documents.c.doc_id == command.doc_id)
-        ).scalar_one_or_none()
-        if site is not None:
-            central_events.lock_site(connection, site, now=now)
+        lock_stream_of(connection, stock_documents.c.doc_id, command.doc_id, now=now)
         read = _reader(StockDocKind.WRITE_OFF)
         document = locked_document(
             connection,
