@@ -22,6 +22,16 @@ from central_api.models.base import (
     to_micro_units_many,
 )
 from central_api.models.feed import change_feed, feed_counter
+from central_api.models.inventory import (
+    stock_count_lines,
+    stock_counts,
+    stock_document_lines,
+    stock_documents,
+    transfer_exceptions,
+    transfer_lines,
+    transfer_lots,
+    transfer_orders,
+)
 from central_api.models.items import item_barcodes, items
 from central_api.models.ledger import (
     central_events,
@@ -116,10 +126,18 @@ __all__ = [
     "site_sync_state",
     "sites",
     "stock_balances",
+    "stock_count_lines",
+    "stock_counts",
+    "stock_document_lines",
+    "stock_documents",
     "supplier_invoice_lines",
     "supplier_invoices",
     "to_micro_units",
     "to_micro_units_many",
+    "transfer_exceptions",
+    "transfer_lines",
+    "transfer_lots",
+    "transfer_orders",
     "user_roles",
     "user_sites",
     "users",

@@ -132,9 +132,12 @@ def book(
     ref: str,
     now: datetime,
     projections: Projections | None,
+    occurred_at: datetime | None = None,
 ) -> list[LedgerEvent]:
     """Book ``movements`` as central events of ``site_id``, in the caller's write
     transaction (after :func:`lock_site`): balances and projections move with them.
+    ``occurred_at`` (default ``now``) dates them otherwise: a count's adjustments are
+    dated at its snapshot, when the difference was true.
 
     Raises :class:`ConflictError` (nothing written) for a movement that would take a
     balance below zero or is in another unit than its balance.
@@ -147,7 +150,7 @@ def book(
             event_id=uuid7(),
             site_id=site_id,
             seq=first + index,
-            occurred_at=now,
+            occurred_at=now if occurred_at is None else occurred_at,
             kind=move.kind,
             item=move.item,
             lot=move.lot,

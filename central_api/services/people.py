@@ -95,6 +95,22 @@ ALL_ACTIONS: dict[str, str] = {
     "sales_order.confirm": "confirm sales orders: credit check and lot reservation",
     "sales_order.cancel": "cancel sales orders, releasing their reservations",
     "sales_order.close": "close confirmed sales orders, releasing what is still reserved",
+    "other_movement.read": "read other receipts and issues (其它入库/出库) of the user's sites",
+    "other_movement.create": "book other receipts and issues with a reason code",
+    "write_off.read": "read write-offs (报损) of the user's sites",
+    "write_off.create": "record write-offs with a reason code",
+    "write_off.approve": "approve or reject write-offs above the value threshold (not one's own)",
+    "transfer.read": "read transfer orders, what is in transit and arrival exceptions",
+    "transfer.create": "create and change draft transfer orders",
+    "transfer.approve": "approve draft transfer orders",
+    "transfer.ship": "ship an approved transfer from its sending site (goods go in transit)",
+    "transfer.receive": "receive a shipped transfer at its receiving site",
+    "transfer.cancel": "cancel transfer orders before they are shipped",
+    "transfer_exception.resolve": "resolve transfer arrival exceptions (short, over, wrong lot)",
+    "stock_count.read": "read count sessions with expected quantities and variances",
+    "stock_count.create": "open count sessions (a snapshot of a site or location range)",
+    "stock_count.count": "enter counted quantities, blind (never shown the expected quantity)",
+    "stock_count.approve": "approve count variances (not one's own counts), booking adjustments",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

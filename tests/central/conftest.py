@@ -49,6 +49,14 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "stock_count_lines",
+    "stock_counts",
+    "transfer_exceptions",
+    "transfer_lots",
+    "transfer_lines",
+    "transfer_orders",
+    "stock_document_lines",
+    "stock_documents",
     "supplier_invoice_lines",
     "supplier_invoices",
     "purchase_return_lines",
