@@ -95,6 +95,7 @@ ALL_ACTIONS: dict[str, str] = {
     "sales_order.confirm": "confirm sales orders: credit check and lot reservation",
     "sales_order.cancel": "cancel sales orders, releasing their reservations",
     "sales_order.close": "close confirmed sales orders, releasing what is still reserved",
+    "valuation.read": "read stock values and cost of goods (of the user's sites; financial)",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

@@ -93,10 +93,12 @@ def built_in_projections() -> Projections:
     """A registry of central's own projections; each new one is added here.
 
     ``po_progress``: received quantities and progress of purchase orders
-    (:mod:`central_api.services.po_progress`).
+    (:mod:`central_api.services.po_progress`); ``valuation``: the value of stock and the
+    cost of goods of every movement (:mod:`central_api.services.valuation`).
     """
-    from central_api.services import po_progress  # noqa: PLC0415 - it imports this module
+    from central_api.services import po_progress, valuation  # noqa: PLC0415 - they import this
 
     registry = Projections()
     registry.add(po_progress.NAME, po_progress.project)
+    registry.add(valuation.NAME, valuation.project)
     return registry
