@@ -971,11 +971,13 @@ def check(connection: Connection) -> list[Difference]:
     states = {(row.site_id, row.item): row for row in connection.execute(select(valuation_state))}
     for key in sorted(set(states) | set(fresh.states)):
         row, state = states.get(key), fresh.states.get(key)
-        mine = None if row is None else (row.qty, row.value)
-        theirs = None if state is None else (state.qty, state.value)
-        if mine != theirs:
+        held_state = None if row is None else (row.qty, row.value)
+        fresh_state = None if state is None else (state.qty, state.value)
+        if held_state != fresh_state:
             differences.append(
-                Difference("value", "/".join(key), _show_state(mine), _show_state(theirs))
+                Difference(
+                    "value", "/".join(key), _show_state(held_state), _show_state(fresh_state)
+                )
             )
     return differences
 

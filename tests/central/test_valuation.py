@@ -124,7 +124,8 @@ def test_receipts_come_in_at_the_po_price_and_a_late_one_revalues(master: TestCl
     push(
         master,
         s01,
-        receipt(s01, po["po_id"], 1, "1", uom="盒", location="L-盒", occurred_at=_at(1)),  # 10 片 × 1.25
+        # 1 盒 = 10 片 at 1.25
+        receipt(s01, po["po_id"], 1, "1", uom="盒", location="L-盒", occurred_at=_at(1)),
         s01.event("receipt", "20", item="PILL", uom="片", occurred_at=_at(2)),  # × 1.5
         s01.event("sale", "-6", item="PILL", uom="片", occurred_at=_at(4)),
     )
