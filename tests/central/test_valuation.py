@@ -17,9 +17,18 @@ from typer.testing import CliRunner
 
 from central_api.cli import app as cli_app
 from central_api.core.db import write_transaction
-from central_api.models import stock_balances, valuation_entries, valuation_layers, valuation_state
+from central_api.models import (
+    central_events,
+    stock_balances,
+    valuation_entries,
+    valuation_layers,
+    valuation_state,
+)
 from central_api.services import valuation
+from central_api.services.central_events import lock_site
 from central_api.services.valuation import FIFO, MOVING_AVERAGE, Move, State, apply
+from jxc import uuid7
+from jxc.contract import EventKind, LedgerEvent
 from jxc.paths import ITEMS, VALUATION
 from tests.central.conftest import SiteLedger
 from tests.central.test_purchasing import approved_po, as_user, master, ok, push, receipt
@@ -231,3 +240,70 @@ def test_check_names_a_corrupted_balance_and_value(master: TestClient, database_
     assert "balance S01/A-01/TEA/" in result.output
     with engine.connect() as connection:
         assert connection.execute(select(valuation_entries.c.cogs)).scalars().all() == [0, 320]
+
+
+# --- transfers: the hook another change will use -------------------------------------------
+
+
+def _book_transfer_event(
+    connection: Any, *, site_id: str, seq: int, kind: str, qty: str, minute: int
+) -> None:
+    """A transfer event as the transfer documents will book it (``doc_type="transfer"``,
+    which the contract does not take yet): stored in central's stream and valued, as
+    :func:`central_api.services.central_events.book` would."""
+    fields: dict[str, Any] = {
+        "event_id": str(uuid7()),
+        "site_id": site_id,
+        "seq": seq,
+        "occurred_at": T0 + timedelta(minutes=minute),
+        "kind": EventKind(kind),
+        "item": "TEA",
+        "lot": None,
+        "expiry": None,
+        "location": "A-01",
+        "qty": D(qty),
+        "uom": "kg",
+        "unit_cost": None,
+        "ref": "TR1",
+        "device_id": None,
+        "actor": "test",
+        "doc_type": "transfer",
+        "doc_id": "TR1",
+        "doc_line": 1,
+    }
+    lock_site(connection, site_id, now=T0)
+    connection.execute(central_events.insert().values(**fields, received_at=T0))
+    valuation.value_events(connection, [LedgerEvent.model_construct(**fields)], at=T0)
+
+
+def test_a_transfer_carries_its_cost_and_follows_a_late_revaluation(master: TestClient) -> None:
+    s01 = SiteLedger("S01")
+    push(
+        master,
+        s01,
+        s01.event("receipt", "10", item="TEA", uom="kg", unit_cost="80", occurred_at=_at(10)),
+    )
+    engine = master.app.state.engine  # type: ignore[attr-defined]
+    with engine.connect() as connection, write_transaction(connection):
+        # The receiving site books its transfer_in before the sending site's out arrives:
+        # provisional, at its running cost (nothing yet: 0).
+        _book_transfer_event(
+            connection, site_id="S02", seq=1, kind="transfer_in", qty="4", minute=30
+        )
+        _book_transfer_event(
+            connection, site_id="S01", seq=1, kind="transfer_out", qty="-4", minute=20
+        )
+    assert _state(master, "S02", "TEA")["value"] == "320"  # 4 × 80, carried over
+    # A receipt at S01 from before the transfer arrives late: 20 kg worth 1800, 90 each.
+    push(
+        master,
+        s01,
+        s01.event("receipt", "10", item="TEA", uom="kg", unit_cost="100", occurred_at=_at(5)),
+    )
+    assert _entries(master, "S01", "TEA")[-1]["cogs"] == "360"
+    s02 = _entries(master, "S02", "TEA")
+    assert [(e["cost_source"], e["in_cost"]) for e in s02] == [("transfer", "90")]
+    assert _state(master, "S02", "TEA")["value"] == "360"
+    with engine.connect() as connection:
+        # Balances: these events skipped booking, which the transfer documents will do.
+        assert [d for d in valuation.check(connection) if d.what != "balance"] == []
