@@ -42,12 +42,14 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, tuple_, update
 
+from central_api.models.base import to_micro_units_many
 from central_api.models.items import items
 from central_api.models.master import item_units
 from central_api.models.purchasing import purchase_order_lines, purchase_orders
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.models.valuation import valuation_entries, valuation_layers, valuation_state
 from central_api.services.central_events import ledger_union
+from central_api.services.ingest import _COPY_FROM_ROWS, _copy_rows, _insert_sql, _ledger_binds
 from central_api.services.projections import AcceptedEvents
 from central_api.services.purchasing import plain
 from jxc.contract import EventKind, LedgerEvent
@@ -432,7 +434,7 @@ def _value_keys(
         connection,
         [key for key in fast if key in states and states[key][0].method == FIFO],
     )
-    inserts: list[dict[str, Any]] = []
+    inserts: list[_NewEntry] = []
     updates: list[dict[str, Any]] = []
     finals: dict[Key, tuple[State, Move]] = {}
     changed_links: set[str] = set()
@@ -606,19 +608,58 @@ def _result_of(row: Any) -> Result:
     )
 
 
-def _entry_row(key: Key, move: Move, result: Result) -> dict[str, Any]:
-    return {
-        "event_id": move.event_id,
-        "site_id": key[0],
-        "item": key[1],
-        "occurred_at": move.occurred_at,
-        "kind": move.kind,
-        "qty": move.qty,
-        "in_cost": move.in_cost,
-        "cost_source": move.cost_source,
-        "link": move.link,
-        **_results(result),
+_NewEntry = tuple[Key, Move, Result]
+
+
+def _entry_row(key: Key, move: Move, result: Result) -> _NewEntry:
+    return (key, move, result)
+
+
+def _insert_entries(connection: Connection, entries: Sequence[_NewEntry]) -> None:
+    """Insert new entries as the driver's own rows: a push inserts one per event, and
+    SQLAlchemy's per-row parameter handling cost several times the insert itself.
+
+    Uses ingest's statement builders, conversions and ``COPY`` (PostgreSQL), so values
+    reach the driver exactly as the column types' bind processors would give them.
+    """
+    dialect = connection.dialect
+    moves = [move for _key, move, _result in entries]
+    results = [result for _key, _move, result in entries]
+    costs = [move.in_cost for move in moves if move.in_cost is not None]
+    known_costs = iter(to_micro_units_many(costs))
+    amounts = [
+        to_micro_units_many([getattr(result, name) for result in results])
+        for name in _RESULT_FIELDS
+    ]
+    columns: dict[str, list[Any]] = {
+        "event_id": [move.event_id for move in moves],
+        "site_id": [key[0] for key, _move, _result in entries],
+        "item": [key[1] for key, _move, _result in entries],
+        "occurred_at": _ledger_binds(dialect).times([move.occurred_at for move in moves]),
+        "kind": [move.kind for move in moves],
+        "qty": to_micro_units_many([move.qty for move in moves]),
+        "in_cost": [None if move.in_cost is None else next(known_costs) for move in moves],
+        "cost_source": [move.cost_source for move in moves],
+        "link": [move.link for move in moves],
+        **dict(zip(_RESULT_FIELDS, amounts, strict=True)),
     }
+    names = tuple(column.name for column in valuation_entries.c)
+    rows = list(zip(*(columns[name] for name in names), strict=True))
+    if dialect.name == "postgresql" and len(rows) >= _COPY_FROM_ROWS:
+        _copy_rows(connection, valuation_entries, rows)
+    else:
+        connection.exec_driver_sql(_insert_sql(dialect, valuation_entries), rows)
+
+
+_RESULT_FIELDS = (
+    "in_value",
+    "cogs",
+    "variance",
+    "shortfall",
+    "qty_after",
+    "value_after",
+    "last_cost_after",
+)
 
 
 def _results(result: Result) -> dict[str, Decimal]:
@@ -648,7 +689,7 @@ _UPDATE_ENTRY = (
 
 def _write(
     connection: Connection,
-    inserts: list[dict[str, Any]],
+    inserts: list[_NewEntry],
     updates: list[dict[str, Any]],
     finals: Mapping[Key, tuple[State, Move]],
     held: Mapping[Key, tuple[State, OrderKey]],
@@ -657,7 +698,7 @@ def _write(
 ) -> None:
     """Every row a push changes, a statement per table (each an executemany)."""
     if inserts:
-        connection.execute(valuation_entries.insert(), inserts)
+        _insert_entries(connection, inserts)
     if updates:
         connection.execute(_UPDATE_ENTRY, updates)
     if not finals:
@@ -1010,7 +1051,7 @@ def rebuild(connection: Connection, *, at: datetime) -> int:
     ]
     finals = {key: (fresh.states[key], moves[-1]) for key, moves in fresh.by_key.items()}
     for chunk in _chunks(inserts, 5000):
-        connection.execute(valuation_entries.insert(), list(chunk))
+        _insert_entries(connection, chunk)
     _write(connection, [], [], finals, {}, at=at)
     return len(inserts)
 
