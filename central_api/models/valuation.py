@@ -24,6 +24,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    text,
 )
 
 from central_api.models.base import MicroUnits, metadata
@@ -65,7 +66,13 @@ valuation_entries = Table(
     Column("value_after", MicroUnits, nullable=False),
     Column("last_cost_after", MicroUnits, nullable=False),
     Index(None, "site_id", "item", "occurred_at", "event_id"),
-    Index(None, "link"),
+    # Only a transfer's entries have a link: a partial index costs the other inserts nothing.
+    Index(
+        None,
+        "link",
+        sqlite_where=text("link IS NOT NULL"),
+        postgresql_where=text("link IS NOT NULL"),
+    ),
 )
 
 valuation_layers = Table(

@@ -77,7 +77,13 @@ def upgrade() -> None:
         "valuation_entries",
         ["site_id", "item", "occurred_at", "event_id"],
     )
-    op.create_index("ix_valuation_entries_link", "valuation_entries", ["link"])
+    op.create_index(
+        "ix_valuation_entries_link",
+        "valuation_entries",
+        ["link"],
+        sqlite_where=sa.text("link IS NOT NULL"),
+        postgresql_where=sa.text("link IS NOT NULL"),
+    )
     op.create_table(
         "valuation_layers",
         sa.Column("site_id", sa.String(32), nullable=False),
