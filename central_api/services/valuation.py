@@ -179,15 +179,7 @@ def _take_in(state: State, move: Move) -> Result:
         state.last_cost = money(state.value / state.qty)
     else:
         state.last_cost = unit
-    return Result(
-        in_value=in_value,
-        cogs=_ZERO,
-        variance=variance,
-        shortfall=_ZERO,
-        qty_after=state.qty,
-        value_after=state.value,
-        last_cost_after=state.last_cost,
-    )
+    return _after(state, in_value=in_value, variance=variance)
 
 
 def _give_out(state: State, move: Move) -> Result:
@@ -211,15 +203,19 @@ def _give_out(state: State, move: Move) -> Result:
         state.qty -= shortfall
         state.value -= short_value
         cogs += short_value
-    return Result(
-        in_value=_ZERO,
-        cogs=cogs,
-        variance=_ZERO,
-        shortfall=shortfall,
-        qty_after=state.qty,
-        value_after=state.value,
-        last_cost_after=state.last_cost,
-    )
+    return _after(state, cogs=cogs, shortfall=shortfall)
+
+
+def _after(
+    state: State,
+    *,
+    in_value: Decimal = _ZERO,
+    cogs: Decimal = _ZERO,
+    variance: Decimal = _ZERO,
+    shortfall: Decimal = _ZERO,
+) -> Result:
+    """A movement's result, with the state it left behind."""
+    return Result(in_value, cogs, variance, shortfall, state.qty, state.value, state.last_cost)
 
 
 def _consume(layers: list[Layer], qty: Decimal) -> Decimal:
