@@ -44,6 +44,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, t
 
 from central_api.models.base import to_micro_units_many
 from central_api.models.items import items
+from central_api.models.ledger import site_sync_state
 from central_api.models.master import item_units
 from central_api.models.purchasing import purchase_order_lines, purchase_orders
 from central_api.models.stock import NO_LOT, stock_balances
@@ -821,6 +822,7 @@ def _carry_transfer_costs(
                 )
         if not changed:
             return
+        _lock_sites(connection, {site_id for site_id, _item in since})
         connection.execute(
             update(valuation_entries)
             .where(valuation_entries.c.event_id == bindparam("b_event_id"))
@@ -828,6 +830,21 @@ def _carry_transfer_costs(
             [{"b_event_id": event_id, "in_cost": cost} for event_id, cost in changed.items()],
         )
         links = _value_keys(connection, {}, methods, at=at, changed_inputs=changed, since=since)
+
+
+def _lock_sites(connection: Connection, site_ids: set[str]) -> None:
+    """Lock the receiving sites' sync rows before re-valuing their stock: the row a push
+    of that site locks, so a concurrent push there cannot write the same state from a
+    stale read (PostgreSQL; SQLite's write lock is whole already). Two sites cascading
+    into each other at once deadlock, which PostgreSQL breaks by failing one push; its
+    edge sends it again."""
+    if site_ids:
+        connection.execute(
+            select(site_sync_state.c.site_id)
+            .where(site_sync_state.c.site_id.in_(sorted(site_ids)))
+            .order_by(site_sync_state.c.site_id)
+            .with_for_update()
+        ).all()
 
 
 def _method_of(connection: Connection, item: str) -> str:
