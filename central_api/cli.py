@@ -458,6 +458,41 @@ def audit_verify(
     )
 
 
+@app.command("check")
+def check_command(
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+    repair: bool = typer.Option(
+        False, help="after reporting, rebuild every stored valuation from the ledger"
+    ),
+) -> None:
+    """Prove stock balances and values equal what the ledger sums to (exit 1 if not).
+
+    Recomputes every balance per (site, location, item, lot) and every (site, item)'s
+    valuation from scratch, and names each stored figure that differs. ``--repair``
+    then rebuilds the valuation (balances are ingest's and are only reported).
+    """
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from central_api.core.db import write_transaction  # noqa: PLC0415
+    from central_api.services.valuation import check, rebuild  # noqa: PLC0415
+
+    def run(connection: Any) -> list[Any]:
+        found = check(connection)
+        connection.rollback()
+        if repair:
+            with write_transaction(connection):
+                rebuild(connection, at=datetime.now(UTC))
+        return found
+
+    differences = _on_database(database_url, run)
+    for difference in differences:
+        typer.echo(str(difference), err=True)
+    if differences:
+        typer.echo(f"{len(differences)} difference(s) from the ledger", err=True)
+        raise typer.Exit(1)
+    typer.echo("balances and values equal the ledger")
+
+
 _IMPORT_KINDS = ("items", "partners", "locations")
 
 

@@ -18,12 +18,14 @@ from central_api.api.routes import (
     sales,
     stock,
     sync,
+    valuation,
 )
 
 api_router = APIRouter()
 api_router.include_router(sync.router)
 api_router.include_router(sales.available_router)
 api_router.include_router(stock.router)
+api_router.include_router(valuation.router)
 api_router.include_router(items.router)
 api_router.include_router(master.categories_router)
 api_router.include_router(master.sites_router)

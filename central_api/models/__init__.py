@@ -80,6 +80,7 @@ from central_api.models.sales import (
     sales_reservations,
 )
 from central_api.models.stock import NO_LOT, stock_balances
+from central_api.models.valuation import valuation_entries, valuation_layers, valuation_state
 
 __all__ = [
     "NO_LOT",
@@ -141,4 +142,7 @@ __all__ = [
     "user_roles",
     "user_sites",
     "users",
+    "valuation_entries",
+    "valuation_layers",
+    "valuation_state",
 ]

@@ -111,6 +111,7 @@ ALL_ACTIONS: dict[str, str] = {
     "stock_count.create": "open count sessions (a snapshot of a site or location range)",
     "stock_count.count": "enter counted quantities, blind (never shown the expected quantity)",
     "stock_count.approve": "approve count variances (not one's own counts), booking adjustments",
+    "valuation.read": "read stock values and cost of goods (of the user's sites; financial)",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 
