@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-from babel.numbers import format_currency
+from babel.numbers import format_currency, format_percent
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -75,6 +75,12 @@ NAVIGATION: list[NavEntry] = [
     NavEntry(
         f"{CONSOLE_ROOT}/purchase-exceptions", N_("Receiving exceptions"), "purchase_order.read"
     ),
+    NavEntry(f"{CONSOLE_ROOT}/receipts", N_("Receipts"), "purchase_receipt.read"),
+    NavEntry(f"{CONSOLE_ROOT}/purchase-returns", N_("Purchase returns"), "purchase_return.read"),
+    NavEntry(f"{CONSOLE_ROOT}/supplier-invoices", N_("Supplier invoices"), "supplier_invoice.read"),
+    NavEntry(f"{CONSOLE_ROOT}/sales-orders", N_("Sales orders"), "sales_order.read"),
+    NavEntry(f"{CONSOLE_ROOT}/price-lists", N_("Price lists"), "price_list.read"),
+    NavEntry(f"{CONSOLE_ROOT}/availability", N_("Available to promise"), "stock.read"),
     NavEntry(
         f"{CONSOLE_ROOT}/transfer",
         N_("Import and export"),
@@ -136,6 +142,18 @@ def _money(locale: str) -> Callable[[Decimal | None], str]:
     return money
 
 
+def _percent(locale: str) -> Callable[[Decimal | None], str]:
+    """A rate stored as a fraction (``0.13``) as people write it: ``13%``, every stored
+    digit kept (``0.135`` → ``13.5%``), in the locale's own pattern."""
+
+    def percent(value: Decimal | None) -> str:
+        if value is None:
+            return "—"
+        return format_percent(value, locale=locale, decimal_quantization=False)
+
+    return percent
+
+
 def _named(locale: str) -> Callable[[Any], str]:
     """A record's name in the page's language: ``name_en`` on an English page when the
     record has one, else ``name`` (the Chinese name every record has)."""
@@ -171,6 +189,7 @@ def environment(locale: str) -> Environment:
     env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]
     env.filters["qty"] = plain_decimal
     env.filters["money"] = _money(locale)
+    env.filters["percent"] = _percent(locale)
     env.filters["ts"] = timestamp
     env.filters["named"] = _named(locale)
     env.globals["static"] = lambda name: f"{STATIC_ROOT}/{name}"
