@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
@@ -98,7 +98,7 @@ class CommandInput:
     reason: str | None
 
     def doc_command(self) -> service.DocCommand:
-        return service.DocCommand(**asdict(self))
+        return service.DocCommand(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 PageFn = Callable[..., HTMLResponse]
