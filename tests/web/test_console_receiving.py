@@ -49,7 +49,9 @@ def command_values(html: str, path: str, line: int | None = None) -> dict[str, s
     """The hidden fields of the command form posting to ``path`` (for ``line``)."""
     blocks = [block.split("</form>", 1)[0] for block in html.split(f"{path}?")[1:]]
     for block in blocks:
-        values = dict(re.findall(r'name="(version|idempotency_key|line_no)" value="([^"]*)"', block))
+        values = dict(
+            re.findall(r'name="(version|idempotency_key|line_no)" value="([^"]*)"', block)
+        )
         if values and (line is None or values.get("line_no") == str(line)):
             return values
     raise AssertionError(f"no form for {path} {line}")

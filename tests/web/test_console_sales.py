@@ -217,7 +217,9 @@ def test_a_price_list_made_and_edited_then_used_by_an_order(counter: TestClient)
     # a clerk may neither read nor edit it
     clerk = signed_in(counter, "clerk1")
     assert clerk.get(target).status_code == 403
-    assert clerk.post("/console/price-lists/edit?code=RETAIL", headers=htmx(clerk)).status_code == 403
+    assert (
+        clerk.post("/console/price-lists/edit?code=RETAIL", headers=htmx(clerk)).status_code == 403
+    )
 
 
 def test_available_to_promise_lot_by_lot(counter: TestClient) -> None:
