@@ -565,10 +565,7 @@ async def _save_po(
         "supplier": form["supplier"],
         "site_id": form["site_id"],
         "note": form["note"],
-        "lines": [
-            {name: value for name, value in row.items() if value or name in ("item_code", "qty")}
-            for _i, row in used
-        ],
+        "lines": sent_lines(used, "item_code", "qty"),
     }
     checked, found = validate(PurchaseOrderIn, body, _)
     errors = {_row_key(key, used): message for key, message in found.items()}
@@ -621,6 +618,15 @@ def posted_rows(posted: Any, fields: tuple[str, ...]) -> list[dict[str, str]]:
     return [
         {name: (columns[name][i] if i < len(columns[name]) else "") for name in fields}
         for i in range(min(count, service.MAX_LINES))
+    ]
+
+
+def sent_lines(used: list[tuple[int, dict[str, str]]], *required: str) -> list[dict[str, str]]:
+    """The rows a form sends as lines: their filled fields, and the ``required`` ones even
+    when empty (so the model names them next to their row)."""
+    return [
+        {name: value for name, value in row.items() if value or name in required}
+        for _i, row in used
     ]
 
 
@@ -832,10 +838,7 @@ async def create_requisition_form(
     body = {
         "site_id": form["site_id"],
         "note": form["note"],
-        "lines": [
-            {name: value for name, value in row.items() if value or name in ("item_code", "qty")}
-            for _i, row in used
-        ],
+        "lines": sent_lines(used, "item_code", "qty"),
     }
     checked, found = validate(RequisitionIn, body, _)
     errors = {_row_key(key, used): message for key, message in found.items()}

@@ -204,6 +204,55 @@ def _line_body(row: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in row.items() if value and name != "label"}
 
 
+@dataclass(frozen=True, slots=True)
+class PoForm:
+    """A posted form entered against a PO, read and checked whole: what a form against a
+    PO (receipt, return, invoice) has in common before its own service call."""
+
+    po: purchases.PurchaseOrder
+    form: dict[str, Any]
+    used: list[tuple[int, dict[str, str]]]
+    checked: Any
+    errors: dict[str, str]
+    claim: IdempotencyClaim | None
+
+
+async def read_po_form(
+    request: Request,
+    connection: Connection,
+    principal: Principal,
+    po_id: str | None,
+    *,
+    header: dict[str, int],
+    fields: tuple[str, ...],
+    model: type[Any],
+    empty: str,
+) -> PoForm:
+    """The header fields (name → longest accepted), the line rows that have a quantity,
+    checked with the API's ``model``; ``empty`` (a msgid) when no row has one."""
+    po = _po_for(connection, principal, po_id)
+    if po is None:
+        raise InvalidError("po: choose a purchase order")
+    raw = await request.body()
+    posted = await request.form()
+    _ = gettext_for(i18n.language_of(request))
+    rows = _labelled(posted_rows(posted, fields), po)
+    form: dict[str, Any] = {name: _posted(posted, name, limit) for name, limit in header.items()}
+    form |= {"lines": rows, "idempotency_key": _posted(posted, "idempotency_key")}
+    used = [(i, row) for i, row in enumerate(rows) if row["qty"]]
+    body = {
+        "po_id": po.po_id,
+        **{name: form[name] for name in header},
+        "lines": [_line_body(row) for _i, row in used],
+    }
+    checked, found = validate(model, body, _)
+    errors = {_row_key(key, used): message for key, message in found.items()}
+    if not used:
+        errors["lines"] = _(empty)
+    claim = form_claim(request, principal, form["idempotency_key"], raw)
+    return PoForm(po, form, used, checked, errors, claim)
+
+
 # --- receipts ------------------------------------------------------------------------------
 
 
@@ -359,28 +408,17 @@ async def create_receipt_form(
 ) -> Response:
     """Rows with a quantity are the receipt's lines, checked with the API's ``ReceiptIn``;
     one service call books them all or none."""
-    po = _po_for(connection, principal, po_id)
-    if po is None:
-        raise InvalidError("po: choose a purchase order")
-    raw = await request.body()
-    posted = await request.form()
-    _ = gettext_for(i18n.language_of(request))
-    rows = _labelled(posted_rows(posted, _RECEIPT_FIELDS), po)
-    form: dict[str, Any] = {
-        "note": _posted(posted, "note", 1000),
-        "lines": rows,
-        "idempotency_key": _posted(posted, "idempotency_key"),
-    }
-    used = [(i, row) for i, row in enumerate(rows) if row["qty"]]
-    body = {
-        "po_id": po.po_id,
-        "note": form["note"],
-        "lines": [_line_body(row) for _i, row in used],
-    }
-    checked, found = validate(ReceiptIn, body, _)
-    errors = {_row_key(key, used): message for key, message in found.items()}
-    if not used:
-        errors["lines"] = _("Enter the quantity received on at least one line.")
+    read = await read_po_form(
+        request,
+        connection,
+        principal,
+        po_id,
+        header={"note": 1000},
+        fields=_RECEIPT_FIELDS,
+        model=ReceiptIn,
+        empty=N_("Enter the quantity received on at least one line."),
+    )
+    po, form, used, checked, errors = read.po, read.form, read.used, read.checked, read.errors
     if not errors:
         try:
             made = service.create_receipt(
@@ -397,7 +435,7 @@ async def create_receipt_form(
                 visible=principal.sites,
                 audit=audit,
                 projections=getattr(request.app.state, "projections", None),
-                claim=form_claim(request, principal, form["idempotency_key"], raw),
+                claim=read.claim,
             )
         except IdempotentReplay as replay:
             return redirect(request, url(f"{RECEIPTS}/view", id=replay.resource_id))
@@ -512,28 +550,17 @@ async def create_return_form(
     po_id: PoQuery = None,
 ) -> Response:
     """Checked whole with the API's ``ReturnIn``; booked at once, all lines or none."""
-    po = _po_for(connection, principal, po_id)
-    if po is None:
-        raise InvalidError("po: choose a purchase order")
-    raw = await request.body()
-    posted = await request.form()
-    _ = gettext_for(i18n.language_of(request))
-    rows = _labelled(posted_rows(posted, _RETURN_FIELDS), po)
-    form: dict[str, Any] = {
-        "reason": _posted(posted, "reason", 1000),
-        "lines": rows,
-        "idempotency_key": _posted(posted, "idempotency_key"),
-    }
-    used = [(i, row) for i, row in enumerate(rows) if row["qty"]]
-    body = {
-        "po_id": po.po_id,
-        "reason": form["reason"],
-        "lines": [_line_body(row) for _i, row in used],
-    }
-    checked, found = validate(ReturnIn, body, _)
-    errors = {_row_key(key, used): message for key, message in found.items()}
-    if not used:
-        errors["lines"] = _("Enter the quantity returned on at least one line.")
+    read = await read_po_form(
+        request,
+        connection,
+        principal,
+        po_id,
+        header={"reason": 1000},
+        fields=_RETURN_FIELDS,
+        model=ReturnIn,
+        empty=N_("Enter the quantity returned on at least one line."),
+    )
+    po, form, used, checked, errors = read.po, read.form, read.used, read.checked, read.errors
     if not errors:
         try:
             made = service.create_return(
@@ -545,7 +572,7 @@ async def create_return_form(
                 visible=principal.sites,
                 audit=audit,
                 projections=getattr(request.app.state, "projections", None),
-                claim=form_claim(request, principal, form["idempotency_key"], raw),
+                claim=read.claim,
             )
         except IdempotentReplay as replay:
             return redirect(request, url(f"{RETURNS}/view", id=replay.resource_id))
@@ -746,28 +773,17 @@ async def create_invoice_form(
     """Checked with the API's ``InvoiceIn`` and matched at once by the service: the page
     that opens says matched, or held with the differences."""
     _require_money(principal)
-    po = _po_for(connection, principal, po_id)
-    if po is None:
-        raise InvalidError("po: choose a purchase order")
-    raw = await request.body()
-    posted = await request.form()
-    _ = gettext_for(i18n.language_of(request))
-    rows = _labelled(posted_rows(posted, _INVOICE_FIELDS), po)
-    form: dict[str, Any] = {
-        "invoice_no": _posted(posted, "invoice_no", 64),
-        "lines": rows,
-        "idempotency_key": _posted(posted, "idempotency_key"),
-    }
-    used = [(i, row) for i, row in enumerate(rows) if row["qty"]]
-    body = {
-        "invoice_no": form["invoice_no"],
-        "po_id": po.po_id,
-        "lines": [_line_body(row) for _i, row in used],
-    }
-    checked, found = validate(InvoiceIn, body, _)
-    errors = {_row_key(key, used): message for key, message in found.items()}
-    if not used:
-        errors["lines"] = _("Enter the quantity invoiced on at least one line.")
+    read = await read_po_form(
+        request,
+        connection,
+        principal,
+        po_id,
+        header={"invoice_no": 64},
+        fields=_INVOICE_FIELDS,
+        model=InvoiceIn,
+        empty=N_("Enter the quantity invoiced on at least one line."),
+    )
+    po, form, used, checked, errors = read.po, read.form, read.used, read.checked, read.errors
     if not errors:
         try:
             made = service.create_invoice(
@@ -781,7 +797,7 @@ async def create_invoice_form(
                 actor=principal.name,
                 visible=principal.sites,
                 audit=audit,
-                claim=form_claim(request, principal, form["idempotency_key"], raw),
+                claim=read.claim,
             )
         except IdempotentReplay as replay:
             return redirect(request, url(f"{INVOICES}/view", id=replay.resource_id))

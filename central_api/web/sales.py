@@ -50,6 +50,7 @@ from central_api.web.purchasing import (
     options,
     posted_rows,
     refusal_key,
+    sent_lines,
     url,
 )
 from central_api.web.receiving import CommandInput, command_route
@@ -360,10 +361,7 @@ async def _save_so(
         "site_id": form["site_id"],
         "note": form["note"],
         "min_remaining_days": form["min_remaining_days"] or None,
-        "lines": [
-            {name: value for name, value in row.items() if value or name in ("item_code", "qty")}
-            for _i, row in used
-        ],
+        "lines": sent_lines(used, "item_code", "qty"),
     }
     checked, found = validate(SalesOrderIn, body, _)
     errors = {_row_key(key, used): message for key, message in found.items()}
@@ -541,10 +539,7 @@ async def save_price_list_form(
     used = [(i, row) for i, row in enumerate(rows) if any(row.values())]
     body = {
         "name": form["name"],
-        "lines": [
-            {name: value for name, value in row.items() if value or name in ("item_code", "price")}
-            for _i, row in used
-        ],
+        "lines": sent_lines(used, "item_code", "price"),
     }
     checked, found = validate(PriceListIn, body, _)
     errors = {_row_key(key, used): message for key, message in found.items()}
