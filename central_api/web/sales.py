@@ -418,7 +418,8 @@ def price_lists_page(
     after: Annotated[str | None, Query(max_length=32)] = None,
 ) -> HTMLResponse:
     """Price lists (价目表) by code; a customer's orders take their prices from its list."""
-    found, next_after = service.list_price_lists(connection, after=after or None, limit=PAGE)
+    after_text = "".join(c for c in after or "" if c.isprintable())
+    found, next_after = service.list_price_lists(connection, after=after_text or None, limit=PAGE)
     return render(
         request,
         "price_lists.html",
