@@ -305,6 +305,32 @@ class Catalog:
             )
         return out
 
+    def quarantined_recently(
+        self, location: str, *, limit: int = 50, window: int = 5000
+    ) -> list[LedgerEvent]:
+        """The latest receipts booked into quarantine ``location`` with a reason, newest first.
+
+        The station's list of quarantined cartons is what the operator reads on the status
+        page; it must survive a restart of the agent (a power cut at the dock), so it is
+        rebuilt from the ledger, where each such receipt carries its reason in ``ref``. Only
+        the last ``window`` events are looked at, so a start never scans a long ledger.
+        """
+        with self.ledger.reading() as conn:
+            rows = conn.execute(
+                "SELECT body FROM events WHERE kind = 'receipt' AND location = ?"
+                " AND seq > (SELECT COALESCE(MAX(seq), 0) - ? FROM events)"
+                " ORDER BY seq DESC",
+                (location, window),
+            ).fetchall()
+        found = []
+        for (body,) in rows:
+            event = LedgerEvent.model_validate_json(body)
+            if event.ref and event.ref.startswith("quarantine "):
+                found.append(event)
+                if len(found) == limit:
+                    break
+        return found
+
     def lookup(self, *codes: str | None) -> KnownBarcode | None:
         """The first of ``codes`` the site knows, trying GTIN-14 and GTIN-13 spellings."""
         candidates: list[str] = []

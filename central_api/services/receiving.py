@@ -37,8 +37,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, insert, select, update
 
-from central_api.core.db import write_transaction
-from central_api.errors import ConflictError, ForbiddenError, InvalidError
+from central_api.errors import ConflictError, InvalidError
 from central_api.models.master import locations
 from central_api.models.purchasing import (
     purchase_order_lines,
@@ -50,26 +49,34 @@ from central_api.models.purchasing import (
     supplier_invoice_lines,
     supplier_invoices,
 )
-from central_api.services import central_events, idempotency
-from central_api.services.audit import AuditContext, record
+from central_api.services import central_events
+from central_api.services.audit import AuditContext
 from central_api.services.central_events import Movement
+from central_api.services.documents import (
+    MAX_LINES,
+    MAX_PAGE,
+    DocCommand,
+    DocumentStateError,
+    UnknownDocumentError,
+    base_quantity,
+    check_limit,
+    check_state,
+    document_write,
+    fetch_document,
+    locked_document,
+    new_document_id,
+    plain,
+    read_page,
+    site_conditions,
+)
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
 from central_api.services.projections import Projections
 from central_api.services.purchasing import (
-    MAX_LINES,
-    MAX_PAGE,
     RECEIVABLE,
-    DocumentStateError,
     PoLine,
     PoStatus,
     PurchaseOrder,
-    UnknownDocumentError,
-    base_quantity,
-    check_version,
-    new_document_id,
-    now_utc,
-    plain,
     read_po,
 )
 from jxc.contract import MAX_ABS_AMOUNT, EventKind
@@ -231,19 +238,6 @@ class Invoice:
         return plain(sum((line.tax_amount for line in self.lines), _ZERO))
 
 
-@dataclass(frozen=True, slots=True)
-class DocCommand:
-    """Who runs a command on which document, and what guards it."""
-
-    doc_id: str
-    actor: str
-    visible: frozenset[str] | None
-    if_match: str | None
-    audit: AuditContext
-    claim: IdempotencyClaim | None = None
-    reason: str | None = None
-
-
 # --- shared steps ------------------------------------------------------------------------
 
 
@@ -325,6 +319,11 @@ def _bump(connection: Connection, table: Table, key: ColumnElement[bool], **valu
     connection.execute(update(table).where(key).values(version=table.c.version + 1, **values))
 
 
+def _auditable_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Document lines as the audit log keeps them (amounts as exact text)."""
+    return [{k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()} for row in rows]
+
+
 def _movement(kind: EventKind, line: PoLine, po_id: str, qty: Decimal, **where: Any) -> Movement:
     return Movement(
         kind=kind,
@@ -348,20 +347,13 @@ def _page_conditions(
     visible: frozenset[str] | None,
     limit: int,
 ) -> list[ColumnElement[bool]]:
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be within 1..{MAX_PAGE}")
+    check_limit(limit)
     conditions: list[ColumnElement[bool]] = []
     if after is not None:
         conditions.append(key > after)
     if po_id is not None:
         conditions.append(table.c.po_id == po_id)
-    if site_id is not None:
-        if visible is not None and site_id not in visible:
-            raise ForbiddenError(f"site_id: site {site_id} is outside your sites")
-        conditions.append(table.c.site_id == site_id)
-    elif visible is not None:
-        conditions.append(table.c.site_id.in_(sorted(visible)))
-    return conditions
+    return conditions + site_conditions(table.c.site_id, site_id, visible)
 
 
 # --- receipts ---------------------------------------------------------------------------
@@ -423,11 +415,7 @@ def _receipts_with_lines(connection: Connection, rows: Sequence[Any]) -> list[Re
 def get_receipt(
     connection: Connection, receipt_id: str, *, visible: frozenset[str] | None = None
 ) -> Receipt:
-    with read_snapshot(connection):
-        found = _read_receipt(connection, receipt_id)
-    if found is None or (visible is not None and found.site_id not in visible):
-        raise UnknownDocumentError("purchase receipt", receipt_id)
-    return found
+    return fetch_document(connection, _read_receipt, "purchase receipt", receipt_id, visible)
 
 
 def list_receipts(
@@ -449,12 +437,14 @@ def list_receipts(
         visible=visible,
         limit=limit,
     )
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(purchase_receipts).where(*conditions).order_by(key).limit(limit + 1)
-        ).all()
-        found = _receipts_with_lines(connection, rows[:limit])
-    return found, (found[-1].receipt_id if len(rows) > limit else None)
+    return read_page(
+        connection,
+        purchase_receipts,
+        key,
+        conditions,
+        limit=limit,
+        build=lambda rows: _receipts_with_lines(connection, rows),
+    )
 
 
 def create_receipt(
@@ -472,9 +462,10 @@ def create_receipt(
     """A receipt against ``po_id``'s lines, booked at once. Raises ``IdempotentReplay``."""
     if not 1 <= len(lines) <= MAX_LINES:
         raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
+    with document_write(
+        connection, action="purchase_receipt.create", audit=audit, claim=claim
+    ) as written:
+        now = written.now
         po = _locked_po_for_stock(connection, po_id, visible, now)
         if po.status not in RECEIVABLE:
             raise DocumentStateError(
@@ -563,27 +554,18 @@ def create_receipt(
             now=now,
             projections=projections,
         )
-        idempotency.remember(connection, claim, receipt_id, now=now)
-        record(
-            connection,
-            audit,
-            action="purchase_receipt.create",
-            resource="purchase_receipt",
-            resource_id=receipt_id,
-            site_id=site,
-            after={
-                "po_id": po_id,
-                "lines": [
-                    {
-                        key: str(value) if isinstance(value, Decimal | date) else value
-                        for key, value in row.items()
-                        if key not in ("qc_at",)
-                    }
-                    for row in rows
-                ],
-            },
-            at=now,
-        )
+        written.doc_id, written.site_id = receipt_id, site
+        written.after = {
+            "po_id": po_id,
+            "lines": [
+                {
+                    key: str(value) if isinstance(value, Decimal | date) else value
+                    for key, value in row.items()
+                    if key not in ("qc_at",)
+                }
+                for row in rows
+            ],
+        }
         found = _read_receipt(connection, receipt_id)
         assert found is not None
     return found
@@ -604,9 +586,10 @@ def decide_quarantine(
 ) -> Receipt:
     """``release`` (quarantine → stock) or ``reject`` (quarantine → back to the supplier)."""
     command = order.command
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, command.claim)
+    with document_write(
+        connection, action=f"purchase_receipt.{verb}", audit=command.audit, claim=command.claim
+    ) as written:
+        now = written.now
         head = connection.execute(
             select(purchase_receipts.c.site_id, purchase_receipts.c.po_id).where(
                 purchase_receipts.c.receipt_id == command.doc_id
@@ -615,9 +598,14 @@ def decide_quarantine(
         if head is None or (command.visible is not None and head.site_id not in command.visible):
             raise UnknownDocumentError("purchase receipt", command.doc_id)
         central_events.lock_site(connection, head.site_id, now=now)
-        receipt = _read_receipt(connection, command.doc_id, lock=True)
-        assert receipt is not None
-        check_version("purchase receipt", receipt.receipt_id, receipt.version, command.if_match)
+        receipt = locked_document(
+            connection,
+            _read_receipt,
+            "purchase receipt",
+            command.doc_id,
+            command.visible,
+            if_match=command.if_match,
+        )
         line = next((each for each in receipt.lines if each.line_no == order.line_no), None)
         if line is None:
             raise InvalidError(f"line_no: receipt {receipt.receipt_id} has no line {order.line_no}")
@@ -689,18 +677,9 @@ def decide_quarantine(
             purchase_receipts.c.receipt_id == receipt.receipt_id,
             updated_at=now,
         )
-        idempotency.remember(connection, command.claim, receipt.receipt_id, now=now)
-        record(
-            connection,
-            command.audit,
-            action=f"purchase_receipt.{verb}",
-            resource="purchase_receipt",
-            resource_id=receipt.receipt_id,
-            site_id=receipt.site_id,
-            before={"line_no": line.line_no, "qc_status": line.qc_status.value},
-            after={"line_no": line.line_no, **values, "reason": command.reason},
-            at=now,
-        )
+        written.doc_id, written.site_id = receipt.receipt_id, receipt.site_id
+        written.before = {"line_no": line.line_no, "qc_status": line.qc_status.value}
+        written.after = {"line_no": line.line_no, **values, "reason": command.reason}
         found = _read_receipt(connection, receipt.receipt_id)
         assert found is not None
     return found
@@ -748,14 +727,15 @@ def _returns_with_lines(connection: Connection, rows: Sequence[Any]) -> list[Pur
 def get_return(
     connection: Connection, return_id: str, *, visible: frozenset[str] | None = None
 ) -> PurchaseReturn:
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(purchase_returns).where(purchase_returns.c.return_id == return_id)
-        ).all()
-        found = _returns_with_lines(connection, rows)
-    if not found or (visible is not None and found[0].site_id not in visible):
-        raise UnknownDocumentError("purchase return", return_id)
-    return found[0]
+    return fetch_document(connection, _read_return, "purchase return", return_id, visible)
+
+
+def _read_return(connection: Connection, return_id: str) -> PurchaseReturn | None:
+    rows = connection.execute(
+        select(purchase_returns).where(purchase_returns.c.return_id == return_id)
+    ).all()
+    found = _returns_with_lines(connection, rows)
+    return found[0] if found else None
 
 
 def list_returns(
@@ -777,12 +757,14 @@ def list_returns(
         visible=visible,
         limit=limit,
     )
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(purchase_returns).where(*conditions).order_by(key).limit(limit + 1)
-        ).all()
-        found = _returns_with_lines(connection, rows[:limit])
-    return found, (found[-1].return_id if len(rows) > limit else None)
+    return read_page(
+        connection,
+        purchase_returns,
+        key,
+        conditions,
+        limit=limit,
+        build=lambda rows: _returns_with_lines(connection, rows),
+    )
 
 
 def create_return(
@@ -802,9 +784,10 @@ def create_return(
         raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
     if not reason.strip():
         raise InvalidError("reason: say why the goods go back")
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
+    with document_write(
+        connection, action="purchase_return.create", audit=audit, claim=claim
+    ) as written:
+        now = written.now
         po = _locked_po_for_stock(connection, po_id, visible, now)
         if po.status in (PoStatus.DRAFT, PoStatus.CANCELLED):
             raise DocumentStateError(
@@ -871,24 +854,8 @@ def create_return(
             now=now,
             projections=projections,
         )
-        idempotency.remember(connection, claim, return_id, now=now)
-        record(
-            connection,
-            audit,
-            action="purchase_return.create",
-            resource="purchase_return",
-            resource_id=return_id,
-            site_id=po.site_id,
-            after={
-                "po_id": po_id,
-                "reason": reason,
-                "lines": [
-                    {k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}
-                    for row in rows
-                ],
-            },
-            at=now,
-        )
+        written.doc_id, written.site_id = return_id, po.site_id
+        written.after = {"po_id": po_id, "reason": reason, "lines": _auditable_rows(rows)}
     return get_return(connection, return_id)
 
 
@@ -953,11 +920,7 @@ def _read_invoice(connection: Connection, invoice_id: str, *, lock: bool = False
 def get_invoice(
     connection: Connection, invoice_id: str, *, visible: frozenset[str] | None = None
 ) -> Invoice:
-    with read_snapshot(connection):
-        found = _read_invoice(connection, invoice_id)
-    if found is None or (visible is not None and found.site_id not in visible):
-        raise UnknownDocumentError("supplier invoice", invoice_id)
-    return found
+    return fetch_document(connection, _read_invoice, "supplier invoice", invoice_id, visible)
 
 
 def list_invoices(
@@ -982,12 +945,14 @@ def list_invoices(
     )
     if status is not None:
         conditions.append(supplier_invoices.c.status == status.value)
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(supplier_invoices).where(*conditions).order_by(key).limit(limit + 1)
-        ).all()
-        found = _invoices_with_lines(connection, rows[:limit])
-    return found, (found[-1].invoice_id if len(rows) > limit else None)
+    return read_page(
+        connection,
+        supplier_invoices,
+        key,
+        conditions,
+        limit=limit,
+        build=lambda rows: _invoices_with_lines(connection, rows),
+    )
 
 
 def match_line(
@@ -1060,9 +1025,10 @@ def create_invoice(
     """A supplier invoice, matched at once: ``matched`` or ``held`` with its differences."""
     if not 1 <= len(lines) <= MAX_LINES:
         raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
+    with document_write(
+        connection, action="supplier_invoice.create", audit=audit, claim=claim
+    ) as written:
+        now = written.now
         # The site first, as a push takes it: the projection writes the lines this
         # reads and counts, so the two must not lock in opposite orders.
         po = _locked_po_for_stock(connection, po_id, visible, now)
@@ -1130,25 +1096,13 @@ def create_invoice(
             _count_invoiced(
                 connection, po_id, [_Counted(r["po_line"], r["base_qty"]) for r in rows], 1
             )
-        idempotency.remember(connection, claim, invoice_id, now=now)
-        record(
-            connection,
-            audit,
-            action="supplier_invoice.create",
-            resource="supplier_invoice",
-            resource_id=invoice_id,
-            site_id=po.site_id,
-            after={
-                "invoice_no": invoice_no,
-                "po_id": po_id,
-                "status": status.value,
-                "lines": [
-                    {k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}
-                    for row in rows
-                ],
-            },
-            at=now,
-        )
+        written.doc_id, written.site_id = invoice_id, po.site_id
+        written.after = {
+            "invoice_no": invoice_no,
+            "po_id": po_id,
+            "status": status.value,
+            "lines": _auditable_rows(rows),
+        }
         found = _read_invoice(connection, invoice_id)
         assert found is not None
     return found
@@ -1172,9 +1126,10 @@ def decide_invoice(connection: Connection, command: DocCommand, verb: str) -> In
     starts, end = _INVOICE_MOVES[verb]
     if not (command.reason or "").strip():
         raise InvalidError(f"reason: say why you {verb} the invoice")
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, command.claim)
+    with document_write(
+        connection, action=f"supplier_invoice.{verb}", audit=command.audit, claim=command.claim
+    ) as written:
+        now = written.now
         site = connection.execute(
             select(supplier_invoices.c.site_id).where(
                 supplier_invoices.c.invoice_id == command.doc_id
@@ -1182,20 +1137,15 @@ def decide_invoice(connection: Connection, command: DocCommand, verb: str) -> In
         ).scalar_one_or_none()
         if site is not None:  # the site before the lines it counts (see create_invoice)
             central_events.lock_site(connection, site, now=now)
-        invoice = _read_invoice(connection, command.doc_id, lock=True)
-        if invoice is None or (
-            command.visible is not None and invoice.site_id not in command.visible
-        ):
-            raise UnknownDocumentError("supplier invoice", command.doc_id)
-        check_version("supplier invoice", invoice.invoice_id, invoice.version, command.if_match)
-        if invoice.status not in starts:
-            raise DocumentStateError(
-                "supplier invoice",
-                invoice.invoice_id,
-                invoice.status,
-                verb,
-                " or ".join(sorted(starts)),
-            )
+        invoice = locked_document(
+            connection,
+            _read_invoice,
+            "supplier invoice",
+            command.doc_id,
+            command.visible,
+            if_match=command.if_match,
+        )
+        check_state("supplier invoice", invoice.invoice_id, invoice.status, verb, starts)
         if end is InvoiceStatus.APPROVED:
             _count_invoiced(connection, invoice.po_id, invoice.lines, 1)
         elif invoice.status is InvoiceStatus.MATCHED:
@@ -1210,18 +1160,13 @@ def decide_invoice(connection: Connection, command: DocCommand, verb: str) -> In
             reason=command.reason,
             updated_at=now,
         )
-        idempotency.remember(connection, command.claim, invoice.invoice_id, now=now)
-        record(
-            connection,
-            command.audit,
-            action=f"supplier_invoice.{verb}",
-            resource="supplier_invoice",
-            resource_id=invoice.invoice_id,
-            site_id=invoice.site_id,
-            before={"status": invoice.status.value, "version": invoice.version},
-            after={"status": end.value, "version": invoice.version + 1, "reason": command.reason},
-            at=now,
-        )
+        written.doc_id, written.site_id = invoice.invoice_id, invoice.site_id
+        written.before = {"status": invoice.status.value, "version": invoice.version}
+        written.after = {
+            "status": end.value,
+            "version": invoice.version + 1,
+            "reason": command.reason,
+        }
         found = _read_invoice(connection, invoice.invoice_id)
         assert found is not None
     return found
