@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
@@ -33,7 +33,7 @@ from central_api.errors import ForbiddenError, InvalidError, NotFoundError
 from central_api.schemas.receiving import InvoiceIn, ReceiptIn, ReturnIn
 from central_api.services import purchasing as purchases
 from central_api.services import receiving as service
-from central_api.services.audit import AuditContext
+from central_api.services.documents import DocCommand
 from central_api.services.idempotency import IdempotencyClaim, IdempotentReplay
 from central_api.services.sites import list_locations
 from central_api.web import i18n
@@ -84,23 +84,6 @@ OUTCOME_LABELS: Final[dict[str, str]] = {
 """The match's outcome words (the service's ``outcome``, comma-separated) as people read them."""
 
 
-@dataclass(frozen=True, slots=True)
-class CommandInput:
-    """What every document command of a page posts: the document, who, its version, key
-    and reason (each service then builds its own command from it)."""
-
-    doc_id: str
-    actor: str
-    visible: frozenset[str] | None
-    if_match: str | None
-    audit: AuditContext
-    claim: IdempotencyClaim | None
-    reason: str | None
-
-    def doc_command(self) -> service.DocCommand:
-        return service.DocCommand(**{f.name: getattr(self, f.name) for f in fields(self)})
-
-
 PageFn = Callable[..., HTMLResponse]
 
 
@@ -110,7 +93,7 @@ def command_route(
     verb: str,
     action: str,
     *,
-    run: Callable[[Connection, CommandInput, Any], object],
+    run: Callable[[Connection, DocCommand, Any], object],
     page: PageFn,
 ) -> None:
     """``POST <base>/<verb>?id=``: one command with the page's version and key; a refusal
@@ -126,7 +109,7 @@ def command_route(
     ) -> Response:
         raw = await request.body()
         posted = await request.form()
-        order = CommandInput(
+        order = DocCommand(
             doc_id=doc_id,
             actor=principal.name,
             visible=principal.sites,
@@ -330,15 +313,15 @@ def receipt_page(
     return _receipt_page(request, connection, principal, receipt_id)
 
 
-def _qc(verb: str) -> Callable[[Connection, CommandInput, Any], object]:
-    def run(connection: Connection, order: CommandInput, posted: Any) -> object:
+def _qc(verb: str) -> Callable[[Connection, DocCommand, Any], object]:
+    def run(connection: Connection, order: DocCommand, posted: Any) -> object:
         number = _posted(posted, "line_no", 10)
         if not number.isdigit() or not 1 <= int(number) <= 10_000:
             raise InvalidError("line_no: choose a line")
         return service.decide_quarantine(
             connection,
             service.QcCommand(
-                command=order.doc_command(),
+                command=order,
                 line_no=int(number),
                 location=_posted(posted, "location", 64) or None,
             ),
@@ -696,11 +679,11 @@ def invoice_page(
     return _invoice_page(request, connection, principal, invoice_id)
 
 
-def _decide(verb: str) -> Callable[[Connection, CommandInput, Any], object]:
-    def run(connection: Connection, order: CommandInput, _posted_form: Any) -> object:
+def _decide(verb: str) -> Callable[[Connection, DocCommand, Any], object]:
+    def run(connection: Connection, order: DocCommand, _posted_form: Any) -> object:
         if not order.reason:
             raise InvalidError("reason: say why")
-        return service.decide_invoice(connection, order.doc_command(), verb)
+        return service.decide_invoice(connection, order, verb)
 
     return run
 

@@ -15,7 +15,7 @@ list's form is refused to it (the API's rule: who cannot see prices may not set 
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from decimal import Decimal
 from typing import Annotated, Any, Final
 
@@ -31,6 +31,7 @@ from central_api.errors import ForbiddenError, InvalidError, NotFoundError
 from central_api.schemas.sales import PriceListIn, SalesOrderIn
 from central_api.services import sales as service
 from central_api.services.audit import AuditContext
+from central_api.services.documents import CommandGuard, DocCommand
 from central_api.services.idempotency import IdempotentReplay
 from central_api.services.partners import PartnerFilter, list_partners
 from central_api.services.purchasing import plain
@@ -53,7 +54,7 @@ from central_api.web.purchasing import (
     sent_lines,
     url,
 )
-from central_api.web.receiving import CommandInput, command_route
+from central_api.web.receiving import command_route
 from central_api.web.render import CONSOLE_ROOT, gettext_for, render
 from central_api.web.routes import form_claim, redirect
 from jxc.contract import Code
@@ -210,22 +211,16 @@ def sales_order_page(
     return _so_page(request, connection, principal, so_id)
 
 
+_GUARD: Final = tuple(f.name for f in fields(CommandGuard))
+"""Who runs a command and what guards it: the same for a page's every document."""
+
+
 def _so_command(verb: str) -> Any:
     run = _SO_RUN[verb]
 
-    def command(connection: Connection, order: CommandInput, _posted_form: Any) -> object:
-        return run(
-            connection,
-            service.SoCommand(
-                so_id=order.doc_id,
-                actor=order.actor,
-                visible=order.visible,
-                if_match=order.if_match,
-                audit=order.audit,
-                claim=order.claim,
-                reason=order.reason,
-            ),
-        )
+    def command(connection: Connection, order: DocCommand, _posted_form: Any) -> object:
+        guard = {name: getattr(order, name) for name in _GUARD}
+        return run(connection, service.SoCommand(so_id=order.doc_id, **guard))
 
     return command
 
