@@ -236,6 +236,45 @@ async def read_po_form(
     return PoForm(po, form, used, checked, errors, claim)
 
 
+def _po_documents(
+    request: Request,
+    connection: Connection,
+    principal: Principal,
+    lister: Callable[..., tuple[list[Any], str | None]],
+    query: tuple[str | None, str, str | None],
+    *,
+    template: str,
+    key: str,
+    base: str,
+) -> HTMLResponse:
+    """A list of documents entered against POs (receipts, returns), filtered by PO and
+    site, of the user's sites only, paged."""
+    po_id, site, after = query
+    site_text = _site_filter(principal, site)
+    found, next_after = lister(
+        connection,
+        po_id=po_id or None,
+        site_id=site_text or None,
+        visible=principal.sites,
+        after=after or None,
+        limit=PAGE,
+    )
+    filters = {"po": po_id or "", "site": site_text}
+    return render(
+        request,
+        template,
+        {
+            key: found,
+            "filters": filters,
+            "sites": _sites(connection, principal),
+            "more": None if next_after is None else url(base, **filters, after=next_after),
+            "status_labels": STATUS_LABELS,
+            "url": url,
+        },
+        principal=principal,
+    )
+
+
 # --- receipts ------------------------------------------------------------------------------
 
 
@@ -250,28 +289,15 @@ def receipts_page(
     after: AfterQuery = None,
 ) -> HTMLResponse:
     """Receipts entered at central (采购入库), newest id last; only the user's sites."""
-    site_text = _site_filter(principal, site)
-    found, next_after = service.list_receipts(
-        connection,
-        po_id=po_id or None,
-        site_id=site_text or None,
-        visible=principal.sites,
-        after=after or None,
-        limit=PAGE,
-    )
-    filters = {"po": po_id or "", "site": site_text}
-    return render(
+    return _po_documents(
         request,
-        "receipts.html",
-        {
-            "receipts": found,
-            "filters": filters,
-            "sites": _sites(connection, principal),
-            "more": None if next_after is None else url(RECEIPTS, **filters, after=next_after),
-            "status_labels": STATUS_LABELS,
-            "url": url,
-        },
-        principal=principal,
+        connection,
+        principal,
+        service.list_receipts,
+        (po_id, site, after),
+        template="receipts.html",
+        key="receipts",
+        base=RECEIPTS,
     )
 
 
@@ -446,27 +472,15 @@ def returns_page(
     after: AfterQuery = None,
 ) -> HTMLResponse:
     """Goods sent back to suppliers (采购退货), with their reasons; only the user's sites."""
-    site_text = _site_filter(principal, site)
-    found, next_after = service.list_returns(
-        connection,
-        po_id=po_id or None,
-        site_id=site_text or None,
-        visible=principal.sites,
-        after=after or None,
-        limit=PAGE,
-    )
-    filters = {"po": po_id or "", "site": site_text}
-    return render(
+    return _po_documents(
         request,
-        "purchase_returns.html",
-        {
-            "returns": found,
-            "filters": filters,
-            "sites": _sites(connection, principal),
-            "more": None if next_after is None else url(RETURNS, **filters, after=next_after),
-            "url": url,
-        },
-        principal=principal,
+        connection,
+        principal,
+        service.list_returns,
+        (po_id, site, after),
+        template="purchase_returns.html",
+        key="returns",
+        base=RETURNS,
     )
 
 
