@@ -93,7 +93,8 @@ def switch_language(page: Any, label: str) -> None:
     """Use the switch in the header, and wait for the page it leads back to (the same URL,
     so waiting for the URL alone would not wait at all)."""
     with page.expect_navigation():
-        page.get_by_role("link", name=label).click()
+        # a link before sign-in; a button after, which stores the choice for the user
+        page.locator("[data-lang]", has_text=label).click()
 
 
 def shoot(page: Any, folder: Path, name: str, width: str) -> None:
