@@ -9,12 +9,15 @@ from __future__ import annotations
 import io
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 from openpyxl import Workbook
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
+from central_api.cli import app
 from central_api.models.audit import audit_log
 from central_api.models.ledger import central_events
 from central_api.services.central_events import balance
@@ -164,3 +167,26 @@ def test_the_import_keeps_the_action_the_site_scope_and_the_money(client: TestCl
     with engine.connect() as connection:
         count = connection.execute(select(func.count()).select_from(central_events)).scalar()
     assert count == 2
+
+
+def test_the_cli_imports_opening_stock_with_the_same_rules(
+    client: TestClient, database_url: str, tmp_path: Path
+) -> None:
+    _master(client)
+    file = tmp_path / "opening.csv"
+    file.write_bytes(csv_bytes(GOOD))
+    runner = CliRunner()
+    done = runner.invoke(app, ["import", KIND, str(file), "--database-url", database_url])
+    assert done.exit_code == 0, done.output
+    assert "opening_stock: 3 rows, 3 created, 0 updated, 0 unchanged" in done.output
+    again = runner.invoke(app, ["import", KIND, str(file), "--database-url", database_url])
+    assert "0 created, 0 updated, 3 unchanged" in again.output
+    assert len(_events(client)) == 3
+    file.write_bytes(csv_bytes([HEADER, ["S01", "A", "NOPE", "", "", "1"]]))
+    refused = runner.invoke(app, ["import", KIND, str(file), "--database-url", database_url])
+    assert refused.exit_code == 1
+    assert "row 2, item_code" in refused.output
+    export = runner.invoke(
+        app, ["export", KIND, str(tmp_path / "x.csv"), "--database-url", database_url]
+    )
+    assert export.exit_code == 2

@@ -7,6 +7,7 @@ and the new-user form's ``Idempotency-Key`` (a double submit makes one user, not
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from fastapi import FastAPI
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from central_api.models.audit import audit_log
 from central_api.services import sites as site_service
 from central_api.services.audit import system_context
 from central_api.services.categories import UnknownCategoryError, get_category
+from central_api.services.central_events import balance
 from central_api.services.items import upsert_item
 from central_api.services.people import get_user
 from jxc.feed import ItemData, LocationData
@@ -219,3 +221,43 @@ def test_the_console_speaks_the_users_language_after_sign_in(app: FastAPI) -> No
     assert logged == ["user.set_language"]
     with app.state.engine.connect() as connection:
         assert get_user(connection, "clerk").language == "en"
+
+
+def test_opening_stock_is_imported_from_the_transfer_page(app: FastAPI) -> None:  # noqa: F811
+    _tree(app, "WH1")
+    with app.state.engine.connect() as connection:
+        upsert_item(
+            connection=connection,
+            item=ItemData(item_code="RICE", name="大米", uom="kg"),
+            barcodes=[],
+            audit=system_context("test"),
+        )
+    boss = browser(app, "boss", lang="en")
+    page = boss.get("/console/transfer").text
+    assert 'value="/console/transfer/opening_stock">Opening stock</option>' in page
+    assert "/api/v1/exports/opening_stock" not in page  # imported, never exported
+    rows = b"site_id,location,item_code,qty,unit_cost\r\nWH1,A-01-01,RICE,25,3.2\r\n"
+    done = boss.post(
+        "/console/transfer/opening_stock",
+        files={"file": ("opening.csv", rows, "text/csv")},
+        headers=htmx(boss),
+    )
+    assert done.status_code == 200, done.text
+    assert "opening.csv was imported: 1 rows, 1 new, 0 changed, 0 unchanged." in done.text
+    with app.state.engine.connect() as connection:
+        assert balance(connection, "WH1", "A-01-01", "RICE", None) == ("kg", Decimal(25))
+    bad = boss.post(
+        "/console/transfer/opening_stock",
+        files={"file": ("bad.csv", rows.replace(b"A-01-01", b"NOPE"), "text/csv")},
+        headers=htmx(boss),
+    )
+    assert bad.status_code == 422
+    assert '<td data-label="Column" class="code">location</td>' in bad.text
+    clerk = browser(app, "clerk")
+    assert "/console/transfer/opening_stock" not in clerk.get("/console/transfer").text
+    refused = clerk.post(
+        "/console/transfer/opening_stock",
+        files={"file": ("opening.csv", rows, "text/csv")},
+        headers=htmx(clerk),
+    )
+    assert refused.status_code == 403
