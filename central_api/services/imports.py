@@ -1344,7 +1344,7 @@ def _import_opening_stock(
 
 
 def _opening_items(connection: Connection, codes: list[str]) -> list[Any]:
-    found = []
+    found: list[Any] = []
     for start in range(0, len(codes), _CHUNK):
         found.extend(
             connection.execute(

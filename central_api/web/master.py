@@ -548,8 +548,27 @@ async def create_location(
 ) -> Response:
     """Add a location (the API's POST: a code the site has is refused; one per opened
     form, by its key)."""
+    return await _save_location(
+        request, site=site, connection=connection, principal=principal, audit=audit
+    )
+
+
+async def _save_location(
+    request: Request,
+    *,
+    site: str,
+    connection: ConnDep,
+    principal: Principal,
+    audit: AuditDep,
+    editing: str = "",
+) -> Response:
+    """Check the location form with the API's model and save it through the service (one
+    transaction with its audit entry); a new one's with its form's key, an edited one's
+    (``editing``: its code, which the form cannot change) as the API's PUT."""
     _in_scope(principal, site)
     record = site_service.get_site(connection, site)
+    if editing:
+        site_service.get_location(connection, site, editing)  # 404 for no such location
     raw = await request.body()
     posted = await request.form()
     _ = gettext_for(i18n.language_of(request))
@@ -557,19 +576,26 @@ async def create_location(
         name: _posted_text(posted, name) for name in ("code", "parent", "level", "kind", "name")
     }
     form["active"] = _ticked(posted, "active")
-    form["idempotency_key"] = _posted_text(posted, "idempotency_key")[:200]
-    body = {k: v for k, v in form.items() if k != "idempotency_key"}
+    key = _posted_text(posted, "idempotency_key")[:200]
+    if editing:
+        form["code"] = editing
+    else:
+        form["idempotency_key"] = key
+    body = {k: v for k, v in form.items() if k not in ("idempotency_key", "code")}
     body["parent"] = body["parent"] or None
-    checked, errors = validate(LocationCreate, body, _)
+    model: type[BaseModel] = LocationIn
+    if not editing:
+        body["code"], model = form["code"], LocationCreate
+    checked, errors = validate(model, body, _)
     if not errors:
         try:
             site_service.put_location(
                 connection,
                 site_id=site,
-                data=LocationData(**checked.model_dump()),
+                data=LocationData(**{**checked.model_dump(), "code": form["code"]}),
                 audit=audit,
-                create_only=True,
-                claim=form_claim(request, principal, form["idempotency_key"], raw),
+                create_only=not editing,
+                claim=None if editing else form_claim(request, principal, key, raw),
             )
         except IdempotentReplay:
             return redirect(request, url(f"{SITES}/view", site=site))
@@ -587,6 +613,7 @@ async def create_location(
         site=record,
         form=form,
         errors=errors,
+        editing=editing,
         status_code=422,
     )
 
@@ -635,37 +662,6 @@ async def update_location(
     """The API's PUT of an existing location (audited ``location.update``; the tree rules
     are the service's: a bin under a zone, or a parent below the location itself, is
     refused next to the parent). A PUT is its own repeat, so it needs no key."""
-    _in_scope(principal, site)
-    record = site_service.get_site(connection, site)
-    site_service.get_location(connection, site, code)  # 404 for no such location
-    posted = await request.form()
-    _ = gettext_for(i18n.language_of(request))
-    form: dict[str, Any] = {
-        name: _posted_text(posted, name) for name in ("parent", "level", "kind", "name")
-    }
-    form["active"] = _ticked(posted, "active")
-    checked, errors = validate(LocationIn, {**form, "parent": form["parent"] or None}, _)
-    form["code"] = code
-    if not errors:
-        try:
-            site_service.put_location(
-                connection,
-                site_id=site,
-                data=LocationData(code=code, **checked.model_dump()),
-                audit=audit,
-            )
-        except InvalidError as refused:
-            where, reason = service_error(str(refused))
-            errors[where] = service_message(reason, _)
-        else:
-            return redirect(request, url(f"{SITES}/view", site=site))
-    return _location_form(
-        request,
-        connection=connection,
-        principal=principal,
-        site=record,
-        form=form,
-        errors=errors,
-        editing=code,
-        status_code=422,
+    return await _save_location(
+        request, site=site, connection=connection, principal=principal, audit=audit, editing=code
     )
