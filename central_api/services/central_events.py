@@ -73,6 +73,8 @@ class Movement:
     doc_type: str | None = None
     doc_id: str | None = None
     doc_line: int | None = None
+    ref: str | None = None
+    """This movement's own reference, instead of the booking's ``ref`` (an import's row)."""
 
 
 def _insert(connection: Connection):  # type: ignore[no-untyped-def]
@@ -159,7 +161,7 @@ def book(
             qty=move.qty,
             uom=move.uom,
             unit_cost=move.unit_cost,
-            ref=ref,
+            ref=move.ref or ref,
             actor=actor[:64],
             doc_type=move.doc_type,
             doc_id=move.doc_id,

@@ -106,7 +106,7 @@ NAVIGATION: list[NavEntry] = [
         f"{CONSOLE_ROOT}/transfer",
         N_("Import and export"),
         "items.import",
-        also=("partners.import", "locations.import"),
+        also=("partners.import", "locations.import", "stock.import"),
     ),
     NavEntry(f"{CONSOLE_ROOT}/users", N_("Users"), "users.manage"),
     NavEntry(f"{CONSOLE_ROOT}/roles", N_("Roles"), "users.manage"),
@@ -135,6 +135,7 @@ LABELS: Final[dict[str, str]] = {
     "items": N_("Items"),
     "partners": N_("Partners"),
     "locations": N_("Locations"),
+    "opening_stock": N_("Opening stock"),
 }
 """The msgid of each stored code word a page shows (``_(labels[value])``)."""
 

@@ -68,6 +68,7 @@ CENTRAL_TABLES = (
     "purchase_receipts",
     "central_events",
     "central_stream_state",
+    "opening_stock",
     "sales_reservations",
     "sales_order_lines",
     "sales_orders",
