@@ -49,6 +49,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "edge_qc_decisions",
     "supplier_invoice_lines",
     "supplier_invoices",
     "purchase_return_lines",
