@@ -60,6 +60,7 @@ from central_api.models.people import (
     users,
 )
 from central_api.models.purchasing import (
+    edge_qc_decisions,
     purchase_exceptions,
     purchase_order_lines,
     purchase_orders,
@@ -93,6 +94,7 @@ __all__ = [
     "central_stream_state",
     "change_feed",
     "code_sequences",
+    "edge_qc_decisions",
     "feed_counter",
     "from_micro_units",
     "idempotency_keys",

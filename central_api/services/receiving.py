@@ -35,11 +35,13 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Table, insert, select, update
 
-from central_api.errors import ConflictError, InvalidError
+from central_api.errors import ConflictError, InvalidError, NotFoundError
+from central_api.models.ledger import ledger_events
 from central_api.models.master import locations
 from central_api.models.purchasing import (
+    edge_qc_decisions,
     purchase_order_lines,
     purchase_orders,
     purchase_receipt_lines,
@@ -55,6 +57,7 @@ from central_api.services.central_events import Movement
 from central_api.services.documents import (
     MAX_LINES,
     MAX_PAGE,
+    CommandGuard,
     DocCommand,
     DocumentStateError,
     UnknownDocumentError,
@@ -68,6 +71,7 @@ from central_api.services.documents import (
     plain,
     read_page,
     site_conditions,
+    utc,
 )
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
@@ -324,12 +328,35 @@ def _auditable_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()} for row in rows]
 
 
+def _qc_moves(
+    line: PoLine,
+    po_id: str,
+    qty: Decimal,
+    uom: str,
+    *,
+    source: str,
+    target: str | None,
+    lot: str | None,
+    expiry: date | None,
+) -> list[Movement]:
+    """A QC decision as stock moves naming the PO line: released goods go from quarantine
+    to ``target`` (a transfer, so the line's ``accepted_qty`` rises), rejected ones leave
+    quarantine (an issue: ``returned_qty``) when ``target`` is None."""
+    stock = {"lot": lot, "expiry": expiry, "uom": uom}
+    if target is None:
+        return [_movement(EventKind.ISSUE, line, po_id, -qty, location=source, **stock)]
+    return [
+        _movement(EventKind.TRANSFER_OUT, line, po_id, -qty, location=source, **stock),
+        _movement(EventKind.TRANSFER_IN, line, po_id, qty, location=target, **stock),
+    ]
+
+
 def _movement(kind: EventKind, line: PoLine, po_id: str, qty: Decimal, **where: Any) -> Movement:
+    where.setdefault("uom", line.base_uom)
     return Movement(
         kind=kind,
         item=line.item_code,
         qty=qty,
-        uom=line.base_uom,
         doc_type=PURCHASE_ORDER,
         doc_id=po_id,
         doc_line=line.line_no,
@@ -620,40 +647,22 @@ def decide_quarantine(
         po = read_po(connection, receipt.po_id)
         assert po is not None
         po_line = _po_line(po, "line_no", line.po_line)
-        stock = {"lot": line.lot, "expiry": line.expiry}
+        target = None
         if verb == "release":
             target = _stock_location(connection, receipt.site_id, "body", order.location)
-            moves = [
-                _movement(
-                    EventKind.TRANSFER_OUT,
-                    po_line,
-                    po.po_id,
-                    -line.base_qty,
-                    location=line.location,
-                    **stock,
-                ),
-                _movement(
-                    EventKind.TRANSFER_IN,
-                    po_line,
-                    po.po_id,
-                    line.base_qty,
-                    location=target,
-                    **stock,
-                ),
-            ]
             values: dict[str, Any] = {"qc_status": QcStatus.RELEASED.value, "location": target}
         else:
-            moves = [
-                _movement(
-                    EventKind.ISSUE,
-                    po_line,
-                    po.po_id,
-                    -line.base_qty,
-                    location=line.location,
-                    **stock,
-                )
-            ]
             values = {"qc_status": QcStatus.REJECTED.value}
+        moves = _qc_moves(
+            po_line,
+            po.po_id,
+            line.base_qty,
+            line.base_uom,
+            source=line.location,
+            target=target,
+            lot=line.lot,
+            expiry=line.expiry,
+        )
         central_events.book(
             connection,
             site_id=receipt.site_id,
@@ -683,6 +692,210 @@ def decide_quarantine(
         found = _read_receipt(connection, receipt.receipt_id)
         assert found is not None
     return found
+
+
+# --- QC of the cartons an edge put in quarantine ----------------------------------------
+
+
+class EdgeQc(StrEnum):
+    """Where an edge's receipt stands in QC (None: it was not booked into quarantine)."""
+
+    PENDING = "pending"
+    RELEASED = "released"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeQcDecision:
+    """A person's QC decision at central on one carton an edge booked into quarantine."""
+
+    event_id: str
+    site_id: str
+    seq: int
+    po_id: str
+    line_no: int
+    item: str
+    lot: str | None
+    qty: Decimal
+    uom: str
+    quarantine: str
+    verdict: EdgeQc
+    location: str | None
+    reason: str
+    decided_by: str
+    decided_at: datetime
+    version: int = 1
+    """A decision is made once and never changes (the ETag every answer carries)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeQcCommand(CommandGuard):
+    """Release (to ``location``) or reject the carton the edge event ``event_id`` booked."""
+
+    event_id: str
+    location: str | None = None
+
+
+def _edge_receipt(
+    connection: Connection, event_id: str, visible: frozenset[str] | None
+) -> Row[Any]:
+    found = connection.execute(
+        select(ledger_events).where(ledger_events.c.event_id == event_id)
+    ).one_or_none()
+    if found is None or (visible is not None and found.site_id not in visible):
+        raise UnknownDocumentError("edge event", event_id)
+    if found.kind != EventKind.RECEIPT.value or found.doc_type != PURCHASE_ORDER:
+        raise ConflictError(
+            f"edge event {event_id} is a {found.kind}"
+            + ("" if found.doc_id is None else f" of {found.doc_type} {found.doc_id}")
+            + ": QC decides receipts booked against a purchase order line"
+        )
+    return found
+
+
+def get_edge_qc(
+    connection: Connection, event_id: str, *, visible: frozenset[str] | None = None
+) -> EdgeQcDecision:
+    """The decision on an edge carton (404 while there is none)."""
+    with read_snapshot(connection):
+        event = _edge_receipt(connection, event_id, visible)
+        row = connection.execute(
+            select(edge_qc_decisions).where(edge_qc_decisions.c.event_id == event_id)
+        ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"edge event {event_id} has no QC decision yet")
+    return _edge_decision(event, row)
+
+
+def _edge_decision(event: Row[Any], row: Row[Any]) -> EdgeQcDecision:
+    return EdgeQcDecision(
+        event_id=event.event_id,
+        site_id=event.site_id,
+        seq=event.seq,
+        po_id=str(event.doc_id),
+        line_no=int(event.doc_line),
+        item=event.item,
+        lot=event.lot,
+        qty=event.qty,
+        uom=event.uom,
+        quarantine=event.location,
+        verdict=EdgeQc(row.verdict),
+        location=row.location,
+        reason=row.reason,
+        decided_by=row.decided_by,
+        decided_at=utc(row.decided_at) or row.decided_at,
+    )
+
+
+def decide_edge_quarantine(
+    connection: Connection, order: EdgeQcCommand, verb: str, *, projections: Projections | None
+) -> EdgeQcDecision:
+    """``release`` or ``reject`` a carton an edge's receiving station put in quarantine.
+
+    The station books a doubtful carton (short weight, expired or short-dated lot,
+    over-receipt...) into the site's quarantine location with its reason; the goods are
+    counted in the line's ``quarantined_qty`` until a person decides. The decision is taken
+    at central on the whole carton, once: the moves are central's own events naming the
+    same PO line (as for a receipt entered here), so ``po_progress`` moves the line from
+    quarantined to accepted, or to returned. A carton already moved out of quarantine at
+    the edge is refused by the balance check of :func:`central_events.book` (409).
+    """
+    if not order.reason:
+        raise InvalidError("reason: say why the carton passes or fails QC")
+    with document_write(
+        connection, action=f"purchase_receipt.{verb}", audit=order.audit, claim=order.claim
+    ) as written:
+        now = written.now
+        event = _edge_receipt(connection, order.event_id, order.visible)
+        central_events.lock_site(connection, event.site_id, now=now)
+        decided = connection.execute(
+            select(edge_qc_decisions.c.verdict).where(
+                edge_qc_decisions.c.event_id == event.event_id
+            )
+        ).scalar_one_or_none()
+        if decided is not None:
+            raise DocumentStateError("edge carton", event.event_id, decided, verb, "pending")
+        kind = connection.execute(
+            select(locations.c.kind).where(
+                locations.c.site_id == event.site_id, locations.c.code == event.location
+            )
+        ).scalar_one_or_none()
+        if kind != "quarantine":
+            raise ConflictError(
+                f"edge event {event.event_id} booked its carton into {event.location!r}, "
+                "which is not a quarantine location: there is no QC decision to take"
+            )
+        po = read_po(connection, str(event.doc_id))
+        if po is None:
+            raise ConflictError(f"edge event {event.event_id} names an unknown PO {event.doc_id}")
+        po_line = _po_line(po, "event", int(event.doc_line))
+        target = None
+        if verb == "release":
+            target = _stock_location(connection, event.site_id, "body", order.location)
+        central_events.book(
+            connection,
+            site_id=event.site_id,
+            movements=_qc_moves(
+                po_line,
+                po.po_id,
+                event.qty,
+                event.uom,
+                source=event.location,
+                target=target,
+                lot=event.lot,
+                expiry=event.expiry,
+            ),
+            actor=order.actor,
+            ref=f"{event.site_id}/{event.seq} {verb}",
+            now=now,
+            projections=projections,
+        )
+        verdict = EdgeQc.RELEASED if target else EdgeQc.REJECTED
+        values = {
+            "event_id": event.event_id,
+            "site_id": event.site_id,
+            "po_id": po.po_id,
+            "verdict": verdict.value,
+            "location": target,
+            "reason": order.reason,
+            "decided_by": order.actor,
+            "decided_at": now,
+        }
+        connection.execute(insert(edge_qc_decisions).values(**values))
+        written.doc_id, written.site_id = event.event_id, event.site_id
+        written.before = {"qc": EdgeQc.PENDING.value, "location": event.location}
+        written.after = {"qc": verdict.value, "location": target, "reason": order.reason}
+        row = connection.execute(
+            select(edge_qc_decisions).where(edge_qc_decisions.c.event_id == event.event_id)
+        ).one()
+    return _edge_decision(event, row)
+
+
+def edge_qc_states(
+    connection: Connection, site_id: str, events: Sequence[tuple[str, str]]
+) -> dict[str, EdgeQc]:
+    """The QC state of those ``(event_id, location)`` edge receipts of ``site_id`` that
+    went into a quarantine location: pending, or the decision taken."""
+    if not events:
+        return {}
+    quarantines = set(
+        connection.execute(
+            select(locations.c.code).where(
+                locations.c.site_id == site_id, locations.c.kind == "quarantine"
+            )
+        ).scalars()
+    )
+    held = [event_id for event_id, location in events if location in quarantines]
+    if not held:
+        return {}
+    decided = dict(
+        connection.execute(
+            select(edge_qc_decisions.c.event_id, edge_qc_decisions.c.verdict).where(
+                edge_qc_decisions.c.event_id.in_(held)
+            )
+        ).all()
+    )
+    return {event_id: EdgeQc(decided.get(event_id, EdgeQc.PENDING.value)) for event_id in held}
 
 
 # --- purchase returns -----------------------------------------------------------------
@@ -1194,26 +1407,43 @@ class ReceivingEvent:
     ref: str | None
     actor: str | None
     doc_line: int
+    qc: EdgeQc | None = None
+    """An edge's receipt into quarantine: pending until a person decides (see
+    :func:`decide_edge_quarantine`); None for every other event."""
+
+
+_NOT_STORED = frozenset({"stream", "qc"})
 
 
 def po_events(
     connection: Connection, po_id: str, *, visible: frozenset[str] | None
 ) -> list[ReceivingEvent]:
-    """Every receipt, QC move and return booked against ``po_id``, edge and central."""
+    """Every receipt, QC move and return booked against ``po_id``, edge and central; an
+    edge's receipt into quarantine says where it stands in QC (``qc``)."""
+    stored = [name for name in ReceivingEvent.__dataclass_fields__ if name not in _NOT_STORED]
     with read_snapshot(connection):
-        _site_of_po(connection, po_id, visible)
-        union = central_events.ledger_union(
-            *(name for name in ReceivingEvent.__dataclass_fields__ if name != "stream"),
-            "doc_type",
-            "doc_id",
-        ).subquery()
+        site_id = _site_of_po(connection, po_id, visible)
+        union = central_events.ledger_union(*stored, "doc_type", "doc_id").subquery()
         rows = connection.execute(
             select(union)
             .where(union.c.doc_type == PURCHASE_ORDER, union.c.doc_id == po_id)
             .order_by(union.c.occurred_at, union.c.stream, union.c.seq)
             .limit(MAX_PAGE * 20)
         ).all()
+        qc = edge_qc_states(
+            connection,
+            site_id,
+            [
+                (row.event_id, row.location)
+                for row in rows
+                if row.stream == "edge" and row.kind == EventKind.RECEIPT.value
+            ],
+        )
     return [
-        ReceivingEvent(**{name: getattr(row, name) for name in ReceivingEvent.__dataclass_fields__})
+        ReceivingEvent(
+            stream=row.stream,
+            qc=qc.get(row.event_id) if row.stream == "edge" else None,
+            **{name: getattr(row, name) for name in stored},
+        )
         for row in rows
     ]

@@ -60,6 +60,7 @@ CENTRAL_TABLES = (
     "valuation_layers",
     "valuation_entries",
     "valuation_state",
+    "edge_qc_decisions",
     "supplier_invoice_lines",
     "supplier_invoices",
     "purchase_return_lines",

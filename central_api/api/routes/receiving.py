@@ -9,6 +9,7 @@ answer with one document and ``If-Match`` on commands (412 when stale), an audit
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -29,6 +30,8 @@ from central_api.api.permissions import Requires
 from central_api.core.principal import PrincipalDep
 from central_api.schemas.receiving import (
     DecisionIn,
+    EdgeQcIn,
+    EdgeQcOut,
     InvoiceIn,
     InvoiceOut,
     InvoicePage,
@@ -44,7 +47,7 @@ from central_api.schemas.receiving import (
 )
 from central_api.services import receiving as service
 from central_api.services.documents import DocCommand
-from jxc.contract import Code, SiteId
+from jxc.contract import Code, SiteId, Text
 from jxc.paths import PURCHASE_RECEIPTS, PURCHASE_RETURNS, SUPPLIER_INVOICES, below_api_root
 
 DocId = Annotated[Code, Path(description="the document's id, e.g. GR000003")]
@@ -96,6 +99,58 @@ def read_receiving_events(
         ReceivingEventOut.model_validate(event)
         for event in service.po_events(connection, po_id, visible=principal.sites)
     ]
+
+
+EventId = Annotated[Text, Path(max_length=36, description="the edge event's id")]
+
+
+@receipts_router.get(
+    "/events/{event_id}/qc",
+    dependencies=[Requires("purchase_receipt.read")],
+    responses=ERRORS,
+)
+def read_edge_qc(
+    event_id: EventId, connection: ConnDep, principal: PrincipalDep, response: Response
+) -> EdgeQcOut:
+    """The QC decision taken on a carton an edge booked into quarantine (404 until one is)."""
+    return answer(
+        response,
+        service.get_edge_qc(connection, event_id, visible=principal.sites),
+        EdgeQcOut,
+    )
+
+
+def _edge_qc_route(verb: str, summary: str) -> None:
+    def command(
+        *, event_id: EventId, body: EdgeQcIn, request: Request, call: CallerDep
+    ) -> EdgeQcOut:
+        order = call.command(service.EdgeQcCommand, body.reason, event_id=event_id)
+        if verb == "release":
+            order = replace(order, location=body.location)
+        return call.run(
+            lambda: service.decide_edge_quarantine(
+                call.connection, order, verb, projections=projections(request)
+            ),
+            service.get_edge_qc,
+            EdgeQcOut,
+        )
+
+    command.__name__ = f"{verb}_edge_carton"
+    command.__doc__ = summary
+    receipts_router.post(
+        f"/events/{{event_id}}/{verb}",
+        dependencies=[Requires("purchase_receipt.qc")],
+        responses=ERRORS,
+    )(command)
+
+
+_edge_qc_route(
+    "release",
+    "A carton an edge put in quarantine passes QC: moved to the given storage location.",
+)
+_edge_qc_route(
+    "reject", "A carton an edge put in quarantine fails QC: it goes back to the supplier."
+)
 
 
 @receipts_router.post(
