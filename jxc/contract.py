@@ -182,8 +182,10 @@ OUTBOUND_KINDS = frozenset(
 )
 
 
-DocumentType = Literal["purchase_order"]
-"""The documents an event can name a line of (sales orders, transfers and counts to come)."""
+DocumentType = Literal["purchase_order", "sales_order"]
+"""The documents an event can name a line of (transfers and counts to come). A shipment
+names the sales order line it ships (an ``issue``), a customer return the line it came
+back from; an older edge never sends ``sales_order``, so adding it breaks no one."""
 
 DOCUMENT_FIELDS = ("doc_type", "doc_id", "doc_line")
 """An event's structured reference to the document line it fulfils: all three or none.

@@ -15,6 +15,7 @@ from central_api.api.routes import (
     receiving,
     reference,
     sales,
+    shipping,
     stock,
     sync,
 )
@@ -41,3 +42,5 @@ for receiving_router in receiving.routers:
     api_router.include_router(receiving_router)
 api_router.include_router(sales.price_lists_router)
 api_router.include_router(sales.sales_orders_router)
+for shipping_router in shipping.routers:
+    api_router.include_router(shipping_router)

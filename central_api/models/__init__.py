@@ -68,6 +68,8 @@ from central_api.models.sales import (
     sales_order_lines,
     sales_orders,
     sales_reservations,
+    shipment_lines,
+    shipments,
 )
 from central_api.models.stock import NO_LOT, stock_balances
 
@@ -112,6 +114,8 @@ __all__ = [
     "sales_orders",
     "sales_reservations",
     "sessions",
+    "shipment_lines",
+    "shipments",
     "site_credentials",
     "site_sync_state",
     "sites",

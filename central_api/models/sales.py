@@ -120,3 +120,41 @@ Index(
     ledger_events.c.lot,
     ledger_events.c.expiry,
 )
+
+# 发货: goods sent against one sales order from its site, booked at once as ``issue``
+# events in central's own stream, each naming its SO line (one shipment line per lot and
+# location taken). The SO lines' ``shipped_qty`` and reservations move by the events
+# (``services.so_progress``), not by this table.
+shipments = Table(
+    "shipments",
+    metadata,
+    Column("shipment_id", String(32), primary_key=True),
+    Column("so_id", String(32), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("customer_code", String(64), nullable=False),
+    Column("tracking_no", String(64), nullable=True),
+    Column("note", String(1000), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["so_id"], ["sales_orders.so_id"]),
+    Index(None, "so_id"),
+    Index(None, "site_id", "shipment_id"),
+)
+
+shipment_lines = Table(
+    "shipment_lines",
+    metadata,
+    Column("shipment_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("so_line", Integer, nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("lot", String(40), nullable=True),
+    Column("expiry", Date, nullable=True),
+    Column("location", String(64), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    PrimaryKeyConstraint("shipment_id", "line_no"),
+    ForeignKeyConstraint(["shipment_id"], ["shipments.shipment_id"]),
+)

@@ -93,10 +93,12 @@ def built_in_projections() -> Projections:
     """A registry of central's own projections; each new one is added here.
 
     ``po_progress``: received quantities and progress of purchase orders
-    (:mod:`central_api.services.po_progress`).
+    (:mod:`central_api.services.po_progress`); ``so_progress``: shipped quantities,
+    reservations consumed and closing of sales orders (:mod:`central_api.services.so_progress`).
     """
-    from central_api.services import po_progress  # noqa: PLC0415 - it imports this module
+    from central_api.services import po_progress, so_progress  # noqa: PLC0415 - they import this module
 
     registry = Projections()
     registry.add(po_progress.NAME, po_progress.project)
+    registry.add(so_progress.NAME, so_progress.project)
     return registry

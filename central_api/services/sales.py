@@ -974,3 +974,16 @@ def close_sales_order(connection: Connection, command: SoCommand) -> SalesOrder:
         _release(connection, so.so_id)
         values.update(status=SoStatus.CLOSED.value, ended_at=now, reason=command.reason)
     return get_sales_order(connection, command.so_id)
+
+
+# --- for the documents that follow an order (services.shipping) -----------------------------
+
+
+def read_so(connection: Connection, so_id: str, *, lock: bool = False) -> SalesOrder | None:
+    """The order with its lines and reservations (locked ``FOR UPDATE`` with ``lock``)."""
+    return _read_so(connection, so_id, lock=lock)
+
+
+def unit_factors(connection: Connection, item_code: str) -> tuple[str, dict[str, Decimal]]:
+    """The item's base unit and every unit's factor to it, in the caller's transaction."""
+    return _factors(connection, item_code)

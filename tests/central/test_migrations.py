@@ -38,7 +38,7 @@ def test_upgrade_is_idempotent(database_url: str, engine: Engine) -> None:
 
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-            ("0012",)
+            ("0014",)
         ]
         assert set(inspect(connection).get_table_names()) >= {
             "ledger_events",

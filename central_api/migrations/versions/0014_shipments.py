@@ -1,0 +1,109 @@
+"""Shipments (issue 15): shipments of sales orders confirmed at central and their lines;
+new grants for pick lists and shipments.
+
+Revision ID: 0014
+Revises: 0012 (the lead re-chains at merge)
+Create Date: 2026-12-04
+
+The new actions are *added* to the default roles that still exist, as 0010 and 0012 did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0014"
+down_revision: str | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+NEW_GRANTS: dict[str, str] = {
+    "sales": "pick_list.read shipment.read shipment.create",
+    "store_manager": "pick_list.read shipment.read shipment.create",
+    "warehouse_clerk": "pick_list.read shipment.read shipment.create",
+    "finance": "shipment.read",
+    "auditor": "pick_list.read shipment.read",
+}
+"""Actions each default role gains; ``admin`` holds ``*`` already. A clerk picks and
+ships but holds no financial field group: a pick list and a shipment carry no price."""
+
+
+def _grant(connection: sa.Connection, now: datetime) -> None:
+    roles = sa.table(
+        "roles",
+        sa.column("name", sa.String),
+        sa.column("actions", sa.Text),
+        sa.column("changed_at", sa.DateTime(timezone=True)),
+    )
+    for name, added in NEW_GRANTS.items():
+        held = connection.execute(
+            sa.select(roles.c.actions).where(roles.c.name == name)
+        ).scalar_one_or_none()
+        if held is None or "*" in held.split():
+            continue
+        actions = held.split()
+        wanted = actions + [action for action in added.split() if action not in actions]
+        if wanted != actions:
+            connection.execute(
+                sa.update(roles)
+                .where(roles.c.name == name)
+                .values(actions=" ".join(wanted), changed_at=now)
+            )
+
+
+def upgrade() -> None:
+    op.create_table(
+        "shipments",
+        sa.Column("shipment_id", sa.String(32), nullable=False),
+        sa.Column("so_id", sa.String(32), nullable=False),
+        sa.Column("site_id", sa.String(32), nullable=False),
+        sa.Column("customer_code", sa.String(64), nullable=False),
+        sa.Column("tracking_no", sa.String(64), nullable=True),
+        sa.Column("note", sa.String(1000), nullable=False),
+        sa.Column("created_by", sa.String(100), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["so_id"], ["sales_orders.so_id"], name="fk_shipments_so_id_sales_orders"
+        ),
+        sa.PrimaryKeyConstraint("shipment_id", name="pk_shipments"),
+    )
+    op.create_index("ix_shipments_so_id", "shipments", ["so_id"])
+    op.create_index("ix_shipments_site_id_shipment_id", "shipments", ["site_id", "shipment_id"])
+    op.create_table(
+        "shipment_lines",
+        sa.Column("shipment_id", sa.String(32), nullable=False),
+        sa.Column("line_no", sa.Integer(), nullable=False),
+        sa.Column("so_line", sa.Integer(), nullable=False),
+        sa.Column("item_code", sa.String(64), nullable=False),
+        sa.Column("lot", sa.String(40), nullable=True),
+        sa.Column("expiry", sa.Date(), nullable=True),
+        sa.Column("location", sa.String(64), nullable=False),
+        sa.Column("qty", sa.BigInteger(), nullable=False),
+        sa.Column("uom", sa.String(16), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["shipment_id"],
+            ["shipments.shipment_id"],
+            name="fk_shipment_lines_shipment_id_shipments",
+        ),
+        sa.PrimaryKeyConstraint("shipment_id", "line_no", name="pk_shipment_lines"),
+    )
+    _grant(op.get_bind(), datetime.now(UTC))
+
+
+def downgrade() -> None:
+    roles = sa.table("roles", sa.column("name", sa.String), sa.column("actions", sa.Text))
+    connection = op.get_bind()
+    gone = {action for added in NEW_GRANTS.values() for action in added.split()}
+    for name, held in connection.execute(sa.select(roles.c.name, roles.c.actions)).all():
+        kept = [action for action in held.split() if action not in gone]
+        connection.execute(
+            sa.update(roles).where(roles.c.name == name).values(actions=" ".join(kept))
+        )
+    op.drop_table("shipment_lines")
+    op.drop_table("shipments")
