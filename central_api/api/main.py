@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from central_api.api.routes import (
     audit,
     auth,
+    customer_returns,
     imports,
     items,
     master,
@@ -44,3 +45,4 @@ api_router.include_router(sales.price_lists_router)
 api_router.include_router(sales.sales_orders_router)
 for shipping_router in shipping.routers:
     api_router.include_router(shipping_router)
+api_router.include_router(customer_returns.router)

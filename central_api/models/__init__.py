@@ -63,6 +63,8 @@ from central_api.models.purchasing import (
     supplier_invoices,
 )
 from central_api.models.sales import (
+    customer_return_lines,
+    customer_returns,
     price_list_lines,
     price_lists,
     sales_order_lines,
@@ -84,6 +86,8 @@ __all__ = [
     "central_stream_state",
     "change_feed",
     "code_sequences",
+    "customer_return_lines",
+    "customer_returns",
     "feed_counter",
     "from_micro_units",
     "idempotency_keys",

@@ -158,3 +158,47 @@ shipment_lines = Table(
     PrimaryKeyConstraint("shipment_id", "line_no"),
     ForeignKeyConstraint(["shipment_id"], ["shipments.shipment_id"]),
 )
+
+# 退货: a return authorisation against shipped SO lines; received into the site's
+# quarantine location, then each line restocked to a location or scrapped with a reason.
+customer_returns = Table(
+    "customer_returns",
+    metadata,
+    Column("return_id", String(32), primary_key=True),
+    Column("so_id", String(32), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("customer_code", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(1000), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("received_by", String(100), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["so_id"], ["sales_orders.so_id"]),
+    Index(None, "so_id"),
+    Index(None, "site_id", "return_id"),
+)
+
+customer_return_lines = Table(
+    "customer_return_lines",
+    metadata,
+    Column("return_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("so_line", Integer, nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("lot", String(40), nullable=True),
+    Column("expiry", Date, nullable=True),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    # Where the goods are: the quarantine location once received, then where restocked.
+    Column("location", String(64), nullable=True),
+    # pending (authorised or received, not decided), restocked or scrapped.
+    Column("disposition", String(16), nullable=False),
+    Column("reason_code", String(32), nullable=True),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("return_id", "line_no"),
+    ForeignKeyConstraint(["return_id"], ["customer_returns.return_id"]),
+)

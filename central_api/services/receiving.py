@@ -1217,3 +1217,9 @@ def po_events(
         ReceivingEvent(**{name: getattr(row, name) for name in ReceivingEvent.__dataclass_fields__})
         for row in rows
     ]
+
+
+def stock_location(connection: Connection, site_id: str, where: str, code: str | None) -> str:
+    """``code`` if it is an active storage or receiving location of the site, else a 422
+    naming ``where`` (for the documents that put goods back into stock)."""
+    return _stock_location(connection, site_id, where, code)

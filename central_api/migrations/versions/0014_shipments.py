@@ -1,5 +1,5 @@
-"""Shipments (issue 15): shipments of sales orders confirmed at central and their lines;
-new grants for pick lists and shipments.
+"""Shipments and customer returns (issue 15): shipments of sales orders confirmed at
+central, return authorisations; new grants for pick lists, shipments and returns.
 
 Revision ID: 0014
 Revises: 0012 (the lead re-chains at merge)
@@ -22,11 +22,14 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 NEW_GRANTS: dict[str, str] = {
-    "sales": "pick_list.read shipment.read shipment.create",
-    "store_manager": "pick_list.read shipment.read shipment.create",
-    "warehouse_clerk": "pick_list.read shipment.read shipment.create",
-    "finance": "shipment.read",
-    "auditor": "pick_list.read shipment.read",
+    "sales": "pick_list.read shipment.read shipment.create customer_return.read "
+    "customer_return.create",
+    "store_manager": "pick_list.read shipment.read shipment.create customer_return.read "
+    "customer_return.create customer_return.receive customer_return.dispose",
+    "warehouse_clerk": "pick_list.read shipment.read shipment.create customer_return.read "
+    "customer_return.receive customer_return.dispose",
+    "finance": "shipment.read customer_return.read",
+    "auditor": "pick_list.read shipment.read customer_return.read",
 }
 """Actions each default role gains; ``admin`` holds ``*`` already. A clerk picks and
 ships but holds no financial field group: a pick list and a shipment carry no price."""
@@ -93,6 +96,51 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("shipment_id", "line_no", name="pk_shipment_lines"),
     )
+    op.create_table(
+        "customer_returns",
+        sa.Column("return_id", sa.String(32), nullable=False),
+        sa.Column("so_id", sa.String(32), nullable=False),
+        sa.Column("site_id", sa.String(32), nullable=False),
+        sa.Column("customer_code", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("reason", sa.String(1000), nullable=False),
+        sa.Column("created_by", sa.String(100), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("received_by", sa.String(100), nullable=True),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["so_id"], ["sales_orders.so_id"], name="fk_customer_returns_so_id_sales_orders"
+        ),
+        sa.PrimaryKeyConstraint("return_id", name="pk_customer_returns"),
+    )
+    op.create_index("ix_customer_returns_so_id", "customer_returns", ["so_id"])
+    op.create_index(
+        "ix_customer_returns_site_id_return_id", "customer_returns", ["site_id", "return_id"]
+    )
+    op.create_table(
+        "customer_return_lines",
+        sa.Column("return_id", sa.String(32), nullable=False),
+        sa.Column("line_no", sa.Integer(), nullable=False),
+        sa.Column("so_line", sa.Integer(), nullable=False),
+        sa.Column("item_code", sa.String(64), nullable=False),
+        sa.Column("lot", sa.String(40), nullable=True),
+        sa.Column("expiry", sa.Date(), nullable=True),
+        sa.Column("qty", sa.BigInteger(), nullable=False),
+        sa.Column("uom", sa.String(16), nullable=False),
+        sa.Column("location", sa.String(64), nullable=True),
+        sa.Column("disposition", sa.String(16), nullable=False),
+        sa.Column("reason_code", sa.String(32), nullable=True),
+        sa.Column("decided_by", sa.String(100), nullable=True),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["return_id"],
+            ["customer_returns.return_id"],
+            name="fk_customer_return_lines_return_id_customer_returns",
+        ),
+        sa.PrimaryKeyConstraint("return_id", "line_no", name="pk_customer_return_lines"),
+    )
     _grant(op.get_bind(), datetime.now(UTC))
 
 
@@ -105,5 +153,7 @@ def downgrade() -> None:
         connection.execute(
             sa.update(roles).where(roles.c.name == name).values(actions=" ".join(kept))
         )
+    op.drop_table("customer_return_lines")
+    op.drop_table("customer_returns")
     op.drop_table("shipment_lines")
     op.drop_table("shipments")
