@@ -13,6 +13,7 @@ from central_api.api.routes import (
     master,
     people,
     purchasing,
+    receivables,
     receiving,
     reference,
     sales,
@@ -46,3 +47,5 @@ api_router.include_router(sales.sales_orders_router)
 for shipping_router in shipping.routers:
     api_router.include_router(shipping_router)
 api_router.include_router(customer_returns.router)
+for receivables_router in receivables.routers:
+    api_router.include_router(receivables_router)

@@ -51,16 +51,16 @@ from central_api.services.documents import (
     DocumentStateError,
     UnknownDocumentError,
     Written,
+    auditable_rows,
     base_quantity,
-    check_limit,
     check_state,
     document_write,
     fetch_document,
+    list_page,
     locked_document,
     new_document_id,
     plain,
-    read_page,
-    site_conditions,
+    read_one,
     utc,
 )
 from central_api.services.idempotency import IdempotencyClaim
@@ -176,11 +176,14 @@ def _with_lines(connection: Connection, rows: Sequence[Any]) -> list[CustomerRet
 
 
 def _read(connection: Connection, return_id: str, *, lock: bool = False) -> CustomerReturn | None:
-    query = select(customer_returns).where(customer_returns.c.return_id == return_id)
-    if lock:
-        query = query.with_for_update()
-    found = _with_lines(connection, connection.execute(query).all())
-    return found[0] if found else None
+    return read_one(
+        connection,
+        customer_returns,
+        customer_returns.c.return_id,
+        return_id,
+        build=lambda rows: _with_lines(connection, rows),
+        lock=lock,
+    )
 
 
 def get_return(
@@ -198,18 +201,12 @@ def list_returns(
     after: str | None,
     limit: int,
 ) -> tuple[list[CustomerReturn], str | None]:
-    check_limit(limit)
-    key = customer_returns.c.return_id
-    conditions = site_conditions(customer_returns.c.site_id, site_id, visible)
-    if after is not None:
-        conditions.append(key > after)
-    if so_id is not None:
-        conditions.append(customer_returns.c.so_id == so_id)
-    return read_page(
+    return list_page(
         connection,
         customer_returns,
-        key,
-        conditions,
+        filters=[] if so_id is None else [customer_returns.c.so_id == so_id],
+        scope=(site_id, visible),
+        after=after,
         limit=limit,
         build=lambda rows: _with_lines(connection, rows),
     )
@@ -325,14 +322,7 @@ def create_return(
             insert(customer_return_lines), [{"return_id": return_id, **row} for row in rows]
         )
         written.doc_id, written.site_id = return_id, so.site_id
-        written.after = {
-            "so_id": so_id,
-            "reason": reason,
-            "lines": [
-                {k: str(v) if isinstance(v, Decimal | date) else v for k, v in row.items()}
-                for row in rows
-            ],
-        }
+        written.after = {"so_id": so_id, "reason": reason, "lines": auditable_rows(rows)}
     return get_return(connection, return_id)
 
 

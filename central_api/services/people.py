@@ -95,6 +95,17 @@ ALL_ACTIONS: dict[str, str] = {
     "sales_order.confirm": "confirm sales orders: credit check and lot reservation",
     "sales_order.cancel": "cancel sales orders, releasing their reservations",
     "sales_order.close": "close confirmed sales orders, releasing what is still reserved",
+    "pick_list.read": "read what to pick for sales orders (of the user's sites; no prices)",
+    "shipment.read": "read shipments and print delivery notes (of the user's sites)",
+    "shipment.create": "ship reserved goods of sales orders at central; set tracking numbers",
+    "customer_return.read": "read customer returns (of the user's sites)",
+    "customer_return.create": "authorise customers to return shipped goods",
+    "customer_return.receive": "receive returned goods into quarantine",
+    "customer_return.dispose": "restock or scrap received returned goods",
+    "sales_invoice.read": "read sales invoices and payments (with the financial field group)",
+    "sales_invoice.create": "invoice shipments",
+    "sales_invoice.payment": "record payments received against sales invoices",
+    "receivable.read": "read receivables ageing (with the financial field group)",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

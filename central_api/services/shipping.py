@@ -46,15 +46,15 @@ from central_api.services.documents import (
     DocCommand,
     DocumentStateError,
     UnknownDocumentError,
+    auditable_rows,
     base_quantity,
-    check_limit,
     document_write,
     fetch_document,
+    list_page,
     locked_document,
     new_document_id,
     plain,
-    read_page,
-    site_conditions,
+    read_one,
     utc,
 )
 from central_api.services.feed import read_snapshot
@@ -258,11 +258,14 @@ def _shipments_with_lines(connection: Connection, rows: Sequence[Any]) -> list[S
 def _read_shipment(
     connection: Connection, shipment_id: str, *, lock: bool = False
 ) -> Shipment | None:
-    query = select(shipments).where(shipments.c.shipment_id == shipment_id)
-    if lock:
-        query = query.with_for_update()
-    found = _shipments_with_lines(connection, connection.execute(query).all())
-    return found[0] if found else None
+    return read_one(
+        connection,
+        shipments,
+        shipments.c.shipment_id,
+        shipment_id,
+        build=lambda rows: _shipments_with_lines(connection, rows),
+        lock=lock,
+    )
 
 
 def get_shipment(
@@ -280,18 +283,12 @@ def list_shipments(
     after: str | None,
     limit: int,
 ) -> tuple[list[Shipment], str | None]:
-    check_limit(limit)
-    key = shipments.c.shipment_id
-    conditions = site_conditions(shipments.c.site_id, site_id, visible)
-    if after is not None:
-        conditions.append(key > after)
-    if so_id is not None:
-        conditions.append(shipments.c.so_id == so_id)
-    return read_page(
+    return list_page(
         connection,
         shipments,
-        key,
-        conditions,
+        filters=[] if so_id is None else [shipments.c.so_id == so_id],
+        scope=(site_id, visible),
+        after=after,
         limit=limit,
         build=lambda rows: _shipments_with_lines(connection, rows),
     )
@@ -493,10 +490,7 @@ def create_shipment(
         written.after = {
             "so_id": so_id,
             "tracking_no": tracking_no,
-            "lines": [
-                {k: str(v) if isinstance(v, Decimal | date) else v for k, v in row.items()}
-                for row in plan.rows
-            ],
+            "lines": auditable_rows(plan.rows),
         }
     return get_shipment(connection, shipment_id)
 

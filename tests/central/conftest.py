@@ -49,6 +49,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "customer_payments",
+    "sales_invoice_lines",
+    "sales_invoices",
     "customer_return_lines",
     "customer_returns",
     "shipment_lines",

@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from central_api.models.audit import audit_log
 from central_api.models.ledger import central_events
-from jxc.paths import SALES_ORDERS, SHIPMENTS, STOCK_AVAILABLE
+from jxc.paths import SALES_ORDERS, SHIPMENTS, STOCK_AVAILABLE, SYNC_EVENTS
+from tests.central.conftest import SiteLedger
 from tests.central.test_purchasing import as_user, ok, refused
 from tests.central.test_sales import confirm, new_so, shop
 
@@ -163,3 +164,28 @@ def test_a_clerk_picks_and_ships_without_prices_and_other_sites_are_unseen(
     assert ok(shop.get(SHIPMENTS, headers=other))["shipments"] == []
     finance = as_user(shop, "fin", ["finance"])
     refused(ship(shop, so["so_id"], [{"so_line": 1, "qty": "1"}], headers=finance), 403)
+
+
+def test_an_edges_shipment_events_move_the_order_too_a_swapped_lot_included(
+    shop: TestClient, site: SiteLedger
+) -> None:
+    so = new_so(shop, lines=[{"item_code": "PILL", "qty": "2", "uom": "盒", "unit_price": "1"}])
+    version = ok(confirm(shop, so["so_id"]))["version"]
+    named = {"doc_type": "sales_order", "doc_id": so["so_id"], "doc_line": 1}
+    events = [
+        # 8 of L3 (5 reserved): the other 3 come off L4's reservation.
+        site.event("issue", "-8", item="PILL", uom="片", lot="L3", location="A-02", **named),
+        # Not counted: another item, a line that does not exist.
+        site.event("issue", "-1", item="TEA", uom="kg", **named),
+        site.event("issue", "-1", item="PILL", uom="片", lot="L4", **{**named, "doc_line": 9}),
+    ]
+    ok(shop.post(SYNC_EVENTS, json=site.batch(events)))
+    order = ok(shop.get(f"{SALES_ORDERS}/{so['so_id']}"))
+    assert (order["status"], order["version"]) == ("confirmed", version + 1)
+    assert (order["lines"][0]["shipped_qty"], lots(order["lines"][0])) == ("8", [("L4", "12")])
+
+    last = site.event("issue", "-12", item="PILL", uom="片", lot="L4", **named)
+    ok(shop.post(SYNC_EVENTS, json=site.batch([last])))
+    order = ok(shop.get(f"{SALES_ORDERS}/{so['so_id']}"))
+    assert (order["status"], order["lines"][0]["shipped_qty"]) == ("closed", "20")
+    assert order["lines"][0]["reservations"] == []

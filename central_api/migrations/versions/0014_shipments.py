@@ -1,5 +1,6 @@
-"""Shipments and customer returns (issue 15): shipments of sales orders confirmed at
-central, return authorisations; new grants for pick lists, shipments and returns.
+"""Shipments, customer returns, sales invoices and payments (issue 15): shipments of
+sales orders confirmed at central, return authorisations, invoices from shipments and the
+payments received against them; new grants for all of them.
 
 Revision ID: 0014
 Revises: 0012 (the lead re-chains at merge)
@@ -23,16 +24,20 @@ depends_on: str | Sequence[str] | None = None
 
 NEW_GRANTS: dict[str, str] = {
     "sales": "pick_list.read shipment.read shipment.create customer_return.read "
-    "customer_return.create",
+    "customer_return.create sales_invoice.read receivable.read",
     "store_manager": "pick_list.read shipment.read shipment.create customer_return.read "
     "customer_return.create customer_return.receive customer_return.dispose",
     "warehouse_clerk": "pick_list.read shipment.read shipment.create customer_return.read "
     "customer_return.receive customer_return.dispose",
-    "finance": "shipment.read customer_return.read",
-    "auditor": "pick_list.read shipment.read customer_return.read",
+    "finance": "shipment.read customer_return.read sales_invoice.read sales_invoice.create "
+    "sales_invoice.payment receivable.read",
+    "auditor": "pick_list.read shipment.read customer_return.read sales_invoice.read "
+    "receivable.read",
 }
-"""Actions each default role gains; ``admin`` holds ``*`` already. A clerk picks and
-ships but holds no financial field group: a pick list and a shipment carry no price."""
+"""Actions each default role gains; ``admin`` holds ``*`` already. A clerk picks, ships
+and handles returns but holds no financial field group and no invoice or receivable
+action: a pick list, a shipment and a return carry no price. Finance invoices and takes
+payments; sales and auditors read invoices and ageing."""
 
 
 def _grant(connection: sa.Connection, now: datetime) -> None:
@@ -141,6 +146,74 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("return_id", "line_no", name="pk_customer_return_lines"),
     )
+    op.create_table(
+        "sales_invoices",
+        sa.Column("invoice_id", sa.String(32), nullable=False),
+        sa.Column("shipment_id", sa.String(32), nullable=False),
+        sa.Column("so_id", sa.String(32), nullable=False),
+        sa.Column("customer_code", sa.String(64), nullable=False),
+        sa.Column("site_id", sa.String(32), nullable=False),
+        sa.Column("invoice_date", sa.Date(), nullable=False),
+        sa.Column("due_date", sa.Date(), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("tax_amount", sa.BigInteger(), nullable=False),
+        sa.Column("gross_amount", sa.BigInteger(), nullable=False),
+        sa.Column("paid_amount", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_by", sa.String(100), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["shipment_id"],
+            ["shipments.shipment_id"],
+            name="fk_sales_invoices_shipment_id_shipments",
+        ),
+        sa.PrimaryKeyConstraint("invoice_id", name="pk_sales_invoices"),
+        sa.UniqueConstraint("shipment_id", name="uq_sales_invoices_shipment_id"),
+    )
+    for columns in (["customer_code", "status"], ["so_id"], ["site_id", "invoice_id"]):
+        op.create_index(f"ix_sales_invoices_{'_'.join(columns)}", "sales_invoices", columns)
+    op.create_table(
+        "sales_invoice_lines",
+        sa.Column("invoice_id", sa.String(32), nullable=False),
+        sa.Column("line_no", sa.Integer(), nullable=False),
+        sa.Column("shipment_line", sa.Integer(), nullable=False),
+        sa.Column("so_line", sa.Integer(), nullable=False),
+        sa.Column("item_code", sa.String(64), nullable=False),
+        sa.Column("qty", sa.BigInteger(), nullable=False),
+        sa.Column("uom", sa.String(16), nullable=False),
+        sa.Column("unit_price", sa.BigInteger(), nullable=False),
+        sa.Column("tax_rate", sa.BigInteger(), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("tax_amount", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"],
+            ["sales_invoices.invoice_id"],
+            name="fk_sales_invoice_lines_invoice_id_sales_invoices",
+        ),
+        sa.PrimaryKeyConstraint("invoice_id", "line_no", name="pk_sales_invoice_lines"),
+    )
+    op.create_table(
+        "customer_payments",
+        sa.Column("payment_id", sa.String(32), nullable=False),
+        sa.Column("invoice_id", sa.String(32), nullable=False),
+        sa.Column("customer_code", sa.String(64), nullable=False),
+        sa.Column("site_id", sa.String(32), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("received_on", sa.Date(), nullable=False),
+        sa.Column("method", sa.String(32), nullable=False),
+        sa.Column("reference", sa.String(64), nullable=False),
+        sa.Column("created_by", sa.String(100), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"],
+            ["sales_invoices.invoice_id"],
+            name="fk_customer_payments_invoice_id_sales_invoices",
+        ),
+        sa.PrimaryKeyConstraint("payment_id", name="pk_customer_payments"),
+    )
+    op.create_index("ix_customer_payments_invoice_id", "customer_payments", ["invoice_id"])
     _grant(op.get_bind(), datetime.now(UTC))
 
 
@@ -153,6 +226,9 @@ def downgrade() -> None:
         connection.execute(
             sa.update(roles).where(roles.c.name == name).values(actions=" ".join(kept))
         )
+    op.drop_table("customer_payments")
+    op.drop_table("sales_invoice_lines")
+    op.drop_table("sales_invoices")
     op.drop_table("customer_return_lines")
     op.drop_table("customer_returns")
     op.drop_table("shipment_lines")
