@@ -184,15 +184,18 @@ OUTBOUND_KINDS = frozenset(
 
 DocumentType = Literal[
     "purchase_order",
+    "sales_order",
     "transfer_order",
     "stock_count",
     "other_receipt",
     "other_issue",
     "write_off",
 ]
-"""The documents an event can name a line of (sales orders to come). An edge posts
-``transfer_order`` lines as its site's ``transfer_out`` / ``transfer_in`` events; the rest
-are written by central's own stream so far (``docs/inventory.md``)."""
+"""The documents an event can name a line of. An edge posts ``transfer_order`` lines as
+its site's ``transfer_out`` / ``transfer_in`` events; a shipment names the sales order
+line it ships (an ``issue``), a customer return the line it came back from; the rest are
+written by central's own stream so far (``docs/inventory.md``). An older edge never sends
+the newer values, so adding them breaks no one."""
 
 DOCUMENT_FIELDS = ("doc_type", "doc_id", "doc_line")
 """An event's structured reference to the document line it fulfils: all three or none.

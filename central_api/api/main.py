@@ -7,15 +7,18 @@ from fastapi import APIRouter
 from central_api.api.routes import (
     audit,
     auth,
+    customer_returns,
     imports,
     inventory,
     items,
     master,
     people,
     purchasing,
+    receivables,
     receiving,
     reference,
     sales,
+    shipping,
     stock,
     sync,
     valuation,
@@ -46,3 +49,8 @@ for inventory_router in inventory.routers:
     api_router.include_router(inventory_router)
 api_router.include_router(sales.price_lists_router)
 api_router.include_router(sales.sales_orders_router)
+for shipping_router in shipping.routers:
+    api_router.include_router(shipping_router)
+api_router.include_router(customer_returns.router)
+for receivables_router in receivables.routers:
+    api_router.include_router(receivables_router)

@@ -74,11 +74,18 @@ from central_api.models.purchasing import (
     supplier_invoices,
 )
 from central_api.models.sales import (
+    customer_payments,
+    customer_return_lines,
+    customer_returns,
     price_list_lines,
     price_lists,
+    sales_invoice_lines,
+    sales_invoices,
     sales_order_lines,
     sales_orders,
     sales_reservations,
+    shipment_lines,
+    shipments,
 )
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.models.valuation import valuation_entries, valuation_layers, valuation_state
@@ -94,6 +101,9 @@ __all__ = [
     "central_stream_state",
     "change_feed",
     "code_sequences",
+    "customer_payments",
+    "customer_return_lines",
+    "customer_returns",
     "edge_qc_decisions",
     "feed_counter",
     "from_micro_units",
@@ -121,10 +131,14 @@ __all__ = [
     "requisition_lines",
     "requisitions",
     "roles",
+    "sales_invoice_lines",
+    "sales_invoices",
     "sales_order_lines",
     "sales_orders",
     "sales_reservations",
     "sessions",
+    "shipment_lines",
+    "shipments",
     "site_credentials",
     "site_sync_state",
     "sites",

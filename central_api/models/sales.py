@@ -120,3 +120,149 @@ Index(
     ledger_events.c.lot,
     ledger_events.c.expiry,
 )
+
+# 发货: goods sent against one sales order from its site, booked at once as ``issue``
+# events in central's own stream, each naming its SO line (one shipment line per lot and
+# location taken). The SO lines' ``shipped_qty`` and reservations move by the events
+# (``services.so_progress``), not by this table.
+shipments = Table(
+    "shipments",
+    metadata,
+    Column("shipment_id", String(32), primary_key=True),
+    Column("so_id", String(32), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("customer_code", String(64), nullable=False),
+    Column("tracking_no", String(64), nullable=True),
+    Column("note", String(1000), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["so_id"], ["sales_orders.so_id"]),
+    Index(None, "so_id"),
+    Index(None, "site_id", "shipment_id"),
+)
+
+shipment_lines = Table(
+    "shipment_lines",
+    metadata,
+    Column("shipment_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("so_line", Integer, nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("lot", String(40), nullable=True),
+    Column("expiry", Date, nullable=True),
+    Column("location", String(64), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    PrimaryKeyConstraint("shipment_id", "line_no"),
+    ForeignKeyConstraint(["shipment_id"], ["shipments.shipment_id"]),
+)
+
+# 退货: a return authorisation against shipped SO lines; received into the site's
+# quarantine location, then each line restocked to a location or scrapped with a reason.
+customer_returns = Table(
+    "customer_returns",
+    metadata,
+    Column("return_id", String(32), primary_key=True),
+    Column("so_id", String(32), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("customer_code", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(1000), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("received_by", String(100), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["so_id"], ["sales_orders.so_id"]),
+    Index(None, "so_id"),
+    Index(None, "site_id", "return_id"),
+)
+
+customer_return_lines = Table(
+    "customer_return_lines",
+    metadata,
+    Column("return_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("so_line", Integer, nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("lot", String(40), nullable=True),
+    Column("expiry", Date, nullable=True),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    # Where the goods are: the quarantine location once received, then where restocked.
+    Column("location", String(64), nullable=True),
+    # pending (authorised or received, not decided), restocked or scrapped.
+    Column("disposition", String(16), nullable=False),
+    Column("reason_code", String(32), nullable=True),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("return_id", "line_no"),
+    ForeignKeyConstraint(["return_id"], ["customer_returns.return_id"]),
+)
+
+# 销售发票: one per shipment (unique), at the SO lines' prices; due by the customer's
+# payment terms. Financial: every amount.
+sales_invoices = Table(
+    "sales_invoices",
+    metadata,
+    Column("invoice_id", String(32), primary_key=True),
+    Column("shipment_id", String(32), nullable=False, unique=True),
+    Column("so_id", String(32), nullable=False),
+    Column("customer_code", String(64), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("invoice_date", Date, nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("amount", MicroUnits, nullable=False),
+    Column("tax_amount", MicroUnits, nullable=False),
+    Column("gross_amount", MicroUnits, nullable=False),
+    Column("paid_amount", MicroUnits, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["shipment_id"], ["shipments.shipment_id"]),
+    Index(None, "customer_code", "status"),
+    Index(None, "so_id"),
+    Index(None, "site_id", "invoice_id"),
+)
+
+sales_invoice_lines = Table(
+    "sales_invoice_lines",
+    metadata,
+    Column("invoice_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("shipment_line", Integer, nullable=False),
+    Column("so_line", Integer, nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    # Financial: price per base unit before tax, tax as a fraction, amounts in cents.
+    Column("unit_price", MicroUnits, nullable=False),
+    Column("tax_rate", MicroUnits, nullable=False),
+    Column("amount", MicroUnits, nullable=False),
+    Column("tax_amount", MicroUnits, nullable=False),
+    PrimaryKeyConstraint("invoice_id", "line_no"),
+    ForeignKeyConstraint(["invoice_id"], ["sales_invoices.invoice_id"]),
+)
+
+# 收款: a payment received against one invoice (partial ones are normal).
+customer_payments = Table(
+    "customer_payments",
+    metadata,
+    Column("payment_id", String(32), primary_key=True),
+    Column("invoice_id", String(32), nullable=False),
+    Column("customer_code", String(64), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("amount", MicroUnits, nullable=False),
+    Column("received_on", Date, nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("reference", String(64), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["invoice_id"], ["sales_invoices.invoice_id"]),
+    Index(None, "invoice_id"),
+)

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, Inexact, InvalidOperation, localcontext
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
@@ -259,6 +259,52 @@ def read_page(
         found = build(rows[:limit])
     more = len(rows) > limit and found
     return found, (getattr(rows[limit - 1], key.name) if more else None)
+
+
+def read_one(
+    connection: Connection,
+    table: Table,
+    key: Any,
+    doc_id: str,
+    *,
+    build: Callable[[Sequence[Row[Any]]], list[_Found]],
+    lock: bool = False,
+) -> _Found | None:
+    """One document by its key (its row locked ``FOR UPDATE`` with ``lock``), built by
+    the same ``build`` as its list pages, or None."""
+    query = select(table).where(key == doc_id)
+    if lock:
+        query = query.with_for_update()
+    found = build(connection.execute(query).all())
+    return found[0] if found else None
+
+
+def list_page(
+    connection: Connection,
+    table: Table,
+    *,
+    filters: Sequence[ColumnElement[bool]],
+    scope: tuple[str | None, frozenset[str] | None],
+    after: str | None,
+    limit: int,
+    build: Callable[[Sequence[Row[Any]]], list[_Found]],
+) -> tuple[list[_Found], Any]:
+    """A page of a document list keyed by its primary key: the ``filters`` asked for, the
+    site asked for within the caller's ``scope`` (``(site_id, visible)``), from ``after``."""
+    check_limit(limit)
+    key = next(iter(table.primary_key.columns))
+    site_id, visible = scope
+    conditions = [*filters, *site_conditions(table.c.site_id, site_id, visible)]
+    if after is not None:
+        conditions.append(key > after)
+    return read_page(connection, table, key, conditions, limit=limit, build=build)
+
+
+def auditable_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Document lines as the audit log keeps them: amounts and days as exact text."""
+    return [
+        {k: str(v) if isinstance(v, Decimal | date) else v for k, v in row.items()} for row in rows
+    ]
 
 
 # --- the document read -----------------------------------------------------------------------

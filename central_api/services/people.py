@@ -115,6 +115,17 @@ ALL_ACTIONS: dict[str, str] = {
     "stock_count.count": "enter counted quantities, blind (never shown the expected quantity)",
     "stock_count.approve": "approve count variances (not one's own counts), booking adjustments",
     "valuation.read": "read stock values and cost of goods (of the user's sites; financial)",
+    "pick_list.read": "read what to pick for sales orders (of the user's sites; no prices)",
+    "shipment.read": "read shipments and print delivery notes (of the user's sites)",
+    "shipment.create": "ship reserved goods of sales orders at central; set tracking numbers",
+    "customer_return.read": "read customer returns (of the user's sites)",
+    "customer_return.create": "authorise customers to return shipped goods",
+    "customer_return.receive": "receive returned goods into quarantine",
+    "customer_return.dispose": "restock or scrap received returned goods",
+    "sales_invoice.read": "read sales invoices and payments (with the financial field group)",
+    "sales_invoice.create": "invoice shipments",
+    "sales_invoice.payment": "record payments received against sales invoices",
+    "receivable.read": "read receivables ageing (with the financial field group)",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

@@ -61,6 +61,7 @@ from central_api.services.documents import (
     DocCommand,
     DocumentStateError,
     UnknownDocumentError,
+    auditable_rows,
     base_quantity,
     check_limit,
     check_state,
@@ -321,11 +322,6 @@ def quarantine_location(connection: Connection, site_id: str) -> str:
 
 def _bump(connection: Connection, table: Table, key: ColumnElement[bool], **values: Any) -> None:
     connection.execute(update(table).where(key).values(version=table.c.version + 1, **values))
-
-
-def _auditable_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Document lines as the audit log keeps them (amounts as exact text)."""
-    return [{k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()} for row in rows]
 
 
 def _qc_moves(
@@ -1068,7 +1064,7 @@ def create_return(
             projections=projections,
         )
         written.doc_id, written.site_id = return_id, po.site_id
-        written.after = {"po_id": po_id, "reason": reason, "lines": _auditable_rows(rows)}
+        written.after = {"po_id": po_id, "reason": reason, "lines": auditable_rows(rows)}
     return get_return(connection, return_id)
 
 
@@ -1314,7 +1310,7 @@ def create_invoice(
             "invoice_no": invoice_no,
             "po_id": po_id,
             "status": status.value,
-            "lines": _auditable_rows(rows),
+            "lines": auditable_rows(rows),
         }
         found = _read_invoice(connection, invoice_id)
         assert found is not None
@@ -1447,3 +1443,9 @@ def po_events(
         )
         for row in rows
     ]
+
+
+def stock_location(connection: Connection, site_id: str, where: str, code: str | None) -> str:
+    """``code`` if it is an active storage or receiving location of the site, else a 422
+    naming ``where`` (for the documents that put goods back into stock)."""
+    return _stock_location(connection, site_id, where, code)

@@ -48,9 +48,12 @@ from central_api.models.master import item_units, locations, partners
 from central_api.models.sales import (
     price_list_lines,
     price_lists,
+    sales_invoices,
     sales_order_lines,
     sales_orders,
     sales_reservations,
+    shipment_lines,
+    shipments,
 )
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.services.audit import AuditContext, record
@@ -83,6 +86,7 @@ MAX_SHELF_DAYS = 36500
 UNSELLABLE_KINDS = ("quarantine", "damaged", "in_transit")
 """Location kinds whose stock is on hand but cannot be promised to a customer."""
 _ZERO = Decimal(0)
+_CENT = Decimal("0.01")
 
 
 class SoStatus(StrEnum):
@@ -869,27 +873,87 @@ def _release(connection: Connection, so_id: str) -> None:
     connection.execute(delete(sales_reservations).where(sales_reservations.c.so_id == so_id))
 
 
+def _unshipped_share(line: SoLine) -> Decimal:
+    """The part of a line not yet shipped, as a fraction of it."""
+    return max(line.base_qty - line.shipped_qty, _ZERO) / line.base_qty
+
+
+def _uninvoiced_shipments(connection: Connection, customer: str) -> Decimal:
+    """What the customer's shipments not yet invoiced are worth, tax included."""
+    invoiced = select(sales_invoices.c.shipment_id)
+    rows = connection.execute(
+        select(
+            shipment_lines.c.qty,
+            sales_order_lines.c.unit_price,
+            sales_order_lines.c.qty.label("ordered"),
+            sales_order_lines.c.base_qty,
+            sales_order_lines.c.tax_rate,
+        )
+        .join(shipments, shipments.c.shipment_id == shipment_lines.c.shipment_id)
+        .join(
+            sales_order_lines,
+            (sales_order_lines.c.so_id == shipments.c.so_id)
+            & (sales_order_lines.c.line_no == shipment_lines.c.so_line),
+        )
+        .where(shipments.c.customer_code == customer, shipments.c.shipment_id.not_in(invoiced))
+    ).all()
+    return sum(
+        (
+            row.qty / row.base_qty * row.ordered * row.unit_price * (1 + row.tax_rate)
+            for row in rows
+        ),
+        _ZERO,
+    )
+
+
+def credit_exposure(connection: Connection, customer: str, *, besides: str = "") -> Decimal:
+    """What the customer owes or will owe: open receivables (invoices less payments),
+    shipments not yet invoiced, and what confirmed orders (other than ``besides``) have
+    still to ship, all tax included."""
+    receivable = sum(
+        (
+            row.gross_amount - row.paid_amount
+            for row in connection.execute(
+                select(sales_invoices.c.gross_amount, sales_invoices.c.paid_amount).where(
+                    sales_invoices.c.customer_code == customer, sales_invoices.c.status == "open"
+                )
+            ).all()
+        ),
+        _ZERO,
+    )
+    rows = connection.execute(
+        select(sales_orders).where(
+            sales_orders.c.customer_code == customer,
+            sales_orders.c.status == SoStatus.CONFIRMED.value,
+            sales_orders.c.so_id != besides,
+        )
+    ).all()
+    to_ship = sum(
+        (
+            line.gross_amount * _unshipped_share(line)
+            for order in _orders_from(connection, rows)
+            for line in order.lines
+        ),
+        _ZERO,
+    )
+    return receivable + _uninvoiced_shipments(connection, customer) + to_ship
+
+
 def _check_credit(connection: Connection, so: SalesOrder) -> None:
-    """Refuse when the customer's open exposure plus this order passes its credit limit.
-    The partner row is locked, so confirms for one customer check one after another."""
+    """Refuse when the customer's exposure (:func:`credit_exposure`) plus this order
+    passes its credit limit. The partner row is locked, so confirms for one customer
+    check one after another."""
     limit = connection.execute(
         select(partners.c.credit_limit).where(partners.c.code == so.customer).with_for_update()
     ).scalar_one_or_none()
     if limit is None:
         return
-    rows = connection.execute(
-        select(sales_orders).where(
-            sales_orders.c.customer_code == so.customer,
-            sales_orders.c.status == SoStatus.CONFIRMED.value,
-            sales_orders.c.so_id != so.so_id,
-        )
-    ).all()
-    exposure = sum((order.gross_amount for order in _orders_from(connection, rows)), _ZERO)
+    exposure = plain(credit_exposure(connection, so.customer, besides=so.so_id).quantize(_CENT))
     if exposure + so.gross_amount > limit:
         raise CreditLimitError(
             f"customer {so.customer} would be over its credit limit: limit {plain(limit)}, "
-            f"open orders {plain(exposure)}, this order {so.gross_amount} (tax included); "
-            "cancel or close open orders, or raise the limit"
+            f"open receivables and orders {exposure}, this order {so.gross_amount} (tax "
+            "included); collect payments, cancel or close open orders, or raise the limit"
         )
 
 
@@ -974,3 +1038,16 @@ def close_sales_order(connection: Connection, command: SoCommand) -> SalesOrder:
         _release(connection, so.so_id)
         values.update(status=SoStatus.CLOSED.value, ended_at=now, reason=command.reason)
     return get_sales_order(connection, command.so_id)
+
+
+# --- for the documents that follow an order (services.shipping) -----------------------------
+
+
+def read_so(connection: Connection, so_id: str, *, lock: bool = False) -> SalesOrder | None:
+    """The order with its lines and reservations (locked ``FOR UPDATE`` with ``lock``)."""
+    return _read_so(connection, so_id, lock=lock)
+
+
+def unit_factors(connection: Connection, item_code: str) -> tuple[str, dict[str, Decimal]]:
+    """The item's base unit and every unit's factor to it, in the caller's transaction."""
+    return _factors(connection, item_code)

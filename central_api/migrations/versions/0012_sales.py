@@ -2,7 +2,7 @@
 on the ledger for the (item, lot) → expiry lookup; new grants.
 
 Revision ID: 0012
-Revises: 0010 (to be re-chained to 0011 on merge)
+Revises: 0011
 Create Date: 2026-12-04
 
 The new actions are *added* to the default roles that still exist, as 0009 and 0010 did.

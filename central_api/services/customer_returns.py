@@ -1,0 +1,523 @@
+"""Customer returns (退货): a return authorisation against shipped sales order lines,
+received at central, then each line restocked to a location or scrapped with a reason.
+
+``authorised → received → closed`` (every line decided). Like every document it is built
+on :mod:`central_api.services.documents`; its stock moves by central's own events
+(:mod:`central_api.services.central_events`), each naming the SO line it came back from:
+
+* **authorise** (create): per SO line a quantity, at most what was shipped less what
+  earlier authorisations (not cancelled) already take back, so one shipment cannot come
+  back twice; optionally the lot, which must be one shipped on that line (its expiry is
+  taken from the shipment). Nothing moves yet: the goods are still at the customer;
+* **receive**: a ``return`` event per line into the site's quarantine location (待检):
+  returned goods are not sellable until a person looks at them (ATP does not count
+  quarantine);
+* **restock** a line: ``transfer_out`` of quarantine, ``transfer_in`` into a storage or
+  receiving location: sellable again; **scrap** a line: a ``scrap`` event out of
+  quarantine with a reason code from the ``reason_codes`` list (one that applies to
+  ``write_off`` or ``return``).
+
+The order's ``shipped_qty`` is not reduced by a return: it says what left, the return
+says what came back (invoicing will credit it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from central_api.errors import ConflictError, InvalidError
+from central_api.models.master import reference_entries
+from central_api.models.sales import (
+    customer_return_lines,
+    customer_returns,
+    shipment_lines,
+    shipments,
+)
+from central_api.services import central_events, sales
+from central_api.services.audit import AuditContext
+from central_api.services.central_events import Movement
+from central_api.services.documents import (
+    MAX_LINES,
+    DocCommand,
+    DocumentStateError,
+    UnknownDocumentError,
+    Written,
+    auditable_rows,
+    base_quantity,
+    check_state,
+    document_write,
+    fetch_document,
+    list_page,
+    locked_document,
+    new_document_id,
+    plain,
+    read_one,
+    utc,
+)
+from central_api.services.idempotency import IdempotencyClaim
+from central_api.services.projections import Projections
+from central_api.services.receiving import quarantine_location, stock_location
+from jxc.contract import EventKind
+
+SALES_ORDER = "sales_order"
+SCRAP_REASONS = ("write_off", "return")
+"""A reason code for a scrapped return must apply to one of these movements."""
+_ZERO = Decimal(0)
+
+
+class ReturnStatus(StrEnum):
+    AUTHORISED = "authorised"
+    RECEIVED = "received"
+    CLOSED = "closed"
+
+
+class Disposition(StrEnum):
+    PENDING = "pending"
+    RESTOCKED = "restocked"
+    SCRAPPED = "scrapped"
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnLineInput:
+    so_line: int
+    qty: Decimal
+    uom: str | None = None
+    lot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnLine:
+    line_no: int
+    so_line: int
+    item_code: str
+    lot: str | None
+    expiry: date | None
+    qty: Decimal
+    uom: str
+    location: str | None
+    disposition: Disposition
+    reason_code: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerReturn:
+    return_id: str
+    so_id: str
+    site_id: str
+    customer: str
+    status: ReturnStatus
+    reason: str
+    created_by: str
+    created_at: datetime
+    received_by: str | None
+    received_at: datetime | None
+    version: int
+    updated_at: datetime
+    lines: list[ReturnLine] = field(default_factory=list)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _with_lines(connection: Connection, rows: Sequence[Any]) -> list[CustomerReturn]:
+    by_id: dict[str, list[ReturnLine]] = defaultdict(list)
+    ids = [row.return_id for row in rows]
+    if ids:
+        for line in connection.execute(
+            select(customer_return_lines)
+            .where(customer_return_lines.c.return_id.in_(ids))
+            .order_by(customer_return_lines.c.return_id, customer_return_lines.c.line_no)
+        ):
+            by_id[line.return_id].append(
+                ReturnLine(
+                    line_no=line.line_no,
+                    so_line=line.so_line,
+                    item_code=line.item_code,
+                    lot=line.lot,
+                    expiry=line.expiry,
+                    qty=line.qty,
+                    uom=line.uom,
+                    location=line.location,
+                    disposition=Disposition(line.disposition),
+                    reason_code=line.reason_code,
+                    decided_by=line.decided_by,
+                    decided_at=utc(line.decided_at),
+                )
+            )
+    return [
+        CustomerReturn(
+            return_id=row.return_id,
+            so_id=row.so_id,
+            site_id=row.site_id,
+            customer=row.customer_code,
+            status=ReturnStatus(row.status),
+            reason=row.reason,
+            created_by=row.created_by,
+            created_at=utc(row.created_at),  # type: ignore[arg-type]
+            received_by=row.received_by,
+            received_at=utc(row.received_at),
+            version=row.version,
+            updated_at=utc(row.updated_at),  # type: ignore[arg-type]
+            lines=by_id[row.return_id],
+        )
+        for row in rows
+    ]
+
+
+def _read(connection: Connection, return_id: str, *, lock: bool = False) -> CustomerReturn | None:
+    return read_one(
+        connection,
+        customer_returns,
+        customer_returns.c.return_id,
+        return_id,
+        build=lambda rows: _with_lines(connection, rows),
+        lock=lock,
+    )
+
+
+def get_return(
+    connection: Connection, return_id: str, *, visible: frozenset[str] | None = None
+) -> CustomerReturn:
+    return fetch_document(connection, _read, "customer return", return_id, visible)
+
+
+def list_returns(
+    connection: Connection,
+    *,
+    so_id: str | None,
+    site_id: str | None,
+    visible: frozenset[str] | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[CustomerReturn], str | None]:
+    return list_page(
+        connection,
+        customer_returns,
+        filters=[] if so_id is None else [customer_returns.c.so_id == so_id],
+        scope=(site_id, visible),
+        after=after,
+        limit=limit,
+        build=lambda rows: _with_lines(connection, rows),
+    )
+
+
+# --- authorising --------------------------------------------------------------------------
+
+
+def _authorised(connection: Connection, so_id: str) -> dict[int, Decimal]:
+    """What earlier authorisations of the order take back, per SO line."""
+    rows = connection.execute(
+        select(customer_return_lines.c.so_line, func.sum(customer_return_lines.c.qty))
+        .join(
+            customer_returns,
+            customer_returns.c.return_id == customer_return_lines.c.return_id,
+        )
+        .where(customer_returns.c.so_id == so_id)
+        .group_by(customer_return_lines.c.so_line)
+    ).all()
+    return {row[0]: Decimal(row[1]) for row in rows}
+
+
+def _shipped_lots(connection: Connection, so_id: str) -> dict[tuple[int, str], date | None]:
+    """(SO line, lot) → expiry of every lot the order's shipments took."""
+    rows = connection.execute(
+        select(shipment_lines.c.so_line, shipment_lines.c.lot, shipment_lines.c.expiry)
+        .join(shipments, shipments.c.shipment_id == shipment_lines.c.shipment_id)
+        .where(shipments.c.so_id == so_id, shipment_lines.c.lot.is_not(None))
+    ).all()
+    return {(row[0], row[1]): row[2] for row in rows}
+
+
+def create_return(
+    connection: Connection,
+    *,
+    so_id: str,
+    reason: str,
+    lines: Sequence[ReturnLineInput],
+    actor: str,
+    visible: frozenset[str] | None,
+    audit: AuditContext,
+    claim: IdempotencyClaim | None = None,
+) -> CustomerReturn:
+    """Authorise goods of ``so_id``'s shipped lines to come back. ``IdempotentReplay``
+    on a retry."""
+    if not 1 <= len(lines) <= MAX_LINES:
+        raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
+    if not reason.strip():
+        raise InvalidError("reason: say why the customer sends the goods back")
+    with document_write(
+        connection, action="customer_return.create", audit=audit, claim=claim
+    ) as written:
+        # The order is locked: two authorisations of one order count one after the other.
+        so = locked_document(connection, sales.read_so, "sales order", so_id, visible)
+        taken = _authorised(connection, so_id)
+        lots = _shipped_lots(connection, so_id)
+        rows = []
+        for index, given in enumerate(lines):
+            where = f"lines[{index}]"
+            line = next((each for each in so.lines if each.line_no == given.so_line), None)
+            if line is None:
+                raise InvalidError(
+                    f"{where}.so_line: sales order {so_id} has no line {given.so_line}"
+                )
+            _uom, base, _base_uom = base_quantity(
+                connection, where, line.item_code, given.qty, given.uom
+            )
+            taken[line.line_no] = taken.get(line.line_no, _ZERO) + base
+            if taken[line.line_no] > line.shipped_qty:
+                raise ConflictError(
+                    f"{where}: {so_id} line {line.line_no} shipped {plain(line.shipped_qty)} "
+                    f"{line.base_uom}; with earlier returns {plain(taken[line.line_no])} "
+                    "would come back"
+                )
+            if given.lot is not None and (line.line_no, given.lot) not in lots:
+                raise InvalidError(
+                    f"{where}.lot: lot {given.lot} was not shipped on {so_id} line {line.line_no}"
+                )
+            rows.append(
+                {
+                    "line_no": index + 1,
+                    "so_line": line.line_no,
+                    "item_code": line.item_code,
+                    "lot": given.lot,
+                    "expiry": None if given.lot is None else lots[(line.line_no, given.lot)],
+                    "qty": base,
+                    "uom": line.base_uom,
+                    "location": None,
+                    "disposition": Disposition.PENDING.value,
+                }
+            )
+        return_id = new_document_id(
+            connection,
+            sequence="#customer_return",
+            prefix="RA",
+            column=customer_returns.c.return_id,
+        )
+        connection.execute(
+            insert(customer_returns).values(
+                return_id=return_id,
+                so_id=so_id,
+                site_id=so.site_id,
+                customer_code=so.customer,
+                status=ReturnStatus.AUTHORISED.value,
+                reason=reason,
+                created_by=actor,
+                created_at=written.now,
+                version=1,
+                updated_at=written.now,
+            )
+        )
+        connection.execute(
+            insert(customer_return_lines), [{"return_id": return_id, **row} for row in rows]
+        )
+        written.doc_id, written.site_id = return_id, so.site_id
+        written.after = {"so_id": so_id, "reason": reason, "lines": auditable_rows(rows)}
+    return get_return(connection, return_id)
+
+
+# --- receiving and deciding ---------------------------------------------------------------------
+
+
+def _locked(connection: Connection, command: DocCommand, written: Written) -> CustomerReturn:
+    """The return locked after its site's stream (the order a push takes its locks in)."""
+    site = connection.execute(
+        select(customer_returns.c.site_id).where(customer_returns.c.return_id == command.doc_id)
+    ).scalar_one_or_none()
+    if site is None or (command.visible is not None and site not in command.visible):
+        raise UnknownDocumentError("customer return", command.doc_id)
+    central_events.lock_site(connection, site, now=written.now)
+    return locked_document(
+        connection,
+        _read,
+        "customer return",
+        command.doc_id,
+        command.visible,
+        if_match=command.if_match,
+    )
+
+
+def _movement(
+    found: CustomerReturn, line: ReturnLine, kind: EventKind, qty: Decimal, at: str
+) -> Movement:
+    return Movement(
+        kind=kind,
+        item=line.item_code,
+        location=at,
+        qty=qty,
+        uom=line.uom,
+        lot=line.lot,
+        expiry=line.expiry,
+        doc_type=SALES_ORDER,
+        doc_id=found.so_id,
+        doc_line=line.so_line,
+    )
+
+
+def receive_return(
+    connection: Connection, command: DocCommand, *, projections: Projections | None
+) -> CustomerReturn:
+    """authorised → received: the goods are booked into the site's quarantine location."""
+    with document_write(
+        connection, action="customer_return.receive", audit=command.audit, claim=command.claim
+    ) as written:
+        found = _locked(connection, command, written)
+        check_state(
+            "customer return",
+            found.return_id,
+            found.status,
+            "receive",
+            frozenset({ReturnStatus.AUTHORISED}),
+        )
+        quarantine = quarantine_location(connection, found.site_id)
+        central_events.book(
+            connection,
+            site_id=found.site_id,
+            movements=[
+                _movement(found, line, EventKind.RETURN, line.qty, quarantine)
+                for line in found.lines
+            ],
+            actor=command.actor,
+            ref=found.return_id,
+            now=written.now,
+            projections=projections,
+        )
+        connection.execute(
+            update(customer_return_lines)
+            .where(customer_return_lines.c.return_id == found.return_id)
+            .values(location=quarantine)
+        )
+        connection.execute(
+            update(customer_returns)
+            .where(customer_returns.c.return_id == found.return_id)
+            .values(
+                status=ReturnStatus.RECEIVED.value,
+                received_by=command.actor,
+                received_at=written.now,
+                version=found.version + 1,
+                updated_at=written.now,
+            )
+        )
+        written.doc_id, written.site_id = found.return_id, found.site_id
+        written.before = {"status": found.status.value, "version": found.version}
+        written.after = {
+            "status": ReturnStatus.RECEIVED.value,
+            "version": found.version + 1,
+            "location": quarantine,
+        }
+    return get_return(connection, command.doc_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Restock one received line (to ``location``) or scrap it (with ``reason_code``)."""
+
+    command: DocCommand
+    line_no: int
+    location: str | None = None
+    reason_code: str | None = None
+
+
+def _check_reason(connection: Connection, code: str | None) -> str:
+    if code is None:
+        raise InvalidError("reason_code: say why it is scrapped (a code of reason_codes)")
+    row = connection.execute(
+        select(reference_entries.c.attrs, reference_entries.c.active).where(
+            reference_entries.c.list_name == "reason_codes", reference_entries.c.code == code
+        )
+    ).one_or_none()
+    if row is None or not row.active:
+        raise InvalidError(f"reason_code: {code!r} is not an active reason code")
+    uses = json.loads(row.attrs).get("applies_to", [])
+    if not any(use in uses for use in SCRAP_REASONS):
+        raise InvalidError(
+            f"reason_code: {code!r} does not apply to a write-off or a return; use one that does"
+        )
+    return code
+
+
+def decide_line(
+    connection: Connection, decision: Decision, verb: str, *, projections: Projections | None
+) -> CustomerReturn:
+    """``restock`` (quarantine → a storage or receiving location) or ``scrap`` one
+    received line; the return closes when every line is decided."""
+    command = decision.command
+    with document_write(
+        connection, action=f"customer_return.{verb}", audit=command.audit, claim=command.claim
+    ) as written:
+        found = _locked(connection, command, written)
+        check_state(
+            "customer return",
+            found.return_id,
+            found.status,
+            verb,
+            frozenset({ReturnStatus.RECEIVED}),
+        )
+        line = next((each for each in found.lines if each.line_no == decision.line_no), None)
+        if line is None:
+            raise InvalidError(f"line_no: return {found.return_id} has no line {decision.line_no}")
+        if line.disposition is not Disposition.PENDING:
+            raise DocumentStateError(
+                "customer return line",
+                f"{found.return_id}/{line.line_no}",
+                line.disposition,
+                verb,
+                "pending",
+            )
+        held = str(line.location)
+        if verb == "restock":
+            target = stock_location(connection, found.site_id, "body", decision.location)
+            moves = [
+                _movement(found, line, EventKind.TRANSFER_OUT, -line.qty, held),
+                _movement(found, line, EventKind.TRANSFER_IN, line.qty, target),
+            ]
+            values: dict[str, Any] = {
+                "disposition": Disposition.RESTOCKED.value,
+                "location": target,
+            }
+        else:
+            reason = _check_reason(connection, decision.reason_code)
+            moves = [_movement(found, line, EventKind.SCRAP, -line.qty, held)]
+            values = {"disposition": Disposition.SCRAPPED.value, "reason_code": reason}
+        central_events.book(
+            connection,
+            site_id=found.site_id,
+            movements=moves,
+            actor=command.actor,
+            ref=f"{found.return_id}/{line.line_no} {verb}",
+            now=written.now,
+            projections=projections,
+        )
+        connection.execute(
+            update(customer_return_lines)
+            .where(
+                customer_return_lines.c.return_id == found.return_id,
+                customer_return_lines.c.line_no == line.line_no,
+            )
+            .values(decided_by=command.actor, decided_at=written.now, **values)
+        )
+        pending = [
+            each
+            for each in found.lines
+            if each.disposition is Disposition.PENDING and each.line_no != line.line_no
+        ]
+        status = ReturnStatus.RECEIVED if pending else ReturnStatus.CLOSED
+        connection.execute(
+            update(customer_returns)
+            .where(customer_returns.c.return_id == found.return_id)
+            .values(status=status.value, version=found.version + 1, updated_at=written.now)
+        )
+        written.doc_id, written.site_id = found.return_id, found.site_id
+        written.before = {"line_no": line.line_no, "disposition": line.disposition.value}
+        written.after = {"line_no": line.line_no, **values, "status": status.value}
+    return get_return(connection, command.doc_id)

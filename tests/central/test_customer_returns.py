@@ -1,0 +1,101 @@
+"""Customer returns: authorised against shipped lines (never more than shipped, only
+shipped lots), received into quarantine (not sellable), then restocked or scrapped with
+a reason code, closing when every line is decided. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from jxc.paths import CUSTOMER_RETURNS, REASON_CODES, SITES, STOCK_AVAILABLE
+from tests.central.test_purchasing import as_user, ok, refused
+from tests.central.test_sales import confirm, new_so, shop
+from tests.central.test_shipping import TWO_LINES, ship
+
+__all__ = ["shop"]
+
+
+def lot_stock(client: TestClient, lot: str) -> tuple[str, str]:
+    answer = ok(client.get(STOCK_AVAILABLE, params={"site_id": "S01", "item": "PILL"}))
+    found = {each["lot"]: each for each in answer["lots"]}[lot]
+    return found["on_hand"], found["unsellable"]
+
+
+def authorise(client: TestClient, so_id: str, lines: list[dict[str, Any]], **kw: Any) -> Any:
+    body = {"so_id": so_id, "reason": "破损", "lines": lines}
+    return client.post(CUSTOMER_RETURNS, json=body, **kw)
+
+
+def test_a_return_is_received_into_quarantine_then_restocked_or_scrapped(
+    shop: TestClient,
+) -> None:
+    so = new_so(shop, lines=TWO_LINES)
+    ok(confirm(shop, so["so_id"]))
+    ok(
+        ship(
+            shop, so["so_id"], [{"so_line": 1, "qty": "1", "uom": "盒"}, {"so_line": 2, "qty": "5"}]
+        ),
+        201,
+    )
+    assert lot_stock(shop, "L3") == ("0", "0")
+
+    lines = [
+        {"so_line": 1, "qty": "3", "lot": "L3"},
+        {"so_line": 1, "qty": "2", "lot": "L4"},
+        {"so_line": 2, "qty": "1"},
+    ]
+    made = authorise(shop, so["so_id"], lines, headers={"Idempotency-Key": "ra-1"})
+    ra = ok(made, 201)
+    assert ra["status"] == "authorised"
+    assert [(x["lot"], x["qty"], x["disposition"]) for x in ra["lines"]] == [
+        ("L3", "3", "pending"),
+        ("L4", "2", "pending"),
+        (None, "1", "pending"),
+    ]
+    again = authorise(shop, so["so_id"], lines, headers={"Idempotency-Key": "ra-1"})
+    assert ok(again, 201)["return_id"] == ra["return_id"]
+    # 5 of line 1's 10 shipped are authorised already: 6 more cannot come back.
+    refused(authorise(shop, so["so_id"], [{"so_line": 1, "qty": "6"}]), 409, "shipped 10")
+    refused(authorise(shop, so["so_id"], [{"so_line": 1, "qty": "1", "lot": "L1"}]), 422, "L1")
+
+    where = f"{CUSTOMER_RETURNS}/{ra['return_id']}"
+    refused(shop.post(f"{where}/receive", headers={"If-Match": '"9"'}), 412)
+    received = ok(shop.post(f"{where}/receive", headers={"If-Match": '"1"'}))
+    assert received["status"] == "received"
+    assert {x["location"] for x in received["lines"]} == {"Q"}
+    assert lot_stock(shop, "L3") == ("0", "3")
+    refused(shop.post(f"{where}/receive"), 409, "received", "authorised")
+
+    ok(
+        shop.post(
+            f"{SITES}/S01/locations", json={"code": "B-01", "level": "zone", "kind": "storage"}
+        ),
+        201,
+    )
+    restocked = ok(shop.post(f"{where}/restock", json={"line_no": 1, "location": "B-01"}))
+    assert restocked["lines"][0]["disposition"] == "restocked"
+    assert restocked["lines"][0]["location"] == "B-01"
+    assert lot_stock(shop, "L3") == ("3", "0")
+    refused(shop.post(f"{where}/restock", json={"line_no": 1, "location": "B-01"}), 409)
+    refused(shop.post(f"{where}/restock", json={"line_no": 2, "location": "Q"}), 422, "quarantine")
+
+    refused(shop.post(f"{where}/scrap", json={"line_no": 2, "reason_code": "DMG"}), 422, "DMG")
+    ok(shop.put(f"{REASON_CODES}/DMG", json={"name": "破损", "applies_to": ["write_off"]}))
+    scrapped = ok(shop.post(f"{where}/scrap", json={"line_no": 2, "reason_code": "DMG"}))
+    assert (scrapped["lines"][1]["disposition"], scrapped["lines"][1]["reason_code"]) == (
+        "scrapped",
+        "DMG",
+    )
+    assert scrapped["status"] == "received"
+    assert lot_stock(shop, "L4")[1] == "0"
+    closed = ok(shop.post(f"{where}/scrap", json={"line_no": 3, "reason_code": "DMG"}))
+    assert closed["status"] == "closed"
+
+    clerk = as_user(shop, "clerk", ["warehouse_clerk"], sites=["S01"])
+    refused(authorise(shop, so["so_id"], [{"so_line": 2, "qty": "1"}], headers=clerk), 403)
+    assert (
+        ok(shop.get(CUSTOMER_RETURNS, headers=clerk))["customer_returns"][0]["status"] == "closed"
+    )
+    other = as_user(shop, "far", ["store_manager"], sites=["S02"])
+    refused(shop.get(where, headers=other), 404)
