@@ -326,7 +326,7 @@ def _shipped_heads() -> tuple[str, ...]:
     """The newest revisions of the migrations shipped with this code, read once.
 
     Reading them means parsing every migration script (some 15 ms); the scripts do not
-    change under a running process, and the test suite starts an app per test.
+    change under a running process, and the test suite starts an app for each test.
     """
     from alembic.script import ScriptDirectory  # noqa: PLC0415
 

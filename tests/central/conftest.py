@@ -366,7 +366,9 @@ class _SharedApp:
     loan; anything else a test put into ``app.state`` is removed first.
 
     A second app wanted while the first is lent (a test with two), or one whose settings
-    differ beyond the database (they shape the middleware), is built fresh as before.
+    differ beyond the database (they shape the middleware), is built fresh as before; so is
+    every app under ``JXC_TEST_APP_PER_TEST=1``, to tell whether a failure comes from the
+    sharing (and to measure what it saves).
     """
 
     def __init__(self) -> None:
@@ -379,7 +381,11 @@ class _SharedApp:
     @contextmanager
     def lend(self, settings: Settings) -> Iterator[FastAPI]:
         shape = settings.model_dump(exclude={"database_url"})
-        if self._lent or (self.app is not None and shape != self._shape):
+        if (
+            self._lent
+            or (self.app is not None and shape != self._shape)
+            or os.environ.get("JXC_TEST_APP_PER_TEST") == "1"
+        ):
             self.built += 1
             fresh = create_app(settings)
             try:
