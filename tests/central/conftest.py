@@ -427,6 +427,12 @@ def central_app(settings: Settings) -> Iterator[FastAPI]:
 
 @pytest.fixture
 def client(database_url: str) -> Iterator[TestClient]:
+    """The central app on the test's database, inside its lifespan, signing as it goes.
+
+    The app is this process's shared one (:func:`central_app`): a test may use and change
+    its data and ``app.state`` freely, but must not add routes or middleware to it; a test
+    that needs another app builds its own with ``create_app``.
+    """
     with (
         central_app(Settings(database_url=database_url)) as app,
         TestClient(app) as test_client,
