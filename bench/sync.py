@@ -507,7 +507,8 @@ def _now() -> datetime:
 
 
 _PROJECTIONS = built_in_projections()
-"""What the app runs after each insert (nothing yet), so the figures include it."""
+"""What the app runs after each insert (``po_progress``, ``valuation``), so the figures
+include it; ``--no-valuation`` takes valuation out, to measure what it costs."""
 
 
 def ingest_one(
@@ -1115,8 +1116,15 @@ def main(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="also write the figures as JSON")
     ] = None,
+    valuation: Annotated[
+        bool, typer.Option(help="run the valuation projection in every push (as the app does)")
+    ] = True,
 ) -> None:
     """Measure central ingest throughput and edge append latency against raw baselines."""
+    if not valuation:
+        from central_api.services import valuation as valuation_module  # noqa: PLC0415
+
+        _PROJECTIONS.remove(valuation_module.NAME)
     workdir.mkdir(parents=True, exist_ok=True)
     kinds = [Database.SQLITE, Database.POSTGRESQL] if database is Database.BOTH else [database]
     command = " ".join(["bench/sync.py", *sys.argv[1:]])

@@ -458,7 +458,43 @@ def audit_verify(
     )
 
 
-_IMPORT_KINDS = ("items", "partners", "locations")
+@app.command("check")
+def check_command(
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+    repair: bool = typer.Option(
+        False, help="after reporting, rebuild every stored valuation from the ledger"
+    ),
+) -> None:
+    """Prove stock balances and values equal what the ledger sums to (exit 1 if not).
+
+    Recomputes every balance per (site, location, item, lot) and every (site, item)'s
+    valuation from scratch, and names each stored figure that differs. ``--repair``
+    then rebuilds the valuation (balances are ingest's and are only reported).
+    """
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from central_api.core.db import write_transaction  # noqa: PLC0415
+    from central_api.services.valuation import check, rebuild  # noqa: PLC0415
+
+    def run(connection: Any) -> list[Any]:
+        found = check(connection)
+        connection.rollback()
+        if repair:
+            with write_transaction(connection):
+                rebuild(connection, at=datetime.now(UTC))
+        return found
+
+    differences = _on_database(database_url, run)
+    for difference in differences:
+        typer.echo(str(difference), err=True)
+    if differences:
+        typer.echo(f"{len(differences)} difference(s) from the ledger", err=True)
+        raise typer.Exit(1)
+    typer.echo("balances and values equal the ledger")
+
+
+_IMPORT_KINDS = ("items", "partners", "locations", "opening_stock")
+_EXPORT_KINDS = ("items", "partners", "locations")
 
 
 def _format_of(path: Path, given: str | None) -> str:
@@ -471,7 +507,7 @@ def _format_of(path: Path, given: str | None) -> str:
 
 @app.command("import")
 def import_command(
-    kind: Annotated[str, typer.Argument(help="items, partners or locations")],
+    kind: Annotated[str, typer.Argument(help="items, partners, locations or opening_stock")],
     file: Annotated[
         Path, typer.Argument(help="a .csv or .xlsx file; its first row names the columns")
     ],
@@ -480,13 +516,15 @@ def import_command(
     ] = None,
     database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
 ) -> None:
-    """Import master data: the whole file or, if any row is bad, nothing (errors listed)."""
+    """Import master data or opening stock: the whole file or, if any row is bad, nothing
+    (errors listed)."""
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
 
     from central_api.api.routes.imports import ROW_MODELS  # noqa: PLC0415
     from central_api.services.audit import system_context  # noqa: PLC0415
     from central_api.services.imports import ImportRefusedError, import_file  # noqa: PLC0415
+    from central_api.services.projections import built_in_projections  # noqa: PLC0415
 
     if kind not in _IMPORT_KINDS:
         typer.echo(f"error: kind must be one of {', '.join(_IMPORT_KINDS)}", err=True)
@@ -519,6 +557,7 @@ def import_command(
                     audit=system_context(f"cli:import {kind}"),
                     models=ROW_MODELS,
                     progress=progress,
+                    projections=built_in_projections(),
                 )
             except ImportRefusedError as refused:
                 return refused
@@ -547,8 +586,8 @@ def export_command(
     """Export master data in the columns ``import`` reads (financial columns included)."""
     from central_api.services.imports import export_rows, write_table  # noqa: PLC0415
 
-    if kind not in _IMPORT_KINDS:
-        typer.echo(f"error: kind must be one of {', '.join(_IMPORT_KINDS)}", err=True)
+    if kind not in _EXPORT_KINDS:
+        typer.echo(f"error: kind must be one of {', '.join(_EXPORT_KINDS)}", err=True)
         raise typer.Exit(2)
     fmt = _format_of(file, file_format)
     header, rows = _on_database(

@@ -4,10 +4,24 @@ The cache lives in the ledger's SQLite file so that a page of changes and the cu
 after it are stored in one transaction: a crash between the two cannot skip a change
 (the page is simply fetched and applied again; applying it twice is harmless because
 every change carries the full new state, or a tombstone).
+
+Cached: items, barcodes, open PO lines, and (ledger migration 9) item units, the site's
+stock levels per item and its location tree, so a station converts a carton to base
+units, warns below the reorder point and checks a location while central is away.
+
+**Unknown entity kinds are skipped and counted** (:func:`read_page`), never a reason to
+refuse the page: central may add a kind (pick lists, transfer orders...) before every edge
+is upgraded, and an edge keeps pulling what it knows. The cursor moves past the skipped
+changes; the ledger migration of the agent version that learns a kind resets the cursor,
+so it pulls the whole feed again and fills the new table. Agents before this rule
+(before ledger migration 9) refuse a page with a kind they do not know and retry it after
+a backoff: their cursor stays, nothing is lost, but their master data stands still until
+they are upgraded (``docs/master-data.md``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -99,6 +113,33 @@ class ReceivedToday:
     ref: str | None
 
 
+KNOWN_ENTITIES = frozenset(entity.value for entity in FeedEntity)
+
+
+def read_page(content: bytes) -> tuple[ChangePage, int]:
+    """A page of the feed, without the changes of entity kinds this agent does not know;
+    and how many were left out.
+
+    Only the kind decides: a change of a known kind that does not validate still fails
+    the page (its data would be cached wrongly), and so does a page that is not one.
+    """
+    raw = json.loads(content)
+    skipped = 0
+    if isinstance(raw, dict) and isinstance(raw.get("changes"), list):
+        known = [
+            change
+            for change in raw["changes"]
+            if not (
+                isinstance(change, dict)
+                and isinstance(change.get("entity"), str)
+                and change["entity"] not in KNOWN_ENTITIES
+            )
+        ]
+        skipped = len(raw["changes"]) - len(known)
+        raw["changes"] = known
+    return ChangePage.model_validate(raw), skipped
+
+
 def _text(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
@@ -173,6 +214,8 @@ class Catalog:
                     )
                 elif change.entity is FeedEntity.PO_LINE:
                     self._apply_po_line(conn, change)
+                elif change.entity in _OFFLINE_TABLES:
+                    _apply_offline(conn, change)
             conn.execute(
                 "INSERT INTO sync_cursor VALUES (?, ?, ?) ON CONFLICT (feed) DO UPDATE"
                 " SET cursor = excluded.cursor, updated_at = excluded.updated_at",
@@ -219,6 +262,39 @@ class Catalog:
                 change.version,
             ),
         )
+
+    def units(self, item_code: str) -> dict[str, Decimal]:
+        """The item's units other than its base unit: how many base units one makes."""
+        with self.ledger.reading() as conn:
+            rows = conn.execute(
+                "SELECT uom, factor FROM cache_item_units WHERE item_code = ? ORDER BY uom",
+                (item_code,),
+            ).fetchall()
+        return {uom: Decimal(factor) for uom, factor in rows}
+
+    def levels(self, item_code: str) -> ItemLevels | None:
+        """The item's safety stock and reorder levels at this site, if central set them."""
+        with self.ledger.reading() as conn:
+            row = conn.execute(
+                "SELECT safety_stock, reorder_point, reorder_qty FROM cache_item_levels"
+                " WHERE item_code = ?",
+                (item_code,),
+            ).fetchone()
+        if row is None:
+            return None
+        return ItemLevels(item_code, Decimal(row[0]), Decimal(row[1]), Decimal(row[2]))
+
+    def location(self, code: str) -> CachedLocation | None:
+        """A location of this site, as central's tree last said."""
+        with self.ledger.reading() as conn:
+            row = conn.execute(
+                "SELECT code, parent, level, kind, name, active FROM cache_locations"
+                " WHERE code = ?",
+                (code,),
+            ).fetchone()
+        if row is None:
+            return None
+        return CachedLocation(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
 
     def item(self, item_code: str) -> CachedItem | None:
         """What receiving checks about an item, as the feed last said."""
@@ -305,6 +381,32 @@ class Catalog:
             )
         return out
 
+    def quarantined_recently(
+        self, location: str, *, limit: int = 50, window: int = 5000
+    ) -> list[LedgerEvent]:
+        """The latest receipts booked into quarantine ``location`` with a reason, newest first.
+
+        The station's list of quarantined cartons is what the operator reads on the status
+        page; it must survive a restart of the agent (a power cut at the dock), so it is
+        rebuilt from the ledger, where each such receipt carries its reason in ``ref``. Only
+        the last ``window`` events are looked at, so a start never scans a long ledger.
+        """
+        with self.ledger.reading() as conn:
+            rows = conn.execute(
+                "SELECT body FROM events WHERE kind = 'receipt' AND location = ?"
+                " AND seq > (SELECT COALESCE(MAX(seq), 0) - ? FROM events)"
+                " ORDER BY seq DESC",
+                (location, window),
+            ).fetchall()
+        found = []
+        for (body,) in rows:
+            event = LedgerEvent.model_validate_json(body)
+            if event.ref and event.ref.startswith("quarantine "):
+                found.append(event)
+                if len(found) == limit:
+                    break
+        return found
+
     def lookup(self, *codes: str | None) -> KnownBarcode | None:
         """The first of ``codes`` the site knows, trying GTIN-14 and GTIN-13 spellings."""
         candidates: list[str] = []
@@ -335,7 +437,88 @@ class Catalog:
             (items,) = conn.execute("SELECT COUNT(*) FROM cache_items").fetchone()
             (codes,) = conn.execute("SELECT COUNT(*) FROM cache_barcodes").fetchone()
             (lines,) = conn.execute("SELECT COUNT(*) FROM cache_po_lines").fetchone()
-        return {"items": int(items), "barcodes": int(codes), "po_lines": int(lines)}
+            offline = {
+                name: int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608 (our own table names)
+                for name, table in _COUNTED.items()
+            }
+        return {"items": int(items), "barcodes": int(codes), "po_lines": int(lines), **offline}
+
+
+@dataclass(frozen=True, slots=True)
+class ItemLevels:
+    """An item's stock levels at this site, in its base unit."""
+
+    item_code: str
+    safety_stock: Decimal
+    reorder_point: Decimal
+    reorder_qty: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CachedLocation:
+    code: str
+    parent: str | None
+    level: str
+    kind: str
+    name: str
+    active: bool
+
+
+_COUNTED: dict[str, str] = {
+    "item_units": "cache_item_units",
+    "item_levels": "cache_item_levels",
+    "locations": "cache_locations",
+}
+
+_OFFLINE_TABLES: dict[FeedEntity, tuple[str, str]] = {
+    FeedEntity.ITEM_UNIT: ("cache_item_units", "key"),
+    FeedEntity.ITEM_SITE: ("cache_item_levels", "item_code"),
+    FeedEntity.LOCATION: ("cache_locations", "code"),
+}
+"""Each offline entity's table and the column its feed key is stored in."""
+
+
+def _apply_offline(conn: sqlite3.Connection, change: Change) -> None:
+    """Store a unit, a level or a location of the site, or forget a tombstoned one."""
+    table, key_column = _OFFLINE_TABLES[change.entity]
+    if change.op is ChangeOp.DELETE:
+        conn.execute(f"DELETE FROM {table} WHERE {key_column} = ?", (change.key,))  # noqa: S608
+        return
+    row: dict[str, Any]
+    if change.entity is FeedEntity.ITEM_UNIT:
+        unit = change.item_unit()
+        row = {
+            "key": change.key,
+            "item_code": unit.item_code,
+            "uom": unit.uom,
+            "factor": format(unit.factor, "f"),
+        }
+    elif change.entity is FeedEntity.ITEM_SITE:
+        levels = change.item_site()
+        row = {
+            "item_code": change.key,
+            "safety_stock": format(levels.safety_stock, "f"),
+            "reorder_point": format(levels.reorder_point, "f"),
+            "reorder_qty": format(levels.reorder_qty, "f"),
+        }
+    else:
+        location = change.location()
+        row = {
+            "code": change.key,
+            "parent": location.parent,
+            "level": location.level,
+            "kind": location.kind,
+            "name": location.name,
+            "active": location.active,
+        }
+    row["version"] = change.version
+    columns = ", ".join(row)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in row if name != key_column)
+    conn.execute(
+        f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(row))})"  # noqa: S608
+        f" ON CONFLICT ({key_column}) DO UPDATE SET {updates}",
+        tuple(row.values()),
+    )
 
 
 class Puller:
@@ -360,6 +543,8 @@ class Puller:
         self.last_error: str | None = None
         self.last_success_at: datetime | None = None
         self.applied = 0
+        self.skipped_unknown = 0
+        """Changes of entity kinds this agent does not know, skipped (see the module doc)."""
         self._run_lock = threading.Lock()
 
     def run(self) -> None:
@@ -381,13 +566,13 @@ class Puller:
                 params={"site_id": self.site_id, "cursor": cursor, "limit": self.page_size},
             )
             response.raise_for_status()
-            page = ChangePage.model_validate_json(response.content)
+            page, skipped = read_page(response.content)
         except httpx.HTTPStatusError as exc:
             busy = exc.response.status_code in (429, 503)
             wait = retry_after_s(exc.response.headers.get("retry-after")) if busy else None
             self._failed(f"{exc.__class__.__name__}: {str(exc)[:300]}", at_least_s=wait)
             return False
-        except (httpx.HTTPError, ValidationError) as exc:
+        except (httpx.HTTPError, ValueError) as exc:  # ValidationError, bad JSON included
             self._failed(f"{exc.__class__.__name__}: {str(exc)[:300]}")
             return False
         if page.site_id != self.site_id or page.next_cursor < cursor:
@@ -400,6 +585,12 @@ class Puller:
             # the status page shows why the site's master data is not moving.
             self._failed(f"central sent a change this agent cannot read: {exc}")
             return False
+        if skipped:
+            self.skipped_unknown += skipped
+            log.info(
+                "changes of unknown kinds skipped",
+                extra={"site": self.site_id, "skipped": skipped, "cursor": page.next_cursor},
+            )
         self.backoff.succeeded()
         self.last_error = None
         self.last_success_at = datetime.now(UTC)
@@ -426,6 +617,7 @@ class Puller:
         return {
             "cursor": self.catalog.cursor(),
             "applied": self.applied,
+            "skipped_unknown": self.skipped_unknown,
             "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
             "last_error": self.last_error,
             "consecutive_failures": self.backoff.failures,

@@ -227,6 +227,8 @@ class Ledger:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
         self._db = sqlite_utils.Database(conn)
         self._lock = threading.Lock()
+        self._labels_queued = threading.Condition()
+        self._label_generation = 0
         for pragma in (
             "journal_mode=WAL",
             "synchronous=FULL",
@@ -387,7 +389,33 @@ class Ledger:
                     " VALUES (?, ?, 'pending', ?)",
                     (event.seq, label_printer, datetime.now(UTC).isoformat()),
                 )
+        if label_printer is not None:
+            self._labels_changed()
         return event, True
+
+    @property
+    def label_generation(self) -> int:
+        """Moves each time this process queues a label (see :meth:`wait_for_labels`)."""
+        with self._labels_queued:
+            return self._label_generation
+
+    def wait_for_labels(self, seen: int, timeout: float) -> int:
+        """Wait until a label is queued after ``seen`` (a :attr:`label_generation`), or
+        ``timeout``; returns the generation now.
+
+        A label is what the operator waits for at the dock: the spooler is woken the
+        moment the booking commits instead of finding it at its next poll (a quarter of a
+        second later). Labels owed by another process (``jxc edge labels --reprint``)
+        are still found by that poll.
+        """
+        with self._labels_queued:
+            self._labels_queued.wait_for(lambda: self._label_generation != seen, timeout)
+            return self._label_generation
+
+    def _labels_changed(self) -> None:
+        with self._labels_queued:
+            self._label_generation += 1
+            self._labels_queued.notify_all()
 
     def carton_event(self, carton: str) -> LedgerEvent | None:
         """The event that booked ``carton`` (an SSCC or serial), if one did."""
@@ -437,6 +465,8 @@ class Ledger:
                     (datetime.now(UTC).isoformat(), seq),
                 ).rowcount
             ]
+        if done:
+            self._labels_changed()
         return done
 
     def settle_label(self, seq: int, state: LabelState, detail: str | None = None) -> None:

@@ -163,6 +163,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DELETE FROM sync_cursor WHERE feed = 'master-data'",
         ),
     ),
+    Migration(
+        9,
+        "offline master data for stations: item units, the site's stock levels, its locations",
+        (
+            # Keyed by the feed's own key (``<item> <uom>``), so a tombstone removes its
+            # row without parsing the key (an item code may hold a space).
+            "CREATE TABLE IF NOT EXISTS cache_item_units (key TEXT PRIMARY KEY,"
+            " item_code TEXT NOT NULL, uom TEXT NOT NULL, factor TEXT NOT NULL,"
+            " version INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS cache_item_units_item ON cache_item_units (item_code)",
+            "CREATE TABLE IF NOT EXISTS cache_item_levels (item_code TEXT PRIMARY KEY,"
+            " safety_stock TEXT NOT NULL, reorder_point TEXT NOT NULL,"
+            " reorder_qty TEXT NOT NULL, version INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS cache_locations (code TEXT PRIMARY KEY,"
+            " parent TEXT, level TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,"
+            " active INTEGER NOT NULL, version INTEGER NOT NULL)",
+            # The agent skipped these entities until now while its cursor moved past
+            # them: pull the whole feed again to fill the new tables.
+            "DELETE FROM sync_cursor WHERE feed = 'master-data'",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

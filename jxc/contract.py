@@ -182,8 +182,17 @@ OUTBOUND_KINDS = frozenset(
 )
 
 
-DocumentType = Literal["purchase_order"]
-"""The documents an event can name a line of (sales orders, transfers and counts to come)."""
+DocumentType = Literal[
+    "purchase_order",
+    "transfer_order",
+    "stock_count",
+    "other_receipt",
+    "other_issue",
+    "write_off",
+]
+"""The documents an event can name a line of (sales orders to come). An edge posts
+``transfer_order`` lines as its site's ``transfer_out`` / ``transfer_in`` events; the rest
+are written by central's own stream so far (``docs/inventory.md``)."""
 
 DOCUMENT_FIELDS = ("doc_type", "doc_id", "doc_line")
 """An event's structured reference to the document line it fulfils: all three or none.

@@ -8,6 +8,7 @@ from central_api.api.routes import (
     audit,
     auth,
     imports,
+    inventory,
     items,
     master,
     people,
@@ -17,12 +18,14 @@ from central_api.api.routes import (
     sales,
     stock,
     sync,
+    valuation,
 )
 
 api_router = APIRouter()
 api_router.include_router(sync.router)
 api_router.include_router(sales.available_router)
 api_router.include_router(stock.router)
+api_router.include_router(valuation.router)
 api_router.include_router(items.router)
 api_router.include_router(master.categories_router)
 api_router.include_router(master.sites_router)
@@ -39,5 +42,7 @@ api_router.include_router(purchasing.purchase_orders_router)
 api_router.include_router(purchasing.exceptions_router)
 for receiving_router in receiving.routers:
     api_router.include_router(receiving_router)
+for inventory_router in inventory.routers:
+    api_router.include_router(inventory_router)
 api_router.include_router(sales.price_lists_router)
 api_router.include_router(sales.sales_orders_router)

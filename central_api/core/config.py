@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     invoice_qty_tolerance: Decimal = Field(default=Decimal(0), ge=0, le=100)
     """Percent more than the accepted quantity that may be invoiced and still match."""
 
+    write_off_approval_value: Decimal = Field(default=Decimal(1000), ge=0)
+    """A write-off whose value at cost is above this waits for approval by someone other
+    than its creator; at or below it, it is booked at once."""
+
+    count_recount_percent: Decimal = Field(default=Decimal(0), ge=0, le=100)
+    """A counted line that differs from the system quantity by more than this percent of
+    it is counted a second time before its variance may be approved (0: any difference)."""
+
     gc_gen0_threshold: int = Field(default=50_000, ge=700)
     """Net new container objects between the garbage collector's young-generation runs
     while serving (CPython's default is 700); see ``central_api.core.gc_tuning``."""

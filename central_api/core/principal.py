@@ -68,6 +68,8 @@ class Principal:
     """The sites this principal may see; None for every site (a user without a scope)."""
     session: str | None = field(default=None, repr=False)
     """SHA-256 of the user's token or cookie, so logout ends exactly this session."""
+    language: str | None = None
+    """The console language the user chose (``zh-CN``, ``en``); None: the browser's."""
 
     @property
     def is_user(self) -> bool:
@@ -105,6 +107,7 @@ class Principal:
             financial=identity.financial,
             sites=None if identity.sites is None else frozenset(identity.sites),
             session=session,
+            language=identity.language,
         )
 
     @classmethod

@@ -22,6 +22,16 @@ from central_api.models.base import (
     to_micro_units_many,
 )
 from central_api.models.feed import change_feed, feed_counter
+from central_api.models.inventory import (
+    stock_count_lines,
+    stock_counts,
+    stock_document_lines,
+    stock_documents,
+    transfer_exceptions,
+    transfer_lines,
+    transfer_lots,
+    transfer_orders,
+)
 from central_api.models.items import item_barcodes, items
 from central_api.models.ledger import (
     central_events,
@@ -50,6 +60,7 @@ from central_api.models.people import (
     users,
 )
 from central_api.models.purchasing import (
+    edge_qc_decisions,
     purchase_exceptions,
     purchase_order_lines,
     purchase_orders,
@@ -70,6 +81,7 @@ from central_api.models.sales import (
     sales_reservations,
 )
 from central_api.models.stock import NO_LOT, stock_balances
+from central_api.models.valuation import valuation_entries, valuation_layers, valuation_state
 
 __all__ = [
     "NO_LOT",
@@ -82,6 +94,7 @@ __all__ = [
     "central_stream_state",
     "change_feed",
     "code_sequences",
+    "edge_qc_decisions",
     "feed_counter",
     "from_micro_units",
     "idempotency_keys",
@@ -116,11 +129,22 @@ __all__ = [
     "site_sync_state",
     "sites",
     "stock_balances",
+    "stock_count_lines",
+    "stock_counts",
+    "stock_document_lines",
+    "stock_documents",
     "supplier_invoice_lines",
     "supplier_invoices",
     "to_micro_units",
     "to_micro_units_many",
+    "transfer_exceptions",
+    "transfer_lines",
+    "transfer_lots",
+    "transfer_orders",
     "user_roles",
     "user_sites",
     "users",
+    "valuation_entries",
+    "valuation_layers",
+    "valuation_state",
 ]

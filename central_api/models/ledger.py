@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from central_api.models.base import MicroUnits, metadata
@@ -63,6 +64,13 @@ ledger_events = Table(
     Column("doc_id", String(64), nullable=True),
     Column("doc_line", BigInteger, nullable=True),
     UniqueConstraint("site_id", "seq"),
+    # Only the events that name a document (migration 0017): ingest pays nothing for the rest.
+    Index(
+        None,
+        "doc_id",
+        sqlite_where=text("doc_id IS NOT NULL"),
+        postgresql_where=text("doc_id IS NOT NULL"),
+    ),
 )
 
 # --- central's own stream ----------------------------------------------------------------

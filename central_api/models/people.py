@@ -35,6 +35,8 @@ users = Table(
     Column("disabled", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False),
+    # The console language the user chose (``zh-CN``, ``en``); NULL: the browser's.
+    Column("language", String(8), nullable=True),
 )
 
 roles = Table(

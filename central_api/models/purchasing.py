@@ -181,6 +181,22 @@ purchase_receipt_lines = Table(
     ForeignKeyConstraint(["receipt_id"], ["purchase_receipts.receipt_id"]),
 )
 
+# QC at central of a carton an edge booked into quarantine (migration 0017): one decision
+# per edge event, the carton released or rejected whole; the moves are central events.
+edge_qc_decisions = Table(
+    "edge_qc_decisions",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("site_id", String(32), nullable=False),
+    Column("po_id", String(32), nullable=False),
+    Column("verdict", String(16), nullable=False),  # released | rejected
+    Column("location", String(64), nullable=True),
+    Column("reason", String(1000), nullable=False),
+    Column("decided_by", String(100), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Index(None, "po_id"),
+)
+
 # 采购退货: goods sent back to the supplier, each line against a PO line.
 purchase_returns = Table(
     "purchase_returns",

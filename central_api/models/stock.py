@@ -6,7 +6,17 @@ stock query reads one row per key instead of summing the ledger.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, ForeignKey, Index, PrimaryKeyConstraint, String, Table
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+)
 
 from central_api.models.base import MicroUnits, metadata
 from central_api.models.ledger import site_sync_state
@@ -34,3 +44,26 @@ stock_balances = Table(
     PrimaryKeyConstraint("site_id", "location", "item", "lot"),
     Index(None, "site_id", "item"),
 )
+
+
+opening_stock = Table(
+    "opening_stock",
+    metadata,
+    Column("site_id", String(32), nullable=False),
+    Column("location", String(64), nullable=False),
+    Column("item", String(64), nullable=False),
+    Column("lot", String(40), nullable=False),
+    Column("expiry", Date, nullable=True),
+    Column("uom", String(16), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    Column("unit_cost", MicroUnits, nullable=True),
+    Column("file_sha256", String(64), nullable=False),
+    Column("row", Integer, nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("site_id", "location", "item", "lot"),
+)
+"""Opening balances (期初库存) imported, one per key (``lot`` is :data:`NO_LOT` for none),
+with the file (SHA-256) and row each came from and the central event that booked it
+(in base units, its cost per base unit). A key is imported once: the same row again is
+skipped, a different quantity for it is refused (an adjustment corrects it)."""

@@ -260,7 +260,7 @@ class ImportProblem(Problem):
 
 
 class ImportResultOut(BaseModel):
-    kind: Literal["items", "partners", "locations"]
+    kind: Literal["items", "partners", "locations", "opening_stock"]
     rows: Int64
     created: Int64
     updated: Int64

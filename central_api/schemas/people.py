@@ -18,6 +18,8 @@ from jxc.contract import SiteId, Text
 Username = Annotated[str, Field(pattern=USERNAME_PATTERN, max_length=64)]
 RoleName = Annotated[str, Field(pattern=ROLE_PATTERN, max_length=40)]
 Password = Annotated[str, Field(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)]
+ConsoleLanguage = Literal["zh-CN", "en"]
+"""A console language a user may choose (``services.people.LANGUAGES``)."""
 ActionName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^(\*|[a-z_]+\.[a-z_]+)$")]
 
 
@@ -39,6 +41,17 @@ class MeOut(BaseModel):
     actions: list[str]
     financial: bool = Field(description="whether the financial field group is shown")
     sites: list[str] | None = Field(description="the sites the user sees; null for all")
+    language: ConsoleLanguage | None = Field(
+        default=None, description="the console language chosen; null: the browser's"
+    )
+
+
+class LanguageIn(BaseModel):
+    """The caller's own console language; null follows the browser's again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: ConsoleLanguage | None
 
 
 class SessionOut(BaseModel):
@@ -71,6 +84,9 @@ class UserPatch(BaseModel):
     roles: Annotated[list[RoleName], Field(max_length=20)] | None = None
     sites: Annotated[list[SiteId], Field(max_length=1000)] | None = None
     disabled: bool | None = None
+    language: ConsoleLanguage | None = Field(
+        default=None, description="the user's console language; null: the browser's"
+    )
 
 
 class UserOut(BaseModel):
@@ -81,6 +97,9 @@ class UserOut(BaseModel):
     disabled: bool
     roles: list[str]
     sites: list[str] | None = Field(description="the sites the user sees; null for all")
+    language: ConsoleLanguage | None = Field(
+        default=None, description="the console language chosen; null: the browser's"
+    )
     created_at: datetime
     changed_at: datetime
 

@@ -23,6 +23,7 @@ MAX_LINES = 500
 QcText = Literal["accepted", "quarantine", "rejected"]
 QcStatusText = Literal["accepted", "quarantine", "released", "rejected"]
 InvoiceStatusText = Literal["matched", "held", "approved", "disputed"]
+EdgeQcText = Literal["pending", "released", "rejected"]
 
 
 class ReceiptLineIn(BaseModel):
@@ -119,6 +120,42 @@ class ReceivingEventOut(BaseModel):
     ref: Text | None
     actor: Text | None
     doc_line: Int64
+    qc: EdgeQcText | None = Field(
+        default=None,
+        description="an edge's receipt into quarantine: pending until a person releases or "
+        "rejects the carton (POST .../events/{event_id}/release|reject); else absent",
+    )
+
+
+class EdgeQcIn(BaseModel):
+    """A QC decision on a whole carton an edge booked into quarantine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    location: Code | None = Field(
+        default=None, description="release: the storage or receiving location it goes to"
+    )
+    reason: Note = Field(min_length=1, description="why it passes or fails QC")
+
+
+class EdgeQcOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    event_id: Text
+    site_id: SiteId
+    seq: Int64
+    po_id: Code
+    line_no: Int64
+    item: Code
+    lot: Text | None
+    qty: DecimalText
+    uom: Text
+    quarantine: Text = Field(description="the quarantine location the edge booked it into")
+    verdict: Literal["released", "rejected"]
+    location: Text | None = Field(description="released: where it went")
+    reason: Text
+    decided_by: Text
+    decided_at: datetime
 
 
 class ReturnLineIn(BaseModel):

@@ -50,7 +50,12 @@ class UnknownCategoryError(NotFoundError):
 
 
 class CategoryInUseError(ConflictError):
-    pass
+    """A category still used; ``by`` says by what (``items`` or ``categories``), so a page
+    can say it in the user's language."""
+
+    def __init__(self, message: str, *, by: str = "items") -> None:
+        super().__init__(message)
+        self.by = by
 
 
 def put_category(
@@ -119,7 +124,8 @@ def delete_category(
             )
         if connection.execute(select(exists().where(categories.c.parent_code == code))).scalar():
             raise CategoryInUseError(
-                f"category {code!r} has categories below it; move or delete them first"
+                f"category {code!r} has categories below it; move or delete them first",
+                by="categories",
             )
         connection.execute(delete(categories).where(categories.c.code == code))
         record(

@@ -73,6 +73,8 @@ class Movement:
     doc_type: str | None = None
     doc_id: str | None = None
     doc_line: int | None = None
+    ref: str | None = None
+    """This movement's own reference, instead of the booking's ``ref`` (an import's row)."""
 
 
 def _insert(connection: Connection):  # type: ignore[no-untyped-def]
@@ -132,9 +134,12 @@ def book(
     ref: str,
     now: datetime,
     projections: Projections | None,
+    occurred_at: datetime | None = None,
 ) -> list[LedgerEvent]:
     """Book ``movements`` as central events of ``site_id``, in the caller's write
     transaction (after :func:`lock_site`): balances and projections move with them.
+    ``occurred_at`` (default ``now``) dates them otherwise: a count's adjustments are
+    dated at its snapshot, when the difference was true.
 
     Raises :class:`ConflictError` (nothing written) for a movement that would take a
     balance below zero or is in another unit than its balance.
@@ -147,7 +152,7 @@ def book(
             event_id=uuid7(),
             site_id=site_id,
             seq=first + index,
-            occurred_at=now,
+            occurred_at=now if occurred_at is None else occurred_at,
             kind=move.kind,
             item=move.item,
             lot=move.lot,
@@ -156,7 +161,7 @@ def book(
             qty=move.qty,
             uom=move.uom,
             unit_cost=move.unit_cost,
-            ref=ref,
+            ref=move.ref or ref,
             actor=actor[:64],
             doc_type=move.doc_type,
             doc_id=move.doc_id,

@@ -32,8 +32,8 @@ import hashlib
 import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -44,15 +44,28 @@ from central_api.errors import InvalidError
 from central_api.models.items import item_barcodes, items
 from central_api.models.master import categories, item_units, locations, partners, sites
 from central_api.models.master import reference_entries as reference
+from central_api.models.stock import NO_LOT, opening_stock
+from central_api.services import central_events
 from central_api.services import items as item_service
 from central_api.services import partners as partner_service
 from central_api.services import sites as site_service
 from central_api.services.audit import AuditContext, record
 from central_api.services.feed import FeedWriter, feed_writer, read_snapshot
 from central_api.services.master_text import clean_line
+from central_api.services.projections import Projections
+from jxc.contract import EventKind
 from jxc.feed import ChangeOp, FeedEntity, ItemData, LocationData
 
-KINDS = ("items", "partners", "locations")
+KINDS = ("items", "partners", "locations", "opening_stock")
+EXPORT_KINDS = ("items", "partners", "locations")
+"""Opening stock is imported, never exported: after the import it is the ledger's."""
+IMPORT_ACTION = {
+    "items": "items.import",
+    "partners": "partners.import",
+    "locations": "locations.import",
+    "opening_stock": "stock.import",
+}
+"""The action each kind's import needs (the API's, the console's and nothing else)."""
 FORMATS = ("csv", "xlsx")
 MAX_ROWS = 100_000
 MAX_ERRORS = 1000
@@ -99,13 +112,29 @@ PARTNER_COLUMNS = (
     "active",
 )
 LOCATION_COLUMNS = ("site_id", "code", "parent", "level", "kind", "name", "active")
-COLUMNS = {"items": ITEM_COLUMNS, "partners": PARTNER_COLUMNS, "locations": LOCATION_COLUMNS}
+OPENING_STOCK_COLUMNS = (
+    "site_id",
+    "location",
+    "item_code",
+    "lot",
+    "expiry",
+    "qty",
+    "uom",
+    "unit_cost",
+)
+COLUMNS = {
+    "items": ITEM_COLUMNS,
+    "partners": PARTNER_COLUMNS,
+    "locations": LOCATION_COLUMNS,
+    "opening_stock": OPENING_STOCK_COLUMNS,
+}
 REQUIRED = {
     "items": ("item_code", "name", "uom"),
     "partners": ("code", "name"),
     "locations": ("site_id", "code", "level"),
+    "opening_stock": ("site_id", "location", "item_code", "qty"),
 }
-FINANCIAL_COLUMNS = frozenset({"cost", "price", "purchase_price", "credit_limit"})
+FINANCIAL_COLUMNS = frozenset({"cost", "price", "purchase_price", "credit_limit", "unit_cost"})
 
 Progress = Callable[[str, int, int], None]
 """Called as (phase, done, total): ``check`` while rows are checked, ``write`` after."""
@@ -349,10 +378,12 @@ def import_file(
     financial: bool = True,
     visible_sites: frozenset[str] | None = None,
     progress: Progress | None = None,
+    projections: Projections | None = None,
     now: datetime | None = None,
 ) -> ImportResult:
     """Check the whole file, then write it in one transaction; ImportRefusedError if any
-    row is bad (nothing written)."""
+    row is bad (nothing written). ``projections`` run on opening stock's events, as on
+    any central booking."""
     if kind not in KINDS:
         raise InvalidError(f"kind: must be one of {', '.join(KINDS)}")
     header, body = read_table(data, fmt)
@@ -394,6 +425,18 @@ def import_file(
                 result=result,
                 progress=progress,
                 now=now,
+            )
+        elif kind == "opening_stock":
+            _import_opening_stock(
+                connection,
+                records=records,
+                checked=checked,
+                result=result,
+                progress=progress,
+                now=now,
+                visible_sites=visible_sites,
+                actor=audit.actor.id or "central",
+                projections=projections,
             )
         else:
             _import_locations(
@@ -1025,6 +1068,296 @@ def _import_locations(
                 )
                 result.updated += 1
         _tick(progress, "write", done, len(parsed))
+
+
+# --- opening stock (期初库存) -------------------------------------------------------
+
+_MICRO = Decimal("0.000001")
+
+
+@dataclass(frozen=True, slots=True)
+class _OpeningRow:
+    """A checked row of opening stock, in the item's base unit."""
+
+    row: int
+    site_id: str
+    location: str
+    item: str
+    lot: str | None
+    expiry: date | None
+    qty: Decimal
+    uom: str
+    unit_cost: Decimal | None
+
+    def same_as(self, stored: Any) -> bool:
+        return (stored.qty, stored.uom, stored.unit_cost, stored.expiry) == (
+            self.qty,
+            self.uom,
+            self.unit_cost,
+            self.expiry,
+        )
+
+
+def _amount(text: str, column: str, number: int, checked: _Checked) -> Decimal | None:
+    """A cell as an exact amount of at most six decimal places, or an error named."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        checked.add(number, column, f"{text[:40]!r} is not a number")
+        return None
+    if not value.is_finite() or abs(value) >= 10**12 or value != value.quantize(_MICRO):
+        checked.add(number, column, "must be a number below 10^12 with at most 6 decimals")
+        return None
+    return value
+
+
+def _expiry(text: str, number: int, checked: _Checked) -> date | None:
+    """``2027-03-31`` (a spreadsheet's date cell reads ``2027-03-31 00:00:00``)."""
+    day = text.removesuffix(" 00:00:00")
+    try:
+        if len(day) == 10:
+            return date.fromisoformat(day)
+    except ValueError:
+        pass
+    checked.add(number, "expiry", f"{text[:40]!r} is not a date as YYYY-MM-DD")
+    return None
+
+
+def _opening_amounts(
+    cells: dict[str, str], number: int, checked: _Checked
+) -> tuple[Decimal | None, Decimal | None]:
+    """The row's quantity (more than zero) and unit cost (not negative), as given."""
+    qty = None
+    if not cells.get("qty"):
+        checked.add(number, "qty", "is required")
+    else:
+        qty = _amount(cells["qty"], "qty", number, checked)
+        if qty is not None and qty <= 0:
+            checked.add(number, "qty", "must be more than zero")
+            qty = None
+    cost = None
+    if cells.get("unit_cost"):
+        cost = _amount(cells["unit_cost"], "unit_cost", number, checked)
+        if cost is not None and cost < 0:
+            checked.add(number, "unit_cost", "must not be negative")
+    return qty, cost
+
+
+def _opening_item(code: str, known_items: dict[str, Any], number: int, checked: _Checked) -> Any:
+    item = known_items.get(code)
+    if item is None:
+        checked.add(number, "item_code", f"{code[:64]!r} is not in the item master")
+    elif item.archived:
+        checked.add(number, "item_code", f"{code!r} is archived; restore it first")
+        return None
+    return item
+
+
+def _check_opening_row(
+    number: int,
+    cells: dict[str, str],
+    *,
+    known_items: dict[str, Any],
+    units: dict[tuple[str, str], Decimal],
+    checked: _Checked,
+) -> _OpeningRow | None:
+    """The row's item rules (tracking, unit, amounts); the site and location are checked
+    by the caller. Every fault of the row is reported, not only the first."""
+    before = len(checked.errors)
+    code = cells.get("item_code", "")
+    item = _opening_item(code, known_items, number, checked)
+    lot = cells.get("lot") or None
+    if lot is not None and len(lot) > 40:
+        checked.add(number, "lot", "at most 40 characters")
+    expiry = _expiry(cells["expiry"], number, checked) if cells.get("expiry") else None
+    qty, cost = _opening_amounts(cells, number, checked)
+    if item is None:
+        return None
+    if item.lot_tracked and lot is None:
+        checked.add(number, "lot", f"{code!r} is lot-tracked: give the lot")
+    if item.expiry_tracked and not cells.get("expiry"):
+        checked.add(number, "expiry", f"{code!r} is expiry-tracked: give the expiry date")
+    uom = cells.get("uom") or item.uom
+    factor = Decimal(1) if uom == item.uom else units.get((code, uom))
+    if factor is None:
+        checked.add(number, "uom", f"{code!r} has no unit {uom!r} (base unit {item.uom!r})")
+    if len(checked.errors) > before or qty is None or factor is None:
+        return None
+    base_qty = qty * factor
+    if base_qty != base_qty.quantize(_MICRO):
+        checked.add(number, "qty", f"{qty} {uom} is more than 6 decimals in {item.uom}")
+        return None
+    return _OpeningRow(
+        row=number,
+        site_id=cells.get("site_id", ""),
+        location=cells.get("location", ""),
+        item=code,
+        lot=lot,
+        expiry=expiry,
+        qty=base_qty,
+        uom=item.uom,
+        # per base unit, to the ledger's six places (a carton's cost over 12 units)
+        unit_cost=None if cost is None else (cost / factor).quantize(_MICRO, ROUND_HALF_EVEN),
+    )
+
+
+def _import_opening_stock(
+    connection: Connection,
+    *,
+    records: list[tuple[int, dict[str, str]]],
+    checked: _Checked,
+    result: ImportResult,
+    progress: Progress | None,
+    now: datetime,
+    visible_sites: frozenset[str] | None,
+    actor: str,
+    projections: Projections | None,
+) -> None:
+    """Opening balances, booked as positive ``adjustment`` events of central's own stream
+    (one per row, ref ``opening-stock <file> row <n>``) with the balances and projections
+    in this transaction; each key (site, location, item, lot) once, ever.
+
+    The same row again (same key, quantity, unit, cost and expiry) is unchanged, so a
+    re-import of the same file books nothing; a different one for a key already imported
+    is refused naming the row it came from: opening stock is set once, and later
+    corrections are adjustments with a reason.
+    """
+    codes = sorted({cells.get("item_code", "") for _n, cells in records} - {""})
+    known_items = {item.item_code: item for item in _opening_items(connection, codes)}
+    units = {
+        (row.item_code, row.uom): row.factor
+        for row in connection.execute(
+            select(item_units.c.item_code, item_units.c.uom, item_units.c.factor).where(
+                item_units.c.item_code.in_(codes or [""])
+            )
+        )
+    }
+    known_sites = set(connection.execute(select(sites.c.site_id)).scalars())
+    in_file = sorted({cells.get("site_id", "") for _n, cells in records} & known_sites)
+    known_locations = {
+        (row.site_id, row.code)
+        for row in connection.execute(
+            select(locations.c.site_id, locations.c.code).where(
+                locations.c.site_id.in_(in_file or [""])
+            )
+        )
+    }
+    wanted: list[_OpeningRow] = []
+    first_row: dict[tuple[str, str, str, str], int] = {}
+    for done, (number, cells) in enumerate(records, start=1):
+        _tick(progress, "check", done, len(records))
+        site_id = cells.get("site_id", "")
+        location = cells.get("location", "")
+        if site_id not in known_sites:
+            checked.add(number, "site_id", f"{site_id[:40]!r} is not in the site master")
+        elif visible_sites is not None and site_id not in visible_sites:
+            checked.add(number, "site_id", f"{site_id!r} is outside your sites")
+        elif (site_id, location) not in known_locations:
+            checked.add(number, "location", f"site {site_id!r} has no location {location[:64]!r}")
+        parsed = _check_opening_row(
+            number, cells, known_items=known_items, units=units, checked=checked
+        )
+        if parsed is None:
+            continue
+        key = (parsed.site_id, parsed.location, parsed.item, parsed.lot or NO_LOT)
+        if key in first_row:
+            checked.add(
+                number,
+                "item_code",
+                f"the same site, location, item and lot as row {first_row[key]}",
+            )
+            continue
+        first_row[key] = number
+        stored = connection.execute(
+            select(opening_stock).where(
+                opening_stock.c.site_id == key[0],
+                opening_stock.c.location == key[1],
+                opening_stock.c.item == key[2],
+                opening_stock.c.lot == key[3],
+            )
+        ).one_or_none()
+        if stored is None:
+            wanted.append(parsed)
+        elif parsed.same_as(stored):
+            result.unchanged += 1
+        else:
+            checked.add(
+                number,
+                "qty",
+                f"opening stock of this site, location, item and lot was imported already "
+                f"(row {stored.row} of file {stored.file_sha256[:12]}: {stored.qty} "
+                f"{stored.uom}); correct it with a stock adjustment",
+            )
+    _refuse(checked)
+    by_site: dict[str, list[_OpeningRow]] = {}
+    for row in wanted:
+        by_site.setdefault(row.site_id, []).append(row)
+    done = 0
+    for site_id in sorted(by_site):
+        rows = by_site[site_id]
+        central_events.lock_site(connection, site_id, now=now)
+        events = central_events.book(
+            connection,
+            site_id=site_id,
+            movements=[
+                central_events.Movement(
+                    kind=EventKind.ADJUSTMENT,
+                    item=row.item,
+                    location=row.location,
+                    qty=row.qty,
+                    uom=row.uom,
+                    lot=row.lot,
+                    expiry=row.expiry,
+                    unit_cost=row.unit_cost,
+                    ref=f"opening-stock {result.sha256[:16]} row {row.row}",
+                )
+                for row in rows
+            ],
+            actor=actor,
+            ref=f"opening-stock {result.sha256[:16]}",
+            now=now,
+            projections=projections,
+        )
+        connection.execute(
+            insert(opening_stock),
+            [
+                {
+                    "site_id": site_id,
+                    "location": row.location,
+                    "item": row.item,
+                    "lot": row.lot or NO_LOT,
+                    "expiry": row.expiry,
+                    "uom": row.uom,
+                    "qty": row.qty,
+                    "unit_cost": row.unit_cost,
+                    "file_sha256": result.sha256,
+                    "row": row.row,
+                    "event_id": str(event.event_id),
+                    "imported_at": now,
+                }
+                for row, event in zip(rows, events, strict=True)
+            ],
+        )
+        result.created += len(rows)
+        done += len(rows)
+        _tick(progress, "write", done, len(wanted))
+
+
+def _opening_items(connection: Connection, codes: list[str]) -> list[Any]:
+    found: list[Any] = []
+    for start in range(0, len(codes), _CHUNK):
+        found.extend(
+            connection.execute(
+                select(
+                    items.c.item_code,
+                    items.c.uom,
+                    items.c.archived,
+                    items.c.lot_tracked,
+                    items.c.expiry_tracked,
+                ).where(items.c.item_code.in_(codes[start : start + _CHUNK]))
+            ).all()
+        )
+    return found
 
 
 __all__ = [

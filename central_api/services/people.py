@@ -48,6 +48,7 @@ from central_api.models.people import (
     user_sites,
     users,
 )
+from central_api.services import idempotency
 from central_api.services.audit import Actor, ActorKind, AuditContext, current_context, record
 
 USER_TOKEN_PREFIX = "jxcu_"  # noqa: S105 (a format tag, not a secret)
@@ -67,6 +68,8 @@ ALL_ACTIONS: dict[str, str] = {
     "partners.import": "import suppliers and customers from CSV or XLSX files",
     "locations.import": "import locations from CSV or XLSX files (of the user's sites)",
     "stock.read": "read stock balances (of the user's sites)",
+    "stock.import": "import opening stock (期初库存) from CSV or XLSX files (of the user's "
+    "sites; unit costs only with the financial field group)",
     "users.manage": "create, change and disable users; edit roles",
     "audit.read": "read and export the audit log",
     "requisition.read": "read purchase requisitions (of the user's sites)",
@@ -95,6 +98,23 @@ ALL_ACTIONS: dict[str, str] = {
     "sales_order.confirm": "confirm sales orders: credit check and lot reservation",
     "sales_order.cancel": "cancel sales orders, releasing their reservations",
     "sales_order.close": "close confirmed sales orders, releasing what is still reserved",
+    "other_movement.read": "read other receipts and issues (其它入库/出库) of the user's sites",
+    "other_movement.create": "book other receipts and issues with a reason code",
+    "write_off.read": "read write-offs (报损) of the user's sites",
+    "write_off.create": "record write-offs with a reason code",
+    "write_off.approve": "approve or reject write-offs above the value threshold (not one's own)",
+    "transfer.read": "read transfer orders, what is in transit and arrival exceptions",
+    "transfer.create": "create and change draft transfer orders",
+    "transfer.approve": "approve draft transfer orders",
+    "transfer.ship": "ship an approved transfer from its sending site (goods go in transit)",
+    "transfer.receive": "receive a shipped transfer at its receiving site",
+    "transfer.cancel": "cancel transfer orders before they are shipped",
+    "transfer_exception.resolve": "resolve transfer arrival exceptions (short, over, wrong lot)",
+    "stock_count.read": "read count sessions with expected quantities and variances",
+    "stock_count.create": "open count sessions (a snapshot of a site or location range)",
+    "stock_count.count": "enter counted quantities, blind (never shown the expected quantity)",
+    "stock_count.approve": "approve count variances (not one's own counts), booking adjustments",
+    "valuation.read": "read stock values and cost of goods (of the user's sites; financial)",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 
@@ -126,6 +146,8 @@ class Identity:
     financial: bool
     sites: tuple[str, ...] | None
     """None: every site."""
+    language: str | None = None
+    """The console language the user chose (a tag of ``LANGUAGES``); None: the browser's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +160,7 @@ class UserInfo:
     sites: list[str] | None
     created_at: datetime
     changed_at: datetime
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +196,54 @@ def check_password(password: str) -> None:
         raise InvalidError(f"a password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
 
 
+LANGUAGES = ("zh-CN", "en")
+"""The console's languages, by the tag a user's choice is stored as."""
+
+
+def check_language(tag: str) -> str:
+    """``tag`` as stored (``zh-cn`` -> ``zh-CN``), or InvalidError naming ``language``."""
+    for known in LANGUAGES:
+        if tag.lower() == known.lower():
+            return known
+    raise InvalidError(f"language: {tag[:20]!r} is not one of {', '.join(LANGUAGES)}")
+
+
+def _language_change(language: str | None, *, browser_language: bool) -> dict[str, Any]:
+    """The ``users`` values a language change sets: cleared, set, or none (unchanged)."""
+    if browser_language:
+        return {"language": None}
+    return {} if language is None else {"language": check_language(language)}
+
+
+def set_own_language(
+    connection: Connection, user_id: int, language: str | None, *, now: datetime | None = None
+) -> UserInfo:
+    """A signed-in user's own choice of console language (None: follow the browser).
+
+    Needs no ``users.manage``: it changes nothing of what the user may do, only how the
+    console speaks to them. Audited ``user.set_language`` with before and after.
+    """
+    stored = None if language is None else check_language(language)
+    now = now or datetime.now(UTC)
+    with write_transaction(connection):
+        before = _user_info(connection, user_id)
+        if before.language != stored:
+            connection.execute(
+                update(users)
+                .where(users.c.user_id == user_id)
+                .values(language=stored, changed_at=now)
+            )
+        record(
+            connection,
+            action="user.set_language",
+            resource="user",
+            resource_id=before.username,
+            before={"language": before.language},
+            after={"language": stored},
+        )
+        return _user_info(connection, user_id)
+
+
 def check_username(username: str) -> None:
     if not re.fullmatch(USERNAME_PATTERN, username):
         raise InvalidError(
@@ -192,13 +263,20 @@ def create_user(
     role_names: Sequence[str],
     sites: Sequence[str] | None = None,
     display_name: str | None = None,
+    claim: idempotency.IdempotencyClaim | None = None,
     now: datetime | None = None,
 ) -> UserInfo:
-    """Add a user; UserExistsError for a taken name, UnknownRoleError for a role not there."""
+    """Add a user; UserExistsError for a taken name, UnknownRoleError for a role not there.
+
+    With ``claim`` (an ``Idempotency-Key``) a repeat raises
+    :class:`~central_api.services.idempotency.IdempotentReplay` naming the user made
+    the first time, so a double-clicked "save" is not answered "this name is taken".
+    """
     check_username(username)
     password_hash = hash_password(password)
     now = now or datetime.now(UTC)
     with write_transaction(connection):
+        idempotency.check(connection, claim)
         taken = connection.execute(
             select(users.c.user_id).where(func.lower(users.c.username) == username.lower())
         ).first()
@@ -220,6 +298,7 @@ def create_user(
         _set_roles(connection, user_id, role_names)
         _set_sites(connection, user_id, sites)
         created = _user_info(connection, user_id)
+        idempotency.remember(connection, claim, username, now=now)
         record(
             connection,
             action="user.create",
@@ -240,11 +319,16 @@ def update_user(
     display_name: str | None = None,
     disabled: bool | None = None,
     password: str | None = None,
+    language: str | None = None,
+    browser_language: bool = False,
     acting_user_id: int | None = None,
     now: datetime | None = None,
 ) -> UserInfo:
     """Change what is given; a disabled user is refused at once, a new password or
     enabling again ends their sessions.
+
+    ``language`` sets the console language (a tag of :data:`LANGUAGES`);
+    ``browser_language`` clears it, so the console follows the browser again.
 
     ``sites`` limits the user to those sites; ``all_sites`` lifts the limit. The acting
     admin cannot disable themselves or take away their own power to manage people, and
@@ -263,6 +347,7 @@ def update_user(
             values["disabled"] = disabled
         if password_hash is not None:
             values["password_hash"] = password_hash
+        values.update(_language_change(language, browser_language=browser_language))
         if role_names is not None:
             _check_roles(connection, role_names)
             _set_roles(connection, user_id, role_names)
@@ -527,7 +612,7 @@ def resolve_session(
             row.csrf_sha256 is None or not secrets.compare_digest(csrf_sha256, row.csrf_sha256)
         ):
             raise CsrfRefusedError("the X-CSRF-Token header does not match this session's")
-        return _identity(connection, row.user_id, username=row.username)
+        return _identity(connection, row.user_id, username=row.username, language=row.language)
 
 
 def end_session(connection: Connection, token_sha256: str) -> None:
@@ -556,6 +641,7 @@ def _user_audit(user: UserInfo) -> dict[str, Any]:
         "disabled": user.disabled,
         "roles": sorted(user.roles),
         "sites": None if user.sites is None else sorted(user.sites),
+        "language": user.language,
     }
 
 
@@ -571,11 +657,17 @@ def _role_audit(role: RoleInfo) -> dict[str, Any]:
 # --- reading ----------------------------------------------------------------------------
 
 
-def _identity(connection: Connection, user_id: int, *, username: str | None = None) -> Identity:
+def _identity(
+    connection: Connection,
+    user_id: int,
+    *,
+    username: str | None = None,
+    language: str | None = None,
+) -> Identity:
     if username is None:
-        username = connection.execute(
-            select(users.c.username).where(users.c.user_id == user_id)
-        ).scalar_one()
+        username, language = connection.execute(
+            select(users.c.username, users.c.language).where(users.c.user_id == user_id)
+        ).one()
     granted = connection.execute(_GRANTED, {"user_id": user_id}).all()
     sites = _sites(connection, user_id)
     actions: set[str] = set()
@@ -588,6 +680,7 @@ def _identity(connection: Connection, user_id: int, *, username: str | None = No
         actions=frozenset(actions),
         financial=any(role.financial for role in granted),
         sites=None if sites is None else tuple(sites),
+        language=language,
     )
 
 
@@ -605,6 +698,7 @@ _SESSION = (
         sessions.c.csrf_sha256,
         users.c.username,
         users.c.disabled,
+        users.c.language,
     )
     .select_from(sessions.join(users, users.c.user_id == sessions.c.user_id))
     .where(sessions.c.token_sha256 == bindparam("token"), sessions.c.kind == bindparam("kind"))
@@ -645,6 +739,7 @@ def _user_info(connection: Connection, user_id: int) -> UserInfo:
         sites=_sites(connection, user_id),
         created_at=_utc(row.created_at),
         changed_at=_utc(row.changed_at),
+        language=row.language,
     )
 
 

@@ -93,10 +93,19 @@ def built_in_projections() -> Projections:
     """A registry of central's own projections; each new one is added here.
 
     ``po_progress``: received quantities and progress of purchase orders
-    (:mod:`central_api.services.po_progress`).
+    (:mod:`central_api.services.po_progress`). ``transfer_progress``: what each transfer
+    shipped and received per lot, so what is in transit (:mod:`central_api.services.transfers`);
+    ``valuation``: the value of stock and the cost of goods of every movement
+    (:mod:`central_api.services.valuation`).
     """
-    from central_api.services import po_progress  # noqa: PLC0415 - it imports this module
+    from central_api.services import (  # noqa: PLC0415 - they import this
+        po_progress,
+        transfers,
+        valuation,
+    )
 
     registry = Projections()
     registry.add(po_progress.NAME, po_progress.project)
+    registry.add(transfers.NAME, transfers.project)
+    registry.add(valuation.NAME, valuation.project)
     return registry

@@ -23,26 +23,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal, Inexact, InvalidOperation, localcontext
+from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from central_api.core.db import write_transaction
-from central_api.errors import (
-    ConflictError,
-    ForbiddenError,
-    InvalidError,
-    NotFoundError,
-    PreconditionFailedError,
-)
+from central_api.errors import ConflictError, InvalidError
 from central_api.models.items import items
-from central_api.models.master import code_sequences, item_units, partners
-from central_api.models.master import sites as site_table
+from central_api.models.master import partners
 from central_api.models.purchasing import (
     purchase_exceptions,
     purchase_order_lines,
@@ -50,15 +40,34 @@ from central_api.models.purchasing import (
     requisition_lines,
     requisitions,
 )
-from central_api.services import idempotency
-from central_api.services.audit import AuditContext, record
+from central_api.services.audit import AuditContext
+from central_api.services.documents import (
+    MAX_LINES,
+    MAX_PAGE,
+    CommandGuard,
+    DocumentStateError,
+    SegregationOfDutiesError,
+    UnknownDocumentError,
+    base_quantity,
+    check_limit,
+    check_site,
+    check_state,
+    document_write,
+    fetch_document,
+    locked_document,
+    moved,
+    new_document_id,
+    plain,
+    read_page,
+    site_conditions,
+    utc,
+    visible_document,
+)
 from central_api.services.feed import FeedWriter, feed_writer, read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
-from jxc.contract import MAX_ABS_AMOUNT
 from jxc.feed import ChangeOp, FeedEntity, PoLineData
 
-MAX_PAGE = 500
-MAX_LINES = 500
+__all__ = ["MAX_LINES", "MAX_PAGE", "DocumentStateError", "UnknownDocumentError", "plain"]
 MAX_TOLERANCE = Decimal(1000)
 _HUNDRED = Decimal(100)
 
@@ -88,43 +97,6 @@ class ReqStatus(StrEnum):
     """Approved and turned into purchase orders: it cannot be converted twice."""
     CANCELLED = "cancelled"
     """Withdrawn by its requester before approval (draft or submitted)."""
-
-
-# --- refusals ------------------------------------------------------------------------
-
-
-class UnknownDocumentError(NotFoundError):
-    def __init__(self, kind: str, doc_id: str) -> None:
-        super().__init__(f"{kind} {doc_id!r} does not exist")
-
-
-class DocumentStateError(ConflictError):
-    """A command that does not start from the document's current state."""
-
-    def __init__(self, kind: str, doc_id: str, status: str, command: str, allowed: str) -> None:
-        super().__init__(f"{kind} {doc_id} is {status}: {command} needs it to be {allowed}")
-
-
-class StaleVersionError(PreconditionFailedError):
-    def __init__(self, kind: str, doc_id: str, offered: str, current: int) -> None:
-        super().__init__(
-            f"{kind} {doc_id} changed since you read it: If-Match is {offered}, the current "
-            f'version is "{current}"; read it again and redo your change'
-        )
-
-
-class SegregationOfDutiesError(ForbiddenError):
-    def __init__(self, kind: str, doc_id: str, who: str) -> None:
-        super().__init__(
-            f"{who} created {kind} {doc_id} and may not approve it (segregation of duties): "
-            "another person with the approve action must"
-        )
-
-
-def plain(value: Decimal) -> Decimal:
-    """The shortest spelling of an amount: ``840``, not ``840.0`` or ``8.4E+2``."""
-    normal = value.normalize()
-    return normal.quantize(Decimal(1)) if normal.as_tuple().exponent > 0 else normal  # type: ignore[operator]
 
 
 # --- what callers pass and get ----------------------------------------------------------
@@ -275,94 +247,6 @@ class PurchaseException:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def check_version(kind: str, doc_id: str, current: int, if_match: str | None) -> None:
-    """Refuse (412) an ``If-Match`` that does not name ``current`` (``*`` matches any)."""
-    if if_match is None:
-        return
-    offered = [tag.strip() for tag in if_match.split(",")]
-    wanted = {f'"{current}"', f'W/"{current}"', "*"}
-    if not wanted.intersection(offered):
-        raise StaleVersionError(kind, doc_id, if_match[:80], current)
-
-
-def _next_number(connection: Connection, sequence: str) -> int:
-    maker = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    taken = (
-        maker(code_sequences)
-        .values(prefix=sequence, last_value=1)
-        .on_conflict_do_update(
-            index_elements=[code_sequences.c.prefix],
-            set_={"last_value": code_sequences.c.last_value + 1},
-        )
-        .returning(code_sequences.c.last_value)
-    )
-    return int(connection.execute(taken).scalar_one())
-
-
-def _new_id(connection: Connection, *, sequence: str, prefix: str, table: Any, column: Any) -> str:
-    """The next document number (``PO000001``); one taken by hand is skipped."""
-    while True:
-        doc_id = f"{prefix}{_next_number(connection, sequence):06d}"
-        if connection.execute(select(column).where(column == doc_id)).first() is None:
-            return doc_id
-
-
-def _base_quantity(
-    connection: Connection, where: str, item_code: str, qty: Decimal, uom: str | None
-) -> tuple[str, Decimal, str]:
-    """``(uom, base_qty, base_uom)`` of a line: the item's exact factor, or a 422."""
-    item = connection.execute(
-        select(items.c.uom, items.c.active, items.c.archived).where(items.c.item_code == item_code)
-    ).one_or_none()
-    if item is None:
-        raise InvalidError(f"{where}.item_code: item {item_code!r} does not exist")
-    if not item.active or item.archived:
-        raise InvalidError(f"{where}.item_code: item {item_code!r} is inactive")
-    if not Decimal(0) < qty < MAX_ABS_AMOUNT:
-        raise InvalidError(f"{where}.qty: must be positive, got {qty}")
-    base_uom = str(item.uom)
-    if uom is None or uom == base_uom:
-        return base_uom, qty, base_uom
-    factor = connection.execute(
-        select(item_units.c.factor).where(
-            item_units.c.item_code == item_code, item_units.c.uom == uom
-        )
-    ).scalar_one_or_none()
-    if factor is None:
-        known = connection.execute(
-            select(item_units.c.uom).where(item_units.c.item_code == item_code)
-        ).scalars()
-        units = ", ".join([base_uom, *known])
-        raise InvalidError(f"{where}.uom: item {item_code!r} has no unit {uom!r} (it has {units})")
-    try:
-        with localcontext() as exact:
-            exact.prec = 40
-            exact.traps[Inexact] = True
-            base = qty * factor
-        if base != base.quantize(Decimal("0.000001")) or abs(base) >= MAX_ABS_AMOUNT:
-            raise InvalidOperation
-    except (Inexact, InvalidOperation):
-        raise InvalidError(
-            f"{where}.qty: {qty} {uom} is {qty * factor} {base_uom}, more than the six decimal "
-            "places or the size a quantity may have"
-        ) from None
-    return (
-        uom,
-        base.normalize() if base != base.to_integral_value() else base.quantize(Decimal(1)),
-        base_uom,
-    )
-
-
 def _check_supplier(connection: Connection, where: str, code: str) -> None:
     found = connection.execute(
         select(partners.c.is_supplier, partners.c.active).where(partners.c.code == code)
@@ -373,18 +257,6 @@ def _check_supplier(connection: Connection, where: str, code: str) -> None:
         raise InvalidError(f"{where}: partner {code!r} is not a supplier")
     if not found.active:
         raise InvalidError(f"{where}: supplier {code!r} is inactive")
-
-
-def _check_site(connection: Connection, site_id: str, visible: frozenset[str] | None) -> None:
-    if visible is not None and site_id not in visible:
-        raise ForbiddenError(f"site_id: site {site_id} is outside your sites")
-    found = connection.execute(
-        select(site_table.c.active).where(site_table.c.site_id == site_id)
-    ).scalar_one_or_none()
-    if found is None:
-        raise InvalidError(f"site_id: site {site_id!r} is not in the site master")
-    if not found:
-        raise InvalidError(f"site_id: site {site_id!r} is inactive")
 
 
 def _check_po_line(where: str, line: PoLineInput) -> None:
@@ -411,14 +283,14 @@ def _po_from(row: Row[Any], lines: list[PoLine]) -> PurchaseOrder:
         status=PoStatus(row.status),
         note=row.note,
         created_by=row.created_by,
-        created_at=_utc(row.created_at),  # type: ignore[arg-type]
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
         approved_by=row.approved_by,
-        approved_at=_utc(row.approved_at),
-        sent_at=_utc(row.sent_at),
-        ended_at=_utc(row.ended_at),
+        approved_at=utc(row.approved_at),
+        sent_at=utc(row.sent_at),
+        ended_at=utc(row.ended_at),
         reason=row.reason,
         version=row.version,
-        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
+        updated_at=utc(row.updated_at),  # type: ignore[arg-type]
         lines=lines,
     )
 
@@ -474,19 +346,14 @@ def get_purchase_order(
     connection: Connection, po_id: str, *, visible: frozenset[str] | None = None
 ) -> PurchaseOrder:
     """The PO; one of a site outside ``visible`` is answered as not existing."""
-    with read_snapshot(connection):
-        po = _read_po(connection, po_id)
-    if po is None or (visible is not None and po.site_id not in visible):
-        raise UnknownDocumentError("purchase order", po_id)
-    return po
+    return fetch_document(connection, _read_po, "purchase order", po_id, visible)
 
 
 def list_purchase_orders(
     connection: Connection, *, chosen: PoFilter, after: str | None, limit: int
 ) -> tuple[list[PurchaseOrder], str | None]:
     """A page of POs by id, and the cursor of the next page (None at the end)."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be within 1..{MAX_PAGE}")
+    check_limit(limit)
     table = purchase_orders.c
     conditions: list[ColumnElement[bool]] = []
     if after is not None:
@@ -495,24 +362,17 @@ def list_purchase_orders(
         conditions.append(table.status == chosen.status.value)
     if chosen.supplier is not None:
         conditions.append(table.supplier_code == chosen.supplier)
-    if chosen.site_id is not None:
-        if chosen.visible_sites is not None and chosen.site_id not in chosen.visible_sites:
-            raise ForbiddenError(f"site_id: site {chosen.site_id} is outside your sites")
-        conditions.append(table.site_id == chosen.site_id)
-    elif chosen.visible_sites is not None:
-        conditions.append(table.site_id.in_(sorted(chosen.visible_sites)))
+    conditions += site_conditions(table.site_id, chosen.site_id, chosen.visible_sites)
     if chosen.created_from is not None:
         conditions.append(table.created_at >= chosen.created_from)
     if chosen.created_to is not None:
         conditions.append(table.created_at < chosen.created_to)
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(purchase_orders).where(*conditions).order_by(table.po_id).limit(limit + 1)
-        ).all()
-        page = rows[:limit]
-        lines = _po_lines(connection, [row.po_id for row in page])
-    found = [_po_from(row, lines[row.po_id]) for row in page]
-    return found, (found[-1].po_id if len(rows) > limit and found else None)
+
+    def build(rows: Sequence[Row[Any]]) -> list[PurchaseOrder]:
+        lines = _po_lines(connection, [row.po_id for row in rows])
+        return [_po_from(row, lines[row.po_id]) for row in rows]
+
+    return read_page(connection, purchase_orders, table.po_id, conditions, limit=limit, build=build)
 
 
 def _state(po: PurchaseOrder) -> dict[str, Any]:
@@ -543,7 +403,7 @@ def _write_lines(
     for index, line in enumerate(lines):
         where = f"lines[{index}]"
         _check_po_line(where, line)
-        uom, base_qty, base_uom = _base_quantity(
+        uom, base_qty, base_uom = base_quantity(
             connection, where, line.item_code, line.qty, line.uom
         )
         source = sources[index] if sources else None
@@ -586,17 +446,13 @@ def create_purchase_order(
     claim: IdempotencyClaim | None = None,
 ) -> PurchaseOrder:
     """A new draft PO. Raises ``IdempotentReplay`` for a retried request."""
-    now = _now()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
-        _check_site(connection, site_id, visible)
+    with document_write(
+        connection, action="purchase_order.create", audit=audit, claim=claim
+    ) as written:
+        check_site(connection, site_id, visible)
         _check_supplier(connection, "supplier", supplier)
-        po_id = _new_id(
-            connection,
-            sequence="#purchase_order",
-            prefix="PO",
-            table=purchase_orders,
-            column=purchase_orders.c.po_id,
+        po_id = new_document_id(
+            connection, sequence="#purchase_order", prefix="PO", column=purchase_orders.c.po_id
         )
         connection.execute(
             insert(purchase_orders).values(
@@ -606,36 +462,24 @@ def create_purchase_order(
                 status=PoStatus.DRAFT.value,
                 note=note,
                 created_by=created_by,
-                created_at=now,
+                created_at=written.now,
                 version=1,
-                updated_at=now,
+                updated_at=written.now,
             )
         )
         _write_lines(connection, po_id, lines)
         po = _read_po(connection, po_id)
         assert po is not None
-        idempotency.remember(connection, claim, po_id, now=now)
-        record(
-            connection,
-            audit,
-            action="purchase_order.create",
-            resource="purchase_order",
-            resource_id=po_id,
-            site_id=site_id,
-            after=_state(po),
-            at=now,
-        )
+        written.doc_id, written.site_id, written.after = po_id, site_id, _state(po)
     return po
 
 
 def _locked_po(
     connection: Connection, po_id: str, visible: frozenset[str] | None, if_match: str | None
 ) -> PurchaseOrder:
-    po = _read_po(connection, po_id, lock=True)
-    if po is None or (visible is not None and po.site_id not in visible):
-        raise UnknownDocumentError("purchase order", po_id)
-    check_version("purchase order", po_id, po.version, if_match)
-    return po
+    return locked_document(
+        connection, _read_po, "purchase order", po_id, visible, if_match=if_match
+    )
 
 
 def update_purchase_order(
@@ -651,16 +495,15 @@ def update_purchase_order(
     audit: AuditContext,
 ) -> PurchaseOrder:
     """Replace a draft PO's header and lines (only a draft may change)."""
-    now = _now()
-    with write_transaction(connection):
-        before = _locked_po(connection, po_id, visible, if_match)
+    with document_write(connection, action="purchase_order.update", audit=audit) as written:
+        before = _locked_po(connection, po_id, visible, if_match=if_match)
         if before.status is not PoStatus.DRAFT:
             raise DocumentStateError("purchase order", po_id, before.status, "a change", "draft")
         if any(line.req_id for line in before.lines):
             raise ConflictError(
                 f"purchase order {po_id} was made from requisitions: cancel it and convert again"
             )
-        _check_site(connection, site_id, visible)
+        check_site(connection, site_id, visible)
         _check_supplier(connection, "supplier", supplier)
         connection.execute(
             purchase_order_lines.delete().where(purchase_order_lines.c.po_id == po_id)
@@ -673,23 +516,14 @@ def update_purchase_order(
                 site_id=site_id,
                 note=note,
                 version=before.version + 1,
-                updated_at=now,
+                updated_at=written.now,
             )
         )
         _write_lines(connection, po_id, lines)
         after = _read_po(connection, po_id)
         assert after is not None
-        record(
-            connection,
-            audit,
-            action="purchase_order.update",
-            resource="purchase_order",
-            resource_id=po_id,
-            site_id=site_id,
-            before=_state(before),
-            after=_state(after),
-            at=now,
-        )
+        written.doc_id, written.site_id = po_id, site_id
+        written.before, written.after = _state(before), _state(after)
     return after
 
 
@@ -731,28 +565,24 @@ def _publish(writer: FeedWriter, po: PurchaseOrder, *, receivable: bool) -> None
             )
 
 
-@dataclass(frozen=True, slots=True)
-class PoCommand:
-    """Who runs a command on which PO, and what guards it."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoCommand(CommandGuard):
+    """A command on the purchase order ``po_id``."""
 
     po_id: str
-    actor: str
-    visible: frozenset[str] | None
-    if_match: str | None
-    audit: AuditContext
-    claim: IdempotencyClaim | None = None
-    reason: str | None = None
 
 
 @contextmanager
 def _po_command(
     connection: Connection, command: PoCommand, verb: str
 ) -> Iterator[tuple[PurchaseOrder, FeedWriter, datetime, dict[str, Any]]]:
-    """The frame every PO command shares: replay, feed lock, locked read, version check;
-    after the body, the key and the audit entry. The body puts its new values in the dict."""
-    now = _now()
-    with write_transaction(connection):
-        idempotency.check(connection, command.claim)
+    """The frame every PO command shares (:func:`documents.document_write`), with the
+    site's feed: an approved PO's lines are published, a cancelled or closed one's
+    withdrawn. The body puts its new values in the dict."""
+    with document_write(
+        connection, action=f"purchase_order.{verb}", audit=command.audit, claim=command.claim
+    ) as written:
+        now = written.now
         with feed_writer(connection, changed_at=now) as writer:
             before = _locked_po(connection, command.po_id, command.visible, command.if_match)
             values: dict[str, Any] = {}
@@ -770,22 +600,8 @@ def _po_command(
                 before.status in RECEIVABLE
             ):
                 _publish(writer, after, receivable=False)
-        idempotency.remember(connection, command.claim, command.po_id, now=now)
-        record(
-            connection,
-            command.audit,
-            action=f"purchase_order.{verb}",
-            resource="purchase_order",
-            resource_id=command.po_id,
-            site_id=after.site_id,
-            before={"status": before.status.value, "version": before.version},
-            after={
-                "status": after.status.value,
-                "version": after.version,
-                **({"reason": command.reason} if command.reason else {}),
-            },
-            at=now,
-        )
+        written.doc_id, written.site_id = command.po_id, after.site_id
+        written.before, written.after = moved(before, after, command.reason)
 
 
 def approve_purchase_order(
@@ -855,12 +671,12 @@ def _req_from(row: Row[Any], lines: list[ReqLine]) -> Requisition:
         status=ReqStatus(row.status),
         note=row.note,
         created_by=row.created_by,
-        created_at=_utc(row.created_at),  # type: ignore[arg-type]
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
         decided_by=row.decided_by,
-        decided_at=_utc(row.decided_at),
+        decided_at=utc(row.decided_at),
         reason=row.reason,
         version=row.version,
-        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
+        updated_at=utc(row.updated_at),  # type: ignore[arg-type]
         lines=lines,
     )
 
@@ -903,11 +719,7 @@ def _read_req(connection: Connection, req_id: str, *, lock: bool = False) -> Req
 def get_requisition(
     connection: Connection, req_id: str, *, visible: frozenset[str] | None = None
 ) -> Requisition:
-    with read_snapshot(connection):
-        req = _read_req(connection, req_id)
-    if req is None or (visible is not None and req.site_id not in visible):
-        raise UnknownDocumentError("requisition", req_id)
-    return req
+    return fetch_document(connection, _read_req, "requisition", req_id, visible)
 
 
 def list_requisitions(
@@ -919,28 +731,20 @@ def list_requisitions(
     after: str | None,
     limit: int,
 ) -> tuple[list[Requisition], str | None]:
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be within 1..{MAX_PAGE}")
+    check_limit(limit)
     table = requisitions.c
     conditions: list[ColumnElement[bool]] = []
     if after is not None:
         conditions.append(table.req_id > after)
     if status is not None:
         conditions.append(table.status == status.value)
-    if site_id is not None:
-        if visible is not None and site_id not in visible:
-            raise ForbiddenError(f"site_id: site {site_id} is outside your sites")
-        conditions.append(table.site_id == site_id)
-    elif visible is not None:
-        conditions.append(table.site_id.in_(sorted(visible)))
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(requisitions).where(*conditions).order_by(table.req_id).limit(limit + 1)
-        ).all()
-        page = rows[:limit]
-        lines = _req_lines(connection, [row.req_id for row in page])
-    found = [_req_from(row, lines[row.req_id]) for row in page]
-    return found, (found[-1].req_id if len(rows) > limit and found else None)
+    conditions += site_conditions(table.site_id, site_id, visible)
+
+    def build(rows: Sequence[Row[Any]]) -> list[Requisition]:
+        lines = _req_lines(connection, [row.req_id for row in rows])
+        return [_req_from(row, lines[row.req_id]) for row in rows]
+
+    return read_page(connection, requisitions, table.req_id, conditions, limit=limit, build=build)
 
 
 def _write_req_lines(connection: Connection, req_id: str, lines: Sequence[ReqLineInput]) -> None:
@@ -951,7 +755,7 @@ def _write_req_lines(connection: Connection, req_id: str, lines: Sequence[ReqLin
     rows = []
     for index, line in enumerate(lines):
         where = f"lines[{index}]"
-        uom, base_qty, _base_uom = _base_quantity(
+        uom, base_qty, _base_uom = base_quantity(
             connection, where, line.item_code, line.qty, line.uom
         )
         if line.supplier is not None:
@@ -983,16 +787,12 @@ def create_requisition(
     audit: AuditContext,
     claim: IdempotencyClaim | None = None,
 ) -> Requisition:
-    now = _now()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
-        _check_site(connection, site_id, visible)
-        req_id = _new_id(
-            connection,
-            sequence="#requisition",
-            prefix="PR",
-            table=requisitions,
-            column=requisitions.c.req_id,
+    with document_write(
+        connection, action="requisition.create", audit=audit, claim=claim
+    ) as written:
+        check_site(connection, site_id, visible)
+        req_id = new_document_id(
+            connection, sequence="#requisition", prefix="PR", column=requisitions.c.req_id
         )
         connection.execute(
             insert(requisitions).values(
@@ -1001,25 +801,15 @@ def create_requisition(
                 status=ReqStatus.DRAFT.value,
                 note=note,
                 created_by=created_by,
-                created_at=now,
+                created_at=written.now,
                 version=1,
-                updated_at=now,
+                updated_at=written.now,
             )
         )
         _write_req_lines(connection, req_id, lines)
         req = _read_req(connection, req_id)
         assert req is not None
-        idempotency.remember(connection, claim, req_id, now=now)
-        record(
-            connection,
-            audit,
-            action="requisition.create",
-            resource="requisition",
-            resource_id=req_id,
-            site_id=site_id,
-            after=asdict(req),
-            at=now,
-        )
+        written.doc_id, written.site_id, written.after = req_id, site_id, asdict(req)
     return req
 
 
@@ -1034,54 +824,36 @@ def update_requisition(
     if_match: str | None,
     audit: AuditContext,
 ) -> Requisition:
-    now = _now()
-    with write_transaction(connection):
-        before = _locked_req(connection, req_id, visible, if_match)
+    with document_write(connection, action="requisition.update", audit=audit) as written:
+        before = _locked_req(connection, req_id, visible, if_match=if_match)
         if before.status is not ReqStatus.DRAFT:
             raise DocumentStateError("requisition", req_id, before.status, "a change", "draft")
-        _check_site(connection, site_id, visible)
+        check_site(connection, site_id, visible)
         connection.execute(requisition_lines.delete().where(requisition_lines.c.req_id == req_id))
         connection.execute(
             update(requisitions)
             .where(requisitions.c.req_id == req_id)
-            .values(site_id=site_id, note=note, version=before.version + 1, updated_at=now)
+            .values(site_id=site_id, note=note, version=before.version + 1, updated_at=written.now)
         )
         _write_req_lines(connection, req_id, lines)
         after = _read_req(connection, req_id)
         assert after is not None
-        record(
-            connection,
-            audit,
-            action="requisition.update",
-            resource="requisition",
-            resource_id=req_id,
-            site_id=site_id,
-            before=asdict(before),
-            after=asdict(after),
-            at=now,
-        )
+        written.doc_id, written.site_id = req_id, site_id
+        written.before, written.after = asdict(before), asdict(after)
     return after
 
 
 def _locked_req(
     connection: Connection, req_id: str, visible: frozenset[str] | None, if_match: str | None
 ) -> Requisition:
-    req = _read_req(connection, req_id, lock=True)
-    if req is None or (visible is not None and req.site_id not in visible):
-        raise UnknownDocumentError("requisition", req_id)
-    check_version("requisition", req_id, req.version, if_match)
-    return req
+    return locked_document(connection, _read_req, "requisition", req_id, visible, if_match=if_match)
 
 
-@dataclass(frozen=True, slots=True)
-class ReqCommand:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReqCommand(CommandGuard):
+    """A command on the requisition ``req_id``."""
+
     req_id: str
-    actor: str
-    visible: frozenset[str] | None
-    if_match: str | None
-    audit: AuditContext
-    claim: IdempotencyClaim | None = None
-    reason: str | None = None
 
 
 _REQ_MOVES: dict[str, tuple[frozenset[ReqStatus], ReqStatus]] = {
@@ -1098,14 +870,12 @@ def move_requisition(
     """submit (draft → submitted), approve or reject (submitted → approved / rejected),
     cancel (draft or submitted → cancelled)."""
     starts, end = _REQ_MOVES[verb]
-    now = _now()
-    with write_transaction(connection):
-        idempotency.check(connection, command.claim)
+    with document_write(
+        connection, action=f"requisition.{verb}", audit=command.audit, claim=command.claim
+    ) as written:
+        now = written.now
         req = _locked_req(connection, command.req_id, command.visible, command.if_match)
-        if req.status not in starts:
-            raise DocumentStateError(
-                "requisition", req.req_id, req.status, verb, " or ".join(sorted(starts))
-            )
+        check_state("requisition", req.req_id, req.status, verb, starts)
         if verb == "approve" and segregation and req.created_by == command.actor:
             raise SegregationOfDutiesError("requisition", req.req_id, command.actor)
         decided = {} if verb == "submit" else {"decided_by": command.actor, "decided_at": now}
@@ -1120,18 +890,9 @@ def move_requisition(
                 **decided,
             )
         )
-        idempotency.remember(connection, command.claim, req.req_id, now=now)
-        record(
-            connection,
-            command.audit,
-            action=f"requisition.{verb}",
-            resource="requisition",
-            resource_id=req.req_id,
-            site_id=req.site_id,
-            before={"status": req.status.value, "version": req.version},
-            after={"status": end.value, "version": req.version + 1, "reason": command.reason},
-            at=now,
-        )
+        written.doc_id, written.site_id = req.req_id, req.site_id
+        written.before = {"status": req.status.value, "version": req.version}
+        written.after = {"status": end.value, "version": req.version + 1, "reason": command.reason}
     return get_requisition(connection, command.req_id)
 
 
@@ -1152,15 +913,14 @@ def convert_requisitions(
     """
     if not req_ids or len(set(req_ids)) != len(req_ids):
         raise InvalidError("requisition_ids: give each requisition once, at least one")
-    now = _now()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
+    with document_write(
+        connection, action="requisition.convert", audit=audit, claim=claim
+    ) as written:
+        now = written.now
         groups: dict[tuple[str, str], list[tuple[ReqLine, str]]] = {}
         reqs: list[Requisition] = []
         for req_id in req_ids:
-            req = _read_req(connection, req_id, lock=True)
-            if req is None or (visible is not None and req.site_id not in visible):
-                raise UnknownDocumentError("requisition", req_id)
+            req = locked_document(connection, _read_req, "requisition", req_id, visible)
             if req.status is not ReqStatus.APPROVED:
                 raise DocumentStateError("requisition", req_id, req.status, "convert", "approved")
             reqs.append(req)
@@ -1176,11 +936,10 @@ def convert_requisitions(
                 groups.setdefault((line.supplier, req.site_id), []).append((line, req_id))
         made: list[str] = []
         for (supplier, site_id), group in groups.items():
-            po_id = _new_id(
+            po_id = new_document_id(
                 connection,
                 sequence="#purchase_order",
                 prefix="PO",
-                table=purchase_orders,
                 column=purchase_orders.c.po_id,
             )
             connection.execute(
@@ -1234,16 +993,8 @@ def convert_requisitions(
                 .where(requisitions.c.req_id == req.req_id)
                 .values(status=ReqStatus.ORDERED.value, version=req.version + 1, updated_at=now)
             )
-        idempotency.remember(connection, claim, ",".join(made), now=now)
-        record(
-            connection,
-            audit,
-            action="requisition.convert",
-            resource="requisition",
-            resource_id=",".join(req_ids)[:200],
-            after={"purchase_orders": made, "requisitions": list(req_ids)},
-            at=now,
-        )
+        written.doc_id, written.audit_id = ",".join(made), ",".join(req_ids)[:200]
+        written.after = {"purchase_orders": made, "requisitions": list(req_ids)}
     return [get_purchase_order(connection, po_id) for po_id in made]
 
 
@@ -1261,9 +1012,9 @@ def _exception_from(row: Row[Any]) -> PurchaseException:
         qty=row.qty,
         detail=row.detail,
         status=row.status,
-        raised_at=_utc(row.raised_at),  # type: ignore[arg-type]
+        raised_at=utc(row.raised_at),  # type: ignore[arg-type]
         resolved_by=row.resolved_by,
-        resolved_at=_utc(row.resolved_at),
+        resolved_at=utc(row.resolved_at),
         resolution=row.resolution,
     )
 
@@ -1278,8 +1029,7 @@ def list_exceptions(
     after: int | None,
     limit: int,
 ) -> tuple[list[PurchaseException], int | None]:
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be within 1..{MAX_PAGE}")
+    check_limit(limit)
     table = purchase_exceptions.c
     conditions: list[ColumnElement[bool]] = []
     if after is not None:
@@ -1288,33 +1038,33 @@ def list_exceptions(
         conditions.append(table.status == status)
     if po_id is not None:
         conditions.append(table.po_id == po_id)
-    if site_id is not None:
-        if visible is not None and site_id not in visible:
-            raise ForbiddenError(f"site_id: site {site_id} is outside your sites")
-        conditions.append(table.site_id == site_id)
-    elif visible is not None:
-        conditions.append(table.site_id.in_(sorted(visible)))
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(purchase_exceptions)
-            .where(*conditions)
-            .order_by(table.exception_id)
-            .limit(limit + 1)
-        ).all()
-    found = [_exception_from(row) for row in rows[:limit]]
-    return found, (found[-1].exception_id if len(rows) > limit and found else None)
+    conditions += site_conditions(table.site_id, site_id, visible)
+    return read_page(
+        connection,
+        purchase_exceptions,
+        table.exception_id,
+        conditions,
+        limit=limit,
+        build=lambda rows: [_exception_from(row) for row in rows],
+    )
+
+
+def _read_exception(
+    connection: Connection, exception_id: int, *, lock: bool = False
+) -> PurchaseException | None:
+    query = select(purchase_exceptions).where(purchase_exceptions.c.exception_id == exception_id)
+    if lock:
+        query = query.with_for_update()
+    row = connection.execute(query).one_or_none()
+    return None if row is None else _exception_from(row)
 
 
 def get_exception(
     connection: Connection, exception_id: int, *, visible: frozenset[str] | None
 ) -> PurchaseException:
     with read_snapshot(connection):
-        row = connection.execute(
-            select(purchase_exceptions).where(purchase_exceptions.c.exception_id == exception_id)
-        ).one_or_none()
-    if row is None or (visible is not None and row.site_id not in visible):
-        raise UnknownDocumentError("exception", str(exception_id))
-    return _exception_from(row)
+        found = _read_exception(connection, exception_id)
+    return visible_document(found, "exception", str(exception_id), visible)
 
 
 def resolve_exception(
@@ -1328,56 +1078,31 @@ def resolve_exception(
     claim: IdempotencyClaim | None = None,
 ) -> PurchaseException:
     """open → resolved, with what the person decided (a resolved one is a 409)."""
-    now = _now()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
-        row = connection.execute(
-            select(purchase_exceptions)
-            .where(purchase_exceptions.c.exception_id == exception_id)
-            .with_for_update()
-        ).one_or_none()
-        if row is None or (visible is not None and row.site_id not in visible):
-            raise UnknownDocumentError("exception", str(exception_id))
-        if row.status != "open":
+    with document_write(
+        connection, action="purchase_exception.resolve", audit=audit, claim=claim
+    ) as written:
+        found = visible_document(
+            _read_exception(connection, exception_id, lock=True),
+            "exception",
+            str(exception_id),
+            visible,
+        )
+        if found.status != "open":
             raise ConflictError(f"exception {exception_id} is resolved already")
         connection.execute(
             update(purchase_exceptions)
             .where(purchase_exceptions.c.exception_id == exception_id)
-            .values(status="resolved", resolved_by=actor, resolved_at=now, resolution=resolution)
+            .values(
+                status="resolved", resolved_by=actor, resolved_at=written.now, resolution=resolution
+            )
         )
-        idempotency.remember(connection, claim, str(exception_id), now=now)
-        record(
-            connection,
-            audit,
-            action="purchase_exception.resolve",
-            resource="purchase_exception",
-            resource_id=str(exception_id),
-            site_id=row.site_id,
-            before={"status": "open"},
-            after={"status": "resolved", "resolution": resolution},
-            at=now,
-        )
+        written.doc_id, written.site_id = str(exception_id), found.site_id
+        written.before = {"status": "open"}
+        written.after = {"status": "resolved", "resolution": resolution}
     return get_exception(connection, exception_id, visible=visible)
 
 
 # --- for the other purchasing documents (services.receiving) -------------------------------
-
-
-def now_utc() -> datetime:
-    """The time a document change is recorded at."""
-    return _now()
-
-
-def base_quantity(
-    connection: Connection, where: str, item_code: str, qty: Decimal, uom: str | None
-) -> tuple[str, Decimal, str]:
-    """``(uom, base_qty, base_uom)``: the item's exact factor, or a 422 naming ``where``."""
-    return _base_quantity(connection, where, item_code, qty, uom)
-
-
-def new_document_id(connection: Connection, *, sequence: str, prefix: str, column: Any) -> str:
-    """The next number of a document kind (``GR000001``); one taken by hand is skipped."""
-    return _new_id(connection, sequence=sequence, prefix=prefix, table=column.table, column=column)
 
 
 def read_po(connection: Connection, po_id: str, *, lock: bool = False) -> PurchaseOrder | None:

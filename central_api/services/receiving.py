@@ -35,12 +35,13 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Table, insert, select, update
 
-from central_api.core.db import write_transaction
-from central_api.errors import ConflictError, ForbiddenError, InvalidError
+from central_api.errors import ConflictError, InvalidError, NotFoundError
+from central_api.models.ledger import ledger_events
 from central_api.models.master import locations
 from central_api.models.purchasing import (
+    edge_qc_decisions,
     purchase_order_lines,
     purchase_orders,
     purchase_receipt_lines,
@@ -50,26 +51,36 @@ from central_api.models.purchasing import (
     supplier_invoice_lines,
     supplier_invoices,
 )
-from central_api.services import central_events, idempotency
-from central_api.services.audit import AuditContext, record
+from central_api.services import central_events
+from central_api.services.audit import AuditContext
 from central_api.services.central_events import Movement
+from central_api.services.documents import (
+    MAX_LINES,
+    MAX_PAGE,
+    CommandGuard,
+    DocCommand,
+    DocumentStateError,
+    UnknownDocumentError,
+    base_quantity,
+    check_limit,
+    check_state,
+    document_write,
+    fetch_document,
+    locked_document,
+    new_document_id,
+    plain,
+    read_page,
+    site_conditions,
+    utc,
+)
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
 from central_api.services.projections import Projections
 from central_api.services.purchasing import (
-    MAX_LINES,
-    MAX_PAGE,
     RECEIVABLE,
-    DocumentStateError,
     PoLine,
     PoStatus,
     PurchaseOrder,
-    UnknownDocumentError,
-    base_quantity,
-    check_version,
-    new_document_id,
-    now_utc,
-    plain,
     read_po,
 )
 from jxc.contract import MAX_ABS_AMOUNT, EventKind
@@ -231,19 +242,6 @@ class Invoice:
         return plain(sum((line.tax_amount for line in self.lines), _ZERO))
 
 
-@dataclass(frozen=True, slots=True)
-class DocCommand:
-    """Who runs a command on which document, and what guards it."""
-
-    doc_id: str
-    actor: str
-    visible: frozenset[str] | None
-    if_match: str | None
-    audit: AuditContext
-    claim: IdempotencyClaim | None = None
-    reason: str | None = None
-
-
 # --- shared steps ------------------------------------------------------------------------
 
 
@@ -325,12 +323,40 @@ def _bump(connection: Connection, table: Table, key: ColumnElement[bool], **valu
     connection.execute(update(table).where(key).values(version=table.c.version + 1, **values))
 
 
+def _auditable_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Document lines as the audit log keeps them (amounts as exact text)."""
+    return [{k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()} for row in rows]
+
+
+def _qc_moves(
+    line: PoLine,
+    po_id: str,
+    qty: Decimal,
+    uom: str,
+    *,
+    source: str,
+    target: str | None,
+    lot: str | None,
+    expiry: date | None,
+) -> list[Movement]:
+    """A QC decision as stock moves naming the PO line: released goods go from quarantine
+    to ``target`` (a transfer, so the line's ``accepted_qty`` rises), rejected ones leave
+    quarantine (an issue: ``returned_qty``) when ``target`` is None."""
+    stock = {"lot": lot, "expiry": expiry, "uom": uom}
+    if target is None:
+        return [_movement(EventKind.ISSUE, line, po_id, -qty, location=source, **stock)]
+    return [
+        _movement(EventKind.TRANSFER_OUT, line, po_id, -qty, location=source, **stock),
+        _movement(EventKind.TRANSFER_IN, line, po_id, qty, location=target, **stock),
+    ]
+
+
 def _movement(kind: EventKind, line: PoLine, po_id: str, qty: Decimal, **where: Any) -> Movement:
+    where.setdefault("uom", line.base_uom)
     return Movement(
         kind=kind,
         item=line.item_code,
         qty=qty,
-        uom=line.base_uom,
         doc_type=PURCHASE_ORDER,
         doc_id=po_id,
         doc_line=line.line_no,
@@ -348,20 +374,13 @@ def _page_conditions(
     visible: frozenset[str] | None,
     limit: int,
 ) -> list[ColumnElement[bool]]:
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be within 1..{MAX_PAGE}")
+    check_limit(limit)
     conditions: list[ColumnElement[bool]] = []
     if after is not None:
         conditions.append(key > after)
     if po_id is not None:
         conditions.append(table.c.po_id == po_id)
-    if site_id is not None:
-        if visible is not None and site_id not in visible:
-            raise ForbiddenError(f"site_id: site {site_id} is outside your sites")
-        conditions.append(table.c.site_id == site_id)
-    elif visible is not None:
-        conditions.append(table.c.site_id.in_(sorted(visible)))
-    return conditions
+    return conditions + site_conditions(table.c.site_id, site_id, visible)
 
 
 # --- receipts ---------------------------------------------------------------------------
@@ -423,11 +442,7 @@ def _receipts_with_lines(connection: Connection, rows: Sequence[Any]) -> list[Re
 def get_receipt(
     connection: Connection, receipt_id: str, *, visible: frozenset[str] | None = None
 ) -> Receipt:
-    with read_snapshot(connection):
-        found = _read_receipt(connection, receipt_id)
-    if found is None or (visible is not None and found.site_id not in visible):
-        raise UnknownDocumentError("purchase receipt", receipt_id)
-    return found
+    return fetch_document(connection, _read_receipt, "purchase receipt", receipt_id, visible)
 
 
 def list_receipts(
@@ -449,12 +464,14 @@ def list_receipts(
         visible=visible,
         limit=limit,
     )
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(purchase_receipts).where(*conditions).order_by(key).limit(limit + 1)
-        ).all()
-        found = _receipts_with_lines(connection, rows[:limit])
-    return found, (found[-1].receipt_id if len(rows) > limit else None)
+    return read_page(
+        connection,
+        purchase_receipts,
+        key,
+        conditions,
+        limit=limit,
+        build=lambda rows: _receipts_with_lines(connection, rows),
+    )
 
 
 def create_receipt(
@@ -472,9 +489,10 @@ def create_receipt(
     """A receipt against ``po_id``'s lines, booked at once. Raises ``IdempotentReplay``."""
     if not 1 <= len(lines) <= MAX_LINES:
         raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
+    with document_write(
+        connection, action="purchase_receipt.create", audit=audit, claim=claim
+    ) as written:
+        now = written.now
         po = _locked_po_for_stock(connection, po_id, visible, now)
         if po.status not in RECEIVABLE:
             raise DocumentStateError(
@@ -563,27 +581,18 @@ def create_receipt(
             now=now,
             projections=projections,
         )
-        idempotency.remember(connection, claim, receipt_id, now=now)
-        record(
-            connection,
-            audit,
-            action="purchase_receipt.create",
-            resource="purchase_receipt",
-            resource_id=receipt_id,
-            site_id=site,
-            after={
-                "po_id": po_id,
-                "lines": [
-                    {
-                        key: str(value) if isinstance(value, Decimal | date) else value
-                        for key, value in row.items()
-                        if key not in ("qc_at",)
-                    }
-                    for row in rows
-                ],
-            },
-            at=now,
-        )
+        written.doc_id, written.site_id = receipt_id, site
+        written.after = {
+            "po_id": po_id,
+            "lines": [
+                {
+                    key: str(value) if isinstance(value, Decimal | date) else value
+                    for key, value in row.items()
+                    if key not in ("qc_at",)
+                }
+                for row in rows
+            ],
+        }
         found = _read_receipt(connection, receipt_id)
         assert found is not None
     return found
@@ -604,9 +613,10 @@ def decide_quarantine(
 ) -> Receipt:
     """``release`` (quarantine → stock) or ``reject`` (quarantine → back to the supplier)."""
     command = order.command
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, command.claim)
+    with document_write(
+        connection, action=f"purchase_receipt.{verb}", audit=command.audit, claim=command.claim
+    ) as written:
+        now = written.now
         head = connection.execute(
             select(purchase_receipts.c.site_id, purchase_receipts.c.po_id).where(
                 purchase_receipts.c.receipt_id == command.doc_id
@@ -615,9 +625,14 @@ def decide_quarantine(
         if head is None or (command.visible is not None and head.site_id not in command.visible):
             raise UnknownDocumentError("purchase receipt", command.doc_id)
         central_events.lock_site(connection, head.site_id, now=now)
-        receipt = _read_receipt(connection, command.doc_id, lock=True)
-        assert receipt is not None
-        check_version("purchase receipt", receipt.receipt_id, receipt.version, command.if_match)
+        receipt = locked_document(
+            connection,
+            _read_receipt,
+            "purchase receipt",
+            command.doc_id,
+            command.visible,
+            if_match=command.if_match,
+        )
         line = next((each for each in receipt.lines if each.line_no == order.line_no), None)
         if line is None:
             raise InvalidError(f"line_no: receipt {receipt.receipt_id} has no line {order.line_no}")
@@ -632,40 +647,22 @@ def decide_quarantine(
         po = read_po(connection, receipt.po_id)
         assert po is not None
         po_line = _po_line(po, "line_no", line.po_line)
-        stock = {"lot": line.lot, "expiry": line.expiry}
+        target = None
         if verb == "release":
             target = _stock_location(connection, receipt.site_id, "body", order.location)
-            moves = [
-                _movement(
-                    EventKind.TRANSFER_OUT,
-                    po_line,
-                    po.po_id,
-                    -line.base_qty,
-                    location=line.location,
-                    **stock,
-                ),
-                _movement(
-                    EventKind.TRANSFER_IN,
-                    po_line,
-                    po.po_id,
-                    line.base_qty,
-                    location=target,
-                    **stock,
-                ),
-            ]
             values: dict[str, Any] = {"qc_status": QcStatus.RELEASED.value, "location": target}
         else:
-            moves = [
-                _movement(
-                    EventKind.ISSUE,
-                    po_line,
-                    po.po_id,
-                    -line.base_qty,
-                    location=line.location,
-                    **stock,
-                )
-            ]
             values = {"qc_status": QcStatus.REJECTED.value}
+        moves = _qc_moves(
+            po_line,
+            po.po_id,
+            line.base_qty,
+            line.base_uom,
+            source=line.location,
+            target=target,
+            lot=line.lot,
+            expiry=line.expiry,
+        )
         central_events.book(
             connection,
             site_id=receipt.site_id,
@@ -689,21 +686,216 @@ def decide_quarantine(
             purchase_receipts.c.receipt_id == receipt.receipt_id,
             updated_at=now,
         )
-        idempotency.remember(connection, command.claim, receipt.receipt_id, now=now)
-        record(
-            connection,
-            command.audit,
-            action=f"purchase_receipt.{verb}",
-            resource="purchase_receipt",
-            resource_id=receipt.receipt_id,
-            site_id=receipt.site_id,
-            before={"line_no": line.line_no, "qc_status": line.qc_status.value},
-            after={"line_no": line.line_no, **values, "reason": command.reason},
-            at=now,
-        )
+        written.doc_id, written.site_id = receipt.receipt_id, receipt.site_id
+        written.before = {"line_no": line.line_no, "qc_status": line.qc_status.value}
+        written.after = {"line_no": line.line_no, **values, "reason": command.reason}
         found = _read_receipt(connection, receipt.receipt_id)
         assert found is not None
     return found
+
+
+# --- QC of the cartons an edge put in quarantine ----------------------------------------
+
+
+class EdgeQc(StrEnum):
+    """Where an edge's receipt stands in QC (None: it was not booked into quarantine)."""
+
+    PENDING = "pending"
+    RELEASED = "released"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeQcDecision:
+    """A person's QC decision at central on one carton an edge booked into quarantine."""
+
+    event_id: str
+    site_id: str
+    seq: int
+    po_id: str
+    line_no: int
+    item: str
+    lot: str | None
+    qty: Decimal
+    uom: str
+    quarantine: str
+    verdict: EdgeQc
+    location: str | None
+    reason: str
+    decided_by: str
+    decided_at: datetime
+    version: int = 1
+    """A decision is made once and never changes (the ETag every answer carries)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeQcCommand(CommandGuard):
+    """Release (to ``location``) or reject the carton the edge event ``event_id`` booked."""
+
+    event_id: str
+    location: str | None = None
+
+
+def _edge_receipt(
+    connection: Connection, event_id: str, visible: frozenset[str] | None
+) -> Row[Any]:
+    found = connection.execute(
+        select(ledger_events).where(ledger_events.c.event_id == event_id)
+    ).one_or_none()
+    if found is None or (visible is not None and found.site_id not in visible):
+        raise UnknownDocumentError("edge event", event_id)
+    if found.kind != EventKind.RECEIPT.value or found.doc_type != PURCHASE_ORDER:
+        raise ConflictError(
+            f"edge event {event_id} is a {found.kind}"
+            + ("" if found.doc_id is None else f" of {found.doc_type} {found.doc_id}")
+            + ": QC decides receipts booked against a purchase order line"
+        )
+    return found
+
+
+def get_edge_qc(
+    connection: Connection, event_id: str, *, visible: frozenset[str] | None = None
+) -> EdgeQcDecision:
+    """The decision on an edge carton (404 while there is none)."""
+    with read_snapshot(connection):
+        event = _edge_receipt(connection, event_id, visible)
+        row = connection.execute(
+            select(edge_qc_decisions).where(edge_qc_decisions.c.event_id == event_id)
+        ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"edge event {event_id} has no QC decision yet")
+    return _edge_decision(event, row)
+
+
+def _edge_decision(event: Row[Any], row: Row[Any]) -> EdgeQcDecision:
+    return EdgeQcDecision(
+        event_id=event.event_id,
+        site_id=event.site_id,
+        seq=event.seq,
+        po_id=str(event.doc_id),
+        line_no=int(event.doc_line),
+        item=event.item,
+        lot=event.lot,
+        qty=event.qty,
+        uom=event.uom,
+        quarantine=event.location,
+        verdict=EdgeQc(row.verdict),
+        location=row.location,
+        reason=row.reason,
+        decided_by=row.decided_by,
+        decided_at=utc(row.decided_at) or row.decided_at,
+    )
+
+
+def decide_edge_quarantine(
+    connection: Connection, order: EdgeQcCommand, verb: str, *, projections: Projections | None
+) -> EdgeQcDecision:
+    """``release`` or ``reject`` a carton an edge's receiving station put in quarantine.
+
+    The station books a doubtful carton (short weight, expired or short-dated lot,
+    over-receipt...) into the site's quarantine location with its reason; the goods are
+    counted in the line's ``quarantined_qty`` until a person decides. The decision is taken
+    at central on the whole carton, once: the moves are central's own events naming the
+    same PO line (as for a receipt entered here), so ``po_progress`` moves the line from
+    quarantined to accepted, or to returned. A carton already moved out of quarantine at
+    the edge is refused by the balance check of :func:`central_events.book` (409).
+    """
+    if not order.reason:
+        raise InvalidError("reason: say why the carton passes or fails QC")
+    with document_write(
+        connection, action=f"purchase_receipt.{verb}", audit=order.audit, claim=order.claim
+    ) as written:
+        now = written.now
+        event = _edge_receipt(connection, order.event_id, order.visible)
+        central_events.lock_site(connection, event.site_id, now=now)
+        decided = connection.execute(
+            select(edge_qc_decisions.c.verdict).where(
+                edge_qc_decisions.c.event_id == event.event_id
+            )
+        ).scalar_one_or_none()
+        if decided is not None:
+            raise DocumentStateError("edge carton", event.event_id, decided, verb, "pending")
+        kind = connection.execute(
+            select(locations.c.kind).where(
+                locations.c.site_id == event.site_id, locations.c.code == event.location
+            )
+        ).scalar_one_or_none()
+        if kind != "quarantine":
+            raise ConflictError(
+                f"edge event {event.event_id} booked its carton into {event.location!r}, "
+                "which is not a quarantine location: there is no QC decision to take"
+            )
+        po = read_po(connection, str(event.doc_id))
+        if po is None:
+            raise ConflictError(f"edge event {event.event_id} names an unknown PO {event.doc_id}")
+        po_line = _po_line(po, "event", int(event.doc_line))
+        target = None
+        if verb == "release":
+            target = _stock_location(connection, event.site_id, "body", order.location)
+        central_events.book(
+            connection,
+            site_id=event.site_id,
+            movements=_qc_moves(
+                po_line,
+                po.po_id,
+                event.qty,
+                event.uom,
+                source=event.location,
+                target=target,
+                lot=event.lot,
+                expiry=event.expiry,
+            ),
+            actor=order.actor,
+            ref=f"{event.site_id}/{event.seq} {verb}",
+            now=now,
+            projections=projections,
+        )
+        verdict = EdgeQc.RELEASED if target else EdgeQc.REJECTED
+        values = {
+            "event_id": event.event_id,
+            "site_id": event.site_id,
+            "po_id": po.po_id,
+            "verdict": verdict.value,
+            "location": target,
+            "reason": order.reason,
+            "decided_by": order.actor,
+            "decided_at": now,
+        }
+        connection.execute(insert(edge_qc_decisions).values(**values))
+        written.doc_id, written.site_id = event.event_id, event.site_id
+        written.before = {"qc": EdgeQc.PENDING.value, "location": event.location}
+        written.after = {"qc": verdict.value, "location": target, "reason": order.reason}
+        row = connection.execute(
+            select(edge_qc_decisions).where(edge_qc_decisions.c.event_id == event.event_id)
+        ).one()
+    return _edge_decision(event, row)
+
+
+def edge_qc_states(
+    connection: Connection, site_id: str, events: Sequence[tuple[str, str]]
+) -> dict[str, EdgeQc]:
+    """The QC state of those ``(event_id, location)`` edge receipts of ``site_id`` that
+    went into a quarantine location: pending, or the decision taken."""
+    if not events:
+        return {}
+    quarantines = set(
+        connection.execute(
+            select(locations.c.code).where(
+                locations.c.site_id == site_id, locations.c.kind == "quarantine"
+            )
+        ).scalars()
+    )
+    held = [event_id for event_id, location in events if location in quarantines]
+    if not held:
+        return {}
+    decided = dict(
+        connection.execute(
+            select(edge_qc_decisions.c.event_id, edge_qc_decisions.c.verdict).where(
+                edge_qc_decisions.c.event_id.in_(held)
+            )
+        ).all()
+    )
+    return {event_id: EdgeQc(decided.get(event_id, EdgeQc.PENDING.value)) for event_id in held}
 
 
 # --- purchase returns -----------------------------------------------------------------
@@ -748,14 +940,15 @@ def _returns_with_lines(connection: Connection, rows: Sequence[Any]) -> list[Pur
 def get_return(
     connection: Connection, return_id: str, *, visible: frozenset[str] | None = None
 ) -> PurchaseReturn:
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(purchase_returns).where(purchase_returns.c.return_id == return_id)
-        ).all()
-        found = _returns_with_lines(connection, rows)
-    if not found or (visible is not None and found[0].site_id not in visible):
-        raise UnknownDocumentError("purchase return", return_id)
-    return found[0]
+    return fetch_document(connection, _read_return, "purchase return", return_id, visible)
+
+
+def _read_return(connection: Connection, return_id: str) -> PurchaseReturn | None:
+    rows = connection.execute(
+        select(purchase_returns).where(purchase_returns.c.return_id == return_id)
+    ).all()
+    found = _returns_with_lines(connection, rows)
+    return found[0] if found else None
 
 
 def list_returns(
@@ -777,12 +970,14 @@ def list_returns(
         visible=visible,
         limit=limit,
     )
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(purchase_returns).where(*conditions).order_by(key).limit(limit + 1)
-        ).all()
-        found = _returns_with_lines(connection, rows[:limit])
-    return found, (found[-1].return_id if len(rows) > limit else None)
+    return read_page(
+        connection,
+        purchase_returns,
+        key,
+        conditions,
+        limit=limit,
+        build=lambda rows: _returns_with_lines(connection, rows),
+    )
 
 
 def create_return(
@@ -802,9 +997,10 @@ def create_return(
         raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
     if not reason.strip():
         raise InvalidError("reason: say why the goods go back")
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
+    with document_write(
+        connection, action="purchase_return.create", audit=audit, claim=claim
+    ) as written:
+        now = written.now
         po = _locked_po_for_stock(connection, po_id, visible, now)
         if po.status in (PoStatus.DRAFT, PoStatus.CANCELLED):
             raise DocumentStateError(
@@ -871,24 +1067,8 @@ def create_return(
             now=now,
             projections=projections,
         )
-        idempotency.remember(connection, claim, return_id, now=now)
-        record(
-            connection,
-            audit,
-            action="purchase_return.create",
-            resource="purchase_return",
-            resource_id=return_id,
-            site_id=po.site_id,
-            after={
-                "po_id": po_id,
-                "reason": reason,
-                "lines": [
-                    {k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}
-                    for row in rows
-                ],
-            },
-            at=now,
-        )
+        written.doc_id, written.site_id = return_id, po.site_id
+        written.after = {"po_id": po_id, "reason": reason, "lines": _auditable_rows(rows)}
     return get_return(connection, return_id)
 
 
@@ -953,11 +1133,7 @@ def _read_invoice(connection: Connection, invoice_id: str, *, lock: bool = False
 def get_invoice(
     connection: Connection, invoice_id: str, *, visible: frozenset[str] | None = None
 ) -> Invoice:
-    with read_snapshot(connection):
-        found = _read_invoice(connection, invoice_id)
-    if found is None or (visible is not None and found.site_id not in visible):
-        raise UnknownDocumentError("supplier invoice", invoice_id)
-    return found
+    return fetch_document(connection, _read_invoice, "supplier invoice", invoice_id, visible)
 
 
 def list_invoices(
@@ -982,12 +1158,14 @@ def list_invoices(
     )
     if status is not None:
         conditions.append(supplier_invoices.c.status == status.value)
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(supplier_invoices).where(*conditions).order_by(key).limit(limit + 1)
-        ).all()
-        found = _invoices_with_lines(connection, rows[:limit])
-    return found, (found[-1].invoice_id if len(rows) > limit else None)
+    return read_page(
+        connection,
+        supplier_invoices,
+        key,
+        conditions,
+        limit=limit,
+        build=lambda rows: _invoices_with_lines(connection, rows),
+    )
 
 
 def match_line(
@@ -1060,9 +1238,10 @@ def create_invoice(
     """A supplier invoice, matched at once: ``matched`` or ``held`` with its differences."""
     if not 1 <= len(lines) <= MAX_LINES:
         raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
+    with document_write(
+        connection, action="supplier_invoice.create", audit=audit, claim=claim
+    ) as written:
+        now = written.now
         # The site first, as a push takes it: the projection writes the lines this
         # reads and counts, so the two must not lock in opposite orders.
         po = _locked_po_for_stock(connection, po_id, visible, now)
@@ -1130,25 +1309,13 @@ def create_invoice(
             _count_invoiced(
                 connection, po_id, [_Counted(r["po_line"], r["base_qty"]) for r in rows], 1
             )
-        idempotency.remember(connection, claim, invoice_id, now=now)
-        record(
-            connection,
-            audit,
-            action="supplier_invoice.create",
-            resource="supplier_invoice",
-            resource_id=invoice_id,
-            site_id=po.site_id,
-            after={
-                "invoice_no": invoice_no,
-                "po_id": po_id,
-                "status": status.value,
-                "lines": [
-                    {k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}
-                    for row in rows
-                ],
-            },
-            at=now,
-        )
+        written.doc_id, written.site_id = invoice_id, po.site_id
+        written.after = {
+            "invoice_no": invoice_no,
+            "po_id": po_id,
+            "status": status.value,
+            "lines": _auditable_rows(rows),
+        }
         found = _read_invoice(connection, invoice_id)
         assert found is not None
     return found
@@ -1172,9 +1339,10 @@ def decide_invoice(connection: Connection, command: DocCommand, verb: str) -> In
     starts, end = _INVOICE_MOVES[verb]
     if not (command.reason or "").strip():
         raise InvalidError(f"reason: say why you {verb} the invoice")
-    now = now_utc()
-    with write_transaction(connection):
-        idempotency.check(connection, command.claim)
+    with document_write(
+        connection, action=f"supplier_invoice.{verb}", audit=command.audit, claim=command.claim
+    ) as written:
+        now = written.now
         site = connection.execute(
             select(supplier_invoices.c.site_id).where(
                 supplier_invoices.c.invoice_id == command.doc_id
@@ -1182,20 +1350,15 @@ def decide_invoice(connection: Connection, command: DocCommand, verb: str) -> In
         ).scalar_one_or_none()
         if site is not None:  # the site before the lines it counts (see create_invoice)
             central_events.lock_site(connection, site, now=now)
-        invoice = _read_invoice(connection, command.doc_id, lock=True)
-        if invoice is None or (
-            command.visible is not None and invoice.site_id not in command.visible
-        ):
-            raise UnknownDocumentError("supplier invoice", command.doc_id)
-        check_version("supplier invoice", invoice.invoice_id, invoice.version, command.if_match)
-        if invoice.status not in starts:
-            raise DocumentStateError(
-                "supplier invoice",
-                invoice.invoice_id,
-                invoice.status,
-                verb,
-                " or ".join(sorted(starts)),
-            )
+        invoice = locked_document(
+            connection,
+            _read_invoice,
+            "supplier invoice",
+            command.doc_id,
+            command.visible,
+            if_match=command.if_match,
+        )
+        check_state("supplier invoice", invoice.invoice_id, invoice.status, verb, starts)
         if end is InvoiceStatus.APPROVED:
             _count_invoiced(connection, invoice.po_id, invoice.lines, 1)
         elif invoice.status is InvoiceStatus.MATCHED:
@@ -1210,18 +1373,13 @@ def decide_invoice(connection: Connection, command: DocCommand, verb: str) -> In
             reason=command.reason,
             updated_at=now,
         )
-        idempotency.remember(connection, command.claim, invoice.invoice_id, now=now)
-        record(
-            connection,
-            command.audit,
-            action=f"supplier_invoice.{verb}",
-            resource="supplier_invoice",
-            resource_id=invoice.invoice_id,
-            site_id=invoice.site_id,
-            before={"status": invoice.status.value, "version": invoice.version},
-            after={"status": end.value, "version": invoice.version + 1, "reason": command.reason},
-            at=now,
-        )
+        written.doc_id, written.site_id = invoice.invoice_id, invoice.site_id
+        written.before = {"status": invoice.status.value, "version": invoice.version}
+        written.after = {
+            "status": end.value,
+            "version": invoice.version + 1,
+            "reason": command.reason,
+        }
         found = _read_invoice(connection, invoice.invoice_id)
         assert found is not None
     return found
@@ -1249,26 +1407,43 @@ class ReceivingEvent:
     ref: str | None
     actor: str | None
     doc_line: int
+    qc: EdgeQc | None = None
+    """An edge's receipt into quarantine: pending until a person decides (see
+    :func:`decide_edge_quarantine`); None for every other event."""
+
+
+_NOT_STORED = frozenset({"stream", "qc"})
 
 
 def po_events(
     connection: Connection, po_id: str, *, visible: frozenset[str] | None
 ) -> list[ReceivingEvent]:
-    """Every receipt, QC move and return booked against ``po_id``, edge and central."""
+    """Every receipt, QC move and return booked against ``po_id``, edge and central; an
+    edge's receipt into quarantine says where it stands in QC (``qc``)."""
+    stored = [name for name in ReceivingEvent.__dataclass_fields__ if name not in _NOT_STORED]
     with read_snapshot(connection):
-        _site_of_po(connection, po_id, visible)
-        union = central_events.ledger_union(
-            *(name for name in ReceivingEvent.__dataclass_fields__ if name != "stream"),
-            "doc_type",
-            "doc_id",
-        ).subquery()
+        site_id = _site_of_po(connection, po_id, visible)
+        union = central_events.ledger_union(*stored, "doc_type", "doc_id").subquery()
         rows = connection.execute(
             select(union)
             .where(union.c.doc_type == PURCHASE_ORDER, union.c.doc_id == po_id)
             .order_by(union.c.occurred_at, union.c.stream, union.c.seq)
             .limit(MAX_PAGE * 20)
         ).all()
+        qc = edge_qc_states(
+            connection,
+            site_id,
+            [
+                (row.event_id, row.location)
+                for row in rows
+                if row.stream == "edge" and row.kind == EventKind.RECEIPT.value
+            ],
+        )
     return [
-        ReceivingEvent(**{name: getattr(row, name) for name in ReceivingEvent.__dataclass_fields__})
+        ReceivingEvent(
+            stream=row.stream,
+            qc=qc.get(row.event_id) if row.stream == "edge" else None,
+            **{name: getattr(row, name) for name in stored},
+        )
         for row in rows
     ]

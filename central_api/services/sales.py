@@ -1,10 +1,9 @@
 """Sales (销售): price lists (价目表) and sales orders (销售订单) with available-to-promise,
 a credit check and FEFO lot reservation.
 
-A sales order is a state machine like a purchase order (see
-:mod:`central_api.services.purchasing`, whose command frame, version check, idempotency
-and audit this module follows): ``draft → confirmed → closed``, or ``cancelled`` from
-draft or confirmed.
+A sales order is a state machine like a purchase order, built on the document frame of
+:mod:`central_api.services.documents` (version check, idempotency, audit):
+``draft → confirmed → closed``, or ``cancelled`` from draft or confirmed.
 
 Confirming runs in one write transaction that
 
@@ -34,7 +33,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -42,7 +41,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, func, insert, select, text, update
 
 from central_api.core.db import write_transaction
-from central_api.errors import ConflictError, ForbiddenError, InvalidError
+from central_api.errors import ConflictError, InvalidError
 from central_api.models.items import items
 from central_api.models.ledger import ledger_events
 from central_api.models.master import item_units, locations, partners
@@ -54,23 +53,32 @@ from central_api.models.sales import (
     sales_reservations,
 )
 from central_api.models.stock import NO_LOT, stock_balances
-from central_api.services import idempotency
 from central_api.services.audit import AuditContext, record
-from central_api.services.feed import read_snapshot
-from central_api.services.idempotency import IdempotencyClaim
-from central_api.services.purchasing import (
+from central_api.services.documents import (
+    MAX_LINES,
+    MAX_PAGE,
+    CommandGuard,
     DocumentStateError,
     UnknownDocumentError,
-    _base_quantity,
-    _check_site,
-    _new_id,
+    base_quantity,
+    check_limit,
+    check_site,
     check_version,
+    document_write,
+    fetch_document,
+    locked_document,
+    moved,
+    new_document_id,
+    now_utc,
     plain,
+    read_page,
+    site_conditions,
+    utc,
 )
+from central_api.services.feed import read_snapshot
+from central_api.services.idempotency import IdempotencyClaim
 from jxc.contract import MAX_ABS_AMOUNT
 
-MAX_PAGE = 500
-MAX_LINES = 500
 MAX_SHELF_DAYS = 36500
 UNSELLABLE_KINDS = ("quarantine", "damaged", "in_transit")
 """Location kinds whose stock is on hand but cannot be promised to a customer."""
@@ -119,16 +127,6 @@ class PriceList:
     lines: list[PriceLine] = field(default_factory=list)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _read_price_list(connection: Connection, code: str, *, lock: bool = False) -> PriceList | None:
     query = select(price_lists).where(price_lists.c.code == code)
     if lock:
@@ -145,7 +143,7 @@ def _read_price_list(connection: Connection, code: str, *, lock: bool = False) -
         code=row.code,
         name=row.name,
         version=row.version,
-        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
+        updated_at=utc(row.updated_at),  # type: ignore[arg-type]
         lines=[
             PriceLine(
                 line_no=line.line_no,
@@ -208,7 +206,7 @@ def put_price_list(
     audit: AuditContext,
 ) -> tuple[PriceList, bool]:
     """Create the price list, or replace its name and lines; ``(list, created)``."""
-    now = _now()
+    now = now_utc()
     if len(lines) > MAX_LINES:
         raise InvalidError(f"lines: at most {MAX_LINES} lines")
     with write_transaction(connection):
@@ -222,7 +220,7 @@ def put_price_list(
                 raise InvalidError(f"{where}.price: must not be negative, got {line.price}")
             if line.valid_from and line.valid_to and line.valid_to < line.valid_from:
                 raise InvalidError(f"{where}.valid_to: before valid_from")
-            uom, _base, _base_uom = _base_quantity(
+            uom, _base, _base_uom = base_quantity(
                 connection, where, line.item_code, Decimal(1), line.uom
             )
             rows.append(
@@ -436,13 +434,13 @@ def _so_from(row: Row[Any], lines: list[SoLine]) -> SalesOrder:
         note=row.note,
         min_remaining_days=row.min_remaining_days,
         created_by=row.created_by,
-        created_at=_utc(row.created_at),  # type: ignore[arg-type]
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
         confirmed_by=row.confirmed_by,
-        confirmed_at=_utc(row.confirmed_at),
-        ended_at=_utc(row.ended_at),
+        confirmed_at=utc(row.confirmed_at),
+        ended_at=utc(row.ended_at),
         reason=row.reason,
         version=row.version,
-        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
+        updated_at=utc(row.updated_at),  # type: ignore[arg-type]
         lines=lines,
     )
 
@@ -465,18 +463,13 @@ def get_sales_order(
     connection: Connection, so_id: str, *, visible: frozenset[str] | None = None
 ) -> SalesOrder:
     """The order; one of a site outside ``visible`` is answered as not existing."""
-    with read_snapshot(connection):
-        so = _read_so(connection, so_id)
-    if so is None or (visible is not None and so.site_id not in visible):
-        raise UnknownDocumentError("sales order", so_id)
-    return so
+    return fetch_document(connection, _read_so, "sales order", so_id, visible)
 
 
 def list_sales_orders(
     connection: Connection, *, chosen: SoFilter, after: str | None, limit: int
 ) -> tuple[list[SalesOrder], str | None]:
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be within 1..{MAX_PAGE}")
+    check_limit(limit)
     table = sales_orders.c
     conditions = []
     if after is not None:
@@ -485,18 +478,15 @@ def list_sales_orders(
         conditions.append(table.status == chosen.status.value)
     if chosen.customer is not None:
         conditions.append(table.customer_code == chosen.customer)
-    if chosen.site_id is not None:
-        if chosen.visible_sites is not None and chosen.site_id not in chosen.visible_sites:
-            raise ForbiddenError(f"site_id: site {chosen.site_id} is outside your sites")
-        conditions.append(table.site_id == chosen.site_id)
-    elif chosen.visible_sites is not None:
-        conditions.append(table.site_id.in_(sorted(chosen.visible_sites)))
-    with read_snapshot(connection):
-        rows = connection.execute(
-            select(sales_orders).where(*conditions).order_by(table.so_id).limit(limit + 1)
-        ).all()
-        found = _orders_from(connection, rows[:limit])
-    return found, (found[-1].so_id if len(rows) > limit and found else None)
+    conditions += site_conditions(table.site_id, chosen.site_id, chosen.visible_sites)
+    return read_page(
+        connection,
+        sales_orders,
+        table.so_id,
+        conditions,
+        limit=limit,
+        build=lambda rows: _orders_from(connection, rows),
+    )
 
 
 def _state(so: SalesOrder) -> dict[str, Any]:
@@ -537,7 +527,7 @@ def _write_lines(
     rows = []
     for index, line in enumerate(lines):
         where = f"lines[{index}]"
-        uom, base_qty, base_uom = _base_quantity(
+        uom, base_qty, base_uom = base_quantity(
             connection, where, line.item_code, line.qty, line.uom
         )
         price = line.unit_price
@@ -597,18 +587,15 @@ def create_sales_order(
     today: date | None = None,
 ) -> SalesOrder:
     """A new draft order; a line without a price takes the customer's list price."""
-    now = _now()
     _check_days(min_remaining_days)
-    with write_transaction(connection):
-        idempotency.check(connection, claim)
-        _check_site(connection, site_id, visible)
+    with document_write(
+        connection, action="sales_order.create", audit=audit, claim=claim
+    ) as written:
+        now = written.now
+        check_site(connection, site_id, visible)
         found = _check_customer(connection, customer)
-        so_id = _new_id(
-            connection,
-            sequence="#sales_order",
-            prefix="SO",
-            table=sales_orders,
-            column=sales_orders.c.so_id,
+        so_id = new_document_id(
+            connection, sequence="#sales_order", prefix="SO", column=sales_orders.c.so_id
         )
         connection.execute(
             insert(sales_orders).values(
@@ -627,28 +614,14 @@ def create_sales_order(
         _write_lines(connection, so_id, found, lines, today or now.date())
         so = _read_so(connection, so_id)
         assert so is not None
-        idempotency.remember(connection, claim, so_id, now=now)
-        record(
-            connection,
-            audit,
-            action="sales_order.create",
-            resource="sales_order",
-            resource_id=so_id,
-            site_id=site_id,
-            after=_state(so),
-            at=now,
-        )
+        written.doc_id, written.site_id, written.after = so_id, site_id, _state(so)
     return so
 
 
 def _locked_so(
     connection: Connection, so_id: str, visible: frozenset[str] | None, if_match: str | None
 ) -> SalesOrder:
-    so = _read_so(connection, so_id, lock=True)
-    if so is None or (visible is not None and so.site_id not in visible):
-        raise UnknownDocumentError("sales order", so_id)
-    check_version("sales order", so_id, so.version, if_match)
-    return so
+    return locked_document(connection, _read_so, "sales order", so_id, visible, if_match=if_match)
 
 
 def update_sales_order(
@@ -666,13 +639,13 @@ def update_sales_order(
     today: date | None = None,
 ) -> SalesOrder:
     """Replace a draft's header and lines (only a draft may change)."""
-    now = _now()
     _check_days(min_remaining_days)
-    with write_transaction(connection):
+    with document_write(connection, action="sales_order.update", audit=audit) as written:
+        now = written.now
         before = _locked_so(connection, so_id, visible, if_match)
         if before.status is not SoStatus.DRAFT:
             raise DocumentStateError("sales order", so_id, before.status, "a change", "draft")
-        _check_site(connection, site_id, visible)
+        check_site(connection, site_id, visible)
         found = _check_customer(connection, customer)
         connection.execute(delete(sales_order_lines).where(sales_order_lines.c.so_id == so_id))
         connection.execute(
@@ -690,17 +663,8 @@ def update_sales_order(
         _write_lines(connection, so_id, found, lines, today or now.date())
         after = _read_so(connection, so_id)
         assert after is not None
-        record(
-            connection,
-            audit,
-            action="sales_order.update",
-            resource="sales_order",
-            resource_id=so_id,
-            site_id=site_id,
-            before=_state(before),
-            after=_state(after),
-            at=now,
-        )
+        written.doc_id, written.site_id = so_id, site_id
+        written.before, written.after = _state(before), _state(after)
     return after
 
 
@@ -932,17 +896,11 @@ def _check_credit(connection: Connection, so: SalesOrder) -> None:
 # --- commands -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SoCommand:
-    """Who runs a command on which order, and what guards it."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SoCommand(CommandGuard):
+    """A command on the sales order ``so_id``; ``today`` stands in for the date in tests."""
 
     so_id: str
-    actor: str
-    visible: frozenset[str] | None
-    if_match: str | None
-    audit: AuditContext
-    claim: IdempotencyClaim | None = None
-    reason: str | None = None
     today: date | None = None
 
 
@@ -950,43 +908,27 @@ class SoCommand:
 def _so_command(
     connection: Connection, command: SoCommand, verb: str
 ) -> Iterator[tuple[SalesOrder, datetime, dict[str, Any]]]:
-    """The frame every command shares, as purchasing's: replay, locked read, version
-    check; after the body, the new state, the key and the audit entry."""
-    now = _now()
-    with write_transaction(connection):
-        idempotency.check(connection, command.claim)
+    """The frame every command shares (:func:`documents.document_write`): after the body,
+    the new state and version; the audit entry names the reservations."""
+    with document_write(
+        connection, action=f"sales_order.{verb}", audit=command.audit, claim=command.claim
+    ) as written:
         before = _locked_so(connection, command.so_id, command.visible, command.if_match)
         values: dict[str, Any] = {}
-        yield before, now, values
+        yield before, written.now, values
         connection.execute(
             update(sales_orders)
             .where(sales_orders.c.so_id == command.so_id)
-            .values(**values, version=before.version + 1, updated_at=now)
+            .values(**values, version=before.version + 1, updated_at=written.now)
         )
         after = _read_so(connection, command.so_id)
         assert after is not None
-        idempotency.remember(connection, command.claim, command.so_id, now=now)
-        record(
-            connection,
-            command.audit,
-            action=f"sales_order.{verb}",
-            resource="sales_order",
-            resource_id=command.so_id,
-            site_id=after.site_id,
-            before={"status": before.status.value, "version": before.version},
-            after={
-                "status": after.status.value,
-                "version": after.version,
-                "reserved": {
-                    str(line.line_no): [
-                        {"lot": r.lot, "qty": str(r.qty)} for r in line.reservations
-                    ]
-                    for line in after.lines
-                },
-                **({"reason": command.reason} if command.reason else {}),
-            },
-            at=now,
-        )
+        written.doc_id, written.site_id = command.so_id, after.site_id
+        written.before, written.after = moved(before, after, command.reason)
+        written.after["reserved"] = {
+            str(line.line_no): [{"lot": r.lot, "qty": str(r.qty)} for r in line.reservations]
+            for line in after.lines
+        }
 
 
 def confirm_sales_order(connection: Connection, command: SoCommand) -> SalesOrder:

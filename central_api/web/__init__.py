@@ -26,9 +26,11 @@ from central_api.web import i18n
 from central_api.web.categories import pages as category_pages
 from central_api.web.master import pages as master_pages
 from central_api.web.purchasing import pages as purchasing_pages
+from central_api.web.receiving import pages as receiving_pages
 from central_api.web.reference import pages as reference_pages
 from central_api.web.render import CONSOLE_ROOT, N_, STATIC_ROOT, gettext_for, render
 from central_api.web.routes import login_url, redirect, root_router, router
+from central_api.web.sales import pages as sales_pages
 from central_api.web.transfer import pages as transfer_pages
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -56,6 +58,8 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(master_pages)
     app.include_router(transfer_pages)
     app.include_router(purchasing_pages)
+    app.include_router(receiving_pages)
+    app.include_router(sales_pages)
     app.include_router(reference_pages)
     app.include_router(category_pages)
     app.mount(STATIC_ROOT, StaticFiles(directory=STATIC_DIR), name="console-static")

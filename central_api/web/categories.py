@@ -89,6 +89,18 @@ def _form(
     )
 
 
+def _stored_form(stored: service.Category) -> dict[str, Any]:
+    return {
+        "code": stored.code,
+        "parent": stored.parent or "",
+        "name": stored.name,
+        "name_en": stored.name_en,
+        "code_prefix": stored.code_prefix or "",
+        "code_digits": str(stored.code_digits),
+        "code_pattern": stored.code_pattern or "",
+    }
+
+
 @pages.get("/categories/edit", dependencies=[WRITE])
 def category_form(
     request: Request,
@@ -109,16 +121,7 @@ def category_form(
         "code_pattern": "",
     }
     if code:
-        stored = service.get_category(connection, code)
-        form = {
-            "code": stored.code,
-            "parent": stored.parent or "",
-            "name": stored.name,
-            "name_en": stored.name_en,
-            "code_prefix": stored.code_prefix or "",
-            "code_digits": str(stored.code_digits),
-            "code_pattern": stored.code_pattern or "",
-        }
+        form = _stored_form(service.get_category(connection, code))
     return _form(request, connection, principal, form, {}, code=code)
 
 
@@ -176,3 +179,43 @@ async def save_category(
         else:
             return redirect(request, CATEGORIES)
     return _form(request, connection, principal, form, errors, code=code, status_code=422)
+
+
+@pages.post("/categories/delete", dependencies=[WRITE])
+def remove_category(
+    request: Request,
+    *,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    code: CodeQuery,
+) -> Response:
+    """Delete a category (the API's ``DELETE /categories/{code}``, audited
+    ``category.delete``). One that items or other categories still use is refused by the
+    service, and the form says why and what to do, in the user's language: items name
+    their category, so deleting it would leave them pointing at nothing."""
+    code = _category_code(code)
+    stored = service.get_category(connection, code)  # 404 for no such category
+    _ = gettext_for(i18n.language_of(request))
+    try:
+        service.delete_category(connection, code=code, audit=audit)
+    except service.CategoryInUseError as refused:
+        message = (
+            _("Items use this category: move them to another category first. Nothing was deleted.")
+            if refused.by == "items"
+            else _(
+                "Other categories are below this one: move or delete them first. "
+                "Nothing was deleted."
+            )
+        )
+    else:
+        return redirect(request, CATEGORIES)
+    return _form(
+        request,
+        connection,
+        principal,
+        _stored_form(stored),
+        {"form": message},
+        code=code,
+        status_code=422,
+    )

@@ -7,8 +7,11 @@ starts (Babel reads the ``.po`` and writes the ``.mo`` into a buffer), so a fres
 the source language: its catalogue may leave a message untranslated, which then shows
 its msgid.
 
-A request's language is, in order: the ``jxc_lang`` cookie the language switch sets, the
-browser's ``Accept-Language``, and zh-CN (most users read the console in Chinese first).
+A request's language is, in order: the signed-in user's own choice (``users.language``,
+set from the switch or the profile page, or by an admin), the ``jxc_lang`` cookie the
+switch sets before sign-in, the browser's ``Accept-Language``, and zh-CN (most users read
+the console in Chinese first). The user's choice comes first so that it follows them
+from one device to the next, and a shared warehouse phone speaks to each user in theirs.
 """
 
 from __future__ import annotations
@@ -93,8 +96,10 @@ def from_accept_language(header: str | None) -> Language | None:
 
 def language_of(connection: HTTPConnection) -> Language:
     """The language a request's page is shown in (see the module doc)."""
+    principal = getattr(connection.state, "principal", None)
     return (
-        by_tag(connection.cookies.get(LANG_COOKIE))
+        by_tag(getattr(principal, "language", None))
+        or by_tag(connection.cookies.get(LANG_COOKIE))
         or from_accept_language(connection.headers.get("accept-language"))
         or DEFAULT
     )

@@ -25,7 +25,13 @@ from central_api.api.deps import ConnDep
 from central_api.api.permissions import Requires
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import InvalidError, SiteOutOfScopeError
-from central_api.schemas.master import LocationCreate, PartnerCreate, PartnerIn, SiteIn
+from central_api.schemas.master import (
+    LocationCreate,
+    LocationIn,
+    PartnerCreate,
+    PartnerIn,
+    SiteIn,
+)
 from central_api.services import partners as partner_service
 from central_api.services import sites as site_service
 from central_api.services.idempotency import IdempotentReplay
@@ -500,8 +506,11 @@ def _location_form(
     site: site_service.Site,
     form: dict[str, Any],
     errors: dict[str, str],
+    editing: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
+    """The location form: a new one's, or with ``editing`` (its code) an existing one's,
+    whose code is fixed (the ledger and the edges name it)."""
     parents, _after = site_service.list_locations(
         connection,
         site_id=site.site_id,
@@ -515,10 +524,13 @@ def _location_form(
             "site": site,
             "form": form,
             "errors": errors,
-            "parents": [p for p in parents if p.level in ("zone", "aisle")],
+            "parents": [p for p in parents if p.level in ("zone", "aisle") and p.code != editing],
             "levels": ("zone", "aisle", "bin"),
             "kinds": site_service.LOCATION_KINDS,
-            "action": url(f"{SITES}/locations/new", site=site.site_id),
+            "editing": editing,
+            "action": url(f"{SITES}/locations/edit", site=site.site_id, code=editing)
+            if editing
+            else url(f"{SITES}/locations/new", site=site.site_id),
             "cancel": url(f"{SITES}/view", site=site.site_id),
         },
         principal=principal,
@@ -536,8 +548,27 @@ async def create_location(
 ) -> Response:
     """Add a location (the API's POST: a code the site has is refused; one per opened
     form, by its key)."""
+    return await _save_location(
+        request, site=site, connection=connection, principal=principal, audit=audit
+    )
+
+
+async def _save_location(
+    request: Request,
+    *,
+    site: str,
+    connection: ConnDep,
+    principal: Principal,
+    audit: AuditDep,
+    editing: str = "",
+) -> Response:
+    """Check the location form with the API's model and save it through the service (one
+    transaction with its audit entry); a new one's with its form's key, an edited one's
+    (``editing``: its code, which the form cannot change) as the API's PUT."""
     _in_scope(principal, site)
     record = site_service.get_site(connection, site)
+    if editing:
+        site_service.get_location(connection, site, editing)  # 404 for no such location
     raw = await request.body()
     posted = await request.form()
     _ = gettext_for(i18n.language_of(request))
@@ -545,19 +576,26 @@ async def create_location(
         name: _posted_text(posted, name) for name in ("code", "parent", "level", "kind", "name")
     }
     form["active"] = _ticked(posted, "active")
-    form["idempotency_key"] = _posted_text(posted, "idempotency_key")[:200]
-    body = {k: v for k, v in form.items() if k != "idempotency_key"}
+    key = _posted_text(posted, "idempotency_key")[:200]
+    if editing:
+        form["code"] = editing
+    else:
+        form["idempotency_key"] = key
+    body = {k: v for k, v in form.items() if k not in ("idempotency_key", "code")}
     body["parent"] = body["parent"] or None
-    checked, errors = validate(LocationCreate, body, _)
+    model: type[BaseModel] = LocationIn
+    if not editing:
+        body["code"], model = form["code"], LocationCreate
+    checked, errors = validate(model, body, _)
     if not errors:
         try:
             site_service.put_location(
                 connection,
                 site_id=site,
-                data=LocationData(**checked.model_dump()),
+                data=LocationData(**{**checked.model_dump(), "code": form["code"]}),
                 audit=audit,
-                create_only=True,
-                claim=form_claim(request, principal, form["idempotency_key"], raw),
+                create_only=not editing,
+                claim=None if editing else form_claim(request, principal, key, raw),
             )
         except IdempotentReplay:
             return redirect(request, url(f"{SITES}/view", site=site))
@@ -575,5 +613,55 @@ async def create_location(
         site=record,
         form=form,
         errors=errors,
+        editing=editing,
         status_code=422,
+    )
+
+
+@pages.get("/sites/locations/edit", dependencies=[WRITE_LOCATIONS])
+def edit_location_page(
+    request: Request,
+    site: SiteQuery,
+    code: CodeQuery,
+    connection: ConnDep,
+    principal: PrincipalDep,
+) -> HTMLResponse:
+    """An existing location's parent, level, kind, name and whether it is active."""
+    _in_scope(principal, site)
+    record = site_service.get_site(connection, site)
+    stored = site_service.get_location(connection, site, code)
+    form = {
+        "code": stored.code,
+        "parent": stored.parent or "",
+        "level": stored.level,
+        "kind": stored.kind,
+        "name": stored.name,
+        "active": stored.active,
+    }
+    return _location_form(
+        request,
+        connection=connection,
+        principal=principal,
+        site=record,
+        form=form,
+        errors={},
+        editing=code,
+    )
+
+
+@pages.post("/sites/locations/edit", dependencies=[WRITE_LOCATIONS])
+async def update_location(
+    request: Request,
+    *,
+    site: SiteQuery,
+    code: CodeQuery,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+) -> Response:
+    """The API's PUT of an existing location (audited ``location.update``; the tree rules
+    are the service's: a bin under a zone, or a parent below the location itself, is
+    refused next to the parent). A PUT is its own repeat, so it needs no key."""
+    return await _save_location(
+        request, site=site, connection=connection, principal=principal, audit=audit, editing=code
     )

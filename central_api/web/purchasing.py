@@ -38,7 +38,7 @@ from central_api.errors import (
     InvalidError,
     PreconditionFailedError,
 )
-from central_api.schemas.purchasing import PurchaseOrderIn
+from central_api.schemas.purchasing import PurchaseOrderIn, RequisitionIn
 from central_api.services import purchasing as service
 from central_api.services.audit import AuditContext
 from central_api.services.idempotency import IdempotentReplay
@@ -46,7 +46,7 @@ from central_api.services.partners import PartnerFilter, list_partners
 from central_api.services.sites import list_sites
 from central_api.web import i18n
 from central_api.web.forms import validate
-from central_api.web.render import CONSOLE_ROOT, N_, gettext_for, render
+from central_api.web.render import CONSOLE_ROOT, N_, environment, gettext_for, render
 from central_api.web.routes import form_claim, redirect
 from jxc.contract import Code
 
@@ -64,6 +64,7 @@ POLL_SECONDS: Final = 5
 READ_PO = Requires("purchase_order.read")
 CREATE_PO = Requires("purchase_order.create")
 READ_REQ = Requires("requisition.read")
+CREATE_REQ = Requires("requisition.create")
 RESOLVE = Requires("purchase_exception.resolve")
 
 IdQuery = Annotated[Code, Query(alias="id")]
@@ -87,6 +88,14 @@ STATUS_LABELS: Final[dict[str, str]] = {
     "wrong_site": N_("Wrong site"),
     "wrong_item": N_("Wrong item"),
     "unknown_unit": N_("Unknown unit"),
+    # receipts' QC, supplier invoices, sales orders
+    "accepted": N_("Accepted"),
+    "quarantine": N_("In quarantine"),
+    "released": N_("Released"),
+    "matched": N_("Matched"),
+    "held": N_("Held"),
+    "disputed": N_("Disputed"),
+    "confirmed": N_("Confirmed"),
 }
 """The msgid of each status and exception kind a page shows."""
 
@@ -97,6 +106,10 @@ VERB_LABELS: Final[dict[str, str]] = {
     "close": N_("Close"),
     "submit": N_("Submit for approval"),
     "reject": N_("Reject"),
+    "release": N_("Release"),
+    "dispute": N_("Dispute"),
+    "confirm": N_("Confirm"),
+    "reserve": N_("Reserve again"),
 }
 
 PO_VERBS: Final[dict[str, frozenset[service.PoStatus]]] = {
@@ -108,11 +121,17 @@ PO_VERBS: Final[dict[str, frozenset[service.PoStatus]]] = {
 """Which states offer which command button (the service decides; this only hides a
 button that would certainly be refused)."""
 
-REQ_VERBS: Final[dict[str, tuple[str, service.ReqStatus]]] = {
-    "submit": ("requisition.create", service.ReqStatus.DRAFT),
-    "approve": ("requisition.approve", service.ReqStatus.SUBMITTED),
-    "reject": ("requisition.approve", service.ReqStatus.SUBMITTED),
+REQ_VERBS: Final[dict[str, tuple[str, frozenset[service.ReqStatus]]]] = {
+    "submit": ("requisition.create", frozenset({service.ReqStatus.DRAFT})),
+    "approve": ("requisition.approve", frozenset({service.ReqStatus.SUBMITTED})),
+    "reject": ("requisition.approve", frozenset({service.ReqStatus.SUBMITTED})),
+    "cancel": (
+        "requisition.cancel",
+        frozenset({service.ReqStatus.DRAFT, service.ReqStatus.SUBMITTED}),
+    ),
 }
+REASONED: Final = frozenset({"cancel", "close", "reject", "dispute"})
+"""Commands whose button comes with a reason field (and a confirmation)."""
 
 _REFUSALS = (ConflictError, PreconditionFailedError, ForbiddenError, InvalidError)
 _REFUSAL_STATUS: Final = {
@@ -157,6 +176,12 @@ def _suppliers(connection: ConnDep) -> list[Any]:
         connection, after=None, limit=500, filters=PartnerFilter(role="supplier", q=None)
     )
     return found
+
+
+def options(request: Request, records: list[Any], key: str) -> list[tuple[str, str]]:
+    """``(code, "code name")`` of each record for a choice, the name in the page's language."""
+    named = environment(i18n.language_of(request).locale).filters["named"]
+    return [(getattr(r, key), f"{getattr(r, key)} {named(r)}") for r in records]
 
 
 # --- views: what a template may see ---------------------------------------------------
@@ -526,14 +551,7 @@ async def _save_po(
         if principal.financial
         else tuple(f for f in _LINE_FIELDS if f not in _MONEY_FIELDS)
     )
-    columns = {
-        name: [str(v).strip()[:200] for v in posted.getlist(f"line_{name}")] for name in fields
-    }
-    count = max((len(values) for values in columns.values()), default=0)
-    rows = [
-        {name: (columns[name][i] if i < len(columns[name]) else "") for name in fields}
-        for i in range(min(count, service.MAX_LINES))
-    ]
+    rows = posted_rows(posted, fields)
     form: dict[str, Any] = {
         "supplier": _posted(posted, "supplier"),
         "site_id": _posted(posted, "site_id"),
@@ -547,10 +565,7 @@ async def _save_po(
         "supplier": form["supplier"],
         "site_id": form["site_id"],
         "note": form["note"],
-        "lines": [
-            {name: value for name, value in row.items() if value or name in ("item_code", "qty")}
-            for _i, row in used
-        ],
+        "lines": sent_lines(used, "item_code", "qty"),
     }
     checked, found = validate(PurchaseOrderIn, body, _)
     errors = {_row_key(key, used): message for key, message in found.items()}
@@ -586,14 +601,45 @@ async def _save_po(
         except IdempotentReplay as replay:
             return redirect(request, url(f"{POS}/view", id=replay.resource_id))
         except _REFUSALS as refused:
-            where, _sep, reason = str(refused).partition(": ")
-            key = _row_key(where, used) if where.startswith("lines[") else where
-            if key not in ("supplier", "site_id") and not key.startswith("line-"):
-                key, reason = "form", str(refused)
+            key, reason = refusal_key(refused, used, "supplier", "site_id")
             errors[key] = reason
         else:
             return redirect(request, url(f"{POS}/view", id=saved.po_id))
     return _po_form(request, connection, principal, form, errors, po_id=po_id, status_code=422)
+
+
+def posted_rows(posted: Any, fields: tuple[str, ...]) -> list[dict[str, str]]:
+    """A line grid as posted: ``line_<field>`` repeated once per row, read back row by row
+    (at most ``MAX_LINES``; a short column reads as empty)."""
+    columns = {
+        name: [str(v).strip()[:200] for v in posted.getlist(f"line_{name}")] for name in fields
+    }
+    count = max((len(values) for values in columns.values()), default=0)
+    return [
+        {name: (columns[name][i] if i < len(columns[name]) else "") for name in fields}
+        for i in range(min(count, service.MAX_LINES))
+    ]
+
+
+def sent_lines(used: list[tuple[int, dict[str, str]]], *required: str) -> list[dict[str, str]]:
+    """The rows a form sends as lines: their filled fields, and the ``required`` ones even
+    when empty (so the model names them next to their row)."""
+    return [
+        {name: value for name, value in row.items() if value or name in required}
+        for _i, row in used
+    ]
+
+
+def refusal_key(
+    refused: Exception, used: list[tuple[int, dict[str, str]]], *fields: str
+) -> tuple[str, str]:
+    """Where a service's refusal goes on a form: ``lines[i].qty: …`` next to its row's
+    field, a header field it names next to that field, anything else over the form."""
+    where, _sep, reason = str(refused).partition(": ")
+    key = _row_key(where, used) if where.startswith("lines[") else where
+    if key not in fields and not key.startswith("line-"):
+        return "form", str(refused)
+    return key, reason
 
 
 def _row_key(key: str, used: list[tuple[int, dict[str, str]]]) -> str:
@@ -664,8 +710,8 @@ def _req_page(
 ) -> HTMLResponse:
     commands = [
         verb
-        for verb, (action, state) in REQ_VERBS.items()
-        if req.status is state and principal.can(action)
+        for verb, (action, states) in REQ_VERBS.items()
+        if req.status in states and principal.can(action)
     ]
     return render(
         request,
@@ -729,8 +775,95 @@ def _run_req_command(verb: str, action: str) -> None:
     pages.post(f"/requisitions/{verb}", dependencies=[Requires(action)])(command)
 
 
-for _verb, (_action, _state) in REQ_VERBS.items():
+for _verb, (_action, _states) in REQ_VERBS.items():
     _run_req_command(_verb, _action)
+
+
+_REQ_FIELDS: Final = ("item_code", "qty", "uom", "supplier", "expected_date")
+
+
+def _req_form(
+    request: Request,
+    connection: ConnDep,
+    principal: Principal,
+    form: dict[str, Any],
+    errors: dict[str, str],
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "requisition_form.html",
+        {
+            "form": form,
+            "errors": errors,
+            "sites": options(request, _sites(connection, principal), "site_id"),
+            "suppliers": options(request, _suppliers(connection), "code"),
+        },
+        principal=principal,
+        status_code=status_code,
+    )
+
+
+@pages.get("/requisitions/new", dependencies=[CREATE_REQ])
+def new_requisition_page(
+    request: Request, connection: ConnDep, principal: PrincipalDep
+) -> HTMLResponse:
+    """A requisition (请购单) of a store or warehouse: what it needs, optionally from whom."""
+    form: dict[str, Any] = {
+        "site_id": "",
+        "note": "",
+        "lines": [dict.fromkeys(_REQ_FIELDS, "") for _ in range(BLANK_LINES + 2)],
+        "idempotency_key": str(uuid.uuid4()),
+    }
+    return _req_form(request, connection, principal, form, {})
+
+
+@pages.post("/requisitions/new", dependencies=[CREATE_REQ])
+async def create_requisition_form(
+    request: Request, connection: ConnDep, principal: PrincipalDep, audit: AuditDep
+) -> Response:
+    """Checked whole with the API's ``RequisitionIn``; one service call, as a draft."""
+    raw = await request.body()
+    posted = await request.form()
+    _ = gettext_for(i18n.language_of(request))
+    rows = posted_rows(posted, _REQ_FIELDS)
+    form: dict[str, Any] = {
+        "site_id": _posted(posted, "site_id"),
+        "note": _posted(posted, "note", 1000),
+        "lines": rows,
+        "idempotency_key": _posted(posted, "idempotency_key"),
+    }
+    used = [(i, row) for i, row in enumerate(rows) if any(row.values())]
+    body = {
+        "site_id": form["site_id"],
+        "note": form["note"],
+        "lines": sent_lines(used, "item_code", "qty"),
+    }
+    checked, found = validate(RequisitionIn, body, _)
+    errors = {_row_key(key, used): message for key, message in found.items()}
+    if not used:
+        errors["lines"] = _("Enter at least one line.")
+    if not errors:
+        try:
+            made = service.create_requisition(
+                connection,
+                site_id=checked.site_id,
+                note=checked.note,
+                lines=[service.ReqLineInput(**line.model_dump()) for line in checked.lines],
+                created_by=principal.name,
+                visible=principal.sites,
+                audit=audit,
+                claim=form_claim(request, principal, form["idempotency_key"], raw),
+            )
+        except IdempotentReplay as replay:
+            return redirect(request, url(f"{REQS}/view", id=replay.resource_id))
+        except _REFUSALS as refused:
+            key, reason = refusal_key(refused, used, "site_id")
+            errors[key] = reason
+        else:
+            return redirect(request, url(f"{REQS}/view", id=made.req_id))
+    return _req_form(request, connection, principal, form, errors, status_code=422)
 
 
 @pages.post("/requisitions/convert", dependencies=[CREATE_PO])

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-from babel.numbers import format_currency
+from babel.numbers import format_currency, format_percent
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -58,10 +58,16 @@ class NavEntry:
     also: tuple[str, ...] = ()
     """Other actions that show the entry too (a page serving several, each of its own
     routes checking its own)."""
+    group: str = ""
+    """A msgid: entries of one group share a drop-down (a click or a tap opens it, never
+    a hover), so twenty entries fit a desk's header on one or two lines."""
 
     def shown_to(self, principal: Principal) -> bool:
         return any(principal.can(action) for action in (self.action, *self.also))
 
+
+BUY: Final = N_("Purchasing")
+SELL: Final = N_("Sales")
 
 NAVIGATION: list[NavEntry] = [
     NavEntry(f"{CONSOLE_ROOT}/items", N_("Items"), "items.read"),
@@ -70,16 +76,37 @@ NAVIGATION: list[NavEntry] = [
     NavEntry(f"{CONSOLE_ROOT}/partners", N_("Partners"), "partners.read"),
     NavEntry(f"{CONSOLE_ROOT}/sites", N_("Sites"), "locations.read"),
     NavEntry(f"{CONSOLE_ROOT}/reference", N_("Reference lists"), "reference.read"),
-    NavEntry(f"{CONSOLE_ROOT}/requisitions", N_("Requisitions"), "requisition.read"),
-    NavEntry(f"{CONSOLE_ROOT}/purchase-orders", N_("Purchase orders"), "purchase_order.read"),
+    NavEntry(f"{CONSOLE_ROOT}/requisitions", N_("Requisitions"), "requisition.read", group=BUY),
     NavEntry(
-        f"{CONSOLE_ROOT}/purchase-exceptions", N_("Receiving exceptions"), "purchase_order.read"
+        f"{CONSOLE_ROOT}/purchase-orders", N_("Purchase orders"), "purchase_order.read", group=BUY
     ),
+    NavEntry(
+        f"{CONSOLE_ROOT}/purchase-exceptions",
+        N_("Receiving exceptions"),
+        "purchase_order.read",
+        group=BUY,
+    ),
+    NavEntry(f"{CONSOLE_ROOT}/receipts", N_("Receipts"), "purchase_receipt.read", group=BUY),
+    NavEntry(
+        f"{CONSOLE_ROOT}/purchase-returns",
+        N_("Purchase returns"),
+        "purchase_return.read",
+        group=BUY,
+    ),
+    NavEntry(
+        f"{CONSOLE_ROOT}/supplier-invoices",
+        N_("Supplier invoices"),
+        "supplier_invoice.read",
+        group=BUY,
+    ),
+    NavEntry(f"{CONSOLE_ROOT}/sales-orders", N_("Sales orders"), "sales_order.read", group=SELL),
+    NavEntry(f"{CONSOLE_ROOT}/price-lists", N_("Price lists"), "price_list.read", group=SELL),
+    NavEntry(f"{CONSOLE_ROOT}/availability", N_("Available to promise"), "stock.read", group=SELL),
     NavEntry(
         f"{CONSOLE_ROOT}/transfer",
         N_("Import and export"),
         "items.import",
-        also=("partners.import", "locations.import"),
+        also=("partners.import", "locations.import", "stock.import"),
     ),
     NavEntry(f"{CONSOLE_ROOT}/users", N_("Users"), "users.manage"),
     NavEntry(f"{CONSOLE_ROOT}/roles", N_("Roles"), "users.manage"),
@@ -108,6 +135,7 @@ LABELS: Final[dict[str, str]] = {
     "items": N_("Items"),
     "partners": N_("Partners"),
     "locations": N_("Locations"),
+    "opening_stock": N_("Opening stock"),
 }
 """The msgid of each stored code word a page shows (``_(labels[value])``)."""
 
@@ -116,6 +144,22 @@ def visible_navigation(principal: Principal | None) -> list[NavEntry]:
     if principal is None or not principal.is_user:
         return []
     return [entry for entry in NAVIGATION if entry.shown_to(principal)]
+
+
+def navigation_groups(entries: list[NavEntry]) -> list[tuple[str, list[NavEntry]]]:
+    """The visible entries in menu order, those of one group together: ``("", [entry])``
+    for an entry of no group, or of a group the user sees only one entry of."""
+    grouped: list[tuple[str, list[NavEntry]]] = []
+    for entry in entries:
+        if entry.group and grouped and grouped[-1][0] == entry.group:
+            grouped[-1][1].append(entry)
+        else:
+            grouped.append((entry.group, [entry]))
+    return [
+        item
+        for group, members in grouped
+        for item in ([(group, members)] if len(members) > 1 else [("", members)])
+    ]
 
 
 def plain_decimal(value: Decimal | None) -> str:
@@ -134,6 +178,18 @@ def _money(locale: str) -> Callable[[Decimal | None], str]:
         )
 
     return money
+
+
+def _percent(locale: str) -> Callable[[Decimal | None], str]:
+    """A rate stored as a fraction (``0.13``) as people write it: ``13%``, every stored
+    digit kept (``0.135`` → ``13.5%``), in the locale's own pattern."""
+
+    def percent(value: Decimal | None) -> str:
+        if value is None:
+            return "—"
+        return format_percent(value, locale=locale, decimal_quantization=False)
+
+    return percent
 
 
 def _named(locale: str) -> Callable[[Any], str]:
@@ -171,6 +227,7 @@ def environment(locale: str) -> Environment:
     env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]
     env.filters["qty"] = plain_decimal
     env.filters["money"] = _money(locale)
+    env.filters["percent"] = _percent(locale)
     env.filters["ts"] = timestamp
     env.filters["named"] = _named(locale)
     env.globals["static"] = lambda name: f"{STATIC_ROOT}/{name}"
@@ -208,7 +265,7 @@ def render(
         {
             "request": request,
             "principal": principal,
-            "navigation": visible_navigation(principal),
+            "navigation": navigation_groups(visible_navigation(principal)),
             "language": language,
             "languages": i18n.LANGUAGES,
             "here": here,

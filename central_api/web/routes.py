@@ -68,6 +68,7 @@ from central_api.services.people import (
     list_roles,
     list_users,
     put_role,
+    set_own_language,
     sign_in,
     update_user,
 )
@@ -154,6 +155,33 @@ def home(principal: PrincipalDep) -> RedirectResponse:
 def me(request: Request, principal: PrincipalDep) -> HTMLResponse:
     """Who is signed in, with roles and sites: the page of a user with no other page."""
     return render(request, "me.html", principal=principal)
+
+
+@router.post("/me/language", dependencies=[SIGNED_IN])
+async def my_language(request: Request, principal: PrincipalDep, connection: ConnDep) -> Response:
+    """Store the signed-in user's language (the switch in the header, or the choice on
+    their page; empty: follow the browser), audited ``user.set_language``; then back to
+    ``next``. The cookie is set too, so the login page after a sign-out speaks it."""
+    posted = await request.form()
+    tag = str(posted.get("language", ""))[:16]
+    chosen = i18n.by_tag(tag)
+    if tag and chosen is None:
+        raise InvalidError(f"language: {tag!r} is not one of the console's languages")
+    assert principal.user_id is not None  # SIGNED_IN: a user
+    user_id = principal.user_id
+    await run_in_threadpool(
+        lambda: set_own_language(connection, user_id, None if chosen is None else chosen.tag)
+    )
+    response = redirect(
+        request, local_target(str(posted.get("next", ""))[:2000], f"{CONSOLE_ROOT}/me")
+    )
+    if chosen is None:
+        response.delete_cookie(i18n.LANG_COOKIE, path="/")
+    else:
+        response.set_cookie(
+            i18n.LANG_COOKIE, chosen.tag, max_age=365 * 86_400, path="/", samesite="lax"
+        )
+    return response
 
 
 @router.get("/login", dependencies=[PUBLIC])
@@ -705,7 +733,13 @@ def _user_form(
 
 @router.get("/users/new", dependencies=[MANAGE_USERS])
 def new_user_page(request: Request, connection: ConnDep, principal: PrincipalDep) -> HTMLResponse:
-    form: dict[str, Any] = {"username": "", "display_name": "", "roles": set(), "sites": ""}
+    form: dict[str, Any] = {
+        "username": "",
+        "display_name": "",
+        "roles": set(),
+        "sites": "",
+        "idempotency_key": str(uuid.uuid4()),
+    }
     return _user_form(request, connection, principal, form, {}, username=None)
 
 
@@ -720,6 +754,7 @@ def edit_user_page(
         "roles": set(user.roles),
         "sites": "" if user.sites is None else ", ".join(user.sites),
         "disabled": user.disabled,
+        "language": user.language or "",
     }
     return _user_form(request, connection, principal, form, {}, username=name)
 
@@ -753,14 +788,17 @@ async def _save_user(
     password when one is typed. Audited by the service (``user.create`` / ``user.update``);
     the lock-out rules (an admin cannot disable themselves or leave nobody able to manage
     people) are the service's."""
+    raw = await request.body()
     posted = await request.form()
     _ = gettext_for(i18n.language_of(request))
     form: dict[str, Any] = {
+        "idempotency_key": str(posted.get("idempotency_key", ""))[:200],
         "username": username or str(posted.get("username", "")).strip()[:200],
         "display_name": str(posted.get("display_name", "")).strip()[:200],
         "roles": {str(value)[:40] for value in posted.getlist("roles")},
         "sites": str(posted.get("sites", ""))[:5000],
         "disabled": str(posted.get("disabled", "")) in ("on", "true", "1"),
+        "language": str(posted.get("language", ""))[:16],
     }
     password = str(posted.get("password", ""))[:1000]
     sites = _site_list(form["sites"])
@@ -775,6 +813,7 @@ async def _save_user(
         )
     else:
         body["disabled"] = form["disabled"]
+        body["language"] = form["language"] or None
         if password:
             body["password"] = password
         checked, errors = validate(UserPatch, body, _)
@@ -793,6 +832,7 @@ async def _save_user(
                     role_names=checked.roles,
                     sites=checked.sites,
                     display_name=checked.display_name,
+                    claim=form_claim(request, principal, form["idempotency_key"], raw),
                 )
             else:
                 name = username
@@ -806,9 +846,13 @@ async def _save_user(
                         display_name=checked.display_name,
                         disabled=checked.disabled,
                         password=checked.password,
+                        language=checked.language,
+                        browser_language=checked.language is None,
                         acting_user_id=principal.user_id,
                     )
                 )
+        except IdempotentReplay:
+            return redirect(request, USERS)  # a double submit: the first one made the user
         except UserExistsError:
             errors["username"] = _("A record with this code exists already.")
         except LockoutError:

@@ -27,7 +27,8 @@ from central_api.api.deps import ConnDep
 from central_api.api.permissions import SIGNED_IN, Requires
 from central_api.api.routes.imports import EXPORTS, ROW_MODELS
 from central_api.core.principal import Principal, PrincipalDep
-from central_api.services.imports import ImportRefusedError, import_file
+from central_api.services.imports import IMPORT_ACTION, ImportRefusedError, import_file
+from central_api.services.imports import KINDS as IMPORT_KINDS
 from central_api.web import i18n
 from central_api.web.forms import import_reason
 from central_api.web.render import CONSOLE_ROOT, gettext_for, render
@@ -36,18 +37,19 @@ pages = APIRouter(prefix=CONSOLE_ROOT, include_in_schema=False)
 
 TRANSFER: Final = f"{CONSOLE_ROOT}/transfer"
 KINDS: Final = ("items", "partners", "locations")
+"""The kinds exported (opening stock is imported only: after that it is the ledger's)."""
 READ_ACTION: Final = {
     "items": "items.read",
     "partners": "partners.read",
     "locations": "locations.read",
 }
-UPLOAD_PATHS: Final = tuple(f"{TRANSFER}/{kind}" for kind in KINDS)
+UPLOAD_PATHS: Final = tuple(f"{TRANSFER}/{kind}" for kind in IMPORT_KINDS)
 """Paths whose bodies may be as large as an API import's (``max_import_bytes``)."""
 
 
 def _kinds(principal: Principal) -> tuple[list[str], list[str]]:
     """The kinds the user may import, and those they may export."""
-    imports = [kind for kind in KINDS if principal.can(f"{kind}.import")]
+    imports = [kind for kind in IMPORT_KINDS if principal.can(IMPORT_ACTION[kind])]
     exports = [kind for kind in KINDS if principal.can(READ_ACTION[kind])]
     return imports, exports
 
@@ -68,7 +70,7 @@ def transfer_page(request: Request, principal: PrincipalDep) -> HTMLResponse:
 def _upload_route(kind: str) -> None:
     @pages.post(
         f"/transfer/{kind}",
-        dependencies=[Requires(f"{kind}.import")],
+        dependencies=[Requires(IMPORT_ACTION[kind])],
         name=f"console_import_{kind}",
     )
     async def upload(
@@ -97,6 +99,7 @@ def _upload_route(kind: str) -> None:
                     models=ROW_MODELS,
                     financial=principal.financial,
                     visible_sites=principal.sites,
+                    projections=request.app.state.projections,
                 )
             except ImportRefusedError as refused:
                 outcome = {
@@ -130,5 +133,5 @@ def _upload_route(kind: str) -> None:
         )
 
 
-for _kind in KINDS:
+for _kind in IMPORT_KINDS:
     _upload_route(_kind)

@@ -24,6 +24,8 @@ from jxc.contract import LedgerEvent
 log = logging.getLogger("edge_agent.labels")
 
 IDLE_POLL_S = 0.25
+"""How often an idle spooler looks for labels queued by another process; labels this
+process queues wake it at once (``Ledger.wait_for_labels``)."""
 RETRY_S = 2.0
 """Wait after a label the printer could not take (paused, no paper, away) before retrying."""
 IN_DOUBT_ATTEMPTS = 3
@@ -98,10 +100,14 @@ class LabelSpooler:
         thread that died would leave labels owed with nothing to say why.
         """
         while not stop.is_set():
+            seen = self.ledger.label_generation  # before looking: a label queued meanwhile wakes us
             done = self.jobs.run(self.job_name, lambda: self.run_once(stop), None)
             if done is None:
                 self.state.last_error = self.jobs.last_error(self.job_name)
-            stop.wait(IDLE_POLL_S if done else RETRY_S)
+            if done:
+                self.ledger.wait_for_labels(seen, IDLE_POLL_S)
+            else:
+                stop.wait(RETRY_S)
 
     def run_once(self, stop: threading.Event) -> bool:
         """Print the owed labels in order; False if one must wait (printer not ready)."""

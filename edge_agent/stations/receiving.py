@@ -97,7 +97,10 @@ class ReceivingStation:
         self.display = ""
         """The station's display line: what the operator reads after each scan."""
         self.pending_choice: PendingChoice | None = None
-        self.quarantined: list[QuarantineNote] = []
+        self.quarantined: list[QuarantineNote] = [
+            QuarantineNote.from_event(event)
+            for event in catalog.quarantined_recently(quarantine_location)
+        ]
         """The latest quarantine bookings with their reasons (the status page shows them)."""
         self.duplicates = 0
 
@@ -303,7 +306,7 @@ class ReceivingStation:
             qty=qty,
             uom=uom,
             device_id=scan.device_id,
-            ref=f"quarantine {verdict.code}: {verdict.reason}"[:128] if verdict else None,
+            ref=QuarantineNote.ref_for(verdict.code, verdict.reason) if verdict else None,
             doc_type="purchase_order" if line else None,
             doc_id=line.po_id if line else None,
             doc_line=line.line_no if line else None,
@@ -405,3 +408,16 @@ class QuarantineNote:
     po_line: str
     code: str
     reason: str
+
+    @staticmethod
+    def ref_for(code: str, reason: str) -> str:
+        """The receipt's ``ref``: the reason travels with the event (to central, and back to
+        this list after a restart)."""
+        return f"quarantine {code}: {reason}"[:128]
+
+    @classmethod
+    def from_event(cls, event: LedgerEvent) -> QuarantineNote:
+        """The note of a receipt booked with a ``ref_for`` reference."""
+        code, _, reason = (event.ref or "").removeprefix("quarantine ").partition(": ")
+        where = f"{event.doc_id}/{event.doc_line}" if event.doc_id else "no PO line"
+        return cls(event.seq, event.item, where, code, reason)

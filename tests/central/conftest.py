@@ -49,6 +49,18 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "stock_count_lines",
+    "stock_counts",
+    "transfer_exceptions",
+    "transfer_lots",
+    "transfer_lines",
+    "transfer_orders",
+    "stock_document_lines",
+    "stock_documents",
+    "valuation_layers",
+    "valuation_entries",
+    "valuation_state",
+    "edge_qc_decisions",
     "supplier_invoice_lines",
     "supplier_invoices",
     "purchase_return_lines",
@@ -57,6 +69,7 @@ CENTRAL_TABLES = (
     "purchase_receipts",
     "central_events",
     "central_stream_state",
+    "opening_stock",
     "sales_reservations",
     "sales_order_lines",
     "sales_orders",

@@ -89,6 +89,7 @@ def test_a_token_signs_in_and_me_says_who(anonymous: TestClient) -> None:
         ],
         "financial": True,
         "sites": ["S01"],
+        "language": None,
     }
 
 

@@ -290,6 +290,136 @@ def test_quarantine_then_release_then_reject(shop: TestClient) -> None:
         assert po_progress.progress(connection) == incremental
 
 
+def test_cartons_an_edge_put_in_quarantine_are_decided_at_central(shop: TestClient) -> None:
+    """The receiving station books doubtful cartons into quarantine with their reason; QC
+    at central releases one to storage and rejects another, once each, by event id."""
+    po = approved_po(shop)
+    edge = SiteLedger("S01")
+    short = receipt(
+        edge,
+        po["po_id"],
+        1,
+        "20",
+        lot="L1",
+        location="QC",
+        ref="quarantine short_weight: 4.5 kg for 5.0 kg",
+    )
+    expired = receipt(
+        edge,
+        po["po_id"],
+        1,
+        "20",
+        lot="L0",
+        location="QC",
+        ref="quarantine expired: lot L0 expired",
+    )
+    fine = receipt(edge, po["po_id"], 1, "20", lot="L2", location="DOCK")
+    push(shop, edge, short, expired, fine)
+    events = ok(shop.get(f"{PURCHASE_RECEIPTS}/events", params={"po_id": po["po_id"]}))
+    assert [(e["lot"], e["qc"]) for e in events] == [
+        ("L1", "pending"),
+        ("L0", "pending"),
+        ("L2", None),
+    ]
+    progress = line(read_po(shop, po["po_id"]), 1)
+    assert (progress["quarantined_qty"], progress["accepted_qty"]) == ("40", "20")
+
+    qc = as_user(shop, "qc-edge", ["warehouse_clerk"])
+    url = f"{PURCHASE_RECEIPTS}/events/{short['event_id']}"
+    refused(shop.get(f"{url}/qc", headers=qc), 404, "no QC decision")
+    refused(shop.post(f"{url}/release", json={"reason": "ok"}, headers=qc), 422, "location")
+    refused(
+        shop.post(f"{url}/release", json={"location": "QC", "reason": "ok"}, headers=qc),
+        422,
+        "quarantine location",
+    )
+    key = {"Idempotency-Key": "qc-edge-1"}
+    body = {"location": "A1", "reason": "reweighed: 5.0 kg, the scale was off"}
+    first = shop.post(f"{url}/release", json=body, headers={**qc, **key})
+    decided = ok(first)
+    assert (decided["verdict"], decided["location"], decided["quarantine"]) == (
+        "released",
+        "A1",
+        "QC",
+    )
+    assert (decided["qty"], decided["lot"], decided["decided_by"]) == ("20", "L1", "qc-edge")
+    again = shop.post(f"{url}/release", json=body, headers={**qc, **key})
+    assert ok(again) == decided
+    assert again.headers["Idempotent-Replayed"] == "true"
+    refused(shop.post(f"{url}/reject", json={"reason": "no"}, headers=qc), 409, "released")
+    assert ok(shop.get(f"{url}/qc", headers=qc)) == decided
+
+    finance = as_user(shop, "fin-edge", ["finance"])
+    gone = f"{PURCHASE_RECEIPTS}/events/{expired['event_id']}/reject"
+    refused(shop.post(gone, json={"reason": "expired"}, headers=finance), 403)
+    other_site = as_user(shop, "qc-s02", ["warehouse_clerk"], sites=["S02"])
+    refused(shop.post(gone, json={"reason": "expired"}, headers=other_site), 404)
+    assert ok(shop.post(gone, json={"reason": "expired"}, headers=qc))["verdict"] == "rejected"
+    # A carton booked straight to the dock has no QC to decide.
+    refused(
+        shop.post(
+            f"{PURCHASE_RECEIPTS}/events/{fine['event_id']}/reject",
+            json={"reason": "x"},
+            headers=qc,
+        ),
+        409,
+        "not a quarantine location",
+    )
+
+    progress = line(read_po(shop, po["po_id"]), 1)
+    assert (
+        progress["received_qty"],
+        progress["quarantined_qty"],
+        progress["accepted_qty"],
+        progress["returned_qty"],
+    ) == ("60", "0", "40", "20")
+    assert stock(shop) == {("A1", "PILL", "L1"): "20", ("DOCK", "PILL", "L2"): "20"}
+    events = ok(shop.get(f"{PURCHASE_RECEIPTS}/events", params={"po_id": po["po_id"]}))
+    assert [(e["stream"], e["kind"], e["qc"]) for e in events][:3] == [
+        ("edge", "receipt", "released"),
+        ("edge", "receipt", "rejected"),
+        ("edge", "receipt", None),
+    ]
+    with shop.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
+        actions = connection.execute(
+            select(audit_log.c.action, audit_log.c.resource_id).where(
+                audit_log.c.action.like("purchase_receipt.%")
+            )
+        ).all()
+        assert set(actions) == {
+            ("purchase_receipt.release", short["event_id"]),
+            ("purchase_receipt.reject", expired["event_id"]),
+        }
+        incremental = po_progress.progress(connection)
+        connection.rollback()
+        with write_transaction(connection):
+            po_progress.rebuild(connection)
+        assert po_progress.progress(connection) == incremental
+
+
+def test_a_carton_moved_out_of_quarantine_at_the_edge_is_not_decided_twice(
+    shop: TestClient,
+) -> None:
+    po = approved_po(shop)
+    edge = SiteLedger("S01")
+    held = receipt(edge, po["po_id"], 1, "20", lot="L1", location="QC")
+    moved = [
+        edge.event("transfer_out", "-20", item="PILL", uom="片", lot="L1", location="QC"),
+        edge.event("transfer_in", "20", item="PILL", uom="片", lot="L1", location="A1"),
+    ]
+    push(shop, edge, held, *moved)
+    qc = as_user(shop, "qc-edge2", ["warehouse_clerk"])
+    refused(
+        shop.post(
+            f"{PURCHASE_RECEIPTS}/events/{held['event_id']}/release",
+            json={"location": "A1", "reason": "ok"},
+            headers=qc,
+        ),
+        409,
+    )
+    assert stock(shop) == {("A1", "PILL", "L1"): "20"}
+
+
 def test_a_line_rejected_at_receipt_is_received_and_returned(shop: TestClient) -> None:
     po = approved_po(shop)
     ok(receive(shop, po["po_id"], {"po_line": 2, "qty": "2", "qc": "rejected"}), 201)

@@ -53,6 +53,21 @@ def test_append_writes_event_and_outbox_row_together(ledger: Ledger) -> None:
     assert (counts.last_seq, counts.pending, counts.synced_through) == (2, 2, 0)
 
 
+def test_a_queued_label_wakes_a_waiting_spooler(ledger: Ledger) -> None:
+    """The wait ends because a label was queued, not because it timed out: the timeout is
+    far longer than the test's own (a missed wake-up fails the test instead of passing)."""
+    seen = ledger.label_generation
+    woke: list[int] = []
+    waiter = threading.Thread(target=lambda: woke.append(ledger.wait_for_labels(seen, 3600)))
+    waiter.start()
+    ledger.append(draft())  # no label: no wake-up
+    ledger.append(draft(), label_printer="printer-1")
+    waiter.join()
+    assert woke == [seen + 1]
+    assert ledger.reprint_labels([2]) == [2]
+    assert ledger.label_generation == seen + 2, "a reprint wakes the spooler too"
+
+
 def test_an_ack_drops_only_the_acked_prefix(ledger: Ledger) -> None:
     for _ in range(5):
         ledger.append(draft())

@@ -328,6 +328,25 @@ def test_quarantine_keeps_the_line_and_says_why(
     assert report["quarantined"][0]["reason"] in station.display  # type: ignore[index]
 
 
+def test_the_quarantine_list_survives_a_restart(station: ReceivingStation) -> None:
+    """A new station on the same ledger (the agent restarted) shows the same notes."""
+    weigh(station, "4.50")
+    station.receive(gs1_scan(), today=TODAY)
+    station.receive(gs1_scan("04012345678901"), today=TODAY)
+    before = station.receiving_report(TODAY)["quarantined"]
+    again = ReceivingStation(
+        station.ledger,
+        Catalog(station.ledger),
+        location="RECEIVING",
+        uom="EA",
+        purchase_orders=True,
+        quarantine_location="QUAR",
+    )
+    after = again.receiving_report(TODAY)["quarantined"]
+    assert [n["code"] for n in after] == ["unknown_item", "short_weight"]  # type: ignore[index]
+    assert after == before
+
+
 def test_over_receipt_goes_to_quarantine(station: ReceivingStation) -> None:
     weigh(station, "25.00")
     ok = station.receive(gs1_scan(count=100), today=TODAY)

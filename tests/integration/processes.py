@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
 from jxc import paths
 from tests.patience import patience_timeout
 from tests.ports import free_port
@@ -120,6 +123,8 @@ class Site:
     """Extra environment for the edge agent (e.g. PYTHONPATH for a plugin)."""
     edge_wrapper: list[str] = field(default_factory=list)
     """A command the edge agent runs under (e.g. one that drops privileges)."""
+    database_url: str | None = None
+    """Central's database (a PostgreSQL URL); by default a SQLite file in ``root``."""
     receiving_extra: str = ""
     """More lines of the site file's [receiving] section (its scale, its printer)."""
     devices_extra: str = ""
@@ -138,6 +143,21 @@ class Site:
         return self.root / "central.db"
 
     @property
+    def central_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.central_db}"
+
+    def central_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of central's database, whichever kind it is."""
+        if self.database_url is None:
+            return rows(self.central_db, sql)
+        engine = create_engine(self.database_url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                return [tuple(row) for row in connection.execute(text(sql))]
+        finally:
+            engine.dispose()
+
+    @property
     def edge_db(self) -> Path:
         return self.root / "edge.db"
 
@@ -149,7 +169,7 @@ class Site:
                 "--port",
                 str(self.central_port),
                 "--database-url",
-                f"sqlite:///{self.central_db}",
+                self.central_database_url,
             ],
             self.root / "central.log",
             env={
@@ -193,7 +213,7 @@ class Site:
                 "add",
                 self.site_id,
                 "--database-url",
-                f"sqlite:///{self.central_db}",
+                self.central_database_url,
                 "--secret-file",
                 str(self.secret_file),
             ],

@@ -14,6 +14,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +23,10 @@ from typing import Any
 import pytest
 
 from jxc import paths
+from tests.central.conftest import (  # noqa: F401 (postgres_session is a fixture)
+    fresh_postgres_database,
+    postgres_session,
+)
 from tests.dock import DockTwins
 from tests.integration.processes import Site, admin_headers, eventually, get_json, rows
 from tests.patience import patience_timeout
@@ -60,13 +65,35 @@ def call(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
     return json.loads(text) if text else None
 
 
+ON_BOTH = pytest.mark.parametrize(
+    "dock", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+"""Central on each database kind; the other tests here run on SQLite only (same code above
+the database, and each real-process test costs tens of seconds)."""
+
+
 @pytest.fixture
-def dock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Site, DockTwins]]:
+def dock(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Site, DockTwins]]:
+    with ExitStack() as stack:
+        database_url = None
+        if getattr(request, "param", "sqlite") == "postgresql":
+            request.getfixturevalue("postgres_session")  # skips loudly, or fails in CI
+            url = stack.enter_context(fresh_postgres_database("jxc_it"))
+            database_url = url.render_as_string(hide_password=False)
+        yield from _dock(tmp_path, monkeypatch, database_url)
+
+
+def _dock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str | None
+) -> Iterator[tuple[Site, DockTwins]]:
     # One admin creates and approves the PO here; segregation of duties has its own tests.
     monkeypatch.setenv("JXC_CENTRAL_PURCHASE_ORDER_SOD", "false")
     twins = DockTwins.start(tmp_path, scanner=False)
     site = Site(
         tmp_path,
+        database_url=database_url,
         receiving_extra=(
             'scale = "scale-1"\nprinter = "printer-1"\nweigh_timeout_s = 5\n'
             'purchase_orders = true\nquarantine = "QUAR"'
@@ -108,7 +135,10 @@ def carton(gtin: str, sscc: str, lot: str, expiry: datetime, count: int) -> str:
     return f"]C100{sscc}01{gtin}17{expiry:%y%m%d}10{lot}<GS>37{count}"
 
 
+@ON_BOTH
 def test_a_pharmacy_po_received_carton_by_carton(dock: tuple[Site, DockTwins]) -> None:
+    """Also ``kill -9`` of the edge agent between two cartons: after its restart the first
+    carton scanned again is still a duplicate, and nothing is lost or booked twice."""
     site, twins = dock
     po = call(
         "POST",
@@ -141,6 +171,13 @@ def test_a_pharmacy_po_received_carton_by_carton(dock: tuple[Site, DockTwins]) -
     twins.scale.set_weight(Decimal("4.0"), "kg")  # 16 boxes' weight for 20: short
     site.scan(carton(AMOX_GTIN, sscc(2), "A2", later, 20))
     eventually(lambda: site.edge_status()["ledger"]["last_seq"] == 2, within=30, what="carton 2")
+    site.kill_edge()  # a power cut at the dock, receipts perhaps not yet pushed
+    site.start_edge()
+    site.scan(carton(AMOX_GTIN, sscc(1), "A1", later, 20))  # the first carton, once more
+    eventually(
+        lambda: site.edge_status()["receiving"]["duplicates"] == 1,
+        what="the duplicate seen after the restart",
+    )
     twins.scale.set_weight(Decimal("5.0"), "kg")
     site.scan(carton(PARA_GTIN, sscc(3), "P0", expired, 20))
     eventually(lambda: site.edge_status()["ledger"]["last_seq"] == 3, within=30, what="3 cartons")
@@ -152,9 +189,8 @@ def test_a_pharmacy_po_received_carton_by_carton(dock: tuple[Site, DockTwins]) -
     assert reasons == ["expired", "short_weight"]
     assert receiving["duplicates"] == 1
 
-    events = rows(
-        site.central_db,
-        "SELECT item, location, qty, doc_id, doc_line FROM ledger_events ORDER BY seq",
+    events = site.central_rows(
+        "SELECT item, location, qty, doc_id, doc_line FROM ledger_events ORDER BY seq"
     )
     assert [(e[0], e[1], Decimal(e[2]) / 1_000_000, e[3], e[4]) for e in events] == [  # micro-units
         ("AMOX-500", "DOCK-1", Decimal(20), po_id, 1),

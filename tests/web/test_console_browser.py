@@ -93,7 +93,8 @@ def switch_language(page: Any, label: str) -> None:
     """Use the switch in the header, and wait for the page it leads back to (the same URL,
     so waiting for the URL alone would not wait at all)."""
     with page.expect_navigation():
-        page.get_by_role("link", name=label).click()
+        # a link before sign-in; a button after, which stores the choice for the user
+        page.locator("[data-lang]", has_text=label).click()
 
 
 def shoot(page: Any, folder: Path, name: str, width: str) -> None:
@@ -266,6 +267,8 @@ def test_a_clerks_item_page_shows_no_price(
     html = page.content()
     for figure in ("3.215", "4.99", "2.875", "¥", "Standard cost", "List price", "Purchase price"):
         assert figure not in html, f"a clerk's item page shows {figure!r}"
+    # The switch stored English for the clerk (the module's central is shared): back.
+    switch_language(page, "简体中文")
     response = page.goto(f"{central.url}/console/items/new")
     assert response is not None
     assert response.status == 403

@@ -94,6 +94,10 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console"): "signed-in",
         ("GET", "/console/"): "signed-in",
         ("GET", "/console/me"): "signed-in",
+        ("POST", "/console/me/language"): "signed-in",
+        ("GET", "/console/sites/locations/edit"): "locations.write",
+        ("POST", "/console/sites/locations/edit"): "locations.write",
+        ("POST", "/console/categories/delete"): "items.write",
         ("GET", "/console/login"): "public",
         ("POST", "/console/login"): "public",
         ("POST", "/console/logout"): "signed-in",
@@ -131,6 +135,7 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("POST", "/console/transfer/items"): "items.import",
         ("POST", "/console/transfer/partners"): "partners.import",
         ("POST", "/console/transfer/locations"): "locations.import",
+        ("POST", "/console/transfer/opening_stock"): "stock.import",
         ("GET", "/console/categories"): "items.read",
         ("GET", "/console/categories/edit"): "items.write",
         ("POST", "/console/categories/edit"): "items.write",
@@ -157,6 +162,40 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("POST", "/console/requisitions/convert"): "purchase_order.create",
         ("GET", "/console/purchase-exceptions"): "purchase_order.read",
         ("POST", "/console/purchase-exceptions/resolve"): "purchase_exception.resolve",
+        ("POST", "/console/requisitions/cancel"): "requisition.cancel",
+        ("GET", "/console/requisitions/new"): "requisition.create",
+        ("POST", "/console/requisitions/new"): "requisition.create",
+        ("GET", "/console/receipts"): "purchase_receipt.read",
+        ("GET", "/console/receipts/view"): "purchase_receipt.read",
+        ("POST", "/console/receipts/release"): "purchase_receipt.qc",
+        ("POST", "/console/receipts/reject"): "purchase_receipt.qc",
+        ("GET", "/console/receipts/new"): "purchase_receipt.create",
+        ("POST", "/console/receipts/new"): "purchase_receipt.create",
+        ("GET", "/console/purchase-returns"): "purchase_return.read",
+        ("GET", "/console/purchase-returns/view"): "purchase_return.read",
+        ("GET", "/console/purchase-returns/new"): "purchase_return.create",
+        ("POST", "/console/purchase-returns/new"): "purchase_return.create",
+        ("GET", "/console/supplier-invoices"): "supplier_invoice.read",
+        ("GET", "/console/supplier-invoices/view"): "supplier_invoice.read",
+        ("POST", "/console/supplier-invoices/approve"): "supplier_invoice.approve",
+        ("POST", "/console/supplier-invoices/dispute"): "supplier_invoice.approve",
+        ("GET", "/console/supplier-invoices/new"): "supplier_invoice.create",
+        ("POST", "/console/supplier-invoices/new"): "supplier_invoice.create",
+        ("GET", "/console/sales-orders"): "sales_order.read",
+        ("GET", "/console/sales-orders/view"): "sales_order.read",
+        ("POST", "/console/sales-orders/confirm"): "sales_order.confirm",
+        ("POST", "/console/sales-orders/reserve"): "sales_order.confirm",
+        ("POST", "/console/sales-orders/close"): "sales_order.close",
+        ("POST", "/console/sales-orders/cancel"): "sales_order.cancel",
+        ("GET", "/console/sales-orders/new"): "sales_order.create",
+        ("GET", "/console/sales-orders/edit"): "sales_order.create",
+        ("POST", "/console/sales-orders/new"): "sales_order.create",
+        ("POST", "/console/sales-orders/edit"): "sales_order.create",
+        ("GET", "/console/price-lists"): "price_list.read",
+        ("GET", "/console/price-lists/view"): "price_list.read",
+        ("GET", "/console/price-lists/edit"): "price_list.write",
+        ("POST", "/console/price-lists/edit"): "price_list.write",
+        ("GET", "/console/availability"): "stock.read",
     }
 
 
@@ -196,30 +235,32 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         nav = html[html.index("<nav") : html.index("</nav>")]
         return re.findall(r'<a href="([^"]+)"', nav)
 
-    assert menu("boss") == [
-        "/console/items",
-        "/console/items/new",
-        "/console/categories",
-        "/console/partners",
-        "/console/sites",
-        "/console/reference",
+    purchasing = [
         "/console/requisitions",
         "/console/purchase-orders",
         "/console/purchase-exceptions",
+        "/console/receipts",
+        "/console/purchase-returns",
+        "/console/supplier-invoices",
+    ]
+    sales = ["/console/sales-orders", "/console/price-lists", "/console/availability"]
+    master = ["/console/items", "/console/items/new", "/console/categories", "/console/partners"]
+    assert menu("boss") == [
+        *master,
+        "/console/sites",
+        "/console/reference",
+        *purchasing,
+        *sales,
         "/console/transfer",
         "/console/users",
         "/console/roles",
     ]
     assert menu("buyer") == [
-        "/console/items",
-        "/console/items/new",
-        "/console/categories",
-        "/console/partners",
+        *master,
         "/console/sites",
         "/console/reference",
-        "/console/requisitions",
-        "/console/purchase-orders",
-        "/console/purchase-exceptions",
+        *purchasing,
+        "/console/availability",
         "/console/transfer",
     ]
     assert menu("clerk") == [
@@ -229,7 +270,14 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/reference",
         "/console/purchase-orders",
         "/console/purchase-exceptions",
+        "/console/receipts",
+        "/console/purchase-returns",
+        "/console/sales-orders",
+        "/console/availability",
     ]
+    # the purchasing and sales entries are drop-downs (a click opens them, never a hover)
+    boss = browser(app, "boss", lang="en").get("/console/items").text
+    assert boss.count("<details>") == 2
 
 
 def test_a_clerks_pages_hold_no_financial_figure(app: FastAPI) -> None:

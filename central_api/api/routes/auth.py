@@ -18,8 +18,9 @@ from central_api.api.deps import ConnDep, SettingsDep
 from central_api.api.permissions import PUBLIC, SIGNED_IN, SignedInDep
 from central_api.core.config import Settings
 from central_api.core.principal import CSRF_COOKIE, SESSION_COOKIE, Principal
-from central_api.schemas.people import MeOut, SessionOut, TokenOut
-from central_api.services.people import IssuedSession, end_session, sign_in
+from central_api.errors import PermissionDeniedError
+from central_api.schemas.people import LanguageIn, MeOut, SessionOut, TokenOut
+from central_api.services.people import IssuedSession, end_session, set_own_language, sign_in
 from jxc.paths import API_ROOT, below_api_root
 
 router = APIRouter(prefix=below_api_root(f"{API_ROOT}/auth"), tags=["auth"])
@@ -127,6 +128,25 @@ def me(principal: SignedInDep) -> MeOut:
     return _me(principal)
 
 
+@router.put(
+    "/me/language",
+    dependencies=[SIGNED_IN],
+    responses={
+        401: {"description": "Not signed in."},
+        403: {"description": "A site token has no language."},
+        422: {"description": "Not a console language; message names `language`."},
+    },
+)
+def put_my_language(body: LanguageIn, principal: SignedInDep, connection: ConnDep) -> MeOut:
+    """Choose the console language you see after signing in, on every device (null: your
+    browser's). Your own setting, so no role action is needed; audited
+    ``user.set_language``. A PUT of the whole choice: repeating it changes nothing."""
+    if principal.user_id is None:
+        raise PermissionDeniedError("only a user has a console language")
+    set_own_language(connection, principal.user_id, body.language)
+    return _me(principal).model_copy(update={"language": body.language})
+
+
 def _me(who: Any) -> MeOut:
     if isinstance(who, Principal):
         return MeOut(
@@ -135,6 +155,7 @@ def _me(who: Any) -> MeOut:
             actions=sorted(who.actions),
             financial=who.financial,
             sites=None if who.sites is None else sorted(who.sites),
+            language=who.language,
         )
     return MeOut(
         username=who.username,
@@ -142,4 +163,5 @@ def _me(who: Any) -> MeOut:
         actions=sorted(who.actions),
         financial=who.financial,
         sites=None if who.sites is None else list(who.sites),
+        language=who.language,
     )

@@ -1,7 +1,8 @@
 """``/api/v1/imports/<kind>`` and ``/api/v1/exports/<kind>``: master data as CSV or XLSX.
 
 An import takes the file as the request body (``?format=csv`` or ``xlsx``) and needs the
-kind's own import action (``items.import``, ``partners.import``, ``locations.import``):
+kind's own import action (``items.import``, ``partners.import``, ``locations.import``,
+``stock.import`` for ``opening_stock``):
 a bulk write is a separate grant from editing one record, so an admin can allow one
 without the other. A file with any bad row is answered 422 with ``errors``, one entry
 per (row, column, reason), and nothing is written. An import is idempotent by nature (the
@@ -19,7 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from central_api.api.auditing import AuditDep
-from central_api.api.deps import ConnDep
+from central_api.api.deps import ConnDep, ProjectionsDep
 from central_api.api.errors import PROBLEM_JSON
 from central_api.api.permissions import Requires
 from central_api.api.quoting import excerpt
@@ -34,6 +35,7 @@ from central_api.schemas.master import (
     RowErrorOut,
 )
 from central_api.services.imports import (
+    IMPORT_ACTION,
     ImportRefusedError,
     ImportResult,
     RowModels,
@@ -41,12 +43,13 @@ from central_api.services.imports import (
     import_file,
     write_table,
 )
+from central_api.services.imports import KINDS as IMPORT_KINDS
 from jxc.contract import MAX_TEXT, SiteId
 from jxc.paths import API_ROOT
 
 IMPORTS = f"{API_ROOT}/imports"
 EXPORTS = f"{API_ROOT}/exports"
-IMPORT_PATHS = tuple(f"{IMPORTS}/{kind}" for kind in ("items", "partners", "locations"))
+IMPORT_PATHS = tuple(f"{IMPORTS}/{kind}" for kind in IMPORT_KINDS)
 """Paths whose bodies may be as large as ``max_import_bytes``."""
 
 Format = Annotated[Literal["csv", "xlsx"], Query(description="the file's format")]
@@ -111,7 +114,14 @@ and the "... (N characters in all)" tail is added."""
 
 
 def _run_import(
-    kind: str, request_body: bytes, *, fmt: str, connection: Any, principal: Principal, audit: Any
+    kind: str,
+    request_body: bytes,
+    *,
+    fmt: str,
+    connection: Any,
+    principal: Principal,
+    audit: Any,
+    projections: Any = None,
 ) -> Any:
     try:
         result = import_file(
@@ -123,6 +133,7 @@ def _run_import(
             models=ROW_MODELS,
             financial=principal.financial,
             visible_sites=principal.sites,
+            projections=projections,
         )
     except ImportRefusedError as refused:
         problem = ImportProblem(
@@ -173,18 +184,20 @@ def _result(result: ImportResult) -> ImportResultOut:
 def _import_route(kind: str) -> None:
     @router.post(
         f"{IMPORTS.removeprefix(API_ROOT)}/{kind}",
-        dependencies=[Requires(f"{kind}.import")],
+        dependencies=[Requires(IMPORT_ACTION[kind])],
         responses=_IMPORT_ANSWERS,
         openapi_extra=_FILE_BODY,
         name=f"import_{kind}",
         response_model=ImportResultOut,
-        summary=f"Import {kind} from a CSV or XLSX file",
+        summary=f"Import {kind.replace('_', ' ')} from a CSV or XLSX file",
     )
     async def run(
         request: Request,
+        *,
         connection: ConnDep,
         principal: PrincipalDep,
         audit: AuditDep,
+        projections: ProjectionsDep,
         format: Format = "csv",
     ) -> Any:
         body = await request.body()
@@ -198,6 +211,7 @@ def _import_route(kind: str) -> None:
             connection=connection,
             principal=principal,
             audit=audit,
+            projections=projections,
         )
 
 
@@ -227,7 +241,7 @@ def _export_route(kind: str, action: str) -> None:
         )
 
 
-for _kind in ("items", "partners", "locations"):
+for _kind in IMPORT_KINDS:
     _import_route(_kind)
 _export_route("items", "items.read")
 _export_route("partners", "partners.read")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from central_api.api.deps import ConnDep
+from central_api.api.idempotency import IdempotencyDep, replayed
 from central_api.api.permissions import Requires
 from central_api.core.principal import PrincipalDep
 from central_api.schemas.people import (
@@ -24,6 +25,7 @@ from central_api.schemas.people import (
     UserOut,
     UserPatch,
 )
+from central_api.services.idempotency import IdempotentReplay
 from central_api.services.people import (
     ALL_ACTIONS,
     create_user,
@@ -63,16 +65,26 @@ def read_users(connection: ConnDep) -> list[UserOut]:
         422: {"description": "Invalid field or unknown role; message names it."},
     },
 )
-def add_user(body: UserIn, connection: ConnDep) -> UserOut:
-    """Add a user with a password, roles and (optionally) the sites they are limited to."""
-    user = create_user(
-        connection,
-        username=body.username,
-        password=body.password,
-        role_names=body.roles,
-        sites=body.sites,
-        display_name=body.display_name,
-    )
+def add_user(
+    body: UserIn, connection: ConnDep, claim: IdempotencyDep, response: Response
+) -> UserOut:
+    """Add a user with a password, roles and (optionally) the sites they are limited to.
+
+    With an ``Idempotency-Key`` a retry is answered with the user the first request made.
+    """
+    try:
+        user = create_user(
+            connection,
+            username=body.username,
+            password=body.password,
+            role_names=body.roles,
+            sites=body.sites,
+            display_name=body.display_name,
+            claim=claim,
+        )
+    except IdempotentReplay as replay:
+        replayed(response)
+        user = get_user(connection, replay.resource_id)
     return UserOut.model_validate(user)
 
 
@@ -85,7 +97,8 @@ def read_user(username: Username, connection: ConnDep) -> UserOut:
 def change_user(
     username: Username, body: UserPatch, connection: ConnDep, principal: PrincipalDep
 ) -> UserOut:
-    """Change roles, sites, name, password or disable; disabling ends the user's sessions."""
+    """Change roles, sites, name, password, console language (null: the browser's) or
+    disable; disabling ends the user's sessions."""
     given = body.model_fields_set
     sites = body.sites if "sites" in given else None
     user = update_user(
@@ -97,6 +110,8 @@ def change_user(
         display_name=body.display_name,
         disabled=body.disabled,
         password=body.password,
+        language=body.language,
+        browser_language="language" in given and body.language is None,
         acting_user_id=principal.user_id,
     )
     return UserOut.model_validate(user)

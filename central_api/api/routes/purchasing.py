@@ -11,16 +11,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep, SettingsDep
-from central_api.api.idempotency import IdempotencyDep, replayed
+from central_api.api.documents import (
+    ERRORS,
+    After,
+    CallerDep,
+    IfMatch,
+    Limit,
+    answer,
+    refuse_unseen_prices,
+    replaying,
+)
+from central_api.api.idempotency import IdempotencyDep
 from central_api.api.permissions import Requires
-from central_api.core.principal import Principal, PrincipalDep
-from central_api.errors import ForbiddenError, InvalidError
+from central_api.core.principal import PrincipalDep
+from central_api.errors import InvalidError
 from central_api.schemas.purchasing import (
     CommandIn,
     ConvertIn,
@@ -38,48 +48,11 @@ from central_api.schemas.purchasing import (
     ResolveIn,
 )
 from central_api.services import purchasing as service
-from central_api.services.idempotency import IdempotentReplay
-from jxc.contract import Code, SiteId, Text
+from jxc.contract import Code, SiteId
 from jxc.paths import PURCHASE_EXCEPTIONS, PURCHASE_ORDERS, REQUISITIONS, below_api_root
 
 PoId = Annotated[Code, Path(description="the purchase order's id, e.g. PO000012")]
 ReqId = Annotated[Code, Path(description="the requisition's id, e.g. PR000003")]
-IfMatch = Annotated[
-    Text | None,
-    Header(
-        alias="If-Match",
-        max_length=200,
-        description='the ETag you read ("3"): refused with 412 if the document changed since',
-    ),
-]
-After = Annotated[
-    Text | None,
-    Query(max_length=64, description="the next_after of the previous page; omit for the first"),
-]
-Limit = Annotated[int, Query(ge=1, le=service.MAX_PAGE)]
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    403: {"description": "Outside the caller's sites, or segregation of duties."},
-    404: {"description": "No such document (or one of a site the caller may not see)."},
-    409: {"description": "The document's state does not allow this; detail says why."},
-    412: {"description": "If-Match names a version that is no longer current."},
-    422: {"description": "The body is invalid; detail or message names the field."},
-}
-
-_T = TypeVar("_T")
-
-
-def _answer(response: Response, version: int) -> None:
-    response.headers["ETag"] = f'"{version}"'
-
-
-def _replaying(response: Response, run: Callable[[], _T], again: Callable[[str], _T]) -> _T:
-    """``run()``; a retried request (same Idempotency-Key) is answered by ``again(id)``."""
-    try:
-        return run()
-    except IdempotentReplay as replay:
-        replayed(response)
-        return again(replay.resource_id)
 
 
 # --- purchase orders ------------------------------------------------------------------------
@@ -88,23 +61,11 @@ purchase_orders_router = APIRouter(prefix=below_api_root(PURCHASE_ORDERS), tags=
 
 
 def _po_out(po: service.PurchaseOrder, response: Response) -> PurchaseOrderOut:
-    _answer(response, po.version)
-    return PurchaseOrderOut.model_validate(po)
+    return answer(response, po, PurchaseOrderOut)
 
 
 def _po_lines(body: PurchaseOrderIn) -> list[service.PoLineInput]:
     return [service.PoLineInput(**line.model_dump()) for line in body.lines]
-
-
-def _refuse_unseen_prices(body: PurchaseOrderIn, principal: Principal) -> None:
-    if principal.financial:
-        return
-    for index, line in enumerate(body.lines):
-        for name in ("unit_price", "tax_rate"):
-            if getattr(line, name) is not None:
-                raise ForbiddenError(
-                    f"lines[{index}].{name}: your roles do not show prices, so you may not set them"
-                )
 
 
 @purchase_orders_router.get("", dependencies=[Requires("purchase_order.read")])
@@ -146,7 +107,7 @@ def read_purchase_orders(
 @purchase_orders_router.post(
     "",
     dependencies=[Requires("purchase_order.create")],
-    responses=_ERRORS,
+    responses=ERRORS,
     status_code=status.HTTP_201_CREATED,
 )
 def add_purchase_order(
@@ -159,8 +120,8 @@ def add_purchase_order(
     response: Response,
 ) -> PurchaseOrderOut:
     """A new purchase order, as a draft."""
-    _refuse_unseen_prices(body, principal)
-    po = _replaying(
+    refuse_unseen_prices(body.lines, principal)
+    po = replaying(
         response,
         lambda: service.create_purchase_order(
             connection,
@@ -181,7 +142,7 @@ def add_purchase_order(
 @purchase_orders_router.post(
     "/from-requisitions",
     dependencies=[Requires("purchase_order.create")],
-    responses=_ERRORS,
+    responses=ERRORS,
     status_code=status.HTTP_201_CREATED,
 )
 def convert_requisitions(
@@ -194,7 +155,7 @@ def convert_requisitions(
     response: Response,
 ) -> list[PurchaseOrderOut]:
     """Approved requisitions become draft POs, one per supplier and site."""
-    made = _replaying(
+    made = replaying(
         response,
         lambda: service.convert_requisitions(
             connection,
@@ -212,7 +173,7 @@ def convert_requisitions(
 
 
 @purchase_orders_router.get(
-    "/{po_id}", dependencies=[Requires("purchase_order.read")], responses=_ERRORS
+    "/{po_id}", dependencies=[Requires("purchase_order.read")], responses=ERRORS
 )
 def read_purchase_order(
     po_id: PoId, connection: ConnDep, principal: PrincipalDep, response: Response
@@ -221,7 +182,7 @@ def read_purchase_order(
 
 
 @purchase_orders_router.put(
-    "/{po_id}", dependencies=[Requires("purchase_order.create")], responses=_ERRORS
+    "/{po_id}", dependencies=[Requires("purchase_order.create")], responses=ERRORS
 )
 def write_purchase_order(
     *,
@@ -235,7 +196,7 @@ def write_purchase_order(
 ) -> PurchaseOrderOut:
     """Replace a draft's supplier, site, note and lines (a PUT of the same body changes
     only the version, so it needs no key)."""
-    _refuse_unseen_prices(body, principal)
+    refuse_unseen_prices(body.lines, principal)
     po = service.update_purchase_order(
         connection,
         po_id=po_id,
@@ -256,37 +217,23 @@ def _po_command_route(
     def command(
         *,
         po_id: PoId,
-        connection: ConnDep,
-        principal: PrincipalDep,
-        audit: AuditDep,
-        claim: IdempotencyDep,
+        call: CallerDep,
         settings: SettingsDep,
-        response: Response,
-        if_match: IfMatch = None,
         body: CommandIn | None = None,
     ) -> PurchaseOrderOut:
-        order = service.PoCommand(
-            po_id=po_id,
-            actor=principal.name,
-            visible=principal.sites,
-            if_match=if_match,
-            audit=audit,
-            claim=claim,
-            reason=None if body is None else body.reason,
+        order = call.command(service.PoCommand, None if body is None else body.reason, po_id=po_id)
+        return call.run(
+            lambda: run(call.connection, order, settings),
+            service.get_purchase_order,
+            PurchaseOrderOut,
         )
-        po = _replaying(
-            response,
-            lambda: run(connection, order, settings),
-            lambda found: service.get_purchase_order(connection, found),
-        )
-        return _po_out(po, response)
 
     command.__name__ = f"{verb}_purchase_order"
     command.__doc__ = summary
     purchase_orders_router.post(
         f"/{{po_id}}/{verb}",
         dependencies=[Requires(f"purchase_order.{verb}")],
-        responses=_ERRORS,
+        responses=ERRORS,
     )(command)
 
 
@@ -319,8 +266,7 @@ requisitions_router = APIRouter(prefix=below_api_root(REQUISITIONS), tags=["requ
 
 
 def _req_out(req: service.Requisition, response: Response) -> RequisitionOut:
-    _answer(response, req.version)
-    return RequisitionOut.model_validate(req)
+    return answer(response, req, RequisitionOut)
 
 
 def _req_lines(body: RequisitionIn) -> list[service.ReqLineInput]:
@@ -353,7 +299,7 @@ def read_requisitions(
 @requisitions_router.post(
     "",
     dependencies=[Requires("requisition.create")],
-    responses=_ERRORS,
+    responses=ERRORS,
     status_code=status.HTTP_201_CREATED,
 )
 def add_requisition(
@@ -366,7 +312,7 @@ def add_requisition(
     response: Response,
 ) -> RequisitionOut:
     """A new requisition, as a draft."""
-    req = _replaying(
+    req = replaying(
         response,
         lambda: service.create_requisition(
             connection,
@@ -383,9 +329,7 @@ def add_requisition(
     return _req_out(req, response)
 
 
-@requisitions_router.get(
-    "/{req_id}", dependencies=[Requires("requisition.read")], responses=_ERRORS
-)
+@requisitions_router.get("/{req_id}", dependencies=[Requires("requisition.read")], responses=ERRORS)
 def read_requisition(
     req_id: ReqId, connection: ConnDep, principal: PrincipalDep, response: Response
 ) -> RequisitionOut:
@@ -393,7 +337,7 @@ def read_requisition(
 
 
 @requisitions_router.put(
-    "/{req_id}", dependencies=[Requires("requisition.create")], responses=_ERRORS
+    "/{req_id}", dependencies=[Requires("requisition.create")], responses=ERRORS
 )
 def write_requisition(
     *,
@@ -423,37 +367,25 @@ def _req_command_route(verb: str, action: str, summary: str) -> None:
     def command(
         *,
         req_id: ReqId,
-        connection: ConnDep,
-        principal: PrincipalDep,
-        audit: AuditDep,
-        claim: IdempotencyDep,
+        call: CallerDep,
         settings: SettingsDep,
-        response: Response,
-        if_match: IfMatch = None,
         body: CommandIn | None = None,
     ) -> RequisitionOut:
-        order = service.ReqCommand(
-            req_id=req_id,
-            actor=principal.name,
-            visible=principal.sites,
-            if_match=if_match,
-            audit=audit,
-            claim=claim,
-            reason=None if body is None else body.reason,
+        order = call.command(
+            service.ReqCommand, None if body is None else body.reason, req_id=req_id
         )
-        req = _replaying(
-            response,
+        return call.run(
             lambda: service.move_requisition(
-                connection, order, verb, segregation=settings.requisition_sod
+                call.connection, order, verb, segregation=settings.requisition_sod
             ),
-            lambda found: service.get_requisition(connection, found),
+            service.get_requisition,
+            RequisitionOut,
         )
-        return _req_out(req, response)
 
     command.__name__ = f"{verb}_requisition"
     command.__doc__ = summary
     requisitions_router.post(
-        f"/{{req_id}}/{verb}", dependencies=[Requires(action)], responses=_ERRORS
+        f"/{{req_id}}/{verb}", dependencies=[Requires(action)], responses=ERRORS
     )(command)
 
 
@@ -506,7 +438,7 @@ def read_exceptions(
 @exceptions_router.post(
     "/{exception_id}/resolve",
     dependencies=[Requires("purchase_exception.resolve")],
-    responses=_ERRORS,
+    responses=ERRORS,
 )
 def resolve_exception(
     *,
@@ -519,7 +451,7 @@ def resolve_exception(
     response: Response,
 ) -> ExceptionOut:
     """open → resolved, saying what was decided."""
-    found = _replaying(
+    found = replaying(
         response,
         lambda: service.resolve_exception(
             connection,

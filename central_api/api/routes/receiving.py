@@ -9,18 +9,29 @@ answer with one document and ``If-Match`` on commands (412 when stale), an audit
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep, SettingsDep
+from central_api.api.documents import (
+    ERRORS,
+    After,
+    CallerDep,
+    Limit,
+    answer,
+    projections,
+    replaying,
+)
 from central_api.api.idempotency import IdempotencyDep
 from central_api.api.permissions import Requires
-from central_api.api.routes.purchasing import _ERRORS, After, IfMatch, Limit, _answer, _replaying
 from central_api.core.principal import PrincipalDep
 from central_api.schemas.receiving import (
     DecisionIn,
+    EdgeQcIn,
+    EdgeQcOut,
     InvoiceIn,
     InvoiceOut,
     InvoicePage,
@@ -35,16 +46,11 @@ from central_api.schemas.receiving import (
     ReturnPage,
 )
 from central_api.services import receiving as service
-from central_api.services.projections import Projections
-from jxc.contract import Code, SiteId
+from central_api.services.documents import DocCommand
+from jxc.contract import Code, SiteId, Text
 from jxc.paths import PURCHASE_RECEIPTS, PURCHASE_RETURNS, SUPPLIER_INVOICES, below_api_root
 
 DocId = Annotated[Code, Path(description="the document's id, e.g. GR000003")]
-
-
-def _projections(request: Request) -> Projections | None:
-    found: Projections | None = getattr(request.app.state, "projections", None)
-    return found
 
 
 # --- receipts -----------------------------------------------------------------------------
@@ -53,8 +59,7 @@ receipts_router = APIRouter(prefix=below_api_root(PURCHASE_RECEIPTS), tags=["pur
 
 
 def _receipt_out(receipt: service.Receipt, response: Response) -> ReceiptOut:
-    _answer(response, receipt.version)
-    return ReceiptOut.model_validate(receipt)
+    return answer(response, receipt, ReceiptOut)
 
 
 @receipts_router.get("", dependencies=[Requires("purchase_receipt.read")])
@@ -81,7 +86,7 @@ def read_receipts(
     )
 
 
-@receipts_router.get("/events", dependencies=[Requires("purchase_receipt.read")], responses=_ERRORS)
+@receipts_router.get("/events", dependencies=[Requires("purchase_receipt.read")], responses=ERRORS)
 def read_receiving_events(
     *,
     connection: ConnDep,
@@ -96,10 +101,62 @@ def read_receiving_events(
     ]
 
 
+EventId = Annotated[Text, Path(max_length=36, description="the edge event's id")]
+
+
+@receipts_router.get(
+    "/events/{event_id}/qc",
+    dependencies=[Requires("purchase_receipt.read")],
+    responses=ERRORS,
+)
+def read_edge_qc(
+    event_id: EventId, connection: ConnDep, principal: PrincipalDep, response: Response
+) -> EdgeQcOut:
+    """The QC decision taken on a carton an edge booked into quarantine (404 until one is)."""
+    return answer(
+        response,
+        service.get_edge_qc(connection, event_id, visible=principal.sites),
+        EdgeQcOut,
+    )
+
+
+def _edge_qc_route(verb: str, summary: str) -> None:
+    def command(
+        *, event_id: EventId, body: EdgeQcIn, request: Request, call: CallerDep
+    ) -> EdgeQcOut:
+        order = call.command(service.EdgeQcCommand, body.reason, event_id=event_id)
+        if verb == "release":
+            order = replace(order, location=body.location)
+        return call.run(
+            lambda: service.decide_edge_quarantine(
+                call.connection, order, verb, projections=projections(request)
+            ),
+            service.get_edge_qc,
+            EdgeQcOut,
+        )
+
+    command.__name__ = f"{verb}_edge_carton"
+    command.__doc__ = summary
+    receipts_router.post(
+        f"/events/{{event_id}}/{verb}",
+        dependencies=[Requires("purchase_receipt.qc")],
+        responses=ERRORS,
+    )(command)
+
+
+_edge_qc_route(
+    "release",
+    "A carton an edge put in quarantine passes QC: moved to the given storage location.",
+)
+_edge_qc_route(
+    "reject", "A carton an edge put in quarantine fails QC: it goes back to the supplier."
+)
+
+
 @receipts_router.post(
     "",
     dependencies=[Requires("purchase_receipt.create")],
-    responses=_ERRORS,
+    responses=ERRORS,
     status_code=status.HTTP_201_CREATED,
 )
 def add_receipt(
@@ -113,7 +170,7 @@ def add_receipt(
     response: Response,
 ) -> ReceiptOut:
     """Goods received against a PO's lines for its site, booked at once (采购入库)."""
-    receipt = _replaying(
+    receipt = replaying(
         response,
         lambda: service.create_receipt(
             connection,
@@ -134,7 +191,7 @@ def add_receipt(
             actor=principal.name,
             visible=principal.sites,
             audit=audit,
-            projections=_projections(request),
+            projections=projections(request),
             claim=claim,
         ),
         lambda found: service.get_receipt(connection, found),
@@ -143,7 +200,7 @@ def add_receipt(
 
 
 @receipts_router.get(
-    "/{receipt_id}", dependencies=[Requires("purchase_receipt.read")], responses=_ERRORS
+    "/{receipt_id}", dependencies=[Requires("purchase_receipt.read")], responses=ERRORS
 )
 def read_receipt(
     receipt_id: DocId, connection: ConnDep, principal: PrincipalDep, response: Response
@@ -154,46 +211,26 @@ def read_receipt(
 
 
 def _qc_route(verb: str, summary: str) -> None:
-    def command(
-        *,
-        receipt_id: DocId,
-        body: QcIn,
-        request: Request,
-        connection: ConnDep,
-        principal: PrincipalDep,
-        audit: AuditDep,
-        claim: IdempotencyDep,
-        response: Response,
-        if_match: IfMatch = None,
-    ) -> ReceiptOut:
+    def command(*, receipt_id: DocId, body: QcIn, request: Request, call: CallerDep) -> ReceiptOut:
         order = service.QcCommand(
-            command=service.DocCommand(
-                doc_id=receipt_id,
-                actor=principal.name,
-                visible=principal.sites,
-                if_match=if_match,
-                audit=audit,
-                claim=claim,
-                reason=body.reason,
-            ),
+            command=call.command(DocCommand, body.reason, doc_id=receipt_id),
             line_no=body.line_no,
             location=body.location,
         )
-        receipt = _replaying(
-            response,
+        return call.run(
             lambda: service.decide_quarantine(
-                connection, order, verb, projections=_projections(request)
+                call.connection, order, verb, projections=projections(request)
             ),
-            lambda found: service.get_receipt(connection, found),
+            service.get_receipt,
+            ReceiptOut,
         )
-        return _receipt_out(receipt, response)
 
     command.__name__ = f"{verb}_quarantined_line"
     command.__doc__ = summary
     receipts_router.post(
         f"/{{receipt_id}}/{verb}",
         dependencies=[Requires("purchase_receipt.qc")],
-        responses=_ERRORS,
+        responses=ERRORS,
     )(command)
 
 
@@ -210,8 +247,7 @@ returns_router = APIRouter(prefix=below_api_root(PURCHASE_RETURNS), tags=["purch
 
 
 def _return_out(found: service.PurchaseReturn, response: Response) -> ReturnOut:
-    _answer(response, found.version)
-    return ReturnOut.model_validate(found)
+    return answer(response, found, ReturnOut)
 
 
 @returns_router.get("", dependencies=[Requires("purchase_return.read")])
@@ -240,7 +276,7 @@ def read_returns(
 @returns_router.post(
     "",
     dependencies=[Requires("purchase_return.create")],
-    responses=_ERRORS,
+    responses=ERRORS,
     status_code=status.HTTP_201_CREATED,
 )
 def add_return(
@@ -254,7 +290,7 @@ def add_return(
     response: Response,
 ) -> ReturnOut:
     """Received goods back to the PO's supplier (采购退货), booked at once."""
-    found = _replaying(
+    found = replaying(
         response,
         lambda: service.create_return(
             connection,
@@ -264,7 +300,7 @@ def add_return(
             actor=principal.name,
             visible=principal.sites,
             audit=audit,
-            projections=_projections(request),
+            projections=projections(request),
             claim=claim,
         ),
         lambda return_id: service.get_return(connection, return_id),
@@ -273,7 +309,7 @@ def add_return(
 
 
 @returns_router.get(
-    "/{return_id}", dependencies=[Requires("purchase_return.read")], responses=_ERRORS
+    "/{return_id}", dependencies=[Requires("purchase_return.read")], responses=ERRORS
 )
 def read_return(
     return_id: DocId, connection: ConnDep, principal: PrincipalDep, response: Response
@@ -287,8 +323,7 @@ invoices_router = APIRouter(prefix=below_api_root(SUPPLIER_INVOICES), tags=["sup
 
 
 def _invoice_out(found: service.Invoice, response: Response) -> InvoiceOut:
-    _answer(response, found.version)
-    return InvoiceOut.model_validate(found)
+    return answer(response, found, InvoiceOut)
 
 
 @invoices_router.get("", dependencies=[Requires("supplier_invoice.read")])
@@ -319,7 +354,7 @@ def read_invoices(
 @invoices_router.post(
     "",
     dependencies=[Requires("supplier_invoice.create")],
-    responses=_ERRORS,
+    responses=ERRORS,
     status_code=status.HTTP_201_CREATED,
 )
 def add_invoice(
@@ -334,7 +369,7 @@ def add_invoice(
 ) -> InvoiceOut:
     """A supplier's invoice against a PO, matched three ways at once: ``matched``, or
     ``held`` with the differences per line for finance to approve or dispute."""
-    found = _replaying(
+    found = replaying(
         response,
         lambda: service.create_invoice(
             connection,
@@ -355,7 +390,7 @@ def add_invoice(
 
 
 @invoices_router.get(
-    "/{invoice_id}", dependencies=[Requires("supplier_invoice.read")], responses=_ERRORS
+    "/{invoice_id}", dependencies=[Requires("supplier_invoice.read")], responses=ERRORS
 )
 def read_invoice(
     invoice_id: DocId, connection: ConnDep, principal: PrincipalDep, response: Response
@@ -366,39 +401,20 @@ def read_invoice(
 
 
 def _invoice_route(verb: str, summary: str) -> None:
-    def command(
-        *,
-        invoice_id: DocId,
-        body: DecisionIn,
-        connection: ConnDep,
-        principal: PrincipalDep,
-        audit: AuditDep,
-        claim: IdempotencyDep,
-        response: Response,
-        if_match: IfMatch = None,
-    ) -> InvoiceOut:
-        order = service.DocCommand(
-            doc_id=invoice_id,
-            actor=principal.name,
-            visible=principal.sites,
-            if_match=if_match,
-            audit=audit,
-            claim=claim,
-            reason=body.reason,
+    def command(*, invoice_id: DocId, body: DecisionIn, call: CallerDep) -> InvoiceOut:
+        order = call.command(DocCommand, body.reason, doc_id=invoice_id)
+        return call.run(
+            lambda: service.decide_invoice(call.connection, order, verb),
+            service.get_invoice,
+            InvoiceOut,
         )
-        found = _replaying(
-            response,
-            lambda: service.decide_invoice(connection, order, verb),
-            lambda done: service.get_invoice(connection, done),
-        )
-        return _invoice_out(found, response)
 
     command.__name__ = f"{verb}_supplier_invoice"
     command.__doc__ = summary
     invoices_router.post(
         f"/{{invoice_id}}/{verb}",
         dependencies=[Requires("supplier_invoice.approve")],
-        responses=_ERRORS,
+        responses=ERRORS,
     )(command)
 
 

@@ -13,14 +13,23 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep
+from central_api.api.documents import (
+    ERRORS,
+    After,
+    CallerDep,
+    IfMatch,
+    Limit,
+    answer,
+    refuse_unseen_prices,
+    replaying,
+)
 from central_api.api.idempotency import IdempotencyDep
 from central_api.api.permissions import Requires
-from central_api.api.routes.purchasing import _ERRORS, _replaying
-from central_api.core.principal import Principal, PrincipalDep
+from central_api.core.principal import PrincipalDep
 from central_api.errors import ForbiddenError
 from central_api.schemas.purchasing import CommandIn
 from central_api.schemas.sales import (
@@ -35,7 +44,7 @@ from central_api.schemas.sales import (
     SoStatusText,
 )
 from central_api.services import sales as service
-from central_api.services.purchasing import plain
+from central_api.services.documents import plain
 from jxc.contract import Code, SiteId, Text
 from jxc.paths import PRICE_LISTS, SALES_ORDERS, STOCK_AVAILABLE, below_api_root
 
@@ -43,25 +52,6 @@ SoId = Annotated[Code, Path(description="the sales order's id, e.g. SO000012")]
 PriceListCode = Annotated[
     Text, Path(min_length=1, max_length=32, description="the price list's code, e.g. RETAIL")
 ]
-IfMatch = Annotated[
-    Text | None,
-    Header(
-        alias="If-Match",
-        max_length=200,
-        description='the ETag you read ("3"): refused with 412 if the document changed since',
-    ),
-]
-After = Annotated[
-    Text | None,
-    Query(max_length=64, description="the next_after of the previous page; omit for the first"),
-]
-Limit = Annotated[int, Query(ge=1, le=service.MAX_PAGE)]
-
-
-def _etag(response: Response, version: int) -> None:
-    response.headers["ETag"] = f'"{version}"'
-
-
 # --- price lists ----------------------------------------------------------------------------
 
 price_lists_router = APIRouter(prefix=below_api_root(PRICE_LISTS), tags=["price lists"])
@@ -79,14 +69,12 @@ def read_price_lists(
     )
 
 
-@price_lists_router.get("/{code}", dependencies=[Requires("price_list.read")], responses=_ERRORS)
+@price_lists_router.get("/{code}", dependencies=[Requires("price_list.read")], responses=ERRORS)
 def read_price_list(code: PriceListCode, connection: ConnDep, response: Response) -> PriceListOut:
-    found = service.get_price_list(connection, code)
-    _etag(response, found.version)
-    return PriceListOut.model_validate(found)
+    return answer(response, service.get_price_list(connection, code), PriceListOut)
 
 
-@price_lists_router.put("/{code}", dependencies=[Requires("price_list.write")], responses=_ERRORS)
+@price_lists_router.put("/{code}", dependencies=[Requires("price_list.write")], responses=ERRORS)
 def write_price_list(
     *,
     code: PriceListCode,
@@ -112,8 +100,7 @@ def write_price_list(
     )
     if created:
         response.status_code = status.HTTP_201_CREATED
-    _etag(response, found.version)
-    return PriceListOut.model_validate(found)
+    return answer(response, found, PriceListOut)
 
 
 # --- sales orders ---------------------------------------------------------------------------
@@ -122,23 +109,11 @@ sales_orders_router = APIRouter(prefix=below_api_root(SALES_ORDERS), tags=["sale
 
 
 def _so_out(so: service.SalesOrder, response: Response) -> SalesOrderOut:
-    _etag(response, so.version)
-    return SalesOrderOut.model_validate(so)
+    return answer(response, so, SalesOrderOut)
 
 
 def _so_lines(body: SalesOrderIn) -> list[service.SoLineInput]:
     return [service.SoLineInput(**line.model_dump()) for line in body.lines]
-
-
-def _refuse_unseen_prices(body: SalesOrderIn, principal: Principal) -> None:
-    if principal.financial:
-        return
-    for index, line in enumerate(body.lines):
-        for name in ("unit_price", "tax_rate"):
-            if getattr(line, name) is not None:
-                raise ForbiddenError(
-                    f"lines[{index}].{name}: your roles do not show prices, so you may not set them"
-                )
 
 
 @sales_orders_router.get("", dependencies=[Requires("sales_order.read")])
@@ -172,7 +147,7 @@ def read_sales_orders(
 @sales_orders_router.post(
     "",
     dependencies=[Requires("sales_order.create")],
-    responses=_ERRORS,
+    responses=ERRORS,
     status_code=status.HTTP_201_CREATED,
 )
 def add_sales_order(
@@ -185,8 +160,8 @@ def add_sales_order(
     response: Response,
 ) -> SalesOrderOut:
     """A new sales order, as a draft; lines without a price take the customer's list price."""
-    _refuse_unseen_prices(body, principal)
-    so = _replaying(
+    refuse_unseen_prices(body.lines, principal)
+    so = replaying(
         response,
         lambda: service.create_sales_order(
             connection,
@@ -205,7 +180,7 @@ def add_sales_order(
     return _so_out(so, response)
 
 
-@sales_orders_router.get("/{so_id}", dependencies=[Requires("sales_order.read")], responses=_ERRORS)
+@sales_orders_router.get("/{so_id}", dependencies=[Requires("sales_order.read")], responses=ERRORS)
 def read_sales_order(
     so_id: SoId, connection: ConnDep, principal: PrincipalDep, response: Response
 ) -> SalesOrderOut:
@@ -213,7 +188,7 @@ def read_sales_order(
 
 
 @sales_orders_router.put(
-    "/{so_id}", dependencies=[Requires("sales_order.create")], responses=_ERRORS
+    "/{so_id}", dependencies=[Requires("sales_order.create")], responses=ERRORS
 )
 def write_sales_order(
     *,
@@ -226,7 +201,7 @@ def write_sales_order(
     if_match: IfMatch = None,
 ) -> SalesOrderOut:
     """Replace a draft's customer, site, note and lines."""
-    _refuse_unseen_prices(body, principal)
+    refuse_unseen_prices(body.lines, principal)
     so = service.update_sales_order(
         connection,
         so_id=so_id,
@@ -248,37 +223,14 @@ def _so_command_route(
     run: Callable[[Any, service.SoCommand], service.SalesOrder],
     summary: str,
 ) -> None:
-    def command(
-        *,
-        so_id: SoId,
-        connection: ConnDep,
-        principal: PrincipalDep,
-        audit: AuditDep,
-        claim: IdempotencyDep,
-        response: Response,
-        if_match: IfMatch = None,
-        body: CommandIn | None = None,
-    ) -> SalesOrderOut:
-        order = service.SoCommand(
-            so_id=so_id,
-            actor=principal.name,
-            visible=principal.sites,
-            if_match=if_match,
-            audit=audit,
-            claim=claim,
-            reason=None if body is None else body.reason,
-        )
-        so = _replaying(
-            response,
-            lambda: run(connection, order),
-            lambda found: service.get_sales_order(connection, found),
-        )
-        return _so_out(so, response)
+    def command(*, so_id: SoId, call: CallerDep, body: CommandIn | None = None) -> SalesOrderOut:
+        order = call.command(service.SoCommand, None if body is None else body.reason, so_id=so_id)
+        return call.run(lambda: run(call.connection, order), service.get_sales_order, SalesOrderOut)
 
     command.__name__ = f"{verb}_sales_order"
     command.__doc__ = summary
     sales_orders_router.post(
-        f"/{{so_id}}/{verb}", dependencies=[Requires(action)], responses=_ERRORS
+        f"/{{so_id}}/{verb}", dependencies=[Requires(action)], responses=ERRORS
     )(command)
 
 
@@ -314,7 +266,7 @@ _so_command_route(
 available_router = APIRouter(prefix=below_api_root(STOCK_AVAILABLE), tags=["stock"])
 
 
-@available_router.get("", dependencies=[Requires("stock.read")], responses=_ERRORS)
+@available_router.get("", dependencies=[Requires("stock.read")], responses=ERRORS)
 def read_available(
     *,
     connection: ConnDep,

@@ -171,4 +171,11 @@
     var box = progressOf(e.target.closest && e.target.closest("[data-import]"));
     if (box) { box.hidden = true; }
   });
+
+  // A menu group closes when another opens or a click lands outside it.
+  document.addEventListener("click", function (e) {
+    document.querySelectorAll(".top nav details[open]").forEach(function (group) {
+      if (!group.contains(e.target)) { group.open = false; }
+    });
+  });
 })();

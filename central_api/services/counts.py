@@ -1,0 +1,576 @@
+"""Stock counts (盘点): a frozen snapshot, blind counting, recounts, approved variances.
+
+States::
+
+    counting --submit--> review --approve--> posted
+       ^  \\__(lines differ beyond the threshold: recount)__/
+       +-- counting / review --cancel--> cancelled
+
+* **Open** (``stock_count.create``): the session freezes the balances of a site, or of the
+  location codes ``location_from``..``location_to``, as lines with ``expected_qty``. The
+  site's stream is locked while it reads, so the snapshot is one instant of that site's
+  ledger; nothing stops moving (a store keeps selling during a count).
+* **Count** (``stock_count.count``): a counter enters ``(location, item, lot, qty)``; the
+  answer is the *sheet*, which never carries the expected quantity (blind counting: a
+  counter who sees the figure tends to find it). Stock found where the snapshot had none
+  is a new line expected at zero. Each entry records ``system_qty``, the balance at that
+  moment: the snapshot **plus every movement since**. The variance is ``counted −
+  system``, so a sale during the count is never mistaken for a variance.
+* **Submit**: every line must be counted (zero is a count). A line whose variance is beyond
+  ``count_recount_percent`` of its system quantity and that was counted once only is
+  marked for a **recount** and the session stays ``counting``; the second count replaces
+  the first (kept as ``first_qty``). Otherwise the session goes to ``review``.
+* **Approve** (``stock_count.approve``, by someone who counted none of the lines): each
+  variance is booked as an ``adjustment`` event of central's stream naming the count line,
+  **dated at the snapshot** (the difference was true then; valuation and period close see
+  it there). Adding ``counted − system`` to today's balance gives exactly the count plus
+  what moved since it was taken.
+* **Accuracy** per site: over posted sessions, lines counted right (no variance) / lines
+  counted.
+
+Known limit: an edge event that happened before a line was counted but reached central
+after it is not in ``system_qty`` and would show as a variance; counts at sites with an
+edge belong at the edge (a later step, ``docs/inventory.md``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, case, func, insert, select, update
+
+from central_api.errors import ConflictError, ForbiddenError, InvalidError
+from central_api.models.inventory import stock_count_lines, stock_counts
+from central_api.models.items import items
+from central_api.models.stock import NO_LOT, stock_balances
+from central_api.services import central_events
+from central_api.services.audit import AuditContext
+from central_api.services.central_events import Movement
+from central_api.services.documents import (
+    DocCommand,
+    check_site,
+    check_state,
+    document_write,
+    fetch_document,
+    locked_document,
+    new_document_id,
+    plain,
+    read_page,
+    utc,
+)
+from central_api.services.feed import read_snapshot
+from central_api.services.idempotency import IdempotencyClaim
+from central_api.services.inventory import (
+    active_location,
+    from_row,
+    lock_stream_of,
+    lot_expiry,
+    page_conditions,
+)
+from central_api.services.projections import Projections
+from jxc.contract import EventKind
+
+STOCK_COUNT = "stock_count"
+_KIND = "stock count"
+_ZERO = Decimal(0)
+_HUNDRED = Decimal(100)
+MAX_ENTRIES = 5000
+
+
+class CountStatus(StrEnum):
+    COUNTING = "counting"
+    REVIEW = "review"
+    POSTED = "posted"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class CountEntry:
+    location: str
+    item_code: str
+    qty: Decimal
+    lot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CountLine:
+    line_no: int
+    location: str
+    item_code: str
+    lot: str | None
+    uom: str
+    expected_qty: Decimal
+    system_qty: Decimal | None
+    counted_qty: Decimal | None
+    first_qty: Decimal | None
+    recount: bool
+    counted_by: str | None
+    counted_at: datetime | None
+
+    @property
+    def variance(self) -> Decimal | None:
+        if self.counted_qty is None or self.system_qty is None:
+            return None
+        return plain(self.counted_qty - self.system_qty)
+
+
+@dataclass(frozen=True, slots=True)
+class StockCount:
+    count_id: str
+    site_id: str
+    location_from: str | None
+    location_to: str | None
+    status: CountStatus
+    note: str
+    snapshot_at: datetime
+    created_by: str
+    created_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+    version: int
+    updated_at: datetime
+    lines: list[CountLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Accuracy:
+    site_id: str
+    sessions: int
+    lines_counted: int
+    lines_right: int
+
+    @property
+    def accuracy(self) -> Decimal | None:
+        if not self.lines_counted:
+            return None
+        return plain(
+            (Decimal(self.lines_right) / Decimal(self.lines_counted)).quantize(Decimal("0.0001"))
+        )
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _line(row: Any) -> CountLine:
+    return CountLine(
+        line_no=row.line_no,
+        location=row.location,
+        item_code=row.item_code,
+        lot=row.lot or None,
+        uom=row.uom,
+        expected_qty=plain(row.expected_qty),
+        system_qty=None if row.system_qty is None else plain(row.system_qty),
+        counted_qty=None if row.counted_qty is None else plain(row.counted_qty),
+        first_qty=None if row.first_qty is None else plain(row.first_qty),
+        recount=row.recount,
+        counted_by=row.counted_by,
+        counted_at=row.counted_at,
+    )
+
+
+def _with_lines(connection: Connection, rows: Sequence[Any]) -> list[StockCount]:
+    ids = [row.count_id for row in rows]
+    by_id: dict[str, list[CountLine]] = defaultdict(list)
+    if ids:
+        for line in connection.execute(
+            select(stock_count_lines)
+            .where(stock_count_lines.c.count_id.in_(ids))
+            .order_by(stock_count_lines.c.count_id, stock_count_lines.c.line_no)
+        ):
+            by_id[line.count_id].append(_line(line))
+    return [
+        from_row(StockCount, row, status=CountStatus(row.status), lines=by_id[row.count_id])
+        for row in rows
+    ]
+
+
+def _read(connection: Connection, count_id: str, *, lock: bool = False) -> StockCount | None:
+    query = select(stock_counts).where(stock_counts.c.count_id == count_id)
+    if lock:
+        query = query.with_for_update()
+    rows = connection.execute(query).all()
+    return _with_lines(connection, rows)[0] if rows else None
+
+
+def get_count(
+    connection: Connection, count_id: str, *, visible: frozenset[str] | None = None
+) -> StockCount:
+    return fetch_document(connection, _read, _KIND, count_id, visible)
+
+
+def list_counts(
+    connection: Connection,
+    *,
+    site_id: str | None,
+    status: CountStatus | None,
+    visible: frozenset[str] | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[StockCount], str | None]:
+    key = stock_counts.c.count_id
+    conditions = page_conditions(
+        stock_counts.c.site_id, key, after=after, site_id=site_id, visible=visible, limit=limit
+    )
+    if status is not None:
+        conditions.append(stock_counts.c.status == status.value)
+    return read_page(
+        connection,
+        stock_counts,
+        key,
+        conditions,
+        limit=limit,
+        build=lambda rows: _with_lines(connection, rows),
+    )
+
+
+def accuracy(
+    connection: Connection, *, site_id: str | None, visible: frozenset[str] | None
+) -> list[Accuracy]:
+    """Per site, over posted sessions: lines counted, lines without a variance."""
+    right = func.sum(
+        case((stock_count_lines.c.counted_qty == stock_count_lines.c.system_qty, 1), else_=0)
+    )
+    conditions = page_conditions(
+        stock_counts.c.site_id,
+        stock_counts.c.count_id,
+        after=None,
+        site_id=site_id,
+        visible=visible,
+        limit=1,
+    )
+    query = (
+        select(
+            stock_counts.c.site_id,
+            func.count(func.distinct(stock_counts.c.count_id)).label("sessions"),
+            func.count(stock_count_lines.c.counted_qty).label("counted"),
+            right.label("right"),
+        )
+        .join(stock_count_lines, stock_count_lines.c.count_id == stock_counts.c.count_id)
+        .where(stock_counts.c.status == CountStatus.POSTED.value, *conditions)
+        .group_by(stock_counts.c.site_id)
+        .order_by(stock_counts.c.site_id)
+    )
+    with read_snapshot(connection):
+        rows = connection.execute(query).all()
+    return [
+        Accuracy(
+            site_id=row.site_id,
+            sessions=int(row.sessions),
+            lines_counted=int(row.counted),
+            lines_right=int(row.right or 0),
+        )
+        for row in rows
+    ]
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def open_count(
+    connection: Connection,
+    *,
+    site_id: str,
+    location_from: str | None,
+    location_to: str | None,
+    note: str,
+    actor: str,
+    visible: frozenset[str] | None,
+    audit: AuditContext,
+    claim: IdempotencyClaim | None = None,
+) -> StockCount:
+    """A session with its snapshot. Raises ``IdempotentReplay``."""
+    if location_from is not None and location_to is not None and location_from > location_to:
+        raise InvalidError("location_to: the range ends before it starts")
+    with document_write(
+        connection, action="stock_count.create", audit=audit, claim=claim
+    ) as written:
+        now = written.now
+        check_site(connection, site_id, visible)
+        central_events.lock_site(connection, site_id, now=now)
+        conditions = [stock_balances.c.site_id == site_id, stock_balances.c.qty != 0]
+        if location_from is not None:
+            conditions.append(stock_balances.c.location >= location_from)
+        if location_to is not None:
+            conditions.append(stock_balances.c.location <= location_to)
+        snapshot = connection.execute(
+            select(
+                stock_balances.c.location,
+                stock_balances.c.item,
+                stock_balances.c.lot,
+                stock_balances.c.uom,
+                stock_balances.c.qty,
+            )
+            .where(*conditions)
+            .order_by(stock_balances.c.location, stock_balances.c.item, stock_balances.c.lot)
+        ).all()
+        count_id = new_document_id(
+            connection, sequence="#stock_count", prefix="SC", column=stock_counts.c.count_id
+        )
+        connection.execute(
+            insert(stock_counts).values(
+                count_id=count_id,
+                site_id=site_id,
+                location_from=location_from,
+                location_to=location_to,
+                status=CountStatus.COUNTING.value,
+                note=note,
+                snapshot_at=now,
+                created_by=actor,
+                created_at=now,
+                version=1,
+                updated_at=now,
+            )
+        )
+        if snapshot:
+            connection.execute(
+                insert(stock_count_lines),
+                [
+                    {
+                        "count_id": count_id,
+                        "line_no": index + 1,
+                        "location": row.location,
+                        "item_code": row.item,
+                        "lot": row.lot,
+                        "uom": row.uom,
+                        "expected_qty": row.qty,
+                        "recount": False,
+                    }
+                    for index, row in enumerate(snapshot)
+                ],
+            )
+        written.doc_id, written.site_id = count_id, site_id
+        written.after = {"from": location_from, "to": location_to, "lines": len(snapshot)}
+        found = _read(connection, count_id)
+        assert found is not None
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class CountCommand:
+    command: DocCommand
+    entries: Sequence[CountEntry] = ()
+    recount_percent: Decimal = _ZERO
+
+
+def _locked(connection: Connection, command: DocCommand, now: datetime) -> StockCount:
+    """The session locked after its site's stream (the order a push takes them in)."""
+    lock_stream_of(connection, stock_counts.c.count_id, command.doc_id, now=now)
+    return locked_document(
+        connection, _read, _KIND, command.doc_id, command.visible, if_match=command.if_match
+    )
+
+
+def _require(count: StockCount, verb: str, *allowed: CountStatus) -> None:
+    check_state(_KIND, count.count_id, count.status, verb, frozenset(allowed))
+
+
+def _in_range(count: StockCount, location: str) -> bool:
+    return (count.location_from is None or location >= count.location_from) and (
+        count.location_to is None or location <= count.location_to
+    )
+
+
+def _enter(
+    connection: Connection, count: StockCount, order: CountCommand, now: datetime
+) -> dict[str, Any]:
+    if not 1 <= len(order.entries) <= MAX_ENTRIES:
+        raise InvalidError(f"entries: 1 to {MAX_ENTRIES} entries")
+    actor = order.command.actor
+    by_key = {(line.location, line.item_code, line.lot or NO_LOT): line for line in count.lines}
+    next_no = max((line.line_no for line in count.lines), default=0)
+    changed = 0
+    for index, entry in enumerate(order.entries):
+        where = f"entries[{index}]"
+        if entry.qty < 0:
+            raise InvalidError(f"{where}.qty: a count is zero or more")
+        lot = entry.lot or NO_LOT
+        key = (entry.location, entry.item_code, lot)
+        held = central_events.balance(
+            connection, count.site_id, entry.location, entry.item_code, entry.lot
+        )
+        system = _ZERO if held is None else held[1]
+        line = by_key.get(key)
+        if line is None:
+            if not _in_range(count, entry.location):
+                raise InvalidError(
+                    f"{where}.location: {entry.location!r} is outside this count's range"
+                )
+            active_location(connection, count.site_id, where, entry.location)
+            uom = held[0] if held is not None else _base_uom(connection, where, entry.item_code)
+            next_no += 1
+            connection.execute(
+                insert(stock_count_lines).values(
+                    count_id=count.count_id,
+                    line_no=next_no,
+                    location=entry.location,
+                    item_code=entry.item_code,
+                    lot=lot,
+                    uom=uom,
+                    expected_qty=_ZERO,
+                    system_qty=system,
+                    counted_qty=entry.qty,
+                    recount=False,
+                    counted_by=actor,
+                    counted_at=now,
+                )
+            )
+            by_key[key] = replace(
+                _NEW, line_no=next_no, location=entry.location, item_code=entry.item_code
+            )
+        else:
+            values: dict[str, Any] = {
+                "system_qty": system,
+                "counted_qty": entry.qty,
+                "counted_by": actor,
+                "counted_at": now,
+            }
+            if line.recount:
+                values |= {"first_qty": line.counted_qty, "recount": False}
+            connection.execute(
+                update(stock_count_lines)
+                .where(
+                    stock_count_lines.c.count_id == count.count_id,
+                    stock_count_lines.c.line_no == line.line_no,
+                )
+                .values(**values)
+            )
+        changed += 1
+    return {"entries": changed}
+
+
+_NEW = CountLine(0, "", "", None, "", _ZERO, None, None, None, False, None, None)
+"""A placeholder for a line entered twice in one request: the second entry updates it."""
+
+
+def _base_uom(connection: Connection, where: str, item_code: str) -> str:
+    uom = connection.execute(
+        select(items.c.uom).where(items.c.item_code == item_code)
+    ).scalar_one_or_none()
+    if uom is None:
+        raise InvalidError(f"{where}.item_code: item {item_code!r} does not exist")
+    return str(uom)
+
+
+def _submit(connection: Connection, count: StockCount, order: CountCommand) -> dict[str, Any]:
+    missing = [line for line in count.lines if line.counted_qty is None or line.recount]
+    if missing:
+        named = ", ".join(
+            f"{line.location} {line.item_code}{' lot ' + line.lot if line.lot else ''}"
+            for line in missing[:5]
+        )
+        raise ConflictError(
+            f"stock count {count.count_id}: {len(missing)} line(s) not counted yet "
+            f"(a zero is a count): {named}"
+        )
+    again = [
+        line.line_no
+        for line in count.lines
+        if line.first_qty is None
+        and line.variance
+        and abs(line.variance) > (line.system_qty or _ZERO) * order.recount_percent / _HUNDRED
+    ]
+    if again:
+        connection.execute(
+            update(stock_count_lines)
+            .where(
+                stock_count_lines.c.count_id == count.count_id,
+                stock_count_lines.c.line_no.in_(again),
+            )
+            .values(recount=True)
+        )
+        return {"status": CountStatus.COUNTING.value, "recount": again}
+    return {"status": CountStatus.REVIEW.value, "recount": []}
+
+
+def _approve(
+    connection: Connection,
+    count: StockCount,
+    actor: str,
+    now: datetime,
+    projections: Projections | None,
+) -> dict[str, Any]:
+    counters = {line.counted_by for line in count.lines if line.counted_by}
+    if actor in counters:
+        raise ForbiddenError(
+            f"{actor} counted lines of stock count {count.count_id} and may not approve its "
+            "variances (segregation of duties): another person with the approve action must"
+        )
+    moves = [
+        Movement(
+            kind=EventKind.ADJUSTMENT,
+            item=line.item_code,
+            location=line.location,
+            qty=line.variance,
+            uom=line.uom,
+            lot=line.lot,
+            expiry=lot_expiry(connection, line.item_code, line.lot),
+            doc_type=STOCK_COUNT,
+            doc_id=count.count_id,
+            doc_line=line.line_no,
+        )
+        for line in count.lines
+        if line.variance
+    ]
+    central_events.book(
+        connection,
+        site_id=count.site_id,
+        movements=moves,
+        actor=actor,
+        ref=count.count_id,
+        now=now,
+        projections=projections,
+        occurred_at=utc(count.snapshot_at),
+    )
+    return {
+        "status": CountStatus.POSTED.value,
+        "adjustments": [{"line_no": move.doc_line, "qty": str(move.qty)} for move in moves],
+    }
+
+
+def count_command(
+    connection: Connection, order: CountCommand, verb: str, *, projections: Projections | None
+) -> StockCount:
+    """``count`` (enter quantities), ``submit``, ``approve`` or ``cancel``."""
+    command = order.command
+    with document_write(
+        connection, action=f"stock_count.{verb}", audit=command.audit, claim=command.claim
+    ) as written:
+        now = written.now
+        count = _locked(connection, command, now)
+        values: dict[str, Any] = {}
+        if verb == "count":
+            _require(count, verb, CountStatus.COUNTING)
+            outcome = _enter(connection, count, order, now)
+        elif verb == "submit":
+            _require(count, verb, CountStatus.COUNTING)
+            outcome = _submit(connection, count, order)
+            values["status"] = outcome["status"]
+        elif verb == "approve":
+            _require(count, verb, CountStatus.REVIEW)
+            outcome = _approve(connection, count, command.actor, now, projections)
+            values |= {
+                "status": outcome["status"],
+                "approved_by": command.actor,
+                "approved_at": now,
+            }
+        else:
+            _require(count, verb, CountStatus.COUNTING, CountStatus.REVIEW)
+            outcome = {"status": CountStatus.CANCELLED.value, "reason": command.reason}
+            values["status"] = outcome["status"]
+        connection.execute(
+            update(stock_counts)
+            .where(stock_counts.c.count_id == count.count_id)
+            .values(version=stock_counts.c.version + 1, updated_at=now, **values)
+        )
+        found = _read(connection, count.count_id)
+        assert found is not None
+        written.doc_id, written.site_id = found.count_id, found.site_id
+        written.before = {"status": count.status.value, "version": count.version}
+        written.after = {**outcome, "version": found.version}
+    return found
