@@ -27,11 +27,13 @@ typecheck: $(STAMP)
 
 # Two workers on a two-core machine: most of a test's time is spent waiting on a device,
 # a process or a database, so two run in about half the time (docs/performance.md).
-# PYTEST_WORKERS=0 runs the suite in one process (easier to debug).
+# PYTEST_WORKERS=0 runs the suite in one process (easier to debug). worksteal keeps the
+# order tests/conftest.py gives (the long process tests first) and lets an idle worker take
+# the end of the other's queue, so neither is left with a long test at the end.
 PYTEST_WORKERS ?= 2
 
 pytest: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(if $(filter 0,$(PYTEST_WORKERS)),,--dist worksteal)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

@@ -46,32 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     the app, and tests call :func:`~central_api.core.db.upgrade_database` themselves.
     """
     settings = settings if settings is not None else Settings()
-    engine = create_db_engine(
-        settings.database_url,
-        write_wait_s=settings.write_wait_s,
-        busy_retry_after_s=settings.busy_retry_after_s,
-        pool_timeout=settings.pool_timeout_s,
-    )
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        try:
-            _refuse_stale_schema(engine)
-            yield
-        finally:
-            engine.dispose()
-
-    app = FastAPI(title="jxc central", version=__version__, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.engine = engine
-    app.state.busy_retry_after_s = settings.busy_retry_after_s
-    app.state.push_group = (
-        PushGroup(engine, wait_s=settings.write_wait_s, retry_after_s=settings.busy_retry_after_s)
-        if engine.dialect.name == "sqlite" and settings.group_commit
-        else None
-    )
-    app.state.token_signer = TokenSigner(engine, ttl_s=settings.token_ttl_s)
-    app.state.projections = built_in_projections()
+    app = FastAPI(title="jxc central", version=__version__, lifespan=_lifespan)
+    attach_database(app, settings)
     install_error_handlers(app)
     app.add_middleware(CredentialFirst, fastapi_app=app)
     app.add_middleware(  # added last, so it runs first: a declared size costs nothing to check
@@ -90,6 +66,49 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(PrincipalScope)
     guard_routes(app)
     return app
+
+
+def attach_database(app: FastAPI, settings: Settings) -> None:
+    """Give ``app`` everything it keeps per database: the one place that makes it.
+
+    The engine (and through it SQLite's write gate), the push group, the token signer
+    with its cached key, the projections registry and the settings the routes read all
+    live in ``app.state`` and are made here, from nothing that outlives the call. The
+    routes, middleware and guards that :func:`create_app` adds around them hold no data.
+
+    So an app already built can be pointed at another database by calling this again
+    (with the engine of the old one disposed first): the test suite does, to build the
+    routes once per worker rather than once per test (FastAPI builds every route's
+    dependencies anew for each app, some 0.25 s here; docs/performance.md, "One app per
+    worker"). Settings that shape the middleware (the body limits) are read only by
+    :func:`create_app`.
+    """
+    engine = create_db_engine(
+        settings.database_url,
+        write_wait_s=settings.write_wait_s,
+        busy_retry_after_s=settings.busy_retry_after_s,
+        pool_timeout=settings.pool_timeout_s,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.busy_retry_after_s = settings.busy_retry_after_s
+    app.state.push_group = (
+        PushGroup(engine, wait_s=settings.write_wait_s, retry_after_s=settings.busy_retry_after_s)
+        if engine.dialect.name == "sqlite" and settings.group_commit
+        else None
+    )
+    app.state.token_signer = TokenSigner(engine, ttl_s=settings.token_ttl_s)
+    app.state.projections = built_in_projections()
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Check the schema at start; dispose of the app's engine (whichever it holds) at the end."""
+    try:
+        _refuse_stale_schema(app.state.engine)
+        yield
+    finally:
+        app.state.engine.dispose()
 
 
 def create_worker_app() -> FastAPI:

@@ -35,7 +35,7 @@ from sqlalchemy import URL, Engine, insert, make_url, select
 
 from central_api.core.config import Settings
 from central_api.core.db import create_db_engine, upgrade_database
-from central_api.main import create_app
+from central_api.main import attach_database, create_app
 from central_api.models.people import sessions, user_roles, user_sites, users
 from central_api.services.auth import TokenSigner, add_site
 from central_api.services.people import USER_TOKEN_PREFIX, digest, hash_password
@@ -374,10 +374,89 @@ def _named_site(request: httpx.Request) -> str:
     return site if site is not None and re.fullmatch(SITE_ID_PATTERN, site) else "S01"
 
 
+class _SharedApp:
+    """One central app per test process, lent to one test at a time, on that test's database.
+
+    ``create_app`` costs 0.25-0.6 s, nearly all of it FastAPI building every route's
+    dependencies for the new app; over some 1,700 tests that was the largest block of the
+    suite's time (docs/performance.md, "One app per worker"). A test needs a fresh
+    database, not fresh routes: everything the app keeps per database (engine and SQLite
+    write gate, push group, token signer and its cached key, projections, settings) is
+    made by :func:`~central_api.main.attach_database`, which is called again for each
+    loan; anything else a test put into ``app.state`` is removed first.
+
+    A second app wanted while the first is lent (a test with two), or one whose settings
+    differ beyond the database (they shape the middleware), is built fresh as before; so is
+    every app under ``JXC_TEST_APP_PER_TEST=1``, to tell whether a failure comes from the
+    sharing (and to measure what it saves).
+    """
+
+    def __init__(self) -> None:
+        self.app: FastAPI | None = None
+        self._shape: dict[str, Any] = {}
+        self._state_keys: set[str] = set()
+        self._lent = False
+        self.built = 0
+
+    @contextmanager
+    def lend(self, settings: Settings) -> Iterator[FastAPI]:
+        shape = settings.model_dump(exclude={"database_url"})
+        if (
+            self._lent
+            or (self.app is not None and shape != self._shape)
+            or os.environ.get("JXC_TEST_APP_PER_TEST") == "1"
+        ):
+            self.built += 1
+            fresh = create_app(settings)
+            try:
+                yield fresh
+            finally:
+                fresh.state.engine.dispose()
+            return
+        if self.app is None:
+            self.built += 1
+            self.app, self._shape = create_app(settings), shape
+            self._state_keys = set(self.app.state._state)
+        else:
+            state = self.app.state._state
+            for key in set(state) - self._state_keys:
+                del state[key]
+            attach_database(self.app, settings)
+        self._lent = True
+        try:
+            yield self.app
+        finally:
+            self._lent = False
+            self.app.state.engine.dispose()
+
+
+_SHARED_APP = _SharedApp()
+
+
+@contextmanager
+def central_app(settings: Settings) -> Iterator[FastAPI]:
+    """The central app on ``settings`` for the length of the block: this process's shared
+    app, pointed at ``settings.database_url``, when it is free (see :class:`_SharedApp`).
+
+    The engine is disposed at the end of the block. Use it instead of ``create_app`` in
+    a fixture that wants an app on the test's database with the usual settings.
+    """
+    with _SHARED_APP.lend(settings) as app:
+        yield app
+
+
 @pytest.fixture
 def client(database_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=database_url))
-    with TestClient(app) as test_client:
+    """The central app on the test's database, inside its lifespan, signing as it goes.
+
+    The app is this process's shared one (:func:`central_app`): a test may use and change
+    its data and ``app.state`` freely, but must not add routes or middleware to it; a test
+    that needs another app builds its own with ``create_app``.
+    """
+    with (
+        central_app(Settings(database_url=database_url)) as app,
+        TestClient(app) as test_client,
+    ):
         test_client.auth = EverySiteAuth(app)
         yield test_client
         leaked = app.state.engine.pool.checkedout()

@@ -22,7 +22,6 @@ from sqlalchemy import Engine, insert, select
 
 from central_api.core.config import Settings
 from central_api.core.db import write_transaction
-from central_api.main import create_app
 from central_api.models import audit_log
 from central_api.models.people import roles
 from central_api.services.audit import (
@@ -34,7 +33,7 @@ from central_api.services.audit import (
     verify_chain,
 )
 from jxc.paths import API_ROOT, AUDIT, AUDIT_CSV, ITEMS, SYNC_EVENTS
-from tests.central.conftest import EverySiteAuth, SiteLedger, user_token
+from tests.central.conftest import EverySiteAuth, SiteLedger, central_app, user_token
 
 CLIENT_ADDRESS = "10.1.2.3"
 
@@ -52,8 +51,10 @@ class SyncOnlyAuth(EverySiteAuth):
 @pytest.fixture
 def api(database_url: str) -> Iterator[TestClient]:
     """The app as a client at CLIENT_ADDRESS sees it (sync requests signed as their site)."""
-    app = create_app(Settings(database_url=database_url))
-    with TestClient(app, client=(CLIENT_ADDRESS, 40_000)) as test_client:
+    with (
+        central_app(Settings(database_url=database_url)) as app,
+        TestClient(app, client=(CLIENT_ADDRESS, 40_000)) as test_client,
+    ):
         test_client.auth = SyncOnlyAuth(app)
         yield test_client
 

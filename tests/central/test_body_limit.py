@@ -21,15 +21,16 @@ from central_api.core.config import Settings
 from central_api.main import create_app
 from central_api.services.auth import add_site
 from jxc.paths import ITEMS, SYNC_EVENTS
-from tests.central.conftest import user_token
+from tests.central.conftest import central_app, user_token
 
 CHUNK = 64 * 1024
 MAX_PUSH_BYTES: int = Settings.model_fields["max_push_bytes"].default
 
 
 @pytest.fixture
-def app(database_url: str) -> FastAPI:
-    return create_app(Settings(database_url=database_url))
+def app(database_url: str) -> Iterator[FastAPI]:
+    with central_app(Settings(database_url=database_url)) as made:
+        yield made
 
 
 def _token(app: FastAPI, site_id: str = "S01") -> str:

@@ -32,11 +32,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from central_api.core.config import Settings
-from central_api.main import create_app
 from central_api.services.auth import add_site
 from jxc import uuid7
 from jxc.paths import ITEMS, STOCK, SYNC_EVENTS
-from tests.central.conftest import user_token
+from tests.central.conftest import central_app, user_token
 
 SITE = "S01"
 
@@ -336,8 +335,10 @@ def walker(database_url: str) -> Iterator[TestClient]:
     time. The walk runs inside the loop with ``httpx.ASGITransport`` instead: the same app,
     middleware and handlers, the same requests, no thread hops.
     """
-    central = create_app(Settings(database_url=database_url))
-    with TestClient(central, raise_server_exceptions=False) as client:
+    with (
+        central_app(Settings(database_url=database_url)) as central,
+        TestClient(central, raise_server_exceptions=False) as client,
+    ):
         yield client
 
 

@@ -15,10 +15,9 @@ from sqlalchemy import Engine
 
 from central_api.core.config import Settings
 from central_api.errors import LoginRefusedError, LoginThrottledError
-from central_api.main import create_app
 from central_api.services import people
 from central_api.services.people import sign_in, update_user
-from tests.central.conftest import TEST_PASSWORD, add_test_user, user_token
+from tests.central.conftest import TEST_PASSWORD, add_test_user, central_app, user_token
 
 TOKEN = "/api/v1/auth/token"
 SESSION = "/api/v1/auth/session"
@@ -28,7 +27,7 @@ LOGOUT = "/api/v1/auth/logout"
 
 @pytest.fixture
 def anonymous(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(database_url=database_url))) as client:
+    with central_app(Settings(database_url=database_url)) as app, TestClient(app) as client:
         yield client
 
 

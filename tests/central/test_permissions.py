@@ -31,11 +31,10 @@ from central_api.api.permissions import (
     guard_routes,
 )
 from central_api.core.config import Settings
-from central_api.main import create_app
 from central_api.models.people import roles
 from central_api.schemas.common import FINANCIAL_KEY
 from central_api.services.people import put_role
-from tests.central.conftest import EverySiteAuth, SiteLedger, user_token
+from tests.central.conftest import EverySiteAuth, SiteLedger, central_app, user_token
 
 DEFAULT_ROLES = (
     "admin",
@@ -82,8 +81,7 @@ CALLERS = [
 
 @pytest.fixture
 def walked(database_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=database_url))
-    with TestClient(app) as client:
+    with central_app(Settings(database_url=database_url)) as app, TestClient(app) as client:
         engine = app.state.engine
         with engine.connect() as connection:
             # A role that may write items but not see money: roles are data.

@@ -21,7 +21,7 @@ from central_api.models import auth_signing_key, ledger_events
 from central_api.services import auth
 from central_api.services.auth import add_site, revoke_site, rotate_site
 from jxc.paths import SYNC_EVENTS, SYNC_TOKEN
-from tests.central.conftest import SiteLedger
+from tests.central.conftest import SiteLedger, central_app
 
 TOKEN = SYNC_TOKEN
 PUSH = SYNC_EVENTS
@@ -30,7 +30,7 @@ PUSH = SYNC_EVENTS
 @pytest.fixture
 def anonymous(database_url: str) -> Iterator[TestClient]:
     """A client with no auth of its own: every header is the test's."""
-    with TestClient(create_app(Settings(database_url=database_url))) as test_client:
+    with central_app(Settings(database_url=database_url)) as app, TestClient(app) as test_client:
         yield test_client
 
 

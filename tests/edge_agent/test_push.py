@@ -15,7 +15,6 @@ from sqlalchemy import create_engine, update
 
 from central_api.core.config import Settings
 from central_api.core.db import upgrade_database
-from central_api.main import create_app
 from central_api.models import stock_balances
 from central_api.services import auth as central_auth
 from central_api.services.auth import add_site, rotate_site
@@ -24,6 +23,7 @@ from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind, EventResult, EventStatus, PushAck
 from jxc.paths import STOCK, SYNC_EVENTS, SYNC_REFUSED
+from tests.central.conftest import central_app
 from tests.patience import wait_for
 
 
@@ -43,8 +43,7 @@ def central(tmp_path: Path) -> Iterator[TestClient]:
     """The real central app, with site S01 registered and the edge's own token auth on."""
     url = f"sqlite:///{tmp_path / 'central.db'}"
     upgrade_database(url)
-    app = create_app(Settings(database_url=url))
-    with TestClient(app) as client:
+    with central_app(Settings(database_url=url)) as app, TestClient(app) as client:
         with app.state.engine.connect() as connection:
             client.auth = SiteTokenAuth("S01", add_site(connection, "S01"))
         yield client

@@ -20,13 +20,13 @@ from pydantic import SecretStr
 
 from central_api.core.config import Settings
 from central_api.core.db import upgrade_database
-from central_api.main import create_app
 from central_api.services.auth import add_site, rotate_site
 from edge_agent.auth import SiteSecretError, SiteTokenAuth, check_secret, read_secret
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind
 from jxc.ids import uuid7
+from tests.central.conftest import central_app
 from tests.secret_leaks import BAD_SECRET_FILES, assert_no_leak, json_log
 
 
@@ -43,8 +43,7 @@ def receipt() -> EventDraft:
 def central(tmp_path: Path) -> Iterator[TestClient]:
     url = f"sqlite:///{tmp_path / 'central.db'}"
     upgrade_database(url)
-    app = create_app(Settings(database_url=url))
-    with TestClient(app) as client:
+    with central_app(Settings(database_url=url)) as app, TestClient(app) as client:
         yield client
 
 

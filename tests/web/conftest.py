@@ -34,6 +34,7 @@ from central_api.core.db import create_db_engine, upgrade_database
 from tests.central.conftest import (  # noqa: F401 (fixtures, re-exported for tests/web)
     TEST_PASSWORD,
     add_test_user,
+    central_app,
     client,
     database_url,
     engine,

@@ -16,7 +16,6 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from central_api.core.config import Settings
-from central_api.main import create_app
 from central_api.models.audit import audit_log
 from central_api.services import partners as partner_service
 from central_api.services import sites as site_service
@@ -25,17 +24,16 @@ from central_api.services.items import get_item
 from central_api.services.people import list_roles, put_role
 from central_api.services.reference import put_entry
 from jxc.feed import LocationData
-from tests.web.conftest import add_test_user
+from tests.web.conftest import add_test_user, central_app
 from tests.web.test_console_pages import USERS, browser, errors_in, htmx
 
 
 @pytest.fixture
 def app(database_url: str) -> Iterator[FastAPI]:
-    made = create_app(Settings(database_url=database_url))
-    for username, roles in USERS.items():
-        add_test_user(made.state.engine, username, roles)
-    yield made
-    made.state.engine.dispose()
+    with central_app(Settings(database_url=database_url)) as made:
+        for username, roles in USERS.items():
+            add_test_user(made.state.engine, username, roles)
+        yield made
 
 
 def actions(app: FastAPI, resource: str) -> list[tuple[str, str, str]]:

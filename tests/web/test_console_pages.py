@@ -22,7 +22,6 @@ from sqlalchemy import Engine, select
 from central_api.api.permissions import api_routes, route_rule
 from central_api.core.config import Settings
 from central_api.core.principal import CSRF_COOKIE, SESSION_COOKIE
-from central_api.main import create_app
 from central_api.models.audit import audit_log
 from central_api.services.audit import system_context, verify_chain
 from central_api.services.categories import put_category
@@ -31,18 +30,17 @@ from central_api.services.sites import put_site
 from central_api.web.routes import local_target
 from central_api.web.search import barcode_spellings
 from jxc.feed import BarcodeData, ItemData
-from tests.web.conftest import TEST_PASSWORD, add_test_user
+from tests.web.conftest import TEST_PASSWORD, add_test_user, central_app
 
 USERS = {"boss": ["admin"], "clerk": ["warehouse_clerk"], "buyer": ["purchaser"]}
 
 
 @pytest.fixture
 def app(database_url: str) -> Iterator[FastAPI]:
-    made = create_app(Settings(database_url=database_url))
-    for username, roles in USERS.items():
-        add_test_user(made.state.engine, username, roles)
-    yield made
-    made.state.engine.dispose()
+    with central_app(Settings(database_url=database_url)) as made:
+        for username, roles in USERS.items():
+            add_test_user(made.state.engine, username, roles)
+        yield made
 
 
 def browser(app: FastAPI, username: str | None = None, lang: str = "zh-CN") -> TestClient:

@@ -13,22 +13,20 @@ from sqlalchemy import Connection, select
 
 from central_api.core.config import Settings
 from central_api.errors import UnknownUserError
-from central_api.main import create_app
 from central_api.models.audit import audit_log
 from central_api.services.categories import get_category
 from central_api.services.people import get_user
 from central_api.services.reference import get_entry
-from tests.web.conftest import add_test_user
+from tests.web.conftest import add_test_user, central_app
 from tests.web.test_console_pages import USERS, browser, errors_in, htmx
 
 
 @pytest.fixture
 def app(database_url: str) -> Iterator[FastAPI]:
-    made = create_app(Settings(database_url=database_url))
-    for username, roles in USERS.items():
-        add_test_user(made.state.engine, username, roles)
-    yield made
-    made.state.engine.dispose()
+    with central_app(Settings(database_url=database_url)) as made:
+        for username, roles in USERS.items():
+            add_test_user(made.state.engine, username, roles)
+        yield made
 
 
 def test_an_admin_adds_changes_and_disables_a_user(app: FastAPI) -> None:
