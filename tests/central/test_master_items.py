@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from central_api.models import audit_log, items
 from jxc.feed import ChangePage
@@ -510,17 +510,21 @@ def test_levels_are_refused_outside_the_users_sites_and_below_safety(client: Tes
 
 @pytest.mark.postgres
 def test_the_sequence_alone_never_hands_out_a_number_twice(
-    client: TestClient, database_url: str
+    client: TestClient, database_url: str, engine: Engine
 ) -> None:
     """Without the feed's lock (which item creates also hold): the upsert of the
-    sequence row is what orders the takers."""
+    sequence row is what orders the takers.
+
+    The takers use the ``engine`` fixture's engine, which waits for a row lock as long as
+    it takes: the app's own engine gives up after ``write_wait_s`` (2 s, answered as 503
+    busy), and eight threads queueing on one row on a loaded machine wait longer than that,
+    which is the bounded wait working, not the sequence failing."""
     if not database_url.startswith("postgresql"):
         pytest.skip("concurrency is PostgreSQL's question; SQLite has one writer")
     from central_api.core.db import write_transaction  # noqa: PLC0415
     from central_api.services.items import next_item_code  # noqa: PLC0415
 
     category(client, "SEQ", code_prefix="S-", code_digits=3)
-    engine = client.app.state.engine  # type: ignore[attr-defined]
     taken: list[str] = []
     lock = threading.Lock()
     start = threading.Barrier(8)
