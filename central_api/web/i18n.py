@@ -106,14 +106,35 @@ def language_of(connection: HTTPConnection) -> Language:
 
 
 def po_path(locale: str) -> Path:
+    """The main catalogue of ``locale``: where ``pybabel update`` writes."""
     return LOCALE_DIR / locale / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def po_paths(locale: str) -> list[Path]:
+    """Every catalogue file of ``locale``: the main one, then ``console-<part>.po`` by name.
+
+    A module's pages may keep their messages in a file of their own, so that work on two
+    modules at once does not edit the same file (two branches appending to one ``.po``
+    always conflict at its end). A message must be in one file only (a test checks).
+    """
+    main = po_path(locale)
+    return [main, *sorted(main.parent.glob(f"{DOMAIN}-*.po"))]
 
 
 @functools.cache
 def translations(locale: str) -> Translations:
-    """The compiled catalogue of ``locale`` (read once per process)."""
-    with po_path(locale).open("rb") as source:
-        catalog = read_po(source, locale=locale, domain=DOMAIN)
+    """The compiled catalogue of ``locale`` (read once per process), all its files merged."""
+    catalog = None
+    for path in po_paths(locale):
+        with path.open("rb") as source:
+            part = read_po(source, locale=locale, domain=DOMAIN)
+        if catalog is None:
+            catalog = part
+            continue
+        for message in part:
+            if message.id:
+                catalog[message.id] = message
+    assert catalog is not None
     compiled = io.BytesIO()
     write_mo(compiled, catalog, use_fuzzy=False)
     compiled.seek(0)

@@ -36,9 +36,15 @@ def extracted() -> set[str]:
 
 
 def catalogue(locale: str) -> dict[str, tuple[str, bool]]:
-    with i18n.po_path(locale).open("rb") as source:
-        read = read_po(source, locale=locale)
-    return {str(message.id): (str(message.string), message.fuzzy) for message in read if message.id}
+    held: dict[str, tuple[str, bool]] = {}
+    for path in i18n.po_paths(locale):
+        with path.open("rb") as source:
+            read = read_po(source, locale=locale)
+        for message in read:
+            if message.id:
+                assert str(message.id) not in held, f"{message.id!r} is in two files of {locale}"
+                held[str(message.id)] = (str(message.string), message.fuzzy)
+    return held
 
 
 def test_the_catalogues_hold_exactly_the_messages_of_the_code() -> None:
