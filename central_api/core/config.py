@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     requisition_sod: bool = True
     """Segregation of duties for requisitions: who created one may not approve it."""
 
+    supplier_invoice_sod: bool = True
+    """Segregation of duties for supplier invoices: who entered a held invoice may not
+    approve it (accept its differences); they may still dispute it."""
+
     invoice_price_tolerance: Decimal = Field(default=Decimal(0), ge=0, le=100)
     """Percent an invoice's unit price may differ from the PO's and still match."""
 

@@ -60,6 +60,7 @@ from central_api.services.documents import (
     CommandGuard,
     DocCommand,
     DocumentStateError,
+    SegregationOfDutiesError,
     UnknownDocumentError,
     auditable_rows,
     base_quantity,
@@ -1329,9 +1330,16 @@ _INVOICE_MOVES: dict[str, tuple[frozenset[InvoiceStatus], InvoiceStatus]] = {
 }
 
 
-def decide_invoice(connection: Connection, command: DocCommand, verb: str) -> Invoice:
+def decide_invoice(
+    connection: Connection, command: DocCommand, verb: str, *, segregation: bool = True
+) -> Invoice:
     """Finance's decision on an invoice: ``approve`` a held one (accepting its
-    differences, with a reason) or ``dispute`` it (with a reason)."""
+    differences, with a reason) or ``dispute`` it (with a reason).
+
+    Accepting differences is paying more than was agreed or for more than arrived, so
+    with ``segregation`` the person who entered the invoice may not be the one who
+    accepts it (a second pair of eyes, as for POs); disputing stays open to them.
+    """
     starts, end = _INVOICE_MOVES[verb]
     if not (command.reason or "").strip():
         raise InvalidError(f"reason: say why you {verb} the invoice")
@@ -1355,6 +1363,8 @@ def decide_invoice(connection: Connection, command: DocCommand, verb: str) -> In
             if_match=command.if_match,
         )
         check_state("supplier invoice", invoice.invoice_id, invoice.status, verb, starts)
+        if verb == "approve" and segregation and invoice.created_by == command.actor:
+            raise SegregationOfDutiesError("supplier invoice", invoice.invoice_id, command.actor)
         if end is InvoiceStatus.APPROVED:
             _count_invoiced(connection, invoice.po_id, invoice.lines, 1)
         elif invoice.status is InvoiceStatus.MATCHED:

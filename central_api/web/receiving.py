@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep, SettingsDep
 from central_api.api.permissions import Requires
+from central_api.core.config import Settings
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import ForbiddenError, InvalidError, NotFoundError
 from central_api.schemas.receiving import InvoiceIn, ReceiptIn, ReturnIn
@@ -93,11 +94,15 @@ def command_route(
     verb: str,
     action: str,
     *,
-    run: Callable[[Connection, DocCommand, Any], object],
+    run: Callable[..., object],
     page: PageFn,
+    needs_settings: bool = False,
 ) -> None:
     """``POST <base>/<verb>?id=``: one command with the page's version and key; a refusal
-    answers with the document's page, its reason over it, and the refusal's status."""
+    answers with the document's page, its reason over it, and the refusal's status.
+
+    ``run(connection, order, posted)``, and with ``needs_settings`` also the settings
+    (a policy such as segregation of duties is central's setting, not the page's)."""
 
     async def command(
         request: Request,
@@ -106,6 +111,7 @@ def command_route(
         connection: ConnDep,
         principal: PrincipalDep,
         audit: AuditDep,
+        settings: SettingsDep,
     ) -> Response:
         raw = await request.body()
         posted = await request.form()
@@ -119,7 +125,7 @@ def command_route(
             reason=_posted(posted, "reason", 1000) or None,
         )
         try:
-            run(connection, order, posted)
+            run(connection, order, posted, *((settings,) if needs_settings else ()))
         except IdempotentReplay:
             pass
         except _REFUSALS as refused:
@@ -693,18 +699,28 @@ def invoice_page(
     return _invoice_page(request, connection, principal, invoice_id)
 
 
-def _decide(verb: str) -> Callable[[Connection, DocCommand, Any], object]:
-    def run(connection: Connection, order: DocCommand, _posted_form: Any) -> object:
+def _decide(verb: str) -> Callable[[Connection, DocCommand, Any, Settings], object]:
+    def run(
+        connection: Connection, order: DocCommand, _posted_form: Any, settings: Settings
+    ) -> object:
         if not order.reason:
             raise InvalidError("reason: say why")
-        return service.decide_invoice(connection, order, verb)
+        return service.decide_invoice(
+            connection, order, verb, segregation=settings.supplier_invoice_sod
+        )
 
     return run
 
 
 for _verb in INVOICE_VERBS:
     command_route(
-        pages, INVOICES, _verb, "supplier_invoice.approve", run=_decide(_verb), page=_invoice_page
+        pages,
+        INVOICES,
+        _verb,
+        "supplier_invoice.approve",
+        run=_decide(_verb),
+        page=_invoice_page,
+        needs_settings=True,
     )
 
 

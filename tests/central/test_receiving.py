@@ -558,14 +558,21 @@ def test_a_price_mismatch_is_held_until_finance_approves(
     refused(shop.post(f"{path}/approve", json={}, headers=finance), 422)
     buyer = as_user(shop, "buyer-2", ["purchaser"])
     refused(shop.post(f"{path}/approve", json={"reason": "ok"}, headers=buyer), 403)
+    # Who entered it may not accept its differences (segregation of duties) ...
+    refused(
+        shop.post(f"{path}/approve", json={"reason": "mine"}, headers=finance),
+        403,
+        "segregation of duties",
+    )
+    checker = as_user(shop, "fin-2", ["finance"])
     approved = ok(
         shop.post(
             f"{path}/approve",
             json={"reason": "price rise agreed by phone"},
-            headers={**finance, "If-Match": '"1"'},
+            headers={**checker, "If-Match": '"1"'},
         )
     )
-    assert (approved["status"], approved["decided_by"]) == ("approved", "fin-1")
+    assert (approved["status"], approved["decided_by"]) == ("approved", "fin-2")
     assert line(read_po(shop, received["po_id"]), 1)["invoiced_qty"] == "240"
     refused(shop.post(f"{path}/approve", json={"reason": "again"}, headers=finance), 409)
     with shop.app.state.engine.connect() as connection:  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ USERS = {
     "buyer1": (["purchaser"], None),
     "clerk1": (["warehouse_clerk"], None),
     "money1": (["finance"], None),
+    "money2": (["finance"], None),
     "sales1": (["sales"], None),
     "s2mgr": (["store_manager"], ["S02"]),
 }
@@ -210,10 +211,21 @@ def test_an_invoice_held_by_its_match_is_approved_by_finance(desk: TestClient) -
     assert "Price differs from the PO" in page
     assert "¥5.00" in page  # the price difference
     assert "¥85.00" in page
-    approved = money.post(
-        f"/console/supplier-invoices/approve?id={target.split('id=')[1]}",
+    approve = f"/console/supplier-invoices/approve?id={target.split('id=')[1]}"
+    # who entered it may not accept its differences: the page says why
+    mine = money.post(
+        approve,
         data={**command_values(page, "/console/supplier-invoices/approve"), "reason": "agreed"},
         headers=htmx(money),
+    )
+    assert mine.status_code == 403
+    assert "segregation of duties" in mine.text
+    checker = signed_in(desk, "money2", "en")
+    page = checker.get(target).text
+    approved = checker.post(
+        approve,
+        data={**command_values(page, "/console/supplier-invoices/approve"), "reason": "agreed"},
+        headers=htmx(checker),
     )
     assert approved.status_code == 200, approved.text
     after = money.get(target).text

@@ -401,10 +401,14 @@ def read_invoice(
 
 
 def _invoice_route(verb: str, summary: str) -> None:
-    def command(*, invoice_id: DocId, body: DecisionIn, call: CallerDep) -> InvoiceOut:
+    def command(
+        *, invoice_id: DocId, body: DecisionIn, call: CallerDep, settings: SettingsDep
+    ) -> InvoiceOut:
         order = call.command(DocCommand, body.reason, doc_id=invoice_id)
         return call.run(
-            lambda: service.decide_invoice(call.connection, order, verb),
+            lambda: service.decide_invoice(
+                call.connection, order, verb, segregation=settings.supplier_invoice_sod
+            ),
             service.get_invoice,
             InvoiceOut,
         )
