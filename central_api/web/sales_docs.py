@@ -86,13 +86,15 @@ AfterQuery = Annotated[Code | None, Query()]
 
 DOC_LABELS: Final[dict[str, str]] = {
     **STATUS_LABELS,
+    "open": N_("Not fully paid"),
     "authorised": N_("Authorised"),
     "paid": N_("Paid"),
     "pending": N_("Pending"),
     "restocked": N_("Restocked"),
     "scrapped": N_("Scrapped"),
 }
-"""The msgid of each status and disposition these pages show."""
+"""The msgid of each status and disposition these pages show (an invoice's ``open`` is
+said as what it means to a cashier)."""
 
 DOC_VERBS: Final[dict[str, str]] = {
     **VERB_LABELS,

@@ -215,7 +215,7 @@ def test_ship_print_invoice_pay_and_age(counter: TestClient) -> None:
     ageing = money.get("/console/receivables-ageing?on=2026-04-15").text
     assert "<svg" in ageing
     assert 'data-bucket="61-90"' in ageing
-    assert re.search(r"61–90 days past due</span> <span[^>]*>CN¥14.60<", ageing)
+    assert re.search(r"61–90 days past due</span>.*?>CN¥14.60<", ageing, re.S)
     assert money.get("/console/receivables-ageing?on=2026-13-01").status_code == 422
     assert invoice_id in money.get("/console/sales-invoices?status=paid&customer=CUS-3").text
 
