@@ -25,6 +25,7 @@ from tests.central.test_sales import confirm, new_so
 from tests.central.test_sales import shop as sales_shop  # noqa: F401 (a fixture)
 from tests.central.test_shipping import TWO_LINES
 from tests.web.test_console_pages import browser, htmx
+from tests.web.test_console_purchasing import HOSTILE
 from tests.web.test_console_receiving import command_values, hidden
 
 USERS = {
@@ -365,3 +366,47 @@ def test_pages_in_both_languages_no_money_for_a_clerk_and_scope(counter: TestCli
     assert other.get(f"/console/shipments/view?id={shipment_id}").status_code == 404
     assert other.get("/console/shipments?site=S01").status_code == 403
     assert shipment_id not in other.get("/console/shipments").text
+
+
+def test_no_hostile_value_makes_a_page_after_the_order_fail(counter: TestClient) -> None:
+    add_test_user(counter.app.state.engine, "boss1", ["admin"])  # type: ignore[attr-defined]
+    boss = signed_in(counter, "boss1")
+    pages = {
+        "/console/pick-lists": ("site", "after"),
+        "/console/pick-lists/view": ("id",),
+        "/console/shipments": ("so", "site", "after"),
+        "/console/shipments/view": ("id",),
+        "/console/shipments/note": ("id",),
+        "/console/shipments/new": ("so",),
+        "/console/customer-returns": ("so", "site"),
+        "/console/customer-returns/new": ("so",),
+        "/console/sales-invoices": ("status", "customer", "site", "after"),
+        "/console/sales-invoices/new": ("shipment",),
+        "/console/receivables-ageing": ("on", "customer"),
+    }
+    failures = [
+        f"GET {path}?{name}={value[:20]}: {answer.status_code}"
+        for path, names in pages.items()
+        for name in names
+        for value in HOSTILE
+        if (answer := boss.get(f"{path}?{name}={value}")).status_code >= 500
+    ]
+    so_id = confirmed_order(counter)
+    for raw in ("\x00", "x" * 10_000, "1e400", "NaN", "-0", "\t"):
+        for path in (
+            f"/console/shipments/new?so={so_id}",
+            f"/console/customer-returns/new?so={so_id}",
+        ):
+            data = {
+                "tracking_no": raw,
+                "reason": raw,
+                "line_so_line": ["1", raw],
+                "line_qty": [raw, raw],
+                "line_uom": [raw, ""],
+                "line_lot": [raw, ""],
+                "line_location": [raw, ""],
+            }
+            answer = boss.post(path, data=data, headers=htmx(boss))
+            if answer.status_code >= 500:
+                failures.append(f"POST {path} {raw[:10]!r}: {answer.status_code}")
+    assert not failures, failures
