@@ -47,6 +47,7 @@ from central_api.schemas.shipping import ShipmentIn, TrackingIn
 from central_api.services import customer_returns, receivables, sales, shipping
 from central_api.services.documents import DocCommand, site_conditions
 from central_api.services.idempotency import IdempotencyClaim, IdempotentReplay
+from central_api.services.projections import Projections
 from central_api.services.reference import list_entries
 from central_api.services.sites import list_locations
 from central_api.web import i18n
@@ -168,7 +169,7 @@ def _invoiced(
 
 @dataclass(frozen=True, slots=True)
 class OrderDocuments:
-    """What the sales order page links to: its shipments, invoices and customer_returns."""
+    """What the sales order page links to: its shipments, invoices and returns."""
 
     shipments: list[shipping.Shipment]
     invoices: list[tuple[str, str, str]]
@@ -682,8 +683,10 @@ def return_page(
     return _return_page(request, connection, principal, return_id)
 
 
-def _receive(connection: Connection, order: DocCommand, _posted_form: Any) -> object:
-    return customer_returns.receive_return(connection, order, projections=None)
+def _receive(
+    connection: Connection, order: DocCommand, _posted_form: Any, projected: Projections | None
+) -> object:
+    return customer_returns.receive_return(connection, order, projections=projected)
 
 
 def _line_no(posted: Any) -> int:
@@ -693,8 +696,10 @@ def _line_no(posted: Any) -> int:
     return int(number)
 
 
-def _decide(verb: str) -> Callable[[Connection, DocCommand, Any], object]:
-    def run(connection: Connection, order: DocCommand, posted: Any) -> object:
+def _decide(verb: str) -> Callable[[Connection, DocCommand, Any, Projections | None], object]:
+    def run(
+        connection: Connection, order: DocCommand, posted: Any, projected: Projections | None
+    ) -> object:
         decision = customer_returns.Decision(
             command=order,
             line_no=_line_no(posted),
@@ -703,15 +708,29 @@ def _decide(verb: str) -> Callable[[Connection, DocCommand, Any], object]:
         )
         if verb == "restock" and decision.location is None:
             raise InvalidError("location: choose where the goods go back to")
-        return customer_returns.decide_line(connection, decision, verb, projections=None)
+        return customer_returns.decide_line(connection, decision, verb, projections=projected)
 
     return run
 
 
-command_route(pages, RETURNS, "receive", "customer_return.receive", run=_receive, page=_return_page)
+command_route(
+    pages,
+    RETURNS,
+    "receive",
+    "customer_return.receive",
+    run=_receive,
+    page=_return_page,
+    projected=True,
+)
 for _verb in ("restock", "scrap"):
     command_route(
-        pages, RETURNS, _verb, "customer_return.dispose", run=_decide(_verb), page=_return_page
+        pages,
+        RETURNS,
+        _verb,
+        "customer_return.dispose",
+        run=_decide(_verb),
+        page=_return_page,
+        projected=True,
     )
 
 

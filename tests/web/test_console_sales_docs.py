@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from central_api.models import audit_log
+from central_api.models.valuation import valuation_entries
 from jxc.paths import PARTNERS, PAYMENT_TERMS, REASON_CODES, SITES
 from tests.central.conftest import add_test_user, site  # noqa: F401 (a fixture)
 from tests.central.test_audit_api import add_role
@@ -313,6 +314,13 @@ def test_a_return_authorised_received_restocked_and_scrapped(counter: TestClient
     assert 'id="return-status">Closed<' in page
     assert 'id="disposition-2">Scrapped<' in page
     assert return_id in manager.get(f"/console/customer-returns?so={so_id}").text
+    with counter.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
+        valued = set(
+            connection.execute(
+                select(valuation_entries.c.kind).where(valuation_entries.c.site_id == "S01")
+            ).scalars()
+        )
+    assert {"return", "scrap"} <= valued  # the projections ran with the console's commands
     assert actions_of(counter, return_id) == [
         "customer_return.create",
         "customer_return.receive",
