@@ -173,7 +173,8 @@ class OrderDocuments:
 
     shipments: list[shipping.Shipment]
     invoices: list[tuple[str, str, str]]
-    """(invoice id, shipment id, status); empty for a role that may not see invoices."""
+    """(invoice id, shipment id, its status's msgid); empty for a role that may not see
+    invoices."""
     returns: list[customer_returns.CustomerReturn]
 
 
@@ -187,7 +188,10 @@ def order_documents(connection: Connection, principal: Principal, so_id: str) ->
     invoices: list[tuple[str, str, str]] = []
     if principal.financial and principal.can("sales_invoice.read"):
         invoiced = _invoiced(connection, [s.shipment_id for s in found], principal.sites)
-        invoices = [(inv, sid, status) for sid, (inv, status) in sorted(invoiced.items())]
+        invoices = [
+            (inv, sid, DOC_LABELS.get(status, status))
+            for sid, (inv, status) in sorted(invoiced.items())
+        ]
     came_back: list[customer_returns.CustomerReturn] = []
     if principal.can("customer_return.read"):
         came_back, _after = customer_returns.list_returns(

@@ -170,7 +170,7 @@ def test_ship_invoice_pay_and_return_on_a_phone(
         # the order's page links what was made from it
         page.goto(f"{central.url}/console/sales-orders/view?id={so_id}")
         assert "SH0" in page.locator("#so-shipments").inner_text()
-        assert "SI0" in page.locator("#so-invoices").inner_text()
+        assert "未付清" in page.locator("#so-invoices").inner_text()
         look(page, screenshots, "sales-order-documents")
 
         # two boxes come back, authorised then received into quarantine
