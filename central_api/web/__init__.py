@@ -31,6 +31,7 @@ from central_api.web.reference import pages as reference_pages
 from central_api.web.render import CONSOLE_ROOT, N_, STATIC_ROOT, gettext_for, render
 from central_api.web.routes import login_url, redirect, root_router, router
 from central_api.web.sales import pages as sales_pages
+from central_api.web.sales_docs import routers as sales_doc_routers
 from central_api.web.transfer import pages as transfer_pages
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -60,6 +61,8 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(purchasing_pages)
     app.include_router(receiving_pages)
     app.include_router(sales_pages)
+    for sales_docs in sales_doc_routers:
+        app.include_router(sales_docs)
     app.include_router(reference_pages)
     app.include_router(category_pages)
     app.mount(STATIC_ROOT, StaticFiles(directory=STATIC_DIR), name="console-static")

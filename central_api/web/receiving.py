@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 
 from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep, SettingsDep
+from central_api.api.documents import projections
 from central_api.api.permissions import Requires
 from central_api.core.config import Settings
 from central_api.core.principal import Principal, PrincipalDep
@@ -36,6 +37,7 @@ from central_api.services import purchasing as purchases
 from central_api.services import receiving as service
 from central_api.services.documents import DocCommand
 from central_api.services.idempotency import IdempotencyClaim, IdempotentReplay
+from central_api.services.projections import Projections
 from central_api.services.sites import list_locations
 from central_api.web import i18n
 from central_api.web.forms import validate
@@ -96,13 +98,17 @@ def command_route(
     *,
     run: Callable[..., object],
     page: PageFn,
+    projected: bool = False,
     needs_settings: bool = False,
 ) -> None:
     """``POST <base>/<verb>?id=``: one command with the page's version and key; a refusal
     answers with the document's page, its reason over it, and the refusal's status.
 
-    ``run(connection, order, posted)``, and with ``needs_settings`` also the settings
-    (a policy such as segregation of duties is central's setting, not the page's)."""
+    ``run(connection, order, posted)``; with ``projected``, ``run(connection, order,
+    posted, projections)``: the app's read-model projections, for a command that books
+    stock through central's own events (valuation and order progress move with it in the
+    same transaction, as for the API route); with ``needs_settings`` the settings come
+    last (a policy such as segregation of duties is central's setting, not the page's)."""
 
     async def command(
         request: Request,
@@ -125,7 +131,10 @@ def command_route(
             reason=_posted(posted, "reason", 1000) or None,
         )
         try:
-            run(connection, order, posted, *((settings,) if needs_settings else ()))
+            extra: list[object] = [projections(request)] if projected else []
+            if needs_settings:
+                extra.append(settings)
+            run(connection, order, posted, *extra)
         except IdempotentReplay:
             pass
         except _REFUSALS as refused:
@@ -345,8 +354,10 @@ def receipt_page(
     return _receipt_page(request, connection, principal, receipt_id)
 
 
-def _qc(verb: str) -> Callable[[Connection, DocCommand, Any], object]:
-    def run(connection: Connection, order: DocCommand, posted: Any) -> object:
+def _qc(verb: str) -> Callable[[Connection, DocCommand, Any, Projections | None], object]:
+    def run(
+        connection: Connection, order: DocCommand, posted: Any, projected: Projections | None
+    ) -> object:
         number = _posted(posted, "line_no", 10)
         if not number.isdigit() or not 1 <= int(number) <= 10_000:
             raise InvalidError("line_no: choose a line")
@@ -358,14 +369,22 @@ def _qc(verb: str) -> Callable[[Connection, DocCommand, Any], object]:
                 location=_posted(posted, "location", 64) or None,
             ),
             verb,
-            projections=None,
+            projections=projected,
         )
 
     return run
 
 
 for _verb in ("release", "reject"):
-    command_route(pages, RECEIPTS, _verb, "purchase_receipt.qc", run=_qc(_verb), page=_receipt_page)
+    command_route(
+        pages,
+        RECEIPTS,
+        _verb,
+        "purchase_receipt.qc",
+        run=_qc(_verb),
+        page=_receipt_page,
+        projected=True,
+    )
 
 
 _RECEIPT_FIELDS: Final = ("po_line", "qty", "uom", "qc", "location", "lot", "expiry")

@@ -61,8 +61,12 @@ class NavEntry:
     group: str = ""
     """A msgid: entries of one group share a drop-down (a click or a tap opens it, never
     a hover), so twenty entries fit a desk's header on one or two lines."""
+    financial: bool = False
+    """Shown only with the financial field group too (a page of amounts refuses others)."""
 
     def shown_to(self, principal: Principal) -> bool:
+        if self.financial and not principal.financial:
+            return False
         return any(principal.can(action) for action in (self.action, *self.also))
 
 
@@ -102,6 +106,28 @@ NAVIGATION: list[NavEntry] = [
     NavEntry(f"{CONSOLE_ROOT}/sales-orders", N_("Sales orders"), "sales_order.read", group=SELL),
     NavEntry(f"{CONSOLE_ROOT}/price-lists", N_("Price lists"), "price_list.read", group=SELL),
     NavEntry(f"{CONSOLE_ROOT}/availability", N_("Available to promise"), "stock.read", group=SELL),
+    NavEntry(f"{CONSOLE_ROOT}/pick-lists", N_("Pick lists"), "pick_list.read", group=SELL),
+    NavEntry(f"{CONSOLE_ROOT}/shipments", N_("Shipments"), "shipment.read", group=SELL),
+    NavEntry(
+        f"{CONSOLE_ROOT}/customer-returns",
+        N_("Customer returns"),
+        "customer_return.read",
+        group=SELL,
+    ),
+    NavEntry(
+        f"{CONSOLE_ROOT}/sales-invoices",
+        N_("Sales invoices"),
+        "sales_invoice.read",
+        group=SELL,
+        financial=True,
+    ),
+    NavEntry(
+        f"{CONSOLE_ROOT}/receivables-ageing",
+        N_("Receivables ageing"),
+        "receivable.read",
+        group=SELL,
+        financial=True,
+    ),
     NavEntry(
         f"{CONSOLE_ROOT}/transfer",
         N_("Import and export"),

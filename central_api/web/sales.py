@@ -57,6 +57,7 @@ from central_api.web.purchasing import (
 from central_api.web.receiving import command_route
 from central_api.web.render import CONSOLE_ROOT, gettext_for, render
 from central_api.web.routes import form_claim, redirect
+from central_api.web.sales_docs import order_documents
 from jxc.contract import Code
 
 pages = APIRouter(prefix=CONSOLE_ROOT, include_in_schema=False)
@@ -191,6 +192,7 @@ def _so_page(
             "so": view,
             "commands": commands,
             "can_edit": so.status is service.SoStatus.DRAFT and principal.can("sales_order.create"),
+            "documents": order_documents(connection, principal, so.so_id),
             "key": str(uuid.uuid4()),
             "refusal": refusal,
             "status_labels": STATUS_LABELS,

@@ -196,6 +196,27 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/price-lists/edit"): "price_list.write",
         ("POST", "/console/price-lists/edit"): "price_list.write",
         ("GET", "/console/availability"): "stock.read",
+        ("GET", "/console/pick-lists"): "pick_list.read",
+        ("GET", "/console/pick-lists/view"): "pick_list.read",
+        ("GET", "/console/shipments"): "shipment.read",
+        ("GET", "/console/shipments/view"): "shipment.read",
+        ("GET", "/console/shipments/note"): "shipment.read",
+        ("POST", "/console/shipments/tracking"): "shipment.create",
+        ("GET", "/console/shipments/new"): "shipment.create",
+        ("POST", "/console/shipments/new"): "shipment.create",
+        ("GET", "/console/customer-returns"): "customer_return.read",
+        ("GET", "/console/customer-returns/view"): "customer_return.read",
+        ("POST", "/console/customer-returns/receive"): "customer_return.receive",
+        ("POST", "/console/customer-returns/restock"): "customer_return.dispose",
+        ("POST", "/console/customer-returns/scrap"): "customer_return.dispose",
+        ("GET", "/console/customer-returns/new"): "customer_return.create",
+        ("POST", "/console/customer-returns/new"): "customer_return.create",
+        ("GET", "/console/sales-invoices"): "sales_invoice.read",
+        ("GET", "/console/sales-invoices/view"): "sales_invoice.read",
+        ("POST", "/console/sales-invoices/payment"): "sales_invoice.payment",
+        ("GET", "/console/sales-invoices/new"): "sales_invoice.create",
+        ("POST", "/console/sales-invoices/new"): "sales_invoice.create",
+        ("GET", "/console/receivables-ageing"): "receivable.read",
     }
 
 
@@ -243,7 +264,16 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/purchase-returns",
         "/console/supplier-invoices",
     ]
-    sales = ["/console/sales-orders", "/console/price-lists", "/console/availability"]
+    sales = [
+        "/console/sales-orders",
+        "/console/price-lists",
+        "/console/availability",
+        "/console/pick-lists",
+        "/console/shipments",
+        "/console/customer-returns",
+        "/console/sales-invoices",
+        "/console/receivables-ageing",
+    ]
     master = ["/console/items", "/console/items/new", "/console/categories", "/console/partners"]
     assert menu("boss") == [
         *master,
@@ -274,6 +304,9 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/purchase-returns",
         "/console/sales-orders",
         "/console/availability",
+        "/console/pick-lists",
+        "/console/shipments",
+        "/console/customer-returns",
     ]
     # the purchasing and sales entries are drop-downs (a click opens them, never a hover)
     boss = browser(app, "boss", lang="en").get("/console/items").text

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from central_api.models import audit_log
+from central_api.models.valuation import valuation_entries
 from tests.central.conftest import add_test_user
 from tests.central.test_purchasing import approved_po, master, ok  # noqa: F401 (a fixture)
 from tests.central.test_receiving import shop as receiving_shop  # noqa: F401 (a fixture)
@@ -113,6 +114,12 @@ def test_a_receipt_with_qc_per_line_then_release_and_reject(desk: TestClient) ->
     assert "wet" in after
     listed = clerk.get(f"/console/receipts?po={po_id}").text
     assert receipt_id in listed
+    # the decisions moved the PO's progress, as the same commands through the API do
+    lines = ok(desk.get(f"/api/v1/purchase-orders/{po_id}"))["lines"]
+    progress = [
+        (line["accepted_qty"], line["quarantined_qty"], line["returned_qty"]) for line in lines
+    ]
+    assert progress == [("120", "0", "0"), ("0", "0", "4")]
     with desk.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
         actions = connection.execute(
             select(audit_log.c.action).where(audit_log.c.resource_id == receipt_id)
@@ -122,6 +129,9 @@ def test_a_receipt_with_qc_per_line_then_release_and_reject(desk: TestClient) ->
             "purchase_receipt.reject",
             "purchase_receipt.release",
         ]
+        # the rejected line's issue is valued: the page's command ran the projections
+        valued = connection.execute(select(valuation_entries.c.kind)).scalars()
+        assert "issue" in set(valued)
 
 
 def test_the_same_receipt_form_sent_twice_books_once_and_a_bad_row_is_named(
