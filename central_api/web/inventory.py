@@ -52,6 +52,7 @@ from central_api.schemas.inventory import (
 from central_api.services import counts, transfers
 from central_api.services import inventory as stock_docs
 from central_api.services.documents import DocCommand
+from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotentReplay
 from central_api.services.reference import list_entries
 from central_api.services.sites import list_locations, list_sites
@@ -1245,9 +1246,10 @@ def _item_of(connection: Connection, scan: str) -> str | None:
     found = item_for_scan(connection, scan)
     if found is not None:
         return found
-    exists = connection.execute(
-        select(items_table.c.item_code).where(items_table.c.item_code == scan)
-    ).scalar_one_or_none()
+    with read_snapshot(connection):  # a read that ends before the count's write begins
+        exists = connection.execute(
+            select(items_table.c.item_code).where(items_table.c.item_code == scan)
+        ).scalar_one_or_none()
     return None if exists is None else str(exists)
 
 
