@@ -357,6 +357,18 @@ def test_bad_input_is_refused_on_the_page_in_the_users_language(desk: TestClient
     assert 'id="error-reason_code"' in refused_reason.text
     # only the receipt the fixture made through the API
     assert clerk.get("/console/other-receipts").text.count("/other-receipts/view?id=") == 1
+    # every list and form opens in both languages, each in its own
+    pages = ["/console/other-receipts", "/console/other-issues", "/console/write-offs"]
+    pages += [f"{path}/new" for path in pages]
+    pages += ["/console/transfers", "/console/transfers/new", "/console/stock-counts"]
+    pages += ["/console/stock-counts/new"]  # (counting is a clerk's: /console/count)
+    for lang, title in (("zh-CN", "新建调拨单"), ("en", "New transfer")):
+        manager = signed_in(desk, "mgr", lang)
+        for path in pages:
+            shown = manager.get(path)
+            assert shown.status_code == 200, path
+            assert f'<html lang="{lang}">' in shown.text
+        assert title in manager.get("/console/transfers/new").text
     # another site is not the clerk's: refused, not listed
     assert clerk.get("/console/other-issues?site=S02").status_code == 403
     assert stock(desk) == {("A1", "PILL", None): "3"}
