@@ -32,6 +32,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any, Final
 
+import biip
+from biip import BiipException
+from biip.gs1_messages import GS1Message
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Connection, select
@@ -1241,6 +1244,22 @@ def _clean(text: str) -> str:
     return "".join(c for c in text if c.isprintable()).strip()
 
 
+def _lot_in(scan: str) -> str | None:
+    """The lot (AI 10) a GS1-128 scan carries, raw or printed with parentheses: a pharmacy
+    box's one scan names the item and its lot, so the counter need not scan the lot."""
+    try:
+        if scan.startswith("("):
+            message: GS1Message | None = GS1Message.parse_hri(scan)
+        else:
+            message = biip.parse(scan).gs1_message
+    except (BiipException, IndexError):  # not GS1: a plain barcode or an item code
+        return None
+    for element in message.element_strings if message is not None else ():
+        if element.ai.ai == "10":
+            return str(element.value)
+    return None
+
+
 def _item_of(connection: Connection, scan: str) -> str | None:
     """The item a scan names: one of its barcodes (any GS1 spelling), else its code."""
     found = item_for_scan(connection, scan)
@@ -1248,7 +1267,7 @@ def _item_of(connection: Connection, scan: str) -> str | None:
         return found
     with read_snapshot(connection):  # a read that ends before the count's write begins
         exists = connection.execute(
-            select(items_table.c.item_code).where(items_table.c.item_code == scan)
+            select(items_table.c.item_code).where(items_table.c.item_code == _clean(scan))
         ).scalar_one_or_none()
     return None if exists is None else str(exists)
 
@@ -1268,13 +1287,14 @@ async def count_entry_form(
     raw = await request.body()
     posted = await request.form()
     _ = gettext_for(i18n.language_of(request))
+    scan = _posted(posted, "item", 200)  # as scanned: a GS1 scan may hold separators
     form = {
         "location": _clean(_posted(posted, "location", 64)),
-        "item": _clean(_posted(posted, "item", 200)),
-        "lot": _clean(_posted(posted, "lot", 64)),
+        "item": _clean(scan),
+        "lot": _clean(_posted(posted, "lot", 64)) or _lot_in(scan) or "",
         "qty": _posted(posted, "qty", 40),
     }
-    item_code = _item_of(connection, form["item"]) if form["item"] else None
+    item_code = _item_of(connection, scan) if form["item"] else None
     body = {
         "location": form["location"],
         "item_code": item_code or form["item"] or "?",
