@@ -217,6 +217,39 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/sales-invoices/new"): "sales_invoice.create",
         ("POST", "/console/sales-invoices/new"): "sales_invoice.create",
         ("GET", "/console/receivables-ageing"): "receivable.read",
+        ("GET", "/console/other-receipts"): "other_movement.read",
+        ("GET", "/console/other-receipts/view"): "other_movement.read",
+        ("GET", "/console/other-receipts/new"): "other_movement.create",
+        ("POST", "/console/other-receipts/new"): "other_movement.create",
+        ("GET", "/console/other-issues"): "other_movement.read",
+        ("GET", "/console/other-issues/view"): "other_movement.read",
+        ("GET", "/console/other-issues/new"): "other_movement.create",
+        ("POST", "/console/other-issues/new"): "other_movement.create",
+        ("GET", "/console/write-offs"): "write_off.read",
+        ("GET", "/console/write-offs/view"): "write_off.read",
+        ("GET", "/console/write-offs/new"): "write_off.create",
+        ("POST", "/console/write-offs/new"): "write_off.create",
+        ("POST", "/console/write-offs/approve"): "write_off.approve",
+        ("POST", "/console/write-offs/reject"): "write_off.approve",
+        ("GET", "/console/transfers"): "transfer.read",
+        ("GET", "/console/transfers/view"): "transfer.read",
+        ("POST", "/console/transfers/approve"): "transfer.approve",
+        ("POST", "/console/transfers/cancel"): "transfer.cancel",
+        ("POST", "/console/transfers/ship"): "transfer.ship",
+        ("POST", "/console/transfers/receive"): "transfer.receive",
+        ("POST", "/console/transfers/resolve"): "transfer_exception.resolve",
+        ("GET", "/console/transfers/new"): "transfer.create",
+        ("POST", "/console/transfers/new"): "transfer.create",
+        ("GET", "/console/stock-counts"): "stock_count.read",
+        ("GET", "/console/stock-counts/view"): "stock_count.read",
+        ("POST", "/console/stock-counts/approve"): "stock_count.approve",
+        ("POST", "/console/stock-counts/cancel"): "stock_count.create",
+        ("GET", "/console/stock-counts/new"): "stock_count.create",
+        ("POST", "/console/stock-counts/new"): "stock_count.create",
+        ("GET", "/console/count"): "stock_count.count",
+        ("GET", "/console/count/entry"): "stock_count.count",
+        ("POST", "/console/count/entry"): "stock_count.count",
+        ("POST", "/console/count/submit"): "stock_count.count",
     }
 
 
@@ -275,12 +308,15 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/receivables-ageing",
     ]
     master = ["/console/items", "/console/items/new", "/console/categories", "/console/partners"]
+    movements = ["/console/other-receipts", "/console/other-issues", "/console/write-offs"]
+    stock = [*movements, "/console/transfers", "/console/stock-counts", "/console/count"]
     assert menu("boss") == [
         *master,
         "/console/sites",
         "/console/reference",
         *purchasing,
         *sales,
+        *stock,
         "/console/transfer",
         "/console/users",
         "/console/roles",
@@ -307,10 +343,14 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/pick-lists",
         "/console/shipments",
         "/console/customer-returns",
+        *movements,
+        "/console/transfers",
+        "/console/count",
     ]
-    # the purchasing and sales entries are drop-downs (a click opens them, never a hover)
+    # the purchasing, sales and stock entries are drop-downs (a click opens them, never a
+    # hover)
     boss = browser(app, "boss", lang="en").get("/console/items").text
-    assert boss.count("<details>") == 2
+    assert boss.count("<details>") == 3
 
 
 def test_a_clerks_pages_hold_no_financial_figure(app: FastAPI) -> None:
