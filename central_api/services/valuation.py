@@ -34,12 +34,12 @@ the ledger's sums per balance key, with what is stored (``jxc central check``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -64,7 +64,13 @@ from central_api.models.purchasing import purchase_order_lines, purchase_orders
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.models.valuation import valuation_entries, valuation_layers, valuation_state
 from central_api.services.central_events import ledger_union
-from central_api.services.ingest import _COPY_FROM_ROWS, _copy_rows, _insert_sql, _ledger_binds
+from central_api.services.ingest import (
+    _COPY_FROM_ROWS,
+    _copy_rows,
+    _id_texts,
+    _insert_sql,
+    _ledger_binds,
+)
 from central_api.services.projections import AcceptedEvents
 from central_api.services.purchasing import plain
 from jxc.contract import DECIMAL_PLACES, EventKind, LedgerEvent
@@ -145,9 +151,15 @@ class Move:
         return (self.occurred_at, self.event_id)
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What a movement came to, and the (site, item)'s state after it (micro-units)."""
+_ORDER: Callable[[Move], OrderKey] = attrgetter("occurred_at", "event_id")
+"""``move.order``, as a C-level key function for sorting a push's movements."""
+
+
+class Result(NamedTuple):
+    """What a movement came to, and the (site, item)'s state after it (micro-units).
+
+    A tuple in the entry table's column order: a push makes one per event and its row
+    is the tuple itself, unpacked."""
 
     in_value: int
     cogs: int
@@ -388,10 +400,13 @@ class _Master:
         multiplication is skipped for those.
         """
         quantities = to_micro_units_many([event.qty for event in events])
+        ids = [event.event_id for event in events]
+        if ids and not isinstance(ids[0], str):
+            ids = _id_texts(ids)  # UUIDs of a push: spelled for the batch at once
         given = [event.unit_cost for event in events if event.unit_cost is not None]
         unit_costs = iter(to_micro_units_many(given))
         found: list[Move] = []
-        for event, base_qty in zip(events, quantities, strict=True):
+        for event, event_id, base_qty in zip(events, ids, quantities, strict=True):
             factor = self.factor(event.item, event.uom)
             qty = base_qty if factor == MICRO else div(base_qty * factor, MICRO)
             kind = str(event.kind)
@@ -403,9 +418,7 @@ class _Master:
             source = "out"
             if qty > 0:
                 in_cost, source = self._in_cost(event, kind, unit_cost, factor, link)
-            found.append(
-                Move(str(event.event_id), utc(event.occurred_at), kind, qty, in_cost, source, link)
-            )
+            found.append(Move(event_id, utc(event.occurred_at), kind, qty, in_cost, source, link))
         return found
 
     def move(self, event: Any) -> Move:
@@ -494,21 +507,22 @@ def _value_keys(
         state = states[key][0] if key in states else State(methods[key])
         if state.method == FIFO:
             state.layers = layers.get(key, [])
-        moves = sorted(new_moves[key], key=lambda move: move.order)
-        results = replay(state, moves)
-        inserts.extend(_entry_row(key, move, results[move.event_id]) for move in moves)
-        changed_links.update(m.link for m in moves if m.link is not None and m.qty < 0)
+        moves = sorted(new_moves[key], key=_ORDER)
+        for move in moves:
+            inserts.append((key, move, apply(state, move)))
+            if move.link is not None and move.qty < 0:
+                changed_links.add(move.link)
         finals[key] = (state, moves[-1])
     for key, point in late.items():
         state, moves, stored = _history(connection, key, methods[key], point, changed_inputs or {})
         fresh = new_moves.get(key, [])
         fresh_ids = {move.event_id for move in fresh}
-        moves = sorted([*moves, *fresh], key=lambda move: move.order)
+        moves = sorted([*moves, *fresh], key=_ORDER)
         results = replay(state, moves)
         for move in moves:
             result = results[move.event_id]
             if move.event_id in fresh_ids:
-                inserts.append(_entry_row(key, move, result))
+                inserts.append((key, move, result))
                 if move.link is not None and move.qty < 0:
                     changed_links.add(move.link)
                 continue
@@ -536,7 +550,7 @@ def _fast_or_late(
     fast: list[Key] = []
     late: dict[Key, OrderKey | None] = {}
     for key in keys:
-        points = [move.order for move in new_moves.get(key, ())]
+        points = list(map(_ORDER, new_moves.get(key, ())))
         if key in since:
             points.append(since[key])
         held = states.get(key)
@@ -665,10 +679,6 @@ def _result_of(row: Any) -> Result:
 _NewEntry = tuple[Key, Move, Result]
 
 
-def _entry_row(key: Key, move: Move, result: Result) -> _NewEntry:
-    return (key, move, result)
-
-
 def _insert_entries(connection: Connection, entries: Sequence[_NewEntry]) -> None:
     """Insert new entries as the driver's own rows: a push inserts one per event, and
     SQLAlchemy's per-row parameter handling cost several times the insert itself.
@@ -691,7 +701,7 @@ def _insert_entries(connection: Connection, entries: Sequence[_NewEntry]) -> Non
             move.in_cost,
             move.cost_source,
             move.link,
-            *_result_tuple(result),
+            *result,
         )
         for (key, move, result), occurred_at in zip(entries, times, strict=True)
     ]
@@ -723,8 +733,8 @@ if tuple(column.name for column in valuation_entries.c) != _ENTRY_ORDER:  # prag
     raise TypeError("valuation_entries' columns changed: update _insert_entries")
 
 _RESULT_FIELDS = _ENTRY_ORDER[9:]
-_result_tuple = attrgetter(*_RESULT_FIELDS)
-"""A result's amounts in the table's column order."""
+if Result._fields != _RESULT_FIELDS:  # pragma: no cover
+    raise TypeError("Result's fields must be valuation_entries' result columns, in order")
 
 _AMOUNTS = frozenset({"qty", "in_cost", *_RESULT_FIELDS, "value", "last_cost"})
 _ENTRY_COLUMNS = tuple(
@@ -740,7 +750,7 @@ _LAYER_COLUMNS = tuple(
 
 
 def _results(result: Result) -> dict[str, int]:
-    return dict(zip(_RESULT_FIELDS, _result_tuple(result), strict=True))
+    return result._asdict()
 
 
 def _update_row(move: Move, result: Result) -> dict[str, Any]:
@@ -999,7 +1009,7 @@ def value_from_scratch(connection: Connection, *, stored_inputs: bool = False) -
         moves[move.event_id] = move
         by_key[(row.site_id, row.item)].append(move)
     for key_moves in by_key.values():
-        key_moves.sort(key=lambda move: move.order)
+        key_moves.sort(key=_ORDER)
     valuation = Valuation(states={}, results={}, moves=moves, by_key=dict(by_key))
     pending = set(by_key)
     for _round in range(1000):  # a chain of transfers settles in as many rounds as it is long
@@ -1146,7 +1156,7 @@ def rebuild(connection: Connection, *, at: datetime) -> int:
     connection.execute(delete(valuation_entries))
     connection.execute(delete(valuation_state))
     inserts = [
-        _entry_row(key, move, fresh.results[move.event_id])
+        (key, move, fresh.results[move.event_id])
         for key, moves in fresh.by_key.items()
         for move in moves
     ]
