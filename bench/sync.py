@@ -427,6 +427,10 @@ class DrainResult:
     raw_rows_per_s: float
     ratio: float
     """ingest events/s divided by raw rows/s."""
+    cpu_ratio: float
+    """The same by this process's CPU time (raw CPU s over ingest CPU s): on a machine
+    whose cores are shared with others, wall time measures the neighbours as much as the
+    code. On SQLite the database's work is in this process; on PostgreSQL it is not."""
     batch_ms_p50: float
     batch_ms_max: float
     raw_ms_p50: float
@@ -583,8 +587,9 @@ def driver_rows_maker(engine: Engine) -> Callable[[Sequence[LedgerEvent]], list[
 
 
 @contextlib.contextmanager
-def raw_inserter(engine: Engine) -> Iterator[Callable[[PushBatch], float]]:
-    """Yield ``insert(batch) -> seconds``: the batch's rows into RAW_TABLE, one transaction.
+def raw_inserter(engine: Engine) -> Iterator[Callable[[PushBatch], tuple[float, float]]]:
+    """Yield ``insert(batch) -> (seconds, CPU seconds)``: the batch's rows into RAW_TABLE,
+    one transaction.
 
     The rows are made before the clock starts: the raw side is the database's own cost
     of storing them, nothing else.
@@ -609,16 +614,16 @@ def raw_inserter(engine: Engine) -> Iterator[Callable[[PushBatch], float]]:
                 f"VALUES ({', '.join('?' for _ in columns)})"
             )
 
-            def insert_sqlite(batch: PushBatch) -> float:
+            def insert_sqlite(batch: PushBatch) -> tuple[float, float]:
                 nonlocal inserted
                 rows = make_rows(batch.events)
                 gc.collect()
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 sqlite_db.execute("BEGIN IMMEDIATE")
                 sqlite_db.executemany(statement, rows)
                 sqlite_db.execute("COMMIT")
                 inserted += len(rows)
-                return time.perf_counter() - started
+                return time.perf_counter() - started, time.process_time() - cpu
 
             yield insert_sqlite
         else:
@@ -635,18 +640,18 @@ def raw_inserter(engine: Engine) -> Iterator[Callable[[PushBatch], float]]:
                 types = [column.type_code for column in cursor.description or ()]
             pg.commit()
 
-            def insert_postgresql(batch: PushBatch) -> float:
+            def insert_postgresql(batch: PushBatch) -> tuple[float, float]:
                 nonlocal inserted
                 rows = make_rows(batch.events)
                 gc.collect()
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 with pg.cursor() as cursor, cursor.copy(copy_sql) as copy:
                     copy.set_types(types)
                     for row in rows:
                         copy.write_row(row)
                 pg.commit()
                 inserted += len(rows)
-                return time.perf_counter() - started
+                return time.perf_counter() - started, time.process_time() - cpu
 
             yield insert_postgresql
     finally:
@@ -675,11 +680,12 @@ def ingest_one(
     *,
     expect: EventStatus = EventStatus.ACCEPTED,
     profiler: cProfile.Profile | None = None,
+    cpu: list[float] | None = None,
 ) -> float:
     """Push one batch through ``ingest_batch`` and make the answer from its outcome, as
-    the route does; the seconds it took."""
+    the route does; the seconds it took (and the CPU seconds, appended to ``cpu``)."""
     gc.collect()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if profiler is not None:
         profiler.enable()
     ack = push_ack(
@@ -693,6 +699,8 @@ def ingest_one(
     if profiler is not None:
         profiler.disable()
     elapsed = time.perf_counter() - started
+    if cpu is not None:
+        cpu.append(time.process_time() - cpu_started)
     _check_ack(ack.acked_through_seq, [r.status for r in ack.results], batch, expect)
     return elapsed
 
@@ -704,7 +712,7 @@ def raw_and_ingest(
     progress: Progress,
     label: str,
     profiler: cProfile.Profile | None = None,
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], float, float]:
     """Each batch into the raw table and through ingest, alternately; both sides' seconds.
 
     Alternating batch by batch, in turn which side goes first, puts both under the same
@@ -713,17 +721,29 @@ def raw_and_ingest(
     """
     task = progress.add_task(label, total=sum(len(b.events) for b in batches))
     raw_times: list[float] = []
+    raw_cpu: list[float] = []
     ingest_times: list[float] = []
+    ingest_cpu: list[float] = []
+
+    def raw_side(batch: PushBatch) -> None:
+        wall, cpu = raw_insert(batch)
+        raw_times.append(wall)
+        raw_cpu.append(cpu)
+
     with raw_inserter(engine) as raw_insert, engine.connect() as connection:
         for number, batch in enumerate(batches):
             if number % 2 == 0:
-                raw_times.append(raw_insert(batch))
-                ingest_times.append(ingest_one(connection, batch, profiler=profiler))
+                raw_side(batch)
+                ingest_times.append(
+                    ingest_one(connection, batch, profiler=profiler, cpu=ingest_cpu)
+                )
             else:
-                ingest_times.append(ingest_one(connection, batch, profiler=profiler))
-                raw_times.append(raw_insert(batch))
+                ingest_times.append(
+                    ingest_one(connection, batch, profiler=profiler, cpu=ingest_cpu)
+                )
+                raw_side(batch)
             progress.advance(task, len(batch.events))
-    return raw_times, ingest_times
+    return raw_times, ingest_times, sum(raw_cpu), sum(ingest_cpu)
 
 
 def replay(
@@ -1041,7 +1061,7 @@ def drain(
             if setup is not None:
                 setup(engine)
             with timing as spent:
-                raw_times, times = raw_and_ingest(
+                raw_times, times, raw_cpu_s, ingest_cpu_s = raw_and_ingest(
                     engine,
                     batches,
                     progress=progress,
@@ -1080,6 +1100,7 @@ def drain(
         raw_s=raw_s,
         raw_rows_per_s=raw_rows / raw_s,
         ratio=(len(events) / ingest_s) / (raw_rows / raw_s),
+        cpu_ratio=raw_cpu_s / ingest_cpu_s,
         batch_ms_p50=ordered[len(ordered) // 2] * 1000,
         batch_ms_max=ordered[-1] * 1000,
         raw_ms_p50=statistics.median(raw_times) * 1000,
@@ -1148,6 +1169,7 @@ def print_report(report: Report) -> None:
                 "ingest ev/s",
                 "raw rows/s",
                 "ingest/raw",
+                "by CPU",
                 "push / raw p50 ms",
                 "push / raw max ms",
                 "first 10% ev/s",
@@ -1165,6 +1187,7 @@ def print_report(report: Report) -> None:
                 f"{d.ingest_eps:,.0f}",
                 f"{d.raw_rows_per_s:,.0f}",
                 f"{d.ratio:.2f}",
+                f"{d.cpu_ratio:.2f}",
                 f"{d.batch_ms_p50:.0f} / {d.raw_ms_p50:.0f}",
                 f"{d.batch_ms_max:.0f} / {d.raw_ms_max:.0f}",
                 f"{d.first_tenth_eps:,.0f}",
@@ -1182,7 +1205,7 @@ def print_report(report: Report) -> None:
                 verdict = "meets" if d.ratio >= 0.5 else "MISSES"
                 console.print(
                     f"sqlite, {d.backlog} backlog: ingest at {d.ratio:.0%} of the raw insert "
-                    f"rate -> {verdict} the aim of at least 50%"
+                    f"rate ({d.cpu_ratio:.0%} by CPU time) -> {verdict} the aim of at least 50%"
                 )
         for d in report.drains:
             if d.phases_ms:
