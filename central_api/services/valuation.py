@@ -34,10 +34,11 @@ the ledger's sums per balance key, with what is stored (``jxc central check``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from itertools import groupby
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -58,7 +59,7 @@ from sqlalchemy import (
 
 from central_api.models.base import from_micro_units, to_micro_units_many
 from central_api.models.items import items
-from central_api.models.ledger import site_sync_state
+from central_api.models.ledger import central_events, ledger_events, site_sync_state
 from central_api.models.master import item_units
 from central_api.models.purchasing import purchase_order_lines, purchase_orders
 from central_api.models.stock import NO_LOT, stock_balances
@@ -1011,16 +1012,22 @@ def value_from_scratch(connection: Connection, *, stored_inputs: bool = False) -
     for key_moves in by_key.values():
         key_moves.sort(key=_ORDER)
     valuation = Valuation(states={}, results={}, moves=moves, by_key=dict(by_key))
-    pending = set(by_key)
+    _settle(valuation, {key: master.method(key[1]) for key in by_key})
+    return valuation
+
+
+def _settle(valuation: Valuation, methods: Mapping[Key, str]) -> None:
+    """Value every key of ``valuation`` from its first movement, then again each whose
+    transfer_ins' costs moved, until none does."""
+    pending = set(valuation.by_key)
     for _round in range(1000):  # a chain of transfers settles in as many rounds as it is long
         for key in sorted(pending):
-            state = State(master.method(key[1]))
-            valuation.results.update(replay(state, by_key[key]))
+            state = State(methods[key])
+            valuation.results.update(replay(state, valuation.by_key[key]))
             valuation.states[key] = state
-        pending = _transfer_rounds(valuation, by_key)
+        pending = _transfer_rounds(valuation, valuation.by_key)
         if not pending:
             break
-    return valuation
 
 
 def _transfer_rounds(valuation: Valuation, by_key: Mapping[Key, list[Move]]) -> set[Key]:
@@ -1057,76 +1064,230 @@ class Difference:
         return f"{self.what} {self.key}: stored {self.stored}, ledger says {self.ledger}"
 
 
-def check(connection: Connection) -> list[Difference]:
+def check(connection: Connection, *, chunk_rows: int = 20_000) -> list[Difference]:
     """Every difference between stored balances and values and the ledger, recomputed.
 
     Balances: ``stock_balances`` per (site, location, item, lot) against the sum of the
-    ledger's quantities. Values: ``valuation_state`` per (site, item) and every entry's
-    results against :func:`value_from_scratch` (with the recorded inputs), and every event
-    against its entry (one each, the same base quantity).
+    ledger's quantities, compared in the database (only the differences come back).
+    Values: every event against its entry (one each, the same base quantity), every
+    entry's results and every (site, item)'s quantity and value against a valuation
+    from scratch with the inputs recorded on the entries.
+
+    It streams: the ledger is read with each event's entry beside it, in (site, item)
+    order, and valued about ``chunk_rows`` events at a time, so memory holds a chunk,
+    the (site, item)s that transfers link, and the differences, never the whole ledger
+    (5,000,000 events as Python objects would be gigabytes). Linked (site, item)s are
+    valued together at the end, since a transfer_in's cost is its transfer_out's.
     """
-    differences: list[Difference] = []
+    found = _balance_differences(connection)
+    linked: dict[Key, list[tuple[Move, Any]]] = {}
+    methods: dict[Key, str] = {}
+    for chunk in _ledger_chunks(connection, chunk_rows):
+        master = _Master(connection, [row for _key, rows in chunk for row in rows])
+        held = _read_states(connection, [key for key, _rows in chunk])
+        for key, rows in chunk:
+            paired = _recorded_moves(master, rows)
+            methods[key] = master.method(key[1])
+            if any(move.link is not None for move, _row in paired):
+                linked[key] = paired  # valued with the other linked ones below
+                continue
+            state = State(methods.pop(key))
+            results = replay(state, [move for move, _row in paired])
+            found.extend(_key_differences(key, paired, results, state, held))
+    if linked:
+        by_key = {key: [move for move, _row in paired] for key, paired in linked.items()}
+        fresh = Valuation(
+            states={},
+            results={},
+            moves={move.event_id: move for moves in by_key.values() for move in moves},
+            by_key=by_key,
+        )
+        _settle(fresh, methods)
+        held = _read_states(connection, sorted(linked))
+        for key, paired in linked.items():
+            found.extend(_key_differences(key, paired, fresh.results, fresh.states[key], held))
+    found.extend(_entries_without_events(connection))
+    return sorted(found, key=lambda d: (_KINDS_ORDER.get(d.what, 9), d.key))
+
+
+_KINDS_ORDER = {"balance": 0, "entry": 1, "entry qty": 1, "value": 2}
+"""The order :func:`check` names differences in: balances, entries, values."""
+
+
+def _balance_differences(connection: Connection) -> list[Difference]:
+    """Balances that differ from the ledger's sums, compared by the database: the sums
+    left-joined to the balances, and the balances left-joined to the sums (a full outer
+    join, which SQLite has only since 3.39)."""
     union = ledger_union("site_id", "location", "item", "lot", "qty").subquery()
     lot = func.coalesce(union.c.lot, NO_LOT)
-    summed = {
-        (row.site_id, row.location, row.item, row.lot): row.qty
-        for row in connection.execute(
-            select(
-                union.c.site_id,
-                union.c.location,
-                union.c.item,
-                lot.label("lot"),
-                func.sum(union.c.qty).label("qty"),
-            ).group_by(union.c.site_id, union.c.location, union.c.item, lot)
+    summed = (
+        select(
+            union.c.site_id,
+            union.c.location,
+            union.c.item,
+            lot.label("lot"),
+            func.sum(union.c.qty).label("qty"),
         )
-    }
-    held = {
-        (row.site_id, row.location, row.item, row.lot): row.qty
-        for row in connection.execute(
-            select(
-                stock_balances.c.site_id,
-                stock_balances.c.location,
-                stock_balances.c.item,
-                stock_balances.c.lot,
-                stock_balances.c.qty,
+        .group_by(union.c.site_id, union.c.location, union.c.item, lot)
+        .subquery()
+    )
+    held = stock_balances.c
+    same_place = and_(
+        held.site_id == summed.c.site_id,
+        held.location == summed.c.location,
+        held.item == summed.c.item,
+        held.lot == summed.c.lot,
+    )
+    wanted = func.coalesce(type_coerce(summed.c.qty, BigInteger), 0)
+    stored = func.coalesce(type_coerce(held.qty, BigInteger), 0)
+    found: list[Difference] = []
+    sums_first = (
+        select(summed.c.site_id, summed.c.location, summed.c.item, summed.c.lot)
+        .add_columns(summed.c.qty.label("wanted"), held.qty.label("stored"))
+        .select_from(summed.outerjoin(stock_balances, same_place))
+        .where(wanted != stored)
+    )
+    balances_first = (
+        select(held.site_id, held.location, held.item, held.lot)
+        .add_columns(summed.c.qty.label("wanted"), held.qty.label("stored"))
+        .select_from(stock_balances.outerjoin(summed, same_place))
+        .where(summed.c.site_id.is_(None), stored != 0)
+    )
+    for query in (sums_first, balances_first):
+        for row in connection.execute(query):
+            place = "/".join((row.site_id, row.location, row.item, row.lot))
+            found.append(
+                Difference("balance", place, str(row.stored or _ZERO), str(row.wanted or _ZERO))
             )
+    return found
+
+
+_ENTRY_PREFIX = "entry_"
+
+
+def _ledger_with_entries() -> Any:
+    """Every event of the ledger with its entry's inputs and results beside it (None
+    when it has none), by (site, item): the one query :func:`check` streams."""
+    union = ledger_union(*_LEDGER_COLUMNS).subquery()
+    entry = valuation_entries.c
+    beside = [
+        (type_coerce(column, BigInteger) if column.name in _AMOUNTS else column).label(
+            _ENTRY_PREFIX + column.name
         )
-    }
-    for place in sorted(set(summed) | set(held)):
-        stored, wanted = held.get(place, _ZERO), summed.get(place, _ZERO)
-        if stored != wanted:
-            differences.append(Difference("balance", "/".join(place), str(stored), str(wanted)))
-    fresh = value_from_scratch(connection, stored_inputs=True)
-    stored_entries = {row.event_id: row for row in connection.execute(select(*_ENTRY_COLUMNS))}
-    for event_id in sorted(set(fresh.moves) | set(stored_entries)):
-        move, row = fresh.moves.get(event_id), stored_entries.get(event_id)
-        if move is None or row is None:
-            differences.append(
-                Difference(
-                    "entry",
-                    event_id,
-                    "none" if row is None else "an entry",
-                    "none" if move is None else "an event",
-                )
-            )
+        for column in (
+            entry.event_id,
+            entry.qty,
+            entry.in_cost,
+            entry.cost_source,
+            *(entry[name] for name in _RESULT_FIELDS),
+        )
+    ]
+    return (
+        select(union, *beside)
+        .select_from(union.outerjoin(valuation_entries, entry.event_id == union.c.event_id))
+        .order_by(union.c.site_id, union.c.item)
+        .execution_options(stream_results=True, yield_per=2_000)
+    )
+
+
+def _ledger_chunks(
+    connection: Connection, chunk_rows: int
+) -> Iterator[list[tuple[Key, list[Any]]]]:
+    """The ledger (with entries) by (site, item), a list of whole (site, item)s of
+    about ``chunk_rows`` events at a time."""
+    chunk: list[tuple[Key, list[Any]]] = []
+    size = 0
+    rows = connection.execute(_ledger_with_entries())
+    for key, group in groupby(rows, key=attrgetter("site_id", "item")):
+        events = list(group)
+        chunk.append((key, events))
+        size += len(events)
+        if size >= chunk_rows:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _recorded_moves(master: _Master, rows: list[Any]) -> list[tuple[Move, Any]]:
+    """A (site, item)'s movements with the inputs recorded on their entries (a cost is
+    a fact of the day the goods came in), in valuation order, each with its row."""
+    paired = list(zip(master.moves(rows), rows, strict=True))
+    for move, row in paired:
+        if row.entry_event_id is not None:
+            move.in_cost, move.cost_source = row.entry_in_cost, row.entry_cost_source
+    paired.sort(key=lambda pair: _ORDER(pair[0]))
+    return paired
+
+
+def _key_differences(
+    key: Key,
+    paired: list[tuple[Move, Any]],
+    results: Mapping[str, Result],
+    state: State,
+    held: Mapping[Key, tuple[State, OrderKey]],
+) -> list[Difference]:
+    """What one (site, item)'s entries and state say against its fresh valuation."""
+    found: list[Difference] = []
+    for move, row in paired:
+        if row.entry_event_id is None:
+            found.append(Difference("entry", move.event_id, "none", "an event"))
             continue
-        if row.qty != move.qty:
-            differences.append(Difference("entry qty", event_id, _units(row.qty), _units(move.qty)))
-        mine, theirs = _result_of(row), fresh.results[event_id]
-        if mine != theirs:
-            differences.append(Difference("entry", event_id, _show(mine), _show(theirs)))
-    states = {(row.site_id, row.item): row for row in connection.execute(select(*_STATE_COLUMNS))}
-    for key in sorted(set(states) | set(fresh.states)):
-        row, state = states.get(key), fresh.states.get(key)
-        held_state = None if row is None else (row.qty, row.value)
-        fresh_state = None if state is None else (state.qty, state.value)
-        if held_state != fresh_state:
-            differences.append(
-                Difference(
-                    "value", "/".join(key), _show_state(held_state), _show_state(fresh_state)
-                )
+        if row.entry_qty != move.qty:
+            found.append(
+                Difference("entry qty", move.event_id, _units(row.entry_qty), _units(move.qty))
             )
-    return differences
+        mine = Result(*(getattr(row, _ENTRY_PREFIX + name) for name in _RESULT_FIELDS))
+        theirs = results[move.event_id]
+        if mine != theirs:
+            found.append(Difference("entry", move.event_id, _show(mine), _show(theirs)))
+    stored = held.get(key)
+    stored_state = None if stored is None else (stored[0].qty, stored[0].value)
+    if stored_state != (state.qty, state.value):
+        found.append(
+            Difference(
+                "value",
+                "/".join(key),
+                _show_state(stored_state),
+                _show_state((state.qty, state.value)),
+            )
+        )
+    return found
+
+
+def _entries_without_events(connection: Connection) -> list[Difference]:
+    """Entries of no event in the ledger, and values of (site, item)s with no event at
+    all: what the streamed pass over the ledger cannot see."""
+    entry, state = valuation_entries.c, valuation_state.c
+
+    def no_event(event_id: Any) -> Any:
+        return and_(
+            ~select(ledger_events.c.event_id).where(ledger_events.c.event_id == event_id).exists(),
+            ~select(central_events.c.event_id)
+            .where(central_events.c.event_id == event_id)
+            .exists(),
+        )
+
+    found = [
+        Difference("entry", event_id, "an entry", "none")
+        for event_id in connection.execute(
+            select(entry.event_id).where(no_event(entry.event_id))
+        ).scalars()
+    ]
+    of_key = valuation_entries.alias("of_key")
+    with_event = (
+        select(of_key.c.event_id)
+        .where(of_key.c.site_id == state.site_id, of_key.c.item == state.item)
+        .where(~no_event(of_key.c.event_id))
+        .exists()
+    )
+    for row in connection.execute(select(*_STATE_COLUMNS).where(~with_event)):
+        found.append(
+            Difference(
+                "value", f"{row.site_id}/{row.item}", _show_state((row.qty, row.value)), "none"
+            )
+        )
+    return found
 
 
 def _units(amount: int) -> str:

@@ -325,3 +325,36 @@ def test_a_transfer_carries_its_cost_and_follows_a_late_revaluation(master: Test
     with engine.connect() as connection:
         # Balances: these events skipped booking, which the transfer documents will do.
         assert [d for d in valuation.check(connection) if d.what != "balance"] == []
+
+
+def test_check_streams_and_names_entries_without_events_and_the_reverse(
+    master: TestClient,
+) -> None:
+    """``check`` reads the ledger a chunk of (site, item)s at a time: with chunks of one
+    event every (site, item) is a chunk of its own, and the answer is the same."""
+    s01 = SiteLedger("S01")
+    push(
+        master,
+        s01,
+        s01.event("receipt", "10", item="TEA", uom="kg", unit_cost="80"),
+        s01.event("sale", "-4", item="TEA", uom="kg"),
+        s01.event("receipt", "3", item="PILL", uom="片", unit_cost="2"),
+    )
+    engine = master.app.state.engine  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        assert valuation.check(connection, chunk_rows=1) == []
+        sale = connection.execute(
+            select(valuation_entries).where(valuation_entries.c.kind == "sale")
+        ).one()
+    with engine.connect() as connection, write_transaction(connection):
+        connection.execute(
+            valuation_entries.delete().where(valuation_entries.c.event_id == sale.event_id)
+        )
+        connection.execute(
+            valuation_entries.insert().values({**sale._asdict(), "event_id": "no-such-event"})
+        )
+    with engine.connect() as connection:
+        found = {str(d) for d in valuation.check(connection, chunk_rows=1)}
+    assert f"entry {sale.event_id}: stored none, ledger says an event" in found
+    assert "entry no-such-event: stored an entry, ledger says none" in found
+    assert "value S01/PILL" not in " ".join(found)
