@@ -407,8 +407,13 @@ class _Master:
         given = [event.unit_cost for event in events if event.unit_cost is not None]
         unit_costs = iter(to_micro_units_many(given))
         found: list[Move] = []
+        known_items = self.items
         for event, event_id, base_qty in zip(events, ids, quantities, strict=True):
-            factor = self.factor(event.item, event.uom)
+            # self.factor(), inlined: this loop runs once per event of every push.
+            known = known_items.get(event.item)
+            factor = MICRO
+            if known is not None and event.uom != known.uom:
+                factor = self.factors.get((event.item, event.uom), MICRO)
             qty = base_qty if factor == MICRO else div(base_qty * factor, MICRO)
             kind = str(event.kind)
             unit_cost = None if event.unit_cost is None else next(unit_costs)
@@ -418,8 +423,14 @@ class _Master:
             in_cost: int | None = None
             source = "out"
             if qty > 0:
-                in_cost, source = self._in_cost(event, kind, unit_cost, factor, link)
-            found.append(Move(event_id, utc(event.occurred_at), kind, qty, in_cost, source, link))
+                if unit_cost is not None and factor == MICRO:
+                    in_cost, source = unit_cost, "event"
+                else:
+                    in_cost, source = self._in_cost(event, kind, unit_cost, factor, link)
+            at = event.occurred_at
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+            found.append(Move(event_id, at, kind, qty, in_cost, source, link))
         return found
 
     def move(self, event: Any) -> Move:
