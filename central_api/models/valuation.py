@@ -65,7 +65,9 @@ valuation_entries = Table(
     Column("qty_after", MicroUnits, nullable=False),
     Column("value_after", MicroUnits, nullable=False),
     Column("last_cost_after", MicroUnits, nullable=False),
-    Index(None, "site_id", "item", "occurred_at", "event_id"),
+    # A (site, item)'s movements in order; ties at one instant are few and sorted by
+    # event_id after the range (migration 0018: a narrower key, cheaper inserts).
+    Index(None, "site_id", "item", "occurred_at"),
     # Only a transfer's entries have a link: a partial index costs the other inserts nothing.
     Index(
         None,

@@ -34,26 +34,47 @@ the ledger's sums per balance key, with what is stored (``jxc central check``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from itertools import groupby
+from operator import attrgetter
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    type_coerce,
+    update,
+)
 
-from central_api.models.base import to_micro_units_many
+from central_api.models.base import from_micro_units, to_micro_units_many
 from central_api.models.items import items
-from central_api.models.ledger import site_sync_state
+from central_api.models.ledger import central_events, ledger_events, site_sync_state
 from central_api.models.master import item_units
 from central_api.models.purchasing import purchase_order_lines, purchase_orders
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.models.valuation import valuation_entries, valuation_layers, valuation_state
 from central_api.services.central_events import ledger_union
-from central_api.services.ingest import _COPY_FROM_ROWS, _copy_rows, _insert_sql, _ledger_binds
+from central_api.services.ingest import (
+    _COPY_FROM_ROWS,
+    _copy_rows,
+    _id_texts,
+    _insert_sql,
+    _ledger_binds,
+)
 from central_api.services.projections import AcceptedEvents
 from central_api.services.purchasing import plain
-from jxc.contract import EventKind, LedgerEvent
+from jxc.contract import DECIMAL_PLACES, EventKind, LedgerEvent
 
 NAME = "valuation"
 MOVING_AVERAGE = "moving_average"
@@ -86,7 +107,29 @@ def utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-# --- the valuation itself: pure functions over movements ----------------------------------
+# --- the valuation itself: pure functions over movements, in micro-units ------------------
+
+MICRO: int = 10**DECIMAL_PLACES
+"""Micro-units per unit: every quantity, amount and unit cost in the engine is an ``int``
+count of millionths, the representation the database stores (``MicroUnits``)."""
+
+
+def div(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` rounded to an integer, half to even: the one rounding
+    rule, exact for any size (Decimal's default context would round products past 28
+    digits first).
+
+    A rounded amount of micro-units is what ``Decimal.quantize`` to six places gives for
+    the same quotient, so ``money(a * b / c)`` in units is ``div(a * b, c)`` in micro-units,
+    ``money(a * b)`` is ``div(a * b, MICRO)`` and ``money(a / b)`` is ``div(a * MICRO, b)``.
+    """
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    quotient, remainder = divmod(numerator, denominator)
+    twice = remainder * 2
+    if twice > denominator or (twice == denominator and quotient & 1):
+        quotient += 1
+    return quotient
 
 
 @dataclass(slots=True)
@@ -96,10 +139,10 @@ class Move:
     event_id: str
     occurred_at: datetime
     kind: str
-    qty: Decimal
-    """In the item's base unit, signed: positive in, negative out."""
-    in_cost: Decimal | None
-    """Per base unit, for an inbound movement; None: at the running cost."""
+    qty: int
+    """Micro-units of the item's base unit, signed: positive in, negative out."""
+    in_cost: int | None
+    """Micro-units per base unit, for an inbound movement; None: at the running cost."""
     cost_source: str
     link: str | None = None
     """``transfer:<id>:<line>`` for a transfer's events: what carries cost between sites."""
@@ -109,48 +152,55 @@ class Move:
         return (self.occurred_at, self.event_id)
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What a movement came to, and the (site, item)'s state after it."""
+_ORDER: Callable[[Move], OrderKey] = attrgetter("occurred_at", "event_id")
+"""``move.order``, as a C-level key function for sorting a push's movements."""
 
-    in_value: Decimal
-    cogs: Decimal
-    variance: Decimal
-    shortfall: Decimal
-    qty_after: Decimal
-    value_after: Decimal
-    last_cost_after: Decimal
+
+class Result(NamedTuple):
+    """What a movement came to, and the (site, item)'s state after it (micro-units).
+
+    A tuple in the entry table's column order: a push makes one per event and its row
+    is the tuple itself, unpacked."""
+
+    in_value: int
+    cogs: int
+    variance: int
+    shortfall: int
+    qty_after: int
+    value_after: int
+    last_cost_after: int
 
 
 @dataclass(slots=True)
 class Layer:
     event_id: str
-    qty: Decimal
-    value: Decimal
+    qty: int
+    value: int
 
 
 @dataclass(slots=True)
 class State:
-    """A (site, item)'s running valuation. ``qty < 0`` is negative stock (a deficit
-    valued at the cost it was issued at); FIFO layers exist only while ``qty > 0``."""
+    """A (site, item)'s running valuation in micro-units. ``qty < 0`` is negative stock
+    (a deficit valued at the cost it was issued at); FIFO layers exist only while
+    ``qty > 0``."""
 
     method: str
-    qty: Decimal = _ZERO
-    value: Decimal = _ZERO
-    last_cost: Decimal = _ZERO
+    qty: int = 0
+    value: int = 0
+    last_cost: int = 0
     layers: list[Layer] = field(default_factory=list)
 
-    def running_cost(self) -> Decimal:
+    def running_cost(self) -> int:
         """What one more unit costs now: the average (moving average, stock on hand),
         else the last known unit cost."""
-        if self.method == MOVING_AVERAGE and self.qty > _ZERO:
-            return money(self.value / self.qty)
+        if self.method == MOVING_AVERAGE and self.qty > 0:
+            return div(self.value * MICRO, self.qty)
         return self.last_cost
 
 
 def apply(state: State, move: Move) -> Result:
     """Value ``move`` against ``state`` (changed in place); what it came to."""
-    if move.qty > _ZERO:
+    if move.qty > 0:
         return _take_in(state, move)
     return _give_out(state, move)
 
@@ -158,18 +208,18 @@ def apply(state: State, move: Move) -> Result:
 def _take_in(state: State, move: Move) -> Result:
     qty = move.qty
     unit = state.running_cost() if move.in_cost is None else move.in_cost
-    in_value = money(qty * unit)
-    variance = _ZERO
-    if state.qty < _ZERO:
+    in_value = div(qty * unit, MICRO)
+    variance = 0
+    if state.qty < 0:
         # Fill the hole first: what is left of the deficit stays at its provisional cost,
         # what is left of the receipt is at the receipt's; the rest is the correction.
         after = state.qty + qty
-        if after >= _ZERO:
-            target = money(in_value * after / qty)
-            if after > _ZERO and state.method == FIFO:
+        if after >= 0:
+            target = div(in_value * after, qty)
+            if after > 0 and state.method == FIFO:
                 state.layers.append(Layer(move.event_id, after, target))
         else:
-            target = money(state.value * after / state.qty)
+            target = div(state.value * after, state.qty)
         variance = state.value + in_value - target
         state.qty, state.value = after, target
     else:
@@ -177,52 +227,40 @@ def _take_in(state: State, move: Move) -> Result:
         state.value += in_value
         if state.method == FIFO:
             state.layers.append(Layer(move.event_id, qty, in_value))
-    if state.method == MOVING_AVERAGE and state.qty > _ZERO:
-        state.last_cost = money(state.value / state.qty)
+    if state.method == MOVING_AVERAGE and state.qty > 0:
+        state.last_cost = div(state.value * MICRO, state.qty)
     else:
         state.last_cost = unit
-    return _after(state, in_value=in_value, variance=variance)
+    return Result(in_value, 0, variance, 0, state.qty, state.value, state.last_cost)
 
 
 def _give_out(state: State, move: Move) -> Result:
     out = -move.qty
-    cogs = _ZERO
-    covered = min(out, state.qty) if state.qty > _ZERO else _ZERO
+    cogs = 0
+    covered = min(out, state.qty) if state.qty > 0 else 0
     if covered:
         if state.method == FIFO:
             cogs = _consume(state.layers, covered)
         elif covered == state.qty:
             cogs = state.value
         else:
-            cogs = money(state.value * covered / state.qty)
+            cogs = div(state.value * covered, state.qty)
         state.qty -= covered
         state.value -= cogs
-        if state.method == MOVING_AVERAGE and state.qty > _ZERO:
-            state.last_cost = money(state.value / state.qty)
+        if state.method == MOVING_AVERAGE and state.qty > 0:
+            state.last_cost = div(state.value * MICRO, state.qty)
     shortfall = out - covered
     if shortfall:
-        short_value = money(shortfall * state.last_cost)
+        short_value = div(shortfall * state.last_cost, MICRO)
         state.qty -= shortfall
         state.value -= short_value
         cogs += short_value
-    return _after(state, cogs=cogs, shortfall=shortfall)
+    return Result(0, cogs, 0, shortfall, state.qty, state.value, state.last_cost)
 
 
-def _after(
-    state: State,
-    *,
-    in_value: Decimal = _ZERO,
-    cogs: Decimal = _ZERO,
-    variance: Decimal = _ZERO,
-    shortfall: Decimal = _ZERO,
-) -> Result:
-    """A movement's result, with the state it left behind."""
-    return Result(in_value, cogs, variance, shortfall, state.qty, state.value, state.last_cost)
-
-
-def _consume(layers: list[Layer], qty: Decimal) -> Decimal:
+def _consume(layers: list[Layer], qty: int) -> int:
     """Take ``qty`` from the oldest layers on (there is at least that much); its cost."""
-    cost = _ZERO
+    cost = 0
     while qty:
         layer = layers[0]
         if qty >= layer.qty:
@@ -230,11 +268,11 @@ def _consume(layers: list[Layer], qty: Decimal) -> Decimal:
             qty -= layer.qty
             layers.pop(0)
         else:
-            part = money(layer.value * qty / layer.qty)
+            part = div(layer.value * qty, layer.qty)
             layer.qty -= qty
             layer.value -= part
             cost += part
-            qty = _ZERO
+            qty = 0
     return cost
 
 
@@ -246,19 +284,35 @@ def replay(state: State, moves: Iterable[Move]) -> dict[str, Result]:
 # --- inputs: what an event means to valuation ---------------------------------------------
 
 
+def micro(column: Any) -> Any:
+    """``column`` read as the integer the database stores (micro-units), not as a
+    Decimal: the engine computes in integers, so no conversion either way."""
+    return type_coerce(column, BigInteger).label(column.name)
+
+
+def micro_param(name: str) -> Any:
+    """A bound micro-units parameter, passed to the driver as the integer it is."""
+    return bindparam(name, type_=BigInteger)
+
+
 @dataclass(frozen=True, slots=True)
 class _Item:
     uom: str
     method: str
-    cost: Decimal | None
-    purchase_price: Decimal | None
+    cost: int | None
+    purchase_price: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class _PoLine:
     site_id: str
     item: str
-    base_price: Decimal | None
+    base_price: int | None
+
+
+_TRANSFER_KINDS = frozenset({EventKind.TRANSFER_OUT.value, EventKind.TRANSFER_IN.value})
+_RECEIPT = EventKind.RECEIPT.value
+_TRANSFER_IN = EventKind.TRANSFER_IN.value
 
 
 class _Master:
@@ -277,8 +331,8 @@ class _Master:
                     items.c.item_code,
                     items.c.uom,
                     items.c.valuation,
-                    items.c.cost,
-                    items.c.purchase_price,
+                    micro(items.c.cost),
+                    micro(items.c.purchase_price),
                 ).where(items.c.item_code.in_(chunk))
             ):
                 method = row.valuation if row.valuation in METHODS else MOVING_AVERAGE
@@ -290,10 +344,10 @@ class _Master:
                 if event.item in self.items and event.uom != self.items[event.item].uom
             }
         )
-        self.factors: dict[tuple[str, str], Decimal] = {}
+        self.factors: dict[tuple[str, str], int] = {}
         for chunk in _chunks(pairs):
             for unit in connection.execute(
-                select(item_units.c.item_code, item_units.c.uom, item_units.c.factor).where(
+                select(item_units.c.item_code, item_units.c.uom, micro(item_units.c.factor)).where(
                     tuple_(item_units.c.item_code, item_units.c.uom).in_(chunk)
                 )
             ):
@@ -309,9 +363,9 @@ class _Master:
                     purchase_order_lines.c.line_no,
                     purchase_orders.c.site_id,
                     purchase_order_lines.c.item_code,
-                    purchase_order_lines.c.qty,
-                    purchase_order_lines.c.base_qty,
-                    purchase_order_lines.c.unit_price,
+                    micro(purchase_order_lines.c.qty),
+                    micro(purchase_order_lines.c.base_qty),
+                    micro(purchase_order_lines.c.unit_price),
                 )
                 .join(purchase_orders, purchase_orders.c.po_id == purchase_order_lines.c.po_id)
                 .where(purchase_order_lines.c.po_id.in_(chunk))
@@ -320,7 +374,7 @@ class _Master:
                 base_price = (
                     None
                     if price is None or not line.base_qty
-                    else money(price * line.qty / line.base_qty)
+                    else div(price * line.qty, line.base_qty)
                 )
                 self.po_lines[(line.po_id, line.line_no)] = _PoLine(
                     line.site_id, line.item_code, base_price
@@ -330,42 +384,65 @@ class _Master:
         known = self.items.get(item)
         return MOVING_AVERAGE if known is None else known.method
 
-    def factor(self, item: str, uom: str) -> Decimal:
-        """Base units per ``uom``; 1 for the base unit, an unknown item or an unknown unit
-        (``po_progress`` raises an exception for a receipt in a unit the item lacks)."""
+    def factor(self, item: str, uom: str) -> int:
+        """Micro base units per ``uom``; one unit for the base unit, an unknown item or an
+        unknown unit (``po_progress`` raises an exception for a receipt in a unit the item
+        lacks)."""
         known = self.items.get(item)
         if known is None or uom == known.uom:
-            return Decimal(1)
-        return self.factors.get((item, uom), Decimal(1))
+            return MICRO
+        return self.factors.get((item, uom), MICRO)
+
+    def moves(self, events: Sequence[Any]) -> list[Move]:
+        """The valuation inputs of ledger events (:class:`LedgerEvent`\\ s or rows).
+
+        Amounts are converted to micro-units for the whole batch at once (as ingest
+        does); a push's events are mostly in their item's base unit, so the factor's
+        multiplication is skipped for those.
+        """
+        quantities = to_micro_units_many([event.qty for event in events])
+        ids = [event.event_id for event in events]
+        if ids and not isinstance(ids[0], str):
+            ids = _id_texts(ids)  # UUIDs of a push: spelled for the batch at once
+        given = [event.unit_cost for event in events if event.unit_cost is not None]
+        unit_costs = iter(to_micro_units_many(given))
+        found: list[Move] = []
+        known_items = self.items
+        for event, event_id, base_qty in zip(events, ids, quantities, strict=True):
+            # self.factor(), inlined: this loop runs once per event of every push.
+            known = known_items.get(event.item)
+            factor = MICRO
+            if known is not None and event.uom != known.uom:
+                factor = self.factors.get((event.item, event.uom), MICRO)
+            qty = base_qty if factor == MICRO else div(base_qty * factor, MICRO)
+            kind = str(event.kind)
+            unit_cost = None if event.unit_cost is None else next(unit_costs)
+            link = None
+            if event.doc_type == TRANSFER and kind in _TRANSFER_KINDS:
+                link = f"{TRANSFER}:{event.doc_id}:{event.doc_line}"
+            in_cost: int | None = None
+            source = "out"
+            if qty > 0:
+                if unit_cost is not None and factor == MICRO:
+                    in_cost, source = unit_cost, "event"
+                else:
+                    in_cost, source = self._in_cost(event, kind, unit_cost, factor, link)
+            at = event.occurred_at
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+            found.append(Move(event_id, at, kind, qty, in_cost, source, link))
+        return found
 
     def move(self, event: Any) -> Move:
-        """The valuation inputs of a ledger event (a :class:`LedgerEvent` or a row)."""
-        factor = self.factor(event.item, event.uom)
-        qty = money(event.qty * factor)
-        link = None
-        if event.doc_type == TRANSFER and event.kind in (
-            EventKind.TRANSFER_OUT.value,
-            EventKind.TRANSFER_IN.value,
-        ):
-            link = f"{TRANSFER}:{event.doc_id}:{event.doc_line}"
-        in_cost: Decimal | None = None
-        source = "out"
-        if qty > _ZERO:
-            in_cost, source = self._in_cost(event, factor, link)
-        return Move(
-            event_id=str(event.event_id),
-            occurred_at=utc(event.occurred_at),
-            kind=str(event.kind),
-            qty=qty,
-            in_cost=in_cost,
-            cost_source=source,
-            link=link,
-        )
+        """The valuation inputs of one ledger event."""
+        return self.moves([event])[0]
 
-    def _in_cost(self, event: Any, factor: Decimal, link: str | None) -> tuple[Decimal | None, str]:
-        if event.unit_cost is not None:
-            return money(event.unit_cost / factor), "event"
-        if event.doc_type == PURCHASE_ORDER and event.kind == EventKind.RECEIPT.value:
+    def _in_cost(
+        self, event: Any, kind: str, unit_cost: int | None, factor: int, link: str | None
+    ) -> tuple[int | None, str]:
+        if unit_cost is not None:
+            return (unit_cost if factor == MICRO else div(unit_cost * MICRO, factor)), "event"
+        if event.doc_type == PURCHASE_ORDER and kind == _RECEIPT:
             # Only a receipt comes in at the PO's price; a QC release (transfer_in naming
             # the line) moves goods within the site and takes the running cost below.
             line = self.po_lines.get((event.doc_id, event.doc_line))
@@ -376,10 +453,10 @@ class _Master:
                 and line.item == event.item
             ):
                 return line.base_price, "po"
-        if link is not None and event.kind == EventKind.TRANSFER_IN.value:
+        if link is not None and kind == _TRANSFER_IN:
             return None, "transfer"  # provisional until the transfer_out is valued
         known = self.items.get(event.item)
-        if event.kind == EventKind.RECEIPT.value and known is not None:
+        if kind == _RECEIPT and known is not None:
             if known.cost is not None:
                 return known.cost, "standard"
             if known.purchase_price is not None:
@@ -404,8 +481,8 @@ def value_events(connection: Connection, events: Sequence[LedgerEvent], *, at: d
     """Value newly stored ``events`` and re-value what they move (late events, transfers)."""
     master = _Master(connection, events)
     by_key: dict[Key, list[Move]] = defaultdict(list)
-    for event in events:
-        by_key[(event.site_id, event.item)].append(master.move(event))
+    for event, move in zip(events, master.moves(events), strict=True):
+        by_key[(event.site_id, event.item)].append(move)
     changed_links = _value_keys(
         connection, by_key, {key: master.method(key[1]) for key in by_key}, at=at
     )
@@ -418,7 +495,7 @@ def _value_keys(
     methods: Mapping[Key, str],
     *,
     at: datetime,
-    changed_inputs: Mapping[str, Decimal | None] | None = None,
+    changed_inputs: Mapping[str, int | None] | None = None,
     since: Mapping[Key, OrderKey] | None = None,
 ) -> set[str]:
     """Value ``new_moves`` per key, re-valuing a key from the earliest point that moved.
@@ -442,28 +519,29 @@ def _value_keys(
         state = states[key][0] if key in states else State(methods[key])
         if state.method == FIFO:
             state.layers = layers.get(key, [])
-        moves = sorted(new_moves[key], key=lambda move: move.order)
-        results = replay(state, moves)
-        inserts.extend(_entry_row(key, move, results[move.event_id]) for move in moves)
-        changed_links.update(m.link for m in moves if m.link is not None and m.qty < _ZERO)
+        moves = sorted(new_moves[key], key=_ORDER)
+        for move in moves:
+            inserts.append((key, move, apply(state, move)))
+            if move.link is not None and move.qty < 0:
+                changed_links.add(move.link)
         finals[key] = (state, moves[-1])
     for key, point in late.items():
         state, moves, stored = _history(connection, key, methods[key], point, changed_inputs or {})
         fresh = new_moves.get(key, [])
         fresh_ids = {move.event_id for move in fresh}
-        moves = sorted([*moves, *fresh], key=lambda move: move.order)
+        moves = sorted([*moves, *fresh], key=_ORDER)
         results = replay(state, moves)
         for move in moves:
             result = results[move.event_id]
             if move.event_id in fresh_ids:
-                inserts.append(_entry_row(key, move, result))
-                if move.link is not None and move.qty < _ZERO:
+                inserts.append((key, move, result))
+                if move.link is not None and move.qty < 0:
                     changed_links.add(move.link)
                 continue
             before = stored[move.event_id]
             if before != (move.in_cost, result):
                 updates.append(_update_row(move, result))
-                if move.link is not None and move.qty < _ZERO and before[1].cogs != result.cogs:
+                if move.link is not None and move.qty < 0 and before[1].cogs != result.cogs:
                     changed_links.add(move.link)
         if moves:
             finals[key] = (state, moves[-1])
@@ -484,7 +562,7 @@ def _fast_or_late(
     fast: list[Key] = []
     late: dict[Key, OrderKey | None] = {}
     for key in keys:
-        points = [move.order for move in new_moves.get(key, ())]
+        points = list(map(_ORDER, new_moves.get(key, ())))
         if key in since:
             points.append(since[key])
         held = states.get(key)
@@ -509,7 +587,7 @@ def _read_states(connection: Connection, keys: Sequence[Key]) -> dict[Key, tuple
     for site_id, codes in by_site.items():
         for chunk in _chunks(codes):
             for row in connection.execute(
-                select(valuation_state).where(
+                select(*_STATE_COLUMNS).where(
                     valuation_state.c.site_id == site_id, valuation_state.c.item.in_(chunk)
                 )
             ):
@@ -524,7 +602,7 @@ def _read_layers(connection: Connection, keys: Sequence[Key]) -> dict[Key, list[
     found: dict[Key, list[Layer]] = defaultdict(list)
     for chunk in _chunks(keys):
         rows = connection.execute(
-            select(valuation_layers)
+            select(*_LAYER_COLUMNS)
             .where(tuple_(valuation_layers.c.site_id, valuation_layers.c.item).in_(chunk))
             .order_by(
                 valuation_layers.c.site_id, valuation_layers.c.item, valuation_layers.c.layer_no
@@ -535,7 +613,7 @@ def _read_layers(connection: Connection, keys: Sequence[Key]) -> dict[Key, list[
     return found
 
 
-_Stored = dict[str, tuple[Decimal | None, Result]]
+_Stored = dict[str, tuple[int | None, Result]]
 
 
 def _history(
@@ -543,7 +621,7 @@ def _history(
     key: Key,
     method: str,
     point: OrderKey | None,
-    changed_inputs: Mapping[str, Decimal | None],
+    changed_inputs: Mapping[str, int | None],
 ) -> tuple[State, list[Move], _Stored]:
     """The state just before ``point`` and the stored movements from it on.
 
@@ -558,7 +636,9 @@ def _history(
     if point is not None and method == MOVING_AVERAGE:
         at, event_id = point
         before = connection.execute(
-            select(entries.qty_after, entries.value_after, entries.last_cost_after)
+            select(
+                micro(entries.qty_after), micro(entries.value_after), micro(entries.last_cost_after)
+            )
             .where(
                 of_key,
                 or_(
@@ -574,9 +654,9 @@ def _history(
         later = or_(
             entries.occurred_at > at, and_(entries.occurred_at == at, entries.event_id >= event_id)
         )
-        rows = connection.execute(select(valuation_entries).where(of_key, later))
+        rows = connection.execute(select(*_ENTRY_COLUMNS).where(of_key, later))
     else:
-        rows = connection.execute(select(valuation_entries).where(of_key))
+        rows = connection.execute(select(*_ENTRY_COLUMNS).where(of_key))
     moves: list[Move] = []
     stored: _Stored = {}
     for row in rows:
@@ -611,47 +691,48 @@ def _result_of(row: Any) -> Result:
 _NewEntry = tuple[Key, Move, Result]
 
 
-def _entry_row(key: Key, move: Move, result: Result) -> _NewEntry:
-    return (key, move, result)
-
-
 def _insert_entries(connection: Connection, entries: Sequence[_NewEntry]) -> None:
     """Insert new entries as the driver's own rows: a push inserts one per event, and
     SQLAlchemy's per-row parameter handling cost several times the insert itself.
 
-    Uses ingest's statement builders, conversions and ``COPY`` (PostgreSQL), so values
-    reach the driver exactly as the column types' bind processors would give them.
+    The engine's amounts are already the integers the columns store; the times go
+    through ingest's conversion, and the statement is ingest's (``COPY`` on PostgreSQL),
+    so values reach the driver exactly as the column types' bind processors would give
+    them.
     """
     dialect = connection.dialect
-    moves = [move for _key, move, _result in entries]
-    results = [result for _key, _move, result in entries]
-    costs = [move.in_cost for move in moves if move.in_cost is not None]
-    known_costs = iter(to_micro_units_many(costs))
-    amounts = [
-        to_micro_units_many([getattr(result, name) for result in results])
-        for name in _RESULT_FIELDS
+    times = _ledger_binds(dialect).times([move.occurred_at for _key, move, _result in entries])
+    rows = [
+        (
+            move.event_id,
+            key[0],
+            key[1],
+            occurred_at,
+            move.kind,
+            move.qty,
+            move.in_cost,
+            move.cost_source,
+            move.link,
+            *result,
+        )
+        for (key, move, result), occurred_at in zip(entries, times, strict=True)
     ]
-    columns: dict[str, list[Any]] = {
-        "event_id": [move.event_id for move in moves],
-        "site_id": [key[0] for key, _move, _result in entries],
-        "item": [key[1] for key, _move, _result in entries],
-        "occurred_at": _ledger_binds(dialect).times([move.occurred_at for move in moves]),
-        "kind": [move.kind for move in moves],
-        "qty": to_micro_units_many([move.qty for move in moves]),
-        "in_cost": [None if move.in_cost is None else next(known_costs) for move in moves],
-        "cost_source": [move.cost_source for move in moves],
-        "link": [move.link for move in moves],
-        **dict(zip(_RESULT_FIELDS, amounts, strict=True)),
-    }
-    names = tuple(column.name for column in valuation_entries.c)
-    rows = list(zip(*(columns[name] for name in names), strict=True))
     if dialect.name == "postgresql" and len(rows) >= _COPY_FROM_ROWS:
         _copy_rows(connection, valuation_entries, rows)
     else:
         connection.exec_driver_sql(_insert_sql(dialect, valuation_entries), rows)
 
 
-_RESULT_FIELDS = (
+_ENTRY_ORDER = (
+    "event_id",
+    "site_id",
+    "item",
+    "occurred_at",
+    "kind",
+    "qty",
+    "in_cost",
+    "cost_source",
+    "link",
     "in_value",
     "cogs",
     "variance",
@@ -660,18 +741,28 @@ _RESULT_FIELDS = (
     "value_after",
     "last_cost_after",
 )
+if tuple(column.name for column in valuation_entries.c) != _ENTRY_ORDER:  # pragma: no cover
+    raise TypeError("valuation_entries' columns changed: update _insert_entries")
+
+_RESULT_FIELDS = _ENTRY_ORDER[9:]
+if Result._fields != _RESULT_FIELDS:  # pragma: no cover
+    raise TypeError("Result's fields must be valuation_entries' result columns, in order")
+
+_AMOUNTS = frozenset({"qty", "in_cost", *_RESULT_FIELDS, "value", "last_cost"})
+_ENTRY_COLUMNS = tuple(
+    micro(column) if column.name in _AMOUNTS else column for column in valuation_entries.c
+)
+_STATE_COLUMNS = tuple(
+    micro(column) if column.name in _AMOUNTS else column for column in valuation_state.c
+)
+_LAYER_COLUMNS = tuple(
+    micro(column) if column.name in _AMOUNTS else column for column in valuation_layers.c
+)
+"""Each table's columns as the engine reads them: amounts as stored integers."""
 
 
-def _results(result: Result) -> dict[str, Decimal]:
-    return {
-        "in_value": result.in_value,
-        "cogs": result.cogs,
-        "variance": result.variance,
-        "shortfall": result.shortfall,
-        "qty_after": result.qty_after,
-        "value_after": result.value_after,
-        "last_cost_after": result.last_cost_after,
-    }
+def _results(result: Result) -> dict[str, int]:
+    return result._asdict()
 
 
 def _update_row(move: Move, result: Result) -> dict[str, Any]:
@@ -681,9 +772,40 @@ def _update_row(move: Move, result: Result) -> dict[str, Any]:
 _UPDATE_ENTRY = (
     update(valuation_entries)
     .where(valuation_entries.c.event_id == bindparam("b_event_id"))
-    .values(
-        {name: bindparam(name) for name in ("in_cost", *_results(Result(*([_ZERO] * 7))).keys())}
+    .values({name: micro_param(name) for name in ("in_cost", *_RESULT_FIELDS)})
+)
+_INSERT_STATE = insert(valuation_state).values(
+    {
+        column.name: micro_param(column.name) if column.name in _AMOUNTS else bindparam(column.name)
+        for column in valuation_state.c
+    }
+)
+_UPDATE_STATE = (
+    update(valuation_state)
+    .where(
+        valuation_state.c.site_id == bindparam("b_site"),
+        valuation_state.c.item == bindparam("b_item"),
     )
+    .values(
+        {
+            name: micro_param(name) if name in _AMOUNTS else bindparam(name)
+            for name in (
+                "method",
+                "qty",
+                "value",
+                "last_cost",
+                "last_at",
+                "last_event_id",
+                "updated_at",
+            )
+        }
+    )
+)
+_INSERT_LAYER = insert(valuation_layers).values(
+    {
+        column.name: micro_param(column.name) if column.name in _AMOUNTS else bindparam(column.name)
+        for column in valuation_layers.c
+    }
 )
 
 
@@ -720,29 +842,11 @@ def _write(
     existing = [row for row in state_rows if (row["site_id"], row["item"]) in held]
     new = [row for row in state_rows if (row["site_id"], row["item"]) not in held]
     if new:
-        connection.execute(valuation_state.insert(), new)
+        connection.execute(_INSERT_STATE, new)
     if existing:
         connection.execute(
-            update(valuation_state)
-            .where(
-                valuation_state.c.site_id == bindparam("b_site"),
-                valuation_state.c.item == bindparam("b_item"),
-            )
-            .values(
-                {
-                    name: bindparam(name)
-                    for name in (
-                        "method",
-                        "qty",
-                        "value",
-                        "last_cost",
-                        "last_at",
-                        "last_event_id",
-                        "updated_at",
-                    )
-                }
-            ),
-            [{**row, "b_site": row.pop("site_id"), "b_item": row.pop("item")} for row in existing],
+            _UPDATE_STATE,
+            [{**row, "b_site": row["site_id"], "b_item": row["item"]} for row in existing],
         )
     fifo = [key for key, (state, _last) in finals.items() if state.method == FIFO]
     dropped = [key for key, (state, _last) in finals.items() if state.method != FIFO]
@@ -766,7 +870,7 @@ def _write(
         for number, layer in enumerate(finals[key][0].layers, start=1)
     ]
     if layer_rows:
-        connection.execute(valuation_layers.insert(), layer_rows)
+        connection.execute(_INSERT_LAYER, layer_rows)
 
 
 # --- transfers: the sending site's cost travels with the goods -----------------------------
@@ -794,26 +898,26 @@ def _carry_transfer_costs(
                     entries.site_id,
                     entries.item,
                     entries.occurred_at,
-                    entries.qty,
-                    entries.cogs,
-                    entries.in_cost,
+                    micro(entries.qty),
+                    micro(entries.cogs),
+                    micro(entries.in_cost),
                     entries.link,
                 ).where(entries.link.in_(sorted(links)))
             )
         )
-        unit: dict[str, Decimal] = {}
-        totals: dict[str, tuple[Decimal, Decimal]] = defaultdict(lambda: (_ZERO, _ZERO))
+        unit: dict[str, int] = {}
+        totals: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
         for row in rows:
-            if row.qty < _ZERO:
+            if row.qty < 0:
                 qty, cost = totals[row.link]
                 totals[row.link] = (qty - row.qty, cost + row.cogs)
         for link, (qty, cost) in totals.items():
-            unit[link] = money(cost / qty)
-        changed: dict[str, Decimal | None] = {}
+            unit[link] = div(cost * MICRO, qty)
+        changed: dict[str, int | None] = {}
         since: dict[Key, OrderKey] = {}
         methods: dict[Key, str] = {}
         for row in rows:
-            if row.qty > _ZERO and row.link in unit and row.in_cost != unit[row.link]:
+            if row.qty > 0 and row.link in unit and row.in_cost != unit[row.link]:
                 key = (row.site_id, row.item)
                 changed[row.event_id] = unit[row.link]
                 point = (utc(row.occurred_at), row.event_id)
@@ -829,7 +933,7 @@ def _carry_transfer_costs(
         connection.execute(
             update(valuation_entries)
             .where(valuation_entries.c.event_id == bindparam("b_event_id"))
-            .values(in_cost=bindparam("in_cost")),
+            .values(in_cost=micro_param("in_cost")),
             [{"b_event_id": event_id, "in_cost": cost} for event_id, cost in changed.items()],
         )
         links = _value_keys(connection, {}, methods, at=at, changed_inputs=changed, since=since)
@@ -903,51 +1007,55 @@ def value_from_scratch(connection: Connection, *, stored_inputs: bool = False) -
             for row in connection.execute(
                 select(
                     valuation_entries.c.event_id,
-                    valuation_entries.c.qty,
-                    valuation_entries.c.in_cost,
+                    micro(valuation_entries.c.in_cost),
                     valuation_entries.c.cost_source,
                 )
             )
         }
     by_key: dict[Key, list[Move]] = defaultdict(list)
     moves: dict[str, Move] = {}
-    for row in rows:
-        move = master.move(row)
+    for row, move in zip(rows, master.moves(rows), strict=True):
         held = recorded.get(move.event_id)
         if held is not None:
             move.in_cost, move.cost_source = held.in_cost, held.cost_source
         moves[move.event_id] = move
         by_key[(row.site_id, row.item)].append(move)
     for key_moves in by_key.values():
-        key_moves.sort(key=lambda move: move.order)
+        key_moves.sort(key=_ORDER)
     valuation = Valuation(states={}, results={}, moves=moves, by_key=dict(by_key))
-    pending = set(by_key)
+    _settle(valuation, {key: master.method(key[1]) for key in by_key})
+    return valuation
+
+
+def _settle(valuation: Valuation, methods: Mapping[Key, str]) -> None:
+    """Value every key of ``valuation`` from its first movement, then again each whose
+    transfer_ins' costs moved, until none does."""
+    pending = set(valuation.by_key)
     for _round in range(1000):  # a chain of transfers settles in as many rounds as it is long
         for key in sorted(pending):
-            state = State(master.method(key[1]))
-            valuation.results.update(replay(state, by_key[key]))
+            state = State(methods[key])
+            valuation.results.update(replay(state, valuation.by_key[key]))
             valuation.states[key] = state
-        pending = _transfer_rounds(valuation, by_key)
+        pending = _transfer_rounds(valuation, valuation.by_key)
         if not pending:
             break
-    return valuation
 
 
 def _transfer_rounds(valuation: Valuation, by_key: Mapping[Key, list[Move]]) -> set[Key]:
     """Set every transfer_in's cost from its line's transfer_out results; the keys whose
     inputs changed and must be valued again."""
-    totals: dict[str, tuple[Decimal, Decimal]] = defaultdict(lambda: (_ZERO, _ZERO))
+    totals: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
     for move in valuation.moves.values():
-        if move.link is not None and move.qty < _ZERO:
+        if move.link is not None and move.qty < 0:
             qty, cost = totals[move.link]
             totals[move.link] = (qty - move.qty, cost + valuation.results[move.event_id].cogs)
     again: set[Key] = set()
     for key, moves in by_key.items():
         for move in moves:
-            if move.link is None or move.qty <= _ZERO or move.link not in totals:
+            if move.link is None or move.qty <= 0 or move.link not in totals:
                 continue
             qty, cost = totals[move.link]
-            unit = money(cost / qty)
+            unit = div(cost * MICRO, qty)
             if move.in_cost != unit:
                 move.in_cost = unit
                 again.add(key)
@@ -967,87 +1075,246 @@ class Difference:
         return f"{self.what} {self.key}: stored {self.stored}, ledger says {self.ledger}"
 
 
-def check(connection: Connection) -> list[Difference]:
+def check(connection: Connection, *, chunk_rows: int = 20_000) -> list[Difference]:
     """Every difference between stored balances and values and the ledger, recomputed.
 
     Balances: ``stock_balances`` per (site, location, item, lot) against the sum of the
-    ledger's quantities. Values: ``valuation_state`` per (site, item) and every entry's
-    results against :func:`value_from_scratch` (with the recorded inputs), and every event
-    against its entry (one each, the same base quantity).
+    ledger's quantities, compared in the database (only the differences come back).
+    Values: every event against its entry (one each, the same base quantity), every
+    entry's results and every (site, item)'s quantity and value against a valuation
+    from scratch with the inputs recorded on the entries.
+
+    It streams: the ledger is read with each event's entry beside it, in (site, item)
+    order, and valued about ``chunk_rows`` events at a time, so memory holds a chunk,
+    the (site, item)s that transfers link, and the differences, never the whole ledger
+    (5,000,000 events as Python objects would be gigabytes). Linked (site, item)s are
+    valued together at the end, since a transfer_in's cost is its transfer_out's.
     """
-    differences: list[Difference] = []
+    found = _balance_differences(connection)
+    linked: dict[Key, list[tuple[Move, Any]]] = {}
+    methods: dict[Key, str] = {}
+    for chunk in _ledger_chunks(connection, chunk_rows):
+        master = _Master(connection, [row for _key, rows in chunk for row in rows])
+        held = _read_states(connection, [key for key, _rows in chunk])
+        for key, rows in chunk:
+            paired = _recorded_moves(master, rows)
+            methods[key] = master.method(key[1])
+            if any(move.link is not None for move, _row in paired):
+                linked[key] = paired  # valued with the other linked ones below
+                continue
+            state = State(methods.pop(key))
+            results = replay(state, [move for move, _row in paired])
+            found.extend(_key_differences(key, paired, results, state, held))
+    if linked:
+        by_key = {key: [move for move, _row in paired] for key, paired in linked.items()}
+        fresh = Valuation(
+            states={},
+            results={},
+            moves={move.event_id: move for moves in by_key.values() for move in moves},
+            by_key=by_key,
+        )
+        _settle(fresh, methods)
+        held = _read_states(connection, sorted(linked))
+        for key, paired in linked.items():
+            found.extend(_key_differences(key, paired, fresh.results, fresh.states[key], held))
+    found.extend(_entries_without_events(connection))
+    return sorted(found, key=lambda d: (_KINDS_ORDER.get(d.what, 9), d.key))
+
+
+_KINDS_ORDER = {"balance": 0, "entry": 1, "entry qty": 1, "value": 2}
+"""The order :func:`check` names differences in: balances, entries, values."""
+
+
+def _balance_differences(connection: Connection) -> list[Difference]:
+    """Balances that differ from the ledger's sums, compared by the database: the sums
+    left-joined to the balances, and the balances left-joined to the sums (a full outer
+    join, which SQLite has only since 3.39)."""
     union = ledger_union("site_id", "location", "item", "lot", "qty").subquery()
     lot = func.coalesce(union.c.lot, NO_LOT)
-    summed = {
-        (row.site_id, row.location, row.item, row.lot): row.qty
-        for row in connection.execute(
-            select(
-                union.c.site_id,
-                union.c.location,
-                union.c.item,
-                lot.label("lot"),
-                func.sum(union.c.qty).label("qty"),
-            ).group_by(union.c.site_id, union.c.location, union.c.item, lot)
+    summed = (
+        select(
+            union.c.site_id,
+            union.c.location,
+            union.c.item,
+            lot.label("lot"),
+            func.sum(union.c.qty).label("qty"),
         )
-    }
-    held = {
-        (row.site_id, row.location, row.item, row.lot): row.qty
-        for row in connection.execute(
-            select(
-                stock_balances.c.site_id,
-                stock_balances.c.location,
-                stock_balances.c.item,
-                stock_balances.c.lot,
-                stock_balances.c.qty,
+        .group_by(union.c.site_id, union.c.location, union.c.item, lot)
+        .subquery()
+    )
+    held = stock_balances.c
+    same_place = and_(
+        held.site_id == summed.c.site_id,
+        held.location == summed.c.location,
+        held.item == summed.c.item,
+        held.lot == summed.c.lot,
+    )
+    wanted = func.coalesce(type_coerce(summed.c.qty, BigInteger), 0)
+    stored = func.coalesce(type_coerce(held.qty, BigInteger), 0)
+    found: list[Difference] = []
+    sums_first = (
+        select(summed.c.site_id, summed.c.location, summed.c.item, summed.c.lot)
+        .add_columns(summed.c.qty.label("wanted"), held.qty.label("stored"))
+        .select_from(summed.outerjoin(stock_balances, same_place))
+        .where(wanted != stored)
+    )
+    balances_first = (
+        select(held.site_id, held.location, held.item, held.lot)
+        .add_columns(summed.c.qty.label("wanted"), held.qty.label("stored"))
+        .select_from(stock_balances.outerjoin(summed, same_place))
+        .where(summed.c.site_id.is_(None), stored != 0)
+    )
+    for query in (sums_first, balances_first):
+        for row in connection.execute(query):
+            place = "/".join((row.site_id, row.location, row.item, row.lot))
+            found.append(
+                Difference("balance", place, str(row.stored or _ZERO), str(row.wanted or _ZERO))
             )
+    return found
+
+
+_ENTRY_PREFIX = "entry_"
+
+
+def _ledger_with_entries() -> Any:
+    """Every event of the ledger with its entry's inputs and results beside it (None
+    when it has none), by (site, item): the one query :func:`check` streams."""
+    union = ledger_union(*_LEDGER_COLUMNS).subquery()
+    entry = valuation_entries.c
+    beside = [
+        (type_coerce(column, BigInteger) if column.name in _AMOUNTS else column).label(
+            _ENTRY_PREFIX + column.name
         )
-    }
-    for place in sorted(set(summed) | set(held)):
-        stored, wanted = held.get(place, _ZERO), summed.get(place, _ZERO)
-        if stored != wanted:
-            differences.append(Difference("balance", "/".join(place), str(stored), str(wanted)))
-    fresh = value_from_scratch(connection, stored_inputs=True)
-    stored_entries = {row.event_id: row for row in connection.execute(select(valuation_entries))}
-    for event_id in sorted(set(fresh.moves) | set(stored_entries)):
-        move, row = fresh.moves.get(event_id), stored_entries.get(event_id)
-        if move is None or row is None:
-            differences.append(
-                Difference(
-                    "entry",
-                    event_id,
-                    "none" if row is None else "an entry",
-                    "none" if move is None else "an event",
-                )
-            )
+        for column in (
+            entry.event_id,
+            entry.qty,
+            entry.in_cost,
+            entry.cost_source,
+            *(entry[name] for name in _RESULT_FIELDS),
+        )
+    ]
+    return (
+        select(union, *beside)
+        .select_from(union.outerjoin(valuation_entries, entry.event_id == union.c.event_id))
+        .order_by(union.c.site_id, union.c.item)
+        .execution_options(stream_results=True, yield_per=2_000)
+    )
+
+
+def _ledger_chunks(
+    connection: Connection, chunk_rows: int
+) -> Iterator[list[tuple[Key, list[Any]]]]:
+    """The ledger (with entries) by (site, item), a list of whole (site, item)s of
+    about ``chunk_rows`` events at a time."""
+    chunk: list[tuple[Key, list[Any]]] = []
+    size = 0
+    rows = connection.execute(_ledger_with_entries())
+    for key, group in groupby(rows, key=attrgetter("site_id", "item")):
+        events = list(group)
+        chunk.append((key, events))
+        size += len(events)
+        if size >= chunk_rows:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _recorded_moves(master: _Master, rows: list[Any]) -> list[tuple[Move, Any]]:
+    """A (site, item)'s movements with the inputs recorded on their entries (a cost is
+    a fact of the day the goods came in), in valuation order, each with its row."""
+    paired = list(zip(master.moves(rows), rows, strict=True))
+    for move, row in paired:
+        if row.entry_event_id is not None:
+            move.in_cost, move.cost_source = row.entry_in_cost, row.entry_cost_source
+    paired.sort(key=lambda pair: _ORDER(pair[0]))
+    return paired
+
+
+def _key_differences(
+    key: Key,
+    paired: list[tuple[Move, Any]],
+    results: Mapping[str, Result],
+    state: State,
+    held: Mapping[Key, tuple[State, OrderKey]],
+) -> list[Difference]:
+    """What one (site, item)'s entries and state say against its fresh valuation."""
+    found: list[Difference] = []
+    for move, row in paired:
+        if row.entry_event_id is None:
+            found.append(Difference("entry", move.event_id, "none", "an event"))
             continue
-        if row.qty != move.qty:
-            differences.append(Difference("entry qty", event_id, str(row.qty), str(move.qty)))
-        mine, theirs = _result_of(row), fresh.results[event_id]
-        if mine != theirs:
-            differences.append(Difference("entry", event_id, _show(mine), _show(theirs)))
-    states = {(row.site_id, row.item): row for row in connection.execute(select(valuation_state))}
-    for key in sorted(set(states) | set(fresh.states)):
-        row, state = states.get(key), fresh.states.get(key)
-        held_state = None if row is None else (row.qty, row.value)
-        fresh_state = None if state is None else (state.qty, state.value)
-        if held_state != fresh_state:
-            differences.append(
-                Difference(
-                    "value", "/".join(key), _show_state(held_state), _show_state(fresh_state)
-                )
+        if row.entry_qty != move.qty:
+            found.append(
+                Difference("entry qty", move.event_id, _units(row.entry_qty), _units(move.qty))
             )
-    return differences
+        mine = Result(*(getattr(row, _ENTRY_PREFIX + name) for name in _RESULT_FIELDS))
+        theirs = results[move.event_id]
+        if mine != theirs:
+            found.append(Difference("entry", move.event_id, _show(mine), _show(theirs)))
+    stored = held.get(key)
+    stored_state = None if stored is None else (stored[0].qty, stored[0].value)
+    if stored_state != (state.qty, state.value):
+        found.append(
+            Difference(
+                "value",
+                "/".join(key),
+                _show_state(stored_state),
+                _show_state((state.qty, state.value)),
+            )
+        )
+    return found
 
 
-def _show_state(state: tuple[Decimal, Decimal] | None) -> str:
-    return "none" if state is None else f"qty {plain(state[0])} value {plain(state[1])}"
+def _entries_without_events(connection: Connection) -> list[Difference]:
+    """Entries of no event in the ledger, and values of (site, item)s with no event at
+    all: what the streamed pass over the ledger cannot see."""
+    entry, state = valuation_entries.c, valuation_state.c
+
+    def no_event(event_id: Any) -> Any:
+        return and_(
+            ~select(ledger_events.c.event_id).where(ledger_events.c.event_id == event_id).exists(),
+            ~select(central_events.c.event_id)
+            .where(central_events.c.event_id == event_id)
+            .exists(),
+        )
+
+    found = [
+        Difference("entry", event_id, "an entry", "none")
+        for event_id in connection.execute(
+            select(entry.event_id).where(no_event(entry.event_id))
+        ).scalars()
+    ]
+    of_key = valuation_entries.alias("of_key")
+    with_event = (
+        select(of_key.c.event_id)
+        .where(of_key.c.site_id == state.site_id, of_key.c.item == state.item)
+        .where(~no_event(of_key.c.event_id))
+        .exists()
+    )
+    for row in connection.execute(select(*_STATE_COLUMNS).where(~with_event)):
+        found.append(
+            Difference(
+                "value", f"{row.site_id}/{row.item}", _show_state((row.qty, row.value)), "none"
+            )
+        )
+    return found
+
+
+def _units(amount: int) -> str:
+    """Micro-units as the amount a person reads (``6``, ``3.75``)."""
+    return str(plain(from_micro_units(amount)))
+
+
+def _show_state(state: tuple[int, int] | None) -> str:
+    return "none" if state is None else f"qty {_units(state[0])} value {_units(state[1])}"
 
 
 def _show(result: Result) -> str:
     return (
-        f"in {plain(result.in_value)} cogs {plain(result.cogs)} "
-        f"variance {plain(result.variance)} qty_after {plain(result.qty_after)} "
-        f"value_after {plain(result.value_after)}"
+        f"in {_units(result.in_value)} cogs {_units(result.cogs)} "
+        f"variance {_units(result.variance)} qty_after {_units(result.qty_after)} "
+        f"value_after {_units(result.value_after)}"
     )
 
 
@@ -1061,7 +1328,7 @@ def rebuild(connection: Connection, *, at: datetime) -> int:
     connection.execute(delete(valuation_entries))
     connection.execute(delete(valuation_state))
     inserts = [
-        _entry_row(key, move, fresh.results[move.event_id])
+        (key, move, fresh.results[move.event_id])
         for key, moves in fresh.by_key.items()
         for move in moves
     ]

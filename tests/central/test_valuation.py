@@ -24,6 +24,7 @@ from central_api.models import (
     valuation_layers,
     valuation_state,
 )
+from central_api.models.base import to_micro_units
 from central_api.services import valuation
 from central_api.services.central_events import lock_site
 from central_api.services.valuation import FIFO, MOVING_AVERAGE, Move, State, apply
@@ -39,13 +40,18 @@ D = Decimal
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
+def u(amount: str | int) -> int:
+    """An amount in the engine's micro-units."""
+    return to_micro_units(D(amount))
+
+
 def _move(number: int, qty: str, cost: str | None = None) -> Move:
     return Move(
         event_id=f"e{number:03d}",
         occurred_at=T0 + timedelta(minutes=number),
         kind="receipt" if D(qty) > 0 else "sale",
-        qty=D(qty),
-        in_cost=None if cost is None else D(cost),
+        qty=u(qty),
+        in_cost=None if cost is None else u(cost),
         cost_source="event" if cost is not None else "running",
     )
 
@@ -66,15 +72,15 @@ def test_moving_average_issues_at_the_running_average() -> None:
         _move(3, "-4"),  # 4 × 2.5 = 10
         _move(4, "-16"),  # the rest: all of the remaining 40
     )
-    assert [r.cogs for r in results] == [0, 0, D(10), D(40)]
+    assert [r.cogs for r in results] == [0, 0, u(10), u(40)]
     assert (state.qty, state.value) == (0, 0)
 
 
 def test_fifo_issues_from_the_oldest_layer_first() -> None:
     state, results = _run(FIFO, _move(1, "10", "2"), _move(2, "10", "3"), _move(3, "-15"))
-    assert results[2].cogs == D(35)  # 10 × 2 + 5 × 3
-    assert (state.qty, state.value) == (D(5), D(15))
-    assert [(layer.qty, layer.value) for layer in state.layers] == [(D(5), D(15))]
+    assert results[2].cogs == u(35)  # 10 × 2 + 5 × 3
+    assert (state.qty, state.value) == (u(5), u(15))
+    assert [(layer.qty, layer.value) for layer in state.layers] == [(u(5), u(15))]
 
 
 def test_a_shortfall_goes_out_at_the_last_cost_and_the_receipt_books_the_difference() -> None:
@@ -85,13 +91,13 @@ def test_a_shortfall_goes_out_at_the_last_cost_and_the_receipt_books_the_differe
             _move(2, "-15"),  # 10 at 20, the 5 short at the last cost 2: 30
             _move(3, "10", "4"),  # fills the 5 short: they really cost 4, so 10 more
         )
-        assert results[1].cogs == D(30)
-        assert results[1].shortfall == D(5)
-        assert (results[1].qty_after, results[1].value_after) == (D(-5), D(-10))
-        assert results[2].variance == D(10)
-        assert (state.qty, state.value) == (D(5), D(20))
+        assert results[1].cogs == u(30)
+        assert results[1].shortfall == u(5)
+        assert (results[1].qty_after, results[1].value_after) == (u(-5), u(-10))
+        assert results[2].variance == u(10)
+        assert (state.qty, state.value) == (u(5), u(20))
         # closing value = receipts − cost of goods − variance
-        assert state.value == D(20) + D(40) - D(30) - D(10)
+        assert state.value == u(20) + u(40) - u(30) - u(10)
 
 
 def test_a_partly_filled_hole_keeps_its_provisional_cost() -> None:
@@ -101,8 +107,20 @@ def test_a_partly_filled_hole_keeps_its_provisional_cost() -> None:
         _move(2, "-10"),  # 4 at 4, 6 short at 1: 10; qty −6, value −6
         _move(3, "2", "5"),  # 2 of the 6 filled at 5 = 10; 4 stay short at 1: −4
     )
-    assert results[2].variance == D(-6) + D(10) - D(-4)
-    assert (state.qty, state.value) == (D(-4), D(-4))
+    assert results[2].variance == u(-6) + u(10) - u(-4)
+    assert (state.qty, state.value) == (u(-4), u(-4))
+
+
+def test_the_engine_rounds_half_to_even_exactly() -> None:
+    """Integer micro-units give what Decimal's quantize to six places gives, also where
+    a product is wider than Decimal's default 28 digits."""
+    assert [valuation.div(n, 2) for n in (1, 3, 5, -1, -3, 7)] == [0, 2, 2, 0, -2, 4]
+    assert valuation.div(10, -4) == -2  # -2.5 → -2 (even)
+    assert valuation.div(1, 3) == 0
+    assert valuation.div(2, 3) == 1
+    huge = 9_000_000_000_000_000_001
+    assert valuation.div(huge * 3, 6) == 4_500_000_000_000_000_000  # .5 → even
+    assert valuation.div(huge * 3 + 2, 6) == 4_500_000_000_000_000_001
 
 
 # --- through pushes ------------------------------------------------------------------------
@@ -307,3 +325,36 @@ def test_a_transfer_carries_its_cost_and_follows_a_late_revaluation(master: Test
     with engine.connect() as connection:
         # Balances: these events skipped booking, which the transfer documents will do.
         assert [d for d in valuation.check(connection) if d.what != "balance"] == []
+
+
+def test_check_streams_and_names_entries_without_events_and_the_reverse(
+    master: TestClient,
+) -> None:
+    """``check`` reads the ledger a chunk of (site, item)s at a time: with chunks of one
+    event every (site, item) is a chunk of its own, and the answer is the same."""
+    s01 = SiteLedger("S01")
+    push(
+        master,
+        s01,
+        s01.event("receipt", "10", item="TEA", uom="kg", unit_cost="80"),
+        s01.event("sale", "-4", item="TEA", uom="kg"),
+        s01.event("receipt", "3", item="PILL", uom="片", unit_cost="2"),
+    )
+    engine = master.app.state.engine  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        assert valuation.check(connection, chunk_rows=1) == []
+        sale = connection.execute(
+            select(valuation_entries).where(valuation_entries.c.kind == "sale")
+        ).one()
+    with engine.connect() as connection, write_transaction(connection):
+        connection.execute(
+            valuation_entries.delete().where(valuation_entries.c.event_id == sale.event_id)
+        )
+        connection.execute(
+            valuation_entries.insert().values({**sale._asdict(), "event_id": "no-such-event"})
+        )
+    with engine.connect() as connection:
+        found = {str(d) for d in valuation.check(connection, chunk_rows=1)}
+    assert f"entry {sale.event_id}: stored none, ledger says an event" in found
+    assert "entry no-such-event: stored an entry, ledger says none" in found
+    assert "value S01/PILL" not in " ".join(found)

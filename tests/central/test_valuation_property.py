@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from central_api.models import valuation_entries, valuation_layers, valuation_state
+from central_api.models.base import from_micro_units
 from central_api.services import valuation
 from jxc.paths import ITEMS, SYNC_EVENTS
 from tests.central.conftest import SiteLedger
@@ -98,9 +99,12 @@ def test_pushed_valuation_equals_one_from_scratch(
         assert valuation.check(connection) == []
 
     assert {e: (row.cogs, row.variance) for e, row in entries.items()} == {
-        e: (r.cogs, r.variance) for e, r in fresh.results.items()
+        e: (from_micro_units(r.cogs), from_micro_units(r.variance))
+        for e, r in fresh.results.items()
     }
-    assert states == {key: (s.qty, s.value) for key, s in fresh.states.items()}
+    assert states == {
+        key: (from_micro_units(s.qty), from_micro_units(s.value)) for key, s in fresh.states.items()
+    }
 
     flows: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for row in entries.values():
