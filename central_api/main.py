@@ -104,10 +104,23 @@ def attach_database(app: FastAPI, settings: Settings) -> None:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Check the schema at start; dispose of the app's engine (whichever it holds) at the end."""
+    settings: Settings = app.state.settings
+    scheduler = None
+    if settings.backup_interval_h > 0 and settings.backup_dir is not None:
+        from central_api.services.backup import start_backup_scheduler  # noqa: PLC0415
+
+        scheduler = start_backup_scheduler(
+            settings.database_url,
+            settings.backup_dir,
+            keep=settings.backup_keep,
+            interval_h=settings.backup_interval_h,
+        )
     try:
         _refuse_stale_schema(app.state.engine)
         yield
     finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         app.state.engine.dispose()
 
 

@@ -29,6 +29,7 @@ from device_drivers.scales import Scale
 from device_drivers.scanners import Scanner
 from device_drivers.status import Device
 from edge_agent.auth import SiteTokenAuth, check_secret, read_secret
+from edge_agent.backup import backup_ledger
 from edge_agent.catalog import Catalog, Puller
 from edge_agent.config import SiteConfig
 from edge_agent.jobs import JobHealth, describe_error, job_alerts
@@ -265,6 +266,17 @@ class EdgeAgent:
             coalesce=True,
             misfire_grace_time=max(1, int(idle_s)),
         )
+        if self.config.backup.interval_h > 0:
+            interval_s = self.config.backup.interval_h * 3600
+            self._scheduler.add_job(
+                self.jobs.guard("backup", partial(backup_ledger, self.config)),
+                "interval",
+                seconds=interval_s,
+                id="backup",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(interval_s / 2)),
+            )
         self._scheduler.start()
         self.status_server.start()
         log.info(
