@@ -107,3 +107,8 @@ class Settings(BaseSettings):
     """The running service backs the database up this often (hours; 0: only on demand).
     With several processes or replicas on one backup directory, one of them at a time
     does it (a lock file in the directory)."""
+
+    metrics_token: str | None = None
+    """If set, ``GET /metrics`` wants ``Authorization: Bearer <this>``; unset, it is open
+    (keep it off the public side at the reverse proxy, as deploy/ does). Prometheus has
+    ``authorization.credentials_file`` for it."""
