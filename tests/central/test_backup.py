@@ -17,13 +17,19 @@ from sqlalchemy import make_url, text
 
 from central_api.core.config import Settings
 from central_api.main import attach_database
-from central_api.services.backup import backup_database, restore_database
+from central_api.services.backup import (
+    backup_database,
+    restore_database,
+    scheduled_backup,
+    start_backup_scheduler,
+)
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.sync import Pusher
 from jxc.backup import BackupError, read_manifest
 from jxc.contract import EventKind
 from jxc.paths import STOCK, SYNC_ACK
 from tests.central.conftest import fresh_postgres_database
+from tests.patience import wait_for
 
 
 def receipt(qty: str) -> EventDraft:
@@ -166,3 +172,25 @@ def test_restored_sqlite_keeps_the_ledger_head(database_url: str, tmp_path: Path
         finally:
             for engine in engines:
                 engine.dispose()
+
+
+def test_scheduled_backup_runs_once_per_interval_across_processes(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The scheduler makes verified backups by itself; a second process (or replica) on the
+    same directory skips a run another has just made."""
+    import fcntl  # noqa: PLC0415
+
+    directory = tmp_path / "scheduled"
+    scheduler = start_backup_scheduler(database_url, directory, keep=3, interval_h=0.0003)
+    try:
+        assert wait_for(lambda: list(directory.glob("central-*Z.*[bp]")), 30), "a backup"
+        made = sorted(directory.glob("central-*Z.*[bp]"))
+    finally:
+        scheduler.shutdown(wait=True)
+    assert read_manifest(made[0])["counts"]["roles"] > 0
+    assert not scheduled_backup(database_url, directory, keep=3, interval_s=3600), "just made"
+    with (directory / ".backup.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert not scheduled_backup(database_url, directory, keep=3, interval_s=0), "busy"
+    assert scheduled_backup(database_url, directory, keep=3, interval_s=0)
