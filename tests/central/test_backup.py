@@ -3,6 +3,7 @@ the edges' replays (every event exactly once), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -194,3 +195,37 @@ def test_scheduled_backup_runs_once_per_interval_across_processes(
         fcntl.flock(held, fcntl.LOCK_EX)
         assert not scheduled_backup(database_url, directory, keep=3, interval_s=0), "busy"
     assert scheduled_backup(database_url, directory, keep=3, interval_s=0)
+
+
+def test_cli_backup_then_restore_rekeys(tmp_path: Path) -> None:
+    """``jxc central backup`` then ``restore --yes`` into a new file: same data, new key."""
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from central_api.cli import app as central_cli  # noqa: PLC0415
+    from central_api.core.db import create_db_engine, upgrade_database  # noqa: PLC0415
+
+    source = f"sqlite:///{tmp_path / 'central.db'}"
+    target = f"sqlite:///{tmp_path / 'restored.db'}"
+    runner = CliRunner()
+    made = runner.invoke(
+        central_cli,
+        ["backup", "--dir", str(tmp_path / "b"), "--keep", "1", "--database-url", source],
+    )
+    assert made.exit_code == 1
+    assert "no such database file" in made.output
+    upgrade_database(source)
+    made = runner.invoke(
+        central_cli,
+        ["backup", "--dir", str(tmp_path / "b"), "--keep", "1", "--database-url", source],
+    )
+    assert made.exit_code == 0, made.output
+    path = json.loads(made.stdout)["path"]
+    restored = runner.invoke(central_cli, ["restore", path, "--database-url", target, "--yes"])
+    assert restored.exit_code == 0, restored.output
+    keys = []
+    for url in (source, target):
+        engine = create_db_engine(url)
+        with engine.connect() as connection:
+            keys.append(connection.execute(text("SELECT * FROM auth_signing_key")).all())
+        engine.dispose()
+    assert keys[0] != keys[1], "the restored central signs with a new key"

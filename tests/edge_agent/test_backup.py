@@ -69,17 +69,26 @@ def wipe(ledger_path: Path) -> None:
 def test_restore_keeps_the_outbox_position(central: TestClient, site: SiteConfig) -> None:
     ledger = Ledger(site.ledger.path, site_id="S01")
     sent: list[int] = []
+    request_ids: list[str] = []
 
     def count_sent(request: httpx.Request) -> None:
         if request.url.path == SYNC_EVENTS:
             sent.extend(event["seq"] for event in json.loads(request.content)["events"])
+            request_ids.append(request.headers["X-Request-ID"])
+
+    def echoed(response: httpx.Response) -> None:
+        if response.request.url.path == SYNC_EVENTS:
+            assert response.headers["X-Request-ID"] == response.request.headers["X-Request-ID"]
 
     central.event_hooks["request"].append(count_sent)
+    central.event_hooks["response"].append(echoed)
     pusher = Pusher(ledger, central, batch_size=5, max_batches_per_run=2)
     for _ in range(15):
         ledger.append(receipt("1"))
     pusher.run()  # 10 of 15 reach central
     assert ledger.counts().synced_through == 10
+    assert len(set(request_ids)) == 2, "one id per push, each its own"
+    assert pusher.state.last_request_id == request_ids[-1]
 
     stop = threading.Event()
 
