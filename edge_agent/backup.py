@@ -39,10 +39,16 @@ def backup_ledger(
     """Back the site's ledger up, verified, keeping the newest ``keep`` (the site file's)."""
     prefix = f"ledger-{site.site.id}"
     source = site.ledger.path
-    with sqlite3.connect(source) as conn:  # what the manifest says about the ledger
+    if not source.is_file():  # connecting would create an empty file there
+        raise BackupError(f"{source}: no such ledger file")
+    conn = sqlite3.connect(source)
+    try:  # what the manifest says about the ledger
         meta = dict(conn.execute("SELECT key, value FROM ledger_meta").fetchall())
         (version,) = conn.execute("PRAGMA user_version").fetchone()
-    conn.close()
+    except sqlite3.Error as exc:
+        raise BackupError(f"{source}: not a ledger: {exc}") from None
+    finally:
+        conn.close()
     if meta.get("site_id") != site.site.id:
         raise BackupError(
             f"{source} is the ledger of site {meta.get('site_id')!r}, not {site.site.id!r}"

@@ -159,10 +159,14 @@ def test_restore_refusals(site: SiteConfig, tmp_path: Path) -> None:
 
 def test_cli_backup_and_offline_restore(site: SiteConfig, tmp_path: Path) -> None:
     config = tmp_path / "site" / "S01.toml"
+    runner = CliRunner()
+    missing = runner.invoke(edge_cli, ["backup", "-c", str(config), "--dir", str(tmp_path / "x")])
+    assert missing.exit_code == 1
+    assert "no such ledger file" in missing.output
+    assert not site.ledger.path.exists(), "a backup never creates the ledger"
     ledger = Ledger(site.ledger.path, site_id="S01")
     ledger.append(receipt("1"))
     ledger.close()
-    runner = CliRunner()
     made = runner.invoke(edge_cli, ["backup", "-c", str(config)])
     assert made.exit_code == 0, made.output
     path = Path(json.loads(made.stdout)["path"])
