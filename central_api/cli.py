@@ -137,6 +137,77 @@ def rekey(database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP)
     typer.echo("signing key replaced: every site token issued before is void", err=True)
 
 
+@app.command()
+def backup(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="where backups go [env JXC_CENTRAL_BACKUP_DIR]")
+    ] = None,
+    keep: Annotated[
+        int | None, typer.Option(min=1, help="backups kept [env JXC_CENTRAL_BACKUP_KEEP]")
+    ] = None,
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+) -> None:
+    """Back the database up (safe while central serves), verify the copy, prune old ones.
+
+    SQLite: SQLite's online backup API; PostgreSQL: ``pg_dump`` (it must be on PATH).
+    """
+    from central_api.services.backup import backup_database  # noqa: PLC0415
+    from jxc.backup import BackupError  # noqa: PLC0415
+
+    settings = _settings(database_url=database_url)
+    target = directory or settings.backup_dir
+    if target is None:
+        typer.echo("error: say where backups go: --dir or JXC_CENTRAL_BACKUP_DIR", err=True)
+        raise typer.Exit(2)
+    try:
+        result = backup_database(settings.database_url, target, keep=keep or settings.backup_keep)
+    except (BackupError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result.as_dict()))
+
+
+@app.command()
+def restore(
+    backup_file: Annotated[Path, typer.Argument(help="a central-<time>.db or .dump backup")],
+    database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
+    yes: Annotated[
+        bool, typer.Option("--yes", help="do not ask: the database is replaced")
+    ] = False,
+) -> None:
+    """Replace the database with a verified backup (stop central first), then rekey.
+
+    The backup is checked against its manifest before anything changes; afterwards the
+    schema is brought up to this central's migrations and the token signing key is
+    replaced (every site fetches a new token by itself). Edges then replay what the
+    backup lacks: central ingests by event id, so what it already holds is a duplicate.
+    """
+    from central_api.services.auth import rekey as replace_key  # noqa: PLC0415
+    from central_api.services.backup import restore_database  # noqa: PLC0415
+    from jxc.backup import BackupError  # noqa: PLC0415
+
+    settings = _settings(database_url=database_url)
+    if not yes:
+        typer.confirm(
+            f"replace the database {_shown(settings.database_url)} with {backup_file}?",
+            abort=True,
+        )
+    try:
+        counts = restore_database(settings.database_url, backup_file)
+    except (BackupError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    _on_database(settings.database_url, replace_key)
+    typer.echo(json.dumps({"restored": str(backup_file), "counts": counts}))
+    typer.echo("signing key replaced: sites fetch new tokens at their next request", err=True)
+
+
+def _shown(database_url: str) -> str:
+    from sqlalchemy import make_url  # noqa: PLC0415
+
+    return make_url(database_url).render_as_string(hide_password=True)
+
+
 site_app = typer.Typer(
     help="Site credentials: the secret each edge agent authenticates with.",
     no_args_is_help=True,

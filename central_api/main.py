@@ -19,6 +19,7 @@ from central_api.api.body_limit import BodyLimit
 from central_api.api.credential_first import CredentialFirst
 from central_api.api.errors import install_error_handlers
 from central_api.api.main import api_router
+from central_api.api.metrics import CentralMetrics, MetricsMiddleware
 from central_api.api.permissions import guard_routes
 from central_api.api.request_id import RequestIdMiddleware
 from central_api.api.routes import health
@@ -27,12 +28,14 @@ from central_api.core.config import Settings
 from central_api.core.db import check_schema_current, create_db_engine
 from central_api.core.principal import PrincipalScope
 from central_api.errors import first_line
+from central_api.services.audit import current_request_id
 from central_api.services.auth import TokenSigner
 from central_api.services.projections import built_in_projections
 from central_api.services.push_group import PushGroup
 from central_api.web import mount_console
 from central_api.web.transfer import UPLOAD_PATHS as CONSOLE_UPLOAD_PATHS
 from jxc import __version__
+from jxc.logs import add_log_context
 from jxc.paths import API_ROOT, SYNC_EVENTS
 
 log = logging.getLogger("central_api.main")
@@ -46,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     the app, and tests call :func:`~central_api.core.db.upgrade_database` themselves.
     """
     settings = settings if settings is not None else Settings()
+    add_log_context(current_request_id)
     app = FastAPI(title="jxc central", version=__version__, lifespan=_lifespan)
     attach_database(app, settings)
     install_error_handlers(app)
@@ -59,6 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             **dict.fromkeys(CONSOLE_UPLOAD_PATHS, settings.max_import_bytes),
         },
     )
+    app.state.metrics = CentralMetrics(lambda: app.state)
+    # Inside RequestIdMiddleware (added after it, so it runs before): the access line
+    # has the request's id.
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, fastapi_app=app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(api_router, prefix=API_ROOT)
@@ -104,10 +112,23 @@ def attach_database(app: FastAPI, settings: Settings) -> None:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Check the schema at start; dispose of the app's engine (whichever it holds) at the end."""
+    settings: Settings = app.state.settings
+    scheduler = None
+    if settings.backup_interval_h > 0 and settings.backup_dir is not None:
+        from central_api.services.backup import start_backup_scheduler  # noqa: PLC0415
+
+        scheduler = start_backup_scheduler(
+            settings.database_url,
+            settings.backup_dir,
+            keep=settings.backup_keep,
+            interval_h=settings.backup_interval_h,
+        )
     try:
         _refuse_stale_schema(app.state.engine)
         yield
     finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         app.state.engine.dispose()
 
 

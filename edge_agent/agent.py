@@ -29,10 +29,12 @@ from device_drivers.scales import Scale
 from device_drivers.scanners import Scanner
 from device_drivers.status import Device
 from edge_agent.auth import SiteTokenAuth, check_secret, read_secret
+from edge_agent.backup import backup_ledger
 from edge_agent.catalog import Catalog, Puller
 from edge_agent.config import SiteConfig
 from edge_agent.jobs import JobHealth, describe_error, job_alerts
-from edge_agent.ledger import DiskSpaceError, Ledger, LedgerError
+from edge_agent.ledger import SCHEMA_VERSION, DiskSpaceError, Ledger, LedgerError
+from edge_agent.metrics import EdgeMetrics
 from edge_agent.stations.errors import ChoiceNeededError, StationError
 from edge_agent.stations.labels import LabelSpooler
 from edge_agent.stations.receiving import ReceivingStation
@@ -188,7 +190,14 @@ class EdgeAgent:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._scheduler = BackgroundScheduler(timezone="UTC")
-        self.status_server = StatusServer(config.status.host, config.status.port, self.status)
+        self.metrics = EdgeMetrics(self.status)
+        self.status_server = StatusServer(
+            config.status.host,
+            config.status.port,
+            self.status,
+            ready=self.ready,
+            metrics=self.metrics.render,
+        )
 
     def _open_devices(self, config: SiteConfig) -> None:
         for device in config.devices.scanners:
@@ -265,6 +274,17 @@ class EdgeAgent:
             coalesce=True,
             misfire_grace_time=max(1, int(idle_s)),
         )
+        if self.config.backup.interval_h > 0:
+            interval_s = self.config.backup.interval_h * 3600
+            self._scheduler.add_job(
+                self.jobs.guard("backup", partial(backup_ledger, self.config)),
+                "interval",
+                seconds=interval_s,
+                id="backup",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(interval_s / 2)),
+            )
         self._scheduler.start()
         self.status_server.start()
         log.info(
@@ -373,6 +393,24 @@ class EdgeAgent:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: the ledger answers a read and is at this agent's schema version.
+
+        Central being unreachable does not make the agent unready: it records and queues
+        regardless, which is the point of the edge.
+        """
+        try:
+            with self.ledger.reading() as conn:
+                (version,) = conn.execute("PRAGMA user_version").fetchone()
+        except sqlite3.Error as exc:
+            return False, {"status": "unavailable", "detail": f"ledger unreadable: {exc}"}
+        if version != SCHEMA_VERSION:
+            return False, {
+                "status": "unavailable",
+                "detail": f"ledger schema {version}, this agent needs {SCHEMA_VERSION}",
+            }
+        return True, {"status": "ok", "site_id": self.config.site.id, "schema": version}
 
     def status(self) -> dict[str, Any]:
         counts = self.ledger.counts()

@@ -79,6 +79,88 @@ def status(
         ledger.close()
 
 
+@app.command()
+def backup(
+    config: SiteFile,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="override [backup] dir of the site file")
+    ] = None,
+    keep: Annotated[
+        int | None, typer.Option(min=1, help="override [backup] keep: backups kept")
+    ] = None,
+) -> None:
+    """Back the ledger up (safe while the agent runs), verify the copy, prune old ones."""
+    import json  # noqa: PLC0415
+
+    from edge_agent.backup import backup_ledger  # noqa: PLC0415
+    from jxc.backup import BackupError  # noqa: PLC0415
+
+    site = load_or_exit(config)
+    try:
+        result = backup_ledger(site, directory=directory, keep=keep)
+    except (BackupError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result.as_dict()))
+
+
+@app.command()
+def restore(
+    config: SiteFile,
+    backup_file: Annotated[Path, typer.Argument(help="a ledger-<site>-<time>.db backup")],
+    force: Annotated[
+        bool, typer.Option("--force", help="restore even below what central already holds")
+    ] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="do not ask central how far it holds the site")
+    ] = False,
+) -> None:
+    """Replace the ledger with a backup (stop the agent first).
+
+    Asks central how far it holds the site's events, unless --offline: a backup older
+    than that would hand out seqs central already has, and is refused without --force.
+    """
+    import json  # noqa: PLC0415
+
+    from edge_agent.backup import restore_ledger  # noqa: PLC0415
+    from jxc.backup import BackupError  # noqa: PLC0415
+
+    site = load_or_exit(config)
+    holds = None if offline else _central_watermark(site)
+    try:
+        counts = restore_ledger(site, backup_file, central_holds_through=holds, force=force)
+    except (BackupError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps({"restored": str(backup_file), "counts": counts}))
+
+
+def _central_watermark(site: SiteConfig) -> int | None:
+    """How far central holds the site's ledger, or None (said on stderr) if unknown."""
+    import httpx  # noqa: PLC0415
+
+    from edge_agent.agent import site_auth  # noqa: PLC0415
+    from edge_agent.auth import SiteSecretError  # noqa: PLC0415
+    from jxc.paths import SYNC_ACK  # noqa: PLC0415
+
+    try:
+        with httpx.Client(
+            base_url=str(site.central.url).rstrip("/"),
+            timeout=site.central.timeout_s,
+            auth=site_auth(site),
+        ) as client:
+            answer = client.get(SYNC_ACK, params={"site_id": site.site.id})
+    except (httpx.HTTPError, SiteSecretError) as exc:
+        typer.echo(f"warning: cannot ask central how far it holds the site: {exc}", err=True)
+        return None
+    if answer.status_code == 404:
+        return 0
+    if answer.status_code != 200:
+        typer.echo(f"warning: central answered {answer.status_code} for the watermark", err=True)
+        return None
+    return int(answer.json()["acked_through_seq"])
+
+
 outbox = typer.Typer(help="Look into the outbox: what has not reached central yet.")
 app.add_typer(outbox, name="outbox")
 

@@ -52,6 +52,18 @@ class LedgerSection(_Section):
     idle_checkpoint_s: Annotated[float, Field(gt=0)] = 30.0
 
 
+class BackupSection(_Section):
+    """Backups of the ledger (``jxc edge backup`` and, with ``interval_h``, the agent)."""
+
+    dir: Path | None = None
+    """Where backups go; by default a ``backups`` folder beside the ledger. Put it on
+    another disk (a USB stick, a network share) to survive the agent's own disk dying."""
+    keep: Annotated[int, Field(ge=1, le=10_000)] = 7
+    """How many backups are kept; older ones are deleted once a new one is verified."""
+    interval_h: Annotated[float, Field(ge=0, le=24 * 366)] = 0.0
+    """The running agent backs the ledger up this often (hours); 0: only on demand."""
+
+
 class StatusSection(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8701
@@ -125,6 +137,7 @@ class SiteConfig(_Section):
     sync: SyncSection = SyncSection()
     ledger: LedgerSection = LedgerSection()
     status: StatusSection = StatusSection()
+    backup: BackupSection = BackupSection()
     receiving: ReceivingSection = ReceivingSection()
     devices: DevicesSection = DevicesSection()
 
@@ -162,6 +175,11 @@ def load_site_config(path: Path) -> SiteConfig:
         raise ConfigError(f"{path}: {problems}") from None
     base = path.resolve().parent
     config.ledger.path = base / config.ledger.path
+    config.backup.dir = base / (
+        config.backup.dir
+        if config.backup.dir is not None
+        else config.ledger.path.parent / "backups"
+    )
     if config.central.site_secret_file is not None:
         config.central.site_secret_file = base / config.central.site_secret_file
     for _, device in config.devices.all():

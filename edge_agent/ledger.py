@@ -690,6 +690,43 @@ class Ledger:
             conn.executemany("DELETE FROM dead_letters WHERE seq = ?", [(seq,) for seq in chosen])
         return sorted(chosen)
 
+    def rewind(self, central_holds_through: int) -> list[int]:
+        """Put every settled event after ``central_holds_through`` back in the outbox.
+
+        For a central restored from a backup older than this ledger's last ack: central
+        then holds the site's events only up to that seq, and refuses the next push as a
+        gap. Synced events and dead letters above it are queued again, unchanged (same id,
+        same body), so they are replayed from the right place; central keeps what it
+        already holds as duplicates and refuses again what it refused before. Returns the
+        seqs queued again.
+        """
+        with self.transaction() as conn:
+            chosen = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT seq FROM events WHERE seq > ?"
+                    " AND seq NOT IN (SELECT seq FROM outbox) ORDER BY seq",
+                    (central_holds_through,),
+                )
+            ]
+            conn.executemany("INSERT INTO outbox (seq) VALUES (?)", [(seq,) for seq in chosen])
+            conn.execute("DELETE FROM dead_letters WHERE seq > ?", (central_holds_through,))
+            conn.execute(
+                "UPDATE events SET synced_at = NULL WHERE seq > ?", (central_holds_through,)
+            )
+        if chosen:
+            log.warning(
+                "central holds less of this ledger than it had acknowledged (restored from a "
+                "backup?): events queued again",
+                extra={
+                    "event": "outbox_rewound",
+                    "site": self.site_id,
+                    "central_holds_through": central_holds_through,
+                    "requeued": len(chosen),
+                },
+            )
+        return chosen
+
     def counts(self) -> LedgerCounts:
         with self._lock:
             (last_seq,) = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()

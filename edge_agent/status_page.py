@@ -1,4 +1,8 @@
-"""A tiny local status endpoint (``/healthz``) for the site's technician and for tests.
+"""A tiny local status endpoint for the site's technician, monitoring and tests.
+
+``/healthz`` is the agent's whole status as JSON; ``/readyz`` is 200 only while the ledger
+answers and is at this agent's schema; ``/metrics`` is the Prometheus text
+(:mod:`edge_agent.metrics`).
 
 Standard library only: the agent must not need a web framework to say how it is. Every
 answer passes through :func:`jxc.logs.redact`, like every log line, so a secret that some
@@ -19,28 +23,49 @@ from jxc.logs import redact
 
 log = logging.getLogger("edge_agent.status")
 
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""Prometheus' text format, as prometheus-client's ``CONTENT_TYPE_LATEST`` says it."""
+
 
 class StatusServer:
     """Serves ``GET /healthz`` with whatever ``report()`` returns, as JSON."""
 
-    def __init__(self, host: str, port: int, report: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        report: Callable[[], dict[str, Any]],
+        *,
+        ready: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
+        metrics: Callable[[], bytes] | None = None,
+    ) -> None:
         report_fn = report
 
         class _Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path.split("?")[0] not in ("/healthz", "/"):
-                    self._send(404, {"detail": f"no such page {self.path!r}; try /healthz"})
-                    return
+                page = self.path.split("?")[0]
                 try:
-                    self._send(200, report_fn())
+                    if page in ("/healthz", "/"):
+                        self._send(200, report_fn())
+                    elif page == "/readyz" and ready is not None:
+                        is_ready, body = ready()
+                        self._send(200 if is_ready else 503, body)
+                    elif page == "/metrics" and metrics is not None:
+                        self._send_bytes(200, metrics(), METRICS_CONTENT_TYPE)
+                    else:
+                        self._send(404, {"detail": f"no such page {self.path!r}; try /healthz"})
                 except Exception as exc:  # the page must answer even when the agent is sick
                     log.exception("status report failed")
                     self._send(503, {"status": "error", "detail": describe_error(exc)})
 
             def _send(self, code: int, body: dict[str, Any]) -> None:
-                payload = redact(json.dumps(body, default=str, ensure_ascii=False)).encode()
+                payload = json.dumps(body, default=str, ensure_ascii=False).encode()
+                self._send_bytes(code, payload, "application/json")
+
+            def _send_bytes(self, code: int, payload: bytes, content_type: str) -> None:
+                payload = redact(payload.decode()).encode()
                 self.send_response(code)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

@@ -24,11 +24,13 @@ from pydantic import ValidationError
 from edge_agent.backoff import Backoff, retry_after_s
 from edge_agent.ledger import Ledger, PendingEvent, Refusal, default_lease_holder
 from jxc.contract import CONTRACT_VERSION, EventStatus, PushAck
-from jxc.paths import SYNC_EVENTS
+from jxc.ids import uuid7
+from jxc.paths import SYNC_ACK, SYNC_EVENTS
 
 log = logging.getLogger("edge_agent.sync")
 
 PUSH_PATH = SYNC_EVENTS
+REQUEST_ID_HEADER = "X-Request-ID"
 
 _REFUSED = frozenset({EventStatus.CONFLICT, EventStatus.INVALID})
 
@@ -71,6 +73,10 @@ class PushState:
     batch_limit: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     alerts: list[str] = field(default_factory=list)
+    last_request_id: str | None = None
+    """The X-Request-ID of the last push, to find it in central's log."""
+    rewinds: int = 0
+    """How often central was found holding less than it had acknowledged (restored)."""
 
     @property
     def is_sender(self) -> bool:
@@ -95,6 +101,8 @@ class PushState:
             "batch_limit": self.batch_limit,
             "rejected": dict(self.rejected),
             "alerts": list(self.alerts),
+            "last_request_id": self.last_request_id,
+            "rewinds": self.rewinds,
         }
 
 
@@ -172,22 +180,22 @@ class Pusher:
         if not pending:
             return False
         sent_at = time.time()
+        # One id per push, sent as X-Request-ID: central logs it and writes it into the
+        # audit log, so this push's lines here and there can be found together.
+        request_id = uuid7().hex
+        self.state.last_request_id = request_id
         try:
             response = self.client.post(
                 PUSH_PATH,
                 content=self._batch_json(pending),
-                headers={"content-type": "application/json"},
+                headers={"content-type": "application/json", REQUEST_ID_HEADER: request_id},
             )
         except httpx.HTTPError as exc:
-            self._failed(f"central unreachable: {exc.__class__.__name__}: {exc}")
-            return False
-        if response.status_code == 413 and self.state.batch_limit > 1:
-            # Something between us and central caps the body: halve and go again at once.
-            self.state.batch_limit = max(1, len(pending) // 2)
-            log.warning(
-                "batch too large for central, halving",
-                extra={"site": self.ledger.site_id, "batch_limit": self.state.batch_limit},
+            self._failed(
+                f"central unreachable: {exc.__class__.__name__}: {exc}", request_id=request_id
             )
+            return False
+        if self._go_again_at_once(response, pending):
             return True
         if response.status_code != 200:
             reason = f"central answered {response.status_code}: {response.text[:300]}"
@@ -202,7 +210,12 @@ class Pusher:
                 if response.status_code in (429, 503)
                 else None
             )
-            self._failed(reason, alert=_CREDENTIAL_ALERT if auth_failed else None, at_least_s=wait)
+            self._failed(
+                reason,
+                alert=_CREDENTIAL_ALERT if auth_failed else None,
+                at_least_s=wait,
+                request_id=request_id,
+            )
             return False
         try:
             ack = PushAck.model_validate_json(response.content)
@@ -216,6 +229,45 @@ class Pusher:
             marked = self.ledger.apply_ack(first, settled_through, refused=refused)
         self._succeeded(ack, sent_at, marked)
         return settled_through >= last
+
+    def _go_again_at_once(self, response: httpx.Response, pending: list[PendingEvent]) -> bool:
+        """Whether a refusal is one the next push fixes by itself, changed accordingly."""
+        if response.status_code == 413 and self.state.batch_limit > 1:
+            # Something between us and central caps the body: halve and go again at once.
+            self.state.batch_limit = max(1, len(pending) // 2)
+            log.warning(
+                "batch too large for central, halving",
+                extra={"site": self.ledger.site_id, "batch_limit": self.state.batch_limit},
+            )
+            return True
+        # A gap: central may hold less than it acknowledged; replay from where it stands.
+        return response.status_code == 409 and self._rewind_if_central_lost(pending[0].event.seq)
+
+    def _rewind_if_central_lost(self, first_pending: int) -> bool:
+        """After a 409: if central holds less of the ledger than it acknowledged before
+        (restored from an older backup), queue the rest again; True if it did.
+
+        The gap answer alone is not trusted for the position: central's watermark is read
+        from ``GET /sync/ack`` (404 there means central has nothing of this site at all).
+        """
+        try:
+            answer = self.client.get(SYNC_ACK, params={"site_id": self.ledger.site_id})
+        except httpx.HTTPError:
+            return False
+        if answer.status_code == 404:
+            holds = 0
+        elif answer.status_code == 200:
+            try:
+                holds = int(answer.json()["acked_through_seq"])
+            except (ValueError, KeyError, TypeError):
+                return False
+        else:
+            return False
+        if holds >= first_pending - 1:
+            return False  # central is not behind: the 409 is about something else
+        requeued = self.ledger.rewind(holds)
+        self.state.rewinds += 1
+        return bool(requeued)
 
     def _batch_json(self, pending: list[PendingEvent]) -> bytes:
         """A :class:`~jxc.contract.PushBatch` built from the stored bodies, unchanged."""
@@ -257,6 +309,7 @@ class Pusher:
                 "site": ack.site_id,
                 "acked_through_seq": ack.acked_through_seq,
                 "marked": marked,
+                "request_id": self.state.last_request_id,
             },
         )
 
@@ -269,7 +322,12 @@ class Pusher:
             log.error(alert, extra={"site": self.ledger.site_id, "clock_skew_s": skew_s})
 
     def _failed(
-        self, reason: str, *, alert: str | None = None, at_least_s: float | None = None
+        self,
+        reason: str,
+        *,
+        alert: str | None = None,
+        at_least_s: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         state = self.state
         state.last_error = reason
@@ -284,5 +342,6 @@ class Pusher:
                 "reason": reason,
                 "failures": state.consecutive_failures,
                 "retry_in_s": round(delay, 3),
+                "request_id": request_id,
             },
         )

@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,36 @@ def redact(text: str) -> str:
     return text
 
 
+_context_providers: list[Callable[[], dict[str, Any]]] = []
+_CONTEXT_ATTRIBUTE = "_jxc_context"
+
+
+def add_log_context(provider: Callable[[], dict[str, Any]]) -> None:
+    """Add ``provider()``'s fields to every line (a field set by ``extra=`` wins).
+
+    Central adds the id of the request being served, so every line written while serving
+    it (an ingest warning, a refused login) can be found with the request's access line
+    and the edge's own line for the same push (``X-Request-ID``). The fields are read
+    when the record is made, in the thread and context that logs, whatever handler
+    renders it later.
+    """
+    if provider in _context_providers:
+        return
+    _context_providers.append(provider)
+    if len(_context_providers) == 1:
+        make_record = logging.getLogRecordFactory()
+
+        def with_context(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = make_record(*args, **kwargs)
+            fields: dict[str, Any] = {}
+            for each in _context_providers:
+                fields.update(each())
+            setattr(record, _CONTEXT_ATTRIBUTE, fields)
+            return record
+
+        logging.setLogRecordFactory(with_context)
+
+
 class JsonFormatter(logging.Formatter):
     """Render a record and whatever was passed in ``extra=`` as one JSON line."""
 
@@ -57,6 +88,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        for key, value in getattr(record, _CONTEXT_ATTRIBUTE, {}).items():
+            if value is not None:
+                entry[key] = value
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value

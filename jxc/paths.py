@@ -14,6 +14,12 @@ API_ROOT = "/api/v1"
 HEALTH = "/healthz"
 """Liveness, database reachability and versions, for load balancers and deploy checks."""
 
+READY = "/readyz"
+"""Readiness: the database answers and its schema is at this central's newest migration."""
+
+METRICS = "/metrics"
+"""Prometheus metrics of the process (central and the edge's status page alike)."""
+
 SYNC_TOKEN = f"{API_ROOT}/sync/token"
 """``POST``: a site trades its secret for a short-lived bearer token."""
 SYNC_EVENTS = f"{API_ROOT}/sync/events"

@@ -7,6 +7,7 @@ line set the same names: ``JXC_CENTRAL_DATABASE_URL`` and ``--database-url`` are
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,3 +99,20 @@ class Settings(BaseSettings):
     gc_gen0_threshold: int = Field(default=50_000, ge=700)
     """Net new container objects between the garbage collector's young-generation runs
     while serving (CPython's default is 700); see ``central_api.core.gc_tuning``."""
+
+    backup_dir: Path | None = None
+    """Where ``jxc central backup`` writes, and the running service too when
+    ``backup_interval_h`` is set. Put it on another disk than the database."""
+
+    backup_keep: int = Field(default=7, ge=1, le=10_000)
+    """How many backups are kept; older ones are deleted once a new one is verified."""
+
+    backup_interval_h: float = Field(default=0.0, ge=0, le=24 * 366)
+    """The running service backs the database up this often (hours; 0: only on demand).
+    With several processes or replicas on one backup directory, one of them at a time
+    does it (a lock file in the directory)."""
+
+    metrics_token: str | None = None
+    """If set, ``GET /metrics`` wants ``Authorization: Bearer <this>``; unset, it is open
+    (keep it off the public side at the reverse proxy, as deploy/ does). Prometheus has
+    ``authorization.credentials_file`` for it."""

@@ -333,6 +333,38 @@ def _shipped_heads() -> tuple[str, ...]:
     return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
+def schema_ahead(engine: Engine) -> list[str]:
+    """The database's revisions this code does not know: written by a newer central.
+
+    Empty when the schema is this code's, older, or missing. ``/readyz`` keeps an older
+    central in service on a newer schema during a rolling upgrade.
+    """
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+    from alembic.util import CommandError  # noqa: PLC0415
+
+    with engine.connect() as connection:
+        found = MigrationContext.configure(connection).get_current_heads()
+    if not found or set(found) == set(_shipped_heads()):
+        return []
+    scripts = _script_directory()
+    unknown = []
+    for revision in found:
+        try:
+            known = scripts.get_revision(revision) is not None
+        except CommandError:
+            known = False
+        if not known:
+            unknown.append(revision)
+    return sorted(unknown) if len(unknown) == len(found) else []
+
+
+@functools.cache
+def _script_directory() -> Any:
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
 class SchemaNotCurrentError(RuntimeError):
     """The database is reachable but its schema is not the one this code was written for."""
 

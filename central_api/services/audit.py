@@ -151,6 +151,13 @@ def request_scope(
         _request_scope.reset(token)
 
 
+def current_request_id() -> dict[str, Any]:
+    """``{"request_id": ...}`` of the request being served, for every log line
+    (:func:`jxc.logs.add_log_context`); empty outside a request."""
+    scope = _request_scope.get()
+    return {} if scope is None else {"request_id": scope.request_id}
+
+
 def current_context() -> AuditContext:
     """Who is acting now: the request being served (see :func:`request_scope`), or,
     outside any request, the operating-system user running a command on central's host."""

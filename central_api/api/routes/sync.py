@@ -128,6 +128,7 @@ def _push(state: Any, batch: PushBatch, audit: AuditContext, received_at: dateti
                 projections=state.projections,
                 audit=audit,
             )
+    state.metrics.observe_push(outcome)
     return push_ack(outcome).model_dump_json().encode()
 
 
