@@ -35,7 +35,9 @@ from edge_agent.jobs import JobHealth, describe_error, job_alerts
 from edge_agent.ledger import DiskSpaceError, Ledger, LedgerError
 from edge_agent.stations.errors import ChoiceNeededError, StationError
 from edge_agent.stations.labels import LabelSpooler
+from edge_agent.stations.picking import PickingStation
 from edge_agent.stations.receiving import ReceivingStation
+from edge_agent.stations.sscc import SsccConfig
 from edge_agent.status_page import StatusServer
 from edge_agent.sync import Pusher
 from jxc import __version__
@@ -139,6 +141,15 @@ class EdgeAgent:
             quarantine_location=config.receiving.quarantine,
             supplier=config.receiving.supplier,
         )
+        self.picking: PickingStation | None = None
+        if config.picking.scanners and config.picking.company_prefix is not None:
+            self.picking = PickingStation(
+                self.ledger,
+                self.catalog,
+                SsccConfig(config.picking.extension_digit, config.picking.company_prefix),
+                label_printer=config.picking.printer,
+                later_expiry=config.picking.later_expiry,
+            )
         self.client = httpx.Client(
             base_url=str(config.central.url).rstrip("/"),
             timeout=config.central.timeout_s,
@@ -306,7 +317,10 @@ class EdgeAgent:
             if scan is None:
                 continue
             try:
-                self.station.on_scan(scan)
+                if self.picking is not None and scan.device_id in self.config.picking.scanners:
+                    self.picking.on_scan(scan)
+                else:
+                    self.station.on_scan(scan)
             except DiskSpaceError as exc:
                 # Nothing of the scan was written and the scanner will not send it again:
                 # the carton must be scanned again once space is freed. Say so, count it,
@@ -442,6 +456,7 @@ class EdgeAgent:
             "receiving": self.station.receiving_report()
             if self.config.receiving.purchase_orders
             else None,
+            "picking": self.picking.report() if self.picking is not None else None,
             "unknown_scans": self.station.unknown_scans,
             "misread_scans": self.station.misread_scans,
             "alerts": alerts,

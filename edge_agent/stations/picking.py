@@ -1,0 +1,523 @@
+"""The picking station: released pick lists are picked by scanning, packed into logistic
+units with an SSCC label, and booked as ``issue`` events naming their sales-order line.
+
+Pick lists come from central through the change feed (``pick_list``, cached by
+:class:`edge_agent.catalog.Catalog`), so the station works offline. The picker drives it
+with the same scanners as receiving; every scan answers on the display line:
+
+1. the order's id (a pick list's barcode) selects the pick list;
+2. a location code selects where the goods are taken from (a location of the site's tree
+   that is quarantine, damaged or in transit is refused; one the edge does not know is
+   taken: stock is where the edge says);
+3. a carton: a GS1 code (GTIN (01), lot (10), expiry (17), count (30/37)) or an item
+   barcode. It must be an item of the pick list with something left to pick. Its lot must
+   be one reserved for the line, **or another that expires no later** than the latest
+   reserved lot of the line (FEFO): that lot is then swapped in the reservation. The swap
+   travels with the event (``ref`` ends in ``swap <reserved lot>``) so central moves the
+   reservation from that lot to the picked one. A lot that expires later is refused (or,
+   by site policy ``later_expiry = "warn"``, taken with a warning on the display line);
+   an expired lot, or one too short-dated for the customer, is always refused. A carton
+   with no lot on it (a plain item barcode) is taken only for a line whose reservation
+   has no lot; otherwise the display asks for the carton's GS1 label.
+4. ``PACK`` packs what was picked and not yet packed: one logistic unit per (item, lot,
+   trade item), each in one SQLite transaction that takes the next SSCC serial of the
+   site, books the unit's ``issue`` events (one per SO line, location and swap, with
+   ``ref = "sscc <SSCC>"``) and owes its GS1 logistic label (:mod:`.sscc`);
+5. ``DONE`` ends the list: every line picked short is reported on the display line and in
+   :attr:`PickingStation.shorts` (the status page); central keeps the rest reserved.
+
+A pick is recorded at once (``picks``, in the ledger file), so a restart of the agent
+loses no scan; it becomes a ledger event when packed, since that is when stock leaves on
+a unit with a name (its SSCC) central can ship. Until then nothing has left the site.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from device_drivers.scanners import Scan
+from edge_agent.catalog import Catalog
+from edge_agent.ledger import EventDraft, Ledger
+from edge_agent.stations import sscc as units
+from edge_agent.stations.errors import StationError
+from edge_agent.stations.sscc import Fault, Pack, SsccConfig, content_gtin
+from jxc.contract import EventKind, LedgerEvent
+from jxc.feed import PickLineData, PickListData
+
+log = logging.getLogger("edge_agent.picking")
+
+LaterExpiry = Literal["refuse", "warn"]
+PACK, DONE = "PACK", "DONE"
+UNSELLABLE_KINDS = frozenset({"quarantine", "damaged", "in_transit"})
+NO_LOT = ""
+"""A reservation of stock kept without a lot (central's own spelling)."""
+
+
+class PickRefusedError(StationError):
+    """The scan cannot be picked (wrong item, lot, expiry, location, nothing selected)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Picked:
+    """One accepted carton, recorded until it is packed."""
+
+    pick_id: int
+    so_line: int
+    item: str
+    lot: str
+    expiry: date | None
+    location: str
+    qty: Decimal
+    uom: str
+    count: int
+    gtin: str | None
+    swapped_from: str | None
+    device_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Short:
+    so_id: str
+    so_line: int
+    item: str
+    wanted: Decimal
+    picked: Decimal
+    uom: str
+
+
+@dataclass(slots=True)
+class PickingStation:
+    """Picks and packs the site's released pick lists; one per site, shared by its scanners."""
+
+    ledger: Ledger
+    catalog: Catalog
+    sscc: SsccConfig
+    label_printer: str | None = None
+    later_expiry: LaterExpiry = "refuse"
+    display: str = ""
+    """The station's display line: what the picker reads after each scan."""
+    so_id: str | None = None
+    location: str | None = None
+    refused: int = 0
+    swaps: int = 0
+    shorts: list[Short] = field(default_factory=list)
+    fault: Fault = units._no_fault
+    """Tests only: called at each step of a pack's transaction (see :mod:`.sscc`)."""
+
+    # --- scans -----------------------------------------------------------------------------
+
+    def on_scan(self, scan: Scan, *, today: date | None = None) -> object:
+        """Act on one scan; the display line says what happened. Raises
+        :class:`PickRefusedError` (nothing recorded) when the scan cannot be taken."""
+        today = today or scan.received_at.astimezone(UTC).date()
+        data = scan.data.strip()
+        try:
+            if data.upper() == PACK:
+                return self.pack()
+            if data.upper() == DONE:
+                return self.done()
+            if scan.gs1 is None and (listed := self.catalog.pick_list(data)) is not None:
+                return self._select(listed)
+            if scan.gs1 is None and (place := self.catalog.location(data)) is not None:
+                return self._at(place.code, place.kind, place.active)
+            return self.pick(scan, today)
+        except PickRefusedError as refused:
+            self.refused += 1
+            self.display = str(refused)
+            log.info("pick refused", extra={"data": data[:80], "reason": str(refused)})
+            raise
+
+    def _select(self, listed: PickListData) -> PickListData:
+        self.so_id, self.location = listed.so_id, None
+        left = sum(1 for line in listed.lines if self._left(line) > 0)
+        self.display = (
+            f"{listed.so_id} for {listed.customer}: {left} line(s) to pick; scan a location"
+        )
+        return listed
+
+    def _at(self, code: str, kind: str, active: bool) -> str:
+        if kind in UNSELLABLE_KINDS or not active:
+            why = "inactive" if not active else f"a {kind} location"
+            raise PickRefusedError(f"REFUSED location {code} is {why}: nothing is picked from it")
+        self.location = code
+        self.display = f"at {code}: scan a carton"
+        return code
+
+    def pick(self, scan: Scan, today: date) -> Picked:
+        """Take one carton for the selected pick list (see the module's rules)."""
+        if self.so_id is None:
+            raise PickRefusedError("REFUSED: scan a pick list (its order number) first")
+        listed = self.catalog.pick_list(self.so_id)
+        if listed is None:
+            so_id, self.so_id = self.so_id, None
+            raise PickRefusedError(f"REFUSED: {so_id} was cancelled or closed; pick nothing more")
+        if self.location is None:
+            raise PickRefusedError("REFUSED: scan the location you take the carton from first")
+        gs1 = scan.gs1
+        gtin = (gs1.gtin or gs1.content_gtin) if gs1 else None
+        known = self.catalog.lookup(gtin, scan.data)
+        if known is None or not known.active:
+            raise PickRefusedError(f"REFUSED: {gtin or scan.data} is no active item of this site")
+        count = gs1.count if gs1 and gs1.count else 1
+        qty = Decimal(count) * known.qty_per
+        lines = [
+            line
+            for line in listed.lines
+            if line.item_code == known.item_code and self._left(line) > 0
+        ]
+        if not lines:
+            raise PickRefusedError(
+                f"REFUSED: {known.item_code} has nothing left to pick on {listed.so_id}"
+            )
+        lot = (gs1.lot if gs1 else None) or NO_LOT
+        expiry = gs1.expiry if gs1 else None
+        line, swapped_from, expiry, warning = self._check_lot(listed, lines, lot, expiry, today)
+        left = self._left(line)
+        if qty > left:
+            raise PickRefusedError(
+                f"REFUSED: {qty} {line.uom} of {line.item_code} is more than line {line.so_line}"
+                f" still needs ({left} {line.uom}); take a smaller carton"
+            )
+        picked = self._record(
+            so_id=listed.so_id,
+            line=line,
+            lot=lot,
+            expiry=expiry,
+            qty=qty,
+            count=count,
+            code=gtin or scan.data,
+            swapped_from=swapped_from,
+            scan=scan,
+        )
+        done = line.qty - self._left(line)
+        what = f"{qty} {line.uom} {line.item_code} lot {lot or '-'}"
+        progress = f"line {line.so_line}: {done}/{line.qty}"
+        if swapped_from is not None:
+            self.swaps += 1
+            swap = f"{what} for reserved lot {swapped_from}"
+            self.display = f"{warning or 'SWAP'} {swap} ({progress})"
+        else:
+            self.display = f"OK {what} ({progress})"
+        return picked
+
+    def _check_lot(
+        self,
+        listed: PickListData,
+        lines: list[PickLineData],
+        lot: str,
+        expiry: date | None,
+        today: date,
+    ) -> tuple[PickLineData, str | None, date | None, str | None]:
+        """The line the carton goes to, the reserved lot it replaces (None: it is reserved),
+        its expiry, and a warning to show; or :class:`PickRefusedError` with the reason."""
+        for line in lines:
+            for held in line.lots:
+                if held.lot == lot:
+                    expiry = held.expiry if expiry is None else expiry
+                    if expiry is not None and expiry <= today:
+                        raise PickRefusedError(
+                            f"REFUSED lot {lot}: EXPIRED on {expiry}; tell the office (it is"
+                            " reserved, central must reserve another lot)"
+                        )
+                    return line, None, expiry, None
+        line = lines[0]
+        reserved = [held for held in line.lots if held.lot != NO_LOT]
+        if not reserved:
+            if lot == NO_LOT:
+                return line, None, expiry, None
+            raise PickRefusedError(
+                f"REFUSED lot {lot}: line {line.so_line} reserved {line.item_code} without a lot"
+            )
+        if lot == NO_LOT:
+            raise PickRefusedError(
+                f"REFUSED: this code names no lot; line {line.so_line} reserved lot"
+                f" {reserved[0].lot}: scan the carton's GS1 label (lot and expiry)"
+            )
+        if expiry is None:
+            raise PickRefusedError(
+                f"REFUSED lot {lot}: no expiry on the label, so FEFO cannot be checked;"
+                f" take reserved lot {reserved[0].lot}"
+            )
+        min_days = max(listed.min_remaining_days or 0, self._item_days(line.item_code), 1)
+        if expiry < today + timedelta(days=min_days):
+            state = "EXPIRED" if expiry <= today else "too short-dated for the customer"
+            raise PickRefusedError(
+                f"REFUSED lot {lot}: {state} (expires {expiry}, needs {min_days} day(s) left)"
+            )
+        latest = max(reserved, key=lambda held: held.expiry or date.max)
+        if latest.expiry is not None and expiry > latest.expiry:
+            reason = (
+                f"lot {lot} expires {expiry}, after reserved lot {latest.lot} ({latest.expiry}):"
+                " first expiry first"
+            )
+            if self.later_expiry == "refuse":
+                raise PickRefusedError(f"REFUSED {reason}; take lot {reserved[0].lot}")
+            return line, latest.lot, expiry, f"WARNING {reason};"
+        return line, latest.lot, expiry, None
+
+    def _item_days(self, item_code: str) -> int:
+        item = self.catalog.item(item_code)
+        return (item.min_remaining_days or 0) if item else 0
+
+    def _record(
+        self,
+        *,
+        so_id: str,
+        line: PickLineData,
+        lot: str,
+        expiry: date | None,
+        qty: Decimal,
+        count: int,
+        code: str,
+        swapped_from: str | None,
+        scan: Scan,
+    ) -> Picked:
+        assert self.location is not None
+        gtin = content_gtin(code)
+        with self.ledger.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO picks (so_id, so_line, item, lot, expiry, location, qty, uom, count,"
+                " gtin, swapped_from, device_id, picked_at) VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    so_id,
+                    line.so_line,
+                    line.item_code,
+                    lot,
+                    expiry.isoformat() if expiry else None,
+                    self.location,
+                    format(qty, "f"),
+                    line.uom,
+                    count,
+                    gtin,
+                    swapped_from,
+                    scan.device_id,
+                    scan.received_at.isoformat(),
+                ),
+            )
+            pick_id = int(cursor.lastrowid or 0)
+        return Picked(
+            pick_id,
+            line.so_line,
+            line.item_code,
+            lot,
+            expiry,
+            self.location,
+            qty,
+            line.uom,
+            count,
+            gtin,
+            swapped_from,
+            scan.device_id,
+        )
+
+    # --- what is picked ---------------------------------------------------------------------
+
+    def picked(self, so_id: str, *, unpacked_only: bool = False) -> list[Picked]:
+        with self.ledger.reading() as conn:
+            rows = conn.execute(
+                "SELECT pick_id, so_line, item, lot, expiry, location, qty, uom, count, gtin,"
+                " swapped_from, device_id FROM picks WHERE so_id = ?"
+                " AND (? = 0 OR pack_serial IS NULL) ORDER BY pick_id",
+                (so_id, int(unpacked_only)),
+            ).fetchall()
+        return [
+            Picked(
+                int(r[0]),
+                int(r[1]),
+                r[2],
+                r[3],
+                date.fromisoformat(r[4]) if r[4] else None,
+                r[5],
+                Decimal(r[6]),
+                r[7],
+                int(r[8]),
+                r[9],
+                r[10],
+                r[11],
+            )
+            for r in rows
+        ]
+
+    def _left(self, line: PickLineData) -> Decimal:
+        """What the line still wants, after what this edge has picked for it."""
+        assert self.so_id is not None
+        done = sum(
+            (p.qty for p in self.picked(self.so_id) if p.so_line == line.so_line), Decimal(0)
+        )
+        return max(line.qty - done, Decimal(0))
+
+    # --- packing ----------------------------------------------------------------------------
+
+    def pack(self) -> list[Pack]:
+        """Pack the selected list's unpacked picks: one unit (SSCC) per item, lot and GTIN."""
+        if self.so_id is None:
+            raise PickRefusedError("REFUSED: scan a pick list (its order number) first")
+        groups: dict[tuple[str, str, str | None], list[Picked]] = defaultdict(list)
+        for picked in self.picked(self.so_id, unpacked_only=True):
+            groups[(picked.item, picked.lot, picked.gtin)].append(picked)
+        if not groups:
+            raise PickRefusedError(
+                f"REFUSED: nothing picked on {self.so_id} is waiting to be packed"
+            )
+        made = [self._pack_one(self.so_id, picks) for picks in groups.values()]
+        self.display = f"PACKED {len(made)} unit(s): " + ", ".join(
+            f"{unit.sscc} {unit.qty} {unit.uom} {unit.item}" for unit in made
+        )
+        return made
+
+    def _pack_one(self, so_id: str, picks: list[Picked]) -> Pack:
+        """One logistic unit, all or nothing: serial, events, pack row, picks marked."""
+        self.ledger.check_free_disk()
+        first = picks[0]
+        booked: dict[tuple[int, str, str | None], Decimal] = defaultdict(Decimal)
+        for picked in picks:
+            booked[(picked.so_line, picked.location, picked.swapped_from)] += picked.qty
+        with self.ledger.transaction() as conn:
+            serial = units.allocate_serial(conn, self.sscc)
+            code = self.sscc.code(serial)
+            self.fault("allocated")
+            events = [
+                self._book(
+                    conn,
+                    so_id=so_id,
+                    first=first,
+                    code=code,
+                    so_line=so_line,
+                    location=location,
+                    swapped_from=swapped_from,
+                    qty=qty,
+                )
+                for (so_line, location, swapped_from), qty in booked.items()
+            ]
+            self.fault("booked")
+            unit = Pack(
+                serial=serial,
+                sscc=code,
+                so_id=so_id,
+                item=first.item,
+                gtin=first.gtin,
+                lot=first.lot or None,
+                expiry=first.expiry,
+                count=sum(p.count for p in picks),
+                qty=sum((p.qty for p in picks), Decimal(0)),
+                uom=first.uom,
+                first_seq=events[0].seq,
+                printer_id=self.label_printer,
+                label_state="pending" if self.label_printer else "none",
+            )
+            units.record_pack(conn, unit)
+            _mark_packed(conn, serial, [p.pick_id for p in picks])
+            self.fault("recorded")
+        if self.label_printer is not None:
+            self.ledger.notify_labels()
+        log.info(
+            "packed",
+            extra={"so_id": so_id, "sscc": code, "item": unit.item, "qty": str(unit.qty)},
+        )
+        return unit
+
+    def _book(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        so_id: str,
+        first: Picked,
+        code: str,
+        so_line: int,
+        location: str,
+        swapped_from: str | None,
+        qty: Decimal,
+    ) -> LedgerEvent:
+        ref = f"sscc {code}" + (f" swap {swapped_from}" if swapped_from is not None else "")
+        return self.ledger.append_in(
+            conn,
+            EventDraft(
+                kind=EventKind.ISSUE,
+                item=first.item,
+                lot=first.lot or None,
+                expiry=first.expiry,
+                location=location,
+                qty=-qty,
+                uom=first.uom,
+                ref=ref,
+                device_id=first.device_id,
+                doc_type="sales_order",
+                doc_id=so_id,
+                doc_line=so_line,
+            ),
+        )
+
+    # --- ending a list ----------------------------------------------------------------------
+
+    def done(self) -> list[Short]:
+        """End the selected list: report every line picked short (nothing is booked)."""
+        if self.so_id is None:
+            raise PickRefusedError("REFUSED: scan a pick list (its order number) first")
+        listed = self.catalog.pick_list(self.so_id)
+        unpacked = self.picked(self.so_id, unpacked_only=True)
+        if unpacked:
+            raise PickRefusedError(
+                f"REFUSED: {len(unpacked)} pick(s) of {self.so_id} are not packed: scan PACK first"
+            )
+        shorts = []
+        for line in listed.lines if listed else []:
+            left = self._left(line)
+            if left > 0:
+                shorts.append(
+                    Short(
+                        so_id=self.so_id,
+                        so_line=line.so_line,
+                        item=line.item_code,
+                        wanted=line.qty,
+                        picked=line.qty - left,
+                        uom=line.uom,
+                    )
+                )
+        self.shorts = [s for s in self.shorts if s.so_id != self.so_id] + shorts
+        if shorts:
+            self.display = f"DONE {self.so_id} SHORT: " + "; ".join(
+                f"line {s.so_line} {s.item} {s.picked}/{s.wanted} {s.uom}" for s in shorts
+            )
+            log.warning(
+                "pick list ended short",
+                extra={"so_id": self.so_id, "short_lines": [s.so_line for s in shorts]},
+            )
+        else:
+            self.display = f"DONE {self.so_id}: every line picked"
+        self.so_id, self.location = None, None
+        return shorts
+
+    def report(self) -> dict[str, object]:
+        """What the status page shows of picking."""
+        return {
+            "display": self.display,
+            "pick_list": self.so_id,
+            "location": self.location,
+            "refused": self.refused,
+            "swaps": self.swaps,
+            "last_sscc_serial": units.last_serial(self.ledger),
+            "shorts": [
+                {
+                    "so_id": s.so_id,
+                    "so_line": s.so_line,
+                    "item": s.item,
+                    "wanted": str(s.wanted),
+                    "picked": str(s.picked),
+                    "uom": s.uom,
+                }
+                for s in self.shorts
+            ],
+        }
+
+
+def _mark_packed(conn: sqlite3.Connection, serial: int, pick_ids: list[int]) -> None:
+    conn.executemany(
+        "UPDATE picks SET pack_serial = ? WHERE pick_id = ?", [(serial, i) for i in pick_ids]
+    )
