@@ -145,8 +145,10 @@ def test_an_sscc_has_18_digits_a_right_check_digit_and_a_slip_is_caught(
 ) -> None:
     config = SsccConfig(extension, prefix)
     code = config.code(serial)
-    assert len(code) == 18 and code.isdigit()
-    assert code[0] == str(extension) and code[1 : 1 + len(prefix)] == prefix
+    assert len(code) == 18
+    assert code.isdigit()
+    assert code[0] == str(extension)
+    assert code[1 : 1 + len(prefix)] == prefix
     assert int(code[1 + len(prefix) : 17]) == serial
     assert int(code[17]) == mod10(code[:17])
     assert parse_gs1("00" + code).sscc == code  # what a scanner at the customer's dock reads
@@ -154,7 +156,7 @@ def test_an_sscc_has_18_digits_a_right_check_digit_and_a_slip_is_caught(
     assert int(wrong[17]) != mod10(wrong[:17])  # any single wrong digit is detected
 
 
-class Crash(Exception):
+class CrashError(Exception):
     """The power failing at one step of a pack's transaction."""
 
 
@@ -178,14 +180,14 @@ def test_serials_stay_gapless_and_unique_when_packs_crash_at_any_step(
 
                 def fault(step: str, crash_at: str | None = crash_at) -> None:
                     if step == crash_at:
-                        raise Crash(step)
+                        raise CrashError(step)
 
                 station.fault = fault
                 if crash_at is None:
                     station.on_scan(plain("PACK"))
                     committed += 1
                     continue
-                with pytest.raises(Crash):
+                with pytest.raises(CrashError):
                     station.on_scan(plain("PACK"))
                 # The crashed pack left its pick waiting: pack it after the "restart".
                 after = station_on(ledger)
@@ -229,7 +231,7 @@ PACKER = textwrap.dedent(
 
 def test_a_kill_9_mid_packing_leaves_no_gap_and_no_reuse(tmp_path: Path) -> None:
     path = tmp_path / "edge.db"
-    packer = subprocess.Popen(  # noqa: S603 (our own interpreter and script)
+    packer = subprocess.Popen(
         [sys.executable, "-c", PACKER, str(path)],
         stdout=subprocess.PIPE,
         text=True,
@@ -293,9 +295,12 @@ def test_pick_fefo_refuse_swap_short_and_pack_with_sscc_labels(
 
     scan("SO000001")
     assert station.display.startswith("SO000001 for CUS-1: 1 line(s)")
-    assert scan("PACK") is None and "nothing picked" in station.display
+    assert scan("PACK") is None
+    assert "nothing picked" in station.display
     scan("Q")
-    assert station.display == "REFUSED location Q is a quarantine location: nothing is picked from it"
+    assert station.display == (
+        "REFUSED location Q is a quarantine location: nothing is picked from it"
+    )
     scan("A-01")
     scan(carton("L1", day(30), 10), "]C1")  # the reserved lot, in full
     assert station.display == "OK 10 EA PILL lot L1 (line 1: 10/20)"
@@ -314,7 +319,8 @@ def test_pick_fefo_refuse_swap_short_and_pack_with_sscc_labels(
     assert "scan the carton's GS1 label" in station.display
 
     made = scan("PACK")
-    assert isinstance(made, list) and len(made) == 2
+    assert isinstance(made, list)
+    assert len(made) == 2
     l1, l5 = made
     assert (l1.lot, l1.count, l1.qty, l5.lot, l5.qty) == ("L1", 10, Decimal(10), "L5", Decimal(6))
     assert [unit.serial for unit in made] == [1, 2]
@@ -326,7 +332,14 @@ def test_pick_fefo_refuse_swap_short_and_pack_with_sscc_labels(
     scan("DONE")
     assert station.display == "DONE SO000001 SHORT: line 1 PILL 16/20 EA"
     assert station.report()["shorts"] == [
-        {"so_id": "SO000001", "so_line": 1, "item": "PILL", "wanted": "20", "picked": "16", "uom": "EA"}
+        {
+            "so_id": "SO000001",
+            "so_line": 1,
+            "item": "PILL",
+            "wanted": "20",
+            "picked": "16",
+            "uom": "EA",
+        }
     ]
 
     with ZplPrinterTwin() as printer_twin:
