@@ -76,16 +76,12 @@ def receive(ledger: Ledger, lot: str, expiry: date, qty: str) -> None:
     )
 
 
-_PUSHERS: dict[int, Pusher] = {}
-
-
-def sync(central: TestClient, ledger: Ledger, catalog: Catalog) -> None:
-    """Push the ledger, then pull the feed, as the agent's jobs do (one sender per ledger:
-    the pusher holds the ledger's sender lease)."""
-    pusher = _PUSHERS.setdefault(id(ledger), Pusher(ledger, central))
+def sync(pusher: Pusher, catalog: Catalog) -> None:
+    """Push the ledger, then pull the feed, as the agent's jobs do (one pusher per ledger
+    all along: it holds the ledger's sender lease)."""
     pusher.run()
-    assert ledger.counts().pending == 0
-    puller = Puller(catalog, central, site_id="S01")
+    assert pusher.ledger.counts().pending == 0
+    puller = Puller(catalog, pusher.client, site_id="S01")
     while puller.pull_once():
         pass
     assert puller.last_error is None
@@ -111,9 +107,10 @@ def test_central_books_an_edge_picked_shipment_with_a_swapped_lot(
     }
     ok(client.put(f"{ITEMS}/PILL", json=item))
     catalog = Catalog(ledger)
+    pusher = Pusher(ledger, client)
     for lot, offset in (("L1", 30), ("L2", 60), ("L9", 90)):
         receive(ledger, lot, day(offset), "10")
-    sync(client, ledger, catalog)
+    sync(pusher, catalog)
 
     body = {
         "customer": "CUS-1",
@@ -125,7 +122,7 @@ def test_central_books_an_edge_picked_shipment_with_a_swapped_lot(
     confirmed = ok(client.post(f"{SALES_ORDERS}/{so_id}/confirm"))
     assert reserved(confirmed) == [("L1", "10"), ("L2", "10")]
     receive(ledger, "L5", day(45), "10")  # earlier than L2, arrived after the confirm
-    sync(client, ledger, catalog)
+    sync(pusher, catalog)
     listed = catalog.pick_list(so_id)
     assert listed is not None
     assert [(lot.lot, lot.qty) for lot in listed.lines[0].lots] == [
@@ -143,7 +140,7 @@ def test_central_books_an_edge_picked_shipment_with_a_swapped_lot(
     assert isinstance(units, list)
     shorts = station.on_scan(plain("DONE"), today=TODAY)
     assert [(s.so_line, s.picked, s.wanted) for s in shorts] == [(1, Decimal(16), Decimal(20))]
-    sync(client, ledger, catalog)
+    sync(pusher, catalog)
 
     order = ok(client.get(f"{SALES_ORDERS}/{so_id}"))
     assert (order["status"], order["lines"][0]["shipped_qty"]) == ("confirmed", "16")
@@ -170,7 +167,7 @@ def test_central_books_an_edge_picked_shipment_with_a_swapped_lot(
     # Cancelled at central: the pick list leaves the edge, and nothing more is picked for it.
     other = ok(client.post(SALES_ORDERS, json=body), 201)["so_id"]
     ok(client.post(f"{SALES_ORDERS}/{other}/confirm"))
-    sync(client, ledger, catalog)
+    sync(pusher, catalog)
     assert catalog.pick_list(other) is not None
     version = ok(client.get(f"{SALES_ORDERS}/{other}"))["version"]
     cancel = client.post(
@@ -179,5 +176,5 @@ def test_central_books_an_edge_picked_shipment_with_a_swapped_lot(
         headers={"If-Match": f'"{version}"'},
     )
     ok(cancel)
-    sync(client, ledger, catalog)
+    sync(pusher, catalog)
     assert catalog.pick_list(other) is None
