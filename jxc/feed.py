@@ -188,7 +188,10 @@ class PickLineData(BaseModel):
     so_line: Annotated[Int64, Field(ge=1)]
     item_code: Code
     uom: Uom = Field(description="the item's base unit, what the picks are booked in")
-    qty: ExactDecimal = Field(description="ordered less shipped, in the base unit")
+    qty: ExactDecimal = Field(description="ordered, in the base unit")
+    shipped: ExactDecimal = Field(
+        default=Decimal(0), description="shipped at central so far (the edge's synced picks too)"
+    )
     lots: list[PickLotData]
 
 

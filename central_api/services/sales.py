@@ -1002,8 +1002,8 @@ def _so_command(
 
 
 def pick_list_data(so: SalesOrder) -> PickListData:
-    """A confirmed order as its site's picking station sees it: per line what is left to
-    ship and the reserved lots, earliest expiry first. No price, no amount."""
+    """A confirmed order as its site's picking station sees it: per line what was ordered
+    and shipped and the reserved lots, earliest expiry first. No price, no amount."""
     return PickListData(
         so_id=so.so_id,
         customer=so.customer,
@@ -1014,7 +1014,8 @@ def pick_list_data(so: SalesOrder) -> PickListData:
                 so_line=line.line_no,
                 item_code=line.item_code,
                 uom=line.base_uom,
-                qty=plain(max(line.base_qty - line.shipped_qty, _ZERO)),
+                qty=plain(line.base_qty),
+                shipped=plain(line.shipped_qty),
                 lots=[
                     PickLotData(lot=held.lot, expiry=held.expiry, qty=plain(held.qty))
                     for held in line.reservations

@@ -346,12 +346,14 @@ class PickingStation:
         ]
 
     def _left(self, line: PickLineData) -> Decimal:
-        """What the line still wants, after what this edge has picked for it."""
+        """What the line still wants: ordered less the larger of what central has shipped
+        and what this edge has picked for it. Central's figure holds this edge's picks once
+        they are synced (so the two are not added), and any shipped from central itself."""
         assert self.so_id is not None
         done = sum(
             (p.qty for p in self.picked(self.so_id) if p.so_line == line.so_line), Decimal(0)
         )
-        return max(line.qty - done, Decimal(0))
+        return max(line.qty - max(done, line.shipped), Decimal(0))
 
     # --- packing ----------------------------------------------------------------------------
 

@@ -386,3 +386,21 @@ def test_a_later_lot_is_a_warning_where_the_site_says_so(ledger: Ledger) -> None
     assert station.display.endswith("for reserved lot L2 (line 1: 5/20)")
     with pytest.raises(PickRefusedError, match="EXPIRED"):  # never an expired lot
         station.on_scan(gs1_scan("L0", day(0), 1), today=TODAY)
+
+
+def test_migration_10_adds_picking_and_pulls_the_feed_again(tmp_path: Path) -> None:
+    import sqlite3  # noqa: PLC0415
+
+    from edge_agent.migrations import migrate  # noqa: PLC0415
+
+    conn = sqlite3.connect(tmp_path / "edge.db", isolation_level=None)
+    try:
+        assert migrate(conn, target=9) == 9
+        conn.execute("INSERT INTO sync_cursor VALUES ('master-data', 42, '2026-12-04')")
+        assert migrate(conn, target=10) == 10
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"cache_pick_lists", "picks", "packs", "sscc_counter"} <= tables
+        assert conn.execute("SELECT last_serial FROM sscc_counter").fetchall() == [(0,)]
+        assert conn.execute("SELECT COUNT(*) FROM sync_cursor").fetchone() == (0,)
+    finally:
+        conn.close()

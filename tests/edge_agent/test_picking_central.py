@@ -164,6 +164,20 @@ def test_central_books_an_edge_picked_shipment_with_a_swapped_lot(
         "L9": "10",
     }
 
+    # A command on the order publishes the list again, with what central has shipped: the
+    # edge does not count its own synced picks twice.
+    version = ok(client.get(f"{SALES_ORDERS}/{so_id}"))["version"]
+    ok(client.post(f"{SALES_ORDERS}/{so_id}/reserve", headers={"If-Match": f'"{version}"'}))
+    sync(pusher, catalog)
+    again = catalog.pick_list(so_id)
+    assert again is not None
+    assert (again.lines[0].shipped, again.lines[0].lots[0].lot) == (Decimal(16), "L2")
+    station.on_scan(plain(so_id), today=TODAY)
+    station.on_scan(plain("A-01"), today=TODAY)
+    with pytest.raises(PickRefusedError, match=r"still needs \(4 EA\)"):
+        station.on_scan(gs1("L2", day(60), 5), today=TODAY)
+    station.on_scan(gs1("L2", day(60), 4), today=TODAY)
+
     # Cancelled at central: the pick list leaves the edge, and nothing more is picked for it.
     other = ok(client.post(SALES_ORDERS, json=body), 201)["so_id"]
     ok(client.post(f"{SALES_ORDERS}/{other}/confirm"))
