@@ -404,3 +404,31 @@ def test_migration_10_adds_picking_and_pulls_the_feed_again(tmp_path: Path) -> N
         assert conn.execute("SELECT COUNT(*) FROM sync_cursor").fetchone() == (0,)
     finally:
         conn.close()
+
+
+def test_the_site_file_names_picking_scanners_it_has_and_a_company_prefix() -> None:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from edge_agent.config import SiteConfig  # noqa: PLC0415
+
+    devices = {"scanners": [{"id": "pick-1", "driver": "serial"}]}
+    good = SiteConfig.model_validate(
+        {
+            "site": {"id": "S01"},
+            "picking": {"scanners": ["pick-1"], "company_prefix": "0614141"},
+            "devices": devices,
+        }
+    )
+    assert (good.picking.extension_digit, good.picking.later_expiry) == (0, "refuse")
+    with pytest.raises(ValidationError, match="company_prefix"):
+        SiteConfig.model_validate(
+            {"site": {"id": "S01"}, "picking": {"scanners": ["pick-1"]}, "devices": devices}
+        )
+    with pytest.raises(ValidationError, match=r"picking\.scanner is 'pick-2'"):
+        SiteConfig.model_validate(
+            {
+                "site": {"id": "S01"},
+                "picking": {"scanners": ["pick-2"], "company_prefix": "0614141"},
+                "devices": devices,
+            }
+        )
