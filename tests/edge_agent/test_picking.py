@@ -432,3 +432,80 @@ def test_the_site_file_names_picking_scanners_it_has_and_a_company_prefix() -> N
                 "devices": devices,
             }
         )
+
+
+def test_the_agent_sends_the_picking_scanners_scans_to_picking(tmp_path: Path) -> None:
+    """A whole agent in this process: the picking scanner's scans pick and pack (the
+    unit's label owed on the picking printer), the dock scanner's still receive."""
+    from edge_agent.agent import EdgeAgent  # noqa: PLC0415
+    from edge_agent.config import load_site_config  # noqa: PLC0415
+    from tests.patience import wait_for  # noqa: PLC0415
+
+    with (
+        ScannerTwin(link=tmp_path / "scanner-1") as dock,
+        ScannerTwin(link=tmp_path / "pick-1") as picker,
+        ZplPrinterTwin() as printer,
+    ):
+        site_file = tmp_path / "site.toml"
+        site_file.write_text(
+            f"""
+[site]
+id = "S01"
+[central]
+url = "http://127.0.0.1:9"
+timeout_s = 1
+[ledger]
+path = "edge.db"
+[status]
+port = 0
+[picking]
+scanners = ["pick-1"]
+printer = "zpl-1"
+extension_digit = 3
+company_prefix = "0614141"
+[[devices.scanners]]
+id = "scanner-1"
+driver = "serial-line"
+port = "{dock.link}"
+[[devices.scanners]]
+id = "pick-1"
+driver = "serial-line"
+port = "{picker.link}"
+[[devices.printers]]
+id = "zpl-1"
+driver = "zpl"
+host = "127.0.0.1"
+port = {printer.port}
+reply_timeout = 0.3
+job_timeout = {patience_timeout(2.0)}
+poll_interval = 0.03
+settle_time = 0.1
+"""
+        )
+        agent = EdgeAgent(load_site_config(site_file))
+        agent.catalog.apply(pick_list_page())
+        agent.start()
+        try:
+            assert wait_for(
+                lambda: all(s["state"] == "connected" for s in agent.status()["scanners"]), 10
+            )
+            station = agent.picking
+            assert station is not None
+            for data, shown in (
+                ("SO000001", "SO000001 for CUS-1"),
+                ("A-01", "at A-01"),
+                (carton("L1", day(30), 10), "OK 10 EA PILL lot L1"),
+                ("PACK", "PACKED 1 unit(s)"),
+            ):
+                picker.send(data, "]C1" if data.startswith("01") else None)
+                assert wait_for(lambda shown=shown: station.display.startswith(shown), 10)
+            dock.send(GTIN)
+            assert wait_for(lambda: len(printer.labels()) == 1, 10)
+            assert wait_for(lambda: any(e.kind == "receipt" for e in agent.ledger.events()), 10)
+            (unit,) = units.packs(agent.ledger)
+            assert printer.labels()[0].job_id == f"sscc-{unit.sscc}"
+            assert agent.status()["picking"]["last_sscc_serial"] == 1
+            issued = [e for e in agent.ledger.events() if e.kind == "issue"]
+            assert [(e.device_id, e.ref) for e in issued] == [("pick-1", f"sscc {unit.sscc}")]
+        finally:
+            agent.stop()
