@@ -204,7 +204,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             " attempts INTEGER NOT NULL DEFAULT 0, detail TEXT)",
             "CREATE INDEX IF NOT EXISTS packs_owed ON packs (printer_id, label_state)",
             "CREATE TABLE IF NOT EXISTS picks (pick_id INTEGER PRIMARY KEY,"
-            " so_id TEXT NOT NULL, so_line INTEGER NOT NULL, item TEXT NOT NULL,"
+            " so_id TEXT NOT NULL, so_version INTEGER NOT NULL, so_line INTEGER NOT NULL,"
+            " item TEXT NOT NULL,"
             " lot TEXT NOT NULL, expiry TEXT, location TEXT NOT NULL, qty TEXT NOT NULL,"
             " uom TEXT NOT NULL, count INTEGER NOT NULL, gtin TEXT, swapped_from TEXT,"
             " device_id TEXT, picked_at TEXT NOT NULL,"

@@ -48,7 +48,7 @@ from edge_agent.stations import sscc as units
 from edge_agent.stations.errors import StationError
 from edge_agent.stations.sscc import Fault, Pack, SsccConfig, content_gtin
 from jxc.contract import EventKind, LedgerEvent
-from jxc.feed import PickLineData, PickListData
+from jxc.feed import PickLineData, PickListData, PickLotData
 
 log = logging.getLogger("edge_agent.picking")
 
@@ -68,6 +68,8 @@ class Picked:
     """One accepted carton, recorded until it is packed."""
 
     pick_id: int
+    so_version: int
+    """The version of the order (its pick list) the pick was made on."""
     so_line: int
     item: str
     lot: str
@@ -135,7 +137,7 @@ class PickingStation:
 
     def _select(self, listed: PickListData) -> PickListData:
         self.so_id, self.location = listed.so_id, None
-        left = sum(1 for line in listed.lines if self._left(line) > 0)
+        left = sum(1 for line in listed.lines if self._left(listed, line) > 0)
         self.display = (
             f"{listed.so_id} for {listed.customer}: {left} line(s) to pick; scan a location"
         )
@@ -149,8 +151,9 @@ class PickingStation:
         self.display = f"at {code}: scan a carton"
         return code
 
-    def pick(self, scan: Scan, today: date) -> Picked:
-        """Take one carton for the selected pick list (see the module's rules)."""
+    def pick(self, scan: Scan, today: date) -> list[Picked]:
+        """Take one carton for the selected pick list (see the module's rules): one pick row
+        per reserved lot it counts against (itself, or the lots it is swapped in for)."""
         if self.so_id is None:
             raise PickRefusedError("REFUSED: scan a pick list (its order number) first")
         listed = self.catalog.pick_list(self.so_id)
@@ -166,100 +169,134 @@ class PickingStation:
             raise PickRefusedError(f"REFUSED: {gtin or scan.data} is no active item of this site")
         count = gs1.count if gs1 and gs1.count else 1
         qty = Decimal(count) * known.qty_per
+        lot = (gs1.lot if gs1 else None) or NO_LOT
         lines = [
             line
             for line in listed.lines
-            if line.item_code == known.item_code and self._left(line) > 0
+            if line.item_code == known.item_code and self._left(listed, line) > 0
         ]
         if not lines:
             raise PickRefusedError(
                 f"REFUSED: {known.item_code} has nothing left to pick on {listed.so_id}"
             )
-        lot = (gs1.lot if gs1 else None) or NO_LOT
-        expiry = gs1.expiry if gs1 else None
-        line, swapped_from, expiry, warning = self._check_lot(listed, lines, lot, expiry, today)
-        left = self._left(line)
+        # A line that reserved this very lot first; else the first line of the item.
+        line = next((ln for ln in lines if any(h.lot == lot for h in ln.lots)), lines[0])
+        left = self._left(listed, line)
         if qty > left:
             raise PickRefusedError(
                 f"REFUSED: {qty} {line.uom} of {line.item_code} is more than line {line.so_line}"
                 f" still needs ({left} {line.uom}); take a smaller carton"
             )
-        picked = self._record(
-            so_id=listed.so_id,
-            line=line,
-            lot=lot,
-            expiry=expiry,
-            qty=qty,
-            count=count,
-            code=gtin or scan.data,
-            swapped_from=swapped_from,
-            scan=scan,
+        expiry = gs1.expiry if gs1 else None
+        takes, expiry, warning = self._allocate(
+            listed, line, lot=lot, expiry=expiry, qty=qty, today=today
         )
-        done = line.qty - self._left(line)
+        picked = self._record(
+            listed=listed, line=line, lot=lot, expiry=expiry, count=count,
+            code=gtin or scan.data, takes=takes, scan=scan,
+        )  # fmt: skip
         what = f"{qty} {line.uom} {line.item_code} lot {lot or '-'}"
-        progress = f"line {line.so_line}: {done}/{line.qty}"
-        if swapped_from is not None:
+        progress = f"line {line.so_line}: {self._wanted(line) - self._left(listed, line)}"
+        progress += f"/{self._wanted(line)}"
+        swapped = [lot_ for _qty, lot_ in takes if lot_ is not None]
+        if swapped:
             self.swaps += 1
-            swap = f"{what} for reserved lot {swapped_from}"
+            swap = f"{what} for reserved lot {', '.join(swapped)}"
             self.display = f"{warning or 'SWAP'} {swap} ({progress})"
         else:
             self.display = f"OK {what} ({progress})"
         return picked
 
-    def _check_lot(
+    def _allocate(
         self,
         listed: PickListData,
-        lines: list[PickLineData],
+        line: PickLineData,
+        *,
         lot: str,
         expiry: date | None,
+        qty: Decimal,
         today: date,
-    ) -> tuple[PickLineData, str | None, date | None, str | None]:
-        """The line the carton goes to, the reserved lot it replaces (None: it is reserved),
-        its expiry, and a warning to show; or :class:`PickRefusedError` with the reason."""
-        for line in lines:
-            for held in line.lots:
-                if held.lot == lot:
-                    expiry = held.expiry if expiry is None else expiry
-                    if expiry is not None and expiry <= today:
-                        raise PickRefusedError(
-                            f"REFUSED lot {lot}: EXPIRED on {expiry}; tell the office (it is"
-                            " reserved, central must reserve another lot)"
-                        )
-                    return line, None, expiry, None
-        line = lines[0]
-        reserved = [held for held in line.lots if held.lot != NO_LOT]
-        if not reserved:
-            if lot == NO_LOT:
-                return line, None, expiry, None
+    ) -> tuple[list[tuple[Decimal, str | None]], date | None, str | None]:
+        """Which reserved lots the carton's ``qty`` counts against: ``(qty, None)`` for its
+        own reservation, ``(qty, replaced_lot)`` for a swap; its expiry; a warning to show.
+        :class:`PickRefusedError` with the reason when it may not be taken."""
+        left = self._lots_left(listed, line)
+        own = next((held for held in line.lots if held.lot == lot), None)
+        if own is not None and expiry is None:
+            expiry = own.expiry
+        if expiry is not None and expiry <= today:
             raise PickRefusedError(
-                f"REFUSED lot {lot}: line {line.so_line} reserved {line.item_code} without a lot"
+                f"REFUSED lot {lot or '-'}: EXPIRED (expires {expiry}); take another lot"
+                + (" and tell the office: it is reserved" if own is not None else "")
             )
+        takes: list[tuple[Decimal, str | None]] = []
+        if own is not None and left[lot] > 0:
+            mine = min(qty, left[lot])
+            takes.append((mine, None))
+            qty -= mine
+        if qty <= 0:
+            return takes, expiry, None
+        reserved = [held for held in line.lots if held.lot not in (NO_LOT, lot)]
         if lot == NO_LOT:
             raise PickRefusedError(
                 f"REFUSED: this code names no lot; line {line.so_line} reserved lot"
-                f" {reserved[0].lot}: scan the carton's GS1 label (lot and expiry)"
+                f" {reserved[0].lot if reserved else '-'}: scan the carton's GS1 label"
+                " (lot and expiry)"
+            )
+        if not reserved:
+            raise PickRefusedError(
+                f"REFUSED lot {lot}: line {line.so_line} reserved {line.item_code} without a lot"
             )
         if expiry is None:
             raise PickRefusedError(
                 f"REFUSED lot {lot}: no expiry on the label, so FEFO cannot be checked;"
                 f" take reserved lot {reserved[0].lot}"
             )
-        min_days = max(listed.min_remaining_days or 0, self._item_days(line.item_code), 1)
-        if expiry < today + timedelta(days=min_days):
-            state = "EXPIRED" if expiry <= today else "too short-dated for the customer"
-            raise PickRefusedError(
-                f"REFUSED lot {lot}: {state} (expires {expiry}, needs {min_days} day(s) left)"
-            )
-        latest = max(reserved, key=lambda held: held.expiry or date.max)
-        if latest.expiry is not None and expiry > latest.expiry:
-            reason = (
-                f"lot {lot} expires {expiry}, after reserved lot {latest.lot} ({latest.expiry}):"
-                " first expiry first"
-            )
-            if self.later_expiry == "refuse":
-                raise PickRefusedError(f"REFUSED {reason}; take lot {reserved[0].lot}")
-            return line, latest.lot, expiry, f"WARNING {reason};"
-        return line, latest.lot, expiry, None
+        if own is None:
+            min_days = max(listed.min_remaining_days or 0, self._item_days(line.item_code), 1)
+            if expiry < today + timedelta(days=min_days):
+                raise PickRefusedError(
+                    f"REFUSED lot {lot}: too short-dated for the customer (expires {expiry},"
+                    f" needs {min_days} day(s) left)"
+                )
+        swaps, warning = self._swap(reserved, left, lot=lot, expiry=expiry, qty=qty)
+        return takes + swaps, expiry, warning
+
+    def _swap(
+        self,
+        reserved: list[PickLotData],
+        left: dict[str, Decimal],
+        *,
+        lot: str,
+        expiry: date,
+        qty: Decimal,
+    ) -> tuple[list[tuple[Decimal, str | None]], str | None]:
+        """``qty`` of ``lot`` swapped in for the reserved lots still to pick, the
+        latest-expiring first: FEFO allows replacing a lot that expires no earlier than
+        the one taken. A later-expiring one is refused, or a warning by site policy."""
+        open_lots = sorted(
+            (held for held in reserved if left[held.lot] > 0),
+            key=lambda held: held.expiry or date.max,
+            reverse=True,
+        )
+        takes: list[tuple[Decimal, str | None]] = []
+        warning = None
+        for held in open_lots:
+            if qty <= 0:
+                break
+            if held.expiry is not None and expiry > held.expiry:
+                reason = (
+                    f"lot {lot} expires {expiry}, after reserved lot {held.lot}"
+                    f" ({held.expiry}): first expiry first"
+                )
+                if self.later_expiry == "refuse":
+                    first = min(open_lots, key=lambda each: each.expiry or date.max)
+                    raise PickRefusedError(f"REFUSED {reason}; take lot {first.lot}")
+                warning = f"WARNING {reason};"
+            take = min(qty, left[held.lot])
+            takes.append((take, held.lot))
+            qty -= take
+        return takes, warning
 
     def _item_days(self, item_code: str) -> int:
         item = self.catalog.item(item_code)
@@ -268,92 +305,114 @@ class PickingStation:
     def _record(
         self,
         *,
-        so_id: str,
+        listed: PickListData,
         line: PickLineData,
         lot: str,
         expiry: date | None,
-        qty: Decimal,
         count: int,
         code: str,
-        swapped_from: str | None,
+        takes: list[tuple[Decimal, str | None]],
         scan: Scan,
-    ) -> Picked:
+    ) -> list[Picked]:
+        """One row per reserved lot the carton counts against; the carton's trade-item
+        count goes with its first row (the label's (37) counts cartons, not rows)."""
         assert self.location is not None
         gtin = content_gtin(code)
+        made = []
         with self.ledger.transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO picks (so_id, so_line, item, lot, expiry, location, qty, uom, count,"
-                " gtin, swapped_from, device_id, picked_at) VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    so_id,
-                    line.so_line,
-                    line.item_code,
-                    lot,
-                    expiry.isoformat() if expiry else None,
-                    self.location,
-                    format(qty, "f"),
-                    line.uom,
-                    count,
-                    gtin,
-                    swapped_from,
-                    scan.device_id,
-                    scan.received_at.isoformat(),
-                ),
-            )
-            pick_id = int(cursor.lastrowid or 0)
-        return Picked(
-            pick_id,
-            line.so_line,
-            line.item_code,
-            lot,
-            expiry,
-            self.location,
-            qty,
-            line.uom,
-            count,
-            gtin,
-            swapped_from,
-            scan.device_id,
-        )
+            for index, (qty, swapped_from) in enumerate(takes):
+                cursor = conn.execute(
+                    "INSERT INTO picks (so_id, so_version, so_line, item, lot, expiry, location,"
+                    " qty, uom, count, gtin, swapped_from, device_id, picked_at) VALUES"
+                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        listed.so_id,
+                        listed.so_version,
+                        line.so_line,
+                        line.item_code,
+                        lot,
+                        expiry.isoformat() if expiry else None,
+                        self.location,
+                        format(qty, "f"),
+                        line.uom,
+                        count if index == 0 else 0,
+                        gtin,
+                        swapped_from,
+                        scan.device_id,
+                        scan.received_at.isoformat(),
+                    ),
+                )
+                made.append(
+                    Picked(
+                        pick_id=int(cursor.lastrowid or 0),
+                        so_version=listed.so_version,
+                        so_line=line.so_line,
+                        item=line.item_code,
+                        lot=lot,
+                        expiry=expiry,
+                        location=self.location,
+                        qty=qty,
+                        uom=line.uom,
+                        count=count if index == 0 else 0,
+                        gtin=gtin,
+                        swapped_from=swapped_from,
+                        device_id=scan.device_id,
+                    )
+                )
+        return made
 
     # --- what is picked ---------------------------------------------------------------------
 
     def picked(self, so_id: str, *, unpacked_only: bool = False) -> list[Picked]:
         with self.ledger.reading() as conn:
             rows = conn.execute(
-                "SELECT pick_id, so_line, item, lot, expiry, location, qty, uom, count, gtin,"
-                " swapped_from, device_id FROM picks WHERE so_id = ?"
+                "SELECT pick_id, so_version, so_line, item, lot, expiry, location, qty, uom,"
+                " count, gtin, swapped_from, device_id FROM picks WHERE so_id = ?"
                 " AND (? = 0 OR pack_serial IS NULL) ORDER BY pick_id",
                 (so_id, int(unpacked_only)),
             ).fetchall()
         return [
             Picked(
-                int(r[0]),
-                int(r[1]),
-                r[2],
-                r[3],
-                date.fromisoformat(r[4]) if r[4] else None,
-                r[5],
-                Decimal(r[6]),
-                r[7],
-                int(r[8]),
-                r[9],
-                r[10],
-                r[11],
+                pick_id=int(r[0]),
+                so_version=int(r[1]),
+                so_line=int(r[2]),
+                item=r[3],
+                lot=r[4],
+                expiry=date.fromisoformat(r[5]) if r[5] else None,
+                location=r[6],
+                qty=Decimal(r[7]),
+                uom=r[8],
+                count=int(r[9]),
+                gtin=r[10],
+                swapped_from=r[11],
+                device_id=r[12],
             )
             for r in rows
         ]
 
-    def _left(self, line: PickLineData) -> Decimal:
-        """What the line still wants: ordered less the larger of what central has shipped
-        and what this edge has picked for it. Central's figure holds this edge's picks once
-        they are synced (so the two are not added), and any shipped from central itself."""
-        assert self.so_id is not None
-        done = sum(
-            (p.qty for p in self.picked(self.so_id) if p.so_line == line.so_line), Decimal(0)
-        )
-        return max(line.qty - max(done, line.shipped), Decimal(0))
+    def _lots_left(self, listed: PickListData, line: PickLineData) -> dict[str, Decimal]:
+        """Per reserved lot of the line, what is still to pick: the list's reservation less
+        this edge's picks of that lot, or swapped in for it, *made on this version of the
+        list*. A new version (a command on the order at central) already has the picks
+        central had then booked taken off its reservations, so older picks are not
+        subtracted again."""
+        left = {held.lot: held.qty for held in line.lots}
+        for picked in self.picked(listed.so_id):
+            if picked.so_line != line.so_line or picked.so_version != listed.so_version:
+                continue
+            key = picked.swapped_from if picked.swapped_from is not None else picked.lot
+            if key in left:
+                left[key] -= picked.qty
+        return {lot: max(qty, Decimal(0)) for lot, qty in left.items()}
+
+    def _left(self, listed: PickListData, line: PickLineData) -> Decimal:
+        """What the line still has reserved and not picked here."""
+        return sum(self._lots_left(listed, line).values(), Decimal(0))
+
+    @staticmethod
+    def _wanted(line: PickLineData) -> Decimal:
+        """What this version of the list has the line pick: its reservations."""
+        return sum((held.qty for held in line.lots), Decimal(0))
 
     # --- packing ----------------------------------------------------------------------------
 
@@ -469,16 +528,18 @@ class PickingStation:
                 f"REFUSED: {len(unpacked)} pick(s) of {self.so_id} are not packed: scan PACK first"
             )
         shorts = []
-        for line in listed.lines if listed else []:
-            left = self._left(line)
+        for line in [] if listed is None else listed.lines:
+            assert listed is not None
+            left = self._left(listed, line)
             if left > 0:
+                wanted = self._wanted(line)
                 shorts.append(
                     Short(
                         so_id=self.so_id,
                         so_line=line.so_line,
                         item=line.item_code,
-                        wanted=line.qty,
-                        picked=line.qty - left,
+                        wanted=wanted,
+                        picked=wanted - left,
                         uom=line.uom,
                     )
                 )

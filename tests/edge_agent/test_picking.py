@@ -48,7 +48,7 @@ def day(offset: int) -> date:
     return TODAY + timedelta(days=offset)
 
 
-def pick_list_page(so_id: str = "SO000001", *, qty: str = "20") -> ChangePage:
+def pick_list_page(so_id: str = "SO000001", *, qty: str = "20", each: str = "10") -> ChangePage:
     """Item PILL (GTIN above), a storage and a quarantine location, and a pick list of one
     line: 20 reserved as 10 of L1 (in 30 days) and 10 of L2 (in 60 days)."""
     changes = [
@@ -70,8 +70,8 @@ def pick_list_page(so_id: str = "SO000001", *, qty: str = "20") -> ChangePage:
                         "uom": "EA",
                         "qty": qty,
                         "lots": [
-                            {"lot": "L1", "expiry": day(30).isoformat(), "qty": "10"},
-                            {"lot": "L2", "expiry": day(60).isoformat(), "qty": "10"},
+                            {"lot": "L1", "expiry": day(30).isoformat(), "qty": each},
+                            {"lot": "L2", "expiry": day(60).isoformat(), "qty": each},
                         ],
                     }
                 ],
@@ -170,7 +170,7 @@ def test_serials_stay_gapless_and_unique_when_packs_crash_at_any_step(
     with tempfile.TemporaryDirectory() as folder:
         ledger = Ledger(Path(folder) / "edge.db", site_id="S01")
         try:
-            Catalog(ledger).apply(pick_list_page(qty="100"))
+            Catalog(ledger).apply(pick_list_page(qty="100", each="50"))
             committed = 0
             for crash_at in crashes:
                 station = station_on(ledger)
@@ -217,7 +217,7 @@ PACKER = textwrap.dedent(
     from edge_agent.stations.picking import PickingStation
 
     ledger = Ledger(Path(sys.argv[1]), site_id="S01")
-    Catalog(ledger).apply(pick_list_page(qty="100000"))
+    Catalog(ledger).apply(pick_list_page(qty="200000", each="100000"))
     station = PickingStation(ledger, Catalog(ledger), GS1_ID)
     station.on_scan(plain("SO000001"))
     station.on_scan(plain("A-01"))
@@ -307,7 +307,7 @@ def test_pick_fefo_refuse_swap_short_and_pack_with_sscc_labels(
     scan(carton("L9", day(90), 5), "]C1")  # expires after every reserved lot
     assert station.display == (
         f"REFUSED lot L9 expires {day(90)}, after reserved lot L2 ({day(60)}):"
-        " first expiry first; take lot L1"
+        " first expiry first; take lot L2"
     )
     scan(carton("L0", day(-1), 5), "]C1")
     assert station.display.startswith(f"REFUSED lot L0: EXPIRED (expires {day(-1)}")
@@ -509,3 +509,23 @@ settle_time = 0.1
             assert [(e.device_id, e.ref) for e in issued] == [("pick-1", f"sscc {unit.sscc}")]
         finally:
             agent.stop()
+
+
+def test_more_of_a_reserved_lot_than_it_holds_is_swapped_for_a_later_one(ledger: Ledger) -> None:
+    station = station_on(ledger)
+    for data in ("SO000001", "A-01"):
+        station.on_scan(plain(data))
+    rows = station.on_scan(gs1_scan("L1", day(30), 15), today=TODAY)
+    assert isinstance(rows, list)
+    assert [(row.qty, row.swapped_from, row.count) for row in rows] == [
+        (Decimal(10), None, 15),
+        (Decimal(5), "L2", 0),
+    ]
+    assert station.display == "SWAP 15 EA PILL lot L1 for reserved lot L2 (line 1: 15/20)"
+    (unit,) = station.on_scan(plain("PACK"))  # type: ignore[misc]
+    assert (unit.count, unit.qty) == (15, Decimal(15))
+    issued = [(e.qty, e.ref) for e in ledger.events() if e.kind == "issue"]
+    assert issued == [
+        (Decimal(-10), f"sscc {unit.sscc}"),
+        (Decimal(-5), f"sscc {unit.sscc} swap L2"),
+    ]
