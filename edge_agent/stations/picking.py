@@ -10,11 +10,12 @@ with the same scanners as receiving; every scan answers on the display line:
    that is quarantine, damaged or in transit is refused; one the edge does not know is
    taken: stock is where the edge says);
 3. a carton: a GS1 code (GTIN (01), lot (10), expiry (17), count (30/37)) or an item
-   barcode. It must be an item of the pick list with something left to pick. Its lot must
-   be one reserved for the line, **or another that expires no later** than the latest
-   reserved lot of the line (FEFO): that lot is then swapped in the reservation. The swap
-   travels with the event (``ref`` ends in ``swap <reserved lot>``) so central moves the
-   reservation from that lot to the picked one. A lot that expires later is refused (or,
+   barcode. It must be an item of the pick list with something left to pick (counted per
+   reserved lot, on the list's current version). Its lot must be one reserved for the
+   line, **or another that expires no later** than each reserved lot it replaces (FEFO):
+   it is swapped in for the lots still open, latest-expiring first. The swap travels with
+   the event (``ref`` ends in ``swap <reserved lot>``) so central moves the reservation
+   from that lot to the picked one. A lot that expires later is refused (or,
    by site policy ``later_expiry = "warn"``, taken with a warning on the display line);
    an expired lot, or one too short-dated for the customer, is always refused. A carton
    with no lot on it (a plain item barcode) is taken only for a line whose reservation
