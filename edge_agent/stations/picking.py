@@ -128,7 +128,12 @@ class PickingStation:
             if scan.gs1 is None and (listed := self.catalog.pick_list(data)) is not None:
                 return self._select(listed)
             if scan.gs1 is None and (place := self.catalog.location(data)) is not None:
-                return self._at(place.code, place.kind, place.active)
+                return self._at(place.code, place.kind, active=place.active)
+            if scan.gs1 is None and _may_be_location(data) and self.catalog.lookup(data) is None:
+                # Not in the site's tree, and no item: stock is where the edge says.
+                self._at(data, "storage", active=True)
+                self.display = f"at {data} (not in the site's location tree): scan a carton"
+                return data
             return self.pick(scan, today)
         except PickRefusedError as refused:
             self.refused += 1
@@ -144,7 +149,7 @@ class PickingStation:
         )
         return listed
 
-    def _at(self, code: str, kind: str, active: bool) -> str:
+    def _at(self, code: str, kind: str, *, active: bool) -> str:
         if kind in UNSELLABLE_KINDS or not active:
             why = "inactive" if not active else f"a {kind} location"
             raise PickRefusedError(f"REFUSED location {code} is {why}: nothing is picked from it")
@@ -171,10 +176,11 @@ class PickingStation:
         count = gs1.count if gs1 and gs1.count else 1
         qty = Decimal(count) * known.qty_per
         lot = (gs1.lot if gs1 else None) or NO_LOT
+        open_now = self._open(listed)
         lines = [
             line
             for line in listed.lines
-            if line.item_code == known.item_code and self._left(listed, line) > 0
+            if line.item_code == known.item_code and sum(open_now[line.so_line].values()) > 0
         ]
         if not lines:
             raise PickRefusedError(
@@ -182,7 +188,7 @@ class PickingStation:
             )
         # A line that reserved this very lot first; else the first line of the item.
         line = next((ln for ln in lines if any(h.lot == lot for h in ln.lots)), lines[0])
-        left = self._left(listed, line)
+        left = sum(open_now[line.so_line].values(), Decimal(0))
         if qty > left:
             raise PickRefusedError(
                 f"REFUSED: {qty} {line.uom} of {line.item_code} is more than line {line.so_line}"
@@ -190,14 +196,15 @@ class PickingStation:
             )
         expiry = gs1.expiry if gs1 else None
         takes, expiry, warning = self._allocate(
-            listed, line, lot=lot, expiry=expiry, qty=qty, today=today
+            listed, line, open_now[line.so_line], lot=lot, expiry=expiry, qty=qty, today=today
         )
         picked = self._record(
             listed=listed, line=line, lot=lot, expiry=expiry, count=count,
             code=gtin or scan.data, takes=takes, scan=scan,
         )  # fmt: skip
         what = f"{qty} {line.uom} {line.item_code} lot {lot or '-'}"
-        progress = f"line {line.so_line}: {self._wanted(line) - self._left(listed, line)}"
+        picked_now = sum((row.qty for row in picked), Decimal(0))
+        progress = f"line {line.so_line}: {self._wanted(line) - left + picked_now}"
         progress += f"/{self._wanted(line)}"
         swapped = [lot_ for _qty, lot_ in takes if lot_ is not None]
         if swapped:
@@ -212,6 +219,7 @@ class PickingStation:
         self,
         listed: PickListData,
         line: PickLineData,
+        left: dict[str, Decimal],
         *,
         lot: str,
         expiry: date | None,
@@ -221,7 +229,6 @@ class PickingStation:
         """Which reserved lots the carton's ``qty`` counts against: ``(qty, None)`` for its
         own reservation, ``(qty, replaced_lot)`` for a swap; its expiry; a warning to show.
         :class:`PickRefusedError` with the reason when it may not be taken."""
-        left = self._lots_left(listed, line)
         own = next((held for held in line.lots if held.lot == lot), None)
         if own is not None and expiry is None:
             expiry = own.expiry
@@ -391,20 +398,30 @@ class PickingStation:
             for r in rows
         ]
 
-    def _lots_left(self, listed: PickListData, line: PickLineData) -> dict[str, Decimal]:
-        """Per reserved lot of the line, what is still to pick: the list's reservation less
+    def _open(self, listed: PickListData) -> dict[int, dict[str, Decimal]]:
+        """Per line and reserved lot, what is still to pick: the list's reservation less
         this edge's picks of that lot, or swapped in for it, *made on this version of the
         list*. A new version (a command on the order at central) already has the picks
         central had then booked taken off its reservations, so older picks are not
-        subtracted again."""
-        left = {held.lot: held.qty for held in line.lots}
-        for picked in self.picked(listed.so_id):
-            if picked.so_line != line.so_line or picked.so_version != listed.so_version:
-                continue
-            key = picked.swapped_from if picked.swapped_from is not None else picked.lot
-            if key in left:
-                left[key] -= picked.qty
-        return {lot: max(qty, Decimal(0)) for lot, qty in left.items()}
+        subtracted again. One read of the version's picks."""
+        left = {line.so_line: {held.lot: held.qty for held in line.lots} for line in listed.lines}
+        with self.ledger.reading() as conn:
+            rows = conn.execute(
+                "SELECT so_line, COALESCE(swapped_from, lot), qty FROM picks"
+                " WHERE so_id = ? AND so_version = ?",
+                (listed.so_id, listed.so_version),
+            ).fetchall()
+        for so_line, lot, qty in rows:
+            lots = left.get(int(so_line))
+            if lots is not None and lot in lots:
+                lots[lot] -= Decimal(qty)  # exact: never summed as SQLite floats
+        return {
+            so_line: {lot: max(qty, Decimal(0)) for lot, qty in lots.items()}
+            for so_line, lots in left.items()
+        }
+
+    def _lots_left(self, listed: PickListData, line: PickLineData) -> dict[str, Decimal]:
+        return self._open(listed)[line.so_line]
 
     def _left(self, listed: PickListData, line: PickLineData) -> Decimal:
         """What the line still has reserved and not picked here."""
@@ -579,6 +596,14 @@ class PickingStation:
                 for s in self.shorts
             ],
         }
+
+
+def _may_be_location(data: str) -> bool:
+    """A code that can name a location: an event's location rules (1-64 printable
+    characters), and not shaped like a GTIN (a misread item is no place)."""
+    if not 1 <= len(data) <= 64 or not data.isprintable():
+        return False
+    return not (data.isdigit() and len(data) in (8, 12, 13, 14))
 
 
 def _mark_packed(conn: sqlite3.Connection, serial: int, pick_ids: list[int]) -> None:

@@ -380,6 +380,10 @@ def test_pick_fefo_refuse_swap_short_and_pack_with_sscc_labels(
 def test_a_later_lot_is_a_warning_where_the_site_says_so(ledger: Ledger) -> None:
     station = station_on(ledger, later_expiry="warn")
     station.on_scan(plain("SO000001"))
+    station.on_scan(plain("B-07"))  # not in the cached tree: stock is where the edge says
+    assert station.display == "at B-07 (not in the site's location tree): scan a carton"
+    with pytest.raises(PickRefusedError, match="no active item"):
+        station.on_scan(plain("5901234123457"))  # a GTIN-shaped code is never a location
     station.on_scan(plain("A-01"))
     station.on_scan(gs1_scan("L9", day(90), 5), today=TODAY)
     assert station.display.startswith("WARNING lot L9 expires")
