@@ -141,15 +141,22 @@ class EdgeAgent:
             quarantine_location=config.receiving.quarantine,
             supplier=config.receiving.supplier,
         )
-        self.picking: PickingStation | None = None
-        if config.picking.scanners and config.picking.company_prefix is not None:
-            self.picking = PickingStation(
-                self.ledger,
-                self.catalog,
-                SsccConfig(config.picking.extension_digit, config.picking.company_prefix),
-                label_printer=config.picking.printer,
-                later_expiry=config.picking.later_expiry,
-            )
+        # One picking station per picking scanner: each is one picker with a pick list
+        # and a location of their own; they share the ledger, so they see each other's
+        # picks, and the SSCC counter, whose serials the ledger's transactions hand out.
+        self.pickers: dict[str, PickingStation] = {}
+        if config.picking.company_prefix is not None:
+            identity = SsccConfig(config.picking.extension_digit, config.picking.company_prefix)
+            self.pickers = {
+                scanner_id: PickingStation(
+                    self.ledger,
+                    self.catalog,
+                    identity,
+                    label_printer=config.picking.printer,
+                    later_expiry=config.picking.later_expiry,
+                )
+                for scanner_id in config.picking.scanners
+            }
         self.client = httpx.Client(
             base_url=str(config.central.url).rstrip("/"),
             timeout=config.central.timeout_s,
@@ -317,8 +324,9 @@ class EdgeAgent:
             if scan is None:
                 continue
             try:
-                if self.picking is not None and scan.device_id in self.config.picking.scanners:
-                    self.picking.on_scan(scan)
+                picker = self.pickers.get(scan.device_id)
+                if picker is not None:
+                    picker.on_scan(scan)
                 else:
                     self.station.on_scan(scan)
             except DiskSpaceError as exc:
@@ -456,7 +464,8 @@ class EdgeAgent:
             "receiving": self.station.receiving_report()
             if self.config.receiving.purchase_orders
             else None,
-            "picking": self.picking.report() if self.picking is not None else None,
+            "picking": {scanner: picker.report() for scanner, picker in self.pickers.items()}
+            or None,
             "unknown_scans": self.station.unknown_scans,
             "misread_scans": self.station.misread_scans,
             "alerts": alerts,

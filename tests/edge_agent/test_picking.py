@@ -493,8 +493,7 @@ settle_time = 0.1
             assert wait_for(
                 lambda: all(s["state"] == "connected" for s in agent.status()["scanners"]), 10
             )
-            station = agent.picking
-            assert station is not None
+            station = agent.pickers["pick-1"]
             for data, shown in (
                 ("SO000001", "SO000001 for CUS-1"),
                 ("A-01", "at A-01"),
@@ -508,7 +507,7 @@ settle_time = 0.1
             assert wait_for(lambda: any(e.kind == "receipt" for e in agent.ledger.events()), 10)
             (unit,) = units.packs(agent.ledger)
             assert printer.labels()[0].job_id == f"sscc-{unit.sscc}"
-            assert agent.status()["picking"]["last_sscc_serial"] == 1
+            assert agent.status()["picking"]["pick-1"]["last_sscc_serial"] == 1
             issued = [e for e in agent.ledger.events() if e.kind == "issue"]
             assert [(e.device_id, e.ref) for e in issued] == [("pick-1", f"sscc {unit.sscc}")]
         finally:
