@@ -20,7 +20,7 @@ with the same scanners as receiving; every scan answers on the display line:
    an expired lot, or one too short-dated for the customer, is always refused. A carton
    with no lot on it (a plain item barcode) is taken only for a line whose reservation
    has no lot; otherwise the display asks for the carton's GS1 label.
-4. ``PACK`` packs what was picked and not yet packed: one logistic unit per (item, lot,
+4. ``PACK`` packs what this scanner picked and did not pack yet: one logistic unit per (item, lot,
    trade item), each in one SQLite transaction that takes the next SSCC serial of the
    site, books the unit's ``issue`` events (one per SO line, location and swap, with
    ``ref = "sscc <SSCC>"``) and owes its GS1 logistic label (:mod:`.sscc`);
@@ -122,9 +122,9 @@ class PickingStation:
         data = scan.data.strip()
         try:
             if data.upper() == PACK:
-                return self.pack()
+                return self.pack(scan.device_id)
             if data.upper() == DONE:
-                return self.done()
+                return self.done(scan.device_id)
             if scan.gs1 is None and (listed := self.catalog.pick_list(data)) is not None:
                 return self._select(listed)
             if scan.gs1 is None and (place := self.catalog.location(data)) is not None:
@@ -371,13 +371,17 @@ class PickingStation:
 
     # --- what is picked ---------------------------------------------------------------------
 
-    def picked(self, so_id: str, *, unpacked_only: bool = False) -> list[Picked]:
+    def picked(
+        self, so_id: str, *, unpacked_only: bool = False, device_id: str | None = None
+    ) -> list[Picked]:
+        """The picks of ``so_id`` (not yet packed; made by scanner ``device_id``)."""
         with self.ledger.reading() as conn:
             rows = conn.execute(
                 "SELECT pick_id, so_version, so_line, item, lot, expiry, location, qty, uom,"
                 " count, gtin, swapped_from, device_id FROM picks WHERE so_id = ?"
-                " AND (? = 0 OR pack_serial IS NULL) ORDER BY pick_id",
-                (so_id, int(unpacked_only)),
+                " AND (? = 0 OR pack_serial IS NULL) AND (? IS NULL OR device_id IS ?)"
+                " ORDER BY pick_id",
+                (so_id, int(unpacked_only), device_id, device_id),
             ).fetchall()
         return [
             Picked(
@@ -434,12 +438,12 @@ class PickingStation:
 
     # --- packing ----------------------------------------------------------------------------
 
-    def pack(self) -> list[Pack]:
+    def pack(self, device_id: str | None = None) -> list[Pack]:
         """Pack the selected list's unpacked picks: one unit (SSCC) per item, lot and GTIN."""
         if self.so_id is None:
             raise PickRefusedError("REFUSED: scan a pick list (its order number) first")
         groups: dict[tuple[str, str, str | None], list[Picked]] = defaultdict(list)
-        for picked in self.picked(self.so_id, unpacked_only=True):
+        for picked in self.picked(self.so_id, unpacked_only=True, device_id=device_id):
             groups[(picked.item, picked.lot, picked.gtin)].append(picked)
         if not groups:
             raise PickRefusedError(
@@ -535,12 +539,12 @@ class PickingStation:
 
     # --- ending a list ----------------------------------------------------------------------
 
-    def done(self) -> list[Short]:
+    def done(self, device_id: str | None = None) -> list[Short]:
         """End the selected list: report every line picked short (nothing is booked)."""
         if self.so_id is None:
             raise PickRefusedError("REFUSED: scan a pick list (its order number) first")
         listed = self.catalog.pick_list(self.so_id)
-        unpacked = self.picked(self.so_id, unpacked_only=True)
+        unpacked = self.picked(self.so_id, unpacked_only=True, device_id=device_id)
         if unpacked:
             raise PickRefusedError(
                 f"REFUSED: {len(unpacked)} pick(s) of {self.so_id} are not packed: scan PACK first"

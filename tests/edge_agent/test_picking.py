@@ -96,10 +96,10 @@ def carton(lot: str, expiry: date, count: int) -> str:
     return f"01{GTIN}10{lot}{GS}17{expiry:%y%m%d}37{count}"
 
 
-def gs1_scan(lot: str, expiry: date, count: int) -> Scan:
+def gs1_scan(lot: str, expiry: date, count: int, device: str = "pick-1") -> Scan:
     data = carton(lot, expiry, count)
     return Scan(
-        device_id="pick-1",
+        device_id=device,
         raw=data.encode(),
         data=data,
         symbology="]C1",
@@ -108,8 +108,8 @@ def gs1_scan(lot: str, expiry: date, count: int) -> Scan:
     )
 
 
-def plain(data: str) -> Scan:
-    return Scan("pick-1", data.encode(), data, None, None, datetime.now(UTC))
+def plain(data: str, device: str = "pick-1") -> Scan:
+    return Scan(device, data.encode(), data, None, None, datetime.now(UTC))
 
 
 @pytest.fixture
@@ -532,3 +532,36 @@ def test_more_of_a_reserved_lot_than_it_holds_is_swapped_for_a_later_one(ledger:
         (Decimal(-10), f"sscc {unit.sscc}"),
         (Decimal(-5), f"sscc {unit.sscc} swap L2"),
     ]
+
+
+def test_two_pickers_packing_at_once_share_one_gapless_counter(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "edge.db", site_id="S01")
+    try:
+        Catalog(ledger).apply(pick_list_page(qty="100", each="50"))
+        errors: list[BaseException] = []
+
+        def picker(lot: str, expiry: date) -> None:
+            station, device = station_on(ledger), f"pick-{lot}"
+            try:
+                station.on_scan(plain("SO000001", device))
+                station.on_scan(plain("A-01", device))
+                for _ in range(10):
+                    station.on_scan(gs1_scan(lot, expiry, 1, device), today=TODAY)
+                    station.on_scan(plain("PACK", device))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=picker, args=("L1", day(30))),
+            threading.Thread(target=picker, args=("L2", day(60))),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=patience_timeout(30))
+        assert errors == []
+        made = units.packs(ledger)
+        assert [unit.serial for unit in made] == list(range(1, 21))
+        assert sorted(unit.lot for unit in made) == ["L1"] * 10 + ["L2"] * 10
+    finally:
+        ledger.close()
