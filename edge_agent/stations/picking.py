@@ -20,8 +20,8 @@ with the same scanners as receiving; every scan answers on the display line:
    an expired lot, or one too short-dated for the customer, is always refused. A carton
    with no lot on it (a plain item barcode) is taken only for a line whose reservation
    has no lot; otherwise the display asks for the carton's GS1 label.
-4. ``PACK`` packs what this scanner picked and did not pack yet: one logistic unit per (item, lot,
-   trade item), each in one SQLite transaction that takes the next SSCC serial of the
+4. ``PACK`` packs what this scanner picked and did not pack yet: one logistic unit per
+   (item, lot, trade item), each in one SQLite transaction that takes the next SSCC serial of the
    site, books the unit's ``issue`` events (one per SO line, location and swap, with
    ``ref = "sscc <SSCC>"``) and owes its GS1 logistic label (:mod:`.sscc`);
 5. ``DONE`` ends the list: every line picked short is reported on the display line and in
