@@ -37,7 +37,9 @@ from edge_agent.ledger import SCHEMA_VERSION, DiskSpaceError, Ledger, LedgerErro
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.stations.errors import ChoiceNeededError, StationError
 from edge_agent.stations.labels import LabelSpooler
+from edge_agent.stations.picking import PickingStation
 from edge_agent.stations.receiving import ReceivingStation
+from edge_agent.stations.sscc import SsccConfig
 from edge_agent.status_page import StatusServer
 from edge_agent.sync import Pusher
 from jxc import __version__
@@ -141,6 +143,22 @@ class EdgeAgent:
             quarantine_location=config.receiving.quarantine,
             supplier=config.receiving.supplier,
         )
+        # One picking station per picking scanner: each is one picker with a pick list
+        # and a location of their own; they share the ledger, so they see each other's
+        # picks, and the SSCC counter, whose serials the ledger's transactions hand out.
+        self.pickers: dict[str, PickingStation] = {}
+        if config.picking.company_prefix is not None:
+            identity = SsccConfig(config.picking.extension_digit, config.picking.company_prefix)
+            self.pickers = {
+                scanner_id: PickingStation(
+                    self.ledger,
+                    self.catalog,
+                    identity,
+                    label_printer=config.picking.printer,
+                    later_expiry=config.picking.later_expiry,
+                )
+                for scanner_id in config.picking.scanners
+            }
         self.client = httpx.Client(
             base_url=str(config.central.url).rstrip("/"),
             timeout=config.central.timeout_s,
@@ -326,7 +344,11 @@ class EdgeAgent:
             if scan is None:
                 continue
             try:
-                self.station.on_scan(scan)
+                picker = self.pickers.get(scan.device_id)
+                if picker is not None:
+                    picker.on_scan(scan)
+                else:
+                    self.station.on_scan(scan)
             except DiskSpaceError as exc:
                 # Nothing of the scan was written and the scanner will not send it again:
                 # the carton must be scanned again once space is freed. Say so, count it,
@@ -480,6 +502,8 @@ class EdgeAgent:
             "receiving": self.station.receiving_report()
             if self.config.receiving.purchase_orders
             else None,
+            "picking": {scanner: picker.report() for scanner, picker in self.pickers.items()}
+            or None,
             "unknown_scans": self.station.unknown_scans,
             "misread_scans": self.station.misread_scans,
             "alerts": alerts,

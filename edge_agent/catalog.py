@@ -7,7 +7,9 @@ every change carries the full new state, or a tombstone).
 
 Cached: items, barcodes, open PO lines, and (ledger migration 9) item units, the site's
 stock levels per item and its location tree, so a station converts a carton to base
-units, warns below the reorder point and checks a location while central is away.
+units, warns below the reorder point and checks a location while central is away; and
+(ledger migration 10) the site's released pick lists, which the picking station works from
+offline (a tombstone, the order cancelled or closed, removes one).
 
 **Unknown entity kinds are skipped and counted** (:func:`read_page`), never a reason to
 refuse the page: central may add a kind (pick lists, transfer orders...) before every edge
@@ -36,7 +38,7 @@ from pydantic import ValidationError
 from edge_agent.backoff import Backoff, retry_after_s
 from edge_agent.ledger import Ledger
 from jxc.contract import LedgerEvent
-from jxc.feed import Change, ChangeOp, ChangePage, FeedEntity
+from jxc.feed import Change, ChangeOp, ChangePage, FeedEntity, PickListData
 from jxc.paths import SYNC_CHANGES
 
 log = logging.getLogger("edge_agent.catalog")
@@ -214,6 +216,17 @@ class Catalog:
                     )
                 elif change.entity is FeedEntity.PO_LINE:
                     self._apply_po_line(conn, change)
+                elif change.entity is FeedEntity.PICK_LIST:
+                    if change.op is ChangeOp.DELETE:
+                        conn.execute("DELETE FROM cache_pick_lists WHERE so_id = ?", (change.key,))
+                        continue
+                    picks = change.pick_list()
+                    conn.execute(
+                        "INSERT INTO cache_pick_lists (so_id, data, version) VALUES (?, ?, ?)"
+                        " ON CONFLICT (so_id) DO UPDATE SET data = excluded.data,"
+                        " version = excluded.version",
+                        (picks.so_id, picks.model_dump_json(), change.version),
+                    )
                 elif change.entity in _OFFLINE_TABLES:
                     _apply_offline(conn, change)
             conn.execute(
@@ -262,6 +275,20 @@ class Catalog:
                 change.version,
             ),
         )
+
+    def pick_list(self, so_id: str) -> PickListData | None:
+        """A released pick list of the site, as the feed last said."""
+        with self.ledger.reading() as conn:
+            row = conn.execute(
+                "SELECT data FROM cache_pick_lists WHERE so_id = ?", (so_id,)
+            ).fetchone()
+        return None if row is None else PickListData.model_validate_json(row[0])
+
+    def pick_lists(self) -> list[PickListData]:
+        """Every released pick list of the site, by order id."""
+        with self.ledger.reading() as conn:
+            rows = conn.execute("SELECT data FROM cache_pick_lists ORDER BY so_id").fetchall()
+        return [PickListData.model_validate_json(row[0]) for row in rows]
 
     def units(self, item_code: str) -> dict[str, Decimal]:
         """The item's units other than its base unit: how many base units one makes."""
@@ -468,6 +495,7 @@ _COUNTED: dict[str, str] = {
     "item_units": "cache_item_units",
     "item_levels": "cache_item_levels",
     "locations": "cache_locations",
+    "pick_lists": "cache_pick_lists",
 }
 
 _OFFLINE_TABLES: dict[FeedEntity, tuple[str, str]] = {

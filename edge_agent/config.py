@@ -92,6 +92,28 @@ class ReceivingSection(_Section):
     lines a carton matches."""
 
 
+class PickingSection(_Section):
+    """The picking station (``edge_agent.stations.picking``): which scanners drive it and
+    the site's GS1 identity for the SSCCs of packed units."""
+
+    scanners: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    """Ids of the scanners (``[[devices.scanners]]``) at the picking station; their scans go
+    to picking, every other scanner's to receiving. Empty: no picking station."""
+    printer: str | None = None
+    """Id of the printer that prints the GS1 logistic (SSCC) labels; a ZPL printer."""
+    extension_digit: Annotated[int, Field(ge=0, le=9)] = 0
+    company_prefix: Annotated[str, Field(pattern=r"^[0-9]{6,12}$")] | None = None
+    """The site's GS1 company prefix; required once ``scanners`` is set."""
+    later_expiry: Literal["refuse", "warn"] = "refuse"
+    """A lot expiring after the reserved one: refused (FEFO), or taken with a warning."""
+
+    @model_validator(mode="after")
+    def _prefix_when_used(self) -> Self:
+        if self.scanners and self.company_prefix is None:
+            raise ValueError("picking.company_prefix is needed for the SSCCs of packed units")
+        return self
+
+
 class DeviceSection(BaseModel):
     """One device: its id, the driver's name, and the driver's own options.
 
@@ -139,6 +161,7 @@ class SiteConfig(_Section):
     status: StatusSection = StatusSection()
     backup: BackupSection = BackupSection()
     receiving: ReceivingSection = ReceivingSection()
+    picking: PickingSection = PickingSection()
     devices: DevicesSection = DevicesSection()
 
     @model_validator(mode="after")
@@ -150,6 +173,14 @@ class SiteConfig(_Section):
             if wanted is not None and wanted not in {device.id for device in section}:
                 raise ValueError(
                     f"receiving.{role} is {wanted!r}, but no [[devices.{role}s]] has that id"
+                )
+        wanted_ids = [("printer", self.picking.printer, self.devices.printers)] + [
+            ("scanner", scanner, self.devices.scanners) for scanner in self.picking.scanners
+        ]
+        for role, wanted, section in wanted_ids:
+            if wanted is not None and wanted not in {device.id for device in section}:
+                raise ValueError(
+                    f"picking.{role} is {wanted!r}, but no [[devices.{role}s]] has that id"
                 )
         return self
 

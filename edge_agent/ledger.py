@@ -340,45 +340,7 @@ class Ledger:
                 ).fetchone()
                 if found is not None:
                     return LedgerEvent.model_validate_json(found[0]), False
-            (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-            event = LedgerEvent(
-                event_id=uuid7(),
-                site_id=self.site_id,
-                seq=last + 1,
-                occurred_at=occurred_at or datetime.now(UTC),
-                kind=draft.kind,
-                item=draft.item,
-                lot=draft.lot,
-                expiry=draft.expiry,
-                location=draft.location,
-                qty=draft.qty,
-                uom=draft.uom,
-                unit_cost=draft.unit_cost,
-                ref=draft.ref,
-                device_id=draft.device_id,
-                actor=draft.actor,
-                doc_type=draft.doc_type,
-                doc_id=draft.doc_id,
-                doc_line=draft.doc_line,
-            )
-            conn.execute(
-                "INSERT INTO events (seq, event_id, occurred_at, kind, item, lot, location, qty,"
-                " body, doc_id, doc_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event.seq,
-                    str(event.event_id),
-                    event.occurred_at.isoformat(),
-                    event.kind.value,
-                    event.item,
-                    event.lot,
-                    event.location,
-                    format(event.qty, "f"),
-                    event.model_dump_json(),
-                    event.doc_id,
-                    event.doc_line,
-                ),
-            )
-            conn.execute("INSERT INTO outbox (seq) VALUES (?)", (event.seq,))
+            event = self.append_in(conn, draft, occurred_at=occurred_at)
             if carton is not None:
                 conn.execute(
                     "INSERT INTO received_cartons (carton, seq) VALUES (?, ?)", (carton, event.seq)
@@ -392,6 +354,56 @@ class Ledger:
         if label_printer is not None:
             self._labels_changed()
         return event, True
+
+    def append_in(
+        self, conn: sqlite3.Connection, draft: EventDraft, *, occurred_at: datetime | None = None
+    ) -> LedgerEvent:
+        """Record one movement and queue it for central inside the caller's
+        :meth:`transaction` (``conn``), so a station can book several events together with
+        rows of its own (a pack and its SSCC serial) all or nothing. The caller checks the
+        disk first (:meth:`check_free_disk`)."""
+        if not conn.in_transaction:
+            raise LedgerError("append_in needs the caller's ledger transaction")
+        (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        event = LedgerEvent(
+            event_id=uuid7(),
+            site_id=self.site_id,
+            seq=last + 1,
+            occurred_at=occurred_at or datetime.now(UTC),
+            kind=draft.kind,
+            item=draft.item,
+            lot=draft.lot,
+            expiry=draft.expiry,
+            location=draft.location,
+            qty=draft.qty,
+            uom=draft.uom,
+            unit_cost=draft.unit_cost,
+            ref=draft.ref,
+            device_id=draft.device_id,
+            actor=draft.actor,
+            doc_type=draft.doc_type,
+            doc_id=draft.doc_id,
+            doc_line=draft.doc_line,
+        )
+        conn.execute(
+            "INSERT INTO events (seq, event_id, occurred_at, kind, item, lot, location, qty,"
+            " body, doc_id, doc_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.seq,
+                str(event.event_id),
+                event.occurred_at.isoformat(),
+                event.kind.value,
+                event.item,
+                event.lot,
+                event.location,
+                format(event.qty, "f"),
+                event.model_dump_json(),
+                event.doc_id,
+                event.doc_line,
+            ),
+        )
+        conn.execute("INSERT INTO outbox (seq) VALUES (?)", (event.seq,))
+        return event
 
     @property
     def label_generation(self) -> int:
@@ -411,6 +423,10 @@ class Ledger:
         with self._labels_queued:
             self._labels_queued.wait_for(lambda: self._label_generation != seen, timeout)
             return self._label_generation
+
+    def notify_labels(self) -> None:
+        """Wake the spoolers: a station owes a label it queued in its own transaction."""
+        self._labels_changed()
 
     def _labels_changed(self) -> None:
         with self._labels_queued:
@@ -486,6 +502,10 @@ class Ledger:
                 (printer_id,),
             ).fetchall()
         return {str(state): int(count) for state, count in rows}
+
+    def check_free_disk(self) -> None:
+        """Refuse a new event (:class:`DiskReserveError`) when the disk is below the reserve."""
+        self._check_free_disk()
 
     def _check_free_disk(self) -> None:
         free = shutil.disk_usage(self.path.parent).free

@@ -184,6 +184,37 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DELETE FROM sync_cursor WHERE feed = 'master-data'",
         ),
     ),
+    Migration(
+        10,
+        "picking: released pick lists from the feed, picks waiting to be packed, packed"
+        " logistic units with their SSCC and label, the site's gapless SSCC serial counter",
+        (
+            "CREATE TABLE IF NOT EXISTS cache_pick_lists (so_id TEXT PRIMARY KEY,"
+            " data TEXT NOT NULL, version INTEGER NOT NULL)",
+            # One row: the last SSCC serial handed out. Moved in the transaction that
+            # books the pack, so a crash gives the number back with everything else.
+            "CREATE TABLE IF NOT EXISTS sscc_counter (id INTEGER PRIMARY KEY CHECK (id = 1),"
+            " last_serial INTEGER NOT NULL)",
+            "INSERT OR IGNORE INTO sscc_counter (id, last_serial) VALUES (1, 0)",
+            "CREATE TABLE IF NOT EXISTS packs (serial INTEGER PRIMARY KEY,"
+            " sscc TEXT NOT NULL UNIQUE, so_id TEXT NOT NULL, item TEXT NOT NULL,"
+            " gtin TEXT, lot TEXT, expiry TEXT, count INTEGER NOT NULL, qty TEXT NOT NULL,"
+            " uom TEXT NOT NULL, first_seq INTEGER NOT NULL REFERENCES events(seq),"
+            " packed_at TEXT NOT NULL, printer_id TEXT, label_state TEXT NOT NULL,"
+            " attempts INTEGER NOT NULL DEFAULT 0, detail TEXT)",
+            "CREATE INDEX IF NOT EXISTS packs_owed ON packs (printer_id, label_state)",
+            "CREATE TABLE IF NOT EXISTS picks (pick_id INTEGER PRIMARY KEY,"
+            " so_id TEXT NOT NULL, so_version INTEGER NOT NULL, so_line INTEGER NOT NULL,"
+            " item TEXT NOT NULL,"
+            " lot TEXT NOT NULL, expiry TEXT, location TEXT NOT NULL, qty TEXT NOT NULL,"
+            " uom TEXT NOT NULL, count INTEGER NOT NULL, gtin TEXT, swapped_from TEXT,"
+            " device_id TEXT, picked_at TEXT NOT NULL,"
+            " pack_serial INTEGER REFERENCES packs(serial))",
+            "CREATE INDEX IF NOT EXISTS picks_so ON picks (so_id, so_line)",
+            # Pick lists were skipped until now while the cursor moved past them.
+            "DELETE FROM sync_cursor WHERE feed = 'master-data'",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

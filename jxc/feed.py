@@ -49,6 +49,10 @@ class FeedEntity(StrEnum):
     PO_LINE = "po_line"
     """An open line of a purchase order for the site, keyed ``<po_id> <line_no>``; its
     tombstone (the PO was cancelled or closed) means: book nothing more against it."""
+    PICK_LIST = "pick_list"
+    """A confirmed sales order's reservations at the site, keyed by ``so_id``: what the
+    picking station picks. Its tombstone (the order was cancelled or closed) means: pick
+    nothing more for it."""
 
 
 class ChangeOp(StrEnum):
@@ -166,6 +170,49 @@ class PoLineData(BaseModel):
     under_tolerance: ExactDecimal = Field(description="percent less that completes the line")
 
 
+class PickLotData(BaseModel):
+    """One reserved lot of a pick list line, in the item's base unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lot: Annotated[Text, Field(max_length=40)] = Field(description="'' for stock without a lot")
+    expiry: date | None = None
+    qty: ExactDecimal
+
+
+class PickLineData(BaseModel):
+    """An SO line to pick: its reserved lots, earliest expiry first. Never a price."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    so_line: Annotated[Int64, Field(ge=1)]
+    item_code: Code
+    uom: Uom = Field(description="the item's base unit, what the picks are booked in")
+    qty: ExactDecimal = Field(description="ordered, in the base unit")
+    shipped: ExactDecimal = Field(
+        default=Decimal(0), description="shipped at central so far (the edge's synced picks too)"
+    )
+    lots: list[PickLotData]
+
+
+class PickListData(BaseModel):
+    """A released pick list: a confirmed order's reservations at the site.
+
+    The station books ``issue`` events naming ``doc_type="sales_order"``, ``doc_id=so_id``
+    and ``doc_line=so_line``. ``min_remaining_days`` is the shelf life the customer needs
+    (the larger of the order's and the item's, per line at central; the order's here, the
+    item's the edge has itself): a lot swapped in must still have it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    so_id: Code
+    customer: Code
+    so_version: Annotated[Int64, Field(ge=1)]
+    min_remaining_days: Annotated[int, Field(ge=0, le=36_500)] | None = None
+    lines: list[PickLineData]
+
+
 class BarcodeData(BaseModel):
     """A code that identifies an item, and how many of the item's unit one scan counts.
 
@@ -227,6 +274,9 @@ class Change(BaseModel):
 
     def po_line(self) -> PoLineData:
         return PoLineData.model_validate(self.data)
+
+    def pick_list(self) -> PickListData:
+        return PickListData.model_validate(self.data)
 
 
 class ChangePage(BaseModel):

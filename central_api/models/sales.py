@@ -138,9 +138,11 @@ shipments = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("version", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("sscc", String(18), nullable=True),
     ForeignKeyConstraint(["so_id"], ["sales_orders.so_id"]),
     Index(None, "so_id"),
     Index(None, "site_id", "shipment_id"),
+    Index(None, "sscc", unique=True),
 )
 
 shipment_lines = Table(

@@ -103,6 +103,9 @@ class ShipmentOut(BaseModel):
     site_id: SiteId
     customer: Code
     tracking_no: Text | None
+    sscc: Annotated[str, Field(pattern=r"^[0-9]{18}$")] | None = Field(
+        default=None, description="the logistic unit's SSCC-18, for a unit packed at an edge"
+    )
     note: Text
     created_by: Text
     created_at: datetime

@@ -78,9 +78,10 @@ from central_api.services.documents import (
     site_conditions,
     utc,
 )
-from central_api.services.feed import read_snapshot
+from central_api.services.feed import FeedWriter, feed_writer, read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
 from jxc.contract import MAX_ABS_AMOUNT
+from jxc.feed import ChangeOp, FeedEntity, PickLineData, PickListData, PickLotData
 
 MAX_SHELF_DAYS = 36500
 UNSELLABLE_KINDS = ("quarantine", "damaged", "in_transit")
@@ -974,9 +975,13 @@ def _so_command(
 ) -> Iterator[tuple[SalesOrder, datetime, dict[str, Any]]]:
     """The frame every command shares (:func:`documents.document_write`): after the body,
     the new state and version; the audit entry names the reservations."""
-    with document_write(
-        connection, action=f"sales_order.{verb}", audit=command.audit, claim=command.claim
-    ) as written:
+    with (
+        document_write(
+            connection, action=f"sales_order.{verb}", audit=command.audit, claim=command.claim
+        ) as written,
+        # The feed's lock first (before the order's row), as every feed writer takes it.
+        feed_writer(connection, changed_at=written.now) as writer,
+    ):
         before = _locked_so(connection, command.so_id, command.visible, command.if_match)
         values: dict[str, Any] = {}
         yield before, written.now, values
@@ -987,12 +992,65 @@ def _so_command(
         )
         after = _read_so(connection, command.so_id)
         assert after is not None
+        _publish_pick_list(writer, before, after)
         written.doc_id, written.site_id = command.so_id, after.site_id
         written.before, written.after = moved(before, after, command.reason)
         written.after["reserved"] = {
             str(line.line_no): [{"lot": r.lot, "qty": str(r.qty)} for r in line.reservations]
             for line in after.lines
         }
+
+
+def pick_list_data(so: SalesOrder) -> PickListData:
+    """A confirmed order as its site's picking station sees it: per line what was ordered
+    and shipped and the reserved lots, earliest expiry first. No price, no amount."""
+    return PickListData(
+        so_id=so.so_id,
+        customer=so.customer,
+        so_version=so.version,
+        min_remaining_days=so.min_remaining_days,
+        lines=[
+            PickLineData(
+                so_line=line.line_no,
+                item_code=line.item_code,
+                uom=line.base_uom,
+                qty=plain(line.base_qty),
+                shipped=plain(line.shipped_qty),
+                lots=[
+                    PickLotData(lot=held.lot, expiry=held.expiry, qty=plain(held.qty))
+                    for held in line.reservations
+                ],
+            )
+            for line in so.lines
+            if line.reservations
+        ],
+    )
+
+
+def _publish_pick_list(writer: FeedWriter, before: SalesOrder, after: SalesOrder) -> None:
+    """A confirmed order's reservations go to its site as a pick list (``pick_list``,
+    keyed by the order's id); once the order is cancelled or closed, its tombstone.
+
+    Published by the order's commands only. A shipment booked by ingest (the edge's own
+    picks) moves the reservations without a new version of the pick list: ledger pushes
+    never take the feed's lock, and the edge knows what it picked itself.
+    """
+    if after.status is SoStatus.CONFIRMED:
+        writer.append(
+            entity=FeedEntity.PICK_LIST,
+            key=after.so_id,
+            op=ChangeOp.UPSERT,
+            data=pick_list_data(after).model_dump(mode="json"),
+            site_id=after.site_id,
+        )
+    elif before.status is SoStatus.CONFIRMED:
+        writer.append(
+            entity=FeedEntity.PICK_LIST,
+            key=after.so_id,
+            op=ChangeOp.DELETE,
+            data=None,
+            site_id=after.site_id,
+        )
 
 
 def confirm_sales_order(connection: Connection, command: SoCommand) -> SalesOrder:

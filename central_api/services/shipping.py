@@ -4,9 +4,10 @@ A **pick list** is what a confirmed order's reservations say to take: per SO lin
 reserved lot, the quantity and the sellable locations of the order's site that hold the
 lot, with what each holds. It is read, not stored: the reservations are the document
 (they move by confirm, reserve, cancel and by shipments), so a pick list is never stale.
-It carries no price: a warehouse clerk reads it. (Publishing it to an edge through the
-change feed waits for the edge's picking station: an older edge refuses a feed entity it
-does not know, see ``docs/sales.md``.)
+It carries no price: a warehouse clerk reads it. The same reservations reach the order's
+site through the change feed as a ``pick_list`` (``services.sales``), for the edge's
+picking station; what the edge picks and packs comes back as ``issue`` events that
+``so_progress`` books into one shipment per packed unit (SSCC).
 
 A **shipment** is goods sent against one confirmed order from its site, for a site
 without an edge (an edge will ship by its own events). It ships *reserved* stock only:
@@ -214,6 +215,8 @@ class Shipment:
     version: int
     updated_at: datetime
     lines: list[ShipmentLine] = field(default_factory=list)
+    sscc: str | None = None
+    """The SSCC of a logistic unit packed at an edge (``so_progress`` books it)."""
 
 
 def _shipments_with_lines(connection: Connection, rows: Sequence[Any]) -> list[Shipment]:
@@ -250,6 +253,7 @@ def _shipments_with_lines(connection: Connection, rows: Sequence[Any]) -> list[S
             version=row.version,
             updated_at=utc(row.updated_at),  # type: ignore[arg-type]
             lines=by_id[row.shipment_id],
+            sscc=row.sscc,
         )
         for row in rows
     ]

@@ -15,7 +15,15 @@ packed at an edge later move the order the same way. Only an ``issue`` naming an
 
 A fact is never refused: an event naming a line that does not exist, of another site, of
 another item or in a unit the item does not have is kept in the ledger and not counted
-(the edge's picking, later, names only lines it was sent).
+(the edge's picking names only lines it was sent).
+
+**Picked and packed at an edge** (``edge_agent.stations.picking``): the station books each
+pick as such an ``issue`` with ``ref = "sscc <SSCC-18>"``, the logistic unit it was packed
+into, and ``" swap <lot>"`` after it when the picker took another lot (FEFO allowed) than
+the reserved ``<lot>``. The swap is taken off that reservation first, so the line's
+reservation moves from the replaced lot to the picked one exactly; without the swap note
+the rest would be taken first expiry first. Each SSCC becomes one shipment (its lines, no
+tracking number yet), found again by its ``sscc`` when a unit's events arrive in two pushes.
 """
 
 from __future__ import annotations
@@ -25,11 +33,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from central_api.models.master import item_units
-from central_api.models.sales import sales_order_lines, sales_orders, sales_reservations
+from central_api.models.sales import (
+    sales_order_lines,
+    sales_orders,
+    sales_reservations,
+    shipment_lines,
+    shipments,
+)
 from central_api.models.stock import NO_LOT
+from central_api.services.documents import new_document_id
 from central_api.services.projections import AcceptedEvents
 from jxc.contract import EventKind, LedgerEvent
 
@@ -87,9 +102,25 @@ def _read(connection: Connection, so_ids: list[str]) -> dict[tuple[str, int], _L
     return lines
 
 
-def _consume(line: _Line, lot: str, qty: Decimal) -> None:
-    """Take ``qty`` off the line's reservations: ``lot`` first, then first expiry first."""
-    for each in [lot, *(other for other in line.held if other != lot)]:
+SSCC_PREFIX = "sscc "
+SWAP_MARK = " swap "
+
+
+def edge_pack(ref: str | None) -> tuple[str, str | None] | None:
+    """``(sscc, swapped_lot)`` of an edge pick's ``ref``, or None for any other ref."""
+    if ref is None or not ref.startswith(SSCC_PREFIX):
+        return None
+    sscc, _, swapped = ref.removeprefix(SSCC_PREFIX).partition(SWAP_MARK)
+    if len(sscc) != 18 or not sscc.isdigit():
+        return None
+    return sscc, (swapped or None)
+
+
+def _consume(line: _Line, lot: str, qty: Decimal, swapped: str | None = None) -> None:
+    """Take ``qty`` off the line's reservations: ``lot`` first, then the ``swapped`` lot it
+    replaced at picking, then first expiry first."""
+    first = [lot] if swapped is None or swapped == lot else [lot, swapped]
+    for each in [*first, *(other for other in line.held if other not in first)]:
         if qty <= 0:
             return
         taken = min(line.held.get(each, _ZERO), qty)
@@ -107,14 +138,18 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
     orders = {
         row.so_id: row
         for row in connection.execute(
-            select(sales_orders.c.so_id, sales_orders.c.site_id, sales_orders.c.status).where(
-                sales_orders.c.so_id.in_(so_ids)
-            )
+            select(
+                sales_orders.c.so_id,
+                sales_orders.c.site_id,
+                sales_orders.c.status,
+                sales_orders.c.customer_code,
+            ).where(sales_orders.c.so_id.in_(so_ids))
         ).all()
     }
     lines = _read(connection, so_ids)
     factors: dict[tuple[str, str], Decimal | None] = {}
     touched: dict[str, set[int]] = defaultdict(set)
+    packed: dict[tuple[str, str], list[tuple[LedgerEvent, Decimal, _Line]]] = defaultdict(list)
     for event in named:
         key = (str(event.doc_id), int(event.doc_line or 0))
         line, order = lines.get(key), orders.get(key[0])
@@ -135,9 +170,74 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
             continue
         qty = -event.qty * factor
         line.shipped += qty
-        _consume(line, NO_LOT if event.lot is None else event.lot, qty)
+        pack = edge_pack(event.ref)
+        _consume(line, NO_LOT if event.lot is None else event.lot, qty, pack and pack[1])
         touched[key[0]].add(key[1])
+        if pack is not None:
+            packed[(key[0], pack[0])].append((event, qty, line))
     _write(connection, lines, touched, orders, accepted)
+    for (so_id, sscc), picks in packed.items():
+        _book_pack(connection, accepted, orders[so_id], sscc, picks)
+
+
+def _book_pack(
+    connection: Connection,
+    accepted: AcceptedEvents,
+    order: Any,
+    sscc: str,
+    picks: list[tuple[LedgerEvent, Decimal, _Line]],
+) -> None:
+    """The shipment of one logistic unit packed at the edge: made by its first events,
+    added to by the rest (a push may end inside a unit)."""
+    found = connection.execute(
+        select(shipments.c.shipment_id, shipments.c.so_id).where(shipments.c.sscc == sscc)
+    ).one_or_none()
+    if found is None:
+        shipment_id = new_document_id(
+            connection, sequence="#shipment", prefix="SH", column=shipments.c.shipment_id
+        )
+        connection.execute(
+            insert(shipments).values(
+                shipment_id=shipment_id,
+                so_id=order.so_id,
+                site_id=accepted.site_id,
+                customer_code=order.customer_code,
+                tracking_no=None,
+                note=f"picked and packed at site {accepted.site_id}, SSCC {sscc}",
+                created_by=picks[0][0].actor or f"site {accepted.site_id}",
+                created_at=accepted.received_at,
+                version=1,
+                updated_at=accepted.received_at,
+                sscc=sscc,
+            )
+        )
+        last = 0
+    elif found.so_id != order.so_id:
+        return  # the same SSCC on two orders: a fact kept in the ledger, not a shipment
+    else:
+        shipment_id = found.shipment_id
+        last = connection.execute(
+            select(func.coalesce(func.max(shipment_lines.c.line_no), 0)).where(
+                shipment_lines.c.shipment_id == shipment_id
+            )
+        ).scalar_one()
+    connection.execute(
+        insert(shipment_lines),
+        [
+            {
+                "shipment_id": shipment_id,
+                "line_no": last + number,
+                "so_line": event.doc_line,
+                "item_code": event.item,
+                "lot": event.lot,
+                "expiry": event.expiry,
+                "location": event.location,
+                "qty": qty,
+                "uom": line.base_uom,
+            }
+            for number, (event, qty, line) in enumerate(picks, start=1)
+        ],
+    )
 
 
 def _write(

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from device_drivers.printers import ItemLabel, LabelJob, LabelPrinter
-from device_drivers.printers.base import LabelDataError
+from device_drivers.printers.base import LabelDataError, PrintJob
 from edge_agent.jobs import JobHealth
 from edge_agent.ledger import Ledger, OwedLabel
+from edge_agent.stations import sscc as units
 from jxc.contract import LedgerEvent
 
 log = logging.getLogger("edge_agent.labels")
@@ -116,7 +117,44 @@ class LabelSpooler:
         for owed in self.ledger.pending_labels(self.printer_id, limit=20):
             if stop.is_set() or not self.print_one(owed):
                 return False
+        for unit in units.owed_pack_labels(self.ledger, self.printer_id):
+            if stop.is_set() or not self.print_pack(unit):
+                return False
         return True
+
+    def print_pack(self, unit: units.Pack) -> bool:
+        """Print one packed unit's GS1 logistic label (SSCC); False to retry later.
+
+        ZPL as built here (:func:`~edge_agent.stations.sscc.logistic_label_zpl`), under
+        the job id ``sscc-<SSCC>``, so the driver's journal never prints it twice. A
+        printer that takes only :class:`LabelJob` (TSPL) cannot print it: the unit's
+        label is then failed, for a person to print elsewhere.
+        """
+        try:
+            zpl = units.logistic_label_zpl(unit, site_id=self.ledger.site_id)
+            result = self.printer.print_label(PrintJob(job_id=unit.job_id, zpl=zpl))  # type: ignore[arg-type]
+        except (LabelDataError, TypeError, AttributeError) as exc:
+            self.state.failed += 1
+            self.state.last_error = f"SSCC {unit.sscc}: cannot be printed: {exc}"
+            units.settle_pack_label(self.ledger, unit.serial, "failed", str(exc)[:300])
+            log.error("logistic label needs a person", extra={"sscc": unit.sscc})
+            return True
+        if result.outcome in ("printed", "delivered"):
+            if result.outcome == "printed":
+                self.state.printed += 1
+            else:
+                self.state.held_by_printer += 1
+            units.settle_pack_label(self.ledger, unit.serial, result.outcome, result.detail)
+            return True
+        detail = f"{result.outcome}: {result.detail}"
+        if result.outcome == "in_doubt" and unit.attempts + 1 >= IN_DOUBT_ATTEMPTS:
+            self.state.failed += 1
+            units.settle_pack_label(self.ledger, unit.serial, "failed", detail)
+            return True
+        self.state.retries += 1
+        self.state.last_error = detail
+        units.settle_pack_label(self.ledger, unit.serial, "pending", detail)
+        return False
 
     def print_one(self, owed: OwedLabel) -> bool:
         """Print one owed label; False if it is still owed and should be retried later."""

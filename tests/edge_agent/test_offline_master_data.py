@@ -130,7 +130,7 @@ def _feed(pages: list[dict[str, Any]]) -> httpx.Client:
 def test_changes_of_unknown_kinds_are_skipped_and_counted(ledger: Ledger) -> None:
     changes = [
         {"version": 1, "entity": "item", "key": "T", "op": "upsert", "data": {"item_code": "T"}},
-        {"version": 2, "entity": "pick_list", "key": "PL1", "op": "upsert", "data": {"x": 1}},
+        {"version": 2, "entity": "return_order", "key": "R1", "op": "upsert", "data": {"x": 1}},
         {
             "version": 3,
             "entity": "location",
@@ -180,7 +180,7 @@ def test_migration_9_adds_the_tables_and_pulls_the_feed_again(ledger_path: Path)
     try:
         assert migrate(conn, target=8) == 8
         conn.execute("INSERT INTO sync_cursor VALUES ('master-data', 42, '2026-12-04')")
-        assert migrate(conn) == LATEST == 9
+        assert migrate(conn, target=9) == 9 <= LATEST
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert {"cache_item_units", "cache_item_levels", "cache_locations"} <= tables
         assert conn.execute("SELECT COUNT(*) FROM sync_cursor").fetchone() == (0,)

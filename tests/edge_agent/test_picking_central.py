@@ -1,0 +1,194 @@
+"""Central books a shipment picked and packed at an edge (the real central in-process, on
+SQLite and PostgreSQL; a real ledger file; the agent's own puller and pusher).
+
+The edge receives three lots; central confirms an order FEFO over the two earliest; a
+fourth, earlier lot arrives after the confirm. The pick list reaches the edge through the
+feed; the station takes the reserved lot, refuses a later one, swaps in the earlier one
+and packs two SSCC units; the push books two shipments, moves the reservation from the
+swapped lot to the picked one, and the rest of the line stays reserved (a short pick).
+Cancelling an order withdraws its pick list from the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from device_drivers.scanners import Scan
+from device_drivers.scanners.gs1 import parse_gs1
+from edge_agent.catalog import Catalog, Puller
+from edge_agent.ledger import EventDraft, Ledger
+from edge_agent.stations.picking import PickingStation, PickRefusedError
+from edge_agent.stations.sscc import SsccConfig
+from edge_agent.sync import Pusher
+from jxc.contract import EventKind
+from jxc.paths import ITEMS, PARTNERS, SALES_ORDERS, SHIPMENTS, STOCK_AVAILABLE
+from simulators.scanner import GS
+from tests.central.conftest import (  # noqa: F401 (the real central's fixtures)
+    client,
+    database_url,
+    postgres_session,
+    sqlite_template,
+)
+from tests.central.test_master_data import location, ok, site
+
+GTIN = "09506000134352"
+TODAY = datetime.now(UTC).date()
+
+
+def day(offset: int) -> date:
+    return TODAY + timedelta(days=offset)
+
+
+def gs1(lot: str, expiry: date, count: int) -> Scan:
+    data = f"01{GTIN}10{lot}{GS}17{expiry:%y%m%d}37{count}"
+    return Scan("pick-1", data.encode(), data, "]C1", parse_gs1(data), datetime.now(UTC))
+
+
+def plain(data: str) -> Scan:
+    return Scan("pick-1", data.encode(), data, None, None, datetime.now(UTC))
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    opened = Ledger(tmp_path / "edge.db", site_id="S01")
+    yield opened
+    opened.close()
+
+
+def receive(ledger: Ledger, lot: str, expiry: date, qty: str) -> None:
+    ledger.append(
+        EventDraft(
+            kind=EventKind.RECEIPT,
+            item="PILL",
+            lot=lot,
+            expiry=expiry,
+            location="A-01",
+            qty=Decimal(qty),
+            uom="EA",
+        )
+    )
+
+
+def sync(pusher: Pusher, catalog: Catalog) -> None:
+    """Push the ledger, then pull the feed, as the agent's jobs do (one pusher per ledger
+    all along: it holds the ledger's sender lease)."""
+    pusher.run()
+    assert pusher.ledger.counts().pending == 0
+    puller = Puller(catalog, pusher.client, site_id="S01")
+    while puller.pull_once():
+        pass
+    assert puller.last_error is None
+
+
+def reserved(order: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(r["lot"], r["qty"]) for r in order["lines"][0]["reservations"]]
+
+
+def test_central_books_an_edge_picked_shipment_with_a_swapped_lot(
+    client: TestClient,  # noqa: F811 (the fixture)
+    ledger: Ledger,
+) -> None:
+    site(client)
+    ok(location(client, "A-01", level="zone", kind="storage"))
+    ok(client.post(PARTNERS, json={"code": "CUS-1", "is_customer": True, "name": "c1"}), 201)
+    item = {
+        "name": "药片",
+        "uom": "EA",
+        "lot_tracked": True,
+        "expiry_tracked": True,
+        "barcodes": [{"barcode": GTIN}],
+    }
+    ok(client.put(f"{ITEMS}/PILL", json=item))
+    catalog = Catalog(ledger)
+    pusher = Pusher(ledger, client)
+    for lot, offset in (("L1", 30), ("L2", 60), ("L9", 90)):
+        receive(ledger, lot, day(offset), "10")
+    sync(pusher, catalog)
+
+    body = {
+        "customer": "CUS-1",
+        "site_id": "S01",
+        "lines": [{"item_code": "PILL", "qty": "20", "unit_price": "3"}],
+    }
+    so = ok(client.post(SALES_ORDERS, json=body), 201)
+    so_id = so["so_id"]
+    confirmed = ok(client.post(f"{SALES_ORDERS}/{so_id}/confirm"))
+    assert reserved(confirmed) == [("L1", "10"), ("L2", "10")]
+    receive(ledger, "L5", day(45), "10")  # earlier than L2, arrived after the confirm
+    sync(pusher, catalog)
+    listed = catalog.pick_list(so_id)
+    assert listed is not None
+    assert [(lot.lot, lot.qty) for lot in listed.lines[0].lots] == [
+        ("L1", Decimal(10)),
+        ("L2", Decimal(10)),
+    ]
+
+    station = PickingStation(ledger, catalog, SsccConfig(0, "0614141"))
+    for scan in (plain(so_id), plain("A-01"), gs1("L1", day(30), 10)):
+        station.on_scan(scan, today=TODAY)
+    with pytest.raises(PickRefusedError, match="first expiry first"):
+        station.on_scan(gs1("L9", day(90), 4), today=TODAY)
+    station.on_scan(gs1("L5", day(45), 6), today=TODAY)
+    units = station.on_scan(plain("PACK"), today=TODAY)
+    assert isinstance(units, list)
+    shorts = station.on_scan(plain("DONE"), today=TODAY)
+    assert [(s.so_line, s.picked, s.wanted) for s in shorts] == [(1, Decimal(16), Decimal(20))]
+    sync(pusher, catalog)
+
+    order = ok(client.get(f"{SALES_ORDERS}/{so_id}"))
+    assert (order["status"], order["lines"][0]["shipped_qty"]) == ("confirmed", "16")
+    # 6 of L5 replaced 6 of L2 (not of L1, the earliest): the rest stays reserved.
+    assert reserved(order) == [("L2", "4")]
+    shipments = ok(client.get(SHIPMENTS, params={"so_id": so_id}))["shipments"]
+    assert sorted(
+        (s["sscc"], [(x["so_line"], x["lot"], x["qty"], x["location"]) for x in s["lines"]])
+        for s in shipments
+    ) == sorted(
+        [
+            (units[0].sscc, [(1, "L1", "10", "A-01")]),
+            (units[1].sscc, [(1, "L5", "6", "A-01")]),
+        ]
+    )
+    stock = ok(client.get(STOCK_AVAILABLE, params={"site_id": "S01", "item": "PILL"}))
+    assert {lot["lot"]: lot["on_hand"] for lot in stock["lots"]} == {
+        "L1": "0",
+        "L2": "10",
+        "L5": "4",
+        "L9": "10",
+    }
+
+    # A command on the order publishes the list again, with what central has shipped: the
+    # edge does not count its own synced picks twice.
+    version = ok(client.get(f"{SALES_ORDERS}/{so_id}"))["version"]
+    ok(client.post(f"{SALES_ORDERS}/{so_id}/reserve", headers={"If-Match": f'"{version}"'}))
+    sync(pusher, catalog)
+    again = catalog.pick_list(so_id)
+    assert again is not None
+    assert (again.lines[0].shipped, again.lines[0].lots[0].lot) == (Decimal(16), "L2")
+    station.on_scan(plain(so_id), today=TODAY)
+    station.on_scan(plain("A-01"), today=TODAY)
+    with pytest.raises(PickRefusedError, match=r"still needs \(4 EA\)"):
+        station.on_scan(gs1("L2", day(60), 5), today=TODAY)
+    station.on_scan(gs1("L2", day(60), 4), today=TODAY)
+
+    # Cancelled at central: the pick list leaves the edge, and nothing more is picked for it.
+    other = ok(client.post(SALES_ORDERS, json=body), 201)["so_id"]
+    ok(client.post(f"{SALES_ORDERS}/{other}/confirm"))
+    sync(pusher, catalog)
+    assert catalog.pick_list(other) is not None
+    version = ok(client.get(f"{SALES_ORDERS}/{other}"))["version"]
+    cancel = client.post(
+        f"{SALES_ORDERS}/{other}/cancel",
+        json={"reason": "customer withdrew"},
+        headers={"If-Match": f'"{version}"'},
+    )
+    ok(cancel)
+    sync(pusher, catalog)
+    assert catalog.pick_list(other) is None
