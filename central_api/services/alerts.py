@@ -45,6 +45,7 @@ from central_api.errors import ConflictError, InvalidError
 from central_api.models.inventory import transfer_exceptions, transfer_orders
 from central_api.models.items import items
 from central_api.models.master import categories, item_site_levels, item_units, locations
+from central_api.models.people import users
 from central_api.models.purchasing import purchase_exceptions
 from central_api.models.replenishment import alerts, expiry_alert_days
 from central_api.models.stock import NO_LOT, stock_balances
@@ -716,6 +717,13 @@ def assign_alert(
         row = _locked(connection, alert_id, visible, if_match)
         if row.status == AlertStatus.RESOLVED.value:
             raise ConflictError(f"alert {alert_id} is resolved already")
+        if owner is not None and (
+            connection.execute(
+                select(users.c.disabled).where(users.c.username == owner)
+            ).scalar_one_or_none()
+            in (None, True)
+        ):
+            raise InvalidError(f"owner: no active user {owner!r}")
         connection.execute(
             update(alerts)
             .where(alerts.c.alert_id == alert_id)
