@@ -55,6 +55,7 @@ from central_api.services.documents import (
     UnknownDocumentError,
     check_version,
     document_write,
+    plain,
     site_conditions,
     utc,
 )
@@ -228,7 +229,9 @@ def _to_base(connection: Connection, sums: dict[tuple[str, str], Decimal]) -> di
         base.update(
             connection.execute(
                 select(items.c.item_code, items.c.uom).where(items.c.item_code.in_(chunk))
-            ).tuples()
+            )
+            .tuples()
+            .all()
         )
     other = sorted({item for item, uom in sums if base.get(item) != uom})
     factors: dict[tuple[str, str], Decimal] = {}
@@ -245,7 +248,7 @@ def _to_base(connection: Connection, sums: dict[tuple[str, str], Decimal]) -> di
             found[item] += qty
         elif (item, uom) in factors:
             found[item] += qty * factors[(item, uom)]
-    return {code: qty.quantize(MICRO) for code, qty in found.items()}
+    return {code: plain(qty.quantize(MICRO)) for code, qty in found.items()}
 
 
 # --- the projection: levels and negative stock for what a push touched ---------------------
@@ -470,7 +473,9 @@ def parse_days(text: str) -> tuple[int, ...]:
 
 def _bands(connection: Connection, item_codes: Sequence[str]) -> dict[str, tuple[int, ...]]:
     """Each item's expiry bands: its category's, else the nearest ancestor's, else default."""
-    parents = dict(connection.execute(select(categories.c.code, categories.c.parent_code)).tuples())
+    parents = dict(
+        connection.execute(select(categories.c.code, categories.c.parent_code)).tuples().all()
+    )
     configured = {
         code: parse_days(days)
         for code, days in connection.execute(

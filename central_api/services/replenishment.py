@@ -16,7 +16,8 @@ from a demand forecast, and turning a supplier's suggestion into a draft PO.
       position = on hand (available) + still expected on open POs (draft included)
       demand   = forecast demand over the lead time (services.forecast)
       target   = max(reorder point, safety stock + demand)
-      order when position <= target:  qty = max(reorder qty, ceil(target - position))
+      order when position <= reorder point or position < safety stock + demand:
+          qty = max(reorder qty, ceil(target - position))
 
   so the order, once it arrives, still covers the lead time's demand above safety stock.
 * **Draft PO**: :func:`make_draft_po` computes the site's suggestions for one supplier
@@ -510,7 +511,9 @@ def suggest(connection: Connection, *, site_id: str, today: date) -> list[Sugges
                 select(partners.c.code, partners.c.lead_time_days).where(
                     partners.c.code.in_(sorted(code for code in suppliers if code))
                 )
-            ).tuples()
+            )
+            .tuples()
+            .all()
         )
         names = {
             code: (name, uom)
@@ -529,11 +532,15 @@ def suggest(connection: Connection, *, site_id: str, today: date) -> list[Sugges
         lead = each.lead_time_days
         if lead is None:
             lead = lead_times.get(supplier) or DEFAULT_LEAD_TIME_DAYS
-        made: Forecast = forecast(history[each.item_code], first_day, lead)
+        series = history[each.item_code]
+        # History starts at the item's first sale in the window: the days before it are
+        # not "sold nothing" but "was not sold here yet".
+        start = next((day for day, qty in enumerate(series) if qty), len(series))
+        made: Forecast = forecast(series[start:], first_day + timedelta(days=start), lead)
         demand = made.total
         position = on_hand.get(each.item_code, Decimal(0)) + on_order.get(each.item_code, 0)
         target = max(each.reorder_point, each.safety_stock + demand)
-        if position > target:
+        if position > each.reorder_point and position >= each.safety_stock + demand:
             continue
         qty = max(each.reorder_qty, (target - position).to_integral_value(ROUND_CEILING))
         if qty <= 0:
@@ -583,7 +590,9 @@ def suggestions_by_supplier(
                 select(partners.c.code, partners.c.name).where(
                     partners.c.code.in_(sorted(code for code in groups if code))
                 )
-            ).tuples()
+            )
+            .tuples()
+            .all()
         )
     return [
         SupplierGroup(
