@@ -369,6 +369,17 @@ def set_expiry_days(
     return bands
 
 
+def list_expiry_days(connection: Connection) -> list[tuple[str, tuple[int, ...]]]:
+    """The categories with bands of their own (the rest inherit, or use 30/60/90)."""
+    with read_snapshot(connection):
+        rows = connection.execute(
+            select(expiry_alert_days.c.category_code, expiry_alert_days.c.days).order_by(
+                expiry_alert_days.c.category_code
+            )
+        ).all()
+    return [(row.category_code, parse_days(row.days)) for row in rows]
+
+
 # --- demand history and suggestions ------------------------------------------------------------
 
 

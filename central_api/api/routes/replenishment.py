@@ -119,6 +119,15 @@ def set_replenishment_params(
 expiry_router = APIRouter(prefix=below_api_root(EXPIRY_ALERT_DAYS), tags=["replenishment"])
 
 
+@expiry_router.get("", dependencies=[Requires("replenishment.read")], responses=ERRORS)
+def read_expiry_alert_days(connection: ConnDep) -> list[ExpiryDaysOut]:
+    """Categories with expiry alert bands of their own; others inherit or use 30,60,90."""
+    return [
+        ExpiryDaysOut(category_code=code, days=list(days))
+        for code, days in service.list_expiry_days(connection)
+    ]
+
+
 @expiry_router.put(
     "/{category_code}", dependencies=[Requires("replenishment.write")], responses=ERRORS
 )
