@@ -39,9 +39,22 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, cast, exists, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    String,
+    and_,
+    cast,
+    exists,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 
 from central_api.errors import ConflictError, InvalidError
+from central_api.models.base import from_micro_units
 from central_api.models.inventory import transfer_exceptions, transfer_orders
 from central_api.models.items import items
 from central_api.models.master import categories, item_site_levels, item_units, locations
@@ -211,14 +224,17 @@ def site_on_hand(
     )
     sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for chunk in _chunks(item_codes):
+        # Summed by the database: one row (and one decimal conversion) per item and unit.
         query = (
-            select(stock_balances.c.item, stock_balances.c.uom, stock_balances.c.location)
-            .add_columns(stock_balances.c.qty)
+            select(stock_balances.c.item, stock_balances.c.uom)
+            .add_columns(func.sum(stock_balances.c.qty).label("qty"))
             .where(stock_balances.c.site_id == site_id, stock_balances.c.item.in_(chunk))
+            .group_by(stock_balances.c.item, stock_balances.c.uom)
         )
+        if held:
+            query = query.where(stock_balances.c.location.not_in(sorted(held)))
         for row in connection.execute(query).all():
-            if row.location not in held:
-                sums[(row.item, row.uom)] += row.qty
+            sums[(row.item, row.uom)] += row.qty
     return _to_base(connection, sums)
 
 
@@ -256,7 +272,12 @@ def _to_base(connection: Connection, sums: dict[tuple[str, str], Decimal]) -> di
 
 def project(connection: Connection, accepted: AcceptedEvents) -> None:
     """Raise and clear level and negative-stock alerts for the pairs these events touched;
-    mirror new exceptions when the events named a purchase or transfer order."""
+    mirror new exceptions when the events named a purchase or transfer order.
+
+    Four reads for the whole push, whatever its size: the touched items' balances (with
+    their base unit, quantities kept as raw micro-units so nothing is converted that is not
+    needed), their levels, their uncleared stock alerts, and the site's held-back
+    locations."""
     site_id, at = accepted.site_id, accepted.received_at
     last_at: dict[str, datetime] = {}
     keys: dict[tuple[str, str, str], datetime] = {}
@@ -266,20 +287,18 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
         keys[(event.location, event.item, event.lot or NO_LOT)] = event.occurred_at
         documents = documents or event.doc_type in ("purchase_order", "transfer_order")
     touched = sorted(last_at)
-    _levels(connection, site_id, touched, last_at, at)
-    _negative(connection, site_id, touched, keys, at)
-    if documents:
-        mirror_exceptions(connection, at)
-
-
-def _levels(
-    connection: Connection,
-    site_id: str,
-    touched: Sequence[str],
-    last_at: dict[str, datetime],
-    at: datetime,
-) -> None:
+    held_back = set(
+        connection.execute(
+            select(locations.c.code).where(
+                locations.c.site_id == site_id, locations.c.kind.in_(HELD_BACK_KINDS)
+            )
+        ).scalars()
+    )
     levels: dict[str, Any] = {}
+    held: dict[tuple[str, str, str, str], int] = {}
+    available: dict[tuple[str, str], int] = defaultdict(int)
+    base: dict[str, str | None] = {}
+    negative: dict[tuple[str, str, str], tuple[int, str]] = {}
     for chunk in _chunks(touched):
         for row in connection.execute(
             select(
@@ -289,21 +308,95 @@ def _levels(
             ).where(item_site_levels.c.site_id == site_id, item_site_levels.c.item_code.in_(chunk))
         ).all():
             levels[row.item_code] = row
-    open_rows: dict[str, Any] = {}
-    for chunk in _chunks(touched):
-        for row in connection.execute(
-            select(alerts.c.alert_id, alerts.c.kind, alerts.c.item_code).where(
+        for alert in connection.execute(
+            select(
+                alerts.c.alert_id,
+                alerts.c.kind,
+                alerts.c.location,
+                alerts.c.item_code,
+                alerts.c.lot,
+            ).where(
                 alerts.c.site_id == site_id,
                 alerts.c.item_code.in_(chunk),
-                alerts.c.kind.in_(LEVEL_KINDS),
+                alerts.c.kind.in_((*LEVEL_KINDS, AlertKind.NEGATIVE_STOCK.value)),
                 alerts.c.source == STOCK,
                 alerts.c.cleared_at.is_(None),
             )
         ).all():
-            open_rows[row.item_code] = row
+            held[(alert.kind, alert.location, alert.item_code, alert.lot)] = alert.alert_id
+        for balance in connection.execute(
+            select(
+                stock_balances.c.location,
+                stock_balances.c.item,
+                stock_balances.c.lot,
+                stock_balances.c.uom,
+                type_coerce(stock_balances.c.qty, BigInteger).label("micro"),
+                items.c.uom.label("base_uom"),
+            )
+            .outerjoin(items, items.c.item_code == stock_balances.c.item)
+            .where(stock_balances.c.site_id == site_id, stock_balances.c.item.in_(chunk))
+        ).all():
+            base[balance.item] = balance.base_uom
+            if balance.micro < 0:
+                negative[(balance.location, balance.item, balance.lot)] = (
+                    balance.micro,
+                    balance.uom,
+                )
+            if balance.location not in held_back:
+                available[(balance.item, balance.uom)] += balance.micro
+    _levels(connection, site_id, levels, held, available, base, last_at, at)
+    _negative(connection, site_id, negative, held, keys, at)
+    if documents:
+        mirror_exceptions(connection, at)
+
+
+def _on_hand(
+    connection: Connection,
+    wanted: Iterable[str],
+    available: dict[tuple[str, str], int],
+    base: dict[str, str | None],
+) -> dict[str, Decimal]:
+    """Available micro-units per (item, unit) → base-unit decimals for ``wanted`` items."""
+    wanted = set(wanted)
+    found: dict[str, Decimal] = dict.fromkeys(wanted, Decimal(0))
+    other: dict[tuple[str, str], int] = {}
+    for (item, uom), micro in available.items():
+        if item not in wanted:
+            continue
+        if base.get(item) == uom:
+            found[item] += from_micro_units(micro)
+        else:
+            other[(item, uom)] = micro
+    if other:
+        for row in connection.execute(
+            select(item_units.c.item_code, item_units.c.uom, item_units.c.factor).where(
+                item_units.c.item_code.in_(sorted({item for item, _uom in other}))
+            )
+        ).all():
+            amount = other.get((row.item_code, row.uom))
+            if amount is not None:
+                found[row.item_code] += from_micro_units(amount) * row.factor
+    return {code: plain(qty.quantize(MICRO)) for code, qty in found.items()}
+
+
+def _levels(  # noqa: PLR0917 - the reads project() shares between the checks
+    connection: Connection,
+    site_id: str,
+    levels: dict[str, Any],
+    held: dict[tuple[str, str, str, str], int],
+    available: dict[tuple[str, str], int],
+    base: dict[str, str | None],
+    last_at: dict[str, datetime],
+    at: datetime,
+) -> None:
+    open_rows = {
+        item: (kind, alert_id)
+        for (kind, _location, item, _lot), alert_id in held.items()
+        if kind in LEVEL_KINDS
+    }
     if not levels and not open_rows:
         return
-    on_hand = site_on_hand(connection, site_id, sorted(levels))
+    on_hand = _on_hand(connection, levels, available, base)
     raised: list[dict[str, Any]] = []
     cleared: list[int] = []
     for item in sorted(set(levels) | set(open_rows)):
@@ -315,12 +408,13 @@ def _levels(
                 wanted = (AlertKind.BELOW_SAFETY.value, level.safety_stock)
             elif qty <= level.reorder_point and level.reorder_point > 0:
                 wanted = (AlertKind.BELOW_REORDER.value, level.reorder_point)
-        held = open_rows.get(item)
-        if held is not None and (wanted is None or held.kind != wanted[0]):
-            cleared.append(held.alert_id)
-            held = None
-        if wanted is not None and held is None:
+        current = open_rows.get(item)
+        if current is not None and (wanted is None or current[0] != wanted[0]):
+            cleared.append(current[1])
+            current = None
+        if wanted is not None and current is None:
             kind, threshold = wanted
+            below = kind == AlertKind.BELOW_SAFETY.value
             raised.append(
                 {
                     "kind": kind,
@@ -329,9 +423,8 @@ def _levels(
                     "item_code": item,
                     "qty": qty,
                     "threshold": threshold,
-                    "detail": f"on hand {qty} {'<' if kind == 'below_safety' else '<='} "
-                    f"{'safety stock' if kind == 'below_safety' else 'reorder point'} "
-                    f"{threshold}",
+                    "detail": f"on hand {qty} {'<' if below else '<='} "
+                    f"{'safety stock' if below else 'reorder point'} {threshold}",
                     "since_at": last_at[item],
                 }
             )
@@ -339,56 +432,35 @@ def _levels(
     _raise(connection, raised, at)
 
 
-def _negative(
+def _negative(  # noqa: PLR0917 - the reads project() shares between the checks
     connection: Connection,
     site_id: str,
-    touched: Sequence[str],
+    negative: dict[tuple[str, str, str], tuple[int, str]],
+    held: dict[tuple[str, str, str, str], int],
     keys: dict[tuple[str, str, str], datetime],
     at: datetime,
 ) -> None:
-    negative: dict[tuple[str, str, str], Any] = {}
-    held: dict[tuple[str, str, str], int] = {}
-    for chunk in _chunks(touched):
-        for row in connection.execute(
-            select(
-                stock_balances.c.location,
-                stock_balances.c.item,
-                stock_balances.c.lot,
-                stock_balances.c.qty,
-                stock_balances.c.uom,
-            ).where(
-                stock_balances.c.site_id == site_id,
-                stock_balances.c.item.in_(chunk),
-                stock_balances.c.qty < 0,
-            )
-        ).all():
-            negative[(row.location, row.item, row.lot)] = row
-        for held_row in connection.execute(
-            select(alerts.c.alert_id, alerts.c.location, alerts.c.item_code, alerts.c.lot).where(
-                alerts.c.site_id == site_id,
-                alerts.c.item_code.in_(chunk),
-                alerts.c.kind == AlertKind.NEGATIVE_STOCK.value,
-                alerts.c.source == STOCK,
-                alerts.c.cleared_at.is_(None),
-            )
-        ).all():
-            held[(held_row.location, held_row.item_code, held_row.lot)] = held_row.alert_id
-    cleared = [alert_id for key, alert_id in held.items() if key in keys and key not in negative]
+    kind = AlertKind.NEGATIVE_STOCK.value
+    cleared = [
+        alert_id
+        for (held_kind, *key), alert_id in held.items()
+        if held_kind == kind and tuple(key) in keys and tuple(key) not in negative
+    ]
     raised = [
         {
-            "kind": AlertKind.NEGATIVE_STOCK.value,
+            "kind": kind,
             "source_id": f"{site_id}/{key[0]}/{key[1]}/{key[2]}",
             "site_id": site_id,
             "location": key[0],
             "item_code": key[1],
             "lot": key[2],
-            "qty": row.qty,
+            "qty": from_micro_units(micro),
             "threshold": Decimal(0),
-            "detail": f"balance {row.qty} {row.uom} at {key[0]}",
+            "detail": f"balance {from_micro_units(micro)} {uom} at {key[0]}",
             "since_at": keys[key],
         }
-        for key, row in sorted(negative.items())
-        if key not in held and key in keys
+        for key, (micro, uom) in sorted(negative.items())
+        if key in keys and (kind, *key) not in held
     ]
     _clear(connection, cleared, at)
     _raise(connection, raised, at)
