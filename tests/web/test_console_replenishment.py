@@ -89,20 +89,25 @@ def test_inbox_page_assigns_and_resolves(master: TestClient) -> None:  # noqa: F
     page = manager.get("/console/alerts")
     assert page.status_code == 200
     assert "负库存" in page.text
+    alert_id = re.search(r"/alerts/assign\?id=(\d+)", page.text).group(1)  # type: ignore[union-attr]
     assign = hidden(page.text, "/alerts/assign?")
     answer = manager.post(
-        "/console/alerts/assign?id=1", data={**assign, "owner": "mgr"}, headers=htmx(manager)
+        f"/console/alerts/assign?id={alert_id}",
+        data={**assign, "owner": "mgr"},
+        headers=htmx(manager),
     )
     assert answer.headers["HX-Redirect"] == "/console/alerts"
     # The resolve form still carries version 1: the page is stale now, so it is refused.
     resolve = hidden(page.text, "/alerts/resolve?")
     stale = manager.post(
-        "/console/alerts/resolve?id=1", data={**resolve, "resolution": "x"}, headers=htmx(manager)
+        f"/console/alerts/resolve?id={alert_id}",
+        data={**resolve, "resolution": "x"},
+        headers=htmx(manager),
     )
     assert stale.status_code == 412
     fresh = hidden(manager.get("/console/alerts").text, "/alerts/resolve?")
     done = manager.post(
-        "/console/alerts/resolve?id=1",
+        f"/console/alerts/resolve?id={alert_id}",
         data={**fresh, "resolution": "补录入库"},
         headers=htmx(manager),
     )
@@ -112,5 +117,5 @@ def test_inbox_page_assigns_and_resolves(master: TestClient) -> None:  # noqa: F
     assert "mgr" in resolved
     clerk = browser(master.app, "clerk1", lang="en")  # type: ignore[arg-type]
     assert "Negative stock" in clerk.get("/console/alerts?status=resolved").text
-    refused = clerk.post("/console/alerts/resolve?id=1", data=fresh, headers=htmx(clerk))
+    refused = clerk.post(f"/console/alerts/resolve?id={alert_id}", data=fresh, headers=htmx(clerk))
     assert refused.status_code == 403
