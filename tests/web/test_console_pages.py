@@ -196,6 +196,11 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/price-lists/edit"): "price_list.write",
         ("POST", "/console/price-lists/edit"): "price_list.write",
         ("GET", "/console/availability"): "stock.read",
+        ("GET", "/console/replenishment"): "replenishment.read",
+        ("POST", "/console/replenishment/draft-po"): "purchase_order.create",
+        ("GET", "/console/alerts"): "alert.read",
+        ("POST", "/console/alerts/assign"): "alert.manage",
+        ("POST", "/console/alerts/resolve"): "alert.manage",
     }
 
 
@@ -245,6 +250,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
     ]
     sales = ["/console/sales-orders", "/console/price-lists", "/console/availability"]
     master = ["/console/items", "/console/items/new", "/console/categories", "/console/partners"]
+    stock = ["/console/replenishment", "/console/alerts"]
     assert menu("boss") == [
         *master,
         "/console/sites",
@@ -254,6 +260,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/transfer",
         "/console/users",
         "/console/roles",
+        *stock,
     ]
     assert menu("buyer") == [
         *master,
@@ -262,6 +269,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         *purchasing,
         "/console/availability",
         "/console/transfer",
+        *stock,
     ]
     assert menu("clerk") == [
         "/console/items",
@@ -274,10 +282,11 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/purchase-returns",
         "/console/sales-orders",
         "/console/availability",
+        "/console/alerts",
     ]
-    # the purchasing and sales entries are drop-downs (a click opens them, never a hover)
+    # the purchasing, sales and stock entries are drop-downs (a click, never a hover)
     boss = browser(app, "boss", lang="en").get("/console/items").text
-    assert boss.count("<details>") == 2
+    assert boss.count("<details>") == 3
 
 
 def test_a_clerks_pages_hold_no_financial_figure(app: FastAPI) -> None:
