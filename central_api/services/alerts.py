@@ -171,13 +171,9 @@ def _raise(connection: Connection, rows: list[dict[str, Any]], at: datetime) -> 
                     "threshold": None,
                     "since_at": None,
                     **row,
+                    # cleared_at, owner, resolution, resolved_*: NULL, not bound per row
                     "raised_at": at,
-                    "cleared_at": None,
                     "status": AlertStatus.OPEN.value,
-                    "owner": None,
-                    "resolution": None,
-                    "resolved_by": None,
-                    "resolved_at": None,
                     "version": 1,
                     "updated_at": at,
                 }
@@ -279,13 +275,13 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
     needed), their levels, their uncleared stock alerts, and the site's held-back
     locations."""
     site_id, at = accepted.site_id, accepted.received_at
-    last_at: dict[str, datetime] = {}
-    keys: dict[tuple[str, str, str], datetime] = {}
-    documents = False
-    for event in accepted.events:
-        last_at[event.item] = event.occurred_at
-        keys[(event.location, event.item, event.lot or NO_LOT)] = event.occurred_at
-        documents = documents or event.doc_type in ("purchase_order", "transfer_order")
+    events = accepted.events
+    # Comprehensions: this pass over every event is a third of the projection otherwise.
+    last_at = {event.item: event.occurred_at for event in events}
+    keys = {
+        (event.location, event.item, event.lot or NO_LOT): event.occurred_at for event in events
+    }
+    documents = any(event.doc_type in ("purchase_order", "transfer_order") for event in events)
     touched = sorted(last_at)
     held_back = set(
         connection.execute(
