@@ -95,6 +95,18 @@ VALUATION = f"{API_ROOT}/valuation"
 AUDIT = f"{API_ROOT}/audit"
 """``GET``: the audit log, filtered and paged; ``/audit.csv`` exports it (auditors)."""
 AUDIT_CSV = f"{API_ROOT}/audit.csv"
+REPLENISHMENT_PARAMS = f"{API_ROOT}/replenishment/params"
+"""``GET ?site_id=``, ``PUT`` (bulk): safety stock, reorder point and quantity, lead time,
+preferred supplier per (site, item)."""
+REPLENISHMENT_SUGGESTIONS = f"{API_ROOT}/replenishment/suggestions"
+"""``GET ?site_id=``: suggested purchase orders by supplier; ``/draft-po`` makes one a draft."""
+EXPIRY_ALERT_DAYS = f"{API_ROOT}/replenishment/expiry-days"
+"""Expiry alert bands per category (30/60/90 by default), ``/{category_code}``."""
+ALERTS = f"{API_ROOT}/alerts"
+"""The alerts and exceptions inbox, ``/{id}``, ``/{id}/assign``, ``/{id}/resolve``,
+``/evaluate-expiry``."""
+STOCK_NEGATIVE = f"{API_ROOT}/stock/negative"
+"""``GET ?site_id=``: balances below zero and since when."""
 
 
 def below_api_root(path: str) -> str:

@@ -17,6 +17,7 @@ from central_api.api.routes import (
     receivables,
     receiving,
     reference,
+    replenishment,
     sales,
     shipping,
     stock,
@@ -27,6 +28,8 @@ from central_api.api.routes import (
 api_router = APIRouter()
 api_router.include_router(sync.router)
 api_router.include_router(sales.available_router)
+for replenishment_router in replenishment.routers:
+    api_router.include_router(replenishment_router)
 api_router.include_router(stock.router)
 api_router.include_router(valuation.router)
 api_router.include_router(items.router)

@@ -73,6 +73,7 @@ from central_api.models.purchasing import (
     supplier_invoice_lines,
     supplier_invoices,
 )
+from central_api.models.replenishment import alerts, expiry_alert_days, item_site_supply
 from central_api.models.sales import (
     customer_payments,
     customer_return_lines,
@@ -93,6 +94,7 @@ from central_api.models.valuation import valuation_entries, valuation_layers, va
 __all__ = [
     "NO_LOT",
     "MicroUnits",
+    "alerts",
     "audit_head",
     "audit_log",
     "auth_signing_key",
@@ -105,11 +107,13 @@ __all__ = [
     "customer_return_lines",
     "customer_returns",
     "edge_qc_decisions",
+    "expiry_alert_days",
     "feed_counter",
     "from_micro_units",
     "idempotency_keys",
     "item_barcodes",
     "item_site_levels",
+    "item_site_supply",
     "item_units",
     "items",
     "ledger_events",

@@ -126,6 +126,12 @@ ALL_ACTIONS: dict[str, str] = {
     "sales_invoice.create": "invoice shipments",
     "sales_invoice.payment": "record payments received against sales invoices",
     "receivable.read": "read receivables ageing (with the financial field group)",
+    "replenishment.read": "read planning parameters, suggested purchase orders and the "
+    "negative-stock report (of the user's sites)",
+    "replenishment.write": "set safety stock, reorder point and quantity, lead time and "
+    "preferred supplier per site; expiry alert bands per category",
+    "alert.read": "read the alerts and exceptions inbox (of the user's sites)",
+    "alert.manage": "assign and resolve alerts; run the expiry evaluation",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

@@ -83,7 +83,7 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
     rules = {}
     for route in api_routes(app):
         path = route.path_format
-        if path.startswith("/api/") or path == "/healthz":
+        if path.startswith("/api/") or path in ("/healthz", "/readyz", "/metrics"):
             continue
         rule = route_rule(route)
         assert rule is not None, path
@@ -250,6 +250,11 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/count/entry"): "stock_count.count",
         ("POST", "/console/count/entry"): "stock_count.count",
         ("POST", "/console/count/submit"): "stock_count.count",
+        ("GET", "/console/replenishment"): "replenishment.read",
+        ("POST", "/console/replenishment/draft-po"): "purchase_order.create",
+        ("GET", "/console/alerts"): "alert.read",
+        ("POST", "/console/alerts/assign"): "alert.manage",
+        ("POST", "/console/alerts/resolve"): "alert.manage",
     }
 
 
@@ -310,6 +315,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
     master = ["/console/items", "/console/items/new", "/console/categories", "/console/partners"]
     movements = ["/console/other-receipts", "/console/other-issues", "/console/write-offs"]
     stock = [*movements, "/console/transfers", "/console/stock-counts", "/console/count"]
+    planning = ["/console/replenishment", "/console/alerts"]
     assert menu("boss") == [
         *master,
         "/console/sites",
@@ -317,6 +323,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         *purchasing,
         *sales,
         *stock,
+        *planning,
         "/console/transfer",
         "/console/users",
         "/console/roles",
@@ -327,6 +334,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/reference",
         *purchasing,
         "/console/availability",
+        *planning,
         "/console/transfer",
     ]
     assert menu("clerk") == [
@@ -346,6 +354,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         *movements,
         "/console/transfers",
         "/console/count",
+        "/console/alerts",
     ]
     # the purchasing, sales and stock entries are drop-downs (a click opens them, never a
     # hover)

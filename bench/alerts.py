@@ -1,0 +1,168 @@
+"""What the alerts projection adds to ingest (issue 16: "alert evaluation after a batch of
+5,000 events adds under 10 % to the ingest time").
+
+The events of ``bench/sync.py`` (one site, 300 items; receipts, sales, transfers, counts;
+many items go below zero, so negative-stock alerts are raised and cleared all along) are
+pushed through the real ``ingest_batch`` into two fresh databases of the same kind, batch
+by batch in alternation so both run under the same load: the baseline with the app's
+projections but ``alerts``, the other with all of them. Every item has safety stock and a
+reorder point at the site in both, so the level check reads balances as in production.
+Printed: total ingest seconds of each and the difference in percent; and, steadier on a
+loaded machine, the seconds spent inside the projection (timed around it) over the rest of
+the same pushes' ingest time.
+
+    .venv/bin/python bench/alerts.py --events 50000 --database both
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import Connection, Engine, func, insert, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import sync as sync_bench
+from common import ROOT, cli, console, progress_bars
+
+from central_api.core.db import create_db_engine, write_transaction
+from central_api.models import alerts, item_site_levels, items
+from central_api.services import alerts as alerts_module
+from central_api.services.ingest import ingest_batch
+from central_api.services.projections import AcceptedEvents, Projections, built_in_projections
+from jxc.contract import PushBatch
+
+app = cli(__doc__)
+
+
+def _levels(engine: Engine, codes: list[str]) -> None:
+    """The items and their levels at the site: safety 10, reorder point 30, qty 100."""
+    now = datetime.now(UTC)
+    with engine.connect() as connection, write_transaction(connection):
+        connection.execute(
+            insert(items),
+            [
+                {
+                    "item_code": code,
+                    "name": code,
+                    "uom": "pcs",
+                    "active": True,
+                    "version": 1,
+                    "updated_at": now,
+                }
+                for code in codes
+            ],
+        )
+        connection.execute(
+            insert(item_site_levels),
+            [
+                {
+                    "site_id": sync_bench.SITE,
+                    "item_code": code,
+                    "safety_stock": Decimal(10),
+                    "reorder_point": Decimal(30),
+                    "reorder_qty": Decimal(100),
+                    "version": 1,
+                    "updated_at": now,
+                }
+                for code in codes
+            ],
+        )
+
+
+SPENT = {"alerts": 0.0}
+"""Seconds inside the alerts projection itself (timed around it, in the "with" database)."""
+
+
+def _timed_alerts(connection: Connection, accepted: AcceptedEvents) -> None:
+    started = time.perf_counter()
+    alerts_module.project(connection, accepted)
+    SPENT["alerts"] += time.perf_counter() - started
+
+
+def _push(engine: Engine, batch: PushBatch, projections: Projections) -> float:
+    gc.collect()
+    with engine.connect() as connection:
+        started = time.perf_counter()
+        ingest_batch(
+            connection=connection,
+            batch=batch,
+            received_at=datetime.now(UTC),
+            projections=projections,
+        )
+        return time.perf_counter() - started
+
+
+@app.command()
+def main(
+    events: Annotated[int, typer.Option(min=5000, help="events in all")] = 50_000,
+    database: Annotated[
+        sync_bench.Database, typer.Option(help="sqlite, postgresql or both")
+    ] = sync_bench.Database.BOTH,
+    postgres_url: Annotated[str, typer.Option()] = "postgresql://postgres@127.0.0.1:5432/test",
+    seed: Annotated[int, typer.Option()] = 3,
+) -> None:
+    """Ingest with and without the alerts projection, alternating batch by batch."""
+    workdir = ROOT / "var" / "bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    with progress_bars() as progress:
+        built = sync_bench.build_events(events, seed=seed, progress=progress)
+    batches = sync_bench.batches_of(built, 5000)
+    codes = sorted({event.item for event in built})
+    without = built_in_projections()
+    without.remove(alerts_module.NAME)
+    with_alerts = built_in_projections()
+    with_alerts.remove(alerts_module.NAME)
+    with_alerts.add(alerts_module.NAME, _timed_alerts)
+    kinds = (
+        [sync_bench.Database.SQLITE, sync_bench.Database.POSTGRESQL]
+        if database is sync_bench.Database.BOTH
+        else [database]
+    )
+    for kind in kinds:
+        with (
+            sync_bench.scratch_database(
+                kind, name=f"alerts-base-{kind}", workdir=workdir, admin_url=postgres_url
+            ) as base_url,
+            sync_bench.scratch_database(
+                kind, name=f"alerts-with-{kind}", workdir=workdir, admin_url=postgres_url
+            ) as with_url,
+        ):
+            base, other = create_db_engine(base_url), create_db_engine(with_url)
+            SPENT["alerts"] = 0.0
+            try:
+                _levels(base, codes)
+                _levels(other, codes)
+                base_s = with_s = 0.0
+                for number, batch in enumerate(batches):
+                    # Alternate which goes first, so neither always meets a warmer cache.
+                    if number % 2:
+                        with_s += _push(other, batch, with_alerts)
+                        base_s += _push(base, batch, without)
+                    else:
+                        base_s += _push(base, batch, without)
+                        with_s += _push(other, batch, with_alerts)
+                with other.connect() as connection:
+                    raised = connection.execute(select(func.count()).select_from(alerts)).scalar()
+            finally:
+                base.dispose()
+                other.dispose()
+        inside = SPENT["alerts"]
+        console.print(
+            f"{kind}: {events} events in {len(batches)} pushes of 5000; ingest without alerts "
+            f"{base_s:.2f} s, with alerts {with_s:.2f} s: +{(with_s / base_s - 1) * 100:.1f} % "
+            f"between the databases; inside the projection {inside:.2f} s = "
+            f"{inside / (with_s - inside) * 100:.1f} % of the rest of that ingest "
+            f"({raised} alerts raised)"
+        )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,930 @@
+"""The alerts inbox (预警与例外): stock alerts raised and cleared by the stock itself, the
+exceptions other modules raise, one table, each with an owner and a resolution.
+
+Kinds central raises (``source = 'stock'``):
+
+* ``below_safety``: a site's on-hand of an item is below its safety stock;
+  ``below_reorder``: it is at or below the reorder point but not below safety stock.
+  One of the two at a time per (site, item): crossing from one band to the other clears
+  the first and raises the second. Evaluated by the :func:`project` projection for the
+  (site, item) pairs a push or a central document touches, in that transaction: a pair no
+  event touched cannot have crossed anything.
+* ``negative_stock``: a balance key (site, location, item, lot) below zero, raised by the
+  same projection (only edge facts can do that: central refuses such documents), with
+  ``since_at`` the time the crossing event happened at the edge.
+* ``expiry``: a lot on hand within one of its category's bands (30/60/90 days by default;
+  ``threshold`` is the band, 0 = expired). Time moves the band, not events, so it is
+  evaluated by :func:`evaluate_expiry`, called with the day to judge by (a scheduled job
+  passes today; tests pass a fixed day).
+
+A condition that ends is *cleared* (``cleared_at``) by the evaluation; a person *resolves*
+an alert (``resolution``), cleared or not. At most one uncleared stock alert exists per key
+(a partial unique index), so a condition that persists is one alert, not one per push.
+
+Exceptions other modules already keep (receiving's ``purchase_exceptions``, transfer
+arrival's ``transfer_exceptions``) stay where they are, with their own commands; the
+projection *mirrors* each new open one into the inbox (``source`` names its table,
+``source_id`` its id), so the inbox has everything with one owner and resolution.
+Resolving a mirrored row resolves the exception itself in the same transaction; an
+exception resolved at its own route shows as resolved in the inbox (read through).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    String,
+    and_,
+    cast,
+    exists,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
+
+from central_api.errors import ConflictError, InvalidError
+from central_api.models.base import from_micro_units
+from central_api.models.inventory import transfer_exceptions, transfer_orders
+from central_api.models.items import items
+from central_api.models.master import categories, item_site_levels, item_units, locations
+from central_api.models.people import users
+from central_api.models.purchasing import purchase_exceptions
+from central_api.models.replenishment import alerts, expiry_alert_days
+from central_api.models.stock import NO_LOT, stock_balances
+from central_api.services.audit import AuditContext
+from central_api.services.central_events import ledger_union
+from central_api.services.documents import (
+    UnknownDocumentError,
+    check_version,
+    document_write,
+    plain,
+    site_conditions,
+    utc,
+)
+from central_api.services.feed import read_snapshot
+from central_api.services.idempotency import IdempotencyClaim
+from central_api.services.projections import AcceptedEvents
+
+NAME = "alerts"
+STOCK = "stock"
+PURCHASE_EXCEPTION = "purchase_exception"
+TRANSFER_EXCEPTION = "transfer_exception"
+DEFAULT_EXPIRY_DAYS: tuple[int, ...] = (30, 60, 90)
+HELD_BACK_KINDS = ("quarantine", "damaged", "in_transit")
+"""Locations whose stock is not available to sell, so does not hold stock above safety."""
+CHUNK = 500
+MICRO = Decimal("0.000001")
+MAX_PAGE = 500
+
+
+class AlertKind(StrEnum):
+    BELOW_SAFETY = "below_safety"
+    BELOW_REORDER = "below_reorder"
+    NEGATIVE_STOCK = "negative_stock"
+    EXPIRY = "expiry"
+
+
+class AlertStatus(StrEnum):
+    OPEN = "open"
+    CLEARED = "cleared"
+    RESOLVED = "resolved"
+
+
+LEVEL_KINDS = (AlertKind.BELOW_SAFETY.value, AlertKind.BELOW_REORDER.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    alert_id: int
+    kind: str
+    source: str
+    source_id: str
+    site_id: str
+    item_code: str
+    location: str
+    lot: str
+    qty: Decimal | None
+    threshold: Decimal | None
+    detail: str
+    since_at: datetime | None
+    raised_at: datetime
+    cleared_at: datetime | None
+    status: str
+    owner: str | None
+    resolution: str | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    version: int
+
+
+def _alert(row: Any) -> Alert:
+    return Alert(
+        alert_id=row.alert_id,
+        kind=row.kind,
+        source=row.source,
+        source_id=row.source_id,
+        site_id=row.site_id,
+        item_code=row.item_code,
+        location=row.location,
+        lot=row.lot,
+        qty=row.qty,
+        threshold=row.threshold,
+        detail=row.detail,
+        since_at=utc(row.since_at),
+        raised_at=utc(row.raised_at) or row.raised_at,
+        cleared_at=utc(row.cleared_at),
+        status=row.status,
+        owner=row.owner,
+        resolution=row.resolution,
+        resolved_by=row.resolved_by,
+        resolved_at=utc(row.resolved_at),
+        version=row.version,
+    )
+
+
+def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+def _raise(connection: Connection, rows: list[dict[str, Any]], at: datetime) -> None:
+    if rows:
+        connection.execute(
+            insert(alerts),
+            [
+                {
+                    "source": STOCK,
+                    "location": "",
+                    "lot": NO_LOT,
+                    "qty": None,
+                    "threshold": None,
+                    "since_at": None,
+                    **row,
+                    # cleared_at, owner, resolution, resolved_*: NULL, not bound per row
+                    "raised_at": at,
+                    "status": AlertStatus.OPEN.value,
+                    "version": 1,
+                    "updated_at": at,
+                }
+                for row in rows
+            ],
+        )
+
+
+def _clear(connection: Connection, ids: Sequence[int], at: datetime) -> None:
+    """The condition ended: an open alert becomes ``cleared``; a resolved one keeps its
+    resolution and only gains ``cleared_at``."""
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        connection.execute(
+            update(alerts)
+            .where(alerts.c.alert_id.in_(chunk), alerts.c.cleared_at.is_(None))
+            .values(
+                cleared_at=at,
+                status=func.coalesce(
+                    func.nullif(alerts.c.status, AlertStatus.OPEN.value),
+                    AlertStatus.CLEARED.value,
+                ),
+                version=alerts.c.version + 1,
+                updated_at=at,
+            )
+        )
+
+
+# --- stock on hand, in the base unit -------------------------------------------------------
+
+
+def site_on_hand(
+    connection: Connection, site_id: str, item_codes: Sequence[str]
+) -> dict[str, Decimal]:
+    """Available on-hand per item at the site in its base unit: every balance but those in
+    quarantine, damaged or in-transit locations. A balance in a unit the item does not
+    have (an edge's mistake) cannot be converted and is left out."""
+    held = set(
+        connection.execute(
+            select(locations.c.code).where(
+                locations.c.site_id == site_id, locations.c.kind.in_(HELD_BACK_KINDS)
+            )
+        ).scalars()
+    )
+    sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for chunk in _chunks(item_codes):
+        # Summed by the database: one row (and one decimal conversion) per item and unit.
+        query = (
+            select(stock_balances.c.item, stock_balances.c.uom)
+            .add_columns(func.sum(stock_balances.c.qty).label("qty"))
+            .where(stock_balances.c.site_id == site_id, stock_balances.c.item.in_(chunk))
+            .group_by(stock_balances.c.item, stock_balances.c.uom)
+        )
+        if held:
+            query = query.where(stock_balances.c.location.not_in(sorted(held)))
+        for row in connection.execute(query).all():
+            sums[(row.item, row.uom)] += row.qty
+    return _to_base(connection, sums)
+
+
+def _to_base(connection: Connection, sums: dict[tuple[str, str], Decimal]) -> dict[str, Decimal]:
+    codes = sorted({item for item, _uom in sums})
+    base: dict[str, str] = {}
+    for chunk in _chunks(codes):
+        base.update(
+            connection.execute(
+                select(items.c.item_code, items.c.uom).where(items.c.item_code.in_(chunk))
+            )
+            .tuples()
+            .all()
+        )
+    other = sorted({item for item, uom in sums if base.get(item) != uom})
+    factors: dict[tuple[str, str], Decimal] = {}
+    for chunk in _chunks(other):
+        for row in connection.execute(
+            select(item_units.c.item_code, item_units.c.uom, item_units.c.factor).where(
+                item_units.c.item_code.in_(chunk)
+            )
+        ).all():
+            factors[(row.item_code, row.uom)] = row.factor
+    found: dict[str, Decimal] = {code: Decimal(0) for code in codes}
+    for (item, uom), qty in sums.items():
+        if base.get(item) == uom:
+            found[item] += qty
+        elif (item, uom) in factors:
+            found[item] += qty * factors[(item, uom)]
+    return {code: plain(qty.quantize(MICRO)) for code, qty in found.items()}
+
+
+# --- the projection: levels and negative stock for what a push touched ---------------------
+
+
+def project(connection: Connection, accepted: AcceptedEvents) -> None:
+    """Raise and clear level and negative-stock alerts for the pairs these events touched;
+    mirror new exceptions when the events named a purchase or transfer order.
+
+    Four reads for the whole push, whatever its size: the touched items' balances (with
+    their base unit, quantities kept as raw micro-units so nothing is converted that is not
+    needed), their levels, their uncleared stock alerts, and the site's held-back
+    locations."""
+    site_id, at = accepted.site_id, accepted.received_at
+    events = accepted.events
+    # Comprehensions: this pass over every event is a third of the projection otherwise.
+    last_at = {event.item: event.occurred_at for event in events}
+    keys = {
+        (event.location, event.item, event.lot or NO_LOT): event.occurred_at for event in events
+    }
+    documents = any(event.doc_type in ("purchase_order", "transfer_order") for event in events)
+    touched = sorted(last_at)
+    held_back = set(
+        connection.execute(
+            select(locations.c.code).where(
+                locations.c.site_id == site_id, locations.c.kind.in_(HELD_BACK_KINDS)
+            )
+        ).scalars()
+    )
+    levels: dict[str, Any] = {}
+    held: dict[tuple[str, str, str, str], int] = {}
+    available: dict[tuple[str, str], int] = defaultdict(int)
+    base: dict[str, str | None] = {}
+    negative: dict[tuple[str, str, str], tuple[int, str]] = {}
+    for chunk in _chunks(touched):
+        for row in connection.execute(
+            select(
+                item_site_levels.c.item_code,
+                item_site_levels.c.safety_stock,
+                item_site_levels.c.reorder_point,
+            ).where(item_site_levels.c.site_id == site_id, item_site_levels.c.item_code.in_(chunk))
+        ).all():
+            levels[row.item_code] = row
+        for alert in connection.execute(
+            select(
+                alerts.c.alert_id,
+                alerts.c.kind,
+                alerts.c.location,
+                alerts.c.item_code,
+                alerts.c.lot,
+            ).where(
+                alerts.c.site_id == site_id,
+                alerts.c.item_code.in_(chunk),
+                alerts.c.kind.in_((*LEVEL_KINDS, AlertKind.NEGATIVE_STOCK.value)),
+                alerts.c.source == STOCK,
+                alerts.c.cleared_at.is_(None),
+            )
+        ).all():
+            held[(alert.kind, alert.location, alert.item_code, alert.lot)] = alert.alert_id
+        for balance in connection.execute(
+            select(
+                stock_balances.c.location,
+                stock_balances.c.item,
+                stock_balances.c.lot,
+                stock_balances.c.uom,
+                type_coerce(stock_balances.c.qty, BigInteger).label("micro"),
+                items.c.uom.label("base_uom"),
+            )
+            .outerjoin(items, items.c.item_code == stock_balances.c.item)
+            .where(stock_balances.c.site_id == site_id, stock_balances.c.item.in_(chunk))
+        ).all():
+            base[balance.item] = balance.base_uom
+            if balance.micro < 0:
+                negative[(balance.location, balance.item, balance.lot)] = (
+                    balance.micro,
+                    balance.uom,
+                )
+            if balance.location not in held_back:
+                available[(balance.item, balance.uom)] += balance.micro
+    _levels(connection, site_id, levels, held, available, base, last_at, at)
+    _negative(connection, site_id, negative, held, keys, at)
+    if documents:
+        mirror_exceptions(connection, at)
+
+
+def _on_hand(
+    connection: Connection,
+    wanted: Iterable[str],
+    available: dict[tuple[str, str], int],
+    base: dict[str, str | None],
+) -> dict[str, Decimal]:
+    """Available micro-units per (item, unit) → base-unit decimals for ``wanted`` items."""
+    wanted = set(wanted)
+    found: dict[str, Decimal] = dict.fromkeys(wanted, Decimal(0))
+    other: dict[tuple[str, str], int] = {}
+    for (item, uom), micro in available.items():
+        if item not in wanted:
+            continue
+        if base.get(item) == uom:
+            found[item] += from_micro_units(micro)
+        else:
+            other[(item, uom)] = micro
+    if other:
+        for row in connection.execute(
+            select(item_units.c.item_code, item_units.c.uom, item_units.c.factor).where(
+                item_units.c.item_code.in_(sorted({item for item, _uom in other}))
+            )
+        ).all():
+            amount = other.get((row.item_code, row.uom))
+            if amount is not None:
+                found[row.item_code] += from_micro_units(amount) * row.factor
+    return {code: plain(qty.quantize(MICRO)) for code, qty in found.items()}
+
+
+def _levels(  # noqa: PLR0917 - the reads project() shares between the checks
+    connection: Connection,
+    site_id: str,
+    levels: dict[str, Any],
+    held: dict[tuple[str, str, str, str], int],
+    available: dict[tuple[str, str], int],
+    base: dict[str, str | None],
+    last_at: dict[str, datetime],
+    at: datetime,
+) -> None:
+    open_rows = {
+        item: (kind, alert_id)
+        for (kind, _location, item, _lot), alert_id in held.items()
+        if kind in LEVEL_KINDS
+    }
+    if not levels and not open_rows:
+        return
+    on_hand = _on_hand(connection, levels, available, base)
+    raised: list[dict[str, Any]] = []
+    cleared: list[int] = []
+    for item in sorted(set(levels) | set(open_rows)):
+        wanted: tuple[str, Decimal] | None = None
+        level = levels.get(item)
+        qty = on_hand.get(item, Decimal(0))
+        if level is not None:
+            if qty < level.safety_stock:
+                wanted = (AlertKind.BELOW_SAFETY.value, level.safety_stock)
+            elif qty <= level.reorder_point and level.reorder_point > 0:
+                wanted = (AlertKind.BELOW_REORDER.value, level.reorder_point)
+        current = open_rows.get(item)
+        if current is not None and (wanted is None or current[0] != wanted[0]):
+            cleared.append(current[1])
+            current = None
+        if wanted is not None and current is None:
+            kind, threshold = wanted
+            below = kind == AlertKind.BELOW_SAFETY.value
+            raised.append(
+                {
+                    "kind": kind,
+                    "source_id": f"{site_id}/{item}",
+                    "site_id": site_id,
+                    "item_code": item,
+                    "qty": qty,
+                    "threshold": threshold,
+                    "detail": f"on hand {qty} {'<' if below else '<='} "
+                    f"{'safety stock' if below else 'reorder point'} {threshold}",
+                    "since_at": last_at[item],
+                }
+            )
+    _clear(connection, cleared, at)
+    _raise(connection, raised, at)
+
+
+def _negative(  # noqa: PLR0917 - the reads project() shares between the checks
+    connection: Connection,
+    site_id: str,
+    negative: dict[tuple[str, str, str], tuple[int, str]],
+    held: dict[tuple[str, str, str, str], int],
+    keys: dict[tuple[str, str, str], datetime],
+    at: datetime,
+) -> None:
+    kind = AlertKind.NEGATIVE_STOCK.value
+    cleared = [
+        alert_id
+        for (held_kind, *key), alert_id in held.items()
+        if held_kind == kind and tuple(key) in keys and tuple(key) not in negative
+    ]
+    raised = [
+        {
+            "kind": kind,
+            "source_id": f"{site_id}/{key[0]}/{key[1]}/{key[2]}",
+            "site_id": site_id,
+            "location": key[0],
+            "item_code": key[1],
+            "lot": key[2],
+            "qty": from_micro_units(micro),
+            "threshold": Decimal(0),
+            "detail": f"balance {from_micro_units(micro)} {uom} at {key[0]}",
+            "since_at": keys[key],
+        }
+        for key, (micro, uom) in sorted(negative.items())
+        if key in keys and (kind, *key) not in held
+    ]
+    _clear(connection, cleared, at)
+    _raise(connection, raised, at)
+
+
+def mirror_exceptions(connection: Connection, at: datetime) -> int:
+    """Put every open purchase or transfer exception not yet in the inbox into it."""
+    del at  # a mirrored row keeps the exception's own raised_at
+    mirrored = 0
+    purchase = purchase_exceptions.c
+    rows = connection.execute(
+        select(purchase_exceptions).where(
+            purchase.status == "open",
+            ~exists().where(
+                alerts.c.source == PURCHASE_EXCEPTION,
+                alerts.c.source_id == cast(purchase.exception_id, String),
+            ),
+        )
+    ).all()
+    new = [
+        {
+            "kind": row.kind,
+            "source": PURCHASE_EXCEPTION,
+            "source_id": str(row.exception_id),
+            "site_id": row.site_id,
+            "item_code": "",
+            "qty": row.qty,
+            "detail": (f"{row.po_id or ''} line {row.line_no or ''}: {row.detail}")[:1000],
+            "since_at": row.raised_at,
+            "raised_at": row.raised_at,
+        }
+        for row in rows
+    ]
+    transfer = transfer_exceptions.c
+    rows = connection.execute(
+        select(transfer_exceptions, transfer_orders.c.to_site)
+        .join(transfer_orders, transfer_orders.c.transfer_id == transfer.transfer_id)
+        .where(
+            transfer.status == "open",
+            ~exists().where(
+                alerts.c.source == TRANSFER_EXCEPTION,
+                alerts.c.source_id == cast(transfer.exception_id, String),
+            ),
+        )
+    ).all()
+    new += [
+        {
+            "kind": f"transfer_{row.kind}",
+            "source": TRANSFER_EXCEPTION,
+            "source_id": str(row.exception_id),
+            "site_id": row.to_site,
+            "item_code": row.item_code,
+            "lot": row.lot,
+            "qty": row.received_qty,
+            "threshold": row.shipped_qty,
+            "detail": f"transfer {row.transfer_id} line {row.line_no}: shipped "
+            f"{row.shipped_qty}, received {row.received_qty}",
+            "since_at": row.raised_at,
+            "raised_at": row.raised_at,
+        }
+        for row in rows
+    ]
+    for row in new:
+        _raise(connection, [row], row["raised_at"])
+        mirrored += 1
+    return mirrored
+
+
+# --- expiry: judged by a clock ---------------------------------------------------------------
+
+
+def parse_days(text: str) -> tuple[int, ...]:
+    """ "30,60,90" → (30, 60, 90): distinct whole days, 1..3650, ascending."""
+    try:
+        days = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise InvalidError(f"days: {text!r} is not a list of whole days like 30,60,90") from None
+    if not days or len(days) > 5 or days[0] < 1 or days[-1] > 3650:
+        raise InvalidError("days: one to five bands, each 1..3650 days")
+    return tuple(days)
+
+
+def _bands(connection: Connection, item_codes: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Each item's expiry bands: its category's, else the nearest ancestor's, else default."""
+    parents = dict(
+        connection.execute(select(categories.c.code, categories.c.parent_code)).tuples().all()
+    )
+    configured = {
+        code: parse_days(days)
+        for code, days in connection.execute(
+            select(expiry_alert_days.c.category_code, expiry_alert_days.c.days)
+        ).tuples()
+    }
+    found: dict[str, tuple[int, ...]] = {}
+    for chunk in _chunks(item_codes):
+        for code, own in connection.execute(
+            select(items.c.item_code, items.c.category_code).where(items.c.item_code.in_(chunk))
+        ).tuples():
+            category = own
+            seen: set[str] = set()
+            bands = DEFAULT_EXPIRY_DAYS
+            while category is not None and category not in seen:
+                if category in configured:
+                    bands = configured[category]
+                    break
+                seen.add(category)
+                category = parents.get(category)
+            found[code] = bands
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryOutcome:
+    today: date
+    lots: int
+    raised: int
+    cleared: int
+
+
+def evaluate_expiry(
+    connection: Connection, *, today: date, at: datetime, site_id: str | None = None
+) -> ExpiryOutcome:
+    """Raise, move and clear expiry alerts as of ``today``, inside the caller's write
+    transaction. A lot on hand (a positive sum over the site's locations) whose expiry is
+    within a band of its category gets one alert with that band as ``threshold`` (0 once
+    it has expired); a lot that left, or whose band changed, has its alert cleared."""
+    query = (
+        select(stock_balances.c.site_id, stock_balances.c.item, stock_balances.c.lot)
+        .add_columns(func.sum(stock_balances.c.qty).label("qty"))
+        .where(stock_balances.c.lot != NO_LOT)
+        .group_by(stock_balances.c.site_id, stock_balances.c.item, stock_balances.c.lot)
+    )
+    if site_id is not None:
+        query = query.where(stock_balances.c.site_id == site_id)
+    on_hand = {
+        (row.site_id, row.item, row.lot): row.qty
+        for row in connection.execute(query).all()
+        if row.qty > 0
+    }
+    union = ledger_union("item", "lot", "expiry").subquery()
+    expiries: dict[tuple[str, str], date] = {}
+    item_codes = sorted({item for _site, item, _lot in on_hand})
+    for chunk in _chunks(item_codes):
+        for item, lot, expiry in connection.execute(
+            select(union.c.item, union.c.lot, func.min(union.c.expiry))
+            .where(union.c.item.in_(chunk), union.c.expiry.is_not(None))
+            .group_by(union.c.item, union.c.lot)
+        ).tuples():
+            expiries[(item, lot)] = expiry
+    bands = _bands(connection, item_codes)
+    wanted: dict[tuple[str, str, str], tuple[int, date, Decimal]] = {}
+    for key, qty in on_hand.items():
+        expiry = expiries.get((key[1], key[2]))
+        if expiry is None:
+            continue
+        left = (expiry - today).days
+        if left <= 0:
+            wanted[key] = (0, expiry, qty)
+            continue
+        band = next((days for days in bands.get(key[1], DEFAULT_EXPIRY_DAYS) if left <= days), None)
+        if band is not None:
+            wanted[key] = (band, expiry, qty)
+    held_query = select(
+        alerts.c.alert_id, alerts.c.site_id, alerts.c.item_code, alerts.c.lot, alerts.c.threshold
+    ).where(
+        alerts.c.kind == AlertKind.EXPIRY.value,
+        alerts.c.source == STOCK,
+        alerts.c.cleared_at.is_(None),
+    )
+    if site_id is not None:
+        held_query = held_query.where(alerts.c.site_id == site_id)
+    held = {
+        (row.site_id, row.item_code, row.lot): row for row in connection.execute(held_query).all()
+    }
+    cleared = [
+        row.alert_id
+        for key, row in held.items()
+        if key not in wanted or Decimal(wanted[key][0]) != row.threshold
+    ]
+    raised = [
+        {
+            "kind": AlertKind.EXPIRY.value,
+            "source_id": f"{key[0]}/{key[1]}/{key[2]}",
+            "site_id": key[0],
+            "item_code": key[1],
+            "lot": key[2],
+            "qty": qty,
+            "threshold": Decimal(band),
+            "detail": f"lot {key[2]} expires {expiry.isoformat()}"
+            + (" (expired)" if band == 0 else f" (within {band} days)"),
+            "since_at": None,
+        }
+        for key, (band, expiry, qty) in sorted(wanted.items())
+        if key not in held or Decimal(band) != held[key].threshold
+    ]
+    _clear(connection, cleared, at)
+    _raise(connection, raised, at)
+    return ExpiryOutcome(today=today, lots=len(on_hand), raised=len(raised), cleared=len(cleared))
+
+
+def run_expiry_evaluation(
+    connection: Connection,
+    *,
+    today: date,
+    site_id: str | None,
+    visible: frozenset[str] | None,
+    audit: AuditContext,
+    claim: IdempotencyClaim | None = None,
+) -> ExpiryOutcome:
+    """:func:`evaluate_expiry` as a command: one transaction, idempotent, audited."""
+    conditions = site_conditions(stock_balances.c.site_id, site_id, visible)
+    del conditions  # only the 403 for a site outside the caller's scope
+    if site_id is None and visible is not None:
+        raise InvalidError("site_id: give one of your sites (you are limited to some)")
+    with document_write(connection, action="alert.evaluate_expiry", audit=audit, claim=claim) as w:
+        outcome = evaluate_expiry(connection, today=today, at=w.now, site_id=site_id)
+        w.doc_id = f"{today.isoformat()}/{site_id or '*'}"
+        w.site_id = site_id
+        w.after = {"lots": outcome.lots, "raised": outcome.raised, "cleared": outcome.cleared}
+    return outcome
+
+
+# --- the inbox --------------------------------------------------------------------------------
+
+
+def list_alerts(
+    connection: Connection,
+    *,
+    status: str | None,
+    kind: str | None,
+    site_id: str | None,
+    owner: str | None,
+    visible: frozenset[str] | None,
+    after: int | None,
+    limit: int,
+) -> tuple[list[Alert], int | None]:
+    """A page of the inbox, oldest first; mirrored exceptions read through their source."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidError(f"limit: must be within 1..{MAX_PAGE}")
+    conditions = site_conditions(alerts.c.site_id, site_id, visible)
+    if status is not None:
+        conditions.append(alerts.c.status == status)
+    if kind is not None:
+        conditions.append(alerts.c.kind == kind)
+    if owner is not None:
+        conditions.append(alerts.c.owner == owner)
+    if after is not None:
+        conditions.append(alerts.c.alert_id > after)
+    with read_snapshot(connection):
+        rows = connection.execute(
+            select(alerts).where(*conditions).order_by(alerts.c.alert_id).limit(limit + 1)
+        ).all()
+        found = _read_through(connection, [_alert(row) for row in rows[:limit]])
+    more = len(rows) > limit
+    return found, (found[-1].alert_id if more and found else None)
+
+
+def _read_through(connection: Connection, found: list[Alert]) -> list[Alert]:
+    """A mirrored exception resolved at its own route shows as resolved here too."""
+    wanted = {
+        source: [int(a.source_id) for a in found if a.source == source and a.status == "open"]
+        for source in (PURCHASE_EXCEPTION, TRANSFER_EXCEPTION)
+    }
+    resolved: dict[tuple[str, str], Any] = {}
+    for source, table in (
+        (PURCHASE_EXCEPTION, purchase_exceptions),
+        (TRANSFER_EXCEPTION, transfer_exceptions),
+    ):
+        if wanted[source]:
+            for row in connection.execute(
+                select(
+                    table.c.exception_id,
+                    table.c.resolution,
+                    table.c.resolved_by,
+                    table.c.resolved_at,
+                ).where(table.c.exception_id.in_(wanted[source]), table.c.status == "resolved")
+            ).all():
+                resolved[(source, str(row.exception_id))] = row
+    if not resolved:
+        return found
+    out: list[Alert] = []
+    for alert in found:
+        origin = resolved.get((alert.source, alert.source_id))
+        if origin is None:
+            out.append(alert)
+            continue
+        out.append(
+            replace(
+                alert,
+                status=AlertStatus.RESOLVED.value,
+                resolution=origin.resolution,
+                resolved_by=origin.resolved_by,
+                resolved_at=utc(origin.resolved_at),
+            )
+        )
+    return out
+
+
+def get_alert(connection: Connection, alert_id: int, *, visible: frozenset[str] | None) -> Alert:
+    with read_snapshot(connection):
+        row = connection.execute(select(alerts).where(alerts.c.alert_id == alert_id)).one_or_none()
+        if row is None or (visible is not None and row.site_id not in visible):
+            raise UnknownDocumentError("alert", str(alert_id))
+        return _read_through(connection, [_alert(row)])[0]
+
+
+def _locked(
+    connection: Connection, alert_id: int, visible: frozenset[str] | None, if_match: str | None
+) -> Any:
+    row = connection.execute(
+        select(alerts).where(alerts.c.alert_id == alert_id).with_for_update()
+    ).one_or_none()
+    if row is None or (visible is not None and row.site_id not in visible):
+        raise UnknownDocumentError("alert", str(alert_id))
+    check_version("alert", str(alert_id), row.version, if_match)
+    return row
+
+
+def assign_alert(
+    connection: Connection,
+    alert_id: int,
+    *,
+    owner: str | None,
+    visible: frozenset[str] | None,
+    if_match: str | None,
+    audit: AuditContext,
+    claim: IdempotencyClaim | None = None,
+) -> Alert:
+    """Give the alert an owner (None: nobody). A resolved alert keeps the owner it had."""
+    with document_write(connection, action="alert.assign", audit=audit, claim=claim) as written:
+        row = _locked(connection, alert_id, visible, if_match)
+        if row.status == AlertStatus.RESOLVED.value:
+            raise ConflictError(f"alert {alert_id} is resolved already")
+        if owner is not None and (
+            connection.execute(
+                select(users.c.disabled).where(users.c.username == owner)
+            ).scalar_one_or_none()
+            in (None, True)
+        ):
+            raise InvalidError(f"owner: no active user {owner!r}")
+        connection.execute(
+            update(alerts)
+            .where(alerts.c.alert_id == alert_id)
+            .values(owner=owner, version=row.version + 1, updated_at=written.now)
+        )
+        written.doc_id, written.site_id = str(alert_id), row.site_id
+        written.before, written.after = {"owner": row.owner}, {"owner": owner}
+    return get_alert(connection, alert_id, visible=visible)
+
+
+def resolve_alert(
+    connection: Connection,
+    alert_id: int,
+    *,
+    resolution: str,
+    actor: str,
+    visible: frozenset[str] | None,
+    if_match: str | None,
+    audit: AuditContext,
+    claim: IdempotencyClaim | None = None,
+) -> Alert:
+    """Close the alert with what the person did. A mirrored exception is resolved at its
+    source too, in the same transaction (a transfer short is *not* booked as lost here:
+    that decision moves stock and stays on the transfer exception's own route)."""
+    with document_write(connection, action="alert.resolve", audit=audit, claim=claim) as written:
+        row = _locked(connection, alert_id, visible, if_match)
+        if row.status == AlertStatus.RESOLVED.value:
+            raise ConflictError(f"alert {alert_id} is resolved already")
+        now = written.now
+        for source, table in (
+            (PURCHASE_EXCEPTION, purchase_exceptions),
+            (TRANSFER_EXCEPTION, transfer_exceptions),
+        ):
+            if row.source == source:
+                connection.execute(
+                    update(table)
+                    .where(
+                        and_(table.c.exception_id == int(row.source_id), table.c.status == "open")
+                    )
+                    .values(
+                        status="resolved", resolved_by=actor, resolved_at=now, resolution=resolution
+                    )
+                )
+        connection.execute(
+            update(alerts)
+            .where(alerts.c.alert_id == alert_id)
+            .values(
+                status=AlertStatus.RESOLVED.value,
+                resolution=resolution,
+                resolved_by=actor,
+                resolved_at=now,
+                owner=func.coalesce(alerts.c.owner, actor),
+                version=row.version + 1,
+                updated_at=now,
+            )
+        )
+        written.doc_id, written.site_id = str(alert_id), row.site_id
+        written.before = {"status": row.status}
+        written.after = {"status": AlertStatus.RESOLVED.value, "resolution": resolution}
+    return get_alert(connection, alert_id, visible=visible)
+
+
+# --- the negative-stock report ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeBalance:
+    site_id: str
+    location: str
+    item_code: str
+    lot: str
+    qty: Decimal
+    uom: str
+    since: datetime | None
+    alert_id: int | None
+
+
+def negative_stock(
+    connection: Connection, *, site_id: str | None, visible: frozenset[str] | None
+) -> list[NegativeBalance]:
+    """Every balance below zero now, with the time its alert says it went negative (at
+    the edge); ``since`` is None for a balance negative from before alerts existed."""
+    balance = stock_balances.c
+    since = (
+        select(alerts.c.alert_id, alerts.c.since_at, alerts.c.site_id, alerts.c.location)
+        .add_columns(alerts.c.item_code, alerts.c.lot)
+        .where(
+            alerts.c.kind == AlertKind.NEGATIVE_STOCK.value,
+            alerts.c.source == STOCK,
+            alerts.c.cleared_at.is_(None),
+        )
+        .subquery()
+    )
+    query = (
+        select(
+            balance.site_id,
+            balance.location,
+            balance.item,
+            balance.lot,
+            balance.qty,
+            balance.uom,
+            since.c.since_at,
+            since.c.alert_id,
+        )
+        .outerjoin(
+            since,
+            and_(
+                since.c.site_id == balance.site_id,
+                since.c.location == balance.location,
+                since.c.item_code == balance.item,
+                since.c.lot == balance.lot,
+            ),
+        )
+        .where(balance.qty < 0, *site_conditions(balance.site_id, site_id, visible))
+        .order_by(balance.site_id, balance.item, balance.location, balance.lot)
+        .limit(5000)
+    )
+    with read_snapshot(connection):
+        return [
+            NegativeBalance(
+                site_id=row.site_id,
+                location=row.location,
+                item_code=row.item,
+                lot=row.lot,
+                qty=row.qty,
+                uom=row.uom,
+                since=utc(row.since_at),
+                alert_id=row.alert_id,
+            )
+            for row in connection.execute(query).all()
+        ]
