@@ -1001,7 +1001,7 @@ def _so_command(
         }
 
 
-def pick_list_data(so: SalesOrder) -> PickListData:
+def _pick_list_data(so: SalesOrder) -> PickListData:
     """A confirmed order as its site's picking station sees it: per line what was ordered
     and shipped and the reserved lots, earliest expiry first. No price, no amount."""
     return PickListData(
@@ -1040,7 +1040,7 @@ def _publish_pick_list(writer: FeedWriter, before: SalesOrder, after: SalesOrder
             entity=FeedEntity.PICK_LIST,
             key=after.so_id,
             op=ChangeOp.UPSERT,
-            data=pick_list_data(after).model_dump(mode="json"),
+            data=_pick_list_data(after).model_dump(mode="json"),
             site_id=after.site_id,
         )
     elif before.status is SoStatus.CONFIRMED:

@@ -23,7 +23,8 @@ def test_central_serves_every_path_of_the_contract(client: TestClient) -> None:
     served = set(client.get("/openapi.json").json()["paths"])
 
     assert set(CONTRACT_PATHS.values()) <= served
-    assert all(path == paths.HEALTH or path.startswith(f"{paths.API_ROOT}/") for path in served)
+    probes = {paths.HEALTH, paths.READY, paths.METRICS}
+    assert all(path in probes or path.startswith(f"{paths.API_ROOT}/") for path in served)
 
 
 def test_central_serves_the_console_at_its_path(client: TestClient) -> None:
