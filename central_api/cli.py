@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -69,13 +70,18 @@ def serve(
         "central starting",
         extra={"host": settings.host, "port": settings.port, "workers": settings.workers},
     )
-    announcement = announce_central(settings)
-    if announcement is not None:
-        _withdraw_on_signal(announcement)
-    try:
-        _run(settings)
-    finally:
+    announcements: list[Advertisement] = []
+
+    def announce() -> None:
+        announcement = announce_central(settings)
         if announcement is not None:
+            _withdraw_on_signal(announcement)
+            announcements.append(announcement)
+
+    try:
+        _run(settings, before_serving=announce)
+    finally:
+        for announcement in announcements:
             announcement.close()
 
 
@@ -123,8 +129,12 @@ def announce_central(settings: Settings) -> Advertisement | None:
     ).start()
 
 
-def _run(settings: Settings) -> None:
-    """Serve until uvicorn is told to stop (SIGTERM, Ctrl-C)."""
+def _run(settings: Settings, before_serving: Callable[[], None]) -> None:
+    """Serve until uvicorn is told to stop (SIGTERM, Ctrl-C).
+
+    ``before_serving`` runs once the app is built, just before uvicorn binds the port: an
+    edge that hears central's announcement should find it answering.
+    """
     import uvicorn  # noqa: PLC0415
 
     from central_api.core.gc_tuning import tune_for_serving  # noqa: PLC0415
@@ -135,6 +145,7 @@ def _run(settings: Settings) -> None:
         # what the command line said is handed down that way.
         os.environ["JXC_CENTRAL_DATABASE_URL"] = settings.database_url
         os.environ["JXC_LOG_LEVEL"] = logging.getLevelName(logging.getLogger().level)
+        before_serving()
         uvicorn.run(
             "central_api.main:create_worker_app",
             factory=True,
@@ -148,6 +159,7 @@ def _run(settings: Settings) -> None:
     tune_for_serving(gen0_threshold=settings.gc_gen0_threshold)
     # log_config=None keeps the JSON logging the root command set up; uvicorn's loggers
     # then propagate to it instead of installing their own handlers.
+    before_serving()
     uvicorn.run(central, host=settings.host, port=settings.port, log_config=None)
 
 

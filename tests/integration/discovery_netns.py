@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -63,15 +64,27 @@ def _healthz(url: str) -> int:
 
 def main(workdir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"discovery_enabled": discovery_enabled()}
+    started = time.monotonic()
+    marks: dict[str, float] = {}
+    results["marks_s"] = marks  # where the wall time goes, for the report; never asserted
     site_file = workdir / "site.toml"
     # No [central] url: the agent must find central on the network.
     site_file.write_text(
         '[site]\nid = "S07"\nname = "Store 7"\n[ledger]\npath = "edge.db"\n[status]\nport = 0\n'
     )
+    # What a dock's printer and the store's broker announce (ty: the printer's model);
+    # made first, so their probing overlaps central's start.
+    printer = Advertisement(
+        PRINTER_TYPE,
+        "Zebra ZT411 dock 1",
+        9100,
+        bind_host="127.0.0.1",
+        properties={"ty": "Zebra ZT411"},
+    ).start()
+    broker = Advertisement(MQTT_TYPE, "store broker", 1883, bind_host="127.0.0.1").start()
     agent = EdgeAgent(load_site_config(site_file))
     agent.start()
     central: subprocess.Popen[bytes] | None = None
-    printer = broker = None
     try:
         # Before central runs the agent is still looking, and syncs nothing.
         status = agent.status()
@@ -92,6 +105,7 @@ def main(workdir: Path) -> dict[str, Any]:
                 stderr=subprocess.STDOUT,
             )
         wait_for(lambda: agent.central_url is not None or central.poll() is not None, 60.0)
+        marks["central_found"] = round(time.monotonic() - started, 2)
         status = agent.status()
         results["after_central"] = {
             "central": status["central"],
@@ -100,30 +114,24 @@ def main(workdir: Path) -> dict[str, Any]:
         if agent.central_url is not None:
             wait_for(lambda: _answers(agent.central_url), 30.0)
             results["central_healthz"] = _healthz(agent.central_url)
+        marks["central_answers"] = round(time.monotonic() - started, 2)
         results["edge_status_port"] = agent.status_server.port
         results["edge_announcements"] = _edge_announcements("S07")
 
-        # What a dock's printer and the store's broker announce (ty: the printer's model).
-        printer = Advertisement(
-            PRINTER_TYPE,
-            "Zebra ZT411 dock 1",
-            9100,
-            bind_host="127.0.0.1",
-            properties={"ty": "Zebra ZT411"},
-        ).start()
-        broker = Advertisement(MQTT_TYPE, "store broker", 1883, bind_host="127.0.0.1").start()
+        marks["edge_announcement_seen"] = round(time.monotonic() - started, 2)
         results["simulated_registered"] = printer.wait_registered(
             patience_timeout(10)
         ) and broker.wait_registered(patience_timeout(10))
-        answer = CliRunner().invoke(device_app, ["discover", "--json", "--wait", "3"])
+        marks["simulated_registered"] = round(time.monotonic() - started, 2)
+        answer = CliRunner().invoke(device_app, ["discover", "--json", "--wait", "2"])
         results["discover_exit"] = answer.exit_code
         results["discover_rows"] = [
             json.loads(line) for line in answer.stdout.splitlines() if line.startswith("{")
         ]
+        marks["discover_done"] = round(time.monotonic() - started, 2)
     finally:
         for advertisement in (printer, broker):
-            if advertisement is not None:
-                advertisement.close()
+            advertisement.close()
         agent.stop()
         if central is not None:
             central.terminate()
@@ -132,6 +140,7 @@ def main(workdir: Path) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 central.kill()
                 results["central_exit"] = "killed"
+        marks["stopped"] = round(time.monotonic() - started, 2)
         results["central_log_tail"] = (workdir / "central.log").read_text()[-2000:]
     return results
 

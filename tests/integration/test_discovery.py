@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import load_site_config
+from edge_agent.device_cli import app as device_app
 from tests.patience import patience_timeout, wait_for
 
 pytestmark = pytest.mark.integration
@@ -114,8 +116,8 @@ def test_discovery_in_a_network_namespace(tmp_path: Path) -> None:
 
 
 def test_discovery_off_means_no_central_and_no_sync(tmp_path: Path) -> None:
-    """Without a URL and with discovery off (as in every other test) the agent runs, syncs
-    nothing and says why; nothing touches the network."""
+    """Without a URL and with discovery off (as in every other test) the agent runs and
+    syncs nothing, and `jxc device discover` refuses; nothing touches the network."""
     assert os.environ["JXC_DISCOVERY"] == "off"  # set for the whole suite in conftest
     site_file = tmp_path / "site.toml"
     site_file.write_text('[site]\nid = "S08"\n[ledger]\npath = "edge.db"\n[status]\nport = 0\n')
@@ -133,3 +135,6 @@ def test_discovery_off_means_no_central_and_no_sync(tmp_path: Path) -> None:
         assert status["sync"]["last_error"] is None
     finally:
         agent.stop()
+    answer = CliRunner().invoke(device_app, ["discover", "--json"])
+    assert answer.exit_code == 1
+    assert "discovery is off here (JXC_DISCOVERY=off)" in answer.stderr
