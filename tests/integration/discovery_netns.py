@@ -11,6 +11,7 @@ Usage: ``python -m tests.integration.discovery_netns WORKDIR``
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from edge_agent.agent import EdgeAgent
 from edge_agent.config import load_site_config
 from edge_agent.device_cli import app as device_app
 from jxc.discovery import (
+    CENTRAL_TYPE,
     EDGE_TYPE,
     MQTT_TYPE,
     PRINTER_TYPE,
@@ -62,6 +64,18 @@ def _healthz(url: str) -> int:
         return int(answer.status)
 
 
+class _Keep(logging.Handler):
+    """Keeps the records whose message starts with ``prefix``."""
+
+    def __init__(self, into: list[logging.LogRecord], prefix: str) -> None:
+        super().__init__()
+        self.into, self.prefix = into, prefix
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(self.prefix):
+            self.into.append(record)
+
+
 def main(workdir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"discovery_enabled": discovery_enabled()}
     started = time.monotonic()
@@ -85,6 +99,9 @@ def main(workdir: Path) -> dict[str, Any]:
     agent = EdgeAgent(load_site_config(site_file))
     agent.start()
     central: subprocess.Popen[bytes] | None = None
+    second: Advertisement | None = None
+    ignored: list[logging.LogRecord] = []
+    logging.getLogger("jxc.discovery").addHandler(_Keep(ignored, "another central"))
     try:
         # Before central runs the agent is still looking, and syncs nothing.
         status = agent.status()
@@ -106,6 +123,10 @@ def main(workdir: Path) -> dict[str, Any]:
             )
         wait_for(lambda: agent.central_url is not None or central.poll() is not None, 60.0)
         marks["central_found"] = round(time.monotonic() - started, 2)
+        # A second central announced after the first was found: ignored, and said so.
+        second = Advertisement(
+            CENTRAL_TYPE, "jxc central elsewhere", 8799, bind_host="127.0.0.1"
+        ).start()
         status = agent.status()
         results["after_central"] = {
             "central": status["central"],
@@ -129,9 +150,13 @@ def main(workdir: Path) -> dict[str, Any]:
             json.loads(line) for line in answer.stdout.splitlines() if line.startswith("{")
         ]
         marks["discover_done"] = round(time.monotonic() - started, 2)
+        wait_for(lambda: ignored, 10.0)
+        results["ignored_centrals"] = [record.getMessage() for record in ignored]
+        results["central_after_second"] = agent.central_url
     finally:
-        for advertisement in (printer, broker):
-            advertisement.close()
+        for advertisement in (printer, broker, second):
+            if advertisement is not None:
+                advertisement.close()
         agent.stop()
         if central is not None:
             central.terminate()

@@ -10,7 +10,8 @@ there. Where namespaces cannot be made the test says so loudly: it fails under C
 One process checks it all, since a real central is the costly part:
 
 * an edge with no ``[central] url`` keeps looking while there is no central, then finds
-  the one ``jxc central serve`` announces (``_jxc-central._tcp``) and reaches it;
+  the one ``jxc central serve`` announces (``_jxc-central._tcp``) and reaches it; a second
+  central announced later is ignored, with a warning;
 * the edge announces ``_jxc-edge._tcp`` with its site id and its status page's port;
 * ``jxc device discover`` lists an announced label printer and MQTT broker.
 """
@@ -88,6 +89,11 @@ def test_discovery_in_a_network_namespace(tmp_path: Path) -> None:
     central = "http://127.0.0.1:8700"
     assert seen["after_central"] == {"central": central, "central_from": "discovery"}, log_tail
     assert seen["central_healthz"] == 200
+    # A second central announced later is ignored (and logged): the first one stays.
+    assert seen["central_after_second"] == central
+    assert seen["ignored_centrals"] == ["another central is announced on the network; ignored"], (
+        seen["ignored_centrals"]
+    )
     # Stopped by SIGTERM, central says goodbye on the network, then ends as the signal says.
     assert seen["central_exit"] == -15, log_tail
     assert '"msg": "announcement withdrawn"' in log_tail, log_tail
