@@ -9,10 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from central_api.core.config import Settings
+    from jxc.discovery import Advertisement
 
 app = typer.Typer(
     help="Central inventory service: serve the HTTP API, migrate its database.",
@@ -52,11 +57,7 @@ def serve(
     ``--workers N`` uvicorn then starts N processes on the one port, each of which only
     builds the app (``central_api.main.create_worker_app``) from the same settings.
     """
-    import uvicorn  # noqa: PLC0415
-
     from central_api.core.db import upgrade_database  # noqa: PLC0415
-    from central_api.core.gc_tuning import tune_for_serving  # noqa: PLC0415
-    from central_api.main import create_app  # noqa: PLC0415
 
     settings = _settings(host=host, port=port, database_url=database_url, workers=workers)
     refusal = workers_refusal(settings.database_url, settings.workers)
@@ -69,11 +70,82 @@ def serve(
         "central starting",
         extra={"host": settings.host, "port": settings.port, "workers": settings.workers},
     )
+    announcements: list[Advertisement] = []
+
+    def announce() -> None:
+        announcement = announce_central(settings)
+        if announcement is not None:
+            _withdraw_on_signal(announcement)
+            announcements.append(announcement)
+
+    try:
+        _run(settings, before_serving=announce)
+    finally:
+        for announcement in announcements:
+            announcement.close()
+
+
+def _withdraw_on_signal(announcement: Advertisement) -> None:
+    """Withdraw the announcement when SIGTERM or SIGINT ends the service.
+
+    uvicorn, once shut down, puts back the handlers it found and raises the signal again
+    so the process ends as the signal says; the ``finally`` after it never runs. These
+    handlers say goodbye on the network (edges drop central at once instead of when the
+    record expires), then let the signal end the process as before.
+    """
+    import signal  # noqa: PLC0415
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+
+        def goodbye(number: int, frame: Any, previous: Any = previous) -> None:
+            announcement.close()
+            signal.signal(number, previous)
+            signal.raise_signal(number)
+
+        signal.signal(signum, goodbye)
+
+
+def announce_central(settings: Settings) -> Advertisement | None:
+    """Announce ``_jxc-central._tcp`` for edges without a URL, unless switched off.
+
+    One announcement per ``serve``, made by this parent process whatever the number of
+    workers. Its TXT record says how to reach the API: ``scheme``, ``path``, ``version``.
+    """
+    from jxc import __version__  # noqa: PLC0415
+    from jxc.discovery import CENTRAL_TYPE, Advertisement, discovery_enabled  # noqa: PLC0415
+
+    if not settings.advertise or not discovery_enabled():
+        return None
+    import socket  # noqa: PLC0415
+
+    name = settings.advertise_name or f"jxc central on {socket.gethostname().split('.')[0]}"
+    return Advertisement(
+        CENTRAL_TYPE,
+        name,
+        settings.advertise_port or settings.port,
+        bind_host=settings.host,
+        properties={"scheme": settings.advertise_scheme, "path": "/", "version": __version__},
+    ).start()
+
+
+def _run(settings: Settings, before_serving: Callable[[], None]) -> None:
+    """Serve until uvicorn is told to stop (SIGTERM, Ctrl-C).
+
+    ``before_serving`` runs once the app is built, just before uvicorn binds the port: an
+    edge that hears central's announcement should find it answering.
+    """
+    import uvicorn  # noqa: PLC0415
+
+    from central_api.core.gc_tuning import tune_for_serving  # noqa: PLC0415
+    from central_api.main import create_app  # noqa: PLC0415
+
     if settings.workers > 1:
         # Worker processes read their settings from the environment, as Settings does:
         # what the command line said is handed down that way.
         os.environ["JXC_CENTRAL_DATABASE_URL"] = settings.database_url
         os.environ["JXC_LOG_LEVEL"] = logging.getLevelName(logging.getLogger().level)
+        before_serving()
         uvicorn.run(
             "central_api.main:create_worker_app",
             factory=True,
@@ -87,6 +159,7 @@ def serve(
     tune_for_serving(gen0_threshold=settings.gc_gen0_threshold)
     # log_config=None keeps the JSON logging the root command set up; uvicorn's loggers
     # then propagate to it instead of installing their own handlers.
+    before_serving()
     uvicorn.run(central, host=settings.host, port=settings.port, log_config=None)
 
 

@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -43,6 +44,13 @@ from edge_agent.stations.sscc import SsccConfig
 from edge_agent.status_page import StatusServer
 from edge_agent.sync import Pusher
 from jxc import __version__
+from jxc.discovery import (
+    CENTRAL_TYPE,
+    EDGE_TYPE,
+    Advertisement,
+    CentralFinder,
+    discovery_enabled,
+)
 
 log = logging.getLogger("edge_agent")
 
@@ -159,8 +167,15 @@ class EdgeAgent:
                 )
                 for scanner_id in config.picking.scanners
             }
+        # Without [central] url the client gets its base URL when discovery finds central
+        # (``_use_central``); until then push and pull wait (``_when_central_known``).
+        self.central_url: str | None = (
+            None if config.central.url is None else str(config.central.url).rstrip("/")
+        )
+        self.finder: CentralFinder | None = None
+        self.announcement: Advertisement | None = None
         self.client = httpx.Client(
-            base_url=str(config.central.url).rstrip("/"),
+            base_url=self.central_url or "",
             timeout=config.central.timeout_s,
             auth=self.auth,
         )
@@ -263,7 +278,7 @@ class EdgeAgent:
         # Every scheduled job goes through the same guard: a crash is an alert, not a
         # traceback in the scheduler's log.
         self._scheduler.add_job(
-            self.jobs.guard("push", self.pusher.run),
+            self.jobs.guard("push", self._when_central_known(self.pusher.run)),
             "interval",
             seconds=self.config.sync.push_interval_s,
             id="push",
@@ -273,7 +288,7 @@ class EdgeAgent:
             next_run_time=datetime.now(UTC),
         )
         self._scheduler.add_job(
-            self.jobs.guard("pull", self.puller.run),
+            self.jobs.guard("pull", self._when_central_known(self.puller.run)),
             "interval",
             seconds=self.config.sync.pull_interval_s,
             id="pull",
@@ -305,16 +320,71 @@ class EdgeAgent:
             )
         self._scheduler.start()
         self.status_server.start()
+        self._start_discovery()
         log.info(
             "edge agent started",
             extra={
                 "site": self.config.site.id,
                 "ledger": str(self.ledger.path),
-                "central": str(self.config.central.url),
+                "central": self.central_url or f"looking for {CENTRAL_TYPE}",
                 "status_url": self.status_server.url,
                 **self._previous_run(),
             },
         )
+
+    def _start_discovery(self) -> None:
+        """Announce the agent and, without a configured URL, look for central.
+
+        Both are best-effort: an agent on a box without multicast still records and
+        serves its status page; it then syncs only once ``[central] url`` is set.
+        """
+        if not discovery_enabled():
+            if self.central_url is None:
+                log.warning(
+                    "no [central] url and discovery is off: nothing is sent to central",
+                    extra={"site": self.config.site.id, "remedy": "set [central] url"},
+                )
+            return
+        if self.config.discovery.advertise:
+            self.announcement = Advertisement(
+                EDGE_TYPE,
+                f"jxc edge {self.config.site.id}",
+                self.status_server.port,
+                bind_host=self.config.status.host,
+                properties={
+                    "site": self.config.site.id,
+                    "name": self.config.site.name,
+                    "path": "/healthz",
+                    "version": __version__,
+                },
+            ).start()
+        if self.central_url is None:
+            try:
+                self.finder = CentralFinder(on_found=self._use_central)
+            except OSError as exc:
+                log.warning(
+                    "cannot look for central on the network",
+                    extra={"error": str(exc), "remedy": "set [central] url"},
+                )
+
+    def _use_central(self, url: str) -> None:
+        """Point the sync at the central discovery found (its first, see CentralFinder)."""
+        self.client.base_url = httpx.URL(url)
+        self.central_url = url
+
+    def _central_from(self) -> str:
+        if self.config.central.url is not None:
+            return "site file"
+        return "discovery" if self.central_url is not None else "not found yet"
+
+    def _when_central_known(self, job: Callable[[], object]) -> Callable[[], None]:
+        """``job``, skipped while no central is known (discovery still looking)."""
+
+        def run() -> None:
+            if self.central_url is not None:
+                job()
+
+        return run
 
     def _previous_run(self) -> dict[str, Any]:
         """When an agent last worked this ledger, and how long before this start that was.
@@ -405,6 +475,10 @@ class EdgeAgent:
         self._close_devices()
         for thread in self._threads:
             thread.join(timeout=35)
+        if self.finder is not None:
+            self.finder.close()
+        if self.announcement is not None:
+            self.announcement.close()
         self.status_server.stop()
         self.client.close()
         self.ledger.close()
@@ -464,7 +538,8 @@ class EdgeAgent:
             "version": __version__,
             "site_id": self.config.site.id,
             "started_at": self.started_at.isoformat(),
-            "central": str(self.config.central.url),
+            "central": self.central_url,
+            "central_from": self._central_from(),
             "ledger": {
                 "path": str(self.ledger.path),
                 "last_seq": counts.last_seq,

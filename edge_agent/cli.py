@@ -143,9 +143,17 @@ def _central_watermark(site: SiteConfig) -> int | None:
     from edge_agent.auth import SiteSecretError  # noqa: PLC0415
     from jxc.paths import SYNC_ACK  # noqa: PLC0415
 
+    base_url = central_url_or_discover(site)
+    if base_url is None:
+        typer.echo(
+            "warning: cannot ask central how far it holds the site: no [central] url and "
+            "no central answered on the network",
+            err=True,
+        )
+        return None
     try:
         with httpx.Client(
-            base_url=str(site.central.url).rstrip("/"),
+            base_url=base_url,
             timeout=site.central.timeout_s,
             auth=site_auth(site),
         ) as client:
@@ -159,6 +167,22 @@ def _central_watermark(site: SiteConfig) -> int | None:
         typer.echo(f"warning: central answered {answer.status_code} for the watermark", err=True)
         return None
     return int(answer.json()["acked_through_seq"])
+
+
+def central_url_or_discover(site: SiteConfig) -> str | None:
+    """The site file's central URL, or the first central discovery finds within
+    ``[central] timeout_s`` (None if discovery is off or nothing answered)."""
+    from jxc.discovery import CentralFinder, discovery_enabled  # noqa: PLC0415
+
+    if site.central.url is not None:
+        return str(site.central.url).rstrip("/")
+    if not discovery_enabled():
+        return None
+    finder = CentralFinder()
+    try:
+        return finder.wait(site.central.timeout_s)
+    finally:
+        finder.close()
 
 
 outbox = typer.Typer(help="Look into the outbox: what has not reached central yet.")

@@ -25,7 +25,10 @@ class SiteSection(_Section):
 
 
 class CentralSection(_Section):
-    url: HttpUrl = HttpUrl("http://127.0.0.1:8700")
+    url: HttpUrl | None = None
+    """Where central is. Left out, the agent looks for central on the local network
+    (zeroconf ``_jxc-central._tcp``) until one answers and then keeps the first it saw;
+    a network with two centrals needs the URL (see docs/operations.md, "Discovery")."""
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     site_secret_file: Path | None = None
     """File holding the site's secret (``jxc central site add SITE --secret-file F``);
@@ -62,6 +65,16 @@ class BackupSection(_Section):
     """How many backups are kept; older ones are deleted once a new one is verified."""
     interval_h: Annotated[float, Field(ge=0, le=24 * 366)] = 0.0
     """The running agent backs the ledger up this often (hours); 0: only on demand."""
+
+
+class DiscoverySection(_Section):
+    """Zeroconf on the site's network (``jxc.discovery``)."""
+
+    advertise: bool = True
+    """Announce the agent as ``_jxc-edge._tcp`` (its status page's port, the site id in
+    the TXT record ``site``), where the status page listens: loopback only for the
+    default ``[status] host``, the network for ``0.0.0.0``. ``JXC_DISCOVERY=off`` turns
+    every announcement and search off."""
 
 
 class StatusSection(_Section):
@@ -159,6 +172,7 @@ class SiteConfig(_Section):
     sync: SyncSection = SyncSection()
     ledger: LedgerSection = LedgerSection()
     status: StatusSection = StatusSection()
+    discovery: DiscoverySection = DiscoverySection()
     backup: BackupSection = BackupSection()
     receiving: ReceivingSection = ReceivingSection()
     picking: PickingSection = PickingSection()

@@ -328,3 +328,47 @@ def printer_status(
     _emit([{"id": section.id, **status.as_dict()}], as_json)
     if not status.ready:
         raise typer.Exit(1)
+
+
+_KINDS = {"_pdl-datastream._tcp.local.": "printer", "_mqtt._tcp.local.": "mqtt-broker"}
+
+
+@app.command()
+def discover(
+    wait: Annotated[
+        float, typer.Option(min=0.5, max=60, help="seconds to listen for announcements")
+    ] = 3.0,
+    as_json: AsJson = False,
+) -> None:
+    """List label printers and MQTT brokers that announce themselves on the network.
+
+    Browses zeroconf for ``_pdl-datastream._tcp`` (raw port-9100 printers: Zebra, TSC and
+    most network label printers announce it) and ``_mqtt._tcp`` for ``--wait`` seconds,
+    then prints each one's kind, name, host, address and port: the ``host``/``port`` a
+    ``[[devices.printers]]`` or an MQTT device section wants. Needs no site file. Exits 1
+    if nothing answered (or ``JXC_DISCOVERY=off``), so a script can tell.
+    """
+    from jxc.discovery import MQTT_TYPE, PRINTER_TYPE, browse, discovery_enabled  # noqa: PLC0415
+
+    if not discovery_enabled():
+        raise _fail("discovery is off here (JXC_DISCOVERY=off)")
+    try:
+        found = browse([PRINTER_TYPE, MQTT_TYPE], wait)
+    except OSError as exc:
+        raise _fail(f"cannot listen for announcements on this network: {exc}") from None
+    # A printer's TXT record ``ty`` names its model (the DNS-SD printing convention).
+    rows = [
+        {
+            "kind": _KINDS[item.service_type],
+            "name": item.name,
+            "host": item.host,
+            "address": item.address,
+            "port": item.port,
+            "model": item.properties.get("ty") or None,
+        }
+        for item in found
+    ]
+    _emit(rows, as_json)
+    if not rows:
+        typer.echo(f"nothing announced a printer or a broker within {wait:g} s", err=True)
+        raise typer.Exit(1)

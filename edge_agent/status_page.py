@@ -80,6 +80,11 @@ class StatusServer:
         )
 
     @property
+    def port(self) -> int:
+        """The port listened on (the one picked, when the site file said 0)."""
+        return int(self._server.server_address[1])
+
+    @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}/healthz"

@@ -10,10 +10,18 @@ reason every wait and timeout in the tests is stretched by ``JXC_TEST_PATIENCE``
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import settings
 
 from tests.patience import patience_timeout
+
+# No test announces or browses zeroconf on this machine's network: every central, edge and
+# `jxc device discover` the tests start (in this process or as children, which inherit the
+# environment) has discovery off. tests/integration/test_discovery.py turns it back on
+# inside a network namespace of its own (jxc/discovery.py).
+os.environ["JXC_DISCOVERY"] = "off"
 
 settings.register_profile("jxc", deadline=None)
 settings.load_profile("jxc")

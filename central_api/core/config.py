@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -116,3 +117,18 @@ class Settings(BaseSettings):
     """If set, ``GET /metrics`` wants ``Authorization: Bearer <this>``; unset, it is open
     (keep it off the public side at the reverse proxy, as deploy/ does). Prometheus has
     ``authorization.credentials_file`` for it."""
+
+    advertise: bool = True
+    """Announce central on the local network (zeroconf ``_jxc-central._tcp``) while
+    ``jxc central serve`` runs, so edges without ``[central] url`` find it. Announced
+    where central listens: loopback only for the default host, every interface for
+    ``0.0.0.0``. ``JXC_DISCOVERY=off`` turns every announcement off (the tests do)."""
+
+    advertise_name: str | None = None
+    """The announced instance name; by default ``jxc central on <hostname>``."""
+
+    advertise_port: int | None = Field(default=None, ge=1, le=65535)
+    """The port edges should use, when it is not ``port``: a reverse proxy's (TLS)."""
+
+    advertise_scheme: Literal["http", "https"] = "http"
+    """``https`` when edges reach central through a TLS reverse proxy."""
