@@ -260,7 +260,10 @@ def add_people(api: Central) -> None:
         password = secrets.token_urlsafe(16)
         body = {"username": username, "password": password, "roles": roles}
         api.post(f"user {username}", "admin", f"{paths.API_ROOT}/users", body, created=True)
-        api.tokens[person] = sign_in(api.url, username, password)
+        try:
+            api.tokens[person] = sign_in(api.url, username, password)
+        except OSError as error:  # urllib's HTTPError is one
+            raise DemoStepError(f"sign-in of {username}: {error}") from error
 
 
 def purchasing(api: Central, made: Made) -> dict[str, Any]:
@@ -310,7 +313,9 @@ def _supplier_invoice(api: Central, made: Made, po_id: str) -> None:
         any(Decimal(line["open_qty"]) > 0 for line in po["lines"]),
         f"{po_id} is fully received; the demo expects it partly received",
     )
-    sugar = next(line for line in po["lines"] if line["item_code"] == "SUGAR-1KG")
+    sugars = [line for line in po["lines"] if line["item_code"] == "SUGAR-1KG"]
+    check(step, len(sugars) == 1, f"{po_id} has {len(sugars)} lines of SUGAR-1KG, not one")
+    sugar = sugars[0]
     price = Decimal(PURCHASE_PRICES["SUGAR-1KG"]) + Decimal("0.5")
     body = {
         "invoice_no": f"DEMO-{datetime.now(UTC):%Y%m%d%H%M%S}",
@@ -402,7 +407,11 @@ def _sales(api: Central, made: Made) -> None:
         step,
         "sales",
         paths.CUSTOMER_RETURNS,
-        {"so_id": so["so_id"], "reason": "bag torn", "lines": [{"so_line": 1, "qty": "1"}]},
+        {
+            "so_id": so["so_id"],
+            "reason": "bag torn",
+            "lines": [{"so_line": 1, "qty": "1", "lot": "L-7781"}],  # the lot that was shipped
+        },
         created=True,
     )
     ra = api.post(
@@ -509,7 +518,7 @@ def where_to_look(console_url: str, api_url: str) -> list[tuple[str, list[str]]]
         "purchasing": ["requisitions", "purchase-orders", "supplier-invoices"],
         "sales": ["price-lists", "sales-orders", "shipments", "customer-returns"],
         "receivables": ["sales-invoices", "receivables-ageing"],
-        "inventory": ["transfers", "stock-counts", f"availability?site_id={WAREHOUSE}"],
+        "inventory": ["transfers", "stock-counts", f"availability?site={WAREHOUSE}&item=SUGAR-1KG"],
     }
     found = [(module, [f"{console_url}/{page}" for page in each]) for module, each in pages.items()]
     found.append(
