@@ -27,6 +27,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -35,8 +36,24 @@ from rich.console import Console
 from rich.table import Table
 
 from jxc import paths
+from jxc.demo_scenario import (
+    DOCK,
+    PEOPLE,
+    QUARANTINE,
+    STORE,
+    Central,
+    DemoStepError,
+    Made,
+    add_people,
+    after_receiving,
+    master_data,
+    purchasing,
+    sign_in,
+    where_to_look,
+)
 
 SITE_ID = "DEMO-01"
+"""The dock's site: :data:`jxc.demo_scenario.WAREHOUSE`."""
 DEMO_ADMIN = "demo-admin"
 SCANNER_ID = "dock-scanner-1"
 SCALE_ID = "dock-scale-1"
@@ -46,13 +63,20 @@ RICE_CODE = "09506000134376"
 RICE_WEIGHT = Decimal("4.25")
 """kg of rice on the scale (the twin is a 5.1 kg balance showing grams)."""
 
+
+def _expiry(days: int) -> str:
+    """A GS1 (17) date ``days`` from today: the lots are fresh whenever the demo runs, so
+    receiving against the PO never quarantines them as expired."""
+    return f"{datetime.now(UTC).date() + timedelta(days=days):%y%m%d}"
+
+
 # A delivery at the dock: GS1-128 pallet/carton labels (]C1: (02) GTIN of the contents with
-# (37) their count, (01) a case GTIN), a retail EAN-13 (]E0), and one burst of line noise
-# that the driver must count and drop, never book.
+# (17) expiry (10) lot (37) their count, (01) a case GTIN), a retail EAN-13 (]E0), and one
+# burst of line noise that the driver must count and drop, never book.
 SCANS: list[tuple[str, Decimal]] = [
-    (f"]C10209506000134352172612311042B{GS}3712", Decimal(12)),
-    (f"]C10209506000134352172612311042B{GS}3712", Decimal(12)),
-    (f"]C10209506000134352172703151043A{GS}3706", Decimal(6)),
+    (f"]C1020950600013435217{_expiry(400)}1042B{GS}3712", Decimal(12)),
+    (f"]C1020950600013435217{_expiry(400)}1042B{GS}3712", Decimal(12)),
+    (f"]C1020950600013435217{_expiry(500)}1043A{GS}3706", Decimal(6)),
     ("]C1010950110153000310L-7781", Decimal(6)),
     ("]E05901234123457", Decimal(1)),
     ("!garbage", Decimal(0)),
@@ -111,8 +135,10 @@ path = "edge-{site_id}.db"
 port = {edge_port}
 
 [receiving]
-location = "DOCK-1"
+location = "{dock}"
 uom = "EA"
+purchase_orders = true      # every carton is booked against the site's open PO lines
+quarantine = "{quarantine}"
 scale = "{scale_id}"      # goods kept by weight are booked at its stable weight
 printer = "{printer_id}"  # every booking gets a label
 
@@ -154,19 +180,6 @@ def get_json(url: str, timeout: float = 2.0, token: str | None = None) -> Any:
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - our own URL
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
         return json.load(response)
-
-
-def sign_in(central_url: str, username: str, password: str) -> str:
-    """A bearer token from central's OAuth2 password form, as ``/docs`` gets one."""
-    form = urllib.parse.urlencode({"username": username, "password": password}).encode()
-    request = urllib.request.Request(  # noqa: S310 - our own URL
-        f"{central_url}{paths.API_ROOT}/auth/token",
-        data=form,
-        method="POST",
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-        return str(json.load(response)["access_token"])
 
 
 def wait_for(url: str, *, deadline_s: float, proc: subprocess.Popen[Any]) -> Any:
@@ -215,117 +228,153 @@ def _spawn(args: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[Any]:
 
 
 def run_demo(*, once: bool, workdir: str) -> int:
+    """Start everything, run the scenario, print where to look; 1 with the reason if a step
+    did not get the answer it expects."""
     console = Console()
     root = Path(workdir).resolve()
     shutil.rmtree(root, ignore_errors=True)
     (root / "dev").mkdir(parents=True)
     logs = root / "logs"
-    central_port = free_port(8700)
-    edge_port = free_port(8701)
-    central_url = f"http://127.0.0.1:{central_port}"
-    edge_url = f"http://127.0.0.1:{edge_port}/healthz"
-
     with started() as group:
-        console.print(f"[bold]jxc demo[/] in {root}")
-        central, token = _start_central(root, central_url, logs, console)
-        group.procs.append(central)
-        for item in ITEMS:
-            code, body = item["item_code"], {k: v for k, v in item.items() if k != "item_code"}
-            put_json(f"{central_url}{paths.ITEMS}/{code}", body, token=token)
-        console.print(f"  master data {len(ITEMS)} items with their barcodes created at central")
-
-        # As an operator would: register the site at central, hand its secret to the edge.
-        secret_file = root / f"{SITE_ID}.secret"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "jxc",
-                "central",
-                "site",
-                "add",
-                SITE_ID,
-                "--database-url",
-                f"sqlite:///{root / 'central.db'}",
-                "--secret-file",
-                str(secret_file),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        console.print(f"  site        {SITE_ID} registered at central, secret in {secret_file}")
-
-        site_file = root / "site.toml"
-        site_file.write_text(
-            SITE_FILE.format(
-                site_id=SITE_ID,
-                central_url=central_url,
-                edge_port=edge_port,
-                scanner_id=SCANNER_ID,
-                scale_id=SCALE_ID,
-                printer_id=PRINTER_ID,
-                printer_port=free_port(9100),
-            )
-        )
-        devices = _spawn(
-            ["sim", "site", "--config", str(site_file)],
-            logs / "devices.log",
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        group.procs.append(devices)
-        for device_id, endpoint in _read_endpoints(devices, count=3):
-            console.print(f"  device      {device_id} twin on {endpoint}")
-        _drain(devices, logs / "devices.out")
-
-        edge = _spawn(
-            ["edge", "run", "--config", str(site_file)],
-            logs / "edge.log",
-            stdout=subprocess.DEVNULL,
-        )
-        group.procs.append(edge)
-        wait_for(edge_url, deadline_s=60, proc=edge)
-        console.print(f"  edge agent  up, status at {edge_url}")
-        if not _wait_for_master_data(edge_url, len(ITEMS)):
-            console.print(f"[red]the edge did not receive the master data[/]; see {logs}")
+        try:
+            devices = _run(console, root, group)
+        except DemoStepError as error:
+            console.print(f"[red]demo step failed[/]: {error}; logs in {logs}")
             return 1
-        console.print("  edge agent  pulled the items and barcodes from central's change feed")
-
-        _scan_all(devices.stdin, console)
-        expected = sum((qty for _, qty in SCANS), RICE_WEIGHT)
-        stock = _wait_for_stock(central_url, expected, proc=central, token=token)
-        if stock is None:
-            console.print(f"[red]central did not reach {expected} units in time[/]; see {logs}")
-            return 1
-        edge_status = _wait_for_labels(edge_url, BOOKINGS)
-        _show(console, stock, edge_status)
-        errors = edge_status["scanners"][0]["errors"]
-        labels = edge_status["printers"][0]["labels"]
-        printed = labels.get("printed", 0) + labels.get("delivered", 0)
-        if (
-            edge_status["ledger"]["pending"] != 0
-            or sum(errors.values()) != 1
-            or printed != BOOKINGS
-        ):
-            console.print(f"[red]unexpected edge state[/]: {json.dumps(edge_status)}")
-            return 1
-        console.print(
-            "\n[bold]Where to look[/]\n"
-            f"  web console    {central_url}{paths.CONSOLE}/ (sign in with the login above)\n"
-            f"  API docs       {central_url}/docs\n"
-            f"  stock          {central_url}{paths.STOCK}?site_id={SITE_ID}\n"
-            f"  central health {central_url}{paths.HEALTH}\n"
-            f"  edge status    {edge_url}\n"
-            f"  site file      {site_file}\n"
-            f"  labels         {logs}/devices.out (`{PRINTER_ID} labels` lists them)\n"
-            f"  logs           {logs}/ (JSON lines)"
-        )
         if once:
             return 0
         _keep_scanning(console, devices, group)
         return 0
+
+
+def _run(console: Console, root: Path, group: DemoProcesses) -> subprocess.Popen[Any]:
+    """The scenario: office work before the delivery, the delivery at the edge, the office
+    work after it. The device twins' process is returned for typed scans."""
+    logs = root / "logs"
+    central_url = f"http://127.0.0.1:{free_port(8700)}"
+    edge_port = free_port(8701)
+    edge_url = f"http://127.0.0.1:{edge_port}/healthz"
+    console.print(f"[bold]jxc demo[/] in {root}")
+    central, token = _start_central(root, central_url, logs, console)
+    group.procs.append(central)
+    api = Central(central_url, {"admin": token})
+    made = Made()
+    master_data(api, ITEMS)
+    console.print(
+        f"  master data {len(ITEMS)} items with their barcodes and prices, sites"
+        f" {SITE_ID} and {STORE} with locations, a supplier and reason codes"
+    )
+    add_people(api)
+    console.print(
+        "  people      " + ", ".join(f"{user} ({roles[0]})" for user, roles in PEOPLE.values())
+    )
+    po = purchasing(api, made)
+    console.print(
+        f"  purchasing  requisition {made.ids['requisition']} approved, PO {po['po_id']}"
+        f" for {len(po['lines'])} lines approved: the edge receives against it"
+    )
+    site_file, devices = _start_site(console, root, central_url, edge_port, group)
+    if not _wait_for_master_data(edge_url, len(ITEMS), len(po["lines"])):
+        raise DemoStepError("the edge did not receive the master data and PO lines in 30 s")
+    console.print(
+        "  edge agent  pulled the items, barcodes and open PO lines from central's change feed"
+    )
+
+    _scan_all(devices.stdin, console)
+    expected = sum((qty for _, qty in SCANS), RICE_WEIGHT)
+    stock = _wait_for_stock(central_url, expected, proc=central, token=token)
+    if stock is None:
+        raise DemoStepError(f"central did not reach {expected} units in time")
+    edge_status = _wait_for_labels(edge_url, BOOKINGS)
+    _show(console, stock, edge_status)
+    errors = edge_status["scanners"][0]["errors"]
+    labels = edge_status["printers"][0]["labels"]
+    printed = labels.get("printed", 0) + labels.get("delivered", 0)
+    if edge_status["ledger"]["pending"] != 0 or sum(errors.values()) != 1 or printed != BOOKINGS:
+        raise DemoStepError(f"unexpected edge state: {json.dumps(edge_status)}")
+    after_receiving(api, made, po["po_id"])
+    _show_made(console, made)
+    (root / "demo.json").write_text(json.dumps(made.ids, indent=2) + "\n")
+    console.print(
+        "\n[bold]Where to look[/]\n"
+        f"  web console    {central_url}{paths.CONSOLE}/ (sign in with the login above)\n"
+        f"  API docs       {central_url}/docs\n"
+        f"  stock          {central_url}{paths.STOCK}?site_id={SITE_ID}\n"
+        f"  central health {central_url}{paths.HEALTH}\n"
+        f"  edge status    {edge_url}\n"
+        f"  site file      {site_file}\n"
+        f"  labels         {logs}/devices.out (`{PRINTER_ID} labels` lists them)\n"
+        f"  logs           {logs}/ (JSON lines)\n"
+        f"  made           {root / 'demo.json'} (the documents above, by module)"
+    )
+    console.print("\n[bold]Each module[/] (console pages; the API where the console has none)")
+    for module, urls in where_to_look(f"{central_url}{paths.CONSOLE}", central_url):
+        console.print(f"  {module:<14} " + "\n                 ".join(urls))
+    return devices
+
+
+def _start_site(
+    console: Console, root: Path, central_url: str, edge_port: int, group: DemoProcesses
+) -> tuple[Path, subprocess.Popen[str]]:
+    """Register the site at central, start its device twins and its edge agent."""
+    logs = root / "logs"
+    # As an operator would: register the site at central, hand its secret to the edge.
+    secret_file = root / f"{SITE_ID}.secret"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jxc",
+            "central",
+            "site",
+            "add",
+            SITE_ID,
+            "--database-url",
+            f"sqlite:///{root / 'central.db'}",
+            "--secret-file",
+            str(secret_file),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    console.print(f"  site        {SITE_ID} registered at central, secret in {secret_file}")
+
+    site_file = root / "site.toml"
+    site_file.write_text(
+        SITE_FILE.format(
+            site_id=SITE_ID,
+            central_url=central_url,
+            edge_port=edge_port,
+            scanner_id=SCANNER_ID,
+            scale_id=SCALE_ID,
+            printer_id=PRINTER_ID,
+            printer_port=free_port(9100),
+            dock=DOCK,
+            quarantine=QUARANTINE,
+        )
+    )
+    devices = _spawn(
+        ["sim", "site", "--config", str(site_file)],
+        logs / "devices.log",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    group.procs.append(devices)
+    for device_id, endpoint in _read_endpoints(devices, count=3):
+        console.print(f"  device      {device_id} twin on {endpoint}")
+    _drain(devices, logs / "devices.out")
+
+    edge = _spawn(
+        ["edge", "run", "--config", str(site_file)],
+        logs / "edge.log",
+        stdout=subprocess.DEVNULL,
+    )
+    group.procs.append(edge)
+    wait_for(f"http://127.0.0.1:{edge_port}/healthz", deadline_s=60, proc=edge)
+    console.print(f"  edge agent  up, status at http://127.0.0.1:{edge_port}/healthz")
+    return site_file, devices
 
 
 def _start_central(
@@ -430,22 +479,13 @@ def _to_twin(line: str) -> str:
     return f"{SCANNER_ID} {line}"
 
 
-def put_json(url: str, body: dict[str, Any], token: str) -> Any:
-    request = urllib.request.Request(  # noqa: S310 - our own URL
-        url,
-        data=json.dumps(body).encode(),
-        method="PUT",
-        headers={"content-type": "application/json", "Authorization": f"Bearer {token}"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-        return json.load(response)
-
-
-def _wait_for_master_data(edge_url: str, items: int) -> bool:
+def _wait_for_master_data(edge_url: str, items: int, po_lines: int) -> bool:
+    """True once the edge has cached the items and the open PO lines (within 30 s)."""
     end = time.monotonic() + 30
     while time.monotonic() < end:
         with contextlib.suppress(OSError, ValueError, KeyError):
-            if get_json(edge_url)["master_data"]["cached"]["items"] >= items:
+            cached = get_json(edge_url)["master_data"]["cached"]
+            if cached["items"] >= items and cached["po_lines"] >= po_lines:
                 return True
         time.sleep(0.1)
     return False
@@ -501,3 +541,33 @@ def _show(console: Console, stock: list[dict[str, Any]], edge_status: dict[str, 
         f"labels: {labels.get('printed', 0)} printed, {labels.get('delivered', 0)} held by "
         f"the printer, {labels.get('pending', 0)} owed"
     )
+
+
+def _show_made(console: Console, made: Made) -> None:
+    """What the office work made at central, by module (its ids are in ``demo.json``)."""
+    table = Table(title="Made at central, by module")
+    table.add_column("module")
+    table.add_column("document")
+    table.add_column("id")
+    for name, value in made.ids.items():
+        module = MODULE_OF.get(name, "")
+        table.add_row(module, name.replace("_", " "), value)
+    console.print(table)
+
+
+MODULE_OF = {
+    "requisition": "purchasing",
+    "purchase_order": "purchasing",
+    "supplier_invoice": "purchasing",
+    "price_list": "sales",
+    "sales_order": "sales",
+    "shipment": "sales",
+    "sales_invoice": "sales",
+    "customer_return": "sales",
+    "other_receipt": "inventory",
+    "other_issue": "inventory",
+    "write_off": "inventory",
+    "transfer": "inventory",
+    "stock_count": "inventory",
+    "stock_value": "valuation",
+}
