@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -20,6 +21,7 @@ from simulators.scale import MtSicsScaleTwin
 from simulators.scanner import ScannerTwin
 from simulators.toledo8217 import Toledo8217Twin
 from tests.dock import DockTwins
+from tests.patience import patience_timeout
 
 
 @dataclass
@@ -223,9 +225,36 @@ def test_a_toledo_twin_at_the_protocols_own_7e1_is_told_to_use_8n1(tmp_path: Pat
     assert waited < 60, waited
 
 
-def test_listen_prints_parsed_scans_and_never_noise(dock: Dock) -> None:
+class _WhenConnected(logging.Handler):
+    """Set when a device driver logs that its link is up: a scanner's driver discards what
+    waited on the port from before it opened, so a test scans only after that."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connected = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "event", None) == "device_connected":
+            self.connected.set()
+
+
+@pytest.fixture
+def connected() -> Iterator[threading.Event]:
+    handler = _WhenConnected()
+    drivers = logging.getLogger("device_drivers")
+    level = drivers.level
+    drivers.setLevel(logging.INFO)
+    drivers.addHandler(handler)
+    try:
+        yield handler.connected
+    finally:
+        drivers.removeHandler(handler)
+        drivers.setLevel(level)
+
+
+def test_listen_prints_parsed_scans_and_never_noise(dock: Dock, connected: threading.Event) -> None:
     def scan_later() -> None:
-        time.sleep(0.5)
+        assert connected.wait(patience_timeout(10))
         dock.scanner.send_garbage()
         dock.scanner.send("010950600013435210LOT-7\x1d17270131", symbology="]C1")
         dock.scanner.send("5901234123457", symbology="]E0")
@@ -233,7 +262,14 @@ def test_listen_prints_parsed_scans_and_never_noise(dock: Dock) -> None:
     feeder = threading.Thread(target=scan_later)
     feeder.start()
     code, rows, _ = run(
-        "listen", "-c", str(dock.site_file), "--count", "2", "--timeout", "10", "--json"
+        "listen",
+        "-c",
+        str(dock.site_file),
+        "--count",
+        "2",
+        "--timeout",
+        str(patience_timeout(10)),
+        "--json",
     )
     feeder.join()
     assert code == 0
@@ -248,20 +284,25 @@ def test_listen_prints_parsed_scans_and_never_noise(dock: Dock) -> None:
     assert sum(summary["errors"].values()) == 1  # type: ignore[attr-defined]
 
 
-def test_listen_shows_the_content_gtin_and_the_net_weight(dock: Dock) -> None:
+def test_listen_shows_the_content_gtin_and_the_net_weight(
+    dock: Dock, connected: threading.Event
+) -> None:
     # A carton label: (02) the GTIN of the trade items inside, (37) how many,
     # (3103) the net weight in kg with three decimals.
     label = "0209506000134352" + "3712\x1d" + "3103001250"
 
     def scan_later() -> None:
-        time.sleep(0.5)
-        dock.scanner.send(label, symbology="]C1")
-        time.sleep(0.3)
-        dock.scanner.send(label, symbology="]C1")
+        for _listener in range(2):  # the JSON listen, then the plain one
+            assert connected.wait(patience_timeout(10))
+            connected.clear()
+            dock.scanner.send(label, symbology="]C1")
 
     feeder = threading.Thread(target=scan_later)
     feeder.start()
-    code, [row, _], _ = run("listen", "-c", str(dock.site_file), "--timeout", "10", "--json")
+    wait = str(patience_timeout(10))
+    code, [row, _], _ = run(
+        "listen", "-c", str(dock.site_file), "--count", "1", "--timeout", wait, "--json"
+    )
     assert code == 0
     assert (row["content_gtin"], row["count"], row["net_weight_kg"]) == (
         "09506000134352",
@@ -269,7 +310,9 @@ def test_listen_shows_the_content_gtin_and_the_net_weight(dock: Dock) -> None:
         "1.250",
     )
     assert row["gtin"] is None
-    result = CliRunner().invoke(app, ["listen", "-c", str(dock.site_file), "--timeout", "10"])
+    result = CliRunner().invoke(
+        app, ["listen", "-c", str(dock.site_file), "--count", "1", "--timeout", wait]
+    )
     feeder.join()
     assert result.exit_code == 0
     assert "content_gtin=09506000134352" in result.stdout
