@@ -17,6 +17,7 @@ from central_api.api.routes import (
     receivables,
     receiving,
     reference,
+    reports,
     sales,
     shipping,
     stock,
@@ -29,6 +30,7 @@ api_router.include_router(sync.router)
 api_router.include_router(sales.available_router)
 api_router.include_router(stock.router)
 api_router.include_router(valuation.router)
+api_router.include_router(reports.router)
 api_router.include_router(items.router)
 api_router.include_router(master.categories_router)
 api_router.include_router(master.sites_router)
