@@ -34,6 +34,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from central_api.core.db import write_transaction
 from central_api.errors import InvalidError
 from central_api.models.base import MicroUnits
 from central_api.models.items import items
@@ -42,6 +43,7 @@ from central_api.models.master import categories, item_units, partners, sites
 from central_api.models.sales import sales_invoice_lines, sales_invoices
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.models.valuation import valuation_entries, valuation_state
+from central_api.services.audit import AuditContext, record
 from jxc.contract import OUTBOUND_KINDS
 
 Kind = Literal["text", "qty", "money", "date", "datetime", "int", "percent"]
@@ -119,6 +121,46 @@ def _in_scope(column: Any, site_id: str | None, visible: Collection[str] | None)
     if visible is not None:
         where.append(column.in_(sorted(visible)))
     return where
+
+
+def record_read(
+    connection: Connection,
+    audit: AuditContext,
+    *,
+    name: str,
+    site_id: str | None,
+    filters: dict[str, Any],
+    fmt: str,
+    rows: int | None,
+) -> None:
+    """A read's audit entry (``report.read``), after the read, whose implicit transaction
+    ends here: who looked at or took away which figures, in which format, how many rows."""
+    if connection.in_transaction():
+        connection.rollback()
+    with write_transaction(connection):
+        record(
+            connection,
+            audit,
+            action="report.read",
+            resource="report",
+            resource_id=name,
+            site_id=site_id,
+            after={
+                "format": fmt,
+                "rows": rows,
+                "filters": {k: _text(v) for k, v in filters.items() if v is not None},
+            },
+        )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return _aware(value).astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
 
 # --- shared lookups ------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class NavEntry:
 
 BUY: Final = N_("Purchasing")
 SELL: Final = N_("Sales")
+REPORT: Final = N_("Reports")
 
 NAVIGATION: list[NavEntry] = [
     NavEntry(f"{CONSOLE_ROOT}/items", N_("Items"), "items.read"),
@@ -102,6 +103,23 @@ NAVIGATION: list[NavEntry] = [
     NavEntry(f"{CONSOLE_ROOT}/sales-orders", N_("Sales orders"), "sales_order.read", group=SELL),
     NavEntry(f"{CONSOLE_ROOT}/price-lists", N_("Price lists"), "price_list.read", group=SELL),
     NavEntry(f"{CONSOLE_ROOT}/availability", N_("Available to promise"), "stock.read", group=SELL),
+    NavEntry(f"{CONSOLE_ROOT}/reports", N_("All reports"), "stock.read", group=REPORT),
+    NavEntry(
+        f"{CONSOLE_ROOT}/reports/stock-on-hand", N_("Stock on hand"), "stock.read", group=REPORT
+    ),
+    NavEntry(
+        f"{CONSOLE_ROOT}/reports/movements", N_("Movement ledger"), "stock.read", group=REPORT
+    ),
+    NavEntry(
+        f"{CONSOLE_ROOT}/reports/gross-margin", N_("Gross margin"), "valuation.read", group=REPORT
+    ),
+    NavEntry(
+        f"{CONSOLE_ROOT}/reports/slow-moving",
+        N_("Slow-moving and dead stock"),
+        "stock.read",
+        group=REPORT,
+    ),
+    NavEntry(f"{CONSOLE_ROOT}/reports/expiry", N_("Expiry"), "stock.read", group=REPORT),
     NavEntry(
         f"{CONSOLE_ROOT}/transfer",
         N_("Import and export"),

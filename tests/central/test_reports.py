@@ -307,11 +307,8 @@ def test_exports_read_back_equal_the_report(chain: TestClient) -> None:
         "Unit cost",
         "Value",
     )
-    assert [
-        (r[0], r[2], r[4], D(str(r[5])), D(str(r[8]))) for r in table[1:]
-    ] == [
-        (r["site_id"], r["item"], r["lot"], D(r["qty"]), D(r["value"]))
-        for r in answer["rows"]
+    assert [(r[0], r[2], r[4], D(str(r[5])), D(str(r[8]))) for r in table[1:]] == [
+        (r["site_id"], r["item"], r["lot"], D(r["qty"]), D(r["value"])) for r in answer["rows"]
     ]
     assert sheet["I2"].number_format == "#,##0.00"
     assert sheet["F2"].number_format == "#,##0.######"

@@ -33,15 +33,11 @@ from starlette.concurrency import run_in_threadpool
 
 from central_api.api.auditing import AuditDep
 from central_api.api.permissions import Requires
-from central_api.core.db import write_transaction
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import ForbiddenError, SiteOutOfScopeError
 from central_api.schemas.reports import ReportColumnOut, ReportOut
 from central_api.services import reports as service
-from central_api.services.audit import AuditContext, record
 from central_api.services.report_files import csv_chunks, file_chunks, text_of, write_xlsx
-from central_api.web import i18n
-from central_api.web.render import gettext_for
 from jxc.contract import Code, EventKind, SiteId
 from jxc.paths import REPORTS, below_api_root
 
@@ -87,35 +83,6 @@ def _end_of(day: date | None) -> datetime | None:
     return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
 
 
-def _audit(
-    connection: Connection,
-    audit: AuditContext,
-    *,
-    name: str,
-    site_id: str | None,
-    filters: dict[str, Any],
-    fmt: str,
-    rows: int | None,
-) -> None:
-    """The read's audit entry, after the read (whose implicit transaction ends here)."""
-    if connection.in_transaction():
-        connection.rollback()
-    with write_transaction(connection):
-        record(
-            connection,
-            audit,
-            action="report.read",
-            resource="report",
-            resource_id=name,
-            site_id=site_id,
-            after={
-                "format": fmt,
-                "rows": rows,
-                "filters": {k: text_of(v) for k, v in filters.items() if v is not None},
-            },
-        )
-
-
 def _json(report: service.Report) -> ReportOut:
     return ReportOut(
         report=report.name,
@@ -156,7 +123,9 @@ async def _serve(
     engine: Engine = request.app.state.engine
 
     def entry(connection: Connection, rows: int | None) -> None:
-        _audit(connection, audit, name=name, site_id=site_id, filters=filters, fmt=fmt, rows=rows)
+        service.record_read(
+            connection, audit, name=name, site_id=site_id, filters=filters, fmt=fmt, rows=rows
+        )
 
     if fmt == "json" or every_page is None:
 
@@ -194,6 +163,10 @@ async def _file(
     columns: Sequence[service.Column],
     pages: Callable[[], Iterable[Sequence[dict[str, Any]]]],
 ) -> Response:
+    # The console's catalogue, imported here: the console imports the API's modules.
+    from central_api.web import i18n  # noqa: PLC0415
+    from central_api.web.render import gettext_for  # noqa: PLC0415
+
     _ = gettext_for(i18n.language_of(request))
     headings = [_(column.label) for column in columns]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
