@@ -259,6 +259,7 @@ def _page(
             "xlsx_url": url(api, **export, format="xlsx"),
             "bars": chart(report) if chart is not None and report is not None else [],
             "reports_root": ROOT,
+            "column_labels": {} if report is None else {c.key: c.label for c in report.columns},
         },
         principal=principal,
         status_code=422 if problem else 200,
