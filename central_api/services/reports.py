@@ -361,7 +361,10 @@ def stock_on_hand(
     )
 
 
-def _balances_now(connection: Connection, chosen: StockFilter) -> list[dict[str, Any]]:
+def _balances_now(
+    connection: Connection, chosen: StockFilter, *, lots_held: bool = False
+) -> list[dict[str, Any]]:
+    """Balances now; ``lots_held``: only positive ones of a lot (what can expire)."""
     table = stock_balances
     site_id, item, location, lot = chosen.site_id, chosen.item, chosen.location, chosen.lot
     visible = chosen.visible
@@ -378,6 +381,8 @@ def _balances_now(connection: Connection, chosen: StockFilter) -> list[dict[str,
         query = query.where(table.c.location == location)
     if lot is not None:
         query = query.where(table.c.lot == lot)
+    if lots_held:
+        query = query.where(table.c.lot != NO_LOT, table.c.qty > ZERO)
     return [_key_row(row) for row in connection.execute(query)]
 
 
@@ -923,7 +928,7 @@ def expiry(
     rows = [
         row
         for row in _balances_now(
-            connection, StockFilter(site_id=site_id, item=item, visible=visible)
+            connection, StockFilter(site_id=site_id, item=item, visible=visible), lots_held=True
         )
         if row["lot"] is not None and row["qty"] > 0
     ]

@@ -16,9 +16,15 @@ from tests.web.test_console_pages import browser
 ROOT = "/console/reports"
 
 
-def test_a_financial_reader_sees_figures_charts_and_exports_in_english(
+def test_report_pages_for_finance_in_english_and_a_clerk_in_chinese(
     chain: TestClient,  # noqa: F811 (the fixture imported above)
 ) -> None:
+    """One chain for both readers: building it is most of the test's cost."""
+    finance_in_english(chain)
+    clerk_in_chinese(chain)
+
+
+def finance_in_english(chain: TestClient) -> None:  # noqa: F811
     add_test_user(chain.app.state.engine, "fin", ["finance"])  # type: ignore[attr-defined]
     fin = browser(chain.app, "fin", lang="en")  # type: ignore[arg-type]
     index = fin.get(ROOT).text
@@ -61,7 +67,7 @@ def test_a_financial_reader_sees_figures_charts_and_exports_in_english(
     assert "2026-12-01" in bad.text
 
 
-def test_a_clerk_sees_no_money_in_chinese(chain: TestClient) -> None:  # noqa: F811
+def clerk_in_chinese(chain: TestClient) -> None:  # noqa: F811
     add_test_user(chain.app.state.engine, "clerk", ["warehouse_clerk"])  # type: ignore[attr-defined]
     clerk = browser(chain.app, "clerk")  # type: ignore[arg-type]
     index = clerk.get(ROOT).text
