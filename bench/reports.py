@@ -20,7 +20,9 @@ Run ``.venv/bin/python bench/reports.py --help``. Figures: ``docs/performance.md
 
 from __future__ import annotations
 
+import os
 import random
+import resource
 import statistics
 import tempfile
 import time
@@ -320,6 +322,8 @@ def main(
     for label, ms, note in measured:
         shown.add_row(label, f"{ms:,.1f}", note)
     console.print(shown)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    console.print(f"peak RSS {peak} MB; load average at the end {os.getloadavg()}")
 
 
 if __name__ == "__main__":
