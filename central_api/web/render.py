@@ -120,6 +120,7 @@ NAVIGATION: list[NavEntry] = [
         group=REPORT,
     ),
     NavEntry(f"{CONSOLE_ROOT}/reports/expiry", N_("Expiry"), "stock.read", group=REPORT),
+    NavEntry(f"{CONSOLE_ROOT}/reports/turnover", N_("Turnover"), "valuation.read", group=REPORT),
     NavEntry(
         f"{CONSOLE_ROOT}/transfer",
         N_("Import and export"),

@@ -228,6 +228,25 @@ def test_every_report_against_the_figures_worked_out_by_hand(chain: TestClient) 
         "value_61-90": "0",
     }
 
+    # November: S01's TEA from nothing to 152 with 38 sold (average 76: 0.5 turns, 60
+    # days); S03's TEA from nothing to 30 with 60 issued (average 15: 4 turns, 7.5 days);
+    # S02's TEA held 60 throughout and sold nothing. Today's shipments are December's.
+    turns = report(chain, "turnover", since="2026-11-01", until="2026-11-30")
+    assert rows(
+        turns, "site_id", "item", "opening_value", "closing_value", "cogs", "turns", "days_on_hand"
+    ) == [
+        ("S03", "TEA", "0", "30", "60", "4", "7.5"),
+        ("S01", "TEA", "0", "152", "38", "0.5", "60"),
+        ("S01", "PILL", "0", "40", "0", "0", None),
+        ("S02", "PILL", "0", "20", "0", "0", None),
+        ("S02", "TEA", "60", "60", "0", "0", None),
+    ]
+    refused(
+        chain.get(f"{REPORTS}/turnover", params={"since": "2026-11-02", "until": "2026-11-01"}),
+        422,
+        "until",
+    )
+
     lag = report(chain, "sync-lag")
     assert sorted(rows(lag, "site_id", "acked_through_seq", "refused")) == [
         ("S01", 5, 0),
@@ -245,6 +264,7 @@ def test_every_report_against_the_figures_worked_out_by_hand(chain: TestClient) 
             "gross-margin",
             "slow-moving",
             "expiry",
+            "turnover",
             "sync-lag",
         }
     # the same chain (built once: it is the expensive part) for the exports
@@ -271,6 +291,8 @@ def test_a_clerk_sees_no_money_and_a_user_of_one_site_only_it(chain: TestClient)
         assert all(not ({"value", "cogs", "in_value"} & set(row)) for row in answer["rows"])
         assert answer["totals"] == {}
     refused(chain.get(f"{REPORTS}/gross-margin", headers=clerk), 403)
+    month = {"since": "2026-11-01", "until": "2026-11-30"}
+    refused(chain.get(f"{REPORTS}/turnover", params=month, headers=clerk), 403)
     sheet = chain.get(f"{REPORTS}/expiry", params={"format": "csv"}, headers=clerk)
     assert "Value" not in sheet.text.splitlines()[0]
     sales = as_user(chain, "seller", ["sales"])  # financial, but no valuation.read

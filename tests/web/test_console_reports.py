@@ -61,6 +61,11 @@ def finance_in_english(chain: TestClient) -> None:  # noqa: F811
     assert "Sale" in first
     assert 'id="next-page"' not in first  # seven movements: one page
 
+    november = {"since": "2026-11-01", "until": "2026-11-30"}
+    turnover = fin.get(f"{ROOT}/turnover", params=november).text
+    assert "Turns" in turnover
+    assert "7.5" in turnover  # S03's tea: 4 turns in 30 days
+
     bad = fin.get(f"{ROOT}/stock-on-hand", params={"on": "yesterday"})
     assert bad.status_code == 422
     assert 'id="report-problem"' in bad.text
@@ -84,4 +89,5 @@ def clerk_in_chinese(chain: TestClient) -> None:  # noqa: F811
     assert "未出库天数" in slow
     assert "¥" not in slow
     assert clerk.get(f"{ROOT}/gross-margin").status_code == 403
+    assert clerk.get(f"{ROOT}/turnover").status_code == 403
     assert clerk.get(f"{ROOT}/movements", params={"site": "S09"}).status_code == 200

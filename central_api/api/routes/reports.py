@@ -10,7 +10,7 @@ Who may read what, checked here, never only by the page that links it:
 * stock on hand, movements, slow-moving stock, expiry and sync lag: ``stock.read``;
   the value columns only for roles with the financial field group (the service leaves
   them out otherwise);
-* gross margin: ``valuation.read`` **and** the financial group, since every figure is
+* gross margin and turnover: ``valuation.read`` **and** the financial group, since every figure is
   money (as ``GET /valuation``);
 * a user limited to some sites reads only those: a ``site_id`` outside them is a 403,
   and without one the others are left out.
@@ -377,6 +377,36 @@ async def expiry(
         filters={"on": on, "item": item},
         build=lambda connection: service.expiry(
             connection, on=on, site_id=site_id, item=item, visible=visible, financial=financial
+        ),
+    )
+
+
+@router.get("/turnover", dependencies=[MARGIN_READ], responses=_RESPONSES)
+async def turnover(
+    request: Request,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    *,
+    since: Annotated[date, Query(description="the period's first day")],
+    until: Annotated[date, Query(description="its last day (inclusive)")],
+    site_id: Annotated[SiteId | None, Query()] = None,
+    format: FormatQuery = "json",
+) -> ReportOut:
+    """周转: cost of goods over the average stock value per (site, item) in a period,
+    and the days of stock that makes; fastest first."""
+    if not principal.financial:
+        raise ForbiddenError("your roles do not show values or costs, so you may not read them")
+    _check_site(principal, site_id)
+    visible = principal.sites
+    return await _serve(  # type: ignore[no-any-return]
+        request,
+        audit,
+        name="turnover",
+        fmt=format,
+        site_id=site_id,
+        filters={"since": since, "until": until},
+        build=lambda connection: service.turnover(
+            connection, since=since, until=until, site_id=site_id, visible=visible
         ),
     )
 
