@@ -123,6 +123,48 @@ def _in_scope(column: Any, site_id: str | None, visible: Collection[str] | None)
     return where
 
 
+EARLIEST: Final = date(1900, 1, 1)
+LATEST: Final = date(9999, 12, 30)
+"""The days a report takes: one more at either end, and "the end of the day" or "just
+before it" would fall outside the calendar Python and the databases can hold."""
+
+
+def checked_day(day: date | None, name: str) -> date | None:
+    """``day`` if a report can use it; else the refusal a person understands (422)."""
+    if day is not None and not EARLIEST <= day <= LATEST:
+        raise InvalidError(f"{name}: a day from {EARLIEST} to {LATEST}")
+    return day
+
+
+def checked_moment(moment: datetime | None, name: str) -> datetime | None:
+    """``moment`` (UTC if it has no offset) if its day is one a report can use."""
+    if moment is None:
+        return None
+    aware = _aware(moment)
+    try:
+        in_utc = aware.astimezone(UTC)
+    except OverflowError:
+        raise InvalidError(f"{name}: a time from {EARLIEST} to {LATEST}") from None
+    checked_day(in_utc.date(), name)
+    return in_utc
+
+
+def end_of(day: date | None, name: str) -> datetime | None:
+    """The moment a report "on a day" is taken: the end of that day (the next one's
+    start, UTC)."""
+    checked = checked_day(day, name)
+    if checked is None:
+        return None
+    return datetime(checked.year, checked.month, checked.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def start_of(day: date | None, name: str) -> datetime | None:
+    checked = checked_day(day, name)
+    if checked is None:
+        return None
+    return datetime(checked.year, checked.month, checked.day, tzinfo=UTC)
+
+
 def record_read(
     connection: Connection,
     audit: AuditContext,
@@ -785,6 +827,8 @@ def slow_moving(
     if not 1 <= days <= 36_500:
         raise InvalidError("days: 1 to 36500")
     moment = _aware(on) if on is not None else datetime.now(UTC)
+    if moment.date() - timedelta(days=days) < EARLIEST:
+        raise InvalidError(f"days: counted back from {moment.date()}, too far")
     held = connection.execute(
         select(
             stock_balances.c.site_id,
@@ -924,7 +968,7 @@ def expiry(
     """Lots on hand that expired before ``on`` or expire within 90 days of it, soonest
     first, each in its bucket; the chart's figures are the value per bucket (financial
     readers) or the number of lots. A lot's expiry is the one its movements carry."""
-    today = on if on is not None else datetime.now(UTC).date()
+    today = checked_day(on, "on") or datetime.now(UTC).date()
     rows = [
         row
         for row in _balances_now(
@@ -1017,8 +1061,9 @@ def turnover(
     inclusive: cost of goods in the period over the average of the opening and closing
     stock value (turns), and the days of stock that makes (days ÷ turns); fastest first.
     All money, so for a financial reader only (the route checks)."""
-    start = datetime(since.year, since.month, since.day, tzinfo=UTC)
-    end = datetime(until.year, until.month, until.day, tzinfo=UTC) + timedelta(days=1)
+    start, end = start_of(since, "since"), end_of(until, "until")
+    assert start is not None
+    assert end is not None
     if end <= start:
         raise InvalidError("until: on or after since")
     entries = valuation_entries
@@ -1150,12 +1195,16 @@ __all__ = [
     "MovementFilter",
     "Report",
     "StockFilter",
+    "checked_day",
+    "checked_moment",
+    "end_of",
     "expiry",
     "expiry_bucket",
     "gross_margin",
     "iter_movements",
     "movements",
     "slow_moving",
+    "start_of",
     "stock_on_hand",
     "sync_lag",
     "turnover",

@@ -188,15 +188,13 @@ def _day(value: str, name: str) -> date | None:
         raise InvalidError(f"{name}: a date such as 2026-12-01") from None
 
 
-def _start(day: date | None) -> datetime | None:
-    return None if day is None else datetime(day.year, day.month, day.day, tzinfo=UTC)
+def _start(day: date | None, name: str = "since") -> datetime | None:
+    return service.start_of(day, name)
 
 
-def _end(day: date | None) -> datetime | None:
+def _end(day: date | None, name: str = "until") -> datetime | None:
     """The moment "on a day" means: the start of the next one."""
-    if day is None:
-        return None
-    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    return service.end_of(day, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +305,7 @@ def stock_on_hand_page(
     filters = {"site": site_id or "", "item": item, "location": location, "on": on}
 
     def build(connection: Connection) -> service.Report:
-        as_of = _end(_day(on, "on"))
+        as_of = _end(_day(on, "on"), "on")
         chosen = service.StockFilter(
             site_id=site_id,
             item=_clean(item),

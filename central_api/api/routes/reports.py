@@ -23,7 +23,7 @@ figures is worth keeping.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -67,20 +67,6 @@ MARGIN_READ = Requires("valuation.read")
 def _check_site(principal: Principal, site_id: str | None) -> None:
     if site_id is not None and not principal.sees_site(site_id):
         raise SiteOutOfScopeError(who=principal.label, site_id=site_id)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """A time without an offset is taken as UTC, the ledger's own zone."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
-def _end_of(day: date | None) -> datetime | None:
-    """The moment a report "on a day" is taken: the end of that day (UTC)."""
-    if day is None:
-        return None
-    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
 
 
 def _json(report: service.Report) -> ReportOut:
@@ -209,7 +195,7 @@ async def stock_on_hand(
     chosen = service.StockFilter(
         site_id=site_id, item=item, location=location, lot=lot, visible=principal.sites
     )
-    moment = _aware(as_of)
+    moment = service.checked_moment(as_of, "as_of")
     return await _serve(  # type: ignore[no-any-return]
         request,
         audit,
@@ -251,8 +237,8 @@ async def movements(
         kind=None if kind is None else kind.value,
         location=location,
         doc_id=doc_id,
-        since=_aware(since),
-        until=_aware(until),
+        since=service.checked_moment(since, "since"),
+        until=service.checked_moment(until, "until"),
     )
     if after is not None:
         service.decode_cursor(after)  # a bad cursor is a 422 before anything is read
@@ -345,7 +331,7 @@ async def slow_moving(
         build=lambda connection: service.slow_moving(
             connection,
             days=days,
-            on=_end_of(on),
+            on=service.end_of(on, "on"),
             site_id=site_id,
             visible=visible,
             financial=financial,
