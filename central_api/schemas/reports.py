@@ -27,3 +27,12 @@ class ReportOut(BaseModel):
     rows: list[dict[str, Cell]]
     totals: dict[str, str] = Field(description="sums of the summed columns (money: financial)")
     next_after: str | None = Field(None, description="the next page's cursor; None at the end")
+
+
+class ReportEntryOut(BaseModel):
+    """One report of ``GET /reports``: what the caller may read."""
+
+    name: str
+    path: str
+    financial_only: bool = Field(description="every figure is money: financial roles only")
+    action: str = Field(description="the action a role must grant")

@@ -273,6 +273,15 @@ def test_every_report_against_the_figures_worked_out_by_hand(chain: TestClient) 
 
 def test_a_clerk_sees_no_money_and_a_user_of_one_site_only_it(chain: TestClient) -> None:
     clerk = as_user(chain, "clerk", ["warehouse_clerk"])
+    offered = ok(chain.get(REPORTS, headers=clerk))
+    assert [each["name"] for each in offered] == [
+        "stock-on-hand",
+        "movements",
+        "slow-moving",
+        "expiry",
+        "sync-lag",
+    ]
+    assert len(ok(chain.get(REPORTS))) == 7
     stock = report(chain, "stock-on-hand", headers=clerk)
     assert [c["key"] for c in stock["columns"]] == [
         "site_id",

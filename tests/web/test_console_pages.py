@@ -196,6 +196,14 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/price-lists/edit"): "price_list.write",
         ("POST", "/console/price-lists/edit"): "price_list.write",
         ("GET", "/console/availability"): "stock.read",
+        ("GET", "/console/reports"): "stock.read",
+        ("GET", "/console/reports/stock-on-hand"): "stock.read",
+        ("GET", "/console/reports/movements"): "stock.read",
+        ("GET", "/console/reports/gross-margin"): "valuation.read",
+        ("GET", "/console/reports/slow-moving"): "stock.read",
+        ("GET", "/console/reports/expiry"): "stock.read",
+        ("GET", "/console/reports/turnover"): "valuation.read",
+        ("GET", "/console/reports/sync-lag"): "stock.read",
     }
 
 
@@ -245,12 +253,26 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
     ]
     sales = ["/console/sales-orders", "/console/price-lists", "/console/availability"]
     master = ["/console/items", "/console/items/new", "/console/categories", "/console/partners"]
+    stock_reports = [
+        "/console/reports",
+        "/console/reports/stock-on-hand",
+        "/console/reports/movements",
+    ]
+    reports = [
+        *stock_reports,
+        "/console/reports/gross-margin",
+        "/console/reports/slow-moving",
+        "/console/reports/expiry",
+        "/console/reports/turnover",
+    ]
+    clerk_reports = [*stock_reports, "/console/reports/slow-moving", "/console/reports/expiry"]
     assert menu("boss") == [
         *master,
         "/console/sites",
         "/console/reference",
         *purchasing,
         *sales,
+        *reports,
         "/console/transfer",
         "/console/users",
         "/console/roles",
@@ -261,6 +283,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/reference",
         *purchasing,
         "/console/availability",
+        *clerk_reports,
         "/console/transfer",
     ]
     assert menu("clerk") == [
@@ -274,10 +297,12 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/purchase-returns",
         "/console/sales-orders",
         "/console/availability",
+        *clerk_reports,
     ]
-    # the purchasing and sales entries are drop-downs (a click opens them, never a hover)
+    # the purchasing, sales and report entries are drop-downs (a click opens them, never a
+    # hover)
     boss = browser(app, "boss", lang="en").get("/console/items").text
-    assert boss.count("<details>") == 2
+    assert boss.count("<details>") == 3
 
 
 def test_a_clerks_pages_hold_no_financial_figure(app: FastAPI) -> None:

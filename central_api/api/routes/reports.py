@@ -35,7 +35,7 @@ from central_api.api.auditing import AuditDep
 from central_api.api.permissions import Requires
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import ForbiddenError, SiteOutOfScopeError
-from central_api.schemas.reports import ReportColumnOut, ReportOut
+from central_api.schemas.reports import ReportColumnOut, ReportEntryOut, ReportOut
 from central_api.services import reports as service
 from central_api.services.report_files import csv_chunks, file_chunks, text_of, write_xlsx
 from jxc.contract import Code, EventKind, SiteId
@@ -169,6 +169,27 @@ async def _file(
         media_type=_MEDIA["xlsx"],
         headers={**disposition, "Content-Length": str(size)},
     )
+
+
+_CATALOGUE: Final = (
+    ("stock-on-hand", False, "stock.read"),
+    ("movements", False, "stock.read"),
+    ("gross-margin", True, "valuation.read"),
+    ("slow-moving", False, "stock.read"),
+    ("expiry", False, "stock.read"),
+    ("turnover", True, "valuation.read"),
+    ("sync-lag", False, "stock.read"),
+)
+
+
+@router.get("", dependencies=[STOCK_READ])
+async def list_reports(principal: PrincipalDep) -> list[ReportEntryOut]:
+    """The reports the caller may read, each with its path (``?format=`` on each)."""
+    return [
+        ReportEntryOut(name=name, path=f"{REPORTS}/{name}", financial_only=money, action=action)
+        for name, money, action in _CATALOGUE
+        if principal.can(action) and (principal.financial or not money)
+    ]
 
 
 @router.get("/stock-on-hand", dependencies=[STOCK_READ], responses=_RESPONSES)
