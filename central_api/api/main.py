@@ -18,6 +18,7 @@ from central_api.api.routes import (
     receiving,
     reference,
     replenishment,
+    reports,
     sales,
     shipping,
     stock,
@@ -32,6 +33,7 @@ for replenishment_router in replenishment.routers:
     api_router.include_router(replenishment_router)
 api_router.include_router(stock.router)
 api_router.include_router(valuation.router)
+api_router.include_router(reports.router)
 api_router.include_router(items.router)
 api_router.include_router(master.categories_router)
 api_router.include_router(master.sites_router)

@@ -31,6 +31,7 @@ from central_api.web.receiving import pages as receiving_pages
 from central_api.web.reference import pages as reference_pages
 from central_api.web.render import CONSOLE_ROOT, N_, STATIC_ROOT, gettext_for, render
 from central_api.web.replenishment import pages as replenishment_pages
+from central_api.web.reports import pages as report_pages
 from central_api.web.routes import login_url, redirect, root_router, router
 from central_api.web.sales import pages as sales_pages
 from central_api.web.sales_docs import routers as sales_doc_routers
@@ -69,6 +70,7 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(category_pages)
     app.include_router(inventory_pages)
     app.include_router(replenishment_pages)
+    app.include_router(report_pages)
     app.mount(STATIC_ROOT, StaticFiles(directory=STATIC_DIR), name="console-static")
     for kind in (CentralError, RequestValidationError, StarletteHTTPException, Exception):
         original = app.exception_handlers.get(kind)

@@ -81,6 +81,7 @@ from central_api.web.render import (
     CONSOLE_ROOT,
     N_,
     NAVIGATION,
+    REPORT,
     NavEntry,
     environment,
     gettext_for,
@@ -1424,11 +1425,15 @@ def _menu() -> list[NavEntry]:
 
 
 def add_to_menu() -> None:
-    """The inventory group, after sales and before import and export (once)."""
+    """The inventory group, after sales and before the reports (once)."""
     if any(entry.group == STOCK for entry in NAVIGATION):
         return
     at = next(
-        (i for i, entry in enumerate(NAVIGATION) if entry.path == f"{CONSOLE_ROOT}/transfer"),
+        (
+            i
+            for i, entry in enumerate(NAVIGATION)
+            if entry.group == REPORT or entry.path == f"{CONSOLE_ROOT}/transfer"
+        ),
         len(NAVIGATION),
     )
     NAVIGATION[at:at] = _menu()

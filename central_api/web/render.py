@@ -72,6 +72,7 @@ class NavEntry:
 
 BUY: Final = N_("Purchasing")
 SELL: Final = N_("Sales")
+REPORT: Final = N_("Reports")
 
 NAVIGATION: list[NavEntry] = [
     NavEntry(f"{CONSOLE_ROOT}/items", N_("Items"), "items.read"),
@@ -128,6 +129,24 @@ NAVIGATION: list[NavEntry] = [
         group=SELL,
         financial=True,
     ),
+    NavEntry(f"{CONSOLE_ROOT}/reports", N_("All reports"), "stock.read", group=REPORT),
+    NavEntry(
+        f"{CONSOLE_ROOT}/reports/stock-on-hand", N_("Stock on hand"), "stock.read", group=REPORT
+    ),
+    NavEntry(
+        f"{CONSOLE_ROOT}/reports/movements", N_("Movement ledger"), "stock.read", group=REPORT
+    ),
+    NavEntry(
+        f"{CONSOLE_ROOT}/reports/gross-margin", N_("Gross margin"), "valuation.read", group=REPORT
+    ),
+    NavEntry(
+        f"{CONSOLE_ROOT}/reports/slow-moving",
+        N_("Slow-moving and dead stock"),
+        "stock.read",
+        group=REPORT,
+    ),
+    NavEntry(f"{CONSOLE_ROOT}/reports/expiry", N_("Expiry"), "stock.read", group=REPORT),
+    NavEntry(f"{CONSOLE_ROOT}/reports/turnover", N_("Turnover"), "valuation.read", group=REPORT),
     NavEntry(
         f"{CONSOLE_ROOT}/transfer",
         N_("Import and export"),

@@ -255,6 +255,14 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/alerts"): "alert.read",
         ("POST", "/console/alerts/assign"): "alert.manage",
         ("POST", "/console/alerts/resolve"): "alert.manage",
+        ("GET", "/console/reports"): "stock.read",
+        ("GET", "/console/reports/stock-on-hand"): "stock.read",
+        ("GET", "/console/reports/movements"): "stock.read",
+        ("GET", "/console/reports/gross-margin"): "valuation.read",
+        ("GET", "/console/reports/slow-moving"): "stock.read",
+        ("GET", "/console/reports/expiry"): "stock.read",
+        ("GET", "/console/reports/turnover"): "valuation.read",
+        ("GET", "/console/reports/sync-lag"): "stock.read",
     }
 
 
@@ -316,6 +324,19 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
     movements = ["/console/other-receipts", "/console/other-issues", "/console/write-offs"]
     stock = [*movements, "/console/transfers", "/console/stock-counts", "/console/count"]
     planning = ["/console/replenishment", "/console/alerts"]
+    stock_reports = [
+        "/console/reports",
+        "/console/reports/stock-on-hand",
+        "/console/reports/movements",
+    ]
+    reports = [
+        *stock_reports,
+        "/console/reports/gross-margin",
+        "/console/reports/slow-moving",
+        "/console/reports/expiry",
+        "/console/reports/turnover",
+    ]
+    clerk_reports = [*stock_reports, "/console/reports/slow-moving", "/console/reports/expiry"]
     assert menu("boss") == [
         *master,
         "/console/sites",
@@ -324,6 +345,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         *sales,
         *stock,
         *planning,
+        *reports,
         "/console/transfer",
         "/console/users",
         "/console/roles",
@@ -335,6 +357,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         *purchasing,
         "/console/availability",
         *planning,
+        *clerk_reports,
         "/console/transfer",
     ]
     assert menu("clerk") == [
@@ -355,11 +378,12 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/transfers",
         "/console/count",
         "/console/alerts",
+        *clerk_reports,
     ]
-    # the purchasing, sales and stock entries are drop-downs (a click opens them, never a
-    # hover)
+    # the purchasing, sales, stock and report entries are drop-downs (a click opens them,
+    # never a hover)
     boss = browser(app, "boss", lang="en").get("/console/items").text
-    assert boss.count("<details>") == 3
+    assert boss.count("<details>") == 4
 
 
 def test_a_clerks_pages_hold_no_financial_figure(app: FastAPI) -> None:

@@ -1,0 +1,1211 @@
+"""The report centre (报表中心): stock on hand, the movement ledger, gross margin, slow and
+dead stock, expiry and sync lag, read from the ledger and its projections.
+
+Every report is a :class:`Report`: its columns (each with a kind, so an export can give a
+number a number format, and a flag for the financial field group) and its rows as plain
+dicts of exact values. The caller says whether the reader sees money (``financial``);
+without it the financial columns are left out here, before any row leaves the service, so
+no route, page or export can show one by forgetting to drop it.
+
+Nothing here writes, and nothing reads ``services/valuation.py``'s code: values come from
+its tables (``valuation_state`` for now, ``valuation_entries`` for a past date and for
+cost of goods), so the report and ``GET /valuation`` agree by construction. See
+``docs/reports.md`` for what each figure means and why it is computed the way it is.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Final, Literal
+
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    func,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
+
+from central_api.core.db import write_transaction
+from central_api.errors import InvalidError
+from central_api.models.base import MicroUnits
+from central_api.models.items import items
+from central_api.models.ledger import central_events, ledger_events, refused_events, site_sync_state
+from central_api.models.master import categories, item_units, partners, sites
+from central_api.models.sales import sales_invoice_lines, sales_invoices
+from central_api.models.stock import NO_LOT, stock_balances
+from central_api.models.valuation import valuation_entries, valuation_state
+from central_api.services.audit import AuditContext, record
+from jxc.contract import OUTBOUND_KINDS
+
+Kind = Literal["text", "qty", "money", "date", "datetime", "int", "percent"]
+
+CENT: Final = Decimal("0.01")
+RATE: Final = Decimal("0.0001")
+ZERO: Final = Decimal(0)
+
+MAX_PAGE: Final = 1000
+"""Rows per page of the movement ledger; an export walks every page."""
+EXPIRY_BUCKETS: Final = ("expired", "0-30", "31-60", "61-90")
+"""Expiry buckets by days left on the report's day (a lot expiring today has 0 left)."""
+OUTBOUND: Final = tuple(sorted(kind.value for kind in OUTBOUND_KINDS))
+"""What counts as stock going out for slow-moving stock: issues, sales, transfers out,
+scrap. A negative count adjustment is a correction, not demand, so it does not count."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a report: its key in each row, its heading (a msgid the console
+    translates), what kind of value it holds, and whether it is money."""
+
+    key: str
+    label: str
+    kind: Kind = "text"
+    financial: bool = False
+
+
+@dataclass(slots=True)
+class Report:
+    """A report's answer: the columns the reader may see, the rows, the totals of its
+    summed columns (money only for a financial reader), and the next page's cursor."""
+
+    name: str
+    columns: list[Column]
+    rows: list[dict[str, Any]]
+    totals: dict[str, Any] = field(default_factory=dict)
+    next_after: str | None = None
+    chart: list[tuple[str, Decimal]] = field(default_factory=list)
+    """Label and figure pairs for the page's chart (top-N margin, expiry buckets); only
+    financial figures, so empty for a reader without the group where they are money."""
+
+
+def visible_columns(columns: Sequence[Column], financial: bool) -> list[Column]:
+    """The columns a reader sees: without the financial ones unless it has the group."""
+    return [column for column in columns if financial or not column.financial]
+
+
+def _strip(rows: list[dict[str, Any]], columns: Sequence[Column]) -> list[dict[str, Any]]:
+    keys = [column.key for column in columns]
+    return [{key: row.get(key) for key in keys} for row in rows]
+
+
+def cents(value: Decimal) -> Decimal:
+    """Money as a report shows it: rounded to the cent, half to even, exact spelling."""
+    return _plain(value.quantize(CENT, rounding=ROUND_HALF_EVEN))
+
+
+def _plain(value: Decimal) -> Decimal:
+    """``3.50`` → ``3.5``, ``2E+1`` → ``20``: the shortest exact spelling."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives times back without an offset; every stored time is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _in_scope(column: Any, site_id: str | None, visible: Collection[str] | None) -> list[Any]:
+    where: list[Any] = []
+    if site_id is not None:
+        where.append(column == site_id)
+    if visible is not None:
+        where.append(column.in_(sorted(visible)))
+    return where
+
+
+EARLIEST: Final = date(1900, 1, 1)
+LATEST: Final = date(9999, 12, 30)
+"""The days a report takes: one more at either end, and "the end of the day" or "just
+before it" would fall outside the calendar Python and the databases can hold."""
+
+
+def checked_day(day: date | None, name: str) -> date | None:
+    """``day`` if a report can use it; else the refusal a person understands (422)."""
+    if day is not None and not EARLIEST <= day <= LATEST:
+        raise InvalidError(f"{name}: a day from {EARLIEST} to {LATEST}")
+    return day
+
+
+def checked_moment(moment: datetime | None, name: str) -> datetime | None:
+    """``moment`` (UTC if it has no offset) if its day is one a report can use."""
+    if moment is None:
+        return None
+    aware = _aware(moment)
+    try:
+        in_utc = aware.astimezone(UTC)
+    except OverflowError:
+        raise InvalidError(f"{name}: a time from {EARLIEST} to {LATEST}") from None
+    checked_day(in_utc.date(), name)
+    return in_utc
+
+
+def end_of(day: date | None, name: str) -> datetime | None:
+    """The moment a report "on a day" is taken: the end of that day (the next one's
+    start, UTC)."""
+    checked = checked_day(day, name)
+    if checked is None:
+        return None
+    return datetime(checked.year, checked.month, checked.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def start_of(day: date | None, name: str) -> datetime | None:
+    checked = checked_day(day, name)
+    if checked is None:
+        return None
+    return datetime(checked.year, checked.month, checked.day, tzinfo=UTC)
+
+
+def record_read(
+    connection: Connection,
+    audit: AuditContext,
+    *,
+    name: str,
+    site_id: str | None,
+    filters: dict[str, Any],
+    fmt: str,
+    rows: int | None,
+) -> None:
+    """A read's audit entry (``report.read``), after the read, whose implicit transaction
+    ends here: who looked at or took away which figures, in which format, how many rows."""
+    if connection.in_transaction():
+        connection.rollback()
+    with write_transaction(connection):
+        record(
+            connection,
+            audit,
+            action="report.read",
+            resource="report",
+            resource_id=name,
+            site_id=site_id,
+            after={
+                "format": fmt,
+                "rows": rows,
+                "filters": {k: _text(v) for k, v in filters.items() if v is not None},
+            },
+        )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return _aware(value).astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+# --- shared lookups ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ItemFacts:
+    name: str
+    name_en: str
+    base_uom: str
+    category: str | None
+    factors: dict[str, Decimal]
+
+
+def _item_facts(connection: Connection, codes: Collection[str]) -> dict[str, _ItemFacts]:
+    """Name, base unit, category and unit factors of each item named (two queries)."""
+    if not codes:
+        return {}
+    wanted = sorted(set(codes))
+    factors: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    for row in connection.execute(
+        select(item_units.c.item_code, item_units.c.uom, item_units.c.factor).where(
+            item_units.c.item_code.in_(wanted)
+        )
+    ):
+        factors[row.item_code][row.uom] = row.factor
+    return {
+        row.item_code: _ItemFacts(
+            name=row.name,
+            name_en=row.name_en,
+            base_uom=row.uom,
+            category=row.category_code,
+            factors=factors.get(row.item_code, {}),
+        )
+        for row in connection.execute(
+            select(
+                items.c.item_code,
+                items.c.name,
+                items.c.name_en,
+                items.c.uom,
+                items.c.category_code,
+            ).where(items.c.item_code.in_(wanted))
+        )
+    }
+
+
+def _base_qty(facts: _ItemFacts | None, qty: Decimal, uom: str) -> Decimal:
+    """``qty`` of ``uom`` in the item's base unit; an unknown unit counts as the base unit,
+    as valuation counts it (docs/valuation.md, "Methods")."""
+    if facts is None or uom == facts.base_uom:
+        return qty
+    return qty * facts.factors.get(uom, Decimal(1))
+
+
+@dataclass(frozen=True, slots=True)
+class _Worth:
+    qty: Decimal
+    value: Decimal
+    last_cost: Decimal
+
+    def of(self, base_qty: Decimal) -> Decimal:
+        """The value of ``base_qty`` of this (site, item): its share of the stored value
+        (the whole value when it is the whole stock), or the last cost when none is held."""
+        if self.qty != 0:
+            return self.value * base_qty / self.qty
+        return self.last_cost * base_qty
+
+
+def _worth_now(
+    connection: Connection, keys: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], _Worth]:
+    if not keys:
+        return {}
+    site_ids = sorted({site for site, _item in keys})
+    codes = sorted({item for _site, item in keys})
+    found: dict[tuple[str, str], _Worth] = {}
+    for row in connection.execute(
+        select(
+            valuation_state.c.site_id,
+            valuation_state.c.item,
+            valuation_state.c.qty,
+            valuation_state.c.value,
+            valuation_state.c.last_cost,
+        ).where(valuation_state.c.site_id.in_(site_ids), valuation_state.c.item.in_(codes))
+    ):
+        found[(row.site_id, row.item)] = _Worth(row.qty, row.value, row.last_cost)
+    return found
+
+
+def _worth_at(
+    connection: Connection, keys: Collection[tuple[str, str]], as_of: datetime
+) -> dict[tuple[str, str], _Worth]:
+    """The running state after the last movement of each (site, item) at or before
+    ``as_of``, in valuation order (``occurred_at``, ``event_id``): what it was worth then."""
+    if not keys:
+        return {}
+    site_ids = sorted({site for site, _item in keys})
+    codes = sorted({item for _site, item in keys})
+    ranked = (
+        select(
+            valuation_entries.c.site_id,
+            valuation_entries.c.item,
+            valuation_entries.c.qty_after,
+            valuation_entries.c.value_after,
+            valuation_entries.c.last_cost_after,
+            func.row_number()
+            .over(
+                partition_by=(valuation_entries.c.site_id, valuation_entries.c.item),
+                order_by=(
+                    valuation_entries.c.occurred_at.desc(),
+                    valuation_entries.c.event_id.desc(),
+                ),
+            )
+            .label("rank"),
+        )
+        .where(
+            valuation_entries.c.site_id.in_(site_ids),
+            valuation_entries.c.item.in_(codes),
+            valuation_entries.c.occurred_at <= as_of,
+        )
+        .subquery()
+    )
+    return {
+        (row.site_id, row.item): _Worth(row.qty_after, row.value_after, row.last_cost_after)
+        for row in connection.execute(select(ranked).where(ranked.c.rank == 1))
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class StockFilter:
+    """Which balances a stock report reads; every filter left out matches everything.
+    ``lot`` is :data:`NO_LOT` (``""``) for stock kept without a lot; ``visible`` is the
+    reader's sites (None: every site)."""
+
+    site_id: str | None = None
+    item: str | None = None
+    location: str | None = None
+    lot: str | None = None
+    visible: Collection[str] | None = None
+
+
+# --- 1. stock on hand ----------------------------------------------------------------------
+
+STOCK_COLUMNS: Final = (
+    Column("site_id", "Site"),
+    Column("location", "Location"),
+    Column("item", "Item code"),
+    Column("item_name", "Item name"),
+    Column("lot", "Lot"),
+    Column("qty", "Quantity", "qty"),
+    Column("uom", "Unit"),
+    Column("unit_cost", "Unit cost", "money", financial=True),
+    Column("value", "Value", "money", financial=True),
+)
+
+
+def stock_on_hand(
+    connection: Connection,
+    chosen: StockFilter,
+    *,
+    as_of: datetime | None = None,
+    financial: bool = False,
+) -> Report:
+    """What is on hand per (site, location, item, lot): now, from the balances ingest
+    keeps; at a past moment, summed from both ledgers by ``occurred_at`` (an event that
+    happened before ``as_of`` counts, however late it arrived). Keys summing to zero are
+    left out. Value (financial): the key's share of its (site, item)'s valuation then."""
+    if as_of is None:
+        rows = _balances_now(connection, chosen)
+    else:
+        rows = _balances_at(connection, chosen, _aware(as_of))
+    facts = _item_facts(connection, {row["item"] for row in rows})
+    total = ZERO
+    if financial:
+        keys = {(row["site_id"], row["item"]) for row in rows}
+        worth = (
+            _worth_now(connection, keys)
+            if as_of is None
+            else _worth_at(connection, keys, _aware(as_of))
+        )
+    for row in rows:
+        known = facts.get(row["item"])
+        row["item_name"] = known.name if known else ""
+        if financial:
+            found = worth.get((row["site_id"], row["item"]))
+            value = ZERO if found is None else found.of(_base_qty(known, row["qty"], row["uom"]))
+            row["value"] = cents(value)
+            row["unit_cost"] = (
+                _plain((value / row["qty"]).quantize(Decimal("0.000001"))) if row["qty"] else None
+            )
+            total += row["value"]
+    columns = visible_columns(STOCK_COLUMNS, financial)
+    return Report(
+        name="stock-on-hand",
+        columns=columns,
+        rows=_strip(rows, columns),
+        totals={"value": _plain(total)} if financial else {},
+    )
+
+
+def _balances_now(
+    connection: Connection, chosen: StockFilter, *, lots_held: bool = False
+) -> list[dict[str, Any]]:
+    """Balances now; ``lots_held``: only positive ones of a lot (what can expire)."""
+    table = stock_balances
+    site_id, item, location, lot = chosen.site_id, chosen.item, chosen.location, chosen.lot
+    visible = chosen.visible
+    query = (
+        select(
+            table.c.site_id, table.c.location, table.c.item, table.c.lot, table.c.uom, table.c.qty
+        )
+        .where(*_in_scope(table.c.site_id, site_id, visible), table.c.qty != ZERO)
+        .order_by(table.c.site_id, table.c.location, table.c.item, table.c.lot)
+    )
+    if item is not None:
+        query = query.where(table.c.item == item)
+    if location is not None:
+        query = query.where(table.c.location == location)
+    if lot is not None:
+        query = query.where(table.c.lot == lot)
+    if lots_held:
+        query = query.where(table.c.lot != NO_LOT, table.c.qty > ZERO)
+    return [_key_row(row) for row in connection.execute(query)]
+
+
+def _key_row(row: Any) -> dict[str, Any]:
+    return {
+        "site_id": row.site_id,
+        "location": row.location,
+        "item": row.item,
+        "lot": None if row.lot == NO_LOT else row.lot,
+        "qty": row.qty,
+        "uom": row.uom,
+    }
+
+
+def _balances_at(
+    connection: Connection, chosen: StockFilter, as_of: datetime
+) -> list[dict[str, Any]]:
+    site_id, item, location, lot = chosen.site_id, chosen.item, chosen.location, chosen.lot
+    visible = chosen.visible
+    parts = []
+    for table in (ledger_events, central_events):
+        part = select(
+            table.c.site_id,
+            table.c.location,
+            table.c.item,
+            func.coalesce(table.c.lot, NO_LOT).label("lot"),
+            table.c.uom,
+            type_coerce(table.c.qty, MicroUnits()).label("qty"),
+        ).where(table.c.occurred_at <= as_of, *_in_scope(table.c.site_id, site_id, visible))
+        if item is not None:
+            part = part.where(table.c.item == item)
+        if location is not None:
+            part = part.where(table.c.location == location)
+        if lot is not None:
+            part = (
+                part.where(table.c.lot.is_(None))
+                if lot == NO_LOT
+                else part.where(table.c.lot == lot)
+            )
+        parts.append(part)
+    moved = union_all(*parts).subquery()
+    summed = type_coerce(func.sum(moved.c.qty), MicroUnits())
+    query = (
+        select(
+            moved.c.site_id,
+            moved.c.location,
+            moved.c.item,
+            moved.c.lot,
+            func.max(moved.c.uom).label("uom"),
+            summed.label("qty"),
+        )
+        .group_by(moved.c.site_id, moved.c.location, moved.c.item, moved.c.lot)
+        .having(func.sum(moved.c.qty) != 0)
+        .order_by(moved.c.site_id, moved.c.location, moved.c.item, moved.c.lot)
+    )
+    return [_key_row(row) for row in connection.execute(query)]
+
+
+# --- 2. the movement ledger ----------------------------------------------------------------
+
+MOVEMENT_COLUMNS: Final = (
+    Column("occurred_at", "Occurred at", "datetime"),
+    Column("site_id", "Site"),
+    Column("kind", "Movement"),
+    Column("item", "Item code"),
+    Column("location", "Location"),
+    Column("lot", "Lot"),
+    Column("qty", "Quantity", "qty"),
+    Column("uom", "Unit"),
+    Column("document", "Document"),
+    Column("ref", "Reference"),
+    Column("actor", "By"),
+    Column("stream", "Booked by"),
+    Column("event_id", "Event"),
+    Column("in_value", "Value in", "money", financial=True),
+    Column("cogs", "Cost of goods", "money", financial=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MovementFilter:
+    """The movement ledger's filters; every one left out matches everything. ``since``
+    and ``until`` bound ``occurred_at`` (from ``since`` on, before ``until``)."""
+
+    site_id: str | None = None
+    item: str | None = None
+    kind: str | None = None
+    location: str | None = None
+    doc_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def encode_cursor(occurred_at: datetime, event_id: str) -> str:
+    """The next page's cursor: the last row's valuation-order key, opaque to the client."""
+    text = f"{_aware(occurred_at).astimezone(UTC).isoformat()}|{event_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        moment, event_id = base64.urlsafe_b64decode(padded.encode()).decode().split("|", 1)
+        return _aware(datetime.fromisoformat(moment)), event_id
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidError(
+            "after: not a cursor this report gave (use next_after of the previous page)"
+        ) from None
+
+
+def movements(
+    connection: Connection,
+    chosen: MovementFilter,
+    *,
+    after: str | None = None,
+    limit: int = 100,
+    visible: Collection[str] | None = None,
+    financial: bool = False,
+) -> Report:
+    """One page of movements from both ledgers, oldest first by (``occurred_at``,
+    ``event_id``) (the order valuation follows), with the cost of goods of each for a
+    financial reader. ``next_after`` is the cursor of the next page, None at the end."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidError(f"limit: 1 to {MAX_PAGE} rows a page")
+    start = None if after is None else decode_cursor(after)
+    found: list[dict[str, Any]] = []
+    for stream, table in (("edge", ledger_events), ("central", central_events)):
+        query = _movement_query(table, chosen, start, visible).limit(limit + 1)
+        found.extend({**each._asdict(), "stream": stream} for each in connection.execute(query))
+    found.sort(key=lambda row: (_aware(row["occurred_at"]), row["event_id"]))
+    more = len(found) > limit
+    page = found[:limit]
+    for entry in page:
+        entry["occurred_at"] = _aware(entry["occurred_at"])
+        entry["document"] = (
+            f"{entry['doc_type']}:{entry['doc_id']}/{entry['doc_line']}"
+            if entry["doc_type"]
+            else None
+        )
+    columns = visible_columns(MOVEMENT_COLUMNS, financial)
+    if financial:
+        costs = _entry_costs(connection, [entry["event_id"] for entry in page])
+        for entry in page:
+            in_value, cogs = costs.get(entry["event_id"], (None, None))
+            entry["in_value"], entry["cogs"] = in_value, cogs
+    last = page[-1] if more and page else None
+    return Report(
+        name="movements",
+        columns=columns,
+        rows=_strip(page, columns),
+        next_after=None if last is None else encode_cursor(last["occurred_at"], last["event_id"]),
+    )
+
+
+def iter_movements(
+    connection: Connection,
+    chosen: MovementFilter,
+    *,
+    visible: Collection[str] | None = None,
+    financial: bool = False,
+) -> Iterator[Report]:
+    """Every page of the movement ledger in turn, for an export."""
+    after: str | None = None
+    while True:
+        page = movements(
+            connection, chosen, after=after, limit=MAX_PAGE, visible=visible, financial=financial
+        )
+        yield page
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+def _movement_query(
+    table: Any,
+    chosen: MovementFilter,
+    start: tuple[datetime, str] | None,
+    visible: Collection[str] | None,
+) -> Select[Any]:
+    query = select(
+        table.c.event_id,
+        table.c.occurred_at,
+        table.c.site_id,
+        table.c.kind,
+        table.c.item,
+        table.c.location,
+        table.c.lot,
+        table.c.qty,
+        table.c.uom,
+        table.c.doc_type,
+        table.c.doc_id,
+        table.c.doc_line,
+        table.c.ref,
+        table.c.actor,
+    ).where(*_in_scope(table.c.site_id, chosen.site_id, visible))
+    for name in ("item", "kind", "location", "doc_id"):
+        wanted = getattr(chosen, name)
+        if wanted is not None:
+            query = query.where(table.c[name] == wanted)
+    if chosen.since is not None:
+        query = query.where(table.c.occurred_at >= _aware(chosen.since))
+    if chosen.until is not None:
+        query = query.where(table.c.occurred_at < _aware(chosen.until))
+    if start is not None:
+        moment, event_id = start
+        query = query.where(
+            or_(
+                table.c.occurred_at > moment,
+                and_(table.c.occurred_at == moment, table.c.event_id > event_id),
+            )
+        )
+    return query.order_by(table.c.occurred_at, table.c.event_id)
+
+
+def _entry_costs(
+    connection: Connection, event_ids: Sequence[str]
+) -> dict[str, tuple[Decimal | None, Decimal | None]]:
+    found: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+    for chunk in range(0, len(event_ids), 500):
+        for row in connection.execute(
+            select(
+                valuation_entries.c.event_id, valuation_entries.c.in_value, valuation_entries.c.cogs
+            ).where(valuation_entries.c.event_id.in_(event_ids[chunk : chunk + 500]))
+        ):
+            found[row.event_id] = (cents(row.in_value), cents(row.cogs))
+    return found
+
+
+# --- 3. gross margin -----------------------------------------------------------------------
+
+MARGIN_GROUPS: Final = ("item", "category", "customer", "site", "month")
+
+MARGIN_COLUMNS: Final = (
+    Column("key", "Group"),
+    Column("name", "Name"),
+    Column("invoices", "Invoices", "int"),
+    Column("revenue", "Revenue", "money", financial=True),
+    Column("cogs", "Cost of goods", "money", financial=True),
+    Column("margin", "Gross margin", "money", financial=True),
+    Column("margin_rate", "Margin rate", "percent", financial=True),
+)
+
+
+def gross_margin(
+    connection: Connection,
+    *,
+    by: str = "item",
+    since: date | None = None,
+    until: date | None = None,
+    site_id: str | None = None,
+    visible: Collection[str] | None = None,
+    top: int = 10,
+) -> Report:
+    """Revenue (sales invoice lines, before tax) against cost of goods (the valuation
+    entries of the shipment each invoice bills, per item) by item, category, customer,
+    site or month of the invoice date, from ``since`` to ``until`` inclusive; largest
+    margin first. All money, so only for a financial reader (the route checks)."""
+    if by not in MARGIN_GROUPS:
+        raise InvalidError(f"by: one of {', '.join(MARGIN_GROUPS)}")
+    where = _in_scope(sales_invoices.c.site_id, site_id, visible)
+    if since is not None:
+        where.append(sales_invoices.c.invoice_date >= since)
+    if until is not None:
+        where.append(sales_invoices.c.invoice_date <= until)
+    lines = connection.execute(
+        select(
+            sales_invoices.c.invoice_id,
+            sales_invoices.c.shipment_id,
+            sales_invoices.c.customer_code,
+            sales_invoices.c.site_id,
+            sales_invoices.c.invoice_date,
+            sales_invoice_lines.c.item_code,
+            sales_invoice_lines.c.amount,
+        )
+        .join(sales_invoice_lines, sales_invoice_lines.c.invoice_id == sales_invoices.c.invoice_id)
+        .where(*where)
+    ).all()
+    cost_rows = connection.execute(
+        select(
+            central_events.c.ref,
+            central_events.c.item,
+            type_coerce(func.sum(valuation_entries.c.cogs), MicroUnits()).label("cogs"),
+        )
+        .join(valuation_entries, valuation_entries.c.event_id == central_events.c.event_id)
+        .join(sales_invoices, sales_invoices.c.shipment_id == central_events.c.ref)
+        .where(central_events.c.doc_type == "sales_order", *where)
+        .group_by(central_events.c.ref, central_events.c.item)
+    ).all()
+    costs = {(row.ref, row.item): row.cogs or ZERO for row in cost_rows}
+    facts = _item_facts(connection, {line.item_code for line in lines})
+
+    def key_of(line: Any) -> str:
+        if by == "item":
+            return str(line.item_code)
+        if by == "category":
+            known = facts.get(line.item_code)
+            return (known.category if known else None) or ""
+        if by == "customer":
+            return str(line.customer_code)
+        if by == "site":
+            return str(line.site_id)
+        return str(line.invoice_date.strftime("%Y-%m"))
+
+    revenue: dict[str, Decimal] = defaultdict(Decimal)
+    cogs: dict[str, Decimal] = defaultdict(Decimal)
+    invoices: dict[str, set[str]] = defaultdict(set)
+    counted: set[tuple[str, str]] = set()
+    for line in lines:
+        key = key_of(line)
+        revenue[key] += line.amount
+        invoices[key].add(line.invoice_id)
+        # An invoice line per shipment line: the shipment's cost of an item is counted
+        # once, with its first line of that item.
+        pair = (line.shipment_id, line.item_code)
+        if pair not in counted:
+            counted.add(pair)
+            cogs[key] += costs.get(pair, ZERO)
+    names = _group_names(connection, by, list(revenue), facts)
+    rows: list[dict[str, Any]] = []
+    for key, earned in revenue.items():
+        margin = earned - cogs[key]
+        rows.append(
+            {
+                "key": key,
+                "name": names.get(key, ""),
+                "invoices": len(invoices[key]),
+                "revenue": cents(earned),
+                "cogs": cents(cogs[key]),
+                "margin": cents(margin),
+                "margin_rate": (_plain((margin / earned).quantize(RATE)) if earned else None),
+            }
+        )
+    rows.sort(key=lambda row: (-row["margin"], row["key"]))
+    total_revenue = sum((row["revenue"] for row in rows), ZERO)
+    total_cogs = sum((row["cogs"] for row in rows), ZERO)
+    return Report(
+        name="gross-margin",
+        columns=list(MARGIN_COLUMNS),
+        rows=rows,
+        totals={
+            "revenue": _plain(total_revenue),
+            "cogs": _plain(total_cogs),
+            "margin": _plain(total_revenue - total_cogs),
+        },
+        chart=[(row["key"], row["margin"]) for row in rows[:top]],
+    )
+
+
+def _group_names(
+    connection: Connection, by: str, keys: list[str], facts: dict[str, _ItemFacts]
+) -> dict[str, str]:
+    if not keys:
+        return {}
+    if by == "item":
+        return {code: known.name for code, known in facts.items()}
+    table, code = {
+        "category": (categories, categories.c.code),
+        "customer": (partners, partners.c.code),
+        "site": (sites, sites.c.site_id),
+    }.get(by, (None, None))
+    if table is None or code is None:
+        return {}
+    return {
+        row.code: row.name
+        for row in connection.execute(
+            select(code.label("code"), table.c.name).where(code.in_(sorted(keys)))
+        )
+    }
+
+
+# --- 4. slow-moving and dead stock ---------------------------------------------------------
+
+SLOW_COLUMNS: Final = (
+    Column("site_id", "Site"),
+    Column("item", "Item code"),
+    Column("item_name", "Item name"),
+    Column("qty", "Quantity", "qty"),
+    Column("uom", "Unit"),
+    Column("last_out", "Last out", "datetime"),
+    Column("days_idle", "Days without going out", "int"),
+    Column("last_in", "Last in", "datetime"),
+    Column("value", "Value", "money", financial=True),
+)
+
+
+def slow_moving(
+    connection: Connection,
+    *,
+    days: int = 90,
+    on: datetime | None = None,
+    site_id: str | None = None,
+    visible: Collection[str] | None = None,
+    financial: bool = False,
+) -> Report:
+    """Every (site, item) with stock on hand now and no movement out (issue, sale,
+    transfer out, scrap) in the ``days`` before ``on``, or none ever (``days_idle`` then
+    counts from its first movement in); longest idle first. Movements after ``on`` are
+    not looked at; the stock is today's. Dead stock (呆滞) is the same list with a long
+    ``days``; value (financial) from the valuation."""
+    if not 1 <= days <= 36_500:
+        raise InvalidError("days: 1 to 36500")
+    moment = _aware(on) if on is not None else datetime.now(UTC)
+    if moment.date() - timedelta(days=days) < EARLIEST:
+        raise InvalidError(f"days: counted back from {moment.date()}, too far")
+    held = connection.execute(
+        select(
+            stock_balances.c.site_id,
+            stock_balances.c.item,
+            stock_balances.c.uom,
+            type_coerce(func.sum(stock_balances.c.qty), MicroUnits()).label("qty"),
+        )
+        .where(*_in_scope(stock_balances.c.site_id, site_id, visible))
+        .group_by(stock_balances.c.site_id, stock_balances.c.item, stock_balances.c.uom)
+    ).all()
+    on_hand: dict[tuple[str, str], dict[str, Decimal]] = defaultdict(dict)
+    for each in held:
+        if each.qty:
+            on_hand[(each.site_id, each.item)][each.uom] = each.qty
+    positive = {key: units for key, units in on_hand.items() if sum(units.values()) > 0}
+    if not positive:
+        columns = visible_columns(SLOW_COLUMNS, financial)
+        return Report(name="slow-moving", columns=columns, rows=[])
+    moved = _moves(connection, site_id, visible, moment)
+    cutoff = moment - timedelta(days=days)
+    facts = _item_facts(connection, {item for _site, item in positive})
+    worth = _worth_now(connection, set(positive)) if financial else {}
+    rows: list[dict[str, Any]] = []
+    total = ZERO
+    for (site, item), units in sorted(positive.items()):
+        out = moved.last_out.get((site, item))
+        if out is not None and out >= cutoff:
+            continue
+        since = out if out is not None else moved.first_in.get((site, item))
+        known = facts.get(item)
+        uom = known.base_uom if known else next(iter(units))
+        row: dict[str, Any] = {
+            "site_id": site,
+            "item": item,
+            "item_name": known.name if known else "",
+            "qty": _plain(sum((_base_qty(known, q, u) for u, q in units.items()), ZERO)),
+            "uom": uom,
+            "last_out": out,
+            "days_idle": None if since is None else max((moment - since).days, 0),
+            "last_in": moved.last_in.get((site, item)),
+        }
+        if financial:
+            found = worth.get((site, item))
+            row["value"] = cents(found.value) if found is not None else ZERO
+            total += row["value"]
+        rows.append(row)
+    rows.sort(key=lambda row: (-(row["days_idle"] or 0), row["site_id"], row["item"]))
+    columns = visible_columns(SLOW_COLUMNS, financial)
+    return Report(
+        name="slow-moving",
+        columns=columns,
+        rows=_strip(rows, columns),
+        totals={"value": _plain(total)} if financial else {},
+    )
+
+
+@dataclass(slots=True)
+class _Moves:
+    last_out: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    first_in: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    last_in: dict[tuple[str, str], datetime] = field(default_factory=dict)
+
+
+def _moves(
+    connection: Connection, site_id: str | None, visible: Collection[str] | None, until: datetime
+) -> _Moves:
+    """Per (site, item), up to ``until``: the latest movement out, the first and the
+    latest movement in (anything else with a positive quantity counts as in)."""
+    found = _Moves()
+    for table in (ledger_events, central_events):
+        direction = table.c.kind.in_(OUTBOUND)
+        for row in connection.execute(
+            select(
+                table.c.site_id,
+                table.c.item,
+                direction.label("out"),
+                func.min(table.c.occurred_at).label("first"),
+                func.max(table.c.occurred_at).label("last"),
+            )
+            .where(
+                table.c.occurred_at <= until,
+                or_(direction, table.c.qty > ZERO),
+                *_in_scope(table.c.site_id, site_id, visible),
+            )
+            .group_by(table.c.site_id, table.c.item, direction)
+        ):
+            key = (row.site_id, row.item)
+            first, last = _aware(row.first), _aware(row.last)
+            if row.out:
+                found.last_out[key] = max(last, found.last_out.get(key, last))
+            else:
+                found.last_in[key] = max(last, found.last_in.get(key, last))
+                found.first_in[key] = min(first, found.first_in.get(key, first))
+    return found
+
+
+# --- 5. expiry -----------------------------------------------------------------------------
+
+EXPIRY_COLUMNS: Final = (
+    Column("bucket", "Expiry"),
+    Column("site_id", "Site"),
+    Column("location", "Location"),
+    Column("item", "Item code"),
+    Column("item_name", "Item name"),
+    Column("lot", "Lot"),
+    Column("expiry", "Expires on", "date"),
+    Column("days_left", "Days left", "int"),
+    Column("qty", "Quantity", "qty"),
+    Column("uom", "Unit"),
+    Column("value", "Value", "money", financial=True),
+)
+
+
+def expiry_bucket(expiry: date, on: date) -> str | None:
+    """``expired`` (before ``on``), ``0-30``, ``31-60``, ``61-90`` days left; None beyond."""
+    left = (expiry - on).days
+    if left < 0:
+        return "expired"
+    if left <= 30:
+        return "0-30"
+    if left <= 60:
+        return "31-60"
+    if left <= 90:
+        return "61-90"
+    return None
+
+
+def expiry(
+    connection: Connection,
+    *,
+    on: date | None = None,
+    site_id: str | None = None,
+    item: str | None = None,
+    visible: Collection[str] | None = None,
+    financial: bool = False,
+) -> Report:
+    """Lots on hand that expired before ``on`` or expire within 90 days of it, soonest
+    first, each in its bucket; the chart's figures are the value per bucket (financial
+    readers) or the number of lots. A lot's expiry is the one its movements carry."""
+    today = checked_day(on, "on") or datetime.now(UTC).date()
+    rows = [
+        row
+        for row in _balances_now(
+            connection, StockFilter(site_id=site_id, item=item, visible=visible), lots_held=True
+        )
+        if row["lot"] is not None and row["qty"] > 0
+    ]
+    expiries = _lot_expiries(connection, {(row["item"], row["lot"]) for row in rows})
+    facts = _item_facts(connection, {row["item"] for row in rows})
+    worth = _worth_now(connection, {(r["site_id"], r["item"]) for r in rows}) if financial else {}
+    chosen = []
+    per_bucket: dict[str, Decimal] = dict.fromkeys(EXPIRY_BUCKETS, ZERO)
+    for row in rows:
+        expires = expiries.get((row["item"], row["lot"]))
+        if expires is None:
+            continue
+        bucket = expiry_bucket(expires, today)
+        if bucket is None:
+            continue
+        known = facts.get(row["item"])
+        row.update(
+            bucket=bucket,
+            expiry=expires,
+            days_left=(expires - today).days,
+            item_name=known.name if known else "",
+        )
+        if financial:
+            found = worth.get((row["site_id"], row["item"]))
+            base = _base_qty(known, row["qty"], row["uom"])
+            row["value"] = cents(found.of(base)) if found is not None else ZERO
+            per_bucket[bucket] += row["value"]
+        else:
+            per_bucket[bucket] += 1
+        chosen.append(row)
+    chosen.sort(key=lambda row: (row["expiry"], row["site_id"], row["item"], row["lot"]))
+    columns = visible_columns(EXPIRY_COLUMNS, financial)
+    return Report(
+        name="expiry",
+        columns=columns,
+        rows=_strip(chosen, columns),
+        totals={f"value_{k}": _plain(v) for k, v in per_bucket.items()} if financial else {},
+        chart=list(per_bucket.items()),
+    )
+
+
+def _lot_expiries(
+    connection: Connection, lots: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], date]:
+    """The expiry of each (item, lot): the latest any of its movements gives."""
+    if not lots:
+        return {}
+    codes = sorted({item for item, _lot in lots})
+    found: dict[tuple[str, str], date] = {}
+    for table in (ledger_events, central_events):
+        for row in connection.execute(
+            select(table.c.item, table.c.lot, func.max(table.c.expiry).label("expiry"))
+            .where(table.c.item.in_(codes), table.c.expiry.is_not(None))
+            .group_by(table.c.item, table.c.lot)
+        ):
+            key = (row.item, row.lot)
+            if key in lots and (key not in found or found[key] < row.expiry):
+                found[key] = row.expiry
+    return found
+
+
+# --- 6. turnover ---------------------------------------------------------------------------
+
+TURNOVER_COLUMNS: Final = (
+    Column("site_id", "Site"),
+    Column("item", "Item code"),
+    Column("item_name", "Item name"),
+    Column("opening_value", "Opening value", "money", financial=True),
+    Column("closing_value", "Closing value", "money", financial=True),
+    Column("cogs", "Cost of goods", "money", financial=True),
+    Column("turns", "Turns", "qty", financial=True),
+    Column("days_on_hand", "Days of stock", "qty", financial=True),
+)
+_JUST_BEFORE: Final = timedelta(microseconds=1)
+
+
+def turnover(
+    connection: Connection,
+    *,
+    since: date,
+    until: date,
+    site_id: str | None = None,
+    visible: Collection[str] | None = None,
+) -> Report:
+    """Stock turnover (周转) per (site, item) over the days ``since`` to ``until``
+    inclusive: cost of goods in the period over the average of the opening and closing
+    stock value (turns), and the days of stock that makes (days ÷ turns); fastest first.
+    All money, so for a financial reader only (the route checks)."""
+    start, end = start_of(since, "since"), end_of(until, "until")
+    assert start is not None
+    assert end is not None
+    if end <= start:
+        raise InvalidError("until: on or after since")
+    entries = valuation_entries
+    spent = {
+        (row.site_id, row.item): row.cogs or ZERO
+        for row in connection.execute(
+            select(
+                entries.c.site_id,
+                entries.c.item,
+                type_coerce(func.sum(entries.c.cogs), MicroUnits()).label("cogs"),
+            )
+            .where(
+                entries.c.occurred_at >= start,
+                entries.c.occurred_at < end,
+                *_in_scope(entries.c.site_id, site_id, visible),
+            )
+            .group_by(entries.c.site_id, entries.c.item)
+        )
+    }
+    held = {
+        (row.site_id, row.item)
+        for row in connection.execute(
+            select(valuation_state.c.site_id, valuation_state.c.item).where(
+                *_in_scope(valuation_state.c.site_id, site_id, visible)
+            )
+        )
+    }
+    keys = held | set(spent)
+    opening = _worth_at(connection, keys, start - _JUST_BEFORE)
+    closing = _worth_at(connection, keys, end - _JUST_BEFORE)
+    facts = _item_facts(connection, {item for _site, item in keys})
+    days = Decimal((end - start).days)
+    rows: list[dict[str, Any]] = []
+    for key in keys:
+        first = opening[key].value if key in opening else ZERO
+        last = closing[key].value if key in closing else ZERO
+        cost = spent.get(key, ZERO)
+        if first == 0 and last == 0 and cost == 0:
+            continue
+        average = (first + last) / 2
+        turns = cost / average if average > 0 else None
+        known = facts.get(key[1])
+        rows.append(
+            {
+                "site_id": key[0],
+                "item": key[1],
+                "item_name": known.name if known else "",
+                "opening_value": cents(first),
+                "closing_value": cents(last),
+                "cogs": cents(cost),
+                "turns": None if turns is None else _plain(turns.quantize(CENT)),
+                "days_on_hand": (
+                    _plain((days / turns).quantize(Decimal("0.1"))) if turns else None
+                ),
+            }
+        )
+    rows.sort(key=lambda row: (-(row["turns"] or ZERO), row["site_id"], row["item"]))
+    return Report(name="turnover", columns=list(TURNOVER_COLUMNS), rows=rows)
+
+
+# --- 7. sync lag ---------------------------------------------------------------------------
+
+SYNC_COLUMNS: Final = (
+    Column("site_id", "Site"),
+    Column("acked_through_seq", "Held through seq", "int"),
+    Column("last_push_at", "Last push", "datetime"),
+    Column("last_event_at", "Latest movement", "datetime"),
+    Column("lag_minutes", "Minutes since last push", "int"),
+    Column("refused", "Refused events", "int"),
+)
+
+
+def sync_lag(
+    connection: Connection,
+    *,
+    on: datetime | None = None,
+    visible: Collection[str] | None = None,
+) -> Report:
+    """Per site that has an edge: how far central holds its ledger, when it last pushed,
+    the latest movement it holds, and how many of its events wait refused; the site that
+    has been silent longest first. Nothing here is money."""
+    moment = _aware(on) if on is not None else datetime.now(UTC)
+    state = site_sync_state
+    latest = (
+        select(ledger_events.c.site_id, func.max(ledger_events.c.occurred_at).label("at"))
+        .group_by(ledger_events.c.site_id)
+        .subquery()
+    )
+    refused = (
+        select(refused_events.c.site_id, func.count().label("n"))
+        .group_by(refused_events.c.site_id)
+        .subquery()
+    )
+    query = (
+        select(
+            state.c.site_id,
+            state.c.acked_through_seq,
+            state.c.updated_at,
+            latest.c.at,
+            func.coalesce(refused.c.n, 0).label("refused"),
+        )
+        .outerjoin(latest, latest.c.site_id == state.c.site_id)
+        .outerjoin(refused, refused.c.site_id == state.c.site_id)
+        .where(*_in_scope(state.c.site_id, None, visible))
+        .order_by(state.c.site_id)
+    )
+    rows: list[dict[str, Any]] = []
+    for found in connection.execute(query):
+        pushed = _aware(found.updated_at)
+        rows.append(
+            {
+                "site_id": found.site_id,
+                "acked_through_seq": found.acked_through_seq,
+                "last_push_at": pushed,
+                "last_event_at": None if found.at is None else _aware(found.at),
+                "lag_minutes": max(int((moment - pushed).total_seconds() // 60), 0),
+                "refused": int(found.refused),
+            }
+        )
+    rows.sort(key=lambda row: (-row["lag_minutes"], row["site_id"]))
+    return Report(name="sync-lag", columns=list(SYNC_COLUMNS), rows=rows)
+
+
+__all__ = [
+    "EXPIRY_BUCKETS",
+    "MARGIN_GROUPS",
+    "MAX_PAGE",
+    "Column",
+    "MovementFilter",
+    "Report",
+    "StockFilter",
+    "checked_day",
+    "checked_moment",
+    "end_of",
+    "expiry",
+    "expiry_bucket",
+    "gross_margin",
+    "iter_movements",
+    "movements",
+    "slow_moving",
+    "start_of",
+    "stock_on_hand",
+    "sync_lag",
+    "turnover",
+]

@@ -1,0 +1,93 @@
+"""The console's report pages over HTTP, on SQLite and PostgreSQL, on the three-site chain
+of ``tests/central/test_reports.py``: figures, charts and export links for a financial
+reader in English; a clerk's pages in Chinese without a financial figure and without the
+gross margin; a filter that is not valid shown on the page."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from tests.central.conftest import add_test_user
+from tests.central.test_reports import chain  # noqa: F401 (a fixture)
+from tests.web.test_console_pages import browser
+
+ROOT = "/console/reports"
+
+
+def test_report_pages_for_finance_in_english_and_a_clerk_in_chinese(
+    chain: TestClient,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """One chain for both readers: building it is most of the test's cost."""
+    finance_in_english(chain)
+    clerk_in_chinese(chain)
+
+
+def finance_in_english(chain: TestClient) -> None:  # noqa: F811
+    add_test_user(chain.app.state.engine, "fin", ["finance"])  # type: ignore[attr-defined]
+    fin = browser(chain.app, "fin", lang="en")  # type: ignore[arg-type]
+    index = fin.get(ROOT).text
+    assert "Gross margin" in index
+    assert "Stock on hand" in index
+
+    stock = fin.get(f"{ROOT}/stock-on-hand", params={"site": "S01"})
+    assert stock.status_code == 200
+    assert '<th scope="col" class="num">Value</th>' in stock.text
+    assert "¥104.50" in stock.text
+    assert "¥32.00" not in stock.text
+    then = fin.get(f"{ROOT}/stock-on-hand", params={"site": "S01", "on": "2026-11-02"}).text
+    assert "¥190.00" in then  # end of 11-02: both TEA receipts, nothing sold yet
+    csv_link = re.search(r'href="([^"]+)" download id="export-csv"', then)
+    assert csv_link is not None
+    exported = fin.get(csv_link.group(1).replace("&amp;", "&"))
+    assert exported.status_code == 200, exported.text
+    assert "190" in exported.text
+    assert "S02" not in exported.text
+
+    margin = fin.get(f"{ROOT}/gross-margin").text
+    assert "<svg" in margin
+    assert "Top ten by gross margin" in margin
+    assert re.search(r"<text[^>]*>TEA</text>", margin)
+    assert "¥52.50" in margin
+    assert "52.5%" in margin
+
+    expiry = fin.get(f"{ROOT}/expiry").text
+    assert "Value by days to expiry" in expiry
+    assert "Expired" in expiry
+
+    first = fin.get(f"{ROOT}/movements", params={"site": "S01"}).text
+    assert "Cost of goods" in first
+    assert "Sale" in first
+    assert 'id="next-page"' not in first  # seven movements: one page
+
+    november = {"since": "2026-11-01", "until": "2026-11-30"}
+    turnover = fin.get(f"{ROOT}/turnover", params=november).text
+    assert "Turns" in turnover
+    assert "7.5" in turnover  # S03's tea: 4 turns in 30 days
+
+    bad = fin.get(f"{ROOT}/stock-on-hand", params={"on": "yesterday"})
+    assert bad.status_code == 422
+    assert 'id="report-problem"' in bad.text
+    assert "2026-12-01" in bad.text
+
+
+def clerk_in_chinese(chain: TestClient) -> None:  # noqa: F811
+    add_test_user(chain.app.state.engine, "clerk", ["warehouse_clerk"])  # type: ignore[attr-defined]
+    clerk = browser(chain.app, "clerk")  # type: ignore[arg-type]
+    index = clerk.get(ROOT).text
+    assert "库存明细" in index
+    assert "毛利" not in index
+    stock = clerk.get(f"{ROOT}/stock-on-hand").text
+    assert "商品名称" in stock
+    assert "金额" not in stock
+    assert "¥" not in stock
+    expiry = clerk.get(f"{ROOT}/expiry").text
+    assert "按距到期天数的批次数" in expiry
+    assert "¥" not in expiry
+    slow = clerk.get(f"{ROOT}/slow-moving", params={"days": "30"}).text
+    assert "未出库天数" in slow
+    assert "¥" not in slow
+    assert clerk.get(f"{ROOT}/gross-margin").status_code == 403
+    assert clerk.get(f"{ROOT}/turnover").status_code == 403
+    assert clerk.get(f"{ROOT}/movements", params={"site": "S09"}).status_code == 200
