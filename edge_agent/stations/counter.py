@@ -124,6 +124,8 @@ class CounterStation:
     next_qty: Decimal | None = None
     refused: int = 0
     fault: Fault = _no_fault
+    _seen: dict[str, tuple[int, LotBalances]] = field(default_factory=dict)
+    """What :class:`_LotStock` read of each item's lots, through which seq."""
 
     # --- scans -------------------------------------------------------------------------------
 
@@ -225,7 +227,7 @@ class CounterStation:
                 total=total, at=now, device_id=device_id,
             )  # fmt: skip
             self.fault("numbered")
-            stock = _LotStock(conn, self.location, today)
+            stock = _LotStock(conn, self.location, today, self._seen)
             first_seq = 0
             events = 0
             for line_no, line in enumerate(self.basket, start=1):
@@ -367,32 +369,51 @@ class CounterStation:
         }
 
 
+LotBalances = dict[str, tuple[date | None, Decimal]]
+"""Per lot: its expiry and what the ledger holds of it (zero and negative included)."""
+
+
 class _LotStock:
     """The counter location's stock of each item by lot, as this edge's ledger holds it,
-    less what this sale has taken so far; read once per item within the sale's transaction."""
+    less what this sale has taken so far; read once per item within the sale's transaction.
 
-    def __init__(self, conn: sqlite3.Connection, location: str, today: date) -> None:
+    The station keeps what it read per item (``seen``: balances through the item's last
+    seq read), so a sale reads only the item's events since: a store with years of sales
+    pays for its new events, not its history. Only committed events are ever kept: an
+    item is read before this sale books any event of it."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        location: str,
+        today: date,
+        seen: dict[str, tuple[int, LotBalances]],
+    ) -> None:
         self.conn = conn
         self.location = location
         self.today = today
-        self._lots: dict[str, dict[str, tuple[date | None, Decimal]]] = {}
+        self.seen = seen
+        self._lots: dict[str, LotBalances] = {}
 
-    def _of(self, item: str) -> dict[str, tuple[date | None, Decimal]]:
+    def _of(self, item: str) -> LotBalances:
         known = self._lots.get(item)
         if known is None:
-            sums: dict[str, Decimal] = defaultdict(Decimal)
-            expiries: dict[str, date | None] = {}
-            for lot, qty, expiry in self.conn.execute(
-                "SELECT lot, qty, json_extract(body, '$.expiry') FROM events"
-                " WHERE item = ? AND location = ? AND lot IS NOT NULL",
-                (item, self.location),
+            through, before = self.seen.get(item, (0, {}))
+            balances = dict(before)
+            # One row per lot; its quantities summed here, exactly (SQLite would sum the
+            # texts as floats). The expiry is the one the lot's events name.
+            for lot, quantities, expiry, last in self.conn.execute(
+                "SELECT lot, group_concat(qty, ' '), MAX(json_extract(body, '$.expiry')),"
+                " MAX(seq) FROM events WHERE item = ? AND location = ? AND lot IS NOT NULL"
+                " AND seq > ? GROUP BY lot",
+                (item, self.location, through),
             ):
-                sums[lot] += Decimal(qty)  # exact: never summed as SQLite floats
-                if expiry:
-                    expiries[lot] = date.fromisoformat(expiry)
-                else:
-                    expiries.setdefault(lot, None)
-            known = {lot: (expiries.get(lot), qty) for lot, qty in sums.items() if qty > 0}
+                was, held = balances.get(lot, (None, Decimal(0)))
+                held += sum(map(Decimal, quantities.split(" ")), Decimal(0))
+                balances[lot] = (date.fromisoformat(expiry) if expiry else was, held)
+                through = max(through, int(last))
+            self.seen[item] = (through, dict(balances))
+            known = {lot: each for lot, each in balances.items() if each[1] > 0}
             self._lots[item] = known
         return known
 

@@ -22,7 +22,6 @@ from sqlalchemy import func, select
 from central_api.models import retail_sales, valuation_entries
 from central_api.services.retail import takings
 from device_drivers.scanners import Scan
-from device_drivers.scanners.gs1 import parse_gs1
 from edge_agent.catalog import Catalog, Puller
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.stations import counter as till
@@ -30,7 +29,6 @@ from edge_agent.stations.counter import CounterStation
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind
 from jxc.paths import ITEMS, STOCK_AVAILABLE
-from simulators.scanner import GS
 from tests.central.conftest import (  # noqa: F401 (the real central's fixtures)
     client,
     database_url,
