@@ -304,3 +304,71 @@ def test_the_site_file_names_counter_scanners_it_has_and_prices() -> None:
         SiteConfig.model_validate({"site": {"id": "S01"}, "counter": {"prices": {"A": "-1"}}})
     with pytest.raises(ValidationError, match="not a JSON number"):
         SiteConfig.model_validate({"site": {"id": "S01"}, "counter": {"prices": {"A": 1.5}}})
+
+
+def test_the_agent_sends_the_till_scanners_scans_to_the_counter(tmp_path: Path) -> None:
+    """A whole agent in this process, central unreachable: the till's scans sell at the
+    site file's price, the dock scanner's still receive; the status page shows the day."""
+    from edge_agent.agent import EdgeAgent  # noqa: PLC0415
+    from edge_agent.config import load_site_config  # noqa: PLC0415
+    from tests.patience import wait_for  # noqa: PLC0415
+
+    with (
+        ScannerTwin(link=tmp_path / "scanner-1") as dock,
+        ScannerTwin(link=tmp_path / "till-1") as till_scanner,
+    ):
+        site_file = tmp_path / "site.toml"
+        site_file.write_text(
+            f"""
+[site]
+id = "S01"
+[central]
+url = "http://127.0.0.1:9"
+timeout_s = 1
+[ledger]
+path = "edge.db"
+[status]
+port = 0
+[counter]
+scanners = ["till-1"]
+prices = {{ SOAP = "3.30" }}
+[[devices.scanners]]
+id = "scanner-1"
+driver = "serial-line"
+port = "{dock.link}"
+[[devices.scanners]]
+id = "till-1"
+driver = "serial-line"
+port = "{till_scanner.link}"
+"""
+        )
+        agent = EdgeAgent(load_site_config(site_file))
+        agent.catalog.apply(catalog_page())
+        agent.start()
+        try:
+            assert wait_for(
+                lambda: all(s["state"] == "connected" for s in agent.status()["scanners"]), 10
+            )
+            station = agent.tills["till-1"]
+            for data, shown in (
+                ("QTY 2", "QTY 2"),
+                (SOAP, "SOAP 2 EA x 3.3 = 6.60"),
+                ("PAY cash", "PAID S01-R00000001 cash 6.60"),
+            ):
+                till_scanner.send(data)
+                assert wait_for(lambda shown=shown: station.display.startswith(shown), 10)
+            dock.send(SOAP)
+            assert wait_for(lambda: any(e.kind == "receipt" for e in agent.ledger.events()), 10)
+            sold = [e for e in agent.ledger.events() if e.kind == "sale"]
+            assert [(e.device_id, e.qty, e.ref) for e in sold] == [
+                ("till-1", Decimal(-2), "pos cash 3.3")
+            ]
+            shown_today = agent.status()["counter"]["till-1"]["today"]
+            assert shown_today == {
+                "sales": 1,
+                "refunds": 0,
+                "by_payment": {"cash": "6.60"},
+                "net": "6.60",
+            }
+        finally:
+            agent.stop()
