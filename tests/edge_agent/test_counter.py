@@ -8,7 +8,12 @@ transaction.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -263,6 +268,62 @@ def test_receipt_numbers_stay_gapless_and_unique_when_receipts_crash(
             assert sum(r.events for r in till.receipts(ledger)) == len(counter_events)
         finally:
             ledger.close()
+
+
+SELLER = textwrap.dedent(
+    """
+    import sys
+    from decimal import Decimal
+    from pathlib import Path
+    from edge_agent.catalog import Catalog
+    from edge_agent.ledger import Ledger
+    from edge_agent.stations.counter import CounterStation
+    from tests.edge_agent.test_counter import SOAP, catalog_page, plain
+
+    ledger = Ledger(Path(sys.argv[1]), site_id="S01")
+    Catalog(ledger).apply(catalog_page())
+    station = CounterStation(ledger, Catalog(ledger), location="SHOP", prices={"SOAP": Decimal(3)})
+    while True:
+        station.on_scan(plain(SOAP))
+        print(station.on_scan(plain("PAY cash")).number, flush=True)
+    """
+)
+
+
+def test_a_kill_9_mid_sale_leaves_no_gap_and_no_reuse(tmp_path: Path) -> None:
+    path = tmp_path / "edge.db"
+    root = Path(__file__).resolve().parents[2]
+    seller = subprocess.Popen(
+        [sys.executable, "-c", SELLER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert seller.stdout is not None
+        seen = [int(seller.stdout.readline()) for _ in range(25)]  # mid-stream, then kill
+        seller.send_signal(signal.SIGKILL)
+        seller.wait(timeout=patience_timeout(10))
+    finally:
+        if seller.poll() is None:
+            seller.kill()
+    assert seen == list(range(1, 26))
+    ledger = Ledger(path, site_id="S01")
+    try:
+        made = till.receipts(ledger)
+        last = till.last_number(ledger)
+        assert last >= 25
+        assert [receipt.number for receipt in made] == list(range(1, last + 1))
+        assert all(receipt.events == 1 for receipt in made)  # each with its sale, once
+        assert len([e for e in ledger.events() if e.kind is EventKind.SALE]) == last
+        station = station_on(ledger)
+        station.on_scan(plain(SOAP))
+        receipt = station.on_scan(plain("PAY cash"))
+        assert isinstance(receipt, till.Receipt)
+        assert receipt.number == last + 1
+    finally:
+        ledger.close()
 
 
 def test_migration_11_adds_the_counter(tmp_path: Path) -> None:
