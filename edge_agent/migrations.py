@@ -239,7 +239,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             " unit_price TEXT NOT NULL, amount TEXT NOT NULL,"
             " refunded TEXT NOT NULL DEFAULT '0', refund_of INTEGER)",
             "CREATE INDEX IF NOT EXISTS receipt_lines_number ON receipt_lines (number, line)",
-            "CREATE INDEX IF NOT EXISTS events_item_location ON events (item, location)",
+            "CREATE INDEX IF NOT EXISTS events_item_location ON events (item, location, seq)",
         ),
     ),
 )
