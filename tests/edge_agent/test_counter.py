@@ -433,3 +433,37 @@ port = "{till_scanner.link}"
             }
         finally:
             agent.stop()
+
+
+def test_the_day_totals_are_read_from_the_ledger_file_by_the_cli(tmp_path: Path) -> None:
+    import json  # noqa: PLC0415
+
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from edge_agent.cli import app  # noqa: PLC0415
+
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(f'[site]\nid = "S01"\n[ledger]\npath = "{tmp_path / "edge.db"}"\n')
+    ledger = Ledger(tmp_path / "edge.db", site_id="S01")
+    try:
+        Catalog(ledger).apply(catalog_page())
+        station = station_on(ledger)
+        for payment in ("cash", "mobile", "cash"):
+            station.on_scan(plain(SOAP))
+            station.on_scan(plain(f"PAY {payment}"))
+        station.on_scan(plain("REFUND S01-R00000002"))
+    finally:
+        ledger.close()
+    result = CliRunner().invoke(app, ["counter", "totals", "-c", str(site_file)])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "site_id": "S01",
+        "day": datetime.now(UTC).date().isoformat(),
+        "sales": 3,
+        "refunds": 1,
+        "by_payment": {"cash": "6.60", "mobile": "0.00"},
+        "net": "6.60",
+    }
+    result = CliRunner().invoke(app, ["counter", "totals", "-c", str(site_file), "--day", "x"])
+    assert result.exit_code == 2
+    assert "no date" in result.stderr
