@@ -19,7 +19,8 @@ The cashier drives it with a scanner, every scan answering on the display line:
    unexpired lot holds is sold without a lot when the item has no lot stock here at all;
    when it has, and all of it is expired or too little, the sale is refused with the
    reason (an expired lot is never sold);
-4. ``REFUND <receipt number>`` pays back everything of that receipt not refunded yet:
+4. ``REFUND <receipt number> [<line>]`` pays back everything of that receipt (or of that
+   line of it) not refunded yet:
    ``return`` events of the same lots back to the same location, under a new receipt
    number (the refund slip), paid back by the sale's own method.
 
@@ -149,7 +150,11 @@ class CounterStation:
             if command == "PAY":
                 return self.pay(rest.strip().lower(), device_id=scan.device_id, today=today)
             if command == "REFUND":
-                return self.refund(rest.strip(), device_id=scan.device_id)
+                code, _, line = rest.strip().partition(" ")
+                if line.strip() and not line.strip().isdigit():
+                    raise CounterRefusedError(f"REFUSED: REFUND {code} {line}: a line number")
+                only = int(line) if line.strip() else None
+                return self.refund(code, line=only, device_id=scan.device_id)
             return self.add(scan, today=today)
         except CounterRefusedError as refused:
             self.refused += 1
@@ -272,9 +277,12 @@ class CounterStation:
 
     # --- the refund --------------------------------------------------------------------------
 
-    def refund(self, code: str, *, device_id: str | None = None) -> Receipt:
-        """Pay back what is left of receipt ``code``: ``return`` events of the very lots sold,
-        to the location they left, at the price paid, under a refund slip's own number."""
+    def refund(
+        self, code: str, *, line: int | None = None, device_id: str | None = None
+    ) -> Receipt:
+        """Pay back what is left of receipt ``code`` (or of its ``line`` only): ``return``
+        events of the very lots sold, to the location they left, at the price paid, under a
+        refund slip's own number."""
         self.ledger.check_free_disk()
         now = datetime.now(UTC)
         with self.ledger.transaction() as conn:
@@ -288,16 +296,19 @@ class CounterStation:
             sold_number, _kind, payment = found
             rows = conn.execute(
                 "SELECT seq, line, item, lot, expiry, location, qty, uom, unit_price, refunded"
-                " FROM receipt_lines WHERE number = ? ORDER BY seq",
-                (sold_number,),
+                " FROM receipt_lines WHERE number = ? AND (? IS NULL OR line = ?) ORDER BY seq",
+                (sold_number, line, line),
             ).fetchall()
+            if not rows:
+                raise CounterRefusedError(f"REFUSED: {code} has no line {line}")
             left = [
                 (row, Decimal(row[6]) - Decimal(row[9]))
                 for row in rows
                 if Decimal(row[6]) > Decimal(row[9])
             ]
             if not left:
-                raise CounterRefusedError(f"REFUSED: {code} is refunded in full already")
+                what = code if line is None else f"line {line} of {code}"
+                raise CounterRefusedError(f"REFUSED: {what} is refunded in full already")
             number, slip = self._take_number(conn)
             total = sum((line_amount(qty, Decimal(row[8])) for row, qty in left), Decimal(0))
             _receipt_row(

@@ -181,31 +181,38 @@ def test_a_basket_sold_fefo_refunded_and_the_day_totalled(
     assert isinstance(second, till.Receipt)
     assert second.code == "S01-R00000002"
 
-    refund = scan("REFUND S01-R00000001")
+    assert scan("REFUND S01-R00000001 9") is None
+    assert station.display == "REFUSED: S01-R00000001 has no line 9"
+    part = scan("REFUND S01-R00000001 3")  # the weighed soap only
+    assert isinstance(part, till.Receipt)
+    assert (part.code, part.total) == ("S01-R00000003", Decimal("4.95"))
+    assert scan("REFUND S01-R00000001 3") is None
+    assert station.display == "REFUSED: line 3 of S01-R00000001 is refunded in full already"
+    refund = scan("REFUND S01-R00000001")  # the rest
     assert isinstance(refund, till.Receipt)
     assert (refund.code, refund.kind, refund.payment, refund.total) == (
-        "S01-R00000003",
+        "S01-R00000004",
         "refund",
         "card",
-        Decimal("58.25"),
+        Decimal("53.30"),
     )
     returns = [e for e in ledger.events() if e.kind is EventKind.RETURN]
     assert [(e.item, e.lot, e.qty, e.doc_id, e.doc_line, e.ref) for e in returns] == [
-        ("PILL", "L1", Decimal(3), "S01-R00000001", 1, "pos card 12.5 refund S01-R00000003"),
-        ("PILL", "L2", Decimal(1), "S01-R00000001", 1, "pos card 12.5 refund S01-R00000003"),
-        ("SOAP", None, Decimal(1), "S01-R00000001", 2, "pos card 3.3 refund S01-R00000003"),
         ("SOAP", None, Decimal("1.5"), "S01-R00000001", 3, "pos card 3.3 refund S01-R00000003"),
+        ("PILL", "L1", Decimal(3), "S01-R00000001", 1, "pos card 12.5 refund S01-R00000004"),
+        ("PILL", "L2", Decimal(1), "S01-R00000001", 1, "pos card 12.5 refund S01-R00000004"),
+        ("SOAP", None, Decimal(1), "S01-R00000001", 2, "pos card 3.3 refund S01-R00000004"),
     ]
     assert scan("REFUND S01-R00000001") is None
     assert station.display == "REFUSED: S01-R00000001 is refunded in full already"
     assert scan("REFUND S01-R00000003") is None  # a refund slip is not refunded
-    assert till.last_number(ledger) == 3
+    assert till.last_number(ledger) == 4
 
     totals = station.day_totals(datetime.now(UTC).date())
-    assert (totals.sales, totals.refunds) == (2, 1)
+    assert (totals.sales, totals.refunds) == (2, 2)
     assert totals.by_payment == {"card": Decimal(0), "mobile": Decimal(25)}
     assert totals.net == Decimal(25)
-    assert station.report()["last_receipt"] == 3
+    assert station.report()["last_receipt"] == 4
 
 
 class CrashError(Exception):
