@@ -36,6 +36,7 @@ from edge_agent.config import SiteConfig
 from edge_agent.jobs import JobHealth, describe_error, job_alerts
 from edge_agent.ledger import SCHEMA_VERSION, DiskSpaceError, Ledger, LedgerError
 from edge_agent.metrics import EdgeMetrics
+from edge_agent.stations.counter import CounterStation
 from edge_agent.stations.errors import ChoiceNeededError, StationError
 from edge_agent.stations.labels import LabelSpooler
 from edge_agent.stations.picking import PickingStation
@@ -174,6 +175,17 @@ class EdgeAgent:
         )
         self.finder: CentralFinder | None = None
         self.announcement: Advertisement | None = None
+        # One counter station per till scanner (its own basket); they share the ledger and
+        # so the site's gapless receipt counter.
+        self.tills: dict[str, CounterStation] = {
+            scanner_id: CounterStation(
+                self.ledger,
+                self.catalog,
+                location=config.counter.location,
+                prices=config.counter.prices,
+            )
+            for scanner_id in config.counter.scanners
+        }
         self.client = httpx.Client(
             base_url=self.central_url or "",
             timeout=config.central.timeout_s,
@@ -415,8 +427,11 @@ class EdgeAgent:
                 continue
             try:
                 picker = self.pickers.get(scan.device_id)
+                till = self.tills.get(scan.device_id)
                 if picker is not None:
                     picker.on_scan(scan)
+                elif till is not None:
+                    till.on_scan(scan)
                 else:
                     self.station.on_scan(scan)
             except DiskSpaceError as exc:
@@ -579,6 +594,7 @@ class EdgeAgent:
             else None,
             "picking": {scanner: picker.report() for scanner, picker in self.pickers.items()}
             or None,
+            "counter": {scanner: till.report() for scanner, till in self.tills.items()} or None,
             "unknown_scans": self.station.unknown_scans,
             "misread_scans": self.station.misread_scans,
             "alerts": alerts,

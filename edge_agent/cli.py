@@ -278,6 +278,46 @@ def outbox_show(
     typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
 
 
+counter = typer.Typer(help="The store's counter: what the tills took, from the ledger alone.")
+app.add_typer(counter, name="counter")
+
+
+@counter.command("totals")
+def counter_totals(
+    config: SiteFile,
+    day: Annotated[
+        str | None, typer.Option(help="the day (UTC), YYYY-MM-DD; default today")
+    ] = None,
+) -> None:
+    """The day's takings per payment method, net of refunds, as one JSON object: read from
+    the ledger file, so it answers with central down (and with the agent stopped)."""
+    import json  # noqa: PLC0415
+    from datetime import UTC, date, datetime  # noqa: PLC0415
+
+    from edge_agent.stations.counter import day_totals  # noqa: PLC0415
+
+    try:
+        wanted = date.fromisoformat(day) if day else datetime.now(UTC).date()
+    except ValueError:
+        typer.echo(f"error: --day {day!r} is no date (YYYY-MM-DD)", err=True)
+        raise typer.Exit(2) from None
+    site = load_or_exit(config)
+    ledger = open_ledger_or_exit(site)
+    try:
+        totals = day_totals(ledger, wanted)
+    finally:
+        ledger.close()
+    shown = {
+        "site_id": site.site.id,
+        "day": totals.day.isoformat(),
+        "sales": totals.sales,
+        "refunds": totals.refunds,
+        "by_payment": {method: format(v, "f") for method, v in totals.by_payment.items()},
+        "net": format(totals.net, "f"),
+    }
+    typer.echo(json.dumps(shown, ensure_ascii=False))
+
+
 labels = typer.Typer(help="The labels the station owes, has printed, or could not print.")
 app.add_typer(labels, name="labels")
 

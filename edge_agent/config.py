@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
-from jxc.contract import Code, SiteId
+from jxc.contract import Code, ExactDecimal, SiteId
 
 
 class _Section(BaseModel):
@@ -127,6 +127,26 @@ class PickingSection(_Section):
         return self
 
 
+class CounterSection(_Section):
+    """The store's counter (``edge_agent.stations.counter``): its scanners, where it sells
+    from, and the store's prices (central's feed carries no prices: ``docs/sales.md``)."""
+
+    scanners: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    """Ids of the scanners at the tills; their scans go to the counter. Empty: no counter."""
+    location: Code = "SHOP"
+    """The location the counter sells from and refunds back to."""
+    prices: dict[Code, ExactDecimal] = {}
+    """The store's price per base unit of each item it sells: what the customer pays.
+    An item without a price is refused at the till."""
+
+    @model_validator(mode="after")
+    def _prices_not_negative(self) -> Self:
+        for item, price in self.prices.items():
+            if price < 0:
+                raise ValueError(f"counter.prices.{item} must not be negative")
+        return self
+
+
 class DeviceSection(BaseModel):
     """One device: its id, the driver's name, and the driver's own options.
 
@@ -176,6 +196,7 @@ class SiteConfig(_Section):
     backup: BackupSection = BackupSection()
     receiving: ReceivingSection = ReceivingSection()
     picking: PickingSection = PickingSection()
+    counter: CounterSection = CounterSection()
     devices: DevicesSection = DevicesSection()
 
     @model_validator(mode="after")
@@ -188,14 +209,23 @@ class SiteConfig(_Section):
                 raise ValueError(
                     f"receiving.{role} is {wanted!r}, but no [[devices.{role}s]] has that id"
                 )
-        wanted_ids = [("printer", self.picking.printer, self.devices.printers)] + [
-            ("scanner", scanner, self.devices.scanners) for scanner in self.picking.scanners
+        wanted_ids = [("picking", "printer", self.picking.printer, self.devices.printers)]
+        wanted_ids += [
+            (station, "scanner", scanner, self.devices.scanners)
+            for station, scanners in (
+                ("picking", self.picking.scanners),
+                ("counter", self.counter.scanners),
+            )
+            for scanner in scanners
         ]
-        for role, wanted, section in wanted_ids:
+        for station, role, wanted, section in wanted_ids:
             if wanted is not None and wanted not in {device.id for device in section}:
                 raise ValueError(
-                    f"picking.{role} is {wanted!r}, but no [[devices.{role}s]] has that id"
+                    f"{station}.{role} is {wanted!r}, but no [[devices.{role}s]] has that id"
                 )
+        both = set(self.picking.scanners) & set(self.counter.scanners)
+        if both:
+            raise ValueError(f"scanner(s) {sorted(both)} are in both [picking] and [counter]")
         return self
 
 

@@ -215,6 +215,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DELETE FROM sync_cursor WHERE feed = 'master-data'",
         ),
     ),
+    Migration(
+        11,
+        "the store's counter: a gapless per-site receipt counter, receipts and their lines",
+        (
+            # One row: the last receipt number handed out. Moved in the transaction that
+            # books the receipt's events, so a crash gives the number back with them.
+            "CREATE TABLE IF NOT EXISTS receipt_counter (id INTEGER PRIMARY KEY"
+            " CHECK (id = 1), last_number INTEGER NOT NULL)",
+            "INSERT OR IGNORE INTO receipt_counter (id, last_number) VALUES (1, 0)",
+            # kind: 'sale' or 'refund' (refunds: the sold receipt it pays back).
+            "CREATE TABLE IF NOT EXISTS receipts (number INTEGER PRIMARY KEY,"
+            " code TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, refunds INTEGER"
+            " REFERENCES receipts(number), payment TEXT NOT NULL, total TEXT NOT NULL,"
+            " made_at TEXT NOT NULL, day TEXT NOT NULL, device_id TEXT)",
+            "CREATE INDEX IF NOT EXISTS receipts_day ON receipts (day)",
+            # One row per event: a receipt line sold from two lots is two rows. qty is
+            # positive; refunded (on a sale's rows) is how much of it was paid back.
+            "CREATE TABLE IF NOT EXISTS receipt_lines (seq INTEGER PRIMARY KEY"
+            " REFERENCES events(seq), number INTEGER NOT NULL REFERENCES receipts(number),"
+            " line INTEGER NOT NULL, item TEXT NOT NULL, lot TEXT, expiry TEXT,"
+            " location TEXT NOT NULL, qty TEXT NOT NULL, uom TEXT NOT NULL,"
+            " unit_price TEXT NOT NULL, amount TEXT NOT NULL,"
+            " refunded TEXT NOT NULL DEFAULT '0', refund_of INTEGER)",
+            "CREATE INDEX IF NOT EXISTS receipt_lines_number ON receipt_lines (number, line)",
+            "CREATE INDEX IF NOT EXISTS events_item_location ON events (item, location, seq)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -190,12 +190,15 @@ DocumentType = Literal[
     "other_receipt",
     "other_issue",
     "write_off",
+    "retail_receipt",
 ]
 """The documents an event can name a line of. An edge posts ``transfer_order`` lines as
 its site's ``transfer_out`` / ``transfer_in`` events; a shipment names the sales order
-line it ships (an ``issue``), a customer return the line it came back from; the rest are
-written by central's own stream so far (``docs/inventory.md``). An older edge never sends
-the newer values, so adding them breaks no one."""
+line it ships (an ``issue``), a customer return the line it came back from; a store's
+counter books ``sale`` events naming a line of its ``retail_receipt`` and a refund
+``return`` events naming the line refunded (``jxc.retail``); the rest are written by
+central's own stream so far (``docs/inventory.md``). An older edge never sends the newer
+values, so adding them breaks no one."""
 
 DOCUMENT_FIELDS = ("doc_type", "doc_id", "doc_line")
 """An event's structured reference to the document line it fulfils: all three or none.

@@ -268,3 +268,29 @@ customer_payments = Table(
     ForeignKeyConstraint(["invoice_id"], ["sales_invoices.invoice_id"]),
     Index(None, "invoice_id"),
 )
+
+# 零售: a store's counter sales and refunds as their edge events arrive (projection
+# ``retail``, central_api.services.retail): one row per ``sale`` / ``return`` event naming a
+# ``retail_receipt`` line, keyed by that event, so the cost of goods valuation gives the same
+# event (``valuation_entries.event_id``) sits next to its revenue. Financial: unit_price and
+# amount (signed revenue: a sale adds, a refund takes back), in the till's money, no tax
+# split (the counter price is what the customer pays).
+retail_sales = Table(
+    "retail_sales",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("site_id", String(32), nullable=False),
+    Column("receipt", String(64), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("refund", String(64), nullable=True),
+    Column("item_code", String(64), nullable=False),
+    Column("lot", String(40), nullable=True),
+    Column("qty", MicroUnits, nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("unit_price", MicroUnits, nullable=False),
+    Column("amount", MicroUnits, nullable=False),
+    Column("payment", String(16), nullable=False),
+    Column("sold_at", DateTime(timezone=True), nullable=False),
+    Index(None, "site_id", "sold_at"),
+    Index(None, "receipt"),
+)

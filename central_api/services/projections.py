@@ -97,13 +97,15 @@ def built_in_projections() -> Projections:
     reservations consumed and closing of sales orders (:mod:`central_api.services.so_progress`);
     ``transfer_progress``: what each transfer shipped and received per lot, so what is in
     transit (:mod:`central_api.services.transfers`); ``valuation``: the value of stock and
-    the cost of goods of every movement (:mod:`central_api.services.valuation`);
+    the cost of goods of every movement (:mod:`central_api.services.valuation`); ``retail``:
+    the revenue of a store's counter sales and refunds (:mod:`central_api.services.retail`);
     ``alerts`` (last: it mirrors the exceptions the others raised): stock alerts for the
     touched (site, item) pairs (:mod:`central_api.services.alerts`).
     """
     from central_api.services import (  # noqa: PLC0415 - they import this
         alerts,
         po_progress,
+        retail,
         so_progress,
         transfers,
         valuation,
@@ -114,5 +116,6 @@ def built_in_projections() -> Projections:
     registry.add(so_progress.NAME, so_progress.project)
     registry.add(transfers.NAME, transfers.project)
     registry.add(valuation.NAME, valuation.project)
+    registry.add(retail.NAME, retail.project)
     registry.add(alerts.NAME, alerts.project)
     return registry
