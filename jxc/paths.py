@@ -95,6 +95,9 @@ VALUATION = f"{API_ROOT}/valuation"
 AUDIT = f"{API_ROOT}/audit"
 """``GET``: the audit log, filtered and paged; ``/audit.csv`` exports it (auditors)."""
 AUDIT_CSV = f"{API_ROOT}/audit.csv"
+WEBHOOKS = f"{API_ROOT}/webhooks"
+"""Outbound webhook subscriptions (admins), ``/{id}/deliveries`` their log,
+``/deliveries/{id}/replay`` a delivery sent again by hand (docs/integrations.md)."""
 
 
 def below_api_root(path: str) -> str:

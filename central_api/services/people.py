@@ -126,6 +126,8 @@ ALL_ACTIONS: dict[str, str] = {
     "sales_invoice.create": "invoice shipments",
     "sales_invoice.payment": "record payments received against sales invoices",
     "receivable.read": "read receivables ageing (with the financial field group)",
+    "webhook.manage": "subscribe URLs to document and alert events (outbound webhooks), "
+    "read the delivery log, replay deliveries",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

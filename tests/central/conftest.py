@@ -49,6 +49,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "webhook_deliveries",
+    "webhook_subscriptions",
     "stock_count_lines",
     "stock_counts",
     "transfer_exceptions",
