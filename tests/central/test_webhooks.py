@@ -64,7 +64,9 @@ class Receiver:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hooks/jxc"
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def __enter__(self) -> Receiver:
         self.thread.start()
