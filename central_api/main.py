@@ -123,10 +123,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             keep=settings.backup_keep,
             interval_h=settings.backup_interval_h,
         )
+    webhooks = None
     try:
         _refuse_stale_schema(app.state.engine)
+        if settings.webhook_poll_s > 0:
+            from central_api.services.webhooks import WebhookWorker  # noqa: PLC0415
+
+            webhooks = WebhookWorker(app.state.engine, lambda: app.state.settings)
+            webhooks.start()
         yield
     finally:
+        if webhooks is not None:
+            await webhooks.stop()
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         app.state.engine.dispose()

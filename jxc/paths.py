@@ -110,6 +110,9 @@ ALERTS = f"{API_ROOT}/alerts"
 ``/evaluate-expiry``."""
 STOCK_NEGATIVE = f"{API_ROOT}/stock/negative"
 """``GET ?site_id=``: balances below zero and since when."""
+WEBHOOKS = f"{API_ROOT}/webhooks"
+"""Outbound webhook subscriptions (admins), ``/{id}/deliveries`` their log,
+``/deliveries/{id}/replay`` a delivery sent again by hand (docs/integrations.md)."""
 
 
 def below_api_root(path: str) -> str:

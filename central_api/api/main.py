@@ -24,6 +24,7 @@ from central_api.api.routes import (
     stock,
     sync,
     valuation,
+    webhooks,
 )
 
 api_router = APIRouter()
@@ -44,6 +45,7 @@ api_router.include_router(auth.router)
 api_router.include_router(people.users_router)
 api_router.include_router(people.roles_router)
 api_router.include_router(audit.router)
+api_router.include_router(webhooks.router)
 api_router.include_router(imports.router)
 api_router.include_router(purchasing.requisitions_router)
 api_router.include_router(purchasing.purchase_orders_router)

@@ -113,6 +113,24 @@ class Settings(BaseSettings):
     With several processes or replicas on one backup directory, one of them at a time
     does it (a lock file in the directory)."""
 
+    webhook_poll_s: float = Field(default=2.0, ge=0, le=3600)
+    """How often the webhook worker looks for audit entries to fan out and deliveries
+    that are due (seconds; 0: no worker in this process). See ``docs/integrations.md``."""
+
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    """The longest one delivery's HTTP request may take, connecting included."""
+
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    """Attempts before a delivery is given up (``failed``); replay it by hand after."""
+
+    webhook_backoff_s: float = Field(default=30.0, gt=0, le=3600)
+    """The wait after the first failed attempt; it doubles with each further failure
+    (at most an hour) and is drawn at random from its upper half (jitter)."""
+
+    webhook_allow_private: bool = False
+    """Let subscriptions target loopback, private and link-local addresses. Off: a
+    webhook URL must not reach into central's own network (SSRF). Tests turn it on."""
+
     metrics_token: str | None = None
     """If set, ``GET /metrics`` wants ``Authorization: Bearer <this>``; unset, it is open
     (keep it off the public side at the reverse proxy, as deploy/ does). Prometheus has

@@ -91,6 +91,7 @@ from central_api.models.sales import (
 )
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.models.valuation import valuation_entries, valuation_layers, valuation_state
+from central_api.models.webhooks import webhook_deliveries, webhook_subscriptions
 
 __all__ = [
     "NO_LOT",
@@ -167,4 +168,6 @@ __all__ = [
     "valuation_entries",
     "valuation_layers",
     "valuation_state",
+    "webhook_deliveries",
+    "webhook_subscriptions",
 ]

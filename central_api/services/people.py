@@ -132,6 +132,8 @@ ALL_ACTIONS: dict[str, str] = {
     "preferred supplier per site; expiry alert bands per category",
     "alert.read": "read the alerts and exceptions inbox (of the user's sites)",
     "alert.manage": "assign and resolve alerts; run the expiry evaluation",
+    "webhook.manage": "subscribe URLs to document and alert events (outbound webhooks), "
+    "read the delivery log, replay deliveries",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

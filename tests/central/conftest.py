@@ -50,6 +50,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 
 CENTRAL_TABLES = (
     "retail_sales",
+    "webhook_deliveries",
+    "webhook_subscriptions",
     "stock_count_lines",
     "stock_counts",
     "transfer_exceptions",
