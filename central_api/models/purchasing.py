@@ -261,6 +261,8 @@ supplier_invoice_lines = Table(
     Column("unit_price", MicroUnits, nullable=False),
     Column("tax_rate", MicroUnits, nullable=False),
     Column("amount", MicroUnits, nullable=False),
+    # The unit of qty and unit_price; NULL: the PO line's unit (migration 0023).
+    Column("uom", String(16), nullable=True),
     # What the match found (the PO's side at the time of matching).
     Column("po_price", MicroUnits, nullable=True),
     Column("accepted_qty", MicroUnits, nullable=False),

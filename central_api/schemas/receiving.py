@@ -211,11 +211,16 @@ class InvoiceLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     po_line: PoLineNo
-    qty: ExactDecimal = Field(description="in the PO line's ordered unit")
-    unit_price: ExactDecimal = Field(description="per ordered unit, before tax")
+    qty: ExactDecimal = Field(description="in ``uom``")
+    unit_price: ExactDecimal = Field(description="per ``uom``, before tax")
     tax_rate: ExactDecimal = Field(description="a fraction: 0.13 for 13 %")
     amount: ExactDecimal | None = Field(
         default=None, description="before tax; absent: qty × unit_price"
+    )
+    uom: Uom | None = Field(
+        default=None,
+        description="any unit of the item (the supplier's invoice unit); absent: the PO "
+        "line's ordered unit",
     )
 
 
@@ -233,6 +238,9 @@ class InvoiceLineOut(BaseModel):
     line_no: Int64
     po_line: Int64
     qty: DecimalText
+    uom: Text | None = Field(
+        default=None, description="the unit of qty and prices when not the PO line's"
+    )
     base_qty: DecimalText
     unit_price: Financial[DecimalText | None] = None
     tax_rate: Financial[DecimalText | None] = None

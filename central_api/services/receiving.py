@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from enum import StrEnum
 from typing import Any
 
@@ -92,6 +92,8 @@ STOCK_KINDS = frozenset({"storage", "receiving"})
 _HUNDRED = Decimal(100)
 _ZERO = Decimal(0)
 _CENT = Decimal("0.01")
+_MICRO = Decimal("0.000001")
+"""Prices are stored in micro-units (``MicroUnits``): a converted price is rounded to one."""
 
 
 class QcStatus(StrEnum):
@@ -195,6 +197,8 @@ class InvoiceLineInput:
     unit_price: Decimal
     tax_rate: Decimal
     amount: Decimal | None = None
+    uom: str | None = None
+    """The unit of ``qty`` and ``unit_price``; None: the PO line's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +216,8 @@ class InvoiceLine:
     qty_diff: Decimal
     amount_diff: Decimal | None
     outcome: str
+    uom: str | None = None
+    """The unit of ``qty``, ``unit_price`` and ``po_price``; None: the PO line's."""
 
     @property
     def tax_amount(self) -> Decimal:
@@ -1171,12 +1177,22 @@ def match_line(
     """The three-way match of one invoice line: the PO's price, the accepted quantity
     (net of returns) against everything invoiced so far, and the invoice's own amount.
 
-    The invoice's quantity and price are per the PO line's ordered unit; quantities are
-    compared in the base unit. Returns the columns of the stored line.
+    The invoice's quantity and price are in its own unit (``given.uom``, else the PO line's);
+    quantities are compared in the base unit, prices in the invoice's unit: the PO's price
+    is converted to it by the two units' exact factors and, where that ratio does not end
+    (a case of 7 priced 10, invoiced per piece), rounded half-even to the micro-unit prices
+    are stored in. Returns the columns of the stored line.
     """
     amount = plain(given.qty * given.unit_price) if given.amount is None else given.amount
     problems: list[str] = []
     po_price = line.unit_price
+    other_unit = given.uom is not None and given.uom != line.uom
+    if po_price is not None and other_unit:
+        # base per invoice unit ÷ base per PO unit: the PO's price for one invoice unit
+        with localcontext() as exact:
+            exact.prec = 40
+            converted = po_price * (base / given.qty) / (line.base_qty / line.qty)
+        po_price = plain(converted.quantize(_MICRO, rounding=ROUND_HALF_EVEN))
     price_diff = amount_diff = None
     if po_price is None:
         problems.append("no_po_price")
@@ -1205,6 +1221,7 @@ def match_line(
         "qty_diff": qty_diff,
         "amount_diff": amount_diff,
         "outcome": ",".join(problems) or "ok",
+        "uom": given.uom if other_unit else None,
     }
 
 
@@ -1271,7 +1288,7 @@ def create_invoice(
             if given.tax_rate >= 1:
                 raise InvalidError(f"{where}.tax_rate: a fraction within 0..1 (0.13 for 13 %)")
             _uom, base, _base_uom = base_quantity(
-                connection, where, line.item_code, given.qty, line.uom
+                connection, where, line.item_code, given.qty, given.uom or line.uom
             )
             rows.append({"line_no": index + 1, **match_line(line, given, base, tolerances)})
         status = (

@@ -534,6 +534,54 @@ def test_an_invoice_that_matches_is_matched_and_counted(
     )
 
 
+def test_an_invoice_in_another_unit_is_matched_in_that_unit(
+    shop: TestClient, received: dict[str, Any]
+) -> None:
+    """The PO ordered 2 箱 at 150; the supplier invoices 240 片 (箱 = 120 片) at 1.25."""
+    finance = as_user(shop, "fin-u", ["finance"])
+    got = ok(
+        invoice(
+            shop,
+            received["po_id"],
+            "INV-PCS",
+            {"po_line": 1, "qty": "240", "uom": "片", "unit_price": "1.25", "tax_rate": "0.13"},
+            headers=finance,
+        ),
+        201,
+    )
+    assert got["status"] == "matched"
+    [line_1] = got["lines"]
+    assert (line_1["uom"], line_1["qty"], line_1["base_qty"]) == ("片", "240", "240")
+    assert (line_1["po_price"], line_1["price_diff"], line_1["amount_diff"]) == ("1.25", "0", "0")
+    assert line(read_po(shop, received["po_id"]), 1)["invoiced_qty"] == "240"
+    # The same in pieces at 1.30 is 0.05 a piece over the PO's price: held, in pieces.
+    held = ok(
+        invoice(
+            shop,
+            received["po_id"],
+            "INV-PCS-2",
+            {"po_line": 1, "qty": "1", "uom": "片", "unit_price": "1.3", "tax_rate": "0.13"},
+            headers=finance,
+        ),
+        201,
+    )
+    assert held["status"] == "held"
+    assert held["lines"][0]["outcome"] == "price,quantity"
+    assert (held["lines"][0]["po_price"], held["lines"][0]["price_diff"]) == ("1.25", "0.05")
+    # A unit the item does not have is named.
+    refused(
+        invoice(
+            shop,
+            received["po_id"],
+            "INV-PCS-3",
+            {"po_line": 1, "qty": "1", "uom": "桶", "unit_price": "1", "tax_rate": "0.13"},
+            headers=finance,
+        ),
+        422,
+        "has no unit",
+    )
+
+
 def test_a_price_mismatch_is_held_until_finance_approves(
     shop: TestClient, received: dict[str, Any]
 ) -> None:
