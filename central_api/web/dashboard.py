@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from central_api.api.deps import ConnDep
 from central_api.api.permissions import Requires
@@ -42,8 +42,10 @@ from central_api.services.alerts import PURCHASE_EXCEPTION, TRANSFER_EXCEPTION
 from central_api.services.central_events import ledger_union
 from central_api.services.documents import site_conditions
 from central_api.services.feed import read_snapshot
+from central_api.services.shipping import SALES_ORDER
 from central_api.web.purchasing import _sites
 from central_api.web.render import CONSOLE_ROOT, N_, render
+from jxc.contract import EventKind
 
 pages = APIRouter(prefix=f"{CONSOLE_ROOT}/dashboard", include_in_schema=False)
 
@@ -230,15 +232,21 @@ def top_sellers(
     connection: Connection, visible: frozenset[str] | None, today: date
 ) -> list[Seller]:
     """The items sold most in the last ``TREND_DAYS`` days, by quantity in their base unit
-    (a quantity, not money: a clerk sees these too)."""
-    union = ledger_union("site_id", "kind", "item", "qty", "uom", "occurred_at").subquery()
+    (a quantity, not money: a clerk sees these too). Sold: a sale (the counter, an edge)
+    or an issue against a sales order (a shipment)."""
+    union = ledger_union(
+        "site_id", "kind", "item", "qty", "uom", "occurred_at", "doc_type"
+    ).subquery()
     since = _day_end(today - timedelta(days=TREND_DAYS))
     sold: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for row in connection.execute(
         select(union.c.item, union.c.uom, func.sum(union.c.qty).label("qty"))
         .where(
             *site_conditions(union.c.site_id, None, visible),
-            union.c.kind == "sale",
+            or_(
+                union.c.kind == EventKind.SALE.value,
+                and_(union.c.kind == EventKind.ISSUE.value, union.c.doc_type == SALES_ORDER),
+            ),
             union.c.occurred_at >= since,
         )
         .group_by(union.c.item, union.c.uom)
