@@ -28,12 +28,13 @@ from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, String, and_, cast, func, or_, select
 
 from central_api.api.deps import ConnDep
 from central_api.api.permissions import Requires
 from central_api.core.principal import Principal, PrincipalDep
-from central_api.models.purchasing import purchase_receipts
+from central_api.models.inventory import transfer_exceptions
+from central_api.models.purchasing import purchase_exceptions, purchase_receipts
 from central_api.models.replenishment import alerts
 from central_api.models.sales import shipments
 from central_api.models.valuation import valuation_entries, valuation_state
@@ -195,15 +196,31 @@ def value_trend(
 
 
 def alert_tiles(connection: Connection, visible: frozenset[str] | None) -> list[AlertTile]:
-    """Open alerts by kind, the mirrored exceptions counted together."""
+    """Open alerts by kind, the mirrored exceptions counted together; a mirrored exception
+    already resolved at its own route is not counted (as the inbox reads it through)."""
     counts: dict[str, int] = defaultdict(int)
+    scope = site_conditions(alerts.c.site_id, None, visible)
+    mirrored = {PURCHASE_EXCEPTION: purchase_exceptions, TRANSFER_EXCEPTION: transfer_exceptions}
     for row in connection.execute(
-        select(alerts.c.kind, alerts.c.source, func.count().label("n"))
-        .where(*site_conditions(alerts.c.site_id, None, visible), alerts.c.status == "open")
-        .group_by(alerts.c.kind, alerts.c.source)
+        select(alerts.c.kind, func.count().label("n"))
+        .where(*scope, alerts.c.status == "open", alerts.c.source.not_in(list(mirrored)))
+        .group_by(alerts.c.kind)
     ):
-        word = EXCEPTIONS if row.source in {PURCHASE_EXCEPTION, TRANSFER_EXCEPTION} else row.kind
-        counts[word] += int(row.n)
+        counts[row.kind] += int(row.n)
+    for source, table in mirrored.items():
+        counts[EXCEPTIONS] += int(
+            connection.execute(
+                select(func.count())
+                .select_from(alerts)
+                .join(table, cast(table.c.exception_id, String) == alerts.c.source_id)
+                .where(
+                    *scope,
+                    alerts.c.status == "open",
+                    alerts.c.source == source,
+                    table.c.status != "resolved",
+                )
+            ).scalar_one()
+        )
     return [
         AlertTile(kind, label, counts.get(kind, 0), f"{INBOX}?kind={kind}")
         for kind, label in ALERT_TILES

@@ -7,6 +7,7 @@ drawn. The trend's day-end figures are checked by hand for a fixed "today"."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from decimal import Decimal
 
@@ -14,9 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from central_api.web.dashboard import value_trend
-from jxc.paths import SITES
+from jxc.paths import PURCHASE_EXCEPTIONS, SITES
 from tests.central.conftest import SiteLedger, add_test_user
-from tests.central.test_purchasing import ok, push
+from tests.central.test_purchasing import approved_po, master, ok, push, receipt  # noqa: F401
 from tests.central.test_reports import chain  # noqa: F401 (a fixture)
 from tests.web.test_console_pages import browser
 
@@ -109,3 +110,31 @@ def trend_by_hand(engine: Engine) -> None:
     assert s03[9] == Decimal(60)
     assert s03[19] == 0
     assert s03[24] == Decimal(30)
+
+
+def test_an_exception_is_counted_until_it_is_resolved_at_its_own_route(
+    master: TestClient,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """An over-receipt is an exception waiting on the dashboard; resolved on the receiving
+    exceptions' own route (not from the inbox), it is no longer counted."""
+    po_id = approved_po(master)["po_id"]  # line 1: 240 片 + 5 % = 252
+    ledger = SiteLedger("S01")
+    push(master, ledger, receipt(ledger, po_id, 1, "260"))
+    add_test_user(master.app.state.engine, "fin", ["finance"])  # type: ignore[attr-defined]
+    fin = browser(master.app, "fin", lang="en")  # type: ignore[arg-type]
+
+    def waiting() -> str:
+        html = fin.get(f"{ROOT}/live").text
+        tile = html[html.index('id="tile-exceptions"') :]
+        return tile[tile.index("<strong>") + 8 : tile.index("</strong>")]
+
+    assert waiting() == "1"
+    exception = ok(master.get(PURCHASE_EXCEPTIONS, params={"status": "open"}))["exceptions"][0]
+    ok(
+        master.post(
+            f"{PURCHASE_EXCEPTIONS}/{exception['exception_id']}/resolve",
+            json={"resolution": "退回 8 片"},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+    )
+    assert waiting() == "0"
