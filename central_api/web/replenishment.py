@@ -162,24 +162,33 @@ def inbox_page(
     *,
     status: Annotated[str, Query(max_length=20)] = "open",
     site_id: Annotated[SiteId | None, Query()] = None,
+    kind: Annotated[str, Query(max_length=32)] = "",
 ) -> HTMLResponse:
-    """Alerts and exceptions, open ones by default, with an owner and a resolution."""
+    """Alerts and exceptions, open ones by default, with an owner and a resolution;
+    ``kind`` narrows to one kind, or ``exceptions`` to the mirrored receiving and transfer
+    exceptions (the dashboard's tiles link here so); a word it does not know is ignored."""
     chosen = status if status in STATUS_LABELS else ""
+    exceptions = kind == "exceptions"
+    chosen_kind = kind if kind in KIND_LABELS else ""
     found, _after = alert_service.list_alerts(
         connection,
         status=chosen or None,
-        kind=None,
+        kind=chosen_kind or None,
         site_id=site_id,
         owner=None,
         visible=principal.sites,
         after=None,
         limit=alert_service.MAX_PAGE,
     )
+    if exceptions:
+        mirrored = {alert_service.PURCHASE_EXCEPTION, alert_service.TRANSFER_EXCEPTION}
+        found = [alert for alert in found if alert.source in mirrored]
     return render(
         request,
         "alerts_inbox.html",
         {
             "alerts": found,
+            "kind": "exceptions" if exceptions else chosen_kind,
             "status": chosen,
             "site_id": site_id or "",
             "sites": _sites(connection, principal),

@@ -146,7 +146,9 @@ def root() -> RedirectResponse:
 @router.get("", dependencies=[SIGNED_IN])
 @router.get("/", dependencies=[SIGNED_IN])
 def home(principal: PrincipalDep) -> RedirectResponse:
-    """The first page the user's roles open."""
+    """The dashboard for a user who may read stock, else the first page the roles open."""
+    if principal.can("stock.read"):
+        return RedirectResponse(f"{CONSOLE_ROOT}/dashboard", status_code=303)
     entries = visible_navigation(principal)
     return RedirectResponse(entries[0].path if entries else f"{CONSOLE_ROOT}/me", status_code=303)
 

@@ -263,6 +263,8 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/reports/expiry"): "stock.read",
         ("GET", "/console/reports/turnover"): "valuation.read",
         ("GET", "/console/reports/sync-lag"): "stock.read",
+        ("GET", "/console/dashboard"): "stock.read",
+        ("GET", "/console/dashboard/live"): "stock.read",
     }
 
 
