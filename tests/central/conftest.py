@@ -49,6 +49,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "alerts",
+    "expiry_alert_days",
+    "item_site_supply",
     "retail_sales",
     "webhook_deliveries",
     "webhook_subscriptions",

@@ -24,7 +24,7 @@ from central_api.services.ingest import ingest_batch, stored_event
 from central_api.services.projections import Projections
 from jxc import uuid7
 from jxc.contract import LedgerEvent, PushBatch
-from tests.central.conftest import fresh_postgres_database
+from tests.central.conftest import CENTRAL_TABLES, fresh_postgres_database
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:
@@ -141,3 +141,14 @@ def migrate(url: str, direction: str, revision: str) -> None:
             getattr(command, direction)(config, revision)
     finally:
         engine.dispose()
+
+
+def test_every_table_is_emptied_between_postgresql_tests() -> None:
+    """A table the migrations make that ``CENTRAL_TABLES`` forgets keeps one test's rows
+    for the next on PostgreSQL (the SQLite half copies a fresh file, so it never shows)."""
+    kept = {"alembic_version", "feed_counter", "audit_head", "auth_signing_key"}
+    made = set(metadata.tables) | {"alembic_version"}
+    assert made - kept == set(CENTRAL_TABLES), (
+        f"add to CENTRAL_TABLES: {sorted(made - kept - set(CENTRAL_TABLES))}; "
+        f"not tables: {sorted(set(CENTRAL_TABLES) - made)}"
+    )

@@ -127,8 +127,11 @@ def test_the_openapi_document_describes_every_error_as_a_problem(client: TestCli
     assert described["post /api/v1/sync/events 422"] == (
         f"{PROBLEM_JSON} #/components/schemas/ValidationProblem"
     )
+    # The probes answer their own shape when down: a load balancer reads the status.
     assert described["get /healthz 503"] == "application/json #/components/schemas/HealthOut"
-    others = {key: value for key, value in described.items() if not key.startswith("get /healthz")}
+    assert described["get /readyz 503"] == "application/json #/components/schemas/HealthOut"
+    probes = ("get /healthz", "get /readyz")
+    others = {key: value for key, value in described.items() if not key.startswith(probes)}
     assert all(value.startswith(f"{PROBLEM_JSON} ") for value in others.values()), others
     assert {"Problem", "ValidationProblem"} <= document["components"]["schemas"].keys()
     assert described["post /api/v1/imports/items 422"] == (
