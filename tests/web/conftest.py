@@ -73,6 +73,7 @@ USERS: dict[str, list[str]] = {
     "clerk": ["warehouse_clerk"],
     "buyer": ["purchaser"],
     "buyer2": ["purchaser"],
+    "finance": ["finance"],
 }
 """Who the browser tests sign in as; each has :data:`TEST_PASSWORD`."""
 
