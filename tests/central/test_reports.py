@@ -473,6 +473,8 @@ def test_counter_sales_count_in_the_margin_and_the_takings_by_hand(counter: Test
                                                   headers=s02)["rows"])  # fmt: skip
     refused(counter.get(f"{REPORTS}/retail-takings", params={"site_id": "S01"}, headers=s02), 403)
     refused(counter.get(f"{REPORTS}/retail-takings", params={"since": "0001-01-01"}), 422)
+    # (found by the route walk on PostgreSQL: a NUL in the lot filter was a 500)
+    refused(counter.get(f"{REPORTS}/stock-on-hand", params={"lot": "a\x00b"}), 422)
     with counter.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
         reads = connection.execute(
             select(audit_log.c.after).where(audit_log.c.resource_id == "retail-takings")

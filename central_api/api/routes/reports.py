@@ -38,7 +38,7 @@ from central_api.errors import ForbiddenError, SiteOutOfScopeError
 from central_api.schemas.reports import ReportColumnOut, ReportEntryOut, ReportOut
 from central_api.services import reports as service
 from central_api.services.report_files import csv_chunks, file_chunks, text_of, write_xlsx
-from jxc.contract import Code, EventKind, SiteId
+from jxc.contract import Code, EventKind, SiteId, Text
 from jxc.paths import REPORTS, below_api_root
 
 router = APIRouter(prefix=below_api_root(REPORTS), tags=["reports"])
@@ -203,7 +203,7 @@ async def stock_on_hand(
     item: Annotated[Code | None, Query()] = None,
     location: Annotated[Code | None, Query()] = None,
     lot: Annotated[
-        str | None, Query(max_length=40, description='"" for stock kept without a lot')
+        Text | None, Query(max_length=40, description='"" for stock kept without a lot')
     ] = None,
     as_of: Annotated[
         datetime | None,
