@@ -40,7 +40,7 @@ from central_api.models.base import MicroUnits
 from central_api.models.items import items
 from central_api.models.ledger import central_events, ledger_events, refused_events, site_sync_state
 from central_api.models.master import categories, item_units, partners, sites
-from central_api.models.sales import sales_invoice_lines, sales_invoices
+from central_api.models.sales import retail_sales, sales_invoice_lines, sales_invoices
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.models.valuation import valuation_entries, valuation_state
 from central_api.services.audit import AuditContext, record
@@ -661,6 +661,7 @@ MARGIN_COLUMNS: Final = (
     Column("key", "Group"),
     Column("name", "Name"),
     Column("invoices", "Invoices", "int"),
+    Column("receipts", "Counter receipts", "int"),
     Column("revenue", "Revenue", "money", financial=True),
     Column("cogs", "Cost of goods", "money", financial=True),
     Column("margin", "Gross margin", "money", financial=True),
@@ -678,10 +679,16 @@ def gross_margin(
     visible: Collection[str] | None = None,
     top: int = 10,
 ) -> Report:
-    """Revenue (sales invoice lines, before tax) against cost of goods (the valuation
-    entries of the shipment each invoice bills, per item) by item, category, customer,
-    site or month of the invoice date, from ``since`` to ``until`` inclusive; largest
-    margin first. All money, so only for a financial reader (the route checks)."""
+    """Revenue against cost of goods by item, category, customer, site or month, from
+    ``since`` to ``until`` inclusive; largest margin first. All money, so only for a
+    financial reader (the route checks).
+
+    Two sources: sales invoice lines (before tax, on the invoice date) against the
+    valuation entries of the shipment each invoice bills, per item; and the stores'
+    counter sales (``retail_sales``, on the UTC day of the event) against the valuation
+    entry of the same event, a refund's negative revenue against the value valuation put
+    back in stock (its ``in_value``, at the running cost), which reduces the cost of goods.
+    A counter sale has no customer: by customer it is the row with the empty key."""
     if by not in MARGIN_GROUPS:
         raise InvalidError(f"by: one of {', '.join(MARGIN_GROUPS)}")
     where = _in_scope(sales_invoices.c.site_id, site_id, visible)
@@ -714,7 +721,10 @@ def gross_margin(
         .group_by(central_events.c.ref, central_events.c.item)
     ).all()
     costs = {(row.ref, row.item): row.cogs or ZERO for row in cost_rows}
-    facts = _item_facts(connection, {line.item_code for line in lines})
+    counter = _counter_lines(connection, since=since, until=until, site_id=site_id, visible=visible)
+    facts = _item_facts(
+        connection, {line.item_code for line in lines} | {line.item_code for line in counter}
+    )
 
     def key_of(line: Any) -> str:
         if by == "item":
@@ -723,7 +733,7 @@ def gross_margin(
             known = facts.get(line.item_code)
             return (known.category if known else None) or ""
         if by == "customer":
-            return str(line.customer_code)
+            return str(line.customer_code or "")
         if by == "site":
             return str(line.site_id)
         return str(line.invoice_date.strftime("%Y-%m"))
@@ -742,7 +752,14 @@ def gross_margin(
         if pair not in counted:
             counted.add(pair)
             cogs[key] += costs.get(pair, ZERO)
-    names = _group_names(connection, by, list(revenue), facts)
+    receipts: dict[str, set[str]] = defaultdict(set)
+    for sold in counter:
+        key = key_of(sold)
+        revenue[key] += sold.amount
+        cogs[key] += sold.cogs
+        if not sold.refund:
+            receipts[key].add(sold.receipt)
+    names = _group_names(connection, by, [key for key in revenue if key], facts)
     rows: list[dict[str, Any]] = []
     for key, earned in revenue.items():
         margin = earned - cogs[key]
@@ -751,6 +768,7 @@ def gross_margin(
                 "key": key,
                 "name": names.get(key, ""),
                 "invoices": len(invoices[key]),
+                "receipts": len(receipts[key]),
                 "revenue": cents(earned),
                 "cogs": cents(cogs[key]),
                 "margin": cents(margin),
@@ -773,6 +791,68 @@ def gross_margin(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _CounterLine:
+    """A counter sale or refund line as the margin groups it (the names an invoice line
+    has, so one ``key_of`` serves both)."""
+
+    item_code: str
+    customer_code: None
+    site_id: str
+    invoice_date: date
+    receipt: str
+    refund: str | None
+    amount: Decimal
+    cogs: Decimal
+    """A sale's cost of goods; a refund's value back in stock, negative."""
+
+
+def _counter_lines(
+    connection: Connection,
+    *,
+    since: date | None,
+    until: date | None,
+    site_id: str | None,
+    visible: Collection[str] | None,
+) -> list[_CounterLine]:
+    """The counter's lines in the period with the cost valuation gave each event (an
+    outer join: an event not valued yet counts no cost rather than hiding its revenue)."""
+    where = _in_scope(retail_sales.c.site_id, site_id, visible)
+    if since is not None:
+        where.append(retail_sales.c.sold_at >= start_of(since, "since"))
+    if until is not None:
+        where.append(retail_sales.c.sold_at < end_of(until, "until"))
+    found = []
+    for row in connection.execute(
+        select(
+            retail_sales.c.item_code,
+            retail_sales.c.site_id,
+            retail_sales.c.sold_at,
+            retail_sales.c.receipt,
+            retail_sales.c.refund,
+            retail_sales.c.amount,
+            valuation_entries.c.cogs,
+            valuation_entries.c.in_value,
+        )
+        .outerjoin(valuation_entries, valuation_entries.c.event_id == retail_sales.c.event_id)
+        .where(*where)
+    ):
+        cost = (row.cogs or ZERO) - (row.in_value or ZERO)
+        found.append(
+            _CounterLine(
+                row.item_code,
+                None,
+                row.site_id,
+                _aware(row.sold_at).astimezone(UTC).date(),
+                row.receipt,
+                row.refund,
+                row.amount,
+                cost,
+            )
+        )
+    return found
+
+
 def _group_names(
     connection: Connection, by: str, keys: list[str], facts: dict[str, _ItemFacts]
 ) -> dict[str, str]:
@@ -793,6 +873,87 @@ def _group_names(
             select(code.label("code"), table.c.name).where(code.in_(sorted(keys)))
         )
     }
+
+
+# --- 3b. counter takings --------------------------------------------------------------------
+
+TAKINGS_COLUMNS: Final = (
+    Column("site_id", "Site"),
+    Column("site_name", "Name"),
+    Column("day", "Day", "date"),
+    Column("payment", "Payment method"),
+    Column("receipts", "Counter receipts", "int"),
+    Column("refunds", "Refund slips", "int"),
+    Column("sold", "Sold", "money", financial=True),
+    Column("refunded", "Refunded", "money", financial=True),
+    Column("net", "Net takings", "money", financial=True),
+)
+
+
+def retail_takings(
+    connection: Connection,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    site_id: str | None = None,
+    visible: Collection[str] | None = None,
+) -> Report:
+    """A store's till per site, UTC day and payment method: receipts and refund slips,
+    money sold and refunded, and the net, which is what
+    :func:`central_api.services.retail.takings` gives for that site, day and method. One
+    query over ``retail_sales`` for every row rather than ``takings()`` per site and day
+    (that gives one site's sum over a span, not the rows). Latest day first."""
+    where = _in_scope(retail_sales.c.site_id, site_id, visible)
+    if since is not None:
+        where.append(retail_sales.c.sold_at >= start_of(since, "since"))
+    if until is not None:
+        where.append(retail_sales.c.sold_at < end_of(until, "until"))
+    sold: dict[tuple[str, date, str], Decimal] = defaultdict(Decimal)
+    refunded: dict[tuple[str, date, str], Decimal] = defaultdict(Decimal)
+    receipts: dict[tuple[str, date, str], set[str]] = defaultdict(set)
+    refunds: dict[tuple[str, date, str], set[str]] = defaultdict(set)
+    for row in connection.execute(
+        select(
+            retail_sales.c.site_id,
+            retail_sales.c.sold_at,
+            retail_sales.c.payment,
+            retail_sales.c.receipt,
+            retail_sales.c.refund,
+            retail_sales.c.amount,
+        ).where(*where)
+    ):
+        key = (row.site_id, _aware(row.sold_at).astimezone(UTC).date(), row.payment)
+        if row.refund is None:
+            sold[key] += row.amount
+            receipts[key].add(row.receipt)
+        else:
+            refunded[key] -= row.amount
+            refunds[key].add(row.refund)
+    keys = sorted(set(sold) | set(refunded), key=lambda k: (-k[1].toordinal(), k[0], k[2]))
+    names = _group_names(connection, "site", sorted({key[0] for key in keys}), {})
+    rows: list[dict[str, Any]] = [
+        {
+            "site_id": key[0],
+            "site_name": names.get(key[0], ""),
+            "day": key[1],
+            "payment": key[2],
+            "receipts": len(receipts[key]),
+            "refunds": len(refunds[key]),
+            "sold": cents(sold[key]),
+            "refunded": cents(refunded[key]),
+            "net": cents(sold[key] - refunded[key]),
+        }
+        for key in keys
+    ]
+    return Report(
+        name="retail-takings",
+        columns=list(TAKINGS_COLUMNS),
+        rows=rows,
+        totals={
+            name: _plain(sum((row[name] for row in rows), ZERO))
+            for name in ("sold", "refunded", "net")
+        },
+    )
 
 
 # --- 4. slow-moving and dead stock ---------------------------------------------------------
@@ -1203,6 +1364,7 @@ __all__ = [
     "gross_margin",
     "iter_movements",
     "movements",
+    "retail_takings",
     "slow_moving",
     "start_of",
     "stock_on_hand",

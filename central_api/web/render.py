@@ -148,6 +148,13 @@ NAVIGATION: list[NavEntry] = [
     NavEntry(f"{CONSOLE_ROOT}/reports/expiry", N_("Expiry"), "stock.read", group=REPORT),
     NavEntry(f"{CONSOLE_ROOT}/reports/turnover", N_("Turnover"), "valuation.read", group=REPORT),
     NavEntry(
+        f"{CONSOLE_ROOT}/reports/retail-takings",
+        N_("Counter takings"),
+        "valuation.read",
+        group=REPORT,
+        financial=True,
+    ),
+    NavEntry(
         f"{CONSOLE_ROOT}/transfer",
         N_("Import and export"),
         "items.import",

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +33,9 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from central_api.models.audit import audit_log
+from central_api.services.retail import takings
 from jxc.paths import CATEGORIES, ITEMS, PARTNERS, REPORTS, SITES
+from jxc.retail import RETAIL_RECEIPT, receipt_code
 from tests.central.conftest import SiteLedger
 from tests.central.test_purchasing import as_user, ok, push, refused
 from tests.central.test_receivables import invoice
@@ -141,6 +145,48 @@ def chain(client: TestClient) -> TestClient:
         shipped = ok(ship(client, so["so_id"], [{**lines[0], "qty": line["qty"]}]), 201)
         ok(invoice(client, shipped["shipment_id"], "2026-12-01"), 201)
     return client
+
+
+@pytest.fixture
+def counter(chain: TestClient) -> TestClient:
+    """The chain, and S01's till pushed from its edge (seq 6 on), UTC days of 2026:
+
+    * 12-02 receipt S01-R00000001: 2 kg TEA at 18 cash (36; cost 2 × 9.5 = 19);
+    * 12-02 receipt S01-R00000002, card: 1.5 kg TEA at 18.5 (27.75; cost 14.25) and
+      4 片 PILL L2 at 1.2 (4.8; cost 4 × 0.8 = 3.2);
+    * 12-03 refund S01-R00000003 of 1 kg of R00000001's line, cash (−18): valuation books
+      a ``return`` as stock coming back at the running cost (``in_value`` 9.5, no
+      ``cogs``), so the counter's cost of goods is 19 + 14.25 + 3.2 − 9.5 = 26.95.
+
+    Sales at the average cost and a return at the running cost leave S01's unit costs as
+    they were, so today's shipments cost what the chain says (47.5 and 8).
+    """
+    s01 = SiteLedger("S01")
+    s01.seq = 5  # the chain pushed S01's seq 1 to 5
+    tea = {"item": "TEA", "uom": "kg", "location": "A-01", "doc_type": RETAIL_RECEIPT}
+    pill = {
+        "item": "PILL",
+        "uom": "片",
+        "lot": "L2",
+        "expiry": "2027-06-01",
+        "location": "B-02",
+        "doc_type": RETAIL_RECEIPT,
+    }
+    one, two = receipt_code("S01", 1), receipt_code("S01", 2)
+    pushed = push(
+        chain,
+        s01,
+        s01.event("sale", "-2", ref="pos cash 18", doc_id=one, doc_line=1,
+                  occurred_at=_at("12-02", 9), **tea),
+        s01.event("sale", "-1.5", ref="pos card 18.5", doc_id=two, doc_line=1,
+                  occurred_at=_at("12-02", 10), **tea),
+        s01.event("sale", "-4", ref="pos card 1.2", doc_id=two, doc_line=2,
+                  occurred_at=_at("12-02", 10), **pill),
+        s01.event("return", "1", ref=f"pos cash 18 refund {receipt_code('S01', 3)}",
+                  doc_id=one, doc_line=1, occurred_at=_at("12-03", 11), **tea),
+    )  # fmt: skip
+    assert pushed["acked_through_seq"] == 9, pushed
+    return chain
 
 
 def report(client: TestClient, name: str, **params: Any) -> dict[str, Any]:
@@ -281,7 +327,7 @@ def test_a_clerk_sees_no_money_and_a_user_of_one_site_only_it(chain: TestClient)
         "expiry",
         "sync-lag",
     ]
-    assert len(ok(chain.get(REPORTS))) == 7
+    assert len(ok(chain.get(REPORTS))) == 8
     stock = report(chain, "stock-on-hand", headers=clerk)
     assert [c["key"] for c in stock["columns"]] == [
         "site_id",
@@ -361,7 +407,77 @@ def exports_read_back_equal_the_report(chain: TestClient) -> None:
 
     margin = chain.get(f"{REPORTS}/gross-margin", params={"format": "xlsx"})
     cells = list(load_workbook(io.BytesIO(margin.content)).active.iter_rows(values_only=True))  # type: ignore[union-attr]
-    assert [(r[0], D(str(r[5])), D(str(r[6]))) for r in cells[1:]] == [
+    assert [(r[0], D(str(r[6])), D(str(r[7]))) for r in cells[1:]] == [
         ("TEA", D("52.5"), D("0.525")),
         ("PILL", D("7"), D("0.4667")),
     ]
+
+
+def test_counter_sales_count_in_the_margin_and_the_takings_by_hand(counter: TestClient) -> None:
+    """Invoices (TEA 100 − 47.5, PILL 15 − 8) plus the counter (TEA 45.75 − 23.75 = 22,
+    PILL 4.8 − 3.2 = 1.6): see the ``counter`` fixture."""
+    keys = ("key", "invoices", "receipts", "revenue", "cogs", "margin", "margin_rate")
+    by_item = report(counter, "gross-margin", by="item")
+    assert rows(by_item, *keys) == [
+        ("TEA", 1, 2, "145.75", "71.25", "74.5", "0.5111"),
+        ("PILL", 1, 1, "19.8", "11.2", "8.6", "0.4343"),
+    ]
+    assert by_item["totals"] == {"revenue": "165.55", "cogs": "82.45", "margin": "83.1"}
+    # A counter sale has no customer: its row has the empty key and no name.
+    assert rows(report(counter, "gross-margin", by="customer"), "key", "name", "margin") == [
+        ("CUS-1", "CUS-1", "52.5"),
+        ("", "", "23.6"),
+        ("CUS-2", "CUS-2", "7"),
+    ]
+    assert rows(report(counter, "gross-margin", by="category"), "key", "margin") == [
+        ("DRINK", "74.5"),
+        ("", "8.6"),
+    ]
+    assert rows(report(counter, "gross-margin", by="site"), *keys) == [
+        ("S01", 2, 2, "165.55", "82.45", "83.1", "0.502")
+    ]
+    assert rows(report(counter, "gross-margin", by="month"), "key", "margin") == [
+        ("2026-12", "83.1")
+    ]
+    # From 12-03 only the refund: revenue and cost of goods both negative.
+    assert rows(report(counter, "gross-margin", since="2026-12-03"), *keys) == [
+        ("TEA", 0, 0, "-18", "-9.5", "-8.5", "0.4722")
+    ]
+
+    takings_keys = ("site_id", "day", "payment", "receipts", "refunds", "sold", "refunded", "net")
+    took = report(counter, "retail-takings", since="2026-12-01")
+    assert rows(took, *takings_keys) == [
+        ("S01", "2026-12-03", "cash", 0, 1, "0", "18", "-18"),
+        ("S01", "2026-12-02", "card", 1, 0, "32.55", "0", "32.55"),
+        ("S01", "2026-12-02", "cash", 1, 0, "36", "0", "36"),
+    ]
+    assert took["totals"] == {"sold": "68.55", "refunded": "18", "net": "50.55"}
+    with counter.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
+        booked = takings(
+            connection, site_id="S01", since=date(2026, 12, 2), until=date(2026, 12, 3)
+        )
+    assert booked.by_payment == {"card": D("32.55"), "cash": D("18")}
+    assert (booked.sales, booked.refunds) == (2, 1)
+    sheet = counter.get(
+        f"{REPORTS}/retail-takings", params={"format": "csv"}, headers={"Accept-Language": "en"}
+    )
+    lines = list(csv.reader(io.StringIO(sheet.content.decode("utf-8-sig"))))
+    assert lines[0][-3:] == ["Sold", "Refunded", "Net takings"]
+    assert [line[-1] for line in lines[1:]] == ["-18", "32.55", "36"]
+
+    clerk = as_user(counter, "clerk", ["warehouse_clerk"])
+    refused(counter.get(f"{REPORTS}/retail-takings", headers=clerk), 403)
+    s02 = as_user(counter, "fin2", ["finance"], sites=["S02"])
+    assert report(counter, "retail-takings", headers=s02)["rows"] == []
+    assert all(row["key"] != "" for row in report(counter, "gross-margin", by="customer",
+                                                  headers=s02)["rows"])  # fmt: skip
+    refused(counter.get(f"{REPORTS}/retail-takings", params={"site_id": "S01"}, headers=s02), 403)
+    refused(counter.get(f"{REPORTS}/retail-takings", params={"since": "0001-01-01"}), 422)
+    # (found by the route walk on PostgreSQL: a NUL in the lot filter was a 500)
+    refused(counter.get(f"{REPORTS}/stock-on-hand", params={"lot": "a\x00b"}), 422)
+    with counter.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
+        reads = connection.execute(
+            select(audit_log.c.after).where(audit_log.c.resource_id == "retail-takings")
+        ).scalars()
+        formats = [(e if isinstance(e, dict) else json.loads(e))["format"] for e in reads]
+        assert formats == ["json", "csv", "json"]

@@ -262,6 +262,7 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/reports/slow-moving"): "stock.read",
         ("GET", "/console/reports/expiry"): "stock.read",
         ("GET", "/console/reports/turnover"): "valuation.read",
+        ("GET", "/console/reports/retail-takings"): "valuation.read",
         ("GET", "/console/reports/sync-lag"): "stock.read",
         ("GET", "/console/dashboard"): "stock.read",
         ("GET", "/console/dashboard/live"): "stock.read",
@@ -337,6 +338,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/reports/slow-moving",
         "/console/reports/expiry",
         "/console/reports/turnover",
+        "/console/reports/retail-takings",
     ]
     clerk_reports = [*stock_reports, "/console/reports/slow-moving", "/console/reports/expiry"]
     assert menu("boss") == [

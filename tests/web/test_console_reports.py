@@ -10,7 +10,7 @@ import re
 from fastapi.testclient import TestClient
 
 from tests.central.conftest import add_test_user
-from tests.central.test_reports import chain  # noqa: F401 (a fixture)
+from tests.central.test_reports import chain, counter  # noqa: F401 (fixtures)
 from tests.web.test_console_pages import browser
 
 ROOT = "/console/reports"
@@ -91,3 +91,20 @@ def clerk_in_chinese(chain: TestClient) -> None:  # noqa: F811
     assert clerk.get(f"{ROOT}/gross-margin").status_code == 403
     assert clerk.get(f"{ROOT}/turnover").status_code == 403
     assert clerk.get(f"{ROOT}/movements", params={"site": "S09"}).status_code == 200
+
+
+def test_the_counter_takings_page_in_chinese_and_refused_to_a_clerk(
+    counter: TestClient,  # noqa: F811 (the fixture imported above)
+) -> None:
+    add_test_user(counter.app.state.engine, "fin", ["finance"])  # type: ignore[attr-defined]
+    fin = browser(counter.app, "fin", lang="zh-CN")  # type: ignore[arg-type]
+    assert "零售收款" in fin.get(ROOT).text
+    page = fin.get(f"{ROOT}/retail-takings", params={"since": "2026-12-01", "until": "2026-12-03"})
+    assert page.status_code == 200
+    assert "净收款" in page.text
+    assert "银行卡" in page.text
+    assert "¥32.55" in page.text
+    add_test_user(counter.app.state.engine, "clerk", ["warehouse_clerk"])  # type: ignore[attr-defined]
+    clerk = browser(counter.app, "clerk", lang="zh-CN")  # type: ignore[arg-type]
+    assert "零售收款" not in clerk.get(ROOT).text
+    assert clerk.get(f"{ROOT}/retail-takings").status_code == 403

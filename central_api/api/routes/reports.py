@@ -10,8 +10,8 @@ Who may read what, checked here, never only by the page that links it:
 * stock on hand, movements, slow-moving stock, expiry and sync lag: ``stock.read``;
   the value columns only for roles with the financial field group (the service leaves
   them out otherwise);
-* gross margin and turnover: ``valuation.read`` **and** the financial group, since every figure is
-  money (as ``GET /valuation``);
+* gross margin, turnover and counter takings: ``valuation.read`` **and** the financial
+  group, since every figure is money (as ``GET /valuation``);
 * a user limited to some sites reads only those: a ``site_id`` outside them is a 403,
   and without one the others are left out.
 
@@ -38,7 +38,7 @@ from central_api.errors import ForbiddenError, SiteOutOfScopeError
 from central_api.schemas.reports import ReportColumnOut, ReportEntryOut, ReportOut
 from central_api.services import reports as service
 from central_api.services.report_files import csv_chunks, file_chunks, text_of, write_xlsx
-from jxc.contract import Code, EventKind, SiteId
+from jxc.contract import Code, EventKind, SiteId, Text
 from jxc.paths import REPORTS, below_api_root
 
 router = APIRouter(prefix=below_api_root(REPORTS), tags=["reports"])
@@ -178,6 +178,7 @@ _CATALOGUE: Final = (
     ("slow-moving", False, "stock.read"),
     ("expiry", False, "stock.read"),
     ("turnover", True, "valuation.read"),
+    ("retail-takings", True, "valuation.read"),
     ("sync-lag", False, "stock.read"),
 )
 
@@ -202,7 +203,7 @@ async def stock_on_hand(
     item: Annotated[Code | None, Query()] = None,
     location: Annotated[Code | None, Query()] = None,
     lot: Annotated[
-        str | None, Query(max_length=40, description='"" for stock kept without a lot')
+        Text | None, Query(max_length=40, description='"" for stock kept without a lot')
     ] = None,
     as_of: Annotated[
         datetime | None,
@@ -305,7 +306,8 @@ async def gross_margin(
     format: FormatQuery = "json",
 ) -> ReportOut:
     """毛利分析: revenue of sales invoices (before tax) against the cost of goods of the
-    shipments they bill, largest margin first."""
+    shipments they bill, and the stores' counter sales less refunds against the cost of
+    goods of the same events, largest margin first."""
     if not principal.financial:
         raise ForbiddenError("your roles do not show values or costs, so you may not read them")
     _check_site(principal, site_id)
@@ -413,6 +415,36 @@ async def turnover(
         site_id=site_id,
         filters={"since": since, "until": until},
         build=lambda connection: service.turnover(
+            connection, since=since, until=until, site_id=site_id, visible=visible
+        ),
+    )
+
+
+@router.get("/retail-takings", dependencies=[MARGIN_READ], responses=_RESPONSES)
+async def retail_takings(
+    request: Request,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    *,
+    since: Annotated[date | None, Query(description="the first day (UTC)")] = None,
+    until: Annotated[date | None, Query(description="the last day (UTC, inclusive)")] = None,
+    site_id: Annotated[SiteId | None, Query()] = None,
+    format: FormatQuery = "json",
+) -> ReportOut:
+    """零售收款: the stores' counter takings per site, day and payment method (sold,
+    refunded, net), latest day first."""
+    if not principal.financial:
+        raise ForbiddenError("your roles do not show values or costs, so you may not read them")
+    _check_site(principal, site_id)
+    visible = principal.sites
+    return await _serve(  # type: ignore[no-any-return]
+        request,
+        audit,
+        name="retail-takings",
+        fmt=format,
+        site_id=site_id,
+        filters={"since": since, "until": until},
+        build=lambda connection: service.retail_takings(
             connection, since=since, until=until, site_id=site_id, visible=visible
         ),
     )
