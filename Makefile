@@ -25,12 +25,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Two workers on a two-core machine: most of a test's time is spent waiting on a device,
-# a process or a database, so two run in about half the time (docs/performance.md).
+# Three workers on a two-core machine: much of a test's time is spent waiting on a device,
+# a child process or a database (a full run with two workers kept the cores only about
+# half busy: 1,518 CPU-s in 1,490 s), so a third worker fills the waits (docs/performance.md).
 # PYTEST_WORKERS=0 runs the suite in one process (easier to debug). worksteal keeps the
 # order tests/conftest.py gives (the long process tests first) and lets an idle worker take
-# the end of the other's queue, so neither is left with a long test at the end.
-PYTEST_WORKERS ?= 2
+# the end of another's queue, so none is left with a long test at the end.
+PYTEST_WORKERS ?= 3
 
 pytest: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(if $(filter 0,$(PYTEST_WORKERS)),,--dist worksteal)
