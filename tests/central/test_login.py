@@ -247,3 +247,11 @@ def test_a_bearer_that_is_no_token_at_all_is_401_saying_so(anonymous: TestClient
     refused = anonymous.get("/api/v1/items", headers=bearer("hello"))
     assert refused.status_code == 401
     assert "neither a user's" in refused.json()["detail"]
+
+
+def test_the_unknown_user_hash_costs_what_a_real_one_does() -> None:
+    """Logging in as nobody verifies against a fixed hash: it must carry the hasher's
+    current parameters, or an unknown name would answer faster than a known one."""
+    from central_api.services import people  # noqa: PLC0415
+
+    assert not people._hasher.current_hasher.check_needs_rehash(people._DUMMY_HASH)
