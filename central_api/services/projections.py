@@ -42,6 +42,8 @@ class AcceptedEvents:
     site_id: str
     events: Sequence[LedgerEvent]
     received_at: datetime
+    central: bool = False
+    """Booked by central itself (a document at headquarters), not pushed by an edge."""
 
 
 Projection = Callable[[Connection, AcceptedEvents], None]
@@ -99,11 +101,14 @@ def built_in_projections() -> Projections:
     transit (:mod:`central_api.services.transfers`); ``valuation``: the value of stock and
     the cost of goods of every movement (:mod:`central_api.services.valuation`); ``retail``:
     the revenue of a store's counter sales and refunds (:mod:`central_api.services.retail`);
-    ``alerts`` (last: it mirrors the exceptions the others raised): stock alerts for the
-    touched (site, item) pairs (:mod:`central_api.services.alerts`).
+    ``periods``: an exception for edge events dated inside a closed month
+    (:mod:`central_api.services.periods`); ``alerts`` (last: it mirrors the exceptions the
+    others raised): stock alerts for the touched (site, item) pairs
+    (:mod:`central_api.services.alerts`).
     """
     from central_api.services import (  # noqa: PLC0415 - they import this
         alerts,
+        periods,
         po_progress,
         retail,
         so_progress,
@@ -117,5 +122,6 @@ def built_in_projections() -> Projections:
     registry.add(transfers.NAME, transfers.project)
     registry.add(valuation.NAME, valuation.project)
     registry.add(retail.NAME, retail.project)
+    registry.add(periods.NAME, periods.project)
     registry.add(alerts.NAME, alerts.project)
     return registry
