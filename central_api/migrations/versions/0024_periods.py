@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
+from central_api.migrations.grants import grant, revoke
+
 revision: str = "0024"
 down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
@@ -29,13 +31,6 @@ NEW_GRANTS: dict[str, str] = {
 }
 """Actions each default role gains; ``admin`` holds ``*`` already (reopening a month and
 booking into a closed one are left to it, or to a role an admin makes)."""
-
-_ROLES = sa.table(
-    "roles",
-    sa.column("name", sa.String),
-    sa.column("actions", sa.Text),
-    sa.column("changed_at", sa.DateTime(timezone=True)),
-)
 
 
 def upgrade() -> None:
@@ -63,30 +58,12 @@ def upgrade() -> None:
     op.create_index("ix_central_events_item_lot", "central_events", ["item", "lot"])
     now = datetime.now(UTC)
     connection = op.get_bind()
-    for name, added in NEW_GRANTS.items():
-        held = connection.execute(
-            sa.select(_ROLES.c.actions).where(_ROLES.c.name == name)
-        ).scalar_one_or_none()
-        if held is None or "*" in held.split():
-            continue
-        actions = held.split()
-        wanted = actions + [action for action in added.split() if action not in actions]
-        if wanted != actions:
-            connection.execute(
-                sa.update(_ROLES)
-                .where(_ROLES.c.name == name)
-                .values(actions=" ".join(wanted), changed_at=now)
-            )
+    grant(connection, NEW_GRANTS, now)
 
 
 def downgrade() -> None:
     connection = op.get_bind()
-    gone = {action for added in NEW_GRANTS.values() for action in added.split()}
-    for name, held in connection.execute(sa.select(_ROLES.c.name, _ROLES.c.actions)).all():
-        kept = [action for action in held.split() if action not in gone]
-        connection.execute(
-            sa.update(_ROLES).where(_ROLES.c.name == name).values(actions=" ".join(kept))
-        )
+    revoke(connection, NEW_GRANTS)
     op.drop_index("ix_central_events_item_lot", table_name="central_events")
     op.drop_table("period_close_values")
     op.drop_table("period_closes")
