@@ -273,5 +273,5 @@ _DEVICE_PATH_OPTIONS = ("port", "address", "serial_port", "profile")
 ``/`` in it is taken from the site file's folder; a URL (``tcp://...``), a number or a bare
 name (a builtin register profile) is left as it is."""
 
-_FILE_OPTIONS = ("journal_path",)
+_FILE_OPTIONS = ("journal_path", "password_file", "tls_ca_file", "tls_cert_file", "tls_key_file")
 """Options that always name a file: relative ones are taken from the site file's folder."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from simulators.modbus_scale import ModbusScaleTwin, WireFault
-    from simulators.mqtt_devices import MqttScaleTwin, MqttScannerTwin, PayloadShape
+    from simulators.mqtt_devices import BrokerLogin, MqttScaleTwin, MqttScannerTwin, PayloadShape
     from simulators.printer import ZplPrinterTwin
     from simulators.scale import MtSicsScaleTwin
     from simulators.scanner import ScannerTwin
@@ -809,6 +809,7 @@ def start_mqtt_scanner(
     shape: PayloadShape = "json",
     symbology: str | None = None,
     connect_timeout: float = 5.0,
+    login: BrokerLogin | None = None,
 ) -> RunningTwin:
     """A scanner publishing to an MQTT broker; waits (bounded) for the first connection."""
     from simulators.mqtt_devices import MqttScannerTwin  # noqa: PLC0415 - loaded when used
@@ -820,6 +821,7 @@ def start_mqtt_scanner(
         topic=topic,
         availability_topic=availability_topic,
         shape=shape,
+        login=login,
     )
     extra = _wait_for_broker(twin.wait_connected(connect_timeout), host, port)
     return RunningTwin(
@@ -922,6 +924,7 @@ def start_mqtt_scale(
     capacity: Decimal = Decimal(150),
     interval: float = 0.05,
     connect_timeout: float = 5.0,
+    login: BrokerLogin | None = None,
 ) -> RunningTwin:
     """A scale publishing its weight to an MQTT broker and taking zero/tare commands.
 
@@ -944,6 +947,7 @@ def start_mqtt_scale(
         command_topic=given.get("command_topic"),
         reply_topic=given.get("reply_topic"),
         availability_topic=given.get("availability_topic"),
+        login=login,
     )
     extra = _wait_for_broker(twin.wait_connected(connect_timeout), host, port)
     if twin.command_topic:

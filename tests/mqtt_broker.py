@@ -17,7 +17,9 @@ when ``CI=true``: a CI run that silently skipped every broker test would prove n
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import os
 import queue
 import shutil
@@ -45,6 +47,7 @@ __all__ = [
     "free_port",
     "mqtt_broker_fixture",
     "no_leaks_fixture",
+    "write_password_file",
 ]
 
 MOSQUITTO = os.environ.get("JXC_MOSQUITTO", "/usr/sbin/mosquitto")
@@ -77,6 +80,9 @@ class Broker:
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    secure_lines: list[str] = field(default_factory=list)
+    """Set by a secure broker: the TLS listener's files and the password file; the
+    listener then speaks TLS only and anonymous clients are refused."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -107,7 +113,7 @@ class Broker:
                 [
                     *user,
                     f"listener {self.port} {self.host}",
-                    "allow_anonymous true",
+                    *(self.secure_lines or ["allow_anonymous true"]),
                     "persistence true",
                     f"persistence_location {self.data_dir}/",
                     "autosave_interval 1",
@@ -192,6 +198,23 @@ class Broker:
                 return
             time.sleep(0.02)
         raise RuntimeError(f"mosquitto did not listen on {self.port}:\n{self.log_tail()}")
+
+
+def write_password_file(path: Path, users: dict[str, str]) -> None:
+    """A Mosquitto password file, as ``mosquitto_passwd -b`` writes it (mosquitto 2).
+
+    The documented ``$7$`` format: PBKDF2-HMAC-SHA512 with 101 iterations over a 12-byte
+    random salt, salt and hash in base64. Written here rather than by running the tool,
+    so the tests need only the broker; the broker accepting it is the proof of the format.
+    """
+    lines = []
+    for user, password in users.items():
+        salt = os.urandom(12)
+        digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
+        encoded = f"$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+        lines.append(f"{user}:{encoded}\n")
+    path.write_text("".join(lines))
+    path.chmod(0o600)
 
 
 def _require_mosquitto() -> None:
