@@ -115,9 +115,7 @@ def test_a_scanner_over_tls_with_a_password_delivers_its_reads(
         assert isinstance(scanner, MqttScanner)
         try:
             eventually(lambda: scanner.status().state == "connected", within=10, what="up")
-            with MqttScannerTwin(
-                device_id, port=secure.broker.port, login=secure.login()
-            ) as twin:
+            with MqttScannerTwin(device_id, port=secure.broker.port, login=secure.login()) as twin:
                 assert twin.wait_connected(patience_timeout(10))
                 twin.scan("0109506000134352" + "10LOT7", "]C1")
                 scan = scanner.read_scan(patience_timeout(10))
@@ -176,9 +174,7 @@ def test_a_wrong_password_is_a_counted_auth_error_retried_on_a_bounded_backoff(
         scanner = create_mqtt_scanner(device_id, _options(secure, password_file=str(wrong_file)))
         try:
             # Several refused attempts, seen by the broker: the driver keeps trying...
-            eventually(
-                lambda: secure.refusals() >= refused_before + 4, within=20, what="retries"
-            )
+            eventually(lambda: secure.refusals() >= refused_before + 4, within=20, what="retries")
             status = scanner.status()
             assert status.state == "disconnected"
             # ...but it is one outage, counted once, under its own reason.
@@ -189,8 +185,8 @@ def test_a_wrong_password_is_a_counted_auth_error_retried_on_a_bounded_backoff(
             assert "check username and password" in status.last_error
             assert scanner.read_scan(0.05) is None
             # The backoff has grown to its cap and stays there: no hammering the broker.
-            health = scanner._health  # noqa: SLF001 - the backoff is not public
-            assert health._retry_delay == pytest.approx(0.4)  # noqa: SLF001
+            health = scanner._health  # the backoff is not public
+            assert health._retry_delay == pytest.approx(0.4)
         finally:
             scanner.close()
     assert '"reason": "auth"' in logs.getvalue()
@@ -202,9 +198,7 @@ def test_a_broker_certificate_from_another_ca_is_a_tls_error(
     secure: SecureBroker, device_id: str, tmp_path: Path
 ) -> None:
     stranger = make_ca(tmp_path / "other-pki", "other-ca")
-    scanner = create_mqtt_scanner(
-        device_id, _options(secure, tls_ca_file=str(stranger.cert))
-    )
+    scanner = create_mqtt_scanner(device_id, _options(secure, tls_ca_file=str(stranger.cert)))
     try:
         eventually(lambda: scanner.status().errors.get("tls", 0) == 1, within=10, what="tls")
         status = scanner.status()
@@ -235,7 +229,7 @@ def test_no_credentials_at_all_is_an_auth_error_saying_none_are_set(
 
 def test_tls_files_are_checked_at_start_naming_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-ca.pem"
-    with pytest.raises(DeviceConfigError, match="tls_ca_file .*no-such-ca.pem"):
+    with pytest.raises(DeviceConfigError, match=r"tls_ca_file .*no-such-ca\.pem"):
         MqttScannerConfig(device_id="s1", tls_ca_file=missing)
     not_pem = tmp_path / "ca.pem"
     not_pem.write_text("this is no certificate\n")
@@ -262,25 +256,28 @@ def test_a_client_certificate_is_loaded_and_its_key_never_quoted(tmp_path: Path)
     assert_no_leak([body], [str(refused.value)])
 
 
-@pytest.mark.parametrize("spoil", sorted(set(BAD_SECRET_FILES) - {"trailing-junk"}))
-def test_a_bad_password_file_is_refused_without_quoting_it(tmp_path: Path, spoil: str) -> None:
-    """Every unusable password file is a start-up error naming the file, never its text.
+_STILL_A_PASSWORD = {"space-inside", "toml-line", "too-long", "trailing-junk"}
+"""Spoilt site secret files that are still one line of text, and so a usable password."""
 
-    (Trailing junk is fine in a password: a broker password is any text on one line.)
-    """
+
+@pytest.mark.parametrize("spoil", sorted(set(BAD_SECRET_FILES) - _STILL_A_PASSWORD))
+def test_a_bad_password_file_is_refused_without_quoting_it(tmp_path: Path, spoil: str) -> None:
+    """Every unusable password file is a start-up error naming the file, never its text."""
     secret = secrets.token_urlsafe(32)
     path = tmp_path / "password"
     writer, _ = BAD_SECRET_FILES[spoil]
     writer(path, secret)
-    try:
-        password = read_password_file("s1", path)
-    except DeviceConfigError as exc:
-        assert str(path) in str(exc)
-        assert_no_leak([secret], [str(exc)])
-    else:
-        # Some spoilt secret files are still one line of text, and so a password.
-        assert spoil in ("space-inside", "toml-line", "too-long")
-        assert "\n" not in password
+    with pytest.raises(DeviceConfigError) as refused:
+        read_password_file("s1", path)
+    assert str(path) in str(refused.value)
+    assert_no_leak([secret], [str(refused.value)])
+
+
+@pytest.mark.parametrize("spoil", sorted(_STILL_A_PASSWORD))
+def test_a_password_file_holds_any_one_line(tmp_path: Path, spoil: str) -> None:
+    path = tmp_path / "password"
+    BAD_SECRET_FILES[spoil][0](path, secrets.token_urlsafe(32))
+    assert read_password_file("s1", path) == path.read_text().removesuffix("\n")
 
 
 def test_a_password_is_never_in_a_repr_or_a_type_error(tmp_path: Path) -> None:
