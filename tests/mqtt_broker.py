@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import os
 import queue
+import secrets
 import shutil
 import signal
 import socket
@@ -36,21 +37,28 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from simulators.mqtt_devices import BrokerLogin
 from tests.patience import patience_timeout
 from tests.ports import free_port
+from tests.tls_certs import TestCa, make_ca
 
 __all__ = [
     "MOSQUITTO",
+    "MQTT_USER",
     "Broker",
+    "SecureBroker",
     "broker_fixture",
     "eventually",
     "free_port",
     "mqtt_broker_fixture",
     "no_leaks_fixture",
+    "secure_mqtt_broker_fixture",
     "write_password_file",
 ]
 
 MOSQUITTO = os.environ.get("JXC_MOSQUITTO", "/usr/sbin/mosquitto")
+MQTT_USER = "dock-devices"
+"""The one account of the secure broker."""
 _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 10.0
 
@@ -237,6 +245,57 @@ def mqtt_broker_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Br
     broker.start()
     try:
         yield broker
+    finally:
+        broker.stop()
+
+
+class SecureBroker:
+    """The module's TLS + password broker, and what a client needs to log in to it."""
+
+    def __init__(self, broker: Broker, ca: TestCa, password: str, password_file: Path) -> None:
+        self.broker = broker
+        self.ca = ca
+        self.password = password
+        self.password_file = password_file
+
+    def login(self, password: str | None = None) -> BrokerLogin:
+        return BrokerLogin(
+            username=MQTT_USER, password=password or self.password, tls_ca_file=self.ca.cert
+        )
+
+    def refusals(self) -> int:
+        """Connections the broker turned away for their credentials (its own log)."""
+        return self.broker.log_tail(10_000).count("not authorised")
+
+
+@pytest.fixture(name="secure", scope="module")
+def secure_mqtt_broker_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """One broker for the module with a TLS-only listener (a CA and server certificate
+    made here), a password file with one account, and anonymous clients refused."""
+    _require_mosquitto()
+    workdir = tmp_path_factory.mktemp("mosquitto-tls")
+    ca = make_ca(workdir / "pki")
+    server = ca.issue("broker", server=True)
+    password = secrets.token_urlsafe(24)
+    broker_passwords = workdir / "passwd"
+    write_password_file(broker_passwords, {MQTT_USER: password})
+    broker = Broker(
+        workdir=workdir,
+        secure_lines=[
+            f"cafile {ca.cert}",
+            f"certfile {server.cert}",
+            f"keyfile {server.key}",
+            "require_certificate false",
+            f"password_file {broker_passwords}",
+            "allow_anonymous false",
+        ],
+    )
+    client_password = workdir / "device-password"
+    client_password.write_text(password + "\n")
+    client_password.chmod(0o600)
+    broker.start()
+    try:
+        yield SecureBroker(broker, ca, password, client_password)
     finally:
         broker.stop()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
@@ -28,65 +27,22 @@ from device_drivers.scanners.mqtt_scanner import (
     MqttScannerConfig,
     create_mqtt_scanner,
 )
-from simulators.mqtt_devices import BrokerLogin, MqttScaleTwin, MqttScannerTwin
+from simulators.mqtt_devices import MqttScaleTwin, MqttScannerTwin
 from tests.device_drivers.driver_helpers import read_until_it_works
-from tests.mqtt_broker import Broker, eventually, write_password_file
-from tests.mqtt_broker import _require_mosquitto as require_mosquitto
+from tests.mqtt_broker import (
+    MQTT_USER,
+    SecureBroker,
+    eventually,
+    secure_mqtt_broker_fixture,
+)
 from tests.patience import patience_timeout
 from tests.secret_leaks import BAD_SECRET_FILES, assert_no_leak, json_log
-from tests.tls_certs import TestCa, make_ca
+from tests.tls_certs import make_ca
 
-USER = "dock-devices"
+__all__ = ["secure_mqtt_broker_fixture"]  # a fixture used by name below
+
+USER = MQTT_USER
 GTIN_LINE = "]C1" + "0109506000134352" + "10LOT7"
-
-
-class SecureBroker:
-    """The module's TLS + password broker, and what a client needs to log in to it."""
-
-    def __init__(self, broker: Broker, ca: TestCa, password: str, password_file: Path) -> None:
-        self.broker = broker
-        self.ca = ca
-        self.password = password
-        self.password_file = password_file
-
-    def login(self, password: str | None = None) -> BrokerLogin:
-        return BrokerLogin(
-            username=USER, password=password or self.password, tls_ca_file=self.ca.cert
-        )
-
-    def refusals(self) -> int:
-        """Connections the broker turned away for their credentials (its own log)."""
-        return self.broker.log_tail(10_000).count("not authorised")
-
-
-@pytest.fixture(scope="module")
-def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    require_mosquitto()
-    workdir = tmp_path_factory.mktemp("mosquitto-tls")
-    ca = make_ca(workdir / "pki")
-    server = ca.issue("broker", server=True)
-    password = secrets.token_urlsafe(24)
-    broker_passwords = workdir / "passwd"
-    write_password_file(broker_passwords, {USER: password})
-    broker = Broker(
-        workdir=workdir,
-        secure_lines=[
-            f"cafile {ca.cert}",
-            f"certfile {server.cert}",
-            f"keyfile {server.key}",
-            "require_certificate false",
-            f"password_file {broker_passwords}",
-            "allow_anonymous false",
-        ],
-    )
-    client_password = workdir / "device-password"
-    client_password.write_text(password + "\n")
-    client_password.chmod(0o600)
-    broker.start()
-    try:
-        yield SecureBroker(broker, ca, password, client_password)
-    finally:
-        broker.stop()
 
 
 @pytest.fixture
