@@ -764,8 +764,9 @@ help | !help         this list
 Any other line starting with '!' is refused, never published."""
 
 
-def _mqtt_url(host: str, port: int, topic: str) -> str:
-    return f"mqtt://{host}:{port}/{topic}"
+def _mqtt_url(host: str, port: int, topic: str, login: BrokerLogin | None = None) -> str:
+    scheme = "mqtts" if login is not None and login.uses_tls else "mqtt"
+    return f"{scheme}://{host}:{port}/{topic}"
 
 
 def mqtt_scanner_command(twin: MqttScannerTwin, text: str, symbology: str | None) -> str | None:
@@ -826,7 +827,7 @@ def start_mqtt_scanner(
     extra = _wait_for_broker(twin.wait_connected(connect_timeout), host, port)
     return RunningTwin(
         "mqtt scanner",
-        _mqtt_url(host, port, twin.topic),
+        _mqtt_url(host, port, twin.topic, login),
         lambda text: mqtt_scanner_command(twin, text, symbology),
         MQTT_SCANNER_HELP,
         twin.close,
@@ -954,7 +955,7 @@ def start_mqtt_scale(
         extra.insert(0, ("commands", twin.command_topic))
     return RunningTwin(
         "mqtt scale",
-        _mqtt_url(host, port, twin.topic),
+        _mqtt_url(host, port, twin.topic, login),
         lambda text: mqtt_scale_command(twin, text),
         MQTT_SCALE_HELP,
         twin.close,
