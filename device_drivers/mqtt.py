@@ -495,6 +495,9 @@ class MqttLink:
         self._connack_deadline = 0.0
         self._subscribe_mid: int | None = None
         self._refusal: str | None = None
+        self._socket_error: str | None = None
+        """paho's last socket error (its own log line), the only trace of why a broker
+        closed a TLS session without a CONNACK."""
         self._refusal_reason = "io"
         """The counter a refused connect goes under: ``auth`` for bad credentials, so an
         operator can tell a wrong password from a broker that is down."""
@@ -606,6 +609,7 @@ class MqttLink:
         endpoint = self.endpoint
         self._refusal = None
         self._refusal_reason = "io"
+        self._socket_error = None
         self._subscribe_mid = None
         try:
             self._client.connect(endpoint.host, endpoint.port, keepalive=endpoint.keepalive)
@@ -659,7 +663,21 @@ class MqttLink:
             if self._on_down is not None:
                 self._guard("on_down", self._on_down)
         elif was in ("connecting", "subscribing"):
-            self._health.open_failed(now, self._refusal or detail, reason=self._refusal_reason)
+            reason, socket_error = self._refusal_reason, self._socket_error
+            if self._refusal is None and socket_error is not None:
+                # The broker ended the session before answering: after a TLS handshake,
+                # that is the broker refusing the link's certificate (or its lack of one).
+                detail = f"{detail} ({socket_error})"
+                if self.endpoint.uses_tls and any(
+                    word in socket_error.lower() for word in ("ssl", "tls")
+                ):
+                    reason = "tls"
+                    detail += (
+                        "; the broker may want a client certificate (tls_cert_file)"
+                        if self.endpoint.tls_cert_file is None
+                        else "; check that the broker trusts tls_cert_file"
+                    )
+            self._health.open_failed(now, self._refusal or detail, reason=reason)
 
     def _shutdown(self) -> None:
         with self._phase_lock:
@@ -725,7 +743,16 @@ class MqttLink:
         client.on_subscribe = self._subscribed
         client.on_disconnect = self._disconnected
         client.on_message = self._received
+        client.on_log = self._paho_logged
         return client
+
+    def _paho_logged(self, client: paho.Client, userdata: object, level: int, text: str) -> None:
+        # Only socket errors are kept (paho's other lines may name the account); their
+        # text is the OS's or the TLS library's, never what was sent.
+        if level == paho.MQTT_LOG_ERR and text.startswith(
+            ("failed to receive", "failed to send", "timeout on")
+        ):
+            self._socket_error = text
 
     def _connected(
         self,

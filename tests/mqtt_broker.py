@@ -252,11 +252,15 @@ def mqtt_broker_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Br
 class SecureBroker:
     """The module's TLS + password broker, and what a client needs to log in to it."""
 
-    def __init__(self, broker: Broker, ca: TestCa, password: str, password_file: Path) -> None:
+    def __init__(
+        self, broker: Broker, ca: TestCa, password: str, password_file: Path, mtls_port: int
+    ) -> None:
         self.broker = broker
         self.ca = ca
         self.password = password
         self.password_file = password_file
+        self.mtls_port = mtls_port
+        """A second TLS listener that also wants a client certificate from ``ca``."""
 
     def login(self, password: str | None = None) -> BrokerLogin:
         return BrokerLogin(
@@ -279,15 +283,18 @@ def secure_mqtt_broker_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iter
     password = secrets.token_urlsafe(24)
     broker_passwords = workdir / "passwd"
     write_password_file(broker_passwords, {MQTT_USER: password})
+    mtls_port = free_port()
+    tls_files = [f"cafile {ca.cert}", f"certfile {server.cert}", f"keyfile {server.key}"]
     broker = Broker(
         workdir=workdir,
         secure_lines=[
-            f"cafile {ca.cert}",
-            f"certfile {server.cert}",
-            f"keyfile {server.key}",
+            *tls_files,
             "require_certificate false",
             f"password_file {broker_passwords}",
             "allow_anonymous false",
+            f"listener {mtls_port} 127.0.0.1",
+            *tls_files,
+            "require_certificate true",
         ],
     )
     client_password = workdir / "device-password"
@@ -295,7 +302,7 @@ def secure_mqtt_broker_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iter
     client_password.chmod(0o600)
     broker.start()
     try:
-        yield SecureBroker(broker, ca, password, client_password)
+        yield SecureBroker(broker, ca, password, client_password, mtls_port)
     finally:
         broker.stop()
 

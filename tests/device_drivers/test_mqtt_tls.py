@@ -27,7 +27,7 @@ from device_drivers.scanners.mqtt_scanner import (
     MqttScannerConfig,
     create_mqtt_scanner,
 )
-from simulators.mqtt_devices import MqttScaleTwin, MqttScannerTwin
+from simulators.mqtt_devices import BrokerLogin, MqttScaleTwin, MqttScannerTwin
 from tests.device_drivers.driver_helpers import read_until_it_works
 from tests.mqtt_broker import (
     MQTT_USER,
@@ -36,7 +36,7 @@ from tests.mqtt_broker import (
     secure_mqtt_broker_fixture,
 )
 from tests.patience import patience_timeout
-from tests.secret_leaks import BAD_SECRET_FILES, assert_no_leak, json_log
+from tests.secret_leaks import BAD_SECRET_FILES, assert_no_leak, json_log, pem_body
 from tests.tls_certs import make_ca
 
 __all__ = ["secure_mqtt_broker_fixture"]  # a fixture used by name below
@@ -180,6 +180,48 @@ def test_no_credentials_at_all_is_an_auth_error_saying_none_are_set(
         scanner.close()
 
 
+@pytest.mark.timeout(60)
+def test_a_broker_that_wants_a_client_certificate_gets_the_device_s(
+    secure: SecureBroker, device_id: str, tmp_path: Path
+) -> None:
+    gateway = secure.ca.issue(f"gw-{device_id}", server=False)
+    with_cert = _options(
+        secure,
+        port=secure.mtls_port,
+        tls_cert_file=str(gateway.cert),
+        tls_key_file=str(gateway.key),
+    )
+    scanner = create_mqtt_scanner(device_id, with_cert)
+    bare = create_mqtt_scanner(f"{device_id}-bare", _options(secure, port=secure.mtls_port))
+    try:
+        eventually(lambda: scanner.status().state == "connected", within=10, what="up")
+        with MqttScannerTwin(
+            device_id,
+            port=secure.mtls_port,
+            login=BrokerLogin(
+                username=USER,
+                password=secure.password,
+                tls_ca_file=secure.ca.cert,
+                tls_cert_file=gateway.cert,
+                tls_key_file=gateway.key,
+            ),
+        ) as twin:
+            assert twin.wait_connected(patience_timeout(10))
+            twin.scan("CARTON-MTLS")
+            scan = scanner.read_scan(patience_timeout(10))
+            assert scan is not None
+            assert scan.data == "CARTON-MTLS"
+        # Without a certificate the broker ends the handshake: never up, counted.
+        eventually(lambda: bare.status().errors["tls"] >= 1, within=10, what="bare refused")
+        status = bare.status()
+        assert status.state == "disconnected"
+        assert status.scans == 0
+        assert "client certificate (tls_cert_file)" in (status.last_error or "")
+    finally:
+        scanner.close()
+        bare.close()
+
+
 # -- configuration, no broker needed -----------------------------------------------------
 
 
@@ -203,13 +245,11 @@ def test_a_client_certificate_is_loaded_and_its_key_never_quoted(tmp_path: Path)
     )
     assert config.endpoint().uses_tls
     other = ca.issue("other", server=False)
-    key_text = client.key.read_text()
     with pytest.raises(DeviceConfigError) as refused:
         MqttScannerConfig(
             device_id="s1", tls_ca_file=ca.cert, tls_cert_file=other.cert, tls_key_file=client.key
         )
-    body = "".join(key_text.splitlines()[1:-1])
-    assert_no_leak([body], [str(refused.value)])
+    assert_no_leak([pem_body(client.key)], [str(refused.value)])
 
 
 _STILL_A_PASSWORD = {"space-inside", "toml-line", "too-long", "trailing-junk"}

@@ -31,15 +31,10 @@ from edge_agent.transport import (
 from simulators.mqtt_devices import MqttScannerTwin
 from tests.mqtt_broker import MQTT_USER, SecureBroker, eventually, secure_mqtt_broker_fixture
 from tests.patience import patience_timeout
-from tests.secret_leaks import assert_no_leak, json_log
+from tests.secret_leaks import assert_no_leak, json_log, pem_body
 from tests.tls_certs import TestCa, make_ca
 
 __all__ = ["secure_mqtt_broker_fixture"]  # a fixture used by name below
-
-
-def _key_body(path: Path) -> str:
-    """A PEM key's base64 text, without its BEGIN/END lines (those are no secret)."""
-    return "".join(path.read_text().splitlines()[1:-1])
 
 
 def _page(agent: EdgeAgent, name: str) -> str:
@@ -139,7 +134,7 @@ def test_no_transport_secret_is_logged_or_shown(
             agent.stop()
     text = logs.getvalue()
     assert "mqtts://127.0.0.1" in text
-    assert_no_leak([secure.password, wrong, _key_body(key_file)], [text, *pages])
+    assert_no_leak([secure.password, wrong, pem_body(key_file)], [text, *pages])
 
 
 # -- the link to central: which TLS settings win ------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 from edge_agent.transport import CA_FILE_ENV
 from tests.integration.processes import Site, eventually, stop
 from tests.patience import patience_timeout
-from tests.secret_leaks import assert_no_leak
+from tests.secret_leaks import assert_no_leak, pem_body
 from tests.tls_certs import TestCa, make_ca
 
 pytestmark = pytest.mark.integration
@@ -151,7 +151,7 @@ def test_an_unusable_ca_bundle_or_client_key_stops_the_start_in_one_line(
     done = _edge_run(site_file, {})
     assert done.returncode == 2, done.stderr
     assert "cannot use the client certificate" in done.stderr
-    key_body = "".join(client.key.read_text().splitlines()[1:-1])
+    key_body = pem_body(client.key)
     assert_no_leak([key_body], [done.stdout, done.stderr])
 
 
@@ -186,5 +186,5 @@ def test_central_refuses_to_serve_tls_with_a_key_of_another_certificate(
     assert "cannot serve TLS with --ssl-certfile" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "central.db").exists()  # refused before the database
-    key_body = "".join(other.key.read_text().splitlines()[1:-1])
+    key_body = pem_body(other.key)
     assert_no_leak([key_body], [done.stdout, done.stderr])
