@@ -5,18 +5,23 @@ scale whose password (inline in the site file) the broker refuses, and central o
 HTTPS with a client certificate. It books a scan from the good scanner, counts the
 refused scale as an ``auth`` error, and neither password, nor the text of any key file,
 appears in any log line, ``/healthz`` (the status page) or ``/metrics``.
-Also here: the TLS settings of the link to central, from the site file or environment.
+Also here: the TLS settings of the link to central, from the site file or environment,
+and the edge's client certificate presented to a server that wants one.
 """
 
 from __future__ import annotations
 
 import secrets
 import ssl
+import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import load_site_config
@@ -25,12 +30,14 @@ from edge_agent.transport import (
     CLIENT_CERT_ENV,
     CLIENT_KEY_ENV,
     CentralTlsError,
+    central_client,
     central_tls,
     describe_transport_error,
 )
 from simulators.mqtt_devices import MqttScannerTwin
 from tests.mqtt_broker import MQTT_USER, SecureBroker, eventually, secure_mqtt_broker_fixture
 from tests.patience import patience_timeout
+from tests.ports import free_port
 from tests.secret_leaks import assert_no_leak, json_log, pem_body
 from tests.tls_certs import TestCa, make_ca
 
@@ -199,3 +206,64 @@ def _tidy_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 pytestmark = pytest.mark.usefixtures("_tidy_env")
+
+
+async def _hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The smallest ASGI app: 200 ``hello`` to whoever got through the handshake."""
+    assert scope["type"] == "http"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+@pytest.fixture
+def mutual_tls_server(tmp_path: Path) -> Iterator[tuple[str, TestCa]]:
+    """A uvicorn on loopback that serves TLS and wants a client certificate from its CA,
+    as a reverse proxy configured for mutual TLS does."""
+    ca = make_ca(tmp_path / "mtls-pki", "proxy-ca")
+    server_files = ca.issue("proxy", server=True)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            _hello,
+            host="127.0.0.1",
+            port=port,
+            ssl_certfile=str(server_files.cert),
+            ssl_keyfile=str(server_files.key),
+            ssl_ca_certs=str(ca.cert),
+            ssl_cert_reqs=ssl.CERT_REQUIRED,
+            lifespan="off",
+            log_config=None,
+        )
+    )
+    thread = threading.Thread(target=server.run, name="mtls-server", daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: server.started, within=10, what="the TLS server up")
+        yield f"https://127.0.0.1:{port}", ca
+    finally:
+        server.should_exit = True
+        thread.join(timeout=patience_timeout(10))
+
+
+def test_the_edge_presents_its_certificate_to_a_proxy_that_wants_one(
+    tmp_path: Path, mutual_tls_server: tuple[str, TestCa]
+) -> None:
+    url, ca = mutual_tls_server
+    client_files = ca.issue("edge-S01", server=False)
+    without = load_site_config(_site(tmp_path, f'ca_file = "{ca.cert}"\n'))
+    with (
+        central_client(without, base_url=url, auth=None) as client,
+        pytest.raises(httpx.HTTPError),
+    ):
+        client.get("/")
+    with_cert = load_site_config(
+        _site(
+            tmp_path,
+            f'ca_file = "{ca.cert}"\nclient_cert_file = "{client_files.cert}"\n'
+            f'client_key_file = "{client_files.key}"\n',
+        )
+    )
+    with central_client(with_cert, base_url=url, auth=None) as client:
+        answer = client.get("/")
+    assert answer.status_code == 200
+    assert answer.text == "hello"
