@@ -114,6 +114,10 @@ WEBHOOKS = f"{API_ROOT}/webhooks"
 """Outbound webhook subscriptions (admins), ``/{id}/deliveries`` their log,
 ``/deliveries/{id}/replay`` a delivery sent again by hand (docs/integrations.md)."""
 
+FEEDBACK = f"{API_ROOT}/feedback"
+"""Notes sent from the console (any user), ``/{id}`` with ``/screenshot``, ``/tags`` and
+``/resolve``, ``/summary?month=`` the monthly count (admins; docs/console.md)."""
+
 
 def below_api_root(path: str) -> str:
     """``/api/v1/sync/events`` -> ``/sync/events``: a path as central's routers, mounted

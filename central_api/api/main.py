@@ -8,6 +8,7 @@ from central_api.api.routes import (
     audit,
     auth,
     customer_returns,
+    feedback,
     imports,
     inventory,
     items,
@@ -46,6 +47,7 @@ api_router.include_router(people.users_router)
 api_router.include_router(people.roles_router)
 api_router.include_router(audit.router)
 api_router.include_router(webhooks.router)
+api_router.include_router(feedback.router)
 api_router.include_router(imports.router)
 api_router.include_router(purchasing.requisitions_router)
 api_router.include_router(purchasing.purchase_orders_router)

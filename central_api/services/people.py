@@ -134,6 +134,8 @@ ALL_ACTIONS: dict[str, str] = {
     "alert.manage": "assign and resolve alerts; run the expiry evaluation",
     "webhook.manage": "subscribe URLs to document and alert events (outbound webhooks), "
     "read the delivery log, replay deliveries",
+    "feedback.manage": "read the console's feedback inbox with screenshots, tag and resolve "
+    "notes, export the monthly summary (sending a note needs only a sign-in)",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

@@ -49,6 +49,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "feedback",
     "alerts",
     "expiry_alert_days",
     "item_site_supply",
