@@ -471,7 +471,7 @@ def resolve_feedback(
 # --- the summary as a file ----------------------------------------------------------------
 
 SUMMARY_COLUMNS: Final = (
-    Column("kind", "Counted by"),
+    Column("kind", "Grouped by"),
     Column("key", "Page or tag"),
     Column("total", "Notes", "int"),
     Column("open", "Open", "int"),

@@ -52,7 +52,7 @@ KIND_LABELS: Final[dict[str, str]] = {
     "tag": N_("Tag"),
 }
 COLUMN_LABELS: Final = (
-    N_("Counted by"),
+    N_("Grouped by"),
     N_("Page or tag"),
     N_("Notes"),
     N_("Open"),
