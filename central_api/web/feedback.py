@@ -13,6 +13,7 @@ feedback``), through the same service. ``docs/console.md`` ("Feedback").
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
@@ -36,7 +37,7 @@ from central_api.services.idempotency import IdempotentReplay
 from central_api.services.reports import record_read
 from central_api.web import i18n
 from central_api.web.render import CONSOLE_ROOT, N_, NAVIGATION, NavEntry, gettext_for, render
-from central_api.web.routes import form_claim, redirect
+from central_api.web.routes import form_claim, local_target, redirect
 
 pages = APIRouter(prefix=CONSOLE_ROOT, include_in_schema=False)
 
@@ -97,7 +98,7 @@ def _form(
     sent: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    back = form["page"] if form["page"].startswith(f"{CONSOLE_ROOT}") else CONSOLE_ROOT
+    back = local_target(form["page"], CONSOLE_ROOT)
     return render(
         request,
         "feedback_form.html",
@@ -120,7 +121,6 @@ async def send_feedback_page(
     request: Request, connection: ConnDep, principal: PrincipalDep, audit: AuditDep
 ) -> Response:
     """Store the note, then show the form again with thanks (a double tap stores one)."""
-    raw = await request.body()
     posted = await request.form()
     form = {
         "page": _posted(posted, "page", 2000),
@@ -132,6 +132,9 @@ async def send_feedback_page(
         if isinstance(upload, UploadFile)
         else b""
     )
+    # The key's fingerprint is what was sent, not the raw body: a multipart body has a
+    # new boundary at each send, so a double tap would otherwise look like a new note.
+    fields = "\0".join((form["page"], form["note"], hashlib.sha256(picture).hexdigest())).encode()
     _ = gettext_for(i18n.language_of(request))
     errors: dict[str, str] = {}
     try:
@@ -146,7 +149,7 @@ async def send_feedback_page(
             language=i18n.language_of(request).tag,
             screenshot=picture or None,
             audit=audit,
-            claim=form_claim(request, principal, _posted(posted, "idempotency_key"), raw),
+            claim=form_claim(request, principal, _posted(posted, "idempotency_key"), fields),
         )
         feedback_id = made.feedback_id
     except IdempotentReplay as replay:
