@@ -313,10 +313,10 @@ def monthly_summary(
         ).all()
     counts: dict[tuple[str, str], Counter[str]] = {}
     for row in rows:
-        keys = [("all", ""), ("page", row.page)]
-        keys += [("tag", tag) for tag in (row.tags.split() or ["-"])]
-        for key in keys:
-            counts.setdefault(key, Counter())[row.status] += 1
+        keys: list[tuple[str, str]] = [("all", ""), ("page", str(row.page))]
+        keys += [("tag", tag) for tag in (str(row.tags).split() or ["-"])]
+        for counted_as in keys:
+            counts.setdefault(counted_as, Counter())[row.status] += 1
     order = {"all": 0, "page": 1, "tag": 2}
     summary = Summary(month=f"{start:%Y-%m}")
     if not rows:
