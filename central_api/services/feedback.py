@@ -42,6 +42,7 @@ from central_api.services.documents import (
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
 from central_api.services.reports import Column
+from jxc.paths import CONSOLE
 
 MAX_SCREENSHOT_BYTES: Final = 700_000
 """Enough for a full-width screenshot of a desk's screen as PNG; below the 1 MiB every
@@ -138,7 +139,15 @@ def image_type(content: bytes) -> str:
 def page_path(page: str) -> str:
     """The path of the page a note is about, without its query or fragment."""
     path = re.split(r"[?#]", page.strip(), maxsplit=1)[0]
-    if not path.startswith("/") or len(path) > MAX_PAGE_PATH or not path.isprintable():
+    below = path == CONSOLE or path.startswith(f"{CONSOLE}/")
+    # The inbox links to it: only a page of this console, never ``//host`` or a scheme.
+    if (
+        not below
+        or "//" in path
+        or "\\" in path
+        or len(path) > MAX_PAGE_PATH
+        or not path.isprintable()
+    ):
         raise InvalidError(
             f"page: must be the path of a console page (/console/...), at most "
             f"{MAX_PAGE_PATH} characters"
@@ -176,7 +185,7 @@ def tag_words(tags: Sequence[str]) -> list[str]:
 def month_range(month: str) -> tuple[datetime, datetime]:
     """``2026-12`` -> its first instant and the next month's, in UTC."""
     found = re.fullmatch(r"(\d{4})-(\d{2})", month.strip())
-    if found is None or not 1 <= int(found[2]) <= 12 or int(found[1]) < 1:
+    if found is None or not 1 <= int(found[2]) <= 12 or not 1 <= int(found[1]) <= 9998:
         raise InvalidError(f"month: {month[:20]!r} is not a month like 2026-12")
     year, number = int(found[1]), int(found[2])
     start = datetime(year, number, 1, tzinfo=UTC)

@@ -196,3 +196,36 @@ def test_the_admin_tags_resolves_and_exports_the_month(app: FastAPI) -> None:
         "feedback.tag",
         "report.read",
     ]
+
+
+def test_odd_filters_and_pages_are_never_a_server_error(app: FastAPI) -> None:
+    boss = browser(app, "boss", lang="en")
+    for path in (
+        "/console/feedback?month=9999-12&tag=%00&status=x",
+        "/console/feedback?month=0000-00",
+        "/console/feedback/summary?month=9999-12",
+        "/console/feedback/summary?month=abc",
+        "/console/feedback/new?page=%00%0a//evil.example",
+        "/console/feedback/screenshot?id=FB1",
+    ):
+        assert boss.get(path).status_code < 500, path
+    answer = boss.post(
+        "/console/feedback/new",
+        data={"page": "/console/\x00", "note": "x"},
+        headers=htmx(boss),
+    )
+    assert answer.status_code == 422
+    assert 'id="error-page"' in answer.text
+    assert 'href="//evil' not in boss.get("/console/feedback/new?page=//evil.example").text
+
+
+@pytest.mark.parametrize(
+    "page", ["//evil.example/x", "/console//evil.example", "/api/v1/items", "/console/\\evil"]
+)
+def test_a_note_names_only_a_page_of_this_console(app: FastAPI, page: str) -> None:
+    clerk = browser(app, "clerk", lang="en")
+    answer = clerk.post(
+        "/console/feedback/new", data={"page": page, "note": "x"}, headers=htmx(clerk)
+    )
+    assert answer.status_code == 422
+    assert 'id="error-page"' in answer.text
