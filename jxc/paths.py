@@ -119,6 +119,9 @@ PERIODS = f"{API_ROOT}/periods"
 ``/{period}/reopen``."""
 LOT_RECALL = f"{API_ROOT}/lots/recall"
 """``GET ?item=&lot=``: where a lot is, where it came from and who received it."""
+FEEDBACK = f"{API_ROOT}/feedback"
+"""Notes sent from the console (any user), ``/{id}`` with ``/screenshot``, ``/tags`` and
+``/resolve``, ``/summary?month=`` the monthly count (admins; docs/console.md)."""
 
 
 def below_api_root(path: str) -> str:

@@ -8,6 +8,7 @@ from central_api.api.routes import (
     audit,
     auth,
     customer_returns,
+    feedback,
     imports,
     inventory,
     items,
@@ -49,6 +50,7 @@ api_router.include_router(audit.router)
 api_router.include_router(webhooks.router)
 for periods_router in periods.routers:
     api_router.include_router(periods_router)
+api_router.include_router(feedback.router)
 api_router.include_router(imports.router)
 api_router.include_router(purchasing.requisitions_router)
 api_router.include_router(purchasing.purchase_orders_router)

@@ -22,6 +22,7 @@ from central_api.models.base import (
     to_micro_units_many,
 )
 from central_api.models.feed import change_feed, feed_counter
+from central_api.models.feedback import feedback
 from central_api.models.inventory import (
     stock_count_lines,
     stock_counts,
@@ -112,6 +113,7 @@ __all__ = [
     "edge_qc_decisions",
     "expiry_alert_days",
     "feed_counter",
+    "feedback",
     "from_micro_units",
     "idempotency_keys",
     "item_barcodes",

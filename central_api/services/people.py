@@ -140,6 +140,8 @@ ALL_ACTIONS: dict[str, str] = {
     "adjustment dated at its snapshot)",
     "webhook.manage": "subscribe URLs to document and alert events (outbound webhooks), "
     "read the delivery log, replay deliveries",
+    "feedback.manage": "read the console's feedback inbox with screenshots, tag and resolve "
+    "notes, export the monthly summary (sending a note needs only a sign-in)",
 }
 """Every action a role may grant; a role's ``*`` grants all of them, and any added later."""
 

@@ -51,6 +51,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 CENTRAL_TABLES = (
     "period_close_values",
     "period_closes",
+    "feedback",
     "alerts",
     "expiry_alert_days",
     "item_site_supply",

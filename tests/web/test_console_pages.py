@@ -270,6 +270,13 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/reports/sync-lag"): "stock.read",
         ("GET", "/console/dashboard"): "stock.read",
         ("GET", "/console/dashboard/live"): "stock.read",
+        ("GET", "/console/feedback/new"): "signed-in",
+        ("POST", "/console/feedback/new"): "signed-in",
+        ("GET", "/console/feedback"): "feedback.manage",
+        ("GET", "/console/feedback/screenshot"): "feedback.manage",
+        ("POST", "/console/feedback/tag"): "feedback.manage",
+        ("POST", "/console/feedback/resolve"): "feedback.manage",
+        ("GET", "/console/feedback/summary"): "feedback.manage",
     }
 
 
@@ -359,6 +366,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/transfer",
         "/console/users",
         "/console/roles",
+        "/console/feedback",
     ]
     assert menu("buyer") == [
         *master,
