@@ -25,6 +25,7 @@ from central_api.errors import CentralError
 from central_api.web import i18n
 from central_api.web.categories import pages as category_pages
 from central_api.web.dashboard import pages as dashboard_pages
+from central_api.web.guide import router as guide_router
 from central_api.web.inventory import pages as inventory_pages
 from central_api.web.master import pages as master_pages
 from central_api.web.periods import pages as period_pages
@@ -75,6 +76,7 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(period_pages)
     app.include_router(report_pages)
     app.include_router(dashboard_pages)
+    app.include_router(guide_router)
     app.mount(STATIC_ROOT, StaticFiles(directory=STATIC_DIR), name="console-static")
     for kind in (CentralError, RequestValidationError, StarletteHTTPException, Exception):
         original = app.exception_handlers.get(kind)
