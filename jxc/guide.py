@@ -56,7 +56,7 @@ def tag_for(tag: str | None) -> str:
 def chapter_url(tag: str, chapter: str, anchor: str = "") -> str:
     """The built guide's URL of ``chapter`` (``tasks/receive``) in language ``tag``.
 
-    The site is built with MkDocs' ``offline`` plugin, so a page is ``<chapter>.html``
+XX
     (the same site opens from a folder, without a server) and the index is ``index.html``.
     """
     page = "index.html" if chapter == INDEX else f"{chapter}.html"

@@ -91,6 +91,9 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
             rules[method, path] = rule.label
     assert rules == {
         ("GET", "/"): "public",
+        ("GET", "/guide"): "public",
+        ("GET", "/guide/"): "public",
+        ("GET", "/guide/{path}"): "public",
         ("GET", "/console"): "signed-in",
         ("GET", "/console/"): "signed-in",
         ("GET", "/console/me"): "signed-in",
