@@ -56,8 +56,8 @@ def tag_for(tag: str | None) -> str:
 def chapter_url(tag: str, chapter: str, anchor: str = "") -> str:
     """The built guide's URL of ``chapter`` (``tasks/receive``) in language ``tag``.
 
-XX
-    (the same site opens from a folder, without a server) and the index is ``index.html``.
+    The site is built without directory URLs, so a page is ``<chapter>.html`` (the same
+    links work from a copied folder) and the index is ``index.html``.
     """
     page = "index.html" if chapter == INDEX else f"{chapter}.html"
     return f"{GUIDE_ROOT}/{tag_for(tag)}/{page}" + (f"#{anchor}" if anchor else "")
