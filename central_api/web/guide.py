@@ -64,6 +64,8 @@ CHAPTERS: Final[dict[str, str]] = {
     "/console/stock-counts": "tasks/count",
     "/console/count": "tasks/count",
     "/console/alerts": "tasks/exceptions",
+    "/console/recall": "tasks/exceptions",
+    "/console/periods": "tasks/month-close",
     # reports and the dashboard
     "/console/reports/retail-takings": "tasks/counter",
     "/console/reports/sync-lag": "tasks/offline-recovery",
