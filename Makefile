@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo docs test lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "jxc needs Python 3.11 or newer (set PYTHON=python3.11)")'
@@ -13,8 +13,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The demo's central serves the user guide at /guide/ from var/guide, so it is built first.
+demo: $(STAMP) docs
 	$(BIN)/jxc demo
+
+# The user guide (docs/guide, MkDocs): one static site per language into var/guide/<tag>,
+# where central serves it (docs/guide/README.md). --strict: a broken link or a missing
+# screenshot fails the build.
+GUIDE_OUT ?= var/guide
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -f docs/guide/mkdocs.en.yml -d $(abspath $(GUIDE_OUT))/en
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -f docs/guide/mkdocs.zh-CN.yml -d $(abspath $(GUIDE_OUT))/zh-CN
 
 test: lint typecheck pytest
 

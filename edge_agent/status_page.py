@@ -2,7 +2,8 @@
 
 ``/healthz`` is the agent's whole status as JSON; ``/readyz`` is 200 only while the ledger
 answers and is at this agent's schema; ``/metrics`` is the Prometheus text
-(:mod:`edge_agent.metrics`).
+(:mod:`edge_agent.metrics`); ``/guide/<tag>/`` the user guide's station chapters, for
+reading at the station while central is out of reach (:mod:`edge_agent.guide_pages`).
 
 Standard library only: the agent must not need a web framework to say how it is. Every
 answer passes through :func:`jxc.logs.redact`, like every log line, so a secret that some
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from edge_agent import guide_pages
 from edge_agent.jobs import describe_error
 from jxc.logs import redact
 
@@ -52,6 +54,8 @@ class StatusServer:
                         self._send(200 if is_ready else 503, body)
                     elif page == "/metrics" and metrics is not None:
                         self._send_bytes(200, metrics(), METRICS_CONTENT_TYPE)
+                    elif page.startswith("/guide/") or page == "/guide":
+                        self._send_raw(*guide_pages.page(page))
                     else:
                         self._send(404, {"detail": f"no such page {self.path!r}; try /healthz"})
                 except Exception as exc:  # the page must answer even when the agent is sick
@@ -64,6 +68,14 @@ class StatusServer:
 
             def _send_bytes(self, code: int, payload: bytes, content_type: str) -> None:
                 payload = redact(payload.decode()).encode()
+                self.send_response(code)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _send_raw(self, code: int, payload: bytes, content_type: str) -> None:
+                """The guide's pages and screenshots: our own text, nothing to redact."""
                 self.send_response(code)
                 self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(payload)))

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     """Net new container objects between the garbage collector's young-generation runs
     while serving (CPython's default is 700); see ``central_api.core.gc_tuning``."""
 
+    guide_dir: Path = Path("var/guide")
+    """The built user guide (``make docs``), one folder per language tag, served at
+    ``/guide/``. Relative to the working directory, like the SQLite default."""
+
     backup_dir: Path | None = None
     """Where ``jxc central backup`` writes, and the running service too when
     ``backup_interval_h`` is set. Put it on another disk than the database."""

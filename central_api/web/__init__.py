@@ -26,6 +26,7 @@ from central_api.web import i18n
 from central_api.web.categories import pages as category_pages
 from central_api.web.dashboard import pages as dashboard_pages
 from central_api.web.feedback import pages as feedback_pages
+from central_api.web.guide import router as guide_router
 from central_api.web.inventory import pages as inventory_pages
 from central_api.web.master import pages as master_pages
 from central_api.web.periods import pages as period_pages
@@ -50,6 +51,7 @@ _HEADLINES: dict[int, str] = {
     404: N_("There is no such page or record."),
     405: N_("This page cannot be used that way."),
     409: N_("This clashes with what was saved meanwhile; nothing was changed."),
+    412: N_("Someone changed this meanwhile; reload it and try again. Nothing was changed."),
     413: N_("That is more than central takes at once."),
     422: N_("Some of what was sent is not valid."),
     429: N_("Too many attempts. Wait a minute and try again."),
@@ -77,6 +79,7 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(report_pages)
     app.include_router(dashboard_pages)
     app.include_router(feedback_pages)
+    app.include_router(guide_router)
     app.mount(STATIC_ROOT, StaticFiles(directory=STATIC_DIR), name="console-static")
     for kind in (CentralError, RequestValidationError, StarletteHTTPException, Exception):
         original = app.exception_handlers.get(kind)

@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from central_api.core.principal import CSRF_COOKIE, Principal
 from central_api.web import i18n
+from central_api.web.guide import help_url
 from central_api.web.i18n import Language
 from jxc import paths
 
@@ -321,6 +322,7 @@ def render(
             "language": language,
             "languages": i18n.LANGUAGES,
             "here": here,
+            "help_url": help_url(request.url.path, language.tag),
             "csrf_token": request.cookies.get(CSRF_COOKIE, "") if principal else "",
             **(context or {}),
         }

@@ -160,3 +160,36 @@ def screenshots() -> Path:
     folder = Path(os.environ.get("JXC_SCREENSHOTS", REPO / "var" / "screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+GUIDE_SOURCES = REPO / "docs" / "guide"
+GUIDE_TAGS = {"en": "mkdocs.en.yml", "zh-CN": "mkdocs.zh-CN.yml"}
+
+
+@pytest.fixture(scope="session")
+def built_guide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user guide built as ``make docs`` builds it, once per session (per worker), with
+    ``--strict``: a broken internal link, a missing screenshot or a chapter left out of the
+    nav fails the build, and so every test that needs the site."""
+    out = tmp_path_factory.mktemp("guide")
+    for tag, config in GUIDE_TAGS.items():
+        built = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mkdocs",
+                "build",
+                "--strict",
+                "--quiet",
+                "-f",
+                str(GUIDE_SOURCES / config),
+                "-d",
+                str(out / tag),
+            ],
+            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert built.returncode == 0, f"mkdocs build of {tag} failed:\n{built.stderr}"
+    return out

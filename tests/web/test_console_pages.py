@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from decimal import Decimal
 from html import unescape
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode
 
 import pytest
@@ -91,6 +92,9 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
             rules[method, path] = rule.label
     assert rules == {
         ("GET", "/"): "public",
+        ("GET", "/guide"): "public",
+        ("GET", "/guide/"): "public",
+        ("GET", "/guide/{path}"): "public",
         ("GET", "/console"): "signed-in",
         ("GET", "/console/"): "signed-in",
         ("GET", "/console/me"): "signed-in",
@@ -874,7 +878,18 @@ def test_the_language_is_the_browsers_until_the_switch_picks_one(app: FastAPI) -
     assert "<h1>用户</h1>" in page.text
 
 
-def test_pages_load_nothing_from_elsewhere(app: FastAPI) -> None:
+def test_pages_load_nothing_from_elsewhere(app: FastAPI, built_guide: Path) -> None:
+    """Every link and asset of the pages is central's own and answers, the help link's
+    guide page included (served from the session's built guide)."""
+    settings = app.state.settings
+    app.state.settings = settings.model_copy(update={"guide_dir": built_guide})
+    try:
+        _load_nothing_from_elsewhere(app)
+    finally:
+        app.state.settings = settings
+
+
+def _load_nothing_from_elsewhere(app: FastAPI) -> None:
     boss = browser(app, "boss")
     seed(app.state.engine, "S-1", ["S-BC"])
     for path in (
