@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from edge_agent.backoff import Backoff, retry_after_s
 from edge_agent.ledger import Ledger
 from jxc.contract import LedgerEvent
-from jxc.feed import Change, ChangeOp, ChangePage, FeedEntity, PickListData
+from jxc.feed import Change, ChangeOp, ChangePage, FeedEntity, PickListData, TransferData
 from jxc.paths import SYNC_CHANGES
 
 log = logging.getLogger("edge_agent.catalog")
@@ -227,6 +227,19 @@ class Catalog:
                         " version = excluded.version",
                         (picks.so_id, picks.model_dump_json(), change.version),
                     )
+                elif change.entity is FeedEntity.TRANSFER:
+                    if change.op is ChangeOp.DELETE:
+                        conn.execute(
+                            "DELETE FROM cache_transfers WHERE transfer_id = ?", (change.key,)
+                        )
+                        continue
+                    transfer = change.transfer()
+                    conn.execute(
+                        "INSERT INTO cache_transfers (transfer_id, data, version)"
+                        " VALUES (?, ?, ?) ON CONFLICT (transfer_id) DO UPDATE"
+                        " SET data = excluded.data, version = excluded.version",
+                        (transfer.transfer_id, transfer.model_dump_json(), change.version),
+                    )
                 elif change.entity in _OFFLINE_TABLES:
                     _apply_offline(conn, change)
             conn.execute(
@@ -289,6 +302,20 @@ class Catalog:
         with self.ledger.reading() as conn:
             rows = conn.execute("SELECT data FROM cache_pick_lists ORDER BY so_id").fetchall()
         return [PickListData.model_validate_json(row[0]) for row in rows]
+
+    def transfer(self, transfer_id: str) -> TransferData | None:
+        """An approved transfer order of which this site is an end, as the feed last said."""
+        with self.ledger.reading() as conn:
+            row = conn.execute(
+                "SELECT data FROM cache_transfers WHERE transfer_id = ?", (transfer_id,)
+            ).fetchone()
+        return None if row is None else TransferData.model_validate_json(row[0])
+
+    def transfers(self) -> list[TransferData]:
+        """Every approved transfer order of which this site is an end, by id."""
+        with self.ledger.reading() as conn:
+            rows = conn.execute("SELECT data FROM cache_transfers ORDER BY transfer_id").fetchall()
+        return [TransferData.model_validate_json(row[0]) for row in rows]
 
     def units(self, item_code: str) -> dict[str, Decimal]:
         """The item's units other than its base unit: how many base units one makes."""
@@ -496,6 +523,7 @@ _COUNTED: dict[str, str] = {
     "item_levels": "cache_item_levels",
     "locations": "cache_locations",
     "pick_lists": "cache_pick_lists",
+    "transfers": "cache_transfers",
 }
 
 _OFFLINE_TABLES: dict[FeedEntity, tuple[str, str]] = {
