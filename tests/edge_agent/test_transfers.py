@@ -225,3 +225,83 @@ def test_a_cancelled_transfer_stops_the_station(receiver: Ledger) -> None:
     )
     refused(station, gs1_scan("L1", day(30)), "cancelled or closed")
     assert Catalog(receiver).transfers() == []
+
+
+def test_the_agent_sends_the_transfer_scanners_scans_to_the_transfer_station(
+    tmp_path: Path,
+) -> None:
+    """A whole agent in this process, central unreachable: the transfer scanner (a twin on
+    a pty) ships a carton of the transfer; the status page shows the station."""
+    from edge_agent.agent import EdgeAgent  # noqa: PLC0415
+    from edge_agent.config import load_site_config  # noqa: PLC0415
+    from simulators.scanner import ScannerTwin  # noqa: PLC0415
+    from tests.patience import wait_for  # noqa: PLC0415
+
+    with ScannerTwin(link=tmp_path / "tr-1") as twin:
+        site_file = tmp_path / "site.toml"
+        site_file.write_text(
+            f"""
+[site]
+id = "S01"
+[central]
+url = "http://127.0.0.1:9"
+timeout_s = 1
+[ledger]
+path = "edge.db"
+[status]
+port = 0
+[transfers]
+scanners = ["tr-1"]
+[[devices.scanners]]
+id = "tr-1"
+driver = "serial-line"
+port = "{twin.link}"
+"""
+        )
+        agent = EdgeAgent(load_site_config(site_file))
+        agent.catalog.apply(page("S01"))
+        agent.ledger.append(
+            EventDraft(
+                kind=EventKind.RECEIPT, item="PILL", lot="L1", expiry=day(30),
+                location="A1", qty=Decimal(20), uom="EA",
+            )
+        )  # fmt: skip
+        agent.start()
+        try:
+            assert wait_for(
+                lambda: all(s["state"] == "connected" for s in agent.status()["scanners"]), 10
+            )
+            station = agent.transfer_stations["tr-1"]
+            for data, symbology, shown in (
+                ("TR000001", None, "TR000001 to S02"),
+                ("A1", None, "at A1"),
+                (f"01{GTIN}10L1{GS}17{day(30):%y%m%d}3720", "]C1", "OK PILL 20 lot L1"),
+                ("DONE", None, "DONE TR000001 SHIPPED: every line as ordered"),
+            ):
+                twin.send(data, symbology)
+                assert wait_for(lambda shown=shown: station.display.startswith(shown), 10), (
+                    station.display
+                )
+            sent = [e for e in agent.ledger.events() if e.kind == EventKind.TRANSFER_OUT]
+            assert [(e.qty, e.lot, e.ref) for e in sent] == [
+                (Decimal(-20), "L1", TRANSFER_COMPLETE)
+            ]
+            assert agent.status()["transfers"]["tr-1"]["open"] == []
+        finally:
+            agent.stop()
+
+
+def test_a_scanner_serves_one_station_only() -> None:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from edge_agent.config import SiteConfig  # noqa: PLC0415
+
+    with pytest.raises(ValidationError, match=r"both \[counter\] and \[transfers\]"):
+        SiteConfig.model_validate(
+            {
+                "site": {"id": "S01"},
+                "counter": {"scanners": ["s1"]},
+                "transfers": {"scanners": ["s1"]},
+                "devices": {"scanners": [{"id": "s1", "driver": "serial-line", "port": "/x"}]},
+            }
+        )
