@@ -245,8 +245,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         12,
         "transfers: approved transfer orders from the feed, the transfer stations' scans"
-        " (kept until their side is done), and each side done here",
+        " (kept until their side is done), and each side done here; the reference lists"
+        " the edge uses (reason codes for write-offs on the spot)",
         (
+            # Keyed by the feed's own key (``<list> <code>``); attrs is the entry's JSON.
+            "CREATE TABLE IF NOT EXISTS cache_references (key TEXT PRIMARY KEY,"
+            " list TEXT NOT NULL, code TEXT NOT NULL, name TEXT NOT NULL,"
+            " name_en TEXT NOT NULL, attrs TEXT NOT NULL, active INTEGER NOT NULL,"
+            " version INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS cache_transfers (transfer_id TEXT PRIMARY KEY,"
             " data TEXT NOT NULL, version INTEGER NOT NULL)",
             # One row per accepted carton; seq is the event it was booked as (at DONE).

@@ -67,10 +67,10 @@ def plain(data: str) -> Scan:
 class Edge:
     """One site's edge: its ledger file, catalog, pusher and transfer station."""
 
-    def __init__(self, client: TestClient, path: Path, site_id: str) -> None:
+    def __init__(self, central: TestClient, path: Path, site_id: str) -> None:
         self.ledger = Ledger(path / f"{site_id}.db", site_id=site_id)
         self.catalog = Catalog(self.ledger)
-        self.pusher = Pusher(self.ledger, client)
+        self.pusher = Pusher(self.ledger, central)
         self.station = TransferStation(self.ledger, self.catalog)
         self.site_id = site_id
 
@@ -104,23 +104,23 @@ def edges(client: TestClient, tmp_path: Path) -> Iterator[tuple[Edge, Edge]]:  #
     b.ledger.close()
 
 
-def stock(client: TestClient, site_id: str) -> dict[tuple[str, str | None], Decimal]:
-    rows = ok(client.get(STOCK, params={"site_id": site_id, "item": "PILL"}))
+def stock(central: TestClient, site_id: str) -> dict[tuple[str, str | None], Decimal]:
+    rows = ok(central.get(STOCK, params={"site_id": site_id, "item": "PILL"}))
     return {
         (row["location"], row["lot"]): Decimal(row["qty"]) for row in rows if Decimal(row["qty"])
     }
 
 
-def in_transit(client: TestClient, transfer_id: str) -> dict[str | None, Decimal]:
-    rows = ok(client.get(STOCK_IN_TRANSIT, params={"item": "PILL"}))
+def in_transit(central: TestClient, transfer_id: str) -> dict[str | None, Decimal]:
+    rows = ok(central.get(STOCK_IN_TRANSIT, params={"item": "PILL"}))
     return {row["lot"]: Decimal(row["qty"]) for row in rows if row["transfer_id"] == transfer_id}
 
 
-def approved_transfer(client: TestClient, qty: str) -> str:
-    maker = as_user(client, "maker", ["store_manager"])
-    boss = as_user(client, "boss", ["store_manager"])
+def approved_transfer(central: TestClient, qty: str) -> str:
+    maker = as_user(central, "maker", ["store_manager"])
+    boss = as_user(central, "boss", ["store_manager"])
     made = ok(
-        client.post(
+        central.post(
             TRANSFERS,
             json={
                 "from_site": "S01",
@@ -132,13 +132,13 @@ def approved_transfer(client: TestClient, qty: str) -> str:
         201,
     )
     tid: str = made["transfer_id"]
-    ok(client.post(f"{TRANSFERS}/{tid}/approve", json={}, headers=boss))
+    ok(central.post(f"{TRANSFERS}/{tid}/approve", json={}, headers=boss))
     return tid
 
 
-def transfer_value(client: TestClient, site_id: str, kind: str) -> tuple[Decimal, Decimal]:
+def transfer_value(central: TestClient, site_id: str, kind: str) -> tuple[Decimal, Decimal]:
     """(value in, cost of goods out) of the site's transfer events, as valuation booked it."""
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = central.app.state.engine  # type: ignore[attr-defined]
     with engine.connect() as connection:
         value_in, cogs = connection.execute(
             select(
@@ -214,7 +214,8 @@ def test_a_transfer_between_two_edges_each_offline_part_of_the_time(
     # Cost travels: S02's goods are worth what they cost S01 (4 a unit), not the item's 9.
     assert transfer_value(client, "S02", "transfer_in") == (Decimal(72), Decimal(0))
     # Neither station offers the transfer again.
-    assert a.station.open_transfers() == [] and b.station.open_transfers() == []
+    assert a.station.open_transfers() == []
+    assert b.station.open_transfers() == []
 
     # --- The other order: S01 is offline while S02 receives and syncs first.
     tid2 = approved_transfer(client, "5")
