@@ -318,6 +318,53 @@ def counter_totals(
     typer.echo(json.dumps(shown, ensure_ascii=False))
 
 
+@app.command()
+def transfers(config: SiteFile) -> None:
+    """The site's transfer orders as the feed last said, with this site's side (send or
+    receive), per line what is scanned here and whether the side is done: one JSON object,
+    read from the ledger file (works with central down and the agent stopped)."""
+    import json  # noqa: PLC0415
+    from decimal import Decimal  # noqa: PLC0415
+
+    from edge_agent.catalog import Catalog  # noqa: PLC0415
+    from edge_agent.stations.transfers import Direction, TransferStation  # noqa: PLC0415
+
+    site = load_or_exit(config)
+    ledger = open_ledger_or_exit(site)
+    try:
+        station = TransferStation(ledger, Catalog(ledger))
+        shown = []
+        for transfer in station.catalog.transfers():
+            side: Direction = "out" if transfer.from_site == site.site.id else "in"
+            scans = station.scans(transfer.transfer_id, side)
+            shown.append(
+                {
+                    "transfer_id": transfer.transfer_id,
+                    "side": "send" if side == "out" else "receive",
+                    "other_site": transfer.to_site if side == "out" else transfer.from_site,
+                    "done": station.is_done(transfer.transfer_id, side),
+                    "lines": [
+                        {
+                            "line_no": line.line_no,
+                            "item": line.item_code,
+                            "qty": format(line.qty, "f"),
+                            "scanned": format(
+                                sum(
+                                    (s.qty for s in scans if s.line_no == line.line_no), Decimal(0)
+                                ),
+                                "f",
+                            ),
+                            "uom": line.uom,
+                        }
+                        for line in transfer.lines
+                    ],
+                }
+            )
+    finally:
+        ledger.close()
+    typer.echo(json.dumps({"site_id": site.site.id, "transfers": shown}, ensure_ascii=False))
+
+
 @app.command("write-off")
 def write_off(
     config: SiteFile,

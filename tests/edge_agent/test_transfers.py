@@ -7,6 +7,7 @@ The ledger is a real file; scans are what the scanner drivers hand the station.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -305,3 +306,30 @@ def test_a_scanner_serves_one_station_only() -> None:
                 "devices": {"scanners": [{"id": "s1", "driver": "serial-line", "port": "/x"}]},
             }
         )
+
+
+def test_the_cli_lists_the_sites_transfers_from_the_ledger(sender: Ledger, tmp_path: Path) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from edge_agent.cli import app  # noqa: PLC0415
+
+    station = TransferStation(sender, Catalog(sender))
+    station.on_scan(plain("TR000001"))
+    station.on_scan(plain("A1"))
+    station.on_scan(gs1_scan("L1", day(30), 4))
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(f'[site]\nid = "S01"\n[ledger]\npath = "{sender.path}"\n')
+    result = CliRunner().invoke(app, ["transfers", "-c", str(site_file)])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "site_id": "S01",
+        "transfers": [
+            {
+                "transfer_id": "TR000001",
+                "side": "send",
+                "other_site": "S02",
+                "done": False,
+                "lines": [{"line_no": 1, "item": "PILL", "qty": "20", "scanned": "4", "uom": "EA"}],
+            }
+        ],
+    }
