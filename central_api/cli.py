@@ -50,6 +50,15 @@ def serve(
     port: int | None = typer.Option(None, help="port to listen on [env JXC_CENTRAL_PORT]"),
     database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
     workers: int | None = typer.Option(None, min=1, max=64, help=_WORKERS_HELP),
+    *,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(help="serve HTTPS with this certificate (PEM) [env JXC_CENTRAL_SSL_CERTFILE]"),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(help="the certificate's key (PEM) [env JXC_CENTRAL_SSL_KEYFILE]"),
+    ] = None,
 ) -> None:
     """Bring the database schema up to date, then serve the API.
 
@@ -59,8 +68,19 @@ def serve(
     """
     from central_api.core.db import upgrade_database  # noqa: PLC0415
 
-    settings = _settings(host=host, port=port, database_url=database_url, workers=workers)
-    refusal = workers_refusal(settings.database_url, settings.workers)
+    try:
+        settings = _settings(
+            host=host,
+            port=port,
+            database_url=database_url,
+            workers=workers,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+        )
+    except ValueError as exc:  # pydantic's ValidationError: a setting that does not fit
+        typer.echo(f"error: {_settings_problem(exc)}", err=True)
+        raise typer.Exit(2) from None
+    refusal = tls_refusal(settings) or workers_refusal(settings.database_url, settings.workers)
     if refusal is not None:
         typer.echo(f"error: {refusal}", err=True)
         raise typer.Exit(2)
@@ -68,7 +88,12 @@ def serve(
     ensure_first_admin(settings.database_url)
     log.info(
         "central starting",
-        extra={"host": settings.host, "port": settings.port, "workers": settings.workers},
+        extra={
+            "host": settings.host,
+            "port": settings.port,
+            "workers": settings.workers,
+            "scheme": "https" if settings.ssl_certfile is not None else "http",
+        },
     )
     announcements: list[Advertisement] = []
 
@@ -125,7 +150,7 @@ def announce_central(settings: Settings) -> Advertisement | None:
         name,
         settings.advertise_port or settings.port,
         bind_host=settings.host,
-        properties={"scheme": settings.advertise_scheme, "path": "/", "version": __version__},
+        properties={"scheme": settings.scheme, "path": "/", "version": __version__},
     ).start()
 
 
@@ -153,6 +178,7 @@ def _run(settings: Settings, before_serving: Callable[[], None]) -> None:
             port=settings.port,
             workers=settings.workers,
             log_config=None,
+            **_tls_options(settings),
         )
         return
     central = create_app(settings)
@@ -160,7 +186,62 @@ def _run(settings: Settings, before_serving: Callable[[], None]) -> None:
     # log_config=None keeps the JSON logging the root command set up; uvicorn's loggers
     # then propagate to it instead of installing their own handlers.
     before_serving()
-    uvicorn.run(central, host=settings.host, port=settings.port, log_config=None)
+    uvicorn.run(
+        central,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        **_tls_options(settings),
+    )
+
+
+def _tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS arguments: none for plain HTTP."""
+    if settings.ssl_certfile is None:
+        return {}
+    return {
+        "ssl_certfile": str(settings.ssl_certfile),
+        "ssl_keyfile": None if settings.ssl_keyfile is None else str(settings.ssl_keyfile),
+    }
+
+
+def tls_refusal(settings: Settings) -> str | None:
+    """Why central cannot serve TLS with its certificate and key, or None if it can.
+
+    Checked before the database is touched and before uvicorn starts, so a wrong path or
+    a key of another certificate is one clear line, not a traceback from inside the
+    server. The files' content is never quoted (one of them is a private key).
+    """
+    if settings.ssl_certfile is None:
+        return None
+    import ssl  # noqa: PLC0415
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    keyfile = None if settings.ssl_keyfile is None else str(settings.ssl_keyfile)
+    try:
+        context.load_cert_chain(str(settings.ssl_certfile), keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        why = (
+            exc.reason
+            if isinstance(exc, ssl.SSLError) and exc.reason
+            else (getattr(exc, "strerror", None) or type(exc).__name__)
+        )
+        return (
+            f"cannot serve TLS with --ssl-certfile {settings.ssl_certfile}"
+            f"{'' if keyfile is None else f' and --ssl-keyfile {keyfile}'}: {why}"
+        )
+    return None
+
+
+def _settings_problem(exc: Exception) -> str:
+    """A settings error in one line, without the values (a setting may be a password)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in errors(include_input=False, include_url=False)
+        )
+    return type(exc).__name__
 
 
 def workers_refusal(database_url: str, workers: int) -> str | None:

@@ -71,11 +71,15 @@ class LinkHealth:
         """Whether the backoff allows an open attempt at ``now``."""
         return now >= self.next_attempt_at
 
-    def open_failed(self, now: float, detail: str) -> None:
-        """An open attempt failed: back off further; count the outage if it is new."""
+    def open_failed(self, now: float, detail: str, *, reason: str = "io") -> None:
+        """An open attempt failed: back off further; count the outage if it is new.
+
+        ``reason`` is the counter: ``io`` unless the driver knows better (``auth`` for a
+        refused password, ``tls`` for a certificate it must not trust).
+        """
         self.next_attempt_at = now + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, self.max_delay)
-        self._down(detail, first_in_outage=not self._in_outage)
+        self._down(detail, first_in_outage=not self._in_outage, reason=reason)
         self._in_outage = True
 
     def opened(self, now: float, where: str) -> None:
@@ -158,19 +162,19 @@ class LinkHealth:
                 reconnects=self._reconnects,
             )
 
-    def _down(self, detail: str, *, first_in_outage: bool) -> None:
+    def _down(self, detail: str, *, first_in_outage: bool, reason: str = "io") -> None:
         # Count each outage once, not each retry: a device left off overnight should not
         # read as thousands of errors.
         self.io_detail = detail
         with self._lock:
             self._state = "disconnected"
-            self._last_error = f"io: {detail}"
+            self._last_error = f"{reason}: {detail}"
             if first_in_outage:
-                self._errors["io"] += 1
+                self._errors[reason] = self._errors.get(reason, 0) + 1
         if first_in_outage:
             self._log.warning(
                 "%s unavailable: %s",
                 self.kind,
                 detail,
-                extra={"device": self.device_id, "reason": "io"},
+                extra={"device": self.device_id, "reason": reason},
             )

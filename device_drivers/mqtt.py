@@ -32,12 +32,14 @@ import datetime
 import json
 import logging
 import re
+import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Literal, Protocol
 
 import paho.mqtt.client as paho
@@ -62,6 +64,7 @@ __all__ = [
     "device_health",
     "expand_topic",
     "load_json_object",
+    "read_password_file",
 ]
 
 AVAILABILITY_ONLINE = b"online"
@@ -72,6 +75,9 @@ _LOOP_STEP = 0.05
 noticing ``close``. Twenty wake-ups a second per device is nothing for an edge box."""
 
 _JOIN_TIMEOUT = 5.0
+_AUTH_REFUSALS = frozenset({4, 5, 134, 135})
+"""CONNACK codes for bad credentials: MQTT 3.1.1's "bad user name or password" and "not
+authorised", and their MQTT 5 numbers."""
 _MAX_JSON_DEPTH = 8
 _DEVICE_ID_PLACEHOLDER = "{device_id}"
 _CLIENT_ID_OK = re.compile(r"^[0-9A-Za-z._:-]{1,64}$")
@@ -129,6 +135,12 @@ class MqttEndpoint:
     other off the broker, so a standby agent must be given another id.
     ``keepalive`` bounds how long a silently dead broker (a pulled cable rather than a
     refused connection) goes unnoticed: about 1.5 times it.
+
+    TLS is on with ``tls`` or any ``tls_*`` file: the broker's certificate is checked
+    against ``tls_ca_file`` (the system's trust store without it) and its name against
+    ``host``; ``tls_cert_file``/``tls_key_file`` are the device link's own certificate for
+    a broker that asks for one. The password is kept out of ``repr`` (and so out of every
+    log line and error that prints the endpoint).
     """
 
     device_id: str
@@ -138,10 +150,14 @@ class MqttEndpoint:
     persistent_session: bool
     keepalive: int = 10
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     connect_timeout: float = 2.0
     reconnect_min_delay: float = 0.1
     reconnect_max_delay: float = 2.0
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         name = self.device_id
@@ -171,10 +187,91 @@ class MqttEndpoint:
             raise DeviceConfigError(f"{name}: need reconnect_min_delay <= reconnect_max_delay")
         if self.password is not None and self.username is None:
             raise DeviceConfigError(f"{name}: a password needs a username")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise DeviceConfigError(f"{name}: tls_cert_file and tls_key_file go together")
+        if self.uses_tls:
+            self.ssl_context()  # a missing or unreadable file fails at start, not at connect
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or any(
+            f is not None for f in (self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        )
 
     @property
     def where(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.uses_tls else 'mqtt'}://{self.host}:{self.port}"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS settings of the link: verify the broker (certificate and name) always.
+
+        There is no switch to skip verification: a device link that trusts anyone is
+        plain text with extra steps. A broker with its own CA gets ``tls_ca_file``.
+        Errors name the file and what is wrong with it, never its content.
+        """
+        name = self.device_id
+        try:
+            context = ssl.create_default_context(
+                cafile=None if self.tls_ca_file is None else str(self.tls_ca_file)
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise DeviceConfigError(
+                f"{name}: cannot use tls_ca_file {self.tls_ca_file}: {_ssl_reason(exc)}"
+            ) from None
+        if self.tls_cert_file is not None and self.tls_key_file is not None:
+            try:
+                context.load_cert_chain(str(self.tls_cert_file), str(self.tls_key_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise DeviceConfigError(
+                    f"{name}: cannot use tls_cert_file {self.tls_cert_file} with tls_key_file "
+                    f"{self.tls_key_file}: {_ssl_reason(exc)}"
+                ) from None
+        return context
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    """Why a certificate or key file could not be used, without quoting any of it."""
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or "not a PEM certificate or key this link can use"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
+
+
+_MAX_PASSWORD_FILE = 4096
+
+
+def read_password_file(device_id: str, path: Path) -> str:
+    """The broker password kept in ``path`` (one line; a final newline is dropped).
+
+    A password in its own file (mode 0600, like the site secret) keeps it out of the site
+    file, which is copied and versioned freely. Errors say what is wrong with the file,
+    never what is in it.
+    """
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(_MAX_PASSWORD_FILE + 1)
+    except OSError as exc:
+        raise DeviceConfigError(
+            f"{device_id}: cannot read password_file {path}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    if len(raw) > _MAX_PASSWORD_FILE:
+        raise DeviceConfigError(
+            f"{device_id}: password_file {path} is larger than {_MAX_PASSWORD_FILE} bytes"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DeviceConfigError(f"{device_id}: password_file {path} is not UTF-8 text") from None
+    for ending in ("\r\n", "\n"):
+        if text.endswith(ending):
+            text = text[: -len(ending)]
+            break
+    if not text:
+        raise DeviceConfigError(f"{device_id}: password_file {path} is empty")
+    if "\n" in text or "\r" in text:
+        raise DeviceConfigError(f"{device_id}: password_file {path} holds more than one line")
+    return text
 
 
 class MqttBrokerOptions(Protocol):
@@ -214,13 +311,36 @@ class MqttBrokerOptions(Protocol):
     @property
     def reconnect_max_delay(self) -> float: ...
 
+    @property
+    def password_file(self) -> Path | None: ...
+
+    @property
+    def tls(self) -> bool: ...
+
+    @property
+    def tls_ca_file(self) -> Path | None: ...
+
+    @property
+    def tls_cert_file(self) -> Path | None: ...
+
+    @property
+    def tls_key_file(self) -> Path | None: ...
+
 
 def device_endpoint(options: MqttBrokerOptions, *, kind: str) -> MqttEndpoint:
     """The endpoint a device's config describes (which also checks the broker options).
 
     Without a ``client_id`` the device gets ``jxc-<kind>-<device_id>``: stable across
-    restarts, as a persistent session needs, and distinct per device.
+    restarts, as a persistent session needs, and distinct per device. ``password_file``
+    is read here, each time: a password changed in the file is used at the next start.
     """
+    password = options.password
+    if options.password_file is not None:
+        if password is not None:
+            raise DeviceConfigError(
+                f"{options.device_id}: give password or password_file, not both"
+            )
+        password = read_password_file(options.device_id, options.password_file)
     return MqttEndpoint(
         device_id=options.device_id,
         host=options.host,
@@ -229,10 +349,14 @@ def device_endpoint(options: MqttBrokerOptions, *, kind: str) -> MqttEndpoint:
         persistent_session=options.persistent_session,
         keepalive=options.keepalive,
         username=options.username,
-        password=options.password,
+        password=password,
         connect_timeout=options.connect_timeout,
         reconnect_min_delay=options.reconnect_min_delay,
         reconnect_max_delay=options.reconnect_max_delay,
+        tls=options.tls,
+        tls_ca_file=options.tls_ca_file,
+        tls_cert_file=options.tls_cert_file,
+        tls_key_file=options.tls_key_file,
     )
 
 
@@ -371,6 +495,12 @@ class MqttLink:
         self._connack_deadline = 0.0
         self._subscribe_mid: int | None = None
         self._refusal: str | None = None
+        self._socket_error: str | None = None
+        """paho's last socket error (its own log line), the only trace of why a broker
+        closed a TLS session without a CONNACK."""
+        self._refusal_reason = "io"
+        """The counter a refused connect goes under: ``auth`` for bad credentials, so an
+        operator can tell a wrong password from a broker that is down."""
         self._device_online: bool | None = None
         self._client = self._new_client()
         self._thread = threading.Thread(
@@ -478,9 +608,30 @@ class MqttLink:
     def _attempt(self, now: float) -> None:
         endpoint = self.endpoint
         self._refusal = None
+        self._refusal_reason = "io"
+        self._socket_error = None
         self._subscribe_mid = None
         try:
             self._client.connect(endpoint.host, endpoint.port, keepalive=endpoint.keepalive)
+        except ssl.SSLCertVerificationError as exc:
+            # The broker answered, with a certificate we must not trust: a setup fault
+            # (wrong tls_ca_file, a name not in the certificate), counted as such.
+            self._set_phase("down")
+            self._health.open_failed(
+                now,
+                f"broker {endpoint.where} has a certificate this link does not trust "
+                f"({exc.verify_message or exc.reason}); check tls_ca_file and host",
+                reason="tls",
+            )
+            return
+        except ssl.SSLError as exc:
+            self._set_phase("down")
+            self._health.open_failed(
+                now,
+                f"TLS with broker {endpoint.where} failed: {exc.reason or exc}",
+                reason="tls",
+            )
+            return
         except (OSError, ValueError) as exc:
             self._set_phase("down")
             self._health.open_failed(now, f"cannot reach broker {endpoint.where}: {exc}")
@@ -512,7 +663,21 @@ class MqttLink:
             if self._on_down is not None:
                 self._guard("on_down", self._on_down)
         elif was in ("connecting", "subscribing"):
-            self._health.open_failed(now, self._refusal or detail)
+            reason, socket_error = self._refusal_reason, self._socket_error
+            if self._refusal is None and socket_error is not None:
+                # The broker ended the session before answering: after a TLS handshake,
+                # that is the broker refusing the link's certificate (or its lack of one).
+                detail = f"{detail} ({socket_error})"
+                if self.endpoint.uses_tls and any(
+                    word in socket_error.lower() for word in ("ssl", "tls")
+                ):
+                    reason = "tls"
+                    detail += (
+                        "; the broker may want a client certificate (tls_cert_file)"
+                        if self.endpoint.tls_cert_file is None
+                        else "; check that the broker trusts tls_cert_file"
+                    )
+            self._health.open_failed(now, self._refusal or detail, reason=reason)
 
     def _shutdown(self) -> None:
         with self._phase_lock:
@@ -572,11 +737,22 @@ class MqttLink:
         client.suppress_exceptions = True  # ours are caught in _guard; never unwind paho
         if endpoint.username is not None:
             client.username_pw_set(endpoint.username, endpoint.password)
+        if endpoint.uses_tls:
+            client.tls_set_context(endpoint.ssl_context())
         client.on_connect = self._connected
         client.on_subscribe = self._subscribed
         client.on_disconnect = self._disconnected
         client.on_message = self._received
+        client.on_log = self._paho_logged
         return client
+
+    def _paho_logged(self, client: paho.Client, userdata: object, level: int, text: str) -> None:
+        # Only socket errors are kept (paho's other lines may name the account); their
+        # text is the OS's or the TLS library's, never what was sent.
+        if level == paho.MQTT_LOG_ERR and text.startswith(
+            ("failed to receive", "failed to send", "timeout on")
+        ):
+            self._socket_error = text
 
     def _connected(
         self,
@@ -589,6 +765,11 @@ class MqttLink:
         if reason.is_failure:
             # paho closes the socket next and on_disconnect does the accounting.
             self._refusal = f"broker {self.endpoint.where} refused the session: {reason}"
+            if reason.value in _AUTH_REFUSALS:
+                self._refusal_reason = "auth"
+                self._refusal += " (check username and password" + (
+                    ")" if self.endpoint.username is not None else ": none are set)"
+                )
             return
         on_session = self._on_session
         if on_session is not None:

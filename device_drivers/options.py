@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -26,6 +27,10 @@ from device_drivers.errors import DeviceConfigError
 __all__ = ["config_from_options"]
 
 C = TypeVar("C")
+
+_SECRET_NAME = re.compile(r"password|secret|token|passphrase", re.IGNORECASE)
+"""Options whose refused value is never quoted: a password of the wrong type (a number
+left unquoted in TOML) is still the password, and the error goes to the log."""
 
 
 class _RefusedError(Exception):
@@ -67,7 +72,8 @@ def config_from_options(
         try:
             settings[name] = _convert(value, hints[name])
         except _RefusedError as exc:
-            raise DeviceConfigError(f"{device_id}: {name} must be {exc}, got {value!r}") from None
+            got = "something else" if _SECRET_NAME.search(name) else repr(value)
+            raise DeviceConfigError(f"{device_id}: {name} must be {exc}, got {got}") from None
     try:
         made: C = factory(device_id=device_id, **settings)
     except TypeError as exc:  # a required field the driver did not list in ``required``

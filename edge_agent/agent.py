@@ -45,6 +45,7 @@ from edge_agent.stations.sscc import SsccConfig
 from edge_agent.stations.transfers import TransferStation
 from edge_agent.status_page import StatusServer
 from edge_agent.sync import Pusher
+from edge_agent.transport import central_client, central_tls
 from jxc import __version__
 from jxc.discovery import (
     CENTRAL_TYPE,
@@ -133,6 +134,7 @@ class EdgeAgent:
         self.config = config
         self.started_at = datetime.now(UTC)
         self.auth = site_auth(config)  # before anything is opened: a bad secret leaks nothing
+        tls = central_tls(config)  # likewise a CA bundle or client key that cannot be used
         self.ledger = Ledger(
             config.ledger.path,
             site_id=config.site.id,
@@ -194,10 +196,10 @@ class EdgeAgent:
             )
             for scanner_id in config.transfers.scanners
         }
-        self.client = httpx.Client(
-            base_url=self.central_url or "",
-            timeout=config.central.timeout_s,
-            auth=self.auth,
+        # Every request to central goes through this one client: HTTPS with the site's CA
+        # bundle here is HTTPS with it for push, pull, tokens and a discovered central.
+        self.client = central_client(
+            config, base_url=self.central_url or "", auth=self.auth, verify=tls
         )
         self.pusher = Pusher(
             self.ledger,

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from edge_agent.backoff import Backoff, retry_after_s
 from edge_agent.ledger import Ledger
+from edge_agent.transport import describe_transport_error
 from jxc.contract import LedgerEvent
 from jxc.feed import (
     Change,
@@ -664,7 +665,10 @@ class Puller:
             wait = retry_after_s(exc.response.headers.get("retry-after")) if busy else None
             self._failed(f"{exc.__class__.__name__}: {str(exc)[:300]}", at_least_s=wait)
             return False
-        except (httpx.HTTPError, ValueError) as exc:  # ValidationError, bad JSON included
+        except httpx.HTTPError as exc:
+            self._failed(describe_transport_error(exc)[:400])
+            return False
+        except ValueError as exc:  # ValidationError, bad JSON included
             self._failed(f"{exc.__class__.__name__}: {str(exc)[:300]}")
             return False
         if page.site_id != self.site_id or page.next_cursor < cursor:

@@ -32,13 +32,14 @@ def run(
     from edge_agent.agent import EdgeAgent  # noqa: PLC0415
     from edge_agent.auth import SiteSecretError  # noqa: PLC0415
     from edge_agent.ledger import LedgerError  # noqa: PLC0415
+    from edge_agent.transport import CentralTlsError  # noqa: PLC0415
 
     site = load_or_exit(config)
     if status_port is not None:
         site.status.port = status_port
     try:
         agent = EdgeAgent(site)
-    except (SiteSecretError, LedgerError) as exc:
+    except (SiteSecretError, LedgerError, CentralTlsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())
@@ -141,6 +142,11 @@ def _central_watermark(site: SiteConfig) -> int | None:
 
     from edge_agent.agent import site_auth  # noqa: PLC0415
     from edge_agent.auth import SiteSecretError  # noqa: PLC0415
+    from edge_agent.transport import (  # noqa: PLC0415
+        CentralTlsError,
+        central_client,
+        describe_transport_error,
+    )
     from jxc.paths import SYNC_ACK  # noqa: PLC0415
 
     base_url = central_url_or_discover(site)
@@ -152,13 +158,16 @@ def _central_watermark(site: SiteConfig) -> int | None:
         )
         return None
     try:
-        with httpx.Client(
-            base_url=base_url,
-            timeout=site.central.timeout_s,
-            auth=site_auth(site),
-        ) as client:
+        with central_client(site, base_url=base_url, auth=site_auth(site)) as client:
             answer = client.get(SYNC_ACK, params={"site_id": site.site.id})
-    except (httpx.HTTPError, SiteSecretError) as exc:
+    except httpx.HTTPError as exc:
+        typer.echo(
+            "warning: cannot ask central how far it holds the site: "
+            f"{describe_transport_error(exc)}",
+            err=True,
+        )
+        return None
+    except (SiteSecretError, CentralTlsError) as exc:
         typer.echo(f"warning: cannot ask central how far it holds the site: {exc}", err=True)
         return None
     if answer.status_code == 404:

@@ -34,6 +34,17 @@ class CentralSection(_Section):
     """File holding the site's secret (``jxc central site add SITE --secret-file F``);
     kept out of the site file so that file can be copied and versioned freely. The
     environment variable ``JXC_SITE_SECRET`` overrides it."""
+    ca_file: Path | None = None
+    """The CA bundle (PEM) central's TLS certificate must chain to, for an ``https://``
+    central signed by the chain's own CA; without it the public trust store is used.
+    ``JXC_EDGE_CA_FILE`` overrides it. Used by every request to central
+    (``edge_agent.transport``)."""
+    client_cert_file: Path | None = None
+    """The edge's own certificate (PEM), for a reverse proxy that asks clients for one;
+    ``JXC_EDGE_CLIENT_CERT_FILE`` overrides it."""
+    client_key_file: Path | None = None
+    """The key of ``client_cert_file`` (mode 0600), unless that file holds it too;
+    ``JXC_EDGE_CLIENT_KEY_FILE`` overrides it."""
 
 
 class SyncSection(_Section):
@@ -278,8 +289,15 @@ def load_site_config(path: Path) -> SiteConfig:
         if config.backup.dir is not None
         else config.ledger.path.parent / "backups"
     )
-    if config.central.site_secret_file is not None:
-        config.central.site_secret_file = base / config.central.site_secret_file
+    central = config.central
+    if central.site_secret_file is not None:
+        central.site_secret_file = base / central.site_secret_file
+    if central.ca_file is not None:
+        central.ca_file = base / central.ca_file
+    if central.client_cert_file is not None:
+        central.client_cert_file = base / central.client_cert_file
+    if central.client_key_file is not None:
+        central.client_key_file = base / central.client_key_file
     for _, device in config.devices.all():
         extra = device.model_extra or {}
         for option in (*_DEVICE_PATH_OPTIONS, *_FILE_OPTIONS):
@@ -296,5 +314,5 @@ _DEVICE_PATH_OPTIONS = ("port", "address", "serial_port", "profile")
 ``/`` in it is taken from the site file's folder; a URL (``tcp://...``), a number or a bare
 name (a builtin register profile) is left as it is."""
 
-_FILE_OPTIONS = ("journal_path",)
+_FILE_OPTIONS = ("journal_path", "password_file", "tls_ca_file", "tls_cert_file", "tls_key_file")
 """Options that always name a file: relative ones are taken from the site file's folder."""

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from edge_agent.backoff import Backoff, retry_after_s
 from edge_agent.ledger import Ledger, PendingEvent, Refusal, default_lease_holder
+from edge_agent.transport import describe_transport_error
 from jxc.contract import CONTRACT_VERSION, EventStatus, PushAck
 from jxc.ids import uuid7
 from jxc.paths import SYNC_ACK, SYNC_EVENTS
@@ -192,7 +193,7 @@ class Pusher:
             )
         except httpx.HTTPError as exc:
             self._failed(
-                f"central unreachable: {exc.__class__.__name__}: {exc}", request_id=request_id
+                f"central unreachable: {describe_transport_error(exc)}", request_id=request_id
             )
             return False
         if self._go_again_at_once(response, pending):

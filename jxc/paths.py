@@ -114,6 +114,12 @@ WEBHOOKS = f"{API_ROOT}/webhooks"
 """Outbound webhook subscriptions (admins), ``/{id}/deliveries`` their log,
 ``/deliveries/{id}/replay`` a delivery sent again by hand (docs/integrations.md)."""
 
+PERIODS = f"{API_ROOT}/periods"
+"""Period close (月结): ``GET`` the closed months, ``/{period}``, ``/{period}/close``,
+``/{period}/reopen``."""
+LOT_RECALL = f"{API_ROOT}/lots/recall"
+"""``GET ?item=&lot=``: where a lot is, where it came from and who received it."""
+
 
 def below_api_root(path: str) -> str:
     """``/api/v1/sync/events`` -> ``/sync/events``: a path as central's routers, mounted

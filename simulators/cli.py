@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from decimal import Decimal
 
+    from simulators.mqtt_devices import BrokerLogin
     from simulators.running import Handler, RunningTwin
 
 app = typer.Typer(
@@ -368,6 +369,17 @@ def mqtt_scanner(
         str | None,
         typer.Option(help="AIM identifier sent with every read, e.g. ']C1' for GS1-128"),
     ] = None,
+    username: Annotated[str | None, typer.Option(help="the broker account")] = None,
+    password_file: Annotated[
+        Path | None, typer.Option(help="a file holding the account's password on one line")
+    ] = None,
+    tls_ca_file: Annotated[
+        Path | None, typer.Option(help="speak TLS, trusting this CA bundle for the broker")
+    ] = None,
+    tls_cert_file: Annotated[
+        Path | None, typer.Option(help="the device's own certificate, if the broker asks")
+    ] = None,
+    tls_key_file: Annotated[Path | None, typer.Option(help="that certificate's key")] = None,
 ) -> None:
     """Simulate a barcode scanner that publishes its reads to an MQTT broker.
 
@@ -389,6 +401,7 @@ def mqtt_scanner(
             topic=topic.replace("{device_id}", device_id) if topic else None,
             shape="raw" if raw else "json",
             symbology=symbology,
+            login=_login(username, password_file, tls_ca_file, tls_cert_file, tls_key_file),
         )
     )
 
@@ -408,6 +421,17 @@ def mqtt_scale(
     interval: Annotated[
         float, typer.Option(min=0.01, max=60.0, help="seconds between two readings")
     ] = 0.05,
+    username: Annotated[str | None, typer.Option(help="the broker account")] = None,
+    password_file: Annotated[
+        Path | None, typer.Option(help="a file holding the account's password on one line")
+    ] = None,
+    tls_ca_file: Annotated[
+        Path | None, typer.Option(help="speak TLS, trusting this CA bundle for the broker")
+    ] = None,
+    tls_cert_file: Annotated[
+        Path | None, typer.Option(help="the device's own certificate, if the broker asks")
+    ] = None,
+    tls_key_file: Annotated[Path | None, typer.Option(help="that certificate's key")] = None,
 ) -> None:
     """Simulate a scale that publishes its weight to an MQTT broker and takes zero/tare.
 
@@ -431,7 +455,45 @@ def mqtt_scale(
             decimals=decimals,
             capacity=most,
             interval=interval,
+            login=_login(username, password_file, tls_ca_file, tls_cert_file, tls_key_file),
         )
+    )
+
+
+def _login(
+    username: str | None,
+    password_file: Path | None,
+    tls_ca_file: Path | None,
+    tls_cert_file: Path | None,
+    tls_key_file: Path | None,
+) -> BrokerLogin | None:
+    """How the twin logs in to the broker, from its options; None for an open broker.
+
+    The password comes from a file, never the command line (which every user of the box
+    can read in the process list).
+    """
+    from simulators.mqtt_devices import BrokerLogin  # noqa: PLC0415
+
+    if password_file is not None and username is None:
+        raise typer.BadParameter("a password needs --username", param_hint="'--password-file'")
+    if (tls_cert_file is None) != (tls_key_file is None):
+        raise typer.BadParameter("give both or neither", param_hint="'--tls-cert-file'")
+    password = None
+    if password_file is not None:
+        try:
+            password = password_file.read_text("utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter(
+                f"cannot read {password_file}: {type(exc).__name__}", param_hint="'--password-file'"
+            ) from None
+    if username is None and tls_ca_file is None and tls_cert_file is None:
+        return None
+    return BrokerLogin(
+        username=username,
+        password=password,
+        tls_ca_file=tls_ca_file,
+        tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file,
     )
 
 

@@ -26,12 +26,14 @@ import datetime
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Literal
 
 import paho.mqtt.client as paho
@@ -88,6 +90,36 @@ def encode_weight(fields: dict[str, object], numbers: NumberStyle = "string") ->
     return ("{" + body + "}").encode("utf-8")
 
 
+@dataclass(frozen=True)
+class BrokerLogin:
+    """How a twin logs in to a broker that wants credentials and TLS, as a real device
+    configured for such a broker would. The password stays out of ``repr``."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.tls_ca_file is not None or self.tls_cert_file is not None
+
+    def apply(self, client: paho.Client) -> None:
+        """Set the credentials and TLS on a paho client before its first connect."""
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self.uses_tls:
+            context = ssl.create_default_context(
+                cafile=None if self.tls_ca_file is None else str(self.tls_ca_file)
+            )
+            if self.tls_cert_file is not None:
+                key = None if self.tls_key_file is None else str(self.tls_key_file)
+                context.load_cert_chain(str(self.tls_cert_file), key)
+            client.tls_set_context(context)
+
+
 class _TwinClient:
     """One device's connection to the broker, on its own thread, with a fixed retry delay."""
 
@@ -96,6 +128,7 @@ class _TwinClient:
         *,
         host: str,
         port: int,
+        login: BrokerLogin | None = None,
         client_id: str,
         availability_topic: str,
         subscriptions: list[str],
@@ -128,6 +161,8 @@ class _TwinClient:
             protocol=MQTTProtocolVersion.MQTTv311,
         )
         self._client.suppress_exceptions = True
+        if login is not None:
+            login.apply(self._client)
         self._client.will_set(availability_topic, b"offline", qos=1, retain=True)
         self._client.on_connect = self._connected_cb
         self._client.on_disconnect = self._disconnected_cb
@@ -331,6 +366,7 @@ class MqttScannerTwin(_Twin):
         shape: PayloadShape = "json",
         client_id: str | None = None,
         retry_delay: float = 0.1,
+        login: BrokerLogin | None = None,
     ) -> None:
         self.device_id = device_id
         self.topic = topic or f"jxc/scanners/{device_id}/scan"
@@ -341,6 +377,7 @@ class MqttScannerTwin(_Twin):
         self._client = _TwinClient(
             host=host,
             port=port,
+            login=login,
             client_id=client_id or f"twin-scanner-{device_id}",
             availability_topic=availability_topic or f"jxc/scanners/{device_id}/availability",
             subscriptions=[],
@@ -405,6 +442,7 @@ class MqttScaleTwin(_Twin):
         command_topic: str | None = None,
         reply_topic: str | None = None,
         availability_topic: str | None = None,
+        login: BrokerLogin | None = None,
     ) -> None:
         """Topics default to ``jxc/scales/<device_id>/{weight,command,reply,availability}``;
         a site that renames them (as the driver allows) passes its own; ``command_topic=""``
@@ -440,6 +478,7 @@ class MqttScaleTwin(_Twin):
         self._client = _TwinClient(
             host=host,
             port=port,
+            login=login,
             client_id=client_id or f"twin-scale-{device_id}",
             availability_topic=availability_topic or f"{base}/availability",
             subscriptions=[self.command_topic] if self.command_topic else [],

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from simulators.modbus_scale import ModbusScaleTwin, WireFault
-    from simulators.mqtt_devices import MqttScaleTwin, MqttScannerTwin, PayloadShape
+    from simulators.mqtt_devices import BrokerLogin, MqttScaleTwin, MqttScannerTwin, PayloadShape
     from simulators.printer import ZplPrinterTwin
     from simulators.scale import MtSicsScaleTwin
     from simulators.scanner import ScannerTwin
@@ -764,8 +764,9 @@ help | !help         this list
 Any other line starting with '!' is refused, never published."""
 
 
-def _mqtt_url(host: str, port: int, topic: str) -> str:
-    return f"mqtt://{host}:{port}/{topic}"
+def _mqtt_url(host: str, port: int, topic: str, login: BrokerLogin | None = None) -> str:
+    scheme = "mqtts" if login is not None and login.uses_tls else "mqtt"
+    return f"{scheme}://{host}:{port}/{topic}"
 
 
 def mqtt_scanner_command(twin: MqttScannerTwin, text: str, symbology: str | None) -> str | None:
@@ -809,6 +810,7 @@ def start_mqtt_scanner(
     shape: PayloadShape = "json",
     symbology: str | None = None,
     connect_timeout: float = 5.0,
+    login: BrokerLogin | None = None,
 ) -> RunningTwin:
     """A scanner publishing to an MQTT broker; waits (bounded) for the first connection."""
     from simulators.mqtt_devices import MqttScannerTwin  # noqa: PLC0415 - loaded when used
@@ -820,11 +822,12 @@ def start_mqtt_scanner(
         topic=topic,
         availability_topic=availability_topic,
         shape=shape,
+        login=login,
     )
     extra = _wait_for_broker(twin.wait_connected(connect_timeout), host, port)
     return RunningTwin(
         "mqtt scanner",
-        _mqtt_url(host, port, twin.topic),
+        _mqtt_url(host, port, twin.topic, login),
         lambda text: mqtt_scanner_command(twin, text, symbology),
         MQTT_SCANNER_HELP,
         twin.close,
@@ -922,6 +925,7 @@ def start_mqtt_scale(
     capacity: Decimal = Decimal(150),
     interval: float = 0.05,
     connect_timeout: float = 5.0,
+    login: BrokerLogin | None = None,
 ) -> RunningTwin:
     """A scale publishing its weight to an MQTT broker and taking zero/tare commands.
 
@@ -944,13 +948,14 @@ def start_mqtt_scale(
         command_topic=given.get("command_topic"),
         reply_topic=given.get("reply_topic"),
         availability_topic=given.get("availability_topic"),
+        login=login,
     )
     extra = _wait_for_broker(twin.wait_connected(connect_timeout), host, port)
     if twin.command_topic:
         extra.insert(0, ("commands", twin.command_topic))
     return RunningTwin(
         "mqtt scale",
-        _mqtt_url(host, port, twin.topic),
+        _mqtt_url(host, port, twin.topic, login),
         lambda text: mqtt_scale_command(twin, text),
         MQTT_SCALE_HELP,
         twin.close,

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from simulators.running import RunningTwin, resolve_profile
 
 if TYPE_CHECKING:
+    from simulators.mqtt_devices import BrokerLogin
     from simulators.running import Handler
 
 __all__ = ["KNOWN_DRIVERS", "SimulatedSite", "SiteError", "SiteTwin", "plan_site", "start_site"]
@@ -299,6 +300,7 @@ def _plan_mqtt(device: _Device, _buses: dict[str, _Plan]) -> _Plan:
     host = str(device.options.get("host", "127.0.0.1"))
     port = device.port("port", 1883)
     device_id = device.device_id
+    login = _broker_login(device)
 
     def topic(name: str, default: str | None = None) -> str | None:
         value = device.options.get(name, default)
@@ -320,6 +322,7 @@ def _plan_mqtt(device: _Device, _buses: dict[str, _Plan]) -> _Plan:
                 topic=scan_topic,
                 availability_topic=availability,
                 shape="raw" if raw else "json",
+                login=login,
             )
         )
     topics = {
@@ -328,7 +331,46 @@ def _plan_mqtt(device: _Device, _buses: dict[str, _Plan]) -> _Plan:
         "reply_topic": topic("reply_topic"),
         "availability_topic": topic("availability_topic") or None,
     }
-    return device.plan(lambda: start_mqtt_scale(device_id, host=host, port=port, topics=topics))
+    return device.plan(
+        lambda: start_mqtt_scale(device_id, host=host, port=port, topics=topics, login=login)
+    )
+
+
+def _broker_login(device: _Device) -> BrokerLogin | None:
+    """The twin logs in as the driver does (the site file's ``username``, ``password`` or
+    ``password_file``, ``tls`` and ``tls_*`` files): one broker account serves both ends
+    of a simulated site. A real device has an account of its own."""
+    from simulators.mqtt_devices import BrokerLogin  # noqa: PLC0415 - loaded if used
+
+    options = device.options
+    username = options.get("username")
+    if username is not None and not isinstance(username, str):
+        raise ValueError("username must be a string")
+    password = options.get("password")
+    if password is not None and not isinstance(password, str):
+        raise ValueError("password must be a string")  # never quoted: it is the password
+    if options.get("password_file") is not None:
+        try:
+            password = device.path("password_file").read_text("utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read password_file: {type(exc).__name__}") from None
+    files = {
+        name: device.path(name) if options.get(name) is not None else None
+        for name in ("tls_ca_file", "tls_cert_file", "tls_key_file")
+    }
+    tls = options.get("tls", False)
+    if not isinstance(tls, bool):
+        raise ValueError("tls must be true or false")
+    if username is None and not tls and not any(files.values()):
+        return None
+    return BrokerLogin(
+        username=username,
+        password=password,
+        tls=tls,
+        tls_ca_file=files["tls_ca_file"],
+        tls_cert_file=files["tls_cert_file"],
+        tls_key_file=files["tls_key_file"],
+    )
 
 
 def _plan_printer(device: _Device, _buses: dict[str, _Plan]) -> _Plan:

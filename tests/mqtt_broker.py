@@ -17,9 +17,12 @@ when ``CI=true``: a CI run that silently skipped every broker test would prove n
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import os
 import queue
+import secrets
 import shutil
 import signal
 import socket
@@ -34,20 +37,28 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from simulators.mqtt_devices import BrokerLogin
 from tests.patience import patience_timeout
 from tests.ports import free_port
+from tests.tls_certs import TestCa, make_ca
 
 __all__ = [
     "MOSQUITTO",
+    "MQTT_USER",
     "Broker",
+    "SecureBroker",
     "broker_fixture",
     "eventually",
     "free_port",
     "mqtt_broker_fixture",
     "no_leaks_fixture",
+    "secure_mqtt_broker_fixture",
+    "write_password_file",
 ]
 
 MOSQUITTO = os.environ.get("JXC_MOSQUITTO", "/usr/sbin/mosquitto")
+MQTT_USER = "dock-devices"
+"""The one account of the secure broker."""
 _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 10.0
 
@@ -77,6 +88,9 @@ class Broker:
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    secure_lines: list[str] = field(default_factory=list)
+    """Set by a secure broker: the TLS listener's files and the password file; the
+    listener then speaks TLS only and anonymous clients are refused."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -107,7 +121,7 @@ class Broker:
                 [
                     *user,
                     f"listener {self.port} {self.host}",
-                    "allow_anonymous true",
+                    *(self.secure_lines or ["allow_anonymous true"]),
                     "persistence true",
                     f"persistence_location {self.data_dir}/",
                     "autosave_interval 1",
@@ -194,6 +208,23 @@ class Broker:
         raise RuntimeError(f"mosquitto did not listen on {self.port}:\n{self.log_tail()}")
 
 
+def write_password_file(path: Path, users: dict[str, str]) -> None:
+    """A Mosquitto password file, as ``mosquitto_passwd -b`` writes it (mosquitto 2).
+
+    The documented ``$7$`` format: PBKDF2-HMAC-SHA512 with 101 iterations over a 12-byte
+    random salt, salt and hash in base64. Written here rather than by running the tool,
+    so the tests need only the broker; the broker accepting it is the proof of the format.
+    """
+    lines = []
+    for user, password in users.items():
+        salt = os.urandom(12)
+        digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
+        encoded = f"$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+        lines.append(f"{user}:{encoded}\n")
+    path.write_text("".join(lines))
+    path.chmod(0o600)
+
+
 def _require_mosquitto() -> None:
     if os.access(MOSQUITTO, os.X_OK):
         return
@@ -214,6 +245,64 @@ def mqtt_broker_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Br
     broker.start()
     try:
         yield broker
+    finally:
+        broker.stop()
+
+
+class SecureBroker:
+    """The module's TLS + password broker, and what a client needs to log in to it."""
+
+    def __init__(
+        self, broker: Broker, ca: TestCa, password: str, password_file: Path, mtls_port: int
+    ) -> None:
+        self.broker = broker
+        self.ca = ca
+        self.password = password
+        self.password_file = password_file
+        self.mtls_port = mtls_port
+        """A second TLS listener that also wants a client certificate from ``ca``."""
+
+    def login(self, password: str | None = None) -> BrokerLogin:
+        return BrokerLogin(
+            username=MQTT_USER, password=password or self.password, tls_ca_file=self.ca.cert
+        )
+
+    def refusals(self) -> int:
+        """Connections the broker turned away for their credentials (its own log)."""
+        return self.broker.log_tail(10_000).count("not authorised")
+
+
+@pytest.fixture(name="secure", scope="module")
+def secure_mqtt_broker_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """One broker for the module with a TLS-only listener (a CA and server certificate
+    made here), a password file with one account, and anonymous clients refused."""
+    _require_mosquitto()
+    workdir = tmp_path_factory.mktemp("mosquitto-tls")
+    ca = make_ca(workdir / "pki")
+    server = ca.issue("broker", server=True)
+    password = secrets.token_urlsafe(24)
+    broker_passwords = workdir / "passwd"
+    write_password_file(broker_passwords, {MQTT_USER: password})
+    mtls_port = free_port()
+    tls_files = [f"cafile {ca.cert}", f"certfile {server.cert}", f"keyfile {server.key}"]
+    broker = Broker(
+        workdir=workdir,
+        secure_lines=[
+            *tls_files,
+            "require_certificate false",
+            f"password_file {broker_passwords}",
+            "allow_anonymous false",
+            f"listener {mtls_port} 127.0.0.1",
+            *tls_files,
+            "require_certificate true",
+        ],
+    )
+    client_password = workdir / "device-password"
+    client_password.write_text(password + "\n")
+    client_password.chmod(0o600)
+    broker.start()
+    try:
+        yield SecureBroker(broker, ca, password, client_password, mtls_port)
     finally:
         broker.stop()
 

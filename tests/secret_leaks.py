@@ -35,6 +35,12 @@ def assert_no_leak(secrets: Iterable[str], texts: Iterable[str]) -> None:
             assert piece is None, f"secret leaked ({piece!r}) in: {text[:2000]}"
 
 
+def pem_body(path: Path) -> str:
+    """The base64 text of a PEM file (a private key), without its BEGIN/END lines, which
+    are no secret: what must never turn up in a log line or a page."""
+    return "".join(path.read_text().splitlines()[1:-1])
+
+
 @contextmanager
 def json_log() -> Iterator[io.StringIO]:
     """Every record of every logger, at every level, as the agent's JSON lines."""

@@ -13,6 +13,7 @@ from central_api.api.routes import (
     items,
     master,
     people,
+    periods,
     purchasing,
     receivables,
     receiving,
@@ -46,6 +47,8 @@ api_router.include_router(people.users_router)
 api_router.include_router(people.roles_router)
 api_router.include_router(audit.router)
 api_router.include_router(webhooks.router)
+for periods_router in periods.routers:
+    api_router.include_router(periods_router)
 api_router.include_router(imports.router)
 api_router.include_router(purchasing.requisitions_router)
 api_router.include_router(purchasing.purchase_orders_router)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -148,5 +148,27 @@ class Settings(BaseSettings):
     advertise_port: int | None = Field(default=None, ge=1, le=65535)
     """The port edges should use, when it is not ``port``: a reverse proxy's (TLS)."""
 
-    advertise_scheme: Literal["http", "https"] = "http"
-    """``https`` when edges reach central through a TLS reverse proxy."""
+    advertise_scheme: Literal["http", "https"] | None = None
+    """``https`` when edges reach central through a TLS reverse proxy; by default
+    ``https`` when central serves TLS itself (``ssl_certfile``), else ``http``."""
+
+    ssl_certfile: Path | None = None
+    """Serve HTTPS with this certificate (PEM, the chain after the leaf) instead of plain
+    HTTP: for a site without a reverse proxy. ``ssl_keyfile`` is its key. With a proxy
+    in front (``deploy/compose``) leave both unset and let the proxy hold the key."""
+
+    ssl_keyfile: Path | None = None
+    """The key of ``ssl_certfile`` (mode 0600; unless the certificate file holds it)."""
+
+    @property
+    def scheme(self) -> Literal["http", "https"]:
+        """What edges use to reach this central: the announced scheme."""
+        if self.advertise_scheme is not None:
+            return self.advertise_scheme
+        return "https" if self.ssl_certfile is not None else "http"
+
+    @model_validator(mode="after")
+    def _key_needs_certificate(self) -> Self:
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile is set but ssl_certfile is not")
+        return self

@@ -59,6 +59,7 @@ from central_api.models.people import (
     user_sites,
     users,
 )
+from central_api.models.periods import period_close_values, period_closes
 from central_api.models.purchasing import (
     edge_qc_decisions,
     purchase_exceptions,
@@ -123,6 +124,8 @@ __all__ = [
     "login_failures",
     "metadata",
     "partners",
+    "period_close_values",
+    "period_closes",
     "price_list_lines",
     "price_lists",
     "purchase_exceptions",

@@ -113,6 +113,8 @@ central_events = Table(
     Column("doc_line", BigInteger, nullable=True),
     UniqueConstraint("site_id", "seq"),
     Index(None, "doc_id"),
+    # Every central booking of a lot, for the recall view (migration 0024).
+    Index(None, "item", "lot"),
 )
 
 # --- events central refused -----------------------------------------------------------

@@ -182,6 +182,12 @@ def _raise(connection: Connection, rows: list[dict[str, Any]], at: datetime) -> 
         )
 
 
+def raise_exceptions(connection: Connection, rows: list[dict[str, Any]], at: datetime) -> None:
+    """Put exceptions that live only in the inbox into it (no table of their own: a push
+    dated inside a closed period); each row names its ``source`` and ``source_id``."""
+    _raise(connection, rows, at)
+
+
 def _clear(connection: Connection, ids: Sequence[int], at: datetime) -> None:
     """The condition ended: an open alert becomes ``cleared``; a resolved one keeps its
     resolution and only gains ``cleared_at``."""

@@ -50,6 +50,7 @@ from central_api.models.ledger import (
     site_sync_state,
 )
 from central_api.models.stock import NO_LOT, stock_balances
+from central_api.services.periods import refuse_closed
 from central_api.services.projections import AcceptedEvents, Projections
 from jxc import uuid7
 from jxc.contract import EventKind, LedgerEvent
@@ -142,10 +143,13 @@ def book(
     dated at its snapshot, when the difference was true.
 
     Raises :class:`ConflictError` (nothing written) for a movement that would take a
-    balance below zero or is in another unit than its balance.
+    balance below zero or is in another unit than its balance, and for a booking dated
+    inside a closed month by a user without ``period.post_closed`` (``services.periods``).
     """
     if not movements:
         return []
+    if occurred_at is not None:
+        refuse_closed(connection, occurred_at, actor=actor)
     first = _take_seqs(connection, site_id, len(movements))
     events = [
         LedgerEvent(
@@ -186,7 +190,10 @@ def book(
         ],
     )
     if projections:
-        projections.run(connection, AcceptedEvents(site_id=site_id, events=events, received_at=now))
+        projections.run(
+            connection,
+            AcceptedEvents(site_id=site_id, events=events, received_at=now, central=True),
+        )
     return events
 
 

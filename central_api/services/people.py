@@ -132,6 +132,12 @@ ALL_ACTIONS: dict[str, str] = {
     "preferred supplier per site; expiry alert bands per category",
     "alert.read": "read the alerts and exceptions inbox (of the user's sites)",
     "alert.manage": "assign and resolve alerts; run the expiry evaluation",
+    "period.read": "read which months are closed and the stock values they closed with "
+    "(values with the financial field group)",
+    "period.close": "close the month after the last closed one (月结); needs every site",
+    "period.reopen": "reopen the last closed month, with a reason",
+    "period.post_closed": "book central documents dated inside a closed month (a count "
+    "adjustment dated at its snapshot)",
     "webhook.manage": "subscribe URLs to document and alert events (outbound webhooks), "
     "read the delivery log, replay deliveries",
 }
@@ -805,6 +811,19 @@ def _set_sites(connection: Connection, user_id: int, sites: Iterable[str] | None
         connection.execute(
             insert(user_sites), [{"user_id": user_id, "site_id": site} for site in wanted]
         )
+
+
+def user_may(connection: Connection, username: str, action: str) -> bool:
+    """Whether the enabled user ``username`` holds ``action`` now, for a service that must
+    check a right deep in a command without every caller passing its principal down (a
+    booking dated inside a closed period). Unknown or disabled users may nothing."""
+    user_id = connection.execute(
+        select(users.c.user_id).where(users.c.username == username, users.c.disabled.is_(False))
+    ).scalar_one_or_none()
+    if user_id is None:
+        return False
+    actions = _identity(connection, user_id, username=username).actions
+    return "*" in actions or action in actions
 
 
 def _can_manage(connection: Connection, user_id: int) -> bool:

@@ -44,6 +44,8 @@ class AcceptedEvents:
     site_id: str
     events: Sequence[LedgerEvent]
     received_at: datetime
+    central: bool = False
+    """Booked by central itself (a document at headquarters), not pushed by an edge."""
 
 
 Projection = Callable[[Connection, AcceptedEvents], None]
@@ -101,15 +103,18 @@ def built_in_projections(*, write_off_approval_value: Decimal = Decimal(1000)) -
     transit (:mod:`central_api.services.transfers`); ``valuation``: the value of stock and
     the cost of goods of every movement (:mod:`central_api.services.valuation`); ``retail``:
     the revenue of a store's counter sales and refunds (:mod:`central_api.services.retail`);
-    ``alerts`` (last: it mirrors the exceptions the others raised): stock alerts for the
-    touched (site, item) pairs (:mod:`central_api.services.alerts`); ``edge_write_offs``
-    (after it: it writes audit entries, which a push writes last): a write-off document
-    for each write-off an edge booked, above ``write_off_approval_value`` pending approval
+    ``periods``: an exception for edge events dated inside a closed month
+    (:mod:`central_api.services.periods`); ``alerts`` (last of those that raise: it mirrors
+    the exceptions the others raised): stock alerts for the touched (site, item) pairs
+    (:mod:`central_api.services.alerts`); ``edge_write_offs`` (after it: it writes audit
+    entries, which a push writes last): a write-off document for each write-off an edge
+    booked, above ``write_off_approval_value`` pending approval
     (:mod:`central_api.services.inventory`).
     """
     from central_api.services import (  # noqa: PLC0415 - they import this
         alerts,
         inventory,
+        periods,
         po_progress,
         retail,
         so_progress,
@@ -123,6 +128,7 @@ def built_in_projections(*, write_off_approval_value: Decimal = Decimal(1000)) -
     registry.add(transfers.NAME, transfers.project)
     registry.add(valuation.NAME, valuation.project)
     registry.add(retail.NAME, retail.project)
+    registry.add(periods.NAME, periods.project)
     registry.add(alerts.NAME, alerts.project)
     registry.add(
         inventory.EDGE_WRITE_OFFS,

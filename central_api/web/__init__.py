@@ -27,6 +27,7 @@ from central_api.web.categories import pages as category_pages
 from central_api.web.dashboard import pages as dashboard_pages
 from central_api.web.inventory import pages as inventory_pages
 from central_api.web.master import pages as master_pages
+from central_api.web.periods import pages as period_pages
 from central_api.web.purchasing import pages as purchasing_pages
 from central_api.web.receiving import pages as receiving_pages
 from central_api.web.reference import pages as reference_pages
@@ -71,6 +72,7 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(category_pages)
     app.include_router(inventory_pages)
     app.include_router(replenishment_pages)
+    app.include_router(period_pages)
     app.include_router(report_pages)
     app.include_router(dashboard_pages)
     app.mount(STATIC_ROOT, StaticFiles(directory=STATIC_DIR), name="console-static")

@@ -56,7 +56,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, get_args
 
 from device_drivers.errors import DeviceConfigError, RejectedInputError
@@ -118,7 +119,17 @@ class MqttScannerConfig:
     qos: int = 1
     keepalive: int = 10
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    """Prefer ``password_file``: a password in the site file travels with every copy."""
+    password_file: Path | None = None
+    """A file (mode 0600) holding the broker password on one line."""
+    tls: bool = False
+    """Speak TLS to the broker (on by itself when a ``tls_*`` file is given)."""
+    tls_ca_file: Path | None = None
+    """The CA bundle that signed the broker's certificate; the system's without it."""
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    """The link's own certificate and key, for a broker that asks clients for one."""
     max_length: int = 256
     """Longest read (AIM identifier + data), as for a serial line."""
     max_payload: int = 4096

@@ -49,6 +49,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "period_close_values",
+    "period_closes",
     "alerts",
     "expiry_alert_days",
     "item_site_supply",

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -48,12 +49,16 @@ def admin_headers(url: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {_admin_tokens[base]}"}
 
 
-def get_json(url: str) -> Any:
-    """GET ``url``; central's API (not /healthz) as the test central's admin."""
+def get_json(url: str, *, ca_file: Path | None = None) -> Any:
+    """GET ``url``; central's API (not /healthz) as the test central's admin.
+
+    ``ca_file`` is the CA bundle to trust for an ``https://`` central with its own CA.
+    """
     path = urllib.parse.urlsplit(url).path
     headers = admin_headers(url) if path.startswith(f"{paths.API_ROOT}/") else {}
     request = urllib.request.Request(url, headers=headers)
-    with urllib.request.urlopen(request, timeout=patience_timeout(2)) as response:
+    context = None if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
+    with urllib.request.urlopen(request, timeout=patience_timeout(2), context=context) as response:
         return json.load(response)
 
 
@@ -129,10 +134,16 @@ class Site:
     """More lines of the site file's [receiving] section (its scale, its printer)."""
     devices_extra: str = ""
     """More device sections at the end of the site file ([[devices.scales]], ...)."""
+    central_tls: tuple[Path, Path, Path] | None = None
+    """(CA bundle, certificate, key): central serves HTTPS with the certificate
+    (``--ssl-certfile/--ssl-keyfile``); the test's own probes trust the CA bundle."""
+    central_extra: str = ""
+    """More lines of the site file's [central] section (``ca_file``, ...)."""
 
     @property
     def central_url(self) -> str:
-        return f"http://127.0.0.1:{self.central_port}"
+        scheme = "http" if self.central_tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.central_port}"
 
     @property
     def edge_url(self) -> str:
@@ -162,6 +173,11 @@ class Site:
         return self.root / "edge.db"
 
     def start_central(self) -> None:
+        tls: list[str] = []
+        ca_file = None
+        if self.central_tls is not None:
+            ca_file, cert, key = self.central_tls
+            tls = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
         self.procs["central"] = spawn(
             [
                 "central",
@@ -170,6 +186,7 @@ class Site:
                 str(self.central_port),
                 "--database-url",
                 self.central_database_url,
+                *tls,
             ],
             self.root / "central.log",
             env={
@@ -178,7 +195,10 @@ class Site:
                 "JXC_CENTRAL_ADMIN_PASSWORD": ADMIN_PASSWORD,
             },
         )
-        eventually(lambda: get_json(f"{self.central_url}{paths.HEALTH}"), what="central /healthz")
+        eventually(
+            lambda: get_json(f"{self.central_url}{paths.HEALTH}", ca_file=ca_file),
+            what="central /healthz",
+        )
 
     def start_scanner(self) -> None:
         link = self.root / "dev" / "scanner-1"
@@ -235,6 +255,7 @@ id = "{self.site_id}"
 url = "{self.push_via or self.central_url}"
 timeout_s = 5
 site_secret_file = "{self.secret_file.name}"
+{self.central_extra}
 [sync]
 {sync_lines}
 [ledger]

@@ -124,3 +124,36 @@ def test_example_sites_load_with_known_drivers(name: str) -> None:
     if name != "example-site.toml":
         assert site.backup.interval_h > 0
         assert str(site.central.url).startswith("https://")
+
+
+def test_example_sites_reach_central_and_the_broker_over_tls(tmp_path: Path) -> None:
+    """The transport settings the example files show are the ones the code reads: the
+    dock names the chain's CA for central, the store's MQTT scanner speaks TLS on 8883
+    with a password kept in its own file, and its driver accepts every option as given
+    (the files' paths swapped for real ones made here)."""
+    from device_drivers.options import config_from_options  # noqa: PLC0415
+    from device_drivers.scanners.mqtt_scanner import MqttScannerConfig  # noqa: PLC0415
+    from tests.tls_certs import make_ca  # noqa: PLC0415
+
+    dock = load_site_config(DEPLOY / "sites" / "receiving-dock.toml")
+    assert dock.central.ca_file == Path("/etc/jxc/chain-ca.pem")
+    store = load_site_config(DEPLOY / "sites" / "store.toml")
+    (scanner,) = [d for _, d in store.devices.all() if d.driver == "mqtt-scanner"]
+    options = scanner.options
+    assert options["port"] == 8883
+    assert "password" not in options
+    assert {"username", "password_file", "tls_ca_file"} <= set(options)
+    password = tmp_path / "password"
+    password.write_text("a broker password\n")
+    real = {
+        **options,
+        "tls_ca_file": str(make_ca(tmp_path / "pki").cert),
+        "password_file": str(password),
+    }
+    config = config_from_options(MqttScannerConfig, scanner.id, real, driver="mqtt-scanner")
+    endpoint = config.endpoint()
+    assert endpoint.uses_tls
+    assert endpoint.password == "a broker password"
+    mosquitto = (DEPLOY / "compose" / "mosquitto.conf").read_text(encoding="utf-8")
+    assert "listener 8883" in mosquitto
+    assert "password_file" in mosquitto

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
+from central_api.migrations.grants import grant, revoke
+
 revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
@@ -123,40 +125,13 @@ def upgrade() -> None:
         ["site_id", "item_code", "lot"],
     )
 
-    roles = sa.table(
-        "roles",
-        sa.column("name", sa.String),
-        sa.column("actions", sa.Text),
-        sa.column("changed_at", sa.DateTime(timezone=True)),
-    )
     connection = op.get_bind()
-    for name, added in NEW_GRANTS.items():
-        held = connection.execute(
-            sa.select(roles.c.actions).where(roles.c.name == name)
-        ).scalar_one_or_none()
-        if held is None:
-            continue
-        actions = held.split()
-        if "*" in actions:
-            continue
-        wanted = actions + [action for action in added.split() if action not in actions]
-        if wanted != actions:
-            connection.execute(
-                sa.update(roles)
-                .where(roles.c.name == name)
-                .values(actions=" ".join(wanted), changed_at=now)
-            )
+    grant(connection, NEW_GRANTS, now)
 
 
 def downgrade() -> None:
-    roles = sa.table("roles", sa.column("name", sa.String), sa.column("actions", sa.Text))
     connection = op.get_bind()
-    gone = {action for added in NEW_GRANTS.values() for action in added.split()}
-    for name, held in connection.execute(sa.select(roles.c.name, roles.c.actions)).all():
-        kept = [action for action in held.split() if action not in gone]
-        connection.execute(
-            sa.update(roles).where(roles.c.name == name).values(actions=" ".join(kept))
-        )
+    revoke(connection, NEW_GRANTS)
     op.drop_table("sales_reservations")
     op.drop_table("sales_order_lines")
     op.drop_table("sales_orders")
