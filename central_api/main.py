@@ -106,7 +106,9 @@ def attach_database(app: FastAPI, settings: Settings) -> None:
         else None
     )
     app.state.token_signer = TokenSigner(engine, ttl_s=settings.token_ttl_s)
-    app.state.projections = built_in_projections()
+    app.state.projections = built_in_projections(
+        write_off_approval_value=settings.write_off_approval_value
+    )
 
 
 @asynccontextmanager

@@ -42,6 +42,7 @@ from edge_agent.stations.labels import LabelSpooler
 from edge_agent.stations.picking import PickingStation
 from edge_agent.stations.receiving import ReceivingStation
 from edge_agent.stations.sscc import SsccConfig
+from edge_agent.stations.transfers import TransferStation
 from edge_agent.status_page import StatusServer
 from edge_agent.sync import Pusher
 from edge_agent.transport import central_client, central_tls
@@ -187,6 +188,13 @@ class EdgeAgent:
                 prices=config.counter.prices,
             )
             for scanner_id in config.counter.scanners
+        }
+        # One transfer station per transfer scanner (its own transfer and location).
+        self.transfer_stations: dict[str, TransferStation] = {
+            scanner_id: TransferStation(
+                self.ledger, self.catalog, later_expiry=config.transfers.later_expiry
+            )
+            for scanner_id in config.transfers.scanners
         }
         # Every request to central goes through this one client: HTTPS with the site's CA
         # bundle here is HTTPS with it for push, pull, tokens and a discovered central.
@@ -430,10 +438,13 @@ class EdgeAgent:
             try:
                 picker = self.pickers.get(scan.device_id)
                 till = self.tills.get(scan.device_id)
+                shipper = self.transfer_stations.get(scan.device_id)
                 if picker is not None:
                     picker.on_scan(scan)
                 elif till is not None:
                     till.on_scan(scan)
+                elif shipper is not None:
+                    shipper.on_scan(scan)
                 else:
                     self.station.on_scan(scan)
             except DiskSpaceError as exc:
@@ -597,6 +608,10 @@ class EdgeAgent:
             "picking": {scanner: picker.report() for scanner, picker in self.pickers.items()}
             or None,
             "counter": {scanner: till.report() for scanner, till in self.tills.items()} or None,
+            "transfers": {
+                scanner: station.report() for scanner, station in self.transfer_stations.items()
+            }
+            or None,
             "unknown_scans": self.station.unknown_scans,
             "misread_scans": self.station.misread_scans,
             "alerts": alerts,

@@ -39,7 +39,15 @@ from edge_agent.backoff import Backoff, retry_after_s
 from edge_agent.ledger import Ledger
 from edge_agent.transport import describe_transport_error
 from jxc.contract import LedgerEvent
-from jxc.feed import Change, ChangeOp, ChangePage, FeedEntity, PickListData
+from jxc.feed import (
+    Change,
+    ChangeOp,
+    ChangePage,
+    FeedEntity,
+    PickListData,
+    ReferenceData,
+    TransferData,
+)
 from jxc.paths import SYNC_CHANGES
 
 log = logging.getLogger("edge_agent.catalog")
@@ -228,6 +236,19 @@ class Catalog:
                         " version = excluded.version",
                         (picks.so_id, picks.model_dump_json(), change.version),
                     )
+                elif change.entity is FeedEntity.TRANSFER:
+                    if change.op is ChangeOp.DELETE:
+                        conn.execute(
+                            "DELETE FROM cache_transfers WHERE transfer_id = ?", (change.key,)
+                        )
+                        continue
+                    transfer = change.transfer()
+                    conn.execute(
+                        "INSERT INTO cache_transfers (transfer_id, data, version)"
+                        " VALUES (?, ?, ?) ON CONFLICT (transfer_id) DO UPDATE"
+                        " SET data = excluded.data, version = excluded.version",
+                        (transfer.transfer_id, transfer.model_dump_json(), change.version),
+                    )
                 elif change.entity in _OFFLINE_TABLES:
                     _apply_offline(conn, change)
             conn.execute(
@@ -290,6 +311,35 @@ class Catalog:
         with self.ledger.reading() as conn:
             rows = conn.execute("SELECT data FROM cache_pick_lists ORDER BY so_id").fetchall()
         return [PickListData.model_validate_json(row[0]) for row in rows]
+
+    def transfer(self, transfer_id: str) -> TransferData | None:
+        """An approved transfer order of which this site is an end, as the feed last said."""
+        with self.ledger.reading() as conn:
+            row = conn.execute(
+                "SELECT data FROM cache_transfers WHERE transfer_id = ?", (transfer_id,)
+            ).fetchone()
+        return None if row is None else TransferData.model_validate_json(row[0])
+
+    def transfers(self) -> list[TransferData]:
+        """Every approved transfer order of which this site is an end, by id."""
+        with self.ledger.reading() as conn:
+            rows = conn.execute("SELECT data FROM cache_transfers ORDER BY transfer_id").fetchall()
+        return [TransferData.model_validate_json(row[0]) for row in rows]
+
+    def references(self, list_name: str) -> list[ReferenceData]:
+        """The active entries of a reference list (reason codes...), as the feed last said."""
+        with self.ledger.reading() as conn:
+            rows = conn.execute(
+                "SELECT code, name, name_en, attrs FROM cache_references"
+                " WHERE list = ? AND active = 1 ORDER BY code",
+                (list_name,),
+            ).fetchall()
+        return [
+            ReferenceData(
+                list=list_name, code=r[0], name=r[1], name_en=r[2], attrs=json.loads(r[3])
+            )
+            for r in rows
+        ]
 
     def units(self, item_code: str) -> dict[str, Decimal]:
         """The item's units other than its base unit: how many base units one makes."""
@@ -497,9 +547,12 @@ _COUNTED: dict[str, str] = {
     "item_levels": "cache_item_levels",
     "locations": "cache_locations",
     "pick_lists": "cache_pick_lists",
+    "transfers": "cache_transfers",
+    "references": "cache_references",
 }
 
 _OFFLINE_TABLES: dict[FeedEntity, tuple[str, str]] = {
+    FeedEntity.REFERENCE: ("cache_references", "key"),
     FeedEntity.ITEM_UNIT: ("cache_item_units", "key"),
     FeedEntity.ITEM_SITE: ("cache_item_levels", "item_code"),
     FeedEntity.LOCATION: ("cache_locations", "code"),
@@ -514,7 +567,18 @@ def _apply_offline(conn: sqlite3.Connection, change: Change) -> None:
         conn.execute(f"DELETE FROM {table} WHERE {key_column} = ?", (change.key,))  # noqa: S608
         return
     row: dict[str, Any]
-    if change.entity is FeedEntity.ITEM_UNIT:
+    if change.entity is FeedEntity.REFERENCE:
+        entry = change.reference()
+        row = {
+            "key": change.key,
+            "list": entry.list,
+            "code": entry.code,
+            "name": entry.name,
+            "name_en": entry.name_en,
+            "attrs": json.dumps(entry.attrs, ensure_ascii=False, sort_keys=True),
+            "active": entry.active,
+        }
+    elif change.entity is FeedEntity.ITEM_UNIT:
         unit = change.item_unit()
         row = {
             "key": change.key,

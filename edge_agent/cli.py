@@ -327,6 +327,98 @@ def counter_totals(
     typer.echo(json.dumps(shown, ensure_ascii=False))
 
 
+@app.command()
+def transfers(config: SiteFile) -> None:
+    """The site's transfer orders as the feed last said, with this site's side (send or
+    receive), per line what is scanned here and whether the side is done: one JSON object,
+    read from the ledger file (works with central down and the agent stopped)."""
+    import json  # noqa: PLC0415
+    from decimal import Decimal  # noqa: PLC0415
+
+    from edge_agent.catalog import Catalog  # noqa: PLC0415
+    from edge_agent.stations.transfers import Direction, TransferStation  # noqa: PLC0415
+
+    site = load_or_exit(config)
+    ledger = open_ledger_or_exit(site)
+    try:
+        station = TransferStation(ledger, Catalog(ledger))
+        shown = []
+        for transfer in station.catalog.transfers():
+            side: Direction = "out" if transfer.from_site == site.site.id else "in"
+            scans = station.scans(transfer.transfer_id, side)
+            shown.append(
+                {
+                    "transfer_id": transfer.transfer_id,
+                    "side": "send" if side == "out" else "receive",
+                    "other_site": transfer.to_site if side == "out" else transfer.from_site,
+                    "done": station.is_done(transfer.transfer_id, side),
+                    "lines": [
+                        {
+                            "line_no": line.line_no,
+                            "item": line.item_code,
+                            "qty": format(line.qty, "f"),
+                            "scanned": format(
+                                sum(
+                                    (s.qty for s in scans if s.line_no == line.line_no), Decimal(0)
+                                ),
+                                "f",
+                            ),
+                            "uom": line.uom,
+                        }
+                        for line in transfer.lines
+                    ],
+                }
+            )
+    finally:
+        ledger.close()
+    typer.echo(json.dumps({"site_id": site.site.id, "transfers": shown}, ensure_ascii=False))
+
+
+@app.command("write-off")
+def write_off(
+    config: SiteFile,
+    *,
+    item: Annotated[str, typer.Option(help="the item's code")],
+    qty: Annotated[str, typer.Option(help="how much, an exact decimal")],
+    location: Annotated[str, typer.Option(help="where the goods were")],
+    reason: Annotated[str, typer.Option(help="a write-off reason code (damaged, expired...)")],
+    uom: Annotated[
+        str | None, typer.Option(help="the unit of --qty; default the base unit")
+    ] = None,
+    lot: Annotated[str | None, typer.Option(help="the lot, if the goods carry one")] = None,
+    by: Annotated[str | None, typer.Option(help="who found it (the event's actor)")] = None,
+) -> None:
+    """Record damage on the spot: a scrap event in the site's ledger at once, offline or
+    not, under the site's next write-off number; central applies its approval threshold
+    when the event arrives. Prints the booked event as JSON."""
+    import json  # noqa: PLC0415
+    from decimal import Decimal, InvalidOperation  # noqa: PLC0415
+
+    from edge_agent.catalog import Catalog  # noqa: PLC0415
+    from edge_agent.stations.write_off import (  # noqa: PLC0415
+        WriteOff,
+        WriteOffRefusedError,
+        record_write_off,
+    )
+
+    try:
+        amount = Decimal(qty)
+    except InvalidOperation:
+        typer.echo(f"error: --qty {qty!r} is no decimal number", err=True)
+        raise typer.Exit(2) from None
+    site = load_or_exit(config)
+    ledger = open_ledger_or_exit(site)
+    try:
+        wanted = WriteOff(item, amount, location, reason, uom=uom, lot=lot, actor=by)
+        event = record_write_off(ledger, Catalog(ledger), wanted, device_id="cli")
+    except WriteOffRefusedError as refused:
+        typer.echo(f"error: {refused}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        ledger.close()
+    typer.echo(json.dumps(event.model_dump(mode="json"), ensure_ascii=False))
+
+
 labels = typer.Typer(help="The labels the station owes, has printed, or could not print.")
 app.add_typer(labels, name="labels")
 

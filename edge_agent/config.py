@@ -158,6 +158,17 @@ class CounterSection(_Section):
         return self
 
 
+class TransfersSection(_Section):
+    """The transfer station (``edge_agent.stations.transfers``): the scanners that ship
+    and receive transfer orders between sites."""
+
+    scanners: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    """Ids of the scanners at the transfer station. Empty: no transfer station."""
+    later_expiry: Literal["refuse", "warn"] = "refuse"
+    """A lot sent that expires after the first-expiring one held there: refused (FEFO), or
+    taken with a warning."""
+
+
 class DeviceSection(BaseModel):
     """One device: its id, the driver's name, and the driver's own options.
 
@@ -208,6 +219,7 @@ class SiteConfig(_Section):
     receiving: ReceivingSection = ReceivingSection()
     picking: PickingSection = PickingSection()
     counter: CounterSection = CounterSection()
+    transfers: TransfersSection = TransfersSection()
     devices: DevicesSection = DevicesSection()
 
     @model_validator(mode="after")
@@ -226,6 +238,7 @@ class SiteConfig(_Section):
             for station, scanners in (
                 ("picking", self.picking.scanners),
                 ("counter", self.counter.scanners),
+                ("transfers", self.transfers.scanners),
             )
             for scanner in scanners
         ]
@@ -234,9 +247,19 @@ class SiteConfig(_Section):
                 raise ValueError(
                     f"{station}.{role} is {wanted!r}, but no [[devices.{role}s]] has that id"
                 )
-        both = set(self.picking.scanners) & set(self.counter.scanners)
-        if both:
-            raise ValueError(f"scanner(s) {sorted(both)} are in both [picking] and [counter]")
+        stations = {
+            "picking": set(self.picking.scanners),
+            "counter": set(self.counter.scanners),
+            "transfers": set(self.transfers.scanners),
+        }
+        for first, second in (
+            ("picking", "counter"),
+            ("picking", "transfers"),
+            ("counter", "transfers"),
+        ):
+            both = stations[first] & stations[second]
+            if both:
+                raise ValueError(f"scanner(s) {sorted(both)} are in both [{first}] and [{second}]")
         return self
 
 

@@ -242,6 +242,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS events_item_location ON events (item, location, seq)",
         ),
     ),
+    Migration(
+        12,
+        "transfers: approved transfer orders from the feed, the transfer stations' scans"
+        " (kept until their side is done), and each side done here; the reference lists"
+        " the edge uses (reason codes for write-offs on the spot)",
+        (
+            # Keyed by the feed's own key (``<list> <code>``); attrs is the entry's JSON.
+            "CREATE TABLE IF NOT EXISTS cache_references (key TEXT PRIMARY KEY,"
+            " list TEXT NOT NULL, code TEXT NOT NULL, name TEXT NOT NULL,"
+            " name_en TEXT NOT NULL, attrs TEXT NOT NULL, active INTEGER NOT NULL,"
+            " version INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS cache_transfers (transfer_id TEXT PRIMARY KEY,"
+            " data TEXT NOT NULL, version INTEGER NOT NULL)",
+            # One row per accepted carton; seq is the event it was booked as (at DONE).
+            # direction: 'out' (this site sends) or 'in' (it receives).
+            "CREATE TABLE IF NOT EXISTS transfer_scans (scan_id INTEGER PRIMARY KEY,"
+            " transfer_id TEXT NOT NULL, direction TEXT NOT NULL, line_no INTEGER NOT NULL,"
+            " item TEXT NOT NULL, lot TEXT, expiry TEXT, location TEXT NOT NULL,"
+            " qty TEXT NOT NULL, uom TEXT NOT NULL, device_id TEXT, scanned_at TEXT NOT NULL,"
+            " seq INTEGER REFERENCES events(seq))",
+            "CREATE INDEX IF NOT EXISTS transfer_scans_transfer ON transfer_scans"
+            " (transfer_id, direction)",
+            # A side ended here (DONE): its events are booked, the last one marked.
+            "CREATE TABLE IF NOT EXISTS transfers_done (transfer_id TEXT NOT NULL,"
+            " direction TEXT NOT NULL, last_seq INTEGER NOT NULL REFERENCES events(seq),"
+            " done_at TEXT NOT NULL, PRIMARY KEY (transfer_id, direction))",
+            # Transfers were skipped until now while the cursor moved past them.
+            "DELETE FROM sync_cursor WHERE feed = 'master-data'",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -53,6 +53,11 @@ class FeedEntity(StrEnum):
     """A confirmed sales order's reservations at the site, keyed by ``so_id``: what the
     picking station picks. Its tombstone (the order was cancelled or closed) means: pick
     nothing more for it."""
+    TRANSFER = "transfer"
+    """An approved transfer order, sent to both ends (each site's own change), keyed by
+    ``transfer_id``: what the transfer stations ship (at ``from_site``) and receive (at
+    ``to_site``). Its tombstone (cancelled, or received at central) means: book nothing
+    more against it."""
 
 
 class ChangeOp(StrEnum):
@@ -213,6 +218,44 @@ class PickListData(BaseModel):
     lines: list[PickLineData]
 
 
+TRANSFER_COMPLETE = "transfer complete"
+"""The ``ref`` of the last event an edge books when it ends its side of a transfer (the
+transfer-out station's ``DONE`` at the sending site, the transfer-in station's at the
+receiving one). Central compares what left with what arrived, and raises the arrival
+differences, once it holds both ends' marked events, in whichever order they reach it: a
+partial arrival is not yet a difference, and an arrival that reaches central before the
+shipment (the sender was offline) is not one either."""
+
+
+class TransferLineData(BaseModel):
+    """One line of a transfer order, in the item's base unit (what events are booked in)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    line_no: Annotated[Int64, Field(ge=1)]
+    item_code: Code
+    qty: ExactDecimal = Field(description="to move, in the base unit")
+    uom: Uom = Field(description="the item's base unit")
+
+
+class TransferData(BaseModel):
+    """An approved transfer order as both of its ends see it. Never a cost.
+
+    The sending site books ``transfer_out`` events, the receiving site ``transfer_in``
+    events, each naming ``doc_type="transfer_order"``, ``doc_id=transfer_id`` and
+    ``doc_line=line_no``; the last event of each end carries ``ref`` =
+    :data:`TRANSFER_COMPLETE`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    transfer_id: Code
+    from_site: SiteId
+    to_site: SiteId
+    version: Annotated[Int64, Field(ge=1)]
+    lines: list[TransferLineData]
+
+
 class BarcodeData(BaseModel):
     """A code that identifies an item, and how many of the item's unit one scan counts.
 
@@ -277,6 +320,9 @@ class Change(BaseModel):
 
     def pick_list(self) -> PickListData:
         return PickListData.model_validate(self.data)
+
+    def transfer(self) -> TransferData:
+        return TransferData.model_validate(self.data)
 
 
 class ChangePage(BaseModel):

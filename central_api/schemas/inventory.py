@@ -84,6 +84,11 @@ class StockDocumentOut(BaseModel):
     version: Int64 = Field(description="also the ETag; send it back as If-Match")
     updated_at: datetime
     lines: list[StockLineOut]
+    edge_ref: Text | None = Field(
+        default=None,
+        description="'<site> <number>' of a write-off booked at the site's edge: its stock"
+        " left when it was recorded; approving it books nothing again",
+    )
 
 
 class StockDocumentPage(BaseModel):

@@ -40,7 +40,7 @@ from central_api.models.ledger import central_events as central_events_table
 from central_api.models.ledger import ledger_events
 from central_api.models.master import locations, reference_entries
 from central_api.services import central_events
-from central_api.services.audit import AuditContext
+from central_api.services.audit import Actor, ActorKind, AuditContext, record
 from central_api.services.central_events import Movement
 from central_api.services.documents import (
     MAX_LINES,
@@ -61,9 +61,10 @@ from central_api.services.documents import (
     site_conditions,
 )
 from central_api.services.idempotency import IdempotencyClaim
-from central_api.services.projections import Projections
+from central_api.services.projections import AcceptedEvents, Projections
 from central_api.services.sales import acceptable
 from jxc.contract import EventKind
+from jxc.write_off import WRITE_OFF, reason_of
 
 _ZERO = Decimal(0)
 _T = TypeVar("_T")
@@ -142,6 +143,8 @@ class StockDocument:
     version: int
     updated_at: datetime
     lines: list[StockLine] = field(default_factory=list)
+    edge_ref: str | None = None
+    """``<site> <number>`` of a write-off an edge booked: its stock left when recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,7 +522,8 @@ def decide_write_off(
         if document.created_by == command.actor:
             raise SegregationOfDutiesError("write-off", document.doc_id, command.actor)
         if verb == "approve":
-            _book(connection, document, actor=command.actor, now=now, projections=projections)
+            if document.edge_ref is None:  # an edge's write-off is booked already
+                _book(connection, document, actor=command.actor, now=now, projections=projections)
             status = StockDocStatus.POSTED
         else:
             status = StockDocStatus.REJECTED
@@ -540,3 +544,108 @@ def decide_write_off(
         written.doc_id, written.site_id = found.doc_id, found.site_id
         written.before, written.after = moved(document, found, command.reason)
     return found
+
+
+# --- write-offs booked at an edge ------------------------------------------------------------
+
+EDGE_WRITE_OFFS = "edge_write_offs"
+UNSTATED_REASON = "UNSTATED"
+"""The reason of an edge write-off event whose ``ref`` names none (written by hand)."""
+
+
+def project_edge_write_offs(
+    connection: Connection, accepted: AcceptedEvents, *, approval_value: Decimal
+) -> None:
+    """Make a write-off document of each edge write-off number in a push (its ``scrap``
+    events naming ``doc_type = "write_off"``), so the approval threshold applies to damage
+    recorded on the spot as to a write-off entered at central.
+
+    The stock left when the edge booked it (a fact is never refused), so the document is
+    ``posted`` at or below the threshold and ``pending`` above it (or of unknown value)
+    with nothing left to book: approving it records the decision, and rejecting it leaves
+    the events where they are (the goods are gone; a rejection is for the people who
+    follow it up). Ingest hands a projection only the events a push really inserted, so a
+    replayed push makes no second document; the lines of one number that arrive in two
+    pushes make two documents with the same ``edge_ref``.
+    """
+    by_number: dict[str, list[Any]] = defaultdict(list)
+    for event in accepted.events:
+        if event.kind is EventKind.SCRAP and event.doc_type == WRITE_OFF and event.doc_id:
+            by_number[event.doc_id].append(event)
+    if not by_number:
+        return
+    # Central's own write-offs book the same events (through this projection too): their
+    # number is the document's own id.
+    central = set(
+        connection.execute(
+            select(stock_documents.c.doc_id).where(stock_documents.c.doc_id.in_(sorted(by_number)))
+        ).scalars()
+    )
+    site_id, now = accepted.site_id, accepted.received_at
+    for number, events in by_number.items():
+        if number in central:
+            continue
+        rows: list[dict[str, Any]] = []
+        value: Decimal | None = _ZERO
+        for index, event in enumerate(events):
+            known = connection.execute(
+                select(items.c.uom).where(items.c.item_code == event.item)
+            ).scalar_one_or_none()
+            cost = unit_cost(connection, event.item) if known == event.uom else None
+            if value is not None:
+                value = None if cost is None else value - event.qty * cost
+            rows.append(
+                {
+                    "line_no": index + 1,
+                    "item_code": event.item,
+                    "location": event.location,
+                    "qty": -event.qty,
+                    "uom": event.uom,
+                    "base_qty": -event.qty,
+                    "base_uom": known or event.uom,
+                    "lot": event.lot,
+                    "expiry": event.expiry,
+                    "unit_cost": cost,
+                }
+            )
+        waits = value is None or value > approval_value
+        status = StockDocStatus.PENDING if waits else StockDocStatus.POSTED
+        reason = reason_of(events[0].ref) or UNSTATED_REASON
+        doc_id = new_document_id(
+            connection, sequence="#write_off", prefix="WO", column=stock_documents.c.doc_id
+        )
+        connection.execute(
+            insert(stock_documents).values(
+                doc_id=doc_id,
+                kind=StockDocKind.WRITE_OFF.value,
+                site_id=site_id,
+                reason_code=reason[:32],
+                status=status.value,
+                note=f"recorded at the edge of {site_id} as {number}",
+                value=None if value is None else plain(value),
+                created_by=(events[0].actor or f"edge {site_id}")[:100],
+                created_at=now,
+                version=1,
+                updated_at=now,
+                edge_ref=f"{site_id} {number}",
+            )
+        )
+        connection.execute(
+            insert(stock_document_lines), [{"doc_id": doc_id, **row} for row in rows]
+        )
+        record(
+            connection,
+            AuditContext(Actor(ActorKind.SITE, site_id)),
+            action="write_off.create",
+            resource="write_off",
+            resource_id=doc_id,
+            site_id=site_id,
+            after={
+                "edge_ref": f"{site_id} {number}",
+                "reason_code": reason,
+                "status": status.value,
+                "value": None if value is None else str(plain(value)),
+                "lines": [jsonable(row) for row in rows],
+            },
+            at=now,
+        )

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from functools import partial
 
 from sqlalchemy import Connection
 
@@ -91,7 +93,7 @@ class Projections:
                 raise
 
 
-def built_in_projections() -> Projections:
+def built_in_projections(*, write_off_approval_value: Decimal = Decimal(1000)) -> Projections:
     """A registry of central's own projections; each new one is added here.
 
     ``po_progress``: received quantities and progress of purchase orders
@@ -102,12 +104,16 @@ def built_in_projections() -> Projections:
     the cost of goods of every movement (:mod:`central_api.services.valuation`); ``retail``:
     the revenue of a store's counter sales and refunds (:mod:`central_api.services.retail`);
     ``periods``: an exception for edge events dated inside a closed month
-    (:mod:`central_api.services.periods`); ``alerts`` (last: it mirrors the exceptions the
-    others raised): stock alerts for the touched (site, item) pairs
-    (:mod:`central_api.services.alerts`).
+    (:mod:`central_api.services.periods`); ``alerts`` (last of those that raise: it mirrors
+    the exceptions the others raised): stock alerts for the touched (site, item) pairs
+    (:mod:`central_api.services.alerts`); ``edge_write_offs`` (after it: it writes audit
+    entries, which a push writes last): a write-off document for each write-off an edge
+    booked, above ``write_off_approval_value`` pending approval
+    (:mod:`central_api.services.inventory`).
     """
     from central_api.services import (  # noqa: PLC0415 - they import this
         alerts,
+        inventory,
         periods,
         po_progress,
         retail,
@@ -124,4 +130,8 @@ def built_in_projections() -> Projections:
     registry.add(retail.NAME, retail.project)
     registry.add(periods.NAME, periods.project)
     registry.add(alerts.NAME, alerts.project)
+    registry.add(
+        inventory.EDGE_WRITE_OFFS,
+        partial(inventory.project_edge_write_offs, approval_value=write_off_approval_value),
+    )
     return registry

@@ -27,12 +27,22 @@ transfer to ``shipped`` by itself. Events naming a transfer or line that does no
 a site that is not that end of the transfer, or in another unit than the line's base unit
 stay in the ledger uncounted (facts are never refused). :func:`rebuild` recomputes the
 projection from the union of both streams.
+
+**Edges.** An approved transfer goes to both ends through the change feed (``transfer``,
+:func:`_publish`; its tombstone on cancel and on a central receive), so each end's station
+works offline. Each edge marks the last event of its side with ``ref`` =
+:data:`jxc.feed.TRANSFER_COMPLETE`; when central holds both ends' marks (a central ship
+counts as the sending end's), the projection closes the transfer as ``received`` and
+raises the arrival differences exactly as the ``receive`` command does
+(:func:`_close_when_both_ended`). Ingest never takes the feed's lock, so a transfer closed
+by a push sends no tombstone; each edge already knows it ended its own side.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -49,6 +59,8 @@ from central_api.models.inventory import (
     transfer_lots,
     transfer_orders,
 )
+from central_api.models.ledger import central_events as central_event_rows
+from central_api.models.ledger import ledger_events
 from central_api.services import central_events
 from central_api.services.audit import AuditContext
 from central_api.services.central_events import Movement, ledger_union
@@ -68,7 +80,7 @@ from central_api.services.documents import (
     plain,
     read_page,
 )
-from central_api.services.feed import read_snapshot
+from central_api.services.feed import FeedWriter, feed_writer, read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
 from central_api.services.inventory import (
     active_location,
@@ -79,6 +91,13 @@ from central_api.services.inventory import (
 )
 from central_api.services.projections import AcceptedEvents, Projections
 from jxc.contract import EventKind
+from jxc.feed import (
+    TRANSFER_COMPLETE,
+    ChangeOp,
+    FeedEntity,
+    TransferData,
+    TransferLineData,
+)
 
 NAME = "transfer_progress"
 _OPEN = frozenset({"open"})
@@ -464,9 +483,14 @@ def move_transfer(
 ) -> Transfer:
     """``approve``, ``cancel``, ``ship`` or ``receive``, in one write transaction."""
     command = order.command
-    with document_write(
-        connection, action=f"transfer.{verb}", audit=command.audit, claim=command.claim
-    ) as written:
+    with (
+        document_write(
+            connection, action=f"transfer.{verb}", audit=command.audit, claim=command.claim
+        ) as written,
+        # The feed's lock first, as every feed writer takes it (before the site's stream:
+        # a push takes that one and never the feed's, so the two cannot deadlock).
+        _feed_for(connection, verb, written.now) as writer,
+    ):
         now = written.now
         head = connection.execute(
             select(transfer_orders.c.from_site, transfer_orders.c.to_site).where(
@@ -509,6 +533,8 @@ def move_transfer(
         )
         found = _read(connection, transfer.transfer_id)
         assert found is not None
+        if writer is not None:
+            _publish(writer, transfer, found)
         written.doc_id, written.site_id = found.transfer_id, end or found.from_site
         written.before, written.after = moved(transfer, found, command.reason)
         written.after |= {
@@ -516,6 +542,54 @@ def move_transfer(
             "exceptions": [jsonable(row) for row in raised],
         }
     return found
+
+
+_PUBLISHED_BY = frozenset({"approve", "cancel", "receive"})
+
+
+@contextmanager
+def _feed_for(connection: Connection, verb: str, now: datetime) -> Iterator[FeedWriter | None]:
+    """The feed writer for the commands that change what the edges hold; None for ship."""
+    if verb not in _PUBLISHED_BY:
+        yield None
+        return
+    with feed_writer(connection, changed_at=now) as writer:
+        yield writer
+
+
+def _transfer_data(transfer: Transfer) -> TransferData:
+    """An approved transfer as its two ends' stations see it: lines in the base unit."""
+    return TransferData(
+        transfer_id=transfer.transfer_id,
+        from_site=transfer.from_site,
+        to_site=transfer.to_site,
+        version=transfer.version,
+        lines=[
+            TransferLineData(
+                line_no=line.line_no,
+                item_code=line.item_code,
+                qty=plain(line.base_qty),
+                uom=line.base_uom,
+            )
+            for line in transfer.lines
+        ],
+    )
+
+
+def _publish(writer: FeedWriter, before: Transfer, after: Transfer) -> None:
+    """An approved transfer goes to both ends (a change for each site); once it is
+    cancelled or received at central, its tombstone. A draft never left central."""
+    if after.status is TransferStatus.APPROVED:
+        data: dict[str, Any] | None = _transfer_data(after).model_dump(mode="json")
+        op = ChangeOp.UPSERT
+    elif before.status in (TransferStatus.APPROVED, TransferStatus.SHIPPED):
+        data, op = None, ChangeOp.DELETE
+    else:
+        return
+    for site_id in (after.from_site, after.to_site):
+        writer.append(
+            entity=FeedEntity.TRANSFER, key=after.transfer_id, op=op, data=data, site_id=site_id
+        )
 
 
 def vars_of(pick: Pick) -> dict[str, Any]:
@@ -895,6 +969,65 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
                 updated_at=accepted.received_at,
             )
         )
+    ended = sorted(
+        {event.doc_id for event in named if event.ref == TRANSFER_COMPLETE and event.doc_id in ids}
+    )
+    if ended:
+        _close_when_both_ended(connection, ended, accepted.received_at)
+
+
+def _close_when_both_ended(connection: Connection, ids: Sequence[str], now: datetime) -> None:
+    """Close each shipped transfer of ``ids`` whose two ends have both said they are done,
+    and raise its arrival differences (as ``receive`` does). The sending end is done when
+    its edge's marked ``transfer_out`` is in the ledger, or central shipped it (a central
+    ship books the whole shipment at once); the receiving end when its edge's marked
+    ``transfer_in`` is. Read by the ledgers' ``doc_id`` index: only the marked events."""
+    orders = connection.execute(
+        select(
+            transfer_orders.c.transfer_id, transfer_orders.c.from_site, transfer_orders.c.to_site
+        )
+        .where(
+            transfer_orders.c.transfer_id.in_(ids),
+            transfer_orders.c.status == TransferStatus.SHIPPED.value,
+        )
+        .with_for_update()
+    ).all()
+    for order in orders:
+        marked = {
+            (row.site_id, row.kind)
+            for row in connection.execute(
+                select(ledger_events.c.site_id, ledger_events.c.kind).where(
+                    ledger_events.c.doc_id == order.transfer_id,
+                    ledger_events.c.doc_type == TRANSFER_ORDER,
+                    ledger_events.c.ref == TRANSFER_COMPLETE,
+                )
+            ).all()
+        }
+        sent = (order.from_site, EventKind.TRANSFER_OUT.value) in marked or (
+            connection.execute(
+                select(central_event_rows.c.event_id)
+                .where(
+                    central_event_rows.c.doc_id == order.transfer_id,
+                    central_event_rows.c.doc_type == TRANSFER_ORDER,
+                    central_event_rows.c.kind == EventKind.TRANSFER_OUT.value,
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
+        if not sent or (order.to_site, EventKind.TRANSFER_IN.value) not in marked:
+            continue
+        connection.execute(
+            update(transfer_orders)
+            .where(transfer_orders.c.transfer_id == order.transfer_id)
+            .values(
+                status=TransferStatus.RECEIVED.value,
+                received_at=now,
+                version=transfer_orders.c.version + 1,
+                updated_at=now,
+            )
+        )
+        _differences(connection, order.transfer_id, now)
 
 
 _COLUMNS = (

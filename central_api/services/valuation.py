@@ -486,6 +486,15 @@ def value_events(connection: Connection, events: Sequence[LedgerEvent], *, at: d
     changed_links = _value_keys(
         connection, by_key, {key: master.method(key[1]) for key in by_key}, at=at
     )
+    # A transfer_in that arrives after its transfer_out was valued has nothing of that
+    # line "changed", yet still needs the line's cost: look its links up too (a link
+    # with no outbound entry yet changes nothing; the out's arrival brings the cost).
+    changed_links |= {
+        move.link
+        for moves in by_key.values()
+        for move in moves
+        if move.link is not None and move.qty > 0
+    }
     _carry_transfer_costs(connection, changed_links, master, at=at)
 
 

@@ -24,6 +24,7 @@ from tests.central.test_inventory import (
     stock,
     store,  # noqa: F401 (a fixture)
 )
+from tests.central.test_master_data import feed
 from tests.central.test_purchasing import (
     as_user,
     master,  # noqa: F401 (a fixture)
@@ -222,3 +223,30 @@ def test_an_edges_transfer_events_move_the_projection_and_a_rebuild_equals_it(
         with write_transaction(connection):
             transfers.rebuild(connection)
         assert transfers.progress(connection) == incremental
+
+
+def test_an_approved_transfer_reaches_both_ends_feeds_and_a_cancel_withdraws_it(
+    store: TestClient,  # noqa: F811
+    people: dict[str, dict[str, str]],
+) -> None:
+    """Both ends' stations work offline from the feed; a draft never leaves central."""
+    transfer = approved(store, people)
+    tid = transfer["transfer_id"]
+    for site_id in ("S01", "S02"):
+        sent = [c for c in feed(store, site_id) if c["entity"] == "transfer"]
+        assert [(c["key"], c["op"]) for c in sent] == [(tid, "upsert")]
+        assert sent[0]["data"] == {
+            "transfer_id": tid,
+            "from_site": "S01",
+            "to_site": "S02",
+            "version": 2,
+            "lines": [{"line_no": 1, "item_code": "PILL", "qty": "10", "uom": "片"}],
+        }
+    ok(
+        store.post(
+            f"{TRANSFERS}/{tid}/cancel", json={"reason": "not needed"}, headers=people["boss"]
+        )
+    )
+    for site_id in ("S01", "S02"):
+        sent = [c for c in feed(store, site_id) if c["entity"] == "transfer"]
+        assert [(c["key"], c["op"]) for c in sent] == [(tid, "upsert"), (tid, "delete")]
