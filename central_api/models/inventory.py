@@ -54,7 +54,7 @@ stock_documents = Table(
     Column("decision_note", String(1000), nullable=True),
     Column("version", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    # ``<site> <edge write-off number>`` when an edge booked it (migration 0025).
+    # ``<site> <edge write-off number>`` when an edge booked it (migration 0026).
     Column("edge_ref", String(128), nullable=True),
     Index(None, "kind", "doc_id"),
     Index(None, "site_id", "doc_id"),
