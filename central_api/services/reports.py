@@ -43,6 +43,7 @@ from central_api.models.master import categories, item_units, partners, sites
 from central_api.models.sales import retail_sales, sales_invoice_lines, sales_invoices
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.models.valuation import valuation_entries, valuation_state
+from central_api.services import counts, receivables
 from central_api.services.audit import AuditContext, record
 from jxc.contract import OUTBOUND_KINDS
 
@@ -1348,6 +1349,108 @@ def sync_lag(
     return Report(name="sync-lag", columns=list(SYNC_COLUMNS), rows=rows)
 
 
+# --- 8. count accuracy -----------------------------------------------------------------------
+
+ACCURACY_COLUMNS: Final = (
+    Column("site_id", "Site"),
+    Column("sessions", "Count sessions", "int"),
+    Column("lines_counted", "Lines counted", "int"),
+    Column("lines_right", "Lines without a variance", "int"),
+    Column("accuracy", "Count accuracy", "percent"),
+)
+
+
+def count_accuracy(
+    connection: Connection,
+    *,
+    site_id: str | None = None,
+    visible: Collection[str] | None = None,
+) -> Report:
+    """Count accuracy (盘点准确率) per site over its posted count sessions: the share of
+    counted lines whose count equalled the system's quantity. It is
+    ``services.counts.accuracy`` as a report (one reading, so the count review page and
+    this report cannot disagree); no money. The chart is the rate per site."""
+    found = counts.accuracy(
+        connection, site_id=site_id, visible=None if visible is None else frozenset(visible)
+    )
+    rows: list[dict[str, Any]] = [
+        {
+            "site_id": each.site_id,
+            "sessions": each.sessions,
+            "lines_counted": each.lines_counted,
+            "lines_right": each.lines_right,
+            "accuracy": each.accuracy,
+        }
+        for each in found
+    ]
+    counted = sum(each.lines_counted for each in found)
+    right = sum(each.lines_right for each in found)
+    return Report(
+        name="count-accuracy",
+        columns=list(ACCURACY_COLUMNS),
+        rows=rows,
+        totals={}
+        if not counted
+        else {"accuracy": _plain((Decimal(right) / Decimal(counted)).quantize(Decimal("0.0001")))},
+        chart=[(each.site_id, rate) for each in found if (rate := each.accuracy) is not None],
+    )
+
+
+# --- 9. receivables ageing -------------------------------------------------------------------
+
+AGEING_COLUMNS: Final = (
+    Column("customer", "Customer"),
+    Column("current", "Current (not yet due)", "money", financial=True),
+    Column("days_1_30", "1–30 days past due", "money", financial=True),
+    Column("days_31_60", "31–60 days past due", "money", financial=True),
+    Column("days_61_90", "61–90 days past due", "money", financial=True),
+    Column("over_90", "Over 90 days past due", "money", financial=True),
+    Column("total", "Outstanding", "money", financial=True),
+)
+_AGEING_KEYS: Final = dict(
+    zip(receivables.BUCKETS, [c.key for c in AGEING_COLUMNS[1:6]], strict=True)
+)
+
+
+def receivables_ageing(
+    connection: Connection,
+    *,
+    on: date | None = None,
+    customer: str | None = None,
+    site_id: str | None = None,
+    visible: Collection[str] | None = None,
+) -> Report:
+    """Receivables ageing (应收账龄) per customer on a day (today unless given): what is
+    outstanding by days past due, from ``services.receivables.ageing`` (the console's
+    ageing page reads the same). A site narrows the invoices read to that site's, within
+    the reader's sites. All money: the route and page refuse a reader without the group.
+    The chart is the buckets' totals, labelled by their column keys."""
+    day = checked_day(on, "on") or datetime.now(UTC).date()
+    scope: frozenset[str] | None = None if visible is None else frozenset(visible)
+    if site_id is not None:
+        scope = frozenset({site_id}) if scope is None else scope & {site_id}
+    found = receivables.ageing(connection, on=day, customer=customer, visible=scope)
+    rows: list[dict[str, Any]] = [
+        {
+            "customer": each.customer,
+            **{_AGEING_KEYS[name]: cents(value) for name, value in each.buckets.items()},
+            "total": cents(each.total),
+        }
+        for each in found
+    ]
+    totals = {
+        key: cents(sum((row[key] for row in rows), ZERO))
+        for key in (*_AGEING_KEYS.values(), "total")
+    }
+    return Report(
+        name="receivables-ageing",
+        columns=list(AGEING_COLUMNS),
+        rows=rows,
+        totals=totals if rows else {},
+        chart=[(key, totals[key]) for key in _AGEING_KEYS.values()] if rows else [],
+    )
+
+
 __all__ = [
     "EXPIRY_BUCKETS",
     "MARGIN_GROUPS",
@@ -1358,12 +1461,14 @@ __all__ = [
     "StockFilter",
     "checked_day",
     "checked_moment",
+    "count_accuracy",
     "end_of",
     "expiry",
     "expiry_bucket",
     "gross_margin",
     "iter_movements",
     "movements",
+    "receivables_ageing",
     "retail_takings",
     "slow_moving",
     "start_of",

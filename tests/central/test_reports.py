@@ -327,7 +327,7 @@ def test_a_clerk_sees_no_money_and_a_user_of_one_site_only_it(chain: TestClient)
         "expiry",
         "sync-lag",
     ]
-    assert len(ok(chain.get(REPORTS))) == 8
+    assert len(ok(chain.get(REPORTS))) == 10  # and count accuracy, receivables ageing
     stock = report(chain, "stock-on-hand", headers=clerk)
     assert [c["key"] for c in stock["columns"]] == [
         "site_id",

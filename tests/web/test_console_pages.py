@@ -264,6 +264,8 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/reports/turnover"): "valuation.read",
         ("GET", "/console/reports/retail-takings"): "valuation.read",
         ("GET", "/console/reports/sync-lag"): "stock.read",
+        ("GET", "/console/reports/count-accuracy"): "stock_count.read",
+        ("GET", "/console/reports/receivables-ageing"): "receivable.read",
         ("GET", "/console/dashboard"): "stock.read",
         ("GET", "/console/dashboard/live"): "stock.read",
     }
