@@ -72,13 +72,15 @@ from central_api.web.purchasing import (
     _row_key,
     _sites,
     _status_of,
+    document_list,
     options,
     posted_rows,
     refusal_key,
     sent_lines,
+    site_filter,
     url,
 )
-from central_api.web.receiving import _site_filter, command_route
+from central_api.web.receiving import command_route
 from central_api.web.render import (
     CONSOLE_ROOT,
     N_,
@@ -233,34 +235,24 @@ def _stock_routes(spec: StockKind) -> None:
         status: Annotated[str, Query(max_length=20)] = "",
         after: Annotated[Code | None, Query()] = None,
     ) -> HTMLResponse:
-        site_text = _site_filter(principal, site)
-        chosen = status if status in stock_docs.StockDocStatus.__members__.values() else ""
-        found, next_after = stock_docs.list_documents(
-            connection,
-            spec.kind,
-            site_id=site_text or None,
-            status=stock_docs.StockDocStatus(chosen) if chosen else None,
-            visible=principal.sites,
-            after=after or None,
-            limit=PAGE,
-        )
-        filters = {"site": site_text, "status": chosen}
-        return render(
+        return document_list(
             request,
-            "inventory_documents.html",
-            {
-                "spec": spec,
-                "documents": [_stock_view(each, principal) for each in found],
-                "filters": filters,
-                "statuses": [s.value for s in stock_docs.StockDocStatus]
-                if spec.kind is stock_docs.StockDocKind.WRITE_OFF
-                else [],
-                "sites": _sites(connection, principal),
-                "more": None if next_after is None else url(spec.base, **filters, after=next_after),
-                "status_labels": STATUS_LABELS,
-                "url": url,
-            },
-            principal=principal,
+            connection,
+            principal,
+            stock_docs.list_documents,
+            {"kind": spec.kind},
+            after=after,
+            site=site,
+            status=(status, stock_docs.StockDocStatus),
+            template="inventory_documents.html",
+            key="documents",
+            base=spec.base,
+            view=lambda each: _stock_view(each, principal),
+            spec=spec,
+            statuses=[s.value for s in stock_docs.StockDocStatus]
+            if spec.kind is stock_docs.StockDocKind.WRITE_OFF
+            else [],
+            status_labels=STATUS_LABELS,
         )
 
     def page(
@@ -488,30 +480,20 @@ def transfers_page(
     after: Annotated[Code | None, Query()] = None,
 ) -> HTMLResponse:
     """Transfers from or to the user's sites, with what is in transit on each."""
-    site_text = _site_filter(principal, site)
-    chosen = status if status in transfers.TransferStatus.__members__.values() else ""
-    found, next_after = transfers.list_transfers(
-        connection,
-        site_id=site_text or None,
-        status=transfers.TransferStatus(chosen) if chosen else None,
-        visible=principal.sites,
-        after=after or None,
-        limit=PAGE,
-    )
-    filters = {"site": site_text, "status": chosen}
-    return render(
+    return document_list(
         request,
-        "transfer_orders.html",
-        {
-            "transfers": [_transfer_view(each) for each in found],
-            "filters": filters,
-            "statuses": [s.value for s in transfers.TransferStatus],
-            "sites": _sites(connection, principal),
-            "more": None if next_after is None else url(TRANSFERS, **filters, after=next_after),
-            "status_labels": STATUS_LABELS,
-            "url": url,
-        },
-        principal=principal,
+        connection,
+        principal,
+        transfers.list_transfers,
+        {},
+        after=after,
+        site=site,
+        status=(status, transfers.TransferStatus),
+        template="transfer_orders.html",
+        key="transfers",
+        base=TRANSFERS,
+        view=_transfer_view,
+        status_labels=STATUS_LABELS,
     )
 
 
@@ -890,33 +872,22 @@ def counts_page(
     after: Annotated[Code | None, Query()] = None,
 ) -> HTMLResponse:
     """Count sessions (盘点) of the user's sites, and each site's count accuracy."""
-    site_text = _site_filter(principal, site)
-    chosen = status if status in counts.CountStatus.__members__.values() else ""
-    found, next_after = counts.list_counts(
-        connection,
-        site_id=site_text or None,
-        status=counts.CountStatus(chosen) if chosen else None,
-        visible=principal.sites,
-        after=after or None,
-        limit=PAGE,
-    )
-    filters = {"site": site_text, "status": chosen}
-    return render(
+    site_text = site_filter(principal, site)
+    return document_list(
         request,
-        "count_sessions.html",
-        {
-            "sessions": [(each, _progress(each)) for each in found],
-            "accuracy": counts.accuracy(
-                connection, site_id=site_text or None, visible=principal.sites
-            ),
-            "filters": filters,
-            "statuses": [s.value for s in counts.CountStatus],
-            "sites": _sites(connection, principal),
-            "more": None if next_after is None else url(COUNTS, **filters, after=next_after),
-            "status_labels": STATUS_LABELS,
-            "url": url,
-        },
-        principal=principal,
+        connection,
+        principal,
+        counts.list_counts,
+        {},
+        after=after,
+        site=site_text,
+        status=(status, counts.CountStatus),
+        template="count_sessions.html",
+        key="sessions",
+        base=COUNTS,
+        view=lambda each: (each, _progress(each)),
+        accuracy=counts.accuracy(connection, site_id=site_text or None, visible=principal.sites),
+        status_labels=STATUS_LABELS,
     )
 
 
