@@ -233,6 +233,13 @@ def _today(today: date) -> str:
 # --- the service calls ----------------------------------------------------------------------
 
 
+LAST_30_DAYS: Final = (
+    Filter("since", "day", "the period's first day", required=True, page_default=_days_back(29)),
+    Filter("until", "day", "its last day (inclusive)", required=True, page_default=_today),
+)
+"""A period the API must be given and the page shows as the last 30 days unless chosen."""
+
+
 def _stock_on_hand(connection: Connection, reader: Reader, v: Values) -> service.Report:
     chosen = service.StockFilter(
         site_id=v["site_id"],
@@ -273,17 +280,6 @@ def _every_movement(connection: Connection, reader: Reader, v: Values) -> Iterab
     )
 
 
-def _gross_margin(connection: Connection, reader: Reader, v: Values) -> service.Report:
-    return service.gross_margin(
-        connection,
-        by=v["by"],
-        since=v["since"],
-        until=v["until"],
-        site_id=v["site_id"],
-        visible=reader.sites,
-    )
-
-
 def _slow_moving(connection: Connection, reader: Reader, v: Values) -> service.Report:
     return service.slow_moving(
         connection,
@@ -295,45 +291,16 @@ def _slow_moving(connection: Connection, reader: Reader, v: Values) -> service.R
     )
 
 
-def _expiry(connection: Connection, reader: Reader, v: Values) -> service.Report:
-    return service.expiry(
-        connection,
-        on=v["on"],
-        site_id=v["site_id"],
-        item=v["item"],
-        visible=reader.sites,
-        financial=reader.financial,
-    )
+def _by_name(read: Callable[..., service.Report], *, money_dropped: bool = False) -> Build:
+    """A service call whose keywords are the filters' names, plus the reader's sites (and
+    whether the reader has the financial group, for a report that drops money columns)."""
 
+    def build(connection: Connection, reader: Reader, v: Values) -> service.Report:
+        if money_dropped:
+            return read(connection, **v, visible=reader.sites, financial=reader.financial)
+        return read(connection, **v, visible=reader.sites)
 
-def _turnover(connection: Connection, reader: Reader, v: Values) -> service.Report:
-    return service.turnover(
-        connection, since=v["since"], until=v["until"], site_id=v["site_id"], visible=reader.sites
-    )
-
-
-def _retail_takings(connection: Connection, reader: Reader, v: Values) -> service.Report:
-    return service.retail_takings(
-        connection, since=v["since"], until=v["until"], site_id=v["site_id"], visible=reader.sites
-    )
-
-
-def _sync_lag(connection: Connection, reader: Reader, _v: Values) -> service.Report:
-    return service.sync_lag(connection, visible=reader.sites)
-
-
-def _count_accuracy(connection: Connection, reader: Reader, v: Values) -> service.Report:
-    return service.count_accuracy(connection, site_id=v["site_id"], visible=reader.sites)
-
-
-def _receivables_ageing(connection: Connection, reader: Reader, v: Values) -> service.Report:
-    return service.receivables_ageing(
-        connection,
-        on=v["on"],
-        customer=v["customer"],
-        site_id=v["site_id"],
-        visible=reader.sites,
-    )
+    return build
 
 
 # --- the table ------------------------------------------------------------------------------
@@ -403,7 +370,7 @@ SPECS: Final[tuple[ReportSpec, ...]] = (
             Filter("until", "day", "invoice date to (inclusive)"),
             SITE,
         ),
-        _gross_margin,
+        _by_name(service.gross_margin),
         money_only=True,
         chart="top",
     ),
@@ -435,7 +402,7 @@ SPECS: Final[tuple[ReportSpec, ...]] = (
             SITE,
             ITEM,
         ),
-        _expiry,
+        _by_name(service.expiry, money_dropped=True),
         chart="buckets",
     ),
     ReportSpec(
@@ -447,13 +414,10 @@ SPECS: Final[tuple[ReportSpec, ...]] = (
         "valuation.read",
         service.TURNOVER_COLUMNS,
         (
-            Filter(
-                "since", "day", "the period's first day", required=True, page_default=_days_back(29)
-            ),
-            Filter("until", "day", "its last day (inclusive)", required=True, page_default=_today),
+            *LAST_30_DAYS,
             SITE,
         ),
-        _turnover,
+        _by_name(service.turnover),
         money_only=True,
     ),
     ReportSpec(
@@ -469,7 +433,7 @@ SPECS: Final[tuple[ReportSpec, ...]] = (
             Filter("until", "day", "the last day (UTC, inclusive)", page_default=_today),
             SITE,
         ),
-        _retail_takings,
+        _by_name(service.retail_takings),
         money_only=True,
     ),
     ReportSpec(
@@ -481,7 +445,7 @@ SPECS: Final[tuple[ReportSpec, ...]] = (
         "stock.read",
         service.SYNC_COLUMNS,
         (),
-        _sync_lag,
+        _by_name(service.sync_lag),
     ),
     ReportSpec(
         "count-accuracy",
@@ -492,7 +456,7 @@ SPECS: Final[tuple[ReportSpec, ...]] = (
         "stock_count.read",
         service.ACCURACY_COLUMNS,
         (SITE,),
-        _count_accuracy,
+        _by_name(service.count_accuracy),
         chart="rates",
     ),
     ReportSpec(
@@ -508,9 +472,43 @@ SPECS: Final[tuple[ReportSpec, ...]] = (
             Filter("customer", "code", "a customer's code"),
             SITE,
         ),
-        _receivables_ageing,
+        _by_name(service.receivables_ageing),
         money_only=True,
         chart="buckets",
+    ),
+    ReportSpec(
+        "stock-outs",
+        N_("Stock-out rate"),
+        N_("Per site and item, the share of days a period ended with nothing on hand."),
+        "缺货率: per (site, item), the days of a period that ended with nothing on hand "
+        "(from the day the site first held the item), worst first; no money.",
+        "stock.read",
+        service.STOCKOUT_COLUMNS,
+        (
+            *LAST_30_DAYS,
+            SITE,
+            ITEM,
+        ),
+        _by_name(service.stock_outs),
+        chart="rates",
+    ),
+    ReportSpec(
+        "purchase-price-variance",
+        N_("Purchase price variance"),
+        N_("What supplier invoices charged against the PO's price, per supplier and item."),
+        "采购价格差异: per (site, supplier, item), supplier invoices (not disputed) at the "
+        "PO's price and as invoiced, the variance and its rate; largest first.",
+        "supplier_invoice.read",
+        service.PPV_COLUMNS,
+        (
+            Filter("since", "day", "invoices entered from this day"),
+            Filter("until", "day", "to this day (inclusive)"),
+            SITE,
+            Filter("supplier", "code", "a supplier's code"),
+        ),
+        _by_name(service.price_variance),
+        money_only=True,
+        chart="top",
     ),
 )
 BY_NAME: Final = {spec.name: spec for spec in SPECS}

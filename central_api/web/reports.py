@@ -97,6 +97,15 @@ COLUMN_LABELS: Final = (
     N_("61–90 days past due"),
     N_("Over 90 days past due"),
     N_("Outstanding"),
+    N_("Days stocked"),
+    N_("Days out of stock"),
+    N_("Stock-out rate"),
+    N_("Closing quantity"),
+    N_("Supplier"),
+    N_("At the PO's price"),
+    N_("As invoiced"),
+    N_("Price variance"),
+    N_("Variance rate"),
 )
 """Every column heading of ``services/reports.py``, marked for the catalogue here (the
 service holds plain English msgids; the console and the file exports translate them)."""

@@ -57,6 +57,7 @@ from central_api.web.purchasing import (
     STATUS_LABELS,
     VERB_LABELS,
     IdQuery,
+    Lister,
     _posted,
     _row_key,
     document_list,
@@ -264,6 +265,29 @@ def _line_label(line: sales.SoLine, qty: Decimal, lots: list[str]) -> str:
     return f"{label} · {', '.join(lots)}" if lots else label
 
 
+def _so_documents(
+    request: Request,
+    connection: Connection,
+    principal: Principal,
+    lister: Lister,
+    query: tuple[str | None, str, str | None],
+    **page: Any,
+) -> HTMLResponse:
+    """A list of documents of sales orders (shipments, returns), by order and site."""
+    so_id, site, after = query
+    return document_list(
+        request,
+        connection,
+        principal,
+        lister,
+        {"so_id": so_id or None},
+        after=after,
+        site=site,
+        filters={"so": so_id or ""},
+        **page,
+    )
+
+
 # --- pick lists ----------------------------------------------------------------------------
 
 
@@ -350,15 +374,12 @@ def shipments_page(
     after: AfterQuery = None,
 ) -> HTMLResponse:
     """Shipments (发货) of the user's sites, by order and site."""
-    return document_list(
+    return _so_documents(
         request,
         connection,
         principal,
         shipping.list_shipments,
-        {"so_id": so_id or None},
-        after=after,
-        site=site,
-        filters={"so": so_id or ""},
+        (so_id, site, after),
         template="shipment_list.html",
         key="shipments",
         base=SHIPMENTS,
@@ -578,15 +599,12 @@ def returns_page(
     after: AfterQuery = None,
 ) -> HTMLResponse:
     """Customer returns (销售退货) of the user's sites, by order and site."""
-    return document_list(
+    return _so_documents(
         request,
         connection,
         principal,
         customer_returns.list_returns,
-        {"so_id": so_id or None},
-        after=after,
-        site=site,
-        filters={"so": so_id or ""},
+        (so_id, site, after),
         template="sales_return_list.html",
         key="returns",
         base=RETURNS,

@@ -1,5 +1,6 @@
-"""Issue 17's count accuracy and receivables ageing as reports of the report centre, on
-SQLite and PostgreSQL, on the three-site chain of ``tests/central/test_reports.py``.
+"""Issue 17's count accuracy, receivables ageing and stock-out rate as reports of the
+report centre, on SQLite and PostgreSQL, on the three-site chain of
+``tests/central/test_reports.py``.
 
 Figures by hand:
 
@@ -11,6 +12,17 @@ Figures by hand:
   so on that day everything is current; what each owes is each invoice's gross amount,
   and the report agrees with ``GET /receivables/ageing`` on that day and on a day long
   after (every amount past due), bucket by bucket.
+* Stock-out rate, November (30 days): S03's TEA was first held on 11-10 (21 days from
+  then), issued to nothing on 11-20 and received again on 11-25, so the ends of 11-20 to
+  11-24 had none: 5 of 21 days, 0.2381. S02's PILL was first held on 11-15 (16 days),
+  S01's TEA and PILL from 11-01 and S02's TEA from October (30 days each): never out.
+  All together 5 of 21 + 16 + 30 × 3 = 127 days, 0.0394. In S01's PILL the 盒 count
+  as 10 片 (20 片 on 11-01, 50 from 11-05).
+* Purchase price variance (the ``received`` PO of ``test_receiving``: S01, SUP-A, line
+  1 2 箱 PILL at 150, line 2 TEA at 80 a kg): INV-P bills line 1 at 155 (2 箱 = 240 片:
+  300 at the PO's price, 310 invoiced, +10, 0.0333), INV-T 10 kg of line 2 at 78 (800,
+  780, −20, −0.025), INV-X 0.5 kg at 90 and is disputed, so it is left out. Totals
+  1100, 1090, −10; TEA first (the larger variance by size).
 """
 
 from __future__ import annotations
@@ -26,11 +38,17 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from central_api.models.audit import audit_log
-from jxc.paths import COUNT_ACCURACY, REPORTS, SALES_INVOICES, STOCK_COUNTS
+from jxc.paths import COUNT_ACCURACY, REPORTS, SALES_INVOICES, STOCK_COUNTS, SUPPLIER_INVOICES
 from tests.central.test_counts import enter, entry
 from tests.central.test_inventory import key
-from tests.central.test_purchasing import as_user, ok, refused
+from tests.central.test_purchasing import (
+    as_user,
+    master,  # noqa: F401 (a fixture)
+    ok,
+    refused,
+)
 from tests.central.test_receivables import ageing
+from tests.central.test_receiving import invoice, received, shop  # noqa: F401 (fixtures)
 from tests.central.test_reports import chain, report, rows  # noqa: F401 (a fixture)
 
 D = Decimal
@@ -188,3 +206,100 @@ def test_receivables_ageing_report_as_the_ageing_api_says(chain: TestClient) -> 
     assert book["A1"].value == "Customer"
     assert book["B2"].number_format == "#,##0.00"
     assert D(str(book["G2"].value)) == owed["CUS-1"]
+
+
+def test_stock_out_rate_by_hand(chain: TestClient) -> None:  # noqa: F811
+    november = {"since": "2026-11-01", "until": "2026-11-30"}
+    answer = report(chain, "stock-outs", **november)
+    assert not any(c["financial"] for c in answer["columns"])
+    assert rows(answer, "site_id", "item", "days", "days_out", "stockout_rate", "closing_qty") == [
+        ("S03", "TEA", 21, 5, "0.2381", "3"),
+        ("S01", "PILL", 30, 0, "0", "50"),
+        ("S01", "TEA", 30, 0, "0", "16"),
+        ("S02", "PILL", 16, 0, "0", "10"),
+        ("S02", "TEA", 30, 0, "0", "5"),
+    ]
+    assert answer["totals"] == {"stockout_rate": "0.0394"}
+    only = report(chain, "stock-outs", site_id="S03", item="TEA", since="2026-11-21",
+                  until="2026-11-25")  # fmt: skip
+    assert rows(only, "days", "days_out", "stockout_rate") == [(5, 4, "0.8")]
+    assert report(chain, "stock-outs", since="2026-09-01", until="2026-09-30")["rows"] == []
+
+    clerk = as_user(chain, "clerk", ["warehouse_clerk"], sites=["S03"])
+    mine = report(chain, "stock-outs", headers=clerk, **november)
+    assert rows(mine, "site_id", "item") == [("S03", "TEA")]
+    refused(
+        chain.get(f"{REPORTS}/stock-outs", params={**november, "site_id": "S01"}, headers=clerk),
+        403,
+    )
+    refused(
+        chain.get(f"{REPORTS}/stock-outs", params={"since": "2026-11-02", "until": "2026-11-01"}),
+        422,
+    )
+    refused(
+        chain.get(f"{REPORTS}/stock-outs", params={"since": "2000-01-01", "until": "2026-11-01"}),
+        422,
+    )
+    refused(chain.get(f"{REPORTS}/stock-outs"), 422)
+    sheet = chain.get(
+        f"{REPORTS}/stock-outs",
+        params={**november, "format": "csv"},
+        headers={"Accept-Language": "en"},
+    )
+    lines = list(csv.reader(io.StringIO(sheet.content.decode("utf-8-sig"))))
+    assert lines[0][3:6] == ["Days stocked", "Days out of stock", "Stock-out rate"]
+    assert lines[1][:6] == ["S03", "TEA", "茶", "21", "5", "0.2381"]
+
+
+def test_purchase_price_variance_by_hand(shop: TestClient, received: dict[str, Any]) -> None:  # noqa: F811
+    entered = as_user(shop, "fin-in", ["finance"])
+    po_id = received["po_id"]
+    ok(invoice(shop, po_id, "INV-P", {"po_line": 1, "qty": "2", "unit_price": "155",
+                                     "tax_rate": "0.13"}, headers=entered), 201)  # fmt: skip
+    ok(invoice(shop, po_id, "INV-T", {"po_line": 2, "qty": "10", "unit_price": "78",
+                                     "tax_rate": "0"}, headers=entered), 201)  # fmt: skip
+    x = ok(invoice(shop, po_id, "INV-X", {"po_line": 2, "qty": "0.5", "unit_price": "90",
+                                         "tax_rate": "0"}, headers=entered), 201)  # fmt: skip
+    checker = as_user(shop, "fin-check", ["finance"])
+    ok(
+        shop.post(
+            f"{SUPPLIER_INVOICES}/{x['invoice_id']}/dispute",
+            json={"reason": "not ordered at that price"},
+            headers={**checker, "If-Match": f'"{x["version"]}"'},
+        )
+    )
+    answer = report(shop, "purchase-price-variance")
+    assert rows(
+        answer, "site_id", "supplier", "item", "invoices", "qty", "uom", "po_amount",
+        "invoiced_amount", "variance", "variance_rate",
+    ) == [
+        ("S01", "SUP-A", "TEA", 1, "10", "kg", "800", "780", "-20", "-0.025"),
+        ("S01", "SUP-A", "PILL", 1, "240", "片", "300", "310", "10", "0.0333"),
+    ]  # fmt: skip
+    assert answer["totals"] == {"po_amount": "1100", "invoiced_amount": "1090", "variance": "-10"}
+    assert report(shop, "purchase-price-variance", supplier="SUP-B")["rows"] == []
+    assert report(shop, "purchase-price-variance", until="2000-01-01")["rows"] == []
+
+    clerk = as_user(shop, "clerk", ["warehouse_clerk"])
+    refused(shop.get(f"{REPORTS}/purchase-price-variance", headers=clerk), 403)
+    s02 = as_user(shop, "fin-s02", ["finance"], sites=["S02"])
+    assert report(shop, "purchase-price-variance", headers=s02)["rows"] == []
+    refused(
+        shop.get(f"{REPORTS}/purchase-price-variance", params={"site_id": "S01"}, headers=s02),
+        403,
+    )
+    sheet = shop.get(
+        f"{REPORTS}/purchase-price-variance",
+        params={"format": "xlsx"},
+        headers={"Accept-Language": "en"},
+    )
+    book = load_workbook(io.BytesIO(sheet.content)).active
+    assert book is not None
+    assert [cell.value for cell in book[1]][7:] == [
+        "At the PO's price",
+        "As invoiced",
+        "Price variance",
+        "Variance rate",
+    ]
+    assert D(str(book["J2"].value)) == D("-20")
+    assert book["K2"].number_format == "0.00%"

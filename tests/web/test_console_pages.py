@@ -266,6 +266,8 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/reports/sync-lag"): "stock.read",
         ("GET", "/console/reports/count-accuracy"): "stock_count.read",
         ("GET", "/console/reports/receivables-ageing"): "receivable.read",
+        ("GET", "/console/reports/stock-outs"): "stock.read",
+        ("GET", "/console/reports/purchase-price-variance"): "supplier_invoice.read",
         ("GET", "/console/dashboard"): "stock.read",
         ("GET", "/console/dashboard/live"): "stock.read",
     }

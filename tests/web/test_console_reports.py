@@ -6,12 +6,15 @@ gross margin; a filter that is not valid shown on the page."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from fastapi.testclient import TestClient
 
 from tests.central.conftest import add_test_user
-from tests.central.test_report_accuracy_ageing import counted  # noqa: F401 (a fixture)
+from tests.central.test_purchasing import master  # noqa: F401 (a fixture)
+from tests.central.test_receiving import invoice, received, shop  # noqa: F401 (fixtures)
 from tests.central.test_reports import chain, counter  # noqa: F401 (fixtures)
+from tests.central.test_reports_issue17 import counted  # noqa: F401 (a fixture)
 from tests.web.test_console_pages import browser
 
 ROOT = "/console/reports"
@@ -116,7 +119,8 @@ def test_count_accuracy_and_receivables_ageing_pages(
 ) -> None:
     """Finance in English: both pages with their chart, figures and working exports; a
     store manager in Chinese: the accuracy; a clerk (no financial group, neither action):
-    neither page, neither in the index, no money on the refusal."""
+    neither page, neither in the index, no money on the refusal; the stock-out rate,
+    with its chart and without a figure of money."""
     add_test_user(counted.app.state.engine, "fin", ["finance"])  # type: ignore[attr-defined]
     fin = browser(counted.app, "fin", lang="en")  # type: ignore[arg-type]
     index = fin.get(ROOT).text
@@ -157,7 +161,40 @@ def test_count_accuracy_and_receivables_ageing_pages(
     index = clerk.get(ROOT).text
     assert "应收账龄" not in index
     assert "盘点准确率" not in index
+    outs = clerk.get(f"{ROOT}/stock-outs", params={"since": "2026-11-01", "until": "2026-11-30"})
+    assert outs.status_code == 200, outs.text
+    assert "缺货率" in outs.text
+    assert "23.81%" in outs.text  # S03's tea, in the table and the chart
+    assert "<svg" in outs.text
+    assert "¥" not in outs.text
+    assert "缺货率" in index
     for name in ("count-accuracy", "receivables-ageing"):
         refused = clerk.get(f"{ROOT}/{name}")
         assert refused.status_code == 403, name
         assert "¥" not in refused.text
+
+
+def test_the_price_variance_page_for_finance_and_refused_to_a_clerk(
+    shop: TestClient,  # noqa: F811 (the fixture imported above)
+    received: dict[str, Any],  # noqa: F811
+) -> None:
+    """INV-P bills the PO's 2 箱 at 155 instead of 150: +10 over 300 (3.33 %)."""
+    line = {"po_line": 1, "qty": "2", "unit_price": "155", "tax_rate": "0.13"}
+    assert invoice(shop, received["po_id"], "INV-P", line).status_code == 201
+    add_test_user(shop.app.state.engine, "fin", ["finance"])  # type: ignore[attr-defined]
+    fin = browser(shop.app, "fin", lang="en")  # type: ignore[arg-type]
+    assert "Purchase price variance" in fin.get(ROOT).text
+    page = fin.get(f"{ROOT}/purchase-price-variance", params={"supplier": "SUP-A"})
+    assert page.status_code == 200, page.text
+    assert "Largest price variances" in page.text
+    assert re.search(r"<text[^>]*>[A-Z]*¥10.00</text>", page.text)
+    assert "3.33%" in page.text
+    link = re.search(r'href="([^"]+)" download id="export-csv"', page.text)
+    assert link is not None
+    assert "supplier=SUP-A" in link.group(1)
+    add_test_user(shop.app.state.engine, "clerk", ["warehouse_clerk"])  # type: ignore[attr-defined]
+    clerk = browser(shop.app, "clerk")  # type: ignore[arg-type]
+    assert "采购价格差异" not in clerk.get(ROOT).text
+    refused = clerk.get(f"{ROOT}/purchase-price-variance")
+    assert refused.status_code == 403
+    assert "¥" not in refused.text

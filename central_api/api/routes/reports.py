@@ -7,13 +7,18 @@ the reader's console language; JSON labels are the English msgids.
 
 Who may read what, checked here, never only by the page that links it:
 
-* stock on hand, movements, slow-moving stock, expiry and sync lag: ``stock.read``;
-  the value columns only for roles with the financial field group (the service leaves
-  them out otherwise);
+* stock on hand, movements, slow-moving stock, expiry, sync lag and the stock-out rate:
+  ``stock.read``; the value columns only for roles with the financial field group (the
+  service leaves them out otherwise); count accuracy: ``stock_count.read``;
 * gross margin, turnover and counter takings: ``valuation.read`` **and** the financial
-  group, since every figure is money (as ``GET /valuation``);
+  group, since every figure is money (as ``GET /valuation``); receivables ageing:
+  ``receivable.read`` and the group; purchase price variance: ``supplier_invoice.read``
+  and the group;
 * a user limited to some sites reads only those: a ``site_id`` outside them is a 403,
   and without one the others are left out.
+
+The routes are made from the table in :mod:`central_api.api.report_specs` (one spec per
+report: filters, columns, service call), which the console's pages are made from too.
 
 Every read is an audit entry (``report.read``: the report, its filters, the format and
 how many rows), as valuation reads are: who looked at, or took away, the stock and margin
