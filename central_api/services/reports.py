@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -40,9 +40,15 @@ from central_api.models.base import MicroUnits
 from central_api.models.items import items
 from central_api.models.ledger import central_events, ledger_events, refused_events, site_sync_state
 from central_api.models.master import categories, item_units, partners, sites
+from central_api.models.purchasing import (
+    purchase_order_lines,
+    supplier_invoice_lines,
+    supplier_invoices,
+)
 from central_api.models.sales import retail_sales, sales_invoice_lines, sales_invoices
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.models.valuation import valuation_entries, valuation_state
+from central_api.services import counts, receivables
 from central_api.services.audit import AuditContext, record
 from jxc.contract import OUTBOUND_KINDS
 
@@ -1348,6 +1354,332 @@ def sync_lag(
     return Report(name="sync-lag", columns=list(SYNC_COLUMNS), rows=rows)
 
 
+# --- 8. count accuracy -----------------------------------------------------------------------
+
+ACCURACY_COLUMNS: Final = (
+    Column("site_id", "Site"),
+    Column("sessions", "Count sessions", "int"),
+    Column("lines_counted", "Lines counted", "int"),
+    Column("lines_right", "Lines without a variance", "int"),
+    Column("accuracy", "Count accuracy", "percent"),
+)
+
+
+def count_accuracy(
+    connection: Connection,
+    *,
+    site_id: str | None = None,
+    visible: Collection[str] | None = None,
+) -> Report:
+    """Count accuracy (盘点准确率) per site over its posted count sessions: the share of
+    counted lines whose count equalled the system's quantity. It is
+    ``services.counts.accuracy`` as a report (one reading, so the count review page and
+    this report cannot disagree); no money. The chart is the rate per site."""
+    found = counts.accuracy(
+        connection, site_id=site_id, visible=None if visible is None else frozenset(visible)
+    )
+    rows: list[dict[str, Any]] = [
+        {
+            "site_id": each.site_id,
+            "sessions": each.sessions,
+            "lines_counted": each.lines_counted,
+            "lines_right": each.lines_right,
+            "accuracy": each.accuracy,
+        }
+        for each in found
+    ]
+    counted = sum(each.lines_counted for each in found)
+    right = sum(each.lines_right for each in found)
+    return Report(
+        name="count-accuracy",
+        columns=list(ACCURACY_COLUMNS),
+        rows=rows,
+        totals={}
+        if not counted
+        else {"accuracy": _plain((Decimal(right) / Decimal(counted)).quantize(Decimal("0.0001")))},
+        chart=[(each.site_id, rate) for each in found if (rate := each.accuracy) is not None],
+    )
+
+
+# --- 9. receivables ageing -------------------------------------------------------------------
+
+AGEING_COLUMNS: Final = (
+    Column("customer", "Customer"),
+    Column("current", "Current (not yet due)", "money", financial=True),
+    Column("days_1_30", "1–30 days past due", "money", financial=True),
+    Column("days_31_60", "31–60 days past due", "money", financial=True),
+    Column("days_61_90", "61–90 days past due", "money", financial=True),
+    Column("over_90", "Over 90 days past due", "money", financial=True),
+    Column("total", "Outstanding", "money", financial=True),
+)
+_AGEING_KEYS: Final = dict(
+    zip(receivables.BUCKETS, [c.key for c in AGEING_COLUMNS[1:6]], strict=True)
+)
+
+
+def receivables_ageing(
+    connection: Connection,
+    *,
+    on: date | None = None,
+    customer: str | None = None,
+    site_id: str | None = None,
+    visible: Collection[str] | None = None,
+) -> Report:
+    """Receivables ageing (应收账龄) per customer on a day (today unless given): what is
+    outstanding by days past due, from ``services.receivables.ageing`` (the console's
+    ageing page reads the same). A site narrows the invoices read to that site's, within
+    the reader's sites. All money: the route and page refuse a reader without the group.
+    The chart is the buckets' totals, labelled by their column keys."""
+    day = checked_day(on, "on") or datetime.now(UTC).date()
+    scope: frozenset[str] | None = None if visible is None else frozenset(visible)
+    if site_id is not None:
+        scope = frozenset({site_id}) if scope is None else scope & {site_id}
+    found = receivables.ageing(connection, on=day, customer=customer, visible=scope)
+    rows: list[dict[str, Any]] = [
+        {
+            "customer": each.customer,
+            **{_AGEING_KEYS[name]: cents(value) for name, value in each.buckets.items()},
+            "total": cents(each.total),
+        }
+        for each in found
+    ]
+    totals = {
+        key: cents(sum((row[key] for row in rows), ZERO))
+        for key in (*_AGEING_KEYS.values(), "total")
+    }
+    return Report(
+        name="receivables-ageing",
+        columns=list(AGEING_COLUMNS),
+        rows=rows,
+        totals=totals if rows else {},
+        chart=[(key, totals[key]) for key in _AGEING_KEYS.values()] if rows else [],
+    )
+
+
+# --- 10. stock-out rate ----------------------------------------------------------------------
+
+STOCKOUT_COLUMNS: Final = (
+    Column("site_id", "Site"),
+    Column("item", "Item code"),
+    Column("item_name", "Item name"),
+    Column("days", "Days stocked", "int"),
+    Column("days_out", "Days out of stock", "int"),
+    Column("stockout_rate", "Stock-out rate", "percent"),
+    Column("closing_qty", "Closing quantity", "qty"),
+    Column("uom", "Unit"),
+)
+LONGEST_PERIOD: Final = 3660
+"""Days a stock-out report may span: it walks the period a day at a time per item."""
+
+
+def _moved(
+    connection: Connection, conditions: Callable[[Any], list[Any]], *group: str
+) -> list[Any]:
+    """Both ledgers' quantities per ``group`` columns (and unit) under ``conditions``."""
+    parts = [
+        select(
+            *(table.c[name] for name in group),
+            table.c.uom,
+            type_coerce(table.c.qty, MicroUnits()).label("qty"),
+            table.c.occurred_at,
+        ).where(*conditions(table))
+        for table in (ledger_events, central_events)
+    ]
+    return list(connection.execute(select(union_all(*parts).subquery())))
+
+
+def stock_outs(
+    connection: Connection,
+    *,
+    since: date,
+    until: date,
+    site_id: str | None = None,
+    item: str | None = None,
+    visible: Collection[str] | None = None,
+) -> Report:
+    """Stock-out rate (缺货率) per (site, item) over the days ``since`` to ``until``
+    inclusive: a day is out of stock when what the site holds of the item (every
+    location and lot, in the base unit) is zero or less at the day's end (UTC), from both
+    ledgers by ``occurred_at`` (so a late push corrects past days). Days count from the
+    first day the site ever held the item (before it, the item was not carried, which
+    is not a stock-out); an item never moved at a site before the period ends is not in
+    it. Worst first; no money. The chart is the ten worst rates above zero."""
+    start, end = start_of(since, "since"), end_of(until, "until")
+    assert start is not None
+    assert end is not None
+    if end <= start:
+        raise InvalidError("until: on or after since")
+    if (end - start).days > LONGEST_PERIOD:
+        raise InvalidError(f"until: a period of at most {LONGEST_PERIOD} days")
+
+    def scope(table: Any) -> list[Any]:
+        where = [table.c.occurred_at < end, *_in_scope(table.c.site_id, site_id, visible)]
+        return where if item is None else [*where, table.c.item == item]
+
+    found = _moved(connection, scope, "site_id", "item")
+    facts = _item_facts(connection, {row.item for row in found})
+    period = (end - start).days
+    opening: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    first: dict[tuple[str, str], int] = {}
+    deltas: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO] * period)
+    for row in found:
+        key = (row.site_id, row.item)
+        qty = _base_qty(facts.get(row.item), row.qty, row.uom)
+        day = (_aware(row.occurred_at) - start).days
+        first[key] = min(first.get(key, day), day)
+        if day < 0:
+            opening[key] += qty
+        else:
+            deltas[key][day] += qty
+    rows: list[dict[str, Any]] = []
+    for key, begins in first.items():
+        held, out = opening[key], 0
+        for day, change in enumerate(deltas[key]):
+            held += change
+            if day >= begins and held <= 0:
+                out += 1
+        days = period - max(begins, 0)
+        known = facts.get(key[1])
+        rows.append(
+            {
+                "site_id": key[0],
+                "item": key[1],
+                "item_name": known.name if known else "",
+                "days": days,
+                "days_out": out,
+                "stockout_rate": _plain((Decimal(out) / days).quantize(Decimal("0.0001"))),
+                "closing_qty": _plain(held),
+                "uom": known.base_uom if known else "",
+            }
+        )
+    rows.sort(key=lambda row: (-row["stockout_rate"], row["site_id"], row["item"]))
+    stocked = sum(row["days"] for row in rows)
+    return Report(
+        name="stock-outs",
+        columns=list(STOCKOUT_COLUMNS),
+        rows=rows,
+        totals={}
+        if not stocked
+        else {
+            "stockout_rate": _plain(
+                (Decimal(sum(row["days_out"] for row in rows)) / stocked).quantize(
+                    Decimal("0.0001")
+                )
+            )
+        },
+        chart=[
+            (f"{row['site_id']} {row['item']}", row["stockout_rate"])
+            for row in rows[:10]
+            if row["stockout_rate"] > 0
+        ],
+    )
+
+
+# --- 11. purchase price variance -------------------------------------------------------------
+
+PPV_COLUMNS: Final = (
+    Column("site_id", "Site"),
+    Column("supplier", "Supplier"),
+    Column("item", "Item code"),
+    Column("item_name", "Item name"),
+    Column("invoices", "Invoices", "int"),
+    Column("qty", "Quantity", "qty"),
+    Column("uom", "Unit"),
+    Column("po_amount", "At the PO's price", "money", financial=True),
+    Column("invoiced_amount", "As invoiced", "money", financial=True),
+    Column("variance", "Price variance", "money", financial=True),
+    Column("variance_rate", "Variance rate", "percent", financial=True),
+)
+
+
+def price_variance(
+    connection: Connection,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    site_id: str | None = None,
+    supplier: str | None = None,
+    visible: Collection[str] | None = None,
+) -> Report:
+    """Purchase price variance (采购价格差异) per (site, supplier, item): what supplier
+    invoices charged against the PO's price for the same quantities, from the three-way
+    match's own figures (``po_price`` at matching, in the invoice line's unit): at the
+    PO's price Σ po_price × qty, as invoiced Σ unit_price × qty, the variance (positive:
+    paid more) and its rate. Disputed invoices are left out (not accepted); matched,
+    held (a variance waiting for finance) and approved ones count. Dated by the invoice's
+    entry (UTC day); a line whose PO line had no price is left out. Largest variance (by
+    size) first. All money: the route and page refuse a reader without the group."""
+    inv, lines, ordered = supplier_invoices, supplier_invoice_lines, purchase_order_lines
+    query = (
+        select(
+            inv.c.site_id,
+            inv.c.supplier_code,
+            inv.c.invoice_id,
+            ordered.c.item_code,
+            lines.c.qty,
+            lines.c.base_qty,
+            lines.c.unit_price,
+            lines.c.po_price,
+        )
+        .join(lines, lines.c.invoice_id == inv.c.invoice_id)
+        .join(ordered, and_(ordered.c.po_id == inv.c.po_id, ordered.c.line_no == lines.c.po_line))
+        .where(
+            inv.c.status != "disputed",
+            lines.c.po_price.is_not(None),
+            *_in_scope(inv.c.site_id, site_id, visible),
+        )
+    )
+    start, end = start_of(since, "since"), end_of(until, "until")
+    if start is not None:
+        query = query.where(inv.c.created_at >= start)
+    if end is not None:
+        query = query.where(inv.c.created_at < end)
+    if supplier is not None:
+        query = query.where(inv.c.supplier_code == supplier)
+    sums: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in connection.execute(query):
+        key = (row.site_id, row.supplier_code, row.item_code)
+        into = sums.setdefault(key, {"invoices": set(), "qty": ZERO, "po": ZERO, "paid": ZERO})
+        into["invoices"].add(row.invoice_id)
+        into["qty"] += row.base_qty
+        into["po"] += row.po_price * row.qty
+        into["paid"] += row.unit_price * row.qty
+    facts = _item_facts(connection, {item for _site, _supplier, item in sums})
+    rows: list[dict[str, Any]] = []
+    for (site, party, item), into in sums.items():
+        known = facts.get(item)
+        variance = into["paid"] - into["po"]
+        rows.append(
+            {
+                "site_id": site,
+                "supplier": party,
+                "item": item,
+                "item_name": known.name if known else "",
+                "invoices": len(into["invoices"]),
+                "qty": _plain(into["qty"]),
+                "uom": known.base_uom if known else "",
+                "po_amount": cents(into["po"]),
+                "invoiced_amount": cents(into["paid"]),
+                "variance": cents(variance),
+                "variance_rate": _plain((variance / into["po"]).quantize(Decimal("0.0001")))
+                if into["po"]
+                else None,
+            }
+        )
+    rows.sort(key=lambda row: (-abs(row["variance"]), row["site_id"], row["supplier"], row["item"]))
+    totals = {
+        key: cents(sum((row[key] for row in rows), ZERO))
+        for key in ("po_amount", "invoiced_amount", "variance")
+    }
+    return Report(
+        name="purchase-price-variance",
+        columns=list(PPV_COLUMNS),
+        rows=rows,
+        totals=totals if rows else {},
+        chart=[(f"{row['supplier']} {row['item']}", row["variance"]) for row in rows[:10]],
+    )
+
+
 __all__ = [
     "EXPIRY_BUCKETS",
     "MARGIN_GROUPS",
@@ -1358,16 +1690,20 @@ __all__ = [
     "StockFilter",
     "checked_day",
     "checked_moment",
+    "count_accuracy",
     "end_of",
     "expiry",
     "expiry_bucket",
     "gross_margin",
     "iter_movements",
     "movements",
+    "price_variance",
+    "receivables_ageing",
     "retail_takings",
     "slow_moving",
     "start_of",
     "stock_on_hand",
+    "stock_outs",
     "sync_lag",
     "turnover",
 ]

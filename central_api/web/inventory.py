@@ -41,6 +41,7 @@ from sqlalchemy import Connection, select
 
 from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep, SettingsDep
+from central_api.api.documents import projections
 from central_api.api.permissions import Requires
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import NotFoundError
@@ -57,6 +58,7 @@ from central_api.services import inventory as stock_docs
 from central_api.services.documents import DocCommand
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotentReplay
+from central_api.services.projections import Projections
 from central_api.services.reference import list_entries
 from central_api.services.sites import list_locations, list_sites
 from central_api.web import i18n
@@ -70,13 +72,15 @@ from central_api.web.purchasing import (
     _row_key,
     _sites,
     _status_of,
+    document_list,
     options,
     posted_rows,
     refusal_key,
     sent_lines,
+    site_filter,
     url,
 )
-from central_api.web.receiving import _site_filter
+from central_api.web.receiving import command_route
 from central_api.web.render import (
     CONSOLE_ROOT,
     N_,
@@ -231,34 +235,24 @@ def _stock_routes(spec: StockKind) -> None:
         status: Annotated[str, Query(max_length=20)] = "",
         after: Annotated[Code | None, Query()] = None,
     ) -> HTMLResponse:
-        site_text = _site_filter(principal, site)
-        chosen = status if status in stock_docs.StockDocStatus.__members__.values() else ""
-        found, next_after = stock_docs.list_documents(
-            connection,
-            spec.kind,
-            site_id=site_text or None,
-            status=stock_docs.StockDocStatus(chosen) if chosen else None,
-            visible=principal.sites,
-            after=after or None,
-            limit=PAGE,
-        )
-        filters = {"site": site_text, "status": chosen}
-        return render(
+        return document_list(
             request,
-            "inventory_documents.html",
-            {
-                "spec": spec,
-                "documents": [_stock_view(each, principal) for each in found],
-                "filters": filters,
-                "statuses": [s.value for s in stock_docs.StockDocStatus]
-                if spec.kind is stock_docs.StockDocKind.WRITE_OFF
-                else [],
-                "sites": _sites(connection, principal),
-                "more": None if next_after is None else url(spec.base, **filters, after=next_after),
-                "status_labels": STATUS_LABELS,
-                "url": url,
-            },
-            principal=principal,
+            connection,
+            principal,
+            stock_docs.list_documents,
+            {"kind": spec.kind},
+            after=after,
+            site=site,
+            status=(status, stock_docs.StockDocStatus),
+            template="inventory_documents.html",
+            key="documents",
+            base=spec.base,
+            view=lambda each: _stock_view(each, principal),
+            spec=spec,
+            statuses=[s.value for s in stock_docs.StockDocStatus]
+            if spec.kind is stock_docs.StockDocKind.WRITE_OFF
+            else [],
+            status_labels=STATUS_LABELS,
         )
 
     def page(
@@ -424,65 +418,20 @@ def _shown(key: str, fallback: str) -> str:
     return key if not key.endswith("-item_code") else key.removesuffix("item_code") + fallback
 
 
-PageFn = Callable[..., HTMLResponse]
-RunFn = Callable[[Request, Connection, DocCommand, Any], object]
+RunFn = Callable[[Connection, DocCommand, Any, Projections | None], object]
+"""A console command's booking: ``command_route(..., projected=True)`` hands it the app's
+projections, so valuation and order progress move in the command's transaction."""
 
 
-def _command_route(base: str, verb: str, action: str, *, run: RunFn, page: PageFn) -> None:
-    """``POST <base>/<verb>?id=``: one command with the page's version and key; a refusal
-    answers with the document's page, its reason over it, and the refusal's status. (As
-    :func:`central_api.web.receiving.command_route`, with the request for the booking's
-    projections.)"""
-
-    async def command(
-        request: Request,
-        *,
-        doc_id: IdQuery,
-        connection: ConnDep,
-        principal: PrincipalDep,
-        audit: AuditDep,
-    ) -> Response:
-        raw = await request.body()
-        posted = await request.form()
-        order = DocCommand(
-            doc_id=doc_id,
-            actor=principal.name,
-            visible=principal.sites,
-            if_match=_if_match(posted),
-            audit=audit,
-            claim=form_claim(request, principal, _posted(posted, "idempotency_key"), raw),
-            reason=_posted(posted, "reason", 1000) or None,
-        )
-        try:
-            run(request, connection, order, posted)
-        except IdempotentReplay:
-            pass
-        except _REFUSALS as refused:
-            return page(
-                request,
-                connection,
-                principal,
-                doc_id,
-                refusal=str(refused),
-                status_code=_status_of(refused),
-            )
-        return redirect(request, url(f"{base}/view", id=doc_id))
-
-    command.__name__ = f"{verb}_{base.rsplit('/', 1)[1].replace('-', '_')}_page"
-    pages.post(f"{base.removeprefix(CONSOLE_ROOT)}/{verb}", dependencies=[Requires(action)])(
-        command
-    )
-
-
-def _projections(request: Request) -> Any:
-    return getattr(request.app.state, "projections", None)
+def _command_route(base: str, verb: str, action: str, *, run: RunFn, page: Any) -> None:
+    command_route(pages, base, verb, action, run=run, page=page, projected=True)
 
 
 def _decide_write_off(verb: str) -> RunFn:
-    def run(request: Request, connection: Connection, order: DocCommand, _posted: Any) -> object:
-        return stock_docs.decide_write_off(
-            connection, order, verb, projections=_projections(request)
-        )
+    def run(
+        connection: Connection, order: DocCommand, _posted: Any, projected: Projections | None
+    ) -> object:
+        return stock_docs.decide_write_off(connection, order, verb, projections=projected)
 
     return run
 
@@ -531,30 +480,20 @@ def transfers_page(
     after: Annotated[Code | None, Query()] = None,
 ) -> HTMLResponse:
     """Transfers from or to the user's sites, with what is in transit on each."""
-    site_text = _site_filter(principal, site)
-    chosen = status if status in transfers.TransferStatus.__members__.values() else ""
-    found, next_after = transfers.list_transfers(
-        connection,
-        site_id=site_text or None,
-        status=transfers.TransferStatus(chosen) if chosen else None,
-        visible=principal.sites,
-        after=after or None,
-        limit=PAGE,
-    )
-    filters = {"site": site_text, "status": chosen}
-    return render(
+    return document_list(
         request,
-        "transfer_orders.html",
-        {
-            "transfers": [_transfer_view(each) for each in found],
-            "filters": filters,
-            "statuses": [s.value for s in transfers.TransferStatus],
-            "sites": _sites(connection, principal),
-            "more": None if next_after is None else url(TRANSFERS, **filters, after=next_after),
-            "status_labels": STATUS_LABELS,
-            "url": url,
-        },
-        principal=principal,
+        connection,
+        principal,
+        transfers.list_transfers,
+        {},
+        after=after,
+        site=site,
+        status=(status, transfers.TransferStatus),
+        template="transfer_orders.html",
+        key="transfers",
+        base=TRANSFERS,
+        view=_transfer_view,
+        status_labels=STATUS_LABELS,
     )
 
 
@@ -669,12 +608,11 @@ def transfer_page(
 
 
 def _move_transfer(verb: str) -> RunFn:
-    def run(request: Request, connection: Connection, order: DocCommand, _posted: Any) -> object:
+    def run(
+        connection: Connection, order: DocCommand, _posted: Any, projected: Projections | None
+    ) -> object:
         return transfers.move_transfer(
-            connection,
-            transfers.MoveCommand(command=order),
-            verb,
-            projections=_projections(request),
+            connection, transfers.MoveCommand(command=order), verb, projections=projected
         )
 
     return run
@@ -729,7 +667,7 @@ def _pick_route(verb: str) -> None:
                 ],
             )
             try:
-                transfers.move_transfer(connection, order, verb, projections=_projections(request))
+                transfers.move_transfer(connection, order, verb, projections=projections(request))
             except IdempotentReplay:
                 return redirect(request, url(f"{TRANSFERS}/view", id=transfer_id))
             except _REFUSALS as refused:
@@ -934,33 +872,22 @@ def counts_page(
     after: Annotated[Code | None, Query()] = None,
 ) -> HTMLResponse:
     """Count sessions (盘点) of the user's sites, and each site's count accuracy."""
-    site_text = _site_filter(principal, site)
-    chosen = status if status in counts.CountStatus.__members__.values() else ""
-    found, next_after = counts.list_counts(
-        connection,
-        site_id=site_text or None,
-        status=counts.CountStatus(chosen) if chosen else None,
-        visible=principal.sites,
-        after=after or None,
-        limit=PAGE,
-    )
-    filters = {"site": site_text, "status": chosen}
-    return render(
+    site_text = site_filter(principal, site)
+    return document_list(
         request,
-        "count_sessions.html",
-        {
-            "sessions": [(each, _progress(each)) for each in found],
-            "accuracy": counts.accuracy(
-                connection, site_id=site_text or None, visible=principal.sites
-            ),
-            "filters": filters,
-            "statuses": [s.value for s in counts.CountStatus],
-            "sites": _sites(connection, principal),
-            "more": None if next_after is None else url(COUNTS, **filters, after=next_after),
-            "status_labels": STATUS_LABELS,
-            "url": url,
-        },
-        principal=principal,
+        connection,
+        principal,
+        counts.list_counts,
+        {},
+        after=after,
+        site=site_text,
+        status=(status, counts.CountStatus),
+        template="count_sessions.html",
+        key="sessions",
+        base=COUNTS,
+        view=lambda each: (each, _progress(each)),
+        accuracy=counts.accuracy(connection, site_id=site_text or None, visible=principal.sites),
+        status_labels=STATUS_LABELS,
     )
 
 
@@ -1017,12 +944,11 @@ def count_review_page(
 
 
 def _count_command(verb: str) -> RunFn:
-    def run(request: Request, connection: Connection, order: DocCommand, _posted: Any) -> object:
+    def run(
+        connection: Connection, order: DocCommand, _posted: Any, projected: Projections | None
+    ) -> object:
         return counts.count_command(
-            connection,
-            counts.CountCommand(command=order),
-            verb,
-            projections=_projections(request),
+            connection, counts.CountCommand(command=order), verb, projections=projected
         )
 
     return run
@@ -1330,7 +1256,7 @@ async def count_entry_form(
         )
         try:
             done = counts.count_command(
-                connection, order, "count", projections=_projections(request)
+                connection, order, "count", projections=projections(request)
             )
         except IdempotentReplay:
             done = counts.get_count(connection, count_id, visible=principal.sites)
@@ -1397,7 +1323,7 @@ async def count_submit_page(
     )
     try:
         with contextlib.suppress(IdempotentReplay):
-            counts.count_command(connection, order, "submit", projections=_projections(request))
+            counts.count_command(connection, order, "submit", projections=projections(request))
     except _REFUSALS as refused:
         return _entry_page(
             request,

@@ -21,11 +21,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Final
+from enum import Enum
+from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import Connection
 
 from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep, SettingsDep
@@ -176,6 +178,76 @@ def _suppliers(connection: ConnDep) -> list[Any]:
         connection, after=None, limit=500, filters=PartnerFilter(role="supplier", q=None)
     )
     return found
+
+
+E = TypeVar("E", bound=Enum)
+Lister = Callable[..., tuple[list[Any], str | None]]
+"""A service's ``list_...``: it takes ``visible``, ``after`` and ``limit`` besides its filters."""
+
+
+def status_filter(text: str, states: type[E]) -> tuple[str, E | None]:
+    """A list's status filter: the known state chosen (its text and value), or none (an
+    unknown word is ignored rather than refused: it came from an old link)."""
+    known = next((state for state in states if state.value == text), None)
+    return ("" if known is None else text), known
+
+
+def site_filter(principal: Principal, site: str) -> str:
+    """A list's site filter as printable text; a site outside the user's is a 403."""
+    text = "".join(c for c in site if c.isprintable()).strip()
+    if text and not principal.sees_site(text):
+        raise ForbiddenError(f"site {text} is outside your sites")
+    return text
+
+
+def document_list(
+    request: Request,
+    connection: Connection,
+    principal: Principal,
+    lister: Lister,
+    query: dict[str, Any],
+    *,
+    after: str | None,
+    template: str,
+    key: str,
+    base: str,
+    site: str | None = None,
+    status: tuple[str, type[Enum]] | None = None,
+    filters: dict[str, str] | None = None,
+    view: Callable[[Any], Any] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """One page of a document list, the frame every list page shares: the lister's rows
+    of the user's sites only (``visible``), ``PAGE`` at a time, the filters echoed, the
+    user's sites to choose from and the next page's link with the same filters.
+    ``query`` and ``filters`` are the service's own filters and how the page echoes them;
+    ``site`` (checked against the user's sites) and ``status`` (the text and the states)
+    are the filters most lists have; ``view`` makes a row what the template may see (a
+    role without the financial group gets no figure); ``context`` is the rest."""
+    query, filters = dict(query), dict(filters or {})
+    if site is not None:
+        filters["site"] = site_filter(principal, site)
+        query["site_id"] = filters["site"] or None
+    if status is not None:
+        text, states = status
+        filters["status"], query["status"] = status_filter(text, states)
+        context.setdefault("statuses", [state.value for state in states])
+    found, next_after = lister(
+        connection, visible=principal.sites, after=after or None, limit=PAGE, **query
+    )
+    return render(
+        request,
+        template,
+        {
+            key: found if view is None else [view(each) for each in found],
+            "filters": filters,
+            "sites": _sites(connection, principal),
+            "more": None if next_after is None else url(base, **filters, after=next_after),
+            "url": url,
+            **context,
+        },
+        principal=principal,
+    )
 
 
 def options(request: Request, records: list[Any], key: str) -> list[tuple[str, str]]:

@@ -50,8 +50,8 @@ from central_api.web.purchasing import (
     _if_match,
     _posted,
     _row_key,
-    _sites,
     _status_of,
+    document_list,
     options,
     posted_rows,
     refusal_key,
@@ -152,13 +152,6 @@ def command_route(
     router.post(f"{base.removeprefix(CONSOLE_ROOT)}/{verb}", dependencies=[Requires(action)])(
         command
     )
-
-
-def _site_filter(principal: Principal, site: str) -> str:
-    text = "".join(c for c in site if c.isprintable()).strip()
-    if text and not principal.sees_site(text):
-        raise ForbiddenError(f"site {text} is outside your sites")
-    return text
 
 
 def _locations(request: Request, connection: Connection, site_id: str) -> list[tuple[str, str]]:
@@ -265,28 +258,19 @@ def _po_documents(
     """A list of documents entered against POs (receipts, returns), filtered by PO and
     site, of the user's sites only, paged."""
     po_id, site, after = query
-    site_text = _site_filter(principal, site)
-    found, next_after = lister(
-        connection,
-        po_id=po_id or None,
-        site_id=site_text or None,
-        visible=principal.sites,
-        after=after or None,
-        limit=PAGE,
-    )
-    filters = {"po": po_id or "", "site": site_text}
-    return render(
+    return document_list(
         request,
-        template,
-        {
-            key: found,
-            "filters": filters,
-            "sites": _sites(connection, principal),
-            "more": None if next_after is None else url(base, **filters, after=next_after),
-            "status_labels": STATUS_LABELS,
-            "url": url,
-        },
-        principal=principal,
+        connection,
+        principal,
+        lister,
+        {"po_id": po_id or None},
+        after=after,
+        site=site,
+        filters={"po": po_id or ""},
+        template=template,
+        key=key,
+        base=base,
+        status_labels=STATUS_LABELS,
     )
 
 

@@ -54,16 +54,17 @@ from central_api.web import i18n
 from central_api.web.forms import validate
 from central_api.web.purchasing import (
     _REFUSALS,
-    PAGE,
     STATUS_LABELS,
     VERB_LABELS,
     IdQuery,
+    Lister,
     _posted,
     _row_key,
-    _sites,
+    document_list,
     options,
     posted_rows,
     refusal_key,
+    site_filter,
     url,
 )
 from central_api.web.receiving import command_route
@@ -122,13 +123,6 @@ def _today() -> date:
 
 def _clean(text: str) -> str:
     return "".join(c for c in text if c.isprintable()).strip()
-
-
-def _site_filter(principal: Principal, site: str) -> str:
-    text = _clean(site)
-    if text and not principal.sees_site(text):
-        raise ForbiddenError(f"site {text} is outside your sites")
-    return text
 
 
 def _require_money(principal: PrincipalDep) -> Principal:
@@ -271,6 +265,29 @@ def _line_label(line: sales.SoLine, qty: Decimal, lots: list[str]) -> str:
     return f"{label} · {', '.join(lots)}" if lots else label
 
 
+def _so_documents(
+    request: Request,
+    connection: Connection,
+    principal: Principal,
+    lister: Lister,
+    query: tuple[str | None, str, str | None],
+    **page: Any,
+) -> HTMLResponse:
+    """A list of documents of sales orders (shipments, returns), by order and site."""
+    so_id, site, after = query
+    return document_list(
+        request,
+        connection,
+        principal,
+        lister,
+        {"so_id": so_id or None},
+        after=after,
+        site=site,
+        filters={"so": so_id or ""},
+        **page,
+    )
+
+
 # --- pick lists ----------------------------------------------------------------------------
 
 
@@ -285,41 +302,38 @@ def pick_lists_page(
 ) -> HTMLResponse:
     """Confirmed orders of the user's sites: each one's pick list is what is reserved
     for it and not yet shipped (a pick list is read from the reservations, never stale)."""
-    site_text = _site_filter(principal, site)
-    found, next_after = sales.list_sales_orders(
-        connection,
-        chosen=sales.SoFilter(
+    site_text = site_filter(principal, site)
+
+    def confirmed(
+        connection: Connection, *, visible: frozenset[str] | None, after: str | None, limit: int
+    ) -> tuple[list[sales.SalesOrder], str | None]:
+        chosen = sales.SoFilter(
             status=sales.SoStatus.CONFIRMED,
             customer=None,
             site_id=site_text or None,
-            visible_sites=principal.sites,
-        ),
-        after=after or None,
-        limit=PAGE,
-    )
-    filters = {"site": site_text}
-    orders = [
-        {
+            visible_sites=visible,
+        )
+        return sales.list_sales_orders(connection, chosen=chosen, after=after, limit=limit)
+
+    return document_list(
+        request,
+        connection,
+        principal,
+        confirmed,
+        {},
+        after=after,
+        filters={"site": site_text},
+        template="sales_pick_lists.html",
+        key="orders",
+        base=PICK_LISTS,
+        view=lambda so: {
             "so_id": so.so_id,
             "customer": so.customer,
             "site_id": so.site_id,
             "lines": len(so.lines),
             "to_pick": sum(1 for line in so.lines if line.reservations),
             "created_at": so.created_at,
-        }
-        for so in found
-    ]
-    return render(
-        request,
-        "sales_pick_lists.html",
-        {
-            "orders": orders,
-            "filters": filters,
-            "sites": _sites(connection, principal),
-            "more": None if next_after is None else url(PICK_LISTS, **filters, after=next_after),
-            "url": url,
         },
-        principal=principal,
     )
 
 
@@ -360,27 +374,15 @@ def shipments_page(
     after: AfterQuery = None,
 ) -> HTMLResponse:
     """Shipments (发货) of the user's sites, by order and site."""
-    site_text = _site_filter(principal, site)
-    found, next_after = shipping.list_shipments(
-        connection,
-        so_id=so_id or None,
-        site_id=site_text or None,
-        visible=principal.sites,
-        after=after or None,
-        limit=PAGE,
-    )
-    filters = {"so": so_id or "", "site": site_text}
-    return render(
+    return _so_documents(
         request,
-        "shipment_list.html",
-        {
-            "shipments": found,
-            "filters": filters,
-            "sites": _sites(connection, principal),
-            "more": None if next_after is None else url(SHIPMENTS, **filters, after=next_after),
-            "url": url,
-        },
-        principal=principal,
+        connection,
+        principal,
+        shipping.list_shipments,
+        (so_id, site, after),
+        template="shipment_list.html",
+        key="shipments",
+        base=SHIPMENTS,
     )
 
 
@@ -597,28 +599,16 @@ def returns_page(
     after: AfterQuery = None,
 ) -> HTMLResponse:
     """Customer returns (销售退货) of the user's sites, by order and site."""
-    site_text = _site_filter(principal, site)
-    found, next_after = customer_returns.list_returns(
-        connection,
-        so_id=so_id or None,
-        site_id=site_text or None,
-        visible=principal.sites,
-        after=after or None,
-        limit=PAGE,
-    )
-    filters = {"so": so_id or "", "site": site_text}
-    return render(
+    return _so_documents(
         request,
-        "sales_return_list.html",
-        {
-            "returns": found,
-            "filters": filters,
-            "sites": _sites(connection, principal),
-            "more": None if next_after is None else url(RETURNS, **filters, after=next_after),
-            "status_labels": DOC_LABELS,
-            "url": url,
-        },
-        principal=principal,
+        connection,
+        principal,
+        customer_returns.list_returns,
+        (so_id, site, after),
+        template="sales_return_list.html",
+        key="returns",
+        base=RETURNS,
+        status_labels=DOC_LABELS,
     )
 
 
@@ -868,33 +858,22 @@ def invoices_page(
 ) -> HTMLResponse:
     """Sales invoices (销售发票) by status, customer and site, with what is outstanding and
     when it falls due."""
-    chosen = status if status in receivables.InvoiceStatus.__members__.values() else ""
     customer_text = _clean(customer)
-    site_text = _site_filter(principal, site)
-    found, next_after = receivables.list_invoices(
-        connection,
-        customer=customer_text or None,
-        status=receivables.InvoiceStatus(chosen) if chosen else None,
-        site_id=site_text or None,
-        visible=principal.sites,
-        after=after or None,
-        limit=PAGE,
-    )
-    filters = {"status": chosen, "customer": customer_text, "site": site_text}
-    return render(
+    return document_list(
         request,
-        "invoice_list.html",
-        {
-            "invoices": found,
-            "today": _today(),
-            "filters": filters,
-            "statuses": [s.value for s in receivables.InvoiceStatus],
-            "sites": _sites(connection, principal),
-            "more": None if next_after is None else url(INVOICES, **filters, after=next_after),
-            "status_labels": DOC_LABELS,
-            "url": url,
-        },
-        principal=principal,
+        connection,
+        principal,
+        receivables.list_invoices,
+        {"customer": customer_text or None},
+        after=after,
+        site=site,
+        status=(status, receivables.InvoiceStatus),
+        filters={"customer": customer_text},
+        template="invoice_list.html",
+        key="invoices",
+        base=INVOICES,
+        today=_today(),
+        status_labels=DOC_LABELS,
     )
 
 

@@ -326,8 +326,9 @@ def test_a_clerk_sees_no_money_and_a_user_of_one_site_only_it(chain: TestClient)
         "slow-moving",
         "expiry",
         "sync-lag",
+        "stock-outs",
     ]
-    assert len(ok(chain.get(REPORTS))) == 8
+    assert len(ok(chain.get(REPORTS))) == 12  # 8 and the four of issue 17
     stock = report(chain, "stock-on-hand", headers=clerk)
     assert [c["key"] for c in stock["columns"]] == [
         "site_id",

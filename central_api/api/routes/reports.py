@@ -7,13 +7,18 @@ the reader's console language; JSON labels are the English msgids.
 
 Who may read what, checked here, never only by the page that links it:
 
-* stock on hand, movements, slow-moving stock, expiry and sync lag: ``stock.read``;
-  the value columns only for roles with the financial field group (the service leaves
-  them out otherwise);
+* stock on hand, movements, slow-moving stock, expiry, sync lag and the stock-out rate:
+  ``stock.read``; the value columns only for roles with the financial field group (the
+  service leaves them out otherwise); count accuracy: ``stock_count.read``;
 * gross margin, turnover and counter takings: ``valuation.read`` **and** the financial
-  group, since every figure is money (as ``GET /valuation``);
+  group, since every figure is money (as ``GET /valuation``); receivables ageing:
+  ``receivable.read`` and the group; purchase price variance: ``supplier_invoice.read``
+  and the group;
 * a user limited to some sites reads only those: a ``site_id`` outside them is a 403,
   and without one the others are left out.
+
+The routes are made from the table in :mod:`central_api.api.report_specs` (one spec per
+report: filters, columns, service call), which the console's pages are made from too.
 
 Every read is an audit entry (``report.read``: the report, its filters, the format and
 how many rows), as valuation reads are: who looked at, or took away, the stock and margin
@@ -22,8 +27,9 @@ figures is worth keeping.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -33,12 +39,12 @@ from starlette.concurrency import run_in_threadpool
 
 from central_api.api.auditing import AuditDep
 from central_api.api.permissions import Requires
+from central_api.api.report_specs import SPECS, Reader, ReportSpec
 from central_api.core.principal import Principal, PrincipalDep
-from central_api.errors import ForbiddenError, SiteOutOfScopeError
 from central_api.schemas.reports import ReportColumnOut, ReportEntryOut, ReportOut
 from central_api.services import reports as service
+from central_api.services.audit import AuditContext
 from central_api.services.report_files import csv_chunks, file_chunks, text_of, write_xlsx
-from jxc.contract import Code, EventKind, SiteId, Text
 from jxc.paths import REPORTS, below_api_root
 
 router = APIRouter(prefix=below_api_root(REPORTS), tags=["reports"])
@@ -61,12 +67,6 @@ _RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 STOCK_READ = Requires("stock.read")
-MARGIN_READ = Requires("valuation.read")
-
-
-def _check_site(principal: Principal, site_id: str | None) -> None:
-    if site_id is not None and not principal.sees_site(site_id):
-        raise SiteOutOfScopeError(who=principal.label, site_id=site_id)
 
 
 def _json(report: service.Report) -> ReportOut:
@@ -171,302 +171,82 @@ async def _file(
     )
 
 
-_CATALOGUE: Final = (
-    ("stock-on-hand", False, "stock.read"),
-    ("movements", False, "stock.read"),
-    ("gross-margin", True, "valuation.read"),
-    ("slow-moving", False, "stock.read"),
-    ("expiry", False, "stock.read"),
-    ("turnover", True, "valuation.read"),
-    ("retail-takings", True, "valuation.read"),
-    ("sync-lag", False, "stock.read"),
-)
-
-
 @router.get("", dependencies=[STOCK_READ])
 async def list_reports(principal: PrincipalDep) -> list[ReportEntryOut]:
     """The reports the caller may read, each with its path (``?format=`` on each)."""
     return [
-        ReportEntryOut(name=name, path=f"{REPORTS}/{name}", financial_only=money, action=action)
-        for name, money, action in _CATALOGUE
-        if principal.can(action) and (principal.financial or not money)
+        ReportEntryOut(
+            name=spec.name,
+            path=f"{REPORTS}/{spec.name}",
+            financial_only=spec.money_only,
+            action=spec.action,
+        )
+        for spec in SPECS
+        if spec.may_read(principal)
     ]
 
 
-@router.get("/stock-on-hand", dependencies=[STOCK_READ], responses=_RESPONSES)
-async def stock_on_hand(
-    request: Request,
-    principal: PrincipalDep,
-    audit: AuditDep,
-    *,
-    site_id: Annotated[SiteId | None, Query()] = None,
-    item: Annotated[Code | None, Query()] = None,
-    location: Annotated[Code | None, Query()] = None,
-    lot: Annotated[
-        Text | None, Query(max_length=40, description='"" for stock kept without a lot')
-    ] = None,
-    as_of: Annotated[
-        datetime | None,
-        Query(description="the stock as it was at this moment (UTC if no offset); omit: now"),
-    ] = None,
-    format: FormatQuery = "json",
-) -> ReportOut:
-    """库存明细: on hand per (site, location, item, lot), now or at a past moment (from
-    the ledger by ``occurred_at``), with its value for a financial reader."""
-    _check_site(principal, site_id)
-    chosen = service.StockFilter(
-        site_id=site_id, item=item, location=location, lot=lot, visible=principal.sites
-    )
-    moment = service.checked_moment(as_of, "as_of")
-    return await _serve(  # type: ignore[no-any-return]
-        request,
-        audit,
-        name="stock-on-hand",
-        fmt=format,
-        site_id=site_id,
-        filters={"item": item, "location": location, "lot": lot, "as_of": moment},
-        build=lambda connection: service.stock_on_hand(
-            connection, chosen, as_of=moment, financial=principal.financial
-        ),
-    )
+_NOT_AUDITED: Final = ("site", "limit")
+"""Filter kinds the entry does not list: the site is the entry's own field; the page size
+says nothing of what was read."""
 
 
-@router.get("/movements", dependencies=[STOCK_READ], responses=_RESPONSES)
-async def movements(
-    request: Request,
-    principal: PrincipalDep,
-    audit: AuditDep,
-    *,
-    site_id: Annotated[SiteId | None, Query()] = None,
-    item: Annotated[Code | None, Query()] = None,
-    kind: Annotated[EventKind | None, Query()] = None,
-    location: Annotated[Code | None, Query()] = None,
-    doc_id: Annotated[Code | None, Query(description="the document's id, e.g. SO000012")] = None,
-    since: Annotated[datetime | None, Query(description="occurred from (UTC if no offset)")] = None,
-    until: Annotated[datetime | None, Query(description="occurred before")] = None,
-    after: Annotated[
-        str | None, Query(max_length=200, description="next_after of the previous page")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
-    format: FormatQuery = "json",
-) -> ReportOut:
-    """进出库流水: movements of both ledgers in the order valuation follows, a page at a
-    time (an export has every page), with each one's cost for a financial reader."""
-    _check_site(principal, site_id)
-    chosen = service.MovementFilter(
-        site_id=site_id,
-        item=item,
-        kind=None if kind is None else kind.value,
-        location=location,
-        doc_id=doc_id,
-        since=service.checked_moment(since, "since"),
-        until=service.checked_moment(until, "until"),
-    )
-    if after is not None:
-        service.decode_cursor(after)  # a bad cursor is a 422 before anything is read
-    financial, visible = principal.financial, principal.sites
-    return await _serve(  # type: ignore[no-any-return]
-        request,
-        audit,
-        name="movements",
-        fmt=format,
-        site_id=site_id,
-        filters={
-            "item": item,
-            "kind": chosen.kind,
-            "location": location,
-            "doc_id": doc_id,
-            "since": chosen.since,
-            "until": chosen.until,
-            "after": after,
-        },
-        build=lambda connection: service.movements(
-            connection, chosen, after=after, limit=limit, visible=visible, financial=financial
-        ),
-        every_page=lambda connection: service.iter_movements(
-            connection, chosen, visible=visible, financial=financial
-        ),
-        columns=service.visible_columns(service.MOVEMENT_COLUMNS, financial),
-    )
+def _route(spec: ReportSpec) -> None:
+    """``GET /reports/<name>``: the spec's filters as typed query parameters (the
+    signature FastAPI reads is made from them), the spec's checks, the read, its audit
+    entry and the answer in the format asked for."""
 
-
-@router.get("/gross-margin", dependencies=[MARGIN_READ], responses=_RESPONSES)
-async def gross_margin(
-    request: Request,
-    principal: PrincipalDep,
-    audit: AuditDep,
-    *,
-    by: Annotated[
-        Literal["item", "category", "customer", "site", "month"],
-        Query(description="what each row sums"),
-    ] = "item",
-    since: Annotated[date | None, Query(description="invoice date from")] = None,
-    until: Annotated[date | None, Query(description="invoice date to (inclusive)")] = None,
-    site_id: Annotated[SiteId | None, Query()] = None,
-    format: FormatQuery = "json",
-) -> ReportOut:
-    """毛利分析: revenue of sales invoices (before tax) against the cost of goods of the
-    shipments they bill, and the stores' counter sales less refunds against the cost of
-    goods of the same events, largest margin first."""
-    if not principal.financial:
-        raise ForbiddenError("your roles do not show values or costs, so you may not read them")
-    _check_site(principal, site_id)
-    visible = principal.sites
-    return await _serve(  # type: ignore[no-any-return]
-        request,
-        audit,
-        name="gross-margin",
-        fmt=format,
-        site_id=site_id,
-        filters={"by": by, "since": since, "until": until},
-        build=lambda connection: service.gross_margin(
-            connection, by=by, since=since, until=until, site_id=site_id, visible=visible
-        ),
-    )
-
-
-@router.get("/slow-moving", dependencies=[STOCK_READ], responses=_RESPONSES)
-async def slow_moving(
-    request: Request,
-    principal: PrincipalDep,
-    audit: AuditDep,
-    *,
-    days: Annotated[
-        int, Query(ge=1, le=36_500, description="no movement out in this many days")
-    ] = 90,
-    on: Annotated[
-        date | None, Query(description="counted to the end of this day; omit: now")
-    ] = None,
-    site_id: Annotated[SiteId | None, Query()] = None,
-    format: FormatQuery = "json",
-) -> ReportOut:
-    """呆滞库存: what is on hand and has not gone out for ``days`` days (or never), with
-    its value for a financial reader."""
-    _check_site(principal, site_id)
-    financial, visible = principal.financial, principal.sites
-    return await _serve(  # type: ignore[no-any-return]
-        request,
-        audit,
-        name="slow-moving",
-        fmt=format,
-        site_id=site_id,
-        filters={"days": days, "on": on},
-        build=lambda connection: service.slow_moving(
-            connection,
-            days=days,
-            on=service.end_of(on, "on"),
+    async def endpoint(
+        request: Request,
+        principal: Principal,
+        audit: AuditContext,
+        format: Format = "json",
+        **given: Any,
+    ) -> Any:
+        site_id = given.get("site_id")
+        spec.check(principal, site_id)
+        values = {f.name: f.from_api(given[f.name]) for f in spec.filters}
+        reader = Reader.of(principal)
+        paged = spec.every_page
+        return await _serve(
+            request,
+            audit,
+            name=spec.name,
+            fmt=format,
             site_id=site_id,
-            visible=visible,
-            financial=financial,
-        ),
+            filters={f.name: values[f.name] for f in spec.filters if f.kind not in _NOT_AUDITED},
+            build=lambda connection: spec.build(connection, reader, values),
+            every_page=None
+            if paged is None
+            else lambda connection: paged(connection, reader, values),
+            columns=service.visible_columns(spec.columns, reader.financial),
+        )
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("request", keyword, annotation=Request),
+            inspect.Parameter("principal", keyword, annotation=PrincipalDep),
+            inspect.Parameter("audit", keyword, annotation=AuditDep),
+            *(
+                inspect.Parameter(
+                    f.name,
+                    keyword,
+                    annotation=f.annotation(),
+                    default=inspect.Parameter.empty if f.required else f.default,
+                )
+                for f in spec.filters
+            ),
+            inspect.Parameter("format", keyword, annotation=FormatQuery, default="json"),
+        ],
+        return_annotation=ReportOut,
+    )
+    endpoint.__name__ = spec.name.replace("-", "_")
+    endpoint.__doc__ = spec.doc
+    router.get(f"/{spec.name}", dependencies=[Requires(spec.action)], responses=_RESPONSES)(
+        endpoint
     )
 
 
-@router.get("/expiry", dependencies=[STOCK_READ], responses=_RESPONSES)
-async def expiry(
-    request: Request,
-    principal: PrincipalDep,
-    audit: AuditDep,
-    *,
-    on: Annotated[date | None, Query(description="days left counted from this day")] = None,
-    site_id: Annotated[SiteId | None, Query()] = None,
-    item: Annotated[Code | None, Query()] = None,
-    format: FormatQuery = "json",
-) -> ReportOut:
-    """效期: lots on hand expired or expiring within 30, 60 and 90 days, soonest first,
-    with their value for a financial reader."""
-    _check_site(principal, site_id)
-    financial, visible = principal.financial, principal.sites
-    return await _serve(  # type: ignore[no-any-return]
-        request,
-        audit,
-        name="expiry",
-        fmt=format,
-        site_id=site_id,
-        filters={"on": on, "item": item},
-        build=lambda connection: service.expiry(
-            connection, on=on, site_id=site_id, item=item, visible=visible, financial=financial
-        ),
-    )
-
-
-@router.get("/turnover", dependencies=[MARGIN_READ], responses=_RESPONSES)
-async def turnover(
-    request: Request,
-    principal: PrincipalDep,
-    audit: AuditDep,
-    *,
-    since: Annotated[date, Query(description="the period's first day")],
-    until: Annotated[date, Query(description="its last day (inclusive)")],
-    site_id: Annotated[SiteId | None, Query()] = None,
-    format: FormatQuery = "json",
-) -> ReportOut:
-    """周转: cost of goods over the average stock value per (site, item) in a period,
-    and the days of stock that makes; fastest first."""
-    if not principal.financial:
-        raise ForbiddenError("your roles do not show values or costs, so you may not read them")
-    _check_site(principal, site_id)
-    visible = principal.sites
-    return await _serve(  # type: ignore[no-any-return]
-        request,
-        audit,
-        name="turnover",
-        fmt=format,
-        site_id=site_id,
-        filters={"since": since, "until": until},
-        build=lambda connection: service.turnover(
-            connection, since=since, until=until, site_id=site_id, visible=visible
-        ),
-    )
-
-
-@router.get("/retail-takings", dependencies=[MARGIN_READ], responses=_RESPONSES)
-async def retail_takings(
-    request: Request,
-    principal: PrincipalDep,
-    audit: AuditDep,
-    *,
-    since: Annotated[date | None, Query(description="the first day (UTC)")] = None,
-    until: Annotated[date | None, Query(description="the last day (UTC, inclusive)")] = None,
-    site_id: Annotated[SiteId | None, Query()] = None,
-    format: FormatQuery = "json",
-) -> ReportOut:
-    """零售收款: the stores' counter takings per site, day and payment method (sold,
-    refunded, net), latest day first."""
-    if not principal.financial:
-        raise ForbiddenError("your roles do not show values or costs, so you may not read them")
-    _check_site(principal, site_id)
-    visible = principal.sites
-    return await _serve(  # type: ignore[no-any-return]
-        request,
-        audit,
-        name="retail-takings",
-        fmt=format,
-        site_id=site_id,
-        filters={"since": since, "until": until},
-        build=lambda connection: service.retail_takings(
-            connection, since=since, until=until, site_id=site_id, visible=visible
-        ),
-    )
-
-
-@router.get("/sync-lag", dependencies=[STOCK_READ], responses=_RESPONSES)
-async def sync_lag(
-    request: Request,
-    principal: PrincipalDep,
-    audit: AuditDep,
-    *,
-    format: FormatQuery = "json",
-) -> ReportOut:
-    """同步延迟: per site with an edge, how far central holds its ledger and how long
-    since it last pushed, the longest silent first."""
-    visible = principal.sites
-    return await _serve(  # type: ignore[no-any-return]
-        request,
-        audit,
-        name="sync-lag",
-        fmt=format,
-        site_id=None,
-        filters={},
-        build=lambda connection: service.sync_lag(connection, visible=visible),
-    )
+for _spec in SPECS:
+    _route(_spec)
