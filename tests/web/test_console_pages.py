@@ -266,6 +266,13 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/reports/sync-lag"): "stock.read",
         ("GET", "/console/dashboard"): "stock.read",
         ("GET", "/console/dashboard/live"): "stock.read",
+        ("GET", "/console/webhooks"): "webhook.manage",
+        ("GET", "/console/webhooks/new"): "webhook.manage",
+        ("POST", "/console/webhooks/new"): "webhook.manage",
+        ("GET", "/console/webhooks/view"): "webhook.manage",
+        ("POST", "/console/webhooks/edit"): "webhook.manage",
+        ("POST", "/console/webhooks/active"): "webhook.manage",
+        ("POST", "/console/webhooks/replay"): "webhook.manage",
     }
 
 
@@ -353,6 +360,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/transfer",
         "/console/users",
         "/console/roles",
+        "/console/webhooks",
     ]
     assert menu("buyer") == [
         *master,
