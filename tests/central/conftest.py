@@ -50,6 +50,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 
 CENTRAL_TABLES = (
     "alerts",
+    "site_devices",
+    "site_status",
     "expiry_alert_days",
     "item_site_supply",
     "retail_sales",
