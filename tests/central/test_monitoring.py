@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select
 
@@ -27,6 +28,7 @@ from central_api.services.monitoring import (
     record_status,
     site_health,
 )
+from edge_agent.reporting import StatusReporter, build_report
 from jxc.contract import SiteStatusReport
 from jxc.paths import SYNC_STATUS
 
@@ -248,3 +250,46 @@ def test_an_edge_reports_through_the_sync_contract(client: TestClient) -> None:
         SYNC_STATUS, json={**body, "site_id": "S02"}, headers={"Authorization": "Bearer x"}
     )
     assert token.status_code == 401
+
+
+def test_the_edge_reporter_reports_to_central_and_stops_on_an_older_central(
+    client: TestClient,
+) -> None:
+    scanner = {"device_id": "SC1", "state": "connected", "last_error": None}
+    printer = {"device_id": "P1", "state": "disconnected", "last_error": "head\nopen"}
+
+    def make(now: datetime) -> SiteStatusReport:
+        devices = [("scanner", scanner), ("printer", printer), ("printer", printer)]
+        return build_report("S07", outbox_depth=12, dead_letters=1, devices=devices, now=now)
+
+    reporter = StatusReporter(client, make)
+    reporter.run()
+    assert reporter.last_error is None
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        status = connection.execute(select(site_status)).one()
+        devices = connection.execute(
+            select(
+                site_devices.c.device_id, site_devices.c.state, site_devices.c.last_error
+            ).order_by(site_devices.c.device_id)
+        ).all()
+    assert (status.site_id, status.outbox_depth, status.dead_letters) == ("S07", 12, 1)
+    assert [tuple(row) for row in devices] == [
+        ("P1", "disconnected", "head open"),
+        ("SC1", "connected", None),
+    ]
+
+    calls: list[str] = []
+
+    def older_central(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    with httpx.Client(
+        base_url="http://central", transport=httpx.MockTransport(older_central)
+    ) as old:
+        quiet = StatusReporter(old, make)
+        quiet.run()
+        quiet.run()
+    assert calls == [SYNC_STATUS]
+    assert quiet.unsupported
