@@ -13,6 +13,7 @@ import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select
 
+from central_api.core.config import Settings
 from central_api.core.db import write_transaction
 from central_api.models.audit import audit_log
 from central_api.models.ledger import site_sync_state
@@ -31,6 +32,8 @@ from central_api.services.monitoring import (
 from edge_agent.reporting import StatusReporter, build_report
 from jxc.contract import SiteStatusReport
 from jxc.paths import SYNC_STATUS
+from tests.central.conftest import central_app
+from tests.patience import wait_for
 
 T = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 LIMITS = Thresholds(
@@ -245,11 +248,34 @@ def test_an_edge_reports_through_the_sync_contract(client: TestClient) -> None:
     assert "devices" in refused.text
     twice = {**body, "devices": body["devices"] * 2}
     assert client.post(SYNC_STATUS, json=twice).status_code == 422
-    # another site's token cannot report for S01
+    # no token, and another site's token: refused, nothing kept
     token = client.post(
         SYNC_STATUS, json={**body, "site_id": "S02"}, headers={"Authorization": "Bearer x"}
     )
     assert token.status_code == 401
+    s02 = client.auth.token_for("S02")  # type: ignore[union-attr]
+    other = client.post(
+        SYNC_STATUS,
+        json={**body, "outbox_depth": 99},
+        headers={"Authorization": f"Bearer {s02}"},
+    )
+    assert other.status_code == 403
+    with engine.connect() as connection:
+        assert connection.execute(select(site_status.c.outbox_depth)).scalars().all() == [7]
+
+
+def test_the_lifespan_worker_runs_the_check(database_url: str) -> None:
+    """The app's own worker raises the alert (a site silent since long before any run of
+    the tests, so whatever the clock says it lags), polled for, not slept on."""
+    settings = Settings(database_url=database_url, monitor_interval_s=0.05, webhook_poll_s=0)
+    with central_app(settings) as app, TestClient(app):
+        engine = app.state.engine
+        pushed(engine, "S09", -60 * 24 * 300)
+
+        def raised() -> bool:
+            return ("sync_lag", "S09", "") in open_alerts(engine)
+
+        assert wait_for(raised, 10)
 
 
 def test_the_edge_reporter_reports_to_central_and_stops_on_an_older_central(
