@@ -303,7 +303,8 @@ async def edit_webhook_page(
                     url=form["url"],
                     events=_events(form["events"]),
                     description=form["description"],
-                    financial=form["financial"],
+                    # a role without amounts is not offered the box: leave it as it is
+                    financial=form["financial"] if principal.financial else None,
                 ),
                 audit=audit,
                 if_match=_if_match(posted),

@@ -22,6 +22,8 @@ from tests.edge_agent.test_agent_alerts import eventually
 
 
 class StandIn(ThreadingHTTPServer):
+    daemon_threads = True  # a kept-alive connection must not hold up the shutdown
+    block_on_close = False
     reports: list[dict[str, Any]]
 
 
