@@ -33,6 +33,8 @@ from edge_agent.reporting import StatusReporter, build_report
 from jxc.contract import SiteStatusReport
 from jxc.paths import SYNC_STATUS
 from tests.central.conftest import central_app
+from tests.central.test_metrics import samples
+from tests.central.test_metrics import value as value_of
 from tests.patience import wait_for
 
 T = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -262,6 +264,10 @@ def test_an_edge_reports_through_the_sync_contract(client: TestClient) -> None:
     assert other.status_code == 403
     with engine.connect() as connection:
         assert connection.execute(select(site_status.c.outbox_depth)).scalars().all() == [7]
+    scraped = samples(client)
+    assert value_of(scraped, "jxc_site_outbox_depth", site="S01") == 7
+    down = {"site": "S01", "kind": "printer", "device": "P1", "state": "disconnected"}
+    assert value_of(scraped, "jxc_site_device_state", **down) == 1
 
 
 def test_the_lifespan_worker_runs_the_check(database_url: str) -> None:
