@@ -126,6 +126,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             interval_h=settings.backup_interval_h,
         )
     webhooks = None
+    monitor = None
     try:
         _refuse_stale_schema(app.state.engine)
         if settings.webhook_poll_s > 0:
@@ -133,8 +134,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
             webhooks = WebhookWorker(app.state.engine, lambda: app.state.settings)
             webhooks.start()
+        if settings.monitor_interval_s > 0:
+            from central_api.services.monitoring import MonitorWorker  # noqa: PLC0415
+
+            monitor = MonitorWorker(app.state.engine, lambda: app.state.settings)
+            monitor.start()
         yield
     finally:
+        if monitor is not None:
+            await monitor.stop()
         if webhooks is not None:
             await webhooks.stop()
         if scheduler is not None:

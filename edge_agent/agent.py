@@ -36,6 +36,7 @@ from edge_agent.config import SiteConfig
 from edge_agent.jobs import JobHealth, describe_error, job_alerts
 from edge_agent.ledger import SCHEMA_VERSION, DiskSpaceError, Ledger, LedgerError
 from edge_agent.metrics import EdgeMetrics
+from edge_agent.reporting import StatusReporter, build_report
 from edge_agent.stations.counter import CounterStation
 from edge_agent.stations.errors import ChoiceNeededError, StationError
 from edge_agent.stations.labels import LabelSpooler
@@ -47,6 +48,7 @@ from edge_agent.status_page import StatusServer
 from edge_agent.sync import Pusher
 from edge_agent.transport import central_client, central_tls
 from jxc import __version__
+from jxc.contract import SiteStatusReport
 from jxc.discovery import (
     CENTRAL_TYPE,
     EDGE_TYPE,
@@ -216,6 +218,7 @@ class EdgeAgent:
             site_id=config.site.id,
             max_backoff_s=config.sync.max_backoff_s,
         )
+        self.reporter = StatusReporter(self.client, self._status_report)
         self.scanners: list[Scanner] = []
         self.scales: dict[str, Scale] = {}
         self.printers: dict[str, LabelPrinter] = {}
@@ -319,6 +322,18 @@ class EdgeAgent:
             misfire_grace_time=max(1, int(self.config.sync.pull_interval_s * 5)),
             next_run_time=datetime.now(UTC),
         )
+        report_s = self.config.sync.status_interval_s
+        if report_s > 0:
+            self._scheduler.add_job(
+                self.jobs.guard("report", self._when_central_known(self.reporter.run)),
+                "interval",
+                seconds=report_s,
+                id="report",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(report_s)),
+                next_run_time=datetime.now(UTC),
+            )
         idle_s = self.config.ledger.idle_checkpoint_s
         self._scheduler.add_job(
             self.jobs.guard("checkpoint", partial(self.ledger.checkpoint_if_idle, idle_s)),
@@ -517,6 +532,20 @@ class EdgeAgent:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def _status_report(self, now: datetime) -> SiteStatusReport:
+        """What central is told every ``status_interval_s``: the outbox and the devices."""
+        counts = self.ledger.counts()
+        devices = [("scanner", s.status().as_dict()) for s in self.scanners]
+        devices += [("scale", scale.status().as_dict()) for scale in self.scales.values()]
+        devices += [("printer", p.status().as_dict()) for p in self.printers.values()]
+        return build_report(
+            self.config.site.id,
+            outbox_depth=counts.pending,
+            dead_letters=counts.dead,
+            devices=devices,
+            now=now,
+        )
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         """Ready: the ledger answers a read and is at this agent's schema version.

@@ -58,6 +58,9 @@ class SyncSection(_Section):
     """How often master data (items, barcodes) is fetched from central's change feed."""
     max_clock_skew_s: Annotated[float, Field(gt=0)] = 120.0
     """Beyond this difference from central's clock the status page raises an alert."""
+    status_interval_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    """How often the agent reports its outbox depth and device states to central, which
+    raises operations alerts from them (0: never; ``edge_agent/reporting.py``)."""
 
 
 class LedgerSection(_Section):

@@ -457,6 +457,52 @@ class PushAck(BaseModel):
     server_time: datetime = Field(description="central clock, to measure the edge's skew")
 
 
+MAX_DEVICES_PER_REPORT = 200
+
+
+class DeviceReport(BaseModel):
+    """One device of a site as its driver sees it now (the status page's ``state``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["scanner", "scale", "printer"]
+    device_id: Annotated[Text, Field(min_length=1, max_length=64)]
+    state: Literal["connected", "degraded", "disconnected"]
+    last_error: Annotated[Text, Field(max_length=300)] | None = None
+
+
+class SiteStatusReport(BaseModel):
+    """``POST /api/v1/sync/status``: what an edge says about itself besides its ledger.
+
+    An addition to contract version 1, so optional on both sides: an edge that does not
+    send it is simply not watched for outbox depth and devices, and an edge whose central
+    answers 404 (older than this) stops sending it until its next start. Central keeps
+    only the latest report per site (``docs/integrations.md``, "Operations alerts")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contract_version: Literal[1] = CONTRACT_VERSION
+    site_id: SiteId
+    reported_at: datetime = Field(description="the edge's clock when it made the report")
+    outbox_depth: Int64 = Field(description="events recorded but not yet acknowledged")
+    dead_letters: Int64 = 0
+    devices: Annotated[list[DeviceReport], Field(max_length=MAX_DEVICES_PER_REPORT)] = Field(
+        default_factory=list
+    )
+
+    @field_validator("reported_at")
+    @classmethod
+    def _must_be_aware(cls, value: datetime) -> datetime:
+        return LedgerEvent._must_be_aware(value)
+
+    @model_validator(mode="after")
+    def _one_row_per_device(self) -> Self:
+        ids = [device.device_id for device in self.devices]
+        if len(set(ids)) != len(ids):
+            raise ValueError("devices: the same device_id appears twice")
+        return self
+
+
 def to_wire(model: BaseModel) -> dict[str, Any]:
     """JSON-ready dict of a contract model (decimals as strings, ids as text)."""
     return model.model_dump(mode="json")

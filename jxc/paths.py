@@ -28,6 +28,8 @@ SYNC_ACK = f"{API_ROOT}/sync/ack"
 """``GET ?site_id=``: how far central holds the site's ledger."""
 SYNC_REFUSED = f"{API_ROOT}/sync/refused"
 """``GET ?site_id=``: the site's events central refused and recorded."""
+SYNC_STATUS = f"{API_ROOT}/sync/status"
+"""``POST``: a site reports its outbox depth and device states (the latest is kept)."""
 SYNC_CHANGES = f"{API_ROOT}/sync/changes"
 """``GET ?site_id=&cursor=&limit=``: the master-data changes for the site after a cursor."""
 

@@ -36,13 +36,15 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, make_url, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central_api.api.permissions import api_routes
 from central_api.models.ledger import site_sync_state
+from central_api.models.monitoring import site_devices, site_status
 from central_api.services.backup import LAST_BACKUP
+from central_api.services.monitoring import disk_paths
 
 log = logging.getLogger("central_api.access")
 
@@ -105,7 +107,7 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._sites()
-        yield from _host(self._paths(self._state_of().settings))
+        yield from _host(disk_paths(self._state_of().settings))
         if "at" in LAST_BACKUP:
             last = GaugeMetricFamily(
                 "jxc_backup_last_success_timestamp_seconds",
@@ -118,16 +120,6 @@ class _StateCollector(Collector):
         )
         failures.add_metric([], float(LAST_BACKUP.get("failures", 0)))
         yield failures
-
-    @staticmethod
-    def _paths(settings: Any) -> dict[str, Path]:
-        paths: dict[str, Path] = {}
-        url = make_url(settings.database_url)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            paths["database"] = Path(url.database).resolve().parent
-        if settings.backup_dir is not None:
-            paths["backups"] = Path(settings.backup_dir)
-        return paths
 
     def _sites(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -148,6 +140,16 @@ class _StateCollector(Collector):
             "Seconds since each site's ledger last advanced at central.",
             labels=["site"],
         )
+        outbox = GaugeMetricFamily(
+            "jxc_site_outbox_depth",
+            "Events each site's edge last reported waiting in its outbox (POST /sync/status).",
+            labels=["site"],
+        )
+        devices = GaugeMetricFamily(
+            "jxc_site_device_state",
+            "1 for each device's state as its site's edge last reported it.",
+            labels=["site", "kind", "device", "state"],
+        )
         engine: Engine = self._state_of().engine
         now = datetime.now(UTC)
         try:
@@ -157,6 +159,17 @@ class _StateCollector(Collector):
                         site_sync_state.c.site_id,
                         site_sync_state.c.acked_through_seq,
                         site_sync_state.c.updated_at,
+                    )
+                ).all()
+                reported = connection.execute(
+                    select(site_status.c.site_id, site_status.c.outbox_depth)
+                ).all()
+                states = connection.execute(
+                    select(
+                        site_devices.c.site_id,
+                        site_devices.c.kind,
+                        site_devices.c.device_id,
+                        site_devices.c.state,
                     )
                 ).all()
         except SQLAlchemyError:
@@ -169,7 +182,11 @@ class _StateCollector(Collector):
             watermark.add_metric([site_id], float(acked))
             last_push.add_metric([site_id], at.timestamp())
             lag.add_metric([site_id], max(0.0, (now - at).total_seconds()))
-        yield from (up, watermark, last_push, lag)
+        for site_id, depth in reported:
+            outbox.add_metric([site_id], float(depth))
+        for site_id, kind, device_id, state in states:
+            devices.add_metric([site_id, kind, device_id, state], 1.0)
+        yield from (up, watermark, last_push, lag, outbox, devices)
 
 
 def _host(paths: dict[str, Path]) -> Iterator[Metric]:

@@ -135,6 +135,27 @@ class Settings(BaseSettings):
     """Let subscriptions target loopback, private and link-local addresses. Off: a
     webhook URL must not reach into central's own network (SSRF). Tests turn it on."""
 
+    monitor_interval_s: float = Field(default=60.0, ge=0, le=3600)
+    """How often each central process checks the operations thresholds below and raises
+    or clears their alerts in the inbox (seconds; 0: no check in this process). Several
+    processes checking is harmless: an alert is raised once (``docs/integrations.md``)."""
+
+    alert_sync_lag_min: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    """A site not heard for this many minutes (no push, and no status report saying its
+    outbox is empty) gets a ``sync_lag`` alert."""
+
+    alert_outbox_depth: int = Field(default=1000, ge=1)
+    """An edge reporting more events than this waiting in its outbox gets an
+    ``outbox_depth`` alert."""
+
+    alert_device_down_min: int = Field(default=5, ge=0, le=7 * 24 * 60)
+    """A device an edge reports ``disconnected`` for this many minutes gets a
+    ``device_down`` alert (0: at the first report)."""
+
+    alert_disk_free_percent: Decimal = Field(default=Decimal(10), ge=0, le=100)
+    """Free space under this percent where central keeps files (the SQLite database's
+    directory, the backup directory) raises ``disk_low`` (0: never)."""
+
     metrics_token: str | None = None
     """If set, ``GET /metrics`` wants ``Authorization: Bearer <this>``; unset, it is open
     (keep it off the public side at the reverse proxy, as deploy/ does). Prometheus has

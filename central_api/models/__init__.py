@@ -52,6 +52,7 @@ from central_api.models.master import (
     reference_entries,
     sites,
 )
+from central_api.models.monitoring import site_devices, site_status
 from central_api.models.people import (
     login_failures,
     roles,
@@ -152,6 +153,8 @@ __all__ = [
     "shipment_lines",
     "shipments",
     "site_credentials",
+    "site_devices",
+    "site_status",
     "site_sync_state",
     "sites",
     "stock_balances",

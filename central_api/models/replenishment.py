@@ -91,4 +91,17 @@ alerts = Table(
         sqlite_where=text("cleared_at IS NULL AND source = 'stock'"),
         postgresql_where=text("cleared_at IS NULL AND source = 'stock'"),
     ),
+    # The same for the operations alerts central's monitor raises (sync lag, outbox depth,
+    # a device down, disk low): two processes checking at once cannot raise one twice.
+    Index(
+        "ix_alerts_active_ops",
+        "kind",
+        "site_id",
+        "item_code",
+        "location",
+        "lot",
+        unique=True,
+        sqlite_where=text("cleared_at IS NULL AND source = 'ops'"),
+        postgresql_where=text("cleared_at IS NULL AND source = 'ops'"),
+    ),
 )

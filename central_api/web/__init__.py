@@ -40,6 +40,7 @@ from central_api.web.routes import login_url, redirect, root_router, router
 from central_api.web.sales import pages as sales_pages
 from central_api.web.sales_docs import routers as sales_doc_routers
 from central_api.web.transfer import pages as transfer_pages
+from central_api.web.webhooks import pages as webhook_pages
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -80,6 +81,7 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(dashboard_pages)
     app.include_router(feedback_pages)
     app.include_router(guide_router)
+    app.include_router(webhook_pages)
     app.mount(STATIC_ROOT, StaticFiles(directory=STATIC_DIR), name="console-static")
     for kind in (CentralError, RequestValidationError, StarletteHTTPException, Exception):
         original = app.exception_handlers.get(kind)

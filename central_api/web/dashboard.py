@@ -1,14 +1,16 @@
 """The console's dashboard (首页看板): what a manager looks at first.
 
 Stock value per site with its trend over the last 30 days (financial roles only), the open
-alerts by kind (each a link to the inbox filtered to it), the sites whose edge has not
-pushed for a while, today's receipts and shipments per site, the top sellers of the last
-30 days and the slowest movers.
+alerts by kind (each a link to the inbox filtered to it), the sites whose sync lags and
+the devices their edges report down (``web/monitoring.py``: the same figures and
+thresholds as the operations alerts), today's receipts and shipments per site, the top
+sellers of the last 30 days and the slowest movers.
 
 Read only, thin over the tables the report centre and the alerts inbox keep
 (``valuation_state``/``valuation_entries``, ``alerts``, ``purchase_receipts``,
-``shipments``, the ledger) and over ``services/reports.py`` (``sync_lag``,
-``slow_moving``): nothing here is stored, so there is nothing to keep in step.
+``shipments``, the ledger, ``site_status``/``site_devices``) and over
+``services/reports.py`` (``slow_moving``) and ``services/monitoring.py``: nothing here is
+stored, so there is nothing to keep in step.
 
 Every figure is read with the user's site scope (a scoped user sees only their sites) and
 money only for a role with the financial group (a clerk's page holds no value at all, not
@@ -30,7 +32,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Connection, String, and_, cast, func, or_, select
 
-from central_api.api.deps import ConnDep
+from central_api.api.deps import ConnDep, SettingsDep
 from central_api.api.permissions import Requires
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.models.inventory import transfer_exceptions
@@ -43,7 +45,9 @@ from central_api.services.alerts import PURCHASE_EXCEPTION, TRANSFER_EXCEPTION
 from central_api.services.central_events import ledger_union
 from central_api.services.documents import site_conditions
 from central_api.services.feed import read_snapshot
+from central_api.services.monitoring import Thresholds
 from central_api.services.shipping import SALES_ORDER
+from central_api.web.monitoring import ops_panel
 from central_api.web.purchasing import _sites
 from central_api.web.render import CONSOLE_ROOT, N_, render
 from jxc.contract import EventKind
@@ -56,9 +60,6 @@ POLL_SECONDS: Final = 30
 TREND_DAYS: Final = 30
 TOP: Final = 5
 SLOW_DAYS: Final = 90
-LAG_MINUTES: Final = 60
-"""A site whose edge has not pushed for this long is listed as lagging (an edge pushes
-within seconds when it is online, so an hour is a real outage, not a quiet shop)."""
 ZERO: Final = Decimal(0)
 EXCEPTIONS: Final = "exceptions"
 """The inbox filter word for every mirrored receiving and transfer exception."""
@@ -68,6 +69,8 @@ ALERT_TILES: Final = (
     ("expiry", N_("Near expiry")),
     ("negative_stock", N_("Negative stock")),
     (EXCEPTIONS, N_("Exceptions waiting")),
+    ("sync_lag", N_("Sites whose sync lags")),
+    ("device_down", N_("Devices down")),
 )
 
 READ = Requires("stock.read")
@@ -280,9 +283,18 @@ def top_sellers(
     ]
 
 
-def figures(connection: Connection, principal: Principal, today: date) -> dict[str, Any]:
-    """Everything the fragment shows, read in one snapshot with the user's scope."""
+def figures(
+    connection: Connection,
+    principal: Principal,
+    today: date,
+    *,
+    thresholds: Thresholds | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Everything the fragment shows, read in one snapshot with the user's scope; the
+    sync and device panel with the operations alerts' thresholds (the settings')."""
     visible = principal.sites
+    moment = now or datetime.now(UTC)
     with read_snapshot(connection):
         sites = _sites(connection, principal)
         values, trends = (
@@ -303,7 +315,9 @@ def figures(connection: Connection, principal: Principal, today: date) -> dict[s
                 card.trend = trends.get(site.site_id, [])
                 card.spark = spark_points(card.trend)
             cards.append(card)
-        lag = report_service.sync_lag(connection, visible=visible)
+        ops = ops_panel(
+            connection, visible=visible, now=moment, thresholds=thresholds or Thresholds()
+        )
         slow = report_service.slow_moving(
             connection, days=SLOW_DAYS, visible=visible, financial=principal.financial
         )
@@ -311,13 +325,15 @@ def figures(connection: Connection, principal: Principal, today: date) -> dict[s
             "cards": cards,
             "total": sum((card.value or ZERO for card in cards), ZERO),
             "tiles": alert_tiles(connection, visible) if principal.can("alert.read") else [],
-            "lagging": [row for row in lag.rows if row["lag_minutes"] >= LAG_MINUTES],
+            "lagging": ops.lagging,
+            "devices_down": ops.devices_down,
+            "device_minutes": ops.device_minutes,
             "sellers": top_sellers(connection, visible, today),
             "slow": slow.rows[:TOP],
             "financial": principal.financial,
-            "as_of": datetime.now(UTC),
+            "as_of": moment,
             "poll": POLL_SECONDS,
-            "lag_minutes": LAG_MINUTES,
+            "lag_minutes": ops.lag_minutes,
             "slow_days": SLOW_DAYS,
             "trend_days": TREND_DAYS,
             "dashboard_root": ROOT,
@@ -326,14 +342,22 @@ def figures(connection: Connection, principal: Principal, today: date) -> dict[s
 
 
 @pages.get("", dependencies=[READ])
-def dashboard_page(request: Request, connection: ConnDep, principal: PrincipalDep) -> HTMLResponse:
+def dashboard_page(
+    request: Request, connection: ConnDep, principal: PrincipalDep, settings: SettingsDep
+) -> HTMLResponse:
     """The console's home page for a user who may read stock."""
-    context = figures(connection, principal, datetime.now(UTC).date())
+    context = figures(
+        connection, principal, datetime.now(UTC).date(), thresholds=Thresholds.of(settings)
+    )
     return render(request, "dashboard.html", context, principal=principal)
 
 
 @pages.get("/live", dependencies=[READ])
-def dashboard_live(request: Request, connection: ConnDep, principal: PrincipalDep) -> HTMLResponse:
+def dashboard_live(
+    request: Request, connection: ConnDep, principal: PrincipalDep, settings: SettingsDep
+) -> HTMLResponse:
     """The dashboard's body alone: what the page fetches again every ``POLL_SECONDS``."""
-    context = figures(connection, principal, datetime.now(UTC).date())
+    context = figures(
+        connection, principal, datetime.now(UTC).date(), thresholds=Thresholds.of(settings)
+    )
     return render(request, "dashboard_live.html", context, principal=principal)

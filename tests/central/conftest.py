@@ -53,6 +53,8 @@ CENTRAL_TABLES = (
     "period_closes",
     "feedback",
     "alerts",
+    "site_devices",
+    "site_status",
     "expiry_alert_days",
     "item_site_supply",
     "retail_sales",

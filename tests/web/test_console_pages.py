@@ -285,6 +285,13 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("POST", "/console/feedback/tag"): "feedback.manage",
         ("POST", "/console/feedback/resolve"): "feedback.manage",
         ("GET", "/console/feedback/summary"): "feedback.manage",
+        ("GET", "/console/webhooks"): "webhook.manage",
+        ("GET", "/console/webhooks/new"): "webhook.manage",
+        ("POST", "/console/webhooks/new"): "webhook.manage",
+        ("GET", "/console/webhooks/view"): "webhook.manage",
+        ("POST", "/console/webhooks/edit"): "webhook.manage",
+        ("POST", "/console/webhooks/active"): "webhook.manage",
+        ("POST", "/console/webhooks/replay"): "webhook.manage",
     }
 
 
@@ -375,6 +382,7 @@ def test_the_menu_shows_only_what_the_roles_allow(app: FastAPI) -> None:
         "/console/users",
         "/console/roles",
         "/console/feedback",
+        "/console/webhooks",
     ]
     assert menu("buyer") == [
         *master,

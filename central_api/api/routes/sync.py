@@ -36,13 +36,15 @@ from central_api.services.audit import Actor, ActorKind, AuditContext
 from central_api.services.feed import MAX_PAGE, changes_for_site
 from central_api.services.ingest import ingest_batch, merge_push
 from central_api.services.ledger import list_refused, site_watermark
+from central_api.services.monitoring import record_status
 from central_api.services.push_group import PushGroup
-from jxc.contract import Int64, SiteId
+from jxc.contract import Int64, SiteId, SiteStatusReport
 from jxc.paths import (
     SYNC_ACK,
     SYNC_CHANGES,
     SYNC_EVENTS,
     SYNC_REFUSED,
+    SYNC_STATUS,
     SYNC_TOKEN,
     below_api_root,
 )
@@ -130,6 +132,28 @@ def _push(state: Any, batch: PushBatch, audit: AuditContext, received_at: dateti
             )
     state.metrics.observe_push(outcome)
     return push_ack(outcome).model_dump_json().encode()
+
+
+@router.post(
+    below_api_root(SYNC_STATUS),
+    dependencies=[SITE_ONLY],
+    status_code=204,
+    responses={
+        **_AUTH,
+        422: {"description": "The report breaks the wire contract; message names each field."},
+    },
+)
+def report_status(
+    report: SiteStatusReport, connection: ConnDep, token_site: TokenSiteDep
+) -> Response:
+    """Keep the site's latest report of its outbox depth and device states (an older
+    report arriving after a newer one is ignored), for the operations alerts.
+
+    A heartbeat, not a change of the business's data: it is not written to the audit
+    log (each site sends one a minute); the alerts it leads to are."""
+    require_site(token_site, report.site_id)
+    record_status(connection, report, received_at=datetime.now(UTC))
+    return Response(status_code=204)
 
 
 @router.get(
