@@ -39,11 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -59,6 +60,7 @@ from central_api.models.ledger import site_sync_state
 from central_api.models.monitoring import site_devices, site_status
 from central_api.models.replenishment import alerts
 from central_api.models.stock import NO_LOT
+from central_api.services import alerts as alert_service
 from central_api.services.audit import AuditContext, record, system_context
 from central_api.services.documents import now_utc, site_conditions, utc
 from central_api.services.feed import read_snapshot
@@ -508,15 +510,40 @@ def run_check(engine: Engine, settings: Settings, *, now: datetime | None = None
         )
 
 
+def run_daily_expiry(engine: Engine, *, today: date) -> alert_service.ExpiryOutcome:
+    """The day's expiry evaluation (30/60/90-day bands move with the calendar, not with
+    events), as the ``alert.evaluate_expiry`` command run by central itself: audited as
+    the system, no idempotency key (a second run the same day raises and clears nothing)."""
+    with engine.connect() as connection:
+        return alert_service.run_expiry_evaluation(
+            connection,
+            today=today,
+            site_id=None,
+            visible=None,
+            audit=system_context("daily-expiry-evaluation"),
+        )
+
+
 class MonitorWorker:
     """Runs :func:`run_check` every ``monitor_interval_s`` in a worker thread, as the
     webhooks' worker runs its passes (an asyncio task of the app's lifespan, so no
-    request waits on it). It keeps nothing between checks: every figure is read anew."""
+    request waits on it), and the expiry evaluation once per UTC day (at the first check
+    of the day, and so at start). It keeps nothing between checks but that day: every
+    figure is read anew."""
 
     def __init__(self, engine: Engine, settings: Callable[[], Settings]) -> None:
         self.engine = engine
         self.settings = settings
         self._task: asyncio.Task[None] | None = None
+        self._expiry_day: date | None = None
+
+    def expiry_due(self, today: date) -> bool:
+        """Whether today's expiry evaluation is still to run in this process (and from
+        now on, that it ran): once a day each; several processes each run it, harmlessly."""
+        if self._expiry_day == today:
+            return False
+        self._expiry_day = today
+        return True
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="jxc-monitor")
@@ -546,6 +573,26 @@ class MonitorWorker:
                     "operations alerts changed",
                     extra={"raised": outcome.raised, "cleared": outcome.cleared},
                 )
+            today = now_utc().date()
+            if self.expiry_due(today):
+                try:
+                    expiry = await anyio.to_thread.run_sync(
+                        functools.partial(run_daily_expiry, self.engine, today=today)
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self._expiry_day = None  # try again at the next interval
+                    log.exception("expiry evaluation failed; trying again at the next interval")
+                    continue
+                log.info(
+                    "expiry alerts evaluated",
+                    extra={
+                        "day": today.isoformat(),
+                        "raised": expiry.raised,
+                        "cleared": expiry.cleared,
+                    },
+                )
 
 
 __all__ = [
@@ -564,5 +611,6 @@ __all__ = [
     "evaluate",
     "record_status",
     "run_check",
+    "run_daily_expiry",
     "site_health",
 ]

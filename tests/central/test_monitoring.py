@@ -5,7 +5,7 @@ status report through the sync contract."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,15 +24,17 @@ from central_api.services import webhooks
 from central_api.services.audit import system_context
 from central_api.services.monitoring import (
     OPS,
+    MonitorWorker,
     Thresholds,
     evaluate,
     record_status,
+    run_daily_expiry,
     site_health,
 )
 from edge_agent.reporting import StatusReporter, build_report
 from jxc.contract import SiteStatusReport
-from jxc.paths import SYNC_STATUS
-from tests.central.conftest import central_app
+from jxc.paths import SYNC_EVENTS, SYNC_STATUS
+from tests.central.conftest import SiteLedger, central_app
 from tests.central.test_metrics import samples
 from tests.central.test_metrics import value as value_of
 from tests.patience import wait_for
@@ -325,3 +327,41 @@ def test_the_edge_reporter_reports_to_central_and_stops_on_an_older_central(
         quiet.run()
     assert calls == [SYNC_STATUS]
     assert quiet.unsupported
+
+
+def test_the_daily_expiry_evaluation_runs_once_a_day_as_the_system(client: TestClient) -> None:
+    """Expiry bands move with the calendar, so central evaluates them itself each day: the
+    worker's day gate lets one run a day through, and the run raises the lot's alert with
+    an audit entry of the system (no person asked for it)."""
+    ledger = SiteLedger("S01")
+    ok = client.post(
+        SYNC_EVENTS,
+        json=ledger.batch(
+            [ledger.event("receipt", "5", item="PILL", lot="L-EXP", expiry="2027-01-20")]
+        ),
+    )
+    assert ok.status_code == 200, ok.text
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    worker = MonitorWorker(engine, lambda: Settings(database_url="sqlite://"))
+    day = date(2027, 1, 1)
+    assert worker.expiry_due(day)
+    assert not worker.expiry_due(day)
+    assert worker.expiry_due(day + timedelta(days=1))
+    outcome = run_daily_expiry(engine, today=day)
+    assert (outcome.lots, outcome.raised) == (1, 1)
+    assert run_daily_expiry(engine, today=day).raised == 0
+    with engine.connect() as connection:
+        raised = connection.execute(
+            select(alerts.c.kind, alerts.c.lot, alerts.c.threshold).where(
+                alerts.c.kind == "expiry", alerts.c.cleared_at.is_(None)
+            )
+        ).all()
+        actors = connection.execute(
+            select(audit_log.c.actor_kind, audit_log.c.actor_id).where(
+                audit_log.c.action == "alert.evaluate_expiry"
+            )
+        ).all()
+    assert [(kind, lot, int(threshold)) for kind, lot, threshold in raised] == [
+        ("expiry", "L-EXP", 30)
+    ]
+    assert set(actors) == {("system", "daily-expiry-evaluation")}
