@@ -40,6 +40,7 @@ CHAPTERS: Final[dict[str, str]] = {
     "/console/users": "roles/admin",
     "/console/roles": "roles/admin",
     "/console/feedback": "roles/admin",
+    "/console/webhooks": "roles/admin",
     # purchasing
     "/console/requisitions": "roles/store-manager",
     "/console/purchase-orders": "roles/purchaser",
