@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,6 +50,7 @@ from jxc.demo_scenario import (
     master_data,
     purchasing,
     sign_in,
+    subscribe_webhook,
     where_to_look,
 )
 
@@ -221,6 +223,45 @@ def started() -> Iterator[DemoProcesses]:
         group.stop()
 
 
+class WebhookListener:
+    """The receiver of the demo's webhook subscription: a loopback HTTP server in the demo's
+    own process that takes every POST central sends (answering 204) and keeps each event's
+    type, so the demo can show that central's deliveries arrive without a second program.
+
+    It does not check signatures: it is the demo's stand-in for an ERP, and
+    docs/integrations.md shows how a real receiver verifies them."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.arrived = threading.Event()
+        heard = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                heard.events.append(self.headers.get("Jxc-Webhook-Event") or "?")
+                heard.arrived.set()
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: the demo prints what arrived itself."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jxc-events"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="demo-webhooks", daemon=True
+        )
+
+    def __enter__(self) -> WebhookListener:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def _spawn(args: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[Any]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as sink:
@@ -235,9 +276,9 @@ def run_demo(*, once: bool, workdir: str) -> int:
     shutil.rmtree(root, ignore_errors=True)
     (root / "dev").mkdir(parents=True)
     logs = root / "logs"
-    with started() as group:
+    with WebhookListener() as listener, started() as group:
         try:
-            devices = _run(console, root, group)
+            devices = _run(console, root, group, listener)
         except DemoStepError as error:
             console.print(f"[red]demo step failed[/]: {error}; logs in {logs}")
             return 1
@@ -247,7 +288,9 @@ def run_demo(*, once: bool, workdir: str) -> int:
         return 0
 
 
-def _run(console: Console, root: Path, group: DemoProcesses) -> subprocess.Popen[Any]:
+def _run(
+    console: Console, root: Path, group: DemoProcesses, listener: WebhookListener
+) -> subprocess.Popen[Any]:
     """The scenario: office work before the delivery, the delivery at the edge, the office
     work after it. The device twins' process is returned for typed scans."""
     logs = root / "logs"
@@ -268,6 +311,8 @@ def _run(console: Console, root: Path, group: DemoProcesses) -> subprocess.Popen
     console.print(
         "  people      " + ", ".join(f"{user} ({roles[0]})" for user, roles in PEOPLE.values())
     )
+    subscribe_webhook(api, made, listener.url)
+    console.print(f"  webhooks    every business event is sent to the demo's {listener.url}")
     po = purchasing(api, made)
     console.print(
         f"  purchasing  requisition {made.ids['requisition']} approved, PO {po['po_id']}"
@@ -294,6 +339,13 @@ def _run(console: Console, root: Path, group: DemoProcesses) -> subprocess.Popen
         raise DemoStepError(f"unexpected edge state: {json.dumps(edge_status)}")
     after_receiving(api, made, po["po_id"])
     _show_made(console, made)
+    # Central's webhook worker sends on its own schedule; the demo waits a bounded while
+    # for the first delivery so `--once` can say whether any arrived.
+    listener.arrived.wait(timeout=15)
+    console.print(
+        f"  webhooks    {len(listener.events)} event(s) received so far at {listener.url}"
+        + (f", first {listener.events[0]}" if listener.events else "")
+    )
     (root / "demo.json").write_text(json.dumps(made.ids, indent=2) + "\n")
     console.print(
         "\n[bold]Where to look[/]\n"
@@ -309,7 +361,8 @@ def _run(console: Console, root: Path, group: DemoProcesses) -> subprocess.Popen
     )
     console.print("\n[bold]Each module[/] (console pages; the API where the console has none)")
     for module, urls in where_to_look(f"{central_url}{paths.CONSOLE}", central_url):
-        console.print(f"  {module:<14} " + "\n                 ".join(urls))
+        # soft_wrap: a URL is never broken across lines, so it can be copied as printed.
+        console.print(f"  {module:<14} " + "\n                 ".join(urls), soft_wrap=True)
     return devices
 
 
@@ -395,6 +448,10 @@ def _start_central(
             **os.environ,
             "JXC_CENTRAL_ADMIN_USER": DEMO_ADMIN,
             "JXC_CENTRAL_ADMIN_PASSWORD": admin_password,
+            # The demo's webhook goes to its own listener on loopback, which central
+            # refuses by default (docs/integrations.md); the demo's central allows it.
+            "JXC_CENTRAL_WEBHOOK_ALLOW_PRIVATE": "true",
+            "JXC_CENTRAL_WEBHOOK_POLL_S": "0.5",
         },
     )
     try:
@@ -570,4 +627,7 @@ MODULE_OF = {
     "transfer": "inventory",
     "stock_count": "inventory",
     "stock_value": "valuation",
+    "webhook": "integrations",
+    "feedback": "feedback",
+    "period": "period close",
 }

@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from jxc import paths
+from jxc.guide import GUIDE_ROOT
 
 WAREHOUSE = "DEMO-01"
 """The demo's site with the dock (the edge agent's site)."""
@@ -38,6 +39,8 @@ QUARANTINE = "QUARANTINE"
 SUPPLIER = "SUP-DEMO"
 CUSTOMER = "CUS-DEMO"
 PRICE_LIST = "DEMO-RETAIL"
+RECALLED_ITEM, RECALLED_LOT = "SUGAR-1KG", "L-7781"
+"""The lot the recall link traces: received at the dock, sold, shipped and one bag back."""
 
 PURCHASE_PRICES = {
     "TEA-GREEN-250": "45",
@@ -294,12 +297,61 @@ def purchasing(api: Central, made: Made) -> dict[str, Any]:
     return dict(po)
 
 
+def subscribe_webhook(api: Central, made: Made, url: str) -> None:
+    """The admin subscribes ``url`` (the demo's own loopback listener) to every business
+    event, before the office starts work, so it hears of each document as it happens.
+
+    Central refuses loopback targets unless ``webhook_allow_private`` is on; the demo's
+    central is started with it (it only ever sends to the demo's own listener)."""
+    step = "webhook"
+    body = {
+        "url": url,
+        "events": ["*"],
+        "description": "jxc demo: the demo's own listener on loopback",
+    }
+    made_now = api.post(step, "admin", paths.WEBHOOKS, body, created=True)
+    check(step, bool(made_now.get("active", True)), "the subscription is not active")
+    made.add("webhook", made_now["subscription_id"])
+
+
 def after_receiving(api: Central, made: Made, po_id: str) -> None:
     """Everything the office does once the delivery is booked at central."""
     _supplier_invoice(api, made, po_id)
     _sales(api, made)
     _inventory(api, made)
     _valuation(api, made)
+    _feedback(api, made)
+    _period_close(api, made)
+
+
+def _feedback(api: Central, made: Made) -> None:
+    """The clerk sends a note from the count page (any signed-in user may): the admin's
+    feedback inbox has something to tag and resolve."""
+    step = "feedback"
+    note = api.post(
+        step,
+        "clerk",
+        paths.FEEDBACK,
+        {
+            "page": "/console/count",
+            "note": "The count sheet could show the bin's photo, so new staff find it faster.",
+        },
+        created=True,
+    )
+    made.add("feedback", str(note["feedback_id"]))
+
+
+def _period_close(api: Central, made: Made) -> None:
+    """Finance closes last month (月结): months close in order and only once ended, and a
+    new installation's first close is the month before this one. The demo's stock all
+    arrived this month, so the month closes with nothing valued at its end; the console's
+    period page shows it closed, by whom, and the stock value as valuation sees it now."""
+    step = "period close"
+    periods = api.get(step, paths.PERIODS, who="finance")
+    month = str(periods["next_to_close"])
+    closed = api.post(step, "finance", f"{paths.PERIODS}/{month}/close")
+    check(step, closed["status"] == "closed", f"status {closed['status']}, not closed")
+    made.add("period", month)
 
 
 def _supplier_invoice(api: Central, made: Made, po_id: str) -> None:
@@ -410,7 +462,7 @@ def _sales(api: Central, made: Made) -> None:
         {
             "so_id": so["so_id"],
             "reason": "bag torn",
-            "lines": [{"so_line": 1, "qty": "1", "lot": "L-7781"}],  # the lot that was shipped
+            "lines": [{"so_line": 1, "qty": "1", "lot": RECALLED_LOT}],  # the lot shipped
         },
         created=True,
     )
@@ -489,15 +541,33 @@ def _inventory(api: Central, made: Made) -> None:
     )
     check(step, shipped["status"] == "shipped", f"status {shipped['status']}, not shipped")
     made.add("transfer", shipped["transfer_id"])
+    _stock_count(api, made)
+
+
+def _stock_count(api: Central, made: Made) -> None:
+    """The manager opens a count of the warehouse, the clerk counts every line (blind, and
+    finds what the system says), the manager approves it: count accuracy has a session."""
     step = "stock count"
     count = api.post(step, "manager", paths.STOCK_COUNTS, {"site_id": WAREHOUSE}, created=True)
+    url = f"{paths.STOCK_COUNTS}/{count['count_id']}"
+    # The clerk's sheet is blind; the demo reads the snapshot as the admin to know what a
+    # careful counter would find on the shelves (nothing moves during the count).
+    lines = api.get(step, url)["lines"]
+    check(step, bool(lines), f"the count of {WAREHOUSE} has no lines")
     entries = [
-        {"location": DOCK, "item_code": "RICE-BULK", "lot": None, "qty": "4.25"},
-        {"location": SHELF, "item_code": "MUG-WHITE", "lot": None, "qty": "2"},
+        {
+            "location": line["location"],
+            "item_code": line["item_code"],
+            "lot": line["lot"],
+            "qty": line["expected_qty"],
+        }
+        for line in lines
     ]
-    api.post(
-        step, "clerk", f"{paths.STOCK_COUNTS}/{count['count_id']}/counts", {"entries": entries}
-    )
+    api.post(step, "clerk", f"{url}/counts", {"entries": entries})
+    submitted = api.post(step, "clerk", f"{url}/submit", {})
+    check(step, submitted["status"] == "review", f"status {submitted['status']}, not review")
+    approved = api.post(step, "manager", f"{url}/approve", {})
+    check(step, approved["status"] == "posted", f"status {approved['status']}, not posted")
     made.add("stock_count", count["count_id"])
 
 
@@ -519,6 +589,19 @@ def where_to_look(console_url: str, api_url: str) -> list[tuple[str, list[str]]]
         "sales": ["price-lists", "sales-orders", "shipments", "customer-returns"],
         "receivables": ["sales-invoices", "receivables-ageing"],
         "inventory": ["transfers", "stock-counts", f"availability?site={WAREHOUSE}&item=SUGAR-1KG"],
+        "reports": [
+            f"reports/{name}"
+            for name in (
+                "count-accuracy",
+                "stock-outs",
+                "purchase-price-variance",
+                "receivables-ageing",
+            )
+        ],
+        "period close": ["periods"],
+        "lot recall": [f"recall?item={RECALLED_ITEM}&lot={RECALLED_LOT}"],
+        "feedback": ["feedback"],
+        "webhooks": ["webhooks"],
     }
     found = [(module, [f"{console_url}/{page}" for page in each]) for module, each in pages.items()]
     found.append(
@@ -531,4 +614,5 @@ def where_to_look(console_url: str, api_url: str) -> list[tuple[str, list[str]]]
         )
     )
     found.append(("valuation", [f"{api_url}{paths.VALUATION}?site_id={WAREHOUSE}"]))
+    found.append(("user guide", [f"{api_url}{GUIDE_ROOT}/"]))
     return found

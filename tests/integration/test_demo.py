@@ -8,8 +8,10 @@ says it made, in the state a person looking at the console should find it.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -42,8 +44,21 @@ def test_demo_once_exits_0_with_data_in_every_module(tmp_path: Path) -> None:
     assert "RICE-BULK │ │ 4.25 │ kg" in out, "the sack was booked at its weight"
     assert "labels: 7 printed, 0 held by the printer, 0 owed" in out
     assert "web console http://127.0.0.1:" in out, "the console's address is printed"
-    for page in ("purchase-orders", "sales-orders", "transfers", "stock-counts"):
+    for page in (
+        "purchase-orders",
+        "sales-orders",
+        "transfers",
+        "stock-counts",
+        "periods",
+        "feedback",
+        "webhooks",
+        "recall?item=SUGAR-1KG&lot=L-7781",
+        "reports/count-accuracy",
+        "reports/purchase-price-variance",
+    ):
         assert f"/console/{page}" in out, f"where to look names {page}"
+    assert re.search(r"user guide http://127\.0\.0\.1:\d+/guide/", out), "the guide's URL"
+    assert re.search(r"webhooks [1-9]\d* event\(s\) received", out), "deliveries arrived"
     made = json.loads((tmp_path / "demo" / "central.db").with_name("demo.json").read_text())
     _every_module_has_its_data(f"sqlite:///{tmp_path / 'demo' / 'central.db'}", made)
 
@@ -85,7 +100,38 @@ def _every_module_has_its_data(database_url: str, made: dict[str, str]) -> None:
         assert get(f"{paths.TRANSFERS}/{made['transfer']}")["status"] == "shipped"
         assert [row["qty"] for row in get(paths.STOCK_IN_TRANSIT)] == ["6"]
         count = get(f"{paths.STOCK_COUNTS}/{made['stock_count']}")
-        assert any(line["counted_qty"] is not None for line in count["lines"])
+        assert count["status"] == "posted"
+        assert all(line["counted_qty"] is not None for line in count["lines"])
         # valuation
         value = sum(Decimal(row["value"]) for row in get(paths.VALUATION, site_id="DEMO-01"))
         assert value == Decimal(made["stock_value"]) > 0
+        # reports: the count, the sugar invoiced dearer, the part-paid invoice, stock-outs
+        accuracy = get(f"{paths.REPORTS}/count-accuracy")["rows"]
+        assert [(row["site_id"], row["sessions"]) for row in accuracy] == [("DEMO-01", 1)]
+        variance = get(f"{paths.REPORTS}/purchase-price-variance")["rows"]
+        assert [row["item"] for row in variance] == ["SUGAR-1KG"]
+        assert Decimal(variance[0]["variance"]) > 0
+        assert get(f"{paths.REPORTS}/receivables-ageing")["rows"]
+        today = datetime.now(UTC).date()  # the demo's moves are dated today (or yesterday)
+        since, until = (today - timedelta(days=29)).isoformat(), today.isoformat()
+        assert get(f"{paths.REPORTS}/stock-outs", since=since, until=until)["rows"]
+        # period close: last month closed by finance
+        periods = get(paths.PERIODS)
+        assert periods["closed_through"] == made["period"]
+        closed = [(p["period"], p["status"], p["closed_by"]) for p in periods["periods"]]
+        assert closed == [(made["period"], "closed", "demo-finance")]
+        # lot recall: the sugar lot came from the supplier and went to the customer
+        recall = get(paths.LOT_RECALL, item="SUGAR-1KG", lot="L-7781")
+        assert recall["suppliers"]
+        assert recall["customers"]
+        # feedback: the clerk's note in the admin's inbox
+        notes = get(paths.FEEDBACK)["entries"]
+        assert [(n["feedback_id"], n["sender"], n["status"]) for n in notes] == [
+            (made["feedback"], "demo-clerk", "open")
+        ]
+        # webhooks: one subscription, to the demo's own listener, that delivered
+        hooks = get(paths.WEBHOOKS)
+        assert [(h["subscription_id"], h["active"]) for h in hooks] == [(made["webhook"], True)]
+        assert hooks[0]["url"].startswith("http://127.0.0.1:")
+        deliveries = get(f"{paths.WEBHOOKS}/{made['webhook']}/deliveries")
+        assert deliveries["deliveries"], "central fanned the demo's documents out to it"
