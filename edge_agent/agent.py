@@ -45,6 +45,7 @@ from edge_agent.stations.receiving import ReceivingStation
 from edge_agent.stations.sscc import SsccConfig
 from edge_agent.stations.transfers import TransferStation
 from edge_agent.status_page import StatusServer
+from edge_agent.stock_alerts import StockAlerts
 from edge_agent.sync import Pusher
 from edge_agent.transport import central_client, central_tls
 from jxc import __version__
@@ -146,6 +147,7 @@ class EdgeAgent:
         self.previous_agent_seen_at = self.ledger.agent_seen_at()
         self.jobs = JobHealth()
         self.catalog = Catalog(self.ledger)
+        self.stock_alerts = StockAlerts(self.ledger)
         self.station = ReceivingStation(
             self.ledger,
             self.catalog,
@@ -644,4 +646,14 @@ class EdgeAgent:
             "unknown_scans": self.station.unknown_scans,
             "misread_scans": self.station.misread_scans,
             "alerts": alerts,
+            "stock_alerts": self._stock_alerts(),
         }
+
+    def _stock_alerts(self) -> dict[str, Any]:
+        """The site's stock alerts from its own ledger and feed cache (no central needed);
+        a failure here is shown, never a reason for the rest of the page not to answer."""
+        try:
+            return self.stock_alerts.report()
+        except Exception as exc:
+            log.exception("stock alerts failed")
+            return {"error": describe_error(exc), "count": None, "by_kind": {}, "alerts": []}

@@ -3,7 +3,8 @@
 Everything is read at scrape time from the same snapshot the status page shows
 (:meth:`edge_agent.agent.EdgeAgent.status`), so ``/healthz`` and ``/metrics`` never tell
 two stories: outbox depth and sync lag, dead letters, each device's state and error
-counts, label jobs by state, the background jobs' failures, disk free. The process's CPU
+counts, label jobs by state, the background jobs' failures, disk free, the site's stock
+alerts by kind (:mod:`edge_agent.stock_alerts`). The process's CPU
 and memory come from prometheus-client's process collector (/proc). One registry per
 agent, never the library's global one.
 """
@@ -113,6 +114,7 @@ class _StatusCollector(Collector):
         yield _gauge(
             "jxc_edge_alerts", "Alerts on the status page now.", len(status["alerts"]), site
         )
+        yield from _stock_alerts(status)
         yield from _devices(status)
         yield from _labels(status)
         jobs = GaugeMetricFamily(
@@ -156,6 +158,28 @@ def _devices(status: dict[str, Any]) -> Iterator[Metric]:
             errors.add_metric([kind, name, str(error)], float(count))
         reconnects.add_metric([kind, name], float(device.get("reconnects", 0)))
     yield from (state, errors, reconnects)
+
+
+def _stock_alerts(status: dict[str, Any]) -> Iterator[Metric]:
+    """Per kind, the stock alerts the status page shows (none while they cannot be
+    computed: its ``stock_alerts.error`` says why)."""
+    family = GaugeMetricFamily(
+        "jxc_edge_stock_alerts",
+        "Stock alerts that hold now at the site, by kind (below_safety, below_reorder,"
+        " negative_stock, expiry).",
+        labels=["site", "kind"],
+    )
+    stock = status.get("stock_alerts") or {}
+    for kind, count in dict(stock.get("by_kind") or {}).items():
+        family.add_metric([str(status["site_id"]), str(kind)], float(count))
+    yield family
+    expired = stock.get("expired_lots")
+    yield _gauge(
+        "jxc_edge_expired_lots",
+        "Lots on hand at the site past their expiry.",
+        None if expired is None else float(expired),
+        {"site": str(status["site_id"])},
+    )
 
 
 def _labels(status: dict[str, Any]) -> Iterator[Metric]:

@@ -1,6 +1,9 @@
 """A tiny local status endpoint for the site's technician, monitoring and tests.
 
-``/healthz`` is the agent's whole status as JSON; ``/readyz`` is 200 only while the ledger
+``/healthz`` is the agent's whole status as JSON; ``/status`` the same for a person, as one
+HTML page (the agent's alerts, the outbox, and the site's stock alerts: below safety stock,
+at the reorder point, negative, expired or expiring lots, :mod:`edge_agent.stock_alerts`),
+so the shop sees them with central out of reach; ``/readyz`` is 200 only while the ledger
 answers and is at this agent's schema; ``/metrics`` is the Prometheus text
 (:mod:`edge_agent.metrics`); ``/guide/<tag>/`` the user guide's station chapters, for
 reading at the station while central is out of reach (:mod:`edge_agent.guide_pages`).
@@ -12,6 +15,7 @@ quoted text carries (another system's answer) is not shown here either.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import threading
@@ -27,6 +31,79 @@ log = logging.getLogger("edge_agent.status")
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """Prometheus' text format, as prometheus-client's ``CONTENT_TYPE_LATEST`` says it."""
+
+
+_STYLE = (
+    "body{font-family:system-ui,'Noto Sans CJK SC','PingFang SC',sans-serif;margin:0 auto;"
+    "max-width:900px;padding:12px;line-height:1.4}table{border-collapse:collapse;"
+    "display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:4px 6px;"
+    "text-align:left}.negative_stock,.expired{background:#fdd}.below_safety{background:#fec}"
+)
+_KIND_NAMES = {
+    "negative_stock": "负库存 negative stock",
+    "below_safety": "低于安全库存 below safety stock",
+    "below_reorder": "到达再订货点 at reorder point",
+    "expiry": "临期 expiring",
+}
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The status report as a page a person reads at the site (390 px wide too): every
+    value escaped, nothing fetched from elsewhere."""
+
+    def esc(value: object) -> str:
+        return html.escape("" if value is None else str(value))
+
+    ledger = report.get("ledger") or {}
+    stock = report.get("stock_alerts") or {}
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>{esc(report.get('site_id'))} 状态 status</title><style>{_STYLE}</style>"
+        f"</head><body><h1>{esc(report.get('site_id'))} 状态 status</h1>",
+        f"<p>jxc {esc(report.get('version'))} · 待上传 outbox {esc(ledger.get('pending'))}"
+        f" · 死信 dead letters {esc(ledger.get('dead_letters'))}</p>",
+        "<section id='agent-alerts'><h2>代理告警 Agent alerts</h2>",
+    ]
+    agent_alerts = report.get("alerts") or []
+    parts.append(
+        "<ul>" + "".join(f"<li>{esc(each)}</li>" for each in agent_alerts) + "</ul>"
+        if agent_alerts
+        else "<p>无 none</p>"
+    )
+    parts.append("</section><section id='stock-alerts'><h2>库存预警 Stock alerts</h2>")
+    if stock.get("error"):
+        parts.append(
+            f"<p class='negative_stock'>无法计算 cannot compute: {esc(stock['error'])}</p>"
+        )
+    counts = stock.get("by_kind") or {}
+    parts.append(
+        f"<p>{esc(stock.get('on'))}: "
+        + " · ".join(f"{esc(_KIND_NAMES.get(k, k))} {esc(n)}" for k, n in counts.items())
+        + "</p>"
+    )
+    rows = stock.get("alerts") or []
+    if rows:
+        parts.append(
+            "<table><thead><tr><th>预警 alert</th><th>商品 item</th><th>库位 location</th>"
+            "<th>批次 lot</th><th>数量 qty</th><th>阈值 threshold</th><th>说明 detail</th>"
+            "</tr></thead><tbody>"
+        )
+        for row in rows:
+            css = "expired" if row["kind"] == "expiry" and row["threshold"] == "0" else row["kind"]
+            parts.append(
+                f"<tr class='{esc(css)}'><td>{esc(_KIND_NAMES.get(row['kind'], row['kind']))}</td>"
+                f"<td>{esc(row['item'])}</td><td>{esc(row['location'])}</td>"
+                f"<td>{esc(row['lot'])}</td><td>{esc(row['qty'])} {esc(row['uom'])}</td>"
+                f"<td>{esc(row['threshold'])}</td><td>{esc(row['detail'])}</td></tr>"
+            )
+        parts.append("</tbody></table>")
+        if stock.get("truncated"):
+            parts.append(f"<p>… {esc(stock.get('count'))} in all; see /healthz</p>")
+    elif not stock.get("error"):
+        parts.append("<p>无 none</p>")
+    parts.append("</section></body></html>")
+    return "".join(parts)
 
 
 class StatusServer:
@@ -49,6 +126,9 @@ class StatusServer:
                 try:
                     if page in ("/healthz", "/"):
                         self._send(200, report_fn())
+                    elif page == "/status":
+                        payload = redact(render_html(report_fn())).encode()
+                        self._send_raw(200, payload, "text/html; charset=utf-8")
                     elif page == "/readyz" and ready is not None:
                         is_ready, body = ready()
                         self._send(200 if is_ready else 503, body)
