@@ -42,7 +42,7 @@ from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import ForbiddenError, InvalidError
 from central_api.models.sales import sales_invoices
 from central_api.schemas.customer_returns import ReturnIn
-from central_api.schemas.receivables import PaymentIn, SalesInvoiceIn
+from central_api.schemas.receivables import CreditNoteIn, PaymentIn, SalesInvoiceIn
 from central_api.schemas.shipping import ShipmentIn, TrackingIn
 from central_api.services import customer_returns, receivables, sales, shipping
 from central_api.services.documents import DocCommand, site_conditions
@@ -90,6 +90,7 @@ DOC_LABELS: Final[dict[str, str]] = {
     "open": N_("Not fully paid"),
     "authorised": N_("Authorised"),
     "paid": N_("Paid"),
+    "credited": N_("Credited in full"),
     "pending": N_("Pending"),
     "restocked": N_("Restocked"),
     "scrapped": N_("Scrapped"),
@@ -104,7 +105,13 @@ DOC_VERBS: Final[dict[str, str]] = {
     "scrap": N_("Scrap"),
     "tracking": N_("Save the tracking number"),
     "payment": N_("Record the payment"),
+    "credit": N_("Issue the credit note"),
 }
+CREDIT_KINDS: Final[dict[str, str]] = {
+    "return": N_("Customer return: quantities at the invoiced price"),
+    "price": N_("Price correction: amounts before tax"),
+}
+"""The kinds of credit note (``receivables.CreditKind``) as the form offers them."""
 
 BUCKET_LABELS: Final[dict[str, str]] = {
     "current": N_("Current (not yet due)"),
@@ -916,6 +923,9 @@ def _invoice_page(
             "today": _today(),
             "may_pay": principal.can("sales_invoice.payment")
             and found.status is receivables.InvoiceStatus.OPEN,
+            "may_credit": principal.can("sales_invoice.credit")
+            and found.status is receivables.InvoiceStatus.OPEN,
+            "credit_kinds": CREDIT_KINDS,
             "key": str(uuid.uuid4()),
             "refusal": refusal,
             "status_labels": DOC_LABELS,
@@ -960,6 +970,47 @@ def _pay(connection: Connection, order: DocCommand, posted: Any) -> object:
 
 command_route(
     money_pages, INVOICES, "payment", "sales_invoice.payment", run=_pay, page=_invoice_page
+)
+
+
+def _credit(connection: Connection, order: DocCommand, posted: Any) -> object:
+    """A credit note as the form sent it: one row per invoice line, those with a quantity
+    (a return) or an amount (a price correction) are its lines; checked with the API's
+    ``CreditNoteIn``, the first problem named."""
+    kind = _posted(posted, "kind", 16)
+    field = "qty" if kind == "return" else "amount"
+    lines = [
+        {"invoice_line": row["invoice_line"], field: row[field]}
+        for row in posted_rows(posted, ("invoice_line", "qty", "amount"))
+        if row.get(field)
+    ]
+    body: dict[str, Any] = {"kind": kind, "lines": lines, "reason": order.reason or ""}
+    for name in ("credit_date", "return_id"):
+        if value := _posted(posted, name, 64):
+            body[name] = value
+    try:
+        checked = CreditNoteIn.model_validate(body)
+    except ValidationError as invalid:
+        first = invalid.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "credit"
+        raise InvalidError(f"{where}: {first['msg']}") from None
+    given = receivables.CreditInput(
+        kind=receivables.CreditKind(checked.kind),
+        reason=checked.reason,
+        credit_date=checked.credit_date or _today(),
+        return_id=checked.return_id,
+        lines=[
+            receivables.CreditLineInput(
+                invoice_line=line.invoice_line, qty=line.qty, amount=line.amount
+            )
+            for line in checked.lines
+        ],
+    )
+    return receivables.credit_invoice(connection, order, given)
+
+
+command_route(
+    money_pages, INVOICES, "credit", "sales_invoice.credit", run=_credit, page=_invoice_page
 )
 
 

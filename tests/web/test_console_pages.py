@@ -220,6 +220,7 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/sales-invoices"): "sales_invoice.read",
         ("GET", "/console/sales-invoices/view"): "sales_invoice.read",
         ("POST", "/console/sales-invoices/payment"): "sales_invoice.payment",
+        ("POST", "/console/sales-invoices/credit"): "sales_invoice.credit",
         ("GET", "/console/sales-invoices/new"): "sales_invoice.create",
         ("POST", "/console/sales-invoices/new"): "sales_invoice.create",
         ("GET", "/console/receivables-ageing"): "receivable.read",
