@@ -123,6 +123,15 @@ BUCKET_LABELS: Final[dict[str, str]] = {
 """The ageing buckets of ``services.receivables.BUCKETS`` as people read them."""
 
 
+def sscc_of(text: str) -> str | None:
+    """The SSCC-18 a person typed or a scanner sent: its digits, less a leading AI ``00``
+    (a GS1-128 scan of the label gives 20 digits); None if that is not 18 digits."""
+    digits = "".join(c for c in text if c.isdigit())
+    if len(digits) == 20 and digits.startswith("00"):
+        digits = digits[2:]
+    return digits if len(digits) == 18 else None
+
+
 def _today() -> date:
     return datetime.now(UTC).date()
 
@@ -364,19 +373,25 @@ def shipments_page(
     *,
     so_id: SoQuery = None,
     site: SiteQuery = "",
+    sscc: Annotated[str, Query(max_length=64)] = "",
     after: AfterQuery = None,
 ) -> HTMLResponse:
-    """Shipments (发货) of the user's sites, by order and site."""
+    """Shipments (发货) of the user's sites, by order and site, or the unit an edge packed
+    under an SSCC (typed, or scanned off its label with or without the (00))."""
     site_text = _site_filter(principal, site)
+    sscc_text = sscc_of(sscc)
+    if sscc.strip() and sscc_text is None:
+        raise InvalidError("sscc: an SSCC has 18 digits (scan the label's (00) barcode)")
     found, next_after = shipping.list_shipments(
         connection,
         so_id=so_id or None,
+        sscc=sscc_text,
         site_id=site_text or None,
         visible=principal.sites,
         after=after or None,
         limit=PAGE,
     )
-    filters = {"so": so_id or "", "site": site_text}
+    filters = {"so": so_id or "", "site": site_text, "sscc": sscc_text or ""}
     return render(
         request,
         "shipment_list.html",
