@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final
@@ -44,7 +44,7 @@ from central_api.models.sales import sales_invoices
 from central_api.schemas.customer_returns import ReturnIn
 from central_api.schemas.receivables import CreditNoteIn, PaymentIn, SalesInvoiceIn
 from central_api.schemas.shipping import ShipmentIn, TrackingIn
-from central_api.services import customer_returns, receivables, sales, shipping
+from central_api.services import alerts, customer_returns, receivables, sales, shipping
 from central_api.services.documents import DocCommand, site_conditions
 from central_api.services.idempotency import IdempotencyClaim, IdempotentReplay
 from central_api.services.projections import Projections
@@ -192,6 +192,9 @@ class OrderDocuments:
     """(invoice id, shipment id, its status's msgid); empty for a role that may not see
     invoices."""
     returns: list[customer_returns.CustomerReturn]
+    short_picks: list[alerts.Alert] = field(default_factory=list)
+    """Lines an edge's picker ended short (``short_pick`` alerts), for any order reader:
+    they carry quantities, no money."""
 
 
 def order_documents(connection: Connection, principal: Principal, so_id: str) -> OrderDocuments:
@@ -213,7 +216,8 @@ def order_documents(connection: Connection, principal: Principal, so_id: str) ->
         came_back, _after = customer_returns.list_returns(
             connection, so_id=so_id, site_id=None, visible=principal.sites, after=None, limit=500
         )
-    return OrderDocuments(found, invoices, came_back)
+    shorts = alerts.short_picks_of(connection, so_id, visible=principal.sites)
+    return OrderDocuments(found, invoices, came_back, shorts)
 
 
 # --- a form entered against a sales order --------------------------------------------------
