@@ -382,7 +382,7 @@ def test_no_hostile_value_makes_a_page_after_the_order_fail(counter: TestClient)
     pages = {
         "/console/pick-lists": ("site", "after"),
         "/console/pick-lists/view": ("id",),
-        "/console/shipments": ("so", "site", "after"),
+        "/console/shipments": ("so", "site", "after", "sscc"),
         "/console/shipments/view": ("id",),
         "/console/shipments/note": ("id",),
         "/console/shipments/new": ("so",),
@@ -507,3 +507,20 @@ def test_a_credit_note_from_the_invoice_page(counter: TestClient) -> None:
         "sales_invoice.credit",
         "sales_invoice.credit",
     ]
+    failures = []
+    for raw in ("\x00", "x" * 10_000, "1e400", "NaN", "-0", "\t", "9" * 30):
+        data = {
+            "kind": raw,
+            "reason": raw,
+            "credit_date": raw,
+            "return_id": raw,
+            "version": raw,
+            "line_invoice_line": ["1", raw],
+            "line_qty": [raw, raw],
+            "line_amount": [raw, raw],
+        }
+        for kind in (raw, "return", "price"):
+            answer = money.post(credit_url, data={**data, "kind": kind}, headers=htmx(money))
+            if answer.status_code >= 500:
+                failures.append(f"{kind[:10]!r} {raw[:10]!r}: {answer.status_code}")
+    assert not failures, failures
