@@ -853,7 +853,6 @@ async def create_invoice_form(
 # --- QC of the cartons an edge put in quarantine -----------------------------------------
 
 CARTONS: Final = f"{CONSOLE_ROOT}/edge-cartons"
-RECEIVING: Final = f"{CONSOLE_ROOT}/po-receiving"
 QC_LABELS: Final[dict[str, str]] = {
     "pending": N_("Awaiting QC"),
     "released": N_("Released"),
