@@ -30,6 +30,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -107,6 +108,39 @@ class OpenLine:
     def ceiling(self) -> Decimal:
         """The most that may be received in all without an exception at central."""
         return self.qty * (1 + self.over_tolerance / 100)
+
+    @property
+    def floor(self) -> Decimal:
+        """The least that completes the line: its quantity less ``under_tolerance``
+        percent, the rule by which central moves a PO to ``received`` by itself."""
+        return self.qty * (1 - self.under_tolerance / 100)
+
+    @property
+    def state(self) -> LineState:
+        """Where the line stands at this edge (see :class:`LineState`)."""
+        if self.received > self.ceiling:
+            return LineState.OVER
+        if self.received >= self.qty:
+            return LineState.COMPLETE
+        if self.received >= self.floor and self.received > 0:
+            return LineState.SHORT_WITHIN_TOLERANCE
+        return LineState.OPEN
+
+
+class LineState(StrEnum):
+    """A PO line's receiving at the edge, by its two tolerances.
+
+    ``short_within_tolerance``: less than ordered but no less than ``floor``; the supplier
+    delivered "complete enough", central counts the line as received, and the station
+    stops preferring it for the next carton (one of a line still short beyond tolerance
+    is more likely). It stays receivable: a late carton of the rest still books against
+    it, as at central, until a person closes the PO.
+    """
+
+    OPEN = "open"
+    SHORT_WITHIN_TOLERANCE = "short_within_tolerance"
+    COMPLETE = "complete"
+    OVER = "over"
 
 
 @dataclass(frozen=True, slots=True)

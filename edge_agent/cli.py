@@ -490,7 +490,18 @@ def receive(
         ledger.close()
     console = Console(width=160)
     open_table = Table(title=f"Open PO lines at {site.site.id}")
-    for column in ("PO", "line", "supplier", "item", "ordered", "received", "open", "uom"):
+    for column in (
+        "PO",
+        "line",
+        "supplier",
+        "item",
+        "ordered",
+        "received",
+        "open",
+        "complete at",
+        "uom",
+        "state",
+    ):
         open_table.add_column(column)
     for line in lines:
         open_table.add_row(
@@ -501,7 +512,9 @@ def receive(
             str(line.qty),
             str(line.received),
             str(line.remaining),
+            format(line.floor.normalize(), "f"),
             line.uom,
+            line.state.value,
         )
     console.print(open_table)
     today_table = Table(title="Received today (UTC)")

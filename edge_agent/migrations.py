@@ -272,6 +272,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DELETE FROM sync_cursor WHERE feed = 'master-data'",
         ),
     ),
+    Migration(
+        13,
+        "short picks owed to central: each line a DONE found picked short, until sent",
+        (
+            # short_id: a UUID, central's key for it (a resend is the same report);
+            # sent_at: NULL until central acknowledged it.
+            "CREATE TABLE IF NOT EXISTS pick_shorts (short_id TEXT PRIMARY KEY,"
+            " so_id TEXT NOT NULL, so_line INTEGER NOT NULL, item TEXT NOT NULL,"
+            " wanted TEXT NOT NULL, picked TEXT NOT NULL, uom TEXT NOT NULL,"
+            " device_id TEXT, reported_at TEXT NOT NULL, sent_at TEXT)",
+            "CREATE INDEX IF NOT EXISTS pick_shorts_unsent ON pick_shorts (sent_at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

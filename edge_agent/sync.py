@@ -26,7 +26,8 @@ from edge_agent.ledger import Ledger, PendingEvent, Refusal, default_lease_holde
 from edge_agent.transport import describe_transport_error
 from jxc.contract import CONTRACT_VERSION, EventStatus, PushAck
 from jxc.ids import uuid7
-from jxc.paths import SYNC_ACK, SYNC_EVENTS
+from jxc.paths import SYNC_ACK, SYNC_EVENTS, SYNC_PICK_SHORTS
+from jxc.pick_shorts import MAX_SHORTS, PickShort, PickShortReport
 
 log = logging.getLogger("edge_agent.sync")
 
@@ -152,8 +153,67 @@ class Pusher:
                     not self._hold_lease()
                 ):
                     break  # a long run outlived the lease and a standby took it
+            if self.ledger.counts().pending == 0:
+                # After the events: a short names lines whose picks central should hold.
+                self.report_shorts()
         finally:
             self._run_lock.release()
+
+    def report_shorts(self) -> int:
+        """Send the short picks central has not acknowledged (``pick_shorts``), in reports
+        of at most ``MAX_SHORTS``; mark them sent on a 200. A failure leaves them for the
+        next run (central keys each by its id, so a resend after a lost answer is harmless).
+        Returns how many were acknowledged."""
+        sent = 0
+        while True:
+            with self.ledger.reading() as conn:
+                rows = conn.execute(
+                    "SELECT short_id, so_id, so_line, item, wanted, picked, uom, device_id,"
+                    " reported_at FROM pick_shorts WHERE sent_at IS NULL"
+                    " ORDER BY reported_at, short_id LIMIT ?",
+                    (MAX_SHORTS,),
+                ).fetchall()
+            if not rows:
+                return sent
+            report = PickShortReport(
+                site_id=self.ledger.site_id,
+                shorts=[
+                    PickShort(
+                        short_id=row[0],
+                        so_id=row[1],
+                        so_line=row[2],
+                        item=row[3],
+                        wanted=row[4],
+                        picked=row[5],
+                        uom=row[6],
+                        device_id=row[7],
+                        reported_at=row[8],
+                    )
+                    for row in rows
+                ],
+            )
+            try:
+                response = self.client.post(
+                    SYNC_PICK_SHORTS,
+                    content=report.model_dump_json(),
+                    headers={"content-type": "application/json"},
+                )
+            except httpx.HTTPError as exc:
+                log.warning("short picks not sent: central unreachable", extra={"error": str(exc)})
+                return sent
+            if response.status_code != 200:
+                log.warning(
+                    "short picks not sent",
+                    extra={"status": response.status_code, "detail": response.text[:300]},
+                )
+                return sent
+            now = datetime.now(UTC).isoformat()
+            with self.ledger.transaction() as conn:
+                conn.executemany(
+                    "UPDATE pick_shorts SET sent_at = ? WHERE short_id = ?",
+                    [(now, row[0]) for row in rows],
+                )
+            sent += len(rows)
 
     def _hold_lease(self) -> bool:
         """Take or renew the sender lease; record for how long it is surely ours."""

@@ -78,6 +78,8 @@ from central_api.models.purchasing import (
 )
 from central_api.models.replenishment import alerts, expiry_alert_days, item_site_supply
 from central_api.models.sales import (
+    credit_note_lines,
+    credit_notes,
     customer_payments,
     customer_return_lines,
     customer_returns,
@@ -108,6 +110,8 @@ __all__ = [
     "central_stream_state",
     "change_feed",
     "code_sequences",
+    "credit_note_lines",
+    "credit_notes",
     "customer_payments",
     "customer_return_lines",
     "customer_returns",

@@ -54,7 +54,8 @@ alerts = Table(
     metadata,
     Column("alert_id", Integer, primary_key=True, autoincrement=True),
     Column("kind", String(32), nullable=False),
-    # ``stock`` (raised here), ``purchase_exception`` or ``transfer_exception`` (mirrored).
+    # ``stock`` (raised here), ``purchase_exception`` or ``transfer_exception`` (mirrored),
+    # ``edge_pick`` (a short pick an edge reported, ``source_id`` its id).
     Column("source", String(24), nullable=False),
     Column("source_id", String(64), nullable=False),
     Column("site_id", String(32), nullable=False),

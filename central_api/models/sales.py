@@ -269,6 +269,47 @@ customer_payments = Table(
     Index(None, "invoice_id"),
 )
 
+# 红字发票 / credit notes: money taken off one sales invoice, for goods a customer returned
+# (quantities of invoice lines at their invoiced price) or a price correction (amounts per
+# invoice line). What is still owed on the invoice is gross - paid - credited; a credit
+# note is never more than that (money owed back to a customer is a refund, not done here).
+credit_notes = Table(
+    "credit_notes",
+    metadata,
+    Column("credit_id", String(32), primary_key=True),
+    Column("invoice_id", String(32), nullable=False),
+    Column("customer_code", String(64), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("credit_date", Date, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("return_id", String(32), nullable=True),
+    Column("reason", String(1000), nullable=False),
+    Column("amount", MicroUnits, nullable=False),
+    Column("tax_amount", MicroUnits, nullable=False),
+    Column("gross_amount", MicroUnits, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["invoice_id"], ["sales_invoices.invoice_id"]),
+    Index(None, "invoice_id"),
+    Index(None, "site_id", "credit_id"),
+)
+
+credit_note_lines = Table(
+    "credit_note_lines",
+    metadata,
+    Column("credit_id", String(32), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("invoice_line", Integer, nullable=False),
+    Column("item_code", String(64), nullable=False),
+    # A return credits a quantity (in the invoice line's unit); a price correction none.
+    Column("qty", MicroUnits, nullable=True),
+    Column("uom", String(16), nullable=False),
+    Column("amount", MicroUnits, nullable=False),
+    Column("tax_amount", MicroUnits, nullable=False),
+    PrimaryKeyConstraint("credit_id", "line_no"),
+    ForeignKeyConstraint(["credit_id"], ["credit_notes.credit_id"]),
+)
+
 # 零售: a store's counter sales and refunds as their edge events arrive (projection
 # ``retail``, central_api.services.retail): one row per ``sale`` / ``return`` event naming a
 # ``retail_receipt`` line, keyed by that event, so the cost of goods valuation gives the same

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from central_api.schemas.common import DecimalText, Financial
 from jxc.contract import Code, ExactDecimal, Int64, SiteId, Text
 
-InvoiceStatusText = Literal["open", "paid"]
+InvoiceStatusText = Literal["open", "paid", "credited"]
+CreditKindText = Literal["return", "price"]
 Money = Financial[DecimalText | None]
 
 
@@ -34,6 +35,60 @@ class PaymentIn(BaseModel):
         description="bank transfer, cash, card...", examples=["bank"]
     )
     reference: Annotated[Text, Field(max_length=64)] = ""
+
+
+class CreditLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invoice_line: Int64 = Field(ge=1)
+    qty: ExactDecimal | None = Field(
+        default=None, description="kind return: the quantity credited, in the line's unit"
+    )
+    amount: ExactDecimal | None = Field(
+        default=None, description="kind price: the amount before tax credited, in yuan"
+    )
+
+
+class CreditNoteIn(BaseModel):
+    """A credit note against the invoice: ``return`` credits quantities at the invoiced
+    price (``return_id`` may name the received customer return), ``price`` credits amounts
+    before tax; tax follows at each line's rate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: CreditKindText
+    reason: Annotated[Text, Field(min_length=1, max_length=1000)]
+    credit_date: date | None = Field(default=None, description="absent: today")
+    return_id: Code | None = None
+    lines: Annotated[list[CreditLineIn], Field(min_length=1, max_length=1000)]
+
+
+class CreditLineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    line_no: Int64
+    invoice_line: Int64
+    item_code: Code
+    qty: DecimalText | None
+    uom: Text
+    amount: Money = None
+    tax_amount: Money = None
+
+
+class CreditNoteOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    credit_id: Code
+    credit_date: date
+    kind: CreditKindText
+    return_id: Code | None
+    reason: Text
+    amount: Money = None
+    tax_amount: Money = None
+    gross_amount: Money = None
+    created_by: Text
+    created_at: datetime
+    lines: list[CreditLineOut]
 
 
 class InvoiceLineOut(BaseModel):
@@ -77,6 +132,7 @@ class SalesInvoiceOut(BaseModel):
     tax_amount: Money = None
     gross_amount: Money = None
     paid_amount: Money = None
+    credited_amount: Money = None
     outstanding: Money = None
     status: InvoiceStatusText
     created_by: Text
@@ -85,6 +141,7 @@ class SalesInvoiceOut(BaseModel):
     updated_at: datetime
     lines: list[InvoiceLineOut]
     payments: list[PaymentOut]
+    credit_notes: list[CreditNoteOut] = []
 
 
 class SalesInvoicePage(BaseModel):

@@ -121,7 +121,9 @@ class AlertOut(BaseModel):
 
     alert_id: Int64
     kind: Text
-    source: Literal["stock", "purchase_exception", "transfer_exception", "period", "ops"]
+    source: Literal[
+        "stock", "purchase_exception", "transfer_exception", "period", "ops", "edge_pick"
+    ]
     source_id: Text
     site_id: SiteId
     item_code: Text

@@ -31,6 +31,7 @@ exception resolved at its own route shows as resolved in the inbox (read through
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -53,6 +54,7 @@ from sqlalchemy import (
     update,
 )
 
+from central_api.core.db import write_transaction
 from central_api.errors import ConflictError, InvalidError
 from central_api.models.base import from_micro_units
 from central_api.models.inventory import transfer_exceptions, transfer_orders
@@ -61,6 +63,7 @@ from central_api.models.master import categories, item_site_levels, item_units, 
 from central_api.models.people import users
 from central_api.models.purchasing import purchase_exceptions
 from central_api.models.replenishment import alerts, expiry_alert_days
+from central_api.models.sales import sales_order_lines, sales_orders
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.services.audit import AuditContext
 from central_api.services.central_events import ledger_union
@@ -75,6 +78,7 @@ from central_api.services.documents import (
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
 from central_api.services.projections import AcceptedEvents
+from jxc.pick_shorts import PickShort
 
 NAME = "alerts"
 STOCK = "stock"
@@ -934,3 +938,98 @@ def negative_stock(
             )
             for row in connection.execute(query).all()
         ]
+
+
+# --- short picks reported by an edge's picking station ------------------------------------------
+
+EDGE_PICK = "edge_pick"
+SHORT_PICK = "short_pick"
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ShortPicks:
+    raised: int
+    known: int
+    dropped: int
+
+
+def _short_detail(short: PickShort) -> str:
+    return (
+        f"{short.so_id} line {short.so_line}: picked {plain(short.picked)} of "
+        f"{plain(short.wanted)} {short.uom} at the site; the rest stays reserved (reserve "
+        "again, ship later or close the order short)"
+    )[:1000]
+
+
+def raise_short_picks(
+    connection: Connection, site_id: str, shorts: Sequence[PickShort], *, at: datetime
+) -> ShortPicks:
+    """One ``short_pick`` alert per short an edge reports (``source_id`` its ``short_id``,
+    so a resend raises nothing), in the inbox with an owner and a resolution like every
+    exception, and on the order's page (:func:`short_picks_of`). A short naming an order
+    or line central does not have for the site is dropped and logged (device garbage)."""
+    with write_transaction(connection):
+        known = set(
+            connection.execute(
+                select(alerts.c.source_id).where(
+                    alerts.c.source == EDGE_PICK,
+                    alerts.c.source_id.in_([short.short_id for short in shorts]),
+                )
+            ).scalars()
+        )
+        lines = {
+            (row.so_id, row.line_no)
+            for row in connection.execute(
+                select(sales_order_lines.c.so_id, sales_order_lines.c.line_no)
+                .join(sales_orders, sales_orders.c.so_id == sales_order_lines.c.so_id)
+                .where(
+                    sales_orders.c.site_id == site_id,
+                    sales_orders.c.so_id.in_({short.so_id for short in shorts}),
+                )
+            ).all()
+        }
+        new, dropped = [], 0
+        for short in shorts:
+            if short.short_id in known:
+                continue
+            if (short.so_id, short.so_line) not in lines:
+                dropped += 1
+                continue
+            known.add(short.short_id)
+            new.append(
+                {
+                    "kind": SHORT_PICK,
+                    "source": EDGE_PICK,
+                    "source_id": short.short_id,
+                    "site_id": site_id,
+                    "item_code": short.item,
+                    "qty": short.picked,
+                    "threshold": short.wanted,
+                    "detail": _short_detail(short),
+                    "since_at": short.reported_at,
+                }
+            )
+        _raise(connection, new, at)
+    if dropped:
+        _log.error(
+            "short picks naming no order line of the site were dropped",
+            extra={"site": site_id, "dropped": dropped},
+        )
+    return ShortPicks(raised=len(new), known=len(shorts) - len(new) - dropped, dropped=dropped)
+
+
+def short_picks_of(
+    connection: Connection, so_id: str, *, visible: frozenset[str] | None
+) -> list[Alert]:
+    """The short picks reported for an order, oldest first (the order's page shows them)."""
+    conditions = [
+        alerts.c.source == EDGE_PICK,
+        alerts.c.detail.startswith(f"{so_id} line ", autoescape=True),
+        *site_conditions(alerts.c.site_id, None, visible),
+    ]
+    with read_snapshot(connection):
+        rows = connection.execute(
+            select(alerts).where(*conditions).order_by(alerts.c.alert_id)
+        ).all()
+    return [_alert(row) for row in rows]

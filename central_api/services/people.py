@@ -125,6 +125,8 @@ ALL_ACTIONS: dict[str, str] = {
     "sales_invoice.read": "read sales invoices and payments (with the financial field group)",
     "sales_invoice.create": "invoice shipments",
     "sales_invoice.payment": "record payments received against sales invoices",
+    "sales_invoice.credit": "issue credit notes against sales invoices (returns, price "
+    "corrections)",
     "receivable.read": "read receivables ageing (with the financial field group)",
     "replenishment.read": "read planning parameters, suggested purchase orders and the "
     "negative-stock report (of the user's sites)",

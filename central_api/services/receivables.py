@@ -9,10 +9,13 @@
 * A **payment** applies to one invoice: partial and several are normal; more than is
   outstanding is a 409 (an overpayment is a credit, a document of its own). It is a
   command on the invoice (``If-Match``), so two cashiers cannot both take the last yuan.
+* A **credit note** (红字发票) takes money off one invoice: a customer return's quantities
+  at the invoiced prices, or a price correction's amounts, per invoice line; never more
+  than a line has left, nor than is still owed (money back is a refund, not done here).
 * **Ageing** on a given day: per customer, what is outstanding on that day (invoices
-  dated on or before it, less payments received on or before it) by days past due:
-  ``current`` (not yet due), 1–30, 31–60, 61–90, over 90. Computed from the documents,
-  so any past day can be asked for.
+  dated on or before it, less payments received and credit notes dated on or before it)
+  by days past due: ``current`` (not yet due), 1–30, 31–60, 61–90, over 90. Computed
+  from the documents, so any past day can be asked for.
 * **Credit exposure** (what the confirm of a sales order checks): open receivables plus
   what orders will still be invoiced (a confirmed order's gross amount, a closed one's
   shipped value, each less what is invoiced of it).
@@ -38,7 +41,11 @@ from sqlalchemy import Connection, func, insert, select, update
 from central_api.errors import ConflictError, InvalidError
 from central_api.models.master import partners, reference_entries
 from central_api.models.sales import (
+    credit_note_lines,
+    credit_notes,
     customer_payments,
+    customer_return_lines,
+    customer_returns,
     sales_invoice_lines,
     sales_invoices,
     sales_order_lines,
@@ -71,6 +78,16 @@ BUCKETS = ("current", "1-30", "31-60", "61-90", "over_90")
 class InvoiceStatus(StrEnum):
     OPEN = "open"
     PAID = "paid"
+    """Nothing left to pay: paid in full, or paid in part and the rest credited."""
+    CREDITED = "credited"
+    """Nothing left to pay and nothing was paid: credited in full."""
+
+
+class CreditKind(StrEnum):
+    RETURN = "return"
+    """Goods came back: quantities of invoice lines, at their invoiced price."""
+    PRICE = "price"
+    """A price correction: amounts off invoice lines, no goods moved."""
 
 
 def cents(value: Decimal) -> Decimal:
@@ -105,6 +122,33 @@ class Payment:
 
 
 @dataclass(frozen=True, slots=True)
+class CreditLine:
+    line_no: int
+    invoice_line: int
+    item_code: str
+    qty: Decimal | None
+    uom: str
+    amount: Decimal
+    tax_amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CreditNote:
+    credit_id: str
+    invoice_id: str
+    credit_date: date
+    kind: CreditKind
+    return_id: str | None
+    reason: str
+    amount: Decimal
+    tax_amount: Decimal
+    gross_amount: Decimal
+    created_by: str
+    created_at: datetime
+    lines: list[CreditLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class SalesInvoice:
     invoice_id: str
     shipment_id: str
@@ -124,10 +168,15 @@ class SalesInvoice:
     updated_at: datetime
     lines: list[InvoiceLine] = field(default_factory=list)
     payments: list[Payment] = field(default_factory=list)
+    credit_notes: list[CreditNote] = field(default_factory=list)
+
+    @property
+    def credited_amount(self) -> Decimal:
+        return plain(sum((note.gross_amount for note in self.credit_notes), _ZERO))
 
     @property
     def outstanding(self) -> Decimal:
-        return plain(self.gross_amount - self.paid_amount)
+        return plain(self.gross_amount - self.paid_amount - self.credited_amount)
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -136,6 +185,7 @@ class SalesInvoice:
 def _with_lines(connection: Connection, rows: Sequence[Any]) -> list[SalesInvoice]:
     lines: dict[str, list[InvoiceLine]] = defaultdict(list)
     paid: dict[str, list[Payment]] = defaultdict(list)
+    credits: dict[str, list[CreditNote]] = defaultdict(list)
     ids = [row.invoice_id for row in rows]
     if ids:
         for line in connection.execute(
@@ -164,6 +214,8 @@ def _with_lines(connection: Connection, rows: Sequence[Any]) -> list[SalesInvoic
                     created_at=utc(row.created_at),  # type: ignore[arg-type]
                 )
             )
+        for note in _credit_notes(connection, ids).values():
+            credits[note.invoice_id].append(note)
     return [
         SalesInvoice(
             invoice_id=row.invoice_id,
@@ -184,9 +236,48 @@ def _with_lines(connection: Connection, rows: Sequence[Any]) -> list[SalesInvoic
             updated_at=utc(row.updated_at),  # type: ignore[arg-type]
             lines=lines[row.invoice_id],
             payments=paid[row.invoice_id],
+            credit_notes=credits[row.invoice_id],
         )
         for row in rows
     ]
+
+
+def _credit_notes(connection: Connection, invoice_ids: list[str]) -> dict[str, CreditNote]:
+    """The credit notes of those invoices with their lines, by credit id in id order."""
+    notes = connection.execute(
+        select(credit_notes)
+        .where(credit_notes.c.invoice_id.in_(invoice_ids))
+        .order_by(credit_notes.c.credit_id)
+    ).all()
+    lines: dict[str, list[CreditLine]] = defaultdict(list)
+    if notes:
+        for line in connection.execute(
+            select(credit_note_lines)
+            .where(credit_note_lines.c.credit_id.in_([note.credit_id for note in notes]))
+            .order_by(credit_note_lines.c.credit_id, credit_note_lines.c.line_no)
+        ):
+            lines[line.credit_id].append(
+                CreditLine(
+                    **{name: getattr(line, name) for name in CreditLine.__dataclass_fields__}
+                )
+            )
+    return {
+        note.credit_id: CreditNote(
+            credit_id=note.credit_id,
+            invoice_id=note.invoice_id,
+            credit_date=note.credit_date,
+            kind=CreditKind(note.kind),
+            return_id=note.return_id,
+            reason=note.reason,
+            amount=note.amount,
+            tax_amount=note.tax_amount,
+            gross_amount=note.gross_amount,
+            created_by=note.created_by,
+            created_at=utc(note.created_at),  # type: ignore[arg-type]
+            lines=lines[note.credit_id],
+        )
+        for note in notes
+    }
 
 
 def _read(connection: Connection, invoice_id: str, *, lock: bool = False) -> SalesInvoice | None:
@@ -407,7 +498,7 @@ def receive_payment(
             )
         )
         paid = found.paid_amount + given.amount
-        status = InvoiceStatus.PAID if paid >= found.gross_amount else InvoiceStatus.OPEN
+        status = _settled(found.gross_amount, paid, found.credited_amount)
         connection.execute(
             update(sales_invoices)
             .where(sales_invoices.c.invoice_id == found.invoice_id)
@@ -425,6 +516,250 @@ def receive_payment(
             "amount": str(given.amount),
             "received_on": given.received_on.isoformat(),
             "paid_amount": str(paid),
+            "status": status.value,
+            "version": found.version + 1,
+        }
+    return get_invoice(connection, command.doc_id)
+
+
+def _settled(gross: Decimal, paid: Decimal, credited: Decimal) -> InvoiceStatus:
+    if paid + credited < gross:
+        return InvoiceStatus.OPEN
+    return InvoiceStatus.PAID if paid > 0 else InvoiceStatus.CREDITED
+
+
+# --- credit notes (红字发票) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreditLineInput:
+    invoice_line: int
+    qty: Decimal | None = None
+    """A return's quantity, in the invoice line's unit."""
+    amount: Decimal | None = None
+    """A price correction's amount before tax, in yuan and fen."""
+
+
+@dataclass(frozen=True, slots=True)
+class CreditInput:
+    kind: CreditKind
+    reason: str
+    credit_date: date
+    lines: list[CreditLineInput]
+    return_id: str | None = None
+
+
+def _credited_so_far(invoice: SalesInvoice) -> dict[int, tuple[Decimal, Decimal, Decimal]]:
+    """Per invoice line: quantity, amount and tax credited by earlier credit notes."""
+    taken: dict[int, tuple[Decimal, Decimal, Decimal]] = {}
+    for note in invoice.credit_notes:
+        for line in note.lines:
+            qty, amount, tax = taken.get(line.invoice_line, (_ZERO, _ZERO, _ZERO))
+            taken[line.invoice_line] = (
+                qty + (line.qty or _ZERO),
+                amount + line.amount,
+                tax + line.tax_amount,
+            )
+    return taken
+
+
+def _returned(connection: Connection, invoice: SalesInvoice, return_id: str) -> dict[int, Decimal]:
+    """What the customer return ``return_id`` brought back per SO line, checked to be a
+    received return of the invoice's own order."""
+    found = connection.execute(
+        select(customer_returns.c.so_id, customer_returns.c.status).where(
+            customer_returns.c.return_id == return_id
+        )
+    ).one_or_none()
+    if found is None or found.so_id != invoice.so_id:
+        raise ConflictError(
+            f"return_id: {return_id} is not a customer return of order {invoice.so_id}"
+        )
+    if found.status == "authorised":
+        raise ConflictError(
+            f"return_id: {return_id} is authorised but not received; credit the goods once "
+            "they are back"
+        )
+    back: dict[int, Decimal] = defaultdict(lambda: _ZERO)
+    for so_line, qty in connection.execute(
+        select(customer_return_lines.c.so_line, customer_return_lines.c.qty).where(
+            customer_return_lines.c.return_id == return_id
+        )
+    ).all():
+        back[so_line] += qty
+    return back
+
+
+def _return_amounts(
+    where: str,
+    line: InvoiceLine,
+    wanted: CreditLineInput,
+    before: tuple[Decimal, Decimal, Decimal],
+    *,
+    back: dict[int, Decimal] | None,
+    return_id: str | None,
+) -> tuple[Decimal, Decimal]:
+    """A returned quantity's amount and tax at the invoiced price; the last of a line is
+    exactly what is left of it (no rounding drift over several credits)."""
+    qty_before, amount_before, tax_before = before
+    if wanted.qty is None or wanted.amount is not None or wanted.qty <= 0:
+        raise InvalidError(f"{where}.qty: a return credits a positive quantity")
+    qty_left = line.qty - qty_before
+    if wanted.qty > qty_left:
+        raise ConflictError(
+            f"{where}.qty: line {line.line_no} invoiced {plain(line.qty)} {line.uom}, "
+            f"{plain(qty_before)} credited already; {plain(wanted.qty)} is more than "
+            f"the {plain(qty_left)} left"
+        )
+    if back is not None and wanted.qty > back.get(line.so_line, _ZERO):
+        raise ConflictError(
+            f"{where}.qty: return {return_id} brought back "
+            f"{plain(back.get(line.so_line, _ZERO))} {line.uom} of order line "
+            f"{line.so_line}; {plain(wanted.qty)} is more"
+        )
+    if wanted.qty == qty_left:
+        return line.amount - amount_before, line.tax_amount - tax_before
+    amount = cents(line.unit_price * wanted.qty)
+    return amount, cents(amount * line.tax_rate)
+
+
+def _price_amounts(
+    where: str, line: InvoiceLine, wanted: CreditLineInput, before: tuple[Decimal, Decimal, Decimal]
+) -> tuple[Decimal, Decimal]:
+    """A price correction's amount as given, and its tax at the line's rate."""
+    _qty_before, amount_before, tax_before = before
+    if wanted.amount is None or wanted.qty is not None:
+        raise InvalidError(f"{where}.amount: a price correction credits an amount")
+    if not _ZERO < wanted.amount < MAX_ABS_AMOUNT or wanted.amount != cents(wanted.amount):
+        raise InvalidError(
+            f"{where}.amount: a positive amount in yuan and fen (two decimals at most)"
+        )
+    if wanted.amount == line.amount - amount_before:
+        return wanted.amount, line.tax_amount - tax_before
+    return wanted.amount, cents(wanted.amount * line.tax_rate)
+
+
+def _credit_rows(
+    connection: Connection, invoice: SalesInvoice, given: CreditInput
+) -> list[dict[str, Any]]:
+    """The credit note's lines, each checked against what is left of its invoice line."""
+    by_no = {line.line_no: line for line in invoice.lines}
+    taken = _credited_so_far(invoice)
+    back = _returned(connection, invoice, given.return_id) if given.return_id else None
+    seen: set[int] = set()
+    rows = []
+    for i, wanted in enumerate(given.lines):
+        where = f"lines[{i}]"
+        line = by_no.get(wanted.invoice_line)
+        if line is None:
+            raise InvalidError(
+                f"{where}.invoice_line: invoice {invoice.invoice_id} has no line "
+                f"{wanted.invoice_line}"
+            )
+        if wanted.invoice_line in seen:
+            raise InvalidError(f"{where}.invoice_line: line {wanted.invoice_line} twice")
+        seen.add(wanted.invoice_line)
+        before = taken.get(line.line_no, (_ZERO, _ZERO, _ZERO))
+        if given.kind is CreditKind.RETURN:
+            amount, tax = _return_amounts(
+                where, line, wanted, before, back=back, return_id=given.return_id
+            )
+        else:
+            amount, tax = _price_amounts(where, line, wanted, before)
+        amount_left = line.amount - before[1]
+        if amount > amount_left:
+            raise ConflictError(
+                f"{where}.amount: line {line.line_no} has {plain(amount_left)} left to "
+                f"credit; {plain(amount)} is more"
+            )
+        rows.append(
+            {
+                "line_no": i + 1,
+                "invoice_line": line.line_no,
+                "item_code": line.item_code,
+                "qty": wanted.qty if given.kind is CreditKind.RETURN else None,
+                "uom": line.uom,
+                "amount": amount,
+                "tax_amount": tax,
+            }
+        )
+    return rows
+
+
+def credit_invoice(connection: Connection, command: DocCommand, given: CreditInput) -> SalesInvoice:
+    """A credit note against the invoice: a return's quantities at the invoiced prices, or a
+    price correction's amounts, per invoice line, never more than a line has left nor
+    more than is still owed on the invoice. What is owed, and so the ageing and the
+    customer's credit exposure, falls by its gross amount from its date on."""
+    reason = given.reason.strip()
+    if not reason:
+        raise InvalidError("reason: say why the customer is credited")
+    if not given.lines:
+        raise InvalidError("lines: credit at least one invoice line")
+    with document_write(
+        connection, action="sales_invoice.credit", audit=command.audit, claim=command.claim
+    ) as written:
+        found = locked_document(
+            connection,
+            _read,
+            "sales invoice",
+            command.doc_id,
+            command.visible,
+            if_match=command.if_match,
+        )
+        if given.credit_date < found.invoice_date:
+            raise InvalidError(
+                f"credit_date: {given.credit_date} is before the invoice's date "
+                f"{found.invoice_date}"
+            )
+        rows = _credit_rows(connection, found, given)
+        net = sum((row["amount"] for row in rows), _ZERO)
+        tax = sum((row["tax_amount"] for row in rows), _ZERO)
+        if net + tax > found.outstanding:
+            raise ConflictError(
+                f"sales invoice {found.invoice_id} has {found.outstanding} outstanding; a "
+                f"credit of {plain(net + tax)} is more (paying money back is a refund, "
+                "not a credit note)"
+            )
+        credit_id = new_document_id(
+            connection, sequence="#credit_note", prefix="CN", column=credit_notes.c.credit_id
+        )
+        connection.execute(
+            insert(credit_notes).values(
+                credit_id=credit_id,
+                invoice_id=found.invoice_id,
+                customer_code=found.customer,
+                site_id=found.site_id,
+                credit_date=given.credit_date,
+                kind=given.kind.value,
+                return_id=given.return_id,
+                reason=reason,
+                amount=net,
+                tax_amount=tax,
+                gross_amount=net + tax,
+                created_by=command.actor,
+                created_at=written.now,
+            )
+        )
+        connection.execute(
+            insert(credit_note_lines), [{"credit_id": credit_id, **row} for row in rows]
+        )
+        status = _settled(found.gross_amount, found.paid_amount, found.credited_amount + net + tax)
+        connection.execute(
+            update(sales_invoices)
+            .where(sales_invoices.c.invoice_id == found.invoice_id)
+            .values(status=status.value, version=found.version + 1, updated_at=written.now)
+        )
+        written.doc_id, written.site_id = found.invoice_id, found.site_id
+        written.before = {"outstanding": str(found.outstanding), "version": found.version}
+        written.after = {
+            "credit_id": credit_id,
+            "kind": given.kind.value,
+            "return_id": given.return_id,
+            "reason": reason,
+            "amount": str(net),
+            "tax_amount": str(tax),
+            "outstanding": str(plain(found.outstanding - net - tax)),
             "status": status.value,
             "version": found.version + 1,
         }
@@ -480,6 +815,15 @@ def ageing(
         .group_by(customer_payments.c.invoice_id)
         .subquery()
     )
+    credited = (
+        select(
+            credit_notes.c.invoice_id,
+            func.sum(credit_notes.c.gross_amount).label("credited"),
+        )
+        .where(credit_notes.c.credit_date <= on)
+        .group_by(credit_notes.c.invoice_id)
+        .subquery()
+    )
     with read_snapshot(connection):
         rows = connection.execute(
             select(
@@ -487,13 +831,15 @@ def ageing(
                 sales_invoices.c.due_date,
                 sales_invoices.c.gross_amount,
                 paid.c.paid,
+                credited.c.credited,
             )
             .outerjoin(paid, paid.c.invoice_id == sales_invoices.c.invoice_id)
+            .outerjoin(credited, credited.c.invoice_id == sales_invoices.c.invoice_id)
             .where(*conditions)
         ).all()
     owed: dict[str, dict[str, Decimal]] = {}
     for row in rows:
-        left = row.gross_amount - Decimal(row.paid or 0)
+        left = row.gross_amount - Decimal(row.paid or 0) - Decimal(row.credited or 0)
         if left <= 0:
             continue
         buckets = owed.setdefault(row.customer_code, dict.fromkeys(BUCKETS, _ZERO))

@@ -901,6 +901,131 @@ def edge_qc_states(
     return {event_id: EdgeQc(decided.get(event_id, EdgeQc.PENDING.value)) for event_id in held}
 
 
+@dataclass(frozen=True, slots=True)
+class EdgeCarton:
+    """A carton an edge booked against a PO line, as QC sees it."""
+
+    event_id: str
+    site_id: str
+    seq: int
+    occurred_at: datetime
+    po_id: str
+    line_no: int
+    item: str
+    lot: str | None
+    expiry: date | None
+    qty: Decimal
+    uom: str
+    location: str
+    ref: str | None
+    """The station's reason (``quarantine <code>: <text>``), as the operator saw it."""
+    qc: EdgeQc | None = EdgeQc.PENDING
+    """None: not booked into a quarantine location, so there is nothing to decide."""
+    decision: EdgeQcDecision | None = None
+
+
+def pending_edge_cartons(
+    connection: Connection,
+    *,
+    visible: frozenset[str] | None,
+    site_id: str | None = None,
+    po_id: str | None = None,
+    limit: int = MAX_PAGE,
+) -> list[EdgeCarton]:
+    """The QC work list: every edge receipt against a PO line booked into one of its
+    site's quarantine locations with no decision yet, oldest first, of ``visible`` sites.
+
+    A carton the edge has since moved out of quarantine itself still shows (central
+    cannot know without reading balances per carton); deciding it is refused with 409
+    by the balance check, which says so."""
+    check_limit(limit)
+    quarantine = locations.alias("quarantine")
+    query = (
+        select(
+            *(
+                ledger_events.c[name]
+                for name in (
+                    "event_id",
+                    "site_id",
+                    "seq",
+                    "occurred_at",
+                    "item",
+                    "lot",
+                    "expiry",
+                    "qty",
+                    "uom",
+                    "location",
+                    "ref",
+                    "doc_id",
+                    "doc_line",
+                )
+            )
+        )
+        .select_from(
+            ledger_events.join(
+                quarantine,
+                (quarantine.c.site_id == ledger_events.c.site_id)
+                & (quarantine.c.code == ledger_events.c.location)
+                & (quarantine.c.kind == "quarantine"),
+            ).outerjoin(edge_qc_decisions, edge_qc_decisions.c.event_id == ledger_events.c.event_id)
+        )
+        .where(
+            ledger_events.c.doc_id.is_not(None),
+            ledger_events.c.doc_type == PURCHASE_ORDER,
+            ledger_events.c.kind == EventKind.RECEIPT.value,
+            edge_qc_decisions.c.event_id.is_(None),
+        )
+        .order_by(ledger_events.c.occurred_at, ledger_events.c.site_id, ledger_events.c.seq)
+        .limit(limit)
+    )
+    if visible is not None:
+        query = query.where(ledger_events.c.site_id.in_(sorted(visible)))
+    if site_id:
+        query = query.where(ledger_events.c.site_id == site_id)
+    if po_id:
+        query = query.where(ledger_events.c.doc_id == po_id)
+    with read_snapshot(connection):
+        rows = connection.execute(query).all()
+    return [_carton(row) for row in rows]
+
+
+def get_edge_carton(
+    connection: Connection, event_id: str, *, visible: frozenset[str] | None
+) -> EdgeCarton:
+    """One edge receipt against a PO line with where it stands in QC (404 for another
+    site's, 409 for an event that is no such receipt)."""
+    with read_snapshot(connection):
+        event = _edge_receipt(connection, event_id, visible)
+        state = edge_qc_states(connection, event.site_id, [(event.event_id, event.location)])
+        row = connection.execute(
+            select(edge_qc_decisions).where(edge_qc_decisions.c.event_id == event_id)
+        ).one_or_none()
+    return _carton(
+        event,
+        qc=state.get(event.event_id),
+        decision=None if row is None else _edge_decision(event, row),
+    )
+
+
+def _carton(row: Row[Any], **qc: Any) -> EdgeCarton:
+    return EdgeCarton(
+        event_id=row.event_id,
+        site_id=row.site_id,
+        seq=row.seq,
+        occurred_at=utc(row.occurred_at) or row.occurred_at,
+        po_id=str(row.doc_id),
+        line_no=int(row.doc_line),
+        item=row.item,
+        lot=row.lot,
+        expiry=row.expiry,
+        qty=row.qty,
+        uom=row.uom,
+        location=row.location,
+        ref=row.ref,
+        **qc,
+    )
+
+
 # --- purchase returns -----------------------------------------------------------------
 
 

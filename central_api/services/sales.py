@@ -46,6 +46,7 @@ from central_api.models.items import items
 from central_api.models.ledger import ledger_events
 from central_api.models.master import item_units, locations, partners
 from central_api.models.sales import (
+    credit_notes,
     price_list_lines,
     price_lists,
     sales_invoices,
@@ -911,11 +912,20 @@ def credit_exposure(connection: Connection, customer: str, *, besides: str = "")
     """What the customer owes or will owe: open receivables (invoices less payments),
     shipments not yet invoiced, and what confirmed orders (other than ``besides``) have
     still to ship, all tax included."""
+    credited = (
+        select(func.coalesce(func.sum(credit_notes.c.gross_amount), 0))
+        .where(credit_notes.c.invoice_id == sales_invoices.c.invoice_id)
+        .scalar_subquery()
+    )
     receivable = sum(
         (
-            row.gross_amount - row.paid_amount
+            row.gross_amount - row.paid_amount - Decimal(row.credited or 0)
             for row in connection.execute(
-                select(sales_invoices.c.gross_amount, sales_invoices.c.paid_amount).where(
+                select(
+                    sales_invoices.c.gross_amount,
+                    sales_invoices.c.paid_amount,
+                    credited.label("credited"),
+                ).where(
                     sales_invoices.c.customer_code == customer, sales_invoices.c.status == "open"
                 )
             ).all()

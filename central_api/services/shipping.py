@@ -286,11 +286,17 @@ def list_shipments(
     visible: frozenset[str] | None,
     after: str | None,
     limit: int,
+    sscc: str | None = None,
 ) -> tuple[list[Shipment], str | None]:
+    """Shipments by id; ``sscc`` finds the logistic unit an edge packed under that
+    SSCC-18 (one shipment per unit, ``shipments.sscc`` is unique)."""
+    filters = [] if so_id is None else [shipments.c.so_id == so_id]
+    if sscc is not None:
+        filters.append(shipments.c.sscc == sscc)
     return list_page(
         connection,
         shipments,
-        filters=[] if so_id is None else [shipments.c.so_id == so_id],
+        filters=filters,
         scope=(site_id, visible),
         after=after,
         limit=limit,

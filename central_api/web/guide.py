@@ -47,6 +47,8 @@ CHAPTERS: Final[dict[str, str]] = {
     "/console/replenishment": "roles/purchaser",
     "/console/purchase-exceptions": "tasks/exceptions",
     "/console/receipts": "tasks/receive",
+    "/console/edge-cartons": "tasks/receive",
+    "/console/po-receiving": "tasks/receive",
     "/console/purchase-returns": "tasks/exceptions",
     "/console/supplier-invoices": "roles/finance",
     # sales

@@ -44,20 +44,31 @@ from central_api.web.forms import validate
 from central_api.web.purchasing import (
     _REFUSALS,
     PAGE,
+    POLL_SECONDS,
     STATUS_LABELS,
     VERB_LABELS,
     IdQuery,
     _if_match,
     _posted,
     _row_key,
+    _sites,
     _status_of,
     document_list,
     options,
     posted_rows,
     refusal_key,
+    site_filter,
     url,
 )
-from central_api.web.render import CONSOLE_ROOT, N_, gettext_for, render
+from central_api.web.render import (
+    BUY,
+    CONSOLE_ROOT,
+    N_,
+    NAVIGATION,
+    NavEntry,
+    gettext_for,
+    render,
+)
 from central_api.web.routes import form_claim, redirect
 from jxc.contract import Code
 
@@ -823,3 +834,197 @@ async def create_invoice_form(
         else:
             return redirect(request, url(f"{INVOICES}/view", id=made.invoice_id))
     return _invoice_form(request, principal, po, form, errors, status_code=422)
+
+
+# --- QC of the cartons an edge put in quarantine -----------------------------------------
+
+CARTONS: Final = f"{CONSOLE_ROOT}/edge-cartons"
+QC_LABELS: Final[dict[str, str]] = {
+    "pending": N_("Awaiting QC"),
+    "released": N_("Released"),
+    "rejected": N_("Rejected"),
+}
+"""Where an edge's carton stands in QC (``EdgeQc``), as a chip reads it."""
+
+
+def _stock_choices(
+    request: Request, connection: Connection, site_ids: set[str]
+) -> dict[str, list[tuple[str, str]]]:
+    """Per site, the active locations a released carton may go to (storage, receiving):
+    offering a quarantine or damaged bin would only earn a refusal."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for site_id in sorted(site_ids):
+        rows, _after = list_locations(connection, site_id=site_id, after=None, limit=1000)
+        fit = [loc for loc in rows if loc.active and loc.kind in service.STOCK_KINDS]
+        found[site_id] = [("", "—"), *options(request, fit, "code")]
+    return found
+
+
+def _carton_context(principal: Principal) -> dict[str, Any]:
+    return {
+        "may_qc": principal.can("purchase_receipt.qc"),
+        "key": str(uuid.uuid4()),
+        "qc_labels": QC_LABELS,
+        "verb_labels": VERB_LABELS,
+        "url": url,
+    }
+
+
+@pages.get("/edge-cartons", dependencies=[Requires("purchase_receipt.read")])
+def edge_cartons_page(
+    request: Request,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    *,
+    po_id: PoQuery = None,
+    site: SiteQuery = "",
+) -> HTMLResponse:
+    """QC's work list: the cartons the sites' receiving stations put in quarantine (short
+    weight, expired lot, over-receipt...), oldest first, each with the station's reason and
+    the release and reject buttons. Only the user's sites."""
+    site_text = site_filter(principal, site)
+    cartons = service.pending_edge_cartons(
+        connection,
+        visible=principal.sites,
+        site_id=site_text or None,
+        po_id=po_id or None,
+        limit=PAGE,
+    )
+    context = _carton_context(principal)
+    return render(
+        request,
+        "edge_cartons.html",
+        {
+            **context,
+            "cartons": cartons,
+            "filters": {"po": po_id or "", "site": site_text},
+            "sites": _sites(connection, principal),
+            "locations": _stock_choices(request, connection, {c.site_id for c in cartons})
+            if context["may_qc"]
+            else {},
+            "full": len(cartons) >= PAGE,
+        },
+        principal=principal,
+    )
+
+
+def _carton_page(
+    request: Request,
+    connection: Connection,
+    principal: Principal,
+    event_id: str,
+    *,
+    refusal: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
+    carton = service.get_edge_carton(connection, event_id, visible=principal.sites)
+    context = _carton_context(principal)
+    pending = carton.qc is service.EdgeQc.PENDING
+    return render(
+        request,
+        "edge_carton.html",
+        {
+            **context,
+            "carton": carton,
+            "locations": _stock_choices(request, connection, {carton.site_id})
+            if context["may_qc"] and pending
+            else {},
+            "refusal": refusal,
+        },
+        principal=principal,
+        status_code=status_code,
+    )
+
+
+@pages.get("/edge-cartons/view", dependencies=[Requires("purchase_receipt.read")])
+def edge_carton_page(
+    request: Request, event_id: IdQuery, connection: ConnDep, principal: PrincipalDep
+) -> HTMLResponse:
+    """One carton an edge booked against a PO line: the station's reason, and the QC
+    decision once taken (who, when, why, where to) or the buttons while pending."""
+    return _carton_page(request, connection, principal, event_id)
+
+
+def _edge_qc(verb: str) -> Callable[[Connection, DocCommand, Any, Projections | None], object]:
+    def run(
+        connection: Connection, order: DocCommand, posted: Any, projected: Projections | None
+    ) -> object:
+        command = service.EdgeQcCommand(
+            actor=order.actor,
+            visible=order.visible,
+            if_match=None,
+            audit=order.audit,
+            claim=order.claim,
+            reason=order.reason,
+            event_id=order.doc_id,
+            location=(_posted(posted, "location", 64) or None) if verb == "release" else None,
+        )
+        return service.decide_edge_quarantine(connection, command, verb, projections=projected)
+
+    return run
+
+
+for _verb in ("release", "reject"):
+    command_route(
+        pages,
+        CARTONS,
+        _verb,
+        "purchase_receipt.qc",
+        run=_edge_qc(_verb),
+        page=_carton_page,
+        projected=True,
+    )
+
+
+# --- the receiving of a PO, live ---------------------------------------------------------
+
+
+def _receiving_context(connection: Connection, principal: Principal, po_id: str) -> dict[str, Any]:
+    po = purchases.get_purchase_order(connection, po_id, visible=principal.sites)
+    events = service.po_events(connection, po_id, visible=principal.sites)
+    return {
+        "po": po,
+        "events": events,
+        "pending": sum(1 for event in events if event.qc is service.EdgeQc.PENDING),
+        "live": po.status in purchases.RECEIVABLE,
+        "poll": POLL_SECONDS,
+        "qc_labels": QC_LABELS,
+        "status_labels": STATUS_LABELS,
+        "url": url,
+    }
+
+
+@pages.get("/po-receiving", dependencies=[Requires("purchase_receipt.read")])
+def po_receiving_page(
+    request: Request, po_id: IdQuery, connection: ConnDep, principal: PrincipalDep
+) -> HTMLResponse:
+    """Every receipt, QC move and return booked against a PO, from its site's edge and from
+    central, as they arrive: the page is a frame around ``/po-receiving/live``, which htmx
+    fetches again every ``POLL_SECONDS`` while the PO is receivable (the PO page's lines
+    and the dashboard do the same), so a carton the dock books shows without a reload."""
+    context = _receiving_context(connection, principal, po_id)
+    return render(request, "po_receiving.html", context, principal=principal)
+
+
+@pages.get("/po-receiving/live", dependencies=[Requires("purchase_receipt.read")])
+def po_receiving_live(
+    request: Request, po_id: IdQuery, connection: ConnDep, principal: PrincipalDep
+) -> HTMLResponse:
+    """The receiving log alone: what the page polls."""
+    context = _receiving_context(connection, principal, po_id)
+    return render(request, "po_receiving_live.html", context, principal=principal)
+
+
+def _add_to_menu() -> None:
+    """QC's work list right after the receipts (once)."""
+    if any(entry.path == CARTONS for entry in NAVIGATION):
+        return
+    at = next(
+        (i + 1 for i, entry in enumerate(NAVIGATION) if entry.path == RECEIPTS), len(NAVIGATION)
+    )
+    NAVIGATION.insert(
+        at, NavEntry(CARTONS, N_("Cartons awaiting QC"), "purchase_receipt.read", group=BUY)
+    )
+
+
+_add_to_menu()

@@ -64,6 +64,7 @@ KIND_LABELS: Final[dict[str, str]] = {
     "transfer_over": N_("Transfer arrived over"),
     "transfer_wrong_lot": N_("Transfer arrived with another lot"),
     "closed_period": N_("Dated in a closed period"),
+    "short_pick": N_("Picked short at the site"),
 }
 """The msgid of each alert kind the inbox shows (unknown kinds are shown as stored)."""
 

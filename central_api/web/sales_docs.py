@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final
@@ -42,9 +42,9 @@ from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import ForbiddenError, InvalidError
 from central_api.models.sales import sales_invoices
 from central_api.schemas.customer_returns import ReturnIn
-from central_api.schemas.receivables import PaymentIn, SalesInvoiceIn
+from central_api.schemas.receivables import CreditNoteIn, PaymentIn, SalesInvoiceIn
 from central_api.schemas.shipping import ShipmentIn, TrackingIn
-from central_api.services import customer_returns, receivables, sales, shipping
+from central_api.services import alerts, customer_returns, receivables, sales, shipping
 from central_api.services.documents import DocCommand, site_conditions
 from central_api.services.idempotency import IdempotencyClaim, IdempotentReplay
 from central_api.services.projections import Projections
@@ -91,6 +91,7 @@ DOC_LABELS: Final[dict[str, str]] = {
     "open": N_("Not fully paid"),
     "authorised": N_("Authorised"),
     "paid": N_("Paid"),
+    "credited": N_("Credited in full"),
     "pending": N_("Pending"),
     "restocked": N_("Restocked"),
     "scrapped": N_("Scrapped"),
@@ -105,7 +106,13 @@ DOC_VERBS: Final[dict[str, str]] = {
     "scrap": N_("Scrap"),
     "tracking": N_("Save the tracking number"),
     "payment": N_("Record the payment"),
+    "credit": N_("Issue the credit note"),
 }
+CREDIT_KINDS: Final[dict[str, str]] = {
+    "return": N_("Customer return: quantities at the invoiced price"),
+    "price": N_("Price correction: amounts before tax"),
+}
+"""The kinds of credit note (``receivables.CreditKind``) as the form offers them."""
 
 BUCKET_LABELS: Final[dict[str, str]] = {
     "current": N_("Current (not yet due)"),
@@ -115,6 +122,15 @@ BUCKET_LABELS: Final[dict[str, str]] = {
     "over_90": N_("Over 90 days past due"),
 }
 """The ageing buckets of ``services.receivables.BUCKETS`` as people read them."""
+
+
+def sscc_of(text: str) -> str | None:
+    """The SSCC-18 a person typed or a scanner sent: its digits, less a leading AI ``00``
+    (a GS1-128 scan of the label gives 20 digits); None if that is not 18 digits."""
+    digits = "".join(c for c in text if c.isdigit())
+    if len(digits) == 20 and digits.startswith("00"):
+        digits = digits[2:]
+    return digits if len(digits) == 18 else None
 
 
 def _today() -> date:
@@ -170,6 +186,9 @@ class OrderDocuments:
     """(invoice id, shipment id, its status's msgid); empty for a role that may not see
     invoices."""
     returns: list[customer_returns.CustomerReturn]
+    short_picks: list[alerts.Alert] = field(default_factory=list)
+    """Lines an edge's picker ended short (``short_pick`` alerts), for any order reader:
+    they carry quantities, no money."""
 
 
 def order_documents(connection: Connection, principal: Principal, so_id: str) -> OrderDocuments:
@@ -191,7 +210,8 @@ def order_documents(connection: Connection, principal: Principal, so_id: str) ->
         came_back, _after = customer_returns.list_returns(
             connection, so_id=so_id, site_id=None, visible=principal.sites, after=None, limit=500
         )
-    return OrderDocuments(found, invoices, came_back)
+    shorts = alerts.short_picks_of(connection, so_id, visible=principal.sites)
+    return OrderDocuments(found, invoices, came_back, shorts)
 
 
 # --- a form entered against a sales order --------------------------------------------------
@@ -371,15 +391,23 @@ def shipments_page(
     *,
     so_id: SoQuery = None,
     site: SiteQuery = "",
+    sscc: Annotated[str, Query(max_length=64)] = "",
     after: AfterQuery = None,
 ) -> HTMLResponse:
-    """Shipments (发货) of the user's sites, by order and site."""
-    return _so_documents(
+    """Shipments (发货) of the user's sites, by order and site, or the unit an edge packed
+    under an SSCC (typed, or scanned off its label with or without the (00))."""
+    sscc_text = sscc_of(sscc)
+    if sscc.strip() and sscc_text is None:
+        raise InvalidError("sscc: an SSCC has 18 digits (scan the label's (00) barcode)")
+    return document_list(
         request,
         connection,
         principal,
         shipping.list_shipments,
-        (so_id, site, after),
+        {"so_id": so_id or None, "sscc": sscc_text},
+        after=after,
+        site=site,
+        filters={"so": so_id or "", "sscc": sscc_text or ""},
         template="shipment_list.html",
         key="shipments",
         base=SHIPMENTS,
@@ -895,6 +923,9 @@ def _invoice_page(
             "today": _today(),
             "may_pay": principal.can("sales_invoice.payment")
             and found.status is receivables.InvoiceStatus.OPEN,
+            "may_credit": principal.can("sales_invoice.credit")
+            and found.status is receivables.InvoiceStatus.OPEN,
+            "credit_kinds": CREDIT_KINDS,
             "key": str(uuid.uuid4()),
             "refusal": refusal,
             "status_labels": DOC_LABELS,
@@ -939,6 +970,47 @@ def _pay(connection: Connection, order: DocCommand, posted: Any) -> object:
 
 command_route(
     money_pages, INVOICES, "payment", "sales_invoice.payment", run=_pay, page=_invoice_page
+)
+
+
+def _credit(connection: Connection, order: DocCommand, posted: Any) -> object:
+    """A credit note as the form sent it: one row per invoice line, those with a quantity
+    (a return) or an amount (a price correction) are its lines; checked with the API's
+    ``CreditNoteIn``, the first problem named."""
+    kind = _posted(posted, "kind", 16)
+    field = "qty" if kind == "return" else "amount"
+    lines = [
+        {"invoice_line": row["invoice_line"], field: row[field]}
+        for row in posted_rows(posted, ("invoice_line", "qty", "amount"))
+        if row.get(field)
+    ]
+    body: dict[str, Any] = {"kind": kind, "lines": lines, "reason": order.reason or ""}
+    for name in ("credit_date", "return_id"):
+        if value := _posted(posted, name, 64):
+            body[name] = value
+    try:
+        checked = CreditNoteIn.model_validate(body)
+    except ValidationError as invalid:
+        first = invalid.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "credit"
+        raise InvalidError(f"{where}: {first['msg']}") from None
+    given = receivables.CreditInput(
+        kind=receivables.CreditKind(checked.kind),
+        reason=checked.reason,
+        credit_date=checked.credit_date or _today(),
+        return_id=checked.return_id,
+        lines=[
+            receivables.CreditLineInput(
+                invoice_line=line.invoice_line, qty=line.qty, amount=line.amount
+            )
+            for line in checked.lines
+        ],
+    )
+    return receivables.credit_invoice(connection, order, given)
+
+
+command_route(
+    money_pages, INVOICES, "credit", "sales_invoice.credit", run=_credit, page=_invoice_page
 )
 
 

@@ -38,7 +38,7 @@ import logging
 import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -50,6 +50,7 @@ from edge_agent.stations.errors import StationError
 from edge_agent.stations.sscc import Fault, Pack, SsccConfig, content_gtin
 from jxc.contract import EventKind, LedgerEvent
 from jxc.feed import PickLineData, PickListData, PickLotData
+from jxc.ids import uuid7
 
 log = logging.getLogger("edge_agent.picking")
 
@@ -567,6 +568,7 @@ class PickingStation:
                 )
         self.shorts = [s for s in self.shorts if s.so_id != self.so_id] + shorts
         if shorts:
+            record_shorts(self.ledger, shorts, device_id)
             self.display = f"DONE {self.so_id} SHORT: " + "; ".join(
                 f"line {s.so_line} {s.item} {s.picked}/{s.wanted} {s.uom}" for s in shorts
             )
@@ -600,6 +602,31 @@ class PickingStation:
                 for s in self.shorts
             ],
         }
+
+
+def record_shorts(ledger: Ledger, shorts: list[Short], device_id: str | None) -> None:
+    """Keep the shorts for central (``pick_shorts``, sent by the pusher): written at once,
+    in one transaction, so a restart before the next push loses none."""
+    now = datetime.now(UTC).isoformat()
+    with ledger.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO pick_shorts (short_id, so_id, so_line, item, wanted, picked, uom,"
+            " device_id, reported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    str(uuid7()),
+                    s.so_id,
+                    s.so_line,
+                    s.item,
+                    format(s.wanted, "f"),
+                    format(s.picked, "f"),
+                    s.uom,
+                    device_id,
+                    now,
+                )
+                for s in shorts
+            ],
+        )
 
 
 def _may_be_location(data: str) -> bool:

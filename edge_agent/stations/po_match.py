@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from edge_agent.catalog import CachedItem, KnownBarcode, OpenLine
+from edge_agent.catalog import CachedItem, KnownBarcode, LineState, OpenLine
 
 DEFAULT_WEIGHT_TOLERANCE = Decimal(2)
 """Percent an item without its own ``weight_tolerance`` may weigh off what is expected."""
@@ -30,11 +30,32 @@ class Quarantine:
 
 
 def candidates(lines: Sequence[OpenLine]) -> list[OpenLine]:
-    """The lines a carton may be booked against: those still short of their quantity;
-    when every line is already complete, all of them (the booking is then an
+    """The lines a carton may be booked against, the likeliest first found: those still
+    short beyond their under-receipt tolerance (``state`` open); else those short within
+    it (complete enough: a carton of the rest is less likely than one of a line still
+    open); when every line has its quantity, all of them (the booking is then an
     over-receipt, decided by :func:`check`)."""
+    open_ = [line for line in lines if line.state is LineState.OPEN]
     short = [line for line in lines if line.remaining > 0]
-    return short or list(lines)
+    return open_ or short or list(lines)
+
+
+def line_note(line: OpenLine) -> str:
+    """What the display line adds about the line a carton was booked against, once the
+    carton is counted: how much of it has come and whether it is complete, complete
+    within its under-receipt tolerance (and how many are missing), or still open."""
+    done = f"{line.po_id}/{line.line_no} {line.received}/{line.qty} {line.uom}"
+    state = line.state
+    if state is LineState.OPEN:
+        return f"{done}, {line.remaining} open"
+    if state is LineState.SHORT_WITHIN_TOLERANCE:
+        return (
+            f"{done}, complete within -{line.under_tolerance}%"
+            f" ({line.remaining} short, accepted as complete)"
+        )
+    if state is LineState.OVER:
+        return f"{done}, over the +{line.over_tolerance}% tolerance"
+    return f"{done}, complete"
 
 
 def quantity(

@@ -23,7 +23,7 @@ and docs/purchasing.md, "At the edge").
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Literal
@@ -327,6 +327,9 @@ class ReceivingStation:
             ]
         else:
             self.display = f"OK {event.qty} {event.uom} {event.item} -> {where}"
+        if line is not None and event.uom == line.uom:
+            counted = replace(line, received=line.received + event.qty)
+            self.display += f"; {po_match.line_note(counted)}"
         log.info(
             "received",
             extra={
@@ -373,6 +376,8 @@ class ReceivingStation:
                     "ordered": str(line.qty),
                     "received": str(line.received),
                     "uom": line.uom,
+                    "complete_at": format(line.floor.normalize(), "f"),
+                    "state": line.state.value,
                 }
                 for line in self.catalog.open_lines()
             ],

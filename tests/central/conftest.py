@@ -72,6 +72,8 @@ CENTRAL_TABLES = (
     "valuation_entries",
     "valuation_state",
     "edge_qc_decisions",
+    "credit_note_lines",
+    "credit_notes",
     "customer_payments",
     "sales_invoice_lines",
     "sales_invoices",

@@ -4,8 +4,10 @@ SQLite and PostgreSQL; a real ledger file; the agent's own puller and pusher).
 The edge receives three lots; central confirms an order FEFO over the two earliest; a
 fourth, earlier lot arrives after the confirm. The pick list reaches the edge through the
 feed; the station takes the reserved lot, refuses a later one, swaps in the earlier one
-and packs two SSCC units; the push books two shipments, moves the reservation from the
-swapped lot to the picked one, and the rest of the line stays reserved (a short pick).
+and packs two SSCC units; the push books two shipments (found by SSCC in the API and the
+console), moves the reservation from the
+swapped lot to the picked one, and the rest of the line stays reserved (a short pick,
+reported to central as an alert shown on the order).
 Cancelling an order withdraws its pick list from the edge.
 """
 
@@ -28,15 +30,17 @@ from edge_agent.stations.picking import PickingStation, PickRefusedError
 from edge_agent.stations.sscc import SsccConfig
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind
-from jxc.paths import ITEMS, PARTNERS, SALES_ORDERS, SHIPMENTS, STOCK_AVAILABLE
+from jxc.paths import ALERTS, ITEMS, PARTNERS, SALES_ORDERS, SHIPMENTS, STOCK_AVAILABLE
 from simulators.scanner import GS
 from tests.central.conftest import (  # noqa: F401 (the real central's fixtures)
+    add_test_user,
     client,
     database_url,
     postgres_session,
     sqlite_template,
 )
 from tests.central.test_master_data import location, ok, site
+from tests.web.test_console_pages import browser
 
 GTIN = "09506000134352"
 TODAY = datetime.now(UTC).date()
@@ -142,6 +146,22 @@ def test_central_books_an_edge_picked_shipment_with_a_swapped_lot(
     assert [(s.so_line, s.picked, s.wanted) for s in shorts] == [(1, Decimal(16), Decimal(20))]
     sync(pusher, catalog)
 
+    # The short reached central with the push: one short_pick alert in the inbox and on
+    # the order's page; sent again (an answer lost), it raises nothing more.
+    with ledger.reading() as conn:
+        assert conn.execute(
+            "SELECT so_line, picked, wanted, sent_at IS NOT NULL FROM pick_shorts"
+        ).fetchall() == [(1, "16", "20", 1)]
+    inbox = ok(client.get(ALERTS, params={"kind": "short_pick"}))["alerts"]
+    assert [
+        (a["site_id"], a["item_code"], a["qty"], a["threshold"], a["status"]) for a in inbox
+    ] == [("S01", "PILL", "16", "20", "open")]
+    assert inbox[0]["detail"].startswith(f"{so_id} line 1: picked 16 of 20 EA")
+    with ledger.transaction() as conn:
+        conn.execute("UPDATE pick_shorts SET sent_at = NULL")
+    assert pusher.report_shorts() == 1
+    assert len(ok(client.get(ALERTS, params={"kind": "short_pick"}))["alerts"]) == 1
+
     order = ok(client.get(f"{SALES_ORDERS}/{so_id}"))
     assert (order["status"], order["lines"][0]["shipped_qty"]) == ("confirmed", "16")
     # 6 of L5 replaced 6 of L2 (not of L1, the earliest): the rest stays reserved.
@@ -156,6 +176,28 @@ def test_central_books_an_edge_picked_shipment_with_a_swapped_lot(
             (units[1].sscc, [(1, "L5", "6", "A-01")]),
         ]
     )
+    # Each unit is found by its SSCC-18: in the API, and in the console typed or scanned
+    # off its label with the (00); the shipment page shows it.
+    sscc = units[1].sscc
+    shipment_id = next(s["shipment_id"] for s in shipments if s["sscc"] == sscc)
+    by_sscc = ok(client.get(SHIPMENTS, params={"sscc": sscc}))["shipments"]
+    assert [s["shipment_id"] for s in by_sscc] == [shipment_id]
+    assert client.get(SHIPMENTS, params={"sscc": "123"}).status_code == 422
+    add_test_user(client.app.state.engine, "clerk-sscc", ["warehouse_clerk"])  # type: ignore[attr-defined]
+    console = browser(client.app, "clerk-sscc", "en")  # type: ignore[arg-type]
+    listed = console.get("/console/shipments").text
+    assert units[0].sscc in listed
+    assert sscc in listed
+    found = console.get("/console/shipments", params={"sscc": f"(00) {sscc}"}).text
+    assert found.count("/console/shipments/view?id=") == 1
+    assert f"/console/shipments/view?id={shipment_id}" in found
+    assert console.get("/console/shipments", params={"sscc": "12x"}).status_code == 422
+    page = console.get("/console/shipments/view", params={"id": shipment_id}).text
+    assert f'id="sscc">(00) {sscc} <' in page
+    so_page = console.get("/console/sales-orders/view", params={"id": so_id}).text
+    assert 'id="so-short-picks"' in so_page
+    assert "picked 16 of 20 EA at the site" in so_page
+
     stock = ok(client.get(STOCK_AVAILABLE, params={"site_id": "S01", "item": "PILL"}))
     assert {lot["lot"]: lot["on_hand"] for lot in stock["lots"]} == {
         "L1": "0",

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from device_drivers.scanners import Scan
 from device_drivers.scanners.base import Gs1Data
-from edge_agent.catalog import CachedItem, Catalog, KnownBarcode, OpenLine
+from edge_agent.catalog import CachedItem, Catalog, KnownBarcode, LineState, OpenLine
 from edge_agent.ledger import Ledger
 from edge_agent.stations import po_match
 from edge_agent.stations.errors import ChoiceNeededError
@@ -64,7 +64,12 @@ def page(*changes: tuple[str, str, str, dict[str, Any] | None], start: int = 1) 
 
 
 def po_line(
-    po_id: str, line_no: int, qty: str, item: str = "AMOX-500", supplier: str = "SUP1"
+    po_id: str,
+    line_no: int,
+    qty: str,
+    item: str = "AMOX-500",
+    supplier: str = "SUP1",
+    under: str = "0",
 ) -> Any:
     return (
         "po_line",
@@ -80,7 +85,7 @@ def po_line(
             "order_qty": qty,
             "order_uom": "BOX",
             "over_tolerance": "10",
-            "under_tolerance": "0",
+            "under_tolerance": under,
         },
     )
 
@@ -201,16 +206,18 @@ def test_migration_refetches_the_feed_for_the_new_item_fields(tmp_path: Path) ->
 # --- pure decisions --------------------------------------------------------------------
 
 
-def line(qty: str = "100", received: str = "0", over: str = "10") -> OpenLine:
+def line(
+    qty: str = "100", received: str = "0", over: str = "10", under: str = "0", po_id: str = "PO1"
+) -> OpenLine:
     return OpenLine(
-        "PO1",
+        po_id,
         1,
         "SUP1",
         "AMOX-500",
         Decimal(qty),
         "BOX",
         Decimal(over),
-        Decimal(0),
+        Decimal(under),
         None,
         Decimal(received),
     )
@@ -272,6 +279,47 @@ def test_candidates_prefer_lines_still_short() -> None:
     assert po_match.candidates([done, short]) == [short]
     assert po_match.candidates([done]) == [done]
     assert po_match.candidates([]) == []
+
+
+@given(
+    ordered=st.integers(1, 500),
+    received=st.integers(0, 700),
+    under=st.integers(0, 99),
+    over=st.integers(0, 50),
+)
+def test_a_line_is_complete_within_its_under_tolerance(
+    ordered: int, received: int, under: int, over: int
+) -> None:
+    """The edge's rule is central's: a line with at least its quantity less
+    ``under_tolerance`` percent is received; exact in Decimals at every boundary."""
+    target = line(str(ordered), str(received), str(over), str(under))
+    floor = Decimal(ordered) * (1 - Decimal(under) / 100)
+    ceiling = Decimal(ordered) * (1 + Decimal(over) / 100)
+    got = Decimal(received)
+    expected = (
+        LineState.OVER
+        if got > ceiling
+        else LineState.COMPLETE
+        if got >= ordered
+        else LineState.SHORT_WITHIN_TOLERANCE
+        if got >= floor and got > 0
+        else LineState.OPEN
+    )
+    assert target.state is expected
+    assert target.floor == floor
+
+
+def test_a_line_short_within_tolerance_is_no_longer_preferred() -> None:
+    within = line("100", "96", under="5")
+    beyond = line("100", "94", under="5", po_id="PO2")
+    fresh = line("40", "0", po_id="PO3")
+    assert within.state is LineState.SHORT_WITHIN_TOLERANCE
+    assert beyond.state is LineState.OPEN
+    assert po_match.candidates([within, beyond, fresh]) == [beyond, fresh]
+    # only lines complete enough left: they are still receivable (the rest may come)
+    assert po_match.candidates([within, line("10", "10")]) == [within]
+    assert "complete within -5% (4 short" in po_match.line_note(within)
+    assert po_match.line_note(beyond).endswith("6 open")
 
 
 # --- the station -----------------------------------------------------------------------
@@ -431,3 +479,43 @@ def test_a_failed_write_keeps_neither_the_event_nor_the_carton(station: Receivin
     assert station.receive(carton, today=TODAY).event_id == first.event_id
     assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
     assert conn.execute("SELECT COUNT(*) FROM label_queue").fetchone() == (1,)
+
+
+def test_the_station_uses_the_under_tolerance_from_the_feed(station: ReceivingStation) -> None:
+    """PO1/1 (100 BOX) arrives with a 5 % under-receipt tolerance: 96 BOX complete it at
+    the edge as at central; the display says so, the status page shows it, and the next
+    carton of the item goes to the line still open without asking the operator."""
+    station.catalog.apply(
+        page(po_line("PO1", 1, "100", under="5"), po_line("PO2", 1, "50"), start=30)
+    )
+    assert {(x.po_id, x.under_tolerance) for x in station.catalog.open_lines()} == {
+        ("PO1", Decimal(5)),
+        ("PO2", Decimal(0)),
+    }
+    weigh(station, "20.00")
+    with pytest.raises(ChoiceNeededError):  # both lines open: the operator picks
+        station.receive(gs1_scan(count=80), today=TODAY)
+    first = station.receive(key_scan("1"), today=TODAY)
+    assert (first.doc_id, first.qty) == ("PO1", Decimal(80))
+    assert station.display.endswith("PO1/1 80/100 BOX, 20 open")
+    weigh(station, "4.00")
+    with pytest.raises(ChoiceNeededError):  # 80 < 95: PO1 is still short beyond 5 %
+        station.receive(gs1_scan(count=16, lot="L2"), today=TODAY)
+    second = station.receive(key_scan("1"), today=TODAY)
+    assert (second.doc_id, second.location) == ("PO1", "RECEIVING")
+    assert station.display.endswith(
+        "PO1/1 96/100 BOX, complete within -5% (4 short, accepted as complete)"
+    )
+    lines = {x["po_id"]: x for x in station.receiving_report(TODAY)["open_lines"]}  # type: ignore[union-attr]
+    assert (lines["PO1"]["state"], lines["PO1"]["complete_at"]) == ("short_within_tolerance", "95")
+    assert lines["PO2"]["state"] == "open"
+    weigh(station, "5.00")
+    third = station.receive(gs1_scan(count=20, lot="L3"), today=TODAY)  # no choice asked
+    assert (third.doc_id, third.qty) == ("PO2", Decimal(20))
+    assert station.pending_choice is None
+    # the rest of PO1 arriving late still books against it (PO2 is then complete)
+    station.catalog.apply(page(po_line("PO2", 1, "20"), start=40))
+    weigh(station, "1.00")
+    late = station.receive(gs1_scan(count=4, lot="L4"), today=TODAY)
+    assert (late.doc_id, late.location) == ("PO1", "RECEIVING")
+    assert station.display.endswith("PO1/1 100/100 BOX, complete")

@@ -1,8 +1,10 @@
 """The console's receiving pages over HTTP, on SQLite and PostgreSQL: a receipt entered
-against a PO with QC per line, a quarantined line released and another rejected, a
-purchase return, a supplier invoice held by its match and decided by finance, a
-requisition made and cancelled; each page's rule, site scope, no money for a role
-without the financial group, and the page's version and key on every command."""
+against a PO with QC per line, a quarantined line released and another rejected, the
+cartons an edge put in quarantine decided from QC's work list, a PO's receiving log that
+follows an edge's pushes, a purchase return, a supplier invoice held by its match and
+decided by finance, a requisition made and cancelled; each page's rule, site scope, no
+money for a role without the financial group, and the page's version and key on every
+command."""
 
 from __future__ import annotations
 
@@ -14,8 +16,14 @@ from sqlalchemy import select
 
 from central_api.models import audit_log
 from central_api.models.valuation import valuation_entries
-from tests.central.conftest import add_test_user
-from tests.central.test_purchasing import approved_po, master, ok  # noqa: F401 (a fixture)
+from tests.central.conftest import SiteLedger, add_test_user
+from tests.central.test_purchasing import (  # noqa: F401 (master is a fixture)
+    approved_po,
+    master,
+    ok,
+    push,
+    receipt,
+)
 from tests.central.test_receiving import shop as receiving_shop  # noqa: F401 (a fixture)
 from tests.web.test_console_pages import browser, htmx
 from tests.web.test_console_purchasing import HOSTILE
@@ -390,3 +398,186 @@ def test_no_hostile_value_makes_a_receiving_page_fail(desk: TestClient) -> None:
             if answer.status_code >= 500:
                 failures.append(f"POST {path} {raw[:10]!r}: {answer.status_code}")
     assert not failures, failures
+
+
+def carton_forms(html: str, event_id: str) -> dict[str, str]:
+    """The idempotency key of the release and of the reject form of one carton, by verb."""
+    found = re.findall(rf'name="idempotency_key" value="([^"]*-(release|reject)-{event_id})"', html)
+    return {verb: key for key, verb in found}
+
+
+def test_cartons_an_edge_quarantined_are_released_and_rejected_from_the_console(
+    desk: TestClient,
+) -> None:
+    po_id = approved_po(desk)["po_id"]
+    edge = SiteLedger("S01")
+    short = receipt(
+        edge, po_id, 1, "20", lot="L1", location="QC", ref="quarantine short_weight: 4.5 kg"
+    )
+    expired = receipt(edge, po_id, 1, "20", lot="L0", location="QC", ref="quarantine expired")
+    fine = receipt(edge, po_id, 1, "20", lot="L2", location="DOCK")
+    push(desk, edge, short, expired, fine)
+    clerk = signed_in(desk, "clerk1", "en")
+    listed = clerk.get("/console/edge-cartons").text
+    assert "Cartons awaiting QC" in listed
+    assert "quarantine short_weight: 4.5 kg" in listed
+    assert f'id="carton-{short["event_id"]}"' in listed
+    assert f'id="carton-{expired["event_id"]}"' in listed
+    assert f'id="carton-{fine["event_id"]}"' not in listed  # booked to the dock: no QC
+    assert '<option value="A1">' in listed
+    assert '<option value="QC">' not in listed
+    keys = carton_forms(listed, short["event_id"])
+    release = f"/console/edge-cartons/release?id={short['event_id']}"
+    # a release needs a reason: refused with the carton's page and nothing moved
+    why = clerk.post(
+        release,
+        data={"idempotency_key": keys["release"], "location": "A1", "reason": ""},
+        headers=htmx(clerk),
+    )
+    assert why.status_code == 422
+    assert 'id="refusal"' in why.text
+    data = {"idempotency_key": keys["release"], "location": "A1", "reason": "reweighed 5.0 kg"}
+    done = clerk.post(release, data=data, headers=htmx(clerk))
+    target = f"/console/edge-cartons/view?id={short['event_id']}"
+    assert done.headers["HX-Redirect"] == target
+    again = clerk.post(release, data=data, headers=htmx(clerk))  # a double click
+    assert again.headers["HX-Redirect"] == target
+    page = clerk.get(target).text
+    assert re.search(r'id="carton-qc">Released<', page)
+    assert "reweighed 5.0 kg" in page
+    assert "clerk1" in page
+    assert 'data-verb="release"' not in page
+    # decided once: the reject form of the list drawn before is refused with the reason
+    twice = clerk.post(
+        f"/console/edge-cartons/reject?id={short['event_id']}",
+        data={"idempotency_key": keys["reject"], "reason": "no"},
+        headers=htmx(clerk),
+    )
+    assert twice.status_code == 409
+    assert "released" in twice.text
+    # the other one is rejected in Chinese, and the list is empty after
+    zh = signed_in(desk, "clerk1")
+    rejected = zh.post(
+        f"/console/edge-cartons/reject?id={expired['event_id']}",
+        data={
+            "idempotency_key": carton_forms(
+                zh.get("/console/edge-cartons").text, expired["event_id"]
+            )["reject"],
+            "reason": "过期",
+        },
+        headers=htmx(zh),
+    )
+    assert rejected.status_code == 200, rejected.text
+    assert "No carton is waiting for QC." in clerk.get("/console/edge-cartons").text
+    progress = next(
+        line
+        for line in ok(desk.get(f"/api/v1/purchase-orders/{po_id}"))["lines"]
+        if line["line_no"] == 1
+    )
+    assert (progress["accepted_qty"], progress["quarantined_qty"], progress["returned_qty"]) == (
+        "40",
+        "0",
+        "20",
+    )
+    with desk.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
+        actions = set(
+            connection.execute(
+                select(audit_log.c.action, audit_log.c.resource_id, audit_log.c.actor_id).where(
+                    audit_log.c.action.like("purchase_receipt.%")
+                )
+            ).all()
+        )
+    assert {(action, resource) for action, resource, _actor in actions} == {
+        ("purchase_receipt.release", short["event_id"]),
+        ("purchase_receipt.reject", expired["event_id"]),
+    }
+
+
+def test_edge_cartons_rules_and_scope(desk: TestClient) -> None:
+    po_id = approved_po(desk)["po_id"]
+    edge = SiteLedger("S01")
+    held = receipt(edge, po_id, 1, "20", lot="L1", location="QC", ref="quarantine expired")
+    push(desk, edge, held)
+    view = f"/console/edge-cartons/view?id={held['event_id']}"
+    sales = signed_in(desk, "sales1")
+    assert sales.get("/console/edge-cartons").status_code == 403
+    assert sales.get(view).status_code == 403
+    # finance reads receipts, decides no QC: no buttons, and a post is refused
+    money = signed_in(desk, "money1", "en")
+    assert held["event_id"] in money.get("/console/edge-cartons").text
+    assert 'data-verb="release"' not in money.get(view).text
+    assert (
+        money.post(
+            f"/console/edge-cartons/reject?id={held['event_id']}",
+            data={"reason": "x"},
+            headers=htmx(money),
+        ).status_code
+        == 403
+    )
+    # another site's manager neither sees nor finds it, and may not filter on S01
+    manager = signed_in(desk, "s2mgr", "en")
+    assert held["event_id"] not in manager.get("/console/edge-cartons").text
+    assert manager.get(view).status_code == 404
+    assert manager.get("/console/edge-cartons?site=S01").status_code == 403
+    assert manager.get(f"/console/po-receiving?id={po_id}").status_code == 404
+    failures = []
+    buyer = signed_in(desk, "buyer1")
+    for value in HOSTILE:
+        for path in (
+            f"/console/edge-cartons?po={value}",
+            f"/console/edge-cartons?site={value}",
+            f"/console/edge-cartons/view?id={value}",
+            f"/console/po-receiving?id={value}",
+            f"/console/po-receiving/live?id={value}",
+        ):
+            if buyer.get(path).status_code >= 500:
+                failures.append(path[:60])
+        answer = buyer.post(
+            f"/console/edge-cartons/release?id={held['event_id']}",
+            data={"location": value, "reason": value, "idempotency_key": value},
+            headers=htmx(buyer),
+        )
+        if answer.status_code >= 500:
+            failures.append(f"release {value[:20]!r}")
+    assert not failures, failures
+
+
+def test_the_po_receiving_log_follows_an_edge_push_without_a_reload(desk: TestClient) -> None:
+    po_id = approved_po(desk)["po_id"]
+    clerk = signed_in(desk, "clerk1", "en")
+    page = clerk.get(f"/console/po-receiving?id={po_id}").text
+    # the page is a frame around the fragment it polls while the PO is receivable
+    assert f'hx-get="/console/po-receiving/live?id={po_id}"' in page
+    assert 'hx-trigger="every 5s"' in page
+    assert "Nothing received against this PO yet." in page
+    assert (
+        f"/console/po-receiving?id={po_id}"
+        in clerk.get(f"/console/purchase-orders/view?id={po_id}").text
+    )
+    edge = SiteLedger("S01")
+    first = receipt(edge, po_id, 1, "20", lot="L7", location="DOCK")
+    push(desk, edge, first)
+    live = clerk.get(f"/console/po-receiving/live?id={po_id}").text
+    assert live.startswith('<div id="po-receiving"')  # the fragment alone, no layout
+    assert "<nav" not in live
+    assert f'id="event-{first["event_id"]}"' in live
+    assert "L7" in live
+    assert 'id="receiving-count">Bookings: 1<' in live
+    assert "receiving-pending" not in live
+    held = receipt(edge, po_id, 1, "20", lot="L8", location="QC", ref="quarantine expired")
+    push(desk, edge, held)
+    live = clerk.get(f"/console/po-receiving/live?id={po_id}").text
+    assert f'id="event-{held["event_id"]}"' in live
+    assert re.search(r'id="receiving-pending"[^>]*>1 awaiting QC<', live)
+    assert re.search(r'id="po-status">Partly received<', live)
+    # a closed PO's log stops polling
+    buyer = signed_in(desk, "buyer1", "en")
+    ok(
+        desk.post(
+            f"/api/v1/purchase-orders/{po_id}/close",
+            json={"reason": "short close"},
+            headers={"Idempotency-Key": "web-close-live"},
+        )
+    )
+    after = buyer.get(f"/console/po-receiving?id={po_id}").text
+    assert "hx-trigger" not in after.split('id="po-receiving"', 1)[1].split(">", 1)[0]

@@ -3,8 +3,8 @@ a clerk ships part of a confirmed order from the form (tracking number, lots FEF
 prints the delivery note; finance invoices the shipment (due date from the customer's
 terms) and records two partial payments, then reads the ageing with its bar chart; a store
 manager authorises a return, receives it into quarantine, restocks one line and scraps
-another with a reason code. Each page in zh-CN and English, no money for a clerk, bad
-input refused with its reason, every write audited."""
+another with a reason code; finance credits part of an invoice. Each page in zh-CN and
+English, no money for a clerk, bad input refused with its reason, every write audited."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from sqlalchemy import select
 
 from central_api.models import audit_log
 from central_api.models.valuation import valuation_entries
-from jxc.paths import PARTNERS, PAYMENT_TERMS, REASON_CODES, SITES
+from jxc.paths import PARTNERS, PAYMENT_TERMS, REASON_CODES, SALES_INVOICES, SITES
 from tests.central.conftest import add_test_user, site  # noqa: F401 (a fixture)
 from tests.central.test_audit_api import add_role
 from tests.central.test_purchasing import ok
 from tests.central.test_sales import confirm, new_so
 from tests.central.test_sales import shop as sales_shop  # noqa: F401 (a fixture)
-from tests.central.test_shipping import TWO_LINES
+from tests.central.test_shipping import TWO_LINES, ship
 from tests.web.test_console_pages import browser, htmx
 from tests.web.test_console_purchasing import HOSTILE
 from tests.web.test_console_receiving import command_values, hidden
@@ -382,7 +382,7 @@ def test_no_hostile_value_makes_a_page_after_the_order_fail(counter: TestClient)
     pages = {
         "/console/pick-lists": ("site", "after"),
         "/console/pick-lists/view": ("id",),
-        "/console/shipments": ("so", "site", "after"),
+        "/console/shipments": ("so", "site", "after", "sscc"),
         "/console/shipments/view": ("id",),
         "/console/shipments/note": ("id",),
         "/console/shipments/new": ("so",),
@@ -417,4 +417,110 @@ def test_no_hostile_value_makes_a_page_after_the_order_fail(counter: TestClient)
             answer = boss.post(path, data=data, headers=htmx(boss))
             if answer.status_code >= 500:
                 failures.append(f"POST {path} {raw[:10]!r}: {answer.status_code}")
+    assert not failures, failures
+
+
+def test_a_credit_note_from_the_invoice_page(counter: TestClient) -> None:
+    """Finance credits part of an invoice from its page, a price correction then a return;
+    the page shows the notes and what is still owed; a form with no reason or too much is
+    refused with the reason; a double submit is one note; a seller sees no form and may
+    not post one, a role without the financial group gets no page."""
+    so_id = confirmed_order(counter)
+    shipped = ok(
+        ship(counter, so_id, [{"so_line": 1, "qty": "1", "uom": "盒"}, {"so_line": 2, "qty": "5"}]),
+        201,
+    )
+    invoice_id = ok(
+        counter.post(
+            SALES_INVOICES,
+            json={"shipment_id": shipped["shipment_id"], "invoice_date": "2026-01-10"},
+        ),
+        201,
+    )["invoice_id"]
+    target = f"/console/sales-invoices/view?id={invoice_id}"
+    credit_url = f"/console/sales-invoices/credit?id={invoice_id}"
+    money = signed_in(counter, "money1", "en")
+    page = money.get(target).text
+    assert "credit-form" in page
+    assert "No credit note." in page
+    lines = re.findall(r'name="line_invoice_line" value="(\d+)"', page)
+    assert lines == ["1", "2", "3"]  # PILL from two lots, then TEA
+    form = {**command_values(page, "/console/sales-invoices/credit"), "line_invoice_line": lines}
+    price = {
+        **form,
+        "kind": "price",
+        "reason": "",
+        "credit_date": "2026-01-15",
+        "line_qty": ["", "", ""],
+        "line_amount": ["", "", "1"],
+    }
+    why = money.post(credit_url, data=price, headers=htmx(money))
+    assert why.status_code == 422
+    assert 'id="refusal"' in why.text
+    too_much = money.post(
+        credit_url,
+        data={**price, "reason": "discount", "line_amount": ["", "", "6"]},
+        headers=htmx(money),
+    )
+    assert too_much.status_code == 409
+    assert "left to credit" in too_much.text
+    sent = {**price, "reason": "agreed discount"}
+    first = money.post(credit_url, data=sent, headers=htmx(money))
+    assert first.headers["HX-Redirect"] == target
+    again = money.post(credit_url, data=sent, headers=htmx(money))  # a double click
+    assert again.headers["HX-Redirect"] == target
+    after = money.get(target).text
+    assert after.count('id="credit-CN') == 1
+    assert "agreed discount" in after
+    assert shown(after, "credited") == "1.00"
+    assert shown(after, "outstanding") == "26.60"
+    back = money.post(
+        credit_url,
+        data={
+            **command_values(after, "/console/sales-invoices/credit"),
+            "line_invoice_line": lines,
+            "kind": "return",
+            "reason": "2 片 broken",
+            "credit_date": "2026-01-16",
+            "line_qty": ["2", "", ""],
+            "line_amount": ["", "", ""],
+        },
+        headers=htmx(money),
+    )
+    assert back.status_code == 200, back.text
+    final = money.get(target).text
+    assert final.count('id="credit-CN') == 2
+    assert shown(final, "outstanding") == "22.08"  # 26.60 - (4 + 0.52)
+    zh = signed_in(counter, "money1").get(target).text
+    assert "红字发票" in zh
+    assert "客户退货：按开票价格冲减数量" in zh
+    # a seller reads the invoice and its notes, issues none
+    seller = signed_in(counter, "seller1", "en")
+    seen = seller.get(target).text
+    assert "agreed discount" in seen
+    assert "credit-form" not in seen
+    assert seller.post(credit_url, data=sent, headers=htmx(seller)).status_code == 403
+    nomoney = signed_in(counter, "nomoney1", "en")
+    assert nomoney.get(target).status_code == 403
+    assert actions_of(counter, invoice_id) == [
+        "sales_invoice.create",
+        "sales_invoice.credit",
+        "sales_invoice.credit",
+    ]
+    failures = []
+    for raw in ("\x00", "x" * 10_000, "1e400", "NaN", "-0", "\t", "9" * 30):
+        data = {
+            "kind": raw,
+            "reason": raw,
+            "credit_date": raw,
+            "return_id": raw,
+            "version": raw,
+            "line_invoice_line": ["1", raw],
+            "line_qty": [raw, raw],
+            "line_amount": [raw, raw],
+        }
+        for kind in (raw, "return", "price"):
+            answer = money.post(credit_url, data={**data, "kind": kind}, headers=htmx(money))
+            if answer.status_code >= 500:
+                failures.append(f"{kind[:10]!r} {raw[:10]!r}: {answer.status_code}")
     assert not failures, failures

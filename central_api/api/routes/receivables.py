@@ -20,6 +20,7 @@ from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import ForbiddenError
 from central_api.schemas.receivables import (
     AgeingOut,
+    CreditNoteIn,
     CustomerAgeingOut,
     InvoiceStatusText,
     PaymentIn,
@@ -128,6 +129,38 @@ def add_payment(*, invoice_id: InvoiceId, body: PaymentIn, call: CallerDep) -> S
     )
     return call.run(
         lambda: service.receive_payment(call.connection, order, given),
+        service.get_invoice,
+        SalesInvoiceOut,
+    )
+
+
+@invoices_router.post(
+    "/{invoice_id}/credit-notes",
+    dependencies=[Requires("sales_invoice.credit")],
+    responses=ERRORS,
+    status_code=status.HTTP_201_CREATED,
+)
+def add_credit_note(
+    *, invoice_id: InvoiceId, body: CreditNoteIn, call: CallerDep
+) -> SalesInvoiceOut:
+    """A credit note (红字发票) against the invoice, for a customer return (quantities at the
+    invoiced price) or a price correction (amounts): what is owed falls by its gross
+    amount, in the ageing from its date on. Answers the invoice with its credit notes."""
+    order = call.command(DocCommand, None, doc_id=invoice_id)
+    given = service.CreditInput(
+        kind=service.CreditKind(body.kind),
+        reason=body.reason,
+        credit_date=body.credit_date or _today(),
+        return_id=body.return_id,
+        lines=[
+            service.CreditLineInput(
+                invoice_line=line.invoice_line, qty=line.qty, amount=line.amount
+            )
+            for line in body.lines
+        ],
+    )
+    return call.run(
+        lambda: service.credit_invoice(call.connection, order, given),
         service.get_invoice,
         SalesInvoiceOut,
     )

@@ -56,6 +56,10 @@ def read_shipments(
     principal: PrincipalDep,
     so_id: Annotated[Code | None, Query()] = None,
     site_id: Annotated[SiteId | None, Query()] = None,
+    sscc: Annotated[
+        str | None,
+        Query(pattern=r"^[0-9]{18}$", description="the SSCC-18 of a unit an edge packed"),
+    ] = None,
     after: After = None,
     limit: Limit = 100,
 ) -> ShipmentPage:
@@ -63,6 +67,7 @@ def read_shipments(
     found, next_after = service.list_shipments(
         connection,
         so_id=so_id,
+        sscc=sscc,
         site_id=site_id,
         visible=principal.sites,
         after=after,

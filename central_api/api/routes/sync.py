@@ -32,6 +32,7 @@ from central_api.schemas.sync import (
     change_page,
     push_ack,
 )
+from central_api.services.alerts import raise_short_picks
 from central_api.services.audit import Actor, ActorKind, AuditContext
 from central_api.services.feed import MAX_PAGE, changes_for_site
 from central_api.services.ingest import ingest_batch, merge_push
@@ -43,11 +44,13 @@ from jxc.paths import (
     SYNC_ACK,
     SYNC_CHANGES,
     SYNC_EVENTS,
+    SYNC_PICK_SHORTS,
     SYNC_REFUSED,
     SYNC_STATUS,
     SYNC_TOKEN,
     below_api_root,
 )
+from jxc.pick_shorts import PickShortAck, PickShortReport
 
 router = APIRouter(tags=["sync"], route_class=ValidatedJSONRoute)
 
@@ -222,3 +225,19 @@ def read_changes(
     require_site(token_site, site_id)
     page = changes_for_site(connection=connection, site_id=site_id, cursor=cursor, limit=limit)
     return change_page(page)
+
+
+@router.post(
+    below_api_root(SYNC_PICK_SHORTS),
+    dependencies=[SITE_ONLY],
+    responses={**_AUTH, 422: {"description": "The report breaks the wire contract."}},
+)
+def report_short_picks(
+    report: PickShortReport, connection: ConnDep, token_site: TokenSiteDep
+) -> PickShortAck:
+    """Order lines the site's pickers ended short: each becomes a ``short_pick`` alert in
+    the inbox and on the order's page, once per ``short_id`` (a resend is answered the
+    same way and raises nothing)."""
+    require_site(token_site, report.site_id)
+    held = raise_short_picks(connection, report.site_id, report.shorts, at=datetime.now(UTC))
+    return PickShortAck(raised=held.raised, known=held.known, dropped=held.dropped)
