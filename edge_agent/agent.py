@@ -38,6 +38,7 @@ from edge_agent.ledger import SCHEMA_VERSION, DiskSpaceError, Ledger, LedgerErro
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.reporting import StatusReporter, build_report
 from edge_agent.stations.counter import CounterStation
+from edge_agent.stations.counts import CountUploader
 from edge_agent.stations.errors import ChoiceNeededError, StationError
 from edge_agent.stations.labels import LabelSpooler
 from edge_agent.stations.picking import PickingStation
@@ -219,6 +220,7 @@ class EdgeAgent:
             max_backoff_s=config.sync.max_backoff_s,
         )
         self.reporter = StatusReporter(self.client, self._status_report)
+        self.count_uploader = CountUploader(self.ledger, self.client)
         self.scanners: list[Scanner] = []
         self.scales: dict[str, Scale] = {}
         self.printers: dict[str, LabelPrinter] = {}
@@ -320,6 +322,17 @@ class EdgeAgent:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(1, int(self.config.sync.pull_interval_s * 5)),
+            next_run_time=datetime.now(UTC),
+        )
+        # Count entries are not events: their own upload, as often as the push.
+        self._scheduler.add_job(
+            self.jobs.guard("counts", self._when_central_known(self.count_uploader.run)),
+            "interval",
+            seconds=self.config.sync.push_interval_s,
+            id="counts",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(self.config.sync.push_interval_s * 5)),
             next_run_time=datetime.now(UTC),
         )
         report_s = self.config.sync.status_interval_s
@@ -608,6 +621,7 @@ class EdgeAgent:
             "sync": self.pusher.state.as_dict(),
             "credential": self.auth.as_dict() if self.auth is not None else None,
             "master_data": self.puller.as_dict(),
+            "count_entries": self.count_uploader.as_dict(),
             "scanners": [s.status().as_dict() for s in self.scanners],
             "scales": [scale.status().as_dict() for scale in self.scales.values()],
             "printers": [

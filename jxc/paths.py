@@ -32,6 +32,8 @@ SYNC_STATUS = f"{API_ROOT}/sync/status"
 """``POST``: a site reports its outbox depth and device states (the latest is kept)."""
 SYNC_CHANGES = f"{API_ROOT}/sync/changes"
 """``GET ?site_id=&cursor=&limit=``: the master-data changes for the site after a cursor."""
+SYNC_COUNT_ENTRIES = f"{API_ROOT}/sync/count-entries"
+"""``POST``: a site uploads the stock count entries its counters made (idempotent per id)."""
 
 ITEMS = f"{API_ROOT}/items"
 """The item master, ``/{item_code}`` for one item (a ``/`` in a code sent as ``%2F``)."""

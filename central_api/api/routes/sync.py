@@ -32,6 +32,7 @@ from central_api.schemas.sync import (
     change_page,
     push_ack,
 )
+from central_api.services import counts
 from central_api.services.audit import Actor, ActorKind, AuditContext
 from central_api.services.feed import MAX_PAGE, changes_for_site
 from central_api.services.ingest import ingest_batch, merge_push
@@ -39,9 +40,11 @@ from central_api.services.ledger import list_refused, site_watermark
 from central_api.services.monitoring import record_status
 from central_api.services.push_group import PushGroup
 from jxc.contract import Int64, SiteId, SiteStatusReport
+from jxc.feed import CountEntryAck, CountEntryBatch
 from jxc.paths import (
     SYNC_ACK,
     SYNC_CHANGES,
+    SYNC_COUNT_ENTRIES,
     SYNC_EVENTS,
     SYNC_REFUSED,
     SYNC_STATUS,
@@ -222,3 +225,28 @@ def read_changes(
     require_site(token_site, site_id)
     page = changes_for_site(connection=connection, site_id=site_id, cursor=cursor, limit=limit)
     return change_page(page)
+
+
+@router.post(
+    below_api_root(SYNC_COUNT_ENTRIES),
+    dependencies=[SITE_ONLY],
+    responses={
+        **_AUTH,
+        422: {"description": "The batch breaks the wire contract; message names each field."},
+    },
+)
+def push_count_entries(
+    batch: CountEntryBatch, connection: ConnDep, token_site: TokenSiteDep, request: Request
+) -> CountEntryAck:
+    """Take the stock count entries the site's counters made at its edge.
+
+    Entries are not movements, so they do not ride the event stream. Each ``entry_id`` is
+    taken once; a replay is answered as the first time. Each entry is ``taken`` (its line
+    counted, by the edge's operator, against the edge's own balance) or ``refused`` with
+    the reason (the session ended, a location outside its range...); both are settled.
+    One audit entry (``stock_count.count``, attributed to the site) per upload.
+    """
+    require_site(token_site, batch.site_id)
+    audit = request_context(request, Actor(ActorKind.SITE, token_site))
+    results = counts.enter_from_site(connection, batch, audit=audit)
+    return CountEntryAck(site_id=batch.site_id, results=results)
