@@ -92,7 +92,6 @@ from jxc.feed import (
     ChangeOp,
     CountData,
     CountEntryBatch,
-    CountEntryVerdict,
     CountLineData,
     FeedEntity,
 )
@@ -682,13 +681,13 @@ def _feed_for(connection: Connection, verb: str, now: datetime) -> Iterator[Feed
 
 def enter_from_site(
     connection: Connection, batch: CountEntryBatch, *, audit: AuditContext
-) -> list[CountEntryVerdict]:
+) -> list[EntryVerdict]:
     """Take an edge's count entries, each id once, in the order sent (the last entry of a
     line wins, as at the edge). An entry the session cannot take (not this site's, no
     longer counting, a location outside its range...) is ``refused`` with the reason and
     settled too: sending it again would change nothing. One transaction, one audit entry."""
     site_id = batch.site_id
-    verdicts: list[CountEntryVerdict] = []
+    verdicts: list[EntryVerdict] = []
     with document_write(connection, action="stock_count.count", audit=audit) as written:
         now = written.now
         central_events.lock_site(connection, site_id, now=now)
@@ -762,9 +761,17 @@ def enter_from_site(
         written.after = {
             "entries": len(batch.entries),
             "taken": dict(taken),
-            "refused": sum(1 for each in verdicts if each.verdict == "refused"),
+            "refused": sum(1 for each in verdicts if each.refused is not None),
         }
     return verdicts
+
+
+@dataclass(frozen=True, slots=True)
+class EntryVerdict:
+    """An uploaded entry settled: taken (``refused`` None) or refused and why."""
+
+    entry_id: str
+    refused: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -780,7 +787,5 @@ def _refusal(count: StockCount | None, site_id: str) -> str | None:
     return None
 
 
-def _verdict(entry_id: str, refused: str | None) -> CountEntryVerdict:
-    if refused is None:
-        return CountEntryVerdict(entry_id=entry_id, verdict="taken")
-    return CountEntryVerdict(entry_id=entry_id, verdict="refused", reason=refused)
+def _verdict(entry_id: str, refused: str | None) -> EntryVerdict:
+    return EntryVerdict(entry_id, refused)

@@ -40,7 +40,7 @@ from central_api.services.ledger import list_refused, site_watermark
 from central_api.services.monitoring import record_status
 from central_api.services.push_group import PushGroup
 from jxc.contract import Int64, SiteId, SiteStatusReport
-from jxc.feed import CountEntryAck, CountEntryBatch
+from jxc.feed import CountEntryAck, CountEntryBatch, CountEntryVerdict
 from jxc.paths import (
     SYNC_ACK,
     SYNC_CHANGES,
@@ -248,5 +248,13 @@ def push_count_entries(
     """
     require_site(token_site, batch.site_id)
     audit = request_context(request, Actor(ActorKind.SITE, token_site))
-    results = counts.enter_from_site(connection, batch, audit=audit)
-    return CountEntryAck(site_id=batch.site_id, results=results)
+    settled = counts.enter_from_site(connection, batch, audit=audit)
+    return CountEntryAck(
+        site_id=batch.site_id,
+        results=[
+            CountEntryVerdict(entry_id=each.entry_id, verdict="taken")
+            if each.refused is None
+            else CountEntryVerdict(entry_id=each.entry_id, verdict="refused", reason=each.refused)
+            for each in settled
+        ],
+    )
