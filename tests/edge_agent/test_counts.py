@@ -41,6 +41,9 @@ SESSION = {
 }
 
 
+BOX = {"item_code": "PILL", "uom": "BOX", "factor": "10"}
+
+
 def page(first: int, *changes: tuple[str, str, str, dict[str, Any] | None]) -> ChangePage:
     return ChangePage.model_validate(
         {
@@ -63,7 +66,7 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
         page(
             1,
             ("item", "PILL", "upsert", {"item_code": "PILL", "uom": "EA"}),
-            ("item_unit", "PILL BOX", "upsert", {"item_code": "PILL", "uom": "BOX", "factor": "10"}),
+            ("item_unit", "PILL BOX", "upsert", BOX),
             ("count", "SC000001", "upsert", SESSION),
         )
     )  # fmt: skip
