@@ -236,6 +236,33 @@ def test_a_count_at_the_edge_offline_books_only_the_true_variance(
     assert (after["version"], lines(after)) == (posted["version"], lines(posted))
     assert stock(client) == {("A-01", "L1"): "88", ("A-02", "L2"): "50", ("A-02", "L3"): "3"}
 
+    # --- A second count: the edge's ledger never saw the first one's adjustments; central
+    # adds its own stream's, so counting what is there is no variance. Cancel: tombstone.
+    again = ok(
+        client.post(
+            STOCK_COUNTS, json={"site_id": "S01"}, headers={**manager, "Idempotency-Key": "c2"}
+        ),
+        201,
+    )
+    edge.count_id = again["count_id"]
+    edge.pull()
+    edge.count("A-01", "L1", "88")
+    edge.count("A-02", "L3", "3")
+    edge.upload()
+    second = ok(client.get(f"{STOCK_COUNTS}/{again['count_id']}", headers=manager))
+    assert [
+        (line["location"], line["lot"], line["system_qty"], line["variance"])
+        for line in second["lines"]
+        if line["counted_qty"] is not None
+    ] == [("A-01", "L1", "88", "0"), ("A-02", "L3", "3", "0")]
+    ok(
+        client.post(
+            f"{STOCK_COUNTS}/{again['count_id']}/cancel", json={"reason": "test"}, headers=manager
+        )
+    )
+    edge.pull()
+    assert edge.catalog.count_sessions() == []
+
 
 def test_a_site_uploads_only_for_itself(client: TestClient) -> None:  # noqa: F811
     site(client, "S01")
