@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from edge_agent.catalog import Catalog
+from edge_agent.cli import app
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.stations.counts import (
     CountRefusedError,
@@ -211,3 +213,38 @@ def test_an_older_central_that_does_not_know_the_route_stops_the_upload(ledger: 
     assert len(calls) == 1
     assert uploader.unsupported
     assert unsent(ledger) == 1  # the entry stays for a central that takes it
+
+
+def test_the_cli_enters_counts_and_lists_them_blind(tmp_path: Path) -> None:
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(f'[site]\nid = "S01"\n[ledger]\npath = "{tmp_path / "S01.db"}"\n')
+    made = Ledger(tmp_path / "S01.db", site_id="S01")
+    Catalog(made).apply(
+        page(
+            1,
+            ("item", "PILL", "upsert", {"item_code": "PILL", "uom": "EA"}),
+            ("item_unit", "PILL BOX", "upsert", BOX),
+            ("count", "SC000001", "upsert", SESSION),
+        )
+    )
+    made.close()
+    base = ["count", "enter", "-c", str(site_file), "--count", "SC000001", "--item", "PILL"]
+    entered = CliRunner().invoke(
+        app, [*base, "--location", "A1", "--lot", "L1", "--qty", "3", "--uom", "BOX", "--by", "li"]
+    )
+    assert entered.exit_code == 0, entered.stderr
+    shown = json.loads(entered.stdout)
+    assert (shown["qty"], shown["uom"], shown["counted_by"]) == ("30", "EA", "li")
+    outside = CliRunner().invoke(app, [*base, "--location", "Z9", "--qty", "1"])
+    assert outside.exit_code == 1
+    assert "outside SC000001" in outside.stderr
+    bad = CliRunner().invoke(app, [*base, "--location", "A1", "--qty", "NaN"])
+    assert bad.exit_code == 2
+    assert "no decimal number" in bad.stderr
+    listed = CliRunner().invoke(app, ["count", "list", "-c", str(site_file)])
+    assert listed.exit_code == 0, listed.stderr
+    (session,) = json.loads(listed.stdout)["counts"]
+    assert session["lines"] == [
+        {"location": "A1", "item": "PILL", "lot": "L1", "uom": "EA", "recount": False}
+    ]
+    assert [(c["qty"], c["central"]) for c in session["counted"]] == [("30", "not uploaded yet")]
