@@ -23,22 +23,30 @@ quantity: counting is blind, and nothing here ever shows what the ledger holds.
   are settled and kept with the entry. ``counted_by`` is the operator entered with the
   count (``edge S01`` when none), so at central the person who counted still may not
   approve the variances.
+* **Scanning** (:class:`CountStation`, ``[counts] scanners`` in the site file): scan the
+  session's id (its sheet's barcode), a badge ``BY:<name>`` for who counts, a location,
+  an item (a GS1 code gives the lot), then key the quantity on the scanner's keypad
+  (``Q12`` or just ``12``, in the scanned code's unit: a case barcode counts cases). The
+  display says what was entered, never what the ledger holds.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
-from edge_agent.catalog import Catalog
+from device_drivers.scanners import Scan
+from edge_agent.catalog import Catalog, KnownBarcode
 from edge_agent.ledger import Ledger
 from edge_agent.stations.errors import StationError
+from edge_agent.stations.picking import _may_be_location
 from jxc.feed import CountData, CountEntryAck, CountEntryBatch, CountEntryData
 from jxc.paths import SYNC_COUNT_ENTRIES
 
@@ -273,4 +281,115 @@ class CountUploader:
             "refused": self.refused,
             "last_error": self.last_error,
             "unsupported_by_central": self.unsupported,
+        }
+
+
+_QUANTITY = re.compile(r"^[Qq]?(\d{1,7}(?:\.\d{1,6})?)$")
+"""A keyed quantity: up to 7 digits, an optional fraction, optionally after ``Q``."""
+
+
+@dataclass(slots=True)
+class CountStation:
+    """Counting by scanner: session, location, item, quantity (one per scanner)."""
+
+    ledger: Ledger
+    catalog: Catalog
+    counted_by: str | None = None
+    display: str = ""
+    count_id: str | None = None
+    location: str | None = None
+    item: KnownBarcode | None = None
+    lot: str | None = None
+    refused: int = 0
+    entered: list[CountEntry] = field(default_factory=list)
+
+    def on_scan(self, scan: Scan) -> object:
+        """Act on one scan; the display line says what happened. Raises
+        :class:`CountRefusedError` (nothing kept) when it cannot be taken."""
+        data = scan.data.strip()
+        try:
+            return self._on(scan, data)
+        except CountRefusedError as refused:
+            self.refused += 1
+            self.display = str(refused)
+            log.info("count scan refused", extra={"data": data[:80], "reason": str(refused)})
+            raise
+
+    def _on(self, scan: Scan, data: str) -> object:
+        if data.upper().startswith("BY:") and data[3:].strip():
+            self.counted_by = data[3:].strip()[:100]
+            self.display = f"counting as {self.counted_by}"
+            return self.counted_by
+        if scan.gs1 is None and (session := self.catalog.count_session(data)) is not None:
+            self.count_id, self.location, self.item = session.count_id, None, None
+            self.display = f"{session.count_id}: {len(session.lines)} line(s); scan a location"
+            return session
+        amount = _QUANTITY.match(data) if self.item is not None and scan.gs1 is None else None
+        if amount is not None and self.catalog.lookup(data) is None:
+            return self._enter(Decimal(amount.group(1)), scan.device_id)
+        if scan.gs1 is None and (
+            self.catalog.location(data) is not None
+            or (_may_be_location(data) and self.catalog.lookup(data) is None)
+        ):
+            return self._at(data)
+        return self._item(scan)
+
+    def _session(self) -> CountData:
+        if self.count_id is None:
+            raise CountRefusedError("REFUSED: scan the count sheet (its session id) first")
+        session = self.catalog.count_session(self.count_id)
+        if session is None:
+            count_id, self.count_id = self.count_id, None
+            raise CountRefusedError(f"REFUSED: {count_id} has ended; count nothing more on it")
+        return session
+
+    def _at(self, code: str) -> str:
+        session = self._session()
+        if not _in_range(session, code):
+            raise CountRefusedError(f"REFUSED: location {code} is outside {session.count_id}")
+        self.location, self.item, self.lot = code, None, None
+        self.display = f"at {code}: scan an item"
+        return code
+
+    def _item(self, scan: Scan) -> KnownBarcode:
+        self._session()
+        if self.location is None:
+            raise CountRefusedError("REFUSED: scan the location first")
+        gs1 = scan.gs1
+        known = self.catalog.lookup((gs1.gtin or gs1.content_gtin) if gs1 else None, scan.data)
+        if known is None or not known.active:
+            raise CountRefusedError(f"REFUSED: {scan.data[:40]} is no active item here")
+        self.item, self.lot = known, (gs1.lot if gs1 else None) or None
+        unit = known.pack_uom or known.uom
+        self.display = (
+            f"{known.item_code} lot {self.lot or '-'} at {self.location}: key how many {unit}"
+        )
+        return known
+
+    def _enter(self, qty: Decimal, device_id: str | None) -> CountEntry:
+        assert self.item is not None
+        assert self.location is not None
+        assert self.count_id is not None
+        entry = record_count(
+            self.ledger, self.catalog, count_id=self.count_id, location=self.location,
+            item=self.item.item_code, lot=self.lot, qty=qty * self.item.qty_per,
+            counted_by=self.counted_by, device_id=device_id,
+        )  # fmt: skip
+        self.entered.append(entry)
+        self.display = (
+            f"COUNTED {entry.qty} {entry.uom} {entry.item} lot {entry.lot or '-'}"
+            f" at {entry.location}; scan the next item"
+        )
+        self.item, self.lot = None, None
+        return entry
+
+    def report(self) -> dict[str, object]:
+        """What the status page shows of the count station (never a system quantity)."""
+        return {
+            "display": self.display,
+            "count": self.count_id,
+            "location": self.location,
+            "counted_by": self.counted_by,
+            "entered": len(self.entered),
+            "refused": self.refused,
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,14 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from device_drivers.scanners import Scan
+from device_drivers.scanners.gs1 import parse_gs1
 from edge_agent.catalog import Catalog
 from edge_agent.cli import app
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.stations.counts import (
     CountRefusedError,
+    CountStation,
     CountUploader,
     entries,
     record_count,
@@ -43,6 +47,8 @@ SESSION = {
 }
 
 
+GTIN = "09506000134352"
+CASE6 = {"barcode": "CASE6", "item_code": "PILL", "qty_per": "6"}
 BOX = {"item_code": "PILL", "uom": "BOX", "factor": "10"}
 
 
@@ -248,3 +254,41 @@ def test_the_cli_enters_counts_and_lists_them_blind(tmp_path: Path) -> None:
         {"location": "A1", "item": "PILL", "lot": "L1", "uom": "EA", "recount": False}
     ]
     assert [(c["qty"], c["central"]) for c in session["counted"]] == [("30", "not uploaded yet")]
+
+
+def scan(data: str) -> Scan:
+    return Scan("ct-1", data.encode(), data, None, parse_gs1(data) if data[:2] == "01" else None,
+                datetime.now(UTC))  # fmt: skip
+
+
+def test_the_count_station_takes_session_badge_location_item_and_keyed_quantity(
+    ledger: Ledger,
+) -> None:
+    Catalog(ledger).apply(
+        page(
+            4,
+            ("barcode", GTIN, "upsert", {"barcode": GTIN, "item_code": "PILL"}),
+            ("barcode", "CASE6", "upsert", CASE6),
+        )
+    )  # fmt: skip
+    station = CountStation(ledger, Catalog(ledger))
+    with pytest.raises(CountRefusedError, match="count sheet"):
+        station.on_scan(scan("A1"))
+    station.on_scan(scan("SC000001"))
+    station.on_scan(scan("BY:li"))
+    with pytest.raises(CountRefusedError, match="outside SC000001"):
+        station.on_scan(scan("B1"))
+    station.on_scan(scan("A1"))
+    station.on_scan(scan(f"01{GTIN}10L1"))
+    assert station.display == "PILL lot L1 at A1: key how many EA"
+    station.on_scan(scan("Q97"))
+    assert station.display == "COUNTED 97 EA PILL lot L1 at A1; scan the next item"
+    station.on_scan(scan("CASE6"))  # no lot on a plain code: the lot-less key
+    station.on_scan(scan("2"))
+    standing = entries(ledger, "SC000001")
+    assert [(e.lot, e.qty, e.counted_by) for e in standing] == [
+        (None, Decimal(12), "li"),
+        ("L1", Decimal(97), "li"),
+    ]
+    assert "100" not in json.dumps(station.report())  # blind: the ledger's figure never shows
+    assert station.report()["entered"] == 2
