@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from device_drivers.printers import LabelPrinter
 from device_drivers.registry import open_printer, open_scale, open_scanner
 from device_drivers.scales import Scale
-from device_drivers.scanners import Scanner
+from device_drivers.scanners import Scan, Scanner
 from device_drivers.status import Device
 from edge_agent.auth import SiteTokenAuth, check_secret, read_secret
 from edge_agent.backup import backup_ledger
@@ -38,6 +38,7 @@ from edge_agent.ledger import SCHEMA_VERSION, DiskSpaceError, Ledger, LedgerErro
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.reporting import StatusReporter, build_report
 from edge_agent.stations.counter import CounterStation
+from edge_agent.stations.counts import CountStation, CountUploader
 from edge_agent.stations.errors import ChoiceNeededError, StationError
 from edge_agent.stations.labels import LabelSpooler
 from edge_agent.stations.picking import PickingStation
@@ -200,6 +201,11 @@ class EdgeAgent:
             )
             for scanner_id in config.transfers.scanners
         }
+        # One count station per count scanner (its own session, location and counter).
+        self.count_stations: dict[str, CountStation] = {
+            scanner_id: CountStation(self.ledger, self.catalog)
+            for scanner_id in config.counts.scanners
+        }
         # Every request to central goes through this one client: HTTPS with the site's CA
         # bundle here is HTTPS with it for push, pull, tokens and a discovered central.
         self.client = central_client(
@@ -221,6 +227,7 @@ class EdgeAgent:
             max_backoff_s=config.sync.max_backoff_s,
         )
         self.reporter = StatusReporter(self.client, self._status_report)
+        self.count_uploader = CountUploader(self.ledger, self.client)
         self.scanners: list[Scanner] = []
         self.scales: dict[str, Scale] = {}
         self.printers: dict[str, LabelPrinter] = {}
@@ -322,6 +329,17 @@ class EdgeAgent:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(1, int(self.config.sync.pull_interval_s * 5)),
+            next_run_time=datetime.now(UTC),
+        )
+        # Count entries are not events: their own upload, as often as the push.
+        self._scheduler.add_job(
+            self.jobs.guard("counts", self._when_central_known(self.count_uploader.run)),
+            "interval",
+            seconds=self.config.sync.push_interval_s,
+            id="counts",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(self.config.sync.push_interval_s * 5)),
             next_run_time=datetime.now(UTC),
         )
         report_s = self.config.sync.status_interval_s
@@ -438,6 +456,15 @@ class EdgeAgent:
         gap = (self.started_at - seen).total_seconds()
         return {"previous_agent_seen_at": seen.isoformat(), "gap_s": round(max(gap, 0.0), 1)}
 
+    def _station_for(self, device_id: str) -> Callable[[Scan], object]:
+        """The station a scanner belongs to (picking, till, transfers, counts), else the
+        receiving station."""
+        for stations in (self.pickers, self.tills, self.transfer_stations, self.count_stations):
+            station = stations.get(device_id)
+            if station is not None:
+                return station.on_scan
+        return self.station.on_scan
+
     def _read_scans(self, scanner: Scanner) -> None:
         job = f"scanner {scanner.status().device_id}"
         while not self._stop.is_set():
@@ -453,17 +480,7 @@ class EdgeAgent:
             if scan is None:
                 continue
             try:
-                picker = self.pickers.get(scan.device_id)
-                till = self.tills.get(scan.device_id)
-                shipper = self.transfer_stations.get(scan.device_id)
-                if picker is not None:
-                    picker.on_scan(scan)
-                elif till is not None:
-                    till.on_scan(scan)
-                elif shipper is not None:
-                    shipper.on_scan(scan)
-                else:
-                    self.station.on_scan(scan)
+                self._station_for(scan.device_id)(scan)
             except DiskSpaceError as exc:
                 # Nothing of the scan was written and the scanner will not send it again:
                 # the carton must be scanned again once space is freed. Say so, count it,
@@ -610,6 +627,7 @@ class EdgeAgent:
             "sync": self.pusher.state.as_dict(),
             "credential": self.auth.as_dict() if self.auth is not None else None,
             "master_data": self.puller.as_dict(),
+            "count_entries": self.count_uploader.as_dict(),
             "scanners": [s.status().as_dict() for s in self.scanners],
             "scales": [scale.status().as_dict() for scale in self.scales.values()],
             "printers": [
@@ -641,6 +659,10 @@ class EdgeAgent:
             "counter": {scanner: till.report() for scanner, till in self.tills.items()} or None,
             "transfers": {
                 scanner: station.report() for scanner, station in self.transfer_stations.items()
+            }
+            or None,
+            "counts": {
+                scanner: station.report() for scanner, station in self.count_stations.items()
             }
             or None,
             "unknown_scans": self.station.unknown_scans,

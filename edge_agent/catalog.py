@@ -44,6 +44,7 @@ from jxc.feed import (
     Change,
     ChangeOp,
     ChangePage,
+    CountData,
     FeedEntity,
     PickListData,
     ReferenceData,
@@ -270,19 +271,8 @@ class Catalog:
                         " version = excluded.version",
                         (picks.so_id, picks.model_dump_json(), change.version),
                     )
-                elif change.entity is FeedEntity.TRANSFER:
-                    if change.op is ChangeOp.DELETE:
-                        conn.execute(
-                            "DELETE FROM cache_transfers WHERE transfer_id = ?", (change.key,)
-                        )
-                        continue
-                    transfer = change.transfer()
-                    conn.execute(
-                        "INSERT INTO cache_transfers (transfer_id, data, version)"
-                        " VALUES (?, ?, ?) ON CONFLICT (transfer_id) DO UPDATE"
-                        " SET data = excluded.data, version = excluded.version",
-                        (transfer.transfer_id, transfer.model_dump_json(), change.version),
-                    )
+                elif change.entity in _DOCUMENT_TABLES:
+                    _apply_document(conn, change)
                 elif change.entity in _OFFLINE_TABLES:
                     _apply_offline(conn, change)
             conn.execute(
@@ -359,6 +349,20 @@ class Catalog:
         with self.ledger.reading() as conn:
             rows = conn.execute("SELECT data FROM cache_transfers ORDER BY transfer_id").fetchall()
         return [TransferData.model_validate_json(row[0]) for row in rows]
+
+    def count_session(self, count_id: str) -> CountData | None:
+        """An open stock count session of the site, as the feed last said."""
+        with self.ledger.reading() as conn:
+            row = conn.execute(
+                "SELECT data FROM cache_counts WHERE count_id = ?", (count_id,)
+            ).fetchone()
+        return None if row is None else CountData.model_validate_json(row[0])
+
+    def count_sessions(self) -> list[CountData]:
+        """Every open stock count session of the site, by id."""
+        with self.ledger.reading() as conn:
+            rows = conn.execute("SELECT data FROM cache_counts ORDER BY count_id").fetchall()
+        return [CountData.model_validate_json(row[0]) for row in rows]
 
     def references(self, list_name: str) -> list[ReferenceData]:
         """The active entries of a reference list (reason codes...), as the feed last said."""
@@ -582,8 +586,30 @@ _COUNTED: dict[str, str] = {
     "locations": "cache_locations",
     "pick_lists": "cache_pick_lists",
     "transfers": "cache_transfers",
+    "count_sessions": "cache_counts",
     "references": "cache_references",
 }
+
+_DOCUMENT_TABLES: dict[FeedEntity, tuple[str, str]] = {
+    FeedEntity.TRANSFER: ("cache_transfers", "transfer_id"),
+    FeedEntity.COUNT: ("cache_counts", "count_id"),
+}
+"""The documents kept whole as their JSON (table, key column), each with its version."""
+
+
+def _apply_document(conn: sqlite3.Connection, change: Change) -> None:
+    """Store a document's full state, or forget it at its tombstone."""
+    table, column = _DOCUMENT_TABLES[change.entity]
+    if change.op is ChangeOp.DELETE:
+        conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (change.key,))  # noqa: S608 (our own names)
+        return
+    document = change.transfer() if change.entity is FeedEntity.TRANSFER else change.count()
+    conn.execute(
+        f"INSERT INTO {table} ({column}, data, version) VALUES (?, ?, ?)"  # noqa: S608 (our own names)
+        f" ON CONFLICT ({column}) DO UPDATE SET data = excluded.data, version = excluded.version",
+        (change.key, document.model_dump_json(), change.version),
+    )
+
 
 _OFFLINE_TABLES: dict[FeedEntity, tuple[str, str]] = {
     FeedEntity.REFERENCE: ("cache_references", "key"),

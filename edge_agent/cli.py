@@ -419,6 +419,115 @@ def write_off(
     typer.echo(json.dumps(event.model_dump(mode="json"), ensure_ascii=False))
 
 
+count = typer.Typer(help="Stock counts (盘点) at this site: open sessions, entering counts.")
+app.add_typer(count, name="count")
+
+
+@count.command("list")
+def count_list(config: SiteFile) -> None:
+    """The site's open count sessions as the feed last said, each line with what was
+    entered here (the count that stands) and whether central has taken it. Blind: no
+    expected or system quantity. One JSON object, from the ledger file alone."""
+    import json  # noqa: PLC0415
+
+    from edge_agent.catalog import Catalog  # noqa: PLC0415
+    from edge_agent.stations.counts import entries  # noqa: PLC0415
+
+    site = load_or_exit(config)
+    ledger = open_ledger_or_exit(site)
+    try:
+        shown = []
+        for session in Catalog(ledger).count_sessions():
+            counted = entries(ledger, session.count_id)
+            lines = [
+                {
+                    "location": line.location,
+                    "item": line.item_code,
+                    "lot": line.lot,
+                    "uom": line.uom,
+                    "recount": line.recount,
+                }
+                for line in session.lines
+            ]
+            shown.append(
+                {
+                    "count_id": session.count_id,
+                    "range": [session.location_from, session.location_to],
+                    "lines": lines,
+                    "counted": [
+                        {
+                            "location": e.location,
+                            "item": e.item,
+                            "lot": e.lot,
+                            "qty": format(e.qty, "f"),
+                            "uom": e.uom,
+                            "by": e.counted_by,
+                            "central": e.verdict or "not uploaded yet",
+                        }
+                        for e in counted
+                    ],
+                }
+            )
+    finally:
+        ledger.close()
+    typer.echo(json.dumps({"site_id": site.site.id, "counts": shown}, ensure_ascii=False))
+
+
+@count.command("enter")
+def count_enter(
+    config: SiteFile,
+    *,
+    session: Annotated[str, typer.Option("--count", help="the count session (SC000001)")],
+    location: Annotated[str, typer.Option(help="where the goods were counted")],
+    item: Annotated[str, typer.Option(help="the item's code")],
+    qty: Annotated[str, typer.Option(help="what was found, an exact decimal (0 is a count)")],
+    uom: Annotated[
+        str | None, typer.Option(help="the unit of --qty; default the base unit")
+    ] = None,
+    lot: Annotated[str | None, typer.Option(help="the lot, if the goods carry one")] = None,
+    by: Annotated[str | None, typer.Option(help="who counted (the entry's counted_by)")] = None,
+) -> None:
+    """Keep one count in the ledger file at once, offline or not; the agent uploads it.
+    Entering a key again replaces its count (last wins). Prints the entry as JSON."""
+    import json  # noqa: PLC0415
+    from decimal import Decimal, InvalidOperation  # noqa: PLC0415
+
+    from edge_agent.catalog import Catalog  # noqa: PLC0415
+    from edge_agent.stations.counts import CountRefusedError, record_count  # noqa: PLC0415
+
+    try:
+        amount = Decimal(qty)
+    except InvalidOperation:
+        typer.echo(f"error: --qty {qty!r} is no decimal number", err=True)
+        raise typer.Exit(2) from None
+    if not amount.is_finite():
+        typer.echo(f"error: --qty {qty!r} is no decimal number", err=True)
+        raise typer.Exit(2)
+    site = load_or_exit(config)
+    ledger = open_ledger_or_exit(site)
+    try:
+        entry = record_count(
+            ledger, Catalog(ledger), count_id=session, location=location, item=item,
+            qty=amount, lot=lot, uom=uom, counted_by=by, device_id="cli",
+        )  # fmt: skip
+    except CountRefusedError as refused:
+        typer.echo(f"error: {refused}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        ledger.close()
+    shown = {
+        "entry_id": entry.entry_id,
+        "count_id": entry.count_id,
+        "location": entry.location,
+        "item": entry.item,
+        "lot": entry.lot,
+        "qty": format(entry.qty, "f"),
+        "uom": entry.uom,
+        "counted_by": entry.counted_by,
+    }
+    typer.echo(json.dumps(shown, ensure_ascii=False))
+
+
 labels = typer.Typer(help="The labels the station owes, has printed, or could not print.")
 app.add_typer(labels, name="labels")
 

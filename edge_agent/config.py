@@ -172,6 +172,14 @@ class TransfersSection(_Section):
     taken with a warning."""
 
 
+class CountsSection(_Section):
+    """The count station (``edge_agent.stations.counts``): the scanners counters use."""
+
+    scanners: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    """Ids of the scanners that count stock. Empty: no count station (the CLI still
+    enters counts, and the agent uploads them)."""
+
+
 class DeviceSection(BaseModel):
     """One device: its id, the driver's name, and the driver's own options.
 
@@ -223,6 +231,7 @@ class SiteConfig(_Section):
     picking: PickingSection = PickingSection()
     counter: CounterSection = CounterSection()
     transfers: TransfersSection = TransfersSection()
+    counts: CountsSection = CountsSection()
     devices: DevicesSection = DevicesSection()
 
     @model_validator(mode="after")
@@ -242,6 +251,7 @@ class SiteConfig(_Section):
                 ("picking", self.picking.scanners),
                 ("counter", self.counter.scanners),
                 ("transfers", self.transfers.scanners),
+                ("counts", self.counts.scanners),
             )
             for scanner in scanners
         ]
@@ -254,11 +264,15 @@ class SiteConfig(_Section):
             "picking": set(self.picking.scanners),
             "counter": set(self.counter.scanners),
             "transfers": set(self.transfers.scanners),
+            "counts": set(self.counts.scanners),
         }
         for first, second in (
             ("picking", "counter"),
             ("picking", "transfers"),
             ("counter", "transfers"),
+            ("picking", "counts"),
+            ("counter", "counts"),
+            ("transfers", "counts"),
         ):
             both = stations[first] & stations[second]
             if both:

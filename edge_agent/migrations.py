@@ -285,6 +285,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS pick_shorts_unsent ON pick_shorts (sent_at)",
         ),
     ),
+    Migration(
+        14,
+        "counts: open stock count sessions from the feed, and the count entries made here"
+        " (kept, with central's verdict once uploaded)",
+        (
+            "CREATE TABLE IF NOT EXISTS cache_counts (count_id TEXT PRIMARY KEY,"
+            " data TEXT NOT NULL, version INTEGER NOT NULL)",
+            # One row per entry, append-only; the latest of a key is its count (last wins).
+            # uploaded_at and verdict are set when central has answered for it.
+            "CREATE TABLE IF NOT EXISTS count_entries (entry_no INTEGER PRIMARY KEY,"
+            " entry_id TEXT NOT NULL UNIQUE, count_id TEXT NOT NULL, location TEXT NOT NULL,"
+            " item TEXT NOT NULL, lot TEXT, qty TEXT NOT NULL, system_qty TEXT NOT NULL,"
+            " uom TEXT NOT NULL, counted_by TEXT NOT NULL, counted_at TEXT NOT NULL,"
+            " device_id TEXT, uploaded_at TEXT, verdict TEXT, reason TEXT)",
+            "CREATE INDEX IF NOT EXISTS count_entries_count ON count_entries"
+            " (count_id, location, item, lot)",
+            "CREATE INDEX IF NOT EXISTS count_entries_unsent ON count_entries (uploaded_at)",
+            # Count sessions were skipped until now while the cursor moved past them.
+            "DELETE FROM sync_cursor WHERE feed = 'master-data'",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -12,7 +12,7 @@ a barcode was withdrawn still removes it from its cache.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
@@ -58,6 +58,11 @@ class FeedEntity(StrEnum):
     ``transfer_id``: what the transfer stations ship (at ``from_site``) and receive (at
     ``to_site``). Its tombstone (cancelled, or received at central) means: book nothing
     more against it."""
+    COUNT = "count"
+    """An open stock count session of the site (盘点), keyed by ``count_id``: its lines to
+    count (location, item, lot; **never** an expected quantity: counting is blind), sent
+    when it opens and again when a submit marks lines for a recount. Its tombstone (the
+    session left ``counting``: in review, posted or cancelled) means: count nothing more."""
 
 
 class ChangeOp(StrEnum):
@@ -256,6 +261,84 @@ class TransferData(BaseModel):
     lines: list[TransferLineData]
 
 
+class CountLineData(BaseModel):
+    """A line of a count session as the counters see it: where and what, never how many."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    line_no: Annotated[Int64, Field(ge=1)]
+    location: Code
+    item_code: Code
+    lot: Annotated[Text, Field(max_length=40)] | None = None
+    uom: Uom = Field(description="the item's base unit: what a count is entered in")
+    recount: bool = False
+
+
+class CountData(BaseModel):
+    """An open stock count session of the site (blind: no expected quantity).
+
+    The edge enters counts against it and uploads them to ``POST /api/v1/sync/count-entries``
+    (:class:`CountEntryBatch`), each naming this ``count_id``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    count_id: Code
+    site_id: SiteId
+    version: Annotated[Int64, Field(ge=1)]
+    snapshot_at: datetime
+    location_from: Code | None = None
+    location_to: Code | None = None
+    lines: list[CountLineData]
+
+
+class CountEntryData(BaseModel):
+    """One count entered at the edge: what was found at (location, item, lot).
+
+    ``entry_id`` (a UUID the edge makes) makes the upload idempotent: central takes each
+    id once. ``system_qty`` is the edge ledger's balance of the key when the count was
+    entered: movements during the count are then not variances.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    entry_id: Annotated[str, Field(min_length=1, max_length=36, pattern=r"^[0-9A-Za-z-]+$")]
+    count_id: Code
+    location: Code
+    item_code: Code
+    lot: Annotated[Text, Field(max_length=40)] | None = None
+    qty: ExactDecimal = Field(description="counted, in the item's base unit; zero is a count")
+    system_qty: ExactDecimal = Field(description="the edge's balance of the key at that moment")
+    counted_by: Annotated[Text, Field(min_length=1, max_length=100)]
+    counted_at: datetime
+
+
+class CountEntryBatch(BaseModel):
+    """What an edge uploads of its count entries (at most 1,000 at a time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contract_version: Literal[1] = CONTRACT_VERSION
+    site_id: SiteId
+    entries: Annotated[list[CountEntryData], Field(min_length=1, max_length=1000)]
+
+
+class CountEntryVerdict(BaseModel):
+    """Central's answer for one entry: ``taken`` (now or before), or ``refused`` and why
+    (the session is no longer counting, the location is outside its range...). Either
+    way the entry is settled: the edge does not send it again."""
+
+    entry_id: str
+    verdict: Literal["taken", "refused"]
+    reason: str | None = None
+
+
+class CountEntryAck(BaseModel):
+    contract_version: Literal[1] = CONTRACT_VERSION
+    site_id: SiteId
+    results: list[CountEntryVerdict]
+
+
 class BarcodeData(BaseModel):
     """A code that identifies an item, and how many of the item's unit one scan counts.
 
@@ -323,6 +406,9 @@ class Change(BaseModel):
 
     def transfer(self) -> TransferData:
         return TransferData.model_validate(self.data)
+
+    def count(self) -> CountData:
+        return CountData.model_validate(self.data)
 
 
 class ChangePage(BaseModel):

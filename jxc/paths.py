@@ -34,6 +34,8 @@ SYNC_CHANGES = f"{API_ROOT}/sync/changes"
 """``GET ?site_id=&cursor=&limit=``: the master-data changes for the site after a cursor."""
 SYNC_PICK_SHORTS = f"{API_ROOT}/sync/pick-shorts"
 """``POST``: a site reports the order lines its pickers ended short (``jxc.pick_shorts``)."""
+SYNC_COUNT_ENTRIES = f"{API_ROOT}/sync/count-entries"
+"""``POST``: a site uploads the stock count entries its counters made (idempotent per id)."""
 
 ITEMS = f"{API_ROOT}/items"
 """The item master, ``/{item_code}`` for one item (a ``/`` in a code sent as ``%2F``)."""

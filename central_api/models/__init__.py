@@ -24,6 +24,7 @@ from central_api.models.base import (
 from central_api.models.feed import change_feed, feed_counter
 from central_api.models.feedback import feedback
 from central_api.models.inventory import (
+    stock_count_entries,
     stock_count_lines,
     stock_counts,
     stock_document_lines,
@@ -162,6 +163,7 @@ __all__ = [
     "site_sync_state",
     "sites",
     "stock_balances",
+    "stock_count_entries",
     "stock_count_lines",
     "stock_counts",
     "stock_document_lines",

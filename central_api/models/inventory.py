@@ -190,3 +190,17 @@ stock_count_lines = Table(
     ForeignKeyConstraint(["count_id"], ["stock_counts.count_id"]),
     Index(None, "count_id", "location", "item_code", "lot", unique=True),
 )
+
+stock_count_entries = Table(
+    "stock_count_entries",
+    metadata,
+    # An entry an edge uploaded (``POST /sync/count-entries``), by the id the edge gave
+    # it: a replay is answered as before and changes nothing.
+    Column("entry_id", String(36), nullable=False),
+    Column("site_id", String(32), nullable=False),
+    Column("count_id", String(32), nullable=True),
+    Column("refused", String(300), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("entry_id"),
+    ForeignKeyConstraint(["count_id"], ["stock_counts.count_id"]),
+)

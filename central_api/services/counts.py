@@ -30,24 +30,37 @@ States::
 
 Known limit: an edge event that happened before a line was counted but reached central
 after it is not in ``system_qty`` and would show as a variance; counts at sites with an
-edge belong at the edge (a later step, ``docs/inventory.md``).
+edge belong at the edge:
+
+* **The feed.** A session in ``counting`` is a ``count`` entity of its site's feed (lines
+  without any quantity: blind), sent when it opens and again when a submit marks
+  recounts; its tombstone when it leaves ``counting``.
+* **Entries from the edge** (:func:`enter_from_site`, ``POST /sync/count-entries``): each
+  carries the edge's own balance of the key when it was counted (the edge's ledger is
+  complete and local). ``system_qty`` is that plus what central's own stream of the site
+  holds there (earlier count adjustments, central documents): the edge never sees those
+  events. ``counted_by`` is the edge's operator, so segregation of duties still holds at
+  approval. Each entry id is taken once (``stock_count_entries``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy import Connection, case, func, insert, select, type_coerce, update
 
 from central_api.errors import ConflictError, ForbiddenError, InvalidError
-from central_api.models.inventory import stock_count_lines, stock_counts
+from central_api.models.base import MicroUnits
+from central_api.models.inventory import stock_count_entries, stock_count_lines, stock_counts
 from central_api.models.items import items
+from central_api.models.ledger import central_events as central_event_rows
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.services import central_events
 from central_api.services.audit import AuditContext
@@ -64,7 +77,7 @@ from central_api.services.documents import (
     read_page,
     utc,
 )
-from central_api.services.feed import read_snapshot
+from central_api.services.feed import FeedWriter, feed_writer, read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
 from central_api.services.inventory import (
     active_location,
@@ -75,6 +88,13 @@ from central_api.services.inventory import (
 )
 from central_api.services.projections import Projections
 from jxc.contract import EventKind
+from jxc.feed import (
+    ChangeOp,
+    CountData,
+    CountEntryBatch,
+    CountLineData,
+    FeedEntity,
+)
 
 STOCK_COUNT = "stock_count"
 _KIND = "stock count"
@@ -96,6 +116,11 @@ class CountEntry:
     item_code: str
     qty: Decimal
     lot: str | None = None
+    edge_system_qty: Decimal | None = None
+    """The edge's balance of the key when counted (entries from an edge only)."""
+    counted_by: str | None = None
+    """The edge's operator; None: the command's actor."""
+    counted_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,9 +312,12 @@ def open_count(
     """A session with its snapshot. Raises ``IdempotentReplay``."""
     if location_from is not None and location_to is not None and location_from > location_to:
         raise InvalidError("location_to: the range ends before it starts")
-    with document_write(
-        connection, action="stock_count.create", audit=audit, claim=claim
-    ) as written:
+    with (
+        document_write(
+            connection, action="stock_count.create", audit=audit, claim=claim
+        ) as written,
+        feed_writer(connection, changed_at=written.now) as writer,
+    ):
         now = written.now
         check_site(connection, site_id, visible)
         central_events.lock_site(connection, site_id, now=now)
@@ -348,7 +376,45 @@ def open_count(
         written.after = {"from": location_from, "to": location_to, "lines": len(snapshot)}
         found = _read(connection, count_id)
         assert found is not None
+        _publish(writer, found, was=None)
     return found
+
+
+def _count_data(count: StockCount) -> CountData:
+    """A session as its site's counters see it: never a quantity (blind counting)."""
+    return CountData(
+        count_id=count.count_id,
+        site_id=count.site_id,
+        version=count.version,
+        snapshot_at=utc(count.snapshot_at),
+        location_from=count.location_from,
+        location_to=count.location_to,
+        lines=[
+            CountLineData(
+                line_no=line.line_no,
+                location=line.location,
+                item_code=line.item_code,
+                lot=line.lot,
+                uom=line.uom,
+                recount=line.recount,
+            )
+            for line in count.lines
+        ],
+    )
+
+
+def _publish(writer: FeedWriter, count: StockCount, *, was: CountStatus | None) -> None:
+    """A session in ``counting`` goes to its site; its tombstone once it leaves it."""
+    if count.status is CountStatus.COUNTING:
+        data: dict[str, Any] | None = _count_data(count).model_dump(mode="json")
+        op = ChangeOp.UPSERT
+    elif was is CountStatus.COUNTING:
+        data, op = None, ChangeOp.DELETE
+    else:
+        return
+    writer.append(
+        entity=FeedEntity.COUNT, key=count.count_id, op=op, data=data, site_id=count.site_id
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +447,6 @@ def _enter(
 ) -> dict[str, Any]:
     if not 1 <= len(order.entries) <= MAX_ENTRIES:
         raise InvalidError(f"entries: 1 to {MAX_ENTRIES} entries")
-    actor = order.command.actor
     by_key = {(line.location, line.item_code, line.lot or NO_LOT): line for line in count.lines}
     next_no = max((line.line_no for line in count.lines), default=0)
     changed = 0
@@ -394,7 +459,12 @@ def _enter(
         held = central_events.balance(
             connection, count.site_id, entry.location, entry.item_code, entry.lot
         )
-        system = _ZERO if held is None else held[1]
+        if entry.edge_system_qty is not None:
+            system = entry.edge_system_qty + _central_stream_qty(connection, count, entry)
+        else:
+            system = _ZERO if held is None else held[1]
+        actor = entry.counted_by or order.command.actor
+        counted_at = entry.counted_at or now
         line = by_key.get(key)
         if line is None:
             if not _in_range(count, entry.location):
@@ -417,7 +487,7 @@ def _enter(
                     counted_qty=entry.qty,
                     recount=False,
                     counted_by=actor,
-                    counted_at=now,
+                    counted_at=counted_at,
                 )
             )
             by_key[key] = replace(
@@ -428,7 +498,7 @@ def _enter(
                 "system_qty": system,
                 "counted_qty": entry.qty,
                 "counted_by": actor,
-                "counted_at": now,
+                "counted_at": counted_at,
             }
             if line.recount:
                 values |= {"first_qty": line.counted_qty, "recount": False}
@@ -442,6 +512,22 @@ def _enter(
             )
         changed += 1
     return {"entries": changed}
+
+
+def _central_stream_qty(connection: Connection, count: StockCount, entry: CountEntry) -> Decimal:
+    """What central's own stream of the site holds at the entry's key: events an edge
+    never sees (earlier count adjustments, central documents), to add to its balance."""
+    total = connection.execute(
+        select(type_coerce(func.sum(central_event_rows.c.qty), MicroUnits)).where(
+            central_event_rows.c.site_id == count.site_id,
+            central_event_rows.c.location == entry.location,
+            central_event_rows.c.item == entry.item_code,
+            (central_event_rows.c.lot == entry.lot)
+            if entry.lot
+            else central_event_rows.c.lot.is_(None),
+        )
+    ).scalar_one_or_none()
+    return _ZERO if total is None else Decimal(total)
 
 
 _NEW = CountLine(0, "", "", None, "", _ZERO, None, None, None, False, None, None)
@@ -538,9 +624,12 @@ def count_command(
 ) -> StockCount:
     """``count`` (enter quantities), ``submit``, ``approve`` or ``cancel``."""
     command = order.command
-    with document_write(
-        connection, action=f"stock_count.{verb}", audit=command.audit, claim=command.claim
-    ) as written:
+    with (
+        document_write(
+            connection, action=f"stock_count.{verb}", audit=command.audit, claim=command.claim
+        ) as written,
+        _feed_for(connection, verb, written.now) as writer,
+    ):
         now = written.now
         count = _locked(connection, command, now)
         values: dict[str, Any] = {}
@@ -570,7 +659,133 @@ def count_command(
         )
         found = _read(connection, count.count_id)
         assert found is not None
+        if writer is not None:
+            _publish(writer, found, was=count.status)
         written.doc_id, written.site_id = found.count_id, found.site_id
         written.before = {"status": count.status.value, "version": count.version}
         written.after = {**outcome, "version": found.version}
     return found
+
+
+@contextmanager
+def _feed_for(connection: Connection, verb: str, now: datetime) -> Iterator[FeedWriter | None]:
+    """The feed writer for the verbs that change what the site's counters see (a submit
+    may mark recounts; the others end ``counting``); None for entering counts, which
+    the feed's lock would otherwise serialise with every master-data write."""
+    if verb == "count":
+        yield None
+        return
+    with feed_writer(connection, changed_at=now) as writer:
+        yield writer
+
+
+def enter_from_site(
+    connection: Connection, batch: CountEntryBatch, *, audit: AuditContext
+) -> list[EntryVerdict]:
+    """Take an edge's count entries, each id once, in the order sent (the last entry of a
+    line wins, as at the edge). An entry the session cannot take (not this site's, no
+    longer counting, a location outside its range...) is ``refused`` with the reason and
+    settled too: sending it again would change nothing. One transaction, one audit entry."""
+    site_id = batch.site_id
+    verdicts: list[EntryVerdict] = []
+    with document_write(connection, action="stock_count.count", audit=audit) as written:
+        now = written.now
+        central_events.lock_site(connection, site_id, now=now)
+        ids = [entry.entry_id for entry in batch.entries]
+        known: dict[str, Any] = {
+            row.entry_id: row
+            for row in connection.execute(
+                select(stock_count_entries).where(stock_count_entries.c.entry_id.in_(ids))
+            )
+        }
+        sessions: dict[str, StockCount | None] = {}
+        taken: dict[str, int] = defaultdict(int)
+        for entry in batch.entries:
+            if (row := known.get(entry.entry_id)) is not None:
+                verdicts.append(_verdict(entry.entry_id, row.refused))
+                continue
+            if entry.count_id not in sessions:
+                sessions[entry.count_id] = _read(connection, entry.count_id, lock=True)
+            count = sessions[entry.count_id]
+            refused = _refusal(count, site_id)
+            if refused is None and count is not None:
+                order = CountCommand(
+                    command=DocCommand(
+                        doc_id=count.count_id,
+                        actor=entry.counted_by,
+                        audit=audit,
+                        visible=frozenset({site_id}),
+                        if_match=None,
+                    ),
+                    entries=[
+                        CountEntry(
+                            location=entry.location,
+                            item_code=entry.item_code,
+                            qty=entry.qty,
+                            lot=entry.lot,
+                            edge_system_qty=entry.system_qty,
+                            counted_by=entry.counted_by,
+                            counted_at=entry.counted_at,
+                        )
+                    ],
+                )
+                key = (entry.location, entry.item_code, entry.lot or None)
+                try:
+                    _enter(connection, count, order, now)
+                except InvalidError as invalid:
+                    refused = str(invalid).removeprefix("entries[0].")[:300]
+                else:
+                    taken[count.count_id] += 1
+                    if not any(
+                        (line.location, line.item_code, line.lot) == key for line in count.lines
+                    ):  # found stock made a line: read the session's line numbers again
+                        sessions[entry.count_id] = _read(connection, count.count_id)
+            connection.execute(
+                insert(stock_count_entries).values(
+                    entry_id=entry.entry_id,
+                    site_id=site_id,
+                    count_id=entry.count_id if count is not None else None,
+                    refused=refused,
+                    received_at=now,
+                )
+            )
+            known[entry.entry_id] = _Settled(refused)  # a copy later in this batch
+            verdicts.append(_verdict(entry.entry_id, refused))
+        if taken:
+            connection.execute(
+                update(stock_counts)
+                .where(stock_counts.c.count_id.in_(list(taken)))
+                .values(version=stock_counts.c.version + 1, updated_at=now)
+            )
+        written.doc_id, written.site_id = ",".join(sorted(taken))[:64] or "-", site_id
+        written.after = {
+            "entries": len(batch.entries),
+            "taken": dict(taken),
+            "refused": sum(1 for each in verdicts if each.refused is not None),
+        }
+    return verdicts
+
+
+@dataclass(frozen=True, slots=True)
+class EntryVerdict:
+    """An uploaded entry settled: taken (``refused`` None) or refused and why."""
+
+    entry_id: str
+    refused: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    refused: str | None
+
+
+def _refusal(count: StockCount | None, site_id: str) -> str | None:
+    if count is None or count.site_id != site_id:
+        return "no such stock count at this site"
+    if count.status is not CountStatus.COUNTING:
+        return f"stock count {count.count_id} is {count.status.value}: it takes no more counts"
+    return None
+
+
+def _verdict(entry_id: str, refused: str | None) -> EntryVerdict:
+    return EntryVerdict(entry_id, refused)

@@ -60,6 +60,7 @@ CENTRAL_TABLES = (
     "retail_sales",
     "webhook_deliveries",
     "webhook_subscriptions",
+    "stock_count_entries",
     "stock_count_lines",
     "stock_counts",
     "transfer_exceptions",

@@ -32,6 +32,7 @@ from central_api.schemas.sync import (
     change_page,
     push_ack,
 )
+from central_api.services import counts
 from central_api.services.alerts import raise_short_picks
 from central_api.services.audit import Actor, ActorKind, AuditContext
 from central_api.services.feed import MAX_PAGE, changes_for_site
@@ -40,9 +41,11 @@ from central_api.services.ledger import list_refused, site_watermark
 from central_api.services.monitoring import record_status
 from central_api.services.push_group import PushGroup
 from jxc.contract import Int64, SiteId, SiteStatusReport
+from jxc.feed import CountEntryAck, CountEntryBatch, CountEntryVerdict
 from jxc.paths import (
     SYNC_ACK,
     SYNC_CHANGES,
+    SYNC_COUNT_ENTRIES,
     SYNC_EVENTS,
     SYNC_PICK_SHORTS,
     SYNC_REFUSED,
@@ -241,3 +244,36 @@ def report_short_picks(
     require_site(token_site, report.site_id)
     held = raise_short_picks(connection, report.site_id, report.shorts, at=datetime.now(UTC))
     return PickShortAck(raised=held.raised, known=held.known, dropped=held.dropped)
+
+
+@router.post(
+    below_api_root(SYNC_COUNT_ENTRIES),
+    dependencies=[SITE_ONLY],
+    responses={
+        **_AUTH,
+        422: {"description": "The batch breaks the wire contract; message names each field."},
+    },
+)
+def push_count_entries(
+    batch: CountEntryBatch, connection: ConnDep, token_site: TokenSiteDep, request: Request
+) -> CountEntryAck:
+    """Take the stock count entries the site's counters made at its edge.
+
+    Entries are not movements, so they do not ride the event stream. Each ``entry_id`` is
+    taken once; a replay is answered as the first time. Each entry is ``taken`` (its line
+    counted, by the edge's operator, against the edge's own balance) or ``refused`` with
+    the reason (the session ended, a location outside its range...); both are settled.
+    One audit entry (``stock_count.count``, attributed to the site) per upload.
+    """
+    require_site(token_site, batch.site_id)
+    audit = request_context(request, Actor(ActorKind.SITE, token_site))
+    settled = counts.enter_from_site(connection, batch, audit=audit)
+    return CountEntryAck(
+        site_id=batch.site_id,
+        results=[
+            CountEntryVerdict(entry_id=each.entry_id, verdict="taken")
+            if each.refused is None
+            else CountEntryVerdict(entry_id=each.entry_id, verdict="refused", reason=each.refused)
+            for each in settled
+        ],
+    )
