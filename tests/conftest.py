@@ -22,10 +22,12 @@ from tests.patience import patience_timeout
 # environment) has discovery off. tests/integration/test_discovery.py turns it back on
 # inside a network namespace of its own (jxc/discovery.py).
 os.environ["JXC_DISCOVERY"] = "off"
-# Central's operations monitor (thresholds, the daily expiry run) is a background worker
-# that holds a database connection while it checks; a test's check that no request leaked
-# one would race it. Off unless a test turns it on (tests/central/test_monitoring.py).
+# Central's background workers (the operations monitor with the daily expiry run, the
+# webhook sender) hold a database connection while they work; a test's check that no
+# request leaked one would race them. Off unless a test turns them on
+# (tests/central/test_monitoring.py, tests/central/test_webhooks.py, the demo).
 os.environ.setdefault("JXC_CENTRAL_MONITOR_INTERVAL_S", "0")
+os.environ.setdefault("JXC_CENTRAL_WEBHOOK_POLL_S", "0")
 
 settings.register_profile("jxc", deadline=None)
 settings.load_profile("jxc")
