@@ -1,14 +1,20 @@
 """Orders placed by an online shop (``POST /api/v1/integrations/orders``), on SQLite and
 PostgreSQL: a barcode line and an item-code line become a draft; ``confirm`` reserves
 FEFO; a retry replays, a different order under the same id is 409; bad lines are 422
-naming the line; the action and the site scope are enforced; the import is audited."""
+naming the line; the action and the site scope are enforced; the import is audited; a
+channel with a secret must sign its orders."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import time
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from jxc.paths import API_ROOT, AUDIT, INTEGRATION_ORDERS, ITEMS, SALES_ORDERS
 from tests.central.test_purchasing import as_user, ok, refused
@@ -97,9 +103,7 @@ def test_a_shop_order_by_barcode_and_item_code_becomes_a_draft_once(store: TestC
         so["so_id"],
     )
     # Another channel may use the same id.
-    elsewhere = ok(
-        store.post(INTEGRATION_ORDERS, json=shop_order(channel="jd"), headers=bot), 201
-    )
+    elsewhere = ok(store.post(INTEGRATION_ORDERS, json=shop_order(channel="jd"), headers=bot), 201)
     assert elsewhere["sales_order"]["so_id"] != so["so_id"]
 
     # The import is audited under the shop's user, naming its order.
@@ -147,9 +151,12 @@ def test_bad_lines_and_parties_are_422_naming_them(store: TestClient) -> None:
         refused(store.post(INTEGRATION_ORDERS, json=body, headers=bot), status, *words)
 
     line = {"qty": "1", "unit_price": "1"}
-    refuse(422, "lines[1].barcode", "4006381333931", lines=[
-        {**line, "item_code": "TEA"}, {**line, "barcode": "4006381333931"}
-    ])
+    refuse(
+        422,
+        "lines[1].barcode",
+        "4006381333931",
+        lines=[{**line, "item_code": "TEA"}, {**line, "barcode": "4006381333931"}],
+    )
     refuse(422, "lines[0]", "exactly one", lines=[{**line, "item_code": "TEA", "barcode": "1"}])
     refuse(422, "lines[0]", "exactly one", lines=[line])
     refuse(422, "lines[0].item_code", "NOPE", lines=[{**line, "item_code": "NOPE"}])
@@ -181,7 +188,35 @@ def test_only_the_action_and_the_users_sites_may_import(store: TestClient) -> No
     )
     assert ok(store.get(SALES_ORDERS))["sales_orders"] == []
     # The same user may ship from its own site.
-    made = ok(
-        store.post(INTEGRATION_ORDERS, json=shop_order(site_id="S02"), headers=scoped), 201
-    )
+    made = ok(store.post(INTEGRATION_ORDERS, json=shop_order(site_id="S02"), headers=scoped), 201)
     assert made["sales_order"]["site_id"] == "S02"
+
+
+def _signed(secret: str, body: bytes, at: int) -> str:
+    """The signature as docs/integrations.md tells a shop to make it."""
+    mac = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256)
+    return f"t={at},v1={mac.hexdigest()}"
+
+
+def test_a_channel_with_a_secret_must_sign_its_orders(store: TestClient) -> None:
+    app: Any = store.app
+    app.state.settings = app.state.settings.model_copy(
+        update={"shop_secrets": {"tmall": SecretStr("shsec_test_tmall")}}
+    )
+    bot = {**webshop(store), "Content-Type": "application/json"}
+    raw = json.dumps(shop_order()).encode()
+    at = int(time.time())
+
+    def send(**headers: str) -> Any:
+        return store.post(INTEGRATION_ORDERS, content=raw, headers={**bot, **headers})
+
+    refused(send(), 401, "Jxc-Shop-Signature")
+    refused(send(**{"Jxc-Shop-Signature": _signed("wrong", raw, at)}), 401, "not a valid")
+    refused(send(**{"Jxc-Shop-Signature": _signed("shsec_test_tmall", raw + b" ", at)}), 401)
+    stale = _signed("shsec_test_tmall", raw, at - 3600)
+    refused(send(**{"Jxc-Shop-Signature": stale}), 401, "300 seconds")
+    assert ok(store.get(SALES_ORDERS))["sales_orders"] == []
+    made = ok(send(**{"Jxc-Shop-Signature": _signed("shsec_test_tmall", raw, at)}), 201)
+    assert made["sales_order"]["status"] == "draft"
+    # A channel without a secret still needs only the bearer token.
+    ok(store.post(INTEGRATION_ORDERS, json=shop_order(channel="jd"), headers=bot), 201)
