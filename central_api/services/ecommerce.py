@@ -81,11 +81,10 @@ class ShopOrder:
 
 @dataclass(frozen=True, slots=True)
 class Imported:
-    """What the import did: the order, whether it was made now (False: a replay), and
-    why the confirm asked for was refused (None: not asked, done, or a replay)."""
+    """What the import made: the order, and why the confirm asked for was refused (None:
+    not asked, or done). A replay is not an outcome but :class:`IdempotentReplay`."""
 
     order: sales.SalesOrder
-    created: bool
     confirm_refused: str | None = None
 
 
@@ -240,7 +239,7 @@ def import_order(
             "external_id": order.external_id,
         }
     if not order.confirm:
-        return Imported(order=draft, created=True)
+        return Imported(order=draft)
     command = sales.SoCommand(
         actor=actor, visible=visible, if_match=None, audit=audit, so_id=so_id, today=today
     )
@@ -248,5 +247,5 @@ def import_order(
         confirmed = sales.confirm_sales_order(connection, command)
     except ConflictError as refusal:
         kept = sales.get_sales_order(connection, so_id)
-        return Imported(order=kept, created=True, confirm_refused=str(refusal))
-    return Imported(order=confirmed, created=True)
+        return Imported(order=kept, confirm_refused=str(refusal))
+    return Imported(order=confirmed)

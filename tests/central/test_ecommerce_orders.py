@@ -9,13 +9,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import time
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlalchemy.exc import IntegrityError
 
+from central_api.services import ecommerce
+from central_api.services.audit import system_context
+from central_api.services.idempotency import IdempotentReplay
 from jxc.paths import API_ROOT, AUDIT, INTEGRATION_ORDERS, ITEMS, SALES_ORDERS
 from tests.central.test_purchasing import as_user, ok, refused
 from tests.central.test_sales import shop
@@ -220,3 +226,43 @@ def test_a_channel_with_a_secret_must_sign_its_orders(store: TestClient) -> None
     assert made["sales_order"]["status"] == "draft"
     # A channel without a secret still needs only the bearer token.
     ok(store.post(INTEGRATION_ORDERS, json=shop_order(channel="jd"), headers=bot), 201)
+
+
+def test_one_order_delivered_many_times_at_once_is_made_once(store: TestClient) -> None:
+    """Six deliveries of one order race: one makes it, each other one is a replay or (on
+    PostgreSQL, the unique index) a collision central answers 409 "retry"."""
+    engine = store.app.state.engine  # type: ignore[attr-defined]
+    order = ecommerce.ShopOrder(
+        channel="tmall",
+        external_id="TM-RACE",
+        customer="CUS-1",
+        site_id="S01",
+        lines=[ecommerce.ShopLine(item_code="TEA", qty=Decimal(1), unit_price=Decimal(88))],
+    )
+    start = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def run() -> None:
+        with engine.connect() as connection:
+            start.wait()
+            try:
+                made = ecommerce.import_order(
+                    connection, order, actor="racer", visible=None, audit=system_context("race")
+                )
+                outcomes.append(made.order.so_id)
+            except IdempotentReplay as replay:
+                outcomes.append(f"replay {replay.resource_id}")
+            except IntegrityError:
+                outcomes.append("collision")
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    made = [outcome for outcome in outcomes if outcome.startswith("SO")]
+    assert len(outcomes) == 6
+    assert len(made) == 1, outcomes
+    assert all(outcome in (f"replay {made[0]}", "collision", made[0]) for outcome in outcomes)
+    listed = ok(store.get(SALES_ORDERS))["sales_orders"]
+    assert [so["so_id"] for so in listed] == made
