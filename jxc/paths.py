@@ -119,6 +119,9 @@ STOCK_NEGATIVE = f"{API_ROOT}/stock/negative"
 WEBHOOKS = f"{API_ROOT}/webhooks"
 """Outbound webhook subscriptions (admins), ``/{id}/deliveries`` their log,
 ``/deliveries/{id}/replay`` a delivery sent again by hand (docs/integrations.md)."""
+INTEGRATION_ORDERS = f"{API_ROOT}/integrations/orders"
+"""``POST``: an online shop places an order, exactly once per (channel, external_id);
+it becomes a draft sales order, confirmed at once if asked (docs/integrations.md)."""
 
 PERIODS = f"{API_ROOT}/periods"
 """Period close (月结): ``GET`` the closed months, ``/{period}``, ``/{period}/close``,

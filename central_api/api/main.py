@@ -8,6 +8,7 @@ from central_api.api.routes import (
     audit,
     auth,
     customer_returns,
+    ecommerce,
     feedback,
     imports,
     inventory,
@@ -61,6 +62,7 @@ for inventory_router in inventory.routers:
     api_router.include_router(inventory_router)
 api_router.include_router(sales.price_lists_router)
 api_router.include_router(sales.sales_orders_router)
+api_router.include_router(ecommerce.router)
 for shipping_router in shipping.routers:
     api_router.include_router(shipping_router)
 api_router.include_router(customer_returns.router)

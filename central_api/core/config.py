@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     """Let subscriptions target loopback, private and link-local addresses. Off: a
     webhook URL must not reach into central's own network (SSRF). Tests turn it on."""
+
+    shop_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    """Per online-shop channel, the secret its orders are signed with
+    (``POST /api/v1/integrations/orders``, header ``Jxc-Shop-Signature``, the webhooks'
+    scheme). A channel named here is refused (401) without a valid signature, on top of
+    its API user's bearer token. As JSON: ``JXC_CENTRAL_SHOP_SECRETS='{"tmall": "..."}'``."""
 
     monitor_interval_s: float = Field(default=60.0, ge=0, le=3600)
     """How often each central process checks the operations thresholds below and raises

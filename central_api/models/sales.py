@@ -70,9 +70,16 @@ sales_orders = Table(
     Column("reason", String(1000), nullable=True),
     Column("version", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # An order placed by an online shop (POST /integrations/orders): the shop's channel
+    # name and its own order id, unique together so it is made exactly once, and the
+    # SHA-256 of the request that made it, so a retry is told from a different order.
+    Column("channel", String(64), nullable=True),
+    Column("external_id", String(128), nullable=True),
+    Column("import_sha256", String(64), nullable=True),
     Index(None, "status", "so_id"),
     Index(None, "site_id", "so_id"),
     Index(None, "customer_code", "status"),
+    Index(None, "channel", "external_id", unique=True),
 )
 
 sales_order_lines = Table(

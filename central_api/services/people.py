@@ -98,6 +98,8 @@ ALL_ACTIONS: dict[str, str] = {
     "sales_order.confirm": "confirm sales orders: credit check and lot reservation",
     "sales_order.cancel": "cancel sales orders, releasing their reservations",
     "sales_order.close": "close confirmed sales orders, releasing what is still reserved",
+    "sales_order.import": "place sales orders from an online shop (the shop's integration user; "
+    "POST /api/v1/integrations/orders), confirming them at once if the shop asks",
     "other_movement.read": "read other receipts and issues (其它入库/出库) of the user's sites",
     "other_movement.create": "book other receipts and issues with a reason code",
     "write_off.read": "read write-offs (报损) of the user's sites",

@@ -600,28 +600,53 @@ def create_sales_order(
         now = written.now
         check_site(connection, site_id, visible)
         found = _check_customer(connection, customer)
-        so_id = new_document_id(
-            connection, sequence="#sales_order", prefix="SO", column=sales_orders.c.so_id
-        )
-        connection.execute(
-            insert(sales_orders).values(
-                so_id=so_id,
-                customer_code=customer,
-                site_id=site_id,
-                status=SoStatus.DRAFT.value,
-                note=note,
-                min_remaining_days=min_remaining_days,
-                created_by=created_by,
-                created_at=now,
-                version=1,
-                updated_at=now,
-            )
+        so_id = insert_draft(
+            connection,
+            customer=customer,
+            site_id=site_id,
+            note=note,
+            min_remaining_days=min_remaining_days,
+            created_by=created_by,
+            now=now,
         )
         _write_lines(connection, so_id, found, lines, today or now.date())
         so = _read_so(connection, so_id)
         assert so is not None
         written.doc_id, written.site_id, written.after = so_id, site_id, _state(so)
     return so
+
+
+def insert_draft(
+    connection: Connection,
+    *,
+    customer: str,
+    site_id: str,
+    note: str,
+    min_remaining_days: int | None,
+    created_by: str,
+    now: datetime,
+) -> str:
+    """A new draft's header row under the next SO number, in the caller's transaction
+    (a create here, or a shop's order in :mod:`services.ecommerce`); its id."""
+    _check_days(min_remaining_days)
+    so_id = new_document_id(
+        connection, sequence="#sales_order", prefix="SO", column=sales_orders.c.so_id
+    )
+    connection.execute(
+        insert(sales_orders).values(
+            so_id=so_id,
+            customer_code=customer,
+            site_id=site_id,
+            status=SoStatus.DRAFT.value,
+            note=note,
+            min_remaining_days=min_remaining_days,
+            created_by=created_by,
+            created_at=now,
+            version=1,
+            updated_at=now,
+        )
+    )
+    return so_id
 
 
 def _locked_so(
@@ -1119,3 +1144,27 @@ def read_so(connection: Connection, so_id: str, *, lock: bool = False) -> SalesO
 def unit_factors(connection: Connection, item_code: str) -> tuple[str, dict[str, Decimal]]:
     """The item's base unit and every unit's factor to it, in the caller's transaction."""
     return _factors(connection, item_code)
+
+
+# --- for orders placed by an online shop (services.ecommerce) ------------------------------
+
+
+def check_customer(connection: Connection, code: str) -> str | None:
+    """Refuse (422) a partner that cannot be sold to; else its price list."""
+    return _check_customer(connection, code)
+
+
+def write_lines(
+    connection: Connection,
+    so_id: str,
+    price_list: str | None,
+    lines: Sequence[SoLineInput],
+    today: date,
+) -> None:
+    """A new order's lines, checked as a create checks them, in the caller's transaction."""
+    _write_lines(connection, so_id, price_list, lines, today)
+
+
+def audit_state(so: SalesOrder) -> dict[str, Any]:
+    """The order as its audit entries keep it."""
+    return _state(so)
