@@ -26,6 +26,8 @@ INDEX: Final = "index"
 STATION_CHAPTERS: Final[tuple[str, ...]] = (
     "tasks/receive",
     "tasks/pick",
+    "tasks/transfer",
+    "tasks/count",
     "tasks/counter",
     "tasks/commission",
     "tasks/offline-recovery",
