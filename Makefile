@@ -46,7 +46,7 @@ PYTEST_WORKERS ?= 3
 # (PYTHONDONTWRITEBYTECODE=1 on the machines that run this): otherwise every worker
 # compiles and assertion-rewrites every module again at collection (28 against 14 CPU-s a
 # worker), and every central or edge process a test starts compiles the project again
-# (0.5 CPU-s of a central's 2 s of imports). The tree itself stays free of __pycache__.
+# (0.3-0.5 CPU-s of a central's 2 s of imports). The tree itself stays free of __pycache__.
 PYCACHE := env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache
 
 pytest: $(STAMP)
