@@ -62,9 +62,10 @@ def _child(args: list[str], log: str, env: dict[str, str], cwd: str) -> None:
         os.dup2(sink, 2)
         os.close(null)
         os.close(sink)
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own descriptors
-        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        # sys.stdout and sys.stderr still write to descriptors 1 and 2, now /dev/null and
+        # the log, buffered as in any Python process (stderr by line: a test reads the log
+        # while the process runs). stdin may hold read-ahead commands: a fresh one.
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own descriptor
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
