@@ -32,9 +32,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any, Final
 
-import biip
-from biip import BiipException
-from biip.gs1_messages import GS1Message
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Connection, select
@@ -1174,6 +1171,13 @@ def _clean(text: str) -> str:
 def _lot_in(scan: str) -> str | None:
     """The lot (AI 10) a GS1-128 scan carries, raw or printed with parentheses: a pharmacy
     box's one scan names the item and its lot, so the counter need not scan the lot."""
+    # biip is imported here, not at the top: its GS1 prefix table takes 0.1 s to load,
+    # which every central process (and every test worker) paid at start for a page
+    # few requests reach (docs/performance.md, "Central's start").
+    import biip  # noqa: PLC0415
+    from biip import BiipException  # noqa: PLC0415
+    from biip.gs1_messages import GS1Message  # noqa: PLC0415
+
     try:
         if scan.startswith("("):
             message: GS1Message | None = GS1Message.parse_hri(scan)

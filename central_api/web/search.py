@@ -17,9 +17,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
-import biip
-from biip import BiipException
-from biip.gs1_messages import GS1Message
 from sqlalchemy import Connection, func, or_, select
 
 from central_api.models.items import item_barcodes, items
@@ -68,6 +65,13 @@ def barcode_spellings(scan: str) -> list[str]:
 def _gtin_in(scan: str) -> str | None:
     """The GTIN a scan carries: a bare GTIN, or AI 01 of a GS1 element string, raw or in
     the printed form with parentheses; None if it carries none."""
+    # biip is imported here, not at the top: its GS1 prefix table takes 0.1 s to load,
+    # which every central process (and every test worker) paid at start for a page
+    # few requests reach (docs/performance.md, "Central's start").
+    import biip  # noqa: PLC0415
+    from biip import BiipException  # noqa: PLC0415
+    from biip.gs1_messages import GS1Message  # noqa: PLC0415
+
     try:
         if scan.startswith("("):
             message: GS1Message | None = GS1Message.parse_hri(scan)

@@ -9,6 +9,7 @@ import sqlite3
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -95,7 +96,85 @@ def spawn(
         )
 
 
-def stop(proc: subprocess.Popen[Any]) -> None:
+class ForkedProcess:
+    """A child of the :class:`Zygote`, with the part of ``Popen`` that :class:`Site` uses."""
+
+    stdin = None
+    stdout = None
+
+    def __init__(self, zygote: Zygote, pid: int) -> None:
+        self.zygote = zygote
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.zygote.poll(self.pid)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        end = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if end is not None and time.monotonic() > end:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
+            time.sleep(0.02)
+        return code
+
+
+class Zygote:
+    """``tests/integration/zygote.py``: forks ``jxc`` processes with central already imported.
+
+    For tests that restart a process dozens of times (the chaos tests): each start is a
+    real process running the same command line, minus about two CPU-seconds of imports.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("zygote.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdout is not None
+        ready = self._proc.stdout.readline()
+        assert ready == "ready\n", f"the zygote did not start: {ready!r}"
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
+        with self._lock:
+            self._proc.stdin.write(json.dumps(request) + "\n")
+            self._proc.stdin.flush()
+            answer: dict[str, Any] = json.loads(self._proc.stdout.readline())
+        return answer
+
+    def spawn(self, args: list[str], log: Path, env: dict[str, str]) -> ForkedProcess:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        answer = self._ask({"spawn": args, "log": str(log), "env": env, "cwd": os.getcwd()})
+        return ForkedProcess(self, int(answer["pid"]))
+
+    def poll(self, pid: int) -> int | None:
+        code: int | None = self._ask({"poll": pid})["returncode"]
+        return code
+
+    def close(self) -> None:
+        """Kill what is left of its children, then end the zygote."""
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
+        self._proc.stdin.close()
+        self._proc.wait(timeout=patience_timeout(30))
+        self._proc.stdout.close()
+
+
+def stop(proc: subprocess.Popen[Any] | ForkedProcess) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -114,7 +193,7 @@ class Site:
 
     root: Path
     site_id: str = "S01"
-    procs: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[Any] | ForkedProcess] = field(default_factory=dict)
     central_port: int = field(default_factory=free_port)
     edge_port: int = field(default_factory=free_port)
     sync: dict[str, float] = field(default_factory=dict)
@@ -139,6 +218,15 @@ class Site:
     (``--ssl-certfile/--ssl-keyfile``); the test's own probes trust the CA bundle."""
     central_extra: str = ""
     """More lines of the site file's [central] section (``ca_file``, ...)."""
+    zygote: Zygote | None = None
+    """Fork central and edge agents from this, imports done (tests that restart them often)."""
+
+    def _spawn(
+        self, args: list[str], log: Path, env: dict[str, str], wrapper: list[str] | None = None
+    ) -> subprocess.Popen[Any] | ForkedProcess:
+        if self.zygote is not None and not wrapper:
+            return self.zygote.spawn(args, log, env)
+        return spawn(args, log, env=env, wrapper=wrapper)
 
     @property
     def central_url(self) -> str:
@@ -178,7 +266,7 @@ class Site:
         if self.central_tls is not None:
             ca_file, cert, key = self.central_tls
             tls = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
-        self.procs["central"] = spawn(
+        self.procs["central"] = self._spawn(
             [
                 "central",
                 "serve",
@@ -275,7 +363,7 @@ id = "scanner-1"
 
     def start_edge(self, name: str = "edge", *, wait_for_scanner: bool = True) -> None:
         port = self.edge_port if name == "edge" else free_port()
-        self.procs[name] = spawn(
+        self.procs[name] = self._spawn(
             [
                 "edge",
                 "run",

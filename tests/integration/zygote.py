@@ -1,0 +1,121 @@
+"""A fork server for ``jxc`` processes that a test restarts many times.
+
+The chaos tests kill -9 central (and the edge agent) some fifty times each and start it
+again. Every start of ``python -m jxc central serve`` spent about 1.8 CPU-s importing
+central (FastAPI building some 380 routes' dependants as the modules are decorated) before
+it did anything the test is about: what is under test is what a process that dies at a
+random instant leaves behind, and what the next one makes of it, not the import.
+
+This process imports what ``jxc central serve`` and ``jxc edge run`` import, once, then
+forks a child per start. Each child is a real process of its own (own pid, own SQLite
+connections and sockets, killed by a real SIGKILL) that runs the same command line
+through the same CLI entry point (``jxc.cli.main``) from the top, settings, migrations
+check, app and all; only the imports are inherited. The zygote itself must stay
+single-threaded for ``fork`` to be safe, so it opens nothing and starts no thread.
+
+The protocol is one JSON object a line on stdin, one answer a line on stdout:
+``{"spawn": [args], "log": path, "env": {...}, "cwd": path}`` → ``{"pid": n}``;
+``{"poll": pid}`` → ``{"returncode": code or null}`` (a child's code is reaped once,
+then remembered). End of stdin: the zygote kills whatever children remain and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+PRELOAD = (
+    "jxc.cli",
+    "jxc.logs",
+    "central_api.cli",
+    "central_api.core.db",
+    "central_api.core.gc_tuning",
+    "central_api.main",
+    "uvicorn",
+    "edge_agent.cli",
+    "edge_agent.agent",
+)
+
+
+def _preload() -> None:
+    import importlib  # noqa: PLC0415
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    if threading.active_count() != 1:  # fork would copy a lock some thread holds
+        raise RuntimeError(f"the zygote must stay single-threaded: {threading.enumerate()}")
+
+
+def _child(args: list[str], log: str, env: dict[str, str], cwd: str) -> None:
+    """Become ``python -m jxc ARGS`` in this forked process; never returns."""
+    code = 1
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        sink = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.dup2(sink, 2)
+        os.close(null)
+        os.close(sink)
+        # sys.stdout and sys.stderr still write to descriptors 1 and 2, now /dev/null and
+        # the log, buffered as in any Python process (stderr by line: a test reads the log
+        # while the process runs). stdin may hold read-ahead commands: a fresh one.
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own descriptor
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv = ["jxc", *args]
+        from jxc.cli import main  # noqa: PLC0415 - preloaded: only looked up
+
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # a child must never fall back into the zygote's loop
+        import traceback  # noqa: PLC0415
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _serve() -> None:
+    children: dict[int, int | None] = {}
+    while line := sys.stdin.readline():
+        request: dict[str, Any] = json.loads(line)
+        if "spawn" in request:
+            pid = os.fork()
+            if pid == 0:
+                _child(request["spawn"], request["log"], request["env"], request["cwd"])
+            children[pid] = None
+            answer: dict[str, Any] = {"pid": pid}
+        else:
+            pid = int(request["poll"])
+            if children.get(pid) is None:
+                done, status = os.waitpid(pid, 0 if request.get("block") else os.WNOHANG)
+                if done:
+                    children[pid] = os.waitstatus_to_exitcode(status)
+            answer = {"returncode": children[pid]}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+    for pid, code in children.items():
+        if code is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+if __name__ == "__main__":
+    _preload()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    _serve()
