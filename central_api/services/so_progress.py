@@ -428,7 +428,8 @@ def progress(connection: Connection) -> dict[str, Any]:
                 )
             )
         },
-        "status": dict(
-            connection.execute(select(sales_orders.c.so_id, sales_orders.c.status)).tuples().all()
-        ),
+        "status": {
+            row.so_id: row.status
+            for row in connection.execute(select(sales_orders.c.so_id, sales_orders.c.status))
+        },
     }
