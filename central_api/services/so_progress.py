@@ -24,16 +24,26 @@ the reserved ``<lot>``. The swap is taken off that reservation first, so the lin
 reservation moves from the replaced lot to the picked one exactly; without the swap note
 the rest would be taken first expiry first. Each SSCC becomes one shipment (its lines, no
 tracking number yet), found again by its ``sscc`` when a unit's events arrive in two pushes.
+
+**Rebuild.** :func:`rebuild` recomputes every line's ``shipped_qty`` from the ledger (edge
+and central streams) by the same rules, and closes every confirmed order shipped in full;
+a property test (``tests/central/test_so_progress_property.py``) holds it equal to the
+incremental result and to the plain sum of the events. Reservations are *not* rebuilt:
+they are a person's command (confirm, reserve), not events, and are consumed in place, so
+what a line held before its shipments is not in the ledger. The rebuild therefore checks
+shipped quantities and closing only; it never reopens an order, and the edge's SSCC
+shipments (documents invoices refer to) stay as they are.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from central_api.models.master import item_units
 from central_api.models.sales import (
@@ -44,6 +54,7 @@ from central_api.models.sales import (
     shipments,
 )
 from central_api.models.stock import NO_LOT
+from central_api.services.central_events import ledger_union
 from central_api.services.documents import new_document_id
 from central_api.services.projections import AcceptedEvents
 from jxc.contract import EventKind, LedgerEvent
@@ -64,6 +75,34 @@ class _Line:
     held: dict[str, Decimal] = field(default_factory=dict)
     """Reserved qty per lot, in FEFO order."""
     before: dict[str, Decimal] = field(default_factory=dict)
+
+
+class _Factors:
+    """The item's unit factors the events name, read once each (None: no such unit)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._known: dict[tuple[str, str], Decimal | None] = {}
+
+    def shipped(
+        self, item_code: str, base_uom: str, item: str, uom: str, qty: Decimal
+    ) -> Decimal | None:
+        """What an ``issue`` of ``qty`` ``uom`` of ``item`` ships of a line of
+        ``item_code`` kept in ``base_uom`` (positive), or None when it does not count:
+        another item, or a unit the item does not have. The one rule the projection and
+        :func:`rebuild` share, so they cannot drift apart."""
+        if item != item_code:
+            return None
+        if uom == base_uom:
+            return -qty
+        if (item, uom) not in self._known:
+            self._known[(item, uom)] = self.connection.execute(
+                select(item_units.c.factor).where(
+                    item_units.c.item_code == item, item_units.c.uom == uom
+                )
+            ).scalar_one_or_none()
+        factor = self._known[(item, uom)]
+        return None if factor is None else -qty * factor
 
 
 def _shipments(accepted: AcceptedEvents) -> list[LedgerEvent]:
@@ -147,7 +186,7 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
         ).all()
     }
     lines = _read(connection, so_ids)
-    factors: dict[tuple[str, str], Decimal | None] = {}
+    factors = _Factors(connection)
     touched: dict[str, set[int]] = defaultdict(set)
     packed: dict[tuple[str, str], list[tuple[LedgerEvent, Decimal, _Line]]] = defaultdict(list)
     for event in named:
@@ -155,20 +194,9 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
         line, order = lines.get(key), orders.get(key[0])
         if line is None or order is None or order.site_id != accepted.site_id:
             continue
-        if event.item != line.item_code:
+        qty = factors.shipped(line.item_code, line.base_uom, event.item, event.uom, event.qty)
+        if qty is None:
             continue
-        factor: Decimal | None = Decimal(1)
-        if event.uom != line.base_uom:
-            if (event.item, event.uom) not in factors:
-                factors[(event.item, event.uom)] = connection.execute(
-                    select(item_units.c.factor).where(
-                        item_units.c.item_code == event.item, item_units.c.uom == event.uom
-                    )
-                ).scalar_one_or_none()
-            factor = factors[(event.item, event.uom)]
-        if factor is None:
-            continue
-        qty = -event.qty * factor
         line.shipped += qty
         pack = edge_pack(event.ref)
         _consume(line, NO_LOT if event.lot is None else event.lot, qty, pack and pack[1])
@@ -281,3 +309,127 @@ def _write(
             .where(sales_orders.c.so_id == so_id)
             .values(version=sales_orders.c.version + 1, **values)
         )
+
+
+@dataclass(slots=True)
+class _Rebuilt:
+    so_id: str
+    line_no: int
+    site_id: str
+    status: str
+    item_code: str
+    base_uom: str
+    base_qty: Decimal
+    shipped: Decimal = _ZERO
+
+
+def rebuild(
+    connection: Connection, *, at: datetime | None = None
+) -> dict[tuple[str, int], Decimal]:
+    """Recompute every SO line's shipped quantity, and close every confirmed order that
+    is shipped in full, from the ledger alone (both streams); returns the quantities.
+
+    Runs in the caller's write transaction. The rules are the projection's (one
+    :class:`_Factors` for both). An order the rebuild closes is closed as the projection
+    closes one (``ended_at`` = ``at``, default now; no reason; version moved; its
+    leftover reservations released). Nothing else moves, on purpose:
+
+    * reservations are not rebuilt: they are made by a person's confirm or reserve at
+      central, not by events, and the projection consumes them in place, so the ledger
+      holds what was shipped but not what was held before; a rebuild cannot tell a
+      missing reservation from one never made. A consistent state keeps every line's
+      reservations at most what it still needs (the property test checks it);
+    * a closed or cancelled order is never reopened (a person may have closed it short);
+    * shipments packed at an edge (one per SSCC) are documents with their own ids that
+      invoices refer to; they are kept as they are.
+    """
+    at = datetime.now(UTC) if at is None else at
+    lines = {
+        (row.so_id, row.line_no): _Rebuilt(
+            so_id=row.so_id,
+            line_no=row.line_no,
+            site_id=row.site_id,
+            status=row.status,
+            item_code=row.item_code,
+            base_uom=row.base_uom,
+            base_qty=row.base_qty,
+        )
+        for row in connection.execute(
+            select(
+                sales_order_lines.c.so_id,
+                sales_order_lines.c.line_no,
+                sales_orders.c.site_id,
+                sales_orders.c.status,
+                sales_order_lines.c.item_code,
+                sales_order_lines.c.base_uom,
+                sales_order_lines.c.base_qty,
+            ).join(sales_orders, sales_orders.c.so_id == sales_order_lines.c.so_id)
+        )
+    }
+    if not lines:
+        return {}
+    factors = _Factors(connection)
+    union = ledger_union(
+        "site_id", "seq", "kind", "item", "qty", "uom", "doc_type", "doc_id", "doc_line"
+    ).subquery()
+    for row in connection.execute(
+        select(union)
+        .where(union.c.doc_type == SALES_ORDER, union.c.kind == EventKind.ISSUE.value)
+        .order_by(union.c.site_id, union.c.stream, union.c.seq)
+    ):
+        line = lines.get((row.doc_id, int(row.doc_line or 0)))
+        if line is None or line.site_id != row.site_id:
+            continue
+        qty = factors.shipped(line.item_code, line.base_uom, row.item, row.uom, row.qty)
+        if qty is not None:
+            line.shipped += qty
+    connection.execute(
+        update(sales_order_lines)
+        .where(
+            sales_order_lines.c.so_id == bindparam("b_so"),
+            sales_order_lines.c.line_no == bindparam("b_line"),
+        )
+        .values(shipped_qty=bindparam("b_shipped")),
+        [
+            {"b_so": line.so_id, "b_line": line.line_no, "b_shipped": line.shipped}
+            for _key, line in sorted(lines.items())
+        ],
+    )
+    by_order: dict[str, list[_Rebuilt]] = defaultdict(list)
+    for line in lines.values():
+        by_order[line.so_id].append(line)
+    for so_id, order_lines in sorted(by_order.items()):
+        if order_lines[0].status != CONFIRMED:
+            continue
+        if not all(line.shipped >= line.base_qty for line in order_lines):
+            continue
+        closed = connection.execute(
+            update(sales_orders)
+            .where(sales_orders.c.so_id == so_id, sales_orders.c.status == CONFIRMED)
+            .values(status=CLOSED, ended_at=at, updated_at=at, version=sales_orders.c.version + 1)
+        )
+        if closed.rowcount:
+            connection.execute(
+                delete(sales_reservations).where(sales_reservations.c.so_id == so_id)
+            )
+    return {key: line.shipped for key, line in lines.items()}
+
+
+def progress(connection: Connection) -> dict[str, Any]:
+    """Every SO line's shipped quantity and every order's status, to compare two states."""
+    return {
+        "lines": {
+            (row.so_id, row.line_no): row.shipped_qty
+            for row in connection.execute(
+                select(
+                    sales_order_lines.c.so_id,
+                    sales_order_lines.c.line_no,
+                    sales_order_lines.c.shipped_qty,
+                )
+            )
+        },
+        "status": {
+            row.so_id: row.status
+            for row in connection.execute(select(sales_orders.c.so_id, sales_orders.c.status))
+        },
+    }
