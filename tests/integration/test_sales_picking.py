@@ -24,7 +24,6 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +43,12 @@ pytestmark = pytest.mark.integration
 PILL, AMOX, PARA = "09506000134352", "09506000134376", "05901234123457"
 ITEMS = {"PILL": PILL, "AMOX": AMOX, "PARA": PARA}
 PREFIX = "0614141"
-PICKING = f'[picking]\nscanners = ["scanner-1"]\nprinter = "printer-1"\ncompany_prefix = "{PREFIX}"\n'
+PICKING = (
+    f'[picking]\nscanners = ["scanner-1"]\nprinter = "printer-1"\ncompany_prefix = "{PREFIX}"\n'
+)
 
 
-def call(
-    method: str, url: str, body: dict[str, Any] | None = None, **headers: str
-) -> Any:
+def call(method: str, url: str, body: dict[str, Any] | None = None, **headers: str) -> Any:
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode() if body is not None else None,
@@ -75,12 +74,8 @@ def gs1_check_digit(body: str) -> str:
     return str((10 - total % 10) % 10)
 
 
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def site(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[Site, ZplPrinterTwin]]:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Site, ZplPrinterTwin]]:
     with ExitStack() as stack:
         database_url = None
         if request.param == "postgresql":
@@ -158,9 +153,7 @@ def test_an_order_picked_fefo_packed_shipped_invoiced_and_part_paid(
     ]
     for n, (gtin, lot, expiry, count) in enumerate(received, start=1):
         running.scan(carton(gtin, lot, expiry, count))
-        eventually(
-            lambda n=n: running.edge_status()["ledger"]["last_seq"] == n, what=f"carton {n}"
-        )
+        eventually(lambda n=n: running.edge_status()["ledger"]["last_seq"] == n, what=f"carton {n}")
     eventually(
         lambda: running.edge_status()["ledger"]["pending"] == 0, within=60, what="receipts synced"
     )
@@ -188,8 +181,10 @@ def test_an_order_picked_fefo_packed_shipped_invoiced_and_part_paid(
     running.scan(carton(PILL, "L5", day(45), 10))  # earlier than L2, after the confirm
     eventually(lambda: running.edge_status()["ledger"]["last_seq"] == 6, what="lot L5")
     eventually(
-        lambda: running.edge_status()["master_data"]["cached"]["pick_lists"] == 1
-        and running.edge_status()["ledger"]["pending"] == 0,
+        lambda: (
+            running.edge_status()["master_data"]["cached"]["pick_lists"] == 1
+            and running.edge_status()["ledger"]["pending"] == 0
+        ),
         within=60,
         what="the pick list at the edge and L5 at central",
     )
@@ -281,16 +276,19 @@ def test_an_order_picked_fefo_packed_shipped_invoiced_and_part_paid(
     # --- invoiced, part-paid, aged on given dates -----------------------------------------
     invoices = {}
     for serial, on in ((1, "2026-01-10"), (2, "2026-03-01"), (3, "2026-03-01"), (4, "2026-03-01")):
-        shipment_id = next(
-            s["shipment_id"] for s in shipments if int(s["sscc"][8:17]) == serial
-        )
+        shipment_id = next(s["shipment_id"] for s in shipments if int(s["sscc"][8:17]) == serial)
         invoices[serial] = call(
             "POST",
             f"{api}{paths.SALES_INVOICES}",
             {"shipment_id": shipment_id, "invoice_date": on},
             **{"Idempotency-Key": f"inv-{serial}"},
         )
-    print({k: (v["gross_amount"], v["due_date"]) for k, v in invoices.items()})
+    assert {k: (v["gross_amount"], v["due_date"]) for k, v in invoices.items()} == {
+        1: ("30", "2026-02-09"),  # 10 x 3, N30
+        2: ("30", "2026-03-31"),
+        3: ("10", "2026-03-31"),
+        4: ("5", "2026-03-31"),
+    }
     first = invoices[1]
     paid = call(
         "POST",
@@ -298,13 +296,18 @@ def test_an_order_picked_fefo_packed_shipped_invoiced_and_part_paid(
         {"amount": "10", "received_on": "2026-02-01", "method": "bank"},
         **{"If-Match": f'"{first["version"]}"', "Idempotency-Key": "pay-1"},
     )
-    print(paid)
+    assert (paid["paid_amount"], paid["outstanding"], paid["status"]) == ("10", "20", "open")
 
-    def ageing(on: str) -> dict[str, str]:
+    def ageing(on: str) -> tuple[str, ...]:
         answer = call("GET", f"{api}{paths.RECEIVABLES_AGEING}?on={on}")
         [customer] = answer["customers"]
         assert customer["customer"] == "CUS-1"
-        return {**customer["buckets"], "total": customer["total"]}
+        buckets = customer["buckets"]
+        names = ("current", "1-30", "31-60", "61-90", "over_90")
+        return (*(buckets[name] for name in names), customer["total"])
 
-    print(ageing("2026-01-31"), ageing("2026-04-15"), ageing("2026-06-01"))
-    assert False
+    # current, 1-30, 31-60, 61-90, over 90, total; the payment counts from the day it came.
+    assert ageing("2026-01-31") == ("30", "0", "0", "0", "0", "30")
+    assert ageing("2026-02-15") == ("0", "20", "0", "0", "0", "20")
+    assert ageing("2026-04-15") == ("0", "45", "0", "20", "0", "65")
+    assert ageing("2026-06-01") == ("0", "0", "0", "45", "20", "65")
