@@ -33,12 +33,13 @@ site's stream". So:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Connection, Select, literal, select, union_all
+from sqlalchemy import Connection, Select, bindparam, literal, select, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -200,6 +201,9 @@ def book(
 def _add_to_balances(
     connection: Connection, site_id: str, events: Sequence[LedgerEvent], now: datetime
 ) -> None:
+    """Every key's sum checked against its balance, then written: the balances read in a
+    few queries and written with one ``executemany`` each for updates and inserts, not a
+    query and a statement per key (a count's 20,000 adjustments are one booking)."""
     sums: dict[tuple[str, str, str], tuple[str, Decimal]] = {}
     for event in events:
         key = (event.location, event.item, NO_LOT if event.lot is None else event.lot)
@@ -207,8 +211,11 @@ def _add_to_balances(
         if uom != event.uom:
             raise ConflictError(f"{event.item} at {event.location}: two units in one booking")
         sums[key] = (uom, qty + event.qty)
+    held_at = _balances(connection, site_id, sums)
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
     for (location, item, lot), (uom, qty) in sums.items():
-        held = balance(connection, site_id, location, item, lot or None)
+        held = held_at.get((location, item, lot))
         if held is not None and held[0] != uom:
             raise ConflictError(
                 f"{item} at {site_id}/{location}: stock is kept in {held[0]}, not {uom}"
@@ -219,29 +226,73 @@ def _add_to_balances(
                 f"{item}{' lot ' + lot if lot else ''} at {site_id}/{location}: "
                 f"{on_hand} {uom} on hand, {-qty} would leave it below zero"
             )
-        if held is None:
-            connection.execute(
-                stock_balances.insert().values(
-                    site_id=site_id,
-                    location=location,
-                    item=item,
-                    lot=lot,
-                    uom=uom,
-                    qty=qty,
-                    updated_at=now,
-                )
+        row = {"b_location": location, "b_item": item, "b_lot": lot, "b_qty": qty}
+        (inserts if held is None else updates).append(row | {"b_uom": uom})
+    if inserts:
+        connection.execute(
+            stock_balances.insert().values(
+                site_id=site_id,
+                location=bindparam("b_location"),
+                item=bindparam("b_item"),
+                lot=bindparam("b_lot"),
+                uom=bindparam("b_uom"),
+                qty=bindparam("b_qty", type_=stock_balances.c.qty.type),
+                updated_at=now,
+            ),
+            inserts,
+        )
+    if updates:
+        connection.execute(
+            stock_balances.update()
+            .where(
+                stock_balances.c.site_id == site_id,
+                stock_balances.c.location == bindparam("b_location"),
+                stock_balances.c.item == bindparam("b_item"),
+                stock_balances.c.lot == bindparam("b_lot"),
             )
-        else:
-            connection.execute(
-                stock_balances.update()
-                .where(
-                    stock_balances.c.site_id == site_id,
-                    stock_balances.c.location == location,
-                    stock_balances.c.item == item,
-                    stock_balances.c.lot == lot,
-                )
-                .values(qty=stock_balances.c.qty + qty, updated_at=now)
+            .values(
+                qty=stock_balances.c.qty + bindparam("b_qty", type_=stock_balances.c.qty.type),
+                updated_at=now,
+            ),
+            updates,
+        )
+
+
+_CHUNK = 500
+"""Item codes per ``IN`` list: well under any driver's limit on bound parameters."""
+
+
+def _balances(
+    connection: Connection, site_id: str, keys: Collection[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], tuple[str, Decimal]]:
+    """``(uom, qty)`` of the site's balances at ``keys`` (location, item, lot) that exist.
+
+    One key alone is the single-row read a small booking has always made; more are read
+    by their items, 500 at a time (a few rows of other locations come along, unused)."""
+    if len(keys) == 1:
+        ((location, item, lot),) = keys
+        one = balance(connection, site_id, location, item, lot or None)
+        return {} if one is None else {(location, item, lot): one}
+    codes = sorted({item for _location, item, _lot in keys})
+    found: dict[tuple[str, str, str], tuple[str, Decimal]] = {}
+    for first in range(0, len(codes), _CHUNK):
+        rows = connection.execute(
+            select(
+                stock_balances.c.location,
+                stock_balances.c.item,
+                stock_balances.c.lot,
+                stock_balances.c.uom,
+                stock_balances.c.qty,
+            ).where(
+                stock_balances.c.site_id == site_id,
+                stock_balances.c.item.in_(codes[first : first + _CHUNK]),
             )
+        )
+        for row in rows:
+            key = (row.location, row.item, row.lot)
+            if key in keys:
+                found[key] = (row.uom, row.qty)
+    return found
 
 
 def ledger_union(*columns: str) -> Select[tuple[object, ...]]:

@@ -83,7 +83,7 @@ from central_api.services.inventory import (
     active_location,
     from_row,
     lock_stream_of,
-    lot_expiry,
+    lot_expiries,
     page_conditions,
 )
 from central_api.services.projections import Projections
@@ -587,6 +587,8 @@ def _approve(
             f"{actor} counted lines of stock count {count.count_id} and may not approve its "
             "variances (segregation of duties): another person with the approve action must"
         )
+    differ = [line for line in count.lines if line.variance]
+    expiries = lot_expiries(connection, ((line.item_code, line.lot) for line in differ))
     moves = [
         Movement(
             kind=EventKind.ADJUSTMENT,
@@ -595,12 +597,12 @@ def _approve(
             qty=line.variance,
             uom=line.uom,
             lot=line.lot,
-            expiry=lot_expiry(connection, line.item_code, line.lot),
+            expiry=expiries.get((line.item_code, line.lot)) if line.lot else None,
             doc_type=STOCK_COUNT,
             doc_id=count.count_id,
             doc_line=line.line_no,
         )
-        for line in count.lines
+        for line in differ
         if line.variance
     ]
     central_events.book(
