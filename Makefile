@@ -37,7 +37,8 @@ typecheck: $(STAMP)
 # Three workers on a two-core machine: much of a test's time is spent waiting on a device,
 # a child process or a database (a full run with two workers kept the cores only about
 # half busy: 1,518 CPU-s in 1,490 s), so a third worker fills the waits (docs/performance.md).
-# PYTEST_WORKERS=0 runs the suite in one process (easier to debug). worksteal keeps the
+# PYTEST_WORKERS=0 runs the suite in one process (easier to debug). --durations=30 prints
+# the slowest tests of every run (CI's log included), to see where the budget goes. worksteal keeps the
 # order tests/conftest.py gives (the long process tests first) and lets an idle worker take
 # the end of another's queue, so none is left with a long test at the end.
 PYTEST_WORKERS ?= 3
@@ -50,7 +51,7 @@ PYTEST_WORKERS ?= 3
 PYCACHE := env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache
 
 pytest: $(STAMP)
-	$(PYCACHE) $(BIN)/pytest -n $(PYTEST_WORKERS) $(if $(filter 0,$(PYTEST_WORKERS)),,--dist worksteal)
+	$(PYCACHE) $(BIN)/pytest -n $(PYTEST_WORKERS) --durations=30 $(if $(filter 0,$(PYTEST_WORKERS)),,--dist worksteal)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
