@@ -51,8 +51,11 @@ class Principal:
     name: str
     headers: Callable[[FastAPI], dict[str, str]]
     at_the_door: bool = False
-    """Holds no credential central accepts: every route but the public ones refuses it
-    before the handler (see :data:`AT_THE_DOOR`)."""
+    """Refused by most operations before their handler: no credential central accepts, a
+    site token (only the sync routes take one) or a role without the operation's action
+    (``Requires`` runs before FastAPI reads a parameter or the body). For each operation
+    that refuses its plausible request so, only the first few requests are sent (see
+    :data:`AT_THE_DOOR`); the admin sends them all."""
 
 
 def _site_token(app: FastAPI) -> dict[str, str]:
@@ -73,14 +76,14 @@ def _user(
 
 PRINCIPALS: list[Principal] = [
     Principal("anonymous", lambda _app: {}, at_the_door=True),
-    Principal("site", _site_token),
+    Principal("site", _site_token, at_the_door=True),
     Principal(
         "forged-token",
         lambda _app: {"Authorization": "Bearer jxc1:S01:1:9" + "9" * 40},
         at_the_door=True,
     ),
     Principal("admin", _user("walk-admin", ["admin"])),
-    Principal("clerk", _user("walk-clerk", ["warehouse_clerk"])),
+    Principal("clerk", _user("walk-clerk", ["warehouse_clerk"]), at_the_door=True),
     Principal("scoped-manager", _user("walk-manager", ["store_manager"], sites=[SITE])),
 ]
 """Every kind of caller whose requests take a different path through central.
@@ -368,12 +371,14 @@ def app(walker: TestClient) -> FastAPI:
 AT_THE_DOOR = 12
 """Requests per operation sent by a caller the operation refused at the door.
 
-An operation that answers the plausible request of a caller without a valid credential
-with 401 or 403 refuses it before its handler, whatever the rest of the request holds:
-the layers before that refusal (routing, path decoding, the body limit, the credential
-check) are the same for the admin, whose walk sends every request. So such a caller sends
-only the first few requests of a refusing operation (hostile path and query values among
-them), and every request of the public ones (login, health), which do reach a handler."""
+An operation that answers the plausible request of a caller without a valid credential,
+or without its action, with 401 or 403 refuses it before its handler, whatever the rest
+of the request holds: the layers before that refusal (routing, path decoding, the body
+limit, the credential and the action check) are the same for the admin, whose walk sends
+every request. So such a caller sends only the first few requests of a refusing operation
+(hostile path and query values among them), and every request of the operations that let
+it in (the clerk's own, the site's sync routes, login and health), which reach a handler.
+The scoped manager sends everything: a refusal of its site comes from inside handlers."""
 
 
 async def _walk(
