@@ -454,6 +454,18 @@ class PaymentInput:
     reference: str = ""
 
 
+def _locked(connection: Connection, command: DocCommand) -> SalesInvoice:
+    """The invoice a command is on, locked for the command's transaction, If-Match checked."""
+    return locked_document(
+        connection,
+        _read,
+        "sales invoice",
+        command.doc_id,
+        command.visible,
+        if_match=command.if_match,
+    )
+
+
 def receive_payment(
     connection: Connection, command: DocCommand, given: PaymentInput
 ) -> SalesInvoice:
@@ -464,14 +476,7 @@ def receive_payment(
     with document_write(
         connection, action="sales_invoice.payment", audit=command.audit, claim=command.claim
     ) as written:
-        found = locked_document(
-            connection,
-            _read,
-            "sales invoice",
-            command.doc_id,
-            command.visible,
-            if_match=command.if_match,
-        )
+        found = _locked(connection, command)
         if given.amount > found.outstanding:
             raise ConflictError(
                 f"sales invoice {found.invoice_id} has {found.outstanding} outstanding; "
@@ -699,14 +704,7 @@ def credit_invoice(connection: Connection, command: DocCommand, given: CreditInp
     with document_write(
         connection, action="sales_invoice.credit", audit=command.audit, claim=command.claim
     ) as written:
-        found = locked_document(
-            connection,
-            _read,
-            "sales invoice",
-            command.doc_id,
-            command.visible,
-            if_match=command.if_match,
-        )
+        found = _locked(connection, command)
         if given.credit_date < found.invoice_date:
             raise InvalidError(
                 f"credit_date: {given.credit_date} is before the invoice's date "

@@ -32,6 +32,7 @@ from central_api.web.inventory import STOCK
 from central_api.web.purchasing import _REFUSALS, _status_of
 from central_api.web.render import CONSOLE_ROOT, N_, NAVIGATION, NavEntry, render
 from central_api.web.replenishment import INBOX
+from central_api.web.reports import WORDS
 from central_api.web.routes import form_claim, redirect
 
 pages = APIRouter(prefix=CONSOLE_ROOT, include_in_schema=False)
@@ -50,15 +51,6 @@ NAVIGATION[_after_stock + 1 : _after_stock + 1] = [
 ]
 
 STATUS_LABELS: Final[dict[str, str]] = {"closed": N_("Closed"), "reopened": N_("Reopened")}
-KIND_LABELS: Final[dict[str, str]] = {
-    "receipt": N_("Receipt"),
-    "issue": N_("Issue"),
-    "sale": N_("Sale"),
-    "return": N_("Return"),
-    "adjustment": N_("Adjustment"),
-    "transfer_out": N_("Transfer out"),
-    "transfer_in": N_("Transfer in"),
-}
 
 
 def _posted(posted: Any, name: str, limit: int = 200) -> str:
@@ -188,7 +180,7 @@ def recall_page(
     page = render(
         request,
         "recall.html",
-        {"item": item, "lot": lot, "found": found, "kind_labels": KIND_LABELS},
+        {"item": item, "lot": lot, "found": found, "kind_labels": WORDS},
         principal=principal,
     )
     if found is not None:
