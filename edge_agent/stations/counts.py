@@ -36,7 +36,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -46,7 +46,7 @@ from device_drivers.scanners import Scan
 from edge_agent.catalog import Catalog, KnownBarcode
 from edge_agent.ledger import Ledger
 from edge_agent.stations.errors import StationError
-from edge_agent.stations.picking import _may_be_location
+from edge_agent.stations.scan_station import Place, ScanStation
 from jxc.feed import CountData, CountEntryAck, CountEntryBatch, CountEntryData
 from jxc.paths import SYNC_COUNT_ENTRIES
 
@@ -289,77 +289,63 @@ _QUANTITY = re.compile(r"^[Qq]?(\d{1,7}(?:\.\d{1,6})?)$")
 
 
 @dataclass(slots=True)
-class CountStation:
+class CountStation(ScanStation):
     """Counting by scanner: session, location, item, quantity (one per scanner)."""
 
-    ledger: Ledger
-    catalog: Catalog
     counted_by: str | None = None
-    display: str = ""
-    count_id: str | None = None
-    location: str | None = None
     item: KnownBarcode | None = None
     lot: str | None = None
-    refused: int = 0
     entered: list[CountEntry] = field(default_factory=list)
 
-    def on_scan(self, scan: Scan) -> object:
-        """Act on one scan; the display line says what happened. Raises
-        :class:`CountRefusedError` (nothing kept) when it cannot be taken."""
-        data = scan.data.strip()
-        try:
-            return self._on(scan, data)
-        except CountRefusedError as refused:
-            self.refused += 1
-            self.display = str(refused)
-            log.info("count scan refused", extra={"data": data[:80], "reason": str(refused)})
-            raise
+    refusal = CountRefusedError
+    logger = log
+    refused_event = "count scan refused"
+    select_first = "scan the count sheet (its session id) first"
+    selected_key = "count"
+    next_scan = "an item"
 
-    def _on(self, scan: Scan, data: str) -> object:
+    @property
+    def count_id(self) -> str | None:
+        """The selected count session."""
+        return self.selected
+
+    def take(self, scan: Scan, data: str, today: date) -> object:
+        """A badge ``BY:<name>``, a session, a keyed quantity, a location, else an item."""
         if data.upper().startswith("BY:") and data[3:].strip():
             self.counted_by = data[3:].strip()[:100]
             self.display = f"counting as {self.counted_by}"
             return self.counted_by
         if scan.gs1 is None and (session := self.catalog.count_session(data)) is not None:
-            self.count_id, self.location, self.item = session.count_id, None, None
+            self.select(session.count_id)
+            self.item = None
             self.display = f"{session.count_id}: {len(session.lines)} line(s); scan a location"
             return session
         amount = _QUANTITY.match(data) if self.item is not None and scan.gs1 is None else None
         if amount is not None and self.catalog.lookup(data) is None:
             return self._enter(Decimal(amount.group(1)), scan.device_id)
-        if scan.gs1 is None and (
-            self.catalog.location(data) is not None
-            or (_may_be_location(data) and self.catalog.lookup(data) is None)
-        ):
-            return self._at(data)
+        if (place := self.place_of(scan, data)) is not None:
+            return self.at(place)
         return self._item(scan)
 
     def _session(self) -> CountData:
-        if self.count_id is None:
-            raise CountRefusedError("REFUSED: scan the count sheet (its session id) first")
-        session = self.catalog.count_session(self.count_id)
-        if session is None:
-            count_id, self.count_id = self.count_id, None
-            raise CountRefusedError(f"REFUSED: {count_id} has ended; count nothing more on it")
-        return session
+        return self.still_open(self.catalog.count_session, "has ended; count nothing more on it")
 
-    def _at(self, code: str) -> str:
+    def check_place(self, place: Place) -> None:
         session = self._session()
-        if not _in_range(session, code):
-            raise CountRefusedError(f"REFUSED: location {code} is outside {session.count_id}")
-        self.location, self.item, self.lot = code, None, None
-        self.display = f"at {code}: scan an item"
-        return code
+        if not _in_range(session, place.code):
+            raise CountRefusedError(f"REFUSED: location {place.code} is outside {session.count_id}")
+        self.item, self.lot = None, None
+
+    def at(self, place: Place) -> str:
+        """Counting names no location unknown: a code outside the tree reads as any other."""
+        return ScanStation.at(self, Place(place.code, place.kind, place.active, known=True))
 
     def _item(self, scan: Scan) -> KnownBarcode:
         self._session()
         if self.location is None:
             raise CountRefusedError("REFUSED: scan the location first")
-        gs1 = scan.gs1
-        known = self.catalog.lookup((gs1.gtin or gs1.content_gtin) if gs1 else None, scan.data)
-        if known is None or not known.active:
-            raise CountRefusedError(f"REFUSED: {scan.data[:40]} is no active item here")
-        self.item, self.lot = known, (gs1.lot if gs1 else None) or None
+        carton, known = self.active_item(scan, shown=scan.data[:40])
+        self.item, self.lot = known, carton.lot or None
         unit = known.pack_uom or known.uom
         self.display = (
             f"{known.item_code} lot {self.lot or '-'} at {self.location}: key how many {unit}"
@@ -383,13 +369,6 @@ class CountStation:
         self.item, self.lot = None, None
         return entry
 
-    def report(self) -> dict[str, object]:
-        """What the status page shows of the count station (never a system quantity)."""
-        return {
-            "display": self.display,
-            "count": self.count_id,
-            "location": self.location,
-            "counted_by": self.counted_by,
-            "entered": len(self.entered),
-            "refused": self.refused,
-        }
+    def figures(self) -> dict[str, object]:
+        """The count station's own entries of the status page (never a system quantity)."""
+        return {"counted_by": self.counted_by, "entered": len(self.entered)}

@@ -40,13 +40,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
 
 from device_drivers.scanners import Scan
-from edge_agent.catalog import Catalog
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.stations import sscc as units
 from edge_agent.stations.errors import StationError
+from edge_agent.stations.scan_station import UNSELLABLE_KINDS, LaterExpiry, Place, ScanStation
 from edge_agent.stations.sscc import Fault, Pack, SsccConfig, content_gtin
 from jxc.contract import EventKind, LedgerEvent
 from jxc.feed import PickLineData, PickListData, PickLotData
@@ -54,9 +53,7 @@ from jxc.ids import uuid7
 
 log = logging.getLogger("edge_agent.picking")
 
-LaterExpiry = Literal["refuse", "warn"]
 PACK, DONE = "PACK", "DONE"
-UNSELLABLE_KINDS = frozenset({"quarantine", "damaged", "in_transit"})
 NO_LOT = ""
 """A reservation of stock kept without a lot (central's own spelling)."""
 
@@ -96,87 +93,65 @@ class Short:
 
 
 @dataclass(slots=True)
-class PickingStation:
+class PickingStation(ScanStation):
     """Picks and packs the site's released pick lists; one per site, shared by its scanners."""
 
-    ledger: Ledger
-    catalog: Catalog
     sscc: SsccConfig
     label_printer: str | None = None
     later_expiry: LaterExpiry = "refuse"
-    display: str = ""
-    """The station's display line: what the picker reads after each scan."""
-    so_id: str | None = None
-    location: str | None = None
-    refused: int = 0
     swaps: int = 0
     shorts: list[Short] = field(default_factory=list)
     fault: Fault = units._no_fault
     """Tests only: called at each step of a pack's transaction (see :mod:`.sscc`)."""
 
+    refusal = PickRefusedError
+    logger = log
+    refused_event = "pick refused"
+    select_first = "scan a pick list (its order number) first"
+    selected_key = "pick_list"
+
+    @property
+    def so_id(self) -> str | None:
+        """The selected pick list (its order's id)."""
+        return self.selected
+
     # --- scans -----------------------------------------------------------------------------
 
-    def on_scan(self, scan: Scan, *, today: date | None = None) -> object:
-        """Act on one scan; the display line says what happened. Raises
-        :class:`PickRefusedError` (nothing recorded) when the scan cannot be taken."""
-        today = today or scan.received_at.astimezone(UTC).date()
-        data = scan.data.strip()
-        try:
-            if data.upper() == PACK:
-                return self.pack(scan.device_id)
-            if data.upper() == DONE:
-                return self.done(scan.device_id)
-            if scan.gs1 is None and (listed := self.catalog.pick_list(data)) is not None:
-                return self._select(listed)
-            if scan.gs1 is None and (place := self.catalog.location(data)) is not None:
-                return self._at(place.code, place.kind, active=place.active)
-            if scan.gs1 is None and _may_be_location(data) and self.catalog.lookup(data) is None:
-                # Not in the site's tree, and no item: stock is where the edge says.
-                self._at(data, "storage", active=True)
-                self.display = f"at {data} (not in the site's location tree): scan a carton"
-                return data
-            return self.pick(scan, today)
-        except PickRefusedError as refused:
-            self.refused += 1
-            self.display = str(refused)
-            log.info("pick refused", extra={"data": data[:80], "reason": str(refused)})
-            raise
+    def take(self, scan: Scan, data: str, today: date) -> object:
+        """``PACK``, ``DONE``, a pick list, a location, else a carton to pick."""
+        if data.upper() == PACK:
+            return self.pack(scan.device_id)
+        if data.upper() == DONE:
+            return self.done(scan.device_id)
+        if scan.gs1 is None and (listed := self.catalog.pick_list(data)) is not None:
+            return self._select(listed)
+        if (place := self.place_of(scan, data)) is not None:
+            return self.at(place)
+        return self.pick(scan, today)
 
     def _select(self, listed: PickListData) -> PickListData:
-        self.so_id, self.location = listed.so_id, None
+        self.select(listed.so_id)
         left = sum(1 for line in listed.lines if self._left(listed, line) > 0)
         self.display = (
             f"{listed.so_id} for {listed.customer}: {left} line(s) to pick; scan a location"
         )
         return listed
 
-    def _at(self, code: str, kind: str, *, active: bool) -> str:
-        if kind in UNSELLABLE_KINDS or not active:
-            why = "inactive" if not active else f"a {kind} location"
-            raise PickRefusedError(f"REFUSED location {code} is {why}: nothing is picked from it")
-        self.location = code
-        self.display = f"at {code}: scan a carton"
-        return code
+    def check_place(self, place: Place) -> None:
+        self.bar_place(place, UNSELLABLE_KINDS, "picked from")
 
     def pick(self, scan: Scan, today: date) -> list[Picked]:
         """Take one carton for the selected pick list (see the module's rules): one pick row
         per reserved lot it counts against (itself, or the lots it is swapped in for)."""
-        if self.so_id is None:
-            raise PickRefusedError("REFUSED: scan a pick list (its order number) first")
-        listed = self.catalog.pick_list(self.so_id)
-        if listed is None:
-            so_id, self.so_id = self.so_id, None
-            raise PickRefusedError(f"REFUSED: {so_id} was cancelled or closed; pick nothing more")
+        listed = self.still_open(
+            self.catalog.pick_list, "was cancelled or closed; pick nothing more"
+        )
         if self.location is None:
             raise PickRefusedError("REFUSED: scan the location you take the carton from first")
-        gs1 = scan.gs1
-        gtin = (gs1.gtin or gs1.content_gtin) if gs1 else None
-        known = self.catalog.lookup(gtin, scan.data)
-        if known is None or not known.active:
-            raise PickRefusedError(f"REFUSED: {gtin or scan.data} is no active item of this site")
-        count = gs1.count if gs1 and gs1.count else 1
+        carton, known = self.active_item(scan, unknown="is no active item of this site")
+        count = carton.count
         qty = Decimal(count) * known.qty_per
-        lot = (gs1.lot if gs1 else None) or NO_LOT
+        lot = carton.lot or NO_LOT
         open_now = self._open(listed)
         lines = [
             line
@@ -195,13 +170,18 @@ class PickingStation:
                 f"REFUSED: {qty} {line.uom} of {line.item_code} is more than line {line.so_line}"
                 f" still needs ({left} {line.uom}); take a smaller carton"
             )
-        expiry = gs1.expiry if gs1 else None
         takes, expiry, warning = self._allocate(
-            listed, line, open_now[line.so_line], lot=lot, expiry=expiry, qty=qty, today=today
+            listed,
+            line,
+            open_now[line.so_line],
+            lot=lot,
+            expiry=carton.expiry,
+            qty=qty,
+            today=today,
         )
         picked = self._record(
             listed=listed, line=line, lot=lot, expiry=expiry, count=count,
-            code=gtin or scan.data, takes=takes, scan=scan,
+            code=carton.code, takes=takes, scan=scan,
         )  # fmt: skip
         what = f"{qty} {line.uom} {line.item_code} lot {lot or '-'}"
         picked_now = sum((row.qty for row in picked), Decimal(0))
@@ -441,16 +421,13 @@ class PickingStation:
 
     def pack(self, device_id: str | None = None) -> list[Pack]:
         """Pack the selected list's unpacked picks: one unit (SSCC) per item, lot and GTIN."""
-        if self.so_id is None:
-            raise PickRefusedError("REFUSED: scan a pick list (its order number) first")
+        so_id = self.chosen()
         groups: dict[tuple[str, str, str | None], list[Picked]] = defaultdict(list)
-        for picked in self.picked(self.so_id, unpacked_only=True, device_id=device_id):
+        for picked in self.picked(so_id, unpacked_only=True, device_id=device_id):
             groups[(picked.item, picked.lot, picked.gtin)].append(picked)
         if not groups:
-            raise PickRefusedError(
-                f"REFUSED: nothing picked on {self.so_id} is waiting to be packed"
-            )
-        made = [self._pack_one(self.so_id, picks) for picks in groups.values()]
+            raise PickRefusedError(f"REFUSED: nothing picked on {so_id} is waiting to be packed")
+        made = [self._pack_one(so_id, picks) for picks in groups.values()]
         self.display = f"PACKED {len(made)} unit(s): " + ", ".join(
             f"{unit.sscc} {unit.qty} {unit.uom} {unit.item}" for unit in made
         )
@@ -542,13 +519,12 @@ class PickingStation:
 
     def done(self, device_id: str | None = None) -> list[Short]:
         """End the selected list: report every line picked short (nothing is booked)."""
-        if self.so_id is None:
-            raise PickRefusedError("REFUSED: scan a pick list (its order number) first")
-        listed = self.catalog.pick_list(self.so_id)
-        unpacked = self.picked(self.so_id, unpacked_only=True, device_id=device_id)
+        so_id = self.chosen()
+        listed = self.catalog.pick_list(so_id)
+        unpacked = self.picked(so_id, unpacked_only=True, device_id=device_id)
         if unpacked:
             raise PickRefusedError(
-                f"REFUSED: {len(unpacked)} pick(s) of {self.so_id} are not packed: scan PACK first"
+                f"REFUSED: {len(unpacked)} pick(s) of {so_id} are not packed: scan PACK first"
             )
         shorts = []
         for line in [] if listed is None else listed.lines:
@@ -558,7 +534,7 @@ class PickingStation:
                 wanted = self._wanted(line)
                 shorts.append(
                     Short(
-                        so_id=self.so_id,
+                        so_id=so_id,
                         so_line=line.so_line,
                         item=line.item_code,
                         wanted=wanted,
@@ -566,28 +542,24 @@ class PickingStation:
                         uom=line.uom,
                     )
                 )
-        self.shorts = [s for s in self.shorts if s.so_id != self.so_id] + shorts
+        self.shorts = [s for s in self.shorts if s.so_id != so_id] + shorts
         if shorts:
             record_shorts(self.ledger, shorts, device_id)
-            self.display = f"DONE {self.so_id} SHORT: " + "; ".join(
+            self.display = f"DONE {so_id} SHORT: " + "; ".join(
                 f"line {s.so_line} {s.item} {s.picked}/{s.wanted} {s.uom}" for s in shorts
             )
             log.warning(
                 "pick list ended short",
-                extra={"so_id": self.so_id, "short_lines": [s.so_line for s in shorts]},
+                extra={"so_id": so_id, "short_lines": [s.so_line for s in shorts]},
             )
         else:
-            self.display = f"DONE {self.so_id}: every line picked"
-        self.so_id, self.location = None, None
+            self.display = f"DONE {so_id}: every line picked"
+        self.selected, self.location = None, None
         return shorts
 
-    def report(self) -> dict[str, object]:
-        """What the status page shows of picking."""
+    def figures(self) -> dict[str, object]:
+        """Picking's own entries of the status page: swaps, the SSCC counter, shorts."""
         return {
-            "display": self.display,
-            "pick_list": self.so_id,
-            "location": self.location,
-            "refused": self.refused,
             "swaps": self.swaps,
             "last_sscc_serial": units.last_serial(self.ledger),
             "shorts": [
@@ -627,14 +599,6 @@ def record_shorts(ledger: Ledger, shorts: list[Short], device_id: str | None) ->
                 for s in shorts
             ],
         )
-
-
-def _may_be_location(data: str) -> bool:
-    """A code that can name a location: an event's location rules (1-64 printable
-    characters), and not shaped like a GTIN (a misread item is no place)."""
-    if not 1 <= len(data) <= 64 or not data.isprintable():
-        return False
-    return not (data.isdigit() and len(data) in (8, 12, 13, 14))
 
 
 def _mark_packed(conn: sqlite3.Connection, serial: int, pick_ids: list[int]) -> None:

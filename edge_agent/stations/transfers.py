@@ -50,10 +50,9 @@ from decimal import Decimal
 from typing import Final, Literal
 
 from device_drivers.scanners import Scan
-from edge_agent.catalog import Catalog
-from edge_agent.ledger import EventDraft, Ledger
+from edge_agent.ledger import EventDraft
 from edge_agent.stations.errors import StationError
-from edge_agent.stations.picking import UNSELLABLE_KINDS, LaterExpiry, _may_be_location
+from edge_agent.stations.scan_station import UNSELLABLE_KINDS, LaterExpiry, Place, ScanStation
 from jxc.contract import EventKind, LedgerEvent
 from jxc.feed import TRANSFER_COMPLETE, TransferData, TransferLineData
 
@@ -135,18 +134,22 @@ class _Lot:
 
 
 @dataclass(slots=True)
-class TransferStation:
+class TransferStation(ScanStation):
     """Ships and receives the site's transfers; one per scanner, sharing the ledger."""
 
-    ledger: Ledger
-    catalog: Catalog
     later_expiry: LaterExpiry = "refuse"
-    display: str = ""
-    """The station's display line: what the operator reads after each scan."""
-    transfer_id: str | None = None
-    location: str | None = None
-    refused: int = 0
     warnings: int = 0
+
+    refusal = TransferRefusedError
+    logger = log
+    refused_event = "transfer scan refused"
+    select_first = "scan a transfer (its order number) first"
+    selected_key = "transfer"
+
+    @property
+    def transfer_id(self) -> str | None:
+        """The selected transfer."""
+        return self.selected
 
     @property
     def site_id(self) -> str:
@@ -154,28 +157,15 @@ class TransferStation:
 
     # --- scans -----------------------------------------------------------------------------
 
-    def on_scan(self, scan: Scan, *, today: date | None = None) -> object:
-        """Act on one scan; the display line says what happened. Raises
-        :class:`TransferRefusedError` (nothing recorded) when the scan cannot be taken."""
-        today = today or scan.received_at.astimezone(UTC).date()
-        data = scan.data.strip()
-        try:
-            if data.upper() == DONE:
-                return self.done(scan.device_id)
-            if scan.gs1 is None and (transfer := self.catalog.transfer(data)) is not None:
-                return self._select(transfer)
-            if scan.gs1 is None and (place := self.catalog.location(data)) is not None:
-                return self._at(place.code, place.kind, active=place.active)
-            if scan.gs1 is None and _may_be_location(data) and self.catalog.lookup(data) is None:
-                self._at(data, "storage", active=True)
-                self.display = f"at {data} (not in the site's location tree): scan a carton"
-                return data
-            return self.carton(scan, today)
-        except TransferRefusedError as refused:
-            self.refused += 1
-            self.display = str(refused)
-            log.info("transfer scan refused", extra={"data": data[:80], "reason": str(refused)})
-            raise
+    def take(self, scan: Scan, data: str, today: date) -> object:
+        """``DONE``, a transfer, a location, else a carton to ship or receive."""
+        if data.upper() == DONE:
+            return self.done(scan.device_id)
+        if scan.gs1 is None and (transfer := self.catalog.transfer(data)) is not None:
+            return self._select(transfer)
+        if (place := self.place_of(scan, data)) is not None:
+            return self.at(place)
+        return self.carton(scan, today)
 
     def _direction(self, transfer: TransferData) -> Direction:
         if transfer.from_site == self.site_id:
@@ -189,7 +179,7 @@ class TransferStation:
         if self.is_done(transfer.transfer_id, direction):
             verb = "shipped" if direction == "out" else "received"
             raise TransferRefusedError(f"REFUSED: {transfer.transfer_id} is {verb} here already")
-        self.transfer_id, self.location = transfer.transfer_id, None
+        self.select(transfer.transfer_id)
         if direction == "out":
             self.display = (
                 f"{transfer.transfer_id} to {transfer.to_site}: ship {len(transfer.lines)}"
@@ -202,28 +192,15 @@ class TransferStation:
             )
         return transfer
 
-    def _at(self, code: str, kind: str, *, active: bool) -> str:
-        transfer = self._selected()
-        direction = self._direction(transfer)
+    def check_place(self, place: Place) -> None:
+        direction = self._direction(self._selected())
         barred = UNSELLABLE_KINDS if direction == "out" else frozenset({"in_transit"})
-        if kind in barred or not active:
-            why = "inactive" if not active else f"a {kind} location"
-            verb = "shipped from" if direction == "out" else "received into"
-            raise TransferRefusedError(f"REFUSED location {code} is {why}: nothing is {verb} it")
-        self.location = code
-        self.display = f"at {code}: scan a carton"
-        return code
+        self.bar_place(place, barred, "shipped from" if direction == "out" else "received into")
 
     def _selected(self) -> TransferData:
-        if self.transfer_id is None:
-            raise TransferRefusedError("REFUSED: scan a transfer (its order number) first")
-        transfer = self.catalog.transfer(self.transfer_id)
-        if transfer is None:
-            transfer_id, self.transfer_id = self.transfer_id, None
-            raise TransferRefusedError(
-                f"REFUSED: {transfer_id} was cancelled or closed; move nothing more on it"
-            )
-        return transfer
+        return self.still_open(
+            self.catalog.transfer, "was cancelled or closed; move nothing more on it"
+        )
 
     def carton(self, scan: Scan, today: date) -> list[TransferScan]:
         """Take one carton for the selected transfer (see the module's rules)."""
@@ -232,12 +209,7 @@ class TransferStation:
         if self.location is None:
             where = "take the carton from" if direction == "out" else "put the carton"
             raise TransferRefusedError(f"REFUSED: scan the location you {where} first")
-        gs1 = scan.gs1
-        gtin = (gs1.gtin or gs1.content_gtin) if gs1 else None
-        known = self.catalog.lookup(gtin, scan.data)
-        if known is None or not known.active:
-            raise TransferRefusedError(f"REFUSED: {gtin or scan.data} is no active item here")
-        count = gs1.count if gs1 and gs1.count else 1
+        scanned_carton, known = self.active_item(scan)
         lines = [line for line in transfer.lines if line.item_code == known.item_code]
         if not lines:
             raise TransferRefusedError(
@@ -254,9 +226,9 @@ class TransferStation:
             transfer_id=transfer.transfer_id,
             line=(open_lines or lines[-1:])[0],
             scan=scan,
-            qty=Decimal(count) * known.qty_per,
-            lot=(gs1.lot if gs1 else None) or None,
-            expiry=gs1.expiry if gs1 else None,
+            qty=Decimal(scanned_carton.count) * known.qty_per,
+            lot=scanned_carton.lot or None,
+            expiry=scanned_carton.expiry,
             before=scanned[(open_lines or lines[-1:])[0].line_no],
         )
         if direction == "out":
@@ -547,16 +519,12 @@ class TransferStation:
             extra={"transfer_id": transfer.transfer_id, "direction": direction,
                    "events": len(events)},
         )  # fmt: skip
-        self.transfer_id, self.location = None, None
+        self.selected, self.location = None, None
         return Done(transfer.transfer_id, direction, events, lines)
 
-    def report(self) -> dict[str, object]:
-        """What the status page shows of the transfer station."""
+    def figures(self) -> dict[str, object]:
+        """The transfer station's own entries of the status page: warnings, open sides."""
         return {
-            "display": self.display,
-            "transfer": self.transfer_id,
-            "location": self.location,
-            "refused": self.refused,
             "warnings": self.warnings,
             "open": [
                 {"transfer_id": transfer.transfer_id, "direction": direction}
