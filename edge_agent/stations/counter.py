@@ -44,6 +44,7 @@ from device_drivers.scanners import Scan
 from edge_agent.catalog import Catalog
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.stations.errors import StationError
+from edge_agent.stations.scan_station import item_of, note_refusal
 from jxc.contract import EventKind
 from jxc.retail import PAYMENTS, RETAIL_RECEIPT, PosRef, line_amount, receipt_code
 
@@ -157,9 +158,7 @@ class CounterStation:
                 return self.refund(code, line=only, device_id=scan.device_id)
             return self.add(scan, today=today)
         except CounterRefusedError as refused:
-            self.refused += 1
-            self.display = str(refused)
-            log.info("counter refused", extra={"data": data[:80], "reason": str(refused)})
+            note_refusal(self, refused, data, log, "counter refused")
             raise
 
     def _set_qty(self, text: str) -> Decimal:
@@ -175,20 +174,16 @@ class CounterStation:
 
     def add(self, scan: Scan, *, today: date) -> BasketLine:
         """Put the scanned item in the basket at the store's price."""
-        gs1 = scan.gs1
-        gtin = (gs1.gtin or gs1.content_gtin) if gs1 else None
-        known = self.catalog.lookup(gtin, scan.data)
-        if known is None or not known.active:
-            raise CounterRefusedError(f"REFUSED: {gtin or scan.data} is no item sold here")
+        carton, known = item_of(
+            self.catalog, scan, CounterRefusedError, unknown="is no item sold here"
+        )
         price = self.prices.get(known.item_code)
         if price is None:
             raise CounterRefusedError(
                 f"REFUSED: {known.item_code} has no price at this store; ask the office"
             )
-        count = gs1.count if gs1 and gs1.count else 1
-        qty = self.next_qty if self.next_qty is not None else Decimal(count) * known.qty_per
-        lot = gs1.lot if gs1 else None
-        expiry = gs1.expiry if gs1 else None
+        qty = self.next_qty if self.next_qty is not None else Decimal(carton.count) * known.qty_per
+        lot, expiry = carton.lot, carton.expiry
         if expiry is not None and expiry <= today:
             raise CounterRefusedError(
                 f"REFUSED lot {lot or '-'} of {known.item_code}: EXPIRED (expires {expiry});"

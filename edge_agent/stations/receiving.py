@@ -41,6 +41,7 @@ from edge_agent.stations.errors import (
     UnknownBarcodeError,
     WeighingError,
 )
+from edge_agent.stations.scan_station import read_carton
 from jxc.contract import EventKind, LedgerEvent
 
 log = logging.getLogger("edge_agent.receiving")
@@ -106,17 +107,15 @@ class ReceivingStation:
 
     def draft_for(self, scan: Scan) -> EventDraft:
         """The receipt a scan stands for."""
-        gs1 = scan.gs1
-        gtin = (gs1.gtin or gs1.content_gtin) if gs1 else None
-        packs = Decimal(gs1.count) if gs1 and gs1.count else Decimal(1)
-        known = self.catalog.lookup(gtin, scan.data)
+        carton = read_carton(self.catalog, scan)
+        gtin, known, packs = carton.gtin, carton.known, Decimal(carton.count)
         if known is not None and known.active:
             item, qty, uom = known.item_code, packs * known.qty_per, known.uom
         else:
             if known is None and gtin is None:
                 self._check_bare_number(scan)
             self.unknown_scans += 1
-            code = gtin or scan.data
+            code = carton.code
             if self.unknown_barcodes == "refuse" or known is not None:
                 if known is None:
                     why = (
@@ -136,8 +135,8 @@ class ReceivingStation:
         return EventDraft(
             kind=EventKind.RECEIPT,
             item=item,
-            lot=gs1.lot if gs1 else None,
-            expiry=gs1.expiry if gs1 else None,
+            lot=carton.lot,
+            expiry=carton.expiry,
             location=self.location,
             qty=qty,
             uom=uom,
@@ -225,9 +224,8 @@ class ReceivingStation:
         held, self.pending_choice = self.pending_choice, None
         if held is not None and scan.data.isdigit() and 1 <= int(scan.data) <= len(held.lines):
             return self._book(held.scan, held.lines[int(scan.data) - 1], today)
-        gs1 = scan.gs1
-        gtin = (gs1.gtin or gs1.content_gtin) if gs1 else None
-        known = self.catalog.lookup(gtin, scan.data)
+        carton = read_carton(self.catalog, scan)
+        gtin, known = carton.gtin, carton.known
         if known is None or not known.active:
             if known is None and gtin is None:
                 self._check_bare_number(scan)
