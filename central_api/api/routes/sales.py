@@ -124,6 +124,9 @@ def read_sales_orders(
     status_: Annotated[SoStatusText | None, Query(alias="status")] = None,
     customer: Annotated[Code | None, Query()] = None,
     site_id: Annotated[SiteId | None, Query()] = None,
+    channel: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="only this shop's orders")
+    ] = None,
     after: After = None,
     limit: Limit = 100,
 ) -> SalesOrderPage:
@@ -135,6 +138,7 @@ def read_sales_orders(
             customer=customer,
             site_id=site_id,
             visible_sites=principal.sites,
+            channel=channel,
         ),
         after=after,
         limit=limit,
