@@ -30,6 +30,7 @@ from central_api.core.config import Settings
 from central_api.core.principal import PrincipalDep
 from central_api.errors import UnauthorizedError
 from central_api.schemas.ecommerce import (
+    Channel,
     ChannelOut,
     ChannelWithSecret,
     RotateChannelIn,
@@ -157,9 +158,7 @@ def import_shop_order(
     )
 
 
-ChannelName = Annotated[
-    str, Path(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f/]+$", description="a channel")
-]
+ChannelName = Annotated[Channel, Path(description="the channel, as its orders name it")]
 
 
 def _configured(settings: Settings) -> dict[str, str]:

@@ -31,6 +31,7 @@ from central_api.api.idempotency import IdempotencyDep
 from central_api.api.permissions import Requires
 from central_api.core.principal import PrincipalDep
 from central_api.errors import ForbiddenError
+from central_api.schemas.ecommerce import Channel
 from central_api.schemas.purchasing import CommandIn
 from central_api.schemas.sales import (
     AvailableOut,
@@ -124,9 +125,7 @@ def read_sales_orders(
     status_: Annotated[SoStatusText | None, Query(alias="status")] = None,
     customer: Annotated[Code | None, Query()] = None,
     site_id: Annotated[SiteId | None, Query()] = None,
-    channel: Annotated[
-        str | None, Query(min_length=1, max_length=64, description="only this shop's orders")
-    ] = None,
+    channel: Annotated[Channel | None, Query(description="only this online shop's orders")] = None,
     after: After = None,
     limit: Limit = 100,
 ) -> SalesOrderPage:
