@@ -122,6 +122,9 @@ WEBHOOKS = f"{API_ROOT}/webhooks"
 INTEGRATION_ORDERS = f"{API_ROOT}/integrations/orders"
 """``POST``: an online shop places an order, exactly once per (channel, external_id);
 it becomes a draft sales order, confirmed at once if asked (docs/integrations.md)."""
+INTEGRATION_CHANNELS = f"{API_ROOT}/integrations/channels"
+"""The online shops' channels and whether they sign their orders (admins);
+``/{channel}/rotate-secret`` gives one a new signing secret (docs/integrations.md)."""
 
 PERIODS = f"{API_ROOT}/periods"
 """Period close (月结): ``GET`` the closed months, ``/{period}``, ``/{period}/close``,

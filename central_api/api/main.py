@@ -63,6 +63,7 @@ for inventory_router in inventory.routers:
 api_router.include_router(sales.price_lists_router)
 api_router.include_router(sales.sales_orders_router)
 api_router.include_router(ecommerce.router)
+api_router.include_router(ecommerce.channels_router)
 for shipping_router in shipping.routers:
     api_router.include_router(shipping_router)
 api_router.include_router(customer_returns.router)

@@ -139,7 +139,14 @@ class Settings(BaseSettings):
     """Per online-shop channel, the secret its orders are signed with
     (``POST /api/v1/integrations/orders``, header ``Jxc-Shop-Signature``, the webhooks'
     scheme). A channel named here is refused (401) without a valid signature, on top of
-    its API user's bearer token. As JSON: ``JXC_CENTRAL_SHOP_SECRETS='{"tmall": "..."}'``."""
+    its API user's bearer token. As JSON: ``JXC_CENTRAL_SHOP_SECRETS='{"tmall": "..."}'``.
+    A channel whose secret was rotated at central (``shop_channels``) signs with that one
+    instead; this one is then accepted only during the first rotation's overlap."""
+
+    shop_secret_overlap_s: int = Field(default=86400, ge=0, le=7 * 86400)
+    """After a shop's secret is rotated, how long the old one is still accepted unless
+    the rotation says otherwise: time for the shop to switch (a day; at most a week; 0:
+    refused at once, for a leaked secret)."""
 
     monitor_interval_s: float = Field(default=60.0, ge=0, le=3600)
     """How often each central process checks the operations thresholds below and raises

@@ -95,6 +95,7 @@ from central_api.models.sales import (
     shipment_lines,
     shipments,
 )
+from central_api.models.shops import shop_channels
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.models.valuation import valuation_entries, valuation_layers, valuation_state
 from central_api.models.webhooks import webhook_deliveries, webhook_subscriptions
@@ -157,6 +158,7 @@ __all__ = [
     "sessions",
     "shipment_lines",
     "shipments",
+    "shop_channels",
     "site_credentials",
     "site_devices",
     "site_status",

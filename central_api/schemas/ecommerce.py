@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,4 +64,41 @@ class ShopOrderOut(BaseModel):
     sales_order: SalesOrderOut
     confirm_refused: Text | None = Field(
         default=None, description="why the confirm asked for was refused (the order is a draft)"
+    )
+
+
+class RotateChannelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    overlap_s: int | None = Field(
+        default=None,
+        ge=0,
+        le=7 * 86400,
+        description="how long the old secret is still accepted, in seconds (0: not at "
+        "all, for a leaked one); absent: central's setting shop_secret_overlap_s (a day)",
+    )
+
+
+class ChannelOut(BaseModel):
+    """A channel that signs its orders; never its secrets."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    channel: Channel
+    source: Literal["central", "setting"] = Field(
+        description="central: rotated here; setting: only in central's shop_secrets"
+    )
+    version: int = Field(description="rotations at central (0: none)")
+    previous_until: datetime | None = Field(
+        description="until when the secret it replaced is still accepted (null: it is not)"
+    )
+    changed_by: Text | None
+    changed_at: datetime | None
+
+
+class ChannelWithSecret(ChannelOut):
+    secret: Text | None = Field(
+        default=None,
+        description="the new secret, in the answer to the rotation only (null on a replay "
+        "of its Idempotency-Key)",
     )

@@ -150,6 +150,12 @@ class SalesOrderOut(BaseModel):
     amount: Financial[DecimalText | None] = None
     gross_amount: Financial[DecimalText | None] = None
     lines: list[SoLineOut]
+    channel: Text | None = Field(
+        default=None,
+        description="the online shop that placed it (POST /integrations/orders); null: made "
+        "at central",
+    )
+    external_id: Text | None = Field(default=None, description="the shop's own order id")
 
 
 class SalesOrderPage(BaseModel):

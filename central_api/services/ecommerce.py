@@ -35,24 +35,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 
-from central_api.errors import ConflictError, InvalidError
+from central_api.errors import ConflictError, InvalidError, NotFoundError
 from central_api.models.items import item_barcodes
 from central_api.models.sales import sales_orders
+from central_api.models.shops import shop_channels
 from central_api.services import sales
 from central_api.services.audit import AuditContext
 from central_api.services.barcodes import gtin_spellings
-from central_api.services.documents import check_site, document_write, plain
+from central_api.services.documents import check_site, document_write, now_utc, plain, utc
+from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim, IdempotentReplay
 
 ACTION = "sales_order.import"
+ROTATE_ACTION = "shop_channel.rotate_secret"
+MAX_OVERLAP_S = 7 * 86400
+"""The longest an old shop secret may stay accepted after a rotation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,3 +255,142 @@ def import_order(
         kept = sales.get_sales_order(connection, so_id)
         return Imported(order=kept, confirm_refused=str(refusal))
     return Imported(order=confirmed)
+
+
+# --- the channels' signing secrets ------------------------------------------------------
+#
+# A shop signs its orders with a secret central also holds (HMAC). Rotating it cannot be
+# instant on both sides: the shop's system is redeployed on its own schedule, and its retry
+# queue holds orders already signed with the old secret. So a rotation keeps the old
+# secret valid for an overlap (``overlap_s``, a day by default, a week at most) and then
+# drops it for good: long enough to switch, bounded so that a leaked secret stops working
+# at a known time, and 0 when the secret leaked and must stop now.
+#
+# Where a channel's secrets come from: its ``shop_channels`` row once it was rotated at
+# central; before that the setting ``shop_secrets`` (the first rotation keeps the setting's
+# secret as the overlapping old one, so moving a channel from the setting to central is
+# itself a rotation without refused orders).
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSigning:
+    """Whether and how a channel signs; never its secrets, except ``secret`` in the
+    answer to a rotation (shown once)."""
+
+    channel: str
+    source: str
+    """``central`` (rotated here), or ``setting`` (``shop_secrets`` only)."""
+    version: int
+    previous_until: datetime | None
+    changed_by: str | None
+    changed_at: datetime | None
+    secret: str | None = None
+
+
+class UnknownChannelError(NotFoundError):
+    def __init__(self, channel: str) -> None:
+        super().__init__(f"channel {channel!r} has no signing secret at central")
+
+
+def _signing(row: Row[Any], *, now: datetime, secret: str | None = None) -> ChannelSigning:
+    until = utc(row.previous_until)
+    return ChannelSigning(
+        channel=row.channel,
+        source="central",
+        version=int(row.version),
+        previous_until=until if until is not None and until > now else None,
+        changed_by=row.changed_by,
+        changed_at=utc(row.changed_at),
+        secret=secret,
+    )
+
+
+def signing_secrets(
+    connection: Connection, channel: str, configured: Mapping[str, str], *, now: datetime
+) -> list[str]:
+    """The secrets an order of ``channel`` may be signed with at ``now`` (the current one
+    first); empty if the channel signs nothing."""
+    with read_snapshot(connection):
+        row = connection.execute(
+            select(shop_channels).where(shop_channels.c.channel == channel)
+        ).one_or_none()
+    if row is None:
+        return [configured[channel]] if channel in configured else []
+    accepted = [str(row.secret)]
+    until = utc(row.previous_until)
+    if row.previous_secret is not None and until is not None and now < until:
+        accepted.append(str(row.previous_secret))
+    return accepted
+
+
+def list_channels(
+    connection: Connection, configured: Mapping[str, str], *, now: datetime | None = None
+) -> list[ChannelSigning]:
+    """Every channel that signs, from central's rows and the setting, by name."""
+    moment = now or now_utc()
+    with read_snapshot(connection):
+        rows = connection.execute(select(shop_channels)).all()
+    found = {row.channel: _signing(row, now=moment) for row in rows}
+    for channel in configured:
+        found.setdefault(channel, ChannelSigning(channel, "setting", 0, None, None, None))
+    return [found[channel] for channel in sorted(found)]
+
+
+def get_channel(connection: Connection, channel: str) -> ChannelSigning:
+    with read_snapshot(connection):
+        row = connection.execute(
+            select(shop_channels).where(shop_channels.c.channel == channel)
+        ).one_or_none()
+    if row is None:
+        raise UnknownChannelError(channel)
+    return _signing(row, now=now_utc())
+
+
+def rotate_channel_secret(
+    connection: Connection,
+    channel: str,
+    *,
+    overlap_s: int,
+    configured: Mapping[str, str],
+    actor: str,
+    audit: AuditContext,
+    claim: IdempotencyClaim | None,
+) -> ChannelSigning:
+    """A new secret for ``channel``, answered this once; the one it replaces (central's,
+    or the setting's) is still accepted for ``overlap_s`` seconds. A channel that signed
+    nothing signs from now on. A retried key raises ``IdempotentReplay`` (no secret)."""
+    if not 0 <= overlap_s <= MAX_OVERLAP_S:
+        raise InvalidError(f"overlap_s: from 0 to {MAX_OVERLAP_S} seconds (a week)")
+    secret = "shsec_" + secrets.token_urlsafe(32)
+    with document_write(connection, action=ROTATE_ACTION, audit=audit, claim=claim) as written:
+        row = connection.execute(
+            select(shop_channels).where(shop_channels.c.channel == channel).with_for_update()
+        ).one_or_none()
+        replaced = configured.get(channel) if row is None else str(row.secret)
+        until = written.now + timedelta(seconds=overlap_s) if replaced and overlap_s else None
+        values: dict[str, Any] = {
+            "secret": secret,
+            "previous_secret": replaced if until is not None else None,
+            "previous_until": until,
+            "changed_by": actor,
+            "changed_at": written.now,
+        }
+        if row is None:
+            connection.execute(insert(shop_channels).values(channel=channel, version=1, **values))
+        else:
+            connection.execute(
+                update(shop_channels)
+                .where(shop_channels.c.channel == channel)
+                .values(version=row.version + 1, **values)
+            )
+        made = connection.execute(
+            select(shop_channels).where(shop_channels.c.channel == channel)
+        ).one()
+        written.doc_id = channel
+        written.before = None if row is None else {"version": int(row.version)}
+        written.after = {
+            "version": int(made.version),
+            "old_secret_accepted_until": until,
+            "replaced": "none" if replaced is None else ("setting" if row is None else "central"),
+        }
+        return _signing(made, now=written.now, secret=secret)

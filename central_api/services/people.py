@@ -142,6 +142,8 @@ ALL_ACTIONS: dict[str, str] = {
     "period.reopen": "reopen the last closed month, with a reason",
     "period.post_closed": "book central documents dated inside a closed month (a count "
     "adjustment dated at its snapshot)",
+    "shop_channel.manage": "rotate the secrets online shops sign their orders with (with an "
+    "overlap for the old one); list which channels sign",
     "webhook.manage": "subscribe URLs to document and alert events (outbound webhooks), "
     "read the delivery log, replay deliveries",
     "feedback.manage": "read the console's feedback inbox with screenshots, tag and resolve "

@@ -366,6 +366,10 @@ class SalesOrder:
     version: int
     updated_at: datetime
     lines: list[SoLine] = field(default_factory=list)
+    channel: str | None = None
+    """The online shop that placed it (``services.ecommerce``); None: made at central."""
+    external_id: str | None = None
+    """The shop's own order id, with ``channel``."""
 
     @property
     def amount(self) -> Decimal:
@@ -383,6 +387,8 @@ class SoFilter:
     customer: str | None = None
     site_id: str | None = None
     visible_sites: frozenset[str] | None = None
+    channel: str | None = None
+    """Only the orders this shop placed."""
 
 
 # --- sales orders: reading ---------------------------------------------------------------
@@ -448,6 +454,8 @@ def _so_from(row: Row[Any], lines: list[SoLine]) -> SalesOrder:
         version=row.version,
         updated_at=utc(row.updated_at),  # type: ignore[arg-type]
         lines=lines,
+        channel=row.channel,
+        external_id=row.external_id,
     )
 
 
@@ -484,6 +492,8 @@ def list_sales_orders(
         conditions.append(table.status == chosen.status.value)
     if chosen.customer is not None:
         conditions.append(table.customer_code == chosen.customer)
+    if chosen.channel is not None:
+        conditions.append(table.channel == chosen.channel)
     conditions += site_conditions(table.site_id, chosen.site_id, chosen.visible_sites)
     return read_page(
         connection,
@@ -496,8 +506,13 @@ def list_sales_orders(
 
 
 def _state(so: SalesOrder) -> dict[str, Any]:
-    """The order as the audit log keeps it (the log strips prices per reader)."""
-    return _auditable(asdict(so))  # type: ignore[no-any-return]
+    """The order as the audit log keeps it (the log strips prices per reader). A shop's
+    order keeps its channel and external id in every entry, so a webhook receiver hears
+    which shop's order was confirmed or shipped; an order made at central has neither."""
+    state = asdict(so)
+    if so.channel is None:
+        del state["channel"], state["external_id"]
+    return _auditable(state)  # type: ignore[no-any-return]
 
 
 # --- sales orders: writing -------------------------------------------------------------

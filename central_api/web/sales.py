@@ -131,12 +131,15 @@ def sales_orders_page(
     status: Annotated[str, Query(max_length=20)] = "",
     customer: Annotated[str, Query(max_length=64)] = "",
     site: Annotated[str, Query(max_length=64)] = "",
+    channel: Annotated[str, Query(max_length=64)] = "",
     after: Annotated[Code | None, Query()] = None,
 ) -> HTMLResponse:
-    """Sales orders (销售订单) of the user's sites, by status, customer and site."""
+    """Sales orders (销售订单) of the user's sites, by status, customer, site and the
+    online shop that placed them (its channel; each such order shows the shop's own id)."""
     chosen = status if status in service.SoStatus.__members__.values() else ""
     customer_text = "".join(c for c in customer if c.isprintable()).strip()
     site_text = "".join(c for c in site if c.isprintable()).strip()
+    channel_text = "".join(c for c in channel if c.isprintable()).strip()
     if site_text and not principal.sees_site(site_text):
         raise ForbiddenError(f"site {site_text} is outside your sites")
     found, next_after = service.list_sales_orders(
@@ -146,11 +149,17 @@ def sales_orders_page(
             customer=customer_text or None,
             site_id=site_text or None,
             visible_sites=principal.sites,
+            channel=channel_text or None,
         ),
         after=after or None,
         limit=PAGE,
     )
-    filters = {"status": chosen, "customer": customer_text, "site": site_text}
+    filters = {
+        "status": chosen,
+        "customer": customer_text,
+        "site": site_text,
+        "channel": channel_text,
+    }
     return render(
         request,
         "sales_orders.html",

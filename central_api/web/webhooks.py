@@ -191,7 +191,7 @@ async def create_webhook_page(
             return render(
                 request,
                 "webhook_created.html",
-                {"subscription": made, "root": ROOT},
+                {"subscription": made, "root": ROOT, "rotated": False},
                 principal=principal,
                 status_code=201,
             )
@@ -390,3 +390,31 @@ async def replay_page(
     except IdempotentReplay:
         subscription_id = service.get_delivery(connection, delivery_id).subscription_id
     return redirect(request, _view_url(subscription_id))
+
+
+@pages.post("/rotate", dependencies=[MANAGE])
+async def rotate_secret_page(
+    request: Request,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    subscription_id: SubscriptionQuery,
+) -> Response:
+    """A new signing secret, shown on this one answer (the API's ``rotate-secret``): the
+    old one stops signing at once. A repeated submit of the same form (a double click, a
+    lost answer) goes to the subscription's page and does not rotate again, nor show the
+    secret twice."""
+    _chain_wide(principal)
+    raw = await request.body()
+    posted = await request.form()
+    claim = form_claim(request, principal, _posted(posted, "idempotency_key", 64), raw)
+    try:
+        rotated = service.rotate_secret(connection, subscription_id, audit=audit, claim=claim)
+    except IdempotentReplay:
+        return redirect(request, _view_url(subscription_id))
+    return render(
+        request,
+        "webhook_created.html",
+        {"subscription": rotated, "root": ROOT, "rotated": True},
+        principal=principal,
+    )

@@ -49,6 +49,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "shop_channels",
     "period_close_values",
     "period_closes",
     "feedback",

@@ -11,6 +11,7 @@ import hmac
 import json
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -266,3 +267,79 @@ def test_one_order_delivered_many_times_at_once_is_made_once(store: TestClient) 
     assert all(outcome in (f"replay {made[0]}", "collision", made[0]) for outcome in outcomes)
     listed = ok(store.get(SALES_ORDERS))["sales_orders"]
     assert [so["so_id"] for so in listed] == made
+
+
+def test_a_rotated_shop_secret_overlaps_then_only_the_new_one_signs(store: TestClient) -> None:
+    """The setting's secret moved to central by a rotation that keeps it for an hour; a
+    second rotation with no overlap (a leak) refuses both old ones at once; the overlap
+    ends when it says; only admins rotate, and no secret reaches the audit log."""
+    app: Any = store.app
+    app.state.settings = app.state.settings.model_copy(
+        update={"shop_secrets": {"tmall": SecretStr("shsec_setting")}}
+    )
+    channels = f"{API_ROOT}/integrations/channels"
+    listed = ok(store.get(channels))
+    assert [(c["channel"], c["source"], c["version"]) for c in listed] == [("tmall", "setting", 0)]
+    bot = {**webshop(store), "Content-Type": "application/json"}
+    numbers = iter(range(1, 100))
+
+    def send(secret: str | None, channel: str = "tmall") -> Any:
+        raw = json.dumps(shop_order(channel=channel, external_id=f"R-{next(numbers)}")).encode()
+        signature = (
+            {} if secret is None else {"Jxc-Shop-Signature": _signed(secret, raw, int(time.time()))}
+        )
+        return store.post(INTEGRATION_ORDERS, content=raw, headers={**bot, **signature})
+
+    key = {"Idempotency-Key": "rotate-tmall-1"}
+    rotated = ok(
+        store.post(f"{channels}/tmall/rotate-secret", json={"overlap_s": 3600}, headers=key)
+    )
+    first = rotated["secret"]
+    assert first.startswith("shsec_")
+    assert (rotated["source"], rotated["version"]) == ("central", 1)
+    assert rotated["previous_until"] is not None
+    again = store.post(f"{channels}/tmall/rotate-secret", json={"overlap_s": 3600}, headers=key)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["secret"] is None
+    assert again.json()["version"] == 1, "a retried key does not rotate twice"
+    ok(send(first), 201)
+    ok(send("shsec_setting"), 201)  # the overlap: the shop has an hour to switch
+    refused(send("shsec_wrong"), 401)
+    engine = app.state.engine
+    later = datetime.now(UTC) + timedelta(hours=2)
+    with engine.connect() as connection:
+        assert ecommerce.signing_secrets(connection, "tmall", {}, now=later) == [first]
+
+    # a leak: rotated with no overlap, both old secrets stop at once
+    leaked = ok(store.post(f"{channels}/tmall/rotate-secret", json={"overlap_s": 0}))
+    assert (leaked["version"], leaked["previous_until"]) == (2, None)
+    refused(send(first), 401)
+    refused(send("shsec_setting"), 401)
+    ok(send(leaked["secret"]), 201)
+
+    # a channel that signed nothing signs from its first rotation (default overlap: none
+    # to keep, as there was no secret)
+    ok(send(None, "jd"), 201)
+    jd = ok(store.post(f"{channels}/jd/rotate-secret"))
+    assert jd["previous_until"] is None
+    refused(send(None, "jd"), 401, "Jxc-Shop-Signature")
+    ok(send(jd["secret"], "jd"), 201)
+    listed = ok(store.get(channels))
+    assert [(c["channel"], c["source"], c["version"]) for c in listed] == [
+        ("jd", "central", 1),
+        ("tmall", "central", 2),
+    ]
+    assert all("secret" not in c for c in listed)
+
+    # the rules: the shop's own user may not rotate; the overlap is bounded
+    refused(store.post(f"{channels}/tmall/rotate-secret", headers=bot), 403)
+    refused(store.post(f"{channels}/tmall/rotate-secret", json={"overlap_s": 8 * 86400}), 422)
+    entries = ok(store.get(AUDIT, params={"action": "shop_channel.rotate_secret"}))["entries"]
+    assert [(e["resource_id"], e["after"]["version"]) for e in entries] == [
+        ("tmall", 1),
+        ("tmall", 2),
+        ("jd", 1),
+    ]
+    assert entries[0]["after"]["replaced"] == "setting"
+    text = json.dumps(entries)
+    assert not any(s in text for s in ("shsec_setting", first, leaked["secret"], jd["secret"]))

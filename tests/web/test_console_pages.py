@@ -298,6 +298,7 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("GET", "/console/webhooks/view"): "webhook.manage",
         ("POST", "/console/webhooks/edit"): "webhook.manage",
         ("POST", "/console/webhooks/active"): "webhook.manage",
+        ("POST", "/console/webhooks/rotate"): "webhook.manage",
         ("POST", "/console/webhooks/replay"): "webhook.manage",
     }
 

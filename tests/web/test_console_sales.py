@@ -6,12 +6,15 @@ page's rule, site scope and no price for a role without the financial group."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from central_api.models import audit_log
+from central_api.services import ecommerce
+from central_api.services.audit import system_context
 from tests.central.conftest import add_test_user, site  # noqa: F401 (a fixture)
 from tests.central.test_purchasing import ok
 from tests.central.test_sales import new_so
@@ -278,3 +281,48 @@ def test_no_hostile_value_makes_a_sales_page_fail(counter: TestClient) -> None:
             if answer.status_code >= 500:
                 failures.append(f"POST {path} {raw[:10]!r}: {answer.status_code}")
     assert not failures, failures
+
+
+def test_orders_from_an_online_shop_show_their_channel_and_filter_by_it(
+    counter: TestClient,
+) -> None:
+    engine = counter.app.state.engine  # type: ignore[attr-defined]
+    line = [ecommerce.ShopLine(item_code="TEA", qty=Decimal(1), unit_price=Decimal(88))]
+    made: dict[str, str] = {}
+    with engine.connect() as connection:
+        for channel, external_id in (("tmall", "TM-0001"), ("jd", "JD-<b>7</b>")):
+            order = ecommerce.ShopOrder(
+                channel=channel,
+                external_id=external_id,
+                customer="CUS-1",
+                site_id="S01",
+                lines=line,
+            )
+            imported = ecommerce.import_order(
+                connection, order, actor="bot", visible=None, audit=system_context("shop")
+            )
+            made[channel] = imported.order.so_id
+    at_central = new_so(counter)["so_id"]
+    seller = signed_in(counter, "seller1")
+    listed = seller.get(SOS).text
+    assert all(so_id in listed for so_id in (*made.values(), at_central))
+    assert "网店" in listed
+    assert "TM-0001" in listed
+    assert "JD-&lt;b&gt;7&lt;/b&gt;" in listed, "the shop's id is escaped"
+    tmall_only = seller.get(SOS, params={"channel": "tmall"}).text
+    assert made["tmall"] in tmall_only
+    assert made["jd"] not in tmall_only
+    assert at_central not in tmall_only
+    assert 'value="tmall"' in tmall_only, "the filter keeps what was asked"
+    page = seller.get(f"{SOS}/view", params={"id": made["tmall"]}).text
+    channel = page.split('id="so-channel"', 1)[1].split("</dd>", 1)[0]
+    assert "tmall" in channel
+    assert "TM-0001" in channel
+    assert 'id="so-channel"' not in seller.get(f"{SOS}/view", params={"id": at_central}).text
+    # the API lists and filters the same way
+    api = ok(counter.get("/api/v1/sales-orders", params={"channel": "jd"}))["sales_orders"]
+    assert [(so["so_id"], so["channel"], so["external_id"]) for so in api] == [
+        (made["jd"], "jd", "JD-<b>7</b>")
+    ]
+    ordinary = ok(counter.get(f"/api/v1/sales-orders/{at_central}"))
+    assert (ordinary["channel"], ordinary["external_id"]) == (None, None)

@@ -196,3 +196,52 @@ def test_only_admins_who_see_every_site_may_open_the_pages(app: FastAPI) -> None
     menu = boss.get("/console/items").text
     assert f'href="{ROOT}"' in menu
     assert f'href="{ROOT}"' not in buyer.get("/console/items").text
+
+
+def test_the_secret_is_rotated_from_the_page_and_shown_once(app: FastAPI) -> None:
+    with app.state.engine.connect() as connection:
+        made = webhooks.create_subscription(
+            connection,
+            url="https://erp.example.com/jxc",
+            events=["*"],
+            description=None,
+            financial=False,
+            actor="boss",
+            audit=system_context("test"),
+            claim=None,
+            allow_private=False,
+        )
+    boss = browser(app, "boss", lang="zh-CN")
+    view = boss.get(f"{ROOT}/view?id={made.subscription_id}").text
+    form = hidden(view, 'id="webhook-rotate"')
+    url = f"{ROOT}/rotate?id={made.subscription_id}"
+    rotated = boss.post(url, data=form, headers=htmx(boss))
+    assert rotated.status_code == 200, rotated.text
+    assert "签名密钥已轮换" in rotated.text
+    shown = re.search(r'id="webhook-secret"[^>]*>(whsec_[^<]+)<', rotated.text)
+    assert shown is not None
+    with app.state.engine.connect() as connection:
+        row = connection.execute(select(webhook_subscriptions)).one()
+    assert row.secret == shown.group(1) != made.secret
+    assert row.version == 2
+    # the same form again (a double click): the page, no second rotation, no secret
+    again = boss.post(url, data=form, headers=htmx(boss))
+    assert again.headers["HX-Redirect"] == f"{ROOT}/view?id={made.subscription_id}"
+    assert "whsec_" not in again.text
+    with app.state.engine.connect() as connection:
+        assert connection.execute(select(webhook_subscriptions.c.secret)).scalar_one() == row.secret
+        entries = connection.execute(
+            select(audit_log.c.actor_id, audit_log.c.after).where(
+                audit_log.c.action == "webhook.rotate_secret"
+            )
+        ).all()
+    assert [e.actor_id for e in entries] == ["boss"]
+    assert row.secret not in (entries[0].after or "")
+    assert shown.group(1) not in boss.get(f"{ROOT}/view?id={made.subscription_id}").text
+    # who may not manage webhooks, or sees only some sites, may not rotate
+    for name in ("buyer", "scoped"):
+        other = browser(app, name, lang="en")
+        assert other.post(url, data={}, headers=htmx(other)).status_code == 403, name
+    boss_en = browser(app, "boss", lang="en")
+    missing = boss_en.post(f"{ROOT}/rotate?id=WH999", data={}, headers=htmx(boss_en))
+    assert missing.status_code == 404

@@ -14,36 +14,55 @@ that shop's orders, and a captured request cannot be replayed later.
 
 from __future__ import annotations
 
-import json
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response, status
+from sqlalchemy import Connection
 
 from central_api.api.auditing import AuditDep
 from central_api.api.deps import ConnDep, SettingsDep
-from central_api.api.documents import ERRORS, answer, refuse_unseen_prices
+from central_api.api.documents import ERRORS, CallerDep, answer, refuse_unseen_prices, replaying
 from central_api.api.idempotency import IdempotencyDep, replayed
 from central_api.api.permissions import Requires
+from central_api.core.config import Settings
 from central_api.core.principal import PrincipalDep
 from central_api.errors import UnauthorizedError
-from central_api.schemas.ecommerce import ShopOrderIn, ShopOrderOut
+from central_api.schemas.ecommerce import (
+    Channel,
+    ChannelOut,
+    ChannelWithSecret,
+    RotateChannelIn,
+    ShopOrderIn,
+    ShopOrderOut,
+)
 from central_api.schemas.sales import SalesOrderOut
 from central_api.services import ecommerce as service
 from central_api.services import sales
+from central_api.services.documents import now_utc
 from central_api.services.idempotency import IdempotentReplay
 from central_api.services.webhooks import verify
-from jxc.paths import INTEGRATION_ORDERS, below_api_root
+from jxc.paths import INTEGRATION_CHANNELS, INTEGRATION_ORDERS, below_api_root
 
 router = APIRouter(prefix=below_api_root(INTEGRATION_ORDERS), tags=["integrations"])
+channels_router = APIRouter(prefix=below_api_root(INTEGRATION_CHANNELS), tags=["integrations"])
+MANAGE_CHANNELS = Requires("shop_channel.manage")
 
 
 SIGNATURE_HEADER = "Jxc-Shop-Signature"
 
 
-async def check_shop_signature(
+@dataclass(frozen=True, slots=True)
+class SignedBody:
+    """The raw body as sent (what a signature covers) and the signature header."""
+
+    raw: bytes
+    signature: str | None
+
+
+async def signed_body(
     request: Request,
-    settings: SettingsDep,
     signature: Annotated[
         str | None,
         Header(
@@ -53,25 +72,26 @@ async def check_shop_signature(
             "keyed with the channel's secret; required for a channel that has one",
         ),
     ] = None,
+) -> SignedBody:
+    return SignedBody(await request.body(), signature)
+
+
+def check_shop_signature(
+    connection: Connection, settings: Settings, channel: str, signed: SignedBody
 ) -> None:
-    """Refuse (401) an order for a channel with a secret unless its signature over the
-    raw body is right and fresh. Runs on the bytes as sent: a body that is not an object
-    with a channel is left to the body's validation (422)."""
-    if not settings.shop_secrets:
+    """Refuse (401) an order of a channel that signs unless its signature over the raw
+    body is right and fresh, with the channel's secret or, during a rotation's overlap,
+    the one it replaced. Checked before anything is looked up or written."""
+    configured = {name: value.get_secret_value() for name, value in settings.shop_secrets.items()}
+    accepted = service.signing_secrets(connection, channel, configured, now=now_utc())
+    if not accepted:
         return
-    raw = await request.body()
-    try:
-        channel = json.loads(raw).get("channel")
-    except (ValueError, AttributeError, RecursionError):
-        return
-    secret = settings.shop_secrets.get(channel) if isinstance(channel, str) else None
-    if secret is None:
-        return
-    if signature is None:
+    if signed.signature is None:
         raise UnauthorizedError(
             f"channel {channel!r} signs its orders: send the {SIGNATURE_HEADER} header"
         )
-    if not verify(secret.get_secret_value(), signature, raw, now=time.time()):
+    now = time.time()
+    if not any(verify(secret, signed.signature, signed.raw, now=now) for secret in accepted):
         raise UnauthorizedError(
             f"{SIGNATURE_HEADER}: not a valid signature of this body with channel "
             f"{channel!r}'s secret, or older than 300 seconds"
@@ -93,7 +113,7 @@ def _order(body: ShopOrderIn) -> service.ShopOrder:
 
 @router.post(
     "",
-    dependencies=[Requires(service.ACTION), Depends(check_shop_signature)],
+    dependencies=[Requires(service.ACTION)],
     responses={
         **ERRORS,
         200: {"description": "A retry of an order already imported: that sales order."},
@@ -103,7 +123,9 @@ def _order(body: ShopOrderIn) -> service.ShopOrder:
 def import_shop_order(
     *,
     body: ShopOrderIn,
+    signed: Annotated[SignedBody, Depends(signed_body)],
     connection: ConnDep,
+    settings: SettingsDep,
     principal: PrincipalDep,
     audit: AuditDep,
     claim: IdempotencyDep,
@@ -111,6 +133,7 @@ def import_shop_order(
 ) -> ShopOrderOut:
     """A shop's order as a draft sales order (confirmed at once with ``confirm``);
     the same (channel, external_id) again: the same order, or 409 if its content differs."""
+    check_shop_signature(connection, settings, body.channel, signed)
     refuse_unseen_prices(body.lines, principal)
     try:
         imported = service.import_order(
@@ -133,3 +156,52 @@ def import_shop_order(
         sales_order=answer(response, so, SalesOrderOut),
         confirm_refused=refusal,
     )
+
+
+ChannelName = Annotated[Channel, Path(description="the channel, as its orders name it")]
+
+
+def _configured(settings: Settings) -> dict[str, str]:
+    return {name: value.get_secret_value() for name, value in settings.shop_secrets.items()}
+
+
+@channels_router.get("", dependencies=[MANAGE_CHANNELS])
+def read_channels(connection: ConnDep, settings: SettingsDep) -> list[ChannelOut]:
+    """Every channel whose orders must be signed: rotated at central, or in the setting
+    ``shop_secrets`` only; never the secrets."""
+    found = service.list_channels(connection, _configured(settings))
+    return [ChannelOut.model_validate(one) for one in found]
+
+
+@channels_router.post(
+    "/{channel}/rotate-secret",
+    dependencies=[MANAGE_CHANNELS],
+    responses={422: {"description": "overlap_s out of range."}},
+)
+def rotate_channel_secret(
+    channel: ChannelName,
+    caller: CallerDep,
+    settings: SettingsDep,
+    body: Annotated[RotateChannelIn | None, Body()] = None,
+) -> ChannelWithSecret:
+    """A new signing secret for the channel, shown this once; the old one (central's or
+    the setting's) is still accepted for ``overlap_s`` seconds (the setting
+    ``shop_secret_overlap_s``, a day, if not given), so the shop can switch without a
+    refused order. A channel that signed nothing must sign from now on."""
+    overlap = body.overlap_s if body is not None and body.overlap_s is not None else None
+
+    def run() -> service.ChannelSigning:
+        return service.rotate_channel_secret(
+            caller.connection,
+            channel,
+            overlap_s=settings.shop_secret_overlap_s if overlap is None else overlap,
+            configured=_configured(settings),
+            actor=caller.principal.name,
+            audit=caller.audit,
+            claim=caller.claim,
+        )
+
+    found = replaying(
+        caller.response, run, lambda name: service.get_channel(caller.connection, name)
+    )
+    return ChannelWithSecret.model_validate(found)

@@ -31,6 +31,7 @@ from central_api.api.idempotency import IdempotencyDep
 from central_api.api.permissions import Requires
 from central_api.core.principal import PrincipalDep
 from central_api.errors import ForbiddenError
+from central_api.schemas.ecommerce import Channel
 from central_api.schemas.purchasing import CommandIn
 from central_api.schemas.sales import (
     AvailableOut,
@@ -124,6 +125,7 @@ def read_sales_orders(
     status_: Annotated[SoStatusText | None, Query(alias="status")] = None,
     customer: Annotated[Code | None, Query()] = None,
     site_id: Annotated[SiteId | None, Query()] = None,
+    channel: Annotated[Channel | None, Query(description="only this online shop's orders")] = None,
     after: After = None,
     limit: Limit = 100,
 ) -> SalesOrderPage:
@@ -135,6 +137,7 @@ def read_sales_orders(
             customer=customer,
             site_id=site_id,
             visible_sites=principal.sites,
+            channel=channel,
         ),
         after=after,
         limit=limit,
