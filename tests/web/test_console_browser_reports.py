@@ -1,6 +1,7 @@
 """Two reports in a real browser (Debian's Chromium, central under uvicorn) at 1280 and
 390 px: stock on hand with its value and the expiry chart for the administrator, in
-zh-CN and English; the same stock for a clerk without a financial figure. Screenshots of
+zh-CN and English, then the recall view of the expired lot and the period close page;
+the same stock for a clerk without a financial figure. Screenshots of
 each page are saved (``conftest.screenshots``)."""
 
 from __future__ import annotations
@@ -114,6 +115,18 @@ def test_stock_and_expiry_reports_in_the_browser(
     assert chart.locator("rect").count() == 4
     assert "L-OLD" in page.locator("#report-table").inner_text()
     both_languages(page, screenshots, "report-expiry", width)
+
+    # The recall view of the expired lot: where it is (this site, A-01) and what moved it.
+    page.goto(f"{central.url}/console/recall?item=PILL-{width}&lot=L-OLD")
+    traced = page.locator("main").inner_text()
+    assert site in traced
+    assert "A-01" in traced
+    both_languages(page, screenshots, "recall", width)
+
+    # Period close: the months and the close form, for the administrator.
+    page.goto(f"{central.url}/console/periods")
+    assert page.locator("form").count() >= 1
+    both_languages(page, screenshots, "periods", width)
 
     clerk_context = browser.new_context(
         viewport={"width": base.WIDTHS[width], "height": 900},
