@@ -10,7 +10,6 @@ row that its next push or ``jxc central check --repair`` settles if a crash came
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 from sqlalchemy import Connection, Engine, select
 
 from central_api.core.db import write_transaction
-from central_api.models import valuation_entries, valuation_pending, valuation_state
+from central_api.models import valuation_entries, valuation_pending
 from central_api.services import valuation
 from central_api.services.ingest import ingest_batch
 from central_api.services.projections import AcceptedEvents, Projections
@@ -135,12 +134,12 @@ def test_two_sites_cascading_into_each_other_at_once_both_commit(engine: Engine)
 
 
 @pytest.fixture
-def no_settling(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def no_settling(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Settling after the commit skipped, as a crash right after it would: the sites
     whose settling was skipped."""
     skipped: list[str] = []
     monkeypatch.setattr(valuation, "settle_site", lambda _c, site_id: skipped.append(site_id))
-    yield skipped
+    return skipped
 
 
 def _pending(engine: Engine) -> list[tuple[str, str]]:
