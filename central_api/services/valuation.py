@@ -26,6 +26,12 @@ hours. ``docs/valuation.md`` explains the rules; in short:
   difference between that provisional cost and its own as ``variance`` (part of cost of
   goods). If the receipt really happened before the issue and merely arrived late, the
   re-valuation from its ``occurred_at`` on leaves no shortfall and no variance at all.
+* **Transfers.** A transfer_in costs what its line's transfer_outs cost. A transaction
+  re-values only the site whose lock it holds: another site a transfer's cost reaches is
+  recorded in ``valuation_pending`` and settled right after the commit, in a transaction
+  holding that site alone (:func:`settle_site`), so two sites cascading into each other
+  never deadlock; a record a crash left is settled by that site's next push or ``jxc
+  central check --repair``, and :func:`check` names it.
 
 :func:`value_from_scratch` values the whole ledger afresh; :func:`check` compares it, and
 the ledger's sums per balance key, with what is stored (``jxc central check``).
