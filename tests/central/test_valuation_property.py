@@ -56,6 +56,19 @@ _movement = st.fixed_dictionaries(
 )
 
 
+def _event(ledger: SiteLedger, m: dict[str, Any]) -> dict[str, Any]:
+    """The wire event of a drawn movement, next in ``ledger``."""
+    return ledger.event(
+        m["kind"][0],
+        str(m["qty"] * m["kind"][1]),
+        item=m["item"],
+        uom=_UNITS[m["item"]],
+        location=f"L-{m['item']}",
+        occurred_at=(T0 + timedelta(minutes=m["minute"])).isoformat(),
+        **({"unit_cost": str(m["cost"])} if m["cost"] is not None else {}),
+    )
+
+
 @settings(
     max_examples=30,
     deadline=None,
@@ -72,19 +85,7 @@ def test_pushed_valuation_equals_one_from_scratch(
         state.ledgers = {site: SiteLedger(site) for site in ("S01", "S02")}
     for batch in batches:
         for site, ledger in state.ledgers.items():
-            events = [
-                ledger.event(
-                    m["kind"][0],
-                    str(m["qty"] * m["kind"][1]),
-                    item=m["item"],
-                    uom=_UNITS[m["item"]],
-                    location=f"L-{m['item']}",
-                    occurred_at=(T0 + timedelta(minutes=m["minute"])).isoformat(),
-                    **({"unit_cost": str(m["cost"])} if m["cost"] is not None else {}),
-                )
-                for m in batch
-                if m["site"] == site
-            ]
+            events = [_event(ledger, m) for m in batch if m["site"] == site]
             if events:
                 ok(master.post(SYNC_EVENTS, json=ledger.batch(events)))
 
@@ -164,17 +165,7 @@ def test_transfers_both_ways_pushed_equal_a_valuation_from_scratch(
     for movements, transfers in batches:
         pushed: dict[str, list[dict[str, Any]]] = {"S01": [], "S02": []}
         for m in movements:
-            pushed[m["site"]].append(
-                state.ledgers[m["site"]].event(
-                    m["kind"][0],
-                    str(m["qty"] * m["kind"][1]),
-                    item=m["item"],
-                    uom=_UNITS[m["item"]],
-                    location=f"L-{m['item']}",
-                    occurred_at=(T0 + timedelta(minutes=m["minute"])).isoformat(),
-                    **({"unit_cost": str(m["cost"])} if m["cost"] is not None else {}),
-                )
-            )
+            pushed[m["site"]].append(_event(state.ledgers[m["site"]], m))
         for t in transfers:
             state.transfers += 1
             to_site = "S02" if t["from_site"] == "S01" else "S01"
