@@ -39,7 +39,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -243,6 +243,37 @@ def write_gate(engine: Engine) -> WriteGate | None:
     return _GATES.get(engine)
 
 
+_AFTER_COMMIT = "jxc_after_commit"
+"""``connection.info`` key: the work :func:`after_commit` queued for the transaction."""
+
+_DRAINING = "jxc_after_commit_draining"
+"""``connection.info`` key: the queue the outermost :func:`write_transaction` is running."""
+
+MAX_AFTER_COMMIT = 1000
+"""Turns of queued work one commit runs at most: a chain of work that queues more (a
+transfer's cost carried site to site, a cycle of transfers dated against the flow of
+time) stops there. Work must be recorded durably first (see :func:`after_commit`), so
+what is left is left for later, not lost."""
+
+AfterCommit = Callable[[Connection], None]
+
+
+def after_commit(connection: Connection, key: Hashable, work: AfterCommit) -> None:
+    """Run ``work(connection)`` once the current :func:`write_transaction` has committed,
+    outside it (no transaction open, no lock held, the write gate released); dropped if
+    the transaction rolls back. Work queued twice under one ``key`` runs once (the first).
+
+    For what must not be done while this transaction holds its locks: valuation
+    re-values another site's stock only in a transaction of its own that holds no other
+    site, so two sites cascading into each other never wait for each other
+    (``docs/valuation.md``, "Transfers"). The work must tolerate a rollback before it ran
+    (it runs only after a commit, but a savepoint of the transaction may have rolled
+    back what queued it) and a crash before it ran: whatever it settles must be
+    recorded durably in the transaction first.
+    """
+    connection.info.setdefault(_AFTER_COMMIT, {}).setdefault(key, work)
+
+
 @contextmanager
 def write_transaction(connection: Connection) -> Iterator[Connection]:
     """Run a transaction that will write, committing on success.
@@ -250,10 +281,13 @@ def write_transaction(connection: Connection) -> Iterator[Connection]:
     On SQLite it waits its turn at the engine's :class:`WriteGate`, then starts with
     ``BEGIN IMMEDIATE`` (see the module docstring); on PostgreSQL it is an ordinary
     transaction and callers lock the rows they need. ``connection`` must not be inside a
-    transaction already.
+    transaction already. After the commit (and the gate's release) it runs the work
+    queued with :func:`after_commit`, in the order queued, and the work that work queues,
+    up to :data:`MAX_AFTER_COMMIT` turns.
     """
     gate = _GATES.get(connection.engine)
     entered = gate is not None and gate.acquire()
+    connection.info.pop(_AFTER_COMMIT, None)
     try:
         connection.execution_options(**{WRITE_INTENT: True})
         try:
@@ -261,9 +295,38 @@ def write_transaction(connection: Connection) -> Iterator[Connection]:
                 yield connection
         finally:
             connection.execution_options(**{WRITE_INTENT: False})
+    except BaseException:
+        connection.info.pop(_AFTER_COMMIT, None)
+        raise
     finally:
         if entered:
             gate.release()  # type: ignore[union-attr]  # entered implies a gate
+    queued: dict[Hashable, AfterCommit] = connection.info.pop(_AFTER_COMMIT, {})
+    if not queued:
+        return
+    draining: dict[Hashable, AfterCommit] | None = connection.info.get(_DRAINING)
+    if draining is not None:
+        # This transaction was itself queued work: the loop running it runs these too,
+        # so a chain of work (a transfer's cost carried site to site) is a loop, not a
+        # recursion as deep as the chain.
+        for key, work in queued.items():
+            draining.setdefault(key, work)
+        return
+    connection.info[_DRAINING] = queued
+    try:
+        for _turn in range(MAX_AFTER_COMMIT):
+            if not queued:
+                return
+            key = next(iter(queued))
+            queued.pop(key)(connection)
+        log.warning(
+            "after-commit work stopped after %d turns, %d left: %s",
+            MAX_AFTER_COMMIT,
+            len(queued),
+            sorted(map(str, queued))[:10],
+        )
+    finally:
+        connection.info.pop(_DRAINING, None)
 
 
 @contextmanager

@@ -97,7 +97,12 @@ from central_api.models.sales import (
 )
 from central_api.models.shops import shop_channels
 from central_api.models.stock import NO_LOT, stock_balances
-from central_api.models.valuation import valuation_entries, valuation_layers, valuation_state
+from central_api.models.valuation import (
+    valuation_entries,
+    valuation_layers,
+    valuation_pending,
+    valuation_state,
+)
 from central_api.models.webhooks import webhook_deliveries, webhook_subscriptions
 
 __all__ = [
@@ -183,6 +188,7 @@ __all__ = [
     "users",
     "valuation_entries",
     "valuation_layers",
+    "valuation_pending",
     "valuation_state",
     "webhook_deliveries",
     "webhook_subscriptions",

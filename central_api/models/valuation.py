@@ -12,6 +12,9 @@ through: only roles with the financial field group read it.
   (value in, cost of goods out, the correction booked when a receipt fills negative stock,
   the quantity issued without stock) and the running state after it.
 * ``valuation_layers``: the open FIFO layers of an item valued first in, first out.
+* ``valuation_pending``: re-valuations of a site that a transaction of another site
+  recorded and left to a transaction of that site alone (a transfer's cost to carry into
+  the receiving site); a row is deleted by the transaction that settles it.
 """
 
 from __future__ import annotations
@@ -89,4 +92,16 @@ valuation_layers = Table(
     PrimaryKeyConstraint("site_id", "item", "layer_no"),
 )
 
-__all__ = ["valuation_entries", "valuation_layers", "valuation_state"]
+valuation_pending = Table(
+    "valuation_pending",
+    metadata,
+    # Insert-only under a fresh id: recording one never waits for another transaction
+    # (no unique key to conflict on); deleting one is done only under its site's lock.
+    Column("pending_id", String(36), primary_key=True),
+    Column("site_id", String(32), nullable=False),
+    Column("link", String(128), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index(None, "site_id"),
+)
+
+__all__ = ["valuation_entries", "valuation_layers", "valuation_pending", "valuation_state"]

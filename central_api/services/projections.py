@@ -11,7 +11,12 @@ the balance update and before the watermark moves. So:
 * what it writes commits with the events or not at all: if it raises, the whole push is
   rolled back and answered as an error, and the edge sends it again later;
 * the fast path's verdict logic does not know projections exist: the same step runs
-  after the short path and after the careful one.
+  after the short path and after the careful one;
+* a projection writes only what the pushing site's lock covers: a change to another
+  site (valuation carrying a transfer's cost into the receiving site) is recorded in the
+  transaction and done after its commit, holding that site alone
+  (:func:`central_api.core.db.after_commit`), or two sites pushing at once could each
+  wait for the other's lock.
 
 Stock balances are not a projection in this sense: ingest's verdicts depend on them (a
 unit the balance is not kept in is refused), so they stay inside ingest.

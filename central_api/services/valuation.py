@@ -26,6 +26,12 @@ hours. ``docs/valuation.md`` explains the rules; in short:
   difference between that provisional cost and its own as ``variance`` (part of cost of
   goods). If the receipt really happened before the issue and merely arrived late, the
   re-valuation from its ``occurred_at`` on leaves no shortfall and no variance at all.
+* **Transfers.** A transfer_in costs what its line's transfer_outs cost. A transaction
+  re-values only the site whose lock it holds: another site a transfer's cost reaches is
+  recorded in ``valuation_pending`` and settled right after the commit, in a transaction
+  holding that site alone (:func:`settle_site`), so two sites cascading into each other
+  never deadlock; a record a crash left is settled by that site's next push or ``jxc
+  central check --repair``, and :func:`check` names it.
 
 :func:`value_from_scratch` values the whole ledger afresh; :func:`check` compares it, and
 the ledger's sums per balance key, with what is stored (``jxc central check``).
@@ -33,6 +39,7 @@ the ledger's sums per balance key, with what is stored (``jxc central check``).
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,14 +64,21 @@ from sqlalchemy import (
     update,
 )
 
+from central_api.core.db import after_commit, write_transaction
 from central_api.models.base import from_micro_units, to_micro_units_many
+from central_api.models.inventory import transfer_orders
 from central_api.models.items import items
-from central_api.models.ledger import central_events, ledger_events, site_sync_state
+from central_api.models.ledger import central_events, ledger_events
 from central_api.models.master import item_units
 from central_api.models.purchasing import purchase_order_lines, purchase_orders
 from central_api.models.stock import NO_LOT, stock_balances
-from central_api.models.valuation import valuation_entries, valuation_layers, valuation_state
-from central_api.services.central_events import ledger_union
+from central_api.models.valuation import (
+    valuation_entries,
+    valuation_layers,
+    valuation_pending,
+    valuation_state,
+)
+from central_api.services.central_events import ledger_union, lock_site
 from central_api.services.ingest import (
     _COPY_FROM_ROWS,
     _copy_rows,
@@ -74,7 +88,10 @@ from central_api.services.ingest import (
 )
 from central_api.services.projections import AcceptedEvents
 from central_api.services.purchasing import plain
+from jxc import uuid7
 from jxc.contract import DECIMAL_PLACES, EventKind, LedgerEvent
+
+log = logging.getLogger("central_api.services.valuation")
 
 NAME = "valuation"
 MOVING_AVERAGE = "moving_average"
@@ -478,7 +495,14 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
 
 
 def value_events(connection: Connection, events: Sequence[LedgerEvent], *, at: datetime) -> None:
-    """Value newly stored ``events`` and re-value what they move (late events, transfers)."""
+    """Value newly stored ``events`` and re-value what they move (late events, transfers).
+
+    The events are one site's (a push's, a booking's), whose lock the transaction holds;
+    another site whose transfer_ins they change is only recorded as pending here, and
+    settled after the commit (:func:`settle_site`). Pending re-valuations of this site
+    that a crash left unsettled are settled here too.
+    """
+    held = frozenset(event.site_id for event in events)
     master = _Master(connection, events)
     by_key: dict[Key, list[Move]] = defaultdict(list)
     for event, move in zip(events, master.moves(events), strict=True):
@@ -495,7 +519,8 @@ def value_events(connection: Connection, events: Sequence[LedgerEvent], *, at: d
         for move in moves
         if move.link is not None and move.qty > 0
     }
-    _carry_transfer_costs(connection, changed_links, master, at=at)
+    changed_links |= _take_pending(connection, held)
+    _carry_transfer_costs(connection, changed_links, master, at=at, held=held)
 
 
 def _value_keys(
@@ -886,19 +911,35 @@ def _write(
 
 
 def _carry_transfer_costs(
-    connection: Connection, links: set[str], master: _Master, *, at: datetime
+    connection: Connection,
+    links: set[str],
+    master: _Master,
+    *,
+    at: datetime,
+    held: frozenset[str],
 ) -> None:
-    """Give every ``transfer_in`` of a transfer line what its ``transfer_out`` cost.
+    """Give every ``transfer_in`` of a transfer line at a ``held`` site what its
+    ``transfer_out`` cost, and record the other sites that must do the same.
 
     The cost per base unit of a line is the cost of goods of its outbound entries over
-    their quantity; an inbound entry of the same line whose ``in_cost`` differs is
-    re-valued from its point, which may change another transfer's cost in turn (a chain
-    of transfers), hence the loop, bounded since a chain cannot be longer than the
-    number of links.
+    their quantity; an inbound entry of the same line (at a held site) whose ``in_cost``
+    differs is re-valued from its point, which may change another transfer's cost in turn
+    (a chain of transfers), hence the loop, bounded since a chain cannot be longer than
+    the number of links.
+
+    Inbound entries at a site this transaction does not hold are not touched: taking
+    that site's lock here, while holding our own, is what deadlocked two sites cascading
+    into each other. Each such (site, link), and the receiving site of every transfer
+    whose line was looked up (its transfer_in may be in a transaction that has not
+    committed yet, which this one cannot see), is recorded in ``valuation_pending`` and
+    settled after the commit by :func:`settle_site`, holding that site alone.
     """
+    elsewhere: set[tuple[str, str]] = set()
+    looked_up: set[str] = set()
     seen = 0
     while links and seen < 1000:
         seen += len(links)
+        looked_up |= links
         entries = valuation_entries.c
         rows = list(
             connection.execute(
@@ -927,6 +968,9 @@ def _carry_transfer_costs(
         methods: dict[Key, str] = {}
         for row in rows:
             if row.qty > 0 and row.link in unit and row.in_cost != unit[row.link]:
+                if row.site_id not in held:
+                    elsewhere.add((row.site_id, row.link))
+                    continue
                 key = (row.site_id, row.item)
                 changed[row.event_id] = unit[row.link]
                 point = (utc(row.occurred_at), row.event_id)
@@ -937,8 +981,7 @@ def _carry_transfer_costs(
                     else _method_of(connection, key[1])
                 )
         if not changed:
-            return
-        _lock_sites(connection, {site_id for site_id, _item in since})
+            break
         connection.execute(
             update(valuation_entries)
             .where(valuation_entries.c.event_id == bindparam("b_event_id"))
@@ -946,21 +989,112 @@ def _carry_transfer_costs(
             [{"b_event_id": event_id, "in_cost": cost} for event_id, cost in changed.items()],
         )
         links = _value_keys(connection, {}, methods, at=at, changed_inputs=changed, since=since)
+    elsewhere |= _receiving_sites(connection, looked_up, held)
+    _record_pending(connection, elsewhere, at=at)
 
 
-def _lock_sites(connection: Connection, site_ids: set[str]) -> None:
-    """Lock the receiving sites' sync rows before re-valuing their stock: the row a push
-    of that site locks, so a concurrent push there cannot write the same state from a
-    stale read (PostgreSQL; SQLite's write lock is whole already). Two sites cascading
-    into each other at once deadlock, which PostgreSQL breaks by failing one push; its
-    edge sends it again."""
-    if site_ids:
-        connection.execute(
-            select(site_sync_state.c.site_id)
-            .where(site_sync_state.c.site_id.in_(sorted(site_ids)))
-            .order_by(site_sync_state.c.site_id)
-            .with_for_update()
-        ).all()
+def _transfer_of(link: str) -> str | None:
+    """The transfer id a link ``transfer_order:<id>:<line>`` names."""
+    prefix, _, rest = link.partition(":")
+    transfer_id, _, _line = rest.rpartition(":")
+    return transfer_id if prefix == TRANSFER and transfer_id else None
+
+
+def _receiving_sites(
+    connection: Connection, links: set[str], held: frozenset[str]
+) -> set[tuple[str, str]]:
+    """(receiving site, link) for every link whose transfer order is known and goes to a
+    site not held: its transfer_in may be committing beside this transaction, unseen."""
+    by_transfer: dict[str, list[str]] = defaultdict(list)
+    for link in links:
+        transfer_id = _transfer_of(link)
+        if transfer_id is not None:
+            by_transfer[transfer_id].append(link)
+    found: set[tuple[str, str]] = set()
+    for chunk in _chunks(sorted(by_transfer)):
+        for transfer_id, to_site in connection.execute(
+            select(transfer_orders.c.transfer_id, transfer_orders.c.to_site).where(
+                transfer_orders.c.transfer_id.in_(chunk)
+            )
+        ):
+            if to_site not in held:
+                found.update((to_site, link) for link in by_transfer[transfer_id])
+    return found
+
+
+def _record_pending(connection: Connection, targets: set[tuple[str, str]], *, at: datetime) -> None:
+    """Record each (site, link) to settle, and settle each site right after the commit.
+
+    Insert-only rows under fresh ids, so recording never waits for another transaction;
+    the settling is queued per site (:func:`central_api.core.db.after_commit`)."""
+    if not targets:
+        return
+    connection.execute(
+        insert(valuation_pending),
+        [
+            {"pending_id": str(uuid7()), "site_id": site_id, "link": link, "recorded_at": at}
+            for site_id, link in sorted(targets)
+        ],
+    )
+    for site_id in sorted({site_id for site_id, _link in targets}):
+        after_commit(connection, (NAME, site_id), _settle_after_commit(site_id))
+
+
+def _settle_after_commit(site_id: str) -> Callable[[Connection], None]:
+    def settle(connection: Connection) -> None:
+        settle_site(connection, site_id)
+
+    return settle
+
+
+_PENDING_OF_SITE = select(valuation_pending.c.pending_id, valuation_pending.c.link).where(
+    valuation_pending.c.site_id == bindparam("b_site")
+)
+"""Built once: every push runs it (and finds nothing, almost always), and building a
+statement costs more than running this one (``docs/performance.md``)."""
+
+
+def _take_pending(connection: Connection, site_ids: Iterable[str]) -> set[str]:
+    """The links recorded as pending for ``site_ids`` (whose locks the transaction
+    holds), deleted: the caller settles them in this transaction."""
+    rows = [
+        row
+        for site_id in sorted(site_ids)
+        for row in connection.execute(_PENDING_OF_SITE, {"b_site": site_id})
+    ]
+    if rows:
+        ids = [row.pending_id for row in rows]
+        for chunk in _chunks(ids):
+            connection.execute(
+                delete(valuation_pending).where(valuation_pending.c.pending_id.in_(chunk))
+            )
+    return {row.link for row in rows}
+
+
+def settle_site(connection: Connection, site_id: str) -> None:
+    """Settle the re-valuations pending for ``site_id``, in a write transaction of its own
+    that locks that site's sync row and no other (``connection`` outside a transaction).
+
+    Run right after the commit of the transaction that recorded them; a failure here is
+    logged and leaves the rows for the site's next push or ``jxc central check
+    --repair``: the push that recorded them has committed and must not be answered an
+    error (its edge would send it again for nothing).
+    """
+    try:
+        with write_transaction(connection):
+            at = datetime.now(UTC)
+            lock_site(connection, site_id, now=at)
+            links = _take_pending(connection, [site_id])
+            if links:
+                _carry_transfer_costs(
+                    connection,
+                    links,
+                    _Master(connection, []),
+                    at=at,
+                    held=frozenset({site_id}),
+                )
+    except Exception:
+        log.exception("valuation of %s pending: settling failed, left for its next push", site_id)
 
 
 def _method_of(connection: Connection, item: str) -> str:
@@ -1127,11 +1261,33 @@ def check(connection: Connection, *, chunk_rows: int = 20_000) -> list[Differenc
         for key, paired in linked.items():
             found.extend(_key_differences(key, paired, fresh.results, fresh.states[key], held))
     found.extend(_entries_without_events(connection))
+    found.extend(_unsettled(connection))
     return sorted(found, key=lambda d: (_KINDS_ORDER.get(d.what, 9), d.key))
 
 
-_KINDS_ORDER = {"balance": 0, "entry": 1, "entry qty": 1, "value": 2}
-"""The order :func:`check` names differences in: balances, entries, values."""
+_KINDS_ORDER = {"balance": 0, "entry": 1, "entry qty": 1, "value": 2, "pending": 3}
+"""The order :func:`check` names differences in: balances, entries, values, pending
+re-valuations."""
+
+
+def _unsettled(connection: Connection) -> list[Difference]:
+    """Re-valuations recorded for a site and not settled yet (a crash between a push's
+    commit and the settling, or a settling that failed): the values they would change
+    differ from the ledger's too, and are named as such; this says why."""
+    pending = valuation_pending.c
+    return [
+        Difference(
+            "pending",
+            f"{row.site_id}/{row.link}",
+            f"a re-valuation recorded at {utc(row.recorded_at).isoformat()}",
+            "it is settled",
+        )
+        for row in connection.execute(
+            select(pending.site_id, pending.link, pending.recorded_at).order_by(
+                pending.site_id, pending.link, pending.recorded_at
+            )
+        )
+    ]
 
 
 def _balance_differences(connection: Connection) -> list[Difference]:
@@ -1331,8 +1487,16 @@ def rebuild(connection: Connection, *, at: datetime) -> int:
     """Replace every stored valuation with one from scratch (recorded inputs where an
     event has an entry, fresh ones for the rest); the number of events valued. In the
     caller's write transaction: for a database that held events before valuation existed
-    (``jxc central check --repair``), or after a repair of the data by hand."""
+    (``jxc central check --repair``), or after a repair of the data by hand. Settles
+    every pending re-valuation it read (a valuation from scratch includes them)."""
+    settled = connection.execute(select(valuation_pending.c.pending_id)).scalars().all()
     fresh = value_from_scratch(connection, stored_inputs=True)
+    for chunk in _chunks(settled):
+        # What was pending when the ledger was read is in this valuation; a row recorded
+        # since (a push beside the repair) stays for its site to settle.
+        connection.execute(
+            delete(valuation_pending).where(valuation_pending.c.pending_id.in_(chunk))
+        )
     connection.execute(delete(valuation_layers))
     connection.execute(delete(valuation_entries))
     connection.execute(delete(valuation_state))

@@ -70,6 +70,7 @@ CENTRAL_TABLES = (
     "transfer_orders",
     "stock_document_lines",
     "stock_documents",
+    "valuation_pending",
     "valuation_layers",
     "valuation_entries",
     "valuation_state",

@@ -9,6 +9,7 @@ come, first served); on PostgreSQL it is the server's lock queue, bounded by
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Iterator
@@ -19,8 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text
 
+from central_api.core import db
 from central_api.core.config import Settings
-from central_api.core.db import WriteGate, write_gate, write_transaction
+from central_api.core.db import WriteGate, after_commit, write_gate, write_transaction
 from central_api.errors import WriteBusyError
 from central_api.main import create_app
 from central_api.models import ledger_events
@@ -189,3 +191,52 @@ def test_the_holder_opening_a_second_write_is_not_made_to_wait_for_itself() -> N
     assert gate.acquire() is False  # goes straight on (SQLite's own lock decides)
     gate.release()
     assert gate.waiting == 0
+
+
+def test_work_queued_after_commit_runs_once_committed_as_a_loop_and_bounded(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``after_commit``: dropped on rollback, once per key, outside the transaction; work
+    queuing more in a transaction of its own is run by the same loop (a chain as long as
+    the bound, not a recursion as deep as the chain), and stops at the bound."""
+    ran: list[object] = []
+
+    def note(key: object) -> Any:
+        def work(connection: Any) -> None:
+            assert not connection.in_transaction()
+            ran.append(key)
+
+        return work
+
+    with engine.connect() as connection:
+
+        def queue_and_fail() -> None:
+            with write_transaction(connection):
+                after_commit(connection, "lost", note("lost"))
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            queue_and_fail()
+        with write_transaction(connection):
+            after_commit(connection, "a", note("a"))
+            after_commit(connection, "a", note("a again"))
+            after_commit(connection, "b", note("b"))
+        assert ran == ["a", "b"]
+
+        ran.clear()
+        depth: list[int] = []
+
+        def chain(step: int) -> Any:
+            def work(connection: Any) -> None:
+                depth.append(len(inspect.stack(0)))
+                ran.append(step)
+                with write_transaction(connection):
+                    after_commit(connection, ("chain", step + 1), chain(step + 1))
+
+            return work
+
+        monkeypatch.setattr(db, "MAX_AFTER_COMMIT", 50)
+        with write_transaction(connection):
+            after_commit(connection, ("chain", 0), chain(0))
+        assert ran == list(range(50))
+        assert max(depth) == min(depth)
