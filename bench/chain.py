@@ -156,11 +156,23 @@ def write_days(root: Path, sites: int, events: int, seed: int) -> list[Site]:
 # --------------------------------------------------------------------------- central
 
 
-def backends_cpu_s(url: str) -> dict[int, float]:
-    """CPU seconds so far of each PostgreSQL backend connected to ``url``'s database (from
-    ``pg_stat_activity`` and ``/proc``; the server runs on this host)."""
-    plain = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as pg:
+class DatabaseCpu:
+    """CPU seconds the PostgreSQL backends of one database spent during a block.
+
+    Backends come and go (central's pool closes its overflow connections when they are
+    given back), so a thread reads ``pg_stat_activity`` and each backend's ``/proc``
+    entry every 50 ms; what a backend spent after its last reading is missed, so the
+    figure is a lower bound. The server runs on this host.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url.replace("postgresql+psycopg://", "postgresql://")
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _read(self, pg: psycopg.Connection[Any], *, at_start: bool) -> None:
         pids = [
             row[0]
             for row in pg.execute(
@@ -168,12 +180,33 @@ def backends_cpu_s(url: str) -> dict[int, float]:
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         ]
-    return {pid: cpu for pid in pids if (cpu := process_tree_cpu_s(pid, children=False))}
+        for pid in pids:
+            spent = process_tree_cpu_s(pid, children=False)
+            if spent:
+                self.first.setdefault(pid, spent if at_start else 0.0)
+                self.last[pid] = spent
 
+    def _watch(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as pg:
+            self._read(pg, at_start=True)
+            self._started.set()
+            while not self._stop.wait(0.05):
+                self._read(pg, at_start=False)
+            self._read(pg, at_start=False)
 
-def database_cpu_since(url: str, before: dict[int, float]) -> float:
-    """What the backends connected now spent since ``before`` (new ones: all of theirs)."""
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in backends_cpu_s(url).items())
+    def __enter__(self) -> DatabaseCpu:
+        self._started = threading.Event()
+        self._thread.start()
+        self._started.wait()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(last - self.first[pid] for pid, last in self.last.items())
 
 
 class PushClock:
@@ -223,31 +256,32 @@ def run_central(
             )
             for site in sites
         }
+        start = 0.0
+
+        def drain(site: Site) -> float:
+            pusher = Pusher(
+                site.ledger,
+                clients[site.site_id],
+                batch_size=batch,
+                max_batches_per_run=1_000_000,
+                max_backoff_s=2,
+            )
+            while site.ledger.counts().pending:
+                pusher.run()
+                if pusher.state.last_error is not None and not pusher.backoff.ready():
+                    time.sleep(0.01)  # a busy central said when to come back
+            return time.perf_counter() - start
+
         try:
-            cpu0, bench0, start = process_tree_cpu_s(running.pid), time.process_time(), 0.0
-            database0 = backends_cpu_s(url)
-
-            def drain(site: Site) -> float:
-                pusher = Pusher(
-                    site.ledger,
-                    clients[site.site_id],
-                    batch_size=batch,
-                    max_batches_per_run=1_000_000,
-                    max_backoff_s=2,
-                )
-                while site.ledger.counts().pending:
-                    pusher.run()
-                    if pusher.state.last_error is not None and not pusher.backoff.ready():
-                        time.sleep(0.01)  # a busy central said when to come back
-                return time.perf_counter() - start
-
-            start = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=concurrency) as pool:
-                side.lag_s = list(pool.map(drain, sites))
-            side.seconds = time.perf_counter() - start
-            side.server_cpu_s = process_tree_cpu_s(running.pid) - cpu0
-            side.database_cpu_s = database_cpu_since(url, database0)
-            side.bench_cpu_s = time.process_time() - bench0
+            with DatabaseCpu(url) as database:
+                cpu0, bench0 = process_tree_cpu_s(running.pid), time.process_time()
+                start = time.perf_counter()
+                with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                    side.lag_s = list(pool.map(drain, sites))
+                side.seconds = time.perf_counter() - start
+                side.server_cpu_s = process_tree_cpu_s(running.pid) - cpu0
+                side.bench_cpu_s = time.process_time() - bench0
+            side.database_cpu_s = database.seconds
         finally:
             for client in clients.values():
                 client.close()
@@ -340,13 +374,13 @@ def run_floor(url: str, sites: Sequence[Site], *, batch: int, concurrency: int) 
             ready = threading.Barrier(concurrency)
             # Every thread connects before the clock starts (each waits for the others).
             list(pool.map(lambda _: (connection(), ready.wait()), range(concurrency)))
-            database0 = backends_cpu_s(url)
-            bench0 = time.process_time()
-            start = time.perf_counter()
-            side.lag_s = list(pool.map(drain, sites))
+            with DatabaseCpu(url) as database:
+                bench0 = time.process_time()
+                start = time.perf_counter()
+                side.lag_s = list(pool.map(drain, sites))
         side.seconds = time.perf_counter() - start
         side.bench_cpu_s = time.process_time() - bench0
-        side.database_cpu_s = database_cpu_since(url, database0)
+        side.database_cpu_s = database.seconds
     finally:
         for pg in connections:
             pg.close()
