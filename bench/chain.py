@@ -245,7 +245,7 @@ def run_central(
     for site in sites:
         site.ledger.rewind(0)  # the day is pending again (a no-op on the first run)
     clock = PushClock()
-    side = Side(f"central, {workers} worker{'s' if workers > 1 else ''}")
+    side = Side(f"jxc --workers {workers}")
     with central_server(url, workers, log) as running:
         clients = {
             site.site_id: httpx.Client(
@@ -339,7 +339,7 @@ def run_floor(url: str, sites: Sequence[Site], *, batch: int, concurrency: int) 
     local = threading.local()
     connections: list[psycopg.Connection[Any]] = []
     lock = threading.Lock()
-    side = Side("floor: COPY of the same rows")
+    side = Side("floor (COPY)")
 
     def connection() -> tuple[psycopg.Connection[Any], list[int]]:
         if not hasattr(local, "pg"):
@@ -398,16 +398,16 @@ def print_report(report: ChainReport) -> None:
         f"{report.concurrency} sites at a time (PostgreSQL)",
         [
             "side",
-            "events/s",
-            "vs floor",
+            "ev/s",
+            "/ floor",
             "push p50 ms",
-            "push p99 ms",
+            "p99 ms",
             "lag p50 s",
-            "lag max s",
-            "503s",
-            "server CPU s",
-            "CPU ms / 1000 ev",
-            "database CPU s",
+            "max s",
+            "503",
+            "jxc CPU s",
+            "ms/1k ev",
+            "PG CPU s",
             "bench CPU s",
         ],
         left={"side"},

@@ -66,7 +66,7 @@ from tests.ports import free_port
 EDGES = 50
 ITEMS = ("ITEM-1", "ITEM-2", "ITEM-3")
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 
 def _draft(site_no: int, n: int) -> EventDraft:
