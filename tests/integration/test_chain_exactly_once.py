@@ -5,9 +5,9 @@ exactly what one process gives. Fifty edges, each a real :class:`~edge_agent.led
 (its own SQLite file) with the agent's own :class:`~edge_agent.sync.Pusher` and token
 auth, run in threads and push to the two workers at once; each of them also:
 
-* posts one batch **twice at the same instant** on two connections (two sites' pushes of
-  one batch racing into the two workers: the site's row lock must let one in and make the
-  other's events duplicates);
+* posts one batch **twice at the same instant** on two connections (the same push racing
+  into the two workers: the site's row lock must let one in and make the other's events
+  duplicates);
 * **replays** events central already acknowledged, the way a restored ledger does
   (``Ledger.rewind``), then sends new ones behind them in the same batches;
 * posts an acknowledged batch **again** (an answer lost on the way back).
