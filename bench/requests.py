@@ -26,9 +26,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +38,18 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from common import ROOT, cli, console, finish, machine_info, table
+from common import (
+    ROOT,
+    Server,
+    central_server,
+    cli,
+    console,
+    finish,
+    machine_info,
+    postgres_database,
+    server,
+    table,
+)
 from floor_app import create_floor_tables
 
 from central_api.core.db import create_db_engine, upgrade_database
@@ -51,7 +60,7 @@ from central_api.services.items import upsert_item
 from central_api.services.people import create_user, sign_in
 from jxc.feed import BarcodeData, ItemData
 from jxc.ids import uuid7
-from jxc.paths import HEALTH, ITEMS, STOCK, SYNC_EVENTS, SYNC_TOKEN
+from jxc.paths import ITEMS, STOCK, SYNC_EVENTS, SYNC_TOKEN
 
 app = cli(__doc__)
 
@@ -119,57 +128,23 @@ class AllReports:
 # --------------------------------------------------------------------------- servers
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _process(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
-    port = _free_port()
-    argv = [part.replace("{port}", str(port)) for part in argv]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{argv[0]} exited with {process.returncode}: {log_path}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}{HEALTH}", timeout=1).status_code in (200, 404):
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{argv[0]} did not answer within 60 s: {log_path}")
-                time.sleep(0.2)
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 def central(
     url: str, workers: int, log_path: Path, *, group_commit: bool = True
 ) -> contextlib.AbstractContextManager[str]:
-    jxc = os.environ.get("BENCH_JXC") or str(Path(sys.executable).with_name("jxc"))
-    argv = [jxc, "central", "serve", "--host", "127.0.0.1", "--port", "{port}"]
-    if workers > 1:
-        argv += ["--workers", str(workers)]
-    env = {**os.environ, "JXC_CENTRAL_DATABASE_URL": url}
-    env["JXC_CENTRAL_GROUP_COMMIT"] = "true" if group_commit else "false"
-    return _process(argv, env, log_path)
+    return served_base(central_server(url, workers, log_path, group_commit=group_commit))
 
 
 def floor(url: str, workers: int, log_path: Path) -> contextlib.AbstractContextManager[str]:
     argv = [sys.executable, "-m", "uvicorn", "--factory", "floor_app:create_app"]
     argv += ["--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--port", "{port}"]
     argv += ["--workers", str(workers)] if workers > 1 else []
-    return _process(argv, {**os.environ, "FLOOR_DATABASE_URL": url}, log_path)
+    return served_base(server(argv, {**os.environ, "FLOOR_DATABASE_URL": url}, log_path))
+
+
+@contextlib.contextmanager
+def served_base(served: contextlib.AbstractContextManager[Server]) -> Iterator[str]:
+    with served as running:
+        yield running.base
 
 
 # --------------------------------------------------------------------------- database
@@ -184,18 +159,8 @@ def database(kind: str) -> Iterator[str]:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return
-    import psycopg  # noqa: PLC0415
-
-    admin_url = os.environ.get("JXC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1/test")
-    name = f"jxc_bench_requests_{os.getpid()}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("jxc_bench_requests") as url:
+        yield url
 
 
 @dataclass

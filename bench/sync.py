@@ -30,14 +30,11 @@ import contextlib
 import cProfile
 import gc
 import math
-import os
 import pstats
 import random
 import secrets
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -52,7 +49,16 @@ from typing import Annotated, Any
 import httpx
 import psycopg
 import typer
-from common import ROOT, cli, console, finish, machine_info, progress_bars, table
+from common import (
+    ROOT,
+    central_server,
+    cli,
+    console,
+    finish,
+    machine_info,
+    progress_bars,
+    table,
+)
 from psycopg import sql
 from rich.progress import (
     BarColumn,
@@ -110,7 +116,7 @@ from jxc.contract import (
     PushBatch,
 )
 from jxc.ids import uuid7
-from jxc.paths import HEALTH, SYNC_EVENTS
+from jxc.paths import SYNC_EVENTS
 
 SITE = "BENCH-01"
 RAW_TABLE = "bench_raw_events"
@@ -782,44 +788,11 @@ def verify_central(engine: Engine, events: Sequence[LedgerEvent]) -> None:
 # --------------------------------------------------------------------------- drain: HTTP
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def central_process(url: str, *, log_path: Path) -> Iterator[str]:
     """``jxc central serve`` on a free loopback port, as deployed; its base URL."""
-    port = _free_port()
-    jxc = Path(sys.executable).with_name("jxc")
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(jxc), "central", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, "JXC_CENTRAL_DATABASE_URL": url},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"central exited with {process.returncode}, see {log_path}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}{HEALTH}", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"central did not answer within 30 s, see {log_path}")
-                time.sleep(0.1)
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with central_server(url, 1, log_path) as running:
+        yield running.base
 
 
 def http_ingest(base: str, url: str, batches: Sequence[PushBatch], *, progress: Progress) -> float:

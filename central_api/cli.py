@@ -162,12 +162,10 @@ def _run(settings: Settings, before_serving: Callable[[], None]) -> None:
     """
     import uvicorn  # noqa: PLC0415
 
-    from central_api.core.gc_tuning import tune_for_serving  # noqa: PLC0415
-    from central_api.main import create_app  # noqa: PLC0415
-
     if settings.workers > 1:
         # Worker processes read their settings from the environment, as Settings does:
-        # what the command line said is handed down that way.
+        # what the command line said is handed down that way. This process only starts
+        # and watches them: it never imports the app (about a CPU-second of imports).
         os.environ["JXC_CENTRAL_DATABASE_URL"] = settings.database_url
         os.environ["JXC_LOG_LEVEL"] = logging.getLevelName(logging.getLogger().level)
         before_serving()
@@ -181,6 +179,9 @@ def _run(settings: Settings, before_serving: Callable[[], None]) -> None:
             **_tls_options(settings),
         )
         return
+    from central_api.core.gc_tuning import tune_for_serving  # noqa: PLC0415
+    from central_api.main import create_app  # noqa: PLC0415
+
     central = create_app(settings)
     tune_for_serving(gen0_threshold=settings.gc_gen0_threshold)
     # log_config=None keeps the JSON logging the root command set up; uvicorn's loggers
