@@ -183,16 +183,18 @@ class Accuracy:
 
 
 def _line(row: Any) -> CountLine:
+    # The quantities are MicroUnits columns, read in their shortest spelling already
+    # (what ``plain`` would give): a session holds up to tens of thousands of lines.
     return CountLine(
         line_no=row.line_no,
         location=row.location,
         item_code=row.item_code,
         lot=row.lot or None,
         uom=row.uom,
-        expected_qty=plain(row.expected_qty),
-        system_qty=None if row.system_qty is None else plain(row.system_qty),
-        counted_qty=None if row.counted_qty is None else plain(row.counted_qty),
-        first_qty=None if row.first_qty is None else plain(row.first_qty),
+        expected_qty=row.expected_qty,
+        system_qty=row.system_qty,
+        counted_qty=row.counted_qty,
+        first_qty=row.first_qty,
         recount=row.recount,
         counted_by=row.counted_by,
         counted_at=row.counted_at,
@@ -221,6 +223,15 @@ def _read(connection: Connection, count_id: str, *, lock: bool = False) -> Stock
         query = query.with_for_update()
     rows = connection.execute(query).all()
     return _with_lines(connection, rows)[0] if rows else None
+
+
+def _read_header(connection: Connection, count: StockCount) -> StockCount:
+    """``count`` with its header read again and its lines as they were: what a command
+    that changes no line (approve, cancel) answers, without reading every line back."""
+    row = connection.execute(
+        select(stock_counts).where(stock_counts.c.count_id == count.count_id)
+    ).one()
+    return from_row(StockCount, row, status=CountStatus(row.status), lines=count.lines)
 
 
 def get_count(
@@ -587,14 +598,14 @@ def _approve(
             f"{actor} counted lines of stock count {count.count_id} and may not approve its "
             "variances (segregation of duties): another person with the approve action must"
         )
-    differ = [line for line in count.lines if line.variance]
-    expiries = lot_expiries(connection, ((line.item_code, line.lot) for line in differ))
+    differ = [(line, variance) for line in count.lines if (variance := line.variance)]
+    expiries = lot_expiries(connection, ((line.item_code, line.lot) for line, _ in differ))
     moves = [
         Movement(
             kind=EventKind.ADJUSTMENT,
             item=line.item_code,
             location=line.location,
-            qty=line.variance,
+            qty=variance,
             uom=line.uom,
             lot=line.lot,
             expiry=expiries.get((line.item_code, line.lot)) if line.lot else None,
@@ -602,8 +613,7 @@ def _approve(
             doc_id=count.count_id,
             doc_line=line.line_no,
         )
-        for line in differ
-        if line.variance
+        for line, variance in differ
     ]
     central_events.book(
         connection,
@@ -659,8 +669,12 @@ def count_command(
             .where(stock_counts.c.count_id == count.count_id)
             .values(version=stock_counts.c.version + 1, updated_at=now, **values)
         )
-        found = _read(connection, count.count_id)
-        assert found is not None
+        if verb in ("approve", "cancel"):
+            found = _read_header(connection, count)
+        else:
+            read = _read(connection, count.count_id)
+            assert read is not None
+            found = read
         if writer is not None:
             _publish(writer, found, was=count.status)
         written.doc_id, written.site_id = found.count_id, found.site_id
