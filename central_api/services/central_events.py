@@ -270,6 +270,18 @@ _CHUNK = 500
 """Item codes per ``IN`` list: well under any driver's limit on bound parameters."""
 
 
+def balances(
+    connection: Connection, site_id: str, keys: Collection[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], tuple[str, Decimal]]:
+    """:func:`balance` of many keys ``(location, item, lot or NO_LOT)`` at once: those
+    that exist, read by their items, 500 at a time (a count's entries are checked
+    against 5,000 balances per request)."""
+    return {
+        key: (uom, from_micro_units(qty))
+        for key, (uom, qty) in _balances(connection, site_id, keys).items()
+    }
+
+
 def _balances(
     connection: Connection, site_id: str, keys: Collection[tuple[str, str, str]]
 ) -> dict[tuple[str, str, str], tuple[str, int]]:

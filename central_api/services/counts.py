@@ -46,15 +46,16 @@ edge belong at the edge:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, select, type_coerce, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, type_coerce, update
 
 from central_api.errors import ConflictError, ForbiddenError, InvalidError
 from central_api.models.base import MicroUnits
@@ -225,13 +226,38 @@ def _read(connection: Connection, count_id: str, *, lock: bool = False) -> Stock
     return _with_lines(connection, rows)[0] if rows else None
 
 
-def _read_header(connection: Connection, count: StockCount) -> StockCount:
-    """``count`` with its header read again and its lines as they were: what a command
-    that changes no line (approve, cancel) answers, without reading every line back."""
+def _read_again(
+    connection: Connection, count: StockCount, changed: Collection[int] = ()
+) -> StockCount:
+    """``count`` after a command: its header read again, the lines numbered ``changed``
+    read again (chunks of 500), the others as they were. A session has up to tens of
+    thousands of lines; a command changes the lines it names (a request's entries, the
+    recounts a submit marks) or none (approve, cancel), so reading them all back after
+    each command cost as much as the command itself."""
     row = connection.execute(
         select(stock_counts).where(stock_counts.c.count_id == count.count_id)
     ).one()
-    return from_row(StockCount, row, status=CountStatus(row.status), lines=count.lines)
+    lines = {line.line_no: line for line in count.lines}
+    numbers = sorted(changed)
+    for first in range(0, len(numbers), _CHUNK):
+        for fresh in connection.execute(
+            select(stock_count_lines).where(
+                stock_count_lines.c.count_id == count.count_id,
+                stock_count_lines.c.line_no.in_(numbers[first : first + _CHUNK]),
+            )
+        ):
+            lines[fresh.line_no] = _line(fresh)
+    return from_row(
+        StockCount,
+        row,
+        status=CountStatus(row.status),
+        lines=sorted(lines.values(), key=_LINE_NO),
+    )
+
+
+_CHUNK = 500
+"""Line numbers per ``IN`` list: well under any driver's limit on bound parameters."""
+_LINE_NO = attrgetter("line_no")
 
 
 def get_count(
@@ -455,27 +481,44 @@ def _in_range(count: StockCount, location: str) -> bool:
 
 def _enter(
     connection: Connection, count: StockCount, order: CountCommand, now: datetime
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[int]]:
+    """Enter ``order``'s counts: each entry checked in order (the first refusal names its
+    index), then every line written at once.
+
+    The balances of all the entries' keys are read in a few queries (by item, as a
+    booking reads them) and the lines written with one ``executemany`` for the counted
+    lines and one insert for found stock, rather than a read and a statement per entry:
+    a request holds up to 5,000 entries. What each entry means is unchanged: the last
+    entry of a line in a request wins, a recount keeps the first count. Returns the
+    outcome and the numbers of the lines written."""
     if not 1 <= len(order.entries) <= MAX_ENTRIES:
         raise InvalidError(f"entries: 1 to {MAX_ENTRIES} entries")
     by_key = {(line.location, line.item_code, line.lot or NO_LOT): line for line in count.lines}
     next_no = max((line.line_no for line in count.lines), default=0)
-    changed = 0
+    held_at = central_events.balances(
+        connection,
+        count.site_id,
+        {(entry.location, entry.item_code, entry.lot or NO_LOT) for entry in order.entries},
+    )
+    counted: dict[int, dict[str, Any]] = {}
+    found: dict[int, dict[str, Any]] = {}
     for index, entry in enumerate(order.entries):
         where = f"entries[{index}]"
         if entry.qty < 0:
             raise InvalidError(f"{where}.qty: a count is zero or more")
         lot = entry.lot or NO_LOT
         key = (entry.location, entry.item_code, lot)
-        held = central_events.balance(
-            connection, count.site_id, entry.location, entry.item_code, entry.lot
-        )
+        held = held_at.get(key)
         if entry.edge_system_qty is not None:
             system = entry.edge_system_qty + _central_stream_qty(connection, count, entry)
         else:
             system = _ZERO if held is None else held[1]
-        actor = entry.counted_by or order.command.actor
-        counted_at = entry.counted_at or now
+        values: dict[str, Any] = {
+            "system_qty": system,
+            "counted_qty": entry.qty,
+            "counted_by": entry.counted_by or order.command.actor,
+            "counted_at": entry.counted_at or now,
+        }
         line = by_key.get(key)
         if line is None:
             if not _in_range(count, entry.location):
@@ -485,44 +528,52 @@ def _enter(
             active_location(connection, count.site_id, where, entry.location)
             uom = held[0] if held is not None else _base_uom(connection, where, entry.item_code)
             next_no += 1
-            connection.execute(
-                insert(stock_count_lines).values(
-                    count_id=count.count_id,
-                    line_no=next_no,
-                    location=entry.location,
-                    item_code=entry.item_code,
-                    lot=lot,
-                    uom=uom,
-                    expected_qty=_ZERO,
-                    system_qty=system,
-                    counted_qty=entry.qty,
-                    recount=False,
-                    counted_by=actor,
-                    counted_at=counted_at,
-                )
-            )
+            found[next_no] = {
+                "count_id": count.count_id,
+                "line_no": next_no,
+                "location": entry.location,
+                "item_code": entry.item_code,
+                "lot": lot,
+                "uom": uom,
+                "expected_qty": _ZERO,
+                "recount": False,
+                **values,
+            }
             by_key[key] = replace(
                 _NEW, line_no=next_no, location=entry.location, item_code=entry.item_code
             )
+        elif line.line_no in found:  # found stock entered again in this request
+            found[line.line_no] |= values
         else:
-            values: dict[str, Any] = {
-                "system_qty": system,
-                "counted_qty": entry.qty,
-                "counted_by": actor,
-                "counted_at": counted_at,
+            # A recount's second count keeps the first; other lines keep what they hold.
+            first = line.counted_qty if line.recount else line.first_qty
+            counted[line.line_no] = {f"b_{name}": value for name, value in values.items()} | {
+                "b_count_id": count.count_id,
+                "b_line_no": line.line_no,
+                "b_first_qty": first,
             }
-            if line.recount:
-                values |= {"first_qty": line.counted_qty, "recount": False}
-            connection.execute(
-                update(stock_count_lines)
-                .where(
-                    stock_count_lines.c.count_id == count.count_id,
-                    stock_count_lines.c.line_no == line.line_no,
-                )
-                .values(**values)
-            )
-        changed += 1
-    return {"entries": changed}
+    if found:
+        connection.execute(insert(stock_count_lines), list(found.values()))
+    if counted:
+        connection.execute(_COUNT_LINE, list(counted.values()))
+    return {"entries": len(order.entries)}, [*counted, *found]
+
+
+_COUNT_LINE = (
+    update(stock_count_lines)
+    .where(
+        stock_count_lines.c.count_id == bindparam("b_count_id"),
+        stock_count_lines.c.line_no == bindparam("b_line_no"),
+    )
+    .values(
+        {
+            name: bindparam(f"b_{name}", type_=stock_count_lines.c[name].type)
+            for name in ("system_qty", "counted_qty", "counted_by", "counted_at", "first_qty")
+        }
+        | {"recount": False}
+    )
+)
+"""One counted line of a session, as the rows of an ``executemany``."""
 
 
 def _central_stream_qty(connection: Connection, count: StockCount, entry: CountEntry) -> Decimal:
@@ -645,12 +696,14 @@ def count_command(
         now = written.now
         count = _locked(connection, command, now)
         values: dict[str, Any] = {}
+        changed: list[int] = []  # the lines this command changed
         if verb == "count":
             _require(count, verb, CountStatus.COUNTING)
-            outcome = _enter(connection, count, order, now)
+            outcome, changed = _enter(connection, count, order, now)
         elif verb == "submit":
             _require(count, verb, CountStatus.COUNTING)
             outcome = _submit(connection, count, order)
+            changed = outcome["recount"]
             values["status"] = outcome["status"]
         elif verb == "approve":
             _require(count, verb, CountStatus.REVIEW)
@@ -669,12 +722,7 @@ def count_command(
             .where(stock_counts.c.count_id == count.count_id)
             .values(version=stock_counts.c.version + 1, updated_at=now, **values)
         )
-        if verb in ("approve", "cancel"):
-            found = _read_header(connection, count)
-        else:
-            read = _read(connection, count.count_id)
-            assert read is not None
-            found = read
+        found = _read_again(connection, count, changed)
         if writer is not None:
             _publish(writer, found, was=count.status)
         written.doc_id, written.site_id = found.count_id, found.site_id
