@@ -170,14 +170,44 @@ class Accuracy:
     sessions: int
     lines_counted: int
     lines_right: int
+    value_counted: Decimal | None = None
+    """Financial: the counted quantities at the snapshot's cost (to the cent); None
+    when not asked for."""
+    value_right: Decimal | None = None
+    """Financial: the same, of the lines counted right only."""
 
     @property
     def accuracy(self) -> Decimal | None:
         if not self.lines_counted:
             return None
-        return plain(
-            (Decimal(self.lines_right) / Decimal(self.lines_counted)).quantize(Decimal("0.0001"))
-        )
+        return rate(Decimal(self.lines_right), Decimal(self.lines_counted))
+
+    @property
+    def value_accuracy(self) -> Decimal | None:
+        """Value counted right / value counted; None without value (or not asked for)."""
+        if not self.value_counted or self.value_right is None:
+            return None
+        return rate(self.value_right, self.value_counted)
+
+
+def rate(part: Decimal, whole: Decimal) -> Decimal:
+    """``part / whole`` as an accuracy is shown: four places (0.6667), exact spelling."""
+    return plain((part / whole).quantize(Decimal("0.0001")))
+
+
+def accuracy_row(each: Accuracy) -> dict[str, Any]:
+    """One site's accuracy as the API and the report give it (the value fields are the
+    financial ones: left out for a reader without the group)."""
+    return {
+        "site_id": each.site_id,
+        "sessions": each.sessions,
+        "lines_counted": each.lines_counted,
+        "lines_right": each.lines_right,
+        "accuracy": each.accuracy,
+        "value_counted": each.value_counted,
+        "value_right": each.value_right,
+        "value_accuracy": each.value_accuracy,
+    }
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -292,12 +322,16 @@ def list_counts(
 
 
 def accuracy(
-    connection: Connection, *, site_id: str | None, visible: frozenset[str] | None
+    connection: Connection,
+    *,
+    site_id: str | None,
+    visible: frozenset[str] | None,
+    financial: bool = False,
 ) -> list[Accuracy]:
-    """Per site, over posted sessions: lines counted, lines without a variance."""
-    right = func.sum(
-        case((stock_count_lines.c.counted_qty == stock_count_lines.c.system_qty, 1), else_=0)
-    )
+    """Per site, over posted sessions: lines counted, lines without a variance; with
+    ``financial``, the value of both at each session's snapshot cost."""
+    is_right = stock_count_lines.c.counted_qty == stock_count_lines.c.system_qty
+    right = func.sum(case((is_right, 1), else_=0))
     conditions = page_conditions(
         stock_counts.c.site_id,
         stock_counts.c.count_id,
@@ -320,15 +354,70 @@ def accuracy(
     )
     with read_snapshot(connection):
         rows = connection.execute(query).all()
+        values = _counted_values(connection, conditions, is_right) if financial else {}
     return [
         Accuracy(
             site_id=row.site_id,
             sessions=int(row.sessions),
             lines_counted=int(row.counted),
             lines_right=int(row.right or 0),
+            value_counted=values.get(row.site_id, _NO_VALUE)[0] if financial else None,
+            value_right=values.get(row.site_id, _NO_VALUE)[1] if financial else None,
         )
         for row in rows
     ]
+
+
+_NO_VALUE = (_ZERO, _ZERO)
+
+
+def _counted_values(
+    connection: Connection, conditions: Sequence[Any], is_right: Any
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """Per site: the value of every counted quantity of its posted sessions and of those
+    counted right, each at its session's snapshot cost (the (site, item)'s valuation
+    just before the snapshot, in the item's base unit: ``reports.values_before``), to
+    the cent. The lines are summed per session, item, unit and right-or-not by the
+    database. A line counted zero is worth nothing: the figure weighs what was counted."""
+    from central_api.services.reports import cents, values_before  # noqa: PLC0415 - it imports this
+
+    right = case((is_right, True), else_=False).label("right")
+    lines = stock_count_lines.c
+    groups = connection.execute(
+        select(
+            stock_counts.c.site_id,
+            stock_counts.c.snapshot_at,
+            lines.item_code,
+            lines.uom,
+            right,
+            type_coerce(func.sum(lines.counted_qty), MicroUnits).label("qty"),
+        )
+        .join(stock_count_lines, lines.count_id == stock_counts.c.count_id)
+        .where(
+            stock_counts.c.status == CountStatus.POSTED.value,
+            lines.counted_qty.is_not(None),
+            *conditions,
+        )
+        .group_by(
+            stock_counts.c.count_id,
+            stock_counts.c.site_id,
+            stock_counts.c.snapshot_at,
+            lines.item_code,
+            lines.uom,
+            right,
+        )
+    ).all()
+    worth = values_before(
+        connection,
+        [(g.site_id, g.item_code, g.uom, g.qty or _ZERO, g.snapshot_at) for g in groups],
+    )
+    counted: dict[str, Decimal] = defaultdict(lambda: _ZERO)
+    counted_right: dict[str, Decimal] = defaultdict(lambda: _ZERO)
+    for group, value in zip(groups, worth, strict=True):
+        counted[group.site_id] += value
+        if group.right:
+            counted_right[group.site_id] += value
+    return {site: (cents(counted[site]), cents(counted_right[site])) for site in counted}
 
 
 # --- commands ----------------------------------------------------------------------------------
