@@ -39,6 +39,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import BigInteger, Connection, Select, literal, select, type_coerce, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -143,6 +144,9 @@ def balance(
     return None if row is None else (row.uom, row.qty)
 
 
+_EVENTS = TypeAdapter(list[LedgerEvent])
+
+
 def book(
     connection: Connection,
     *,
@@ -168,28 +172,33 @@ def book(
     if occurred_at is not None:
         refuse_closed(connection, occurred_at, actor=actor)
     first = _take_seqs(connection, site_id, len(movements))
-    events = [
-        LedgerEvent(
-            event_id=uuid7(),
-            site_id=site_id,
-            seq=first + index,
-            occurred_at=now if occurred_at is None else occurred_at,
-            kind=move.kind,
-            item=move.item,
-            lot=move.lot,
-            expiry=move.expiry,
-            location=move.location,
-            qty=move.qty,
-            uom=move.uom,
-            unit_cost=move.unit_cost,
-            ref=move.ref or ref,
-            actor=actor[:64],
-            doc_type=move.doc_type,
-            doc_id=move.doc_id,
-            doc_line=move.doc_line,
-        )
-        for index, move in enumerate(movements)
-    ]
+    at = now if occurred_at is None else occurred_at
+    # Validated as one list (the contract's every check, by pydantic's core in one
+    # call) rather than a model constructor call per event: a count books 20,000.
+    events = _EVENTS.validate_python(
+        [
+            {
+                "event_id": uuid7(),
+                "site_id": site_id,
+                "seq": first + index,
+                "occurred_at": at,
+                "kind": move.kind,
+                "item": move.item,
+                "lot": move.lot,
+                "expiry": move.expiry,
+                "location": move.location,
+                "qty": move.qty,
+                "uom": move.uom,
+                "unit_cost": move.unit_cost,
+                "ref": move.ref or ref,
+                "actor": actor[:64],
+                "doc_type": move.doc_type,
+                "doc_id": move.doc_id,
+                "doc_line": move.doc_line,
+            }
+            for index, move in enumerate(movements)
+        ]
+    )
     dialect = connection.dialect
     rows = _ledger_rows(
         dialect,

@@ -26,7 +26,7 @@ States::
   it there). Adding ``counted − system`` to today's balance gives exactly the count plus
   what moved since it was taken.
 * **Accuracy** per site: over posted sessions, lines counted right (no variance) / lines
-  counted.
+  counted; for a financial reader also value-weighted, at each session's snapshot cost.
 
 Known limit: an edge event that happened before a line was counted but reached central
 after it is not in ``system_qty`` and would show as a variance; counts at sites with an
