@@ -452,11 +452,12 @@ SPECS: Final[tuple[ReportSpec, ...]] = (
         N_("Count accuracy"),
         N_("Per site, the share of counted lines that matched the system's quantity."),
         "盘点准确率: per site over its posted count sessions, lines counted, lines without "
-        "a variance and the rate; no money.",
+        "a variance and the rate; for a financial reader also the value counted, the value "
+        "counted right and the value-weighted rate, at each session's snapshot cost.",
         "stock_count.read",
         service.ACCURACY_COLUMNS,
         (SITE,),
-        _by_name(service.count_accuracy),
+        _by_name(service.count_accuracy, money_dropped=True),
         chart="rates",
     ),
     ReportSpec(

@@ -333,3 +333,12 @@ class AccuracyOut(BaseModel):
     lines_counted: Int64
     lines_right: Int64
     accuracy: DecimalText | None = Field(description="lines right / lines counted, 0..1")
+    value_counted: Financial[DecimalText | None] = Field(
+        default=None, description="the counted quantities at each snapshot's cost"
+    )
+    value_right: Financial[DecimalText | None] = Field(
+        default=None, description="the same, of the lines counted right"
+    )
+    value_accuracy: Financial[DecimalText | None] = Field(
+        default=None, description="value counted right / value counted, 0..1"
+    )

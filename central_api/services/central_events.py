@@ -39,11 +39,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, literal, select, union_all
+from pydantic import TypeAdapter
+from sqlalchemy import BigInteger, Connection, Select, literal, select, type_coerce, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from central_api.errors import ConflictError
+from central_api.models.base import from_micro_units
 from central_api.models.ledger import (
     central_events,
     central_stream_state,
@@ -51,13 +53,28 @@ from central_api.models.ledger import (
     site_sync_state,
 )
 from central_api.models.stock import NO_LOT, stock_balances
+from central_api.services.ingest import (
+    _MAX_ABS_MICRO,
+    _id_texts,
+    _insert_rows,
+    _ledger_rows,
+    _sum_by_key,
+)
+from central_api.services.ingest import _add_to_balances as _upsert_balances
 from central_api.services.periods import refuse_closed
 from central_api.services.projections import AcceptedEvents, Projections
 from jxc import uuid7
-from jxc.contract import EventKind, LedgerEvent
+from jxc.contract import MAX_ABS_AMOUNT, EventKind, LedgerEvent
 
 CENTRAL = "central"
 EDGE = "edge"
+
+if {c.name: type(c.type) for c in central_events.c} != {
+    c.name: type(c.type) for c in ledger_events.c
+}:  # pragma: no cover - at import
+    raise ImportError(
+        "central_events must keep ledger_events' columns: book() writes ingest's rows"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +144,9 @@ def balance(
     return None if row is None else (row.uom, row.qty)
 
 
+_EVENTS = TypeAdapter(list[LedgerEvent])
+
+
 def book(
     connection: Connection,
     *,
@@ -152,44 +172,43 @@ def book(
     if occurred_at is not None:
         refuse_closed(connection, occurred_at, actor=actor)
     first = _take_seqs(connection, site_id, len(movements))
-    events = [
-        LedgerEvent(
-            event_id=uuid7(),
-            site_id=site_id,
-            seq=first + index,
-            occurred_at=now if occurred_at is None else occurred_at,
-            kind=move.kind,
-            item=move.item,
-            lot=move.lot,
-            expiry=move.expiry,
-            location=move.location,
-            qty=move.qty,
-            uom=move.uom,
-            unit_cost=move.unit_cost,
-            ref=move.ref or ref,
-            actor=actor[:64],
-            doc_type=move.doc_type,
-            doc_id=move.doc_id,
-            doc_line=move.doc_line,
-        )
-        for index, move in enumerate(movements)
-    ]
-    _add_to_balances(connection, site_id, events, now)
-    connection.execute(
-        central_events.insert(),
+    at = now if occurred_at is None else occurred_at
+    # Validated as one list (the contract's every check, by pydantic's core in one
+    # call) rather than a model constructor call per event: a count books 20,000.
+    events = _EVENTS.validate_python(
         [
             {
-                **event.model_dump(exclude={"event_id"}),
-                "doc_type": event.doc_type,
-                "doc_id": event.doc_id,
-                "doc_line": event.doc_line,
-                "event_id": str(event.event_id),
-                "kind": event.kind.value,
-                "received_at": now,
+                "event_id": uuid7(),
+                "site_id": site_id,
+                "seq": first + index,
+                "occurred_at": at,
+                "kind": move.kind,
+                "item": move.item,
+                "lot": move.lot,
+                "expiry": move.expiry,
+                "location": move.location,
+                "qty": move.qty,
+                "uom": move.uom,
+                "unit_cost": move.unit_cost,
+                "ref": move.ref or ref,
+                "actor": actor[:64],
+                "doc_type": move.doc_type,
+                "doc_id": move.doc_id,
+                "doc_line": move.doc_line,
             }
-            for event in events
-        ],
+            for index, move in enumerate(movements)
+        ]
     )
+    dialect = connection.dialect
+    rows = _ledger_rows(
+        dialect,
+        site_id=site_id,
+        events=events,
+        event_ids=_id_texts([event.event_id for event in events]),
+        received_at=now,
+    )
+    _add_to_balances(connection, site_id, events, rows, now)
+    _insert_rows(connection, rows, table=central_events)
     if projections:
         projections.run(
             connection,
@@ -199,99 +218,118 @@ def book(
 
 
 def _add_to_balances(
-    connection: Connection, site_id: str, events: Sequence[LedgerEvent], now: datetime
+    connection: Connection,
+    site_id: str,
+    events: Sequence[LedgerEvent],
+    rows: Sequence[tuple[Any, ...]],
+    now: datetime,
 ) -> None:
-    """Every key's sum checked against its balance, then written: the balances read in a
-    few queries and written with one ``executemany`` each for updates and inserts, not a
-    query and a statement per key (a count's 20,000 adjustments are one booking)."""
-    sums: dict[tuple[str, str, str], tuple[str, Decimal]] = {}
-    for event in events:
-        key = (event.location, event.item, NO_LOT if event.lot is None else event.lot)
-        uom, qty = sums.get(key, (event.uom, Decimal(0)))
-        if uom != event.uom:
-            raise ConflictError(f"{event.item} at {event.location}: two units in one booking")
-        sums[key] = (uom, qty + event.qty)
+    """Every key's sum checked against its balance, then written.
+
+    The sums are ingest's (:func:`~central_api.services.ingest._sum_by_key`, integers of
+    micro-units from the insert's own rows), the balances read in a few queries as
+    integers, and the write is ingest's upsert (one statement on PostgreSQL, one
+    ``executemany`` on SQLite): not a query and a statement per key, nor SQLAlchemy's
+    parameter handling per row (a count's 20,000 adjustments are one booking). The
+    checks and their messages are the same whatever the size: one unit per key, not
+    below zero, and (new here, ingest's own limit) not beyond the largest amount.
+    """
+    sums = _sum_by_key(rows)
+    if sums is None:
+        units: dict[tuple[str, str, str | None], str] = {}
+        for event in events:
+            key = (event.location, event.item, event.lot)
+            if units.setdefault(key, event.uom) != event.uom:
+                raise ConflictError(f"{event.item} at {event.location}: two units in one booking")
+        raise AssertionError("ingest's sums saw two units where there are none")  # pragma: no cover
     held_at = _balances(connection, site_id, sums)
-    updates: list[dict[str, Any]] = []
-    inserts: list[dict[str, Any]] = []
-    for (location, item, lot), (uom, qty) in sums.items():
-        held = held_at.get((location, item, lot))
+    for key, (uom, qty) in sums.items():
+        location, item, lot = key
+        held = held_at.get(key)
         if held is not None and held[0] != uom:
             raise ConflictError(
                 f"{item} at {site_id}/{location}: stock is kept in {held[0]}, not {uom}"
             )
-        on_hand = Decimal(0) if held is None else held[1]
+        on_hand = 0 if held is None else held[1]
         if qty < 0 and on_hand + qty < 0:
+            booked = sum(
+                (
+                    event.qty
+                    for event in events
+                    if (event.location, event.item, event.lot or NO_LOT) == key
+                ),
+                Decimal(0),
+            )
             raise ConflictError(
                 f"{item}{' lot ' + lot if lot else ''} at {site_id}/{location}: "
-                f"{on_hand} {uom} on hand, {-qty} would leave it below zero"
+                f"{from_micro_units(on_hand)} {uom} on hand, {-booked} would leave it below zero"
             )
-        row = {"b_location": location, "b_item": item, "b_lot": lot, "b_qty": qty}
-        (inserts if held is None else updates).append(row | {"b_uom": uom})
-    if inserts:
-        connection.execute(
-            stock_balances.insert().values(
-                site_id=site_id,
-                location=bindparam("b_location"),
-                item=bindparam("b_item"),
-                lot=bindparam("b_lot"),
-                uom=bindparam("b_uom"),
-                qty=bindparam("b_qty", type_=stock_balances.c.qty.type),
-                updated_at=now,
-            ),
-            inserts,
-        )
-    if updates:
-        connection.execute(
-            stock_balances.update()
-            .where(
-                stock_balances.c.site_id == site_id,
-                stock_balances.c.location == bindparam("b_location"),
-                stock_balances.c.item == bindparam("b_item"),
-                stock_balances.c.lot == bindparam("b_lot"),
+        if abs(on_hand + qty) >= _MAX_ABS_MICRO:
+            raise ConflictError(
+                f"{item}{' lot ' + lot if lot else ''} at {site_id}/{location}: this booking "
+                f"would take the balance beyond the largest amount central keeps "
+                f"(below {MAX_ABS_AMOUNT:,} in magnitude)"
             )
-            .values(
-                qty=stock_balances.c.qty + bindparam("b_qty", type_=stock_balances.c.qty.type),
-                updated_at=now,
-            ),
-            updates,
-        )
+    written = _upsert_balances(connection, site_id=site_id, sums=sums, received_at=now)
+    if written != len(sums):  # pragma: no cover - the checks above are the upsert's own
+        raise RuntimeError(f"{len(sums)} balances checked, {written} written")
 
 
 _CHUNK = 500
 """Item codes per ``IN`` list: well under any driver's limit on bound parameters."""
 
 
-def _balances(
+def balances(
     connection: Connection, site_id: str, keys: Collection[tuple[str, str, str]]
 ) -> dict[tuple[str, str, str], tuple[str, Decimal]]:
-    """``(uom, qty)`` of the site's balances at ``keys`` (location, item, lot) that exist.
+    """:func:`balance` of many keys ``(location, item, lot or NO_LOT)`` at once: those
+    that exist, read by their items, 500 at a time (a count's entries are checked
+    against 5,000 balances per request)."""
+    return {
+        key: (uom, from_micro_units(qty))
+        for key, (uom, qty) in _balances(connection, site_id, keys).items()
+    }
 
-    One key alone is the single-row read a small booking has always made; more are read
-    by their items, 500 at a time (a few rows of other locations come along, unused)."""
+
+def _balances(
+    connection: Connection, site_id: str, keys: Collection[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], tuple[str, int]]:
+    """``(uom, micro-units)`` of the site's balances at ``keys`` (location, item, lot)
+    that exist.
+
+    One key alone is a single-row read; more are read by their items, 500 at a time (a
+    few rows of other locations come along, unused)."""
+    qty = type_coerce(stock_balances.c.qty, BigInteger).label("qty")
+    columns = (
+        stock_balances.c.location,
+        stock_balances.c.item,
+        stock_balances.c.lot,
+        stock_balances.c.uom,
+        qty,
+    )
+    found: dict[tuple[str, str, str], tuple[str, int]] = {}
     if len(keys) == 1:
         ((location, item, lot),) = keys
-        one = balance(connection, site_id, location, item, lot or None)
-        return {} if one is None else {(location, item, lot): one}
-    codes = sorted({item for _location, item, _lot in keys})
-    found: dict[tuple[str, str, str], tuple[str, Decimal]] = {}
-    for first in range(0, len(codes), _CHUNK):
-        rows = connection.execute(
-            select(
-                stock_balances.c.location,
-                stock_balances.c.item,
-                stock_balances.c.lot,
-                stock_balances.c.uom,
-                stock_balances.c.qty,
-            ).where(
-                stock_balances.c.site_id == site_id,
-                stock_balances.c.item.in_(codes[first : first + _CHUNK]),
+        chunks: list[Any] = [
+            (
+                stock_balances.c.location == location,
+                stock_balances.c.item == item,
+                stock_balances.c.lot == lot,
             )
-        )
-        for row in rows:
+        ]
+    else:
+        codes = sorted({item for _location, item, _lot in keys})
+        chunks = [
+            (stock_balances.c.item.in_(codes[first : first + _CHUNK]),)
+            for first in range(0, len(codes), _CHUNK)
+        ]
+    for conditions in chunks:
+        for row in connection.execute(
+            select(*columns).where(stock_balances.c.site_id == site_id, *conditions)
+        ):
             key = (row.location, row.item, row.lot)
             if key in keys:
-                found[key] = (row.uom, row.qty)
+                found[key] = (row.uom, int(row.qty))
     return found
 
 

@@ -26,7 +26,7 @@ States::
   it there). Adding ``counted − system`` to today's balance gives exactly the count plus
   what moved since it was taken.
 * **Accuracy** per site: over posted sessions, lines counted right (no variance) / lines
-  counted.
+  counted; for a financial reader also value-weighted, at each session's snapshot cost.
 
 Known limit: an edge event that happened before a line was counted but reached central
 after it is not in ``system_qty`` and would show as a variance; counts at sites with an
@@ -46,15 +46,16 @@ edge belong at the edge:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, select, type_coerce, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, type_coerce, update
 
 from central_api.errors import ConflictError, ForbiddenError, InvalidError
 from central_api.models.base import MicroUnits
@@ -169,30 +170,62 @@ class Accuracy:
     sessions: int
     lines_counted: int
     lines_right: int
+    value_counted: Decimal | None = None
+    """Financial: the counted quantities at the snapshot's cost (to the cent); None
+    when not asked for."""
+    value_right: Decimal | None = None
+    """Financial: the same, of the lines counted right only."""
 
     @property
     def accuracy(self) -> Decimal | None:
         if not self.lines_counted:
             return None
-        return plain(
-            (Decimal(self.lines_right) / Decimal(self.lines_counted)).quantize(Decimal("0.0001"))
-        )
+        return rate(Decimal(self.lines_right), Decimal(self.lines_counted))
+
+    @property
+    def value_accuracy(self) -> Decimal | None:
+        """Value counted right / value counted; None without value (or not asked for)."""
+        if not self.value_counted or self.value_right is None:
+            return None
+        return rate(self.value_right, self.value_counted)
+
+
+def rate(part: Decimal, whole: Decimal) -> Decimal:
+    """``part / whole`` as an accuracy is shown: four places (0.6667), exact spelling."""
+    return plain((part / whole).quantize(Decimal("0.0001")))
+
+
+def accuracy_row(each: Accuracy) -> dict[str, Any]:
+    """One site's accuracy as the API and the report give it (the value fields are the
+    financial ones: left out for a reader without the group)."""
+    return {
+        "site_id": each.site_id,
+        "sessions": each.sessions,
+        "lines_counted": each.lines_counted,
+        "lines_right": each.lines_right,
+        "accuracy": each.accuracy,
+        "value_counted": each.value_counted,
+        "value_right": each.value_right,
+        "value_accuracy": each.value_accuracy,
+    }
 
 
 # --- reading ---------------------------------------------------------------------------------
 
 
 def _line(row: Any) -> CountLine:
+    # The quantities are MicroUnits columns, read in their shortest spelling already
+    # (what ``plain`` would give): a session holds up to tens of thousands of lines.
     return CountLine(
         line_no=row.line_no,
         location=row.location,
         item_code=row.item_code,
         lot=row.lot or None,
         uom=row.uom,
-        expected_qty=plain(row.expected_qty),
-        system_qty=None if row.system_qty is None else plain(row.system_qty),
-        counted_qty=None if row.counted_qty is None else plain(row.counted_qty),
-        first_qty=None if row.first_qty is None else plain(row.first_qty),
+        expected_qty=row.expected_qty,
+        system_qty=row.system_qty,
+        counted_qty=row.counted_qty,
+        first_qty=row.first_qty,
         recount=row.recount,
         counted_by=row.counted_by,
         counted_at=row.counted_at,
@@ -221,6 +254,40 @@ def _read(connection: Connection, count_id: str, *, lock: bool = False) -> Stock
         query = query.with_for_update()
     rows = connection.execute(query).all()
     return _with_lines(connection, rows)[0] if rows else None
+
+
+def _read_again(
+    connection: Connection, count: StockCount, changed: Collection[int] = ()
+) -> StockCount:
+    """``count`` after a command: its header read again, the lines numbered ``changed``
+    read again (chunks of 500), the others as they were. A session has up to tens of
+    thousands of lines; a command changes the lines it names (a request's entries, the
+    recounts a submit marks) or none (approve, cancel), so reading them all back after
+    each command cost as much as the command itself."""
+    row = connection.execute(
+        select(stock_counts).where(stock_counts.c.count_id == count.count_id)
+    ).one()
+    lines = {line.line_no: line for line in count.lines}
+    numbers = sorted(changed)
+    for first in range(0, len(numbers), _CHUNK):
+        for fresh in connection.execute(
+            select(stock_count_lines).where(
+                stock_count_lines.c.count_id == count.count_id,
+                stock_count_lines.c.line_no.in_(numbers[first : first + _CHUNK]),
+            )
+        ):
+            lines[fresh.line_no] = _line(fresh)
+    return from_row(
+        StockCount,
+        row,
+        status=CountStatus(row.status),
+        lines=sorted(lines.values(), key=_LINE_NO),
+    )
+
+
+_CHUNK = 500
+"""Line numbers per ``IN`` list: well under any driver's limit on bound parameters."""
+_LINE_NO = attrgetter("line_no")
 
 
 def get_count(
@@ -255,12 +322,16 @@ def list_counts(
 
 
 def accuracy(
-    connection: Connection, *, site_id: str | None, visible: frozenset[str] | None
+    connection: Connection,
+    *,
+    site_id: str | None,
+    visible: frozenset[str] | None,
+    financial: bool = False,
 ) -> list[Accuracy]:
-    """Per site, over posted sessions: lines counted, lines without a variance."""
-    right = func.sum(
-        case((stock_count_lines.c.counted_qty == stock_count_lines.c.system_qty, 1), else_=0)
-    )
+    """Per site, over posted sessions: lines counted, lines without a variance; with
+    ``financial``, the value of both at each session's snapshot cost."""
+    is_right = stock_count_lines.c.counted_qty == stock_count_lines.c.system_qty
+    right = func.sum(case((is_right, 1), else_=0))
     conditions = page_conditions(
         stock_counts.c.site_id,
         stock_counts.c.count_id,
@@ -283,15 +354,70 @@ def accuracy(
     )
     with read_snapshot(connection):
         rows = connection.execute(query).all()
+        values = _counted_values(connection, conditions, is_right) if financial else {}
     return [
         Accuracy(
             site_id=row.site_id,
             sessions=int(row.sessions),
             lines_counted=int(row.counted),
             lines_right=int(row.right or 0),
+            value_counted=values.get(row.site_id, _NO_VALUE)[0] if financial else None,
+            value_right=values.get(row.site_id, _NO_VALUE)[1] if financial else None,
         )
         for row in rows
     ]
+
+
+_NO_VALUE = (_ZERO, _ZERO)
+
+
+def _counted_values(
+    connection: Connection, conditions: Sequence[Any], is_right: Any
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """Per site: the value of every counted quantity of its posted sessions and of those
+    counted right, each at its session's snapshot cost (the (site, item)'s valuation
+    just before the snapshot, in the item's base unit: ``reports.values_before``), to
+    the cent. The lines are summed per session, item, unit and right-or-not by the
+    database. A line counted zero is worth nothing: the figure weighs what was counted."""
+    from central_api.services.reports import cents, values_before  # noqa: PLC0415 - it imports this
+
+    right = case((is_right, True), else_=False).label("right")
+    lines = stock_count_lines.c
+    groups = connection.execute(
+        select(
+            stock_counts.c.site_id,
+            stock_counts.c.snapshot_at,
+            lines.item_code,
+            lines.uom,
+            right,
+            type_coerce(func.sum(lines.counted_qty), MicroUnits).label("qty"),
+        )
+        .join(stock_count_lines, lines.count_id == stock_counts.c.count_id)
+        .where(
+            stock_counts.c.status == CountStatus.POSTED.value,
+            lines.counted_qty.is_not(None),
+            *conditions,
+        )
+        .group_by(
+            stock_counts.c.count_id,
+            stock_counts.c.site_id,
+            stock_counts.c.snapshot_at,
+            lines.item_code,
+            lines.uom,
+            right,
+        )
+    ).all()
+    worth = values_before(
+        connection,
+        [(g.site_id, g.item_code, g.uom, g.qty or _ZERO, g.snapshot_at) for g in groups],
+    )
+    counted: dict[str, Decimal] = defaultdict(lambda: _ZERO)
+    counted_right: dict[str, Decimal] = defaultdict(lambda: _ZERO)
+    for group, value in zip(groups, worth, strict=True):
+        counted[group.site_id] += value
+        if group.right:
+            counted_right[group.site_id] += value
+    return {site: (cents(counted[site]), cents(counted_right[site])) for site in counted}
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -444,27 +570,44 @@ def _in_range(count: StockCount, location: str) -> bool:
 
 def _enter(
     connection: Connection, count: StockCount, order: CountCommand, now: datetime
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[int]]:
+    """Enter ``order``'s counts: each entry checked in order (the first refusal names its
+    index), then every line written at once.
+
+    The balances of all the entries' keys are read in a few queries (by item, as a
+    booking reads them) and the lines written with one ``executemany`` for the counted
+    lines and one insert for found stock, rather than a read and a statement per entry:
+    a request holds up to 5,000 entries. What each entry means is unchanged: the last
+    entry of a line in a request wins, a recount keeps the first count. Returns the
+    outcome and the numbers of the lines written."""
     if not 1 <= len(order.entries) <= MAX_ENTRIES:
         raise InvalidError(f"entries: 1 to {MAX_ENTRIES} entries")
     by_key = {(line.location, line.item_code, line.lot or NO_LOT): line for line in count.lines}
     next_no = max((line.line_no for line in count.lines), default=0)
-    changed = 0
+    held_at = central_events.balances(
+        connection,
+        count.site_id,
+        {(entry.location, entry.item_code, entry.lot or NO_LOT) for entry in order.entries},
+    )
+    counted: dict[int, dict[str, Any]] = {}
+    found: dict[int, dict[str, Any]] = {}
     for index, entry in enumerate(order.entries):
         where = f"entries[{index}]"
         if entry.qty < 0:
             raise InvalidError(f"{where}.qty: a count is zero or more")
         lot = entry.lot or NO_LOT
         key = (entry.location, entry.item_code, lot)
-        held = central_events.balance(
-            connection, count.site_id, entry.location, entry.item_code, entry.lot
-        )
+        held = held_at.get(key)
         if entry.edge_system_qty is not None:
             system = entry.edge_system_qty + _central_stream_qty(connection, count, entry)
         else:
             system = _ZERO if held is None else held[1]
-        actor = entry.counted_by or order.command.actor
-        counted_at = entry.counted_at or now
+        values: dict[str, Any] = {
+            "system_qty": system,
+            "counted_qty": entry.qty,
+            "counted_by": entry.counted_by or order.command.actor,
+            "counted_at": entry.counted_at or now,
+        }
         line = by_key.get(key)
         if line is None:
             if not _in_range(count, entry.location):
@@ -474,44 +617,52 @@ def _enter(
             active_location(connection, count.site_id, where, entry.location)
             uom = held[0] if held is not None else _base_uom(connection, where, entry.item_code)
             next_no += 1
-            connection.execute(
-                insert(stock_count_lines).values(
-                    count_id=count.count_id,
-                    line_no=next_no,
-                    location=entry.location,
-                    item_code=entry.item_code,
-                    lot=lot,
-                    uom=uom,
-                    expected_qty=_ZERO,
-                    system_qty=system,
-                    counted_qty=entry.qty,
-                    recount=False,
-                    counted_by=actor,
-                    counted_at=counted_at,
-                )
-            )
+            found[next_no] = {
+                "count_id": count.count_id,
+                "line_no": next_no,
+                "location": entry.location,
+                "item_code": entry.item_code,
+                "lot": lot,
+                "uom": uom,
+                "expected_qty": _ZERO,
+                "recount": False,
+                **values,
+            }
             by_key[key] = replace(
                 _NEW, line_no=next_no, location=entry.location, item_code=entry.item_code
             )
+        elif line.line_no in found:  # found stock entered again in this request
+            found[line.line_no] |= values
         else:
-            values: dict[str, Any] = {
-                "system_qty": system,
-                "counted_qty": entry.qty,
-                "counted_by": actor,
-                "counted_at": counted_at,
+            # A recount's second count keeps the first; other lines keep what they hold.
+            first = line.counted_qty if line.recount else line.first_qty
+            counted[line.line_no] = {f"b_{name}": value for name, value in values.items()} | {
+                "b_count_id": count.count_id,
+                "b_line_no": line.line_no,
+                "b_first_qty": first,
             }
-            if line.recount:
-                values |= {"first_qty": line.counted_qty, "recount": False}
-            connection.execute(
-                update(stock_count_lines)
-                .where(
-                    stock_count_lines.c.count_id == count.count_id,
-                    stock_count_lines.c.line_no == line.line_no,
-                )
-                .values(**values)
-            )
-        changed += 1
-    return {"entries": changed}
+    if found:
+        connection.execute(insert(stock_count_lines), list(found.values()))
+    if counted:
+        connection.execute(_COUNT_LINE, list(counted.values()))
+    return {"entries": len(order.entries)}, [*counted, *found]
+
+
+_COUNT_LINE = (
+    update(stock_count_lines)
+    .where(
+        stock_count_lines.c.count_id == bindparam("b_count_id"),
+        stock_count_lines.c.line_no == bindparam("b_line_no"),
+    )
+    .values(
+        {
+            name: bindparam(f"b_{name}", type_=stock_count_lines.c[name].type)
+            for name in ("system_qty", "counted_qty", "counted_by", "counted_at", "first_qty")
+        }
+        | {"recount": False}
+    )
+)
+"""One counted line of a session, as the rows of an ``executemany``."""
 
 
 def _central_stream_qty(connection: Connection, count: StockCount, entry: CountEntry) -> Decimal:
@@ -587,14 +738,14 @@ def _approve(
             f"{actor} counted lines of stock count {count.count_id} and may not approve its "
             "variances (segregation of duties): another person with the approve action must"
         )
-    differ = [line for line in count.lines if line.variance]
-    expiries = lot_expiries(connection, ((line.item_code, line.lot) for line in differ))
+    differ = [(line, variance) for line in count.lines if (variance := line.variance)]
+    expiries = lot_expiries(connection, ((line.item_code, line.lot) for line, _ in differ))
     moves = [
         Movement(
             kind=EventKind.ADJUSTMENT,
             item=line.item_code,
             location=line.location,
-            qty=line.variance,
+            qty=variance,
             uom=line.uom,
             lot=line.lot,
             expiry=expiries.get((line.item_code, line.lot)) if line.lot else None,
@@ -602,8 +753,7 @@ def _approve(
             doc_id=count.count_id,
             doc_line=line.line_no,
         )
-        for line in differ
-        if line.variance
+        for line, variance in differ
     ]
     central_events.book(
         connection,
@@ -635,12 +785,14 @@ def count_command(
         now = written.now
         count = _locked(connection, command, now)
         values: dict[str, Any] = {}
+        changed: list[int] = []  # the lines this command changed
         if verb == "count":
             _require(count, verb, CountStatus.COUNTING)
-            outcome = _enter(connection, count, order, now)
+            outcome, changed = _enter(connection, count, order, now)
         elif verb == "submit":
             _require(count, verb, CountStatus.COUNTING)
             outcome = _submit(connection, count, order)
+            changed = outcome["recount"]
             values["status"] = outcome["status"]
         elif verb == "approve":
             _require(count, verb, CountStatus.REVIEW)
@@ -659,8 +811,7 @@ def count_command(
             .where(stock_counts.c.count_id == count.count_id)
             .values(version=stock_counts.c.version + 1, updated_at=now, **values)
         )
-        found = _read(connection, count.count_id)
-        assert found is not None
+        found = _read_again(connection, count, changed)
         if writer is not None:
             _publish(writer, found, was=count.status)
         written.doc_id, written.site_id = found.count_id, found.site_id

@@ -671,13 +671,16 @@ _COPY_FROM_ROWS = 200
 column types first), and most pushes of a live site hold a few events."""
 
 
-def _insert_rows(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+def _insert_rows(
+    connection: Connection, rows: Sequence[tuple[Any, ...]], *, table: Table = ledger_events
+) -> None:
     """Insert :func:`_ledger_rows`'s rows: ``COPY`` on PostgreSQL for a large batch,
-    else executemany (psycopg pipelines it)."""
+    else executemany (psycopg pipelines it). ``table``: ``ledger_events``, or
+    ``central_events`` (the same columns) for central's own bookings."""
     if connection.dialect.name == "postgresql" and len(rows) >= _COPY_FROM_ROWS:
-        _copy_rows(connection, ledger_events, rows, columns=_LEDGER_COLUMNS)
+        _copy_rows(connection, table, rows, columns=_LEDGER_COLUMNS)
     else:
-        statement = _insert_sql(connection.dialect, ledger_events, columns=_LEDGER_COLUMNS)
+        statement = _insert_sql(connection.dialect, table, columns=_LEDGER_COLUMNS)
         connection.exec_driver_sql(statement, rows)
 
 

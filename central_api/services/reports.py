@@ -337,6 +337,29 @@ def _worth_at(
     }
 
 
+def values_before(
+    connection: Connection, wanted: Sequence[tuple[str, str, str, Decimal, datetime]]
+) -> list[Decimal]:
+    """The value at cost of each ``(site, item, uom, qty, moment)``: ``qty`` of ``uom``
+    (in the item's base unit) as its share of the (site, item)'s valuation just before
+    ``moment``, as stock on hand as of a moment is valued; zero for an item never valued
+    there. One valuation query per distinct moment (a count's snapshot), two for the
+    items: what the value-weighted count accuracy reads."""
+    facts = _item_facts(connection, {item for _site, item, _uom, _qty, _at in wanted})
+    moments: dict[datetime, set[tuple[str, str]]] = defaultdict(set)
+    for site_id, item, _uom, _qty, moment in wanted:
+        moments[_aware(moment)].add((site_id, item))
+    worth = {
+        moment: _worth_at(connection, keys, moment - _JUST_BEFORE)
+        for moment, keys in moments.items()
+    }
+    values: list[Decimal] = []
+    for site_id, item, uom, qty, moment in wanted:
+        found = worth[_aware(moment)].get((site_id, item))
+        values.append(ZERO if found is None else found.of(_base_qty(facts.get(item), qty, uom)))
+    return values
+
+
 @dataclass(frozen=True, slots=True)
 class StockFilter:
     """Which balances a stock report reads; every filter left out matches everything.
@@ -1362,6 +1385,9 @@ ACCURACY_COLUMNS: Final = (
     Column("lines_counted", "Lines counted", "int"),
     Column("lines_right", "Lines without a variance", "int"),
     Column("accuracy", "Count accuracy", "percent"),
+    Column("value_counted", "Value counted", "money", financial=True),
+    Column("value_right", "Value counted right", "money", financial=True),
+    Column("value_accuracy", "Value-weighted accuracy", "percent", financial=True),
 )
 
 
@@ -1370,33 +1396,38 @@ def count_accuracy(
     *,
     site_id: str | None = None,
     visible: Collection[str] | None = None,
+    financial: bool = False,
 ) -> Report:
     """Count accuracy (盘点准确率) per site over its posted count sessions: the share of
-    counted lines whose count equalled the system's quantity. It is
-    ``services.counts.accuracy`` as a report (one reading, so the count review page and
-    this report cannot disagree); no money. The chart is the rate per site."""
+    counted lines whose count equalled the system's quantity and, for a financial
+    reader, the value-weighted share (value of the lines counted right / value counted,
+    at each session's snapshot cost). It is ``services.counts.accuracy`` as a report
+    (one reading, so the count review page and this report cannot disagree). The
+    chart is the line rate per site."""
     found = counts.accuracy(
-        connection, site_id=site_id, visible=None if visible is None else frozenset(visible)
+        connection,
+        site_id=site_id,
+        visible=None if visible is None else frozenset(visible),
+        financial=financial,
     )
-    rows: list[dict[str, Any]] = [
-        {
-            "site_id": each.site_id,
-            "sessions": each.sessions,
-            "lines_counted": each.lines_counted,
-            "lines_right": each.lines_right,
-            "accuracy": each.accuracy,
-        }
-        for each in found
-    ]
+    columns = visible_columns(ACCURACY_COLUMNS, financial)
+    rows = _strip([counts.accuracy_row(each) for each in found], columns)
     counted = sum(each.lines_counted for each in found)
     right = sum(each.lines_right for each in found)
+    totals: dict[str, Decimal] = {}
+    if counted:
+        totals["accuracy"] = counts.rate(Decimal(right), Decimal(counted))
+    if financial:
+        value = sum((each.value_counted or ZERO for each in found), ZERO)
+        value_right = sum((each.value_right or ZERO for each in found), ZERO)
+        totals |= {"value_counted": _plain(value), "value_right": _plain(value_right)}
+        if value:
+            totals["value_accuracy"] = counts.rate(value_right, value)
     return Report(
         name="count-accuracy",
-        columns=list(ACCURACY_COLUMNS),
+        columns=columns,
         rows=rows,
-        totals={}
-        if not counted
-        else {"accuracy": _plain((Decimal(right) / Decimal(counted)).quantize(Decimal("0.0001")))},
+        totals=totals,
         chart=[(each.site_id, rate) for each in found if (rate := each.accuracy) is not None],
     )
 

@@ -868,7 +868,8 @@ def counts_page(
     status: Annotated[str, Query(max_length=20)] = "",
     after: Annotated[Code | None, Query()] = None,
 ) -> HTMLResponse:
-    """Count sessions (盘点) of the user's sites, and each site's count accuracy."""
+    """Count sessions (盘点) of the user's sites, and each site's count accuracy (also
+    value-weighted for a role with the financial group)."""
     site_text = site_filter(principal, site)
     return document_list(
         request,
@@ -883,7 +884,12 @@ def counts_page(
         key="sessions",
         base=COUNTS,
         view=lambda each: (each, _progress(each)),
-        accuracy=counts.accuracy(connection, site_id=site_text or None, visible=principal.sites),
+        accuracy=counts.accuracy(
+            connection,
+            site_id=site_text or None,
+            visible=principal.sites,
+            financial=principal.financial,
+        ),
         status_labels=STATUS_LABELS,
     )
 

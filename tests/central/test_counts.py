@@ -128,6 +128,9 @@ def test_a_count_with_movements_during_it_books_only_the_true_variance(
     snapshot = datetime.fromisoformat(opened["snapshot_at"])
     assert [(str(qty), line) for qty, _at, line in adjustments] == [("-2", 1), ("3", 3)]
     assert all(at.replace(tzinfo=snapshot.tzinfo) == snapshot for _qty, at, _line in adjustments)
+    # Value-weighted, at the snapshot's cost (150 片 of PILL received at its purchase
+    # price, 1.5): A1 88 → 132 (wrong), B1 50 → 75 (right); TEA was never valued at S01
+    # before the snapshot, so its found 3 weigh nothing. 75 / 207 = 0.3623.
     accuracy = ok(store.get(COUNT_ACCURACY, headers=manager))
     assert accuracy == [
         {
@@ -136,6 +139,9 @@ def test_a_count_with_movements_during_it_books_only_the_true_variance(
             "lines_counted": 3,
             "lines_right": 1,
             "accuracy": "0.3333",
+            "value_counted": "207",
+            "value_right": "75",
+            "value_accuracy": "0.3623",
         }
     ]
 
@@ -172,3 +178,76 @@ def test_a_range_count_snapshots_only_its_locations_and_must_be_complete(
     refused(store.get(f"{STOCK_COUNTS}/{count_id}", headers=outsider), 404)
     refused(store.post(STOCK_COUNTS, json={"site_id": "S01"}, headers=outsider), 403)
     assert stock(store) == {("A1", "PILL", None): "5", ("B1", "PILL", None): "7"}
+
+
+def test_entries_of_one_request_count_as_they_would_one_by_one(
+    store: TestClient,  # noqa: F811
+) -> None:
+    """A request's entries are checked in order and written together (issue 16's bulk
+    counting): a refusal names its entry and writes none of them; the last entry of a
+    line wins, found stock entered twice is one line, a recount keeps the first count;
+    the answer is what reading the session again gives."""
+    found_in(store, pill("10", "A1"), pill("20", "B1"))
+    opened = ok(store.post(STOCK_COUNTS, json={"site_id": "S01"}), 201)
+    count_id = opened["count_id"]
+    refused(
+        enter(store, count_id, {}, entry("A1", "10"), entry("B1", "20"), entry("A1", "-1")),
+        422,
+        "entries[2].qty",
+    )
+    refused(
+        enter(store, count_id, {}, entry("A1", "10"), entry("B1", "1", item="NOPE")),
+        422,
+        "entries[1].item_code",
+    )
+    sheet = ok(store.get(f"{STOCK_COUNTS}/{count_id}/sheet"))
+    assert [line["counted_qty"] for line in sheet["lines"]] == [None, None]
+    answer = ok(
+        enter(
+            store,
+            count_id,
+            {},
+            entry("A1", "9"),
+            entry("B1", "2", item="TEA"),
+            entry("A1", "11"),
+            entry("B1", "20"),
+            entry("B1", "4", item="TEA"),
+        )
+    )
+    assert answer == ok(store.get(f"{STOCK_COUNTS}/{count_id}/sheet"))
+    assert [(line["item_code"], line["counted_qty"]) for line in answer["lines"]] == [
+        ("PILL", "11"),
+        ("PILL", "20"),
+        ("TEA", "4"),
+    ]
+    submitted = ok(store.post(f"{STOCK_COUNTS}/{count_id}/submit", json={}))
+    assert [line["recount"] for line in submitted["lines"]] == [True, False, True]
+    assert submitted == ok(store.get(f"{STOCK_COUNTS}/{count_id}/sheet"))
+    again = ok(
+        enter(
+            store,
+            count_id,
+            {},
+            entry("A1", "12"),
+            entry("A1", "10"),
+            entry("B1", "4", item="TEA"),
+        )
+    )
+    assert [(line["counted_qty"], line["recount"]) for line in again["lines"]] == [
+        ("10", False),
+        ("20", False),
+        ("4", False),
+    ]
+    assert ok(store.post(f"{STOCK_COUNTS}/{count_id}/submit", json={}))["status"] == "review"
+    review = ok(store.get(f"{STOCK_COUNTS}/{count_id}"))
+    assert [
+        (line["system_qty"], line["counted_qty"], line["first_qty"], line["variance"])
+        for line in review["lines"]
+    ] == [("10", "10", "11", "0"), ("20", "20", None, "0"), ("0", "4", "4", "4")]
+    manager = as_user(store, "manager", ["store_manager"])
+    posted = ok(store.post(f"{STOCK_COUNTS}/{count_id}/approve", json={}, headers=manager))
+    assert posted["status"] == "posted"
+    assert posted == ok(store.get(f"{STOCK_COUNTS}/{count_id}", headers=manager))
+    assert stock(store) == {("A1", "PILL", None): "10", ("B1", "PILL", None): "20"} | {
+        ("B1", "TEA", None): "4"
+    }

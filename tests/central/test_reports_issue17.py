@@ -7,7 +7,12 @@ Figures by hand:
 * Count accuracy: the ``counted`` fixture counts S01's three keys (TEA at A-01, PILL L1
   at B-01, PILL L2 at B-02), finds one more TEA than the system holds (twice, so it is
   no miscount) and the rest right: 1 session, 3 lines counted, 2 right, 0.6667. The
-  report is what ``GET /stock-counts/accuracy`` says.
+  report is what ``GET /stock-counts/accuracy`` says. Value-weighted, at the snapshot's
+  cost (``test_reports``' chain: S01's TEA 11 kg worth 104.5, so 9.5 a kg; its PILL
+  40 片 worth 32, so 0.8 a 片, the L1 line kept in 盒 of 10): TEA counted 12 → 114,
+  PILL L1 1 盒 = 10 片 → 8, L2 30 片 → 24; value counted 146, counted right 32 (the
+  two PILL lines), 32 / 146 = 0.2192. A role without the financial group sees none of
+  the three value figures.
 * Receivables ageing: the chain invoiced CUS-1 and CUS-2 on 2026-12-01 and nobody paid,
   so on that day everything is current; what each owes is each invoice's gross amount,
   and the report agrees with ``GET /receivables/ageing`` on that day and on a day long
@@ -39,6 +44,7 @@ from sqlalchemy import select
 
 from central_api.models.audit import audit_log
 from jxc.paths import COUNT_ACCURACY, REPORTS, SALES_INVOICES, STOCK_COUNTS, SUPPLIER_INVOICES
+from tests.central.test_audit_api import add_role
 from tests.central.test_counts import enter, entry
 from tests.central.test_inventory import key
 from tests.central.test_purchasing import (
@@ -109,14 +115,16 @@ def counted(chain: TestClient) -> TestClient:  # noqa: F811
 
 def test_count_accuracy_report_by_hand_and_as_the_count_api_says(counted: TestClient) -> None:
     answer = report(counted, "count-accuracy")
-    assert [c["key"] for c in answer["columns"]] == [
-        "site_id",
-        "sessions",
-        "lines_counted",
-        "lines_right",
-        "accuracy",
+    assert [(c["key"], c["financial"]) for c in answer["columns"]] == [
+        ("site_id", False),
+        ("sessions", False),
+        ("lines_counted", False),
+        ("lines_right", False),
+        ("accuracy", False),
+        ("value_counted", True),
+        ("value_right", True),
+        ("value_accuracy", True),
     ]
-    assert not any(c["financial"] for c in answer["columns"])
     assert answer["rows"] == [
         {
             "site_id": "S01",
@@ -124,11 +132,44 @@ def test_count_accuracy_report_by_hand_and_as_the_count_api_says(counted: TestCl
             "lines_counted": 3,
             "lines_right": 2,
             "accuracy": "0.6667",
+            "value_counted": "146",
+            "value_right": "32",
+            "value_accuracy": "0.2192",
         }
     ]
-    assert answer["totals"] == {"accuracy": "0.6667"}
+    assert answer["totals"] == {
+        "accuracy": "0.6667",
+        "value_counted": "146",
+        "value_right": "32",
+        "value_accuracy": "0.2192",
+    }
     assert ok(counted.get(COUNT_ACCURACY)) == answer["rows"]
     assert report(counted, "count-accuracy", site_id="S02")["rows"] == []
+    # Without the financial group: the line figures only, in the report and the API.
+    add_role(counted.app.state.engine, "count_reader", "stock_count.read", financial=False)  # type: ignore[attr-defined]
+    counter = as_user(counted, "counter", ["count_reader"])
+    plain = report(counted, "count-accuracy", headers=counter)
+    assert [c["key"] for c in plain["columns"]] == [
+        "site_id",
+        "sessions",
+        "lines_counted",
+        "lines_right",
+        "accuracy",
+    ]
+    assert plain["totals"] == {"accuracy": "0.6667"}
+    assert (
+        ok(counted.get(COUNT_ACCURACY, headers=counter))
+        == plain["rows"]
+        == [
+            {
+                "site_id": "S01",
+                "sessions": 1,
+                "lines_counted": 3,
+                "lines_right": 2,
+                "accuracy": "0.6667",
+            }
+        ]
+    )
 
     sheet = counted.get(
         f"{REPORTS}/count-accuracy", params={"format": "csv"}, headers={"Accept-Language": "en"}
@@ -136,8 +177,17 @@ def test_count_accuracy_report_by_hand_and_as_the_count_api_says(counted: TestCl
     assert sheet.status_code == 200, sheet.text
     lines = list(csv.reader(io.StringIO(sheet.content.decode("utf-8-sig"))))
     assert lines == [
-        ["Site", "Count sessions", "Lines counted", "Lines without a variance", "Count accuracy"],
-        ["S01", "1", "3", "2", "0.6667"],
+        [
+            "Site",
+            "Count sessions",
+            "Lines counted",
+            "Lines without a variance",
+            "Count accuracy",
+            "Value counted",
+            "Value counted right",
+            "Value-weighted accuracy",
+        ],
+        ["S01", "1", "3", "2", "0.6667", "146", "32", "0.2192"],
     ]
     book = counted.get(f"{REPORTS}/count-accuracy", params={"format": "xlsx"})
     sheet_xlsx = load_workbook(io.BytesIO(book.content)).active
@@ -157,7 +207,7 @@ def test_count_accuracy_report_by_hand_and_as_the_count_api_says(counted: TestCl
                 audit_log.c.action == "report.read", audit_log.c.resource_id == "count-accuracy"
             )
         ).all()
-    assert len(entries) == 5  # json, json of S02, csv, xlsx, the S02 manager's json
+    assert len(entries) == 6  # json, json of S02, the counter's, csv, xlsx, the S02 manager's
 
 
 def test_receivables_ageing_report_as_the_ageing_api_says(chain: TestClient) -> None:  # noqa: F811

@@ -223,8 +223,12 @@ def test_a_count_from_the_phone_page_to_an_approved_adjustment(desk: TestClient)
     assert approve.headers["HX-Redirect"] == review
     assert ok(desk.get(f"{STOCK_COUNTS}/{count_id}"))["status"] == "posted"
     assert stock(desk)[("A1", "PILL", None)] == "131"
-    # 2 lines of 3 were right (PILL at B1, GAUZE)
-    assert "66.67%" in manager.get("/console/stock-counts").text
+    # 2 lines of 3 were right (PILL at B1, GAUZE); by value at the snapshot's cost (PILL
+    # 1.5 a 片, GAUZE received without a cost): 9 of 131 × 1.5 + 9 = 205.5, 4.38%
+    sessions = manager.get("/console/stock-counts").text
+    assert "66.67%" in sessions
+    assert "金额加权准确率" in sessions
+    assert "4.38%" in sessions
     assert "stock_count.approve" in audited(desk, count_id)
 
 

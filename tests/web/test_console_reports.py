@@ -132,6 +132,10 @@ def test_count_accuracy_and_receivables_ageing_pages(
     assert "<svg" in accuracy.text
     assert "Count accuracy by site" in accuracy.text
     assert "66.67%" in accuracy.text
+    # The value-weighted figure (tests/central/test_reports_issue17.py: 32 of 146).
+    assert "Value-weighted accuracy" in accuracy.text
+    assert "21.92%" in accuracy.text
+    assert "¥146.00" in accuracy.text
     link = re.search(r'href="([^"]+)" download id="export-csv"', accuracy.text)
     assert link is not None
     assert "0.6667" in fin.get(link.group(1).replace("&amp;", "&")).text
@@ -155,6 +159,7 @@ def test_count_accuracy_and_receivables_ageing_pages(
     shown = manager.get(f"{ROOT}/count-accuracy").text
     assert "盘点准确率" in shown
     assert "66.67%" in shown
+    assert "金额加权准确率" in shown
 
     add_test_user(counted.app.state.engine, "clerk9", ["warehouse_clerk"])  # type: ignore[attr-defined]
     clerk = browser(counted.app, "clerk9")  # type: ignore[arg-type]

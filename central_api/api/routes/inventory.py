@@ -479,16 +479,14 @@ def read_count_accuracy(
     principal: PrincipalDep,
     site_id: Annotated[SiteId | None, Query()] = None,
 ) -> list[AccuracyOut]:
-    """Count accuracy per site over posted sessions: lines counted right / lines counted."""
+    """Count accuracy per site over posted sessions: lines counted right / lines counted;
+    for a role with the financial group also value-weighted (value of the lines counted
+    right / value counted, at each session's snapshot cost)."""
     return [
-        AccuracyOut(
-            site_id=each.site_id,
-            sessions=each.sessions,
-            lines_counted=each.lines_counted,
-            lines_right=each.lines_right,
-            accuracy=each.accuracy,
+        AccuracyOut.model_validate(counts.accuracy_row(each))
+        for each in counts.accuracy(
+            connection, site_id=site_id, visible=principal.sites, financial=principal.financial
         )
-        for each in counts.accuracy(connection, site_id=site_id, visible=principal.sites)
     ]
 
 
