@@ -235,3 +235,78 @@ def test_an_edge_before_returns_skips_the_kind_and_the_migration_pulls_the_feed_
         assert catalog.counts()["customer_returns"] == 1
     finally:
         ledger.close()
+
+
+def test_the_agent_sends_the_returns_scanners_scans_to_the_returns_station(
+    tmp_path: Path,
+) -> None:
+    """A whole agent in this process, central unreachable: the returns scanner (a twin on
+    a pty) receives a carton of a return into the site file's returns location; the status
+    page shows the station."""
+    from edge_agent.agent import EdgeAgent  # noqa: PLC0415
+    from edge_agent.config import load_site_config  # noqa: PLC0415
+    from simulators.scanner import ScannerTwin  # noqa: PLC0415
+    from tests.patience import wait_for  # noqa: PLC0415
+
+    with ScannerTwin(link=tmp_path / "ret-1") as twin:
+        site_file = tmp_path / "site.toml"
+        site_file.write_text(
+            f"""
+[site]
+id = "S01"
+[central]
+url = "http://127.0.0.1:9"
+timeout_s = 1
+[ledger]
+path = "edge.db"
+[status]
+port = 0
+[returns]
+scanners = ["ret-1"]
+location = "RET"
+[[devices.scanners]]
+id = "ret-1"
+driver = "serial-line"
+port = "{twin.link}"
+"""
+        )
+        agent = EdgeAgent(load_site_config(site_file))
+        agent.catalog.apply(page(*MASTER))
+        agent.start()
+        try:
+            assert wait_for(
+                lambda: all(s["state"] == "connected" for s in agent.status()["scanners"]), 10
+            )
+            station = agent.return_stations["ret-1"]
+            for data, symbology, shown in (
+                ("RA000001", None, "RA000001 from C1"),
+                (f"01{GTIN}10L1{GS}17{day(90):%y%m%d}376", "]C1", "OK 6 EA PILL lot L1 into RET"),
+                ("DONE", None, "DONE RA000001: line 2 TEA 0/2.5 kg"),
+            ):
+                twin.send(data, symbology)
+                assert wait_for(lambda shown=shown: station.display.startswith(shown), 10), (
+                    station.display
+                )
+            got = returned(agent.ledger)
+            assert [(e.qty, e.location, e.doc_id, e.doc_line) for e in got] == [
+                (Decimal(6), "RET", "RA000001", 1)
+            ]
+            assert agent.status()["returns"]["ret-1"]["open"] == ["RA000001"]
+        finally:
+            agent.stop()
+
+
+def test_a_returns_scanner_serves_no_other_station() -> None:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from edge_agent.config import SiteConfig  # noqa: PLC0415
+
+    with pytest.raises(ValidationError, match=r"both \[transfers\] and \[returns\]"):
+        SiteConfig.model_validate(
+            {
+                "site": {"id": "S01"},
+                "transfers": {"scanners": ["s1"]},
+                "returns": {"scanners": ["s1"]},
+                "devices": {"scanners": [{"id": "s1", "driver": "serial-line", "port": "/x"}]},
+            }
+        )
