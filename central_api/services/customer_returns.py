@@ -386,22 +386,14 @@ def _publish(writer: FeedWriter, found: CustomerReturn) -> None:
 
     An edge's own receipts do not publish (a push never takes the feed's lock): the edge
     keeps receiving a return it started, and knows what it received itself."""
-    if found.status is ReturnStatus.AUTHORISED:
-        writer.append(
-            entity=FeedEntity.CUSTOMER_RETURN,
-            key=found.return_id,
-            op=ChangeOp.UPSERT,
-            data=_return_data(found).model_dump(mode="json"),
-            site_id=found.site_id,
-        )
-    else:
-        writer.append(
-            entity=FeedEntity.CUSTOMER_RETURN,
-            key=found.return_id,
-            op=ChangeOp.DELETE,
-            data=None,
-            site_id=found.site_id,
-        )
+    open_ = found.status is ReturnStatus.AUTHORISED
+    writer.append(
+        entity=FeedEntity.CUSTOMER_RETURN,
+        key=found.return_id,
+        op=ChangeOp.UPSERT if open_ else ChangeOp.DELETE,
+        data=_return_data(found).model_dump(mode="json") if open_ else None,
+        site_id=found.site_id,
+    )
 
 
 # --- receiving and deciding ---------------------------------------------------------------------

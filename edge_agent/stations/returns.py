@@ -35,12 +35,13 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Final, Literal
 
 from device_drivers.scanners import Scan
 from edge_agent.catalog import Catalog
 from edge_agent.ledger import EventDraft, Ledger
+from edge_agent.stations.counter import keyed_qty
 from edge_agent.stations.errors import StationError
 from jxc.contract import EventKind, LedgerEvent
 from jxc.feed import ReturnData, ReturnLineData
@@ -109,12 +110,7 @@ class ReturnsStation:
             raise
 
     def _set_qty(self, text: str) -> Decimal:
-        try:
-            qty = Decimal(text)
-        except InvalidOperation:
-            raise ReturnRefusedError(f"REFUSED: QTY {text!r} is no number") from None
-        if not qty.is_finite() or not 0 < qty < 10**6 or qty != qty.quantize(_MICRO):
-            raise ReturnRefusedError(f"REFUSED: QTY {text} must be above 0, at most 6 places")
+        qty = keyed_qty(text, ReturnRefusedError)
         self.next_qty = qty
         self.display = f"QTY {qty}: scan the carton"
         return qty
