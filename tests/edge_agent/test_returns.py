@@ -8,6 +8,7 @@ The ledger is a real file; scans are what the scanner drivers hand the station.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -310,3 +311,36 @@ def test_a_returns_scanner_serves_no_other_station() -> None:
                 "devices": {"scanners": [{"id": "s1", "driver": "serial-line", "port": "/x"}]},
             }
         )
+
+
+def test_the_cli_lists_the_sites_returns_from_the_ledger(ledger: Ledger, tmp_path: Path) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from edge_agent.cli import app  # noqa: PLC0415
+
+    station = ReturnsStation(ledger, Catalog(ledger), location="RET")
+    station.on_scan(gs1_scan("L1", day(90), 4))
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(f'[site]\nid = "S01"\n[ledger]\npath = "{ledger.path}"\n')
+    result = CliRunner().invoke(app, ["returns", "-c", str(site_file)])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "site_id": "S01",
+        "returns": [
+            {
+                "return_id": "RA000001",
+                "so_id": "SO000001",
+                "customer": "C1",
+                "lines": [
+                    {"line_no": 1, "item": "PILL", "authorised": "6", "received": "4", "uom": "EA"},
+                    {
+                        "line_no": 2,
+                        "item": "TEA",
+                        "authorised": "2.5",
+                        "received": "0",
+                        "uom": "kg",
+                    },
+                ],
+            }
+        ],
+    }
