@@ -15,7 +15,7 @@ import shutil
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -43,6 +43,7 @@ from edge_agent.stations.errors import ChoiceNeededError, StationError
 from edge_agent.stations.labels import LabelSpooler
 from edge_agent.stations.picking import PickingStation
 from edge_agent.stations.receiving import ReceivingStation
+from edge_agent.stations.returns import ReturnsStation
 from edge_agent.stations.sscc import SsccConfig
 from edge_agent.stations.transfers import TransferStation
 from edge_agent.status_page import StatusServer
@@ -200,6 +201,16 @@ class EdgeAgent:
                 self.ledger, self.catalog, later_expiry=config.transfers.later_expiry
             )
             for scanner_id in config.transfers.scanners
+        }
+        # One returns station per returns scanner (its own return and QTY).
+        self.return_stations: dict[str, ReturnsStation] = {
+            scanner_id: ReturnsStation(
+                self.ledger,
+                self.catalog,
+                location=config.returns.location,
+                over=config.returns.over,
+            )
+            for scanner_id in config.returns.scanners
         }
         # One count station per count scanner (its own session, location and counter).
         self.count_stations: dict[str, CountStation] = {
@@ -457,9 +468,16 @@ class EdgeAgent:
         return {"previous_agent_seen_at": seen.isoformat(), "gap_s": round(max(gap, 0.0), 1)}
 
     def _station_for(self, device_id: str) -> Callable[[Scan], object]:
-        """The station a scanner belongs to (picking, till, transfers, counts), else the
-        receiving station."""
-        for stations in (self.pickers, self.tills, self.transfer_stations, self.count_stations):
+        """The station a scanner belongs to (picking, till, transfers, counts, returns),
+        else the receiving station."""
+        stations: Mapping[str, Any]
+        for stations in (
+            self.pickers,
+            self.tills,
+            self.transfer_stations,
+            self.count_stations,
+            self.return_stations,
+        ):
             station = stations.get(device_id)
             if station is not None:
                 return station.on_scan
@@ -663,6 +681,10 @@ class EdgeAgent:
             or None,
             "counts": {
                 scanner: station.report() for scanner, station in self.count_stations.items()
+            }
+            or None,
+            "returns": {
+                scanner: station.report() for scanner, station in self.return_stations.items()
             }
             or None,
             "unknown_scans": self.station.unknown_scans,

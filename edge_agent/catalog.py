@@ -9,7 +9,9 @@ Cached: items, barcodes, open PO lines, and (ledger migration 9) item units, the
 stock levels per item and its location tree, so a station converts a carton to base
 units, warns below the reorder point and checks a location while central is away; and
 (ledger migration 10) the site's released pick lists, which the picking station works from
-offline (a tombstone, the order cancelled or closed, removes one).
+offline (a tombstone, the order cancelled or closed, removes one); transfer orders
+(migration 12), open count sessions (14) and authorised customer returns (15), each kept
+whole as its JSON.
 
 **Unknown entity kinds are skipped and counted** (:func:`read_page`), never a reason to
 refuse the page: central may add a kind (pick lists, transfer orders...) before every edge
@@ -48,6 +50,7 @@ from jxc.feed import (
     FeedEntity,
     PickListData,
     ReferenceData,
+    ReturnData,
     TransferData,
 )
 from jxc.paths import SYNC_CHANGES
@@ -358,6 +361,20 @@ class Catalog:
             ).fetchone()
         return None if row is None else CountData.model_validate_json(row[0])
 
+    def customer_return(self, return_id: str) -> ReturnData | None:
+        """An authorised customer return (RMA) of the site, as the feed last said."""
+        with self.ledger.reading() as conn:
+            row = conn.execute(
+                "SELECT data FROM cache_returns WHERE return_id = ?", (return_id,)
+            ).fetchone()
+        return None if row is None else ReturnData.model_validate_json(row[0])
+
+    def customer_returns(self) -> list[ReturnData]:
+        """Every authorised customer return of the site, by id."""
+        with self.ledger.reading() as conn:
+            rows = conn.execute("SELECT data FROM cache_returns ORDER BY return_id").fetchall()
+        return [ReturnData.model_validate_json(row[0]) for row in rows]
+
     def count_sessions(self) -> list[CountData]:
         """Every open stock count session of the site, by id."""
         with self.ledger.reading() as conn:
@@ -587,12 +604,14 @@ _COUNTED: dict[str, str] = {
     "pick_lists": "cache_pick_lists",
     "transfers": "cache_transfers",
     "count_sessions": "cache_counts",
+    "customer_returns": "cache_returns",
     "references": "cache_references",
 }
 
 _DOCUMENT_TABLES: dict[FeedEntity, tuple[str, str]] = {
     FeedEntity.TRANSFER: ("cache_transfers", "transfer_id"),
     FeedEntity.COUNT: ("cache_counts", "count_id"),
+    FeedEntity.CUSTOMER_RETURN: ("cache_returns", "return_id"),
 }
 """The documents kept whole as their JSON (table, key column), each with its version."""
 
@@ -603,7 +622,13 @@ def _apply_document(conn: sqlite3.Connection, change: Change) -> None:
     if change.op is ChangeOp.DELETE:
         conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (change.key,))  # noqa: S608 (our own names)
         return
-    document = change.transfer() if change.entity is FeedEntity.TRANSFER else change.count()
+    document: TransferData | CountData | ReturnData
+    if change.entity is FeedEntity.TRANSFER:
+        document = change.transfer()
+    elif change.entity is FeedEntity.COUNT:
+        document = change.count()
+    else:
+        document = change.customer_return()
     conn.execute(
         f"INSERT INTO {table} ({column}, data, version) VALUES (?, ?, ?)"  # noqa: S608 (our own names)
         f" ON CONFLICT ({column}) DO UPDATE SET data = excluded.data, version = excluded.version",

@@ -374,6 +374,43 @@ def transfers(config: SiteFile) -> None:
     typer.echo(json.dumps({"site_id": site.site.id, "transfers": shown}, ensure_ascii=False))
 
 
+@app.command()
+def returns(config: SiteFile) -> None:
+    """The site's authorised customer returns as the feed last said, per line what was
+    authorised and what this site received: one JSON object, read from the ledger file
+    (works with central down and the agent stopped)."""
+    import json  # noqa: PLC0415
+
+    from edge_agent.catalog import Catalog  # noqa: PLC0415
+    from edge_agent.stations.returns import ReturnsStation  # noqa: PLC0415
+
+    site = load_or_exit(config)
+    ledger = open_ledger_or_exit(site)
+    try:
+        station = ReturnsStation(ledger, Catalog(ledger), location=site.returns.location)
+        shown = [
+            {
+                "return_id": rma.return_id,
+                "so_id": rma.so_id,
+                "customer": rma.customer,
+                "lines": [
+                    {
+                        "line_no": line.line_no,
+                        "item": line.item,
+                        "authorised": format(line.authorised, "f"),
+                        "received": format(line.received, "f"),
+                        "uom": line.uom,
+                    }
+                    for line in station.lines(rma)
+                ],
+            }
+            for rma in station.catalog.customer_returns()
+        ]
+    finally:
+        ledger.close()
+    typer.echo(json.dumps({"site_id": site.site.id, "returns": shown}, ensure_ascii=False))
+
+
 @app.command("write-off")
 def write_off(
     config: SiteFile,

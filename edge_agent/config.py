@@ -6,6 +6,7 @@ be moved or copied whole and still work.
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -172,6 +173,20 @@ class TransfersSection(_Section):
     taken with a warning."""
 
 
+class ReturnsSection(_Section):
+    """The returns station (``edge_agent.stations.returns``): the scanners that receive
+    customer returns (退货) authorised at central."""
+
+    scanners: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    """Ids of the scanners at the returns station. Empty: no returns station."""
+    location: Code = "RETURNS"
+    """Where returned goods are booked: a quarantine location of the site, so nothing
+    comes back to the shelf before a person has looked (restock or scrap at central)."""
+    over: Literal["refuse", "warn"] = "refuse"
+    """More than a return line authorises: refused, or taken with a warning (central then
+    raises an exception for a person)."""
+
+
 class CountsSection(_Section):
     """The count station (``edge_agent.stations.counts``): the scanners counters use."""
 
@@ -232,6 +247,7 @@ class SiteConfig(_Section):
     counter: CounterSection = CounterSection()
     transfers: TransfersSection = TransfersSection()
     counts: CountsSection = CountsSection()
+    returns: ReturnsSection = ReturnsSection()
     devices: DevicesSection = DevicesSection()
 
     @model_validator(mode="after")
@@ -252,6 +268,7 @@ class SiteConfig(_Section):
                 ("counter", self.counter.scanners),
                 ("transfers", self.transfers.scanners),
                 ("counts", self.counts.scanners),
+                ("returns", self.returns.scanners),
             )
             for scanner in scanners
         ]
@@ -265,15 +282,9 @@ class SiteConfig(_Section):
             "counter": set(self.counter.scanners),
             "transfers": set(self.transfers.scanners),
             "counts": set(self.counts.scanners),
+            "returns": set(self.returns.scanners),
         }
-        for first, second in (
-            ("picking", "counter"),
-            ("picking", "transfers"),
-            ("counter", "transfers"),
-            ("picking", "counts"),
-            ("counter", "counts"),
-            ("transfers", "counts"),
-        ):
+        for first, second in itertools.combinations(stations, 2):
             both = stations[first] & stations[second]
             if both:
                 raise ValueError(f"scanner(s) {sorted(both)} are in both [{first}] and [{second}]")

@@ -306,6 +306,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DELETE FROM sync_cursor WHERE feed = 'master-data'",
         ),
     ),
+    Migration(
+        15,
+        "customer returns: authorised returns (RMAs) of the site from the feed, which the"
+        " returns station receives offline",
+        (
+            "CREATE TABLE IF NOT EXISTS cache_returns (return_id TEXT PRIMARY KEY,"
+            " data TEXT NOT NULL, version INTEGER NOT NULL)",
+            # Returns were skipped until now while the cursor moved past them.
+            "DELETE FROM sync_cursor WHERE feed = 'master-data'",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -191,12 +191,15 @@ DocumentType = Literal[
     "other_issue",
     "write_off",
     "retail_receipt",
+    "customer_return",
 ]
 """The documents an event can name a line of. An edge posts ``transfer_order`` lines as
 its site's ``transfer_out`` / ``transfer_in`` events; a shipment names the sales order
 line it ships (an ``issue``), a customer return the line it came back from; a store's
 counter books ``sale`` events naming a line of its ``retail_receipt`` and a refund
-``return`` events naming the line refunded (``jxc.retail``); the rest are written by
+``return`` events naming the line refunded (``jxc.retail``); an edge's returns station
+books ``return`` events naming a ``customer_return`` line (the RMA's, not the order's:
+two returns of one order line stay apart); the rest are written by
 central's own stream so far (``docs/inventory.md``). An older edge never sends the newer
 values, so adding them breaks no one."""
 

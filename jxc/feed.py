@@ -63,6 +63,10 @@ class FeedEntity(StrEnum):
     count (location, item, lot; **never** an expected quantity: counting is blind), sent
     when it opens and again when a submit marks lines for a recount. Its tombstone (the
     session left ``counting``: in review, posted or cancelled) means: count nothing more."""
+    CUSTOMER_RETURN = "customer_return"
+    """An authorised customer return (退货, an RMA) of the site, keyed by ``return_id``:
+    what the returns station receives. Its tombstone (received at central, or closed)
+    means: receive nothing more against it."""
 
 
 class ChangeOp(StrEnum):
@@ -261,6 +265,37 @@ class TransferData(BaseModel):
     lines: list[TransferLineData]
 
 
+class ReturnLineData(BaseModel):
+    """A line of a customer return as the returns station sees it, in the item's base unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    line_no: Annotated[Int64, Field(ge=1)]
+    item_code: Code
+    lot: Annotated[Text, Field(max_length=40)] | None = Field(
+        default=None, description="the lot authorised to come back, if the return names one"
+    )
+    expiry: date | None = None
+    qty: ExactDecimal = Field(description="authorised to come back, in the base unit")
+    uom: Uom = Field(description="the item's base unit")
+
+
+class ReturnData(BaseModel):
+    """An authorised customer return (RMA) of the site. Never a price.
+
+    The returns station books ``return`` events naming ``doc_type="customer_return"``,
+    ``doc_id=return_id`` and ``doc_line=line_no`` into the site's returns location.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    return_id: Code
+    so_id: Code
+    customer: Code
+    version: Annotated[Int64, Field(ge=1)]
+    lines: list[ReturnLineData]
+
+
 class CountLineData(BaseModel):
     """A line of a count session as the counters see it: where and what, never how many."""
 
@@ -409,6 +444,9 @@ class Change(BaseModel):
 
     def count(self) -> CountData:
         return CountData.model_validate(self.data)
+
+    def customer_return(self) -> ReturnData:
+        return ReturnData.model_validate(self.data)
 
 
 class ChangePage(BaseModel):

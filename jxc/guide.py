@@ -27,6 +27,7 @@ STATION_CHAPTERS: Final[tuple[str, ...]] = (
     "tasks/receive",
     "tasks/pick",
     "tasks/transfer",
+    "tasks/return",
     "tasks/count",
     "tasks/counter",
     "tasks/commission",

@@ -55,7 +55,8 @@ alerts = Table(
     Column("alert_id", Integer, primary_key=True, autoincrement=True),
     Column("kind", String(32), nullable=False),
     # ``stock`` (raised here), ``purchase_exception`` or ``transfer_exception`` (mirrored),
-    # ``edge_pick`` (a short pick an edge reported, ``source_id`` its id).
+    # ``edge_pick`` (a short pick an edge reported, ``source_id`` its id), ``edge_return``
+    # (an edge's return event beyond or outside its customer return, ``source_id`` its id).
     Column("source", String(24), nullable=False),
     Column("source_id", String(64), nullable=False),
     Column("site_id", String(32), nullable=False),

@@ -201,6 +201,8 @@ customer_return_lines = Table(
     Column("expiry", Date, nullable=True),
     Column("qty", MicroUnits, nullable=False),
     Column("uom", String(16), nullable=False),
+    # What arrived (migration 0031): the whole qty at central, carton by carton at an edge.
+    Column("received_qty", MicroUnits, nullable=False),
     # Where the goods are: the quarantine location once received, then where restocked.
     Column("location", String(64), nullable=True),
     # pending (authorised or received, not decided), restocked or scrapped.

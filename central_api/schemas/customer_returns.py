@@ -60,7 +60,10 @@ class ReturnLineOut(BaseModel):
     item_code: Code
     lot: Text | None
     expiry: date | None
-    qty: DecimalText
+    qty: DecimalText = Field(description="authorised to come back")
+    received_qty: DecimalText = Field(
+        description="what arrived: the whole qty at central; carton by carton at an edge"
+    )
     uom: Text = Field(description="the item's base unit")
     location: Text | None = Field(description="where the goods are, once received")
     disposition: Literal["pending", "restocked", "scrapped"]

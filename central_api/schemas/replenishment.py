@@ -122,7 +122,13 @@ class AlertOut(BaseModel):
     alert_id: Int64
     kind: Text
     source: Literal[
-        "stock", "purchase_exception", "transfer_exception", "period", "ops", "edge_pick"
+        "stock",
+        "purchase_exception",
+        "transfer_exception",
+        "period",
+        "ops",
+        "edge_pick",
+        "edge_return",
     ]
     source_id: Text
     site_id: SiteId

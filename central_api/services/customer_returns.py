@@ -19,13 +19,26 @@ on :mod:`central_api.services.documents`; its stock moves by central's own event
 
 The order's ``shipped_qty`` is not reduced by a return: it says what left, the return
 says what came back (invoicing will credit it).
+
+**At the edge.** An authorised return is published in the change feed to its site
+(``customer_return``, keyed by its id; a tombstone once central receives it or it
+closes), where the returns station (``edge_agent.stations.returns``) receives it carton
+by carton, offline or not, as ``return`` events naming the return's own line
+(``doc_type = "customer_return"``). :func:`project` (the ledger projection
+``customer_returns``) takes those events in the push's transaction through the same
+:func:`_take_receipt` a central receive uses: each line's ``received_qty`` grows by what
+arrived, and the return is ``received`` from its first carton on, so restock and scrap
+proceed at central as for a return received there, moving what really arrived. What no
+line can take (another site's return, an item or unit not on the line) is stored but not
+counted, and more than authorised is counted: both raise an exception for a person
+(``return_unknown``, ``return_over``), as a PO over-receipt does.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -63,12 +76,22 @@ from central_api.services.documents import (
     read_one,
     utc,
 )
+from central_api.services.feed import FeedWriter, feed_writer
 from central_api.services.idempotency import IdempotencyClaim
-from central_api.services.projections import Projections
+from central_api.services.projections import AcceptedEvents, Projections
 from central_api.services.receiving import quarantine_location, stock_location
-from jxc.contract import EventKind
+from jxc.contract import EventKind, LedgerEvent
+from jxc.feed import ChangeOp, FeedEntity, ReturnData, ReturnLineData
 
 SALES_ORDER = "sales_order"
+CUSTOMER_RETURN = "customer_return"
+"""The document type an edge's return events name (the return's own line)."""
+NAME = "customer_returns"
+"""The ledger projection's name (:func:`project`)."""
+EDGE_RETURN = "edge_return"
+"""The ``source`` of the exceptions :func:`project` raises (``source_id``: the event id)."""
+RETURN_OVER = "return_over"
+RETURN_UNKNOWN = "return_unknown"
 SCRAP_REASONS = ("write_off", "return")
 """A reason code for a scrapped return must apply to one of these movements."""
 _ZERO = Decimal(0)
@@ -105,6 +128,7 @@ class ReturnLine:
     uom: str
     location: str | None
     disposition: Disposition
+    received_qty: Decimal
     reason_code: str | None
     decided_by: str | None
     decided_at: datetime | None
@@ -150,6 +174,7 @@ def _with_lines(connection: Connection, rows: Sequence[Any]) -> list[CustomerRet
                     uom=line.uom,
                     location=line.location,
                     disposition=Disposition(line.disposition),
+                    received_qty=line.received_qty,
                     reason_code=line.reason_code,
                     decided_by=line.decided_by,
                     decided_at=utc(line.decided_at),
@@ -256,9 +281,13 @@ def create_return(
         raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
     if not reason.strip():
         raise InvalidError("reason: say why the customer sends the goods back")
-    with document_write(
-        connection, action="customer_return.create", audit=audit, claim=claim
-    ) as written:
+    with (
+        document_write(
+            connection, action="customer_return.create", audit=audit, claim=claim
+        ) as written,
+        # The feed's lock first (before the order's row), as every feed writer takes it.
+        feed_writer(connection, changed_at=written.now) as writer,
+    ):
         # The order is locked: two authorisations of one order count one after the other.
         so = locked_document(connection, sales.read_so, "sales order", so_id, visible)
         taken = _authorised(connection, so_id)
@@ -296,6 +325,7 @@ def create_return(
                     "uom": line.base_uom,
                     "location": None,
                     "disposition": Disposition.PENDING.value,
+                    "received_qty": _ZERO,
                 }
             )
         return_id = new_document_id(
@@ -321,9 +351,49 @@ def create_return(
         connection.execute(
             insert(customer_return_lines), [{"return_id": return_id, **row} for row in rows]
         )
+        made = _read(connection, return_id)
+        assert made is not None
+        _publish(writer, made)
         written.doc_id, written.site_id = return_id, so.site_id
         written.after = {"so_id": so_id, "reason": reason, "lines": auditable_rows(rows)}
     return get_return(connection, return_id)
+
+
+def _return_data(found: CustomerReturn) -> ReturnData:
+    """An authorised return as its site's returns station sees it: no price, no amount."""
+    return ReturnData(
+        return_id=found.return_id,
+        so_id=found.so_id,
+        customer=found.customer,
+        version=found.version,
+        lines=[
+            ReturnLineData(
+                line_no=line.line_no,
+                item_code=line.item_code,
+                lot=line.lot,
+                expiry=line.expiry,
+                qty=plain(line.qty),
+                uom=line.uom,
+            )
+            for line in found.lines
+        ],
+    )
+
+
+def _publish(writer: FeedWriter, found: CustomerReturn) -> None:
+    """An authorised return goes to its site (the returns station receives it there);
+    received at central or closed, its tombstone: the edge receives nothing more of it.
+
+    An edge's own receipts do not publish (a push never takes the feed's lock): the edge
+    keeps receiving a return it started, and knows what it received itself."""
+    open_ = found.status is ReturnStatus.AUTHORISED
+    writer.append(
+        entity=FeedEntity.CUSTOMER_RETURN,
+        key=found.return_id,
+        op=ChangeOp.UPSERT if open_ else ChangeOp.DELETE,
+        data=_return_data(found).model_dump(mode="json") if open_ else None,
+        site_id=found.site_id,
+    )
 
 
 # --- receiving and deciding ---------------------------------------------------------------------
@@ -367,10 +437,14 @@ def _movement(
 def receive_return(
     connection: Connection, command: DocCommand, *, projections: Projections | None
 ) -> CustomerReturn:
-    """authorised → received: the goods are booked into the site's quarantine location."""
-    with document_write(
-        connection, action="customer_return.receive", audit=command.audit, claim=command.claim
-    ) as written:
+    """authorised → received: the goods are booked into the site's quarantine location,
+    every line whole; the edge's feed entry is tombstoned."""
+    with (
+        document_write(
+            connection, action="customer_return.receive", audit=command.audit, claim=command.claim
+        ) as written,
+        feed_writer(connection, changed_at=written.now) as writer,
+    ):
         found = _locked(connection, command, written)
         check_state(
             "customer return",
@@ -392,22 +466,17 @@ def receive_return(
             now=written.now,
             projections=projections,
         )
-        connection.execute(
-            update(customer_return_lines)
-            .where(customer_return_lines.c.return_id == found.return_id)
-            .values(location=quarantine)
+        _take_receipt(
+            connection,
+            found,
+            {line.line_no: line.qty for line in found.lines},
+            location=quarantine,
+            actor=command.actor,
+            now=written.now,
         )
-        connection.execute(
-            update(customer_returns)
-            .where(customer_returns.c.return_id == found.return_id)
-            .values(
-                status=ReturnStatus.RECEIVED.value,
-                received_by=command.actor,
-                received_at=written.now,
-                version=found.version + 1,
-                updated_at=written.now,
-            )
-        )
+        after = _read(connection, found.return_id)
+        assert after is not None
+        _publish(writer, after)
         written.doc_id, written.site_id = found.return_id, found.site_id
         written.before = {"status": found.status.value, "version": found.version}
         written.after = {
@@ -416,6 +485,50 @@ def receive_return(
             "location": quarantine,
         }
     return get_return(connection, command.doc_id)
+
+
+def _take_receipt(
+    connection: Connection,
+    found: CustomerReturn,
+    received: Mapping[int, Decimal],
+    *,
+    location: str,
+    actor: str,
+    now: datetime,
+) -> None:
+    """What arrived of ``found`` (line number → base quantity) into ``location``: the one
+    path a receive at central and an edge's cartons (:func:`project`) both take.
+
+    Each line's ``received_qty`` grows; an undecided line is where the goods now are; the
+    return becomes ``received`` at its first receipt (who and when are of that one), and
+    its version moves, so a person's stale ``If-Match`` no longer matches."""
+    for line in found.lines:
+        qty = received.get(line.line_no)
+        if qty is None:
+            continue
+        values: dict[str, Any] = {"received_qty": line.received_qty + qty}
+        if line.disposition is Disposition.PENDING:
+            values["location"] = location
+        connection.execute(
+            update(customer_return_lines)
+            .where(
+                customer_return_lines.c.return_id == found.return_id,
+                customer_return_lines.c.line_no == line.line_no,
+            )
+            .values(**values)
+        )
+    values = {"version": found.version + 1, "updated_at": now}
+    if found.status is ReturnStatus.AUTHORISED:
+        values |= {
+            "status": ReturnStatus.RECEIVED.value,
+            "received_by": actor[:100],
+            "received_at": now,
+        }
+    connection.execute(
+        update(customer_returns)
+        .where(customer_returns.c.return_id == found.return_id)
+        .values(**values)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,9 +565,12 @@ def decide_line(
     """``restock`` (quarantine → a storage or receiving location) or ``scrap`` one
     received line; the return closes when every line is decided."""
     command = decision.command
-    with document_write(
-        connection, action=f"customer_return.{verb}", audit=command.audit, claim=command.claim
-    ) as written:
+    with (
+        document_write(
+            connection, action=f"customer_return.{verb}", audit=command.audit, claim=command.claim
+        ) as written,
+        feed_writer(connection, changed_at=written.now) as writer,
+    ):
         found = _locked(connection, command, written)
         check_state(
             "customer return",
@@ -474,12 +590,17 @@ def decide_line(
                 verb,
                 "pending",
             )
-        held = str(line.location)
+        if line.received_qty <= 0:
+            raise ConflictError(
+                f"{found.return_id} line {line.line_no}: nothing of it has arrived yet, so "
+                f"nothing can be {'restocked' if verb == 'restock' else 'scrapped'}"
+            )
+        held, qty = str(line.location), line.received_qty
         if verb == "restock":
             target = stock_location(connection, found.site_id, "body", decision.location)
             moves = [
-                _movement(found, line, EventKind.TRANSFER_OUT, -line.qty, held),
-                _movement(found, line, EventKind.TRANSFER_IN, line.qty, target),
+                _movement(found, line, EventKind.TRANSFER_OUT, -qty, held),
+                _movement(found, line, EventKind.TRANSFER_IN, qty, target),
             ]
             values: dict[str, Any] = {
                 "disposition": Disposition.RESTOCKED.value,
@@ -487,7 +608,7 @@ def decide_line(
             }
         else:
             reason = _check_reason(connection, decision.reason_code)
-            moves = [_movement(found, line, EventKind.SCRAP, -line.qty, held)]
+            moves = [_movement(found, line, EventKind.SCRAP, -qty, held)]
             values = {"disposition": Disposition.SCRAPPED.value, "reason_code": reason}
         central_events.book(
             connection,
@@ -517,7 +638,125 @@ def decide_line(
             .where(customer_returns.c.return_id == found.return_id)
             .values(status=status.value, version=found.version + 1, updated_at=written.now)
         )
+        if status is ReturnStatus.CLOSED:
+            closed = _read(connection, found.return_id)
+            assert closed is not None
+            _publish(writer, closed)
         written.doc_id, written.site_id = found.return_id, found.site_id
         written.before = {"line_no": line.line_no, "disposition": line.disposition.value}
         written.after = {"line_no": line.line_no, **values, "status": status.value}
     return get_return(connection, command.doc_id)
+
+
+# --- received at an edge ------------------------------------------------------------------
+
+
+def project(connection: Connection, accepted: AcceptedEvents) -> None:
+    """Count an edge's ``return`` events naming a customer return line into the return
+    (:func:`_take_receipt`), inside the push's transaction (the ledger projection
+    ``customer_returns``). Facts are never refused: what no line can take is stored and
+    raises ``return_unknown``; more than authorised is counted and raises ``return_over``.
+    Central's own receive names the order's line, not the return's, so it is never
+    counted twice."""
+    if accepted.central:
+        return
+    named = [
+        event
+        for event in accepted.events
+        if event.doc_type == CUSTOMER_RETURN and event.kind is EventKind.RETURN
+    ]
+    if not named:
+        return
+    rows = connection.execute(
+        select(customer_returns)
+        .where(customer_returns.c.return_id.in_(sorted({str(e.doc_id) for e in named})))
+        .order_by(customer_returns.c.return_id)
+        .with_for_update()
+    ).all()
+    found = {each.return_id: each for each in _with_lines(connection, rows)}
+    counted: dict[str, dict[int, Decimal]] = defaultdict(dict)
+    last: dict[str, LedgerEvent] = {}
+    exceptions: list[dict[str, Any]] = []
+    for event in named:
+        rma = found.get(str(event.doc_id))
+        line = _edge_line(rma, event, accepted.site_id)
+        if isinstance(line, str):
+            exceptions.append(_exception(event, accepted.site_id, RETURN_UNKNOWN, line, None))
+            continue
+        assert rma is not None
+        lines = counted[rma.return_id]
+        before = line.received_qty + lines.get(line.line_no, _ZERO)
+        lines[line.line_no] = lines.get(line.line_no, _ZERO) + event.qty
+        last[rma.return_id] = event
+        if before + event.qty > line.qty:
+            exceptions.append(
+                _exception(
+                    event,
+                    accepted.site_id,
+                    RETURN_OVER,
+                    f"{rma.return_id} line {line.line_no}: {plain(before + event.qty)} "
+                    f"{line.uom} of {line.item_code} received at the site, "
+                    f"{plain(line.qty)} authorised; the goods are in {event.location} "
+                    "(counted): decide with the customer",
+                    line.qty,
+                )
+            )
+        elif line.disposition is not Disposition.PENDING or rma.status is ReturnStatus.CLOSED:
+            exceptions.append(
+                _exception(
+                    event,
+                    accepted.site_id,
+                    RETURN_OVER,
+                    f"{rma.return_id} line {line.line_no}: {plain(event.qty)} {line.uom} "
+                    f"arrived in {event.location} after the line was {line.disposition}; "
+                    "move or scrap them by hand",
+                    line.qty,
+                )
+            )
+    for return_id, lines in counted.items():
+        event = last[return_id]
+        _take_receipt(
+            connection,
+            found[return_id],
+            lines,
+            location=event.location,
+            actor=event.actor or event.device_id or f"site {accepted.site_id}",
+            now=accepted.received_at,
+        )
+    if exceptions:
+        from central_api.services import alerts  # noqa: PLC0415 - alerts imports sales' peers
+
+        alerts.raise_exceptions(connection, exceptions, accepted.received_at)
+
+
+def _edge_line(rma: CustomerReturn | None, event: LedgerEvent, site_id: str) -> ReturnLine | str:
+    """The return line an edge's event counts against, or why none can take it."""
+    if rma is None or rma.site_id != site_id:
+        return f"{event.doc_id} is no customer return of site {site_id}: stored, not counted"
+    line = next((each for each in rma.lines if each.line_no == event.doc_line), None)
+    if line is None:
+        return f"{rma.return_id} has no line {event.doc_line}: stored, not counted"
+    if line.item_code != event.item or line.uom != event.uom:
+        return (
+            f"{rma.return_id} line {line.line_no} is {line.item_code} in {line.uom}, the site "
+            f"received {event.item} in {event.uom}: stored, not counted"
+        )
+    return line
+
+
+def _exception(
+    event: LedgerEvent, site_id: str, kind: str, detail: str, threshold: Decimal | None
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "source": EDGE_RETURN,
+        "source_id": str(event.event_id),
+        "site_id": site_id,
+        "item_code": event.item,
+        "location": event.location,
+        "lot": event.lot or "",
+        "qty": event.qty,
+        "threshold": threshold,
+        "detail": detail[:1000],
+        "since_at": event.occurred_at,
+    }

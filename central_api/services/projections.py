@@ -105,7 +105,9 @@ def built_in_projections(*, write_off_approval_value: Decimal = Decimal(1000)) -
     (:mod:`central_api.services.po_progress`); ``so_progress``: shipped quantities,
     reservations consumed and closing of sales orders (:mod:`central_api.services.so_progress`);
     ``transfer_progress``: what each transfer shipped and received per lot, so what is in
-    transit (:mod:`central_api.services.transfers`); ``valuation``: the value of stock and
+    transit (:mod:`central_api.services.transfers`); ``customer_returns``: what an edge's
+    returns station received of each customer return line
+    (:mod:`central_api.services.customer_returns`); ``valuation``: the value of stock and
     the cost of goods of every movement (:mod:`central_api.services.valuation`); ``retail``:
     the revenue of a store's counter sales and refunds (:mod:`central_api.services.retail`);
     ``periods``: an exception for edge events dated inside a closed month
@@ -118,6 +120,7 @@ def built_in_projections(*, write_off_approval_value: Decimal = Decimal(1000)) -
     """
     from central_api.services import (  # noqa: PLC0415 - they import this
         alerts,
+        customer_returns,
         inventory,
         periods,
         po_progress,
@@ -131,6 +134,7 @@ def built_in_projections(*, write_off_approval_value: Decimal = Decimal(1000)) -
     registry.add(po_progress.NAME, po_progress.project)
     registry.add(so_progress.NAME, so_progress.project)
     registry.add(transfers.NAME, transfers.project)
+    registry.add(customer_returns.NAME, customer_returns.project)
     registry.add(valuation.NAME, valuation.project)
     registry.add(retail.NAME, retail.project)
     registry.add(periods.NAME, periods.project)

@@ -587,7 +587,7 @@ def _returned(connection: Connection, invoice: SalesInvoice, return_id: str) -> 
         )
     back: dict[int, Decimal] = defaultdict(lambda: _ZERO)
     for so_line, qty in connection.execute(
-        select(customer_return_lines.c.so_line, customer_return_lines.c.qty).where(
+        select(customer_return_lines.c.so_line, customer_return_lines.c.received_qty).where(
             customer_return_lines.c.return_id == return_id
         )
     ).all():

@@ -57,7 +57,7 @@ CHAPTERS: Final[dict[str, str]] = {
     "/console/availability": "roles/sales",
     "/console/pick-lists": "tasks/pick",
     "/console/shipments": "tasks/pick",
-    "/console/customer-returns": "tasks/exceptions",
+    "/console/customer-returns": "tasks/return",
     "/console/sales-invoices": "roles/finance",
     "/console/receivables-ageing": "roles/finance",
     # inventory

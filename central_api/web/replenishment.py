@@ -65,6 +65,8 @@ KIND_LABELS: Final[dict[str, str]] = {
     "transfer_wrong_lot": N_("Transfer arrived with another lot"),
     "closed_period": N_("Dated in a closed period"),
     "short_pick": N_("Picked short at the site"),
+    "return_over": N_("Customer return over authorised"),
+    "return_unknown": N_("Return on no customer return line"),
 }
 """The msgid of each alert kind the inbox shows (unknown kinds are shown as stored)."""
 

@@ -66,6 +66,18 @@ class CounterRefusedError(StationError):
     """The scan or command cannot be taken (unknown item, no price, expired lot, ...)."""
 
 
+def keyed_qty(text: str, refused: type[StationError]) -> Decimal:
+    """The quantity keyed as ``QTY <n>`` (weighed goods, part of a carton): above 0, below a
+    million, at most 6 places (what an event carries); else ``refused`` says why."""
+    try:
+        qty = Decimal(text)
+    except InvalidOperation:
+        raise refused(f"REFUSED: QTY {text!r} is no number") from None
+    if not qty.is_finite() or not 0 < qty < 10**6 or qty != qty.quantize(_MICRO):
+        raise refused(f"REFUSED: QTY {text} must be above 0, at most 6 places")
+    return qty
+
+
 @dataclass(frozen=True, slots=True)
 class BasketLine:
     """One line of the basket, before the sale is committed."""
@@ -162,12 +174,7 @@ class CounterStation:
             raise
 
     def _set_qty(self, text: str) -> Decimal:
-        try:
-            qty = Decimal(text)
-        except InvalidOperation:
-            raise CounterRefusedError(f"REFUSED: QTY {text!r} is no number") from None
-        if not qty.is_finite() or not 0 < qty < 10**6 or qty != qty.quantize(_MICRO):
-            raise CounterRefusedError(f"REFUSED: QTY {text} must be above 0, at most 6 places")
+        qty = keyed_qty(text, CounterRefusedError)
         self.next_qty = qty
         self.display = f"QTY {qty}: scan the item"
         return qty

@@ -8,7 +8,15 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from jxc.paths import CUSTOMER_RETURNS, REASON_CODES, SITES, STOCK_AVAILABLE
+from jxc.paths import (
+    ALERTS,
+    CUSTOMER_RETURNS,
+    REASON_CODES,
+    SITES,
+    STOCK_AVAILABLE,
+    SYNC_EVENTS,
+)
+from tests.central.conftest import SiteLedger
 from tests.central.test_purchasing import as_user, ok, refused
 from tests.central.test_sales import confirm, new_so, shop
 from tests.central.test_shipping import TWO_LINES, ship
@@ -99,3 +107,64 @@ def test_a_return_is_received_into_quarantine_then_restocked_or_scrapped(
     )
     other = as_user(shop, "far", ["store_manager"], sites=["S02"])
     refused(shop.get(where, headers=other), 404)
+
+
+def test_an_edges_return_events_advance_the_return_line_by_line(
+    shop: TestClient, site: SiteLedger
+) -> None:
+    """Return events an edge pushes, naming the return's own line, are counted into it in
+    the push's transaction: received from the first carton, what arrived per line, restock
+    moving what arrived; what no line can take, or comes after a decision, is raised."""
+    so = new_so(shop, lines=TWO_LINES)
+    ok(confirm(shop, so["so_id"]))
+    shipped = [{"so_line": 1, "qty": "1", "uom": "盒"}, {"so_line": 2, "qty": "5"}]
+    ok(ship(shop, so["so_id"], shipped), 201)
+    lines = [{"so_line": 1, "qty": "3", "lot": "L3"}, {"so_line": 2, "qty": "2"}]
+    ra = ok(authorise(shop, so["so_id"], lines), 201)
+    where = f"{CUSTOMER_RETURNS}/{ra['return_id']}"
+
+    def back(qty: str, line: int, item: str = "PILL", uom: str = "片") -> dict[str, Any]:
+        lot = "L3" if item == "PILL" else None
+        return site.event(
+            "return", qty, item=item, uom=uom, lot=lot, location="Q",
+            doc_type="customer_return", doc_id=ra["return_id"], doc_line=line,
+            device_id="ret-1",
+        )  # fmt: skip
+
+    first = site.batch([back("2", 1)])
+    ok(shop.post(SYNC_EVENTS, json=first))
+    ok(shop.post(SYNC_EVENTS, json=first))  # a replay counts nothing twice
+    got = ok(shop.get(where))
+    assert (got["status"], got["received_by"], got["version"]) == ("received", "ret-1", 2)
+    assert [(x["received_qty"], x["location"]) for x in got["lines"]] == [("2", "Q"), ("0", None)]
+    assert lot_stock(shop, "L3") == ("0", "2")
+    refused(shop.post(f"{where}/receive"), 409, "received")
+    refused(
+        shop.post(f"{where}/restock", json={"line_no": 2, "location": "A-01"}),
+        409,
+        "nothing of it has arrived",
+    )
+
+    ok(
+        shop.post(
+            f"{SITES}/S01/locations", json={"code": "B-01", "level": "zone", "kind": "storage"}
+        ),
+        201,
+    )
+    restocked = ok(shop.post(f"{where}/restock", json={"line_no": 1, "location": "B-01"}))
+    assert restocked["lines"][0]["disposition"] == "restocked"
+    assert lot_stock(shop, "L3") == ("2", "0")
+
+    # Late: another carton of the decided line, and TEA booked against the PILL line.
+    late = site.batch([back("1", 1), back("1", 1, item="TEA", uom="kg")])
+    ok(shop.post(SYNC_EVENTS, json=late))
+    ok(shop.post(SYNC_EVENTS, json=late))
+    got = ok(shop.get(where))
+    assert [x["received_qty"] for x in got["lines"]] == ["3", "0"]
+    assert got["lines"][0]["location"] == "B-01"  # where the restocked goods went
+    over = ok(shop.get(ALERTS, params={"kind": "return_over"}))["alerts"]
+    assert [(a["source"], a["qty"], a["location"]) for a in over] == [("edge_return", "1", "Q")]
+    assert "after the line was restocked" in over[0]["detail"]
+    unknown = ok(shop.get(ALERTS, params={"kind": "return_unknown"}))["alerts"]
+    assert [a["item_code"] for a in unknown] == ["TEA"]
+    assert "is PILL in 片, the site received TEA in kg" in unknown[0]["detail"]

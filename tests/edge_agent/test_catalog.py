@@ -119,6 +119,7 @@ def test_page_and_cursor_are_stored_together(ledger: Ledger) -> None:
         "pick_lists": 0,
         "transfers": 0,
         "count_sessions": 0,
+        "customer_returns": 0,
         "references": 0,
     }
     assert catalog.counts() == counted

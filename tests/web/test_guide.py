@@ -27,6 +27,7 @@ TASKS = (
     "count",
     "pick",
     "transfer",
+    "return",
     "counter",
     "exceptions",
     "month-close",
