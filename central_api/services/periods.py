@@ -45,7 +45,10 @@ SOURCE: Final = "period"
 KIND: Final = "closed_period"
 CLOSED: Final = "closed"
 REOPENED: Final = "reopened"
-PERIOD_PATTERN: Final = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+# Years 1900-2199: a month of books lies in a business's lifetime, and the bound keeps every
+# period's start and its next month's start inside what a datetime can hold (year 0 cannot
+# be one; 9999-12 has no next month), so a path like 0000-01 is a 422, not a 500.
+PERIOD_PATTERN: Final = r"^(19|20|21)[0-9]{2}-(0[1-9]|1[0-2])$"
 _PERIOD = re.compile(PERIOD_PATTERN)
 
 
@@ -86,7 +89,7 @@ class Periods:
 
 def check_period(period: str) -> str:
     if not _PERIOD.match(period):
-        raise InvalidError(f"period: {period!r} is not a month written YYYY-MM")
+        raise InvalidError(f"period: {period!r} is not a month written YYYY-MM (years 1900-2199)")
     return period
 
 
