@@ -927,7 +927,9 @@ def _reserve(connection: Connection, so: SalesOrder, today: date) -> None:
         for lot, qty in plan_fefo(lots, need, today, min_days):
             taken[lot.lot] = qty
             if lot.lot in own:
-                topped.append({"so": so.so_id, "line": line.line_no, "lot": lot.lot, "more": qty})
+                topped.append(
+                    {"b_so": so.so_id, "b_line": line.line_no, "b_lot": lot.lot, "b_more": qty}
+                )
             else:
                 added.append(
                     {
@@ -952,11 +954,11 @@ def _reserve(connection: Connection, so: SalesOrder, today: date) -> None:
         connection.execute(
             update(sales_reservations)
             .where(
-                held.so_id == bindparam("so"),
-                held.line_no == bindparam("line"),
-                held.lot == bindparam("lot"),
+                held.so_id == bindparam("b_so"),
+                held.line_no == bindparam("b_line"),
+                held.lot == bindparam("b_lot"),
             )
-            .values(qty=held.qty + bindparam("more", type_=MicroUnits)),
+            .values(qty=held.qty + bindparam("b_more", type_=MicroUnits)),
             topped,
         )
     if added:

@@ -199,6 +199,18 @@ def test_two_lines_of_one_item_never_take_the_same_units(shop: TestClient) -> No
     assert all(Decimal(lot["reserved"]) <= Decimal(lot["on_hand"]) for lot in atp["lots"])
 
 
+def test_reserve_tops_up_a_lot_the_line_already_holds(shop: TestClient, site: SiteLedger) -> None:
+    done = ok(confirm(shop, new_so(shop)["so_id"]))
+    assert done["lines"][0]["backorder_qty"] == "5"
+    # More of L4 arrives: ``reserve`` adds to the line's L4 row rather than a second row.
+    more = site.event("receipt", "8", item="PILL", uom="片", lot="L4", expiry=day(90))
+    ok(shop.post(SYNC_EVENTS, json=site.batch([more])))
+    topped = ok(shop.post(f"{SALES_ORDERS}/{done['so_id']}/reserve"))["lines"][0]
+    assert [(r["lot"], r["qty"]) for r in topped["reservations"]] == [("L3", "5"), ("L4", "25")]
+    assert (topped["reserved_qty"], topped["backorder_qty"]) == ("30", "0")
+    assert available(shop)["available"] == "23"
+
+
 def test_a_lot_received_at_central_keeps_its_expiry_for_reservation(shop: TestClient) -> None:
     # Stock booked by central's own stream (a site without an edge): its expiry is on a
     # central event, not an edge's. An expired lot there is never reserved.
