@@ -24,7 +24,9 @@ open orders grow through the run as they would in a day.
 * **confirm**: credit check and FEFO reservation of the draft, the pick list published;
 * **ATP 1 item**: what ``GET /stock/available`` calls for one random item;
 * **ATP 100 items**: the same for every line of an order, one call per item, on one
-  connection (what a client checking a whole order before confirming does);
+  connection (what a client checking a whole order before confirming does today);
+* **ATP 100 items, one read**: ``sales.availabilities`` of the same 100 items at once, the
+  read a confirm makes (no route answers it yet);
 * **floor**: in the same run and database, with the bare driver (sqlite3 or psycopg, no
   SQLAlchemy, no checks), what a confirm must at least do: in one write transaction, read
   the sellable balances, reserved sums and lot expiries of the order's items (one query
@@ -278,6 +280,8 @@ def _atp(
         with clock.measure(f"ATP {lines} items"), engine.connect() as connection:
             for code in codes:
                 one(connection, code)
+        with clock.measure(f"ATP {lines} items, one read"), engine.connect() as connection:
+            sales.availabilities(connection, SITE, codes)
 
 
 # --- the floor --------------------------------------------------------------------------

@@ -38,7 +38,18 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from central_api.core.db import write_transaction
 from central_api.errors import ConflictError, InvalidError
@@ -732,9 +743,15 @@ _CHUNK = 500
 
 
 def _chunks(codes: Collection[str]) -> Iterator[list[str]]:
-    ordered = sorted(codes)
+    ordered = sorted(set(codes))
     for first in range(0, len(ordered), _CHUNK):
         yield ordered[first : first + _CHUNK]
+
+
+def _one_of(column: ColumnElement[str], codes: list[str]) -> ColumnElement[bool]:
+    """``column`` is one of ``codes``: a plain ``=`` for one (an ATP check of one item),
+    which SQLAlchemy runs from its cache without expanding an ``IN`` list."""
+    return column == codes[0] if len(codes) == 1 else column.in_(codes)
 
 
 def _units_of(
@@ -743,17 +760,17 @@ def _units_of(
     """Each item's base unit and every unit's factor to it (422 for an unknown item)."""
     found: dict[str, tuple[str, dict[str, Decimal]]] = {}
     for chunk in _chunks(item_codes):
-        for row in connection.execute(
-            select(items.c.item_code, items.c.uom).where(items.c.item_code.in_(chunk))
+        for code, base in connection.execute(
+            select(items.c.item_code, items.c.uom).where(_one_of(items.c.item_code, chunk))
         ):
-            found[row.item_code] = (str(row.uom), {str(row.uom): Decimal(1)})
-        for row in connection.execute(
+            found[code] = (str(base), {str(base): Decimal(1)})
+        for code, uom, factor in connection.execute(
             select(item_units.c.item_code, item_units.c.uom, item_units.c.factor).where(
-                item_units.c.item_code.in_(chunk)
+                _one_of(item_units.c.item_code, chunk)
             )
         ):
-            if row.item_code in found:
-                found[row.item_code][1][row.uom] = row.factor
+            if code in found:
+                found[code][1][uom] = factor
     for code in sorted(item_codes):
         if code not in found:
             raise InvalidError(f"item: item {code!r} does not exist")
@@ -793,7 +810,7 @@ def availabilities(
                 locations.c.kind,
             )
             .select_from(stock_balances.outerjoin(locations, place))
-            .where(stock_balances.c.site_id == site_id, stock_balances.c.item.in_(chunk))
+            .where(stock_balances.c.site_id == site_id, _one_of(stock_balances.c.item, chunk))
         ):
             factor = units[item][1].get(uom)
             if factor is None:
@@ -808,7 +825,7 @@ def availabilities(
             )
             .where(
                 sales_reservations.c.site_id == site_id,
-                sales_reservations.c.item_code.in_(chunk),
+                _one_of(sales_reservations.c.item_code, chunk),
             )
             .group_by(sales_reservations.c.item_code, sales_reservations.c.lot)
         ):
