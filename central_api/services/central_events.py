@@ -33,14 +33,23 @@ site's stream". So:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import BigInteger, Connection, Select, literal, select, type_coerce, union_all
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Select,
+    func,
+    literal,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -330,6 +339,49 @@ def _balances(
             key = (row.location, row.item, row.lot)
             if key in keys:
                 found[key] = (row.uom, int(row.qty))
+    return found
+
+
+def lot_expiry(connection: Connection, item_code: str, lot: str | None) -> date | None:
+    """The expiry a lot's events state, edge or central (the earliest if they disagree)."""
+    if not lot:
+        return None
+    found = [
+        select(table.c.expiry).where(
+            table.c.item == item_code, table.c.lot == lot, table.c.expiry.is_not(None)
+        )
+        for table in (ledger_events, central_events)
+    ]
+    union = union_all(*found).subquery()
+    value = connection.execute(select(func.min(union.c.expiry))).scalar_one_or_none()
+    return value if isinstance(value, date) else None
+
+
+def lot_expiries(
+    connection: Connection, keys: Iterable[tuple[str, str | None]]
+) -> dict[tuple[str, str], date]:
+    """:func:`lot_expiry` of many ``(item, lot)`` at once: one query per 500 items rather
+    than one per line (a count of 20,000 lines posts its adjustments with their expiry)."""
+    wanted = {(item, lot) for item, lot in keys if lot}
+    codes = sorted({item for item, _lot in wanted})
+    found: dict[tuple[str, str], date] = {}
+    for first in range(0, len(codes), _CHUNK):
+        chunk = codes[first : first + _CHUNK]
+        parts = [
+            select(table.c.item, table.c.lot, table.c.expiry).where(
+                table.c.item.in_(chunk), table.c.lot.is_not(None), table.c.expiry.is_not(None)
+            )
+            for table in (ledger_events, central_events)
+        ]
+        union = union_all(*parts).subquery()
+        rows = connection.execute(
+            select(union.c.item, union.c.lot, func.min(union.c.expiry)).group_by(
+                union.c.item, union.c.lot
+            )
+        )
+        for item, lot, expiry in rows:
+            if (item, lot) in wanted and isinstance(expiry, date):
+                found[(item, lot)] = expiry
     return found
 
 

@@ -65,7 +65,7 @@ from central_api.models.ledger import central_events as central_event_rows
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.services import central_events
 from central_api.services.audit import AuditContext
-from central_api.services.central_events import Movement
+from central_api.services.central_events import Movement, lot_expiries
 from central_api.services.documents import (
     DocCommand,
     check_site,
@@ -84,7 +84,6 @@ from central_api.services.inventory import (
     active_location,
     from_row,
     lock_stream_of,
-    lot_expiries,
     page_conditions,
 )
 from central_api.services.projections import Projections

@@ -96,10 +96,18 @@ class SegregationOfDutiesError(ForbiddenError):
 # --- small values ----------------------------------------------------------------------
 
 
+_ONE = Decimal(1)
+
+
 def plain(value: Decimal) -> Decimal:
-    """The shortest spelling of an amount: ``840``, not ``840.0`` or ``8.4E+2``."""
-    normal = value.normalize()
-    return normal.quantize(Decimal(1)) if normal.as_tuple().exponent > 0 else normal  # type: ignore[operator]
+    """The shortest spelling of an amount: ``840``, not ``840.0`` or ``8.4E+2``.
+
+    A whole amount is quantized to units, any other normalized; the same result as
+    normalizing first and quantizing when the exponent is positive, at half the cost
+    (an ATP read spells thousands of lots' amounts: ``bench/sales.py``)."""
+    if value == value.to_integral_value():
+        return value.quantize(_ONE)
+    return value.normalize()
 
 
 def now_utc() -> datetime:

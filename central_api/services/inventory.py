@@ -24,24 +24,22 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, insert, select, union_all, update
+from sqlalchemy import Connection, insert, select, update
 
 from central_api.errors import ConflictError, InvalidError
 from central_api.models.inventory import stock_document_lines, stock_documents
 from central_api.models.items import items
-from central_api.models.ledger import central_events as central_events_table
-from central_api.models.ledger import ledger_events
 from central_api.models.master import locations, reference_entries
 from central_api.services import central_events
 from central_api.services.audit import Actor, ActorKind, AuditContext, record
-from central_api.services.central_events import Movement
+from central_api.services.central_events import Movement, lot_expiry
 from central_api.services.documents import (
     MAX_LINES,
     DocCommand,
@@ -183,53 +181,6 @@ def active_location(connection: Connection, site_id: str, where: str, code: str)
     if row is None or not row.active:
         raise InvalidError(f"{where}.location: site {site_id} has no active location {code!r}")
     return code
-
-
-def lot_expiry(connection: Connection, item_code: str, lot: str | None) -> date | None:
-    """The expiry a lot's events state, edge or central (the earliest if they disagree)."""
-    if not lot:
-        return None
-    found = [
-        select(table.c.expiry).where(
-            table.c.item == item_code, table.c.lot == lot, table.c.expiry.is_not(None)
-        )
-        for table in (ledger_events, central_events_table)
-    ]
-    union = union_all(*found).subquery()
-    value = connection.execute(select(func.min(union.c.expiry))).scalar_one_or_none()
-    return value if isinstance(value, date) else None
-
-
-_CHUNK = 500
-"""Item codes per ``IN`` list: well under any driver's limit on bound parameters."""
-
-
-def lot_expiries(
-    connection: Connection, keys: Iterable[tuple[str, str | None]]
-) -> dict[tuple[str, str], date]:
-    """:func:`lot_expiry` of many ``(item, lot)`` at once: one query per 500 items rather
-    than one per line (a count of 20,000 lines posts its adjustments with their expiry)."""
-    wanted = {(item, lot) for item, lot in keys if lot}
-    codes = sorted({item for item, _lot in wanted})
-    found: dict[tuple[str, str], date] = {}
-    for first in range(0, len(codes), _CHUNK):
-        chunk = codes[first : first + _CHUNK]
-        parts = [
-            select(table.c.item, table.c.lot, table.c.expiry).where(
-                table.c.item.in_(chunk), table.c.lot.is_not(None), table.c.expiry.is_not(None)
-            )
-            for table in (ledger_events, central_events_table)
-        ]
-        union = union_all(*parts).subquery()
-        rows = connection.execute(
-            select(union.c.item, union.c.lot, func.min(union.c.expiry)).group_by(
-                union.c.item, union.c.lot
-            )
-        )
-        for item, lot, expiry in rows:
-            if (item, lot) in wanted and isinstance(expiry, date):
-                found[(item, lot)] = expiry
-    return found
 
 
 def refuse_expired(connection: Connection, where: str, item_code: str, lot: str | None) -> None:

@@ -30,20 +30,31 @@ names an order line can consume its rows.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from central_api.core.db import write_transaction
 from central_api.errors import ConflictError, InvalidError
+from central_api.models.base import MicroUnits
 from central_api.models.items import items
-from central_api.models.ledger import ledger_events
 from central_api.models.master import item_units, locations, partners
 from central_api.models.sales import (
     credit_notes,
@@ -56,8 +67,9 @@ from central_api.models.sales import (
     shipment_lines,
     shipments,
 )
-from central_api.models.stock import NO_LOT, stock_balances
+from central_api.models.stock import stock_balances
 from central_api.services.audit import AuditContext, record
+from central_api.services.central_events import lot_expiries
 from central_api.services.documents import (
     MAX_LINES,
     MAX_PAGE,
@@ -312,6 +324,11 @@ class Reservation:
     qty: Decimal
 
 
+def _gross(unit_price: Decimal, qty: Decimal, tax_rate: Decimal) -> Decimal:
+    """A line's amount, tax included."""
+    return plain(unit_price * qty * (1 + tax_rate))
+
+
 @dataclass(frozen=True, slots=True)
 class SoLine:
     line_no: int
@@ -335,7 +352,7 @@ class SoLine:
 
     @property
     def gross_amount(self) -> Decimal:
-        return plain(self.unit_price * self.qty * (1 + self.tax_rate))
+        return _gross(self.unit_price, self.qty, self.tax_rate)
 
     @property
     def reserved_qty(self) -> Decimal:
@@ -733,85 +750,122 @@ class LotAvailability:
 
 
 def _factors(connection: Connection, item_code: str) -> tuple[str, dict[str, Decimal]]:
-    base = connection.execute(
-        select(items.c.uom).where(items.c.item_code == item_code)
-    ).scalar_one_or_none()
-    if base is None:
-        raise InvalidError(f"item: item {item_code!r} does not exist")
-    factors = {str(base): Decimal(1)}
-    for row in connection.execute(
-        select(item_units.c.uom, item_units.c.factor).where(item_units.c.item_code == item_code)
-    ).all():
-        factors[row.uom] = row.factor
-    return str(base), factors
+    return _units_of(connection, [item_code])[item_code]
 
 
-def lot_expiries(connection: Connection, item_code: str, lots: Sequence[str]) -> dict[str, date]:
-    """The expiry of each of an item's lots, as its ledger events state it. Events that
-    disagree are read the safe way: the earliest date stated wins."""
-    named = [lot for lot in lots if lot != NO_LOT]
-    if not named:
-        return {}
-    rows = connection.execute(
-        select(ledger_events.c.lot, func.min(ledger_events.c.expiry))
-        .where(
-            ledger_events.c.item == item_code,
-            ledger_events.c.lot.in_(named),
-            ledger_events.c.expiry.is_not(None),
-        )
-        .group_by(ledger_events.c.lot)
-    ).all()
-    return {row[0]: row[1] for row in rows}
+_CHUNK = 500
+"""Item codes per ``IN`` list: well under any driver's limit on bound parameters."""
+
+
+def _chunks(codes: Collection[str]) -> Iterator[list[str]]:
+    ordered = sorted(set(codes))
+    for first in range(0, len(ordered), _CHUNK):
+        yield ordered[first : first + _CHUNK]
+
+
+def _one_of(column: ColumnElement[str], codes: list[str]) -> ColumnElement[bool]:
+    """``column`` is one of ``codes``: a plain ``=`` for one (an ATP check of one item),
+    which SQLAlchemy runs from its cache without expanding an ``IN`` list."""
+    return column == codes[0] if len(codes) == 1 else column.in_(codes)
+
+
+def _units_of(
+    connection: Connection, item_codes: Collection[str]
+) -> dict[str, tuple[str, dict[str, Decimal]]]:
+    """Each item's base unit and every unit's factor to it (422 for an unknown item)."""
+    found: dict[str, tuple[str, dict[str, Decimal]]] = {}
+    for chunk in _chunks(item_codes):
+        for code, base in connection.execute(
+            select(items.c.item_code, items.c.uom).where(_one_of(items.c.item_code, chunk))
+        ):
+            found[code] = (str(base), {str(base): Decimal(1)})
+        for code, uom, factor in connection.execute(
+            select(item_units.c.item_code, item_units.c.uom, item_units.c.factor).where(
+                _one_of(item_units.c.item_code, chunk)
+            )
+        ):
+            if code in found:
+                found[code][1][uom] = factor
+    for code in sorted(item_codes):
+        if code not in found:
+            raise InvalidError(f"item: item {code!r} does not exist")
+    return found
 
 
 def availability(connection: Connection, site_id: str, item_code: str) -> list[LotAvailability]:
-    """Per lot at a site: sellable and unsellable on hand, reserved; by FEFO order.
+    """Per lot of one item at a site: see :func:`availabilities`."""
+    return availabilities(connection, site_id, [item_code])[item_code]
+
+
+def availabilities(
+    connection: Connection, site_id: str, item_codes: Collection[str]
+) -> dict[str, list[LotAvailability]]:
+    """Per item, per lot at a site: sellable and unsellable on hand, reserved; by FEFO
+    order. Four reads for all the items (units, balances, reservations, expiries), not
+    four per item: a 100-line order is confirmed with these, so they must not grow with
+    its lines (``bench/sales.py``).
 
     A balance held in a unit the item does not have (an edge's mistake) cannot be
     counted in the base unit, so it is not promised."""
-    _base, factors = _factors(connection, item_code)
-    kinds = (
-        select(locations.c.kind)
-        .where(locations.c.site_id == stock_balances.c.site_id)
-        .where(locations.c.code == stock_balances.c.location)
-        .scalar_subquery()
+    units = _units_of(connection, item_codes)
+    sellable: dict[str, dict[str, Decimal]] = {code: {} for code in units}
+    held_back: dict[str, dict[str, Decimal]] = {code: {} for code in units}
+    reserved: dict[str, dict[str, Decimal]] = {code: {} for code in units}
+    place = (locations.c.site_id == stock_balances.c.site_id) & (
+        locations.c.code == stock_balances.c.location
     )
-    sellable: dict[str, Decimal] = {}
-    held_back: dict[str, Decimal] = {}
-    for row in connection.execute(
-        select(
-            stock_balances.c.lot, stock_balances.c.uom, stock_balances.c.qty, kinds.label("kind")
-        ).where(stock_balances.c.site_id == site_id, stock_balances.c.item == item_code)
-    ).all():
-        factor = factors.get(row.uom)
-        if factor is None:
-            continue
-        target = held_back if row.kind in UNSELLABLE_KINDS else sellable
-        target[row.lot] = target.get(row.lot, _ZERO) + row.qty * factor
-    reserved: dict[str, Decimal] = {
-        row.lot: row.total
-        for row in connection.execute(
-            select(sales_reservations.c.lot, func.sum(sales_reservations.c.qty).label("total"))
+    # Rows are unpacked as tuples: a 100-line order reads thousands of them.
+    for chunk in _chunks(item_codes):
+        for item, lot, uom, qty, kind in connection.execute(
+            select(
+                stock_balances.c.item,
+                stock_balances.c.lot,
+                stock_balances.c.uom,
+                stock_balances.c.qty,
+                locations.c.kind,
+            )
+            .select_from(stock_balances.outerjoin(locations, place))
+            .where(stock_balances.c.site_id == site_id, _one_of(stock_balances.c.item, chunk))
+        ):
+            factor = units[item][1].get(uom)
+            if factor is None:
+                continue
+            target = (held_back if kind in UNSELLABLE_KINDS else sellable)[item]
+            target[lot] = target.get(lot, _ZERO) + qty * factor
+        for item, lot, total in connection.execute(
+            select(
+                sales_reservations.c.item_code,
+                sales_reservations.c.lot,
+                func.sum(sales_reservations.c.qty).label("total"),
+            )
             .where(
                 sales_reservations.c.site_id == site_id,
-                sales_reservations.c.item_code == item_code,
+                _one_of(sales_reservations.c.item_code, chunk),
             )
-            .group_by(sales_reservations.c.lot)
-        ).all()
+            .group_by(sales_reservations.c.item_code, sales_reservations.c.lot)
+        ):
+            reserved[item][lot] = Decimal(total)
+    lots = {
+        code: sorted(set(sellable[code]) | set(held_back[code]) | set(reserved[code]))
+        for code in units
     }
-    lots = sorted(set(sellable) | set(held_back) | set(reserved))
-    expiries = lot_expiries(connection, item_code, lots)
-    found = [
-        LotAvailability(
-            lot=lot,
-            expiry=expiries.get(lot),
-            on_hand=plain(max(sellable.get(lot, _ZERO), _ZERO)),
-            unsellable=plain(max(held_back.get(lot, _ZERO), _ZERO)),
-            reserved=plain(Decimal(reserved.get(lot, _ZERO))),
+    expiries = lot_expiries(connection, ((code, lot) for code in lots for lot in lots[code]))
+    return {
+        code: sorted(
+            (
+                LotAvailability(
+                    lot=lot,
+                    expiry=expiries.get((code, lot)),
+                    on_hand=plain(max(sellable[code].get(lot, _ZERO), _ZERO)),
+                    unsellable=plain(max(held_back[code].get(lot, _ZERO), _ZERO)),
+                    reserved=plain(reserved[code].get(lot, _ZERO)),
+                )
+                for lot in lots[code]
+            ),
+            key=fefo_key,
         )
-        for lot in lots
-    ]
-    return sorted(found, key=fefo_key)
+        for code in lots
+    }
 
 
 def fefo_key(lot: LotAvailability) -> tuple[bool, date, str]:
@@ -862,62 +916,94 @@ def _advisory_key(site_id: str, item_code: str) -> int:
 def _lock_items(connection: Connection, site_id: str, item_codes: set[str]) -> None:
     """Serialize reservation of these items at the site (PostgreSQL); sorted, so two
     orders naming the same items cannot wait for each other in a circle."""
-    if connection.dialect.name != "postgresql":
+    if connection.dialect.name != "postgresql" or not item_codes:
         return
-    for key in sorted(_advisory_key(site_id, code) for code in item_codes):
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    # One executemany: the driver sends the statements in this order in one round trip
+    # (psycopg's pipeline), and the server takes the locks one after another, in order.
+    keys = sorted(_advisory_key(site_id, code) for code in item_codes)
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), [{"key": key} for key in keys])
 
 
 def _reserve(connection: Connection, so: SalesOrder, today: date) -> None:
-    """Top up every line's reservations FEFO from what is available now."""
-    _lock_items(connection, so.site_id, {line.item_code for line in so.lines})
+    """Top up every line's reservations FEFO from what is available now.
+
+    The order's items are read once (:func:`availabilities`), and what a line takes is
+    counted as reserved before the next line is planned, so two lines of one item never
+    share a unit. The rows are written together at the end (one ``executemany`` each for
+    new rows and top-ups)."""
+    codes = {line.item_code for line in so.lines}
+    _lock_items(connection, so.site_id, codes)
     shelf = {
         row.item_code: row.min_remaining_days or 0
         for row in connection.execute(
             select(items.c.item_code, items.c.min_remaining_days).where(
-                items.c.item_code.in_({line.item_code for line in so.lines})
+                items.c.item_code.in_(codes)
             )
         ).all()
     }
-    for line in so.lines:
-        need = line.base_qty - line.shipped_qty - line.reserved_qty
-        if need <= 0:
-            continue
+    wanted = [
+        (line, need)
+        for line in so.lines
+        if (need := line.base_qty - line.shipped_qty - line.reserved_qty) > 0
+    ]
+    if not wanted:
+        return
+    lots_of = availabilities(connection, so.site_id, {line.item_code for line, _ in wanted})
+    added: list[dict[str, Any]] = []
+    topped: list[dict[str, Any]] = []
+    for line, need in wanted:
         min_days = max(shelf.get(line.item_code, 0), so.min_remaining_days or 0)
-        lots = availability(connection, so.site_id, line.item_code)
-        own = {r.lot: r.qty for r in line.reservations}
+        lots = lots_of[line.item_code]
+        own = {r.lot for r in line.reservations}
+        taken: dict[str, Decimal] = {}
         for lot, qty in plan_fefo(lots, need, today, min_days):
+            taken[lot.lot] = qty
             if lot.lot in own:
-                connection.execute(
-                    update(sales_reservations)
-                    .where(
-                        sales_reservations.c.so_id == so.so_id,
-                        sales_reservations.c.line_no == line.line_no,
-                        sales_reservations.c.lot == lot.lot,
-                    )
-                    .values(qty=sales_reservations.c.qty + qty)
+                topped.append(
+                    {"b_so": so.so_id, "b_line": line.line_no, "b_lot": lot.lot, "b_more": qty}
                 )
             else:
-                connection.execute(
-                    insert(sales_reservations).values(
-                        so_id=so.so_id,
-                        line_no=line.line_no,
-                        site_id=so.site_id,
-                        item_code=line.item_code,
-                        lot=lot.lot,
-                        expiry=lot.expiry,
-                        qty=qty,
-                    )
+                added.append(
+                    {
+                        "so_id": so.so_id,
+                        "line_no": line.line_no,
+                        "site_id": so.site_id,
+                        "item_code": line.item_code,
+                        "lot": lot.lot,
+                        "expiry": lot.expiry,
+                        "qty": qty,
+                    }
                 )
+        if taken:
+            lots_of[line.item_code] = [
+                replace(lot, reserved=plain(lot.reserved + taken[lot.lot]))
+                if lot.lot in taken
+                else lot
+                for lot in lots
+            ]
+    if topped:
+        held = sales_reservations.c
+        connection.execute(
+            update(sales_reservations)
+            .where(
+                held.so_id == bindparam("b_so"),
+                held.line_no == bindparam("b_line"),
+                held.lot == bindparam("b_lot"),
+            )
+            .values(qty=held.qty + bindparam("b_more", type_=MicroUnits)),
+            topped,
+        )
+    if added:
+        connection.execute(insert(sales_reservations), added)
 
 
 def _release(connection: Connection, so_id: str) -> None:
     connection.execute(delete(sales_reservations).where(sales_reservations.c.so_id == so_id))
 
 
-def _unshipped_share(line: SoLine) -> Decimal:
+def _unshipped_share(base_qty: Decimal, shipped_qty: Decimal) -> Decimal:
     """The part of a line not yet shipped, as a fraction of it."""
-    return max(line.base_qty - line.shipped_qty, _ZERO) / line.base_qty
+    return max(base_qty - shipped_qty, _ZERO) / base_qty
 
 
 def _uninvoiced_shipments(connection: Connection, customer: str) -> Decimal:
@@ -972,18 +1058,22 @@ def credit_exposure(connection: Connection, customer: str, *, besides: str = "")
         ),
         _ZERO,
     )
-    rows = connection.execute(
-        select(sales_orders).where(
-            sales_orders.c.customer_code == customer,
-            sales_orders.c.status == SoStatus.CONFIRMED.value,
-            sales_orders.c.so_id != besides,
-        )
-    ).all()
+    # The lines' money and progress only: neither the orders' reservations nor their
+    # headers count, and a customer may have many open orders (bench/sales.py).
+    line = sales_order_lines.c
     to_ship = sum(
         (
-            line.gross_amount * _unshipped_share(line)
-            for order in _orders_from(connection, rows)
-            for line in order.lines
+            _gross(row.unit_price, row.qty, row.tax_rate)
+            * _unshipped_share(row.base_qty, row.shipped_qty)
+            for row in connection.execute(
+                select(line.unit_price, line.qty, line.tax_rate, line.base_qty, line.shipped_qty)
+                .join(sales_orders, sales_orders.c.so_id == line.so_id)
+                .where(
+                    sales_orders.c.customer_code == customer,
+                    sales_orders.c.status == SoStatus.CONFIRMED.value,
+                    sales_orders.c.so_id != besides,
+                )
+            )
         ),
         _ZERO,
     )
@@ -1019,10 +1109,24 @@ class SoCommand(CommandGuard):
     today: date | None = None
 
 
+@dataclass(slots=True)
+class _Step:
+    """What a command's body is given (the order as it was, locked; the time) and fills in
+    (``values``: the header's new columns); ``after``: the order as the command left it,
+    read once in its transaction and answered without reading it again."""
+
+    before: SalesOrder
+    now: datetime
+    values: dict[str, Any] = field(default_factory=dict)
+    after: SalesOrder | None = None
+
+    def done(self) -> SalesOrder:
+        assert self.after is not None
+        return self.after
+
+
 @contextmanager
-def _so_command(
-    connection: Connection, command: SoCommand, verb: str
-) -> Iterator[tuple[SalesOrder, datetime, dict[str, Any]]]:
+def _so_command(connection: Connection, command: SoCommand, verb: str) -> Iterator[_Step]:
     """The frame every command shares (:func:`documents.document_write`): after the body,
     the new state and version; the audit entry names the reservations."""
     with (
@@ -1033,14 +1137,14 @@ def _so_command(
         feed_writer(connection, changed_at=written.now) as writer,
     ):
         before = _locked_so(connection, command.so_id, command.visible, command.if_match)
-        values: dict[str, Any] = {}
-        yield before, written.now, values
+        step = _Step(before, written.now)
+        yield step
         connection.execute(
             update(sales_orders)
             .where(sales_orders.c.so_id == command.so_id)
-            .values(**values, version=before.version + 1, updated_at=written.now)
+            .values(**step.values, version=before.version + 1, updated_at=written.now)
         )
-        after = _read_so(connection, command.so_id)
+        after = step.after = _read_so(connection, command.so_id)
         assert after is not None
         _publish_pick_list(writer, before, after)
         written.doc_id, written.site_id = command.so_id, after.site_id
@@ -1105,27 +1209,32 @@ def _publish_pick_list(writer: FeedWriter, before: SalesOrder, after: SalesOrder
 
 def confirm_sales_order(connection: Connection, command: SoCommand) -> SalesOrder:
     """draft → confirmed: credit check, then FEFO reservation; the rest is backordered."""
-    with _so_command(connection, command, "confirm") as (so, now, values):
+    with _so_command(connection, command, "confirm") as step:
+        so, now = step.before, step.now
         if so.status is not SoStatus.DRAFT:
             raise DocumentStateError("sales order", so.so_id, so.status, "confirm", "draft")
         _check_credit(connection, so)
         _reserve(connection, so, command.today or now.date())
-        values.update(status=SoStatus.CONFIRMED.value, confirmed_by=command.actor, confirmed_at=now)
-    return get_sales_order(connection, command.so_id)
+        step.values.update(
+            status=SoStatus.CONFIRMED.value, confirmed_by=command.actor, confirmed_at=now
+        )
+    return step.done()
 
 
 def reserve_sales_order(connection: Connection, command: SoCommand) -> SalesOrder:
     """confirmed: try again to reserve the backorders from what is available now."""
-    with _so_command(connection, command, "reserve") as (so, now, _values):
+    with _so_command(connection, command, "reserve") as step:
+        so, now = step.before, step.now
         if so.status is not SoStatus.CONFIRMED:
             raise DocumentStateError("sales order", so.so_id, so.status, "reserve", "confirmed")
         _reserve(connection, so, command.today or now.date())
-    return get_sales_order(connection, command.so_id)
+    return step.done()
 
 
 def cancel_sales_order(connection: Connection, command: SoCommand) -> SalesOrder:
     """draft or confirmed → cancelled, releasing its reservations; not once shipped."""
-    with _so_command(connection, command, "cancel") as (so, now, values):
+    with _so_command(connection, command, "cancel") as step:
+        so, now = step.before, step.now
         if so.status not in (SoStatus.DRAFT, SoStatus.CONFIRMED):
             raise DocumentStateError(
                 "sales order", so.so_id, so.status, "cancel", "draft or confirmed"
@@ -1133,19 +1242,20 @@ def cancel_sales_order(connection: Connection, command: SoCommand) -> SalesOrder
         if any(line.shipped_qty for line in so.lines):
             raise ConflictError(f"sales order {so.so_id} has shipments: close it instead")
         _release(connection, so.so_id)
-        values.update(status=SoStatus.CANCELLED.value, ended_at=now, reason=command.reason)
-    return get_sales_order(connection, command.so_id)
+        step.values.update(status=SoStatus.CANCELLED.value, ended_at=now, reason=command.reason)
+    return step.done()
 
 
 def close_sales_order(connection: Connection, command: SoCommand) -> SalesOrder:
     """confirmed → closed: nothing more will be shipped; what is still reserved is
     released and the backorders end."""
-    with _so_command(connection, command, "close") as (so, now, values):
+    with _so_command(connection, command, "close") as step:
+        so, now = step.before, step.now
         if so.status is not SoStatus.CONFIRMED:
             raise DocumentStateError("sales order", so.so_id, so.status, "close", "confirmed")
         _release(connection, so.so_id)
-        values.update(status=SoStatus.CLOSED.value, ended_at=now, reason=command.reason)
-    return get_sales_order(connection, command.so_id)
+        step.values.update(status=SoStatus.CLOSED.value, ended_at=now, reason=command.reason)
+    return step.done()
 
 
 # --- for the documents that follow an order (services.shipping) -----------------------------

@@ -63,7 +63,7 @@ from central_api.models.ledger import central_events as central_event_rows
 from central_api.models.ledger import ledger_events
 from central_api.services import central_events
 from central_api.services.audit import AuditContext
-from central_api.services.central_events import Movement, ledger_union
+from central_api.services.central_events import Movement, ledger_union, lot_expiry
 from central_api.services.documents import (
     MAX_LINES,
     DocCommand,
@@ -86,7 +86,6 @@ from central_api.services.inventory import (
     active_location,
     from_row,
     jsonable,
-    lot_expiry,
     refuse_expired,
 )
 from central_api.services.projections import AcceptedEvents, Projections

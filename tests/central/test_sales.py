@@ -16,8 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from central_api.errors import ConflictError
-from central_api.services import sales
+from central_api.services import central_events, sales
 from central_api.services.audit import system_context
+from jxc.contract import EventKind
 from jxc.paths import (
     ITEMS,
     PARTNERS,
@@ -179,6 +180,70 @@ def test_an_order_may_ask_for_a_longer_shelf_life_and_untracked_stock_has_no_lot
     line = ok(confirm(shop, tea["so_id"]))["lines"][0]
     assert [(r["lot"], r["expiry"], r["qty"]) for r in line["reservations"]] == [("", None, "7")]
     assert line["backorder_qty"] == "0.5"
+
+
+def test_two_lines_of_one_item_never_take_the_same_units(shop: TestClient) -> None:
+    # 25 acceptable units (L3 5, L4 20): the first line takes 20, the second what is left;
+    # confirm reads the item's lots once, so the second line must see the first's take.
+    lines = [
+        {"item_code": "PILL", "qty": "20", "unit_price": "1"},
+        {"item_code": "PILL", "qty": "1", "uom": "盒", "unit_price": "10"},
+    ]
+    done = ok(confirm(shop, new_so(shop, lines=lines)["so_id"]))
+    first, second = done["lines"]
+    assert [(r["lot"], r["qty"]) for r in first["reservations"]] == [("L3", "5"), ("L4", "15")]
+    assert [(r["lot"], r["qty"]) for r in second["reservations"]] == [("L4", "5")]
+    assert (second["reserved_qty"], second["backorder_qty"]) == ("5", "5")
+    atp = available(shop)
+    assert (atp["reserved"], atp["available"]) == ("25", "20")
+    assert all(Decimal(lot["reserved"]) <= Decimal(lot["on_hand"]) for lot in atp["lots"])
+
+
+def test_reserve_tops_up_a_lot_the_line_already_holds(shop: TestClient, site: SiteLedger) -> None:
+    done = ok(confirm(shop, new_so(shop)["so_id"]))
+    assert done["lines"][0]["backorder_qty"] == "5"
+    # More of L4 arrives: ``reserve`` adds to the line's L4 row rather than a second row.
+    more = site.event("receipt", "8", item="PILL", uom="片", lot="L4", expiry=day(90))
+    ok(shop.post(SYNC_EVENTS, json=site.batch([more])))
+    topped = ok(shop.post(f"{SALES_ORDERS}/{done['so_id']}/reserve"))["lines"][0]
+    assert [(r["lot"], r["qty"]) for r in topped["reservations"]] == [("L3", "5"), ("L4", "25")]
+    assert (topped["reserved_qty"], topped["backorder_qty"]) == ("30", "0")
+    assert available(shop)["available"] == "23"
+
+
+def test_a_lot_received_at_central_keeps_its_expiry_for_reservation(shop: TestClient) -> None:
+    # Stock booked by central's own stream (a site without an edge): its expiry is on a
+    # central event, not an edge's. An expired lot there is never reserved.
+    engine = shop.app.state.engine  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    moves = [
+        central_events.Movement(
+            kind=EventKind.RECEIPT,
+            item="PILL",
+            location="A-03",
+            qty=Decimal(qty),
+            uom="片",
+            lot=lot,
+            expiry=TODAY + timedelta(days=offset),
+        )
+        for lot, offset, qty in (("C1", -3, "40"), ("C2", 45, "6"))
+    ]
+    with engine.begin() as connection:
+        central_events.lock_site(connection, "S01", now=now)
+        central_events.book(
+            connection, site_id="S01", movements=moves, actor="t", ref="t", now=now,
+            projections=None,
+        )  # fmt: skip
+    by_lot = {lot["lot"]: lot for lot in available(shop)["lots"]}
+    assert by_lot["C1"]["expiry"] == day(-3)
+    so = new_so(shop, lines=[{"item_code": "PILL", "qty": "40", "unit_price": "1"}])
+    line = ok(confirm(shop, so["so_id"]))["lines"][0]
+    assert [(r["lot"], r["qty"]) for r in line["reservations"]] == [
+        ("C2", "6"),
+        ("L3", "5"),
+        ("L4", "20"),
+    ]
+    assert line["backorder_qty"] == "9"
 
 
 def test_the_credit_limit_refuses_a_confirm_with_a_clear_409(shop: TestClient) -> None:
