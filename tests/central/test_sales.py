@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+from central_api.core.db import create_db_engine
 from central_api.errors import ConflictError
 from central_api.services import central_events, sales
 from central_api.services.audit import system_context
@@ -359,15 +360,18 @@ def test_idempotency_key_and_if_match(shop: TestClient) -> None:
 def test_racing_confirms_never_reserve_the_same_units(shop: TestClient, database_url: str) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("the race is PostgreSQL's: SQLite's writes take turns")
-    # 25 acceptable units (L3 5 + L4 20); 8 orders of 5, each of its own customer (so the
-    # customer's row lock of the credit check does not make them take turns), race.
+    # 25 acceptable units (L3 5 + L4 20); 20 clients each confirm an order of 5 (demand
+    # 100), each of its own customer (so the customer's row lock of the credit check does
+    # not make them take turns), all at once: exactly 25 may be reserved.
     orders = []
-    for number in range(8):
+    for number in range(20):
         code = f"RACE-{number}"
         ok(shop.post(PARTNERS, json={"code": code, "is_customer": True, "name": code}), 201)
         line = {"item_code": "PILL", "qty": "5", "unit_price": "1"}
         orders.append(new_so(shop, customer=code, lines=[line])["so_id"])
-    engine = shop.app.state.engine  # type: ignore[attr-defined]
+    # Its own engine with a connection per client: the app's pool (5 + 10 overflow) would
+    # leave five racers waiting for a connection while the rest wait at the barrier.
+    engine = create_db_engine(database_url, pool_size=len(orders), max_overflow=0)
     start = threading.Barrier(len(orders))
     failures: list[BaseException] = []
 
@@ -393,6 +397,7 @@ def test_racing_confirms_never_reserve_the_same_units(shop: TestClient, database
         thread.start()
     for thread in threads:
         thread.join()
+    engine.dispose()
     assert failures == []
     reserved = [
         Decimal(ok(shop.get(f"{SALES_ORDERS}/{so_id}"))["lines"][0]["reserved_qty"])
