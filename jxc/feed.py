@@ -61,7 +61,8 @@ class FeedEntity(StrEnum):
     COUNT = "count"
     """An open stock count session of the site (盘点), keyed by ``count_id``: its lines to
     count (location, item, lot; **never** an expected quantity: counting is blind), sent
-    when it opens and again when a submit marks lines for a recount. Its tombstone (the
+    when it opens, again when a submit marks lines for a recount and when a count entered
+    at central adds a line (found stock). Its tombstone (the
     session left ``counting``: in review, posted or cancelled) means: count nothing more."""
     CUSTOMER_RETURN = "customer_return"
     """An authorised customer return (退货, an RMA) of the site, keyed by ``return_id``:
