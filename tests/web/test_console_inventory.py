@@ -71,6 +71,22 @@ def audited(desk: TestClient, resource_id: str) -> list[str]:
         )
 
 
+def new_transfer(manager: TestClient) -> tuple[str, str]:
+    """A draft S01 → S02 of one box of PILL made on the form: its page and its id."""
+    made = post_form(
+        manager,
+        "/console/transfers/new",
+        "/console/transfers/new",
+        from_site="S01",
+        to_site="S02",
+        line_item_code="PILL",
+        line_qty="1",
+        line_uom="盒",
+    )
+    view = made.headers["HX-Redirect"]
+    return view, view.split("id=")[1]
+
+
 def test_write_offs_a_clerk_sees_no_money_and_approval_is_someone_elses(desk: TestClient) -> None:
     found_in(desk, pill("30", lot="L1"), {"item_code": "TEA", "qty": "4", "location": "A1"})
     clerk = signed_in(desk, "clerk1")
@@ -236,18 +252,7 @@ def test_a_transfer_through_its_states_with_a_short_arrival(desk: TestClient) ->
     later = (now_utc() + timedelta(days=200)).date().isoformat()
     found_in(desk, pill("30", lot="L1", expiry=later))
     manager = signed_in(desk, "mgr")
-    made = post_form(
-        manager,
-        "/console/transfers/new",
-        "/console/transfers/new",
-        from_site="S01",
-        to_site="S02",
-        line_item_code="PILL",
-        line_qty="1",
-        line_uom="盒",
-    )
-    view = made.headers["HX-Redirect"]
-    transfer_id = view.split("id=")[1]
+    view, transfer_id = new_transfer(manager)
     page = manager.get(view).text
     assert "草稿" in page
     # its maker may not approve it: the page says why, and nothing changes
@@ -343,18 +348,7 @@ def test_a_draft_transfer_is_edited_on_its_page_and_not_once_approved(desk: Test
     named next to it, a page made stale by someone else's edit is refused (412) with
     nothing changed, and once approved the edit is refused (409) and no longer offered."""
     manager = signed_in(desk, "mgr")
-    made = post_form(
-        manager,
-        "/console/transfers/new",
-        "/console/transfers/new",
-        from_site="S01",
-        to_site="S02",
-        line_item_code="PILL",
-        line_qty="1",
-        line_uom="盒",
-    )
-    view = made.headers["HX-Redirect"]
-    transfer_id = view.split("id=")[1]
+    view, transfer_id = new_transfer(manager)
     edit = f"/console/transfers/edit?id={transfer_id}"
     assert 'id="edit-transfer"' in manager.get(view).text
     assert 'id="edit-transfer"' not in signed_in(desk, "clerk2").get(view).text
