@@ -1,4 +1,4 @@
-"""Migration 0033 sends the categories that existed before it to the sites once: one
+"""Migration 0034 sends the categories that existed before it to the sites once: one
 ``category`` change each, parents first, under versions taken from the feed's counter, so
 an edge reading from its cursor gets them. On SQLite and PostgreSQL."""
 
@@ -19,7 +19,7 @@ from tests.central.test_migrations import migrate, scratch_url  # noqa: F401 (a 
 def test_existing_categories_enter_the_feed_once_parents_first(
     scratch_url: str,  # noqa: F811 (the fixture)
 ) -> None:
-    migrate(scratch_url, "upgrade", "0032")
+    migrate(scratch_url, "upgrade", "0033")
     engine = create_db_engine(scratch_url)
     now = datetime.now(UTC)
     try:
