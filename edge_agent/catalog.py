@@ -222,14 +222,16 @@ class Catalog:
                     item = change.item()
                     conn.execute(
                         "INSERT INTO cache_items (item_code, name, uom, active, version,"
-                        " expiry_tracked, min_remaining_days, unit_weight, weight_tolerance)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_code)"
+                        " expiry_tracked, min_remaining_days, unit_weight, weight_tolerance,"
+                        " category)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_code)"
                         " DO UPDATE SET name = excluded.name, uom = excluded.uom,"
                         " active = excluded.active, version = excluded.version,"
                         " expiry_tracked = excluded.expiry_tracked,"
                         " min_remaining_days = excluded.min_remaining_days,"
                         " unit_weight = excluded.unit_weight,"
-                        " weight_tolerance = excluded.weight_tolerance",
+                        " weight_tolerance = excluded.weight_tolerance,"
+                        " category = excluded.category",
                         (
                             item.item_code,
                             item.name,
@@ -240,6 +242,7 @@ class Catalog:
                             item.min_remaining_days,
                             _text(item.unit_weight),
                             _text(item.weight_tolerance),
+                            item.category,
                         ),
                     )
                 elif change.entity is FeedEntity.BARCODE:
@@ -606,6 +609,7 @@ _COUNTED: dict[str, str] = {
     "count_sessions": "cache_counts",
     "customer_returns": "cache_returns",
     "references": "cache_references",
+    "categories": "cache_categories",
 }
 
 _DOCUMENT_TABLES: dict[FeedEntity, tuple[str, str]] = {
@@ -637,6 +641,7 @@ def _apply_document(conn: sqlite3.Connection, change: Change) -> None:
 
 
 _OFFLINE_TABLES: dict[FeedEntity, tuple[str, str]] = {
+    FeedEntity.CATEGORY: ("cache_categories", "code"),
     FeedEntity.REFERENCE: ("cache_references", "key"),
     FeedEntity.ITEM_UNIT: ("cache_item_units", "key"),
     FeedEntity.ITEM_SITE: ("cache_item_levels", "item_code"),
@@ -646,13 +651,22 @@ _OFFLINE_TABLES: dict[FeedEntity, tuple[str, str]] = {
 
 
 def _apply_offline(conn: sqlite3.Connection, change: Change) -> None:
-    """Store a unit, a level or a location of the site, or forget a tombstoned one."""
+    """Store a category, a unit, a level or a location of the site, or forget a
+    tombstoned one."""
     table, key_column = _OFFLINE_TABLES[change.entity]
     if change.op is ChangeOp.DELETE:
         conn.execute(f"DELETE FROM {table} WHERE {key_column} = ?", (change.key,))  # noqa: S608
         return
     row: dict[str, Any]
-    if change.entity is FeedEntity.REFERENCE:
+    if change.entity is FeedEntity.CATEGORY:
+        category = change.category()
+        days = category.expiry_days
+        row = {
+            "code": change.key,
+            "parent": category.parent,
+            "expiry_days": None if days is None else ",".join(str(day) for day in days),
+        }
+    elif change.entity is FeedEntity.REFERENCE:
         entry = change.reference()
         row = {
             "key": change.key,

@@ -317,6 +317,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DELETE FROM sync_cursor WHERE feed = 'master-data'",
         ),
     ),
+    Migration(
+        16,
+        "categories: each item's category and the category tree with its expiry alert bands,"
+        " so the status page's expiry alerts use the item's category bands as central's do",
+        (
+            "ALTER TABLE cache_items ADD COLUMN category TEXT",
+            # expiry_days: "15,30,60", NULL when the category inherits its parent's.
+            "CREATE TABLE IF NOT EXISTS cache_categories (code TEXT PRIMARY KEY,"
+            " parent TEXT, expiry_days TEXT, version INTEGER NOT NULL)",
+            # Categories were skipped until now, and items were cached without theirs.
+            "DELETE FROM sync_cursor WHERE feed = 'master-data'",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

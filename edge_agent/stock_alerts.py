@@ -15,8 +15,10 @@ So the status page computes them on read, with central's rules:
   own unit when that cannot be converted).
 * ``expiry``: a lot on hand at the site whose expiry (the earliest any of its events
   states) is within a band; ``threshold`` is the band, 0 = expired (expiry today or
-  before). The edge does not receive the categories' own bands, so it uses central's
-  default, :data:`DEFAULT_EXPIRY_DAYS`.
+  before). The bands are the item's category's, else its nearest ancestor's, else
+  central's default :data:`DEFAULT_EXPIRY_DAYS`, the rule central's alerts follow; the
+  feed brings each item's category and the category tree with each one's own bands
+  (``cache_items.category``, ``cache_categories``; ledger migration 16).
 
 **Cost.** Balances are kept in memory per (item, location, lot, unit) with the last seq
 read: each evaluation reads only the events appended since, in one grouped query (by the
@@ -29,6 +31,7 @@ SQLite floats.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -41,7 +44,7 @@ from typing import Any
 from edge_agent.ledger import Ledger
 
 DEFAULT_EXPIRY_DAYS: tuple[int, ...] = (30, 60, 90)
-"""Central's default bands; a category's own bands do not reach the edge."""
+"""Central's default bands: an item with no category, or none in its tree with bands."""
 HELD_BACK_KINDS = ("quarantine", "damaged", "in_transit")
 """Location kinds whose stock is not available, as central counts them."""
 SHOWN = 200
@@ -115,7 +118,11 @@ class StockAlerts:
     def _catch_up(
         self,
     ) -> tuple[
-        dict[str, tuple[Decimal, Decimal]], dict[str, str], dict[tuple[str, str], Decimal], set[str]
+        dict[str, tuple[Decimal, Decimal]],
+        dict[str, str],
+        dict[tuple[str, str], Decimal],
+        set[str],
+        dict[str, tuple[int, ...]],
     ]:
         """Add the events since the last read; read the feed caches. One ledger read."""
         with self.ledger.reading() as conn:
@@ -144,6 +151,7 @@ class StockAlerts:
                     "SELECT code FROM cache_locations WHERE kind IN (?, ?, ?)", HELD_BACK_KINDS
                 )
             }
+            bands = _item_bands(conn)
         for item, location, lot, uom, quantities, expiry, last in rows:
             key = (item, location, lot, uom)
             total = self._balances.get(key, _ZERO) + sum(map(Decimal, quantities.split(" ")), _ZERO)
@@ -156,13 +164,13 @@ class StockAlerts:
                 known = self._expiry.get((item, lot))
                 self._expiry[(item, lot)] = stated if known is None else min(known, stated)
             self.through = max(self.through, int(last))
-        return levels, base, factors, held
+        return levels, base, factors, held, bands
 
     def evaluate(self, today: date | None = None) -> list[StockAlert]:
         """Every alert that holds now: negative first, then expired, below safety, below
         the reorder point, and the expiry bands nearest first."""
         with self._lock:
-            levels, base, factors, held = self._catch_up()
+            levels, base, factors, held, bands = self._catch_up()
             balances = dict(self._balances)
             expiries = dict(self._expiry)
         day = today or self.today()
@@ -198,15 +206,10 @@ class StockAlerts:
         for (item, lot, uom), qty in lots.items():
             expiry = expiries.get((item, lot))
             if expiry is not None and qty > 0:
-                band = self._band(expiry, day)
+                band = _band(expiry, day, bands.get(item, self.bands))
                 if band is not None:
                     found.append(_expiry_alert(item, lot, uom, qty, expiry=expiry, band=band))
         return sorted(found, key=_urgency)
-
-    def _band(self, expiry: date, day: date) -> int | None:
-        """0 when expired (today or before), else the nearest band it is within, if any."""
-        left = (expiry - day).days
-        return 0 if left <= 0 else next((days for days in self.bands if left <= days), None)
 
     def report(self, today: date | None = None) -> dict[str, Any]:
         """The status page's ``stock_alerts``: counts by kind, the most urgent first."""
@@ -226,6 +229,53 @@ class StockAlerts:
             "alerts": [alert.as_dict() for alert in found[:SHOWN]],
             "truncated": len(found) > SHOWN,
         }
+
+
+def _band(expiry: date, day: date, bands: tuple[int, ...]) -> int | None:
+    """0 when expired (today or before), else the nearest band it is within, if any."""
+    left = (expiry - day).days
+    return 0 if left <= 0 else next((days for days in bands if left <= days), None)
+
+
+def _item_bands(conn: sqlite3.Connection) -> dict[str, tuple[int, ...]]:
+    """The expiry bands of each item whose category (or an ancestor of it) has its own,
+    ascending; the others use the default. Read from the feed's caches, a row per
+    category and per categorised item."""
+    tree: dict[str, tuple[str | None, str | None]] = {
+        code: (parent, days)
+        for code, parent, days in conn.execute(
+            "SELECT code, parent, expiry_days FROM cache_categories"
+        )
+    }
+    resolved: dict[str, tuple[int, ...] | None] = {}
+
+    def of(category: str) -> tuple[int, ...] | None:
+        if category in resolved:
+            return resolved[category]
+        trail: list[str] = []
+        found: tuple[int, ...] | None = None
+        current: str | None = category
+        while current is not None and current not in trail and current in tree:
+            if current in resolved:
+                found = resolved[current]
+                break
+            trail.append(current)
+            parent, days = tree[current]
+            if days:
+                found = tuple(sorted({int(day) for day in days.split(",")}))
+                break
+            current = parent
+        for code in trail:
+            resolved[code] = found
+        return found
+
+    return {
+        item: bands
+        for item, category in conn.execute(
+            "SELECT item_code, category FROM cache_items WHERE category IS NOT NULL"
+        )
+        if (bands := of(category)) is not None
+    }
 
 
 def _in_base(

@@ -58,10 +58,16 @@ class FeedEntity(StrEnum):
     ``transfer_id``: what the transfer stations ship (at ``from_site``) and receive (at
     ``to_site``). Its tombstone (cancelled, or received at central) means: book nothing
     more against it."""
+    CATEGORY = "category"
+    """A node of the item category tree, sent to every site, keyed by its code: its parent
+    and its own expiry alert bands (none: it inherits its parent's), so an edge judges a
+    lot's expiry by its item's category offline, as central does. No name, no coding
+    rule: nothing at a site reads them."""
     COUNT = "count"
     """An open stock count session of the site (盘点), keyed by ``count_id``: its lines to
     count (location, item, lot; **never** an expected quantity: counting is blind), sent
-    when it opens and again when a submit marks lines for a recount. Its tombstone (the
+    when it opens, again when a submit marks lines for a recount and when a count entered
+    at central adds a line (found stock). Its tombstone (the
     session left ``counting``: in review, posted or cancelled) means: count nothing more."""
     CUSTOMER_RETURN = "customer_return"
     """An authorised customer return (退货, an RMA) of the site, keyed by ``return_id``:
@@ -107,6 +113,21 @@ class ItemData(BaseModel):
         default=None, description="accepted deviation from the expected weight, in percent"
     )
     archived: bool = False
+
+
+ExpiryBand = Annotated[int, Field(ge=1, le=3650)]
+
+
+class CategoryData(BaseModel):
+    """A category as a site needs it: where it sits in the tree and its own expiry alert
+    bands in days before expiry (``[15, 30, 60]``); ``None`` inherits the nearest
+    ancestor's, and a tree with none uses the default 30/60/90."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: Code
+    parent: Code | None = None
+    expiry_days: Annotated[list[ExpiryBand], Field(min_length=1, max_length=5)] | None = None
 
 
 class ItemUnitData(BaseModel):
@@ -447,6 +468,9 @@ class Change(BaseModel):
 
     def customer_return(self) -> ReturnData:
         return ReturnData.model_validate(self.data)
+
+    def category(self) -> CategoryData:
+        return CategoryData.model_validate(self.data)
 
 
 class ChangePage(BaseModel):

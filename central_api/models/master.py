@@ -4,7 +4,8 @@ idempotency keys of creates.
 
 The item's own new attributes are columns of ``items`` (``central_api.models.items``).
 Rows that an edge needs carry ``version`` (the change feed's version of their last change,
-see ``central_api.services.feed``); the others (partners, categories) do not reach sites.
+see ``central_api.services.feed``); partners do not reach sites, and a category reaches
+them only as its parent and expiry bands (``categories.publish``), without a version here.
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ of that prefix's sequence, zero-padded to ``code_digits`` (``DRINK`` + 6 digits 
 ``#`` a digit, ``@`` a letter, ``*`` a letter or digit, ``?`` any character, anything else
 itself (``DR-####`` takes ``DR-0042``). A mask rather than a regular expression: it is
 what a person setting up codes writes, and it can never take exponential time to check.
-Categories are central's own (the edge sees only an item's category code),
-so they are not in the change feed; writes take the feed's lock all the same, which
-orders them with item writes (a category cannot vanish under an item being saved, and
-two parent changes cannot make a cycle together).
+Sites receive each category's place in the tree and its own expiry alert bands through
+the change feed (``category``, :func:`publish`; never its names or coding rule), so an
+edge judges a lot's expiry by its item's category offline, as central's alerts do. Writes
+take the feed's lock first, which also orders them with item writes (a category cannot
+vanish under an item being saved, and two parent changes cannot make a cycle together).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from central_api.core.db import write_transaction
 from central_api.errors import ConflictError, InvalidError, NotFoundError
 from central_api.models.items import items
 from central_api.models.master import categories
+from central_api.models.replenishment import expiry_alert_days
 from central_api.services.audit import AuditContext, record
-from central_api.services.feed import feed_writer, read_snapshot
+from central_api.services.feed import FeedWriter, feed_writer, read_snapshot
+from jxc.feed import CategoryData, ChangeOp, FeedEntity
 
 PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,15}$"
 MAX_DEPTH = 10
@@ -77,7 +80,7 @@ def put_category(
             "code_prefix: 1-16 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
         )
     now = now or datetime.now(UTC)
-    with write_transaction(connection), feed_writer(connection, changed_at=now):
+    with write_transaction(connection), feed_writer(connection, changed_at=now) as writer:
         stored = _read(connection, code)
         if parent is not None:
             _check_parent(connection, code, parent)
@@ -96,6 +99,7 @@ def put_category(
             connection.execute(update(categories).where(categories.c.code == code).values(**values))
         written = _read(connection, code)
         assert written is not None
+        publish(writer, connection, code)
         record(
             connection,
             audit,
@@ -114,7 +118,7 @@ def delete_category(
 ) -> None:
     """Delete a category no item and no other category refers to."""
     now = now or datetime.now(UTC)
-    with write_transaction(connection), feed_writer(connection, changed_at=now):
+    with write_transaction(connection), feed_writer(connection, changed_at=now) as writer:
         stored = _read(connection, code)
         if stored is None:
             raise UnknownCategoryError(code)
@@ -128,6 +132,7 @@ def delete_category(
                 by="categories",
             )
         connection.execute(delete(categories).where(categories.c.code == code))
+        publish(writer, connection, code)
         record(
             connection,
             audit,
@@ -138,6 +143,29 @@ def delete_category(
             after=None,
             at=now,
         )
+
+
+def publish(writer: FeedWriter, connection: Connection, code: str) -> None:
+    """Category ``code`` as sites hold it (its parent and its own expiry bands, read as
+    they are now in the writer's transaction), or its tombstone once it is gone. Every
+    site gets it: a category is not a site's."""
+    parent = connection.execute(
+        select(categories.c.parent_code).where(categories.c.code == code)
+    ).one_or_none()
+    if parent is None:
+        writer.append(entity=FeedEntity.CATEGORY, key=code, op=ChangeOp.DELETE, data=None)
+        return
+    days = connection.execute(
+        select(expiry_alert_days.c.days).where(expiry_alert_days.c.category_code == code)
+    ).scalar_one_or_none()
+    data = CategoryData(
+        code=code,
+        parent=parent.parent_code,
+        expiry_days=None if days is None else [int(day) for day in str(days).split(",")],
+    )
+    writer.append(
+        entity=FeedEntity.CATEGORY, key=code, op=ChangeOp.UPSERT, data=data.model_dump(mode="json")
+    )
 
 
 _MASK = {"#": "[0-9]", "@": "[A-Za-z]", "*": "[A-Za-z0-9]", "?": "."}

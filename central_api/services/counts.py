@@ -33,8 +33,9 @@ after it is not in ``system_qty`` and would show as a variance; counts at sites 
 edge belong at the edge:
 
 * **The feed.** A session in ``counting`` is a ``count`` entity of its site's feed (lines
-  without any quantity: blind), sent when it opens and again when a submit marks
-  recounts; its tombstone when it leaves ``counting``.
+  without any quantity: blind), sent when it opens, again when a submit marks
+  recounts and when an entry at central finds stock the snapshot did not hold (a new
+  line: the edge's counters count it too); its tombstone when it leaves ``counting``.
 * **Entries from the edge** (:func:`enter_from_site`, ``POST /sync/count-entries``): each
   carries the edge's own balance of the key when it was counted (the edge's ledger is
   complete and local). ``system_qty`` is that plus what central's own stream of the site
@@ -55,7 +56,17 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, insert, select, type_coerce, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+    tuple_,
+    type_coerce,
+    update,
+)
 
 from central_api.errors import ConflictError, ForbiddenError, InvalidError
 from central_api.models.base import MicroUnits
@@ -779,7 +790,7 @@ def count_command(
         document_write(
             connection, action=f"stock_count.{verb}", audit=command.audit, claim=command.claim
         ) as written,
-        _feed_for(connection, verb, written.now) as writer,
+        _feed_for(connection, order, verb, written.now) as writer,
     ):
         now = written.now
         count = _locked(connection, command, now)
@@ -820,15 +831,50 @@ def count_command(
 
 
 @contextmanager
-def _feed_for(connection: Connection, verb: str, now: datetime) -> Iterator[FeedWriter | None]:
+def _feed_for(
+    connection: Connection, order: CountCommand, verb: str, now: datetime
+) -> Iterator[FeedWriter | None]:
     """The feed writer for the verbs that change what the site's counters see (a submit
-    may mark recounts; the others end ``counting``); None for entering counts, which
-    the feed's lock would otherwise serialise with every master-data write."""
-    if verb == "count":
+    may mark recounts; the others end ``counting``), and for entries that find stock the
+    session has no line for (the new line goes to the edge's copy of the session); None
+    for other entries, which the feed's lock would otherwise serialise with every
+    master-data write. Taken before the session and its site's stream are locked, the
+    order every feed writer keeps."""
+    if verb == "count" and not _finds_stock(connection, order):
         yield None
         return
     with feed_writer(connection, changed_at=now) as writer:
         yield writer
+
+
+_KEYS_PER_QUERY = 500
+"""Entries looked up per query by :func:`_finds_stock` (three bound values each)."""
+
+
+def _finds_stock(connection: Connection, order: CountCommand) -> bool:
+    """Whether an entry names a (location, item, lot) the session has no line for: found
+    stock, which makes a line. Read before any lock; lines are only ever added while a
+    session counts, so a key held now is held when the entry is taken, and a key missing
+    now at worst takes the feed's lock for nothing (another request added it meanwhile)."""
+    wanted = {(each.location, each.item_code, each.lot or NO_LOT) for each in order.entries}
+    key = tuple_(
+        stock_count_lines.c.location, stock_count_lines.c.item_code, stock_count_lines.c.lot
+    )
+    keys = sorted(wanted)
+    held: set[tuple[str, str, str]] = set()
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        rows = connection.execute(
+            select(
+                stock_count_lines.c.location,
+                stock_count_lines.c.item_code,
+                stock_count_lines.c.lot,
+            ).where(
+                stock_count_lines.c.count_id == order.command.doc_id,
+                key.in_(keys[start : start + _KEYS_PER_QUERY]),
+            )
+        )
+        held.update((row.location, row.item_code, row.lot) for row in rows)
+    return bool(wanted - held)
 
 
 def enter_from_site(

@@ -42,6 +42,7 @@ from central_api.models.ledger import central_events, ledger_events
 from central_api.models.master import categories, item_site_levels, item_units, partners
 from central_api.models.purchasing import purchase_order_lines, purchase_orders
 from central_api.models.replenishment import expiry_alert_days, item_site_supply
+from central_api.services import categories as categories_service
 from central_api.services import idempotency, purchasing
 from central_api.services.alerts import parse_days, site_on_hand
 from central_api.services.audit import AuditContext
@@ -334,12 +335,16 @@ def set_expiry_days(
     audit: AuditContext,
     claim: IdempotencyClaim | None = None,
 ) -> tuple[int, ...]:
-    """Set a category's expiry alert bands ("15,30,60"); its subcategories inherit them."""
+    """Set a category's expiry alert bands ("15,30,60"); its subcategories inherit them.
+    The category goes to every site again with them (the edges' own expiry alerts)."""
     bands = parse_days(days)
     text = ",".join(str(day) for day in bands)
-    with document_write(
-        connection, action="replenishment.set_expiry_days", audit=audit, claim=claim
-    ) as written:
+    with (
+        document_write(
+            connection, action="replenishment.set_expiry_days", audit=audit, claim=claim
+        ) as written,
+        feed_writer(connection, changed_at=written.now) as writer,
+    ):
         if (
             connection.execute(
                 select(categories.c.code).where(categories.c.code == category_code)
@@ -364,6 +369,7 @@ def set_expiry_days(
                 .where(expiry_alert_days.c.category_code == category_code)
                 .values(days=text, updated_at=written.now)
             )
+        categories_service.publish(writer, connection, category_code)  # the sites' bands
         written.doc_id = category_code
         written.before, written.after = {"days": held}, {"days": text}
     return bands

@@ -67,6 +67,7 @@ from central_api.services.central_events import Movement, ledger_union, lot_expi
 from central_api.services.documents import (
     MAX_LINES,
     DocCommand,
+    DocumentStateError,
     SegregationOfDutiesError,
     UnknownDocumentError,
     base_quantity,
@@ -392,6 +393,33 @@ def in_transit(
 # --- commands --------------------------------------------------------------------------------
 
 
+def _checked_lines(
+    connection: Connection, from_site: str, to_site: str, lines: Sequence[TransferLineInput]
+) -> list[dict[str, Any]]:
+    """The rows of a transfer's lines, each in the given unit and the item's base unit;
+    what a create and an edit both check (the ends differ, 1..MAX_LINES lines)."""
+    if not 1 <= len(lines) <= MAX_LINES:
+        raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
+    if from_site == to_site:
+        raise InvalidError("to_site: a transfer goes to another site")
+    rows = []
+    for index, given in enumerate(lines):
+        uom, base, base_uom = base_quantity(
+            connection, f"lines[{index}]", given.item_code, given.qty, given.uom
+        )
+        rows.append(
+            {
+                "line_no": index + 1,
+                "item_code": given.item_code,
+                "qty": given.qty,
+                "uom": uom,
+                "base_qty": base,
+                "base_uom": base_uom,
+            }
+        )
+    return rows
+
+
 def create_transfer(
     connection: Connection,
     *,
@@ -405,30 +433,11 @@ def create_transfer(
     claim: IdempotencyClaim | None = None,
 ) -> Transfer:
     """A draft transfer from a site the caller works at. Raises ``IdempotentReplay``."""
-    if not 1 <= len(lines) <= MAX_LINES:
-        raise InvalidError(f"lines: 1 to {MAX_LINES} lines")
-    if from_site == to_site:
-        raise InvalidError("to_site: a transfer goes to another site")
     with document_write(connection, action="transfer.create", audit=audit, claim=claim) as written:
         now = written.now
         check_site(connection, from_site, visible)
         check_site(connection, to_site, None)
-        rows = []
-        for index, given in enumerate(lines):
-            where = f"lines[{index}]"
-            uom, base, base_uom = base_quantity(
-                connection, where, given.item_code, given.qty, given.uom
-            )
-            rows.append(
-                {
-                    "line_no": index + 1,
-                    "item_code": given.item_code,
-                    "qty": given.qty,
-                    "uom": uom,
-                    "base_qty": base,
-                    "base_uom": base_uom,
-                }
-            )
+        rows = _checked_lines(connection, from_site, to_site, lines)
         transfer_id = new_document_id(
             connection, sequence="#transfer", prefix="TR", column=transfer_orders.c.transfer_id
         )
@@ -453,6 +462,83 @@ def create_transfer(
         found = _read(connection, transfer_id)
         assert found is not None
     return found
+
+
+def update_transfer(
+    connection: Connection,
+    *,
+    transfer_id: str,
+    from_site: str,
+    to_site: str,
+    note: str,
+    lines: Sequence[TransferLineInput],
+    visible: frozenset[str] | None,
+    if_match: str | None,
+    audit: AuditContext,
+    claim: IdempotencyClaim | None = None,
+) -> Transfer:
+    """Replace a draft's ends, note and lines (``PUT``). Only a draft changes: once
+    approved the transfer is at both ends' stations (the feed), so a change would
+    have to reach them; cancel it and make another instead. The caller must work at the
+    sending site it had and at the one it gets, as for a create; a user of the receiving
+    end only sees it. Raises ``IdempotentReplay``."""
+    with document_write(connection, action="transfer.update", audit=audit, claim=claim) as written:
+        before = _read(connection, transfer_id, lock=True)
+        if before is None or not _sees(before, visible):
+            raise UnknownDocumentError(_KIND, transfer_id)
+        if visible is not None and before.from_site not in visible:
+            raise ForbiddenError(
+                f"site {before.from_site} is outside your sites: a transfer is edited at the"
+                " site it leaves from"
+            )
+        check_version(_KIND, transfer_id, before.version, if_match)
+        if before.status is not TransferStatus.DRAFT:
+            raise DocumentStateError(
+                _KIND,
+                transfer_id,
+                before.status,
+                "an edit",
+                "draft (cancel it and make a new transfer instead)",
+            )
+        check_site(connection, from_site, visible)
+        check_site(connection, to_site, None)
+        rows = _checked_lines(connection, from_site, to_site, lines)
+        connection.execute(
+            delete(transfer_lines).where(transfer_lines.c.transfer_id == transfer_id)
+        )
+        connection.execute(
+            insert(transfer_lines), [{"transfer_id": transfer_id, **row} for row in rows]
+        )
+        connection.execute(
+            update(transfer_orders)
+            .where(transfer_orders.c.transfer_id == transfer_id)
+            .values(
+                from_site=from_site,
+                to_site=to_site,
+                note=note,
+                version=before.version + 1,
+                updated_at=written.now,
+            )
+        )
+        after = _read(connection, transfer_id)
+        assert after is not None
+        written.doc_id, written.site_id = transfer_id, from_site
+        written.before, written.after = _state(before), _state(after)
+    return after
+
+
+def _state(transfer: Transfer) -> dict[str, Any]:
+    """What an edit's audit entry keeps of the transfer before and after it."""
+    return {
+        "from_site": transfer.from_site,
+        "to_site": transfer.to_site,
+        "note": transfer.note,
+        "version": transfer.version,
+        "lines": [
+            {"item_code": line.item_code, "qty": str(line.qty), "uom": line.uom}
+            for line in transfer.lines
+        ],
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from central_api.schemas.inventory import (
 )
 from central_api.services import counts, transfers
 from central_api.services import inventory as stock_docs
+from central_api.services.audit import AuditContext
 from central_api.services.documents import DocCommand
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotentReplay
@@ -584,6 +585,9 @@ def _transfer_page(
             "locations": [("", "—"), *_location_options(request, connection, site)] if verb else [],
             "exceptions": exceptions,
             "may_resolve": principal.can("transfer_exception.resolve"),
+            "can_edit": status is transfers.TransferStatus.DRAFT
+            and principal.can("transfer.create")
+            and principal.sees_site(transfer.from_site),
             "key": str(uuid.uuid4()),
             "refusal": refusal,
             "status_labels": STATUS_LABELS,
@@ -752,14 +756,23 @@ def _transfer_form(
     form: dict[str, Any],
     errors: dict[str, str],
     *,
+    transfer_id: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
+    """The new-transfer form, or the edit form of draft ``transfer_id``."""
     return render(
         request,
         "transfer_order_form.html",
         {
             "form": form,
             "errors": errors,
+            "transfer_id": transfer_id,
+            "action": f"{TRANSFERS}/new"
+            if transfer_id is None
+            else url(f"{TRANSFERS}/edit", id=transfer_id),
+            "cancel": TRANSFERS
+            if transfer_id is None
+            else url(f"{TRANSFERS}/view", id=transfer_id),
             "from_sites": options(request, _sites(connection, principal), "site_id"),
             "to_sites": options(request, list_sites(connection, visible=None), "site_id"),
         },
@@ -779,15 +792,61 @@ def new_transfer_page(
         "note": "",
         "lines": [dict.fromkeys(_TRANSFER_FIELDS, "") for _ in range(BLANK_LINES)],
         "idempotency_key": str(uuid.uuid4()),
+        "version": "",
     }
     return _transfer_form(request, connection, principal, form, {})
+
+
+@pages.get("/transfers/edit", dependencies=[Requires("transfer.create")])
+def edit_transfer_page(
+    request: Request, transfer_id: IdQuery, connection: ConnDep, principal: PrincipalDep
+) -> HTMLResponse:
+    """A draft transfer's form, filled in, with the version it was read at (a save after
+    someone else's is refused with 412) and spare rows for more lines."""
+    transfer = transfers.get_transfer(connection, transfer_id, visible=principal.sites)
+    form: dict[str, Any] = {
+        "from_site": transfer.from_site,
+        "to_site": transfer.to_site,
+        "note": transfer.note,
+        "lines": [
+            {"item_code": line.item_code, "qty": format(line.qty, "f"), "uom": line.uom}
+            for line in transfer.lines
+        ]
+        + [dict.fromkeys(_TRANSFER_FIELDS, "") for _ in range(BLANK_LINES)],
+        "idempotency_key": str(uuid.uuid4()),
+        "version": str(transfer.version),
+    }
+    return _transfer_form(request, connection, principal, form, {}, transfer_id=transfer_id)
 
 
 @pages.post("/transfers/new", dependencies=[Requires("transfer.create")])
 async def create_transfer_form(
     request: Request, connection: ConnDep, principal: PrincipalDep, audit: AuditDep
 ) -> Response:
-    """Checked whole with the API's ``TransferIn``; one service call makes the draft."""
+    return await _save_transfer(request, connection, principal, audit, transfer_id=None)
+
+
+@pages.post("/transfers/edit", dependencies=[Requires("transfer.create")])
+async def update_transfer_form(
+    request: Request,
+    transfer_id: IdQuery,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+) -> Response:
+    return await _save_transfer(request, connection, principal, audit, transfer_id=transfer_id)
+
+
+async def _save_transfer(
+    request: Request,
+    connection: Connection,
+    principal: Principal,
+    audit: AuditContext,
+    *,
+    transfer_id: str | None,
+) -> Response:
+    """Checked whole with the API's ``TransferIn``; one service call makes the draft or
+    replaces it (with the page's version as ``If-Match``). Rows left empty are not lines."""
     raw = await request.body()
     posted = await request.form()
     _ = gettext_for(i18n.language_of(request))
@@ -798,6 +857,7 @@ async def create_transfer_form(
         "note": _posted(posted, "note", 1000),
         "lines": rows,
         "idempotency_key": _posted(posted, "idempotency_key"),
+        "version": _posted(posted, "version", 20),
     }
     used = [(i, row) for i, row in enumerate(rows) if any(row.values())]
     body = {
@@ -808,34 +868,59 @@ async def create_transfer_form(
     }
     checked, found = validate(TransferIn, body, _)
     errors = {_row_key(key, used): message for key, message in found.items()}
+    status_code = 422
     if not used:
         errors["lines"] = _("Enter at least one line.")
     if not errors:
+        lines = [
+            transfers.TransferLineInput(item_code=line.item_code, qty=line.qty, uom=line.uom)
+            for line in checked.lines
+        ]
+        claim = form_claim(request, principal, form["idempotency_key"], raw)
         try:
-            made = transfers.create_transfer(
-                connection,
-                from_site=checked.from_site,
-                to_site=checked.to_site,
-                note=checked.note,
-                lines=[
-                    transfers.TransferLineInput(
-                        item_code=line.item_code, qty=line.qty, uom=line.uom
-                    )
-                    for line in checked.lines
-                ],
-                actor=principal.name,
-                visible=principal.sites,
-                audit=audit,
-                claim=form_claim(request, principal, form["idempotency_key"], raw),
-            )
+            if transfer_id is None:
+                saved = transfers.create_transfer(
+                    connection,
+                    from_site=checked.from_site,
+                    to_site=checked.to_site,
+                    note=checked.note,
+                    lines=lines,
+                    actor=principal.name,
+                    visible=principal.sites,
+                    audit=audit,
+                    claim=claim,
+                )
+            else:
+                saved = transfers.update_transfer(
+                    connection,
+                    transfer_id=transfer_id,
+                    from_site=checked.from_site,
+                    to_site=checked.to_site,
+                    note=checked.note,
+                    lines=lines,
+                    visible=principal.sites,
+                    if_match=_if_match(posted),
+                    audit=audit,
+                    claim=claim,
+                )
         except IdempotentReplay as replay:
             return redirect(request, url(f"{TRANSFERS}/view", id=replay.resource_id))
         except (*_REFUSALS, NotFoundError) as refused:
             key, reason = refusal_key(refused, used, "from_site", "to_site")
             errors[_shown(key, "qty")] = reason
+            if key == "form":  # a stale page (412), a transfer no longer a draft (409)...
+                status_code = _status_of(refused)
         else:
-            return redirect(request, url(f"{TRANSFERS}/view", id=made.transfer_id))
-    return _transfer_form(request, connection, principal, form, errors, status_code=422)
+            return redirect(request, url(f"{TRANSFERS}/view", id=saved.transfer_id))
+    return _transfer_form(
+        request,
+        connection,
+        principal,
+        form,
+        errors,
+        transfer_id=transfer_id,
+        status_code=status_code,
+    )
 
 
 # --- stock counts: the reviewer's pages ---------------------------------------------------------

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from central_api.core.db import write_transaction
 from central_api.services import transfers
 from central_api.services.documents import now_utc
-from jxc.paths import STOCK_IN_TRANSIT, TRANSFER_EXCEPTIONS, TRANSFERS
+from jxc.paths import SITES, STOCK_IN_TRANSIT, TRANSFER_EXCEPTIONS, TRANSFERS
 from tests.central.conftest import SiteLedger
 from tests.central.test_inventory import (
     found_in,
@@ -250,3 +250,84 @@ def test_an_approved_transfer_reaches_both_ends_feeds_and_a_cancel_withdraws_it(
     for site_id in ("S01", "S02"):
         sent = [c for c in feed(store, site_id) if c["entity"] == "transfer"]
         assert [(c["key"], c["op"]) for c in sent] == [(tid, "upsert"), (tid, "delete")]
+
+
+def test_a_draft_transfer_is_edited_with_if_match_and_not_once_approved(
+    store: TestClient,  # noqa: F811
+    people: dict[str, dict[str, str]],
+) -> None:
+    """``PUT`` replaces a draft's ends, note and lines: the version it was read at
+    (If-Match, 412 when stale), an Idempotency-Key replayed, the sending site's users
+    only (the receiving end sees it, may not rewrite it), audited with before and after;
+    refused with 409 once approved, and a draft never reaches a feed."""
+    ok(store.put(f"{SITES}/S03", json={"kind": "store", "name": "药店 S03"}))
+    s1 = as_user(store, "s1mgr", ["store_manager"], sites=["S01"])
+    s2 = as_user(store, "s2mgr", ["store_manager"], sites=["S02"])
+    s3 = as_user(store, "s3mgr", ["store_manager"], sites=["S03"])
+    made = ok(
+        store.post(
+            TRANSFERS,
+            json={
+                "from_site": "S01",
+                "to_site": "S02",
+                "lines": [{"item_code": "PILL", "qty": "3"}],
+            },
+            headers=s1,
+        ),
+        201,
+    )
+    url = f"{TRANSFERS}/{made['transfer_id']}"
+    body = {
+        "from_site": "S01",
+        "to_site": "S03",
+        "note": "两盒加三片",
+        "lines": [
+            {"item_code": "PILL", "qty": "2", "uom": "盒"},
+            {"item_code": "PILL", "qty": "3"},
+        ],
+    }
+    refused(store.put(url, json=body, headers={**s1, "If-Match": '"7"'}), 412)
+    refused(store.put(url, json=body, headers=s2), 403, "S01", "edited at the site it leaves")
+    refused(store.put(url, json=body, headers=s3), 404)
+    refused(store.put(url, json={**body, "from_site": "S02"}, headers=s1), 403, "S02")
+    refused(store.put(url, json={**body, "to_site": "S01"}, headers=s1), 422, "another site")
+    refused(
+        store.put(url, json={**body, "lines": [{"item_code": "PILL", "qty": "0"}]}, headers=s1),
+        422,
+        "lines[0].qty",
+    )
+    assert ok(store.get(url))["version"] == 1  # every refusal left it as it was
+
+    edit = {**s1, "If-Match": '"1"', **key("e1")}
+    answered = store.put(url, json=body, headers=edit)
+    edited = ok(answered)
+    assert answered.headers["ETag"] == '"2"'
+    assert (edited["to_site"], edited["note"], edited["version"], edited["status"]) == (
+        "S03",
+        "两盒加三片",
+        2,
+        "draft",
+    )
+    assert [(ln["line_no"], ln["qty"], ln["uom"], ln["base_qty"]) for ln in edited["lines"]] == [
+        (1, "2", "盒", "20"),
+        (2, "3", "片", "3"),
+    ]
+    again = store.put(url, json=body, headers=edit)  # a retry of the same request
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert ok(again)["version"] == 2
+    assert [c for c in feed(store, "S03") if c["entity"] == "transfer"] == []
+
+    audit = ok(store.get("/api/v1/audit", params={"resource": "transfer"}))
+    (entry,) = [e for e in audit["entries"] if e["action"] == "transfer.update"]
+    assert (entry["before"]["to_site"], entry["after"]["to_site"]) == ("S02", "S03")
+    assert entry["after"]["lines"][0] == {"item_code": "PILL", "qty": "2", "uom": "盒"}
+
+    ok(store.post(f"{url}/approve", json={}, headers={**people["boss"], "If-Match": '"2"'}))
+    refused(
+        store.put(url, json=body, headers=s1),
+        409,
+        "is approved",
+        "draft",
+        "cancel it and make a new transfer",
+    )
+    assert ok(store.get(url))["version"] == 3

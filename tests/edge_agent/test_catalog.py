@@ -121,6 +121,7 @@ def test_page_and_cursor_are_stored_together(ledger: Ledger) -> None:
         "count_sessions": 0,
         "customer_returns": 0,
         "references": 0,
+        "categories": 0,
     }
     assert catalog.counts() == counted
     catalog.apply(feed_with_tea())  # a page fetched again after a crash: harmless

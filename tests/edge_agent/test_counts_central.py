@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from central_api.models import central_events
+from central_api.services.feed import latest_version
 from edge_agent.catalog import Catalog, Puller
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.stations.counts import CountUploader, entries, record_count, unsent
@@ -288,3 +289,78 @@ def test_a_site_uploads_only_for_itself(client: TestClient) -> None:  # noqa: F8
     ]
     bad = {**body, "entries": [{**body["entries"][0], "qty": 1.5}]}
     assert client.post(SYNC_COUNT_ENTRIES, json=bad).status_code == 422
+
+
+def test_found_stock_entered_at_central_reaches_the_edges_session(
+    client: TestClient,  # noqa: F811 (the fixture)
+    edge: Edge,
+) -> None:
+    """A count entered at central (the phone page) for a key the snapshot did not hold
+    makes a line; the session goes to the edge again with it, so the edge's counters see
+    it and their count of it lands on that line. An entry for a line the session already
+    has moves nothing in the feed (it would otherwise queue every entry on the feed)."""
+    site(client, "S01")
+    for code in ("A-01", "A-02"):
+        ok(location(client, code, site_id="S01", level="zone", kind="storage"))
+    ok(client.put(f"{ITEMS}/PILL", json={"name": "药片", "uom": "EA", "lot_tracked": True}))
+    edge.ledger.append(
+        EventDraft(
+            kind=EventKind.RECEIPT, item="PILL", lot="L1", location="A-01", qty=Decimal(100),
+            uom="EA",
+        )
+    )  # fmt: skip
+    edge.push()
+    manager = as_user(client, "manager", ["store_manager"])
+    clerk = as_user(client, "clerk", ["warehouse_clerk"], sites=["S01"])
+    opened = ok(
+        client.post(
+            STOCK_COUNTS, json={"site_id": "S01"}, headers={**manager, "Idempotency-Key": "c1"}
+        ),
+        201,
+    )
+    edge.count_id = count_id = opened["count_id"]
+    edge.pull()
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+
+    def feed_version() -> int:
+        with engine.connect() as connection:
+            return latest_version(connection)
+
+    # --- A line the session has: counted at central, the feed does not move.
+    before = feed_version()
+    ok(
+        client.post(
+            f"{STOCK_COUNTS}/{count_id}/counts",
+            json={
+                "entries": [{"location": "A-01", "item_code": "PILL", "lot": "L1", "qty": "100"}]
+            },
+            headers=clerk,
+        )
+    )
+    assert feed_version() == before
+
+    # --- Found stock at central: a new line, and the session reaches the edge with it.
+    ok(
+        client.post(
+            f"{STOCK_COUNTS}/{count_id}/counts",
+            json={"entries": [{"location": "A-02", "item_code": "PILL", "lot": "L9", "qty": "4"}]},
+            headers=clerk,
+        )
+    )
+    assert feed_version() == before + 1
+    edge.pull()
+    (session,) = edge.catalog.count_sessions()
+    assert [(line.line_no, line.location, line.lot) for line in session.lines] == [
+        (1, "A-01", "L1"),
+        (2, "A-02", "L9"),
+    ]
+    assert "100" not in session.model_dump_json()  # still blind
+
+    # --- Counted again at the edge: the same line, the edge's count stands (last wins).
+    edge.count("A-02", "L9", "5")
+    edge.upload()
+    review = ok(client.get(f"{STOCK_COUNTS}/{count_id}", headers=manager))
+    assert lines(review) == [
+        ("A-01", "L1", "100", "100", None, "0", "clerk"),
+        ("A-02", "L9", "0", "5", None, "5", "li"),
+    ]

@@ -71,6 +71,22 @@ def audited(desk: TestClient, resource_id: str) -> list[str]:
         )
 
 
+def new_transfer(manager: TestClient) -> tuple[str, str]:
+    """A draft S01 → S02 of one box of PILL made on the form: its page and its id."""
+    made = post_form(
+        manager,
+        "/console/transfers/new",
+        "/console/transfers/new",
+        from_site="S01",
+        to_site="S02",
+        line_item_code="PILL",
+        line_qty="1",
+        line_uom="盒",
+    )
+    view = made.headers["HX-Redirect"]
+    return view, view.split("id=")[1]
+
+
 def test_write_offs_a_clerk_sees_no_money_and_approval_is_someone_elses(desk: TestClient) -> None:
     found_in(desk, pill("30", lot="L1"), {"item_code": "TEA", "qty": "4", "location": "A1"})
     clerk = signed_in(desk, "clerk1")
@@ -236,18 +252,7 @@ def test_a_transfer_through_its_states_with_a_short_arrival(desk: TestClient) ->
     later = (now_utc() + timedelta(days=200)).date().isoformat()
     found_in(desk, pill("30", lot="L1", expiry=later))
     manager = signed_in(desk, "mgr")
-    made = post_form(
-        manager,
-        "/console/transfers/new",
-        "/console/transfers/new",
-        from_site="S01",
-        to_site="S02",
-        line_item_code="PILL",
-        line_qty="1",
-        line_uom="盒",
-    )
-    view = made.headers["HX-Redirect"]
-    transfer_id = view.split("id=")[1]
+    view, transfer_id = new_transfer(manager)
     page = manager.get(view).text
     assert "草稿" in page
     # its maker may not approve it: the page says why, and nothing changes
@@ -334,6 +339,91 @@ def test_a_transfer_through_its_states_with_a_short_arrival(desk: TestClient) ->
         "transfer.create",
         "transfer.receive",
         "transfer.ship",
+    ]
+
+
+def test_a_draft_transfer_is_edited_on_its_page_and_not_once_approved(desk: TestClient) -> None:
+    """The draft's page offers *Edit* to a user of the sending site who may make
+    transfers; the form comes filled in with the version it was read at. A bad row is
+    named next to it, a page made stale by someone else's edit is refused (412) with
+    nothing changed, and once approved the edit is refused (409) and no longer offered."""
+    manager = signed_in(desk, "mgr")
+    view, transfer_id = new_transfer(manager)
+    edit = f"/console/transfers/edit?id={transfer_id}"
+    assert 'id="edit-transfer"' in manager.get(view).text
+    assert 'id="edit-transfer"' not in signed_in(desk, "clerk2").get(view).text
+    form = manager.get(edit).text
+    assert "编辑调拨单" in form
+    assert hidden(form, "version") == "1"
+    assert 'value="PILL"' in form
+    assert 'value="盒"' in form
+    filled = {
+        "idempotency_key": hidden(form, "idempotency_key"),
+        "version": "1",
+        "from_site": "S01",
+        "to_site": "S02",
+        "note": "再加三片",
+        "line_item_code": ["PILL", "PILL", ""],
+        "line_qty": ["2", "3", ""],
+        "line_uom": ["盒", "", ""],
+    }
+    bad = manager.post(edit, data={**filled, "line_qty": ["2", "three", ""]}, headers=htmx(manager))
+    assert bad.status_code == 422
+    assert 'id="error-line-1-qty"' in bad.text
+    # someone else saves first: this page is stale
+    other = signed_in(desk, "mgr2", "en")
+    other_form = other.get(edit).text
+    assert "Edit transfer" in other_form
+    saved = other.post(
+        edit,
+        data={
+            **filled,
+            "idempotency_key": hidden(other_form, "idempotency_key"),
+            "note": "first",
+            "line_item_code": ["PILL"],
+            "line_qty": ["1"],
+            "line_uom": [""],
+        },
+        headers=htmx(other),
+    )
+    assert saved.headers["HX-Redirect"] == view
+    stale = manager.post(edit, data=filled, headers=htmx(manager))
+    assert stale.status_code == 412
+    assert 'id="error-form"' in stale.text
+    assert ok(desk.get(f"{TRANSFERS}/{transfer_id}"))["note"] == "first"
+    fresh = manager.get(edit).text
+    done = manager.post(
+        edit,
+        data={**filled, "version": "2", "idempotency_key": hidden(fresh, "idempotency_key")},
+        headers=htmx(manager),
+    )
+    assert done.headers["HX-Redirect"] == view
+    page = manager.get(view).text
+    assert "再加三片" in page
+    got = ok(desk.get(f"{TRANSFERS}/{transfer_id}"))
+    assert [(ln["qty"], ln["uom"], ln["base_qty"]) for ln in got["lines"]] == [
+        ("2", "盒", "20"),
+        ("3", "片", "3"),
+    ]
+    # approved: no Edit button, and the form is refused
+    other.post(
+        f"/console/transfers/approve?id={transfer_id}",
+        data=command_values(other.get(view).text, "/console/transfers/approve"),
+        headers=htmx(other),
+    )
+    approved = manager.get(view).text
+    assert 'id="edit-transfer"' not in approved
+    late = manager.post(
+        edit, data={**filled, "version": "4", "idempotency_key": "k-late"}, headers=htmx(manager)
+    )
+    assert late.status_code == 409
+    assert 'id="error-form"' in late.text
+    assert "draft" in late.text
+    assert audited(desk, transfer_id) == [
+        "transfer.approve",
+        "transfer.create",
+        "transfer.update",
+        "transfer.update",
     ]
 
 

@@ -251,6 +251,8 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("POST", "/console/transfers/resolve"): "transfer_exception.resolve",
         ("GET", "/console/transfers/new"): "transfer.create",
         ("POST", "/console/transfers/new"): "transfer.create",
+        ("GET", "/console/transfers/edit"): "transfer.create",
+        ("POST", "/console/transfers/edit"): "transfer.create",
         ("GET", "/console/stock-counts"): "stock_count.read",
         ("GET", "/console/stock-counts/view"): "stock_count.read",
         ("POST", "/console/stock-counts/approve"): "stock_count.approve",

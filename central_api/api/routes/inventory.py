@@ -19,6 +19,7 @@ from central_api.api.documents import (
     ERRORS,
     After,
     CallerDep,
+    IfMatch,
     Limit,
     answer,
     projections,
@@ -282,12 +283,52 @@ def add_transfer(
             from_site=body.from_site,
             to_site=body.to_site,
             note=body.note,
-            lines=[
-                transfers.TransferLineInput(item_code=line.item_code, qty=line.qty, uom=line.uom)
-                for line in body.lines
-            ],
+            lines=_transfer_lines(body),
             actor=principal.name,
             visible=principal.sites,
+            audit=audit,
+            claim=claim,
+        ),
+        lambda found_id: transfers.get_transfer(connection, found_id),
+    )
+    return _transfer_out(found, response)
+
+
+def _transfer_lines(body: TransferIn) -> list[transfers.TransferLineInput]:
+    return [
+        transfers.TransferLineInput(item_code=line.item_code, qty=line.qty, uom=line.uom)
+        for line in body.lines
+    ]
+
+
+@transfers_router.put(
+    "/{transfer_id}", dependencies=[Requires("transfer.create")], responses=ERRORS
+)
+def write_transfer(
+    *,
+    transfer_id: TransferId,
+    body: TransferIn,
+    connection: ConnDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    claim: IdempotencyDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> TransferOut:
+    """Replace a draft transfer's ends, note and lines (the same body as a create). Only
+    a draft: once approved it is a 409 (cancel it and make another). Send the ETag you
+    read as If-Match (412 when it changed since)."""
+    found = replaying(
+        response,
+        lambda: transfers.update_transfer(
+            connection,
+            transfer_id=transfer_id,
+            from_site=body.from_site,
+            to_site=body.to_site,
+            note=body.note,
+            lines=_transfer_lines(body),
+            visible=principal.sites,
+            if_match=if_match,
             audit=audit,
             claim=claim,
         ),
