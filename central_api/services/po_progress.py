@@ -36,10 +36,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
 
+from central_api.models.base import from_micro_units, to_micro_units, to_micro_units_many
 from central_api.models.master import item_units, locations
 from central_api.models.purchasing import (
     purchase_exceptions,
@@ -49,12 +51,16 @@ from central_api.models.purchasing import (
 from central_api.services.central_events import ledger_union
 from central_api.services.projections import AcceptedEvents
 from central_api.services.purchasing import RECEIVABLE, PoStatus
+from central_api.services.valuation import MICRO, micro, micro_param
 from jxc.contract import EventKind, LedgerEvent
 
 NAME = "po_progress"
 PURCHASE_ORDER = "purchase_order"
 _HUNDRED = Decimal(100)
-_ZERO = Decimal(0)
+_PERCENT = 100 * MICRO
+"""100 % in micro-units: tolerances are stored as micro-units of a percent."""
+_CHUNK = 2000
+"""PO lines named per read (two bound values each: well inside SQLite's limit)."""
 
 PROGRESS_STATUSES = frozenset(
     {PoStatus.APPROVED, PoStatus.SENT, PoStatus.PARTLY_RECEIVED, PoStatus.RECEIVED}
@@ -63,8 +69,17 @@ PROGRESS_STATUSES = frozenset(
 person's decision and stay as they are."""
 
 
+def _complete(received: int, base_qty: int, under_tolerance: int) -> bool:
+    """``received >= base_qty * (1 - under_tolerance / 100)``, exactly, in micro-units."""
+    return received * _PERCENT >= base_qty * (_PERCENT - under_tolerance)
+
+
 @dataclass(slots=True)
 class _Line:
+    """A PO line's progress. Every amount is the integer micro-units the table stores,
+    read and written as it is: a push converts nothing but its own quantities (once, for
+    the batch), and the sums are exact integer additions."""
+
     po_id: str
     line_no: int
     site_id: str
@@ -72,75 +87,113 @@ class _Line:
     sent: bool
     item_code: str
     base_uom: str
-    base_qty: Decimal
-    over_tolerance: Decimal
-    under_tolerance: Decimal
-    received: Decimal
-    accepted: Decimal = _ZERO
-    quarantined: Decimal = _ZERO
-    returned: Decimal = _ZERO
+    base_qty: int
+    over_tolerance: int
+    under_tolerance: int
+    received: int
+    accepted: int = 0
+    quarantined: int = 0
+    returned: int = 0
 
     @property
-    def limit(self) -> Decimal:
-        return self.base_qty * (1 + self.over_tolerance / _HUNDRED)
+    def beyond_limit(self) -> bool:
+        """``received > base_qty * (1 + over_tolerance / 100)``, exactly."""
+        return self.received * _PERCENT > self.base_qty * (_PERCENT + self.over_tolerance)
 
     @property
-    def complete(self) -> bool:
-        return self.received >= self.base_qty * (1 - self.under_tolerance / _HUNDRED)
+    def progress(self) -> tuple[int, int, int]:
+        return (self.received, self.base_qty, self.under_tolerance)
 
 
-def progress_status(status: PoStatus, sent: bool, lines: Iterable[_Line]) -> PoStatus:
-    """The status a PO's received quantities give it, for a PO in progress."""
+def progress_status(
+    status: PoStatus, sent: bool, lines: Sequence[tuple[int, int, int]]
+) -> PoStatus:
+    """The status a PO's received quantities give it, for a PO in progress; ``lines``
+    are its lines' (received, base quantity, under-tolerance), in micro-units."""
     if status not in PROGRESS_STATUSES:
         return status
-    lines = list(lines)
-    if lines and all(line.complete for line in lines):
+    if lines and all(_complete(*line) for line in lines):
         return PoStatus.RECEIVED
-    if any(line.received > _ZERO for line in lines):
+    if any(line[0] > 0 for line in lines):
         return PoStatus.PARTLY_RECEIVED
     return PoStatus.SENT if sent else PoStatus.APPROVED
 
 
+_LINE_COLUMNS = (
+    purchase_order_lines.c.po_id,
+    purchase_order_lines.c.line_no,
+    purchase_orders.c.site_id,
+    purchase_orders.c.status,
+    purchase_orders.c.sent_at,
+    purchase_order_lines.c.item_code,
+    purchase_order_lines.c.base_uom,
+    micro(purchase_order_lines.c.base_qty),
+    micro(purchase_order_lines.c.over_tolerance),
+    micro(purchase_order_lines.c.under_tolerance),
+    micro(purchase_order_lines.c.received_qty),
+    micro(purchase_order_lines.c.accepted_qty),
+    micro(purchase_order_lines.c.quarantined_qty),
+    micro(purchase_order_lines.c.returned_qty),
+)
+
+
 def _read_lines(
-    connection: Connection, po_ids: Iterable[str] | None
+    connection: Connection, named: Iterable[tuple[str, int]] | None
 ) -> dict[tuple[str, int], _Line]:
+    """The PO lines ``named`` ((PO id, line no), by the primary key), every line for
+    None; amounts as the stored integers."""
+    query = select(*_LINE_COLUMNS).join(
+        purchase_orders, purchase_orders.c.po_id == purchase_order_lines.c.po_id
+    )
+    if named is None:
+        queries = [query]
+    else:
+        keys = iter(sorted(set(named)))
+        key = tuple_(purchase_order_lines.c.po_id, purchase_order_lines.c.line_no)
+        queries = [
+            query.where(key.in_(chunk)) for chunk in iter(lambda: list(islice(keys, _CHUNK)), [])
+        ]
+    lines = {}
+    for one in queries:
+        for row in connection.execute(one):
+            (po_id, line_no, site_id, status, sent_at, item_code, base_uom, *amounts) = row
+            base_qty, over, under, received, accepted, quarantined, returned = amounts
+            lines[(po_id, line_no)] = _Line(
+                po_id,
+                line_no,
+                site_id,
+                PoStatus(status),
+                sent_at is not None,
+                item_code,
+                base_uom,
+                base_qty,
+                over,
+                under,
+                received,
+                accepted,
+                quarantined,
+                returned,
+            )
+    return lines
+
+
+def _other_lines(
+    connection: Connection, po_ids: Iterable[str], known: Mapping[tuple[str, int], _Line]
+) -> dict[str, list[tuple[int, int, int]]]:
+    """The progress (received, base quantity, under-tolerance) of the lines of ``po_ids``
+    not in ``known``: what a PO's status needs of the lines a push does not name."""
+    found: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     query = select(
         purchase_order_lines.c.po_id,
         purchase_order_lines.c.line_no,
-        purchase_orders.c.site_id,
-        purchase_orders.c.status,
-        purchase_orders.c.sent_at,
-        purchase_order_lines.c.item_code,
-        purchase_order_lines.c.base_uom,
-        purchase_order_lines.c.base_qty,
-        purchase_order_lines.c.over_tolerance,
-        purchase_order_lines.c.under_tolerance,
-        purchase_order_lines.c.received_qty,
-        purchase_order_lines.c.accepted_qty,
-        purchase_order_lines.c.quarantined_qty,
-        purchase_order_lines.c.returned_qty,
-    ).join(purchase_orders, purchase_orders.c.po_id == purchase_order_lines.c.po_id)
-    if po_ids is not None:
-        query = query.where(purchase_order_lines.c.po_id.in_(sorted(set(po_ids))))
-    return {
-        (row.po_id, row.line_no): _Line(
-            po_id=row.po_id,
-            line_no=row.line_no,
-            site_id=row.site_id,
-            status=PoStatus(row.status),
-            sent=row.sent_at is not None,
-            item_code=row.item_code,
-            base_uom=row.base_uom,
-            base_qty=row.base_qty,
-            over_tolerance=row.over_tolerance,
-            under_tolerance=row.under_tolerance,
-            received=row.received_qty,
-            accepted=row.accepted_qty,
-            quarantined=row.quarantined_qty,
-            returned=row.returned_qty,
-        )
-        for row in connection.execute(query)
-    }
+        micro(purchase_order_lines.c.received_qty),
+        micro(purchase_order_lines.c.base_qty),
+        micro(purchase_order_lines.c.under_tolerance),
+    ).where(purchase_order_lines.c.po_id.in_(sorted(set(po_ids))))
+    for po_id, line_no, received, base_qty, under in connection.execute(query):
+        if (po_id, line_no) not in known:
+            found[po_id].append((received, base_qty, under))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +203,13 @@ class _Receipt:
     Named so for history: besides receipts, a transfer out of or into quarantine (a QC
     release) and an issue back to the supplier (a purchase return or a rejection) name
     their PO line too, and move its accepted / quarantined / returned quantities.
+    ``qty`` is in micro-units.
     """
 
     event_id: str
     site_id: str
     item: str
-    qty: Decimal
+    qty: int
     uom: str
     doc_id: str
     doc_line: int
@@ -190,6 +244,17 @@ class _Tally:
             ).scalar_one_or_none()
         return self._factors[key]
 
+    def _in_base(self, event: _Receipt, line: _Line) -> int | None:
+        """The event's quantity in the line's base unit (micro-units); None for a unit
+        the item does not have. Converted in Decimal, as the factor is exact; a product
+        with more than six places raises, as storing it would."""
+        if event.uom == line.base_uom:
+            return event.qty
+        factor = self._factor(event.item, event.uom)
+        if factor is None:
+            return None
+        return to_micro_units(from_micro_units(event.qty) * factor)
+
     def _raise(self, kind: str, receipt: _Receipt, detail: str, qty: Decimal | None) -> None:
         self.exceptions.append(
             {
@@ -207,47 +272,53 @@ class _Tally:
         if receipt.kind != EventKind.RECEIPT.value:
             self._move(receipt)
             return
-        where = f"receipt {receipt.event_id} for {receipt.doc_id} line {receipt.doc_line}"
         line = self.lines.get((receipt.doc_id, receipt.doc_line))
+        if line is not None and line.site_id == receipt.site_id and receipt.item == line.item_code:
+            qty = self._in_base(receipt, line)
+            if qty is not None:
+                line.received += qty
+                self._bucket(line, receipt, qty)
+                self.touched.add((line.po_id, line.line_no))
+                if line.status not in RECEIVABLE or line.beyond_limit:
+                    self._exceptions(receipt, line, qty)
+                return
+        self._refuse(receipt, line)
+
+    def _refuse(self, receipt: _Receipt, line: _Line | None) -> None:
+        """The exception for a receipt that is not counted (and why)."""
+        where = f"receipt {receipt.event_id} for {receipt.doc_id} line {receipt.doc_line}"
+        qty = from_micro_units(receipt.qty)
         if line is None:
-            self._raise(
-                "unknown_line", receipt, f"{where}: no such PO line; not counted", receipt.qty
-            )
-            return
-        if line.site_id != receipt.site_id:
+            self._raise("unknown_line", receipt, f"{where}: no such PO line; not counted", qty)
+        elif line.site_id != receipt.site_id:
             self._raise(
                 "wrong_site",
                 receipt,
                 f"{where}: the PO is for site {line.site_id}, the goods came to "
                 f"{receipt.site_id}; not counted",
-                receipt.qty,
+                qty,
             )
-            return
-        if receipt.item != line.item_code:
+        elif receipt.item != line.item_code:
             self._raise(
                 "wrong_item",
                 receipt,
                 f"{where}: the line orders {line.item_code}, the receipt is of {receipt.item}; "
                 "not counted",
-                receipt.qty,
+                qty,
             )
-            return
-        qty = receipt.qty
-        if receipt.uom != line.base_uom:
-            factor = self._factor(receipt.item, receipt.uom)
-            if factor is None:
-                self._raise(
-                    "unknown_unit",
-                    receipt,
-                    f"{where}: item {receipt.item} has no unit {receipt.uom!r}; not counted",
-                    receipt.qty,
-                )
-                return
-            qty = qty * factor
-        limit = line.limit
-        line.received += qty
-        self._bucket(line, receipt, qty)
-        self.touched.add((line.po_id, line.line_no))
+        else:
+            self._raise(
+                "unknown_unit",
+                receipt,
+                f"{where}: item {receipt.item} has no unit {receipt.uom!r}; not counted",
+                qty,
+            )
+
+    def _exceptions(self, receipt: _Receipt, line: _Line, counted: int) -> None:
+        """The exceptions for a receipt that is counted: against a PO not open, beyond
+        the tolerance. Rare, so spelled in Decimal for a person to read."""
+        where = f"receipt {receipt.event_id} for {receipt.doc_id} line {receipt.doc_line}"
+        qty = from_micro_units(counted)
         if line.status not in RECEIVABLE:
             self._raise(
                 "po_not_open",
@@ -255,18 +326,22 @@ class _Tally:
                 f"{where}: the PO is {line.status}; counted, but nothing was expected",
                 qty,
             )
-        if line.received > limit:
-            beyond = min(qty, line.received - limit)
+        if line.beyond_limit:
+            base_qty = from_micro_units(line.base_qty)
+            over = from_micro_units(line.over_tolerance)
+            limit = base_qty * (1 + over / _HUNDRED)
+            received = from_micro_units(line.received)
+            beyond = min(qty, received - limit)
             self._raise(
                 "over_receipt",
                 receipt,
-                f"{where}: received {line.received} {line.base_uom} of {line.base_qty} "
-                f"ordered (+{line.over_tolerance} % allowed up to {limit}); "
+                f"{where}: received {received} {line.base_uom} of {base_qty} "
+                f"ordered (+{over} % allowed up to {limit}); "
                 f"{beyond} beyond the tolerance",
                 beyond,
             )
 
-    def _bucket(self, line: _Line, event: _Receipt, qty: Decimal) -> None:
+    def _bucket(self, line: _Line, event: _Receipt, qty: int) -> None:
         """Stock of the line moved by ``qty`` (signed) at the event's location."""
         if (event.site_id, event.location) in self.quarantine:
             line.quarantined += qty
@@ -280,45 +355,72 @@ class _Tally:
         line = self.lines.get((event.doc_id, event.doc_line))
         if line is None or line.site_id != event.site_id or line.item_code != event.item:
             return
-        qty = event.qty
-        if event.uom != line.base_uom:
-            factor = self._factor(event.item, event.uom)
-            if factor is None:
-                return
-            qty = qty * factor
+        qty = self._in_base(event, line)
+        if qty is None:
+            return
         self._bucket(line, event, qty)
         if event.kind == EventKind.ISSUE.value:
             line.returned -= qty
         self.touched.add((line.po_id, line.line_no))
 
-    def statuses(self, po_ids: Iterable[str]) -> dict[str, tuple[PoStatus, PoStatus]]:
-        """``{po_id: (status now, status the received quantities give)}``."""
-        by_po: dict[str, list[_Line]] = defaultdict(list)
-        for line in self.lines.values():
-            by_po[line.po_id].append(line)
-        found = {}
-        for po_id in po_ids:
-            lines = by_po[po_id]
-            current = lines[0].status
-            found[po_id] = (current, progress_status(current, lines[0].sent, lines))
-        return found
+
+def _statuses(
+    connection: Connection,
+    lines: Mapping[tuple[str, int], _Line],
+    po_ids: Iterable[str],
+    *,
+    every_line: bool = False,
+) -> dict[str, tuple[PoStatus, PoStatus]]:
+    """``{po_id: (status now, status the received quantities give)}``.
+
+    ``lines`` are the lines in memory (a push's named ones, or every line with
+    ``every_line``). A PO's status may depend on its other lines too: they are read
+    (three integers a line, in one query) only for the POs where it does, i.e. in
+    progress and not already known to be partly received by the lines in memory.
+    """
+    by_po: dict[str, list[_Line]] = defaultdict(list)
+    for line in lines.values():
+        by_po[line.po_id].append(line)
+    wanted = sorted(set(po_ids))
+    others: Mapping[str, list[tuple[int, int, int]]] = {}
+    if not every_line:
+        undecided = [
+            po_id
+            for po_id in wanted
+            if by_po[po_id][0].status in PROGRESS_STATUSES
+            and not (
+                any(line.received > 0 for line in by_po[po_id])
+                and not all(_complete(*line.progress) for line in by_po[po_id])
+            )
+        ]
+        if undecided:
+            others = _other_lines(connection, undecided, lines)
+    found = {}
+    for po_id in wanted:
+        known = by_po[po_id]
+        current = known[0].status
+        progress = [line.progress for line in known] + list(others.get(po_id, ()))
+        found[po_id] = (current, progress_status(current, known[0].sent, progress))
+    return found
 
 
 def _receipts_of(events: Sequence[LedgerEvent]) -> list[_Receipt]:
+    named = [event for event in events if event.doc_type == PURCHASE_ORDER]
     return [
         _Receipt(
             event_id=str(event.event_id),
             site_id=event.site_id,
             item=event.item,
-            qty=event.qty,
+            qty=qty,
             uom=event.uom,
             doc_id=event.doc_id,  # type: ignore[arg-type]
             doc_line=event.doc_line,  # type: ignore[arg-type]
             kind=event.kind.value,
             location=event.location,
         )
-        for event in events
-        if event.doc_type == PURCHASE_ORDER
+        for event, qty in zip(
+            named, to_micro_units_many([event.qty for event in named]), strict=True
+        )
     ]
 
 
@@ -345,7 +447,7 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
         return
     tally = _Tally(
         connection,
-        _read_lines(connection, {r.doc_id for r in receipts}),
+        _read_lines(connection, {(r.doc_id, r.doc_line) for r in receipts}),
         _quarantine_locations(connection, {(r.site_id, r.location) for r in receipts}),
     )
     for receipt in receipts:
@@ -353,53 +455,66 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
     _write(connection, tally, at=accepted.received_at)
 
 
+_WRITE_PROGRESS = (
+    update(purchase_order_lines)
+    .where(
+        purchase_order_lines.c.po_id == bindparam("b_po"),
+        purchase_order_lines.c.line_no == bindparam("b_line"),
+    )
+    .values(
+        received_qty=micro_param("b_received"),
+        accepted_qty=micro_param("b_accepted"),
+        quarantined_qty=micro_param("b_quarantined"),
+        returned_qty=micro_param("b_returned"),
+    )
+)
+"""One line's four quantities, bound as the integers they are (one ``executemany``)."""
+
+
+def _write_progress(connection: Connection, lines: Iterable[_Line]) -> None:
+    connection.execute(
+        _WRITE_PROGRESS,
+        [
+            {
+                "b_po": line.po_id,
+                "b_line": line.line_no,
+                "b_received": line.received,
+                "b_accepted": line.accepted,
+                "b_quarantined": line.quarantined,
+                "b_returned": line.returned,
+            }
+            for line in lines
+        ],
+    )
+
+
 def _write(connection: Connection, tally: _Tally, *, at: datetime) -> None:
     if tally.touched:
+        _write_progress(connection, (tally.lines[key] for key in sorted(tally.touched)))
+        statuses = _statuses(connection, tally.lines, {p for p, _l in tally.touched})
+        # Conditional on the status read, so a person's command committed in between
+        # (close, cancel) is never overwritten; the version moves with the quantities.
         connection.execute(
-            update(purchase_order_lines)
+            update(purchase_orders)
             .where(
-                purchase_order_lines.c.po_id == bindparam("b_po"),
-                purchase_order_lines.c.line_no == bindparam("b_line"),
+                purchase_orders.c.po_id == bindparam("b_po"),
+                purchase_orders.c.status == bindparam("b_current"),
             )
-            .values(**_PROGRESS_VALUES),
-            [_progress_params(tally.lines[key]) for key in sorted(tally.touched)],
+            .values(
+                status=bindparam("b_wanted"),
+                version=purchase_orders.c.version + 1,
+                updated_at=bindparam("b_at"),
+            ),
+            [
+                {"b_po": po_id, "b_current": current.value, "b_wanted": wanted.value, "b_at": at}
+                for po_id, (current, wanted) in statuses.items()
+            ],
         )
-        for po_id, (current, wanted) in tally.statuses({p for p, _l in tally.touched}).items():
-            # Conditional on the status read, so a person's command committed in between
-            # (close, cancel) is never overwritten; the version moves with the quantities.
-            connection.execute(
-                update(purchase_orders)
-                .where(purchase_orders.c.po_id == po_id, purchase_orders.c.status == current.value)
-                .values(
-                    status=wanted.value,
-                    version=purchase_orders.c.version + 1,
-                    updated_at=at,
-                )
-            )
     if tally.exceptions:
         connection.execute(
             insert(purchase_exceptions),
             [{**row, "status": "open", "raised_at": at} for row in tally.exceptions],
         )
-
-
-_PROGRESS_VALUES: dict[str, Any] = {
-    "received_qty": bindparam("b_received"),
-    "accepted_qty": bindparam("b_accepted"),
-    "quarantined_qty": bindparam("b_quarantined"),
-    "returned_qty": bindparam("b_returned"),
-}
-
-
-def _progress_params(line: _Line) -> dict[str, Any]:
-    return {
-        "b_po": line.po_id,
-        "b_line": line.line_no,
-        "b_received": line.received,
-        "b_accepted": line.accepted,
-        "b_quarantined": line.quarantined,
-        "b_returned": line.returned,
-    }
 
 
 def rebuild(connection: Connection) -> dict[tuple[str, int], Decimal]:
@@ -410,7 +525,7 @@ def rebuild(connection: Connection) -> dict[tuple[str, int], Decimal]:
     """
     lines = _read_lines(connection, None)
     for line in lines.values():
-        line.received = line.accepted = line.quarantined = line.returned = _ZERO
+        line.received = line.accepted = line.quarantined = line.returned = 0
     tally = _Tally(connection, lines, _quarantine_locations(connection, None))
     union = ledger_union(
         "event_id",
@@ -436,7 +551,7 @@ def rebuild(connection: Connection) -> dict[tuple[str, int], Decimal]:
                 event_id=row.event_id,
                 site_id=row.site_id,
                 item=row.item,
-                qty=row.qty,
+                qty=to_micro_units(row.qty),
                 uom=row.uom,
                 doc_id=row.doc_id,
                 doc_line=row.doc_line,
@@ -448,26 +563,27 @@ def rebuild(connection: Connection) -> dict[tuple[str, int], Decimal]:
     tally.exceptions = []
     if lines:
         _write_all(connection, tally)
-    return {key: line.received for key, line in lines.items()}
+    return {key: from_micro_units(line.received) for key, line in lines.items()}
 
 
 def _write_all(connection: Connection, tally: _Tally) -> None:
-    connection.execute(
-        update(purchase_order_lines)
-        .where(
-            purchase_order_lines.c.po_id == bindparam("b_po"),
-            purchase_order_lines.c.line_no == bindparam("b_line"),
-        )
-        .values(**_PROGRESS_VALUES),
-        [_progress_params(line) for _key, line in sorted(tally.lines.items())],
-    )
-    for po_id, (current, wanted) in tally.statuses({key[0] for key in tally.lines}).items():
-        if wanted is not current:
-            connection.execute(
-                update(purchase_orders)
-                .where(purchase_orders.c.po_id == po_id, purchase_orders.c.status == current.value)
-                .values(status=wanted.value, version=purchase_orders.c.version + 1)
+    _write_progress(connection, (line for _key, line in sorted(tally.lines.items())))
+    statuses = _statuses(connection, tally.lines, {key[0] for key in tally.lines}, every_line=True)
+    changes = [
+        {"b_po": po_id, "b_current": current.value, "b_wanted": wanted.value}
+        for po_id, (current, wanted) in statuses.items()
+        if wanted is not current
+    ]
+    if changes:
+        connection.execute(
+            update(purchase_orders)
+            .where(
+                purchase_orders.c.po_id == bindparam("b_po"),
+                purchase_orders.c.status == bindparam("b_current"),
             )
+            .values(status=bindparam("b_wanted"), version=purchase_orders.c.version + 1),
+            changes,
+        )
 
 
 def progress(connection: Connection) -> Mapping[str, Any]:
