@@ -39,7 +39,7 @@ from decimal import Decimal
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from central_api.models.base import from_micro_units, to_micro_units, to_micro_units_many
 from central_api.models.master import item_units, locations
@@ -145,18 +145,28 @@ def _read_lines(
     query = select(*_LINE_COLUMNS).join(
         purchase_orders, purchase_orders.c.po_id == purchase_order_lines.c.po_id
     )
+    wanted: set[tuple[str, int]] | None = None
     if named is None:
         queries = [query]
     else:
-        keys = iter(sorted(set(named)))
-        key = tuple_(purchase_order_lines.c.po_id, purchase_order_lines.c.line_no)
+        # By the primary key: (po_id, line_no) IN (VALUES ...) would scan the table on
+        # SQLite, so the PO ids and line numbers are matched apart (an index seek on
+        # each pair of the two lists) and a pair no event names is dropped below.
+        wanted = set(named)
+        keys = iter(sorted(wanted))
         queries = [
-            query.where(key.in_(chunk)) for chunk in iter(lambda: list(islice(keys, _CHUNK)), [])
+            query.where(
+                purchase_order_lines.c.po_id.in_(sorted({po for po, _line in chunk})),
+                purchase_order_lines.c.line_no.in_(sorted({line for _po, line in chunk})),
+            )
+            for chunk in iter(lambda: list(islice(keys, _CHUNK)), [])
         ]
     lines = {}
     for one in queries:
         for row in connection.execute(one):
             (po_id, line_no, site_id, status, sent_at, item_code, base_uom, *amounts) = row
+            if wanted is not None and (po_id, line_no) not in wanted:
+                continue
             base_qty, over, under, received, accepted, quarantined, returned = amounts
             lines[(po_id, line_no)] = _Line(
                 po_id,
