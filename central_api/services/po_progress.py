@@ -36,10 +36,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Dialect, bindparam, insert, select, update
 
 from central_api.models.base import from_micro_units, to_micro_units, to_micro_units_many
 from central_api.models.master import item_units, locations
@@ -49,9 +50,10 @@ from central_api.models.purchasing import (
     purchase_orders,
 )
 from central_api.services.central_events import ledger_union
+from central_api.services.ingest import _placeholder
 from central_api.services.projections import AcceptedEvents
 from central_api.services.purchasing import RECEIVABLE, PoStatus
-from central_api.services.valuation import MICRO, micro, micro_param
+from central_api.services.valuation import MICRO, micro
 from jxc.contract import EventKind, LedgerEvent
 
 NAME = "po_progress"
@@ -61,6 +63,11 @@ _PERCENT = 100 * MICRO
 """100 % in micro-units: tolerances are stored as micro-units of a percent."""
 _CHUNK = 2000
 """PO lines named per read (two bound values each: well inside SQLite's limit)."""
+
+_STATUSES = {status.value: status for status in PoStatus}
+"""A stored status's member, by its text (a dict look-up per line read, not a call)."""
+_RECEIPT = EventKind.RECEIPT.value
+_ISSUE = EventKind.ISSUE.value
 
 PROGRESS_STATUSES = frozenset(
     {PoStatus.APPROVED, PoStatus.SENT, PoStatus.PARTLY_RECEIVED, PoStatus.RECEIVED}
@@ -163,7 +170,7 @@ def _read_lines(
         ]
     lines = {}
     for one in queries:
-        for row in connection.execute(one):
+        for row in connection.execute(one).all():
             (po_id, line_no, site_id, status, sent_at, item_code, base_uom, *amounts) = row
             if wanted is not None and (po_id, line_no) not in wanted:
                 continue
@@ -172,7 +179,7 @@ def _read_lines(
                 po_id,
                 line_no,
                 site_id,
-                PoStatus(status),
+                _STATUSES[status],
                 sent_at is not None,
                 item_code,
                 base_uom,
@@ -200,23 +207,24 @@ def _other_lines(
         micro(purchase_order_lines.c.base_qty),
         micro(purchase_order_lines.c.under_tolerance),
     ).where(purchase_order_lines.c.po_id.in_(sorted(set(po_ids))))
-    for po_id, line_no, received, base_qty, under in connection.execute(query):
+    for po_id, line_no, received, base_qty, under in connection.execute(query).all():
         if (po_id, line_no) not in known:
             found[po_id].append((received, base_qty, under))
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class _Receipt:
+class _Receipt(NamedTuple):
     """The part of an event naming a PO line the projection reads (an event or a row).
 
     Named so for history: besides receipts, a transfer out of or into quarantine (a QC
     release) and an issue back to the supplier (a purchase return or a rejection) name
     their PO line too, and move its accepted / quarantined / returned quantities.
-    ``qty`` is in micro-units.
+    ``qty`` is in micro-units; ``event_id`` is the event's UUID (or its text, from a
+    row), spelled only for an exception. A named tuple, as a push builds one per
+    receipt.
     """
 
-    event_id: str
+    event_id: Any
     site_id: str
     item: str
     qty: int
@@ -272,14 +280,14 @@ class _Tally:
                 "site_id": receipt.site_id,
                 "po_id": receipt.doc_id,
                 "line_no": receipt.doc_line,
-                "event_id": receipt.event_id,
+                "event_id": str(receipt.event_id),
                 "qty": qty,
                 "detail": detail,
             }
         )
 
     def apply(self, receipt: _Receipt) -> None:
-        if receipt.kind != EventKind.RECEIPT.value:
+        if receipt.kind != _RECEIPT:
             self._move(receipt)
             return
         line = self.lines.get((receipt.doc_id, receipt.doc_line))
@@ -369,7 +377,7 @@ class _Tally:
         if qty is None:
             return
         self._bucket(line, event, qty)
-        if event.kind == EventKind.ISSUE.value:
+        if event.kind == _ISSUE:
             line.returned -= qty
         self.touched.add((line.po_id, line.line_no))
 
@@ -385,32 +393,35 @@ def _statuses(
 
     ``lines`` are the lines in memory (a push's named ones, or every line with
     ``every_line``). A PO's status may depend on its other lines too: they are read
-    (three integers a line, in one query) only for the POs where it does, i.e. in
-    progress and not already known to be partly received by the lines in memory.
+    (three integers a line, in one query) only for the POs where it does: in progress,
+    and not already partly received by the lines in memory alone (something received,
+    something short).
     """
-    by_po: dict[str, list[_Line]] = defaultdict(list)
+    by_po: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    first: dict[str, _Line] = {}
     for line in lines.values():
-        by_po[line.po_id].append(line)
-    wanted = sorted(set(po_ids))
-    others: Mapping[str, list[tuple[int, int, int]]] = {}
-    if not every_line:
-        undecided = [
-            po_id
-            for po_id in wanted
-            if by_po[po_id][0].status in PROGRESS_STATUSES
-            and not (
-                any(line.received > 0 for line in by_po[po_id])
-                and not all(_complete(*line.progress) for line in by_po[po_id])
-            )
-        ]
-        if undecided:
-            others = _other_lines(connection, undecided, lines)
+        by_po[line.po_id].append((line.received, line.base_qty, line.under_tolerance))
+        first.setdefault(line.po_id, line)
     found = {}
-    for po_id in wanted:
-        known = by_po[po_id]
-        current = known[0].status
-        progress = [line.progress for line in known] + list(others.get(po_id, ()))
-        found[po_id] = (current, progress_status(current, known[0].sent, progress))
+    undecided = []
+    for po_id in sorted(set(po_ids)):
+        current, progress = first[po_id].status, by_po[po_id]
+        if (
+            every_line
+            or current not in PROGRESS_STATUSES
+            or (
+                any(received > 0 for received, _base, _under in progress)
+                and not all(_complete(*line) for line in progress)
+            )
+        ):
+            found[po_id] = (current, progress_status(current, first[po_id].sent, progress))
+        else:
+            undecided.append(po_id)
+    if undecided:
+        others = _other_lines(connection, undecided, lines)
+        for po_id in undecided:
+            current, progress = first[po_id].status, by_po[po_id] + others.get(po_id, [])
+            found[po_id] = (current, progress_status(current, first[po_id].sent, progress))
     return found
 
 
@@ -418,14 +429,14 @@ def _receipts_of(events: Sequence[LedgerEvent]) -> list[_Receipt]:
     named = [event for event in events if event.doc_type == PURCHASE_ORDER]
     return [
         _Receipt(
-            event_id=str(event.event_id),
+            event_id=event.event_id,
             site_id=event.site_id,
             item=event.item,
             qty=qty,
             uom=event.uom,
             doc_id=event.doc_id,  # type: ignore[arg-type]
             doc_line=event.doc_line,  # type: ignore[arg-type]
-            kind=event.kind.value,
+            kind=event.kind,
             location=event.location,
         )
         for event, qty in zip(
@@ -465,34 +476,35 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
     _write(connection, tally, at=accepted.received_at)
 
 
-_WRITE_PROGRESS = (
-    update(purchase_order_lines)
-    .where(
-        purchase_order_lines.c.po_id == bindparam("b_po"),
-        purchase_order_lines.c.line_no == bindparam("b_line"),
+@lru_cache(maxsize=8)
+def _update_progress_sql(dialect: Dialect) -> str:
+    """One line's four quantities, by its key, as driver SQL made once per dialect."""
+    quote = dialect.identifier_preparer.format_column
+    mark = _placeholder(dialect)
+    table = dialect.identifier_preparer.format_table(purchase_order_lines)
+    c = purchase_order_lines.c
+    assigned = ", ".join(
+        f"{quote(column)} = {mark}"
+        for column in (c.received_qty, c.accepted_qty, c.quarantined_qty, c.returned_qty)
     )
-    .values(
-        received_qty=micro_param("b_received"),
-        accepted_qty=micro_param("b_accepted"),
-        quarantined_qty=micro_param("b_quarantined"),
-        returned_qty=micro_param("b_returned"),
-    )
-)
-"""One line's four quantities, bound as the integers they are (one ``executemany``)."""
+    key = f"{quote(c.po_id)} = {mark} AND {quote(c.line_no)} = {mark}"
+    return f"UPDATE {table} SET {assigned} WHERE {key}"  # noqa: S608 - our own names
 
 
 def _write_progress(connection: Connection, lines: Iterable[_Line]) -> None:
-    connection.execute(
-        _WRITE_PROGRESS,
+    """Every line's four quantities, in one ``executemany`` of driver rows: the integers
+    the table stores, no per-row work by SQLAlchemy (a push writes one per receipt)."""
+    connection.exec_driver_sql(
+        _update_progress_sql(connection.dialect),
         [
-            {
-                "b_po": line.po_id,
-                "b_line": line.line_no,
-                "b_received": line.received,
-                "b_accepted": line.accepted,
-                "b_quarantined": line.quarantined,
-                "b_returned": line.returned,
-            }
+            (
+                line.received,
+                line.accepted,
+                line.quarantined,
+                line.returned,
+                line.po_id,
+                line.line_no,
+            )
             for line in lines
         ],
     )
