@@ -8,8 +8,12 @@ with those. Only an event that names a PO line (``doc_type = "purchase_order"``,
 comprehension and nothing in the database. A ``receipt`` adds to ``received_qty``; every
 named event moves the line's stock bucket where it happens (``quarantined_qty`` in a
 quarantine-kind location, else ``accepted_qty``), and an ``issue`` (back to the supplier)
-adds to ``returned_qty``. The lines a push names are read in **one** indexed query per push
-(by PO id, the primary key's prefix), however many receipts it carries.
+adds to ``returned_qty``. Only the lines a push names are read, by the primary key, in one
+query per 2,000 lines, every amount as the stored integer micro-units (the push's own
+quantities are converted once, for the batch), and written back with one ``executemany``
+of driver rows: the projection does no Decimal arithmetic but for a unit conversion and
+an exception's text. A PO's status also depends on its other lines; three integers of each
+are read, in one query, only for the POs whose status the named lines leave open.
 
 Rules (facts are never refused: the push is never refused for any of these):
 
@@ -107,21 +111,18 @@ class _Line:
         """``received > base_qty * (1 + over_tolerance / 100)``, exactly."""
         return self.received * _PERCENT > self.base_qty * (_PERCENT + self.over_tolerance)
 
-    @property
-    def progress(self) -> tuple[int, int, int]:
-        return (self.received, self.base_qty, self.under_tolerance)
-
 
 def progress_status(
-    status: PoStatus, sent: bool, lines: Sequence[tuple[int, int, int]]
+    status: PoStatus, sent: bool, *, all_complete: bool, any_received: bool
 ) -> PoStatus:
-    """The status a PO's received quantities give it, for a PO in progress; ``lines``
-    are its lines' (received, base quantity, under-tolerance), in micro-units."""
+    """The status a PO's received quantities give it, for a PO in progress: from whether
+    every line is complete (at least its quantity less its under-tolerance) and whether
+    any has received something."""
     if status not in PROGRESS_STATUSES:
         return status
-    if lines and all(_complete(*line) for line in lines):
+    if all_complete:
         return PoStatus.RECEIVED
-    if any(line[0] > 0 for line in lines):
+    if any_received:
         return PoStatus.PARTLY_RECEIVED
     return PoStatus.SENT if sent else PoStatus.APPROVED
 
@@ -397,32 +398,43 @@ def _statuses(
     and not already partly received by the lines in memory alone (something received,
     something short).
     """
-    by_po: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    # Per PO: [every line complete, some line received something], one pass over lines.
+    summary: dict[str, list[bool]] = {}
     first: dict[str, _Line] = {}
     for line in lines.values():
-        by_po[line.po_id].append((line.received, line.base_qty, line.under_tolerance))
-        first.setdefault(line.po_id, line)
-    found = {}
-    undecided = []
-    for po_id in sorted(set(po_ids)):
-        current, progress = first[po_id].status, by_po[po_id]
-        if (
-            every_line
-            or current not in PROGRESS_STATUSES
-            or (
-                any(received > 0 for received, _base, _under in progress)
-                and not all(_complete(*line) for line in progress)
-            )
-        ):
-            found[po_id] = (current, progress_status(current, first[po_id].sent, progress))
-        else:
-            undecided.append(po_id)
-    if undecided:
-        others = _other_lines(connection, undecided, lines)
-        for po_id in undecided:
-            current, progress = first[po_id].status, by_po[po_id] + others.get(po_id, [])
-            found[po_id] = (current, progress_status(current, first[po_id].sent, progress))
-    return found
+        found = summary.get(line.po_id)
+        if found is None:
+            found = summary[line.po_id] = [True, False]
+            first[line.po_id] = line
+        if found[0] and not _complete(line.received, line.base_qty, line.under_tolerance):
+            found[0] = False
+        if line.received > 0:
+            found[1] = True
+    wanted = sorted(set(po_ids))
+    if not every_line:
+        undecided = [
+            po_id
+            for po_id in wanted
+            if first[po_id].status in PROGRESS_STATUSES
+            and not (summary[po_id][1] and not summary[po_id][0])
+        ]
+        if undecided:
+            for po_id, others in _other_lines(connection, undecided, lines).items():
+                found = summary[po_id]
+                found[0] = found[0] and all(_complete(*line) for line in others)
+                found[1] = found[1] or any(received > 0 for received, _b, _u in others)
+    return {
+        po_id: (
+            first[po_id].status,
+            progress_status(
+                first[po_id].status,
+                first[po_id].sent,
+                all_complete=summary[po_id][0],
+                any_received=summary[po_id][1],
+            ),
+        )
+        for po_id in wanted
+    }
 
 
 def _receipts_of(events: Sequence[LedgerEvent]) -> list[_Receipt]:
