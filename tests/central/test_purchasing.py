@@ -454,6 +454,29 @@ def test_a_requisition_without_supplier_refused_at_conversion(master: TestClient
 # --- progress from real pushes -------------------------------------------------------------
 
 
+def test_a_push_naming_one_line_still_weighs_the_others(master: TestClient) -> None:
+    """po_progress reads only the lines a push names; a PO's status needs the others too
+    (read as three integers a line when the named ones leave it open)."""
+    po = approved_po(master)
+    po_id = po["po_id"]
+    ledger = SiteLedger("S01")
+    push(master, ledger, receipt(ledger, po_id, 2, "10.5", item="TEA", uom="kg"))
+    partly = ok(master.get(f"{PURCHASE_ORDERS}/{po_id}"))
+    # Line 2 complete, line 1 (not named) has nothing: partly, not received.
+    assert (partly["status"], [line["received_qty"] for line in partly["lines"]]) == (
+        "partly_received",
+        ["0", "10.5"],
+    )
+    push(master, ledger, receipt(ledger, po_id, 1, "240"))
+    done = ok(master.get(f"{PURCHASE_ORDERS}/{po_id}"))
+    # Line 1 complete, and line 2 (not named this time) was already: received.
+    assert (done["status"], [line["received_qty"] for line in done["lines"]]) == (
+        "received",
+        ["240", "10.5"],
+    )
+    assert ok(master.get(PURCHASE_EXCEPTIONS))["exceptions"] == []
+
+
 def test_receipts_move_the_po_to_partly_received_and_received(master: TestClient) -> None:
     po = approved_po(master)
     po_id = po["po_id"]
