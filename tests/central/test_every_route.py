@@ -466,7 +466,8 @@ class _Caller:
             done.set()
             if status is None:
                 status = 500
-        assert done.is_set() and status is not None, f"no complete answer for {method} {url}"
+        assert done.is_set(), f"no complete answer for {method} {url}"
+        assert status is not None, f"no answer started for {method} {url}"
         return status, b"".join(parts)
 
 
@@ -536,7 +537,6 @@ def test_the_walk_covers_every_operation_and_parameter(app: FastAPI) -> None:
             )
 
 
-
 def test_the_caller_sends_what_httpx_sends(app: FastAPI) -> None:
     """:class:`_Caller` hands the app the scope and messages ``httpx.ASGITransport`` does.
 
@@ -580,9 +580,10 @@ def test_the_caller_sends_what_httpx_sends(app: FastAPI) -> None:
         ):
             caller = _Caller(recorder, plain)  # type: ignore[arg-type]
             for request in sample:
-                for headers in ({}, {"Authorization": "Bearer jxc1:S01:1:99"}):
+                for credential in ({}, {"Authorization": "Bearer jxc1:S01:1:99"}):
+                    headers = dict(credential)
                     if request.body is not None:
-                        headers = {**headers, "Content-Type": "application/json"}
+                        headers["Content-Type"] = "application/json"
                     answer = await client.request(
                         request.method, request.url, content=request.body, headers=headers
                     )
