@@ -19,13 +19,14 @@ also pinned one by one at the end, so each has a name of its own in a failing ru
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
@@ -381,6 +382,95 @@ it in (the clerk's own, the site's sync routes, login and health), which reach a
 The scoped manager sends everything: a refusal of its site comes from inside handlers."""
 
 
+class _Caller:
+    """Sends the walk's requests into the app as ASGI calls, as ``httpx.ASGITransport`` would.
+
+    The walk used ``httpx.AsyncClient(transport=ASGITransport(...))``. Per request that
+    client parses and validates the URL character by character (twice: the request's URL
+    and its merge with the base URL; the walk's URLs hold 5,000- and 10,000-character
+    values), tries ``import sniffio`` (not installed: a search of ``sys.path`` each time),
+    and builds cookie jars and response models the walk never reads. Here the URL is split
+    as httpx splits it and the headers are the ones httpx makes for the same method, body
+    and headers (built once per kind of request with a one-character URL); the ASGI
+    messages are the same in the same order. ``test_the_caller_sends_what_httpx_sends``
+    holds this to httpx's own scope and messages for every hostile value in a path, a
+    query and a body. The app, its middleware and handlers see the same requests.
+    """
+
+    def __init__(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        self.app = app
+        self.client = client
+        self._headers: dict[tuple[Any, ...], list[tuple[bytes, bytes]]] = {}
+
+    def scope(self, method: str, url: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+        """The ASGI scope httpx makes for ``url`` (already percent-encoded) on the test host."""
+        path, mark, query = url.partition("?")
+        path = path or "/"
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "headers": headers,
+            "scheme": "http",
+            "path": unquote(path),
+            "raw_path": path.encode("ascii"),
+            "query_string": query.encode("ascii") if mark else b"",
+            "server": ("testserver", None),
+            "client": ("127.0.0.1", 123),
+            "root_path": "",
+        }
+
+    def headers(
+        self, method: str, body: bytes | None, headers: dict[str, str]
+    ) -> list[tuple[bytes, bytes]]:
+        """The request's headers as httpx sends them: its defaults, ours, the length."""
+        key = (method, None if body is None else len(body), *sorted(headers.items()))
+        if key not in self._headers:
+            built = self.client.build_request(method, "/", content=body, headers=headers)
+            self._headers[key] = [(name.lower(), value) for name, value in built.headers.raw]
+        return self._headers[key]
+
+    async def send(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """(status, body) of the app's answer; 500 if the app raised instead of answering."""
+        scope = self.scope(method, url, self.headers(method, body, headers))
+        incoming = [
+            {"type": "http.request", "body": body or b"", "more_body": True},
+            {"type": "http.request", "body": b"", "more_body": False},
+        ]
+        done = asyncio.Event()
+        status: int | None = None
+        parts: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            if incoming:
+                return incoming.pop(0)
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                if message.get("body") and method != "HEAD":
+                    parts.append(message["body"])
+                if not message.get("more_body", False):
+                    done.set()
+
+        try:
+            await self.app(scope, receive, send)
+        except Exception:
+            done.set()
+            if status is None:
+                status = 500
+        assert done.is_set(), f"no complete answer for {method} {url}"
+        assert status is not None, f"no answer started for {method} {url}"
+        return status, b"".join(parts)
+
+
 async def _walk(
     app: FastAPI, headers: dict[str, str], *, at_the_door: bool = False
 ) -> tuple[int, list[str]]:
@@ -388,8 +478,8 @@ async def _walk(
     failures: list[str] = []
     sent = 0
     refused: dict[str, int] = {}
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with httpx.AsyncClient(base_url="http://testserver") as client:
+        caller = _Caller(app, client)
         for request in _requests(app.openapi()):
             if request.label in refused:
                 if refused[request.label] >= AT_THE_DOOR:
@@ -398,22 +488,24 @@ async def _walk(
             request_headers = dict(headers)
             if request.body is not None:
                 request_headers["Content-Type"] = "application/json"
-            answer = await client.request(
-                request.method, request.url, content=request.body, headers=request_headers
+            status, text = await caller.send(
+                request.method, request.url, request.body, request_headers
             )
             sent += 1
             if (
                 at_the_door
                 and request.what.endswith(" plausible")
-                and answer.status_code
+                and status
                 in (
                     401,
                     403,
                 )
             ):
                 refused[request.label] = 1
-            if answer.status_code >= 500:
-                failures.append(f"{answer.status_code} for {request.what}: {answer.text[:200]}")
+            if status >= 500:
+                failures.append(
+                    f"{status} for {request.what}: {text.decode(errors='replace')[:200]}"
+                )
     return sent, failures
 
 
@@ -443,6 +535,69 @@ def test_the_walk_covers_every_operation_and_parameter(app: FastAPI) -> None:
                 what.startswith(f"{label} {parameter['in']}.{parameter['name']}=")
                 for what in described
             )
+
+
+def test_the_caller_sends_what_httpx_sends(app: FastAPI) -> None:
+    """:class:`_Caller` hands the app the scope and messages ``httpx.ASGITransport`` does.
+
+    For every request of a few operations that between them have a path parameter, a
+    query parameter, a body and every method of the walk (so every hostile value in each
+    place), with and without a credential, both are sent to an app that records what it
+    receives, and the records must be equal.
+    """
+    document = app.openapi()
+    operations = _operations(document)
+    chosen = {
+        next(f"{o.method} {o.path}" for o in operations if o.method == method)
+        for method in {o.method for o in operations}
+    }
+    for wanted in ("path", "query"):
+        chosen.add(
+            next(
+                f"{o.method} {o.path}"
+                for o in operations
+                if any(p["in"] == wanted for p in o.parameters)
+            )
+        )
+    chosen.add(next(f"{o.method} {o.path}" for o in operations if o.body_schema is not None))
+    sample = [request for request in _requests(document) if request.label in chosen]
+    seen: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+
+    async def recorder(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        messages = [await receive()]
+        while messages[-1].get("more_body"):
+            messages.append(await receive())
+        seen.append((dict(scope), messages))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def both() -> int:
+        checked = 0
+        transport = httpx.ASGITransport(app=recorder, raise_app_exceptions=False)
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+            httpx.AsyncClient(base_url="http://testserver") as plain,
+        ):
+            caller = _Caller(recorder, plain)  # type: ignore[arg-type]
+            for request in sample:
+                for credential in ({}, {"Authorization": "Bearer jxc1:S01:1:99"}):
+                    headers = dict(credential)
+                    if request.body is not None:
+                        headers["Content-Type"] = "application/json"
+                    answer = await client.request(
+                        request.method, request.url, content=request.body, headers=headers
+                    )
+                    status, body = await caller.send(
+                        request.method, request.url, request.body, headers
+                    )
+                    assert (status, body) == (answer.status_code, answer.content)
+                    by_httpx, by_caller = seen[-2], seen[-1]
+                    by_httpx[0].pop("state", None), by_caller[0].pop("state", None)
+                    assert by_caller == by_httpx, request.what
+                    checked += 1
+        return checked
+
+    assert asyncio.run(both()) > 200
 
 
 # --- the 500s issue 11 found, one test each -----------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
@@ -34,7 +35,13 @@ from central_api.core.config import Settings
 from central_api.models.people import roles
 from central_api.schemas.common import FINANCIAL_KEY
 from central_api.services.people import put_role
-from tests.central.conftest import EverySiteAuth, SiteLedger, central_app, user_token
+from tests.central.conftest import (
+    EverySiteAuth,
+    SiteLedger,
+    central_app,
+    user_token,
+    user_tokens,
+)
 
 DEFAULT_ROLES = (
     "admin",
@@ -160,16 +167,56 @@ def allowed(caller: Caller, rule: str, granted: dict[str, tuple[set[str], bool]]
     return "*" in actions or action in actions
 
 
-def headers_for(client: TestClient, caller: Caller) -> dict[str, str]:
+def headers_for(client: TestClient, caller: Caller, tokens: dict[str, list[str]]) -> dict[str, str]:
+    """``caller``'s headers for one request; a user's token is one never used before."""
     if caller.anonymous:
         return {}
-    if caller.site:
-        token = client.app_state_sites.token_for("S01")  # type: ignore[attr-defined]
-    else:
-        engine = client.app.state.engine  # type: ignore[attr-defined]
-        # A fresh token per request: the walk includes logout.
-        token = user_token(engine, f"walk-{caller.name}", list(caller.roles))
+    # A user's token is fresh for each request: the walk includes logout.
+    token = (
+        client.app_state_sites.token_for("S01")  # type: ignore[attr-defined]
+        if caller.site
+        else tokens[caller.name].pop()
+    )
     return {"Authorization": f"Bearer {token}"}
+
+
+def fresh_tokens(client: TestClient, per_caller: int) -> dict[str, list[str]]:
+    """Unused tokens for every user caller, ``per_caller`` each, issued before the walk."""
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    return {
+        caller.name: user_tokens(
+            engine, f"walk-{caller.name}", list(caller.roles), count=per_caller
+        )
+        for caller in CALLERS
+        if not caller.anonymous and not caller.site
+    }
+
+
+async def send_all(
+    client: TestClient, requests: list[tuple[dict[str, Any], dict[str, str]]]
+) -> list[httpx.Response]:
+    """The answers to ``requests`` in order, sent inside the app's own event loop.
+
+    Through ``TestClient`` every ASGI message of a request hops between the test's thread
+    and the portal's loop; this coroutine runs in that loop and sends with
+    ``httpx.ASGITransport`` as ``TestClient`` would (same host, client address, user
+    agent, cookies, redirects followed, an exception in the app raised), as the route walk
+    does (``test_every_route.py``).
+    """
+    transport = httpx.ASGITransport(app=client.app, client=("testclient", 50000))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        headers={"user-agent": "testclient"},
+        cookies=client.cookies,
+        follow_redirects=True,
+    ) as inside:
+        answers = []
+        for request, headers in requests:
+            answer = await inside.request(**request, headers=headers)
+            await answer.aread()
+            answers.append(answer)
+        return answers
 
 
 def request_for(method: str, path: str, operation: dict[str, Any]) -> dict[str, Any]:
@@ -189,13 +236,20 @@ def test_every_route_refuses_exactly_the_callers_its_rule_refuses(walked: TestCl
     assert {"cost", "price"} <= money
     seen_money = False
     outcomes: dict[tuple[str, str], int] = {}
-    for method, path, operation in operations(schema):
+    walk = operations(schema)
+    tokens = fresh_tokens(walked, len(walk))
+    requests = [
+        (request_for(method, path, operation), headers_for(walked, caller, tokens))
+        for method, path, operation in walk
+        for caller in CALLERS
+    ]
+    assert walked.portal is not None
+    answers = iter(walked.portal.call(send_all, walked, requests))
+    for method, path, operation in walk:
         rule = operation.get(PERMISSION_KEY)
         assert rule, f"{method} {path} has no {PERMISSION_KEY}"
         for caller in CALLERS:
-            response = walked.request(
-                **request_for(method, path, operation), headers=headers_for(walked, caller)
-            )
+            response = next(answers)
             code = response.status_code
             outcomes[f"{method} {path}", caller.name] = code
             where = f"{method.upper()} {path} as {caller.name} ({rule}): {code} {response.text}"

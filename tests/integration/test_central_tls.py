@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from edge_agent.transport import CA_FILE_ENV
-from tests.integration.processes import Site, eventually, stop
+from tests.integration.processes import Site, Zygote, eventually, stop
 from tests.patience import patience_timeout
 from tests.secret_leaks import assert_no_leak, pem_body
 from tests.tls_certs import TestCa, make_ca
@@ -33,12 +33,13 @@ def ca(tmp_path: Path) -> TestCa:
 
 
 @pytest.fixture
-def site(tmp_path: Path, ca: TestCa) -> Iterator[Site]:
+def site(tmp_path: Path, ca: TestCa, zygote: Zygote) -> Iterator[Site]:
     server = ca.issue("central", server=True)
     running = Site(
         tmp_path / "site",
         central_tls=(ca.cert, server.cert, server.key),
         sync={"max_backoff_s": 0.5, "pull_interval_s": 0.5},
+        zygote=zygote,
     )
     running.root.mkdir()
     try:

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.processes import Site, eventually
+from tests.integration.processes import Site, Zygote, eventually
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    running = Site(tmp_path, sync={"lease_ttl_s": 3600})
+def site(tmp_path: Path, zygote: Zygote) -> Iterator[Site]:
+    running = Site(tmp_path, sync={"lease_ttl_s": 3600}, zygote=zygote)
     try:
         running.start_central()
         running.start_scanner()

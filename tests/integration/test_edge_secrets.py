@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.processes import Site, eventually, get_json
+from tests.integration.processes import Site, Zygote, eventually, get_json
 from tests.patience import patience_timeout
 from tests.secret_leaks import BAD_SECRET_FILES, Writer, assert_no_leak
 
@@ -128,8 +128,10 @@ def rotate(site: Site) -> str:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    running = Site(tmp_path, edge_wrapper=unprivileged(), sync={"max_backoff_s": 0.5})
+def site(tmp_path: Path, zygote: Zygote) -> Iterator[Site]:
+    running = Site(
+        tmp_path, edge_wrapper=unprivileged(), sync={"max_backoff_s": 0.5}, zygote=zygote
+    )
     try:
         running.start_central()
         running.start_scanner()

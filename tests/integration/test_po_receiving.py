@@ -28,7 +28,7 @@ from tests.central.conftest import (  # noqa: F401 (postgres_session is a fixtur
     postgres_session,
 )
 from tests.dock import DockTwins
-from tests.integration.processes import Site, admin_headers, eventually, get_json, rows
+from tests.integration.processes import Site, Zygote, admin_headers, eventually, get_json, rows
 from tests.patience import patience_timeout
 
 pytestmark = pytest.mark.integration
@@ -74,7 +74,10 @@ the database, and each real-process test costs tens of seconds)."""
 
 @pytest.fixture
 def dock(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    zygote: Zygote,
 ) -> Iterator[tuple[Site, DockTwins]]:
     with ExitStack() as stack:
         database_url = None
@@ -82,11 +85,11 @@ def dock(
             request.getfixturevalue("postgres_session")  # skips loudly, or fails in CI
             url = stack.enter_context(fresh_postgres_database("jxc_it"))
             database_url = url.render_as_string(hide_password=False)
-        yield from _dock(tmp_path, monkeypatch, database_url)
+        yield from _dock(tmp_path, monkeypatch, database_url, zygote)
 
 
 def _dock(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str | None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str | None, zygote: Zygote
 ) -> Iterator[tuple[Site, DockTwins]]:
     # One admin creates and approves the PO here; segregation of duties has its own tests.
     monkeypatch.setenv("JXC_CENTRAL_PURCHASE_ORDER_SOD", "false")
@@ -99,6 +102,7 @@ def _dock(
             'purchase_orders = true\nquarantine = "QUAR"'
         ),
         devices_extra=twins.devices_toml(reply_timeout=0.5),
+        zygote=zygote,
     )
     try:
         site.start_central()

@@ -23,7 +23,7 @@ from jxc import paths
 from simulators.printer import ZplPrinterTwin
 from simulators.scale import MtSicsScaleTwin
 from tests.dock import DockTwins
-from tests.integration.processes import Site, admin_headers, eventually, get_json, rows
+from tests.integration.processes import Site, Zygote, admin_headers, eventually, get_json, rows
 from tests.patience import patience_timeout
 
 pytestmark = pytest.mark.integration
@@ -66,12 +66,13 @@ def put(url: str, body: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def dock(tmp_path: Path) -> Iterator[Dock]:
+def dock(tmp_path: Path, zygote: Zygote) -> Iterator[Dock]:
     twins = DockTwins.start(tmp_path, scanner=False)  # the scanner runs as jxc sim scanner
     site = Site(
         tmp_path,
         receiving_extra='scale = "scale-1"\nprinter = "printer-1"\nweigh_timeout_s = 5',
         devices_extra=twins.devices_toml(reply_timeout=0.5),
+        zygote=zygote,
     )
     dock = Dock(site, twins)
     try:

@@ -75,7 +75,9 @@ def gs1_check_digit(body: str) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Site, ZplPrinterTwin]]:
+def site(
+    request: pytest.FixtureRequest, tmp_path: Path, zygote: Zygote
+) -> Iterator[tuple[Site, ZplPrinterTwin]]:
     with ExitStack() as stack:
         database_url = None
         if request.param == "postgresql":
@@ -83,8 +85,6 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Site,
             url = stack.enter_context(fresh_postgres_database("jxc_it"))
             database_url = url.render_as_string(hide_password=False)
         printer = stack.enter_context(ZplPrinterTwin())
-        zygote = Zygote()
-        stack.callback(zygote.close)
         running = Site(
             tmp_path,
             database_url=database_url,

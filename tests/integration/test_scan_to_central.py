@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from jxc import paths
-from tests.integration.processes import Site, eventually, get_json, rows
+from tests.integration.processes import Site, Zygote, eventually, get_json, rows
 from tests.out_of_tree_driver import install_plugin
 
 pytestmark = pytest.mark.integration
@@ -31,8 +31,8 @@ def carton(i: int) -> tuple[str, str, Decimal]:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    running = Site(tmp_path)
+def site(tmp_path: Path, zygote: Zygote) -> Iterator[Site]:
+    running = Site(tmp_path, zygote=zygote)
     try:
         running.start_central()
         running.start_scanner()

@@ -68,18 +68,6 @@ class ScanPump:
         self._thread.join(timeout=patience_timeout(5))
 
 
-@pytest.fixture(scope="module")
-def zygote() -> Iterator[Zygote]:
-    """Central and edge agents forked with their imports done: the tests restart them
-    about fifty times each, and the imports (two CPU-seconds a central) are not what a
-    kill -9 tests (tests/integration/zygote.py)."""
-    forks = Zygote()
-    try:
-        yield forks
-    finally:
-        forks.close()
-
-
 @pytest.fixture
 def site(tmp_path: Path, zygote: Zygote) -> Iterator[Site]:
     running = Site(tmp_path, sync=dict(CHAOS_SYNC), zygote=zygote)

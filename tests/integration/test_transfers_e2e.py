@@ -71,8 +71,7 @@ def call(method: str, url: str, body: Any = None, headers: dict[str, str] | None
 
 
 @pytest.fixture
-def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
-    zygote = Zygote()
+def sites(tmp_path: Path, zygote: Zygote) -> Iterator[tuple[Site, Site]]:
     a = Site(tmp_path / "a", site_id="S01", devices_extra=TRANSFER_SCANNER, zygote=zygote)
     a.root.mkdir()
     b = Site(
@@ -89,7 +88,6 @@ def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
     finally:
         b.stop_all()
         a.stop_all()
-        zygote.close()
 
 
 def stock(site: Site) -> dict[tuple[str, str | None], Decimal]:

@@ -10,8 +10,19 @@ This process imports what ``jxc central serve`` and ``jxc edge run`` import, onc
 forks a child per start. Each child is a real process of its own (own pid, own SQLite
 connections and sockets, killed by a real SIGKILL) that runs the same command line
 through the same CLI entry point (``jxc.cli.main``) from the top, settings, migrations
-check, app and all; only the imports are inherited. The zygote itself must stay
-single-threaded for ``fork`` to be safe, so it opens nothing and starts no thread.
+check, app and all; only the imports are inherited, and central's routes (below). The
+zygote itself must stay single-threaded for ``fork`` to be safe, so it opens nothing and
+starts no thread.
+
+Central's routes are built once, here, too: ``create_app`` spent another 0.4-0.6 CPU-s
+per start with FastAPI building every route's dependencies for the new app. A child's
+``central_api.main.create_app`` hands back that app instead, given the child's database
+through :func:`~central_api.main.attach_database`, which makes everything an app keeps per
+database (engine, write gate, push group, token signer, projections, settings); it is
+what the test suite's shared app does for every test (``tests/central/conftest.py``,
+``_SharedApp``). Settings that differ from the prebuilt app's beyond the database and the
+address get a fresh ``create_app``, as before. The app is built on an in-memory database
+URL that is never connected to, so the zygote still opens nothing.
 
 The protocol is one JSON object a line on stdin, one answer a line on stdout:
 ``{"spawn": [args], "log": path, "env": {...}, "cwd": path}`` → ``{"pid": n}``;
@@ -23,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -42,11 +54,24 @@ PRELOAD = (
 )
 
 
+_CENTRAL: Any = None
+"""Central's app with its routes built (``create_app``), inherited by every child."""
+
+_PER_START = {"database_url", "host", "port", "ssl_certfile", "ssl_keyfile"}
+"""Settings a start may change and still be given the prebuilt app: ``create_app`` reads
+none of them (the database is attached per child; the address and TLS are uvicorn's)."""
+
+
 def _preload() -> None:
     import importlib  # noqa: PLC0415
 
     for name in PRELOAD:
         importlib.import_module(name)
+    global _CENTRAL  # noqa: PLW0603 - built once, before any fork
+    from central_api.core.config import Settings  # noqa: PLC0415
+    from central_api.main import create_app  # noqa: PLC0415
+
+    _CENTRAL = create_app(Settings(database_url="sqlite://"))
     if threading.active_count() != 1:  # fork would copy a lock some thread holds
         raise RuntimeError(f"the zygote must stay single-threaded: {threading.enumerate()}")
 
@@ -70,6 +95,7 @@ def _child(args: list[str], log: str, env: dict[str, str], cwd: str) -> None:
         os.environ.clear()
         os.environ.update(env)
         sys.argv = ["jxc", *args]
+        _lend_the_prebuilt_app()
         from jxc.cli import main  # noqa: PLC0415 - preloaded: only looked up
 
         main()
@@ -86,6 +112,33 @@ def _child(args: list[str], log: str, env: dict[str, str], cwd: str) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _lend_the_prebuilt_app() -> None:
+    """Make this child's ``create_app`` hand back :data:`_CENTRAL` on the child's database.
+
+    The CLI looks ``create_app`` up in ``central_api.main`` when it starts serving, so the
+    swap takes effect there. The app is given out once: a second call builds a fresh one.
+    """
+    import central_api.main as central_main  # noqa: PLC0415 - preloaded
+    from central_api.core.config import Settings  # noqa: PLC0415
+
+    build = central_main.create_app
+    lent: list[Any] = []
+
+    def create_app(settings: Settings | None = None) -> Any:
+        settings = settings if settings is not None else Settings()
+        prebuilt = _CENTRAL.state.settings
+        if lent or settings.model_dump(exclude=_PER_START) != prebuilt.model_dump(
+            exclude=_PER_START
+        ):
+            return build(settings)
+        central_main.attach_database(_CENTRAL, settings)
+        lent.append(_CENTRAL)
+        logging.getLogger("tests.zygote").info("central's routes built by the test zygote")
+        return _CENTRAL
+
+    central_main.create_app = create_app  # type: ignore[assignment]
 
 
 def _serve() -> None:
