@@ -26,7 +26,7 @@ from device_drivers.scanners import Scan
 from device_drivers.scanners.gs1 import parse_gs1
 from edge_agent.catalog import Catalog, Puller
 from edge_agent.ledger import EventDraft, Ledger
-from edge_agent.stations.returns import ReturnsStation
+from edge_agent.stations.returns import ReturnRefusedError, ReturnsStation
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind
 from jxc.paths import (
@@ -198,3 +198,73 @@ def test_a_return_authorised_at_central_is_received_offline_at_the_edge_then_res
     assert [a["detail"] for a in unknown] == [
         "RA999999 is no customer return of site S01: stored, not counted"
     ]
+
+
+def test_a_return_closed_short_at_central_stops_the_edge_and_a_late_carton_is_raised(
+    client: TestClient,  # noqa: F811 (the fixture)
+    ledger: Ledger,
+) -> None:
+    """Nothing has arrived of the return at central when it is closed short (the
+    customer kept the goods); the edge had booked a carton offline. The push counts it
+    with a ``return_over`` exception (after the close), the tombstone removes the return
+    from the edge and its station refuses the next carton."""
+    site(client)
+    ok(location(client, "A-01", level="zone", kind="storage"))
+    ok(location(client, "RET", level="zone", kind="quarantine"))
+    ok(client.post(PARTNERS, json={"code": "CUS-1", "is_customer": True, "name": "c1"}), 201)
+    item = {
+        "name": "药片",
+        "uom": "EA",
+        "lot_tracked": True,
+        "expiry_tracked": True,
+        "barcodes": [{"barcode": GTIN}],
+    }
+    ok(client.put(f"{ITEMS}/PILL", json=item))
+    catalog, pusher = Catalog(ledger), Pusher(ledger, client)
+    ledger.append(
+        EventDraft(
+            kind=EventKind.RECEIPT, item="PILL", lot="L1", expiry=day(90), location="A-01",
+            qty=Decimal(10), uom="EA",
+        )
+    )  # fmt: skip
+    sync(pusher, catalog)
+    body = {
+        "customer": "CUS-1",
+        "site_id": "S01",
+        "lines": [{"item_code": "PILL", "qty": "8", "unit_price": "3"}],
+    }
+    so_id = ok(client.post(SALES_ORDERS, json=body), 201)["so_id"]
+    ok(client.post(f"{SALES_ORDERS}/{so_id}/confirm"))
+    ok(client.post(SHIPMENTS, json={"so_id": so_id, "lines": [{"so_line": 1, "qty": "8"}]}), 201)
+    authorised = {"so_id": so_id, "reason": "退货", "lines": [{"so_line": 1, "qty": "5"}]}
+    return_id = ok(client.post(CUSTOMER_RETURNS, json=authorised), 201)["return_id"]
+    sync(pusher, catalog)
+    assert catalog.customer_return(return_id) is not None
+
+    station = ReturnsStation(ledger, catalog, location="RET")
+    station.on_scan(plain(return_id))
+    station.on_scan(gs1("L1", day(90), 2))  # booked, not pushed yet
+
+    where = f"{CUSTOMER_RETURNS}/{return_id}"
+    short = ok(
+        client.post(
+            f"{where}/close-short",
+            json={"reason": "客户保留"},
+            headers={"Idempotency-Key": "short-1", "If-Match": '"1"'},
+        )
+    )
+    assert short["status"] == "closed"
+    assert [(x["received_qty"], x["disposition"]) for x in short["lines"]] == [("0", "short")]
+
+    sync(pusher, catalog)
+    assert catalog.customer_return(return_id) is None, "the tombstone reached the edge"
+    got = ok(client.get(where))
+    assert (got["status"], got["lines"][0]["received_qty"]) == ("closed", "2")
+    assert stock(client) == {("A-01", "L1"): Decimal(2), ("RET", "L1"): Decimal(2)}
+    late = ok(client.get(ALERTS, params={"kind": "return_over"}))["alerts"]
+    assert [(a["source"], a["qty"], a["location"]) for a in late] == [("edge_return", "2", "RET")]
+    assert "after the return was closed short" in late[0]["detail"]
+
+    with pytest.raises(ReturnRefusedError, match="received at the office or closed"):
+        station.on_scan(gs1("L1", day(90), 1))
+    assert ledger.counts().pending == 0
