@@ -12,7 +12,8 @@ Two kinds of test use it:
   ``test_transfers.py``, ``test_counter.py``, ``test_picking.py``): the site file
   (:func:`offline_site_file`), waiting for the scanners (:func:`wait_connected`), scans
   sent through a scanner twin until the station's display answers
-  (:func:`shown_in_turn`); and the checks around it: a scanner named by two stations is
+  (:func:`shown_in_turn`), the feed page it pulls (:func:`feed_page`); and the checks
+  around it: a scanner named by two stations is
   refused (:func:`refuses_a_scanner_in_two`), ``jxc edge ...`` run on the ledger file
   (:func:`cli_json`).
 
@@ -39,6 +40,7 @@ from edge_agent.catalog import Catalog, Puller
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind
+from jxc.feed import ChangePage
 from jxc.paths import ITEMS, PARTNERS, STOCK
 from simulators.scanner import GS
 from tests.central.test_master_data import location, ok, site
@@ -69,6 +71,26 @@ class Scanner:
     def plain(self, data: str) -> Scan:
         """A plain barcode, a document's number, a location or a command."""
         return Scan(self.device_id, data.encode(), data, None, None, datetime.now(UTC))
+
+
+Change = tuple[str, str, str, dict[str, Any] | None]
+"""One change of the feed: (entity, key, op, data)."""
+
+
+def feed_page(*changes: Change, start: int = 1, site_id: str = "S01") -> ChangePage:
+    """A page of the change feed as central answers a pull: ``changes`` numbered from
+    ``start``, the last one the cursor, nothing more to come."""
+    return ChangePage.model_validate(
+        {
+            "site_id": site_id,
+            "changes": [
+                {"version": n, "entity": entity, "key": key, "op": op, "data": data}
+                for n, (entity, key, op, data) in enumerate(changes, start=start)
+            ],
+            "next_cursor": start + len(changes) - 1,
+            "has_more": False,
+        }
+    )
 
 
 # --- against the real central -----------------------------------------------------------
