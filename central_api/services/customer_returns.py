@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -419,6 +420,29 @@ def _locked(connection: Connection, command: DocCommand, written: Written) -> Cu
     )
 
 
+@contextmanager
+def _command(
+    connection: Connection,
+    command: DocCommand,
+    action: str,
+    verb: str,
+    allowed: frozenset[ReturnStatus],
+) -> Iterator[tuple[Written, FeedWriter, CustomerReturn]]:
+    """The frame of every command on a return: the key and the audit
+    (:func:`document_write`, ``customer_return.<action>``), the feed's lock (a command may
+    publish the tombstone), then the return locked after its site's stream, in one of
+    the ``allowed`` states for ``verb``."""
+    with (
+        document_write(
+            connection, action=f"customer_return.{action}", audit=command.audit, claim=command.claim
+        ) as written,
+        feed_writer(connection, changed_at=written.now) as writer,
+    ):
+        found = _locked(connection, command, written)
+        check_state("customer return", found.return_id, found.status, verb, allowed)
+        yield written, writer, found
+
+
 def _movement(
     found: CustomerReturn, line: ReturnLine, kind: EventKind, qty: Decimal, at: str
 ) -> Movement:
@@ -441,20 +465,9 @@ def receive_return(
 ) -> CustomerReturn:
     """authorised → received: the goods are booked into the site's quarantine location,
     every line whole; the edge's feed entry is tombstoned."""
-    with (
-        document_write(
-            connection, action="customer_return.receive", audit=command.audit, claim=command.claim
-        ) as written,
-        feed_writer(connection, changed_at=written.now) as writer,
-    ):
-        found = _locked(connection, command, written)
-        check_state(
-            "customer return",
-            found.return_id,
-            found.status,
-            "receive",
-            frozenset({ReturnStatus.AUTHORISED}),
-        )
+    with _command(
+        connection, command, "receive", "receive", frozenset({ReturnStatus.AUTHORISED})
+    ) as (written, writer, found):
         quarantine = quarantine_location(connection, found.site_id)
         central_events.book(
             connection,
@@ -567,20 +580,11 @@ def decide_line(
     """``restock`` (quarantine → a storage or receiving location) or ``scrap`` one
     received line; the return closes when every line is decided."""
     command = decision.command
-    with (
-        document_write(
-            connection, action=f"customer_return.{verb}", audit=command.audit, claim=command.claim
-        ) as written,
-        feed_writer(connection, changed_at=written.now) as writer,
+    with _command(connection, command, verb, verb, frozenset({ReturnStatus.RECEIVED})) as (
+        written,
+        writer,
+        found,
     ):
-        found = _locked(connection, command, written)
-        check_state(
-            "customer return",
-            found.return_id,
-            found.status,
-            verb,
-            frozenset({ReturnStatus.RECEIVED}),
-        )
         line = next((each for each in found.lines if each.line_no == decision.line_no), None)
         if line is None:
             raise InvalidError(f"line_no: return {found.return_id} has no line {decision.line_no}")
@@ -666,23 +670,13 @@ def close_short(
     reason = (command.reason or "").strip()
     if not reason:
         raise InvalidError("reason: say why the rest of the return will not come back")
-    with (
-        document_write(
-            connection,
-            action="customer_return.close_short",
-            audit=command.audit,
-            claim=command.claim,
-        ) as written,
-        feed_writer(connection, changed_at=written.now) as writer,
-    ):
-        found = _locked(connection, command, written)
-        check_state(
-            "customer return",
-            found.return_id,
-            found.status,
-            "close short",
-            frozenset({ReturnStatus.AUTHORISED, ReturnStatus.RECEIVED}),
-        )
+    with _command(
+        connection,
+        command,
+        "close_short",
+        "close short",
+        frozenset({ReturnStatus.AUTHORISED, ReturnStatus.RECEIVED}),
+    ) as (written, writer, found):
         pending = [each for each in found.lines if each.disposition is Disposition.PENDING]
         short = [each for each in pending if each.received_qty <= 0]
         if not short:

@@ -12,10 +12,10 @@ Two kinds of test use it:
   ``test_transfers.py``, ``test_counter.py``, ``test_picking.py``): the site file
   (:func:`offline_site_file`), waiting for the scanners (:func:`wait_connected`), scans
   sent through a scanner twin until the station's display answers
-  (:func:`shown_in_turn`), the feed page it pulls (:func:`feed_page`); and the checks
-  around it: a scanner named by two stations is
-  refused (:func:`refuses_a_scanner_in_two`), ``jxc edge ...`` run on the ledger file
-  (:func:`cli_json`).
+  (:func:`shown_in_turn`), the feed page it pulls (:func:`feed_page`), a scan the
+  station refuses (:func:`refused_scan`); and the checks around it: a scanner named by
+  two stations is refused (:func:`refuses_a_scanner_in_two`), ``jxc edge ...`` run on
+  the ledger file (:func:`cli_json`).
 
 Scans are what the scanner drivers hand a station (:class:`Scanner`).
 """
@@ -38,6 +38,7 @@ from device_drivers.scanners import Scan
 from device_drivers.scanners.gs1 import parse_gs1
 from edge_agent.catalog import Catalog, Puller
 from edge_agent.ledger import EventDraft, Ledger
+from edge_agent.stations.scan_station import ScanStation
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind
 from jxc.feed import ChangePage
@@ -247,6 +248,16 @@ def shown_in_turn(
             return station.display.startswith(expected)
 
         assert wait_for(answered, 10), station.display
+
+
+def refused_scan(station: ScanStation, scan: Scan, *words: str) -> None:
+    """The station refuses ``scan`` with its own refusal (:attr:`ScanStation.refusal`),
+    naming each of ``words``, and shows it on its display line."""
+    with pytest.raises(station.refusal) as caught:
+        station.on_scan(scan)
+    for word in words:
+        assert word in str(caught.value), str(caught.value)
+    assert station.display == str(caught.value)
 
 
 def refuses_a_scanner_in_two(first: str, second: str) -> None:

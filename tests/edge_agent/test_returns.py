@@ -22,7 +22,7 @@ from device_drivers.scanners.gs1 import parse_gs1
 from edge_agent.catalog import Catalog, read_page
 from edge_agent.ledger import Ledger
 from edge_agent.migrations import migrate
-from edge_agent.stations.returns import ReturnRefusedError, ReturnsStation
+from edge_agent.stations.returns import ReturnsStation
 from jxc.contract import EventKind, LedgerEvent
 from simulators.scanner import GS
 from tests.edge_agent.site_kit import (
@@ -34,6 +34,9 @@ from tests.edge_agent.site_kit import (
 )
 from tests.edge_agent.site_kit import (
     feed_page as page,
+)
+from tests.edge_agent.site_kit import (
+    refused_scan as refused,
 )
 
 GTIN = "09506000134352"
@@ -90,14 +93,6 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
     Catalog(ledger).apply(page(*MASTER))
     yield ledger
     ledger.close()
-
-
-def refused(station: ReturnsStation, scan: Scan, *words: str) -> None:
-    with pytest.raises(ReturnRefusedError) as caught:
-        station.on_scan(scan)
-    for word in words:
-        assert word in str(caught.value), str(caught.value)
-    assert station.display == str(caught.value)
 
 
 def returned(ledger: Ledger) -> list[LedgerEvent]:

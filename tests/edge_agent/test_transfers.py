@@ -19,7 +19,7 @@ from device_drivers.scanners import Scan
 from device_drivers.scanners.gs1 import parse_gs1
 from edge_agent.catalog import Catalog
 from edge_agent.ledger import EventDraft, Ledger
-from edge_agent.stations.transfers import TransferRefusedError, TransferStation
+from edge_agent.stations.transfers import TransferStation
 from jxc.contract import EventKind
 from jxc.feed import TRANSFER_COMPLETE, ChangePage
 from simulators.scanner import GS
@@ -30,6 +30,9 @@ from tests.edge_agent.site_kit import (
     refuses_a_scanner_in_two,
     shown_in_turn,
     wait_connected,
+)
+from tests.edge_agent.site_kit import (
+    refused_scan as refused,
 )
 
 GTIN = "09506000134352"
@@ -99,14 +102,6 @@ def receiver(tmp_path: Path) -> Iterator[Ledger]:
     ledger = open_site(tmp_path, "S02")
     yield ledger
     ledger.close()
-
-
-def refused(station: TransferStation, scan: Scan, *words: str) -> None:
-    with pytest.raises(TransferRefusedError) as caught:
-        station.on_scan(scan)
-    for word in words:
-        assert word in str(caught.value), str(caught.value)
-    assert station.display == str(caught.value)
 
 
 def test_sending_is_fefo_refuses_expired_and_later_lots_and_books_marked_events(
