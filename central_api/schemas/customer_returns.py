@@ -52,6 +52,14 @@ class ScrapIn(BaseModel):
     reason_code: Code = Field(description="a reason code for a write-off or a return")
 
 
+class CloseShortIn(BaseModel):
+    """Close the lines of which nothing arrived, with zero: say why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[Note, Field(min_length=1)]
+
+
 class ReturnLineOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -66,7 +74,9 @@ class ReturnLineOut(BaseModel):
     )
     uom: Text = Field(description="the item's base unit")
     location: Text | None = Field(description="where the goods are, once received")
-    disposition: Literal["pending", "restocked", "scrapped"]
+    disposition: Literal["pending", "restocked", "scrapped", "short"] = Field(
+        description="short: closed with nothing received (close-short)"
+    )
     reason_code: Text | None
     decided_by: Text | None
     decided_at: datetime | None

@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -107,6 +108,8 @@ class Disposition(StrEnum):
     PENDING = "pending"
     RESTOCKED = "restocked"
     SCRAPPED = "scrapped"
+    SHORT = "short"
+    """Closed with nothing received (:func:`close_short`): the goods never came back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +420,29 @@ def _locked(connection: Connection, command: DocCommand, written: Written) -> Cu
     )
 
 
+@contextmanager
+def _command(
+    connection: Connection,
+    command: DocCommand,
+    action: str,
+    verb: str,
+    allowed: frozenset[ReturnStatus],
+) -> Iterator[tuple[Written, FeedWriter, CustomerReturn]]:
+    """The frame of every command on a return: the key and the audit
+    (:func:`document_write`, ``customer_return.<action>``), the feed's lock (a command may
+    publish the tombstone), then the return locked after its site's stream, in one of
+    the ``allowed`` states for ``verb``."""
+    with (
+        document_write(
+            connection, action=f"customer_return.{action}", audit=command.audit, claim=command.claim
+        ) as written,
+        feed_writer(connection, changed_at=written.now) as writer,
+    ):
+        found = _locked(connection, command, written)
+        check_state("customer return", found.return_id, found.status, verb, allowed)
+        yield written, writer, found
+
+
 def _movement(
     found: CustomerReturn, line: ReturnLine, kind: EventKind, qty: Decimal, at: str
 ) -> Movement:
@@ -439,20 +465,9 @@ def receive_return(
 ) -> CustomerReturn:
     """authorised → received: the goods are booked into the site's quarantine location,
     every line whole; the edge's feed entry is tombstoned."""
-    with (
-        document_write(
-            connection, action="customer_return.receive", audit=command.audit, claim=command.claim
-        ) as written,
-        feed_writer(connection, changed_at=written.now) as writer,
-    ):
-        found = _locked(connection, command, written)
-        check_state(
-            "customer return",
-            found.return_id,
-            found.status,
-            "receive",
-            frozenset({ReturnStatus.AUTHORISED}),
-        )
+    with _command(
+        connection, command, "receive", "receive", frozenset({ReturnStatus.AUTHORISED})
+    ) as (written, writer, found):
         quarantine = quarantine_location(connection, found.site_id)
         central_events.book(
             connection,
@@ -565,20 +580,11 @@ def decide_line(
     """``restock`` (quarantine → a storage or receiving location) or ``scrap`` one
     received line; the return closes when every line is decided."""
     command = decision.command
-    with (
-        document_write(
-            connection, action=f"customer_return.{verb}", audit=command.audit, claim=command.claim
-        ) as written,
-        feed_writer(connection, changed_at=written.now) as writer,
+    with _command(connection, command, verb, verb, frozenset({ReturnStatus.RECEIVED})) as (
+        written,
+        writer,
+        found,
     ):
-        found = _locked(connection, command, written)
-        check_state(
-            "customer return",
-            found.return_id,
-            found.status,
-            verb,
-            frozenset({ReturnStatus.RECEIVED}),
-        )
         line = next((each for each in found.lines if each.line_no == decision.line_no), None)
         if line is None:
             raise InvalidError(f"line_no: return {found.return_id} has no line {decision.line_no}")
@@ -648,6 +654,68 @@ def decide_line(
     return get_return(connection, command.doc_id)
 
 
+def close_short(
+    connection: Connection, command: DocCommand, *, projections: Projections | None
+) -> CustomerReturn:
+    """Close the lines of which nothing arrived, with zero, and a reason: the customer
+    kept them, or they were lost on the way. Without it such a return can never close (a
+    line with nothing received cannot be restocked or scrapped).
+
+    Lines that received something stay pending (restock or scrap what arrived); the
+    return closes when none is left. The edge's feed entry is tombstoned in any case, so
+    its returns station receives nothing more; a carton it booked before it heard is
+    still counted when pushed (:func:`project`), with a ``return_over`` exception.
+    Nothing moves: nothing of these lines is anywhere."""
+    del projections  # no stock moves; kept so every return command has one signature
+    reason = (command.reason or "").strip()
+    if not reason:
+        raise InvalidError("reason: say why the rest of the return will not come back")
+    with _command(
+        connection,
+        command,
+        "close_short",
+        "close short",
+        frozenset({ReturnStatus.AUTHORISED, ReturnStatus.RECEIVED}),
+    ) as (written, writer, found):
+        pending = [each for each in found.lines if each.disposition is Disposition.PENDING]
+        short = [each for each in pending if each.received_qty <= 0]
+        if not short:
+            raise ConflictError(
+                f"{found.return_id}: every open line received something; restock or scrap "
+                "what arrived instead (that closes the return)"
+            )
+        connection.execute(
+            update(customer_return_lines)
+            .where(
+                customer_return_lines.c.return_id == found.return_id,
+                customer_return_lines.c.line_no.in_([each.line_no for each in short]),
+            )
+            .values(
+                disposition=Disposition.SHORT.value,
+                decided_by=command.actor[:100],
+                decided_at=written.now,
+            )
+        )
+        status = ReturnStatus.RECEIVED if len(pending) > len(short) else ReturnStatus.CLOSED
+        connection.execute(
+            update(customer_returns)
+            .where(customer_returns.c.return_id == found.return_id)
+            .values(status=status.value, version=found.version + 1, updated_at=written.now)
+        )
+        after = _read(connection, found.return_id)
+        assert after is not None
+        _publish(writer, after)
+        written.doc_id, written.site_id = found.return_id, found.site_id
+        written.before = {"status": found.status.value, "version": found.version}
+        written.after = {
+            "status": status.value,
+            "version": found.version + 1,
+            "short": [each.line_no for each in short],
+            "reason": reason,
+        }
+    return get_return(connection, command.doc_id)
+
+
 # --- received at an edge ------------------------------------------------------------------
 
 
@@ -701,15 +769,24 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
                     line.qty,
                 )
             )
-        elif line.disposition is not Disposition.PENDING or rma.status is ReturnStatus.CLOSED:
+        elif (
+            line.disposition is not Disposition.PENDING
+            or rma.status is ReturnStatus.CLOSED
+            or any(each.disposition is Disposition.SHORT for each in rma.lines)
+        ):
             exceptions.append(
                 _exception(
                     event,
                     accepted.site_id,
                     RETURN_OVER,
                     f"{rma.return_id} line {line.line_no}: {plain(event.qty)} {line.uom} "
-                    f"arrived in {event.location} after the line was {line.disposition}; "
-                    "move or scrap them by hand",
+                    f"arrived in {event.location} after "
+                    + (
+                        f"the line was {line.disposition}"
+                        if line.disposition not in (Disposition.PENDING, Disposition.SHORT)
+                        else "the return was closed short"
+                    )
+                    + "; move or scrap them by hand",
                     line.qty,
                 )
             )

@@ -123,7 +123,7 @@ ALL_ACTIONS: dict[str, str] = {
     "customer_return.read": "read customer returns (of the user's sites)",
     "customer_return.create": "authorise customers to return shipped goods",
     "customer_return.receive": "receive returned goods into quarantine",
-    "customer_return.dispose": "restock or scrap received returned goods",
+    "customer_return.dispose": "restock or scrap received returned goods, close a return short",
     "sales_invoice.read": "read sales invoices and payments (with the financial field group)",
     "sales_invoice.create": "invoice shipments",
     "sales_invoice.payment": "record payments received against sales invoices",

@@ -95,6 +95,7 @@ DOC_LABELS: Final[dict[str, str]] = {
     "pending": N_("Pending"),
     "restocked": N_("Restocked"),
     "scrapped": N_("Scrapped"),
+    "short": N_("Closed short"),
 }
 """The msgid of each status and disposition these pages show (an invoice's ``open`` is
 said as what it means to a cashier)."""
@@ -104,6 +105,7 @@ DOC_VERBS: Final[dict[str, str]] = {
     "receive": N_("Receive into quarantine"),
     "restock": N_("Restock"),
     "scrap": N_("Scrap"),
+    "close-short": N_("Close short"),
     "tracking": N_("Save the tracking number"),
     "payment": N_("Record the payment"),
     "credit": N_("Issue the credit note"),
@@ -681,6 +683,13 @@ def _return_page(
             "may_receive": principal.can("customer_return.receive")
             and found.status is customer_returns.ReturnStatus.AUTHORISED,
             "may_dispose": may_dispose,
+            "may_close_short": principal.can("customer_return.dispose")
+            and found.status
+            in (customer_returns.ReturnStatus.AUTHORISED, customer_returns.ReturnStatus.RECEIVED)
+            and any(
+                line.disposition is customer_returns.Disposition.PENDING and line.received_qty <= 0
+                for line in found.lines
+            ),
             "locations": _restock_locations(request, connection, found.site_id)
             if may_dispose
             else [],
@@ -741,6 +750,24 @@ command_route(
     "receive",
     "customer_return.receive",
     run=_receive,
+    page=_return_page,
+    projected=True,
+)
+
+
+def _close_short(
+    connection: Connection, order: DocCommand, _posted_form: Any, projected: Projections | None
+) -> object:
+    """The form's ``reason`` is the command's (``command_route`` reads it)."""
+    return customer_returns.close_short(connection, order, projections=projected)
+
+
+command_route(
+    pages,
+    RETURNS,
+    "close-short",
+    "customer_return.dispose",
+    run=_close_short,
     page=_return_page,
     projected=True,
 )

@@ -27,22 +27,28 @@ removes one. Every scan answers on the display line:
 Central counts the events into the return (received quantities per line; the return is
 ``received`` from its first carton on), and restocking or scrapping each line proceeds
 there (``docs/sales.md``).
+
+The station is a :class:`~edge_agent.stations.scan_station.ScanStation` (the return is its
+selected document): the scan flow, the refusal count and log, the selected return's
+"closed meanwhile" refusal and the status page are the base's. It scans no location:
+its :attr:`~ReturnsStation.location` is where every carton is booked, set by the site
+file, never by a scan.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass
-from datetime import UTC, date
+from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Final, Literal
 
 from device_drivers.scanners import Scan
-from edge_agent.catalog import Catalog
-from edge_agent.ledger import EventDraft, Ledger
+from edge_agent.ledger import EventDraft
 from edge_agent.stations.counter import keyed_qty
 from edge_agent.stations.errors import StationError
+from edge_agent.stations.scan_station import ScanStation, read_carton
 from jxc.contract import EventKind, LedgerEvent
 from jxc.feed import ReturnData, ReturnLineData
 
@@ -72,42 +78,40 @@ class LineReceived:
 
 
 @dataclass(slots=True)
-class ReturnsStation:
+class ReturnsStation(ScanStation):
     """Receives the site's authorised customer returns; one per scanner, sharing the ledger."""
 
-    ledger: Ledger
-    catalog: Catalog
-    location: str = "RETURNS"
-    """Where returned goods are booked: the site's returns (quarantine) location."""
     over: OverPolicy = "refuse"
-    display: str = ""
-    """The station's display line: what the clerk reads after each scan."""
-    return_id: str | None = None
-    next_qty: Decimal | None = None
-    refused: int = 0
-    warnings: int = 0
+    location: str = field(default="RETURNS", kw_only=True)
+    """Where returned goods are booked: the site's returns (quarantine) location (the
+    base's scanned location; this station scans none)."""
+    next_qty: Decimal | None = field(default=None, kw_only=True)
+    warnings: int = field(default=0, kw_only=True)
+
+    refusal = ReturnRefusedError
+    logger = log
+    refused_event = "return scan refused"
+    select_first = "scan a return (its RA number) first"
+    selected_key = "return"
+
+    @property
+    def return_id(self) -> str | None:
+        """The selected return."""
+        return self.selected
 
     # --- scans -----------------------------------------------------------------------------
 
-    def on_scan(self, scan: Scan, *, today: date | None = None) -> object:
-        """Act on one scan; the display line says what happened. Raises
-        :class:`ReturnRefusedError` (nothing booked) when the scan cannot be taken."""
-        data = scan.data.strip()
+    def take(self, scan: Scan, data: str, today: date) -> object:
+        """``DONE``, ``QTY <n>``, a return's number, else a carton (in that order)."""
         word, _, rest = data.partition(" ")
         command = word.upper() if scan.gs1 is None else ""
-        try:
-            if command == DONE and not rest:
-                return self.done()
-            if command == QTY:
-                return self._set_qty(rest.strip())
-            if scan.gs1 is None and (rma := self.catalog.customer_return(data)) is not None:
-                return self._select(rma)
-            return self.carton(scan, today or scan.received_at.astimezone(UTC).date())
-        except ReturnRefusedError as refused:
-            self.refused += 1
-            self.display = str(refused)
-            log.info("return scan refused", extra={"data": data[:80], "reason": str(refused)})
-            raise
+        if command == DONE and not rest:
+            return self.done()
+        if command == QTY:
+            return self._set_qty(rest.strip())
+        if scan.gs1 is None and (rma := self.catalog.customer_return(data)) is not None:
+            return self._select(rma)
+        return self.carton(scan, today)
 
     def _set_qty(self, text: str) -> Decimal:
         qty = keyed_qty(text, ReturnRefusedError)
@@ -116,7 +120,7 @@ class ReturnsStation:
         return qty
 
     def _select(self, rma: ReturnData) -> ReturnData:
-        self.return_id, self.next_qty = rma.return_id, None
+        self.selected, self.next_qty = rma.return_id, None
         received = self.received(rma)
         left = sum(
             (max(line.qty - received.get(line.line_no, _ZERO), _ZERO) for line in rma.lines),
@@ -128,35 +132,29 @@ class ReturnsStation:
         )
         return rma
 
-    def _selected(self) -> ReturnData | None:
-        if self.return_id is None:
-            return None
-        rma = self.catalog.customer_return(self.return_id)
-        if rma is None:
-            return_id, self.return_id = self.return_id, None
-            raise ReturnRefusedError(
-                f"REFUSED: {return_id} was received at the office or closed; receive nothing"
-                " more on it here (set the carton aside, tell the office)"
-            )
-        return rma
+    def _open(self) -> ReturnData:
+        """The selected return as the feed last said (refused when none is selected, or
+        central received or closed it meanwhile: it is then deselected)."""
+        return self.still_open(
+            self.catalog.customer_return,
+            "was received at the office or closed; receive nothing more on it here"
+            " (set the carton aside, tell the office)",
+        )
 
     # --- a carton ----------------------------------------------------------------------------
 
     def carton(self, scan: Scan, today: date) -> LedgerEvent:
         """Receive one carton against the selected return (or the one open return that
         expects it): one ``return`` event, booked at once."""
-        gs1 = scan.gs1
-        gtin = (gs1.gtin or gs1.content_gtin) if gs1 else None
-        known = self.catalog.lookup(gtin, scan.data)
-        if known is None:
+        read = read_carton(self.catalog, scan)
+        known = read.known
+        if known is None:  # an inactive item is taken: it is coming back, not being sold
             raise ReturnRefusedError(
-                f"REFUSED: {gtin or scan.data} is no return, no QTY and no item known here"
+                f"REFUSED: {read.code} is no return, no QTY and no item known here"
             )
-        lot = (gs1.lot if gs1 else None) or None
-        expiry = gs1.expiry if gs1 else None
-        count = gs1.count if gs1 and gs1.count else 1
-        qty = self.next_qty if self.next_qty is not None else Decimal(count) * known.qty_per
-        rma = self._selected() or self._expecting(known.item_code, lot)
+        lot, expiry = read.lot or None, read.expiry
+        qty = self.next_qty if self.next_qty is not None else Decimal(read.count) * known.qty_per
+        rma = self._open() if self.selected else self._expecting(known.item_code, lot)
         lines = [line for line in rma.lines if line.item_code == known.item_code]
         if not lines:
             raise ReturnRefusedError(
@@ -196,7 +194,7 @@ class ReturnsStation:
                     doc_line=line.line_no,
                 ),
             )
-        self.return_id, self.next_qty = rma.return_id, None
+        self.selected, self.next_qty = rma.return_id, None
         what = (
             f"{qty} {line.uom} {line.item_code} lot {event.lot or '-'} into {self.location}"
             f" ({rma.return_id} line {line.line_no}: {before + qty}/{line.qty} {line.uom})"
@@ -292,9 +290,7 @@ class ReturnsStation:
         """End the selected return at this scanner: each line against what was authorised
         (what is missing may still come: the return stays open here until central closes
         it)."""
-        rma = self._selected()
-        if rma is None:
-            raise ReturnRefusedError("REFUSED: scan a return (its RA number) first")
+        rma = self._open()
         lines = self.lines(rma)
         differ = [line for line in lines if line.received != line.authorised]
         self.display = f"DONE {rma.return_id}: " + (
@@ -305,16 +301,12 @@ class ReturnsStation:
             if differ
             else "every line as authorised"
         )
-        self.return_id, self.next_qty = None, None
+        self.selected, self.next_qty = None, None
         return lines
 
-    def report(self) -> dict[str, object]:
-        """What the status page shows of the returns station."""
+    def figures(self) -> dict[str, object]:
+        """The returns station's own entries of the status page: warnings, open returns."""
         return {
-            "display": self.display,
-            "return": self.return_id,
-            "location": self.location,
-            "refused": self.refused,
             "warnings": self.warnings,
             "open": [rma.return_id for rma in self.catalog.customer_returns()],
         }

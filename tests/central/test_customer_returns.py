@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from central_api.models.audit import audit_log
 from jxc.paths import (
     ALERTS,
     CUSTOMER_RETURNS,
@@ -168,3 +170,77 @@ def test_an_edges_return_events_advance_the_return_line_by_line(
     unknown = ok(shop.get(ALERTS, params={"kind": "return_unknown"}))["alerts"]
     assert [a["item_code"] for a in unknown] == ["TEA"]
     assert "is PILL in 片, the site received TEA in kg" in unknown[0]["detail"]
+
+
+def test_a_return_whose_line_never_arrives_is_closed_short_with_a_reason(
+    shop: TestClient, site: SiteLedger
+) -> None:
+    """Line 1 arrives in part at the edge, line 2 never: closing short closes line 2 with
+    zero (a reason required, If-Match, Idempotency-Key, audited, scoped), the return stays
+    received until line 1's goods are decided; a return with nothing received at all
+    closes at once."""
+    so = new_so(shop, lines=TWO_LINES)
+    ok(confirm(shop, so["so_id"]))
+    ok(
+        ship(
+            shop, so["so_id"], [{"so_line": 1, "qty": "1", "uom": "盒"}, {"so_line": 2, "qty": "5"}]
+        ),
+        201,
+    )
+    lines = [{"so_line": 1, "qty": "3", "lot": "L3"}, {"so_line": 2, "qty": "2"}]
+    ra = ok(authorise(shop, so["so_id"], lines), 201)
+    where = f"{CUSTOMER_RETURNS}/{ra['return_id']}"
+    carton = site.event(
+        "return", "2", item="PILL", uom="片", lot="L3", location="Q",
+        doc_type="customer_return", doc_id=ra["return_id"], doc_line=1, device_id="ret-1",
+    )  # fmt: skip
+    ok(shop.post(SYNC_EVENTS, json=site.batch([carton])))
+
+    refused(shop.post(f"{where}/close-short", json={"reason": ""}), 422, "reason")
+    refused(shop.post(f"{where}/close-short", json={}), 422, "reason")
+    refused(
+        shop.post(f"{where}/close-short", json={"reason": "x"}, headers={"If-Match": '"1"'}),
+        412,
+    )
+    seller = as_user(shop, "seller", ["sales"], sites=["S01"])
+    refused(shop.post(f"{where}/close-short", json={"reason": "x"}, headers=seller), 403)
+    other = as_user(shop, "far", ["store_manager"], sites=["S02"])
+    refused(shop.post(f"{where}/close-short", json={"reason": "x"}, headers=other), 404)
+
+    key = {"Idempotency-Key": "short-1", "If-Match": '"2"'}
+    short = ok(shop.post(f"{where}/close-short", json={"reason": "客户保留"}, headers=key))
+    assert short["status"] == "received"
+    assert short["version"] == 3
+    assert [(x["received_qty"], x["disposition"], x["location"]) for x in short["lines"]] == [
+        ("2", "pending", "Q"),
+        ("0", "short", None),
+    ]
+    again = shop.post(f"{where}/close-short", json={"reason": "客户保留"}, headers=key)
+    assert ok(again)["version"] == 3  # the replay answers what the first call did
+    refused(shop.post(f"{where}/close-short", json={"reason": "again"}), 409, "received something")
+    refused(shop.post(f"{where}/restock", json={"line_no": 2, "location": "A-01"}), 409, "short")
+    assert lot_stock(shop, "L3") == ("0", "2")  # nothing moved
+    ok(
+        shop.post(
+            f"{SITES}/S01/locations", json={"code": "B-01", "level": "zone", "kind": "storage"}
+        ),
+        201,
+    )
+    closed = ok(shop.post(f"{where}/restock", json={"line_no": 1, "location": "B-01"}))
+    assert closed["status"] == "closed"
+    refused(shop.post(f"{where}/close-short", json={"reason": "x"}), 409, "closed")
+
+    nothing = ok(authorise(shop, so["so_id"], [{"so_line": 2, "qty": "1"}]), 201)
+    gone = ok(
+        shop.post(f"{CUSTOMER_RETURNS}/{nothing['return_id']}/close-short", json={"reason": "lost"})
+    )
+    assert (gone["status"], gone["lines"][0]["disposition"]) == ("closed", "short")
+
+    with shop.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
+        audited = connection.execute(
+            select(audit_log.c.resource_id, audit_log.c.after)
+            .where(audit_log.c.action == "customer_return.close_short")
+            .order_by(audit_log.c.resource_id)
+        ).all()
+    assert [row.resource_id for row in audited] == [ra["return_id"], nothing["return_id"]]
+    assert "客户保留" in str(audited[0].after)

@@ -34,6 +34,7 @@ from jxc.contract import EventKind
 from jxc.feed import ChangePage
 from jxc.retail import PosRef, parse_ref
 from simulators.scanner import GS, ScannerTwin
+from tests.edge_agent.site_kit import offline_site_file, shown_in_turn, wait_connected
 from tests.patience import patience_timeout
 
 GTIN = "09506000134352"
@@ -385,46 +386,26 @@ def test_the_agent_sends_the_till_scanners_scans_to_the_counter(tmp_path: Path) 
         ScannerTwin(link=tmp_path / "scanner-1") as dock,
         ScannerTwin(link=tmp_path / "till-1") as till_scanner,
     ):
-        site_file = tmp_path / "site.toml"
-        site_file.write_text(
-            f"""
-[site]
-id = "S01"
-[central]
-url = "http://127.0.0.1:9"
-timeout_s = 1
-[ledger]
-path = "edge.db"
-[status]
-port = 0
-[counter]
-scanners = ["till-1"]
-prices = {{ SOAP = "3.30" }}
-[[devices.scanners]]
-id = "scanner-1"
-driver = "serial-line"
-port = "{dock.link}"
-[[devices.scanners]]
-id = "till-1"
-driver = "serial-line"
-port = "{till_scanner.link}"
-"""
+        site_file = offline_site_file(
+            tmp_path,
+            '[counter]\nscanners = ["till-1"]\nprices = { SOAP = "3.30" }',
+            {"scanner-1": dock.link, "till-1": till_scanner.link},
         )
         agent = EdgeAgent(load_site_config(site_file))
         agent.catalog.apply(catalog_page())
         agent.start()
         try:
-            assert wait_for(
-                lambda: all(s["state"] == "connected" for s in agent.status()["scanners"]), 10
-            )
+            wait_connected(agent)
             station = agent.tills["till-1"]
-            for data, shown in (
-                ("QTY 2", "QTY 2"),
-                (SOAP, "SOAP 2 EA x 3.3 = 6.60"),
-                ("PAY cash", "PAID S01-R00000001 cash 6.60"),
-            ):
-                till_scanner.send(data)
-                assert wait_for(lambda shown=shown: station.display.startswith(shown), 10)
+            shown_in_turn(
+                till_scanner,
+                station,
+                (
+                    ("QTY 2", None, "QTY 2"),
+                    (SOAP, None, "SOAP 2 EA x 3.3 = 6.60"),
+                    ("PAY cash", None, "PAID S01-R00000001 cash 6.60"),
+                ),
+            )
             dock.send(SOAP)
             assert wait_for(lambda: any(e.kind == "receipt" for e in agent.ledger.events()), 10)
             sold = [e for e in agent.ledger.events() if e.kind == "sale"]

@@ -10,92 +10,62 @@ a readable price is kept (its stock moved) and books no revenue.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
-import httpx
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from central_api.models import retail_sales, valuation_entries
 from central_api.services.retail import takings
-from device_drivers.scanners import Scan
-from edge_agent.catalog import Catalog, Puller
+from edge_agent.catalog import Catalog
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.stations import counter as till
 from edge_agent.stations.counter import CounterStation
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind
-from jxc.paths import ITEMS, STOCK_AVAILABLE
+from jxc.paths import STOCK_AVAILABLE
 from tests.central.conftest import (  # noqa: F401 (the real central's fixtures)
     client,
     database_url,
     postgres_session,
     sqlite_template,
 )
-from tests.central.test_master_data import location, ok, site
+from tests.central.test_master_data import ok
+from tests.edge_agent.site_kit import (  # noqa: F401 (the ledger fixture)
+    GTIN,
+    Scanner,
+    day,
+    ledger,
+    offline_push,
+    pill_site,
+    pull,
+    receive,
+)
 
-GTIN = "09506000134352"
-TODAY = datetime.now(UTC).date()
 SALES = 1000
-
-
-def day(offset: int) -> date:
-    return TODAY + timedelta(days=offset)
-
-
-def plain(data: str) -> Scan:
-    return Scan("till-1", data.encode(), data, None, None, datetime.now(UTC))
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger(tmp_path / "edge.db", site_id="S01")
-    yield opened
-    opened.close()
+plain = Scanner("till-1").plain
 
 
 def test_offline_counter_sales_and_a_refund_are_booked_once_with_revenue(
     client: TestClient,  # noqa: F811 (the fixture)
-    ledger: Ledger,
+    ledger: Ledger,  # noqa: F811 (the fixture)
 ) -> None:
-    site(client)
-    ok(location(client, "SHOP", level="zone", kind="storage"))
-    item = {
-        "name": "药片",
-        "uom": "EA",
-        "lot_tracked": True,
-        "expiry_tracked": True,
-        "cost": "4",
-        "barcodes": [{"barcode": GTIN}],
-    }
-    ok(client.put(f"{ITEMS}/PILL", json=item))
+    pill_site(client, {"SHOP": "storage"}, customer=False, cost="4")
     catalog = Catalog(ledger)
     pusher = Pusher(ledger, client)
-    puller = Puller(catalog, pusher.client, site_id="S01")
-    while puller.pull_once():
-        pass
+    pull(catalog, pusher.client)
     for lot, offset, qty in (("L1", 30, "600"), ("L2", 90, "600"), ("OLD", -2, "50")):
-        ledger.append(
-            EventDraft(
-                kind=EventKind.RECEIPT, item="PILL", lot=lot, expiry=day(offset),
-                location="SHOP", qty=Decimal(qty), uom="EA", unit_cost=Decimal(4),
-            )
-        )  # fmt: skip
+        receive(ledger, lot, day(offset), qty, location="SHOP", unit_cost=Decimal(4))
     pusher.run()
     assert ledger.counts().pending == 0
 
     # Central goes away: the pusher cannot reach it, the counter sells on.
-    offline = Pusher(ledger, httpx.Client(base_url="http://127.0.0.1:9", timeout=0.2))
     station = CounterStation(ledger, catalog, location="SHOP", prices={"PILL": Decimal("9.99")})
     for n in range(SALES):
         station.on_scan(plain(GTIN))
         station.on_scan(plain("PAY cash" if n % 2 else "PAY card"))
-    offline.run()
-    assert ledger.counts().pending == SALES
+    assert offline_push(ledger) == SALES
     refund = station.on_scan(plain("REFUND S01-R00000007"))
     assert isinstance(refund, till.Receipt)
     assert refund.code == f"S01-R{SALES + 1:08d}"

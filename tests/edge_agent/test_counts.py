@@ -35,6 +35,7 @@ from edge_agent.stations.counts import (
 from jxc.contract import EventKind
 from jxc.feed import ChangePage
 from jxc.paths import SYNC_COUNT_ENTRIES
+from tests.edge_agent.site_kit import Change, feed_page
 
 SESSION = {
     "count_id": "SC000001",
@@ -52,18 +53,8 @@ CASE6 = {"barcode": "CASE6", "item_code": "PILL", "qty_per": "6"}
 BOX = {"item_code": "PILL", "uom": "BOX", "factor": "10"}
 
 
-def page(first: int, *changes: tuple[str, str, str, dict[str, Any] | None]) -> ChangePage:
-    return ChangePage.model_validate(
-        {
-            "site_id": "S01",
-            "changes": [
-                {"version": n, "entity": entity, "key": key, "op": op, "data": data}
-                for n, (entity, key, op, data) in enumerate(changes, start=first)
-            ],
-            "next_cursor": first + len(changes) - 1,
-            "has_more": False,
-        }
-    )
+def page(first: int, *changes: Change) -> ChangePage:
+    return feed_page(*changes, start=first)
 
 
 @pytest.fixture

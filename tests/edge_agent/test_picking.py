@@ -37,6 +37,7 @@ from edge_agent.stations.sscc import SsccConfig
 from jxc.feed import ChangePage
 from simulators.printer import ZplPrinterTwin
 from simulators.scanner import GS, ScannerTwin
+from tests.edge_agent.site_kit import offline_site_file, shown_in_turn, wait_connected
 from tests.patience import patience_timeout
 
 GTIN = "09506000134352"
@@ -450,31 +451,17 @@ def test_the_agent_sends_the_picking_scanners_scans_to_picking(tmp_path: Path) -
         ScannerTwin(link=tmp_path / "pick-1") as picker,
         ZplPrinterTwin() as printer,
     ):
-        site_file = tmp_path / "site.toml"
-        site_file.write_text(
-            f"""
-[site]
-id = "S01"
-[central]
-url = "http://127.0.0.1:9"
-timeout_s = 1
-[ledger]
-path = "edge.db"
-[status]
-port = 0
+        site_file = offline_site_file(
+            tmp_path,
+            """
 [picking]
 scanners = ["pick-1"]
 printer = "zpl-1"
 extension_digit = 3
 company_prefix = "0614141"
-[[devices.scanners]]
-id = "scanner-1"
-driver = "serial-line"
-port = "{dock.link}"
-[[devices.scanners]]
-id = "pick-1"
-driver = "serial-line"
-port = "{picker.link}"
+""",
+            {"scanner-1": dock.link, "pick-1": picker.link},
+            f"""
 [[devices.printers]]
 id = "zpl-1"
 driver = "zpl"
@@ -484,24 +471,27 @@ reply_timeout = 0.3
 job_timeout = {patience_timeout(2.0)}
 poll_interval = 0.03
 settle_time = 0.1
-"""
+""",
         )
         agent = EdgeAgent(load_site_config(site_file))
         agent.catalog.apply(pick_list_page())
         agent.start()
         try:
-            assert wait_for(
-                lambda: all(s["state"] == "connected" for s in agent.status()["scanners"]), 10
-            )
+            wait_connected(agent)
             station = agent.pickers["pick-1"]
-            for data, shown in (
-                ("SO000001", "SO000001 for CUS-1"),
-                ("A-01", "at A-01"),
-                (carton("L1", day(30), 10), "OK 10 EA PILL lot L1"),
-                ("PACK", "PACKED 1 unit(s)"),
-            ):
-                picker.send(data, "]C1" if data.startswith("01") else None)
-                assert wait_for(lambda shown=shown: station.display.startswith(shown), 10)
+            shown_in_turn(
+                picker,
+                station,
+                (
+                    (data, "]C1" if data.startswith("01") else None, shown)
+                    for data, shown in (
+                        ("SO000001", "SO000001 for CUS-1"),
+                        ("A-01", "at A-01"),
+                        (carton("L1", day(30), 10), "OK 10 EA PILL lot L1"),
+                        ("PACK", "PACKED 1 unit(s)"),
+                    )
+                ),
+            )
             dock.send(GTIN)
             assert wait_for(lambda: len(printer.labels()) == 1, 10)
             assert wait_for(lambda: any(e.kind == "receipt" for e in agent.ledger.events()), 10)

@@ -13,25 +13,18 @@ Cancelling an order withdraws its pick list from the edge.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from device_drivers.scanners import Scan
-from device_drivers.scanners.gs1 import parse_gs1
-from edge_agent.catalog import Catalog, Puller
-from edge_agent.ledger import EventDraft, Ledger
+from edge_agent.catalog import Catalog
+from edge_agent.ledger import Ledger
 from edge_agent.stations.picking import PickingStation, PickRefusedError
 from edge_agent.stations.sscc import SsccConfig
 from edge_agent.sync import Pusher
-from jxc.contract import EventKind
-from jxc.paths import ALERTS, ITEMS, PARTNERS, SALES_ORDERS, SHIPMENTS, STOCK_AVAILABLE
-from simulators.scanner import GS
+from jxc.paths import ALERTS, SALES_ORDERS, SHIPMENTS, STOCK_AVAILABLE
 from tests.central.conftest import (  # noqa: F401 (the real central's fixtures)
     add_test_user,
     client,
@@ -39,56 +32,19 @@ from tests.central.conftest import (  # noqa: F401 (the real central's fixtures)
     postgres_session,
     sqlite_template,
 )
-from tests.central.test_master_data import location, ok, site
+from tests.central.test_master_data import ok
+from tests.edge_agent.site_kit import (  # noqa: F401 (the ledger fixture)
+    TODAY,
+    Scanner,
+    day,
+    ledger,
+    pill_site,
+    receive,
+    sync,
+)
 from tests.web.test_console_pages import browser
 
-GTIN = "09506000134352"
-TODAY = datetime.now(UTC).date()
-
-
-def day(offset: int) -> date:
-    return TODAY + timedelta(days=offset)
-
-
-def gs1(lot: str, expiry: date, count: int) -> Scan:
-    data = f"01{GTIN}10{lot}{GS}17{expiry:%y%m%d}37{count}"
-    return Scan("pick-1", data.encode(), data, "]C1", parse_gs1(data), datetime.now(UTC))
-
-
-def plain(data: str) -> Scan:
-    return Scan("pick-1", data.encode(), data, None, None, datetime.now(UTC))
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger(tmp_path / "edge.db", site_id="S01")
-    yield opened
-    opened.close()
-
-
-def receive(ledger: Ledger, lot: str, expiry: date, qty: str) -> None:
-    ledger.append(
-        EventDraft(
-            kind=EventKind.RECEIPT,
-            item="PILL",
-            lot=lot,
-            expiry=expiry,
-            location="A-01",
-            qty=Decimal(qty),
-            uom="EA",
-        )
-    )
-
-
-def sync(pusher: Pusher, catalog: Catalog) -> None:
-    """Push the ledger, then pull the feed, as the agent's jobs do (one pusher per ledger
-    all along: it holds the ledger's sender lease)."""
-    pusher.run()
-    assert pusher.ledger.counts().pending == 0
-    puller = Puller(catalog, pusher.client, site_id="S01")
-    while puller.pull_once():
-        pass
-    assert puller.last_error is None
+gs1, plain = Scanner("pick-1").gs1, Scanner("pick-1").plain
 
 
 def reserved(order: dict[str, Any]) -> list[tuple[str, str]]:
@@ -97,19 +53,9 @@ def reserved(order: dict[str, Any]) -> list[tuple[str, str]]:
 
 def test_central_books_an_edge_picked_shipment_with_a_swapped_lot(
     client: TestClient,  # noqa: F811 (the fixture)
-    ledger: Ledger,
+    ledger: Ledger,  # noqa: F811 (the fixture)
 ) -> None:
-    site(client)
-    ok(location(client, "A-01", level="zone", kind="storage"))
-    ok(client.post(PARTNERS, json={"code": "CUS-1", "is_customer": True, "name": "c1"}), 201)
-    item = {
-        "name": "药片",
-        "uom": "EA",
-        "lot_tracked": True,
-        "expiry_tracked": True,
-        "barcodes": [{"barcode": GTIN}],
-    }
-    ok(client.put(f"{ITEMS}/PILL", json=item))
+    pill_site(client, {"A-01": "storage"})
     catalog = Catalog(ledger)
     pusher = Pusher(ledger, client)
     for lot, offset in (("L1", 30), ("L2", 60), ("L9", 90)):

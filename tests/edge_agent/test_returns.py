@@ -8,7 +8,6 @@ The ledger is a real file; scans are what the scanner drivers hand the station.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -23,10 +22,22 @@ from device_drivers.scanners.gs1 import parse_gs1
 from edge_agent.catalog import Catalog, read_page
 from edge_agent.ledger import Ledger
 from edge_agent.migrations import migrate
-from edge_agent.stations.returns import ReturnRefusedError, ReturnsStation
+from edge_agent.stations.returns import ReturnsStation
 from jxc.contract import EventKind, LedgerEvent
-from jxc.feed import ChangePage
 from simulators.scanner import GS
+from tests.edge_agent.site_kit import (
+    cli_json,
+    offline_site_file,
+    refuses_a_scanner_in_two,
+    shown_in_turn,
+    wait_connected,
+)
+from tests.edge_agent.site_kit import (
+    feed_page as page,
+)
+from tests.edge_agent.site_kit import (
+    refused_scan as refused,
+)
 
 GTIN = "09506000134352"
 TODAY = datetime.now(UTC).date()
@@ -52,20 +63,6 @@ RA1 = rma(
      "uom": "EA"},
     {"line_no": 2, "item_code": "TEA", "qty": "2.5", "uom": "kg"},
 )  # fmt: skip
-
-
-def page(*changes: tuple[str, str, str, dict[str, Any] | None], start: int = 1) -> ChangePage:
-    return ChangePage.model_validate(
-        {
-            "site_id": "S01",
-            "changes": [
-                {"version": n, "entity": entity, "key": key, "op": op, "data": data}
-                for n, (entity, key, op, data) in enumerate(changes, start=start)
-            ],
-            "next_cursor": start + len(changes) - 1,
-            "has_more": False,
-        }
-    )
 
 
 MASTER: list[tuple[str, str, str, dict[str, Any] | None]] = [
@@ -96,14 +93,6 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
     Catalog(ledger).apply(page(*MASTER))
     yield ledger
     ledger.close()
-
-
-def refused(station: ReturnsStation, scan: Scan, *words: str) -> None:
-    with pytest.raises(ReturnRefusedError) as caught:
-        station.on_scan(scan)
-    for word in words:
-        assert word in str(caught.value), str(caught.value)
-    assert station.display == str(caught.value)
 
 
 def returned(ledger: Ledger) -> list[LedgerEvent]:
@@ -247,47 +236,30 @@ def test_the_agent_sends_the_returns_scanners_scans_to_the_returns_station(
     from edge_agent.agent import EdgeAgent  # noqa: PLC0415
     from edge_agent.config import load_site_config  # noqa: PLC0415
     from simulators.scanner import ScannerTwin  # noqa: PLC0415
-    from tests.patience import wait_for  # noqa: PLC0415
 
     with ScannerTwin(link=tmp_path / "ret-1") as twin:
-        site_file = tmp_path / "site.toml"
-        site_file.write_text(
-            f"""
-[site]
-id = "S01"
-[central]
-url = "http://127.0.0.1:9"
-timeout_s = 1
-[ledger]
-path = "edge.db"
-[status]
-port = 0
-[returns]
-scanners = ["ret-1"]
-location = "RET"
-[[devices.scanners]]
-id = "ret-1"
-driver = "serial-line"
-port = "{twin.link}"
-"""
+        site_file = offline_site_file(
+            tmp_path, '[returns]\nscanners = ["ret-1"]\nlocation = "RET"', {"ret-1": twin.link}
         )
         agent = EdgeAgent(load_site_config(site_file))
         agent.catalog.apply(page(*MASTER))
         agent.start()
         try:
-            assert wait_for(
-                lambda: all(s["state"] == "connected" for s in agent.status()["scanners"]), 10
-            )
+            wait_connected(agent)
             station = agent.return_stations["ret-1"]
-            for data, symbology, shown in (
-                ("RA000001", None, "RA000001 from C1"),
-                (f"01{GTIN}10L1{GS}17{day(90):%y%m%d}376", "]C1", "OK 6 EA PILL lot L1 into RET"),
-                ("DONE", None, "DONE RA000001: line 2 TEA 0/2.5 kg"),
-            ):
-                twin.send(data, symbology)
-                assert wait_for(lambda shown=shown: station.display.startswith(shown), 10), (
-                    station.display
-                )
+            shown_in_turn(
+                twin,
+                station,
+                (
+                    ("RA000001", None, "RA000001 from C1"),
+                    (
+                        f"01{GTIN}10L1{GS}17{day(90):%y%m%d}376",
+                        "]C1",
+                        "OK 6 EA PILL lot L1 into RET",
+                    ),
+                    ("DONE", None, "DONE RA000001: line 2 TEA 0/2.5 kg"),
+                ),
+            )
             got = returned(agent.ledger)
             assert [(e.qty, e.location, e.doc_id, e.doc_line) for e in got] == [
                 (Decimal(6), "RET", "RA000001", 1)
@@ -298,33 +270,13 @@ port = "{twin.link}"
 
 
 def test_a_returns_scanner_serves_no_other_station() -> None:
-    from pydantic import ValidationError  # noqa: PLC0415
-
-    from edge_agent.config import SiteConfig  # noqa: PLC0415
-
-    with pytest.raises(ValidationError, match=r"both \[transfers\] and \[returns\]"):
-        SiteConfig.model_validate(
-            {
-                "site": {"id": "S01"},
-                "transfers": {"scanners": ["s1"]},
-                "returns": {"scanners": ["s1"]},
-                "devices": {"scanners": [{"id": "s1", "driver": "serial-line", "port": "/x"}]},
-            }
-        )
+    refuses_a_scanner_in_two("transfers", "returns")
 
 
 def test_the_cli_lists_the_sites_returns_from_the_ledger(ledger: Ledger, tmp_path: Path) -> None:
-    from typer.testing import CliRunner  # noqa: PLC0415
-
-    from edge_agent.cli import app  # noqa: PLC0415
-
     station = ReturnsStation(ledger, Catalog(ledger), location="RET")
     station.on_scan(gs1_scan("L1", day(90), 4))
-    site_file = tmp_path / "site.toml"
-    site_file.write_text(f'[site]\nid = "S01"\n[ledger]\npath = "{ledger.path}"\n')
-    result = CliRunner().invoke(app, ["returns", "-c", str(site_file)])
-    assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout) == {
+    assert cli_json(tmp_path, ledger, "returns") == {
         "site_id": "S01",
         "returns": [
             {

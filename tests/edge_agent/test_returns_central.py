@@ -13,108 +13,53 @@ site is stored but counted nowhere, with an exception.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from device_drivers.scanners import Scan
-from device_drivers.scanners.gs1 import parse_gs1
-from edge_agent.catalog import Catalog, Puller
+from edge_agent.catalog import Catalog
 from edge_agent.ledger import EventDraft, Ledger
-from edge_agent.stations.returns import ReturnsStation
+from edge_agent.stations.returns import ReturnRefusedError, ReturnsStation
 from edge_agent.sync import Pusher
 from jxc.contract import EventKind
-from jxc.paths import (
-    ALERTS,
-    CUSTOMER_RETURNS,
-    ITEMS,
-    PARTNERS,
-    SALES_ORDERS,
-    SHIPMENTS,
-    STOCK,
-)
-from simulators.scanner import GS
+from jxc.paths import ALERTS, CUSTOMER_RETURNS, SALES_ORDERS, SHIPMENTS
 from tests.central.conftest import (  # noqa: F401 (the real central's fixtures)
     client,
     database_url,
     postgres_session,
     sqlite_template,
 )
-from tests.central.test_master_data import location, ok, site
+from tests.central.test_master_data import ok
 from tests.central.test_purchasing import refused
+from tests.edge_agent.site_kit import (  # noqa: F401 (the ledger fixture)
+    Scanner,
+    day,
+    ledger,
+    offline_push,
+    pill_site,
+    receive,
+    stock,
+    sync,
+)
 
-GTIN = "09506000134352"
-TODAY = datetime.now(UTC).date()
-OFFLINE = "http://127.0.0.1:9"
-
-
-def day(offset: int) -> date:
-    return TODAY + timedelta(days=offset)
-
-
-def gs1(lot: str, expiry: date, count: int) -> Scan:
-    data = f"01{GTIN}10{lot}{GS}17{expiry:%y%m%d}37{count}"
-    return Scan("ret-1", data.encode(), data, "]C1", parse_gs1(data), datetime.now(UTC))
-
-
-def plain(data: str) -> Scan:
-    return Scan("ret-1", data.encode(), data, None, None, datetime.now(UTC))
+gs1, plain = Scanner("ret-1").gs1, Scanner("ret-1").plain
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger(tmp_path / "edge.db", site_id="S01")
-    yield opened
-    opened.close()
-
-
-def sync(pusher: Pusher, catalog: Catalog) -> None:
-    """Push the ledger, then pull the feed, as the agent's jobs do."""
-    pusher.run()
-    assert pusher.ledger.counts().pending == 0
-    puller = Puller(catalog, pusher.client, site_id="S01")
-    while puller.pull_once():
-        pass
-    assert puller.last_error is None
-
-
-def stock(central: TestClient) -> dict[tuple[str, str | None], Decimal]:
-    rows = ok(central.get(STOCK, params={"site_id": "S01", "item": "PILL"}))
-    return {
-        (row["location"], row["lot"]): Decimal(row["qty"]) for row in rows if Decimal(row["qty"])
-    }
-
-
-def test_a_return_authorised_at_central_is_received_offline_at_the_edge_then_restocked(
+def shipped_and_pulled(
     client: TestClient,  # noqa: F811 (the fixture)
-    ledger: Ledger,
-) -> None:
-    site(client)
-    ok(location(client, "A-01", level="zone", kind="storage"))
-    ok(location(client, "RET", level="zone", kind="quarantine"))
-    ok(client.post(PARTNERS, json={"code": "CUS-1", "is_customer": True, "name": "c1"}), 201)
-    item = {
-        "name": "药片",
-        "uom": "EA",
-        "lot_tracked": True,
-        "expiry_tracked": True,
-        "barcodes": [{"barcode": GTIN}],
-    }
-    ok(client.put(f"{ITEMS}/PILL", json=item))
+    ledger: Ledger,  # noqa: F811 (the fixture)
+    *,
+    lot: str | None,
+) -> tuple[Catalog, Pusher, str]:
+    """Site S01 (A-01 storage, RET quarantine), 10 PILL of lot L1 received at the edge
+    and synced, an order of 8 confirmed and shipped (lot ``lot``, else FEFO): the edge's
+    catalog and pusher, and the order's id."""
+    pill_site(client, {"A-01": "storage", "RET": "quarantine"})
     catalog, pusher = Catalog(ledger), Pusher(ledger, client)
-    ledger.append(
-        EventDraft(
-            kind=EventKind.RECEIPT, item="PILL", lot="L1", expiry=day(90), location="A-01",
-            qty=Decimal(10), uom="EA",
-        )
-    )  # fmt: skip
+    receive(ledger, "L1", day(90), "10")
     sync(pusher, catalog)
-
     body = {
         "customer": "CUS-1",
         "site_id": "S01",
@@ -122,8 +67,16 @@ def test_a_return_authorised_at_central_is_received_offline_at_the_edge_then_res
     }
     so_id = ok(client.post(SALES_ORDERS, json=body), 201)["so_id"]
     ok(client.post(f"{SALES_ORDERS}/{so_id}/confirm"))
-    shipment = {"so_id": so_id, "lines": [{"so_line": 1, "qty": "8", "lot": "L1"}]}
-    ok(client.post(SHIPMENTS, json=shipment), 201)
+    line: dict[str, Any] = {"so_line": 1, "qty": "8"} | ({"lot": lot} if lot else {})
+    ok(client.post(SHIPMENTS, json={"so_id": so_id, "lines": [line]}), 201)
+    return catalog, pusher, so_id
+
+
+def test_a_return_authorised_at_central_is_received_offline_at_the_edge_then_restocked(
+    client: TestClient,  # noqa: F811 (the fixture)
+    ledger: Ledger,  # noqa: F811 (the fixture)
+) -> None:
+    catalog, pusher, so_id = shipped_and_pulled(client, ledger, lot="L1")
     authorised = {
         "so_id": so_id,
         "reason": "包装破损",
@@ -147,9 +100,7 @@ def test_a_return_authorised_at_central_is_received_offline_at_the_edge_then_res
     assert station.display == f"OK 3 EA PILL lot L1 into RET ({return_id} line 1: 3/5 EA)"
     station.on_scan(gs1("L1", day(90), 3))
     assert station.display.startswith("WARNING more than authorised (5 EA)")
-    pending = ledger.counts().pending
-    Pusher(ledger, httpx.Client(base_url=OFFLINE, timeout=0.2)).run()
-    assert ledger.counts().pending == pending == 2
+    assert offline_push(ledger) == 2
     assert ok(client.get(f"{CUSTOMER_RETURNS}/{return_id}"))["status"] == "authorised"
 
     # Online again: the push advances the return in its own transaction.
@@ -198,3 +149,46 @@ def test_a_return_authorised_at_central_is_received_offline_at_the_edge_then_res
     assert [a["detail"] for a in unknown] == [
         "RA999999 is no customer return of site S01: stored, not counted"
     ]
+
+
+def test_a_return_closed_short_at_central_stops_the_edge_and_a_late_carton_is_raised(
+    client: TestClient,  # noqa: F811 (the fixture)
+    ledger: Ledger,  # noqa: F811 (the fixture)
+) -> None:
+    """Nothing has arrived of the return at central when it is closed short (the
+    customer kept the goods); the edge had booked a carton offline. The push counts it
+    with a ``return_over`` exception (after the close), the tombstone removes the return
+    from the edge and its station refuses the next carton."""
+    catalog, pusher, so_id = shipped_and_pulled(client, ledger, lot=None)
+    authorised = {"so_id": so_id, "reason": "退货", "lines": [{"so_line": 1, "qty": "5"}]}
+    return_id = ok(client.post(CUSTOMER_RETURNS, json=authorised), 201)["return_id"]
+    sync(pusher, catalog)
+    assert catalog.customer_return(return_id) is not None
+
+    station = ReturnsStation(ledger, catalog, location="RET")
+    station.on_scan(plain(return_id))
+    station.on_scan(gs1("L1", day(90), 2))  # booked, not pushed yet
+
+    where = f"{CUSTOMER_RETURNS}/{return_id}"
+    short = ok(
+        client.post(
+            f"{where}/close-short",
+            json={"reason": "客户保留"},
+            headers={"Idempotency-Key": "short-1", "If-Match": '"1"'},
+        )
+    )
+    assert short["status"] == "closed"
+    assert [(x["received_qty"], x["disposition"]) for x in short["lines"]] == [("0", "short")]
+
+    sync(pusher, catalog)
+    assert catalog.customer_return(return_id) is None, "the tombstone reached the edge"
+    got = ok(client.get(where))
+    assert (got["status"], got["lines"][0]["received_qty"]) == ("closed", "2")
+    assert stock(client) == {("A-01", "L1"): Decimal(2), ("RET", "L1"): Decimal(2)}
+    late = ok(client.get(ALERTS, params={"kind": "return_over"}))["alerts"]
+    assert [(a["source"], a["qty"], a["location"]) for a in late] == [("edge_return", "2", "RET")]
+    assert "after the return was closed short" in late[0]["detail"]
+
+    with pytest.raises(ReturnRefusedError, match="received at the office or closed"):
+        station.on_scan(gs1("L1", day(90), 1))
+    assert ledger.counts().pending == 0

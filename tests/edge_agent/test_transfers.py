@@ -7,7 +7,6 @@ The ledger is a real file; scans are what the scanner drivers hand the station.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -20,10 +19,21 @@ from device_drivers.scanners import Scan
 from device_drivers.scanners.gs1 import parse_gs1
 from edge_agent.catalog import Catalog
 from edge_agent.ledger import EventDraft, Ledger
-from edge_agent.stations.transfers import TransferRefusedError, TransferStation
+from edge_agent.stations.transfers import TransferStation
 from jxc.contract import EventKind
 from jxc.feed import TRANSFER_COMPLETE, ChangePage
 from simulators.scanner import GS
+from tests.edge_agent.site_kit import (
+    cli_json,
+    feed_page,
+    offline_site_file,
+    refuses_a_scanner_in_two,
+    shown_in_turn,
+    wait_connected,
+)
+from tests.edge_agent.site_kit import (
+    refused_scan as refused,
+)
 
 GTIN = "09506000134352"
 TODAY = datetime.now(UTC).date()
@@ -54,17 +64,7 @@ def page(site_id: str, *more: tuple[str, str, str, dict[str, Any] | None]) -> Ch
         ("transfer", "TR000001", "upsert", transfer),
         *more,
     ]
-    return ChangePage.model_validate(
-        {
-            "site_id": site_id,
-            "changes": [
-                {"version": n, "entity": entity, "key": key, "op": op, "data": data}
-                for n, (entity, key, op, data) in enumerate(changes, start=1)
-            ],
-            "next_cursor": len(changes),
-            "has_more": False,
-        }
-    )
+    return feed_page(*changes, site_id=site_id)
 
 
 def gs1_scan(lot: str, expiry: date, count: int = 1) -> Scan:
@@ -102,14 +102,6 @@ def receiver(tmp_path: Path) -> Iterator[Ledger]:
     ledger = open_site(tmp_path, "S02")
     yield ledger
     ledger.close()
-
-
-def refused(station: TransferStation, scan: Scan, *words: str) -> None:
-    with pytest.raises(TransferRefusedError) as caught:
-        station.on_scan(scan)
-    for word in words:
-        assert word in str(caught.value), str(caught.value)
-    assert station.display == str(caught.value)
 
 
 def test_sending_is_fefo_refuses_expired_and_later_lots_and_books_marked_events(
@@ -236,28 +228,10 @@ def test_the_agent_sends_the_transfer_scanners_scans_to_the_transfer_station(
     from edge_agent.agent import EdgeAgent  # noqa: PLC0415
     from edge_agent.config import load_site_config  # noqa: PLC0415
     from simulators.scanner import ScannerTwin  # noqa: PLC0415
-    from tests.patience import wait_for  # noqa: PLC0415
 
     with ScannerTwin(link=tmp_path / "tr-1") as twin:
-        site_file = tmp_path / "site.toml"
-        site_file.write_text(
-            f"""
-[site]
-id = "S01"
-[central]
-url = "http://127.0.0.1:9"
-timeout_s = 1
-[ledger]
-path = "edge.db"
-[status]
-port = 0
-[transfers]
-scanners = ["tr-1"]
-[[devices.scanners]]
-id = "tr-1"
-driver = "serial-line"
-port = "{twin.link}"
-"""
+        site_file = offline_site_file(
+            tmp_path, '[transfers]\nscanners = ["tr-1"]', {"tr-1": twin.link}
         )
         agent = EdgeAgent(load_site_config(site_file))
         agent.catalog.apply(page("S01"))
@@ -269,20 +243,22 @@ port = "{twin.link}"
         )  # fmt: skip
         agent.start()
         try:
-            assert wait_for(
-                lambda: all(s["state"] == "connected" for s in agent.status()["scanners"]), 10
-            )
+            wait_connected(agent)
             station = agent.transfer_stations["tr-1"]
-            for data, symbology, shown in (
-                ("TR000001", None, "TR000001 to S02"),
-                ("A1", None, "at A1"),
-                (f"01{GTIN}10L1{GS}17{day(30):%y%m%d}3720", "]C1", "OK PILL 20 lot L1"),
-                ("DONE", None, "DONE TR000001 SHIPPED: every line as ordered"),
-            ):
-                twin.send(data, symbology)
-                assert wait_for(lambda shown=shown: station.display.startswith(shown), 10), (
-                    station.display
-                )
+            shown_in_turn(
+                twin,
+                station,
+                (
+                    ("TR000001", None, "TR000001 to S02"),
+                    ("A1", None, "at A1"),
+                    (
+                        f"01{GTIN}10L1{GS}17{day(30):%y%m%d}3720",
+                        "]C1",
+                        "OK PILL 20 lot L1",
+                    ),
+                    ("DONE", None, "DONE TR000001 SHIPPED: every line as ordered"),
+                ),
+            )
             sent = [e for e in agent.ledger.events() if e.kind == EventKind.TRANSFER_OUT]
             assert [(e.qty, e.lot, e.ref) for e in sent] == [
                 (Decimal(-20), "L1", TRANSFER_COMPLETE)
@@ -293,35 +269,15 @@ port = "{twin.link}"
 
 
 def test_a_scanner_serves_one_station_only() -> None:
-    from pydantic import ValidationError  # noqa: PLC0415
-
-    from edge_agent.config import SiteConfig  # noqa: PLC0415
-
-    with pytest.raises(ValidationError, match=r"both \[counter\] and \[transfers\]"):
-        SiteConfig.model_validate(
-            {
-                "site": {"id": "S01"},
-                "counter": {"scanners": ["s1"]},
-                "transfers": {"scanners": ["s1"]},
-                "devices": {"scanners": [{"id": "s1", "driver": "serial-line", "port": "/x"}]},
-            }
-        )
+    refuses_a_scanner_in_two("counter", "transfers")
 
 
 def test_the_cli_lists_the_sites_transfers_from_the_ledger(sender: Ledger, tmp_path: Path) -> None:
-    from typer.testing import CliRunner  # noqa: PLC0415
-
-    from edge_agent.cli import app  # noqa: PLC0415
-
     station = TransferStation(sender, Catalog(sender))
     station.on_scan(plain("TR000001"))
     station.on_scan(plain("A1"))
     station.on_scan(gs1_scan("L1", day(30), 4))
-    site_file = tmp_path / "site.toml"
-    site_file.write_text(f'[site]\nid = "S01"\n[ledger]\npath = "{sender.path}"\n')
-    result = CliRunner().invoke(app, ["transfers", "-c", str(site_file)])
-    assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout) == {
+    assert cli_json(tmp_path, sender, "transfers") == {
         "site_id": "S01",
         "transfers": [
             {

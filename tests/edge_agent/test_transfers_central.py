@@ -15,12 +15,10 @@ sender): nothing is raised until the sender's side is in, then it closes whole.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -29,14 +27,11 @@ from central_api.core.db import write_transaction
 from central_api.models import valuation_entries
 from central_api.services import transfers
 from device_drivers.scanners import Scan
-from device_drivers.scanners.gs1 import parse_gs1
-from edge_agent.catalog import Catalog, Puller
-from edge_agent.ledger import EventDraft, Ledger
+from edge_agent.catalog import Catalog
+from edge_agent.ledger import Ledger
 from edge_agent.stations.transfers import TransferStation
 from edge_agent.sync import Pusher
-from jxc.contract import EventKind
-from jxc.paths import ITEMS, STOCK, STOCK_IN_TRANSIT, TRANSFER_EXCEPTIONS, TRANSFERS
-from simulators.scanner import GS
+from jxc.paths import STOCK_IN_TRANSIT, TRANSFER_EXCEPTIONS, TRANSFERS
 from tests.central.conftest import (  # noqa: F401 (the real central's fixtures)
     client,
     database_url,
@@ -45,23 +40,9 @@ from tests.central.conftest import (  # noqa: F401 (the real central's fixtures)
 )
 from tests.central.test_master_data import location, ok, site
 from tests.central.test_purchasing import as_user
+from tests.edge_agent.site_kit import Scanner, day, offline_push, pill_site, receive, stock, sync
 
-GTIN = "09506000134352"
-TODAY = datetime.now(UTC).date()
-OFFLINE = "http://127.0.0.1:9"
-
-
-def day(offset: int) -> date:
-    return TODAY + timedelta(days=offset)
-
-
-def gs1(lot: str, expiry: date, count: int) -> Scan:
-    data = f"01{GTIN}10{lot}{GS}17{expiry:%y%m%d}37{count}"
-    return Scan("tr-1", data.encode(), data, "]C1", parse_gs1(data), datetime.now(UTC))
-
-
-def plain(data: str) -> Scan:
-    return Scan("tr-1", data.encode(), data, None, None, datetime.now(UTC))
+gs1, plain = Scanner("tr-1").gs1, Scanner("tr-1").plain
 
 
 class Edge:
@@ -76,18 +57,11 @@ class Edge:
 
     def sync(self) -> None:
         """Push the ledger, then pull the feed, as the agent's jobs do."""
-        self.pusher.run()
-        assert self.ledger.counts().pending == 0
-        puller = Puller(self.catalog, self.pusher.client, site_id=self.site_id)
-        while puller.pull_once():
-            pass
-        assert puller.last_error is None
+        sync(self.pusher, self.catalog, self.site_id)
 
     def offline_push(self) -> None:
         """The pusher's run while central is unreachable: nothing leaves the ledger."""
-        pending = self.ledger.counts().pending
-        Pusher(self.ledger, httpx.Client(base_url=OFFLINE, timeout=0.2)).run()
-        assert self.ledger.counts().pending == pending
+        offline_push(self.ledger)
 
     def scan(self, *scans: Scan) -> Any:
         answer = None
@@ -102,13 +76,6 @@ def edges(client: TestClient, tmp_path: Path) -> Iterator[tuple[Edge, Edge]]:  #
     yield a, b
     a.ledger.close()
     b.ledger.close()
-
-
-def stock(central: TestClient, site_id: str) -> dict[tuple[str, str | None], Decimal]:
-    rows = ok(central.get(STOCK, params={"site_id": site_id, "item": "PILL"}))
-    return {
-        (row["location"], row["lot"]): Decimal(row["qty"]) for row in rows if Decimal(row["qty"])
-    }
 
 
 def in_transit(central: TestClient, transfer_id: str) -> dict[str | None, Decimal]:
@@ -153,25 +120,12 @@ def test_a_transfer_between_two_edges_each_offline_part_of_the_time(
     edges: tuple[Edge, Edge],
 ) -> None:
     a, b = edges
-    for site_id, code in (("S01", "A-01"), ("S02", "B-01")):
-        site(client, site_id)
-        ok(location(client, code, site_id=site_id, level="zone", kind="storage"))
-    item = {
-        "name": "药片",
-        "uom": "EA",
-        "lot_tracked": True,
-        "expiry_tracked": True,
-        "cost": "9",  # the standard cost: what a transfer_in must NOT be valued at
-        "barcodes": [{"barcode": GTIN}],
-    }
-    ok(client.put(f"{ITEMS}/PILL", json=item))
+    site(client, "S02")
+    ok(location(client, "B-01", site_id="S02", level="zone", kind="storage"))
+    # the standard cost: what a transfer_in must NOT be valued at
+    pill_site(client, {"A-01": "storage"}, customer=False, cost="9")
     for lot, offset, qty in (("L2", 60, "10"), ("L1", 30, "10"), ("L3", 90, "10")):
-        a.ledger.append(
-            EventDraft(
-                kind=EventKind.RECEIPT, item="PILL", lot=lot, expiry=day(offset),
-                location="A-01", qty=Decimal(qty), uom="EA", unit_cost=Decimal(4),
-            )
-        )  # fmt: skip
+        receive(a.ledger, lot, day(offset), qty, unit_cost=Decimal(4))
     tid = approved_transfer(client, "20")
     a.sync()
     b.sync()

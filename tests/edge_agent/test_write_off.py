@@ -7,7 +7,6 @@ on arrival, pending above its approval threshold, approved without booking it tw
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from tests.central.conftest import (  # noqa: F401 (the real central's fixtures)
 )
 from tests.central.test_master_data import location, ok, site
 from tests.central.test_purchasing import as_user
+from tests.edge_agent.site_kit import feed_page, ledger  # noqa: F401 (the ledger fixture)
 
 
 def page() -> ChangePage:
@@ -55,28 +55,11 @@ def page() -> ChangePage:
     ):
         entry = {"list": "reason_codes", "code": code, "attrs": {"applies_to": applies}}
         changes.append(("reference", f"reason_codes {code}", "upsert", entry | {"active": active}))
-    return ChangePage.model_validate(
-        {
-            "site_id": "S01",
-            "changes": [
-                {"version": n, "entity": entity, "key": key, "op": op, "data": data}
-                for n, (entity, key, op, data) in enumerate(changes, start=1)
-            ],
-            "next_cursor": len(changes),
-            "has_more": False,
-        }
-    )
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger(tmp_path / "edge.db", site_id="S01")
-    yield opened
-    opened.close()
+    return feed_page(*changes)
 
 
 def test_a_write_off_is_a_scrap_event_with_its_reason_and_a_gapless_number(
-    ledger: Ledger,
+    ledger: Ledger,  # noqa: F811 (the fixture)
 ) -> None:
     catalog = Catalog(ledger)
     catalog.apply(page())
@@ -130,7 +113,7 @@ def test_the_cli_records_a_write_off_and_says_why_it_refuses(tmp_path: Path) -> 
 
 def test_central_makes_edge_write_offs_documents_under_its_approval_threshold(
     client: TestClient,  # noqa: F811 (the fixture)
-    ledger: Ledger,
+    ledger: Ledger,  # noqa: F811 (the fixture)
 ) -> None:
     """Recorded offline: 2 EA at 4 (8, booked as posted) and 300 EA (1200, above the
     default 1000: pending). The stock left at once, and approving books nothing again."""

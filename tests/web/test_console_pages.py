@@ -219,6 +219,7 @@ def test_every_console_route_declares_its_rule(app: FastAPI) -> None:
         ("POST", "/console/customer-returns/receive"): "customer_return.receive",
         ("POST", "/console/customer-returns/restock"): "customer_return.dispose",
         ("POST", "/console/customer-returns/scrap"): "customer_return.dispose",
+        ("POST", "/console/customer-returns/close-short"): "customer_return.dispose",
         ("GET", "/console/customer-returns/new"): "customer_return.create",
         ("POST", "/console/customer-returns/new"): "customer_return.create",
         ("GET", "/console/sales-invoices"): "sales_invoice.read",

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from central_api.models import audit_log
 from central_api.models.valuation import valuation_entries
-from jxc.paths import PARTNERS, PAYMENT_TERMS, REASON_CODES, SALES_INVOICES, SITES
+from jxc.paths import CUSTOMER_RETURNS, PARTNERS, PAYMENT_TERMS, REASON_CODES, SALES_INVOICES, SITES
 from tests.central.conftest import add_test_user, site  # noqa: F401 (a fixture)
 from tests.central.test_audit_api import add_role
 from tests.central.test_purchasing import ok
@@ -326,6 +326,46 @@ def test_a_return_authorised_received_restocked_and_scrapped(counter: TestClient
         "customer_return.receive",
         "customer_return.restock",
         "customer_return.scrap",
+    ]
+
+
+def test_a_return_that_never_arrives_is_closed_short_from_its_page(counter: TestClient) -> None:
+    """The return's page offers "Close short" while a line has nothing received; the
+    reason is required (refused on the page), then the line closes with zero."""
+    so_id = confirmed_order(counter)
+    clerk = signed_in(counter, "clerk1")
+    assert ship_from_the_form(clerk, so_id, qty=["1", "5"], uom=["盒", ""]).status_code == 200
+    body = {"so_id": so_id, "reason": "破损", "lines": [{"so_line": 2, "qty": "1"}]}
+    return_id = ok(counter.post(CUSTOMER_RETURNS, json=body), 201)["return_id"]
+
+    manager = signed_in(counter, "mgr1", "en")
+    target = f"/console/customer-returns/view?id={return_id}"
+    page = manager.get(target).text
+    assert 'data-verb="close-short"' in page
+    command = command_values(page, "/console/customer-returns/close-short")
+    refused = manager.post(
+        f"/console/customer-returns/close-short?id={return_id}",
+        data={**command, "reason": ""},
+        headers=htmx(manager),
+    )
+    assert refused.status_code == 422
+    assert 'id="refusal"' in refused.text
+    assert "reason" in refused.text
+    closed = manager.post(
+        f"/console/customer-returns/close-short?id={return_id}",
+        data={**command, "reason": "the customer kept it"},
+        headers=htmx(manager),
+    )
+    assert closed.status_code == 200, closed.text
+    page = manager.get(target).text
+    assert 'id="return-status">Closed<' in page
+    assert 'id="disposition-1">Closed short<' in page
+    assert 'data-verb="close-short"' not in page
+    zh = signed_in(counter, "mgr1").get(target).text
+    assert 'id="disposition-1">已短收关闭<' in zh
+    assert actions_of(counter, return_id) == [
+        "customer_return.create",
+        "customer_return.close_short",
     ]
 
 

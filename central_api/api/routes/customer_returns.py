@@ -1,4 +1,5 @@
-"""Customer returns (退货): authorise, receive into quarantine, restock or scrap a line.
+"""Customer returns (退货): authorise, receive into quarantine, restock or scrap a line,
+close short what never came back.
 
 As for every document (``central_api.api.documents``): a role check per action, the
 caller's site scope (another site's return is a 404), ``Idempotency-Key`` on the create
@@ -16,6 +17,7 @@ from central_api.api.documents import ERRORS, After, CallerDep, Limit, answer, p
 from central_api.api.permissions import Requires
 from central_api.core.principal import PrincipalDep
 from central_api.schemas.customer_returns import (
+    CloseShortIn,
     RestockIn,
     ReturnIn,
     ReturnOut,
@@ -138,6 +140,24 @@ def scrap_line(
         lambda: service.decide_line(
             call.connection, decision, "scrap", projections=projections(request)
         ),
+        service.get_return,
+        ReturnOut,
+    )
+
+
+@router.post(
+    "/{return_id}/close-short",
+    dependencies=[Requires("customer_return.dispose")],
+    responses=ERRORS,
+)
+def close_short(
+    *, return_id: ReturnId, body: CloseShortIn, request: Request, call: CallerDep
+) -> ReturnOut:
+    """The lines of which nothing arrived are closed with zero (a reason is required);
+    the site's returns station receives nothing more of the return."""
+    order = call.command(DocCommand, body.reason, doc_id=return_id)
+    return call.run(
+        lambda: service.close_short(call.connection, order, projections=projections(request)),
         service.get_return,
         ReturnOut,
     )
