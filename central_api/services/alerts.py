@@ -9,9 +9,13 @@ Kinds central raises (``source = 'stock'``):
   the first and raises the second. Evaluated by the :func:`project` projection for the
   (site, item) pairs a push or a central document touches, in that transaction: a pair no
   event touched cannot have crossed anything.
-* ``negative_stock``: a balance key (site, location, item, lot) below zero, raised by the
-  same projection (only edge facts can do that: central refuses such documents), with
-  ``since_at`` the time the crossing event happened at the edge.
+* ``negative_stock``: an item with a balance below zero at a site (any location, lot or
+  unit), raised by the same projection (only edge facts can do that: central refuses such
+  documents), with ``since_at`` the time the crossing event happened at the edge. One per
+  (site, item), not per balance key: what a person acts on is the item at the site, and a
+  backlog that drives many keys negative raises a tenth of the rows (``docs/performance.md``,
+  "Alerts"); which balances are negative now is the negative-stock report's, derived when it
+  is read (:func:`negative_stock`).
 * ``expiry``: a lot on hand within one of its category's bands (30/60/90 days by default;
   ``threshold`` is the band, 0 = expired). Time moves the band, not events, so it is
   evaluated by :func:`evaluate_expiry`, called with the day to judge by (a scheduled job
@@ -304,7 +308,7 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
     held: dict[tuple[str, str, str, str], int] = {}
     available: dict[tuple[str, str], int] = defaultdict(int)
     base: dict[str, str | None] = {}
-    negative: dict[tuple[str, str, str], tuple[int, str]] = {}
+    negative: dict[str, list[tuple[str, str, str, int]]] = defaultdict(list)
     for chunk in _chunks(touched):
         for row in connection.execute(
             select(
@@ -344,14 +348,13 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
         ).all():
             base[balance.item] = balance.base_uom
             if balance.micro < 0:
-                negative[(balance.location, balance.item, balance.lot)] = (
-                    balance.micro,
-                    balance.uom,
+                negative[balance.item].append(
+                    (balance.location, balance.lot, balance.uom, balance.micro)
                 )
             if balance.location not in held_back:
                 available[(balance.item, balance.uom)] += balance.micro
     _levels(connection, site_id, levels, held, available, base, last_at, at)
-    _negative(connection, site_id, negative, held, keys, at)
+    _negative(connection, site_id, touched, negative, held, base, keys, at)
     if documents:
         mirror_exceptions(connection, at)
 
@@ -441,33 +444,56 @@ def _levels(  # noqa: PLR0917 - the reads project() shares between the checks
 def _negative(  # noqa: PLR0917 - the reads project() shares between the checks
     connection: Connection,
     site_id: str,
-    negative: dict[tuple[str, str, str], tuple[int, str]],
+    touched: Sequence[str],
+    negative: dict[str, list[tuple[str, str, str, int]]],
     held: dict[tuple[str, str, str, str], int],
+    base: dict[str, str | None],
     keys: dict[tuple[str, str, str], datetime],
     at: datetime,
 ) -> None:
+    """One alert per touched item with any balance below zero at the site; cleared once
+    none is. All of a touched item's balances were read, so an untouched key that is still
+    negative keeps the alert open. ``since_at`` is the earliest time among this push's
+    events on the negative keys (None when none of them moved now: negative from before)."""
     kind = AlertKind.NEGATIVE_STOCK.value
     cleared = [
         alert_id
-        for (held_kind, *key), alert_id in held.items()
-        if held_kind == kind and tuple(key) in keys and tuple(key) not in negative
+        for item in touched
+        if item not in negative
+        and (alert_id := held.get((kind, "", item, NO_LOT))) is not None
     ]
-    raised = [
-        {
-            "kind": kind,
-            "source_id": f"{site_id}/{key[0]}/{key[1]}/{key[2]}",
-            "site_id": site_id,
-            "location": key[0],
-            "item_code": key[1],
-            "lot": key[2],
-            "qty": from_micro_units(micro),
-            "threshold": Decimal(0),
-            "detail": f"balance {from_micro_units(micro)} {uom} at {key[0]}",
-            "since_at": keys[key],
-        }
-        for key, (micro, uom) in sorted(negative.items())
-        if key in keys and (kind, *key) not in held
-    ]
+    new = [item for item in touched if item in negative and (kind, "", item, NO_LOT) not in held]
+    raised: list[dict[str, Any]] = []
+    if new:
+        totals: dict[tuple[str, str], int] = defaultdict(int)
+        for item in new:
+            for _location, _lot, uom, micro in negative[item]:
+                totals[(item, uom)] += micro
+        below = _on_hand(connection, new, totals, base)
+        for item in new:
+            balances = negative[item]
+            times = [
+                moved
+                for location, lot, _uom, _micro in balances
+                if (moved := keys.get((location, item, lot))) is not None
+            ]
+            listed = ", ".join(
+                f"{location}{'/' + lot if lot else ''} {from_micro_units(micro)} {uom}"
+                for location, lot, uom, micro in sorted(balances)[:10]
+            )
+            more = f" and {len(balances) - 10} more" if len(balances) > 10 else ""
+            raised.append(
+                {
+                    "kind": kind,
+                    "source_id": f"{site_id}/{item}",
+                    "site_id": site_id,
+                    "item_code": item,
+                    "qty": below[item],
+                    "threshold": Decimal(0),
+                    "detail": f"{len(balances)} below zero: {listed}{more}"[:1000],
+                    "since_at": min(times) if times else None,
+                }
+            )
     _clear(connection, cleared, at)
     _raise(connection, raised, at)
 
@@ -887,12 +913,14 @@ class NegativeBalance:
 def negative_stock(
     connection: Connection, *, site_id: str | None, visible: frozenset[str] | None
 ) -> list[NegativeBalance]:
-    """Every balance below zero now, with the time its alert says it went negative (at
-    the edge); ``since`` is None for a balance negative from before alerts existed."""
+    """Every balance below zero now, with the time its item's open alert says the item
+    went negative at the site (at the edge) and that alert's id: the alert is per (site,
+    item), the balances listed here per key are read now. ``since`` is None for an item
+    negative from before alerts existed (or whose negative balances no push has moved
+    since)."""
     balance = stock_balances.c
     since = (
-        select(alerts.c.alert_id, alerts.c.since_at, alerts.c.site_id, alerts.c.location)
-        .add_columns(alerts.c.item_code, alerts.c.lot)
+        select(alerts.c.alert_id, alerts.c.since_at, alerts.c.site_id, alerts.c.item_code)
         .where(
             alerts.c.kind == AlertKind.NEGATIVE_STOCK.value,
             alerts.c.source == STOCK,
@@ -915,9 +943,7 @@ def negative_stock(
             since,
             and_(
                 since.c.site_id == balance.site_id,
-                since.c.location == balance.location,
                 since.c.item_code == balance.item,
-                since.c.lot == balance.lot,
             ),
         )
         .where(balance.qty < 0, *site_conditions(balance.site_id, site_id, visible))
