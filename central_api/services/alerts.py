@@ -459,8 +459,7 @@ def _negative(  # noqa: PLR0917 - the reads project() shares between the checks
     cleared = [
         alert_id
         for item in touched
-        if item not in negative
-        and (alert_id := held.get((kind, "", item, NO_LOT))) is not None
+        if item not in negative and (alert_id := held.get((kind, "", item, NO_LOT))) is not None
     ]
     new = [item for item in touched if item in negative and (kind, "", item, NO_LOT) not in held]
     raised: list[dict[str, Any]] = []

@@ -206,12 +206,12 @@ def test_negative_stock_is_one_alert_per_item_while_any_balance_is_below_zero(
         ("PILL", "B-01", "", "-2"),
         ("TEA", "A-01", "", "-4"),
     ]
-    assert {r["alert_id"] for r in report if r["item_code"] == "PILL"} == {
-        pill_alert["alert_id"]
-    }
+    assert {r["alert_id"] for r in report if r["item_code"] == "PILL"} == {pill_alert["alert_id"]}
     assert datetime.fromisoformat(report[0]["since"]) == first_at
 
-    push(master, ledger, pill(ledger, "receipt", "3"), pill(ledger, "receipt", "2", location="B-01"))
+    push(
+        master, ledger, pill(ledger, "receipt", "3"), pill(ledger, "receipt", "2", location="B-01")
+    )
     assert ok(master.get(f"{ALERTS}/{pill_alert['alert_id']}"))["status"] == "open"  # L9 still
     push(master, ledger, pill(ledger, "receipt", "1", lot="L9", expiry="2027-06-01"))
     made_good = ok(master.get(f"{ALERTS}/{pill_alert['alert_id']}"))
