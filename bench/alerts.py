@@ -218,12 +218,11 @@ def main(
                         base_s += _push(base, batch, without)
                         with_s += _push(other, batch, with_alerts)
                 with other.connect() as connection:
-                    raised = {
-                        kind: count
-                        for kind, count in connection.execute(
+                    raised = dict(
+                        connection.execute(
                             select(alerts.c.kind, func.count()).group_by(alerts.c.kind)
                         ).all()
-                    }
+                    )
             finally:
                 base.dispose()
                 other.dispose()

@@ -313,8 +313,8 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
         for row in connection.execute(
             select(
                 item_site_levels.c.item_code,
-                item_site_levels.c.safety_stock,
-                item_site_levels.c.reorder_point,
+                type_coerce(item_site_levels.c.safety_stock, BigInteger).label("safety"),
+                type_coerce(item_site_levels.c.reorder_point, BigInteger).label("reorder"),
             ).where(item_site_levels.c.site_id == site_id, item_site_levels.c.item_code.in_(chunk))
         ).all():
             levels[row.item_code] = row
@@ -364,19 +364,22 @@ def _on_hand(
     wanted: Iterable[str],
     available: dict[tuple[str, str], int],
     base: dict[str, str | None],
-) -> dict[str, Decimal]:
-    """Available micro-units per (item, unit) → base-unit decimals for ``wanted`` items."""
+) -> dict[str, int]:
+    """Available micro-units per (item, unit) → base-unit micro-units for ``wanted`` items
+    (a unit the item does not have is left out). Kept as integers: the level check compares
+    them with the levels' micro-units, and only a raised alert needs a Decimal."""
     wanted = set(wanted)
-    found: dict[str, Decimal] = dict.fromkeys(wanted, Decimal(0))
+    found: dict[str, int] = dict.fromkeys(wanted, 0)
     other: dict[tuple[str, str], int] = {}
     for (item, uom), micro in available.items():
         if item not in wanted:
             continue
         if base.get(item) == uom:
-            found[item] += from_micro_units(micro)
+            found[item] += micro
         else:
             other[(item, uom)] = micro
     if other:
+        converted: dict[str, Decimal] = defaultdict(Decimal)
         for row in connection.execute(
             select(item_units.c.item_code, item_units.c.uom, item_units.c.factor).where(
                 item_units.c.item_code.in_(sorted({item for item, _uom in other}))
@@ -384,8 +387,10 @@ def _on_hand(
         ).all():
             amount = other.get((row.item_code, row.uom))
             if amount is not None:
-                found[row.item_code] += from_micro_units(amount) * row.factor
-    return {code: plain(qty.quantize(MICRO)) for code, qty in found.items()}
+                converted[row.item_code] += amount * row.factor
+        for item, total in converted.items():  # rounded once, half-even, as quantize does
+            found[item] += int(total.to_integral_value())
+    return found
 
 
 def _levels(  # noqa: PLR0917 - the reads project() shares between the checks
@@ -398,6 +403,7 @@ def _levels(  # noqa: PLR0917 - the reads project() shares between the checks
     last_at: dict[str, datetime],
     at: datetime,
 ) -> None:
+    """Levels and on-hand compared as micro-units: a Decimal only for a raised alert."""
     open_rows = {
         item: (kind, alert_id)
         for (kind, _location, item, _lot), alert_id in held.items()
@@ -408,22 +414,24 @@ def _levels(  # noqa: PLR0917 - the reads project() shares between the checks
     on_hand = _on_hand(connection, levels, available, base)
     raised: list[dict[str, Any]] = []
     cleared: list[int] = []
+    below_safety, below_reorder = AlertKind.BELOW_SAFETY.value, AlertKind.BELOW_REORDER.value
     for item in sorted(set(levels) | set(open_rows)):
-        wanted: tuple[str, Decimal] | None = None
+        wanted: tuple[str, int] | None = None
         level = levels.get(item)
-        qty = on_hand.get(item, Decimal(0))
+        micro = on_hand.get(item, 0)
         if level is not None:
-            if qty < level.safety_stock:
-                wanted = (AlertKind.BELOW_SAFETY.value, level.safety_stock)
-            elif qty <= level.reorder_point and level.reorder_point > 0:
-                wanted = (AlertKind.BELOW_REORDER.value, level.reorder_point)
+            if micro < level.safety:
+                wanted = (below_safety, level.safety)
+            elif micro <= level.reorder and level.reorder > 0:
+                wanted = (below_reorder, level.reorder)
         current = open_rows.get(item)
         if current is not None and (wanted is None or current[0] != wanted[0]):
             cleared.append(current[1])
             current = None
         if wanted is not None and current is None:
-            kind, threshold = wanted
-            below = kind == AlertKind.BELOW_SAFETY.value
+            kind, limit = wanted
+            qty, threshold = from_micro_units(micro), from_micro_units(limit)
+            below = kind == below_safety
             raised.append(
                 {
                     "kind": kind,
@@ -454,7 +462,8 @@ def _negative(  # noqa: PLR0917 - the reads project() shares between the checks
     """One alert per touched item with any balance below zero at the site; cleared once
     none is. All of a touched item's balances were read, so an untouched key that is still
     negative keeps the alert open. ``since_at`` is the earliest time among this push's
-    events on the negative keys (None when none of them moved now: negative from before)."""
+    events on the negative keys (None when none of them moved now: negative from before).
+    The detail names the keys (not their quantities: the report has those, now)."""
     kind = AlertKind.NEGATIVE_STOCK.value
     cleared = [
         alert_id
@@ -470,15 +479,14 @@ def _negative(  # noqa: PLR0917 - the reads project() shares between the checks
                 totals[(item, uom)] += micro
         below = _on_hand(connection, new, totals, base)
         for item in new:
-            balances = negative[item]
+            balances = sorted(negative[item])
             times = [
                 moved
                 for location, lot, _uom, _micro in balances
                 if (moved := keys.get((location, item, lot))) is not None
             ]
-            listed = ", ".join(
-                f"{location}{'/' + lot if lot else ''} {from_micro_units(micro)} {uom}"
-                for location, lot, uom, micro in sorted(balances)[:10]
+            places = ", ".join(
+                f"{location}/{lot}" if lot else location for location, lot, *_ in balances[:10]
             )
             more = f" and {len(balances) - 10} more" if len(balances) > 10 else ""
             raised.append(
@@ -487,9 +495,9 @@ def _negative(  # noqa: PLR0917 - the reads project() shares between the checks
                     "source_id": f"{site_id}/{item}",
                     "site_id": site_id,
                     "item_code": item,
-                    "qty": below[item],
+                    "qty": from_micro_units(below[item]),
                     "threshold": Decimal(0),
-                    "detail": f"{len(balances)} below zero: {listed}{more}"[:1000],
+                    "detail": f"{len(balances)} below zero: {places}{more}"[:1000],
                     "since_at": min(times) if times else None,
                 }
             )
