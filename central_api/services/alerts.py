@@ -81,6 +81,7 @@ from central_api.services.documents import (
 )
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
+from central_api.services.ingest import _list_param, _one_of
 from central_api.services.projections import AcceptedEvents
 from jxc.pick_shorts import PickShort
 
@@ -295,7 +296,9 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
     keys = {
         (event.location, event.item, event.lot or NO_LOT): event.occurred_at for event in events
     }
-    documents = any(event.doc_type in ("purchase_order", "transfer_order") for event in events)
+    documents = not {event.doc_type for event in events}.isdisjoint(
+        ("purchase_order", "transfer_order")
+    )
     touched = sorted(last_at)
     held_back = set(
         connection.execute(
@@ -304,20 +307,25 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
             )
         ).scalars()
     )
-    levels: dict[str, Any] = {}
-    held: dict[tuple[str, str, str, str], int] = {}
-    available: dict[tuple[str, str], int] = defaultdict(int)
-    base: dict[str, str | None] = {}
-    negative: dict[str, list[tuple[str, str, str, int]]] = defaultdict(list)
-    for chunk in _chunks(touched):
+    # The touched items as one parameter (an array, or JSON on SQLite): the same statement
+    # on every push, so neither SQLAlchemy nor the driver renders or parses 300 placeholders.
+    among = {"items": _list_param(connection, touched)}
+    levels: dict[str, Any] = {
+        row.item_code: row
         for row in connection.execute(
             select(
                 item_site_levels.c.item_code,
                 type_coerce(item_site_levels.c.safety_stock, BigInteger).label("safety"),
                 type_coerce(item_site_levels.c.reorder_point, BigInteger).label("reorder"),
-            ).where(item_site_levels.c.site_id == site_id, item_site_levels.c.item_code.in_(chunk))
-        ).all():
-            levels[row.item_code] = row
+            ).where(
+                item_site_levels.c.site_id == site_id,
+                _one_of(connection, item_site_levels.c.item_code, "items"),
+            ),
+            among,
+        ).all()
+    }
+    held: dict[tuple[str, str, str, str], int] = {
+        (alert.kind, alert.location, alert.item_code, alert.lot): alert.alert_id
         for alert in connection.execute(
             select(
                 alerts.c.alert_id,
@@ -327,32 +335,40 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
                 alerts.c.lot,
             ).where(
                 alerts.c.site_id == site_id,
-                alerts.c.item_code.in_(chunk),
+                _one_of(connection, alerts.c.item_code, "items"),
                 alerts.c.kind.in_((*LEVEL_KINDS, AlertKind.NEGATIVE_STOCK.value)),
                 alerts.c.source == STOCK,
                 alerts.c.cleared_at.is_(None),
+            ),
+            among,
+        ).all()
+    }
+    available: dict[tuple[str, str], int] = defaultdict(int)
+    base: dict[str, str | None] = {}
+    negative: dict[str, list[tuple[str, str, str, int]]] = defaultdict(list)
+    for balance in connection.execute(
+        select(
+            stock_balances.c.location,
+            stock_balances.c.item,
+            stock_balances.c.lot,
+            stock_balances.c.uom,
+            type_coerce(stock_balances.c.qty, BigInteger).label("micro"),
+            items.c.uom.label("base_uom"),
+        )
+        .outerjoin(items, items.c.item_code == stock_balances.c.item)
+        .where(
+            stock_balances.c.site_id == site_id,
+            _one_of(connection, stock_balances.c.item, "items"),
+        ),
+        among,
+    ).all():
+        base[balance.item] = balance.base_uom
+        if balance.micro < 0:
+            negative[balance.item].append(
+                (balance.location, balance.lot, balance.uom, balance.micro)
             )
-        ).all():
-            held[(alert.kind, alert.location, alert.item_code, alert.lot)] = alert.alert_id
-        for balance in connection.execute(
-            select(
-                stock_balances.c.location,
-                stock_balances.c.item,
-                stock_balances.c.lot,
-                stock_balances.c.uom,
-                type_coerce(stock_balances.c.qty, BigInteger).label("micro"),
-                items.c.uom.label("base_uom"),
-            )
-            .outerjoin(items, items.c.item_code == stock_balances.c.item)
-            .where(stock_balances.c.site_id == site_id, stock_balances.c.item.in_(chunk))
-        ).all():
-            base[balance.item] = balance.base_uom
-            if balance.micro < 0:
-                negative[balance.item].append(
-                    (balance.location, balance.lot, balance.uom, balance.micro)
-                )
-            if balance.location not in held_back:
-                available[(balance.item, balance.uom)] += balance.micro
+        if balance.location not in held_back:
+            available[(balance.item, balance.uom)] += balance.micro
     _levels(connection, site_id, levels, held, available, base, last_at, at)
     _negative(connection, site_id, touched, negative, held, base, keys, at)
     if documents:
