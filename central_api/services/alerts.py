@@ -287,8 +287,9 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
 
     Four reads for the whole push, whatever its size: the touched items' balances (with
     their base unit, quantities kept as raw micro-units so nothing is converted that is not
-    needed), their levels, their uncleared stock alerts, and the site's held-back
-    locations."""
+    needed), their levels (micro-units too), their uncleared stock alerts, and the site's
+    held-back locations. Nothing is cached between pushes: several central processes may
+    change levels and alerts, and two indexed reads cost less than keeping a copy right."""
     site_id, at = accepted.site_id, accepted.received_at
     events = accepted.events
     # Comprehensions: this pass over every event is a third of the projection otherwise.
