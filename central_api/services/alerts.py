@@ -292,11 +292,15 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
     change levels and alerts, and two indexed reads cost less than keeping a copy right."""
     site_id, at = accepted.site_id, accepted.received_at
     events = accepted.events
-    # Comprehensions: this pass over every event is a third of the projection otherwise.
-    last_at = {event.item: event.occurred_at for event in events}
+    # Comprehensions, and as few passes over every event as can be: they are the part of
+    # the projection that grows with the push (keys and items are far fewer than events).
     keys = {
         (event.location, event.item, event.lot or NO_LOT): event.occurred_at for event in events
     }
+    last_at: dict[str, datetime] = {}  # per item: the latest edge time among its keys' events
+    for (_location, item, _lot), moved in keys.items():
+        if item not in last_at or moved > last_at[item]:
+            last_at[item] = moved
     documents = not {event.doc_type for event in events}.isdisjoint(
         ("purchase_order", "transfer_order")
     )
