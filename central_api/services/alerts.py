@@ -9,9 +9,13 @@ Kinds central raises (``source = 'stock'``):
   the first and raises the second. Evaluated by the :func:`project` projection for the
   (site, item) pairs a push or a central document touches, in that transaction: a pair no
   event touched cannot have crossed anything.
-* ``negative_stock``: a balance key (site, location, item, lot) below zero, raised by the
-  same projection (only edge facts can do that: central refuses such documents), with
-  ``since_at`` the time the crossing event happened at the edge.
+* ``negative_stock``: an item with a balance below zero at a site (any location, lot or
+  unit), raised by the same projection (only edge facts can do that: central refuses such
+  documents), with ``since_at`` the time the crossing event happened at the edge. One per
+  (site, item), not per balance key: what a person acts on is the item at the site, and a
+  backlog that drives many keys negative raises a tenth of the rows (``docs/performance.md``,
+  "Alerts"); which balances are negative now is the negative-stock report's, derived when it
+  is read (:func:`negative_stock`).
 * ``expiry``: a lot on hand within one of its category's bands (30/60/90 days by default;
   ``threshold`` is the band, 0 = expired). Time moves the band, not events, so it is
   evaluated by :func:`evaluate_expiry`, called with the day to judge by (a scheduled job
@@ -38,13 +42,15 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Select,
     String,
     and_,
+    bindparam,
     cast,
     exists,
     func,
@@ -77,6 +83,7 @@ from central_api.services.documents import (
 )
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
+from central_api.services.ingest import _list_param, _one_of
 from central_api.services.projections import AcceptedEvents
 from jxc.pick_shorts import PickShort
 
@@ -276,82 +283,115 @@ def _to_base(connection: Connection, sums: dict[tuple[str, str], Decimal]) -> di
 # --- the projection: levels and negative stock for what a push touched ---------------------
 
 
+class _Reads(NamedTuple):
+    held_back: Select[Any]
+    levels: Select[Any]
+    held: Select[Any]
+    balances: Select[Any]
+
+
+_READS: dict[str, _Reads] = {}
+"""Per dialect name: the statements are the same for every connection of a kind."""
+
+
+def _reads(connection: Connection) -> _Reads:
+    """The projection's four reads, built once per dialect with ``:site_id`` and ``:items``
+    as parameters: building and keying the statements on every push cost a fifth of the
+    projection in a realistic backlog (they hold no state, so sharing them is safe)."""
+    found = _READS.get(connection.dialect.name)
+    if found is None:
+        found = _READS[connection.dialect.name] = _build_reads(connection)
+    return found
+
+
+def _build_reads(connection: Connection) -> _Reads:
+    site = bindparam("site_id", type_=String)
+    return _Reads(
+        held_back=select(locations.c.code).where(
+            locations.c.site_id == site, locations.c.kind.in_(HELD_BACK_KINDS)
+        ),
+        levels=select(
+            item_site_levels.c.item_code,
+            type_coerce(item_site_levels.c.safety_stock, BigInteger).label("safety"),
+            type_coerce(item_site_levels.c.reorder_point, BigInteger).label("reorder"),
+        ).where(
+            item_site_levels.c.site_id == site,
+            _one_of(connection, item_site_levels.c.item_code, "items"),
+        ),
+        held=select(
+            alerts.c.alert_id, alerts.c.kind, alerts.c.location, alerts.c.item_code, alerts.c.lot
+        ).where(
+            alerts.c.site_id == site,
+            _one_of(connection, alerts.c.item_code, "items"),
+            alerts.c.kind.in_((*LEVEL_KINDS, AlertKind.NEGATIVE_STOCK.value)),
+            alerts.c.source == STOCK,
+            alerts.c.cleared_at.is_(None),
+        ),
+        balances=select(
+            stock_balances.c.location,
+            stock_balances.c.item,
+            stock_balances.c.lot,
+            stock_balances.c.uom,
+            type_coerce(stock_balances.c.qty, BigInteger).label("micro"),
+            items.c.uom.label("base_uom"),
+        )
+        .outerjoin(items, items.c.item_code == stock_balances.c.item)
+        .where(
+            stock_balances.c.site_id == site,
+            _one_of(connection, stock_balances.c.item, "items"),
+        ),
+    )
+
+
 def project(connection: Connection, accepted: AcceptedEvents) -> None:
     """Raise and clear level and negative-stock alerts for the pairs these events touched;
     mirror new exceptions when the events named a purchase or transfer order.
 
     Four reads for the whole push, whatever its size: the touched items' balances (with
     their base unit, quantities kept as raw micro-units so nothing is converted that is not
-    needed), their levels, their uncleared stock alerts, and the site's held-back
-    locations."""
+    needed), their levels (micro-units too), their uncleared stock alerts, and the site's
+    held-back locations. Nothing is cached between pushes: several central processes may
+    change levels and alerts, and two indexed reads cost less than keeping a copy right."""
     site_id, at = accepted.site_id, accepted.received_at
     events = accepted.events
-    # Comprehensions: this pass over every event is a third of the projection otherwise.
-    last_at = {event.item: event.occurred_at for event in events}
+    # Comprehensions, and as few passes over every event as can be: they are the part of
+    # the projection that grows with the push (keys and items are far fewer than events).
     keys = {
         (event.location, event.item, event.lot or NO_LOT): event.occurred_at for event in events
     }
-    documents = any(event.doc_type in ("purchase_order", "transfer_order") for event in events)
-    touched = sorted(last_at)
-    held_back = set(
-        connection.execute(
-            select(locations.c.code).where(
-                locations.c.site_id == site_id, locations.c.kind.in_(HELD_BACK_KINDS)
-            )
-        ).scalars()
+    last_at: dict[str, datetime] = {}  # per item: the latest edge time among its keys' events
+    for (_location, item, _lot), moved in keys.items():
+        if item not in last_at or moved > last_at[item]:
+            last_at[item] = moved
+    documents = not {event.doc_type for event in events}.isdisjoint(
+        ("purchase_order", "transfer_order")
     )
-    levels: dict[str, Any] = {}
-    held: dict[tuple[str, str, str, str], int] = {}
+    touched = sorted(last_at)
+    reads = _reads(connection)
+    # The touched items as one parameter (an array, or JSON on SQLite): the same statement
+    # on every push, so neither SQLAlchemy nor the driver renders or parses 300 placeholders.
+    among = {"site_id": site_id, "items": _list_param(connection, touched)}
+    held_back = set(connection.execute(reads.held_back, among).scalars())
+    levels: dict[str, Any] = {
+        row.item_code: row for row in connection.execute(reads.levels, among).all()
+    }
+    held: dict[tuple[str, str, str, str], int] = {
+        (alert.kind, alert.location, alert.item_code, alert.lot): alert.alert_id
+        for alert in connection.execute(reads.held, among).all()
+    }
     available: dict[tuple[str, str], int] = defaultdict(int)
     base: dict[str, str | None] = {}
-    negative: dict[tuple[str, str, str], tuple[int, str]] = {}
-    for chunk in _chunks(touched):
-        for row in connection.execute(
-            select(
-                item_site_levels.c.item_code,
-                item_site_levels.c.safety_stock,
-                item_site_levels.c.reorder_point,
-            ).where(item_site_levels.c.site_id == site_id, item_site_levels.c.item_code.in_(chunk))
-        ).all():
-            levels[row.item_code] = row
-        for alert in connection.execute(
-            select(
-                alerts.c.alert_id,
-                alerts.c.kind,
-                alerts.c.location,
-                alerts.c.item_code,
-                alerts.c.lot,
-            ).where(
-                alerts.c.site_id == site_id,
-                alerts.c.item_code.in_(chunk),
-                alerts.c.kind.in_((*LEVEL_KINDS, AlertKind.NEGATIVE_STOCK.value)),
-                alerts.c.source == STOCK,
-                alerts.c.cleared_at.is_(None),
+    negative: dict[str, list[tuple[str, str, str, int]]] = defaultdict(list)
+    for balance in connection.execute(reads.balances, among).all():
+        base[balance.item] = balance.base_uom
+        if balance.micro < 0:
+            negative[balance.item].append(
+                (balance.location, balance.lot, balance.uom, balance.micro)
             )
-        ).all():
-            held[(alert.kind, alert.location, alert.item_code, alert.lot)] = alert.alert_id
-        for balance in connection.execute(
-            select(
-                stock_balances.c.location,
-                stock_balances.c.item,
-                stock_balances.c.lot,
-                stock_balances.c.uom,
-                type_coerce(stock_balances.c.qty, BigInteger).label("micro"),
-                items.c.uom.label("base_uom"),
-            )
-            .outerjoin(items, items.c.item_code == stock_balances.c.item)
-            .where(stock_balances.c.site_id == site_id, stock_balances.c.item.in_(chunk))
-        ).all():
-            base[balance.item] = balance.base_uom
-            if balance.micro < 0:
-                negative[(balance.location, balance.item, balance.lot)] = (
-                    balance.micro,
-                    balance.uom,
-                )
-            if balance.location not in held_back:
-                available[(balance.item, balance.uom)] += balance.micro
+        if balance.location not in held_back:
+            available[(balance.item, balance.uom)] += balance.micro
     _levels(connection, site_id, levels, held, available, base, last_at, at)
-    _negative(connection, site_id, negative, held, keys, at)
+    _negative(connection, site_id, touched, negative, held, base, keys, at)
     if documents:
         mirror_exceptions(connection, at)
 
@@ -361,19 +401,22 @@ def _on_hand(
     wanted: Iterable[str],
     available: dict[tuple[str, str], int],
     base: dict[str, str | None],
-) -> dict[str, Decimal]:
-    """Available micro-units per (item, unit) → base-unit decimals for ``wanted`` items."""
+) -> dict[str, int]:
+    """Available micro-units per (item, unit) → base-unit micro-units for ``wanted`` items
+    (a unit the item does not have is left out). Kept as integers: the level check compares
+    them with the levels' micro-units, and only a raised alert needs a Decimal."""
     wanted = set(wanted)
-    found: dict[str, Decimal] = dict.fromkeys(wanted, Decimal(0))
+    found: dict[str, int] = dict.fromkeys(wanted, 0)
     other: dict[tuple[str, str], int] = {}
     for (item, uom), micro in available.items():
         if item not in wanted:
             continue
         if base.get(item) == uom:
-            found[item] += from_micro_units(micro)
+            found[item] += micro
         else:
             other[(item, uom)] = micro
     if other:
+        converted: dict[str, Decimal] = defaultdict(Decimal)
         for row in connection.execute(
             select(item_units.c.item_code, item_units.c.uom, item_units.c.factor).where(
                 item_units.c.item_code.in_(sorted({item for item, _uom in other}))
@@ -381,8 +424,10 @@ def _on_hand(
         ).all():
             amount = other.get((row.item_code, row.uom))
             if amount is not None:
-                found[row.item_code] += from_micro_units(amount) * row.factor
-    return {code: plain(qty.quantize(MICRO)) for code, qty in found.items()}
+                converted[row.item_code] += amount * row.factor
+        for item, total in converted.items():  # rounded once, half-even, as quantize does
+            found[item] += int(total.to_integral_value())
+    return found
 
 
 def _levels(  # noqa: PLR0917 - the reads project() shares between the checks
@@ -395,6 +440,7 @@ def _levels(  # noqa: PLR0917 - the reads project() shares between the checks
     last_at: dict[str, datetime],
     at: datetime,
 ) -> None:
+    """Levels and on-hand compared as micro-units: a Decimal only for a raised alert."""
     open_rows = {
         item: (kind, alert_id)
         for (kind, _location, item, _lot), alert_id in held.items()
@@ -405,22 +451,24 @@ def _levels(  # noqa: PLR0917 - the reads project() shares between the checks
     on_hand = _on_hand(connection, levels, available, base)
     raised: list[dict[str, Any]] = []
     cleared: list[int] = []
+    below_safety, below_reorder = AlertKind.BELOW_SAFETY.value, AlertKind.BELOW_REORDER.value
     for item in sorted(set(levels) | set(open_rows)):
-        wanted: tuple[str, Decimal] | None = None
+        wanted: tuple[str, int] | None = None
         level = levels.get(item)
-        qty = on_hand.get(item, Decimal(0))
+        micro = on_hand.get(item, 0)
         if level is not None:
-            if qty < level.safety_stock:
-                wanted = (AlertKind.BELOW_SAFETY.value, level.safety_stock)
-            elif qty <= level.reorder_point and level.reorder_point > 0:
-                wanted = (AlertKind.BELOW_REORDER.value, level.reorder_point)
+            if micro < level.safety:
+                wanted = (below_safety, level.safety)
+            elif micro <= level.reorder and level.reorder > 0:
+                wanted = (below_reorder, level.reorder)
         current = open_rows.get(item)
         if current is not None and (wanted is None or current[0] != wanted[0]):
             cleared.append(current[1])
             current = None
         if wanted is not None and current is None:
-            kind, threshold = wanted
-            below = kind == AlertKind.BELOW_SAFETY.value
+            kind, limit = wanted
+            qty, threshold = from_micro_units(micro), from_micro_units(limit)
+            below = kind == below_safety
             raised.append(
                 {
                     "kind": kind,
@@ -441,33 +489,55 @@ def _levels(  # noqa: PLR0917 - the reads project() shares between the checks
 def _negative(  # noqa: PLR0917 - the reads project() shares between the checks
     connection: Connection,
     site_id: str,
-    negative: dict[tuple[str, str, str], tuple[int, str]],
+    touched: Sequence[str],
+    negative: dict[str, list[tuple[str, str, str, int]]],
     held: dict[tuple[str, str, str, str], int],
+    base: dict[str, str | None],
     keys: dict[tuple[str, str, str], datetime],
     at: datetime,
 ) -> None:
+    """One alert per touched item with any balance below zero at the site; cleared once
+    none is. All of a touched item's balances were read, so an untouched key that is still
+    negative keeps the alert open. ``since_at`` is the earliest time among this push's
+    events on the negative keys (None when none of them moved now: negative from before).
+    The detail names the keys (not their quantities: the report has those, now)."""
     kind = AlertKind.NEGATIVE_STOCK.value
     cleared = [
         alert_id
-        for (held_kind, *key), alert_id in held.items()
-        if held_kind == kind and tuple(key) in keys and tuple(key) not in negative
+        for item in touched
+        if item not in negative and (alert_id := held.get((kind, "", item, NO_LOT))) is not None
     ]
-    raised = [
-        {
-            "kind": kind,
-            "source_id": f"{site_id}/{key[0]}/{key[1]}/{key[2]}",
-            "site_id": site_id,
-            "location": key[0],
-            "item_code": key[1],
-            "lot": key[2],
-            "qty": from_micro_units(micro),
-            "threshold": Decimal(0),
-            "detail": f"balance {from_micro_units(micro)} {uom} at {key[0]}",
-            "since_at": keys[key],
-        }
-        for key, (micro, uom) in sorted(negative.items())
-        if key in keys and (kind, *key) not in held
-    ]
+    new = [item for item in touched if item in negative and (kind, "", item, NO_LOT) not in held]
+    raised: list[dict[str, Any]] = []
+    if new:
+        totals: dict[tuple[str, str], int] = defaultdict(int)
+        for item in new:
+            for _location, _lot, uom, micro in negative[item]:
+                totals[(item, uom)] += micro
+        below = _on_hand(connection, new, totals, base)
+        for item in new:
+            balances = sorted(negative[item])
+            times = [
+                moved
+                for location, lot, _uom, _micro in balances
+                if (moved := keys.get((location, item, lot))) is not None
+            ]
+            places = ", ".join(
+                f"{location}/{lot}" if lot else location for location, lot, *_ in balances[:10]
+            )
+            more = f" and {len(balances) - 10} more" if len(balances) > 10 else ""
+            raised.append(
+                {
+                    "kind": kind,
+                    "source_id": f"{site_id}/{item}",
+                    "site_id": site_id,
+                    "item_code": item,
+                    "qty": from_micro_units(below[item]),
+                    "threshold": Decimal(0),
+                    "detail": f"{len(balances)} below zero: {places}{more}"[:1000],
+                    "since_at": min(times) if times else None,
+                }
+            )
     _clear(connection, cleared, at)
     _raise(connection, raised, at)
 
@@ -887,12 +957,14 @@ class NegativeBalance:
 def negative_stock(
     connection: Connection, *, site_id: str | None, visible: frozenset[str] | None
 ) -> list[NegativeBalance]:
-    """Every balance below zero now, with the time its alert says it went negative (at
-    the edge); ``since`` is None for a balance negative from before alerts existed."""
+    """Every balance below zero now, with the time its item's open alert says the item
+    went negative at the site (at the edge) and that alert's id: the alert is per (site,
+    item), the balances listed here per key are read now. ``since`` is None for an item
+    negative from before alerts existed (or whose negative balances no push has moved
+    since)."""
     balance = stock_balances.c
     since = (
-        select(alerts.c.alert_id, alerts.c.since_at, alerts.c.site_id, alerts.c.location)
-        .add_columns(alerts.c.item_code, alerts.c.lot)
+        select(alerts.c.alert_id, alerts.c.since_at, alerts.c.site_id, alerts.c.item_code)
         .where(
             alerts.c.kind == AlertKind.NEGATIVE_STOCK.value,
             alerts.c.source == STOCK,
@@ -915,9 +987,7 @@ def negative_stock(
             since,
             and_(
                 since.c.site_id == balance.site_id,
-                since.c.location == balance.location,
                 since.c.item_code == balance.item,
-                since.c.lot == balance.lot,
             ),
         )
         .where(balance.qty < 0, *site_conditions(balance.site_id, site_id, visible))

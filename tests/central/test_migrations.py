@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, insert, inspect, select
 
 from central_api.core.db import (
     alembic_config,
@@ -19,7 +20,7 @@ from central_api.core.db import (
     upgrade_database,
     write_transaction,
 )
-from central_api.models import ledger_events, metadata
+from central_api.models import alerts, ledger_events, metadata
 from central_api.services.ingest import ingest_batch, stored_event
 from central_api.services.projections import Projections
 from jxc import uuid7
@@ -152,3 +153,69 @@ def test_every_table_is_emptied_between_postgresql_tests() -> None:
         f"add to CENTRAL_TABLES: {sorted(made - kept - set(CENTRAL_TABLES))}; "
         f"not tables: {sorted(set(CENTRAL_TABLES) - made)}"
     )
+
+
+def test_negative_stock_alerts_are_merged_per_item(scratch_url: str) -> None:
+    """0033: the uncleared per-key negative-stock alerts of an item at a site become one
+    per-item alert (an open one kept, the earliest ``since``), the rest cleared with a
+    note; cleared history and other items' alerts are left as they were."""
+    migrated = ScriptDirectory.from_config(alembic_config()).get_revision("0033")
+    before = str(migrated.down_revision)
+    upgrade_database(scratch_url)
+    migrate(scratch_url, "downgrade", before)
+    engine = create_db_engine(scratch_url)
+    t1 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    t2 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    common = {
+        "kind": "negative_stock",
+        "source": "stock",
+        "site_id": "S01",
+        "threshold": Decimal(0),
+        "raised_at": t2,
+        "version": 1,
+        "updated_at": t2,
+    }
+    rows = [
+        # (location, item, lot, qty, since, cleared, status)
+        ("A-01", "PILL", "", "-3", t2, None, "resolved"),
+        ("B-01", "PILL", "L1", "-2", t1, None, "open"),
+        ("A-01", "PILL", "", "-9", t1, t1, "cleared"),  # history
+        ("A-01", "TEA", "", "-4", None, None, "open"),
+    ]
+    try:
+        with engine.connect() as connection, write_transaction(connection):
+            connection.execute(
+                insert(alerts),
+                [
+                    common
+                    | {
+                        "source_id": f"S01/{location}/{item}/{lot}",
+                        "location": location,
+                        "item_code": item,
+                        "lot": lot,
+                        "qty": Decimal(qty),
+                        "detail": f"balance {qty}",
+                        "since_at": since,
+                        "cleared_at": cleared,
+                        "status": status,
+                    }
+                    for location, item, lot, qty, since, cleared, status in rows
+                ],
+            )
+        migrate(scratch_url, "upgrade", "head")
+        with engine.connect() as connection:
+            found = connection.execute(select(alerts).order_by(alerts.c.alert_id)).all()
+    finally:
+        engine.dispose()
+    shapes = [
+        (a.location, a.item_code, a.lot, a.qty, a.status, a.cleared_at is None) for a in found
+    ]
+    assert shapes == [
+        ("A-01", "PILL", "", Decimal(-3), "resolved", False),  # merged into the open one
+        ("", "PILL", "", Decimal(-5), "open", True),
+        ("A-01", "PILL", "", Decimal(-9), "cleared", False),
+        ("", "TEA", "", Decimal(-4), "open", True),
+    ]
+    assert found[0].detail.endswith(f"merged into alert {found[1].alert_id}")
+    assert (found[1].source_id, found[1].since_at.replace(tzinfo=UTC)) == ("S01/PILL", t1)
+    assert found[1].detail.startswith("2 below zero: A-01 (balance -3), B-01/L1 (balance -2)")

@@ -143,7 +143,7 @@ def test_level_and_negative_alerts_are_raised_and_cleared_by_pushes(
     open_now = ok(master.get(ALERTS, params={"status": "open"}))["alerts"]
     assert sorted((a["kind"], a["location"], a["qty"], a["threshold"]) for a in open_now) == [
         ("below_safety", "", "-6", "20"),
-        ("negative_stock", "A-01", "-6", "0"),
+        ("negative_stock", "", "-6", "0"),  # per (site, item); the report has the keys
     ]
     report = ok(master.get(STOCK_NEGATIVE, params={"site_id": "S01"}))
     assert [(r["location"], r["item_code"], r["qty"]) for r in report] == [("A-01", "PILL", "-6")]
@@ -173,6 +173,52 @@ def test_level_and_negative_alerts_are_raised_and_cleared_by_pushes(
     clerk = as_user(master, "clerk", ["warehouse_clerk"], sites=["S02"])
     refused(master.get(url, headers=clerk), 404)
     refused(master.post(f"{url}/assign", json={"owner": None}, headers=clerk), 403)
+
+
+def test_negative_stock_is_one_alert_per_item_while_any_balance_is_below_zero(
+    master: TestClient,  # noqa: F811
+) -> None:
+    """Two locations and a lot of PILL go negative: one alert for the item at the site,
+    open until the last of them is made good; the report lists each balance with the
+    item's ``since`` and alert."""
+    ledger = SiteLedger("S01")
+    first_at = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    push(master, ledger, pill(ledger, "sale", "-3", occurred_at=first_at.isoformat()))
+    push(
+        master,
+        ledger,
+        pill(ledger, "sale", "-2", location="B-01"),
+        pill(ledger, "sale", "-1", lot="L9", expiry="2027-06-01"),
+        ledger.event("sale", "-4", item="TEA", uom="kg", location="A-01"),
+    )
+    open_now = ok(master.get(ALERTS, params={"status": "open", "kind": "negative_stock"}))
+    found = sorted(
+        (a["item_code"], a["location"], a["lot"], a["qty"], a["since_at"])
+        for a in open_now["alerts"]
+    )
+    assert [row[:4] for row in found] == [("PILL", "", "", "-3"), ("TEA", "", "", "-4")]
+    assert datetime.fromisoformat(found[0][4]) == first_at
+    pill_alert = next(a for a in open_now["alerts"] if a["item_code"] == "PILL")
+    report = ok(master.get(STOCK_NEGATIVE, params={"site_id": "S01"}))
+    assert [(r["item_code"], r["location"], r["lot"], r["qty"]) for r in report] == [
+        ("PILL", "A-01", "", "-3"),
+        ("PILL", "A-01", "L9", "-1"),
+        ("PILL", "B-01", "", "-2"),
+        ("TEA", "A-01", "", "-4"),
+    ]
+    assert {r["alert_id"] for r in report if r["item_code"] == "PILL"} == {pill_alert["alert_id"]}
+    assert datetime.fromisoformat(report[0]["since"]) == first_at
+
+    push(
+        master, ledger, pill(ledger, "receipt", "3"), pill(ledger, "receipt", "2", location="B-01")
+    )
+    assert ok(master.get(f"{ALERTS}/{pill_alert['alert_id']}"))["status"] == "open"  # L9 still
+    push(master, ledger, pill(ledger, "receipt", "1", lot="L9", expiry="2027-06-01"))
+    made_good = ok(master.get(f"{ALERTS}/{pill_alert['alert_id']}"))
+    assert (made_good["status"], made_good["cleared_at"] is not None) == ("cleared", True)
+    assert [r["item_code"] for r in ok(master.get(STOCK_NEGATIVE, params={"site_id": "S01"}))] == [
+        "TEA"
+    ]
 
 
 def test_expiry_alerts_follow_a_fixed_clock(master: TestClient) -> None:  # noqa: F811
