@@ -156,10 +156,10 @@ def test_every_table_is_emptied_between_postgresql_tests() -> None:
 
 
 def test_negative_stock_alerts_are_merged_per_item(scratch_url: str) -> None:
-    """0033: the uncleared per-key negative-stock alerts of an item at a site become one
+    """0035: the uncleared per-key negative-stock alerts of an item at a site become one
     per-item alert (an open one kept, the earliest ``since``), the rest cleared with a
     note; cleared history and other items' alerts are left as they were."""
-    migrated = ScriptDirectory.from_config(alembic_config()).get_revision("0033")
+    migrated = ScriptDirectory.from_config(alembic_config()).get_revision("0035")
     before = str(migrated.down_revision)
     upgrade_database(scratch_url)
     migrate(scratch_url, "downgrade", before)
