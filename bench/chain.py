@@ -622,6 +622,26 @@ class Memory:
         self._thread.join()
 
 
+class EdgeFailures(logging.Handler):
+    """Counts what the edge's own pusher and puller log as failed ("push failed", "pull
+    failed"), by the start of their reason: a transport error never reaches httpx's
+    response hook, so this is where it is seen."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lock = threading.Lock()
+        self.kinds: dict[str, int] = {}
+        self.first: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        reason = str(getattr(record, "reason", ""))
+        kind = f"{record.getMessage()}: {reason[:60]}"
+        with self.lock:
+            self.kinds[kind] = self.kinds.get(kind, 0) + 1
+            if len(self.first) < 5:
+                self.first.append(f"{record.getMessage()}: {reason[:300]}")
+
+
 DOC_LOCATION = "DOC-1"
 """A location only central's documents use, so the users' receipts and issues never meet
 the sites' own movements (an issue then never finds less than its receipt left)."""
@@ -693,6 +713,7 @@ class LiveSide:
     round_trip_s: list[float] = field(default_factory=list, repr=False)
     requests: dict[str, dict[str, Any]] = field(default_factory=dict)
     refused: int = 0
+    edge_failures: dict[str, int] = field(default_factory=dict)
     server_cpu_s: float = 0.0
     database_cpu_s: float | None = None
     bench_cpu_s: float = 0.0
@@ -702,6 +723,9 @@ class LiveSide:
 
     def summary(self) -> dict[str, Any]:
         errors = sum(sum(kind["errors"].values()) for kind in self.requests.values())
+        errors += sum(
+            count for kind, count in self.edge_failures.items() if "central answered" not in kind
+        )  # a non-2xx answer is counted above already
         users = [kind for name, kind in self.requests.items() if name not in ("push", "pull")]
         return {
             "name": self.name,
@@ -717,6 +741,7 @@ class LiveSide:
             "requests": self.requests,
             "errors": errors,
             "refused_events": self.refused,
+            "edge_failures": self.edge_failures,
             "users_within_aim": all(
                 kind["p99_ms"] < 2000 and kind["p50_ms"] < 200 for kind in users
             ),
@@ -743,6 +768,10 @@ def make_live_sites(root: Path, sites: int, seed: int, mix: Mix) -> tuple[list[L
         )
         made.append(LiveSite(site_id, Ledger(root / f"{site_id}.db", site_id=site_id), draw))
     return made, catalog
+
+
+APPENDERS = 4
+"""Threads appending the sites' events."""
 
 
 class Live:
@@ -792,13 +821,15 @@ class Live:
             site.pusher = Pusher(site.ledger, site.client, batch_size=self.batch)
             site.puller = Puller(EdgeCatalog(site.ledger), site.client, site_id=site.site_id)
 
-    def append_loop(self, end: float) -> None:
-        """Each site's next event at exponential gaps (a Poisson stream of ``rate``)."""
-        rng = random.Random(self.seed)
+    def append_loop(self, end: float, part: int, parts: int) -> None:
+        """Each site's next event at exponential gaps (a Poisson stream of ``rate``), for
+        the sites ``part`` of ``parts``: an append waits on its ledger's fsync
+        (``synchronous=FULL``, as on the edge), so several threads share the chain."""
+        rng = random.Random(self.seed * 31 + part)
         start = time.perf_counter()
-        due = [(start + rng.expovariate(self.rate), n) for n in range(len(self.sites))]
+        due = [(start + rng.expovariate(self.rate), n) for n in range(part, len(self.sites), parts)]
         heapq.heapify(due)
-        while not self.stop.is_set():
+        while due and not self.stop.is_set():
             at, n = heapq.heappop(due)
             if at >= end:
                 break
@@ -812,7 +843,8 @@ class Live:
             event = site.ledger.append(site.draw.next())
             with site.lock:
                 site.appended.append((event.seq, time.perf_counter()))
-            self.appended += 1
+            with self.rt_lock:
+                self.appended += 1
             heapq.heappush(due, (at + rng.expovariate(self.rate), n))
 
     def push(self, site: LiveSite) -> None:
@@ -935,7 +967,10 @@ class Live:
         start = time.perf_counter()
         end = start + self.seconds
         threads = [
-            threading.Thread(target=self.append_loop, args=(end,), daemon=True),
+            *(
+                threading.Thread(target=self.append_loop, args=(end, n, APPENDERS), daemon=True)
+                for n in range(APPENDERS)
+            ),
             threading.Thread(target=self.schedule_loop, args=(end,), daemon=True),
             *(
                 threading.Thread(target=self.user_loop, args=(n, base, token, end), daemon=True)
@@ -975,6 +1010,10 @@ def run_live(
 ) -> LiveSide:
     secrets, token = prepare_central(url, sites, catalog)
     side = LiveSide(f"{database} --workers {workers}", database)
+    failures = EdgeFailures()
+    edge_log = logging.getLogger("edge_agent")
+    edge_log.addHandler(failures)
+    edge_log.propagate = False  # counted, not printed 200 times over
     with central_server(url, workers, log) as running:
         with httpx.Client(
             base_url=running.base, headers={"authorization": f"Bearer {token}"}, timeout=60
@@ -1006,6 +1045,10 @@ def run_live(
             side.left_pending = sum(site.ledger.counts().pending for site in sites)
         finally:
             live.close()
+    edge_log.removeHandler(failures)
+    side.edge_failures = dict(failures.kinds)
+    for line in failures.first:
+        console.print(f"edge: {line}")
     if live.failures:
         console.print(f"[red]{len(live.failures)} jobs failed[/red], first: {live.failures[0]}")
     if not side.left_pending:
@@ -1061,7 +1104,8 @@ def print_live(report: dict[str, Any]) -> None:
             f"the run, {run['events_per_s']} events/s; sync round trip (appended at the edge "
             f"-> acknowledged) p50 {run['round_trip_p50_s']} s, p99 {run['round_trip_p99_s']} s"
             f", max {run['round_trip_max_s']} s; errors {run['errors']}, refused events "
-            f"{run['refused_events']}; users within aim (p50 < 200 ms, p99 < 2 s): "
+            f"{run['refused_events']}, edge failures {run['edge_failures']}; "
+            "users within aim (p50 < 200 ms, p99 < 2 s): "
             f"{run['users_within_aim']}; central CPU {run['server_cpu_s']} s "
             f"({run['server_cpu_share']} of a core), database CPU {run['database_cpu_s']} s, "
             f"bench CPU {run['bench_cpu_s']} s; central RSS {run['rss_start_mb']} MB at start, "
