@@ -629,14 +629,15 @@ class EdgeFailures(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.lock = threading.Lock()
         self.kinds: dict[str, int] = {}
         self.first: list[str] = []
+        self.counting = threading.Lock()
+        """Not ``self.lock``: that is the handler's own, held around ``emit``."""
 
     def emit(self, record: logging.LogRecord) -> None:
         reason = str(getattr(record, "reason", ""))
         kind = f"{record.getMessage()}: {reason[:60]}"
-        with self.lock:
+        with self.counting:
             self.kinds[kind] = self.kinds.get(kind, 0) + 1
             if len(self.first) < 5:
                 self.first.append(f"{record.getMessage()}: {reason[:300]}")
@@ -988,6 +989,8 @@ class Live:
         deadline = time.monotonic() + limit_s
         for site in self.sites:
             while site.ledger.counts().pending and time.monotonic() < deadline:
+                if site.pusher is not None:
+                    site.pusher.backoff.succeeded()  # no waiting out a backoff here
                 self.push(site)
                 if site.pusher is not None and site.pusher.state.last_error is not None:
                     time.sleep(0.05)
@@ -1291,7 +1294,10 @@ def main(
     sites: Annotated[int, typer.Option(min=1, help="sites in the chain")] = 200,
     events: Annotated[int, typer.Option(min=1, help="events per site (its day)")] = 1000,
     batch: Annotated[int, typer.Option(min=1, max=5000, help="events a push")] = 500,
-    concurrency: Annotated[int, typer.Option(min=1, help="sites pushing at once")] = 16,
+    concurrency: Annotated[
+        int,
+        typer.Option(min=0, help="sites pushing at once (0: 16 for a day, every site when live)"),
+    ] = 0,
     workers: Annotated[str, typer.Option(help="central's --workers, comma-separated")] = "1,2",
     seed: Annotated[int, typer.Option()] = 1,
     json_out: Annotated[Path | None, typer.Option()] = None,
@@ -1314,6 +1320,7 @@ def main(
     or, with --seconds, the chain live: appending, pushing, pulling, users at work."""
     counts = [int(part) for part in workers.split(",") if part.strip()]
     if seconds:
+        # Live, each site is its own agent: its push and pull jobs wait for nobody else.
         live_main(
             sites=sites,
             seconds=seconds,
@@ -1321,7 +1328,7 @@ def main(
             push_s=push_interval,
             pull_s=pull_interval,
             batch=batch,
-            concurrency=concurrency,
+            concurrency=concurrency or sites,
             users=users,
             think_s=think,
             counts=counts,
@@ -1334,6 +1341,7 @@ def main(
         return
     # The second run rewinds every ledger on purpose; the edge's warning says nothing here.
     logging.getLogger("edge_agent").setLevel(logging.ERROR)
+    concurrency = concurrency or 16
     logs = ROOT / "var" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
     with _scratch() as root:
