@@ -21,6 +21,27 @@ makes room for the next), until central holds all 200 days. Measured:
 
 Then central is checked: every event held once, every site's watermark at its last seq.
 
+**Live** (``--seconds S``): the chain at work for S seconds on a fresh database
+(``--database postgresql`` with each ``--workers`` value, or ``sqlite``: one process, as
+``jxc central serve`` insists). Central holds the sites' credentials, the 300 items the
+sites record (what their pull fetches), a user. Each site is an edge: a real ledger
+(``synchronous=FULL``), the agent's own ``Pusher`` every ``--push-interval`` s and
+``Puller`` (``edge_agent.catalog``, the master-data feed) every ``--pull-interval`` s (the
+agent's defaults, 2 and 10), a thread each job as the agent's scheduler gives it; events
+are appended at ``--rate`` a second per site at random moments (four appender threads),
+drawn within the site's own stock (``--mix stocked``: receive first, then sell what is
+held, so balances stay at or above zero; ``--mix sync`` is ``bench/sync.py``'s draw,
+which sells more than it receives). Meanwhile ``--users`` users, signed in, go round:
+one item's stock at a site, a site's stock page, an other receipt, an other issue of
+part of it (each ``Idempotency-Key``'d), pausing ``--think`` s between requests.
+Measured: the **sync round trip** (an event appended at the edge until the push that
+acknowledged it returned) p50/p99, events/s acknowledged, every request's latency by kind
+(p50/p99 against the aims: under 200 ms p50 and 2 s p99 for a user's), **errors** (any
+answer but a 2xx by kind and status, and every failure the edge's pusher and puller log,
+transport errors included), central's CPU and peak RSS (the server process and its
+workers, from ``/proc``), PostgreSQL's CPU. After the clock what is still pending is
+pushed (untimed) and central is checked as above.
+
 Run ``.venv/bin/python bench/chain.py --help``. Figures: ``docs/performance.md``.
 """
 
@@ -1305,7 +1326,7 @@ def main(
         float,
         typer.Option(min=0, help="live mode: sites append, push and pull for this long (0: day)"),
     ] = 0,
-    rate: Annotated[float, typer.Option(min=0.001, help="live: events a second per site")] = 0.5,
+    rate: Annotated[float, typer.Option(min=0.001, help="live: events a second per site")] = 0.05,
     push_interval: Annotated[float, typer.Option(min=0.1, help="live: push every s")] = 2.0,
     pull_interval: Annotated[float, typer.Option(min=0.1, help="live: pull every s")] = 10.0,
     users: Annotated[int, typer.Option(min=0, help="live: users querying and posting")] = 4,
