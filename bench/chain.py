@@ -664,6 +664,9 @@ class EdgeFailures(logging.Handler):
                 self.first.append(f"{record.getMessage()}: {reason[:300]}")
 
 
+NO_ANSWER = ("unreachable", "Timeout", "ConnectError", "RemoteProtocolError", "ReadError")
+"""What the edge logs for a request that got no answer at all."""
+
 DOC_LOCATION = "DOC-1"
 """A location only central's documents use, so the users' receipts and issues never meet
 the sites' own movements (an issue then never finds less than its receipt left)."""
@@ -745,9 +748,12 @@ class LiveSide:
 
     def summary(self) -> dict[str, Any]:
         errors = sum(sum(kind["errors"].values()) for kind in self.requests.values())
+        # The edge's failures with no answer (an answer but a 2xx is counted above already).
         errors += sum(
-            count for kind, count in self.edge_failures.items() if "central answered" not in kind
-        )  # a non-2xx answer is counted above already
+            count
+            for kind, count in self.edge_failures.items()
+            if any(word in kind for word in NO_ANSWER)
+        )
         users = [kind for name, kind in self.requests.items() if name not in ("push", "pull")]
         return {
             "name": self.name,
