@@ -27,6 +27,17 @@ app = typer.Typer(
 
 log = logging.getLogger("central_api.cli")
 
+KEEP_ALIVE_S = 30
+"""How long central keeps an idle HTTP connection open (uvicorn's default is 5 s).
+
+An edge's client (httpx) drops a pooled connection after 5 s idle and reuses it before
+that. With the server closing after 5 s as well, a request sent at that instant meets a
+connection the server has just closed: "Connection reset by peer" or "Server
+disconnected without sending a response", one or two pulls in 6,000 in
+``bench/chain.py --seconds`` (docs/performance.md, "The chain at work"). The side that
+closes idle connections first must be the client, so the server waits longer.
+"""
+
 _DATABASE_URL_HELP = (
     "sqlite:///path.db or postgresql+psycopg://user@host/db [env JXC_CENTRAL_DATABASE_URL]"
 )
@@ -176,6 +187,7 @@ def _run(settings: Settings, before_serving: Callable[[], None]) -> None:
             port=settings.port,
             workers=settings.workers,
             log_config=None,
+            timeout_keep_alive=KEEP_ALIVE_S,
             **_tls_options(settings),
         )
         return
@@ -192,6 +204,7 @@ def _run(settings: Settings, before_serving: Callable[[], None]) -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        timeout_keep_alive=KEEP_ALIVE_S,
         **_tls_options(settings),
     )
 

@@ -1,0 +1,43 @@
+"""Central keeps idle connections open longer than an edge's client keeps them.
+
+``bench/chain.py --seconds`` found one or two pulls in 6,000 failing with a reset
+connection: uvicorn closed idle connections after 5 s, exactly when httpx (the edge's
+client) still reused them. See ``central_api.cli.KEEP_ALIVE_S``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from central_api import cli
+from central_api.core import gc_tuning
+from central_api.core.config import Settings
+
+
+def _edge_keepalive_expiry_s() -> float:
+    """What the edge's client (``edge_agent.transport.central_client``: httpx's default
+    limits) keeps an idle connection for."""
+    expiry = httpx.Limits().keepalive_expiry
+    assert expiry is not None
+    return expiry
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_central_closes_idle_connections_after_the_edge_does(
+    workers: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: given.update(options))
+    # What serving changes in this process (the workers' environment, the collector's
+    # thresholds) is put back after the test.
+    monkeypatch.setenv("JXC_CENTRAL_DATABASE_URL", "unset")
+    monkeypatch.setenv("JXC_LOG_LEVEL", "WARNING")
+    monkeypatch.setattr(gc_tuning, "tune_for_serving", lambda **_: None)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'central.db'}", workers=workers)
+    cli._run(settings, lambda: None)
+    assert given["timeout_keep_alive"] > 2 * _edge_keepalive_expiry_s()
