@@ -8,7 +8,12 @@
    freshly migrated database. Baseline, in the same database and the same run: the same rows, as the
    database stores them, inserted straight into an identical table with ``executemany``
    (SQLite) or ``COPY`` (PostgreSQL), one transaction per batch, alternating with the
-   ingest batch by batch so that both sides run under the same conditions. Once more with fewer
+   ingest batch by batch so that both sides run under the same conditions. A second floor in
+   the same run, "raw, same rows": the driver alone writing the events and every other row
+   the push writes (an entry per event, balances and valuation state upserted, FIFO
+   layers, PO lines and orders updated, the watermark) into copies of central's tables
+   with their keys and indexes, one transaction per batch, between the other two sides;
+   both ratios are printed. Once more with fewer
    events through HTTP: a real ``jxc central serve`` process on loopback, fed the JSON an
    edge would send, so the cost of HTTP and of validating the wire contract shows.
    Two backlogs, each drained into its own fresh database against its own raw baseline:
