@@ -8,7 +8,12 @@
    freshly migrated database. Baseline, in the same database and the same run: the same rows, as the
    database stores them, inserted straight into an identical table with ``executemany``
    (SQLite) or ``COPY`` (PostgreSQL), one transaction per batch, alternating with the
-   ingest batch by batch so that both sides run under the same conditions. Once more with fewer
+   ingest batch by batch so that both sides run under the same conditions. A second floor in
+   the same run, "raw, same rows": the driver alone writing the events and every other row
+   the push writes (an entry per event, balances and valuation state upserted, FIFO
+   layers, PO lines and orders updated, the watermark) into copies of central's tables
+   with their keys and indexes, one transaction per batch, between the other two sides;
+   both ratios are printed. Once more with fewer
    events through HTTP: a real ``jxc central serve`` process on loopback, fed the JSON an
    edge would send, so the cost of HTTP and of validating the wire contract shows.
    Two backlogs, each drained into its own fresh database against its own raw baseline:
@@ -73,8 +78,10 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    DateTime,
     Engine,
     ForeignKeyConstraint,
+    Index,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -96,8 +103,11 @@ from central_api.models import (
     site_sync_state,
     stock_balances,
     valuation_entries,
+    valuation_layers,
     valuation_state,
 )
+from central_api.models.base import MicroUnits
+from central_api.models.stock import NO_LOT
 from central_api.schemas import sync as sync_schemas
 from central_api.schemas.sync import push_ack
 from central_api.services import ingest as ingest_module
@@ -456,6 +466,18 @@ class DrainResult:
     http_s: float = 0.0
     phases_ms: dict[str, float] = field(default_factory=dict)
     """With ``--phases``: milliseconds per batch spent in each step of the push."""
+    valuation: bool = True
+    floor_s: float = 0.0
+    """"Raw, same rows": the seconds of the driver writing every row the push writes."""
+    floor_ratio: float = 0.0
+    """Ingest against that floor: floor seconds over ingest seconds (the old ``ratio``
+    is the same quotient against the events-only floor)."""
+    floor_cpu_ratio: float = 0.0
+    floor_ms_p50: float = 0.0
+    floor_rows_per_event: dict[str, float] = field(default_factory=dict)
+    """Rows the floor wrote per event, by table (an upsert or update counts as one)."""
+    unmirrored_per_event: dict[str, float] = field(default_factory=dict)
+    """Rows the push left in tables the floor does not write (alerts, audit), per event."""
 
 
 @dataclass
@@ -668,6 +690,423 @@ def raw_inserter(engine: Engine) -> Iterator[Callable[[PushBatch], tuple[float, 
         raise RuntimeError(f"raw table holds {held} rows, {inserted} were inserted")
 
 
+# ------------------------------------------------------------ drain: the same-rows floor
+
+FLOOR_PREFIX = "bench_floor_"
+"""The same-rows floor writes into copies of central's own tables under this prefix."""
+
+_MICRO = Decimal("0.000001")
+
+
+def shadow_table(table: Table, bench_metadata: MetaData) -> Table:
+    """A copy of ``table`` named FLOOR_PREFIX + its name: its columns, primary key, unique
+    constraints and indexes (partial ones too), so a row written to it costs what one
+    written to the original does; no foreign keys (the floor checks nothing)."""
+    copy = Table(
+        FLOOR_PREFIX + table.name,
+        bench_metadata,
+        *(Column(column.name, column.type, nullable=column.nullable) for column in table.c),
+        PrimaryKeyConstraint(*(column.name for column in table.primary_key.columns)),
+        *(
+            UniqueConstraint(*(column.name for column in constraint.columns))
+            for constraint in table.constraints
+            if isinstance(constraint, UniqueConstraint)
+        ),
+    )
+    for number, index in enumerate(sorted(table.indexes, key=lambda i: str(i.name))):
+        Index(
+            f"ix_{copy.name}_{number}",
+            *(copy.c[column.name] for column in index.columns),
+            unique=index.unique,
+            **index.dialect_kwargs,
+        )
+    return copy
+
+
+def _row_maker(engine: Engine, table: Table) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A row by column name into the parameter tuple the driver receives for ``table``."""
+    dialect = engine.dialect
+    pairs = [
+        (column.name, column.type.dialect_impl(dialect).bind_processor(dialect))
+        for column in table.c
+    ]
+
+    def make(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            row[name] if processor is None else processor(row[name]) for name, processor in pairs
+        )
+
+    return make
+
+
+@dataclass
+class _FloorItem:
+    """What the floor carries per item from one batch to the next, to make the rows a
+    push would write: the running quantity and value (moving average, or the open
+    layers of a FIFO item), the last cost."""
+
+    qty: Decimal = Decimal(0)
+    value: Decimal = Decimal(0)
+    last_cost: Decimal = Decimal(1)
+    layers: list[list[Any]] = field(default_factory=list)
+    """FIFO only: [event_id, qty, value] oldest first."""
+
+
+@dataclass
+class FloorBatch:
+    """One batch's rows for every table the push writes, as driver tuples, by table."""
+
+    events: list[tuple[Any, ...]]
+    entries: list[tuple[Any, ...]]
+    balances: list[tuple[Any, ...]]
+    states: list[tuple[Any, ...]]
+    layer_keys: list[tuple[str, str]]
+    layers: list[tuple[Any, ...]]
+    po_lines: list[tuple[Any, ...]]
+    orders: list[tuple[Any, ...]]
+    watermark: tuple[Any, ...]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "ledger_events": len(self.events),
+            "valuation_entries": len(self.entries),
+            "stock_balances": len(self.balances),
+            "valuation_state": len(self.states),
+            "valuation_layers (deleted items + rows)": len(self.layer_keys) + len(self.layers),
+            "purchase_order_lines": len(self.po_lines),
+            "purchase_orders": len(self.orders),
+            "site_sync_state": 1,
+        }
+
+
+class FloorRows:
+    """Makes, before the clock starts, the rows a push of a batch writes besides its
+    events: an entry per event (moving average or FIFO, in the shape valuation writes),
+    a balance per (location, item, lot) touched, a valuation state per item touched, a
+    FIFO item's layers (deleted and rewritten, as valuation does), the touched PO lines'
+    four quantities and their orders' status, the watermark. The values are the floor's
+    own cheap bookkeeping, not valuation's rules: a row's cost to write depends on its
+    shape, its keys and the indexes, which are the real ones."""
+
+    def __init__(self, engine: Engine, *, valuation: bool, fifo: frozenset[str]) -> None:
+        self.valuation = valuation
+        self.fifo = fifo
+        self.items: dict[str, _FloorItem] = {}
+        self.received: dict[tuple[str, int], Decimal] = {}
+        self.version: dict[str, int] = {}
+        self.make_events = driver_rows_maker(engine)
+        self.entry = _row_maker(engine, valuation_entries)
+        self.balance = _row_maker(engine, stock_balances)
+        self.state = _row_maker(engine, valuation_state)
+        self.layer = _row_maker(engine, valuation_layers)
+        micro = MicroUnits().bind_processor(engine.dialect)
+        self.micro: Callable[[Decimal], Any] = micro if micro is not None else (lambda v: v)
+        stamp = DateTime(timezone=True).dialect_impl(engine.dialect)
+        self.stamp: Callable[[datetime], Any] = stamp.bind_processor(engine.dialect) or (
+            lambda v: v
+        )
+
+    def batch(self, batch: PushBatch) -> FloorBatch:
+        now = _now()
+        entries: list[tuple[Any, ...]] = []
+        touched: dict[str, LedgerEvent] = {}
+        sums: dict[tuple[str, str, str], tuple[str, Decimal]] = {}
+        lines: dict[tuple[str, int], None] = {}
+        for event in batch.events:
+            key = (event.location, event.item, event.lot or NO_LOT)
+            held = sums.get(key)
+            sums[key] = (event.uom, event.qty + (held[1] if held else 0))
+            if event.doc_type == "purchase_order" and event.doc_id and event.doc_line:
+                line = (event.doc_id, event.doc_line)
+                self.received[line] = self.received.get(line, Decimal(0)) + event.qty
+                lines[line] = None
+            if not self.valuation:
+                continue
+            touched[event.item] = event
+            entries.append(self.entry(self._value(event)))
+        states = [
+            self.state(
+                {
+                    "site_id": SITE,
+                    "item": item,
+                    "method": "fifo" if item in self.fifo else "moving_average",
+                    "qty": self.items[item].qty,
+                    "value": self.items[item].value,
+                    "last_cost": self.items[item].last_cost,
+                    "last_at": last.occurred_at,
+                    "last_event_id": str(last.event_id),
+                    "updated_at": now,
+                }
+            )
+            for item, last in touched.items()
+        ]
+        layer_keys = [(SITE, item) for item in touched if item in self.fifo]
+        layers = [
+            self.layer(
+                {
+                    "site_id": SITE,
+                    "item": item,
+                    "layer_no": number,
+                    "event_id": layer[0],
+                    "qty": layer[1],
+                    "value": layer[2],
+                }
+            )
+            for _site, item in layer_keys
+            for number, layer in enumerate(self.items[item].layers, start=1)
+        ]
+        balances = [
+            self.balance(
+                {
+                    "site_id": SITE,
+                    "location": key[0],
+                    "item": key[1],
+                    "lot": key[2],
+                    "uom": uom,
+                    "qty": qty,
+                    "updated_at": now,
+                }
+            )
+            for key, (uom, qty) in sums.items()
+        ]
+        po_lines = [
+            (*(self.micro(self.received[line]) for _ in range(2)), 0, 0, *line) for line in lines
+        ]
+        orders = []
+        for po_id in dict.fromkeys(line[0] for line in lines):
+            self.version[po_id] = self.version.get(po_id, 1) + 1
+            orders.append(("partly_received", self.version[po_id], self.stamp(now), po_id))
+        return FloorBatch(
+            events=self.make_events(batch.events),
+            entries=entries,
+            balances=balances,
+            states=states,
+            layer_keys=layer_keys,
+            layers=layers,
+            po_lines=po_lines,
+            orders=orders,
+            watermark=(batch.events[-1].seq, self.stamp(now), SITE),
+        )
+
+    def _value(self, event: LedgerEvent) -> dict[str, Any]:
+        """The entry of one event, by the floor's own running bookkeeping."""
+        item = self.items.setdefault(event.item, _FloorItem())
+        qty = event.qty
+        in_cost: Decimal | None = None
+        in_value = cogs = shortfall = Decimal(0)
+        if qty > 0:
+            in_cost = event.unit_cost if event.unit_cost is not None else item.last_cost
+            in_value = (qty * in_cost).quantize(_MICRO)
+            item.last_cost = in_cost
+            if event.item in self.fifo:
+                item.layers.append([str(event.event_id), qty, in_value])
+        elif event.item in self.fifo:
+            wanted = -qty
+            while wanted and item.layers:
+                layer = item.layers[0]
+                taken = min(wanted, layer[1])
+                part = layer[2] if taken == layer[1] else (layer[2] * taken / layer[1])
+                part = part.quantize(_MICRO)
+                cogs += part
+                layer[1] -= taken
+                layer[2] -= part
+                wanted -= taken
+                if not layer[1]:
+                    item.layers.pop(0)
+            shortfall = wanted
+            cogs += (wanted * item.last_cost).quantize(_MICRO)
+        else:
+            average = item.value / item.qty if item.qty > 0 else item.last_cost
+            cogs = (-qty * average).quantize(_MICRO)
+        item.qty += qty
+        item.value += in_value - cogs
+        return {
+            "event_id": str(event.event_id),
+            "site_id": event.site_id,
+            "item": event.item,
+            "occurred_at": event.occurred_at,
+            "kind": event.kind.value,
+            "qty": qty,
+            "in_cost": in_cost,
+            "cost_source": "event" if event.unit_cost is not None else "po_line",
+            "link": None,
+            "in_value": in_value,
+            "cogs": cogs,
+            "variance": Decimal(0),
+            "shortfall": shortfall,
+            "qty_after": item.qty,
+            "value_after": item.value,
+            "last_cost_after": item.last_cost,
+        }
+
+
+def _floor_statements(engine: Engine, tables: dict[str, Table]) -> dict[str, str]:
+    """The floor's SQL, one statement per table (``ingest``'s balance upsert, re-aimed)."""
+    quote = engine.dialect.identifier_preparer.quote
+    mark = "?" if engine.dialect.name == "sqlite" else "%s"
+
+    def insert_sql(table: Table) -> str:
+        names = ", ".join(quote(column.name) for column in table.c)
+        marks = ", ".join(mark for _ in table.c)
+        return f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+
+    balance = tables["stock_balances"].name
+    state = tables["valuation_state"]
+    state_set = ", ".join(
+        f"{quote(c.name)} = excluded.{quote(c.name)}" for c in state.c if not c.primary_key
+    )
+    return {
+        "ledger_events": insert_sql(tables["ledger_events"]),
+        "valuation_entries": insert_sql(tables["valuation_entries"]),
+        "stock_balances": (
+            insert_sql(tables["stock_balances"])
+            + " ON CONFLICT (site_id, location, item, lot) DO UPDATE SET "
+            f"qty = {balance}.qty + excluded.qty, updated_at = excluded.updated_at "
+            f"WHERE {balance}.uom = excluded.uom"
+        ),
+        "valuation_state": insert_sql(state)
+        + f" ON CONFLICT (site_id, item) DO UPDATE SET {state_set}",
+        "layers_delete": (
+            f"DELETE FROM {tables['valuation_layers'].name} "
+            f"WHERE site_id = {mark} AND item = {mark}"
+        ),
+        "valuation_layers": insert_sql(tables["valuation_layers"]),
+        "purchase_order_lines": (
+            f"UPDATE {tables['purchase_order_lines'].name} SET received_qty = {mark}, "
+            f"accepted_qty = {mark}, quarantined_qty = {mark}, returned_qty = {mark} "
+            f"WHERE po_id = {mark} AND line_no = {mark}"
+        ),
+        "purchase_orders": (
+            f"UPDATE {tables['purchase_orders'].name} SET status = {mark}, "
+            f"version = {mark}, updated_at = {mark} WHERE po_id = {mark}"
+        ),
+        "site_sync_state": (
+            f"UPDATE {tables['site_sync_state'].name} SET acked_through_seq = {mark}, "
+            f"updated_at = {mark} WHERE site_id = {mark}"
+        ),
+    }
+
+
+_FLOOR_TABLES = (
+    ledger_events,
+    valuation_entries,
+    stock_balances,
+    valuation_state,
+    valuation_layers,
+    purchase_order_lines,
+    purchase_orders,
+    site_sync_state,
+)
+_FLOOR_COPIED = ("purchase_orders", "purchase_order_lines")
+"""Tables the floor starts as copies of (the documents backlog's POs, seeded before)."""
+
+
+@contextlib.contextmanager
+def floor_inserter(
+    engine: Engine, *, valuation: bool, fifo: frozenset[str]
+) -> Iterator[Callable[[PushBatch], tuple[float, float, dict[str, int]]]]:
+    """Yield ``write(batch) -> (seconds, CPU seconds, rows by table)``: "raw, same rows",
+    the batch's events and every other row a push of it writes (:class:`FloorRows`) into
+    copies of central's tables, with the driver alone (``executemany``; ``COPY`` for the
+    events and entries on PostgreSQL, as ingest and valuation use), one transaction.
+    The rows are made before the clock starts."""
+    bench_metadata = MetaData()
+    tables = {table.name: shadow_table(table, bench_metadata) for table in _FLOOR_TABLES}
+    with engine.begin() as connection:
+        bench_metadata.create_all(connection)
+        for name in _FLOOR_COPIED:
+            # By name: migrations added columns in another order than the model lists them.
+            listed = ", ".join(column.name for column in tables[name].c)
+            connection.exec_driver_sql(
+                f"INSERT INTO {tables[name].name} ({listed}) SELECT {listed} FROM {name}"
+            )
+        connection.execute(
+            insert(tables["site_sync_state"]).values(
+                site_id=SITE, acked_through_seq=0, updated_at=_now()
+            )
+        )
+    statements = _floor_statements(engine, tables)
+    rows = FloorRows(engine, valuation=valuation, fifo=fifo)
+    raw = engine.raw_connection()
+    try:
+        dbapi = raw.driver_connection
+        if engine.dialect.name == "sqlite":
+            assert isinstance(dbapi, sqlite3.Connection)
+            sqlite_db = dbapi
+
+            def write_sqlite(batch: PushBatch) -> tuple[float, float, dict[str, int]]:
+                made = rows.batch(batch)
+                gc.collect()
+                started, cpu = time.perf_counter(), time.process_time()
+                sqlite_db.execute("BEGIN IMMEDIATE")
+                sqlite_db.executemany(statements["ledger_events"], made.events)
+                _write_rest(sqlite_db.executemany, statements, made)
+                sqlite_db.execute("COMMIT")
+                return time.perf_counter() - started, time.process_time() - cpu, made.counts()
+
+            yield write_sqlite
+        else:
+            assert isinstance(dbapi, psycopg.Connection)
+            pg = dbapi
+            copies = {}
+            for copied in ("ledger_events", "valuation_entries"):
+                names = sql.SQL(", ").join(sql.Identifier(c.name) for c in tables[copied].c)
+                target = sql.Identifier(tables[copied].name)
+                with pg.cursor() as cursor:
+                    cursor.execute(sql.SQL("SELECT {} FROM {} LIMIT 0").format(names, target))
+                    types = [column.type_code for column in cursor.description or ()]
+                copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, names)
+                copies[copied] = (copy_sql, types)
+            pg.commit()
+
+            def write_postgresql(batch: PushBatch) -> tuple[float, float, dict[str, int]]:
+                made = rows.batch(batch)
+                counts = made.counts()
+                gc.collect()
+                started, cpu = time.perf_counter(), time.process_time()
+                with pg.cursor() as cursor:
+                    for name, written in (
+                        ("ledger_events", made.events),
+                        ("valuation_entries", made.entries),
+                    ):
+                        if not written:
+                            continue
+                        copy_sql, types = copies[name]
+                        with cursor.copy(copy_sql) as copy:
+                            copy.set_types(types)
+                            for row in written:
+                                copy.write_row(row)
+                    made.entries = []
+                    _write_rest(cursor.executemany, statements, made)
+                pg.commit()
+                return time.perf_counter() - started, time.process_time() - cpu, counts
+
+            yield write_postgresql
+    finally:
+        raw.close()
+
+
+def _write_rest(
+    executemany: Callable[[str, list[tuple[Any, ...]]], Any],
+    statements: dict[str, str],
+    made: FloorBatch,
+) -> None:
+    """Everything but the events, one ``executemany`` per statement (SQLite: the entries
+    too; on PostgreSQL they went by ``COPY`` and are emptied before this call)."""
+    for name, written in (
+        ("valuation_entries", made.entries),
+        ("stock_balances", made.balances),
+        ("valuation_state", made.states),
+        ("layers_delete", made.layer_keys),
+        ("valuation_layers", made.layers),
+        ("purchase_order_lines", made.po_lines),
+        ("purchase_orders", made.orders),
+        ("site_sync_state", [made.watermark]),
+    ):
+        if written:
+            executemany(statements[name], written)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -718,38 +1157,60 @@ def raw_and_ingest(
     progress: Progress,
     label: str,
     profiler: cProfile.Profile | None = None,
-) -> tuple[list[float], list[float], float, float]:
-    """Each batch into the raw table and through ingest, alternately; both sides' seconds.
+    fifo: frozenset[str] = frozenset(),
+) -> tuple[Sides, Sides, Sides]:
+    """Each batch into the raw table, through the same-rows floor and through ingest,
+    alternately; each side's seconds.
 
     Alternating batch by batch, in turn which side goes first, puts both under the same
     disk, cache and neighbours: on this shared machine the raw rate alone varied by
-    more than half from one run to the next when the two ran one after the other.
+    more than half from one run to the next when the two ran one after the other. The
+    raw side and ingest keep the order they always had (raw first on even batches,
+    ingest first on odd ones); the same-rows floor goes between them.
     """
     task = progress.add_task(label, total=sum(len(b.events) for b in batches))
-    raw_times: list[float] = []
-    raw_cpu: list[float] = []
-    ingest_times: list[float] = []
-    ingest_cpu: list[float] = []
+    raw, floor, ingest = Sides(), Sides(), Sides()
+    valuing = "valuation" in _PROJECTIONS.names()
 
     def raw_side(batch: PushBatch) -> None:
         wall, cpu = raw_insert(batch)
-        raw_times.append(wall)
-        raw_cpu.append(cpu)
+        raw.add(wall, cpu)
 
-    with raw_inserter(engine) as raw_insert, engine.connect() as connection:
+    def floor_side(batch: PushBatch) -> None:
+        wall, cpu, counts = floor_write(batch)
+        floor.add(wall, cpu)
+        for name, count in counts.items():
+            floor.rows[name] = floor.rows.get(name, 0) + count
+
+    def ingest_side(batch: PushBatch) -> None:
+        cpu: list[float] = []
+        ingest.add(ingest_one(connection, batch, profiler=profiler, cpu=cpu), cpu[0])
+
+    with (
+        raw_inserter(engine) as raw_insert,
+        floor_inserter(engine, valuation=valuing, fifo=fifo) as floor_write,
+        engine.connect() as connection,
+    ):
         for number, batch in enumerate(batches):
-            if number % 2 == 0:
-                raw_side(batch)
-                ingest_times.append(
-                    ingest_one(connection, batch, profiler=profiler, cpu=ingest_cpu)
-                )
-            else:
-                ingest_times.append(
-                    ingest_one(connection, batch, profiler=profiler, cpu=ingest_cpu)
-                )
-                raw_side(batch)
+            sides = (raw_side, floor_side, ingest_side)
+            for side in sides if number % 2 == 0 else sides[::-1]:
+                side(batch)
             progress.advance(task, len(batch.events))
-    return raw_times, ingest_times, sum(raw_cpu), sum(ingest_cpu)
+    return raw, floor, ingest
+
+
+@dataclass
+class Sides:
+    """One side of the drain: seconds and CPU seconds per batch, and (the floor) the
+    rows it wrote, by table."""
+
+    times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def add(self, wall: float, cpu: float) -> None:
+        self.times.append(wall)
+        self.cpu.append(cpu)
 
 
 def replay(
@@ -978,7 +1439,7 @@ def phase_timer() -> Iterator[dict[str, float]]:
     for name, original in originals.items():
         setattr(ingest_module, name, _timed(original, name, spent))
     ack_model = sync_schemas.PushAck
-    sync_schemas.PushAck = _TimedValidation(ack_model, spent)  # type: ignore[misc]
+    sync_schemas.PushAck = _TimedValidation(ack_model, spent)  # type: ignore[misc,assignment]
     try:
         yield spent
     finally:
@@ -1024,6 +1485,7 @@ def drain(
     progress: Progress,
     profile_path: Path | None,
     phases: bool,
+    fifo: frozenset[str] = frozenset(),
 ) -> DrainResult:
     # CPU time, not the wall clock: on a shared machine the wall clock charges whatever
     # function was running when the scheduler took the core away.
@@ -1036,14 +1498,18 @@ def drain(
             if setup is not None:
                 setup(engine)
             with timing as spent:
-                raw_times, times, raw_cpu_s, ingest_cpu_s = raw_and_ingest(
+                raw, floor, ingest = raw_and_ingest(
                     engine,
                     batches,
                     progress=progress,
                     label=f"raw + ingest {kind} {backlog}",
                     profiler=profiler,
+                    fifo=fifo,
                 )
+            raw_times, times = raw.times, ingest.times
+            raw_cpu_s, ingest_cpu_s = sum(raw.cpu), sum(ingest.cpu)
             verify_central(engine, events)
+            unmirrored = _unmirrored_rows(engine)
             if backlog is Backlog.DOCUMENTS:
                 verify_documents(engine, events)
             checkpoint(engine)
@@ -1083,6 +1549,13 @@ def drain(
         first_tenth_eps=_rate(batches[: max(1, len(batches) // 10)], times),
         last_tenth_eps=_rate(batches[-max(1, len(batches) // 10) :], times[::-1]),
         replay_eps=sum(len(b.events) for b in replayed) / sum(replay_times),
+        valuation="valuation" in _PROJECTIONS.names(),
+        floor_s=sum(floor.times),
+        floor_ratio=sum(floor.times) / ingest_s,
+        floor_cpu_ratio=sum(floor.cpu) / ingest_cpu_s,
+        floor_ms_p50=statistics.median(floor.times) * 1000,
+        floor_rows_per_event={name: count / len(events) for name, count in floor.rows.items()},
+        unmirrored_per_event={name: count / len(events) for name, count in unmirrored.items()},
     )
     if spent:
         per_batch = {name: seconds * 1000 / len(batches) for name, seconds in spent.items()}
@@ -1104,6 +1577,19 @@ def drain(
         result.http_s = http_s
         result.http_eps = http_count / http_s
     return result
+
+
+_UNMIRRORED = ("alerts", "audit_log", "purchase_exceptions")
+"""Tables a push may write that the same-rows floor leaves out: counted after the drain,
+so the report says how much of what the push wrote the floor did not write."""
+
+
+def _unmirrored_rows(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return {
+            name: connection.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar_one()
+            for name in _UNMIRRORED
+        }
 
 
 def _rate(batches: Sequence[PushBatch], times: Sequence[float]) -> float:
@@ -1182,6 +1668,41 @@ def print_report(report: Report) -> None:
                     f"sqlite, {d.backlog} backlog: ingest at {d.ratio:.0%} of the raw insert "
                     f"rate ({d.cpu_ratio:.0%} by CPU time) -> {verdict} the aim of at least 50%"
                 )
+        floors = table(
+            "Against a floor that writes the same rows: the driver alone writing the events "
+            "and every other row the push writes, one transaction per batch",
+            (
+                "database",
+                "backlog",
+                "valuation",
+                "rows per event",
+                "push / floor p50 ms",
+                "ingest/floor",
+                "by CPU",
+                "ingest/raw",
+                "by CPU",
+            ),
+        )
+        for d in report.drains:
+            floors.add_row(
+                d.database,
+                d.backlog,
+                "on" if d.valuation else "off",
+                f"{sum(d.floor_rows_per_event.values()):.2f}",
+                f"{d.batch_ms_p50:.0f} / {d.floor_ms_p50:.0f}",
+                f"{d.floor_ratio:.2f}",
+                f"{d.floor_cpu_ratio:.2f}",
+                f"{d.ratio:.2f}",
+                f"{d.cpu_ratio:.2f}",
+            )
+        console.print(floors)
+        for d in report.drains:
+            written = ", ".join(
+                f"{name} {per:.3f}" for name, per in d.floor_rows_per_event.items() if per
+            )
+            console.print(f"{d.database}, {d.backlog}: floor rows per event: {written}")
+            left = ", ".join(f"{name} {per:.3f}" for name, per in d.unmirrored_per_event.items())
+            console.print(f"  left out of the floor, rows per event the push wrote: {left}")
         for d in report.drains:
             if d.phases_ms:
                 print_phases(d)
@@ -1340,6 +1861,9 @@ def main(
                 documents = documents_backlog(built, late_fraction=late_fraction, seed=seed)
                 backlogs.append((Backlog.DOCUMENTS, documents, batches_of(documents, batch_size)))
             catalog = catalog_of(seed)
+            fifo_items = frozenset(
+                item.code for number, item in enumerate(catalog.items) if number % 4 == 0
+            )
             gc.collect()
             gc.freeze()
             for kind in kinds:
@@ -1361,6 +1885,7 @@ def main(
                             progress=progress,
                             profile_path=profile,
                             phases=phases,
+                            fifo=frozenset() if name is Backlog.PLAIN else fifo_items,
                         )
                     )
             del built, batches, http_batches, backlogs

@@ -3,6 +3,7 @@ for any run of receipts (right and wrong lines, sites, items and units, over-rec
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -72,3 +73,71 @@ def test_rebuild_equals_incremental(
             rebuilt = po_progress.progress(connection)
             transaction.rollback()
     assert rebuilt == incremental
+
+
+_STATUSES = list(po_progress.PoStatus)
+
+
+def _tally(lines: list[tuple[Any, ...]], factors: dict[tuple[str, str], Any]) -> Any:
+    """A tally over fresh lines, with every unit factor known (no database needed)."""
+    tally = po_progress._Tally(
+        None,  # type: ignore[arg-type]
+        {
+            (f"PO-{n}", 1): po_progress._Line(
+                f"PO-{n}", 1, site, status, True, item, "PCS", base, over, 0, received
+            )
+            for n, (site, status, item, base, over, received) in enumerate(lines)
+        },
+        frozenset({("S01", "Q-1")}),
+    )
+    tally._factors = dict(factors)
+    return tally
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    lines=st.lists(
+        st.tuples(
+            st.sampled_from(["S01", "S02"]),
+            st.sampled_from(_STATUSES),
+            st.sampled_from(["PILL", "TEA"]),
+            st.integers(0, 50_000_000),
+            st.sampled_from([0, 5_000_000, 50_000_000]),
+            st.integers(0, 30_000_000),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    receipts=st.lists(
+        st.tuples(
+            st.sampled_from(["receipt", "receipt", "receipt", "transfer_in", "issue"]),
+            st.sampled_from(["S01", "S01", "S02"]),
+            st.sampled_from(["PILL", "PILL", "TEA"]),
+            st.sampled_from(["PCS", "PCS", "BOX", "KG"]),
+            st.integers(0, 5),
+            st.integers(-3_000_000, 20_000_000),
+            st.sampled_from(["A-1", "Q-1"]),
+        ),
+        max_size=12,
+    ),
+)
+def test_the_inline_loop_counts_as_apply_does(
+    lines: list[tuple[Any, ...]], receipts: list[tuple[Any, ...]]
+) -> None:
+    """``apply_all`` (the common receipt counted inline) leaves every line, the touched
+    set and the exceptions exactly as :meth:`apply` one receipt at a time does."""
+    factors = {(item, "BOX"): Decimal(12) for item in ("PILL", "TEA")}
+    factors |= {(item, "KG"): None for item in ("PILL", "TEA")}
+    made = [
+        po_progress._Receipt(
+            f"E-{n}", site, item, qty, uom, f"PO-{po}", 1, kind=kind, location=location
+        )
+        for n, (kind, site, item, uom, po, qty, location) in enumerate(receipts)
+    ]
+    one_by_one, inline = _tally(lines, factors), _tally(lines, factors)
+    for receipt in made:
+        one_by_one.apply(receipt)
+    inline.apply_all(made)
+    assert inline.lines == one_by_one.lines
+    assert inline.touched == one_by_one.touched
+    assert inline.exceptions == one_by_one.exceptions
