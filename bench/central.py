@@ -300,6 +300,25 @@ def _build(url: str, size: Size, seed: int) -> float:
     return time.perf_counter() - started
 
 
+def _upgraded(url: str) -> None:
+    """Bring a cached database to the newest migration (a new index, say) and refresh the
+    planner's statistics if that changed anything."""
+    engine = create_db_engine(url)
+    version = "SELECT version_num FROM alembic_version"
+    with engine.connect() as connection:
+        before = connection.exec_driver_sql(version).scalar_one()
+    engine.dispose()
+    upgrade_database(url)
+    engine = create_db_engine(url)
+    with engine.connect() as connection:
+        after = connection.exec_driver_sql(version).scalar_one()
+        if after != before:
+            console.print(f"cache migrated from {before} to {after}; analysing")
+            connection.exec_driver_sql("ANALYZE")
+            connection.commit()
+    engine.dispose()
+
+
 @contextmanager
 def built_database(
     kind: str, size: Size, *, workdir: Path, postgres_url: str, rebuild: bool, seed: int
@@ -317,6 +336,8 @@ def built_database(
                 Path(f"{partial}{suffix}").unlink(missing_ok=True)
             build_s = _build(f"sqlite:///{partial}", size, seed)
             partial.rename(cached)
+        else:
+            _upgraded(f"sqlite:///{cached}")
         work = workdir / "central_work.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{work}{suffix}").unlink(missing_ok=True)
@@ -339,6 +360,8 @@ def built_database(
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             build_s = _build(_pg_url(postgres_url, name), size, seed)
             marker.write_text(f"{size}\n")
+        else:
+            _upgraded(_pg_url(postgres_url, name))
         work = f"{name}_work"
         admin.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(work))
