@@ -305,6 +305,8 @@ def _worth_at(
     ``as_of``, in valuation order (``occurred_at``, ``event_id``): what it was worth then."""
     if not keys:
         return {}
+    if len(keys) <= _FEW_KEYS:
+        return _worth_at_each(connection, keys, as_of)
     site_ids = sorted({site for site, _item in keys})
     codes = sorted({item for _site, item in keys})
     ranked = (
@@ -335,6 +337,29 @@ def _worth_at(
         (row.site_id, row.item): _Worth(row.qty_after, row.value_after, row.last_cost_after)
         for row in connection.execute(select(ranked).where(ranked.c.rank == 1))
     }
+
+
+_FEW_KEYS: Final = 20
+"""Up to this many (site, item)s, :func:`_worth_at` reads each one's entry by the index,
+newest first, one row each; the window over every entry before ``as_of`` numbers all of a
+key's movements first (a quarter of a second for one with 50,000 of them on SQLite)."""
+
+
+def _worth_at_each(
+    connection: Connection, keys: Collection[tuple[str, str]], as_of: datetime
+) -> dict[tuple[str, str], _Worth]:
+    entries = valuation_entries.c
+    found: dict[tuple[str, str], _Worth] = {}
+    for site_id, item in sorted(keys):
+        row = connection.execute(
+            select(entries.qty_after, entries.value_after, entries.last_cost_after)
+            .where(entries.site_id == site_id, entries.item == item, entries.occurred_at <= as_of)
+            .order_by(entries.occurred_at.desc(), entries.event_id.desc())
+            .limit(1)
+        ).first()
+        if row is not None:
+            found[(site_id, item)] = _Worth(row.qty_after, row.value_after, row.last_cost_after)
+    return found
 
 
 def values_before(

@@ -33,6 +33,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from central_api.models.audit import audit_log
+from central_api.services import reports as reports_service
 from central_api.services.retail import takings
 from jxc.paths import CATEGORIES, ITEMS, PARTNERS, REPORTS, SITES
 from jxc.retail import RETAIL_RECEIPT, receipt_code
@@ -315,6 +316,24 @@ def test_every_report_against_the_figures_worked_out_by_hand(chain: TestClient) 
         }
     # the same chain (built once: it is the expensive part) for the exports
     exports_read_back_equal_the_report(chain)
+
+
+def test_values_as_of_a_moment_read_per_key_or_by_the_window_agree(
+    chain: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few (site, item)s are valued by one indexed read each, many by one window query
+    (``reports._FEW_KEYS``): both give the figures worked out by hand."""
+    by_hand = [
+        ("S01", "TEA", None, "20", "190", "9.5"),
+        ("S01", "PILL", "L1", "2", "10", "5"),
+        ("S02", "TEA", None, "5", "60", "12"),
+    ]
+    columns = ("site_id", "item", "lot", "qty", "value", "unit_cost")
+    per_key = report(chain, "stock-on-hand", as_of="2026-11-02T12:00:00Z")
+    monkeypatch.setattr(reports_service, "_FEW_KEYS", 0)
+    windowed = report(chain, "stock-on-hand", as_of="2026-11-02T12:00:00Z")
+    assert rows(per_key, *columns) == rows(windowed, *columns) == by_hand
+    assert per_key["totals"] == windowed["totals"] == {"value": "260"}
 
 
 def test_a_clerk_sees_no_money_and_a_user_of_one_site_only_it(chain: TestClient) -> None:

@@ -1,0 +1,668 @@
+"""The central at full size (issue 17, "What must be shown"): 5,000,000 ledger rows.
+
+A central database gets ``--rows`` movements (receipts with their own unit cost, sales)
+over ``--sites`` sites and ``--items`` items, each site stocking ``--items-per-site`` of
+them; one (site, item), ``S000``/``IT00000``, gets ``--heavy`` of those movements, spread
+over the whole period. Generating that through ingest would take hours on two cores, so
+the ledger rows, the balances, the valuation entries and states are written in bulk with
+the driver (``executemany`` on SQLite, binary ``COPY`` on PostgreSQL), in the shape the
+services write them: the ledger rows through ingest's own conversions, every valuation
+entry computed by valuation's own :func:`~central_api.services.valuation.apply` in
+``(occurred_at, event_id)`` order. ``--check`` then runs ``valuation.check`` over the
+whole database (the ledger valued from scratch, the balances summed), which proves the
+seeded state is what ingest would have left.
+
+The built database is kept under ``var/bench/central/`` (SQLite: a file; PostgreSQL: a
+database ``jxc_bench_central_<size>`` and a marker file) and reused by the next run with
+the same sizes (``--rebuild`` forces a new one). Each run measures on a copy (a file copy;
+``CREATE DATABASE ... TEMPLATE``), so the late event pushed leaves the cache untouched.
+
+Measured through the services the API calls, in process (no HTTP):
+
+* stock of one item at one site: ``services.stock.list_balances`` (``GET /stock``) for
+  ``--samples`` random (site, item) a site stocks, p50/p99 (aim: under 10 ms);
+* the stock-on-hand report of one site: ``services.reports.stock_on_hand`` with values,
+  p50/max over ``--sites-sampled`` sites (aim: under 1 s);
+* as-of-date stock of an item at a past date: ``stock_on_hand`` filtered to one site and
+  item with ``as_of`` and values, p50/p99 over random keys and for the 100,000-movement
+  key (aim: under 50 ms);
+* re-valuation after a late event: one receipt of the heavy key, dated in the middle of
+  its movements, pushed through ``services.ingest.ingest_batch`` with the app's
+  projections; the whole push and the valuation projection inside it (aim: under 100 ms).
+
+Run ``.venv/bin/python bench/central.py --help``. Figures: ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import psycopg
+import typer
+from common import ROOT, cli, console, finish, machine_info, table
+from psycopg import sql
+from sqlalchemy import Connection, Engine, func, make_url, select
+
+from central_api.core.db import create_db_engine, upgrade_database
+from central_api.models import (
+    items,
+    ledger_events,
+    site_sync_state,
+    stock_balances,
+    valuation_entries,
+    valuation_state,
+)
+from central_api.services import reports, valuation
+from central_api.services.ingest import _copy_rows, _insert_sql, _ledger_binds, ingest_batch
+from central_api.services.projections import AcceptedEvents, built_in_projections
+from central_api.services.stock import list_balances
+from central_api.services.valuation import Move, State, apply
+from jxc import uuid7
+from jxc.contract import LedgerEvent, PushBatch
+
+app = cli(__doc__)
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+SPAN = timedelta(days=600)
+MICRO = valuation.MICRO
+LOCATION = "A-01"
+HEAVY_SITE, HEAVY_ITEM = "S000", "IT00000"
+COSTS = (1_900_000, 2_000_000, 2_150_000)
+"""Unit costs of receipts, in micro-units: they differ, so a late receipt changes the
+average of everything after it."""
+BATCH = 50_000
+LAYOUT = 1
+"""Bumped when the generated data changes shape, so an old cache is not reused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    rows: int
+    sites: int
+    items: int
+    items_per_site: int
+    heavy: int
+
+    @property
+    def tag(self) -> str:
+        return (
+            f"r{self.rows}_s{self.sites}_i{self.items}_p{self.items_per_site}"
+            f"_h{self.heavy}_v{LAYOUT}"
+        )
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _site_ids(size: Size) -> list[str]:
+    return [f"S{n:03d}" for n in range(size.sites)]
+
+
+def _stocked(size: Size, rng: random.Random) -> dict[str, list[str]]:
+    """The items each site stocks; the heavy item is among the heavy site's."""
+    codes = [f"IT{n:05d}" for n in range(size.items)]
+    chosen = {
+        site: rng.sample(codes, min(size.items_per_site, size.items)) for site in _site_ids(size)
+    }
+    if HEAVY_ITEM not in chosen[HEAVY_SITE]:
+        chosen[HEAVY_SITE][0] = HEAVY_ITEM
+    return chosen
+
+
+def _fill(connection: Connection, size: Size, *, seed: int) -> None:
+    """Items, sites, the ledger and its projections, in bulk, as ingest would leave them."""
+    rng = random.Random(seed)
+    dialect = connection.dialect
+    postgres = dialect.name == "postgresql"
+    times = _ledger_binds(dialect).times
+    now = datetime.now(UTC)
+    sites = _site_ids(size)
+    stocked = _stocked(size, rng)
+    connection.execute(
+        items.insert(),
+        [
+            {
+                "item_code": f"IT{n:05d}",
+                "name": f"Item {n:05d}",
+                "uom": "pcs",
+                "active": True,
+                "version": 1,
+                "updated_at": now,
+            }
+            for n in range(size.items)
+        ],
+    )
+    connection.execute(
+        site_sync_state.insert(),
+        [{"site_id": s, "acked_through_seq": 0, "updated_at": now} for s in sites],
+    )
+    ledger_sql = _insert_sql(dialect, ledger_events)
+    entries_sql = _insert_sql(dialect, valuation_entries)
+
+    def write(ledger_rows: list[tuple[Any, ...]], entry_rows: list[tuple[Any, ...]]) -> None:
+        if postgres:
+            _copy_rows(connection, ledger_events, ledger_rows)
+            _copy_rows(connection, valuation_entries, entry_rows)
+        else:
+            connection.exec_driver_sql(ledger_sql, ledger_rows)
+            connection.exec_driver_sql(entries_sql, entry_rows)
+
+    seq = dict.fromkeys(sites, 0)
+    states: dict[tuple[str, str], valuation.State] = {}
+    last: dict[tuple[str, str], tuple[datetime, str]] = {}
+    heavy_every = size.rows // size.heavy if size.heavy else 0
+    heavy_left = size.heavy
+    step = SPAN / size.rows
+    pending: list[tuple[Any, ...]] = []
+    started = time.perf_counter()
+    for number in range(size.rows):
+        if heavy_left and number % heavy_every == 0:
+            site, code = HEAVY_SITE, HEAVY_ITEM
+            heavy_left -= 1
+        else:
+            site = sites[rng.randrange(size.sites)]
+            code = stocked[site][rng.randrange(len(stocked[site]))]
+            if site == HEAVY_SITE and code == HEAVY_ITEM:
+                code = stocked[site][1]
+        key = (site, code)
+        state = states.get(key)
+        if state is None:
+            state = states[key] = State(valuation.MOVING_AVERAGE)
+        qty = rng.randrange(1, 20) * MICRO
+        receipt = state.qty < qty or rng.random() < 0.5
+        at = T0 + step * number
+        event_id = str(uuid7())
+        seq[site] += 1
+        if receipt:
+            cost = COSTS[rng.randrange(3)]
+            move = Move(event_id, at, "receipt", qty, cost, "event")
+        else:
+            cost = None
+            move = Move(event_id, at, "sale", -qty, None, "out")
+        result = apply(state, move)
+        last[key] = (at, event_id)
+        pending.append(
+            (event_id, site, seq[site], at, move.kind, code, move.qty, cost, move, result)
+        )
+        if len(pending) == BATCH or number == size.rows - 1:
+            texts = times([row[3] for row in pending])
+            ledger_rows = []
+            entry_rows = []
+            for (eid, s, sq, _at, kind, item, q, c, mv, res), when in zip(
+                pending, texts, strict=True
+            ):
+                ledger_rows.append(
+                    (eid, s, sq, when, when, kind, item, None, None, LOCATION, q, "pcs", c)
+                    + (None,) * 6
+                )
+                entry_rows.append(
+                    (eid, s, item, when, kind, q, mv.in_cost, mv.cost_source, None, *res)
+                )
+            write(ledger_rows, entry_rows)
+            pending = []
+            done = number + 1
+            if done % 500_000 < BATCH or done == size.rows:
+                spent = time.perf_counter() - started
+                console.print(f"  {done:,} rows written in {spent:,.0f} s")
+    stamp = now if postgres else times([now])[0]
+    balance_rows = [
+        (site, LOCATION, code, "", "pcs", state.qty, stamp)
+        for (site, code), state in states.items()
+    ]
+    if postgres:
+        _copy_rows(connection, stock_balances, balance_rows)
+    else:
+        connection.exec_driver_sql(_insert_sql(dialect, stock_balances), balance_rows)
+    state_rows = []
+    for key, state in states.items():
+        at, event_id = last[key]
+        state_rows.append(
+            (
+                key[0],
+                key[1],
+                state.method,
+                state.qty,
+                state.value,
+                state.last_cost,
+                at,
+                event_id,
+                now,
+            )
+        )
+    if postgres:
+        _copy_rows(connection, valuation_state, state_rows)
+    else:
+        moments = times([row[6] for row in state_rows])
+        connection.exec_driver_sql(
+            _insert_sql(dialect, valuation_state),
+            [
+                (*row[:6], moment, row[7], stamp)
+                for row, moment in zip(state_rows, moments, strict=True)
+            ],
+        )
+    for site in sites:
+        connection.execute(
+            site_sync_state.update()
+            .where(site_sync_state.c.site_id == site)
+            .values(acked_through_seq=seq[site])
+        )
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+@dataclass
+class Built:
+    url: str
+    build_s: float | None
+    """None: reused from the cache."""
+    size_mb: float
+
+
+def _admin(postgres_url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(postgres_url, autocommit=True)
+
+
+def _pg_url(postgres_url: str, name: str) -> str:
+    return (
+        make_url(postgres_url)
+        .set(drivername="postgresql+psycopg", database=name)
+        .render_as_string(hide_password=False)
+    )
+
+
+def _build(url: str, size: Size, seed: int) -> float:
+    upgrade_database(url)
+    engine = create_db_engine(url)
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA cache_size = -1000000")
+        _fill(connection, size, seed=seed)
+    with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("ANALYZE")
+    engine.dispose()
+    if url.startswith("postgresql"):
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+    return time.perf_counter() - started
+
+
+def _upgraded(url: str) -> None:
+    """Bring a cached database to the newest migration (a new index, say) and refresh the
+    planner's statistics if that changed anything."""
+    engine = create_db_engine(url)
+    version = "SELECT version_num FROM alembic_version"
+    with engine.connect() as connection:
+        before = connection.exec_driver_sql(version).scalar_one()
+    engine.dispose()
+    upgrade_database(url)
+    engine = create_db_engine(url)
+    with engine.connect() as connection:
+        after = connection.exec_driver_sql(version).scalar_one()
+        if after != before:
+            console.print(f"cache migrated from {before} to {after}; analysing")
+            connection.exec_driver_sql("ANALYZE")
+            connection.commit()
+    engine.dispose()
+
+
+@contextmanager
+def built_database(
+    kind: str, size: Size, *, workdir: Path, postgres_url: str, rebuild: bool, seed: int
+) -> Iterator[Built]:
+    """A working copy of the cached database of ``size`` (built first if need be)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    build_s: float | None = None
+    if kind == "sqlite":
+        cached = workdir / f"central_{size.tag}.db"
+        if rebuild or not cached.exists():
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{cached}{suffix}").unlink(missing_ok=True)
+            partial = workdir / f"central_{size.tag}.building.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{partial}{suffix}").unlink(missing_ok=True)
+            build_s = _build(f"sqlite:///{partial}", size, seed)
+            partial.rename(cached)
+        else:
+            _upgraded(f"sqlite:///{cached}")
+        work = workdir / "central_work.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{work}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(cached, work)
+        try:
+            yield Built(f"sqlite:///{work}", build_s, cached.stat().st_size / 2**20)
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{work}{suffix}").unlink(missing_ok=True)
+        return
+    name = f"jxc_bench_central_{size.rows}_{size.heavy}_v{LAYOUT}"
+    marker = workdir / f"postgresql_{size.tag}.built"
+    with _admin(postgres_url) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if rebuild or not exists or not marker.exists():
+            marker.unlink(missing_ok=True)
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            build_s = _build(_pg_url(postgres_url, name), size, seed)
+            marker.write_text(f"{size}\n")
+        else:
+            _upgraded(_pg_url(postgres_url, name))
+        work = f"{name}_work"
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(work))
+        )
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(work), sql.Identifier(name)
+            )
+        )
+        row = admin.execute("SELECT pg_database_size(%s)", (name,)).fetchone()
+        size_mb = (row[0] if row else 0) / 2**20
+    try:
+        yield Built(_pg_url(postgres_url, work), build_s, size_mb)
+    finally:
+        with _admin(postgres_url) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(work))
+            )
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Figure:
+    what: str
+    p50_ms: float
+    high_ms: float
+    high_label: str
+    aim_ms: float | None
+    note: str = ""
+
+    @property
+    def meets(self) -> bool | None:
+        return None if self.aim_ms is None else self.high_ms < self.aim_ms
+
+
+@dataclass
+class Run:
+    database: str
+    url: str
+    build_s: float | None
+    size_mb: float
+    check: str = "not run"
+    figures: list[Figure] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    command: str
+    size: dict[str, int]
+    machine: dict[str, Any]
+    runs: list[Run] = field(default_factory=list)
+
+
+def _timed(run: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    run()
+    return (time.perf_counter() - started) * 1000
+
+
+def _p99(times: list[float]) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def _measure(
+    engine: Engine, size: Size, *, samples: int, sites_sampled: int, seed: int
+) -> list[Figure]:
+    rng = random.Random(seed + 1)
+    stocked = _stocked(size, random.Random(seed))  # the same draw as the build's
+    sites = _site_ids(size)
+    keys = []
+    for _ in range(samples):
+        site = sites[rng.randrange(len(sites))]
+        keys.append((site, stocked[site][rng.randrange(len(stocked[site]))]))
+    figures: list[Figure] = []
+    with engine.connect() as connection:
+        list_balances(connection=connection, site_id=sites[0], item=keys[0][1])  # warm up
+        times = [
+            _timed(lambda s=s, i=i: list_balances(connection=connection, site_id=s, item=i))
+            for s, i in keys
+        ]
+        figures.append(
+            Figure(
+                f"stock of one item at one site ({samples:,} random keys)",
+                statistics.median(times),
+                _p99(times),
+                "p99",
+                10,
+            )
+        )
+        chosen_sites = rng.sample(sites, min(sites_sampled, len(sites)))
+        times, rows = [], 0
+        for site in chosen_sites:
+            started = time.perf_counter()
+            report = reports.stock_on_hand(
+                connection, reports.StockFilter(site_id=site), financial=True
+            )
+            times.append((time.perf_counter() - started) * 1000)
+            rows = max(rows, len(report.rows))
+        figures.append(
+            Figure(
+                f"stock-on-hand report of one site, with values ({len(chosen_sites)} sites)",
+                statistics.median(times),
+                max(times),
+                "max",
+                1000,
+                f"up to {rows:,} rows",
+            )
+        )
+        as_of_keys = keys[: max(1, samples // 5)]
+        times = []
+        for site, code in as_of_keys:
+            past = T0 + SPAN * rng.uniform(0.1, 0.9)
+            chosen = reports.StockFilter(site_id=site, item=code)
+            times.append(
+                _timed(
+                    lambda c=chosen, p=past: reports.stock_on_hand(
+                        connection, c, as_of=p, financial=True
+                    )
+                )
+            )
+        figures.append(
+            Figure(
+                f"as-of-date stock of an item at a past date ({len(as_of_keys)} random keys)",
+                statistics.median(times),
+                _p99(times),
+                "p99",
+                50,
+            )
+        )
+        heavy = reports.StockFilter(site_id=HEAVY_SITE, item=HEAVY_ITEM)
+        times = [
+            _timed(
+                lambda f=fraction: reports.stock_on_hand(
+                    connection, heavy, as_of=T0 + SPAN * f, financial=True
+                )
+            )
+            for fraction in (0.2, 0.35, 0.5, 0.65, 0.8)
+        ]
+        figures.append(
+            Figure(
+                f"as-of-date stock of the {size.heavy:,}-movement item (5 dates)",
+                statistics.median(times),
+                max(times),
+                "max",
+                50,
+            )
+        )
+    figures.append(_late_event(engine, size))
+    return figures
+
+
+def _late_event(engine: Engine, size: Size) -> Figure:
+    """One receipt of the heavy key dated in the middle of its movements, pushed."""
+    projections = built_in_projections()
+    spent: list[float] = []
+
+    def timed_valuation(connection: Connection, accepted: AcceptedEvents) -> None:
+        started = time.perf_counter()
+        valuation.project(connection, accepted)
+        spent.append((time.perf_counter() - started) * 1000)
+
+    projections.remove(valuation.NAME)
+    projections.add(valuation.NAME, timed_valuation)
+    pushes: list[float] = []
+    with engine.connect() as connection:
+        for fraction in (0.5, 0.45, 0.55):
+            acked = connection.execute(
+                select(site_sync_state.c.acked_through_seq).where(
+                    site_sync_state.c.site_id == HEAVY_SITE
+                )
+            ).scalar_one()
+            connection.rollback()
+            event = LedgerEvent(
+                event_id=uuid.UUID(str(uuid7())),
+                site_id=HEAVY_SITE,
+                seq=acked + 1,
+                occurred_at=T0 + SPAN * fraction + timedelta(seconds=1),
+                kind="receipt",
+                item=HEAVY_ITEM,
+                location=LOCATION,
+                qty=Decimal(7),
+                uom="pcs",
+                unit_cost=Decimal("2.5"),
+            )
+            started = time.perf_counter()
+            ingest_batch(
+                connection=connection,
+                batch=PushBatch(site_id=HEAVY_SITE, events=[event]),
+                received_at=datetime.now(UTC),
+                projections=projections,
+            )
+            pushes.append((time.perf_counter() - started) * 1000)
+        later = connection.execute(
+            select(func.count())
+            .select_from(valuation_entries)
+            .where(
+                valuation_entries.c.site_id == HEAVY_SITE,
+                valuation_entries.c.item == HEAVY_ITEM,
+                valuation_entries.c.occurred_at > T0 + SPAN * 0.5,
+            )
+        ).scalar_one()
+        connection.rollback()
+    return Figure(
+        f"late event of the {size.heavy:,}-movement item, whole push (3 pushes)",
+        statistics.median(pushes),
+        max(pushes),
+        "max",
+        100,
+        f"valuation part p50 {statistics.median(spent):,.0f} ms, max {max(spent):,.0f} ms; "
+        f"{later:,} later entries re-valued",
+    )
+
+
+def _check(url: str) -> str:
+    engine = create_db_engine(url)
+    started = time.perf_counter()
+    with engine.connect() as connection:
+        differences = valuation.check(connection)
+    engine.dispose()
+    spent = time.perf_counter() - started
+    if differences:
+        return f"FAILED: {len(differences)} differences, first {differences[0]} ({spent:,.0f} s)"
+    return f"valuation.check over the whole database: no difference ({spent:,.0f} s)"
+
+
+def _print(report: Report) -> None:
+    for run in report.runs:
+        built = "reused from the cache" if run.build_s is None else f"built in {run.build_s:,.0f} s"
+        shown = table(
+            f"central at {report.size['rows']:,} ledger rows, {report.size['sites']} sites, "
+            f"{report.size['items']:,} items ({run.database}; {built}; {run.size_mb:,.0f} MB)",
+            ["what", "p50 ms", "p99/max ms", "aim ms", "meets", "note"],
+            left={"what", "note"},
+        )
+        for f in run.figures:
+            verdict = "" if f.meets is None else ("[green]yes[/]" if f.meets else "[red]NO[/]")
+            shown.add_row(
+                f.what,
+                f"{f.p50_ms:,.1f}",
+                f"{f.high_ms:,.1f} {f.high_label}",
+                "" if f.aim_ms is None else f"{f.aim_ms:,.0f}",
+                verdict,
+                f.note,
+            )
+        console.print(shown)
+        console.print(f"{run.database}: {run.check}")
+
+
+@app.command()
+def main(
+    rows: Annotated[int, typer.Option(help="ledger rows")] = 5_000_000,
+    sites: Annotated[int, typer.Option(help="sites")] = 200,
+    item_count: Annotated[int, typer.Option("--items", help="items")] = 10_000,
+    items_per_site: Annotated[int, typer.Option(help="items each site stocks")] = 2_000,
+    heavy: Annotated[int, typer.Option(help="movements of the one heavy (site, item)")] = 100_000,
+    database: Annotated[str, typer.Option(help="sqlite, postgresql or both")] = "both",
+    samples: Annotated[int, typer.Option(help="random (site, item) for the stock query")] = 1_000,
+    sites_sampled: Annotated[int, typer.Option(help="sites for the stock-on-hand report")] = 5,
+    check: Annotated[
+        bool, typer.Option(help="run valuation.check over the whole database")
+    ] = False,
+    rebuild: Annotated[bool, typer.Option(help="build afresh even if cached")] = False,
+    workdir: Annotated[Path, typer.Option(help="the cache")] = ROOT / "var" / "bench" / "central",
+    postgres_url: Annotated[
+        str, typer.Option(help="an existing PostgreSQL database to create the others from")
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+    seed: Annotated[int, typer.Option(help="seed of the generated ledger")] = 17,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write JSON")] = None,
+) -> None:
+    if database not in ("sqlite", "postgresql", "both"):
+        raise typer.BadParameter("--database: sqlite, postgresql or both")
+    size = Size(rows, sites, item_count, items_per_site, min(heavy, rows // 2))
+    report = Report(
+        command=" ".join(["bench/central.py", *sys.argv[1:]]),
+        size={"rows": rows, "sites": sites, "items": item_count, "heavy": size.heavy},
+        machine=machine_info(),
+    )
+    console.print(report.machine)
+    for kind in ("sqlite", "postgresql") if database == "both" else (database,):
+        with built_database(
+            kind, size, workdir=workdir, postgres_url=postgres_url, rebuild=rebuild, seed=seed
+        ) as built:
+            label = "built" if built.build_s is not None else "reused"
+            console.print(f"{kind}: {label} ({built.size_mb:,.0f} MB)")
+            run = Run(kind, built.url, built.build_s, built.size_mb)
+            if check:
+                run.check = _check(built.url)
+                console.print(f"{kind}: {run.check}")
+            engine = create_db_engine(built.url)
+            try:
+                run.figures = _measure(
+                    engine, size, samples=samples, sites_sampled=sites_sampled, seed=seed
+                )
+            finally:
+                engine.dispose()
+            report.runs.append(run)
+    finish(report, _print, json_out)
+
+
+if __name__ == "__main__":
+    app()
