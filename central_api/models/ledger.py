@@ -64,7 +64,7 @@ ledger_events = Table(
     Column("doc_id", String(64), nullable=True),
     Column("doc_line", BigInteger, nullable=True),
     UniqueConstraint("site_id", "seq"),
-    # An item's movements at a site in time order: stock as of a past moment (migration 0035).
+    # An item's movements at a site in time order: stock as of a past moment (migration 0036).
     Index(None, "site_id", "item", "occurred_at"),
     # Only the events that name a document (migration 0017): ingest pays nothing for the rest.
     Index(

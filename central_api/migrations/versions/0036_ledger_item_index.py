@@ -1,7 +1,7 @@
 """The ledger: an index on (site_id, item, occurred_at) for stock as of a past moment.
 
-Revision ID: 0035
-Revises: 0034
+Revision ID: 0036
+Revises: 0035
 Create Date: 2026-12-05
 
 Stock of an item as of a past moment is summed from the ledger by ``occurred_at``
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0035"
-down_revision: str | None = "0034"
+revision: str = "0036"
+down_revision: str | None = "0035"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
