@@ -31,11 +31,20 @@ __all__ = ["broker_fixture", "mqtt_broker_fixture", "no_leaks_fixture"]  # used 
 class Listener:
     """A subscriber that keeps every message, per topic, in arrival order."""
 
-    def __init__(self, broker: Broker, topic: str) -> None:
+    def __init__(self, broker: Broker, topic: str, *, persistent: bool = False) -> None:
+        """``persistent``: a session the broker keeps (and saves across its restart), so
+        what is published while this listener is away (a broker outage) is still owed to
+        it when it is back; it retries the broker every second meanwhile."""
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"l-{uuid.uuid4().hex}")
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"l-{uuid.uuid4().hex}",
+            clean_session=not persistent,
+        )
+        if persistent:
+            self._client.reconnect_delay_set(min_delay=1, max_delay=1)
         self._client.on_message = self._received
         self._client.on_subscribe = lambda *args: self._ready.set()
         self._client.on_connect = lambda client, *args: client.subscribe(topic, qos=1)
@@ -70,8 +79,8 @@ def listen(broker: Broker, no_mqtt_leaks: None) -> Iterator[type[Listener]]:
     made: list[Listener] = []
 
     class Made(Listener):
-        def __init__(self, broker_: Broker, topic: str) -> None:
-            super().__init__(broker_, topic)
+        def __init__(self, broker_: Broker, topic: str, *, persistent: bool = False) -> None:
+            super().__init__(broker_, topic, persistent=persistent)
             made.append(self)
 
     yield Made
@@ -124,10 +133,12 @@ def test_scanner_twin_keeps_reads_through_a_broker_outage(
 ) -> None:
     with MqttScannerTwin(device_id, port=broker.port) as twin:
         assert twin.wait_connected(patience_timeout(10))
+        # Subscribed before the outage, in a session the broker keeps: the twin may be back
+        # and send what it owes before a listener made after the outage had subscribed.
+        listener = listen(broker, f"jxc/scanners/{device_id}/scan", persistent=True)
         with broker.down():
             eventually(lambda: not twin.connected, within=5)
             twin.scan("DURING")
-        listener = listen(broker, f"jxc/scanners/{device_id}/scan")
         twin.scan("AFTER")
         eventually(lambda: len(listener.payloads("/scan")) == 2, within=10, what="both")
     assert [json.loads(p)["data"] for p in listener.payloads("/scan")] == ["DURING", "AFTER"]
