@@ -451,12 +451,17 @@ SPECS: Final[tuple[ReportSpec, ...]] = (
         "count-accuracy",
         N_("Count accuracy"),
         N_("Per site, the share of counted lines that matched the system's quantity."),
-        "盘点准确率: per site over its posted count sessions, lines counted, lines without "
-        "a variance and the rate; for a financial reader also the value counted, the value "
-        "counted right and the value-weighted rate, at each session's snapshot cost.",
+        "盘点准确率: per site over its posted count sessions (those whose snapshot falls in "
+        "the period, when one is given), lines counted, lines without a variance and the "
+        "rate; for a financial reader also the value counted, the value counted right and "
+        "the value-weighted rate, at each session's snapshot cost.",
         "stock_count.read",
         service.ACCURACY_COLUMNS,
-        (SITE,),
+        (
+            SITE,
+            Filter("since", "since", "snapshot from (UTC if no offset)"),
+            Filter("until", "until", "snapshot before"),
+        ),
         _by_name(service.count_accuracy, money_dropped=True),
         chart="rates",
     ),

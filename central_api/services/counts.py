@@ -337,19 +337,29 @@ def accuracy(
     site_id: str | None,
     visible: frozenset[str] | None,
     financial: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[Accuracy]:
     """Per site, over posted sessions: lines counted, lines without a variance; with
-    ``financial``, the value of both at each session's snapshot cost."""
+    ``financial``, the value of both at each session's snapshot cost. ``since`` and
+    ``until`` keep the sessions whose snapshot falls in that period (a month's accuracy is
+    that of the counts taken in the month, whenever they were approved)."""
     is_right = stock_count_lines.c.counted_qty == stock_count_lines.c.system_qty
     right = func.sum(case((is_right, 1), else_=0))
-    conditions = page_conditions(
-        stock_counts.c.site_id,
-        stock_counts.c.count_id,
-        after=None,
-        site_id=site_id,
-        visible=visible,
-        limit=1,
+    conditions = list(
+        page_conditions(
+            stock_counts.c.site_id,
+            stock_counts.c.count_id,
+            after=None,
+            site_id=site_id,
+            visible=visible,
+            limit=1,
+        )
     )
+    if since is not None:
+        conditions.append(stock_counts.c.snapshot_at >= since)
+    if until is not None:
+        conditions.append(stock_counts.c.snapshot_at < until)
     query = (
         select(
             stock_counts.c.site_id,

@@ -1420,6 +1420,8 @@ def count_accuracy(
     connection: Connection,
     *,
     site_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     visible: Collection[str] | None = None,
     financial: bool = False,
 ) -> Report:
@@ -1432,6 +1434,8 @@ def count_accuracy(
     found = counts.accuracy(
         connection,
         site_id=site_id,
+        since=since,
+        until=until,
         visible=None if visible is None else frozenset(visible),
         financial=financial,
     )

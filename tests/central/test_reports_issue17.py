@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -145,6 +146,16 @@ def test_count_accuracy_report_by_hand_and_as_the_count_api_says(counted: TestCl
     }
     assert ok(counted.get(COUNT_ACCURACY)) == answer["rows"]
     assert report(counted, "count-accuracy", site_id="S02")["rows"] == []
+    # A period: the sessions whose snapshot falls in it (the count above was opened now).
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    in_an_hour = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert report(counted, "count-accuracy", since=hour_ago)["rows"] == answer["rows"]
+    assert report(counted, "count-accuracy", since=in_an_hour)["rows"] == []
+    assert report(counted, "count-accuracy", until=hour_ago)["rows"] == []
+    assert ok(counted.get(COUNT_ACCURACY, params={"since": hour_ago})) == answer["rows"]
+    assert ok(counted.get(COUNT_ACCURACY, params={"until": hour_ago})) == []
+    bad_day = counted.get(COUNT_ACCURACY, params={"since": "0001-01-01T00:00:00+14:00"})
+    assert bad_day.status_code == 422, bad_day.text
     # Without the financial group: the line figures only, in the report and the API.
     add_role(counted.app.state.engine, "count_reader", "stock_count.read", financial=False)  # type: ignore[attr-defined]
     counter = as_user(counted, "counter", ["count_reader"])
@@ -207,7 +218,8 @@ def test_count_accuracy_report_by_hand_and_as_the_count_api_says(counted: TestCl
                 audit_log.c.action == "report.read", audit_log.c.resource_id == "count-accuracy"
             )
         ).all()
-    assert len(entries) == 6  # json, json of S02, the counter's, csv, xlsx, the S02 manager's
+    # json, json of S02, three of a period, the counter's, csv, xlsx, the S02 manager's
+    assert len(entries) == 9
 
 
 def test_receivables_ageing_report_as_the_ageing_api_says(chain: TestClient) -> None:  # noqa: F811

@@ -9,6 +9,7 @@ leaves an audit entry. Values at cost are absent for a role without the financia
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -51,7 +52,7 @@ from central_api.schemas.inventory import (
     TransferPage,
     TransferStatusText,
 )
-from central_api.services import counts, transfers
+from central_api.services import counts, reports, transfers
 from central_api.services import inventory as service
 from central_api.services.documents import DocCommand
 from jxc.contract import Code, SiteId
@@ -519,14 +520,22 @@ def read_count_accuracy(
     connection: ConnDep,
     principal: PrincipalDep,
     site_id: Annotated[SiteId | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description="snapshot from (UTC if no offset)")] = None,
+    until: Annotated[datetime | None, Query(description="snapshot before")] = None,
 ) -> list[AccuracyOut]:
-    """Count accuracy per site over posted sessions: lines counted right / lines counted;
-    for a role with the financial group also value-weighted (value of the lines counted
-    right / value counted, at each session's snapshot cost)."""
+    """Count accuracy per site over posted sessions (those whose snapshot falls in
+    ``since``..``until`` when given): lines counted right / lines counted; for a role with
+    the financial group also value-weighted (value of the lines counted right / value
+    counted, at each session's snapshot cost)."""
     return [
         AccuracyOut.model_validate(counts.accuracy_row(each))
         for each in counts.accuracy(
-            connection, site_id=site_id, visible=principal.sites, financial=principal.financial
+            connection,
+            site_id=site_id,
+            since=reports.checked_moment(since, "since"),
+            until=reports.checked_moment(until, "until"),
+            visible=principal.sites,
+            financial=principal.financial,
         )
     ]
 
