@@ -22,6 +22,7 @@ from central_api.core.config import Settings
 from central_api.errors import WriteBusyError
 from jxc.paths import SYNC_EVENTS
 from tests.central.conftest import EverySiteAuth, SiteLedger, central_app
+from tests.central.test_write_line import assert_busy_answer
 from tests.patience import patience_timeout
 
 RETRY_AFTER_S = 3
@@ -75,13 +76,7 @@ def test_a_push_beyond_the_limit_is_answered_503_and_goes_through_once_a_slot_is
         release.set()
         pusher.join(patience_timeout(30))
 
-    assert refused.status_code == 503, refused.text
-    assert refused.headers["retry-after"] == str(RETRY_AFTER_S)
-    assert refused.headers["content-type"] == "application/problem+json"
-    body = refused.json()
-    assert body["status"] == 503
-    assert "busy" in body["detail"]
-    assert "nothing was changed" in body["detail"]
+    assert_busy_answer(refused, RETRY_AFTER_S)
     assert busy_count(registry, "admission") == refused_before + 1
     assert answers == [200]
     assert app.state.push_admission.inside == 0
