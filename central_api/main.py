@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from central_api.api.admission import Admission, automatic_limit
 from central_api.api.body_limit import BodyLimit
 from central_api.api.credential_first import CredentialFirst
 from central_api.api.errors import install_error_handlers
@@ -79,7 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def attach_database(app: FastAPI, settings: Settings) -> None:
     """Give ``app`` everything it keeps per database: the one place that makes it.
 
-    The engine (and through it SQLite's write gate), the push group, the token signer
+    The engine (and through it SQLite's write gate), the push group and the pushes'
+    admission, the token signer
     with its cached key, the projections registry and the settings the routes read all
     live in ``app.state`` and are made here, from nothing that outlives the call. The
     routes, middleware and guards that :func:`create_app` adds around them hold no data.
@@ -104,6 +106,11 @@ def attach_database(app: FastAPI, settings: Settings) -> None:
         PushGroup(engine, wait_s=settings.write_wait_s, retry_after_s=settings.busy_retry_after_s)
         if engine.dialect.name == "sqlite" and settings.group_commit
         else None
+    )
+    app.state.push_admission = Admission(
+        limit=settings.max_pushes_in_flight or automatic_limit(engine),
+        wait_s=settings.write_wait_s,
+        retry_after_s=settings.busy_retry_after_s,
     )
     app.state.token_signer = TokenSigner(engine, ttl_s=settings.token_ttl_s)
     app.state.projections = built_in_projections(

@@ -81,6 +81,13 @@ class CentralMetrics:
         self.pushes = Counter(
             "jxc_ingest_pushes", "Pushes ingested (batches answered 200).", registry=self.registry
         )
+        self.busy_pushes = Counter(
+            "jxc_ingest_pushes_busy",
+            "Pushes answered 503 busy, nothing stored: not admitted within the write bound "
+            "(admission), or not let at the write lock within it (write_lock, SQLite).",
+            ["at"],
+            registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.registry.register(_StateCollector(state_of))

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     busy_retry_after_s: int = Field(default=1, ge=1, le=300)
     """The ``Retry-After`` of a busy answer; the edge waits at least this long."""
 
+    max_pushes_in_flight: int = Field(default=0, ge=0, le=1000)
+    """Pushes one process works on at once; more wait on the event loop, in arrival order,
+    at most ``write_wait_s``, then are answered 503 with ``Retry-After``. 0: the
+    connection pool's capacity, at most 16 (``central_api.api.admission``), so waiting
+    pushes hold neither worker threads nor connections."""
+
     group_commit: bool = True
     """SQLite: commit pushes that wait for the write lock together, one disk sync for the
     group (``central_api.services.push_group``); off, each push commits alone."""

@@ -80,6 +80,17 @@ def held_events(engine: Engine) -> int:
         return int(connection.execute(select(func.count()).select_from(ledger_events)).scalar())
 
 
+def assert_busy_answer(answer: Any, retry_after_s: int) -> None:
+    """The busy answer the edge honours: 503, ``Retry-After``, a problem saying so."""
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["retry-after"] == str(retry_after_s)
+    assert answer.headers["content-type"] == "application/problem+json"
+    body = answer.json()
+    assert body["status"] == 503
+    assert "busy" in body["detail"]
+    assert "nothing was changed" in body["detail"]
+
+
 def test_a_push_that_cannot_get_the_lock_in_time_is_answered_503_with_retry_after(
     busy_client: TestClient, site: SiteLedger
 ) -> None:
@@ -91,13 +102,7 @@ def test_a_push_that_cannot_get_the_lock_in_time_is_answered_503_with_retry_afte
     with lock_held(engine):
         answer = busy_client.post(SYNC_EVENTS, json=batch)
 
-    assert answer.status_code == 503, answer.text
-    assert answer.headers["retry-after"] == str(RETRY_AFTER_S)
-    assert answer.headers["content-type"] == "application/problem+json"
-    body = answer.json()
-    assert body["status"] == 503
-    assert "busy" in body["detail"]
-    assert "nothing was changed" in body["detail"]
+    assert_busy_answer(answer, RETRY_AFTER_S)
     assert held_events(engine) == 0
 
     again = busy_client.post(SYNC_EVENTS, json=batch)

@@ -17,10 +17,12 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from central_api.api.admission import Admission
 from central_api.api.auditing import request_context
 from central_api.api.deps import ConnDep, SignerDep, TokenSiteDep, require_site
 from central_api.api.json_body import ValidatedJSONRoute
 from central_api.api.permissions import PUBLIC, SITE_ONLY
+from central_api.errors import WriteBusyError
 from central_api.schemas.sync import (
     ChangePage,
     PushAck,
@@ -66,7 +68,7 @@ _DETAIL: dict[int | str, dict[str, Any]] = {
     409: {"description": "The batch would leave a gap in the site's seq; detail names it."},
     413: {"description": "The body is larger than a push may be; send fewer events."},
     422: {"description": "The batch breaks the wire contract; message names each field."},
-    503: {"description": "The database is unavailable; retry with backoff."},
+    503: {"description": "Central is busy or the database unavailable; retry after Retry-After."},
 }
 
 
@@ -94,13 +96,25 @@ async def push_events(batch: PushBatch, token_site: TokenSiteDep, request: Reque
     ``acked_through_seq`` is settled: held, or refused and recorded (see ``/sync/refused``).
     The edge marks the batch's accepted and duplicate events synced and parks the refused
     ones as dead letters. Each push is one entry in the audit log. A push that cannot
-    have the database's write lock within ``JXC_CENTRAL_WRITE_WAIT_S`` is answered 503
+    have the database's write lock within ``JXC_CENTRAL_WRITE_WAIT_S``, or finds
+    ``JXC_CENTRAL_MAX_PUSHES_IN_FLIGHT`` pushes in flight for as long, is answered 503
     with ``Retry-After``, nothing changed.
     """
     require_site(token_site, batch.site_id)
     audit = request_context(request, Actor(ActorKind.SITE, token_site))
     received_at = datetime.now(UTC)
-    answer = await run_in_threadpool(_push, request.app.state, batch, audit, received_at)
+    state = request.app.state
+    admission: Admission = state.push_admission
+    admitted = False
+    try:
+        # On the event loop, before the trip to a worker thread: a push that waits here
+        # holds no thread and no connection, and waits at most the write lock's bound.
+        async with admission.admitted():
+            admitted = True
+            answer = await run_in_threadpool(_push, state, batch, audit, received_at)
+    except WriteBusyError:
+        state.metrics.busy_pushes.labels(at="write_lock" if admitted else "admission").inc()
+        raise
     return Response(answer, media_type="application/json")
 
 
