@@ -28,8 +28,10 @@ from jxc.paths import (
     SITES,
     STOCK_AVAILABLE,
     SYNC_EVENTS,
+    VALUATION,
 )
 from tests.central.conftest import SiteLedger
+from tests.central.test_audit_api import add_role
 from tests.central.test_purchasing import as_user, ok, refused
 
 TODAY = datetime.now(UTC).date()
@@ -311,6 +313,13 @@ def test_a_clerk_reads_orders_without_prices_and_roles_are_checked(shop: TestCli
     seller = as_user(shop, "seller", ["sales"])
     so = new_so(shop, headers=seller)
     ok(confirm(shop, so["so_id"], headers=seller))
+    # A sales user sees prices, not costs: valuation (cost per site and item) is refused
+    # until a role grants it.
+    assert "unit_price" in ok(shop.get(f"{SALES_ORDERS}/{so['so_id']}", headers=seller))["lines"][0]
+    refused(shop.get(VALUATION, params={"site_id": "S01"}, headers=seller), 403)
+    add_role(shop.app.state.engine, "sales_costs", "valuation.read", financial=True)  # type: ignore[attr-defined]
+    granted = as_user(shop, "seller2", ["sales", "sales_costs"])
+    ok(shop.get(VALUATION, params={"site_id": "S01"}, headers=granted))
     clerk = as_user(shop, "clerk", ["warehouse_clerk"])
     seen = ok(shop.get(f"{SALES_ORDERS}/{so['so_id']}", headers=clerk))
     assert seen["lines"][0]["reservations"]
