@@ -319,7 +319,11 @@ def test_a_scan_that_ends_with_tab_opens_the_item(page: Any, central: Central, w
     miss.wait_for()
     assert "没有与" in miss.inner_text()
     focused(page, "q")
-    page.wait_for_function("document.activeElement.selectionEnd === 13")
+    # Selected, not merely a caret at the end (which the field has before the page's
+    # afterSettle handler selects it): typing before that would land mid-text.
+    page.wait_for_function(
+        "document.activeElement.selectionStart === 0 && document.activeElement.selectionEnd === 13"
+    )
     page.keyboard.type("4006381333931")  # replaces the selected text
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/console/items/view\?code=TAB-1$"))
