@@ -98,6 +98,8 @@ def attach_database(app: FastAPI, settings: Settings) -> None:
         write_wait_s=settings.write_wait_s,
         busy_retry_after_s=settings.busy_retry_after_s,
         pool_timeout=settings.pool_timeout_s,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_max_overflow,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -108,7 +110,8 @@ def attach_database(app: FastAPI, settings: Settings) -> None:
         else None
     )
     app.state.push_admission = Admission(
-        limit=settings.max_pushes_in_flight or automatic_limit(engine),
+        limit=settings.max_pushes_in_flight
+        or automatic_limit(pool_size=settings.pool_size, max_overflow=settings.pool_max_overflow),
         wait_s=settings.write_wait_s,
         retry_after_s=settings.busy_retry_after_s,
     )

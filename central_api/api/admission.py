@@ -18,20 +18,28 @@ write lock's own bound, ``JXC_CENTRAL_WRITE_WAIT_S``), leaves it with
 edge already honours. Waiting is on a future of the event loop, so a waiting push holds
 neither a thread nor a connection, and reads keep the threads.
 
-The line holds no future between waits, so one object serves every event loop the app is
-run on (the test suite starts several on one app).
+**One line per event loop.** The futures a line hands slots to belong to one event loop
+and may be resolved only from it, so each running loop gets a line of its own (made on
+its first push, forgotten with the loop): ``limit`` pushes inside *per loop*. A served
+process runs one loop, so that is the limit per process; the test suite runs several
+loops on one app (each ``TestClient`` its own, some at once on other threads), and a line
+shared between them would count one loop's pushes against another's and wake a waiter
+from the wrong thread.
+
+The automatic limit is computed from the connection pool's settings as central gives
+them to the engine (``JXC_CENTRAL_POOL_SIZE``, ``JXC_CENTRAL_POOL_MAX_OVERFLOW``), not read
+back from the pool: SQLAlchemy keeps a pool's overflow bound in a private attribute.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
-from sqlalchemy import Engine
-from sqlalchemy.pool import QueuePool
 
 from central_api.errors import WriteBusyError
 
@@ -40,20 +48,32 @@ MAX_AUTOMATIC = 16
 credential checks and the console always find a thread while pushes are at their limit."""
 
 
-def automatic_limit(engine: Engine) -> int:
+def automatic_limit(*, pool_size: int, max_overflow: int) -> int:
     """Pushes let in at once when the setting leaves it to central: the connection pool's
-    capacity (its size and overflow), at most :data:`MAX_AUTOMATIC`. Below the pool's
-    capacity, an admitted push never waits in the pool's queue behind other pushes."""
-    pool = engine.pool
-    if isinstance(pool, QueuePool):
-        overflow = pool._max_overflow
-        if overflow >= 0:
-            return max(1, min(pool.size() + overflow, MAX_AUTOMATIC))
-    return MAX_AUTOMATIC
+    capacity (``pool_size`` connections kept plus ``max_overflow`` opened on demand, as
+    central configures its engine), at most :data:`MAX_AUTOMATIC`. Below the pool's
+    capacity, an admitted push never waits in the pool's queue behind other pushes. A
+    negative overflow (SQLAlchemy's "no bound") leaves only the ceiling."""
+    if max_overflow < 0:
+        return MAX_AUTOMATIC
+    return max(1, min(pool_size + max_overflow, MAX_AUTOMATIC))
+
+
+class _Line:
+    """One event loop's share: how many are inside, and the turns of those waiting.
+
+    Touched only from its own loop's thread, so it needs no lock."""
+
+    __slots__ = ("inside", "turns")
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.turns: deque[asyncio.Future[None]] = deque()
 
 
 class Admission:
-    """At most ``limit`` holders at once; the others in line, refused after ``wait_s``."""
+    """At most ``limit`` holders at once per event loop; the others in line, refused after
+    ``wait_s``."""
 
     def __init__(self, *, limit: int, wait_s: float | None, retry_after_s: int = 1) -> None:
         if limit < 1:
@@ -61,32 +81,54 @@ class Admission:
         self.limit = limit
         self.wait_s = wait_s
         self.retry_after_s = retry_after_s
-        self.inside = 0
-        self._line: deque[asyncio.Future[None]] = deque()
+        self._lines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Line] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._mutex = threading.Lock()
+        """Guards ``_lines`` (loops on other threads add theirs) and ``refused``."""
         self.refused = 0
-        """Pushes refused as busy so far (also counted in the app's metrics)."""
+        """Pushes refused as busy so far, on every loop (also counted in the app's metrics)."""
+
+    def _snapshot(self) -> list[_Line]:
+        with self._mutex:
+            return list(self._lines.values())
+
+    @property
+    def inside(self) -> int:
+        """How many hold a slot now, on every loop (a reading for tests and diagnostics)."""
+        return sum(line.inside for line in self._snapshot())
 
     @property
     def waiting(self) -> int:
-        """How many are in line now (not counting those inside)."""
-        return len(self._line)
+        """How many are in line now, on every loop (not counting those inside)."""
+        return sum(len(line.turns) for line in self._snapshot())
+
+    def _line(self) -> _Line:
+        """The running loop's line, made on its first push."""
+        loop = asyncio.get_running_loop()
+        with self._mutex:
+            line = self._lines.get(loop)
+            if line is None:
+                line = self._lines[loop] = _Line()
+            return line
 
     @asynccontextmanager
     async def admitted(self) -> AsyncIterator[None]:
         """Hold a slot for the block; WriteBusyError if none comes within ``wait_s``."""
-        await self._enter()
+        line = self._line()
+        await self._enter(line)
         try:
             yield
         finally:
-            self._leave()
+            self._leave(line)
 
-    async def _enter(self) -> None:
-        if self.inside < self.limit and not self._line:
-            self.inside += 1
+    async def _enter(self, line: _Line) -> None:
+        if line.inside < self.limit and not line.turns:
+            line.inside += 1
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._line.append(turn)
-        ahead = len(self._line)
+        line.turns.append(turn)
+        ahead = len(line.turns)
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.wait_s):
@@ -94,8 +136,9 @@ class Admission:
         except TimeoutError:
             if turn.done():  # handed a slot just as the wait ran out: it is ours
                 return
-            self._line.remove(turn)
-            self.refused += 1
+            line.turns.remove(turn)
+            with self._mutex:
+                self.refused += 1
             raise WriteBusyError(
                 waited_s=time.monotonic() - started,
                 retry_after_s=self.retry_after_s,
@@ -104,16 +147,17 @@ class Admission:
         except BaseException:
             # Cancelled (the client went away): give back a slot handed over meanwhile.
             if turn.done():
-                self._leave()
+                self._leave(line)
             else:
-                self._line.remove(turn)
+                line.turns.remove(turn)
             raise
 
-    def _leave(self) -> None:
+    @staticmethod
+    def _leave(line: _Line) -> None:
         # A slot passes straight to the front of the line: ``inside`` stays as it is.
-        while self._line:
-            turn = self._line.popleft()
+        while line.turns:
+            turn = line.turns.popleft()
             if not turn.done():
                 turn.set_result(None)
                 return
-        self.inside -= 1
+        line.inside -= 1

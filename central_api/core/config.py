@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     max_pushes_in_flight: int = Field(default=0, ge=0, le=1000)
     """Pushes one process works on at once; more wait on the event loop, in arrival order,
     at most ``write_wait_s``, then are answered 503 with ``Retry-After``. 0: the
-    connection pool's capacity, at most 16 (``central_api.api.admission``), so waiting
-    pushes hold neither worker threads nor connections."""
+    connection pool's capacity (``pool_size`` plus ``pool_max_overflow``), at most 16
+    (``central_api.api.admission``), so waiting pushes hold neither worker threads nor
+    connections."""
 
     group_commit: bool = True
     """SQLite: commit pushes that wait for the write lock together, one disk sync for the
@@ -78,6 +79,15 @@ class Settings(BaseSettings):
 
     pool_timeout_s: float = Field(default=5.0, gt=0, le=60)
     """The longest a request waits for a pooled database connection (then 503)."""
+
+    pool_size: int = Field(default=5, ge=1, le=1000)
+    """Database connections each central process keeps open (SQLAlchemy's default)."""
+
+    pool_max_overflow: int = Field(default=10, ge=0, le=1000)
+    """Connections a process may open beyond ``pool_size`` when busy, closed again when
+    returned. ``pool_size`` plus this is a process's most connections at once (mind
+    PostgreSQL's ``max_connections`` with several workers), and, at most 16, the
+    automatic ``max_pushes_in_flight``."""
 
     purchase_order_sod: bool = True
     """Segregation of duties for purchase orders: who created a PO may not approve it."""

@@ -90,7 +90,10 @@ def create_db_engine(
     if backend == "sqlite":
         _ensure_sqlite_directory(parsed)
         if parsed.database in (None, "", ":memory:"):
-            engine_options.pop("pool_timeout", None)  # a memory database has no queue pool
+            # A memory database has no queue pool (one connection per thread): no
+            # queue to wait in, nothing to overflow.
+            for queue_option in ("pool_timeout", "max_overflow"):
+                engine_options.pop(queue_option, None)
         engine = create_engine(parsed, **engine_options)
         _install_sqlite_hooks(engine)
         _GATES[engine] = WriteGate(wait_s=write_wait_s, retry_after_s=busy_retry_after_s)

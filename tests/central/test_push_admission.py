@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
@@ -20,6 +21,7 @@ from central_api.api.admission import MAX_AUTOMATIC, Admission, automatic_limit
 from central_api.api.routes import sync
 from central_api.core.config import Settings
 from central_api.errors import WriteBusyError
+from central_api.main import attach_database
 from jxc.paths import SYNC_EVENTS
 from tests.central.conftest import EverySiteAuth, SiteLedger, central_app
 from tests.central.test_write_line import assert_busy_answer
@@ -120,14 +122,71 @@ def test_the_line_lets_in_first_come_first_served_and_refuses_past_its_bound() -
     assert retry_after_s == 2
 
 
-def test_the_automatic_limit_stays_within_the_pool_and_the_ceiling(database_url: str) -> None:
-    from central_api.core.db import create_db_engine  # noqa: PLC0415
+def test_the_automatic_limit_is_the_pools_configured_capacity_within_the_ceiling() -> None:
+    assert automatic_limit(pool_size=2, max_overflow=3) == 5
+    assert automatic_limit(pool_size=5, max_overflow=10) == 15
+    assert automatic_limit(pool_size=20, max_overflow=10) == MAX_AUTOMATIC
+    assert automatic_limit(pool_size=4, max_overflow=-1) == MAX_AUTOMATIC  # no bound
 
-    small = create_db_engine(database_url, pool_size=2, max_overflow=3)
-    default = create_db_engine(database_url)
-    try:
-        assert automatic_limit(small) == 5
-        assert 1 <= automatic_limit(default) <= MAX_AUTOMATIC
-    finally:
-        small.dispose()
-        default.dispose()
+
+def test_central_sizes_its_pool_and_its_limit_from_the_public_settings(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool settings reach the engine, and the automatic limit is computed from them,
+    not read back from the pool's private attributes."""
+    monkeypatch.setenv("JXC_CENTRAL_POOL_SIZE", "2")
+    monkeypatch.setenv("JXC_CENTRAL_POOL_MAX_OVERFLOW", "1")
+    settings = Settings(database_url=database_url)
+    assert (settings.pool_size, settings.pool_max_overflow) == (2, 1)
+    for given, limit in (
+        (settings, 3),
+        (settings.model_copy(update={"max_pushes_in_flight": 7}), 7),
+    ):
+        app = FastAPI()  # what the database part of the app is made of, without routes
+        attach_database(app, given)
+        try:
+            assert app.state.engine.pool.size() == 2
+            assert app.state.push_admission.limit == limit
+        finally:
+            app.state.engine.dispose()
+
+
+def test_each_event_loop_has_a_line_of_its_own() -> None:
+    """Two loops on two threads share one Admission (as the test suite's apps do): each
+    lets in up to the limit, and a push waiting on one loop is let in by that loop's own
+    release, never by the other's."""
+    admission = Admission(limit=1, wait_s=patience_timeout(10))
+    both_inside = threading.Barrier(2, timeout=patience_timeout(10))
+    outcome: dict[str, list[str]] = {}
+
+    async def on_a_loop(name: str) -> None:
+        steps: list[str] = []
+        outcome[name] = steps
+        lined_up = asyncio.Event()
+
+        async def second() -> None:
+            lined_up.set()
+            async with admission.admitted():
+                steps.append("second in")
+
+        async with admission.admitted():
+            steps.append("first in")
+            # The other loop's first push is inside at the same time: the limit is per loop.
+            await asyncio.to_thread(both_inside.wait)
+            waiter = asyncio.create_task(second())
+            await lined_up.wait()
+            steps.append("first out")
+        await waiter
+
+    threads = [
+        threading.Thread(target=lambda name=name: asyncio.run(on_a_loop(name)))
+        for name in ("a", "b")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(patience_timeout(30))
+    assert outcome == {name: ["first in", "first out", "second in"] for name in ("a", "b")}
+    assert admission.inside == 0
+    assert admission.waiting == 0
+    assert admission.refused == 0
