@@ -61,6 +61,7 @@ from sqlalchemy import (
 )
 
 from central_api.core.db import write_transaction
+from central_api.core.sqlbits import list_param, one_of
 from central_api.errors import ConflictError, InvalidError
 from central_api.models.base import from_micro_units
 from central_api.models.inventory import transfer_exceptions, transfer_orders
@@ -83,7 +84,6 @@ from central_api.services.documents import (
 )
 from central_api.services.feed import read_snapshot
 from central_api.services.idempotency import IdempotencyClaim
-from central_api.services.ingest import _list_param, _one_of
 from central_api.services.projections import AcceptedEvents
 from jxc.pick_shorts import PickShort
 
@@ -316,13 +316,13 @@ def _build_reads(connection: Connection) -> _Reads:
             type_coerce(item_site_levels.c.reorder_point, BigInteger).label("reorder"),
         ).where(
             item_site_levels.c.site_id == site,
-            _one_of(connection, item_site_levels.c.item_code, "items"),
+            one_of(connection, item_site_levels.c.item_code, "items"),
         ),
         held=select(
             alerts.c.alert_id, alerts.c.kind, alerts.c.location, alerts.c.item_code, alerts.c.lot
         ).where(
             alerts.c.site_id == site,
-            _one_of(connection, alerts.c.item_code, "items"),
+            one_of(connection, alerts.c.item_code, "items"),
             alerts.c.kind.in_((*LEVEL_KINDS, AlertKind.NEGATIVE_STOCK.value)),
             alerts.c.source == STOCK,
             alerts.c.cleared_at.is_(None),
@@ -338,7 +338,7 @@ def _build_reads(connection: Connection) -> _Reads:
         .outerjoin(items, items.c.item_code == stock_balances.c.item)
         .where(
             stock_balances.c.site_id == site,
-            _one_of(connection, stock_balances.c.item, "items"),
+            one_of(connection, stock_balances.c.item, "items"),
         ),
     )
 
@@ -370,7 +370,7 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
     reads = _reads(connection)
     # The touched items as one parameter (an array, or JSON on SQLite): the same statement
     # on every push, so neither SQLAlchemy nor the driver renders or parses 300 placeholders.
-    among = {"site_id": site_id, "items": _list_param(connection, touched)}
+    among = {"site_id": site_id, "items": list_param(connection, touched)}
     held_back = set(connection.execute(reads.held_back, among).scalars())
     levels: dict[str, Any] = {
         row.item_code: row for row in connection.execute(reads.levels, among).all()

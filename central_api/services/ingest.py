@@ -66,7 +66,6 @@ written only by a batch that passed step 4, whose whole range is settled when it
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import uuid
 from collections import Counter
@@ -80,17 +79,13 @@ from typing import Any, TypedDict
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import (
-    Column,
-    ColumnElement,
     Connection,
     Dialect,
     RowMapping,
     String,
     Table,
-    any_,
     bindparam,
     delete,
-    func,
     select,
     update,
 )
@@ -98,6 +93,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from central_api.core.db import write_transaction
+
+# Under the names they had when they were defined here, so the code that calls them is as it was.
+from central_api.core.sqlbits import list_param as _list_param
+from central_api.core.sqlbits import one_of as _one_of
+from central_api.core.sqlbits import placeholder as _placeholder
 from central_api.errors import BalanceChangedError, SequenceGapError, first_line
 from central_api.models.base import MicroUnits, to_micro_units, to_micro_units_many
 from central_api.models.ledger import ledger_events, refused_events, site_sync_state
@@ -941,14 +941,6 @@ def _sqlite_datetime_texts(values: list[datetime]) -> list[str]:
     ]
 
 
-def _placeholder(dialect: Dialect) -> str:
-    if dialect.paramstyle == "qmark":
-        return "?"
-    if dialect.paramstyle in ("format", "pyformat"):
-        return "%s"
-    raise NotImplementedError(f"driver paramstyle {dialect.paramstyle!r}")
-
-
 def _column_list(dialect: Dialect, table: Table, columns: Sequence[str] | None = None) -> str:
     """The table's columns, quoted, in the table's order or in the order ``columns`` names."""
     quote = dialect.identifier_preparer.format_column
@@ -1159,28 +1151,6 @@ class EventVerdict(TypedDict):
 
 def _verdict(event: LedgerEvent, status: EventStatus, detail: str | None = None) -> EventVerdict:
     return {"event_id": event.event_id, "seq": event.seq, "status": status, "detail": detail}
-
-
-def _one_of(connection: Connection, column: Column[str], name: str) -> ColumnElement[bool]:
-    """``column IN (:name)`` with the list as one parameter (see :func:`_list_param`).
-
-    A batch looks up to 5000 ids at once. As a single parameter the statement is the same
-    on every push, so its compiled form is cached, and the server parses one value, not
-    5000 placeholders: ``= ANY(:array)`` on PostgreSQL, ``IN (SELECT value FROM
-    json_each(:json))`` on SQLite (SQLAlchemy's expanding IN spent more time rendering
-    the 5000 placeholders than SQLite spent on the lookup).
-    """
-    if connection.dialect.name == "postgresql":
-        return column == any_(bindparam(name, type_=postgresql.ARRAY(String)))
-    values = func.json_each(bindparam(name, type_=String)).table_valued("value")
-    return column.in_(select(values.c.value))
-
-
-def _list_param(connection: Connection, values: Sequence[str]) -> list[str] | str:
-    """The parameter :func:`_one_of` expects: the list itself, or its JSON on SQLite."""
-    if connection.dialect.name == "postgresql":
-        return list(values)
-    return json.dumps(values, ensure_ascii=False)
 
 
 def _insert_for(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Dialect, bindparam, insert, select, update
 
+from central_api.core.sqlbits import placeholder
 from central_api.models.base import from_micro_units, to_micro_units, to_micro_units_many
 from central_api.models.master import item_units, locations
 from central_api.models.purchasing import (
@@ -54,7 +55,6 @@ from central_api.models.purchasing import (
     purchase_orders,
 )
 from central_api.services.central_events import ledger_union
-from central_api.services.ingest import _placeholder
 from central_api.services.projections import AcceptedEvents
 from central_api.services.purchasing import RECEIVABLE, PoStatus
 from central_api.services.valuation import MICRO, micro
@@ -524,7 +524,7 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
 def _update_progress_sql(dialect: Dialect) -> str:
     """One line's four quantities, by its key, as driver SQL made once per dialect."""
     quote = dialect.identifier_preparer.format_column
-    mark = _placeholder(dialect)
+    mark = placeholder(dialect)
     table = dialect.identifier_preparer.format_table(purchase_order_lines)
     c = purchase_order_lines.c
     assigned = ", ".join(
