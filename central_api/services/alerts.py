@@ -258,9 +258,7 @@ def _to_base(connection: Connection, sums: dict[tuple[str, str], Decimal]) -> di
         base.update(
             connection.execute(
                 select(items.c.item_code, items.c.uom).where(items.c.item_code.in_(chunk))
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     other = sorted({item for item, uom in sums if base.get(item) != uom})
     factors: dict[tuple[str, str], Decimal] = {}
@@ -621,20 +619,18 @@ def parse_days(text: str) -> tuple[int, ...]:
 
 def _bands(connection: Connection, item_codes: Sequence[str]) -> dict[str, tuple[int, ...]]:
     """Each item's expiry bands: its category's, else the nearest ancestor's, else default."""
-    parents = dict(
-        connection.execute(select(categories.c.code, categories.c.parent_code)).tuples().all()
-    )
+    parents = dict(connection.execute(select(categories.c.code, categories.c.parent_code)).all())
     configured = {
         code: parse_days(days)
         for code, days in connection.execute(
             select(expiry_alert_days.c.category_code, expiry_alert_days.c.days)
-        ).tuples()
+        )
     }
     found: dict[str, tuple[int, ...]] = {}
     for chunk in _chunks(item_codes):
         for code, own in connection.execute(
             select(items.c.item_code, items.c.category_code).where(items.c.item_code.in_(chunk))
-        ).tuples():
+        ):
             category = own
             seen: set[str] = set()
             bands = DEFAULT_EXPIRY_DAYS
@@ -684,7 +680,7 @@ def evaluate_expiry(
             select(union.c.item, union.c.lot, func.min(union.c.expiry))
             .where(union.c.item.in_(chunk), union.c.expiry.is_not(None))
             .group_by(union.c.item, union.c.lot)
-        ).tuples():
+        ):
             expiries[(item, lot)] = expiry
     bands = _bands(connection, item_codes)
     wanted: dict[tuple[str, str, str], tuple[int, date, Decimal]] = {}

@@ -429,13 +429,13 @@ def _factors(connection: Connection, item_codes: Sequence[str]) -> dict[tuple[st
         chunk = list(item_codes[start : start + 500])
         for code, uom in connection.execute(
             select(items.c.item_code, items.c.uom).where(items.c.item_code.in_(chunk))
-        ).tuples():
+        ):
             found[(code, uom)] = Decimal(1)
         for code, uom, factor in connection.execute(
             select(item_units.c.item_code, item_units.c.uom, item_units.c.factor).where(
                 item_units.c.item_code.in_(chunk)
             )
-        ).tuples():
+        ):
             found[(code, uom)] = factor
     return found
 
@@ -507,7 +507,7 @@ def _last_suppliers(connection: Connection, codes: Sequence[str]) -> dict[str, s
             select(latest.c.item_code, purchase_orders.c.supplier_code).join(
                 purchase_orders, purchase_orders.c.po_id == latest.c.po_id
             )
-        ).tuples():
+        ):
             found[code] = supplier
     return found
 
@@ -528,9 +528,7 @@ def suggest(connection: Connection, *, site_id: str, today: date) -> list[Sugges
                 select(partners.c.code, partners.c.lead_time_days).where(
                     partners.c.code.in_(sorted(code for code in suppliers if code))
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         names = {
             code: (name, uom)
@@ -538,7 +536,7 @@ def suggest(connection: Connection, *, site_id: str, today: date) -> list[Sugges
                 select(items.c.item_code, items.c.name, items.c.uom).where(
                     items.c.item_code.in_(codes)
                 )
-            ).tuples()
+            )
         }
         history = daily_demand(connection, site_id, codes, today=today, days=HISTORY_DAYS)
     first_day = today - timedelta(days=HISTORY_DAYS)
@@ -607,9 +605,7 @@ def suggestions_by_supplier(
                 select(partners.c.code, partners.c.name).where(
                     partners.c.code.in_(sorted(code for code in groups if code))
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     return [
         SupplierGroup(
