@@ -32,6 +32,7 @@ quantity: counting is blind, and nothing here ever shows what the ledger holds.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -54,6 +55,20 @@ log = logging.getLogger("edge_agent.counts")
 
 UPLOAD_BATCH = 500
 _ZERO = Decimal(0)
+
+_SETTLE = (
+    "UPDATE count_entries SET uploaded_at = ?1, verdict = acked.verdict, reason = acked.reason"
+    " FROM (SELECT json_extract(value, '$.entry_id') AS entry_id,"
+    " json_extract(value, '$.verdict') AS verdict, json_extract(value, '$.reason') AS reason"
+    " FROM json_each(?2)) AS acked"
+    " WHERE count_entries.entry_id = acked.entry_id"
+)
+"""Central's verdicts on a batch, kept in one statement: the batch's verdicts go as one
+JSON parameter, each row found by its unique ``entry_id``. One ``UPDATE`` per entry cost
+500 statements per full batch. ``UPDATE ... FROM`` needs SQLite 3.33 (the edge's Debian 12
+has 3.40). It runs in the same one transaction as before, after central's answer: a crash
+before the commit leaves the whole batch unsent, to be sent again (harmless: central
+answers an entry id it already took as it did the first time)."""
 
 
 class CountRefusedError(StationError):
@@ -254,15 +269,13 @@ class CountUploader:
         ack = CountEntryAck.model_validate_json(answer.content)
         now = datetime.now(UTC).isoformat()
         sent = {entry.entry_id for entry in batch.entries}
+        verdicts = [
+            {"entry_id": result.entry_id, "verdict": result.verdict, "reason": result.reason}
+            for result in ack.results
+            if result.entry_id in sent
+        ]
         with self.ledger.transaction() as conn:
-            for result in ack.results:
-                if result.entry_id not in sent:
-                    continue
-                conn.execute(
-                    "UPDATE count_entries SET uploaded_at = ?, verdict = ?, reason = ?"
-                    " WHERE entry_id = ?",
-                    (now, result.verdict, result.reason, result.entry_id),
-                )
+            conn.execute(_SETTLE, (now, json.dumps(verdicts, ensure_ascii=False)))
         refused = [result for result in ack.results if result.verdict == "refused"]
         for result in refused:
             log.warning(

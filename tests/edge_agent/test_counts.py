@@ -9,6 +9,7 @@ was sent (the real central is in ``test_counts_central.py``).
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,6 +25,7 @@ from device_drivers.scanners.gs1 import parse_gs1
 from edge_agent.catalog import Catalog
 from edge_agent.cli import app
 from edge_agent.ledger import EventDraft, Ledger
+from edge_agent.stations import counts
 from edge_agent.stations.counts import (
     CountRefusedError,
     CountStation,
@@ -192,6 +194,63 @@ def test_the_upload_waits_offline_then_sends_each_entry_once(ledger: Ledger) -> 
     assert (uploader.uploaded, uploader.refused, uploader.last_error) == (1, 1, None)
     uploader.run()  # nothing left: nothing sent again
     assert len(central.bodies) == 1
+
+
+def uploader_for(central: Central, ledger: Ledger) -> CountUploader:
+    transport = httpx.MockTransport(central.handle)
+    return CountUploader(ledger, httpx.Client(base_url="http://central", transport=transport))
+
+
+def test_a_batchs_verdicts_are_kept_in_one_statement(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(counts, "UPLOAD_BATCH", 10)
+    for number in range(25):  # three batches: 10, 10 and 5
+        count(ledger, str(number), location="A2" if number % 5 == 0 else "A1", lot=f"L{number}")
+    central = Central()
+    statements: list[str] = []
+    ledger.conn.set_trace_callback(statements.append)
+    try:
+        uploader_for(central, ledger).run()
+    finally:
+        ledger.conn.set_trace_callback(None)
+    settling = [each for each in statements if each.startswith("UPDATE count_entries")]
+    assert len(central.bodies) == 3
+    assert len(settling) == 3  # one per batch, whatever its size
+    assert unsent(ledger) == 0
+    kept = {(e.lot, e.verdict, e.reason) for e in entries(ledger, "SC000001", latest=False)}
+    assert kept == {
+        (f"L{number}", "refused", "location A2 is inactive")
+        if number % 5 == 0
+        else (f"L{number}", "taken", None)
+        for number in range(25)
+    }
+
+
+def test_a_batch_whose_verdicts_cannot_be_kept_stays_unsent_whole_and_goes_again(
+    ledger: Ledger,
+) -> None:
+    """Settling is all or nothing: a failure on the batch's last entry (a full disk, a
+    crash before the commit) keeps none of its verdicts, and the next upload sends the
+    whole batch again, which central answers as before."""
+    for number in range(4):
+        count(ledger, str(number), lot=f"L{number}")
+    last = entries(ledger, "SC000001")[-1].entry_id
+    ledger.conn.execute(
+        "CREATE TEMP TRIGGER refuse_last BEFORE UPDATE ON count_entries"
+        f" WHEN OLD.entry_id = '{last}' BEGIN SELECT RAISE(ABORT, 'disk gone'); END"
+    )
+    central = Central()
+    uploader = uploader_for(central, ledger)
+    with pytest.raises(sqlite3.IntegrityError, match="disk gone"):
+        uploader.run()
+    assert unsent(ledger) == 4
+    assert all(each.verdict is None for each in entries(ledger, "SC000001"))
+    ledger.conn.execute("DROP TRIGGER refuse_last")
+    uploader.run()
+    assert unsent(ledger) == 0
+    assert [len(body["entries"]) for body in central.bodies] == [4, 4]
+    assert {each.verdict for each in entries(ledger, "SC000001")} == {"taken"}
 
 
 def test_an_older_central_that_does_not_know_the_route_stops_the_upload(ledger: Ledger) -> None:
