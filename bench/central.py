@@ -35,6 +35,7 @@ Run ``.venv/bin/python bench/central.py --help``. Figures: ``docs/performance.md
 
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
 import statistics
@@ -348,7 +349,10 @@ def built_database(
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{work}{suffix}").unlink(missing_ok=True)
         return
-    name = f"jxc_bench_central_{size.rows}_{size.heavy}_v{LAYOUT}"
+    # The cache's folder in the name: PostgreSQL is one server for every worktree on the
+    # machine, and two worktrees at different migrations must never share (or drop) one.
+    place = hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:8]
+    name = f"jxc_bench_central_{size.rows}_{size.heavy}_v{LAYOUT}_{place}"
     marker = workdir / f"postgresql_{size.tag}.built"
     with _admin(postgres_url) as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
