@@ -390,24 +390,52 @@ AS_OF_BY_HAND: list[tuple[dict[str, str], str, list[tuple[Any, ...]]]] = [
 ]
 
 
-def test_stock_of_an_item_as_of_a_moment_read_forward_or_back_from_now(
+def test_stock_of_an_item_as_of_a_moment_read_forward_back_or_from_one_entry(
     chain: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An item's stock at a moment is summed from its movements up to it (through the
-    valuation entries' index) or is the balance now less the movements after it: both, and
-    the choice the counts make, give the figures worked out by hand."""
+    valuation entries' index), or is the balance now less the movements after it, or, for
+    an item kept in one place in its base unit (TEA), the quantity after its newest
+    valuation entry: each, and the choice the service makes, give the figures by hand."""
     columns = ("location", "lot", "qty", "uom", "value")
-    counted = reports_service._fewer_after
-    for side in ("counted", "forward", "back"):
-        if side == "counted":
-            monkeypatch.setattr(reports_service, "_fewer_after", counted)
-        else:
-            monkeypatch.setattr(
-                reports_service, "_fewer_after", lambda *_args, back=side == "back": back
-            )
+    chosen_by_service = (reports_service._one_place_at, reports_service._fewer_after)
+    sides = {
+        "chosen": chosen_by_service,
+        "forward": (lambda *_args: None, lambda *_args: False),
+        "back": (lambda *_args: None, lambda *_args: True),
+    }
+    for side, (one_place, fewer_after) in sides.items():
+        monkeypatch.setattr(reports_service, "_one_place_at", one_place)
+        monkeypatch.setattr(reports_service, "_fewer_after", fewer_after)
         for chosen, moment, by_hand in AS_OF_BY_HAND:
             answer = report(chain, "stock-on-hand", as_of=moment, **chosen)
             assert rows(answer, *columns) == by_hand, (side, chosen, moment)
+
+
+def test_one_entry_answers_only_for_an_item_kept_in_one_place_in_its_base_unit(
+    chain: TestClient, engine: Engine
+) -> None:
+    """TEA is kept at A-01 in kg (its base unit) at each site: one valuation entry answers.
+    PILL at S01 is in two places (L1, L2) and counted in 盒 at one: the ledger must."""
+    moment = datetime.fromisoformat("2026-11-03T12:00:00+00:00")
+    with engine.connect() as connection:
+        tea = reports_service._one_place_at(connection, "S01", "TEA", moment, None)
+        none_then = reports_service._one_place_at(connection, "S03", "TEA", moment, None)
+        pill = reports_service._one_place_at(connection, "S01", "PILL", moment, None)
+        unseen = reports_service._one_place_at(connection, "S01", "TEA", moment, {"S02"})
+    assert tea == [
+        {
+            "site_id": "S01",
+            "location": "A-01",
+            "item": "TEA",
+            "lot": None,
+            "qty": D(16),
+            "uom": "kg",
+        }
+    ]
+    assert none_then == []  # S03's first TEA came on 11-10
+    assert pill is None
+    assert unseen == []
 
 
 def test_the_side_with_fewer_movements_is_counted_in_the_valuation_entries(
