@@ -13,7 +13,8 @@ whole database (the ledger valued from scratch, the balances summed), which prov
 seeded state is what ingest would have left.
 
 The built database is kept under ``var/bench/central/`` (SQLite: a file; PostgreSQL: a
-database ``jxc_bench_central_<size>`` and a marker file) and reused by the next run with
+database ``jxc_bench_central_<size>_<folder>`` (named after the cache's folder, so
+worktrees at different migrations never share one) and a marker file) and reused by the next run with
 the same sizes (``--rebuild`` forces a new one). Each run measures on a copy (a file copy;
 ``CREATE DATABASE ... TEMPLATE``), so the late event pushed leaves the cache untouched.
 
@@ -25,7 +26,8 @@ Measured through the services the API calls, in process (no HTTP):
   p50/max over ``--sites-sampled`` sites (aim: under 1 s);
 * as-of-date stock of an item at a past date: ``stock_on_hand`` filtered to one site and
   item with ``as_of`` and values, p50/p99 over random keys and for the 100,000-movement
-  key (aim: under 50 ms);
+  key, once as it is (kept in one place) and once with its location named (the read
+  per location and lot that an item kept in several places takes) (aim: under 50 ms);
 * re-valuation after a late event: one receipt of the heavy key, dated in the middle of
   its movements, pushed through ``services.ingest.ingest_batch`` with the app's
   projections; the whole push and the valuation projection inside it (aim: under 100 ms).
@@ -514,6 +516,29 @@ def _measure(
                 max(times),
                 "max",
                 50,
+                "kept in one place: one valuation entry",
+            )
+        )
+        # The same with its location named: what an item kept in several places (or
+        # lots) costs, read per location and lot from whichever side of the date has
+        # fewer movements (20,000 to 50,000 of them at these dates).
+        placed = reports.StockFilter(site_id=HEAVY_SITE, item=HEAVY_ITEM, location=LOCATION)
+        times = [
+            _timed(
+                lambda f=fraction: reports.stock_on_hand(
+                    connection, placed, as_of=T0 + SPAN * f, financial=True
+                )
+            )
+            for fraction in (0.2, 0.35, 0.5, 0.65, 0.8)
+        ]
+        figures.append(
+            Figure(
+                f"as-of-date stock of the {size.heavy:,}-movement item per location (5 dates)",
+                statistics.median(times),
+                max(times),
+                "max",
+                50,
+                "the ledger read on the side of the date with fewer movements",
             )
         )
     figures.append(_late_event(engine, size))
