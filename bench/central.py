@@ -13,10 +13,11 @@ whole database (the ledger valued from scratch, the balances summed), which prov
 seeded state is what ingest would have left.
 
 The built database is kept under ``var/bench/central/`` (SQLite: a file; PostgreSQL: a
-database ``jxc_bench_central_<size>_<folder>`` (named after the cache's folder, so
-worktrees at different migrations never share one) and a marker file) and reused by the next run with
-the same sizes (``--rebuild`` forces a new one). Each run measures on a copy (a file copy;
-``CREATE DATABASE ... TEMPLATE``), so the late event pushed leaves the cache untouched.
+database ``jxc_bench_central_<size>_<folder>``, named after the cache's folder so that
+worktrees at different migrations never share one, and a marker file) and reused by the
+next run with the same sizes (``--rebuild`` forces a new one). Each run measures on a copy
+(a file copy; ``CREATE DATABASE ... TEMPLATE``), so the late event pushed leaves the cache
+untouched.
 
 Measured through the services the API calls, in process (no HTTP):
 
