@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -1698,20 +1698,62 @@ LONGEST_PERIOD: Final = 3660
 """Days a stock-out report may span: it walks the period a day at a time per item."""
 
 
-def _moved(
-    connection: Connection, conditions: Callable[[Any], list[Any]], *group: str
+def _opening_and_moves(
+    connection: Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    site_id: str | None,
+    item: str | None,
+    visible: Collection[str] | None,
 ) -> list[Any]:
-    """Both ledgers' quantities per ``group`` columns (and unit) under ``conditions``."""
-    parts = [
-        select(
-            *(table.c[name] for name in group),
-            table.c.uom,
-            type_coerce(table.c.qty, MicroUnits()).label("qty"),
-            table.c.occurred_at,
-        ).where(*conditions(table))
-        for table in (ledger_events, central_events)
-    ]
+    """Both ledgers' movements from ``start`` to ``end`` one by one, and before ``start``
+    one row per (site, item, unit): their sum, at the earliest of them (which is all the
+    day-by-day count needs of them). One statement, so a push cannot land between."""
+    parts: list[Select[Any]] = []
+    for table in (ledger_events, central_events):
+        where = _in_scope(table.c.site_id, site_id, visible)
+        if item is not None:
+            where.append(table.c.item == item)
+        parts.append(
+            select(
+                table.c.site_id,
+                table.c.item,
+                table.c.uom,
+                type_coerce(table.c.qty, MicroUnits()).label("qty"),
+                table.c.occurred_at,
+            ).where(table.c.occurred_at >= start, table.c.occurred_at < end, *where)
+        )
+        parts.append(
+            select(
+                table.c.site_id,
+                table.c.item,
+                table.c.uom,
+                type_coerce(func.sum(table.c.qty), MicroUnits()).label("qty"),
+                func.min(table.c.occurred_at).label("occurred_at"),
+            )
+            .where(table.c.occurred_at < start, *where)
+            .group_by(table.c.site_id, table.c.item, table.c.uom)
+        )
     return list(connection.execute(select(union_all(*parts).subquery())))
+
+
+def _days_out(
+    opening: Decimal, changes: dict[int, Decimal], counted_from: int, period: int
+) -> tuple[Decimal, int]:
+    """The stock at the period's end and how many of its days from ``counted_from`` on
+    ended with none (zero or less), given the stock before it and each day's change: the
+    stock is constant between two days with a change, so each stretch is counted whole
+    (one step per day with a movement, not one per day of the period)."""
+    held, out, since = opening, 0, 0
+    for day in sorted(changes):
+        if held <= 0:
+            out += max(0, day - max(since, counted_from))
+        held += changes[day]
+        since = day
+    if held <= 0:
+        out += max(0, period - max(since, counted_from))
+    return held, out
 
 
 def stock_outs(
@@ -1738,16 +1780,12 @@ def stock_outs(
     if (end - start).days > LONGEST_PERIOD:
         raise InvalidError(f"until: a period of at most {LONGEST_PERIOD} days")
 
-    def scope(table: Any) -> list[Any]:
-        where = [table.c.occurred_at < end, *_in_scope(table.c.site_id, site_id, visible)]
-        return where if item is None else [*where, table.c.item == item]
-
-    found = _moved(connection, scope, "site_id", "item")
+    found = _opening_and_moves(connection, start, end, site_id=site_id, item=item, visible=visible)
     facts = _item_facts(connection, {row.item for row in found})
     period = (end - start).days
     opening: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     first: dict[tuple[str, str], int] = {}
-    deltas: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO] * period)
+    deltas: dict[tuple[str, str], dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for row in found:
         key = (row.site_id, row.item)
         qty = _base_qty(facts.get(row.item), row.qty, row.uom)
@@ -1759,11 +1797,7 @@ def stock_outs(
             deltas[key][day] += qty
     rows: list[dict[str, Any]] = []
     for key, begins in first.items():
-        held, out = opening[key], 0
-        for day, change in enumerate(deltas[key]):
-            held += change
-            if day >= begins and held <= 0:
-                out += 1
+        held, out = _days_out(opening[key], deltas[key], max(begins, 0), period)
         days = period - max(begins, 0)
         known = facts.get(key[1])
         rows.append(
