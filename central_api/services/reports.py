@@ -25,8 +25,10 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import (
     Connection,
+    Date,
     Select,
     and_,
+    cast,
     func,
     or_,
     select,
@@ -824,6 +826,10 @@ def _movement_query(
     start: tuple[datetime, str] | None,
     visible: Collection[str] | None,
 ) -> Select[Any]:
+    """One ledger's page query. An edge ledger filtered to an item is walked through the
+    valuation entries' (site_id, item, occurred_at) index and read by primary key (the
+    ledger has no item index: migration 0037), so a page of an item with 100,000
+    movements reads a page, not the site's whole ledger."""
     query = select(
         table.c.event_id,
         table.c.occurred_at,
@@ -839,24 +845,33 @@ def _movement_query(
         table.c.doc_line,
         table.c.ref,
         table.c.actor,
-    ).where(*_in_scope(table.c.site_id, chosen.site_id, visible))
-    for name in ("item", "kind", "location", "doc_id"):
+    )
+    keyed = table.c
+    if table is ledger_events and chosen.item is not None:
+        keyed = valuation_entries.c
+        query = query.select_from(
+            valuation_entries.join(table, table.c.event_id == valuation_entries.c.event_id)
+        )
+    query = query.where(*_in_scope(keyed.site_id, chosen.site_id, visible))
+    if chosen.item is not None:
+        query = query.where(keyed.item == chosen.item)
+    for name in ("kind", "location", "doc_id"):
         wanted = getattr(chosen, name)
         if wanted is not None:
             query = query.where(table.c[name] == wanted)
     if chosen.since is not None:
-        query = query.where(table.c.occurred_at >= _aware(chosen.since))
+        query = query.where(keyed.occurred_at >= _aware(chosen.since))
     if chosen.until is not None:
-        query = query.where(table.c.occurred_at < _aware(chosen.until))
+        query = query.where(keyed.occurred_at < _aware(chosen.until))
     if start is not None:
         moment, event_id = start
         query = query.where(
             or_(
-                table.c.occurred_at > moment,
-                and_(table.c.occurred_at == moment, table.c.event_id > event_id),
+                keyed.occurred_at > moment,
+                and_(keyed.occurred_at == moment, keyed.event_id > event_id),
             )
         )
-    return query.order_by(table.c.occurred_at, table.c.event_id)
+    return query.order_by(keyed.occurred_at, keyed.event_id)
 
 
 def _entry_costs(
@@ -1707,35 +1722,47 @@ def _opening_and_moves(
     item: str | None,
     visible: Collection[str] | None,
 ) -> list[Any]:
-    """Both ledgers' movements from ``start`` to ``end`` one by one, and before ``start``
-    one row per (site, item, unit): their sum, at the earliest of them (which is all the
-    day-by-day count needs of them). One statement, so a push cannot land between."""
+    """Both ledgers' movements as one row per (site, item, unit) and UTC day from
+    ``start`` to ``end``, and one per (site, item, unit) before ``start``: each the sum of
+    its quantities at the earliest of its moments (which falls on its day, and is all the
+    day-by-day count needs of what came before: the opening stock, and that the item was
+    carried). One statement, so a push cannot land between the two."""
     parts: list[Select[Any]] = []
     for table in (ledger_events, central_events):
         where = _in_scope(table.c.site_id, site_id, visible)
         if item is not None:
             where.append(table.c.item == item)
-        parts.append(
-            select(
-                table.c.site_id,
-                table.c.item,
-                table.c.uom,
-                type_coerce(table.c.qty, MicroUnits()).label("qty"),
-                table.c.occurred_at,
-            ).where(table.c.occurred_at >= start, table.c.occurred_at < end, *where)
+        columns = (
+            table.c.site_id,
+            table.c.item,
+            table.c.uom,
+            type_coerce(func.sum(table.c.qty), MicroUnits()).label("qty"),
+            func.min(table.c.occurred_at).label("occurred_at"),
         )
         parts.append(
-            select(
+            select(*columns)
+            .where(table.c.occurred_at >= start, table.c.occurred_at < end, *where)
+            .group_by(
                 table.c.site_id,
                 table.c.item,
                 table.c.uom,
-                type_coerce(func.sum(table.c.qty), MicroUnits()).label("qty"),
-                func.min(table.c.occurred_at).label("occurred_at"),
+                _utc_day(connection, table.c.occurred_at),
             )
+        )
+        parts.append(
+            select(*columns)
             .where(table.c.occurred_at < start, *where)
             .group_by(table.c.site_id, table.c.item, table.c.uom)
         )
     return list(connection.execute(select(union_all(*parts).subquery())))
+
+
+def _utc_day(connection: Connection, moment: Any) -> Any:
+    """The UTC day of a stored moment, in SQL: SQLite keeps UTC text
+    (``YYYY-MM-DD HH:MM:SS...``), PostgreSQL a ``timestamptz``."""
+    if connection.dialect.name == "postgresql":
+        return cast(func.timezone("UTC", moment), Date)
+    return func.substr(moment, 1, 10)
 
 
 def _days_out(
