@@ -542,6 +542,43 @@ def _measure(
                 "the ledger read on the side of the date with fewer movements",
             )
         )
+        # Two reads that dropping migration 0036's ledger index could slow and that issue
+        # 17 sets no aim for: a page of the movement ledger of the heavy item, and the
+        # stock-out rate of its site over a year (every movement of the year counted).
+        page_from = reports.MovementFilter(
+            site_id=HEAVY_SITE, item=HEAVY_ITEM, since=T0 + SPAN * 0.5
+        )
+        times = [
+            _timed(lambda: reports.movements(connection, page_from, limit=100, financial=True))
+            for _ in range(5)
+        ]
+        figures.append(
+            Figure(
+                f"movement ledger, a page of 100 of the {size.heavy:,}-movement item (5 reads)",
+                statistics.median(times),
+                max(times),
+                "max",
+                None,
+            )
+        )
+        year = (T0.date(), (T0 + timedelta(days=364)).date())
+        times = [
+            _timed(
+                lambda: reports.stock_outs(
+                    connection, since=year[0], until=year[1], site_id=HEAVY_SITE
+                )
+            )
+            for _ in range(3)
+        ]
+        figures.append(
+            Figure(
+                "stock-out rate of the heavy item's site over 365 days (3 reads)",
+                statistics.median(times),
+                max(times),
+                "max",
+                None,
+            )
+        )
     figures.append(_late_event(engine, size))
     return figures
 
