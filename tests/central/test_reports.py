@@ -391,12 +391,14 @@ AS_OF_BY_HAND: list[tuple[dict[str, str], str, list[tuple[Any, ...]]]] = [
 
 
 def test_stock_of_an_item_as_of_a_moment_read_forward_back_or_from_one_entry(
-    chain: TestClient, monkeypatch: pytest.MonkeyPatch
+    chain: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An item's stock at a moment is summed from its movements up to it (through the
     valuation entries' index), or is the balance now less the movements after it, or, for
     an item kept in one place in its base unit (TEA), the quantity after its newest
     valuation entry: each, and the choice the service makes, give the figures by hand."""
+    one_entry_answers_only_for_an_item_kept_in_one_place_in_its_base_unit(engine)
+    the_side_with_fewer_movements_is_counted_in_the_valuation_entries(engine, monkeypatch)
     columns = ("location", "lot", "qty", "uom", "value")
     chosen_by_service = (reports_service._one_place_at, reports_service._fewer_after)
     sides = {
@@ -412,8 +414,8 @@ def test_stock_of_an_item_as_of_a_moment_read_forward_back_or_from_one_entry(
             assert rows(answer, *columns) == by_hand, (side, chosen, moment)
 
 
-def test_one_entry_answers_only_for_an_item_kept_in_one_place_in_its_base_unit(
-    chain: TestClient, engine: Engine
+def one_entry_answers_only_for_an_item_kept_in_one_place_in_its_base_unit(
+    engine: Engine,
 ) -> None:
     """TEA is kept at A-01 in kg (its base unit) at each site: one valuation entry answers.
     PILL at S01 is in two places (L1, L2) and counted in 盒 at one: the ledger must."""
@@ -438,8 +440,8 @@ def test_one_entry_answers_only_for_an_item_kept_in_one_place_in_its_base_unit(
     assert unseen == []
 
 
-def test_the_side_with_fewer_movements_is_counted_in_the_valuation_entries(
-    chain: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
+def the_side_with_fewer_movements_is_counted_in_the_valuation_entries(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """S01 TEA has four movements (receipts 11-01 and 11-02, the sale 11-03, today's
     central issue): on 11-02 noon two precede and two follow (read forward), on 11-03 noon
@@ -452,7 +454,7 @@ def test_the_side_with_fewer_movements_is_counted_in_the_valuation_entries(
                 connection, "S01", "TEA", datetime.fromisoformat(moment)
             )
 
-    for probe in (reports_service._PROBE, 1):
+    for probe in (1, reports_service._PROBE):  # the default last: the test goes on with it
         monkeypatch.setattr(reports_service, "_PROBE", probe)
         assert fewer_after("2026-11-02T12:00:00+00:00") is False
         assert fewer_after("2026-11-03T12:00:00+00:00") is True
