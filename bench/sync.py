@@ -478,6 +478,10 @@ class DrainResult:
     """Rows the floor wrote per event, by table (an upsert or update counts as one)."""
     unmirrored_per_event: dict[str, float] = field(default_factory=dict)
     """Rows the push left in tables the floor does not write (alerts, audit), per event."""
+    ingest_cpu_s: float = 0.0
+    """This process's CPU seconds over the pushes (the ratios' denominator): what an A/B
+    of two code versions compares when the neighbours' load moves the wall time."""
+    raw_cpu_s: float = 0.0
 
 
 @dataclass
@@ -1556,6 +1560,8 @@ def drain(
         floor_ms_p50=statistics.median(floor.times) * 1000,
         floor_rows_per_event={name: count / len(events) for name, count in floor.rows.items()},
         unmirrored_per_event={name: count / len(events) for name, count in unmirrored.items()},
+        ingest_cpu_s=ingest_cpu_s,
+        raw_cpu_s=raw_cpu_s,
     )
     if spent:
         per_batch = {name: seconds * 1000 / len(batches) for name, seconds in spent.items()}

@@ -64,8 +64,9 @@ ledger_events = Table(
     Column("doc_id", String(64), nullable=True),
     Column("doc_line", BigInteger, nullable=True),
     UniqueConstraint("site_id", "seq"),
-    # An item's movements at a site in time order: stock as of a past moment (migration 0036).
-    Index(None, "site_id", "item", "occurred_at"),
+    # No (site_id, item, occurred_at) index (0036 added one, 0037 dropped it): stock as of a
+    # past moment finds an item's events through valuation_entries' own and reads here by
+    # primary key (services.reports), so ingest pays no extra index entry per event.
     # Only the events that name a document (migration 0017): ingest pays nothing for the rest.
     Index(
         None,

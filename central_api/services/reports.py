@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -25,8 +25,10 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import (
     Connection,
+    Date,
     Select,
     and_,
+    cast,
     func,
     or_,
     select,
@@ -496,29 +498,195 @@ def _key_row(row: Any) -> dict[str, Any]:
 def _balances_at(
     connection: Connection, chosen: StockFilter, as_of: datetime
 ) -> list[dict[str, Any]]:
-    site_id, item, location, lot = chosen.site_id, chosen.item, chosen.location, chosen.lot
-    visible = chosen.visible
+    """Stock per (site, location, item, lot) at ``as_of``, from whichever reads least.
+
+    * No item named (a whole site, every site): the ledgers' sums up to ``as_of``.
+    * An item named: its events up to ``as_of`` found through ``valuation_entries``'
+      (site_id, item, occurred_at) index and read from the ledger by primary key (every
+      event has an entry: valuation runs in every push and every central booking, and
+      ``valuation.check`` names a missing one), so the ledger needs no index of its own
+      for this (migration 0037 dropped 0036's, which cost every ingested event a sixth
+      more CPU).
+    * An item at one site kept in one place only, in its base unit (most are): the
+      quantity after its newest valuation entry then (:func:`_one_place_at`).
+    * An item at one site with fewer movements after ``as_of`` than before it (counted in
+      that index): the balances now less the movements after ``as_of``, in one statement,
+      so a push committing in between cannot show half of itself. Exact either way (sums
+      of integers); only the work differs. ``docs/reports.md``, "Stock as of a moment".
+    """
+    if chosen.item is None:
+        return _summed(connection, _ledger_parts(chosen, as_of))
+    if chosen.site_id is not None and chosen.location is None and chosen.lot is None:
+        one = _one_place_at(connection, chosen.site_id, chosen.item, as_of, chosen.visible)
+        if one is not None:
+            return one
+    if chosen.site_id is not None and _fewer_after(connection, chosen.site_id, chosen.item, as_of):
+        return _summed(connection, _back_from_now_parts(chosen, as_of))
+    return _summed(connection, _entry_parts(chosen, as_of, after=False))
+
+
+def _one_place_at(
+    connection: Connection,
+    site_id: str,
+    item: str,
+    as_of: datetime,
+    visible: Collection[str] | None,
+) -> list[dict[str, Any]] | None:
+    """The stock of a (site, item) kept in one place only: None if it is not.
+
+    An item that has only ever been in one (location, lot) at a site (one balance row:
+    balances are never deleted), counted in its base unit, held at ``as_of`` exactly the
+    quantity after its newest valuation entry at or before ``as_of`` (``qty_after``: the
+    running sum of both ledgers' quantities in (occurred_at, event_id) order): one indexed
+    row, however many movements the item has. Read in one statement with the balance
+    rows, so a push adding a second place in between is seen by both or neither.
+    """
+    if visible is not None and site_id not in visible:
+        return []
+    held, entries = stock_balances.c, valuation_entries.c
+    key = (held.site_id == site_id, held.item == item)
+    then = (
+        select(entries.qty_after)
+        .where(entries.site_id == site_id, entries.item == item, entries.occurred_at <= as_of)
+        .order_by(entries.occurred_at.desc(), entries.event_id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    base = select(items.c.uom).where(items.c.item_code == item).scalar_subquery()
+    found = connection.execute(
+        select(
+            select(func.count()).where(*key).scalar_subquery(),
+            select(func.max(held.location)).where(*key).scalar_subquery(),
+            select(func.max(held.lot)).where(*key).scalar_subquery(),
+            select(func.max(held.uom)).where(*key).scalar_subquery(),
+            base,
+            type_coerce(then, MicroUnits()),
+        )
+    ).one()
+    places, location, lot, uom, base_uom, qty = found
+    if places != 1 or uom != base_uom:
+        return None
+    if qty is None or qty == 0:
+        return []
+    return [
+        {
+            "site_id": site_id,
+            "location": location,
+            "item": item,
+            "lot": None if lot == NO_LOT else lot,
+            "qty": qty,
+            "uom": uom,
+        }
+    ]
+
+
+_PROBE: Final = 256
+"""Movements counted on each side of the moment before counting a side in full: an
+ordinary (site, item) has a few dozen, so one cheap statement decides for it."""
+
+
+def _fewer_after(connection: Connection, site_id: str, item: str, as_of: datetime) -> bool:
+    """Whether fewer of the (site, item)'s movements follow ``as_of`` than precede it,
+    counted in the valuation entries' index (no ledger row read): first at most
+    :data:`_PROBE` each side, then, if both sides have that many, in full."""
+    entries = valuation_entries.c
+    key = (entries.site_id == site_id, entries.item == item)
+    before = (*key, entries.occurred_at <= as_of)
+    after = (*key, entries.occurred_at > as_of)
+
+    def counted(where: tuple[Any, ...], cap: int | None) -> Any:
+        inner = select(entries.event_id).where(*where)
+        if cap is not None:
+            inner = inner.limit(cap)
+        return select(func.count()).select_from(inner.subquery()).scalar_subquery()
+
+    row = connection.execute(select(counted(before, _PROBE), counted(after, _PROBE))).one()
+    if row[0] >= _PROBE and row[1] >= _PROBE:
+        row = connection.execute(select(counted(before, None), counted(after, None))).one()
+    return bool(row[1] < row[0])
+
+
+def _placed(part: Select[Any], table: Any, chosen: StockFilter) -> Select[Any]:
+    """``part`` limited to the filter's location and lot (``NO_LOT``: no lot)."""
+    if chosen.location is not None:
+        part = part.where(table.c.location == chosen.location)
+    if chosen.lot is not None:
+        part = (
+            part.where(table.c.lot.is_(None))
+            if chosen.lot == NO_LOT
+            else part.where(table.c.lot == chosen.lot)
+        )
+    return part
+
+
+def _event_columns(table: Any, *, negated: bool = False) -> tuple[Any, ...]:
+    qty = -table.c.qty if negated else table.c.qty
+    return (
+        table.c.site_id,
+        table.c.location,
+        table.c.item,
+        func.coalesce(table.c.lot, NO_LOT).label("lot"),
+        table.c.uom,
+        type_coerce(qty, MicroUnits()).label("qty"),
+    )
+
+
+def _ledger_parts(chosen: StockFilter, as_of: datetime) -> list[Select[Any]]:
+    """Both ledgers' events up to ``as_of``, read by site (no item named)."""
     parts = []
     for table in (ledger_events, central_events):
-        part = select(
-            table.c.site_id,
-            table.c.location,
-            table.c.item,
-            func.coalesce(table.c.lot, NO_LOT).label("lot"),
-            table.c.uom,
-            type_coerce(table.c.qty, MicroUnits()).label("qty"),
-        ).where(table.c.occurred_at <= as_of, *_in_scope(table.c.site_id, site_id, visible))
-        if item is not None:
-            part = part.where(table.c.item == item)
-        if location is not None:
-            part = part.where(table.c.location == location)
-        if lot is not None:
-            part = (
-                part.where(table.c.lot.is_(None))
-                if lot == NO_LOT
-                else part.where(table.c.lot == lot)
-            )
-        parts.append(part)
+        part = select(*_event_columns(table)).where(
+            table.c.occurred_at <= as_of,
+            *_in_scope(table.c.site_id, chosen.site_id, chosen.visible),
+        )
+        parts.append(_placed(part, table, chosen))
+    return parts
+
+
+def _entry_parts(chosen: StockFilter, as_of: datetime, *, after: bool) -> list[Select[Any]]:
+    """The named item's events up to ``as_of`` (``after``: following it, negated): an
+    edge's through the valuation entries' index and the ledger's primary key, central's
+    own (few) through its (item, lot) index."""
+    entries = valuation_entries.c
+    when = entries.occurred_at > as_of if after else entries.occurred_at <= as_of
+    edge = (
+        select(*_event_columns(ledger_events, negated=after))
+        .select_from(
+            valuation_entries.join(ledger_events, ledger_events.c.event_id == entries.event_id)
+        )
+        .where(
+            entries.item == chosen.item,
+            when,
+            *_in_scope(entries.site_id, chosen.site_id, chosen.visible),
+        )
+    )
+    central_when = (
+        central_events.c.occurred_at > as_of if after else central_events.c.occurred_at <= as_of
+    )
+    central = select(*_event_columns(central_events, negated=after)).where(
+        central_events.c.item == chosen.item,
+        central_when,
+        *_in_scope(central_events.c.site_id, chosen.site_id, chosen.visible),
+    )
+    return [_placed(edge, ledger_events, chosen), _placed(central, central_events, chosen)]
+
+
+def _back_from_now_parts(chosen: StockFilter, as_of: datetime) -> list[Select[Any]]:
+    """The balances now and, negated, the movements after ``as_of``."""
+    held = stock_balances.c
+    now = select(held.site_id, held.location, held.item, held.lot, held.uom, held.qty).where(
+        held.item == chosen.item,
+        *_in_scope(held.site_id, chosen.site_id, chosen.visible),
+    )
+    if chosen.location is not None:
+        now = now.where(held.location == chosen.location)
+    if chosen.lot is not None:
+        now = now.where(held.lot == chosen.lot)
+    return [now, *_entry_parts(chosen, as_of, after=True)]
+
+
+def _summed(connection: Connection, parts: Sequence[Select[Any]]) -> list[dict[str, Any]]:
+    """The parts' quantities summed per (site, location, item, lot), zero sums left out."""
     moved = union_all(*parts).subquery()
     summed = type_coerce(func.sum(moved.c.qty), MicroUnits())
     query = (
@@ -658,6 +826,10 @@ def _movement_query(
     start: tuple[datetime, str] | None,
     visible: Collection[str] | None,
 ) -> Select[Any]:
+    """One ledger's page query. An edge ledger filtered to an item is walked through the
+    valuation entries' (site_id, item, occurred_at) index and read by primary key (the
+    ledger has no item index: migration 0037), so a page of an item with 100,000
+    movements reads a page, not the site's whole ledger."""
     query = select(
         table.c.event_id,
         table.c.occurred_at,
@@ -673,24 +845,33 @@ def _movement_query(
         table.c.doc_line,
         table.c.ref,
         table.c.actor,
-    ).where(*_in_scope(table.c.site_id, chosen.site_id, visible))
-    for name in ("item", "kind", "location", "doc_id"):
+    )
+    keyed = table.c
+    if table is ledger_events and chosen.item is not None:
+        keyed = valuation_entries.c
+        query = query.select_from(
+            valuation_entries.join(table, table.c.event_id == valuation_entries.c.event_id)
+        )
+    query = query.where(*_in_scope(keyed.site_id, chosen.site_id, visible))
+    if chosen.item is not None:
+        query = query.where(keyed.item == chosen.item)
+    for name in ("kind", "location", "doc_id"):
         wanted = getattr(chosen, name)
         if wanted is not None:
             query = query.where(table.c[name] == wanted)
     if chosen.since is not None:
-        query = query.where(table.c.occurred_at >= _aware(chosen.since))
+        query = query.where(keyed.occurred_at >= _aware(chosen.since))
     if chosen.until is not None:
-        query = query.where(table.c.occurred_at < _aware(chosen.until))
+        query = query.where(keyed.occurred_at < _aware(chosen.until))
     if start is not None:
         moment, event_id = start
         query = query.where(
             or_(
-                table.c.occurred_at > moment,
-                and_(table.c.occurred_at == moment, table.c.event_id > event_id),
+                keyed.occurred_at > moment,
+                and_(keyed.occurred_at == moment, keyed.event_id > event_id),
             )
         )
-    return query.order_by(table.c.occurred_at, table.c.event_id)
+    return query.order_by(keyed.occurred_at, keyed.event_id)
 
 
 def _entry_costs(
@@ -1532,20 +1713,74 @@ LONGEST_PERIOD: Final = 3660
 """Days a stock-out report may span: it walks the period a day at a time per item."""
 
 
-def _moved(
-    connection: Connection, conditions: Callable[[Any], list[Any]], *group: str
+def _opening_and_moves(
+    connection: Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    site_id: str | None,
+    item: str | None,
+    visible: Collection[str] | None,
 ) -> list[Any]:
-    """Both ledgers' quantities per ``group`` columns (and unit) under ``conditions``."""
-    parts = [
-        select(
-            *(table.c[name] for name in group),
+    """Both ledgers' movements as one row per (site, item, unit) and UTC day from
+    ``start`` to ``end``, and one per (site, item, unit) before ``start``: each the sum of
+    its quantities at the earliest of its moments (which falls on its day, and is all the
+    day-by-day count needs of what came before: the opening stock, and that the item was
+    carried). One statement, so a push cannot land between the two."""
+    parts: list[Select[Any]] = []
+    for table in (ledger_events, central_events):
+        where = _in_scope(table.c.site_id, site_id, visible)
+        if item is not None:
+            where.append(table.c.item == item)
+        columns = (
+            table.c.site_id,
+            table.c.item,
             table.c.uom,
-            type_coerce(table.c.qty, MicroUnits()).label("qty"),
-            table.c.occurred_at,
-        ).where(*conditions(table))
-        for table in (ledger_events, central_events)
-    ]
+            type_coerce(func.sum(table.c.qty), MicroUnits()).label("qty"),
+            func.min(table.c.occurred_at).label("occurred_at"),
+        )
+        parts.append(
+            select(*columns)
+            .where(table.c.occurred_at >= start, table.c.occurred_at < end, *where)
+            .group_by(
+                table.c.site_id,
+                table.c.item,
+                table.c.uom,
+                _utc_day(connection, table.c.occurred_at),
+            )
+        )
+        parts.append(
+            select(*columns)
+            .where(table.c.occurred_at < start, *where)
+            .group_by(table.c.site_id, table.c.item, table.c.uom)
+        )
     return list(connection.execute(select(union_all(*parts).subquery())))
+
+
+def _utc_day(connection: Connection, moment: Any) -> Any:
+    """The UTC day of a stored moment, in SQL: SQLite keeps UTC text
+    (``YYYY-MM-DD HH:MM:SS...``), PostgreSQL a ``timestamptz``."""
+    if connection.dialect.name == "postgresql":
+        return cast(func.timezone("UTC", moment), Date)
+    return func.substr(moment, 1, 10)
+
+
+def _days_out(
+    opening: Decimal, changes: dict[int, Decimal], counted_from: int, period: int
+) -> tuple[Decimal, int]:
+    """The stock at the period's end and how many of its days from ``counted_from`` on
+    ended with none (zero or less), given the stock before it and each day's change: the
+    stock is constant between two days with a change, so each stretch is counted whole
+    (one step per day with a movement, not one per day of the period)."""
+    held, out, since = opening, 0, 0
+    for day in sorted(changes):
+        if held <= 0:
+            out += max(0, day - max(since, counted_from))
+        held += changes[day]
+        since = day
+    if held <= 0:
+        out += max(0, period - max(since, counted_from))
+    return held, out
 
 
 def stock_outs(
@@ -1572,16 +1807,12 @@ def stock_outs(
     if (end - start).days > LONGEST_PERIOD:
         raise InvalidError(f"until: a period of at most {LONGEST_PERIOD} days")
 
-    def scope(table: Any) -> list[Any]:
-        where = [table.c.occurred_at < end, *_in_scope(table.c.site_id, site_id, visible)]
-        return where if item is None else [*where, table.c.item == item]
-
-    found = _moved(connection, scope, "site_id", "item")
+    found = _opening_and_moves(connection, start, end, site_id=site_id, item=item, visible=visible)
     facts = _item_facts(connection, {row.item for row in found})
     period = (end - start).days
     opening: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     first: dict[tuple[str, str], int] = {}
-    deltas: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO] * period)
+    deltas: dict[tuple[str, str], dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for row in found:
         key = (row.site_id, row.item)
         qty = _base_qty(facts.get(row.item), row.qty, row.uom)
@@ -1593,11 +1824,7 @@ def stock_outs(
             deltas[key][day] += qty
     rows: list[dict[str, Any]] = []
     for key, begins in first.items():
-        held, out = opening[key], 0
-        for day, change in enumerate(deltas[key]):
-            held += change
-            if day >= begins and held <= 0:
-                out += 1
+        held, out = _days_out(opening[key], deltas[key], max(begins, 0), period)
         days = period - max(begins, 0)
         known = facts.get(key[1])
         rows.append(

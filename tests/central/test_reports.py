@@ -23,14 +23,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from central_api.models.audit import audit_log
 from central_api.services import reports as reports_service
@@ -334,6 +334,131 @@ def test_values_as_of_a_moment_read_per_key_or_by_the_window_agree(
     windowed = report(chain, "stock-on-hand", as_of="2026-11-02T12:00:00Z")
     assert rows(per_key, *columns) == rows(windowed, *columns) == by_hand
     assert per_key["totals"] == windowed["totals"] == {"value": "260"}
+
+
+# As of a moment, per (site, item), from the chain of the module doc ("now" is after the
+# shipments: S01 TEA −5 kg, PILL L1 −1 盒, booked by central today).
+AS_OF_BY_HAND: list[tuple[dict[str, str], str, list[tuple[Any, ...]]]] = [
+    # S01 TEA: two receipts (20 kg worth 190), then the sale (16 kg, 152).
+    (
+        {"site_id": "S01", "item": "TEA"},
+        "2026-11-02T12:00:00Z",
+        [("A-01", None, "20", "kg", "190")],
+    ),
+    (
+        {"site_id": "S01", "item": "TEA"},
+        "2026-11-03T12:00:00Z",
+        [("A-01", None, "16", "kg", "152")],
+    ),
+    # ... and after today's central issue (5 kg at 9.5): 11 kg worth 104.5.
+    (
+        {"site_id": "S01", "item": "TEA"},
+        "2099-01-01T00:00:00Z",
+        [("A-01", None, "11", "kg", "104.5")],
+    ),
+    # S01 PILL on 11-30: L1 2 盒 (20 片) and L2 30 片, 50 片 worth 40 (16 and 24).
+    (
+        {"site_id": "S01", "item": "PILL"},
+        "2026-11-30T00:00:00Z",
+        [("B-01", "L1", "2", "盒", "16"), ("B-02", "L2", "30", "片", "24")],
+    ),
+    # ... one lot, one location; and after the shipment of 1 盒 L1 (40 片 worth 32).
+    (
+        {"site_id": "S01", "item": "PILL", "lot": "L2"},
+        "2026-11-30T00:00:00Z",
+        [("B-02", "L2", "30", "片", "24")],
+    ),
+    (
+        {"site_id": "S01", "item": "PILL", "location": "B-01"},
+        "2099-01-01T00:00:00Z",
+        [("B-01", "L1", "1", "盒", "8")],
+    ),
+    # S03 TEA: 6 kg on 11-15 (60); nothing on 11-21 (issued), 3 kg worth 30 after 11-25.
+    ({"site_id": "S03", "item": "TEA"}, "2026-11-15T00:00:00Z", [("A-01", None, "6", "kg", "60")]),
+    ({"site_id": "S03", "item": "TEA"}, "2026-11-21T00:00:00Z", []),
+    ({"site_id": "S03", "item": "TEA"}, "2026-11-26T00:00:00Z", [("A-01", None, "3", "kg", "30")]),
+    # TEA at every site on 11-15: S01 16 kg (152), S02 5 kg (60), S03 6 kg (60).
+    (
+        {"item": "TEA"},
+        "2026-11-15T00:00:00Z",
+        [
+            ("A-01", None, "16", "kg", "152"),
+            ("A-01", None, "5", "kg", "60"),
+            ("A-01", None, "6", "kg", "60"),
+        ],
+    ),
+]
+
+
+def test_stock_of_an_item_as_of_a_moment_read_forward_back_or_from_one_entry(
+    chain: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An item's stock at a moment is summed from its movements up to it (through the
+    valuation entries' index), or is the balance now less the movements after it, or, for
+    an item kept in one place in its base unit (TEA), the quantity after its newest
+    valuation entry: each, and the choice the service makes, give the figures by hand."""
+    one_entry_answers_only_for_an_item_kept_in_one_place_in_its_base_unit(engine)
+    the_side_with_fewer_movements_is_counted_in_the_valuation_entries(engine, monkeypatch)
+    columns = ("location", "lot", "qty", "uom", "value")
+    chosen_by_service = (reports_service._one_place_at, reports_service._fewer_after)
+    sides = {
+        "chosen": chosen_by_service,
+        "forward": (lambda *_args: None, lambda *_args: False),
+        "back": (lambda *_args: None, lambda *_args: True),
+    }
+    for side, (one_place, fewer_after) in sides.items():
+        monkeypatch.setattr(reports_service, "_one_place_at", one_place)
+        monkeypatch.setattr(reports_service, "_fewer_after", fewer_after)
+        for chosen, moment, by_hand in AS_OF_BY_HAND:
+            answer = report(chain, "stock-on-hand", as_of=moment, **chosen)
+            assert rows(answer, *columns) == by_hand, (side, chosen, moment)
+
+
+def one_entry_answers_only_for_an_item_kept_in_one_place_in_its_base_unit(
+    engine: Engine,
+) -> None:
+    """TEA is kept at A-01 in kg (its base unit) at each site: one valuation entry answers.
+    PILL at S01 is in two places (L1, L2) and counted in 盒 at one: the ledger must."""
+    moment = datetime.fromisoformat("2026-11-03T12:00:00+00:00")
+    with engine.connect() as connection:
+        tea = reports_service._one_place_at(connection, "S01", "TEA", moment, None)
+        none_then = reports_service._one_place_at(connection, "S03", "TEA", moment, None)
+        pill = reports_service._one_place_at(connection, "S01", "PILL", moment, None)
+        unseen = reports_service._one_place_at(connection, "S01", "TEA", moment, {"S02"})
+    assert tea == [
+        {
+            "site_id": "S01",
+            "location": "A-01",
+            "item": "TEA",
+            "lot": None,
+            "qty": D(16),
+            "uom": "kg",
+        }
+    ]
+    assert none_then == []  # S03's first TEA came on 11-10
+    assert pill is None
+    assert unseen == []
+
+
+def the_side_with_fewer_movements_is_counted_in_the_valuation_entries(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S01 TEA has four movements (receipts 11-01 and 11-02, the sale 11-03, today's
+    central issue): on 11-02 noon two precede and two follow (read forward), on 11-03 noon
+    three precede and one follows (read back from now); the same with the probe counting
+    only one each side first, so the full count decides."""
+
+    def fewer_after(moment: str) -> bool:
+        with engine.connect() as connection:
+            return reports_service._fewer_after(
+                connection, "S01", "TEA", datetime.fromisoformat(moment)
+            )
+
+    for probe in (1, reports_service._PROBE):  # the default last: the test goes on with it
+        monkeypatch.setattr(reports_service, "_PROBE", probe)
+        assert fewer_after("2026-11-02T12:00:00+00:00") is False
+        assert fewer_after("2026-11-03T12:00:00+00:00") is True
+        assert fewer_after("2026-10-01T00:00:00+00:00") is False
 
 
 def test_a_clerk_sees_no_money_and_a_user_of_one_site_only_it(chain: TestClient) -> None:
