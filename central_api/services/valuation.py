@@ -707,12 +707,20 @@ def _history_sql(dialect: Dialect, *, after_point: bool) -> str:
     where = f"{quote(entries.site_id)} = {mark} AND {quote(entries.item)} = {mark}"
     if after_point:
         at, event_id = quote(entries.occurred_at), quote(entries.event_id)
-        where += f" AND ({at} > {mark} OR ({at} = {mark} AND {event_id} >= {mark}))"
+        # The first bound repeats the OR's for PostgreSQL's index scan (_state_before).
+        where += (
+            f" AND {at} >= {mark} AND ({at} > {mark} OR ({at} = {mark} AND {event_id} >= {mark}))"
+        )
     return f"SELECT {names} FROM {table} WHERE {where}"  # noqa: S608 - our own names
 
 
 def _state_before(connection: Connection, key: Key, method: str, point: OrderKey) -> State:
-    """The running state stored on the entry just before ``point`` (moving average)."""
+    """The running state stored on the entry just before ``point`` (moving average).
+
+    ``occurred_at <= at`` says again what the OR says, for PostgreSQL: without it the
+    backward index scan starts at the key's newest entry and filters every later one
+    (50,000 rows, most of a second, for the middle of ``bench/central.py``'s busy key);
+    SQLite draws the bound from the OR by itself."""
     entries = valuation_entries.c
     at, event_id = point
     before = connection.execute(
@@ -720,6 +728,7 @@ def _state_before(connection: Connection, key: Key, method: str, point: OrderKey
         .where(
             entries.site_id == key[0],
             entries.item == key[1],
+            entries.occurred_at <= at,
             or_(
                 entries.occurred_at < at,
                 and_(entries.occurred_at == at, entries.event_id < event_id),
@@ -748,7 +757,7 @@ def _read_history(
     if point is not None and method == MOVING_AVERAGE:
         state = _state_before(connection, key, method, point)
         at = _ledger_binds(dialect).times([point[0]])[0]
-        parameters: tuple[Any, ...] = (*key, at, at, point[1])
+        parameters: tuple[Any, ...] = (*key, at, at, at, point[1])
         result = connection.exec_driver_sql(_history_sql(dialect, after_point=True), parameters)
     else:
         result = connection.exec_driver_sql(_history_sql(dialect, after_point=False), key)
