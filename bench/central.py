@@ -28,7 +28,13 @@ Measured through the services the API calls, in process (no HTTP):
   key (aim: under 50 ms);
 * re-valuation after a late event: one receipt of the heavy key, dated in the middle of
   its movements, pushed through ``services.ingest.ingest_batch`` with the app's
-  projections; the whole push and the valuation projection inside it (aim: under 100 ms).
+  projections; the whole push, the valuation projection inside it and the push's CPU
+  time (aim: under 100 ms); with ``--check``, ``valuation.check`` again after the late
+  events (the re-valued entries against a valuation from scratch);
+* its floor, measured in the same run: the bare driver reading the same ~50,000 later
+  entries, rewriting every one (SQLite ``executemany`` by rowid; PostgreSQL binary
+  ``COPY`` into a temporary table and one ``UPDATE ... FROM``) and committing: what the
+  database itself needs for that many rewritten rows.
 
 Run ``.venv/bin/python bench/central.py --help``. Figures: ``docs/performance.md``.
 """
