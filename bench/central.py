@@ -31,7 +31,13 @@ Measured through the services the API calls, in process (no HTTP):
   per location and lot that an item kept in several places takes) (aim: under 50 ms);
 * re-valuation after a late event: one receipt of the heavy key, dated in the middle of
   its movements, pushed through ``services.ingest.ingest_batch`` with the app's
-  projections; the whole push and the valuation projection inside it (aim: under 100 ms).
+  projections; the whole push, the valuation projection inside it and the push's CPU
+  time (aim: under 100 ms); with ``--check``, ``valuation.check`` again after the late
+  events (the re-valued entries against a valuation from scratch);
+* its floor, measured in the same run: the bare driver reading the same ~50,000 later
+  entries, rewriting every one (SQLite ``executemany`` by rowid; PostgreSQL binary
+  ``COPY`` into a temporary table and one ``UPDATE ... FROM``) and committing: what the
+  database itself needs for that many rewritten rows.
 
 Run ``.venv/bin/python bench/central.py --help``. Figures: ``docs/performance.md``.
 """
@@ -436,7 +442,7 @@ def _p99(times: list[float]) -> float:
 
 
 def _measure(
-    engine: Engine, size: Size, *, samples: int, sites_sampled: int, seed: int
+    engine: Engine, size: Size, *, samples: int, sites_sampled: int, seed: int, check: bool
 ) -> list[Figure]:
     rng = random.Random(seed + 1)
     stocked = _stocked(size, random.Random(seed))  # the same draw as the build's
@@ -579,12 +585,17 @@ def _measure(
                 None,
             )
         )
-    figures.append(_late_event(engine, size))
+    figures.extend(_late_event(engine, size, check=check))
     return figures
 
 
-def _late_event(engine: Engine, size: Size) -> Figure:
-    """One receipt of the heavy key dated in the middle of its movements, pushed."""
+def _late_event(engine: Engine, size: Size, *, check: bool) -> list[Figure]:
+    """One receipt of the heavy key dated in the middle of its movements, pushed; then
+    the floor: what the database itself needs to read and rewrite as many entries.
+
+    With ``check``, ``valuation.check`` runs over the whole database after the late
+    events (before the floor, which leaves its entries off by a micro-unit): the
+    re-valued entries must equal a valuation from scratch."""
     projections = built_in_projections()
     spent: list[float] = []
 
@@ -596,6 +607,7 @@ def _late_event(engine: Engine, size: Size) -> Figure:
     projections.remove(valuation.NAME)
     projections.add(valuation.NAME, timed_valuation)
     pushes: list[float] = []
+    cpu: list[float] = []
     with engine.connect() as connection:
         for fraction in (0.5, 0.45, 0.55):
             acked = connection.execute(
@@ -616,7 +628,7 @@ def _late_event(engine: Engine, size: Size) -> Figure:
                 uom="pcs",
                 unit_cost=Decimal("2.5"),
             )
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             ingest_batch(
                 connection=connection,
                 batch=PushBatch(site_id=HEAVY_SITE, events=[event]),
@@ -624,6 +636,7 @@ def _late_event(engine: Engine, size: Size) -> Figure:
                 projections=projections,
             )
             pushes.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - cpu_started) * 1000)
         later = connection.execute(
             select(func.count())
             .select_from(valuation_entries)
@@ -634,14 +647,125 @@ def _late_event(engine: Engine, size: Size) -> Figure:
             )
         ).scalar_one()
         connection.rollback()
-    return Figure(
+    push = Figure(
         f"late event of the {size.heavy:,}-movement item, whole push (3 pushes)",
         statistics.median(pushes),
         max(pushes),
         "max",
         100,
         f"valuation part p50 {statistics.median(spent):,.0f} ms, max {max(spent):,.0f} ms; "
+        f"CPU of the push (this process) p50 {statistics.median(cpu):,.0f} ms; "
         f"{later:,} later entries re-valued",
+    )
+    if check:
+        started = time.perf_counter()
+        with engine.connect() as connection:
+            differences = valuation.check(connection)
+        spent = time.perf_counter() - started
+        push.note += (
+            f"; check after them: {len(differences)} differences"
+            + (f", first {differences[0]}" if differences else "")
+            + f" ({spent:,.0f} s)"
+        )
+    return [push, _late_event_floor(engine)]
+
+
+_FLOOR_COLUMNS = (
+    "in_cost",
+    "in_value",
+    "cogs",
+    "variance",
+    "shortfall",
+    "qty_after",
+    "value_after",
+    "last_cost_after",
+)
+
+
+def _late_event_floor(engine: Engine) -> Figure:
+    """The database's own cost of what a late event in the middle of the heavy key does
+    to its entries, with nothing of the services: the later entries read by the bare
+    driver (one SELECT by the entries index, ``fetchall``), every one of them rewritten
+    with a changed value (SQLite: ``executemany`` of an UPDATE by rowid; PostgreSQL:
+    binary ``COPY`` into a temporary table and one ``UPDATE ... FROM`` it, the fastest
+    of the ways tried, ``docs/performance.md``) and the commit. 3 rounds, each changing
+    ``qty_after`` (by one micro-unit, alternately up and down), so each writes for real.
+    """
+    names = ", ".join(_FLOOR_COLUMNS)
+    postgres = engine.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    handle = "event_id" if postgres else "rowid"
+    read = (
+        f"SELECT {handle}, {names} FROM valuation_entries "
+        f"WHERE site_id = {mark} AND item = {mark} AND occurred_at > {mark}"
+    )
+    middle = T0 + SPAN * 0.5
+    since: Any = middle if postgres else _ledger_binds(engine.dialect).times([middle])[0]
+    totals: list[float] = []
+    parts: dict[str, list[float]] = {"read": [], "write": [], "commit": [], "cpu": []}
+    count = 0
+    for round_no in range(3):
+        step = 1 if round_no % 2 == 0 else -1
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cpu_started = time.process_time()
+            started = time.perf_counter()
+            if not postgres:  # the app's SQLite connections run without implicit BEGIN
+                cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute(read, (HEAVY_SITE, HEAVY_ITEM, since))
+            rows = cursor.fetchall()
+            read_at = time.perf_counter()
+            changed = [(*row[1:6], row[6] + step, *row[7:], row[0]) for row in rows]
+            sets = ", ".join(
+                f"{name} = {'u.' + name if postgres else mark}" for name in _FLOOR_COLUMNS
+            )
+            if postgres:
+                driver = raw.driver_connection
+                assert isinstance(driver, psycopg.Connection)
+                with driver.cursor() as pg:
+                    pg.execute(
+                        "CREATE TEMPORARY TABLE floor_rows ("
+                        + ", ".join(f"{name} bigint" for name in _FLOOR_COLUMNS)
+                        + ", event_id varchar(36)) ON COMMIT DROP"
+                    )
+                    with pg.copy("COPY floor_rows FROM STDIN (FORMAT BINARY)") as copy:
+                        copy.set_types(["int8"] * len(_FLOOR_COLUMNS) + ["varchar"])
+                        for row in changed:
+                            copy.write_row(row)
+                    pg.execute(
+                        f"UPDATE valuation_entries SET {sets} FROM floor_rows AS u "
+                        "WHERE valuation_entries.site_id = %s AND valuation_entries.item = %s "
+                        "AND valuation_entries.occurred_at > %s "
+                        "AND valuation_entries.event_id = u.event_id",
+                        (HEAVY_SITE, HEAVY_ITEM, since),
+                    )
+            else:
+                cursor.executemany(
+                    f"UPDATE valuation_entries SET {sets} WHERE rowid = ?",
+                    changed,
+                )
+            wrote_at = time.perf_counter()
+            raw.commit()
+            done = time.perf_counter()
+            parts["cpu"].append((time.process_time() - cpu_started) * 1000)
+            cursor.close()
+        finally:
+            raw.close()
+        count = len(rows)
+        parts["read"].append((read_at - started) * 1000)
+        parts["write"].append((wrote_at - read_at) * 1000)
+        parts["commit"].append((done - wrote_at) * 1000)
+        totals.append((done - started) * 1000)
+    p50 = {name: statistics.median(values) for name, values in parts.items()}
+    return Figure(
+        f"floor: the bare driver reads and rewrites the same {count:,} entries and commits",
+        statistics.median(totals),
+        max(totals),
+        "max",
+        None,
+        f"p50 read {p50['read']:,.0f} ms, write {p50['write']:,.0f} ms, "
+        f"commit {p50['commit']:,.0f} ms; CPU (this process) {p50['cpu']:,.0f} ms",
     )
 
 
@@ -723,7 +847,12 @@ def main(
             engine = create_db_engine(built.url)
             try:
                 run.figures = _measure(
-                    engine, size, samples=samples, sites_sampled=sites_sampled, seed=seed
+                    engine,
+                    size,
+                    samples=samples,
+                    sites_sampled=sites_sampled,
+                    seed=seed,
+                    check=check,
                 )
             finally:
                 engine.dispose()
