@@ -147,9 +147,7 @@ class FeedWriter:
 _INSERT_CHANGES = insert(change_feed)
 _MOVE_COUNTER = (
     update(feed_counter)
-    .where(
-        feed_counter.c.id == bindparam("counter_id"), feed_counter.c.version == bindparam("was")
-    )
+    .where(feed_counter.c.id == bindparam("counter_id"), feed_counter.c.version == bindparam("was"))
     .values(version=bindparam("now"))
 )
 _LOCK_COUNTER = (
@@ -170,7 +168,9 @@ def feed_writer(connection: Connection, *, changed_at: datetime) -> Iterator[Fee
     """
     if not connection.in_transaction():
         raise RuntimeError("feed_writer needs the caller's write transaction")
-    current = connection.execute(_LOCK_COUNTER, {"counter_id": FEED_COUNTER_ID}).scalar_one_or_none()
+    current = connection.execute(
+        _LOCK_COUNTER, {"counter_id": FEED_COUNTER_ID}
+    ).scalar_one_or_none()
     if current is None:
         raise FeedCounterMissingError(
             "table feed_counter has no row: the database was not set up by `jxc central migrate`"
