@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, union_all, update
+from sqlalchemy import Connection, bindparam, insert, select, union_all, update
 
 from central_api.errors import FeedCursorAheadError
 from central_api.models.feed import change_feed, feed_counter
@@ -131,17 +131,30 @@ class FeedWriter:
     def _flush(self) -> None:
         if not self.rows:
             return
-        self.connection.execute(insert(change_feed), self.rows)
+        self.connection.execute(_INSERT_CHANGES, self.rows)
         moved = self.connection.execute(
-            update(feed_counter)
-            .where(feed_counter.c.id == FEED_COUNTER_ID, feed_counter.c.version == self.first)
-            .values(version=self.last)
+            _MOVE_COUNTER, {"counter_id": FEED_COUNTER_ID, "was": self.first, "now": self.last}
         )
         if moved.rowcount != 1:
             # Only possible if someone wrote the counter without its lock.
             raise RuntimeError(f"feed_counter moved from {self.first} while locked")
         self.rows = []
         self.first = self.last
+
+
+# Built once with bound parameters (every item, price or document change takes the
+# counter): building them per call cost more than running them (docs/performance.md).
+_INSERT_CHANGES = insert(change_feed)
+_MOVE_COUNTER = (
+    update(feed_counter)
+    .where(feed_counter.c.id == bindparam("counter_id"), feed_counter.c.version == bindparam("was"))
+    .values(version=bindparam("now"))
+)
+_LOCK_COUNTER = (
+    select(feed_counter.c.version)
+    .where(feed_counter.c.id == bindparam("counter_id"))
+    .with_for_update()  # SQLite has no FOR UPDATE; BEGIN IMMEDIATE already locked it
+)
 
 
 @contextmanager
@@ -156,9 +169,7 @@ def feed_writer(connection: Connection, *, changed_at: datetime) -> Iterator[Fee
     if not connection.in_transaction():
         raise RuntimeError("feed_writer needs the caller's write transaction")
     current = connection.execute(
-        select(feed_counter.c.version)
-        .where(feed_counter.c.id == FEED_COUNTER_ID)
-        .with_for_update()  # SQLite has no FOR UPDATE; BEGIN IMMEDIATE already locked it
+        _LOCK_COUNTER, {"counter_id": FEED_COUNTER_ID}
     ).scalar_one_or_none()
     if current is None:
         raise FeedCounterMissingError(

@@ -403,12 +403,17 @@ def _ingest_carefully(
 def _lock_site(connection: Connection, *, site_id: str, now: datetime) -> int:
     """Create the site's sync row if this is its first push, lock it, return its watermark.
 
-    ``ON CONFLICT DO NOTHING`` makes the creation race-safe: of two first pushes, one
-    inserts and the other waits on that row, then finds it. The statements are built
-    once per database (:func:`_site_statements`), not per push.
+    The row is locked first and created only if it is not there (a site's first push):
+    one statement for every push but the first, where it was two (a round trip each on
+    PostgreSQL). ``ON CONFLICT DO NOTHING`` keeps the creation race-safe: of two first
+    pushes, one inserts and the other waits on that row, then finds it. The statements
+    are built once per database (:func:`_site_statements`), not per push.
     """
     create, locked, _ = _site_statements(connection)
     params = {"the_site": site_id, "now": now}
+    held = connection.execute(locked, params).scalar_one_or_none()
+    if held is not None:
+        return int(held)
     connection.execute(create, params)
     return int(connection.execute(locked, params).scalar_one())
 

@@ -1095,11 +1095,16 @@ def _write_item(
         "updated_at": now,
     }
     if exists:
-        connection.execute(
-            update(items).where(items.c.item_code == item.item_code).values(**values)
-        )
+        connection.execute(_UPDATE_ITEM, {**values, "the_code": item.item_code})
     else:
-        connection.execute(insert(items).values(item_code=item.item_code, **values))
+        connection.execute(_INSERT_ITEM, {**values, "item_code": item.item_code})
+
+
+# Built once, the values given at execution: ``insert(items).values(**values)`` per call
+# coerced every value into a bound parameter and computed a new cache key, which cost more
+# than the insert itself (docs/performance.md, "Cost per request: pushes and item creates").
+_INSERT_ITEM = insert(items)
+_UPDATE_ITEM = update(items).where(items.c.item_code == bindparam("the_code"))
 
 
 def _unit_key(item_code: str, uom: str) -> str:

@@ -116,10 +116,13 @@ def period_of(moment: datetime) -> str:
 
 def last_closed(connection: Connection) -> str | None:
     """The last closed month, or None (months are closed in order, so the latest)."""
-    found = connection.execute(
-        select(func.max(period_closes.c.period)).where(period_closes.c.status == CLOSED)
-    ).scalar_one_or_none()
+    found = connection.execute(_LAST_CLOSED).scalar_one_or_none()
     return None if found is None else str(found)
+
+
+# Built once: every push asks (periods.project), and building it cost more than running it
+# (docs/performance.md, "Cost per request: pushes and item creates").
+_LAST_CLOSED = select(func.max(period_closes.c.period)).where(period_closes.c.status == CLOSED)
 
 
 def closed_through(connection: Connection) -> datetime | None:

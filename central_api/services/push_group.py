@@ -26,10 +26,10 @@ Nothing a push is promised changes:
 How: the first push to arrive finds nobody leading and leads: it takes the pushes
 waiting (its own first, then in arrival order up to ``max_group`` and ``max_events``),
 passes the engine's write gate (so other writers, an item's change, keep their turn),
-merges them and commits. Then it hands the
-lead to the oldest push still waiting, if any, and returns its own answer; the next
-leader does the same. A push alone on the line is a group of one: a savepoint more than
-before, and nothing else.
+merges them and commits. Then it hands the lead to the oldest push still waiting, if
+any, and returns its own answer; the next leader does the same. A push alone on the line
+is a group of one, merged without a savepoint: if it fails, its transaction is rolled
+back instead.
 
 PostgreSQL needs none of this: its transactions write in parallel and the server
 already syncs the log for several commits at once.
@@ -162,15 +162,21 @@ class PushGroup:
     def _commit(self, group: list[_Job[object]]) -> None:
         try:
             with self.engine.connect() as connection, write_transaction(connection):
-                for job in group:
-                    savepoint = connection.begin_nested()
-                    try:
-                        job.value = job.work(connection)
-                    except Exception as error:  # answered to that push alone
-                        savepoint.rollback()
-                        job.error = error
-                    else:
-                        savepoint.commit()
+                if len(group) == 1:
+                    # A push alone needs no savepoint: if it fails, the transaction is
+                    # rolled back (below) and the push answered its error, as when a
+                    # group's savepoint is: two statements fewer for the common push.
+                    group[0].value = group[0].work(connection)
+                else:
+                    for job in group:
+                        savepoint = connection.begin_nested()
+                        try:
+                            job.value = job.work(connection)
+                        except Exception as error:  # answered to that push alone
+                            savepoint.rollback()
+                            job.error = error
+                        else:
+                            savepoint.commit()
         except BaseException as error:
             # Not committed (busy, the disk, the database gone): nobody's push is stored.
             for job in group:

@@ -336,6 +336,18 @@ _RECEIPT = EventKind.RECEIPT.value
 _TRANSFER_IN = EventKind.TRANSFER_IN.value
 
 
+# Built once with an expanding parameter, as the next read: building a select per push
+# (coercing each code into a bound parameter, then a cache key) cost more than running it
+# on a one-event push (docs/performance.md, "Cost per request: pushes and item creates").
+_MASTER_ITEMS = select(
+    items.c.item_code,
+    items.c.uom,
+    items.c.valuation,
+    micro(items.c.cost),
+    micro(items.c.purchase_price),
+).where(items.c.item_code.in_(bindparam("b_codes", expanding=True)))
+
+
 class _Master:
     """The master data a batch of events is valued with, read once per batch."""
 
@@ -347,15 +359,7 @@ class _Master:
         codes = sorted({event.item for event in events})
         self.items: dict[str, _Item] = {}
         for chunk in _chunks(codes):
-            for row in connection.execute(
-                select(
-                    items.c.item_code,
-                    items.c.uom,
-                    items.c.valuation,
-                    micro(items.c.cost),
-                    micro(items.c.purchase_price),
-                ).where(items.c.item_code.in_(chunk))
-            ):
+            for row in connection.execute(_MASTER_ITEMS, {"b_codes": list(chunk)}):
                 method = row.valuation if row.valuation in METHODS else MOVING_AVERAGE
                 self.items[row.item_code] = _Item(row.uom, method, row.cost, row.purchase_price)
         pairs = sorted(
@@ -620,9 +624,7 @@ def _read_states(connection: Connection, keys: Sequence[Key]) -> dict[Key, tuple
     for site_id, codes in by_site.items():
         for chunk in _chunks(codes):
             for row in connection.execute(
-                select(*_STATE_COLUMNS).where(
-                    valuation_state.c.site_id == site_id, valuation_state.c.item.in_(chunk)
-                )
+                _STATES_OF_SITE, {"b_site": site_id, "b_items": list(chunk)}
             ):
                 found[(row.site_id, row.item)] = (
                     State(row.method, row.qty, row.value, row.last_cost),
@@ -998,6 +1000,10 @@ _ENTRY_COLUMNS = tuple(
 )
 _STATE_COLUMNS = tuple(
     micro(column) if column.name in _AMOUNTS else column for column in valuation_state.c
+)
+_STATES_OF_SITE = select(*_STATE_COLUMNS).where(
+    valuation_state.c.site_id == bindparam("b_site"),
+    valuation_state.c.item.in_(bindparam("b_items", expanding=True)),
 )
 _LAYER_COLUMNS = tuple(
     micro(column) if column.name in _AMOUNTS else column for column in valuation_layers.c

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from central_api.core.db import create_db_engine, upgrade_database, write_gate, write_transaction
 from central_api.errors import SequenceGapError, WriteBusyError
@@ -134,6 +134,40 @@ def test_a_failing_push_is_answered_its_error_and_the_others_are_stored(
     assert results[2].result().acked_through_seq == 4
     assert count(sqlite_engine, ledger_events) == 1 + 4
     assert count(sqlite_engine, audit_log) == 3  # the refused push left no entry
+    with sqlite_engine.connect() as connection:
+        assert verify_chain(connection).broken_at is None
+
+
+def test_a_push_alone_runs_without_a_savepoint_and_fails_alone(sqlite_engine: Engine) -> None:
+    """A group of one has no savepoint (two statements fewer a push): a push that fails
+    alone rolls its transaction back, is answered its error, and leaves nothing; the
+    site's next push goes through as if the failed one had never come."""
+    group = PushGroup(sqlite_engine, wait_s=patience_timeout(10))
+    statements: list[str] = []
+
+    def seen(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(sqlite_engine, "before_cursor_execute", seen)
+    try:
+        site = SiteLedger("S01")
+        first = PushBatch.model_validate(site.batch(site.receipts(2)))
+        assert push(group, first).acked_through_seq == 2
+    finally:
+        event.remove(sqlite_engine, "before_cursor_execute", seen)
+    # Only the common path's own savepoint (a replay falls back to the careful path).
+    assert [text for text in statements if text.startswith("SAVEPOINT")] == [
+        "SAVEPOINT sa_savepoint_1"
+    ]
+    gap = SiteLedger("S01")
+    gap.seq = 5
+    with pytest.raises(SequenceGapError):
+        push(group, PushBatch.model_validate(gap.batch(gap.receipts(1))))
+    assert count(sqlite_engine, ledger_events) == 2
+    assert count(sqlite_engine, audit_log) == 1
+    site_next = PushBatch.model_validate(site.batch(site.receipts(1)))
+    assert push(group, site_next).acked_through_seq == 3
+    assert (group.commits, group.merged) == (2, 2)
     with sqlite_engine.connect() as connection:
         assert verify_chain(connection).broken_at is None
 
