@@ -47,6 +47,7 @@ from common import (
     finish,
     machine_info,
     postgres_database,
+    process_tree_cpu_s,
     server,
     table,
 )
@@ -80,6 +81,9 @@ class Side:
     units: int = 0
     """Events for a push row, else requests."""
     seconds: float = 0.0
+    cpu_s: float = 0.0
+    """The server process's CPU (user + system, its workers included; not the database
+    server's) during the phase."""
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     first_error: str | None = None
 
@@ -88,6 +92,7 @@ class Side:
         self.errors += other.errors
         self.units += other.units
         self.seconds += other.seconds
+        self.cpu_s += other.cpu_s
         self.latencies_ms += other.latencies_ms
         self.first_error = self.first_error or other.first_error
 
@@ -105,6 +110,9 @@ class Side:
             "p50_ms": round(statistics.median(ordered), 2),
             "p99_ms": pct(0.99),
             "max_ms": round(ordered[-1], 2),
+            "cpu_ms_per_request": (
+                round(self.cpu_s * 1000 / self.requests, 3) if self.requests else None
+            ),
             "first_error": self.first_error,
         }
 
@@ -130,21 +138,15 @@ class AllReports:
 
 def central(
     url: str, workers: int, log_path: Path, *, group_commit: bool = True
-) -> contextlib.AbstractContextManager[str]:
-    return served_base(central_server(url, workers, log_path, group_commit=group_commit))
+) -> contextlib.AbstractContextManager[Server]:
+    return central_server(url, workers, log_path, group_commit=group_commit)
 
 
-def floor(url: str, workers: int, log_path: Path) -> contextlib.AbstractContextManager[str]:
+def floor(url: str, workers: int, log_path: Path) -> contextlib.AbstractContextManager[Server]:
     argv = [sys.executable, "-m", "uvicorn", "--factory", "floor_app:create_app"]
     argv += ["--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--port", "{port}"]
     argv += ["--workers", str(workers)] if workers > 1 else []
-    return served_base(server(argv, {**os.environ, "FLOOR_DATABASE_URL": url}, log_path))
-
-
-@contextlib.contextmanager
-def served_base(served: contextlib.AbstractContextManager[Server]) -> Iterator[str]:
-    with served as running:
-        yield running.base
+    return server(argv, {**os.environ, "FLOOR_DATABASE_URL": url}, log_path)
 
 
 # --------------------------------------------------------------------------- database
@@ -318,14 +320,15 @@ class Target:
 
     def __init__(
         self,
-        base: str,
+        served: Server,
         *,
         is_floor: bool,
         fixture: Fixture,
         tag: str,
         sites: list[str] = SITES,
     ) -> None:
-        self.base, self.is_floor, self.fixture, self.tag = base, is_floor, fixture, tag
+        self.base, self.pid = served.base, served.pid
+        self.is_floor, self.fixture, self.tag = is_floor, fixture, tag
         self.sites = sites
         self.clients: list[httpx.AsyncClient] = []
         self.pushers: dict[str, Pusher] = {}
@@ -385,14 +388,14 @@ class Target:
 
 
 async def _measure(
-    jxc_base: str,
-    floor_base: str,
+    jxc_base: Server,
+    floor_base: Server,
     fixture: Fixture,
     *,
     seconds: float,
     rounds: int,
     tag: str,
-    solo_base: str | None = None,
+    solo_base: Server | None = None,
 ) -> dict[str, dict[str, Any]]:
     jxc = Target(jxc_base, is_floor=False, fixture=fixture, tag=tag)
     bare = Target(floor_base, is_floor=True, fixture=fixture, tag=tag)
@@ -413,13 +416,16 @@ async def _measure(
             order = sides[:2] if round_number % 2 == 0 else sides[1::-1]
             for row in ROWS:
                 for name, target in order + (sides[2:] if row in GROUP_ROWS else []):
+                    cpu_before = process_tree_cpu_s(target.pid)
                     side = await _phase(target.calls(row), seconds)
+                    side.cpu_s = process_tree_cpu_s(target.pid) - cpu_before
                     totals[row][name].add(side)
                     console.print(
                         f"  round {round_number + 1} {row:<24} {name:<5} "
                         f"{side.requests / side.seconds:8.1f}/s "
                         f"p50 {statistics.median(side.latencies_ms or [0]):7.2f} ms "
-                        f"errors {side.errors}"
+                        f"errors {side.errors} "
+                        f"cpu {side.cpu_s * 1000 / max(side.requests, 1):.2f} ms/req"
                     )
     finally:
         for _, target in sides:
@@ -492,6 +498,7 @@ def print_report(reports: AllReports) -> None:
                 "p50 ×",
                 "jxc p99",
                 "floor p99",
+                "CPU ms/req jxc/floor",
                 "errors jxc/floor",
             ],
             left={"row"},
@@ -509,6 +516,7 @@ def print_report(reports: AllReports) -> None:
                 f"{figures['p50_ratio']}",
                 f"{ours['p99_ms']:.1f}",
                 f"{base['p99_ms']:.1f}",
+                f"{ours['cpu_ms_per_request'] or 0:.2f}/{base['cpu_ms_per_request'] or 0:.2f}",
                 f"{ours['errors']}/{base['errors']}",
             )
         console.print(shown)
