@@ -95,7 +95,7 @@ async def _run(kind: str, requests: int, profile: bool, top: int) -> None:
                     await call(path)
             console.print(f"[bold]{kind}[/bold]: {requests} requests each, one at a time")
             for name, path in PATHS.items():
-                await _measure(name, lambda path=path: call(path), requests)
+                await _measure(name, call, path, requests)
             if profile:
                 Counts.inline = True
                 for name, path in PATHS.items():
@@ -113,11 +113,13 @@ async def _run(kind: str, requests: int, profile: bool, top: int) -> None:
         engine.dispose()
 
 
-async def _measure(name: str, call: Callable[[], Awaitable[None]], requests: int) -> None:
+async def _measure(
+    name: str, call: Callable[[str], Awaitable[None]], path: str, requests: int
+) -> None:
     Counts.statements = Counts.transactions = Counts.trips = 0
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(requests):
-        await call()
+        await call(path)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     console.print(
         f"  {name:<26} statements {Counts.statements / requests:4.1f}  "

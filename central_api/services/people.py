@@ -39,6 +39,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.sql.elements import BindParameter
 
 from central_api.core.db import write_transaction
 from central_api.errors import (
@@ -765,7 +766,8 @@ def _sites(connection: Connection, user_id: int) -> list[str] | None:
 # user (part 0), then a row per role (1) and per site (2), each branch found by the
 # session's token, so a logout or a disabled user counts at the very next request.
 _PART_SESSION, _PART_ROLE, _PART_SITE = 0, 1, 2
-_TOKEN, _KIND = bindparam("token"), bindparam("kind")
+_TOKEN: BindParameter[str] = bindparam("token")
+_KIND: BindParameter[str] = bindparam("kind")
 _OF_SESSION = (sessions.c.token_sha256 == _TOKEN, sessions.c.kind == _KIND)
 _PRINCIPAL = union_all(
     select(
