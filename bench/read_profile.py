@@ -33,6 +33,7 @@ from requests import SITES, _item, database, prepare
 from sqlalchemy import event
 
 from central_api.core.config import Settings
+from central_api.core.gc_tuning import tune_for_serving
 from central_api.main import create_app
 from jxc.paths import ITEMS, STOCK
 
@@ -72,6 +73,8 @@ async def _run(kind: str, requests: int, profile: bool, top: int) -> None:
     with database(kind) as url:
         fixture = prepare(url)
         central = create_app(Settings(database_url=url))
+        # As `jxc central serve` does: a gen0 threshold for serving and the heap frozen.
+        tune_for_serving(gen0_threshold=Settings().gc_gen0_threshold)
         engine = central.state.engine
 
         @event.listens_for(engine, "before_cursor_execute")
