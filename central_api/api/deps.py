@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from central_api.core.config import Settings
 from central_api.core.db import checking_credentials
+from central_api.core.principal import needs_trip_check, settle_in_trip
 from central_api.errors import SiteForbiddenError, TokenRefusedError
 from central_api.services.auth import TokenSigner
 from central_api.services.projections import Projections
@@ -54,12 +55,18 @@ async def on_connection(request: Request, work: Callable[[Connection], T]) -> T:
     connection, run the route, close it) and a fourth to validate its answer; each costs
     a small request about as much as a query (``docs/performance.md``, "Cost per
     request"). An ``async`` route that hands its whole database work, answer included,
-    to this pays one.
+    to this pays one; a user's read marked ``principal_in_trip`` pays one in all, the
+    principal's lookup and its access rule included.
     """
     engine = cast(Engine, request.app.state.engine)
+    settle = needs_trip_check()
 
     def run() -> T:
         with engine.connect() as connection:
+            if settle:
+                # The route is marked principal_in_trip and its rule waits: the lookup
+                # and the check, on this connection, before the route's own work.
+                settle_in_trip(request, connection)
             return work(connection)
 
     return await run_in_threadpool(run)

@@ -21,10 +21,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 
-from central_api.core.principal import Principal, PrincipalDep
+from central_api.core.principal import (
+    Principal,
+    PrincipalDep,
+    defer_rule,
+    get_principal,
+    known_principal,
+    oauth2_bearer,
+    settle_principal,
+)
 from central_api.errors import PermissionDeniedError, SignInRequiredError
 
 PERMISSION_KEY = "x-jxc-permission"
@@ -49,8 +57,26 @@ class _Requires(Rule):
         self.label = f"{action}+site" if site else action
         self.needs_credential = True
 
-    async def __call__(self, principal: PrincipalDep) -> Principal:  # type: ignore[override]
-        """Async: a check of what is already known costs no trip through the thread pool."""
+    async def __call__(  # type: ignore[override]
+        self, request: Request, bearer: Annotated[str | None, Depends(oauth2_bearer)]
+    ) -> Principal | None:
+        """Async: a check of what is already known costs no trip through the thread pool.
+
+        A principal that must still be looked up is looked up here, unless the route
+        does its work in one trip (``principal_in_trip``): then the lookup and this
+        check run in that trip, before the route's query (None is returned).
+        """
+        principal = known_principal(request, bearer)
+        if principal is None:
+            if defer_rule(request, self.check):
+                return None
+            principal = await get_principal(request, bearer)
+        else:
+            settle_principal(request, principal)
+        return self.check(principal)
+
+    def check(self, principal: Principal) -> Principal:
+        """The rule itself: raises to refuse ``principal``."""
         if principal.is_anonymous:
             raise SignInRequiredError(
                 "sign in first: send `Authorization: Bearer <token>` from POST /api/v1/auth/token"

@@ -19,15 +19,18 @@ same object the serializer reads afterwards.
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central_api.core.db import checking_credentials
 from central_api.core.security import TOKEN_PREFIX as SITE_TOKEN_PREFIX
@@ -35,6 +38,8 @@ from central_api.errors import CsrfRefusedError, SessionRefusedError
 from central_api.services.auth import TokenSigner
 from central_api.services.people import USER_TOKEN_PREFIX, Identity, resolve_session
 from jxc.paths import API_ROOT
+
+log = logging.getLogger("central_api.core.principal")
 
 PrincipalKind = Literal["user", "site", "anonymous"]
 
@@ -118,13 +123,19 @@ class Principal:
 ANONYMOUS = Principal(kind="anonymous", name="anonymous")
 
 
-class _Holder:
-    """The request's principal, filled in by :func:`get_principal` (see the module doc)."""
+RuleCheck = Callable[[Principal], object]
+"""A route's access rule applied to a principal: raises to refuse."""
 
-    __slots__ = ("principal",)
+
+class _Holder:
+    """The request's principal, filled in by :func:`get_principal` (see the module doc),
+    and the access rules left for the route's one trip to check (:func:`defer_rule`)."""
+
+    __slots__ = ("pending", "principal")
 
     def __init__(self) -> None:
         self.principal: Principal | None = None
+        self.pending: list[RuleCheck] = []
 
 
 _current: ContextVar[_Holder | None] = ContextVar("jxc_principal", default=None)
@@ -134,6 +145,15 @@ def current_principal() -> Principal | None:
     """The principal of the request being served; None outside a request or before auth."""
     holder = _current.get()
     return None if holder is None else holder.principal
+
+
+def trip_principal() -> Principal:
+    """In a route's work on ``on_connection``: the principal the trip settled (or the one
+    known before it). Raises if there is none, which would be a route wired wrongly."""
+    principal = current_principal()
+    if principal is None:
+        raise RuntimeError("no principal: the route's rule was neither checked nor deferred")
+    return principal
 
 
 def financial_visible() -> bool:
@@ -159,14 +179,58 @@ class PrincipalScope:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        token = _current.set(_Holder())
+        holder = _Holder()
+        token = _current.set(holder)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _RuleChecked(holder, send))
         finally:
             _current.reset(token)
 
 
-_oauth2 = OAuth2PasswordBearer(
+class _RuleChecked:
+    """The response's ``send``, refusing to let a success out while an access rule that a
+    route deferred to its trip (:func:`defer_rule`) was never checked.
+
+    The guard behind the deferral: a route marked :func:`principal_in_trip` that forgot
+    to do its work through ``on_connection`` would otherwise answer unchecked. An answer
+    of 400 or more carries no data and passes (a bad query parameter is refused before
+    the trip that would have checked the rule).
+    """
+
+    __slots__ = ("holder", "refused", "send")
+
+    def __init__(self, holder: _Holder, send: Send) -> None:
+        self.holder, self.send, self.refused = holder, send, False
+
+    async def __call__(self, message: Message) -> None:
+        if self.refused:
+            return
+        if (
+            message["type"] == "http.response.start"
+            and self.holder.pending
+            and message["status"] < 400
+        ):
+            self.refused = True
+            log.error("a route answered without checking its deferred access rule")
+            await self.send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/problem+json")],
+                }
+            )
+            await self.send({"type": "http.response.body", "body": _UNCHECKED})
+            return
+        await self.send(message)
+
+
+_UNCHECKED = (
+    b'{"type":"about:blank","title":"Internal Server Error","status":500,'
+    b'"detail":"the route did not check its access rule; nothing was answered"}'
+)
+
+
+oauth2_bearer = OAuth2PasswordBearer(
     tokenUrl=f"{API_ROOT}/auth/token",
     auto_error=False,
     scheme_name="UserToken",
@@ -179,7 +243,7 @@ def _digest(token: str) -> str:
 
 
 async def get_principal(
-    request: Request, bearer: Annotated[str | None, Depends(_oauth2)]
+    request: Request, bearer: Annotated[str | None, Depends(oauth2_bearer)]
 ) -> Principal:
     """The request's principal from its bearer token or session cookie; anonymous if none.
 
@@ -189,27 +253,110 @@ async def get_principal(
     token as ``X-CSRF-Token``; a bearer token needs none (a browser never adds it itself).
 
     A request whose credential was checked before its body was read takes that check's
-    answer (see ``central_api.api.credential_first``); any other is looked up here, in a
+    answer (see ``central_api.api.credential_first``), and one whose principal is known
+    already (an access rule asked first) takes that; any other is looked up here, in a
     worker thread on a pooled connection. ``async``, so the common case costs no trip
     through the thread pool.
     """
-    principal: Principal | None = request.scope.get("state", {}).get(VERIFIED_PRINCIPAL)
+    principal = known_principal(request, bearer)
     if principal is None:
-        if bearer or request.cookies.get(SESSION_COOKIE):
-            principal = await run_in_threadpool(_look_up_principal, request, bearer)
-        else:
-            principal = ANONYMOUS
-    holder = _current.get()
-    if holder is not None:
-        holder.principal = principal
-    request.state.principal = principal
+        principal = await run_in_threadpool(_look_up_principal, request, bearer)
+    settle_principal(request, principal)
     return principal
+
+
+def known_principal(request: Request, bearer: str | None) -> Principal | None:
+    """The request's principal if it needs no lookup now: found already (before the body,
+    or by an earlier dependency), or anonymous (no credential at all); else None."""
+    state: dict[str, Any] = request.scope.get("state", {})
+    principal: Principal | None = state.get(VERIFIED_PRINCIPAL) or state.get("principal")
+    if principal is None and not bearer and not request.cookies.get(SESSION_COOKIE):
+        principal = ANONYMOUS
+    return principal
+
+
+def settle_principal(request: Request, principal: Principal) -> None:
+    """Make ``principal`` the request's (for the serializer's financial check, the audit
+    and the access log), and check the rules deferred to it (raises)."""
+    holder = _current.get()
+    request.state.principal = principal
+    if holder is None:
+        return
+    holder.principal = principal
+    while holder.pending:
+        holder.pending.pop(0)(principal)
 
 
 def _look_up_principal(request: Request, bearer: str | None) -> Principal:
     signer: TokenSigner = request.app.state.token_signer
     with checking_credentials(request.app.state.engine) as connection:
         return find_principal(request, connection, signer, bearer)
+
+
+# --- one trip: the principal's lookup and the route's own query on one connection ------
+
+_IN_TRIP = "__jxc_principal_in_trip__"
+
+
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+
+
+def principal_in_trip(endpoint: _Endpoint) -> _Endpoint:
+    """Mark a route whose work all runs through ``central_api.api.deps.on_connection``:
+    its access rule may then be checked in that trip, on that connection, once the
+    principal is looked up there, instead of in a trip of its own before (a user's read
+    paid two trips where a bare route pays one; ``docs/performance.md``, "Cost per
+    request"). Nothing is weaker: the credential is still read from the database during
+    the request, and the rule is checked before the route's query runs."""
+    setattr(endpoint, _IN_TRIP, True)
+    return endpoint
+
+
+def defer_rule(request: Request, check: RuleCheck) -> bool:
+    """Leave ``check`` for the route's trip (:func:`settle_in_trip`) if the route is marked
+    :func:`principal_in_trip`; False (check it now) otherwise."""
+    holder = _current.get()
+    if holder is None or not getattr(request.scope.get("endpoint"), _IN_TRIP, False):
+        return False
+    holder.pending.append(check)
+    return True
+
+
+def needs_trip_check() -> bool:
+    """Whether a rule of this request waits for :func:`settle_in_trip`."""
+    holder = _current.get()
+    return holder is not None and bool(holder.pending)
+
+
+def settle_in_trip(request: Request, connection: Connection) -> Principal:
+    """In the route's worker thread: find the principal on ``connection``, make it the
+    request's and check the rules deferred to it, before the route's own work.
+
+    On PostgreSQL the lookup reads in autocommit mode, as :func:`checking_credentials`
+    does (one round trip, no ``BEGIN``/``COMMIT``), and the connection goes back to the
+    engine's isolation level for the route's work.
+    """
+    principal = known_principal(request, _bearer(request))
+    if principal is None:
+        signer: TokenSigner = request.app.state.token_signer
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                principal = find_principal(request, connection, signer, _bearer(request))
+            finally:
+                connection.execution_options(
+                    isolation_level=connection.dialect.isolation_level or "READ COMMITTED"  # type: ignore[attr-defined]
+                )
+        else:
+            principal = find_principal(request, connection, signer, _bearer(request))
+    settle_principal(request, principal)
+    return principal
+
+
+def _bearer(request: Request) -> str | None:
+    """The bearer token as ``OAuth2PasswordBearer`` reads it."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def find_principal(

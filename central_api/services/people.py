@@ -22,7 +22,24 @@ from typing import Any, Literal
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal_column,
+    null,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.sql.elements import BindParameter
 
 from central_api.core.db import write_transaction
 from central_api.errors import (
@@ -637,23 +654,37 @@ def resolve_session(
     """
     now = now or datetime.now(UTC)
     with connection.begin():
-        row = connection.execute(_SESSION, {"token": token_sha256, "kind": kind}).first()
-        if row is None:
-            raise SessionRefusedError(
-                "the token or session is unknown or was logged out; sign in again"
-                if kind == "cookie"
-                else "the user token is unknown or was logged out; get a new one from "
-                "POST /api/v1/auth/token"
-            )
-        if _utc(row.expires_at) <= now:
-            raise SessionRefusedError("the session has expired; sign in again")
-        if row.disabled:
-            raise UserDisabledError(row.username)
-        if csrf_sha256 is not None and (
-            row.csrf_sha256 is None or not secrets.compare_digest(csrf_sha256, row.csrf_sha256)
-        ):
-            raise CsrfRefusedError("the X-CSRF-Token header does not match this session's")
-        return _identity(connection, row.user_id, username=row.username, language=row.language)
+        rows = connection.execute(_PRINCIPAL, {"token": token_sha256, "kind": kind}).all()
+    if not rows or rows[0].part != _PART_SESSION:
+        raise SessionRefusedError(
+            "the token or session is unknown or was logged out; sign in again"
+            if kind == "cookie"
+            else "the user token is unknown or was logged out; get a new one from "
+            "POST /api/v1/auth/token"
+        )
+    row = rows[0]
+    if _utc(row.expires_at) <= now:
+        raise SessionRefusedError("the session has expired; sign in again")
+    if row.disabled:
+        raise UserDisabledError(row.username)
+    if csrf_sha256 is not None and (
+        row.csrf_sha256 is None or not secrets.compare_digest(csrf_sha256, row.csrf_sha256)
+    ):
+        raise CsrfRefusedError("the X-CSRF-Token header does not match this session's")
+    granted = [found for found in rows if found.part == _PART_ROLE]
+    sites = [found.name for found in rows if found.part == _PART_SITE]
+    actions: set[str] = set()
+    for role in granted:
+        actions.update(role.actions.split())
+    return Identity(
+        user_id=row.user_id,
+        username=row.username,
+        roles=tuple(role.name for role in granted),
+        actions=frozenset(actions),
+        financial=any(role.financial for role in granted),
+        sites=tuple(sites) or None,
+        language=row.language,
+    )
 
 
 def end_session(connection: Connection, token_sha256: str) -> None:
@@ -730,20 +761,63 @@ def _sites(connection: Connection, user_id: int) -> list[str] | None:
     return found or None
 
 
-# Every request signed in by a user runs these three: built once, with bound parameters,
-# since building them cost more than running them (docs/performance.md, "Cost per request").
-_SESSION = (
+# A request signed in by a user reads its session, user, roles and sites with this one
+# statement (one round trip on PostgreSQL, where three took three): the session and its
+# user (part 0), then a row per role (1) and per site (2), each branch found by the
+# session's token, so a logout or a disabled user counts at the very next request.
+_PART_SESSION, _PART_ROLE, _PART_SITE = 0, 1, 2
+_TOKEN: BindParameter[str] = bindparam("token")
+_KIND: BindParameter[str] = bindparam("kind")
+_OF_SESSION = (sessions.c.token_sha256 == _TOKEN, sessions.c.kind == _KIND)
+_PRINCIPAL = union_all(
     select(
+        literal_column(str(_PART_SESSION), Integer).label("part"),
         sessions.c.user_id,
         sessions.c.expires_at,
         sessions.c.csrf_sha256,
         users.c.username,
         users.c.disabled,
         users.c.language,
+        cast(null(), String).label("name"),
+        cast(null(), Text).label("actions"),
+        cast(null(), Boolean).label("financial"),
     )
     .select_from(sessions.join(users, users.c.user_id == sessions.c.user_id))
-    .where(sessions.c.token_sha256 == bindparam("token"), sessions.c.kind == bindparam("kind"))
-)
+    .where(*_OF_SESSION),
+    select(
+        literal_column(str(_PART_ROLE), Integer),
+        sessions.c.user_id,
+        cast(null(), sessions.c.expires_at.type),
+        cast(null(), String),
+        cast(null(), String),
+        cast(null(), Boolean),
+        cast(null(), String),
+        roles.c.name,
+        roles.c.actions,
+        roles.c.financial,
+    )
+    .select_from(
+        sessions.join(user_roles, user_roles.c.user_id == sessions.c.user_id).join(
+            roles, roles.c.name == user_roles.c.role
+        )
+    )
+    .where(*_OF_SESSION),
+    select(
+        literal_column(str(_PART_SITE), Integer),
+        sessions.c.user_id,
+        cast(null(), sessions.c.expires_at.type),
+        cast(null(), String),
+        cast(null(), String),
+        cast(null(), Boolean),
+        cast(null(), String),
+        user_sites.c.site_id,
+        cast(null(), Text),
+        cast(null(), Boolean),
+    )
+    .select_from(sessions.join(user_sites, user_sites.c.user_id == sessions.c.user_id))
+    .where(*_OF_SESSION),
+).order_by(literal_column("part"), literal_column("name"))
+# A user's roles and sites by id (an admin's view of a user, a sign-in): built once.
 _GRANTED = (
     select(roles.c.name, roles.c.actions, roles.c.financial)
     .select_from(user_roles.join(roles, roles.c.name == user_roles.c.role))

@@ -68,6 +68,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
 from central_api.core.db import after_commit, write_transaction
+from central_api.core.sqlbits import placeholder as _placeholder
 from central_api.models.base import from_micro_units, to_micro_units_many
 from central_api.models.inventory import transfer_orders
 from central_api.models.items import items
@@ -88,7 +89,6 @@ from central_api.services.ingest import (
     _id_texts,
     _insert_sql,
     _ledger_binds,
-    _placeholder,
 )
 from central_api.services.projections import AcceptedEvents
 from central_api.services.purchasing import plain

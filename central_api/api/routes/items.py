@@ -16,7 +16,7 @@ from central_api.api.auditing import AuditDep
 from central_api.api.deps import on_connection
 from central_api.api.idempotency import IdempotencyDep, replayed
 from central_api.api.permissions import Requires
-from central_api.core.principal import Principal, PrincipalDep
+from central_api.core.principal import Principal, PrincipalDep, principal_in_trip
 from central_api.errors import PermissionDeniedError
 from central_api.schemas.items import ItemCreate, ItemIn, ItemOut, ItemPage, ItemRemoved
 from central_api.services.idempotency import IdempotentReplay
@@ -179,6 +179,7 @@ async def put_item(
 
 
 @router.get("", dependencies=[READ], response_model=ItemPage)
+@principal_in_trip
 async def read_items(
     request: Request,
     *,
@@ -222,6 +223,7 @@ async def read_items(
 
 
 @router.get("/{item_code:path}", responses=_NOT_FOUND, dependencies=[READ], response_model=ItemOut)
+@principal_in_trip
 async def read_item(request: Request, item_code: ItemCode) -> Response:
     """One item with its barcodes."""
 

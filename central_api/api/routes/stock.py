@@ -10,11 +10,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import TypeAdapter
-from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy import Connection
 
+from central_api.api.deps import on_connection
 from central_api.api.permissions import Requires
-from central_api.core.principal import PrincipalDep
+from central_api.core.principal import principal_in_trip, trip_principal
 from central_api.errors import SiteOutOfScopeError
 from central_api.schemas.stock import StockBalanceOut
 from central_api.services.stock import list_balances
@@ -33,9 +33,9 @@ _ANSWER = TypeAdapter(list[StockBalanceOut])
     responses={403: {"description": "The site is outside the caller's sites."}},
     response_model=list[StockBalanceOut],
 )
+@principal_in_trip
 async def read_stock(
     request: Request,
-    principal: PrincipalDep,
     *,
     site_id: Annotated[SiteId | None, Query()] = None,
     item: Annotated[Code | None, Query()] = None,
@@ -46,22 +46,22 @@ async def read_stock(
     location: Annotated[Code | None, Query()] = None,
 ) -> Response:
     """Balances matching every filter given, ordered by site, location, item, lot."""
-    if site_id is not None and not principal.sees_site(site_id):
-        raise SiteOutOfScopeError(who=principal.label, site_id=site_id)
-    engine: Engine = request.app.state.engine
 
-    def answer() -> bytes:
-        """The query and the answer's JSON in one trip to a worker thread (a console
-        polls this; a ``def`` route with a connection dependency took three)."""
-        with engine.connect() as connection:
-            balances = list_balances(
-                connection=connection,
-                site_id=site_id,
-                item=item,
-                lot=lot,
-                location=location,
-                sites=principal.sites,
-            )
+    def answer(connection: Connection) -> bytes:
+        """The caller's lookup and rule, the query and the answer's JSON in one trip to a
+        worker thread (a console polls this; a ``def`` route with a connection dependency
+        took three, and the principal's lookup one more)."""
+        principal = trip_principal()
+        if site_id is not None and not principal.sees_site(site_id):
+            raise SiteOutOfScopeError(who=principal.label, site_id=site_id)
+        balances = list_balances(
+            connection=connection,
+            site_id=site_id,
+            item=item,
+            lot=lot,
+            location=location,
+            sites=principal.sites,
+        )
         return _ANSWER.dump_json([StockBalanceOut.model_validate(b) for b in balances])
 
-    return Response(await run_in_threadpool(answer), media_type="application/json")
+    return Response(await on_connection(request, answer), media_type="application/json")
