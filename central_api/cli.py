@@ -187,6 +187,7 @@ def _run(settings: Settings, before_serving: Callable[[], None]) -> None:
             port=settings.port,
             workers=settings.workers,
             log_config=None,
+            access_log=False,
             timeout_keep_alive=KEEP_ALIVE_S,
             **_tls_options(settings),
         )
@@ -197,13 +198,16 @@ def _run(settings: Settings, before_serving: Callable[[], None]) -> None:
     central = create_app(settings)
     tune_for_serving(gen0_threshold=settings.gc_gen0_threshold)
     # log_config=None keeps the JSON logging the root command set up; uvicorn's loggers
-    # then propagate to it instead of installing their own handlers.
+    # then propagate to it instead of installing their own handlers. access_log=False:
+    # central writes its own access line (MetricsMiddleware, with the request's id, site
+    # and user); uvicorn's would be a second line per request saying less.
     before_serving()
     uvicorn.run(
         central,
         host=settings.host,
         port=settings.port,
         log_config=None,
+        access_log=False,
         timeout_keep_alive=KEEP_ALIVE_S,
         **_tls_options(settings),
     )

@@ -97,6 +97,10 @@ def _serve_two_workers(tmp_path: Path, url: URL) -> None:
     assert said("Started server process") == 2, lines  # two workers served
     assert said("database schema is current") == 1, lines  # migrated once, by the command
     assert said("first admin created") == 1, lines
+    # One access line per request, central's own (with the request's id, site and user):
+    # uvicorn's would be a second line saying less.
+    assert said("request") >= 5, lines  # the health check and the four pushes
+    assert not any('"logger": "uvicorn.access"' in line for line in lines), lines
 
 
 def _push_through(base: str, url: str) -> None:
