@@ -47,6 +47,9 @@ PATHS = {
     "console: a site's stock": f"{STOCK}?site_id={SITES[0]}",
     "console: 50 items": f"{ITEMS}?limit=50",
     "console: one item": f"{ITEMS}/{_item(11)}",
+    # The console's own HTML item list (not in bench/requests.py's mix): its page of
+    # items, rendered, with the same bearer token a script would send.
+    "console page: items": "/console/items",
 }
 
 

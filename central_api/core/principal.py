@@ -338,19 +338,32 @@ def settle_in_trip(request: Request, connection: Connection) -> Principal:
     """
     principal = known_principal(request, _bearer(request))
     if principal is None:
-        signer: TokenSigner = request.app.state.token_signer
-        if connection.dialect.name == "postgresql":
-            connection.execution_options(isolation_level="AUTOCOMMIT")
-            try:
-                principal = find_principal(request, connection, signer, _bearer(request))
-            finally:
-                connection.execution_options(
-                    isolation_level=connection.dialect.isolation_level or "READ COMMITTED"  # type: ignore[attr-defined]
-                )
-        else:
-            principal = find_principal(request, connection, signer, _bearer(request))
+        try:
+            principal = _look_up_in_trip(request, connection)
+        except BaseException:
+            # The credential is refused: the request answers that refusal and never the
+            # route's work, so the rules waiting for a principal are moot. Without this
+            # the guard (``_RuleChecked``) would turn a refusal answered below 400 (the
+            # console's redirect to its sign-in page) into a 500.
+            holder = _current.get()
+            if holder is not None:
+                holder.pending.clear()
+            raise
     settle_principal(request, principal)
     return principal
+
+
+def _look_up_in_trip(request: Request, connection: Connection) -> Principal:
+    signer: TokenSigner = request.app.state.token_signer
+    if connection.dialect.name != "postgresql":
+        return find_principal(request, connection, signer, _bearer(request))
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        return find_principal(request, connection, signer, _bearer(request))
+    finally:
+        connection.execution_options(
+            isolation_level=connection.dialect.isolation_level or "READ COMMITTED"  # type: ignore[attr-defined]
+        )
 
 
 def _bearer(request: Request) -> str | None:

@@ -45,8 +45,12 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     ColumnElement,
     Connection,
+    Integer,
+    String,
     and_,
     bindparam,
     delete,
@@ -55,10 +59,12 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql import Select
 
 from central_api.core.db import write_transaction
 from central_api.errors import (
@@ -70,7 +76,7 @@ from central_api.errors import (
     UnknownItemError,
 )
 from central_api.models import stock_balances
-from central_api.models.base import to_micro_units
+from central_api.models.base import from_micro_units, to_micro_units
 from central_api.models.items import item_barcodes, items
 from central_api.models.master import categories, code_sequences, item_site_levels, item_units
 from central_api.models.master import sites as site_table
@@ -721,43 +727,95 @@ def list_items(
     """
     if not 1 <= limit <= MAX_ITEMS_PAGE:
         raise ValueError(f"limit must be within 1..{MAX_ITEMS_PAGE}, got {limit}")
+    chosen = filters or ItemFilter(archived=None)
+    params: dict[str, Any] = {"limit": limit + 1}
+    if chosen.archived is not None:
+        params["archived"] = chosen.archived
+    if chosen.active is not None:
+        params["active"] = chosen.active
+    if after is not None:
+        params["after"] = after
+    if chosen.barcode is not None:
+        params["barcodes"] = gtin_spellings(chosen.barcode)
+    if chosen.q:
+        params["q_prefix"] = _like_escaped(chosen.q)
+        params["q_part"] = _like_escaped(chosen.q.lower())
+        params["q_barcodes"] = gtin_spellings(chosen.q)
     with read_snapshot(connection):
-        conditions = [] if filters is None else _filter_conditions(connection, filters)
-        if after is not None:
-            conditions.append(items.c.item_code > after)
-        found = _read_items(connection, and_(*conditions) if conditions else None, limit=limit + 1)
+        if chosen.category is not None:
+            params["categories"] = category_and_below(connection, chosen.category)
+        shape = (
+            chosen.archived is not None,
+            chosen.active is not None,
+            chosen.category is not None,
+            chosen.barcode is not None,
+            bool(chosen.q),
+            after is not None,
+        )
+        query = _LIST_QUERIES.get(shape)
+        if query is None:
+            query = _LIST_QUERIES[shape] = _list_query(shape)
+        found = _assemble(
+            connection.execute(query, params).all(),
+            lambda codes: connection.execute(_PAGE_UNITS, {"codes": codes}).all(),
+        )
     page = found[:limit]
     return ItemPage(items=page, next_after=page[-1].item_code if len(found) > limit else None)
 
 
-def _filter_conditions(connection: Connection, chosen: ItemFilter) -> list[ColumnElement[bool]]:
+_LIST_QUERIES: dict[tuple[bool, ...], Select[Any]] = {}
+"""A page's statement for each combination of filters given, built on first use with
+bound parameters: building it per call (a subquery, twenty column proxies, the
+filters coerced) cost as much as running it (``docs/performance.md``, "The item page")."""
+
+
+def _list_query(shape: tuple[bool, ...]) -> Select[Any]:
+    """The page's statement for the filters given (``shape``: whether archived, active,
+    category, barcode, q and after are given, in that order); its values are the
+    parameters :func:`list_items` passes."""
+    archived, active, category, barcode, q, after = shape
     conditions: list[ColumnElement[bool]] = []
-    if chosen.archived is not None:
-        conditions.append(items.c.archived == chosen.archived)
-    if chosen.active is not None:
-        conditions.append(items.c.active == chosen.active)
-    if chosen.category is not None:
-        conditions.append(
-            items.c.category_code.in_(category_and_below(connection, chosen.category))
-        )
-    if chosen.barcode is not None:
-        conditions.append(_has_barcode(chosen.barcode))
-    if chosen.q:
-        needle = chosen.q.lower()
+    if archived:
+        conditions.append(items.c.archived == bindparam("archived", type_=Boolean))
+    if active:
+        conditions.append(items.c.active == bindparam("active", type_=Boolean))
+    if category:
+        conditions.append(items.c.category_code.in_(bindparam("categories", expanding=True)))
+    if barcode:
+        conditions.append(_has_barcode("barcodes"))
+    if q:
+        prefix = bindparam("q_prefix", type_=String)
+        part = bindparam("q_part", type_=String)
         conditions.append(
             or_(
-                items.c.item_code.startswith(chosen.q, autoescape=True),
-                func.lower(items.c.name).contains(needle, autoescape=True),
-                func.lower(items.c.name_en).contains(needle, autoescape=True),
-                _has_barcode(chosen.q),
+                items.c.item_code.startswith(prefix, escape=_ESCAPE),
+                func.lower(items.c.name).contains(part, escape=_ESCAPE),
+                func.lower(items.c.name_en).contains(part, escape=_ESCAPE),
+                _has_barcode("q_barcodes"),
             )
         )
-    return conditions
+    if after:
+        conditions.append(items.c.item_code > bindparam("after", type_=String))
+    return _page_query(and_(*conditions) if conditions else None, bindparam("limit", type_=Integer))
 
 
-def _has_barcode(code: str) -> ColumnElement[bool]:
+_ESCAPE = "/"
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` with LIKE's wildcards (and the escape character) escaped by ``/``, as
+    SQLAlchemy's ``autoescape=True`` does for a literal (it refuses a bound parameter)."""
+    return (
+        text.replace(_ESCAPE, _ESCAPE * 2).replace("%", _ESCAPE + "%").replace("_", _ESCAPE + "_")
+    )
+
+
+def _has_barcode(parameter: str) -> ColumnElement[bool]:
+    """The item holds one of the barcodes in the list parameter ``parameter``."""
     return items.c.item_code.in_(
-        select(item_barcodes.c.item_code).where(item_barcodes.c.barcode.in_(gtin_spellings(code)))
+        select(item_barcodes.c.item_code).where(
+            item_barcodes.c.barcode.in_(bindparam(parameter, expanding=True))
+        )
     )
 
 
@@ -1217,9 +1275,43 @@ def _exists(connection: Connection, item_code: str) -> bool:
     return found is not None
 
 
+def _raw(column: Any) -> Any:
+    """``column`` as the stored integer of micro-units, without the type's conversion:
+    :func:`_assemble` converts each distinct value once (a page repeats a few)."""
+    return type_coerce(column, BigInteger).label(column.name)
+
+
+def _item_columns(source: Any) -> tuple[Any, ...]:
+    """An item's columns from ``source`` (the table or a page of it) in the order
+    :func:`_assemble` unpacks them, the amounts raw."""
+    c = source.c
+    return (
+        c.item_code,
+        c.name,
+        c.uom,
+        c.active,
+        c.version,
+        c.updated_at,
+        _raw(c.cost),
+        _raw(c.price),
+        _raw(c.purchase_price),
+        c.name_en,
+        c.category_code,
+        c.lot_tracked,
+        c.expiry_tracked,
+        c.serial_tracked,
+        c.shelf_life_days,
+        c.min_remaining_days,
+        _raw(c.unit_weight),
+        _raw(c.weight_tolerance),
+        c.valuation,
+        c.archived,
+    )
+
+
 _BARCODE_COLUMNS = (
     item_barcodes.c.barcode,
-    item_barcodes.c.qty_per,
+    type_coerce(item_barcodes.c.qty_per, BigInteger).label("qty_per"),
     item_barcodes.c.uom.label("barcode_uom"),
     item_barcodes.c.kind.label("barcode_kind"),
     item_barcodes.c.version.label("barcode_version"),
@@ -1227,7 +1319,7 @@ _BARCODE_COLUMNS = (
 )
 
 _ONE_ITEM = (
-    select(items, *_BARCODE_COLUMNS)
+    select(*_item_columns(items), *_BARCODE_COLUMNS)
     .select_from(items.outerjoin(item_barcodes, item_barcodes.c.item_code == items.c.item_code))
     .where(items.c.item_code == bindparam("item_code"))
     .order_by(item_barcodes.c.barcode)
@@ -1236,27 +1328,40 @@ _ONE_ITEM = (
 by reading it back, and building the page query per call (a subquery, twenty column
 proxies) cost more than running it (``docs/performance.md``, "Cost per request")."""
 
+_UNIT_COLUMNS = (
+    item_units.c.item_code,
+    item_units.c.uom,
+    item_units.c.factor,
+    item_units.c.version,
+    item_units.c.updated_at,
+)
+
 _ONE_ITEMS_UNITS = (
-    select(item_units)
+    select(*_UNIT_COLUMNS)
     .where(item_units.c.item_code == bindparam("item_code"))
     .order_by(item_units.c.uom)
+)
+
+_PAGE_UNITS = (
+    select(*_UNIT_COLUMNS)
+    .where(item_units.c.item_code.in_(bindparam("codes", expanding=True)))
+    .order_by(item_units.c.item_code, item_units.c.uom)
 )
 
 
 def _read_one(connection: Connection, item_code: str) -> Item:
     found = _assemble(
-        connection.execute(_ONE_ITEM, {"item_code": item_code}),
-        lambda _codes: connection.execute(_ONE_ITEMS_UNITS, {"item_code": item_code}),
+        connection.execute(_ONE_ITEM, {"item_code": item_code}).all(),
+        lambda _codes: connection.execute(_ONE_ITEMS_UNITS, {"item_code": item_code}).all(),
     )
     if not found:
         raise UnknownItemError(item_code)
     return found[0]
 
 
-def _read_items(
-    connection: Connection, condition: ColumnElement[bool] | None, *, limit: int
-) -> list[Item]:
-    """Items matching ``condition`` in item_code order, with their barcodes and units.
+def _page_query(condition: ColumnElement[bool] | None, limit: Any) -> Select[Any]:
+    """Items matching ``condition`` in item_code order, up to ``limit`` (a number or a
+    bound parameter), joined to their barcodes.
 
     Items and barcodes are one statement (joined), so that on PostgreSQL an item and its
     barcodes come from the same snapshot; units are a second statement.
@@ -1265,71 +1370,120 @@ def _read_items(
     if condition is not None:
         chosen = chosen.where(condition)
     page = chosen.subquery()
-    query = (
-        select(page, *_BARCODE_COLUMNS)
+    return (
+        select(*_item_columns(page), *_BARCODE_COLUMNS)
         .select_from(page.outerjoin(item_barcodes, item_barcodes.c.item_code == page.c.item_code))
         .order_by(page.c.item_code, item_barcodes.c.barcode)
     )
 
-    def units(codes: list[str]) -> Iterable[Any]:
-        return connection.execute(
-            select(item_units)
-            .where(item_units.c.item_code.in_(codes))
-            .order_by(item_units.c.item_code, item_units.c.uom)
-        )
 
-    return _assemble(connection.execute(query), units)
+def _read_items(
+    connection: Connection, condition: ColumnElement[bool] | None, *, limit: int
+) -> list[Item]:
+    """Items matching ``condition`` in item_code order, with their barcodes and units
+    (the statement built per call: for the import's chunks, not a user's page)."""
+    return _assemble(
+        connection.execute(_page_query(condition, limit)).all(),
+        lambda codes: connection.execute(_PAGE_UNITS, {"codes": codes}).all(),
+    )
 
 
-def _assemble(rows: Iterable[Any], units: Callable[[list[str]], Iterable[Any]]) -> list[Item]:
+def _assemble(rows: Sequence[Any], units: Callable[[list[str]], Sequence[Any]]) -> list[Item]:
     """Items from rows of an item joined to its barcodes (in item, barcode order), with
-    the units ``units`` reads for the items found."""
+    the units ``units`` reads for the items found.
+
+    One pass, each row unpacked by position (the columns of :func:`_item_columns` and
+    ``_BARCODE_COLUMNS``); an amount or a time is converted once per distinct value in
+    the call (a page's items share most of theirs), and the objects are the same values
+    the types' own conversions made, so the answer is unchanged.
+    """
     found: dict[str, Item] = {}
-    for row in rows:
-        item = found.get(row.item_code)
-        if item is None:
-            item = found[row.item_code] = Item(
-                item_code=row.item_code,
-                name=row.name,
-                uom=row.uom,
-                active=row.active,
-                version=row.version,
-                updated_at=_utc(row.updated_at),
-                cost=row.cost,
-                price=row.price,
-                purchase_price=row.purchase_price,
-                name_en=row.name_en,
-                category=row.category_code,
-                lot_tracked=row.lot_tracked,
-                expiry_tracked=row.expiry_tracked,
-                serial_tracked=row.serial_tracked,
-                shelf_life_days=row.shelf_life_days,
-                min_remaining_days=row.min_remaining_days,
-                unit_weight=row.unit_weight,
-                weight_tolerance=row.weight_tolerance,
-                valuation=row.valuation,
-                archived=row.archived,
-            )
-        if row.barcode is not None:
+    amounts: dict[int, Decimal] = {}
+    times: dict[datetime, datetime] = {}
+
+    def amount(value: int | None) -> Decimal | None:
+        if value is None:
+            return None
+        converted = amounts.get(value)
+        if converted is None:
+            converted = amounts[value] = from_micro_units(int(value))
+        return converted
+
+    def utc(value: datetime) -> datetime:
+        converted = times.get(value)
+        if converted is None:
+            converted = times[value] = _utc(value)
+        return converted
+
+    item: Item | None = None
+    for (
+        code,
+        name,
+        uom,
+        active,
+        version,
+        updated_at,
+        cost,
+        price,
+        purchase_price,
+        name_en,
+        category,
+        lot_tracked,
+        expiry_tracked,
+        serial_tracked,
+        shelf_life_days,
+        min_remaining_days,
+        unit_weight,
+        weight_tolerance,
+        valuation,
+        archived,
+        barcode,
+        qty_per,
+        barcode_uom,
+        kind,
+        barcode_version,
+        barcode_updated_at,
+    ) in rows:
+        if item is None or item.item_code != code:
+            item = found.get(code)
+            if item is None:
+                item = found[code] = Item(
+                    item_code=code,
+                    name=name,
+                    uom=uom,
+                    active=active,
+                    version=version,
+                    updated_at=utc(updated_at),
+                    cost=amount(cost),
+                    price=amount(price),
+                    purchase_price=amount(purchase_price),
+                    name_en=name_en,
+                    category=category,
+                    lot_tracked=lot_tracked,
+                    expiry_tracked=expiry_tracked,
+                    serial_tracked=serial_tracked,
+                    shelf_life_days=shelf_life_days,
+                    min_remaining_days=min_remaining_days,
+                    unit_weight=amount(unit_weight),
+                    weight_tolerance=amount(weight_tolerance),
+                    valuation=valuation,
+                    archived=archived,
+                )
+        if barcode is not None:
             item.barcodes.append(
                 ItemBarcode(
-                    barcode=row.barcode,
-                    qty_per=row.qty_per,
-                    version=row.barcode_version,
-                    updated_at=_utc(row.barcode_updated_at),
-                    uom=row.barcode_uom,
-                    kind=row.barcode_kind,
+                    barcode=barcode,
+                    qty_per=amount(qty_per),  # type: ignore[arg-type]
+                    version=barcode_version,
+                    updated_at=utc(barcode_updated_at),
+                    uom=barcode_uom,
+                    kind=kind,
                 )
             )
     if found:
-        for row in units(list(found)):
-            found[row.item_code].units.append(
-                ItemUnit(
-                    uom=row.uom,
-                    factor=row.factor,
-                    version=row.version,
-                    updated_at=_utc(row.updated_at),
-                )
+        for code, uom, factor, version, updated_at in units(list(found)):
+            found[code].units.append(
+                ItemUnit(uom=uom, factor=factor, version=version, updated_at=utc(updated_at))
             )
     return list(found.values())
 

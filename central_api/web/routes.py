@@ -23,13 +23,14 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from central_api.api.auditing import AuditDep
-from central_api.api.deps import ConnDep, SettingsDep
+from central_api.api.deps import ConnDep, SettingsDep, on_connection
 from central_api.api.permissions import PUBLIC, SIGNED_IN, Requires
 from central_api.api.routes.auth import clear_session_cookies, set_session_cookies
-from central_api.core.principal import Principal, PrincipalDep
+from central_api.core.principal import Principal, PrincipalDep, principal_in_trip
 from central_api.errors import (
     BarcodeTakenError,
     InvalidError,
@@ -261,37 +262,48 @@ def choose_language(
 
 
 @router.get("/items", dependencies=[READ_ITEMS])
-def items_page(
+@principal_in_trip
+async def items_page(
     request: Request,
-    connection: ConnDep,
-    principal: PrincipalDep,
     q: Annotated[str, Query(max_length=MAX_QUERY)] = "",
     after: Annotated[Code | None, Query()] = None,
 ) -> Response:
-    """The item list; a search that is one item's barcode (a scan) opens that item."""
+    """The item list; a search that is one item's barcode (a scan) opens that item.
+
+    One trip through the thread pool (``principal_in_trip``): the session's lookup, the
+    ``items.read`` rule, the page's query and its rendering, on one connection, where a
+    ``def`` page with a connection and a principal paid three trips and the lookup
+    (``docs/performance.md``, "The item page"). The rule is still checked before the
+    query; a logged-out session or a disabled user is refused at this very request.
+    """
     query = q.strip()
-    if query and after is None:
-        scanned = item_for_scan(connection, query)
-        if scanned is not None:
-            return redirect(request, item_url(scanned))
-    if query:
-        found = search_items(connection, query, after=after or None, limit=PAGE)
-        rows, next_after = found.rows, found.next_after
-    else:
-        page = list_items(connection=connection, after=after or None, limit=PAGE)
-        rows = [_row(item) for item in page.items]
-        next_after = page.next_after
-    more = None
-    if next_after is not None:
-        more = f"{ITEMS}?{urlencode({'q': query, 'after': next_after})}"
-    context = {"rows": rows, "q": query, "more": more, "item_url": item_url}
-    fragment = request.headers.get("hx-target") == "item-results"
-    return render(
-        request,
-        "items_results.html" if fragment else "items.html",
-        context,
-        principal=principal,
-    )
+
+    def work(connection: Connection) -> Response:
+        principal: Principal = request.state.principal
+        if query and after is None:
+            scanned = item_for_scan(connection, query)
+            if scanned is not None:
+                return redirect(request, item_url(scanned))
+        if query:
+            found = search_items(connection, query, after=after or None, limit=PAGE)
+            rows, next_after = found.rows, found.next_after
+        else:
+            page = list_items(connection=connection, after=after or None, limit=PAGE)
+            rows = [_row(item) for item in page.items]
+            next_after = page.next_after
+        more = None
+        if next_after is not None:
+            more = f"{ITEMS}?{urlencode({'q': query, 'after': next_after})}"
+        context = {"rows": rows, "q": query, "more": more, "item_url": item_url}
+        fragment = request.headers.get("hx-target") == "item-results"
+        return render(
+            request,
+            "items_results.html" if fragment else "items.html",
+            context,
+            principal=principal,
+        )
+
+    return await on_connection(request, work)
 
 
 def _row(item: Item) -> ItemRow:

@@ -269,6 +269,18 @@ def test_search_finds_an_item_by_any_spelling_of_its_barcode(client: TestClient)
         assert [item["item_code"] for item in found] == ["MASK"], typed
 
 
+def test_search_text_is_matched_literally_not_as_a_pattern(client: TestClient) -> None:
+    """The page's statement binds the search text; LIKE's wildcards in it still match
+    only themselves (escaped as ``autoescape`` did)."""
+    ok(client.put(item_url("A_1"), json={"name": "under", "uom": "EA"}))
+    ok(client.put(item_url("AB1"), json={"name": "half 50% off", "uom": "EA"}))
+    ok(client.put(item_url("C/1"), json={"name": "5 0 x", "uom": "EA"}))
+
+    for typed, wanted in (("A_", ["A_1"]), ("0%", ["AB1"]), ("C/", ["C/1"])):
+        found = ok(client.get(ITEMS, params={"q": typed}))["items"]
+        assert [item["item_code"] for item in found] == wanted, typed
+
+
 # --- the change feed ------------------------------------------------------------------
 
 

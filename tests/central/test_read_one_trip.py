@@ -22,13 +22,19 @@ from sqlalchemy import Engine, event
 from central_api.api.errors import install_error_handlers
 from central_api.api.permissions import Requires
 from central_api.core.config import Settings
-from central_api.core.principal import PrincipalScope, principal_in_trip
+from central_api.core.principal import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    PrincipalScope,
+    principal_in_trip,
+)
 from central_api.services.people import update_user
-from tests.central.conftest import central_app, user_token
+from tests.central.conftest import TEST_PASSWORD, add_test_user, central_app, user_token
 
 STOCK = "/api/v1/stock"
 ITEMS = "/api/v1/items"
 LOGOUT = "/api/v1/auth/logout"
+CONSOLE_ITEMS = "/console/items"
 
 
 @pytest.fixture
@@ -133,6 +139,59 @@ def test_a_made_up_token_is_refused_in_the_trip(anonymous: TestClient) -> None:
     refused = anonymous.get(f"{ITEMS}/X", headers=bearer("jxcu_made-up"))
     assert refused.status_code == 401
     assert "unknown or was logged out" in refused.json()["detail"]
+
+
+def signed_in(client: TestClient, username: str) -> TestClient:
+    """A browser-like client of the same app, signed in to the console by cookie."""
+    browser = TestClient(client.app, follow_redirects=False)
+    answer = browser.post(
+        "/console/login",
+        data={"username": username, "password": TEST_PASSWORD, "next": CONSOLE_ITEMS},
+    )
+    assert answer.status_code == 303, answer.text
+    return browser
+
+
+def sent_to_sign_in(answer: Any) -> bool:
+    return answer.status_code == 303 and answer.headers["location"].startswith("/console/login")
+
+
+def test_the_console_item_list_takes_one_trip_and_refuses_at_once(
+    anonymous: TestClient, seen: Seen
+) -> None:
+    """The console's item list (a cookie session) is marked too: one trip, one lookup,
+    and a logout, a disabled user or a role without ``items.read`` refused at once."""
+    engine = engine_of(anonymous)
+    add_test_user(engine, "gus", ["warehouse_clerk"])
+    add_test_user(engine, "hal", ["warehouse_clerk"])
+    add_test_user(engine, "ida", [])
+    gus, hal, ida = (signed_in(anonymous, name) for name in ("gus", "hal", "ida"))
+    seen.statements.clear()
+    seen.trips = 0
+    page = gus.get(CONSOLE_ITEMS)
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert seen.trips == 1
+    assert len([sql for sql in seen.statements if reads_the_session(sql)]) == 1
+    # A role without items.read: the refusal page, not the list.
+    refused = ida.get(CONSOLE_ITEMS)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("text/html")
+    # A disabled user and a logged-out session: back to sign-in at the next page.
+    with engine.connect() as connection:
+        update_user(connection, "gus", disabled=True)
+    assert sent_to_sign_in(gus.get(CONSOLE_ITEMS))
+    cookie = hal.cookies[SESSION_COOKIE]
+    out = hal.post(
+        "/console/logout",
+        headers={"HX-Request": "true", "X-CSRF-Token": hal.cookies[CSRF_COOKIE]},
+    )
+    assert out.status_code < 400, out.text
+    stale = TestClient(anonymous.app, follow_redirects=False)
+    stale.cookies.set(SESSION_COOKIE, cookie)
+    assert sent_to_sign_in(stale.get(CONSOLE_ITEMS))
+    # Anonymous: sent to sign in without a lookup.
+    assert sent_to_sign_in(TestClient(anonymous.app, follow_redirects=False).get(CONSOLE_ITEMS))
 
 
 def test_a_marked_route_that_skips_its_trip_answers_nothing() -> None:
