@@ -119,18 +119,19 @@ def backup_sqlite(
         partial.unlink(missing_ok=True)
         raise
     _fsync(partial)
-    partial.replace(final)
+    # The manifest goes first: whoever sees the finished name must find it beside it.
     manifest = write_manifest(
         final,
         {
             "kind": "sqlite",
             "source": str(source),
             "made_at": datetime.now(UTC).isoformat(),
-            "size": final.stat().st_size,
+            "size": partial.stat().st_size,
             "counts": counts,
             **(extra or {}),
         },
     )
+    partial.replace(final)
     removed = prune(directory, prefix=prefix, suffix=".db", keep=keep)
     return BackupResult(path=final, manifest=manifest, counts=counts, removed=removed)
 

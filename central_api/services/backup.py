@@ -175,7 +175,7 @@ def _backup_postgres(url: URL, directory: Path, *, keep: int) -> BackupResult:
     except BackupError:
         partial.unlink(missing_ok=True)
         raise
-    partial.replace(final)
+    # The manifest goes first: whoever sees the finished name must find it beside it.
     manifest = write_manifest(
         final,
         {
@@ -184,10 +184,11 @@ def _backup_postgres(url: URL, directory: Path, *, keep: int) -> BackupResult:
             "source": url.render_as_string(hide_password=True),
             "server_version": version,
             "made_at": datetime.now(UTC).isoformat(),
-            "size": final.stat().st_size,
+            "size": partial.stat().st_size,
             "counts": counts,
         },
     )
+    partial.replace(final)
     removed = prune(directory, prefix=PREFIX, suffix=PG_SUFFIX, keep=keep)
     return BackupResult(path=final, manifest=manifest, counts=counts, removed=removed)
 

@@ -4,6 +4,7 @@ stood, nothing is sent twice and nothing is lost (against the real central app).
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from edge_agent.cli import app as edge_cli
 from edge_agent.config import SiteConfig, load_site_config
 from edge_agent.ledger import EventDraft, Ledger
 from edge_agent.sync import Pusher
+from jxc import backup as module
 from jxc.backup import BackupError
 from jxc.contract import EventKind
 from jxc.paths import STOCK, SYNC_EVENTS
@@ -175,3 +177,27 @@ def test_cli_backup_and_offline_restore(site: SiteConfig, tmp_path: Path) -> Non
     restored = runner.invoke(edge_cli, ["restore", "-c", str(config), str(path), "--offline"])
     assert restored.exit_code == 0, restored.output
     assert json.loads(restored.stdout)["counts"]["events"] == 1
+
+
+def test_a_finished_backup_name_never_appears_without_its_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheduler or a reader lists ``ledger-*.db``: at the moment the finished name appears,
+    its manifest must already be beside it (CI once read the file between the two steps)."""
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    seen: list[bool] = []
+    rename = Path.replace
+
+    def watched(self: Path, target: Path) -> Path:
+        if Path(target).suffix == ".db":
+            seen.append(Path(target).with_name(Path(target).name + ".json").is_file())
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "replace", watched)
+    made = module.backup_sqlite(source, tmp_path / "out", prefix="ledger-S01", keep=2)
+    assert seen == [True]
+    assert module.read_manifest(made.path)["counts"] == {"t": 1}
+    assert module.read_manifest(made.path)["size"] == made.path.stat().st_size
