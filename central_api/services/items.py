@@ -738,7 +738,6 @@ def list_items(
     if chosen.barcode is not None:
         params["barcodes"] = gtin_spellings(chosen.barcode)
     if chosen.q:
-        params["q_prefix"] = _like_escaped(chosen.q)
         params["q_part"] = _like_escaped(chosen.q.lower())
         params["q_barcodes"] = gtin_spellings(chosen.q)
     with read_snapshot(connection):
@@ -784,11 +783,12 @@ def _list_query(shape: tuple[bool, ...]) -> Select[Any]:
     if barcode:
         conditions.append(_has_barcode("barcodes"))
     if q:
-        prefix = bindparam("q_prefix", type_=String)
         part = bindparam("q_part", type_=String)
         conditions.append(
             or_(
-                items.c.item_code.startswith(prefix, escape=_ESCAPE),
+                # Lowered on both sides: PostgreSQL's LIKE minds case, SQLite's does not,
+                # and a clerk typing "abc" means item ABC-1 on either.
+                func.lower(items.c.item_code).startswith(part, escape=_ESCAPE),
                 func.lower(items.c.name).contains(part, escape=_ESCAPE),
                 func.lower(items.c.name_en).contains(part, escape=_ESCAPE),
                 _has_barcode("q_barcodes"),

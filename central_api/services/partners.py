@@ -176,7 +176,8 @@ def list_partners(
         needle = chosen.q.lower()
         conditions.append(
             or_(
-                partners.c.code.startswith(chosen.q, autoescape=True),
+                # Lowered: PostgreSQL's LIKE minds case where SQLite's does not.
+                func.lower(partners.c.code).startswith(needle, autoescape=True),
                 func.lower(partners.c.name).contains(needle, autoescape=True),
                 func.lower(partners.c.name_en).contains(needle, autoescape=True),
             )

@@ -242,6 +242,17 @@ def test_the_credit_limit_is_absent_for_a_role_without_money_and_kept_on_its_put
     assert audit_seen  # the auditor sees money; the warehouse clerk has no audit.read
 
 
+def test_partner_search_by_code_ignores_case_on_either_database(client: TestClient) -> None:
+    """PostgreSQL's LIKE minds case where SQLite's does not: the search must not."""
+    for code in ("SUP-1", "sup-2", "CUS-1"):
+        ok(client.post(PARTNERS, json={"code": code, "is_supplier": True, "name": "x"}), 201)
+
+    for typed in ("sup", "SUP", "Sup-"):
+        found = ok(client.get(PARTNERS, params={"q": typed}))
+        codes = sorted(partner["code"] for partner in found["partners"])
+        assert codes == ["SUP-1", "sup-2"], typed
+
+
 def test_bad_partners_are_refused_naming_the_field(client: TestClient) -> None:
     for body, field in [
         ({"code": "P", "name": "p"}, "is_supplier"),

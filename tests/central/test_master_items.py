@@ -281,6 +281,17 @@ def test_search_text_is_matched_literally_not_as_a_pattern(client: TestClient) -
         assert [item["item_code"] for item in found] == wanted, typed
 
 
+def test_search_by_code_ignores_case_on_either_database(client: TestClient) -> None:
+    """PostgreSQL's LIKE minds case where SQLite's does not: the search must not."""
+    ok(client.put(item_url("ABC-1"), json={"name": "upper", "uom": "EA"}))
+    ok(client.put(item_url("abc-2"), json={"name": "lower", "uom": "EA"}))
+    ok(client.put(item_url("XYZ"), json={"name": "other", "uom": "EA"}))
+
+    for typed in ("abc", "ABC", "aBc-"):
+        found = ok(client.get(ITEMS, params={"q": typed}))["items"]
+        assert sorted(item["item_code"] for item in found) == ["ABC-1", "abc-2"], typed
+
+
 # --- the change feed ------------------------------------------------------------------
 
 
