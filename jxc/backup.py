@@ -228,6 +228,14 @@ def prune(directory: Path, *, prefix: str, suffix: str, keep: int) -> list[Path]
     for path in removed:
         path.unlink(missing_ok=True)
         path.with_name(path.name + MANIFEST_SUFFIX).unlink(missing_ok=True)
+    # A manifest is written just before its backup takes its finished name: one whose
+    # backup never arrived (a crash in between) and is older than the newest backup is
+    # left over, not a backup in the making.
+    newest = made[-1].name if made else None
+    for manifest in directory.glob(f"{prefix}-*{suffix}{MANIFEST_SUFFIX}"):
+        backup = manifest.with_name(manifest.name.removesuffix(MANIFEST_SUFFIX))
+        if newest is not None and backup.name < newest and not backup.exists():
+            manifest.unlink(missing_ok=True)
     return removed
 
 

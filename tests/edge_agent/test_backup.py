@@ -201,3 +201,23 @@ def test_a_finished_backup_name_never_appears_without_its_manifest(
     assert seen == [True]
     assert module.read_manifest(made.path)["counts"] == {"t": 1}
     assert module.read_manifest(made.path)["size"] == made.path.stat().st_size
+
+
+def test_a_manifest_whose_backup_never_arrived_is_pruned_later(tmp_path: Path) -> None:
+    """A crash between the manifest and the rename leaves a manifest alone; the next
+    backup's pruning removes it, never the manifest of a backup still being made."""
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    out = tmp_path / "out"
+    out.mkdir()
+    orphan = out / "ledger-S01-20200101T000000000000Z.db.json"
+    orphan.write_text("{}")
+    later = out / "ledger-S01-29990101T000000000000Z.db.json"  # newer than any finished one
+    later.write_text("{}")
+
+    made = module.backup_sqlite(source, out, prefix="ledger-S01", keep=2)
+
+    assert not orphan.exists()
+    assert later.exists()
+    assert module.read_manifest(made.path)["counts"] == {"t": 0}
