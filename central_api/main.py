@@ -15,11 +15,12 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from central_api.api import route_index
 from central_api.api.admission import Admission, automatic_limit
 from central_api.api.body_limit import BodyLimit
 from central_api.api.credential_first import CredentialFirst
 from central_api.api.errors import install_error_handlers
-from central_api.api.main import api_router
+from central_api.api.main import api_routers
 from central_api.api.metrics import CentralMetrics, MetricsMiddleware
 from central_api.api.permissions import guard_routes
 from central_api.api.request_id import RequestIdMiddleware
@@ -69,11 +70,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # has the request's id.
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, fastapi_app=app)
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(health.router)
-    app.include_router(api_router, prefix=API_ROOT)
+    # Flat, not nested, and matched through an index: docs/performance.md, "Routing
+    # once, through an index" (route_index).
+    route_index.include_flat(app, health.router)
+    for router in api_routers:
+        route_index.include_flat(app, router, API_ROOT)
     mount_console(app)
     app.add_middleware(PrincipalScope)
     guard_routes(app)
+    route_index.index_dispatch(app)
     return app
 
 

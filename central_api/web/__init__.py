@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from central_api.api import route_index
 from central_api.api.routes.auth import clear_session_cookies
 from central_api.core.principal import Principal
 from central_api.errors import CentralError
@@ -62,26 +63,29 @@ _UNEXPECTED = N_("Something went wrong on the server; nothing was changed.")
 
 
 def mount_console(app: FastAPI) -> None:
-    """Add the console to ``app``; call after the API's error handlers are installed."""
-    app.include_router(root_router)
-    app.include_router(router)
-    app.include_router(master_pages)
-    app.include_router(transfer_pages)
-    app.include_router(purchasing_pages)
-    app.include_router(receiving_pages)
-    app.include_router(sales_pages)
+    """Add the console to ``app``; call after the API's error handlers are installed.
+
+    Its routers are added flat, as the API's are (``route_index.include_flat``).
+    """
+    route_index.include_flat(app, root_router)
+    route_index.include_flat(app, router)
+    route_index.include_flat(app, master_pages)
+    route_index.include_flat(app, transfer_pages)
+    route_index.include_flat(app, purchasing_pages)
+    route_index.include_flat(app, receiving_pages)
+    route_index.include_flat(app, sales_pages)
     for sales_docs in sales_doc_routers:
-        app.include_router(sales_docs)
-    app.include_router(reference_pages)
-    app.include_router(category_pages)
-    app.include_router(inventory_pages)
-    app.include_router(replenishment_pages)
-    app.include_router(period_pages)
-    app.include_router(report_pages)
-    app.include_router(dashboard_pages)
-    app.include_router(feedback_pages)
-    app.include_router(guide_router)
-    app.include_router(webhook_pages)
+        route_index.include_flat(app, sales_docs)
+    route_index.include_flat(app, reference_pages)
+    route_index.include_flat(app, category_pages)
+    route_index.include_flat(app, inventory_pages)
+    route_index.include_flat(app, replenishment_pages)
+    route_index.include_flat(app, period_pages)
+    route_index.include_flat(app, report_pages)
+    route_index.include_flat(app, dashboard_pages)
+    route_index.include_flat(app, feedback_pages)
+    route_index.include_flat(app, guide_router)
+    route_index.include_flat(app, webhook_pages)
     app.mount(STATIC_ROOT, StaticFiles(directory=STATIC_DIR), name="console-static")
     for kind in (CentralError, RequestValidationError, StarletteHTTPException, Exception):
         original = app.exception_handlers.get(kind)
