@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,10 @@ USERS: dict[str, list[str]] = {
 """Who the browser tests sign in as; each has :data:`TEST_PASSWORD`."""
 
 
-@pytest.fixture(scope="module")
-def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
-    """A central of its own for the module, served by uvicorn on a loopback port."""
-    folder = tmp_path_factory.mktemp("console-central")
+@contextmanager
+def serve_central(folder: Path, **environment: str) -> Iterator[Central]:
+    """A central of its own in ``folder`` (SQLite, the :data:`USERS`), served by uvicorn on a
+    loopback port until the block ends; ``environment`` is added to the server's."""
     database = f"sqlite:///{folder / 'central.db'}"
     upgrade_database(database)
     setup = create_db_engine(database)
@@ -91,7 +92,7 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     finally:
         setup.dispose()
     port = free_port()
-    env = {**os.environ, "JXC_CENTRAL_DATABASE_URL": database}
+    env = {**os.environ, **environment, "JXC_CENTRAL_DATABASE_URL": database}
     log = (folder / "uvicorn.log").open("wb")
     process = subprocess.Popen(
         [
@@ -136,9 +137,27 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
         log.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
+    """One central for all the browser tests of a pytest process (each xdist worker has its
+    own), served by uvicorn on a loopback port.
+
+    Starting uvicorn costs about 2.8 s of CPU (the app's imports), more than most browser
+    tests' own work, so it is not paid per module: the modules share this central, and so
+    each seeds records under codes of its own (``WH-{width}``, ``WHD-{width}``, ``ST-CNT``
+    ...) and leaves each user's language as it found it (zh-CN). A module that needs a
+    differently configured server (the guide's) starts one with :func:`serve_central`.
+    """
+    with serve_central(tmp_path_factory.mktemp("console-central")) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, through Playwright (module-scoped: one launch)."""
+    """Debian's Chromium, headless, through Playwright: one launch per pytest process (each
+    xdist worker), as starting the driver and the browser costs about half a second of CPU.
+    The tests stay apart by taking a new context each (cookies, storage, viewport, locale
+    are the context's), which is how Playwright isolates tests."""
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         _unavailable(f"Chromium is not installed at {CHROMIUM}")
     try:

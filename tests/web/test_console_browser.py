@@ -267,7 +267,7 @@ def test_a_clerks_item_page_shows_no_price(
     html = page.content()
     for figure in ("3.215", "4.99", "2.875", "¥", "Standard cost", "List price", "Purchase price"):
         assert figure not in html, f"a clerk's item page shows {figure!r}"
-    # The switch stored English for the clerk (the module's central is shared): back.
+    # The switch stored English for the clerk (the central is shared): back.
     switch_language(page, "简体中文")
     response = page.goto(f"{central.url}/console/items/new")
     assert response is not None

@@ -46,7 +46,7 @@ def seed(central: Central, width: str) -> dict[str, str]:
     a customer, two items, and an approved PO of both (made and approved by two people)."""
     tag = width.upper()
     names = {
-        "site": f"WH-{tag}",
+        "site": f"WHD-{tag}",  # WH-{width} is test_console_browser's
         "supplier": f"SUP-{tag}",
         "customer": f"CUS-{tag}",
         "pill": f"AMOX-{tag}",

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 def _seed(central: Central, suffix: str) -> str:
     """A site with a zone and an aisle, a category holding an item: what the pages edit."""
-    site = f"WH-{suffix.upper()}"
+    site = f"WHM-{suffix.upper()}"  # WH-{width} is test_console_browser's
     engine = create_db_engine(central.database_url)
     audit = system_context("test")
     try:
