@@ -25,6 +25,7 @@ from tests.web.test_console_browser import (  # noqa: F401 (fixtures)
     problems,
     shoot,
     sign_in,
+    signed_in_as,
     switch_language,
     width,
 )
@@ -87,7 +88,7 @@ def test_location_edit_category_delete_language_and_opening_stock(
     tmp_path: Path,
 ) -> None:
     site = _seed(central, width)
-    sign_in(page, central, "boss")
+    signed_in_as(page, central, "boss")
 
     # a location edited from its tree: the code is fixed, the rest is the form's
     page.goto(f"{central.url}/console/sites/view?site={site}")
