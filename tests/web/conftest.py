@@ -16,6 +16,7 @@ the database run on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -187,10 +188,30 @@ GUIDE_TAGS = {"en": "mkdocs.en.yml", "zh-CN": "mkdocs.zh-CN.yml"}
 
 @pytest.fixture(scope="session")
 def built_guide(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The user guide built as ``make docs`` builds it, once per session (per worker), with
+    """The user guide built as ``make docs`` builds it, once per test run, with
     ``--strict``: a broken internal link, a missing screenshot or a chapter left out of the
-    nav fails the build, and so every test that needs the site."""
-    out = tmp_path_factory.mktemp("guide")
+    nav fails the build, and so every test that needs the site.
+
+    Under xdist the workers share one build (in the run's temporary folder, which they
+    share; a lock lets the first build it while the others wait): a build costs some 12 s
+    of CPU, paid by each worker that ran a guide test before. A build that failed leaves no
+    ``built`` mark, so the next worker builds again and fails the same way."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = shared / "guide"
+    with (shared / "guide.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (out / "built").exists():
+                shutil.rmtree(out, ignore_errors=True)
+                _build_guide(out)
+                (out / "built").touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return out
+
+
+def _build_guide(out: Path) -> None:
     for tag, config in GUIDE_TAGS.items():
         built = subprocess.run(
             [
@@ -211,4 +232,3 @@ def built_guide(tmp_path_factory: pytest.TempPathFactory) -> Path:
             check=False,
         )
         assert built.returncode == 0, f"mkdocs build of {tag} failed:\n{built.stderr}"
-    return out
