@@ -16,6 +16,7 @@ the database run on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,10 +80,10 @@ USERS: dict[str, list[str]] = {
 """Who the browser tests sign in as; each has :data:`TEST_PASSWORD`."""
 
 
-@pytest.fixture(scope="module")
-def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
-    """A central of its own for the module, served by uvicorn on a loopback port."""
-    folder = tmp_path_factory.mktemp("console-central")
+@contextmanager
+def serve_central(folder: Path, **environment: str) -> Iterator[Central]:
+    """A central of its own in ``folder`` (SQLite, the :data:`USERS`), served by uvicorn on a
+    loopback port until the block ends; ``environment`` is added to the server's."""
     database = f"sqlite:///{folder / 'central.db'}"
     upgrade_database(database)
     setup = create_db_engine(database)
@@ -91,7 +93,7 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     finally:
         setup.dispose()
     port = free_port()
-    env = {**os.environ, "JXC_CENTRAL_DATABASE_URL": database}
+    env = {**os.environ, **environment, "JXC_CENTRAL_DATABASE_URL": database}
     log = (folder / "uvicorn.log").open("wb")
     process = subprocess.Popen(
         [
@@ -136,9 +138,27 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
         log.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
+    """One central for all the browser tests of a pytest process (each xdist worker has its
+    own), served by uvicorn on a loopback port.
+
+    Starting uvicorn costs about 2.8 s of CPU (the app's imports), more than most browser
+    tests' own work, so it is not paid per module: the modules share this central, and so
+    each seeds records under codes of its own (``WH-{width}``, ``WHD-{width}``, ``ST-CNT``
+    ...) and leaves each user's language as it found it (zh-CN). A module that needs a
+    differently configured server (the guide's) starts one with :func:`serve_central`.
+    """
+    with serve_central(tmp_path_factory.mktemp("console-central")) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, through Playwright (module-scoped: one launch)."""
+    """Debian's Chromium, headless, through Playwright: one launch per pytest process (each
+    xdist worker), as starting the driver and the browser costs about half a second of CPU.
+    The tests stay apart by taking a new context each (cookies, storage, viewport, locale
+    are the context's), which is how Playwright isolates tests."""
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         _unavailable(f"Chromium is not installed at {CHROMIUM}")
     try:
@@ -168,10 +188,30 @@ GUIDE_TAGS = {"en": "mkdocs.en.yml", "zh-CN": "mkdocs.zh-CN.yml"}
 
 @pytest.fixture(scope="session")
 def built_guide(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The user guide built as ``make docs`` builds it, once per session (per worker), with
+    """The user guide built as ``make docs`` builds it, once per test run, with
     ``--strict``: a broken internal link, a missing screenshot or a chapter left out of the
-    nav fails the build, and so every test that needs the site."""
-    out = tmp_path_factory.mktemp("guide")
+    nav fails the build, and so every test that needs the site.
+
+    Under xdist the workers share one build (in the run's temporary folder, which they
+    share; a lock lets the first build it while the others wait): a build costs some 12 s
+    of CPU, paid by each worker that ran a guide test before. A build that failed leaves no
+    ``built`` mark, so the next worker builds again and fails the same way."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = shared / "guide"
+    with (shared / "guide.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (out / "built").exists():
+                shutil.rmtree(out, ignore_errors=True)
+                _build_guide(out)
+                (out / "built").touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return out
+
+
+def _build_guide(out: Path) -> None:
     for tag, config in GUIDE_TAGS.items():
         built = subprocess.run(
             [
@@ -192,4 +232,3 @@ def built_guide(tmp_path_factory: pytest.TempPathFactory) -> Path:
             check=False,
         )
         assert built.returncode == 0, f"mkdocs build of {tag} failed:\n{built.stderr}"
-    return out

@@ -21,7 +21,7 @@ from tests.central.conftest import user_token
 from tests.patience import patience_timeout
 from tests.web import test_console_browser as base
 from tests.web.conftest import Central
-from tests.web.test_console_browser import no_sideways_scroll, shoot, sign_in
+from tests.web.test_console_browser import no_sideways_scroll, shoot, signed_in_as
 from tests.web.test_console_browser_documents import both_languages
 
 page = base.page
@@ -78,7 +78,7 @@ def test_the_dashboard_in_the_browser(
     page: Any, browser: Any, central: Central, width: str, screenshots: Path
 ) -> None:
     site = seed(central, width)
-    sign_in(page, central, "boss")
+    signed_in_as(page, central, "boss")
     page.goto(f"{central.url}/console/")
     assert page.url.endswith("/console/dashboard")
     card = page.locator(f"#site-{site}")
@@ -95,7 +95,7 @@ def test_the_dashboard_in_the_browser(
     )
     try:
         clerk = clerk_context.new_page()
-        sign_in(clerk, central, "clerk")
+        signed_in_as(clerk, central, "clerk")
         clerk.goto(f"{central.url}/console/dashboard")
         assert "今日" in clerk.locator(f"#site-{site}").inner_text()
         assert "¥" not in clerk.content()

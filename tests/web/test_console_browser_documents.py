@@ -29,7 +29,7 @@ from tests.web.test_console_browser import (
     WIDTHS,
     no_sideways_scroll,
     shoot,
-    sign_in,
+    signed_in_as,
     switch_language,
 )
 
@@ -46,7 +46,7 @@ def seed(central: Central, width: str) -> dict[str, str]:
     a customer, two items, and an approved PO of both (made and approved by two people)."""
     tag = width.upper()
     names = {
-        "site": f"WH-{tag}",
+        "site": f"WHD-{tag}",  # WH-{width} is test_console_browser's
         "supplier": f"SUP-{tag}",
         "customer": f"CUS-{tag}",
         "pill": f"AMOX-{tag}",
@@ -112,7 +112,7 @@ def signed_in(browser: Any, central: Central, width: str, username: str) -> Iter
     try:
         opened = context.new_page()
         opened.on("dialog", lambda dialog: dialog.accept())
-        sign_in(opened, central, username)
+        signed_in_as(opened, central, username)
         yield opened
     finally:
         context.close()
@@ -135,7 +135,7 @@ def test_receive_with_qc_invoice_and_sell_in_the_browser(
     expiry = (datetime.now(UTC).date() + timedelta(days=400)).isoformat()
 
     # a clerk receives: the pills accepted into A1 with their lot, the masks quarantined
-    sign_in(page, central, "clerk")
+    signed_in_as(page, central, "clerk")
     page.on("dialog", lambda dialog: dialog.accept())
     page.goto(f"{central.url}/console/receipts/new")
     page.locator("#po").fill(known["po"])

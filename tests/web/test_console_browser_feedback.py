@@ -14,7 +14,7 @@ import pytest
 
 from tests.patience import patience_timeout
 from tests.web.conftest import Central
-from tests.web.test_console_browser import WIDTHS, no_sideways_scroll, shoot, sign_in
+from tests.web.test_console_browser import WIDTHS, no_sideways_scroll, shoot, signed_in_as
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def phone(browser: Any) -> Iterator[Any]:
 def test_a_clerk_sends_feedback_and_the_admin_resolves_it_on_a_phone(
     phone: Any, browser: Any, central: Central, screenshots: Path
 ) -> None:
-    sign_in(phone, central, "clerk")
+    signed_in_as(phone, central, "clerk")
     picture = phone.screenshot()  # what the clerk saw: the browser's own capture
     phone.locator("#feedback-button").click()
     phone.wait_for_url(re.compile(r"/console/feedback/new\?page=%2Fconsole%2Fitems$"))
@@ -69,7 +69,7 @@ def test_a_clerk_sends_feedback_and_the_admin_resolves_it_on_a_phone(
     admin_context.set_default_timeout(patience_timeout(5) * 1000)
     try:
         admin = admin_context.new_page()
-        sign_in(admin, central, "boss")
+        signed_in_as(admin, central, "boss")
         admin.goto(f"{central.url}/console/feedback")
         row = admin.locator(f"#feedback-{feedback_id}")
         assert "扫描枪" in row.inner_text()

@@ -25,6 +25,7 @@ from tests.web.test_console_browser import (  # noqa: F401 (fixtures)
     problems,
     shoot,
     sign_in,
+    signed_in_as,
     switch_language,
     width,
 )
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.integration
 
 def _seed(central: Central, suffix: str) -> str:
     """A site with a zone and an aisle, a category holding an item: what the pages edit."""
-    site = f"WH-{suffix.upper()}"
+    site = f"WHM-{suffix.upper()}"  # WH-{width} is test_console_browser's
     engine = create_db_engine(central.database_url)
     audit = system_context("test")
     try:
@@ -87,7 +88,7 @@ def test_location_edit_category_delete_language_and_opening_stock(
     tmp_path: Path,
 ) -> None:
     site = _seed(central, width)
-    sign_in(page, central, "boss")
+    signed_in_as(page, central, "boss")
 
     # a location edited from its tree: the code is fixed, the rest is the form's
     page.goto(f"{central.url}/console/sites/view?site={site}")

@@ -18,7 +18,7 @@ from tests.central.conftest import user_token
 from tests.patience import patience_timeout
 from tests.web import test_console_browser as base
 from tests.web.conftest import Central
-from tests.web.test_console_browser import sign_in
+from tests.web.test_console_browser import signed_in_as
 from tests.web.test_console_browser_documents import both_languages
 
 page = base.page
@@ -86,7 +86,7 @@ def test_make_a_draft_po_and_resolve_the_alert_in_the_browser(
     page: Any, central: Central, width: str, screenshots: Path
 ) -> None:
     known = seed(central, width)
-    sign_in(page, central, "buyer")
+    signed_in_as(page, central, "buyer")
     page.goto(f"{central.url}/console/replenishment?site_id={known['site']}")
     group = page.locator(f"#supplier-{known['supplier']}")
     assert "100" in group.inner_text()

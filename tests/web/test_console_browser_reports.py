@@ -22,7 +22,7 @@ from tests.central.conftest import user_token
 from tests.patience import patience_timeout
 from tests.web import test_console_browser as base
 from tests.web.conftest import Central
-from tests.web.test_console_browser import no_sideways_scroll, shoot, sign_in
+from tests.web.test_console_browser import no_sideways_scroll, shoot, signed_in_as
 from tests.web.test_console_browser_documents import both_languages
 
 page = base.page
@@ -102,7 +102,7 @@ def test_stock_and_expiry_reports_in_the_browser(
     page: Any, browser: Any, central: Central, width: str, screenshots: Path
 ) -> None:
     site = seed(central, width)
-    sign_in(page, central, "boss")
+    signed_in_as(page, central, "boss")
     page.goto(f"{central.url}/console/reports/stock-on-hand?site={site}")
     table = page.locator("#report-table")
     assert "¥80.00" in table.inner_text()  # 10 kg at 8
@@ -135,7 +135,7 @@ def test_stock_and_expiry_reports_in_the_browser(
     )
     try:
         clerk = clerk_context.new_page()
-        sign_in(clerk, central, "clerk")
+        signed_in_as(clerk, central, "clerk")
         clerk.goto(f"{central.url}/console/reports/stock-on-hand?site={site}")
         assert "¥" not in clerk.content()
         assert "金额" not in clerk.locator("#report-table").inner_text()

@@ -24,7 +24,7 @@ from central_api.services.monitoring import Thresholds, evaluate, record_status
 from jxc.contract import SiteStatusReport
 from tests.web import test_console_browser as base
 from tests.web.conftest import Central
-from tests.web.test_console_browser import sign_in
+from tests.web.test_console_browser import signed_in_as
 from tests.web.test_console_browser_documents import both_languages
 
 page = base.page
@@ -96,7 +96,7 @@ def seed_operations(central: Central) -> None:
 def test_manage_a_webhook_and_see_the_operations_panels_on_a_phone(
     page: Any, central: Central, width: str, screenshots: Path
 ) -> None:
-    sign_in(page, central, "boss")
+    signed_in_as(page, central, "boss")
     page.goto(f"{central.url}/console/webhooks/new")
     page.get_by_label("收件地址").fill("https://erp.example.com/jxc")
     page.get_by_label("事件").fill("alert.*")

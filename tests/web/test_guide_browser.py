@@ -1,12 +1,11 @@
 """The user guide in a real browser at a phone's width (390 px): the console's help link
 opens the page's chapter in the console's language, and the guide's search finds chapters
-in zh-CN and English. Central serves the guide built once for the session
-(``conftest.built_guide``); screenshots go where the other browser tests put theirs.
+in zh-CN and English. A central of the module's own serves the guide built once for the
+session (``conftest.built_guide``); screenshots go where the other browser tests put theirs.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from tests.patience import patience_timeout
 from tests.web import test_console_browser as base
-from tests.web.conftest import Central
+from tests.web.conftest import Central, serve_central
 from tests.web.test_console_browser import no_sideways_scroll, sign_in, switch_language
 
 pytestmark = pytest.mark.integration
@@ -24,17 +23,14 @@ pytestmark = pytest.mark.integration
 problems = base.problems
 
 
-@pytest.fixture(scope="module", autouse=True)
-def guide_for_central(built_guide: Path) -> Iterator[None]:
-    """Point this module's central (started after this, by the module's ``central``
-    fixture) at the built guide; put the environment back for the modules after."""
-    before = os.environ.get("JXC_CENTRAL_GUIDE_DIR")
-    os.environ["JXC_CENTRAL_GUIDE_DIR"] = str(built_guide)
-    yield
-    if before is None:
-        os.environ.pop("JXC_CENTRAL_GUIDE_DIR", None)
-    else:
-        os.environ["JXC_CENTRAL_GUIDE_DIR"] = before
+@pytest.fixture(scope="module")
+def central(built_guide: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
+    """A central of this module's own that serves the built guide: the shared one
+    (``conftest.central``) is started without it, since building the guide costs every
+    worker that runs a browser test some 14 s otherwise."""
+    folder = tmp_path_factory.mktemp("guide-central")
+    with serve_central(folder, JXC_CENTRAL_GUIDE_DIR=str(built_guide)) as served:
+        yield served
 
 
 def open_help(page: Any) -> Any:
