@@ -37,7 +37,13 @@ pytestmark = pytest.mark.integration
 ROUNDS = int(os.environ.get("JXC_CHAOS_ROUNDS", "50"))
 SEED = int(os.environ.get("JXC_CHAOS_SEED", "20261125"))
 GTIN = "09506000134352"
-CHAOS_SYNC = {"push_interval_s": 0.05, "batch_size": 5, "max_backoff_s": 0.3, "lease_ttl_s": 1}
+CHAOS_SYNC = {
+    "push_interval_s": 0.05,
+    "batch_size": 5,
+    "max_backoff_s": 0.3,
+    "lease_ttl_s": 1,
+    "pull_interval_s": 10,  # the product's default: these tests are about the push
+}
 
 
 class ScanPump:
