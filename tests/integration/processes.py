@@ -224,7 +224,10 @@ class Site:
     def _spawn(
         self, args: list[str], log: Path, env: dict[str, str], wrapper: list[str] | None = None
     ) -> subprocess.Popen[Any] | ForkedProcess:
-        if self.zygote is not None and not wrapper:
+        # The zygote's children share its sys.path, fixed when it started: a process that
+        # needs another PYTHONPATH (a plugin's) is started afresh.
+        same_path = env.get("PYTHONPATH") == os.environ.get("PYTHONPATH")
+        if self.zygote is not None and not wrapper and same_path:
             return self.zygote.spawn(args, log, env)
         return spawn(args, log, env=env, wrapper=wrapper)
 
