@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -99,13 +100,12 @@ def spawn(
 class ForkedProcess:
     """A child of the :class:`Zygote`, with the part of ``Popen`` that :class:`Site` uses."""
 
-    stdin = None
-    stdout = None
-
     def __init__(self, zygote: Zygote, pid: int) -> None:
         self.zygote = zygote
         self.pid = pid
         self.returncode: int | None = None
+        self.stdin: Any = None
+        self.stdout: Any = None
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -126,6 +126,31 @@ class ForkedProcess:
                 raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
             time.sleep(0.02)
         return code
+
+
+def _open_fifos(proc: ForkedProcess, stdin: Path, stdout: Path) -> tuple[Any, Any]:
+    """Our ends of a child's stdin and stdout FIFOs, in the order the child opens them.
+
+    The child opens its stdin first, and an open for writing without a reader fails at
+    once (``ENXIO``) rather than blocking: so a child that dies before its open is a
+    clear failure, not a test hung on ``open``. Once it has a reader, the child's very
+    next step is opening its stdout, which our blocking open for reading then meets.
+    """
+    end = time.monotonic() + patience_timeout(10)
+    while True:
+        try:
+            writer = os.open(stdin, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            code = proc.poll()
+            if code is not None or time.monotonic() > end:
+                raise AssertionError(f"pid {proc.pid} never opened {stdin} (exit {code})") from exc
+            time.sleep(0.005)
+    os.set_blocking(writer, True)
+    reader = os.open(stdout, os.O_RDONLY)
+    return open(writer, "w", encoding="utf-8"), open(reader, encoding="utf-8")
 
 
 class Zygote:
@@ -156,10 +181,25 @@ class Zygote:
             answer: dict[str, Any] = json.loads(self._proc.stdout.readline())
         return answer
 
-    def spawn(self, args: list[str], log: Path, env: dict[str, str]) -> ForkedProcess:
+    def spawn(
+        self, args: list[str], log: Path, env: dict[str, str], *, pipes: bool = False
+    ) -> ForkedProcess:
+        """Fork ``jxc ARGS``; with ``pipes``, its stdin and stdout are the returned
+        process's ``stdin`` and ``stdout`` (text, as ``Popen(..., text=True)`` gives):
+        two FIFOs beside ``log``, since the zygote cannot hand its children our pipes."""
         log.parent.mkdir(parents=True, exist_ok=True)
-        answer = self._ask({"spawn": args, "log": str(log), "env": env, "cwd": os.getcwd()})
-        return ForkedProcess(self, int(answer["pid"]))
+        request: dict[str, Any] = {"spawn": args, "log": str(log), "env": env, "cwd": os.getcwd()}
+        fifos = (log.with_suffix(".stdin"), log.with_suffix(".stdout"))
+        if pipes:
+            for fifo in fifos:
+                fifo.unlink(missing_ok=True)
+                os.mkfifo(fifo)
+            request.update(stdin=str(fifos[0]), stdout=str(fifos[1]))
+        answer = self._ask(request)
+        proc = ForkedProcess(self, int(answer["pid"]))
+        if pipes:
+            proc.stdin, proc.stdout = _open_fifos(proc, *fifos)
+        return proc
 
     def poll(self, pid: int) -> int | None:
         code: int | None = self._ask({"poll": pid})["returncode"]
@@ -294,13 +334,13 @@ class Site:
     def start_scanner(self) -> None:
         link = self.root / "dev" / "scanner-1"
         link.parent.mkdir(exist_ok=True)
-        proc = spawn(
-            ["sim", "scanner", "--link", str(link)],
-            self.root / "scanner.log",
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        args = ["sim", "scanner", "--link", str(link)]
+        log = self.root / "scanner.log"
+        proc: subprocess.Popen[Any] | ForkedProcess
+        if self.zygote is not None:  # a fresh interpreter spent ~1 s importing the CLI
+            proc = self.zygote.spawn(args, log, dict(os.environ), pipes=True)
+        else:
+            proc = spawn(args, log, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.procs["scanner"] = proc
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("device:")

@@ -124,8 +124,14 @@ def rotate(site: Site) -> str:
 
 @pytest.fixture
 def site(tmp_path: Path, zygote: Zygote) -> Iterator[Site]:
+    # The pull at the product's interval (10 s, not Site's 0.2 s): the pull reads the
+    # secret file too, and a pull's failure is not the push's (``consecutive_failures``),
+    # which is what each round below must find after it sees the read failure counted.
     running = Site(
-        tmp_path, edge_wrapper=unprivileged(), sync={"max_backoff_s": 0.5}, zygote=zygote
+        tmp_path,
+        edge_wrapper=unprivileged(),
+        sync={"max_backoff_s": 0.5, "pull_interval_s": 10},
+        zygote=zygote,
     )
     try:
         running.start_central()
