@@ -106,11 +106,8 @@ def test_a_start_with_an_unusable_secret_file_says_why_in_one_line(
 def rotate(site: Site) -> str:
     """Rotate the site's secret at central as an operator does; the new secret."""
     handed_out = site.root / "rotated.secret"
-    subprocess.run(
+    site.run_cli(
         [
-            sys.executable,
-            "-m",
-            "jxc",
             "central",
             "site",
             "rotate",
@@ -120,17 +117,21 @@ def rotate(site: Site) -> str:
             "--secret-file",
             str(handed_out),
         ],
-        check=True,
-        capture_output=True,
-        timeout=patience_timeout(60),
+        site.root / "site-rotate.log",
     )
     return handed_out.read_text().strip()
 
 
 @pytest.fixture
 def site(tmp_path: Path, zygote: Zygote) -> Iterator[Site]:
+    # The pull at the product's interval (10 s, not Site's 0.2 s): the pull reads the
+    # secret file too, and a pull's failure is not the push's (``consecutive_failures``),
+    # which is what each round below must find after it sees the read failure counted.
     running = Site(
-        tmp_path, edge_wrapper=unprivileged(), sync={"max_backoff_s": 0.5}, zygote=zygote
+        tmp_path,
+        edge_wrapper=unprivileged(),
+        sync={"max_backoff_s": 0.5, "pull_interval_s": 10},
+        zygote=zygote,
     )
     try:
         running.start_central()

@@ -115,13 +115,17 @@ def test_edge_killed_mid_way_and_restarted_still_exactly_once(
     assert_exactly_once(site, expected)
 
 
-def test_out_of_tree_driver_feeds_the_agent_by_name(tmp_path: Path) -> None:
-    """A third-party scanner package, found through ``jxc.drivers``, books real receipts."""
+def test_out_of_tree_driver_feeds_the_agent_by_name(tmp_path: Path, zygote: Zygote) -> None:
+    """A third-party scanner package, found through ``jxc.drivers``, books real receipts.
+
+    Central comes from the zygote; the edge agent, which needs the plugin on its
+    PYTHONPATH, is a fresh process (``Site._spawn``)."""
     plugin = install_plugin(tmp_path / "plugins")
     running = Site(
         tmp_path,
         scanner_section='driver = "acme-scripted"\ncodes = ["ACME-1", "ACME-2", "ACME-1"]',
         env={"PYTHONPATH": f"{plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+        zygote=zygote,
     )
     try:
         running.start_central()

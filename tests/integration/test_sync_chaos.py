@@ -37,7 +37,13 @@ pytestmark = pytest.mark.integration
 ROUNDS = int(os.environ.get("JXC_CHAOS_ROUNDS", "50"))
 SEED = int(os.environ.get("JXC_CHAOS_SEED", "20261125"))
 GTIN = "09506000134352"
-CHAOS_SYNC = {"push_interval_s": 0.05, "batch_size": 5, "max_backoff_s": 0.3, "lease_ttl_s": 1}
+CHAOS_SYNC = {
+    "push_interval_s": 0.05,
+    "batch_size": 5,
+    "max_backoff_s": 0.3,
+    "lease_ttl_s": 1,
+    "pull_interval_s": 10,  # the product's default: these tests are about the push
+}
 
 
 class ScanPump:
@@ -182,6 +188,11 @@ def test_kill_9_of_central_at_random_instants(site: Site, twin: ScannerTwin) -> 
 
 
 def test_connection_dropped_after_central_committed(site: Site, twin: ScannerTwin) -> None:
+    # Each dropped answer is a failed push, retried after a backoff: at the chaos tests'
+    # 0.3 s ceiling the fifty drops (about a hundred pushes) spent most of the test asleep.
+    # The proxy cuts the connection at once, so no retry waits for a timeout either way;
+    # which answers are dropped is the seeded draw per answer, as before.
+    site.sync["max_backoff_s"] = 0.05
     site.start_central()
     proxy = DropAfterCommitProxy(
         site.central_port, seed=SEED, drop_probability=0.5, max_drops=ROUNDS
@@ -216,17 +227,26 @@ def test_central_down_while_the_edge_records_a_backlog_of_many_batches(site: Sit
     site.start_edge(wait_for_scanner=False)
     recorder = Ledger(site.edge_db, site_id="S01")  # a second writer, as a station would be
     try:
-        for i in range(n):
-            recorder.append(
-                EventDraft(
-                    kind=EventKind.RECEIPT,
-                    item=f"ITEM-{i % 300}",
-                    lot=f"L{i % 11}",
-                    location="DOCK-1",
-                    qty=Decimal("0.5"),
-                    uom="EA",
-                )
-            )
+        # A hundred events a transaction, as a station books several together
+        # (``append_in``): still a second writer whose commits interleave with the agent's
+        # (failing) push runs, but 200 commits instead of 20,000, each an fsync
+        # (``synchronous=FULL``): the one-by-one appends were 5 s of a quiet machine's
+        # wall and 20 s of a busy one's. What is drained afterwards is the same backlog.
+        for start in range(0, n, 100):
+            recorder.check_free_disk()
+            with recorder.transaction() as conn:
+                for i in range(start, min(start + 100, n)):
+                    recorder.append_in(
+                        conn,
+                        EventDraft(
+                            kind=EventKind.RECEIPT,
+                            item=f"ITEM-{i % 300}",
+                            lot=f"L{i % 11}",
+                            location="DOCK-1",
+                            qty=Decimal("0.5"),
+                            uom="EA",
+                        ),
+                    )
     finally:
         recorder.close()
     assert site.edge_status()["ledger"]["pending"] == n, "nothing left while central was down"
