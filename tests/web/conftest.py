@@ -153,26 +153,69 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
         yield served
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, through Playwright: one launch per pytest process (each
-    xdist worker), as starting the driver and the browser costs about half a second of CPU.
-    The tests stay apart by taking a new context each (cookies, storage, viewport, locale
-    are the context's), which is how Playwright isolates tests."""
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        _unavailable(f"Chromium is not installed at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415
-    except ImportError:
-        _unavailable("the playwright package is not installed (pip install -e '.[dev]')")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+class _Chromium:
+    """Debian's Chromium, headless, through Playwright's sync API, launched when a test
+    first asks for it and stopped when the next test to run does not use it.
+
+    Starting the driver and the browser costs about half a second of CPU, so the browser
+    tests that run one after another share a launch. It must not outlive them: the sync
+    API keeps an asyncio event loop running in the main thread while it is started, and
+    any later test in the same process that calls ``asyncio.run`` (or uses a
+    ``TestClient`` portal) then fails with "Already running asyncio in this thread".
+    """
+
+    def __init__(self) -> None:
+        self._playwright: Any = None
+        self._browser: Any = None
+
+    def get(self) -> Any:
+        if self._browser is None:
+            if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+                _unavailable(f"Chromium is not installed at {CHROMIUM}")
+            try:
+                from playwright.sync_api import sync_playwright  # noqa: PLC0415
+            except ImportError:
+                _unavailable("the playwright package is not installed (pip install -e '.[dev]')")
+            self._playwright = sync_playwright().start()
+            try:
+                self._browser = self._playwright.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+                )
+            except BaseException:
+                self.stop()
+                raise
+        return self._browser
+
+    def stop(self) -> None:
+        browser, playwright = self._browser, self._playwright
+        self._browser = self._playwright = None
         try:
-            yield launched
+            if browser is not None:
+                browser.close()
         finally:
-            launched.close()
+            if playwright is not None:
+                playwright.stop()
+
+
+_CHROMIUM = _Chromium()
+
+
+@pytest.fixture
+def browser() -> Any:
+    """The shared Chromium (:class:`_Chromium`). The tests stay apart by taking a new
+    context each (cookies, storage, viewport, locale are the context's), which is how
+    Playwright isolates tests."""
+    return _CHROMIUM.get()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """After a test's own teardown (its pages and contexts closed), stop Chromium unless
+    the next test here uses it too."""
+    result = yield
+    if nextitem is None or "browser" not in getattr(nextitem, "fixturenames", ()):
+        _CHROMIUM.stop()
+    return result
 
 
 @pytest.fixture(scope="session")
