@@ -68,7 +68,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _long_ones_first(items: list[pytest.Item]) -> None:
-    """Run the tests that start real processes (marker ``integration``) before the rest.
+    """Run the tests that start real processes (marker ``integration``) and the long
+    in-process ones (marker ``long``: the route walk's full walks) before the rest.
 
     They are the suite's longest (the chaos tests alone take 204 s, 86 s and 54 s on a
     quiet machine), and collected in path order they came last: whichever worker drew one
@@ -79,4 +80,9 @@ def _long_ones_first(items: list[pytest.Item]) -> None:
     the order (and so each module's fixtures) is as collected. docs/performance.md,
     "Long tests first".
     """
-    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("integration") is None
+            and item.get_closest_marker("long") is None
+        )
+    )

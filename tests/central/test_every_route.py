@@ -543,6 +543,7 @@ async def _walk(
     return sent, failures
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("principal", PRINCIPALS, ids=[p.name for p in PRINCIPALS])
 def test_no_hostile_request_to_any_route_is_a_server_error(
     app: FastAPI, walker: TestClient, principal: Principal
