@@ -57,6 +57,10 @@ log = logging.getLogger("central_api.core.db")
 WRITE_INTENT = "jxc_write_intent"
 """Connection execution option read by the SQLite ``begin`` hook; see write_transaction."""
 
+_NO_BEGIN = "jxc_no_begin"
+"""Connection execution option read by the SQLite ``begin`` hook: send no ``BEGIN``, so
+each statement is its own transaction (see :func:`checking_credentials`)."""
+
 _SQLITE_PRAGMAS = (
     # busy_timeout first: switching to WAL itself needs a lock another process may hold.
     "PRAGMA busy_timeout=5000",
@@ -165,8 +169,11 @@ def _install_sqlite_hooks(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        writes = connection.get_execution_options().get(WRITE_INTENT, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get(WRITE_INTENT, False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif not options.get(_NO_BEGIN, False):
+            connection.exec_driver_sql("BEGIN")
 
 
 class WriteGate:
@@ -340,10 +347,15 @@ def checking_credentials(engine: Engine) -> Iterator[Connection]:
     two of its three round trips to the server, and its reads need no snapshot in
     common (the signing key is cached anyway; each row read is current when read). The
     mode is a client-side switch, undone when the connection goes back to the pool.
+    On SQLite the ``begin`` hook sends no ``BEGIN`` for it (the driver is in autocommit
+    mode already, see ``_install_sqlite_hooks``), so each read is its own transaction and
+    the ``COMMIT`` finds none to end: two trips through SQLAlchemy and the driver fewer.
     """
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             connection.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            connection.execution_options(**{_NO_BEGIN: True})
         yield connection
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,12 @@ from central_api.core.db import create_db_engine, upgrade_database, write_gate, 
 from central_api.errors import SequenceGapError, WriteBusyError
 from central_api.models import audit_log, ledger_events
 from central_api.services.audit import verify_chain
-from central_api.services.ingest import PushOutcome, merge_push
+from central_api.services.ingest import (
+    UNDO_BY_ROLLBACK,
+    CarefulPathNeeded,
+    PushOutcome,
+    merge_push,
+)
 from central_api.services.projections import Projections
 from central_api.services.push_group import PushGroup
 from jxc.contract import PushBatch
@@ -223,3 +229,70 @@ def test_a_group_holds_no_more_events_than_its_bound(sqlite_engine: Engine) -> N
     # the first alone, then 10 + 10 (a third would make 30 > 25), then the same again
     assert group.commits == 3
     assert count(sqlite_engine, ledger_events) == 50
+
+
+def push_as_the_route_does(group: PushGroup, batch: PushBatch) -> PushOutcome:
+    """As ``POST /sync/events`` merges on SQLite: no savepoint of the push's own; a missed
+    common path is rolled back (the group's transaction or savepoint) and merged again."""
+    merge = partial(
+        merge_push, batch=batch, received_at=datetime.now(UTC), projections=Projections()
+    )
+    try:
+        merged = group.run(partial(merge, undo=UNDO_BY_ROLLBACK), events=len(batch.events))
+    except CarefulPathNeeded as missed:
+        merged = group.run(partial(merge, careful_because=missed.why), events=len(batch.events))
+    return merged.committed()
+
+
+def test_a_replay_in_a_group_without_its_own_savepoint_is_merged_again_carefully(
+    sqlite_engine: Engine,
+) -> None:
+    """The route merges a push with no savepoint of its own (``UNDO_BY_ROLLBACK``): a
+    replayed batch among fresh ones breaks the common path's insert, the group's savepoint
+    undoes it, and its second merge answers every event a duplicate; the others are stored
+    once, each push has its one audit entry, and no statement sent a push's own savepoint."""
+    group = PushGroup(sqlite_engine, wait_s=patience_timeout(10))
+    fresh, replayed = SiteLedger("S01"), SiteLedger("S02")
+    stored = PushBatch.model_validate(replayed.batch(replayed.receipts(2)))
+    assert push_as_the_route_does(group, stored).acked_through_seq == 2
+    batches = [
+        PushBatch.model_validate(fresh.batch(fresh.receipts(2))),
+        stored,
+        PushBatch.model_validate(fresh.batch(fresh.receipts(1))),
+    ]
+    statements: list[str] = []
+
+    def seen(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    gate = write_gate(sqlite_engine)
+    assert gate is not None
+    results: list[Future[PushOutcome]] = []
+    event.listen(sqlite_engine, "before_cursor_execute", seen)
+    try:
+        with ThreadPoolExecutor(4) as pool, gate_held(sqlite_engine):
+            first = SiteLedger("S09")
+            leader = pool.submit(
+                push_as_the_route_does,
+                group,
+                PushBatch.model_validate(first.batch(first.receipts(1))),
+            )
+            wait_until(lambda: gate.waiting == 1, "the leader waits at the gate")
+            for batch in batches:
+                results.append(pool.submit(push_as_the_route_does, group, batch))
+                queued = len(results)
+                wait_until(lambda: len(group._line) == queued, "in line in order")  # noqa: B023
+        outcomes = [future.result() for future in results]
+    finally:
+        event.remove(sqlite_engine, "before_cursor_execute", seen)
+
+    assert leader.result().acked_through_seq == 1
+    assert [outcome.acked_through_seq for outcome in outcomes] == [2, 2, 3]
+    assert {str(v["status"]) for v in outcomes[1].verdicts} == {"duplicate"}
+    assert {str(v["status"]) for v in outcomes[0].verdicts + outcomes[2].verdicts} == {"accepted"}
+    assert count(sqlite_engine, ledger_events) == 2 + 1 + 3
+    assert count(sqlite_engine, audit_log) == 1 + 1 + 3  # one entry per push stored
+    # The group of three has a savepoint per push; nothing else does (the retry is alone).
+    assert len([text for text in statements if text.startswith("SAVEPOINT")]) == 3
+    with sqlite_engine.connect() as connection:
+        assert verify_chain(connection).broken_at is None

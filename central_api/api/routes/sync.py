@@ -38,7 +38,12 @@ from central_api.services import counts
 from central_api.services.alerts import raise_short_picks
 from central_api.services.audit import Actor, ActorKind, AuditContext
 from central_api.services.feed import MAX_PAGE, changes_for_site
-from central_api.services.ingest import ingest_batch, merge_push
+from central_api.services.ingest import (
+    UNDO_BY_ROLLBACK,
+    CarefulPathNeeded,
+    ingest_batch,
+    merge_push,
+)
 from central_api.services.ledger import list_refused, site_watermark
 from central_api.services.monitoring import record_status
 from central_api.services.push_group import PushGroup
@@ -129,16 +134,19 @@ def _push(state: Any, batch: PushBatch, audit: AuditContext, received_at: dateti
     """
     group: PushGroup | None = state.push_group
     if group is not None:
-        merged = group.run(
-            partial(
-                merge_push,
-                batch=batch,
-                received_at=received_at,
-                projections=state.projections,
-                audit=audit,
-            ),
-            events=len(batch.events),
+        merge = partial(
+            merge_push,
+            batch=batch,
+            received_at=received_at,
+            projections=state.projections,
+            audit=audit,
         )
+        try:
+            # No savepoint of the push's own: the group's transaction (a push alone) or
+            # the group's savepoint (a push among others) undoes a missed common path.
+            merged = group.run(partial(merge, undo=UNDO_BY_ROLLBACK), events=len(batch.events))
+        except CarefulPathNeeded as missed:  # rolled back, nothing stored: merge carefully
+            merged = group.run(partial(merge, careful_because=missed.why), events=len(batch.events))
         outcome = merged.committed()
     else:
         engine: Engine = state.engine
