@@ -174,26 +174,23 @@ def ingest_batch(
     reaches the caller. The push's audit entry is attributed to ``audit`` (the route's
     request, with its id and address), or to the site itself without one.
     """
+
+    def merge(undo: str, careful_because: str | None = None) -> MergedPush:
+        with write_transaction(connection):
+            return merge_push(
+                connection,
+                batch=batch,
+                received_at=received_at,
+                projections=projections,
+                audit=audit,
+                undo=undo,
+                careful_because=careful_because,
+            )
+
     try:
-        with write_transaction(connection):
-            merged = merge_push(
-                connection,
-                batch=batch,
-                received_at=received_at,
-                projections=projections,
-                audit=audit,
-                undo=UNDO_BY_ROLLBACK,
-            )
+        merged = merge(undo=UNDO_BY_ROLLBACK)
     except CarefulPathNeeded as missed:  # rolled back: merged again, carefully
-        with write_transaction(connection):
-            merged = merge_push(
-                connection,
-                batch=batch,
-                received_at=received_at,
-                projections=projections,
-                audit=audit,
-                careful_because=missed.why,
-            )
+        merged = merge(UNDO_BY_SAVEPOINT, careful_because=missed.why)
     return merged.committed()
 
 

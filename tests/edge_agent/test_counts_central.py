@@ -93,6 +93,10 @@ def edge(client: TestClient, tmp_path: Path) -> Iterator[Edge]:  # noqa: F811
     made.ledger.close()
 
 
+BLIND_LINE = {"line_no", "location", "item_code", "lot", "uom", "recount"}
+"""What a count session's line holds at the edge: where and what, never how many."""
+
+
 def stock(central: TestClient) -> dict[tuple[str, str | None], str]:
     rows = ok(central.get(STOCK, params={"site_id": "S01", "item": "PILL"}))
     return {(row["location"], row["lot"]): row["qty"] for row in rows if Decimal(row["qty"])}
@@ -140,14 +144,7 @@ def test_a_count_at_the_edge_offline_books_only_the_true_variance(
     (session,) = edge.catalog.count_sessions()
     assert [(line.location, line.lot) for line in session.lines] == [("A-01", "L1"), ("A-02", "L2")]
     for line in session.lines:  # where and what, never how many (see below)
-        assert set(line.model_dump()) == {
-            "line_no",
-            "location",
-            "item_code",
-            "lot",
-            "uom",
-            "recount",
-        }
+        assert set(line.model_dump()) == BLIND_LINE
 
     # --- Offline: 10 sold from A-01, then the counts (2 missing at A-01; 3 of L3 found).
     edge.ledger.append(
@@ -365,14 +362,7 @@ def test_found_stock_entered_at_central_reaches_the_edges_session(
     # Still blind: a line says where and what, never how many. (Not a search of the whole
     # session's JSON for "100": the count id, a UUID, holds that text one time in 140.)
     for line in session.lines:
-        assert set(line.model_dump()) == {
-            "line_no",
-            "location",
-            "item_code",
-            "lot",
-            "uom",
-            "recount",
-        }
+        assert set(line.model_dump()) == BLIND_LINE
 
     # --- Counted again at the edge: the same line, the edge's count stands (last wins).
     edge.count("A-02", "L9", "5")
