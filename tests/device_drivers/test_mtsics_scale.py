@@ -123,10 +123,19 @@ def test_wobble_then_settle_gives_the_settled_weight_and_never_a_dynamic_one(
 def test_consecutive_mode_wants_several_readings_within_one_division(
     twin: MtSicsScaleTwin, make_scale: MakeScale
 ) -> None:
-    scale = make_scale(stable_mode="consecutive", stable_readings=4, poll_interval=0.01)
-    reading = scale.read_stable(2.0)
+    # A reply's timeout is not what this test is about: on a busy machine the twin's answer
+    # can take longer than 0.3 s, the poll times out, the run starts again and more than
+    # four SI are sent (CI saw seven). So the patient timeout, and no timeout may happen.
+    scale = make_scale(
+        stable_mode="consecutive",
+        stable_readings=4,
+        poll_interval=0.01,
+        reply_timeout=patience_timeout(0.3),
+    )
+    reading = scale.read_stable(patience_timeout(2.0))
     assert reading.net == Decimal("1234.50")
     assert twin.received.count("SI") == 4
+    assert errors_of(scale) == {}
 
 
 def test_motion_that_outlasts_the_timeout_is_a_motion_error(

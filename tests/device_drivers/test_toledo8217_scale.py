@@ -174,8 +174,15 @@ def test_consecutive_mode_waits_out_an_eager_motion_filter(
 def test_consecutive_mode_wants_several_readings_within_one_division(
     twin: Toledo8217Twin, make_scale: MakeScale
 ) -> None:
-    scale = make_scale(stable_mode="consecutive", stable_readings=4, poll_interval=0.01)
-    assert scale.read_stable(3.0).net == Decimal("1.250")
+    # Not a test of the reply's timeout: a busy machine must not make a poll time out and
+    # start the run again (the same test of MT-SICS once counted seven polls in CI).
+    scale = make_scale(
+        stable_mode="consecutive",
+        stable_readings=4,
+        poll_interval=0.01,
+        reply_timeout=patience_timeout(0.5),
+    )
+    assert scale.read_stable(patience_timeout(3.0)).net == Decimal("1.250")
     assert twin.received.count(ord("W")) == 4
 
 
