@@ -46,8 +46,9 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
+    CompoundSelect,
     Connection,
-    Select,
+    Integer,
     String,
     and_,
     bindparam,
@@ -55,8 +56,11 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
+    null,
     select,
     type_coerce,
+    union_all,
     update,
 )
 
@@ -281,75 +285,111 @@ def _to_base(connection: Connection, sums: dict[tuple[str, str], Decimal]) -> di
 # --- the projection: levels and negative stock for what a push touched ---------------------
 
 
-class _Reads(NamedTuple):
-    held_back: Select[Any]
-    levels: Select[Any]
-    held: Select[Any]
-    balances: Select[Any]
+_READS: dict[str, CompoundSelect[Any]] = {}
+"""Per dialect name: the statement is the same for every connection of a kind."""
+
+# What a row of the projection's one read is, in its first column (``tag``).
+_HELD_BACK, _LEVEL, _HELD, _BALANCE = 0, 1, 2, 3
 
 
-_READS: dict[str, _Reads] = {}
-"""Per dialect name: the statements are the same for every connection of a kind."""
-
-
-def _reads(connection: Connection) -> _Reads:
-    """The projection's four reads, built once per dialect with ``:site_id`` and ``:items``
-    as parameters: building and keying the statements on every push cost a fifth of the
-    projection in a realistic backlog (they hold no state, so sharing them is safe)."""
+def _reads(connection: Connection) -> CompoundSelect[Any]:
+    """The projection's one read, built once per dialect with ``:site_id`` and ``:items``
+    as parameters: building and keying the statement on every push cost a fifth of the
+    projection in a realistic backlog (it holds no state, so sharing it is safe)."""
     found = _READS.get(connection.dialect.name)
     if found is None:
         found = _READS[connection.dialect.name] = _build_reads(connection)
     return found
 
 
-def _build_reads(connection: Connection) -> _Reads:
+def _build_reads(connection: Connection) -> CompoundSelect[Any]:
+    """The four reads the projection needs, as one ``UNION ALL`` of rows of one shape.
+
+    They were four statements (issue 16); each execution costs a push the same fixed
+    client work (SQLAlchemy's execute and result set-up, the driver's call, on PostgreSQL a
+    round trip), which on a one-event push was most of the projection (issue 19). The
+    rows are told apart by ``tag``; the other columns mean, per tag:
+
+    ========== ========== ========== ========== ========== ========== ==========
+    tag        s1         s2         s3         s4         s5         n1, n2
+    ========== ========== ========== ========== ========== ========== ==========
+    held back  location
+    level      item                                                   safety, reorder
+    held       kind       location   item       lot                   alert id
+    balance    location   item       lot        unit       base unit  micro-units
+    ========== ========== ========== ========== ========== ========== ==========
+
+    Every filler is a typed NULL, so PostgreSQL resolves each column's type the same in
+    every branch and neither driver converts anything the checks do not use.
+    """
     site = bindparam("site_id", type_=String)
-    return _Reads(
-        held_back=select(locations.c.code).where(
-            locations.c.site_id == site, locations.c.kind.in_(HELD_BACK_KINDS)
-        ),
-        levels=select(
-            item_site_levels.c.item_code,
-            type_coerce(item_site_levels.c.safety_stock, BigInteger).label("safety"),
-            type_coerce(item_site_levels.c.reorder_point, BigInteger).label("reorder"),
-        ).where(
-            item_site_levels.c.site_id == site,
-            one_of(connection, item_site_levels.c.item_code, "items"),
-        ),
-        held=select(
-            alerts.c.alert_id, alerts.c.kind, alerts.c.location, alerts.c.item_code, alerts.c.lot
-        ).where(
-            alerts.c.site_id == site,
-            one_of(connection, alerts.c.item_code, "items"),
-            alerts.c.kind.in_((*LEVEL_KINDS, AlertKind.NEGATIVE_STOCK.value)),
-            alerts.c.source == STOCK,
-            alerts.c.cleared_at.is_(None),
-        ),
-        balances=select(
+    text, number = null().cast(String), null().cast(BigInteger)
+
+    def tag(value: int) -> Any:  # inline, not a parameter: the same in every push
+        return literal_column(str(value), Integer).label("tag")
+
+    held_back = select(
+        tag(_HELD_BACK), locations.c.code, text, text, text, text, number, number
+    ).where(locations.c.site_id == site, locations.c.kind.in_(HELD_BACK_KINDS))
+    levels = select(
+        tag(_LEVEL),
+        item_site_levels.c.item_code,
+        text,
+        text,
+        text,
+        text,
+        type_coerce(item_site_levels.c.safety_stock, BigInteger),
+        type_coerce(item_site_levels.c.reorder_point, BigInteger),
+    ).where(
+        item_site_levels.c.site_id == site,
+        one_of(connection, item_site_levels.c.item_code, "items"),
+    )
+    held = select(
+        tag(_HELD),
+        alerts.c.kind,
+        alerts.c.location,
+        alerts.c.item_code,
+        alerts.c.lot,
+        text,
+        cast(alerts.c.alert_id, BigInteger),
+        number,
+    ).where(
+        alerts.c.site_id == site,
+        one_of(connection, alerts.c.item_code, "items"),
+        alerts.c.kind.in_((*LEVEL_KINDS, AlertKind.NEGATIVE_STOCK.value)),
+        alerts.c.source == STOCK,
+        alerts.c.cleared_at.is_(None),
+    )
+    balances = (
+        select(
+            tag(_BALANCE),
             stock_balances.c.location,
             stock_balances.c.item,
             stock_balances.c.lot,
             stock_balances.c.uom,
-            type_coerce(stock_balances.c.qty, BigInteger).label("micro"),
-            items.c.uom.label("base_uom"),
+            items.c.uom,
+            type_coerce(stock_balances.c.qty, BigInteger),
+            number,
         )
         .outerjoin(items, items.c.item_code == stock_balances.c.item)
         .where(
             stock_balances.c.site_id == site,
             one_of(connection, stock_balances.c.item, "items"),
-        ),
+        )
     )
+    return union_all(held_back, levels, held, balances)
 
 
 def project(connection: Connection, accepted: AcceptedEvents) -> None:
     """Raise and clear level and negative-stock alerts for the pairs these events touched;
     mirror new exceptions when the events named a purchase or transfer order.
 
-    Four reads for the whole push, whatever its size: the touched items' balances (with
-    their base unit, quantities kept as raw micro-units so nothing is converted that is not
-    needed), their levels (micro-units too), their uncleared stock alerts, and the site's
-    held-back locations. Nothing is cached between pushes: several central processes may
-    change levels and alerts, and two indexed reads cost less than keeping a copy right."""
+    One read for the whole push, whatever its size (:func:`_build_reads`): the touched
+    items' balances (with their base unit, quantities kept as raw micro-units so nothing is
+    converted that is not needed), their levels (micro-units too), their uncleared stock
+    alerts, and the site's held-back locations. Nothing is cached between pushes: several
+    central processes may change levels and alerts, and an indexed read costs less than
+    keeping a copy right."""
     site_id, at = accepted.site_id, accepted.received_at
     events = accepted.events
     # Comprehensions, and as few passes over every event as can be: they are the part of
@@ -365,33 +405,44 @@ def project(connection: Connection, accepted: AcceptedEvents) -> None:
         ("purchase_order", "transfer_order")
     )
     touched = sorted(last_at)
-    reads = _reads(connection)
     # The touched items as one parameter (an array, or JSON on SQLite): the same statement
     # on every push, so neither SQLAlchemy nor the driver renders or parses 300 placeholders.
     among = {"site_id": site_id, "items": list_param(connection, touched)}
-    held_back = set(connection.execute(reads.held_back, among).scalars())
-    levels: dict[str, Any] = {
-        row.item_code: row for row in connection.execute(reads.levels, among).all()
-    }
-    held: dict[tuple[str, str, str, str], int] = {
-        (alert.kind, alert.location, alert.item_code, alert.lot): alert.alert_id
-        for alert in connection.execute(reads.held, among).all()
-    }
+    held_back: set[str] = set()
+    levels: dict[str, _Level] = {}
+    held: dict[tuple[str, str, str, str], int] = {}
+    balances: list[tuple[str, str, str, str, str | None, int]] = []
+    # Rows unpacked by position: what each column means depends on the tag.
+    for row in connection.execute(_reads(connection), among):
+        tag, s1, s2, s3, s4, s5, n1, n2 = row
+        if tag == _BALANCE:
+            balances.append((s1, s2, s3, s4, s5, n1))
+        elif tag == _HELD:
+            held[(s1, s2, s3, s4)] = n1
+        elif tag == _LEVEL:
+            levels[s1] = _Level(n1, n2)
+        else:
+            held_back.add(s1)
     available: dict[tuple[str, str], int] = defaultdict(int)
     base: dict[str, str | None] = {}
     negative: dict[str, list[tuple[str, str, str, int]]] = defaultdict(list)
-    for balance in connection.execute(reads.balances, among).all():
-        base[balance.item] = balance.base_uom
-        if balance.micro < 0:
-            negative[balance.item].append(
-                (balance.location, balance.lot, balance.uom, balance.micro)
-            )
-        if balance.location not in held_back:
-            available[(balance.item, balance.uom)] += balance.micro
+    for location, item, lot, uom, base_uom, micro in balances:
+        base[item] = base_uom
+        if micro < 0:
+            negative[item].append((location, lot, uom, micro))
+        if location not in held_back:
+            available[(item, uom)] += micro
     _levels(connection, site_id, levels, held, available, base, last_at, at)
     _negative(connection, site_id, touched, negative, held, base, keys, at)
     if documents:
         mirror_exceptions(connection, at)
+
+
+class _Level(NamedTuple):
+    """An item's levels at the site, in micro-units."""
+
+    safety: int
+    reorder: int
 
 
 def _on_hand(
@@ -431,7 +482,7 @@ def _on_hand(
 def _levels(  # noqa: PLR0917 - the reads project() shares between the checks
     connection: Connection,
     site_id: str,
-    levels: dict[str, Any],
+    levels: dict[str, _Level],
     held: dict[tuple[str, str, str, str], int],
     available: dict[tuple[str, str], int],
     base: dict[str, str | None],

@@ -26,6 +26,7 @@ from jxc.paths import (
     STOCK_NEGATIVE,
 )
 from tests.central.conftest import SiteLedger
+from tests.central.test_master_data import location
 from tests.central.test_purchasing import (
     approved_po,
     as_user,
@@ -173,6 +174,25 @@ def test_level_and_negative_alerts_are_raised_and_cleared_by_pushes(
     clerk = as_user(master, "clerk", ["warehouse_clerk"], sites=["S02"])
     refused(master.get(url, headers=clerk), 404)
     refused(master.post(f"{url}/assign", json={"owner": None}, headers=clerk), 403)
+
+
+def test_held_back_stock_does_not_hold_an_item_above_its_levels(
+    master: TestClient,  # noqa: F811
+) -> None:
+    """Stock in quarantine is not available to sell: the level check leaves it out (the
+    projection reads the held-back locations in the same statement as the balances)."""
+    ok(set_pill(master))  # safety 20, reorder point 50
+    ok(location(master, "QC", level="zone", kind="quarantine"))
+    ledger = SiteLedger("S01")
+    push(
+        master,
+        ledger,
+        pill(ledger, "receipt", "100"),
+        pill(ledger, "receipt", "100", location="QC"),
+    )
+    assert inbox(master) == []
+    push(master, ledger, pill(ledger, "sale", "-60"))  # 40 available (140 with quarantine)
+    assert inbox(master) == [("below_reorder", "open", "40", "50")]
 
 
 def test_negative_stock_is_one_alert_per_item_while_any_balance_is_below_zero(
