@@ -36,45 +36,39 @@ from central_api.api.routes import (
     webhooks,
 )
 
-api_routers: list[APIRouter] = []
-api_routers.append(sync.router)
-api_routers.append(sales.available_router)
-for replenishment_router in replenishment.routers:
-    api_routers.append(replenishment_router)
-api_routers.append(stock.router)
-# Items before valuation and reports (from when FastAPI matched a request against every
-# route of the routers before its own, twice: docs/performance.md, "Cost per request:
-# pushes and item creates"); the order no longer costs anything ("Routing once").
-api_routers.append(items.router)
-api_routers.append(valuation.router)
-api_routers.append(reports.router)
-api_routers.append(master.categories_router)
-api_routers.append(master.sites_router)
-api_routers.append(master.partners_router)
-for reference_router in reference.reference_routers:
-    api_routers.append(reference_router)
-api_routers.append(auth.router)
-api_routers.append(people.users_router)
-api_routers.append(people.roles_router)
-api_routers.append(audit.router)
-api_routers.append(webhooks.router)
-for periods_router in periods.routers:
-    api_routers.append(periods_router)
-api_routers.append(feedback.router)
-api_routers.append(imports.router)
-api_routers.append(purchasing.requisitions_router)
-api_routers.append(purchasing.purchase_orders_router)
-api_routers.append(purchasing.exceptions_router)
-for receiving_router in receiving.routers:
-    api_routers.append(receiving_router)
-for inventory_router in inventory.routers:
-    api_routers.append(inventory_router)
-api_routers.append(sales.price_lists_router)
-api_routers.append(sales.sales_orders_router)
-api_routers.append(ecommerce.router)
-api_routers.append(ecommerce.channels_router)
-for shipping_router in shipping.routers:
-    api_routers.append(shipping_router)
-api_routers.append(customer_returns.router)
-for receivables_router in receivables.routers:
-    api_routers.append(receivables_router)
+api_routers: list[APIRouter] = [
+    sync.router,
+    sales.available_router,
+    *replenishment.routers,
+    stock.router,
+    # Items before valuation and reports (from when FastAPI matched a request against
+    # every route of the routers before its own, twice: docs/performance.md, "Cost per
+    # request: pushes and item creates"); the order no longer costs anything ("Routing once").
+    items.router,
+    valuation.router,
+    reports.router,
+    master.categories_router,
+    master.sites_router,
+    master.partners_router,
+    *reference.reference_routers,
+    auth.router,
+    people.users_router,
+    people.roles_router,
+    audit.router,
+    webhooks.router,
+    *periods.routers,
+    feedback.router,
+    imports.router,
+    purchasing.requisitions_router,
+    purchasing.purchase_orders_router,
+    purchasing.exceptions_router,
+    *receiving.routers,
+    *inventory.routers,
+    sales.price_lists_router,
+    sales.sales_orders_router,
+    ecommerce.router,
+    ecommerce.channels_router,
+    *shipping.routers,
+    customer_returns.router,
+    *receivables.routers,
+]

@@ -22,6 +22,7 @@ before. :class:`PathIndex` also serves ``CredentialFirst``'s lookup.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Iterable, Sequence
 from typing import Any, Generic, TypeVar
@@ -171,9 +172,11 @@ _NOT_COPIED = frozenset({"self", "path", "endpoint", "dependency_overrides_provi
 """``APIRoute`` arguments :func:`include_flat` gives itself rather than copy."""
 
 
+@functools.cache
 def _route_arguments() -> Sequence[str]:
+    """Read once per process: ``include_flat`` copies some 440 routes at start-up."""
     parameters = inspect.signature(APIRoute.__init__).parameters
-    return [name for name in parameters if name not in _NOT_COPIED]
+    return tuple(name for name in parameters if name not in _NOT_COPIED)
 
 
 def include_flat(app: FastAPI, router: APIRouter, prefix: str = "") -> None:

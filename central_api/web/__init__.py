@@ -67,25 +67,27 @@ def mount_console(app: FastAPI) -> None:
 
     Its routers are added flat, as the API's are (``route_index.include_flat``).
     """
-    route_index.include_flat(app, root_router)
-    route_index.include_flat(app, router)
-    route_index.include_flat(app, master_pages)
-    route_index.include_flat(app, transfer_pages)
-    route_index.include_flat(app, purchasing_pages)
-    route_index.include_flat(app, receiving_pages)
-    route_index.include_flat(app, sales_pages)
-    for sales_docs in sales_doc_routers:
-        route_index.include_flat(app, sales_docs)
-    route_index.include_flat(app, reference_pages)
-    route_index.include_flat(app, category_pages)
-    route_index.include_flat(app, inventory_pages)
-    route_index.include_flat(app, replenishment_pages)
-    route_index.include_flat(app, period_pages)
-    route_index.include_flat(app, report_pages)
-    route_index.include_flat(app, dashboard_pages)
-    route_index.include_flat(app, feedback_pages)
-    route_index.include_flat(app, guide_router)
-    route_index.include_flat(app, webhook_pages)
+    for pages in (
+        root_router,
+        router,
+        master_pages,
+        transfer_pages,
+        purchasing_pages,
+        receiving_pages,
+        sales_pages,
+        *sales_doc_routers,
+        reference_pages,
+        category_pages,
+        inventory_pages,
+        replenishment_pages,
+        period_pages,
+        report_pages,
+        dashboard_pages,
+        feedback_pages,
+        guide_router,
+        webhook_pages,
+    ):
+        route_index.include_flat(app, pages)
     app.mount(STATIC_ROOT, StaticFiles(directory=STATIC_DIR), name="console-static")
     for kind in (CentralError, RequestValidationError, StarletteHTTPException, Exception):
         original = app.exception_handlers.get(kind)

@@ -32,14 +32,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from central_api.api.permissions import PERMISSION_KEY
 from central_api.core.config import Settings
-from central_api.models.people import roles
 from central_api.services.auth import add_site
 from jxc import uuid7
 from jxc.paths import ITEMS, STOCK, SYNC_EVENTS
+from tests.central.access import Caller, allowed, grants
 from tests.central.conftest import central_app, user_token
 
 SITE = "S01"
@@ -488,21 +487,13 @@ class _Caller:
 
 def _refused_by_rule(app: FastAPI, role: str) -> dict[str, int]:
     """The operations whose access rule refuses ``role``, as a fresh door count (0 sent)."""
-    with app.state.engine.connect() as connection:
-        actions = set(
-            connection.execute(select(roles.c.actions).where(roles.c.name == role))
-            .scalar_one()
-            .split()
-        )
-    refused = {}
-    for path, operations in app.openapi()["paths"].items():
-        for method, operation in operations.items():
-            rule = operation[PERMISSION_KEY]
-            if rule in ("public", "signed-in") or "*" in actions:
-                continue
-            if rule == "site" or rule.removesuffix("+site") not in actions:
-                refused[f"{method.upper()} {path}"] = 0
-    return refused
+    granted, caller = grants(app.state.engine), Caller(role, roles=(role,))
+    return {
+        f"{method.upper()} {path}": 0
+        for path, operations in app.openapi()["paths"].items()
+        for method, operation in operations.items()
+        if not allowed(caller, operation[PERMISSION_KEY], granted)
+    }
 
 
 async def _walk(

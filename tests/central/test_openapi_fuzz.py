@@ -35,14 +35,13 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
-from sqlalchemy import select
 
 from central_api.api.permissions import PERMISSION_KEY
 from central_api.core.config import Settings
 from central_api.core.db import upgrade_database
 from central_api.main import create_app
-from central_api.models.people import roles
 from central_api.services.auth import add_site
+from tests.central.access import Caller, allowed, grants
 from tests.central.conftest import user_token
 
 _folder = Path(tempfile.mkdtemp(prefix="jxc-fuzz-"))
@@ -63,12 +62,9 @@ RULES = {
     for method, operation in operations.items()
 }
 """Each operation's access rule, as the app writes it into its OpenAPI document."""
-with app.state.engine.connect() as _connection:
-    CLERK_ACTIONS = set(
-        _connection.execute(select(roles.c.actions).where(roles.c.name == "warehouse_clerk"))
-        .scalar_one()
-        .split()
-    )
+GRANTS = grants(app.state.engine)
+CLERK_CALLER = Caller("clerk", roles=("warehouse_clerk",))
+SITE_CALLER = Caller("site", site=True)
 
 
 def _lets_in(rule: str, *, clerk: bool) -> bool:
@@ -78,11 +74,7 @@ def _lets_in(rule: str, *, clerk: bool) -> bool:
     (``test_permissions.py`` proves which callers each rule refuses), so whatever else
     a generated request holds, that caller's answer is the same 401 or 403.
     """
-    if rule == "public":
-        return True
-    if clerk:
-        return rule == "signed-in" or rule.removesuffix("+site") in CLERK_ACTIONS
-    return rule == "site" or rule.endswith("+site")
+    return allowed(CLERK_CALLER if clerk else SITE_CALLER, rule, GRANTS)
 
 
 FUZZ = settings(

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from central_api.api.permissions import (
     PERMISSION_KEY,
@@ -32,9 +30,9 @@ from central_api.api.permissions import (
     guard_routes,
 )
 from central_api.core.config import Settings
-from central_api.models.people import roles
 from central_api.schemas.common import FINANCIAL_KEY
 from central_api.services.people import put_role
+from tests.central.access import Caller, allowed, grants
 from tests.central.conftest import (
     EverySiteAuth,
     SiteLedger,
@@ -67,14 +65,6 @@ BODIES: dict[tuple[str, str], Any] = {
     ("patch", "/api/v1/users/{username}"): {"display_name": "Walked"},
 }
 """Valid bodies where a route's success is worth seeing; others get ``{}`` (then 422)."""
-
-
-@dataclass(frozen=True)
-class Caller:
-    name: str
-    roles: tuple[str, ...] = ()
-    site: bool = False
-    anonymous: bool = False
 
 
 CALLERS = [
@@ -145,28 +135,6 @@ def keys_anywhere(value: Any) -> set[str]:
     return set()
 
 
-def grants(client: TestClient) -> dict[str, tuple[set[str], bool]]:
-    with client.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
-        rows = connection.execute(select(roles.c.name, roles.c.actions, roles.c.financial))
-        return {row.name: (set(row.actions.split()), row.financial) for row in rows}
-
-
-def allowed(caller: Caller, rule: str, granted: dict[str, tuple[set[str], bool]]) -> bool:
-    if rule == "public":
-        return True
-    if caller.anonymous:
-        return False
-    if rule == "site":
-        return caller.site
-    if caller.site:
-        return rule.endswith("+site")
-    if rule == "signed-in":
-        return True
-    action = rule.removesuffix("+site")
-    actions = set().union(*(granted[role][0] for role in caller.roles))
-    return "*" in actions or action in actions
-
-
 def headers_for(client: TestClient, caller: Caller, tokens: dict[str, list[str]]) -> dict[str, str]:
     """``caller``'s headers for one request; a user's token is one never used before."""
     if caller.anonymous:
@@ -231,7 +199,7 @@ def request_for(method: str, path: str, operation: dict[str, Any]) -> dict[str, 
 
 def test_every_route_refuses_exactly_the_callers_its_rule_refuses(walked: TestClient) -> None:
     schema = walked.app.openapi()  # type: ignore[attr-defined]
-    granted = grants(walked)
+    granted = grants(walked.app.state.engine)  # type: ignore[attr-defined]
     money = financial_names(schema)
     assert {"cost", "price"} <= money
     seen_money = False
