@@ -29,7 +29,9 @@ from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute, Match, NoMatchFound, Route, WebSocketRoute
+from starlette.datastructures import URL
+from starlette.responses import RedirectResponse
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route, Router, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 T = TypeVar("T")
@@ -121,15 +123,23 @@ class IndexedDispatch(BaseRoute):
     """The first of the app's routes: matches a request against all the others at once.
 
     Starlette's loop takes the first route that matches in full, else the first that
-    matches but for the method (405). This route answers with that same pick among the
-    routes after it, trying only :class:`PathIndex`'s candidates, and hands the request
-    to the route picked. A route added after the index was made is found by the loop
-    itself (it follows); the index is made again when the number of routes changes.
+    matches but for the method (405). This route makes that same pick among the routes
+    after it, trying only :class:`PathIndex`'s candidates, says it matches in full (so
+    the loop stops here, for a 405 too) and hands the request to the route picked. The
+    index is made again when the number of routes changes, so a route added after it
+    was made is still found.
+
+    A request no route matches is taken too (:meth:`_unmatched`): the loop would
+    otherwise try every route after this one again, and once more with the trailing
+    slash changed, only to answer the router's 404 (about 340 us of CPU for each
+    hostile or mistyped path). It is answered as the router answers it, a
+    ``redirect_slashes`` redirect found through the index, else the router's default.
     It is not a route of the API: no path, no schema, no name to build a URL for.
     """
 
-    def __init__(self, routes: list[BaseRoute]) -> None:
-        self._routes = routes
+    def __init__(self, router: Router) -> None:
+        self._router = router
+        self._routes = router.routes
         self._index: PathIndex[BaseRoute] | None = None
         self._size = -1
 
@@ -149,13 +159,34 @@ class IndexedDispatch(BaseRoute):
             if match is Match.PARTIAL and partial is None:
                 partial = (route, child_scope)
         if partial is not None:
+            # Said in full: the loop would otherwise go on through every route after
+            # this one looking for a full match that the candidates showed is not there.
             route, child_scope = partial
-            return Match.PARTIAL, {**child_scope, _CHOSEN: route}
-        return Match.NONE, {}
+            return Match.FULL, {**child_scope, _CHOSEN: route}
+        if scope["type"] not in ("http", "websocket"):
+            return Match.NONE, {}
+        return Match.FULL, {_CHOSEN: None}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route: BaseRoute = scope.pop(_CHOSEN)
+        route: BaseRoute | None = scope.pop(_CHOSEN)
+        if route is None:
+            await self._unmatched(scope, receive, send)
+            return
         await route.handle(scope, receive, send)
+
+    async def _unmatched(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """What Starlette's ``Router.app`` does after its loop found no route."""
+        if scope.get("route") is self:
+            del scope["route"]  # matched nothing: no route for the metrics' label
+        path = route_path(scope)
+        if scope["type"] == "http" and self._router.redirect_slashes and path != "/":
+            other = dict(scope)
+            other["path"] = scope["path"].rstrip("/") if path.endswith("/") else scope["path"] + "/"
+            for route in self._built().candidates(route_path(other)):
+                if route.matches(other)[0] is not Match.NONE:
+                    await RedirectResponse(url=str(URL(scope=other)))(scope, receive, send)
+                    return
+        await self._router.default(scope, receive, send)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
         raise NoMatchFound(name, path_params)
@@ -165,7 +196,7 @@ def index_dispatch(app: FastAPI) -> None:
     """Put an :class:`IndexedDispatch` first in ``app``'s routes (once)."""
     routes = app.router.routes
     if not any(isinstance(route, IndexedDispatch) for route in routes):
-        routes.insert(0, IndexedDispatch(routes))
+        routes.insert(0, IndexedDispatch(app.router))
 
 
 _NOT_COPIED = frozenset({"self", "path", "endpoint", "dependency_overrides_provider"})

@@ -147,6 +147,10 @@ def test_the_dispatch_index_picks_what_the_walk_picks(app: FastAPI, root_path: s
     for path in _paths(app):
         for method in METHODS:
             match, route, child = _walk(others, _scope(method, path, root_path))
+            # The index says "full" for every pick, so that the loop stops at it: for a
+            # partial match (405) and for none (answered as the router answers no
+            # match: test_the_flat_app_answers_as_the_nested_one), not walked again.
+            match = Match.FULL
             indexed, indexed_child = index.matches(_scope(method, path, root_path))
             chosen = indexed_child.pop(route_index._CHOSEN, None)
             if (indexed, chosen, indexed_child) != (match, route, child):
