@@ -710,17 +710,19 @@ def check_command(
 ) -> None:
     """Prove stock balances and values equal what the ledger sums to (exit 1 if not).
 
-    Recomputes every balance per (site, location, item, lot) and every (site, item)'s
-    valuation from scratch, and names each stored figure that differs. ``--repair``
+    Recomputes every balance per (site, location, item, lot), every (site, item)'s
+    valuation and every stock snapshot (the balances at a month's start) from scratch,
+    and names each stored figure that differs. ``--repair``
     then rebuilds the valuation (balances are ingest's and are only reported).
     """
     from datetime import UTC, datetime  # noqa: PLC0415
 
     from central_api.core.db import write_transaction  # noqa: PLC0415
+    from central_api.services import snapshots  # noqa: PLC0415
     from central_api.services.valuation import check, rebuild  # noqa: PLC0415
 
     def run(connection: Any) -> list[Any]:
-        found = check(connection)
+        found = check(connection) + snapshots.check(connection)
         connection.rollback()
         if repair:
             with write_transaction(connection):
