@@ -24,11 +24,11 @@ movements at most, however long the history.
   :data:`SETTLE` in the past (by this host's clock), and :func:`correct` reads the clock
   after the lock, so a snapshot of a month start later than the event cannot have been
   committed before it unless the clocks of two processes differ by more than that.
-* *A (site, item) with no snapshot at a month start* (it did not move that month, or the
-  table is newer than the key) keeps its earlier snapshot, which holds for the later
-  moment as well (the movements in between are read), or, with none, is read as before
-  the table existed. Snapshots are never deleted, so a moment chosen by one statement is
-  still there for the next.
+* *A (site, item) with no snapshot at a month start* (it did not move that month, or it
+  moved less than :data:`LEAST` times since its last one, or the table is newer than it)
+  keeps its earlier snapshot, which holds for the later moment as well (the movements in
+  between are read), or, with none, is read as before the table existed. Snapshots are
+  never deleted, so a moment chosen by one statement is still there for the next.
 
 :func:`check` (``jxc central check``) recomputes every snapshot from the ledger and names
 each that differs.
@@ -49,7 +49,15 @@ from central_api.core.db import write_transaction
 from central_api.models.base import from_micro_units, to_micro_units
 from central_api.models.ledger import central_events, ledger_events, site_sync_state
 from central_api.models.stock import NO_LOT, stock_snapshot_runs, stock_snapshots
+from central_api.models.valuation import valuation_entries
 from jxc.contract import LedgerEvent
+
+LEAST: Final = 256
+"""Movements a (site, item) must have had since its last snapshot (or ever, with none)
+for a month start to get one: a key that moves less is read from the ledger cheaply
+(at most about this many movements plus a month's), and the table stays a small
+fraction of the ledger (a dozen movements a year would otherwise cost a snapshot row
+for most of them)."""
 
 SETTLE: Final = timedelta(hours=1)
 """How long after a month's start its snapshots may be written: a margin for clocks of
@@ -157,7 +165,7 @@ def due(now: datetime) -> datetime:
     return month_start(min(now, datetime.now(UTC)) - SETTLE)
 
 
-def write_site(connection: Connection, site_id: str, *, now: datetime) -> int:
+def write_site(connection: Connection, site_id: str, *, now: datetime, least: int = LEAST) -> int:
     """Write the site's snapshots of every month start due and not yet written, in the
     caller's write transaction, holding the site's lock (taken here, first); how many
     snapshot rows were written.
@@ -178,7 +186,7 @@ def write_site(connection: Connection, site_id: str, *, now: datetime) -> int:
     moment = upto if last is None else next_month(month_start(_aware(last)))
     written = 0
     while moment <= upto:
-        keys = write_month(connection, site_id, moment)
+        keys = write_month(connection, site_id, moment, least=least)
         connection.execute(
             stock_snapshot_runs.insert().values(
                 site_id=site_id, moment=moment, written_at=now, keys=keys
@@ -189,7 +197,7 @@ def write_site(connection: Connection, site_id: str, *, now: datetime) -> int:
     return written
 
 
-def write_due(engine: Engine, *, now: datetime | None = None) -> int:
+def write_due(engine: Engine, *, now: datetime | None = None, least: int = LEAST) -> int:
     """:func:`write_site` for every site, one write transaction each (central's monitor
     runs it once a day: it writes nothing but on the first days of a month)."""
     now = now or datetime.now(UTC)
@@ -208,7 +216,7 @@ def write_due(engine: Engine, *, now: datetime | None = None) -> int:
             if last is not None and _aware(last) >= upto:
                 continue
             with write_transaction(connection):
-                written += write_site(connection, site_id, now=now)
+                written += write_site(connection, site_id, now=now, least=least)
     return written
 
 
@@ -226,14 +234,30 @@ def moved_items(
     return sorted(connection.execute(select(moved.c.item).distinct()).scalars())
 
 
-def write_month(connection: Connection, site_id: str, moment: datetime) -> int:
+def write_month(
+    connection: Connection, site_id: str, moment: datetime, *, least: int = LEAST
+) -> int:
     """The snapshots at ``moment`` of every item that moved at the site in the month
-    before it (the site's lock held); how many rows (zero sums are not written: a key
-    absent from a snapshot holds nothing)."""
+    before it and has had at least ``least`` movements since its last snapshot (or ever),
+    the site's lock held; how many rows (zero sums are not written: a place absent from
+    a snapshot holds nothing)."""
     written = 0
     rows: list[dict[str, Any]] = []
+    table = stock_snapshots.c
     for item in moved_items(connection, site_id, previous_month(moment), moment):
-        for location, lot, uom, qty in stock_before(connection, site_id, item, moment):
+        last = connection.execute(
+            select(func.max(table.moment)).where(
+                table.site_id == site_id, table.item == item, table.moment < moment
+            )
+        ).scalar_one_or_none()
+        if (
+            _moves_since(
+                connection, site_id=site_id, item=item, since=last, until=moment, cap=least
+            )
+            < least
+        ):
+            continue
+        for location, lot, uom, qty in stock_before(connection, site_id, item, moment, last):
             rows.append(
                 {
                     "site_id": site_id,
@@ -255,20 +279,36 @@ def write_month(connection: Connection, site_id: str, moment: datetime) -> int:
     return written
 
 
+def _moves_since(
+    connection: Connection,
+    *,
+    site_id: str,
+    item: str,
+    since: datetime | None,
+    until: datetime,
+    cap: int,
+) -> int:
+    """The (site, item)'s movements in [``since``, ``until``), counted up to ``cap`` in
+    the valuation entries' (site_id, item, occurred_at) index (an entry per event of
+    either ledger)."""
+    entries = valuation_entries.c
+    inner = select(entries.event_id).where(
+        entries.site_id == site_id, entries.item == item, entries.occurred_at < until
+    )
+    if since is not None:
+        inner = inner.where(entries.occurred_at >= since)
+    counted = select(func.count()).select_from(inner.limit(cap).subquery())
+    return int(connection.execute(counted).scalar_one())
+
+
 def stock_before(
-    connection: Connection, site_id: str, item: str, moment: datetime
+    connection: Connection, site_id: str, item: str, moment: datetime, base: datetime | None
 ) -> list[tuple[str, str, str, int]]:
     """``(location, lot, uom, qty in micro-units)`` of the (site, item) summed over the
-    events before ``moment``, non-zero only: its latest snapshot before ``moment`` and the
-    movements since (or every movement, with none)."""
+    events before ``moment``, non-zero only: its latest snapshot before ``moment``
+    (``base``) and the movements since (or every movement, with none)."""
     from central_api.services import reports  # noqa: PLC0415 - reports reads the table
 
-    table = stock_snapshots.c
-    base = connection.execute(
-        select(func.max(table.moment)).where(
-            table.site_id == site_id, table.item == item, table.moment < moment
-        )
-    ).scalar_one_or_none()
     chosen = reports.StockFilter(site_id=site_id, item=item)
     if base is None:
         parts = reports.moved_parts(chosen, before=moment)
@@ -370,6 +410,7 @@ def check(connection: Connection, *, sites: Collection[str] | None = None) -> li
 
 
 __all__ = [
+    "LEAST",
     "SETTLE",
     "check",
     "correct",
