@@ -16,25 +16,32 @@ On both databases.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, text
 
 from central_api.core.db import write_transaction
 from central_api.models import central_events, ledger_events
 from central_api.models.stock import NO_LOT, stock_snapshot_runs, stock_snapshots
 from central_api.services import central_events as central_booking
-from central_api.services import reports, snapshots
-from jxc.contract import LedgerEvent
+from central_api.services import reports, snapshots, valuation
+from central_api.services.ingest import ingest_batch
+from central_api.services.projections import AcceptedEvents, Projections
+from jxc.contract import LedgerEvent, PushBatch
 from jxc.paths import ITEMS, SYNC_EVENTS
 from tests.central.conftest import SiteLedger
 from tests.central.test_purchasing import master, ok
+from tests.patience import patience_timeout
 
 __all__ = ["master"]  # the fixture, imported to be used here
 
@@ -315,3 +322,74 @@ def test_the_monitor_writes_the_month_just_due_once_and_check_names_a_wrong_snap
     assert [str(difference) for difference in found] == [
         f"stock snapshot S01/L1/PILL/- at {due.isoformat()}: stored 6, ledger says 7"
     ]
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_snapshot_written_while_a_late_event_is_being_pushed_waits_for_it(
+    master: TestClient,
+) -> None:
+    """The monitor's writer takes the site's lock a push holds: started while a push of a
+    late event (dated before the month start it writes) is inside its transaction, it
+    waits (seen waiting on a lock in ``pg_stat_activity``), then sums the event in. A
+    writer that did not lock would sum the ledger without the uncommitted event, and the
+    push's correction would have found no snapshot to correct."""
+    engine: Engine = master.app.state.engine  # type: ignore[attr-defined]
+    ledger = SiteLedger("S01")
+    due = snapshots.due(datetime.now(UTC))
+    last_month = snapshots.previous_month(due)
+
+    def pill(qty: str, day: int) -> dict[str, Any]:
+        when = (last_month + timedelta(days=day)).isoformat()
+        return ledger.event("receipt", qty, item="PILL", location="L1", uom="片", occurred_at=when)
+
+    ok(master.post(SYNC_EVENTS, json=ledger.batch([pill("5", 9)])))
+    late = PushBatch.model_validate(ledger.batch([pill("2", 19)]))
+    inside, release = threading.Event(), threading.Event()
+    patience = patience_timeout(10)
+
+    def hold(_connection: Connection, _accepted: AcceptedEvents) -> None:
+        inside.set()
+        assert release.wait(patience)
+
+    holding = Projections()
+    holding.add("hold", hold)
+    # The movements are found through the valuation entries, as the report finds them.
+    holding.add(valuation.NAME, valuation.project)
+
+    def push() -> None:
+        with engine.connect() as connection:
+            ingest_batch(
+                connection=connection,
+                batch=late,
+                received_at=datetime.now(UTC),
+                projections=holding,
+            )
+
+    def write() -> int:
+        return snapshots.write_due(engine, least=1)
+
+    with ThreadPoolExecutor(2) as pool:
+        pushed = pool.submit(push)
+        assert inside.wait(patience)
+        written = pool.submit(write)
+        with engine.connect() as connection:
+            deadline = time.monotonic() + patience
+            while not connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            ).scalar_one():
+                connection.rollback()
+                assert time.monotonic() < deadline, "the writer never waited for the lock"
+                assert not written.done(), "the writer did not wait for the push"
+                time.sleep(0.01)
+        release.set()
+        pushed.result()
+        assert written.result() == 1
+    with engine.connect() as connection:
+        held = connection.execute(select(stock_snapshots.c.moment, stock_snapshots.c.qty)).all()
+        assert [(snapshots_aware(moment), qty) for moment, qty in held] == [(due, Decimal(7))]
+        assert snapshots.check(connection) == []
