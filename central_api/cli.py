@@ -705,7 +705,9 @@ def audit_verify(
 def check_command(
     database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
     repair: bool = typer.Option(
-        False, help="after reporting, rebuild every stored valuation from the ledger"
+        False,
+        help="after reporting, rebuild every stored valuation from the ledger and drop "
+        "the stock snapshots that differ from it",
     ),
 ) -> None:
     """Prove stock balances and values equal what the ledger sums to (exit 1 if not).
@@ -713,7 +715,8 @@ def check_command(
     Recomputes every balance per (site, location, item, lot), every (site, item)'s
     valuation and every stock snapshot (the balances at a month's start) from scratch,
     and names each stored figure that differs. ``--repair``
-    then rebuilds the valuation (balances are ingest's and are only reported).
+    then rebuilds the valuation and drops the snapshots of each (site, item) with a wrong
+    one (its reads fall back to the ledger; balances are ingest's and are only reported).
     """
     from datetime import UTC, datetime  # noqa: PLC0415
 
@@ -727,6 +730,8 @@ def check_command(
         if repair:
             with write_transaction(connection):
                 rebuild(connection, at=datetime.now(UTC))
+            with write_transaction(connection):
+                snapshots.repair(connection)
         return found
 
     differences = _on_database(database_url, run)

@@ -349,13 +349,19 @@ def _ledger_by_item(connection: Connection, site_id: str) -> Iterator[tuple[Any,
     yield from connection.execute(select(moved).order_by(moved.c.item, moved.c.occurred_at))
 
 
-def check(connection: Connection, *, sites: Collection[str] | None = None) -> list[Any]:
+def check(
+    connection: Connection,
+    *,
+    sites: Collection[str] | None = None,
+    wrong: set[tuple[str, str]] | None = None,
+) -> list[Any]:
     """Every snapshot row that differs from the ledger's sum before its moment (and every
     key the ledger has non-zero there that the snapshot leaves out), as
     :class:`~central_api.services.valuation.Difference`.
 
     One pass over each site's ledger in (item, occurred_at) order beside its snapshots in
-    (item, moment) order: the ledger read once, whatever the number of snapshots."""
+    (item, moment) order: the ledger read once, whatever the number of snapshots.
+    ``wrong``, if given, receives each (site, item) with a difference."""
     from central_api.services.valuation import Difference  # noqa: PLC0415
 
     table = stock_snapshots.c
@@ -397,6 +403,8 @@ def check(connection: Connection, *, sites: Collection[str] | None = None) -> li
                 for place in sorted(set(held) | {k for k, v in running.items() if v}):
                     kept = held[place][1] if place in held else 0
                     if kept != running.get(place, 0):
+                        if wrong is not None:
+                            wrong.add((site_id, item))
                         found.append(
                             Difference(
                                 "stock snapshot",
@@ -409,6 +417,22 @@ def check(connection: Connection, *, sites: Collection[str] | None = None) -> li
     return found
 
 
+def repair(connection: Connection) -> int:
+    """Delete every snapshot of each (site, item) that has one differing from the ledger
+    (in the caller's write transaction); how many (site, item)s. Their reads fall back to
+    the ledger, exactly, and the monitor writes them again from the next month start on
+    (a key that reaches :data:`LEAST` movements again)."""
+    wrong: set[tuple[str, str]] = set()
+    check(connection, wrong=wrong)
+    for site_id, item in sorted(wrong):
+        connection.execute(
+            stock_snapshots.delete().where(
+                stock_snapshots.c.site_id == site_id, stock_snapshots.c.item == item
+            )
+        )
+    return len(wrong)
+
+
 __all__ = [
     "LEAST",
     "SETTLE",
@@ -419,6 +443,7 @@ __all__ = [
     "moved_items",
     "next_month",
     "previous_month",
+    "repair",
     "stock_before",
     "write_due",
     "write_month",

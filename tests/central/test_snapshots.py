@@ -275,12 +275,13 @@ def test_an_event_dated_this_month_touches_no_snapshot_and_a_late_one_every_late
         assert snapshots.check(connection) == []
 
 
-def test_the_monitor_writes_the_month_just_due_once_and_check_names_a_wrong_snapshot(
+def test_the_monitor_writes_the_month_just_due_once_check_names_a_wrong_one_repair_drops_it(
     master: TestClient,
 ) -> None:
     """``write_due`` (the monitor's daily step) writes this month's start for the items
     that moved last month, and nothing on a second run; a snapshot changed by hand is
-    named by ``snapshots.check`` (``jxc central check``)."""
+    named by ``snapshots.check`` (``jxc central check``), and ``repair`` (``--repair``)
+    drops the key's snapshots, after which it is read from the ledger."""
     engine: Engine = master.app.state.engine  # type: ignore[attr-defined]
     ledger = SiteLedger("S01")
     due = snapshots.due(datetime.now(UTC))
@@ -322,6 +323,16 @@ def test_the_monitor_writes_the_month_just_due_once_and_check_names_a_wrong_snap
     assert [str(difference) for difference in found] == [
         f"stock snapshot S01/L1/PILL/- at {due.isoformat()}: stored 6, ledger says 7"
     ]
+    with engine.connect() as connection, write_transaction(connection):
+        assert snapshots.repair(connection) == 1
+    with engine.connect() as connection:
+        assert connection.execute(select(stock_snapshots)).all() == []
+        assert snapshots.check(connection) == []
+        moment = due + timedelta(hours=1)
+        still = reports._balances_at(
+            connection, reports.StockFilter(site_id="S01", item="PILL", location="L1"), moment
+        )
+    assert _as_read(still) == {("L1", None): ("片", Decimal(7))}
 
 
 @pytest.mark.parametrize(
