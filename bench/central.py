@@ -8,9 +8,11 @@ the ledger rows, the balances, the valuation entries and states are written in b
 the driver (``executemany`` on SQLite, binary ``COPY`` on PostgreSQL), in the shape the
 services write them: the ledger rows through ingest's own conversions, every valuation
 entry computed by valuation's own :func:`~central_api.services.valuation.apply` in
-``(occurred_at, event_id)`` order. ``--check`` then runs ``valuation.check`` over the
-whole database (the ledger valued from scratch, the balances summed), which proves the
-seeded state is what ingest would have left.
+``(occurred_at, event_id)`` order, and the stock snapshots the monitor would have
+written at each month start (``services.snapshots``). ``--check`` then runs
+``valuation.check`` and ``snapshots.check`` over the whole database (the ledger valued
+from scratch, the balances and snapshots summed), which proves the seeded state is what
+ingest would have left.
 
 The built database is kept under ``var/bench/central/`` (SQLite: a file; PostgreSQL: a
 database ``jxc_bench_central_<size>_<folder>``, named after the cache's folder so that
@@ -28,7 +30,9 @@ Measured through the services the API calls, in process (no HTTP):
 * as-of-date stock of an item at a past date: ``stock_on_hand`` filtered to one site and
   item with ``as_of`` and values, p50/p99 over random keys and for the 100,000-movement
   key, once as it is (kept in one place) and once with its location named (the read
-  per location and lot that an item kept in several places takes) (aim: under 50 ms);
+  per location and lot that an item kept in several places takes: from the nearest
+  stock snapshot) (aim: under 50 ms); ``--only-as-of N`` runs only the per-location
+  reads, without snapshots and with them, alternating N rounds;
 * re-valuation after a late event: one receipt of the heavy key, dated in the middle of
   its movements, pushed through ``services.ingest.ingest_batch`` with the app's
   projections; the whole push, the valuation projection inside it and the push's CPU
@@ -71,10 +75,12 @@ from central_api.models import (
     ledger_events,
     site_sync_state,
     stock_balances,
+    stock_snapshot_runs,
+    stock_snapshots,
     valuation_entries,
     valuation_state,
 )
-from central_api.services import reports, valuation
+from central_api.services import reports, snapshots, valuation
 from central_api.services.ingest import _copy_rows, _insert_sql, _ledger_binds, ingest_batch
 from central_api.services.projections import AcceptedEvents, built_in_projections
 from central_api.services.stock import list_balances
@@ -92,7 +98,7 @@ COSTS = (1_900_000, 2_000_000, 2_150_000)
 """Unit costs of receipts, in micro-units: they differ, so a late receipt changes the
 average of everything after it."""
 BATCH = 50_000
-LAYOUT = 1
+LAYOUT = 3
 """Bumped when the generated data changes shape, so an old cache is not reused."""
 
 
@@ -175,6 +181,28 @@ def _fill(connection: Connection, size: Size, *, seed: int) -> None:
     heavy_left = size.heavy
     step = SPAN / size.rows
     pending: list[tuple[Any, ...]] = []
+    # The stock snapshots the monitor would have written at each month start (the
+    # (site, item)s that moved in the month before and at least snapshots.LEAST times
+    # since their last snapshot, their running sum; zero sums not written), as
+    # services.snapshots.write_month does; the sites' runs up to the month due.
+    boundary = snapshots.next_month(snapshots.month_start(T0))
+    moved: set[tuple[str, str]] = set()
+    snapshot_rows: list[tuple[Any, ...]] = []
+    keys_at: dict[tuple[str, datetime], int] = {}
+
+    since_last: dict[tuple[str, str], int] = {}
+
+    def close_month(moment: datetime) -> None:
+        for site_id, code in sorted(moved):
+            if since_last[(site_id, code)] < snapshots.LEAST:
+                continue
+            since_last[(site_id, code)] = 0
+            qty = states[(site_id, code)].qty
+            keys_at[(site_id, moment)] = keys_at.get((site_id, moment), 0) + (qty != 0)
+            if qty:
+                snapshot_rows.append((site_id, code, moment, LOCATION, "", "pcs", qty))
+        moved.clear()
+
     started = time.perf_counter()
     for number in range(size.rows):
         if heavy_left and number % heavy_every == 0:
@@ -192,6 +220,11 @@ def _fill(connection: Connection, size: Size, *, seed: int) -> None:
         qty = rng.randrange(1, 20) * MICRO
         receipt = state.qty < qty or rng.random() < 0.5
         at = T0 + step * number
+        while at >= boundary:
+            close_month(boundary)
+            boundary = snapshots.next_month(boundary)
+        moved.add(key)
+        since_last[key] = since_last.get(key, 0) + 1
         event_id = str(uuid7())
         seq[site] += 1
         if receipt:
@@ -225,7 +258,12 @@ def _fill(connection: Connection, size: Size, *, seed: int) -> None:
             if done % 500_000 < BATCH or done == size.rows:
                 spent = time.perf_counter() - started
                 console.print(f"  {done:,} rows written in {spent:,.0f} s")
+    due = snapshots.due(now)
+    while boundary <= due:
+        close_month(boundary)
+        boundary = snapshots.next_month(boundary)
     stamp = now if postgres else times([now])[0]
+    _write_snapshots(connection, sites, snapshot_rows, keys_at, due=due, stamp=stamp)
     balance_rows = [
         (site, LOCATION, code, "", "pcs", state.qty, stamp)
         for (site, code), state in states.items()
@@ -267,6 +305,39 @@ def _fill(connection: Connection, size: Size, *, seed: int) -> None:
             .where(site_sync_state.c.site_id == site)
             .values(acked_through_seq=seq[site])
         )
+
+
+def _write_snapshots(
+    connection: Connection,
+    sites: list[str],
+    rows: list[tuple[Any, ...]],
+    keys_at: dict[tuple[str, datetime], int],
+    *,
+    due: datetime,
+    stamp: Any,
+) -> None:
+    """The snapshot rows and every site's runs from the first month start to ``due``."""
+    dialect = connection.dialect
+    runs = []
+    moment = snapshots.next_month(snapshots.month_start(T0))
+    while moment <= due:
+        runs.extend((site, moment, stamp, keys_at.get((site, moment), 0)) for site in sites)
+        moment = snapshots.next_month(moment)
+    if dialect.name == "postgresql":
+        _copy_rows(connection, stock_snapshots, rows)
+        _copy_rows(connection, stock_snapshot_runs, runs)
+        return
+    times = _ledger_binds(dialect).times
+    moments = times([row[2] for row in rows])
+    connection.exec_driver_sql(
+        _insert_sql(dialect, stock_snapshots),
+        [(*row[:2], when, *row[3:]) for row, when in zip(rows, moments, strict=True)],
+    )
+    run_moments = times([row[1] for row in runs])
+    connection.exec_driver_sql(
+        _insert_sql(dialect, stock_snapshot_runs),
+        [(row[0], when, *row[2:]) for row, when in zip(runs, run_moments, strict=True)],
+    )
 
 
 # --------------------------------------------------------------------------- the cache
@@ -545,7 +616,7 @@ def _measure(
                 max(times),
                 "max",
                 50,
-                "the ledger read on the side of the date with fewer movements",
+                "the nearest month-start snapshot and the movements between",
             )
         )
         # Two reads that dropping migration 0036's ledger index could slow and that issue
@@ -586,6 +657,72 @@ def _measure(
             )
         )
     figures.extend(_late_event(engine, size, check=check))
+    return figures
+
+
+def _as_of_ab(engine: Engine, size: Size, *, samples: int, seed: int, rounds: int) -> list[Figure]:
+    """The per-location as-of reads alone, without snapshots (the read before migration
+    0038: ``reports._from_snapshots`` answering None, so the smaller side of the ledger
+    is summed) and with them, alternating ``rounds`` times on the same database: the
+    heavy key at the bench's 5 dates, and ``samples // 5`` random keys at random dates,
+    each with its location named. Wall and this process's CPU, p50 and max."""
+    rng = random.Random(seed + 2)
+    stocked = _stocked(size, random.Random(seed))
+    sites = _site_ids(size)
+    keys = []
+    for _ in range(max(1, samples // 5)):
+        site = sites[rng.randrange(len(sites))]
+        keys.append((site, stocked[site][rng.randrange(len(stocked[site]))]))
+    dated = [(key, T0 + SPAN * rng.uniform(0.1, 0.9)) for key in keys]
+    heavy = [((HEAVY_SITE, HEAVY_ITEM), T0 + SPAN * f) for f in (0.2, 0.35, 0.5, 0.65, 0.8)]
+    original = reports._from_snapshots
+    walls: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
+    results: dict[str, list[Any]] = {}
+    with engine.connect() as connection:
+        for _round in range(rounds):
+            for mode in ("without snapshots", "with snapshots"):
+                reports._from_snapshots = (  # type: ignore[assignment]
+                    original if mode == "with snapshots" else (lambda *_args: None)
+                )
+                try:
+                    for what, reads in (("heavy", heavy), ("random", dated)):
+                        seen = []
+                        for (site, code), moment in reads:
+                            chosen = reports.StockFilter(site_id=site, item=code, location=LOCATION)
+                            started, cpu_started = time.perf_counter(), time.process_time()
+                            answer = reports.stock_on_hand(
+                                connection, chosen, as_of=moment, financial=True
+                            )
+                            walls.setdefault((what, mode), []).append(
+                                (time.perf_counter() - started) * 1000
+                            )
+                            cpus.setdefault((what, mode), []).append(
+                                (time.process_time() - cpu_started) * 1000
+                            )
+                            seen.append(answer.rows)
+                        results.setdefault(what, []).append(seen)
+                finally:
+                    reports._from_snapshots = original  # type: ignore[assignment]
+    figures = []
+    for what, label in (
+        ("heavy", f"the {size.heavy:,}-movement item per location (5 dates)"),
+        ("random", f"an item per location ({len(dated)} random keys and dates)"),
+    ):
+        same = all(seen == results[what][0] for seen in results[what])
+        for mode in ("without snapshots", "with snapshots"):
+            wall, cpu = walls[(what, mode)], cpus[(what, mode)]
+            figures.append(
+                Figure(
+                    f"as of a past date, {label}, {mode} ({rounds} rounds)",
+                    statistics.median(wall),
+                    max(wall),
+                    "max",
+                    50,
+                    f"CPU p50 {statistics.median(cpu):,.1f} ms, max {max(cpu):,.1f} ms; "
+                    f"answers {'the same' if same else 'DIFFER'} both ways, every round",
+                )
+            )
     return figures
 
 
@@ -660,7 +797,7 @@ def _late_event(engine: Engine, size: Size, *, check: bool) -> list[Figure]:
     if check:
         started = time.perf_counter()
         with engine.connect() as connection:
-            differences = valuation.check(connection)
+            differences = valuation.check(connection) + snapshots.check(connection)
         spent = time.perf_counter() - started
         push.note += (
             f"; check after them: {len(differences)} differences"
@@ -773,12 +910,16 @@ def _check(url: str) -> str:
     engine = create_db_engine(url)
     started = time.perf_counter()
     with engine.connect() as connection:
-        differences = valuation.check(connection)
+        differences = valuation.check(connection) + snapshots.check(connection)
+        kept = connection.execute(select(func.count()).select_from(stock_snapshots)).scalar_one()
     engine.dispose()
     spent = time.perf_counter() - started
     if differences:
         return f"FAILED: {len(differences)} differences, first {differences[0]} ({spent:,.0f} s)"
-    return f"valuation.check over the whole database: no difference ({spent:,.0f} s)"
+    return (
+        f"valuation.check and snapshots.check ({kept:,} snapshot rows) over the whole "
+        f"database: no difference ({spent:,.0f} s)"
+    )
 
 
 def _print(report: Report) -> None:
@@ -818,6 +959,13 @@ def main(
         bool, typer.Option(help="run valuation.check over the whole database")
     ] = False,
     rebuild: Annotated[bool, typer.Option(help="build afresh even if cached")] = False,
+    only_as_of: Annotated[
+        int,
+        typer.Option(
+            help="only the per-location as-of reads, without and with snapshots, "
+            "alternating this many rounds (0: the whole bench)"
+        ),
+    ] = 0,
     workdir: Annotated[Path, typer.Option(help="the cache")] = ROOT / "var" / "bench" / "central",
     postgres_url: Annotated[
         str, typer.Option(help="an existing PostgreSQL database to create the others from")
@@ -845,6 +993,15 @@ def main(
                 run.check = _check(built.url)
                 console.print(f"{kind}: {run.check}")
             engine = create_db_engine(built.url)
+            if only_as_of:
+                try:
+                    run.figures = _as_of_ab(
+                        engine, size, samples=samples, seed=seed, rounds=only_as_of
+                    )
+                finally:
+                    engine.dispose()
+                report.runs.append(run)
+                continue
             try:
                 run.figures = _measure(
                     engine,

@@ -705,26 +705,33 @@ def audit_verify(
 def check_command(
     database_url: str | None = typer.Option(None, help=_DATABASE_URL_HELP),
     repair: bool = typer.Option(
-        False, help="after reporting, rebuild every stored valuation from the ledger"
+        False,
+        help="after reporting, rebuild every stored valuation from the ledger and drop "
+        "the stock snapshots that differ from it",
     ),
 ) -> None:
     """Prove stock balances and values equal what the ledger sums to (exit 1 if not).
 
-    Recomputes every balance per (site, location, item, lot) and every (site, item)'s
-    valuation from scratch, and names each stored figure that differs. ``--repair``
-    then rebuilds the valuation (balances are ingest's and are only reported).
+    Recomputes every balance per (site, location, item, lot), every (site, item)'s
+    valuation and every stock snapshot (the balances at a month's start) from scratch,
+    and names each stored figure that differs. ``--repair``
+    then rebuilds the valuation and drops the snapshots of each (site, item) with a wrong
+    one (its reads fall back to the ledger; balances are ingest's and are only reported).
     """
     from datetime import UTC, datetime  # noqa: PLC0415
 
     from central_api.core.db import write_transaction  # noqa: PLC0415
+    from central_api.services import snapshots  # noqa: PLC0415
     from central_api.services.valuation import check, rebuild  # noqa: PLC0415
 
     def run(connection: Any) -> list[Any]:
-        found = check(connection)
+        found = check(connection) + snapshots.check(connection)
         connection.rollback()
         if repair:
             with write_transaction(connection):
                 rebuild(connection, at=datetime.now(UTC))
+            with write_transaction(connection):
+                snapshots.repair(connection)
         return found
 
     differences = _on_database(database_url, run)

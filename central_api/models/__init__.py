@@ -96,7 +96,7 @@ from central_api.models.sales import (
     shipments,
 )
 from central_api.models.shops import shop_channels
-from central_api.models.stock import NO_LOT, stock_balances
+from central_api.models.stock import NO_LOT, stock_balances, stock_snapshot_runs, stock_snapshots
 from central_api.models.valuation import (
     valuation_entries,
     valuation_layers,
@@ -175,6 +175,8 @@ __all__ = [
     "stock_counts",
     "stock_document_lines",
     "stock_documents",
+    "stock_snapshot_runs",
+    "stock_snapshots",
     "supplier_invoice_lines",
     "supplier_invoices",
     "to_micro_units",

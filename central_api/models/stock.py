@@ -67,3 +67,35 @@ opening_stock = Table(
 with the file (SHA-256) and row each came from and the central event that booked it
 (in base units, its cost per base unit). A key is imported once: the same row again is
 skipped, a different quantity for it is refused (an adjustment corrects it)."""
+
+# Balances at the start of each month (migration 0038), per (site, item): the sum of both
+# ledgers' quantities per (location, lot) over the events that happened *before*
+# ``moment`` (``occurred_at < moment``), so that stock as of a past moment is the nearest
+# snapshot plus at most about a month of movements (``services.snapshots``; docs/reports.md,
+# "Stock as of a moment"). Written for every (site, item) that moved in the month before
+# ``moment`` (other keys keep their earlier snapshot, still right for ``moment``);
+# corrected by every late event in the transaction that books it.
+stock_snapshots = Table(
+    "stock_snapshots",
+    metadata,
+    Column("site_id", String(32), nullable=False),
+    Column("item", String(64), nullable=False),
+    Column("moment", DateTime(timezone=True), nullable=False),
+    Column("location", String(64), nullable=False),
+    Column("lot", String(40), nullable=False),
+    Column("uom", String(16), nullable=False),
+    Column("qty", MicroUnits, nullable=False),
+    PrimaryKeyConstraint("site_id", "item", "moment", "location", "lot"),
+)
+
+# Which month starts have been snapshotted at each site (one row per site and month,
+# written with the snapshots): where the next run starts.
+stock_snapshot_runs = Table(
+    "stock_snapshot_runs",
+    metadata,
+    Column("site_id", String(32), nullable=False),
+    Column("moment", DateTime(timezone=True), nullable=False),
+    Column("written_at", DateTime(timezone=True), nullable=False),
+    Column("keys", Integer, nullable=False),
+    PrimaryKeyConstraint("site_id", "moment"),
+)

@@ -72,6 +72,7 @@ from central_api.services.ingest import (
 from central_api.services.ingest import _add_to_balances as _upsert_balances
 from central_api.services.periods import refuse_closed
 from central_api.services.projections import AcceptedEvents, Projections
+from central_api.services.snapshots import correct as correct_snapshots
 from jxc import uuid7
 from jxc.contract import MAX_ABS_AMOUNT, EventKind, LedgerEvent
 
@@ -218,6 +219,7 @@ def book(
     )
     _add_to_balances(connection, site_id, events, rows, now)
     _insert_rows(connection, rows, table=central_events)
+    correct_snapshots(connection, site_id, events)
     if projections:
         projections.run(
             connection,

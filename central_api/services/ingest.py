@@ -107,6 +107,7 @@ from central_api.models.ledger import ledger_events, refused_events, site_sync_s
 from central_api.models.stock import NO_LOT, stock_balances
 from central_api.services.audit import Actor, ActorKind, AuditContext, record
 from central_api.services.projections import AcceptedEvents, Projections
+from central_api.services.snapshots import correct as correct_snapshots
 from jxc.contract import MAX_ABS_AMOUNT, EventKind, EventStatus, LedgerEvent, PushBatch
 
 log = logging.getLogger("central_api.services.ingest")
@@ -255,6 +256,11 @@ def merge_push(
         verdicts, watermark, accepted = _ingest_carefully(
             connection, batch=batch, watermark=watermark, received_at=received_at
         )
+    if accepted:
+        # Snapshots are the ledger's, not a projection: a late event corrects them even
+        # when no projection is registered (a tool's ingest). An event dated this month
+        # costs nothing here (services.snapshots).
+        correct_snapshots(connection, site_id, accepted)
     if accepted and projections:
         projections.run(
             connection,

@@ -524,10 +524,21 @@ def run_daily_expiry(engine: Engine, *, today: date) -> alert_service.ExpiryOutc
         )
 
 
+def run_daily_snapshots(engine: Engine) -> int:
+    """The stock snapshots of the month start just due at every site that has not had
+    them (``services.snapshots``): rows written, none but on a month's first day or so.
+    Each site's in a transaction holding its lock, as a push does; several processes
+    running it write each month once (the second finds the run recorded)."""
+    from central_api.services import snapshots  # noqa: PLC0415
+
+    return snapshots.write_due(engine)
+
+
 class MonitorWorker:
     """Runs :func:`run_check` every ``monitor_interval_s`` in a worker thread, as the
     webhooks' worker runs its passes (an asyncio task of the app's lifespan, so no
-    request waits on it), and the expiry evaluation once per UTC day (at the first check
+    request waits on it), the stock snapshots due (:func:`run_daily_snapshots`) and the
+    expiry evaluation once per UTC day (at the first check
     of the day, and so at start). It keeps nothing between checks but that day: every
     figure is read anew."""
 
@@ -536,6 +547,7 @@ class MonitorWorker:
         self.settings = settings
         self._task: asyncio.Task[None] | None = None
         self._expiry_day: date | None = None
+        self._snapshot_day: date | None = None
 
     def expiry_due(self, today: date) -> bool:
         """Whether today's expiry evaluation is still to run in this process (and from
@@ -553,6 +565,23 @@ class MonitorWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    async def _daily_snapshots(self, today: date) -> None:
+        """:func:`run_daily_snapshots` at the first check of each UTC day; a failure is
+        logged and tried again at the next check."""
+        if self._snapshot_day == today:
+            return
+        self._snapshot_day = today
+        try:
+            written = await anyio.to_thread.run_sync(run_daily_snapshots, self.engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._snapshot_day = None  # try again at the next interval
+            log.exception("stock snapshots failed; trying again at the next interval")
+            return
+        if written:
+            log.info("stock snapshots written", extra={"rows": written})
 
     async def _run(self) -> None:
         while True:
@@ -574,6 +603,7 @@ class MonitorWorker:
                     extra={"raised": outcome.raised, "cleared": outcome.cleared},
                 )
             today = now_utc().date()
+            await self._daily_snapshots(today)
             if self.expiry_due(today):
                 try:
                     expiry = await anyio.to_thread.run_sync(
@@ -612,5 +642,6 @@ __all__ = [
     "record_status",
     "run_check",
     "run_daily_expiry",
+    "run_daily_snapshots",
     "site_health",
 ]

@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 from sqlalchemy import (
     Connection,
     Date,
+    DateTime,
     Select,
     and_,
     cast,
@@ -48,7 +49,7 @@ from central_api.models.purchasing import (
     supplier_invoices,
 )
 from central_api.models.sales import retail_sales, sales_invoice_lines, sales_invoices
-from central_api.models.stock import NO_LOT, stock_balances
+from central_api.models.stock import NO_LOT, stock_balances, stock_snapshots
 from central_api.models.valuation import valuation_entries, valuation_state
 from central_api.services import counts, receivables
 from central_api.services.audit import AuditContext, record
@@ -515,14 +516,18 @@ def _balances_at(
       of integers); only the work differs. ``docs/reports.md``, "Stock as of a moment".
     """
     if chosen.item is None:
-        return _summed(connection, _ledger_parts(chosen, as_of))
+        return summed(connection, _ledger_parts(chosen, as_of))
     if chosen.site_id is not None and chosen.location is None and chosen.lot is None:
         one = _one_place_at(connection, chosen.site_id, chosen.item, as_of, chosen.visible)
         if one is not None:
             return one
+    if chosen.site_id is not None:
+        snapped = _from_snapshots(connection, chosen, as_of)
+        if snapped is not None:
+            return snapped
     if chosen.site_id is not None and _fewer_after(connection, chosen.site_id, chosen.item, as_of):
-        return _summed(connection, _back_from_now_parts(chosen, as_of))
-    return _summed(connection, _entry_parts(chosen, as_of, after=False))
+        return summed(connection, _back_from_now_parts(chosen, as_of))
+    return summed(connection, _entry_parts(chosen, as_of, after=False))
 
 
 def _one_place_at(
@@ -643,32 +648,128 @@ def _ledger_parts(chosen: StockFilter, as_of: datetime) -> list[Select[Any]]:
     return parts
 
 
-def _entry_parts(chosen: StockFilter, as_of: datetime, *, after: bool) -> list[Select[Any]]:
-    """The named item's events up to ``as_of`` (``after``: following it, negated): an
-    edge's through the valuation entries' index and the ledger's primary key, central's
-    own (few) through its (item, lot) index."""
+def _window(column: Any, since: Any, through: Any, after: Any, before: Any) -> list[Any]:
+    """``column`` bounded: ``since``/``through`` inclusive, ``after``/``before`` strict."""
+    bounds = []
+    if since is not None:
+        bounds.append(column >= since)
+    if through is not None:
+        bounds.append(column <= through)
+    if after is not None:
+        bounds.append(column > after)
+    if before is not None:
+        bounds.append(column < before)
+    return bounds
+
+
+def moved_parts(
+    chosen: StockFilter,
+    *,
+    since: datetime | None = None,
+    through: datetime | None = None,
+    after: datetime | None = None,
+    before: datetime | None = None,
+    negated: bool = False,
+) -> list[Select[Any]]:
+    """The named item's events with ``occurred_at`` in the bounds given (``since`` and
+    ``through`` inclusive, ``after`` and ``before`` strict), negated if asked: an edge's
+    through the valuation entries' (site_id, item, occurred_at) index and the ledger's
+    primary key, central's own (few) through its (item, lot) index."""
     entries = valuation_entries.c
-    when = entries.occurred_at > as_of if after else entries.occurred_at <= as_of
     edge = (
-        select(*_event_columns(ledger_events, negated=after))
+        select(*_event_columns(ledger_events, negated=negated))
         .select_from(
             valuation_entries.join(ledger_events, ledger_events.c.event_id == entries.event_id)
         )
         .where(
             entries.item == chosen.item,
-            when,
+            *_window(entries.occurred_at, since, through, after, before),
             *_in_scope(entries.site_id, chosen.site_id, chosen.visible),
         )
     )
-    central_when = (
-        central_events.c.occurred_at > as_of if after else central_events.c.occurred_at <= as_of
-    )
-    central = select(*_event_columns(central_events, negated=after)).where(
+    times = central_events.c.occurred_at
+    central = select(*_event_columns(central_events, negated=negated)).where(
         central_events.c.item == chosen.item,
-        central_when,
+        *_window(times, since, through, after, before),
         *_in_scope(central_events.c.site_id, chosen.site_id, chosen.visible),
     )
     return [_placed(edge, ledger_events, chosen), _placed(central, central_events, chosen)]
+
+
+def _entry_parts(chosen: StockFilter, as_of: datetime, *, after: bool) -> list[Select[Any]]:
+    """The named item's events up to ``as_of`` (``after``: following it, negated)."""
+    if after:
+        return moved_parts(chosen, after=as_of, negated=True)
+    return moved_parts(chosen, through=as_of)
+
+
+def snapshot_part(chosen: StockFilter, moment: datetime) -> Select[Any]:
+    """The named (site, item)'s snapshot rows at ``moment`` (``services.snapshots``),
+    limited to the filter's location and lot, in the shape of :func:`_event_columns`."""
+    held = stock_snapshots.c
+    part = select(held.site_id, held.location, held.item, held.lot, held.uom, held.qty).where(
+        held.site_id == chosen.site_id, held.item == chosen.item, held.moment == moment
+    )
+    if chosen.location is not None:
+        part = part.where(held.location == chosen.location)
+    if chosen.lot is not None:
+        part = part.where(held.lot == chosen.lot)
+    return part
+
+
+def _from_snapshots(
+    connection: Connection, chosen: StockFilter, as_of: datetime
+) -> list[dict[str, Any]] | None:
+    """Stock of a named (site, item) at ``as_of`` from its nearest snapshot: the one at or
+    before it plus the movements since, or the one after it less the movements between
+    (or, with none after, the balances now less the movements since ``as_of``), whichever
+    is nearer in time; None if the (site, item) has no snapshot (read as before).
+
+    The moments are chosen by one statement and the sum is another; a push committing in
+    between changes nothing: snapshots are never deleted, and a late event it booked is
+    both in the snapshots after it (corrected in its transaction) and out of the
+    movements read from them, or neither, within the one summing statement."""
+    site_id = chosen.site_id
+    if chosen.visible is not None and site_id not in chosen.visible:
+        return []
+    held = stock_snapshots.c
+    key = (held.site_id == site_id, held.item == chosen.item)
+    moment_type = DateTime(timezone=True)
+    before_q = select(func.max(held.moment)).where(*key, held.moment <= as_of)
+    after_q = select(func.min(held.moment)).where(*key, held.moment > as_of)
+    found = connection.execute(
+        select(
+            type_coerce(before_q.scalar_subquery(), moment_type),
+            type_coerce(after_q.scalar_subquery(), moment_type),
+        )
+    ).one()
+    if found[0] is None and found[1] is None:
+        return None
+    earlier = None if found[0] is None else _aware(found[0])
+    later = None if found[1] is None else _aware(found[1])
+    distance_after = (later if later is not None else datetime.now(UTC)) - as_of
+    if earlier is not None and as_of - earlier <= distance_after:
+        return from_snapshot_at(connection, chosen, as_of, earlier)
+    if later is not None:
+        return from_snapshot_at(connection, chosen, as_of, later)
+    return summed(connection, _back_from_now_parts(chosen, as_of))
+
+
+def from_snapshot_at(
+    connection: Connection, chosen: StockFilter, as_of: datetime, moment: datetime
+) -> list[dict[str, Any]]:
+    """Stock of the named (site, item) at ``as_of`` from its snapshot at ``moment`` (which
+    holds the events before ``moment``): plus the movements in [``moment``, ``as_of``] if
+    ``moment`` is not after ``as_of``, else less those in (``as_of``, ``moment``). One
+    statement. Any snapshot of the key gives the same figures; the nearest reads least."""
+    if moment <= as_of:
+        parts = [snapshot_part(chosen, moment), *moved_parts(chosen, since=moment, through=as_of)]
+    else:
+        parts = [
+            snapshot_part(chosen, moment),
+            *moved_parts(chosen, after=as_of, before=moment, negated=True),
+        ]
+    return summed(connection, parts)
 
 
 def _back_from_now_parts(chosen: StockFilter, as_of: datetime) -> list[Select[Any]]:
@@ -685,7 +786,7 @@ def _back_from_now_parts(chosen: StockFilter, as_of: datetime) -> list[Select[An
     return [now, *_entry_parts(chosen, as_of, after=True)]
 
 
-def _summed(connection: Connection, parts: Sequence[Select[Any]]) -> list[dict[str, Any]]:
+def summed(connection: Connection, parts: Sequence[Select[Any]]) -> list[dict[str, Any]]:
     """The parts' quantities summed per (site, location, item, lot), zero sums left out."""
     moved = union_all(*parts).subquery()
     summed = type_coerce(func.sum(moved.c.qty), MicroUnits())

@@ -49,6 +49,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 """An existing database to connect to while creating and dropping the test database."""
 
 CENTRAL_TABLES = (
+    "stock_snapshot_runs",
+    "stock_snapshots",
     "shop_channels",
     "period_close_values",
     "period_closes",
