@@ -43,6 +43,10 @@ Measured through the services the API calls, in process (no HTTP):
   ``COPY`` into a temporary table and one ``UPDATE ... FROM``) and committing: what the
   database itself needs for that many rewritten rows.
 
+``--late-only`` measures only the late event, its floor and 30 ordinary pushes (one
+in-order receipt each); ``--fillfactor N`` (repeatable, ``--rounds``) measures PostgreSQL
+work copies whose ``valuation_entries`` were given that fillfactor and rewritten, in turn.
+
 Run ``.venv/bin/python bench/central.py --help``. Figures: ``docs/performance.md``.
 """
 
@@ -513,8 +517,17 @@ def _p99(times: list[float]) -> float:
 
 
 def _measure(
-    engine: Engine, size: Size, *, samples: int, sites_sampled: int, seed: int, check: bool
+    engine: Engine,
+    size: Size,
+    *,
+    samples: int,
+    sites_sampled: int,
+    seed: int,
+    check: bool,
+    late_only: bool = False,
 ) -> list[Figure]:
+    if late_only:
+        return [*_late_event(engine, size, check=check), _ordinary_pushes(engine, size, seed)]
     rng = random.Random(seed + 1)
     stocked = _stocked(size, random.Random(seed))  # the same draw as the build's
     sites = _site_ids(size)
@@ -807,6 +820,75 @@ def _late_event(engine: Engine, size: Size, *, check: bool) -> list[Figure]:
     return [push, _late_event_floor(engine)]
 
 
+def _ordinary_pushes(engine: Engine, size: Size, seed: int, count: int = 30) -> Figure:
+    """What an ordinary push costs: ``count`` pushes of one in-order receipt each (dated
+    after every movement of the build), of a random (site, item) a site stocks, through
+    ``ingest_batch`` with the app's projections. The valuation's fast path: one entry
+    inserted, one state row updated; beside the late event, to see what a change made for
+    late events (a lower ``fillfactor``, say) costs the common case."""
+    rng = random.Random(seed + 2)
+    stocked = _stocked(size, random.Random(seed))
+    sites = _site_ids(size)
+    projections = built_in_projections()
+    times: list[float] = []
+    cpu: list[float] = []
+    with engine.connect() as connection:
+        for number in range(count):
+            site = sites[rng.randrange(len(sites))]
+            item = stocked[site][rng.randrange(len(stocked[site]))]
+            acked = connection.execute(
+                select(site_sync_state.c.acked_through_seq).where(site_sync_state.c.site_id == site)
+            ).scalar_one()
+            connection.rollback()
+            event = LedgerEvent(
+                event_id=uuid.UUID(str(uuid7())),
+                site_id=site,
+                seq=acked + 1,
+                occurred_at=T0 + SPAN + timedelta(seconds=number + 1),
+                kind="receipt",
+                item=item,
+                location=LOCATION,
+                qty=Decimal(3),
+                uom="pcs",
+                unit_cost=Decimal("1.25"),
+            )
+            started, cpu_started = time.perf_counter(), time.process_time()
+            ingest_batch(
+                connection=connection,
+                batch=PushBatch(site_id=site, events=[event]),
+                received_at=datetime.now(UTC),
+                projections=projections,
+            )
+            times.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - cpu_started) * 1000)
+    return Figure(
+        f"ordinary push: one in-order receipt of a random key ({count} pushes)",
+        statistics.median(times),
+        _p99(times),
+        "p99",
+        None,
+        f"CPU (this process) p50 {statistics.median(cpu):,.1f} ms",
+    )
+
+
+def _set_fillfactor(url: str, fillfactor: int) -> str:
+    """PostgreSQL: give the work copy's ``valuation_entries`` ``fillfactor`` and rewrite
+    it (``VACUUM FULL``), so every page has that much room, as a fresh build with the
+    setting has; the table's size after, for the note."""
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE valuation_entries SET (fillfactor = {int(fillfactor)})")
+        conn.execute("VACUUM FULL ANALYZE valuation_entries")
+        row = conn.execute(
+            "SELECT pg_relation_size('valuation_entries'), "
+            "pg_total_relation_size('valuation_entries')"
+        ).fetchone()
+    heap, total = (row[0], row[1]) if row else (0, 0)
+    return (
+        f"fillfactor {fillfactor}: heap {heap / 2**20:,.1f} MB, "
+        f"with indexes {total / 2**20:,.1f} MB"
+    )
+
+
 _FLOOR_COLUMNS = (
     "in_cost",
     "in_value",
@@ -972,6 +1054,18 @@ def main(
     ] = "postgresql://postgres@127.0.0.1:5432/test",
     seed: Annotated[int, typer.Option(help="seed of the generated ledger")] = 17,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write JSON")] = None,
+    late_only: Annotated[
+        bool,
+        typer.Option(help="only the late event, its floor and ordinary pushes (no reads)"),
+    ] = False,
+    fillfactor: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="PostgreSQL: measure a work copy with valuation_entries at this fillfactor "
+            "(ALTER + VACUUM FULL); repeat it to compare, in turn"
+        ),
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="rounds over the --fillfactor values")] = 1,
 ) -> None:
     if database not in ("sqlite", "postgresql", "both"):
         raise typer.BadParameter("--database: sqlite, postgresql or both")
@@ -982,13 +1076,22 @@ def main(
         machine=machine_info(),
     )
     console.print(report.machine)
+    plan: list[tuple[str, int | None]] = []
     for kind in ("sqlite", "postgresql") if database == "both" else (database,):
+        if kind == "postgresql" and fillfactor:
+            plan.extend((kind, value) for _ in range(rounds) for value in fillfactor)
+        else:
+            plan.append((kind, None))
+    for kind, factor in plan:
         with built_database(
             kind, size, workdir=workdir, postgres_url=postgres_url, rebuild=rebuild, seed=seed
         ) as built:
             label = "built" if built.build_s is not None else "reused"
             console.print(f"{kind}: {label} ({built.size_mb:,.0f} MB)")
             run = Run(kind, built.url, built.build_s, built.size_mb)
+            if factor is not None:
+                run.database = f"{kind}, {_set_fillfactor(built.url, factor)}"
+                console.print(run.database)
             if check:
                 run.check = _check(built.url)
                 console.print(f"{kind}: {run.check}")
@@ -1010,6 +1113,7 @@ def main(
                     sites_sampled=sites_sampled,
                     seed=seed,
                     check=check,
+                    late_only=late_only,
                 )
             finally:
                 engine.dispose()
