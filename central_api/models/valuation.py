@@ -68,7 +68,7 @@ valuation_entries = Table(
     Column("qty_after", MicroUnits, nullable=False),
     Column("value_after", MicroUnits, nullable=False),
     Column("last_cost_after", MicroUnits, nullable=False),
-    # PostgreSQL: fillfactor 70 (migration 0038), room on each page so that a late
+    # PostgreSQL: fillfactor 70 (migration 0039), room on each page so that a late
     # event's rewrite of the results (no indexed column) is a heap-only update.
     # A (site, item)'s movements in order; ties at one instant are few and sorted by
     # event_id after the range (migration 0018: a narrower key, cheaper inserts).

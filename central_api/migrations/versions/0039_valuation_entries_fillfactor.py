@@ -1,7 +1,7 @@
 """Valuation entries: room on each page, so a late event's rewrite is a HOT update (PostgreSQL).
 
-Revision ID: 0038
-Revises: 0037
+Revision ID: 0039
+Revises: 0038
 Create Date: 2026-12-05
 
 A late event re-values every later entry of its (site, item): 50,000 UPDATEs for the busy
@@ -28,8 +28,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0038"
-down_revision: str | None = "0037"
+revision: str = "0039"
+down_revision: str | None = "0038"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
