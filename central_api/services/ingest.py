@@ -837,9 +837,7 @@ def _driver_columns(
     if columns.keys() != set(table.c.keys()):
         raise ValueError(f"{table.name}: rows give {sorted(columns)}, table has {table.c.keys()}")
     converted: list[list[Any] | _Same] = []
-    for column in table.c:
-        # What SQLAlchemy would apply to this column's parameters (None: nothing to do).
-        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    for column, process in zip(table.c, _bind_processors(dialect, table), strict=True):
         values = columns[column.name]
         if process is None or column.name in ready:
             converted.append(values)
@@ -848,6 +846,13 @@ def _driver_columns(
         else:
             converted.append([process(value) for value in values])
     return converted
+
+
+@lru_cache(maxsize=32)
+def _bind_processors(dialect: Dialect, table: Table) -> tuple[Callable[[Any], Any] | None, ...]:
+    """What SQLAlchemy would apply to each column's parameters (None: nothing to do), in
+    the table's order; asked once per dialect and table, not on every push."""
+    return tuple(column.type.dialect_impl(dialect).bind_processor(dialect) for column in table.c)
 
 
 def _as_rows(columns: Sequence[list[Any] | _Same]) -> list[tuple[Any, ...]]:

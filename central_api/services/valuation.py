@@ -986,7 +986,7 @@ def _insert_entries(connection: Connection, entries: Sequence[_NewEntry]) -> Non
     if dialect.name == "postgresql" and len(rows) >= _COPY_FROM_ROWS:
         _copy_rows(connection, valuation_entries, rows)
     else:
-        connection.exec_driver_sql(_insert_sql(dialect, valuation_entries), rows)
+        driver.run_sql(connection, _insert_sql(dialect, valuation_entries), rows, many=True)
 
 
 _ENTRY_ORDER = (
