@@ -35,10 +35,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.sql import ClauseElement, visitors
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
 _REQUIRED = object()
@@ -85,8 +86,12 @@ def prepare(statement: ClauseElement, dialect: Dialect) -> Prepared:
     # every execution when a bound value could change its plan (a partial index's
     # condition: the alerts read took 64 us for 8 with its constants inline), and
     # PostgreSQL's generic plan can use such an index only for a constant.
-    statement = visitors.replacement_traverse(statement, {}, _inline_constant)
-    compiled = statement.compile(dialect=dialect)
+    inlined: ClauseElement = visitors.replacement_traverse(
+        cast(Any, statement), {}, _inline_constant
+    )
+    compiled = inlined.compile(dialect=dialect)
+    if not isinstance(compiled, SQLCompiler):
+        raise TypeError(f"{type(statement).__name__} does not compile to SQL")
     required = {name for name, bind in compiled.binds.items() if bind.required}
     for name in required:
         if compiled.binds[name].expanding:
@@ -94,7 +99,7 @@ def prepare(statement: ClauseElement, dialect: Dialect) -> Prepared:
     expanded = compiled.construct_expanded_state(dict.fromkeys(required))
     # The bind processors execute applies (the compiled statement's own), and those of
     # the expanded constants.
-    processors = {**compiled._bind_processors, **expanded.processors}
+    processors: dict[str, Any] = {**compiled._bind_processors, **expanded.processors}
     if expanded.positiontup is not None:
         names, positional = tuple(expanded.positiontup), True
     else:
@@ -128,7 +133,7 @@ def prepare(statement: ClauseElement, dialect: Dialect) -> Prepared:
     )
 
 
-def _inline_constant(element: Any) -> Any:
+def _inline_constant(element: Any, **_kw: Any) -> Any:
     if isinstance(element, BindParameter) and not element.required:
         return element.render_literal_execute()
     return None
