@@ -28,6 +28,7 @@ import typer
 from common import ROOT, cli
 from sqlalchemy import event
 
+from central_api.core import driver
 from central_api.core.config import Settings
 from central_api.main import create_app
 
@@ -73,6 +74,16 @@ def main(
         def _count(*args: Any) -> None:
             words = args[2].split()
             statements[" ".join(words[:4])[:90]] += 1
+
+        # Statements run at the driver (central_api.core.driver) pass no SQLAlchemy event.
+        at_driver = driver._execute
+
+        def _count_at_driver(connection: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+            words = sql.split()
+            statements["(driver) " + " ".join(words[:4])[:80]] += 1
+            return at_driver(connection, sql, *args, **kwargs)
+
+        driver._execute = _count_at_driver
 
         async def measure() -> None:
             async with (

@@ -81,6 +81,7 @@ from sqlalchemy import (
     update,
 )
 
+from central_api.core import driver
 from central_api.models.audit import audit_head, audit_log
 
 GENESIS_HASH = "0" * 64
@@ -246,14 +247,20 @@ def record(
     }
     if connection.dialect.name == "postgresql":
         return _append_in_one_statement(connection, content)
-    head = connection.execute(_LOCK_HEAD, {"head_id": AUDIT_HEAD_ID}).one_or_none()
-    if head is None:
+    # At the driver (central_api.core.driver): SQLAlchemy's execution of these three cost
+    # more than SQLite's; every command and push writes an entry.
+    dialect = connection.dialect
+    head = driver.rows(connection, driver.prepared(_LOCK_HEAD, dialect), {"head_id": AUDIT_HEAD_ID})
+    if not head:
         raise AuditHeadMissingError("table audit_head has no row")
-    values = {**content, "seq": int(head.seq) + 1, "prev_hash": head.hash}
+    ((head_seq, head_hash),) = head
+    values = {**content, "seq": int(head_seq) + 1, "prev_hash": head_hash}
     values["hash"] = entry_hash(values)
-    connection.execute(_INSERT_ENTRY, values)
-    connection.execute(
-        _MOVE_HEAD, {"head_id": AUDIT_HEAD_ID, "new_seq": values["seq"], "new_hash": values["hash"]}
+    driver.run(connection, driver.prepared(_INSERT_ENTRY, dialect), values)
+    driver.run(
+        connection,
+        driver.prepared(_MOVE_HEAD, dialect),
+        {"head_id": AUDIT_HEAD_ID, "new_seq": values["seq"], "new_hash": values["hash"]},
     )
     return int(values["seq"])
 
@@ -265,7 +272,9 @@ _LOCK_HEAD = (
     .where(audit_head.c.id == bindparam("head_id"))
     .with_for_update()
 )
-_INSERT_ENTRY = insert(audit_log)
+_INSERT_ENTRY = insert(audit_log).values(
+    {column.name: bindparam(column.name, type_=column.type) for column in audit_log.c}
+)
 _MOVE_HEAD = (
     update(audit_head)
     .where(audit_head.c.id == bindparam("head_id"))
@@ -329,13 +338,14 @@ def _append_in_one_statement(connection: Connection, content: dict[str, Any]) ->
     here) followed by the seq and ``prev_hash`` that only the locked head knows, which
     PostgreSQL's ``sha256`` appends as ASCII. Verification recomputes it in Python.
     """
-    seq = connection.execute(
-        _APPEND_SQL,
+    found = driver.rows(
+        connection,
+        driver.prepared(_APPEND_SQL, connection.dialect),
         {**content, "prefix": _content_prefix(content).encode(), "head_id": AUDIT_HEAD_ID},
-    ).scalar_one_or_none()
-    if seq is None:
+    )
+    if not found:
         raise AuditHeadMissingError("table audit_head has no row")
-    return int(seq)
+    return int(found[0][0])
 
 
 def canonical_json(value: Any) -> str:

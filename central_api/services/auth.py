@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
+from central_api.core import driver
 from central_api.core.db import write_transaction
 from central_api.core.security import (
     SiteTokenClaims,
@@ -299,10 +300,15 @@ class TokenSigner:
                     "the bearer token claims to last longer than central issues tokens for; "
                     "it was not issued by central"
                 )
-            current = connection.execute(_CURRENT_GENERATION, {"site_id": site_id}).first()
-        if current is None or current.revoked:
+            # At the driver (central_api.core.driver): every site request runs it.
+            found = driver.rows(
+                connection,
+                driver.prepared(_CURRENT_GENERATION, connection.dialect),
+                {"site_id": site_id},
+            )
+        if not found or found[0][1]:
             raise TokenRefusedError(f"site {site_id}: its credential was revoked")
-        if str(current.generation) != claims.generation:
+        if str(found[0][0]) != claims.generation:
             raise TokenRefusedError(
                 f"site {site_id}: its secret was rotated since this token was issued"
             )

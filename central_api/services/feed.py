@@ -53,6 +53,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, union_all, update
 
+from central_api.core import driver
 from central_api.errors import FeedCursorAheadError
 from central_api.models.feed import change_feed, feed_counter
 from central_api.services.master_text import sendable
@@ -131,11 +132,16 @@ class FeedWriter:
     def _flush(self) -> None:
         if not self.rows:
             return
-        self.connection.execute(_INSERT_CHANGES, self.rows)
-        moved = self.connection.execute(
-            _MOVE_COUNTER, {"counter_id": FEED_COUNTER_ID, "was": self.first, "now": self.last}
+        # At the driver (central_api.core.driver): every item, price and document change
+        # runs these, and SQLAlchemy's execution of each cost more than the database's.
+        connection, dialect = self.connection, self.connection.dialect
+        driver.run_many(connection, driver.prepared(_INSERT_CHANGES, dialect), self.rows)
+        moved = driver.run(
+            connection,
+            driver.prepared(_MOVE_COUNTER, dialect),
+            {"counter_id": FEED_COUNTER_ID, "was": self.first, "now": self.last},
         )
-        if moved.rowcount != 1:
+        if moved != 1:
             # Only possible if someone wrote the counter without its lock.
             raise RuntimeError(f"feed_counter moved from {self.first} while locked")
         self.rows = []
@@ -144,7 +150,9 @@ class FeedWriter:
 
 # Built once with bound parameters (every item, price or document change takes the
 # counter): building them per call cost more than running them (docs/performance.md).
-_INSERT_CHANGES = insert(change_feed)
+_INSERT_CHANGES = insert(change_feed).values(
+    {column.name: bindparam(column.name, type_=column.type) for column in change_feed.c}
+)
 _MOVE_COUNTER = (
     update(feed_counter)
     .where(feed_counter.c.id == bindparam("counter_id"), feed_counter.c.version == bindparam("was"))
@@ -168,9 +176,12 @@ def feed_writer(connection: Connection, *, changed_at: datetime) -> Iterator[Fee
     """
     if not connection.in_transaction():
         raise RuntimeError("feed_writer needs the caller's write transaction")
-    current = connection.execute(
-        _LOCK_COUNTER, {"counter_id": FEED_COUNTER_ID}
-    ).scalar_one_or_none()
+    found = driver.rows(
+        connection,
+        driver.prepared(_LOCK_COUNTER, connection.dialect),
+        {"counter_id": FEED_COUNTER_ID},
+    )
+    current = found[0][0] if found else None
     if current is None:
         raise FeedCounterMissingError(
             "table feed_counter has no row: the database was not set up by `jxc central migrate`"

@@ -95,7 +95,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
+from central_api.core import driver
 from central_api.core.db import write_transaction
+from central_api.core.driver import Prepared, prepare
 
 # Under the names they had when they were defined here, so the code that calls them is as it was.
 from central_api.core.sqlbits import list_param as _list_param
@@ -266,7 +268,8 @@ def merge_push(
             connection,
             AcceptedEvents(site_id=site_id, events=accepted, received_at=received_at),
         )
-    connection.execute(
+    driver.run(
+        connection,
         _site_statements(connection)[2],
         {"the_site": site_id, "watermark": watermark, "now": received_at},
     )
@@ -475,20 +478,23 @@ def _lock_site(connection: Connection, *, site_id: str, now: datetime) -> int:
     """
     create, locked, _ = _site_statements(connection)
     params = {"the_site": site_id, "now": now}
-    held = connection.execute(locked, params).scalar_one_or_none()
-    if held is not None:
-        return int(held)
-    connection.execute(create, params)
-    return int(connection.execute(locked, params).scalar_one())
+    held = driver.rows(connection, locked, params)
+    if held:
+        return int(held[0][0])
+    driver.run(connection, create, params)
+    (watermark,) = driver.rows(connection, locked, params)[0]
+    return int(watermark)
 
 
-_SITE_STATEMENTS: dict[str, tuple[Any, Any, Any]] = {}
+_SITE_STATEMENTS: dict[str, tuple[Prepared, Prepared, Prepared]] = {}
 
 
-def _site_statements(connection: Connection) -> tuple[Any, Any, Any]:
+def _site_statements(connection: Connection) -> tuple[Prepared, Prepared, Prepared]:
     """The site row's create, lock and watermark update, with bound parameters, built
     once per dialect: building a statement cost more than running it on a small push
-    (``docs/performance.md``, "Cost per request"); a built one is compiled once too."""
+    (``docs/performance.md``, "Cost per request"); compiled once and run at the driver
+    (:mod:`central_api.core.driver`), since SQLAlchemy's execution of each cost more than
+    the driver's."""
     name = connection.dialect.name
     known = _SITE_STATEMENTS.get(name)
     if known is None:
@@ -508,7 +514,11 @@ def _site_statements(connection: Connection) -> tuple[Any, Any, Any]:
             .where(site_sync_state.c.site_id == site)
             .values(acked_through_seq=bindparam("watermark"), updated_at=bindparam("now"))
         )
-        known = _SITE_STATEMENTS[name] = (create, locked, move)
+        known = _SITE_STATEMENTS[name] = (
+            prepare(create, connection.dialect),
+            prepare(locked, connection.dialect),
+            prepare(move, connection.dialect),
+        )
     return known
 
 
@@ -750,7 +760,7 @@ def _insert_rows(
         _copy_rows(connection, table, rows, columns=_LEDGER_COLUMNS)
     else:
         statement = _insert_sql(connection.dialect, table, columns=_LEDGER_COLUMNS)
-        connection.exec_driver_sql(statement, rows)
+        driver.run_sql(connection, statement, rows, many=True)
 
 
 BalanceSums = dict[BalanceKey, tuple[str, int]]
@@ -797,19 +807,13 @@ def _add_to_balances(
         "updated_at": _Same(received_at),
     }
     converted = _driver_columns(connection.dialect, stock_balances, columns, ready={"qty"})
-    parameters: tuple[Any, ...] | list[tuple[Any, ...]]
     if connection.dialect.name == "postgresql":
         # All keys in one statement, from one array per column, rather than one
         # statement per key in the pipeline.
         statement, parameters = _upsert_balances_from_arrays(connection.dialect, converted)
-    else:
-        statement, parameters = _upsert_balances_sql(connection.dialect), _as_rows(converted)
-    result = connection.exec_driver_sql(statement, parameters, execution_options=_KEEP_COUNT)
-    return int(result.rowcount)
-
-
-_KEEP_COUNT = {"preserve_rowcount": True}
-"""SQLAlchemy promises ``rowcount`` for every statement only with this option."""
+        return driver.run_sql(connection, statement, parameters)
+    rows = _as_rows(converted)
+    return driver.run_sql(connection, _upsert_balances_sql(connection.dialect), rows, many=True)
 
 
 # --- rows straight to the driver -------------------------------------------------------
@@ -839,9 +843,7 @@ def _driver_columns(
     if columns.keys() != set(table.c.keys()):
         raise ValueError(f"{table.name}: rows give {sorted(columns)}, table has {table.c.keys()}")
     converted: list[list[Any] | _Same] = []
-    for column in table.c:
-        # What SQLAlchemy would apply to this column's parameters (None: nothing to do).
-        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    for column, process in zip(table.c, _bind_processors(dialect, table), strict=True):
         values = columns[column.name]
         if process is None or column.name in ready:
             converted.append(values)
@@ -850,6 +852,13 @@ def _driver_columns(
         else:
             converted.append([process(value) for value in values])
     return converted
+
+
+@lru_cache(maxsize=32)
+def _bind_processors(dialect: Dialect, table: Table) -> tuple[Callable[[Any], Any] | None, ...]:
+    """What SQLAlchemy would apply to each column's parameters (None: nothing to do), in
+    the table's order; asked once per dialect and table, not on every push."""
+    return tuple(column.type.dialect_impl(dialect).bind_processor(dialect) for column in table.c)
 
 
 def _as_rows(columns: Sequence[list[Any] | _Same]) -> list[tuple[Any, ...]]:
@@ -1145,10 +1154,12 @@ def _walk_past(connection: Connection, *, site_id: str, watermark: int) -> int:
     read in pages until the first gap; normally that read finds nothing.
     """
     while True:
-        page = list(
-            connection.execute(_SEQS_PAST, {"site_id": site_id, "watermark": watermark}).scalars()
+        page = driver.rows(
+            connection,
+            driver.prepared(_SEQS_PAST, connection.dialect),
+            {"site_id": site_id, "watermark": watermark},
         )
-        for seq in page:
+        for (seq,) in page:
             if seq != watermark + 1:
                 return watermark
             watermark = seq

@@ -66,6 +66,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import Select
 
+from central_api.core import driver
 from central_api.core.db import write_transaction
 from central_api.errors import (
     BarcodeTakenError,
@@ -1350,9 +1351,12 @@ _PAGE_UNITS = (
 
 
 def _read_one(connection: Connection, item_code: str) -> Item:
+    # At the driver (central_api.core.driver): every create, update and read of an item
+    # ends here, and SQLAlchemy's execution of each cost more than the database's.
+    dialect, key = connection.dialect, {"item_code": item_code}
     found = _assemble(
-        connection.execute(_ONE_ITEM, {"item_code": item_code}).all(),
-        lambda _codes: connection.execute(_ONE_ITEMS_UNITS, {"item_code": item_code}).all(),
+        driver.rows(connection, driver.prepared(_ONE_ITEM, dialect), key),
+        lambda _codes: driver.rows(connection, driver.prepared(_ONE_ITEMS_UNITS, dialect), key),
     )
     if not found:
         raise UnknownItemError(item_code)

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from central_api.core import driver
 from central_api.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from central_api.models.periods import period_close_values, period_closes
 from central_api.models.valuation import valuation_entries
@@ -116,7 +117,8 @@ def period_of(moment: datetime) -> str:
 
 def last_closed(connection: Connection) -> str | None:
     """The last closed month, or None (months are closed in order, so the latest)."""
-    found = connection.execute(_LAST_CLOSED).scalar_one_or_none()
+    # At the driver (central_api.core.driver): every push asks.
+    ((found,),) = driver.rows(connection, driver.prepared(_LAST_CLOSED, connection.dialect), {})
     return None if found is None else str(found)
 
 

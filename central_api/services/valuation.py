@@ -53,6 +53,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     BigInteger,
     Connection,
+    String,
     and_,
     bindparam,
     delete,
@@ -67,7 +68,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
+from central_api.core import driver
 from central_api.core.db import after_commit, write_transaction
+from central_api.core.driver import Prepared, prepare
+from central_api.core.sqlbits import list_param, one_of
 from central_api.core.sqlbits import placeholder as _placeholder
 from central_api.models.base import from_micro_units, to_micro_units_many
 from central_api.models.inventory import transfer_orders
@@ -339,13 +343,24 @@ _TRANSFER_IN = EventKind.TRANSFER_IN.value
 # Built once with an expanding parameter, as the next read: building a select per push
 # (coercing each code into a bound parameter, then a cache key) cost more than running it
 # on a one-event push (docs/performance.md, "Cost per request: pushes and item creates").
-_MASTER_ITEMS = select(
-    items.c.item_code,
-    items.c.uom,
-    items.c.valuation,
-    micro(items.c.cost),
-    micro(items.c.purchase_price),
-).where(items.c.item_code.in_(bindparam("b_codes", expanding=True)))
+_MASTER_ITEMS: dict[str, Prepared] = {}
+
+
+def _master_items(connection: Connection) -> Prepared:
+    """The items' read, per database, with the codes as one parameter (an array, or JSON
+    on SQLite) and run at the driver (:mod:`central_api.core.driver`): an expanding
+    ``IN`` rendered its SQL again on every push."""
+    found = _MASTER_ITEMS.get(connection.dialect.name)
+    if found is None:
+        statement = select(
+            items.c.item_code,
+            items.c.uom,
+            items.c.valuation,
+            micro(items.c.cost),
+            micro(items.c.purchase_price),
+        ).where(one_of(connection, items.c.item_code, "b_codes"))
+        found = _MASTER_ITEMS[connection.dialect.name] = prepare(statement, connection.dialect)
+    return found
 
 
 class _Master:
@@ -359,9 +374,12 @@ class _Master:
         codes = sorted({event.item for event in events})
         self.items: dict[str, _Item] = {}
         for chunk in _chunks(codes):
-            for row in connection.execute(_MASTER_ITEMS, {"b_codes": list(chunk)}):
-                method = row.valuation if row.valuation in METHODS else MOVING_AVERAGE
-                self.items[row.item_code] = _Item(row.uom, method, row.cost, row.purchase_price)
+            found = driver.rows(
+                connection, _master_items(connection), {"b_codes": list_param(connection, chunk)}
+            )
+            for code, uom, valuation, cost, purchase_price in found:
+                method = valuation if valuation in METHODS else MOVING_AVERAGE
+                self.items[code] = _Item(uom, method, cost, purchase_price)
         pairs = sorted(
             {
                 (event.item, event.uom)
@@ -623,12 +641,14 @@ def _read_states(connection: Connection, keys: Sequence[Key]) -> dict[Key, tuple
         by_site[site_id].append(item)
     for site_id, codes in by_site.items():
         for chunk in _chunks(codes):
-            for row in connection.execute(
-                _STATES_OF_SITE, {"b_site": site_id, "b_items": list(chunk)}
+            for row in driver.rows(
+                connection,
+                _states_of_site(connection),
+                {"b_site": site_id, "b_items": list_param(connection, chunk)},
             ):
-                found[(row.site_id, row.item)] = (
-                    State(row.method, row.qty, row.value, row.last_cost),
-                    (utc(row.last_at), row.last_event_id),
+                found[(row[_STATE_SITE], row[_STATE_ITEM])] = (
+                    State(row[_STATE_METHOD], row[_STATE_QTY], row[_STATE_VALUE], row[_STATE_COST]),
+                    (utc(row[_STATE_LAST_AT]), row[_STATE_LAST_EVENT]),
                 )
     return found
 
@@ -966,7 +986,7 @@ def _insert_entries(connection: Connection, entries: Sequence[_NewEntry]) -> Non
     if dialect.name == "postgresql" and len(rows) >= _COPY_FROM_ROWS:
         _copy_rows(connection, valuation_entries, rows)
     else:
-        connection.exec_driver_sql(_insert_sql(dialect, valuation_entries), rows)
+        driver.run_sql(connection, _insert_sql(dialect, valuation_entries), rows, many=True)
 
 
 _ENTRY_ORDER = (
@@ -1001,10 +1021,28 @@ _ENTRY_COLUMNS = tuple(
 _STATE_COLUMNS = tuple(
     micro(column) if column.name in _AMOUNTS else column for column in valuation_state.c
 )
-_STATES_OF_SITE = select(*_STATE_COLUMNS).where(
-    valuation_state.c.site_id == bindparam("b_site"),
-    valuation_state.c.item.in_(bindparam("b_items", expanding=True)),
+_STATES_OF_SITE: dict[str, Prepared] = {}
+_STATE_SITE, _STATE_ITEM, _STATE_METHOD, _STATE_QTY, _STATE_VALUE, _STATE_COST = (
+    [column.name for column in _STATE_COLUMNS].index(name)
+    for name in ("site_id", "item", "method", "qty", "value", "last_cost")
 )
+_STATE_LAST_AT, _STATE_LAST_EVENT = (
+    [column.name for column in _STATE_COLUMNS].index(name) for name in ("last_at", "last_event_id")
+)
+
+
+def _states_of_site(connection: Connection) -> Prepared:
+    """The states' read of one site's items, per database, as :func:`_master_items`."""
+    found = _STATES_OF_SITE.get(connection.dialect.name)
+    if found is None:
+        statement = select(*_STATE_COLUMNS).where(
+            valuation_state.c.site_id == bindparam("b_site", type_=String),
+            one_of(connection, valuation_state.c.item, "b_items"),
+        )
+        found = _STATES_OF_SITE[connection.dialect.name] = prepare(statement, connection.dialect)
+    return found
+
+
 _LAYER_COLUMNS = tuple(
     micro(column) if column.name in _AMOUNTS else column for column in valuation_layers.c
 )
@@ -1164,10 +1202,11 @@ def _write(
     existing = [row for row in state_rows if (row["site_id"], row["item"]) in held]
     new = [row for row in state_rows if (row["site_id"], row["item"]) not in held]
     if new:
-        connection.execute(_INSERT_STATE, new)
+        driver.run_many(connection, driver.prepared(_INSERT_STATE, connection.dialect), new)
     if existing:
-        connection.execute(
-            _UPDATE_STATE,
+        driver.run_many(
+            connection,
+            driver.prepared(_UPDATE_STATE, connection.dialect),
             [{**row, "b_site": row["site_id"], "b_item": row["item"]} for row in existing],
         )
     fifo = [key for key, (state, _last) in finals.items() if state.method == FIFO]
@@ -1348,15 +1387,17 @@ def _take_pending(connection: Connection, site_ids: Iterable[str]) -> set[str]:
     rows = [
         row
         for site_id in sorted(site_ids)
-        for row in connection.execute(_PENDING_OF_SITE, {"b_site": site_id})
+        for row in driver.rows(
+            connection, driver.prepared(_PENDING_OF_SITE, connection.dialect), {"b_site": site_id}
+        )
     ]
     if rows:
-        ids = [row.pending_id for row in rows]
+        ids = [pending_id for pending_id, _link in rows]
         for chunk in _chunks(ids):
             connection.execute(
                 delete(valuation_pending).where(valuation_pending.c.pending_id.in_(chunk))
             )
-    return {row.link for row in rows}
+    return {link for _pending_id, link in rows}
 
 
 def settle_site(connection: Connection, site_id: str) -> None:
