@@ -745,18 +745,23 @@ def _state_before(connection: Connection, key: Key, method: str, point: OrderKey
     SQLite draws the bound from the OR by itself."""
     entries = valuation_entries.c
     at, event_id = point
+    same_key = (entries.site_id == key[0], entries.item == key[1])
+    earlier = or_(
+        entries.occurred_at < at, and_(entries.occurred_at == at, entries.event_id < event_id)
+    )
+    # Its moment first, in the index's own order, then the entry by event_id: robust to
+    # a generic plan, which would sort every earlier entry of the key for event_id
+    # (reports.newest_entry_at_or_before).
+    newest = (
+        select(entries.occurred_at)
+        .where(*same_key, entries.occurred_at <= at, earlier)
+        .order_by(entries.occurred_at.desc())
+        .limit(1)
+    )
     before = connection.execute(
         select(micro(entries.qty_after), micro(entries.value_after), micro(entries.last_cost_after))
-        .where(
-            entries.site_id == key[0],
-            entries.item == key[1],
-            entries.occurred_at <= at,
-            or_(
-                entries.occurred_at < at,
-                and_(entries.occurred_at == at, entries.event_id < event_id),
-            ),
-        )
-        .order_by(entries.occurred_at.desc(), entries.event_id.desc())
+        .where(*same_key, entries.occurred_at == newest.scalar_subquery(), earlier)
+        .order_by(entries.event_id.desc())
         .limit(1)
     ).one_or_none()
     if before is None:
@@ -1884,9 +1889,21 @@ def list_entries(
     """The latest ``limit`` movements of one (site, item) with what each came to, in
     valuation order (oldest of them first)."""
     entries = valuation_entries.c
+    same_key = (entries.site_id == site_id, entries.item == item)
+    # The oldest moment among the latest ``limit`` first (the index alone, backwards),
+    # then the entries from it: a generic plan of the one ORDER BY ... LIMIT would sort
+    # every entry of the key for event_id (reports.newest_entry_at_or_before).
+    oldest = connection.execute(
+        select(entries.occurred_at)
+        .where(*same_key)
+        .order_by(entries.occurred_at.desc())
+        .offset(limit - 1)
+        .limit(1)
+    ).scalar_one_or_none()
+    wanted = same_key if oldest is None else (*same_key, entries.occurred_at >= oldest)
     rows = connection.execute(
         select(valuation_entries)
-        .where(entries.site_id == site_id, entries.item == item)
+        .where(*wanted)
         .order_by(entries.occurred_at.desc(), entries.event_id.desc())
         .limit(limit)
     ).all()
