@@ -57,10 +57,13 @@ from tests.central.conftest import user_token
 _folder = Path(tempfile.mkdtemp(prefix="jxc-fuzz-"))
 _url = f"sqlite:///{_folder / 'central.db'}"
 upgrade_database(_url)
-app = create_app(Settings(database_url=_url))
+# A day's tokens, the site's too: a deep run (JXC_FUZZ_EXAMPLES=1000), or an xdist worker
+# on a busy machine that reaches an operation more than fifteen minutes after collecting
+# (when this token is issued), outlasts the usual fifteen minutes, after which every
+# request with the site token would end at the 401 of an expired token.
+app = create_app(Settings(database_url=_url, token_ttl_s=86_400))
 with app.state.engine.connect() as _connection:
     TOKEN = app.state.token_signer.issue(_connection, "S01", add_site(_connection, "S01"))
-# A day's tokens: a deep run (JXC_FUZZ_EXAMPLES=1000) outlasts the usual fifteen minutes.
 ADMIN = user_token(app.state.engine, "fuzz-admin", ["admin"], ttl_s=86_400)
 CLERK = user_token(app.state.engine, "fuzz-clerk", ["warehouse_clerk"], sites=["S01"], ttl_s=86_400)
 
