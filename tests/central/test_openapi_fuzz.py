@@ -21,6 +21,13 @@ whose access rule lets them in (read from the operation's ``x-jxc-permission``),
 those first few where the rule refuses them: ``Requires`` refuses before a parameter or
 the body is read, so the rest would only repeat the same 403. The admin gets every
 request of every operation.
+
+What this file costs is mostly schemathesis and Hypothesis making the requests, not the
+app answering them (docs/performance.md, "The fuzz's collection and client"). Two things
+here cut what is not the requests: each operation's boundary examples are built when its
+test runs, in the one process that runs it, rather than at collection in every xdist
+worker; and the requests go through one in-process client instead of a new one each.
+Neither changes which requests are made (compared request by request, same document).
 """
 
 from __future__ import annotations
@@ -32,8 +39,11 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.generation.hypothesis import builder
+from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from central_api.api.permissions import PERMISSION_KEY
@@ -47,14 +57,52 @@ from tests.central.conftest import user_token
 _folder = Path(tempfile.mkdtemp(prefix="jxc-fuzz-"))
 _url = f"sqlite:///{_folder / 'central.db'}"
 upgrade_database(_url)
-app = create_app(Settings(database_url=_url))
+# A day's tokens, the site's too: a deep run (JXC_FUZZ_EXAMPLES=1000), or an xdist worker
+# on a busy machine that reaches an operation more than fifteen minutes after collecting
+# (when this token is issued), outlasts the usual fifteen minutes, after which every
+# request with the site token would end at the 401 of an expired token.
+app = create_app(Settings(database_url=_url, token_ttl_s=86_400))
 with app.state.engine.connect() as _connection:
     TOKEN = app.state.token_signer.issue(_connection, "S01", add_site(_connection, "S01"))
-# A day's tokens: a deep run (JXC_FUZZ_EXAMPLES=1000) outlasts the usual fifteen minutes.
 ADMIN = user_token(app.state.engine, "fuzz-admin", ["admin"], ttl_s=86_400)
 CLERK = user_token(app.state.engine, "fuzz-clerk", ["warehouse_clerk"], sites=["S01"], ttl_s=86_400)
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+
+_add_coverage = builder.add_coverage
+_COVERAGE = "_jxc_coverage_when_run"
+
+
+def _coverage_when_run(test: Any, operation: Any, *args: Any, **kwargs: Any) -> Any:
+    """Keep what schemathesis needs to build an operation's boundary examples, for later.
+
+    schemathesis builds them (``add_coverage``, which attaches each as a Hypothesis
+    ``@example``) while the test is *collected*: about 10 CPU-seconds for the 225
+    operations, paid again by every xdist worker, since each collects every test, though
+    only one runs a given operation. Hypothesis reads a test's explicit examples when the
+    test is called, not when it is decorated, so ``_coverage_examples`` builds them with
+    the same arguments just before the test runs: the same examples, in the same order
+    (they are attached last either way), built once per operation. Another schema's
+    tests (another app) get theirs at collection as before.
+    """
+    if operation.app is not app:
+        return _add_coverage(test, operation, *args, **kwargs)
+    setattr(test, _COVERAGE, (operation, args, kwargs))
+    return test
+
+
+builder.add_coverage = _coverage_when_run
+
+
+@pytest.fixture(autouse=True)
+def _coverage_examples(request: pytest.FixtureRequest) -> None:
+    """Attach the operation's boundary examples that collection left for the run."""
+    test = request.node.obj
+    deferred = test.__dict__.pop(_COVERAGE, None)
+    if deferred is not None:
+        operation, args, kwargs = deferred
+        _add_coverage(test, operation, *args, **kwargs)
+
 
 RULES = {
     (method.upper(), path): operation[PERMISSION_KEY]
@@ -85,9 +133,11 @@ FUZZ = settings(
 )
 """40 requests per operation in ``make test``; ``JXC_FUZZ_EXAMPLES=1000`` for a deep run.
 
-Under ``CI=true`` the requests are the same on every run, so a landing is never decided by
-a random draw; a local run draws new ones each time, which is where new bugs are found
-(and then pinned by a plain test, as in ``test_validation.py``)."""
+Under ``CI=true`` the requests are the same on every run of the same tree, so a landing is
+never decided by a random draw; a local run draws new ones each time, which is where new
+bugs are found (and then pinned by a plain test, as in ``test_validation.py``). "The same
+tree": Hypothesis also draws constants it finds in the project's own loaded modules, so a
+change to central's or the tests' source can change some requests."""
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -96,14 +146,27 @@ AT_THE_DOOR = int(os.environ.get("JXC_FUZZ_AT_THE_DOOR", "6"))
 
 _sent_at_the_door: dict[str, int] = {}
 
+_client = asgi.get_client(app)
+"""One in-process client for every request: schemathesis otherwise makes a new
+``requests`` session (and adapters) per request, and reads the environment for proxies
+and ``~/.netrc`` each time; the ASGI adapter uses neither, so ``trust_env`` is off. Its
+cookie jar is emptied after each request, so every request starts without cookies, as a
+new session's does. Its lifespan is the app's, started on first use (as schemathesis
+does) and stopped at exit."""
+_client.trust_env = False
+
 
 def _send(case: Any, way: str, headers: dict[str, str], checks: list[Any]) -> None:
     """One way of sending a case; a failure names the way, as five tests' names did."""
+    if not _client.adapter.entered:
+        _client.__enter__()
     try:
-        case.call_and_validate(headers=headers, checks=checks)
+        case.call_and_validate(session=_client, headers=headers, checks=checks)
     except BaseException as error:
         error.add_note(f"sent {way}")
         raise
+    finally:
+        _client.cookies.clear()
 
 
 @schema.parametrize()
@@ -138,3 +201,18 @@ def test_no_request_is_a_server_error_or_off_schema(case: Any) -> None:
         {"Authorization": f"Bearer {TOKEN}"},
         [not_a_server_error],
     )
+
+
+def test_an_example_attached_after_the_test_is_built_is_run() -> None:
+    """What ``_coverage_examples`` relies on: Hypothesis reads a test's explicit examples
+    when the test is called, so examples attached to a built test still run."""
+    seen: list[int] = []
+
+    @settings(max_examples=1, database=None, phases=[Phase.explicit])
+    @given(st.integers())
+    def probe(value: int) -> None:
+        seen.append(value)
+
+    example(value=-7)(probe)
+    probe()
+    assert seen == [-7]
