@@ -42,8 +42,6 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
-from schemathesis.generation.hypothesis import builder
-from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from central_api.api.permissions import PERMISSION_KEY
@@ -69,7 +67,13 @@ CLERK = user_token(app.state.engine, "fuzz-clerk", ["warehouse_clerk"], sites=["
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
-_add_coverage = builder.add_coverage
+try:  # schemathesis's own modules, not its documented API: a release may move them
+    from schemathesis.generation.hypothesis import builder
+    from schemathesis.python import asgi
+except ImportError:  # pragma: no cover - then the examples are built at collection, as before
+    builder = asgi = None  # type: ignore[assignment]
+
+_add_coverage = getattr(builder, "add_coverage", None)
 _COVERAGE = "_jxc_coverage_when_run"
 
 
@@ -85,13 +89,15 @@ def _coverage_when_run(test: Any, operation: Any, *args: Any, **kwargs: Any) -> 
     (they are attached last either way), built once per operation. Another schema's
     tests (another app) get theirs at collection as before.
     """
+    assert _add_coverage is not None  # installed only when it was found
     if operation.app is not app:
         return _add_coverage(test, operation, *args, **kwargs)
     setattr(test, _COVERAGE, (operation, args, kwargs))
     return test
 
 
-builder.add_coverage = _coverage_when_run
+if _add_coverage is not None:
+    builder.add_coverage = _coverage_when_run
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +105,7 @@ def _coverage_examples(request: pytest.FixtureRequest) -> None:
     """Attach the operation's boundary examples that collection left for the run."""
     test = request.node.obj
     deferred = test.__dict__.pop(_COVERAGE, None)
-    if deferred is not None:
+    if deferred is not None and _add_coverage is not None:
         operation, args, kwargs = deferred
         _add_coverage(test, operation, *args, **kwargs)
 
@@ -146,19 +152,20 @@ AT_THE_DOOR = int(os.environ.get("JXC_FUZZ_AT_THE_DOOR", "6"))
 
 _sent_at_the_door: dict[str, int] = {}
 
-_client = asgi.get_client(app)
+_client = asgi.get_client(app) if asgi is not None else None
 """One in-process client for every request: schemathesis otherwise makes a new
 ``requests`` session (and adapters) per request, and reads the environment for proxies
 and ``~/.netrc`` each time; the ASGI adapter uses neither, so ``trust_env`` is off. Its
 cookie jar is emptied after each request, so every request starts without cookies, as a
 new session's does. Its lifespan is the app's, started on first use (as schemathesis
 does) and stopped at exit."""
-_client.trust_env = False
+if _client is not None:
+    _client.trust_env = False
 
 
 def _send(case: Any, way: str, headers: dict[str, str], checks: list[Any]) -> None:
     """One way of sending a case; a failure names the way, as five tests' names did."""
-    if not _client.adapter.entered:
+    if _client is not None and not _client.adapter.entered:
         _client.__enter__()
     try:
         case.call_and_validate(session=_client, headers=headers, checks=checks)
@@ -166,7 +173,8 @@ def _send(case: Any, way: str, headers: dict[str, str], checks: list[Any]) -> No
         error.add_note(f"sent {way}")
         raise
     finally:
-        _client.cookies.clear()
+        if _client is not None:
+            _client.cookies.clear()
 
 
 @schema.parametrize()
