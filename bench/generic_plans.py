@@ -25,11 +25,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
+from central import HEAVY_ITEM, HEAVY_SITE, LOCATION, SPAN, T0
 from common import cli, console, process_tree_cpu_s
 
-from central import HEAVY_ITEM, HEAVY_SITE, LOCATION, SPAN, T0
-from central_api.core.principal import Principal
 from central_api.core.db import create_db_engine
+from central_api.core.principal import Principal
 from central_api.services import reports, valuation
 from central_api.services.stock import list_balances
 from central_api.web import dashboard
@@ -149,7 +149,9 @@ def _measure(
 @app.command()
 def main(
     database: Annotated[str, typer.Option(help="the PostgreSQL database (a copy)")],
-    server: Annotated[str, typer.Option(help="the server")] = "postgresql+psycopg://postgres@127.0.0.1:5432",
+    server: Annotated[
+        str, typer.Option(help="the server")
+    ] = "postgresql+psycopg://postgres@127.0.0.1:5432",
     runs: Annotated[int, typer.Option(help="calls per read and mode (past 6)")] = 8,
     only: Annotated[str, typer.Option(help="only reads whose name contains this")] = "",
 ) -> None:
