@@ -899,9 +899,22 @@ def movements(
         raise InvalidError(f"limit: 1 to {MAX_PAGE} rows a page")
     start = None if after is None else decode_cursor(after)
     found: list[dict[str, Any]] = []
+    through = _page_through(connection, chosen, start, visible, limit)
     for stream, table in (("edge", ledger_events), ("central", central_events)):
-        query = _movement_query(table, chosen, start, visible).limit(limit + 1)
-        found.extend({**each._asdict(), "stream": stream} for each in connection.execute(query))
+        query = _movement_query(table, chosen, start, visible, through=through)
+        found.extend(
+            {**each._asdict(), "stream": stream}
+            for each in connection.execute(query.limit(limit + 1))
+        )
+    if through is not None and sum(_aware(row["occurred_at"]) <= through for row in found) <= limit:
+        # Fewer than a page at or before the bound (valuation entries the two ledgers'
+        # queries do not show): the edge ledger's page again without it.
+        found = [row for row in found if row["stream"] == "central"]
+        query = _movement_query(ledger_events, chosen, start, visible)
+        found.extend(
+            {**each._asdict(), "stream": "edge"}
+            for each in connection.execute(query.limit(limit + 1))
+        )
     found.sort(key=lambda row: (_aware(row["occurred_at"]), row["event_id"]))
     more = len(found) > limit
     page = found[:limit]
@@ -946,11 +959,59 @@ def iter_movements(
         after = page.next_after
 
 
+def _page_through(
+    connection: Connection,
+    chosen: MovementFilter,
+    start: tuple[datetime, str] | None,
+    visible: Collection[str] | None,
+    limit: int,
+) -> datetime | None:
+    """For a page of one (site, item) with no other filter: the moment of its
+    ``limit + 1``-th valuation entry from ``start`` on, read in the index's own order
+    (None: fewer entries than that, or another kind of page).
+
+    The page's query then reads no entry after it. Without the bound, PostgreSQL's
+    generic plan (what a statement psycopg has prepared may get after five executions)
+    estimates the key's entries as an average key's, a dozen, and sorts every one from
+    ``since`` or the cursor on for ``event_id``, the second order column the (``site_id``,
+    ``item``, ``occurred_at``) index does not give: 50,000 entries, half a second, for a
+    page of the busy item of the 5,000,000-row bench (docs/performance.md, "Generic
+    plans"; reports.newest_entry_at_or_before is the same cure).
+    """
+    if chosen.site_id is None or chosen.item is None:
+        return None
+    if any(getattr(chosen, name) is not None for name in ("kind", "location", "doc_id")):
+        return None
+    entries = valuation_entries.c
+    query = select(entries.occurred_at).where(
+        *_in_scope(entries.site_id, chosen.site_id, visible), entries.item == chosen.item
+    )
+    if chosen.since is not None:
+        query = query.where(entries.occurred_at >= _aware(chosen.since))
+    if chosen.until is not None:
+        query = query.where(entries.occurred_at < _aware(chosen.until))
+    if start is not None:
+        moment, event_id = start
+        query = query.where(
+            entries.occurred_at >= moment,
+            or_(
+                entries.occurred_at > moment,
+                and_(entries.occurred_at == moment, entries.event_id > event_id),
+            ),
+        )
+    through = connection.execute(
+        query.order_by(entries.occurred_at).offset(limit).limit(1)
+    ).scalar_one_or_none()
+    return None if through is None else _aware(through)
+
+
 def _movement_query(
     table: Any,
     chosen: MovementFilter,
     start: tuple[datetime, str] | None,
     visible: Collection[str] | None,
+    *,
+    through: datetime | None = None,
 ) -> Select[Any]:
     """One ledger's page query. An edge ledger filtered to an item is walked through the
     valuation entries' (site_id, item, occurred_at) index and read by primary key (the
@@ -991,12 +1052,16 @@ def _movement_query(
         query = query.where(keyed.occurred_at < _aware(chosen.until))
     if start is not None:
         moment, event_id = start
+        # ``>=`` says again what the OR says, so the index scan starts at the cursor.
         query = query.where(
+            keyed.occurred_at >= moment,
             or_(
                 keyed.occurred_at > moment,
                 and_(keyed.occurred_at == moment, keyed.event_id > event_id),
-            )
+            ),
         )
+    if through is not None and table is ledger_events:
+        query = query.where(keyed.occurred_at <= through)
     return query.order_by(keyed.occurred_at, keyed.event_id)
 
 
