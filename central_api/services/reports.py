@@ -959,6 +959,25 @@ def iter_movements(
         after = page.next_after
 
 
+def _page_window(
+    occurred_at: Any, event_id: Any, chosen: MovementFilter, start: tuple[datetime, str] | None
+) -> list[Any]:
+    """A movement page's time window and where its cursor left off, on these columns."""
+    conditions: list[Any] = []
+    if chosen.since is not None:
+        conditions.append(occurred_at >= _aware(chosen.since))
+    if chosen.until is not None:
+        conditions.append(occurred_at < _aware(chosen.until))
+    if start is not None:
+        moment, last_id = start
+        # ``>=`` says again what the OR says, so an index scan starts at the cursor.
+        conditions.append(occurred_at >= moment)
+        conditions.append(
+            or_(occurred_at > moment, and_(occurred_at == moment, event_id > last_id))
+        )
+    return conditions
+
+
 def _page_through(
     connection: Connection,
     chosen: MovementFilter,
@@ -984,21 +1003,10 @@ def _page_through(
         return None
     entries = valuation_entries.c
     query = select(entries.occurred_at).where(
-        *_in_scope(entries.site_id, chosen.site_id, visible), entries.item == chosen.item
+        *_in_scope(entries.site_id, chosen.site_id, visible),
+        entries.item == chosen.item,
+        *_page_window(entries.occurred_at, entries.event_id, chosen, start),
     )
-    if chosen.since is not None:
-        query = query.where(entries.occurred_at >= _aware(chosen.since))
-    if chosen.until is not None:
-        query = query.where(entries.occurred_at < _aware(chosen.until))
-    if start is not None:
-        moment, event_id = start
-        query = query.where(
-            entries.occurred_at >= moment,
-            or_(
-                entries.occurred_at > moment,
-                and_(entries.occurred_at == moment, entries.event_id > event_id),
-            ),
-        )
     through = connection.execute(
         query.order_by(entries.occurred_at).offset(limit).limit(1)
     ).scalar_one_or_none()
@@ -1046,20 +1054,7 @@ def _movement_query(
         wanted = getattr(chosen, name)
         if wanted is not None:
             query = query.where(table.c[name] == wanted)
-    if chosen.since is not None:
-        query = query.where(keyed.occurred_at >= _aware(chosen.since))
-    if chosen.until is not None:
-        query = query.where(keyed.occurred_at < _aware(chosen.until))
-    if start is not None:
-        moment, event_id = start
-        # ``>=`` says again what the OR says, so the index scan starts at the cursor.
-        query = query.where(
-            keyed.occurred_at >= moment,
-            or_(
-                keyed.occurred_at > moment,
-                and_(keyed.occurred_at == moment, keyed.event_id > event_id),
-            ),
-        )
+    query = query.where(*_page_window(keyed.occurred_at, keyed.event_id, chosen, start))
     if through is not None and table is ledger_events:
         query = query.where(keyed.occurred_at <= through)
     return query.order_by(keyed.occurred_at, keyed.event_id)

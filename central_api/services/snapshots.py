@@ -84,6 +84,21 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _row(site_id: str, key: tuple[str, datetime, str, str], uom: str, qty: int) -> dict[str, Any]:
+    """A ``stock_snapshots`` row for ``key`` = (item, moment, location, lot); ``qty`` in
+    micro-units."""
+    item, moment, location, lot = key
+    return {
+        "site_id": site_id,
+        "item": item,
+        "moment": moment,
+        "location": location,
+        "lot": lot,
+        "uom": uom,
+        "qty": from_micro_units(qty),
+    }
+
+
 def _insert(connection: Connection):  # type: ignore[no-untyped-def]
     return pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
 
@@ -133,18 +148,7 @@ def correct(connection: Connection, site_id: str, events: Sequence[LedgerEvent])
                 deltas[key] = (event.uom, qty + (0 if held is None else held[1]))
     if not deltas:
         return 0
-    rows = [
-        {
-            "site_id": site_id,
-            "item": item,
-            "moment": moment,
-            "location": location,
-            "lot": lot,
-            "uom": uom,
-            "qty": from_micro_units(qty),
-        }
-        for (item, moment, location, lot), (uom, qty) in deltas.items()
-    ]
+    rows = [_row(site_id, key, uom, qty) for key, (uom, qty) in deltas.items()]
     statement = _insert(connection)(stock_snapshots)
     connection.execute(
         statement.on_conflict_do_update(
@@ -258,17 +262,7 @@ def write_month(
         ):
             continue
         for location, lot, uom, qty in stock_before(connection, site_id, item, moment, last):
-            rows.append(
-                {
-                    "site_id": site_id,
-                    "item": item,
-                    "moment": moment,
-                    "location": location,
-                    "lot": lot,
-                    "uom": uom,
-                    "qty": from_micro_units(qty),
-                }
-            )
+            rows.append(_row(site_id, (item, moment, location, lot), uom, qty))
         if len(rows) >= 1000:
             connection.execute(stock_snapshots.insert(), rows)
             written += len(rows)
