@@ -739,6 +739,44 @@ def _as_of_ab(engine: Engine, size: Size, *, samples: int, seed: int, rounds: in
     return figures
 
 
+def _push_one_receipt(
+    connection: Connection,
+    projections: Any,
+    key: tuple[str, str],
+    occurred_at: datetime,
+    *,
+    qty: Decimal,
+    unit_cost: Decimal,
+) -> tuple[float, float]:
+    """Push one receipt of ``key`` = (site, item) next in its site's sequence through
+    ``ingest_batch``; wall and CPU milliseconds of the push alone."""
+    site, item = key
+    acked = connection.execute(
+        select(site_sync_state.c.acked_through_seq).where(site_sync_state.c.site_id == site)
+    ).scalar_one()
+    connection.rollback()
+    event = LedgerEvent(
+        event_id=uuid.UUID(str(uuid7())),
+        site_id=site,
+        seq=acked + 1,
+        occurred_at=occurred_at,
+        kind="receipt",
+        item=item,
+        location=LOCATION,
+        qty=qty,
+        uom="pcs",
+        unit_cost=unit_cost,
+    )
+    started, cpu_started = time.perf_counter(), time.process_time()
+    ingest_batch(
+        connection=connection,
+        batch=PushBatch(site_id=site, events=[event]),
+        received_at=datetime.now(UTC),
+        projections=projections,
+    )
+    return (time.perf_counter() - started) * 1000, (time.process_time() - cpu_started) * 1000
+
+
 def _late_event(engine: Engine, size: Size, *, check: bool) -> list[Figure]:
     """One receipt of the heavy key dated in the middle of its movements, pushed; then
     the floor: what the database itself needs to read and rewrite as many entries.
@@ -760,33 +798,16 @@ def _late_event(engine: Engine, size: Size, *, check: bool) -> list[Figure]:
     cpu: list[float] = []
     with engine.connect() as connection:
         for fraction in (0.5, 0.45, 0.55):
-            acked = connection.execute(
-                select(site_sync_state.c.acked_through_seq).where(
-                    site_sync_state.c.site_id == HEAVY_SITE
-                )
-            ).scalar_one()
-            connection.rollback()
-            event = LedgerEvent(
-                event_id=uuid.UUID(str(uuid7())),
-                site_id=HEAVY_SITE,
-                seq=acked + 1,
-                occurred_at=T0 + SPAN * fraction + timedelta(seconds=1),
-                kind="receipt",
-                item=HEAVY_ITEM,
-                location=LOCATION,
+            wall, spent_cpu = _push_one_receipt(
+                connection,
+                projections,
+                (HEAVY_SITE, HEAVY_ITEM),
+                T0 + SPAN * fraction + timedelta(seconds=1),
                 qty=Decimal(7),
-                uom="pcs",
                 unit_cost=Decimal("2.5"),
             )
-            started, cpu_started = time.perf_counter(), time.process_time()
-            ingest_batch(
-                connection=connection,
-                batch=PushBatch(site_id=HEAVY_SITE, events=[event]),
-                received_at=datetime.now(UTC),
-                projections=projections,
-            )
-            pushes.append((time.perf_counter() - started) * 1000)
-            cpu.append((time.process_time() - cpu_started) * 1000)
+            pushes.append(wall)
+            cpu.append(spent_cpu)
         later = connection.execute(
             select(func.count())
             .select_from(valuation_entries)
@@ -836,31 +857,16 @@ def _ordinary_pushes(engine: Engine, size: Size, seed: int, count: int = 30) -> 
         for number in range(count):
             site = sites[rng.randrange(len(sites))]
             item = stocked[site][rng.randrange(len(stocked[site]))]
-            acked = connection.execute(
-                select(site_sync_state.c.acked_through_seq).where(site_sync_state.c.site_id == site)
-            ).scalar_one()
-            connection.rollback()
-            event = LedgerEvent(
-                event_id=uuid.UUID(str(uuid7())),
-                site_id=site,
-                seq=acked + 1,
-                occurred_at=T0 + SPAN + timedelta(seconds=number + 1),
-                kind="receipt",
-                item=item,
-                location=LOCATION,
+            wall, spent_cpu = _push_one_receipt(
+                connection,
+                projections,
+                (site, item),
+                T0 + SPAN + timedelta(seconds=number + 1),
                 qty=Decimal(3),
-                uom="pcs",
                 unit_cost=Decimal("1.25"),
             )
-            started, cpu_started = time.perf_counter(), time.process_time()
-            ingest_batch(
-                connection=connection,
-                batch=PushBatch(site_id=site, events=[event]),
-                received_at=datetime.now(UTC),
-                projections=projections,
-            )
-            times.append((time.perf_counter() - started) * 1000)
-            cpu.append((time.process_time() - cpu_started) * 1000)
+            times.append(wall)
+            cpu.append(spent_cpu)
     return Figure(
         f"ordinary push: one in-order receipt of a random key ({count} pushes)",
         statistics.median(times),

@@ -48,7 +48,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
@@ -534,6 +534,9 @@ def run_daily_snapshots(engine: Engine) -> int:
     return snapshots.write_due(engine)
 
 
+T = TypeVar("T")
+
+
 class MonitorWorker:
     """Runs :func:`run_check` every ``monitor_interval_s`` in a worker thread, as the
     webhooks' worker runs its passes (an asyncio task of the app's lifespan, so no
@@ -546,16 +549,34 @@ class MonitorWorker:
         self.engine = engine
         self.settings = settings
         self._task: asyncio.Task[None] | None = None
-        self._expiry_day: date | None = None
-        self._snapshot_day: date | None = None
+        self._ran_on: dict[str, date] = {}
+        """The UTC day each daily job (by its name) last ran in this process."""
+
+    def due(self, job: str, today: date) -> bool:
+        """Whether ``job`` is still to run today in this process (and from now on, that it
+        ran): once a day each; several processes each run it, harmlessly."""
+        if self._ran_on.get(job) == today:
+            return False
+        self._ran_on[job] = today
+        return True
 
     def expiry_due(self, today: date) -> bool:
-        """Whether today's expiry evaluation is still to run in this process (and from
-        now on, that it ran): once a day each; several processes each run it, harmlessly."""
-        if self._expiry_day == today:
-            return False
-        self._expiry_day = today
-        return True
+        """Whether today's expiry evaluation is still to run in this process."""
+        return self.due("expiry evaluation", today)
+
+    async def _daily(self, job: str, today: date, work: Callable[[], T]) -> T | None:
+        """``work`` in a worker thread at the first check of each UTC day; a failure is
+        logged and tried again at the next check (None then, and when not due)."""
+        if not self.due(job, today):
+            return None
+        try:
+            return await anyio.to_thread.run_sync(work)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            del self._ran_on[job]  # try again at the next interval
+            log.exception("%s failed; trying again at the next interval", job)
+            return None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="jxc-monitor")
@@ -565,23 +586,6 @@ class MonitorWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-
-    async def _daily_snapshots(self, today: date) -> None:
-        """:func:`run_daily_snapshots` at the first check of each UTC day; a failure is
-        logged and tried again at the next check."""
-        if self._snapshot_day == today:
-            return
-        self._snapshot_day = today
-        try:
-            written = await anyio.to_thread.run_sync(run_daily_snapshots, self.engine)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self._snapshot_day = None  # try again at the next interval
-            log.exception("stock snapshots failed; trying again at the next interval")
-            return
-        if written:
-            log.info("stock snapshots written", extra={"rows": written})
 
     async def _run(self) -> None:
         while True:
@@ -603,18 +607,17 @@ class MonitorWorker:
                     extra={"raised": outcome.raised, "cleared": outcome.cleared},
                 )
             today = now_utc().date()
-            await self._daily_snapshots(today)
-            if self.expiry_due(today):
-                try:
-                    expiry = await anyio.to_thread.run_sync(
-                        functools.partial(run_daily_expiry, self.engine, today=today)
-                    )
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    self._expiry_day = None  # try again at the next interval
-                    log.exception("expiry evaluation failed; trying again at the next interval")
-                    continue
+            written = await self._daily(
+                "stock snapshots", today, functools.partial(run_daily_snapshots, self.engine)
+            )
+            if written:
+                log.info("stock snapshots written", extra={"rows": written})
+            expiry = await self._daily(
+                "expiry evaluation",
+                today,
+                functools.partial(run_daily_expiry, self.engine, today=today),
+            )
+            if expiry is not None:
                 log.info(
                     "expiry alerts evaluated",
                     extra={

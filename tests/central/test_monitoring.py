@@ -5,6 +5,7 @@ status report through the sync contract."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -365,3 +366,32 @@ def test_the_daily_expiry_evaluation_runs_once_a_day_as_the_system(client: TestC
         ("expiry", "L-EXP", 30)
     ]
     assert set(actors) == {("system", "daily-expiry-evaluation")}
+
+
+def test_a_daily_job_runs_once_a_day_and_again_after_a_failure() -> None:
+    """The worker's daily jobs (stock snapshots, expiry): one run a day each; a run that
+    fails is tried again at the next check, and one job's day is not another's."""
+    worker = MonitorWorker(None, lambda: Settings(database_url="sqlite://"))  # type: ignore[arg-type]
+    runs: list[str] = []
+
+    def works() -> int:
+        runs.append("works")
+        return 3
+
+    def fails() -> int:
+        runs.append("fails")
+        raise RuntimeError("database away")
+
+    async def checks() -> list[int | None]:
+        day = date(2027, 1, 1)
+        return [
+            await worker._daily("snapshots", day, works),
+            await worker._daily("snapshots", day, works),
+            await worker._daily("expiry", day, fails),
+            await worker._daily("expiry", day, works),
+            await worker._daily("expiry", day, works),
+            await worker._daily("snapshots", day + timedelta(days=1), works),
+        ]
+
+    assert asyncio.run(checks()) == [3, None, None, 3, None, 3]
+    assert runs == ["works", "fails", "works", "works"]
