@@ -14,7 +14,10 @@ through: only roles with the financial field group read it.
 * ``valuation_layers``: the open FIFO layers of an item valued first in, first out.
 * ``valuation_pending``: re-valuations of a site that a transaction of another site
   recorded and left to a transaction of that site alone (a transfer's cost to carry into
-  the receiving site); a row is deleted by the transaction that settles it.
+  the receiving site); a row is deleted by the transaction that settles it. Also a
+  (site, item) that *lags* behind a late event with a long tail (``link``
+  ``valuation_tail:<item>``, the first entry whose results may be stale in
+  ``since_at``/``since_event_id``), settled in chunks right after the push's commit.
 """
 
 from __future__ import annotations
@@ -103,6 +106,9 @@ valuation_pending = Table(
     Column("site_id", String(32), nullable=False),
     Column("link", String(128), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
+    # A tail's boundary (migration 0040); a transfer's row leaves them empty.
+    Column("since_at", DateTime(timezone=True), nullable=True),
+    Column("since_event_id", String(36), nullable=True),
     Index(None, "site_id"),
 )
 

@@ -372,6 +372,11 @@ def accuracy(
         .group_by(stock_counts.c.site_id)
         .order_by(stock_counts.c.site_id)
     )
+    if financial:
+        # Valuation imports ingest, which imports this module: imported here.
+        from central_api.services.valuation import settle_for_reading  # noqa: PLC0415
+
+        settle_for_reading(connection)  # the snapshot costs read below: none stale
     with read_snapshot(connection):
         rows = connection.execute(query).all()
         values = _counted_values(connection, conditions, is_right) if financial else {}

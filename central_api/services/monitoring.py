@@ -510,6 +510,15 @@ def run_check(engine: Engine, settings: Settings, *, now: datetime | None = None
         )
 
 
+def run_pending_settling(engine: Engine) -> list[str]:
+    """Valuation's re-valuations a crash left pending (a lagging (site, item), a
+    transfer's cost to carry), settled: the sites. Normally none: the push that recorded
+    them settles them right after it answers (``docs/valuation.md``, "A long tail")."""
+    from central_api.services import valuation  # noqa: PLC0415 - valuation imports much
+
+    return valuation.settle_pending(engine)
+
+
 def run_daily_expiry(engine: Engine, *, today: date) -> alert_service.ExpiryOutcome:
     """The day's expiry evaluation (30/60/90-day bands move with the calendar, not with
     events), as the ``alert.evaluate_expiry`` command run by central itself: audited as
@@ -606,6 +615,13 @@ class MonitorWorker:
                     "operations alerts changed",
                     extra={"raised": outcome.raised, "cleared": outcome.cleared},
                 )
+            try:
+                settled = await anyio.to_thread.run_sync(run_pending_settling, self.engine)
+            except Exception:
+                log.exception("valuation settling failed; trying again at the next interval")
+            else:
+                if settled:
+                    log.warning("valuation left pending was settled", extra={"sites": settled})
             today = now_utc().date()
             written = await self._daily(
                 "stock snapshots", today, functools.partial(run_daily_snapshots, self.engine)

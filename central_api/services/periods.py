@@ -206,6 +206,7 @@ def get_period(
         raise NotFoundError(f"period {period} was never closed")
     values: list[SiteValue] = []
     if financial:
+        _settled(connection)
         closed = {value.site_id: value for value in _values(connection, period).get(period, [])}
         now = values_at_end(connection, period)
         values = [
@@ -219,6 +220,15 @@ def get_period(
             if visible is None or site in visible
         ]
     return _period(row, values)
+
+
+def _settled(connection: Connection) -> None:
+    """Valuation's pending re-valuations settled before its values are read
+    (``docs/valuation.md``, "A long tail"); imported here, as valuation imports ingest,
+    which imports this module."""
+    from central_api.services.valuation import settle_for_reading  # noqa: PLC0415
+
+    settle_for_reading(connection)
 
 
 def values_at_end(connection: Connection, period: str) -> dict[str, tuple[Decimal, int]]:
@@ -276,6 +286,7 @@ def close_period(
         raise ForbiddenError(
             "closing a month covers every site; your roles are limited to some sites"
         )
+    _settled(connection)  # the values it keeps: none stale
     with document_write(connection, action="period.close", audit=audit, claim=claim) as written:
         now = written.now
         if start_of(next_period(period)) > now:

@@ -12,7 +12,10 @@ hours. ``docs/valuation.md`` explains the rules; in short:
   (site, item) re-values that (site, item) only, from that point on, in the same
   transaction; the result is exactly what a valuation from scratch gives (the same
   function :func:`apply` runs over the same inputs in the same order, and every amount is
-  rounded to micro-units at the same steps).
+  rounded to micro-units at the same steps). Past :data:`LAG_AFTER` later entries
+  (moving average) the (site, item) *lags* instead: re-valued right after the push's
+  answer, and settled first by every reader of values (``docs/valuation.md``, "A long
+  tail").
 * **Direction, not kind.** A positive quantity comes in, a negative one goes out, so kinds
   added later (write-offs, count losses, opening stock) are valued without a change here.
 * **What comes in costs** (per base unit, fixed when the event is first valued): the
@@ -42,6 +45,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -65,11 +70,11 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
 from central_api.core import driver
-from central_api.core.db import after_commit, write_transaction
+from central_api.core.db import WRITE_INTENT, after_commit, write_transaction
 from central_api.core.driver import Prepared, prepare
 from central_api.core.sqlbits import list_param, one_of
 from central_api.core.sqlbits import placeholder as _placeholder
@@ -110,6 +115,23 @@ PURCHASE_ORDER = "purchase_order"
 TRANSFER = "transfer_order"
 """The document type a transfer's events name (its line links out and in); the same as
 ``services.transfers.TRANSFER_ORDER`` and the contract's ``DocumentType``."""
+
+LAG_AFTER = 2_000
+"""A late event of a moving-average (site, item) with more later entries than this is not
+re-valued in its push: the push writes its own events and records the (site, item) as
+*lagging* from the late point (a ``valuation_pending`` tail), and the tail is re-valued
+right after the commit, in chunks (:func:`settle_site`); every reader of values settles
+first (:func:`settle_for_reading`). Re-valuing 50,000 later entries costs 0.4 to 0.9 s,
+most of it reading and writing them, so no push that does it can answer in 100 ms
+(``docs/valuation.md``, "A long tail")."""
+SETTLE_CHUNK = 10_000
+"""Entries a settling transaction re-values at most before it commits and lets a push of
+the site in."""
+MAX_SETTLE_CHUNKS = 10_000
+"""A bound on one settling's transactions: far more chunks than any (site, item) holds,
+so reaching it means a bug, logged, never an endless loop."""
+TAIL = "valuation_tail"
+"""The ``link`` prefix of a lagging (site, item)'s ``valuation_pending`` row."""
 
 _ZERO = Decimal(0)
 _MICRO = Decimal("0.000001")
@@ -529,12 +551,13 @@ def value_events(connection: Connection, events: Sequence[LedgerEvent], *, at: d
     that a crash left unsettled are settled here too.
     """
     held = frozenset(event.site_id for event in events)
+    pending_links, tails = _take_pending(connection, held)
     master = _Master(connection, events)
     by_key: dict[Key, list[Move]] = defaultdict(list)
     for event, move in zip(events, master.moves(events), strict=True):
         by_key[(event.site_id, event.item)].append(move)
     changed_links = _value_keys(
-        connection, by_key, {key: master.method(key[1]) for key in by_key}, at=at
+        connection, by_key, {key: master.method(key[1]) for key in by_key}, at=at, tails=tails
     )
     # A transfer_in that arrives after its transfer_out was valued has nothing of that
     # line "changed", yet still needs the line's cost: look its links up too (a link
@@ -545,8 +568,11 @@ def value_events(connection: Connection, events: Sequence[LedgerEvent], *, at: d
         for move in moves
         if move.link is not None and move.qty > 0
     }
-    changed_links |= _take_pending(connection, held)
+    changed_links |= pending_links
     _carry_transfer_costs(connection, changed_links, master, at=at, held=held)
+    for site_id in sorted({site_id for site_id, _item in tails}):
+        # A tail a crash (or a failed settling) left: settled after this commit.
+        after_commit(connection, (NAME, site_id), _settle_after_commit(site_id))
 
 
 def _value_keys(
@@ -557,16 +583,37 @@ def _value_keys(
     at: datetime,
     changed_inputs: Mapping[str, int | None] | None = None,
     since: Mapping[Key, OrderKey] | None = None,
+    tails: dict[Key, OrderKey] | None = None,
 ) -> set[str]:
     """Value ``new_moves`` per key, re-valuing a key from the earliest point that moved.
 
     ``changed_inputs``: a new ``in_cost`` for stored entries (a transfer's cost arrived);
     ``since``: the earliest point such an entry stands at, per key. Returns the links of
     outbound transfer entries whose cost of goods was set or changed.
+
+    ``tails``: the lagging keys of the sites concerned with their boundaries, when the
+    caller has read them (a push reads its site's pending rows anyway), else read here;
+    kept up to date with what this call records. A lagging key, and a late moving-average
+    one with more than :data:`LAG_AFTER` later entries, is not re-valued here
+    (:func:`_lag`).
     """
     keys = sorted(set(new_moves) | set(since or {}))
     states = _read_states(connection, keys)
     fast, late = _fast_or_late(keys, states, new_moves, methods, since or {})
+    if tails is None:
+        tails = _read_tails(connection, keys)
+    lagging = _lagging(
+        connection,
+        keys,
+        states=states,
+        new_moves=new_moves,
+        methods=methods,
+        since=since or {},
+        tails=tails,
+    )
+    if lagging:
+        fast = [key for key in fast if key not in lagging]
+        late = {key: point for key, point in late.items() if key not in lagging}
     layers = _read_layers(
         connection,
         [key for key in fast if key in states and states[key][0].method == FIFO],
@@ -600,8 +647,148 @@ def _value_keys(
         changed_links |= revalued.changed_links
         if revalued.final is not None:
             finals[key] = revalued.final
+    for key in lagging:
+        # Valued on from the stored state, which lags: provisional results, re-valued
+        # when the tail is settled (the state row is left to that too).
+        held = states[key][0]
+        state = State(held.method, held.qty, held.value, held.last_cost)
+        for move in sorted(new_moves.get(key, ()), key=_ORDER):
+            inserts.append((key, move, apply(state, move)))
+            if move.link is not None and move.qty < 0:
+                changed_links.add(move.link)
     _write(connection, inserts, updates, finals, states, at=at)
+    # A key re-valued whole (its method changed) no longer lags.
+    boundaries: dict[Key, OrderKey | None] = {key: None for key in late if key in tails}
+    boundaries.update(lagging)
+    _write_tails(connection, boundaries, tails, at=at)
     return changed_links
+
+
+def _lagging(
+    connection: Connection,
+    keys: Sequence[Key],
+    *,
+    states: Mapping[Key, tuple[State, OrderKey]],
+    new_moves: Mapping[Key, list[Move]],
+    methods: Mapping[Key, str],
+    since: Mapping[Key, OrderKey],
+    tails: Mapping[Key, OrderKey],
+) -> dict[Key, OrderKey]:
+    """The keys left lagging, each with its (new) boundary: every moving-average key that
+    lags already (whatever its movements' dates: the state it would value on from is
+    stale), and every late one with more than :data:`LAG_AFTER` entries from its point.
+
+    A key whose method changed is not among them: it is re-valued whole, as ever."""
+    found: dict[Key, OrderKey] = {}
+    for key in keys:
+        held = states.get(key)
+        if held is None or held[0].method != methods[key] or methods[key] != MOVING_AVERAGE:
+            continue
+        points = [_ORDER(move) for move in new_moves.get(key, ())]
+        if key in since:
+            points.append(since[key])
+        if key in tails:
+            found[key] = min([*points, tails[key]])
+            continue
+        earliest = min(points)
+        if earliest <= held[1] and _more_after(connection, key, earliest, LAG_AFTER):
+            found[key] = earliest
+    return found
+
+
+@lru_cache(maxsize=8)
+def _count_after_sql(dialect: Dialect) -> str:
+    """How many entries of a (site, item) stand at or after a moment, counted up to a
+    bound: the (site, item, occurred_at) index alone (an index-only scan on PostgreSQL),
+    counting the few at the same instant whatever their event ids, which is near enough
+    for a bound."""
+    quote = dialect.identifier_preparer.format_column
+    entries = valuation_entries.c
+    table = dialect.identifier_preparer.format_table(valuation_entries)
+    mark = _placeholder(dialect)
+    where = (
+        f"{quote(entries.site_id)} = {mark} AND {quote(entries.item)} = {mark}"
+        f" AND {quote(entries.occurred_at)} >= {mark}"
+    )
+    return f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT {mark}) AS later"  # noqa: S608 - our own names
+
+
+def _more_after(connection: Connection, key: Key, point: OrderKey, bound: int) -> bool:
+    """Whether more than ``bound`` entries of ``key`` stand from ``point`` on (give or
+    take the ones at its very instant): an index range read of at most ``bound + 1``."""
+    at = _ledger_binds(connection.dialect).times([point[0]])[0]
+    parameters = (*key, at, bound + 1)
+    with connection.exec_driver_sql(_count_after_sql(connection.dialect), parameters) as result:
+        counted: int = result.scalar_one()
+    return counted > bound
+
+
+def _tail_link(item: str) -> str:
+    return f"{TAIL}:{item}"
+
+
+def _item_of_tail(link: str) -> str | None:
+    """The item a lagging key's pending link names, or None for a transfer's link."""
+    prefix, _, item = link.partition(":")
+    return item if prefix == TAIL else None
+
+
+def _read_tails(connection: Connection, keys: Sequence[Key]) -> dict[Key, OrderKey]:
+    """The boundary of each of ``keys`` that lags: one query per site of ``keys``, made
+    only by the transfer and settling paths (a push has read its site's pending rows)."""
+    found: dict[Key, OrderKey] = {}
+    pending = valuation_pending.c
+    by_site: dict[str, set[str]] = defaultdict(set)
+    for site_id, code in keys:
+        by_site[site_id].add(code)
+    for site_id, codes in sorted(by_site.items()):
+        for row in connection.execute(
+            select(pending.link, pending.since_at, pending.since_event_id).where(
+                pending.site_id == site_id, pending.link.startswith(TAIL + ":")
+            )
+        ):
+            item = _item_of_tail(row.link)
+            if item is not None and item in codes and row.since_at is not None:
+                key = (site_id, item)
+                point = (utc(row.since_at), row.since_event_id)
+                found[key] = min(found.get(key, point), point)
+    return found
+
+
+def _write_tails(
+    connection: Connection,
+    changes: Mapping[Key, OrderKey | None],
+    tails: dict[Key, OrderKey],
+    *,
+    at: datetime,
+) -> None:
+    """Record each key's boundary (None: it no longer lags), in ``tails`` too, and settle
+    each site that lags right after the commit. In the transaction holding the site's
+    lock, as every write of a tail's row is (so delete and insert cannot race)."""
+    pending = valuation_pending.c
+    for (site_id, item), point in sorted(changes.items()):
+        if point is not None and tails.get((site_id, item)) == point:
+            continue  # already recorded there
+        connection.execute(
+            delete(valuation_pending).where(
+                pending.site_id == site_id, pending.link == _tail_link(item)
+            )
+        )
+        if point is None:
+            tails.pop((site_id, item), None)
+            continue
+        tails[(site_id, item)] = point
+        connection.execute(
+            insert(valuation_pending).values(
+                pending_id=str(uuid7()),
+                site_id=site_id,
+                link=_tail_link(item),
+                recorded_at=at,
+                since_at=point[0],
+                since_event_id=point[1],
+            )
+        )
+        after_commit(connection, (NAME, site_id), _settle_after_commit(site_id))
 
 
 def _fast_or_late(
@@ -1374,35 +1561,93 @@ def _record_pending(connection: Connection, targets: set[tuple[str, str]], *, at
 
 def _settle_after_commit(site_id: str) -> Callable[[Connection], None]:
     def settle(connection: Connection) -> None:
+        deferred = _DEFERRED.get()
+        if deferred is not None:
+            deferred.append(site_id)
+            return
         settle_site(connection, site_id)
 
     return settle
 
 
-_PENDING_OF_SITE = select(valuation_pending.c.pending_id, valuation_pending.c.link).where(
-    valuation_pending.c.site_id == bindparam("b_site")
-)
+_DEFERRED: ContextVar[list[str] | None] = ContextVar("jxc_valuation_deferred", default=None)
+"""Set by :func:`settling_deferred`: the sites whose settling a commit queued, collected
+instead of settled there."""
+
+
+@contextmanager
+def settling_deferred() -> Iterator[list[str]]:
+    """Within it, the settling a commit queues (:func:`settle_site`) is not run but
+    collected: the sites to settle, for the caller to settle once it has answered.
+
+    The push route uses it so that a late event's long tail (or a transfer's cost to
+    carry) is settled right after the edge has its answer, not before: the edge waits
+    for its events to be stored, not for 50,000 later entries to be re-valued. Nothing
+    is lost if the process dies in between: the records are durable, and the site's
+    next push, any reader of values (:func:`settle_for_reading`) and ``jxc central
+    check --repair`` settle them."""
+    sites: list[str] = []
+    token = _DEFERRED.set(sites)
+    try:
+        yield sites
+    finally:
+        _DEFERRED.reset(token)
+
+
+def settle_pending(engine: Engine) -> list[str]:
+    """Settle whatever is pending at any site (what a crash between a commit and its
+    settling left): the sites found. The monitor runs it at every interval, so nothing
+    lags for long even where no push or reader comes by."""
+    with engine.connect() as connection:
+        sites = list(connection.execute(_PENDING_SITES).scalars())
+        connection.rollback()
+        for site_id in sites:
+            settle_site(connection, site_id)
+    return sites
+
+
+def settle_sites(engine: Engine, sites: Iterable[str]) -> None:
+    """Settle ``sites`` (collected by :func:`settling_deferred`), each once, in order."""
+    with engine.connect() as connection:
+        for site_id in dict.fromkeys(sites):
+            settle_site(connection, site_id)
+
+
+_PENDING_OF_SITE = select(
+    valuation_pending.c.pending_id,
+    valuation_pending.c.link,
+    valuation_pending.c.since_at,
+    valuation_pending.c.since_event_id,
+).where(valuation_pending.c.site_id == bindparam("b_site"))
 """Built once: every push runs it (and finds nothing, almost always), and building a
 statement costs more than running this one (``docs/performance.md``)."""
 
 
-def _take_pending(connection: Connection, site_ids: Iterable[str]) -> set[str]:
-    """The links recorded as pending for ``site_ids`` (whose locks the transaction
-    holds), deleted: the caller settles them in this transaction."""
-    rows = [
-        row
-        for site_id in sorted(site_ids)
-        for row in driver.rows(
+def _take_pending(
+    connection: Connection, site_ids: Iterable[str]
+) -> tuple[set[str], dict[Key, OrderKey]]:
+    """The transfer links recorded as pending for ``site_ids`` (whose locks the
+    transaction holds), deleted: the caller settles them in this transaction; and the
+    keys of those sites that lag, with their boundaries (left in place: a tail is
+    settled in chunks after the commit, :func:`settle_site`)."""
+    links: dict[str, str] = {}
+    tails: dict[Key, OrderKey] = {}
+    for site_id in sorted(site_ids):
+        for pending_id, link, since_at, since_event_id in driver.rows(
             connection, driver.prepared(_PENDING_OF_SITE, connection.dialect), {"b_site": site_id}
-        )
-    ]
-    if rows:
-        ids = [pending_id for pending_id, _link in rows]
-        for chunk in _chunks(ids):
+        ):
+            item = _item_of_tail(link)
+            if item is None:
+                links[pending_id] = link
+            elif since_at is not None:
+                point = (utc(since_at), since_event_id)
+                tails[(site_id, item)] = min(tails.get((site_id, item), point), point)
+    if links:
+        for chunk in _chunks(sorted(links)):
             connection.execute(
                 delete(valuation_pending).where(valuation_pending.c.pending_id.in_(chunk))
             )
-    return {link for _pending_id, link in rows}
+    return set(links.values()), tails
 
 
 def settle_site(connection: Connection, site_id: str) -> None:
@@ -1415,20 +1660,124 @@ def settle_site(connection: Connection, site_id: str) -> None:
     error (its edge would send it again for nothing).
     """
     try:
-        with write_transaction(connection):
-            at = datetime.now(UTC)
-            lock_site(connection, site_id, now=at)
-            links = _take_pending(connection, [site_id])
-            if links:
-                _carry_transfer_costs(
-                    connection,
-                    links,
-                    _Master(connection, []),
-                    at=at,
-                    held=frozenset({site_id}),
-                )
+        for _chunk in range(MAX_SETTLE_CHUNKS):
+            with write_transaction(connection):
+                at = datetime.now(UTC)
+                lock_site(connection, site_id, now=at)
+                links, tails = _take_pending(connection, [site_id])
+                master = _Master(connection, [])
+                held = frozenset({site_id})
+                if links:
+                    _carry_transfer_costs(connection, links, master, at=at, held=held)
+                if tails:
+                    key = min(tails)
+                    changed = _settle_chunk(connection, key, tails, master, at=at)
+                    _carry_transfer_costs(connection, changed, master, at=at, held=held)
+            if not tails:
+                return
+        log.error("valuation of %s: still lagging after %d chunks", site_id, MAX_SETTLE_CHUNKS)
     except Exception:
         log.exception("valuation of %s pending: settling failed, left for its next push", site_id)
+
+
+@lru_cache(maxsize=8)
+def _chunk_sql(dialect: Dialect) -> str:
+    """The next entries of a (site, item) from a point, in valuation order, at most a
+    number of them: a tail is settled a chunk at a time."""
+    quote = dialect.identifier_preparer.format_column
+    entries = valuation_entries.c
+    order = f"{quote(entries.occurred_at)}, {quote(entries.event_id)}"
+    return (
+        f"{_history_sql(dialect, after_point=True)} ORDER BY {order} LIMIT {_placeholder(dialect)}"
+    )
+
+
+def _settle_chunk(
+    connection: Connection,
+    key: Key,
+    tails: dict[Key, OrderKey],
+    master: _Master,
+    *,
+    at: datetime,
+) -> set[str]:
+    """Re-value the next :data:`SETTLE_CHUNK` entries of lagging ``key`` from its
+    boundary and move the boundary past them; after the last, write its state row and
+    drop the tail. The links of the transfer_outs whose cost of goods changed.
+
+    Only those entries are read and replayed, from the running state stored on the entry
+    just before the boundary (right, as everything before a boundary is), so settling
+    costs what re-valuing the tail does, however long. A key whose method changed since
+    it began to lag is re-valued whole, as any push would."""
+    point = tails[key]
+    method = master.method(key[1]) if key[1] in master.items else _method_of(connection, key[1])
+    held = _read_states(connection, [key])
+    if key not in held:  # nothing valued to lag behind (a repair dropped it)
+        _write_tails(connection, {key: None}, tails, at=at)
+        return set()
+    if method != MOVING_AVERAGE or held[key][0].method != method:
+        return _value_keys(connection, {}, {key: method}, at=at, since={key: point}, tails=tails)
+    dialect = connection.dialect
+    state = _state_before(connection, key, MOVING_AVERAGE, point)
+    bound_at = _ledger_binds(dialect).times([point[0]])[0]
+    parameters = (*key, bound_at, bound_at, bound_at, point[1], SETTLE_CHUNK + 1)
+    with connection.exec_driver_sql(_chunk_sql(dialect), parameters) as result:
+        rows: list[Any] = list(result.cursor.fetchall())
+    chunk = rows[:SETTLE_CHUNK]
+    in_costs = [row[4] for row in chunk]
+    results = _replay_average(state, [row[3] for row in chunk], in_costs)
+    updates: list[_EntryUpdate] = []
+    since: Any = None
+    changed: set[str] = set()
+    for row, result in zip(chunk, results, strict=True):
+        if row[_RESULTS_AT:] != result:
+            if since is None:
+                since = row[2]
+            updates.append((row[4], *result, row[0]))
+            if row[5] is not None and row[3] < 0 and row[_RESULTS_AT + 1] != result[1]:
+                changed.add(row[5])
+    if updates:
+        _update_entries(connection, key, since, updates)
+    if len(rows) > SETTLE_CHUNK:
+        next_at, next_id = rows[SETTLE_CHUNK][2], rows[SETTLE_CHUNK][1]
+        moment = datetime.fromisoformat(next_at) if isinstance(next_at, str) else next_at
+        _write_tails(connection, {key: (utc(moment), next_id)}, tails, at=at)
+        return changed
+    if chunk:
+        final = (state, _last_move(chunk[-1], {}, in_costs[-1]))
+        _write(connection, [], [], {key: final}, held, at=at)
+    _write_tails(connection, {key: None}, tails, at=at)
+    return changed
+
+
+def settle_for_reading(connection: Connection) -> None:
+    """Settle every pending re-valuation before a read of values: a lagging (site, item)
+    and a transfer's cost still to carry leave stored values stale until settled, and a
+    reader must not be shown them.
+
+    Right after the push that recorded them, that push's own settling is usually done
+    already: this finds nothing, with one read of a table that is empty almost always.
+    ``connection`` is the reader's, called before its read, outside any write
+    transaction. If anything is pending, the read transaction it has open is ended and
+    each site settled on it, in transactions holding the site's lock (waiting, if the
+    push's own settling is running, for the chunk in hand), so the read that follows
+    sees what was settled. A settling that fails is logged and the read goes on (``jxc
+    central check`` names what is left)."""
+    if connection.get_execution_options().get(WRITE_INTENT):
+        raise RuntimeError("settle_for_reading inside a write transaction would wait on itself")
+    was_open = connection.in_transaction()
+    sites = connection.execute(_PENDING_SITES).scalars().all()
+    if not sites:
+        if not was_open:
+            connection.rollback()  # left as found: a writer may begin on it next
+        return
+    connection.rollback()
+    for site_id in sites:
+        settle_site(connection, site_id)
+
+
+_PENDING_SITES = (
+    select(valuation_pending.c.site_id).distinct().order_by(valuation_pending.c.site_id)
+)
 
 
 def _method_of(connection: Connection, item: str) -> str:

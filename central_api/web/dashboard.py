@@ -47,6 +47,7 @@ from central_api.services.documents import site_conditions
 from central_api.services.feed import read_snapshot
 from central_api.services.monitoring import Thresholds
 from central_api.services.shipping import SALES_ORDER
+from central_api.services.valuation import settle_for_reading
 from central_api.web.monitoring import ops_panel
 from central_api.web.purchasing import _sites
 from central_api.web.render import CONSOLE_ROOT, N_, render
@@ -295,6 +296,8 @@ def figures(
     sync and device panel with the operations alerts' thresholds (the settings')."""
     visible = principal.sites
     moment = now or datetime.now(UTC)
+    if principal.financial:
+        settle_for_reading(connection)  # values: none stale (docs/valuation.md)
     with read_snapshot(connection):
         sites = _sites(connection, principal)
         values, trends = (

@@ -30,6 +30,7 @@ from central_api.api.report_specs import SPECS, Reader, ReportSpec
 from central_api.core.principal import Principal, PrincipalDep
 from central_api.errors import InvalidError
 from central_api.services import reports as service
+from central_api.services.valuation import settle_for_reading
 from central_api.web import i18n
 from central_api.web.purchasing import _sites, url
 from central_api.web.render import CONSOLE_ROOT, N_, environment, gettext_for, render
@@ -217,6 +218,7 @@ def _page_route(spec: ReportSpec) -> None:
         site_id = texts.get("site_id")
         spec.check(principal, site_id)
         report, problem = None, ""
+        settle_for_reading(connection)
         try:
             values = {f.name: f.from_page(texts.get(f.name)) for f in spec.filters}
             report = spec.build(connection, Reader.of(principal), values)

@@ -45,6 +45,7 @@ from central_api.schemas.reports import ReportColumnOut, ReportEntryOut, ReportO
 from central_api.services import reports as service
 from central_api.services.audit import AuditContext
 from central_api.services.report_files import csv_chunks, file_chunks, text_of, write_xlsx
+from central_api.services.valuation import settle_for_reading
 from jxc.paths import REPORTS, below_api_root
 
 router = APIRouter(prefix=below_api_root(REPORTS), tags=["reports"])
@@ -117,6 +118,7 @@ async def _serve(
 
         def read() -> service.Report:
             with engine.connect() as connection:
+                settle_for_reading(connection)
                 report = build(connection)
                 entry(connection, len(report.rows))
             return report
@@ -136,6 +138,7 @@ async def _serve(
 
     def pages() -> Iterator[Sequence[dict[str, Any]]]:
         with engine.connect() as connection:
+            settle_for_reading(connection)
             for page in paged(connection):
                 yield page.rows
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import Engine
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from central_api.api.admission import Admission
@@ -47,6 +48,7 @@ from central_api.services.ingest import (
 from central_api.services.ledger import list_refused, site_watermark
 from central_api.services.monitoring import record_status
 from central_api.services.push_group import PushGroup
+from central_api.services.valuation import settle_sites, settling_deferred
 from jxc.contract import Int64, SiteId, SiteStatusReport
 from jxc.feed import CountEntryAck, CountEntryBatch, CountEntryVerdict
 from jxc.paths import (
@@ -116,14 +118,19 @@ async def push_events(batch: PushBatch, token_site: TokenSiteDep, request: Reque
         # holds no thread and no connection, and waits at most the write lock's bound.
         async with admission.admitted():
             admitted = True
-            answer = await run_in_threadpool(_push, state, batch, audit, received_at)
+            answer, settle = await run_in_threadpool(_push, state, batch, audit, received_at)
     except WriteBusyError:
         state.metrics.busy_pushes.labels(at="write_lock" if admitted else "admission").inc()
         raise
-    return Response(answer, media_type="application/json")
+    # Valuation's settling the push queued (a late event's long tail, a transfer's cost
+    # for another site) runs once the answer is sent: docs/valuation.md, "A long tail".
+    background = BackgroundTask(settle_sites, state.engine, settle) if settle else None
+    return Response(answer, media_type="application/json", background=background)
 
 
-def _push(state: Any, batch: PushBatch, audit: AuditContext, received_at: datetime) -> bytes:
+def _push(
+    state: Any, batch: PushBatch, audit: AuditContext, received_at: datetime
+) -> tuple[bytes, list[str]]:
     """The whole push in one trip to a worker thread: connection, ingest, commit, answer.
 
     The route is ``async`` and hands everything that touches the database or grows with
@@ -131,7 +138,14 @@ def _push(state: Any, batch: PushBatch, audit: AuditContext, received_at: dateti
     four or more trips through the thread pool (``docs/performance.md``). The answer is
     serialized here too, so 5,000 results never hold the event loop. On SQLite, pushes
     that wait together are committed together (:mod:`central_api.services.push_group`).
+    With the sites whose valuation is to be settled once the answer is sent.
     """
+    with settling_deferred() as settle:
+        answer = _merge(state, batch, audit, received_at)
+    return answer, settle
+
+
+def _merge(state: Any, batch: PushBatch, audit: AuditContext, received_at: datetime) -> bytes:
     group: PushGroup | None = state.push_group
     if group is not None:
         merge = partial(

@@ -70,6 +70,7 @@ async def read_valuation(
     _may_see(principal, site_id)
 
     def work(connection: Connection) -> list[ValuationOut]:
+        service.settle_for_reading(connection)
         found = service.list_states(connection, site_id=site_id, item=item, sites=principal.sites)
         _audited(connection, audit, site_id=site_id, item=item, rows=len(found))
         return [ValuationOut.model_validate(row) for row in found]
@@ -92,6 +93,7 @@ async def read_valuation_entries(
     _may_see(principal, site_id)
 
     def work(connection: Connection) -> list[ValuationEntryOut]:
+        service.settle_for_reading(connection)
         found = service.list_entries(connection, site_id=site_id, item=item, limit=limit)
         _audited(connection, audit, site_id=site_id, item=item, rows=len(found))
         return [ValuationEntryOut.model_validate(row) for row in found]
