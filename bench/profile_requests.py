@@ -1,11 +1,16 @@
 """Where one small request's time goes: a push of one event or an item create, in process.
 
+``--what create`` is ``bench/requests.py``'s "create an item" row (``PUT`` of a new code);
+``--what create-post`` makes the item with ``POST`` and an ``Idempotency-Key``, as a
+console or a client that may retry does.
+
 The app is called through ``httpx.ASGITransport`` (no server, no socket) on a database
 prepared as ``bench/requests.py`` prepares it. Every statement sent to the database is
 counted with an SQLAlchemy ``before_cursor_execute`` listener (``COMMIT`` is not a
 statement there). ``--profile`` runs the thread-pool trips inline so that one cProfile
 sees the whole request, prints the top of it and writes ``var/bench/profile-<db>-<what>.prof``;
-without it the figures are the process's CPU and wall time per request, profiler-free.
+without it the figures are the process's CPU and wall time per request, profiler-free, and
+on PostgreSQL the CPU of the server's processes for the bench's database (from ``/proc``).
 Drop a projection with ``--drop valuation,alerts`` to see what it costs.
 Findings: ``docs/performance.md``, "Cost per request: pushes and item creates".
 """
@@ -18,6 +23,7 @@ import cProfile
 import io
 import pstats
 import time
+import uuid
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -25,7 +31,7 @@ import httpx
 import requests as bench  # bench/requests.py
 import starlette.concurrency
 import typer
-from common import ROOT, cli
+from common import ROOT, cli, process_tree_cpu_s
 from sqlalchemy import event
 
 from central_api.core import driver
@@ -52,10 +58,40 @@ def _run_inline() -> None:
             module.run_in_threadpool = _inline  # type: ignore[attr-defined]
 
 
+def _backends(engine: Any) -> list[int]:
+    """The PostgreSQL server processes of ``engine``'s database (its pool's connections),
+    whose CPU ``/proc`` shows when the server runs on this machine; none on SQLite."""
+    if engine.dialect.name != "postgresql":
+        return []
+    with engine.connect() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        return [int(pid) for (pid,) in found]
+
+
+def _cpu_s(pids: list[int]) -> float:
+    return sum(process_tree_cpu_s(pid, children=False) for pid in pids)
+
+
+def _poster(client: httpx.AsyncClient, items: str, headers: dict[str, str]) -> Any:
+    """``POST`` of a new item with an ``Idempotency-Key`` (bench._creator sends ``PUT``)."""
+    turn = iter(range(1 << 62))
+
+    async def call() -> tuple[httpx.Response, int]:
+        number = next(turn)
+        code = f"NEW-post-{number:07d}"
+        body = {"item_code": code, "name": f"New item {code}", "uom": "pcs"}
+        keyed = {**headers, "idempotency-key": f"profile-{number}-{uuid.uuid4()}"}
+        return await client.post(items, json=body, headers=keyed), 1
+
+    return call
+
+
 @app.command()
 def main(
     database_kind: Annotated[str, typer.Option("--database", help="sqlite or postgresql")],
-    what: Annotated[str, typer.Option(help="push or create")] = "push",
+    what: Annotated[str, typer.Option(help="push, create (PUT) or create-post")] = "push",
     requests: Annotated[int, typer.Option(help="requests measured (after 30 to warm up)")] = 300,
     profile: Annotated[bool, typer.Option(help="cProfile, thread trips inline")] = False,
     drop: Annotated[str, typer.Option(help="projections to take out, comma-separated")] = "",
@@ -96,12 +132,16 @@ def main(
                 await pusher.login(fixture.secrets["S01"])
                 headers = {"authorization": f"Bearer {fixture.user_token}"}
                 creator = bench._creator(client, bench.ITEMS, "profile", headers)
-                call = pusher if what == "push" else creator
+                call = {"push": pusher, "create": creator}.get(what) or _poster(
+                    client, bench.ITEMS, headers
+                )
                 for _ in range(30):
                     answer, _units = await call()
                     answer.raise_for_status()
+                backends = _backends(served.state.engine)
                 statements.clear()
                 profiler = cProfile.Profile()
+                server = _cpu_s(backends)
                 wall, cpu = time.perf_counter(), time.process_time()
                 if profile:
                     profiler.enable()
@@ -113,6 +153,11 @@ def main(
                 wall = (time.perf_counter() - wall) * 1000 / requests
                 cpu = (time.process_time() - cpu) * 1000 / requests
                 print(f"{database_kind} {what}: {wall:.2f} ms wall, {cpu:.2f} ms CPU per request")
+                if backends:
+                    server = (_cpu_s(backends) - server) * 1000 / requests
+                    print(
+                        f"PostgreSQL's backends ({len(backends)}): {server:.2f} ms CPU per request"
+                    )
                 print(f"statements per request: {sum(statements.values()) / requests:.2f}")
                 for text, count in statements.most_common():
                     print(f"  {count / requests:5.2f}  {text}")

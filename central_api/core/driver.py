@@ -41,6 +41,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.sql import ClauseElement, visitors
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import BindParameter
 
 _REQUIRED = object()
@@ -118,6 +119,8 @@ def prepare(statement: ClauseElement, dialect: Dialect) -> Prepared:
             binds.append(processor)
     results: tuple[Callable[[Any], Any] | None, ...] | None = None
     selected = getattr(statement, "selected_columns", None)
+    if selected is None and isinstance(statement, UpdateBase):
+        selected = statement.exported_columns  # an INSERT's (UPDATE's) RETURNING columns
     if selected is not None:
         found = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in selected

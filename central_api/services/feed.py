@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, union_all, update
+from sqlalchemy import Connection, Update, bindparam, insert, select, union_all, update
 
 from central_api.core import driver
 from central_api.errors import FeedCursorAheadError
@@ -135,12 +135,22 @@ class FeedWriter:
         # At the driver (central_api.core.driver): every item, price and document change
         # runs these, and SQLAlchemy's execution of each cost more than the database's.
         connection, dialect = self.connection, self.connection.dialect
-        driver.run_many(connection, driver.prepared(_INSERT_CHANGES, dialect), self.rows)
-        moved = driver.run(
-            connection,
-            driver.prepared(_MOVE_COUNTER, dialect),
-            {"counter_id": FEED_COUNTER_ID, "was": self.first, "now": self.last},
-        )
+        move = {"counter_id": FEED_COUNTER_ID, "was": self.first, "now": self.last}
+        count = len(self.rows)
+        if dialect.name == "postgresql" and count <= _MOST_IN_ONE:
+            # One statement, one round trip: the changes inserted in a WITH of the
+            # counter's move (PostgreSQL runs a WITH's INSERT whether or not it is read).
+            given = dict(move)
+            for index, row in enumerate(self.rows):
+                given.update({f"{name}_{index}": value for name, value in row.items()})
+            moved = driver.run(connection, driver.prepared(_insert_and_move(count), dialect), given)
+        else:
+            insert_changes = driver.prepared(_INSERT_CHANGES, dialect)
+            if count == 1:
+                driver.run(connection, insert_changes, self.rows[0])
+            else:
+                driver.run_many(connection, insert_changes, self.rows)
+            moved = driver.run(connection, driver.prepared(_MOVE_COUNTER, dialect), move)
         if moved != 1:
             # Only possible if someone wrote the counter without its lock.
             raise RuntimeError(f"feed_counter moved from {self.first} while locked")
@@ -158,6 +168,31 @@ _MOVE_COUNTER = (
     .where(feed_counter.c.id == bindparam("counter_id"), feed_counter.c.version == bindparam("was"))
     .values(version=bindparam("now"))
 )
+_MOST_IN_ONE = 16
+"""The most changes :meth:`FeedWriter._flush` writes with the counter's move in one
+statement on PostgreSQL (a statement per count, each kept prepared); more go as two."""
+
+_INSERT_AND_MOVE: dict[int, Update] = {}
+
+
+def _insert_and_move(count: int) -> Update:
+    """``WITH changes AS (INSERT ... VALUES <count rows>) UPDATE feed_counter ...``: the
+    rows' parameters are ``<column>_<index>``; made once per count and kept."""
+    found = _INSERT_AND_MOVE.get(count)
+    if found is None:
+        rows = [
+            {
+                column.name: bindparam(f"{column.name}_{index}", type_=column.type)
+                for column in change_feed.c
+            }
+            for index in range(count)
+        ]
+        found = _INSERT_AND_MOVE[count] = _MOVE_COUNTER.add_cte(
+            insert(change_feed).values(rows).cte("changes")
+        )
+    return found
+
+
 _LOCK_COUNTER = (
     select(feed_counter.c.version)
     .where(feed_counter.c.id == bindparam("counter_id"))

@@ -30,8 +30,9 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, DateTime, bindparam, delete, insert, select
 
+from central_api.core import driver
 from central_api.errors import InvalidError
 from central_api.models.master import idempotency_keys
 
@@ -83,30 +84,18 @@ def check(connection: Connection, claim: IdempotencyClaim | None) -> None:
     """Raise :class:`IdempotentReplay` if ``claim``'s key already made something."""
     if claim is None:
         return
-    found = connection.execute(
-        select(
-            idempotency_keys.c.operation,
-            idempotency_keys.c.fingerprint,
-            idempotency_keys.c.resource_id,
-            idempotency_keys.c.created_at,
-        ).where(
-            idempotency_keys.c.principal == claim.principal,
-            idempotency_keys.c.key == claim.key,
-        )
-    ).one_or_none()
-    if found is None:
+    dialect, key = connection.dialect, {"principal": claim.principal, "key": claim.key}
+    # At the driver (central_api.core.driver), as every create with a key runs it.
+    found = driver.rows(connection, driver.prepared(_FIND_KEY, dialect), key)
+    if not found:
         return
-    if _utc(found.created_at) < datetime.now(UTC) - KEY_TTL:
-        connection.execute(
-            delete(idempotency_keys).where(
-                idempotency_keys.c.principal == claim.principal,
-                idempotency_keys.c.key == claim.key,
-            )
-        )
+    operation, fingerprint, resource_id, created_at = found[0]
+    if _utc(created_at) < datetime.now(UTC) - KEY_TTL:
+        driver.run(connection, driver.prepared(_FORGET_KEY, dialect), key)
         return
-    if (found.operation, found.fingerprint) != (claim.operation, claim.fingerprint):
-        raise IdempotencyKeyReusedError(claim.key, found.operation)
-    raise IdempotentReplay(found.resource_id)
+    if (operation, fingerprint) != (claim.operation, claim.fingerprint):
+        raise IdempotencyKeyReusedError(claim.key, operation)
+    raise IdempotentReplay(resource_id)
 
 
 def remember(
@@ -116,23 +105,48 @@ def remember(
     *,
     now: datetime | None = None,
 ) -> None:
-    """Store ``claim``'s key with what it made, in the caller's transaction."""
+    """Store ``claim``'s key with what it made, in the caller's transaction; keys older
+    than :data:`KEY_TTL` are deleted on the way."""
     if claim is None:
         return
     now = now or datetime.now(UTC)
-    connection.execute(
-        delete(idempotency_keys).where(idempotency_keys.c.created_at < now - KEY_TTL)
-    )
-    connection.execute(
-        insert(idempotency_keys).values(
-            principal=claim.principal,
-            key=claim.key,
-            operation=claim.operation,
-            fingerprint=claim.fingerprint,
-            resource_id=resource_id[:256],
-            created_at=now,
-        )
-    )
+    values = {
+        "principal": claim.principal,
+        "key": claim.key,
+        "operation": claim.operation,
+        "fingerprint": claim.fingerprint,
+        "resource_id": resource_id[:256],
+        "created_at": now,
+        "expired_before": now - KEY_TTL,
+    }
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
+        # One statement, one round trip: the expired keys' delete in a WITH of the insert.
+        driver.run(connection, driver.prepared(_FORGET_EXPIRED_AND_STORE, dialect), values)
+        return
+    driver.run(connection, driver.prepared(_FORGET_EXPIRED, dialect), values)
+    driver.run(connection, driver.prepared(_STORE_KEY, dialect), values)
+
+
+_OF_KEY = (
+    idempotency_keys.c.principal == bindparam("principal"),
+    idempotency_keys.c.key == bindparam("key"),
+)
+_FIND_KEY = select(
+    idempotency_keys.c.operation,
+    idempotency_keys.c.fingerprint,
+    idempotency_keys.c.resource_id,
+    idempotency_keys.c.created_at,
+).where(*_OF_KEY)
+_FORGET_KEY = delete(idempotency_keys).where(*_OF_KEY)
+_FORGET_EXPIRED = delete(idempotency_keys).where(
+    idempotency_keys.c.created_at < bindparam("expired_before", type_=DateTime(timezone=True))
+)
+_STORE_KEY = insert(idempotency_keys).values(
+    {column.name: bindparam(column.name, type_=column.type) for column in idempotency_keys.c}
+)
+_FORGET_EXPIRED_AND_STORE = _STORE_KEY.add_cte(_FORGET_EXPIRED.cte("expired"))
+"""Built once, the values given at execution (each built per call cost more than it ran)."""
 
 
 def _utc(value: datetime) -> datetime:

@@ -42,13 +42,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     ColumnElement,
     Connection,
+    DefaultClause,
     Integer,
     String,
     and_,
@@ -272,7 +273,7 @@ def upsert_item(
     """
     now = now or datetime.now(UTC)
     with write_transaction(connection), feed_writer(connection, changed_at=now) as feed:
-        existed, before = _save(
+        existed, before, written = _save(
             connection,
             feed,
             item=item,
@@ -282,7 +283,6 @@ def upsert_item(
             valuation=valuation,
             now=now,
         )
-        written = _read_one(connection, item.item_code)
         _record(
             connection,
             audit,
@@ -322,7 +322,9 @@ def create_item(
         elif _exists(connection, item_code):
             raise ItemExistsError(item_code)
         item = _item_data(item_code, fields)
-        _save(
+        # The code is free (checked above, or made free by the coding rule) and the feed
+        # counter's lock keeps it so: _save need not read the item again to know it is new.
+        _existed, _before, written = _save(
             connection,
             feed,
             item=item,
@@ -331,8 +333,8 @@ def create_item(
             financial=financial or {},
             valuation=valuation,
             now=now,
+            known_new=True,
         )
-        written = _read_one(connection, item_code)
         idempotency.remember(connection, claim, item_code, now=now)
         _record(connection, audit, "item.create", written, before=None, now=now)
         return written
@@ -873,13 +875,18 @@ def _save(
     financial: dict[str, Decimal | None],
     valuation: str | None,
     now: datetime,
-) -> tuple[bool, dict[str, Any] | None]:
-    """Write one item in the caller's feed transaction; (whether it existed, before)."""
+    known_new: bool = False,
+) -> tuple[bool, dict[str, Any] | None, Item]:
+    """Write one item in the caller's feed transaction; (whether it existed, before, the
+    item as stored now). ``known_new``: the caller has checked, under the feed counter's
+    lock, that no item has the code."""
     code = item.item_code
-    try:
-        current: Item | None = _read_one(connection, code)
-    except UnknownItemError:
-        current = None
+    current: Item | None = None
+    if not known_new:
+        try:
+            current = _read_one(connection, code)
+        except UnknownItemError:
+            current = None
     before = None if current is None else _audit_state(current)
     if current is not None and current.archived:
         if item.active:
@@ -903,17 +910,40 @@ def _save(
         if barcodes is None
         else _resolve_barcodes(code, item.uom, factors, barcodes)
     )
-    if current is None or _as_data(current) != item:
-        _write_item(connection, feed, item, exists=current is not None, now=now)
     extra: dict[str, Any] = {name: value for name, value in financial.items() if value is not None}
     if valuation is not None and (current is None or current.valuation != valuation):
         extra["valuation"] = valuation
-    if extra:
-        connection.execute(update(items).where(items.c.item_code == code).values(**extra))
+    inserted = _write_row(connection, feed, item, current, extra, now=now)
     if units is not None:
         _replace_units(connection, feed, item_code=code, held=held_units, wanted=factors, now=now)
     _replace_barcodes(connection, feed, item_code=code, held=held_codes, wanted=wanted, now=now)
-    return current is not None, before
+    if inserted is not None and not factors and not wanted:
+        # A new item without units or barcodes: the row its insert returned is all of it
+        # (no unit or barcode row can name an item that did not exist: foreign keys).
+        written = _assemble([(*inserted, *_NO_BARCODE)], lambda _codes: ())[0]
+    else:
+        written = _read_one(connection, code)
+    return current is not None, before, written
+
+
+def _write_row(
+    connection: Connection,
+    feed: FeedWriter,
+    item: ItemData,
+    current: Item | None,
+    extra: dict[str, Any],
+    *,
+    now: datetime,
+) -> tuple[Any, ...] | None:
+    """The item's own row: a new one inserted (and returned, as stored), or the held one
+    updated where it changed (None)."""
+    if current is None:
+        return _insert_item(connection, feed, item, extra, now=now)
+    if _as_data(current) != item:
+        _write_item(connection, feed, item, exists=True, now=now)
+    if extra:
+        connection.execute(update(items).where(items.c.item_code == item.item_code).values(**extra))
+    return None
 
 
 def _kept_barcodes(
@@ -1127,16 +1157,52 @@ def _record(
     )
 
 
+def _insert_item(
+    connection: Connection,
+    feed: FeedWriter,
+    item: ItemData,
+    extra: dict[str, Any],
+    *,
+    now: datetime,
+) -> tuple[Any, ...]:
+    """Insert a new item (with ``extra``: its financial amounts and valuation, when
+    given) and return its row as stored, in :func:`_item_columns`' order."""
+    values = {
+        **_item_values(feed, item, now=now),
+        "item_code": item.item_code,
+        "cost": None,
+        "price": None,
+        "purchase_price": None,
+        "valuation": _DEFAULT_VALUATION,
+        **extra,
+    }
+    # At the driver (central_api.core.driver): every create runs it; the RETURNING row is
+    # the item as stored, so a create need not read it back.
+    found = driver.rows(connection, driver.prepared(_INSERT_ITEM, connection.dialect), values)
+    return found[0]
+
+
 def _write_item(
     connection: Connection, feed: FeedWriter, item: ItemData, *, exists: bool, now: datetime
 ) -> None:
+    """Update (``exists``) or insert the item's feed fields; :func:`_save` creates an item
+    with :func:`_insert_item` instead, which returns the row."""
+    values = _item_values(feed, item, now=now)
+    if exists:
+        connection.execute(_UPDATE_ITEM, {**values, "the_code": item.item_code})
+    else:
+        connection.execute(_PLAIN_INSERT_ITEM, {**values, "item_code": item.item_code})
+
+
+def _item_values(feed: FeedWriter, item: ItemData, *, now: datetime) -> dict[str, Any]:
+    """The item's row as the feed sees it, its change appended to the feed."""
     version = feed.append(
         entity=FeedEntity.ITEM,
         key=item.item_code,
         op=ChangeOp.UPSERT,
         data=item_feed_data(item),
     )
-    values = {
+    return {
         "name": item.name,
         "uom": item.uom,
         "active": item.active,
@@ -1153,16 +1219,12 @@ def _write_item(
         "version": version,
         "updated_at": now,
     }
-    if exists:
-        connection.execute(_UPDATE_ITEM, {**values, "the_code": item.item_code})
-    else:
-        connection.execute(_INSERT_ITEM, {**values, "item_code": item.item_code})
 
 
 # Built once, the values given at execution: ``insert(items).values(**values)`` per call
 # coerced every value into a bound parameter and computed a new cache key, which cost more
 # than the insert itself (docs/performance.md, "Cost per request: pushes and item creates").
-_INSERT_ITEM = insert(items)
+_PLAIN_INSERT_ITEM = insert(items)
 _UPDATE_ITEM = update(items).where(items.c.item_code == bindparam("the_code"))
 
 
@@ -1270,10 +1332,14 @@ def _refuse_taken(connection: Connection, item_code: str, wanted: Iterable[str])
 
 
 def _exists(connection: Connection, item_code: str) -> bool:
-    found = connection.execute(
-        select(items.c.item_code).where(items.c.item_code == item_code)
-    ).scalar_one_or_none()
-    return found is not None
+    # At the driver (central_api.core.driver): every create with a code runs it.
+    found = driver.rows(
+        connection, driver.prepared(_ITEM_EXISTS, connection.dialect), {"item_code": item_code}
+    )
+    return bool(found)
+
+
+_ITEM_EXISTS = select(items.c.item_code).where(items.c.item_code == bindparam("item_code"))
 
 
 def _raw(column: Any) -> Any:
@@ -1328,6 +1394,19 @@ _ONE_ITEM = (
 """One item with its barcodes, built once: every create, update and read of an item ends
 by reading it back, and building the page query per call (a subquery, twenty column
 proxies) cost more than running it (``docs/performance.md``, "Cost per request")."""
+
+_NO_BARCODE = (None,) * len(_BARCODE_COLUMNS)
+"""The barcode columns of an item without barcodes in :data:`_ONE_ITEM`'s rows."""
+
+_INSERT_ITEM = (
+    insert(items)
+    .values({column.name: bindparam(column.name, type_=column.type) for column in items.c})
+    .returning(*_item_columns(items))
+)
+"""A new item, every column given, returned as :data:`_ONE_ITEM` reads it."""
+
+_DEFAULT_VALUATION = cast(DefaultClause, items.c.valuation.server_default).arg
+"""What a new item's valuation is when not given: the column's own default."""
 
 _UNIT_COLUMNS = (
     item_units.c.item_code,
