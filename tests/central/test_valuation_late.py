@@ -128,9 +128,9 @@ def rewritten(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     real = valuation._update_entries
 
-    def counted(connection: Any, key: Any, since: Any, rows: Any) -> None:
+    def counted(connection: Any, key: Any, since: Any, rows: Any, until: Any = None) -> None:
         sizes.append(len(rows))
-        real(connection, key, since, rows)
+        real(connection, key, since, rows, until)
 
     monkeypatch.setattr(valuation, "_update_entries", counted)
     return sizes

@@ -54,10 +54,10 @@ def tiny_bounds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     real = valuation._update_entries
     real_tails = valuation._write_tails
 
-    def counted(connection: Any, key: Any, since: Any, rows: Any) -> None:
+    def counted(connection: Any, key: Any, since: Any, rows: Any, until: Any = None) -> None:
         if key[1] != "BOLT":  # test_valuation_property's FIFO item
             sizes.append(len(rows))
-        real(connection, key, since, rows)
+        real(connection, key, since, rows, until)
 
     def recorded(connection: Any, changes: Any, tails: Any, *, at: Any) -> None:
         sizes.extend(-1 for point in changes.values() if point is not None)
@@ -364,3 +364,21 @@ def test_the_monitor_settles_a_lag_a_crash_left(
     with engine.connect() as connection:
         assert _tails(connection) == {}
         _assert_equal_to_from_scratch(connection)
+
+
+def test_chunks_large_enough_for_copy_settle_right(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk of _COPY_FROM_ROWS entries goes through PostgreSQL's COPY and one UPDATE
+    bounded to the chunk's moments (the rest of the tail is the next chunk's)."""
+    monkeypatch.setattr(valuation, "LAG_AFTER", BOUND)
+    monkeypatch.setattr(valuation, "SETTLE_CHUNK", valuation._COPY_FROM_ROWS)
+    _items(engine, PILL=MOVING_AVERAGE)
+    site = SiteLedger("S01")
+    _push_all(engine, site, _history(site, "PILL"))
+    assert TAIL > valuation._COPY_FROM_ROWS + 40
+    _push(engine, site, [_late_receipt(site, 11)])  # before all but the first movements
+    with engine.connect() as connection:
+        assert _tails(connection) == {}
+        _assert_equal_to_from_scratch(connection)
+        assert valuation.check(connection) == []
