@@ -10,8 +10,9 @@ The same code runs on both databases; only what each needs to be safe differs:
   reads and then writes can be refused with "database is locked" no matter how long it
   waits, because another writer committed after its snapshot; taking the lock first
   makes concurrent pushes queue instead.
-* PostgreSQL goes through psycopg 3, with pre-ping so a restarted server costs one
-  reconnect rather than a failed request.
+* PostgreSQL goes through psycopg 3; a pooled connection is pinged on checkout when in
+  doubt (its socket has something to read, or it sat idle over a second), so a restarted
+  server costs one reconnect rather than a failed request.
 
 **Writers wait in line, and not for ever** (``docs/performance.md``, "Waiting for the
 write lock"). SQLite has one write lock per database, and a connection that finds it
@@ -34,6 +35,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import select
 import stat
 import threading
 import time
@@ -113,7 +115,6 @@ def create_db_engine(
             # costs no round trip per transaction.
             server_options += f" -c lock_timeout={max(1, round(write_wait_s * 1000))}"
         options: dict[str, Any] = {
-            "pool_pre_ping": True,
             # Times come back in UTC whatever the server's default zone: converted to
             # another zone, an instant near year 1 or 9999 falls outside Python's dates.
             "connect_args": {"connect_timeout": 5, "options": server_options},
@@ -122,7 +123,12 @@ def create_db_engine(
             "isolation_level": "READ COMMITTED",
         }
         options.update(engine_options)
-        return create_engine(parsed, **options)
+        # Pinged on checkout when in doubt (_install_postgresql_ping), unless the caller
+        # asks for SQLAlchemy's ping on every checkout.
+        engine = create_engine(parsed, **options)
+        if not options.get("pool_pre_ping"):
+            _install_postgresql_ping(engine)
+        return engine
     raise ValueError(
         f"unsupported database {backend!r}: use sqlite:///path/to/file.db "
         "or postgresql+psycopg://user@host/dbname"
@@ -174,6 +180,64 @@ def _install_sqlite_hooks(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         elif not options.get(_NO_BEGIN, False):
             connection.exec_driver_sql("BEGIN")
+
+
+PING_AFTER_IDLE_S = 1.0
+"""A pooled PostgreSQL connection back in the pool longer than this is pinged before use."""
+
+_RETURNED_AT = "jxc_returned_at"
+"""``ConnectionPoolEntry.info`` key: when the connection was last given back to the pool."""
+
+
+def _install_postgresql_ping(engine: Engine) -> None:
+    """Ping a pooled connection on checkout when in doubt, not every time.
+
+    SQLAlchemy's ``pool_pre_ping`` sends a query (a round trip, and an autocommit switch
+    on and off) on every checkout, so that a restarted server costs a reconnect rather
+    than a failed request: two of a one-event push's round trips (the credential check's
+    connection and the push's). A server that ends a connection (a restart, a crash,
+    ``pg_terminate_backend``) sends its error and closes the socket, so a connection it
+    has ended has something to read; one that is healthy and idle has nothing. So a
+    connection is pinged as before when it has anything to read, when it has been back
+    in the pool for more than :data:`PING_AFTER_IDLE_S` (a server host that went away
+    without a word, or a dropped network path, shows nothing on the socket, but neither
+    comes back within a second of the connection's last use), or when libpq no longer
+    calls it good; else one ``poll`` of its socket, no round trip, stands for the ping.
+    A failed ping replaces the connection and invalidates the pool, as ``pool_pre_ping``
+    does (``docs/performance.md``, "A push's round trips on PostgreSQL").
+    """
+    from sqlalchemy import exc  # noqa: PLC0415
+
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        returned_at = record.info.pop(_RETURNED_AT, None)
+        if returned_at is None:
+            return  # just connected (or never given back): nothing to doubt
+        if time.monotonic() - returned_at <= PING_AFTER_IDLE_S and _quiet(dbapi_connection):
+            return
+        if not dialect._do_ping_w_event(dbapi_connection):
+            raise exc.InvalidatePoolError()  # replaced, as a failed pre-ping does
+
+
+def _quiet(dbapi_connection: Any) -> bool:
+    """True if libpq calls the connection good and its socket has nothing to read."""
+    import psycopg  # noqa: PLC0415 - PostgreSQL's driver, needed only on PostgreSQL
+
+    pgconn = dbapi_connection.pgconn
+    if pgconn.status != psycopg.pq.ConnStatus.OK:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(pgconn.socket, select.POLLIN | select.POLLPRI)
+        return not poller.poll(0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return False
 
 
 class WriteGate:

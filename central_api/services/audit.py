@@ -73,6 +73,7 @@ from sqlalchemy import (
     DateTime,
     LargeBinary,
     Row,
+    TextClause,
     and_,
     bindparam,
     insert,
@@ -80,6 +81,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.sql.elements import BindParameter
 
 from central_api.core import driver
 from central_api.models.audit import audit_head, audit_log
@@ -213,6 +215,7 @@ def record(
     before: Any = None,
     after: Any = None,
     at: datetime | None = None,
+    along: tuple[TextClause, Mapping[str, Any]] | None = None,
 ) -> int:
     """Append one entry to the audit log in the caller's transaction; return its seq.
 
@@ -224,6 +227,9 @@ def record(
 
     Without ``context`` the entry is attributed by :func:`current_context`: the
     principal, id and address of the request being served, or the command line's user.
+
+    ``along``: on PostgreSQL only, a statement made by :func:`appending_after` and its
+    write's parameters, to make the change the entry describes in the entry's round trip.
     """
     if context is None:
         context = current_context()
@@ -246,7 +252,9 @@ def record(
         "source": _clip(context.source, 64),
     }
     if connection.dialect.name == "postgresql":
-        return _append_in_one_statement(connection, content)
+        return _append_in_one_statement(connection, content, along)
+    if along is not None:
+        raise ValueError("a write along with the entry is for PostgreSQL only")
     # At the driver (central_api.core.driver): SQLAlchemy's execution of these three cost
     # more than SQLite's; every command and push writes an entry.
     dialect = connection.dialect
@@ -297,9 +305,8 @@ _CONTENT = (
 )
 """The hashed fields before ``seq`` and ``prev_hash``, which close the array."""
 
-_APPEND_SQL = text(
-    """
-WITH old AS (
+_APPEND_BODY = """
+old AS (
     SELECT seq, hash FROM audit_head WHERE id = :head_id FOR UPDATE
 ), new AS (
     SELECT seq + 1 AS seq,
@@ -323,13 +330,28 @@ FROM entry, new
 WHERE audit_head.id = :head_id
 RETURNING audit_head.seq
 """
-).bindparams(
+_APPEND_TYPES = (
     bindparam("prefix", type_=LargeBinary),
     bindparam("at", type_=DateTime(timezone=True)),
 )
+_APPEND_SQL = text("WITH" + _APPEND_BODY).bindparams(*_APPEND_TYPES)
 
 
-def _append_in_one_statement(connection: Connection, content: dict[str, Any]) -> int:
+def appending_after(write: str, *types: BindParameter[Any]) -> TextClause:
+    """PostgreSQL: the entry's one statement, with the caller's ``write`` (a data-modifying
+    statement, as SQL text with ``:named`` parameters other than the entry's own, their
+    types given by ``types``) run in it as a ``WITH`` query: the change and its entry in
+    one round trip. Build it once; pass it to :func:`record` as ``along``. The entry is
+    still the transaction's last write, so it holds the chain's lock only to the commit.
+    """
+    return text(f"WITH written AS ({write}),{_APPEND_BODY}").bindparams(*_APPEND_TYPES, *types)
+
+
+def _append_in_one_statement(
+    connection: Connection,
+    content: dict[str, Any],
+    along: tuple[TextClause, Mapping[str, Any]] | None = None,
+) -> int:
     """PostgreSQL: lock the head, hash, insert and move the head in one round trip.
 
     Each round trip to the server costs more than the statements themselves, and the
@@ -338,10 +360,16 @@ def _append_in_one_statement(connection: Connection, content: dict[str, Any]) ->
     here) followed by the seq and ``prev_hash`` that only the locked head knows, which
     PostgreSQL's ``sha256`` appends as ASCII. Verification recomputes it in Python.
     """
+    statement, written = (_APPEND_SQL, {}) if along is None else along
     found = driver.rows(
         connection,
-        driver.prepared(_APPEND_SQL, connection.dialect),
-        {**content, "prefix": _content_prefix(content).encode(), "head_id": AUDIT_HEAD_ID},
+        driver.prepared(statement, connection.dialect),
+        {
+            **written,
+            **content,
+            "prefix": _content_prefix(content).encode(),
+            "head_id": AUDIT_HEAD_ID,
+        },
     )
     if not found:
         raise AuditHeadMissingError("table audit_head has no row")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, bindparam, insert, select, text
+from sqlalchemy import BigInteger, Connection, Engine, String, bindparam, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from central_api.core import driver
@@ -178,3 +178,63 @@ def test_a_statement_outside_a_transaction_begins_one(engine: Engine) -> None:
         assert connection.in_transaction()
         connection.rollback()
         assert connection.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 0
+
+
+def test_a_one_row_executemany_runs_once_with_the_same_count_and_errors(engine: Engine) -> None:
+    """One row given to ``run_many`` goes as one ``execute`` (no pipeline on psycopg):
+    the same row stored, the same count, a duplicate the same ``IntegrityError``."""
+    statement = driver.prepare(audit._INSERT_ENTRY, engine.dialect)
+    with engine.connect() as connection:
+        with connection.begin():
+            assert driver.run_many(connection, statement, [_audit_values(1)]) == 1
+            assert driver.run_many(connection, statement, [_audit_values(2), _audit_values(3)])
+            with pytest.raises(IntegrityError):
+                driver.run_many(connection, statement, [_audit_values(2)])
+            connection.rollback()
+        with connection.begin():
+            assert driver.run_many(connection, statement, [_audit_values(1)]) == 1
+        stored = connection.execute(select(audit_log.c.seq, audit_log.c.hash)).all()
+    assert [tuple(row) for row in stored] == [(1, "f" * 64)]
+
+
+def test_a_write_along_with_its_audit_entry_is_one_statement_on_postgresql(
+    engine: Engine,
+) -> None:
+    """The push's watermark move rides in its entry's statement on PostgreSQL (one round
+    trip fewer); the entry is chained as any other. SQLite refuses the combination."""
+    along = audit.appending_after(
+        "UPDATE site_sync_state SET acked_through_seq = :watermark WHERE site_id = :the_site",
+        bindparam("watermark", type_=BigInteger),
+        bindparam("the_site", type_=String),
+    )
+    with engine.connect() as connection:
+        with connection.begin():
+            connection.execute(
+                insert(site_sync_state).values(site_id="S01", acked_through_seq=0, updated_at=AT)
+            )
+        context = audit.system_context("test")
+        with connection.begin():
+            if engine.dialect.name != "postgresql":
+                with pytest.raises(ValueError, match="PostgreSQL only"):
+                    audit.record(
+                        connection,
+                        context,
+                        action="sync.push",
+                        resource="sync_batch",
+                        along=(along, {"watermark": 7, "the_site": "S01"}),
+                    )
+                return
+            seqs = [
+                audit.record(connection, context, action="x.one", resource="x"),
+                audit.record(
+                    connection,
+                    context,
+                    action="sync.push",
+                    resource="sync_batch",
+                    along=(along, {"watermark": 7, "the_site": "S01"}),
+                ),
+            ]
+        assert seqs == [1, 2]
+        assert connection.execute(select(site_sync_state.c.acked_through_seq)).scalar_one() == 7
+        assert audit.verify_chain(connection).intact
+        connection.rollback()
