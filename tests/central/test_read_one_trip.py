@@ -21,6 +21,7 @@ from sqlalchemy import Engine, event
 
 from central_api.api.errors import install_error_handlers
 from central_api.api.permissions import Requires
+from central_api.core import driver
 from central_api.core.config import Settings
 from central_api.core.principal import (
     CSRF_COOKIE,
@@ -73,6 +74,14 @@ def seen(anonymous: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[See
     def statement(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
         found.statements.append(sql)
 
+    # Statements at the driver (central_api.core.driver) pass no SQLAlchemy event.
+    real_execute = driver._execute
+
+    def at_driver(connection: Any, sql: str, parameters: Any, **kwargs: Any) -> Any:
+        found.statements.append(sql)
+        return real_execute(connection, sql, parameters, **kwargs)
+
+    monkeypatch.setattr(driver, "_execute", at_driver)
     engine = engine_of(anonymous)
     event.listen(engine, "before_cursor_execute", statement)
     try:
