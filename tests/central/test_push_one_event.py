@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, select, update
 
 from central_api.models import ledger_events, site_sync_state, stock_balances
+from central_api.models.base import from_micro_units
+from central_api.services import valuation
 from tests.central.test_ingest import held_event_count, paths_taken, push, statuses, stock
 
 
@@ -100,3 +102,36 @@ def test_one_event_moves_the_watermark_over_seqs_held_past_it(
         balance = connection.execute(select(stock_balances.c.qty)).scalar_one()
     assert held == 4
     assert balance == Decimal(5), "four receipts of 1 plus this one"
+
+
+def test_one_event_of_a_valued_key_writes_its_entry_and_state_in_one_statement(
+    client: TestClient, engine: Engine, site: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL writes the entry in a WITH of the state's update (SQLite: two); either
+    way the entries and the state are what a valuation from scratch gives."""
+    real = valuation._one_entry_and_its_state
+    combined: list[bool] = []
+
+    def recorded(*args: Any, **kwargs: Any) -> bool:
+        combined.append(real(*args, **kwargs))
+        return combined[-1]
+
+    monkeypatch.setattr(valuation, "_one_entry_and_its_state", recorded)
+    for qty in ("10", "-2.5", "4", "-11.5"):
+        kind = "receipt" if not qty.startswith("-") else "sale"
+        push(client, site.batch([site.event(kind, qty, unit_cost="1.25")]))
+    postgresql = engine.dialect.name == "postgresql"
+    assert combined == [False, postgresql, postgresql, postgresql]  # the first: no state yet
+    with engine.connect() as connection:
+        fresh = valuation.value_from_scratch(connection)
+        stored = {
+            row.event_id: valuation._result_of(row)
+            for row in connection.execute(select(*valuation._ENTRY_COLUMNS))
+        }
+        assert stored == fresh.results
+        [state] = connection.execute(select(*valuation._STATE_COLUMNS)).all()
+        assert (state.qty, state.value) == (
+            from_micro_units(fresh.states[(state.site_id, state.item)].qty),
+            from_micro_units(fresh.states[(state.site_id, state.item)].value),
+        )
+        assert valuation.check(connection) == []
