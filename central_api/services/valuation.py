@@ -595,7 +595,7 @@ def _value_keys(
     caller has read them (a push reads its site's pending rows anyway), else read here;
     kept up to date with what this call records. A lagging key, and a late moving-average
     one with more than :data:`LAG_AFTER` later entries, is not re-valued here
-    (:func:`_lag`).
+    (:func:`_lagging`).
     """
     keys = sorted(set(new_moves) | set(since or {}))
     states = _read_states(connection, keys)
