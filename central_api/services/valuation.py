@@ -64,10 +64,12 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    null,
     or_,
     select,
     tuple_,
     type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.engine import Dialect, Engine
@@ -529,7 +531,11 @@ class _Master:
         return None, "running"
 
 
-def _chunks(values: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
+_CHUNK = 500
+"""Keys looked up per statement."""
+
+
+def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
@@ -551,13 +557,19 @@ def value_events(connection: Connection, events: Sequence[LedgerEvent], *, at: d
     that a crash left unsettled are settled here too.
     """
     held = frozenset(event.site_id for event in events)
-    pending_links, tails = _take_pending(connection, held)
+    states, pending = _states_and_pending(connection, events)
+    pending_links, tails = _take_pending(connection, held, pending)
     master = _Master(connection, events)
     by_key: dict[Key, list[Move]] = defaultdict(list)
     for event, move in zip(events, master.moves(events), strict=True):
         by_key[(event.site_id, event.item)].append(move)
     changed_links = _value_keys(
-        connection, by_key, {key: master.method(key[1]) for key in by_key}, at=at, tails=tails
+        connection,
+        by_key,
+        {key: master.method(key[1]) for key in by_key},
+        at=at,
+        tails=tails,
+        states=states,
     )
     # A transfer_in that arrives after its transfer_out was valued has nothing of that
     # line "changed", yet still needs the line's cost: look its links up too (a link
@@ -584,6 +596,7 @@ def _value_keys(
     changed_inputs: Mapping[str, int | None] | None = None,
     since: Mapping[Key, OrderKey] | None = None,
     tails: dict[Key, OrderKey] | None = None,
+    states: dict[Key, tuple[State, OrderKey]] | None = None,
 ) -> set[str]:
     """Value ``new_moves`` per key, re-valuing a key from the earliest point that moved.
 
@@ -595,10 +608,11 @@ def _value_keys(
     caller has read them (a push reads its site's pending rows anyway), else read here;
     kept up to date with what this call records. A lagging key, and a late moving-average
     one with more than :data:`LAG_AFTER` later entries, is not re-valued here
-    (:func:`_lagging`).
+    (:func:`_lagging`). ``states``: the stored states of every key, when the caller has
+    read them (:func:`_states_and_pending`).
     """
     keys = sorted(set(new_moves) | set(since or {}))
-    states = _read_states(connection, keys)
+    states = _read_states(connection, keys) if states is None else states
     fast, late = _fast_or_late(keys, states, new_moves, methods, since or {})
     if tails is None:
         tails = _read_tails(connection, keys)
@@ -817,6 +831,69 @@ def _fast_or_late(
         else:
             fast.append(key)
     return fast, late
+
+
+_PendingRow = tuple[str, str, Any, Any]
+"""A ``valuation_pending`` row as :func:`_take_pending` reads it: id, link, boundary."""
+
+
+def _states_and_pending(
+    connection: Connection, events: Sequence[LedgerEvent]
+) -> tuple[dict[Key, tuple[State, OrderKey]] | None, list[_PendingRow] | None]:
+    """A push's stored states and its site's pending rows in one statement, for one site
+    and up to a chunk of items (every push from an edge): one round trip fewer than
+    reading them apart. (None, None) for anything else, read apart then."""
+    sites = {event.site_id for event in events}
+    items = sorted({event.item for event in events})
+    if len(sites) != 1 or not items or len(items) > _CHUNK:
+        return None, None
+    [site_id] = sites
+    pending_at = len(_STATE_COLUMNS)  # where a pending row's own columns begin
+    states: dict[Key, tuple[State, OrderKey]] = {}
+    pending: list[_PendingRow] = []
+    for row in driver.rows(
+        connection,
+        _states_and_pending_of_site(connection),
+        {"b_site": site_id, "b_items": list_param(connection, items)},
+    ):
+        if row[pending_at] is not None:
+            pending.append(row[pending_at:])
+            continue
+        states[(row[_STATE_SITE], row[_STATE_ITEM])] = (
+            State(row[_STATE_METHOD], row[_STATE_QTY], row[_STATE_VALUE], row[_STATE_COST]),
+            (utc(row[_STATE_LAST_AT]), row[_STATE_LAST_EVENT]),
+        )
+    return states, pending
+
+
+_STATES_AND_PENDING: dict[str, Prepared] = {}
+
+
+def _states_and_pending_of_site(connection: Connection) -> Prepared:
+    """``states of the items UNION ALL pending rows of the site``, per database: each
+    half's columns are NULL where the other's are (typed alike, so that both are read
+    back through the same result conversions)."""
+    found = _STATES_AND_PENDING.get(connection.dialect.name)
+    if found is None:
+        pending = valuation_pending.c
+        pending_columns = (
+            pending.pending_id,
+            pending.link,
+            pending.since_at,
+            pending.since_event_id,
+        )
+        states = select(
+            *_STATE_COLUMNS, *(type_coerce(null(), column.type) for column in pending_columns)
+        ).where(
+            valuation_state.c.site_id == bindparam("b_site", type_=String),
+            one_of(connection, valuation_state.c.item, "b_items"),
+        )
+        rows = select(
+            *(type_coerce(null(), column.type) for column in _STATE_COLUMNS), *pending_columns
+        ).where(pending.site_id == bindparam("b_site", type_=String))
+        found = prepare(union_all(states, rows), connection.dialect)
+        _STATES_AND_PENDING[connection.dialect.name] = found
+    return found
 
 
 def _read_states(connection: Connection, keys: Sequence[Key]) -> dict[Key, tuple[State, OrderKey]]:
@@ -1700,18 +1777,26 @@ statement costs more than running this one (``docs/performance.md``)."""
 
 
 def _take_pending(
-    connection: Connection, site_ids: Iterable[str]
+    connection: Connection,
+    site_ids: Iterable[str],
+    read: Sequence[_PendingRow] | None = None,
 ) -> tuple[set[str], dict[Key, OrderKey]]:
     """The transfer links recorded as pending for ``site_ids`` (whose locks the
     transaction holds), deleted: the caller settles them in this transaction; and the
     keys of those sites that lag, with their boundaries (left in place: a tail is
-    settled in chunks after the commit, :func:`settle_site`)."""
+    settled in chunks after the commit, :func:`settle_site`). ``read``: the rows of the
+    one site, when the caller has read them (:func:`_states_and_pending`)."""
     links: dict[str, str] = {}
     tails: dict[Key, OrderKey] = {}
     for site_id in sorted(site_ids):
-        for pending_id, link, since_at, since_event_id in driver.rows(
-            connection, driver.prepared(_PENDING_OF_SITE, connection.dialect), {"b_site": site_id}
-        ):
+        rows = read
+        if rows is None:
+            rows = driver.rows(
+                connection,
+                driver.prepared(_PENDING_OF_SITE, connection.dialect),
+                {"b_site": site_id},
+            )
+        for pending_id, link, since_at, since_event_id in rows:
             item = _item_of_tail(link)
             if item is None:
                 links[pending_id] = link

@@ -24,17 +24,19 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, select, update
 
+from central_api.core import driver
 from central_api.core.db import write_transaction
 from central_api.models import items, valuation_entries, valuation_pending, valuation_state
 from central_api.models.base import from_micro_units
 from central_api.services import monitoring, valuation
 from central_api.services.reports import cents
 from central_api.services.valuation import MOVING_AVERAGE
+from jxc.contract import LedgerEvent
 from jxc.paths import REPORTS, VALUATION
 from tests.central import test_valuation_property as properties
 from tests.central.conftest import SiteLedger
 from tests.central.test_purchasing import master, ok
-from tests.central.test_valuation_late import TAIL, _at, _history, _items, _push_all
+from tests.central.test_valuation_late import T0, TAIL, _at, _history, _items, _push_all
 from tests.central.test_valuation_pending import _assert_equal_to_from_scratch, _push
 
 __all__ = ["master"]  # the fixture, imported to be used here
@@ -382,3 +384,34 @@ def test_chunks_large_enough_for_copy_settle_right(
         assert _tails(connection) == {}
         _assert_equal_to_from_scratch(connection)
         assert valuation.check(connection) == []
+
+
+def test_a_push_reads_its_states_and_pending_rows_in_one_statement(
+    engine: Engine, crashed_lagging: SiteLedger
+) -> None:
+    """The union a push reads gives what the two reads it replaces give."""
+    site = crashed_lagging
+    with engine.connect() as connection, write_transaction(connection):
+        connection.execute(
+            valuation_pending.insert().values(
+                pending_id="p-1", site_id="S01", link="transfer_order:T1:1", recorded_at=T0
+            )
+        )
+    events = [
+        LedgerEvent.model_validate(site.event("sale", "-1", item=item, occurred_at=_at(9)))
+        for item in ("PILL", "NONE-SUCH")
+    ]
+    with engine.connect() as connection:
+        states, pending = valuation._states_and_pending(connection, events)
+        keys = [("S01", "PILL"), ("S01", "NONE-SUCH")]
+        assert states == valuation._read_states(connection, keys)
+        assert list(states) == [("S01", "PILL")]
+        apart = driver.rows(
+            connection,
+            driver.prepared(valuation._PENDING_OF_SITE, connection.dialect),
+            {"b_site": "S01"},
+        )
+        assert pending is not None
+        assert sorted(map(tuple, pending)) == sorted(map(tuple, apart))
+        assert len(pending) == 2  # the lag's boundary and the transfer's link
+        connection.rollback()
