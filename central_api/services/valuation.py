@@ -859,10 +859,7 @@ def _states_and_pending(
         if row[pending_at] is not None:
             pending.append(row[pending_at:])
             continue
-        states[(row[_STATE_SITE], row[_STATE_ITEM])] = (
-            State(row[_STATE_METHOD], row[_STATE_QTY], row[_STATE_VALUE], row[_STATE_COST]),
-            (utc(row[_STATE_LAST_AT]), row[_STATE_LAST_EVENT]),
-        )
+        states[(row[_STATE_SITE], row[_STATE_ITEM])] = _state_of(row)
     return states, pending
 
 
@@ -910,11 +907,17 @@ def _read_states(connection: Connection, keys: Sequence[Key]) -> dict[Key, tuple
                 _states_of_site(connection),
                 {"b_site": site_id, "b_items": list_param(connection, chunk)},
             ):
-                found[(row[_STATE_SITE], row[_STATE_ITEM])] = (
-                    State(row[_STATE_METHOD], row[_STATE_QTY], row[_STATE_VALUE], row[_STATE_COST]),
-                    (utc(row[_STATE_LAST_AT]), row[_STATE_LAST_EVENT]),
-                )
+                found[(row[_STATE_SITE], row[_STATE_ITEM])] = _state_of(row)
     return found
+
+
+def _state_of(row: Sequence[Any]) -> tuple[State, OrderKey]:
+    """A ``valuation_state`` row read by :data:`_STATE_COLUMNS`: the state, and the order
+    key of its latest movement."""
+    return (
+        State(row[_STATE_METHOD], row[_STATE_QTY], row[_STATE_VALUE], row[_STATE_COST]),
+        (utc(row[_STATE_LAST_AT]), row[_STATE_LAST_EVENT]),
+    )
 
 
 def _read_layers(connection: Connection, keys: Sequence[Key]) -> dict[Key, list[Layer]]:
@@ -1466,20 +1469,7 @@ def _write(
         _update_entries(connection, key, since, rows)
     if not finals:
         return
-    state_rows = [
-        {
-            "site_id": key[0],
-            "item": key[1],
-            "method": state.method,
-            "qty": state.qty,
-            "value": state.value,
-            "last_cost": state.last_cost,
-            "last_at": last.occurred_at,
-            "last_event_id": last.event_id,
-            "updated_at": at,
-        }
-        for key, (state, last) in finals.items()
-    ]
+    state_rows = [_state_row(key, state, last, at) for key, (state, last) in finals.items()]
     existing = [row for row in state_rows if (row["site_id"], row["item"]) in held]
     new = [row for row in state_rows if (row["site_id"], row["item"]) not in held]
     if new:
@@ -1513,6 +1503,21 @@ def _write(
     ]
     if layer_rows:
         connection.execute(_INSERT_LAYER, layer_rows)
+
+
+def _state_row(key: Key, state: State, last: Move, at: datetime) -> dict[str, Any]:
+    """A ``valuation_state`` row's values: ``state`` after ``last``, written ``at``."""
+    return {
+        "site_id": key[0],
+        "item": key[1],
+        "method": state.method,
+        "qty": state.qty,
+        "value": state.value,
+        "last_cost": state.last_cost,
+        "last_at": last.occurred_at,
+        "last_event_id": last.event_id,
+        "updated_at": at,
+    }
 
 
 _ENTRY_AND_STATE = _UPDATE_STATE.add_cte(
@@ -1565,15 +1570,9 @@ def _one_entry_and_its_state(
         "e_cost_source": move.cost_source,
         "e_link": move.link,
         **{f"e_{name}": value for name, value in zip(_RESULT_FIELDS, result, strict=True)},
+        **_state_row(key, state, last, at),
         "b_site": key[0],
         "b_item": key[1],
-        "method": state.method,
-        "qty": state.qty,
-        "value": state.value,
-        "last_cost": state.last_cost,
-        "last_at": last.occurred_at,
-        "last_event_id": last.event_id,
-        "updated_at": at,
     }
     driver.run(connection, driver.prepared(_ENTRY_AND_STATE, connection.dialect), given)
     return True
