@@ -260,14 +260,16 @@ def test_no_reply_is_a_timeout_and_degrades_until_the_device_answers(
 def test_garbage_is_counted_and_never_a_reading(
     twin: Toledo8217Twin, make_scale: MakeScale
 ) -> None:
-    scale = make_scale(reply_timeout=0.3)
+    # The patient reply timeout: a good reply slower than a bare 0.3 s on a busy machine
+    # was counted as a second timeout. The garbled reply still times out (no STX ever).
+    scale = make_scale(reply_timeout=patience_timeout(0.3))
     assert scale.read_now().net == Decimal("1.250")
     twin.send_garbage()  # unasked noise between two requests
-    assert scale.read_stable(3.0).net == Decimal("1.250")
+    assert scale.read_stable(patience_timeout(3.0)).net == Decimal("1.250")
     twin.garble_replies(1)  # the reply itself is noise: no STX, so no reply at all
     with pytest.raises(ScaleTimeoutError):
         scale.read_now()
-    assert scale.read_stable(3.0).net == Decimal("1.250")
+    assert scale.read_stable(patience_timeout(3.0)).net == Decimal("1.250")
     errors = errors_of(scale)
     assert errors["garbage"] == 2
     assert errors["timeout"] == 1
