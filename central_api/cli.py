@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,6 +27,15 @@ app = typer.Typer(
 )
 
 log = logging.getLogger("central_api.cli")
+
+HTTP_PARSER = "httptools"
+EVENT_LOOP = "asyncio" if sys.platform == "win32" else "uvloop"
+"""uvicorn's compiled HTTP parser and libuv event loop, named rather than left to "auto".
+
+Without them uvicorn parses HTTP in pure Python (h11) on asyncio's own loop, and central
+spent about a quarter more CPU per small request (``docs/performance.md``, "The compiled
+HTTP parser and event loop"). Named, a missing package stops the start with uvicorn's
+error instead of quietly serving slower. uvloop does not run on Windows."""
 
 KEEP_ALIVE_S = 30
 """How long central keeps an idle HTTP connection open (uvicorn's default is 5 s).
@@ -189,6 +199,8 @@ def _run(settings: Settings, before_serving: Callable[[], None]) -> None:
             log_config=None,
             access_log=False,
             timeout_keep_alive=KEEP_ALIVE_S,
+            http=HTTP_PARSER,
+            loop=EVENT_LOOP,
             **_tls_options(settings),
         )
         return
@@ -209,6 +221,8 @@ def _run(settings: Settings, before_serving: Callable[[], None]) -> None:
         log_config=None,
         access_log=False,
         timeout_keep_alive=KEEP_ALIVE_S,
+        http=HTTP_PARSER,
+        loop=EVENT_LOOP,
         **_tls_options(settings),
     )
 
