@@ -147,15 +147,22 @@ def server(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[Ser
 
 
 def central_server(
-    url: str, workers: int, log_path: Path, *, group_commit: bool = True
+    url: str,
+    workers: int,
+    log_path: Path,
+    *,
+    group_commit: bool = True,
+    settings: dict[str, str] | None = None,
 ) -> contextlib.AbstractContextManager[Server]:
-    """``jxc central serve`` (``BENCH_JXC`` names another ``jxc``) on ``url``."""
+    """``jxc central serve`` (``BENCH_JXC`` names another ``jxc``) on ``url``, with
+    ``settings`` (``JXC_CENTRAL_*`` variables) on top of this process's environment."""
     jxc = os.environ.get("BENCH_JXC") or str(Path(sys.executable).with_name("jxc"))
     argv = [jxc, "central", "serve", "--host", "127.0.0.1", "--port", "{port}"]
     if workers > 1:
         argv += ["--workers", str(workers)]
     env = {**os.environ, "JXC_CENTRAL_DATABASE_URL": url}
     env["JXC_CENTRAL_GROUP_COMMIT"] = "true" if group_commit else "false"
+    env.update(settings or {})
     return server(argv, env, log_path)
 
 

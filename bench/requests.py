@@ -17,9 +17,11 @@ tasks with ``httpx.AsyncClient`` in this process, one connection each. Rows:
 Each row runs for ``--seconds`` on the floor and on central in turn, ``--rounds`` times,
 floor first in odd rounds and central first in even ones, so load from the rest of the
 machine falls on both alike: read the ratios. An error is any answer but 200 (a 503
-counts) or a failed request. Each phase also reads the server's CPU (user + system, its
-workers included, from ``/proc``), shown per request: on a shared machine the CPU a
-request costs moves less than its wall time. Figures and how to read them:
+counts) or a failed request. ``--rows 4,5`` runs only those rows; ``--pushes-in-flight N``
+also runs the 8-site rows, in the same rounds, against a second central that lets N pushes
+in at once (``JXC_CENTRAL_MAX_PUSHES_IN_FLIGHT``). Each phase also reads the server's CPU
+(user + system, its workers included, from ``/proc``), shown per request: on a shared
+machine the CPU a request costs moves less than its wall time. Figures and how to read them:
 ``docs/performance.md``.
 """
 
@@ -70,8 +72,9 @@ app = cli(__doc__)
 
 SITES = [f"S{n:02d}" for n in range(1, 9)]
 SOLO_SITES = [f"S{n:02d}" for n in range(11, 19)]
-"""The sites of the second central, which commits every push alone (``--group-commit
-compare`` on SQLite), so that both centrals' seqs never meet."""
+"""The sites of the second central (which commits every push alone with ``--group-commit
+compare`` on SQLite, or takes ``--pushes-in-flight``), so that both centrals' seqs never
+meet."""
 GROUP_ROWS = ("8 sites, 1 event", "8 sites, 100 events")
 ITEM_COUNT = 50
 PASSWORD = "bench password"
@@ -127,6 +130,8 @@ class RequestsReport:
     rounds: int
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
+    second_central: str = ""
+    """What the second central measured on the 8-site rows differs in, if one ran."""
 
 
 @dataclass
@@ -139,9 +144,14 @@ class AllReports:
 
 
 def central(
-    url: str, workers: int, log_path: Path, *, group_commit: bool = True
+    url: str,
+    workers: int,
+    log_path: Path,
+    *,
+    group_commit: bool = True,
+    settings: dict[str, str] | None = None,
 ) -> contextlib.AbstractContextManager[Server]:
-    return central_server(url, workers, log_path, group_commit=group_commit)
+    return central_server(url, workers, log_path, group_commit=group_commit, settings=settings)
 
 
 def floor(url: str, workers: int, log_path: Path) -> contextlib.AbstractContextManager[Server]:
@@ -398,6 +408,7 @@ async def _measure(
     rounds: int,
     tag: str,
     solo_base: Server | None = None,
+    only: tuple[str, ...] = ROWS,
 ) -> dict[str, dict[str, Any]]:
     jxc = Target(jxc_base, is_floor=False, fixture=fixture, tag=tag)
     bare = Target(floor_base, is_floor=True, fixture=fixture, tag=tag)
@@ -410,13 +421,13 @@ async def _measure(
         await target.start()
     # Warm each (first requests compile statements, fill caches, open connections).
     for name, target in sides:
-        for row in ROWS if name != "solo" else GROUP_ROWS:
+        for row in only if name != "solo" else [r for r in GROUP_ROWS if r in only]:
             await _phase(target.calls(row), 0.3)
-    totals = {row: {name: Side() for name, _ in sides} for row in ROWS}
+    totals = {row: {name: Side() for name, _ in sides} for row in only}
     try:
         for round_number in range(rounds):
             order = sides[:2] if round_number % 2 == 0 else sides[1::-1]
-            for row in ROWS:
+            for row in only:
                 for name, target in order + (sides[2:] if row in GROUP_ROWS else []):
                     cpu_before = process_tree_cpu_s(target.pid)
                     side = await _phase(target.calls(row), seconds)
@@ -442,12 +453,19 @@ async def _measure(
             "p50_ratio": round(ours["p50_ms"] / base["p50_ms"], 2) if base["p50_ms"] else None,
         }
         if "solo" in measured and measured["solo"].requests:
-            rows[row]["jxc_each_push_commits_alone"] = measured["solo"].summary()
+            rows[row]["jxc_second_central"] = measured["solo"].summary()
     return rows
 
 
 def run_one(
-    kind: str, workers: int, *, seconds: float, rounds: int, compare_group_commit: bool
+    kind: str,
+    workers: int,
+    *,
+    seconds: float,
+    rounds: int,
+    compare_group_commit: bool,
+    only: tuple[str, ...] = ROWS,
+    pushes_in_flight: int = 0,
 ) -> RequestsReport:
     logs = ROOT / "var" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
@@ -463,11 +481,14 @@ def run_one(
                 floor(url, workers, logs / f"requests-floor-{kind}-{workers}.log")
             )
             solo_base = None
+            solo_log = logs / f"requests-central-second-{kind}.log"
             if compare:
-                solo_log = logs / f"requests-central-solo-{kind}.log"
                 solo_base = servers.enter_context(
                     central(url, workers, solo_log, group_commit=False)
                 )
+            elif pushes_in_flight:
+                limit = {"JXC_CENTRAL_MAX_PUSHES_IN_FLIGHT": str(pushes_in_flight)}
+                solo_base = servers.enter_context(central(url, workers, solo_log, settings=limit))
             rows = asyncio.run(
                 _measure(
                     jxc_base,
@@ -477,9 +498,16 @@ def run_one(
                     rounds=rounds,
                     tag=f"{kind[0]}{workers}",
                     solo_base=solo_base,
+                    only=only,
                 )
             )
     report = RequestsReport(database=kind, workers=workers, seconds=seconds, rounds=rounds)
+    if solo_base is not None:
+        report.second_central = (
+            "each push committed alone"
+            if compare
+            else f"{pushes_in_flight} pushes in flight per process"
+        )
     report.rows = rows
     return report
 
@@ -523,12 +551,12 @@ def print_report(reports: AllReports) -> None:
             )
         console.print(shown)
         for row, figures in report.rows.items():
-            solo = figures.get("jxc_each_push_commits_alone")
+            solo = figures.get("jxc_second_central")
             if solo:
                 ours = figures["jxc"]
                 console.print(
-                    f"  {row}: group commit {ours['units_per_s']:,.0f}/s p50 {ours['p50_ms']} "
-                    f"p99 {ours['p99_ms']} ms; each push committed alone "
+                    f"  {row}: as set {ours['units_per_s']:,.0f}/s p50 {ours['p50_ms']} "
+                    f"p99 {ours['p99_ms']} ms; {report.second_central} "
                     f"{solo['units_per_s']:,.0f}/s p50 {solo['p50_ms']} p99 {solo['p99_ms']} ms, "
                     f"errors {solo['errors']}"
                 )
@@ -557,9 +585,21 @@ def main(
         ),
     ] = "compare",
     json_out: Annotated[Path | None, typer.Option(help="write the report here")] = None,
+    rows: Annotated[
+        str,
+        typer.Option(help="which rows to run, by number (1-6), comma-separated; all by default"),
+    ] = "",
+    pushes_in_flight: Annotated[
+        int,
+        typer.Option(
+            help="also run the 8-site rows against a second central with this "
+            "JXC_CENTRAL_MAX_PUSHES_IN_FLIGHT (not with --group-commit compare on SQLite)"
+        ),
+    ] = 0,
 ) -> None:
     """Run the rows on each database (SQLite: one worker) and print the ratios."""
     kinds = ["sqlite", "postgresql"] if database_kind == "both" else [database_kind]
+    only = tuple(ROWS[int(n) - 1] for n in rows.split(",")) if rows else ROWS
     reports = AllReports(machine=machine_info())
     for kind in kinds:
         counts = [1] if kind == "sqlite" else [int(n) for n in workers.split(",")]
@@ -571,6 +611,8 @@ def main(
                     seconds=seconds,
                     rounds=rounds,
                     compare_group_commit=group_commit == "compare",
+                    only=only,
+                    pushes_in_flight=pushes_in_flight,
                 )
             )
     finish(reports, print_report, json_out)
