@@ -116,7 +116,11 @@ def attach_database(app: FastAPI, settings: Settings) -> None:
     )
     app.state.push_admission = Admission(
         limit=settings.max_pushes_in_flight
-        or automatic_limit(pool_size=settings.pool_size, max_overflow=settings.pool_max_overflow),
+        or automatic_limit(
+            pool_size=settings.pool_size,
+            max_overflow=settings.pool_max_overflow,
+            dialect=engine.dialect.name,
+        ),
         wait_s=settings.write_wait_s,
         retry_after_s=settings.busy_retry_after_s,
     )

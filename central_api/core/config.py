@@ -68,10 +68,12 @@ class Settings(BaseSettings):
 
     max_pushes_in_flight: int = Field(default=0, ge=0, le=1000)
     """Pushes one process works on at once; more wait on the event loop, in arrival order,
-    at most ``write_wait_s``, then are answered 503 with ``Retry-After``. 0: the
-    connection pool's capacity (``pool_size`` plus ``pool_max_overflow``), at most 16
-    (``central_api.api.admission``), so waiting pushes hold neither worker threads nor
-    connections."""
+    at most ``write_wait_s``, then are answered 503 with ``Retry-After``. 0: automatic
+    (``central_api.api.admission.automatic_limit``): on SQLite the connection pool's
+    capacity (``pool_size`` plus ``pool_max_overflow``), at most 16, so waiting pushes
+    hold neither worker threads nor connections and can be committed together; on
+    PostgreSQL 3, which keeps one process's pushes in arrival order (raise it for a
+    database across a network)."""
 
     group_commit: bool = True
     """SQLite: commit pushes that wait for the write lock together, one disk sync for the

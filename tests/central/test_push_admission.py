@@ -17,7 +17,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from central_api.api.admission import MAX_AUTOMATIC, Admission, automatic_limit
+from central_api.api.admission import (
+    MAX_AUTOMATIC,
+    POSTGRESQL_AUTOMATIC,
+    Admission,
+    automatic_limit,
+)
 from central_api.api.routes import sync
 from central_api.core.config import Settings
 from central_api.errors import WriteBusyError
@@ -129,6 +134,17 @@ def test_the_automatic_limit_is_the_pools_configured_capacity_within_the_ceiling
     assert automatic_limit(pool_size=4, max_overflow=-1) == MAX_AUTOMATIC  # no bound
 
 
+def test_on_postgresql_the_automatic_limit_is_a_few_pushes_within_the_pool() -> None:
+    """A process's Python runs one thread at a time: on PostgreSQL a couple of pushes in
+    flight fill each other's database waits, and the rest wait in the first-come line."""
+    for pool_size, max_overflow in ((5, 10), (20, 10), (4, -1)):
+        limit = automatic_limit(
+            pool_size=pool_size, max_overflow=max_overflow, dialect="postgresql"
+        )
+        assert limit == POSTGRESQL_AUTOMATIC
+    assert automatic_limit(pool_size=1, max_overflow=0, dialect="postgresql") == 1
+
+
 def test_central_sizes_its_pool_and_its_limit_from_the_public_settings(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -138,8 +154,9 @@ def test_central_sizes_its_pool_and_its_limit_from_the_public_settings(
     monkeypatch.setenv("JXC_CENTRAL_POOL_MAX_OVERFLOW", "1")
     settings = Settings(database_url=database_url)
     assert (settings.pool_size, settings.pool_max_overflow) == (2, 1)
+    automatic = 3 if settings.database_url.startswith("sqlite") else POSTGRESQL_AUTOMATIC
     for given, limit in (
-        (settings, 3),
+        (settings, automatic),
         (settings.model_copy(update={"max_pushes_in_flight": 7}), 7),
     ):
         app = FastAPI()  # what the database part of the app is made of, without routes
