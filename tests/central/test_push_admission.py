@@ -135,8 +135,8 @@ def test_the_automatic_limit_is_the_pools_configured_capacity_within_the_ceiling
 
 
 def test_on_postgresql_the_automatic_limit_is_a_few_pushes_within_the_pool() -> None:
-    """A process's Python runs one thread at a time: on PostgreSQL a couple of pushes in
-    flight fill each other's database waits, and the rest wait in the first-come line."""
+    """A process's Python runs one thread at a time: on PostgreSQL a few pushes in flight
+    fill each other's database waits, and the rest wait in the first-come line."""
     for pool_size, max_overflow in ((5, 10), (20, 10), (4, -1)):
         limit = automatic_limit(
             pool_size=pool_size, max_overflow=max_overflow, dialect="postgresql"

@@ -27,10 +27,10 @@ def _edge_keepalive_expiry_s() -> float:
     return expiry
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_central_closes_idle_connections_after_the_edge_does(
+def _options_given_to_uvicorn(
     workers: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> dict[str, Any]:
+    """What ``jxc central serve`` hands ``uvicorn.run``, caught instead of serving."""
     given: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: given.update(options))
     # What serving changes in this process (the workers' environment, the collector's
@@ -40,6 +40,14 @@ def test_central_closes_idle_connections_after_the_edge_does(
     monkeypatch.setattr(gc_tuning, "tune_for_serving", lambda **_: None)
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'central.db'}", workers=workers)
     cli._run(settings, lambda: None)
+    return given
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_central_closes_idle_connections_after_the_edge_does(
+    workers: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = _options_given_to_uvicorn(workers, tmp_path, monkeypatch)
     assert given["timeout_keep_alive"] > 2 * _edge_keepalive_expiry_s()
 
 
@@ -49,13 +57,7 @@ def test_central_serves_with_the_compiled_http_parser_and_event_loop(
 ) -> None:
     """Named, not left to uvicorn's "auto": a missing package would stop the start instead
     of serving with the pure-Python parser at a quarter more CPU per request."""
-    given: dict[str, Any] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: given.update(options))
-    monkeypatch.setenv("JXC_CENTRAL_DATABASE_URL", "unset")
-    monkeypatch.setenv("JXC_LOG_LEVEL", "WARNING")
-    monkeypatch.setattr(gc_tuning, "tune_for_serving", lambda **_: None)
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'central.db'}", workers=workers)
-    cli._run(settings, lambda: None)
+    given = _options_given_to_uvicorn(workers, tmp_path, monkeypatch)
     assert (given["http"], given["loop"]) == ("httptools", "uvloop")
     config = uvicorn.Config(app=None, http=given["http"], loop=given["loop"])  # type: ignore[arg-type]
     config.load()  # imports what they name; fails if a package is missing
